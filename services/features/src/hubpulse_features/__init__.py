@@ -1,0 +1,1 @@
+"""hubpulse_features."""

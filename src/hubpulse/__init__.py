@@ -1,0 +1,1 @@
+"""hubpulse: the platform command line and the embedded platform that runs every service locally."""

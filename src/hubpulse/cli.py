@@ -1,0 +1,49 @@
+"""The `hubpulse` command: one typer app assembled from the command modules in hubpulse.commands."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="hubpulse",
+    help="Watch the Hugging Face Hub, spot models about to take off, deploy and monitor them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+# (module, group name or None for top-level commands). Each module defines `register(app)`.
+_COMMAND_MODULES: tuple[str, ...] = (
+    "hubpulse.commands.platform",  # up, status
+    "hubpulse.commands.hub",  # hub serve
+    "hubpulse.commands.pipeline",  # ingest, import
+    "hubpulse.commands.model",  # train, backtest, promote, rollback, models
+    "hubpulse.commands.bench",  # bench pipeline, bench search
+)
+
+for _name in _COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != _name:  # a real missing dependency, not a module still to be written
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point: user-facing errors become one clear line and a non-zero exit, never a traceback."""
+    from hubpulse_common.errors import UserFacingError
+
+    try:
+        app()
+    except UserFacingError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
