@@ -1,0 +1,227 @@
+"""The one feature implementation: training, backtest and the streaming features service all call this.
+
+Everything is vectorised: per-model time series are laid out as a dense (models x calendar days) grid, so
+lags are column shifts and a missing day is simply a NaN cell (the calendar reindex); cross-sectional
+features are pandas groupby ranks over the day's rows.
+
+Exactness contract (no train/serve skew): the features of day t depend only on rows dated
+t - HISTORY_WINDOW_DAYS + 1 .. t, and cross-sectional features on the *whole* population of day t.
+A streaming caller therefore computes day t as
+
+    compute_features(pd.concat([window_rows, todays_rows]), output_from=t)
+
+where `window_rows` are every model's rows of the previous HISTORY_WINDOW_DAYS - 1 days and
+`todays_rows` is the complete day t (every model seen that day, not one batch of it). The result
+equals, row for row, what `compute_features(full_history)` gives for day t (tests/model/test_features.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+HISTORY_WINDOW_DAYS: int = 14
+KEY_COLUMNS: tuple[str, str] = ("snapshot_date", "model_id")
+
+# Gaps of up to this many days are bridged with the last seen value for the 3- and 7-day differences.
+_FFILL_LIMIT = 3
+
+_TIME_FEATURES: tuple[str, ...] = (
+    "log_downloads",
+    "lag_1_delta",
+    "lag_1_growth",
+    "delta_downloads_24h",
+    "rolling_mean_7",
+    "downloads_vs_mean_7",
+    "growth_rate_7d",
+    "delta_7d",
+    "log_likes",
+    "likes_1d",
+    "likes_7d",
+    "likes_velocity_3d",
+    "likes_acceleration",
+    "likes_growth_7d",
+    "days_observed_14d",
+    "days_since_prev_obs",
+    "trending_rank",
+    "rank_change_1d",
+    "rank_change_7d",
+    "best_rank_7d",
+    "days_ranked_7d",
+)
+_ROW_FEATURES: tuple[str, ...] = ("age_days", "day_of_week")
+_DAY_RANKED: tuple[str, ...] = ("log_downloads", "lag_1_delta", "growth_rate_7d", "likes_7d", "likes_velocity_3d")
+_TASK_RANKED: tuple[str, ...] = ("log_downloads", "growth_rate_7d", "likes_7d")
+_CROSS_FEATURES: tuple[str, ...] = (
+    *(f"day_pct_{c}" for c in _DAY_RANKED),
+    *(f"task_pct_{c}" for c in _TASK_RANKED),
+    "task_log_models",
+    "author_log_models",
+    "author_log_downloads",
+    "author_likes_7d",
+    "author_best_rank",
+    "author_max_growth_7d",
+)
+FEATURE_COLUMNS: tuple[str, ...] = (*_TIME_FEATURES, *_ROW_FEATURES, *_CROSS_FEATURES)
+
+
+def _shift(g: np.ndarray, k: int) -> np.ndarray:
+    """Value of k days earlier (NaN where that is before the grid)."""
+    out = np.full_like(g, np.nan)
+    if k < g.shape[1]:
+        out[:, k:] = g[:, : g.shape[1] - k]
+    return out
+
+
+def _ffill(g: np.ndarray, limit: int) -> np.ndarray:
+    out = g.copy()
+    for k in range(1, limit + 1):
+        hole = np.isnan(out)
+        out[hole] = _shift(g, k)[hole]
+    return out
+
+
+def _window_sum_count(g: np.ndarray, days: int) -> tuple[np.ndarray, np.ndarray]:
+    # Explicit shifts, not cumsum: the summation order is then the same in any window, so streaming
+    # and batch results are bit-identical.
+    total = np.zeros_like(g)
+    count = np.zeros_like(g)
+    for k in range(days):
+        s = _shift(g, k)
+        seen = ~np.isnan(s)
+        total += np.where(seen, s, 0.0)
+        count += seen
+    return total, count
+
+
+def _counter_diff(cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    """Difference of a cumulative counter; NaN across a reset (repo deleted and re-created)."""
+    diff = cur - prev
+    reset = (diff < -0.5 * prev) & (prev >= 10)
+    return np.where(reset, np.nan, diff)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return num / np.maximum(den, 1.0)
+
+
+def _time_features(history: pd.DataFrame, codes: np.ndarray, day: np.ndarray, n_models: int) -> dict[str, np.ndarray]:
+    n_days = int(day.max()) + 1
+
+    def grid(column: str) -> np.ndarray:
+        g = np.full((n_models, n_days), np.nan)
+        if column in history.columns:
+            g[codes, day] = history[column].to_numpy(dtype="float64", na_value=np.nan)
+        return g
+
+    seen = np.full((n_models, n_days), np.nan)
+    seen[codes, day] = 1.0
+    d = grid("downloads")
+    d_prev = _shift(d, 1)
+    d_ff7 = _shift(_ffill(d, _FFILL_LIMIT), 7)
+    d_sum, d_count = _window_sum_count(d, 7)
+    rolling_mean_7 = d_sum / np.where(d_count > 0, d_count, np.nan)
+    all_time = grid("downloads_all_time")
+    delta_24h = all_time - _shift(all_time, 1)
+    likes = grid("likes")
+    likes_ff = _ffill(likes, _FFILL_LIMIT)
+    likes_3, likes_6, likes_7 = _shift(likes_ff, 3), _shift(likes_ff, 6), _shift(likes_ff, 7)
+    likes_7d = _counter_diff(likes, likes_7)
+    rank = grid("trending_rank")
+    _, seen_14 = _window_sum_count(seen, HISTORY_WINDOW_DAYS)
+    since_prev = np.full_like(d, np.nan)
+    for k in range(HISTORY_WINDOW_DAYS - 1, 0, -1):  # descending, so the nearest earlier day wins
+        since_prev[~np.isnan(_shift(seen, k))] = k
+    ranks_7 = [_shift(rank, k) for k in range(7)]
+    best_rank = ranks_7[0]
+    for r in ranks_7[1:]:
+        best_rank = np.fmin(best_rank, r)
+    return {
+        "log_downloads": np.log1p(d),
+        "lag_1_delta": d - d_prev,
+        "lag_1_growth": _ratio(d - d_prev, d_prev),
+        "delta_downloads_24h": np.where(delta_24h < 0, np.nan, delta_24h),
+        "rolling_mean_7": rolling_mean_7,
+        "downloads_vs_mean_7": _ratio(d, rolling_mean_7),
+        "growth_rate_7d": _ratio(d - d_ff7, d_ff7),
+        "delta_7d": d - d_ff7,
+        "log_likes": np.log1p(likes),
+        "likes_1d": _counter_diff(likes, _shift(likes, 1)),
+        "likes_7d": likes_7d,
+        "likes_velocity_3d": _counter_diff(likes, likes_3) / 3.0,
+        "likes_acceleration": (_counter_diff(likes, likes_3) - _counter_diff(likes_3, likes_6)) / 3.0,
+        "likes_growth_7d": _ratio(likes_7d, likes_7),
+        "days_observed_14d": seen_14,
+        "days_since_prev_obs": since_prev,
+        "trending_rank": rank,
+        "rank_change_1d": _shift(rank, 1) - rank,
+        "rank_change_7d": _shift(rank, 7) - rank,
+        "best_rank_7d": best_rank,
+        "days_ranked_7d": np.sum([~np.isnan(r) for r in ranks_7], axis=0, dtype="float64"),
+    }
+
+
+def _group_key(*codes: np.ndarray) -> np.ndarray:
+    key = np.zeros(len(codes[0]), dtype="int64")
+    for c in codes:
+        key = key * (int(c.max()) + 1 if len(c) else 1) + c
+    return key
+
+
+def _cross_features(out: pd.DataFrame, day: np.ndarray) -> None:
+    """Ranks and aggregates over the whole day's population (and within task and author)."""
+    by_day = out.groupby(day, sort=False)
+    for c in _DAY_RANKED:
+        out[f"day_pct_{c}"] = by_day[c].rank(pct=True)
+    task_codes, _ = pd.factorize(out["_task"].fillna(""))
+    task_key = _group_key(day, task_codes)
+    by_task = out.groupby(task_key, sort=False)
+    for c in _TASK_RANKED:
+        out[f"task_pct_{c}"] = by_task[c].rank(pct=True)
+    out["task_log_models"] = np.log1p(by_task["log_downloads"].transform("size").to_numpy(dtype="float64"))
+    author_codes, _ = pd.factorize(out["model_id"].str.split("/", n=1).str[0])
+    by_author = out.groupby(_group_key(day, author_codes), sort=False)
+    out["author_log_models"] = np.log1p(by_author["log_downloads"].transform("size").to_numpy(dtype="float64"))
+    out["author_log_downloads"] = np.log1p(by_author["_downloads"].transform("sum"))
+    out["author_likes_7d"] = by_author["likes_7d"].transform("sum")
+    out["author_best_rank"] = by_author["trending_rank"].transform("min")
+    out["author_max_growth_7d"] = by_author["growth_rate_7d"].transform("max")
+
+
+def compute_features(history: pd.DataFrame, *, output_from: dt.date | pd.Timestamp | None = None) -> pd.DataFrame:
+    """Features for every row of `history` dated on or after `output_from` (all rows when None).
+
+    `history` is a typed history frame (hubpulse_common.history); missing optional columns are allowed.
+    Returns the key columns plus FEATURE_COLUMNS (float32), rows in the input's order, index reset.
+    """
+    if history.empty:
+        return pd.DataFrame(
+            {"snapshot_date": pd.Series(dtype="datetime64[ns]"), "model_id": pd.Series(dtype=object)}
+            | {c: pd.Series(dtype="float32") for c in FEATURE_COLUMNS}
+        )
+    dates = history["snapshot_date"].to_numpy(dtype="datetime64[D]")
+    first = dates.min()
+    day = (dates - first).astype("int64")
+    codes, models = pd.factorize(history["model_id"])
+    grids = _time_features(history, codes, day, len(models))
+
+    keep = np.ones(len(history), dtype=bool)
+    if output_from is not None:
+        keep = dates >= np.datetime64(pd.Timestamp(output_from).date(), "D")
+    rows = history.loc[keep]
+    r_codes, r_day = codes[keep], day[keep]
+    out = pd.DataFrame({"snapshot_date": rows["snapshot_date"].to_numpy(), "model_id": rows["model_id"].to_numpy()})
+    for name, g in grids.items():
+        out[name] = g[r_codes, r_day]
+    created = rows["created_at"] if "created_at" in rows.columns else pd.Series(pd.NaT, index=rows.index)
+    age = (rows["snapshot_date"] - created).dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan) / 86400
+    out["age_days"] = np.clip(age, 0.0, None)
+    out["day_of_week"] = rows["snapshot_date"].dt.dayofweek.to_numpy(dtype="float64")
+    out["_task"] = rows["pipeline_tag"].to_numpy() if "pipeline_tag" in rows.columns else np.nan
+    out["_downloads"] = rows["downloads"].fillna(0).to_numpy(dtype="float64")
+    _cross_features(out, r_day)
+    out = out.drop(columns=["_task", "_downloads"])
+    out[list(FEATURE_COLUMNS)] = out[list(FEATURE_COLUMNS)].astype("float32")
+    return out[["snapshot_date", "model_id", *FEATURE_COLUMNS]]

@@ -1,0 +1,198 @@
+"""The CONTRACT backtest: time split with a horizon-long gap, the model against baselines on the same rows.
+
+cutoff = the first test day; the newest `test_fraction` of labelled days are the test period.
+Train rows are dated before cutoff - H (their labels end before the test period starts); test rows on or
+after cutoff. The model's calibration and threshold come from the training rows only (training.train).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+from sklearn.metrics import average_precision_score, brier_score_loss
+
+from hubpulse_common.errors import InputError
+from hubpulse_common.history import has_trending_ranks
+from hubpulse_scorer.model.artifact import TrainedModel
+from hubpulse_scorer.model.training import Progress, TrainConfig, _quiet, build_dataset, train
+
+# baseline name -> (feature column, sign): score = sign * feature; missing values score lowest.
+BASELINES: dict[str, tuple[str, float]] = {
+    "likes_7d": ("likes_7d", 1.0),
+    "lag_1_growth": ("lag_1_growth", 1.0),
+    "rolling_mean_7": ("rolling_mean_7", 1.0),
+    "current_rank": ("trending_rank", -1.0),
+}
+
+
+@dataclass
+class BacktestResult:
+    report: dict[str, Any]  # exactly the CONTRACT JSON
+    labels: np.ndarray  # test rows
+    scores: dict[str, np.ndarray]  # "model" and each baseline, on the test rows
+    model: TrainedModel
+
+
+def precision_at_k(days: np.ndarray, labels: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
+    """Mean over days of the precision of that day's k highest-scored rows (fewer if the day is smaller)."""
+    frame = pd.DataFrame({"day": days, "y": labels, "s": scores})
+    top = frame.sort_values(["day", "s"], ascending=[True, False], kind="stable").groupby("day").head(k)
+    return float(top.groupby("day")["y"].mean().mean())
+
+
+def _baseline_score(test: pd.DataFrame, column: str, sign: float) -> np.ndarray:
+    values = sign * test[column].to_numpy(dtype="float64", na_value=np.nan)
+    return np.where(np.isnan(values), -np.inf, values)
+
+
+def _ranking_metrics(days: np.ndarray, y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    # average_precision_score needs finite scores; -inf (missing) goes just below the smallest one.
+    finite = np.isfinite(s)
+    floor = (s[finite].min() - 1.0) if finite.any() else 0.0
+    s = np.where(finite, s, floor)
+    return {"pr_auc": float(average_precision_score(y, s)), "precision_at_10": precision_at_k(days, y, s)}
+
+
+def split_days(history: pd.DataFrame, horizon: int, test_fraction: float) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(train_end_exclusive, cutoff): train rows < cutoff - H, test rows >= cutoff."""
+    days = np.unique(history["snapshot_date"].to_numpy(dtype="datetime64[ns]"))
+    labelled = days[days + np.timedelta64(horizon, "D") <= days[-1]] if len(days) else days
+    cut = int(len(labelled) * (1 - test_fraction))
+    if len(labelled) < 4 or cut < 1 or cut >= len(labelled):
+        raise InputError(
+            f"history too short for a backtest: {len(days)} days, {len(labelled)} with a {horizon}-day label"
+        )
+    cutoff = pd.Timestamp(labelled[cut])
+    train_end = cutoff - pd.Timedelta(days=horizon)
+    if not (days < np.datetime64(train_end, "ns")).any():
+        raise InputError(
+            f"history too short for a backtest: no training day before {train_end.date()} "
+            f"(cutoff {cutoff.date()} minus the {horizon}-day horizon)"
+        )
+    return train_end, cutoff
+
+
+def run_backtest(
+    history: pd.DataFrame, config: TrainConfig, *, test_fraction: float = 0.3, progress: Progress = _quiet
+) -> BacktestResult:
+    lc = config.labels
+    with_ranks = has_trending_ranks(history)
+    if lc.label == "trending" and not with_ranks:
+        raise InputError("the trending label needs trending_rank values; this history has none (use --label surge)")
+    train_end, cutoff = split_days(history, lc.horizon, test_fraction)
+    data = build_dataset(history, config, subsample_before=train_end, progress=progress)
+    dates = data.frame["snapshot_date"]
+    is_train = (dates < train_end).to_numpy()
+    is_test = (dates >= cutoff).to_numpy()
+    y = data.label[is_test]
+    if y.sum() == 0:
+        raise InputError(f"no positives in the test period from {cutoff.date()}: the {lc.label} label cannot be scored")
+    model = train(
+        data.frame.loc[is_train], data.label[is_train], config, weight=data.weight[is_train], progress=progress
+    )
+    progress("scoring the test period")
+    test = data.frame.loc[is_test]
+    days = test["snapshot_date"].to_numpy()
+    proba = model.predict_proba(test)
+    predicted = proba >= model.threshold
+    tp = float((predicted & (y == 1)).sum())
+    metrics = {
+        **_ranking_metrics(days, y, proba),
+        "precision": tp / max(float(predicted.sum()), 1.0),
+        "recall": tp / float(y.sum()),
+        "accuracy": float((predicted == (y == 1)).mean()),
+        "brier": float(brier_score_loss(y, proba)),
+        "threshold": model.threshold,
+    }
+    scores = {"model": proba}
+    baselines: dict[str, dict[str, float]] = {}
+    for name, (column, sign) in BASELINES.items():
+        if name == "current_rank" and not with_ranks:
+            continue
+        scores[name] = _baseline_score(test, column, sign)
+        baselines[name] = _ranking_metrics(days, y, scores[name])
+    train_dates = dates[is_train]
+    report = {
+        "label": lc.label,
+        "horizon": lc.horizon,
+        "top_k": lc.top_k,
+        "train_days": [str(train_dates.min().date()), str(train_dates.max().date())],
+        "test_days": [str(pd.Timestamp(days.min()).date()), str(pd.Timestamp(days.max()).date())],
+        "test_rows": int(len(y)),
+        "positives": int(y.sum()),
+        "model": metrics,
+        "baselines": baselines,
+    }
+    model.metadata.extra["backtest_split"] = {"train_end_exclusive": str(train_end.date()), "cutoff": str(cutoff.date())}
+    return BacktestResult(report=report, labels=y, scores=scores, model=model)
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    """The report as a rich table: one row per scorer, the model first."""
+    table = Table(
+        title=f"backtest {report['label']} H={report['horizon']} K={report['top_k']}: "
+        f"test {report['test_days'][0]}..{report['test_days'][1]}, "
+        f"{report['test_rows']:,} rows, {report['positives']:,} positives"
+    )
+    for column in ("scorer", "PR-AUC", "precision@10", "precision", "recall", "brier"):
+        table.add_column(column, justify="left" if column == "scorer" else "right")
+    m = report["model"]
+    table.add_row(
+        f"model (threshold {m['threshold']:.3f})",
+        f"{m['pr_auc']:.3f}",
+        f"{m['precision_at_10']:.3f}",
+        f"{m['precision']:.3f}",
+        f"{m['recall']:.3f}",
+        f"{m['brier']:.4f}",
+    )
+    for name, b in report["baselines"].items():
+        table.add_row(f"baseline {name}", f"{b['pr_auc']:.3f}", f"{b['precision_at_10']:.3f}", "", "", "")
+    return table
+
+
+def write_plots(result: BacktestResult, directory: Path) -> list[Path]:
+    """PR curves (model and baselines), the calibration curve and feature importance, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import precision_recall_curve
+
+    directory.mkdir(parents=True, exist_ok=True)
+    y, label = result.labels, result.report["label"]
+    paths = [directory / "pr_curve.png", directory / "calibration.png", directory / "feature_importance.png"]
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, s in result.scores.items():
+        s = np.where(np.isfinite(s), s, np.nanmin(s[np.isfinite(s)]) - 1 if np.isfinite(s).any() else 0)
+        p, r, _ = precision_recall_curve(y, s)
+        ax.plot(r, p, label=name, linewidth=2 if name == "model" else 1)
+    ax.set(xlabel="recall", ylabel="precision", title=f"precision-recall, {label}")
+    ax.legend()
+    fig.savefig(paths[0], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    frac, mean = calibration_curve(y, result.scores["model"], n_bins=10, strategy="quantile")
+    ax.plot(mean, frac, marker="o", label="model")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+    ax.set(xlabel="predicted probability", ylabel="observed frequency", title=f"calibration, {label}")
+    ax.legend()
+    fig.savefig(paths[1], dpi=100)
+    plt.close(fig)
+
+    gain = result.model.booster.get_score(importance_type="total_gain")
+    top = sorted(gain.items(), key=lambda kv: kv[1])[-20:]
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.barh([k for k, _ in top], [v for _, v in top])
+    ax.set(xlabel="total gain", title=f"feature importance, {label}")
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=100)
+    plt.close(fig)
+    return paths

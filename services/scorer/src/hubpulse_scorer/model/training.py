@@ -1,0 +1,213 @@
+"""Training: labelled feature rows -> an XGBoost booster, Platt-calibrated, with its operating threshold.
+
+The booster is fitted on the older part of the training rows; the newest `validation_fraction` of days
+(after a horizon-long gap, so no label overlaps) calibrates the probabilities and picks the threshold.
+The test period of a backtest never reaches this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import precision_recall_curve
+
+from hubpulse_common.errors import InputError
+from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, compute_features
+from hubpulse_scorer.model.artifact import ModelMetadata, TrainedModel
+from hubpulse_scorer.model.labels import LabelConfig, make_labels
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    seed: int = 0
+    n_rounds: int = 300
+    learning_rate: float = 0.05
+    max_depth: int = 4
+    min_child_weight: float = 2.0
+    subsample: float = 0.8
+    colsample_bytree: float = 0.8
+    nthread: int = 2
+    validation_fraction: float = 0.25
+    # Negatives beyond this many are subsampled, each kept one weighted 1/rate so totals stay unbiased.
+    max_negatives: int = 2_000_000
+    min_train_positives: int = 20
+    min_validation_positives: int = 5
+    # Compute features this many target days at a time (bounds memory on a 2M-model Hub); None = all at once.
+    chunk_days: int | None = None
+
+
+@dataclass
+class Dataset:
+    frame: pd.DataFrame  # key columns + FEATURE_COLUMNS
+    label: np.ndarray  # 0.0 / 1.0
+    weight: np.ndarray  # 1.0, or 1/rate for subsampled negatives
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def history_hash(history: pd.DataFrame) -> str:
+    """Content hash of a history frame (order-sensitive), recorded in the model metadata."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(history, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_dataset(
+    history: pd.DataFrame,
+    config: TrainConfig,
+    *,
+    subsample_before: pd.Timestamp | None = None,
+    progress: Progress = _quiet,
+) -> Dataset:
+    """Labelled feature rows of `history` (rows with an undefined label are left out).
+
+    Negatives dated before `subsample_before` (all, when None) are subsampled down to
+    `config.max_negatives`; rows on or after it (a backtest's test period) are all kept.
+    """
+    progress("labelling")
+    labels = make_labels(history, config.labels)
+    dates = history["snapshot_date"].to_numpy(dtype="datetime64[ns]")
+    labelled = ~np.isnan(labels)
+    pool = labelled & (labels == 0)
+    if subsample_before is not None:
+        pool &= dates < np.datetime64(subsample_before, "ns")
+    rate = min(1.0, config.max_negatives / max(int(pool.sum()), 1))
+    dropped = pool & (np.random.default_rng(config.seed).random(len(history)) >= rate)
+    keep = labelled & ~dropped
+    weight = np.where(pool, 1.0 / rate, 1.0)
+
+    days = np.unique(dates[keep])
+    chunk = config.chunk_days or max(len(days), 1)
+    parts: list[pd.DataFrame] = []
+    rows: list[np.ndarray] = []
+    for i in range(0, len(days), chunk):
+        first, last = days[i], days[min(i + chunk, len(days)) - 1]
+        progress(f"features {pd.Timestamp(first).date()}..{pd.Timestamp(last).date()}")
+        window = (dates > first - np.timedelta64(HISTORY_WINDOW_DAYS, "D")) & (dates <= last)
+        feats = compute_features(history.loc[window], output_from=pd.Timestamp(first))
+        target = np.flatnonzero(window & (dates >= first))  # the rows compute_features returned, in order
+        parts.append(feats.loc[keep[target]])
+        rows.append(target[keep[target]])
+    if not parts:
+        return Dataset(frame=compute_features(history.iloc[:0]), label=np.zeros(0), weight=np.zeros(0))
+    taken = np.concatenate(rows)
+    return Dataset(frame=pd.concat(parts, ignore_index=True), label=labels[taken], weight=weight[taken])
+
+
+def _check_positives(n_fit: int, n_val: int, config: TrainConfig) -> None:
+    if n_fit < config.min_train_positives or n_val < config.min_validation_positives:
+        raise InputError(
+            f"too few positives to train the {config.labels.label} model: {n_fit} in the training slice and "
+            f"{n_val} in the validation slice (need {config.min_train_positives} and "
+            f"{config.min_validation_positives}); use a longer history or a looser label "
+            "(--horizon, --top-k); nothing was trained or registered"
+        )
+
+
+def _day(ts: Any) -> str:
+    return str(pd.Timestamp(ts).date())
+
+
+def _xgb_params(config: TrainConfig, scale_pos_weight: float) -> dict[str, Any]:
+    return {
+        "objective": "binary:logistic",
+        "eval_metric": "aucpr",
+        "tree_method": "hist",
+        "max_depth": config.max_depth,
+        "learning_rate": config.learning_rate,
+        "min_child_weight": config.min_child_weight,
+        "subsample": config.subsample,
+        "colsample_bytree": config.colsample_bytree,
+        "scale_pos_weight": scale_pos_weight,
+        "nthread": config.nthread,
+        "seed": config.seed,
+    }
+
+
+def train(
+    features: pd.DataFrame,
+    labels: np.ndarray,
+    config: TrainConfig,
+    *,
+    weight: np.ndarray | None = None,
+    data_hash: str | None = None,
+    progress: Progress = _quiet,
+) -> TrainedModel:
+    """Fit, calibrate and pick the threshold. `features` holds snapshot_date and FEATURE_COLUMNS."""
+    labels = np.asarray(labels, dtype="float64")
+    w = np.ones(len(labels)) if weight is None else np.asarray(weight, dtype="float64")
+    dates = features["snapshot_date"].to_numpy(dtype="datetime64[ns]")
+    days = np.unique(dates)
+    if len(days) < 2:
+        _check_positives(0, 0, config)
+    val_start = days[min(int(len(days) * (1 - config.validation_fraction)), len(days) - 1)]
+    fit = dates < val_start - np.timedelta64(config.labels.horizon, "D")
+    val = dates >= val_start
+    _check_positives(int(labels[fit].sum()), int(labels[val].sum()), config)
+
+    x = features[list(FEATURE_COLUMNS)].to_numpy(dtype="float32", na_value=np.nan)
+    pos_w = float(w[fit][labels[fit] == 1].sum())
+    neg_w = float(w[fit][labels[fit] == 0].sum())
+    # sqrt of the class ratio: lifts the rare class without letting a handful of positives dominate;
+    # calibration undoes the resulting probability shift.
+    params = _xgb_params(config, float(np.sqrt(neg_w / pos_w)))
+    progress(f"fitting XGBoost on {int(fit.sum()):,} rows")
+    dfit = xgb.QuantileDMatrix(
+        x[fit], label=labels[fit], weight=w[fit], missing=np.nan, feature_names=list(FEATURE_COLUMNS)
+    )
+    booster = xgb.train(params, dfit, num_boost_round=config.n_rounds)
+    del dfit
+
+    progress("calibrating on the validation slice")
+    dval = xgb.DMatrix(x[val], missing=np.nan, feature_names=list(FEATURE_COLUMNS))
+    margin = np.asarray(booster.predict(dval, output_margin=True), dtype="float64")
+    platt = LogisticRegression(C=1e4, max_iter=1000)
+    platt.fit(margin.reshape(-1, 1), labels[val], sample_weight=w[val])
+    a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    proba = 1.0 / (1.0 + np.exp(-(a * margin + b)))
+    precision, recall, thresholds = precision_recall_curve(labels[val], proba, sample_weight=w[val])
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    threshold = float(thresholds[int(np.argmax(f1))])
+
+    now = dt.datetime.now(dt.UTC)
+    data_hash = data_hash or history_hash(features[["snapshot_date", "model_id"]])
+    metadata = ModelMetadata(
+        version=f"{now:%Y%m%dT%H%M%SZ}-{data_hash[:8]}",
+        label=asdict(config.labels),
+        feature_columns=list(FEATURE_COLUMNS),
+        training_window=[_day(dates[fit].min()), _day(dates[fit].max())],
+        validation_window=[_day(dates[val].min()), _day(dates[val].max())],
+        data_hash=data_hash,
+        threshold=threshold,
+        platt=[a, b],
+        params=params | {"num_boost_round": config.n_rounds},
+        created_at=now.isoformat(timespec="seconds"),
+    )
+    return TrainedModel(booster=booster, metadata=metadata)
+
+
+def train_from_history(
+    history: pd.DataFrame,
+    config: TrainConfig,
+    *,
+    backtest: dict[str, Any] | None = None,
+    progress: Progress = _quiet,
+) -> TrainedModel:
+    """Train on every labelled day of `history` (the `hubpulse train` core; the registry stores the result)."""
+    data = build_dataset(history, config, progress=progress)
+    model = train(data.frame, data.label, config, weight=data.weight, data_hash=history_hash(history), progress=progress)
+    if backtest is not None:
+        model.metadata = replace(model.metadata, backtest=backtest)
+    return model
