@@ -104,7 +104,8 @@ def _counter_diff(cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return num / np.maximum(den, 1.0)
+    out: np.ndarray = num / np.maximum(den, 1.0)
+    return out
 
 
 def _time_features(history: pd.DataFrame, codes: np.ndarray, day: np.ndarray, n_models: int) -> dict[str, np.ndarray]:
@@ -175,7 +176,7 @@ def _cross_features(out: pd.DataFrame, day: np.ndarray) -> None:
     by_day = out.groupby(day, sort=False)
     for c in _DAY_RANKED:
         out[f"day_pct_{c}"] = by_day[c].rank(pct=True)
-    task_codes, _ = pd.factorize(out["_task"].fillna(""))
+    task_codes, _ = pd.factorize(out["_task"], use_na_sentinel=False)
     task_key = _group_key(day, task_codes)
     by_task = out.groupby(task_key, sort=False)
     for c in _TASK_RANKED:
@@ -218,7 +219,7 @@ def compute_features(history: pd.DataFrame, *, output_from: dt.date | pd.Timesta
     created = rows["created_at"] if "created_at" in rows.columns else pd.Series(pd.NaT, index=rows.index)
     age = (rows["snapshot_date"] - created).dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan) / 86400
     out["age_days"] = np.clip(age, 0.0, None)
-    out["day_of_week"] = rows["snapshot_date"].dt.dayofweek.to_numpy(dtype="float64")
+    out["day_of_week"] = rows["snapshot_date"].dt.day_of_week.to_numpy(dtype="float64")
     out["_task"] = rows["pipeline_tag"].to_numpy() if "pipeline_tag" in rows.columns else np.nan
     out["_downloads"] = rows["downloads"].fillna(0).to_numpy(dtype="float64")
     _cross_features(out, r_day)

@@ -84,14 +84,13 @@ def _parse_dates(raw: pd.Series, name: str, column: str, *, day_only: bool) -> p
 def _read_raw(path: Path) -> pd.DataFrame:
     with path.open("rb") as fh:
         magic = fh.read(2)
-    compression = "gzip" if magic == b"\x1f\x8b" else None
     try:
         return pd.read_csv(
             path,
             dtype=str,
             keep_default_na=False,
             na_values=[],
-            compression=compression,
+            compression="gzip" if magic == b"\x1f\x8b" else None,
             usecols=lambda c: c.strip() in HISTORY_COLUMNS,
         )
     except pd.errors.EmptyDataError as exc:

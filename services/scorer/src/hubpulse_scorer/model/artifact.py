@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-
 from hubpulse_common.errors import InputError
+
 from hubpulse_scorer.model.explain import Contribution, top_contributions
 
 FORMAT_VERSION = 1
@@ -66,11 +66,15 @@ class TrainedModel:
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of the label for each row of `features` (needs FEATURE_COLUMNS)."""
         a, b = self.metadata.platt
-        return 1.0 / (1.0 + np.exp(-(a * self.margin(features) + b)))
+        proba: np.ndarray = 1.0 / (1.0 + np.exp(-(a * self.margin(features) + b)))
+        return proba
 
     def explain(self, features: pd.DataFrame, top_n: int = 5) -> list[list[Contribution]]:
         """Top `top_n` signed feature contributions per row (see explain.top_contributions)."""
-        return top_contributions(self.booster, self._matrix(features), self.feature_columns, top_n)
+        explained: list[list[Contribution]] = top_contributions(
+            self.booster, self._matrix(features), self.feature_columns, top_n
+        )
+        return explained
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()

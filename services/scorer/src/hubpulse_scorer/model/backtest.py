@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from hubpulse_common.errors import InputError
+from hubpulse_common.history import has_trending_ranks
 from rich.table import Table
 from sklearn.metrics import average_precision_score, brier_score_loss
 
-from hubpulse_common.errors import InputError
-from hubpulse_common.history import has_trending_ranks
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.model.training import Progress, TrainConfig, _quiet, build_dataset, train
 
@@ -123,12 +123,15 @@ def run_backtest(
         "top_k": lc.top_k,
         "train_days": [str(train_dates.min().date()), str(train_dates.max().date())],
         "test_days": [str(pd.Timestamp(days.min()).date()), str(pd.Timestamp(days.max()).date())],
-        "test_rows": int(len(y)),
+        "test_rows": len(y),
         "positives": int(y.sum()),
         "model": metrics,
         "baselines": baselines,
     }
-    model.metadata.extra["backtest_split"] = {"train_end_exclusive": str(train_end.date()), "cutoff": str(cutoff.date())}
+    model.metadata.extra["backtest_split"] = {
+        "train_end_exclusive": str(train_end.date()),
+        "cutoff": str(cutoff.date()),
+    }
     return BacktestResult(report=report, labels=y, scores=scores, model=model)
 
 

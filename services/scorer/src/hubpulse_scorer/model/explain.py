@@ -18,9 +18,9 @@ def top_contributions(
     A positive contribution pushes the trend probability up. Values are on the model's margin
     (log-odds) scale; calibration is monotone, so signs and order carry over to the probability.
     """
-    contribs = booster.predict(
-        xgb.DMatrix(x, missing=np.nan, feature_names=list(feature_names)), pred_contribs=True
-    )[:, :-1]  # the last column is the bias term, not a feature
+    contribs = booster.predict(xgb.DMatrix(x, missing=np.nan, feature_names=list(feature_names)), pred_contribs=True)[
+        :, :-1
+    ]  # the last column is the bias term, not a feature
     n = min(top_n, contribs.shape[1])
     order = np.argsort(-np.abs(contribs), axis=1, kind="stable")[:, :n]
     values = np.take_along_axis(contribs, order, axis=1)

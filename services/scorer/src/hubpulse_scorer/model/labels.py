@@ -12,7 +12,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-
 from hubpulse_common.errors import InputError
 from hubpulse_common.history import has_trending_ranks
 
@@ -46,7 +45,7 @@ def trending_labels(history: pd.DataFrame, *, top_k: int = 10, horizon: int = 7)
     enters = np.zeros_like(in_top)
     for k in range(1, min(horizon, in_top.shape[1] - 1) + 1):
         enters[:, : in_top.shape[1] - k] |= in_top[:, k:]
-    label = enters[codes, day].astype("float64")
+    label: np.ndarray = enters[codes, day].astype("float64")
     label[in_top[codes, day]] = np.nan
     label[day + horizon > day.max()] = np.nan
     return label
@@ -61,7 +60,7 @@ def surge_labels(
     if horizon < d.shape[1]:
         later[:, : d.shape[1] - horizon] = d[:, horizon:]
     now, then = d[codes, day], later[codes, day]
-    label = ((then >= ratio * now) & (then - now >= min_delta)).astype("float64")
+    label: np.ndarray = ((then >= ratio * now) & (then - now >= min_delta)).astype("float64")
     label[np.isnan(now) | np.isnan(then)] = np.nan
     return label
 
@@ -72,6 +71,4 @@ def make_labels(history: pd.DataFrame, config: LabelConfig) -> np.ndarray:
         return np.zeros(0)
     if config.label == "trending":
         return trending_labels(history, top_k=config.top_k, horizon=config.horizon)
-    return surge_labels(
-        history, horizon=config.horizon, ratio=config.surge_ratio, min_delta=config.surge_min_delta
-    )
+    return surge_labels(history, horizon=config.horizon, ratio=config.surge_ratio, min_delta=config.surge_min_delta)

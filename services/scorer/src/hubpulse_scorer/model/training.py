@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost as xgb
+from hubpulse_common.errors import InputError
+from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, compute_features
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_curve
 
-from hubpulse_common.errors import InputError
-from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, compute_features
 from hubpulse_scorer.model.artifact import ModelMetadata, TrainedModel
 from hubpulse_scorer.model.labels import LabelConfig, make_labels
 
@@ -207,7 +207,9 @@ def train_from_history(
 ) -> TrainedModel:
     """Train on every labelled day of `history` (the `hubpulse train` core; the registry stores the result)."""
     data = build_dataset(history, config, progress=progress)
-    model = train(data.frame, data.label, config, weight=data.weight, data_hash=history_hash(history), progress=progress)
+    model = train(
+        data.frame, data.label, config, weight=data.weight, data_hash=history_hash(history), progress=progress
+    )
     if backtest is not None:
         model.metadata = replace(model.metadata, backtest=backtest)
     return model

@@ -1,0 +1,67 @@
+import json
+
+import pytest
+from hubpulse_common.errors import InputError
+from hubpulse_common.history import load_history
+from hubpulse_scorer.model.backtest import run_backtest, write_plots
+from hubpulse_scorer.model.labels import LabelConfig
+from hubpulse_scorer.model.training import TrainConfig
+
+from .conftest import SHARED_DATA
+
+METRICS = {"pr_auc", "precision_at_10", "precision", "recall", "accuracy", "brier", "threshold"}
+
+
+@pytest.fixture(scope="module")
+def result(history):
+    return run_backtest(history, TrainConfig(labels=LabelConfig(label="trending", top_k=10), n_rounds=40))
+
+
+def test_report_matches_contract(result):
+    report = json.loads(json.dumps(result.report))
+    assert set(report) == {
+        "label",
+        "horizon",
+        "top_k",
+        "train_days",
+        "test_days",
+        "test_rows",
+        "positives",
+        "model",
+        "baselines",
+    }
+    assert set(report["model"]) == METRICS
+    assert set(report["baselines"]) == {"likes_7d", "lag_1_growth", "rolling_mean_7", "current_rank"}
+    assert all(set(b) == {"pr_auc", "precision_at_10"} for b in report["baselines"].values())
+    assert report["test_rows"] == len(result.labels)
+    assert report["positives"] == int(result.labels.sum())
+
+
+def test_split_has_no_label_leakage(result):
+    import pandas as pd
+
+    report, meta = result.report, result.model.metadata
+    test_start = pd.Timestamp(report["test_days"][0])
+    train_last = pd.Timestamp(report["train_days"][1])
+    # a train row's label looks H days ahead: it must end before the first test day
+    assert train_last + pd.Timedelta(days=report["horizon"]) < test_start
+    assert pd.Timestamp(meta.validation_window[1]) <= train_last  # calibration never sees the test period
+    assert pd.Timestamp(meta.training_window[1]) + pd.Timedelta(days=7) < pd.Timestamp(meta.validation_window[0])
+
+
+def test_plots_are_written(result, tmp_path):
+    paths = write_plots(result, tmp_path)
+    assert all(p.stat().st_size > 1000 and p.suffix == ".png" for p in paths)
+
+
+def test_trending_without_ranks_is_refused(history):
+    with pytest.raises(InputError, match="trending_rank"):
+        run_backtest(history.drop(columns=["trending_rank"]), TrainConfig())
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent")
+def test_real_history_backtest_beats_baselines():
+    history = load_history(SHARED_DATA / "transformersjs-trending_daily.csv.gz")
+    report = run_backtest(history, TrainConfig()).report
+    best = max(b["pr_auc"] for b in report["baselines"].values())
+    assert report["model"]["pr_auc"] > best

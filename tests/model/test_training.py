@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+from hubpulse_common.errors import InputError
+from hubpulse_scorer.model.artifact import TrainedModel
+from hubpulse_scorer.model.labels import LabelConfig
+from hubpulse_scorer.model.training import TrainConfig, build_dataset, train, train_from_history
+
+CONFIG = TrainConfig(labels=LabelConfig(label="surge", horizon=7, surge_min_delta=100), n_rounds=40)
+
+
+def test_deterministic_with_seed_and_artifact_round_trip(history):
+    data = build_dataset(history, CONFIG)
+    first = train(data.frame, data.label, CONFIG, weight=data.weight)
+    second = train(data.frame, data.label, CONFIG, weight=data.weight)
+    assert bytes(first.booster.save_raw("ubj")) == bytes(second.booster.save_raw("ubj"))
+    assert first.threshold == second.threshold
+    loaded = TrainedModel.from_bytes(first.to_bytes())
+    np.testing.assert_array_equal(loaded.predict_proba(data.frame), first.predict_proba(data.frame))
+    assert loaded.metadata.feature_columns == first.metadata.feature_columns
+    proba = loaded.predict_proba(data.frame)
+    assert ((proba >= 0) & (proba <= 1)).all()
+
+
+def test_explanations_are_signed_top_contributions(history):
+    model = train_from_history(history, CONFIG)
+    rows = build_dataset(history, CONFIG).frame.head(3)
+    explained = model.explain(rows, top_n=4)
+    assert len(explained) == 3
+    assert all(len(e) == 4 for e in explained)
+    magnitudes = [abs(float(c["contribution"])) for c in explained[0]]
+    assert magnitudes == sorted(magnitudes, reverse=True)
+    assert {c["feature"] for e in explained for c in e} <= set(model.feature_columns)
+
+
+def test_negative_subsampling_keeps_weight_totals(history):
+    config = TrainConfig(labels=CONFIG.labels, max_negatives=500)
+    full, sampled = build_dataset(history, CONFIG), build_dataset(history, config)
+    assert (sampled.label == 0).sum() < (full.label == 0).sum()
+    assert sampled.label.sum() == full.label.sum()
+    assert sampled.weight.sum() == pytest.approx(full.weight.sum(), rel=0.1)
+
+
+def test_too_few_positives_is_refused(history):
+    config = TrainConfig(labels=LabelConfig(label="surge", surge_ratio=1000.0))
+    with pytest.raises(InputError, match=r"too few positives to train the surge model.*nothing was trained"):
+        train_from_history(history, config)
