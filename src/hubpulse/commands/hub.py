@@ -1,0 +1,63 @@
+"""`hubpulse hub serve`: the replay Hub in the foreground."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from hubpulse_common.errors import UserFacingError
+from hubpulse_common.synthetic import MAX_MODELS
+
+hub_app = typer.Typer(help="The replay Hub: the Hub's HTTP API served from history.", no_args_is_help=True)
+
+
+def _start_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise UserFacingError(f"--start-date must be YYYY-MM-DD, got {text!r}") from exc
+
+
+@hub_app.command("serve")
+def serve(
+    history: Annotated[Path | None, typer.Option(help="History file (CONTRACT format, CSV or gzip CSV).")] = None,
+    synthetic: Annotated[int | None, typer.Option(help="Serve a synthetic Hub of N models instead.")] = None,
+    days: Annotated[int, typer.Option(help="Days of synthetic history.")] = 30,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8090,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic Hub and of the fault generator.")] = 0,
+    start_date: Annotated[str, typer.Option(help="First day of the synthetic Hub (YYYY-MM-DD).")] = "2025-01-01",
+    rate_429: Annotated[float, typer.Option(help="Share of /api requests answered 429 with Retry-After.")] = 0.0,
+    rate_5xx: Annotated[float, typer.Option(help="Share of /api requests answered 500/502/503.")] = 0.0,
+) -> None:
+    """Serve GET /api/models, /api/models/{id}, /api/trending; POST /_replay/advance moves the day."""
+    from hubpulse.hub.app import create_app
+    from hubpulse.hub.faults import FaultConfig
+    from hubpulse.hub.server import serve as run_server
+    from hubpulse_common.synthetic import SyntheticHub
+
+    if (history is None) == (synthetic is None):
+        raise UserFacingError("give exactly one of --history FILE or --synthetic N")
+    if not 1 <= port <= 65535:
+        raise UserFacingError(f"--port must be between 1 and 65535, got {port}")
+    for name, rate in (("--rate-429", rate_429), ("--rate-5xx", rate_5xx)):
+        if not 0.0 <= rate <= 1.0:
+            raise UserFacingError(f"{name} must be between 0 and 1, got {rate}")
+    faults = FaultConfig(seed=seed, rate_429=rate_429, rate_5xx=rate_5xx)
+    if synthetic is not None:
+        if not 1 <= synthetic <= MAX_MODELS:
+            raise UserFacingError(f"--synthetic must be between 1 and {MAX_MODELS}, got {synthetic}")
+        if not 1 <= days <= 3650:
+            raise UserFacingError(f"--days must be between 1 and 3650, got {days}")
+        app = create_app(SyntheticHub(synthetic, days, seed=seed, start_date=_start_date(start_date)), faults=faults)
+    else:
+        assert history is not None
+        app = create_app(history, faults=faults)
+    typer.echo(f"replay Hub on http://{host}:{port}  (HF_ENDPOINT=http://{host}:{port})")
+    run_server(app, host, port)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(hub_app, name="hub")

@@ -1,0 +1,64 @@
+"""`create_app(source)`: the replay Hub as a FastAPI app.
+
+To add a Hub surface (repo files, Spaces, an OpenID provider): write `hubpulse/hub/routes/<name>.py` with an
+`APIRouter` named `router`, read shared state through `hubpulse.hub.responses.clock_of(request)`, and add
+one line to `_ROUTERS` below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI
+from hubpulse_common.synthetic import SyntheticHub
+
+from hubpulse.hub.clock import ReplayClock
+from hubpulse.hub.faults import FaultConfig, FaultInjector, FaultMiddleware
+from hubpulse.hub.responses import json_response
+from hubpulse.hub.routes import models, replay
+from hubpulse.hub.source import DaySource, SyntheticSource, history_source
+
+_ROUTERS: tuple[APIRouter, ...] = (
+    models.router,
+    replay.router,
+)
+
+Source = DaySource | SyntheticHub | Path | str
+
+
+def as_source(source: Source) -> DaySource:
+    if isinstance(source, SyntheticHub):
+        return SyntheticSource(source)
+    if isinstance(source, str | Path):
+        return history_source(Path(source))
+    return source
+
+
+def create_app(source: Source, *, start_day: int = 0, faults: FaultConfig | None = None) -> FastAPI:
+    """source: a SyntheticHub, a history file path, or any DaySource; faults: the knobs at start."""
+    clock = ReplayClock(as_source(source), start_day)
+    injector = FaultInjector(faults)
+    app = FastAPI(title="hubpulse replay Hub", description="The Hugging Face Hub API, replayed from history.",
+                  docs_url="/_replay/docs", openapi_url="/_replay/openapi.json", redoc_url=None)
+    app.state.clock = clock
+    app.state.faults = injector
+    for router in _ROUTERS:
+        app.include_router(router)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> object:
+        return json_response({"status": "ready", "date": clock.current.cols.date.isoformat()})
+
+    app.add_middleware(FaultMiddleware, injector=injector)
+    return app
+
+
+def synthetic_app(n_models: int, days: int, seed: int = 0, start_date: dt.date | None = None,
+                  faults: FaultConfig | None = None) -> FastAPI:
+    hub = SyntheticHub(n_models, days, seed=seed, start_date=start_date or dt.date(2025, 1, 1))
+    return create_app(hub, faults=faults)

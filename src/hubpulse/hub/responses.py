@@ -1,0 +1,36 @@
+"""Response helpers shared by the replay Hub's routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request, Response
+
+from hubpulse.hub.clock import ReplayClock
+from hubpulse.hub.faults import FaultInjector
+
+
+def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
+
+
+def hub_error(status_code: int, message: str, error_code: str | None = None) -> Response:
+    """huggingface.co's error shape: {"error": message}, with X-Error-Code that huggingface_hub maps to exceptions."""
+    headers = {"X-Error-Code": error_code, "X-Error-Message": message} if error_code else None
+    return json_response({"error": message}, status_code, headers)
+
+
+def api_error(status_code: int, code: str, message: str) -> Response:
+    """The project's error shape (CONTRACT) for the replay control routes."""
+    return json_response({"error": {"code": code, "message": message}}, status_code)
+
+
+def clock_of(request: Request) -> ReplayClock:
+    clock: ReplayClock = request.app.state.clock
+    return clock
+
+
+def faults_of(request: Request) -> FaultInjector:
+    faults: FaultInjector = request.app.state.faults
+    return faults

@@ -1,0 +1,90 @@
+"""Control routes: the day clock (`/_replay/state`, `/advance`, `/reset`) and the fault knobs (`/_replay/faults`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TypeVar
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from hubpulse.hub.clock import DayOutOfRange
+from hubpulse.hub.faults import FaultConfig
+from hubpulse.hub.responses import api_error, clock_of, faults_of, json_response
+
+router = APIRouter(prefix="/_replay")
+M = TypeVar("M", bound=BaseModel)
+
+
+class Advance(BaseModel):
+    days: int = Field(1, ge=1)
+    date: dt.date | None = None  # jump straight to this date instead
+
+
+class Reset(BaseModel):
+    day: int = Field(0, ge=0)
+
+
+def _state(request: Request) -> dict[str, object]:
+    return {**clock_of(request).state(), "faults": faults_of(request).state()}
+
+
+async def _body(request: Request, model: type[M]) -> M:
+    raw = await request.body()
+    return model.model_validate_json(raw) if raw.strip() else model()
+
+
+@router.get("/state")
+def state(request: Request) -> Response:
+    return json_response(_state(request))
+
+
+@router.post("/advance")
+async def advance(request: Request) -> Response:
+    try:
+        body = await _body(request, Advance)
+    except ValidationError as exc:
+        return api_error(422, "invalid_body", str(exc.errors()[0]["msg"]))
+    clock = clock_of(request)
+    if body.date is not None:
+        if body.date not in clock.source.dates:
+            return api_error(409, "no_such_day", f"{body.date} is not a day of this replay")
+        target = clock.source.dates.index(body.date)
+    else:
+        target = clock.current.day + body.days
+    try:
+        # building a 2M-model day takes about a second: keep it off the event loop
+        await run_in_threadpool(clock.go_to, target)
+    except DayOutOfRange:
+        return api_error(409, "end_of_history", f"day {target} is past the last day ({clock.n_days - 1})")
+    return json_response(_state(request))
+
+
+@router.post("/reset")
+async def reset(request: Request) -> Response:
+    try:
+        body = await _body(request, Reset)
+    except ValidationError as exc:
+        return api_error(422, "invalid_body", str(exc.errors()[0]["msg"]))
+    try:
+        await run_in_threadpool(clock_of(request).go_to, body.day)
+    except DayOutOfRange as exc:
+        return api_error(409, "no_such_day", str(exc))
+    return json_response(_state(request))
+
+
+@router.get("/faults")
+def get_faults(request: Request) -> Response:
+    return json_response(faults_of(request).state())
+
+
+@router.post("/faults")
+async def set_faults(request: Request) -> Response:
+    """Replaces every knob (unset ones return to their defaults) and re-seeds the generator."""
+    try:
+        config = await _body(request, FaultConfig)
+    except ValidationError as exc:
+        return api_error(422, "invalid_body", str(exc.errors()[0]["msg"]))
+    faults_of(request).configure(config)
+    return json_response(faults_of(request).state())
