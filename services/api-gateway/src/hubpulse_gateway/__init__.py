@@ -1,1 +1,1 @@
-"""hubpulse_gateway."""
+"""hubpulse gateway service: the one public API of hubpulse, and the web app."""

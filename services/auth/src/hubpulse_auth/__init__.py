@@ -1,1 +1,1 @@
-"""hubpulse_auth."""
+"""hubpulse auth service: users, tokens, API keys, organisations and roles."""

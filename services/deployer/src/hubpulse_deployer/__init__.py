@@ -1,1 +1,1 @@
-"""hubpulse_deployer."""
+"""hubpulse deployer service: one-click deployments to HF Spaces, AWS Lambda, Kubernetes and local."""

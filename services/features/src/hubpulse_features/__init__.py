@@ -1,1 +1,1 @@
-"""hubpulse_features."""
+"""hubpulse features service: turns daily snapshots into velocity features."""

@@ -1,1 +1,1 @@
-"""hubpulse_metrics."""
+"""hubpulse metrics service: latency, error rate, usage analytics and live pushes."""

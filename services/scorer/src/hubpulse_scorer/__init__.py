@@ -1,1 +1,1 @@
-"""hubpulse_scorer."""
+"""hubpulse scorer service: scores features with the current trend model version."""

@@ -1,0 +1,90 @@
+"""PostgreSQL: an asyncpg pool for the hot path, Alembic for schema migrations applied at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from hubpulse_common.errors import ConfigError
+
+_ENV_DIR = Path(__file__).parent / "migrations"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0) -> asyncpg.Pool:
+    """Open a pool or raise `ConfigError` naming HUBPULSE_DATABASE_URL (never a traceback)."""
+    try:
+        pool = await asyncio.wait_for(
+            asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60),
+            timeout_s,
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, ValueError) as exc:
+        raise ConfigError(
+            f"HUBPULSE_DATABASE_URL={redact(url)}: cannot connect ({exc or type(exc).__name__})"
+        ) from None
+    assert pool is not None
+    return pool
+
+
+def _sqlalchemy_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"postgresql+asyncpg://{rest}" if scheme in ("postgres", "postgresql") else url
+
+
+def _upgrade(connection: Connection, versions_dir: Path, version_table: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_ENV_DIR))
+    cfg.set_main_option("version_locations", str(versions_dir))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["connection"] = connection
+    cfg.attributes["version_table"] = version_table
+    command.upgrade(cfg, "heads")
+
+
+async def migrate(url: str, versions_dir: Path, version_table: str) -> None:
+    """Apply a service's pending migrations. Idempotent; concurrent callers serialise on an advisory lock."""
+    engine = create_async_engine(_sqlalchemy_url(url), poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_advisory_lock(hashtext('hubpulse-migrations'))"))
+            try:
+                await conn.run_sync(_upgrade, versions_dir, version_table)
+                await conn.commit()
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(hashtext('hubpulse-migrations'))"))
+                await conn.commit()
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"HUBPULSE_DATABASE_URL={redact(url)}: cannot connect ({exc})") from None
+    finally:
+        await engine.dispose()
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    await pool.fetchval("SELECT 1")
+
+
+def record_to_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    return dict(record) if record is not None else None

@@ -1,0 +1,208 @@
+"""The HTTP shape every service shares: /healthz, /readyz, /metrics, RED metrics, request ids, JSON errors.
+
+`create_service_app` builds the FastAPI app; the service's lifespan opens its resources and registers
+readiness probes with `add_readiness_probe`. Errors always leave as `{"error": {"code", "message"}}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hubpulse_common.logging import TRACE_HEADER, get_logger, new_trace_id, trace_id_var
+
+log = get_logger(__name__)
+
+Probe = Callable[[], Awaitable[object]]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+REQUESTS = Counter("hubpulse_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+LATENCY = Histogram(
+    "hubpulse_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    502: "bad_gateway",
+    503: "unavailable",
+    504: "timeout",
+}
+
+
+class ApiError(Exception):
+    """Raise anywhere in a request to answer `{"error": {"code", "message"}}` with this status."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body",))
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "validation_error", _validation_message(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http.unhandled", path=request.url.path, error_type=type(exc).__name__)
+        return error_response(500, "internal", "internal error; the request id is in the x-request-id header")
+
+
+class ObservabilityMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware overhead): request id in and out, RED metrics per route template."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                trace_id_var.set(_header(scope, TRACE_HEADER) or new_trace_id())
+            await self.app(scope, receive, send)
+            return
+        trace_id = _header(scope, TRACE_HEADER) or new_trace_id()
+        token = trace_id_var.set(trace_id)
+        status = 500
+        start = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (TRACE_HEADER.encode(), trace_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            LATENCY.labels(self.service, method, template).observe(time.perf_counter() - start)
+            REQUESTS.labels(self.service, method, template, str(status)).inc()
+            trace_id_var.reset(token)
+
+
+def _header(scope: Scope, name: str) -> str | None:
+    target = name.encode()
+    for key, value in scope.get("headers", ()):
+        if key == target:
+            decoded: str = value.decode("latin-1")
+            return decoded[:128]
+    return None
+
+
+def add_readiness_probe(app: FastAPI, name: str, probe: Probe) -> None:
+    """Register a check that /readyz runs; a probe raises (or times out) when its dependency is down."""
+    app.state.readiness[name] = probe
+
+
+async def run_probes(probes: dict[str, Probe], timeout_s: float = 2.0) -> dict[str, str]:
+    async def one(probe: Probe) -> str:
+        try:
+            await asyncio.wait_for(probe(), timeout_s)
+        except Exception as exc:
+            return f"down: {type(exc).__name__}: {exc}"[:300]
+        return "ok"
+
+    names = list(probes)
+    results = await asyncio.gather(*(one(probes[n]) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
+def create_service_app(
+    *,
+    service: str,
+    title: str,
+    lifespan: Lifespan | None = None,
+    version: str = "0.1.0",
+    description: str = "",
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    """A FastAPI app with the shared endpoints, middleware and error handling of every hubpulse service."""
+
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if lifespan is None:
+            yield
+            return
+        async with lifespan(app):
+            yield
+
+    app = FastAPI(
+        title=title,
+        version=version,
+        description=description,
+        lifespan=asynccontextmanager(_lifespan),
+        **fastapi_kwargs,
+    )
+    app.state.service = service
+    app.state.readiness = {}
+    app.add_middleware(ObservabilityMiddleware, service=service)
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: every store and the broker are reachable")
+    async def readyz() -> JSONResponse:
+        checks = await run_probes(app.state.readiness)
+        ready = all(v == "ok" for v in checks.values())
+        body = {"status": "ready" if ready else "not_ready", "service": service, "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,359 @@
+"""A thin, typed layer over aiokafka: publish events, consume them in batches at least once.
+
+Delivery contract of `BatchConsumer`:
+- A batch's offsets are committed only after the handler returned, i.e. after its effect is durable.
+  A crash before that redelivers the batch, so handlers must be idempotent (upserts on natural keys).
+- A value that does not parse as the topic's event is poison: it goes to `<topic>.dlq` at once.
+- A batch whose handler keeps failing (bounded retries with backoff) is split into single messages;
+  those that still fail go to `<topic>.dlq` with the error attached, and the stream goes on.
+- `stop()` (wired to SIGTERM through the service lifespan) finishes the batch in hand, commits, leaves.
+- On rebalance, revocation waits for the batch in hand to finish and commit (no double work on handover).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from hubpulse_common.errors import ConfigError
+from hubpulse_common.events import ALL_TOPICS, Event, dlq_topic
+from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger, trace_id_var
+
+log = get_logger(__name__)
+
+E = TypeVar("E", bound=Event)
+
+CONSUMED = Counter("hubpulse_kafka_consumed_total", "Messages handled and committed", ["topic", "group"])
+FAILED = Counter("hubpulse_kafka_failed_total", "Handler attempts that raised", ["topic", "group"])
+DEAD_LETTERED = Counter("hubpulse_kafka_dead_lettered_total", "Messages sent to the DLQ", ["topic", "group"])
+PUBLISHED = Counter("hubpulse_kafka_published_total", "Events published", ["topic"])
+LAG = Gauge("hubpulse_kafka_consumer_lag", "High watermark minus committed position", ["topic", "group"])
+BATCH_SECONDS = Histogram(
+    "hubpulse_kafka_batch_seconds",
+    "Handler time per batch",
+    ["topic", "group"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def _headers(trace_id: str | None, extra: dict[str, str] | None = None) -> list[tuple[str, bytes]]:
+    headers = [(TRACE_HEADER, (trace_id or current_trace_id() or "").encode())]
+    if extra:
+        headers.extend((k, v.encode()) for k, v in extra.items())
+    return headers
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An event to publish, optionally carrying the trace id of the work that caused it."""
+
+    event: Event
+    trace_id: str | None = None
+
+
+class EventBus:
+    """The producer side. One per process; started and stopped by the service lifespan."""
+
+    def __init__(self, bootstrap: str, client_id: str, *, linger_ms: int = 10) -> None:
+        self._bootstrap = bootstrap
+        # Idempotent producers are not available on every broker we target (Tansu); consumers dedupe.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=False,
+            linger_ms=linger_ms,
+            max_batch_size=1 << 20,
+            max_request_size=8 << 20,
+            request_timeout_ms=30000,
+        )
+
+    async def start(self) -> None:
+        try:
+            await self._producer.start()
+        except KafkaConnectionError as exc:
+            raise ConfigError(f"HUBPULSE_KAFKA_BOOTSTRAP={self._bootstrap}: cannot reach the broker ({exc})") from None
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(self, event: Event, *, trace_id: str | None = None) -> None:
+        await self._producer.send_and_wait(
+            event.topic, event.model_dump_json().encode(), key=event.key().encode(), headers=_headers(trace_id)
+        )
+        PUBLISHED.labels(event.topic).inc()
+
+    async def publish_many(self, items: Iterable[Outgoing | Event]) -> int:
+        """Send a batch and wait until the broker acknowledged all of it. Returns how many were sent."""
+        futures = []
+        counts: dict[str, int] = {}
+        for item in items:
+            out = item if isinstance(item, Outgoing) else Outgoing(item)
+            event = out.event
+            futures.append(
+                await self._producer.send(
+                    event.topic,
+                    event.model_dump_json().encode(),
+                    key=event.key().encode(),
+                    headers=_headers(out.trace_id),
+                )
+            )
+            counts[event.topic] = counts.get(event.topic, 0) + 1
+        if futures:
+            await asyncio.gather(*futures)
+        for topic, n in counts.items():
+            PUBLISHED.labels(topic).inc(n)
+        return len(futures)
+
+    async def publish_raw(
+        self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+
+    async def ping(self) -> None:
+        """Raise unless the broker answers a metadata request (readiness)."""
+        await self._producer.client.fetch_all_metadata()
+
+
+@dataclass(frozen=True, slots=True)
+class Received(Generic[E]):
+    """A parsed event and where it came from."""
+
+    event: E
+    topic: str
+    partition: int
+    offset: int
+    trace_id: str | None
+
+
+Handler = Callable[[Sequence[Received[E]]], Awaitable[None]]
+
+
+class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        # The batch in hand commits before its partitions move to another member.
+        async with self._lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
+class BatchConsumer(Generic[E]):
+    """Consume one topic as typed events in batches, with at-least-once delivery (module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        group_id: str,
+        topic: str,
+        event_type: type[E],
+        handler: Handler[E],
+        bus: EventBus,
+        max_batch: int = 2000,
+        max_attempts: int = 3,
+        retry_wait_s: float = 0.2,
+        poll_timeout_ms: int = 500,
+    ) -> None:
+        self.topic = topic
+        self.group_id = group_id
+        self._event_type = event_type
+        self._handler = handler
+        self._bus = bus
+        self._max_batch = max_batch
+        self._max_attempts = max_attempts
+        self._retry_wait_s = retry_wait_s
+        self._poll_timeout_ms = poll_timeout_ms
+        self._stopping = asyncio.Event()
+        self._batch_lock = asyncio.Lock()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=max_batch,
+            fetch_max_bytes=32 << 20,
+            max_partition_fetch_bytes=8 << 20,
+            # Long enough for a slow batch (e.g. a retried DB write) without leaving the group.
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.subscribe([self.topic], listener=_WaitForBatchOnRevoke(self._batch_lock))
+        self._task = asyncio.create_task(self._run(), name=f"consume:{self.topic}")
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit it, leave the group."""
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
+            except KafkaError as exc:
+                log.warning("kafka.poll_failed", topic=self.topic, error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            if not batches:
+                await self._update_lag()
+                continue
+            async with self._batch_lock:
+                records = [r for tp in sorted(batches, key=lambda t: t.partition) for r in batches[tp]]
+                await self._process(records)
+                await self._commit(batches)
+            await self._update_lag()
+
+    async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        good: list[Received[E]] = []
+        for record in records:
+            try:
+                event = self._event_type.model_validate_json(record.value or b"")
+            except ValidationError as exc:
+                await self._dead_letter(record, exc)
+                continue
+            good.append(Received(event, record.topic, record.partition, record.offset, _trace_of(record)))
+        if not good:
+            return
+        with BATCH_SECONDS.labels(self.topic, self.group_id).time():
+            error = await self._handle_with_retries(good, self._max_attempts)
+        if error is None:
+            CONSUMED.labels(self.topic, self.group_id).inc(len(good))
+            return
+        # The batch keeps failing: find the poison by handling one message at a time.
+        log.warning("kafka.batch_failed_isolating", topic=self.topic, size=len(good), error=str(error))
+        by_offset = {(r.partition, r.offset): r for r in records}
+        for received in good:
+            single_error = await self._handle_with_retries([received], attempts=2)
+            if single_error is None:
+                CONSUMED.labels(self.topic, self.group_id).inc()
+            else:
+                await self._dead_letter(by_offset[(received.partition, received.offset)], single_error)
+
+    async def _handle_with_retries(self, batch: Sequence[Received[E]], attempts: int) -> Exception | None:
+        token = trace_id_var.set(batch[0].trace_id if len(batch) == 1 else None)
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(attempts),
+                wait=wait_exponential(multiplier=self._retry_wait_s, max=5.0),
+                retry=retry_if_exception_type(Exception),
+                reraise=True,
+            ):
+                with attempt:
+                    try:
+                        await self._handler(batch)
+                    except Exception:
+                        FAILED.labels(self.topic, self.group_id).inc()
+                        raise
+        except Exception as exc:
+            return exc
+        finally:
+            trace_id_var.reset(token)
+        return None
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
+        headers = [
+            *list(record.headers or ()),
+            ("x-error", str(error)[:2000].encode()),
+            ("x-error-type", type(error).__name__.encode()),
+            ("x-original-topic", record.topic.encode()),
+            ("x-original-partition", str(record.partition).encode()),
+            ("x-original-offset", str(record.offset).encode()),
+            ("x-failed-at", datetime.now(UTC).isoformat().encode()),
+            ("x-consumer-group", self.group_id.encode()),
+        ]
+        await self._bus.publish_raw(dlq_topic(record.topic), record.value or b"", key=record.key, headers=headers)
+        DEAD_LETTERED.labels(self.topic, self.group_id).inc()
+        log.error(
+            "kafka.dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error_type=type(error).__name__,
+            error=str(error)[:500],
+        )
+
+    async def _commit(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # Lost the partitions mid-batch: the new owner redelivers; idempotent handlers absorb it.
+            log.warning("kafka.commit_failed", topic=self.topic, error=str(exc))
+
+    async def _update_lag(self) -> None:
+        total = 0
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                total += max(0, highwater - await self._consumer.position(tp))
+        LAG.labels(self.topic, self.group_id).set(total)
+
+    async def lag(self) -> int:
+        """Messages not yet committed by this group, over its assigned partitions."""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return 0
+        ends = await self._consumer.end_offsets(assigned)
+        total = 0
+        for tp in assigned:
+            committed = await self._consumer.committed(tp)
+            total += max(0, ends[tp] - (committed or 0))
+        LAG.labels(self.topic, self.group_id).set(total)
+        return total
+
+
+def _trace_of(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    for key, value in record.headers or ():
+        if key == TRACE_HEADER and value:
+            return bytes(value).decode()
+    return None
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[str] = ALL_TOPICS, *, partitions: int = 4, with_dlq: bool = True
+) -> None:
+    """Create the topics (and their DLQs) if missing; safe to call from every process at start-up."""
+    names = list(topics)
+    if with_dlq:
+        names += [dlq_topic(t) for t in names]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:
+        raise ConfigError(f"HUBPULSE_KAFKA_BOOTSTRAP={bootstrap}: cannot reach the broker ({exc})") from None
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()

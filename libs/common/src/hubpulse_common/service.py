@@ -1,0 +1,84 @@
+"""Run a service: settings, logging, lifespan and uvicorn, with one clear line instead of a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+
+from hubpulse_common.errors import ConfigError, UserFacingError
+from hubpulse_common.logging import configure_logging, get_logger
+from hubpulse_common.settings import ServiceSettings, load_settings
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+log = get_logger(__name__)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before anything else starts, so a taken port is reported as a setting, not a crash."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"HUBPULSE_PORT={port} (host {host}): cannot listen ({exc.strerror})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after serving, which would kill us before the lifespan drains consumers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+async def serve_app(app: FastAPI, settings: ServiceSettings) -> None:
+    """Own the lifespan outside uvicorn so start-up failures surface as our errors, then serve until SIGTERM."""
+    sock = bind_socket(settings.host, settings.port)
+    async with app.router.lifespan_context(app):
+        config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+            ws_ping_interval=20,
+        )
+        server = _Server(config)
+        log.info("service.listening", host=settings.host, port=settings.port)
+        await server.serve(sockets=[sock])
+    log.info("service.stopped")
+
+
+def run_service(create_app: Callable[[SettingsT], FastAPI], settings_cls: type[SettingsT]) -> None:
+    """Blocking entry point of every service's `__main__`: bad settings or stores give one line and exit 2."""
+    name = settings_cls.model_fields["service_name"].default
+    try:
+        settings = load_settings(settings_cls)
+        configure_logging(settings.service_name, settings.log_level, settings.log_format)
+        asyncio.run(serve_app(create_app(settings), settings))
+    except UserFacingError as exc:
+        log.error("service.start_failed", error=str(exc))
+        print(f"{name}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,29 @@
+"""The auth service's FastAPI app; its lifespan owns the stores and background work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from hubpulse_common.http import create_service_app
+from hubpulse_common.resources import open_resources
+
+from hubpulse_auth.settings import AuthSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: AuthSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_resources(app, settings, postgres=MIGRATIONS):
+            yield
+
+    return create_service_app(
+        service=settings.service_name,
+        title="hubpulse auth",
+        description="Users, tokens, API keys, organisations and roles.",
+        lifespan=lifespan,
+    )

@@ -1,0 +1,14 @@
+"""`python -m hubpulse_features`: run the features service."""
+
+from hubpulse_common.service import run_service
+
+from hubpulse_features.app import create_app
+from hubpulse_features.settings import FeaturesSettings
+
+
+def main() -> None:
+    run_service(create_app, FeaturesSettings)
+
+
+if __name__ == "__main__":
+    main()

