@@ -52,18 +52,19 @@ async def open_resources(
     app: FastAPI,
     settings: CommonSettings,
     *,
-    postgres: Path | None = None,
+    postgres: Path | bool = False,
     kafka: bool = False,
     mongo: bool = False,
     s3: bool = False,
     pool_size: int = 10,
 ) -> AsyncIterator[Resources]:
-    """`postgres` is the service's Alembic versions folder: migrations run before the pool opens."""
+    """`postgres`: the service's Alembic versions folder (migrated, then pooled), or True for a pool only."""
     res = Resources()
     async with AsyncExitStack() as stack:
-        if postgres is not None:
+        if postgres:
             url = settings.database_url.get_secret_value()
-            await db.migrate(url, postgres, version_table=f"alembic_version_{settings.service_name}")
+            if isinstance(postgres, Path):
+                await db.migrate(url, postgres, version_table=f"alembic_version_{settings.service_name}")
             res.pool = await db.create_pool(url, max_size=pool_size)
             stack.push_async_callback(res.pool.close)
             pool = res.pool

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from hubpulse_common.http import create_service_app
@@ -12,13 +11,11 @@ from hubpulse_common.resources import open_resources
 
 from hubpulse_gateway.settings import GatewaySettings
 
-MIGRATIONS = Path(__file__).parent / "migrations"
-
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True):
+        async with open_resources(app, settings, postgres=True, kafka=True):
             yield
 
     return create_service_app(

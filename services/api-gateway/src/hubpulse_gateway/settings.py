@@ -1,4 +1,4 @@
-"""Settings of the gateway service (`HUBPULSE_*` environment variables)."""
+"""Settings of the gateway (`HUBPULSE_*` environment variables)."""
 
 from __future__ import annotations
 
@@ -8,3 +8,6 @@ from hubpulse_common.settings import ServiceSettings
 class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     port: int = 8000
+    auth_url: str = "http://127.0.0.1:8001"
+    deployer_url: str = "http://127.0.0.1:8005"
+    metrics_url: str = "http://127.0.0.1:8006"

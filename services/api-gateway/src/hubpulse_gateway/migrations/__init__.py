@@ -1,1 +1,0 @@
-"""Alembic revisions of the gateway service (plain SQL; env.py lives in hubpulse_common)."""
