@@ -35,14 +35,18 @@ def as_source(source: Source) -> DaySource:
     return source
 
 
-def create_app(source: Source, *, start_day: int = 0, faults: FaultConfig | None = None) -> FastAPI:
-    """source: a SyntheticHub, a history file path, or any DaySource; faults: the knobs at start."""
+def create_app(
+    source: Source, *, start_day: int = 0, faults: FaultConfig | None = None, page_size: int = 1000
+) -> FastAPI:
+    """source: a SyntheticHub, a history file path, or any DaySource; faults: the knobs at start;
+    page_size: most models per /api/models page (huggingface.co: 1000)."""
     clock = ReplayClock(as_source(source), start_day)
     injector = FaultInjector(faults)
     app = FastAPI(title="hubpulse replay Hub", description="The Hugging Face Hub API, replayed from history.",
                   docs_url="/_replay/docs", openapi_url="/_replay/openapi.json", redoc_url=None)
     app.state.clock = clock
     app.state.faults = injector
+    app.state.page_size = page_size
     for router in _ROUTERS:
         app.include_router(router)
 

@@ -87,16 +87,17 @@ def _sort(request: Request) -> tuple[str | None, bool]:
 
 
 def _limit(request: Request) -> int:
+    page_size: int = getattr(request.app.state, "page_size", MAX_PAGE)
     raw = request.query_params.get("limit")
     if raw is None:
-        return MAX_PAGE
+        return page_size
     try:
         limit = int(raw)
     except ValueError as exc:
         raise BadRequest("limit must be an integer") from exc
     if limit < 1:
         raise BadRequest("limit must be positive")
-    return min(limit, MAX_PAGE)
+    return min(limit, page_size)
 
 
 def _query(request: Request) -> Query:

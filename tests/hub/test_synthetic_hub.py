@@ -1,0 +1,90 @@
+"""The synthetic Hub: deterministic, heavy-tailed, with surges that likes announce before downloads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from hubpulse_common.synthetic import SyntheticHub
+
+CONTRACT = ["snapshot_date", "model_id", "downloads", "downloads_all_time", "likes", "pipeline_tag",
+            "library_name", "created_at", "trending_rank"]
+
+
+@pytest.fixture(scope="module")
+def history() -> pd.DataFrame:
+    return SyntheticHub(4000, 45, seed=5).history()
+
+
+def test_same_seed_same_hub_other_seed_other_hub():
+    a, b, c = SyntheticHub(500, 10, seed=1), SyntheticHub(500, 10, seed=1), SyntheticHub(500, 10, seed=2)
+    pd.testing.assert_frame_equal(a.day(7), b.day(7))
+    assert not a.day(7)["downloads"].equals(c.day(7)["downloads"])
+    # a day does not depend on which days were generated before it
+    pd.testing.assert_frame_equal(a.day(3), SyntheticHub(500, 10, seed=1).day(3))
+
+
+def test_contract_columns_and_types(history: pd.DataFrame):
+    assert set(CONTRACT) <= set(history.columns)
+    assert {"trending_score", "tags", "author", "last_modified"} <= set(history.columns)
+    assert history.groupby("snapshot_date", observed=True)["model_id"].apply(lambda s: s.is_unique).all()
+    day = history[history["snapshot_date"] == "2025-01-10"]
+    ranks = day["trending_rank"].dropna()
+    assert sorted(ranks) == list(range(1, len(ranks) + 1))
+    pd.to_datetime(day["created_at"], format="%Y-%m-%dT%H:%M:%S.%fZ")  # the Hub's createdAt format
+
+
+def test_counters_are_consistent(history: pd.DataFrame):
+    wide = history.pivot(index="model_id", columns="snapshot_date", values=["likes", "downloads_all_time"])
+    for column in ("likes", "downloads_all_time"):
+        steps = wide[column].astype("float64").diff(axis=1).stack().dropna()
+        assert (steps >= 0).all(), f"{column} went down"
+    assert (history["downloads_all_time"] >= history["downloads"]).all()
+
+
+def test_heavy_tail_and_new_releases(history: pd.DataFrame):
+    first = history[history["snapshot_date"] == "2025-01-01"]
+    downloads = np.sort(first["downloads"].to_numpy())[::-1]
+    assert downloads[: len(downloads) // 100].sum() > 0.5 * downloads.sum()  # top 1% hold most downloads
+    assert np.median(downloads) < 100 < downloads[0] / 100
+    counts = history.groupby("snapshot_date", observed=True).size()
+    assert counts.iloc[-1] > counts.iloc[0]  # new repos appear
+
+
+def _surges(history: pd.DataFrame, horizon: int = 7) -> pd.DataFrame:
+    wide = history.pivot(index="model_id", columns="snapshot_date", values="downloads").astype("float64")
+    now, later = wide.iloc[:, :-horizon].to_numpy(), wide.iloc[:, horizon:].to_numpy()
+    label = (later >= 2 * now) & (later - now >= 1000)
+    likes = history.pivot(index="model_id", columns="snapshot_date", values="likes").astype("float64")
+    velocity = likes.diff(axis=1, periods=3).iloc[:, :-horizon].to_numpy()
+    known = ~np.isnan(now) & ~np.isnan(later) & ~np.isnan(velocity)
+    return pd.DataFrame({"label": label[known], "likes_velocity": velocity[known], "downloads": now[known]})
+
+
+def test_surges_exist_and_likes_lead_them_but_not_trivially(history: pd.DataFrame):
+    rows = _surges(history)
+    rate = rows["label"].mean()
+    assert 0.0005 < rate < 0.05, rate
+    # likes velocity separates surges better than chance...
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score(rows["label"], rows["likes_velocity"])
+    assert 0.65 < auc < 0.99, auc
+
+
+def test_weekly_rhythm_in_daily_downloads():
+    hub = SyntheticHub(3000, 28, seed=9)
+    totals = np.array([hub.day(d)["downloads_all_time"].astype("float64").sum() for d in range(28)])
+    daily = np.diff(totals)
+    weekday = np.array([(hub.start_date + dt.timedelta(days=d)).weekday() for d in range(1, 28)])
+    by_weekday = pd.Series(daily).groupby(weekday).mean()
+    assert by_weekday.max() / by_weekday.min() > 1.05
+
+
+def test_argument_checks():
+    with pytest.raises(ValueError):
+        SyntheticHub(0, 5)
+    with pytest.raises(ValueError):
+        SyntheticHub(10, 5).day(5)
