@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -104,6 +104,56 @@ def build_dataset(
         return Dataset(frame=compute_features(history.iloc[:0]), label=np.zeros(0), weight=np.zeros(0))
     taken = np.concatenate(rows)
     return Dataset(frame=pd.concat(parts, ignore_index=True), label=labels[taken], weight=weight[taken])
+
+
+def build_dataset_streaming(
+    days: Iterable[pd.DataFrame], config: TrainConfig, *, negative_rate: float, progress: Progress = _quiet
+) -> Dataset:
+    """`build_dataset` for a Hub too large to hold: `days` yields one complete day at a time, in date order.
+
+    Only HISTORY_WINDOW_DAYS + chunk_days + horizon days are held at once; negatives are kept with
+    probability `negative_rate` (weight 1/rate), fixed up front because the total is not known yet.
+    """
+    chunk = config.chunk_days or 7
+    back, ahead = HISTORY_WINDOW_DAYS - 1, config.labels.horizon
+    rng = np.random.default_rng(config.seed)
+    held: list[pd.DataFrame] = []  # consecutive days; held[0] is day `offset` of the stream
+    offset, start = 0, 0  # `start`: first target day not yet turned into rows
+    frames: list[pd.DataFrame] = []
+    labels: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+
+    def flush(end: int) -> None:  # target days start..end (inclusive)
+        part = pd.concat(held[max(start - back, offset) - offset :], ignore_index=True)
+        day_index = (part["snapshot_date"] - held[start - offset]["snapshot_date"].iloc[0]).dt.days.to_numpy()
+        label = make_labels(part, config.labels)
+        target = (day_index >= 0) & (day_index <= end - start)
+        progress(f"features for days {start}..{end}")
+        feats = compute_features(
+            part.loc[day_index <= end - start], output_from=part.loc[target, "snapshot_date"].iloc[0]
+        )
+        y = label[target]
+        keep = ~np.isnan(y) & ((y == 1) | (rng.random(len(y)) < negative_rate))
+        frames.append(feats.loc[keep])
+        labels.append(y[keep])
+        weights.append(np.where(y[keep] == 1, 1.0, 1.0 / negative_rate))
+
+    for day in days:
+        held.append(day)
+        last = offset + len(held) - 1
+        if last - ahead >= start + chunk - 1:
+            flush(start + chunk - 1)
+            start += chunk
+            drop = max(start - back - offset, 0)
+            held, offset = held[drop:], offset + drop
+    last = offset + len(held) - 1
+    if start <= last - ahead:
+        flush(last - ahead)
+    if not frames:
+        return Dataset(frame=compute_features(pd.DataFrame()), label=np.zeros(0), weight=np.zeros(0))
+    return Dataset(
+        frame=pd.concat(frames, ignore_index=True), label=np.concatenate(labels), weight=np.concatenate(weights)
+    )
 
 
 def _check_positives(n_fit: int, n_val: int, config: TrainConfig) -> None:
