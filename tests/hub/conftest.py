@@ -48,8 +48,10 @@ def replay(replay_server: Replay) -> Iterator[Replay]:
 @pytest.fixture
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """huggingface_hub's backoff sleeps; record the waits instead of spending them."""
+    import time
+
     import huggingface_hub.utils._http as hf_http
 
     waits: list[float] = []
-    monkeypatch.setattr(hf_http.time, "sleep", waits.append)
+    monkeypatch.setattr(hf_http, "time", type("Clock", (), {"sleep": staticmethod(waits.append), "time": time.time}))
     return waits

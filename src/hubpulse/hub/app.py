@@ -42,8 +42,13 @@ def create_app(
     page_size: most models per /api/models page (huggingface.co: 1000)."""
     clock = ReplayClock(as_source(source), start_day)
     injector = FaultInjector(faults)
-    app = FastAPI(title="hubpulse replay Hub", description="The Hugging Face Hub API, replayed from history.",
-                  docs_url="/_replay/docs", openapi_url="/_replay/openapi.json", redoc_url=None)
+    app = FastAPI(
+        title="hubpulse replay Hub",
+        description="The Hugging Face Hub API, replayed from history.",
+        docs_url="/_replay/docs",
+        openapi_url="/_replay/openapi.json",
+        redoc_url=None,
+    )
     app.state.clock = clock
     app.state.faults = injector
     app.state.page_size = page_size
@@ -62,7 +67,8 @@ def create_app(
     return app
 
 
-def synthetic_app(n_models: int, days: int, seed: int = 0, start_date: dt.date | None = None,
-                  faults: FaultConfig | None = None) -> FastAPI:
+def synthetic_app(
+    n_models: int, days: int, seed: int = 0, start_date: dt.date | None = None, faults: FaultConfig | None = None
+) -> FastAPI:
     hub = SyntheticHub(n_models, days, seed=seed, start_date=start_date or dt.date(2025, 1, 1))
     return create_app(hub, faults=faults)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import Request, Response
+from fastapi import Request
+from starlette.responses import Response
 
 from hubpulse.hub.clock import ReplayClock
 from hubpulse.hub.faults import FaultInjector

@@ -29,8 +29,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int | None = None,
-                    startup_timeout: float = 30.0) -> RunningHub:
+def start_in_thread(
+    app: FastAPI, host: str = "127.0.0.1", port: int | None = None, startup_timeout: float = 30.0
+) -> RunningHub:
     """Starts uvicorn in a daemon thread and waits until it accepts connections."""
     port = port or free_port(host)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")

@@ -20,19 +20,36 @@ from hubpulse_common.synthetic import DayColumns
 I64 = npt.NDArray[np.int64]
 
 SORTS = ("downloads", "likes", "trendingScore", "createdAt", "lastModified", "likes7d")
-SORT_ALIASES = {"trending_score": "trendingScore", "created_at": "createdAt", "last_modified": "lastModified",
-                "likes_7d": "likes7d", "trending": "trendingScore"}
+SORT_ALIASES = {
+    "trending_score": "trendingScore",
+    "created_at": "createdAt",
+    "last_modified": "lastModified",
+    "likes_7d": "likes7d",
+    "trending": "trendingScore",
+}
 # Fields a list page carries by default, as huggingface.co does without expand
-DEFAULT_FIELDS = ("likes", "trendingScore", "private", "downloads", "tags", "pipeline_tag", "library_name",
-                  "createdAt")
+DEFAULT_FIELDS = ("likes", "trendingScore", "private", "downloads", "tags", "pipeline_tag", "library_name", "createdAt")
 FULL_FIELDS = (*DEFAULT_FIELDS, "author", "lastModified", "sha", "gated", "disabled", "siblings")
 DETAIL_FIELDS = (*FULL_FIELDS, "downloadsAllTime")
 SERVED_FIELDS = frozenset((*DETAIL_FIELDS, "likes7d"))
 # Every expand value huggingface_hub knows; those we do not serve are accepted and left out
 KNOWN_EXPAND = SERVED_FIELDS | {
-    "baseModels", "cardData", "childrenModelCount", "config", "evalResults", "gguf", "inference",
-    "inferenceProviderMapping", "mask_token", "model-index", "resourceGroup", "safetensors", "spaces",
-    "transformersInfo", "usedStorage", "widgetData",
+    "baseModels",
+    "cardData",
+    "childrenModelCount",
+    "config",
+    "evalResults",
+    "gguf",
+    "inference",
+    "inferenceProviderMapping",
+    "mask_token",
+    "model-index",
+    "resourceGroup",
+    "safetensors",
+    "spaces",
+    "transformersInfo",
+    "usedStorage",
+    "widgetData",
 }
 _CACHE_SIZE = 32
 
@@ -71,7 +88,10 @@ class Snapshot:
             big = float(c.trending_score.max(initial=0)) + float(c.trending_rank.max()) + 1.0
             return np.where(c.trending_rank > 0, big - c.trending_rank, c.trending_score).astype(np.float64)
         keys: dict[str, npt.NDArray[Any]] = {
-            "downloads": c.downloads, "likes": c.likes, "trendingScore": c.trending_score, "likes7d": c.likes7d,
+            "downloads": c.downloads,
+            "likes": c.likes,
+            "trendingScore": c.trending_score,
+            "likes7d": c.likes7d,
             "createdAt": c.created_ts,
             "lastModified": np.where(c.last_modified_ms >= 0, c.last_modified_ms, np.nan),
         }
@@ -147,10 +167,14 @@ def _object_ids(c: DayColumns, rows: I64) -> list[str]:
     return [f"{t:08x}{i:016x}" for t, i in zip(created.tolist(), c.model_index[rows].tolist(), strict=True)]
 
 
+def _list(values: npt.NDArray[Any]) -> list[Any]:
+    out: list[Any] = values.tolist()
+    return out
+
+
 def _categorical(codes: npt.NDArray[np.int32], vocab: npt.NDArray[np.object_]) -> list[Any]:
-    if len(vocab) == 0:
-        return [None] * len(codes)
-    return np.where(codes >= 0, vocab[np.maximum(codes, 0)], None).tolist()
+    names = vocab.tolist()
+    return [names[k] if k >= 0 else None for k in codes.tolist()]
 
 
 def _iso(ms: I64) -> list[str | None]:
@@ -162,16 +186,15 @@ def _field(c: DayColumns, rows: I64, field: str, ids: list[str]) -> list[Any]:
     n = len(rows)
     match field:
         case "likes":
-            return c.likes[rows].tolist()
+            return _list(c.likes[rows])
         case "downloads":
-            return c.downloads[rows].tolist()
+            return _list(c.downloads[rows])
         case "trendingScore":
-            return c.trending_score[rows].tolist()
+            return _list(c.trending_score[rows])
         case "likes7d":
-            return c.likes7d[rows].tolist()
+            return _list(c.likes7d[rows])
         case "downloadsAllTime":
-            dat = c.downloads_all_time[rows]
-            return np.where(dat >= 0, dat, None).tolist()
+            return [v if v >= 0 else None for v in c.downloads_all_time[rows].tolist()]
         case "private" | "gated" | "disabled":
             return [False] * n
         case "tags":
@@ -183,13 +206,15 @@ def _field(c: DayColumns, rows: I64, field: str, ids: list[str]) -> list[Any]:
         case "author":
             return _categorical(c.author_code[rows], c.author_vocab)
         case "createdAt":
-            return c.created_at[rows].tolist()
+            return _list(c.created_at[rows])
         case "lastModified":
             return _iso(c.last_modified_ms[rows])
         case "sha":
             stamps = c.last_modified_ms[rows].tolist()
-            return [hashlib.sha1(f"{m}@{t}".encode(), usedforsecurity=False).hexdigest()
-                    for m, t in zip(ids, stamps, strict=True)]
+            return [
+                hashlib.sha1(f"{m}@{t}".encode(), usedforsecurity=False).hexdigest()
+                for m, t in zip(ids, stamps, strict=True)
+            ]
         case "siblings":
             return [[] for _ in range(n)]
     raise KeyError(field)

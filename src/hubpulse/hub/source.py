@@ -66,8 +66,11 @@ def read_history(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{path}: no such history file")
     try:
-        frame = pd.read_csv(path, compression="infer", dtype={"model_id": str, "pipeline_tag": str,
-                                                             "library_name": str, "created_at": str})
+        frame = pd.read_csv(
+            path,
+            compression="infer",
+            dtype={"model_id": str, "pipeline_tag": str, "library_name": str, "created_at": str},
+        )
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise InputError(f"{path}: not a readable CSV history file ({exc})") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
@@ -78,7 +81,8 @@ def read_history(path: Path) -> pd.DataFrame:
             frame[column] = pd.NA
     frame["snapshot_date"] = pd.to_datetime(frame["snapshot_date"], errors="coerce").dt.date
     if frame["snapshot_date"].isna().any():
-        raise InputError(f"{path}: unreadable snapshot_date on line {int(frame['snapshot_date'].isna().idxmax()) + 2}")
+        line = int(np.flatnonzero(frame["snapshot_date"].isna().to_numpy())[0]) + 2
+        raise InputError(f"{path}: unreadable snapshot_date on line {line}")
     return frame.drop_duplicates(["snapshot_date", "model_id"], keep="last")
 
 
@@ -134,8 +138,11 @@ class HistorySource:
         tag_lookup = {pair: k for k, pair in enumerate(self._tag_pairs)}
         tags_code = np.array([tag_lookup[(int(a), int(b))] for a, b in zip(lib, pipe, strict=True)], dtype=np.int32)
         tags_vocab = tuple(
-            tuple(str(v) for v in (self._library_vocab[a] if a >= 0 else None,
-                                   self._pipeline_vocab[b] if b >= 0 else None) if v is not None)
+            tuple(
+                str(v)
+                for v in (self._library_vocab[a] if a >= 0 else None, self._pipeline_vocab[b] if b >= 0 else None)
+                if v is not None
+            )
             for a, b in self._tag_pairs
         )
         return DayColumns(

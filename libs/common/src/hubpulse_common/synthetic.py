@@ -200,7 +200,7 @@ def columns_to_frame(cols: DayColumns) -> pd.DataFrame:
     )
     return pd.DataFrame(
         {
-            "snapshot_date": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), [cols.date.isoformat()]),
+            "snapshot_date": pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), pd.Index([cols.date.isoformat()])),
             "model_id": cols.model_id,
             "downloads": cols.downloads,
             "downloads_all_time": dat,

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from hubpulse.hub.responses import clock_of, hub_error, json_response
 from hubpulse.hub.snapshot import (
@@ -50,8 +51,13 @@ class Cursor:
     def decode(cls, text: str) -> Cursor:
         try:
             data = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-            return cls(day=int(data["d"]), sort=data["s"], descending=bool(data["r"]),
-                       offset=int(data["o"]), after=int(data["a"]))
+            return cls(
+                day=int(data["d"]),
+                sort=data["s"],
+                descending=bool(data["r"]),
+                offset=int(data["o"]),
+                after=int(data["a"]),
+            )
         except (binascii.Error, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise BadRequest("Invalid cursor") from exc
 
@@ -102,8 +108,12 @@ def _limit(request: Request) -> int:
 
 def _query(request: Request) -> Query:
     p = request.query_params
-    return Query(search=p.get("search") or None, author=p.get("author") or None,
-                 filters=tuple(_multi(request, "filter")), pipeline_tag=p.get("pipeline_tag") or None)
+    return Query(
+        search=p.get("search") or None,
+        author=p.get("author") or None,
+        filters=tuple(_multi(request, "filter")),
+        pipeline_tag=p.get("pipeline_tag") or None,
+    )
 
 
 def _page(request: Request) -> Response:
@@ -128,8 +138,13 @@ def _page(request: Request) -> Response:
     page = rows[start : start + limit]
     headers: dict[str, str] = {}
     if start + limit < len(rows):
-        following = Cursor(day=snap.day, sort=sort, descending=descending, offset=start + limit,
-                           after=int(snap.cols.model_index[page[-1]]))
+        following = Cursor(
+            day=snap.day,
+            sort=sort,
+            descending=descending,
+            offset=start + limit,
+            after=int(snap.cols.model_index[page[-1]]),
+        )
         next_url = request.url.include_query_params(cursor=following.encode())
         headers["Link"] = f'<{next_url}>; rel="next"'
     headers["X-Total-Count"] = str(len(rows))
@@ -180,7 +195,16 @@ def trending(request: Request) -> Response:
         return json_response({"recentlyTrending": []})
     snap: Snapshot = clock_of(request).current
     order = snap.order("trendingScore", descending=True)[:limit]
-    fields = ("author", "downloads", "likes", "trendingScore", "pipeline_tag", "library_name", "lastModified",
-              "private", "gated")
+    fields = (
+        "author",
+        "downloads",
+        "likes",
+        "trendingScore",
+        "pipeline_tag",
+        "library_name",
+        "lastModified",
+        "private",
+        "gated",
+    )
     items = [{"repoData": data, "repoType": "model"} for data in snap.render(order, fields)]
     return json_response({"recentlyTrending": items})

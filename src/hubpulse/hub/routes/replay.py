@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import TypeVar
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from hubpulse.hub.clock import DayOutOfRange
 from hubpulse.hub.faults import FaultConfig
