@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from hubpulse_common.synthetic import SyntheticHub
 
 from hubpulse.hub import RunningHub, create_app, start_in_thread
+from hubpulse_common.synthetic import SyntheticHub
 
 N_MODELS, DAYS, PAGE = 2500, 20, 100
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import typer
-from hubpulse_common.errors import UserFacingError
 from typer.testing import CliRunner
 
 from hubpulse.commands.hub import register
+from hubpulse_common.errors import UserFacingError
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+
 from hubpulse_common.synthetic import SyntheticHub
 
 CONTRACT = [

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from hubpulse_common.errors import UserFacingError
 from hubpulse_common.synthetic import MAX_MODELS
 
@@ -33,11 +34,10 @@ def serve(
     rate_5xx: Annotated[float, typer.Option(help="Share of /api requests answered 500/502/503.")] = 0.0,
 ) -> None:
     """Serve GET /api/models, /api/models/{id}, /api/trending; POST /_replay/advance moves the day."""
-    from hubpulse_common.synthetic import SyntheticHub
-
     from hubpulse.hub.app import create_app
     from hubpulse.hub.faults import FaultConfig
     from hubpulse.hub.server import serve as run_server
+    from hubpulse_common.synthetic import SyntheticHub
 
     if (history is None) == (synthetic is None):
         raise UserFacingError("give exactly one of --history FILE or --synthetic N")

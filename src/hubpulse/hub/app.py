@@ -11,13 +11,13 @@ import datetime as dt
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from hubpulse_common.synthetic import SyntheticHub
 
 from hubpulse.hub.clock import ReplayClock
 from hubpulse.hub.faults import FaultConfig, FaultInjector, FaultMiddleware
 from hubpulse.hub.responses import json_response
 from hubpulse.hub.routes import models, replay
 from hubpulse.hub.source import DaySource, SyntheticSource, history_source
+from hubpulse_common.synthetic import SyntheticHub
 
 _ROUTERS: tuple[APIRouter, ...] = (
     models.router,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
 from hubpulse_common.synthetic import DayColumns
 
 I64 = npt.NDArray[np.int64]

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+
 from hubpulse_common.errors import InputError
 from hubpulse_common.synthetic import DayColumns, SyntheticHub
 
