@@ -1,26 +1,59 @@
-"""The gateway service's FastAPI app; its lifespan owns the stores and background work."""
+"""The gateway service's FastAPI app; its lifespan owns the stores and background work.
+
+Each domain is one router under `routes/`; add yours with one `include_router` line below.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from cachetools import TTLCache
 from fastapi import FastAPI
-from hubpulse_common.http import create_service_app
-from hubpulse_common.resources import open_resources
 
+from hubpulse_common.http import create_service_app
+from hubpulse_common.logging import configure_logging
+from hubpulse_common.resources import open_resources
+from hubpulse_common.settings import load_settings
+from hubpulse_gateway.catalog.live import PicksFeed
+from hubpulse_gateway.catalog.service import SearchQuery
+from hubpulse_gateway.openapi import install_openapi
+from hubpulse_gateway.routes import models, web
+from hubpulse_gateway.routes.models import CatalogState
 from hubpulse_gateway.settings import GatewaySettings
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, postgres=True, kafka=True):
-            yield
+        async with open_resources(app, settings, postgres=True, kafka=True, pool_size=settings.db_pool_size) as res:
+            pool = res.require_pool()
+            feed = PicksFeed(pool, settings.live_poll_s, lookback_s=10 * settings.live_poll_s)
+            cache: TTLCache[SearchQuery, bytes] = TTLCache(settings.search_cache_size, settings.search_cache_ttl_s)
+            app.state.catalog = CatalogState(pool, cache, feed)
+            try:
+                yield
+            finally:
+                await feed.close()
 
-    return create_service_app(
+    app = create_service_app(
         service=settings.service_name,
         title="hubpulse gateway",
-        description="The one public API of hubpulse, and the web app.",
+        description=(
+            "The one public API of hubpulse, and the web app. Live pushes: `WS /v1/live/picks?threshold=0.45` "
+            'sends `{"type": "snapshot", "items": [Pick]}` then `{"type": "pick", "item": Pick}` per new pick.'
+        ),
         lifespan=lifespan,
     )
+    app.include_router(models.router)
+    app.include_router(web.router)
+    web.mount_static(app)
+    install_openapi(app)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for uvicorn's multi-worker mode: each worker process builds its app from the environment."""
+    settings = load_settings(GatewaySettings)
+    configure_logging(settings.service_name, settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -11,3 +11,27 @@ class GatewaySettings(ServiceSettings):
     auth_url: str = "http://127.0.0.1:8001"
     deployer_url: str = "http://127.0.0.1:8005"
     metrics_url: str = "http://127.0.0.1:8006"
+
+    # Calls to upstream services (upstream.py): a dependency down answers 503 within about these bounds.
+    upstream_timeout_s: float = 3.0
+    upstream_connect_timeout_s: float = 0.5
+    upstream_retries: int = 2
+    breaker_threshold: int = 5
+    breaker_reset_s: float = 10.0
+
+    # Access tokens (security.py): must match the auth service's issuer and audience.
+    jwt_issuer: str = "hubpulse-auth"
+    jwt_audience: str = "hubpulse-api"
+    jwks_max_age_s: float = 300.0
+    jwks_min_refresh_s: float = 1.0
+    api_key_cache_s: float = 10.0
+
+    # Per API key (or per IP when anonymous), `limits` notation.
+    api_rate_limit: str = "600/minute"
+    cookie_secure: bool = False
+    # search and live picks (issue 5)
+    workers: int = 1
+    db_pool_size: int = 10
+    search_cache_ttl_s: float = 30.0
+    search_cache_size: int = 10_000
+    live_poll_s: float = 1.0

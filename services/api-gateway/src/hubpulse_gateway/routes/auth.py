@@ -1,0 +1,295 @@
+"""Auth routes of the gateway: sign-up, login, refresh, logout, profile, API keys, organisation members,
+Sign in with Hugging Face. Thin: each forwards to the auth service through `upstream.py`.
+
+`install(app, settings)` (one line in app.py) includes the router, the per key/IP rate limit, and a lifespan
+that opens the upstream clients (`app.state.upstreams`) and the credential verifier (`app.state.security`).
+
+Web sessions: a login or refresh with `"session": true` (and Sign in with HF) sets the HttpOnly cookies
+`hp_access` (SameSite=Lax) and `hp_refresh` (SameSite=Strict, path /v1/auth) and the script-readable `hp_csrf`;
+the JSON body then carries `csrf_token` and `expires_in` instead of the tokens, which stay out of reach of scripts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel, Field
+
+from hubpulse_common.http import ApiError
+from hubpulse_gateway.security import (
+    ACCESS_COOKIE,
+    CSRF_COOKIE,
+    CSRF_HEADER,
+    REFRESH_COOKIE,
+    AdminUser,
+    CurrentUser,
+    MemberUser,
+    RateLimitMiddleware,
+    SecurityDep,
+    open_security,
+)
+from hubpulse_gateway.settings import GatewaySettings
+from hubpulse_gateway.upstream import UpstreamsDep, open_upstreams
+
+OAUTH_STATE_COOKIE = "hp_oauth_state"
+REFRESH_PATH = "/v1/auth"
+
+
+class SignupBody(BaseModel):
+    email: str = Field(max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+    name: str | None = Field(default=None, max_length=200)
+
+
+class LoginBody(BaseModel):
+    email: str = Field(max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+    org_id: str | None = Field(default=None, max_length=64, description="organisation to act in; default: your own")
+    session: bool = Field(default=False, description="set HttpOnly session cookies (the web app)")
+
+
+class RefreshBody(BaseModel):
+    refresh_token: str | None = Field(default=None, max_length=512, description="omit to use the session cookie")
+    session: bool = False
+
+
+class TokenPair(BaseModel):
+    access_token: str | None = None
+    refresh_token: str | None = None
+    token_type: str
+    expires_in: int
+    csrf_token: str | None = None
+
+
+class ProfilePatch(BaseModel):
+    name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
+    current_password: str | None = Field(default=None, max_length=1024)
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[str] = Field(default_factory=lambda: ["read"], max_length=4)
+
+
+class MemberPut(BaseModel):
+    email: str = Field(max_length=320)
+    role: str = Field(pattern="^(viewer|member|admin)$")
+
+
+router = APIRouter(tags=["auth"])
+
+
+def _client_headers(request: Request) -> dict[str, str]:
+    """The caller's address, so the auth service can rate-limit logins per IP behind the gateway."""
+    client = request.client.host if request.client else "unknown"
+    return {"x-forwarded-for": client}
+
+
+def _set_session(response: Response, tokens: dict[str, Any], secure: bool) -> dict[str, Any]:
+    response.set_cookie(
+        ACCESS_COOKIE,
+        tokens["access_token"],
+        max_age=int(tokens["expires_in"]),
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+        path="/",
+    )
+    response.set_cookie(
+        REFRESH_COOKIE,
+        tokens["refresh_token"],
+        max_age=int(tokens["refresh_expires_in"]),
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path=REFRESH_PATH,
+    )
+    response.set_cookie(
+        CSRF_COOKIE,
+        tokens["csrf_token"],
+        max_age=int(tokens["refresh_expires_in"]),
+        httponly=False,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
+    return {"token_type": "cookie", "expires_in": tokens["expires_in"], "csrf_token": tokens["csrf_token"]}
+
+
+def _clear_session(response: Response) -> None:
+    response.delete_cookie(ACCESS_COOKIE, path="/")
+    response.delete_cookie(REFRESH_COOKIE, path=REFRESH_PATH)
+    response.delete_cookie(CSRF_COOKIE, path="/")
+
+
+def _public_tokens(tokens: dict[str, Any]) -> dict[str, Any]:
+    return {k: tokens[k] for k in ("access_token", "refresh_token", "token_type", "expires_in")}
+
+
+def _session_refresh(request: Request, body: RefreshBody | None) -> tuple[str, str | None]:
+    """The refresh token from the body, else the cookie; a cookie needs the CSRF header too."""
+    if body is not None and body.refresh_token:
+        return body.refresh_token, None
+    cookie = request.cookies.get(REFRESH_COOKIE)
+    if not cookie:
+        raise ApiError(401, "unauthorized", "no refresh token: send refresh_token or the session cookie")
+    csrf = request.headers.get(CSRF_HEADER)
+    if not csrf:
+        raise ApiError(403, "csrf_failed", "a cookie session needs the X-CSRF-Token header")
+    return cookie, csrf
+
+
+@router.post("/v1/auth/signup", status_code=201, summary="Create an account (and its own organisation)")
+async def signup(body: SignupBody, request: Request, upstreams: UpstreamsDep) -> Any:
+    return await upstreams.auth.json("POST", "/auth/signup", json=body.model_dump(), headers=_client_headers(request))
+
+
+@router.post("/v1/auth/login", response_model=TokenPair, response_model_exclude_none=True, summary="Log in")
+async def login(body: LoginBody, request: Request, response: Response, upstreams: UpstreamsDep) -> Any:
+    tokens = await upstreams.auth.json("POST", "/auth/login", json=body.model_dump(), headers=_client_headers(request))
+    if body.session:
+        return _set_session(response, tokens, upstreams_secure(request))
+    return _public_tokens(tokens)
+
+
+@router.post(
+    "/v1/auth/refresh",
+    response_model=TokenPair,
+    response_model_exclude_none=True,
+    summary="New token pair; the refresh token is spent (a reused one revokes its family)",
+)
+async def refresh(
+    request: Request, response: Response, upstreams: UpstreamsDep, body: Annotated[RefreshBody | None, Body()] = None
+) -> Any:
+    token, csrf = _session_refresh(request, body)
+    try:
+        tokens = await upstreams.auth.json(
+            "POST", "/auth/refresh", json={"refresh_token": token, "csrf_token": csrf}, retry=False
+        )
+    except ApiError as exc:
+        if exc.status == 401 and csrf is not None:
+            _clear_session(response)
+        raise
+    if csrf is not None or (body is not None and body.session):
+        return _set_session(response, tokens, upstreams_secure(request))
+    return _public_tokens(tokens)
+
+
+@router.post("/v1/auth/logout", status_code=204, summary="Revoke this session's refresh tokens")
+async def logout(
+    request: Request, upstreams: UpstreamsDep, body: Annotated[RefreshBody | None, Body()] = None
+) -> Response:
+    token, csrf = _session_refresh(request, body)
+    await upstreams.auth.request("POST", "/auth/logout", json={"refresh_token": token, "csrf_token": csrf})
+    response = Response(status_code=204)
+    _clear_session(response)
+    return response
+
+
+@router.get("/v1/me", summary="Your profile, organisations and role")
+async def me(user: CurrentUser, upstreams: UpstreamsDep) -> Any:
+    return await upstreams.auth.json("GET", "/me", principal=user)
+
+
+@router.patch("/v1/me", summary="Change name, email or password (the password needs current_password)")
+async def patch_me(body: ProfilePatch, user: CurrentUser, upstreams: UpstreamsDep) -> Any:
+    return await upstreams.auth.json("PATCH", "/me", principal=user, json=body.model_dump(exclude_none=True))
+
+
+@router.post("/v1/api-keys", status_code=201, summary="Create an API key; the key is shown only in this answer")
+async def create_api_key(body: ApiKeyCreate, user: MemberUser, upstreams: UpstreamsDep) -> Any:
+    return await upstreams.auth.json("POST", "/api-keys", principal=user, json=body.model_dump())
+
+
+@router.get("/v1/api-keys", summary="Your API keys in this organisation (never the secrets)")
+async def list_api_keys(user: CurrentUser, upstreams: UpstreamsDep) -> Any:
+    return await upstreams.auth.json("GET", "/api-keys", principal=user)
+
+
+@router.delete("/v1/api-keys/{key_id}", status_code=204, summary="Revoke an API key")
+async def revoke_api_key(
+    key_id: Annotated[str, Path(max_length=64)], user: MemberUser, upstreams: UpstreamsDep, security: SecurityDep
+) -> Response:
+    await upstreams.auth.request("DELETE", f"/api-keys/{key_id}", principal=user)
+    security.api_keys.evict(key_id)
+    return Response(status_code=204)
+
+
+@router.get("/v1/org/members", summary="Members of your organisation and their roles")
+async def list_members(user: CurrentUser, upstreams: UpstreamsDep) -> Any:
+    return await upstreams.auth.json("GET", "/org/members", principal=user)
+
+
+@router.put("/v1/org/members", summary="Add a member to your organisation or change their role (admin)")
+async def put_member(body: MemberPut, user: AdminUser, upstreams: UpstreamsDep) -> Any:
+    return await upstreams.auth.json("PUT", "/org/members", principal=user, json=body.model_dump())
+
+
+@router.get("/v1/auth/hf/login", summary="Sign in with Hugging Face: redirects to the provider")
+async def hf_login(
+    upstreams: UpstreamsDep, request: Request, return_to: Annotated[str, Query(max_length=512)] = "/"
+) -> RedirectResponse:
+    start = await upstreams.auth.json("POST", "/oauth/hf/start", json={"return_to": _local_path(return_to)})
+    response = RedirectResponse(start["authorize_url"], status_code=302)
+    # Binds the flow to this browser: a callback with someone else's state is refused (login CSRF).
+    response.set_cookie(
+        OAUTH_STATE_COOKIE,
+        start["state"],
+        max_age=600,
+        httponly=True,
+        samesite="lax",
+        secure=upstreams_secure(request),
+        path="/v1/auth/hf",
+    )
+    return response
+
+
+@router.get("/v1/auth/hf/callback", summary="Sign in with Hugging Face: the provider redirects back here")
+async def hf_callback(
+    request: Request,
+    upstreams: UpstreamsDep,
+    code: Annotated[str, Query(max_length=2048)],
+    state: Annotated[str, Query(max_length=256)],
+) -> Response:
+    if request.cookies.get(OAUTH_STATE_COOKIE) != state:
+        raise ApiError(400, "bad_state", "sign-in state does not match this browser; start again")
+    tokens = await upstreams.auth.json(
+        "POST", "/oauth/hf/finish", json={"code": code, "state": state}, headers=_client_headers(request)
+    )
+    response = RedirectResponse(_local_path(tokens.get("return_to") or "/"), status_code=302)
+    _set_session(response, tokens, upstreams_secure(request))
+    response.delete_cookie(OAUTH_STATE_COOKIE, path="/v1/auth/hf")
+    return response
+
+
+def _local_path(target: str) -> str:
+    """Only same-site paths after sign-in: no open redirect."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+def upstreams_secure(request: Request) -> bool:
+    settings: GatewaySettings = request.app.state.security.settings
+    return settings.cookie_secure
+
+
+def install(app: FastAPI, settings: GatewaySettings) -> None:
+    """Everything of the security layer an app needs: routes, rate limit, upstream clients, verifier."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_upstreams(app, settings) as upstreams, open_security(app, settings, upstreams):
+            yield
+
+    app.include_router(APIRouter(lifespan=lifespan))
+    app.include_router(router)
+    app.add_middleware(RateLimitMiddleware, limit=settings.api_rate_limit)

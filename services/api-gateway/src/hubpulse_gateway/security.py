@@ -1,0 +1,348 @@
+"""Who is calling: access JWTs verified offline against the auth service's JWKS, API keys, web-session cookies.
+
+Use in a route (FastAPI `Annotated` dependencies):
+
+    from hubpulse_gateway.security import CurrentUser, OptionalUser, MemberUser, AdminUser, require_role
+
+    @router.get("/v1/things")
+    async def things(user: CurrentUser) -> ...:            # 401 without valid credentials; any role
+        ...  # user.user_id, user.org_id, user.role, user.email, user.scopes
+    @router.post("/v1/things")
+    async def make(user: MemberUser) -> ...:               # 403 for viewers; same as Depends(require_role("member"))
+    @router.get("/v1/public")
+    async def public(user: OptionalUser) -> ...:           # None when anonymous (still 401 for a bad credential)
+
+Credentials, first found wins: `Authorization: Bearer <access JWT | API key>`, `X-API-Key: <API key>`,
+then the `hp_access` cookie of a web session. Roles are per organisation and ordered viewer < member < admin;
+an API key acts with its creator's role in its organisation, capped at viewer unless it has the `write` scope.
+
+Access tokens: ES256 only (so `alg: none` and HMAC tricks are refused), `kid` must be in the JWKS (fetched from
+`{auth_url}/.well-known/jwks.json`, cached `jwks_max_age_s`, refetched at once for an unknown `kid`, at most every
+`jwks_min_refresh_s`), and `iss`, `aud`, `exp`, `sub` checked. API keys are checked by the auth service and the
+answer cached `api_key_cache_s` (a revocation through this gateway evicts it at once).
+
+CSRF: a write (POST/PUT/PATCH/DELETE) authenticated by the session cookie must carry `X-CSRF-Token` equal to
+the `hp_csrf` cookie the login set; its hash is bound into the access token, so a stolen cookie alone fails (403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, cast
+
+from fastapi import Depends, FastAPI, Request
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from joserfc.jws import extract_compact
+from limits import parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hubpulse_common.http import ApiError, error_response
+from hubpulse_gateway.settings import GatewaySettings
+from hubpulse_gateway.upstream import Upstreams
+
+Role = Literal["viewer", "member", "admin"]
+ROLE_RANK: dict[str, int] = {"viewer": 0, "member": 1, "admin": 2}
+ALGORITHMS = ["ES256"]
+API_KEY_PREFIX = "hpk_"
+ACCESS_COOKIE = "hp_access"
+REFRESH_COOKIE = "hp_refresh"
+CSRF_COOKIE = "hp_csrf"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller, in the organisation the credential was issued for."""
+
+    user_id: str
+    org_id: str
+    role: Role
+    email: str | None = None
+    scopes: frozenset[str] = frozenset({"read", "write"})
+    via: Literal["bearer", "cookie", "api_key"] = "bearer"
+    # The credential as presented, so upstream calls act as this caller; never logged.
+    credential: str = field(default="", repr=False)
+    api_key_id: str | None = None
+
+    def has_role(self, role: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+class InvalidToken(Exception):
+    """The credential is malformed, forged, expired or for someone else."""
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def token_kid(token: str) -> str | None:
+    try:
+        header = extract_compact(token.encode()).headers()
+    except (JoseError, ValueError) as exc:
+        raise InvalidToken("malformed token") from exc
+    kid = header.get("kid")
+    return kid if isinstance(kid, str) else None
+
+
+def verify_access_token(
+    token: str, keys: KeySet, *, issuer: str, audience: str, now: int | None = None
+) -> dict[str, Any]:
+    """The verified claims of an access JWT, or InvalidToken. Pure: the keys come from the caller."""
+    try:
+        decoded = jwt.decode(token, keys, algorithms=ALGORITHMS)
+        registry = jwt.JWTClaimsRegistry(
+            now=now,
+            leeway=5,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+        registry.validate(decoded.claims)
+    except (JoseError, ValueError) as exc:
+        raise InvalidToken(getattr(exc, "description", None) or str(exc) or type(exc).__name__) from exc
+    claims: dict[str, Any] = decoded.claims
+    if claims.get("role") not in ROLE_RANK or not isinstance(claims.get("org"), str):
+        raise InvalidToken("token lacks organisation or role")
+    return claims
+
+
+def principal_from_claims(claims: dict[str, Any], token: str, via: Literal["bearer", "cookie"]) -> Principal:
+    return Principal(
+        user_id=str(claims["sub"]),
+        org_id=str(claims["org"]),
+        role=cast(Role, claims["role"]),
+        email=claims.get("email"),
+        scopes=frozenset(claims.get("scope", "read write").split()),
+        via=via,
+        credential=token,
+    )
+
+
+def csrf_matches(claims: dict[str, Any], header_value: str | None) -> bool:
+    expected = claims.get("csrf")
+    if not isinstance(expected, str) or not header_value:
+        return False
+    return hmac.compare_digest(expected, sha256_hex(header_value))
+
+
+class JwksCache:
+    """The auth service's public keys: refreshed when stale, or at once when a token names an unknown kid."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[dict[str, Any]]],
+        *,
+        max_age_s: float,
+        min_refresh_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._max_age_s = max_age_s
+        self._min_refresh_s = min_refresh_s
+        self._clock = clock
+        self._keys: KeySet | None = None
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    def _has(self, kid: str | None) -> bool:
+        return self._keys is not None and any(key.kid == kid for key in self._keys)
+
+    async def keys_for(self, kid: str | None) -> KeySet:
+        """The key set holding `kid`, refreshed if needed; InvalidToken if no published key has it."""
+        age = self._clock() - self._fetched_at
+        if self._has(kid) and age < self._max_age_s:
+            assert self._keys is not None
+            return self._keys
+        async with self._lock:
+            age = self._clock() - self._fetched_at
+            # Another request may have refreshed while we waited; an unknown kid refetches at most every min_refresh.
+            if self._keys is None or age >= self._max_age_s or (not self._has(kid) and age >= self._min_refresh_s):
+                self._keys = KeySet.import_key_set(cast(Any, await self._fetch()))
+                self._fetched_at = self._clock()
+        if not self._has(kid):
+            raise InvalidToken("token signed by an unknown key")
+        assert self._keys is not None
+        return self._keys
+
+
+class ApiKeyCache:
+    """Verified API keys for a few seconds, so a busy client does not cost a round trip per request."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, key: str) -> Principal | None:
+        entry = self._entries.get(sha256_hex(key))
+        if entry is None or entry[0] < self._clock():
+            return None
+        return entry[1]
+
+    def put(self, key: str, principal: Principal) -> None:
+        if len(self._entries) > 10_000:
+            now = self._clock()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+        self._entries[sha256_hex(key)] = (self._clock() + self._ttl_s, principal)
+
+    def evict(self, key_id: str) -> None:
+        self._entries = {k: v for k, v in self._entries.items() if v[1].api_key_id != key_id}
+
+
+class Security:
+    """Per gateway app: verifies credentials; `app.state.security`."""
+
+    def __init__(self, settings: GatewaySettings, upstreams: Upstreams) -> None:
+        self.settings = settings
+        self.upstreams = upstreams
+        self.jwks = JwksCache(
+            self._fetch_jwks, max_age_s=settings.jwks_max_age_s, min_refresh_s=settings.jwks_min_refresh_s
+        )
+        self.api_keys = ApiKeyCache(settings.api_key_cache_s)
+
+    async def _fetch_jwks(self) -> dict[str, Any]:
+        body: dict[str, Any] = await self.upstreams.auth.json("GET", "/.well-known/jwks.json")
+        return body
+
+    async def verify_token(self, token: str) -> dict[str, Any]:
+        keys = await self.jwks.keys_for(token_kid(token))
+        return verify_access_token(token, keys, issuer=self.settings.jwt_issuer, audience=self.settings.jwt_audience)
+
+    async def verify_api_key(self, key: str) -> Principal:
+        cached = self.api_keys.get(key)
+        if cached is not None:
+            return cached
+        try:
+            body = await self.upstreams.auth.json("POST", "/internal/api-keys/verify", json={"key": key})
+        except ApiError as exc:
+            if exc.status in (401, 403, 404):
+                raise InvalidToken("invalid or revoked API key") from None
+            raise
+        principal = Principal(
+            user_id=body["user_id"],
+            org_id=body["org_id"],
+            role=body["role"],
+            email=body.get("email"),
+            scopes=frozenset(body["scopes"]),
+            via="api_key",
+            credential=key,
+            api_key_id=body["key_id"],
+        )
+        self.api_keys.put(key, principal)
+        return principal
+
+    async def authenticate(self, request: Request) -> Principal | None:
+        """The caller, None when anonymous; ApiError 401 for a bad credential, 403 for a missing CSRF token."""
+        credential, via = presented_credential(request)
+        if credential is None:
+            return None
+        try:
+            if credential.startswith(API_KEY_PREFIX):
+                return await self.verify_api_key(credential)
+            claims = await self.verify_token(credential)
+        except InvalidToken as exc:
+            raise ApiError(401, "unauthorized", f"invalid credentials: {exc}", {"www-authenticate": "Bearer"}) from None
+        cookie_write = via == "cookie" and request.method not in SAFE_METHODS
+        if cookie_write and not csrf_matches(claims, request.headers.get(CSRF_HEADER)):
+            raise ApiError(403, "csrf_failed", "missing or wrong X-CSRF-Token header for a cookie session")
+        return principal_from_claims(claims, credential, "cookie" if via == "cookie" else "bearer")
+
+
+def presented_credential(request: Request) -> tuple[str | None, Literal["bearer", "cookie"]]:
+    authorization = request.headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), "bearer"
+    if api_key := request.headers.get("x-api-key"):
+        return api_key.strip(), "bearer"
+    return request.cookies.get(ACCESS_COOKIE), "cookie"
+
+
+@asynccontextmanager
+async def open_security(app: FastAPI, settings: GatewaySettings, upstreams: Upstreams) -> AsyncIterator[Security]:
+    app.state.security = Security(settings, upstreams)
+    yield app.state.security
+
+
+def get_security(request: Request) -> Security:
+    security: Security = request.app.state.security
+    return security
+
+
+async def optional_user(request: Request) -> Principal | None:
+    return await get_security(request).authenticate(request)
+
+
+async def current_user(request: Request) -> Principal:
+    principal = await optional_user(request)
+    if principal is None:
+        raise ApiError(401, "unauthorized", "sign in or send an API key", {"www-authenticate": "Bearer"})
+    return principal
+
+
+def require_role(role: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller, who must hold at least `role` in their organisation (403 otherwise)."""
+
+    async def check(user: Annotated[Principal, Depends(current_user)]) -> Principal:
+        if not user.has_role(role):
+            raise ApiError(403, "forbidden", f"this needs the {role} role in your organisation (you are {user.role})")
+        return user
+
+    return check
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+OptionalUser = Annotated[Principal | None, Depends(optional_user)]
+ViewerUser = CurrentUser
+MemberUser = Annotated[Principal, Depends(require_role("member"))]
+AdminUser = Annotated[Principal, Depends(require_role("admin"))]
+SecurityDep = Annotated[Security, Depends(get_security)]
+
+
+class RateLimitMiddleware:
+    """Per API key, else per client IP, with the `limits` moving window; 429 with Retry-After beyond it."""
+
+    EXEMPT = ("/healthz", "/readyz", "/metrics", "/static/")
+
+    def __init__(self, app: ASGIApp, limit: str) -> None:
+        self.app = app
+        self.limit = parse(limit)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.EXEMPT):
+            await self.app(scope, receive, send)
+            return
+        key = rate_key(scope)
+        if not await self.limiter.hit(self.limit, key):
+            reset_at, _ = await self.limiter.get_window_stats(self.limit, key)
+            retry_after = max(1, int(reset_at - time.time()) + 1)
+            response = error_response(
+                429, "rate_limited", f"too many requests; retry in {retry_after} s", {"retry-after": str(retry_after)}
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def rate_key(scope: Scope) -> str:
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    key = headers.get("x-api-key") or (value.strip() if scheme.lower() == "bearer" else "")
+    if key.startswith(API_KEY_PREFIX):
+        return "key:" + sha256_hex(key)
+    client = scope.get("client")
+    return "ip:" + (client[0] if client else "unknown")

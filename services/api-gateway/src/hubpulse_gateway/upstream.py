@@ -1,0 +1,218 @@
+"""HTTP calls from the gateway to its upstream services (auth, deployer, metrics).
+
+Use from a route:
+
+    from hubpulse_gateway.security import CurrentUser
+    from hubpulse_gateway.upstream import UpstreamsDep
+
+    @router.get("/v1/deployments")
+    async def list_deployments(user: CurrentUser, upstreams: UpstreamsDep) -> Any:
+        return await upstreams.deployer.json("GET", "/deployments", principal=user)
+
+What every call gets:
+- timeouts (connect and read) from the gateway settings, so nothing hangs;
+- retries with exponential backoff and jitter (tenacity), only for idempotent methods (GET, HEAD, PUT, DELETE)
+  or when the caller passes `retry=True`, and only on transport errors and 5xx;
+- one circuit breaker per upstream (purgatory): after `breaker_threshold` failures in a row, calls fail at once
+  with 503 for `breaker_reset_s`, then one trial call decides;
+- the request id (`x-request-id`) and the caller's identity (`authorization` as the caller sent it, plus
+  `x-hubpulse-user`, `x-hubpulse-org`, `x-hubpulse-role`) forwarded;
+- errors: a 4xx of the upstream (already `{"error": ...}`) is raised again as `ApiError` with the same status,
+  code, message and Retry-After; an upstream down, timing out or behind an open breaker gives
+  `ApiError(503, "unavailable")`; an upstream 5xx gives `ApiError(502, "bad_gateway")`.
+
+`open_upstreams(app, settings)` creates the clients in `app.state.upstreams` (the auth router's lifespan calls it,
+so every app built by `create_app` has them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from hubpulse_common.http import ApiError
+from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger
+from hubpulse_gateway.settings import GatewaySettings
+
+if TYPE_CHECKING:
+    from hubpulse_gateway.security import Principal
+
+log = get_logger(__name__)
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Headers of an upstream answer that a client needs to see again.
+PASSED_HEADERS = ("retry-after", "www-authenticate")
+
+
+class _Transient(Exception):
+    """A failure worth a retry and counted by the breaker: transport error, timeout or 5xx."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def passthrough_error(response: httpx.Response) -> ApiError:
+    """The upstream's `{"error": {"code", "message"}}` 4xx as an ApiError with the same status."""
+    code, message = "error", f"upstream answered {response.status_code}"
+    try:
+        body = response.json()
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            code = str(error.get("code", code))
+            message = str(error.get("message", message))
+    except ValueError:
+        pass
+    headers = {name: response.headers[name] for name in PASSED_HEADERS if name in response.headers}
+    return ApiError(response.status_code, code, message, headers or None)
+
+
+def identity_headers(principal: Principal | None) -> dict[str, str]:
+    if principal is None:
+        return {}
+    headers = {
+        "x-hubpulse-user": principal.user_id,
+        "x-hubpulse-org": principal.org_id,
+        "x-hubpulse-role": principal.role,
+    }
+    if principal.credential:
+        headers["authorization"] = f"Bearer {principal.credential}"
+    return headers
+
+
+class UpstreamClient:
+    """One upstream service; safe to share between concurrent requests."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        timeout_s: float = 3.0,
+        connect_timeout_s: float = 0.5,
+        retries: int = 2,
+        breaker_threshold: int = 5,
+        breaker_reset_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.retries = retries
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._breakers = AsyncCircuitBreakerFactory(default_threshold=breaker_threshold, default_ttl=breaker_reset_s)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        principal: Principal | None = None,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        retry: bool | None = None,
+    ) -> httpx.Response:
+        """The upstream's 2xx/3xx response; raises ApiError otherwise (see the module docstring)."""
+        method = method.upper()
+        sent = {**identity_headers(principal), **(headers or {})}
+        if (trace_id := current_trace_id()) is not None:
+            sent[TRACE_HEADER] = trace_id
+        attempts = 1 + (self.retries if (retry if retry is not None else method in IDEMPOTENT) else 0)
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(attempts),
+                wait=wait_exponential_jitter(initial=0.05, max=0.5),
+                retry=retry_if_exception_type(_Transient),
+                reraise=True,
+            ):
+                with attempt:
+                    response = await self._once(method, path, json=json, params=params, headers=sent)
+        except OpenedState:
+            raise ApiError(503, "unavailable", f"{self.name} service is unavailable (circuit open)") from None
+        except _Transient as exc:
+            log.warning("upstream.failed", upstream=self.name, method=method, path=path, error=str(exc))
+            if exc.status is not None:
+                raise ApiError(502, "bad_gateway", f"{self.name} service failed ({exc.status})") from None
+            raise ApiError(503, "unavailable", f"{self.name} service is unavailable") from None
+        if response.status_code >= 400:
+            raise passthrough_error(response)
+        return response
+
+    async def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """`request`, then the JSON body (None for 204)."""
+        response = await self.request(method, path, **kwargs)
+        return None if response.status_code == 204 or not response.content else response.json()
+
+    async def _once(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        breaker = await self._breakers.get_breaker(self.name)
+        async with breaker:
+            try:
+                response = await self._client.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+            if response.status_code >= 500:
+                raise _Transient(f"status {response.status_code}", response.status_code)
+            return response
+
+
+@dataclass
+class Upstreams:
+    auth: UpstreamClient
+    deployer: UpstreamClient
+    metrics: UpstreamClient
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> Upstreams:
+        def make(name: str, url: str) -> UpstreamClient:
+            return UpstreamClient(
+                name,
+                url,
+                timeout_s=settings.upstream_timeout_s,
+                connect_timeout_s=settings.upstream_connect_timeout_s,
+                retries=settings.upstream_retries,
+                breaker_threshold=settings.breaker_threshold,
+                breaker_reset_s=settings.breaker_reset_s,
+            )
+
+        return cls(
+            auth=make("auth", settings.auth_url),
+            deployer=make("deployer", settings.deployer_url),
+            metrics=make("metrics", settings.metrics_url),
+        )
+
+    async def aclose(self) -> None:
+        for client in (self.auth, self.deployer, self.metrics):
+            await client.aclose()
+
+
+@asynccontextmanager
+async def open_upstreams(app: FastAPI, settings: GatewaySettings) -> AsyncIterator[Upstreams]:
+    upstreams = Upstreams.from_settings(settings)
+    app.state.upstreams = upstreams
+    try:
+        yield upstreams
+    finally:
+        await upstreams.aclose()
+
+
+def get_upstreams(request: Request) -> Upstreams:
+    upstreams: Upstreams = request.app.state.upstreams
+    return upstreams
+
+
+UpstreamsDep = Annotated[Upstreams, Depends(get_upstreams)]
