@@ -68,6 +68,23 @@ class ModelFeatures(Event):
     model_id: str
     snapshot_date: date
     features: dict[str, float | None]
+    provisional: bool = Field(
+        default=False,
+        description="True while the day is still arriving: cross-sectional features rank only part of the day; "
+        "a final event for the same model-day follows when the day closes",
+    )
+    # The day's raw stats ride along so that consumers (the scorer's catalog) need no join with the
+    # features store.
+    downloads: int | None = None
+    downloads_all_time: int | None = None
+    likes: int | None = None
+    trending_rank: int | None = None
+    pipeline_tag: str | None = None
+    library_name: str | None = None
+    author: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    created_at: datetime | None = None
+    last_modified: datetime | None = None
 
 
 class Contribution(BaseModel):
@@ -146,12 +163,29 @@ class InferenceEvent(Event):
     error: str | None = None
 
 
+class AlertEvent(Event):
+    """An alert rule started or stopped firing for a deployment. Key: deployment_id."""
+
+    topic: ClassVar[str] = "alerts.v1"
+    key_field: ClassVar[str] = "deployment_id"
+
+    alert_id: str
+    rule: str
+    deployment_id: str
+    metric: str = Field(description="What the rule watches: 'error_rate' or 'p95_latency_ms'")
+    state: Literal["firing", "resolved"]
+    value: float
+    threshold: float
+    window_s: int
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     ModelSnapshot,
     ModelFeatures,
     ModelScore,
     DeploymentEvent,
     InferenceEvent,
+    AlertEvent,
 )
 
 ALL_TOPICS: tuple[str, ...] = tuple(e.topic for e in ALL_EVENTS)

@@ -1,26 +1,111 @@
-"""The metrics service's FastAPI app; its lifespan owns the stores and background work."""
+"""The metrics service's FastAPI app; its lifespan owns the stores, the consumers and the alert loop."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
-from hubpulse_common.http import create_service_app
-from hubpulse_common.resources import open_resources
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hubpulse_common.events import DeploymentEvent, InferenceEvent
+from hubpulse_common.http import create_service_app
+from hubpulse_common.kafka import BatchConsumer
+from hubpulse_common.logging import get_logger
+from hubpulse_common.resources import open_resources
+from hubpulse_metrics import repository
+from hubpulse_metrics.alerts import run_alerts
+from hubpulse_metrics.handlers import deployment_handler, inference_handler
+from hubpulse_metrics.routes import router
 from hubpulse_metrics.settings import MetricsSettings
+
+log = get_logger(__name__)
+
+
+class RequestLogMiddleware:
+    """One structured log line per HTTP request (the shared middleware only counts them)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        start = time.perf_counter()
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            log.info(
+                "http.request",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                query=scope.get("query_string", b"").decode("latin-1")[:500],
+                status=status,
+                duration_ms=round((time.perf_counter() - start) * 1000, 2),
+            )
 
 
 def create_app(settings: MetricsSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, kafka=True, mongo=True):
-            yield
+        async with open_resources(app, settings, kafka=True, mongo=True) as res:
+            db = res.require_mongo()[settings.mongo_database]
+            bus = res.require_bus()
+            kind = await repository.ensure_schema(db, timedelta(days=settings.raw_retention_days))
+            app.state.db = db
+            app.state.settings = settings
+            app.state.raw_collection_kind = kind
+            consumers: list[BatchConsumer[InferenceEvent] | BatchConsumer[DeploymentEvent]] = [
+                BatchConsumer(
+                    bootstrap=settings.kafka_bootstrap,
+                    group_id=settings.consumer_group,
+                    topic=InferenceEvent.topic,
+                    event_type=InferenceEvent,
+                    handler=inference_handler(db),
+                    bus=bus,
+                    poll_timeout_ms=200,
+                ),
+                BatchConsumer(
+                    bootstrap=settings.kafka_bootstrap,
+                    group_id=settings.consumer_group,
+                    topic=DeploymentEvent.topic,
+                    event_type=DeploymentEvent,
+                    handler=deployment_handler(db),
+                    bus=bus,
+                    poll_timeout_ms=200,
+                ),
+            ]
+            for consumer in consumers:
+                await consumer.start()
+            alerts = asyncio.create_task(run_alerts(db, bus, settings), name="alerts")
+            try:
+                yield
+            finally:
+                alerts.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await alerts
+                for consumer in consumers:
+                    await consumer.stop()
 
-    return create_service_app(
+    app = create_service_app(
         service=settings.service_name,
         title="hubpulse metrics",
-        description="Latency, error rate, usage analytics and live pushes.",
+        description="Latency, error rate, usage analytics, alerts and live pushes.",
         lifespan=lifespan,
     )
+    app.add_middleware(RequestLogMiddleware)
+    app.include_router(router)
+    return app

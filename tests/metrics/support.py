@@ -1,0 +1,85 @@
+"""Helpers of the metrics tests: the service as its own OS process, event factories, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from hubpulse.platform.stores import free_port, wait_port
+from hubpulse_common.events import InferenceEvent
+
+
+class MetricsProcess:
+    """`python -m hubpulse_metrics` on a free port with its own consumer group and database; restartable."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            **env,
+            "HUBPULSE_PORT": str(self.port),
+            "HUBPULSE_CONSUMER_GROUP": f"metrics-{uuid.uuid4().hex[:8]}",
+            "HUBPULSE_MONGO_DATABASE": f"metrics_{uuid.uuid4().hex[:8]}",
+        }
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "hubpulse_metrics"], env=self.env, stderr=log)
+        assert wait_port(self.port, 60, self.proc), self.log_path.read_text(errors="replace")[-3000:]
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{self.url}/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "metrics service never became ready"
+            time.sleep(0.1)
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+
+
+def inference(deployment_id: str, **fields: object) -> InferenceEvent:
+    values: dict[str, object] = {
+        "deployment_id": deployment_id,
+        "model_id": "hubpulse-demo/tiny-text-classifier",
+        "status": "ok",
+        "http_status": 200,
+        "latency_ms": 10.0,
+        "inputs": 1,
+        "request_bytes": 100,
+        "response_bytes": 50,
+        "occurred_at": datetime.now(UTC),
+    }
+    values.update(fields)
+    return InferenceEvent.model_validate(values)
+
+
+def new_deployment() -> str:
+    return f"dep-{uuid.uuid4().hex[:12]}"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, interval_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s")
+        await asyncio.sleep(interval_s)
