@@ -230,7 +230,12 @@ def spawn(spec: ProcessSpec, log_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, **spec.env}
     try:
         return subprocess.Popen(
-            spec.argv, stdout=log, stderr=subprocess.STDOUT, env=env, user=spec.user, cwd=spec.cwd,
+            spec.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            user=spec.user,
+            cwd=spec.cwd,
             start_new_session=True,
         )
     finally:

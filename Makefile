@@ -1,0 +1,44 @@
+# hubpulse: two commands on a fresh machine: `make up`, `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+BIN := $(VENV)/bin
+
+.PHONY: help install up test test-fast lint format asyncapi clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/hubpulse: pyproject.toml uv.lock libs/common/pyproject.toml $(wildcard services/*/pyproject.toml)
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@test -x "$(UV)" || $(PYTHON) -m pip install --quiet --disable-pip-version-check --user "uv>=0.5"
+	$(UV) sync --all-packages --frozen --python $(VENV)/bin/python
+	@touch $(BIN)/hubpulse
+
+install: $(BIN)/hubpulse  ## create .venv with the `hubpulse` command and every service
+
+up: install  ## start the whole platform on embedded defaults (offline demo)
+	$(BIN)/hubpulse up --demo
+
+test: install  ## the full test suite (what CI runs)
+	$(BIN)/pytest -q
+
+test-fast: install  ## the suite without browser tests
+	$(BIN)/pytest -q -m "not browser"
+
+lint: install  ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy libs/common/src services/*/src src
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+asyncapi: install  ## regenerate docs/asyncapi.yaml from the event models
+	$(BIN)/python -m hubpulse_common.asyncapi > docs/asyncapi.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

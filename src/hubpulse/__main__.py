@@ -1,0 +1,5 @@
+"""`python -m hubpulse` is the `hubpulse` command."""
+
+from hubpulse.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""`hubpulse up --demo` end to end: every service ready, kill -9 restarts, Ctrl-C leaves nothing, data survives."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import psutil
+import pytest
+
+from hubpulse.platform.layout import HUB_OFFSET, SERVICES, STORE_OFFSETS
+from hubpulse.platform.stores import port_open
+
+pytestmark = pytest.mark.slow
+
+READY_WITHIN_S = 90
+
+
+def _free_base() -> int:
+    offsets = [*(o for _, o in SERVICES.values()), HUB_OFFSET, *STORE_OFFSETS.values()]
+    for _ in range(50):
+        base = random.randrange(20000, 60000, 100)
+        if not any(port_open(base + o) for o in offsets):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _status(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hubpulse", "status", "--data-dir", str(data_dir)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUBPULSE_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "hubpulse", "up", "--demo", "--models", "300", "--days", "10",
+         "--port", str(port), "--data-dir", str(data_dir)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_all_ready(data_dir: Path, up: subprocess.Popen[bytes], within_s: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < within_s:
+        assert up.poll() is None, "hubpulse up exited"
+        if (data_dir / "state.json").exists() and _status(data_dir).returncode == 0:
+            return time.monotonic() - start
+        time.sleep(1)
+    raise AssertionError(f"not all ready within {within_s}s:\n{_status(data_dir).stdout}")
+
+
+def _pids(data_dir: Path) -> dict[str, int]:
+    state = json.loads((data_dir / "state.json").read_text())
+    return {p["name"]: p["pid"] for p in state["processes"]}
+
+
+def _stop(up: subprocess.Popen[bytes], pids: list[int]) -> None:
+    up.send_signal(signal.SIGINT)
+    assert up.wait(90) == 0
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes left running: {alive}"
+
+
+def test_up_ready_restart_stop_and_data_survives(tmp_path: Path) -> None:
+    data_dir = tmp_path / "platform"
+    port = _free_base()
+    up = _start(data_dir, port)
+    try:
+        _wait_all_ready(data_dir, up, READY_WITHIN_S)
+        pids = _pids(data_dir)
+        assert set(SERVICES) <= set(pids)
+
+        # kill -9 of a service: restarted (new pid) and ready again within 15 s.
+        victim = "features"
+        os.kill(pids[victim], signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            new_pid = _pids(data_dir)[victim]
+            if new_pid != pids[victim] and _status(data_dir).returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"{victim} not restarted and ready within 15 s")
+
+        async def mark() -> None:
+            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port + STORE_OFFSETS['postgres']}/hubpulse")
+            await conn.execute("CREATE TABLE IF NOT EXISTS survives (v text); INSERT INTO survives VALUES ('yes')")
+            await conn.close()
+
+        import asyncio
+
+        asyncio.run(mark())
+        _stop(up, list(_pids(data_dir).values()))
+        assert _status(data_dir).returncode != 0  # down now
+
+        up = _start(data_dir, port)
+        _wait_all_ready(data_dir, up, READY_WITHIN_S)
+
+        async def read() -> str | None:
+            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port + STORE_OFFSETS['postgres']}/hubpulse")
+            value = await conn.fetchval("SELECT v FROM survives")
+            await conn.close()
+            return value
+
+        assert asyncio.run(read()) == "yes"
+        _stop(up, list(_pids(data_dir).values()))
+    finally:
+        if up.poll() is None:
+            up.kill()
