@@ -8,20 +8,25 @@ one line to `_ROUTERS` below.
 from __future__ import annotations
 
 import datetime as dt
+from email.utils import format_datetime
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubpulse.hub.clock import ReplayClock
 from hubpulse.hub.faults import FaultConfig, FaultInjector, FaultMiddleware
 from hubpulse.hub.responses import json_response
-from hubpulse.hub.routes import models, replay
+from hubpulse.hub.routes import models, oauth, replay, repos, spaces
 from hubpulse.hub.source import DaySource, SyntheticSource, history_source
 from hubpulse_common.synthetic import SyntheticHub
 
 _ROUTERS: tuple[APIRouter, ...] = (
+    repos.router,  # before models: its literal demo-repo paths must win
+    spaces.router,
     models.router,
     replay.router,
+    oauth.router,
 )
 
 Source = DaySource | SyntheticHub | Path | str
@@ -33,6 +38,29 @@ def as_source(source: Source) -> DaySource:
     if isinstance(source, str | Path):
         return history_source(Path(source))
     return source
+
+
+class ReplayDateMiddleware:
+    """`Date` is the replayed day (at the current time of day), so clients date snapshots as this Hub's day,
+    the way the ingestor dates them by huggingface.co's own `Date`. Servers run with uvicorn's date off."""
+
+    def __init__(self, app: ASGIApp, clock: ReplayClock) -> None:
+        self.app, self.clock = app, clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                now = dt.datetime.now(dt.UTC)
+                served = dt.datetime.combine(self.clock.current.cols.date, now.timetz())
+                date = (b"date", format_datetime(served, usegmt=True).encode())
+                message["headers"] = [*(h for h in message.get("headers", []) if h[0].lower() != b"date"), date]
+            await send(message)
+
+        await self.app(scope, receive, send_dated)
 
 
 def create_app(
@@ -64,6 +92,7 @@ def create_app(
         return json_response({"status": "ready", "date": clock.current.cols.date.isoformat()})
 
     app.add_middleware(FaultMiddleware, injector=injector)
+    app.add_middleware(ReplayDateMiddleware, clock=clock)
     return app
 
 

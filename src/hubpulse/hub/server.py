@@ -34,7 +34,10 @@ def start_in_thread(
 ) -> RunningHub:
     """Starts uvicorn in a daemon thread and waits until it accepts connections."""
     port = port or free_port(host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    # date_header off: the app sends the replayed day as Date (see hub.app.ReplayDateMiddleware)
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", date_header=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"replay-hub-{port}", daemon=True)
     thread.start()
@@ -47,4 +50,4 @@ def start_in_thread(
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, date_header=False)

@@ -1,15 +1,19 @@
-"""The ingestor service's FastAPI app; its lifespan owns the stores and background work."""
+"""The ingestor service's FastAPI app; its lifespan owns the stores and the cycle scheduler."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+
 from hubpulse_common.http import create_service_app
 from hubpulse_common.resources import open_resources
-
+from hubpulse_ingestor.routes import router
+from hubpulse_ingestor.scheduler import run_scheduler
 from hubpulse_ingestor.settings import IngestorSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -18,12 +22,25 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: IngestorSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True):
-            yield
+        async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True) as res:
+            task = None
+            if settings.ingest_enabled:
+                task = asyncio.create_task(
+                    run_scheduler(res.require_pool(), res.require_bus(), settings), name="ingest-scheduler"
+                )
+            try:
+                yield
+            finally:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
-    return create_service_app(
+    app = create_service_app(
         service=settings.service_name,
         title="hubpulse ingestor",
         description="Walks the Hugging Face Hub each cycle and emits daily model snapshots.",
         lifespan=lifespan,
     )
+    app.include_router(router)
+    return app

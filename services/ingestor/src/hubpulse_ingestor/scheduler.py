@@ -1,0 +1,43 @@
+"""The background loop of the service: resume an unfinished cycle at once, else start one every interval."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import asyncpg
+
+from hubpulse_common.kafka import EventBus
+from hubpulse_common.logging import get_logger
+from hubpulse_ingestor import repository
+from hubpulse_ingestor.cycle import HUB_SOURCE, run_cycle
+from hubpulse_ingestor.settings import IngestorSettings
+
+log = get_logger(__name__)
+
+_FAILURE_PAUSE_S = 30.0
+
+
+def seconds_until_due(latest: dict[str, object] | None, now: dt.datetime, interval_s: float) -> float:
+    """0 when a cycle should run now: none ever ran, one is unfinished, or the last started an interval ago."""
+    if latest is None or latest["status"] == "running":
+        return 0.0
+    started = latest["started_at"]
+    assert isinstance(started, dt.datetime)
+    return max(0.0, (started + dt.timedelta(seconds=interval_s) - now).total_seconds())
+
+
+async def run_scheduler(pool: asyncpg.Pool, bus: EventBus, settings: IngestorSettings) -> None:
+    """Runs until cancelled (service shutdown); a cancelled cycle stays 'running' and resumes next start."""
+    while True:
+        latest = await repository.latest_cycle(pool, HUB_SOURCE)
+        wait_s = seconds_until_due(latest, dt.datetime.now(dt.UTC), settings.ingest_interval_s)
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+            continue
+        try:
+            await run_cycle(pool, bus, settings)
+        except (OSError, asyncpg.PostgresError, RuntimeError) as exc:
+            # The store or broker went away mid-cycle: the checkpoint stands, try again shortly.
+            log.error("ingest.cycle_interrupted", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(min(_FAILURE_PAUSE_S, settings.ingest_interval_s))
