@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from hubpulse_common.errors import InputError
 from hubpulse_common.history import load_history
 from hubpulse_scorer.model.backtest import run_backtest, write_plots

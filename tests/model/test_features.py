@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+
 from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, compute_features
 
 

@@ -2,6 +2,7 @@ import gzip
 from pathlib import Path
 
 import pytest
+
 from hubpulse_common.errors import InputError
 from hubpulse_common.history import load_history
 

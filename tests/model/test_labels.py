@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from hubpulse_common.errors import InputError
 from hubpulse_scorer.model.labels import surge_labels, trending_labels
 

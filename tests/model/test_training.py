@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from hubpulse_common.errors import InputError
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.model.labels import LabelConfig

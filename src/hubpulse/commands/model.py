@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from hubpulse_common.errors import InputError
 from rich.console import Console
+
+from hubpulse_common.errors import InputError
 
 if TYPE_CHECKING:
     from hubpulse_scorer.model.training import TrainConfig

@@ -69,9 +69,10 @@ FEATURE_COLUMNS: tuple[str, ...] = (*_TIME_FEATURES, *_ROW_FEATURES, *_CROSS_FEA
 
 def _shift(g: np.ndarray, k: int) -> np.ndarray:
     """Value of k days earlier (NaN where that is before the grid)."""
-    out = np.full_like(g, np.nan)
-    if k < g.shape[1]:
-        out[:, k:] = g[:, : g.shape[1] - k]
+    out = np.empty_like(g)
+    k = min(k, g.shape[1])
+    out[:, :k] = np.nan
+    out[:, k:] = g[:, : g.shape[1] - k]
     return out
 
 
@@ -108,8 +109,16 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _time_features(history: pd.DataFrame, codes: np.ndarray, day: np.ndarray, n_models: int) -> dict[str, np.ndarray]:
+def _time_features(
+    history: pd.DataFrame, codes: np.ndarray, day: np.ndarray, n_models: int, rows: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-model time-series features, gathered (float32) at the positions `rows` of `history`."""
     n_days = int(day.max()) + 1
+    r_codes, r_day = codes[rows], day[rows]
+
+    def pick(g: np.ndarray) -> np.ndarray:
+        values: np.ndarray = g[r_codes, r_day].astype("float32")
+        return values
 
     def grid(column: str) -> np.ndarray:
         g = np.full((n_models, n_days), np.nan)
@@ -135,32 +144,33 @@ def _time_features(history: pd.DataFrame, codes: np.ndarray, day: np.ndarray, n_
     since_prev = np.full_like(d, np.nan)
     for k in range(HISTORY_WINDOW_DAYS - 1, 0, -1):  # descending, so the nearest earlier day wins
         since_prev[~np.isnan(_shift(seen, k))] = k
-    ranks_7 = [_shift(rank, k) for k in range(7)]
-    best_rank = ranks_7[0]
-    for r in ranks_7[1:]:
-        best_rank = np.fmin(best_rank, r)
+    best_rank, ranked_7 = rank.copy(), (~np.isnan(rank)).astype("float64")
+    for k in range(1, 7):
+        earlier = _shift(rank, k)
+        best_rank = np.fmin(best_rank, earlier)
+        ranked_7 += ~np.isnan(earlier)
     return {
-        "log_downloads": np.log1p(d),
-        "lag_1_delta": d - d_prev,
-        "lag_1_growth": _ratio(d - d_prev, d_prev),
-        "delta_downloads_24h": np.where(delta_24h < 0, np.nan, delta_24h),
-        "rolling_mean_7": rolling_mean_7,
-        "downloads_vs_mean_7": _ratio(d, rolling_mean_7),
-        "growth_rate_7d": _ratio(d - d_ff7, d_ff7),
-        "delta_7d": d - d_ff7,
-        "log_likes": np.log1p(likes),
-        "likes_1d": _counter_diff(likes, _shift(likes, 1)),
-        "likes_7d": likes_7d,
-        "likes_velocity_3d": _counter_diff(likes, likes_3) / 3.0,
-        "likes_acceleration": (_counter_diff(likes, likes_3) - _counter_diff(likes_3, likes_6)) / 3.0,
-        "likes_growth_7d": _ratio(likes_7d, likes_7),
-        "days_observed_14d": seen_14,
-        "days_since_prev_obs": since_prev,
-        "trending_rank": rank,
-        "rank_change_1d": _shift(rank, 1) - rank,
-        "rank_change_7d": _shift(rank, 7) - rank,
-        "best_rank_7d": best_rank,
-        "days_ranked_7d": np.sum([~np.isnan(r) for r in ranks_7], axis=0, dtype="float64"),
+        "log_downloads": pick(np.log1p(d)),
+        "lag_1_delta": pick(d - d_prev),
+        "lag_1_growth": pick(_ratio(d - d_prev, d_prev)),
+        "delta_downloads_24h": pick(np.where(delta_24h < 0, np.nan, delta_24h)),
+        "rolling_mean_7": pick(rolling_mean_7),
+        "downloads_vs_mean_7": pick(_ratio(d, rolling_mean_7)),
+        "growth_rate_7d": pick(_ratio(d - d_ff7, d_ff7)),
+        "delta_7d": pick(d - d_ff7),
+        "log_likes": pick(np.log1p(likes)),
+        "likes_1d": pick(_counter_diff(likes, _shift(likes, 1))),
+        "likes_7d": pick(likes_7d),
+        "likes_velocity_3d": pick(_counter_diff(likes, likes_3) / 3.0),
+        "likes_acceleration": pick((_counter_diff(likes, likes_3) - _counter_diff(likes_3, likes_6)) / 3.0),
+        "likes_growth_7d": pick(_ratio(likes_7d, likes_7)),
+        "days_observed_14d": pick(seen_14),
+        "days_since_prev_obs": pick(since_prev),
+        "trending_rank": pick(rank),
+        "rank_change_1d": pick(_shift(rank, 1) - rank),
+        "rank_change_7d": pick(_shift(rank, 7) - rank),
+        "best_rank_7d": pick(best_rank),
+        "days_ranked_7d": pick(ranked_7),
     }
 
 
@@ -171,7 +181,7 @@ def _group_key(*codes: np.ndarray) -> np.ndarray:
     return key
 
 
-def _cross_features(out: pd.DataFrame, day: np.ndarray) -> None:
+def _cross_features(out: pd.DataFrame, day: np.ndarray, author_codes: np.ndarray) -> None:
     """Ranks and aggregates over the whole day's population (and within task and author)."""
     by_day = out.groupby(day, sort=False)
     for c in _DAY_RANKED:
@@ -182,7 +192,6 @@ def _cross_features(out: pd.DataFrame, day: np.ndarray) -> None:
     for c in _TASK_RANKED:
         out[f"task_pct_{c}"] = by_task[c].rank(pct=True)
     out["task_log_models"] = np.log1p(by_task["log_downloads"].transform("size").to_numpy(dtype="float64"))
-    author_codes, _ = pd.factorize(out["model_id"].str.split("/", n=1).str[0])
     by_author = out.groupby(_group_key(day, author_codes), sort=False)
     out["author_log_models"] = np.log1p(by_author["log_downloads"].transform("size").to_numpy(dtype="float64"))
     out["author_log_downloads"] = np.log1p(by_author["_downloads"].transform("sum"))
@@ -206,23 +215,50 @@ def compute_features(history: pd.DataFrame, *, output_from: dt.date | pd.Timesta
     first = dates.min()
     day = (dates - first).astype("int64")
     codes, models = pd.factorize(history["model_id"])
-    grids = _time_features(history, codes, day, len(models))
-
     keep = np.ones(len(history), dtype=bool)
     if output_from is not None:
         keep = dates >= np.datetime64(pd.Timestamp(output_from).date(), "D")
+    picked = _time_features(history, codes, day, len(models), np.flatnonzero(keep))
     rows = history.loc[keep]
     r_codes, r_day = codes[keep], day[keep]
     out = pd.DataFrame({"snapshot_date": rows["snapshot_date"].to_numpy(), "model_id": rows["model_id"].to_numpy()})
-    for name, g in grids.items():
-        out[name] = g[r_codes, r_day]
+    for name, values in picked.items():
+        out[name] = values
+    # authors are split once per model, not once per row
+    authors, _ = pd.factorize(pd.Series(np.asarray(models, dtype=object)).str.split("/", n=1).str[0])
     created = rows["created_at"] if "created_at" in rows.columns else pd.Series(pd.NaT, index=rows.index)
     age = (rows["snapshot_date"] - created).dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan) / 86400
     out["age_days"] = np.clip(age, 0.0, None)
     out["day_of_week"] = rows["snapshot_date"].dt.day_of_week.to_numpy(dtype="float64")
     out["_task"] = rows["pipeline_tag"].to_numpy() if "pipeline_tag" in rows.columns else np.nan
     out["_downloads"] = rows["downloads"].fillna(0).to_numpy(dtype="float64")
-    _cross_features(out, r_day)
+    _cross_features(out, r_day, authors[r_codes])
     out = out.drop(columns=["_task", "_downloads"])
     out[list(FEATURE_COLUMNS)] = out[list(FEATURE_COLUMNS)].astype("float32")
     return out[["snapshot_date", "model_id", *FEATURE_COLUMNS]]
+
+
+CROSS_FEATURE_COLUMNS: tuple[str, ...] = _CROSS_FEATURES
+
+
+def cross_sectional_features(day_rows: pd.DataFrame) -> pd.DataFrame:
+    """Recompute only the cross-sectional features of complete days from their stored time features.
+
+    `day_rows`: snapshot_date, model_id, pipeline_tag, downloads and the time features (as
+    compute_features returned them). A streaming caller that computed a day batch by batch (each batch
+    ranked only against itself) calls this once the day is complete; it runs the same `_cross_features`
+    as compute_features, so the result equals compute_features over the whole day. Returns the key
+    columns plus CROSS_FEATURE_COLUMNS (float32), rows in the input's order.
+    """
+    dates = day_rows["snapshot_date"].to_numpy(dtype="datetime64[D]")
+    day = (dates - dates.min()).astype("int64") if len(dates) else dates.astype("int64")
+    out = pd.DataFrame({"snapshot_date": day_rows["snapshot_date"].to_numpy(), "model_id": day_rows["model_id"]})
+    for name in _TIME_FEATURES:
+        out[name] = day_rows[name].to_numpy(dtype="float32", na_value=np.nan)
+    out["_task"] = day_rows["pipeline_tag"].to_numpy()
+    out["_downloads"] = day_rows["downloads"].fillna(0).to_numpy(dtype="float64")
+    codes, models = pd.factorize(day_rows["model_id"])
+    authors, _ = pd.factorize(pd.Series(np.asarray(models, dtype=object)).str.split("/", n=1).str[0])
+    _cross_features(out, day, authors[codes])
+    out[list(_CROSS_FEATURES)] = out[list(_CROSS_FEATURES)].astype("float32")
+    return out[["snapshot_date", "model_id", *_CROSS_FEATURES]].reset_index(drop=True)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from hubpulse_common.errors import InputError
 
+from hubpulse_common.errors import InputError
 from hubpulse_scorer.model.explain import Contribution, top_contributions
 
 FORMAT_VERSION = 1

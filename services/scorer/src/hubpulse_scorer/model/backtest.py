@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hubpulse_common.errors import InputError
-from hubpulse_common.history import has_trending_ranks
 from rich.table import Table
 from sklearn.metrics import average_precision_score, brier_score_loss
 
+from hubpulse_common.errors import InputError
+from hubpulse_common.history import has_trending_ranks
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.model.training import Progress, TrainConfig, _quiet, build_dataset, train
 

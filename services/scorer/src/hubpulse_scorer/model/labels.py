@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+
 from hubpulse_common.errors import InputError
 from hubpulse_common.history import has_trending_ranks
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
-from hubpulse_common.synthetic import SyntheticHub
 
+from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_scorer.model.labels import LabelConfig
 from hubpulse_scorer.model.training import TrainConfig, build_dataset_streaming, train
 

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from hubpulse_common.errors import InputError
-from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, compute_features
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_curve
 
+from hubpulse_common.errors import InputError
+from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, compute_features
 from hubpulse_scorer.model.artifact import ModelMetadata, TrainedModel
 from hubpulse_scorer.model.labels import LabelConfig, make_labels
 
