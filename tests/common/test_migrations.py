@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from hubpulse_common.db import migrate
 
@@ -58,10 +59,7 @@ async def test_migrations_apply_once_and_concurrently(database_url: str, tmp_pat
 async def test_unreachable_database_names_the_setting(tmp_path: Path) -> None:
     from hubpulse_common.errors import ConfigError
 
-    try:
+    with pytest.raises(ConfigError) as caught:
         await migrate("postgresql://postgres:secret@127.0.0.1:1/none", tmp_path, "v")
-    except ConfigError as exc:
-        assert "HUBPULSE_DATABASE_URL" in str(exc)
-        assert "secret" not in str(exc)
-    else:
-        raise AssertionError("expected ConfigError")
+    assert "HUBPULSE_DATABASE_URL" in str(caught.value)
+    assert "secret" not in str(caught.value)
