@@ -14,7 +14,7 @@ help:  ## list the targets
 $(BIN)/hubpulse: pyproject.toml uv.lock libs/common/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@test -x "$(UV)" || $(PYTHON) -m pip install --quiet --disable-pip-version-check --user "uv>=0.5"
-	$(UV) sync --all-packages --frozen --python $(VENV)/bin/python
+	$(UV) sync --all-packages --python $(VENV)/bin/python
 	@touch $(BIN)/hubpulse
 
 install: $(BIN)/hubpulse  ## create .venv with the `hubpulse` command and every service
