@@ -1,0 +1,94 @@
+"""Request and response shapes of the catalog routes (search, detail, picks); the OpenAPI document uses them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SortKey(StrEnum):
+    trend = "trend"
+    downloads = "downloads"
+    likes = "likes"
+    growth = "growth"
+    created = "created"
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ModelSummary(_Out):
+    model_id: str
+    author: str | None
+    pipeline_tag: str | None
+    library_name: str | None
+    tags: list[str]
+    created_at: datetime | None
+    snapshot_date: date
+    downloads: int = Field(description="Downloads over the last 30 days")
+    likes: int
+    trending_rank: int | None
+    growth_7d: float | None
+    probability: float | None = Field(description="Trend probability from the latest score, if scored")
+
+
+class SearchPage(_Out):
+    items: list[ModelSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class Contribution(_Out):
+    feature: str
+    value: float | None
+    contribution: float = Field(description="Signed push on the score, in log-odds")
+
+
+class DailyPoint(_Out):
+    snapshot_date: date
+    downloads: int
+    likes: int
+    trending_rank: int | None
+    probability: float | None
+    model_version: str | None
+
+
+class ModelDetail(ModelSummary):
+    downloads_all_time: int | None
+    last_modified: datetime | None
+    model_version: str | None
+    label: str | None = Field(description="What `probability` is of: 'trending' or 'surge'")
+    threshold: float | None
+    is_pick: bool = Field(description="probability >= the model version's operating threshold")
+    hype_score: float | None = Field(description="0-100: geometric mean of probability and recent-likes share")
+    explanation: list[Contribution]
+    features: dict[str, float | None]
+    history: list[DailyPoint] = Field(description="One point per day, oldest first")
+
+
+class Pick(_Out):
+    model_id: str
+    pipeline_tag: str | None
+    library_name: str | None
+    downloads: int
+    likes: int
+    probability: float
+    hype_score: float | None
+    snapshot_date: date
+    updated_at: datetime
+
+
+class PicksPage(_Out):
+    threshold: float
+    items: list[Pick]
+
+
+class ErrorDetail(_Out):
+    code: str
+    message: str
+
+
+class ErrorBody(_Out):
+    error: ErrorDetail

@@ -1,0 +1,167 @@
+"""Catalog routes: search, model detail, AI picks, and the live picks WebSocket. Thin: parse, call, answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+from cachetools import TTLCache
+from fastapi import APIRouter, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
+from pydantic import TypeAdapter
+
+from hubpulse_common.http import ApiError
+from hubpulse_gateway.catalog import repository, service
+from hubpulse_gateway.catalog.live import PicksFeed, pick_body
+from hubpulse_gateway.catalog.schemas import ModelDetail, Pick, PicksPage, SearchPage, SortKey
+from hubpulse_gateway.openapi import errors
+
+router = APIRouter(tags=["models"])
+
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+JSON = "application/json"
+_PICK = TypeAdapter(Pick)
+_PICKS = TypeAdapter(list[Pick])
+
+
+@dataclass
+class CatalogState:
+    """What the catalog routes need, opened by the app's lifespan."""
+
+    pool: asyncpg.Pool
+    cache: TTLCache[service.SearchQuery, bytes]
+    feed: PicksFeed
+
+
+def _state(request: Request) -> CatalogState:
+    state: CatalogState = request.app.state.catalog
+    return state
+
+
+@router.get(
+    "/v1/models",
+    response_model=SearchPage,
+    summary="Search models: text, filters, sort, cursor pagination",
+    responses=errors(422),
+)
+async def search_models(
+    request: Request,
+    q: Annotated[
+        str | None, Query(max_length=200, pattern=NO_NUL, description="Words matched in id/author and tags")
+    ] = None,
+    task: Annotated[str | None, Query(max_length=100, pattern=NO_NUL, description="pipeline_tag")] = None,
+    library: Annotated[str | None, Query(max_length=100, pattern=NO_NUL, description="library_name")] = None,
+    min_downloads: Annotated[int | None, Query(ge=0, le=INT8_MAX)] = None,
+    max_downloads: Annotated[int | None, Query(ge=0, le=INT8_MAX)] = None,
+    min_likes: Annotated[int | None, Query(ge=0, le=INT4_MAX)] = None,
+    sort: SortKey = SortKey.trend,
+    cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Response:
+    try:
+        query = service.normalise_query(
+            q=q,
+            task=task,
+            library=library,
+            min_downloads=min_downloads,
+            max_downloads=max_downloads,
+            min_likes=min_likes,
+            sort=sort,
+            cursor=cursor,
+            limit=limit,
+        )
+    except service.BadQuery as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
+    state = _state(request)
+    body = state.cache.get(query)
+    if body is None:
+        rows = await repository.search(state.pool, query)
+        body = SearchPage.model_validate(service.page_of(rows, query)).model_dump_json().encode()
+        state.cache[query] = body
+    return Response(body, media_type=JSON)
+
+
+@router.get(
+    "/v1/models/{model_id:path}",
+    response_model=ModelDetail,
+    summary="One model: latest stats, daily history, features, probability history, explanation",
+    responses=errors(404, 422),
+)
+async def model_detail(
+    request: Request,
+    model_id: Annotated[str, Path(min_length=1, max_length=300, pattern=NO_NUL, description="e.g. org/name")],
+) -> Response:
+    pool = _state(request).pool
+    row, history = await asyncio.gather(repository.model(pool, model_id), repository.daily(pool, model_id))
+    if row is None:
+        raise ApiError(404, "model_not_found", f"no model {model_id!r} in the catalog")
+    detail = dict(row)
+    features = service.finite_features(detail["features"] or {})
+    detail["features"] = features
+    detail["history"] = [dict(r) for r in history]
+    detail["is_pick"] = service.is_pick(detail["probability"], detail["threshold"])
+    detail["hype_score"] = service.hype_score(detail["probability"], detail["likes"], features.get("likes_7d"))
+    return Response(ModelDetail.model_validate(detail).model_dump_json(), media_type=JSON)
+
+
+@router.get(
+    "/v1/picks",
+    response_model=PicksPage,
+    summary="AI picks: models above a trend probability",
+    responses=errors(422),
+)
+async def picks(
+    request: Request,
+    threshold: Annotated[float, Query(ge=0.0, le=1.0)] = 0.45,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Response:
+    rows = await repository.picks(_state(request).pool, threshold, limit)
+    page = PicksPage.model_validate({"threshold": threshold, "items": [pick_body(r) for r in rows]})
+    return Response(page.model_dump_json(), media_type=JSON)
+
+
+@router.websocket("/v1/live/picks")
+async def live_picks(websocket: WebSocket) -> None:
+    """Sends `{"type": "snapshot", "items": [...]}` once, then `{"type": "pick", "item": {...}}` per new pick."""
+    try:
+        threshold = float(websocket.query_params.get("threshold", "0.45"))
+    except ValueError:
+        threshold = -1.0
+    await websocket.accept()
+    if not 0.0 <= threshold <= 1.0:
+        await websocket.send_json({"error": {"code": "validation_error", "message": "threshold: a number in [0, 1]"}})
+        await websocket.close(code=1008)
+        return
+    state: CatalogState = websocket.app.state.catalog
+    rows = await repository.picks(state.pool, threshold, 20)
+    snapshot = _PICKS.validate_python([pick_body(r) for r in rows])
+    await websocket.send_text(f'{{"type":"snapshot","items":{_PICKS.dump_json(snapshot).decode()}}}')
+    sub = state.feed.subscribe(threshold)
+    receiver = asyncio.create_task(_drain_client(websocket))
+    try:
+        while not receiver.done():
+            getter = asyncio.create_task(sub.queue.get())
+            done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            item = _PICK.validate_python(getter.result())
+            await websocket.send_text(f'{{"type":"pick","item":{_PICK.dump_json(item).decode()}}}')
+    except WebSocketDisconnect:
+        pass
+    finally:
+        state.feed.unsubscribe(sub)
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+            await receiver
+
+
+async def _drain_client(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends, so a disconnect is noticed at once."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await websocket.receive_text()

@@ -1,0 +1,3 @@
+from gateway.gateway_process import gateway
+
+__all__ = ["gateway"]
