@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,10 @@ from typing import Any
 import pytest
 
 from hubpulse_common.kafka import EventBus
-from metrics.support import MetricsProcess
+from metrics.support import ALERTED, MetricsProcess, WebhookReceiver
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def metrics_env(kafka: Any, mongo: Any) -> dict[str, str]:
     return {"HUBPULSE_KAFKA_BOOTSTRAP": kafka.url, "HUBPULSE_MONGO_URL": mongo.url, "HUBPULSE_ENVIRONMENT": "test"}
 
@@ -33,9 +34,28 @@ def start_metrics(metrics_env: dict[str, str], tmp_path: Path) -> Iterator[Calla
 
 
 @pytest.fixture(scope="module")
-def shared_metrics(kafka: Any, mongo: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetricsProcess]:
-    """One service for the tests that only read their own deployments."""
-    env = {"HUBPULSE_KAFKA_BOOTSTRAP": kafka.url, "HUBPULSE_MONGO_URL": mongo.url, "HUBPULSE_ENVIRONMENT": "test"}
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def shared_metrics(
+    metrics_env: dict[str, str], webhook: WebhookReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MetricsProcess]:
+    """One service for the module's tests (each uses deployments of its own); alert rules watch ALERTED."""
+    rules = [
+        {"name": "errors", "metric": "error_rate", "threshold": 0.2, "window_s": 60, "min_requests": 5,
+         "deployment_id": ALERTED},
+        {"name": "slow", "metric": "p95_latency_ms", "threshold": 10_000, "window_s": 60, "deployment_id": ALERTED},
+    ]  # fmt: skip
+    env = {
+        **metrics_env,
+        "HUBPULSE_ALERT_RULES": json.dumps(rules),
+        "HUBPULSE_ALERT_WEBHOOK_URL": webhook.url,
+        "HUBPULSE_ALERT_INTERVAL_S": "0.5",
+    }
     service = MetricsProcess(env, tmp_path_factory.mktemp("metrics") / "metrics.log")
     service.start()
     yield service

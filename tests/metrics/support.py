@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -83,3 +87,36 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, int
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         await asyncio.sleep(interval_s)
+
+
+ALERTED = new_deployment()  # the deployment the shared service's alert rules watch
+
+
+class WebhookReceiver:
+    """A loopback HTTP server that records alert deliveries; it answers the first one 503 to force a retry."""
+
+    def __init__(self, fail_first: int = 1) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.fail_first = fail_first
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                if receiver.fail_first > 0:
+                    receiver.fail_first -= 1
+                    self.send_response(503)
+                else:
+                    receiver.received.append(body)
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self._server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self._server.shutdown()

@@ -8,10 +8,8 @@ import io
 import json
 import signal
 import statistics
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -20,7 +18,7 @@ import websockets
 
 from hubpulse_common.events import DeploymentEvent, DeploymentStatus
 from hubpulse_common.kafka import EventBus
-from metrics.support import MetricsProcess, eventually, inference, new_deployment
+from metrics.support import ALERTED, MetricsProcess, WebhookReceiver, eventually, inference, new_deployment
 
 
 async def get_json(url: str, **params: str) -> dict:
@@ -150,66 +148,29 @@ async def test_usage_exports_json_and_csv(shared_metrics: MetricsProcess, bus: E
     assert bad.status_code == 422
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[dict] = []
-    fail_first = 1
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        if _Receiver.fail_first > 0:
-            _Receiver.fail_first -= 1
-            self.send_response(503)
-        else:
-            _Receiver.received.append(body)
-            self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-
-@pytest.fixture
-def webhook() -> Iterator[str]:
-    _Receiver.received = []
-    _Receiver.fail_first = 1
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-
-
 async def test_error_rate_alert_fires_and_calls_the_webhook(
-    start_metrics: Callable[..., MetricsProcess], bus: EventBus, webhook: str
+    shared_metrics: MetricsProcess, bus: EventBus, webhook: WebhookReceiver
 ) -> None:
-    dep = new_deployment()
-    rules = [
-        {"name": "errors", "metric": "error_rate", "threshold": 0.2, "window_s": 60, "min_requests": 5,
-         "deployment_id": dep},
-        {"name": "slow", "metric": "p95_latency_ms", "threshold": 10_000, "window_s": 60, "deployment_id": dep},
-    ]  # fmt: skip
-    service = start_metrics(
-        HUBPULSE_ALERT_RULES=json.dumps(rules), HUBPULSE_ALERT_WEBHOOK_URL=webhook, HUBPULSE_ALERT_INTERVAL_S="0.5"
-    )
+    service, dep = shared_metrics, ALERTED
     await bus.publish_many([inference(dep) for _ in range(6)])
     await eventually(lambda: _has(service, dep, 6), 15)
     await asyncio.sleep(1.5)
-    assert _Receiver.received == [], "healthy traffic must not alert"
+    assert webhook.received == [], "healthy traffic must not alert"
 
     await bus.publish_many([inference(dep, status="error", http_status=500) for _ in range(6)])
 
     async def delivered() -> bool:
-        return bool(_Receiver.received)
+        return bool(webhook.received)
 
     await eventually(delivered, 15)
-    alert = _Receiver.received[0]
+    alert = webhook.received[0]
     assert (alert["rule"], alert["deployment_id"], alert["state"]) == ("errors", dep, "firing")
     assert alert["value"] == pytest.approx(0.5)
-    assert _Receiver.fail_first == 0, "the first delivery failed with 503 and was retried"
+    assert webhook.fail_first == 0, "the first delivery failed with 503 and was retried"
     listed = httpx.get(f"{service.url}/v1/alerts", params={"deployment_id": dep}).json()
     assert [(a["rule"], a["state"]) for a in listed] == [("errors", "firing")]
     await asyncio.sleep(1.5)
-    assert len(_Receiver.received) == 1, "a firing alert is sent once, not every round"
+    assert len(webhook.received) == 1, "a firing alert is sent once, not every round"
 
 
 async def test_kill_9_mid_stream_loses_no_event(start_metrics: Callable[..., MetricsProcess], bus: EventBus) -> None:

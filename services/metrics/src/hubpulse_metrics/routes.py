@@ -109,28 +109,31 @@ async def usage(
     return UsageReport(group_by=group_by, since=start, until=end, rows=rows)
 
 
-async def _snapshot(request: Request | WebSocket, deployment_id: str | None) -> LiveSnapshot:
+async def _snapshot(request: Request | WebSocket, filters: Filters) -> LiveSnapshot:
     settings = _settings(request)
     now = datetime.now(UTC)
     since = now - timedelta(seconds=settings.live_window_s)
-    window_calls = await repository.calls(_db(request), Filters(deployment_id=deployment_id), since, now)
+    window_calls = await repository.calls(_db(request), filters, since, now)
     return LiveSnapshot(
         at=now, window_s=settings.live_window_s, deployments=live_stats(window_calls, settings.live_window_s)
     )
 
 
 @router.get("/live/metrics", summary="What the live socket pushes: the trailing window per deployment")
-async def live_snapshot(request: Request, deployment_id: Id = None) -> LiveSnapshot:
-    return await _snapshot(request, deployment_id)
+async def live_snapshot(
+    request: Request, deployment_id: Id = None, user_id: Id = None, org_id: Id = None
+) -> LiveSnapshot:
+    return await _snapshot(request, Filters(deployment_id=deployment_id, user_id=user_id, org_id=org_id))
 
 
 @router.websocket("/live/metrics")
-async def live_metrics(websocket: WebSocket, deployment_id: Id = None) -> None:
+async def live_metrics(websocket: WebSocket, deployment_id: Id = None, user_id: Id = None, org_id: Id = None) -> None:
     await websocket.accept()
     interval = _settings(websocket).live_interval_s
+    filters = Filters(deployment_id=deployment_id, user_id=user_id, org_id=org_id)
     try:
         while True:
-            snapshot = await _snapshot(websocket, deployment_id)
+            snapshot = await _snapshot(websocket, filters)
             await websocket.send_text(snapshot.model_dump_json())
             await asyncio.sleep(interval)
     except WebSocketDisconnect:

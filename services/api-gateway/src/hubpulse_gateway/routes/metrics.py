@@ -1,0 +1,116 @@
+"""Monitoring routes: deployment metrics, usage export and the live metrics socket, forwarded to the metrics service.
+
+Scope: every query is limited to the caller's organisation; members see their own usage, admins the whole org's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import Response
+
+from hubpulse_common.http import ApiError
+from hubpulse_gateway.security import CurrentUser, Principal, get_security
+from hubpulse_gateway.upstream import Upstreams, UpstreamsDep
+
+router = APIRouter(tags=["monitoring"])
+
+LIVE_INTERVAL_S = 1.0  # the CONTRACT's "pushes every second"
+
+DeploymentId = Annotated[str, Path(min_length=1, max_length=200)]
+Since = Annotated[datetime | None, Query(description="Start of the range, ISO 8601 (default: an hour before until)")]
+Until = Annotated[datetime | None, Query(description="End of the range, exclusive (default: now)")]
+Id = Annotated[str | None, Query(max_length=200)]
+
+
+def _params(**values: Any) -> dict[str, str]:
+    return {k: v.isoformat() if isinstance(v, datetime) else str(v) for k, v in values.items() if v is not None}
+
+
+@router.get("/v1/metrics/deployments/{deployment_id}", summary="Latency p50/p95/p99, error rate, throughput, resources")
+async def deployment_metrics(
+    deployment_id: DeploymentId,
+    user: CurrentUser,
+    upstreams: UpstreamsDep,
+    since: Since = None,
+    until: Until = None,
+    user_id: Id = None,
+) -> Any:
+    params = _params(since=since, until=until, user_id=user_id, org_id=user.org_id)
+    return await upstreams.metrics.json(
+        "GET", f"/v1/metrics/deployments/{deployment_id}", params=params, principal=user
+    )
+
+
+@router.get("/v1/usage", summary="Usage per user, org or deployment as JSON or CSV")
+async def usage(
+    user: CurrentUser,
+    upstreams: UpstreamsDep,
+    format: Literal["json", "csv"] = "json",
+    group_by: Literal["user", "org", "deployment"] = "user",
+    since: Since = None,
+    until: Until = None,
+    deployment_id: Id = None,
+) -> Response:
+    own = None if user.has_role("admin") else user.user_id
+    params = _params(
+        format=format, group_by=group_by, since=since, until=until, deployment_id=deployment_id,
+        org_id=user.org_id, user_id=own,
+    )  # fmt: skip
+    upstream = await upstreams.metrics.request("GET", "/v1/usage", params=params, principal=user)
+    headers = {k: upstream.headers[k] for k in ("content-disposition",) if k in upstream.headers}
+    return Response(upstream.content, media_type=upstream.headers.get("content-type"), headers=headers)
+
+
+async def _authenticate(websocket: WebSocket) -> Principal | None:
+    # The security layer reads a Request; a socket's handshake is a GET with the same headers and cookies.
+    handshake = Request({**websocket.scope, "type": "http", "method": "GET"})
+    return await get_security(handshake).authenticate(handshake)
+
+
+@router.websocket("/v1/live/metrics")
+async def live_metrics(websocket: WebSocket) -> None:
+    """Every second: `{"at", "window_s", "deployments": [{deployment_id, requests, errors, p50_ms, ...}]}`.
+
+    `?deployment_id=` narrows it to one deployment. Errors arrive as `{"error": {...}}` before the socket closes.
+    """
+    await websocket.accept()
+    try:
+        user = await _authenticate(websocket)
+        if user is None:
+            raise ApiError(401, "unauthorized", "sign in or send an API key")
+    except ApiError as exc:
+        await websocket.send_json({"error": {"code": exc.code, "message": exc.message}})
+        await websocket.close(code=1008)
+        return
+    deployment_id = websocket.query_params.get("deployment_id") or None
+    params = _params(deployment_id=deployment_id, org_id=user.org_id)
+    upstreams: Upstreams = websocket.app.state.upstreams
+    metrics = upstreams.metrics
+    closed = asyncio.create_task(_until_closed(websocket))
+    try:
+        while not closed.done():
+            try:
+                body = await metrics.json("GET", "/v1/live/metrics", params=params, principal=user)
+            except ApiError as exc:
+                body = {"error": {"code": exc.code, "message": exc.message}}
+            await websocket.send_json(body)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(closed), LIVE_INTERVAL_S)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        closed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await closed
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends, so a disconnect ends the push loop at once."""
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            await websocket.receive_text()
