@@ -1,9 +1,8 @@
 """`python -m hubpulse_auth`: run the auth service."""
 
-from hubpulse_common.service import run_service
-
 from hubpulse_auth.app import create_app
 from hubpulse_auth.settings import AuthSettings
+from hubpulse_common.service import run_service
 
 
 def main() -> None:

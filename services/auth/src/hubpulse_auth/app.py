@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+
+from hubpulse_auth.routes import new_state, router
+from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.http import create_service_app
 from hubpulse_common.resources import open_resources
-
-from hubpulse_auth.settings import AuthSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -18,12 +19,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: AuthSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, postgres=MIGRATIONS):
+        async with open_resources(app, settings, postgres=MIGRATIONS) as res:
+            app.state.auth = new_state(res.require_pool(), settings)
             yield
 
-    return create_service_app(
+    app = create_service_app(
         service=settings.service_name,
         title="hubpulse auth",
         description="Users, tokens, API keys, organisations and roles.",
         lifespan=lifespan,
     )
+    app.include_router(router)
+    return app

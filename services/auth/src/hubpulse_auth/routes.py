@@ -1,0 +1,379 @@
+"""HTTP endpoints of the auth service; the gateway forwards `/v1/auth/*`, `/v1/me`, `/v1/api-keys` here.
+
+Callers authenticate with `Authorization: Bearer <access JWT | API key>` (the gateway forwards the caller's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any, cast
+
+import asyncpg
+from fastapi import APIRouter, Depends, Path, Request, Response
+from limits import parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from hubpulse_auth import repository as repo
+from hubpulse_auth import tokens
+from hubpulse_auth.keys import KeyRing
+from hubpulse_auth.oauth import HfSignIn, new_flow
+from hubpulse_auth.schemas import (
+    ApiKeyCreate,
+    HfFinish,
+    HfStart,
+    KeyCheck,
+    LoginBody,
+    MemberPut,
+    ProfilePatch,
+    RefreshBody,
+    SignupBody,
+)
+from hubpulse_auth.service import (
+    ROLE_RANK,
+    Role,
+    api_key_role,
+    api_key_string,
+    check_password_strength,
+    hash_password,
+    new_secret,
+    normalise_email,
+    parse_api_key,
+    password_matches,
+    secrets_equal,
+    sha256_hex,
+    validate_scopes,
+)
+from hubpulse_auth.settings import AuthSettings
+from hubpulse_common.http import ApiError
+
+router = APIRouter()
+
+
+@dataclass
+class AuthState:
+    pool: asyncpg.Pool
+    settings: AuthSettings
+    keys: KeyRing
+    hf: HfSignIn
+    limiter: MovingWindowRateLimiter
+
+
+def new_state(pool: asyncpg.Pool, settings: AuthSettings) -> AuthState:
+    return AuthState(
+        pool, settings, KeyRing(pool, settings), HfSignIn(settings), MovingWindowRateLimiter(MemoryStorage())
+    )
+
+
+def state_of(request: Request) -> AuthState:
+    state: AuthState = request.app.state.auth
+    return state
+
+
+State = Annotated[AuthState, Depends(state_of)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    org_id: str
+    role: Role
+    via_api_key: bool
+
+
+async def verify_api_key(state: AuthState, key: str) -> dict[str, Any] | None:
+    parsed = parse_api_key(key)
+    if parsed is None:
+        return None
+    async with state.pool.acquire() as conn:
+        row = await repo.live_api_key(conn, parsed[0])
+    if row is None or not secrets_equal(row["secret_hash"], sha256_hex(parsed[1])):
+        return None
+    row["role"] = api_key_role(row["role"], row["scopes"])
+    return row
+
+
+async def caller(request: Request, state: State) -> Caller:
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise ApiError(401, "unauthorized", "missing bearer credentials")
+    key = await verify_api_key(state, credential)
+    if key is not None:
+        return Caller(key["user_id"], key["org_id"], key["role"], via_api_key=True)
+    claims = await state.keys.verify(credential)
+    if claims is None:
+        raise ApiError(401, "unauthorized", "invalid or expired credentials")
+    return Caller(claims["sub"], claims["org"], claims["role"], via_api_key=False)
+
+
+def role_at_least(role: Role) -> Any:
+    async def check(who: Annotated[Caller, Depends(caller)]) -> Caller:
+        if ROLE_RANK[who.role] < ROLE_RANK[role]:
+            raise ApiError(403, "forbidden", f"this needs the {role} role in your organisation (you are {who.role})")
+        return who
+
+    return check
+
+
+AnyCaller = Annotated[Caller, Depends(caller)]
+MemberCaller = Annotated[Caller, Depends(role_at_least("member"))]
+AdminCaller = Annotated[Caller, Depends(role_at_least("admin"))]
+
+
+async def rate_limit_login(state: AuthState, request: Request, email: str) -> None:
+    """Per client IP and per account, so neither spraying one password nor hammering one account works."""
+    ip = request.headers.get("x-forwarded-for") or (request.client.host if request.client else "unknown")
+    checks = ((state.settings.login_ip_rate_limit, f"ip:{ip}"), (state.settings.login_rate_limit, f"email:{email}"))
+    for limit_text, key in checks:
+        limit = parse(limit_text)
+        if not await state.limiter.hit(limit, "login", key):
+            reset_at, _ = await state.limiter.get_window_stats(limit, "login", key)
+            retry_after = max(1, int(reset_at - time.time()) + 1)
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many login attempts; retry in {retry_after} s",
+                {"retry-after": str(retry_after)},
+            )
+
+
+def _profile(user: dict[str, Any], orgs: list[dict[str, Any]], org_id: str | None, role: str | None) -> dict[str, Any]:
+    return {
+        "id": str(user["id"]),
+        "email": user["email"],
+        "name": user["name"],
+        "hf_username": user["hf_username"],
+        "created_at": user["created_at"].isoformat(),
+        "org_id": org_id,
+        "role": role,
+        "orgs": orgs,
+    }
+
+
+@router.post("/auth/signup", status_code=201)
+async def signup(body: SignupBody, state: State) -> dict[str, Any]:
+    email = normalise_email(body.email)
+    check_password_strength(body.password, state.settings.min_password_length)
+    password_hash = await asyncio.to_thread(hash_password, body.password)
+    name = body.name or email.split("@")[0]
+    async with state.pool.acquire() as conn:
+        user = await repo.create_user(
+            conn, email=email, name=name, password_hash=password_hash, org_name=f"{name}'s organisation"
+        )
+        if user is None:
+            raise ApiError(409, "email_taken", "an account with this email exists; log in instead")
+        orgs = await repo.memberships(conn, str(user["id"]))
+    return _profile(user, orgs, orgs[0]["org_id"], orgs[0]["role"])
+
+
+@router.post("/auth/login")
+async def login(body: LoginBody, request: Request, state: State) -> dict[str, Any]:
+    email = normalise_email(body.email)
+    await rate_limit_login(state, request, email)
+    async with state.pool.acquire() as conn:
+        user = await repo.user_by(conn, "email", email)
+        ok = await asyncio.to_thread(password_matches, user["password_hash"] if user else None, body.password)
+        if user is None or not ok:
+            raise ApiError(401, "invalid_credentials", "wrong email or password")
+        orgs = await repo.memberships(conn, str(user["id"]))
+        chosen = next((o for o in orgs if o["org_id"] == body.org_id), None) if body.org_id else orgs[0]
+        if chosen is None:
+            raise ApiError(403, "forbidden", "you are not a member of that organisation")
+        async with conn.transaction():
+            return await tokens.issue(
+                conn,
+                state.keys,
+                state.settings,
+                user=user,
+                org_id=chosen["org_id"],
+                role=chosen["role"],
+                session=body.session,
+            )
+
+
+@router.post("/auth/refresh")
+async def refresh(body: RefreshBody, state: State) -> dict[str, Any]:
+    return await tokens.rotate(state.pool, state.keys, state.settings, body.refresh_token, body.csrf_token)
+
+
+@router.post("/auth/logout", status_code=204)
+async def logout(body: RefreshBody, state: State) -> Response:
+    await tokens.revoke(state.pool, body.refresh_token, body.csrf_token)
+    return Response(status_code=204)
+
+
+@router.get("/.well-known/jwks.json")
+async def jwks(state: State, response: Response) -> dict[str, Any]:
+    response.headers["cache-control"] = "public, max-age=60"
+    return await state.keys.jwks()
+
+
+@router.get("/me")
+async def me(who: AnyCaller, state: State) -> dict[str, Any]:
+    async with state.pool.acquire() as conn:
+        user = await repo.user_by(conn, "id", uuid.UUID(who.user_id))
+        if user is None:
+            raise ApiError(401, "unauthorized", "this account no longer exists")
+        orgs = await repo.memberships(conn, who.user_id)
+    return _profile(user, orgs, who.org_id, who.role)
+
+
+@router.patch("/me")
+async def patch_me(body: ProfilePatch, who: AnyCaller, state: State) -> dict[str, Any]:
+    if who.via_api_key:
+        raise ApiError(403, "forbidden", "change your profile from a login session, not with an API key")
+    changes: dict[str, Any] = {}
+    if body.name is not None:
+        changes["name"] = body.name
+    if body.email is not None:
+        changes["email"] = normalise_email(body.email)
+    async with state.pool.acquire() as conn:
+        user = await repo.user_by(conn, "id", uuid.UUID(who.user_id))
+        assert user is not None
+        if body.password is not None or "email" in changes:
+            # Changing how you log in needs the current password (when the account has one).
+            if user["password_hash"] is not None and not await asyncio.to_thread(
+                password_matches, user["password_hash"], body.current_password or ""
+            ):
+                raise ApiError(403, "wrong_password", "current_password is missing or wrong")
+        if body.password is not None:
+            check_password_strength(body.password, state.settings.min_password_length)
+            changes["password_hash"] = await asyncio.to_thread(hash_password, body.password)
+        updated = await repo.update_user(conn, who.user_id, changes)
+        if updated is None:
+            raise ApiError(409, "email_taken", "another account uses this email")
+        orgs = await repo.memberships(conn, who.user_id)
+    return _profile(updated, orgs, who.org_id, who.role)
+
+
+@router.post("/api-keys", status_code=201)
+async def create_api_key(body: ApiKeyCreate, who: MemberCaller, state: State) -> dict[str, Any]:
+    scopes = validate_scopes(body.scopes)
+    key_id, secret = uuid.uuid4().hex[:16], new_secret()
+    async with state.pool.acquire() as conn:
+        row = await repo.add_api_key(conn, key_id, who.user_id, who.org_id, body.name, scopes, sha256_hex(secret))
+    return {**_key_view(row), "key": api_key_string(key_id, secret)}
+
+
+@router.get("/api-keys")
+async def list_api_keys(who: AnyCaller, state: State) -> dict[str, Any]:
+    async with state.pool.acquire() as conn:
+        rows = await repo.api_keys_of(conn, who.user_id, who.org_id)
+    return {"items": [_key_view(r) for r in rows]}
+
+
+@router.delete("/api-keys/{key_id}", status_code=204)
+async def revoke_api_key(key_id: Annotated[str, Path(max_length=64)], who: MemberCaller, state: State) -> Response:
+    async with state.pool.acquire() as conn:
+        if not await repo.revoke_api_key(conn, key_id, who.user_id, who.org_id):
+            raise ApiError(404, "not_found", "no such API key of yours")
+    return Response(status_code=204)
+
+
+def _key_view(row: dict[str, Any]) -> dict[str, Any]:
+    last_used = row.get("last_used_at")
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "scopes": list(row["scopes"]),
+        "created_at": row["created_at"].isoformat(),
+        "last_used_at": last_used.isoformat() if last_used else None,
+    }
+
+
+@router.post("/internal/api-keys/verify")
+async def verify_key(body: KeyCheck, state: State) -> dict[str, Any]:
+    row = await verify_api_key(state, body.key)
+    if row is None:
+        raise ApiError(401, "unauthorized", "invalid or revoked API key")
+    return {
+        "key_id": row["id"],
+        "user_id": row["user_id"],
+        "org_id": row["org_id"],
+        "role": row["role"],
+        "scopes": list(row["scopes"]),
+        "email": row["email"],
+    }
+
+
+@router.get("/org/members")
+async def members(who: AnyCaller, state: State) -> dict[str, Any]:
+    async with state.pool.acquire() as conn:
+        return {"org_id": who.org_id, "items": await repo.org_members(conn, who.org_id)}
+
+
+@router.put("/org/members")
+async def put_member(body: MemberPut, who: AdminCaller, state: State) -> dict[str, Any]:
+    if who.via_api_key:
+        raise ApiError(403, "forbidden", "managing members needs a login session")
+    email = normalise_email(body.email)
+    async with state.pool.acquire() as conn:
+        user = await repo.user_by(conn, "email", email)
+        if user is None:
+            raise ApiError(404, "not_found", "no account with this email; ask them to sign up first")
+        if str(user["id"]) == who.user_id and body.role != "admin":
+            raise ApiError(409, "conflict", "you cannot lower your own role")
+        await repo.put_member(conn, who.org_id, str(user["id"]), body.role)
+        return {"org_id": who.org_id, "items": await repo.org_members(conn, who.org_id)}
+
+
+@router.post("/oauth/hf/start")
+async def hf_start(body: HfStart, state: State) -> dict[str, str]:
+    flow_state, verifier, nonce = new_flow()
+    url = await state.hf.authorize_url(flow_state, verifier, nonce)
+    async with state.pool.acquire() as conn:
+        await repo.add_oauth_state(conn, flow_state, verifier, nonce, body.return_to)
+    return {"authorize_url": url, "state": flow_state}
+
+
+@router.post("/oauth/hf/finish")
+async def hf_finish(body: HfFinish, state: State) -> dict[str, Any]:
+    async with state.pool.acquire() as conn:
+        flow = await repo.take_oauth_state(conn, body.state, dt.timedelta(minutes=10))
+    if flow is None:
+        raise ApiError(400, "bad_state", "unknown or expired sign-in attempt; start again")
+    claims = await state.hf.identity(body.code, flow["code_verifier"], flow["nonce"])
+    user = await _hf_user(state, claims)
+    async with state.pool.acquire() as conn:
+        orgs = await repo.memberships(conn, str(user["id"]))
+        async with conn.transaction():
+            issued = await tokens.issue(
+                conn,
+                state.keys,
+                state.settings,
+                user=user,
+                org_id=orgs[0]["org_id"],
+                role=orgs[0]["role"],
+                session=True,
+            )
+    return {**issued, "return_to": flow["return_to"]}
+
+
+async def _hf_user(state: AuthState, claims: dict[str, Any]) -> dict[str, Any]:
+    """The account of this Hugging Face identity: found by subject, else linked by verified email, else new."""
+    sub = str(claims["sub"])
+    username = claims.get("preferred_username")
+    email = normalise_email(claims["email"]) if claims.get("email") and claims.get("email_verified") else None
+    async with state.pool.acquire() as conn:
+        user = await repo.user_by(conn, "hf_sub", sub)
+        if user is None and email is not None and (by_email := await repo.user_by(conn, "email", email)) is not None:
+            user = await repo.update_user(conn, str(by_email["id"]), {"hf_sub": sub, "hf_username": username})
+        if user is None:
+            name = cast(str, claims.get("name") or username or "Hugging Face user")
+            user = await repo.create_user(
+                conn,
+                email=email,
+                name=name,
+                password_hash=None,
+                org_name=f"{name}'s organisation",
+                hf_sub=sub,
+                hf_username=username,
+            )
+    if user is None:
+        raise ApiError(409, "conflict", "this Hugging Face account could not be linked; try again")
+    return user

@@ -1,0 +1,99 @@
+"""The auth service, a gateway with the security layer, and the replay Hub's OpenID provider, served by uvicorn
+on free ports against the PostgreSQL fixture."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from hubpulse.hub.app import synthetic_app
+from hubpulse.platform.stores import free_port
+from hubpulse_auth.app import create_app as create_auth_app
+from hubpulse_auth.keys import KeyRing
+from hubpulse_auth.settings import AuthSettings
+from hubpulse_common.db import create_pool
+from hubpulse_common.http import create_service_app
+from hubpulse_gateway.routes import auth as gateway_auth
+from hubpulse_gateway.settings import GatewaySettings
+from conftest import Store, fresh_database
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
+    """`app` on `port` (default: a free one) until the block ends; yields its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def security_gateway(auth_url: str, **overrides: Any) -> FastAPI:
+    """The gateway's security layer as `create_app` installs it, without the catalog stores."""
+    settings = GatewaySettings(auth_url=auth_url, jwks_min_refresh_s=0, **overrides)
+    app = create_service_app(service="gateway", title="gateway")
+    gateway_auth.install(app, settings)
+    return app
+
+
+@dataclass
+class Stack:
+    gateway: str
+    auth: str
+    hub: str
+    auth_settings: AuthSettings
+    pool: asyncpg.Pool
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.gateway, timeout=10, **kwargs)
+
+    def keyring(self) -> KeyRing:
+        return KeyRing(self.pool, self.auth_settings)
+
+    async def user(self, email: str, password: str = "correct horse battery", **login: Any) -> dict[str, Any]:
+        """Sign up (if new) and log in; the login answer plus the bearer header."""
+        async with self.client() as client:
+            await client.post("/v1/auth/signup", json={"email": email, "password": password})
+            response = await client.post("/v1/auth/login", json={"email": email, "password": password, **login})
+            assert response.status_code == 200, response.text
+            tokens: dict[str, Any] = response.json()
+        return {**tokens, "headers": {"authorization": f"Bearer {tokens['access_token']}"}}
+
+
+@pytest.fixture(scope="module")
+async def stack(postgres: Store) -> AsyncIterator[Stack]:
+    database_url = await fresh_database(postgres, "auth_stack")
+    hub = synthetic_app(5, 2)
+    async with serving(hub) as hub_url:
+        gateway_port = free_port()
+        auth_settings = AuthSettings(
+            database_url=database_url,
+            environment="test",
+            login_rate_limit="5/minute",
+            hf_issuer=hub_url,
+            hf_client_id="hubpulse-test",
+            hf_redirect_uri=f"http://127.0.0.1:{gateway_port}/v1/auth/hf/callback",
+        )
+        async with serving(create_auth_app(auth_settings)) as auth_url:
+            async with serving(security_gateway(auth_url), gateway_port) as gateway_url:
+                pool = await create_pool(database_url, max_size=2)
+                try:
+                    yield Stack(gateway_url, auth_url, hub_url, auth_settings, pool)
+                finally:
+                    await pool.close()
