@@ -31,7 +31,7 @@ test-fast: install  ## the suite without browser tests
 lint: install  ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs/common/src services/*/src src
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from hubpulse.platform.stores import ProcessSpec, kafka_spec, mongo_spec, postgres_spec, s3_spec
@@ -61,11 +63,11 @@ class PlatformConfig:
 
 def store_specs(config: PlatformConfig, environ: dict[str, str]) -> list[ProcessSpec]:
     """The embedded stores that no `HUBPULSE_*` variable points elsewhere."""
-    makers = {
-        "postgres": lambda p: postgres_spec(config.data_dir, p),
+    makers: dict[str, Callable[[int], ProcessSpec]] = {
+        "postgres": partial(postgres_spec, config.data_dir),
         "kafka": kafka_spec,
-        "mongo": lambda p: mongo_spec(config.data_dir, p),
-        "s3": lambda p: s3_spec(config.data_dir, p),
+        "mongo": partial(mongo_spec, config.data_dir),
+        "s3": partial(s3_spec, config.data_dir),
     }
     return [
         makers[name](config.port + offset) for name, offset in STORE_OFFSETS.items() if not environ.get(EXTERNAL[name])
