@@ -1,0 +1,532 @@
+"""Static checks of the deployment files: docker-compose.yml, deploy/k8s/ and services/*/Dockerfile.
+
+No Docker engine or cluster runs here, so the files are validated against their schemas (the Compose
+specification through `compose-spec`, Kubernetes' OpenAPI schemas bundled in `kubernetes-validate`) and
+cross-checked against the code: settings classes, ports, Kafka topics.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from compose_spec import PyOptions
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from hubpulse_auth.settings import AuthSettings
+from hubpulse_common.events import ALL_TOPICS, dlq_topic
+from hubpulse_common.settings import ENV_PREFIX
+from hubpulse_deployer.settings import DeployerSettings
+from hubpulse_features.settings import FeaturesSettings
+from hubpulse_gateway.settings import GatewaySettings
+from hubpulse_ingestor.settings import IngestorSettings
+from hubpulse_metrics.settings import MetricsSettings
+from hubpulse_scorer.settings import ScorerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+# A recent Kubernetes release whose schemas kubernetes-validate bundles (1.37.x ships 1.27 to 1.37).
+K8S_VERSION = "1.33.0"
+
+# name in compose and k8s -> (directory under services/, python package, settings class)
+SERVICES: dict[str, tuple[str, str, type[BaseSettings]]] = {
+    "gateway": ("api-gateway", "hubpulse_gateway", GatewaySettings),
+    "auth": ("auth", "hubpulse_auth", AuthSettings),
+    "ingestor": ("ingestor", "hubpulse_ingestor", IngestorSettings),
+    "features": ("features", "hubpulse_features", FeaturesSettings),
+    "scorer": ("scorer", "hubpulse_scorer", ScorerSettings),
+    "deployer": ("deployer", "hubpulse_deployer", DeployerSettings),
+    "metrics": ("metrics", "hubpulse_metrics", MetricsSettings),
+}
+UID = 10001
+
+
+def default_port(name: str) -> int:
+    port = SERVICES[name][2].model_fields["port"].default
+    assert isinstance(port, int)
+    return port
+
+
+def variable_names(cls: type[BaseSettings], field: str) -> set[str]:
+    """Every environment variable that sets `field` (its validation aliases, else prefix + name)."""
+    alias = cls.model_fields[field].validation_alias
+    if alias is None:
+        return {ENV_PREFIX + field.upper()}
+    choices = getattr(alias, "choices", [alias])
+    return {str(choice) for choice in choices}
+
+
+def required_variables(cls: type[BaseSettings]) -> list[set[str]]:
+    """Settings a container must set, each as the set of variables that would do.
+
+    A default that points at loopback (stores, upstreams, listen address) is wrong in a container, and a
+    secret's built-in default is a dev-only placeholder; the port is always explicit.
+    """
+    required = [variable_names(cls, "port")]
+    for field, info in cls.model_fields.items():
+        default = info.default
+        value = default.get_secret_value() if isinstance(default, SecretStr) else default
+        loopback = isinstance(value, str) and "127.0.0.1" in value
+        dev_secret = isinstance(default, SecretStr) and bool(value)
+        if loopback or dev_secret:
+            required.append(variable_names(cls, field))
+    return required
+
+
+def missing_variables(cls: type[BaseSettings], present: set[str]) -> list[str]:
+    return [" or ".join(sorted(names)) for names in required_variables(cls) if not names & present]
+
+
+# ---------------------------------------------------------------------------------------------- compose
+
+_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<name>[A-Za-z_]\w*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|(?P<bare>[A-Za-z_]\w*))"
+)
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's variable substitution (`${X}`, `${X:-default}`, `${X:?error}`, `$$`), line by line intact."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["name"] or match["bare"]
+        value, op = env.get(name), match["op"]
+        unset = value is None or (op is not None and op.startswith(":") and value == "")
+        if op in (":-", "-"):
+            return match["arg"] if unset else str(value)
+        if unset:
+            raise AssertionError(f"docker-compose.yml needs {name}, which .env.example does not set")
+        return str(value)
+
+    return _VARIABLE.sub(substitute, text)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
+    return env
+
+
+@cache
+def compose() -> dict[str, Any]:
+    text = interpolate((ROOT / "docker-compose.yml").read_text(), read_env_file(ROOT / ".env.example"))
+    # Strict Compose-specification parse (unknown keys, wrong types, bad durations and image references all
+    # raise). apply_merge resolves the `<<:` merge keys that share the services' common settings, as
+    # `docker compose` itself does.
+    project = PyOptions(apply_merge=True).from_yaml(text)
+    project.validate()
+    return project.to_dict()
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    services: dict[str, dict[str, Any]] = compose()["services"]
+    return services
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def test_compose_is_valid_and_complete() -> None:
+    services = compose_services()
+    assert set(SERVICES) <= set(services)
+    assert {"kafka", "postgres", "mongo", "minio", "minio-init"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert environment(services["kafka"])["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+    assert services["postgres"]["image"] == "postgres:18"
+    assert services["minio-init"]["image"].startswith("minio/mc")
+    assert "pg_trgm" in compose()["configs"]["postgres-init"]["content"]
+    for store in ("kafka", "postgres", "mongo", "minio"):
+        assert services[store].get("healthcheck", {}).get("test"), f"{store} has no healthcheck"
+
+
+def test_compose_services_build_from_their_dockerfiles() -> None:
+    services = compose_services()
+    for name, (directory, _, _) in SERVICES.items():
+        build = services[name]["build"]
+        assert build["context"] == "."
+        assert build["dockerfile"] == f"services/{directory}/Dockerfile"
+        assert (ROOT / build["dockerfile"]).is_file()
+
+
+def test_compose_dependencies_exist_and_wait_for_health() -> None:
+    services = compose_services()
+    for name, service in services.items():
+        depends = service.get("depends_on") or {}
+        assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
+        for target, spec in depends.items():
+            assert target in services, f"{name} depends on unknown service {target}"
+            expected = "service_completed_successfully" if target == "minio-init" else "service_healthy"
+            assert spec["condition"] == expected, f"{name} -> {target}"
+            if expected == "service_healthy":
+                assert services[target].get("healthcheck"), f"{name} waits for {target}, which has no healthcheck"
+
+
+def test_compose_hubpulse_services_are_configured() -> None:
+    services = compose_services()
+    for name, (_, _, settings) in SERVICES.items():
+        service = services[name]
+        env = environment(service)
+        port = default_port(name)
+        assert env["HUBPULSE_PORT"] == str(port)
+        assert missing_variables(settings, set(env)) == [], name
+        assert f"127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
+        assert service["restart"] == "unless-stopped"
+        assert service["deploy"]["resources"]["limits"]["memory"]
+        assert service["deploy"]["resources"]["limits"]["cpus"]
+        # store addresses are the compose host names, never loopback
+        for key in ("HUBPULSE_KAFKA_BOOTSTRAP", "HUBPULSE_DATABASE_URL", "HUBPULSE_MONGO_URL", "HUBPULSE_S3_ENDPOINT"):
+            assert "127.0.0.1" not in env[key], (name, key)
+            assert "localhost" not in env[key], (name, key)
+    gateway = environment(services["gateway"])
+    for upstream in ("auth", "deployer", "metrics"):
+        assert gateway[f"HUBPULSE_{upstream.upper()}_URL"] == f"http://{upstream}:{default_port(upstream)}"
+
+
+def test_compose_publishes_only_the_gateway() -> None:
+    published = {name for name, service in compose_services().items() if service.get("ports")}
+    assert published == {"gateway"}
+    (port,) = compose_services()["gateway"]["ports"]
+    assert str(port.get("target") if isinstance(port, dict) else port).endswith("8000")
+
+
+def test_compose_secrets_come_from_the_env_file() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    example = read_env_file(ROOT / ".env.example")
+    for variable in (
+        "POSTGRES_PASSWORD",
+        "MONGO_ROOT_PASSWORD",
+        "MINIO_ROOT_PASSWORD",
+        "S3_SECRET_ACCESS_KEY",
+        "AUTH_SIGNING_KEY_SECRET",
+        "HF_TOKEN",
+    ):
+        assert f"${{{variable}:?" in text, f"{variable} must be required, not defaulted"
+        assert variable in example
+    # placeholders only: an obvious "change me", or empty for optional ones
+    secret_keys = [key for key in example if key.endswith(("PASSWORD", "SECRET", "SECRET_KEY", "TOKEN"))]
+    assert all(re.search("change[-_]me", example[key]) or not example[key] for key in secret_keys)
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+# ---------------------------------------------------------------------------------------------- kubernetes
+
+
+def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@cache
+def kustomization() -> dict[str, Any]:
+    result: dict[str, Any] = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    return result
+
+
+@cache
+def k8s_objects() -> tuple[dict[str, Any], ...]:
+    """Every object kustomization.yaml installs, plus the Secret template."""
+    objects = []
+    for resource in [*kustomization()["resources"], "secret.example.yaml"]:
+        objects += load_yaml_documents(K8S / resource)
+    return tuple(objects)
+
+
+def of_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {obj["metadata"]["name"]: obj for obj in k8s_objects() if obj["kind"] == kind}
+
+
+STRIMZI_API = "kafka.strimzi.io/v1beta2"
+
+
+def _object(spec: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": spec}
+
+
+_CLUSTER_LABEL = _object(
+    {"labels": _object({"strimzi.io/cluster": {"type": "string"}}, ["strimzi.io/cluster"])}, ["name", "labels"]
+)
+# Strimzi publishes its CRD schemas only inside the operator's install files, which are not available
+# offline; this covers the fields these manifests use, with Strimzi's names, types and enums.
+STRIMZI_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Kafka": _object(
+        {
+            "apiVersion": {"const": STRIMZI_API},
+            "metadata": _object({"name": {"type": "string"}}, ["name"]),
+            "spec": _object(
+                {
+                    "kafka": _object(
+                        {
+                            "version": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
+                            "metadataVersion": {"type": "string"},
+                            "listeners": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": _object(
+                                    {
+                                        "name": {"type": "string", "pattern": "^[a-z0-9]{1,11}$"},
+                                        "port": {"type": "integer", "minimum": 9092},
+                                        "type": {
+                                            "enum": [
+                                                "internal",
+                                                "route",
+                                                "loadbalancer",
+                                                "nodeport",
+                                                "ingress",
+                                                "cluster-ip",
+                                            ]
+                                        },
+                                        "tls": {"type": "boolean"},
+                                    },
+                                    ["name", "port", "type", "tls"],
+                                ),
+                            },
+                            "config": {"type": "object"},
+                        },
+                        ["listeners"],
+                    ),
+                    "entityOperator": _object(
+                        {"topicOperator": {"type": "object"}, "userOperator": {"type": "object"}}, []
+                    ),
+                },
+                ["kafka"],
+            ),
+        },
+        ["apiVersion", "kind", "metadata", "spec"],
+    ),
+    "KafkaNodePool": _object(
+        {
+            "apiVersion": {"const": STRIMZI_API},
+            "metadata": _CLUSTER_LABEL,
+            "spec": _object(
+                {
+                    "replicas": {"type": "integer", "minimum": 1},
+                    "roles": {"type": "array", "minItems": 1, "items": {"enum": ["controller", "broker"]}},
+                    "storage": _object(
+                        {
+                            "type": {"enum": ["ephemeral", "persistent-claim", "jbod"]},
+                            "volumes": {
+                                "type": "array",
+                                "items": _object(
+                                    {
+                                        "id": {"type": "integer", "minimum": 0},
+                                        "type": {"enum": ["ephemeral", "persistent-claim"]},
+                                        "size": {"type": "string"},
+                                        "deleteClaim": {"type": "boolean"},
+                                        "kraftMetadata": {"enum": ["shared"]},
+                                    },
+                                    ["id", "type"],
+                                ),
+                            },
+                        },
+                        ["type"],
+                    ),
+                    "resources": {"type": "object"},
+                },
+                ["replicas", "roles", "storage"],
+            ),
+        },
+        ["apiVersion", "kind", "metadata", "spec"],
+    ),
+    "KafkaTopic": _object(
+        {
+            "apiVersion": {"const": STRIMZI_API},
+            "metadata": _CLUSTER_LABEL,
+            "spec": _object(
+                {
+                    "topicName": {"type": "string"},
+                    "partitions": {"type": "integer", "minimum": 1},
+                    "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},
+                    "config": {"type": "object"},
+                },
+                ["partitions", "replicas"],
+            ),
+        },
+        ["apiVersion", "kind", "metadata", "spec"],
+    ),
+}
+for _kind, _schema in STRIMZI_SCHEMAS.items():
+    _schema["properties"]["kind"] = {"const": _kind}
+    # a misspelt top-level or spec field fails
+    _schema["additionalProperties"] = _schema["properties"]["spec"]["additionalProperties"] = False
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed = {K8S / resource for resource in kustomization()["resources"]}
+    on_disk = {path for path in K8S.rglob("*.yaml") if path.name not in {"kustomization.yaml", "secret.example.yaml"}}
+    assert listed == on_disk
+    assert kustomization()["namespace"] == of_kind("Namespace").popitem()[0]
+    image_names = {image["name"] for image in kustomization()["images"]}
+    assert image_names == {f"hubpulse/{name}" for name in SERVICES}
+
+
+def test_core_objects_match_the_kubernetes_schemas() -> None:
+    checked = 0
+    for obj in k8s_objects():
+        if obj["apiVersion"].startswith("kafka.strimzi.io/"):
+            continue
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
+        checked += 1
+    assert checked >= 7 * 3
+
+
+def test_strimzi_resources_match_their_schema() -> None:
+    kinds = set()
+    for obj in k8s_objects():
+        if obj["apiVersion"].startswith("kafka.strimzi.io/"):
+            jsonschema.validate(obj, STRIMZI_SCHEMAS[obj["kind"]])
+            kinds.add(obj["kind"])
+    assert kinds == {"Kafka", "KafkaNodePool", "KafkaTopic"}
+    (cluster,) = of_kind("Kafka")
+    for pool in of_kind("KafkaNodePool").values():
+        assert pool["metadata"]["labels"]["strimzi.io/cluster"] == cluster
+        assert set(pool["spec"]["roles"]) == {"controller", "broker"}  # KRaft: no ZooKeeper anywhere
+    config = of_kind("ConfigMap")["hubpulse-config"]["data"]
+    assert config["HUBPULSE_KAFKA_BOOTSTRAP"] == f"{cluster}-kafka-bootstrap:9092"
+
+
+def test_every_topic_and_its_dead_letters_have_a_kafka_topic() -> None:
+    topics = {obj["spec"].get("topicName", obj["metadata"]["name"]): obj for obj in of_kind("KafkaTopic").values()}
+    (cluster,) = of_kind("Kafka")
+    for topic in ALL_TOPICS:
+        assert topic in topics, f"no KafkaTopic for {topic}"
+        assert dlq_topic(topic) in topics, f"no KafkaTopic for {dlq_topic(topic)}"
+    for obj in topics.values():
+        assert obj["metadata"]["labels"]["strimzi.io/cluster"] == cluster
+    partitions = int(of_kind("ConfigMap")["hubpulse-config"]["data"]["HUBPULSE_KAFKA_PARTITIONS"])
+    for topic in ALL_TOPICS:
+        assert topics[topic]["spec"]["partitions"] == partitions
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    result: dict[str, Any] = container
+    return result
+
+
+def test_deployments_and_services_fit_together() -> None:
+    deployments, services = of_kind("Deployment"), of_kind("Service")
+    assert set(deployments) == set(SERVICES)
+    for name, deployment in deployments.items():
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        template_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= template_labels.items(), f"{name}: selector does not match its pods"
+        container = _container(deployment)
+        (port,) = container["ports"]
+        assert port["containerPort"] == default_port(name)
+        env = {item["name"]: item for item in container.get("env", [])}
+        assert env["HUBPULSE_PORT"]["value"] == str(default_port(name))
+    pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d in deployments.values()]
+    for name, service in services.items():
+        selected = [labels for labels in pod_labels if service["spec"]["selector"].items() <= labels.items()]
+        assert len(selected) == 1, f"Service {name} selects {len(selected)} Deployments"
+        (port,) = service["spec"]["ports"]
+        assert port["port"] == default_port(name)
+        assert port["targetPort"] in ("http", default_port(name))
+    config = of_kind("ConfigMap")["hubpulse-config"]["data"]
+    for upstream in ("auth", "deployer", "metrics"):
+        assert config[f"HUBPULSE_{upstream.upper()}_URL"] == f"http://{upstream}:{default_port(upstream)}"
+    (ingress,) = of_kind("Ingress").values()
+    paths = [path for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
+    backends = [path["backend"]["service"]["name"] for path in paths]
+    assert backends == ["gateway"]
+
+
+def test_deployments_are_production_shaped() -> None:
+    shutdown_s = float(of_kind("ConfigMap")["hubpulse-config"]["data"]["HUBPULSE_SHUTDOWN_TIMEOUT_S"])
+    for name, deployment in of_kind("Deployment").items():
+        pod = deployment["spec"]["template"]
+        spec, container = pod["spec"], _container(deployment)
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        assert container["resources"]["requests"], name
+        assert container["resources"]["limits"], name
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == UID
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True, name
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False, name
+        assert "/tmp" in {mount["mountPath"] for mount in container["volumeMounts"]}, name
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(default_port(name))
+        assert annotations["prometheus.io/path"] == "/metrics"
+        pre_stop = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+        assert spec["terminationGracePeriodSeconds"] > pre_stop + shutdown_s, name
+
+
+def test_deployments_get_the_settings_they_require() -> None:
+    configmaps = {name: obj.get("data", {}) for name, obj in of_kind("ConfigMap").items()}
+    secrets = {name: obj.get("stringData", {}) | obj.get("data", {}) for name, obj in of_kind("Secret").items()}
+    for name, deployment in of_kind("Deployment").items():
+        container = _container(deployment)
+        present = set()
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                present |= set(configmaps[source["configMapRef"]["name"]])
+            else:
+                present |= set(secrets[source["secretRef"]["name"]])
+        for item in container.get("env", []):
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["key"] in secrets[ref["name"]], f"{name}: {ref} is not in secret.example.yaml"
+            present.add(item["name"])
+        assert missing_variables(SERVICES[name][2], present) == [], name
+
+
+def test_autoscalers_and_disruption_budgets() -> None:
+    deployments = of_kind("Deployment")
+    hpas = of_kind("HorizontalPodAutoscaler")
+    assert {"gateway", "features", "scorer", "metrics"} <= set(hpas)
+    partitions = int(of_kind("ConfigMap")["hubpulse-config"]["data"]["HUBPULSE_KAFKA_PARTITIONS"])
+    for name, hpa in hpas.items():
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target["kind"] == "Deployment"
+        assert target["name"] in deployments
+        assert hpa["spec"]["minReplicas"] >= 2
+        # a consumer group cannot use more members than its topic has partitions
+        assert hpa["spec"]["maxReplicas"] <= partitions or name == "gateway"
+    pod_labels = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in deployments.items()}
+    covered = set()
+    for pdb in of_kind("PodDisruptionBudget").values():
+        selector = pdb["spec"]["selector"]["matchLabels"]
+        covered |= {name for name, labels in pod_labels.items() if selector.items() <= labels.items()}
+    assert covered == set(deployments)
+
+
+# ---------------------------------------------------------------------------------------------- Dockerfiles
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_dockerfile_installs_the_service_and_runs_it_unprivileged(name: str) -> None:
+    directory, package, _ = SERVICES[name]
+    lines = [line.strip() for line in (ROOT / "services" / directory / "Dockerfile").read_text().splitlines()]
+    instructions = [line for line in lines if line and not line.startswith("#")]
+    installs = [line for line in instructions if line.startswith("RUN") and "pip install" in line]
+    assert any("libs/common" in line and f"services/{directory}" in line for line in installs), installs
+    for source in ("libs/common", f"services/{directory}"):
+        assert any(line.startswith("COPY") and source in line for line in instructions), source
+    users = [line.split()[1] for line in instructions if line.startswith("USER")]
+    assert users
+    assert users[-1] not in {"root", "0"}
+    assert any(f"--uid {UID}" in line and users[-1] in line for line in instructions if "useradd" in line)
+    assert instructions[-1] == f'CMD ["python", "-m", "{package}"]'
+    assert (ROOT / "services" / directory / "src" / package / "__main__.py").is_file()
+    assert f"EXPOSE {default_port(name)}" in instructions
+    assert f"HUBPULSE_PORT={default_port(name)}" in " ".join(instructions)
