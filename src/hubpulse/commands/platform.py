@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from hubpulse.platform.demo import demo_step
 from hubpulse.platform.layout import PlatformConfig
 from hubpulse.platform.stores import port_open
 from hubpulse.platform.supervisor import Supervisor
@@ -56,6 +57,8 @@ async def _up(config: PlatformConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
     announced = False
+    demo_done = False
+    http = httpx.AsyncClient(timeout=5.0)
     try:
         with console.status("starting stores..."):
             await sup.start()
@@ -72,12 +75,29 @@ async def _up(config: PlatformConfig) -> None:
                 if not announced and sup.all_ready():
                     announced = True
                     _announce(sup, time.monotonic() - started)
+                if announced and sup.hub is not None and not demo_done:
+                    demo_done = await _demo_step(sup, http)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
     finally:
         console.print("stopping...")
+        await http.aclose()
         await sup.stop()
         console.print("stopped; no process left running.")
+
+
+async def _demo_step(sup: Supervisor, http: httpx.AsyncClient) -> bool:
+    """Feed the demo's history day by day; True once the last day is ingested."""
+    assert sup.hub is not None
+    ingestor = next(c for c in sup.services if c.spec.name == "ingestor")
+    try:
+        progress = await demo_step(http, sup.hub.spec.url, ingestor.spec.url)
+    except httpx.HTTPError:
+        return False  # a restart in progress; try on the next pass
+    sup.hub.detail = f"day {progress.day + 1}/{progress.days}" + (" (history loaded)" if progress.done else "")
+    if progress.done:
+        console.print(f"demo history loaded: {progress.days} days through the pipeline")
+    return progress.done
 
 
 def _announce(sup: Supervisor, seconds: float) -> None:
