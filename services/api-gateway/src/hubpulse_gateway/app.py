@@ -18,7 +18,7 @@ from hubpulse_common.settings import load_settings
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.service import SearchQuery
 from hubpulse_gateway.openapi import install_openapi
-from hubpulse_gateway.routes import metrics, models, web
+from hubpulse_gateway.routes import deployments, metrics, models, web
 from hubpulse_gateway.routes.models import CatalogState
 from hubpulse_gateway.settings import GatewaySettings
 
@@ -46,6 +46,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(models.router)
+    app.include_router(deployments.router)
     app.include_router(metrics.router)
     app.include_router(web.router)
     web.mount_static(app)

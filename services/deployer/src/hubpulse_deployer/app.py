@@ -1,4 +1,4 @@
-"""The deployer service's FastAPI app; its lifespan owns the stores and background work."""
+"""The deployer service's FastAPI app; its lifespan owns the stores, the targets and the provisioning work."""
 
 from __future__ import annotations
 
@@ -8,19 +8,49 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from hubpulse_common.http import create_service_app
 from hubpulse_common.resources import open_resources
+from huggingface_hub import HfApi
 
+from hubpulse_deployer import routes
+from hubpulse_deployer.orchestrator import Orchestrator
+from hubpulse_deployer.repository import DeploymentRepository
 from hubpulse_deployer.settings import DeployerSettings
+from hubpulse_deployer.targets.base import Target
+from hubpulse_deployer.targets.local import LocalTarget
+
+
+def build_targets(settings: DeployerSettings) -> dict[str, Target]:
+    token = settings.hf_token.get_secret_value()
+    local = LocalTarget(
+        hf_endpoint=settings.hf_endpoint, hf_token=token, data_dir=settings.data_dir,
+        host=settings.model_server_host, start_timeout_s=settings.provision_timeout_s,
+        predict_timeout_s=settings.predict_timeout_s,
+    )  # fmt: skip
+    return {local.name: local}
 
 
 def create_app(settings: DeployerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, kafka=True, mongo=True, s3=True):
-            yield
+        async with open_resources(app, settings, kafka=True, mongo=True, s3=True) as res:
+            repo = DeploymentRepository(res.require_mongo()[settings.mongo_database]["deployments"])
+            await repo.ensure_indexes()
+            targets = build_targets(settings)
+            orchestrator = Orchestrator(repo, res.require_bus(), targets, settings.resource_poll_s)
+            app.state.orchestrator = orchestrator
+            app.state.hub = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token.get_secret_value())
+            await orchestrator.start()
+            try:
+                yield
+            finally:
+                await orchestrator.stop()
+                for target in targets.values():
+                    await target.close()
 
-    return create_service_app(
+    app = create_service_app(
         service=settings.service_name,
         title="hubpulse deployer",
         description="One-click deployments to HF Spaces, AWS Lambda, Kubernetes and local.",
         lifespan=lifespan,
     )
+    app.include_router(routes.router)
+    return app

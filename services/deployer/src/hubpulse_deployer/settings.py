@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hubpulse_common.settings import ServiceSettings
+from pydantic import AliasChoices, Field, SecretStr
 
 
 class DeployerSettings(ServiceSettings):
     service_name: str = "deployer"
     port: int = 8005
+    data_dir: Path = Path.home() / ".cache" / "hubpulse"
+    # the variable huggingface_hub itself reads, so one setting points both at the same Hub
+    hf_endpoint: str = Field("https://huggingface.co", validation_alias=AliasChoices("HUBPULSE_HF_ENDPOINT", "HF_ENDPOINT"))
+    hf_token: SecretStr = Field(SecretStr("hf_hubpulse"), validation_alias=AliasChoices("HUBPULSE_HF_TOKEN", "HF_TOKEN"))
+    hf_space_namespace: str = "hubpulse"
+    provision_timeout_s: float = 180.0
+    model_server_host: str = "127.0.0.1"
+    predict_timeout_s: float = 30.0
+    lambda_role_name: str = "hubpulse-model-server"
+    kubeconfig: Path | None = None
+    kubernetes_namespace: str = "default"
+    kubernetes_version: str = "1.31"
+    model_server_image: str = "ghcr.io/hubpulse/model-server:0.1.0"
+    resource_poll_s: float = 1.0

@@ -1,0 +1,55 @@
+"""What a predict call may carry, per task: shared by the gateway (validates before forwarding) and the deployer.
+
+A call is `{"inputs": x}` where x is one input or a list of them (a batch of at most `MAX_BATCH`). Every task
+served here takes text; each input is a non-empty string of at most `MAX_INPUT_CHARS` characters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hubpulse_common.errors import InputError
+
+# Tasks a transformers pipeline serves from text inputs alone (no image, audio or paired inputs).
+TEXT_TASKS: frozenset[str] = frozenset(
+    {
+        "text-classification",
+        "token-classification",
+        "feature-extraction",
+        "fill-mask",
+        "text-generation",
+        "text2text-generation",
+        "summarization",
+        "translation",
+    }
+)
+MAX_BATCH = 32
+MAX_INPUT_CHARS = 4096
+
+
+def servable(task: str | None) -> bool:
+    return task in TEXT_TASKS
+
+
+def parse_inputs(task: str, body: Any) -> tuple[list[str], bool]:
+    """The inputs of a predict body as a list, and whether the caller sent a batch. Raises `InputError`."""
+    if not servable(task):
+        raise InputError(f"task {task!r} is not served; served tasks: {', '.join(sorted(TEXT_TASKS))}")
+    if not isinstance(body, dict) or "inputs" not in body:
+        raise InputError('body must be a JSON object with "inputs": a string or a list of strings')
+    raw = body["inputs"]
+    batch = isinstance(raw, list)
+    items = raw if batch else [raw]
+    if not items:
+        raise InputError("inputs is an empty list")
+    if len(items) > MAX_BATCH:
+        raise InputError(f"a batch holds at most {MAX_BATCH} inputs (got {len(items)})")
+    for i, item in enumerate(items):
+        where = f"inputs[{i}]" if batch else "inputs"
+        if not isinstance(item, str):
+            raise InputError(f"{where} must be a string for {task} (got {type(item).__name__})")
+        if not item.strip():
+            raise InputError(f"{where} is empty")
+        if len(item) > MAX_INPUT_CHARS:
+            raise InputError(f"{where} is longer than {MAX_INPUT_CHARS} characters")
+    return list(items), batch

@@ -1,0 +1,156 @@
+"""Deployments and inference: `/v1/deployments...`, forwarded to the deployer as the caller.
+
+Predict is validated here against the deployment's task (its shape cached briefly), forwarded with an
+Idempotency-Key so the upstream client's retries on timeouts/5xx never run the model twice for one call, and
+answered 503 when the deployment is not running. Every predict call, good or bad, emits an `InferenceEvent`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from cachetools import TTLCache
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from hubpulse_common.errors import InputError
+from hubpulse_common.events import InferenceEvent
+from hubpulse_common.http import ApiError
+from hubpulse_common.inference import parse_inputs
+from hubpulse_common.logging import get_logger
+
+from hubpulse_gateway.security import CurrentUser, MemberUser, Principal
+from hubpulse_gateway.upstream import UpstreamsDep
+
+router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
+log = get_logger(__name__)
+JSON = "application/json"
+# deployment id -> (task, status, model_id, owner): predict needs them per call, they change rarely
+_SHAPES: TTLCache[str, dict[str, Any]] = TTLCache(maxsize=10_000, ttl=2.0)
+
+
+def _json(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status, media_type=JSON)
+
+
+async def _body(request: Request) -> Any:
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "bad_request", "body is not JSON") from None
+
+
+@router.post("", status_code=202)
+async def create(request: Request, user: MemberUser, upstreams: UpstreamsDep) -> Response:
+    body = await upstreams.deployer.json("POST", "/deployments", principal=user, json=await _body(request))
+    return _json(body, 202)
+
+
+@router.get("")
+async def list_deployments(user: CurrentUser, upstreams: UpstreamsDep, include_deleted: bool = False) -> Response:
+    params = {"include_deleted": str(include_deleted).lower()}
+    return _json(await upstreams.deployer.json("GET", "/deployments", principal=user, params=params))
+
+
+async def _get(upstreams: Any, user: Principal, deployment_id: str) -> dict[str, Any]:
+    doc: dict[str, Any] = await upstreams.deployer.json("GET", f"/deployments/{deployment_id}", principal=user)
+    _SHAPES[f"{user.user_id}:{deployment_id}"] = doc
+    return doc
+
+
+@router.get("/{deployment_id}")
+async def get(deployment_id: str, user: CurrentUser, upstreams: UpstreamsDep) -> Response:
+    return _json(await _get(upstreams, user, deployment_id))
+
+
+@router.delete("/{deployment_id}")
+async def delete(deployment_id: str, user: MemberUser, upstreams: UpstreamsDep) -> Response:
+    _SHAPES.pop(f"{user.user_id}:{deployment_id}", None)
+    return _json(await upstreams.deployer.json("DELETE", f"/deployments/{deployment_id}", principal=user))
+
+
+@router.patch("/{deployment_id}", status_code=202)
+async def update(request: Request, deployment_id: str, user: MemberUser, upstreams: UpstreamsDep) -> Response:
+    path = f"/deployments/{deployment_id}"
+    return _json(await upstreams.deployer.json("PATCH", path, principal=user, json=await _body(request)), 202)
+
+
+@router.post("/{deployment_id}/rollback", status_code=202)
+async def rollback(request: Request, deployment_id: str, user: MemberUser, upstreams: UpstreamsDep) -> Response:
+    body = await request.body()
+    payload = await _body(request) if body.strip() else {}
+    path = f"/deployments/{deployment_id}/rollback"
+    return _json(await upstreams.deployer.json("POST", path, principal=user, json=payload), 202)
+
+
+@router.get("/{deployment_id}/manifests")
+async def manifests(deployment_id: str, user: CurrentUser, upstreams: UpstreamsDep) -> Response:
+    return _json(await upstreams.deployer.json("GET", f"/deployments/{deployment_id}/manifests", principal=user))
+
+
+async def _forward(
+    request: Request, upstreams: Any, user: Principal, deployment_id: str, raw: bytes
+) -> tuple[dict[str, Any], bytes, int]:
+    """(deployment, response body, number of inputs) of one predict call; ApiError for every failure."""
+    doc = _SHAPES.get(f"{user.user_id}:{deployment_id}") or await _get(upstreams, user, deployment_id)
+    try:
+        inputs, _ = parse_inputs(doc["task"], orjson.loads(raw))
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "bad_request", "body is not JSON") from None
+    except InputError as exc:
+        raise ApiError(422, "bad_input", str(exc)) from None
+    request.state.inputs = len(inputs)
+    if doc["status"] != "running":
+        doc = await _get(upstreams, user, deployment_id)  # the cached status may be stale: ask once more
+    if doc["status"] != "running":
+        reason = f": {doc['reason']}" if doc.get("reason") else ""
+        raise ApiError(503, "not_running", f"deployment {deployment_id} is {doc['status']}{reason}")
+    key = request.headers.get("idempotency-key") or uuid.uuid4().hex
+    try:
+        response = await upstreams.deployer.request(
+            "POST", f"/deployments/{deployment_id}/predict", principal=user,
+            json={"inputs": orjson.loads(raw)["inputs"]}, headers={"idempotency-key": key}, retry=True,
+        )  # fmt: skip
+    except ApiError as exc:
+        if exc.status < 500:
+            raise
+        # after the retries: if the deployment went down meanwhile, say so (503) rather than a bare 502
+        fresh = await _get(upstreams, user, deployment_id)
+        if fresh["status"] != "running":
+            raise ApiError(503, "not_running", f"deployment {deployment_id} is {fresh['status']}: {fresh.get('reason')}")
+        raise
+    return doc, response.content, len(inputs)
+
+
+@router.post("/{deployment_id}/predict")
+async def predict(request: Request, deployment_id: str, user: CurrentUser, upstreams: UpstreamsDep) -> Response:
+    started = time.perf_counter()
+    raw = await request.body()
+    status, content, model_id, error = 500, b"", "", None
+    try:
+        doc, content, _ = await _forward(request, upstreams, user, deployment_id, raw)
+        status, model_id = 200, doc["model_id"]
+        return Response(content, 200, media_type=JSON)
+    except ApiError as exc:
+        status, error = exc.status, f"{exc.code}: {exc.message}"
+        cached = _SHAPES.get(f"{user.user_id}:{deployment_id}")
+        model_id = cached["model_id"] if cached else ""
+        content = orjson.dumps({"error": {"code": exc.code, "message": exc.message}})
+        raise
+    finally:
+        event = InferenceEvent(
+            deployment_id=deployment_id,
+            model_id=model_id,
+            user_id=user.user_id,
+            org_id=user.org_id,
+            status="ok" if status < 400 else "error",
+            http_status=status,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            inputs=getattr(request.state, "inputs", 0),
+            request_bytes=len(raw),
+            response_bytes=len(content),
+            error=error,
+        )
+        await request.app.state.resources.require_bus().publish(event)

@@ -1,0 +1,129 @@
+"""Drives deployments through their states: writes each transition to MongoDB, then publishes it.
+
+Provisioning runs as background tasks (one per deployment at a time); a watcher turns deployments whose
+serving process died into `failed`. Write-then-publish: a crash between the two leaves the document ahead of
+the topic; consumers key on (deployment_id, sequence), so a later transition still orders correctly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+from hubpulse_common.events import DeploymentStatus
+from hubpulse_common.kafka import EventBus
+from hubpulse_common.logging import get_logger
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
+from hubpulse_deployer.repository import Conflict, DeploymentRepository
+from hubpulse_deployer.service import current_version, plan_transition
+from hubpulse_deployer.targets.base import ProvisionError, Spec, Target
+
+log = get_logger(__name__)
+S = DeploymentStatus
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Orchestrator:
+    def __init__(self, repo: DeploymentRepository, bus: EventBus, targets: dict[str, Target], poll_s: float) -> None:
+        self.repo, self.bus, self.targets = repo, bus, targets
+        self._poll_s = poll_s
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._watcher = asyncio.create_task(self._watch(), name="deployer-watch")
+        # deployments a previous process was serving: bring them up again
+        for doc in await self.repo.with_status([S.PENDING.value, S.PROVISIONING.value, S.RUNNING.value]):
+            if doc["status"] != S.PROVISIONING.value:
+                await self.transition(doc["_id"], S.PROVISIONING, reason="deployer restarted")
+            self.schedule(doc["_id"])
+
+    async def stop(self) -> None:
+        tasks = [t for t in (*self._tasks.values(), self._watcher) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def transition(
+        self, deployment_id: str, to: DeploymentStatus, *, reason: str | None = None,
+        push_version: dict[str, Any] | None = None, **fields: Any,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Move one deployment to `to`, retrying when another writer got there first."""
+        async for attempt in AsyncRetrying(stop=stop_after_attempt(5), retry=retry_if_exception_type(Conflict)):
+            with attempt:
+                doc = await self.repo.get(deployment_id)
+                if doc is None:
+                    raise KeyError(deployment_id)
+                if push_version is not None:
+                    doc = {**doc, "versions": [*doc["versions"], push_version]}
+                    fields["version"] = push_version["version"]
+                planned = plan_transition(doc, to, now=_now(), reason=reason, **fields)
+                updated = await self.repo.apply(deployment_id, planned, push_version)
+        await self.bus.publish(planned.event)
+        log.info("deployment.transition", deployment_id=deployment_id, status=to.value, reason=reason)
+        return updated
+
+    def schedule(self, deployment_id: str) -> None:
+        """Provision the current version of a deployment already in `provisioning`, in the background,
+        replacing work in flight for it."""
+        previous = self._tasks.pop(deployment_id, None)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.create_task(self._provision(deployment_id), name=f"provision-{deployment_id}")
+        self._tasks[deployment_id] = task
+        task.add_done_callback(lambda done: self._forget(deployment_id, done))
+
+    def _forget(self, deployment_id: str, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(deployment_id) is task:
+            del self._tasks[deployment_id]
+
+    async def _provision(self, deployment_id: str) -> None:
+        doc = await self.repo.get(deployment_id)
+        if doc is None or doc["status"] != S.PROVISIONING.value:
+            return
+        version = current_version(doc)
+        target = self.targets[doc["target"]]
+        spec = Spec(deployment_id, doc["model_id"], version["revision"], doc["task"], version["version"],
+                    version["config"])  # fmt: skip
+        try:
+            endpoint = await target.provision(spec)
+        except ProvisionError as exc:
+            await self.transition(deployment_id, S.FAILED, reason=str(exc))
+            return
+        except Exception as exc:  # a target bug still ends the deployment with a reason, never stuck provisioning
+            log.exception("deployment.provision_crashed", deployment_id=deployment_id)
+            await self.transition(deployment_id, S.FAILED, reason=f"{type(exc).__name__}: {str(exc)[:300]}")
+            return
+        await self.transition(deployment_id, S.RUNNING, endpoint=endpoint)
+
+    async def delete(self, deployment_id: str) -> dict[str, Any]:
+        task = self._tasks.pop(deployment_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        doc = await self.repo.get(deployment_id)
+        if doc is None:
+            raise KeyError(deployment_id)
+        await self.targets[doc["target"]].teardown(deployment_id, doc.get("endpoint"))
+        return await self.transition(deployment_id, S.DELETED)
+
+    async def reap(self) -> None:
+        """Deployments whose serving process died become `failed` with the exit reason."""
+        for target in self.targets.values():
+            for deployment_id, reason in target.exited().items():
+                try:
+                    await self.transition(deployment_id, S.FAILED, reason=reason)
+                except Exception:
+                    log.exception("deployment.reap_failed", deployment_id=deployment_id)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            await self.reap()

@@ -1,0 +1,202 @@
+"""The deployer's HTTP API, called by the gateway (which authenticates; the caller's ids arrive in headers)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from cachetools import TTLCache
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+from hubpulse_common.errors import InputError
+from hubpulse_common.events import DeploymentStatus
+from hubpulse_common.http import ApiError
+from hubpulse_common.inference import parse_inputs, servable
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+from hubpulse_deployer.orchestrator import Orchestrator
+from hubpulse_deployer.schemas import CreateDeployment, RollbackRequest, UpdateDeployment
+from hubpulse_deployer.service import InvalidTransition, UnknownVersion, add_version, new_deployment, public_view
+from hubpulse_deployer.targets.base import TargetUnavailable
+
+router = APIRouter(prefix="/deployments", tags=["deployments"])
+S = DeploymentStatus
+# A retried predict (same Idempotency-Key) gets the first answer instead of running the model twice.
+_IDEMPOTENT: TTLCache[str, bytes] = TTLCache(maxsize=10_000, ttl=600)
+
+
+def _orchestrator(request: Request) -> Orchestrator:
+    orchestrator: Orchestrator = request.app.state.orchestrator
+    return orchestrator
+
+
+def _hub(request: Request) -> HfApi:
+    hub: HfApi = request.app.state.hub
+    return hub
+
+
+async def _owned(request: Request, deployment_id: str, user_id: str | None) -> dict[str, Any]:
+    doc = await _orchestrator(request).repo.get(deployment_id)
+    # someone else's deployment is answered as missing: its existence is not theirs to learn
+    if doc is None or (user_id is not None and doc.get("user_id") not in (None, user_id)):
+        raise ApiError(404, "not_found", f"no deployment {deployment_id}")
+    return doc
+
+
+def _view(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
+    return public_view(doc, _orchestrator(request).targets[doc["target"]].resources(doc["_id"]))
+
+
+async def _task_of(request: Request, model_id: str, revision: str) -> str:
+    try:
+        # the default branch is asked without a revision: every Hub (and replay) serves that route
+        info = await asyncio.to_thread(_hub(request).model_info, model_id, revision=None if revision == "main" else revision)
+    except RepositoryNotFoundError:
+        raise ApiError(422, "unknown_model", f"{model_id} is not a model on the Hub") from None
+    except RevisionNotFoundError:
+        raise ApiError(422, "unknown_revision", f"{model_id} has no revision {revision!r}") from None
+    except HfHubHTTPError as exc:
+        raise ApiError(503, "hub_unavailable", f"the Hub did not answer: {str(exc)[:200]}") from None
+    if not servable(info.pipeline_tag):
+        raise ApiError(422, "unsupported_task", f"{model_id} is a {info.pipeline_tag!r} model, which is not served")
+    task: str = info.pipeline_tag  # type: ignore[assignment]
+    return task
+
+
+@router.post("", status_code=202)
+async def create(
+    request: Request,
+    body: CreateDeployment,
+    x_hubpulse_user: str | None = Header(None),
+    x_hubpulse_org: str | None = Header(None),
+) -> dict[str, Any]:
+    task = await _task_of(request, body.model_id, body.revision)
+    orchestrator = _orchestrator(request)
+    doc = new_deployment(
+        model_id=body.model_id, revision=body.revision, target=body.target, task=task,
+        config=body.config.model_dump(), user_id=x_hubpulse_user, org_id=x_hubpulse_org, now=datetime.now(UTC),
+    )  # fmt: skip
+    await orchestrator.repo.insert(doc)
+    # the first transition is written and published before the answer, so pending is never invisible
+    await orchestrator.bus.publish(_pending_event(doc))
+    doc = await orchestrator.transition(doc["_id"], S.PROVISIONING)
+    orchestrator.schedule(doc["_id"])
+    return _view(request, doc)
+
+
+def _pending_event(doc: dict[str, Any]) -> Any:
+    from hubpulse_common.events import DeploymentEvent
+
+    return DeploymentEvent(
+        deployment_id=doc["_id"], sequence=0, model_id=doc["model_id"], revision=doc["versions"][0]["revision"],
+        target=doc["target"], status=S.PENDING, version=1, user_id=doc["user_id"], org_id=doc["org_id"],
+        occurred_at=doc["created_at"],
+    )  # fmt: skip
+
+
+@router.get("")
+async def list_deployments(
+    request: Request,
+    x_hubpulse_user: str | None = Header(None),
+    include_deleted: bool = False,
+    limit: int = Query(100, ge=1, le=500),
+) -> dict[str, Any]:
+    docs = await _orchestrator(request).repo.list(owner=x_hubpulse_user, include_deleted=include_deleted, limit=limit)
+    return {"items": [_view(request, d) for d in docs]}
+
+
+@router.get("/{deployment_id}")
+async def get(request: Request, deployment_id: str, x_hubpulse_user: str | None = Header(None)) -> dict[str, Any]:
+    return _view(request, await _owned(request, deployment_id, x_hubpulse_user))
+
+
+@router.delete("/{deployment_id}")
+async def delete(request: Request, deployment_id: str, x_hubpulse_user: str | None = Header(None)) -> dict[str, Any]:
+    doc = await _owned(request, deployment_id, x_hubpulse_user)
+    if doc["status"] == S.DELETED.value:
+        return _view(request, doc)
+    return _view(request, await _orchestrator(request).delete(deployment_id))
+
+
+async def _new_version(request: Request, doc: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
+    orchestrator = _orchestrator(request)
+    try:
+        updated = await orchestrator.transition(doc["_id"], S.PROVISIONING, push_version=version)
+    except InvalidTransition as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    orchestrator.schedule(doc["_id"])
+    return _view(request, updated)
+
+
+@router.patch("/{deployment_id}", status_code=202)
+async def update(
+    request: Request, deployment_id: str, body: UpdateDeployment, x_hubpulse_user: str | None = Header(None)
+) -> dict[str, Any]:
+    doc = await _owned(request, deployment_id, x_hubpulse_user)
+    if body.revision is not None:
+        await _task_of(request, doc["model_id"], body.revision)
+    config = body.config.model_dump() if body.config is not None else None
+    version = add_version(doc, revision=body.revision, config=config, source="update", now=datetime.now(UTC))
+    return await _new_version(request, doc, version)
+
+
+@router.post("/{deployment_id}/rollback", status_code=202)
+async def rollback(
+    request: Request, deployment_id: str, body: RollbackRequest | None = None, x_hubpulse_user: str | None = Header(None)
+) -> dict[str, Any]:
+    from hubpulse_deployer.service import rollback_version
+
+    doc = await _owned(request, deployment_id, x_hubpulse_user)
+    try:
+        version = rollback_version(doc, (body or RollbackRequest()).version, datetime.now(UTC))
+    except UnknownVersion as exc:
+        raise ApiError(409, "no_such_version", str(exc)) from None
+    return await _new_version(request, doc, version)
+
+
+@router.post("/{deployment_id}/predict")
+async def predict(
+    request: Request,
+    deployment_id: str,
+    x_hubpulse_user: str | None = Header(None),
+    idempotency_key: str | None = Header(None, max_length=200),
+) -> Response:
+    cache_key = f"{deployment_id}:{idempotency_key}" if idempotency_key else None
+    if cache_key is not None and (cached := _IDEMPOTENT.get(cache_key)) is not None:
+        return Response(cached, media_type="application/json", headers={"Idempotent-Replayed": "true"})
+    doc = await _owned(request, deployment_id, x_hubpulse_user)
+    try:
+        inputs, batch = parse_inputs(doc["task"], orjson.loads(await request.body()))
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "bad_request", "body is not JSON") from None
+    except InputError as exc:
+        raise ApiError(422, "bad_input", str(exc)) from None
+    if doc["status"] != S.RUNNING.value:
+        raise ApiError(503, "not_running", f"deployment is {doc['status']}" + (f": {doc['reason']}" if doc.get("reason") else ""))
+    target = _orchestrator(request).targets[doc["target"]]
+    try:
+        outputs = await target.predict(deployment_id, doc["endpoint"] or {}, inputs)
+    except TargetUnavailable as exc:
+        await _orchestrator(request).reap()  # a dead server turns the deployment failed now, not at the next poll
+        code = {501: "not_supported", 502: "bad_gateway", 504: "timeout"}.get(exc.status, "unavailable")
+        raise ApiError(exc.status, code, str(exc)) from None
+    body = orjson.dumps(
+        {"deployment_id": deployment_id, "model_id": doc["model_id"], "version": doc["version"],
+         "outputs": outputs if batch else outputs[0]},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )  # fmt: skip
+    if cache_key is not None:
+        _IDEMPOTENT[cache_key] = body
+    return Response(body, media_type="application/json")
+
+
+@router.get("/{deployment_id}/manifests")
+async def manifests(request: Request, deployment_id: str, x_hubpulse_user: str | None = Header(None)) -> JSONResponse:
+    doc = await _owned(request, deployment_id, x_hubpulse_user)
+    rendered = (doc.get("endpoint") or {}).get("manifests")
+    if rendered is None:
+        raise ApiError(404, "not_found", "only kubernetes deployments have manifests, once provisioned")
+    return JSONResponse(rendered)

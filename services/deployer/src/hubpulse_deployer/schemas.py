@@ -1,0 +1,58 @@
+"""Request and response bodies of the deployer API (the gateway forwards them as they are)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Target = Literal["local", "hf-space", "aws-lambda", "kubernetes"]
+REPO_ID = r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$"
+
+
+class Autoscaling(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(1, ge=0, le=100)
+    max_replicas: int = Field(1, ge=1, le=100)
+    target_concurrency: int = Field(4, ge=1, le=1000, description="in-flight requests per replica to scale at")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class DeploymentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    hardware: str = Field("cpu-basic", max_length=40, description="Space hardware flavor (hf-space)")
+    memory_mb: int = Field(1024, ge=128, le=10240, description="memory per replica (aws-lambda, kubernetes)")
+    env: dict[str, str] = Field(default_factory=dict, max_length=50, description="public variables")
+    secrets: dict[str, str] = Field(default_factory=dict, max_length=50, description="write-only; never read back")
+
+
+class CreateDeployment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str = Field(pattern=REPO_ID, max_length=200)
+    revision: str = Field("main", max_length=100, pattern=r"^[\w./-]+$")
+    target: Target = "local"
+    config: DeploymentConfig = Field(default_factory=DeploymentConfig)
+
+
+class UpdateDeployment(BaseModel):
+    """A new version: a new revision and/or a new config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    revision: str | None = Field(None, max_length=100, pattern=r"^[\w./-]+$")
+    config: DeploymentConfig | None = None
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int | None = Field(None, ge=1, description="the version to go back to; default: the one before")

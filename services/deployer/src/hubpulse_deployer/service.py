@@ -1,0 +1,162 @@
+"""Deployment lifecycle as plain functions on plain documents: the state machine, versions, public views."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from hubpulse_common.events import DeploymentEvent, DeploymentStatus
+
+S = DeploymentStatus
+
+# Which states each state may move to. `running -> provisioning` is a new version (update or rollback).
+TRANSITIONS: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
+    S.PENDING: frozenset({S.PROVISIONING, S.FAILED, S.DELETED}),
+    S.PROVISIONING: frozenset({S.RUNNING, S.FAILED, S.STOPPED, S.DELETED}),
+    S.RUNNING: frozenset({S.PROVISIONING, S.FAILED, S.STOPPED, S.DELETED}),
+    S.FAILED: frozenset({S.PROVISIONING, S.DELETED}),
+    S.STOPPED: frozenset({S.PROVISIONING, S.DELETED}),
+    S.DELETED: frozenset(),
+}
+
+
+class InvalidTransition(ValueError):
+    pass
+
+
+class UnknownVersion(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What to write (guarded by the sequence read) and what to publish."""
+
+    expected_sequence: int
+    set_fields: dict[str, Any]
+    log_entry: dict[str, Any]
+    event: DeploymentEvent
+
+
+def new_deployment(
+    *,
+    model_id: str,
+    revision: str,
+    target: str,
+    task: str,
+    config: dict[str, Any],
+    user_id: str | None,
+    org_id: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "_id": uuid.uuid4().hex,
+        "model_id": model_id,
+        "task": task,
+        "target": target,
+        "status": S.PENDING.value,
+        "reason": None,
+        "sequence": 0,
+        "version": 1,
+        "versions": [{"version": 1, "revision": revision, "config": config, "created_at": now, "source": "create"}],
+        "endpoint": None,
+        "transitions": [{"sequence": 0, "status": S.PENDING.value, "previous": None, "reason": None, "version": 1,
+                         "at": now}],
+        "user_id": user_id,
+        "org_id": org_id,
+        "created_at": now,
+        "updated_at": now,
+    }  # fmt: skip
+
+
+def current_version(doc: dict[str, Any]) -> dict[str, Any]:
+    version: dict[str, Any] = next(v for v in doc["versions"] if v["version"] == doc["version"])
+    return version
+
+
+def plan_transition(
+    doc: dict[str, Any], to: DeploymentStatus, *, now: datetime, reason: str | None = None, **fields: Any
+) -> Transition:
+    """The next state of `doc`, or `InvalidTransition`. Extra `fields` are written alongside (endpoint, ...)."""
+    current = S(doc["status"])
+    if to not in TRANSITIONS[current]:
+        raise InvalidTransition(f"a {current.value} deployment cannot become {to.value}")
+    sequence = int(doc["sequence"]) + 1
+    version = int(fields.get("version", doc["version"]))
+    revision = next(v["revision"] for v in doc["versions"] if v["version"] == version)
+    entry = {"sequence": sequence, "status": to.value, "previous": current.value, "reason": reason,
+             "version": version, "at": now}  # fmt: skip
+    event = DeploymentEvent(
+        deployment_id=doc["_id"],
+        sequence=sequence,
+        model_id=doc["model_id"],
+        revision=revision,
+        target=doc["target"],
+        status=to,
+        previous_status=current,
+        reason=reason,
+        version=version,
+        user_id=doc.get("user_id"),
+        org_id=doc.get("org_id"),
+        occurred_at=now,
+    )
+    set_fields = {"status": to.value, "reason": reason, "sequence": sequence, "updated_at": now, **fields}
+    return Transition(doc["sequence"], set_fields, entry, event)
+
+
+def add_version(
+    doc: dict[str, Any], *, revision: str | None, config: dict[str, Any] | None, source: str, now: datetime
+) -> dict[str, Any]:
+    """A new version entry built on the current one (unset parts carried over)."""
+    base = current_version(doc)
+    number = max(v["version"] for v in doc["versions"]) + 1
+    return {
+        "version": number,
+        "revision": revision if revision is not None else base["revision"],
+        "config": config if config is not None else base["config"],
+        "created_at": now,
+        "source": source,
+    }
+
+
+def rollback_version(doc: dict[str, Any], to_version: int | None, now: datetime) -> dict[str, Any]:
+    """A new version that copies an earlier one (the one before the current, by default)."""
+    versions = {v["version"]: v for v in doc["versions"]}
+    target = to_version if to_version is not None else doc["version"] - 1
+    if target not in versions or target == doc["version"]:
+        raise UnknownVersion(
+            f"no earlier version {target} to roll back to (versions: {sorted(versions)}, current {doc['version']})"
+        )
+    old = versions[target]
+    return add_version(doc, revision=old["revision"], config=old["config"], source=f"rollback:{target}", now=now)
+
+
+def _redacted(config: dict[str, Any]) -> dict[str, Any]:
+    return {**config, "secrets": sorted(config.get("secrets", {}))}
+
+
+def public_view(doc: dict[str, Any], resources: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The API shape of a deployment: secrets reduced to their names, times as ISO strings."""
+    version = current_version(doc)
+    return {
+        "id": doc["_id"],
+        "model_id": doc["model_id"],
+        "task": doc["task"],
+        "target": doc["target"],
+        "status": doc["status"],
+        "reason": doc.get("reason"),
+        "version": doc["version"],
+        "revision": version["revision"],
+        "config": _redacted(version["config"]),
+        "versions": [{**v, "config": _redacted(v["config"]), "created_at": v["created_at"].isoformat()}
+                     for v in doc["versions"]],
+        "endpoint": doc.get("endpoint"),
+        "transitions": [{**t, "at": t["at"].isoformat()} for t in doc.get("transitions", [])],
+        "resources": resources,
+        "user_id": doc.get("user_id"),
+        "org_id": doc.get("org_id"),
+        "created_at": doc["created_at"].isoformat(),
+        "updated_at": doc["updated_at"].isoformat(),
+    }  # fmt: skip

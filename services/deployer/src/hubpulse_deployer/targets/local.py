@@ -1,0 +1,179 @@
+"""`local`: download the model from the Hub, serve it with a transformers pipeline in a process of its own.
+
+One model server process per deployment (`python -m hubpulse_deployer.model_server`), watched by the deployer:
+a server that dies is reported by `exited()` so the deployment turns `failed` with the exit reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+from hubpulse_deployer.targets.base import ProvisionError, Spec, TargetUnavailable
+
+
+# progress bars would fill the log whose tail becomes the failure reason
+_SERVER_ENV = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+               "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+
+
+@dataclass
+class _Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    version: int
+    ps: psutil.Process
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _tail(path: Path, chars: int = 600) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-3:])[-chars:]
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(
+        self, *, hf_endpoint: str, hf_token: str | None, data_dir: Path, host: str, start_timeout_s: float,
+        predict_timeout_s: float,
+    ) -> None:  # fmt: skip
+        self._endpoint, self._token = hf_endpoint, hf_token
+        self._data_dir, self._host = data_dir, host
+        self._start_timeout_s = start_timeout_s
+        self._servers: dict[str, _Server] = {}
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(predict_timeout_s, connect=2.0))
+
+    async def close(self) -> None:
+        for deployment_id in list(self._servers):
+            await self.teardown(deployment_id, None)
+        await self._client.aclose()
+
+    def _download(self, spec: Spec) -> str:
+        try:
+            path: str = snapshot_download(
+                spec.model_id,
+                revision=spec.revision,
+                endpoint=self._endpoint,
+                token=self._token,
+                cache_dir=self._data_dir / "hf-cache",
+            )
+        except (HfHubHTTPError, LocalEntryNotFoundError) as exc:
+            raise ProvisionError(f"download of {spec.model_id}@{spec.revision} failed: {str(exc)[:300]}") from exc
+        if not any(Path(path).glob("*.safetensors")) and not any(Path(path).glob("*.bin")):
+            raise ProvisionError(f"{spec.model_id}@{spec.revision} has no weights file to serve")
+        return path
+
+    async def provision(self, spec: Spec) -> dict[str, Any]:
+        model_dir = await asyncio.to_thread(self._download, spec)
+        port = _free_port(self._host)
+        log = self._data_dir / "deployments" / spec.deployment_id / f"server-v{spec.version}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "hubpulse_deployer.model_server", "--model-dir", model_dir,
+                   "--task", spec.task, "--host", self._host, "--port", str(port)]  # fmt: skip
+        with log.open("wb") as out:
+            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=_SERVER_ENV)
+        server = _Server(proc=proc, port=port, log=log, version=spec.version, ps=psutil.Process(proc.pid))
+        url = f"http://{self._host}:{port}"
+        try:
+            await self._wait_ready(server, url)
+        except BaseException:  # also cancellation (deleted while starting): never leave an orphan server
+            self._stop(server)
+            raise
+        previous = self._servers.get(spec.deployment_id)
+        self._servers[spec.deployment_id] = server
+        if previous is not None:
+            # the new version answers before the old one goes: no gap for callers
+            self._stop(previous)
+        return {"url": url, "pid": proc.pid, "model_dir": model_dir}
+
+    async def _wait_ready(self, server: _Server, url: str) -> None:
+        deadline = time.monotonic() + self._start_timeout_s
+        while time.monotonic() < deadline:
+            code = server.proc.poll()
+            if code is not None:
+                raise ProvisionError(f"model server exited with code {code} while starting: {_tail(server.log)}")
+            try:
+                if (await self._client.get(f"{url}/healthz", timeout=1.0)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.25)
+        raise ProvisionError(f"model server did not answer within {self._start_timeout_s:.0f}s: {_tail(server.log)}")
+
+    def _stop(self, server: _Server) -> None:
+        if server.proc.poll() is None:
+            server.proc.terminate()
+            try:
+                server.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                server.proc.kill()
+                server.proc.wait()
+
+    async def teardown(self, deployment_id: str, endpoint: dict[str, Any] | None) -> None:
+        server = self._servers.pop(deployment_id, None)
+        if server is not None:
+            await asyncio.to_thread(self._stop, server)
+
+    async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:
+        server = self._servers.get(deployment_id)
+        if server is None or server.proc.poll() is not None:
+            raise TargetUnavailable("the model server of this deployment is not running")
+        try:
+            response = await self._client.post(f"http://{self._host}:{server.port}/predict", json={"inputs": inputs})
+        except httpx.TimeoutException as exc:
+            raise TargetUnavailable(f"the model server did not answer in time ({type(exc).__name__})", 504) from exc
+        except httpx.TransportError as exc:
+            raise TargetUnavailable(f"the model server is unreachable ({type(exc).__name__})") from exc
+        if response.status_code != 200:
+            raise TargetUnavailable(f"the model server answered {response.status_code}: {response.text[:300]}", 502)
+        outputs: list[Any] = response.json()["outputs"]
+        return outputs
+
+    def resources(self, deployment_id: str) -> dict[str, Any] | None:
+        server = self._servers.get(deployment_id)
+        if server is None or server.proc.poll() is not None:
+            return None
+        try:
+            with server.ps.oneshot():
+                return {
+                    "pid": server.proc.pid,
+                    # since the previous call (psutil keeps the last sample per process)
+                    "cpu_percent": server.ps.cpu_percent(None),
+                    "memory_rss_bytes": server.ps.memory_info().rss,
+                    "threads": server.ps.num_threads(),
+                }
+        except psutil.Error:
+            return None
+
+    def exited(self) -> dict[str, str]:
+        dead = {}
+        for deployment_id, server in list(self._servers.items()):
+            code = server.proc.poll()
+            if code is not None:
+                del self._servers[deployment_id]
+                dead[deployment_id] = f"model server exited with code {code}: {_tail(server.log)}"
+        return dead

@@ -1,0 +1,105 @@
+"""The deploy stack on free ports: replay Hub (demo models, Spaces), auth, deployer and the real gateway app,
+against the session's PostgreSQL, Kafka, MongoDB and S3 fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+from hubpulse_auth.app import create_app as create_auth_app
+from hubpulse_auth.settings import AuthSettings
+from hubpulse_common.synthetic import SyntheticHub
+from hubpulse_deployer.app import create_app as create_deployer_app
+from hubpulse_deployer.settings import DeployerSettings
+from hubpulse_gateway.app import create_app as create_gateway_app
+from hubpulse_gateway.settings import GatewaySettings
+
+from auth.conftest import serving
+from conftest import Store, fresh_database
+from hubpulse.hub import create_app as create_hub_app
+from hubpulse.hub.demo_models import DemoRepos
+
+# A stable folder, so the demo models are generated once per machine, not once per run.
+DEMO_CACHE = Path.home() / ".cache" / "hubpulse-tests" / "demo-models"
+
+
+@dataclass
+class DeployStack:
+    gateway: str
+    deployer: str
+    hub: str
+    kafka: str
+    headers: dict[str, str]
+    user_id: str
+    settings: DeployerSettings
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.gateway, headers=self.headers, timeout=60)
+
+    async def wait_status(self, deployment_id: str, wanted: set[str], timeout_s: float = 90) -> dict[str, Any]:
+        async with self.client() as client:
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while True:
+                body: dict[str, Any] = (await client.get(f"/v1/deployments/{deployment_id}")).json()
+                if body["status"] in wanted or asyncio.get_running_loop().time() > deadline:
+                    return body
+                await asyncio.sleep(0.2)
+
+
+async def read_topic(bootstrap: str, topic: str, match: Callable[[dict[str, Any]], bool], want: int,
+                     timeout_s: float = 20) -> list[dict[str, Any]]:  # fmt: skip
+    """Values of `topic` (from the start) that `match`, until `want` of them arrived or the time is up."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"t-{uuid.uuid4().hex}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(found) < want and asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                found.extend(v for r in records if match(v := json.loads(r.value)))
+    finally:
+        await consumer.stop()
+    return found
+
+
+@pytest.fixture(scope="module")
+async def deploy_stack(
+    postgres: Store, kafka: Store, mongo: Store, s3: Store, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[DeployStack]:
+    common: dict[str, Any] = {"kafka_bootstrap": kafka.url, "mongo_url": mongo.url, "s3_endpoint": s3.url,
+                              "environment": "test", "mongo_database": f"deploy_{uuid.uuid4().hex[:8]}"}  # fmt: skip
+    hub = create_hub_app(SyntheticHub(20, 3, seed=3))
+    hub.state.demo_repos = DemoRepos(DEMO_CACHE)
+    hub.state.space_build_seconds = 0.5
+    auth_db = await fresh_database(postgres, "deploy_auth")
+    async with serving(hub) as hub_url:
+        auth_settings = AuthSettings(database_url=auth_db, environment="test")
+        async with serving(create_auth_app(auth_settings)) as auth_url:
+            settings = DeployerSettings(
+                **common, hf_endpoint=hub_url, data_dir=tmp_path_factory.mktemp("deployer"),
+                provision_timeout_s=90, resource_poll_s=0.5,
+            )  # fmt: skip
+            async with serving(create_deployer_app(settings)) as deployer_url:
+                gateway_db = await fresh_database(postgres, "deploy_gateway")
+                gateway = GatewaySettings(**common, database_url=gateway_db, auth_url=auth_url,
+                                          deployer_url=deployer_url, upstream_timeout_s=30,
+                                          api_rate_limit="100000/minute")  # fmt: skip
+                async with serving(create_gateway_app(gateway)) as gateway_url:
+                    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
+                        creds = {"email": "deployer@example.com", "password": "correct horse battery"}
+                        await client.post("/v1/auth/signup", json=creds)
+                        login = (await client.post("/v1/auth/login", json=creds)).json()
+                        headers = {"authorization": f"Bearer {login['access_token']}"}
+                        me = (await client.get("/v1/me", headers=headers)).json()
+                    yield DeployStack(gateway_url, deployer_url, hub_url, kafka.url, headers,
+                                      str(me.get("id") or me.get("user_id")), settings)  # fmt: skip
