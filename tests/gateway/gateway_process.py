@@ -89,7 +89,7 @@ async def run_gateway(database_url: str, kafka_url: str, seed: SeedReport, logs:
     with open(logs, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "hubpulse_gateway"], env=env, stdout=log, stderr=log)
     try:
-        up = await asyncio.to_thread(wait_port, port, 60, proc)
+        up = await asyncio.to_thread(wait_port, port, 180, proc)
         assert up, logs.read_text(errors="replace")[-3000:]
         yield Gateway(f"http://127.0.0.1:{port}", database_url, seed)
     finally:

@@ -1,0 +1,38 @@
+"""`hubpulse bench ...`: benchmarks (implementations in hubpulse.bench)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hubpulse_common.errors import UserFacingError
+
+console = Console(stderr=True)
+bench_app = typer.Typer(help="Benchmarks of the pipeline and the search API.", no_args_is_help=True)
+
+
+@bench_app.command("pipeline")
+def pipeline(
+    models: Annotated[int, typer.Option("--models", min=1, help="models on the synthetic Hub")],
+    days: Annotated[int, typer.Option("--days", min=1, help="days to ingest and score")] = 1,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+) -> None:
+    """Synthetic Hub -> ingestor -> features -> scorer over the real broker and PostgreSQL, vs one bare COPY."""
+    from hubpulse.bench.pipeline import run
+    from hubpulse_common.synthetic import MAX_MODELS
+
+    if models > MAX_MODELS:
+        raise UserFacingError(f"--models must be at most {MAX_MODELS}, got {models}")
+    report = run(models, days, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
+    text = json.dumps(report, indent=2)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    typer.echo(text)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
