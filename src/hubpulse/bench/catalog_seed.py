@@ -68,9 +68,7 @@ def _model_rows(cols: DayColumns, week_ago: DayColumns | None, pick_share: float
         with np.errstate(divide="ignore", invalid="ignore"):
             growth = np.where(before > 0, cols.downloads / before - 1.0, np.nan)
     tags = [list(t) for t in cols.tags_vocab]
-    created = [
-        None if math.isnan(ts) else dt.datetime.fromtimestamp(ts, dt.UTC) for ts in cols.created_ts.tolist()
-    ]
+    created = [None if math.isnan(ts) else dt.datetime.fromtimestamp(ts, dt.UTC) for ts in cols.created_ts.tolist()]
     utc_ms = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     for i, (mid, author, pipe, lib, tag, dl, dat, likes, likes7d, rank, lm, grow, prob) in enumerate(
         zip(

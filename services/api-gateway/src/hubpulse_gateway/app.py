@@ -18,7 +18,7 @@ from hubpulse_common.settings import load_settings
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.service import SearchQuery
 from hubpulse_gateway.openapi import install_openapi
-from hubpulse_gateway.routes import deployments, metrics, models, web
+from hubpulse_gateway.routes import auth, deployments, metrics, models, web
 from hubpulse_gateway.routes.models import CatalogState
 from hubpulse_gateway.settings import GatewaySettings
 
@@ -49,6 +49,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(deployments.router)
     app.include_router(metrics.router)
     app.include_router(web.router)
+    auth.install(app, settings)  # auth routes, rate limit, upstream clients, credential verifier
     web.mount_static(app)
     install_openapi(app)
     return app
