@@ -1,7 +1,6 @@
 """`python -m hubpulse_features`: run the features service."""
 
 from hubpulse_common.service import run_service
-
 from hubpulse_features.app import create_app
 from hubpulse_features.settings import FeaturesSettings
 

@@ -1,15 +1,21 @@
-"""The features service's FastAPI app; its lifespan owns the stores and background work."""
+"""The features service's FastAPI app; its lifespan owns the stores, the snapshot consumer and the day closer."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from hubpulse_common.http import create_service_app
-from hubpulse_common.resources import open_resources
 
+from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.http import create_service_app
+from hubpulse_common.kafka import BatchConsumer
+from hubpulse_common.resources import open_resources
+from hubpulse_features import repository
+from hubpulse_features.handlers import FeaturesWorker
 from hubpulse_features.settings import FeaturesSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -18,8 +24,31 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: FeaturesSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True):
-            yield
+        async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True) as res:
+            pool, bus = res.require_pool(), res.require_bus()
+            await repository.ensure_feature_set(pool)
+            worker = FeaturesWorker(pool, bus)
+            consumer = BatchConsumer(
+                bootstrap=settings.kafka_bootstrap,
+                group_id=settings.consumer_group,
+                topic=ModelSnapshot.topic,
+                event_type=ModelSnapshot,
+                handler=worker.handle,
+                bus=bus,
+                max_batch=settings.batch_size,
+            )
+            await consumer.start()
+            closer = asyncio.create_task(
+                worker.run_closer(settings.day_close_idle_s, settings.day_close_check_s), name="features:closer"
+            )
+            app.state.worker = worker
+            try:
+                yield
+            finally:
+                closer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await closer
+                await consumer.stop()
 
     return create_service_app(
         service=settings.service_name,

@@ -8,3 +8,10 @@ from hubpulse_common.settings import ServiceSettings
 class FeaturesSettings(ServiceSettings):
     service_name: str = "features"
     port: int = 8003
+    consumer_group: str = "features"
+    # Big polls: each batch costs one history read and one COPY, whatever its size.
+    batch_size: int = 5000
+    # A day is closed (cross-sectional features recomputed over its whole population) when a later day
+    # arrives, or when no snapshot of it has arrived for this long.
+    day_close_idle_s: float = 20.0
+    day_close_check_s: float = 2.0

@@ -1,0 +1,84 @@
+"""Kafka side of the features service: the snapshot batch handler and the day closer (both thin)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Sequence
+
+import asyncpg
+from prometheus_client import Counter
+
+from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.logging import get_logger
+from hubpulse_features import repository, service
+
+log = get_logger(__name__)
+
+ROWS = Counter("hubpulse_features_rows_total", "Feature rows computed", ["kind"])
+DAYS_CLOSED = Counter("hubpulse_features_days_closed_total", "Days whose cross-sectional features were finalised")
+
+# The day closer rewrites a whole day; it works in slices so that no 2M-row list of floats is ever built.
+CLOSE_CHUNK_ROWS = 50_000
+
+
+class FeaturesWorker:
+    """Owns the store and the bus; the handler and the closer never interleave (one lock)."""
+
+    def __init__(self, pool: asyncpg.Pool, bus: EventBus) -> None:
+        self._pool = pool
+        self._bus = bus
+        self._lock = asyncio.Lock()
+        self.day_activity = asyncio.Event()
+
+    async def handle(self, batch: Sequence[Received[ModelSnapshot]]) -> None:
+        records = service.snapshot_records(r.event for r in batch)
+        frame = service.records_frame(records)
+        days = sorted({r[1] for r in records})
+        async with self._lock, self._pool.acquire() as conn, conn.transaction():
+            await repository.upsert_history(conn, records)
+            window = await repository.load_window(
+                conn, frame["model_id"].unique().tolist(), service.window_start(days[0]), days[-1]
+            )
+            features = service.batch_features(window, frame)
+            await repository.upsert_features(conn, features, provisional=True)
+            await repository.touch_days(conn, days)
+        # Published after the commit: a crash in between redelivers the batch, which recomputes the same rows.
+        await self._bus.publish_many(service.feature_events(features, provisional=True))
+        ROWS.labels("provisional").inc(len(features))
+        self.day_activity.set()
+
+    async def close_day(self, day: dt.date) -> int:
+        """Finalise a day: cross-sectional features over its whole population, stored and emitted again."""
+        async with self._lock, self._pool.acquire() as conn:
+            rows = await repository.load_day(conn, day)
+            final = service.close_day(rows)
+            for start in range(0, len(final), CLOSE_CHUNK_ROWS):
+                part = final.iloc[start : start + CLOSE_CHUNK_ROWS]
+                async with conn.transaction():
+                    await repository.upsert_features(conn, part, provisional=False)
+                await self._bus.publish_many(service.feature_events(part, provisional=False))
+            await repository.mark_closed(conn, day, len(final))
+        ROWS.labels("final").inc(len(final))
+        DAYS_CLOSED.inc()
+        log.info("features.day_closed", day=day.isoformat(), models=len(final))
+        return len(final)
+
+    async def close_due_days(self, idle_s: float) -> list[dt.date]:
+        days: list[dt.date] = await repository.days_to_close(self._pool, idle_s)
+        for day in days:
+            await self.close_day(day)
+        return days
+
+    async def run_closer(self, idle_s: float, check_s: float) -> None:
+        """Background task: close days as they become due (woken early when a batch lands)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.day_activity.wait(), check_s)
+            self.day_activity.clear()
+            try:
+                await self.close_due_days(idle_s)
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("features.close_failed", error=str(exc))

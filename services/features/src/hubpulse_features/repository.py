@@ -1,0 +1,151 @@
+"""PostgreSQL I/O of the features service: COPY into staging tables, then one upsert per batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Sequence
+
+import asyncpg
+import pandas as pd
+
+from hubpulse_common.features import FEATURE_COLUMNS
+from hubpulse_features.service import (
+    FEATURE_SET,
+    HISTORY_COLUMNS,
+    STAT_COLUMNS,
+    TIME_FEATURE_COLUMNS,
+    WINDOW_COLUMNS,
+    Record,
+    feature_values,
+    typed,
+)
+
+_FEATURE_ROW_COLUMNS = ("snapshot_date", "model_id", "feature_set", "values", "provisional")
+_TAG_SEPARATOR = "\x1f"  # tags travel through CSV as one field
+_POSITION = {name: i + 1 for i, name in enumerate(FEATURE_COLUMNS)}  # PostgreSQL arrays are 1-based
+
+# trending_rank is also a feature: the day's frame takes it from the feature values
+_DAY_STATS = [c for c in STAT_COLUMNS if c != "tags" and c not in FEATURE_COLUMNS]
+
+_UPSERT_HISTORY = f"""
+    INSERT INTO feature_history ({", ".join(HISTORY_COLUMNS)})
+    SELECT {", ".join(HISTORY_COLUMNS)} FROM feature_history_staging
+    ON CONFLICT (model_id, snapshot_date) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in STAT_COLUMNS)}
+"""  # noqa: S608 (identifiers are module constants, values are bound parameters)
+_SELECT_WINDOW = f"""
+    SELECT {", ".join(WINDOW_COLUMNS)} FROM feature_history
+    WHERE model_id = ANY($1::text[]) AND snapshot_date BETWEEN $2 AND $3
+"""  # noqa: S608 (identifiers are module constants, values are bound parameters)
+_UPSERT_FEATURES = f"""
+    INSERT INTO feature_rows ({", ".join(_FEATURE_ROW_COLUMNS)})
+    SELECT {", ".join(_FEATURE_ROW_COLUMNS)} FROM feature_rows_staging
+    ON CONFLICT (snapshot_date, model_id) DO UPDATE SET feature_set = EXCLUDED.feature_set,
+        values = EXCLUDED.values, provisional = EXCLUDED.provisional, computed_at = now()
+"""  # noqa: S608 (identifiers are module constants, values are bound parameters)
+_SELECT_DAY = f"""
+    SELECT f.snapshot_date, f.model_id, {", ".join(f"h.{c}" for c in _DAY_STATS)},
+        array_to_string(h.tags, E'{_TAG_SEPARATOR}') AS tags,
+        {", ".join(f'f.values[{_POSITION[c]}] AS "{c}"' for c in TIME_FEATURE_COLUMNS)}
+    FROM feature_rows f JOIN feature_history h USING (model_id, snapshot_date)
+    WHERE f.snapshot_date = $1 AND f.feature_set = $2
+"""  # noqa: S608 (identifiers are module constants, values are bound parameters)
+
+
+async def ensure_feature_set(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        "INSERT INTO feature_sets (feature_set, columns) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        FEATURE_SET,
+        list(FEATURE_COLUMNS),
+    )
+
+
+async def _copy_to_staging(
+    conn: asyncpg.Connection, staging: str, like: str, records: Sequence[Record], columns: Sequence[str]
+) -> None:
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    await conn.copy_records_to_table(staging, records=records, columns=list(columns))
+
+
+async def upsert_history(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+    """Idempotent on (model_id, snapshot_date); call inside a transaction."""
+    await _copy_to_staging(conn, "feature_history_staging", "feature_history", records, HISTORY_COLUMNS)
+    await conn.execute(_UPSERT_HISTORY)
+
+
+async def _copy_csv(conn: asyncpg.Connection, query: str, *args: object) -> pd.DataFrame:
+    # COPY ... CSV and pandas' C parser: far faster than building frames from asyncpg records.
+    buffer = io.BytesIO()
+    await conn.copy_from_query(query, *args, output=buffer, format="csv", header=True)
+    buffer.seek(0)
+    frame = pd.read_csv(buffer, keep_default_na=False, na_values=[""], dtype={"model_id": str})
+    return frame
+
+
+async def load_window(
+    conn: asyncpg.Connection, model_ids: Sequence[str], first: dt.date, last: dt.date
+) -> pd.DataFrame:
+    """Every stored row of these models dated first..last, typed for compute_features."""
+    frame = await _copy_csv(
+        conn,
+        _SELECT_WINDOW,
+        list(model_ids),
+        first,
+        last,
+    )
+    result: pd.DataFrame = typed(frame)
+    return result
+
+
+async def upsert_features(conn: asyncpg.Connection, frame: pd.DataFrame, *, provisional: bool) -> None:
+    """One row per model-day (redelivery overwrites); call inside a transaction."""
+    records = zip(
+        [d.date() for d in frame["snapshot_date"]],
+        frame["model_id"].tolist(),
+        [FEATURE_SET] * len(frame),
+        feature_values(frame),
+        [provisional] * len(frame),
+        strict=True,
+    )
+    await _copy_to_staging(conn, "feature_rows_staging", "feature_rows", list(records), _FEATURE_ROW_COLUMNS)
+    await conn.execute(_UPSERT_FEATURES)
+
+
+async def touch_days(conn: asyncpg.Connection, days: Sequence[dt.date]) -> None:
+    """Record activity on these days; a day that was closed reopens, so late rows get ranked too."""
+    await conn.execute(
+        "INSERT INTO feature_days (snapshot_date) SELECT unnest($1::date[]) "
+        "ON CONFLICT (snapshot_date) DO UPDATE SET last_event_at = now(), closed_at = NULL",
+        list(days),
+    )
+
+
+async def days_to_close(pool: asyncpg.Pool, idle_s: float) -> list[dt.date]:
+    """Open days that a later day has overtaken, or that have been quiet for `idle_s` seconds."""
+    rows = await pool.fetch(
+        """
+        SELECT snapshot_date FROM feature_days
+        WHERE closed_at IS NULL AND (
+            snapshot_date < (SELECT max(snapshot_date) FROM feature_days)
+            OR last_event_at < now() - make_interval(secs => $1))
+        ORDER BY snapshot_date
+        """,
+        idle_s,
+    )
+    return [r["snapshot_date"] for r in rows]
+
+
+async def load_day(conn: asyncpg.Connection, day: dt.date) -> pd.DataFrame:
+    """A day's stored time features joined with its stats: the input of service.close_day."""
+    frame = await _copy_csv(conn, _SELECT_DAY, day, FEATURE_SET)
+    for column in TIME_FEATURE_COLUMNS:  # NaN arrives as the text 'NaN'
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["tags"] = [t.split(_TAG_SEPARATOR) if isinstance(t, str) and t else [] for t in frame["tags"]]
+    result: pd.DataFrame = typed(frame)
+    return result
+
+
+async def mark_closed(conn: asyncpg.Connection, day: dt.date, models: int) -> None:
+    await conn.execute("UPDATE feature_days SET closed_at = now(), models = $2 WHERE snapshot_date = $1", day, models)

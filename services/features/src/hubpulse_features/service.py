@@ -1,0 +1,206 @@
+"""Business logic of the features service: plain functions on plain data (no I/O).
+
+Streaming protocol (see hubpulse_common.features for the exactness contract):
+- per batch: the batch's snapshots plus each of its models' previous HISTORY_WINDOW_DAYS - 1 days go
+  through `compute_features`; time-series features are then exact, while cross-sectional features rank
+  the model only against the batch's own models of that day. Those rows are stored and emitted as
+  `provisional`, so the demo and the scorer see every model within one batch's latency;
+- when a day closes (a later day has started, or the day has been quiet for a while), its
+  cross-sectional features are recomputed over the whole day (`cross_sectional_features`, the same code
+  compute_features runs) and every row of the day is stored and emitted again, final.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hubpulse_common.events import ModelFeatures, ModelSnapshot
+from hubpulse_common.features import (
+    CROSS_FEATURE_COLUMNS,
+    FEATURE_COLUMNS,
+    HISTORY_WINDOW_DAYS,
+    compute_features,
+    cross_sectional_features,
+)
+
+# Column order of feature_history (and of the records copied into it).
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "model_id",
+    "snapshot_date",
+    "downloads",
+    "downloads_all_time",
+    "likes",
+    "trending_rank",
+    "pipeline_tag",
+    "library_name",
+    "author",
+    "tags",
+    "created_at",
+    "last_modified",
+)
+# What compute_features reads of a history row.
+WINDOW_COLUMNS: tuple[str, ...] = (
+    "snapshot_date",
+    "model_id",
+    "downloads",
+    "downloads_all_time",
+    "likes",
+    "pipeline_tag",
+    "library_name",
+    "created_at",
+    "trending_rank",
+)
+STAT_COLUMNS: tuple[str, ...] = tuple(c for c in HISTORY_COLUMNS if c not in ("model_id", "snapshot_date"))
+TIME_FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c not in CROSS_FEATURE_COLUMNS)
+FEATURE_SET: str = hashlib.sha256(",".join(FEATURE_COLUMNS).encode()).hexdigest()[:12]
+
+Record = tuple[Any, ...]
+
+
+def window_start(day: dt.date) -> dt.date:
+    """First day whose rows the features of `day` depend on."""
+    return day - dt.timedelta(days=HISTORY_WINDOW_DAYS - 1)
+
+
+def _author(model_id: str) -> str | None:
+    """The namespace of a Hub id ('meta-llama/Llama-3' -> 'meta-llama'); None for legacy ids without one."""
+    return model_id.split("/", 1)[0] if "/" in model_id else None
+
+
+def snapshot_records(snapshots: Iterable[ModelSnapshot]) -> list[Record]:
+    """feature_history rows of a batch; a model-day that occurs twice (redelivery, re-ingest) keeps its last."""
+    latest: dict[tuple[str, dt.date], Record] = {}
+    for s in snapshots:
+        latest[(s.model_id, s.snapshot_date)] = (
+            s.model_id,
+            s.snapshot_date,
+            s.downloads,
+            s.downloads_all_time,
+            s.likes,
+            s.trending_rank,
+            s.pipeline_tag,
+            s.library_name,
+            s.author or _author(s.model_id),
+            list(s.tags),
+            s.created_at,
+            s.last_modified,
+        )
+    return list(latest.values())
+
+
+def records_frame(records: Sequence[Record]) -> pd.DataFrame:
+    """feature_history records as a typed frame (the hubpulse_common.history layout plus the extra stats)."""
+    frame = pd.DataFrame.from_records(records, columns=list(HISTORY_COLUMNS))
+    return typed(frame)
+
+
+def typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Coerce history columns to the types compute_features expects (NaN for missing, naive UTC times)."""
+    frame["snapshot_date"] = pd.to_datetime(frame["snapshot_date"]).astype("datetime64[ns]")
+    for column in ("downloads", "downloads_all_time", "likes", "trending_rank"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    for column in ("created_at", "last_modified"):
+        if column in frame.columns:
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601").dt.tz_localize(None)
+    for column in ("pipeline_tag", "library_name", "author"):
+        if column in frame.columns:
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), np.nan)
+    return frame
+
+
+def batch_features(window: pd.DataFrame, batch: pd.DataFrame) -> pd.DataFrame:
+    """Feature rows of the batch's model-days, given every stored row of its models over the window.
+
+    `window` must hold the batch rows themselves (they are stored before this runs). Returns the batch
+    frame (stats included) with FEATURE_COLUMNS added, one row per model-day of the batch.
+    """
+    first = batch["snapshot_date"].min()
+    feats = compute_features(window[list(WINDOW_COLUMNS)].reset_index(drop=True), output_from=first)
+    # trending_rank is both a stat and a feature (the same value): keep one column of it
+    stats = batch[[c for c in batch.columns if c not in feats.columns or c in ("snapshot_date", "model_id")]]
+    return stats.merge(feats, on=["snapshot_date", "model_id"], how="inner", validate="one_to_one")
+
+
+def close_day(day_rows: pd.DataFrame) -> pd.DataFrame:
+    """A complete day's rows with their cross-sectional features recomputed over the whole day."""
+    cross = cross_sectional_features(day_rows)
+    out = day_rows.reset_index(drop=True)
+    for column in CROSS_FEATURE_COLUMNS:
+        out[column] = cross[column].to_numpy()
+    return out
+
+
+def feature_values(frame: pd.DataFrame) -> list[list[float]]:
+    """FEATURE_COLUMNS of each row as a float list (NaN kept: PostgreSQL's real stores it)."""
+    values: list[list[float]] = frame[list(FEATURE_COLUMNS)].to_numpy(dtype="float32", na_value=np.nan).tolist()
+    return values
+
+
+def _nullable(frame: pd.DataFrame, column: str, cast: type) -> list[Any]:
+    values = frame[column].to_numpy(dtype=object)
+    return [None if pd.isna(v) else cast(v) for v in values]
+
+
+def _times(frame: pd.DataFrame, column: str) -> list[dt.datetime | None]:
+    return [None if pd.isna(v) else v.to_pydatetime().replace(tzinfo=dt.UTC) for v in frame[column]]
+
+
+def feature_events(frame: pd.DataFrame, *, provisional: bool) -> Iterator[ModelFeatures]:
+    """One ModelFeatures per row of a frame holding keys, FEATURE_COLUMNS and STAT_COLUMNS."""
+    x = frame[list(FEATURE_COLUMNS)].to_numpy(dtype="float64", na_value=np.nan)
+    cells = x.astype(object)
+    cells[np.isnan(x)] = None
+    dates = [d.date() for d in frame["snapshot_date"]]
+    columns = zip(
+        frame["model_id"].tolist(),
+        dates,
+        cells.tolist(),
+        _nullable(frame, "downloads", int),
+        _nullable(frame, "downloads_all_time", int),
+        _nullable(frame, "likes", int),
+        _nullable(frame, "trending_rank", int),
+        _nullable(frame, "pipeline_tag", str),
+        _nullable(frame, "library_name", str),
+        _nullable(frame, "author", str),
+        frame["tags"].tolist(),
+        _times(frame, "created_at"),
+        _times(frame, "last_modified"),
+        strict=True,
+    )
+    for (
+        model_id,
+        day,
+        values,
+        downloads,
+        all_time,
+        likes,
+        rank,
+        task,
+        library,
+        author,
+        tags,
+        created,
+        modified,
+    ) in columns:
+        yield ModelFeatures(
+            model_id=model_id,
+            snapshot_date=day,
+            features=dict(zip(FEATURE_COLUMNS, values, strict=True)),
+            provisional=provisional,
+            downloads=downloads,
+            downloads_all_time=all_time,
+            likes=likes,
+            trending_rank=rank,
+            pipeline_tag=task,
+            library_name=library,
+            author=author,
+            tags=list(tags) if isinstance(tags, list | tuple | np.ndarray) else [],
+            created_at=created,
+            last_modified=modified,
+        )

@@ -1,0 +1,93 @@
+"""Helpers shared by the features and scorer tests: synthetic snapshots, services run in-process, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import asyncpg
+from fastapi import FastAPI
+
+from hubpulse_common.events import Event, ModelSnapshot
+from hubpulse_common.kafka import EventBus
+from hubpulse_common.settings import ServiceSettings, load_settings
+from hubpulse_common.synthetic import SyntheticHub
+
+S = TypeVar("S", bound=ServiceSettings)
+T = TypeVar("T")
+
+
+def hub_snapshots(hub: SyntheticHub, day: int, prefix: str) -> list[ModelSnapshot]:
+    """Day `day` of a synthetic Hub as snapshot events; ids get a per-test prefix (the broker is shared)."""
+    c = hub.day_columns(day)
+    out = []
+    for i in range(len(c)):
+        rank = int(c.trending_rank[i])
+        out.append(
+            ModelSnapshot(
+                model_id=f"{prefix}{c.model_id[i]}",
+                snapshot_date=c.date,
+                downloads=int(c.downloads[i]),
+                downloads_all_time=int(c.downloads_all_time[i]),
+                likes=int(c.likes[i]),
+                trending_rank=rank if rank > 0 else None,
+                pipeline_tag=c.pipeline_vocab[c.pipeline_code[i]] if c.pipeline_code[i] >= 0 else None,
+                library_name=c.library_vocab[c.library_code[i]] if c.library_code[i] >= 0 else None,
+                tags=list(c.tags_vocab[c.tags_code[i]]),
+                created_at=dt.datetime.fromtimestamp(float(c.created_ts[i]), dt.UTC),
+                source="bench",
+            )
+        )
+    return out
+
+
+def settings_for(cls: type[S], service_env: dict[str, str], database_url: str, **overrides: Any) -> S:
+    """Service settings on the test stores, with a consumer group of their own."""
+    return load_settings(
+        cls,
+        database_url=database_url,
+        kafka_bootstrap=service_env["HUBPULSE_KAFKA_BOOTSTRAP"],
+        s3_endpoint=service_env["HUBPULSE_S3_ENDPOINT"],
+        consumer_group=f"g-{uuid.uuid4().hex[:10]}",
+        **overrides,
+    )
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
+    """The service's real lifespan (stores, consumers, background tasks), in this event loop."""
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def publish(bootstrap: str, events: list[Event]) -> None:
+    bus = EventBus(bootstrap, "test-producer")
+    await bus.start()
+    try:
+        await bus.publish_many(events)
+    finally:
+        await bus.stop()
+
+
+async def wait_for(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 60) -> T:
+    """Poll until `done(probe())`; fail with the last value seen."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await probe()
+        if done(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s; last value: {value!r}"[:2000])
+        await asyncio.sleep(0.25)
+
+
+async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
