@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from conftest import Store, fresh_database
 from fastapi import FastAPI
 
 from hubpulse.hub.app import synthetic_app
@@ -24,7 +25,6 @@ from hubpulse_common.db import create_pool
 from hubpulse_common.http import create_service_app
 from hubpulse_gateway.routes import auth as gateway_auth
 from hubpulse_gateway.settings import GatewaySettings
-from conftest import Store, fresh_database
 
 
 @asynccontextmanager
@@ -52,6 +52,9 @@ def security_gateway(auth_url: str, **overrides: Any) -> FastAPI:
     return app
 
 
+PASSWORD = "correct horse battery"  # a test account's password
+
+
 @dataclass
 class Stack:
     gateway: str
@@ -66,7 +69,7 @@ class Stack:
     def keyring(self) -> KeyRing:
         return KeyRing(self.pool, self.auth_settings)
 
-    async def user(self, email: str, password: str = "correct horse battery", **login: Any) -> dict[str, Any]:
+    async def user(self, email: str, password: str = PASSWORD, **login: Any) -> dict[str, Any]:
         """Sign up (if new) and log in; the login answer plus the bearer header."""
         async with self.client() as client:
             await client.post("/v1/auth/signup", json={"email": email, "password": password})
@@ -90,10 +93,12 @@ async def stack(postgres: Store) -> AsyncIterator[Stack]:
             hf_client_id="hubpulse-test",
             hf_redirect_uri=f"http://127.0.0.1:{gateway_port}/v1/auth/hf/callback",
         )
-        async with serving(create_auth_app(auth_settings)) as auth_url:
-            async with serving(security_gateway(auth_url), gateway_port) as gateway_url:
-                pool = await create_pool(database_url, max_size=2)
-                try:
-                    yield Stack(gateway_url, auth_url, hub_url, auth_settings, pool)
-                finally:
-                    await pool.close()
+        async with (
+            serving(create_auth_app(auth_settings)) as auth_url,
+            serving(security_gateway(auth_url), gateway_port) as gateway_url,
+        ):
+            pool = await create_pool(database_url, max_size=2)
+            try:
+                yield Stack(gateway_url, auth_url, hub_url, auth_settings, pool)
+            finally:
+                await pool.close()

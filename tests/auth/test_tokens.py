@@ -10,8 +10,9 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from hubpulse_auth.service import AccessGrant, access_claims, sign
 from auth.conftest import Stack
+from hubpulse_auth.service import AccessGrant, access_claims, sign
+from hubpulse_gateway.security import token_kid
 
 
 def _b64(data: dict[str, object]) -> str:
@@ -59,10 +60,10 @@ async def test_bad_tokens_are_refused(stack: Stack, case: str) -> None:
 
 async def test_rotation_keeps_old_tokens_valid_and_new_kid_is_fetched(stack: Stack) -> None:
     before = await stack.user("rotate@example.com")
-    old_kid = jwt.extract_compact(before["access_token"].encode()).headers()["kid"]
+    old_kid = token_kid(before["access_token"])
     await stack.keyring().rotate()
     after = await stack.user("rotate@example.com")
-    new_kid = jwt.extract_compact(after["access_token"].encode()).headers()["kid"]
+    new_kid = token_kid(after["access_token"])
     assert new_kid != old_kid
     # The gateway has only the old key cached: the unknown kid makes it refetch the JWKS.
     assert await _me(stack, after["access_token"]) == 200
@@ -74,13 +75,11 @@ async def test_rotation_keeps_old_tokens_valid_and_new_kid_is_fetched(stack: Sta
 
 async def test_token_of_a_key_retired_beyond_its_grace_is_refused(stack: Stack) -> None:
     user = await stack.user("retired@example.com")
-    kid = jwt.extract_compact(user["access_token"].encode()).headers()["kid"]
+    kid = token_kid(user["access_token"])
     key = await stack.keyring().signing_key()
     # Pretend this key was retired long ago: it leaves the JWKS, and a token it signs no longer verifies.
     await stack.keyring().rotate()
-    await stack.pool.execute(
-        "UPDATE auth_signing_keys SET retired_at = now() - interval '1 day' WHERE kid = $1", kid
-    )
+    await stack.pool.execute("UPDATE auth_signing_keys SET retired_at = now() - interval '1 day' WHERE kid = $1", kid)
     grant = AccessGrant(user_id="u", org_id="o", role="admin", email=None, session_id="s")
     settings = stack.auth_settings
     token = sign(access_claims(grant, issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl_s=600), key)

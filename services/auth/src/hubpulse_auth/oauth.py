@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+# authlib's client runs on httpx2 when installed (else httpx); catch the errors of the one it uses.
+from authlib.integrations.httpx_client._compat import httpx2 as oauth_http
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -63,7 +66,7 @@ class HfSignIn:
             async with self._client() as client:
                 token = await client.fetch_token(meta["token_endpoint"], code=code, code_verifier=code_verifier)
                 jwks = (await client.get(meta["jwks_uri"])).json()
-        except (httpx.HTTPError, ValueError) as exc:
+        except (oauth_http.HTTPError, ValueError) as exc:
             raise ApiError(400, "oauth_failed", f"Hugging Face refused the sign-in ({exc})") from None
         try:
             decoded = jwt.decode(token["id_token"], KeySet.import_key_set(jwks), algorithms=["RS256", "ES256"])

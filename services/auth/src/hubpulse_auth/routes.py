@@ -235,12 +235,14 @@ async def patch_me(body: ProfilePatch, who: AnyCaller, state: State) -> dict[str
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "id", uuid.UUID(who.user_id))
         assert user is not None
-        if body.password is not None or "email" in changes:
-            # Changing how you log in needs the current password (when the account has one).
-            if user["password_hash"] is not None and not await asyncio.to_thread(
-                password_matches, user["password_hash"], body.current_password or ""
-            ):
-                raise ApiError(403, "wrong_password", "current_password is missing or wrong")
+        # Changing how you log in needs the current password (when the account has one).
+        changes_login = body.password is not None or "email" in changes
+        if (
+            changes_login
+            and user["password_hash"] is not None
+            and not await asyncio.to_thread(password_matches, user["password_hash"], body.current_password or "")
+        ):
+            raise ApiError(403, "wrong_password", "current_password is missing or wrong")
         if body.password is not None:
             check_password_strength(body.password, state.settings.min_password_length)
             changes["password_hash"] = await asyncio.to_thread(hash_password, body.password)

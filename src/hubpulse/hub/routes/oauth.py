@@ -15,7 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
 from joserfc import jwt
@@ -75,7 +75,7 @@ def user_claims(username: str, scope: str) -> dict[str, Any]:
         "profile": f"https://huggingface.co/{username}",
     }
     if "email" in scope.split():
-        claims.update(email=f"{username}@users.replay-hub.test", email_verified=True)
+        claims.update(email=f"{username}@users.replay-hub.example.com", email_verified=True)
     return claims
 
 
@@ -141,7 +141,8 @@ def _client_id(request: Request, form: dict[str, str]) -> str | None:
 
 @router.post("/oauth/token")
 async def token(request: Request) -> Response:
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    # Parsed by hand: Starlette's form parser needs python-multipart, which the Hub does not otherwise use.
+    form = dict(parse_qsl((await request.body()).decode()))
     if form.get("grant_type") != "authorization_code":
         return oauth_error("unsupported_grant_type", "only authorization_code")
     provider = provider_of(request)

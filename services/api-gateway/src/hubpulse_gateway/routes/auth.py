@@ -55,7 +55,6 @@ class LoginBody(BaseModel):
 
 class RefreshBody(BaseModel):
     refresh_token: str | None = Field(default=None, max_length=512, description="omit to use the session cookie")
-    session: bool = False
 
 
 class TokenPair(BaseModel):
@@ -177,8 +176,9 @@ async def refresh(
         if exc.status == 401 and csrf is not None:
             _clear_session(response)
         raise
-    if csrf is not None or (body is not None and body.session):
-        return _set_session(response, tokens, upstreams_secure(request))
+    if csrf is not None:
+        # A cookie session keeps its CSRF token across refreshes (the auth service checked it).
+        return _set_session(response, {**tokens, "csrf_token": csrf}, upstreams_secure(request))
     return _public_tokens(tokens)
 
 
