@@ -16,7 +16,17 @@ from pathlib import Path
 
 AUTHOR = "hubpulse-demo"
 # Words the vocabulary is learnt from: enough for WordPiece to tokenize everyday English into pieces.
-_CORPUS = ["the", "a", "an", "this", "that", "these", "those", "is", "are", "was", "were", "be", "been", "being", "have", "has", "had", "do", "does", "did", "not", "no", "yes", "good", "great", "excellent", "amazing", "love", "like", "enjoy", "happy", "wonderful", "best", "fine", "nice", "awesome", "perfect", "bad", "terrible", "awful", "hate", "dislike", "sad", "worst", "poor", "boring", "broken", "slow", "wrong", "ugly", "angry", "movie", "film", "model", "product", "service", "food", "place", "day", "time", "people", "thing", "way", "world", "life", "work", "it", "i", "you", "he", "she", "we", "they", "me", "my", "your", "our", "their", "and", "or", "but", "if", "then", "so", "very", "really", "quite", "too", "with", "for", "from", "to", "of", "in", "on", "at", "by", "about", "as", "into", "over", "after", "before", "under", "again", "new", "old", "paris", "london", "berlin", "tokyo", "hugging", "face", "hub", "transformer", "deploy", "predict", "trend"]
+_CORPUS = [
+    "the", "a", "an", "this", "that", "these", "those", "is", "are", "was", "were", "be", "been", "being", "have",
+    "has", "had", "do", "does", "did", "not", "no", "yes", "good", "great", "excellent", "amazing", "love", "like",
+    "enjoy", "happy", "wonderful", "best", "fine", "nice", "awesome", "perfect", "bad", "terrible", "awful", "hate",
+    "dislike", "sad", "worst", "poor", "boring", "broken", "slow", "wrong", "ugly", "angry", "movie", "film",
+    "model", "product", "service", "food", "place", "day", "time", "people", "thing", "way", "world", "life",
+    "work", "it", "i", "you", "he", "she", "we", "they", "me", "my", "your", "our", "their", "and", "or", "but",
+    "if", "then", "so", "very", "really", "quite", "too", "with", "for", "from", "to", "of", "in", "on", "at", "by",
+    "about", "as", "into", "over", "after", "before", "under", "again", "new", "old", "paris", "london", "berlin",
+    "tokyo", "hugging", "face", "hub", "transformer", "deploy", "predict", "trend"
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,13 +101,14 @@ def _generate(model: DemoModel, target: Path) -> None:
         AutoModelForSequenceClassification,
         AutoModelForTokenClassification,
         BertConfig,
-        BertTokenizerFast,
+        BertTokenizer,
     )
 
     target.mkdir(parents=True, exist_ok=True)
     vocab_file = target / "vocab.txt"
     vocab_file.write_text("\n".join(_vocabulary()) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=128)
+    # transformers 5: BertTokenizer is the fast (tokenizers) one; BertTokenizerFast is an alias
+    tokenizer = BertTokenizer(vocab_file=str(vocab_file), do_lower_case=True, model_max_length=128)
     config = BertConfig(
         vocab_size=tokenizer.vocab_size,
         hidden_size=32,
@@ -114,7 +125,7 @@ def _generate(model: DemoModel, target: Path) -> None:
         "token-classification": AutoModelForTokenClassification,
         "feature-extraction": AutoModel,
     }[model.pipeline_tag]
-    network = factory.from_config(config)
+    network = factory.from_config(config)  # type: ignore[no-untyped-call]
     network.save_pretrained(target, safe_serialization=True)
     tokenizer.save_pretrained(target)
     (target / "README.md").write_text(_readme(model))

@@ -1,7 +1,6 @@
 """`python -m hubpulse_deployer`: run the deployer service."""
 
 from hubpulse_common.service import run_service
-
 from hubpulse_deployer.app import create_app
 from hubpulse_deployer.settings import DeployerSettings
 

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from hubpulse_common.http import create_service_app
-from hubpulse_common.resources import open_resources
 from huggingface_hub import HfApi
 
+from hubpulse_common.http import create_service_app
+from hubpulse_common.resources import open_resources
 from hubpulse_deployer import routes
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.repository import DeploymentRepository

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import typer
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+
 from hubpulse_common.errors import InputError
 from hubpulse_common.inference import parse_inputs
 
@@ -29,7 +30,8 @@ def _json(content: Any, status: int = 200) -> Response:
 def build_app(model_dir: str, task: str) -> FastAPI:
     from transformers import pipeline
 
-    pipe = pipeline(task, model=model_dir, device="cpu")
+    # the task is only known at run time; the overloads type pipelines by literal task names
+    pipe = pipeline(cast(Any, task), model=model_dir, device="cpu")
     # pipelines are not thread-safe: one worker thread runs them, off the event loop
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline")
     app = FastAPI(title=f"model server ({task})", docs_url=None, redoc_url=None, openapi_url=None)

@@ -12,11 +12,11 @@ import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+
 from hubpulse_common.events import DeploymentStatus
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
-
 from hubpulse_deployer.repository import Conflict, DeploymentRepository
 from hubpulse_deployer.service import current_version, plan_transition
 from hubpulse_deployer.targets.base import ProvisionError, Spec, Target

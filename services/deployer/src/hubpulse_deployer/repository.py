@@ -30,7 +30,7 @@ class DeploymentRepository:
     async def get(self, deployment_id: str) -> Doc | None:
         return await self._c.find_one({"_id": deployment_id})
 
-    async def list(self, *, owner: str | None, include_deleted: bool, limit: int) -> list[Doc]:
+    async def owned(self, *, owner: str | None, include_deleted: bool, limit: int) -> list[Doc]:
         query: Doc = {} if include_deleted else {"status": {"$ne": "deleted"}}
         if owner is not None:
             query["user_id"] = owner

@@ -10,13 +10,13 @@ import orjson
 from cachetools import TTLCache
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
 from hubpulse_common.errors import InputError
 from hubpulse_common.events import DeploymentStatus
 from hubpulse_common.http import ApiError
 from hubpulse_common.inference import parse_inputs, servable
-from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
-
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.schemas import CreateDeployment, RollbackRequest, UpdateDeployment
 from hubpulse_deployer.service import InvalidTransition, UnknownVersion, add_version, new_deployment, public_view
@@ -53,7 +53,9 @@ def _view(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
 async def _task_of(request: Request, model_id: str, revision: str) -> str:
     try:
         # the default branch is asked without a revision: every Hub (and replay) serves that route
-        info = await asyncio.to_thread(_hub(request).model_info, model_id, revision=None if revision == "main" else revision)
+        info = await asyncio.to_thread(
+            _hub(request).model_info, model_id, revision=None if revision == "main" else revision
+        )
     except RepositoryNotFoundError:
         raise ApiError(422, "unknown_model", f"{model_id} is not a model on the Hub") from None
     except RevisionNotFoundError:
@@ -104,7 +106,7 @@ async def list_deployments(
     include_deleted: bool = False,
     limit: int = Query(100, ge=1, le=500),
 ) -> dict[str, Any]:
-    docs = await _orchestrator(request).repo.list(owner=x_hubpulse_user, include_deleted=include_deleted, limit=limit)
+    docs = await _orchestrator(request).repo.owned(owner=x_hubpulse_user, include_deleted=include_deleted, limit=limit)
     return {"items": [_view(request, d) for d in docs]}
 
 
@@ -145,7 +147,10 @@ async def update(
 
 @router.post("/{deployment_id}/rollback", status_code=202)
 async def rollback(
-    request: Request, deployment_id: str, body: RollbackRequest | None = None, x_hubpulse_user: str | None = Header(None)
+    request: Request,
+    deployment_id: str,
+    body: RollbackRequest | None = None,
+    x_hubpulse_user: str | None = Header(None),
 ) -> dict[str, Any]:
     from hubpulse_deployer.service import rollback_version
 
@@ -175,7 +180,8 @@ async def predict(
     except InputError as exc:
         raise ApiError(422, "bad_input", str(exc)) from None
     if doc["status"] != S.RUNNING.value:
-        raise ApiError(503, "not_running", f"deployment is {doc['status']}" + (f": {doc['reason']}" if doc.get("reason") else ""))
+        reason = f": {doc['reason']}" if doc.get("reason") else ""
+        raise ApiError(503, "not_running", f"deployment is {doc['status']}{reason}")
     target = _orchestrator(request).targets[doc["target"]]
     try:
         outputs = await target.predict(deployment_id, doc["endpoint"] or {}, inputs)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hubpulse_common.settings import ServiceSettings
 from pydantic import AliasChoices, Field, SecretStr
+
+from hubpulse_common.settings import ServiceSettings
 
 
 class DeployerSettings(ServiceSettings):
@@ -13,8 +14,12 @@ class DeployerSettings(ServiceSettings):
     port: int = 8005
     data_dir: Path = Path.home() / ".cache" / "hubpulse"
     # the variable huggingface_hub itself reads, so one setting points both at the same Hub
-    hf_endpoint: str = Field("https://huggingface.co", validation_alias=AliasChoices("HUBPULSE_HF_ENDPOINT", "HF_ENDPOINT"))
-    hf_token: SecretStr = Field(SecretStr("hf_hubpulse"), validation_alias=AliasChoices("HUBPULSE_HF_TOKEN", "HF_TOKEN"))
+    hf_endpoint: str = Field(
+        "https://huggingface.co", validation_alias=AliasChoices("HUBPULSE_HF_ENDPOINT", "HF_ENDPOINT")
+    )
+    hf_token: SecretStr = Field(
+        SecretStr("hf_hubpulse"), validation_alias=AliasChoices("HUBPULSE_HF_TOKEN", "HF_TOKEN")
+    )
     hf_space_namespace: str = "hubpulse"
     provision_timeout_s: float = 180.0
     model_server_host: str = "127.0.0.1"

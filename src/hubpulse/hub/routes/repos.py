@@ -76,6 +76,8 @@ async def tree(request: Request, name: str, revision: str) -> Response:
     built = await _repo(request, name, revision)
     if isinstance(built, Response):
         return built
+    lfs = {f.path: {"oid": f.sha256, "size": f.size, "pointerSize": 134} for f in built.files
+           if f.path.endswith(".safetensors")}  # fmt: skip
     entries = [
         {
             "type": "file",
@@ -83,7 +85,7 @@ async def tree(request: Request, name: str, revision: str) -> Response:
             "size": f.size,
             "oid": f.git_oid,
             # weights are LFS files on the Hub: their etag is the sha256 of the content
-            **({"lfs": {"oid": f.sha256, "size": f.size, "pointerSize": 134}} if f.path.endswith(".safetensors") else {}),
+            **({"lfs": lfs[f.path]} if f.path in lfs else {}),
         }
         for f in built.files
     ]

@@ -139,10 +139,10 @@ async def preupload(request: Request, namespace: str, name: str, revision: str) 
     if isinstance(found, Response):
         return found
     body = await _json(request) or {}
-    files = body.get("files") if isinstance(body.get("files"), list) else []
+    files = body.get("files")
     modes = [
         {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
-        for f in files or []
+        for f in (files if isinstance(files, list) else [])
         if isinstance(f, dict) and isinstance(f.get("path"), str)
     ]
     return json_response({"files": modes, "commitOid": found.sha})

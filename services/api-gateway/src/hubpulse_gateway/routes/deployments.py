@@ -15,12 +15,12 @@ import orjson
 from cachetools import TTLCache
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+
 from hubpulse_common.errors import InputError
 from hubpulse_common.events import InferenceEvent
 from hubpulse_common.http import ApiError
 from hubpulse_common.inference import parse_inputs
 from hubpulse_common.logging import get_logger
-
 from hubpulse_gateway.security import CurrentUser, MemberUser, Principal
 from hubpulse_gateway.upstream import UpstreamsDep
 
@@ -119,7 +119,8 @@ async def _forward(
         # after the retries: if the deployment went down meanwhile, say so (503) rather than a bare 502
         fresh = await _get(upstreams, user, deployment_id)
         if fresh["status"] != "running":
-            raise ApiError(503, "not_running", f"deployment {deployment_id} is {fresh['status']}: {fresh.get('reason')}")
+            message = f"deployment {deployment_id} is {fresh['status']}: {fresh.get('reason')}"
+            raise ApiError(503, "not_running", message) from exc
         raise
     return doc, response.content, len(inputs)
 

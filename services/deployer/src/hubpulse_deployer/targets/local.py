@@ -23,7 +23,6 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from hubpulse_deployer.targets.base import ProvisionError, Spec, TargetUnavailable
 
-
 # progress bars would fill the log whose tail becomes the failure reason
 _SERVER_ENV = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
                "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
@@ -43,6 +42,11 @@ def _free_port(host: str) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=_SERVER_ENV)
 
 
 def _tail(path: Path, chars: int = 600) -> str:
@@ -94,8 +98,7 @@ class LocalTarget:
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "hubpulse_deployer.model_server", "--model-dir", model_dir,
                    "--task", spec.task, "--host", self._host, "--port", str(port)]  # fmt: skip
-        with log.open("wb") as out:
-            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=_SERVER_ENV)
+        proc = await asyncio.to_thread(_spawn, command, log)
         server = _Server(proc=proc, port=port, log=log, version=spec.version, ps=psutil.Process(proc.pid))
         url = f"http://{self._host}:{port}"
         try:
