@@ -1,15 +1,26 @@
-"""The scorer service's FastAPI app; its lifespan owns the stores and background work."""
+"""The scorer service's FastAPI app; its lifespan owns the stores, the registry watcher and the consumer.
+
+Start-up order: stores, then (in the background, so /healthz answers meanwhile) the current model
+(bootstrapped when the registry is empty), then the feature consumer. /readyz reports `model` until then.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from hubpulse_common.http import create_service_app
-from hubpulse_common.resources import open_resources
 
+from hubpulse_common.events import ModelFeatures
+from hubpulse_common.http import add_readiness_probe, create_service_app
+from hubpulse_common.kafka import BatchConsumer
+from hubpulse_common.resources import open_resources
+from hubpulse_scorer.bootstrap import ensure_current
+from hubpulse_scorer.handlers import ScorerWorker
+from hubpulse_scorer.registry import ModelRegistry
 from hubpulse_scorer.settings import ScorerSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -18,8 +29,51 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: ScorerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True, s3=True):
-            yield
+        async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True, s3=True) as res:
+            bus = res.require_bus()
+            registry = ModelRegistry(res.s3, settings.s3_bucket)
+            worker = ScorerWorker(res.require_pool(), bus, settings.top_features)
+            consumer = BatchConsumer(
+                bootstrap=settings.kafka_bootstrap,
+                group_id=settings.consumer_group,
+                topic=ModelFeatures.topic,
+                event_type=ModelFeatures,
+                handler=worker.handle,
+                bus=bus,
+                max_batch=settings.batch_size,
+            )
+
+            async def model_ready() -> None:
+                if not worker.loaded.is_set():
+                    raise RuntimeError("no model loaded yet (bootstrapping or registry unreachable)")
+
+            add_readiness_probe(app, "model", model_ready)
+
+            async def run() -> None:
+                await asyncio.to_thread(
+                    ensure_current,
+                    registry,
+                    settings.bootstrap_models,
+                    settings.bootstrap_days,
+                    settings.bootstrap_seed,
+                )
+                watcher = asyncio.create_task(worker.watch(registry, settings.model_poll_s))
+                try:
+                    await worker.loaded.wait()
+                    await consumer.start()
+                    await watcher
+                finally:
+                    watcher.cancel()
+
+            task = asyncio.create_task(run(), name="scorer:run")
+            app.state.worker = worker
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await consumer.stop()
 
     return create_service_app(
         service=settings.service_name,

@@ -8,3 +8,12 @@ from hubpulse_common.settings import ServiceSettings
 class ScorerSettings(ServiceSettings):
     service_name: str = "scorer"
     port: int = 8004
+    consumer_group: str = "scorer"
+    batch_size: int = 5000
+    # How often the registry's current pointer is checked for a promotion or rollback.
+    model_poll_s: float = 3.0
+    top_features: int = 5
+    # The bootstrap model (trained when the registry is empty): a small synthetic Hub, seconds to train.
+    bootstrap_models: int = 2000
+    bootstrap_days: int = 60
+    bootstrap_seed: int = 0

@@ -1,0 +1,69 @@
+"""Kafka side of the scorer: the feature batch handler and the registry watcher (both thin)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import asyncpg
+from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client import Counter, Info
+
+from hubpulse_common.errors import InputError
+from hubpulse_common.events import ModelFeatures
+from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.logging import get_logger
+from hubpulse_scorer import repository, service
+from hubpulse_scorer.model.artifact import TrainedModel
+from hubpulse_scorer.registry import ModelRegistry
+
+log = get_logger(__name__)
+
+SCORED = Counter("hubpulse_scorer_scored_total", "Model-days scored", ["model_version"])
+MODEL = Info("hubpulse_scorer_model", "The model version the scorer serves")
+
+
+class ScorerWorker:
+    def __init__(self, pool: asyncpg.Pool, bus: EventBus, top_n: int) -> None:
+        self._pool = pool
+        self._bus = bus
+        self._top_n = top_n
+        self.model: TrainedModel | None = None
+        self.loaded = asyncio.Event()
+
+    @property
+    def version(self) -> str | None:
+        return self.model.metadata.version if self.model is not None else None
+
+    def use(self, model: TrainedModel) -> None:
+        """Serve `model` from the next batch on (a batch in hand finishes with the version it started with)."""
+        self.model = model
+        MODEL.info({"version": model.metadata.version})
+        self.loaded.set()
+        log.info("scorer.model_loaded", version=model.metadata.version)
+
+    async def handle(self, batch: Sequence[Received[ModelFeatures]]) -> None:
+        model = self.model
+        assert model is not None, "the consumer starts only once a model is loaded"
+        events = service.latest_per_model_day(r.event for r in batch)
+        # XGBoost releases the GIL: scoring in a thread keeps the event loop (and heartbeats) responsive.
+        scored = await asyncio.to_thread(service.score, model, events, self._top_n)
+        catalog, daily = service.catalog_records(scored)
+        await repository.write_batch(self._pool, service.score_records(scored), catalog, daily)
+        await self._bus.publish_many(service.score_events(scored))
+        SCORED.labels(scored.version).inc(len(events))
+
+    async def watch(self, registry: ModelRegistry, poll_s: float) -> None:
+        """Follow the registry's current pointer: a promotion or rollback takes effect within `poll_s`."""
+        seen: str | None = None
+        while True:
+            try:
+                tag = await asyncio.to_thread(registry.current_tag)
+                if tag is not None and tag != seen:
+                    pointer = await asyncio.to_thread(registry.current)
+                    if pointer is not None and pointer.version != self.version:
+                        self.use(await asyncio.to_thread(registry.load, pointer.version))
+                    seen = tag
+            except (ClientError, BotoCoreError, InputError) as exc:
+                log.warning("scorer.registry_poll_failed", error=str(exc))
+            await asyncio.sleep(poll_s)

@@ -1,0 +1,70 @@
+"""PostgreSQL I/O of the scorer: scores and the catalog read model, COPY into staging then one upsert each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from hubpulse_scorer.service import CATALOG_COLUMNS, DAILY_COLUMNS, SCORE_COLUMNS, Record
+
+# Staging tables spell jsonb columns as text: COPY sends text, the upsert casts.
+_STAGING = {
+    "scores_staging": """
+        snapshot_date date, model_id text, model_version text, label text, horizon_days integer,
+        probability double precision, threshold double precision, top_features text, provisional boolean""",
+    "catalog_models_staging": """
+        model_id text, author text, pipeline_tag text, library_name text, tags text[], created_at timestamptz,
+        last_modified timestamptz, snapshot_date date, downloads bigint, downloads_all_time bigint, likes integer,
+        trending_rank integer, growth_7d double precision, probability double precision, model_version text,
+        label text, threshold double precision, explanation text, features text""",
+    "catalog_daily_staging": """
+        model_id text, snapshot_date date, downloads bigint, likes integer, trending_rank integer,
+        probability double precision, model_version text""",
+}
+
+
+def _select(columns: Sequence[str], jsonb: Sequence[str]) -> str:
+    return ", ".join(f"{c}::jsonb" if c in jsonb else c for c in columns)
+
+
+def _updates(columns: Sequence[str], keys: Sequence[str]) -> str:
+    return ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)
+
+
+_UPSERT_SCORES = f"""
+    INSERT INTO scores ({", ".join(SCORE_COLUMNS)})
+    SELECT {_select(SCORE_COLUMNS, ["top_features"])} FROM scores_staging
+    ON CONFLICT (snapshot_date, model_id, model_version) DO UPDATE SET
+        {_updates(SCORE_COLUMNS, ["snapshot_date", "model_id", "model_version"])}, scored_at = now()
+"""  # noqa: S608 (identifiers are module constants)
+# The catalog keeps each model's latest day: an older day arriving late only lands in catalog_daily.
+_UPSERT_CATALOG = f"""
+    INSERT INTO catalog_models ({", ".join(CATALOG_COLUMNS)})
+    SELECT {_select(CATALOG_COLUMNS, ["explanation", "features"])} FROM catalog_models_staging
+    ON CONFLICT (model_id) DO UPDATE SET {_updates(CATALOG_COLUMNS, ["model_id"])}, updated_at = now()
+    WHERE catalog_models.snapshot_date <= EXCLUDED.snapshot_date
+"""  # noqa: S608 (identifiers are module constants)
+_UPSERT_DAILY = f"""
+    INSERT INTO catalog_daily ({", ".join(DAILY_COLUMNS)})
+    SELECT {", ".join(DAILY_COLUMNS)} FROM catalog_daily_staging
+    ON CONFLICT (model_id, snapshot_date) DO UPDATE SET {_updates(DAILY_COLUMNS, ["model_id", "snapshot_date"])}
+"""  # noqa: S608 (identifiers are module constants)
+
+
+async def _stage(conn: asyncpg.Connection, table: str, records: Sequence[Record], columns: Sequence[str]) -> None:
+    await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({_STAGING[table]}) ON COMMIT DELETE ROWS")
+    await conn.copy_records_to_table(table, records=records, columns=list(columns))
+
+
+async def write_batch(
+    pool: asyncpg.Pool, scores: Sequence[Record], catalog: Sequence[Record], daily: Sequence[Record]
+) -> None:
+    """Scores, catalog and daily rows of one batch in one transaction; idempotent on their natural keys."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _stage(conn, "scores_staging", scores, SCORE_COLUMNS)
+        await conn.execute(_UPSERT_SCORES)
+        await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)
+        await conn.execute(_UPSERT_CATALOG)
+        await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
+        await conn.execute(_UPSERT_DAILY)

@@ -1,0 +1,128 @@
+"""Registry and scorer against the real broker, PostgreSQL and S3 (moto): bootstrap, promote, rollback, e2e."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from features.support import fetch, hub_snapshots, publish, running, settings_for, wait_for
+
+from hubpulse_common.errors import InputError
+from hubpulse_common.s3 import aws_client, ensure_bucket
+from hubpulse_common.settings import CommonSettings, load_settings
+from hubpulse_common.synthetic import SyntheticHub
+from hubpulse_features.app import create_app as create_features_app
+from hubpulse_features.settings import FeaturesSettings
+from hubpulse_scorer.app import create_app as create_scorer_app
+from hubpulse_scorer.bootstrap import train_bootstrap
+from hubpulse_scorer.model.artifact import TrainedModel
+from hubpulse_scorer.registry import ModelRegistry
+from hubpulse_scorer.settings import ScorerSettings
+
+
+@pytest.fixture(scope="module")
+def challenger() -> TrainedModel:
+    return train_bootstrap(1500, 50, seed=7)
+
+
+def _registry(service_env: dict[str, str], bucket: str) -> ModelRegistry:
+    settings = load_settings(CommonSettings, s3_endpoint=service_env["HUBPULSE_S3_ENDPOINT"], s3_bucket=bucket)
+    client = aws_client("s3", settings)
+    ensure_bucket(client, bucket)
+    return ModelRegistry(client, bucket)
+
+
+def test_registry_versions_promote_rollback(service_env, challenger) -> None:
+    registry = _registry(service_env, f"t-{uuid.uuid4().hex[:10]}")
+    assert registry.current() is None
+    with pytest.raises(InputError, match="nothing to roll back"):
+        registry.rollback()
+    first = registry.register(challenger)
+    with pytest.raises(InputError, match="already registered"):
+        registry.register(challenger)
+    assert first.metadata["training_window"]
+    assert first.metadata["data_hash"]
+    assert first.metadata["feature_columns"]
+    with pytest.raises(InputError, match="not registered"):
+        registry.promote("no-such-version")
+    assert registry.promote(first.version).version == first.version
+    loaded = registry.load(first.version)
+    assert loaded.metadata == challenger.metadata
+    assert [e.version for e in registry.entries()] == [first.version]
+
+
+async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(service_env, database_url, challenger) -> None:
+    prefix = f"s{uuid.uuid4().hex[:6]}-"
+    bucket = f"t-{uuid.uuid4().hex[:10]}"
+    hub = SyntheticHub(60, 4, seed=5)
+    days = [hub_snapshots(hub, d, prefix) for d in range(4)]
+    features = settings_for(FeaturesSettings, service_env, database_url, day_close_idle_s=600.0)
+    scorer = settings_for(ScorerSettings, service_env, database_url, s3_bucket=bucket, model_poll_s=0.3)
+
+    async def scores_of(day_index: int) -> list:
+        return await fetch(
+            database_url,
+            "SELECT model_id, model_version, probability, top_features FROM scores "
+            "WHERE snapshot_date = $1 AND model_id LIKE $2",
+            days[day_index][0].snapshot_date,
+            prefix + "%",
+        )
+
+    async with running(create_features_app(features)), running(create_scorer_app(scorer)) as app:
+        worker = app.state.worker
+        await wait_for(lambda: _loaded(worker), bool, timeout_s=90)  # the empty registry was bootstrapped
+        registry = _registry(service_env, bucket)
+        bootstrap = registry.current()
+        assert bootstrap is not None
+        assert bootstrap.version == worker.version
+        assert registry.entry(bootstrap.version).metadata["extra"]["bootstrap"] is True
+
+        # day 0 and day 1, day 1 delivered twice: one score per model-day-version
+        await publish(features.kafka_bootstrap, [*days[0], *days[1], *days[1]])
+        rows = await wait_for(lambda: scores_of(1), lambda r: len(r) >= len(days[1]))
+        assert len(rows) == len(days[1]) == len({r["model_id"] for r in rows})
+        assert {r["model_version"] for r in rows} == {bootstrap.version}
+        for r in rows:
+            assert 0.0 <= r["probability"] <= 1.0
+            top = json.loads(r["top_features"])  # jsonb arrives as text without the services' codec
+            assert top
+            assert {"feature", "value", "contribution"} <= set(top[0])
+        catalog = await wait_for(
+            lambda: fetch(
+                database_url,
+                "SELECT model_id, snapshot_date, downloads, probability, model_version, explanation "
+                "FROM catalog_models WHERE model_id LIKE $1",
+                prefix + "%",
+            ),
+            lambda r: len(r) == len(days[1]) and all(x["snapshot_date"] == days[1][0].snapshot_date for x in r),
+        )
+        by_id = {e.model_id: e for e in days[1]}
+        assert all(c["downloads"] == by_id[c["model_id"]].downloads and json.loads(c["explanation"]) for c in catalog)
+
+        # a promoted version is picked up without a restart
+        entry = registry.register(challenger)
+        registry.promote(entry.version)
+        await wait_for(lambda: _version(worker), lambda v: v == entry.version)
+        await publish(features.kafka_bootstrap, days[2])
+        rows = await wait_for(lambda: scores_of(2), lambda r: len(r) >= len(days[2]))
+        assert {r["model_version"] for r in rows} == {entry.version}
+
+        # rollback: the bootstrap version serves again
+        assert registry.rollback().version == bootstrap.version
+        await wait_for(lambda: _version(worker), lambda v: v == bootstrap.version)
+        await publish(features.kafka_bootstrap, days[3])
+        rows = await wait_for(lambda: scores_of(3), lambda r: len(r) >= len(days[3]))
+        assert {r["model_version"] for r in rows} == {bootstrap.version}
+        daily = await fetch(
+            database_url, "SELECT count(*) AS n FROM catalog_daily WHERE model_id LIKE $1", prefix + "%"
+        )
+        assert daily[0]["n"] == sum(len(d) for d in days)
+
+
+async def _loaded(worker) -> bool:
+    return worker.loaded.is_set()
+
+
+async def _version(worker) -> str | None:
+    return worker.version
