@@ -1,1 +1,1 @@
-"""Benchmarks behind `hubpulse bench`."""
+"""Benchmarks behind `hubpulse bench ...`: one module per benchmark, commands stay thin."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +29,8 @@ def pipeline(
 
     if models > MAX_MODELS:
         raise UserFacingError(f"--models must be at most {MAX_MODELS}, got {models}")
+    # SIGTERM unwinds like Ctrl-C, so the stores and services started for the run are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = run(models, days, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
     text = json.dumps(report, indent=2)
     if json_out is not None:

@@ -24,9 +24,11 @@ def create_app(settings: IngestorSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True) as res:
             task = None
+            app.state.wake = asyncio.Event()
             if settings.ingest_enabled:
                 task = asyncio.create_task(
-                    run_scheduler(res.require_pool(), res.require_bus(), settings), name="ingest-scheduler"
+                    run_scheduler(res.require_pool(), res.require_bus(), settings, app.state.wake),
+                    name="ingest-scheduler",
                 )
             try:
                 yield

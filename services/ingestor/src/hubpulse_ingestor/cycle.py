@@ -27,7 +27,7 @@ from hubpulse_ingestor.snapshots import SnapshotRow, Source, rows_from_page, to_
 
 log = get_logger(__name__)
 
-HUB_SOURCE = "hub"
+HUB_SOURCE: Source = "hub"
 _PREFETCH_PAGES = 8
 
 Progress = Callable[[int, int], None]  # (models written so far, pages so far)

@@ -11,6 +11,7 @@ reported and skipped when its response still says where the next page is.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -112,6 +113,8 @@ class HubPages:
         self._api = HfApi(endpoint=settings.hf_endpoint, library_name="hubpulse")
         self._headers = build_hf_headers(library_name="hubpulse")
         self._on_retry = on_retry
+        # huggingface_hub's client logs every request at INFO: 2,000 lines per cycle of the full Hub
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
 
     @property
     def endpoint(self) -> str:

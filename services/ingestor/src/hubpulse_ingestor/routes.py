@@ -28,6 +28,12 @@ async def latest(request: Request) -> dict[str, Any]:
     return cycle
 
 
+@router.post("", status_code=202, summary="Start a cycle now (or right after the one running)")
+async def trigger(request: Request) -> dict[str, str]:
+    request.app.state.wake.set()
+    return {"status": "scheduled"}
+
+
 @router.get("", response_model=list[Cycle], summary="Recent ingestion cycles, newest first")
 async def recent(request: Request, limit: int = Query(20, ge=1, le=500)) -> list[dict[str, Any]]:
     cycles: list[dict[str, Any]] = await repository.recent_cycles(_pool(request), limit)

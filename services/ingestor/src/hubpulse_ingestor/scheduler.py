@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 
 import asyncpg
@@ -27,14 +28,20 @@ def seconds_until_due(latest: dict[str, object] | None, now: dt.datetime, interv
     return max(0.0, (started + dt.timedelta(seconds=interval_s) - now).total_seconds())
 
 
-async def run_scheduler(pool: asyncpg.Pool, bus: EventBus, settings: IngestorSettings) -> None:
-    """Runs until cancelled (service shutdown); a cancelled cycle stays 'running' and resumes next start."""
+async def run_scheduler(
+    pool: asyncpg.Pool, bus: EventBus, settings: IngestorSettings, wake: asyncio.Event | None = None
+) -> None:
+    """Runs until cancelled (service shutdown); a cancelled cycle stays 'running' and resumes next start.
+    Setting `wake` starts a cycle now instead of at the next interval (POST /cycles)."""
+    wake = wake or asyncio.Event()
     while True:
         latest = await repository.latest_cycle(pool, HUB_SOURCE)
         wait_s = seconds_until_due(latest, dt.datetime.now(dt.UTC), settings.ingest_interval_s)
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)
+        if wait_s > 0 and not wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), wait_s)
             continue
+        wake.clear()
         try:
             await run_cycle(pool, bus, settings)
         except (OSError, asyncpg.PostgresError, RuntimeError) as exc:
