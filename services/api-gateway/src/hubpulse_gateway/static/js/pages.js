@@ -7,4 +7,6 @@ export const pages = [
   { route: "models/", nav: null, load: () => import("./pages/model.js") },
   { route: "login", nav: "Log in", load: () => import("./pages/login.js"), anonymousOnly: true },
   { route: "signup", nav: "Sign up", load: () => import("./pages/signup.js"), anonymousOnly: true },
+  { route: "deployments", nav: "Deployments", load: () => import("./pages/deployments.js"), requiresLogin: true },
+  { route: "monitoring", nav: "Monitoring", load: () => import("./pages/monitoring.js"), requiresLogin: true },
 ];

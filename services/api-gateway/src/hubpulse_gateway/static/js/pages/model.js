@@ -1,6 +1,7 @@
 // One model: stats, hype score, charts of downloads, likes and probability over time, and the "why".
 import { ApiError, api, el, fmt } from "../api.js";
 import { lineChart } from "../charts.js";
+import { deployButton } from "./deployments.js";
 
 const card = (label, value, testid) => el("div", { class: "card" }, el("span", { class: "muted" }, label),
   el("b", { "data-testid": testid }, value));
@@ -21,7 +22,7 @@ export async function render(root, modelId) {
   const probabilityChart = el("div", { class: "chart", "data-testid": "chart-probability" });
   const why = [...m.explanation].sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
   root.replaceChildren(
-    el("h1", { "data-testid": "model-id" }, m.model_id),
+    el("h1", { "data-testid": "model-id" }, m.model_id, " ", deployButton(m.model_id)),
     el("p", {}, ...m.tags.map((t) => el("span", { class: "tag" }, t)),
       el("span", { class: "muted" }, ` created ${fmt.date(m.created_at)}, data of ${fmt.date(m.snapshot_date)}`)),
     el("div", { class: "cards" },
