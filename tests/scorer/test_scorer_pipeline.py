@@ -15,15 +15,8 @@ from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features.app import create_app as create_features_app
 from hubpulse_features.settings import FeaturesSettings
 from hubpulse_scorer.app import create_app as create_scorer_app
-from hubpulse_scorer.bootstrap import train_bootstrap
-from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.registry import ModelRegistry
 from hubpulse_scorer.settings import ScorerSettings
-
-
-@pytest.fixture(scope="module")
-def challenger() -> TrainedModel:
-    return train_bootstrap(1500, 50, seed=7)
 
 
 def _registry(service_env: dict[str, str], bucket: str) -> ModelRegistry:

@@ -17,7 +17,9 @@ from rich.console import Console
 from hubpulse_common.errors import InputError
 
 if TYPE_CHECKING:
+    from hubpulse_scorer.model.artifact import TrainedModel
     from hubpulse_scorer.model.training import TrainConfig
+    from hubpulse_scorer.registry import ModelRegistry
 
 console = Console(stderr=True)
 
@@ -80,8 +82,12 @@ def train(
     horizon: HorizonOpt = 7,
     top_k: TopKOpt = 10,
     seed: SeedOpt = 0,
+    registry: Annotated[
+        bool, typer.Option("--register/--no-register", help="store the model as a new version in the registry")
+    ] = True,
+    promote: Annotated[bool, typer.Option("--promote", help="also make it the version the scorer serves")] = False,
 ) -> None:
-    """Backtest, then train on the whole history and write the model artifact (metrics included)."""
+    """Backtest, then train on the whole history, write the model artifact and register it as a new version."""
     from hubpulse_common.history import load_history
     from hubpulse_scorer.model.backtest import run_backtest
     from hubpulse_scorer.model.training import train_from_history
@@ -100,8 +106,94 @@ def train(
         f"model {model.metadata.version} -> {out} (backtest PR-AUC {m['pr_auc']:.3f}, "
         f"precision {m['precision']:.3f} / recall {m['recall']:.3f} at {m['threshold']:.3f})"
     )
+    if registry:
+        _register_trained(model, promote)
+
+
+# ---- the model registry (hubpulse_scorer.registry): `hubpulse models ...` -------------------------
+
+VersionArg = Annotated[str, typer.Argument(help="a registered version (see `hubpulse models list`)")]
+
+
+def _open_registry() -> ModelRegistry:
+    """The registry in the configured S3 bucket (HUBPULSE_S3_* variables, as the scorer reads them)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from hubpulse_common.errors import ConfigError
+    from hubpulse_common.s3 import aws_client, ensure_bucket
+    from hubpulse_common.settings import CommonSettings, load_settings
+    from hubpulse_scorer.registry import ModelRegistry
+
+    settings = load_settings(CommonSettings)
+    client = aws_client("s3", settings)
+    try:
+        ensure_bucket(client, settings.s3_bucket)
+    except ClientError as exc:
+        raise ConfigError(f"HUBPULSE_S3_BUCKET={settings.s3_bucket}: cannot use the bucket ({exc})") from None
+    except BotoCoreError as exc:
+        raise ConfigError(f"HUBPULSE_S3_ENDPOINT={settings.s3_endpoint}: cannot reach S3 ({exc})") from None
+    return ModelRegistry(client, settings.s3_bucket)
+
+
+def _register_trained(model: TrainedModel, promote: bool) -> None:
+    registry = _open_registry()
+    entry = registry.register(model)
+    console.print(f"registered version {entry.version}")
+    if promote:
+        registry.promote(entry.version)
+        console.print(f"promoted {entry.version}: the scorer serves it within seconds")
+    else:
+        console.print(f"serve it with: hubpulse models promote {entry.version}")
+
+
+def models_list() -> None:
+    """Registered model versions, oldest first, with their training window and backtest PR-AUC."""
+    from rich.table import Column, Table
+
+    registry = _open_registry()
+    current = registry.current()
+    # the version is what users copy into `promote`: never wrapped
+    table = Table(
+        Column("version", no_wrap=True),
+        "current",
+        "label",
+        "training window",
+        "data hash",
+        "backtest PR-AUC",
+        "registered",
+    )
+    for entry in registry.entries():
+        meta = entry.metadata
+        pr_auc = (meta.get("backtest") or {}).get("model", {}).get("pr_auc")
+        table.add_row(
+            entry.version,
+            "*" if current is not None and current.version == entry.version else "",
+            str(meta["label"].get("label")),
+            " .. ".join(meta["training_window"]),
+            meta["data_hash"][:12],
+            f"{pr_auc:.3f}" if isinstance(pr_auc, float) else "-",
+            entry.registered_at,
+        )
+    Console().print(table)
+
+
+def models_promote(version: VersionArg) -> None:
+    """Serve VERSION: the scorer picks it up without a restart; the previous version is kept for rollback."""
+    pointer = _open_registry().promote(version)
+    console.print(f"current version: {pointer.version}")
+
+
+def models_rollback() -> None:
+    """Serve the previously promoted version again."""
+    pointer = _open_registry().rollback()
+    console.print(f"rolled back; current version: {pointer.version}")
 
 
 def register(app: typer.Typer) -> None:
     app.command("backtest")(backtest)
     app.command("train")(train)
+    models = typer.Typer(name="models", help="The model registry: list, promote, roll back.", no_args_is_help=True)
+    models.command("list")(models_list)
+    models.command("promote")(models_promote)
+    models.command("rollback")(models_rollback)
+    app.add_typer(models)
