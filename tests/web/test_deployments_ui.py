@@ -133,7 +133,7 @@ async def test_deploy_predict_monitor_and_export(page: Page, ops_stack: OpsStack
     await page.get_by_role("button", name="Deploy").click()
     dialog = page.get_by_test_id("deploy-dialog")
     await expect(dialog).to_be_visible()
-    await dialog.get_by_label("Target", exact=True).select_option("local")
+    await dialog.get_by_test_id("target").select_option("local")
     await dialog.get_by_label("Min replicas").fill("1")
     await dialog.get_by_label("Max replicas").fill("2")
     await dialog.get_by_test_id("deploy-submit").click()
@@ -168,8 +168,8 @@ async def test_deploy_predict_monitor_and_export(page: Page, ops_stack: OpsStack
     await expect(page.get_by_test_id("predict-error")).to_contain_text("422 bad_input")
 
     # monitoring: the live socket counts the three calls within a few seconds; usage table; CSV export
-    await page.get_by_role("link", name="Monitor").click()
-    await expect(page.get_by_test_id("deployment")).to_have_value(deployment_id)
+    await page.get_by_test_id("deployment").get_by_role("link", name="Monitor", exact=True).click()
+    await expect(page.get_by_test_id("mon-deployment")).to_have_value(deployment_id)
     await expect(page.get_by_test_id("live-state")).to_have_text("live")
     await expect(page.get_by_test_id("live-requests")).to_have_text("3", timeout=10_000)
     await expect(page.get_by_test_id("chart-latency").locator("canvas")).to_have_count(1)

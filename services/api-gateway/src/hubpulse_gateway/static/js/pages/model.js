@@ -22,7 +22,8 @@ export async function render(root, modelId) {
   const probabilityChart = el("div", { class: "chart", "data-testid": "chart-probability" });
   const why = [...m.explanation].sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
   root.replaceChildren(
-    el("h1", { "data-testid": "model-id" }, m.model_id, " ", deployButton(m.model_id)),
+    el("h1", { "data-testid": "model-id" }, m.model_id),
+    el("p", { class: "actions" }, deployButton(m.model_id)),
     el("p", {}, ...m.tags.map((t) => el("span", { class: "tag" }, t)),
       el("span", { class: "muted" }, ` created ${fmt.date(m.created_at)}, data of ${fmt.date(m.snapshot_date)}`)),
     el("div", { class: "cards" },

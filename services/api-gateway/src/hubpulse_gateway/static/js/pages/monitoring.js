@@ -11,7 +11,7 @@ const USAGE_REFRESH_MS = 3000;
 const ms = (v) => (v == null ? "–" : `${v.toFixed(v < 10 ? 1 : 0)} ms`);
 
 const select = (name, label, options, value) => {
-  const s = el("select", { id: "mon-" + name, name, "data-testid": name },
+  const s = el("select", { id: "mon-" + name, name, "data-testid": "mon-" + name },
     options.map(([v, text]) => el("option", { value: v, selected: v === value ? "" : null }, text)));
   return el("label", { class: "field", for: "mon-" + name }, el("span", {}, label), s);
 };
