@@ -14,6 +14,11 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
+from auth.conftest import serving
+from conftest import Store, fresh_database
+
+from hubpulse.hub import create_app as create_hub_app
+from hubpulse.hub.demo_models import DemoRepos
 from hubpulse_auth.app import create_app as create_auth_app
 from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.synthetic import SyntheticHub
@@ -21,11 +26,6 @@ from hubpulse_deployer.app import create_app as create_deployer_app
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_gateway.app import create_app as create_gateway_app
 from hubpulse_gateway.settings import GatewaySettings
-
-from auth.conftest import serving
-from conftest import Store, fresh_database
-from hubpulse.hub import create_app as create_hub_app
-from hubpulse.hub.demo_models import DemoRepos
 
 # A stable folder, so the demo models are generated once per machine, not once per run.
 DEMO_CACHE = Path.home() / ".cache" / "hubpulse-tests" / "demo-models"

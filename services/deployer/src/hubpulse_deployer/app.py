@@ -14,7 +14,10 @@ from hubpulse_deployer import routes
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.repository import DeploymentRepository
 from hubpulse_deployer.settings import DeployerSettings
+from hubpulse_deployer.targets.aws_lambda import LambdaTarget
 from hubpulse_deployer.targets.base import Target
+from hubpulse_deployer.targets.hf_space import HfSpaceTarget
+from hubpulse_deployer.targets.kubernetes import KubernetesTarget
 from hubpulse_deployer.targets.local import LocalTarget
 
 
@@ -25,7 +28,22 @@ def build_targets(settings: DeployerSettings) -> dict[str, Target]:
         host=settings.model_server_host, start_timeout_s=settings.provision_timeout_s,
         predict_timeout_s=settings.predict_timeout_s,
     )  # fmt: skip
-    return {local.name: local}
+    hf_space = HfSpaceTarget(
+        hf_endpoint=settings.hf_endpoint, hf_token=token, namespace=settings.hf_space_namespace,
+        start_timeout_s=settings.provision_timeout_s, poll_s=settings.space_poll_s,
+        predict_timeout_s=settings.predict_timeout_s,
+    )  # fmt: skip
+    aws_lambda = LambdaTarget(
+        settings=settings, hf_endpoint=settings.hf_endpoint, role_name=settings.lambda_role_name,
+        layers=settings.lambda_layers, start_timeout_s=settings.provision_timeout_s, poll_s=settings.resource_poll_s,
+    )  # fmt: skip
+    kubernetes = KubernetesTarget(
+        kubeconfig=settings.kubeconfig, namespace=settings.kubernetes_namespace, image=settings.model_server_image,
+        hf_endpoint=settings.hf_endpoint, start_timeout_s=settings.provision_timeout_s,
+        poll_s=settings.resource_poll_s, predict_timeout_s=settings.predict_timeout_s,
+    )  # fmt: skip
+    targets: list[Target] = [local, hf_space, aws_lambda, kubernetes]
+    return {target.name: target for target in targets}
 
 
 def create_app(settings: DeployerSettings) -> FastAPI:

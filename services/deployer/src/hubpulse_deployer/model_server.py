@@ -1,6 +1,6 @@
 """One deployment's model server: a transformers pipeline behind HTTP, run as its own process by the local target.
 
-    python -m hubpulse_deployer.model_server --model-dir DIR --task TASK --port PORT
+    python -m hubpulse_deployer.model_server (--model-dir DIR | --model-id REPO [--revision R]) --task TASK --port PORT
 
 `POST /predict {"inputs": [str, ...]}` answers `{"outputs": [...]}` (one output per input); `GET /healthz`
 answers once the pipeline is loaded (the port is bound only then, so a listening port means ready).
@@ -53,11 +53,19 @@ def build_app(model_dir: str, task: str) -> FastAPI:
 
 
 def serve(
-    model_dir: str = typer.Option(..., help="a snapshot folder of the model"),
     task: str = typer.Option(..., help="the transformers pipeline task"),
     port: int = typer.Option(...),
+    model_dir: str | None = typer.Option(None, help="a snapshot folder of the model"),
+    model_id: str | None = typer.Option(None, help="else: a Hub repo to download first (HF_ENDPOINT, HF_TOKEN)"),
+    revision: str = "main",
     host: str = "127.0.0.1",
 ) -> None:
+    if model_dir is None:
+        if model_id is None:
+            raise typer.BadParameter("give --model-dir or --model-id")
+        from huggingface_hub import snapshot_download
+
+        model_dir = snapshot_download(model_id, revision=revision)
     uvicorn.run(build_app(model_dir, task), host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -19,7 +19,7 @@ from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_deployer.repository import Conflict, DeploymentRepository
 from hubpulse_deployer.service import current_version, plan_transition
-from hubpulse_deployer.targets.base import ProvisionError, Spec, Target
+from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, Target
 
 log = get_logger(__name__)
 S = DeploymentStatus
@@ -95,6 +95,9 @@ class Orchestrator:
             endpoint = await target.provision(spec)
         except ProvisionError as exc:
             await self.transition(deployment_id, S.FAILED, reason=str(exc))
+            return
+        except NotApplied as exc:
+            await self.transition(deployment_id, S.PENDING, reason=str(exc), endpoint=exc.endpoint)
             return
         except Exception as exc:  # a target bug still ends the deployment with a reason, never stuck provisioning
             log.exception("deployment.provision_crashed", deployment_id=deployment_id)

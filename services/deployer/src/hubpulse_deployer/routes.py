@@ -20,7 +20,7 @@ from hubpulse_common.inference import parse_inputs, servable
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.schemas import CreateDeployment, RollbackRequest, UpdateDeployment
 from hubpulse_deployer.service import InvalidTransition, UnknownVersion, add_version, new_deployment, public_view
-from hubpulse_deployer.targets.base import TargetUnavailable
+from hubpulse_deployer.targets.base import NOT_INVOCABLE, TargetUnavailable
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
 S = DeploymentStatus
@@ -182,9 +182,12 @@ async def predict(
     if doc["status"] != S.RUNNING.value:
         reason = f": {doc['reason']}" if doc.get("reason") else ""
         raise ApiError(503, "not_running", f"deployment is {doc['status']}{reason}")
+    endpoint = doc["endpoint"] or {}
+    if endpoint.get(NOT_INVOCABLE):
+        raise ApiError(503, "not_invocable", str(endpoint[NOT_INVOCABLE]))
     target = _orchestrator(request).targets[doc["target"]]
     try:
-        outputs = await target.predict(deployment_id, doc["endpoint"] or {}, inputs)
+        outputs = await target.predict(deployment_id, endpoint, inputs)
     except TargetUnavailable as exc:
         await _orchestrator(request).reap()  # a dead server turns the deployment failed now, not at the next poll
         code = {501: "not_supported", 502: "bad_gateway", 504: "timeout"}.get(exc.status, "unavailable")
@@ -204,5 +207,5 @@ async def manifests(request: Request, deployment_id: str, x_hubpulse_user: str |
     doc = await _owned(request, deployment_id, x_hubpulse_user)
     rendered = (doc.get("endpoint") or {}).get("manifests")
     if rendered is None:
-        raise ApiError(404, "not_found", "only kubernetes deployments have manifests, once provisioned")
-    return JSONResponse(rendered)
+        raise ApiError(404, "not_found", "only kubernetes deployments have manifests, once rendered")
+    return JSONResponse({"deployment_id": deployment_id, "version": doc["version"], "yaml": rendered})

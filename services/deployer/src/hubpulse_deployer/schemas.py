@@ -30,6 +30,8 @@ class DeploymentConfig(BaseModel):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     hardware: str = Field("cpu-basic", max_length=40, description="Space hardware flavor (hf-space)")
     memory_mb: int = Field(1024, ge=128, le=10240, description="memory per replica (aws-lambda, kubernetes)")
+    timeout_s: int = Field(60, ge=1, le=900, description="function timeout (aws-lambda)")
+    cpu_target_percent: int = Field(70, ge=10, le=100, description="CPU utilization to scale at (kubernetes)")
     env: dict[str, str] = Field(default_factory=dict, max_length=50, description="public variables")
     secrets: dict[str, str] = Field(default_factory=dict, max_length=50, description="write-only; never read back")
 

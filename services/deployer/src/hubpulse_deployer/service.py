@@ -11,10 +11,11 @@ from hubpulse_common.events import DeploymentEvent, DeploymentStatus
 
 S = DeploymentStatus
 
-# Which states each state may move to. `running -> provisioning` is a new version (update or rollback).
+# Which states each state may move to. `running -> provisioning` is a new version (update or rollback);
+# `provisioning -> pending` is a target that prepared everything but has nowhere to run it (kubernetes, no cluster).
 TRANSITIONS: dict[DeploymentStatus, frozenset[DeploymentStatus]] = {
     S.PENDING: frozenset({S.PROVISIONING, S.FAILED, S.DELETED}),
-    S.PROVISIONING: frozenset({S.RUNNING, S.FAILED, S.STOPPED, S.DELETED}),
+    S.PROVISIONING: frozenset({S.PENDING, S.RUNNING, S.FAILED, S.STOPPED, S.DELETED}),
     S.RUNNING: frozenset({S.PROVISIONING, S.FAILED, S.STOPPED, S.DELETED}),
     S.FAILED: frozenset({S.PROVISIONING, S.DELETED}),
     S.STOPPED: frozenset({S.PROVISIONING, S.DELETED}),

@@ -24,9 +24,11 @@ class DeployerSettings(ServiceSettings):
     provision_timeout_s: float = 180.0
     model_server_host: str = "127.0.0.1"
     predict_timeout_s: float = 30.0
+    space_poll_s: float = 2.0
     lambda_role_name: str = "hubpulse-model-server"
+    # ARNs of layers holding torch and transformers for the handler (built from the package's requirements.txt)
+    lambda_layers: list[str] = []
     kubeconfig: Path | None = None
     kubernetes_namespace: str = "default"
-    kubernetes_version: str = "1.31"
     model_server_image: str = "ghcr.io/hubpulse/model-server:0.1.0"
     resource_poll_s: float = 1.0

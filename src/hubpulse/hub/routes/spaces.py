@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 import orjson
+import yaml
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -223,3 +224,32 @@ def runtime(request: Request, namespace: str, name: str) -> Response:
     if isinstance(found, Response):
         return found
     return json_response(_runtime(found, _build_seconds(request)))
+
+
+@router.post("/api/spaces/{namespace}/{name}/variables")
+async def add_variable(request: Request, namespace: str, name: str) -> Response:
+    found = _find(request, f"{namespace}/{name}")
+    if isinstance(found, Response):
+        return found
+    body = await _json(request) or {}
+    if not isinstance(body.get("key"), str):
+        return hub_error(400, "key is required")
+    found.variables[str(body["key"])] = str(body.get("value", ""))
+    return json_response({k: {"value": v} for k, v in sorted(found.variables.items())})
+
+
+@router.post("/api/validate-yaml")
+async def validate_yaml(request: Request) -> Response:
+    """The README metadata check `create_commit` runs before committing a README.md: YAML front matter that parses
+    to a mapping is valid (the Hub also checks known keys; this Hub does not)."""
+    body = await _json(request) or {}
+    content = str(body.get("content", ""))
+    _, _, rest = content.partition("---\n")
+    front, found, _ = rest.partition("\n---")
+    try:
+        metadata = yaml.safe_load(front) if content.startswith("---\n") and found else {}
+    except yaml.YAMLError as exc:
+        return json_response({"errors": [{"message": f"Invalid YAML in README front matter: {exc}"}]}, 400)
+    if metadata is not None and not isinstance(metadata, dict):
+        return json_response({"errors": [{"message": "README front matter must be a mapping"}]}, 400)
+    return json_response({"errors": [], "warnings": []})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from cachetools import TTLCache
@@ -86,8 +86,14 @@ async def rollback(request: Request, deployment_id: str, user: MemberUser, upstr
 
 
 @router.get("/{deployment_id}/manifests")
-async def manifests(deployment_id: str, user: CurrentUser, upstreams: UpstreamsDep) -> Response:
-    return _json(await upstreams.deployer.json("GET", f"/deployments/{deployment_id}/manifests", principal=user))
+async def manifests(
+    deployment_id: str, user: CurrentUser, upstreams: UpstreamsDep, format: Literal["json", "yaml"] = "json"
+) -> Response:
+    """The Kubernetes objects of a kubernetes deployment (secret values redacted), as JSON or plain YAML."""
+    body = await upstreams.deployer.json("GET", f"/deployments/{deployment_id}/manifests", principal=user)
+    if format == "yaml":
+        return Response(body["yaml"], media_type="application/yaml")
+    return _json(body)
 
 
 async def _forward(
@@ -107,6 +113,10 @@ async def _forward(
     if doc["status"] != "running":
         reason = f": {doc['reason']}" if doc.get("reason") else ""
         raise ApiError(503, "not_running", f"deployment {deployment_id} is {doc['status']}{reason}")
+    # running where it is, but not callable from here (a Space the Hub gives no host for, Lambda on moto):
+    # answered at once, never retried against the deployer
+    if unreachable := (doc.get("endpoint") or {}).get("not_invocable"):
+        raise ApiError(503, "not_invocable", str(unreachable))
     key = request.headers.get("idempotency-key") or uuid.uuid4().hex
     try:
         response = await upstreams.deployer.request(

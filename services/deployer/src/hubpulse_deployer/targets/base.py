@@ -5,9 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import httpx
+
 
 class ProvisionError(Exception):
     """The target could not start this deployment; the message is the `failed` reason."""
+
+
+class NotApplied(Exception):
+    """The target did its part but nothing runs yet (e.g. manifests rendered, no cluster to apply them to):
+    the deployment stays `pending` with this reason, and `endpoint` is stored."""
+
+    def __init__(self, reason: str, endpoint: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.endpoint = endpoint
 
 
 class TargetUnavailable(Exception):
@@ -16,6 +27,11 @@ class TargetUnavailable(Exception):
     def __init__(self, message: str, status: int = 503) -> None:
         super().__init__(message)
         self.status = status
+
+
+# Set on an endpoint whose deployment runs but cannot be called from here (the reason is the value): the gateway
+# answers 503 at once instead of retrying a call that cannot succeed.
+NOT_INVOCABLE = "not_invocable"
 
 
 @dataclass(frozen=True)
@@ -28,6 +44,11 @@ class Spec:
     task: str
     version: int
     config: dict[str, Any]
+
+    @property
+    def slug(self) -> str:
+        """A name for this deployment's resources, valid as a DNS label, Space name and Lambda function name."""
+        return f"hubpulse-{self.deployment_id[:20]}"
 
 
 class Target(Protocol):
@@ -56,3 +77,17 @@ class Target(Protocol):
     def exited(self) -> dict[str, str]:
         """Deployments whose serving process died since the last call, with the reason."""
         ...
+
+
+async def call_model_server(client: httpx.AsyncClient, url: str, inputs: list[str], who: str) -> list[Any]:
+    """`POST {url}/predict` of a model server (local process, Space, cluster Service): one output per input."""
+    try:
+        response = await client.post(f"{url}/predict", json={"inputs": inputs})
+    except httpx.TimeoutException as exc:
+        raise TargetUnavailable(f"{who} did not answer in time ({type(exc).__name__})", 504) from exc
+    except httpx.TransportError as exc:
+        raise TargetUnavailable(f"{who} at {url} is not reachable from here ({type(exc).__name__}: {exc})") from exc
+    if response.status_code != 200:
+        raise TargetUnavailable(f"{who} answered {response.status_code}: {response.text[:300]}", 502)
+    outputs: list[Any] = response.json()["outputs"]
+    return outputs

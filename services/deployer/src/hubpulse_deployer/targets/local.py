@@ -21,7 +21,7 @@ import psutil
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-from hubpulse_deployer.targets.base import ProvisionError, Spec, TargetUnavailable
+from hubpulse_deployer.targets.base import ProvisionError, Spec, TargetUnavailable, call_model_server
 
 # progress bars would fill the log whose tail becomes the failure reason
 _SERVER_ENV = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
@@ -35,6 +35,9 @@ class _Server:
     log: Path
     version: int
     ps: psutil.Process
+    revision: str
+    url: str
+    model_dir: str
 
 
 def _free_port(host: str) -> int:
@@ -92,6 +95,12 @@ class LocalTarget:
         return path
 
     async def provision(self, spec: Spec) -> dict[str, Any]:
+        running = self._servers.get(spec.deployment_id)
+        if running is not None and running.proc.poll() is None and running.revision == spec.revision:
+            # a version that changes only config the local server does not use (autoscaling, hardware, memory):
+            # the server already loaded this revision keeps serving, no restart
+            running.version = spec.version
+            return {"url": running.url, "pid": running.proc.pid, "model_dir": running.model_dir}
         model_dir = await asyncio.to_thread(self._download, spec)
         port = _free_port(self._host)
         log = self._data_dir / "deployments" / spec.deployment_id / f"server-v{spec.version}.log"
@@ -99,8 +108,9 @@ class LocalTarget:
         command = [sys.executable, "-m", "hubpulse_deployer.model_server", "--model-dir", model_dir,
                    "--task", spec.task, "--host", self._host, "--port", str(port)]  # fmt: skip
         proc = await asyncio.to_thread(_spawn, command, log)
-        server = _Server(proc=proc, port=port, log=log, version=spec.version, ps=psutil.Process(proc.pid))
         url = f"http://{self._host}:{port}"
+        server = _Server(proc=proc, port=port, log=log, version=spec.version, ps=psutil.Process(proc.pid),
+                         revision=spec.revision, url=url, model_dir=model_dir)  # fmt: skip
         try:
             await self._wait_ready(server, url)
         except BaseException:  # also cancellation (deleted while starting): never leave an orphan server
@@ -145,16 +155,7 @@ class LocalTarget:
         server = self._servers.get(deployment_id)
         if server is None or server.proc.poll() is not None:
             raise TargetUnavailable("the model server of this deployment is not running")
-        try:
-            response = await self._client.post(f"http://{self._host}:{server.port}/predict", json={"inputs": inputs})
-        except httpx.TimeoutException as exc:
-            raise TargetUnavailable(f"the model server did not answer in time ({type(exc).__name__})", 504) from exc
-        except httpx.TransportError as exc:
-            raise TargetUnavailable(f"the model server is unreachable ({type(exc).__name__})") from exc
-        if response.status_code != 200:
-            raise TargetUnavailable(f"the model server answered {response.status_code}: {response.text[:300]}", 502)
-        outputs: list[Any] = response.json()["outputs"]
-        return outputs
+        return await call_model_server(self._client, f"http://{self._host}:{server.port}", inputs, "the model server")
 
     def resources(self, deployment_id: str) -> dict[str, Any] | None:
         server = self._servers.get(deployment_id)

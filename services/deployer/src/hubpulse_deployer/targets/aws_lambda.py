@@ -1,0 +1,240 @@
+"""`aws-lambda`: a zipped handler in S3, a function created or updated from it, and a public function URL.
+
+The handler downloads the model from the Hub on its first call (cold start) and runs a transformers pipeline;
+torch and transformers come from the configured layers. Provisioning ends with a warm-up invoke: on AWS that
+loads the model (a failure is the `failed` reason). moto, the local AWS stand-in, stores and updates functions
+faithfully but runs their code only through Docker; without it the warm-up answers "error running docker", and
+the deployment is `running` (the function is Active) but marked not invocable, so predict answers 503 saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import time
+import zipfile
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from hubpulse_common.s3 import aws_client
+from hubpulse_common.settings import CommonSettings
+from hubpulse_deployer.targets.base import NOT_INVOCABLE, ProvisionError, Spec, TargetUnavailable
+
+HANDLER = '''"""hubpulse model handler: {"inputs": [...]} -> {"outputs": [...]}, called directly or by function URL."""
+import json
+import os
+
+_pipe = None
+
+
+def _pipeline():
+    global _pipe
+    if _pipe is None:
+        from huggingface_hub import snapshot_download
+        from transformers import pipeline
+
+        model, revision = os.environ["MODEL_ID"], os.environ["MODEL_REVISION"]
+        path = snapshot_download(model, revision=revision, cache_dir="/tmp/hf")
+        _pipe = pipeline(os.environ["TASK"], model=path, device="cpu")
+    return _pipe
+
+
+def handler(event, context):
+    via_url = "requestContext" in event
+    body = json.loads(event.get("body") or "{}") if via_url else event
+    if body.get("warmup"):
+        _pipeline()
+        result = {"ok": True}
+    else:
+        inputs = body["inputs"]
+        result = {"outputs": _pipeline()(inputs if isinstance(inputs, list) else [inputs])}
+    if via_url:
+        return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(result)}
+    return result
+'''
+REQUIREMENTS = "transformers>=4.46\ntorch\nhuggingface_hub\n"
+RUNTIME = "python3.12"
+_ASSUME_ROLE = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+_NO_DOCKER = "error running docker"
+
+
+def package() -> bytes:
+    """The deployment package: the handler and the requirements its layer is built from. Fixed timestamps, so
+    the same code gives the same zip (and CodeSha256)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in (("handler.py", HANDLER), ("requirements.txt", REQUIREMENTS)):
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2025, 1, 1, 0, 0, 0)), text)
+    return buffer.getvalue()
+
+
+class LambdaTarget:
+    name = "aws-lambda"
+
+    def __init__(
+        self, *, settings: CommonSettings, hf_endpoint: str, role_name: str, layers: list[str],
+        start_timeout_s: float, poll_s: float,
+    ) -> None:  # fmt: skip
+        self._lambda = aws_client("lambda", settings)
+        self._s3 = aws_client("s3", settings)
+        self._iam = aws_client("iam", settings)
+        self._bucket = settings.s3_bucket
+        self._hf_endpoint, self._role_name, self._layers = hf_endpoint, role_name, layers
+        self._start_timeout_s, self._poll_s = start_timeout_s, poll_s
+        self._configs: dict[str, dict[str, Any]] = {}
+
+    def _role_arn(self) -> str:
+        try:
+            arn: str = self._iam.get_role(RoleName=self._role_name)["Role"]["Arn"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NoSuchEntity":
+                raise
+            arn = self._iam.create_role(RoleName=self._role_name, AssumeRolePolicyDocument=json.dumps(_ASSUME_ROLE))[
+                "Role"
+            ]["Arn"]
+        return arn
+
+    def _store(self, spec: Spec) -> tuple[str, str]:
+        key = f"lambda/{spec.deployment_id}/v{spec.version}.zip"
+        try:
+            self._s3.head_bucket(Bucket=self._bucket)
+        except ClientError:
+            self._s3.create_bucket(Bucket=self._bucket)
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=package())
+        return self._bucket, key
+
+    def _apply(self, spec: Spec) -> dict[str, Any]:
+        bucket, key = self._store(spec)
+        config = spec.config
+        settings = {
+            "Role": self._role_arn(),
+            "Handler": "handler.handler",
+            "Runtime": RUNTIME,
+            "MemorySize": int(config.get("memory_mb", 1024)),
+            "Timeout": int(config.get("timeout_s", 60)),
+            "Layers": self._layers,
+            "Environment": {"Variables": {
+                **config.get("env", {}), **config.get("secrets", {}),
+                "MODEL_ID": spec.model_id, "MODEL_REVISION": spec.revision, "TASK": spec.task,
+                "HF_ENDPOINT": self._hf_endpoint, "HUBPULSE_DEPLOYMENT_VERSION": str(spec.version),
+            }},
+        }  # fmt: skip
+        name = spec.slug
+        try:
+            self._lambda.get_function(FunctionName=name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            self._lambda.create_function(
+                FunctionName=name, Code={"S3Bucket": bucket, "S3Key": key}, Publish=True, **settings
+            )
+        else:
+            self._lambda.update_function_configuration(FunctionName=name, **settings)
+            self._wait(name)
+            self._lambda.update_function_code(FunctionName=name, S3Bucket=bucket, S3Key=key, Publish=True)
+        configuration = self._wait(name)
+        return {
+            "function_name": name,
+            "function_arn": configuration["FunctionArn"],
+            "function_url": self._url(name),
+            "artifact": f"s3://{bucket}/{key}",
+            "code_sha256": configuration["CodeSha256"],
+            "memory_mb": configuration["MemorySize"],
+            "timeout_s": configuration["Timeout"],
+        }
+
+    def _url(self, name: str) -> str:
+        try:
+            url: str = self._lambda.get_function_url_config(FunctionName=name)["FunctionUrl"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            url = self._lambda.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+            self._lambda.add_permission(
+                FunctionName=name, StatementId="public-url", Action="lambda:InvokeFunctionUrl", Principal="*",
+                FunctionUrlAuthType="NONE",
+            )  # fmt: skip
+        return url
+
+    def _wait(self, name: str) -> dict[str, Any]:
+        """The function's configuration once it is Active and no update is in progress."""
+        deadline = time.monotonic() + self._start_timeout_s
+        while True:
+            configuration: dict[str, Any] = self._lambda.get_function(FunctionName=name)["Configuration"]
+            state, update = configuration.get("State"), configuration.get("LastUpdateStatus")
+            if state == "Failed" or update == "Failed":
+                reason = configuration.get("StateReason") or configuration.get("LastUpdateStatusReason")
+                raise ProvisionError(f"Lambda function {name} failed: {reason}")
+            if state == "Active" and update in (None, "Successful"):
+                return configuration
+            if time.monotonic() > deadline:
+                raise ProvisionError(f"Lambda function {name} not Active within {self._start_timeout_s:.0f}s")
+            time.sleep(self._poll_s)
+
+    def _invoke(self, name: str, payload: dict[str, Any]) -> Any:
+        response = self._lambda.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+        body = response["Payload"].read()
+        if response.get("FunctionError"):
+            text = body.decode(errors="replace")[:300]
+            if _NO_DOCKER in text:
+                raise TargetUnavailable(
+                    f"Lambda function {name} cannot run here: the AWS endpoint (moto) executes Lambda code only "
+                    f"with Docker, and none is available; invocation needs real AWS or Docker ({text})"
+                )
+            raise TargetUnavailable(f"Lambda function {name} failed: {text}", 502)
+        return json.loads(body)
+
+    def _provision(self, spec: Spec) -> dict[str, Any]:
+        try:
+            endpoint = self._apply(spec)
+        except ClientError as exc:
+            raise ProvisionError(f"AWS refused the function: {str(exc)[:300]}") from exc
+        try:
+            self._invoke(spec.slug, {"warmup": True})
+        except TargetUnavailable as exc:
+            if exc.status != 503:
+                raise ProvisionError(f"warm-up failed: {exc}") from exc
+            endpoint[NOT_INVOCABLE] = str(exc)
+        self._configs[spec.deployment_id] = endpoint
+        return endpoint
+
+    async def provision(self, spec: Spec) -> dict[str, Any]:
+        return await asyncio.to_thread(self._provision, spec)
+
+    def _teardown(self, deployment_id: str, endpoint: dict[str, Any] | None) -> None:
+        name = (endpoint or {}).get("function_name") or f"hubpulse-{deployment_id[:20]}"
+        try:
+            self._lambda.delete_function(FunctionName=name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+        listed = self._s3.list_objects_v2(Bucket=self._bucket, Prefix=f"lambda/{deployment_id}/")
+        for item in listed.get("Contents", []):
+            self._s3.delete_object(Bucket=self._bucket, Key=item["Key"])
+
+    async def teardown(self, deployment_id: str, endpoint: dict[str, Any] | None) -> None:
+        self._configs.pop(deployment_id, None)
+        await asyncio.to_thread(self._teardown, deployment_id, endpoint)
+
+    async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:
+        try:
+            answer = await asyncio.to_thread(self._invoke, endpoint["function_name"], {"inputs": inputs})
+        except ClientError as exc:
+            raise TargetUnavailable(f"Lambda invoke failed: {str(exc)[:300]}") from exc
+        outputs: list[Any] = answer["outputs"]
+        return outputs
+
+    def resources(self, deployment_id: str) -> dict[str, Any] | None:
+        config = self._configs.get(deployment_id)
+        return None if config is None else {"memory_mb": config["memory_mb"], "timeout_s": config["timeout_s"]}
+
+    async def close(self) -> None:
+        return None
+
+    def exited(self) -> dict[str, str]:
+        return {}

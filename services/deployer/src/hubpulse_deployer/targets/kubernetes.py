@@ -1,0 +1,183 @@
+"""`kubernetes`: a Deployment of the model server image, a Service in front of it and an HPA scaling it.
+
+`render` is a plain function of the deployment version; the objects are applied with server-side apply (field
+manager `hubpulse-deployer`) when a kubeconfig is configured, then the Deployment is followed until a replica is
+available. Without a kubeconfig nothing is applied: the deployment stays `pending` with that reason and the
+rendered YAML is kept on the endpoint (`GET /deployments/{id}/manifests`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, call_model_server
+
+PORT = 8080
+FIELD_MANAGER = "hubpulse-deployer"
+REDACTED = "<redacted>"
+
+
+def _labels(spec: Spec) -> dict[str, str]:
+    return {"app.kubernetes.io/name": spec.slug, "app.kubernetes.io/managed-by": "hubpulse",
+            "hubpulse.dev/deployment-id": spec.deployment_id}  # fmt: skip
+
+
+def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[dict[str, Any]]:
+    """Secret (when the version has secrets), Deployment, Service and HorizontalPodAutoscaler."""
+    config, name, labels = spec.config, spec.slug, _labels(spec)
+    scaling = config.get("autoscaling", {})
+    min_replicas, max_replicas = int(scaling.get("min_replicas", 1)), int(scaling.get("max_replicas", 1))
+    memory = f"{int(config.get('memory_mb', 1024))}Mi"
+    meta = {"name": name, "namespace": namespace, "labels": labels}
+    env = [{"name": k, "value": v} for k, v in sorted(config.get("env", {}).items())]
+    env += [{"name": "HF_ENDPOINT", "value": hf_endpoint}, {"name": "HF_HUB_DISABLE_PROGRESS_BARS", "value": "1"}]
+    container: dict[str, Any] = {
+        "name": "model-server",
+        "image": image,
+        "command": ["python", "-m", "hubpulse_deployer.model_server"],
+        "args": ["--model-id", spec.model_id, "--revision", spec.revision, "--task", spec.task,
+                 "--host", "0.0.0.0", "--port", str(PORT)],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": {"requests": {"cpu": "250m", "memory": memory}, "limits": {"memory": memory}},
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5,
+                           "failureThreshold": 3},
+        # the server binds its port once the model is loaded: give the download and load time before liveness
+        "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5,
+                         "failureThreshold": 60},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+    }  # fmt: skip
+    objects: list[dict[str, Any]] = []
+    if config.get("secrets"):
+        objects.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
+                        "stringData": dict(config["secrets"])})  # fmt: skip
+        container["envFrom"] = [{"secretRef": {"name": name}}]
+    pod_labels = {**labels, "hubpulse.dev/version": str(spec.version)}
+    objects.append({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
+        "spec": {
+            "replicas": min_replicas,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": pod_labels}, "spec": {"containers": [container]}},
+        },
+    })  # fmt: skip
+    objects.append({
+        "apiVersion": "v1", "kind": "Service", "metadata": meta,
+        "spec": {"selector": {"app.kubernetes.io/name": name}, "type": "ClusterIP",
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+    })  # fmt: skip
+    # An HPA cannot go below one replica (scale to zero needs an alpha gate); min 0 is the Deployment's own start.
+    objects.append({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta,
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": max(1, min_replicas), "maxReplicas": max_replicas,
+            "metrics": [
+                {"type": "Resource", "resource": {"name": "cpu", "target": {
+                    "type": "Utilization", "averageUtilization": int(config.get("cpu_target_percent", 70))}}},
+                # in-flight requests per pod, served by a custom metrics adapter (prometheus-adapter)
+                {"type": "Pods", "pods": {"metric": {"name": "hubpulse_inflight_requests"}, "target": {
+                    "type": "AverageValue", "averageValue": str(int(scaling.get("target_concurrency", 4)))}}},
+            ],
+        },
+    })  # fmt: skip
+    return objects
+
+
+def to_yaml(objects: list[dict[str, Any]]) -> str:
+    """The objects as one YAML stream, secret values replaced: it is stored and shown to users."""
+    shown = [{**o, "stringData": dict.fromkeys(o["stringData"], REDACTED)} if o["kind"] == "Secret" else o
+             for o in objects]  # fmt: skip
+    return yaml.safe_dump_all(shown, sort_keys=False)
+
+
+class KubernetesTarget:
+    name = "kubernetes"
+
+    def __init__(
+        self, *, kubeconfig: Path | None, namespace: str, image: str, hf_endpoint: str, start_timeout_s: float,
+        poll_s: float, predict_timeout_s: float,
+    ) -> None:  # fmt: skip
+        self._kubeconfig, self._namespace, self._image = kubeconfig, namespace, image
+        self._hf_endpoint = hf_endpoint
+        self._start_timeout_s, self._poll_s = start_timeout_s, poll_s
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(predict_timeout_s, connect=3.0))
+
+    def _dynamic(self) -> Any:
+        from kubernetes import config
+        from kubernetes.dynamic import DynamicClient
+
+        api_client = config.new_client_from_config(config_file=str(self._kubeconfig))  # type: ignore[no-untyped-call]
+        return DynamicClient(api_client)  # type: ignore[no-untyped-call]
+
+    def _apply(self, objects: list[dict[str, Any]]) -> None:
+        client = self._dynamic()
+        for obj in objects:
+            resource = client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            resource.server_side_apply(body=obj, name=obj["metadata"]["name"], namespace=self._namespace,
+                                       field_manager=FIELD_MANAGER, force_conflicts=True)  # fmt: skip
+
+    def _follow(self, name: str, version: int) -> None:
+        deployments = self._dynamic().resources.get(api_version="apps/v1", kind="Deployment")
+        deadline = time.monotonic() + self._start_timeout_s
+        while time.monotonic() < deadline:
+            status = deployments.get(name=name, namespace=self._namespace).to_dict().get("status") or {}
+            if status.get("updatedReplicas", 0) >= 1 and status.get("availableReplicas", 0) >= 1:
+                return
+            time.sleep(self._poll_s)
+        raise ProvisionError(f"Deployment {name} (version {version}) has no available replica within "
+                             f"{self._start_timeout_s:.0f}s")  # fmt: skip
+
+    async def provision(self, spec: Spec) -> dict[str, Any]:
+        objects = render(spec, image=self._image, namespace=self._namespace, hf_endpoint=self._hf_endpoint)
+        endpoint: dict[str, Any] = {
+            "namespace": self._namespace, "name": spec.slug, "manifests": to_yaml(objects),
+            "url": f"http://{spec.slug}.{self._namespace}.svc.cluster.local",
+        }  # fmt: skip
+        if self._kubeconfig is None:
+            raise NotApplied("rendered; no kubeconfig configured, so nothing was applied (see the manifests)", endpoint)
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            await asyncio.to_thread(self._apply, objects)
+            await asyncio.to_thread(self._follow, spec.slug, spec.version)
+        except ApiException as exc:
+            raise ProvisionError(f"the cluster refused the manifests: {exc.status} {exc.reason}") from exc
+        return endpoint
+
+    def _delete(self, name: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        client = self._dynamic()
+        for api_version, kind in (("autoscaling/v2", "HorizontalPodAutoscaler"), ("v1", "Service"),
+                                  ("apps/v1", "Deployment"), ("v1", "Secret")):  # fmt: skip
+            try:
+                client.resources.get(api_version=api_version, kind=kind).delete(name=name, namespace=self._namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+    async def teardown(self, deployment_id: str, endpoint: dict[str, Any] | None) -> None:
+        if self._kubeconfig is not None:
+            await asyncio.to_thread(self._delete, (endpoint or {}).get("name") or f"hubpulse-{deployment_id[:20]}")
+
+    async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:
+        # the Service's cluster DNS name: reachable when the deployer runs in the same cluster
+        return await call_model_server(self._client, str(endpoint["url"]), inputs, "the Service")
+
+    def resources(self, deployment_id: str) -> dict[str, Any] | None:
+        return None
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def exited(self) -> dict[str, str]:
+        return {}

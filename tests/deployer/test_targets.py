@@ -1,0 +1,186 @@
+"""The remote targets through the gateway: `hf-space` against the replay Hub's Spaces API, `aws-lambda` against moto's
+server, `kubernetes` rendered (no cluster here) and validated against the Kubernetes 1.33 schemas."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import zipfile
+from typing import Any
+
+import boto3
+import kubernetes_validate
+import pytest
+import yaml
+from botocore.exceptions import ClientError
+from huggingface_hub import HfApi
+from huggingface_hub.errors import RepositoryNotFoundError
+
+from deployer.conftest import DeployStack, read_topic
+from hubpulse_deployer.targets.base import Spec
+from hubpulse_deployer.targets.hf_space import space_files
+from hubpulse_deployer.targets.kubernetes import REDACTED, render
+
+MODEL = "hubpulse-demo/tiny-text-classifier"
+pytestmark = pytest.mark.slow
+
+
+async def _deploy(stack: DeployStack, target: str, config: dict[str, Any]) -> str:
+    async with stack.client() as client:
+        response = await client.post("/v1/deployments", json={"model_id": MODEL, "target": target, "config": config})
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def _aws(stack: DeployStack, service: str) -> Any:
+    s = stack.settings
+    return boto3.client(service, endpoint_url=s.s3_endpoint, region_name=s.s3_region,
+                        aws_access_key_id=s.s3_access_key_id.get_secret_value(),
+                        aws_secret_access_key=s.s3_secret_access_key.get_secret_value())  # fmt: skip
+
+
+async def test_hf_space_created_followed_and_deleted(deploy_stack: DeployStack) -> None:
+    config = {"hardware": "cpu-upgrade", "env": {"GREETING": "hi"}, "secrets": {"API_KEY": "s3cret"}}
+    deployment_id = await _deploy(deploy_stack, "hf-space", config)
+    running = await deploy_stack.wait_status(deployment_id, {"running", "failed"}, timeout_s=30)
+    assert running["status"] == "running", running
+    space_id = running["endpoint"]["space_id"]
+    assert space_id.startswith("hubpulse/hubpulse-")
+    assert running["config"]["secrets"] == ["API_KEY"]
+
+    hub = HfApi(endpoint=deploy_stack.hub, token="hf_test")
+    # the replay Hub is served by this event loop: sync clients call it from a thread
+    runtime = await asyncio.to_thread(hub.get_space_runtime, space_id)
+    assert runtime.stage == "RUNNING"
+    assert runtime.hardware == "cpu-upgrade"
+    assert runtime.raw["secrets"] == ["API_KEY"]
+    info = await asyncio.to_thread(hub.space_info, space_id)
+    files = {s.rfilename for s in info.siblings or []}
+    assert {"app.py", "requirements.txt", "README.md"} <= files
+
+    async with deploy_stack.client() as client:
+        answer = await client.post(f"/v1/deployments/{deployment_id}/predict", json={"inputs": "hello"})
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "not_invocable"
+        assert "not reachable from here" in answer.json()["error"]["message"]
+        deleted = await client.delete(f"/v1/deployments/{deployment_id}")
+        assert deleted.json()["status"] == "deleted"
+    with pytest.raises(RepositoryNotFoundError):
+        await asyncio.to_thread(hub.space_info, space_id)
+
+
+async def test_hf_space_refused_hardware_fails_with_reason(deploy_stack: DeployStack) -> None:
+    deployment_id = await _deploy(deploy_stack, "hf-space", {"hardware": "quantum-9000"})
+    failed = await deploy_stack.wait_status(deployment_id, {"running", "failed"}, timeout_s=30)
+    assert failed["status"] == "failed", failed
+    assert "Invalid hardware" in failed["reason"]
+
+
+def test_space_app_is_python() -> None:
+    spec = Spec("d" * 32, MODEL, "main", "text-classification", 1, {})
+    files = space_files(spec)
+    compile(files["app.py"], "app.py", "exec")
+    assert b"sdk: gradio" in files["README.md"]
+    assert b"transformers" in files["requirements.txt"]
+
+
+async def test_aws_lambda_function_update_rollback_delete(deploy_stack: DeployStack) -> None:
+    deployment_id = await _deploy(deploy_stack, "aws-lambda", {"memory_mb": 512, "timeout_s": 30, "env": {"A": "1"}})
+    running = await deploy_stack.wait_status(deployment_id, {"running", "failed"}, timeout_s=30)
+    assert running["status"] == "running", running
+    endpoint = running["endpoint"]
+    name = endpoint["function_name"]
+    lam, s3 = _aws(deploy_stack, "lambda"), _aws(deploy_stack, "s3")
+    function = lam.get_function(FunctionName=name)["Configuration"]
+    assert function["State"] == "Active"
+    assert function["MemorySize"] == 512
+    assert function["Timeout"] == 30
+    assert function["Environment"]["Variables"]["MODEL_ID"] == MODEL
+    assert function["Environment"]["Variables"]["A"] == "1"
+    assert endpoint["function_url"] == lam.get_function_url_config(FunctionName=name)["FunctionUrl"]
+    bucket, key = endpoint["artifact"].removeprefix("s3://").split("/", 1)
+    package = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+    assert "def handler(event, context)" in package.read("handler.py").decode()
+    assert running["resources"] == {"memory_mb": 512, "timeout_s": 30}
+
+    async with deploy_stack.client() as client:
+        # moto keeps the function but runs its code only through Docker, which is absent here
+        answer = await client.post(f"/v1/deployments/{deployment_id}/predict", json={"inputs": ["a", "b"]})
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"]["code"] == "not_invocable"
+        assert "Docker" in answer.json()["error"]["message"]
+
+        updated = await client.patch(f"/v1/deployments/{deployment_id}", json={"config": {"memory_mb": 1024}})
+        assert updated.status_code == 202, updated.text
+        v2 = await deploy_stack.wait_status(deployment_id, {"running", "failed"}, timeout_s=30)
+        assert v2["status"] == "running", v2
+        assert v2["version"] == 2
+        assert lam.get_function(FunctionName=name)["Configuration"]["MemorySize"] == 1024
+        assert v2["endpoint"]["artifact"].endswith("/v2.zip")
+
+        rolled = await client.post(f"/v1/deployments/{deployment_id}/rollback", json={})
+        assert rolled.status_code == 202, rolled.text
+        v3 = await deploy_stack.wait_status(deployment_id, {"running", "failed"}, timeout_s=30)
+        assert v3["status"] == "running"
+        assert v3["version"] == 3
+        configuration = lam.get_function(FunctionName=name)["Configuration"]
+        assert configuration["MemorySize"] == 512
+        assert configuration["Environment"]["Variables"]["HUBPULSE_DEPLOYMENT_VERSION"] == "3"
+
+        deleted = await client.delete(f"/v1/deployments/{deployment_id}")
+        assert deleted.json()["status"] == "deleted"
+    with pytest.raises(ClientError) as gone:
+        lam.get_function(FunctionName=name)
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=f"lambda/{deployment_id}/").get("KeyCount", 0) == 0
+
+
+async def test_kubernetes_without_kubeconfig_is_pending_with_valid_manifests(deploy_stack: DeployStack) -> None:
+    config = {"autoscaling": {"min_replicas": 2, "max_replicas": 6, "target_concurrency": 8},
+              "memory_mb": 2048, "secrets": {"HF_TOKEN": "hf_secret"}, "env": {"LOG_LEVEL": "info"}}  # fmt: skip
+    deployment_id = await _deploy(deploy_stack, "kubernetes", config)
+    pending = await deploy_stack.wait_status(deployment_id, {"pending", "running", "failed"}, timeout_s=30)
+    assert pending["status"] == "pending", pending
+    assert pending["reason"].startswith("rendered; no kubeconfig configured")
+
+    async with deploy_stack.client() as client:
+        body = (await client.get(f"/v1/deployments/{deployment_id}/manifests")).json()
+        as_yaml = await client.get(f"/v1/deployments/{deployment_id}/manifests", params={"format": "yaml"})
+        assert as_yaml.headers["content-type"].startswith("application/yaml")
+        assert as_yaml.text == body["yaml"]
+        answer = await client.post(f"/v1/deployments/{deployment_id}/predict", json={"inputs": "hello"})
+        assert answer.status_code == 503
+        assert answer.json()["error"]["code"] == "not_running"
+        space = {"model_id": MODEL, "target": "hf-space", "config": {"hardware": "quantum-9000"}}
+        other = (await client.post("/v1/deployments", json=space)).json()
+        assert (await client.get(f"/v1/deployments/{other['id']}/manifests")).status_code == 404
+    objects = list(yaml.safe_load_all(body["yaml"]))
+    assert [o["kind"] for o in objects] == ["Secret", "Deployment", "Service", "HorizontalPodAutoscaler"]
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.33.0", strict=True)
+    secret, deployment, _, hpa = objects
+    assert secret["stringData"] == {"HF_TOKEN": REDACTED}
+    assert deployment["spec"]["replicas"] == 2
+    assert hpa["spec"]["minReplicas"] == 2
+    assert hpa["spec"]["maxReplicas"] == 6
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["memory"] == "2048Mi"
+    assert container["readinessProbe"]["httpGet"]
+    assert {"name": "LOG_LEVEL", "value": "info"} in container["env"]
+    assert MODEL in container["args"]
+    assert hpa["spec"]["metrics"][1]["pods"]["target"]["averageValue"] == "8"
+
+    events = await read_topic(deploy_stack.kafka, "deploy.events.v1",
+                              lambda v: v["deployment_id"] == deployment_id, want=3)  # fmt: skip
+    assert [e["status"] for e in events] == ["pending", "provisioning", "pending"]
+
+
+@pytest.mark.parametrize("scaling", [{"min_replicas": 0, "max_replicas": 1}, {"min_replicas": 3, "max_replicas": 10}])
+def test_rendered_objects_are_valid_kubernetes(scaling: dict[str, int]) -> None:
+    spec = Spec("a" * 32, "org/some.model", "0123abcd", "token-classification", 4,
+                {"autoscaling": {**scaling, "target_concurrency": 2}, "memory_mb": 512})  # fmt: skip
+    objects = render(spec, image="registry.example/model-server:1", namespace="models", hf_endpoint="https://hf.co")
+    assert [o["kind"] for o in objects] == ["Deployment", "Service", "HorizontalPodAutoscaler"]
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.33.0", strict=True)
+    assert objects[2]["spec"]["minReplicas"] == max(1, scaling["min_replicas"])
