@@ -46,9 +46,10 @@ export const fmt = {
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
+    if (v == null) continue;
     if (k === "class") node.className = v;
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else if (v != null) node.setAttribute(k, v);
+    else node.setAttribute(k, v);
   }
   node.append(...children.flat().filter((c) => c != null).map((c) => (c instanceof Node ? c : String(c))));
   return node;
