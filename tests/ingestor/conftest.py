@@ -115,6 +115,8 @@ class SnapshotTap:
         return consumer
 
     async def mark(self) -> None:
+        # the broker's end offsets can trail just-acknowledged writes, so also drop events older than the mark
+        self._since = dt.datetime.now(dt.UTC)
         await ensure_topics(self._bootstrap)
         consumer = await self._consumer()
         try:
@@ -145,7 +147,7 @@ class SnapshotTap:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
                 for records in batches.values():
                     out.extend((r.key or b"", ModelSnapshot.model_validate_json(r.value or b"")) for r in records)
-            return out
+            return [(key, event) for key, event in out if event.occurred_at >= self._since]
         finally:
             await consumer.stop()
 

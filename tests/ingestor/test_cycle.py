@@ -18,7 +18,7 @@ Stores = tuple[asyncpg.Pool, EventBus]
 
 async def test_cycle_walks_every_page_once(
     replay: Replay, settings: IngestorSettings, stores: Stores, tap: SnapshotTap
-):
+) -> None:
     pool, bus = stores
     n = replay.models(0)
     result = await run_cycle(pool, bus, settings)
@@ -47,7 +47,7 @@ async def test_cycle_walks_every_page_once(
 
 async def test_429_and_5xx_storm_completes_honouring_retry_after(
     replay: Replay, settings: IngestorSettings, stores: Stores, hf_sleeps: list[float]
-):
+) -> None:
     pool, bus = stores
     replay.post("/_replay/faults", {"seed": 3, "rate_429": 0.3, "retry_after": 7, "rate_5xx": 0.2})
 
@@ -61,7 +61,7 @@ async def test_429_and_5xx_storm_completes_honouring_retry_after(
 
 async def test_storm_longer_than_client_retries_is_retried_by_the_ingestor(
     replay: Replay, settings: IngestorSettings, stores: Stores, hf_sleeps: list[float]
-):
+) -> None:
     pool, bus = stores
     # huggingface_hub gives up after http_retries + 1 tries; the ingestor retries the page again.
     replay.post("/_replay/faults", {"fail_next": settings.http_retries + 2, "fail_status": 503})
@@ -75,7 +75,7 @@ async def test_storm_longer_than_client_retries_is_retried_by_the_ingestor(
 
 async def test_malformed_pages_are_retried_then_reported_and_the_rest_completes(
     replay: Replay, settings: IngestorSettings, stores: Stores
-):
+) -> None:
     pool, bus = stores
     replay.post("/_replay/faults", {"seed": 5, "rate_malformed": 0.35, "rate_truncate": 0.2})
 
@@ -96,7 +96,7 @@ async def test_malformed_pages_are_retried_then_reported_and_the_rest_completes(
 
 async def test_rerun_and_next_day_keep_one_row_per_model_day(
     replay: Replay, settings: IngestorSettings, stores: Stores
-):
+) -> None:
     pool, bus = stores
     first = await run_cycle(pool, bus, settings)
     again = await run_cycle(pool, bus, settings)
@@ -112,7 +112,9 @@ async def test_rerun_and_next_day_keep_one_row_per_model_day(
     assert partitions == 2
 
 
-async def test_an_unfinished_cycle_is_resumed_not_restarted(replay: Replay, settings: IngestorSettings, stores: Stores):
+async def test_an_unfinished_cycle_is_resumed_not_restarted(
+    replay: Replay, settings: IngestorSettings, stores: Stores
+) -> None:
     pool, bus = stores
     # A cycle left 'running', as after a crash before its first checkpoint.
     cycle = await repository.start_cycle(pool, "hub", f"{replay.url}/api/models")

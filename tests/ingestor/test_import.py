@@ -45,7 +45,9 @@ async def _per_day(database_url: str) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.usefixtures("settings")
-async def test_import_generated_file_day_by_day_idempotently(tmp_path: Path, database_url: str, tap: SnapshotTap):
+async def test_import_generated_file_day_by_day_idempotently(
+    tmp_path: Path, database_url: str, tap: SnapshotTap
+) -> None:
     history = SyntheticHub(300, 4, seed=2).history()
     path = tmp_path / "history.csv.gz"
     history.to_csv(path, index=False, compression="gzip")
@@ -65,7 +67,7 @@ async def test_import_generated_file_day_by_day_idempotently(tmp_path: Path, dat
 
 
 @pytest.mark.usefixtures("settings")
-async def test_import_shared_data(database_url: str):
+async def test_import_shared_data(database_url: str) -> None:
     path = shared_data_file("top-models_daily.csv.gz")
     with gzip.open(path, "rt") as fh:
         lines = sum(1 for _ in fh) - 1
@@ -77,7 +79,7 @@ async def test_import_shared_data(database_url: str):
 
 
 @pytest.mark.usefixtures("settings")
-async def test_malformed_file_names_line_and_column(tmp_path: Path):
+async def test_malformed_file_names_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(
         "snapshot_date,model_id,downloads,likes\n2025-01-01,a/x,10,1\n2025-01-01,a/y,12,2\n2025-01-02,a/x,eleven,1\n"

@@ -63,7 +63,7 @@ async def _cycle(database_url: str) -> asyncpg.Record | None:
 
 async def test_kill_9_mid_cycle_resumes_with_one_row_per_model_day(
     replay: Replay, ingestor: Ingestor, database_url: str
-):
+) -> None:
     n = replay.models(0)
     replay.post("/_replay/faults", {"rate_slow": 1.0, "slow_seconds": 0.1})  # a walk of a few seconds
     ingestor.start()
