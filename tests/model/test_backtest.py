@@ -66,3 +66,28 @@ def test_real_history_backtest_beats_baselines():
     report = run_backtest(history, TrainConfig()).report
     best = max(b["pr_auc"] for b in report["baselines"].values())
     assert report["model"]["pr_auc"] > best
+
+
+def test_split_takes_the_newest_share_of_labelled_rows(history):
+    """A history that thins out (one row a day at the end) still gets a test period with rows in it."""
+    import pandas as pd
+
+    from hubpulse_scorer.model.backtest import split_days
+
+    last_day = history["snapshot_date"].max()
+    sparse_from = last_day - pd.Timedelta(days=40)
+    thin = history[(history["snapshot_date"] < sparse_from) | (history["model_id"] == history["model_id"].iloc[0])]
+    train_end, cutoff = split_days(thin, 7, 0.3)
+    test_rows = (thin["snapshot_date"] >= cutoff) & (thin["snapshot_date"] <= last_day - pd.Timedelta(days=7))
+    labelled = thin["snapshot_date"] <= last_day - pd.Timedelta(days=7)
+    assert cutoff < sparse_from  # a share of days would have put the whole test period in the sparse tail
+    assert 0.2 < test_rows.sum() / labelled.sum() <= 0.3
+    assert train_end == cutoff - pd.Timedelta(days=7)
+
+
+def test_too_short_history_names_the_minimum(history):
+    import pandas as pd
+
+    short = history[history["snapshot_date"] < history["snapshot_date"].min() + pd.Timedelta(days=16)]
+    with pytest.raises(InputError, match="at least 18 days"):
+        run_backtest(short, TrainConfig(labels=LabelConfig(label="surge")))

@@ -46,3 +46,48 @@ def test_gaps_resets_and_missing_columns():
     assert feats["trending_rank"].isna().all()
     assert feats["age_days"].isna().all()
     assert feats.loc[5, "day_pct_log_downloads"] == 1.0
+
+
+def _one_model(n_days: int, **columns: list[float]) -> pd.DataFrame:
+    day = pd.Timestamp("2025-01-01")
+    frame = pd.DataFrame(
+        {"snapshot_date": [day + pd.Timedelta(days=i) for i in range(n_days)], "model_id": ["a/x"] * n_days}
+    )
+    for name, values in columns.items():
+        frame[name] = [float(v) for v in values]
+    return frame
+
+
+def test_trending_rank_window_features():
+    ranks = [30, 8, 12, 40, 9, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150]
+    frame = _one_model(16, downloads=[100] * 16, likes=list(range(0, 160, 10)), trending_rank=ranks)
+    feats = compute_features(frame)
+    # day 13 (0-based): window days 0..13 hold ranks 8 and 9 in the top 10, 8, 9 and 12 in the top 25
+    assert feats.loc[13, "best_rank_14d"] == 8.0
+    assert feats.loc[13, "days_top10_14d"] == 2.0
+    assert feats.loc[13, "days_top25_14d"] == 3.0
+    # day 15: day 1 (rank 8) has left the 14-day window
+    assert feats.loc[15, "best_rank_14d"] == 9.0
+    assert feats.loc[15, "days_top10_14d"] == 1.0
+    assert feats.loc[6, "mean_rank_7d"] == np.float32(sum(ranks[:7]) / 7)
+    assert feats.loc[5, "rank_change_3d"] == 12.0 - 50.0
+    # 10 likes a day: 70 over 7 days + 20 over the last 2 counted twice
+    assert feats.loc[10, "trend_score_proxy"] == 90.0
+    assert feats.loc[10, "likes_2d"] == 20.0
+    assert feats.loc[10, "day_order_trend_score"] == 1.0
+
+
+def test_surge_window_mechanics_features():
+    all_time = [1000 + 100 * i for i in range(10)]  # 100 downloads a day
+    frame = _one_model(10, downloads=[1500] * 10, downloads_all_time=all_time, likes=[0] * 10)
+    feats = compute_features(frame)
+    assert feats.loc[9, "inc_7d"] == 700.0
+    assert feats.loc[9, "inc_7d_run_rate"] == np.float32(700 * 30 / 7 / 1500)
+    assert feats.loc[9, "inc_3d_run_rate"] == np.float32(300 * 30 / 3 / 1500)
+    assert feats.loc[9, "window_share"] == np.float32(1500 / 1900)
+    assert feats["inc_7d"].isna()[:7].all()
+    # a falling all-time counter (reset) gives no negative increment
+    frame.loc[9, "downloads_all_time"] = 10.0
+    assert np.isnan(compute_features(frame).loc[9, "inc_7d"])
+    # files without downloads_all_time: the surge window features are missing, not zero
+    assert compute_features(frame.drop(columns=["downloads_all_time"]))["inc_7d_run_rate"].isna().all()

@@ -45,3 +45,19 @@ def test_too_few_positives_is_refused(history):
     config = TrainConfig(labels=LabelConfig(label="surge", surge_ratio=1000.0))
     with pytest.raises(InputError, match=r"too few positives to train the surge model.*nothing was trained"):
         train_from_history(history, config)
+
+
+def test_trending_model_uses_scale_free_features_only(history):
+    from hubpulse_common.features import FEATURE_COLUMNS
+    from hubpulse_scorer.model.training import LEVEL_FEATURES, model_features
+
+    assert set(FEATURE_COLUMNS) >= LEVEL_FEATURES
+    assert model_features("surge") == list(FEATURE_COLUMNS)
+    trending = model_features("trending")
+    assert not set(trending) & LEVEL_FEATURES
+    assert {"best_rank_14d", "days_top10_14d", "day_order_trend_score", "trending_rank"} <= set(trending)
+    config = TrainConfig(labels=LabelConfig(label="trending", top_k=10), n_rounds=20)
+    data = build_dataset(history, config)
+    model = train(data.frame, data.label, config, weight=data.weight)
+    assert model.feature_columns == trending
+    assert len(model.explain(data.frame.head(2), top_n=3)) == 2

@@ -50,9 +50,31 @@ _TIME_FEATURES: tuple[str, ...] = (
     "rank_change_7d",
     "best_rank_7d",
     "days_ranked_7d",
+    # trending-specific: rank history over the whole window and a proxy of the Hub's trendingScore
+    "best_rank_14d",
+    "mean_rank_7d",
+    "rank_change_3d",
+    "days_top10_14d",
+    "days_top25_14d",
+    "likes_2d",
+    "trend_score_proxy",
+    # surge-specific: `downloads` is a 30-day rolling count; downloads_all_time gives the daily increments
+    "log_downloads_all_time",
+    "window_share",
+    "inc_7d",
+    "inc_7d_run_rate",
+    "inc_3d_run_rate",
 )
 _ROW_FEATURES: tuple[str, ...] = ("age_days", "day_of_week")
-_DAY_RANKED: tuple[str, ...] = ("log_downloads", "lag_1_delta", "growth_rate_7d", "likes_7d", "likes_velocity_3d")
+_DAY_RANKED: tuple[str, ...] = (
+    "log_downloads",
+    "lag_1_delta",
+    "growth_rate_7d",
+    "likes_7d",
+    "likes_velocity_3d",
+    "trend_score_proxy",
+    "inc_7d_run_rate",
+)
 _TASK_RANKED: tuple[str, ...] = ("log_downloads", "growth_rate_7d", "likes_7d")
 _CROSS_FEATURES: tuple[str, ...] = (
     *(f"day_pct_{c}" for c in _DAY_RANKED),
@@ -63,6 +85,7 @@ _CROSS_FEATURES: tuple[str, ...] = (
     "author_likes_7d",
     "author_best_rank",
     "author_max_growth_7d",
+    "day_order_trend_score",
 )
 FEATURE_COLUMNS: tuple[str, ...] = (*_TIME_FEATURES, *_ROW_FEATURES, *_CROSS_FEATURES)
 
@@ -149,6 +172,28 @@ def _time_features(
         earlier = _shift(rank, k)
         best_rank = np.fmin(best_rank, earlier)
         ranked_7 += ~np.isnan(earlier)
+    # rank history over the whole window (NaN = unranked or absent that day)
+    best_rank_14 = rank.copy()
+    top10 = (rank <= 10).astype("float64")
+    top25 = (rank <= 25).astype("float64")
+    for k in range(1, HISTORY_WINDOW_DAYS):
+        earlier = _shift(rank, k)
+        best_rank_14 = np.fmin(best_rank_14, earlier)
+        top10 += earlier <= 10
+        top25 += earlier <= 25
+    rank_sum, rank_count = _window_sum_count(rank, 7)
+    # trendingScore proxy: likes of the last 7 days with the last 2 days counted twice (recent likes weigh more)
+    likes_2d = _counter_diff(likes, _shift(likes_ff, 2))
+    trend_score = np.where(np.isnan(likes_7d), 0.0, likes_7d) + np.where(np.isnan(likes_2d), 0.0, likes_2d)
+    trend_score = np.where(np.isnan(likes_7d) & np.isnan(likes_2d), np.nan, trend_score)
+    # downloads(t+7) = downloads(t) + next week's increments - the increments that leave the 30-day window;
+    # a run rate (recent increments scaled to 30 days) above the rolling count means the count is rising,
+    # and a window share near 1 (downloads ~ all-time) means the repo is younger than the 30-day window.
+    all_time_ff = _ffill(all_time, _FFILL_LIMIT)
+    inc_7d = all_time - _shift(all_time_ff, 7)
+    inc_7d = np.where(inc_7d < 0, np.nan, inc_7d)
+    inc_3d = all_time - _shift(all_time_ff, 3)
+    inc_3d = np.where(inc_3d < 0, np.nan, inc_3d)
     return {
         "log_downloads": pick(np.log1p(d)),
         "lag_1_delta": pick(d - d_prev),
@@ -171,6 +216,18 @@ def _time_features(
         "rank_change_7d": pick(_shift(rank, 7) - rank),
         "best_rank_7d": pick(best_rank),
         "days_ranked_7d": pick(ranked_7),
+        "best_rank_14d": pick(best_rank_14),
+        "mean_rank_7d": pick(rank_sum / np.where(rank_count > 0, rank_count, np.nan)),
+        "rank_change_3d": pick(_shift(rank, 3) - rank),
+        "days_top10_14d": pick(top10),
+        "days_top25_14d": pick(top25),
+        "likes_2d": pick(likes_2d),
+        "trend_score_proxy": pick(trend_score),
+        "log_downloads_all_time": pick(np.log1p(all_time)),
+        "window_share": pick(d / np.maximum(all_time, 1.0)),
+        "inc_7d": pick(inc_7d),
+        "inc_7d_run_rate": pick(_ratio(inc_7d * (30.0 / 7.0), d)),
+        "inc_3d_run_rate": pick(_ratio(inc_3d * (30.0 / 3.0), d)),
     }
 
 
@@ -198,6 +255,8 @@ def _cross_features(out: pd.DataFrame, day: np.ndarray, author_codes: np.ndarray
     out["author_likes_7d"] = by_author["likes_7d"].transform("sum")
     out["author_best_rank"] = by_author["trending_rank"].transform("min")
     out["author_max_growth_7d"] = by_author["growth_rate_7d"].transform("max")
+    # where the trendingScore proxy would place the model in the day's list (1 = highest)
+    out["day_order_trend_score"] = by_day["trend_score_proxy"].rank(ascending=False, method="min")
 
 
 def compute_features(history: pd.DataFrame, *, output_from: dt.date | pd.Timestamp | None = None) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """The CONTRACT backtest: time split with a horizon-long gap, the model against baselines on the same rows.
 
-cutoff = the first test day; the newest `test_fraction` of labelled days are the test period.
+cutoff = the first test day; the newest `test_fraction` of labelled rows (whole days) are the test period.
 Train rows are dated before cutoff - H (their labels end before the test period starts); test rows on or
 after cutoff. The model's calibration and threshold come from the training rows only (training.train).
 """
@@ -19,6 +19,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 from hubpulse_common.errors import InputError
 from hubpulse_common.history import has_trending_ranks
 from hubpulse_scorer.model.artifact import TrainedModel
+from hubpulse_scorer.model.labels import make_labels
 from hubpulse_scorer.model.training import Progress, TrainConfig, _quiet, build_dataset, train
 
 # baseline name -> (feature column, sign): score = sign * feature; missing values score lowest.
@@ -58,21 +59,45 @@ def _ranking_metrics(days: np.ndarray, y: np.ndarray, s: np.ndarray) -> dict[str
     return {"pr_auc": float(average_precision_score(y, s)), "precision_at_10": precision_at_k(days, y, s)}
 
 
-def split_days(history: pd.DataFrame, horizon: int, test_fraction: float) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """(train_end_exclusive, cutoff): train rows < cutoff - H, test rows >= cutoff."""
-    days = np.unique(history["snapshot_date"].to_numpy(dtype="datetime64[ns]"))
-    labelled = days[days + np.timedelta64(horizon, "D") <= days[-1]] if len(days) else days
-    cut = int(len(labelled) * (1 - test_fraction))
-    if len(labelled) < 4 or cut < 1 or cut >= len(labelled):
+def split_days(
+    history: pd.DataFrame, horizon: int, test_fraction: float, labelled_rows: np.ndarray | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(train_end_exclusive, cutoff): train rows < cutoff - H, test rows >= cutoff.
+
+    The test period is the newest `test_fraction` of labelled *rows* (cut at a day boundary), not of days:
+    on a history that thins out (an organisation that went quiet: one row a day for a year) a share of
+    days would leave the test period almost empty. `labelled_rows` (bool per history row) marks the rows
+    whose label is defined; without it, every row of a day whose horizon ends inside the history counts.
+    """
+    dates = history["snapshot_date"].to_numpy(dtype="datetime64[ns]")
+    days, per_day = np.unique(dates, return_counts=True)
+    if labelled_rows is not None:
+        per_day = np.bincount(np.searchsorted(days, dates[labelled_rows]), minlength=len(days))
+    labelled_mask = (days + np.timedelta64(horizon, "D") <= days[-1]) if len(days) else np.zeros(0, bool)
+    labelled_mask &= per_day > 0
+    labelled, counts = days[labelled_mask], per_day[labelled_mask]
+    min_days = 2 * horizon + 4
+    if len(labelled) < 4:
         raise InputError(
-            f"history too short for a backtest: {len(days)} days, {len(labelled)} with a {horizon}-day label"
+            f"history too short for a backtest: {len(days)} days, {len(labelled)} with a {horizon}-day label "
+            f"(a {horizon}-day horizon needs at least {min_days} days: training, validation and test days "
+            "each separated by the horizon so that no label leaks; try a shorter --horizon)"
         )
+    # first day at which the newest rows reach test_fraction of all labelled rows
+    newest = np.cumsum(counts[::-1])[::-1]  # labelled rows on or after each day
+    cut = (
+        int(np.flatnonzero(newest <= test_fraction * newest[0])[0])
+        if (newest <= test_fraction * newest[0]).any()
+        else len(labelled) - 1
+    )
+    cut = min(max(cut, 1), len(labelled) - 1)
     cutoff = pd.Timestamp(labelled[cut])
     train_end = cutoff - pd.Timedelta(days=horizon)
     if not (days < np.datetime64(train_end, "ns")).any():
         raise InputError(
-            f"history too short for a backtest: no training day before {train_end.date()} "
-            f"(cutoff {cutoff.date()} minus the {horizon}-day horizon)"
+            f"history too short for a backtest: {len(days)} days; no training day before {train_end.date()} "
+            f"(cutoff {cutoff.date()} minus the {horizon}-day horizon). A {horizon}-day horizon needs at least "
+            f"{min_days} days (training, validation and test separated by the horizon); try a shorter --horizon"
         )
     return train_end, cutoff
 
@@ -84,14 +109,18 @@ def run_backtest(
     with_ranks = has_trending_ranks(history)
     if lc.label == "trending" and not with_ranks:
         raise InputError("the trending label needs trending_rank values; this history has none (use --label surge)")
-    train_end, cutoff = split_days(history, lc.horizon, test_fraction)
+    labels_defined = ~np.isnan(make_labels(history, lc))
+    train_end, cutoff = split_days(history, lc.horizon, test_fraction, labels_defined)
     data = build_dataset(history, config, subsample_before=train_end, progress=progress)
     dates = data.frame["snapshot_date"]
     is_train = (dates < train_end).to_numpy()
     is_test = (dates >= cutoff).to_numpy()
     y = data.label[is_test]
     if y.sum() == 0:
-        raise InputError(f"no positives in the test period from {cutoff.date()}: the {lc.label} label cannot be scored")
+        raise InputError(
+            f"no positives in the test period {cutoff.date()}..{dates.max().date()} ({int(is_test.sum()):,} "
+            f"labelled rows, the newest {test_fraction:.0%}): the {lc.label} label cannot be scored on this history"
+        )
     model = train(
         data.frame.loc[is_train], data.label[is_train], config, weight=data.weight[is_train], progress=progress
     )

@@ -26,6 +26,39 @@ from hubpulse_scorer.model.labels import LabelConfig, make_labels
 
 Progress = Callable[[str], None]
 
+# Absolute levels of counters (cumulative likes and downloads and their raw differences). Their scale
+# drifts over a history (an organisation or a niche grows), so splits learnt on them do not carry over to
+# later days. The trending label is a *relative* event (entering the day's top K) and is learnt from
+# scale-free features only: ranks, rank movement, shares, ratios and the day's percentiles. The surge label
+# has an absolute threshold (+1000 downloads), so it keeps the levels.
+LEVEL_FEATURES: frozenset[str] = frozenset(
+    {
+        "log_downloads",
+        "lag_1_delta",
+        "delta_downloads_24h",
+        "rolling_mean_7",
+        "delta_7d",
+        "log_likes",
+        "likes_1d",
+        "likes_7d",
+        "likes_velocity_3d",
+        "likes_acceleration",
+        "likes_2d",
+        "trend_score_proxy",
+        "log_downloads_all_time",
+        "inc_7d",
+        "author_log_downloads",
+        "author_likes_7d",
+    }
+)
+
+
+def model_features(label: str) -> list[str]:
+    """The FEATURE_COLUMNS a model of this label is trained on (recorded in its metadata)."""
+    if label == "trending":
+        return [c for c in FEATURE_COLUMNS if c not in LEVEL_FEATURES]
+    return list(FEATURE_COLUMNS)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -33,7 +66,9 @@ class TrainConfig:
     seed: int = 0
     n_rounds: int = 300
     learning_rate: float = 0.05
-    max_depth: int = 4
+    # Shallow: labels on these histories come from few, simple interactions (rank near K and recently
+    # better; run rate above the rolling count); depth 4 overfit the early days in nested validation.
+    max_depth: int = 2
     min_child_weight: float = 2.0
     subsample: float = 0.8
     colsample_bytree: float = 0.8
@@ -207,21 +242,20 @@ def train(
     val = dates >= val_start
     _check_positives(int(labels[fit].sum()), int(labels[val].sum()), config)
 
-    x = features[list(FEATURE_COLUMNS)].to_numpy(dtype="float32", na_value=np.nan)
+    columns = model_features(config.labels.label)
+    x = features[columns].to_numpy(dtype="float32", na_value=np.nan)
     pos_w = float(w[fit][labels[fit] == 1].sum())
     neg_w = float(w[fit][labels[fit] == 0].sum())
     # sqrt of the class ratio: lifts the rare class without letting a handful of positives dominate;
     # calibration undoes the resulting probability shift.
     params = _xgb_params(config, float(np.sqrt(neg_w / pos_w)))
     progress(f"fitting XGBoost on {int(fit.sum()):,} rows")
-    dfit = xgb.QuantileDMatrix(
-        x[fit], label=labels[fit], weight=w[fit], missing=np.nan, feature_names=list(FEATURE_COLUMNS)
-    )
+    dfit = xgb.QuantileDMatrix(x[fit], label=labels[fit], weight=w[fit], missing=np.nan, feature_names=columns)
     booster = xgb.train(params, dfit, num_boost_round=config.n_rounds)
     del dfit
 
     progress("calibrating on the validation slice")
-    dval = xgb.DMatrix(x[val], missing=np.nan, feature_names=list(FEATURE_COLUMNS))
+    dval = xgb.DMatrix(x[val], missing=np.nan, feature_names=columns)
     margin = np.asarray(booster.predict(dval, output_margin=True), dtype="float64")
     platt = LogisticRegression(C=1e4, max_iter=1000)
     platt.fit(margin.reshape(-1, 1), labels[val], sample_weight=w[val])
@@ -236,7 +270,7 @@ def train(
     metadata = ModelMetadata(
         version=f"{now:%Y%m%dT%H%M%SZ}-{data_hash[:8]}",
         label=asdict(config.labels),
-        feature_columns=list(FEATURE_COLUMNS),
+        feature_columns=columns,
         training_window=[_day(dates[fit].min()), _day(dates[fit].max())],
         validation_window=[_day(dates[val].min()), _day(dates[val].max())],
         data_hash=data_hash,
