@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import asyncpg
 from prometheus_client import Counter
 
-from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.events import ModelFeatures, ModelSnapshot
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
 from hubpulse_features import repository, service
@@ -46,7 +46,7 @@ class FeaturesWorker:
             await repository.upsert_features(conn, features, provisional=True)
             await repository.touch_days(conn, days)
         # Published after the commit: a crash in between redelivers the batch, which recomputes the same rows.
-        await self._bus.publish_many(service.feature_events(features, provisional=True))
+        await self._bus.publish_encoded(ModelFeatures.topic, service.feature_payloads(features, provisional=True))
         ROWS.labels("provisional").inc(len(features))
         self.day_activity.set()
 
@@ -59,7 +59,7 @@ class FeaturesWorker:
                 part = final.iloc[start : start + CLOSE_CHUNK_ROWS]
                 async with conn.transaction():
                     await repository.upsert_features(conn, part, provisional=False)
-                await self._bus.publish_many(service.feature_events(part, provisional=False))
+                await self._bus.publish_encoded(ModelFeatures.topic, service.feature_payloads(part, provisional=False))
             await repository.mark_closed(conn, day, len(final))
         ROWS.labels("final").inc(len(final))
         DAYS_CLOSED.inc()

@@ -17,7 +17,7 @@ from hubpulse_features.service import (
     TIME_FEATURE_COLUMNS,
     WINDOW_COLUMNS,
     Record,
-    feature_values,
+    feature_rows,
     typed,
 )
 
@@ -101,15 +101,8 @@ async def load_window(
 
 async def upsert_features(conn: asyncpg.Connection, frame: pd.DataFrame, *, provisional: bool) -> None:
     """One row per model-day (redelivery overwrites); call inside a transaction."""
-    records = zip(
-        [d.date() for d in frame["snapshot_date"]],
-        frame["model_id"].tolist(),
-        [FEATURE_SET] * len(frame),
-        feature_values(frame),
-        [provisional] * len(frame),
-        strict=True,
-    )
-    await _copy_to_staging(conn, "feature_rows_staging", "feature_rows", list(records), _FEATURE_ROW_COLUMNS)
+    records = feature_rows(frame, provisional=provisional)
+    await _copy_to_staging(conn, "feature_rows_staging", "feature_rows", records, _FEATURE_ROW_COLUMNS)
     await conn.execute(_UPSERT_FEATURES)
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic_core import to_json
 
-from hubpulse_common.events import ModelFeatures, ModelSnapshot
+from hubpulse_common.events import ModelSnapshot
 from hubpulse_common.features import (
     CROSS_FEATURE_COLUMNS,
     FEATURE_COLUMNS,
@@ -142,65 +143,118 @@ def feature_values(frame: pd.DataFrame) -> list[list[float]]:
     return values
 
 
-def _nullable(frame: pd.DataFrame, column: str, cast: type) -> list[Any]:
-    values = frame[column].to_numpy(dtype=object)
-    return [None if pd.isna(v) else cast(v) for v in values]
+def _days(frame: pd.DataFrame) -> np.ndarray:
+    days: np.ndarray = frame["snapshot_date"].to_numpy(dtype="datetime64[D]")
+    return days
 
 
-def _times(frame: pd.DataFrame, column: str) -> list[dt.datetime | None]:
-    return [None if pd.isna(v) else v.to_pydatetime().replace(tzinfo=dt.UTC) for v in frame[column]]
+def feature_rows(frame: pd.DataFrame, *, provisional: bool) -> list[Record]:
+    """feature_rows records (FEATURE_ROW_COLUMNS order) of a frame holding keys and FEATURE_COLUMNS."""
+    n = len(frame)
+    return list(
+        zip(
+            _days(frame).astype(object).tolist(),
+            frame["model_id"].tolist(),
+            [FEATURE_SET] * n,
+            feature_values(frame),
+            [provisional] * n,
+            strict=True,
+        )
+    )
 
 
-def feature_events(frame: pd.DataFrame, *, provisional: bool) -> Iterator[ModelFeatures]:
-    """One ModelFeatures per row of a frame holding keys, FEATURE_COLUMNS and STAT_COLUMNS."""
-    x = frame[list(FEATURE_COLUMNS)].to_numpy(dtype="float64", na_value=np.nan)
-    cells = x.astype(object)
-    cells[np.isnan(x)] = None
-    dates = [d.date() for d in frame["snapshot_date"]]
+def _nullable_ints(frame: pd.DataFrame, column: str) -> list[int | None]:
+    x = frame[column].to_numpy(dtype="float64", na_value=np.nan)
+    missing = np.isnan(x)
+    out = np.where(missing, 0, x).astype("int64").astype(object)
+    out[missing] = None
+    values: list[int | None] = out.tolist()
+    return values
+
+
+def _nullable_strings(frame: pd.DataFrame, column: str) -> list[str | None]:
+    x = frame[column].to_numpy(dtype=object)
+    out = x.copy()
+    out[pd.isna(x)] = None
+    values: list[str | None] = out.tolist()
+    return values
+
+
+def _utc_times(frame: pd.DataFrame, column: str) -> list[str | None]:
+    """Naive-UTC datetimes as ISO 8601 UTC text (what pydantic writes for an aware datetime), None for NaT."""
+    x = frame[column].to_numpy(dtype="datetime64[us]")
+    text = np.datetime_as_string(x, unit="us", timezone="UTC").astype(object)
+    text[np.isnat(x)] = None
+    values: list[str | None] = text.tolist()
+    return values
+
+
+def feature_payloads(frame: pd.DataFrame, *, provisional: bool) -> list[tuple[bytes, bytes]]:
+    """ModelFeatures of each row of a frame holding keys, FEATURE_COLUMNS and STAT_COLUMNS, as (key, JSON) pairs.
+
+    Encoded column-wise in bulk instead of validating one pydantic model per row (the frame is our own
+    output, already typed); the JSON is what `ModelFeatures(...).model_dump_json()` gives, NaN as null,
+    and tests/features check that it validates back to the same event.
+    """
+    x = frame[list(FEATURE_COLUMNS)].to_numpy(dtype="float64", na_value=np.nan).tolist()
+    ids = frame["model_id"].tolist()
+    days = np.datetime_as_string(_days(frame), unit="D").tolist()
+    occurred = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    names = list(FEATURE_COLUMNS)
     columns = zip(
-        frame["model_id"].tolist(),
-        dates,
-        cells.tolist(),
-        _nullable(frame, "downloads", int),
-        _nullable(frame, "downloads_all_time", int),
-        _nullable(frame, "likes", int),
-        _nullable(frame, "trending_rank", int),
-        _nullable(frame, "pipeline_tag", str),
-        _nullable(frame, "library_name", str),
-        _nullable(frame, "author", str),
+        ids,
+        days,
+        x,
+        _nullable_ints(frame, "downloads"),
+        _nullable_ints(frame, "downloads_all_time"),
+        _nullable_ints(frame, "likes"),
+        _nullable_ints(frame, "trending_rank"),
+        _nullable_strings(frame, "pipeline_tag"),
+        _nullable_strings(frame, "library_name"),
+        _nullable_strings(frame, "author"),
         frame["tags"].tolist(),
-        _times(frame, "created_at"),
-        _times(frame, "last_modified"),
+        _utc_times(frame, "created_at"),
+        _utc_times(frame, "last_modified"),
         strict=True,
     )
-    for (
-        model_id,
-        day,
-        values,
-        downloads,
-        all_time,
-        likes,
-        rank,
-        task,
-        library,
-        author,
-        tags,
-        created,
-        modified,
-    ) in columns:
-        yield ModelFeatures(
-            model_id=model_id,
-            snapshot_date=day,
-            features=dict(zip(FEATURE_COLUMNS, values, strict=True)),
-            provisional=provisional,
-            downloads=downloads,
-            downloads_all_time=all_time,
-            likes=likes,
-            trending_rank=rank,
-            pipeline_tag=task,
-            library_name=library,
-            author=author,
-            tags=list(tags) if isinstance(tags, list | tuple | np.ndarray) else [],
-            created_at=created,
-            last_modified=modified,
+    return [
+        (
+            model_id.encode(),
+            to_json(
+                {
+                    "schema_version": 1,
+                    "occurred_at": occurred,
+                    "model_id": model_id,
+                    "snapshot_date": day,
+                    "features": dict(zip(names, values, strict=True)),
+                    "provisional": provisional,
+                    "downloads": downloads,
+                    "downloads_all_time": all_time,
+                    "likes": likes,
+                    "trending_rank": rank,
+                    "pipeline_tag": task,
+                    "library_name": library,
+                    "author": author,
+                    "tags": list(tags) if isinstance(tags, list | tuple | np.ndarray) else [],
+                    "created_at": created,
+                    "last_modified": modified,
+                },
+                inf_nan_mode="null",
+            ),
         )
+        for (
+            model_id,
+            day,
+            values,
+            downloads,
+            all_time,
+            likes,
+            rank,
+            task,
+            library,
+            author,
+            tags,
+            created,
+            modified,
+        ) in columns
+    ]

@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Info
 
 from hubpulse_common.errors import InputError
-from hubpulse_common.events import ModelFeatures
+from hubpulse_common.events import ModelFeatures, ModelScore
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
 from hubpulse_scorer import repository, service
@@ -50,7 +50,7 @@ class ScorerWorker:
         scored = await asyncio.to_thread(service.score, model, events, self._top_n)
         catalog, daily = service.catalog_records(scored)
         await repository.write_batch(self._pool, service.score_records(scored), catalog, daily)
-        await self._bus.publish_many(service.score_events(scored))
+        await self._bus.publish_encoded(ModelScore.topic, service.score_payloads(scored))
         SCORED.labels(scored.version).inc(len(events))
 
     async def watch(self, registry: ModelRegistry, poll_s: float) -> None:

@@ -9,17 +9,18 @@ day's raw stats), so the scorer never reads another service's tables.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic_core import to_json
 
-from hubpulse_common.events import Contribution, ModelFeatures, ModelScore
+from hubpulse_common.events import ModelFeatures
 from hubpulse_scorer.model.artifact import TrainedModel
+from hubpulse_scorer.model.explain import contributions, top_columns
 
 Record = tuple[Any, ...]
 
@@ -68,7 +69,11 @@ DAILY_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Scored:
-    """One batch scored by one model version."""
+    """One batch scored by one model version.
+
+    `explanations[i]` is row i's top contributions as JSON text: a list of `Contribution` objects
+    (feature, value, contribution), built once and reused by the scores row, the catalog row and the event.
+    """
 
     events: list[ModelFeatures]
     version: str
@@ -76,7 +81,7 @@ class Scored:
     horizon_days: int
     threshold: float
     probability: np.ndarray
-    top_features: list[list[Contribution]]
+    explanations: list[str]
 
 
 def latest_per_model_day(events: Iterable[ModelFeatures]) -> list[ModelFeatures]:
@@ -87,31 +92,48 @@ def latest_per_model_day(events: Iterable[ModelFeatures]) -> list[ModelFeatures]
     return list(latest.values())
 
 
-def features_frame(events: Sequence[ModelFeatures], columns: Sequence[str]) -> pd.DataFrame:
+def features_matrix(events: Sequence[ModelFeatures], columns: Sequence[str]) -> np.ndarray:
     """The model's feature columns of each event (absent or null = NaN, which XGBoost treats as missing)."""
-    nan = math.nan
-    rows = [[v if (v := e.features.get(c)) is not None else nan for c in columns] for e in events]
-    return pd.DataFrame(np.asarray(rows, dtype="float64").reshape(len(events), len(columns)), columns=list(columns))
+    if not columns:
+        return np.empty((len(events), 0), dtype="float64")
+    pick = itemgetter(*columns)
+    try:  # our features service sends every column: one C-level lookup of all of them per event
+        rows = [pick(e.features) for e in events]
+    except KeyError:
+        rows = [tuple(e.features.get(c) for c in columns) for e in events]
+    if len(columns) == 1:
+        rows = [(r,) for r in rows]
+    # None becomes NaN in a float array
+    matrix: np.ndarray = np.array(rows, dtype="float64").reshape(len(events), len(columns))
+    return matrix
+
+
+def features_frame(events: Sequence[ModelFeatures], columns: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame(features_matrix(events, columns), columns=list(columns))
+
+
+def _explanations(names: list[str], x: np.ndarray, contribs: np.ndarray, top_n: int) -> list[str]:
+    order = top_columns(contribs, top_n)
+    value = np.take_along_axis(x, order, axis=1)
+    value_cells = value.astype(object)
+    value_cells[np.isnan(value)] = None
+    contribution = np.take_along_axis(contribs, order, axis=1).astype("float64").tolist()
+    label = np.asarray(names, dtype=object)[order].tolist()
+    return [
+        to_json(
+            [{"feature": f, "value": v, "contribution": round(c, 6)} for f, v, c in zip(fs, vs, cs, strict=True)]
+        ).decode()
+        for fs, vs, cs in zip(label, value_cells.tolist(), contribution, strict=True)
+    ]
 
 
 def score(model: TrainedModel, events: Sequence[ModelFeatures], top_n: int) -> Scored:
     """Calibrated probabilities and the top signed contributions of every event, by `model`."""
-    frame = features_frame(events, model.feature_columns)
-    probability = model.predict_proba(frame)
-    explained = model.explain(frame, top_n=top_n)
-    x = frame.to_numpy()
-    position = {c: i for i, c in enumerate(model.feature_columns)}
-    top = [
-        [
-            Contribution(
-                feature=str(c["feature"]),
-                value=None if math.isnan(v := float(x[row, position[str(c["feature"])]])) else v,
-                contribution=float(c["contribution"]),
-            )
-            for c in contributions
-        ]
-        for row, contributions in enumerate(explained)
-    ]
+    columns = model.feature_columns
+    x = features_matrix(events, columns)
+    x32 = x.astype("float32")  # what the booster sees; explanations show the values as they arrived
+    probability = model.predict_proba(pd.DataFrame(x32, columns=list(columns), copy=False))
+    explanations = _explanations(columns, x, contributions(model.booster, x32, columns), top_n)
     meta = model.metadata
     return Scored(
         events=list(events),
@@ -120,12 +142,8 @@ def score(model: TrainedModel, events: Sequence[ModelFeatures], top_n: int) -> S
         horizon_days=int(meta.label.get("horizon", 7)),
         threshold=float(meta.threshold),
         probability=probability,
-        top_features=top,
+        explanations=explanations,
     )
-
-
-def _explanation_json(contributions: list[Contribution]) -> str:
-    return json.dumps([c.model_dump() for c in contributions])
 
 
 def score_records(scored: Scored) -> list[Record]:
@@ -136,12 +154,12 @@ def score_records(scored: Scored) -> list[Record]:
             scored.version,
             scored.label,
             scored.horizon_days,
-            float(p),
+            p,
             scored.threshold,
-            _explanation_json(top),
+            explanation,
             e.provisional,
         )
-        for e, p, top in zip(scored.events, scored.probability, scored.top_features, strict=True)
+        for e, p, explanation in zip(scored.events, scored.probability.tolist(), scored.explanations, strict=True)
     ]
 
 
@@ -150,17 +168,17 @@ def catalog_records(scored: Scored) -> tuple[list[Record], list[Record]]:
 
     catalog_models gets one row per model (its latest day in the batch): an upsert may touch a row once.
     """
-    models: dict[str, Record] = {}
+    latest: dict[str, int] = {}
     daily: list[Record] = []
-    for e, p, top in zip(scored.events, scored.probability, scored.top_features, strict=True):
-        probability = float(p)
-        daily.append(
-            (e.model_id, e.snapshot_date, e.downloads or 0, e.likes or 0, e.trending_rank, probability, scored.version)
-        )
-        if e.model_id in models and models[e.model_id][7] > e.snapshot_date:
-            continue
-        models[e.model_id] = (
-            e.model_id,
+    probability = scored.probability.tolist()
+    for i, (e, p) in enumerate(zip(scored.events, probability, strict=True)):
+        daily.append((e.model_id, e.snapshot_date, e.downloads or 0, e.likes or 0, e.trending_rank, p, scored.version))
+        seen = latest.get(e.model_id)
+        if seen is None or scored.events[seen].snapshot_date <= e.snapshot_date:
+            latest[e.model_id] = i
+    models = [
+        (
+            (e := scored.events[i]).model_id,
             e.author,
             e.pipeline_tag,
             e.library_name,
@@ -173,27 +191,32 @@ def catalog_records(scored: Scored) -> tuple[list[Record], list[Record]]:
             e.likes or 0,
             e.trending_rank,
             e.features.get("growth_rate_7d"),
-            probability,
+            probability[i],
             scored.version,
             scored.label,
             scored.threshold,
-            _explanation_json(top),
-            json.dumps(e.features),
+            scored.explanations[i],
+            to_json(e.features, inf_nan_mode="null").decode(),
         )
-    return list(models.values()), daily
-
-
-def score_events(scored: Scored) -> list[ModelScore]:
-    return [
-        ModelScore(
-            model_id=e.model_id,
-            snapshot_date=e.snapshot_date,
-            model_version=scored.version,
-            label=scored.label,
-            horizon_days=scored.horizon_days,
-            probability=float(p),
-            threshold=scored.threshold,
-            top_features=top,
-        )
-        for e, p, top in zip(scored.events, scored.probability, scored.top_features, strict=True)
+        for i in latest.values()
     ]
+    return models, daily
+
+
+def score_payloads(scored: Scored) -> list[tuple[bytes, bytes]]:
+    """ModelScore of each row as (key, JSON) pairs, encoded in bulk (tests/scorer check they validate)."""
+    occurred = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    head = {
+        "schema_version": 1,
+        "occurred_at": occurred,
+        "model_version": scored.version,
+        "label": scored.label,
+        "horizon_days": scored.horizon_days,
+        "threshold": scored.threshold,
+    }
+    out = []
+    for e, p, explanation in zip(scored.events, scored.probability.tolist(), scored.explanations, strict=True):
+        body = to_json({**head, "model_id": e.model_id, "snapshot_date": e.snapshot_date, "probability": p})
+        # the explanation is already JSON: spliced in, not parsed and encoded again
+        out.append((e.model_id.encode(), body[:-1] + b',"top_features":' + explanation.encode() + b"}"))
+    return out
