@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from hubpulse_gateway.catalog.service import NULLABLE_SORTS, SORT_COLUMNS, SearchQuery, like_pattern
+from hubpulse_gateway.catalog.schemas import SortKey
+from hubpulse_gateway.catalog.service import SearchQuery, like_pattern
 
 SUMMARY_COLUMNS = (
     "model_id, author, pipeline_tag, library_name, tags, created_at, snapshot_date, downloads, likes, "
@@ -18,50 +19,123 @@ SUMMARY_COLUMNS = (
 )
 
 
-def search_sql(query: SearchQuery) -> tuple[str, list[Any]]:
-    """One parameterised SELECT for a search; the shapes are few, so asyncpg's statement cache covers them."""
-    args: list[Any] = []
+# The non-null sort key of each sort (NULL folded to -infinity), exactly the expressions of the scorer's
+# covering keyset indexes (migration 0004_search_keys): `ORDER BY key DESC, model_id` is an index walk.
+SORT_KEYS: dict[SortKey, str] = {
+    SortKey.trend: "COALESCE(probability, '-Infinity'::double precision)",
+    SortKey.downloads: "downloads",
+    SortKey.likes: "likes",
+    SortKey.growth: "COALESCE(growth_7d, '-Infinity'::double precision)",
+    SortKey.created: "COALESCE(created_at, '-infinity'::timestamptz)",
+}
+_NULL_KEY = {
+    SortKey.trend: "'-Infinity'::double precision",
+    SortKey.growth: "'-Infinity'::double precision",
+    SortKey.created: "'-infinity'::timestamptz",
+}
+# Columns the walk reads; all are in the covering indexes, so the walk is an index-only scan.
+_WALK_COLUMNS = "model_id, pipeline_tag, library_name, downloads, likes, tags"
+# How many rows (in sort order, after the cursor) the walk looks at before it gives up and lets the
+# text/filter indexes find the matches instead. A selective search finds fewer than a page in this window.
+WALK_ROWS = 3000
 
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
 
+class _Sql:
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+
+    def arg(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+
+def _conditions(sql: _Sql, query: SearchQuery) -> list[str]:
     where: list[str] = []
     for term in query.terms:
         # The trigram index serves ILIKE on the id (author/name); tags match whole (GIN on tags).
-        where.append(f"(model_id ILIKE {arg(like_pattern(term))} OR tags @> ARRAY[{arg(term)}]::text[])")
+        where.append(f"(model_id ILIKE {sql.arg(like_pattern(term))} OR tags @> ARRAY[{sql.arg(term)}]::text[])")
     if query.task is not None:
-        where.append(f"pipeline_tag = {arg(query.task)}")
+        where.append(f"pipeline_tag = {sql.arg(query.task)}")
     if query.library is not None:
-        where.append(f"library_name = {arg(query.library)}")
+        where.append(f"library_name = {sql.arg(query.library)}")
     if query.min_downloads is not None:
-        where.append(f"downloads >= {arg(query.min_downloads)}")
+        where.append(f"downloads >= {sql.arg(query.min_downloads)}")
     if query.max_downloads is not None:
-        where.append(f"downloads <= {arg(query.max_downloads)}")
+        where.append(f"downloads <= {sql.arg(query.max_downloads)}")
     if query.min_likes is not None:
-        where.append(f"likes >= {arg(query.min_likes)}")
-    column = SORT_COLUMNS[query.sort]
-    if query.cursor is not None:
-        # Keyset on (column DESC NULLS LAST, model_id ASC): strictly after the cursor's row.
-        mid = arg(query.cursor.model_id)
-        if query.cursor.value is None:
-            where.append(f"({column} IS NULL AND model_id > {mid})")
-        else:
-            value = arg(query.cursor.value)
-            after = f"{column} < {value} OR ({column} = {value} AND model_id > {mid})"
-            where.append(f"({after} OR {column} IS NULL)" if query.sort in NULLABLE_SORTS else f"({after})")
-    sql = (
-        f"SELECT {SUMMARY_COLUMNS} FROM catalog_models"  # noqa: S608
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY {column} DESC NULLS LAST, model_id LIMIT {arg(query.limit + 1)}"
+        where.append(f"likes >= {sql.arg(query.min_likes)}")
+    return where
+
+
+def _after_cursor(sql: _Sql, query: SearchQuery) -> list[str]:
+    """Keyset on (key DESC, model_id ASC): strictly after the cursor's row. `key <= v` is the index bound."""
+    if query.cursor is None:
+        return []
+    key = SORT_KEYS[query.sort]
+    value = _NULL_KEY[query.sort] if query.cursor.value is None else sql.arg(query.cursor.value)
+    mid = sql.arg(query.cursor.model_id)
+    return [f"{key} <= {value}", f"({key} < {value} OR model_id > {mid})"]
+
+
+def _where(parts: list[str]) -> str:
+    return " WHERE " + " AND ".join(parts) if parts else ""
+
+
+def walk_sql(query: SearchQuery, window: int = WALK_ROWS) -> tuple[str, list[Any]]:
+    """The sort index walked for at most `window` rows (index-only), filtered, then the page's rows by id.
+
+    Fast when matches are common; a page shorter than `limit + 1` is not final (see `search`).
+    """
+    sql = _Sql()
+    key = SORT_KEYS[query.sort]
+    after = _after_cursor(sql, query)
+    conditions = _conditions(sql, query)
+    page = sql.arg(query.limit + 1)
+    text = (
+        f"SELECT {SUMMARY_COLUMNS} FROM catalog_models WHERE model_id = ANY(ARRAY("  # noqa: S608
+        f"SELECT model_id FROM (SELECT {_WALK_COLUMNS}, {key} AS sort_key FROM catalog_models{_where(after)} "
+        f"ORDER BY {key} DESC, model_id LIMIT {int(window)}) w{_where(conditions)} "
+        f"ORDER BY sort_key DESC, model_id LIMIT {page})) ORDER BY {key} DESC, model_id"
     )
-    return sql, args
+    return text, sql.args
+
+
+def search_sql(query: SearchQuery) -> tuple[str, list[Any]]:
+    """All matches found through the text and filter indexes (trigram/tags GIN, task, library), then sorted.
+
+    The CTE is materialised so the planner picks the cheapest way to find every match, instead of walking
+    the sort index and filtering row by row (which, for a rare term, reads the whole table).
+    """
+    sql = _Sql()
+    key = SORT_KEYS[query.sort]
+    parts = _conditions(sql, query) + _after_cursor(sql, query)
+    text = (
+        f"WITH m AS MATERIALIZED (SELECT {SUMMARY_COLUMNS}, {key} AS sort_key FROM catalog_models"  # noqa: S608
+        f"{_where(parts)}) SELECT {SUMMARY_COLUMNS} FROM m ORDER BY sort_key DESC, model_id "
+        f"LIMIT {sql.arg(query.limit + 1)}"
+    )
+    return text, sql.args
 
 
 async def search(pool: asyncpg.Pool, query: SearchQuery) -> list[asyncpg.Record]:
-    sql, args = search_sql(query)
+    """A bounded walk of the sort index first; if it did not fill the page, the index-driven query.
+
+    The walk fills the page for common words (a page needs few rows in sort order); rare words and narrow
+    filters end in the second query, whose cost is the number of matches, which is then small.
+    """
+    sql, args = walk_sql(query)
     rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
+    if len(rows) > query.limit or not (query.terms or _has_filters(query)):
+        return rows
+    sql, args = search_sql(query)
+    rows = await pool.fetch(sql, *args)
     return rows
+
+
+def _has_filters(query: SearchQuery) -> bool:
+    return any(
+        v is not None for v in (query.task, query.library, query.min_downloads, query.max_downloads, query.min_likes)
+    )
 
 
 async def model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:

@@ -1,0 +1,48 @@
+"""Search at scale: one covering keyset index per sort, on a non-null sort key.
+
+Each sort orders by `key DESC, model_id` where key is the column with NULL folded to -infinity (downloads and
+likes are NOT NULL already). With a non-null key, a cursor is a plain bound `key <= $v` the index can start
+from, instead of an OR over NULLs that walked from the first row. INCLUDE carries the filter columns (task,
+library, downloads, likes, tags) so that the gateway's bounded walk ("the first K rows in sort order, then
+filter") is an index-only scan with no heap visits. The old per-sort indexes these replace are dropped
+(`catalog_models_probability` stays: /v1/picks uses it).
+
+Revision ID: 0004_search_keys
+"""
+
+from alembic import op
+
+revision = "0004_search_keys"
+down_revision = "0003_search"
+branch_labels = None
+depends_on = None
+
+# name suffix -> (sort key expression, the column it reads)
+KEYS = {
+    "trend": ("COALESCE(probability, '-Infinity'::double precision)", "probability"),
+    "downloads": ("downloads", "downloads"),
+    "likes": ("likes", "likes"),
+    "growth": ("COALESCE(growth_7d, '-Infinity'::double precision)", "growth_7d"),
+    "created": ("COALESCE(created_at, '-infinity'::timestamptz)", "created_at"),
+}
+INCLUDE = ("pipeline_tag", "library_name", "downloads", "likes", "tags")
+
+
+def upgrade() -> None:
+    for name, (key, column) in KEYS.items():
+        include = ", ".join(c for c in dict.fromkeys((*INCLUDE, column)) if c != key)
+        op.execute(
+            f"CREATE INDEX IF NOT EXISTS catalog_models_key_{name} ON catalog_models "
+            f"(({key}) DESC, model_id) INCLUDE ({include})"
+        )
+    for column in ("downloads", "likes", "growth_7d", "created_at"):
+        op.execute(f"DROP INDEX IF EXISTS catalog_models_{column}")
+
+
+def downgrade() -> None:
+    for column in ("downloads", "likes", "growth_7d", "created_at"):
+        op.execute(
+            f"CREATE INDEX IF NOT EXISTS catalog_models_{column} ON catalog_models ({column} DESC NULLS LAST, model_id)"
+        )
+    for name in KEYS:
+        op.execute(f"DROP INDEX IF EXISTS catalog_models_key_{name}")
