@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
-# (module, group name or None for top-level commands). Each module defines `register(app)`.
+# Each module defines `register(app)`, adding its commands or command group.
 _COMMAND_MODULES: tuple[str, ...] = (
     "hubpulse.commands.platform",  # up, status
     "hubpulse.commands.hub",  # hub serve
@@ -27,13 +27,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 
 for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != _name:  # a real missing dependency, not a module still to be written
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(_name).register(app)
 
 
 def main() -> None:
