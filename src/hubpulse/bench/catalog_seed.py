@@ -179,7 +179,8 @@ async def seed_catalog(
             daily += await _copy(conn, "catalog_daily", DAILY_COLUMNS, _daily_rows(cols, pick_share))
         for index in indexes:
             await conn.execute(index["indexdef"])
-        await conn.execute("ANALYZE catalog_models")
+        # VACUUM sets the visibility map, so search's keyset walks are index-only scans from the start.
+        await conn.execute("VACUUM ANALYZE catalog_models")
         await conn.execute("ANALYZE catalog_daily")
     finally:
         await conn.close()

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import asyncpg
 import httpx
 import numpy as np
 
-from hubpulse.bench.catalog_seed import seed_catalog
+from hubpulse.bench.catalog_seed import SCORER_VERSION_TABLE, seed_catalog
 from hubpulse.platform.stores import (
     create_database,
     free_port,
@@ -33,8 +34,10 @@ from hubpulse.platform.stores import (
     terminate,
     wait_port,
 )
+from hubpulse_common import db
 from hubpulse_common.errors import ConfigError
 from hubpulse_common.synthetic import LIBRARIES, PIPELINE_TAGS, SyntheticHub
+from hubpulse_scorer.app import MIGRATIONS
 
 SORTS = ("trend", "downloads", "likes", "growth", "created")
 
@@ -97,11 +100,13 @@ async def _one_connection(port: int, paths: list[str], latencies: list[float], d
 
 async def load(port: int, paths: list[str], concurrency: int, max_seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
+    cpu = time.process_time()
     start = time.perf_counter()
     deadline = start + max_seconds
     shards = [paths[i::concurrency] for i in range(concurrency)]
     errors = await asyncio.gather(*(_one_connection(port, s, latencies, deadline) for s in shards if s))
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     ms = np.array(latencies) * 1000
     return {
         "requests": len(latencies),
@@ -111,6 +116,8 @@ async def load(port: int, paths: list[str], concurrency: int, max_seconds: float
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p95_ms": round(float(np.percentile(ms, 95)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        # The load generator shares the cores with the gateway and PostgreSQL: its own CPU share.
+        "client_cpu_share": round(cpu / elapsed, 3),
     }
 
 
@@ -129,6 +136,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> No
 
 
 def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
+    """`data_dir` keeps PostgreSQL's files: a later run on the same folder reuses the seeded catalog."""
     with tempfile.TemporaryDirectory(prefix="hubpulse-bench-search-") as tmp:
         data_dir = cfg.data_dir or Path(tmp)
         logs = data_dir / "logs"
@@ -144,7 +152,12 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
             admin = pg.url.rsplit("/", 1)[0] + "/postgres"
             asyncio.run(_retry_create(admin))
             started = time.perf_counter()
-            report = asyncio.run(seed_catalog(pg.url, cfg.models, history_days=1, seed=cfg.seed))
+            seeded = asyncio.run(_seeded_models(pg.url)) if cfg.data_dir is not None else 0
+            if seeded:  # a --data-dir seeded by an earlier run: reuse it (seeding 2M takes minutes)
+                models = seeded
+                asyncio.run(db.migrate(pg.url, MIGRATIONS, SCORER_VERSION_TABLE))
+            else:
+                models = asyncio.run(seed_catalog(pg.url, cfg.models, history_days=1, seed=cfg.seed)).models
             seed_s = time.perf_counter() - started
             port = free_port()
             env = {
@@ -166,6 +179,7 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
             paths = search_queries(hub, cfg.requests, cfg.seed)
             asyncio.run(load(port, warmup, cfg.concurrency, cfg.max_seconds))
             result = asyncio.run(load(port, paths, cfg.concurrency, cfg.max_seconds))
+            result["loadavg"] = os.getloadavg()
         finally:
             for name, proc in reversed(procs):
                 if name == "gateway":
@@ -177,7 +191,8 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
                 else:
                     terminate(proc, name)
     return {
-        "models": report.models,
+        "models": models,
+        "reused_data": bool(seeded),
         "concurrency": cfg.concurrency,
         "workers": cfg.workers,
         "distinct_queries": len(set(paths)),
@@ -185,6 +200,17 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         **result,
     }
+
+
+async def _seeded_models(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        if await conn.fetchval("SELECT to_regclass('catalog_models') IS NULL"):
+            return 0
+        count: int = await conn.fetchval("SELECT count(*) FROM catalog_models")
+        return count
+    finally:
+        await conn.close()
 
 
 async def _retry_create(admin_url: str) -> None:

@@ -37,7 +37,7 @@ _NULL_KEY = {
 _WALK_COLUMNS = "model_id, pipeline_tag, library_name, downloads, likes, tags"
 # How many rows (in sort order, after the cursor) the walk looks at before it gives up and lets the
 # text/filter indexes find the matches instead. A selective search finds fewer than a page in this window.
-WALK_ROWS = 3000
+WALK_ROWS = 30_000
 
 
 class _Sql:
@@ -89,6 +89,8 @@ def walk_sql(query: SearchQuery, window: int = WALK_ROWS) -> tuple[str, list[Any
     sql = _Sql()
     key = SORT_KEYS[query.sort]
     after = _after_cursor(sql, query)
+    if query.task is not None:  # walk only that task's rows (the per-task keyset indexes)
+        after.append(f"pipeline_tag = {sql.arg(query.task)}")
     conditions = _conditions(sql, query)
     page = sql.arg(query.limit + 1)
     text = (
