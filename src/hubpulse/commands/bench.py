@@ -38,5 +38,31 @@ def pipeline(
     typer.echo(text)
 
 
+@bench_app.command("search")
+def search(
+    models: Annotated[int, typer.Option("--models", min=1, help="models in the seeded catalog")],
+    requests: Annotated[int, typer.Option("--requests", min=1, help="requests to send")] = 20_000,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="requests in flight")] = 32,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="gateway worker processes")] = 2,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", min=1, help="stop sending after this long")] = 300,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="keep PostgreSQL here; a later run reuses the seeded catalog")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+) -> None:
+    """Search through the real gateway over a seeded catalog: text + filters; p50/p95/p99 latency and req/s."""
+    from hubpulse.bench.search import SearchBenchConfig, run_search_bench
+
+    config = SearchBenchConfig(
+        models=models, requests=requests, concurrency=concurrency, workers=workers, max_seconds=max_seconds,
+        data_dir=data_dir,
+    )
+    report = run_search_bench(config)
+    text = json.dumps(report, indent=2, default=str)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    typer.echo(text)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
