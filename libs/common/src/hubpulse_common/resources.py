@@ -9,7 +9,8 @@ Everything opened here is closed in reverse order on the way out, also when star
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,3 +88,21 @@ async def open_resources(
             add_readiness_probe(app, "s3", lambda: asyncio.to_thread(s3_client.head_bucket, Bucket=settings.s3_bucket))
         app.state.resources = res
         yield res
+
+
+@asynccontextmanager
+async def background(
+    *tasks: asyncio.Task[Any], then: Sequence[Callable[[], Awaitable[None]]] = ()
+) -> AsyncIterator[None]:
+    """Keep `tasks` running for the lifespan; on the way out cancel and await them, then run `then` in order
+    (e.g. a consumer's `stop`, which finishes the batch in hand and commits it)."""
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for stop in then:
+            await stop()

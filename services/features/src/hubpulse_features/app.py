@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,7 +12,7 @@ from fastapi import FastAPI
 from hubpulse_common.events import ModelSnapshot
 from hubpulse_common.http import create_service_app
 from hubpulse_common.kafka import BatchConsumer
-from hubpulse_common.resources import open_resources
+from hubpulse_common.resources import background, open_resources
 from hubpulse_features import repository
 from hubpulse_features.handlers import FeaturesWorker
 from hubpulse_features.settings import FeaturesSettings
@@ -42,13 +41,8 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
                 worker.run_closer(settings.day_close_idle_s, settings.day_close_check_s), name="features:closer"
             )
             app.state.worker = worker
-            try:
+            async with background(closer, then=[consumer.stop]):
                 yield
-            finally:
-                closer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await closer
-                await consumer.stop()
 
     return create_service_app(
         service=settings.service_name,

@@ -7,7 +7,6 @@ Start-up order: stores, then (in the background, so /healthz answers meanwhile) 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +16,7 @@ from fastapi import FastAPI
 from hubpulse_common.events import ModelFeatures
 from hubpulse_common.http import add_readiness_probe, create_service_app
 from hubpulse_common.kafka import BatchConsumer
-from hubpulse_common.resources import open_resources
+from hubpulse_common.resources import background, open_resources
 from hubpulse_scorer.bootstrap import ensure_current
 from hubpulse_scorer.handlers import ScorerWorker
 from hubpulse_scorer.registry import ModelRegistry
@@ -67,13 +66,8 @@ def create_app(settings: ScorerSettings) -> FastAPI:
 
             task = asyncio.create_task(run(), name="scorer:run")
             app.state.worker = worker
-            try:
+            async with background(task, then=[consumer.stop]):
                 yield
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                await consumer.stop()
 
     return create_service_app(
         service=settings.service_name,
