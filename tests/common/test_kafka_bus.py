@@ -146,3 +146,59 @@ async def test_sigterm_drains_the_batch_in_hand(kafka, tmp_path: Path) -> None:
     again = set(out2.read_text().split()) if out2.exists() else set()
     assert not (handled & again)
     assert handled | again == {f"org/model-{i}" for i in range(20)}
+
+
+def test_murmur2_many_matches_the_default_partitioner() -> None:
+    import random
+
+    from aiokafka.partitioner import DefaultPartitioner, murmur2
+
+    from hubpulse_common.kafka import murmur2_many, partition_slots
+
+    rng = random.Random(7)
+    keys = [bytes(rng.randrange(256) for _ in range(rng.randrange(0, 41))) for _ in range(2000)]
+    keys += [f"org-{i}/model-{i * 13}".encode() for i in range(2000)] + ["ünï/😀-模型".encode(), b""]
+    assert murmur2_many(keys).tolist() == [murmur2(k) for k in keys]
+    for n in (1, 3, 4, 7):
+        assert partition_slots(keys, n).tolist() == [DefaultPartitioner()(k, list(range(n)), []) for k in keys]
+
+
+async def test_publish_bulk_keeps_partitioning_and_order(kafka) -> None:
+    """publish_bulk: every event once, on the partition send() would pick for its key, in order per key."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from hubpulse_common.logging import TRACE_HEADER
+
+    topic = f"test.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka.url, [topic], partitions=3, with_dlq=False)
+    # 40 models x 100 updates of ~1.5 kB: several record batches per partition (1 MB each)
+    keys = [f"org/model-{i % 40}".encode() for i in range(4000)]
+    values = [snapshot(i).model_copy(update={"tags": [f"t{i}"] * 100}).model_dump_json().encode() for i in range(4000)]
+    bus = EventBus(kafka.url, "test-bulk")
+    await bus.start()
+    try:
+        assert await bus.publish_bulk(topic, keys, values, trace_id="trace-1") == 4000
+        assert await bus.publish_bulk(topic, [], []) == 0
+    finally:
+        await bus.stop()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.url, auto_offset_reset="earliest",
+                                group_id=f"reader-{uuid.uuid4().hex[:6]}")
+    await consumer.start()
+    got: list[tuple[int, bytes, int, dict]] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(got) < 4000 and asyncio.get_running_loop().time() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                got.extend((tp.partition, r.key, ModelSnapshot.model_validate_json(r.value).downloads,
+                            dict(r.headers)) for r in records)
+    finally:
+        await consumer.stop()
+    assert sorted(d for _, _, d, _ in got) == list(range(4000))
+    assert {h[TRACE_HEADER] for *_, h in got} == {b"trace-1"}
+    partitioner = DefaultPartitioner()
+    for partition, key, _, _ in got:
+        assert partition == partitioner(key, [0, 1, 2], [])
+    by_key: dict[bytes, list[int]] = {}
+    for _, key, downloads, _ in got:
+        by_key.setdefault(key, []).append(downloads)
+    assert all(seq == sorted(seq) for seq in by_key.values())

@@ -21,21 +21,27 @@ bench_app = typer.Typer(help="Benchmarks of the pipeline and the search API.", n
 def pipeline(
     models: Annotated[int, typer.Option("--models", min=1, help="models on the synthetic Hub")],
     days: Annotated[int, typer.Option("--days", min=1, help="days to ingest and score")] = 1,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here (also on failure)")] = None,
+    stage_timeout: Annotated[
+        float, typer.Option("--stage-timeout", min=1, help="seconds a stage may take after the one before it")
+    ] = 600,
 ) -> None:
     """Synthetic Hub -> ingestor -> features -> scorer over the real broker and PostgreSQL, vs one bare COPY."""
-    from hubpulse.bench.pipeline import run
+    from hubpulse.bench.pipeline import run, table
     from hubpulse_common.synthetic import MAX_MODELS
 
     if models > MAX_MODELS:
         raise UserFacingError(f"--models must be at most {MAX_MODELS}, got {models}")
-    # SIGTERM unwinds like Ctrl-C, so the stores and services started for the run are stopped
+    # SIGTERM unwinds like Ctrl-C, so the stores and services started for the run are stopped (with their groups)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report = run(models, days, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
-    text = json.dumps(report, indent=2)
+    report = run(models, days, stage_timeout_s=stage_timeout, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
+    text = json.dumps(report, indent=2, default=str)
     if json_out is not None:
         json_out.write_text(text + "\n")
+    console.print(table(report))
     typer.echo(text)
+    if not report["ok"]:
+        raise typer.Exit(1)
 
 
 @bench_app.command("search")

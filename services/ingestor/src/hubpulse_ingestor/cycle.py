@@ -1,9 +1,12 @@
 """One ingestion cycle: walk every Hub page, write each batch of rows and publish its events, then checkpoint.
 
-Order per batch: rows upserted, events acknowledged by the broker, then the cursor checkpointed. A kill at
-any point resumes from the last checkpoint; the batch in flight is written and published again, which the
-upsert and the consumers' natural-key dedupe absorb (exactly one row per model-day).
-Fetching runs ahead in a thread (huggingface_hub's HTTP is blocking) while the previous batch is written.
+Order per batch: rows upserted and events acknowledged by the broker (both at once), then the cursor
+checkpointed. A kill at any point resumes from the last checkpoint; the batch in flight is written and
+published again, which the upsert and the consumers' natural-key dedupe absorb (exactly one row per model-day).
+
+Pipelined: a thread fetches, parses and encodes pages ahead (huggingface_hub's HTTP is blocking; at most
+_PREFETCH_PAGES pages wait), while one batch at a time is written and published in the background and the
+next one fills up. Each model is encoded once (`snapshots.encode_page`); PostgreSQL and Kafka get the same bytes.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from typing import Any
 
 import asyncpg
 
+from hubpulse_common.events import ModelSnapshot
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_ingestor import repository
 from hubpulse_ingestor.hub import FailedPage, HubPages, Page
 from hubpulse_ingestor.metrics import CYCLE_SECONDS, CYCLES, MODELS, PAGES, RETRIES
 from hubpulse_ingestor.settings import IngestorSettings
-from hubpulse_ingestor.snapshots import SnapshotRow, Source, rows_from_page, to_events
+from hubpulse_ingestor.snapshots import EncodedSnapshots, SnapshotRow, Source, encode_page, encode_rows
 
 log = get_logger(__name__)
 
@@ -40,9 +44,17 @@ class SnapshotSink:
         self._pool, self._bus, self._source = pool, bus, source
 
     async def write(self, rows: Sequence[SnapshotRow]) -> None:
-        await repository.upsert_snapshots(self._pool, rows)
-        await self._bus.publish_many(to_events(rows))
-        MODELS.labels(self._source).inc(len(rows))
+        await self.write_encoded(encode_rows(rows))
+
+    async def write_encoded(self, batch: EncodedSnapshots) -> None:
+        """Upsert and publish at once (nothing downstream reads `snapshots`); returns when both are durable."""
+        if not batch.values:
+            return
+        await asyncio.gather(
+            repository.upsert_encoded(self._pool, batch),
+            self._bus.publish_bulk(ModelSnapshot.topic, batch.keys, batch.values),
+        )
+        MODELS.labels(self._source).inc(len(batch))
 
 
 @dataclass
@@ -62,7 +74,7 @@ class CycleResult:
 class _Pending:
     """What has been fetched since the last checkpoint."""
 
-    rows: list[SnapshotRow] = field(default_factory=list)
+    batch: EncodedSnapshots = field(default_factory=EncodedSnapshots)
     pages: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)
     next_url: str | None = None
@@ -98,13 +110,24 @@ async def run_cycle(
     failed_all: list[dict[str, Any]] = list(cycle["failed_pages"])
     log.info("ingest.cycle_started", cycle_id=cycle_id, resumed=resumed, url=cycle["next_url"])
 
-    queue: asyncio.Queue[Page | FailedPage | None] = asyncio.Queue(maxsize=_PREFETCH_PAGES)
+    queue: asyncio.Queue[tuple[Page | FailedPage, EncodedSnapshots | None] | None] = asyncio.Queue(
+        maxsize=_PREFETCH_PAGES
+    )
+    # dated by the Hub's own day: the cycle's (when resuming) or the first good page's
+    fetch_day: list[dt.date | None] = [day]
+
+    def fetch_encoded(url: str) -> tuple[Page | FailedPage, EncodedSnapshots | None]:
+        page = hub.fetch(url)
+        if isinstance(page, FailedPage):
+            return page, None
+        page_day = fetch_day[0] = fetch_day[0] or page.served_on
+        return page, encode_page(page.items, page_day, HUB_SOURCE)
 
     async def produce(url: str | None) -> None:
         while url is not None:
-            page = await asyncio.to_thread(hub.fetch, url)
-            await queue.put(page)
-            url = page.next_url
+            fetched = await asyncio.to_thread(fetch_encoded, url)
+            await queue.put(fetched)
+            url = fetched[0].next_url
         await queue.put(None)
 
     sink = SnapshotSink(pool, bus, HUB_SOURCE)
@@ -112,32 +135,42 @@ async def run_cycle(
 
     reported_retries = 0
 
-    async def flush() -> None:
-        nonlocal pending, reported_retries
-        await sink.write(pending.rows)
+    async def flush(done: _Pending, snapshot_date: dt.date | None) -> None:
+        nonlocal reported_retries
+        await sink.write_encoded(done.batch)
         new_retries, reported_retries = len(retries) - reported_retries, len(retries)
         await repository.checkpoint(
             pool,
             cycle_id,
-            snapshot_date=day,
-            next_url=pending.next_url,
-            pages=pending.pages,
-            models=len(pending.rows),
+            snapshot_date=snapshot_date,
+            next_url=done.next_url,
+            pages=done.pages,
+            models=len(done.batch),
             retries=new_retries,
-            failed_pages=pending.failed,
+            failed_pages=done.failed,
         )
-        totals["models"] += len(pending.rows)
-        totals["pages"] += pending.pages
+        totals["models"] += len(done.batch)
+        totals["pages"] += done.pages
         totals["retries"] += new_retries
-        failed_all.extend(pending.failed)
-        pending = _Pending(next_url=pending.next_url)
+        failed_all.extend(done.failed)
         if on_progress is not None:
             on_progress(totals["models"], totals["pages"])
+
+    writing: asyncio.Task[None] | None = None
+
+    async def hand_over() -> None:
+        """Start writing the pending batch once the previous one is durable (checkpoints stay in order)."""
+        nonlocal pending, writing
+        if writing is not None:
+            await writing
+        done, pending = pending, _Pending(next_url=pending.next_url)
+        writing = asyncio.create_task(flush(done, day), name=f"ingest-write:{cycle_id}")
 
     producer = asyncio.create_task(produce(cycle["next_url"]), name=f"ingest-fetch:{cycle_id}")
     stopped_early = False
     try:
-        while (item := await queue.get()) is not None:
+        while (fetched := await queue.get()) is not None:
+            item, encoded = fetched
             pending.pages += 1
             pending.next_url = item.next_url
             if isinstance(item, FailedPage):
@@ -148,12 +181,17 @@ async def run_cycle(
                 continue
             PAGES.labels("ok").inc()
             day = day or item.served_on
-            pending.rows.extend(rows_from_page(item.items, day))
-            if len(pending.rows) >= settings.batch_models:
-                await flush()
-        await flush()
+            assert encoded is not None
+            pending.batch.extend(encoded)
+            if len(pending.batch) >= settings.batch_models:
+                await hand_over()
+        await hand_over()
+        assert writing is not None
+        await writing
     finally:
         producer.cancel()
+        if writing is not None and not writing.done():
+            writing.cancel()
     status = _final_status(failed_all, stopped_early)
     error = failed_all[-1]["error"] if stopped_early else None
     await repository.finish_cycle(pool, cycle_id, status, error)

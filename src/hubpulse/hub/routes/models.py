@@ -132,7 +132,7 @@ def _page(request: Request) -> Response:
     rows = snap.selection(query, sort, descending)
     if sort is None:
         # keyset on model order: a walk stays exact even if it moves on to a newer day
-        start = int(np.searchsorted(snap.cols.model_index[rows], cursor.after, side="right"))
+        start = int(np.searchsorted(snap.keyset(query, descending), cursor.after, side="right"))
     else:
         start = cursor.offset
     page = rows[start : start + limit]
