@@ -91,3 +91,24 @@ def test_surge_window_mechanics_features():
     assert np.isnan(compute_features(frame).loc[9, "inc_7d"])
     # files without downloads_all_time: the surge window features are missing, not zero
     assert compute_features(frame.drop(columns=["downloads_all_time"]))["inc_7d_run_rate"].isna().all()
+
+
+def test_features_at_kept_rows_in_model_blocks_equal_the_full_computation(history):
+    """Training computes features only for the rows it keeps, a block of models at a time: same values."""
+    from hubpulse_common.features import compute_features_at
+
+    full = compute_features(history)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(history), 700, replace=False))
+    for block in (7, 50, 1000):  # many blocks, a few, one
+        got = compute_features_at(history, rows, block_models=block)
+        pd.testing.assert_frame_equal(got, full.iloc[rows].reset_index(drop=True))
+    # rows in any order, one day only, and a frame whose optional columns are missing
+    shuffled = rng.permutation(rows)[:50]
+    pd.testing.assert_frame_equal(compute_features_at(history, shuffled), full.iloc[shuffled].reset_index(drop=True))
+    one_day = np.flatnonzero(history["snapshot_date"] == history["snapshot_date"].max())[:5]
+    pd.testing.assert_frame_equal(compute_features_at(history, one_day), full.iloc[one_day].reset_index(drop=True))
+    bare = history.drop(columns=["downloads_all_time", "trending_rank", "pipeline_tag", "created_at"])
+    pd.testing.assert_frame_equal(
+        compute_features_at(bare, rows, block_models=13), compute_features(bare).iloc[rows].reset_index(drop=True)
+    )

@@ -61,3 +61,33 @@ def test_trending_model_uses_scale_free_features_only(history):
     model = train(data.frame, data.label, config, weight=data.weight)
     assert model.feature_columns == trending
     assert len(model.explain(data.frame.head(2), top_n=3)) == 2
+
+
+def test_operating_threshold_maximises_precision_at_min_recall():
+    from hubpulse_scorer.model.training import operating_threshold
+
+    y = np.array([1, 0, 1, 1, 0, 0, 1, 0, 0, 0], dtype=float)
+    proba = np.array([0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    w = np.ones(len(y))
+    # recall >= 0.5 from 0.8 down; precision is 2/3 at 0.8, 3/4 at 0.7 (the best), 3/5 at 0.6
+    assert operating_threshold(y, proba, w, 0.5) == 0.7
+    assert operating_threshold(y, proba, w, 1.0) == 0.4  # the only threshold with recall 1
+    model_config = TrainConfig(labels=CONFIG.labels, n_rounds=20)
+    assert model_config.min_recall == 0.5
+
+
+def test_small_training_sets_run_single_threaded_with_the_same_booster(history):
+    from dataclasses import replace
+
+    from hubpulse_scorer.model import training
+
+    data = build_dataset(history, CONFIG)
+    one = train(data.frame, data.label, CONFIG, weight=data.weight)
+    assert one.metadata.params["nthread"] == 1
+    try:  # force two threads: the booster predicts the same
+        training.SINGLE_THREAD_ROWS, saved = 0, training.SINGLE_THREAD_ROWS
+        two = train(data.frame, data.label, replace(CONFIG, nthread=2), weight=data.weight)
+    finally:
+        training.SINGLE_THREAD_ROWS = saved
+    assert two.metadata.params["nthread"] == 2
+    np.testing.assert_array_equal(one.margin(data.frame), two.margin(data.frame))

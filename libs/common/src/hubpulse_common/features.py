@@ -18,6 +18,7 @@ equals, row for row, what `compute_features(full_history)` gives for day t (test
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -90,34 +91,19 @@ _CROSS_FEATURES: tuple[str, ...] = (
 FEATURE_COLUMNS: tuple[str, ...] = (*_TIME_FEATURES, *_ROW_FEATURES, *_CROSS_FEATURES)
 
 
-def _shift(g: np.ndarray, k: int) -> np.ndarray:
-    """Value of k days earlier (NaN where that is before the grid)."""
-    out = np.empty_like(g)
-    k = min(k, g.shape[1])
-    out[:, :k] = np.nan
-    out[:, k:] = g[:, : g.shape[1] - k]
-    return out
+# Time features are computed on NaN-padded grids whose columns are the days lo - _PAD .. hi, where lo..hi
+# are the days asked for: a look-back of k days is then a column slice (a view, no copy) and the
+# arithmetic runs on the asked-for columns only. The longest look-back is HISTORY_WINDOW_DAYS - 1 days.
+_PAD = HISTORY_WINDOW_DAYS
 
 
 def _ffill(g: np.ndarray, limit: int) -> np.ndarray:
+    """Each cell, or the nearest of the `limit` earlier cells with a value (NaN before the grid)."""
     out = g.copy()
     for k in range(1, limit + 1):
-        hole = np.isnan(out)
-        out[hole] = _shift(g, k)[hole]
+        hole = np.isnan(out[:, k:])
+        out[:, k:][hole] = g[:, :-k][hole]
     return out
-
-
-def _window_sum_count(g: np.ndarray, days: int) -> tuple[np.ndarray, np.ndarray]:
-    # Explicit shifts, not cumsum: the summation order is then the same in any window, so streaming
-    # and batch results are bit-identical.
-    total = np.zeros_like(g)
-    count = np.zeros_like(g)
-    for k in range(days):
-        s = _shift(g, k)
-        seen = ~np.isnan(s)
-        total += np.where(seen, s, 0.0)
-        count += seen
-    return total, count
 
 
 def _counter_diff(cur: np.ndarray, prev: np.ndarray) -> np.ndarray:
@@ -132,44 +118,53 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def _time_features(
-    history: pd.DataFrame, codes: np.ndarray, day: np.ndarray, n_models: int, rows: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Per-model time-series features, gathered (float32) at the positions `rows` of `history`."""
-    n_days = int(day.max()) + 1
-    r_codes, r_day = codes[rows], day[rows]
+def _time_arrays(grid: Callable[[str], np.ndarray], n_out: int) -> dict[str, np.ndarray]:
+    """Per-model time-series features on the last `n_out` columns of the padded grids `grid(column)`.
 
-    def pick(g: np.ndarray) -> np.ndarray:
-        values: np.ndarray = g[r_codes, r_day].astype("float32")
-        return values
+    `grid(column)` is (models x (_PAD + n_out)) float64, NaN where absent. Returns float64 arrays
+    (models x n_out). Every value is the same element-wise arithmetic whatever the grid's extent, so
+    blocks of models, blocks of days, batch and streaming give bit-identical features.
+    """
 
-    def grid(column: str) -> np.ndarray:
-        g = np.full((n_models, n_days), np.nan)
-        if column in history.columns:
-            g[codes, day] = history[column].to_numpy(dtype="float64", na_value=np.nan)
-        return g
+    def at(g: np.ndarray, k: int = 0) -> np.ndarray:
+        """The value of k days earlier, on the output columns (a view)."""
+        return g[:, _PAD - k : _PAD - k + n_out]
 
-    seen = np.full((n_models, n_days), np.nan)
-    seen[codes, day] = 1.0
-    d = grid("downloads")
-    d_prev = _shift(d, 1)
-    d_ff7 = _shift(_ffill(d, _FFILL_LIMIT), 7)
-    d_sum, d_count = _window_sum_count(d, 7)
+    def window_sum_count(g: np.ndarray, days: int) -> tuple[np.ndarray, np.ndarray]:
+        # Explicit shifts, not cumsum: the summation order is the same in any window (streaming = batch).
+        total = np.zeros((g.shape[0], n_out))
+        count = np.zeros((g.shape[0], n_out))
+        for k in range(days):
+            s = at(g, k)
+            seen = ~np.isnan(s)
+            total += np.where(seen, s, 0.0)
+            count += seen
+        return total, count
+
+    d_grid = grid("downloads")
+    seen = np.where(np.isnan(grid("_seen")), np.nan, 1.0)
+    d = at(d_grid)
+    d_prev = at(d_grid, 1)
+    d_ff7 = at(_ffill(d_grid, _FFILL_LIMIT), 7)
+    d_sum, d_count = window_sum_count(d_grid, 7)
     rolling_mean_7 = d_sum / np.where(d_count > 0, d_count, np.nan)
-    all_time = grid("downloads_all_time")
-    delta_24h = all_time - _shift(all_time, 1)
-    likes = grid("likes")
-    likes_ff = _ffill(likes, _FFILL_LIMIT)
-    likes_3, likes_6, likes_7 = _shift(likes_ff, 3), _shift(likes_ff, 6), _shift(likes_ff, 7)
+    all_time_grid = grid("downloads_all_time")
+    all_time = at(all_time_grid)
+    delta_24h = all_time - at(all_time_grid, 1)
+    likes_grid = grid("likes")
+    likes = at(likes_grid)
+    likes_ff = _ffill(likes_grid, _FFILL_LIMIT)
+    likes_3, likes_6, likes_7 = at(likes_ff, 3), at(likes_ff, 6), at(likes_ff, 7)
     likes_7d = _counter_diff(likes, likes_7)
-    rank = grid("trending_rank")
-    _, seen_14 = _window_sum_count(seen, HISTORY_WINDOW_DAYS)
+    rank_grid = grid("trending_rank")
+    rank = at(rank_grid)
+    _, seen_14 = window_sum_count(seen, HISTORY_WINDOW_DAYS)
     since_prev = np.full_like(d, np.nan)
     for k in range(HISTORY_WINDOW_DAYS - 1, 0, -1):  # descending, so the nearest earlier day wins
-        since_prev[~np.isnan(_shift(seen, k))] = k
+        since_prev[~np.isnan(at(seen, k))] = k
     best_rank, ranked_7 = rank.copy(), (~np.isnan(rank)).astype("float64")
     for k in range(1, 7):
-        earlier = _shift(rank, k)
+        earlier = at(rank_grid, k)
         best_rank = np.fmin(best_rank, earlier)
         ranked_7 += ~np.isnan(earlier)
     # rank history over the whole window (NaN = unranked or absent that day)
@@ -177,58 +172,127 @@ def _time_features(
     top10 = (rank <= 10).astype("float64")
     top25 = (rank <= 25).astype("float64")
     for k in range(1, HISTORY_WINDOW_DAYS):
-        earlier = _shift(rank, k)
+        earlier = at(rank_grid, k)
         best_rank_14 = np.fmin(best_rank_14, earlier)
         top10 += earlier <= 10
         top25 += earlier <= 25
-    rank_sum, rank_count = _window_sum_count(rank, 7)
+    rank_sum, rank_count = window_sum_count(rank_grid, 7)
     # trendingScore proxy: likes of the last 7 days with the last 2 days counted twice (recent likes weigh more)
-    likes_2d = _counter_diff(likes, _shift(likes_ff, 2))
+    likes_2d = _counter_diff(likes, at(likes_ff, 2))
     trend_score = np.where(np.isnan(likes_7d), 0.0, likes_7d) + np.where(np.isnan(likes_2d), 0.0, likes_2d)
     trend_score = np.where(np.isnan(likes_7d) & np.isnan(likes_2d), np.nan, trend_score)
     # downloads(t+7) = downloads(t) + next week's increments - the increments that leave the 30-day window;
     # a run rate (recent increments scaled to 30 days) above the rolling count means the count is rising,
     # and a window share near 1 (downloads ~ all-time) means the repo is younger than the 30-day window.
-    all_time_ff = _ffill(all_time, _FFILL_LIMIT)
-    inc_7d = all_time - _shift(all_time_ff, 7)
+    all_time_ff = _ffill(all_time_grid, _FFILL_LIMIT)
+    inc_7d = all_time - at(all_time_ff, 7)
     inc_7d = np.where(inc_7d < 0, np.nan, inc_7d)
-    inc_3d = all_time - _shift(all_time_ff, 3)
+    inc_3d = all_time - at(all_time_ff, 3)
     inc_3d = np.where(inc_3d < 0, np.nan, inc_3d)
     return {
-        "log_downloads": pick(np.log1p(d)),
-        "lag_1_delta": pick(d - d_prev),
-        "lag_1_growth": pick(_ratio(d - d_prev, d_prev)),
-        "delta_downloads_24h": pick(np.where(delta_24h < 0, np.nan, delta_24h)),
-        "rolling_mean_7": pick(rolling_mean_7),
-        "downloads_vs_mean_7": pick(_ratio(d, rolling_mean_7)),
-        "growth_rate_7d": pick(_ratio(d - d_ff7, d_ff7)),
-        "delta_7d": pick(d - d_ff7),
-        "log_likes": pick(np.log1p(likes)),
-        "likes_1d": pick(_counter_diff(likes, _shift(likes, 1))),
-        "likes_7d": pick(likes_7d),
-        "likes_velocity_3d": pick(_counter_diff(likes, likes_3) / 3.0),
-        "likes_acceleration": pick((_counter_diff(likes, likes_3) - _counter_diff(likes_3, likes_6)) / 3.0),
-        "likes_growth_7d": pick(_ratio(likes_7d, likes_7)),
-        "days_observed_14d": pick(seen_14),
-        "days_since_prev_obs": pick(since_prev),
-        "trending_rank": pick(rank),
-        "rank_change_1d": pick(_shift(rank, 1) - rank),
-        "rank_change_7d": pick(_shift(rank, 7) - rank),
-        "best_rank_7d": pick(best_rank),
-        "days_ranked_7d": pick(ranked_7),
-        "best_rank_14d": pick(best_rank_14),
-        "mean_rank_7d": pick(rank_sum / np.where(rank_count > 0, rank_count, np.nan)),
-        "rank_change_3d": pick(_shift(rank, 3) - rank),
-        "days_top10_14d": pick(top10),
-        "days_top25_14d": pick(top25),
-        "likes_2d": pick(likes_2d),
-        "trend_score_proxy": pick(trend_score),
-        "log_downloads_all_time": pick(np.log1p(all_time)),
-        "window_share": pick(d / np.maximum(all_time, 1.0)),
-        "inc_7d": pick(inc_7d),
-        "inc_7d_run_rate": pick(_ratio(inc_7d * (30.0 / 7.0), d)),
-        "inc_3d_run_rate": pick(_ratio(inc_3d * (30.0 / 3.0), d)),
+        "log_downloads": np.log1p(d),
+        "lag_1_delta": d - d_prev,
+        "lag_1_growth": _ratio(d - d_prev, d_prev),
+        "delta_downloads_24h": np.where(delta_24h < 0, np.nan, delta_24h),
+        "rolling_mean_7": rolling_mean_7,
+        "downloads_vs_mean_7": _ratio(d, rolling_mean_7),
+        "growth_rate_7d": _ratio(d - d_ff7, d_ff7),
+        "delta_7d": d - d_ff7,
+        "log_likes": np.log1p(likes),
+        "likes_1d": _counter_diff(likes, at(likes_grid, 1)),
+        "likes_7d": likes_7d,
+        "likes_velocity_3d": _counter_diff(likes, likes_3) / 3.0,
+        "likes_acceleration": (_counter_diff(likes, likes_3) - _counter_diff(likes_3, likes_6)) / 3.0,
+        "likes_growth_7d": _ratio(likes_7d, likes_7),
+        "days_observed_14d": seen_14,
+        "days_since_prev_obs": since_prev,
+        "trending_rank": rank,
+        "rank_change_1d": at(rank_grid, 1) - rank,
+        "rank_change_7d": at(rank_grid, 7) - rank,
+        "best_rank_7d": best_rank,
+        "days_ranked_7d": ranked_7,
+        "best_rank_14d": best_rank_14,
+        "mean_rank_7d": rank_sum / np.where(rank_count > 0, rank_count, np.nan),
+        "rank_change_3d": at(rank_grid, 3) - rank,
+        "days_top10_14d": top10,
+        "days_top25_14d": top25,
+        "likes_2d": likes_2d,
+        "trend_score_proxy": trend_score,
+        "log_downloads_all_time": np.log1p(all_time),
+        "window_share": d / np.maximum(all_time, 1.0),
+        "inc_7d": inc_7d,
+        "inc_7d_run_rate": _ratio(inc_7d * (30.0 / 7.0), d),
+        "inc_3d_run_rate": _ratio(inc_3d * (30.0 / 3.0), d),
     }
+
+
+# time features the cross-sectional features read: needed for the whole day's population
+_CROSS_INPUTS: tuple[str, ...] = tuple(
+    dict.fromkeys((*_DAY_RANKED, *_TASK_RANKED, "likes_7d", "trending_rank", "growth_rate_7d"))
+)
+
+
+def _time_features(
+    history: pd.DataFrame,
+    codes: np.ndarray,
+    day: np.ndarray,
+    n_models: int,
+    rows: np.ndarray,
+    *,
+    columns: tuple[str, ...] = _TIME_FEATURES,
+    block_models: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Time features `columns` (float32) at the positions `rows` of `history`.
+
+    The grids span only the days of `rows` plus the look-back, and `block_models` models at a time
+    (all at once when None), so memory is bounded by the block, not by the history.
+    """
+    out = {c: np.full(len(rows), np.nan, dtype="float32") for c in columns}
+    if len(rows) == 0:
+        return out
+    r_codes, r_day = codes[rows], day[rows]
+    lo, hi = int(r_day.min()), int(r_day.max())
+    n_out = hi - lo + 1
+    near = np.flatnonzero((day >= lo - _PAD) & (day <= hi))  # rows inside the look-back of the output days
+    n_codes, n_col = codes[near], day[near] - (lo - _PAD)
+    values = {
+        c: history[c].to_numpy(dtype="float64", na_value=np.nan)[near] if c in history.columns else None
+        for c in ("downloads", "downloads_all_time", "likes", "trending_rank")
+    }
+    block = block_models or max(n_models, 1)
+    # rows grouped by model block (stable: the input order within a block)
+    r_order = np.argsort(r_codes // block, kind="stable")
+    r_bounds = np.searchsorted(r_codes[r_order] // block, np.arange(0, n_models + block, block) // block)
+    n_order = np.argsort(n_codes // block, kind="stable")
+    n_bounds = np.searchsorted(n_codes[n_order] // block, np.arange(0, n_models + block, block) // block)
+    for i, first in enumerate(range(0, n_models, block)):
+        size = min(block, n_models - first)
+        r_idx = r_order[r_bounds[i] : r_bounds[i + 1]]
+        if len(r_idx) == 0:
+            continue
+        n_idx = n_order[n_bounds[i] : n_bounds[i + 1]]
+        g_codes, g_cols = n_codes[n_idx] - first, n_col[n_idx]
+
+        def grid(
+            column: str,
+            g_codes: np.ndarray = g_codes,
+            g_cols: np.ndarray = g_cols,
+            n_idx: np.ndarray = n_idx,
+            size: int = size,
+        ) -> np.ndarray:
+            g = np.full((size, _PAD + n_out), np.nan)
+            if column == "_seen":
+                g[g_codes, g_cols] = 1.0
+            elif values.get(column) is not None:
+                g[g_codes, g_cols] = values[column][n_idx]  # type: ignore[index]
+            return g
+
+        arrays = _time_arrays(grid, n_out)
+        at_codes, at_cols = r_codes[r_idx] - first, r_day[r_idx] - lo
+        for c in columns:
+            out[c][r_idx] = arrays[c][at_codes, at_cols]
+        del arrays
+    return out
 
 
 def _group_key(*codes: np.ndarray) -> np.ndarray:
@@ -293,6 +357,131 @@ def compute_features(history: pd.DataFrame, *, output_from: dt.date | pd.Timesta
     out["_downloads"] = rows["downloads"].fillna(0).to_numpy(dtype="float64")
     _cross_features(out, r_day, authors[r_codes])
     out = out.drop(columns=["_task", "_downloads"])
+    out[list(FEATURE_COLUMNS)] = out[list(FEATURE_COLUMNS)].astype("float32")
+    return out[["snapshot_date", "model_id", *FEATURE_COLUMNS]]
+
+
+def _pct_rank(sorted_valid: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """pandas rank(pct=True, method="average") of x within the population whose non-NaN values are sorted."""
+    left = np.searchsorted(sorted_valid, x, side="left")
+    right = np.searchsorted(sorted_valid, x, side="right")
+    rank = left + (right - left + 1) / 2.0
+    out: np.ndarray = rank / len(sorted_valid) if len(sorted_valid) else np.full(len(x), np.nan)
+    return np.where(np.isnan(x), np.nan, out)
+
+
+def _cross_features_at(pop: dict[str, np.ndarray], at: np.ndarray) -> dict[str, np.ndarray]:
+    """The cross-sectional features of the population rows `at`, each ranked against its whole day.
+
+    `pop` holds, for every row of the days concerned: "day", "task" and "author" (int codes) and
+    "_downloads" and the _CROSS_INPUTS (float32, as compute_features holds them). Gives the same values
+    as `_cross_features` over the whole population, read at `at`, without ranking every row.
+    """
+    out = {c: np.full(len(at), np.nan) for c in _CROSS_FEATURES}
+    day = pop["day"]
+    order = np.argsort(day, kind="stable")
+    bounds = np.searchsorted(day[order], np.unique(day[at]))
+    ends = np.searchsorted(day[order], np.unique(day[at]), side="right")
+    at_day = day[at]
+    for start, end in zip(bounds, ends, strict=True):
+        members = order[start:end]  # the day's population
+        mine = np.flatnonzero(at_day == day[members[0]])  # positions in `at` on this day
+        rows = at[mine]
+        for c in _DAY_RANKED:
+            v = pop[c][members]
+            out[f"day_pct_{c}"][mine] = _pct_rank(np.sort(v[~np.isnan(v)]), pop[c][rows])
+        v = pop["trend_score_proxy"][members]
+        s = np.sort(v[~np.isnan(v)])
+        x = pop["trend_score_proxy"][rows]
+        out["day_order_trend_score"][mine] = np.where(
+            np.isnan(x), np.nan, len(s) - np.searchsorted(s, x, side="right") + 1.0
+        )
+        task = pop["task"][members]
+        t_order = np.argsort(task, kind="stable")
+        t_sorted = task[t_order]
+        row_task = pop["task"][rows]
+        for t in np.unique(row_task):
+            group = members[t_order[np.searchsorted(t_sorted, t) : np.searchsorted(t_sorted, t, side="right")]]
+            sel = np.flatnonzero(row_task == t)
+            out["task_log_models"][mine[sel]] = np.log1p(float(len(group)))
+            for c in _TASK_RANKED:
+                v = pop[c][group]
+                out[f"task_pct_{c}"][mine[sel]] = _pct_rank(np.sort(v[~np.isnan(v)]), pop[c][rows[sel]])
+        frame = pd.DataFrame(
+            {
+                "author": pop["author"][members],
+                "_downloads": pop["_downloads"][members],
+                "likes_7d": pop["likes_7d"][members],
+                "trending_rank": pop["trending_rank"][members],
+                "growth_rate_7d": pop["growth_rate_7d"][members],
+            }
+        )
+        by_author = frame.groupby("author", sort=True)
+        agg = pd.DataFrame(
+            {
+                "size": by_author.size(),
+                "downloads": by_author["_downloads"].sum(),
+                "likes_7d": by_author["likes_7d"].sum(),
+                "best_rank": by_author["trending_rank"].min(),
+                "max_growth": by_author["growth_rate_7d"].max(),
+            }
+        )
+        pos = agg.index.get_indexer(pop["author"][rows])
+        out["author_log_models"][mine] = np.log1p(agg["size"].to_numpy(dtype="float64")[pos])
+        out["author_log_downloads"][mine] = np.log1p(agg["downloads"].to_numpy(dtype="float64")[pos])
+        out["author_likes_7d"][mine] = agg["likes_7d"].to_numpy()[pos]
+        out["author_best_rank"][mine] = agg["best_rank"].to_numpy()[pos]
+        out["author_max_growth_7d"][mine] = agg["max_growth"].to_numpy()[pos]
+    return out
+
+
+def compute_features_at(history: pd.DataFrame, rows: np.ndarray, *, block_models: int = 100_000) -> pd.DataFrame:
+    """compute_features(history) read at the positions `rows` (in that order), without computing the rest.
+
+    For training on a subsample: the time features are computed `block_models` models at a time and only
+    for `rows`; the cross-sectional features need only a few time features of the whole population of
+    the days of `rows`, against which each row is ranked. The values equal those of compute_features
+    (tests/model/test_features.py), so the streaming features service and training cannot drift apart.
+    """
+    rows = np.asarray(rows, dtype="int64")
+    if history.empty or len(rows) == 0:
+        return compute_features(history.iloc[:0])
+    dates = history["snapshot_date"].to_numpy(dtype="datetime64[D]")
+    day = (dates - dates.min()).astype("int64")
+    codes, models = pd.factorize(history["model_id"])
+    population = np.flatnonzero((day >= day[rows].min()) & (day <= day[rows].max()))
+    # time features: the cross-sectional inputs for the whole population, the others for `rows` only
+    cross_in = _time_features(
+        history, codes, day, len(models), population, columns=_CROSS_INPUTS, block_models=block_models
+    )
+    others = tuple(c for c in _TIME_FEATURES if c not in _CROSS_INPUTS)
+    picked = _time_features(history, codes, day, len(models), rows, columns=others, block_models=block_models)
+    authors, _ = pd.factorize(pd.Series(np.asarray(models, dtype=object)).str.split("/", n=1).str[0])
+    task = (
+        pd.factorize(history["pipeline_tag"].to_numpy()[population], use_na_sentinel=False)[0]
+        if "pipeline_tag" in history.columns
+        else np.zeros(len(population), dtype="int64")
+    )
+    pop: dict[str, np.ndarray] = {
+        "day": day[population],
+        "task": task,
+        "author": authors[codes[population]],
+        "_downloads": history["downloads"].fillna(0).to_numpy(dtype="float64")[population],
+        **cross_in,
+    }
+    at = np.searchsorted(population, rows)  # population is sorted and holds every row of `rows`
+    selected = history.iloc[rows]
+    out = pd.DataFrame(
+        {"snapshot_date": selected["snapshot_date"].to_numpy(), "model_id": selected["model_id"].to_numpy()}
+    )
+    for c in _TIME_FEATURES:
+        out[c] = cross_in[c][at] if c in cross_in else picked[c]
+    created = selected["created_at"] if "created_at" in selected.columns else pd.Series(pd.NaT, index=selected.index)
+    age = (selected["snapshot_date"] - created).dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan) / 86400
+    out["age_days"] = np.clip(age, 0.0, None)
+    out["day_of_week"] = selected["snapshot_date"].dt.day_of_week.to_numpy(dtype="float64")
+    for c, values in _cross_features_at(pop, at).items():
+        out[c] = values
     out[list(FEATURE_COLUMNS)] = out[list(FEATURE_COLUMNS)].astype("float32")
     return out[["snapshot_date", "model_id", *FEATURE_COLUMNS]]
 

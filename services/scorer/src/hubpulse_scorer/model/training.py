@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_curve
 
 from hubpulse_common.errors import InputError
-from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, compute_features
+from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, compute_features, compute_features_at
 from hubpulse_scorer.model.artifact import ModelMetadata, TrainedModel
 from hubpulse_scorer.model.labels import LabelConfig, make_labels
 
@@ -78,8 +78,12 @@ class TrainConfig:
     max_negatives: int = 2_000_000
     min_train_positives: int = 20
     min_validation_positives: int = 5
+    # Operating threshold: the highest validation precision at recall >= min_recall (max F1 when unreachable).
+    min_recall: float = 0.5
     # Compute features this many target days at a time (bounds memory on a 2M-model Hub); None = all at once.
     chunk_days: int | None = None
+    # Time-feature grids are built this many models at a time (bounds memory on a 2M-model Hub).
+    block_models: int = 100_000
 
 
 @dataclass
@@ -123,22 +127,21 @@ def build_dataset(
     keep = labelled & ~dropped
     weight = np.where(pool, 1.0 / rate, 1.0)
 
+    taken = np.flatnonzero(keep)
+    if len(taken) == 0:
+        return Dataset(frame=compute_features(history.iloc[:0]), label=np.zeros(0), weight=np.zeros(0))
+    # features only for the kept rows (compute_features_at: the same values as compute_features, blocked by model)
     days = np.unique(dates[keep])
-    chunk = config.chunk_days or max(len(days), 1)
+    chunk = config.chunk_days or len(days)
     parts: list[pd.DataFrame] = []
-    rows: list[np.ndarray] = []
     for i in range(0, len(days), chunk):
         first, last = days[i], days[min(i + chunk, len(days)) - 1]
         progress(f"features {pd.Timestamp(first).date()}..{pd.Timestamp(last).date()}")
-        window = (dates > first - np.timedelta64(HISTORY_WINDOW_DAYS, "D")) & (dates <= last)
-        feats = compute_features(history.loc[window], output_from=pd.Timestamp(first))
-        target = np.flatnonzero(window & (dates >= first))  # the rows compute_features returned, in order
-        parts.append(feats.loc[keep[target]])
-        rows.append(target[keep[target]])
-    if not parts:
-        return Dataset(frame=compute_features(history.iloc[:0]), label=np.zeros(0), weight=np.zeros(0))
-    taken = np.concatenate(rows)
-    return Dataset(frame=pd.concat(parts, ignore_index=True), label=labels[taken], weight=weight[taken])
+        window = np.flatnonzero((dates > first - np.timedelta64(HISTORY_WINDOW_DAYS, "D")) & (dates <= last))
+        target = keep[window] & (dates[window] >= first)
+        parts.append(compute_features_at(history.iloc[window], np.flatnonzero(target)))
+    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    return Dataset(frame=frame, label=labels[taken], weight=weight[taken])
 
 
 def build_dataset_streaming(
@@ -164,12 +167,11 @@ def build_dataset_streaming(
         label = make_labels(part, config.labels)
         target = (day_index >= 0) & (day_index <= end - start)
         progress(f"features for days {start}..{end}")
-        feats = compute_features(
-            part.loc[day_index <= end - start], output_from=part.loc[target, "snapshot_date"].iloc[0]
-        )
         y = label[target]
         keep = ~np.isnan(y) & ((y == 1) | (rng.random(len(y)) < negative_rate))
-        frames.append(feats.loc[keep])
+        # features of the kept rows only, computed in blocks of models (same values as compute_features)
+        frames.append(compute_features_at(part, np.flatnonzero(target)[keep], block_models=config.block_models))
+        del part, label
         labels.append(y[keep])
         weights.append(np.where(y[keep] == 1, 1.0, 1.0 / negative_rate))
 
@@ -191,6 +193,23 @@ def build_dataset_streaming(
     )
 
 
+def operating_threshold(y: np.ndarray, proba: np.ndarray, weight: np.ndarray, min_recall: float) -> float:
+    """The validation threshold with the highest precision among those reaching `min_recall`.
+
+    Ties in precision go to the higher recall (the lower threshold). When no threshold reaches
+    `min_recall` (cannot happen with at least one positive: the lowest threshold has recall 1, but kept
+    for weights of zero), the max-F1 threshold. Called on the validation slice only, never on test.
+    """
+    precision, recall, thresholds = precision_recall_curve(y, proba, sample_weight=weight)
+    precision, recall = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
+    reach = np.flatnonzero(recall >= min_recall)
+    if len(reach) == 0:
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        return float(thresholds[int(np.argmax(f1))])
+    best = reach[precision[reach] == precision[reach].max()]
+    return float(thresholds[best[np.argmax(recall[best])]])
+
+
 def _check_positives(n_fit: int, n_val: int, config: TrainConfig) -> None:
     if n_fit < config.min_train_positives or n_val < config.min_validation_positives:
         raise InputError(
@@ -205,7 +224,14 @@ def _day(ts: Any) -> str:
     return str(pd.Timestamp(ts).date())
 
 
-def _xgb_params(config: TrainConfig, scale_pos_weight: float) -> dict[str, Any]:
+# Below this many training rows XGBoost runs on one thread: histogram building on tens of thousands of rows
+# is too short to amortise OpenMP synchronisation (on the shared 2-core machine, 300 rounds on the 65k rows of
+# transformersjs took 1.6 s on one thread and 9.3 s on two), and the booster is the same (tests/model).
+SINGLE_THREAD_ROWS = 1_000_000
+
+
+def _xgb_params(config: TrainConfig, scale_pos_weight: float, n_rows: int | None = None) -> dict[str, Any]:
+    nthread = 1 if n_rows is not None and n_rows < SINGLE_THREAD_ROWS else config.nthread
     return {
         "objective": "binary:logistic",
         "eval_metric": "aucpr",
@@ -216,7 +242,7 @@ def _xgb_params(config: TrainConfig, scale_pos_weight: float) -> dict[str, Any]:
         "subsample": config.subsample,
         "colsample_bytree": config.colsample_bytree,
         "scale_pos_weight": scale_pos_weight,
-        "nthread": config.nthread,
+        "nthread": nthread,
         "seed": config.seed,
     }
 
@@ -248,7 +274,7 @@ def train(
     neg_w = float(w[fit][labels[fit] == 0].sum())
     # sqrt of the class ratio: lifts the rare class without letting a handful of positives dominate;
     # calibration undoes the resulting probability shift.
-    params = _xgb_params(config, float(np.sqrt(neg_w / pos_w)))
+    params = _xgb_params(config, float(np.sqrt(neg_w / pos_w)), int(fit.sum()))
     progress(f"fitting XGBoost on {int(fit.sum()):,} rows")
     dfit = xgb.QuantileDMatrix(x[fit], label=labels[fit], weight=w[fit], missing=np.nan, feature_names=columns)
     booster = xgb.train(params, dfit, num_boost_round=config.n_rounds)
@@ -261,9 +287,7 @@ def train(
     platt.fit(margin.reshape(-1, 1), labels[val], sample_weight=w[val])
     a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
     proba = 1.0 / (1.0 + np.exp(-(a * margin + b)))
-    precision, recall, thresholds = precision_recall_curve(labels[val], proba, sample_weight=w[val])
-    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-    threshold = float(thresholds[int(np.argmax(f1))])
+    threshold = operating_threshold(labels[val], proba, w[val], config.min_recall)
 
     now = dt.datetime.now(dt.UTC)
     data_hash = data_hash or history_hash(features[["snapshot_date", "model_id"]])
