@@ -3,6 +3,7 @@ and the cycle log with its checkpointed cursor."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
@@ -79,16 +80,24 @@ async def upsert_snapshots(pool: asyncpg.Pool, rows: Sequence[SnapshotRow]) -> N
             await conn.execute(_UPSERT)
 
 
-async def upsert_encoded(pool: asyncpg.Pool, batch: EncodedSnapshots) -> None:
-    """`upsert_snapshots` for encoded events: the batch travels as one JSON array and is upserted in one
-    statement (PostgreSQL parses it in C; the ingestor does no per-row COPY encoding). Same idempotence."""
+async def upsert_encoded(pool: asyncpg.Pool, batch: EncodedSnapshots, parallel: int = 2) -> None:
+    """`upsert_snapshots` for encoded events: the batch travels as JSON arrays, each upserted in one statement
+    (PostgreSQL parses them in C; the ingestor does no per-row COPY encoding), in `parallel` slices on as many
+    connections at once (the upsert is PostgreSQL-CPU-bound; slices use its other cores). Same idempotence:
+    the caller checkpoints only after every slice committed."""
     if not batch.values:
         return
-    payload = (b"[" + b",".join(batch.values) + b"]").decode()
     async with pool.acquire() as conn:
         for day in sorted(batch.days):
             await ensure_partition(conn, day)
-        await conn.execute(_UPSERT_JSON, payload)
+    step = -(-len(batch.values) // max(1, parallel))
+
+    async def upsert(values: list[bytes]) -> None:
+        payload = (b"[" + b",".join(values) + b"]").decode()
+        async with pool.acquire() as conn:
+            await conn.execute(_UPSERT_JSON, payload)
+
+    await asyncio.gather(*(upsert(batch.values[i : i + step]) for i in range(0, len(batch.values), step)))
 
 
 async def count_snapshots(pool: asyncpg.Pool, day: dt.date) -> tuple[int, int]:
