@@ -242,16 +242,30 @@ def _time_features(
     columns: tuple[str, ...] = _TIME_FEATURES,
     block_models: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Time features `columns` (float32) at the positions `rows` of `history`.
+    """Time features `columns` (float32) at the positions `rows` of `history`."""
+    return _time_features_multi(history, codes, day, n_models, [(rows, columns)], block_models=block_models)[0]
 
-    The grids span only the days of `rows` plus the look-back, and `block_models` models at a time
-    (all at once when None), so memory is bounded by the block, not by the history.
+
+def _time_features_multi(
+    history: pd.DataFrame,
+    codes: np.ndarray,
+    day: np.ndarray,
+    n_models: int,
+    requests: list[tuple[np.ndarray, tuple[str, ...]]],
+    *,
+    block_models: int | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """For each (rows, columns) request, the time features `columns` (float32) at the positions `rows`.
+
+    One pass: the grids span only the days of the requested rows plus the look-back, and hold
+    `block_models` models at a time (all at once when None), so memory is bounded by the block.
     """
-    out = {c: np.full(len(rows), np.nan, dtype="float32") for c in columns}
-    if len(rows) == 0:
-        return out
-    r_codes, r_day = codes[rows], day[rows]
-    lo, hi = int(r_day.min()), int(r_day.max())
+    outs = [{c: np.full(len(rows), np.nan, dtype="float32") for c in columns} for rows, columns in requests]
+    asked = [rows for rows, _ in requests if len(rows)]
+    if not asked:
+        return outs
+    lo = min(int(day[rows].min()) for rows in asked)
+    hi = max(int(day[rows].max()) for rows in asked)
     n_out = hi - lo + 1
     near = np.flatnonzero((day >= lo - _PAD) & (day <= hi))  # rows inside the look-back of the output days
     n_codes, n_col = codes[near], day[near] - (lo - _PAD)
@@ -260,15 +274,18 @@ def _time_features(
         for c in ("downloads", "downloads_all_time", "likes", "trending_rank")
     }
     block = block_models or max(n_models, 1)
-    # rows grouped by model block (stable: the input order within a block)
-    r_order = np.argsort(r_codes // block, kind="stable")
-    r_bounds = np.searchsorted(r_codes[r_order] // block, np.arange(0, n_models + block, block) // block)
-    n_order = np.argsort(n_codes // block, kind="stable")
-    n_bounds = np.searchsorted(n_codes[n_order] // block, np.arange(0, n_models + block, block) // block)
+    edges = np.arange(0, n_models + block, block) // block
+
+    def by_block(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(c // block, kind="stable")  # stable: the input order within a block
+        return order, np.searchsorted(c[order] // block, edges)
+
+    n_order, n_bounds = by_block(n_codes)
+    r_blocks = [by_block(codes[rows]) for rows, _ in requests]
     for i, first in enumerate(range(0, n_models, block)):
         size = min(block, n_models - first)
-        r_idx = r_order[r_bounds[i] : r_bounds[i + 1]]
-        if len(r_idx) == 0:
+        wanted = [order[bounds[i] : bounds[i + 1]] for order, bounds in r_blocks]
+        if not any(len(w) for w in wanted):
             continue
         n_idx = n_order[n_bounds[i] : n_bounds[i + 1]]
         g_codes, g_cols = n_codes[n_idx] - first, n_col[n_idx]
@@ -288,11 +305,12 @@ def _time_features(
             return g
 
         arrays = _time_arrays(grid, n_out)
-        at_codes, at_cols = r_codes[r_idx] - first, r_day[r_idx] - lo
-        for c in columns:
-            out[c][r_idx] = arrays[c][at_codes, at_cols]
+        for (rows, columns), out, r_idx in zip(requests, outs, wanted, strict=True):
+            at_codes, at_cols = codes[rows[r_idx]] - first, day[rows[r_idx]] - lo
+            for c in columns:
+                out[c][r_idx] = arrays[c][at_codes, at_cols]
         del arrays
-    return out
+    return outs
 
 
 def _group_key(*codes: np.ndarray) -> np.ndarray:
@@ -451,11 +469,10 @@ def compute_features_at(history: pd.DataFrame, rows: np.ndarray, *, block_models
     codes, models = pd.factorize(history["model_id"])
     population = np.flatnonzero((day >= day[rows].min()) & (day <= day[rows].max()))
     # time features: the cross-sectional inputs for the whole population, the others for `rows` only
-    cross_in = _time_features(
-        history, codes, day, len(models), population, columns=_CROSS_INPUTS, block_models=block_models
-    )
     others = tuple(c for c in _TIME_FEATURES if c not in _CROSS_INPUTS)
-    picked = _time_features(history, codes, day, len(models), rows, columns=others, block_models=block_models)
+    cross_in, picked = _time_features_multi(
+        history, codes, day, len(models), [(population, _CROSS_INPUTS), (rows, others)], block_models=block_models
+    )
     authors, _ = pd.factorize(pd.Series(np.asarray(models, dtype=object)).str.split("/", n=1).str[0])
     task = (
         pd.factorize(history["pipeline_tag"].to_numpy()[population], use_na_sentinel=False)[0]
