@@ -335,6 +335,9 @@ def run(
                 report["logs_tail"] = {
                     p.stem: p.read_text(errors="replace")[-1500:] for p in sorted(logs.glob("*.log"))
                 }
+            except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (the command makes it SystemExit)
+                report["error"] = f"interrupted ({type(exc).__name__})"
+                say(f"[red]{report['error']}:[/] stopping every child")
             finally:
                 sampler.sample()
                 report["peak_rss_mb"] = {
