@@ -91,3 +91,20 @@ def test_small_training_sets_run_single_threaded_with_the_same_booster(history):
         training.SINGLE_THREAD_ROWS = saved
     assert two.metadata.params["nthread"] == 2
     np.testing.assert_array_equal(one.margin(data.frame), two.margin(data.frame))
+
+
+def test_streaming_dataset_equals_the_in_memory_one(history):
+    """Hub-scale path (a day at a time, features for kept rows only, model blocks) = build_dataset."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from hubpulse_scorer.model.training import build_dataset_streaming
+
+    config = replace(CONFIG, chunk_days=5, block_models=16)
+    days = [frame.reset_index(drop=True) for _, frame in history.groupby("snapshot_date", sort=True)]
+    streamed = build_dataset_streaming(iter(days), config, negative_rate=1.0)
+    full = build_dataset(history, config)
+    pd.testing.assert_frame_equal(streamed.frame, full.frame)
+    np.testing.assert_array_equal(streamed.label, full.label)
+    np.testing.assert_array_equal(streamed.weight, full.weight)

@@ -170,7 +170,11 @@ def build_dataset_streaming(
         y = label[target]
         keep = ~np.isnan(y) & ((y == 1) | (rng.random(len(y)) < negative_rate))
         # features of the kept rows only, computed in blocks of models (same values as compute_features)
-        frames.append(compute_features_at(part, np.flatnonzero(target)[keep], block_models=config.block_models))
+        # the days after `end` (there for the labels only) are left out: part is in day order, so a prefix
+        upto = int(np.searchsorted(day_index, end - start, side="right"))
+        frames.append(
+            compute_features_at(part.iloc[:upto], np.flatnonzero(target)[keep], block_models=config.block_models)
+        )
         del part, label
         labels.append(y[keep])
         weights.append(np.where(y[keep] == 1, 1.0, 1.0 / negative_rate))
