@@ -40,7 +40,8 @@ def test_encoded_page_validates_as_the_pydantic_events(replay: Replay) -> None:
     items = [*_page(replay), *ODD_ITEMS]
     day = dt.date(2026, 3, 4)
     encoded = encode_page(items, day)
-    assert len(encoded) == len(items) and encoded.days == {day}
+    assert len(encoded) == len(items)
+    assert encoded.days == {day}
     assert encoded.keys == [i["id"].encode() for i in items]
     expected = [_comparable(e) for e in to_events(rows_from_page(items, day))]
     assert [_comparable(ModelSnapshot.model_validate_json(v)) for v in encoded.values] == expected
@@ -50,9 +51,7 @@ def test_encoded_page_validates_as_the_pydantic_events(replay: Replay) -> None:
     assert encode_page([], day).days == set()
 
 
-async def test_upsert_encoded_stores_what_copy_stores(
-    replay: Replay, stores: tuple[asyncpg.Pool, EventBus]
-) -> None:
+async def test_upsert_encoded_stores_what_copy_stores(replay: Replay, stores: tuple[asyncpg.Pool, EventBus]) -> None:
     """The JSON-array upsert writes the same rows as the COPY-to-staging upsert, idempotently, odd values included."""
     pool, _ = stores
     items = [*_page(replay), *ODD_ITEMS]
