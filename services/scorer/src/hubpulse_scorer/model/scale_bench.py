@@ -19,6 +19,17 @@ from hubpulse_scorer.model.labels import LabelConfig
 from hubpulse_scorer.model.training import TrainConfig, build_dataset_streaming, train
 
 
+def _compact(values: np.ndarray) -> np.ndarray:
+    """float32 when every value is exactly representable (counts below 2**24), else float64 unchanged.
+
+    The features and labels read every column as float64, so the values they see are the same; the
+    ~27 days the streaming builder holds take ~20% less memory.
+    """
+    values = np.asarray(values, dtype="float64")
+    small = values.astype("float32")
+    return small if np.array_equal(small, values, equal_nan=True) else values
+
+
 def typed_days(hub: SyntheticHub) -> Iterator[pd.DataFrame]:
     """The hub's days in the typed history format, built from its columns (no string parsing)."""
     ids = pd.CategoricalDtype(pd.Index(hub.model_id))
@@ -29,13 +40,13 @@ def typed_days(hub: SyntheticHub) -> Iterator[pd.DataFrame]:
             {
                 "snapshot_date": np.full(n, np.datetime64(c.date, "ns")),
                 "model_id": pd.Categorical.from_codes(c.model_index, dtype=ids),
-                "downloads": c.downloads.astype("float64"),
-                "downloads_all_time": np.where(c.downloads_all_time < 0, np.nan, c.downloads_all_time),
-                "likes": c.likes.astype("float64"),
+                "downloads": _compact(c.downloads),
+                "downloads_all_time": _compact(np.where(c.downloads_all_time < 0, np.nan, c.downloads_all_time)),
+                "likes": _compact(c.likes),
                 "pipeline_tag": pd.Categorical.from_codes(c.pipeline_code, categories=pd.Index(c.pipeline_vocab)),
                 "library_name": pd.Categorical.from_codes(c.library_code, categories=pd.Index(c.library_vocab)),
                 "created_at": pd.to_datetime(c.created_ts, unit="s"),
-                "trending_rank": np.where(c.trending_rank > 0, c.trending_rank, np.nan),
+                "trending_rank": _compact(np.where(c.trending_rank > 0, c.trending_rank, np.nan)),
             }
         )
 
