@@ -79,13 +79,29 @@ class Orchestrator:
         self._tasks[deployment_id] = task
         task.add_done_callback(lambda done: self._forget(deployment_id, done))
 
+    async def _read_provisioning(self, deployment_id: str, attempts: int = 50) -> dict[str, Any] | None:
+        """The deployment once its `provisioning` transition is visible, or None if it moved on (deleted,
+        stopped). A read right after the transition can still return the previous `pending` state, and
+        giving up on it would leave the deployment provisioning forever, so a pending one is read again."""
+        for _ in range(attempts):
+            doc = await self.repo.get(deployment_id)
+            if doc is not None and doc["status"] == S.PROVISIONING.value:
+                return doc
+            if doc is None or doc["status"] != S.PENDING.value:
+                log.info("deployment.provision_skipped", deployment_id=deployment_id,
+                         status=None if doc is None else doc["status"])  # fmt: skip
+                return None
+            await asyncio.sleep(0.1)
+        log.error("deployment.provision_not_visible", deployment_id=deployment_id)
+        return None
+
     def _forget(self, deployment_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(deployment_id) is task:
             del self._tasks[deployment_id]
 
     async def _provision(self, deployment_id: str) -> None:
-        doc = await self.repo.get(deployment_id)
-        if doc is None or doc["status"] != S.PROVISIONING.value:
+        doc = await self._read_provisioning(deployment_id)
+        if doc is None:
             return
         version = current_version(doc)
         target = self.targets[doc["target"]]
