@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +36,7 @@ def serve(
 ) -> None:
     """Serve GET /api/models, /api/models/{id}, /api/trending; POST /_replay/advance moves the day."""
     from hubpulse.hub.app import create_app
+    from hubpulse.hub.demo_models import DemoRepos, default_cache_dir
     from hubpulse.hub.faults import FaultConfig
     from hubpulse.hub.server import serve as run_server
     from hubpulse_common.synthetic import SyntheticHub
@@ -56,6 +58,9 @@ def serve(
     else:
         assert history is not None
         app = create_app(history, faults=faults)
+    # The demo models take seconds to build (transformers): do it while the platform starts, not on first use.
+    app.state.demo_repos = DemoRepos(default_cache_dir())
+    threading.Thread(target=app.state.demo_repos.warm, name="demo-models", daemon=True).start()
     typer.echo(f"replay Hub on http://{host}:{port}  (HF_ENDPOINT=http://{host}:{port})")
     run_server(app, host, port)
 

@@ -166,6 +166,11 @@ class DemoRepos:
                 self._built[repo_id] = self._build(model)
             return self._built[repo_id]
 
+    def warm(self) -> None:
+        """Build every demo model now, so the first download (a deployment) does not wait for it."""
+        for repo_id in DEMO_MODELS:
+            self.get(repo_id)
+
     def _build(self, model: DemoModel) -> BuiltRepo:
         root = self.cache_dir / model.name
         done = root / ".complete"
