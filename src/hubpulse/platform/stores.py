@@ -221,8 +221,19 @@ def s3_spec(data_dir: Path, port: int) -> ProcessSpec:
 # ---- starting and stopping --------------------------------------------------------------------
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Run in the child before exec: the kernel sends it SIGTERM when its parent dies, even by SIGKILL."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def spawn(spec: ProcessSpec, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start the process in its own session so a signal to us does not reach it twice."""
+    """Start the process in its own session (a signal to us does not reach it twice) that dies with us."""
     if spec.prepare is not None:
         spec.prepare()
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,6 +248,7 @@ def spawn(spec: ProcessSpec, log_path: Path) -> subprocess.Popen[bytes]:
             user=spec.user,
             cwd=spec.cwd,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
     finally:
         log.close()

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -28,7 +26,7 @@ from hubpulse.platform.layout import (
     service_specs,
     store_specs,
 )
-from hubpulse.platform.stores import ProcessSpec, create_database, port_open, terminate
+from hubpulse.platform.stores import ProcessSpec, create_database, die_with_parent, port_open, terminate
 from hubpulse_common.errors import ConfigError
 from hubpulse_common.logging import get_logger
 
@@ -36,12 +34,6 @@ log = get_logger("hubpulse.up")
 
 RESTART_BACKOFF_MAX_S = 10.0
 HEALTHY_RESET_S = 60.0  # a child up this long starts its backoff afresh
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -100,7 +92,7 @@ class Supervisor:
                 user=spec.user,
                 cwd=spec.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         child.state = "starting"
         child.started_at = time.monotonic()
