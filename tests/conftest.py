@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,10 +109,10 @@ async def fresh_database(postgres: Store, name: str) -> str:
 
 
 @pytest.fixture
-async def database_url(postgres: Store, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+async def database_url(postgres: Store, request: pytest.FixtureRequest) -> str:
     """A fresh, empty database per test (named after the test)."""
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
-    yield await fresh_database(postgres, name)
+    return await fresh_database(postgres, name)
 
 
 @pytest.fixture

@@ -14,16 +14,20 @@ import pytest
 from hubpulse.platform.stores import free_port, wait_port
 
 SERVICES = [
-    "hubpulse_ingestor", "hubpulse_features", "hubpulse_scorer", "hubpulse_gateway",
-    "hubpulse_auth", "hubpulse_deployer", "hubpulse_metrics",
+    "hubpulse_ingestor",
+    "hubpulse_features",
+    "hubpulse_scorer",
+    "hubpulse_gateway",
+    "hubpulse_auth",
+    "hubpulse_deployer",
+    "hubpulse_metrics",
 ]
 
 
 @pytest.mark.parametrize("package", SERVICES)
 def test_service_boots_ready_and_stops(package: str, service_env: dict[str, str], tmp_path) -> None:
     port = free_port()
-    env = {**os.environ, **service_env, "HUBPULSE_PORT": str(port),
-           "HUBPULSE_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, **service_env, "HUBPULSE_PORT": str(port), "HUBPULSE_DATA_DIR": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-m", package], env=env, stderr=subprocess.PIPE)
     try:
         assert wait_port(port, 60, proc), proc.stderr.read().decode()[-3000:] if proc.stderr else ""
@@ -53,8 +57,12 @@ def test_bad_setting_is_one_clear_line(service_env: dict[str, str]) -> None:
 
 
 def test_unreachable_database_is_one_clear_line(service_env: dict[str, str]) -> None:
-    env = {**os.environ, **service_env, "HUBPULSE_PORT": str(free_port()),
-           "HUBPULSE_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/hubpulse"}
+    env = {
+        **os.environ,
+        **service_env,
+        "HUBPULSE_PORT": str(free_port()),
+        "HUBPULSE_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/hubpulse",
+    }
     result = subprocess.run([sys.executable, "-m", "hubpulse_auth"], env=env, capture_output=True, timeout=60)
     assert result.returncode == 2
     assert "HUBPULSE_DATABASE_URL" in result.stderr.decode()

@@ -41,8 +41,9 @@ async def _publish(bootstrap: str, topic: str, n: int) -> None:
 
 
 async def _read_all(bootstrap: str, topic: str, expect: int, timeout_s: float = 15) -> list[tuple[bytes, dict]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=f"reader-{uuid.uuid4().hex[:6]}")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=f"reader-{uuid.uuid4().hex[:6]}"
+    )
     await consumer.start()
     out: list[tuple[bytes, dict]] = []
     try:
@@ -108,8 +109,15 @@ async def test_poison_and_failing_messages_go_to_dlq(kafka) -> None:
             raise RuntimeError("cannot store model-3")
         handled.extend(r.event.model_id for r in batch)
 
-    consumer = BatchConsumer(bootstrap=kafka.url, group_id="g-dlq", topic=topic, event_type=ModelSnapshot,
-                             handler=handle, bus=bus, retry_wait_s=0.01)
+    consumer = BatchConsumer(
+        bootstrap=kafka.url,
+        group_id="g-dlq",
+        topic=topic,
+        event_type=ModelSnapshot,
+        handler=handle,
+        bus=bus,
+        retry_wait_s=0.01,
+    )
     await consumer.start()
     try:
         dead = await _read_all(kafka.url, dlq_topic(topic), expect=2)
@@ -181,16 +189,19 @@ async def test_publish_bulk_keeps_partitioning_and_order(kafka) -> None:
         assert await bus.publish_bulk(topic, [], []) == 0
     finally:
         await bus.stop()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.url, auto_offset_reset="earliest",
-                                group_id=f"reader-{uuid.uuid4().hex[:6]}")
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka.url, auto_offset_reset="earliest", group_id=f"reader-{uuid.uuid4().hex[:6]}"
+    )
     await consumer.start()
     got: list[tuple[int, bytes, int, dict]] = []
     try:
         deadline = asyncio.get_running_loop().time() + 30
         while len(got) < 4000 and asyncio.get_running_loop().time() < deadline:
             for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                got.extend((tp.partition, r.key, ModelSnapshot.model_validate_json(r.value).downloads,
-                            dict(r.headers)) for r in records)
+                got.extend(
+                    (tp.partition, r.key, ModelSnapshot.model_validate_json(r.value).downloads, dict(r.headers))
+                    for r in records
+                )
     finally:
         await consumer.stop()
     assert sorted(d for _, _, d, _ in got) == list(range(4000))

@@ -10,7 +10,7 @@ import pytest
 
 from hubpulse_common.db import migrate
 
-REVISION_1 = '''
+REVISION_1 = """
 from alembic import op
 revision = "0001"
 down_revision = None
@@ -20,9 +20,9 @@ def upgrade() -> None:
     op.execute("CREATE TABLE widget (id text PRIMARY KEY, n int NOT NULL)")
 def downgrade() -> None:
     op.execute("DROP TABLE widget")
-'''
+"""
 
-REVISION_2 = '''
+REVISION_2 = """
 from alembic import op
 revision = "0002"
 down_revision = "0001"
@@ -32,7 +32,7 @@ def upgrade() -> None:
     op.execute("ALTER TABLE widget ADD COLUMN label text")
 def downgrade() -> None:
     op.execute("ALTER TABLE widget DROP COLUMN label")
-'''
+"""
 
 
 async def test_migrations_apply_once_and_concurrently(database_url: str, tmp_path: Path) -> None:
@@ -49,8 +49,10 @@ async def test_migrations_apply_once_and_concurrently(database_url: str, tmp_pat
     conn = await asyncpg.connect(database_url)
     try:
         assert await conn.fetchval("SELECT version_num FROM alembic_version_widgets") == "0002"
-        columns = {r["column_name"] for r in await conn.fetch(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'widget'")}
+        columns = {
+            r["column_name"]
+            for r in await conn.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = 'widget'")
+        }
         assert columns == {"id", "n", "label"}
     finally:
         await conn.close()

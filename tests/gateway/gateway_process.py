@@ -55,8 +55,10 @@ async def add_special_rows(database_url: str, snapshot_date: dt.date) -> None:
         await conn.executemany(
             "INSERT INTO catalog_daily (model_id, snapshot_date, downloads, likes, probability)"
             " VALUES ($1, $2, $3, $4, $5)",
-            [(EXPLAINED_ID, snapshot_date - dt.timedelta(days=k), 5000 - 400 * k, 600 - 60 * k, 0.91 - 0.1 * k)
-             for k in range(5)],
+            [
+                (EXPLAINED_ID, snapshot_date - dt.timedelta(days=k), 5000 - 400 * k, 600 - 60 * k, 0.91 - 0.1 * k)
+                for k in range(5)
+            ],
         )
         await conn.executemany(
             "INSERT INTO catalog_models (model_id, snapshot_date, downloads, likes) VALUES ($1, $2, $3, 0)",

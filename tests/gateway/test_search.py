@@ -101,12 +101,17 @@ async def test_every_sort_pages_without_duplicates_or_gaps(gateway: Gateway, sor
     assert ids == [r["model_id"] for r in sorted(expected, key=order_key(sort))]
     if sort in ("trend", "growth", "created"):
         assert set(UNSCORED_IDS) <= set(ids)
-        assert ids[-len(UNSCORED_IDS):] == sorted(UNSCORED_IDS), "nulls come last"
+        assert ids[-len(UNSCORED_IDS) :] == sorted(UNSCORED_IDS), "nulls come last"
 
 
 async def test_filters_combine(gateway: Gateway) -> None:
-    params = {"task": "text-generation", "library": "Transformers", "min_downloads": 10, "max_downloads": 5000,
-              "min_likes": 1}
+    params = {
+        "task": "text-generation",
+        "library": "Transformers",
+        "min_downloads": 10,
+        "max_downloads": 5000,
+        "min_likes": 1,
+    }
     items = await all_pages(gateway, 100, sort="downloads", **params)
     expected = await db_rows(
         gateway,

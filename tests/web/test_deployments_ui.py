@@ -16,6 +16,15 @@ from typing import Any
 
 import asyncpg
 import pytest
+from auth.conftest import serving
+from conftest import Store, fresh_database
+from deployer.conftest import DEMO_CACHE
+from metrics.support import MetricsProcess
+from playwright.async_api import ConsoleMessage, Page, expect
+
+from hubpulse.bench.catalog_seed import MIGRATIONS, SCORER_VERSION_TABLE
+from hubpulse.hub import create_app as create_hub_app
+from hubpulse.hub.demo_models import DemoRepos
 from hubpulse_auth.app import create_app as create_auth_app
 from hubpulse_auth.settings import AuthSettings
 from hubpulse_common import db
@@ -24,15 +33,6 @@ from hubpulse_deployer.app import create_app as create_deployer_app
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_gateway.app import create_app as create_gateway_app
 from hubpulse_gateway.settings import GatewaySettings
-from playwright.async_api import ConsoleMessage, Page, expect
-
-from auth.conftest import serving
-from conftest import Store, fresh_database
-from deployer.conftest import DEMO_CACHE
-from hubpulse.bench.catalog_seed import MIGRATIONS, SCORER_VERSION_TABLE
-from hubpulse.hub import create_app as create_hub_app
-from hubpulse.hub.demo_models import DemoRepos
-from metrics.support import MetricsProcess
 
 pytestmark = pytest.mark.browser
 
@@ -146,7 +146,7 @@ async def test_deploy_predict_monitor_and_export(page: Page, ops_stack: OpsStack
     log = page.get_by_test_id("transition")
     for state in ("pending", "provisioning", "running"):
         await expect(log.filter(has=page.locator(f'[data-status="{state}"]')).first).to_be_visible()
-    await expect(page.get_by_test_id("deployment")).to_contain_text("1–2 replicas")
+    await expect(page.get_by_test_id("deployment")).to_contain_text("1\u20132 replicas")
 
     # the list shows it with its badge
     await page.goto(ops_stack.url + "/#/deployments")
@@ -184,6 +184,8 @@ async def test_deploy_predict_monitor_and_export(page: Page, ops_stack: OpsStack
     await download.save_as(saved)
     rows = list(csv.DictReader(io.StringIO(saved.read_text())))
     mine = [r for r in rows if r["deployment"] == deployment_id]
-    assert mine and int(mine[0]["requests"]) == 3 and int(mine[0]["errors"]) == 1, rows
+    assert mine, rows
+    assert int(mine[0]["requests"]) == 3, rows
+    assert int(mine[0]["errors"]) == 1, rows
 
     assert errors == []

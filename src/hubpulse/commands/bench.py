@@ -60,7 +60,11 @@ def search(
     from hubpulse.bench.search import SearchBenchConfig, run_search_bench
 
     config = SearchBenchConfig(
-        models=models, requests=requests, concurrency=concurrency, workers=workers, max_seconds=max_seconds,
+        models=models,
+        requests=requests,
+        concurrency=concurrency,
+        workers=workers,
+        max_seconds=max_seconds,
         data_dir=data_dir,
     )
     report = run_search_bench(config)

@@ -73,7 +73,9 @@ def build_document() -> dict[str, Any]:
         }
         channels[f"{channel_id}_dlq"] = {
             "address": dlq_topic(event.topic),
-            "description": "Messages of " + event.topic + " that could not be handled, with the error in headers: "
+            "description": "Messages of "
+            + event.topic
+            + " that could not be handled, with the error in headers: "
             + "; ".join(f"{k} ({v})" for k, v in DLQ_HEADERS.items()),
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
         }

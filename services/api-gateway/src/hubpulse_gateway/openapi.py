@@ -24,14 +24,12 @@ def install_openapi(app: FastAPI) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}"))
-        for name, sub in ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}").get(
-            "$defs", {}
-        ).items():
+        for name, sub in (
+            ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}").get("$defs", {}).items()
+        ):
             components.setdefault(name, sub)
         components["ErrorBody"].pop("$defs", None)
         for path_item in schema.get("paths", {}).values():

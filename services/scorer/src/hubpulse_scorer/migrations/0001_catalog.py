@@ -47,9 +47,7 @@ def upgrade() -> None:
     op.execute("CREATE INDEX catalog_models_tags ON catalog_models USING gin (tags)")
     # One index per sort, with the id as tie-breaker so cursor pagination is stable.
     for column in ("probability", "downloads", "likes", "growth_7d", "created_at"):
-        op.execute(
-            f"CREATE INDEX catalog_models_{column} ON catalog_models ({column} DESC NULLS LAST, model_id)"
-        )
+        op.execute(f"CREATE INDEX catalog_models_{column} ON catalog_models ({column} DESC NULLS LAST, model_id)")
     op.execute("CREATE INDEX catalog_models_task ON catalog_models (pipeline_tag, probability DESC NULLS LAST)")
     op.execute("CREATE INDEX catalog_models_library ON catalog_models (library_name)")
     op.execute(
