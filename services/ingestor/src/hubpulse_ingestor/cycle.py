@@ -12,11 +12,14 @@ next one fills up. Each model is encoded once (`snapshots.encode_page`); Postgre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import functools
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -28,6 +31,8 @@ from hubpulse_ingestor.hub import FailedPage, HubPages, Page
 from hubpulse_ingestor.metrics import CYCLE_SECONDS, CYCLES, MODELS, PAGES, RETRIES
 from hubpulse_ingestor.settings import IngestorSettings
 from hubpulse_ingestor.snapshots import EncodedSnapshots, SnapshotRow, Source, encode_page, encode_rows
+
+T = TypeVar("T")
 
 log = get_logger(__name__)
 
@@ -80,6 +85,34 @@ class _Pending:
     next_url: str | None = None
 
 
+def in_daemon_thread(fn: Callable[[str], T], arg: str) -> asyncio.Future[T]:
+    """Run a blocking Hub fetch in a daemon thread.
+
+    Unlike `asyncio.to_thread`, shutdown does not wait for it: a page fetch can block for minutes (timeouts
+    times retries against a slow Hub), and abandoning it is safe because the cursor checkpoint makes the
+    next start fetch that page again.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = fn(arg)
+        except BaseException as exc:  # handed to the awaiting task, which decides
+            callback = functools.partial(settle, functools.partial(future.set_exception, exc))
+        else:
+            callback = functools.partial(settle, functools.partial(future.set_result, result))
+        with contextlib.suppress(RuntimeError):  # the loop is gone: we were abandoned at shutdown
+            loop.call_soon_threadsafe(callback)
+
+    threading.Thread(target=run, name="hub-fetch", daemon=True).start()
+    return future
+
+
 def _final_status(failed: list[dict[str, Any]], stopped_early: bool) -> str:
     if stopped_early:
         return "failed"
@@ -125,7 +158,7 @@ async def run_cycle(
 
     async def produce(url: str | None) -> None:
         while url is not None:
-            fetched = await asyncio.to_thread(fetch_encoded, url)
+            fetched = await in_daemon_thread(fetch_encoded, url)
             await queue.put(fetched)
             url = fetched[0].next_url
         await queue.put(None)
