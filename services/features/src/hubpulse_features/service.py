@@ -29,6 +29,7 @@ from hubpulse_common.features import (
     compute_features,
     cross_sectional_features,
 )
+from hubpulse_common.history import HISTORY_COLUMNS as FILE_COLUMNS
 
 # Column order of feature_history (and of the records copied into it).
 HISTORY_COLUMNS: tuple[str, ...] = (
@@ -45,18 +46,8 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     "created_at",
     "last_modified",
 )
-# What compute_features reads of a history row.
-WINDOW_COLUMNS: tuple[str, ...] = (
-    "snapshot_date",
-    "model_id",
-    "downloads",
-    "downloads_all_time",
-    "likes",
-    "pipeline_tag",
-    "library_name",
-    "created_at",
-    "trending_rank",
-)
+# What compute_features reads of a history row: exactly the history file's columns.
+WINDOW_COLUMNS: tuple[str, ...] = FILE_COLUMNS
 STAT_COLUMNS: tuple[str, ...] = tuple(c for c in HISTORY_COLUMNS if c not in ("model_id", "snapshot_date"))
 TIME_FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c not in CROSS_FEATURE_COLUMNS)
 FEATURE_SET: str = hashlib.sha256(",".join(FEATURE_COLUMNS).encode()).hexdigest()[:12]
