@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 VENV := .venv
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV := $(PYTHON) -m uv
 BIN := $(VENV)/bin
 
 .PHONY: help install up test test-fast lint format asyncapi clean
@@ -13,7 +13,7 @@ help:  ## list the targets
 
 $(BIN)/hubpulse: pyproject.toml uv.lock libs/common/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	@test -x "$(UV)" || $(PYTHON) -m pip install --quiet --disable-pip-version-check --user "uv>=0.5"
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
 	$(UV) sync --all-packages --python $(VENV)/bin/python
 	@touch $(BIN)/hubpulse
 
