@@ -122,17 +122,9 @@ class EventBus:
     async def publish_encoded(
         self, topic: str, items: Iterable[tuple[bytes, bytes]], *, trace_id: str | None = None
     ) -> int:
-        """publish_many for values a producer encoded itself, in bulk: (key, JSON value) pairs of one topic.
-
-        The caller guarantees each value is a valid event of `topic` (it skips per-event pydantic work).
-        Returns how many were sent, once the broker acknowledged all of them.
-        """
-        headers = _headers(trace_id)
-        futures = [await self._producer.send(topic, value, key=key, headers=headers) for key, value in items]
-        if futures:
-            await asyncio.gather(*futures)
-            PUBLISHED.labels(topic).inc(len(futures))
-        return len(futures)
+        """`publish_bulk` for (key, JSON value) pairs of one topic; the caller guarantees valid events."""
+        pairs = list(items)
+        return await self.publish_bulk(topic, [k for k, _ in pairs], [v for _, v in pairs], trace_id=trace_id)
 
     async def publish_raw(
         self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]
