@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
@@ -308,19 +308,29 @@ class BatchConsumer(Generic[E]):
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
+                await self._poll_once()
             except KafkaError as exc:
                 log.warning("kafka.poll_failed", topic=self.topic, error=str(exc))
-                await asyncio.sleep(1.0)
-                continue
-            if not batches:
-                await self._update_lag()
-                continue
+                await self._rewind()
+            except Exception:
+                # Never die silently: a dead loop would leave the service alive and consuming nothing.
+                log.exception("kafka.consumer_loop_failed", topic=self.topic, group=self.group_id)
+                await self._rewind()
+
+    async def _poll_once(self) -> None:
+        batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
+        if batches:
             async with self._batch_lock:
                 records = [r for tp in sorted(batches, key=lambda t: t.partition) for r in batches[tp]]
                 await self._process(records)
                 await self._commit(batches)
-            await self._update_lag()
+        await self._update_lag()
+
+    async def _rewind(self) -> None:
+        """After a failure mid-batch, go back to the committed offsets so nothing fetched is skipped."""
+        await asyncio.sleep(1.0)
+        with contextlib.suppress(KafkaError):
+            await self._consumer.seek_to_committed()
 
     async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         good: list[Received[E]] = []
@@ -401,10 +411,11 @@ class BatchConsumer(Generic[E]):
 
     async def _update_lag(self) -> None:
         total = 0
-        for tp in self._consumer.assignment():
+        for tp in list(self._consumer.assignment()):
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
-                total += max(0, highwater - await self._consumer.position(tp))
+                with contextlib.suppress(IllegalStateError):  # revoked by a rebalance meanwhile
+                    total += max(0, highwater - await self._consumer.position(tp))
         LAG.labels(self.topic, self.group_id).set(total)
 
     async def lag(self) -> int:
