@@ -50,6 +50,9 @@ BATCH_SECONDS = Histogram(
 )
 
 
+STOP_TIMEOUT_S = 15.0
+
+
 def _headers(trace_id: str | None, extra: dict[str, str] | None = None) -> list[tuple[str, bytes]]:
     headers = [(TRACE_HEADER, (trace_id or current_trace_id() or "").encode())]
     if extra:
@@ -299,7 +302,12 @@ class BatchConsumer(Generic[E]):
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._consumer.stop()
+        try:
+            # Leaving the group can wait on a rebalance in progress; a drain must still end (the group's
+            # session timeout removes us anyway, and the batch in hand is already committed).
+            await asyncio.wait_for(self._consumer.stop(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("kafka.consumer_stop_timed_out", topic=self.topic, group=self.group_id)
 
     @property
     def running(self) -> bool:
