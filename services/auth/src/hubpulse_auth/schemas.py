@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+# The public bodies are shared with the gateway; this module re-exports them for the routes.
+from hubpulse_common.auth_schemas import ApiKeyCreate, LoginBody, MemberPut, ProfilePatch, SignupBody
 
-class SignupBody(BaseModel):
-    email: str = Field(max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
-    name: str | None = Field(default=None, max_length=200)
-
-
-class LoginBody(BaseModel):
-    email: str = Field(max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
-    org_id: str | None = Field(default=None, max_length=64)
-    session: bool = False
+__all__ = [
+    "ApiKeyCreate",
+    "HfFinish",
+    "HfStart",
+    "KeyCheck",
+    "LoginBody",
+    "MemberPut",
+    "ProfilePatch",
+    "RefreshBody",
+    "SignupBody",
+]
 
 
 class RefreshBody(BaseModel):
@@ -23,25 +25,8 @@ class RefreshBody(BaseModel):
     csrf_token: str | None = Field(default=None, max_length=512)
 
 
-class ProfilePatch(BaseModel):
-    name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    password: str | None = Field(default=None, min_length=1, max_length=1024)
-    current_password: str | None = Field(default=None, max_length=1024)
-
-
-class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(default_factory=lambda: ["read"], max_length=4)
-
-
 class KeyCheck(BaseModel):
     key: str = Field(min_length=1, max_length=512)
-
-
-class MemberPut(BaseModel):
-    email: str = Field(max_length=320)
-    role: str = Field(pattern="^(viewer|member|admin)$")
 
 
 class HfStart(BaseModel):

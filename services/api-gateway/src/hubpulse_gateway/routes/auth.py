@@ -20,6 +20,7 @@ from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
+from hubpulse_common.auth_schemas import ApiKeyCreate, LoginBody, MemberPut, ProfilePatch, SignupBody
 from hubpulse_common.http import ApiError
 from hubpulse_gateway.security import (
     ACCESS_COOKIE,
@@ -40,19 +41,6 @@ OAUTH_STATE_COOKIE = "hp_oauth_state"
 REFRESH_PATH = "/v1/auth"
 
 
-class SignupBody(BaseModel):
-    email: str = Field(max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
-    name: str | None = Field(default=None, max_length=200)
-
-
-class LoginBody(BaseModel):
-    email: str = Field(max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
-    org_id: str | None = Field(default=None, max_length=64, description="organisation to act in; default: your own")
-    session: bool = Field(default=False, description="set HttpOnly session cookies (the web app)")
-
-
 class RefreshBody(BaseModel):
     refresh_token: str | None = Field(default=None, max_length=512, description="omit to use the session cookie")
 
@@ -63,23 +51,6 @@ class TokenPair(BaseModel):
     token_type: str
     expires_in: int
     csrf_token: str | None = None
-
-
-class ProfilePatch(BaseModel):
-    name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    password: str | None = Field(default=None, min_length=1, max_length=1024)
-    current_password: str | None = Field(default=None, max_length=1024)
-
-
-class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(default_factory=lambda: ["read"], max_length=4)
-
-
-class MemberPut(BaseModel):
-    email: str = Field(max_length=320)
-    role: str = Field(pattern="^(viewer|member|admin)$")
 
 
 router = APIRouter(tags=["auth"])

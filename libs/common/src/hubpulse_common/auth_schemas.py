@@ -1,0 +1,36 @@
+"""Request bodies of the public auth routes: one definition for the gateway, which documents and validates
+them, and the auth service, which receives them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class SignupBody(BaseModel):
+    email: str = Field(max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+    name: str | None = Field(default=None, max_length=200)
+
+
+class LoginBody(BaseModel):
+    email: str = Field(max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+    org_id: str | None = Field(default=None, max_length=64, description="organisation to act in; default: your own")
+    session: bool = Field(default=False, description="set HttpOnly session cookies (the web app)")
+
+
+class ProfilePatch(BaseModel):
+    name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
+    current_password: str | None = Field(default=None, max_length=1024)
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[str] = Field(default_factory=lambda: ["read"], max_length=4)
+
+
+class MemberPut(BaseModel):
+    email: str = Field(max_length=320)
+    role: str = Field(pattern="^(viewer|member|admin)$")
