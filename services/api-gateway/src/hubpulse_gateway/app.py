@@ -8,15 +8,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from cachetools import TTLCache
 from fastapi import FastAPI
+from starlette.middleware import Middleware
 
 from hubpulse_common.http import create_service_app
 from hubpulse_common.logging import configure_logging
 from hubpulse_common.resources import open_resources
 from hubpulse_common.settings import load_settings
+from hubpulse_gateway.catalog.cache import SearchCache, SearchCacheMiddleware
 from hubpulse_gateway.catalog.live import PicksFeed
-from hubpulse_gateway.catalog.service import SearchQuery
+from hubpulse_gateway.catalog.planner import SamplePlanner
 from hubpulse_gateway.openapi import install_openapi
 from hubpulse_gateway.routes import auth, deployments, metrics, models, web
 from hubpulse_gateway.routes.models import CatalogState
@@ -29,11 +30,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         async with open_resources(app, settings, postgres=True, kafka=True, pool_size=settings.db_pool_size) as res:
             pool = res.require_pool()
             feed = PicksFeed(pool, settings.live_poll_s, lookback_s=10 * settings.live_poll_s)
-            cache: TTLCache[SearchQuery, bytes] = TTLCache(settings.search_cache_size, settings.search_cache_ttl_s)
-            app.state.catalog = CatalogState(pool, cache, feed)
+            cache = SearchCache(settings.search_cache_size, settings.search_cache_ttl_s)
+            planner = SamplePlanner(pool, settings.search_sample_rows, settings.search_sample_refresh_s)
+            await planner.start()
+            app.state.catalog = CatalogState(pool, cache, planner, feed)
             try:
                 yield
             finally:
+                await planner.close()
                 await feed.close()
 
     app = create_service_app(
@@ -45,6 +49,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         ),
         lifespan=lifespan,
     )
+    # Innermost (after the shared middleware, before routing): cached searches skip FastAPI, not the limits.
+    app.user_middleware.append(Middleware(SearchCacheMiddleware))
     app.include_router(models.router)
     app.include_router(deployments.router)
     app.include_router(metrics.router)

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from hubpulse_gateway.catalog.schemas import SortKey
-from hubpulse_gateway.catalog.service import SearchQuery, like_pattern
+from hubpulse_gateway.catalog.service import SampleRows, SearchQuery, like_pattern
 
 SUMMARY_COLUMNS = (
     "model_id, author, pipeline_tag, library_name, tags, created_at, snapshot_date, downloads, likes, "
@@ -35,9 +35,6 @@ _NULL_KEY = {
 }
 # Columns the walk reads; all are in the covering indexes, so the walk is an index-only scan.
 _WALK_COLUMNS = "model_id, pipeline_tag, library_name, downloads, likes, tags"
-# How many rows (in sort order, after the cursor) the walk looks at before it gives up and lets the
-# text/filter indexes find the matches instead. A selective search finds fewer than a page in this window.
-WALK_ROWS = 30_000
 
 
 class _Sql:
@@ -81,7 +78,7 @@ def _where(parts: list[str]) -> str:
     return " WHERE " + " AND ".join(parts) if parts else ""
 
 
-def walk_sql(query: SearchQuery, window: int = WALK_ROWS) -> tuple[str, list[Any]]:
+def walk_sql(query: SearchQuery, window: int) -> tuple[str, list[Any]]:
     """The sort index walked for at most `window` rows (index-only), filtered, then the page's rows by id.
 
     Fast when matches are common; a page shorter than `limit + 1` is not final (see `search`).
@@ -119,19 +116,48 @@ def search_sql(query: SearchQuery) -> tuple[str, list[Any]]:
     return text, sql.args
 
 
-async def search(pool: asyncpg.Pool, query: SearchQuery) -> list[asyncpg.Record]:
-    """A bounded walk of the sort index first; if it did not fill the page, the index-driven query.
+async def search(pool: asyncpg.Pool, query: SearchQuery, window: int | None) -> list[asyncpg.Record]:
+    """A walk of the first `window` rows of the sort index; if that did not fill the page (or `window` is
+    None), the index-driven query.
 
     The walk fills the page for common words (a page needs few rows in sort order); rare words and narrow
     filters end in the second query, whose cost is the number of matches, which is then small.
     """
-    sql, args = walk_sql(query)
-    rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
-    if len(rows) > query.limit or not (query.terms or _has_filters(query)):
-        return rows
+    if window is not None:
+        sql, args = walk_sql(query, window)
+        rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
+        if len(rows) > query.limit or not (query.terms or _has_filters(query)):
+            return rows
     sql, args = search_sql(query)
     rows = await pool.fetch(sql, *args)
     return rows
+
+
+async def sample(pool: asyncpg.Pool, size: int) -> tuple[SampleRows, int]:
+    """About `size` rows drawn uniformly (BERNOULLI: row by row, so neighbouring ids do not come in pages),
+    and the table's row count as of its last ANALYZE."""
+    total: int = await pool.fetchval(
+        "SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = 'catalog_models'::regclass"
+    )
+    if total == 0:  # never analysed (or empty): count; this table is small then
+        total = await pool.fetchval("SELECT count(*) FROM catalog_models")
+    percent = min(100.0, 100.0 * size / max(total, 1))
+    rows = await pool.fetch(
+        "SELECT model_id, tags, pipeline_tag, library_name, downloads, likes "
+        "FROM catalog_models TABLESAMPLE BERNOULLI ($1)",
+        percent,
+    )
+    return (
+        SampleRows(
+            ids=[r["model_id"] for r in rows],
+            tags=[r["tags"] for r in rows],
+            task=[r["pipeline_tag"] for r in rows],
+            library=[r["library_name"] for r in rows],
+            downloads=[r["downloads"] for r in rows],
+            likes=[r["likes"] for r in rows],
+        ),
+        total,
+    )
 
 
 def _has_filters(query: SearchQuery) -> bool:

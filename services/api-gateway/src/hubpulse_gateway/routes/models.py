@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from cachetools import TTLCache
 from fastapi import APIRouter, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter
 
 from hubpulse_common.http import ApiError
 from hubpulse_gateway.catalog import repository, service
+from hubpulse_gateway.catalog.cache import SearchCache
 from hubpulse_gateway.catalog.live import PicksFeed, pick_body
+from hubpulse_gateway.catalog.planner import SamplePlanner
 from hubpulse_gateway.catalog.schemas import ModelDetail, Pick, PicksPage, SearchPage, SortKey
 from hubpulse_gateway.openapi import errors
 
@@ -33,7 +34,8 @@ class CatalogState:
     """What the catalog routes need, opened by the app's lifespan."""
 
     pool: asyncpg.Pool
-    cache: TTLCache[service.SearchQuery, bytes]
+    cache: SearchCache
+    planner: SamplePlanner
     feed: PicksFeed
 
 
@@ -78,11 +80,12 @@ async def search_models(
         raise ApiError(422, exc.code, str(exc)) from None
     state = _state(request)
     body = state.cache.get(query)
+    hit = body is not None
     if body is None:
-        rows = await repository.search(state.pool, query)
-        body = SearchPage.model_validate(service.page_of(rows, query)).model_dump_json().encode()
-        state.cache[query] = body
-    return Response(body, media_type=JSON)
+        rows = await repository.search(state.pool, query, state.planner.sample.walk_window(query))
+        body = service.page_json(rows, query)
+    state.cache.put(request.scope["query_string"], query, body)
+    return Response(body, media_type=JSON, headers={"x-cache": "hit" if hit else "miss"})
 
 
 @router.get(
