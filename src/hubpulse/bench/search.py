@@ -1,13 +1,20 @@
 """`hubpulse bench search`: the search API's latency and throughput through a real gateway process.
 
 Starts PostgreSQL and the broker, seeds N synthetic models into the catalog, starts the gateway (several
-uvicorn workers), then fires R searches (text + filters + sorts drawn from the seeded ids) at concurrency C
-from a keep-alive HTTP/1.1 load generator on loopback, bounded in count and in time.
+uvicorn workers), then fires R searches at concurrency C from a keep-alive HTTP/1.1 load generator on
+loopback, bounded in count and in time.
+
+The mix is Zipf-like, as search logs are: `distinct` queries (text + filters + sorts drawn from the seeded
+ids), the k-th most popular sent with weight 1/k^s, so a few repeat often and most are rare. It runs twice:
+with the gateway's hot-query cache (hit ratio counted from the `x-cache` header of each answer) and with the
+cache off, so the uncached cost is reported next to the cached one. CPU seconds of the load generator, the
+gateway and PostgreSQL over each run say where the two cores went.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -23,6 +30,8 @@ from urllib.parse import urlencode
 import asyncpg
 import httpx
 import numpy as np
+import psutil
+import uvloop
 
 from hubpulse.bench.catalog_seed import SCORER_VERSION_TABLE, seed_catalog
 from hubpulse.platform.stores import (
@@ -51,6 +60,11 @@ class SearchBenchConfig:
     max_seconds: float = 300.0
     seed: int = 0
     data_dir: Path | None = None
+    # Zipf mix: how many distinct queries (default: as many as requests) and the exponent s.
+    distinct: int | None = None
+    zipf_s: float = 1.0
+    # The second run, with the search cache off: at most this many requests (it is the slow one).
+    uncached_requests: int | None = None
 
 
 def search_queries(hub: SyntheticHub, count: int, seed: int) -> list[str]:
@@ -73,10 +87,24 @@ def search_queries(hub: SyntheticHub, count: int, seed: int) -> list[str]:
     return out
 
 
-async def _one_connection(port: int, paths: list[str], latencies: list[float], deadline: float) -> int:
-    """Send the paths one after another on one keep-alive connection; returns the count of non-200 answers."""
+def zipf_mix(queries: list[str], count: int, s: float, seed: int) -> list[str]:
+    """`count` draws from `queries`, the k-th (1-based) with probability proportional to 1/k^s."""
+    weights = 1.0 / np.arange(1, len(queries) + 1) ** s
+    picks = np.random.default_rng(seed).choice(len(queries), size=count, p=weights / weights.sum())
+    return [queries[i] for i in picks.tolist()]
+
+
+@dataclass
+class _Tally:
+    latencies: list[float]
+    errors: int = 0
+    hits: int = 0
+    misses: int = 0
+
+
+async def _one_connection(port: int, paths: list[str], tally: _Tally, deadline: float) -> None:
+    """Send the paths one after another on one keep-alive connection."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    errors = 0
     try:
         for path in paths:
             if time.perf_counter() > deadline:
@@ -87,37 +115,70 @@ async def _one_connection(port: int, paths: list[str], latencies: list[float], d
             length = 0
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
-                if name.lower() == b"content-length":
+                name = name.lower()
+                if name == b"content-length":
                     length = int(value)
+                elif name == b"x-cache":
+                    if value.strip() == b"hit":
+                        tally.hits += 1
+                    else:
+                        tally.misses += 1
             await reader.readexactly(length)
-            latencies.append(time.perf_counter() - start)
+            tally.latencies.append(time.perf_counter() - start)
             if not head.startswith(b"HTTP/1.1 200"):
-                errors += 1
+                tally.errors += 1
     finally:
         writer.close()
-    return errors
 
 
-async def load(port: int, paths: list[str], concurrency: int, max_seconds: float) -> dict[str, Any]:
-    latencies: list[float] = []
+def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+async def load(
+    port: int, paths: list[str], concurrency: int, max_seconds: float, watch: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """Runs the paths; `watch` names process trees (by root pid) whose CPU seconds over the run are reported."""
+    tally = _Tally([])
+    trees = {name: _tree(pid) for name, pid in (watch or {}).items()}
+    cpu_before = {name: _cpu_seconds(procs) for name, procs in trees.items()}
     cpu = time.process_time()
     start = time.perf_counter()
     deadline = start + max_seconds
     shards = [paths[i::concurrency] for i in range(concurrency)]
-    errors = await asyncio.gather(*(_one_connection(port, s, latencies, deadline) for s in shards if s))
+    await asyncio.gather(*(_one_connection(port, s, tally, deadline) for s in shards if s))
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu
-    ms = np.array(latencies) * 1000
+    ms = np.array(tally.latencies) * 1000
+    answered = tally.hits + tally.misses
     return {
-        "requests": len(latencies),
-        "errors": int(sum(errors)),
+        "requests": len(ms),
+        "errors": tally.errors,
         "seconds": round(elapsed, 3),
-        "rps": round(len(latencies) / elapsed, 1),
+        "rps": round(len(ms) / elapsed, 1),
         "p50_ms": round(float(np.percentile(ms, 50)), 2),
         "p95_ms": round(float(np.percentile(ms, 95)), 2),
         "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "max_ms": round(float(ms.max()), 2),
+        "cache_hit_ratio": round(tally.hits / answered, 3) if answered else None,
         # The load generator shares the cores with the gateway and PostgreSQL: its own CPU share.
         "client_cpu_share": round(cpu / elapsed, 3),
+        # CPU seconds per second of run, per process tree (2.0 = both cores busy).
+        "cpu_share": {
+            "client": round(cpu / elapsed, 3),
+            **{n: round((_cpu_seconds(p) - cpu_before[n]) / elapsed, 3) for n, p in trees.items()},
+        },
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -133,6 +194,45 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> No
             pass
         time.sleep(0.2)
     raise ConfigError(f"the gateway was not ready within {timeout_s:.0f} s")
+
+
+def _start_gateway(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        gateway = subprocess.Popen([sys.executable, "-m", "hubpulse_gateway"], env=env, stdout=log, stderr=log)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", gateway, 120)
+    except BaseException:
+        _stop_gateway(gateway)
+        raise
+    return gateway
+
+
+def _stop_gateway(gateway: subprocess.Popen[bytes]) -> None:
+    gateway.send_signal(signal.SIGTERM)
+    try:
+        gateway.wait(30)
+    except subprocess.TimeoutExpired:
+        gateway.kill()
+        gateway.wait(5)
+
+
+def _run(
+    cfg: SearchBenchConfig,
+    env: dict[str, str],
+    port: int,
+    paths: list[str],
+    warmup: list[str],
+    log: Path,
+    postgres_pid: int,
+) -> dict[str, Any]:
+    """One gateway (fresh process, so a fresh cache): a warm-up on other queries, then the measured mix."""
+    gateway = _start_gateway(env, port, log)
+    try:
+        watch = {"gateway": gateway.pid, "postgres": postgres_pid}
+        uvloop.run(load(port, warmup, cfg.concurrency, cfg.max_seconds))
+        return uvloop.run(load(port, paths, cfg.concurrency, cfg.max_seconds, watch))
+    finally:
+        _stop_gateway(gateway)
 
 
 def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
@@ -170,35 +270,36 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
                 # One load generator is one client address: lift the per-IP limit, keep the middleware running.
                 "HUBPULSE_API_RATE_LIMIT": "100000000/minute",
             }
-            with open(logs / "gateway.log", "wb") as log:
-                gateway = subprocess.Popen([sys.executable, "-m", "hubpulse_gateway"], env=env, stdout=log, stderr=log)
-            procs.append(("gateway", gateway))
-            _wait_ready(f"http://127.0.0.1:{port}", gateway, 120)
             hub = SyntheticHub(cfg.models, 8, seed=cfg.seed)
+            distinct = search_queries(hub, cfg.distinct or cfg.requests, cfg.seed)
+            paths = zipf_mix(distinct, cfg.requests, cfg.zipf_s, cfg.seed)
             warmup = search_queries(hub, min(500, cfg.requests), cfg.seed + 1)
-            paths = search_queries(hub, cfg.requests, cfg.seed)
-            asyncio.run(load(port, warmup, cfg.concurrency, cfg.max_seconds))
-            result = asyncio.run(load(port, paths, cfg.concurrency, cfg.max_seconds))
-            result["loadavg"] = os.getloadavg()
+            postgres_pid = procs[0][1].pid
+            log = logs / "gateway.log"
+            cached = _run(cfg, env, port, paths, warmup, log, postgres_pid)
+            uncached_paths = paths[: cfg.uncached_requests or cfg.requests]
+            uncached_env = {**env, "HUBPULSE_SEARCH_CACHE_SIZE": "0"}
+            uncached = _run(cfg, uncached_env, port, uncached_paths, warmup, log, postgres_pid)
         finally:
             for name, proc in reversed(procs):
-                if name == "gateway":
-                    proc.send_signal(signal.SIGTERM)
-                    try:
-                        proc.wait(30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                else:
-                    terminate(proc, name)
+                terminate(proc, name)
     return {
         "models": models,
         "reused_data": bool(seeded),
         "concurrency": cfg.concurrency,
         "workers": cfg.workers,
-        "distinct_queries": len(set(paths)),
+        "mix": {
+            "distinct_queries": len(distinct),
+            "zipf_s": cfg.zipf_s,
+            "distinct_sent": len(set(paths)),
+            "top_query_share": round(paths.count(distinct[0]) / len(paths), 4),
+        },
         "seed_seconds": round(seed_s, 1),
         "cpu_count": os.cpu_count(),
-        **result,
+        # The headline: the realistic mix with the hot-query cache (each worker process has its own).
+        **cached,
+        "cached": cached,
+        "uncached": uncached,
     }
 
 
