@@ -93,6 +93,31 @@ def test_surge_window_mechanics_features():
     assert compute_features(frame.drop(columns=["downloads_all_time"]))["inc_7d_run_rate"].isna().all()
 
 
+def test_surge_projection_against_the_label_thresholds():
+    """downloads(t+7) = downloads(t) + next week at the run rate - the days leaving the 30-day window."""
+    # 100 downloads a day for months: A(t-30) = A(t) - downloads(t) = 3300 on the last day
+    steady = [5000.0 + 100 * i for i in range(14)]
+    frame = _one_model(14, downloads=[3000] * 14, downloads_all_time=steady, likes=[0] * 14)
+    last = compute_features(frame).loc[13]
+    # what leaves next week: 7/17 of what was downloaded over t-29..t-13 (A(t-13) - A(t-30) = 1700)
+    assert last["leave_share_7d"] == np.float32(700 / 3000)
+    assert last["proj_ratio_3d"] == np.float32(1.0)  # 700 in at 100 a day, 700 out
+    assert last["surge_gap_3d"] == np.float32(np.log(1 / 1000))  # no gain: far below +1000
+    # the last 3 days at 1000 a day: projected 5700 + 7000 - 700 = 12000 >= 2 x 5700 and +6300 >= 1000
+    jump = [*steady[:11], 6000.0 + 1000, 6000.0 + 2000, 6000.0 + 3000]
+    rolling = [3000.0] * 11 + [a - 3300.0 for a in jump[11:]]  # downloads(t) = A(t) - A(t-30)
+    frame = _one_model(14, downloads=rolling, downloads_all_time=jump, likes=[0] * 14)
+    last = compute_features(frame).loc[13]
+    assert last["proj_ratio_3d"] == np.float32(12000 / 5700)
+    assert last["surge_gap_3d"] == np.float32(np.log(12000 / 11400))
+    assert last["surge_gap_3d"] > 0 > last["surge_gap_7d"]  # the 7-day rate dilutes the jump
+    assert last["author_max_surge_gap"] == last["surge_gap_3d"]
+    # without downloads_all_time the projection falls back on the rolling count's own changes
+    bare = compute_features(frame.drop(columns=["downloads_all_time"]))
+    assert np.isfinite(bare.loc[13, "surge_gap_3d"])
+    assert bare.loc[13, "surge_gap_3d"] > 0
+
+
 def test_features_at_kept_rows_in_model_blocks_equal_the_full_computation(history):
     """Training computes features only for the rows it keeps, a block of models at a time: same values."""
     from hubpulse_common.features import compute_features_at

@@ -52,10 +52,11 @@ def test_trending_model_uses_scale_free_features_only(history):
     from hubpulse_scorer.model.training import LEVEL_FEATURES, model_features
 
     assert set(FEATURE_COLUMNS) >= LEVEL_FEATURES
-    assert model_features("surge") == list(FEATURE_COLUMNS)
     trending = model_features("trending")
+    assert model_features("surge") == trending
     assert not set(trending) & LEVEL_FEATURES
     assert {"best_rank_14d", "days_top10_14d", "day_order_trend_score", "trending_rank"} <= set(trending)
+    assert {"surge_gap_3d", "proj_ratio_3d", "author_max_surge_gap"} <= set(trending)
     config = TrainConfig(labels=LabelConfig(label="trending", top_k=10), n_rounds=20)
     data = build_dataset(history, config)
     model = train(data.frame, data.label, config, weight=data.weight)
@@ -74,6 +75,22 @@ def test_operating_threshold_maximises_precision_at_min_recall():
     assert operating_threshold(y, proba, w, 1.0) == 0.4  # the only threshold with recall 1
     model_config = TrainConfig(labels=CONFIG.labels, n_rounds=20)
     assert model_config.min_recall == 0.5
+
+
+def test_operating_threshold_keeps_a_recall_margin_for_few_validation_positives():
+    from hubpulse_scorer.model.training import operating_threshold, recall_lower_bound
+
+    # 40 positives ranked first, then alternating: precision falls as recall grows past 0.4
+    y = np.array([1] * 40 + [1, 0] * 60 + [0] * 40, dtype=float)
+    proba = np.linspace(1.0, 0.0, len(y), endpoint=False)
+    w = np.ones(len(y))
+    plain = operating_threshold(y, proba, w, 0.5)
+    margin = operating_threshold(y, proba, w, 0.5, recall_z=1.28)
+    assert margin < plain  # a lower threshold: more recall, bought with precision
+    recall = float(((proba >= margin) & (y == 1)).sum() / y.sum())
+    assert recall_lower_bound(np.array([recall]), y.sum(), 1.28)[0] >= 0.5
+    # the bound tightens towards the recall as positives grow
+    assert recall_lower_bound(np.array([0.55]), 50, 1.28)[0] < 0.5 < recall_lower_bound(np.array([0.55]), 2000, 1.28)[0]
 
 
 def test_small_training_sets_run_single_threaded_with_the_same_booster(history):

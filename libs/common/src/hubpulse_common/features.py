@@ -59,12 +59,21 @@ _TIME_FEATURES: tuple[str, ...] = (
     "days_top25_14d",
     "likes_2d",
     "trend_score_proxy",
+    "log_rank_gain_1d",
+    "log_rank_gain_3d",
+    "log_rank_gain_7d",
     # surge-specific: `downloads` is a 30-day rolling count; downloads_all_time gives the daily increments
     "log_downloads_all_time",
     "window_share",
     "inc_7d",
     "inc_7d_run_rate",
     "inc_3d_run_rate",
+    # surge-specific: next week's downloads projected at the current run rate, against the label's thresholds
+    "leave_share_7d",
+    "proj_ratio_3d",
+    "proj_ratio_7d",
+    "surge_gap_3d",
+    "surge_gap_7d",
 )
 _ROW_FEATURES: tuple[str, ...] = ("age_days", "day_of_week")
 _DAY_RANKED: tuple[str, ...] = (
@@ -87,6 +96,7 @@ _CROSS_FEATURES: tuple[str, ...] = (
     "author_best_rank",
     "author_max_growth_7d",
     "day_order_trend_score",
+    "author_max_surge_gap",
 )
 FEATURE_COLUMNS: tuple[str, ...] = (*_TIME_FEATURES, *_ROW_FEATURES, *_CROSS_FEATURES)
 
@@ -118,6 +128,56 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+# The surge label's default thresholds (labels.LabelConfig): downloads(t+7) >= 2 x downloads(t) and +1000.
+SURGE_RATIO: float = 2.0
+SURGE_MIN_DELTA: float = 1000.0
+
+
+def _surge_projection(
+    d: np.ndarray,
+    all_time: np.ndarray,
+    at_d_ff: Callable[[int], np.ndarray],
+    at_a: Callable[[int], np.ndarray],
+    at_a_ff: Callable[[int], np.ndarray],
+) -> dict[str, np.ndarray]:
+    """downloads(t+7) projected at the current run rate, and how far that is from the surge thresholds.
+
+    `downloads` is a 30-day rolling count: downloads(t+7) - downloads(t) = the daily downloads of t+1..t+7
+    (projected: the daily rate of the last 3 or 7 days) - those of t-29..t-23 (leaving the window). With
+    downloads_all_time A, A(s) - downloads(s) = A(s-30), so A(t-j) - A(t-30) is exactly what was downloaded
+    over t-29..t-j: the leaving week is taken as its uniform share, from the earliest A(t-j) of the window
+    (least touched by a recent jump). Without A, the rate is D's change plus the uniform share of what left,
+    and the leaving week the uniform share of the rest of the window. `at_a(k)`: A k days earlier;
+    `at_d_ff(k)`, `at_a_ff(k)`: the same with gaps of a few days bridged.
+    """
+    a30 = all_time - d  # A(t-30)
+    leave_a = np.full_like(d, np.nan)
+    for j in range(1, HISTORY_WINDOW_DAYS):  # ascending: the earliest observed A(t-j) wins
+        span = np.clip(at_a(j) - a30, 0.0, None) * (7.0 / (30 - j))
+        leave_a = np.where(np.isnan(span), leave_a, span)
+    leave_a = np.where(np.isnan(leave_a) & ~np.isnan(a30), d * (7.0 / 30.0), leave_a)  # nothing earlier seen
+    out: dict[str, np.ndarray] = {}
+    rates = {}
+    for days in (3, 7):
+        rate_a = np.clip(all_time - at_a_ff(days), 0.0, None) / days
+        d_then = at_d_ff(days)
+        rate_d = np.clip(d - d_then + d_then * (days / 30.0), 0.0, None) / days
+        rates[days] = np.where(np.isnan(rate_a), rate_d, rate_a)
+    leave_d = np.clip(d - 7.0 * rates[7], 0.0, None) * (7.0 / 23.0)
+    leave = np.where(np.isnan(leave_a), leave_d, leave_a)
+    out["leave_share_7d"] = leave / np.maximum(d, 1.0)
+    for days, rate in rates.items():
+        delta = 7.0 * rate - leave
+        projected = d + delta
+        out[f"proj_ratio_{days}d"] = projected / np.maximum(d, 1.0)
+        # log distance to the nearer-to-fail of the two thresholds: > 0 = a surge at the current rate
+        out[f"surge_gap_{days}d"] = np.minimum(
+            np.log(np.maximum(projected, 1.0) / np.maximum(SURGE_RATIO * d, 1.0)),
+            np.log(np.maximum(delta, 1.0) / SURGE_MIN_DELTA),
+        )
+    return out
+
+
 def _time_arrays(grid: Callable[[str], np.ndarray], n_out: int) -> dict[str, np.ndarray]:
     """Per-model time-series features on the last `n_out` columns of the padded grids `grid(column)`.
 
@@ -145,7 +205,8 @@ def _time_arrays(grid: Callable[[str], np.ndarray], n_out: int) -> dict[str, np.
     seen = np.where(np.isnan(grid("_seen")), np.nan, 1.0)
     d = at(d_grid)
     d_prev = at(d_grid, 1)
-    d_ff7 = at(_ffill(d_grid, _FFILL_LIMIT), 7)
+    d_ff = _ffill(d_grid, _FFILL_LIMIT)
+    d_ff7 = at(d_ff, 7)
     d_sum, d_count = window_sum_count(d_grid, 7)
     rolling_mean_7 = d_sum / np.where(d_count > 0, d_count, np.nan)
     all_time_grid = grid("downloads_all_time")
@@ -189,6 +250,13 @@ def _time_arrays(grid: Callable[[str], np.ndarray], n_out: int) -> dict[str, np.
     inc_7d = np.where(inc_7d < 0, np.nan, inc_7d)
     inc_3d = all_time - at(all_time_ff, 3)
     inc_3d = np.where(inc_3d < 0, np.nan, inc_3d)
+    projection = _surge_projection(
+        d,
+        all_time,
+        lambda k: at(d_ff, k),
+        lambda k: at(all_time_grid, k),
+        lambda k: at(all_time_ff, k),
+    )
     return {
         "log_downloads": np.log1p(d),
         "lag_1_delta": d - d_prev,
@@ -214,6 +282,10 @@ def _time_arrays(grid: Callable[[str], np.ndarray], n_out: int) -> dict[str, np.
         "best_rank_14d": best_rank_14,
         "mean_rank_7d": rank_sum / np.where(rank_count > 0, rank_count, np.nan),
         "rank_change_3d": at(rank_grid, 3) - rank,
+        # movement in log rank: 40 -> 20 is as far as 20 -> 10 (the list is heavy-tailed)
+        "log_rank_gain_1d": np.log(at(rank_grid, 1) / rank),
+        "log_rank_gain_3d": np.log(at(rank_grid, 3) / rank),
+        "log_rank_gain_7d": np.log(at(rank_grid, 7) / rank),
         "days_top10_14d": top10,
         "days_top25_14d": top25,
         "likes_2d": likes_2d,
@@ -223,12 +295,13 @@ def _time_arrays(grid: Callable[[str], np.ndarray], n_out: int) -> dict[str, np.
         "inc_7d": inc_7d,
         "inc_7d_run_rate": _ratio(inc_7d * (30.0 / 7.0), d),
         "inc_3d_run_rate": _ratio(inc_3d * (30.0 / 3.0), d),
+        **projection,
     }
 
 
 # time features the cross-sectional features read: needed for the whole day's population
 _CROSS_INPUTS: tuple[str, ...] = tuple(
-    dict.fromkeys((*_DAY_RANKED, *_TASK_RANKED, "likes_7d", "trending_rank", "growth_rate_7d"))
+    dict.fromkeys((*_DAY_RANKED, *_TASK_RANKED, "likes_7d", "trending_rank", "growth_rate_7d", "surge_gap_3d"))
 )
 
 
@@ -337,6 +410,8 @@ def _cross_features(out: pd.DataFrame, day: np.ndarray, author_codes: np.ndarray
     out["author_likes_7d"] = by_author["likes_7d"].transform("sum")
     out["author_best_rank"] = by_author["trending_rank"].transform("min")
     out["author_max_growth_7d"] = by_author["growth_rate_7d"].transform("max")
+    # an organisation's releases surge together: a sibling already at surge pace is a leading sign
+    out["author_max_surge_gap"] = by_author["surge_gap_3d"].transform("max")
     # where the trendingScore proxy would place the model in the day's list (1 = highest)
     out["day_order_trend_score"] = by_day["trend_score_proxy"].rank(ascending=False, method="min")
 
@@ -432,6 +507,7 @@ def _cross_features_at(pop: dict[str, np.ndarray], at: np.ndarray) -> dict[str, 
                 "likes_7d": pop["likes_7d"][members],
                 "trending_rank": pop["trending_rank"][members],
                 "growth_rate_7d": pop["growth_rate_7d"][members],
+                "surge_gap_3d": pop["surge_gap_3d"][members],
             }
         )
         by_author = frame.groupby("author", sort=True)
@@ -442,6 +518,7 @@ def _cross_features_at(pop: dict[str, np.ndarray], at: np.ndarray) -> dict[str, 
                 "likes_7d": by_author["likes_7d"].sum(),
                 "best_rank": by_author["trending_rank"].min(),
                 "max_growth": by_author["growth_rate_7d"].max(),
+                "max_surge_gap": by_author["surge_gap_3d"].max(),
             }
         )
         pos = agg.index.get_indexer(pop["author"][rows])
@@ -450,6 +527,7 @@ def _cross_features_at(pop: dict[str, np.ndarray], at: np.ndarray) -> dict[str, 
         out["author_likes_7d"][mine] = agg["likes_7d"].to_numpy()[pos]
         out["author_best_rank"][mine] = agg["best_rank"].to_numpy()[pos]
         out["author_max_growth_7d"][mine] = agg["max_growth"].to_numpy()[pos]
+        out["author_max_surge_gap"][mine] = agg["max_surge_gap"].to_numpy()[pos]
     return out
 
 

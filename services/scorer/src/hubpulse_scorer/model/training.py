@@ -28,9 +28,8 @@ Progress = Callable[[str], None]
 
 # Absolute levels of counters (cumulative likes and downloads and their raw differences). Their scale
 # drifts over a history (an organisation or a niche grows), so splits learnt on them do not carry over to
-# later days. The trending label is a *relative* event (entering the day's top K) and is learnt from
-# scale-free features only: ranks, rank movement, shares, ratios and the day's percentiles. The surge label
-# has an absolute threshold (+1000 downloads), so it keeps the levels.
+# later days. Both labels are learnt from scale-free features only: ranks, rank movement, shares, ratios,
+# the day's percentiles and (surge) the projected next week against the label's thresholds.
 LEVEL_FEATURES: frozenset[str] = frozenset(
     {
         "log_downloads",
@@ -54,10 +53,13 @@ LEVEL_FEATURES: frozenset[str] = frozenset(
 
 
 def model_features(label: str) -> list[str]:
-    """The FEATURE_COLUMNS a model of this label is trained on (recorded in its metadata)."""
-    if label == "trending":
-        return [c for c in FEATURE_COLUMNS if c not in LEVEL_FEATURES]
-    return list(FEATURE_COLUMNS)
+    """The FEATURE_COLUMNS a model of this label is trained on (recorded in its metadata).
+
+    Both labels use the scale-free features: the surge label's absolute threshold (+1000 downloads) is
+    encoded relative to the model's own counts (surge_gap_*, the projection against both thresholds).
+    """
+    del label  # the same list for both labels today; the metadata records it per model
+    return [c for c in FEATURE_COLUMNS if c not in LEVEL_FEATURES]
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,11 @@ class TrainConfig:
     max_negatives: int = 2_000_000
     min_train_positives: int = 20
     min_validation_positives: int = 5
-    # Operating threshold: the highest validation precision at recall >= min_recall (max F1 when unreachable).
+    # Operating threshold: the highest validation precision whose recall is >= min_recall at a one-sided
+    # confidence bound (Wilson, z = recall_z): a margin for the validation slice's few positives, so the
+    # test recall does not land just under min_recall half the time. z = 1.28: 90% one-sided.
     min_recall: float = 0.5
+    recall_z: float = 1.28
     # Compute features this many target days at a time (bounds memory on a 2M-model Hub); None = all at once.
     chunk_days: int | None = None
     # Time-feature grids are built this many models at a time (bounds memory on a 2M-model Hub).
@@ -197,16 +202,30 @@ def build_dataset_streaming(
     )
 
 
-def operating_threshold(y: np.ndarray, proba: np.ndarray, weight: np.ndarray, min_recall: float) -> float:
-    """The validation threshold with the highest precision among those reaching `min_recall`.
+def recall_lower_bound(recall: np.ndarray, positives: float, z: float) -> np.ndarray:
+    """One-sided Wilson lower bound of a recall measured on `positives` positives (z standard errors)."""
+    n = max(positives, 1e-12)
+    centre = recall + z * z / (2 * n)
+    spread = z * np.sqrt(np.clip(recall * (1 - recall), 0.0, None) / n + z * z / (4 * n * n))
+    out: np.ndarray = (centre - spread) / (1 + z * z / n)
+    return out
 
-    Ties in precision go to the higher recall (the lower threshold). When no threshold reaches
-    `min_recall` (cannot happen with at least one positive: the lowest threshold has recall 1, but kept
-    for weights of zero), the max-F1 threshold. Called on the validation slice only, never on test.
+
+def operating_threshold(
+    y: np.ndarray, proba: np.ndarray, weight: np.ndarray, min_recall: float, recall_z: float = 0.0
+) -> float:
+    """The validation threshold with the highest precision among those whose recall reaches `min_recall`.
+
+    With `recall_z` > 0 the recall must reach it at its Wilson lower bound on the validation positives: the
+    margin shrinks as the slice holds more positives. Ties in precision go to the higher recall (the lower
+    threshold). When no threshold qualifies (too few validation positives for the bound), the max-F1
+    threshold. Called on the validation slice only, never on test.
     """
     precision, recall, thresholds = precision_recall_curve(y, proba, sample_weight=weight)
     precision, recall = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
-    reach = np.flatnonzero(recall >= min_recall)
+    positives = float(np.asarray(weight)[np.asarray(y) == 1].sum())
+    bound = recall_lower_bound(recall, positives, recall_z) if recall_z > 0 else recall
+    reach = np.flatnonzero(bound >= min_recall)
     if len(reach) == 0:
         f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
         return float(thresholds[int(np.argmax(f1))])
@@ -291,7 +310,7 @@ def train(
     platt.fit(margin.reshape(-1, 1), labels[val], sample_weight=w[val])
     a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
     proba = 1.0 / (1.0 + np.exp(-(a * margin + b)))
-    threshold = operating_threshold(labels[val], proba, w[val], config.min_recall)
+    threshold = operating_threshold(labels[val], proba, w[val], config.min_recall, config.recall_z)
 
     now = dt.datetime.now(dt.UTC)
     data_hash = data_hash or history_hash(features[["snapshot_date", "model_id"]])
