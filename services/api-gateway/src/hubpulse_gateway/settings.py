@@ -32,6 +32,7 @@ class GatewaySettings(ServiceSettings):
     # search and live picks (issue 5)
     workers: int = 1
     db_pool_size: int = 10
+    db_work_mem: str = "32MB"  # PostgreSQL work_mem of the gateway's sessions (search bitmaps, app.py)
     search_cache_ttl_s: float = 30.0
     search_cache_size: int = 10_000  # 0 turns the search cache off
     # The search planner's in-memory sample of the catalog (catalog/service.py CatalogSample); 0 = no sample.

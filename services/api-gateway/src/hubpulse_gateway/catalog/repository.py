@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from hubpulse_gateway.catalog.schemas import SortKey
-from hubpulse_gateway.catalog.service import SampleRows, SearchQuery, like_pattern
+from hubpulse_gateway.catalog.service import SampleRows, SearchPlan, SearchQuery, has_filters, like_pattern
 
 SUMMARY_COLUMNS = (
     "model_id, author, pipeline_tag, library_name, tags, created_at, snapshot_date, downloads, likes, "
@@ -46,11 +46,16 @@ class _Sql:
         return f"${len(self.args)}"
 
 
-def _conditions(sql: _Sql, query: SearchQuery) -> list[str]:
+def _text_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
+    # The trigram index serves ILIKE on the id (author/name); tags match whole (GIN on tags).
+    return [
+        f"(model_id ILIKE {sql.arg(like_pattern(term))} OR tags @> ARRAY[{sql.arg(term)}]::text[])"
+        for term in query.terms
+    ]
+
+
+def _filter_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
     where: list[str] = []
-    for term in query.terms:
-        # The trigram index serves ILIKE on the id (author/name); tags match whole (GIN on tags).
-        where.append(f"(model_id ILIKE {sql.arg(like_pattern(term))} OR tags @> ARRAY[{sql.arg(term)}]::text[])")
     if query.task is not None:
         where.append(f"pipeline_tag = {sql.arg(query.task)}")
     if query.library is not None:
@@ -62,6 +67,10 @@ def _conditions(sql: _Sql, query: SearchQuery) -> list[str]:
     if query.min_likes is not None:
         where.append(f"likes >= {sql.arg(query.min_likes)}")
     return where
+
+
+def _conditions(sql: _Sql, query: SearchQuery) -> list[str]:
+    return _text_conditions(sql, query) + _filter_conditions(sql, query)
 
 
 def _after_cursor(sql: _Sql, query: SearchQuery) -> list[str]:
@@ -99,36 +108,41 @@ def walk_sql(query: SearchQuery, window: int) -> tuple[str, list[Any]]:
     return text, sql.args
 
 
-def search_sql(query: SearchQuery) -> tuple[str, list[Any]]:
+def search_sql(query: SearchQuery, text_only: bool = False) -> tuple[str, list[Any]]:
     """All matches found through the text and filter indexes (trigram/tags GIN, task, library), then sorted.
 
     The CTE is materialised so the planner picks the cheapest way to find every match, instead of walking
-    the sort index and filtering row by row (which, for a rare term, reads the whole table).
+    the sort index and filtering row by row (which, for a rare term, reads the whole table). `text_only`
+    leaves the filters outside the CTE, so only the text indexes find rows: for a rare word, ANDing the
+    bitmap of a common task (a quarter of the table) costs far more than the few rows it removes.
     """
     sql = _Sql()
     key = SORT_KEYS[query.sort]
-    parts = _conditions(sql, query) + _after_cursor(sql, query)
+    inner = _text_conditions(sql, query) + _after_cursor(sql, query)
+    outer = _filter_conditions(sql, query)
+    if not text_only:
+        inner, outer = inner + outer, []
     text = (
         f"WITH m AS MATERIALIZED (SELECT {SUMMARY_COLUMNS}, {key} AS sort_key FROM catalog_models"  # noqa: S608
-        f"{_where(parts)}) SELECT {SUMMARY_COLUMNS} FROM m ORDER BY sort_key DESC, model_id "
+        f"{_where(inner)}) SELECT {SUMMARY_COLUMNS} FROM m{_where(outer)} ORDER BY sort_key DESC, model_id "
         f"LIMIT {sql.arg(query.limit + 1)}"
     )
     return text, sql.args
 
 
-async def search(pool: asyncpg.Pool, query: SearchQuery, window: int | None) -> list[asyncpg.Record]:
-    """A walk of the first `window` rows of the sort index; if that did not fill the page (or `window` is
-    None), the index-driven query.
+async def search(pool: asyncpg.Pool, query: SearchQuery, plan: SearchPlan) -> list[asyncpg.Record]:
+    """A walk of the first `plan.walk` rows of the sort index; if that did not fill the page (or the plan
+    has no walk), the index-driven query.
 
     The walk fills the page for common words (a page needs few rows in sort order); rare words and narrow
     filters end in the second query, whose cost is the number of matches, which is then small.
     """
-    if window is not None:
-        sql, args = walk_sql(query, window)
+    if plan.walk is not None:
+        sql, args = walk_sql(query, plan.walk)
         rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
-        if len(rows) > query.limit or not (query.terms or _has_filters(query)):
+        if len(rows) > query.limit or not (query.terms or has_filters(query)):
             return rows
-    sql, args = search_sql(query)
+    sql, args = search_sql(query, plan.text_only and bool(query.terms))
     rows = await pool.fetch(sql, *args)
     return rows
 
@@ -157,12 +171,6 @@ async def sample(pool: asyncpg.Pool, size: int) -> tuple[SampleRows, int]:
             likes=[r["likes"] for r in rows],
         ),
         total,
-    )
-
-
-def _has_filters(query: SearchQuery) -> bool:
-    return any(
-        v is not None for v in (query.task, query.library, query.min_downloads, query.max_downloads, query.min_likes)
     )
 
 

@@ -162,8 +162,14 @@ def page_json(rows: Sequence[Mapping[str, Any]], query: SearchQuery) -> bytes:
 # Search plans (see repository.search): walk the sort index for at most `window` rows, or go straight to the
 # text/filter indexes (window None). The window is a power of two so few distinct SQL texts get prepared.
 MIN_WALK = 256
-MAX_WALK = 32_768
+MAX_WALK = 262_144
 WALK_MARGIN = 4  # walk this many times the rows the sample expects a page to need
+# Relative costs per row, measured at 2M models (EXPLAIN ANALYZE, warm cache, work_mem large enough for exact
+# bitmaps): a walk step on the covering index ~0.25 us; a bitmap index entry (trigram, task, library)
+# ~0.11 us; a heap row fetched and rechecked ~2.5 us. Only their ratios matter.
+WALK_COST = 1.0
+BITMAP_COST = 0.5
+HEAP_COST = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,40 +228,87 @@ class CatalogSample:
             rows = self._terms[term] = np.union1d(in_ids, self._by_tag.get(term, in_ids[:0]))
         return rows
 
-    def matches(self, query: SearchQuery) -> tuple[float, float]:
-        """(estimated matching rows, estimated rows of the index the walk reads), in the whole catalog."""
+    def _estimate(self, query: SearchQuery) -> _Estimate:
         rows: np.ndarray | None = None
+        text_bitmap = 0
         for term in query.terms:
             found = self._term_rows(term)
+            text_bitmap += len(found)
             rows = found if rows is None else np.intersect1d(rows, found, assume_unique=True)
+        text_rows = self.size if rows is None else len(rows)
         if rows is None:
             rows = np.arange(self.size)
-        scope = float(self.total)
+        scope = self.size
+        filter_bitmap = 0
         if query.task is not None:
-            code = self._task_vocab.get(query.task, -1)
-            scope *= float(np.count_nonzero(self._task == code)) / self.size  # the walk reads only this task
-            rows = rows[self._task[rows] == code]
+            in_task = self._task == self._task_vocab.get(query.task, -1)
+            scope = int(np.count_nonzero(in_task))  # the walk reads only this task's index entries
+            filter_bitmap += scope
+            rows = rows[in_task[rows]]
         if query.library is not None:
-            rows = rows[self._library[rows] == self._library_vocab.get(query.library, -1)]
+            code = self._library_vocab.get(query.library, -1)
+            filter_bitmap += int(np.count_nonzero(self._library == code))
+            rows = rows[self._library[rows] == code]
+        candidates = len(rows)  # what the text, task and library bitmaps leave for the heap
         if query.min_downloads is not None:
             rows = rows[self._downloads[rows] >= query.min_downloads]
         if query.max_downloads is not None:
             rows = rows[self._downloads[rows] <= query.max_downloads]
         if query.min_likes is not None:
             rows = rows[self._likes[rows] >= query.min_likes]
-        return self.total * len(rows) / self.size, scope
+        k = self.total / self.size
+        return _Estimate(len(rows) * k, scope * k, text_bitmap * k, text_rows * k, filter_bitmap * k, candidates * k)
 
-    def walk_window(self, query: SearchQuery) -> int | None:
-        """How many sort-index rows to walk for a page, or None when the text/filter indexes are cheaper."""
-        if self.size == 0:
-            return MAX_WALK  # nothing sampled (yet): walk, the indexes finish what the walk does not
-        found, scope = self.matches(query)
-        if found <= 0 or scope <= 0:
-            return None  # about fewer than total/size matches: the indexes find them all at once
-        need = WALK_MARGIN * (query.limit + 1) * scope / found
-        if need > MAX_WALK:
-            return None
-        return max(MIN_WALK, 1 << math.ceil(math.log2(need)))
+    def plan(self, query: SearchQuery) -> SearchPlan:
+        """The cheapest plan by the sample's counts and the relative costs above.
+
+        Walk: the rows a page needs at the sampled density (times a margin). Index, text only: the word's
+        bitmap entries and the heap rows it matches. Index with the filters: also the task/library bitmaps,
+        fewer heap rows. Matches are assumed spread evenly over the sort order; where they are not, the walk
+        comes back short and the index query finishes it.
+        """
+        if self.size == 0:  # nothing sampled (yet)
+            return SearchPlan(MIN_WALK if not (query.terms or has_filters(query)) else MAX_WALK)
+        est = self._estimate(query)
+        text_only = HEAP_COST * est.text_rows + BITMAP_COST * est.text_bitmap
+        with_filters = HEAP_COST * est.candidates + BITMAP_COST * (est.text_bitmap + est.filter_bitmap)
+        use_text_only = bool(query.terms) and text_only < with_filters
+        index = text_only if use_text_only else with_filters
+        if est.matches <= 0 or est.scope <= 0:
+            return SearchPlan(None, use_text_only)  # fewer than about total/size matches
+        need = WALK_MARGIN * (query.limit + 1) * est.scope / est.matches
+        if need > MAX_WALK or need * WALK_COST > index:
+            return SearchPlan(None, use_text_only)
+        return SearchPlan(max(MIN_WALK, 1 << math.ceil(math.log2(need))), use_text_only)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPlan:
+    """`walk`: sort-index rows to walk first (None: straight to the index query). `text_only`: the index
+    query finds the words through the trigram/tags indexes alone and filters those rows (the task/library
+    bitmaps would cost more than the heap rows they save)."""
+
+    walk: int | None
+    text_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Estimate:
+    """Rows in the whole catalog: matching all; in the walked index; bitmap entries of the words; rows matching
+    the words; bitmap entries of task and library; rows matching words, task and library."""
+
+    matches: float
+    scope: float
+    text_bitmap: float
+    text_rows: float
+    filter_bitmap: float
+    candidates: float
+
+
+def has_filters(query: SearchQuery) -> bool:
+    return any(
+        v is not None for v in (query.task, query.library, query.min_downloads, query.max_downloads, query.min_likes)
+    )
 
 
 def hype_score(probability: float | None, likes: int, likes_7d: float | None) -> float | None:

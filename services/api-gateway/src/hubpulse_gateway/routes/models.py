@@ -82,7 +82,7 @@ async def search_models(
     body = state.cache.get(query)
     hit = body is not None
     if body is None:
-        rows = await repository.search(state.pool, query, state.planner.sample.walk_window(query))
+        rows = await repository.search(state.pool, query, state.planner.sample.plan(query))
         body = service.page_json(rows, query)
     state.cache.put(request.scope["query_string"], query, body)
     return Response(body, media_type=JSON, headers={"x-cache": "hit" if hit else "miss"})
