@@ -2,9 +2,10 @@
 
 Starts PostgreSQL, the broker and S3 (the scorer's model registry) for the run, the replay Hub serving a
 synthetic Hub, then features and scorer, then the ingestor (whose first cycle starts at once). For each day,
-times from the cycle's start (its `started_at`) until the cycle finished (ingest), until every model of the
-day has a feature row (features) and a score (score), then writes the same snapshot rows with one bare COPY
-into a plain table: the floor the pipeline is compared with (`ratio_vs_copy`).
+times from the cycle's start (its `started_at`) until the cycle finished (ingest), until the features service
+closed the day with every model's final features (features) and until every model has a score (score); the
+report lists the statements PostgreSQL spent its time on (pg_stat_statements). It then writes the same
+snapshot rows with one bare COPY into a plain table: the floor the pipeline is compared with (`ratio_vs_copy`).
 
 Robustness: every child runs in its own process group and is stopped, with its group, whatever happens
 (try/finally; SIGTERM unwinds like Ctrl-C); each stage has its own timeout; the report is returned even when
@@ -110,7 +111,7 @@ class Sampler(threading.Thread):
         self._interval_s = interval_s
         self._procs: dict[str, psutil.Process] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._halt = threading.Event()  # not `_stop`: Thread has a method of that name
         self.peak: dict[str, int] = {}
         self.peak_tree: dict[str, int] = {}
         self.cpu_s: dict[str, float] = {}
@@ -142,11 +143,11 @@ class Sampler(threading.Thread):
             self.cpu_s[name] = sum(cpu.values())
 
     def run(self) -> None:
-        while not self._stop.wait(self._interval_s):
+        while not self._halt.wait(self._interval_s):
             self.sample()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.sample()
 
 
@@ -198,12 +199,35 @@ async def _bare_copy_seconds(db_url: str, day: dt.date) -> tuple[float, int]:
         await conn.close()
 
 
-# feature_rows has one row per (day, model); scores one per (day, model, model version), and a bench run
-# has one version, so count(*) (an index-only count, cheap enough to poll) is the number of models done.
-_DONE_QUERIES = {
-    "features": "SELECT count(*) FROM feature_rows WHERE snapshot_date = $1",
-    "score": "SELECT count(*) FROM scores WHERE snapshot_date = $1",
-}
+async def _top_statements(db_url: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The statements PostgreSQL spent the most execution time on during the run (pg_stat_statements)."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        rows = await conn.fetch(
+            "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1",
+            limit,
+        )
+    finally:
+        await conn.close()
+    return [
+        {
+            "seconds": round(r["total_exec_time"] / 1000, 2),
+            "calls": r["calls"],
+            "rows": r["rows"],
+            "query": " ".join(r["query"].split())[:160],
+        }
+        for r in rows
+    ]
+
+
+# A day's features are done when the features service has closed it with every model (it emits each
+# model-day once, final, at the close); its scores when scores has a row per model (a bench run has one
+# model version). Polling count(*) over millions of rows would load the database being measured, so the
+# scorer's own counter gates the one count that confirms it.
+_FEATURES_CLOSED = "SELECT models FROM feature_days WHERE snapshot_date = $1 AND closed_at IS NOT NULL"
+_SCORES = "SELECT count(*) FROM scores WHERE snapshot_date = $1"
+_SCORED_METRIC = "hubpulse_scorer_scored_total"
 
 
 @dataclass
@@ -214,15 +238,23 @@ class DayTimes:
     cycle: dict[str, Any] | None = None
 
 
-async def _count(conn: asyncpg.Connection, query: str, day: dt.date) -> int:
+async def _value(conn: asyncpg.Connection, query: str, day: dt.date) -> int:
     try:
         return int(await conn.fetchval(query, day) or 0)
     except asyncpg.UndefinedTableError:
         return 0
 
 
+async def scored_total(client: httpx.AsyncClient, scorer_url: str) -> float:
+    """Model-days the scorer has scored since it started (its Prometheus counter, all versions)."""
+    response = await client.get(f"{scorer_url}/metrics")
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines() if line.startswith(_SCORED_METRIC + "{")
+    )
+
+
 async def _track_day(
-    ingestor_url: str,
+    urls: dict[str, str],
     db_url: str,
     day: dt.date,
     models: int,
@@ -232,7 +264,7 @@ async def _track_day(
     poll_s: float,
     say: Say,
 ) -> DayTimes:
-    """Poll the cycle (HTTP) and the feature and score counts (SQL) until every stage is done.
+    """Poll the cycle (HTTP), the day's close (SQL) and the scores until every stage is done.
 
     A stage fails with StageTimeout when it is not done `stage_timeout_s` after the previous one finished
     (the first: after the cycle started)."""
@@ -242,10 +274,11 @@ async def _track_day(
     waiting_since = time.time()
     try:
         async with httpx.AsyncClient(timeout=10) as client:
+            scored_before = await scored_total(client, urls["scorer"])
             while True:
                 now = time.time()
                 if "ingest" not in times.done_at:
-                    response = await client.get(f"{ingestor_url}/cycles/latest")
+                    response = await client.get(f"{urls['ingestor']}/cycles/latest")
                     cycle = response.json() if response.status_code == 200 else None
                     if cycle is not None and cycle["cycle_id"] > after_cycle:
                         started_at = dt.datetime.fromisoformat(cycle["started_at"]).timestamp()
@@ -258,10 +291,16 @@ async def _track_day(
                             if cycle["status"] == "failed":
                                 raise RuntimeError(f"the ingestion cycle failed: {cycle.get('error')}")
                 if started_at is not None:
-                    for stage, query in _DONE_QUERIES.items():
-                        if stage not in times.done_at and await _count(conn, query, day) >= models:
-                            times.done_at[stage] = time.time() - started_at
-                            say(f"{day}: {stage} done at {times.done_at[stage]:.1f} s")
+                    if "features" not in times.done_at and await _value(conn, _FEATURES_CLOSED, day) >= models:
+                        times.done_at["features"] = time.time() - started_at
+                        say(f"{day}: features done at {times.done_at['features']:.1f} s")
+                    if (
+                        "features" in times.done_at
+                        and await scored_total(client, urls["scorer"]) - scored_before >= models
+                        and await _value(conn, _SCORES, day) >= models
+                    ):
+                        times.done_at["score"] = time.time() - started_at
+                        say(f"{day}: score done at {times.done_at['score']:.1f} s")
                 if all(s in times.done_at for s in STAGES):
                     return times
                 pending = next(s for s in STAGES if s not in times.done_at)
@@ -367,7 +406,8 @@ def _run_days(
 ) -> None:
     days = len(day_models)
     say("starting PostgreSQL, broker, S3 and the replay Hub")
-    pg = start(postgres_spec(work, free_port()))
+    # pg_stat_statements: the report says which statements PostgreSQL's CPU time went to
+    pg = start(postgres_spec(work, free_port(), {"shared_preload_libraries": "pg_stat_statements"}))
     kafka = start(kafka_spec(free_port()))
     s3 = start(s3_spec(work, free_port()))
     hub_proc = start(_hub_spec(report["models"], days, free_port()), timeout_s=600)
@@ -401,7 +441,7 @@ def _run_days(
         try:
             times = asyncio.run(
                 _track_day(
-                    urls["ingestor"],
+                    urls,
                     db_url,
                     day,
                     n,
@@ -421,6 +461,7 @@ def _run_days(
         entry["stages_s"] = _stages_s(times.done_at)
         entry["end_to_end_s"] = times.done_at["score"]
         say(f"{day}: scored end to end in {entry['end_to_end_s']:.1f} s ({n / entry['end_to_end_s']:,.0f} models/s)")
+    report["db_statements"] = asyncio.run(_top_statements(db_url))
     copy_s, copied = asyncio.run(_bare_copy_seconds(db_url, hub.dates[days - 1]))
     per_day = report["per_day"]
     pipeline_s = sum(d["end_to_end_s"] for d in per_day)
@@ -459,5 +500,7 @@ def table(report: dict[str, Any]) -> Any:
         tree = report.get("peak_rss_tree_mb", {}).get(name)
         cpu = report.get("cpu_s", {}).get(name)
         t.add_row(f"{name}: peak RSS / tree / CPU", f"{mb} MB / {tree} MB / {cpu} s")
+    for statement in report.get("db_statements", [])[:5]:
+        t.add_row(f"db: {statement['query'][:60]}", f"{statement['seconds']:.1f} s / {statement['calls']} calls")
     t.add_row("load average start -> end", f"{report['loadavg_start']} -> {report.get('loadavg_end')}")
     return t

@@ -13,7 +13,7 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,8 +104,10 @@ def _prepare_postgres(data_dir: Path) -> None:
         )
 
 
-def postgres_spec(data_dir: Path, port: int) -> ProcessSpec:
+def postgres_spec(data_dir: Path, port: int, settings: Mapping[str, str] | None = None) -> ProcessSpec:
+    """The embedded PostgreSQL; `settings` adds server settings (`-c name=value`)."""
     pgdata = data_dir / "postgres"
+    extra = [arg for name, value in (settings or {}).items() for arg in ("-c", f"{name}={value}")]
     return ProcessSpec(
         name="postgres",
         kind="store",
@@ -137,6 +139,7 @@ def postgres_spec(data_dir: Path, port: int) -> ProcessSpec:
             "logging_collector=off",
             "-c",
             "log_min_messages=warning",
+            *extra,
         ],
         user=PG_SYSTEM_USER if _as_root() else None,
         prepare=lambda: _prepare_postgres(pgdata),

@@ -70,8 +70,8 @@ class ModelFeatures(Event):
     features: dict[str, float | None]
     provisional: bool = Field(
         default=False,
-        description="True while the day is still arriving: cross-sectional features rank only part of the day; "
-        "a final event for the same model-day follows when the day closes",
+        description="True would mean the day is still arriving (cross-sectional features ranking only part of it); "
+        "hubpulse's features service publishes each model-day once, final, when its day closes",
     )
     # The day's raw stats ride along so that consumers (the scorer's catalog) need no join with the
     # features store.

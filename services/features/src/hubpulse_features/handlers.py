@@ -45,8 +45,8 @@ class FeaturesWorker:
             features = service.batch_features(window, frame)
             await repository.upsert_features(conn, features, provisional=True)
             await repository.touch_days(conn, days)
-        # Published after the commit: a crash in between redelivers the batch, which recomputes the same rows.
-        await self._bus.publish_encoded(ModelFeatures.topic, service.feature_payloads(features, provisional=True))
+        # Nothing is emitted yet: a model-day is published once, final, when its day closes. Emitting the
+        # provisional rows too would make the scorer score (and write) every model-day twice.
         ROWS.labels("provisional").inc(len(features))
         self.day_activity.set()
 
@@ -59,6 +59,8 @@ class FeaturesWorker:
                 part = final.iloc[start : start + CLOSE_CHUNK_ROWS]
                 async with conn.transaction():
                     await repository.upsert_features(conn, part, provisional=False)
+                # Published after the commit: a crash in between leaves the day open, and the next closer
+                # run recomputes and republishes the same rows (consumers upsert by model-day).
                 await self._bus.publish_encoded(ModelFeatures.topic, service.feature_payloads(part, provisional=False))
             await repository.mark_closed(conn, day, len(final))
         ROWS.labels("final").inc(len(final))

@@ -2,12 +2,12 @@
 
 Streaming protocol (see hubpulse_common.features for the exactness contract):
 - per batch: the batch's snapshots plus each of its models' previous HISTORY_WINDOW_DAYS - 1 days go
-  through `compute_features`; time-series features are then exact, while cross-sectional features rank
-  the model only against the batch's own models of that day. Those rows are stored and emitted as
-  `provisional`, so the demo and the scorer see every model within one batch's latency;
+  through `compute_features`; time-series features are then exact and are stored (provisional: their
+  cross-sectional features rank the model only against the batch's own models of that day), not emitted;
 - when a day closes (a later day has started, or the day has been quiet for a while), its
   cross-sectional features are recomputed over the whole day (`cross_sectional_features`, the same code
-  compute_features runs) and every row of the day is stored and emitted again, final.
+  compute_features runs) and every row of the day is stored final and emitted, once. Emitting the
+  provisional rows as well would double the scorer's work and writes for a few seconds of latency.
 """
 
 from __future__ import annotations
