@@ -1,0 +1,114 @@
+"""Search plans (walk the sort index, or the text/filter indexes) give the same pages; the hot-query cache."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+
+from gateway.gateway_process import Gateway
+from hubpulse_gateway.catalog import repository, service
+from hubpulse_gateway.catalog.schemas import SortKey
+from hubpulse_gateway.catalog.service import MAX_WALK, MIN_WALK, CatalogSample, SampleRows, SearchPlan
+
+PLANS = [SearchPlan(MIN_WALK), SearchPlan(MAX_WALK), SearchPlan(None), SearchPlan(None, text_only=True)]
+
+
+def query(**params: object) -> service.SearchQuery:
+    args: dict[str, object] = {
+        "q": None,
+        "task": None,
+        "library": None,
+        "min_downloads": None,
+        "max_downloads": None,
+        "min_likes": None,
+        "sort": SortKey.trend,
+        "cursor": None,
+        "limit": 20,
+    }
+    return service.normalise_query(**{**args, **params})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def pool(gateway: Gateway) -> AsyncIterator[asyncpg.Pool]:
+    async with asyncpg.create_pool(gateway.database_url, min_size=1, max_size=1) as pool:
+        yield pool
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "llama"},
+        {"q": "llama instruct", "sort": SortKey.downloads},
+        {"q": "gguf", "task": "text-generation", "sort": SortKey.likes},
+        {"task": "text-classification", "library": "transformers", "min_downloads": 10, "sort": SortKey.created},
+        {"q": "explained"},
+        {"q": "nothing-matches-this"},
+        {"max_downloads": 40, "sort": SortKey.growth, "limit": 7},
+    ],
+)
+async def test_every_plan_returns_the_same_pages(pool: asyncpg.Pool, params: dict[str, object]) -> None:
+    first = query(**params)
+    pages = [await repository.search(pool, first, plan) for plan in PLANS]
+    ids = [[r["model_id"] for r in page] for page in pages]
+    assert all(i == ids[0] for i in ids), ids
+    if len(pages[0]) > first.limit:  # and the next page, through the cursor
+        cursor = service.page_of(pages[0], first)["next_cursor"]
+        second = query(**params, cursor=cursor)
+        after = [[r["model_id"] for r in await repository.search(pool, second, plan)] for plan in PLANS]
+        assert all(i == after[0] for i in after), after
+        assert not set(after[0]) & set(ids[0][: first.limit])
+
+
+async def test_a_repeated_search_is_answered_from_the_cache(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        url = "/v1/models?q=cache-probe-llama&sort=likes&limit=5"
+        first = await client.get(url)
+        again = await client.get(url)
+        respelled = await client.get("/v1/models", params={"limit": 5, "sort": "likes", "q": "CACHE-probe-LLAMA"})
+    assert first.status_code == again.status_code == respelled.status_code == 200
+    assert first.headers["x-cache"] == "miss"
+    assert again.headers["x-cache"] == "hit"  # the raw query string, before routing
+    assert respelled.headers["x-cache"] == "hit"  # the same normalised query
+    assert first.content == again.content == respelled.content
+    assert again.headers["content-type"] == "application/json"
+    assert again.headers["x-request-id"]  # the shared middleware still runs on a cached answer
+
+
+def sample(n_llama: int, n_other: int) -> CatalogSample:
+    ids = [f"org{i % 7}/llama-7b-{i:x}" for i in range(n_llama)] + [f"lab/bert-base-{i:x}" for i in range(n_other)]
+    n = len(ids)
+    return CatalogSample(
+        SampleRows(
+            ids=ids,
+            tags=[["transformers"]] * n,
+            task=["text-generation" if i % 4 == 0 else "fill-mask" for i in range(n)],
+            library=["transformers"] * n,
+            downloads=list(range(n)),
+            likes=[0] * n,
+        ),
+        total=100 * n,
+    )
+
+
+def test_the_planner_walks_for_common_words_and_uses_the_indexes_for_rare_ones() -> None:
+    planner = sample(n_llama=5_000, n_other=15_000)
+    common = planner.plan(query(q="llama"))
+    assert common.walk is not None
+    assert MIN_WALK <= common.walk <= MAX_WALK
+    assert common.walk & (common.walk - 1) == 0, "a power of two: few distinct SQL texts"
+    assert planner.plan(query(q="no-such-word")).walk is None
+    # Present in the sample but rare: one id in 20k is 100 rows of 2M; no walk finds a page of those.
+    assert planner.plan(query(q="llama-7b-1f3")).walk is None
+    # A rare word with a common task: the task's bitmap costs more than the few rows it removes.
+    assert planner.plan(query(q="llama-7b-1f3", task="fill-mask")).text_only
+    # The tag vocabulary counts as text too (tags @> ARRAY[word]).
+    assert planner.plan(query(q="transformers")).walk == MIN_WALK
+
+
+def test_an_empty_sample_falls_back_to_walking() -> None:
+    empty = CatalogSample(SampleRows([], [], [], [], [], []), 0)
+    assert empty.plan(query()).walk == MIN_WALK
+    assert empty.plan(query(q="llama")).walk == MAX_WALK
