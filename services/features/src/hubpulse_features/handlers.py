@@ -20,7 +20,7 @@ log = get_logger(__name__)
 ROWS = Counter("hubpulse_features_rows_total", "Feature rows computed", ["kind"])
 DAYS_CLOSED = Counter("hubpulse_features_days_closed_total", "Days whose cross-sectional features were finalised")
 
-# The day closer rewrites a whole day; it works in slices so that no 2M-row list of floats is ever built.
+# The day closer rewrites a whole day in slices of this many rows (bounded memory at any Hub size).
 CLOSE_CHUNK_ROWS = 50_000
 
 
@@ -51,22 +51,27 @@ class FeaturesWorker:
         self.day_activity.set()
 
     async def close_day(self, day: dt.date) -> int:
-        """Finalise a day: cross-sectional features over its whole population, stored and emitted again."""
+        """Finalise a day: cross-sectional features over its whole population, stored and emitted again.
+
+        The ranks need the whole day at once, but only its numbers; the rows themselves are then read,
+        finalised, stored and published a slice at a time, so memory stays bounded at any Hub size.
+        """
         async with self._lock, self._pool.acquire() as conn:
-            rows = await repository.load_day(conn, day)
-            final = service.close_day(rows)
-            for start in range(0, len(final), CLOSE_CHUNK_ROWS):
-                part = final.iloc[start : start + CLOSE_CHUNK_ROWS]
+            cross = service.day_cross_features(await repository.load_rank_inputs(conn, day))
+            after, models = "", 0
+            while not (rows := await repository.load_day_rows(conn, day, after, CLOSE_CHUNK_ROWS)).empty:
+                final = service.close_rows(rows, cross)
                 async with conn.transaction():
-                    await repository.upsert_features(conn, part, provisional=False)
+                    await repository.upsert_features(conn, final, provisional=False)
                 # Published after the commit: a crash in between leaves the day open, and the next closer
                 # run recomputes and republishes the same rows (consumers upsert by model-day).
-                await self._bus.publish_encoded(ModelFeatures.topic, service.feature_payloads(part, provisional=False))
-            await repository.mark_closed(conn, day, len(final))
-        ROWS.labels("final").inc(len(final))
+                await self._bus.publish_encoded(ModelFeatures.topic, service.feature_payloads(final, provisional=False))
+                after, models = str(rows["model_id"].iloc[-1]), models + len(rows)
+            await repository.mark_closed(conn, day, models)
+        ROWS.labels("final").inc(models)
         DAYS_CLOSED.inc()
-        log.info("features.day_closed", day=day.isoformat(), models=len(final))
-        return len(final)
+        log.info("features.day_closed", day=day.isoformat(), models=models)
+        return models
 
     async def close_due_days(self, idle_s: float) -> list[dt.date]:
         days: list[dt.date] = await repository.days_to_close(self._pool, idle_s)

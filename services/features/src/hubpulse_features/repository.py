@@ -43,13 +43,24 @@ _UPSERT_FEATURES = f"""
     ON CONFLICT (snapshot_date, model_id) DO UPDATE SET feature_set = EXCLUDED.feature_set,
         values = EXCLUDED.values, provisional = EXCLUDED.provisional, computed_at = now()
 """  # noqa: S608 (identifiers are module constants, values are bound parameters)
-_SELECT_DAY = f"""
-    SELECT f.snapshot_date, f.model_id, {", ".join(f"h.{c}" for c in _DAY_STATS)},
-        array_to_string(h.tags, E'{_TAG_SEPARATOR}') AS tags,
-        {", ".join(f'f.values[{_POSITION[c]}] AS "{c}"' for c in TIME_FEATURE_COLUMNS)}
+# A day is read in model_id order, a slice at a time (keyset on the primary key): memory stays bounded
+# however many models the day has.
+_DAY_SLICE = """
     FROM feature_rows f JOIN feature_history h USING (model_id, snapshot_date)
-    WHERE f.snapshot_date = $1 AND f.feature_set = $2
-"""  # noqa: S608 (identifiers are module constants, values are bound parameters)
+    WHERE f.snapshot_date = $1 AND f.feature_set = $2 AND f.model_id > $3
+    ORDER BY f.model_id LIMIT $4
+"""
+_TIME_VALUES = ", ".join(f'f.values[{_POSITION[c]}] AS "{c}"' for c in TIME_FEATURE_COLUMNS)
+_SELECT_DAY_ROWS = f"""
+    SELECT f.snapshot_date, f.model_id, {", ".join(f"h.{c}" for c in _DAY_STATS)},
+        array_to_string(h.tags, E'{_TAG_SEPARATOR}') AS tags, {_TIME_VALUES} {_DAY_SLICE}
+"""
+# What the day-wide ranks read: numbers and the task, no free text (a 2M-model day must fit in memory).
+_RANK_STATS = ("downloads", "downloads_all_time", "likes", "pipeline_tag")
+_SELECT_RANK_INPUTS = f"""
+    SELECT f.snapshot_date, f.model_id, {", ".join(f"h.{c}" for c in _RANK_STATS)}, {_TIME_VALUES} {_DAY_SLICE}
+"""
+RANK_SLICE_ROWS = 250_000
 
 
 async def ensure_feature_set(pool: asyncpg.Pool) -> None:
@@ -130,14 +141,32 @@ async def days_to_close(pool: asyncpg.Pool, idle_s: float) -> list[dt.date]:
     return [r["snapshot_date"] for r in rows]
 
 
-async def load_day(conn: asyncpg.Connection, day: dt.date) -> pd.DataFrame:
-    """A day's stored time features joined with its stats: the input of service.close_day."""
-    frame = await _copy_csv(conn, _SELECT_DAY, day, FEATURE_SET)
+def _time_features_typed(frame: pd.DataFrame) -> pd.DataFrame:
     for column in TIME_FEATURE_COLUMNS:  # NaN arrives as the text 'NaN'
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float32")
+    return typed(frame)
+
+
+async def load_rank_inputs(conn: asyncpg.Connection, day: dt.date) -> pd.DataFrame:
+    """What service.day_cross_features needs of every model of a day, read in slices."""
+    parts: list[pd.DataFrame] = []
+    after = ""
+    while True:
+        part = await _copy_csv(conn, _SELECT_RANK_INPUTS, day, FEATURE_SET, after, RANK_SLICE_ROWS)
+        if part.empty:
+            break
+        after = str(part["model_id"].iloc[-1])
+        parts.append(_time_features_typed(part))
+    if not parts:
+        return _time_features_typed(pd.DataFrame(columns=["snapshot_date", "model_id", *_RANK_STATS]))
+    return pd.concat(parts, ignore_index=True)
+
+
+async def load_day_rows(conn: asyncpg.Connection, day: dt.date, after: str, limit: int) -> pd.DataFrame:
+    """The next `limit` rows of a day after model id `after`: stored time features joined with the stats."""
+    frame = await _copy_csv(conn, _SELECT_DAY_ROWS, day, FEATURE_SET, after, limit)
     frame["tags"] = [t.split(_TAG_SEPARATOR) if isinstance(t, str) and t else [] for t in frame["tags"]]
-    result: pd.DataFrame = typed(frame)
-    return result
+    return _time_features_typed(frame)
 
 
 async def mark_closed(conn: asyncpg.Connection, day: dt.date, models: int) -> None:

@@ -119,12 +119,18 @@ def batch_features(window: pd.DataFrame, batch: pd.DataFrame) -> pd.DataFrame:
     return stats.merge(feats, on=["snapshot_date", "model_id"], how="inner", validate="one_to_one")
 
 
-def close_day(day_rows: pd.DataFrame) -> pd.DataFrame:
-    """A complete day's rows with their cross-sectional features recomputed over the whole day."""
-    cross = cross_sectional_features(day_rows)
-    out = day_rows.reset_index(drop=True)
+def day_cross_features(rank_inputs: pd.DataFrame) -> pd.DataFrame:
+    """A complete day's cross-sectional features (the same code compute_features runs), indexed by model id."""
+    cross = cross_sectional_features(rank_inputs)
+    return cross.set_index("model_id")[list(CROSS_FEATURE_COLUMNS)]
+
+
+def close_rows(rows: pd.DataFrame, cross: pd.DataFrame) -> pd.DataFrame:
+    """Some of a closed day's rows with their final cross-sectional features (looked up by model id)."""
+    out = rows.reset_index(drop=True)
+    final = cross.reindex(out["model_id"])
     for column in CROSS_FEATURE_COLUMNS:
-        out[column] = cross[column].to_numpy()
+        out[column] = final[column].to_numpy()
     return out
 
 
