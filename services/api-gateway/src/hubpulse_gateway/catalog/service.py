@@ -165,10 +165,11 @@ MIN_WALK = 256
 MAX_WALK = 262_144
 WALK_MARGIN = 4  # walk this many times the rows the sample expects a page to need
 # Relative costs per row, measured at 2M models (EXPLAIN ANALYZE, warm cache, work_mem large enough for exact
-# bitmaps): a walk step on the covering index ~0.25 us; a bitmap index entry (trigram, task, library)
-# ~0.11 us; a heap row fetched and rechecked ~2.5 us. Only their ratios matter.
+# bitmaps), in units of one walk step on a covering index (~0.25 us): a trigram posting ~0.12 us per trigram
+# of the word, a task/library btree bitmap entry ~0.3 us, a heap row fetched and rechecked ~2.5 us.
 WALK_COST = 1.0
-BITMAP_COST = 0.5
+TRIGRAM_COST = 0.5
+BTREE_BITMAP_COST = 1.2
 HEAP_COST = 10.0
 
 
@@ -233,23 +234,33 @@ class CatalogSample:
         text_bitmap = 0
         for term in query.terms:
             found = self._term_rows(term)
-            text_bitmap += len(found)
+            # ILIKE '%word%' reads one posting list per trigram of the word; under 3 letters it has none
+            # and the trigram index is read whole.
+            text_bitmap += len(found) * (len(term) - 2) if len(term) >= 3 else 3 * self.size
             rows = found if rows is None else np.intersect1d(rows, found, assume_unique=True)
         text_rows = self.size if rows is None else len(rows)
         if rows is None:
             rows = np.arange(self.size)
         scope = self.size
-        filter_bitmap = 0
+        # (bitmap entries, rows left) of each filter the index query can AND with the words' bitmap
+        bitmaps: list[tuple[int, np.ndarray]] = []
         if query.task is not None:
             in_task = self._task == self._task_vocab.get(query.task, -1)
             scope = int(np.count_nonzero(in_task))  # the walk reads only this task's index entries
-            filter_bitmap += scope
-            rows = rows[in_task[rows]]
+            bitmaps.append((scope, in_task))
         if query.library is not None:
-            code = self._library_vocab.get(query.library, -1)
-            filter_bitmap += int(np.count_nonzero(self._library == code))
-            rows = rows[self._library[rows] == code]
-        candidates = len(rows)  # what the text, task and library bitmaps leave for the heap
+            in_library = self._library == self._library_vocab.get(query.library, -1)
+            bitmaps.append((int(np.count_nonzero(in_library)), in_library))
+        # PostgreSQL ANDs the bitmaps worth it: the cheapest non-empty choice of them
+        filtered: list[tuple[int, int]] = []
+        for choice in range(1, 1 << len(bitmaps)):
+            picked = [bitmaps[i] for i in range(len(bitmaps)) if choice >> i & 1]
+            left = rows
+            for _, mask in picked:
+                left = left[mask[left]]
+            filtered.append((sum(entries for entries, _ in picked), len(left)))
+        for _, mask in bitmaps:
+            rows = rows[mask[rows]]
         if query.min_downloads is not None:
             rows = rows[self._downloads[rows] >= query.min_downloads]
         if query.max_downloads is not None:
@@ -257,23 +268,33 @@ class CatalogSample:
         if query.min_likes is not None:
             rows = rows[self._likes[rows] >= query.min_likes]
         k = self.total / self.size
-        return _Estimate(len(rows) * k, scope * k, text_bitmap * k, text_rows * k, filter_bitmap * k, candidates * k)
+        return _Estimate(
+            len(rows) * k,
+            scope * k,
+            text_bitmap * k,
+            text_rows * k,
+            [(entries * k, left * k) for entries, left in filtered],
+        )
 
     def plan(self, query: SearchQuery) -> SearchPlan:
         """The cheapest plan by the sample's counts and the relative costs above.
 
-        Walk: the rows a page needs at the sampled density (times a margin). Index, text only: the word's
-        bitmap entries and the heap rows it matches. Index with the filters: also the task/library bitmaps,
-        fewer heap rows. Matches are assumed spread evenly over the sort order; where they are not, the walk
-        comes back short and the index query finishes it.
+        Walk: the rows a page needs at the sampled density (times a margin). Index, text only: the words'
+        trigram postings and the heap rows they match. Index with the filters: also the task and/or library
+        bitmaps, fewer heap rows. Matches are assumed spread evenly over the sort order; where they are not,
+        the walk comes back short and the index query finishes it.
         """
         if self.size == 0:  # nothing sampled (yet)
             return SearchPlan(MIN_WALK if not (query.terms or has_filters(query)) else MAX_WALK)
         est = self._estimate(query)
-        text_only = HEAP_COST * est.text_rows + BITMAP_COST * est.text_bitmap
-        with_filters = HEAP_COST * est.candidates + BITMAP_COST * (est.text_bitmap + est.filter_bitmap)
-        use_text_only = bool(query.terms) and text_only < with_filters
-        index = text_only if use_text_only else with_filters
+        text = TRIGRAM_COST * est.text_bitmap
+        text_only = text + HEAP_COST * est.text_rows if query.terms else math.inf
+        with_filters = min(
+            (text + BTREE_BITMAP_COST * entries + HEAP_COST * left for entries, left in est.filter_bitmaps),
+            default=math.inf,
+        )
+        use_text_only = text_only <= with_filters
+        index = min(text_only, with_filters)
         if est.matches <= 0 or est.scope <= 0:
             return SearchPlan(None, use_text_only)  # fewer than about total/size matches
         need = WALK_MARGIN * (query.limit + 1) * est.scope / est.matches
@@ -294,15 +315,14 @@ class SearchPlan:
 
 @dataclass(frozen=True, slots=True)
 class _Estimate:
-    """Rows in the whole catalog: matching all; in the walked index; bitmap entries of the words; rows matching
-    the words; bitmap entries of task and library; rows matching words, task and library."""
+    """Rows in the whole catalog: matching all; in the walked index; trigram postings of the words; rows
+    matching the words; per choice of task/library bitmaps, (their entries, rows matching words and them)."""
 
     matches: float
     scope: float
     text_bitmap: float
     text_rows: float
-    filter_bitmap: float
-    candidates: float
+    filter_bitmaps: list[tuple[float, float]]
 
 
 def has_filters(query: SearchQuery) -> bool:
