@@ -50,7 +50,8 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(service
     bucket = f"t-{uuid.uuid4().hex[:10]}"
     hub = SyntheticHub(60, 4, seed=5)
     days = [hub_snapshots(hub, d, prefix) for d in range(4)]
-    features = settings_for(FeaturesSettings, service_env, database_url, day_close_idle_s=600.0)
+    # features are published when a day closes: a quiet second closes the last day published
+    features = settings_for(FeaturesSettings, service_env, database_url, day_close_idle_s=1.0, day_close_check_s=0.3)
     scorer = settings_for(ScorerSettings, service_env, database_url, s3_bucket=bucket, model_poll_s=0.3)
 
     async def scores_of(day_index: int) -> list:
