@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import uuid
+from collections.abc import Awaitable, Callable
 
+import numpy as np
+import pandas as pd
 import pytest
 from features.support import fetch, hub_snapshots, publish, running, settings_for, wait_for
 
+from hubpulse.platform.stores import free_port, wait_port
 from hubpulse_common.errors import InputError
+from hubpulse_common.features import FEATURE_COLUMNS, compute_features
 from hubpulse_common.s3 import aws_client, ensure_bucket
 from hubpulse_common.settings import CommonSettings, load_settings
 from hubpulse_common.synthetic import SyntheticHub
+from hubpulse_features import service as fservice
 from hubpulse_features.app import create_app as create_features_app
 from hubpulse_features.settings import FeaturesSettings
 from hubpulse_scorer.app import create_app as create_scorer_app
@@ -120,3 +130,90 @@ async def _loaded(worker) -> bool:
 
 async def _version(worker) -> str | None:
     return worker.version
+
+
+def _service(package: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", package], env={**os.environ, **env, "HUBPULSE_PORT": str(port)}, stderr=subprocess.PIPE
+    )
+    assert wait_port(port, 60, proc), proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+    return proc
+
+
+async def _kill_midway(proc: subprocess.Popen[bytes], rows: Callable[[], Awaitable[int]]) -> int:
+    """SIGKILL the process as soon as some, but not all, of its rows are written; returns the count seen."""
+    count = await wait_for(rows, lambda n: n > 0, timeout_s=90)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    return count
+
+
+async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_nothing(
+    service_env, database_url, challenger
+) -> None:
+    """kill -9 of each service while it works: after restarts, every model-day has exactly its one feature
+    row (equal to the batch computation) and its one score, and the catalog has every model's last day."""
+    prefix = f"k{uuid.uuid4().hex[:6]}-"
+    bucket = f"t-{uuid.uuid4().hex[:10]}"
+    registry = _registry(service_env, bucket)
+    version = registry.promote(registry.register(challenger).version).version  # no bootstrap training
+    hub = SyntheticHub(300, 4, seed=11)
+    days = [hub_snapshots(hub, d, prefix) for d in range(4)]
+    expected = sum(len(d) for d in days)
+    env = {
+        **service_env,
+        "HUBPULSE_DATABASE_URL": database_url,
+        "HUBPULSE_S3_BUCKET": bucket,
+        "HUBPULSE_BATCH_SIZE": "100",  # many small batches: the kill lands mid-stream
+        "HUBPULSE_DAY_CLOSE_IDLE_S": "1",
+        "HUBPULSE_DAY_CLOSE_CHECK_S": "0.3",
+    }
+    features_env = {**env, "HUBPULSE_SERVICE_NAME": "features", "HUBPULSE_CONSUMER_GROUP": f"f-{prefix}"}
+    scorer_env = {**env, "HUBPULSE_SERVICE_NAME": "scorer", "HUBPULSE_CONSUMER_GROUP": f"s-{prefix}"}
+
+    async def count(query: str) -> int:
+        return int((await fetch(database_url, query, prefix + "%"))[0]["n"])
+
+    async def feature_rows() -> int:
+        return await count("SELECT count(*) AS n FROM feature_rows WHERE model_id LIKE $1")
+
+    async def scores() -> int:
+        return await count("SELECT count(*) AS n FROM scores WHERE model_id LIKE $1")
+
+    procs = [_service("hubpulse_features", features_env), _service("hubpulse_scorer", scorer_env)]
+    try:
+        await publish(service_env["HUBPULSE_KAFKA_BOOTSTRAP"], [e for day in days for e in day])
+        seen = await _kill_midway(procs[0], feature_rows)
+        assert seen < expected, "features finished before the kill: the test proves nothing"
+        procs[0] = _service("hubpulse_features", features_env)
+        seen = await _kill_midway(procs[1], scores)
+        assert seen < expected, "the scorer finished before the kill: the test proves nothing"
+        procs[1] = _service("hubpulse_scorer", scorer_env)
+        await wait_for(scores, lambda n: n >= expected, timeout_s=120)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+
+    rows = await fetch(
+        database_url,
+        "SELECT f.snapshot_date, f.model_id, f.values, f.provisional, count(s.*) AS scores, "
+        "min(s.model_version) AS version FROM feature_rows f "
+        "LEFT JOIN scores s USING (snapshot_date, model_id) WHERE f.model_id LIKE $1 "
+        "GROUP BY f.snapshot_date, f.model_id, f.values, f.provisional",
+        prefix + "%",
+    )
+    assert len(rows) == expected
+    assert all(not r["provisional"] and r["scores"] == 1 and r["version"] == version for r in rows)
+    history = fservice.records_frame(fservice.snapshot_records(e for day in days for e in day))
+    truth = compute_features(history[list(fservice.WINDOW_COLUMNS)]).set_index(["snapshot_date", "model_id"])
+    got = np.asarray([r["values"] for r in rows], dtype="float32")
+    keys = pd.MultiIndex.from_arrays(
+        [pd.to_datetime([r["snapshot_date"] for r in rows]), [r["model_id"] for r in rows]]
+    )
+    want = truth.reindex(keys)[list(FEATURE_COLUMNS)].to_numpy(dtype="float32")
+    np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+    catalog = await fetch(database_url, "SELECT snapshot_date FROM catalog_models WHERE model_id LIKE $1", prefix + "%")
+    assert len(catalog) == len({e.model_id for day in days for e in day})
+    assert {c["snapshot_date"] for c in catalog} <= {day[0].snapshot_date for day in days}
