@@ -137,3 +137,14 @@ def test_features_at_kept_rows_in_model_blocks_equal_the_full_computation(histor
     pd.testing.assert_frame_equal(
         compute_features_at(bare, rows, block_models=13), compute_features(bare).iloc[rows].reset_index(drop=True)
     )
+
+
+def test_features_at_read_float32_counts_exactly(history):
+    """The Hub-scale bench holds exact counts as float32: the features are those of the float64 history."""
+    from hubpulse_common.features import compute_features_at
+
+    small = history.astype({c: "float32" for c in ("downloads", "downloads_all_time", "likes", "trending_rank")})
+    rows = np.arange(0, len(history), 5)
+    pd.testing.assert_frame_equal(
+        compute_features_at(small, rows, block_models=40), compute_features(history).iloc[rows].reset_index(drop=True)
+    )

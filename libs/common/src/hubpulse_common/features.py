@@ -305,6 +305,14 @@ _CROSS_INPUTS: tuple[str, ...] = tuple(
 )
 
 
+def _exact_values(column: pd.Series) -> np.ndarray:
+    """The column as float: float32 kept as it is (the grids are float64, and float32 -> float64 is exact), so a
+    Hub-scale caller holding counts as float32 does not pay for a float64 copy of every row; else float64."""
+    if column.dtype == np.float32:
+        return column.to_numpy()
+    return column.to_numpy(dtype="float64", na_value=np.nan)
+
+
 def _time_features(
     history: pd.DataFrame,
     codes: np.ndarray,
@@ -343,7 +351,7 @@ def _time_features_multi(
     near = np.flatnonzero((day >= lo - _PAD) & (day <= hi))  # rows inside the look-back of the output days
     n_codes, n_col = codes[near], day[near] - (lo - _PAD)
     values = {
-        c: history[c].to_numpy(dtype="float64", na_value=np.nan)[near] if c in history.columns else None
+        c: _exact_values(history[c])[near] if c in history.columns else None
         for c in ("downloads", "downloads_all_time", "likes", "trending_rank")
     }
     block = block_models or max(n_models, 1)
@@ -543,8 +551,12 @@ def compute_features_at(history: pd.DataFrame, rows: np.ndarray, *, block_models
     if history.empty or len(rows) == 0:
         return compute_features(history.iloc[:0])
     dates = history["snapshot_date"].to_numpy(dtype="datetime64[D]")
-    day = (dates - dates.min()).astype("int64")
-    codes, models = pd.factorize(history["model_id"])
+    # int32 day and model codes: these per-row arrays (and their gathers) are most of the transient memory at Hub scale
+    day = (dates - dates.min()).astype("int32")
+    del dates
+    factorized, models = pd.factorize(history["model_id"])
+    codes = factorized.astype("int32") if len(models) < 2**31 else factorized
+    del factorized
     population = np.flatnonzero((day >= day[rows].min()) & (day <= day[rows].max()))
     # time features: the cross-sectional inputs for the whole population, the others for `rows` only
     others = tuple(c for c in _TIME_FEATURES if c not in _CROSS_INPUTS)

@@ -169,10 +169,9 @@ def build_dataset_streaming(
     def flush(end: int) -> None:  # target days start..end (inclusive)
         part = pd.concat(held[max(start - back, offset) - offset :], ignore_index=True)
         day_index = (part["snapshot_date"] - held[start - offset]["snapshot_date"].iloc[0]).dt.days.to_numpy()
-        label = make_labels(part, config.labels)
         target = (day_index >= 0) & (day_index <= end - start)
+        y = make_labels(part, config.labels)[target]  # the whole window's labels are not kept past this line
         progress(f"features for days {start}..{end}")
-        y = label[target]
         keep = ~np.isnan(y) & ((y == 1) | (rng.random(len(y)) < negative_rate))
         # features of the kept rows only, computed in blocks of models (same values as compute_features)
         # the days after `end` (there for the labels only) are left out: part is in day order, so a prefix
@@ -180,7 +179,7 @@ def build_dataset_streaming(
         frames.append(
             compute_features_at(part.iloc[:upto], np.flatnonzero(target)[keep], block_models=config.block_models)
         )
-        del part, label
+        del part
         labels.append(y[keep])
         weights.append(np.where(y[keep] == 1, 1.0, 1.0 / negative_rate))
 
