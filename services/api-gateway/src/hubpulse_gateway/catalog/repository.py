@@ -46,12 +46,23 @@ class _Sql:
         return f"${len(self.args)}"
 
 
-def _text_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
-    # The trigram index serves ILIKE on the id (author/name); tags match whole (GIN on tags).
-    return [
-        f"(model_id ILIKE {sql.arg(like_pattern(term))} OR tags @> ARRAY[{sql.arg(term)}]::text[])"
-        for term in query.terms
-    ]
+def _text_conditions(sql: _Sql, query: SearchQuery, row_by_row: bool = False) -> list[str]:
+    """The trigram index serves ILIKE on the id (author/name); tags match whole (GIN on tags).
+
+    `row_by_row` (the walk, which tests every row it reads): the tag test only runs if some row has that
+    tag at all, asked once of the tags index (an InitPlan). Most words are no tag, and the array test was a
+    third of a walk step. The doubled containment is the same test; it lowers the estimate for a word that
+    is no known tag so that EXISTS uses the index (0.1 ms) instead of a table scan hoping for an early hit.
+    """
+    where = []
+    for term in query.terms:
+        pattern, tag = sql.arg(like_pattern(term)), sql.arg(term)
+        tags = f"tags @> ARRAY[{tag}]::text[]"
+        if row_by_row:
+            has_tag = f"EXISTS (SELECT 1 FROM catalog_models WHERE {tags} AND tags @> ARRAY[{tag}, {tag}]::text[])"  # noqa: S608
+            tags = f"({has_tag} AND {tags})"
+        where.append(f"(model_id ILIKE {pattern} OR {tags})")
+    return where
 
 
 def _filter_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
@@ -97,7 +108,7 @@ def walk_sql(query: SearchQuery, window: int) -> tuple[str, list[Any]]:
     after = _after_cursor(sql, query)
     if query.task is not None:  # walk only that task's rows (the per-task keyset indexes)
         after.append(f"pipeline_tag = {sql.arg(query.task)}")
-    conditions = _conditions(sql, query)
+    conditions = _text_conditions(sql, query, row_by_row=True) + _filter_conditions(sql, query)
     page = sql.arg(query.limit + 1)
     text = (
         f"SELECT {SUMMARY_COLUMNS} FROM catalog_models WHERE model_id = ANY(ARRAY("  # noqa: S608
