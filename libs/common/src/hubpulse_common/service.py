@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 import sys
@@ -18,6 +19,11 @@ from hubpulse_common.logging import configure_logging, get_logger
 from hubpulse_common.settings import ServiceSettings, load_settings
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+# Batches allocate tens of thousands of short-lived objects (events, dicts, records); with the default
+# thresholds the cyclic collector runs constantly and its full passes walk every long-lived object (pandas,
+# XGBoost, imported modules). `python -m hubpulse.bench.stages` with and without these: features 19.9k -> 25.4k rows/s.
+_GC_THRESHOLDS = (50_000, 20, 100)
 
 log = get_logger(__name__)
 
@@ -75,6 +81,8 @@ def run_service(create_app: Callable[[SettingsT], FastAPI], settings_cls: type[S
     try:
         settings = load_settings(settings_cls)
         configure_logging(settings.service_name, settings.log_level, settings.log_format)
+        gc.freeze()  # what start-up built lives for good: out of the collector's way
+        gc.set_threshold(*_GC_THRESHOLDS)
         asyncio.run(serve_app(create_app(settings), settings))
     except UserFacingError as exc:
         log.error("service.start_failed", error=str(exc))
