@@ -13,7 +13,13 @@ from hubpulse_gateway.catalog import repository, service
 from hubpulse_gateway.catalog.schemas import SortKey
 from hubpulse_gateway.catalog.service import MAX_WALK, MIN_WALK, CatalogSample, SampleRows, SearchPlan
 
-PLANS = [SearchPlan(MIN_WALK), SearchPlan(MAX_WALK), SearchPlan(None), SearchPlan(None, text_only=True)]
+PLANS = [
+    SearchPlan(MIN_WALK),
+    SearchPlan(MAX_WALK),
+    SearchPlan(MIN_WALK, rewalk=4 * MIN_WALK),
+    SearchPlan(None),
+    SearchPlan(None, text_only=True),
+]
 
 
 def query(**params: object) -> service.SearchQuery:
@@ -104,6 +110,12 @@ def test_the_planner_walks_for_common_words_and_uses_the_indexes_for_rare_ones()
     assert planner.plan(query(q="llama-7b-1f3")).walk is None
     # A rare word with a common task: the task's bitmap costs more than the few rows it removes.
     assert planner.plan(query(q="llama-7b-1f3", task="fill-mask")).text_only
+    # A common word with a costly index query: a longer walk is planned in case the first comes back short.
+    assert common.rewalk is None or common.rewalk >= 4 * common.walk
+    # A downloads range alone has no index but the sort's: walk, and walk on if short.
+    ranged = planner.plan(query(max_downloads=40))
+    assert ranged.walk is not None
+    assert ranged.rewalk is not None
     # The tag vocabulary counts as text too (tags @> ARRAY[word]).
     assert planner.plan(query(q="transformers")).walk == MIN_WALK
 

@@ -142,14 +142,16 @@ def search_sql(query: SearchQuery, text_only: bool = False) -> tuple[str, list[A
 
 
 async def search(pool: asyncpg.Pool, query: SearchQuery, plan: SearchPlan) -> list[asyncpg.Record]:
-    """A walk of the first `plan.walk` rows of the sort index; if that did not fill the page (or the plan
-    has no walk), the index-driven query.
+    """Walks of the first `plan.walk` (then `plan.rewalk`) rows of the sort index; if they did not fill the
+    page (or the plan has no walk), the index-driven query.
 
     The walk fills the page for common words (a page needs few rows in sort order); rare words and narrow
     filters end in the second query, whose cost is the number of matches, which is then small.
     """
-    if plan.walk is not None:
-        sql, args = walk_sql(query, plan.walk)
+    for window in (plan.walk, plan.rewalk) if plan.walk is not None else ():
+        if window is None:
+            continue
+        sql, args = walk_sql(query, window)
         rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
         if len(rows) > query.limit or not (query.terms or has_filters(query)):
             return rows

@@ -162,7 +162,8 @@ def page_json(rows: Sequence[Mapping[str, Any]], query: SearchQuery) -> bytes:
 # Search plans (see repository.search): walk the sort index for at most `window` rows, or go straight to the
 # text/filter indexes (window None). The window is a power of two so few distinct SQL texts get prepared.
 MIN_WALK = 256
-MAX_WALK = 262_144
+MAX_WALK = 262_144  # the first walk; a longer one only as a second try, where the index query costs more
+LONGEST_WALK = 1 << 21
 WALK_MARGIN = 4  # walk this many times the rows the sample expects a page to need
 # Relative costs per row, measured at 2M models (EXPLAIN ANALYZE, warm cache, work_mem large enough for exact
 # bitmaps), in units of one walk step on a covering index (~0.25 us): a trigram posting ~0.12 us per trigram
@@ -298,19 +299,25 @@ class CatalogSample:
         if est.matches <= 0 or est.scope <= 0:
             return SearchPlan(None, use_text_only)  # fewer than about total/size matches
         need = WALK_MARGIN * (query.limit + 1) * est.scope / est.matches
-        if need > MAX_WALK or need * WALK_COST > index:
+        if need > LONGEST_WALK or need * WALK_COST > index:
             return SearchPlan(None, use_text_only)
-        return SearchPlan(max(MIN_WALK, 1 << math.ceil(math.log2(need))), use_text_only)
+        walk = max(MIN_WALK, 1 << math.ceil(math.log2(need)))
+        # Matches can cluster away from the top of the sort (new models have few downloads): if the walk
+        # comes back short, a longer one is still worth it while it costs less than the index query.
+        cheaper = index / WALK_COST  # inf: no index serves the query (a downloads/likes range alone)
+        longer = LONGEST_WALK if cheaper >= LONGEST_WALK else 1 << int(math.log2(max(cheaper, 1)))
+        return SearchPlan(walk, use_text_only, longer if longer >= 4 * walk else None)
 
 
 @dataclass(frozen=True, slots=True)
 class SearchPlan:
-    """`walk`: sort-index rows to walk first (None: straight to the index query). `text_only`: the index
-    query finds the words through the trigram/tags indexes alone and filters those rows (the task/library
-    bitmaps would cost more than the heap rows they save)."""
+    """`walk`: sort-index rows to walk first (None: straight to the index query); `rewalk`: a longer walk to
+    try if that one comes back short. `text_only`: the index query finds the words through the trigram/tags
+    indexes alone and filters those rows (the task/library bitmaps would cost more than the rows they save)."""
 
     walk: int | None
     text_only: bool = False
+    rewalk: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
