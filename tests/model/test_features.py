@@ -111,6 +111,9 @@ def test_surge_projection_against_the_label_thresholds():
     assert last["proj_ratio_3d"] == np.float32(12000 / 5700)
     assert last["surge_gap_3d"] == np.float32(np.log(12000 / 11400))
     assert last["surge_gap_3d"] > 0 > last["surge_gap_7d"]  # the 7-day rate dilutes the jump
+    # yesterday's 1000 against the week's (3000 + 400) / 7
+    assert last["rate_accel_1d_7d"] == np.float32(np.log(1001 / (3400 / 7 + 1)))
+    assert last["surge_gap_1d"] == last["surge_gap_3d"]  # 1000 a day over the last 1 and 3 days
     assert last["author_max_surge_gap"] == last["surge_gap_3d"]
     # without downloads_all_time the projection falls back on the rolling count's own changes
     bare = compute_features(frame.drop(columns=["downloads_all_time"]))

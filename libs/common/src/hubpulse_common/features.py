@@ -74,6 +74,8 @@ _TIME_FEATURES: tuple[str, ...] = (
     "proj_ratio_7d",
     "surge_gap_3d",
     "surge_gap_7d",
+    "surge_gap_1d",
+    "rate_accel_1d_7d",
 )
 _ROW_FEATURES: tuple[str, ...] = ("age_days", "day_of_week")
 _DAY_RANKED: tuple[str, ...] = (
@@ -136,40 +138,43 @@ SURGE_MIN_DELTA: float = 1000.0
 def _surge_projection(
     d: np.ndarray,
     all_time: np.ndarray,
-    at_d_ff: Callable[[int], np.ndarray],
-    at_a: Callable[[int], np.ndarray],
-    at_a_ff: Callable[[int], np.ndarray],
+    at_d: Callable[[int, bool], np.ndarray],
+    at_a: Callable[[int, bool], np.ndarray],
 ) -> dict[str, np.ndarray]:
     """downloads(t+7) projected at the current run rate, and how far that is from the surge thresholds.
 
     `downloads` is a 30-day rolling count: downloads(t+7) - downloads(t) = the daily downloads of t+1..t+7
-    (projected: the daily rate of the last 3 or 7 days) - those of t-29..t-23 (leaving the window). With
+    (projected: the daily rate of the last 1, 3 or 7 days) - those of t-29..t-23 (leaving the window). With
     downloads_all_time A, A(s) - downloads(s) = A(s-30), so A(t-j) - A(t-30) is exactly what was downloaded
     over t-29..t-j: the leaving week is taken as its uniform share, from the earliest A(t-j) of the window
     (least touched by a recent jump). Without A, the rate is D's change plus the uniform share of what left,
-    and the leaving week the uniform share of the rest of the window. `at_a(k)`: A k days earlier;
-    `at_d_ff(k)`, `at_a_ff(k)`: the same with gaps of a few days bridged.
+    and the leaving week the uniform share of the rest of the window. `at_d(k, bridged)`, `at_a(k, bridged)`: the
+    value k days earlier, with gaps of a few days bridged when `bridged` (the 3- and 7-day rates).
     """
     a30 = all_time - d  # A(t-30)
     leave_a = np.full_like(d, np.nan)
     for j in range(1, HISTORY_WINDOW_DAYS):  # ascending: the earliest observed A(t-j) wins
-        span = np.clip(at_a(j) - a30, 0.0, None) * (7.0 / (30 - j))
+        span = np.clip(at_a(j, False) - a30, 0.0, None) * (7.0 / (30 - j))
         leave_a = np.where(np.isnan(span), leave_a, span)
     leave_a = np.where(np.isnan(leave_a) & ~np.isnan(a30), d * (7.0 / 30.0), leave_a)  # nothing earlier seen
     out: dict[str, np.ndarray] = {}
     rates = {}
-    for days in (3, 7):
-        rate_a = np.clip(all_time - at_a_ff(days), 0.0, None) / days
-        d_then = at_d_ff(days)
+    for days in (1, 3, 7):
+        a_then = at_a(days, days > 1)
+        d_then = at_d(days, days > 1)
+        rate_a = np.clip(all_time - a_then, 0.0, None) / days
         rate_d = np.clip(d - d_then + d_then * (days / 30.0), 0.0, None) / days
         rates[days] = np.where(np.isnan(rate_a), rate_d, rate_a)
     leave_d = np.clip(d - 7.0 * rates[7], 0.0, None) * (7.0 / 23.0)
     leave = np.where(np.isnan(leave_a), leave_d, leave_a)
     out["leave_share_7d"] = leave / np.maximum(d, 1.0)
+    # yesterday's pace against the week's: a jump that the 3- and 7-day rates still dilute
+    out["rate_accel_1d_7d"] = np.log((rates[1] + 1.0) / (rates[7] + 1.0))
     for days, rate in rates.items():
         delta = 7.0 * rate - leave
         projected = d + delta
-        out[f"proj_ratio_{days}d"] = projected / np.maximum(d, 1.0)
+        if days > 1:
+            out[f"proj_ratio_{days}d"] = projected / np.maximum(d, 1.0)
         # log distance to the nearer-to-fail of the two thresholds: > 0 = a surge at the current rate
         out[f"surge_gap_{days}d"] = np.minimum(
             np.log(np.maximum(projected, 1.0) / np.maximum(SURGE_RATIO * d, 1.0)),
@@ -253,9 +258,8 @@ def _time_arrays(grid: Callable[[str], np.ndarray], n_out: int) -> dict[str, np.
     projection = _surge_projection(
         d,
         all_time,
-        lambda k: at(d_ff, k),
-        lambda k: at(all_time_grid, k),
-        lambda k: at(all_time_ff, k),
+        lambda k, bridged: at(d_ff if bridged else d_grid, k),
+        lambda k, bridged: at(all_time_ff if bridged else all_time_grid, k),
     )
     return {
         "log_downloads": np.log1p(d),
