@@ -405,6 +405,23 @@ def _group_key(*codes: np.ndarray) -> np.ndarray:
     return key
 
 
+# The time features _cross_features reads: all a caller re-ranking a complete day has to load (a 2M-model
+# day of every time feature would not fit a service's memory budget).
+CROSS_INPUT_COLUMNS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        (
+            *_DAY_RANKED,
+            *_TASK_RANKED,
+            "likes_7d",
+            "trending_rank",
+            "growth_rate_7d",
+            "surge_gap_3d",
+            "trend_score_proxy",
+        )
+    )
+)
+
+
 def _cross_features(out: pd.DataFrame, day: np.ndarray, author_codes: np.ndarray) -> None:
     """Ranks and aggregates over the whole day's population (and within task and author)."""
     by_day = out.groupby(day, sort=False)
@@ -603,8 +620,8 @@ CROSS_FEATURE_COLUMNS: tuple[str, ...] = _CROSS_FEATURES
 def cross_sectional_features(day_rows: pd.DataFrame) -> pd.DataFrame:
     """Recompute only the cross-sectional features of complete days from their stored time features.
 
-    `day_rows`: snapshot_date, model_id, pipeline_tag, downloads and the time features (as
-    compute_features returned them). A streaming caller that computed a day batch by batch (each batch
+    `day_rows`: snapshot_date, model_id, pipeline_tag, downloads and the time features CROSS_INPUT_COLUMNS
+    (as compute_features returned them). A streaming caller that computed a day batch by batch (each batch
     ranked only against itself) calls this once the day is complete; it runs the same `_cross_features`
     as compute_features, so the result equals compute_features over the whole day. Returns the key
     columns plus CROSS_FEATURE_COLUMNS (float32), rows in the input's order.
@@ -612,7 +629,7 @@ def cross_sectional_features(day_rows: pd.DataFrame) -> pd.DataFrame:
     dates = day_rows["snapshot_date"].to_numpy(dtype="datetime64[D]")
     day = (dates - dates.min()).astype("int64") if len(dates) else dates.astype("int64")
     out = pd.DataFrame({"snapshot_date": day_rows["snapshot_date"].to_numpy(), "model_id": day_rows["model_id"]})
-    for name in _TIME_FEATURES:
+    for name in CROSS_INPUT_COLUMNS:
         out[name] = day_rows[name].to_numpy(dtype="float32", na_value=np.nan)
     out["_task"] = day_rows["pipeline_tag"].to_numpy()
     out["_downloads"] = day_rows["downloads"].fillna(0).to_numpy(dtype="float64")

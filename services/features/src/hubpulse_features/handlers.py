@@ -57,6 +57,7 @@ class FeaturesWorker:
         finalised, stored and published a slice at a time, so memory stays bounded at any Hub size.
         """
         async with self._lock, self._pool.acquire() as conn:
+            await repository.analyze(conn)
             cross = service.day_cross_features(await repository.load_rank_inputs(conn, day))
             after, models = "", 0
             while not (rows := await repository.load_day_rows(conn, day, after, CLOSE_CHUNK_ROWS)).empty:

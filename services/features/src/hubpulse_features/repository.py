@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import asyncpg
 import pandas as pd
 
-from hubpulse_common.features import FEATURE_COLUMNS
+from hubpulse_common.features import CROSS_INPUT_COLUMNS, FEATURE_COLUMNS
 from hubpulse_features.service import (
     FEATURE_SET,
     HISTORY_COLUMNS,
@@ -50,15 +50,20 @@ _DAY_SLICE = """
     WHERE f.snapshot_date = $1 AND f.feature_set = $2 AND f.model_id > $3
     ORDER BY f.model_id LIMIT $4
 """
-_TIME_VALUES = ", ".join(f'f.values[{_POSITION[c]}] AS "{c}"' for c in TIME_FEATURE_COLUMNS)
+
+
+def _values(columns: Sequence[str]) -> str:
+    return ", ".join(f'f.values[{_POSITION[c]}] AS "{c}"' for c in columns)
+
+
 _SELECT_DAY_ROWS = f"""
     SELECT f.snapshot_date, f.model_id, {", ".join(f"h.{c}" for c in _DAY_STATS)},
-        array_to_string(h.tags, E'{_TAG_SEPARATOR}') AS tags, {_TIME_VALUES} {_DAY_SLICE}
+        array_to_string(h.tags, E'{_TAG_SEPARATOR}') AS tags, {_values(TIME_FEATURE_COLUMNS)} {_DAY_SLICE}
 """
-# What the day-wide ranks read: numbers and the task, no free text (a 2M-model day must fit in memory).
-_RANK_STATS = ("downloads", "downloads_all_time", "likes", "pipeline_tag")
+# What the day-wide ranks read: the task, downloads and the time features they rank (a 2M-model day must
+# fit in memory).
 _SELECT_RANK_INPUTS = f"""
-    SELECT f.snapshot_date, f.model_id, {", ".join(f"h.{c}" for c in _RANK_STATS)}, {_TIME_VALUES} {_DAY_SLICE}
+    SELECT f.snapshot_date, f.model_id, h.pipeline_tag, h.downloads, {_values(CROSS_INPUT_COLUMNS)} {_DAY_SLICE}
 """
 RANK_SLICE_ROWS = 250_000
 
@@ -143,8 +148,15 @@ async def days_to_close(pool: asyncpg.Pool, idle_s: float) -> list[dt.date]:
 
 def _time_features_typed(frame: pd.DataFrame) -> pd.DataFrame:
     for column in TIME_FEATURE_COLUMNS:  # NaN arrives as the text 'NaN'
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float32")
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float32")
     return typed(frame)
+
+
+async def analyze(conn: asyncpg.Connection) -> None:
+    """Fresh planner statistics: a day loaded in one burst leaves them saying the tables are empty, and the
+    day's slices are then read by full scans instead of the primary key (quadratic at 2M models)."""
+    await conn.execute("ANALYZE feature_rows, feature_history")
 
 
 async def load_rank_inputs(conn: asyncpg.Connection, day: dt.date) -> pd.DataFrame:
@@ -158,7 +170,8 @@ async def load_rank_inputs(conn: asyncpg.Connection, day: dt.date) -> pd.DataFra
         after = str(part["model_id"].iloc[-1])
         parts.append(_time_features_typed(part))
     if not parts:
-        return _time_features_typed(pd.DataFrame(columns=["snapshot_date", "model_id", *_RANK_STATS]))
+        columns = ["snapshot_date", "model_id", "pipeline_tag", "downloads", *CROSS_INPUT_COLUMNS]
+        return _time_features_typed(pd.DataFrame(columns=columns))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -96,7 +96,8 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
     """Coerce history columns to the types compute_features expects (NaN for missing, naive UTC times)."""
     frame["snapshot_date"] = pd.to_datetime(frame["snapshot_date"]).astype("datetime64[ns]")
     for column in ("downloads", "downloads_all_time", "likes", "trending_rank"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     for column in ("created_at", "last_modified"):
         if column in frame.columns:
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601").dt.tz_localize(None)
