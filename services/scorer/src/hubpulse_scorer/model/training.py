@@ -80,11 +80,10 @@ class TrainConfig:
     max_negatives: int = 2_000_000
     min_train_positives: int = 20
     min_validation_positives: int = 5
-    # Operating threshold: the highest validation precision whose recall is >= min_recall at a one-sided
-    # confidence bound (Wilson, z = recall_z): a margin for the validation slice's few positives, so the
-    # test recall does not land just under min_recall half the time. z = 1.28: 90% one-sided.
+    # Operating threshold: the issue's operating point (precision >= 0.47 at recall >= 0.50), met with the most
+    # room on the validation slice (see operating_threshold).
     min_recall: float = 0.5
-    recall_z: float = 1.28
+    min_precision: float = 0.47
     # Compute features this many target days at a time (bounds memory on a 2M-model Hub); None = all at once.
     chunk_days: int | None = None
     # Time-feature grids are built this many models at a time (bounds memory on a 2M-model Hub).
@@ -201,34 +200,30 @@ def build_dataset_streaming(
     )
 
 
-def recall_lower_bound(recall: np.ndarray, positives: float, z: float) -> np.ndarray:
-    """One-sided Wilson lower bound of a recall measured on `positives` positives (z standard errors)."""
-    n = max(positives, 1e-12)
-    centre = recall + z * z / (2 * n)
-    spread = z * np.sqrt(np.clip(recall * (1 - recall), 0.0, None) / n + z * z / (4 * n * n))
-    out: np.ndarray = (centre - spread) / (1 + z * z / n)
-    return out
-
-
 def operating_threshold(
-    y: np.ndarray, proba: np.ndarray, weight: np.ndarray, min_recall: float, recall_z: float = 0.0
+    y: np.ndarray, proba: np.ndarray, weight: np.ndarray, min_recall: float, min_precision: float
 ) -> float:
-    """The validation threshold with the highest precision among those whose recall reaches `min_recall`.
+    """The validation threshold farthest inside the target region precision >= min_precision, recall >= min_recall.
 
-    With `recall_z` > 0 the recall must reach it at its Wilson lower bound on the validation positives: the
-    margin shrinks as the slice holds more positives. Ties in precision go to the higher recall (the lower
-    threshold). When no threshold qualifies (too few validation positives for the bound), the max-F1
-    threshold. Called on the validation slice only, never on test.
+    Each threshold's slack on either target is counted in standard errors (binomial, on the validation
+    positives for recall and on the predicted positives for precision) and the threshold whose smaller slack
+    is the largest wins: the centre of the feasible thresholds, so a shift of the score distribution between
+    validation and later days does not push either metric off its target first; with no feasible threshold,
+    the one that misses least. Called on the validation slice only, never on test.
     """
     precision, recall, thresholds = precision_recall_curve(y, proba, sample_weight=weight)
     precision, recall = precision[:-1], recall[:-1]  # the last point (recall 0) has no threshold
-    positives = float(np.asarray(weight)[np.asarray(y) == 1].sum())
-    bound = recall_lower_bound(recall, positives, recall_z) if recall_z > 0 else recall
-    reach = np.flatnonzero(bound >= min_recall)
-    if len(reach) == 0:
-        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-        return float(thresholds[int(np.argmax(f1))])
-    best = reach[precision[reach] == precision[reach].max()]
+    positives = max(float(np.asarray(weight)[np.asarray(y) == 1].sum()), 1e-12)
+    predicted = recall * positives / np.maximum(precision, 1e-12)  # true positives / precision
+    # variances floored so that a target of exactly 0 or 1 stays defined (any shortfall is then -inf-like)
+    var_p, var_r = max(min_precision * (1 - min_precision), 1e-12), max(min_recall * (1 - min_recall), 1e-12)
+    z_precision = (precision - min_precision) / np.sqrt(var_p / np.maximum(predicted, 1.0))
+    z_recall = (recall - min_recall) / np.sqrt(var_r / positives)
+    slack = np.minimum(z_precision, z_recall)
+    best = np.flatnonzero(slack == slack.max())
+    # ties (a target met exactly everywhere, e.g. recall 1): the most room on the other target, then more recall
+    other = np.maximum(z_precision, z_recall)[best]
+    best = best[other == other.max()]
     return float(thresholds[best[np.argmax(recall[best])]])
 
 
@@ -309,7 +304,7 @@ def train(
     platt.fit(margin.reshape(-1, 1), labels[val], sample_weight=w[val])
     a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
     proba = 1.0 / (1.0 + np.exp(-(a * margin + b)))
-    threshold = operating_threshold(labels[val], proba, w[val], config.min_recall, config.recall_z)
+    threshold = operating_threshold(labels[val], proba, w[val], config.min_recall, config.min_precision)
 
     now = dt.datetime.now(dt.UTC)
     data_hash = data_hash or history_hash(features[["snapshot_date", "model_id"]])
