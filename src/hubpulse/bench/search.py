@@ -131,18 +131,24 @@ async def _one_connection(port: int, paths: list[str], tally: _Tally, deadline: 
         writer.close()
 
 
-def _cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for proc in procs:
+def _cpu_seconds(procs: dict[int, psutil.Process]) -> dict[int, float]:
+    seconds = {}
+    for pid, proc in procs.items():
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
-            total += times.user + times.system
-    return total
+            seconds[pid] = times.user + times.system
+    return seconds
 
 
-def _tree(pid: int) -> list[psutil.Process]:
+def _tree(pid: int) -> dict[int, psutil.Process]:
     root = psutil.Process(pid)
-    return [root, *root.children(recursive=True)]
+    return {p.pid: p for p in (root, *root.children(recursive=True))}
+
+
+def _cpu_used(pid: int, before: dict[int, float]) -> float:
+    """CPU seconds since `before` of the process tree under `pid`; processes started since count whole."""
+    now = _cpu_seconds(_tree(pid))
+    return sum(seconds - before.get(p, 0.0) for p, seconds in now.items())
 
 
 async def load(
@@ -150,8 +156,8 @@ async def load(
 ) -> dict[str, Any]:
     """Runs the paths; `watch` names process trees (by root pid) whose CPU seconds over the run are reported."""
     tally = _Tally([])
-    trees = {name: _tree(pid) for name, pid in (watch or {}).items()}
-    cpu_before = {name: _cpu_seconds(procs) for name, procs in trees.items()}
+    watched = dict(watch or {})
+    cpu_before = {name: _cpu_seconds(_tree(pid)) for name, pid in watched.items()}
     cpu = time.process_time()
     start = time.perf_counter()
     deadline = start + max_seconds
@@ -176,7 +182,7 @@ async def load(
         # CPU seconds per second of run, per process tree (2.0 = both cores busy).
         "cpu_share": {
             "client": round(cpu / elapsed, 3),
-            **{n: round((_cpu_seconds(p) - cpu_before[n]) / elapsed, 3) for n, p in trees.items()},
+            **{n: round(_cpu_used(pid, cpu_before[n]) / elapsed, 3) for n, pid in watched.items()},
         },
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
