@@ -30,7 +30,6 @@ from urllib.parse import urlencode
 import asyncpg
 import httpx
 import numpy as np
-import psutil
 import uvloop
 
 from hubpulse.bench.catalog_seed import SCORER_VERSION_TABLE, seed_catalog
@@ -131,24 +130,38 @@ async def _one_connection(port: int, paths: list[str], tally: _Tally, deadline: 
         writer.close()
 
 
-def _cpu_seconds(procs: dict[int, psutil.Process]) -> dict[int, float]:
-    seconds = {}
-    for pid, proc in procs.items():
-        with contextlib.suppress(psutil.Error):
-            times = proc.cpu_times()
-            seconds[pid] = times.user + times.system
-    return seconds
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _tree(pid: int) -> dict[int, psutil.Process]:
-    root = psutil.Process(pid)
-    return {p.pid: p for p in (root, *root.children(recursive=True))}
+def _proc_stats() -> dict[int, tuple[int, float]]:
+    """(parent pid, CPU seconds) of every process, from /proc (Linux; the benchmark's platform)."""
+    stats = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rpartition(b")")[2].split()  # after the command name
+                stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS)
+    return stats
 
 
-def _cpu_used(pid: int, before: dict[int, float]) -> float:
-    """CPU seconds since `before` of the process tree under `pid`; processes started since count whole."""
-    now = _cpu_seconds(_tree(pid))
-    return sum(seconds - before.get(p, 0.0) for p, seconds in now.items())
+def _tree_cpu(root: int, stats: dict[int, tuple[int, float]]) -> dict[int, float]:
+    """CPU seconds of `root` and its descendants."""
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    out, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            out[pid] = stats[pid][1]
+            todo.extend(children.get(pid, ()))
+    return out
+
+
+def _cpu_used(root: int, before: dict[int, float]) -> float:
+    """CPU seconds since `before` of the tree under `root`; processes started since count whole."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in _tree_cpu(root, _proc_stats()).items())
 
 
 async def load(
@@ -157,7 +170,8 @@ async def load(
     """Runs the paths; `watch` names process trees (by root pid) whose CPU seconds over the run are reported."""
     tally = _Tally([])
     watched = dict(watch or {})
-    cpu_before = {name: _cpu_seconds(_tree(pid)) for name, pid in watched.items()}
+    stats = _proc_stats()
+    cpu_before = {name: _tree_cpu(pid, stats) for name, pid in watched.items()}
     cpu = time.process_time()
     start = time.perf_counter()
     deadline = start + max_seconds
