@@ -10,12 +10,15 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
+import pandas as pd
 from fastapi import FastAPI
 
 from hubpulse_common.events import Event, ModelSnapshot
+from hubpulse_common.features import compute_features
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.settings import ServiceSettings, load_settings
 from hubpulse_common.synthetic import SyntheticHub
+from hubpulse_features.service import HISTORY_COLUMNS, WINDOW_COLUMNS, records_frame
 
 S = TypeVar("S", bound=ServiceSettings)
 T = TypeVar("T")
@@ -91,3 +94,24 @@ async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
         return list(await conn.fetch(query, *args))
     finally:
         await conn.close()
+
+
+async def stored_features_truth(url: str) -> pd.DataFrame:
+    """compute_features over every snapshot the features service stored in this database.
+
+    The broker is shared by the session's tests and a new consumer group reads a topic from its start, so
+    a service under test also takes in earlier tests' snapshots: its day-wide ranks are over that whole
+    population, and the truth must be too (what the exactness contract promises: streaming == batch over
+    the same history).
+    """
+    conn = await asyncpg.connect(url)
+    try:
+        records = [tuple(r) for r in await conn.fetch(f"SELECT {', '.join(HISTORY_COLUMNS)} FROM feature_history")]  # noqa: S608
+    finally:
+        await conn.close()
+    history = records_frame(records)
+    return compute_features(history[list(WINDOW_COLUMNS)])
+
+
+async def open_days(url: str) -> int:
+    return int((await fetch(url, "SELECT count(*) AS n FROM feature_days WHERE closed_at IS NULL"))[0]["n"])

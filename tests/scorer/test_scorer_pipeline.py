@@ -13,15 +13,23 @@ from collections.abc import Awaitable, Callable
 import numpy as np
 import pandas as pd
 import pytest
-from features.support import fetch, hub_snapshots, publish, running, settings_for, wait_for
+from features.support import (
+    fetch,
+    hub_snapshots,
+    open_days,
+    publish,
+    running,
+    settings_for,
+    stored_features_truth,
+    wait_for,
+)
 
 from hubpulse.platform.stores import free_port, wait_port
 from hubpulse_common.errors import InputError
-from hubpulse_common.features import FEATURE_COLUMNS, compute_features
+from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.s3 import aws_client, ensure_bucket
 from hubpulse_common.settings import CommonSettings, load_settings
 from hubpulse_common.synthetic import SyntheticHub
-from hubpulse_features import service as fservice
 from hubpulse_features.app import create_app as create_features_app
 from hubpulse_features.settings import FeaturesSettings
 from hubpulse_scorer.app import create_app as create_scorer_app
@@ -191,6 +199,7 @@ async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_not
         assert seen < expected, "the scorer finished before the kill: the test proves nothing"
         procs[1] = _service("hubpulse_scorer", scorer_env)
         await wait_for(scores, lambda n: n >= expected, timeout_s=120)
+        await wait_for(lambda: open_days(database_url), lambda n: n == 0)
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
@@ -206,8 +215,7 @@ async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_not
     )
     assert len(rows) == expected
     assert all(not r["provisional"] and r["scores"] == 1 and r["version"] == version for r in rows)
-    history = fservice.records_frame(fservice.snapshot_records(e for day in days for e in day))
-    truth = compute_features(history[list(fservice.WINDOW_COLUMNS)]).set_index(["snapshot_date", "model_id"])
+    truth = (await stored_features_truth(database_url)).set_index(["snapshot_date", "model_id"])
     got = np.asarray([r["values"] for r in rows], dtype="float32")
     keys = pd.MultiIndex.from_arrays(
         [pd.to_datetime([r["snapshot_date"] for r in rows]), [r["model_id"] for r in rows]]
