@@ -53,7 +53,9 @@ _DAY_SLICE = """
 
 
 def _values(columns: Sequence[str]) -> str:
-    return ", ".join(f'f.values[{_POSITION[c]}] AS "{c}"' for c in columns)
+    # NaN as NULL: an empty CSV cell, so pandas' C parser reads the column as floats at once (the text
+    # 'NaN' made it an object column that to_numeric then parsed in Python).
+    return ", ".join(f"NULLIF(f.values[{_POSITION[c]}], 'NaN') AS \"{c}\"" for c in columns)
 
 
 _SELECT_DAY_ROWS = f"""
@@ -147,9 +149,9 @@ async def days_to_close(pool: asyncpg.Pool, idle_s: float) -> list[dt.date]:
 
 
 def _time_features_typed(frame: pd.DataFrame) -> pd.DataFrame:
-    for column in TIME_FEATURE_COLUMNS:  # NaN arrives as the text 'NaN'
+    for column in TIME_FEATURE_COLUMNS:
         if column in frame.columns:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float32")
+            frame[column] = frame[column].astype("float32")
     return typed(frame)
 
 
