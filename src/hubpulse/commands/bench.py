@@ -49,7 +49,10 @@ def search(
     models: Annotated[int, typer.Option("--models", min=1, help="models in the seeded catalog")],
     requests: Annotated[int, typer.Option("--requests", min=1, help="requests to send")] = 20_000,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="requests in flight")] = 32,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="gateway worker processes")] = 2,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=1, help="gateway worker processes (each has its own cache)"),
+    ] = 1,
     max_seconds: Annotated[float, typer.Option("--max-seconds", min=1, help="stop sending after this long")] = 300,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="keep PostgreSQL here; a later run reuses the seeded catalog")
