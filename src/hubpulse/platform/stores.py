@@ -104,6 +104,15 @@ def _prepare_postgres(data_dir: Path) -> None:
         )
 
 
+def shared_buffers_mb() -> int:
+    """A quarter of the machine's memory (PostgreSQL's own guidance), between 256 MB and 4 GB.
+
+    The read model's upserts touch a dozen indexes per row: with 256 MB they were evicted and reread all
+    the time (300k-row catalog upsert, same machine and load: 62 s at 256 MB, 42 s at 2 GB)."""
+    total_mb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+    return int(min(4096, max(256, total_mb // 4)))
+
+
 def postgres_spec(data_dir: Path, port: int, settings: Mapping[str, str] | None = None) -> ProcessSpec:
     """The embedded PostgreSQL; `settings` adds server settings (`-c name=value`)."""
     pgdata = data_dir / "postgres"
@@ -126,7 +135,7 @@ def postgres_spec(data_dir: Path, port: int, settings: Mapping[str, str] | None 
             "-c",
             "max_connections=200",
             "-c",
-            "shared_buffers=256MB",
+            f"shared_buffers={shared_buffers_mb()}MB",
             "-c",
             "fsync=on",
             "-c",
