@@ -80,6 +80,15 @@ def kafka(store_dir: Path) -> Iterator[Store]:
     terminate(store.proc, "kafka")
 
 
+@pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[Store]:
+    """A broker of the test's own, for a test whose services must not read the session's earlier messages (a
+    new consumer group reads a topic from its start: the whole session's backlog, before the test's own)."""
+    store = _start(kafka_spec(free_port()), tmp_path / "logs")
+    yield store
+    terminate(store.proc, "kafka")
+
+
 @pytest.fixture(scope="session")
 def mongo(store_dir: Path) -> Iterator[Store]:
     store = _start(mongo_spec(store_dir, free_port()), store_dir / "logs")

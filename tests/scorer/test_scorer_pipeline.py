@@ -158,7 +158,7 @@ async def _kill_midway(proc: subprocess.Popen[bytes], rows: Callable[[], Awaitab
 
 
 async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_nothing(
-    service_env, database_url, challenger
+    service_env, database_url, challenger, own_kafka
 ) -> None:
     """kill -9 of each service while it works: after restarts, every model-day has exactly its one feature
     row (equal to the batch computation) and its one score, and the catalog has every model's last day."""
@@ -171,6 +171,7 @@ async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_not
     expected = sum(len(d) for d in days)
     env = {
         **service_env,
+        "HUBPULSE_KAFKA_BOOTSTRAP": own_kafka.url,
         "HUBPULSE_DATABASE_URL": database_url,
         "HUBPULSE_S3_BUCKET": bucket,
         "HUBPULSE_BATCH_SIZE": "100",  # many small batches: the kill lands mid-stream
@@ -191,7 +192,7 @@ async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_not
 
     procs = [_service("hubpulse_features", features_env), _service("hubpulse_scorer", scorer_env)]
     try:
-        await publish(service_env["HUBPULSE_KAFKA_BOOTSTRAP"], [e for day in days for e in day])
+        await publish(own_kafka.url, [e for day in days for e in day])
         seen = await _kill_midway(procs[0], feature_rows)
         assert seen < expected, "features finished before the kill: the test proves nothing"
         procs[0] = _service("hubpulse_features", features_env)

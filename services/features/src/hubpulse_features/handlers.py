@@ -90,3 +90,5 @@ class FeaturesWorker:
                 await self.close_due_days(idle_s)
             except (asyncpg.PostgresError, OSError) as exc:
                 log.warning("features.close_failed", error=str(exc))
+            except Exception:  # a closer that died would leave every later day unpublished
+                log.exception("features.close_crashed")  # the day stays open: the next check retries it
