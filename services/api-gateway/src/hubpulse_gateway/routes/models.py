@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 
 from hubpulse_common.http import ApiError
 from hubpulse_gateway.catalog import repository, service
-from hubpulse_gateway.catalog.cache import SearchCache
+from hubpulse_gateway.catalog.cache import CACHE_HEADER, SearchCache
 from hubpulse_gateway.catalog.live import PicksFeed, pick_body
 from hubpulse_gateway.catalog.planner import SamplePlanner
 from hubpulse_gateway.catalog.schemas import ModelDetail, Pick, PicksPage, SearchPage, SortKey
@@ -85,7 +85,7 @@ async def search_models(
         rows = await repository.search(state.pool, query, state.planner.sample.plan(query))
         body = service.page_json(rows, query)
     state.cache.put(request.scope["query_string"], query, body)
-    return Response(body, media_type=JSON, headers={"x-cache": "hit" if hit else "miss"})
+    return Response(body, media_type=JSON, headers={CACHE_HEADER.decode(): "hit" if hit else "miss"})
 
 
 @router.get(
