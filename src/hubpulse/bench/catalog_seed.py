@@ -1,9 +1,12 @@
-"""Fill the catalog read model with N synthetic models (for the search benchmark and the gateway's tests).
+"""Fill the catalog read model with N synthetic models (for the search and catalog benchmarks and the tests).
 
-Rows come from `SyntheticHub`; the scorer is not running, so `probability` is a documented stand-in, not a
-model output: trending_score / (trending_score + s), with s the score at the `1 - pick_share` quantile, so
-about `pick_share` of the models sit above 0.5. An empty table is bulk-loaded with its secondary indexes
-dropped and rebuilt afterwards (much faster than maintaining a trigram index row by row).
+Rows come from `SyntheticHub` and go through the scorer's own `catalog_records`, so they have the width the
+scorer writes: every feature of the model (`FEATURE_COLUMNS`) and a five-feature explanation. The scorer is not
+running, so `probability` is a documented stand-in, not a model output: trending_score / (trending_score + s),
+with s the score at the `1 - pick_share` quantile, so about `pick_share` of the models sit above 0.5; features
+other than log_downloads, likes_7d and growth_rate_7d are deterministic noise (they only give rows their
+width). An empty table is bulk-loaded with its secondary indexes dropped and rebuilt afterwards (much faster
+than maintaining a trigram index row by row).
 """
 
 from __future__ import annotations
@@ -18,19 +21,18 @@ import numpy as np
 import orjson
 
 from hubpulse_common import db
+from hubpulse_common.events import ModelFeatures
+from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.synthetic import DayColumns, SyntheticHub
 from hubpulse_scorer.app import MIGRATIONS
+from hubpulse_scorer.repository import COPY_TARGETS
+from hubpulse_scorer.service import DAILY_COLUMNS, Record, Scored, catalog_records
 
 SCORER_VERSION_TABLE = "alembic_version_scorer"
 SEED_VERSION = "seed"
 SEED_THRESHOLD = 0.45
-
-MODEL_COLUMNS = (
-    "model_id", "author", "pipeline_tag", "library_name", "tags", "created_at", "last_modified", "snapshot_date",
-    "downloads", "downloads_all_time", "likes", "trending_rank", "growth_7d", "probability", "model_version",
-    "label", "threshold", "explanation", "features",
-)  # fmt: skip
-DAILY_COLUMNS = ("model_id", "snapshot_date", "downloads", "likes", "trending_rank", "probability", "model_version")
+CHUNK = 50_000
+_EXPLAINED = 5
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,10 @@ def _none_if_nan(values: np.ndarray) -> list[float | None]:
     return [None if math.isnan(v) else v for v in values.tolist()]
 
 
-def _model_rows(cols: DayColumns, week_ago: DayColumns | None, pick_share: float) -> Iterator[tuple[object, ...]]:
+def scored_chunks(
+    cols: DayColumns, week_ago: DayColumns | None, pick_share: float, seed: int = 0, chunk: int = CHUNK
+) -> Iterator[Scored]:
+    """The day as the scorer would have scored it, `chunk` models at a time (2M feature dicts do not fit)."""
     probability = stand_in_probability(cols.trending_score, pick_share)
     growth = np.full(len(cols), np.nan)
     if week_ago is not None:
@@ -68,51 +73,53 @@ def _model_rows(cols: DayColumns, week_ago: DayColumns | None, pick_share: float
         with np.errstate(divide="ignore", invalid="ignore"):
             growth = np.where(before > 0, cols.downloads / before - 1.0, np.nan)
     tags = [list(t) for t in cols.tags_vocab]
-    created = [None if math.isnan(ts) else dt.datetime.fromtimestamp(ts, dt.UTC) for ts in cols.created_ts.tolist()]
-    utc_ms = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    for i, (mid, author, pipe, lib, tag, dl, dat, likes, likes7d, rank, lm, grow, prob) in enumerate(
-        zip(
-            cols.model_id.tolist(),
-            cols.author_code.tolist(),
-            cols.pipeline_code.tolist(),
-            cols.library_code.tolist(),
-            cols.tags_code.tolist(),
-            cols.downloads.tolist(),
-            cols.downloads_all_time.tolist(),
-            cols.likes.tolist(),
-            cols.likes7d.tolist(),
-            cols.trending_rank.tolist(),
-            cols.last_modified_ms.tolist(),
-            _none_if_nan(growth),
-            probability.tolist(),
-            strict=True,
-        )
-    ):
-        features = {"log_downloads": math.log1p(dl), "likes_7d": likes7d, "growth_rate_7d": grow}
-        yield (
-            mid,
-            cols.author_vocab[author],
-            cols.pipeline_vocab[pipe] if pipe >= 0 else None,
-            cols.library_vocab[lib] if lib >= 0 else None,
-            tags[tag],
-            created[i],
-            utc_ms + dt.timedelta(milliseconds=lm) if lm >= 0 else None,
-            cols.date,
-            dl,
-            dat if dat >= 0 else None,
-            likes,
-            rank or None,
-            grow,
-            prob,
-            SEED_VERSION,
-            "trending",
-            SEED_THRESHOLD,
-            "[]",
-            orjson.dumps(features).decode(),
-        )
+    utc = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    noise_names = [c for c in FEATURE_COLUMNS if c not in ("log_downloads", "likes_7d", "growth_rate_7d")]
+    rng = np.random.default_rng([seed, cols.date.toordinal()])
+    for lo in range(0, len(cols), chunk):
+        hi = min(lo + chunk, len(cols))
+        noise = rng.standard_normal((hi - lo, len(noise_names))).astype(np.float32).tolist()
+        weights = rng.standard_normal((hi - lo, _EXPLAINED)).tolist()
+        events: list[ModelFeatures] = []
+        explanations: list[str] = []
+        for j, i in enumerate(range(lo, hi)):
+            dl = int(cols.downloads[i])
+            features: dict[str, float | None] = dict(zip(noise_names, noise[j], strict=True))
+            features |= {"log_downloads": math.log1p(dl), "likes_7d": float(cols.likes7d[i])}
+            features["growth_rate_7d"] = None if math.isnan(growth[i]) else float(growth[i])
+            pipe, lib, lm = int(cols.pipeline_code[i]), int(cols.library_code[i]), int(cols.last_modified_ms[i])
+            created = float(cols.created_ts[i])
+            events.append(
+                ModelFeatures.model_construct(
+                    model_id=str(cols.model_id[i]),
+                    snapshot_date=cols.date,
+                    features=features,
+                    provisional=False,
+                    downloads=dl,
+                    downloads_all_time=int(cols.downloads_all_time[i]) if cols.downloads_all_time[i] >= 0 else None,
+                    likes=int(cols.likes[i]),
+                    trending_rank=int(cols.trending_rank[i]) or None,
+                    pipeline_tag=str(cols.pipeline_vocab[pipe]) if pipe >= 0 else None,
+                    library_name=str(cols.library_vocab[lib]) if lib >= 0 else None,
+                    author=str(cols.author_vocab[cols.author_code[i]]),
+                    tags=tags[cols.tags_code[i]],
+                    created_at=None if math.isnan(created) else dt.datetime.fromtimestamp(created, dt.UTC),
+                    last_modified=utc + dt.timedelta(milliseconds=lm) if lm >= 0 else None,
+                )
+            )
+            top = [noise_names[(i + k) % len(noise_names)] for k in range(_EXPLAINED)]
+            explanations.append(
+                orjson.dumps(
+                    [
+                        {"feature": f, "value": features[f], "contribution": w}
+                        for f, w in zip(top, weights[j], strict=True)
+                    ]
+                ).decode()
+            )
+        yield Scored(events, SEED_VERSION, "trending", 7, SEED_THRESHOLD, probability[lo:hi], explanations)
 
 
-def _daily_rows(cols: DayColumns, pick_share: float) -> Iterator[tuple[object, ...]]:
+def _daily_rows(cols: DayColumns, pick_share: float) -> Iterator[Record]:
     probability = stand_in_probability(cols.trending_score, pick_share)
     for mid, dl, likes, rank, prob in zip(
         cols.model_id.tolist(),
@@ -125,8 +132,8 @@ def _daily_rows(cols: DayColumns, pick_share: float) -> Iterator[tuple[object, .
         yield (mid, cols.date, dl, likes, rank or None, prob, SEED_VERSION)
 
 
-def _chunks(rows: Iterator[tuple[object, ...]], size: int) -> Iterator[list[tuple[object, ...]]]:
-    chunk: list[tuple[object, ...]] = []
+def _chunks(rows: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    chunk: list[Record] = []
     for row in rows:
         chunk.append(row)
         if len(chunk) == size:
@@ -136,14 +143,10 @@ def _chunks(rows: Iterator[tuple[object, ...]], size: int) -> Iterator[list[tupl
         yield chunk
 
 
-async def _copy(
-    conn: asyncpg.Connection, table: str, columns: tuple[str, ...], rows: Iterator[tuple[object, ...]]
-) -> int:
-    total = 0
-    for chunk in _chunks(rows, 50_000):
-        await conn.copy_records_to_table(table, records=chunk, columns=list(columns))
-        total += len(chunk)
-    return total
+async def copy_catalog(conn: asyncpg.Connection, records: list[Record]) -> None:
+    """Bulk-load catalog records (the scorer's `CATALOG_COLUMNS` tuples) into the catalog's tables."""
+    for table, columns, pick in COPY_TARGETS:
+        await conn.copy_records_to_table(table, records=[pick(r) for r in records], columns=list(columns))
 
 
 async def seed_catalog(
@@ -172,11 +175,17 @@ async def seed_catalog(
                 await conn.execute(f'DROP INDEX "{index["indexname"]}"')
         latest = hub.day_columns(days - 1)
         week_ago = hub.day_columns(days - 8) if days >= 8 else None
-        models = await _copy(conn, "catalog_models", MODEL_COLUMNS, _model_rows(latest, week_ago, pick_share))
+        models = 0
+        for scored in scored_chunks(latest, week_ago, pick_share, seed):
+            records, _ = catalog_records(scored)
+            await copy_catalog(conn, records)
+            models += len(records)
         daily = 0
         for d in range(max(0, days - history_days), days):
             cols = latest if d == days - 1 else hub.day_columns(d)
-            daily += await _copy(conn, "catalog_daily", DAILY_COLUMNS, _daily_rows(cols, pick_share))
+            for chunk in _chunks(_daily_rows(cols, pick_share), CHUNK):
+                await conn.copy_records_to_table("catalog_daily", records=chunk, columns=list(DAILY_COLUMNS))
+                daily += len(chunk)
         for index in indexes:
             await conn.execute(index["indexdef"])
         # VACUUM sets the visibility map, so search's keyset walks are index-only scans from the start.

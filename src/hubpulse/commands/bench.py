@@ -77,5 +77,21 @@ def search(
     typer.echo(text)
 
 
+@bench_app.command("catalog")
+def catalog(
+    models: Annotated[int, typer.Option("--models", min=1, help="models in the seeded catalog")] = 200_000,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="models per write_batch (the scorer's batch)")] = 5000,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+) -> None:
+    """One day's update of every catalog row through the scorer's write_batch: seconds, sizes, HOT updates."""
+    from hubpulse.bench.catalog_write import run_catalog_bench
+
+    report = run_catalog_bench(models, batch)
+    text = json.dumps(report, indent=2, default=str)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    typer.echo(text)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

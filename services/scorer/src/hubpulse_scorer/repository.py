@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
@@ -22,6 +22,16 @@ _STAGING = {
         model_id text, snapshot_date date, downloads bigint, likes integer, trending_rank integer,
         probability double precision, model_version text""",
 }
+
+
+def _all(record: Record) -> Record:
+    return record
+
+
+# Where a bulk load (the benchmarks' seed) puts `CATALOG_COLUMNS` records: (table, its columns, the record's part).
+COPY_TARGETS: tuple[tuple[str, tuple[str, ...], Callable[[Record], Record]], ...] = (
+    ("catalog_models", CATALOG_COLUMNS, _all),
+)
 
 
 def _select(columns: Sequence[str], jsonb: Sequence[str]) -> str:
