@@ -75,7 +75,7 @@ def run(models: int, batch: int, seed: int = 1) -> dict[str, Any]:
     records = _timed(r, "features.records", n, lambda: features.snapshot_records(snaps))
     frame = _timed(r, "features.frame", n, lambda: features.records_frame(records))
     feats = _timed(r, "features.compute", n, lambda: features.batch_features(window, frame))
-    _timed(r, "features.copy_records", n, lambda: features.feature_rows(feats, provisional=True))
+    _timed(r, "features.copy_records", n, lambda: features.feature_rows_copy(feats, provisional=True))
     payloads = _timed(r, "features.events_encoded", n, lambda: features.feature_payloads(feats, provisional=True))
     ModelFeatures.model_validate_json(payloads[0][1])  # what we emit validates
 

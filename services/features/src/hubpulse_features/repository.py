@@ -11,17 +11,17 @@ import pandas as pd
 
 from hubpulse_common.features import CROSS_INPUT_COLUMNS, FEATURE_COLUMNS
 from hubpulse_features.service import (
+    FEATURE_ROW_COLUMNS,
     FEATURE_SET,
     HISTORY_COLUMNS,
     STAT_COLUMNS,
     TIME_FEATURE_COLUMNS,
     WINDOW_COLUMNS,
     Record,
-    feature_rows,
+    feature_rows_copy,
     typed,
 )
 
-_FEATURE_ROW_COLUMNS = ("snapshot_date", "model_id", "feature_set", "values", "provisional")
 _TAG_SEPARATOR = "\x1f"  # tags travel through CSV as one field
 _POSITION = {name: i + 1 for i, name in enumerate(FEATURE_COLUMNS)}  # PostgreSQL arrays are 1-based
 
@@ -38,8 +38,8 @@ _SELECT_WINDOW = f"""
     WHERE model_id = ANY($1::text[]) AND snapshot_date BETWEEN $2 AND $3
 """  # noqa: S608 (identifiers are module constants, values are bound parameters)
 _UPSERT_FEATURES = f"""
-    INSERT INTO feature_rows ({", ".join(_FEATURE_ROW_COLUMNS)})
-    SELECT {", ".join(_FEATURE_ROW_COLUMNS)} FROM feature_rows_staging
+    INSERT INTO feature_rows ({", ".join(FEATURE_ROW_COLUMNS)})
+    SELECT {", ".join(FEATURE_ROW_COLUMNS)} FROM feature_rows_staging
     ON CONFLICT (snapshot_date, model_id) DO UPDATE SET feature_set = EXCLUDED.feature_set,
         values = EXCLUDED.values, provisional = EXCLUDED.provisional, computed_at = now()
 """  # noqa: S608 (identifiers are module constants, values are bound parameters)
@@ -78,18 +78,16 @@ async def ensure_feature_set(pool: asyncpg.Pool) -> None:
     )
 
 
-async def _copy_to_staging(
-    conn: asyncpg.Connection, staging: str, like: str, records: Sequence[Record], columns: Sequence[str]
-) -> None:
+async def _staging(conn: asyncpg.Connection, staging: str, like: str) -> None:
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    await conn.copy_records_to_table(staging, records=records, columns=list(columns))
 
 
 async def upsert_history(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
     """Idempotent on (model_id, snapshot_date); call inside a transaction."""
-    await _copy_to_staging(conn, "feature_history_staging", "feature_history", records, HISTORY_COLUMNS)
+    await _staging(conn, "feature_history_staging", "feature_history")
+    await conn.copy_records_to_table("feature_history_staging", records=records, columns=list(HISTORY_COLUMNS))
     await conn.execute(_UPSERT_HISTORY)
 
 
@@ -119,8 +117,14 @@ async def load_window(
 
 async def upsert_features(conn: asyncpg.Connection, frame: pd.DataFrame, *, provisional: bool) -> None:
     """One row per model-day (redelivery overwrites); call inside a transaction."""
-    records = feature_rows(frame, provisional=provisional)
-    await _copy_to_staging(conn, "feature_rows_staging", "feature_rows", records, _FEATURE_ROW_COLUMNS)
+    await _staging(conn, "feature_rows_staging", "feature_rows")
+    await conn.copy_to_table(
+        "feature_rows_staging",
+        # a memoryview: asyncpg would take bytes for a file path
+        source=memoryview(feature_rows_copy(frame, provisional=provisional)),
+        columns=list(FEATURE_ROW_COLUMNS),
+        format="binary",
+    )
     await conn.execute(_UPSERT_FEATURES)
 
 
