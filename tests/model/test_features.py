@@ -77,6 +77,35 @@ def test_trending_rank_window_features():
     assert feats.loc[10, "day_order_trend_score"] == 1.0
 
 
+def test_decayed_likes_and_gaps_to_the_top_k():
+    # one like a day on days 11, 12 and 13 (0-based), and a gap (day 12 missing): likes gained inside the window
+    # only, halved every 3 days back, counted on the day they are seen
+    frame = _one_model(14, likes=[5.0] * 11 + [6.0, 7.0, 8.0], downloads=[10.0] * 14)
+    frame = frame.drop(index=12).reset_index(drop=True)
+    last = compute_features(frame).iloc[-1]
+    assert last["likes_13d"] == 3.0
+    # day 13's +2 (today, weight 1) and day 11's +1 (2 days back)
+    assert last["likes_decay_3d"] == np.float32(2.0 + 0.5 ** (2 / 3))
+    # a day of 12 ranked models: model i has a score of i likes today (gained from 0 yesterday), rank 12 - i
+    day = pd.Timestamp("2025-01-01")
+    rows = []
+    for i in range(12):
+        for t, likes in ((0, 0.0), (1, float(i))):
+            rows.append(
+                {"snapshot_date": day + pd.Timedelta(days=t), "model_id": f"o/m{i}", "likes": likes, "downloads": 1.0}
+                | {"trending_rank": float(12 - i)}
+            )
+    feats = (
+        compute_features(pd.DataFrame(rows)).set_index(["snapshot_date", "model_id"]).loc[day + pd.Timedelta(days=1)]
+    )
+    # the 10th highest score is 2 (scores 11..2), the model at rank 10 is m2 (score 2)
+    assert feats.loc["o/m0", "likes_decay_order"] == 12.0
+    assert feats.loc["o/m0", "likes_decay_gap_top10"] == np.float32(np.log1p(0.0) - np.log1p(2.0))
+    assert feats.loc["o/m5", "likes_decay_gap_rank10"] == np.float32(np.log1p(5.0) - np.log1p(2.0))
+    # m1: one like over the window (7/13 a week at that pace) against the 1 still missing to the 10th, + 0.5
+    assert feats.loc["o/m1", "likes_catchup_top10"] == np.float32((7 / 13) / 1.5)
+
+
 def test_surge_window_mechanics_features():
     all_time = [1000 + 100 * i for i in range(10)]  # 100 downloads a day
     frame = _one_model(10, downloads=[1500] * 10, downloads_all_time=all_time, likes=[0] * 10)

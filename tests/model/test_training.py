@@ -49,11 +49,12 @@ def test_too_few_positives_is_refused(history):
 
 def test_trending_model_uses_scale_free_features_only(history):
     from hubpulse_common.features import FEATURE_COLUMNS
-    from hubpulse_scorer.model.training import LEVEL_FEATURES, model_features
+    from hubpulse_scorer.model.training import LEVEL_FEATURES, TRENDING_ONLY_FEATURES, model_features
 
-    assert set(FEATURE_COLUMNS) >= LEVEL_FEATURES
+    assert set(FEATURE_COLUMNS) >= LEVEL_FEATURES | TRENDING_ONLY_FEATURES
     trending = model_features("trending")
-    assert model_features("surge") == trending
+    assert model_features("surge") == [c for c in trending if c not in TRENDING_ONLY_FEATURES]
+    assert set(trending) >= TRENDING_ONLY_FEATURES
     assert not set(trending) & LEVEL_FEATURES
     assert {"best_rank_14d", "days_top10_14d", "day_order_trend_score", "trending_rank"} <= set(trending)
     assert {"surge_gap_3d", "proj_ratio_3d", "author_max_surge_gap"} <= set(trending)

@@ -28,6 +28,10 @@ KEY_COLUMNS: tuple[str, str] = ("snapshot_date", "model_id")
 
 # Gaps of up to this many days are bridged with the last seen value for the 3- and 7-day differences.
 _FFILL_LIMIT = 3
+# Half-life (days) of the decayed likes score (likes_decay_3d).
+_LIKES_HALF_LIFE = 3.0
+# The trending list's top K the cross-sectional gaps are measured against (the label's default K).
+TOP_K = 10
 
 _TIME_FEATURES: tuple[str, ...] = (
     "log_downloads",
@@ -62,6 +66,10 @@ _TIME_FEATURES: tuple[str, ...] = (
     "log_rank_gain_1d",
     "log_rank_gain_3d",
     "log_rank_gain_7d",
+    # the Hub's trendingScore weighs recent likes more: likes of each day of the window, halved every 3 days back,
+    # and the likes gained over the window (13 daily increments)
+    "likes_decay_3d",
+    "likes_13d",
     # surge-specific: `downloads` is a 30-day rolling count; downloads_all_time gives the daily increments
     "log_downloads_all_time",
     "window_share",
@@ -99,6 +107,11 @@ _CROSS_FEATURES: tuple[str, ...] = (
     "author_max_growth_7d",
     "day_order_trend_score",
     "author_max_surge_gap",
+    # against the day's trending list: how far the decayed likes score is from the top K's (K = TOP_K)
+    "likes_decay_order",
+    "likes_decay_gap_top10",
+    "likes_decay_gap_rank10",
+    "likes_catchup_top10",
 )
 FEATURE_COLUMNS: tuple[str, ...] = (*_TIME_FEATURES, *_ROW_FEATURES, *_CROSS_FEATURES)
 
@@ -243,6 +256,19 @@ def _time_arrays(grid: Callable[[str], np.ndarray], n_out: int) -> dict[str, np.
         top10 += earlier <= 10
         top25 += earlier <= 25
     rank_sum, rank_count = window_sum_count(rank_grid, 7)
+    # likes gained on each day of the window (between consecutive observed days, inside the window only, so
+    # streaming is exact), weighted 0.5 ** (days back / 3); a counter reset or a fall counts as nothing
+    last = at(likes_grid, HISTORY_WINDOW_DAYS - 1)
+    decayed, gained = np.zeros_like(likes), np.zeros_like(likes)
+    for k in range(HISTORY_WINDOW_DAYS - 2, -1, -1):
+        cur = at(likes_grid, k)
+        inc = np.clip(_counter_diff(cur, last), 0.0, None)
+        inc = np.where(np.isnan(inc), 0.0, inc)
+        decayed += inc * 0.5 ** (k / _LIKES_HALF_LIFE)
+        gained += inc
+        last = np.where(np.isnan(cur), last, cur)
+    decayed[np.isnan(likes)] = np.nan
+    gained[np.isnan(likes)] = np.nan
     # trendingScore proxy: likes of the last 7 days with the last 2 days counted twice (recent likes weigh more)
     likes_2d = _counter_diff(likes, at(likes_ff, 2))
     trend_score = np.where(np.isnan(likes_7d), 0.0, likes_7d) + np.where(np.isnan(likes_2d), 0.0, likes_2d)
@@ -293,6 +319,8 @@ def _time_arrays(grid: Callable[[str], np.ndarray], n_out: int) -> dict[str, np.
         "days_top10_14d": top10,
         "days_top25_14d": top25,
         "likes_2d": likes_2d,
+        "likes_decay_3d": decayed,
+        "likes_13d": gained,
         "trend_score_proxy": trend_score,
         "log_downloads_all_time": np.log1p(all_time),
         "window_share": d / np.maximum(all_time, 1.0),
@@ -305,7 +333,18 @@ def _time_arrays(grid: Callable[[str], np.ndarray], n_out: int) -> dict[str, np.
 
 # time features the cross-sectional features read: needed for the whole day's population
 _CROSS_INPUTS: tuple[str, ...] = tuple(
-    dict.fromkeys((*_DAY_RANKED, *_TASK_RANKED, "likes_7d", "trending_rank", "growth_rate_7d", "surge_gap_3d"))
+    dict.fromkeys(
+        (
+            *_DAY_RANKED,
+            *_TASK_RANKED,
+            "likes_7d",
+            "trending_rank",
+            "growth_rate_7d",
+            "surge_gap_3d",
+            "likes_decay_3d",
+            "likes_13d",
+        )
+    )
 )
 
 
@@ -417,9 +456,33 @@ CROSS_INPUT_COLUMNS: tuple[str, ...] = tuple(
             "growth_rate_7d",
             "surge_gap_3d",
             "trend_score_proxy",
+            "likes_decay_3d",
+            "likes_13d",
         )
     )
 )
+
+
+def _top_k_reference(score: np.ndarray, rank: np.ndarray) -> tuple[float, float]:
+    """For one day's population: the K-th highest decayed likes score, and the score of the model at rank K."""
+    v = np.sort(score[~np.isnan(score)])
+    kth = float(v[-TOP_K]) if len(v) >= TOP_K else np.nan
+    at_rank = score[(rank == TOP_K) & ~np.isnan(score)]
+    return kth, float(at_rank.max()) if len(at_rank) else np.nan
+
+
+def _top_k_gaps(score: np.ndarray, gained: np.ndarray, kth: np.ndarray, at_k: np.ndarray) -> dict[str, np.ndarray]:
+    """The decayed likes score against the day's top K (one implementation for every path, so values are equal).
+
+    `likes_decay_gap_top10`: log1p(score) - log1p(the day's K-th highest score); `likes_decay_gap_rank10`: the
+    same against the model at trending rank K that day; `likes_catchup_top10`: a week of likes at the window's
+    rate against the score still missing to the K-th (> 1: the current pace would close the gap).
+    """
+    return {
+        "likes_decay_gap_top10": np.log1p(score) - np.log1p(kth),
+        "likes_decay_gap_rank10": np.log1p(score) - np.log1p(at_k),
+        "likes_catchup_top10": (gained * (7.0 / 13.0)) / (np.clip(kth - score, 0.0, None) + 0.5),
+    }
 
 
 def _cross_features(out: pd.DataFrame, day: np.ndarray, author_codes: np.ndarray) -> None:
@@ -443,6 +506,15 @@ def _cross_features(out: pd.DataFrame, day: np.ndarray, author_codes: np.ndarray
     out["author_max_surge_gap"] = by_author["surge_gap_3d"].transform("max")
     # where the trendingScore proxy would place the model in the day's list (1 = highest)
     out["day_order_trend_score"] = by_day["trend_score_proxy"].rank(ascending=False, method="min")
+    out["likes_decay_order"] = by_day["likes_decay_3d"].rank(ascending=False, method="min")
+    score = out["likes_decay_3d"].to_numpy(dtype="float64", na_value=np.nan)
+    rank = out["trending_rank"].to_numpy(dtype="float64", na_value=np.nan)
+    kth, at_k = np.full(len(out), np.nan), np.full(len(out), np.nan)
+    for members in by_day.indices.values():
+        kth[members], at_k[members] = _top_k_reference(score[members], rank[members])
+    gained = out["likes_13d"].to_numpy(dtype="float64", na_value=np.nan)
+    for name, values in _top_k_gaps(score, gained, kth, at_k).items():
+        out[name] = values
 
 
 def compute_features(history: pd.DataFrame, *, output_from: dt.date | pd.Timestamp | None = None) -> pd.DataFrame:
@@ -518,6 +590,21 @@ def _cross_features_at(pop: dict[str, np.ndarray], at: np.ndarray) -> dict[str, 
         out["day_order_trend_score"][mine] = np.where(
             np.isnan(x), np.nan, len(s) - np.searchsorted(s, x, side="right") + 1.0
         )
+        v = pop["likes_decay_3d"][members]
+        s = np.sort(v[~np.isnan(v)])
+        x = pop["likes_decay_3d"][rows]
+        out["likes_decay_order"][mine] = np.where(
+            np.isnan(x), np.nan, len(s) - np.searchsorted(s, x, side="right") + 1.0
+        )
+        kth, at_k = _top_k_reference(v.astype("float64"), pop["trending_rank"][members].astype("float64"))
+        gaps = _top_k_gaps(
+            x.astype("float64"),
+            pop["likes_13d"][rows].astype("float64"),
+            np.full(len(rows), kth),
+            np.full(len(rows), at_k),
+        )
+        for name, values in gaps.items():
+            out[name][mine] = values
         task = pop["task"][members]
         t_order = np.argsort(task, kind="stable")
         t_sorted = task[t_order]
