@@ -44,9 +44,15 @@ async def add_special_rows(database_url: str, snapshot_date: dt.date) -> None:
         ]
         await conn.execute(
             "INSERT INTO catalog_models (model_id, author, pipeline_tag, library_name, tags, created_at, snapshot_date,"
-            " downloads, likes, growth_7d, probability, model_version, label, threshold, explanation, features)"
+            " downloads, likes, growth_7d, probability, model_version, label, threshold, likes_7d)"
             " VALUES ($1, 'acme-lab', 'text-generation', 'transformers', ARRAY['transformers', 'text-generation'],"
-            " now() - interval '3 days', $2, 5000, 600, 1.5, 0.91, 'v-test', 'trending', 0.45, $3::jsonb, $4::jsonb)",
+            " now() - interval '3 days', $2, 5000, 600, 1.5, 0.91, 'v-test', 'trending', 0.45, 420.0)",
+            EXPLAINED_ID,
+            snapshot_date,
+        )
+        await conn.execute(
+            "INSERT INTO catalog_details (model_id, snapshot_date, explanation, features)"
+            " VALUES ($1, $2, $3::jsonb, $4::jsonb)",
             EXPLAINED_ID,
             snapshot_date,
             orjson.dumps(explanation).decode(),

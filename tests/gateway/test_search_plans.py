@@ -17,6 +17,8 @@ PLANS = [
     SearchPlan(MIN_WALK),
     SearchPlan(MAX_WALK),
     SearchPlan(MIN_WALK, rewalk=4 * MIN_WALK),
+    SearchPlan(MIN_WALK, tag_walk=True),
+    SearchPlan(MAX_WALK, tag_walk=True),
     SearchPlan(None),
     SearchPlan(None, text_only=True),
 ]
@@ -49,6 +51,7 @@ async def pool(gateway: Gateway) -> AsyncIterator[asyncpg.Pool]:
         {"q": "llama"},
         {"q": "llama instruct", "sort": SortKey.downloads},
         {"q": "gguf", "task": "text-generation", "sort": SortKey.likes},
+        {"q": "transformers", "sort": SortKey.downloads},  # a tag that few ids contain
         {"task": "text-classification", "library": "transformers", "min_downloads": 10, "sort": SortKey.created},
         {"q": "explained"},
         {"q": "nothing-matches-this"},
@@ -116,8 +119,11 @@ def test_the_planner_walks_for_common_words_and_uses_the_indexes_for_rare_ones()
     ranged = planner.plan(query(max_downloads=40))
     assert ranged.walk is not None
     assert ranged.rewalk is not None
-    # The tag vocabulary counts as text too (tags @> ARRAY[word]).
-    assert planner.plan(query(q="transformers")).walk == MIN_WALK
+    # The tag vocabulary counts as text too (tags @> ARRAY[word]), and such a walk reads the tags.
+    tagged = planner.plan(query(q="transformers"))
+    assert tagged.walk == MIN_WALK
+    assert tagged.tag_walk
+    assert not common.tag_walk
 
 
 def test_an_empty_sample_falls_back_to_walking() -> None:

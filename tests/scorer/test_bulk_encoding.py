@@ -113,7 +113,8 @@ def test_score_payloads_validate_and_match_the_rows(challenger) -> None:
             assert c.value == (None if np.isnan(v) else float(v))
         # the explanation stored in scores and the catalog is the event's top_features
         assert [c.model_dump() for c in score.top_features] == json.loads(records[i][7])
-    assert {row[0]: row[17] for row in catalog} == {r[1]: r[7] for r in records}
+    explanation = scorer.CATALOG_COLUMNS.index("explanation")
+    assert {row[0]: row[explanation] for row in catalog} == {r[1]: r[7] for r in records}
 
 
 def test_top_columns_equals_a_stable_sort_with_ties() -> None:

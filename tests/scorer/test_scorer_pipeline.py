@@ -103,14 +103,22 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(service
         catalog = await wait_for(
             lambda: fetch(
                 database_url,
-                "SELECT model_id, snapshot_date, downloads, probability, model_version, explanation "
-                "FROM catalog_models WHERE model_id LIKE $1",
+                "SELECT m.model_id, m.snapshot_date, m.downloads, m.probability, m.model_version, d.explanation, "
+                "d.snapshot_date AS details_date, m.likes_7d, d.features->>'likes_7d' AS features_likes_7d "
+                "FROM catalog_models m JOIN catalog_details d USING (model_id) WHERE m.model_id LIKE $1",
                 prefix + "%",
             ),
             lambda r: len(r) == len(days[1]) and all(x["snapshot_date"] == days[1][0].snapshot_date for x in r),
         )
         by_id = {e.model_id: e for e in days[1]}
         assert all(c["downloads"] == by_id[c["model_id"]].downloads and json.loads(c["explanation"]) for c in catalog)
+        # features and explanation live in catalog_details (same day); picks read likes_7d from the row itself
+        assert all(c["details_date"] == c["snapshot_date"] for c in catalog)
+        assert all(
+            (c["likes_7d"] is None) == (c["features_likes_7d"] is None)
+            and (c["likes_7d"] is None or c["likes_7d"] == float(c["features_likes_7d"]))
+            for c in catalog
+        )
 
         # a promoted version is picked up without a restart
         entry = registry.register(challenger)

@@ -190,6 +190,7 @@ async def seed_catalog(
             await conn.execute(index["indexdef"])
         # VACUUM sets the visibility map, so search's keyset walks are index-only scans from the start.
         await conn.execute("VACUUM ANALYZE catalog_models")
+        await conn.execute("VACUUM ANALYZE catalog_details")
         await conn.execute("ANALYZE catalog_daily")
     finally:
         await conn.close()

@@ -11,6 +11,7 @@ updates were HOT (no index entries written).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import tempfile
@@ -63,11 +64,44 @@ def asyncpg_json(value: Any) -> dict[str, int]:
     return json.loads(value) if isinstance(value, str) else dict(value or {})
 
 
-def _day(models: int, seed: int) -> tuple[Iterator[Scored], int]:
-    """The day after the seeded one (the seed is day 7 of 8; this is day 8 of the same Hub, 9 days long)."""
-    hub = SyntheticHub(models, 9, seed=seed)
-    cols = hub.day_columns(8)
-    return scored_chunks(cols, hub.day_columns(1), 0.01, seed), len(cols)
+async def next_day(conn: asyncpg.Connection, models: int, seed: int) -> tuple[Iterator[Scored], int]:
+    """The day after the catalog's latest one, of the same synthetic Hub (the seed is day 7 of 8)."""
+    latest: dt.date = await conn.fetchval("SELECT max(snapshot_date) FROM catalog_models")
+    day = (latest - SyntheticHub(1, 1).start_date).days + 1
+    hub = SyntheticHub(models, day + 1, seed=seed)
+    cols = hub.day_columns(day)
+    return scored_chunks(cols, hub.day_columns(day - 7), 0.01, seed), len(cols)
+
+
+def batches(chunks: Iterator[Scored], batch: int) -> Iterator[Scored]:
+    """The day cut into the scorer's batches."""
+    for big in chunks:
+        for lo in range(0, len(big.events), batch):
+            yield Scored(
+                big.events[lo : lo + batch],
+                big.version,
+                big.label,
+                big.horizon_days,
+                big.threshold,
+                big.probability[lo : lo + batch],
+                big.explanations[lo : lo + batch],
+            )
+
+
+async def update_catalog(url: str, models: int, seed: int, batch: int = 5000) -> dict[str, Any]:
+    """Write the next day's catalog rows through the scorer's `write_batch`; seconds of the writes only."""
+    conn = await asyncpg.connect(url)
+    try:
+        chunks, _ = await next_day(conn, models, seed)
+    finally:
+        await conn.close()
+    records = [catalog_records(part)[0] for part in batches(chunks, batch)]
+    pool = await db.create_pool(url, min_size=1, max_size=1)
+    try:
+        seconds = await _timed(pool, [([], c, []) for c in records])
+    finally:
+        await pool.close()
+    return {"rows": sum(len(c) for c in records), "seconds": seconds}
 
 
 async def _timed(pool: asyncpg.Pool, batches: list[tuple[list[Record], list[Record], list[Record]]]) -> float:
@@ -81,28 +115,18 @@ async def _bench(url: str, models: int, batch: int, seed: int) -> dict[str, Any]
     started = time.perf_counter()
     report = await seed_catalog(url, models, history_days=1, seed=seed)
     seed_s = time.perf_counter() - started
-    chunks, day_models = _day(models, seed)
     catalog: list[list[Record]] = []
     scores: list[list[Record]] = []
     daily: list[list[Record]] = []
-    for big in chunks:
-        for lo in range(0, len(big.events), batch):
-            part = Scored(
-                big.events[lo : lo + batch],
-                big.version,
-                big.label,
-                big.horizon_days,
-                big.threshold,
-                big.probability[lo : lo + batch],
-                big.explanations[lo : lo + batch],
-            )
+    conn = await asyncpg.connect(url)
+    pool = await db.create_pool(url, min_size=1, max_size=1)
+    try:
+        chunks, day_models = await next_day(conn, models, seed)
+        for part in batches(chunks, batch):
             models_rows, daily_rows = catalog_records(part)
             catalog.append(models_rows)
             daily.append(daily_rows)
             scores.append(score_records(part))
-    conn = await asyncpg.connect(url)
-    pool = await db.create_pool(url, min_size=1, max_size=1)
-    try:
         before = await sizes(conn)
         load = [round(x, 2) for x in os.getloadavg()]
         update_s = await _timed(pool, [([], c, []) for c in catalog])

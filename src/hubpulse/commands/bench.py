@@ -58,6 +58,9 @@ def search(
         Path | None, typer.Option("--data-dir", help="keep PostgreSQL here; a later run reuses the seeded catalog")
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    after_update: Annotated[
+        bool, typer.Option("--after-update", help="search right after a day's update of every row, unvacuumed")
+    ] = False,
 ) -> None:
     """Search through the real gateway over a seeded catalog: text + filters; p50/p95/p99 latency and req/s."""
     from hubpulse.bench.search import SearchBenchConfig, run_search_bench
@@ -69,6 +72,7 @@ def search(
         workers=workers,
         max_seconds=max_seconds,
         data_dir=data_dir,
+        after_update=after_update,
     )
     report = run_search_bench(config)
     text = json.dumps(report, indent=2, default=str)

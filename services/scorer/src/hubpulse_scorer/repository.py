@@ -1,8 +1,14 @@
-"""PostgreSQL I/O of the scorer: scores and the catalog read model, COPY into staging then one upsert each."""
+"""PostgreSQL I/O of the scorer: scores and the catalog read model, COPY into staging then one upsert each.
+
+The catalog is two tables (scorer migration 0005): `catalog_models`, what search sorts and filters on (a dozen
+indexes, so every changed row costs an entry in each), and `catalog_details`, the wide features and explanation
+(primary key only). A row whose values did not change (a redelivered batch) is not rewritten at all.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 
 import asyncpg
 
@@ -17,20 +23,26 @@ _STAGING = {
         model_id text, author text, pipeline_tag text, library_name text, tags text[], created_at timestamptz,
         last_modified timestamptz, snapshot_date date, downloads bigint, downloads_all_time bigint, likes integer,
         trending_rank integer, growth_7d double precision, probability double precision, model_version text,
-        label text, threshold double precision, explanation text, features text""",
+        label text, threshold double precision, likes_7d double precision, explanation text, features text""",
     "catalog_daily_staging": """
         model_id text, snapshot_date date, downloads bigint, likes integer, trending_rank integer,
         probability double precision, model_version text""",
 }
 
 
-def _all(record: Record) -> Record:
-    return record
+DETAIL_COLUMNS = ("model_id", "snapshot_date", "explanation", "features")
+MODEL_COLUMNS = tuple(c for c in CATALOG_COLUMNS if c not in DETAIL_COLUMNS or c in ("model_id", "snapshot_date"))
+
+
+def _part(columns: Sequence[str]) -> Callable[[Record], Record]:
+    get = itemgetter(*(CATALOG_COLUMNS.index(c) for c in columns))
+    return lambda record: tuple(get(record))
 
 
 # Where a bulk load (the benchmarks' seed) puts `CATALOG_COLUMNS` records: (table, its columns, the record's part).
 COPY_TARGETS: tuple[tuple[str, tuple[str, ...], Callable[[Record], Record]], ...] = (
-    ("catalog_models", CATALOG_COLUMNS, _all),
+    ("catalog_models", MODEL_COLUMNS, _part(MODEL_COLUMNS)),
+    ("catalog_details", DETAIL_COLUMNS, _part(DETAIL_COLUMNS)),
 )
 
 
@@ -42,6 +54,14 @@ def _updates(columns: Sequence[str], keys: Sequence[str]) -> str:
     return ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)
 
 
+def _changed(table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
+    """The row's values differ from the incoming ones (NULL-safe): else the update is skipped, no new version."""
+    values = [c for c in columns if c not in keys]
+    return (
+        f"({', '.join(f'{table}.{c}' for c in values)}) IS DISTINCT FROM ({', '.join(f'EXCLUDED.{c}' for c in values)})"
+    )
+
+
 _UPSERT_SCORES = f"""
     INSERT INTO scores ({", ".join(SCORE_COLUMNS)})
     SELECT {_select(SCORE_COLUMNS, ["top_features"])} FROM scores_staging
@@ -49,11 +69,20 @@ _UPSERT_SCORES = f"""
         {_updates(SCORE_COLUMNS, ["snapshot_date", "model_id", "model_version"])}, scored_at = now()
 """  # noqa: S608 (identifiers are module constants)
 # The catalog keeps each model's latest day: an older day arriving late only lands in catalog_daily.
+# updated_at (the live picks feed's clock) moves only when the row changes.
 _UPSERT_CATALOG = f"""
-    INSERT INTO catalog_models ({", ".join(CATALOG_COLUMNS)})
-    SELECT {_select(CATALOG_COLUMNS, ["explanation", "features"])} FROM catalog_models_staging
-    ON CONFLICT (model_id) DO UPDATE SET {_updates(CATALOG_COLUMNS, ["model_id"])}, updated_at = now()
+    INSERT INTO catalog_models ({", ".join(MODEL_COLUMNS)})
+    SELECT {", ".join(MODEL_COLUMNS)} FROM catalog_models_staging
+    ON CONFLICT (model_id) DO UPDATE SET {_updates(MODEL_COLUMNS, ["model_id"])}, updated_at = now()
     WHERE catalog_models.snapshot_date <= EXCLUDED.snapshot_date
+      AND {_changed("catalog_models", MODEL_COLUMNS, ["model_id"])}
+"""  # noqa: S608 (identifiers are module constants)
+_UPSERT_DETAILS = f"""
+    INSERT INTO catalog_details ({", ".join(DETAIL_COLUMNS)})
+    SELECT {_select(DETAIL_COLUMNS, ["explanation", "features"])} FROM catalog_models_staging
+    ON CONFLICT (model_id) DO UPDATE SET {_updates(DETAIL_COLUMNS, ["model_id"])}
+    WHERE catalog_details.snapshot_date <= EXCLUDED.snapshot_date
+      AND {_changed("catalog_details", DETAIL_COLUMNS, ["model_id"])}
 """  # noqa: S608 (identifiers are module constants)
 _UPSERT_DAILY = f"""
     INSERT INTO catalog_daily ({", ".join(DAILY_COLUMNS)})
@@ -76,5 +105,6 @@ async def write_batch(
         await conn.execute(_UPSERT_SCORES)
         await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)
         await conn.execute(_UPSERT_CATALOG)
+        await conn.execute(_UPSERT_DETAILS)
         await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
         await conn.execute(_UPSERT_DAILY)

@@ -53,6 +53,7 @@ CATALOG_COLUMNS: tuple[str, ...] = (
     "model_version",
     "label",
     "threshold",
+    "likes_7d",
     "explanation",
     "features",
 )
@@ -195,6 +196,7 @@ def catalog_records(scored: Scored) -> tuple[list[Record], list[Record]]:
             scored.version,
             scored.label,
             scored.threshold,
+            likes_7d if (likes_7d := e.features.get("likes_7d")) is not None and np.isfinite(likes_7d) else None,
             scored.explanations[i],
             to_json(e.features, inf_nan_mode="null").decode(),
         )

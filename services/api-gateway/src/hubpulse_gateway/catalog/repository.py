@@ -33,8 +33,10 @@ _NULL_KEY = {
     SortKey.growth: "'-Infinity'::double precision",
     SortKey.created: "'-infinity'::timestamptz",
 }
-# Columns the walk reads; all are in the covering indexes, so the walk is an index-only scan.
-_WALK_COLUMNS = "model_id, pipeline_tag, library_name, downloads, likes, tags"
+# Columns the walk reads; all are in the covering indexes, so the walk is an index-only scan. The tags array
+# is not (scorer migration 0006: it was ~45 % of those indexes' bytes, written for every row every day): a walk
+# that must test tags reads them from the heap (`tag_walk`), one that need not is guarded instead.
+_WALK_COLUMNS = "model_id, pipeline_tag, library_name, downloads, likes"
 
 
 class _Sql:
@@ -46,23 +48,36 @@ class _Sql:
         return f"${len(self.args)}"
 
 
-def _text_conditions(sql: _Sql, query: SearchQuery, row_by_row: bool = False) -> list[str]:
-    """The trigram index serves ILIKE on the id (author/name); tags match whole (GIN on tags).
-
-    `row_by_row` (the walk, which tests every row it reads): the tag test only runs if some row has that
-    tag at all, asked once of the tags index (an InitPlan). Most words are no tag, and the array test was a
-    third of a walk step. The doubled containment is the same test; it lowers the estimate for a word that
-    is no known tag so that EXISTS uses the index (0.1 ms) instead of a table scan hoping for an early hit.
-    """
+def _text_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
+    """The trigram index serves ILIKE on the id (author/name); tags match whole (GIN on tags)."""
     where = []
     for term in query.terms:
         pattern, tag = sql.arg(like_pattern(term)), sql.arg(term)
-        tags = f"tags @> ARRAY[{tag}]::text[]"
-        if row_by_row:
-            has_tag = f"EXISTS (SELECT 1 FROM catalog_models WHERE {tags} AND tags @> ARRAY[{tag}, {tag}]::text[])"  # noqa: S608
-            tags = f"({has_tag} AND {tags})"
-        where.append(f"(model_id ILIKE {pattern} OR {tags})")
+        where.append(f"(model_id ILIKE {pattern} OR tags @> ARRAY[{tag}]::text[])")
     return where
+
+
+def _walk_text(sql: _Sql, query: SearchQuery, tag_walk: bool) -> tuple[list[str], list[str]]:
+    """(conditions on each walked row, conditions on the whole walk) of the words, for the walk.
+
+    Whether any row has a word as a tag is asked once of the tags index (an InitPlan; the doubled containment
+    is the same test, it lowers the estimate for a word that is no known tag so that EXISTS uses the index,
+    0.1 ms, instead of a table scan hoping for an early hit). `tag_walk`: rows are tested against their tags
+    (read from the heap) only where the word is a tag at all. Otherwise the walk reads the index alone and
+    tests the id, valid only if the word is no tag: if it is one after all, the walk returns nothing (a
+    one-time filter, nothing is read) and the index query answers. Pages never depend on the plan.
+    """
+    rows, walk = [], []
+    for term in query.terms:
+        pattern, tag = sql.arg(like_pattern(term)), sql.arg(term)
+        tags = f"tags @> ARRAY[{tag}]::text[]"
+        has_tag = f"EXISTS (SELECT 1 FROM catalog_models WHERE {tags} AND tags @> ARRAY[{tag}, {tag}]::text[])"  # noqa: S608
+        if tag_walk:
+            rows.append(f"(model_id ILIKE {pattern} OR ({has_tag} AND {tags}))")
+        else:
+            rows.append(f"model_id ILIKE {pattern}")
+            walk.append(f"NOT {has_tag}")
+    return rows, walk
 
 
 def _filter_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
@@ -98,8 +113,9 @@ def _where(parts: list[str]) -> str:
     return " WHERE " + " AND ".join(parts) if parts else ""
 
 
-def walk_sql(query: SearchQuery, window: int) -> tuple[str, list[Any]]:
-    """The sort index walked for at most `window` rows (index-only), filtered, then the page's rows by id.
+def walk_sql(query: SearchQuery, window: int, tag_walk: bool = False) -> tuple[str, list[Any]]:
+    """The sort index walked for at most `window` rows (index-only unless `tag_walk`), filtered, then the
+    page's rows by id.
 
     Fast when matches are common; a page shorter than `limit + 1` is not final (see `search`).
     """
@@ -108,11 +124,14 @@ def walk_sql(query: SearchQuery, window: int) -> tuple[str, list[Any]]:
     after = _after_cursor(sql, query)
     if query.task is not None:  # walk only that task's rows (the per-task keyset indexes)
         after.append(f"pipeline_tag = {sql.arg(query.task)}")
-    conditions = _text_conditions(sql, query, row_by_row=True) + _filter_conditions(sql, query)
+    rows, walk = _walk_text(sql, query, tag_walk)
+    after += walk
+    conditions = rows + _filter_conditions(sql, query)
+    columns = f"{_WALK_COLUMNS}, tags" if tag_walk else _WALK_COLUMNS
     page = sql.arg(query.limit + 1)
     text = (
         f"SELECT {SUMMARY_COLUMNS} FROM catalog_models WHERE model_id = ANY(ARRAY("  # noqa: S608
-        f"SELECT model_id FROM (SELECT {_WALK_COLUMNS}, {key} AS sort_key FROM catalog_models{_where(after)} "
+        f"SELECT model_id FROM (SELECT {columns}, {key} AS sort_key FROM catalog_models{_where(after)} "
         f"ORDER BY {key} DESC, model_id LIMIT {int(window)}) w{_where(conditions)} "
         f"ORDER BY sort_key DESC, model_id LIMIT {page})) ORDER BY {key} DESC, model_id"
     )
@@ -151,7 +170,7 @@ async def search(pool: asyncpg.Pool, query: SearchQuery, plan: SearchPlan) -> li
     for window in (plan.walk, plan.rewalk) if plan.walk is not None else ():
         if window is None:
             continue
-        sql, args = walk_sql(query, window)
+        sql, args = walk_sql(query, window, plan.tag_walk)
         rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
         if len(rows) > query.limit or not (query.terms or has_filters(query)):
             return rows
@@ -188,9 +207,12 @@ async def sample(pool: asyncpg.Pool, size: int) -> tuple[SampleRows, int]:
 
 
 async def model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
+    """The catalog row and its details (features, explanation: scorer migration 0005), by id."""
     row: asyncpg.Record | None = await pool.fetchrow(
         f"SELECT {SUMMARY_COLUMNS}, downloads_all_time, last_modified, model_version, label, threshold, "  # noqa: S608
-        "explanation, features FROM catalog_models WHERE model_id = $1",
+        "COALESCE(d.explanation, '[]') AS explanation, COALESCE(d.features, '{}') AS features "
+        "FROM catalog_models LEFT JOIN LATERAL (SELECT explanation, features FROM catalog_details "
+        "WHERE catalog_details.model_id = $1) d ON true WHERE model_id = $1",
         model_id,
     )
     return row
@@ -206,16 +228,15 @@ async def daily(pool: asyncpg.Pool, model_id: str) -> list[asyncpg.Record]:
 
 
 _PICK_COLUMNS = (
-    "model_id, pipeline_tag, library_name, downloads, likes, probability, snapshot_date, updated_at, "
-    "CASE WHEN jsonb_typeof(features->'likes_7d') = 'number' "
-    "THEN (features->>'likes_7d')::double precision END AS likes_7d"
+    "model_id, pipeline_tag, library_name, downloads, likes, probability, snapshot_date, updated_at, likes_7d"
 )
 
 
 async def picks(pool: asyncpg.Pool, threshold: float, limit: int) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await pool.fetch(
-        f"SELECT {_PICK_COLUMNS} FROM catalog_models WHERE probability >= $1 "  # noqa: S608
-        "ORDER BY probability DESC NULLS LAST, model_id LIMIT $2",
+        # The trend sort's keyset index (the same order: a threshold >= 0 leaves out the NULLs it folds).
+        f"SELECT {_PICK_COLUMNS} FROM catalog_models WHERE {SORT_KEYS[SortKey.trend]} >= $1 "  # noqa: S608
+        f"ORDER BY {SORT_KEYS[SortKey.trend]} DESC, model_id LIMIT $2",
         threshold,
         limit,
     )

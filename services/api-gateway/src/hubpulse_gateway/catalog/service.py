@@ -170,6 +170,8 @@ WALK_MARGIN = 4  # walk this many times the rows the sample expects a page to ne
 # of the word, a task/library btree bitmap entry ~0.3 us, a heap row fetched and rechecked ~2.5 us.
 WALK_COST = 1.0
 TRIGRAM_COST = 0.5
+# A walk that tests tags reads each walked row's tags from the heap (not in the keyset indexes).
+TAG_WALK_COST = 10.0
 BTREE_BITMAP_COST = 1.2
 HEAP_COST = 10.0
 
@@ -298,26 +300,32 @@ class CatalogSample:
         index = min(text_only, with_filters)
         if est.matches <= 0 or est.scope <= 0:
             return SearchPlan(None, use_text_only)  # fewer than about total/size matches
+        # A word that is some sampled row's tag needs the tags on the walk (heap reads); one that is a tag
+        # only outside the sample makes the index-only walk come back empty, and the index query answers.
+        tag_walk = any(term in self._by_tag for term in query.terms)
+        step = TAG_WALK_COST if tag_walk else WALK_COST
         need = WALK_MARGIN * (query.limit + 1) * est.scope / est.matches
-        if need > LONGEST_WALK or need * WALK_COST > index:
+        if need > LONGEST_WALK or need * step > index:
             return SearchPlan(None, use_text_only)
         walk = max(MIN_WALK, 1 << math.ceil(math.log2(need)))
         # Matches can cluster away from the top of the sort (new models have few downloads): if the walk
         # comes back short, a longer one is still worth it while it costs less than the index query.
-        cheaper = index / WALK_COST  # inf: no index serves the query (a downloads/likes range alone)
+        cheaper = index / step  # inf: no index serves the query (a downloads/likes range alone)
         longer = LONGEST_WALK if cheaper >= LONGEST_WALK else 1 << int(math.log2(max(cheaper, 1)))
-        return SearchPlan(walk, use_text_only, longer if longer >= 4 * walk else None)
+        return SearchPlan(walk, use_text_only, longer if longer >= 4 * walk else None, tag_walk)
 
 
 @dataclass(frozen=True, slots=True)
 class SearchPlan:
     """`walk`: sort-index rows to walk first (None: straight to the index query); `rewalk`: a longer walk to
     try if that one comes back short. `text_only`: the index query finds the words through the trigram/tags
-    indexes alone and filters those rows (the task/library bitmaps would cost more than the rows they save)."""
+    indexes alone and filters those rows (the task/library bitmaps would cost more than the rows they save).
+    `tag_walk`: the walk tests the words against each row's tags too (see `repository.walk_sql`)."""
 
     walk: int | None
     text_only: bool = False
     rewalk: int | None = None
+    tag_walk: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,54 @@
+"""Cheaper catalog writes: the keyset indexes lose the tags array, two redundant indexes go.
+
+A day's upsert rewrites every catalog row with a new entry in every index (never HOT: the sort keys change).
+At 200k models the tags array was ~45 % of the ten covering keyset indexes' bytes (all indexes 437 MB -> 250
+MB after a seed), and their entries are what the update writes (timings: docs/decisions/search-and-web.md).
+`catalog_models_probability` (/v1/picks now reads `catalog_models_key_trend`, the same order for the
+non-null probabilities it returns) and `catalog_models_task` (the per-task keyset indexes lead with
+pipeline_tag and serve its bitmap) were written on every update for nothing. Search tests a word against
+the tags on the heap instead, only where the word is a tag at all (the gateway's walk).
+
+Revision ID: 0006_lean_keys
+"""
+
+from alembic import op
+
+revision = "0006_lean_keys"
+down_revision = "0005_catalog_details"
+branch_labels = None
+depends_on = None
+
+# name suffix -> (sort key expression, the column it reads), as in 0004_search_keys
+KEYS = {
+    "trend": ("COALESCE(probability, '-Infinity'::double precision)", "probability"),
+    "downloads": ("downloads", "downloads"),
+    "likes": ("likes", "likes"),
+    "growth": ("COALESCE(growth_7d, '-Infinity'::double precision)", "growth_7d"),
+    "created": ("COALESCE(created_at, '-infinity'::timestamptz)", "created_at"),
+}
+
+
+def _keys(include: tuple[str, ...]) -> None:
+    for name, (key, column) in KEYS.items():
+        columns = ", ".join(c for c in dict.fromkeys((*include, column)) if c != key)
+        op.execute(f"DROP INDEX IF EXISTS catalog_models_key_{name}")
+        op.execute(f"DROP INDEX IF EXISTS catalog_models_task_key_{name}")
+        op.execute(
+            f"CREATE INDEX catalog_models_key_{name} ON catalog_models (({key}) DESC, model_id) INCLUDE ({columns})"
+        )
+        op.execute(
+            f"CREATE INDEX catalog_models_task_key_{name} ON catalog_models "
+            f"(pipeline_tag, ({key}) DESC, model_id) INCLUDE ({columns.replace('pipeline_tag, ', '')})"
+        )
+
+
+def upgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS catalog_models_probability")
+    op.execute("DROP INDEX IF EXISTS catalog_models_task")
+    _keys(("pipeline_tag", "library_name", "downloads", "likes"))
+
+
+def downgrade() -> None:
+    _keys(("pipeline_tag", "library_name", "downloads", "likes", "tags"))
+    op.execute("CREATE INDEX catalog_models_task ON catalog_models (pipeline_tag, probability DESC NULLS LAST)")
+    op.execute("CREATE INDEX catalog_models_probability ON catalog_models (probability DESC NULLS LAST, model_id)")

@@ -1,0 +1,148 @@
+"""The catalog's schema changes keep its data: 0005 moves features/explanation out, 0006 rebuilds the keys."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from hubpulse_common import db
+from hubpulse_scorer.app import MIGRATIONS
+from hubpulse_scorer.repository import write_batch
+from hubpulse_scorer.service import CATALOG_COLUMNS
+
+VERSION_TABLE = "alembic_version_scorer"
+VERSIONS = "SELECT model_id, updated_at, xmin::text FROM catalog_models"
+FEATURES = {"likes_7d": 42.0, "log_downloads": 6.5}
+EXPLANATION = [{"feature": "likes_7d", "value": 42.0, "contribution": 0.7}]
+
+
+def _alembic(connection: Connection, action: str, target: str) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(db.__file__).parent / "migrations"))
+    cfg.set_main_option("version_locations", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["connection"] = connection
+    cfg.attributes["version_table"] = VERSION_TABLE
+    getattr(command, action)(cfg, target)
+
+
+async def _move(url: str, action: str, target: str) -> None:
+    engine = create_async_engine("postgresql+asyncpg://" + url.split("://", 1)[1], poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            await conn.run_sync(_alembic, action, target)
+            await conn.commit()
+    finally:
+        await engine.dispose()
+
+
+async def _indexes(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'catalog_models'")
+    return {r["indexname"] for r in rows}
+
+
+async def test_upgrade_and_downgrade_keep_features_and_explanation(database_url: str) -> None:
+    await _move(database_url, "upgrade", "0004_search_keys")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO catalog_models (model_id, snapshot_date, downloads, likes, probability, explanation, features)"
+            " VALUES ('org/a', '2025-01-08', 10, 2, 0.5, $1::jsonb, $2::jsonb),"
+            " ('org/b', '2025-01-08', 5, 1, NULL, '[]', '{}')",
+            json.dumps(EXPLANATION),
+            json.dumps(FEATURES),
+        )
+        assert {"catalog_models_probability", "catalog_models_task"} <= await _indexes(conn)
+        await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+        rows = await conn.fetch(
+            "SELECT m.model_id, m.likes_7d, d.features, d.explanation, d.snapshot_date FROM catalog_models m "
+            "JOIN catalog_details d USING (model_id) ORDER BY 1"
+        )
+        assert [(r["model_id"], r["likes_7d"]) for r in rows] == [("org/a", 42.0), ("org/b", None)]
+        assert json.loads(rows[0]["features"]) == FEATURES
+        assert json.loads(rows[0]["explanation"]) == EXPLANATION
+        assert rows[0]["snapshot_date"] == dt.date(2025, 1, 8)
+        columns = {
+            r["column_name"]
+            for r in await conn.fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'catalog_models'"
+            )
+        }
+        assert not {"features", "explanation"} & columns
+        indexes = await _indexes(conn)
+        assert not {"catalog_models_probability", "catalog_models_task"} & indexes
+        keydef = await conn.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'catalog_models_key_trend'")
+        assert "tags" not in keydef
+
+        await _move(database_url, "downgrade", "0004_search_keys")
+        back = await conn.fetchrow("SELECT features, explanation FROM catalog_models WHERE model_id = 'org/a'")
+        assert json.loads(back["features"]) == FEATURES
+        assert json.loads(back["explanation"]) == EXPLANATION
+        assert await conn.fetchval("SELECT to_regclass('catalog_details')") is None
+        assert {"catalog_models_probability", "catalog_models_task"} <= await _indexes(conn)
+    finally:
+        await conn.close()
+
+
+def _record(model_id: str, day: dt.date, downloads: int, likes_7d: float) -> tuple[object, ...]:
+    values: dict[str, object] = {
+        "model_id": model_id,
+        "tags": ["transformers"],
+        "snapshot_date": day,
+        "downloads": downloads,
+        "likes": 3,
+        "probability": 0.6,
+        "model_version": "v1",
+        "label": "trending",
+        "threshold": 0.45,
+        "likes_7d": likes_7d,
+        "explanation": json.dumps(EXPLANATION),
+        "features": json.dumps({**FEATURES, "likes_7d": likes_7d}),
+    }
+    return tuple(values.get(c) for c in CATALOG_COLUMNS)
+
+
+async def test_the_upsert_rewrites_only_rows_that_changed_and_keeps_the_latest_day(database_url: str) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    pool = await db.create_pool(database_url, min_size=1, max_size=1)
+    day = dt.date(2025, 1, 8)
+    try:
+        await write_batch(pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0)], [])
+        first = {
+            r["model_id"]: r for r in await pool.fetch("SELECT model_id, updated_at, xmin::text FROM catalog_models")
+        }
+        await asyncio.sleep(0.01)
+        # a redelivered batch: nothing changes, not even updated_at (the live feed's clock) or the row version
+        await write_batch(pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 21, 2.0)], [])
+        again = {
+            r["model_id"]: r for r in await pool.fetch("SELECT model_id, updated_at, xmin::text FROM catalog_models")
+        }
+        assert again["org/a"]["xmin"] == first["org/a"]["xmin"]
+        assert again["org/a"]["updated_at"] == first["org/a"]["updated_at"]
+        assert again["org/b"]["updated_at"] > first["org/b"]["updated_at"]  # its downloads changed
+        # a late, older day changes neither table
+        await write_batch(pool, [], [_record("org/a", day - dt.timedelta(days=1), 99, 9.0)], [])
+        row = await pool.fetchrow(
+            "SELECT m.downloads, m.likes_7d, d.features FROM catalog_models m JOIN catalog_details d USING (model_id)"
+            " WHERE model_id = 'org/a'"
+        )
+        assert (row["downloads"], row["likes_7d"], row["features"]["likes_7d"]) == (10, 1.0, 1.0)
+        # the next day rewrites both
+        await write_batch(pool, [], [_record("org/a", day + dt.timedelta(days=1), 12, 3.0)], [])
+        row = await pool.fetchrow(
+            "SELECT m.downloads, m.likes_7d, d.features, d.snapshot_date FROM catalog_models m"
+            " JOIN catalog_details d USING (model_id) WHERE model_id = 'org/a'"
+        )
+        assert (row["downloads"], row["likes_7d"], row["features"]["likes_7d"]) == (12, 3.0, 3.0)
+        assert row["snapshot_date"] == day + dt.timedelta(days=1)
+    finally:
+        await pool.close()
