@@ -51,8 +51,7 @@ async def add_special_rows(database_url: str, snapshot_date: dt.date) -> None:
             snapshot_date,
         )
         await conn.execute(
-            "INSERT INTO catalog_details (model_id, snapshot_date, explanation, features)"
-            " VALUES ($1, $2, $3::jsonb, $4::jsonb)",
+            "INSERT INTO catalog_details (model_id, snapshot_date, explanation, features) VALUES ($1, $2, $3, $4)",
             EXPLAINED_ID,
             snapshot_date,
             orjson.dumps(explanation).decode(),

@@ -1,4 +1,5 @@
-"""The catalog's schema changes keep its data: 0005 moves features/explanation out, 0006 rebuilds the keys."""
+"""The catalog's schema changes keep its data: 0005 moves features/explanation out, 0006 rebuilds the keys,
+0007 stores the details as text; and the upsert skips rows that did not change."""
 
 from __future__ import annotations
 
@@ -71,6 +72,10 @@ async def test_upgrade_and_downgrade_keep_features_and_explanation(database_url:
         assert json.loads(rows[0]["features"]) == FEATURES
         assert json.loads(rows[0]["explanation"]) == EXPLANATION
         assert rows[0]["snapshot_date"] == dt.date(2025, 1, 8)
+        types = await conn.fetch(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'catalog_details'"
+        )
+        assert {r["column_name"]: r["data_type"] for r in types}["features"] == "text"
         columns = {
             r["column_name"]
             for r in await conn.fetch(
@@ -135,14 +140,14 @@ async def test_the_upsert_rewrites_only_rows_that_changed_and_keeps_the_latest_d
             "SELECT m.downloads, m.likes_7d, d.features FROM catalog_models m JOIN catalog_details d USING (model_id)"
             " WHERE model_id = 'org/a'"
         )
-        assert (row["downloads"], row["likes_7d"], row["features"]["likes_7d"]) == (10, 1.0, 1.0)
+        assert (row["downloads"], row["likes_7d"], json.loads(row["features"])["likes_7d"]) == (10, 1.0, 1.0)
         # the next day rewrites both
         await write_batch(pool, [], [_record("org/a", day + dt.timedelta(days=1), 12, 3.0)], [])
         row = await pool.fetchrow(
             "SELECT m.downloads, m.likes_7d, d.features, d.snapshot_date FROM catalog_models m"
             " JOIN catalog_details d USING (model_id) WHERE model_id = 'org/a'"
         )
-        assert (row["downloads"], row["likes_7d"], row["features"]["likes_7d"]) == (12, 3.0, 3.0)
+        assert (row["downloads"], row["likes_7d"], json.loads(row["features"])["likes_7d"]) == (12, 3.0, 3.0)
         assert row["snapshot_date"] == day + dt.timedelta(days=1)
     finally:
         await pool.close()

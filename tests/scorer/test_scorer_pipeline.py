@@ -104,7 +104,7 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(service
             lambda: fetch(
                 database_url,
                 "SELECT m.model_id, m.snapshot_date, m.downloads, m.probability, m.model_version, d.explanation, "
-                "d.snapshot_date AS details_date, m.likes_7d, d.features->>'likes_7d' AS features_likes_7d "
+                "d.snapshot_date AS details_date, m.likes_7d, d.features::jsonb->>'likes_7d' AS features_likes_7d "
                 "FROM catalog_models m JOIN catalog_details d USING (model_id) WHERE m.model_id LIKE $1",
                 prefix + "%",
             ),

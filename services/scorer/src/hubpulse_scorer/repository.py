@@ -79,7 +79,7 @@ _UPSERT_CATALOG = f"""
 """  # noqa: S608 (identifiers are module constants)
 _UPSERT_DETAILS = f"""
     INSERT INTO catalog_details ({", ".join(DETAIL_COLUMNS)})
-    SELECT {_select(DETAIL_COLUMNS, ["explanation", "features"])} FROM catalog_models_staging
+    SELECT {", ".join(DETAIL_COLUMNS)} FROM catalog_models_staging
     ON CONFLICT (model_id) DO UPDATE SET {_updates(DETAIL_COLUMNS, ["model_id"])}
     WHERE catalog_details.snapshot_date <= EXCLUDED.snapshot_date
       AND {_changed("catalog_details", DETAIL_COLUMNS, ["model_id"])}

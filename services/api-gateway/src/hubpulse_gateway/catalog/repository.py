@@ -207,10 +207,10 @@ async def sample(pool: asyncpg.Pool, size: int) -> tuple[SampleRows, int]:
 
 
 async def model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
-    """The catalog row and its details (features, explanation: scorer migration 0005), by id."""
+    """The catalog row and its details (features, explanation: scorer migrations 0005, 0007), by id."""
     row: asyncpg.Record | None = await pool.fetchrow(
         f"SELECT {SUMMARY_COLUMNS}, downloads_all_time, last_modified, model_version, label, threshold, "  # noqa: S608
-        "COALESCE(d.explanation, '[]') AS explanation, COALESCE(d.features, '{}') AS features "
+        "COALESCE(d.explanation, '[]')::jsonb AS explanation, COALESCE(d.features, '{}')::jsonb AS features "
         "FROM catalog_models LEFT JOIN LATERAL (SELECT explanation, features FROM catalog_details "
         "WHERE catalog_details.model_id = $1) d ON true WHERE model_id = $1",
         model_id,
