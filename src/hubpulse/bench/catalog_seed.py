@@ -143,10 +143,11 @@ def _chunks(rows: Iterator[Record], size: int) -> Iterator[list[Record]]:
         yield chunk
 
 
-async def copy_catalog(conn: asyncpg.Connection, records: list[Record]) -> None:
+async def copy_catalog(conn: asyncpg.Connection, records: list[Record], details: bool = True) -> None:
     """Bulk-load catalog records (the scorer's `CATALOG_COLUMNS` tuples) into the catalog's tables."""
     for table, columns, pick in COPY_TARGETS:
-        await conn.copy_records_to_table(table, records=[pick(r) for r in records], columns=list(columns))
+        if details or table != "catalog_details":
+            await conn.copy_records_to_table(table, records=[pick(r) for r in records], columns=list(columns))
 
 
 async def seed_catalog(
@@ -157,8 +158,13 @@ async def seed_catalog(
     history_days: int = 8,
     seed: int = 0,
     pick_share: float = 0.01,
+    details: bool = True,
 ) -> SeedReport:
-    """Migrate the catalog, then load the last day of an N-model synthetic Hub and `history_days` of history."""
+    """Migrate the catalog, then load the last day of an N-model synthetic Hub and `history_days` of history.
+
+    `details` False leaves `catalog_details` (features, explanation: ~2.4 KB a model) empty, for a benchmark
+    that only searches (search never reads it; at 2M it is ~5 GB of disk and minutes of seeding).
+    """
     await db.migrate(url, MIGRATIONS, SCORER_VERSION_TABLE)
     hub = SyntheticHub(n_models, days, seed=seed)
     conn = await asyncpg.connect(url)
@@ -178,7 +184,7 @@ async def seed_catalog(
         models = 0
         for scored in scored_chunks(latest, week_ago, pick_share, seed):
             records, _ = catalog_records(scored)
-            await copy_catalog(conn, records)
+            await copy_catalog(conn, records, details)
             models += len(records)
         daily = 0
         for d in range(max(0, days - history_days), days):

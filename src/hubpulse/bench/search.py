@@ -281,7 +281,9 @@ def run_search_bench(cfg: SearchBenchConfig) -> dict[str, Any]:
                 models = seeded
                 asyncio.run(db.migrate(pg.url, MIGRATIONS, SCORER_VERSION_TABLE))
             else:
-                models = asyncio.run(seed_catalog(pg.url, cfg.models, history_days=1, seed=cfg.seed)).models
+                # catalog_details stays empty: search never reads it (the model page does)
+                seeded_report = seed_catalog(pg.url, cfg.models, history_days=1, seed=cfg.seed, details=False)
+                models = asyncio.run(seeded_report).models
             seed_s = time.perf_counter() - started
             update = asyncio.run(_update(pg.url, cfg)) if cfg.after_update else None
             port = free_port()
