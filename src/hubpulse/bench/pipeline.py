@@ -152,14 +152,17 @@ class Sampler(threading.Thread):
 
 
 def _service_spec(name: str, port: int, env: dict[str, str]) -> ProcessSpec:
-    module = {"ingestor": "hubpulse_ingestor", "features": "hubpulse_features", "scorer": "hubpulse_scorer"}[name]
+    """A service process; `scorer-2`, `scorer-3`... are further replicas of `scorer` (same consumer group)."""
+    service = name.split("-", 1)[0]
+    module = {"ingestor": "hubpulse_ingestor", "features": "hubpulse_features", "scorer": "hubpulse_scorer"}[service]
     return ProcessSpec(
         name=name,
         kind="service",
         port=port,
         url=f"http://127.0.0.1:{port}",
         argv=[sys.executable, "-m", module],
-        env={**env, "HUBPULSE_SERVICE_NAME": name, "HUBPULSE_PORT": str(port)},
+        # replicas keep the service's name: it names their migrations' version table and consumer client
+        env={**env, "HUBPULSE_SERVICE_NAME": service, "HUBPULSE_PORT": str(port)},
     )
 
 
@@ -245,16 +248,22 @@ async def _value(conn: asyncpg.Connection, query: str, day: dt.date) -> int:
         return 0
 
 
-async def scored_total(client: httpx.AsyncClient, scorer_url: str) -> float:
-    """Model-days the scorer has scored since it started (its Prometheus counter, all versions)."""
-    response = await client.get(f"{scorer_url}/metrics")
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in response.text.splitlines() if line.startswith(_SCORED_METRIC + "{")
-    )
+async def scored_total(client: httpx.AsyncClient, scorer_urls: list[str]) -> float:
+    """Model-days the scorer replicas have scored since they started (their Prometheus counters, all versions)."""
+    total = 0.0
+    for url in scorer_urls:
+        response = await client.get(f"{url}/metrics")
+        total += sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in response.text.splitlines()
+            if line.startswith(_SCORED_METRIC + "{")
+        )
+    return total
 
 
 async def _track_day(
     urls: dict[str, str],
+    scorer_urls: list[str],
     db_url: str,
     day: dt.date,
     models: int,
@@ -274,7 +283,7 @@ async def _track_day(
     waiting_since = time.time()
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            scored_before = await scored_total(client, urls["scorer"])
+            scored_before = await scored_total(client, scorer_urls)
             while True:
                 now = time.time()
                 if "ingest" not in times.done_at:
@@ -296,7 +305,7 @@ async def _track_day(
                         say(f"{day}: features done at {times.done_at['features']:.1f} s")
                     if (
                         "features" in times.done_at
-                        and await scored_total(client, urls["scorer"]) - scored_before >= models
+                        and await scored_total(client, scorer_urls) - scored_before >= models
                         and await _value(conn, _SCORES, day) >= models
                     ):
                         times.done_at["score"] = time.time() - started_at
@@ -335,6 +344,7 @@ def run(
     say: Say = print,
     stage_timeout_s: float = 600,
     poll_s: float = 0.5,
+    scorers: int = 2,
 ) -> dict[str, Any]:
     """Run the benchmark and return its report (see module docstring); `ok` is False when a stage failed."""
     from hubpulse_common.synthetic import SyntheticHub
@@ -347,6 +357,7 @@ def run(
         "days": days,
         "model_days": sum(day_models),
         "stage_timeout_s": stage_timeout_s,
+        "scorers": scorers,
         "loadavg_start": [round(v, 2) for v in os.getloadavg()],
         "cpus": os.cpu_count(),
         "per_day": [],
@@ -366,7 +377,7 @@ def run(
                 return child
 
             try:
-                _run_days(hub, day_models, report, start, work, say, stage_timeout_s, poll_s, started)
+                _run_days(hub, day_models, report, start, work, say, stage_timeout_s, poll_s, started, scorers)
                 report["ok"] = True
             except (StageTimeout, RuntimeError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
                 report["error"] = f"{type(exc).__name__}: {exc}"
@@ -388,7 +399,7 @@ def run(
         sampler.stop()
         report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
         report["wall_s"] = time.perf_counter() - started
-    over = {n: v for n, v in report.get("peak_rss_mb", {}).items() if n in SERVICES and v and v > 2048}
+    over = {n: v for n, v in report.get("peak_rss_mb", {}).items() if n.split("-")[0] in SERVICES and v and v > 2048}
     report["rss_within_2gib"] = not over
     return report
 
@@ -403,6 +414,7 @@ def _run_days(
     stage_timeout_s: float,
     poll_s: float,
     started: float,
+    scorers: int,
 ) -> None:
     days = len(day_models)
     say("starting PostgreSQL, broker, S3 and the replay Hub")
@@ -423,10 +435,13 @@ def _run_days(
         "HUBPULSE_DAY_CLOSE_IDLE_S": "2",
     }
     urls: dict[str, str] = {}
-    for name in ("features", "scorer"):
+    # Scorer replicas share the consumer group (as the k8s deployment runs two): one scores while another
+    # waits on PostgreSQL. The first bootstraps the registry's model before the others start and load it.
+    for name in ("features", "scorer", *(f"scorer-{i}" for i in range(2, scorers + 1))):
         say(f"starting {name}")
         urls[name] = start(_service_spec(name, free_port(), env)).spec.url
         _wait_ready(urls[name])
+    scorer_urls = [url for name, url in urls.items() if name.startswith("scorer")]
     report["setup_s"] = time.perf_counter() - started
     say("starting the ingestor: its first cycle starts at once")
     urls["ingestor"] = start(_service_spec("ingestor", free_port(), env)).spec.url
@@ -442,6 +457,7 @@ def _run_days(
             times = asyncio.run(
                 _track_day(
                     urls,
+                    scorer_urls,
                     db_url,
                     day,
                     n,

@@ -25,6 +25,7 @@ def pipeline(
     stage_timeout: Annotated[
         float, typer.Option("--stage-timeout", min=1, help="seconds a stage may take after the one before it")
     ] = 600,
+    scorers: Annotated[int, typer.Option("--scorers", min=1, help="scorer replicas (one consumer group)")] = 2,
 ) -> None:
     """Synthetic Hub -> ingestor -> features -> scorer over the real broker and PostgreSQL, vs one bare COPY."""
     from hubpulse.bench.pipeline import run, table
@@ -34,7 +35,13 @@ def pipeline(
         raise UserFacingError(f"--models must be at most {MAX_MODELS}, got {models}")
     # SIGTERM unwinds like Ctrl-C, so the stores and services started for the run are stopped (with their groups)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report = run(models, days, stage_timeout_s=stage_timeout, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
+    report = run(
+        models,
+        days,
+        stage_timeout_s=stage_timeout,
+        scorers=scorers,
+        say=lambda line: console.print(f"[dim]bench:[/] {line}"),
+    )
     text = json.dumps(report, indent=2, default=str)
     if json_out is not None:
         json_out.write_text(text + "\n")
