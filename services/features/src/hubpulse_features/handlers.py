@@ -39,6 +39,7 @@ class FeaturesWorker:
         frame = service.records_frame(records)
         days = sorted({r[1] for r in records})
         async with self._lock, self._pool.acquire() as conn, conn.transaction():
+            await repository.share_days(conn, days)
             await repository.upsert_history(conn, records)
             window = await repository.load_window(
                 conn, frame["model_id"].unique().tolist(), service.window_start(days[0]), days[-1]
@@ -58,25 +59,33 @@ class FeaturesWorker:
         finalised, stored and published a slice at a time, so memory stays bounded at any Hub size.
         """
         async with self._lock, self._pool.acquire() as conn:
-            await repository.analyze(conn)
-            cross = service.day_cross_features(await repository.load_rank_inputs(conn, day))
-            models, rows = 0, await repository.load_day_rows(conn, day, "", CLOSE_CHUNK_ROWS)
-            while not rows.empty:
-                final = service.close_rows(rows, cross)
-                # The events are encoded in a thread while PostgreSQL stores the slice, and the next slice is
-                # read while this one is published: the two processes work at once instead of taking turns.
-                # (a task group: a failure cancels the sibling, so the connection is never released mid-query)
-                async with asyncio.TaskGroup() as both:
-                    encoding = both.create_task(asyncio.to_thread(service.feature_payloads, final, provisional=False))
-                    both.create_task(self._store_final(conn, final))
-                after, models = str(rows["model_id"].iloc[-1]), models + len(rows)
-                # Published after the commit: a crash in between leaves the day open, and the next closer
-                # run recomputes and republishes the same rows (consumers upsert by model-day).
-                async with asyncio.TaskGroup() as both:
-                    reading = both.create_task(repository.load_day_rows(conn, day, after, CLOSE_CHUNK_ROWS))
-                    both.create_task(self._bus.publish_encoded(ModelFeatures.topic, encoding.result()))
-                rows = reading.result()
-            await repository.mark_closed(conn, day, models)
+            if not await repository.claim_day(conn, day):
+                return 0  # another replica is closing it, or just did
+            try:
+                return await self._close_claimed(conn, day)
+            finally:
+                await repository.release_day(conn, day)
+
+    async def _close_claimed(self, conn: asyncpg.Connection, day: dt.date) -> int:
+        await repository.analyze(conn)
+        cross = service.day_cross_features(await repository.load_rank_inputs(conn, day))
+        models, rows = 0, await repository.load_day_rows(conn, day, "", CLOSE_CHUNK_ROWS)
+        while not rows.empty:
+            final = service.close_rows(rows, cross)
+            # The events are encoded in a thread while PostgreSQL stores the slice, and the next slice is
+            # read while this one is published: the two processes work at once instead of taking turns.
+            # (a task group: a failure cancels the sibling, so the connection is never released mid-query)
+            async with asyncio.TaskGroup() as both:
+                encoding = both.create_task(asyncio.to_thread(service.feature_payloads, final, provisional=False))
+                both.create_task(self._store_final(conn, final))
+            after, models = str(rows["model_id"].iloc[-1]), models + len(rows)
+            # Published after the commit: a crash in between leaves the day open, and the next closer
+            # run recomputes and republishes the same rows (consumers upsert by model-day).
+            async with asyncio.TaskGroup() as both:
+                reading = both.create_task(repository.load_day_rows(conn, day, after, CLOSE_CHUNK_ROWS))
+                both.create_task(self._bus.publish_encoded(ModelFeatures.topic, encoding.result()))
+            rows = reading.result()
+        await repository.mark_closed(conn, day, models)
         ROWS.labels("final").inc(models)
         DAYS_CLOSED.inc()
         log.info("features.day_closed", day=day.isoformat(), models=models)

@@ -128,6 +128,32 @@ async def upsert_features(conn: asyncpg.Connection, frame: pd.DataFrame, *, prov
     await conn.execute(_UPSERT_FEATURES)
 
 
+# Advisory lock space of a day's close: (this class id, the day's ordinal). Replicas (deploy/k8s runs two)
+# each see every open day; the lock makes one of them close it, and makes a late batch for that day wait
+# until the close is done, so the batch reopens the day instead of being marked closed unseen.
+_DAY_LOCK = 0x68_70_66_64  # "hpfd"
+
+
+async def share_days(conn: asyncpg.Connection, days: Sequence[dt.date]) -> None:
+    """Hold these days' locks shared until the transaction ends: a close of one of them waits, or is waited for."""
+    for day in sorted(days):  # one order everywhere: no lock cycles between handlers
+        await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", _DAY_LOCK, day.toordinal())
+
+
+async def claim_day(conn: asyncpg.Connection, day: dt.date) -> bool:
+    """Take the day's close for this session if no other replica has it and it is still open."""
+    if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _DAY_LOCK, day.toordinal()):
+        return False
+    if await conn.fetchval("SELECT closed_at IS NULL FROM feature_days WHERE snapshot_date = $1", day):
+        return True
+    await release_day(conn, day)  # another replica closed it between our listing and our claim
+    return False
+
+
+async def release_day(conn: asyncpg.Connection, day: dt.date) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1, $2)", _DAY_LOCK, day.toordinal())
+
+
 async def touch_days(conn: asyncpg.Connection, days: Sequence[dt.date]) -> None:
     """Record activity on these days; a day that was closed reopens, so late rows get ranked too."""
     await conn.execute(
