@@ -170,17 +170,7 @@ def run_catalog_bench(models: int, batch: int = 5000, seed: int = 0, data_dir: P
             if not wait_port(pg.port, 60, proc):
                 raise ConfigError(f"postgres did not start; see {root / 'logs' / 'postgres.log'}")
             admin = pg.url.rsplit("/", 1)[0] + "/postgres"
-            asyncio.run(_create(admin))
+            asyncio.run(create_database(admin, "hubpulse"))
             return asyncio.run(_bench(pg.url, models, batch, seed))
         finally:
             terminate(proc, "postgres")
-
-
-async def _create(admin_url: str) -> None:
-    for _ in range(100):
-        try:
-            await create_database(admin_url, "hubpulse")
-            return
-        except (OSError, asyncpg.PostgresError):
-            await asyncio.sleep(0.1)
-    raise ConfigError("PostgreSQL never accepted connections")

@@ -155,11 +155,23 @@ def postgres_spec(data_dir: Path, port: int, settings: Mapping[str, str] | None 
     )
 
 
-async def create_database(admin_url: str, name: str) -> None:
-    """CREATE DATABASE if missing (PostgreSQL has no IF NOT EXISTS for databases)."""
-    import asyncpg
+async def create_database(admin_url: str, name: str, wait_s: float = 20) -> None:
+    """CREATE DATABASE if missing (PostgreSQL has no IF NOT EXISTS for databases).
 
-    conn = await asyncpg.connect(admin_url)
+    A fresh postmaster listens before it accepts connections ("the database system is starting up"):
+    connecting is retried for up to `wait_s` seconds.
+    """
+    import asyncpg
+    from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError)),
+        stop=stop_after_delay(wait_s),
+        wait=wait_fixed(0.1),
+        reraise=True,
+    ):
+        with attempt:
+            conn = await asyncpg.connect(admin_url)
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             await conn.execute(f'CREATE DATABASE "{name}"')

@@ -136,12 +136,7 @@ class Supervisor:
         if "postgres" in names:
             url = names["postgres"].url
             admin = url.rsplit("/", 1)[0] + "/postgres"
-            for _ in range(100):
-                try:
-                    await create_database(admin, url.rsplit("/", 1)[1])
-                    break
-                except OSError:
-                    await asyncio.sleep(0.2)
+            await create_database(admin, url.rsplit("/", 1)[1])
         if "s3" in names:
             await self._restore_s3(names["s3"])
 

@@ -14,7 +14,7 @@ import asyncpg
 
 from hubpulse_scorer.service import CATALOG_COLUMNS, DAILY_COLUMNS, SCORE_COLUMNS, Record
 
-# Staging tables spell jsonb columns as text: COPY sends text, the upsert casts.
+# Staging tables spell JSON columns as text: COPY sends text; scores.top_features is cast to jsonb by its upsert.
 _STAGING = {
     "scores_staging": """
         snapshot_date date, model_id text, model_version text, label text, horizon_days integer,
@@ -30,13 +30,14 @@ _STAGING = {
 }
 
 
-DETAIL_COLUMNS = ("model_id", "snapshot_date", "explanation", "features")
-MODEL_COLUMNS = tuple(c for c in CATALOG_COLUMNS if c not in DETAIL_COLUMNS or c in ("model_id", "snapshot_date"))
+_WIDE = ("explanation", "features")  # catalog_details only; both tables carry the key and the day
+DETAIL_COLUMNS = ("model_id", "snapshot_date", *_WIDE)
+MODEL_COLUMNS = tuple(c for c in CATALOG_COLUMNS if c not in _WIDE)
 
 
 def _part(columns: Sequence[str]) -> Callable[[Record], Record]:
-    get = itemgetter(*(CATALOG_COLUMNS.index(c) for c in columns))
-    return lambda record: tuple(get(record))
+    get: Callable[[Record], Record] = itemgetter(*(CATALOG_COLUMNS.index(c) for c in columns))
+    return get
 
 
 # Where a bulk load (the benchmarks' seed) puts `CATALOG_COLUMNS` records: (table, its columns, the record's part).

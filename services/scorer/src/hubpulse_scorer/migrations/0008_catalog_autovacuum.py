@@ -3,9 +3,10 @@
 Search walks the keyset indexes index-only, which holds only on all-visible pages; a day's update rewrites every
 row, and until a vacuum sets the visibility map again each walk visits the heap (200k, all rows just updated:
 PostgreSQL CPU per uncached search 1.3 -> 9.2 ms). With the defaults (20% dead rows, cost delay 2 ms) one
-autovacuum ran during the update and the rows updated after it (12k-37k of 200k) stayed below the next
-trigger until the following day. With 1% and no delay, an autovacuum ran within 5 s of the update's end and
-left no dead rows (`bench catalog`-style 200k update, measured in session 3; docs/decisions/search-and-web.md).
+autovacuum ran during the update and the rows updated after it (12k-37k of 200k, two runs) stayed dead,
+below the next trigger (40k), for as long as they were watched (7 minutes in one run). With 1% and no delay,
+an autovacuum ran within 5 s of the update's end and left no dead rows (one run watched to the end; a 200k
+update through `write_batch`, session 3; docs/decisions/search-and-web.md).
 
 Revision ID: 0008_catalog_autovacuum
 """
