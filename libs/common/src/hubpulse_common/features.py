@@ -331,8 +331,9 @@ def _time_arrays(grid: Callable[[str], np.ndarray], n_out: int) -> dict[str, np.
     }
 
 
-# time features the cross-sectional features read: needed for the whole day's population
-_CROSS_INPUTS: tuple[str, ...] = tuple(
+# The time features the cross-sectional features read: all a caller re-ranking a complete day has to load
+# (a 2M-model day of every time feature would not fit a service's memory budget).
+CROSS_INPUT_COLUMNS: tuple[str, ...] = tuple(
     dict.fromkeys(
         (
             *_DAY_RANKED,
@@ -444,25 +445,6 @@ def _group_key(*codes: np.ndarray) -> np.ndarray:
     return key
 
 
-# The time features _cross_features reads: all a caller re-ranking a complete day has to load (a 2M-model
-# day of every time feature would not fit a service's memory budget).
-CROSS_INPUT_COLUMNS: tuple[str, ...] = tuple(
-    dict.fromkeys(
-        (
-            *_DAY_RANKED,
-            *_TASK_RANKED,
-            "likes_7d",
-            "trending_rank",
-            "growth_rate_7d",
-            "surge_gap_3d",
-            "trend_score_proxy",
-            "likes_decay_3d",
-            "likes_13d",
-        )
-    )
-)
-
-
 def _top_k_reference(score: np.ndarray, rank: np.ndarray) -> tuple[float, float]:
     """For one day's population: the K-th highest decayed likes score, and the score of the model at rank K."""
     v = np.sort(score[~np.isnan(score)])
@@ -568,7 +550,7 @@ def _cross_features_at(pop: dict[str, np.ndarray], at: np.ndarray) -> dict[str, 
     """The cross-sectional features of the population rows `at`, each ranked against its whole day.
 
     `pop` holds, for every row of the days concerned: "day", "task" and "author" (int codes) and
-    "_downloads" and the _CROSS_INPUTS (float32, as compute_features holds them). Gives the same values
+    "_downloads" and the CROSS_INPUT_COLUMNS (float32, as compute_features holds them). Gives the same values
     as `_cross_features` over the whole population, read at `at`, without ranking every row.
     """
     out = {c: np.full(len(at), np.nan) for c in _CROSS_FEATURES}
@@ -667,9 +649,9 @@ def compute_features_at(history: pd.DataFrame, rows: np.ndarray, *, block_models
     del factorized
     population = np.flatnonzero((day >= day[rows].min()) & (day <= day[rows].max()))
     # time features: the cross-sectional inputs for the whole population, the others for `rows` only
-    others = tuple(c for c in _TIME_FEATURES if c not in _CROSS_INPUTS)
+    others = tuple(c for c in _TIME_FEATURES if c not in CROSS_INPUT_COLUMNS)
     cross_in, picked = _time_features_multi(
-        history, codes, day, len(models), [(population, _CROSS_INPUTS), (rows, others)], block_models=block_models
+        history, codes, day, len(models), [(population, CROSS_INPUT_COLUMNS), (rows, others)], block_models=block_models
     )
     authors, _ = pd.factorize(pd.Series(np.asarray(models, dtype=object)).str.split("/", n=1).str[0])
     task = (
