@@ -126,6 +126,23 @@ def test_the_planner_walks_for_common_words_and_uses_the_indexes_for_rare_ones()
     assert not common.tag_walk
 
 
+def test_conditions_no_sampled_row_meets_together_still_expect_some_matches() -> None:
+    # llama: the first quarter of the rows; text-generation: every 4th row; peft: every 50th from the 2nd.
+    # No sampled row is all three, but 20k sampled rows of 2M say little about a combination that rare.
+    n = 20_000
+    rows = SampleRows(
+        ids=[f"org/llama-{i:x}" if i < n // 4 else f"lab/bert-{i:x}" for i in range(n)],
+        tags=[[] for _ in range(n)],
+        task=["text-generation" if i % 4 == 0 else "fill-mask" for i in range(n)],
+        library=["peft" if i % 50 == 1 else "transformers" for i in range(n)],
+        downloads=[0] * n,
+        likes=[0] * n,
+    )
+    plan = CatalogSample(rows, total=100 * n).plan(query(q="llama", task="text-generation", library="peft"))
+    assert plan.walk is not None, "a walk of the task's index costs less than the word's trigram bitmaps"
+    assert CatalogSample(rows, total=100 * n).plan(query(q="mistral", task="text-generation")).walk is None
+
+
 def test_an_empty_sample_falls_back_to_walking() -> None:
     empty = CatalogSample(SampleRows([], [], [], [], [], []), 0)
     assert empty.plan(query()).walk == MIN_WALK

@@ -29,6 +29,12 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+# Prepared statements kept per connection (asyncpg's default: 100). The gateway's search assembles a few
+# hundred distinct SQL texts (sort x filters x walk window); at 100 each connection re-prepared nearly every
+# uncached search, an extra round trip and parse (at 2M, 0.5 ms off the median uncached search at 2,000).
+STATEMENT_CACHE_SIZE = 2000
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
@@ -38,7 +44,14 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, timeou
     """Open a pool or raise `ConfigError` naming HUBPULSE_DATABASE_URL (never a traceback)."""
     try:
         pool = await asyncio.wait_for(
-            asyncpg.create_pool(url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60),
+            asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                command_timeout=60,
+                statement_cache_size=STATEMENT_CACHE_SIZE,
+            ),
             timeout_s,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError, ValueError) as exc:
