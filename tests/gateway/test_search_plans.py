@@ -19,6 +19,8 @@ PLANS = [
     SearchPlan(MIN_WALK, rewalk=4 * MIN_WALK),
     SearchPlan(MIN_WALK, tag_walk=True),
     SearchPlan(MAX_WALK, tag_walk=True),
+    SearchPlan(MIN_WALK, rewalk=MAX_WALK, by_library=True),
+    SearchPlan(MAX_WALK, tag_walk=True, by_library=True),
     SearchPlan(None),
     SearchPlan(None, text_only=True),
 ]
@@ -54,6 +56,8 @@ async def pool(gateway: Gateway) -> AsyncIterator[asyncpg.Pool]:
         {"q": "transformers", "sort": SortKey.downloads},  # a tag that few ids contain
         {"task": "text-classification", "library": "transformers", "min_downloads": 10, "sort": SortKey.created},
         {"q": "explained"},
+        {"q": "llama", "library": "transformers", "sort": SortKey.likes},
+        {"q": "gguf", "task": "text-generation", "library": "transformers", "min_downloads": 10},
         {"q": "nothing-matches-this"},
         {"max_downloads": 40, "sort": SortKey.growth, "limit": 7},
     ],
@@ -126,9 +130,8 @@ def test_the_planner_walks_for_common_words_and_uses_the_indexes_for_rare_ones()
     assert not common.tag_walk
 
 
-def test_conditions_no_sampled_row_meets_together_still_expect_some_matches() -> None:
-    # llama: the first quarter of the rows; text-generation: every 4th row; peft: every 50th from the 2nd.
-    # No sampled row is all three, but 20k sampled rows of 2M say little about a combination that rare.
+def mixed() -> CatalogSample:
+    """llama: the first quarter of the rows; text-generation: every 4th row; peft: every 50th from the 2nd."""
     n = 20_000
     rows = SampleRows(
         ids=[f"org/llama-{i:x}" if i < n // 4 else f"lab/bert-{i:x}" for i in range(n)],
@@ -138,9 +141,23 @@ def test_conditions_no_sampled_row_meets_together_still_expect_some_matches() ->
         downloads=[0] * n,
         likes=[0] * n,
     )
-    plan = CatalogSample(rows, total=100 * n).plan(query(q="llama", task="text-generation", library="peft"))
-    assert plan.walk is not None, "a walk of the task's index costs less than the word's trigram bitmaps"
-    assert CatalogSample(rows, total=100 * n).plan(query(q="mistral", task="text-generation")).walk is None
+    return CatalogSample(rows, total=100 * n)
+
+
+def test_conditions_no_sampled_row_meets_together_still_expect_some_matches() -> None:
+    # No sampled row is llama, text-generation and peft, but 20k sampled rows of 2M say little about a
+    # combination that rare.
+    plan = mixed().plan(query(q="llama", task="text-generation", library="peft"))
+    assert plan.walk is not None, "a walk of the library's index costs less than the word's trigram bitmaps"
+    assert mixed().plan(query(q="mistral", task="text-generation")).walk is None
+
+
+def test_the_walk_reads_the_smaller_of_the_task_and_the_library() -> None:
+    planner = mixed()
+    assert planner.plan(query(q="llama", library="peft")).by_library
+    assert planner.plan(query(q="llama", task="text-generation", library="peft")).by_library
+    assert not planner.plan(query(q="llama", task="text-generation", library="transformers")).by_library
+    assert not planner.plan(query(q="llama", task="text-generation")).by_library
 
 
 def test_an_empty_sample_falls_back_to_walking() -> None:

@@ -113,16 +113,21 @@ def _where(parts: list[str]) -> str:
     return " WHERE " + " AND ".join(parts) if parts else ""
 
 
-def walk_sql(query: SearchQuery, window: int, tag_walk: bool = False) -> tuple[str, list[Any]]:
+def walk_sql(
+    query: SearchQuery, window: int, tag_walk: bool = False, by_library: bool = False
+) -> tuple[str, list[Any]]:
     """The sort index walked for at most `window` rows (index-only unless `tag_walk`), filtered, then the
-    page's rows by id.
+    page's rows by id. Only the task's entries of the sort index are walked when a task is given, or the
+    library's (`by_library`); the other condition filters the walked rows.
 
     Fast when matches are common; a page shorter than `limit + 1` is not final (see `search`).
     """
     sql = _Sql()
     key = SORT_KEYS[query.sort]
     after = _after_cursor(sql, query)
-    if query.task is not None:  # walk only that task's rows (the per-task keyset indexes)
+    if by_library and query.library is not None:  # the per-library keyset indexes (scorer migration 0009)
+        after.append(f"library_name = {sql.arg(query.library)}")
+    elif query.task is not None:  # the per-task keyset indexes
         after.append(f"pipeline_tag = {sql.arg(query.task)}")
     rows, walk = _walk_text(sql, query, tag_walk)
     after += walk
@@ -170,7 +175,7 @@ async def search(pool: asyncpg.Pool, query: SearchQuery, plan: SearchPlan) -> li
     for window in (plan.walk, plan.rewalk) if plan.walk is not None else ():
         if window is None:
             continue
-        sql, args = walk_sql(query, window, plan.tag_walk)
+        sql, args = walk_sql(query, window, plan.tag_walk, plan.by_library)
         rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
         if len(rows) > query.limit or not (query.terms or has_filters(query)):
             return rows

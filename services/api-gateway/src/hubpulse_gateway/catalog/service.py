@@ -244,16 +244,21 @@ class CatalogSample:
         text_rows = self.size if rows is None else len(rows)
         if rows is None:
             rows = np.arange(self.size)
-        scope = self.size
+        # The walk reads only the index entries of the task or of the library (per-task and per-library keyset
+        # indexes), whichever has fewer rows; with neither, the whole sort index.
+        scope, by_library = self.size, False
         # (bitmap entries, rows left) of each filter the index query can AND with the words' bitmap
         bitmaps: list[tuple[int, np.ndarray]] = []
         if query.task is not None:
             in_task = self._task == self._task_vocab.get(query.task, -1)
-            scope = int(np.count_nonzero(in_task))  # the walk reads only this task's index entries
+            scope = int(np.count_nonzero(in_task))
             bitmaps.append((scope, in_task))
         if query.library is not None:
             in_library = self._library == self._library_vocab.get(query.library, -1)
-            bitmaps.append((int(np.count_nonzero(in_library)), in_library))
+            library_rows = int(np.count_nonzero(in_library))
+            bitmaps.append((library_rows, in_library))
+            if library_rows < scope:
+                scope, by_library = library_rows, True
         # PostgreSQL ANDs the bitmaps worth it: the cheapest non-empty choice of them
         filtered: list[tuple[int, int]] = []
         for choice in range(1, 1 << len(bitmaps)):
@@ -287,6 +292,7 @@ class CatalogSample:
             text_bitmap * k,
             text_rows * k,
             [(entries * k, left * k) for entries, left in filtered],
+            by_library,
         )
 
     def plan(self, query: SearchQuery) -> SearchPlan:
@@ -322,7 +328,7 @@ class CatalogSample:
         # comes back short, a longer one is still worth it while it costs less than the index query.
         cheaper = index / step  # inf: no index serves the query (a downloads/likes range alone)
         longer = LONGEST_WALK if cheaper >= LONGEST_WALK else 1 << int(math.log2(max(cheaper, 1)))
-        return SearchPlan(walk, use_text_only, longer if longer >= 4 * walk else None, tag_walk)
+        return SearchPlan(walk, use_text_only, longer if longer >= 4 * walk else None, tag_walk, est.by_library)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,24 +336,28 @@ class SearchPlan:
     """`walk`: sort-index rows to walk first (None: straight to the index query); `rewalk`: a longer walk to
     try if that one comes back short. `text_only`: the index query finds the words through the trigram/tags
     indexes alone and filters those rows (the task/library bitmaps would cost more than the rows they save).
-    `tag_walk`: the walk tests the words against each row's tags too (see `repository.walk_sql`)."""
+    `tag_walk`: the walk tests the words against each row's tags too (see `repository.walk_sql`).
+    `by_library`: the walk reads the library's keyset index rather than the task's (fewer rows)."""
 
     walk: int | None
     text_only: bool = False
     rewalk: int | None = None
     tag_walk: bool = False
+    by_library: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class _Estimate:
     """Rows in the whole catalog: matching all; in the walked index; trigram postings of the words; rows
-    matching the words; per choice of task/library bitmaps, (their entries, rows matching words and them)."""
+    matching the words; per choice of task/library bitmaps, (their entries, rows matching words and them);
+    whether the walked index is the library's."""
 
     matches: float
     scope: float
     text_bitmap: float
     text_rows: float
     filter_bitmaps: list[tuple[float, float]]
+    by_library: bool
 
 
 def has_filters(query: SearchQuery) -> bool:

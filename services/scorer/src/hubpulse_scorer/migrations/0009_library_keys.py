@@ -1,0 +1,42 @@
+"""Per-library keyset indexes, as the per-task ones: search with a library filter walks only that library.
+
+Without them a search with a library filter (a third of the bench mix) either walked the whole sort index and
+dropped the other libraries' rows, or went to the bitmap query; those searches were ~65 % of PostgreSQL's time
+over the bench mix at 2M (docs/decisions/search-and-web.md, session 4). Each is (library_name, key DESC,
+model_id) INCLUDE the columns the walk filters on; `catalog_models_library` goes, as their leading column
+serves the library's bitmap. Four more indexes on the daily upsert's write path (timed in the same doc).
+
+Revision ID: 0009_library_keys
+"""
+
+from alembic import op
+
+revision = "0009_library_keys"
+down_revision = "0008_catalog_autovacuum"
+branch_labels = None
+depends_on = None
+
+# name suffix -> (sort key expression, the column it reads), as in 0006_lean_keys
+KEYS = {
+    "trend": ("COALESCE(probability, '-Infinity'::double precision)", "probability"),
+    "downloads": ("downloads", "downloads"),
+    "likes": ("likes", "likes"),
+    "growth": ("COALESCE(growth_7d, '-Infinity'::double precision)", "growth_7d"),
+    "created": ("COALESCE(created_at, '-infinity'::timestamptz)", "created_at"),
+}
+
+
+def upgrade() -> None:
+    for name, (key, column) in KEYS.items():
+        columns = ", ".join(c for c in dict.fromkeys(("pipeline_tag", "downloads", "likes", column)) if c != key)
+        op.execute(
+            f"CREATE INDEX catalog_models_library_key_{name} ON catalog_models "
+            f"(library_name, ({key}) DESC, model_id) INCLUDE ({columns})"
+        )
+    op.execute("DROP INDEX IF EXISTS catalog_models_library")
+
+
+def downgrade() -> None:
+    op.execute("CREATE INDEX catalog_models_library ON catalog_models (library_name)")
+    for name in KEYS:
+        op.execute(f"DROP INDEX IF EXISTS catalog_models_library_key_{name}")
