@@ -48,6 +48,8 @@ def test_split_has_no_label_leakage(result):
     assert train_last + pd.Timedelta(days=report["horizon"]) < test_start
     assert pd.Timestamp(meta.validation_window[1]) <= train_last  # calibration never sees the test period
     assert pd.Timestamp(meta.training_window[1]) + pd.Timedelta(days=7) < pd.Timestamp(meta.validation_window[0])
+    # the booster refitted on every training row (averaged into the model) never sees the test period either
+    assert pd.Timestamp(meta.extra["refit_window"][1]) == train_last
 
 
 def test_plots_are_written(result, tmp_path):

@@ -127,3 +127,64 @@ def test_streaming_dataset_equals_the_in_memory_one(history):
     pd.testing.assert_frame_equal(streamed.frame, full.frame)
     np.testing.assert_array_equal(streamed.label, full.label)
     np.testing.assert_array_equal(streamed.weight, full.weight)
+
+
+def test_merged_booster_sums_the_two_margins(history):
+    import xgboost as xgb
+
+    from hubpulse_scorer.model.training import merge_boosters
+
+    data = build_dataset(history, CONFIG)
+    x = data.frame[["lag_1_growth", "growth_rate_7d", "age_days"]].to_numpy(dtype="float32")
+    dm = xgb.DMatrix(x, label=data.label, missing=np.nan)
+    first = xgb.train({"objective": "binary:logistic", "max_depth": 2, "seed": 0}, dm, num_boost_round=5)
+    second = xgb.train({"objective": "binary:logistic", "max_depth": 3, "seed": 1}, dm, num_boost_round=7)
+    merged = merge_boosters(first, second)
+    assert merged.num_boosted_rounds() == 12
+
+    def margin(b: xgb.Booster) -> np.ndarray:
+        return np.asarray(b.predict(dm, output_margin=True), dtype="float64")
+
+    offset = margin(merged) - margin(first) - margin(second)  # the second booster's base score, once
+    assert np.ptp(offset) < 1e-5
+    np.testing.assert_allclose(margin(merged[:5]), margin(first), atol=1e-6)
+    contribs = merged.predict(dm, pred_contribs=True)
+    np.testing.assert_allclose(contribs.sum(axis=1), margin(merged), atol=1e-4)
+
+
+def test_model_averages_a_booster_refitted_on_every_training_row(history):
+    """The first booster (training slice) sets calibration and threshold; the model adds one fitted on all rows."""
+    import xgboost as xgb
+
+    from hubpulse_scorer.model.training import model_features, refit_and_average
+
+    data = build_dataset(history, CONFIG)
+    model = train(data.frame, data.label, CONFIG, weight=data.weight)
+    assert model.booster.num_boosted_rounds() == 2 * CONFIG.n_rounds
+    last = str(data.frame["snapshot_date"].max().date())
+    assert model.metadata.extra["refit_window"][1] == last > model.metadata.validation_window[0]
+
+    # the threshold is carried over by rank: the averaged model flags the share of the training-slice rows
+    # that the first booster flagged at the threshold with its own Platt map
+    columns = model_features("surge")
+    x = data.frame[columns].to_numpy(dtype="float32", na_value=np.nan)
+    dates = data.frame["snapshot_date"]
+    fit = (dates < dates.min() + (dates.max() - dates.min()) / 2).to_numpy()
+    first = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 2, "seed": 0},
+        xgb.DMatrix(x[fit], label=data.label[fit], missing=np.nan, feature_names=columns),
+        num_boost_round=CONFIG.n_rounds,
+    )
+    platt, threshold = (1.3, -0.4), 0.2
+    merged, (a, b) = refit_and_average(first, platt, threshold, x, data.label, data.weight, fit, CONFIG, columns)
+    dfit = xgb.DMatrix(x[fit], missing=np.nan, feature_names=columns)
+
+    def proba(booster: xgb.Booster, ab: tuple[float, float]) -> np.ndarray:
+        m = np.asarray(booster.predict(dfit, output_margin=True), dtype="float64")
+        return np.asarray(1 / (1 + np.exp(-(ab[0] * m + ab[1]))))
+
+    before, after = proba(first, platt) >= threshold, proba(merged, (a, b)) >= threshold
+    assert 0 < before.sum() < fit.sum()
+    assert abs(int(after.sum()) - int(before.sum())) <= 1
+    assert a == pytest.approx(platt[0] / 2)  # the merged margin sums two boosters
+    assert merged.num_boosted_rounds() == 2 * CONFIG.n_rounds

@@ -27,7 +27,9 @@ class ModelMetadata:
     version: str
     label: dict[str, Any]  # the LabelConfig fields
     feature_columns: list[str]
-    training_window: list[str]  # [first day, last day] of the rows the booster was fitted on
+    # [first day, last day] of the rows of the first booster, whose validation margins set the calibration; the
+    # booster refitted on every training row (averaged into the model) covers extra["refit_window"]
+    training_window: list[str]
     validation_window: list[str]  # [first day, last day] of the calibration / threshold slice
     data_hash: str
     threshold: float
