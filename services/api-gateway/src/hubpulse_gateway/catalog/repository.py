@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
 from hubpulse_gateway.catalog.schemas import SortKey
 from hubpulse_gateway.catalog.service import SampleRows, SearchPlan, SearchQuery, has_filters, like_pattern
 
@@ -19,15 +20,9 @@ SUMMARY_COLUMNS = (
 )
 
 
-# The non-null sort key of each sort (NULL folded to -infinity), exactly the expressions of the scorer's
-# covering keyset indexes (migration 0004_search_keys): `ORDER BY key DESC, model_id` is an index walk.
-SORT_KEYS: dict[SortKey, str] = {
-    SortKey.trend: "COALESCE(probability, '-Infinity'::double precision)",
-    SortKey.downloads: "downloads",
-    SortKey.likes: "likes",
-    SortKey.growth: "COALESCE(growth_7d, '-Infinity'::double precision)",
-    SortKey.created: "COALESCE(created_at, '-infinity'::timestamptz)",
-}
+# The non-null sort key of each sort, exactly the expressions the scorer's keyset indexes are built on
+# (`hubpulse_common.catalog_keys`): `ORDER BY key DESC, model_id` is an index walk.
+SORT_KEYS: dict[SortKey, str] = {sort: CATALOG_SORT_KEYS[sort.value][0] for sort in SortKey}
 _NULL_KEY = {
     SortKey.trend: "'-Infinity'::double precision",
     SortKey.growth: "'-Infinity'::double precision",

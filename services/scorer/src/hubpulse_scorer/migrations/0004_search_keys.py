@@ -13,24 +13,18 @@ Revision ID: 0004_search_keys
 
 from alembic import op
 
+from hubpulse_common.catalog_keys import SORT_KEYS
+
 revision = "0004_search_keys"
 down_revision = "0003_search"
 branch_labels = None
 depends_on = None
 
-# name suffix -> (sort key expression, the column it reads)
-KEYS = {
-    "trend": ("COALESCE(probability, '-Infinity'::double precision)", "probability"),
-    "downloads": ("downloads", "downloads"),
-    "likes": ("likes", "likes"),
-    "growth": ("COALESCE(growth_7d, '-Infinity'::double precision)", "growth_7d"),
-    "created": ("COALESCE(created_at, '-infinity'::timestamptz)", "created_at"),
-}
 INCLUDE = ("pipeline_tag", "library_name", "downloads", "likes", "tags")
 
 
 def upgrade() -> None:
-    for name, (key, column) in KEYS.items():
+    for name, (key, column) in SORT_KEYS.items():
         include = ", ".join(c for c in dict.fromkeys((*INCLUDE, column)) if c != key)
         op.execute(
             f"CREATE INDEX IF NOT EXISTS catalog_models_key_{name} ON catalog_models "
@@ -50,6 +44,6 @@ def downgrade() -> None:
         op.execute(
             f"CREATE INDEX IF NOT EXISTS catalog_models_{column} ON catalog_models ({column} DESC NULLS LAST, model_id)"
         )
-    for name in KEYS:
+    for name in SORT_KEYS:
         op.execute(f"DROP INDEX IF EXISTS catalog_models_key_{name}")
         op.execute(f"DROP INDEX IF EXISTS catalog_models_task_key_{name}")

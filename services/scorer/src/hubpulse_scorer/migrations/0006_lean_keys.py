@@ -13,23 +13,16 @@ Revision ID: 0006_lean_keys
 
 from alembic import op
 
+from hubpulse_common.catalog_keys import SORT_KEYS
+
 revision = "0006_lean_keys"
 down_revision = "0005_catalog_details"
 branch_labels = None
 depends_on = None
 
-# name suffix -> (sort key expression, the column it reads), as in 0004_search_keys
-KEYS = {
-    "trend": ("COALESCE(probability, '-Infinity'::double precision)", "probability"),
-    "downloads": ("downloads", "downloads"),
-    "likes": ("likes", "likes"),
-    "growth": ("COALESCE(growth_7d, '-Infinity'::double precision)", "growth_7d"),
-    "created": ("COALESCE(created_at, '-infinity'::timestamptz)", "created_at"),
-}
-
 
 def _keys(include: tuple[str, ...]) -> None:
-    for name, (key, column) in KEYS.items():
+    for name, (key, column) in SORT_KEYS.items():
         columns = ", ".join(c for c in dict.fromkeys((*include, column)) if c != key)
         op.execute(f"DROP INDEX IF EXISTS catalog_models_key_{name}")
         op.execute(f"DROP INDEX IF EXISTS catalog_models_task_key_{name}")

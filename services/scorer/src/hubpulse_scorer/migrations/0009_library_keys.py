@@ -11,23 +11,16 @@ Revision ID: 0009_library_keys
 
 from alembic import op
 
+from hubpulse_common.catalog_keys import SORT_KEYS
+
 revision = "0009_library_keys"
 down_revision = "0008_catalog_autovacuum"
 branch_labels = None
 depends_on = None
 
-# name suffix -> (sort key expression, the column it reads), as in 0006_lean_keys
-KEYS = {
-    "trend": ("COALESCE(probability, '-Infinity'::double precision)", "probability"),
-    "downloads": ("downloads", "downloads"),
-    "likes": ("likes", "likes"),
-    "growth": ("COALESCE(growth_7d, '-Infinity'::double precision)", "growth_7d"),
-    "created": ("COALESCE(created_at, '-infinity'::timestamptz)", "created_at"),
-}
-
 
 def upgrade() -> None:
-    for name, (key, column) in KEYS.items():
+    for name, (key, column) in SORT_KEYS.items():
         columns = ", ".join(c for c in dict.fromkeys(("pipeline_tag", "downloads", "likes", column)) if c != key)
         op.execute(
             f"CREATE INDEX catalog_models_library_key_{name} ON catalog_models "
@@ -38,5 +31,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("CREATE INDEX catalog_models_library ON catalog_models (library_name)")
-    for name in KEYS:
+    for name in SORT_KEYS:
         op.execute(f"DROP INDEX IF EXISTS catalog_models_library_key_{name}")
