@@ -160,6 +160,17 @@ def test_the_walk_reads_the_smaller_of_the_task_and_the_library() -> None:
     assert not planner.plan(query(q="llama", task="text-generation")).by_library
 
 
+def test_the_sample_finds_words_in_ids_as_ilike_does() -> None:
+    ids = ["Org/Llama-7B-GGUF", "lab/llama-llama", "x/İstanbul-Straße", "a/b", "de/Ümlaut-gguf"]
+    ids += [f"bulk/common-{i}" for i in range(5_000)]  # "common": more rows than are checked one by one
+    n = len(ids)
+    planner = CatalogSample(SampleRows(ids, [[] for _ in ids], [None] * n, [None] * n, [0] * n, [0] * n), n)
+    words = ["llama", "gguf", "7b", "b", "straße", "ümlaut", "llama-llama", "a/b", "common", "common-49", "zzz"]
+    for word in words:
+        expected = [row for row, i in enumerate(ids) if word in i.lower()]
+        assert planner._ids_containing(word).tolist() == expected, word
+
+
 def test_an_empty_sample_falls_back_to_walking() -> None:
     empty = CatalogSample(SampleRows([], [], [], [], [], []), 0)
     assert empty.plan(query()).walk == MIN_WALK
