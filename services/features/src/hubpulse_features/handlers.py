@@ -62,9 +62,15 @@ class FeaturesWorker:
             if not await repository.claim_day(conn, day):
                 return 0  # another replica is closing it, or just did
             try:
-                return await self._close_claimed(conn, day)
-            finally:
-                await repository.release_day(conn, day)
+                models = await self._close_claimed(conn, day)
+            except BaseException:
+                # A failure in a slice's task group cancels its sibling, possibly mid-query on this connection,
+                # which then takes no unlock (asyncpg: "another operation is in progress", an error that hid
+                # the real one). Ending the session drops its lock; the pool opens a fresh connection.
+                conn.terminate()
+                raise
+            await repository.release_day(conn, day)
+            return models
 
     async def _close_claimed(self, conn: asyncpg.Connection, day: dt.date) -> int:
         await repository.analyze(conn)
