@@ -1,4 +1,4 @@
-"""The sort keys of the search read model (`catalog_models`), one expression per sort.
+"""The sort keys of the search read model (`catalog_models`), one per sort.
 
 The scorer's migrations index exactly these expressions and the gateway orders by them, so that
 `ORDER BY key DESC, model_id` walks an index. NULL is folded to -infinity (downloads and likes are NOT NULL),
@@ -8,11 +8,25 @@ different key is a new name here and a new migration.
 
 from __future__ import annotations
 
-# sort name -> (key expression, the column it reads)
-SORT_KEYS: dict[str, tuple[str, str]] = {
-    "trend": ("COALESCE(probability, '-Infinity'::double precision)", "probability"),
-    "downloads": ("downloads", "downloads"),
-    "likes": ("likes", "likes"),
-    "growth": ("COALESCE(growth_7d, '-Infinity'::double precision)", "growth_7d"),
-    "created": ("COALESCE(created_at, '-infinity'::timestamptz)", "created_at"),
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CatalogSortKey:
+    column: str
+    null: str | None = None  # the SQL literal NULL folds to; None: the column is NOT NULL
+
+    @property
+    def expression(self) -> str:
+        return self.column if self.null is None else f"COALESCE({self.column}, {self.null})"
+
+
+_FLOAT_MIN = "'-Infinity'::double precision"
+
+SORT_KEYS: dict[str, CatalogSortKey] = {
+    "trend": CatalogSortKey("probability", _FLOAT_MIN),
+    "downloads": CatalogSortKey("downloads"),
+    "likes": CatalogSortKey("likes"),
+    "growth": CatalogSortKey("growth_7d", _FLOAT_MIN),
+    "created": CatalogSortKey("created_at", "'-infinity'::timestamptz"),
 }

@@ -22,12 +22,7 @@ SUMMARY_COLUMNS = (
 
 # The non-null sort key of each sort, exactly the expressions the scorer's keyset indexes are built on
 # (`hubpulse_common.catalog_keys`): `ORDER BY key DESC, model_id` is an index walk.
-SORT_KEYS: dict[SortKey, str] = {sort: CATALOG_SORT_KEYS[sort.value][0] for sort in SortKey}
-_NULL_KEY = {
-    SortKey.trend: "'-Infinity'::double precision",
-    SortKey.growth: "'-Infinity'::double precision",
-    SortKey.created: "'-infinity'::timestamptz",
-}
+SORT_KEYS: dict[SortKey, str] = {sort: CATALOG_SORT_KEYS[sort.value].expression for sort in SortKey}
 # Columns the walk reads; all are in the covering indexes, so the walk is an index-only scan. The tags array
 # is not (scorer migration 0006: it was ~45 % of those indexes' bytes, written for every row every day): a walk
 # that must test tags reads them from the heap (`tag_walk`), one that need not is guarded instead.
@@ -99,7 +94,9 @@ def _after_cursor(sql: _Sql, query: SearchQuery) -> list[str]:
     if query.cursor is None:
         return []
     key = SORT_KEYS[query.sort]
-    value = _NULL_KEY[query.sort] if query.cursor.value is None else sql.arg(query.cursor.value)
+    # decode_cursor admits a null value only for the sorts that fold NULL (service.NULLABLE_SORTS)
+    null = CATALOG_SORT_KEYS[query.sort.value].null
+    value = null if query.cursor.value is None and null is not None else sql.arg(query.cursor.value)
     mid = sql.arg(query.cursor.model_id)
     return [f"{key} <= {value}", f"({key} < {value} OR model_id > {mid})"]
 

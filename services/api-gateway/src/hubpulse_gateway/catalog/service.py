@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 from cachetools import LRUCache
 
+from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
 from hubpulse_gateway.catalog.schemas import SortKey
 
 MAX_TERMS = 5
@@ -26,7 +27,7 @@ SORT_COLUMNS: dict[SortKey, str] = {
     SortKey.growth: "growth_7d",
     SortKey.created: "created_at",
 }
-NULLABLE_SORTS = frozenset({SortKey.trend, SortKey.growth, SortKey.created})
+NULLABLE_SORTS = frozenset(sort for sort in SortKey if CATALOG_SORT_KEYS[sort.value].null is not None)
 
 CursorValue = float | int | datetime | None
 

@@ -24,7 +24,8 @@ INCLUDE = ("pipeline_tag", "library_name", "downloads", "likes", "tags")
 
 
 def upgrade() -> None:
-    for name, (key, column) in SORT_KEYS.items():
+    for name, sort_key in SORT_KEYS.items():
+        key, column = sort_key.expression, sort_key.column
         include = ", ".join(c for c in dict.fromkeys((*INCLUDE, column)) if c != key)
         op.execute(
             f"CREATE INDEX IF NOT EXISTS catalog_models_key_{name} ON catalog_models "

@@ -22,7 +22,8 @@ depends_on = None
 
 
 def _keys(include: tuple[str, ...]) -> None:
-    for name, (key, column) in SORT_KEYS.items():
+    for name, sort_key in SORT_KEYS.items():
+        key, column = sort_key.expression, sort_key.column
         columns = ", ".join(c for c in dict.fromkeys((*include, column)) if c != key)
         op.execute(f"DROP INDEX IF EXISTS catalog_models_key_{name}")
         op.execute(f"DROP INDEX IF EXISTS catalog_models_task_key_{name}")

@@ -20,7 +20,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    for name, (key, column) in SORT_KEYS.items():
+    for name, sort_key in SORT_KEYS.items():
+        key, column = sort_key.expression, sort_key.column
         columns = ", ".join(c for c in dict.fromkeys(("pipeline_tag", "downloads", "likes", column)) if c != key)
         op.execute(
             f"CREATE INDEX catalog_models_library_key_{name} ON catalog_models "
