@@ -193,10 +193,15 @@ class SampleRows:
 _VERIFY_MAX = 4096
 
 
-def _trigram_codes(text: str) -> np.ndarray:
+def _code_points(text: str) -> np.ndarray:
+    points: np.ndarray = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    return points
+
+
+def _trigram_codes(points: np.ndarray) -> np.ndarray:
     """One int64 per position: the code points of the three characters starting there (21 bits each)."""
-    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-    return (points[:-2] << 42) | (points[1:-1] << 21) | points[2:]
+    codes: np.ndarray = (points[:-2] << 42) | (points[1:-1] << 21) | points[2:]
+    return codes
 
 
 def _trigram_postings(text: str, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -204,8 +209,9 @@ def _trigram_postings(text: str, starts: np.ndarray) -> tuple[np.ndarray, np.nda
     by trigram then row, so a trigram's rows are one slice (found by binary search)."""
     if len(text) < 3:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    codes = _trigram_codes(text)
-    newline = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32) == ord("\n")
+    points = _code_points(text)
+    codes = _trigram_codes(points)
+    newline = points == ord("\n")
     at = np.flatnonzero(~(newline[:-2] | newline[1:-1] | newline[2:]))
     codes, rows = codes[at], np.searchsorted(starts, at, side="right") - 1
     order = np.lexsort((rows, codes))
@@ -261,7 +267,7 @@ class CatalogSample:
         trigram or that one is common. Lookups of new words were ~10 % of the gateway's CPU in the 2M bench
         as a scan (0.47 ms each over 20k ids); through the trigrams, 0.02 ms."""
         if len(term) >= 3:
-            codes = np.unique(_trigram_codes(term))
+            codes = np.unique(_trigram_codes(_code_points(term)))
             first = np.searchsorted(self._trigrams, codes, side="left")
             counts = np.searchsorted(self._trigrams, codes, side="right") - first
             rarest = int(np.argmin(counts))
@@ -310,15 +316,12 @@ class CatalogSample:
             for _, mask in picked:
                 left = left[mask[left]]
             filtered.append((sum(entries for entries, _ in picked), len(left)))
-        masks = [mask for _, mask in bitmaps]
-        if query.min_downloads is not None:
-            masks.append(self._downloads >= query.min_downloads)
-        if query.max_downloads is not None:
-            masks.append(self._downloads <= query.max_downloads)
-        if query.min_likes is not None:
-            masks.append(self._likes >= query.min_likes)
-        for mask in masks:
+        for _, mask in bitmaps:
             rows = rows[mask[rows]]
+        ranges = self._ranges(query)
+        for values, low, high in ranges:
+            at = values[rows]
+            rows = rows[(at >= low) & (at <= high)]
         k = self.total / self.size
         matches = len(rows) * k
         if not len(rows):
@@ -327,8 +330,9 @@ class CatalogSample:
             # multiplied (independence), at most that. A zero here sent "common word + narrow task + library"
             # to the index query (60 ms at 2M) where a walk finds the page in 2-5 ms; a combination with no
             # rows at all costs a walk no dearer than the index query that then answers.
-            share = text_rows / self.size * math.prod(float(np.count_nonzero(m)) / self.size for m in masks)
-            matches = min(self.total * share, k / 2)
+            shares = [entries / self.size for entries, _ in bitmaps]
+            shares += [np.count_nonzero((values >= low) & (values <= high)) / self.size for values, low, high in ranges]
+            matches = min(self.total * text_rows / self.size * math.prod(shares), k / 2)
         return _Estimate(
             matches,
             scope * k,
@@ -337,6 +341,16 @@ class CatalogSample:
             [(entries * k, left * k) for entries, left in filtered],
             by_library,
         )
+
+    def _ranges(self, query: SearchQuery) -> list[tuple[np.ndarray, float, float]]:
+        """(sampled values, low, high) of each downloads/likes bound of the query."""
+        ranges = []
+        if query.min_downloads is not None or query.max_downloads is not None:
+            low, high = query.min_downloads, query.max_downloads
+            ranges.append((self._downloads, -math.inf if low is None else low, math.inf if high is None else high))
+        if query.min_likes is not None:
+            ranges.append((self._likes, query.min_likes, math.inf))
+        return ranges
 
     def plan(self, query: SearchQuery) -> SearchPlan:
         """The cheapest plan by the sample's counts and the relative costs above.
