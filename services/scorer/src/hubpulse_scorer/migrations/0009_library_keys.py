@@ -1,7 +1,7 @@
 """Per-library keyset indexes, as the per-task ones: search with a library filter walks only that library.
 
 Without them a search with a library filter (a third of the bench mix) either walked the whole sort index and
-dropped the other libraries' rows, or went to the bitmap query; those searches were ~65 % of PostgreSQL's time
+dropped the other libraries' rows, or went to the bitmap query; those searches took ~65 % of the query time
 over the bench mix at 2M (docs/decisions/search-and-web.md, session 4). Each is (library_name, key DESC,
 model_id) INCLUDE the columns the walk filters on; `catalog_models_library` goes, as their leading column
 serves the library's bitmap. Four more indexes on the daily upsert's write path (timed in the same doc).
