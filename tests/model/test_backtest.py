@@ -110,3 +110,12 @@ def test_too_short_history_names_the_minimum(history):
     short = history[history["snapshot_date"] < history["snapshot_date"].min() + pd.Timedelta(days=16)]
     with pytest.raises(InputError, match="at least 18 days"):
         run_backtest(short, TrainConfig(labels=LabelConfig(label="surge")))
+
+
+def test_file_row_order_does_not_change_the_model(history, tmp_path):
+    # XGBoost samples rows by position: the loader's canonical order is what makes a seeded run reproducible
+    history.to_csv(tmp_path / "sorted.csv", index=False)
+    history.sample(frac=1.0, random_state=3).to_csv(tmp_path / "shuffled.csv", index=False)
+    config = TrainConfig(labels=LabelConfig(label="trending", top_k=10), n_rounds=40)
+    reports = [run_backtest(load_history(tmp_path / name), config).report for name in ("sorted.csv", "shuffled.csv")]
+    assert reports[0] == reports[1]

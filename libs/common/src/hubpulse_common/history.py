@@ -100,7 +100,10 @@ def _read_raw(path: Path) -> pd.DataFrame:
 
 
 def parse_history(raw: pd.DataFrame, name: str = "<history>") -> pd.DataFrame:
-    """Validate and type a frame of strings (as read from CSV; '' = missing). `name` is used in errors."""
+    """Validate and type a frame of strings (as read from CSV; '' = missing). `name` is used in errors.
+
+    Rows come back sorted by (snapshot_date, model_id); errors name the line as it is in the file.
+    """
     raw = raw.rename(columns=lambda c: c.strip())
     for column in REQUIRED_COLUMNS:
         if column not in raw.columns:
@@ -130,7 +133,9 @@ def parse_history(raw: pd.DataFrame, name: str = "<history>") -> pd.DataFrame:
     row = _first_bad(dup)
     if row is not None:
         raise _fail(name, row, "model_id", f"{model_id.iloc[row]!r} appears twice on the same snapshot_date")
-    return out
+    # One canonical row order: XGBoost's row sampling (and so a seeded model) depends on the order of its rows,
+    # so the same history must train the same model however its file happens to be sorted.
+    return out.sort_values(["snapshot_date", "model_id"], kind="stable", ignore_index=True)
 
 
 def load_history(path: str | Path) -> pd.DataFrame:
