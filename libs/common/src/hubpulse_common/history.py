@@ -14,7 +14,9 @@ Optional columns absent from the file are added as all-missing, so callers see o
 from __future__ import annotations
 
 import gzip
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -144,6 +146,26 @@ def load_history(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{path}: no such history file")
     return parse_history(_read_raw(path), path.name)
+
+
+def history_from_columns(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
+    """load_history's typed frame, in its row order, from values that are already typed (e.g. database rows).
+
+    Dates and datetimes (naive UTC or aware), numbers, text; None is missing. Optional columns may be absent.
+    """
+    n = len(columns["model_id"])
+    out = pd.DataFrame(index=pd.RangeIndex(n))
+    out["snapshot_date"] = pd.to_datetime(pd.Series(columns["snapshot_date"], dtype=object)).astype("datetime64[ns]")
+    out["model_id"] = pd.Series(columns["model_id"], dtype=object)
+    for column in HISTORY_COLUMNS[2:]:
+        values = pd.Series(columns.get(column, [None] * n), dtype=object)
+        if column in (*_COUNT_COLUMNS, "trending_rank"):
+            out[column] = pd.to_numeric(values).astype("float64")
+        elif column == "created_at":
+            out[column] = pd.to_datetime(values, utc=True).dt.tz_localize(None).astype("datetime64[ns]")
+        else:
+            out[column] = values.where(values.notna(), np.nan)
+    return out.sort_values(["snapshot_date", "model_id"], kind="stable", ignore_index=True)
 
 
 def has_trending_ranks(history: pd.DataFrame) -> bool:

@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import pandas as pd
 
+from hubpulse_common.history import HISTORY_COLUMNS, history_from_columns
 from hubpulse_ingestor.snapshots import COLUMNS, EncodedSnapshots, SnapshotRow
 
 _UPDATED = [c for c in COLUMNS if c not in ("snapshot_date", "model_id")]
@@ -188,3 +190,22 @@ async def recent_cycles(pool: asyncpg.Pool, limit: int) -> list[dict[str, Any]]:
     query = f"SELECT {_CYCLE_COLUMNS} FROM ingest_cycles ORDER BY cycle_id DESC LIMIT $1"  # noqa: S608
     rows = await pool.fetch(query, limit)
     return [dict(r) for r in rows]
+
+
+# The stored snapshots in the CONTRACT history shape. COLLATE "C" orders ids by code point, as Python does,
+# so a stored history comes back in exactly the order load_history gives the same rows from a file.
+_HISTORY_DAY = f"""
+    SELECT {", ".join(HISTORY_COLUMNS)} FROM snapshots WHERE snapshot_date = $1 ORDER BY model_id COLLATE "C"
+"""  # noqa: S608
+
+
+async def stored_days(conn: asyncpg.Connection) -> list[tuple[dt.date, int]]:
+    """Each stored snapshot day with its number of models, oldest first."""
+    rows = await conn.fetch("SELECT snapshot_date, count(*) AS n FROM snapshots GROUP BY 1 ORDER BY 1")
+    return [(r["snapshot_date"], int(r["n"])) for r in rows]
+
+
+async def read_history_day(conn: asyncpg.Connection, day: dt.date) -> pd.DataFrame:
+    """One stored day as a typed history frame (hubpulse_common.history's shape and order)."""
+    rows = await conn.fetch(_HISTORY_DAY, day)
+    return history_from_columns({c: [r[c] for r in rows] for c in HISTORY_COLUMNS})
