@@ -193,7 +193,6 @@ def write_plots(result: BacktestResult, directory: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.calibration import calibration_curve
     from sklearn.metrics import precision_recall_curve
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -205,16 +204,40 @@ def write_plots(result: BacktestResult, directory: Path) -> list[Path]:
         s = np.where(np.isfinite(s), s, np.nanmin(s[np.isfinite(s)]) - 1 if np.isfinite(s).any() else 0)
         p, r, _ = precision_recall_curve(y, s)
         ax.plot(r, p, label=name, linewidth=2 if name == "model" else 1)
+    m = result.report["model"]
+    ax.plot(
+        m["recall"],
+        m["precision"],
+        "o",
+        color="black",
+        label=f"threshold {m['threshold']:.3f}: P {m['precision']:.2f} / R {m['recall']:.2f}",
+    )
     ax.set(xlabel="recall", ylabel="precision", title=f"precision-recall, {label}")
     ax.legend()
     fig.savefig(paths[0], dpi=100)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 5))
-    frac, mean = calibration_curve(y, result.scores["model"], n_bins=10, strategy="quantile")
-    ax.plot(mean, frac, marker="o", label="model")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
-    ax.set(xlabel="predicted probability", ylabel="observed frequency", title=f"calibration, {label}")
+    # Bins holding equal shares of the expected positives (the sum of probabilities), and axes cut to the
+    # range the scores use: with a base rate of 1-3%, equal-width or equal-count bins put nearly every bin
+    # near 0 and one bin over the whole top of the range, where the predictions that matter are.
+    proba = result.scores["model"]
+    order = np.sort(proba)
+    cum = np.cumsum(order)
+    edges = np.unique(order[np.searchsorted(cum, cum[-1] * np.arange(1, 12) / 12)[:-1].clip(0, len(order) - 1)])
+    bins = np.digitize(proba, edges)
+    mean = np.array([proba[bins == b].mean() for b in np.unique(bins)])
+    frac = np.array([y[bins == b].mean() for b in np.unique(bins)])
+    top = float(max(frac.max(), mean.max(), 1e-3)) * 1.1
+    ax.plot(mean, frac, marker="o", label="model (bins of equal expected positives)")
+    ax.plot([0, top], [0, top], linestyle="--", color="grey", label="perfect")
+    ax.set(
+        xlabel="predicted probability",
+        ylabel="observed frequency",
+        title=f"calibration, {label} (Brier {m['brier']:.4f})",
+        xlim=(0, top),
+        ylim=(0, top),
+    )
     ax.legend()
     fig.savefig(paths[1], dpi=100)
     plt.close(fig)
