@@ -228,15 +228,15 @@ def write_plots(result: BacktestResult, directory: Path) -> list[Path]:
     bins = np.digitize(proba, edges)
     mean = np.array([proba[bins == b].mean() for b in np.unique(bins)])
     frac = np.array([y[bins == b].mean() for b in np.unique(bins)])
-    top = float(max(frac.max(), mean.max(), 1e-3)) * 1.1
+    lim = float(max(frac.max(), mean.max(), 1e-3)) * 1.1
     ax.plot(mean, frac, marker="o", label="model (bins of equal expected positives)")
-    ax.plot([0, top], [0, top], linestyle="--", color="grey", label="perfect")
+    ax.plot([0, lim], [0, lim], linestyle="--", color="grey", label="perfect")
     ax.set(
         xlabel="predicted probability",
         ylabel="observed frequency",
         title=f"calibration, {label} (Brier {m['brier']:.4f})",
-        xlim=(0, top),
-        ylim=(0, top),
+        xlim=(0, lim),
+        ylim=(0, lim),
     )
     ax.legend()
     fig.savefig(paths[1], dpi=100)
