@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="hubpulse",
@@ -37,7 +38,8 @@ def main() -> None:
     try:
         app()
     except UserFacingError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        # the message quotes user input (a history cell, a URL): print it as text, never as rich markup
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

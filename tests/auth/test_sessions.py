@@ -6,6 +6,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 
 from auth.conftest import PASSWORD, Stack, security_gateway, serving
 
@@ -82,6 +83,20 @@ async def test_api_key_lifecycle(stack: Stack) -> None:
         assert gone.status_code == 204
         assert (await client.get("/v1/me", headers={"x-api-key": key})).status_code == 401
         assert (await client.get("/v1/me", headers={"x-api-key": key[:-2] + "xx"})).status_code == 401
+
+
+async def test_nul_in_free_text_is_a_422_not_a_database_error(stack: Stack) -> None:
+    user = await stack.user("nul@example.com")
+    async with stack.client() as client:
+        for method, path, body in (
+            ("POST", "/v1/auth/signup", {"email": "other@example.com", "password": PASSWORD, "name": "a\x00b"}),
+            ("PATCH", "/v1/me", {"name": "a\x00b"}),
+            ("POST", "/v1/api-keys", {"name": "a\x00b"}),
+            ("DELETE", "/v1/api-keys/a%00b", None),
+        ):
+            response = await client.request(method, path, json=body, headers=user["headers"])
+            assert response.status_code == 422, (path, response.text)
+            assert response.json()["error"]["code"] == "validation_error"
 
 
 async def test_login_rate_limit_answers_429_with_retry_after(stack: Stack) -> None:
@@ -179,3 +194,40 @@ async def test_auth_down_gives_503_quickly() -> None:
 async def _get(stack: Stack, path: str, headers: dict[str, str]) -> httpx.Response:
     async with stack.client() as client:
         return await client.get(path, headers=headers)
+
+
+async def test_an_error_the_upstream_renders_itself_does_not_open_the_breaker() -> None:
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+
+    from hubpulse_common.http import ApiError, error_response
+    from hubpulse_gateway.upstream import UpstreamClient
+
+    upstream = FastAPI()
+    upstream.get("/offline")(lambda: error_response(503, "unavailable", "Hugging Face is down", {"retry-after": "7"}))
+    upstream.get("/bug")(lambda: error_response(500, "internal_error", "a bug"))
+    upstream.get("/crash")(lambda: PlainTextResponse("proxy error", status_code=500))
+    upstream.get("/ok")(lambda: {"ok": True})
+
+    async def fails(path: str) -> ApiError:
+        with pytest.raises(ApiError) as caught:
+            await client.request("GET", path)
+        return caught.value
+
+    async with serving(upstream) as url:
+        client = UpstreamClient("auth", url, breaker_threshold=2, retries=1)
+        try:
+            for _ in range(5):  # an anonymous caller hammering a route that answers 503 on purpose
+                error = await fails("/offline")
+                assert (error.status, error.message) == (503, "Hugging Face is down")
+                assert error.headers == {"retry-after": "7"}
+            for _ in range(3):
+                error = await fails("/bug")
+                assert (error.status, error.code) == (502, "bad_gateway")
+            assert await client.json("GET", "/ok") == {"ok": True}, "the breaker is still closed"
+            # no answer of its own: retried and counted (two attempts reach the threshold of 2)
+            assert (await fails("/crash")).status == 502
+            error = await fails("/ok")
+            assert (error.status, error.message) == (503, "auth service is unavailable (circuit open)")
+        finally:
+            await client.aclose()

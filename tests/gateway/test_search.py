@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import math
 from typing import Any
@@ -148,6 +149,10 @@ async def test_unknown_model_is_a_json_404(gateway: Gateway) -> None:
     assert response.json()["error"]["code"] == "model_not_found"
 
 
+def _forged(data: list[object]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+
 @pytest.mark.parametrize(
     ("params", "code"),
     [
@@ -162,6 +167,10 @@ async def test_unknown_model_is_a_json_404(gateway: Gateway) -> None:
         ({"min_downloads": 10, "max_downloads": 5}, "bad_range"),
         ({"q": "a b c d e f"}, "too_many_terms"),
         ({"cursor": "not-a-cursor"}, "invalid_cursor"),
+        # forged cursors: values beyond the column's range, a NUL in the id (the database would answer 500)
+        ({"sort": "likes", "cursor": _forged(["likes", 2**40, "a/b"])}, "invalid_cursor"),
+        ({"sort": "downloads", "cursor": _forged(["downloads", 2**64 - 1, "a/b"])}, "invalid_cursor"),
+        ({"sort": "downloads", "cursor": _forged(["downloads", 5, "a\x00b"])}, "invalid_cursor"),
     ],
 )
 async def test_bad_params_are_json_422(gateway: Gateway, params: dict[str, Any], code: str) -> None:

@@ -23,6 +23,9 @@ from hubpulse_common.logging import TRACE_HEADER, get_logger, new_trace_id, trac
 
 log = get_logger(__name__)
 
+# A pattern for free text that reaches PostgreSQL, whose text cannot hold NUL: a 422 instead of a 500.
+NO_NUL = r"^[^\x00]*$"
+
 Probe = Callable[[], Awaitable[object]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 

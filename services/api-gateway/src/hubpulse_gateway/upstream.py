@@ -12,14 +12,18 @@ Use from a route:
 What every call gets:
 - timeouts (connect and read) from the gateway settings, so nothing hangs;
 - retries with exponential backoff and jitter (tenacity), only for idempotent methods (GET, HEAD, PUT, DELETE)
-  or when the caller passes `retry=True`, and only on transport errors and 5xx;
-- one circuit breaker per upstream (purgatory): after `breaker_threshold` failures in a row, calls fail at once
-  with 503 for `breaker_reset_s`, then one trial call decides;
+  or when the caller passes `retry=True`, and only on transport errors and 5xx the upstream did not answer itself
+  (no `{"error": ...}` body: a crash, a proxy);
+- one circuit breaker per upstream (purgatory): after `breaker_threshold` such failures in a row, calls fail at
+  once with 503 for `breaker_reset_s`, then one trial call decides. A 5xx the upstream rendered itself (e.g. the
+  auth service's 503 for an unreachable Hugging Face) proves it alive: it is neither retried nor counted, else a
+  few anonymous requests to one such route would shut every caller out of the whole service;
 - the request id (`x-request-id`) and the caller's identity (`authorization` as the caller sent it, plus
   `x-hubpulse-user`, `x-hubpulse-org`, `x-hubpulse-role`) forwarded;
 - errors: a 4xx of the upstream (already `{"error": ...}`) is raised again as `ApiError` with the same status,
-  code, message and Retry-After; an upstream down, timing out or behind an open breaker gives
-  `ApiError(503, "unavailable")`; an upstream 5xx gives `ApiError(502, "bad_gateway")`.
+  code, message and Retry-After, and so is a 503 the upstream rendered itself; an upstream down, timing out or
+  behind an open breaker gives `ApiError(503, "unavailable")`; any other upstream 5xx gives
+  `ApiError(502, "bad_gateway")`.
 
 `open_upstreams(app, settings)` creates the clients in `app.state.upstreams` (the auth router's lifespan calls it,
 so every app built by `create_app` has them).
@@ -52,6 +56,15 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 PASSED_HEADERS = ("retry-after", "www-authenticate")
 
 
+def _rendered_error(response: httpx.Response) -> bool:
+    """The upstream answered with its own `{"error": {...}}` body: it is up, whatever the status."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), dict)
+
+
 class _Transient(Exception):
     """A failure worth a retry and counted by the breaker: transport error, timeout or 5xx."""
 
@@ -61,7 +74,7 @@ class _Transient(Exception):
 
 
 def passthrough_error(response: httpx.Response) -> ApiError:
-    """The upstream's `{"error": {"code", "message"}}` 4xx as an ApiError with the same status."""
+    """The upstream's `{"error": {"code", "message"}}` 4xx (or rendered 503) as an ApiError with the same status."""
     code, message = "error", f"upstream answered {response.status_code}"
     try:
         body = response.json()
@@ -149,6 +162,8 @@ class UpstreamClient:
             if exc.status is not None:
                 raise ApiError(502, "bad_gateway", f"{self.name} service failed ({exc.status})") from None
             raise ApiError(503, "unavailable", f"{self.name} service is unavailable") from None
+        if response.status_code >= 500 and response.status_code != 503:
+            raise ApiError(502, "bad_gateway", f"{self.name} service failed ({response.status_code})")
         if response.status_code >= 400:
             raise passthrough_error(response)
         return response
@@ -165,7 +180,7 @@ class UpstreamClient:
                 response = await self._client.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
                 raise _Transient(f"{type(exc).__name__}: {exc}") from exc
-            if response.status_code >= 500:
+            if response.status_code >= 500 and not _rendered_error(response):
                 raise _Transient(f"status {response.status_code}", response.status_code)
             return response
 

@@ -120,6 +120,8 @@ def decode_cursor(token: str, sort: SortKey) -> Cursor:
         raise bad from None
     if not (isinstance(data, list) and len(data) == 3 and data[0] == sort.value and isinstance(data[2], str)):
         raise bad
+    if "\x00" in data[2]:  # PostgreSQL text cannot hold NUL
+        raise bad
     raw = data[1]
     value: CursorValue
     if raw is None:
@@ -127,7 +129,9 @@ def decode_cursor(token: str, sort: SortKey) -> Cursor:
             raise bad
         value = None
     elif sort in (SortKey.downloads, SortKey.likes):
-        if not isinstance(raw, int) or isinstance(raw, bool):
+        # the column's own range (likes: integer, downloads: bigint), so a forged value is a 422, not a 500
+        bits = 31 if sort is SortKey.likes else 63
+        if not isinstance(raw, int) or isinstance(raw, bool) or not -(2**bits) <= raw < 2**bits:
             raise bad
         value = raw
     elif sort is SortKey.created:

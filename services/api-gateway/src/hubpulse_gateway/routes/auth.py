@@ -21,7 +21,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
 from hubpulse_common.auth_schemas import ApiKeyCreate, LoginBody, MemberPut, ProfilePatch, SignupBody
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import NO_NUL, ApiError
 from hubpulse_gateway.security import (
     ACCESS_COOKIE,
     CSRF_COOKIE,
@@ -186,7 +186,10 @@ async def list_api_keys(user: CurrentUser, upstreams: UpstreamsDep) -> Any:
 
 @router.delete("/v1/api-keys/{key_id}", status_code=204, summary="Revoke an API key")
 async def revoke_api_key(
-    key_id: Annotated[str, Path(max_length=64)], user: MemberUser, upstreams: UpstreamsDep, security: SecurityDep
+    key_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
+    user: MemberUser,
+    upstreams: UpstreamsDep,
+    security: SecurityDep,
 ) -> Response:
     await upstreams.auth.request("DELETE", f"/api-keys/{key_id}", principal=user)
     security.api_keys.evict(key_id)
@@ -205,7 +208,7 @@ async def put_member(body: MemberPut, user: AdminUser, upstreams: UpstreamsDep) 
 
 @router.get("/v1/auth/hf/login", summary="Sign in with Hugging Face: redirects to the provider")
 async def hf_login(
-    upstreams: UpstreamsDep, request: Request, return_to: Annotated[str, Query(max_length=512)] = "/"
+    upstreams: UpstreamsDep, request: Request, return_to: Annotated[str, Query(max_length=512, pattern=NO_NUL)] = "/"
 ) -> RedirectResponse:
     start = await upstreams.auth.json("POST", "/oauth/hf/start", json={"return_to": _local_path(return_to)})
     response = RedirectResponse(start["authorize_url"], status_code=302)

@@ -11,7 +11,7 @@ import asyncpg
 from fastapi import APIRouter, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter
 
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import NO_NUL, ApiError
 from hubpulse_gateway.catalog import repository, service
 from hubpulse_gateway.catalog.cache import CACHE_HEADER, SearchCache
 from hubpulse_gateway.catalog.live import PicksFeed, pick_body
@@ -21,7 +21,6 @@ from hubpulse_gateway.openapi import errors
 
 router = APIRouter(tags=["models"])
 
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
 JSON = "application/json"
