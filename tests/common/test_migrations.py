@@ -65,3 +65,25 @@ async def test_unreachable_database_names_the_setting(tmp_path: Path) -> None:
         await migrate("postgresql://postgres:secret@127.0.0.1:1/none", tmp_path, "v")
     assert "HUBPULSE_DATABASE_URL" in str(caught.value)
     assert "secret" not in str(caught.value)
+
+
+async def test_a_url_that_reaches_no_database_names_the_setting(database_url: str, tmp_path: Path) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from hubpulse_common.errors import ConfigError
+
+    wrong_database = database_url.rsplit("/", 1)[0] + "/no_such_database"
+    for url, reason in (
+        ("mysql://root:secret@127.0.0.1/db", "not a PostgreSQL URL"),
+        (wrong_database, "no_such_database"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            await migrate(url, tmp_path, "v")
+        assert str(caught.value).startswith("HUBPULSE_DATABASE_URL=")
+        assert reason in str(caught.value)
+        assert "secret" not in str(caught.value)
+
+    # once connected, a broken migration is the migration's error, not a configuration one
+    (tmp_path / "0001_bad.py").write_text(REVISION_1.replace("CREATE TABLE widget", "CREATE TABL widget"))
+    with pytest.raises(DBAPIError, match="syntax error"):
+        await migrate(database_url, tmp_path, "alembic_version_bad")

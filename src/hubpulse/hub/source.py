@@ -9,11 +9,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from hubpulse_common.errors import InputError
+from hubpulse_common.history import load_history
 from hubpulse_common.synthetic import DayColumns, SyntheticHub
-
-REQUIRED_COLUMNS = ("snapshot_date", "model_id", "downloads", "likes")
-OPTIONAL_COLUMNS = ("downloads_all_time", "pipeline_tag", "library_name", "created_at", "trending_rank")
 
 
 class DaySource(Protocol):
@@ -63,28 +60,11 @@ def _iso_ms(stamps: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_history(path: Path) -> pd.DataFrame:
-    """Loads a CONTRACT history file (gzip or plain CSV); missing optional columns become empty."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such history file")
-    try:
-        frame = pd.read_csv(
-            path,
-            compression="infer",
-            dtype={"model_id": str, "pipeline_tag": str, "library_name": str, "created_at": str},
-        )
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: not a readable CSV history file ({exc})") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    for column in OPTIONAL_COLUMNS:
-        if column not in frame.columns:
-            frame[column] = pd.NA
-    frame["snapshot_date"] = pd.to_datetime(frame["snapshot_date"], errors="coerce").dt.date
-    if frame["snapshot_date"].isna().any():
-        line = int(np.flatnonzero(frame["snapshot_date"].isna().to_numpy())[0]) + 2
-        raise InputError(f"{path}: unreadable snapshot_date on line {line}")
-    return frame.drop_duplicates(["snapshot_date", "model_id"], keep="last")
+    """A CONTRACT history file, validated like every other reader of one (`hubpulse_common.history.load_history`:
+    errors name the line and column, duplicates are refused), with calendar dates as the Hub serves them."""
+    frame = load_history(path)
+    frame["snapshot_date"] = frame["snapshot_date"].dt.date
+    return frame
 
 
 class HistorySource:

@@ -12,6 +12,7 @@ import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -78,19 +79,36 @@ def _upgrade(connection: Connection, versions_dir: Path, version_table: str) -> 
 
 
 async def migrate(url: str, versions_dir: Path, version_table: str) -> None:
-    """Apply a service's pending migrations. Idempotent; concurrent callers serialise on an advisory lock."""
+    """Apply a service's pending migrations. Idempotent; concurrent callers serialise on an advisory lock.
+
+    A URL that is not PostgreSQL's or a database that refuses the connection (down, wrong password, no such
+    database) is a `ConfigError` naming HUBPULSE_DATABASE_URL; an error once connected is a migration's own.
+    """
+    if url.split("://", 1)[0] not in ("postgres", "postgresql"):
+        raise ConfigError(
+            f"HUBPULSE_DATABASE_URL={redact(url)}: not a PostgreSQL URL (postgresql://user:password@host:port/db)"
+        )
     engine = create_async_engine(_sqlalchemy_url(url), poolclass=NullPool)
+    connected = False
     try:
         async with engine.connect() as conn:
+            connected = True
             await conn.execute(text("SELECT pg_advisory_lock(hashtext('hubpulse-migrations'))"))
             try:
                 await conn.run_sync(_upgrade, versions_dir, version_table)
                 await conn.commit()
+            except BaseException:
+                # the unlock below needs a live transaction; without this it fails and hides the migration's error
+                await conn.rollback()
+                raise
             finally:
                 await conn.execute(text("SELECT pg_advisory_unlock(hashtext('hubpulse-migrations'))"))
                 await conn.commit()
-    except (OSError, TimeoutError) as exc:
-        raise ConfigError(f"HUBPULSE_DATABASE_URL={redact(url)}: cannot connect ({exc})") from None
+    except (OSError, TimeoutError, DBAPIError) as exc:
+        if connected:
+            raise
+        reason = getattr(exc, "orig", None) or exc
+        raise ConfigError(f"HUBPULSE_DATABASE_URL={redact(url)}: cannot connect ({reason})") from None
     finally:
         await engine.dispose()
 
