@@ -119,3 +119,18 @@ def test_file_row_order_does_not_change_the_model(history, tmp_path):
     config = TrainConfig(labels=LabelConfig(label="trending", top_k=10), n_rounds=40)
     reports = [run_backtest(load_history(tmp_path / name), config).report for name in ("sorted.csv", "shuffled.csv")]
     assert reports[0] == reports[1]
+
+
+def test_an_output_path_in_a_missing_folder_fails_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from hubpulse.cli import app
+
+    history = tmp_path / "h.csv"
+    history.write_text("snapshot_date,model_id,downloads,likes\n2025-01-01,a/b,1,1\n")
+    for args in (["backtest", "--history", str(history)], ["train", "--history", str(history), "--no-register"]):
+        option = "--json" if args[0] == "backtest" else "--out"
+        result = CliRunner().invoke(app, [*args, option, str(tmp_path / "missing" / "out")])
+        assert result.exit_code == 2
+        assert "does not exist" in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)

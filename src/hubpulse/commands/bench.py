@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from hubpulse.commands.options import output_file
 from hubpulse_common.errors import UserFacingError
 
 console = Console(stderr=True)
@@ -21,7 +22,9 @@ bench_app = typer.Typer(help="Benchmarks of the pipeline and the search API.", n
 def pipeline(
     models: Annotated[int, typer.Option("--models", min=1, help="models on the synthetic Hub")],
     days: Annotated[int, typer.Option("--days", min=1, help="days to ingest and score")] = 1,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here (also on failure)")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="write the report here (also on failure)", callback=output_file)
+    ] = None,
     stage_timeout: Annotated[
         float, typer.Option("--stage-timeout", min=1, help="seconds a stage may take after the one before it")
     ] = 600,
@@ -64,7 +67,7 @@ def search(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="keep PostgreSQL here; a later run reuses the seeded catalog")
     ] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
     after_update: Annotated[
         bool, typer.Option("--after-update", help="search right after a day's update of every row, unvacuumed")
     ] = False,
@@ -92,7 +95,7 @@ def search(
 def catalog(
     models: Annotated[int, typer.Option("--models", min=1, help="models in the seeded catalog")] = 200_000,
     batch: Annotated[int, typer.Option("--batch", min=1, help="models per write_batch (the scorer's batch)")] = 5000,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
 ) -> None:
     """One day's update of every catalog row through the scorer's write_batch: seconds, sizes, HOT updates."""
     from hubpulse.bench.catalog_write import run_catalog_bench

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from hubpulse.commands.options import output_file
 from hubpulse_common.errors import InputError
 
 if TYPE_CHECKING:
@@ -58,7 +59,9 @@ def backtest(
     label: LabelOpt = "trending",
     horizon: HorizonOpt = 7,
     top_k: TopKOpt = 10,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the CONTRACT JSON report here")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="write the CONTRACT JSON report here", callback=output_file)
+    ] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="write PR, calibration, importance PNGs here")] = None,
     seed: SeedOpt = 0,
 ) -> None:
@@ -86,7 +89,9 @@ def train(
     history: Annotated[
         Path | None, typer.Option("--history", help="history file; default: the platform's stored snapshots")
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="where to write the model artifact")] = Path("model.hpm"),
+    out: Annotated[Path, typer.Option("--out", help="where to write the model artifact", callback=output_file)] = Path(
+        "model.hpm"
+    ),
     label: LabelOpt = "trending",
     horizon: HorizonOpt = 7,
     top_k: TopKOpt = 10,
