@@ -41,6 +41,7 @@ CONSUMED = Counter("hubpulse_kafka_consumed_total", "Messages handled and commit
 FAILED = Counter("hubpulse_kafka_failed_total", "Handler attempts that raised", ["topic", "group"])
 DEAD_LETTERED = Counter("hubpulse_kafka_dead_lettered_total", "Messages sent to the DLQ", ["topic", "group"])
 PUBLISHED = Counter("hubpulse_kafka_published_total", "Events published", ["topic"])
+LOST = Counter("hubpulse_kafka_lost_total", "Best-effort events the broker did not take", ["topic"])
 LAG = Gauge("hubpulse_kafka_consumer_lag", "High watermark minus committed position", ["topic", "group"])
 BATCH_SECONDS = Histogram(
     "hubpulse_kafka_batch_seconds",
@@ -99,6 +100,32 @@ class EventBus:
             event.topic, event.model_dump_json().encode(), key=event.key().encode(), headers=_headers(trace_id)
         )
         PUBLISHED.labels(event.topic).inc()
+
+    async def publish_best_effort(self, event: Event) -> None:
+        """Queue `event` without waiting for the broker's ack; a failure is logged and counted, never raised.
+
+        For telemetry about a call (an inference event): a broker hiccup must neither fail nor slow the call.
+        """
+        topic = event.topic
+
+        def settled(future: asyncio.Future[object]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                LOST.labels(topic).inc()
+                log.warning(
+                    "kafka.event_lost", topic=topic, error=repr(None if future.cancelled() else future.exception())
+                )
+            else:
+                PUBLISHED.labels(topic).inc()
+
+        try:
+            future = await self._producer.send(
+                topic, event.model_dump_json().encode(), key=event.key().encode(), headers=_headers(None)
+            )
+        except (KafkaError, IllegalStateError) as exc:
+            LOST.labels(topic).inc()
+            log.warning("kafka.event_lost", topic=topic, error=repr(exc))
+            return
+        future.add_done_callback(settled)
 
     async def publish_many(self, items: Iterable[Outgoing | Event]) -> int:
         """Send a batch and wait until the broker acknowledged all of it. Returns how many were sent."""

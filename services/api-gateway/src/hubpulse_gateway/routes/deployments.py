@@ -164,4 +164,5 @@ async def predict(request: Request, deployment_id: str, user: CurrentUser, upstr
             response_bytes=len(content),
             error=error,
         )
-        await request.app.state.resources.require_bus().publish(event)
+        # best effort: the call's own answer never waits on, or fails with, the broker
+        await request.app.state.resources.require_bus().publish_best_effort(event)
