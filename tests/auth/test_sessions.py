@@ -85,7 +85,7 @@ async def test_api_key_lifecycle(stack: Stack) -> None:
         assert (await client.get("/v1/me", headers={"x-api-key": key[:-2] + "xx"})).status_code == 401
 
 
-async def test_nul_in_free_text_is_a_422_not_a_database_error(stack: Stack) -> None:
+async def test_nul_in_free_text_and_unsafe_ids_are_422s(stack: Stack) -> None:
     user = await stack.user("nul@example.com")
     async with stack.client() as client:
         for method, path, body in (
@@ -93,6 +93,9 @@ async def test_nul_in_free_text_is_a_422_not_a_database_error(stack: Stack) -> N
             ("PATCH", "/v1/me", {"name": "a\x00b"}),
             ("POST", "/v1/api-keys", {"name": "a\x00b"}),
             ("DELETE", "/v1/api-keys/a%00b", None),
+            # ids forwarded into an upstream path cannot add a query string or climb out of the resource
+            ("DELETE", "/v1/api-keys/a%3Fb", None),
+            ("DELETE", "/v1/api-keys/.%2E", None),
         ):
             response = await client.request(method, path, json=body, headers=user["headers"])
             assert response.status_code == 422, (path, response.text)

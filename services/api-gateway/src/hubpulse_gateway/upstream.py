@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Path, Request
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -50,6 +50,10 @@ if TYPE_CHECKING:
     from hubpulse_gateway.security import Principal
 
 log = get_logger(__name__)
+
+# An id the gateway forwards as one segment of an upstream path: no '/', '?', '#', '%' and no leading '.', so a
+# caller cannot climb out of the resource ('..') or append a query string.
+UpstreamId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Headers of an upstream answer that a client needs to see again.

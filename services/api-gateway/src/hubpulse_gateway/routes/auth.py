@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -35,7 +35,7 @@ from hubpulse_gateway.security import (
     open_security,
 )
 from hubpulse_gateway.settings import GatewaySettings
-from hubpulse_gateway.upstream import UpstreamsDep, open_upstreams
+from hubpulse_gateway.upstream import UpstreamId, UpstreamsDep, open_upstreams
 
 OAUTH_STATE_COOKIE = "hp_oauth_state"
 REFRESH_PATH = "/v1/auth"
@@ -186,7 +186,7 @@ async def list_api_keys(user: CurrentUser, upstreams: UpstreamsDep) -> Any:
 
 @router.delete("/v1/api-keys/{key_id}", status_code=204, summary="Revoke an API key")
 async def revoke_api_key(
-    key_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
+    key_id: UpstreamId,
     user: MemberUser,
     upstreams: UpstreamsDep,
     security: SecurityDep,

@@ -22,7 +22,7 @@ from hubpulse_common.http import ApiError
 from hubpulse_common.inference import parse_inputs
 from hubpulse_common.logging import get_logger
 from hubpulse_gateway.security import CurrentUser, MemberUser, Principal
-from hubpulse_gateway.upstream import UpstreamsDep
+from hubpulse_gateway.upstream import UpstreamId, UpstreamsDep
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
 log = get_logger(__name__)
@@ -61,24 +61,24 @@ async def _get(upstreams: Any, user: Principal, deployment_id: str) -> dict[str,
 
 
 @router.get("/{deployment_id}")
-async def get(deployment_id: str, user: CurrentUser, upstreams: UpstreamsDep) -> Response:
+async def get(deployment_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep) -> Response:
     return _json(await _get(upstreams, user, deployment_id))
 
 
 @router.delete("/{deployment_id}")
-async def delete(deployment_id: str, user: MemberUser, upstreams: UpstreamsDep) -> Response:
+async def delete(deployment_id: UpstreamId, user: MemberUser, upstreams: UpstreamsDep) -> Response:
     _SHAPES.pop(f"{user.user_id}:{deployment_id}", None)
     return _json(await upstreams.deployer.json("DELETE", f"/deployments/{deployment_id}", principal=user))
 
 
 @router.patch("/{deployment_id}", status_code=202)
-async def update(request: Request, deployment_id: str, user: MemberUser, upstreams: UpstreamsDep) -> Response:
+async def update(request: Request, deployment_id: UpstreamId, user: MemberUser, upstreams: UpstreamsDep) -> Response:
     path = f"/deployments/{deployment_id}"
     return _json(await upstreams.deployer.json("PATCH", path, principal=user, json=await _body(request)), 202)
 
 
 @router.post("/{deployment_id}/rollback", status_code=202)
-async def rollback(request: Request, deployment_id: str, user: MemberUser, upstreams: UpstreamsDep) -> Response:
+async def rollback(request: Request, deployment_id: UpstreamId, user: MemberUser, upstreams: UpstreamsDep) -> Response:
     body = await request.body()
     payload = await _body(request) if body.strip() else {}
     path = f"/deployments/{deployment_id}/rollback"
@@ -87,7 +87,7 @@ async def rollback(request: Request, deployment_id: str, user: MemberUser, upstr
 
 @router.get("/{deployment_id}/manifests")
 async def manifests(
-    deployment_id: str, user: CurrentUser, upstreams: UpstreamsDep, format: Literal["json", "yaml"] = "json"
+    deployment_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep, format: Literal["json", "yaml"] = "json"
 ) -> Response:
     """The Kubernetes objects of a kubernetes deployment (secret values redacted), as JSON or plain YAML."""
     body = await upstreams.deployer.json("GET", f"/deployments/{deployment_id}/manifests", principal=user)
@@ -136,7 +136,7 @@ async def _forward(
 
 
 @router.post("/{deployment_id}/predict")
-async def predict(request: Request, deployment_id: str, user: CurrentUser, upstreams: UpstreamsDep) -> Response:
+async def predict(request: Request, deployment_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep) -> Response:
     started = time.perf_counter()
     raw = await request.body()
     status, content, model_id, error = 500, b"", "", None

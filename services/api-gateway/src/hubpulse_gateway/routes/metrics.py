@@ -10,18 +10,17 @@ import contextlib
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 
 from hubpulse_common.http import ApiError
 from hubpulse_gateway.security import CurrentUser, Principal, get_security
-from hubpulse_gateway.upstream import Upstreams, UpstreamsDep
+from hubpulse_gateway.upstream import UpstreamId, Upstreams, UpstreamsDep
 
 router = APIRouter(tags=["monitoring"])
 
 LIVE_INTERVAL_S = 1.0  # the CONTRACT's "pushes every second"
 
-DeploymentId = Annotated[str, Path(min_length=1, max_length=200)]
 Since = Annotated[datetime | None, Query(description="Start of the range, ISO 8601 (default: an hour before until)")]
 Until = Annotated[datetime | None, Query(description="End of the range, exclusive (default: now)")]
 Id = Annotated[str | None, Query(max_length=200)]
@@ -33,7 +32,7 @@ def _params(**values: Any) -> dict[str, str]:
 
 @router.get("/v1/metrics/deployments/{deployment_id}", summary="Latency p50/p95/p99, error rate, throughput, resources")
 async def deployment_metrics(
-    deployment_id: DeploymentId,
+    deployment_id: UpstreamId,
     user: CurrentUser,
     upstreams: UpstreamsDep,
     since: Since = None,
