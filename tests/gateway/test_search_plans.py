@@ -81,6 +81,7 @@ async def test_a_repeated_search_is_answered_from_the_cache(gateway: Gateway) ->
         first = await client.get(url)
         again = await client.get(url)
         respelled = await client.get("/v1/models", params={"limit": 5, "sort": "likes", "q": "CACHE-probe-LLAMA"})
+        metrics = (await client.get("/metrics")).text
     assert first.status_code == again.status_code == respelled.status_code == 200
     assert first.headers["x-cache"] == "miss"
     assert again.headers["x-cache"] == "hit"  # the raw query string, before routing
@@ -88,6 +89,9 @@ async def test_a_repeated_search_is_answered_from_the_cache(gateway: Gateway) ->
     assert first.content == again.content == respelled.content
     assert again.headers["content-type"] == "application/json"
     assert again.headers["x-request-id"]  # the shared middleware still runs on a cached answer
+    # and counts the hits under the search route, not as an unmatched path
+    assert 'route="unmatched"' not in metrics
+    assert 'method="GET",route="/v1/models",service="gateway",status="200"' in metrics
 
 
 def sample(n_llama: int, n_other: int) -> CatalogSample:

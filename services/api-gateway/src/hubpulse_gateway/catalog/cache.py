@@ -54,7 +54,7 @@ class SearchCacheMiddleware:
             catalog = getattr(scope["app"].state, "catalog", None)
             body = catalog.cache.raw(scope["query_string"]) if catalog is not None else None
             if body is not None:
-                scope["route"] = self._search_route(scope)
+                scope["route"] = self._search_route()
                 headers = [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
@@ -65,8 +65,11 @@ class SearchCacheMiddleware:
                 return
         await self.app(scope, receive, send)
 
-    def _search_route(self, scope: Scope) -> BaseRoute | None:
+    def _search_route(self) -> BaseRoute | None:
+        # From the search router itself: since FastAPI 0.165 an included router sits in app.router.routes as one
+        # opaque entry, and a hit labelled with no route would be counted as "unmatched" by the metrics.
         if self._route is None:
-            routes = scope["app"].router.routes
-            self._route = next((r for r in routes if getattr(r, "path", None) == SEARCH_PATH), None)
+            from hubpulse_gateway.routes.models import router  # imported late: that module imports this one
+
+            self._route = next((r for r in router.routes if getattr(r, "path", None) == SEARCH_PATH), None)
         return self._route
