@@ -174,6 +174,19 @@ async def test_deploy_predict_monitor_and_export(page: Page, ops_stack: OpsStack
     await expect(page.get_by_test_id("live-requests")).to_have_text("3", timeout=10_000)
     await expect(page.get_by_test_id("chart-latency").locator("canvas")).to_have_count(1)
     await expect(page.get_by_test_id("chart-errors").locator("canvas")).to_have_count(1)
+    # a live socket the metrics service refuses (422: an id too long) gets the error once and is closed (1008)
+    refused = await page.evaluate(
+        """() => new Promise(resolve => {
+            const ws = new WebSocket(location.origin.replace("http", "ws") + "/v1/live/metrics?deployment_id="
+                                     + "x".repeat(300));
+            const messages = [];
+            ws.onmessage = e => messages.push(JSON.parse(e.data));
+            ws.onclose = e => resolve({code: e.code, messages});
+            setTimeout(() => resolve({code: -1, messages}), 8000);
+        })"""
+    )
+    assert refused["code"] == 1008, refused
+    assert [m["error"]["code"] for m in refused["messages"]] == ["validation_error"], refused
     usage = page.locator(f'[data-testid=usage-row][data-key="{deployment_id}"]')
     await expect(usage.get_by_test_id("usage-requests")).to_have_text("3", timeout=10_000)
 

@@ -75,7 +75,8 @@ async def _authenticate(websocket: WebSocket) -> Principal | None:
 async def live_metrics(websocket: WebSocket) -> None:
     """Every second: `{"at", "window_s", "deployments": [{deployment_id, requests, errors, p50_ms, ...}]}`.
 
-    `?deployment_id=` narrows it to one deployment. Errors arrive as `{"error": {...}}` before the socket closes.
+    `?deployment_id=` narrows it to one deployment. A 4xx arrives as `{"error": {...}}` and the socket closes (1008);
+    an upstream outage is pushed as `{"error": ...}` in place of that second's figures, and the pushes go on.
     """
     await websocket.accept()
     try:
@@ -96,7 +97,11 @@ async def live_metrics(websocket: WebSocket) -> None:
             try:
                 body = await metrics.json("GET", "/v1/live/metrics", params=params, principal=user)
             except ApiError as exc:
-                body = {"error": {"code": exc.code, "message": exc.message}}
+                if exc.status < 500:  # the request itself is wrong (e.g. a bad deployment_id): asking again won't help
+                    await websocket.send_json({"error": {"code": exc.code, "message": exc.message}})
+                    await websocket.close(code=1008)
+                    return
+                body = {"error": {"code": exc.code, "message": exc.message}}  # transient: said, then retried
             await websocket.send_json(body)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(closed), LIVE_INTERVAL_S)
