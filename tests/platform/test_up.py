@@ -130,3 +130,15 @@ def test_up_ready_restart_stop_and_data_survives(tmp_path: Path) -> None:
     finally:
         if up.poll() is None:
             up.kill()
+
+
+def test_status_with_a_damaged_state_file_says_so(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hubpulse.cli import app
+    from hubpulse_common.errors import UserFacingError
+
+    (tmp_path / "state.json").write_text('{"processes": [')  # e.g. a disk that filled up mid-write
+    result = CliRunner().invoke(app, ["status", "--data-dir", str(tmp_path)])
+    assert isinstance(result.exception, UserFacingError)  # the CLI's main prints it as one line, exit 2
+    assert "state.json is unreadable" in str(result.exception)

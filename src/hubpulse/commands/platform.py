@@ -142,10 +142,17 @@ def status(data_dir: DataDir = Path(".hubpulse")) -> None:
     state_file = data_dir / "state.json"
     if not state_file.exists():
         raise UserFacingError(f"hubpulse is not up here (no {state_file}); start it with `hubpulse up`")
-    state = json.loads(state_file.read_text())
+    try:
+        state = json.loads(state_file.read_text())
+        processes = state["processes"]
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise UserFacingError(
+            f"{state_file} is unreadable ({type(exc).__name__}: {exc}); stop any hubpulse left running and "
+            "start it again with `hubpulse up`"
+        ) from None
     healthy = True
     with httpx.Client(timeout=3.0) as client:
-        for process in state["processes"]:
+        for process in processes:
             ok, detail = _check(process, client)
             healthy &= ok
             mark = "[green]ok  [/]" if ok else "[red]DOWN[/]"
