@@ -30,7 +30,7 @@ def _add_trace_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]
     return event_dict
 
 
-def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
+def configure_logging(service: str, level: str = "INFO", fmt: str = "json", environment: str | None = None) -> None:
     """Route structlog and stdlib logging (uvicorn, aiokafka) through one JSON renderer on stderr."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -62,7 +62,8 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    structlog.contextvars.bind_contextvars(service=service)
+    # every line says which service and which deployment (dev / test / prod) wrote it, for shared log stores
+    structlog.contextvars.bind_contextvars(service=service, **({"environment": environment} if environment else {}))
     # Chatty libraries: keep their warnings, drop their per-request noise.
     for noisy in ("aiokafka", "uvicorn.access", "botocore", "urllib3", "httpx", "pymongo"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

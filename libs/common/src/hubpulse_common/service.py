@@ -80,7 +80,7 @@ def run_service(create_app: Callable[[SettingsT], FastAPI], settings_cls: type[S
     name = settings_cls.model_fields["service_name"].default
     try:
         settings = load_settings(settings_cls)
-        configure_logging(settings.service_name, settings.log_level, settings.log_format)
+        configure_logging(settings.service_name, settings.log_level, settings.log_format, settings.environment)
         gc.freeze()  # what start-up built lives for good: out of the collector's way
         gc.set_threshold(*_GC_THRESHOLDS)
         asyncio.run(serve_app(create_app(settings), settings))

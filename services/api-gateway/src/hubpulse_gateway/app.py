@@ -79,5 +79,5 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn's multi-worker mode: each worker process builds its app from the environment."""
     settings = load_settings(GatewaySettings)
-    configure_logging(settings.service_name, settings.log_level, settings.log_format)
+    configure_logging(settings.service_name, settings.log_level, settings.log_format, settings.environment)
     return create_app(settings)

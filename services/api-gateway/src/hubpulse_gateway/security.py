@@ -306,7 +306,6 @@ def require_role(role: Role) -> Callable[..., Awaitable[Principal]]:
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
 OptionalUser = Annotated[Principal | None, Depends(optional_user)]
-ViewerUser = CurrentUser
 MemberUser = Annotated[Principal, Depends(require_role("member"))]
 AdminUser = Annotated[Principal, Depends(require_role("admin"))]
 SecurityDep = Annotated[Security, Depends(get_security)]

@@ -29,7 +29,7 @@ class GatewaySettings(ServiceSettings):
     # Per API key (or per IP when anonymous), `limits` notation.
     api_rate_limit: str = "600/minute"
     cookie_secure: bool = False
-    # search and live picks (issue 5)
+    # search and live picks
     workers: int = 1
     db_pool_size: int = 10
     db_work_mem: str = "32MB"  # PostgreSQL work_mem of the gateway's sessions (search bitmaps, app.py)

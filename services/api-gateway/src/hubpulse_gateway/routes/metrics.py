@@ -19,7 +19,7 @@ from hubpulse_gateway.upstream import UpstreamId, Upstreams, UpstreamsDep
 
 router = APIRouter(tags=["monitoring"])
 
-LIVE_INTERVAL_S = 1.0  # the CONTRACT's "pushes every second"
+LIVE_INTERVAL_S = 1.0  # one push a second: what the live dashboard redraws at
 
 Since = Annotated[datetime | None, Query(description="Start of the range, ISO 8601 (default: an hour before until)")]
 Until = Annotated[datetime | None, Query(description="End of the range, exclusive (default: now)")]
