@@ -78,6 +78,10 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def unexpected_error() -> JSONResponse:
+    return error_response(500, "internal", "internal error; the request id is in the x-request-id header")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -95,8 +99,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # only what escapes ObservabilityMiddleware (which answers route errors itself) reaches this
         log.exception("http.unhandled", path=request.url.path, error_type=type(exc).__name__)
-        return error_response(500, "internal", "internal error; the request id is in the x-request-id header")
+        return unexpected_error()
 
 
 class ObservabilityMiddleware:
@@ -117,16 +122,26 @@ class ObservabilityMiddleware:
         status = 500
         start = time.perf_counter()
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (TRACE_HEADER.encode(), trace_id.encode())]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                if started:
+                    raise
+                # Answered here, not by Starlette's outermost error middleware: this way the 500 carries the
+                # x-request-id its message points to, and is counted with its route.
+                log.exception("http.unhandled", path=scope.get("path"), error_type=type(exc).__name__)
+                await unexpected_error()(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

@@ -1,0 +1,26 @@
+"""The shared HTTP layer: an unexpected error is a JSON 500 that carries its request id and is counted."""
+
+from __future__ import annotations
+
+import httpx
+from auth.conftest import serving  # tests/auth/conftest.py (pytest puts tests/ on sys.path)
+
+from hubpulse_common.http import create_service_app
+
+
+async def test_an_unhandled_error_is_a_json_500_with_its_request_id() -> None:
+    app = create_service_app(service="probe", title="probe")
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.get("/boom", headers={"x-request-id": "trace-123"})
+        metrics = (await client.get("/metrics")).text
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": {"code": "internal", "message": "internal error; the request id is in the x-request-id header"}
+    }
+    assert response.headers["x-request-id"] == "trace-123"
+    assert 'method="GET",route="/boom",service="probe",status="500"' in metrics
