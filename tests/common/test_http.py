@@ -24,3 +24,17 @@ async def test_an_unhandled_error_is_a_json_500_with_its_request_id() -> None:
     }
     assert response.headers["x-request-id"] == "trace-123"
     assert 'method="GET",route="/boom",service="probe",status="500"' in metrics
+
+
+async def test_docs_are_served_without_a_cdn() -> None:
+    app = create_service_app(service="probe", title="probe")
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        page = await client.get("/docs")
+        script = await client.get("/docs/assets/swagger-ui-bundle.js")
+        redoc = await client.get("/redoc")
+    assert page.status_code == 200
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text
+    assert "cdn." not in page.text
+    assert script.status_code == 200
+    assert "SwaggerUIBundle" in script.text
+    assert redoc.status_code == 404  # CDN-only: not served

@@ -58,3 +58,12 @@ async def test_live_ticker_shows_picks(page: Page, gateway: Gateway) -> None:
     await page.goto(gateway.url + "/")
     await expect(page.get_by_test_id("ticker-state")).to_have_text("live")
     await expect(page.get_by_test_id("ticker").locator("li").first).to_be_visible()
+
+
+async def test_the_openapi_ui_renders_offline(page: Page, gateway: Gateway) -> None:
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(gateway.url) else None)
+    await page.goto(gateway.url + "/docs")
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("hubpulse")
+    await expect(page.locator(".opblock-summary-path").filter(has_text="/v1/models").first).to_be_visible()
+    assert outside == [], outside  # nothing from a CDN: it works on a machine without internet

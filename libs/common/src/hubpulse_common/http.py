@@ -10,11 +10,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -178,6 +181,27 @@ async def run_probes(probes: dict[str, Probe], timeout_s: float = 2.0) -> dict[s
     return dict(zip(names, results, strict=True))
 
 
+DOCS_ASSETS = "/docs/assets"
+_SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
+
+
+def _install_offline_docs(app: FastAPI, title: str) -> None:
+    """`GET /docs`: Swagger UI from files shipped in this package (static/swagger-ui, swagger-ui-dist 5: OpenAPI
+    3.1, which FastAPI writes), not FastAPI's default CDN, so the OpenAPI UI works on a machine without internet
+    (the embedded platform's promise). ReDoc, which FastAPI also loads from a CDN, is not served."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_SWAGGER_UI), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{title} - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
 def create_service_app(
     *,
     service: str,
@@ -201,9 +225,10 @@ def create_service_app(
         version=version,
         description=description,
         lifespan=asynccontextmanager(_lifespan),
-        **fastapi_kwargs,
+        **{"docs_url": None, "redoc_url": None, **fastapi_kwargs},
     )
     app.state.service = service
+    _install_offline_docs(app, title)
     app.state.readiness = {}
     app.add_middleware(ObservabilityMiddleware, service=service)
     install_error_handlers(app)
