@@ -188,3 +188,18 @@ def test_model_averages_a_booster_refitted_on_every_training_row(history):
     assert abs(int(after.sum()) - int(before.sum())) <= 1
     assert a == pytest.approx(platt[0] / 2)  # the merged margin sums two boosters
     assert merged.num_boosted_rounds() == 2 * CONFIG.n_rounds
+
+
+def test_default_chunking_gives_the_rows_of_one_chunk(history, monkeypatch):
+    """build_dataset splits its days into chunks of about CHUNK_ROWS kept rows: same frame as all at once."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from hubpulse_scorer.model import training
+
+    whole = build_dataset(history, replace(CONFIG, chunk_days=10_000))
+    monkeypatch.setattr(training, "CHUNK_ROWS", 700)  # ~6 days of this history a chunk
+    chunked = build_dataset(history, replace(CONFIG, chunk_days=None))
+    pd.testing.assert_frame_equal(chunked.frame, whole.frame)
+    np.testing.assert_array_equal(chunked.label, whole.label)
