@@ -17,7 +17,7 @@ from hubpulse_common.http import create_service_app
 from hubpulse_common.logging import configure_logging
 from hubpulse_common.resources import open_resources
 from hubpulse_common.settings import load_settings
-from hubpulse_gateway.catalog.cache import SearchCache, SearchCacheMiddleware
+from hubpulse_gateway.catalog.cache import SEARCH_PATH, SearchCache, SearchCacheMiddleware
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.planner import SamplePlanner
 from hubpulse_gateway.openapi import install_openapi
@@ -65,7 +65,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
     )
     # Innermost (after the shared middleware, before routing): cached searches skip FastAPI, not the limits.
-    app.user_middleware.append(Middleware(SearchCacheMiddleware))
+    # The route comes from the router itself: in app.router.routes an included router is one opaque entry.
+    search_route = next(r for r in models.router.routes if getattr(r, "path", None) == SEARCH_PATH)
+    app.user_middleware.append(Middleware(SearchCacheMiddleware, route=search_route))
     app.include_router(models.router)
     app.include_router(deployments.router)
     app.include_router(metrics.router)

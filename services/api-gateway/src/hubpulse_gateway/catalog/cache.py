@@ -45,16 +45,16 @@ class SearchCacheMiddleware:
     is still counted, limited and carries its request id; `scope["route"]` names the route for the metrics.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, route: BaseRoute) -> None:
         self.app = app
-        self._route: BaseRoute | None = None
+        self.route = route  # the search route, named in the scope of a cached answer for the metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == SEARCH_PATH and scope["method"] == "GET":
             catalog = getattr(scope["app"].state, "catalog", None)
             body = catalog.cache.raw(scope["query_string"]) if catalog is not None else None
             if body is not None:
-                scope["route"] = self._search_route()
+                scope["route"] = self.route
                 headers = [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
@@ -64,12 +64,3 @@ class SearchCacheMiddleware:
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)
-
-    def _search_route(self) -> BaseRoute | None:
-        # From the search router itself: since FastAPI 0.165 an included router sits in app.router.routes as one
-        # opaque entry, and a hit labelled with no route would be counted as "unmatched" by the metrics.
-        if self._route is None:
-            from hubpulse_gateway.routes.models import router  # imported late: that module imports this one
-
-            self._route = next((r for r in router.routes if getattr(r, "path", None) == SEARCH_PATH), None)
-        return self._route

@@ -84,8 +84,7 @@ async def live_metrics(websocket: WebSocket) -> None:
         if user is None:
             raise ApiError(401, "unauthorized", "sign in or send an API key")
     except ApiError as exc:
-        await websocket.send_json({"error": {"code": exc.code, "message": exc.message}})
-        await websocket.close(code=1008)
+        await _refuse(websocket, exc)
         return
     deployment_id = websocket.query_params.get("deployment_id") or None
     params = _params(deployment_id=deployment_id, org_id=user.org_id)
@@ -98,10 +97,9 @@ async def live_metrics(websocket: WebSocket) -> None:
                 body = await metrics.json("GET", "/v1/live/metrics", params=params, principal=user)
             except ApiError as exc:
                 if exc.status < 500:  # the request itself is wrong (e.g. a bad deployment_id): asking again won't help
-                    await websocket.send_json({"error": {"code": exc.code, "message": exc.message}})
-                    await websocket.close(code=1008)
+                    await _refuse(websocket, exc)
                     return
-                body = {"error": {"code": exc.code, "message": exc.message}}  # transient: said, then retried
+                body = _error_body(exc)  # transient: said, then asked again next second
             await websocket.send_json(body)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(closed), LIVE_INTERVAL_S)
@@ -111,6 +109,16 @@ async def live_metrics(websocket: WebSocket) -> None:
         closed.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await closed
+
+
+def _error_body(exc: ApiError) -> dict[str, Any]:
+    return {"error": {"code": exc.code, "message": exc.message}}
+
+
+async def _refuse(websocket: WebSocket, exc: ApiError) -> None:
+    """The error as the socket's last message, then a policy-violation close."""
+    await websocket.send_json(_error_body(exc))
+    await websocket.close(code=1008)
 
 
 async def _until_closed(websocket: WebSocket) -> None:
