@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 console = Console(stderr=True)
 
-# Stored histories up to this many model-days are trained on in memory, with a backtest (a 4.7M-row history
-# peaked at 5.3 GB in `hubpulse backtest`); larger ones are streamed day by day like the 2M-model scale bench.
+# Stored histories up to this many model-days are trained on in memory, with a backtest (run_backtest on a
+# 4.7M-row history peaked at 4.27 GiB); larger ones are streamed day by day like the 2M-model scale bench.
 IN_MEMORY_ROWS = 5_000_000
 
 HistoryOpt = Annotated[Path, typer.Option("--history", help="history file (CONTRACT format, plain or gzip CSV)")]
@@ -153,11 +153,9 @@ def _train_on_stored(
     config: TrainConfig, max_rows: int, step: Callable[[str], None]
 ) -> tuple[TrainedModel, dict[str, Any] | None]:
     """Train on the snapshots in PostgreSQL: in memory with a backtest, or streamed when there are too many rows."""
-    import asyncpg
     import pandas as pd
 
-    from hubpulse_common.db import redact
-    from hubpulse_common.errors import ConfigError
+    from hubpulse_common import db
     from hubpulse_common.settings import load_settings
     from hubpulse_ingestor.repository import read_history_day, stored_days
     from hubpulse_ingestor.settings import IngestorSettings
@@ -167,17 +165,9 @@ def _train_on_stored(
     url = load_settings(IngestorSettings).database_url.get_secret_value()
     with asyncio.Runner() as runner:
         step("reading the stored snapshot days")
+        pool = runner.run(db.create_pool(url, max_size=1))  # an unreachable database: ConfigError naming the URL
         try:
-            conn = runner.run(asyncpg.connect(url))
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise ConfigError(
-                f"HUBPULSE_DATABASE_URL={redact(url)}: cannot read the stored snapshots ({exc})"
-            ) from None
-        try:
-            try:
-                days = runner.run(stored_days(conn))
-            except asyncpg.UndefinedTableError:
-                days = []
+            days = runner.run(stored_days(pool))
             if not days:
                 raise InputError(
                     "no stored snapshots to train on: run `hubpulse ingest` or `hubpulse import FILE` first, "
@@ -187,7 +177,7 @@ def _train_on_stored(
             def frames() -> Iterator[pd.DataFrame]:
                 for i, (day, models) in enumerate(days, 1):
                     step(f"reading stored day {day} ({i}/{len(days)}, {models:,} models)")
-                    yield runner.run(read_history_day(conn, day))
+                    yield runner.run(read_history_day(pool, day))
 
             total = sum(models for _, models in days)
             if total <= max_rows:
@@ -198,7 +188,7 @@ def _train_on_stored(
             )
             return fit(data.frame, data.label, config, weight=data.weight, progress=step), None
         finally:
-            runner.run(conn.close())
+            runner.run(pool.close())
 
 
 # ---- the model registry (hubpulse_scorer.registry): `hubpulse models ...` -------------------------

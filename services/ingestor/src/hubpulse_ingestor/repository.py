@@ -199,13 +199,15 @@ _HISTORY_DAY = f"""
 """  # noqa: S608
 
 
-async def stored_days(conn: asyncpg.Connection) -> list[tuple[dt.date, int]]:
-    """Each stored snapshot day with its number of models, oldest first."""
-    rows = await conn.fetch("SELECT snapshot_date, count(*) AS n FROM snapshots GROUP BY 1 ORDER BY 1")
+async def stored_days(pool: asyncpg.Pool) -> list[tuple[dt.date, int]]:
+    """Each stored snapshot day with its number of models, oldest first (none before the first migration)."""
+    if await pool.fetchval("SELECT to_regclass('snapshots')") is None:
+        return []
+    rows = await pool.fetch("SELECT snapshot_date, count(*) AS n FROM snapshots GROUP BY 1 ORDER BY 1")
     return [(r["snapshot_date"], int(r["n"])) for r in rows]
 
 
-async def read_history_day(conn: asyncpg.Connection, day: dt.date) -> pd.DataFrame:
+async def read_history_day(pool: asyncpg.Pool, day: dt.date) -> pd.DataFrame:
     """One stored day as a typed history frame (hubpulse_common.history's shape and order)."""
-    rows = await conn.fetch(_HISTORY_DAY, day)
+    rows = await pool.fetch(_HISTORY_DAY, day)
     return history_from_columns({c: [r[c] for r in rows] for c in HISTORY_COLUMNS})
