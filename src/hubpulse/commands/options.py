@@ -13,7 +13,7 @@ def output_file(value: Path | None) -> Path | None:
     typo fails at once with a usage error instead of a traceback after minutes of work."""
     if value is None:
         return None
-    folder = value.parent if str(value.parent) else Path()
+    folder = value.parent  # Path("x").parent is Path(".")
     if not folder.is_dir():
         raise typer.BadParameter(f"{value}: the folder {folder} does not exist")
     if value.is_dir():

@@ -101,6 +101,12 @@ def _read_raw(path: Path) -> pd.DataFrame:
         raise InputError(f"{path.name}: not a readable CSV history file ({exc})") from exc
 
 
+def _canonical_order(history: pd.DataFrame) -> pd.DataFrame:
+    """Every typed history in one row order: XGBoost's row sampling (and so a seeded model) depends on the order
+    of its rows, so the same history must train the same model wherever it comes from and however it was sorted."""
+    return history.sort_values(["snapshot_date", "model_id"], kind="stable", ignore_index=True)
+
+
 def parse_history(raw: pd.DataFrame, name: str = "<history>") -> pd.DataFrame:
     """Validate and type a frame of strings (as read from CSV; '' = missing). `name` is used in errors.
 
@@ -135,9 +141,7 @@ def parse_history(raw: pd.DataFrame, name: str = "<history>") -> pd.DataFrame:
     row = _first_bad(dup)
     if row is not None:
         raise _fail(name, row, "model_id", f"{model_id.iloc[row]!r} appears twice on the same snapshot_date")
-    # One canonical row order: XGBoost's row sampling (and so a seeded model) depends on the order of its rows,
-    # so the same history must train the same model however its file happens to be sorted.
-    return out.sort_values(["snapshot_date", "model_id"], kind="stable", ignore_index=True)
+    return _canonical_order(out)
 
 
 def load_history(path: str | Path) -> pd.DataFrame:
@@ -165,7 +169,7 @@ def history_from_columns(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
             out[column] = pd.to_datetime(values, utc=True).dt.tz_localize(None).astype("datetime64[ns]")
         else:
             out[column] = values.where(values.notna(), np.nan)
-    return out.sort_values(["snapshot_date", "model_id"], kind="stable", ignore_index=True)
+    return _canonical_order(out)
 
 
 def has_trending_ranks(history: pd.DataFrame) -> bool:

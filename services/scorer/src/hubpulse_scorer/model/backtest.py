@@ -226,8 +226,10 @@ def write_plots(result: BacktestResult, directory: Path) -> list[Path]:
     cum = np.cumsum(order)
     edges = np.unique(order[np.searchsorted(cum, cum[-1] * np.arange(1, 12) / 12)[:-1].clip(0, len(order) - 1)])
     bins = np.digitize(proba, edges)
-    mean = np.array([proba[bins == b].mean() for b in np.unique(bins)])
-    frac = np.array([y[bins == b].mean() for b in np.unique(bins)])
+    rows = np.bincount(bins)
+    used = rows > 0
+    mean = np.bincount(bins, weights=proba)[used] / rows[used]
+    frac = np.bincount(bins, weights=y)[used] / rows[used]
     lim = float(max(frac.max(), mean.max(), 1e-3)) * 1.1
     ax.plot(mean, frac, marker="o", label="model (bins of equal expected positives)")
     ax.plot([0, lim], [0, lim], linestyle="--", color="grey", label="perfect")

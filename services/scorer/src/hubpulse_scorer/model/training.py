@@ -159,7 +159,7 @@ def build_dataset(
     # features only for the kept rows (compute_features_at: the same values as compute_features, blocked by model)
     days = np.unique(dates[keep])
     # About CHUNK_ROWS kept rows per chunk unless set: the values are the same (tested), the transient grids are
-    # one chunk's (a 4.7M-row history's backtest peaked at 5.00 GiB in one chunk, 4.28 GiB in 40-day chunks)
+    # one chunk's (a 4.7M-row history's backtest peaked at 5.00 GiB in one chunk, 4.27 GiB in the default 8)
     chunk = config.chunk_days or max(1, int(len(days) * CHUNK_ROWS / len(taken)))
     parts: list[pd.DataFrame] = []
     for i in range(0, len(days), chunk):
@@ -288,6 +288,21 @@ def _xgb_params(config: TrainConfig, scale_pos_weight: float, n_rows: int | None
     }
 
 
+def _fit_booster(
+    x: np.ndarray, labels: np.ndarray, weight: np.ndarray, config: TrainConfig, columns: list[str]
+) -> tuple[xgb.Booster, dict[str, Any]]:
+    """One booster on these rows, and its parameters.
+
+    scale_pos_weight is the sqrt of the class ratio: it lifts the rare class without letting a handful of
+    positives dominate; calibration undoes the resulting probability shift.
+    """
+    pos_w = float(weight[labels == 1].sum())
+    neg_w = float(weight[labels == 0].sum())
+    params = _xgb_params(config, float(np.sqrt(neg_w / pos_w)), len(labels))
+    data = xgb.QuantileDMatrix(x, label=labels, weight=weight, missing=np.nan, feature_names=columns)
+    return xgb.train(params, data, num_boost_round=config.n_rounds), params
+
+
 def merge_boosters(first: xgb.Booster, second: xgb.Booster) -> xgb.Booster:
     """One booster holding the trees of both (and `first`'s base score): margin = m_first + m_second - base_second.
 
@@ -331,12 +346,7 @@ def refit_and_average(
     on every fold; the operating point met in the same 15 of 24 runs. Surge PR-AUC 0.241 -> 0.258 (transformersjs),
     0.074 -> 0.082 (neuralmagic). Refitting alone (without `first`) moved the threshold off the operating point.
     """
-    pos_w = float(weight[labels == 1].sum())
-    neg_w = float(weight[labels == 0].sum())
-    params = _xgb_params(config, float(np.sqrt(neg_w / pos_w)), len(labels))
-    dall = xgb.QuantileDMatrix(x, label=labels, weight=weight, missing=np.nan, feature_names=columns)
-    second = xgb.train(params, dall, num_boost_round=config.n_rounds)
-    del dall
+    second, _ = _fit_booster(x, labels, weight, config, columns)
     merged = merge_boosters(first, second)
     a, b = platt
     t = min(max(threshold, 1e-12), 1 - 1e-12)
@@ -370,15 +380,8 @@ def train(
 
     columns = model_features(config.labels.label)
     x = features[columns].to_numpy(dtype="float32", na_value=np.nan)
-    pos_w = float(w[fit][labels[fit] == 1].sum())
-    neg_w = float(w[fit][labels[fit] == 0].sum())
-    # sqrt of the class ratio: lifts the rare class without letting a handful of positives dominate;
-    # calibration undoes the resulting probability shift.
-    params = _xgb_params(config, float(np.sqrt(neg_w / pos_w)), int(fit.sum()))
     progress(f"fitting XGBoost on {int(fit.sum()):,} rows")
-    dfit = xgb.QuantileDMatrix(x[fit], label=labels[fit], weight=w[fit], missing=np.nan, feature_names=columns)
-    booster = xgb.train(params, dfit, num_boost_round=config.n_rounds)
-    del dfit
+    booster, params = _fit_booster(x[fit], labels[fit], w[fit], config, columns)
 
     progress("calibrating on the validation slice")
     dval = xgb.DMatrix(x[val], missing=np.nan, feature_names=columns)
