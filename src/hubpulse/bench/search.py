@@ -14,7 +14,6 @@ gateway and PostgreSQL over each run say where the two cores went.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import signal
@@ -34,6 +33,7 @@ import uvloop
 
 from hubpulse.bench.catalog_seed import SCORER_VERSION_TABLE, seed_catalog
 from hubpulse.bench.catalog_write import CATALOG_TABLES, update_catalog
+from hubpulse.bench.loadgen import get, load
 from hubpulse.platform.stores import (
     create_database,
     free_port,
@@ -97,115 +97,6 @@ def zipf_mix(queries: list[str], count: int, s: float, seed: int) -> list[str]:
     return [queries[i] for i in picks.tolist()]
 
 
-@dataclass
-class _Tally:
-    latencies: list[float]
-    errors: int = 0
-    hits: int = 0
-    misses: int = 0
-
-
-async def _one_connection(port: int, paths: list[str], tally: _Tally, deadline: float) -> None:
-    """Send the paths one after another on one keep-alive connection."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        for path in paths:
-            if time.perf_counter() > deadline:
-                break
-            start = time.perf_counter()
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                name = name.lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"x-cache":
-                    if value.strip() == b"hit":
-                        tally.hits += 1
-                    else:
-                        tally.misses += 1
-            await reader.readexactly(length)
-            tally.latencies.append(time.perf_counter() - start)
-            if not head.startswith(b"HTTP/1.1 200"):
-                tally.errors += 1
-    finally:
-        writer.close()
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_stats() -> dict[int, tuple[int, float]]:
-    """(parent pid, CPU seconds) of every process, from /proc (Linux; the benchmark's platform)."""
-    stats = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    fields = f.read().rpartition(b")")[2].split()  # after the command name
-                stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS)
-    return stats
-
-
-def _tree_cpu(root: int, stats: dict[int, tuple[int, float]]) -> dict[int, float]:
-    """CPU seconds of `root` and its descendants."""
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in stats.items():
-        children.setdefault(parent, []).append(pid)
-    out, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            out[pid] = stats[pid][1]
-            todo.extend(children.get(pid, ()))
-    return out
-
-
-def _cpu_used(root: int, before: dict[int, float]) -> float:
-    """CPU seconds since `before` of the tree under `root`; processes started since count whole."""
-    return sum(seconds - before.get(pid, 0.0) for pid, seconds in _tree_cpu(root, _proc_stats()).items())
-
-
-async def load(
-    port: int, paths: list[str], concurrency: int, max_seconds: float, watch: dict[str, int] | None = None
-) -> dict[str, Any]:
-    """Runs the paths; `watch` names process trees (by root pid) whose CPU seconds over the run are reported."""
-    tally = _Tally([])
-    watched = dict(watch or {})
-    stats = _proc_stats()
-    cpu_before = {name: _tree_cpu(pid, stats) for name, pid in watched.items()}
-    cpu = time.process_time()
-    start = time.perf_counter()
-    deadline = start + max_seconds
-    shards = [paths[i::concurrency] for i in range(concurrency)]
-    await asyncio.gather(*(_one_connection(port, s, tally, deadline) for s in shards if s))
-    elapsed = time.perf_counter() - start
-    cpu = time.process_time() - cpu
-    ms = np.array(tally.latencies) * 1000
-    answered = tally.hits + tally.misses
-    return {
-        "requests": len(ms),
-        "errors": tally.errors,
-        "seconds": round(elapsed, 3),
-        "rps": round(len(ms) / elapsed, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 2),
-        "p95_ms": round(float(np.percentile(ms, 95)), 2),
-        "p99_ms": round(float(np.percentile(ms, 99)), 2),
-        "max_ms": round(float(ms.max()), 2),
-        "cache_hit_ratio": round(tally.hits / answered, 3) if answered else None,
-        # The load generator shares the cores with the gateway and PostgreSQL: its own CPU share.
-        "client_cpu_share": round(cpu / elapsed, 3),
-        # CPU seconds per second of run, per process tree (2.0 = both cores busy).
-        "cpu_share": {
-            "client": round(cpu / elapsed, 3),
-            **{n: round(_cpu_used(pid, cpu_before[n]) / elapsed, 3) for n, pid in watched.items()},
-        },
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -253,8 +144,8 @@ def _run(
     gateway = _start_gateway(env, port, log)
     try:
         watch = {"gateway": gateway.pid, "postgres": postgres_pid}
-        uvloop.run(load(port, warmup, cfg.concurrency, cfg.max_seconds))
-        return uvloop.run(load(port, paths, cfg.concurrency, cfg.max_seconds, watch))
+        uvloop.run(load(port, [get(p) for p in warmup], cfg.concurrency, cfg.max_seconds))
+        return uvloop.run(load(port, [get(p) for p in paths], cfg.concurrency, cfg.max_seconds, watch))
     finally:
         _stop_gateway(gateway)
 

@@ -107,5 +107,43 @@ def catalog(
     typer.echo(text)
 
 
+@bench_app.command("inference")
+def inference(
+    deployment_target: Annotated[
+        str, typer.Option("--deployment-target", help="where the demo model is deployed (local measures all hops)")
+    ] = "local",
+    requests: Annotated[int, typer.Option("--requests", min=1, help="concurrent calls per hop")] = 1000,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="calls in flight")] = 16,
+    sequential: Annotated[int, typer.Option("--sequential", min=1, help="one-at-a-time calls per hop")] = 200,
+    max_batch_size: Annotated[
+        int, typer.Option("--max-batch-size", min=2, help="the batched deployment's batch bound")
+    ] = 16,
+    max_wait_ms: Annotated[
+        float, typer.Option("--max-wait-ms", min=0, help="the batched deployment's wait for a batch to fill")
+    ] = 2.0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
+) -> None:
+    """A predict call through the model server, the deployer and the gateway; batched and unbatched."""
+    from hubpulse.bench.inference import InferenceBenchConfig, run_inference_bench, table
+
+    if deployment_target != "local":
+        raise UserFacingError(f"--deployment-target: only local runs offline here, got {deployment_target!r}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    config = InferenceBenchConfig(
+        requests=requests,
+        concurrency=concurrency,
+        target=deployment_target,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        sequential_requests=sequential,
+    )
+    report = run_inference_bench(config, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
+    text = json.dumps(report, indent=2, default=str)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    console.print(table(report))
+    typer.echo(text)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hubpulse_common.inference import MAX_BATCH
+
 Target = Literal["local", "hf-space", "aws-lambda", "kubernetes"]
 REPO_ID = r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$"
 
@@ -24,6 +26,15 @@ class Autoscaling(BaseModel):
         return self
 
 
+class Batching(BaseModel):
+    """Dynamic batching in the model server: concurrent calls share one forward pass."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="inputs per forward pass; 1 turns batching off")
+    max_wait_ms: float = Field(2.0, ge=0, le=100, description="how long a call waits for others to join its batch")
+
+
 class DeploymentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -32,6 +43,7 @@ class DeploymentConfig(BaseModel):
     memory_mb: int = Field(1024, ge=128, le=10240, description="memory per replica (aws-lambda, kubernetes)")
     timeout_s: int = Field(60, ge=1, le=900, description="function timeout (aws-lambda)")
     cpu_target_percent: int = Field(70, ge=10, le=100, description="CPU utilization to scale at (kubernetes)")
+    batching: Batching = Field(default_factory=Batching)
     env: dict[str, str] = Field(default_factory=dict, max_length=50, description="public variables")
     secrets: dict[str, str] = Field(default_factory=dict, max_length=50, description="write-only; never read back")
 

@@ -1,0 +1,264 @@
+"""`hubpulse bench inference`: one predict call through each hop, sequential and concurrent, batched and not.
+
+Starts PostgreSQL, the broker, MongoDB, S3, the replay Hub (which hosts the demo models), then auth, the
+deployer and the gateway as processes, signs one user up, and deploys the demo text classifier twice to the
+target: once with dynamic batching off (`max_batch_size` 1) and once with it on. For each deployment it
+sends single-input predict calls to three hops, each from a keep-alive load generator on loopback:
+
+- `model_server`: `POST /predict` on the model server's own port (local target only);
+- `deployer`: `POST /deployments/{id}/predict` on the deployer, as the gateway calls it;
+- `gateway`: `POST /v1/deployments/{id}/predict` with the user's access token (auth, ownership, idempotency,
+  metrics and the inference event included);
+
+first one at a time (latency), then `concurrency` in flight (throughput), after a warm-up. Each run reports
+p50/p95/p99, req/s and the CPU seconds per second of each process tree (the machine's cores are shared by
+everything, the load generator included), so the table says where the time went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvloop
+
+from hubpulse.bench.loadgen import load, post_json
+from hubpulse.bench.pipeline import Running, _hub_spec, _started, _wait_ready
+from hubpulse.platform.stores import (
+    ProcessSpec,
+    create_database,
+    free_port,
+    kafka_spec,
+    mongo_spec,
+    postgres_spec,
+    s3_spec,
+)
+from hubpulse_common.errors import UserFacingError
+
+MODEL = "hubpulse-demo/tiny-text-classifier"
+HOPS = ("model_server", "deployer", "gateway")
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class InferenceBenchConfig:
+    requests: int = 1000
+    concurrency: int = 16
+    target: str = "local"
+    # the batched deployment's settings (the unbatched one has max_batch_size 1)
+    max_batch_size: int = 16
+    max_wait_ms: float = 2.0
+    sequential_requests: int = 200
+    warmup: int = 100
+    max_seconds: float = 120.0
+
+
+def _service(name: str, module: str, env: dict[str, str]) -> ProcessSpec:
+    port = free_port()
+    return ProcessSpec(
+        name=name,
+        kind="service",
+        port=port,
+        url=f"http://127.0.0.1:{port}",
+        argv=[sys.executable, "-m", module],
+        env={**env, "HUBPULSE_SERVICE_NAME": name, "HUBPULSE_PORT": str(port)},
+    )
+
+
+@dataclass
+class _Deployment:
+    id: str
+    model_server_url: str | None
+    model_server_pid: int | None
+
+
+def _deploy(client: httpx.Client, target: str, batching: dict[str, Any], timeout_s: float = 300) -> _Deployment:
+    body = {"model_id": MODEL, "target": target, "config": {"batching": batching}}
+    created = client.post("/v1/deployments", json=body)
+    if created.status_code != 202:
+        raise UserFacingError(f"deploying {MODEL} to {target} failed: {created.status_code} {created.text[:300]}")
+    deployment_id = created.json()["id"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        doc = client.get(f"/v1/deployments/{deployment_id}").json()
+        if doc["status"] == "running":
+            endpoint = doc.get("endpoint") or {}
+            return _Deployment(deployment_id, endpoint.get("url"), endpoint.get("pid"))
+        if doc["status"] == "failed":
+            raise UserFacingError(f"the deployment failed: {doc.get('reason')}")
+        time.sleep(0.5)
+    raise UserFacingError(f"the deployment was not running within {timeout_s:.0f} s")
+
+
+def _requests(hop: str, deployment_id: str, count: int, headers: dict[str, str], offset: int) -> list[bytes]:
+    """Single-input calls, each with its own text (nothing a cache could answer)."""
+    out = []
+    for i in range(offset, offset + count):
+        text = f"call {i}: the movie was {'good' if i % 2 else 'awful'} and the food was {'fine' if i % 3 else 'bad'}"
+        if hop == "model_server":
+            out.append(post_json("/predict", orjson.dumps({"inputs": [text]})))
+        elif hop == "deployer":
+            path = f"/deployments/{deployment_id}/predict"
+            out.append(post_json(path, orjson.dumps({"inputs": text}), headers))
+        else:
+            path = f"/v1/deployments/{deployment_id}/predict"
+            out.append(post_json(path, orjson.dumps({"inputs": text}), headers))
+    return out
+
+
+def _measure(
+    cfg: InferenceBenchConfig,
+    deployment: _Deployment,
+    ports: dict[str, int],
+    headers: dict[str, dict[str, str]],
+    watch: dict[str, int],
+    say: Say,
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    offset = 0
+    for hop in HOPS:
+        if hop not in ports:
+            continue
+        runs: dict[str, Any] = {}
+        for mode, count, concurrency in (
+            ("sequential", cfg.sequential_requests, 1),
+            ("concurrent", cfg.requests, cfg.concurrency),
+        ):
+            warm = _requests(hop, deployment.id, cfg.warmup, headers[hop], offset)
+            offset += cfg.warmup
+            uvloop.run(load(ports[hop], warm, concurrency, cfg.max_seconds))
+            measured = _requests(hop, deployment.id, count, headers[hop], offset)
+            offset += count
+            runs[mode] = uvloop.run(load(ports[hop], measured, concurrency, cfg.max_seconds, watch))
+            r = runs[mode]
+            say(f"{hop} {mode}: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, {r['rps']} req/s, errors {r['errors']}")
+        results[hop] = runs
+    return results
+
+
+def _signup(gateway: str) -> tuple[str, str]:
+    """(access token, user id) of a fresh user."""
+    creds = {"email": "bench@example.com", "password": "correct horse battery staple"}
+    with httpx.Client(base_url=gateway, timeout=30) as client:
+        client.post("/v1/auth/signup", json=creds).raise_for_status()
+        token = client.post("/v1/auth/login", json=creds).json()["access_token"]
+        me = client.get("/v1/me", headers={"authorization": f"Bearer {token}"}).json()
+    return token, str(me.get("id") or me.get("user_id"))
+
+
+def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "model": MODEL,
+        "target": cfg.target,
+        "requests": cfg.requests,
+        "concurrency": cfg.concurrency,
+        "sequential_requests": cfg.sequential_requests,
+        "batching": {"max_batch_size": cfg.max_batch_size, "max_wait_ms": cfg.max_wait_ms},
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": [round(v, 2) for v in os.getloadavg()],
+    }
+    with tempfile.TemporaryDirectory(prefix="hubpulse-bench-inference-") as tmp, ExitStack() as stack:
+        work, logs = Path(tmp), Path(tmp) / "logs"
+
+        def start(spec: ProcessSpec, timeout_s: float = 120) -> Running:
+            return stack.enter_context(_started(spec, logs, timeout_s))
+
+        say("starting PostgreSQL, broker, MongoDB, S3 and the replay Hub")
+        pg = start(postgres_spec(work, free_port()))
+        kafka = start(kafka_spec(free_port()))
+        mongo = start(mongo_spec(work, free_port()))
+        s3 = start(s3_spec(work, free_port()))
+        hub = start(_hub_spec(20, 1, free_port()), timeout_s=600)
+        base = pg.spec.url.rsplit("/", 1)[0]
+        for name in ("auth", "gateway"):
+            asyncio.run(create_database(base + "/postgres", name))
+        env = {
+            "HUBPULSE_KAFKA_BOOTSTRAP": kafka.spec.url,
+            "HUBPULSE_MONGO_URL": mongo.spec.url,
+            "HUBPULSE_S3_ENDPOINT": s3.spec.url,
+            "HUBPULSE_S3_ACCESS_KEY_ID": "hubpulse",
+            "HF_ENDPOINT": hub.spec.url,
+            "HUBPULSE_DATA_DIR": str(work / "data"),
+            "HUBPULSE_LOG_LEVEL": "WARNING",
+            # one load generator is one client: lift the per-key/IP limit, keep the middleware running
+            "HUBPULSE_API_RATE_LIMIT": "100000000/minute",
+        }
+        auth = start(_service("auth", "hubpulse_auth", {**env, "HUBPULSE_DATABASE_URL": base + "/auth"}))
+        deployer = start(_service("deployer", "hubpulse_deployer", env))
+        upstreams = {"HUBPULSE_AUTH_URL": auth.spec.url, "HUBPULSE_DEPLOYER_URL": deployer.spec.url}
+        gateway_env = {**env, **upstreams, "HUBPULSE_DATABASE_URL": base + "/gateway"}
+        gateway = start(_service("gateway", "hubpulse_gateway", gateway_env))
+        for child in (auth, deployer, gateway):
+            _wait_ready(child.spec.url)
+        token, user_id = _signup(gateway.spec.url)
+        bearer = {"authorization": f"Bearer {token}"}
+        headers = {"model_server": {}, "deployer": {"x-hubpulse-user": user_id}, "gateway": bearer}
+        with httpx.Client(base_url=gateway.spec.url, headers=bearer, timeout=60) as client:
+            for label, batching in (
+                ("unbatched", {"max_batch_size": 1}),
+                ("batched", {"max_batch_size": cfg.max_batch_size, "max_wait_ms": cfg.max_wait_ms}),
+            ):
+                say(f"deploying {MODEL} to {cfg.target} ({label})")
+                deployment = _deploy(client, cfg.target, batching)
+                ports = {"deployer": deployer.spec.port, "gateway": gateway.spec.port}
+                watch = {"gateway": gateway.pid, "deployer": deployer.pid, "kafka": kafka.pid, "mongo": mongo.pid}
+                if deployment.model_server_url and deployment.model_server_pid:
+                    ports["model_server"] = int(deployment.model_server_url.rsplit(":", 1)[1])
+                    watch["model_server"] = deployment.model_server_pid
+                report[label] = _measure(cfg, deployment, ports, headers, watch, say)
+                client.delete(f"/v1/deployments/{deployment.id}")
+    report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+    report["summary"] = summary(report)
+    return report
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The goals: gateway p50 overhead over the model server, gateway throughput share, batching speed-up."""
+    out: dict[str, Any] = {}
+    unbatched, batched = report.get("unbatched", {}), report.get("batched", {})
+    for label, runs in (("unbatched", unbatched), ("batched", batched)):
+        if "model_server" in runs and "gateway" in runs:
+            ms, gw = runs["model_server"], runs["gateway"]
+            out[label] = {
+                "gateway_p50_overhead_ms": round(gw["sequential"]["p50_ms"] - ms["sequential"]["p50_ms"], 2),
+                "deployer_p50_overhead_ms": round(
+                    runs["deployer"]["sequential"]["p50_ms"] - ms["sequential"]["p50_ms"], 2
+                ),
+                "gateway_rps_share": round(gw["concurrent"]["rps"] / ms["concurrent"]["rps"], 3),
+            }
+    for hop in HOPS:
+        if hop in unbatched and hop in batched:
+            u, b = unbatched[hop]["concurrent"], batched[hop]["concurrent"]
+            out[f"batching_{hop}"] = {
+                "rps_speedup": round(b["rps"] / u["rps"], 2),
+                "p95_ratio": round(b["p95_ms"] / u["p95_ms"], 2),
+            }
+    return out
+
+
+def table(report: dict[str, Any]) -> Any:
+    """The report as a rich table (what `hubpulse bench inference` prints)."""
+    from rich.table import Table
+
+    t = Table(title=f"bench inference: {report['model']} on {report['target']}, c={report['concurrency']}")
+    for column in ("deployment", "hop", "mode", "p50 ms", "p95 ms", "req/s", "errors", "CPU share"):
+        t.add_column(column)
+    for label in ("unbatched", "batched"):
+        for hop, runs in report.get(label, {}).items():
+            for mode, r in runs.items():
+                cpu = ", ".join(f"{k} {v:.2f}" for k, v in r["cpu_share"].items())
+                row = (label, hop, mode, f"{r['p50_ms']}", f"{r['p95_ms']}", f"{r['rps']}", str(r["errors"]), cpu)
+                t.add_row(*row)
+    for name, values in report.get("summary", {}).items():
+        t.add_row(name, "", "", ", ".join(f"{k}={v}" for k, v in values.items()))
+    return t
