@@ -1,4 +1,4 @@
-"""`local`: download the model from the Hub, serve it with a transformers pipeline in a process of its own.
+"""`local`: download what the runtime loads from the Hub, serve it with that runtime in a process of its own.
 
 One model server process per deployment (`python -m hubpulse_deployer.model_server`), watched by the deployer:
 a server that dies is reported by `exited()` so the deployment turns `failed` with the exit reason.
@@ -18,9 +18,10 @@ from typing import Any
 
 import httpx
 import psutil
-from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+from hubpulse_deployer.runtime import Refused
+from hubpulse_deployer.runtime.fetch import fetch
 from hubpulse_deployer.targets.base import ProvisionError, Spec, TargetUnavailable, call_model_server
 
 # progress bars would fill the log whose tail becomes the failure reason
@@ -81,18 +82,18 @@ class LocalTarget:
 
     def _download(self, spec: Spec) -> str:
         try:
-            path: str = snapshot_download(
+            return fetch(
                 spec.model_id,
-                revision=spec.revision,
+                spec.revision,
+                spec.task,
                 endpoint=self._endpoint,
                 token=self._token,
                 cache_dir=self._data_dir / "hf-cache",
             )
+        except Refused as exc:
+            raise ProvisionError(f"download of {spec.model_id}@{spec.revision} refused: {exc}") from exc
         except (HfHubHTTPError, LocalEntryNotFoundError) as exc:
             raise ProvisionError(f"download of {spec.model_id}@{spec.revision} failed: {str(exc)[:300]}") from exc
-        if not any(Path(path).glob("*.safetensors")) and not any(Path(path).glob("*.bin")):
-            raise ProvisionError(f"{spec.model_id}@{spec.revision} has no weights file to serve")
-        return path
 
     async def provision(self, spec: Spec) -> dict[str, Any]:
         running = self._servers.get(spec.deployment_id)
