@@ -229,7 +229,8 @@ async def open_upstreams(app: FastAPI, settings: GatewaySettings) -> AsyncIterat
         await upstreams.aclose()
 
 
-def get_upstreams(request: Request) -> Upstreams:
+async def get_upstreams(request: Request) -> Upstreams:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread handoff on every request
     upstreams: Upstreams = request.app.state.upstreams
     return upstreams
 

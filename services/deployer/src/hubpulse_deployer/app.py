@@ -11,6 +11,7 @@ from huggingface_hub import HfApi
 from hubpulse_common.http import create_service_app
 from hubpulse_common.resources import open_resources
 from hubpulse_deployer import routes
+from hubpulse_deployer.idempotency import IdempotencyCache
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.repository import DeploymentRepository
 from hubpulse_deployer.settings import DeployerSettings
@@ -50,11 +51,13 @@ def create_app(settings: DeployerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(app, settings, kafka=True, mongo=True, s3=True) as res:
-            repo = DeploymentRepository(res.require_mongo()[settings.mongo_database]["deployments"])
+            collection = res.require_mongo()[settings.mongo_database]["deployments"]
+            repo = DeploymentRepository(collection, settings.predict_doc_max_age_s)
             await repo.ensure_indexes()
             targets = build_targets(settings)
             orchestrator = Orchestrator(repo, res.require_bus(), targets, settings.resource_poll_s)
             app.state.orchestrator = orchestrator
+            app.state.idempotency = IdempotencyCache(settings.idempotency_cache_bytes, settings.idempotency_ttl_s)
             app.state.hub = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token.get_secret_value())
             await orchestrator.start()
             try:

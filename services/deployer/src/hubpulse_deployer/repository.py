@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cachetools import TTLCache
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -17,8 +18,13 @@ class Conflict(Exception):
 
 
 class DeploymentRepository:
-    def __init__(self, collection: AsyncCollection[Doc]) -> None:
+    def __init__(self, collection: AsyncCollection[Doc], recent_max_age_s: float = 1.0) -> None:
         self._c = collection
+        # documents read for the predict path, so a call does not cost a MongoDB round trip; every write of this
+        # process drops its entry, so only another replica's write can be seen up to `recent_max_age_s` late
+        self._recent: TTLCache[str, Doc] | None = (
+            TTLCache(maxsize=10_000, ttl=recent_max_age_s) if recent_max_age_s > 0 else None
+        )
 
     async def ensure_indexes(self) -> None:
         await self._c.create_index([("user_id", ASCENDING), ("created_at", DESCENDING)])
@@ -26,9 +32,25 @@ class DeploymentRepository:
 
     async def insert(self, doc: Doc) -> None:
         await self._c.insert_one(doc)
+        self._forget(doc["_id"])
+
+    def _forget(self, deployment_id: str) -> None:
+        if self._recent is not None:
+            self._recent.pop(deployment_id, None)
 
     async def get(self, deployment_id: str) -> Doc | None:
         return await self._c.find_one({"_id": deployment_id})
+
+    async def get_recent(self, deployment_id: str) -> Doc | None:
+        """`get`, or the same document read less than `recent_max_age_s` ago (not to be written back)."""
+        if self._recent is None:
+            return await self.get(deployment_id)
+        doc = self._recent.get(deployment_id)
+        if doc is None:
+            doc = await self.get(deployment_id)
+            if doc is not None:
+                self._recent[deployment_id] = doc
+        return doc
 
     async def owned(self, *, owner: str | None, include_deleted: bool, limit: int) -> list[Doc]:
         query: Doc = {} if include_deleted else {"status": {"$ne": "deleted"}}
@@ -44,11 +66,14 @@ class DeploymentRepository:
         update: Doc = {"$set": transition.set_fields, "$push": {"transitions": transition.log_entry}}
         if push_version is not None:
             update["$push"]["versions"] = push_version
-        doc = await self._c.find_one_and_update(
-            {"_id": deployment_id, "sequence": transition.expected_sequence},
-            update,
-            return_document=ReturnDocument.AFTER,
-        )
+        try:
+            doc = await self._c.find_one_and_update(
+                {"_id": deployment_id, "sequence": transition.expected_sequence},
+                update,
+                return_document=ReturnDocument.AFTER,
+            )
+        finally:
+            self._forget(deployment_id)  # also when the write's outcome is unknown (an error after sending it)
         if doc is None:
             raise Conflict(deployment_id)
         return doc

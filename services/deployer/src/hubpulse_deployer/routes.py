@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from cachetools import TTLCache
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from huggingface_hub import HfApi
@@ -17,15 +16,14 @@ from hubpulse_common.errors import InputError
 from hubpulse_common.events import DeploymentStatus
 from hubpulse_common.http import ApiError
 from hubpulse_common.inference import parse_inputs, servable
+from hubpulse_deployer.idempotency import IdempotencyCache, KeyReused, digest_of
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.schemas import CreateDeployment, RollbackRequest, UpdateDeployment
 from hubpulse_deployer.service import InvalidTransition, UnknownVersion, add_version, new_deployment, public_view
-from hubpulse_deployer.targets.base import NOT_INVOCABLE, TargetUnavailable
+from hubpulse_deployer.targets.base import NOT_INVOCABLE, InputRejected, TargetUnavailable
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
 S = DeploymentStatus
-# A retried predict (same Idempotency-Key) gets the first answer instead of running the model twice.
-_IDEMPOTENT: TTLCache[str, bytes] = TTLCache(maxsize=10_000, ttl=600)
 
 
 def _orchestrator(request: Request) -> Orchestrator:
@@ -38,8 +36,10 @@ def _hub(request: Request) -> HfApi:
     return hub
 
 
-async def _owned(request: Request, deployment_id: str, user_id: str | None) -> dict[str, Any]:
-    doc = await _orchestrator(request).repo.get(deployment_id)
+async def _owned(request: Request, deployment_id: str, user_id: str | None, *, recent: bool = False) -> dict[str, Any]:
+    """The deployment, if `user_id` may see it; `recent`: a copy read up to a second ago will do (predict)."""
+    repo = _orchestrator(request).repo
+    doc = await (repo.get_recent(deployment_id) if recent else repo.get(deployment_id))
     # someone else's deployment is answered as missing: its existence is not theirs to learn
     if doc is None or (user_id is not None and doc.get("user_id") not in (None, user_id)):
         raise ApiError(404, "not_found", f"no deployment {deployment_id}")
@@ -167,18 +167,33 @@ async def predict(
     request: Request,
     deployment_id: str,
     x_hubpulse_user: str | None = Header(None),
-    idempotency_key: str | None = Header(None, max_length=200),
+    idempotency_key: str | None = Header(None, min_length=1, max_length=200),
 ) -> Response:
-    cache_key = f"{deployment_id}:{idempotency_key}" if idempotency_key else None
-    if cache_key is not None and (cached := _IDEMPOTENT.get(cache_key)) is not None:
-        return Response(cached, media_type="application/json", headers={"Idempotent-Replayed": "true"})
-    doc = await _owned(request, deployment_id, x_hubpulse_user)
+    """One predict call. With an Idempotency-Key (the caller's own), a repeat with the same inputs gets the kept
+    answer (`Idempotent-Replayed: true`) and a repeat with other inputs a 422 (idempotency.py)."""
+    doc = await _owned(request, deployment_id, x_hubpulse_user, recent=True)
     try:
         inputs, batch = parse_inputs(doc["task"], orjson.loads(await request.body()))
     except orjson.JSONDecodeError:
         raise ApiError(400, "bad_request", "body is not JSON") from None
     except InputError as exc:
         raise ApiError(422, "bad_input", str(exc)) from None
+    if idempotency_key is None:
+        return Response(await _run_predict(request, doc, inputs, batch), media_type="application/json")
+    cache: IdempotencyCache = request.app.state.idempotency
+    key = (deployment_id, x_hubpulse_user or "", idempotency_key)
+    digest = digest_of(orjson.dumps([inputs, batch]))
+    try:
+        body, replayed = await cache.answer(key, digest, lambda: _run_predict(request, doc, inputs, batch))
+    except KeyReused:
+        raise ApiError(
+            422, "idempotency_key_reused", "this Idempotency-Key was used with other inputs; send a new key"
+        ) from None
+    return Response(body, media_type="application/json", headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+
+async def _run_predict(request: Request, doc: dict[str, Any], inputs: list[str], batch: bool) -> bytes:
+    deployment_id = doc["_id"]
     if doc["status"] != S.RUNNING.value:
         reason = f": {doc['reason']}" if doc.get("reason") else ""
         raise ApiError(503, "not_running", f"deployment is {doc['status']}{reason}")
@@ -188,18 +203,14 @@ async def predict(
     target = _orchestrator(request).targets[doc["target"]]
     try:
         outputs = await target.predict(deployment_id, endpoint, inputs)
+    except InputRejected as exc:
+        raise ApiError(422, "bad_input", str(exc)) from None
     except TargetUnavailable as exc:
         await _orchestrator(request).reap()  # a dead server turns the deployment failed now, not at the next poll
         code = {501: "not_supported", 502: "bad_gateway", 504: "timeout"}.get(exc.status, "unavailable")
         raise ApiError(exc.status, code, str(exc)) from None
-    body = orjson.dumps(
-        {"deployment_id": deployment_id, "model_id": doc["model_id"], "version": doc["version"],
-         "outputs": outputs if batch else outputs[0]},
-        option=orjson.OPT_SERIALIZE_NUMPY,
-    )  # fmt: skip
-    if cache_key is not None:
-        _IDEMPOTENT[cache_key] = body
-    return Response(body, media_type="application/json")
+    answer = {"deployment_id": deployment_id, "model_id": doc["model_id"], "version": doc["version"]}
+    return orjson.dumps({**answer, "outputs": outputs if batch else outputs[0]}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 @router.get("/{deployment_id}/manifests")

@@ -24,6 +24,11 @@ class DeployerSettings(ServiceSettings):
     provision_timeout_s: float = 180.0
     model_server_host: str = "127.0.0.1"
     predict_timeout_s: float = 30.0
+    # answers kept for callers' Idempotency-Keys (idempotency.py): bounded in bytes, expiring
+    idempotency_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    idempotency_ttl_s: float = Field(600.0, gt=0)
+    # predict reads its deployment from memory when this fresh (this process's own writes refresh it at once)
+    predict_doc_max_age_s: float = Field(1.0, ge=0)
     space_poll_s: float = 2.0
     lambda_role_name: str = "hubpulse-model-server"
     # ARNs of layers holding torch and transformers for the handler (built from the package's requirements.txt)

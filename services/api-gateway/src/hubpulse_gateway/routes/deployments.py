@@ -1,14 +1,14 @@
 """Deployments and inference: `/v1/deployments...`, forwarded to the deployer as the caller.
 
-Predict is validated here against the deployment's task (its shape cached briefly), forwarded with an
-Idempotency-Key so the upstream client's retries on timeouts/5xx never run the model twice for one call, and
-answered 503 when the deployment is not running. Every predict call, good or bad, emits an `InferenceEvent`.
+Predict is validated here against the deployment's task (its shape cached briefly), forwarded with the
+caller's Idempotency-Key (then retried on timeouts/5xx: the deployer's answer for the key means the model never
+runs twice for one call), and answered 503 when the deployment is not running. Every predict call, good or bad,
+emits an `InferenceEvent`.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any, Literal
 
 import orjson
@@ -102,7 +102,8 @@ async def _forward(
     """(deployment, response body, number of inputs) of one predict call; ApiError for every failure."""
     doc = _SHAPES.get(f"{user.user_id}:{deployment_id}") or await _get(upstreams, user, deployment_id)
     try:
-        inputs, _ = parse_inputs(doc["task"], orjson.loads(raw))
+        body = orjson.loads(raw)
+        inputs, _ = parse_inputs(doc["task"], body)
     except orjson.JSONDecodeError:
         raise ApiError(400, "bad_request", "body is not JSON") from None
     except InputError as exc:
@@ -117,12 +118,18 @@ async def _forward(
     # answered at once, never retried against the deployer
     if unreachable := (doc.get("endpoint") or {}).get("not_invocable"):
         raise ApiError(503, "not_invocable", str(unreachable))
-    key = request.headers.get("idempotency-key") or uuid.uuid4().hex
+    # The caller's Idempotency-Key travels to the deployer, which keeps the answer for it; only such a call is
+    # retried on a transport error or 5xx (a retry without a key could run the model twice).
+    key = request.headers.get("idempotency-key")
     try:
         response = await upstreams.deployer.request(
-            "POST", f"/deployments/{deployment_id}/predict", principal=user,
-            json={"inputs": orjson.loads(raw)["inputs"]}, headers={"idempotency-key": key}, retry=True,
-        )  # fmt: skip
+            "POST",
+            f"/deployments/{deployment_id}/predict",
+            principal=user,
+            json={"inputs": body["inputs"]},
+            headers={"idempotency-key": key} if key else None,
+            retry=bool(key),
+        )
     except ApiError as exc:
         if exc.status < 500:
             raise

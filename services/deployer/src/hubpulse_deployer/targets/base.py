@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from hubpulse_deployer.schemas import Batching
+
 
 class ProvisionError(Exception):
     """The target could not start this deployment; the message is the `failed` reason."""
@@ -19,6 +21,10 @@ class NotApplied(Exception):
     def __init__(self, reason: str, endpoint: dict[str, Any]) -> None:
         super().__init__(reason)
         self.endpoint = endpoint
+
+
+class InputRejected(Exception):
+    """The model server refused the inputs (its 422): the caller's fault, answered 422 with its message."""
 
 
 class TargetUnavailable(Exception):
@@ -87,7 +93,22 @@ async def call_model_server(client: httpx.AsyncClient, url: str, inputs: list[st
         raise TargetUnavailable(f"{who} did not answer in time ({type(exc).__name__})", 504) from exc
     except httpx.TransportError as exc:
         raise TargetUnavailable(f"{who} at {url} is not reachable from here ({type(exc).__name__}: {exc})") from exc
+    if response.status_code == 422:
+        raise InputRejected(_error_message(response))
     if response.status_code != 200:
         raise TargetUnavailable(f"{who} answered {response.status_code}: {response.text[:300]}", 502)
     outputs: list[Any] = response.json()["outputs"]
     return outputs
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:300]
+
+
+def batching_args(config: dict[str, Any]) -> list[str]:
+    """The model server's batching arguments for a deployment's config (older configs: the defaults)."""
+    batching = Batching.model_validate(config.get("batching") or {})
+    return ["--max-batch-size", str(batching.max_batch_size), "--max-wait-ms", str(batching.max_wait_ms)]

@@ -22,7 +22,13 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from hubpulse_deployer.runtime import Refused
 from hubpulse_deployer.runtime.fetch import fetch
-from hubpulse_deployer.targets.base import ProvisionError, Spec, TargetUnavailable, call_model_server
+from hubpulse_deployer.targets.base import (
+    ProvisionError,
+    Spec,
+    TargetUnavailable,
+    batching_args,
+    call_model_server,
+)
 
 # progress bars would fill the log whose tail becomes the failure reason
 _SERVER_ENV = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
@@ -39,6 +45,7 @@ class _Server:
     revision: str
     url: str
     model_dir: str
+    batching: list[str]  # the model server's batching arguments
 
 
 def _free_port(host: str) -> int:
@@ -97,7 +104,9 @@ class LocalTarget:
 
     async def provision(self, spec: Spec) -> dict[str, Any]:
         running = self._servers.get(spec.deployment_id)
-        if running is not None and running.proc.poll() is None and running.revision == spec.revision:
+        batching = batching_args(spec.config)
+        same = running is not None and running.revision == spec.revision and running.batching == batching
+        if running is not None and running.proc.poll() is None and same:
             # a version that changes only config the local server does not use (autoscaling, hardware, memory):
             # the server already loaded this revision keeps serving, no restart
             running.version = spec.version
@@ -107,11 +116,11 @@ class LocalTarget:
         log = self._data_dir / "deployments" / spec.deployment_id / f"server-v{spec.version}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "hubpulse_deployer.model_server", "--model-dir", model_dir,
-                   "--task", spec.task, "--host", self._host, "--port", str(port)]  # fmt: skip
+                   "--task", spec.task, "--host", self._host, "--port", str(port), *batching]  # fmt: skip
         proc = await asyncio.to_thread(_spawn, command, log)
         url = f"http://{self._host}:{port}"
         server = _Server(proc=proc, port=port, log=log, version=spec.version, ps=psutil.Process(proc.pid),
-                         revision=spec.revision, url=url, model_dir=model_dir)  # fmt: skip
+                         revision=spec.revision, url=url, model_dir=model_dir, batching=batching)  # fmt: skip
         try:
             await self._wait_ready(server, url)
         except BaseException:  # also cancellation (deleted while starting): never leave an orphan server
