@@ -1,0 +1,138 @@
+"""Dynamic batching (`hubpulse_deployer.batching`): concurrent calls share forward passes, each caller gets its
+own outputs in order, and an input that breaks a batch fails only the caller that sent it. Then the same through
+a real model server process running the demo text classifier on ONNX Runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deployer.conftest import DEMO_CACHE
+from hubpulse.hub.demo_models import DemoRepos
+from hubpulse.platform.stores import free_port, wait_port
+from hubpulse_deployer.batching import Batcher
+from hubpulse_deployer.runtime import load
+
+MODEL = "hubpulse-demo/tiny-text-classifier"
+
+
+class Recorder:
+    """A batch function that records the batches it was given; it refuses the input "boom" (as a runtime
+    refuses an input it cannot take) and answers each input with its own text reversed."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def __call__(self, inputs: Sequence[str]) -> list[Any]:
+        self.batches.append(list(inputs))
+        if "boom" in inputs:
+            raise ValueError("cannot take 'boom'")
+        return [text[::-1] for text in inputs]
+
+
+@pytest.fixture
+async def executor() -> AsyncIterator[ThreadPoolExecutor]:
+    pool = ThreadPoolExecutor(max_workers=1)
+    yield pool
+    pool.shutdown()
+
+
+async def test_concurrent_callers_share_batches_and_get_their_own_outputs(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder, executor, max_batch_size=8, max_wait_s=0.05)
+    calls = [[f"call {i} input {j}" for j in range(1 + i % 3)] for i in range(24)]
+    try:
+        answers = await asyncio.gather(*(batcher.predict(inputs) for inputs in calls))
+    finally:
+        await batcher.close()
+    assert answers == [[text[::-1] for text in inputs] for inputs in calls]
+    assert len(recorder.batches) < len(calls)  # forward passes were shared
+    assert max(len(b) for b in recorder.batches) <= 8
+    # arrival order is kept: the batches, joined, are the calls' inputs in the order they were made
+    assert [x for b in recorder.batches for x in b] == [x for inputs in calls for x in inputs]
+
+
+async def test_a_bad_input_fails_only_its_caller(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder, executor, max_batch_size=16, max_wait_s=0.05)
+    calls = [["fine 1"], ["fine 2", "boom"], ["fine 3"], ["fine 4", "fine 5"]]
+    try:
+        answers = await asyncio.gather(*(batcher.predict(inputs) for inputs in calls), return_exceptions=True)
+    finally:
+        await batcher.close()
+    assert answers[0] == ["1 enif"]
+    assert isinstance(answers[1], ValueError)
+    assert answers[2] == ["3 enif"]
+    assert answers[3] == ["4 enif", "5 enif"]
+    assert recorder.batches[0] == ["fine 1", "fine 2", "boom", "fine 3", "fine 4", "fine 5"]  # one batch first
+
+
+async def test_a_call_larger_than_the_bound_runs_alone_and_the_wait_is_bounded(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder, executor, max_batch_size=4, max_wait_s=0.2)
+    try:
+        big = await batcher.predict([f"x{i}" for i in range(6)])
+        # alone, a call waits for company at most max_wait_s, then runs
+        started = asyncio.get_running_loop().time()
+        alone = await batcher.predict(["solo"])
+        waited = asyncio.get_running_loop().time() - started
+    finally:
+        await batcher.close()
+    assert big == [f"{i}x" for i in range(6)]
+    assert alone == ["olos"]
+    assert recorder.batches == [[f"x{i}" for i in range(6)], ["solo"]]
+    assert waited < 5  # bounded (0.2 s asked; generous for a loaded machine)
+
+
+async def test_batch_size_one_runs_each_call_alone(executor: ThreadPoolExecutor) -> None:
+    recorder = Recorder()
+    batcher = Batcher(recorder, executor, max_batch_size=1, max_wait_s=0.05)
+    answers = await asyncio.gather(*(batcher.predict([f"c{i}"]) for i in range(5)))
+    await batcher.close()
+    assert answers == [[f"{i}c"] for i in range(5)]
+    assert sorted(map(tuple, recorder.batches)) == [(f"c{i}",) for i in range(5)]
+
+
+@pytest.fixture(scope="module")
+def demo_model_dir() -> Path:
+    built = DemoRepos(DEMO_CACHE).get(MODEL)
+    assert built is not None
+    return built.root
+
+
+async def test_model_server_batches_concurrent_calls(demo_model_dir: Path, tmp_path: Path) -> None:
+    texts = [f"call {i}: the movie was {'good' if i % 2 else 'awful'}" for i in range(32)]
+    alone = load(demo_model_dir, "text-classification").predict_batch(texts)
+    port = free_port()
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hubpulse_deployer.model_server", "--model-dir", str(demo_model_dir), "--task",
+         "text-classification", "--port", str(port), "--max-batch-size", "8", "--max-wait-ms", "20"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert await asyncio.to_thread(wait_port, port, 120, server)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            answers = await asyncio.gather(*(client.post("/predict", json={"inputs": [t]}) for t in texts))
+            bad = await client.post("/predict", json={"inputs": [""]})
+            health = (await client.get("/healthz")).json()
+    finally:
+        server.terminate()
+        server.wait(20)
+        log.close()
+    for text, answer, expected in zip(texts, answers, alone, strict=True):
+        assert answer.status_code == 200, answer.text
+        (output,) = answer.json()["outputs"]
+        assert output["label"] == expected["label"], text
+        assert output["score"] == pytest.approx(expected["score"], abs=1e-5)
+    assert bad.status_code == 422
+    assert health["batching"]["max_batch_size"] == 8
+    assert health["batching"]["batches"] < len(texts)  # forward passes were shared
