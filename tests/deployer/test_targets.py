@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from deployer.conftest import DeployStack, read_topic
+from deployer.conftest import PLATFORM_TOKEN, DeployStack, read_topic
 from hubpulse_deployer.targets.base import Spec
 from hubpulse_deployer.targets.hf_space import space_files
 from hubpulse_deployer.targets.kubernetes import REDACTED, render
@@ -48,7 +48,7 @@ async def test_hf_space_created_followed_and_deleted(deploy_stack: DeployStack) 
     assert space_id.startswith("hubpulse/hubpulse-")
     assert running["config"]["secrets"] == ["API_KEY"]
 
-    hub = HfApi(endpoint=deploy_stack.hub, token="hf_test")
+    hub = HfApi(endpoint=deploy_stack.hub, token=PLATFORM_TOKEN)
     # the replay Hub is served by this event loop: sync clients call it from a thread
     runtime = await asyncio.to_thread(hub.get_space_runtime, space_id)
     assert runtime.stage == "RUNNING"

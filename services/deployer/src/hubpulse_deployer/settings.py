@@ -17,9 +17,9 @@ class DeployerSettings(ServiceSettings):
     hf_endpoint: str = Field(
         "https://huggingface.co", validation_alias=AliasChoices("HUBPULSE_HF_ENDPOINT", "HF_ENDPOINT")
     )
-    hf_token: SecretStr = Field(
-        SecretStr("hf_hubpulse"), validation_alias=AliasChoices("HUBPULSE_HF_TOKEN", "HF_TOKEN")
-    )
+    # the platform's own token: Space management, and downloads of public, ungated models only. None: no token
+    # is sent (the real Hub answers a wrong token with 401 even on public repos)
+    hf_token: SecretStr | None = Field(None, validation_alias=AliasChoices("HUBPULSE_HF_TOKEN", "HF_TOKEN"))
     hf_space_namespace: str = "hubpulse"
     provision_timeout_s: float = 180.0
     model_server_host: str = "127.0.0.1"
@@ -32,3 +32,8 @@ class DeployerSettings(ServiceSettings):
     kubernetes_namespace: str = "default"
     model_server_image: str = "ghcr.io/hubpulse/model-server:0.1.0"
     resource_poll_s: float = 1.0
+
+    def hub_token(self) -> str | bool:
+        """The platform token as huggingface_hub takes it: False sends none (None would fall back to a token saved
+        on the machine)."""
+        return self.hf_token.get_secret_value() if self.hf_token is not None else False

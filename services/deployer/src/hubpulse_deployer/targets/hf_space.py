@@ -76,10 +76,12 @@ class HfSpaceTarget:
     name = "hf-space"
 
     def __init__(
-        self, *, hf_endpoint: str, hf_token: str, namespace: str, start_timeout_s: float, poll_s: float,
+        self, *, hf_endpoint: str, hf_token: str | bool, namespace: str, start_timeout_s: float, poll_s: float,
         predict_timeout_s: float,
     ) -> None:  # fmt: skip
         self._api = HfApi(endpoint=hf_endpoint, token=hf_token)
+        # the Space is private: the platform calls it with its own token
+        self._auth = {"authorization": f"Bearer {hf_token}"} if isinstance(hf_token, str) else {}
         self._namespace = namespace
         self._start_timeout_s, self._poll_s = start_timeout_s, poll_s
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(predict_timeout_s, connect=3.0))
@@ -132,6 +134,8 @@ class HfSpaceTarget:
         raise ProvisionError(f"Space {repo_id} not RUNNING within {self._start_timeout_s:.0f}s (stage {stage})")
 
     async def provision(self, spec: Spec) -> dict[str, Any]:
+        if not self._auth:
+            raise ProvisionError("hf-space needs the platform's Hub token (HUBPULSE_HF_TOKEN), and none is configured")
         try:
             repo_id = await asyncio.to_thread(self._create, spec)
             return await asyncio.to_thread(self._follow, repo_id)
@@ -143,7 +147,7 @@ class HfSpaceTarget:
         await asyncio.to_thread(self._api.delete_repo, repo_id, repo_type="space", missing_ok=True)
 
     async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:
-        return await call_model_server(self._client, str(endpoint["host"]), inputs, "the Space")
+        return await call_model_server(self._client, str(endpoint["host"]), inputs, "the Space", headers=self._auth)
 
     def resources(self, deployment_id: str) -> dict[str, Any] | None:
         return None  # the Hub runs the Space; its hardware is on the endpoint
