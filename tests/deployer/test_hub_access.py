@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 from auth.conftest import serving
 from fastapi import FastAPI, Request
@@ -100,3 +101,64 @@ async def test_space_predict_sends_the_platform_token() -> None:
     # the Space is private: without the token the Hub would not let the call through
     assert seen == [f"Bearer {PLATFORM_TOKEN}"]
     assert HfApi(endpoint=url, token=False)._build_hf_headers(token=False).get("authorization") is None
+
+
+async def test_limits_are_4xx_naming_the_setting(deploy_stack: DeployStack) -> None:
+    """Audit M8: hardware from an allow-list, memory and deployment count per organisation, download size."""
+    settings = deploy_stack.settings
+    async with deploy_stack.client() as client:
+        gpu = await client.post(
+            "/v1/deployments", json={"model_id": MODEL, "target": "hf-space", "config": {"hardware": "a100-large"}}
+        )
+        assert gpu.status_code == 422, gpu.text
+        assert gpu.json()["error"]["code"] == "hardware_not_allowed"
+        assert "HUBPULSE_ALLOWED_HARDWARE" in gpu.json()["error"]["message"]
+
+        big = {"memory_mb": 10240, "autoscaling": {"min_replicas": 1, "max_replicas": 2}}
+        memory = await client.post("/v1/deployments", json={"model_id": MODEL, "target": "kubernetes", "config": big})
+        assert memory.status_code == 403, memory.text
+        assert "HUBPULSE_MAX_MEMORY_MB_PER_ORG" in memory.json()["error"]["message"]
+
+        # the deployer's (frozen) settings, lowered for this call: the demo classifier's files are about 40 KB
+        limit = settings.max_model_bytes
+        object.__setattr__(settings, "max_model_bytes", 1000)
+        try:
+            large = await client.post("/v1/deployments", json={"model_id": MODEL})
+        finally:
+            object.__setattr__(settings, "max_model_bytes", limit)
+        assert large.status_code == 422, large.text
+        assert large.json()["error"]["code"] == "model_too_large"
+        assert "HUBPULSE_MAX_MODEL_BYTES" in large.json()["error"]["message"]
+
+        small = {"model_id": MODEL, "target": "kubernetes", "config": {"memory_mb": 128}}
+        created = []
+        for _ in range(settings.max_deployments_per_org + 1):
+            answer = await client.post("/v1/deployments", json=small)
+            if answer.status_code != 202:
+                break
+            created.append(answer.json()["id"])
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["error"]["code"] == "quota_exceeded"
+        assert "HUBPULSE_MAX_DEPLOYMENTS_PER_ORG" in answer.json()["error"]["message"]
+        # a new version of an existing deployment is checked too, without counting it twice
+        grow = await client.patch(f"/v1/deployments/{created[0]}", json={"config": big})
+        assert grow.status_code == 403, grow.text
+        fits = await client.patch(f"/v1/deployments/{created[0]}", json={"config": {"memory_mb": 256}})
+        assert fits.status_code == 202, fits.text
+        # deleted deployments free their place
+        await client.delete(f"/v1/deployments/{created[0]}")
+        again = await client.post("/v1/deployments", json=small)
+        assert again.status_code == 202, again.text
+        for deployment_id in [*created[1:], again.json()["id"]]:
+            await client.delete(f"/v1/deployments/{deployment_id}")
+
+
+async def test_bad_variables_are_422(deploy_stack: DeployStack) -> None:
+    """Audit M9, at the deployer itself (the gateway may cap the body first): a NUL or `$` in a variable name, a
+    17 MiB value (over Mongo's document limit, it answered 500)."""
+    identity = {"x-hubpulse-user": deploy_stack.user_id, "x-hubpulse-org": "org-m9"}
+    async with httpx.AsyncClient(base_url=deploy_stack.deployer, headers=identity, timeout=60) as client:
+        for env in ({"A\u0000B": "x"}, {"$where": "x"}, {"A": "x" * (17 * 1024 * 1024)}):
+            for field in ("env", "secrets"):
+                answer = await client.post("/deployments", json={"model_id": MODEL, "config": {field: env}})
+                assert answer.status_code == 422, answer.text[:300]

@@ -70,7 +70,12 @@ async def test_hf_space_created_followed_and_deleted(deploy_stack: DeployStack) 
 
 
 async def test_hf_space_refused_hardware_fails_with_reason(deploy_stack: DeployStack) -> None:
-    deployment_id = await _deploy(deploy_stack, "hf-space", {"hardware": "quantum-9000"})
+    # allowed here (HUBPULSE_ALLOWED_HARDWARE) but refused by the Hub: the deployment fails with the Hub's reason
+    deploy_stack.settings.allowed_hardware.append("quantum-9000")
+    try:
+        deployment_id = await _deploy(deploy_stack, "hf-space", {"hardware": "quantum-9000"})
+    finally:
+        deploy_stack.settings.allowed_hardware.remove("quantum-9000")
     failed = await deploy_stack.wait_status(deployment_id, {"running", "failed"}, timeout_s=30)
     assert failed["status"] == "failed", failed
     assert "Invalid hardware" in failed["reason"]
@@ -151,7 +156,7 @@ async def test_kubernetes_without_kubeconfig_is_pending_with_valid_manifests(dep
         answer = await client.post(f"/v1/deployments/{deployment_id}/predict", json={"inputs": "hello"})
         assert answer.status_code == 503
         assert answer.json()["error"]["code"] == "not_running"
-        space = {"model_id": MODEL, "target": "hf-space", "config": {"hardware": "quantum-9000"}}
+        space = {"model_id": MODEL, "target": "hf-space"}
         other = (await client.post("/v1/deployments", json=space)).json()
         assert (await client.get(f"/v1/deployments/{other['id']}/manifests")).status_code == 404
     objects = list(yaml.safe_load_all(body["yaml"]))

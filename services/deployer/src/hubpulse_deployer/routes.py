@@ -26,12 +26,15 @@ from hubpulse_common.http import ApiError
 from hubpulse_common.inference import parse_inputs, servable
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.runtime import Refused
-from hubpulse_deployer.runtime.fetch import HUB_LOGIN_VARIABLE, model_info, require_public, user_token
+from hubpulse_deployer.runtime.fetch import HUB_LOGIN_VARIABLE, download_bytes, model_info, require_public, user_token
 from hubpulse_deployer.schemas import CreateDeployment, RollbackRequest, UpdateDeployment
 from hubpulse_deployer.service import (
+    ACTIVE,
     InvalidTransition,
+    OverLimit,
     UnknownVersion,
     add_version,
+    check_limits,
     current_version,
     new_deployment,
     public_view,
@@ -111,7 +114,34 @@ async def _task_of(request: Request, model_id: str, revision: str, config: dict[
     if not servable(info.pipeline_tag):
         raise ApiError(422, "unsupported_task", f"{model_id} is a {info.pipeline_tag!r} model, which is not served")
     task: str = info.pipeline_tag  # type: ignore[assignment]
+    size, limit = download_bytes(info, task), _settings(request).max_model_bytes
+    if size is not None and size > limit:
+        raise ApiError(
+            422,
+            "model_too_large",
+            f"{model_id}@{revision} is {size} bytes to download, over the limit (HUBPULSE_MAX_MODEL_BYTES) of {limit}",
+        )
     return task
+
+
+async def _check_limits(
+    request: Request, config: dict[str, Any], org_id: str | None, user_id: str | None, changing: str | None = None
+) -> None:
+    """Refuse (4xx naming the limit) a version over one of the organisation's limits. `changing`: the deployment
+    that gets the version (it is not counted twice, and the count does not grow)."""
+    settings = _settings(request)
+    statuses = [s.value for s in ACTIVE]
+    active = await _orchestrator(request).repo.active_of(org_id=org_id, user_id=user_id, statuses=statuses)
+    try:
+        check_limits(
+            config,
+            [d for d in active if d["_id"] != changing],
+            max_deployments=None if changing else settings.max_deployments_per_org,
+            max_memory_mb=settings.max_memory_mb_per_org,
+            allowed_hardware=settings.allowed_hardware,
+        )
+    except OverLimit as exc:
+        raise ApiError(422 if exc.code == "hardware_not_allowed" else 403, exc.code, str(exc)) from None
 
 
 @router.post("", status_code=202)
@@ -122,6 +152,7 @@ async def create(
     x_hubpulse_org: str | None = Header(None),
 ) -> dict[str, Any]:
     config = body.config.model_dump()
+    await _check_limits(request, config, x_hubpulse_org, x_hubpulse_user)
     task = await _task_of(request, body.model_id, body.revision, config)
     orchestrator = _orchestrator(request)
     doc = new_deployment(
@@ -171,6 +202,7 @@ async def delete(request: Request, deployment_id: str, x_hubpulse_user: str | No
 
 
 async def _new_version(request: Request, doc: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
+    await _check_limits(request, version["config"], doc.get("org_id"), doc.get("user_id"), changing=doc["_id"])
     orchestrator = _orchestrator(request)
     try:
         updated = await orchestrator.transition(doc["_id"], S.PROVISIONING, push_version=version)

@@ -32,6 +32,15 @@ class DeployerSettings(ServiceSettings):
     kubernetes_namespace: str = "default"
     model_server_image: str = "ghcr.io/hubpulse/model-server:0.1.0"
     resource_poll_s: float = 1.0
+    # Per-organisation limits (a user without an organisation counts as one); a request over one is answered 4xx
+    # naming the setting. Active deployments are pending, provisioning or running ones.
+    max_deployments_per_org: int = Field(10, ge=1)
+    # memory_mb x max_replicas summed over active deployments
+    max_memory_mb_per_org: int = Field(16384, ge=128)
+    # Space hardware billed to the operator's Hub account: GPU flavours only where the operator lists them
+    allowed_hardware: list[str] = ["cpu-basic", "cpu-upgrade"]
+    # what one deployment downloads (the files its runtime loads; the whole repo where the Hub gives no sizes)
+    max_model_bytes: int = Field(4 * 1024**3, ge=1)
 
     def hub_token(self) -> str | bool:
         """The platform token as huggingface_hub takes it: False sends none (None would fall back to a token saved

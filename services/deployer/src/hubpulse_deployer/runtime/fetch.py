@@ -35,6 +35,20 @@ def require_public(info: ModelInfo) -> None:
         )
 
 
+def download_bytes(info: ModelInfo, task: str) -> int | None:
+    """What a deployment of the repo downloads: the planned files, or the whole repo where the plan fails or the
+    Hub gave no file sizes (an upper bound)."""
+    sizes = {s.rfilename: s.size for s in info.siblings or []}
+    try:
+        files: tuple[str, ...] = plan(task, sizes).files
+    except Refused:
+        files = tuple(sizes)
+    known = [sizes[f] for f in files if sizes[f] is not None]
+    if files and len(known) == len(files):
+        return sum(s for s in known if s is not None)
+    return info.used_storage
+
+
 def model_info(api: HfApi, model_id: str, revision: str, token: HubToken) -> ModelInfo:
     # the default branch is asked without a revision: every Hub (and the replay Hub) serves that route
     return api.model_info(model_id, revision=None if revision == "main" else revision, token=token, files_metadata=True)
