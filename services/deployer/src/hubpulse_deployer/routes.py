@@ -198,7 +198,11 @@ async def delete(request: Request, deployment_id: str, x_hubpulse_user: str | No
     doc = await _owned(request, deployment_id, x_hubpulse_user)
     if doc["status"] == S.DELETED.value:
         return _view(request, doc)
-    return _view(request, await _orchestrator(request).delete(deployment_id))
+    try:
+        deleted = await _orchestrator(request).delete(deployment_id)
+    except TargetUnavailable as exc:
+        raise ApiError(exc.status, "teardown_failed", str(exc)) from None
+    return _view(request, deleted)
 
 
 async def _new_version(request: Request, doc: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:

@@ -26,8 +26,16 @@ class DeployerSettings(ServiceSettings):
     predict_timeout_s: float = 30.0
     space_poll_s: float = 2.0
     lambda_role_name: str = "hubpulse-model-server"
+    # Lambda and IAM have endpoints and credentials of their own: the S3 ones point at S3 and are mounted into every
+    # service. Unset endpoint: AWS's for the region; unset keys: boto3's credential chain (IRSA, instance role).
+    lambda_endpoint: str | None = None
+    iam_endpoint: str | None = None
+    aws_region: str | None = None
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
     # ARNs of layers holding torch and transformers for the handler (built from the package's requirements.txt)
     lambda_layers: list[str] = []
+    # a kubeconfig file; without one, the pod's service account where the deployer runs in a cluster
     kubeconfig: Path | None = None
     kubernetes_namespace: str = "default"
     model_server_image: str = "ghcr.io/hubpulse/model-server:0.1.0"
