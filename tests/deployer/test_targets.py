@@ -69,6 +69,12 @@ async def test_hf_space_created_followed_and_deleted(deploy_stack: DeployStack) 
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "not_invocable"
         assert "not reachable from here" in answer.json()["error"]["message"]
+        # a new version redeploys to the Space that exists (the Hub answers a second create_repo with 409)
+        patched = await client.patch(f"/v1/deployments/{deployment_id}", json={"config": {"hardware": "cpu-basic"}})
+        assert patched.status_code == 202, patched.text
+        v2 = await deploy_stack.wait_status(deployment_id, {"running", "failed"}, timeout_s=30)
+        assert (v2["status"], v2["version"]) == ("running", 2), v2
+        assert (await asyncio.to_thread(hub.get_space_runtime, space_id)).hardware == "cpu-basic"
         deleted = await client.delete(f"/v1/deployments/{deployment_id}")
         assert deleted.json()["status"] == "deleted"
     with pytest.raises(RepositoryNotFoundError):

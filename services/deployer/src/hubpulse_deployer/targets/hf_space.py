@@ -93,10 +93,12 @@ class HfSpaceTarget:
         repo_id = self._repo_id(spec)
         config = spec.config
         secrets = [{"key": k, "value": v} for k, v in sorted(config.get("secrets", {}).items())]
-        self._api.create_repo(
-            repo_id, repo_type="space", space_sdk="gradio", space_hardware=config.get("hardware", "cpu-basic"),
-            space_secrets=secrets, private=True, exist_ok=True,
-        )  # fmt: skip
+        if not self._api.repo_exists(repo_id, repo_type="space"):
+            # exist_ok: a redeploy racing this one; the Hub answers its 409 with the repo's url
+            self._api.create_repo(
+                repo_id, repo_type="space", space_sdk="gradio", space_hardware=config.get("hardware", "cpu-basic"),
+                space_secrets=secrets, private=True, exist_ok=True,
+            )  # fmt: skip
         # a new version of an existing Space: hardware and secrets may have changed
         self._api.request_space_hardware(repo_id, config.get("hardware", "cpu-basic"))
         for secret in secrets:
