@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 AUTHOR = "hubpulse-demo"
 # Bumped when the generated files change, so a cache built by an older version is not served.
-FORMAT = "onnx-1"
+FORMAT = "onnx-2"
 _HIDDEN = 32
 _MAX_LENGTH = 128
 # Words the vocabulary is learnt from: enough for WordPiece to tokenize everyday English into pieces.
@@ -90,10 +90,11 @@ def _vocabulary() -> list[str]:
     """A WordPiece vocabulary built by rule, not trained (training order varies between runs): special tokens,
     the corpus words, and every character alone and as a continuation, so any ASCII text tokenizes."""
     chars = sorted(set("".join(_CORPUS)) | set("0123456789.,!?'-"))
-    return [
+    # one-letter words ("a", "i") are characters too: each token once, so ids stay below the vocabulary size
+    return list(dict.fromkeys([
         "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
         *sorted(set(_CORPUS)), *chars, *(f"##{c}" for c in chars),
-    ]  # fmt: skip
+    ]))  # fmt: skip
 
 
 def _readme(model: DemoModel) -> str:

@@ -21,7 +21,7 @@ import psutil
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
 from hubpulse_deployer.runtime import Refused
-from hubpulse_deployer.runtime.fetch import fetch
+from hubpulse_deployer.runtime.fetch import fetch, user_token
 from hubpulse_deployer.targets.base import (
     ProvisionError,
     Spec,
@@ -30,9 +30,15 @@ from hubpulse_deployer.targets.base import (
     call_model_server,
 )
 
+# The model server loads a folder: it gets none of the deployer's secrets (Hub token, store credentials and URLs).
+_SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "ACCESS_KEY", "_URL")
 # progress bars would fill the log whose tail becomes the failure reason
-_SERVER_ENV = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
-               "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+_SERVER_ENV = {
+    **{k: v for k, v in os.environ.items() if not any(m in k.upper() for m in _SECRET_MARKERS)},
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 @dataclass
@@ -73,7 +79,7 @@ class LocalTarget:
     name = "local"
 
     def __init__(
-        self, *, hf_endpoint: str, hf_token: str | None, data_dir: Path, host: str, start_timeout_s: float,
+        self, *, hf_endpoint: str, hf_token: str | bool, data_dir: Path, host: str, start_timeout_s: float,
         predict_timeout_s: float,
     ) -> None:  # fmt: skip
         self._endpoint, self._token = hf_endpoint, hf_token
@@ -89,12 +95,14 @@ class LocalTarget:
 
     def _download(self, spec: Spec) -> str:
         try:
+            own = user_token(spec.config)
             return fetch(
                 spec.model_id,
                 spec.revision,
                 spec.task,
                 endpoint=self._endpoint,
-                token=self._token,
+                token=own or self._token,
+                public_only=own is None,
                 cache_dir=self._data_dir / "hf-cache",
             )
         except Refused as exc:
