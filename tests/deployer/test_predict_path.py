@@ -1,0 +1,145 @@
+"""The predict path under retries and load: answers kept only for the caller's Idempotency-Key, bound to the
+inputs (audit M3), a retry never runs the model twice, and a model server that dies mid-load fails the
+deployment with its reason while callers get 503s, not hangs.
+
+Whether the model ran is read from the model server itself: `/healthz` counts the forward passes it ran."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from deployer.conftest import DeployStack
+from hubpulse_deployer.idempotency import IdempotencyCache, KeyReused, digest_of
+
+MODEL = "hubpulse-demo/tiny-text-classifier"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+async def running(deploy_stack: DeployStack) -> AsyncIterator[dict[str, Any]]:
+    """A running local deployment of MODEL, batching off (so one call is one forward pass)."""
+    async with deploy_stack.client() as client:
+        config = {"batching": {"max_batch_size": 1}}
+        created = await client.post("/v1/deployments", json={"model_id": MODEL, "target": "local", "config": config})
+        assert created.status_code == 202, created.text
+        deployment_id = created.json()["id"]
+        doc = await deploy_stack.wait_status(deployment_id, {"running", "failed"})
+        assert doc["status"] == "running", doc
+        yield doc
+        await client.delete(f"/v1/deployments/{deployment_id}")
+
+
+async def _passes(doc: dict[str, Any]) -> int:
+    async with httpx.AsyncClient(timeout=30) as client:
+        health = (await client.get(f"{doc['endpoint']['url']}/healthz")).json()
+    batches: int = health["batching"]["batches"]
+    return batches
+
+
+async def test_a_key_replays_its_answer_and_refuses_other_inputs(
+    deploy_stack: DeployStack, running: dict[str, Any]
+) -> None:
+    path = f"/v1/deployments/{running['id']}/predict"
+    async with deploy_stack.client() as client:
+        before = await _passes(running)
+        first = await client.post(path, json={"inputs": "I love it"}, headers={"idempotency-key": "k-1"})
+        again = await client.post(path, json={"inputs": "I love it"}, headers={"idempotency-key": "k-1"})
+        assert first.status_code == again.status_code == 200, (first.text, again.text)
+        assert again.json() == first.json()
+        assert await _passes(running) == before + 1  # the repeat was answered without the model
+        # the same key with other inputs: refused, never the first call's answer
+        other = await client.post(path, json={"inputs": ["awful", "bad"]}, headers={"idempotency-key": "k-1"})
+        assert other.status_code == 422, other.text
+        assert other.json()["error"]["code"] == "idempotency_key_reused"
+        # no key: nothing kept, every call runs the model
+        before = await _passes(running)
+        for _ in range(2):
+            plain = await client.post(path, json={"inputs": "I love it"})
+            assert plain.status_code == 200
+        assert await _passes(running) == before + 2
+
+
+async def test_concurrent_retries_of_one_key_run_the_model_once(
+    deploy_stack: DeployStack, running: dict[str, Any]
+) -> None:
+    url = f"{deploy_stack.deployer}/deployments/{running['id']}/predict"
+    headers = {"x-hubpulse-user": deploy_stack.user_id, "idempotency-key": "k-concurrent"}
+    before = await _passes(running)
+    async with httpx.AsyncClient(timeout=60) as client:
+        answers = await asyncio.gather(*(client.post(url, json={"inputs": "same"}, headers=headers) for _ in range(8)))
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1
+    assert sum(a.headers.get("idempotent-replayed") == "true" for a in answers) == 7
+    assert await _passes(running) == before + 1
+
+
+async def test_ownership_is_checked_before_a_kept_answer(deploy_stack: DeployStack, running: dict[str, Any]) -> None:
+    url = f"{deploy_stack.deployer}/deployments/{running['id']}/predict"
+    async with httpx.AsyncClient(timeout=60) as client:
+        own = {"x-hubpulse-user": deploy_stack.user_id, "idempotency-key": "k-owner"}
+        assert (await client.post(url, json={"inputs": "mine"}, headers=own)).status_code == 200
+        stranger = {**own, "x-hubpulse-user": "someone-else"}
+        refused = await client.post(url, json={"inputs": "mine"}, headers=stranger)
+    assert refused.status_code == 404, refused.text
+
+
+async def test_kept_answers_are_bounded_in_bytes() -> None:
+    cache = IdempotencyCache(max_bytes=4096, ttl_s=600)
+    runs = 0
+
+    async def run() -> bytes:
+        nonlocal runs
+        runs += 1
+        return b"x" * 1000
+
+    for i in range(10):
+        await cache.answer(("d", "u", f"k{i}"), digest_of(b"body"), run)
+    assert cache.bytes_used <= 4096
+    assert runs == 10
+    # the most recent answers are kept, the oldest went first
+    assert (await cache.answer(("d", "u", "k9"), digest_of(b"body"), run)) == (b"x" * 1000, True)
+    assert (await cache.answer(("d", "u", "k0"), digest_of(b"body"), run))[1] is False
+    with pytest.raises(KeyReused):
+        await cache.answer(("d", "u", "k9"), digest_of(b"other body"), run)
+
+    async def huge() -> bytes:
+        return b"y" * 10_000
+
+    assert (await cache.answer(("d", "u", "big"), digest_of(b"body"), huge))[1] is False
+    assert (await cache.answer(("d", "u", "big"), digest_of(b"body"), huge))[1] is False  # too big to keep
+    assert cache.bytes_used <= 4096
+
+
+async def test_model_server_death_under_load_gives_503s_and_fails_the_deployment(
+    deploy_stack: DeployStack, running: dict[str, Any]
+) -> None:
+    path = f"/v1/deployments/{running['id']}/predict"
+    statuses: list[int] = []
+
+    async def caller(client: httpx.AsyncClient, n: int) -> None:
+        for i in range(n):
+            response = await client.post(path, json={"inputs": f"call {i} under load"})
+            statuses.append(response.status_code)
+            if response.status_code != 200:
+                assert response.status_code == 503, response.text
+                assert response.json()["error"]["code"] in ("not_running", "unavailable")
+
+    async with deploy_stack.client() as client:
+        load = asyncio.gather(*(caller(client, 40) for _ in range(8)))
+        while len(statuses) < 20:
+            await asyncio.sleep(0.05)
+        os.kill(running["endpoint"]["pid"], signal.SIGKILL)
+        await asyncio.wait_for(load, 120)  # every call answered: none hangs
+    assert 200 in statuses
+    assert 503 in statuses
+    assert set(statuses) <= {200, 503}
+    failed = await deploy_stack.wait_status(running["id"], {"failed"}, timeout_s=10)
+    assert failed["status"] == "failed"
+    assert "exited with code -9" in failed["reason"]
