@@ -54,6 +54,9 @@ class OnnxRuntime:
         tokenizer_config = _read_json(model_dir / "tokenizer_config.json")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # warnings about unused initializers would fill the server log
+        # idle intra-op threads sleep instead of spinning: a spinning pool burns the cores that the deployer and
+        # the gateway need between calls (docs/decisions/deployer.md)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 str(model_dir / model_file), options, providers=["CPUExecutionProvider"]

@@ -23,11 +23,11 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from hubpulse_deployer.runtime import Refused
 from hubpulse_deployer.runtime.fetch import fetch, user_token
 from hubpulse_deployer.targets.base import (
+    ModelServerClient,
     ProvisionError,
     Spec,
     TargetUnavailable,
     batching_args,
-    call_model_server,
 )
 
 # The model server loads a folder: it gets none of the deployer's secrets (Hub token, store credentials and URLs).
@@ -87,11 +87,13 @@ class LocalTarget:
         self._start_timeout_s = start_timeout_s
         self._servers: dict[str, _Server] = {}
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(predict_timeout_s, connect=2.0))
+        self._predict = ModelServerClient(predict_timeout_s)
 
     async def close(self) -> None:
         for deployment_id in list(self._servers):
             await self.teardown(deployment_id, None)
         await self._client.aclose()
+        await self._predict.close()
 
     def _download(self, spec: Spec) -> str:
         try:
@@ -173,7 +175,7 @@ class LocalTarget:
         server = self._servers.get(deployment_id)
         if server is None or server.proc.poll() is not None:
             raise TargetUnavailable("the model server of this deployment is not running")
-        return await call_model_server(self._client, f"http://{self._host}:{server.port}", inputs, "the model server")
+        return await self._predict.predict(f"http://{self._host}:{server.port}", inputs, "the model server")
 
     def resources(self, deployment_id: str) -> dict[str, Any] | None:
         server = self._servers.get(deployment_id)
