@@ -57,7 +57,7 @@ class InferenceBenchConfig:
     target: str = "local"
     # the batched deployment's settings (the unbatched one has max_batch_size 1)
     max_batch_size: int = 16
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 0.0
     sequential_requests: int = 200
     warmup: int = 100
     max_seconds: float = 120.0
@@ -139,11 +139,19 @@ def _measure(
             uvloop.run(load(ports[hop], warm, concurrency, cfg.max_seconds))
             measured = _requests(hop, deployment.id, count, headers[hop], offset)
             offset += count
-            runs[mode] = uvloop.run(load(ports[hop], measured, concurrency, cfg.max_seconds, watch))
-            r = runs[mode]
+            r = runs[mode] = _own_cpu(uvloop.run(load(ports[hop], measured, concurrency, cfg.max_seconds, watch)))
             say(f"{hop} {mode}: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, {r['rps']} req/s, errors {r['errors']}")
         results[hop] = runs
     return results
+
+
+def _own_cpu(run: dict[str, Any]) -> dict[str, Any]:
+    """The deployer's figures without its model server child's (the process trees nest)."""
+    for figure in ("cpu_share", "cpu_ms_per_request"):
+        values = run[figure]
+        if "deployer" in values and "model_server" in values:
+            values["deployer"] = round(values["deployer"] - values["model_server"], 3)
+    return run
 
 
 def _signup(gateway: str) -> tuple[str, str]:
@@ -229,12 +237,15 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     for label, runs in (("unbatched", unbatched), ("batched", batched)):
         if "model_server" in runs and "gateway" in runs:
             ms, gw = runs["model_server"], runs["gateway"]
+            cpu = gw["concurrent"]["cpu_ms_per_request"]
             out[label] = {
                 "gateway_p50_overhead_ms": round(gw["sequential"]["p50_ms"] - ms["sequential"]["p50_ms"], 2),
                 "deployer_p50_overhead_ms": round(
                     runs["deployer"]["sequential"]["p50_ms"] - ms["sequential"]["p50_ms"], 2
                 ),
                 "gateway_rps_share": round(gw["concurrent"]["rps"] / ms["concurrent"]["rps"], 3),
+                # CPU ms per call through the gateway, per process, at `concurrency` in flight
+                "gateway_path_cpu_ms": {k: v for k, v in cpu.items() if k != "client"},
             }
     for hop in HOPS:
         if hop in unbatched and hop in batched:
@@ -242,6 +253,10 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
             out[f"batching_{hop}"] = {
                 "rps_speedup": round(b["rps"] / u["rps"], 2),
                 "p95_ratio": round(b["p95_ms"] / u["p95_ms"], 2),
+                "model_server_cpu_ms_per_request": [
+                    u["cpu_ms_per_request"].get("model_server"),
+                    b["cpu_ms_per_request"].get("model_server"),
+                ],
             }
     return out
 

@@ -133,5 +133,10 @@ async def load(
             "client": round(cpu / elapsed, 3),
             **{n: round(_cpu_used(pid, cpu_before[n], stats) / elapsed, 3) for n, pid in watched.items()},
         },
+        # CPU milliseconds each process tree spent per answered request: unlike req/s, barely moved by what else
+        # runs on the machine
+        "cpu_ms_per_request": {
+            n: round(_cpu_used(pid, cpu_before[n], stats) * 1000 / max(len(ms), 1), 3) for n, pid in watched.items()
+        },
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }

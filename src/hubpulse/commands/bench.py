@@ -120,7 +120,7 @@ def inference(
     ] = 16,
     max_wait_ms: Annotated[
         float, typer.Option("--max-wait-ms", min=0, help="the batched deployment's wait for a batch to fill")
-    ] = 2.0,
+    ] = 0.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
 ) -> None:
     """A predict call through the model server, the deployer and the gateway; batched and unbatched."""
