@@ -58,8 +58,11 @@ class Batching(BaseModel):
 
     max_batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="inputs per forward pass; 1 turns batching off")
     max_wait_ms: float = Field(
-        0.0, ge=0, le=100, description="how long a call waits for others to join its batch (0: calls that queue "
-        "while a forward pass runs form the next batch)"
+        0.0,
+        ge=0,
+        le=100,
+        description="how long a call waits for others to join its batch (0: calls that queue "
+        "while a forward pass runs form the next batch)",
     )
 
 
