@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from hubpulse.platform.stores import free_port, wait_port
+from hubpulse_common import __version__
 from hubpulse_common.topology import Topology
 
 SERVICES = [
@@ -36,6 +37,7 @@ def test_service_boots_ready_and_stops(package: str, service_env: dict[str, str]
         assert wait_port(port, 60, proc), proc.stderr.read().decode()[-3000:] if proc.stderr else ""
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+        assert httpx.get(f"{base}/healthz").json()["version"] == __version__
         deadline = time.monotonic() + 30
         while (ready := httpx.get(f"{base}/readyz")).status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
