@@ -18,9 +18,9 @@ $(BIN)/hubpulse: pyproject.toml uv.lock libs/common/pyproject.toml $(wildcard se
 	@touch $(BIN)/hubpulse
 
 # The AsyncAPI project's own parser validates docs/asyncapi.yaml in the suite (npm registry, pinned lock).
-ASYNCAPI_TOOL := tools/asyncapi/node_modules/.package-lock.json
-$(ASYNCAPI_TOOL): tools/asyncapi/package.json tools/asyncapi/package-lock.json
-	npm ci --prefix tools/asyncapi --no-audit --no-fund --loglevel=error
+ASYNCAPI_TOOL := tools/node/node_modules/.package-lock.json
+$(ASYNCAPI_TOOL): tools/node/package.json tools/node/package-lock.json
+	npm ci --prefix tools/node --no-audit --no-fund --loglevel=error
 	@touch $(ASYNCAPI_TOOL)
 
 install: $(BIN)/hubpulse $(ASYNCAPI_TOOL)  ## create .venv with the `hubpulse` command and every service
@@ -53,4 +53,4 @@ event-schemas: install  ## release the schema of any new topic into docs/events/
 	$(BIN)/python -m hubpulse_common.schema_compat
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tools/asyncapi/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tools/node/node_modules
