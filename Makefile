@@ -17,13 +17,13 @@ $(BIN)/hubpulse: pyproject.toml uv.lock libs/common/pyproject.toml $(wildcard se
 	$(UV) sync --all-packages --python $(VENV)/bin/python
 	@touch $(BIN)/hubpulse
 
-# The AsyncAPI project's own parser validates docs/asyncapi.yaml in the suite (npm registry, pinned lock).
-ASYNCAPI_TOOL := tools/node/node_modules/.package-lock.json
-$(ASYNCAPI_TOOL): tools/node/package.json tools/node/package-lock.json
+# Tools from the npm registry the suite runs (AsyncAPI parser, Strimzi CRD schemas), pinned by package-lock.
+NODE_TOOLS := tools/node/node_modules/.package-lock.json
+$(NODE_TOOLS): tools/node/package.json tools/node/package-lock.json
 	npm ci --prefix tools/node --no-audit --no-fund --loglevel=error
-	@touch $(ASYNCAPI_TOOL)
+	@touch $(NODE_TOOLS)
 
-install: $(BIN)/hubpulse $(ASYNCAPI_TOOL)  ## create .venv with the `hubpulse` command and every service
+install: $(BIN)/hubpulse $(NODE_TOOLS)  ## create .venv with the `hubpulse` command and every service
 
 up: install  ## start the whole platform on embedded defaults (offline demo)
 	$(BIN)/hubpulse up --demo
