@@ -50,7 +50,7 @@ class Supervised:
         self.restarts = 0
         self._run = run
         self._health = health
-        self._wait = wait_exponential_jitter(initial=initial_wait_s, max=max_wait_s)
+        self._wait = wait_exponential_jitter(multiplier=initial_wait_s, max=max_wait_s, jitter=initial_wait_s)
         self._task: asyncio.Task[None] | None = None
         self._problem: str | None = "not started"
 
