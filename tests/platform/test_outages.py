@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -82,15 +84,19 @@ class Restartable:
 
 @pytest.fixture
 def own_postgres(tmp_path: Path) -> Iterator[Restartable]:
-    data = tmp_path / "pg"
-    data.mkdir()
+    # Not under tmp_path: every pytest session that starts resets /tmp/pytest-of-<user> to mode 0700, which
+    # locks PostgreSQL's unprivileged user out of the data folder when it starts again.
+    data = Path(tempfile.mkdtemp(prefix="hubpulse-outage-pg-"))
     data.chmod(0o755)
     store = Restartable(postgres_spec(data, free_port(), {"shared_buffers": "128MB"}), tmp_path / "logs")
-    store.start()
-    asyncio.run(create_database(store.spec.url.rsplit("/", 1)[0] + "/postgres", "hubpulse"))
-    yield store
-    if store.proc is not None:
-        terminate(store.proc, "postgres")
+    try:
+        store.start()
+        asyncio.run(create_database(store.spec.url.rsplit("/", 1)[0] + "/postgres", "hubpulse"))
+        yield store
+    finally:
+        if store.proc is not None:
+            terminate(store.proc, "postgres")
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture
