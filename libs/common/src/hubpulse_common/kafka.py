@@ -45,7 +45,7 @@ from pymongo.errors import ConnectionFailure as MongoConnectionFailure
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from hubpulse_common.errors import ConfigError
-from hubpulse_common.events import ALL_TOPICS, Event, dlq_topic
+from hubpulse_common.events import ALL_EVENTS, ALL_TOPICS, SCHEMA_VERSION_HEADER, Event, dlq_topic
 from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger, trace_id_var
 from hubpulse_common.supervise import Supervised
 
@@ -71,6 +71,10 @@ BATCH_SECONDS = Histogram(
 
 
 STOP_TIMEOUT_S = 15.0
+
+SCHEMA_VERSIONS: dict[str, bytes] = {
+    e.topic: str(e.model_fields["schema_version"].default).encode() for e in ALL_EVENTS
+}
 
 # PostgreSQL errors that say nothing about the message: the server is restarting, over its connection limit,
 # or the transaction lost a race (serialization failure, deadlock, lock timeout); the same work succeeds later.
@@ -125,10 +129,10 @@ class _Abandoned(Exception):
     """The batch in hand was given up uncommitted (stop or rebalance during a transient outage)."""
 
 
-def _headers(trace_id: str | None, extra: dict[str, str] | None = None) -> list[tuple[str, bytes]]:
+def _headers(topic: str, trace_id: str | None) -> list[tuple[str, bytes]]:
     headers = [(TRACE_HEADER, (trace_id or current_trace_id() or "").encode())]
-    if extra:
-        headers.extend((k, v.encode()) for k, v in extra.items())
+    if topic in SCHEMA_VERSIONS:  # lets a consumer route on the minor version without parsing the value
+        headers.append((SCHEMA_VERSION_HEADER, SCHEMA_VERSIONS[topic]))
     return headers
 
 
@@ -168,7 +172,10 @@ class EventBus:
 
     async def publish(self, event: Event, *, trace_id: str | None = None) -> None:
         await self._producer.send_and_wait(
-            event.topic, event.model_dump_json().encode(), key=event.key().encode(), headers=_headers(trace_id)
+            event.topic,
+            event.model_dump_json().encode(),
+            key=event.key().encode(),
+            headers=_headers(event.topic, trace_id),
         )
         PUBLISHED.labels(event.topic).inc()
 
@@ -190,7 +197,7 @@ class EventBus:
 
         try:
             future = await self._producer.send(
-                topic, event.model_dump_json().encode(), key=event.key().encode(), headers=_headers(None)
+                topic, event.model_dump_json().encode(), key=event.key().encode(), headers=_headers(topic, None)
             )
         except (KafkaError, IllegalStateError) as exc:
             LOST.labels(topic).inc()
@@ -210,7 +217,7 @@ class EventBus:
                     event.topic,
                     event.model_dump_json().encode(),
                     key=event.key().encode(),
-                    headers=_headers(out.trace_id),
+                    headers=_headers(event.topic, out.trace_id),
                 )
             )
             counts[event.topic] = counts.get(event.topic, 0) + 1
@@ -256,7 +263,7 @@ class EventBus:
         # the same list, in the same order, that AIOKafkaProducer._partition hands the partitioner
         partitions = list(await producer.client._wait_on_metadata(topic))
         slots = partition_slots(keys, len(partitions))
-        headers = _headers(trace_id)
+        headers = _headers(topic, trace_id)
         futures: list[asyncio.Future[object]] = []
         for slot in np.unique(slots).tolist():
             partition = partitions[slot]
