@@ -48,6 +48,16 @@ class Resources:
         return self.mongo
 
 
+async def migrate_or_check(settings: CommonSettings, versions_dir: Path, *, migrate: bool | None = None) -> None:
+    """Bring the service's schema up to date (`migrate`, default HUBPULSE_MIGRATE_ON_START) or only check it."""
+    url = settings.database_url.get_secret_value()
+    version_table = f"alembic_version_{settings.service_name}"
+    if settings.migrate_on_start if migrate is None else migrate:
+        await db.migrate(url, versions_dir, version_table, lock_timeout_s=settings.migration_lock_timeout_s)
+    else:
+        await db.check_schema(url, versions_dir, version_table, service=settings.service_name)
+
+
 @asynccontextmanager
 async def open_resources(
     app: FastAPI,
@@ -65,7 +75,7 @@ async def open_resources(
         if postgres:
             url = settings.database_url.get_secret_value()
             if isinstance(postgres, Path):
-                await db.migrate(url, postgres, version_table=f"alembic_version_{settings.service_name}")
+                await migrate_or_check(settings, postgres)
             res.pool = await db.create_pool(url, max_size=pool_size)
             stack.push_async_callback(res.pool.close)
             pool = res.pool

@@ -30,6 +30,12 @@ class CommonSettings(BaseSettings):
     # Create missing topics at start (embedded, compose); off where an operator owns them (Strimzi KafkaTopics).
     kafka_create_topics: bool = True
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/hubpulse")
+    # Apply this service's migrations at start (embedded platform, tests). Off where `hubpulse migrate` runs as a
+    # step before the rollout (compose's migrate service, the Kubernetes Job): the service then only checks that
+    # the schema is current and refuses to start, naming the command, when it is not.
+    migrate_on_start: bool = True
+    # How long a migration's DDL may wait for a table lock before it gives up (and the step is retried).
+    migration_lock_timeout_s: float = 5.0
     mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
     mongo_database: str = "hubpulse"
     s3_endpoint: str | None = None
