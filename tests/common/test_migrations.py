@@ -183,3 +183,21 @@ async def test_hubpulse_migrate_applies_every_service_and_lets_them_start_checki
     assert "catalog_models" in tables
     bad = await asyncio.to_thread(CliRunner().invoke, app, ["migrate", "gateway"])
     assert bad.exit_code == 2
+
+
+async def test_a_checking_service_waits_for_the_migration_step(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubpulse_common.resources import migrate_or_check
+    from hubpulse_common.service import migrations_dir
+    from hubpulse_features.settings import FeaturesSettings
+
+    monkeypatch.setenv("HUBPULSE_DATABASE_URL", database_url)
+    monkeypatch.setenv("HUBPULSE_MIGRATE_ON_START", "false")
+    monkeypatch.setenv("HUBPULSE_SCHEMA_WAIT_S", "60")
+    versions = migrations_dir("hubpulse_features")
+    waiting = asyncio.create_task(migrate_or_check(FeaturesSettings(), versions))
+    await asyncio.sleep(1.0)
+    assert not waiting.done()  # the pod waits, it does not crash-loop
+    await migrate_or_check(FeaturesSettings(), versions, migrate=True)  # the Job
+    await asyncio.wait_for(waiting, timeout=30)

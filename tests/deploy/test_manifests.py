@@ -175,7 +175,8 @@ def test_compose_dependencies_exist_and_wait_for_health() -> None:
         assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
         for target, spec in depends.items():
             assert target in services, f"{name} depends on unknown service {target}"
-            expected = "service_completed_successfully" if target == "minio-init" else "service_healthy"
+            one_shot = target == "minio-init" or target.startswith("migrate-")
+            expected = "service_completed_successfully" if one_shot else "service_healthy"
             assert spec["condition"] == expected, f"{name} -> {target}"
             if expected == "service_healthy":
                 assert services[target].get("healthcheck"), f"{name} waits for {target}, which has no healthcheck"
@@ -226,6 +227,34 @@ def test_compose_secrets_come_from_the_env_file() -> None:
     secret_keys = [key for key in example if key.endswith(("PASSWORD", "SECRET", "SECRET_KEY", "TOKEN"))]
     assert all(re.search("change[-_]me", example[key]) or not example[key] for key in secret_keys)
     assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def services_with_migrations() -> list[str]:
+    """The services that own PostgreSQL tables: their package ships Alembic revisions."""
+    return [
+        name
+        for name, (directory, package, _) in SERVICES.items()
+        if (ROOT / "services" / directory / "src" / package / "migrations").is_dir()
+    ]
+
+
+def test_compose_migrates_in_one_shots_before_the_services_start() -> None:
+    services = compose_services()
+    owners = services_with_migrations()
+    assert owners == ["auth", "ingestor", "features", "scorer"]
+    for name in owners:
+        directory, package, _ = SERVICES[name]
+        one_shot = services[f"migrate-{name}"]
+        assert one_shot["command"] == ["python", "-m", f"{package}.migrate"]
+        assert (ROOT / "services" / directory / "src" / package / "migrate.py").is_file()
+        assert one_shot["build"]["dockerfile"] == services[name]["build"]["dockerfile"]
+        assert one_shot["restart"] == "no"
+        assert one_shot["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert services[name]["depends_on"][f"migrate-{name}"]["condition"] == "service_completed_successfully"
+    # the gateway searches the scorer's catalog
+    assert services["gateway"]["depends_on"]["migrate-scorer"]["condition"] == "service_completed_successfully"
+    for name in SERVICES:
+        assert environment(services[name])["HUBPULSE_MIGRATE_ON_START"] == "false", name
 
 
 # ---------------------------------------------------------------------------------------------- kubernetes
@@ -602,6 +631,26 @@ def test_autoscalers_and_disruption_budgets() -> None:
         selector = pdb["spec"]["selector"]["matchLabels"]
         covered |= {name for name, labels in pod_labels.items() if selector.items() <= labels.items()}
     assert covered == set(deployments)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_job_migrates_every_service_and_the_services_only_check(overlay: str) -> None:
+    (job,) = of_kind("Job", overlay).values()
+    pod = job["spec"]["template"]["spec"]
+    steps = [*pod.get("initContainers", []), *pod["containers"]]
+    images = {name: _container(d)["image"] for name, d in of_kind("Deployment", overlay).items()}
+    assert [step["name"] for step in steps] == services_with_migrations()
+    for step in steps:
+        package = SERVICES[step["name"]][1]
+        assert step["command"] == ["python", "-m", f"{package}.migrate"]
+        assert step["image"] == images[step["name"]], "the Job must run the release's own revisions"
+        assert step["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["restartPolicy"] == "Never"
+    assert job["spec"]["backoffLimit"] >= 1  # a migration that hit lock_timeout is retried
+    config = of_kind("ConfigMap", overlay)["hubpulse-config"]["data"]
+    assert config["HUBPULSE_MIGRATE_ON_START"] == "false"
+    startup = _container(of_kind("Deployment", overlay)["scorer"])["startupProbe"]
+    assert float(config["HUBPULSE_SCHEMA_WAIT_S"]) < startup["periodSeconds"] * startup["failureThreshold"]
 
 
 def expected_acls(name: str) -> set[tuple[str, str, str]]:

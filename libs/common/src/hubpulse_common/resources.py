@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from hubpulse_common import db
 from hubpulse_common.http import add_readiness_probe
@@ -54,8 +55,16 @@ async def migrate_or_check(settings: CommonSettings, versions_dir: Path, *, migr
     version_table = f"alembic_version_{settings.service_name}"
     if settings.migrate_on_start if migrate is None else migrate:
         await db.migrate(url, versions_dir, version_table, lock_timeout_s=settings.migration_lock_timeout_s)
-    else:
-        await db.check_schema(url, versions_dir, version_table, service=settings.service_name)
+        return
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(db.SchemaBehindError),
+        stop=stop_after_delay(settings.schema_wait_s),
+        wait=wait_fixed(min(2.0, settings.schema_wait_s)),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            await db.check_schema(url, versions_dir, version_table, service=settings.service_name)
 
 
 @asynccontextmanager

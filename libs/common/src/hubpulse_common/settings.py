@@ -34,6 +34,9 @@ class CommonSettings(BaseSettings):
     # step before the rollout (compose's migrate service, the Kubernetes Job): the service then only checks that
     # the schema is current and refuses to start, naming the command, when it is not.
     migrate_on_start: bool = True
+    # With HUBPULSE_MIGRATE_ON_START off: how long start-up waits for the migration step to bring the schema up
+    # to date before it gives up (0: fail at once). Kubernetes starts the pods while the migrate Job runs.
+    schema_wait_s: float = 0.0
     # How long a migration's DDL may wait for a table lock before it gives up (and the step is retried).
     migration_lock_timeout_s: float = 5.0
     mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
