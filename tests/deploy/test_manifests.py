@@ -781,6 +781,34 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_the_services_u
     assert all(_selects(listener["networkPolicyPeers"][0]["podSelector"], pods[name]) for name in SERVICES)
 
 
+# ---------------------------------------------------------------------------------------------- settings reference
+
+
+def test_the_configuration_reference_is_generated_from_the_settings() -> None:
+    from hubpulse.config_docs import render
+
+    assert (ROOT / "docs" / "configuration.md").read_text() == render(), "stale: run `make config-docs`"
+
+
+def test_every_variable_the_deploy_files_set_is_a_documented_setting() -> None:
+    documented = set(re.findall(r"`(HUBPULSE_[A-Z0-9_]+)`", (ROOT / "docs" / "configuration.md").read_text()))
+    used: dict[str, set[str]] = {}
+    for name, service in compose_services().items():
+        for key in environment(service):
+            used.setdefault(key, set()).add(f"docker-compose.yml {name}")
+    for overlay in OVERLAYS:
+        for key in of_kind("ConfigMap", overlay)["hubpulse-config"]["data"]:
+            used.setdefault(key, set()).add(f"{overlay} ConfigMap")
+        for kind in ("Deployment", "Job"):
+            for name, obj in of_kind(kind, overlay).items():
+                pod = obj["spec"]["template"]["spec"]
+                for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                    for item in container.get("env", []):
+                        used.setdefault(item["name"], set()).add(f"{overlay} {kind}/{name}")
+    unknown = {k: sorted(where) for k, where in used.items() if k.startswith("HUBPULSE_") and k not in documented}
+    assert unknown == {}, "set but read by no settings class (a typo?)"
+
+
 # ---------------------------------------------------------------------------------------------- Dockerfiles
 # The service images are built from uv.lock: each Dockerfile's install step, run here (dry) into a throwaway
 # environment, installs exactly the locked dependency set of its service, and nothing a GPU or a developer needs.
