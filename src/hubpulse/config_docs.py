@@ -64,7 +64,7 @@ def _comments(cls: type[BaseSettings]) -> dict[str, str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             line = lines[node.lineno - 1]
-            block = []
+            block: list[str] = []
             above = node.lineno - 2
             while above >= 0 and lines[above].strip().startswith("#"):
                 block.insert(0, lines[above].strip().lstrip("#").strip())
