@@ -7,6 +7,7 @@ cross-checked against the code: settings classes, ports, Kafka topics.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -156,13 +157,24 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 def test_compose_is_valid_and_complete() -> None:
     services = compose_services()
     assert set(SERVICES) <= set(services)
-    assert {"kafka", "postgres", "mongo", "minio", "minio-init"} <= set(services)
+    assert {"kafka", "postgres", "mongo", "s3"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert environment(services["kafka"])["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
-    assert services["postgres"]["image"] == "postgres:18"
-    assert services["minio-init"]["image"].startswith("minio/mc")
+    assert services["postgres"]["image"].startswith("postgres:18.")
+    # third-party images at exact releases (no floating `18`, `8.0` or `latest`): what runs is what was chosen
+    for name, service in services.items():
+        if "build" not in service:
+            assert re.fullmatch(r"[\w./-]+:\d+\.\d+(\.\d+)?", service["image"]), (name, service["image"])
+    # a maintained S3 store at an exact release (MinIO's community images stopped before its CVE fixes)
+    assert re.fullmatch(r"chrislusf/seaweedfs:\d+\.\d+", services["s3"]["image"])
+    assert not any("minio" in service.get("image", "") for service in services.values())
+    identities = json.loads(compose()["configs"]["s3-identities"]["content"])
+    (identity,) = identities["identities"]
+    bucket = environment(services["scorer"])["HUBPULSE_S3_BUCKET"]
+    assert identity["credentials"][0]["accessKey"] == environment(services["scorer"])["HUBPULSE_S3_ACCESS_KEY_ID"]
+    assert all(action.endswith(f":{bucket}") for action in identity["actions"]), "scoped to the bucket"
     assert "pg_trgm" in compose()["configs"]["postgres-init"]["content"]
-    for store in ("kafka", "postgres", "mongo", "minio"):
+    for store in ("kafka", "postgres", "mongo", "s3"):
         assert services[store].get("healthcheck", {}).get("test"), f"{store} has no healthcheck"
 
 
@@ -182,7 +194,7 @@ def test_compose_dependencies_exist_and_wait_for_health() -> None:
         assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
         for target, spec in depends.items():
             assert target in services, f"{name} depends on unknown service {target}"
-            one_shot = target == "minio-init" or target.startswith("migrate-")
+            one_shot = target.startswith("migrate-")
             expected = "service_completed_successfully" if one_shot else "service_healthy"
             assert spec["condition"] == expected, f"{name} -> {target}"
             if expected == "service_healthy":
@@ -223,7 +235,6 @@ def test_compose_secrets_come_from_the_env_file() -> None:
     for variable in (
         "POSTGRES_PASSWORD",
         "MONGO_ROOT_PASSWORD",
-        "MINIO_ROOT_PASSWORD",
         "S3_SECRET_ACCESS_KEY",
         "AUTH_SIGNING_KEY_SECRET",
         "HF_TOKEN",
@@ -575,6 +586,37 @@ def test_deployments_and_services_fit_together() -> None:
     (ingress,) = of_kind("Ingress").values()
     paths = [path for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
     assert {path["backend"]["service"]["name"] for path in paths} == {"gateway"}
+
+
+def ingress_routes(path: str) -> bool:
+    """Whether the Ingress sends `path` to the gateway (networking.k8s.io/v1 Exact and Prefix matching)."""
+    (ingress,) = of_kind("Ingress").values()
+    for rule in ingress["spec"]["rules"]:
+        for candidate in rule["http"]["paths"]:
+            prefix, kind = candidate["path"], candidate["pathType"]
+            if kind == "Exact" and path == prefix:
+                return True
+            if kind == "Prefix" and (path == prefix or path.startswith(prefix.rstrip("/") + "/")):
+                return True
+    return False
+
+
+def test_the_ingress_routes_the_public_api_and_not_the_operational_endpoints() -> None:
+    from hubpulse_gateway.app import create_app
+    from hubpulse_gateway.settings import GatewaySettings
+
+    schema = create_app(GatewaySettings()).openapi()
+    public = [
+        re.sub(r"\{[^}]+\}", "x", path)
+        for path, operations in schema["paths"].items()
+        if not any("ops" in operation.get("tags", []) for operation in operations.values())
+    ]
+    assert len(public) > 10
+    web = ["/", "/static/js/app.js", "/docs", "/docs/assets/swagger-ui.css", "/openapi.json", "/v1/live/picks"]
+    for path in [*public, *web]:
+        assert ingress_routes(path), f"{path} is public but the Ingress does not route it"
+    for path in ("/metrics", "/readyz", "/healthz", "/metrics/"):
+        assert not ingress_routes(path), f"{path} must not be reachable from outside"
 
 
 def test_deployments_are_production_shaped() -> None:
