@@ -308,6 +308,8 @@ def of_kind(kind: str, overlay: str = "prod") -> dict[str, dict[str, Any]]:
 
 
 STRIMZI_API = "kafka.strimzi.io/v1"
+# Kafka versions the current Strimzi releases support (their kafka-versions.yaml: `supported: true`)
+STRIMZI_KAFKA_VERSIONS = {"4.2.0", "4.3.0", "4.3.1"}
 
 
 def _object(spec: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -528,6 +530,10 @@ def test_strimzi_resources_match_their_schema(overlay: str) -> None:
             kinds.add(obj["kind"])
     assert kinds == set(STRIMZI_SCHEMAS)
     (cluster,) = of_kind("Kafka", overlay)
+    kafka = of_kind("Kafka", overlay)[cluster]["spec"]["kafka"]
+    # Strimzi 1.2 and 1.3 (the releases serving kafka.strimzi.io/v1 only) run Kafka 4.2.x and 4.3.x
+    assert kafka["version"] in STRIMZI_KAFKA_VERSIONS
+    assert kafka["metadataVersion"].startswith(kafka["version"].rsplit(".", 1)[0] + "-IV")
     for pool in of_kind("KafkaNodePool", overlay).values():
         assert pool["metadata"]["labels"]["strimzi.io/cluster"] == cluster
         assert set(pool["spec"]["roles"]) == {"controller", "broker"}  # KRaft: no ZooKeeper anywhere
