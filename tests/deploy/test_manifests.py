@@ -20,7 +20,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -32,9 +31,9 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from hubpulse_auth.settings import AuthSettings
-from hubpulse_common.asyncapi import FLOWS
 from hubpulse_common.events import ALL_TOPICS, dlq_topic
 from hubpulse_common.settings import ENV_PREFIX
+from hubpulse_common.topology import registered
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_features.settings import FeaturesSettings
 from hubpulse_gateway.settings import GatewaySettings
@@ -312,182 +311,32 @@ STRIMZI_API = "kafka.strimzi.io/v1"
 STRIMZI_KAFKA_VERSIONS = {"4.2.0", "4.3.0", "4.3.1"}
 
 
-def _object(spec: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": spec}
+def strimzi_validate(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Strimzi's own CRD schemas (@kubernetes-models/strimzi-kafka-operator, compiled from Strimzi's release CRDs;
+    tools/node, installed by `make install`) judge each object: [{"kind", "name", "errors"}]."""
+    node = shutil.which("node")
+    assert node, "node not found (Debian nodejs); `make install` also needs npm for tools/node"
+    script = ROOT / "tools" / "node" / "validate-strimzi.mjs"
+    assert (ROOT / "tools" / "node" / "node_modules").is_dir(), "run `make install` (npm ci --prefix tools/node)"
+    result = subprocess.run([node, str(script)], input=json.dumps(objects), capture_output=True, text=True, timeout=120)
+    assert result.stdout, result.stderr
+    verdicts: list[dict[str, Any]] = json.loads(result.stdout)
+    assert (result.returncode == 0) == all(not v["errors"] for v in verdicts), result.stderr
+    return verdicts
 
 
-_CLUSTER_LABEL = _object(
-    {"labels": _object({"strimzi.io/cluster": {"type": "string"}}, ["strimzi.io/cluster"])}, ["name", "labels"]
-)
-STRIMZI_SCHEMAS: dict[str, dict[str, Any]] = {
-    "Kafka": _object(
-        {
-            "apiVersion": {"const": STRIMZI_API},
-            "metadata": _object({"name": {"type": "string"}}, ["name"]),
-            "spec": _object(
-                {
-                    "kafka": _object(
-                        {
-                            "version": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
-                            "metadataVersion": {"type": "string"},
-                            "listeners": {
-                                "type": "array",
-                                "minItems": 1,
-                                "items": _object(
-                                    {
-                                        "name": {"type": "string", "pattern": "^[a-z0-9]{1,11}$"},
-                                        "port": {"type": "integer", "minimum": 9092},
-                                        "type": {
-                                            "enum": [
-                                                "internal",
-                                                "route",
-                                                "loadbalancer",
-                                                "nodeport",
-                                                "ingress",
-                                                "cluster-ip",
-                                            ]
-                                        },
-                                        "tls": {"type": "boolean"},
-                                        "authentication": _object(
-                                            {"type": {"enum": ["tls", "scram-sha-512", "oauth", "custom"]}},
-                                            ["type"],
-                                        ),
-                                    },
-                                    ["name", "port", "type", "tls"],
-                                ),
-                            },
-                            "authorization": _object(
-                                {
-                                    "type": {"enum": ["simple", "opa", "keycloak", "custom"]},
-                                    "superUsers": {"type": "array", "items": {"type": "string"}},
-                                },
-                                ["type"],
-                            ),
-                            "config": {"type": "object"},
-                        },
-                        ["listeners"],
-                    ),
-                    "entityOperator": _object(
-                        {"topicOperator": {"type": "object"}, "userOperator": {"type": "object"}}, []
-                    ),
-                },
-                ["kafka"],
-            ),
-        },
-        ["apiVersion", "kind", "metadata", "spec"],
-    ),
-    "KafkaNodePool": _object(
-        {
-            "apiVersion": {"const": STRIMZI_API},
-            "metadata": _CLUSTER_LABEL,
-            "spec": _object(
-                {
-                    "replicas": {"type": "integer", "minimum": 0},
-                    "roles": {"type": "array", "minItems": 1, "items": {"enum": ["controller", "broker"]}},
-                    "storage": _object(
-                        {
-                            "type": {"enum": ["ephemeral", "persistent-claim", "jbod"]},
-                            "sizeLimit": {"type": "string"},
-                            "volumes": {
-                                "type": "array",
-                                "items": _object(
-                                    {
-                                        "id": {"type": "integer", "minimum": 0},
-                                        "type": {"enum": ["ephemeral", "persistent-claim"]},
-                                        "size": {"type": "string"},
-                                        "deleteClaim": {"type": "boolean"},
-                                        "kraftMetadata": {"enum": ["shared"]},
-                                    },
-                                    ["id", "type"],
-                                ),
-                            },
-                        },
-                        ["type"],
-                    ),
-                    "resources": {"type": "object"},
-                },
-                ["replicas", "roles", "storage"],
-            ),
-        },
-        ["apiVersion", "kind", "metadata", "spec"],
-    ),
-    "KafkaTopic": _object(
-        {
-            "apiVersion": {"const": STRIMZI_API},
-            "metadata": _CLUSTER_LABEL,
-            "spec": _object(
-                {
-                    "topicName": {"type": "string"},
-                    "partitions": {"type": "integer", "minimum": 1},
-                    "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},
-                    "config": {"type": "object"},
-                },
-                ["partitions", "replicas"],
-            ),
-        },
-        ["apiVersion", "kind", "metadata", "spec"],
-    ),
-    "KafkaUser": _object(
-        {
-            "apiVersion": {"const": STRIMZI_API},
-            "metadata": _CLUSTER_LABEL,
-            "spec": _object(
-                {
-                    "authentication": _object({"type": {"enum": ["tls", "tls-external", "scram-sha-512"]}}, ["type"]),
-                    "authorization": _object(
-                        {
-                            "type": {"enum": ["simple"]},
-                            "acls": {
-                                "type": "array",
-                                "items": _object(
-                                    {
-                                        "resource": _object(
-                                            {
-                                                "type": {"enum": ["topic", "group", "cluster", "transactionalId"]},
-                                                "name": {"type": "string"},
-                                                "patternType": {"enum": ["literal", "prefix"]},
-                                            },
-                                            ["type"],
-                                        ),
-                                        "type": {"enum": ["allow", "deny"]},
-                                        "operations": {
-                                            "type": "array",
-                                            "minItems": 1,
-                                            "items": {
-                                                "enum": [
-                                                    "Read",
-                                                    "Write",
-                                                    "Create",
-                                                    "Delete",
-                                                    "Alter",
-                                                    "Describe",
-                                                    "ClusterAction",
-                                                    "AlterConfigs",
-                                                    "DescribeConfigs",
-                                                    "IdempotentWrite",
-                                                    "All",
-                                                ]
-                                            },
-                                        },
-                                        "host": {"type": "string"},
-                                    },
-                                    ["resource", "operations"],
-                                ),
-                            },
-                        },
-                        ["type", "acls"],
-                    ),
-                },
-                ["authentication", "authorization"],
-            ),
-        },
-        ["apiVersion", "kind", "metadata", "spec"],
-    ),
-}
-for _kind, _schema in STRIMZI_SCHEMAS.items():
-    _schema["properties"]["kind"] = {"const": _kind}
-    # a misspelt top-level or spec field fails
-    _schema["additionalProperties"] = _schema["properties"]["spec"]["additionalProperties"] = False
+def test_strimzis_schemas_reject_what_strimzi_would_reject() -> None:
+    """The validator is not a rubber stamp: a wrong enum, a wrong type and the removed v1beta2 API all fail."""
+    kafka, user, topic = (next(iter(of_kind(kind).values())) for kind in ("Kafka", "KafkaUser", "KafkaTopic"))
+    bad_listener = json.loads(json.dumps(kafka))
+    bad_listener["spec"]["kafka"]["listeners"][0]["type"] = "plaintext"
+    bad_acl = json.loads(json.dumps(user))
+    bad_acl["spec"]["authorization"]["acls"][0]["operations"] = ["Frobnicate"]
+    bad_partitions = json.loads(json.dumps(topic)) | {"apiVersion": STRIMZI_API}
+    bad_partitions["spec"]["partitions"] = "twelve"
+    old_api = json.loads(json.dumps(topic)) | {"apiVersion": "kafka.strimzi.io/v1beta2"}
+    verdicts = strimzi_validate([bad_listener, bad_acl, bad_partitions, old_api])
+    assert all(v["errors"] for v in verdicts), verdicts
 
 
 def test_every_manifest_is_in_a_kustomization() -> None:
@@ -522,13 +371,12 @@ def test_core_objects_match_the_kubernetes_schemas(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_strimzi_resources_match_their_schema(overlay: str) -> None:
-    kinds = set()
-    for obj in render(overlay):
-        if obj["apiVersion"].startswith("kafka.strimzi.io/"):
-            jsonschema.validate(obj, STRIMZI_SCHEMAS[obj["kind"]])
-            kinds.add(obj["kind"])
-    assert kinds == set(STRIMZI_SCHEMAS)
+def test_strimzi_resources_match_strimzis_own_schemas(overlay: str) -> None:
+    objects = [obj for obj in render(overlay) if obj["apiVersion"].startswith("kafka.strimzi.io/")]
+    assert {obj["apiVersion"] for obj in objects} == {STRIMZI_API}
+    assert {obj["kind"] for obj in objects} == {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"}
+    invalid = [v for v in strimzi_validate(objects) if v["errors"]]
+    assert invalid == []
     (cluster,) = of_kind("Kafka", overlay)
     kafka = of_kind("Kafka", overlay)[cluster]["spec"]["kafka"]
     # Strimzi 1.2 and 1.3 (the releases serving kafka.strimzi.io/v1 only) run Kafka 4.2.x and 4.3.x
@@ -709,18 +557,19 @@ def test_a_job_migrates_every_service_and_the_services_only_check(overlay: str) 
 
 
 def expected_acls(name: str) -> set[tuple[str, str, str]]:
-    """(resource type, name, operation) a service needs, from the code's flows: Write what it publishes, Read
-    what it consumes (under its consumer group) and Write that input's dead letters; Describe on each."""
-    directory, _, settings = SERVICES[name]
+    """(resource type, name, operation) a service needs, from its registered topology (the one its app builds
+    its consumers from): Write what it publishes, Read what it consumes under its consumer group, Write that
+    input's dead letters; Describe on each."""
+    directory = SERVICES[name][0]
+    (topology,) = [t for t in registered() if t.service == directory]
     acls: set[tuple[str, str, str]] = set()
-    for topic, (producer, consumers) in FLOWS.items():
-        if producer == directory:
-            acls |= {("topic", topic, "Write"), ("topic", topic, "Describe")}
-        if directory in consumers:
-            group = settings.model_fields["consumer_group"].default
-            acls |= {("topic", topic, "Read"), ("topic", topic, "Describe")}
-            acls |= {("topic", dlq_topic(topic), "Write"), ("topic", dlq_topic(topic), "Describe")}
-            acls |= {("group", group, "Read"), ("group", group, "Describe")}
+    for event in topology.publishes:
+        acls |= {("topic", event.topic, "Write"), ("topic", event.topic, "Describe")}
+    for event in topology.consumes:
+        group = topology.consumer_group
+        acls |= {("topic", event.topic, "Read"), ("topic", event.topic, "Describe")}
+        acls |= {("topic", dlq_topic(event.topic), "Write"), ("topic", dlq_topic(event.topic), "Describe")}
+        acls |= {("group", group, "Read"), ("group", group, "Describe")}
     return acls
 
 
