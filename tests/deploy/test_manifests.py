@@ -307,6 +307,8 @@ def of_kind(kind: str, overlay: str = "prod") -> dict[str, dict[str, Any]]:
 
 
 STRIMZI_API = "kafka.strimzi.io/v1"
+# custom resources: validated by their projects' own CRD schemas (tools/node), not kubernetes-validate
+CUSTOM_GROUPS = ("kafka.strimzi.io/", "gateway.networking.k8s.io/")
 # Kafka versions the current Strimzi releases support (their kafka-versions.yaml: `supported: true`)
 STRIMZI_KAFKA_VERSIONS = {"4.2.0", "4.3.0", "4.3.1"}
 
@@ -325,7 +327,7 @@ def strimzi_validate(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return verdicts
 
 
-def test_strimzis_schemas_reject_what_strimzi_would_reject() -> None:
+def test_the_crd_schemas_reject_what_the_operators_would_reject() -> None:
     """The validator is not a rubber stamp: a wrong enum, a wrong type and the removed v1beta2 API all fail."""
     kafka, user, topic = (next(iter(of_kind(kind).values())) for kind in ("Kafka", "KafkaUser", "KafkaTopic"))
     bad_listener = json.loads(json.dumps(kafka))
@@ -335,7 +337,11 @@ def test_strimzis_schemas_reject_what_strimzi_would_reject() -> None:
     bad_partitions = json.loads(json.dumps(topic)) | {"apiVersion": STRIMZI_API}
     bad_partitions["spec"]["partitions"] = "twelve"
     old_api = json.loads(json.dumps(topic)) | {"apiVersion": "kafka.strimzi.io/v1beta2"}
-    verdicts = strimzi_validate([bad_listener, bad_acl, bad_partitions, old_api])
+    (route,) = of_kind("HTTPRoute").values()
+    bad_match = json.loads(json.dumps(route))
+    bad_match["spec"]["rules"][0]["matches"][0]["path"]["type"] = "Glob"
+    verdicts = strimzi_validate([bad_listener, bad_acl, bad_partitions, old_api, bad_match])
+    assert len(verdicts) == 5
     assert all(v["errors"] for v in verdicts), verdicts
 
 
@@ -344,13 +350,21 @@ def test_every_manifest_is_in_a_kustomization() -> None:
     listed = {base / resource for resource in kustomization(base)["resources"]}
     on_disk = {path for path in base.rglob("*.yaml") if path.name not in {"kustomization.yaml", "secret.example.yaml"}}
     assert listed == on_disk
-    for overlay in OVERLAYS:
-        directory = K8S / "overlays" / overlay
+    directories = [K8S / "overlays" / overlay for overlay in OVERLAYS]
+    directories += [path.parent for path in (K8S / "components").glob("*/kustomization.yaml")]
+    for directory in directories:
+        overlay = directory.name
         spec = kustomization(directory)
         used = {directory / r for r in spec["resources"] if not r.startswith("..")}
         used |= {directory / p["path"] for p in spec.get("patches", []) if "path" in p}
         on_disk = {path for path in directory.rglob("*.yaml") if path.name != "kustomization.yaml"}
         assert used == on_disk, overlay
+    used_components = {
+        (K8S / "overlays" / overlay / component).resolve()
+        for overlay in OVERLAYS
+        for component in kustomization(K8S / "overlays" / overlay).get("components", [])
+    }
+    assert used_components == {d.resolve() for d in directories if "components" in d.parts}
     assert kustomization(base)["namespace"] == of_kind("Namespace").popitem()[0]
     image_names = {image["name"] for image in kustomization(base)["images"]}
     assert image_names == {f"hubpulse/{name}" for name in SERVICES}
@@ -360,8 +374,8 @@ def test_every_manifest_is_in_a_kustomization() -> None:
 def test_core_objects_match_the_kubernetes_schemas(overlay: str) -> None:
     checked = 0
     for obj in render(overlay):
-        if obj["apiVersion"].startswith("kafka.strimzi.io/"):
-            continue
+        if obj["apiVersion"].startswith(CUSTOM_GROUPS):
+            continue  # test_custom_resources_match_their_projects_schemas
         try:
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -371,10 +385,12 @@ def test_core_objects_match_the_kubernetes_schemas(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_strimzi_resources_match_strimzis_own_schemas(overlay: str) -> None:
-    objects = [obj for obj in render(overlay) if obj["apiVersion"].startswith("kafka.strimzi.io/")]
-    assert {obj["apiVersion"] for obj in objects} == {STRIMZI_API}
-    assert {obj["kind"] for obj in objects} == {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"}
+def test_custom_resources_match_their_projects_schemas(overlay: str) -> None:
+    """Strimzi's objects against Strimzi's CRDs, the HTTPRoute against the Gateway API's."""
+    objects = [obj for obj in render(overlay) if obj["apiVersion"].startswith(CUSTOM_GROUPS)]
+    strimzi = [obj for obj in objects if obj["apiVersion"].startswith("kafka.strimzi.io/")]
+    assert {obj["apiVersion"] for obj in strimzi} == {STRIMZI_API}
+    assert {obj["kind"] for obj in strimzi} == {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"}
     invalid = [v for v in strimzi_validate(objects) if v["errors"]]
     assert invalid == []
     (cluster,) = of_kind("Kafka", overlay)
@@ -437,25 +453,45 @@ def test_deployments_and_services_fit_together() -> None:
     config = of_kind("ConfigMap")["hubpulse-config"]["data"]
     for upstream in ("auth", "deployer", "metrics"):
         assert config[f"HUBPULSE_{upstream.upper()}_URL"] == f"http://{upstream}:{default_port(upstream)}"
-    (ingress,) = of_kind("Ingress").values()
-    paths = [path for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
-    assert {path["backend"]["service"]["name"] for path in paths} == {"gateway"}
+    for overlay in OVERLAYS:
+        assert {backend for _, _, backend in public_routes(overlay)} == {("gateway", default_port("gateway"))}
 
 
-def ingress_routes(path: str) -> bool:
-    """Whether the Ingress sends `path` to the gateway (networking.k8s.io/v1 Exact and Prefix matching)."""
-    (ingress,) = of_kind("Ingress").values()
-    for rule in ingress["spec"]["rules"]:
-        for candidate in rule["http"]["paths"]:
-            prefix, kind = candidate["path"], candidate["pathType"]
-            if kind == "Exact" and path == prefix:
-                return True
-            if kind == "Prefix" and (path == prefix or path.startswith(prefix.rstrip("/") + "/")):
-                return True
+def public_routes(overlay: str) -> list[tuple[str, str, tuple[str, int]]]:
+    """(match type, path, (Service, port)) of what the overlay exposes: its Ingress or its Gateway API HTTPRoute
+    (exactly one of them), in the HTTPRoute's terms (Ingress Prefix is PathPrefix: whole path elements)."""
+    ingresses, routes = of_kind("Ingress", overlay), of_kind("HTTPRoute", overlay)
+    assert len(ingresses) + len(routes) == 1, f"{overlay}: one entry point, Ingress or HTTPRoute"
+    service_ports = {name: s["spec"]["ports"][0] for name, s in of_kind("Service", overlay).items()}
+    found: list[tuple[str, str, tuple[str, int]]] = []
+    for ingress in ingresses.values():
+        for rule in ingress["spec"]["rules"]:
+            for candidate in rule["http"]["paths"]:
+                service = candidate["backend"]["service"]
+                port = service_ports[service["name"]]
+                assert service["port"].get("name", port["name"]) == port["name"]
+                kind = {"Prefix": "PathPrefix", "Exact": "Exact"}[candidate["pathType"]]
+                found.append((kind, candidate["path"], (service["name"], port["port"])))
+    for route in routes.values():
+        for rule in route["spec"]["rules"]:
+            backends = [(ref["name"], ref["port"]) for ref in rule["backendRefs"]]
+            for match in rule["matches"]:
+                found += [(match["path"]["type"], match["path"]["value"], backend) for backend in backends]
+    return found
+
+
+def routed(overlay: str, path: str) -> bool:
+    """Whether the overlay's entry point sends `path` anywhere (Exact, or PathPrefix by whole path elements)."""
+    for kind, value, _ in public_routes(overlay):
+        if kind == "Exact" and path == value:
+            return True
+        if kind == "PathPrefix" and (path == value or path.startswith(value.rstrip("/") + "/")):
+            return True
     return False
 
 
-def test_the_ingress_routes_the_public_api_and_not_the_operational_endpoints() -> None:
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_entry_point_routes_the_public_api_and_not_the_operational_endpoints(overlay: str) -> None:
     from hubpulse_gateway.app import create_app
     from hubpulse_gateway.settings import GatewaySettings
 
@@ -468,9 +504,14 @@ def test_the_ingress_routes_the_public_api_and_not_the_operational_endpoints() -
     assert len(public) > 10
     web = ["/", "/static/js/app.js", "/docs", "/docs/assets/swagger-ui.css", "/openapi.json", "/v1/live/picks"]
     for path in [*public, *web]:
-        assert ingress_routes(path), f"{path} is public but the Ingress does not route it"
+        assert routed(overlay, path), f"{path} is public but {overlay}'s entry point does not route it"
     for path in ("/metrics", "/readyz", "/healthz", "/metrics/"):
-        assert not ingress_routes(path), f"{path} must not be reachable from outside"
+        assert not routed(overlay, path), f"{path} must not be reachable from outside"
+    # the Gateway's data plane is in the namespace the NetworkPolicy lets reach the gateway pods
+    admitted = of_kind("NetworkPolicy", overlay)["gateway-from-ingress"]["spec"]["ingress"][0]["from"]
+    namespaces = {peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in admitted}
+    for route in of_kind("HTTPRoute", overlay).values():
+        assert {ref["namespace"] for ref in route["spec"]["parentRefs"]} <= namespaces
 
 
 def test_deployments_are_production_shaped() -> None:
