@@ -90,7 +90,7 @@ def _describe(cls: type[BaseSettings], name: str, info: FieldInfo) -> str:
 
 def _type(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    return (text or str(annotation)).replace("typing.", "").replace("pathlib.", "")
+    return (text or str(annotation)).replace("typing.", "").replace("pathlib.", "").replace("pydantic.types.", "")
 
 
 def _default(info: FieldInfo) -> str:

@@ -65,6 +65,7 @@ class KafkaSecuritySettings(BaseSettings):
 
     # SASL_SSL against Strimzi's tls listener (deploy/k8s); PLAINTEXT for the embedded broker and compose
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # with SASL_*: Strimzi's KafkaUsers authenticate with SCRAM-SHA-512
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
     # the service's KafkaUser (deploy/k8s/base/kafka/users.yaml); required with SASL_*
     sasl_username: str | None = None
