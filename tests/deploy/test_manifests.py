@@ -597,6 +597,14 @@ def test_a_job_migrates_every_service_and_the_services_only_check(overlay: str) 
     assert float(config["HUBPULSE_SCHEMA_WAIT_S"]) < startup["periodSeconds"] * startup["failureThreshold"]
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_both_overlays_ship_the_kafka_users_network_policies_and_migration_job(overlay: str) -> None:
+    assert set(of_kind("KafkaUser", overlay)) == set(of_kind("KafkaUser", "prod"))
+    assert set(of_kind("NetworkPolicy", overlay)) == set(of_kind("NetworkPolicy", "prod"))
+    assert "default-deny" in of_kind("NetworkPolicy", overlay)
+    assert set(of_kind("Job", overlay)) == {"hubpulse-migrate"}
+
+
 def expected_acls(name: str) -> set[tuple[str, str, str]]:
     """(resource type, name, operation) a service needs, from its registered topology (the one its app builds
     its consumers from): Write what it publishes, Read what it consumes under its consumer group, Write that
