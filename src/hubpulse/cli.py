@@ -26,8 +26,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "hubpulse.commands.model",  # train, backtest, promote, rollback, models
     "hubpulse.commands.bench",  # bench pipeline, bench search
     "hubpulse.commands.dlq",  # dlq list, dlq replay
+    "hubpulse.commands.migrate",  # migrate
 )
-
 
 
 def _print_version(value: bool) -> None:

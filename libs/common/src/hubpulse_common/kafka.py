@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import numpy as np
@@ -38,6 +38,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     TopicAlreadyExistsError,
 )
+from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
@@ -47,6 +48,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from hubpulse_common.errors import ConfigError
 from hubpulse_common.events import ALL_EVENTS, ALL_TOPICS, SCHEMA_VERSION_HEADER, Event, dlq_topic
 from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger, trace_id_var
+from hubpulse_common.settings import KafkaSecuritySettings, load_settings
 from hubpulse_common.supervise import Supervised
 
 log = get_logger(__name__)
@@ -129,6 +131,30 @@ class _Abandoned(Exception):
     """The batch in hand was given up uncommitted (stop or rebalance during a transient outage)."""
 
 
+def security_options(security: KafkaSecuritySettings | None = None) -> dict[str, Any]:
+    """The aiokafka client arguments for HUBPULSE_KAFKA_SECURITY_PROTOCOL and friends (every client: producer,
+    consumers, admin), read from the environment unless given; `ConfigError` names what is missing."""
+    security = security or load_settings(KafkaSecuritySettings)
+    options: dict[str, Any] = {"security_protocol": security.security_protocol}
+    if security.security_protocol.startswith("SASL_"):
+        if not security.sasl_username or security.sasl_password is None:
+            raise ConfigError(
+                f"HUBPULSE_KAFKA_SECURITY_PROTOCOL={security.security_protocol} needs "
+                "HUBPULSE_KAFKA_SASL_USERNAME and HUBPULSE_KAFKA_SASL_PASSWORD"
+            )
+        options |= {
+            "sasl_mechanism": security.sasl_mechanism,
+            "sasl_plain_username": security.sasl_username,
+            "sasl_plain_password": security.sasl_password.get_secret_value(),
+        }
+    if security.security_protocol.endswith("SSL"):
+        try:
+            options["ssl_context"] = create_ssl_context(cafile=security.ssl_cafile)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"HUBPULSE_KAFKA_SSL_CAFILE={security.ssl_cafile}: {exc}") from None
+    return options
+
+
 def _headers(topic: str, trace_id: str | None) -> list[tuple[str, bytes]]:
     headers = [(TRACE_HEADER, (trace_id or current_trace_id() or "").encode())]
     if topic in SCHEMA_VERSIONS:  # lets a consumer route on the minor version without parsing the value
@@ -154,6 +180,7 @@ class EventBus:
             bootstrap_servers=bootstrap,
             client_id=client_id,
             acks="all",
+            **security_options(),
             enable_idempotence=False,
             linger_ms=linger_ms,
             max_batch_size=1 << 20,
@@ -407,6 +434,7 @@ class BatchConsumer(Generic[E]):
             max_poll_interval_ms=300_000,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
+            **security_options(),
         )
         # report it with `supervise.report(app, consumer.loop)`: /readyz is down while it retries an outage
         self.loop = Supervised(f"consume:{topic}", self._run, health=self._health)
@@ -649,7 +677,7 @@ async def ensure_topics(
     names = list(topics)
     if with_dlq:
         names += [dlq_topic(t) for t in names]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security_options())
     try:
         await admin.start()
     except KafkaConnectionError as exc:
