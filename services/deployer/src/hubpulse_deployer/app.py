@@ -10,6 +10,7 @@ from huggingface_hub import HfApi
 
 from hubpulse_common.http import create_service_app
 from hubpulse_common.resources import open_resources
+from hubpulse_common.supervise import report
 from hubpulse_deployer import routes
 from hubpulse_deployer.idempotency import IdempotencyCache
 from hubpulse_deployer.orchestrator import Orchestrator
@@ -58,6 +59,7 @@ def create_app(settings: DeployerSettings) -> FastAPI:
             orchestrator = Orchestrator(repo, res.require_bus(), targets, settings.resource_poll_s)
             app.state.orchestrator = orchestrator
             app.state.idempotency = IdempotencyCache(settings.idempotency_cache_bytes, settings.idempotency_ttl_s)
+            report(app, orchestrator.watcher)
             app.state.settings = settings
             # no token of its own: each call passes the one it may use (the user's, or the platform's)
             app.state.hub = HfApi(endpoint=settings.hf_endpoint, token=False)
