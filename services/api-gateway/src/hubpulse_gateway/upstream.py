@@ -126,7 +126,10 @@ class UpstreamClient:
         # aiohttp for the connections: per call about a third of httpx's CPU, which on the predict path is latency
         # (docs/decisions/deployer.md); answers are handed on as httpx.Response, the type the routes read
         self._base_url = base_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(connect=connect_timeout_s, sock_read=timeout_s)
+        # total also bounds the wait for a free pooled connection, so a call never hangs behind others
+        self._timeout = aiohttp.ClientTimeout(
+            total=connect_timeout_s + timeout_s, connect=connect_timeout_s, sock_read=timeout_s
+        )
         self._session: aiohttp.ClientSession | None = None
         self._breakers = AsyncCircuitBreakerFactory(default_threshold=breaker_threshold, default_ttl=breaker_reset_s)
 
