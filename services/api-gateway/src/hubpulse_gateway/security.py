@@ -77,6 +77,7 @@ class Principal:
     # service minted for it); never logged.
     credential: str = field(default="", repr=False)
     api_key_id: str | None = None
+    expires_at: float | None = None  # epoch seconds after which `credential` is no longer accepted
 
     def has_role(self, role: Role) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -95,6 +96,7 @@ def principal_from_claims(claims: dict[str, Any], token: str, via: Literal["bear
         scopes=frozenset(claims.get("scope", "read write").split()),
         via=via,
         credential=token,
+        expires_at=float(claims["exp"]),
     )
 
 
@@ -225,6 +227,7 @@ class Security:
             via="api_key",
             credential=body["access_token"],
             api_key_id=body["key_id"],
+            expires_at=time.time() + float(body["expires_in"]),
         )
         self.api_keys.put(key, principal)
         return principal
