@@ -192,3 +192,18 @@ async def test_a_signed_in_user_links_their_hf_account(stack: Stack) -> None:
         me = await client.get("/v1/me")
     assert me.json()["hf_username"] == "linker-hf"
     assert me.json()["email"] == "linker-hf@users.replay-hub.example.com"
+
+
+async def test_api_keys_are_private_to_their_owner(stack: Stack) -> None:
+    alice = await stack.user("alice-keys@example.com")
+    bob = await stack.user("bob-keys@example.com")
+    async with stack.client() as client:
+        created = await client.post("/v1/api-keys", json={"name": "alice-ci"}, headers=alice["headers"])
+        assert created.status_code == 201
+        key_id = created.json()["id"]
+        assert (await client.get("/v1/api-keys", headers=bob["headers"])).json()["items"] == []
+        assert (await client.delete(f"/v1/api-keys/{key_id}", headers=bob["headers"])).status_code == 404
+        assert (await client.get("/v1/me", headers={"x-api-key": created.json()["key"]})).status_code == 200
+        # a key acts in its creator's organisation only
+        me = (await client.get("/v1/me", headers={"x-api-key": created.json()["key"]})).json()
+        assert me["email"] == "alice-keys@example.com"
