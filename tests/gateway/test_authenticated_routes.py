@@ -5,6 +5,8 @@ authenticated route with a logged-in user (security audit: the fuzzing covered o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,10 +16,12 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+import websockets
 from auth.conftest import serving
 from conftest import Store, fresh_database
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from websockets.exceptions import ConnectionClosed
 
 from hubpulse.hub import create_app as create_hub_app
 from hubpulse_auth.app import create_app as create_auth_app
@@ -68,7 +72,8 @@ async def full_stack(
     }
     auth_db = await fresh_database(postgres, "full_auth")
     gateway_db = await fresh_database(postgres, "full_gateway")
-    auth_app = create_auth_app(AuthSettings(database_url=auth_db, environment="test"))
+    # API-key tokens live 3 s here, so a live socket's re-authentication is seen within a test
+    auth_app = create_auth_app(AuthSettings(database_url=auth_db, environment="test", api_key_token_ttl_s=3))
     async with serving(create_hub_app(SyntheticHub(20, 3, seed=5))) as hub_url, serving(auth_app) as auth_url:
         deployer = DeployerSettings(
             **common, hf_endpoint=hub_url, data_dir=tmp_path_factory.mktemp("full-deployer"), auth_url=auth_url
@@ -185,3 +190,45 @@ async def test_authenticated_routes_fuzz_clean(full_stack: FullStack) -> None:
     # the services run on this event loop: the (blocking) fuzzer runs beside it
     failures = await asyncio.to_thread(_fuzz, full_stack.gateway, document, headers)
     assert not failures, "\n\n".join(failures)
+
+
+async def test_live_socket_checks_origin_and_ends_with_its_credential(full_stack: FullStack) -> None:
+    ws_url = full_stack.gateway.replace("http", "ws") + "/v1/live/metrics"
+    await full_stack.login("socket@example.com")  # signs up
+    async with httpx.AsyncClient(base_url=full_stack.gateway, timeout=30) as client:
+        login = await client.post(
+            "/v1/auth/login", json={"email": "socket@example.com", "password": PASSWORD, "session": True}
+        )
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    headers = await full_stack.login("socket@example.com")
+    async with httpx.AsyncClient(base_url=full_stack.gateway, timeout=30) as client:
+        key = (await client.post("/v1/api-keys", json={"name": "live"}, headers=headers)).json()
+    assert login.status_code == 200
+    # a cookie session from another site's page (cross-site WebSocket hijacking): refused
+    async with websockets.connect(ws_url, additional_headers={"cookie": cookie}, origin="http://evil.example") as ws:
+        refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert refused["error"]["code"] == "forbidden"
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
+    async with websockets.connect(ws_url, additional_headers={"cookie": cookie}, origin=full_stack.gateway) as ws:
+        assert "deployments" in json.loads(await asyncio.wait_for(ws.recv(), 10))
+    # an API key's socket is re-authenticated when its token expires: revoked meanwhile, the socket closes
+    async with websockets.connect(ws_url, additional_headers={"x-api-key": key["key"]}) as ws:
+        assert "deployments" in json.loads(await asyncio.wait_for(ws.recv(), 10))
+        async with httpx.AsyncClient(base_url=full_stack.gateway, timeout=30) as client:
+            assert (await client.delete(f"/v1/api-keys/{key['id']}", headers=headers)).status_code == 204
+        messages = [json.loads(m) for m in await _until_closed(ws)]
+    assert messages[-1]["error"]["code"] == "token_expired"
+    assert ws.close_code == 4001
+
+
+async def _until_closed(ws: websockets.ClientConnection) -> list[str | bytes]:
+    """The socket's messages until the server closes it (within 30 s)."""
+    messages: list[str | bytes] = []
+    with contextlib.suppress(ConnectionClosed):
+        async with asyncio.timeout(30):
+            async for message in ws:
+                messages.append(message)
+    return messages
