@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # public, not in __all__
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Target = Literal["local", "hf-space", "aws-lambda", "kubernetes"]

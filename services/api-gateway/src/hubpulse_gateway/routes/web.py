@@ -45,6 +45,7 @@ class SecurityHeadersMiddleware:
 
         await self.app(scope, receive, with_headers)
 
+
 router = APIRouter(include_in_schema=False)
 
 
