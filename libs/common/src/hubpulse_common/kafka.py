@@ -17,13 +17,14 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
@@ -32,6 +33,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from hubpulse_common.errors import ConfigError
 from hubpulse_common.events import ALL_TOPICS, Event, dlq_topic
 from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger, trace_id_var
+from hubpulse_common.settings import KafkaSecuritySettings, load_settings
 
 log = get_logger(__name__)
 
@@ -55,6 +57,30 @@ BATCH_SECONDS = Histogram(
 
 
 STOP_TIMEOUT_S = 15.0
+
+
+def security_options(security: KafkaSecuritySettings | None = None) -> dict[str, Any]:
+    """The aiokafka client arguments for HUBPULSE_KAFKA_SECURITY_PROTOCOL and friends (every client: producer,
+    consumers, admin), read from the environment unless given; `ConfigError` names what is missing."""
+    security = security or load_settings(KafkaSecuritySettings)
+    options: dict[str, Any] = {"security_protocol": security.security_protocol}
+    if security.security_protocol.startswith("SASL_"):
+        if not security.sasl_username or security.sasl_password is None:
+            raise ConfigError(
+                f"HUBPULSE_KAFKA_SECURITY_PROTOCOL={security.security_protocol} needs "
+                "HUBPULSE_KAFKA_SASL_USERNAME and HUBPULSE_KAFKA_SASL_PASSWORD"
+            )
+        options |= {
+            "sasl_mechanism": security.sasl_mechanism,
+            "sasl_plain_username": security.sasl_username,
+            "sasl_plain_password": security.sasl_password.get_secret_value(),
+        }
+    if security.security_protocol.endswith("SSL"):
+        try:
+            options["ssl_context"] = create_ssl_context(cafile=security.ssl_cafile)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"HUBPULSE_KAFKA_SSL_CAFILE={security.ssl_cafile}: {exc}") from None
+    return options
 
 
 def _headers(trace_id: str | None, extra: dict[str, str] | None = None) -> list[tuple[str, bytes]]:
@@ -82,6 +108,7 @@ class EventBus:
             bootstrap_servers=bootstrap,
             client_id=client_id,
             acks="all",
+            **security_options(),
             enable_idempotence=False,
             linger_ms=linger_ms,
             max_batch_size=1 << 20,
@@ -319,6 +346,7 @@ class BatchConsumer(Generic[E]):
             max_poll_interval_ms=300_000,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
+            **security_options(),
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -491,7 +519,7 @@ async def ensure_topics(
     names = list(topics)
     if with_dlq:
         names += [dlq_topic(t) for t in names]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security_options())
     try:
         await admin.start()
     except KafkaConnectionError as exc:

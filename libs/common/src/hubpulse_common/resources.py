@@ -71,7 +71,8 @@ async def open_resources(
             pool = res.pool
             add_readiness_probe(app, "postgres", lambda: db.ping(pool))
         if kafka:
-            await ensure_topics(settings.kafka_bootstrap, partitions=settings.kafka_partitions)
+            if settings.kafka_create_topics:
+                await ensure_topics(settings.kafka_bootstrap, partitions=settings.kafka_partitions)
             res.bus = EventBus(settings.kafka_bootstrap, client_id=settings.service_name)
             await res.bus.start()
             stack.push_async_callback(res.bus.stop)

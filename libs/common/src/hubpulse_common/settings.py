@@ -27,6 +27,8 @@ class CommonSettings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_partitions: int = 4
+    # Create missing topics at start (embedded, compose); off where an operator owns them (Strimzi KafkaTopics).
+    kafka_create_topics: bool = True
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/hubpulse")
     mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
     mongo_database: str = "hubpulse"
@@ -35,6 +37,20 @@ class CommonSettings(BaseSettings):
     s3_access_key_id: SecretStr = SecretStr("hubpulse")
     s3_secret_access_key: SecretStr = SecretStr("hubpulse-secret")
     s3_bucket: str = "hubpulse-artifacts"
+
+
+class KafkaSecuritySettings(BaseSettings):
+    """How the Kafka clients authenticate: plaintext by default (embedded broker, compose); SASL_SSL with
+    SCRAM-SHA-512 against Strimzi's `tls` listener (deploy/k8s: one KafkaUser per service)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX + "KAFKA_", extra="ignore", frozen=True)
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # PEM bundle of the CA that signed the brokers' certificates (Strimzi: the <cluster>-cluster-ca-cert Secret)
+    ssl_cafile: str | None = None
 
 
 class ServiceSettings(CommonSettings):
