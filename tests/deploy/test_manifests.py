@@ -204,7 +204,9 @@ def test_compose_hubpulse_services_are_configured() -> None:
 
 def test_compose_publishes_only_the_gateway() -> None:
     published = {name for name, service in compose_services().items() if service.get("ports")}
-    assert published == {"gateway"}
+    assert published == {"gateway", "grafana"}
+    (grafana,) = compose_services()["grafana"]["ports"]
+    assert str(grafana.get("host_ip") if isinstance(grafana, dict) else grafana).startswith("127.0.0.1")  # loopback
     (port,) = compose_services()["gateway"]["ports"]
     assert str(port.get("target") if isinstance(port, dict) else port).endswith("8000")
 
@@ -219,6 +221,7 @@ def test_compose_secrets_come_from_the_env_file() -> None:
         "S3_SECRET_ACCESS_KEY",
         "AUTH_SIGNING_KEY_SECRET",
         "HF_TOKEN",
+        "GRAFANA_ADMIN_PASSWORD",
     ):
         assert f"${{{variable}:?" in text, f"{variable} must be required, not defaulted"
         assert variable in example

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy.test_manifests import OVERLAYS, of_kind, render
+from deploy.test_manifests import OVERLAYS, compose_services, of_kind, render
 from typer.testing import CliRunner
 
 from hubpulse.cli import app
@@ -113,3 +113,22 @@ def test_dashboards_ship_as_configmaps_for_the_grafana_sidecar(overlay: str) -> 
         assert json.loads(text)["uid"] in {board.uid for board in DASHBOARDS}
     (cluster,) = of_kind("Kafka", overlay).values()
     assert "kafkaExporter" in cluster["spec"]  # the PodMonitor's target, and the Stores dashboard's kafka_* series
+
+
+def test_compose_runs_prometheus_and_grafana_on_these_files() -> None:
+    config = REPO / "deploy" / "prometheus" / "prometheus.yml"
+    result = promtool("check", "config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs = {job["job_name"]: job for job in yaml.safe_load(config.read_text())["scrape_configs"]}
+    services = compose_services()
+    for name, job in jobs.items():
+        (target,) = job["static_configs"][0]["targets"]
+        assert target.split(":")[0] in services, name  # a compose host name
+    assert {"gateway", "auth", "ingestor", "features", "scorer", "deployer", "metrics"} <= set(jobs)
+    assert {"postgres-exporter", "kafka-exporter", "mongodb-exporter"} <= set(services)
+    assert "./deploy/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    grafana = services["grafana"]["volumes"]
+    assert "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro" in grafana
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in grafana
+    provider = yaml.safe_load((REPO / "deploy/grafana/provisioning/dashboards/hubpulse.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
