@@ -6,7 +6,7 @@ VENV := .venv
 UV := $(PYTHON) -m uv
 BIN := $(VENV)/bin
 
-.PHONY: help install up test test-fast lint format asyncapi clean
+.PHONY: help install up test test-fast lint format asyncapi config-docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ format: install
 
 asyncapi: install  ## regenerate docs/asyncapi.yaml from the event models
 	$(BIN)/python -m hubpulse_common.asyncapi > docs/asyncapi.yaml
+
+config-docs: install  ## regenerate docs/configuration.md from the settings classes
+	$(BIN)/python -m hubpulse.config_docs > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

