@@ -164,7 +164,8 @@ def test_compose_is_valid_and_complete() -> None:
     # third-party images at exact releases (no floating `18`, `8.0` or `latest`): what runs is what was chosen
     for name, service in services.items():
         if "build" not in service:
-            assert re.fullmatch(r"[\w./-]+:\d+\.\d+(\.\d+)?", service["image"]), (name, service["image"])
+            # (some projects tag releases with a leading v: prom/prometheus:v3.14.0)
+            assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+(\.\d+)?", service["image"]), (name, service["image"])
     # a maintained S3 store at an exact release (MinIO's community images stopped before its CVE fixes)
     assert re.fullmatch(r"chrislusf/seaweedfs:\d+\.\d+", services["s3"]["image"])
     assert not any("minio" in service.get("image", "") for service in services.values())
