@@ -12,8 +12,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.builders import common, dashboard, prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import (
+    BigValueColorMode,
+    LegendDisplayMode,
+    LegendPlacement,
+    SortOrder,
+    TooltipDisplayMode,
+)
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
 
 # Grafana picks the Prometheus data source from this variable (kube-prometheus-stack's, or compose's).
@@ -617,7 +624,14 @@ DASHBOARDS: tuple[Dashboard, ...] = (PIPELINE, API_DASHBOARD, DEPLOYMENTS, STORE
 
 
 def _panel(spec: Panel, panel_id: int) -> stat.Panel | timeseries.Panel:
-    built: stat.Panel | timeseries.Panel = stat.Panel() if spec.kind == "stat" else timeseries.Panel()
+    built: stat.Panel | timeseries.Panel
+    if spec.kind == "stat":  # the latest value of each series
+        reduce = common.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
+        built = stat.Panel().reduce_options(reduce).color_mode(BigValueColorMode.VALUE)
+    else:
+        legend = common.VizLegendOptions().display_mode(LegendDisplayMode.LIST).placement(LegendPlacement.BOTTOM)
+        tooltip = common.VizTooltipOptions().mode(TooltipDisplayMode.MULTI).sort(SortOrder.DESCENDING)
+        built = timeseries.Panel().legend(legend.show_legend(True)).tooltip(tooltip)
     built = built.id(panel_id).title(spec.title).datasource(DATASOURCE).unit(spec.unit).span(spec.width).height(8)
     if spec.description:
         built = built.description(spec.description)
