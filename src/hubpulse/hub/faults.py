@@ -1,4 +1,5 @@
-"""Seeded fault injection for the replay Hub's /api routes: 429 with Retry-After, 5xx, slow, truncated, malformed.
+"""Seeded fault injection for the replay Hub's /api routes: 429 (Retry-After only when asked), 5xx, slow,
+truncated, malformed.
 
 One random draw per knob per request from a seeded generator, so the same request sequence meets the
 same faults. `fail_next` forces the next N requests to fail with `fail_status`, for exact bursts.
@@ -21,7 +22,9 @@ Fault = Literal["none", "429", "5xx", "truncate", "malformed"]
 class FaultConfig(BaseModel):
     seed: int = 0
     rate_429: float = Field(0.0, ge=0.0, le=1.0)
-    retry_after: int = Field(1, ge=0, description="seconds, sent in Retry-After with every 429")
+    retry_after: int | None = Field(
+        None, ge=0, description="seconds sent in Retry-After with every 429; none by default, as on huggingface.co"
+    )
     rate_5xx: float = Field(0.0, ge=0.0, le=1.0)
     rate_slow: float = Field(0.0, ge=0.0, le=1.0)
     slow_seconds: float = Field(0.5, ge=0.0, le=60.0)
@@ -87,7 +90,8 @@ class FaultMiddleware:
         if slow:
             await asyncio.sleep(self.injector.config.slow_seconds)
         if fault in ("429", "5xx"):
-            extra = [(b"retry-after", str(self.injector.config.retry_after).encode())] if status == 429 else []
+            retry_after = self.injector.config.retry_after
+            extra = [(b"retry-after", str(retry_after).encode())] if status == 429 and retry_after is not None else []
             message = "Rate limit reached, retry later" if status == 429 else "Internal error (injected)"
             body = orjson.dumps({"error": message})
             await send({"type": "http.response.start", "status": status, "headers": _json_headers(body, extra)})

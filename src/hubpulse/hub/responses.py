@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from hubpulse.hub.clock import ReplayClock
 from hubpulse.hub.faults import FaultInjector
+from hubpulse.hub.live import LiveState
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -35,3 +36,8 @@ def clock_of(request: Request) -> ReplayClock:
 def faults_of(request: Request) -> FaultInjector:
     faults: FaultInjector = request.app.state.faults
     return faults
+
+
+def live_of(request: Request) -> LiveState:
+    live: LiveState = request.app.state.live
+    return live
