@@ -308,7 +308,8 @@ def encode_page(
             model_id = _model_id(item)
             if item.get("private") is True:
                 raise RowRejected("private")
-            hub_id = item.get("_id") if type(item.get("_id")) is str else ""
+            raw_hub_id = item.get("_id")
+            hub_id: str = raw_hub_id if type(raw_hub_id) is str else ""
             key = hub_id or model_id
             if key in seen:
                 raise RowRejected("duplicate")
