@@ -14,6 +14,7 @@ import orjson
 import pandas as pd
 
 from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.history import known_created_at
 from hubpulse_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -76,7 +77,7 @@ def rows_from_page(items: Sequence[dict[str, Any]], day: dt.date, source: Source
             _text(item.get("library_name")),
             _text(item.get("author")) or (item["id"].split("/", 1)[0] if "/" in item["id"] else None),
             [t for t in item.get("tags") or () if isinstance(t, str)],
-            None if (created := _time(item.get("createdAt"))) == CREATED_AT_PLACEHOLDER else created,
+            known_created_at(_time(item.get("createdAt"))),
             _time(item.get("lastModified")),
             source,
         )
@@ -164,9 +165,6 @@ class EncodedSnapshots:
 
 _from_iso = dt.datetime.fromisoformat
 
-# huggingface.co gives every repo created before it stored creation dates this createdAt (about 14% of models):
-# it says "older than March 2022", not when the repo was made, so it is stored as unknown.
-CREATED_AT_PLACEHOLDER = dt.datetime(2022, 3, 2, 23, 29, 4, tzinfo=dt.UTC)
 BIGINT_MAX = 2**63 - 1  # snapshots.downloads, downloads_all_time
 INTEGER_MAX = 2**31 - 1  # snapshots.likes
 MAX_TAGS = 1000  # beyond this a tag list is noise (the Hub's busiest real models carry a few hundred)
@@ -175,16 +173,20 @@ MAX_ID_LENGTH = 300  # the gateway's model-id limit
 
 def _iso_time(value: Any) -> str | None:
     """The Hub's ISO timestamp as `_time` reads it (UTC when naive), or None: validated by parsing, passed on as
-    text (re-formatting costs 15x the parse). The creation-date placeholder is None."""
+    text (re-formatting costs 15x the parse)."""
     if type(value) is not str or not value:
         return None
     try:
         parsed = _from_iso(value)
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        parsed, value = parsed.replace(tzinfo=dt.UTC), value + "+00:00"
-    return None if parsed == CREATED_AT_PLACEHOLDER else value
+    return value if parsed.tzinfo is not None else value + "+00:00"
+
+
+def _iso_created(value: Any) -> str | None:
+    """`_iso_time`, None for the Hub's creation-date placeholder (`known_created_at`)."""
+    text = _iso_time(value)
+    return text if text is None or known_created_at(_from_iso(text)) is not None else None
 
 
 class RowRejected(ValueError):
@@ -275,7 +277,7 @@ def _event(
         "library_name": _clean_text(get("library_name"), cleaned),
         "author": author or (model_id.split("/", 1)[0] if "/" in model_id else None),
         "tags": _clean_tags(get("tags"), cleaned),
-        "created_at": _iso_time(get("createdAt")),
+        "created_at": _iso_created(get("createdAt")),
         "last_modified": _iso_time(get("lastModified")),
         "source": source,
     }

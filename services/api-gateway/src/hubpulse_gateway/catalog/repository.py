@@ -203,6 +203,15 @@ async def sample(pool: asyncpg.Pool, size: int) -> tuple[SampleRows, int]:
     )
 
 
+async def renamed_to(pool: asyncpg.Pool, model_id: str) -> str | None:
+    """The current name of a model the Hub renamed (the ingestor's `model_renames`), if `model_id` is an old one."""
+    try:
+        new_id: str | None = await pool.fetchval("SELECT new_id FROM model_renames WHERE old_id = $1", model_id)
+    except asyncpg.UndefinedTableError:  # a catalog without the ingestor's tables (e.g. a seeded benchmark)
+        return None
+    return new_id
+
+
 async def model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
     """The catalog row and its details (features, explanation: scorer migrations 0005, 0007), by id."""
     row: asyncpg.Record | None = await pool.fetchrow(

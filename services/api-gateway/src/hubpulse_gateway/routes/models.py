@@ -9,6 +9,7 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import RedirectResponse
 from pydantic import TypeAdapter
 
 from hubpulse_common.http import NO_NUL, ApiError
@@ -91,7 +92,7 @@ async def search_models(
     "/v1/models/{model_id:path}",
     response_model=ModelDetail,
     summary="One model: latest stats, daily history, features, probability history, explanation",
-    responses=errors(404, 422),
+    responses={**errors(404, 422), 307: {"description": "A renamed model: Location is its detail under its new name"}},
 )
 async def model_detail(
     request: Request,
@@ -100,6 +101,9 @@ async def model_detail(
     pool = _state(request).pool
     row, history = await asyncio.gather(repository.model(pool, model_id), repository.daily(pool, model_id))
     if row is None:
+        new_id = await repository.renamed_to(pool, model_id)
+        if new_id is not None:  # the Hub renamed it: its history continues under the new name
+            return RedirectResponse(request.url.replace(path=f"/v1/models/{new_id}"), status_code=307)
         raise ApiError(404, "model_not_found", f"no model {model_id!r} in the catalog")
     detail = dict(row)
     features = service.finite_features(detail["features"] or {})
