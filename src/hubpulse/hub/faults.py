@@ -31,6 +31,7 @@ class FaultConfig(BaseModel):
     rate_truncate: float = Field(0.0, ge=0.0, le=1.0)
     rate_malformed: float = Field(0.0, ge=0.0, le=1.0)
     fail_next: int = Field(0, ge=0, description="the next N /api requests fail with fail_status")
+    fail_after: int = Field(0, ge=0, description="fail_next starts after this many /api requests succeeded")
     fail_status: int = Field(503, ge=400, le=599)
     path_prefix: str = "/api/"
 
@@ -47,6 +48,7 @@ class FaultInjector:
             self.config = config
             self._rng = random.Random(config.seed)
             self._forced = config.fail_next
+            self._spared = config.fail_after
 
     def state(self) -> dict[str, object]:
         with self._lock:
@@ -56,7 +58,9 @@ class FaultInjector:
         """(fault, slow, status) for the next request."""
         with self._lock:
             c = self.config
-            if self._forced > 0:
+            if self._spared > 0:
+                self._spared -= 1
+            elif self._forced > 0:
                 self._forced -= 1
                 return ("429" if c.fail_status == 429 else "5xx"), False, c.fail_status
             draws = [self._rng.random() for _ in range(5)]

@@ -267,7 +267,10 @@ def _page(request: Request) -> Response:
         next_url = request.url.include_query_params(cursor=following.encode())
         headers["Link"] = f'<{next_url}>; rel="next"'
     headers["X-Total-Count"] = str(len(order.rows))
-    return json_response(_render(request, snap, order.rows[start:end], fields), headers=headers)
+    items = _render(request, snap, order.rows[start:end], fields)
+    if "Link" not in headers:
+        items.extend(live.config.extra_items)
+    return json_response(items, headers=headers)
 
 
 @router.get("/api/models")
