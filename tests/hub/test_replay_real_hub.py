@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pandas as pd
 import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
@@ -14,6 +15,8 @@ from huggingface_hub.errors import HfHubHTTPError
 from hubpulse.hub.live import PLACEHOLDER_CREATED_AT
 
 from .conftest import PAGE, Replay
+
+PLACEHOLDER = pd.Timestamp("2022-03-02T23:29:04Z")
 
 
 def _walk(replay: Replay, params: dict[str, Any], between: Any = None) -> list[dict[str, Any]]:
@@ -75,7 +78,7 @@ def test_a_created_at_walk_is_exact_while_scores_move(replay: Replay):
 
 def test_old_repos_carry_the_creation_date_placeholder(replay: Replay):
     day = replay.hub.day(0)
-    old = day.loc[day["created_at"] < "2022-03-02", "model_id"]
+    old = day.loc[pd.to_datetime(day["created_at"]) < PLACEHOLDER, "model_id"]
     assert len(old) > 0
     model = httpx.get(f"{replay.url}/api/models/{old.iloc[0]}").json()
     assert model["createdAt"] == PLACEHOLDER_CREATED_AT

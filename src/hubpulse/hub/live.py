@@ -37,7 +37,7 @@ class LiveConfig(BaseModel):
     renames: dict[str, str] = Field(default_factory=dict, description="old id -> new id")
     tokens: dict[str, str] = Field(default_factory=dict, description="token -> user; empty: any token is accepted")
     private: list[str] = Field(default_factory=list, description="model ids only their namespace's token lists")
-    extra_items: list[dict[str, Any]] = Field(
+    extra_items: list[Any] = Field(
         default_factory=list, description="raw items appended to the last page of every list (odd values, for tests)"
     )
     quota: int = Field(0, ge=0, description="requests per window per caller on /api (huggingface.co: 500); 0 = off")

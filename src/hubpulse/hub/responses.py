@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -14,7 +15,11 @@ from hubpulse.hub.live import LiveState
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
+    try:
+        body = orjson.dumps(content)
+    except TypeError:  # integers past 64 bits, which JSON (and huggingface.co) can carry: the slow encoder
+        body = json.dumps(content, separators=(",", ":")).encode()
+    return Response(body, status_code=status_code, headers=headers, media_type="application/json")
 
 
 def hub_error(status_code: int, message: str, error_code: str | None = None) -> Response:

@@ -88,6 +88,7 @@ class CycleResult:
     cleaned: dict[str, int] = field(default_factory=dict)  # stored after cleaning, by what was cleaned
     renamed: int = 0
     walk_estimate_s: float | None = None  # a full walk at the Hub's quota (pages of the last walk)
+    paced_s: float = 0.0  # waited for the quota window before it ran out
 
 
 @dataclass
@@ -374,6 +375,7 @@ async def run_cycle(
         cleaned=dict(report.cleaned),
         renamed=report.renamed,
         walk_estimate_s=estimate,
+        paced_s=hub.paced_s,
     )
 
 
