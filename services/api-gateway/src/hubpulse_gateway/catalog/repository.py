@@ -224,12 +224,25 @@ async def model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
     return row
 
 
+_DAILY = (
+    "SELECT snapshot_date, downloads, likes, trending_rank, probability, model_version "
+    "FROM catalog_daily WHERE model_id = $1 ORDER BY snapshot_date"
+)
+# A renamed model's days under its old names too (the ingestor's model_renames); its own row wins a shared day.
+_DAILY_RENAMED = """
+    SELECT DISTINCT ON (snapshot_date) snapshot_date, downloads, likes, trending_rank, probability, model_version
+    FROM catalog_daily
+    WHERE model_id = $1 OR model_id IN (SELECT old_id FROM model_renames WHERE new_id = $1)
+    ORDER BY snapshot_date, model_id = $1 DESC
+"""
+
+
 async def daily(pool: asyncpg.Pool, model_id: str) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await pool.fetch(
-        "SELECT snapshot_date, downloads, likes, trending_rank, probability, model_version "
-        "FROM catalog_daily WHERE model_id = $1 ORDER BY snapshot_date",
-        model_id,
-    )
+    rows: list[asyncpg.Record]
+    try:
+        rows = await pool.fetch(_DAILY_RENAMED, model_id)
+    except asyncpg.UndefinedTableError:  # a catalog without the ingestor's tables (e.g. a seeded benchmark)
+        rows = await pool.fetch(_DAILY, model_id)
     return rows
 
 

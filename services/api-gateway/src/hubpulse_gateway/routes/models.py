@@ -99,11 +99,12 @@ async def model_detail(
     model_id: Annotated[str, Path(min_length=1, max_length=300, pattern=NO_NUL, description="e.g. org/name")],
 ) -> Response:
     pool = _state(request).pool
-    row, history = await asyncio.gather(repository.model(pool, model_id), repository.daily(pool, model_id))
+    row, history, new_id = await asyncio.gather(
+        repository.model(pool, model_id), repository.daily(pool, model_id), repository.renamed_to(pool, model_id)
+    )
+    if new_id is not None:  # the Hub renamed it: its history continues under the new name (the old row is stale)
+        return RedirectResponse(request.url.replace(path=f"/v1/models/{new_id}"), status_code=307)
     if row is None:
-        new_id = await repository.renamed_to(pool, model_id)
-        if new_id is not None:  # the Hub renamed it: its history continues under the new name
-            return RedirectResponse(request.url.replace(path=f"/v1/models/{new_id}"), status_code=307)
         raise ApiError(404, "model_not_found", f"no model {model_id!r} in the catalog")
     detail = dict(row)
     features = service.finite_features(detail["features"] or {})
