@@ -167,11 +167,13 @@ def _query(request: Request) -> Query:
 
 @dataclass(frozen=True)
 class _Order:
-    """One query's rows in serving order over the live values, with their sort values and ObjectId keys."""
+    """One query's rows in serving order over the live values (known values descending, then unknown ones; ties
+    by ObjectId), with what a cursor is searched in: negated known values (ascending) and ObjectId keys."""
 
     rows: I64
     values: npt.NDArray[np.float64]
     oid_keys: I64
+    negated: npt.NDArray[np.float64]  # -values of rows[:known], the rows that have a value
 
 
 def _oid_key(seconds: I64, index: I64) -> I64:
@@ -206,22 +208,25 @@ def _live_order(request: Request, snap: Snapshot, query: Query, sort: str, user:
         values = key[rows]
         oid = _oid_key(object_id_seconds(snap.cols)[rows], snap.cols.model_index[rows])
         order = np.lexsort((oid, -np.nan_to_num(values, nan=0.0), np.isnan(values)))  # nulls last
-        return _Order(rows=rows[order], values=values[order], oid_keys=oid[order])
+        values = values[order]
+        negated = -values[: int(np.count_nonzero(~np.isnan(values)))]
+        return _Order(rows=rows[order], values=values, oid_keys=oid[order], negated=negated)
 
     return snap.memo(("live", query, sort, live.version, user, private), build)
 
 
 def _start(order: _Order, cursor: Cursor) -> int:
-    """First position after the cursor's (value, _id), compared with the values as they are now."""
+    """First position after the cursor's (value, _id), compared with the values as they are now (two binary
+    searches: a walk of 2M models costs no scan per page)."""
     seconds, index = int(cursor.object_id[:8], 16), int(cursor.object_id[8:], 16)
-    after_oid = order.oid_keys > ((seconds << 24) | index)
-    null = np.isnan(order.values)
+    after = (seconds << 24) | index
     if cursor.value is None:
-        after = null & after_oid
+        lo, hi = len(order.negated), len(order.rows)
     else:
-        after = null | (order.values < cursor.value) | ((order.values == cursor.value) & after_oid)
-    hits = np.flatnonzero(after)
-    return int(hits[0]) if len(hits) else len(order.rows)
+        negated = order.negated
+        lo = int(np.searchsorted(negated, -cursor.value, side="left"))
+        hi = int(np.searchsorted(negated, -cursor.value, side="right"))
+    return lo + int(np.searchsorted(order.oid_keys[lo:hi], after, side="right"))
 
 
 def _render(request: Request, snap: Snapshot, rows: I64, fields: tuple[str, ...]) -> list[dict[str, Any]]:
