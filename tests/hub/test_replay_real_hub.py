@@ -1,4 +1,4 @@
-"""The replay Hub behaves as huggingface.co does (sources in docs/decisions/0014-hub-as-it-really-is.md)."""
+"""The replay Hub behaves as huggingface.co does (sources in docs/decisions/replay-hub.md)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 repos and their owners' tokens, the 2022-03-02 creation-date placeholder and the fixed-window rate limit.
 
 Each behaviour is set through `/_replay/live` (see routes/replay.py) and read by the routes; the sources of
-the real behaviours are listed in docs/decisions/0014-hub-as-it-really-is.md.
+the real behaviours are listed in docs/decisions/replay-hub.md.
 """
 
 from __future__ import annotations
