@@ -290,8 +290,9 @@ def _detail(request: Request, repo_id: str) -> Response:
     clock, live = clock_of(request), live_of(request)
     renamed = live.new_name(repo_id)
     if renamed is not None:  # huggingface.co answers an old name with a redirect to the new one
-        location = request.url.replace(path=f"/api/models/{renamed}")
-        return Response(status_code=307, headers={"Location": str(location)})
+        # relative, as huggingface.co sends it for renamed repos (huggingface_hub PR #983 relies on that)
+        query = f"?{request.url.query}" if request.url.query else ""
+        return Response(status_code=307, headers={"Location": f"/api/models/{renamed}{query}"})
     original = live.original_name(repo_id)
     snap = clock.current
     index = clock.source.index_of(original) if original == repo_id or live.new_name(original) == repo_id else None
