@@ -165,3 +165,20 @@ def test_values_the_hub_refuses_get_400(replay: Replay, params: dict[str, str]):
 def test_detail_only_expand_values_are_accepted_on_one_model(replay: Replay):
     model_id = str(replay.hub.day(0)["model_id"].iloc[5])
     assert httpx.get(f"{replay.url}/api/models/{model_id}", params={"expand": "baseModels"}).is_success
+
+
+def test_creating_an_existing_space_with_exist_ok_returns_its_url(replay: Replay):
+    api = HfApi(endpoint=replay.url, token="hf_any")
+    first = api.create_repo("me/space-twice", repo_type="space", space_sdk="gradio")
+    again = api.create_repo("me/space-twice", repo_type="space", space_sdk="gradio", exist_ok=True)
+    assert str(again) == str(first)
+    conflict = httpx.post(
+        f"{replay.url}/api/repos/create",
+        json={"name": "space-twice", "organization": "me", "type": "space", "sdk": "gradio"},
+        headers={"authorization": "Bearer hf_any"},
+    )
+    assert conflict.status_code == 409
+    assert conflict.json()["url"] == str(first)
+    runtime = api.get_space_runtime("me/space-twice")
+    assert runtime.dev_mode is False
+    api.delete_repo("me/space-twice", repo_type="space")

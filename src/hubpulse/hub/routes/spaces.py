@@ -97,7 +97,9 @@ async def create_repo(request: Request) -> Response:
         return hub_error(400, f"Invalid hardware {hardware!r}")
     url = f"{str(request.base_url).rstrip('/')}/spaces/{repo_id}"
     if repo_id in _spaces(request):
-        return hub_error(409, "You already created this space repo", "RepoExists")
+        # with the repo's url, which huggingface_hub's create_repo(exist_ok=True) returns from this 409's body
+        body = {"error": "You already created this space repo", "url": url}
+        return json_response(body, 409, {"X-Error-Code": "RepoExists", "X-Error-Message": body["error"]})
     secrets = body.get("secrets") or []
     space = Space(repo_id=repo_id, sdk=sdk, hardware=hardware)
     for item in secrets if isinstance(secrets, list) else []:
@@ -213,6 +215,7 @@ def _runtime(space: Space, build_seconds: float) -> dict[str, object]:
         "hardware": {"current": space.hardware, "requested": space.hardware},
         "gcTimeout": None,
         "storage": None,
+        "devMode": False,
         # the names only: the Hub never reads secrets back
         "secrets": sorted(space.secrets),
     }
