@@ -35,7 +35,7 @@ def _walk(replay: Replay, params: dict[str, Any], between: Any = None) -> list[d
     return items
 
 
-def test_default_order_is_trending_score_with_an_id_on_every_item(replay: Replay):
+def test_default_order_is_trending_score_with_an_id_on_every_item(replay: Replay) -> None:
     rows = httpx.get(f"{replay.url}/api/models", params={"limit": 50}).json()
     scores = [r["trendingScore"] for r in rows]
     assert scores == sorted(scores, reverse=True)
@@ -43,7 +43,7 @@ def test_default_order_is_trending_score_with_an_id_on_every_item(replay: Replay
     assert all(len(r["_id"]) == 24 and int(r["_id"], 16) >= 0 for r in rows)
 
 
-def test_the_cursor_is_the_hubs_keyset_filter(replay: Replay):
+def test_the_cursor_is_the_hubs_keyset_filter(replay: Replay) -> None:
     response = httpx.get(f"{replay.url}/api/models", params={"sort": "downloads", "limit": 5})
     last = response.json()[-1]
     cursor = httpx.URL(response.links["next"]["url"]).params["cursor"]
@@ -57,7 +57,7 @@ def test_the_cursor_is_the_hubs_keyset_filter(replay: Replay):
     }
 
 
-def test_scores_moving_during_a_default_walk_repeat_a_model_and_skip_another(replay: Replay):
+def test_scores_moving_during_a_default_walk_repeat_a_model_and_skip_another(replay: Replay) -> None:
     day = replay.hub.day(0).sort_values("trending_score", ascending=False)
     faller, riser = str(day["model_id"].iloc[3]), str(day["model_id"].iloc[-3])
     # after the first page: the faller drops below everything, the riser jumps above everything
@@ -68,7 +68,7 @@ def test_scores_moving_during_a_default_walk_repeat_a_model_and_skip_another(rep
     assert len(ids) == len(day)  # the walk's length looks right, which is why nobody notices
 
 
-def test_a_created_at_walk_is_exact_while_scores_move(replay: Replay):
+def test_a_created_at_walk_is_exact_while_scores_move(replay: Replay) -> None:
     day = replay.hub.day(0).sort_values("trending_score", ascending=False)
     moves = {str(m): float(k) for k, m in enumerate(day["model_id"].iloc[::50])}
     replay.post("/_replay/live", {"moves": [{"after_requests": 3, "scores": moves}]})
@@ -76,7 +76,7 @@ def test_a_created_at_walk_is_exact_while_scores_move(replay: Replay):
     assert len(ids) == len(set(ids)) == len(day)
 
 
-def test_old_repos_carry_the_creation_date_placeholder(replay: Replay):
+def test_old_repos_carry_the_creation_date_placeholder(replay: Replay) -> None:
     day = replay.hub.day(0)
     old = day.loc[pd.to_datetime(day["created_at"]) < PLACEHOLDER, "model_id"]
     assert len(old) > 0
@@ -87,7 +87,7 @@ def test_old_repos_carry_the_creation_date_placeholder(replay: Replay):
     assert all(m["createdAt"] != PLACEHOLDER_CREATED_AT for m in newest)
 
 
-def test_a_renamed_repo_is_listed_under_its_new_name_and_its_old_name_redirects(replay: Replay):
+def test_a_renamed_repo_is_listed_under_its_new_name_and_its_old_name_redirects(replay: Replay) -> None:
     old = str(replay.hub.day(0)["model_id"].iloc[7])
     new = "renamed-org/" + old.split("/", 1)[1]
     replay.post("/_replay/live", {"renames": {old: new}})
@@ -102,7 +102,7 @@ def test_a_renamed_repo_is_listed_under_its_new_name_and_its_old_name_redirects(
     assert HfApi(endpoint=replay.url).model_info(new).id == new
 
 
-def test_rate_limit_headers_and_429_without_retry_after(replay: Replay):
+def test_rate_limit_headers_and_429_without_retry_after(replay: Replay) -> None:
     replay.post("/_replay/live", {"quota": 3, "window_s": 60})
     responses = [httpx.get(f"{replay.url}/api/models", params={"limit": 1}) for _ in range(4)]
     assert [r.status_code for r in responses] == [200, 200, 200, 429]
@@ -113,12 +113,12 @@ def test_rate_limit_headers_and_429_without_retry_after(replay: Replay):
     assert "error" in responses[3].json()
 
 
-def test_injected_429s_send_retry_after_only_when_asked(replay: Replay):
+def test_injected_429s_send_retry_after_only_when_asked(replay: Replay) -> None:
     replay.post("/_replay/faults", {"fail_next": 1, "fail_status": 429})
     assert "retry-after" not in httpx.get(f"{replay.url}/api/models", params={"limit": 1}).headers
 
 
-def test_tokens_private_repos_and_bad_credentials(replay: Replay):
+def test_tokens_private_repos_and_bad_credentials(replay: Replay) -> None:
     day = replay.hub.day(0)
     secret = str(day["model_id"].iloc[11])
     owner = secret.split("/", 1)[0]
@@ -156,18 +156,18 @@ def test_tokens_private_repos_and_bad_credentials(replay: Replay):
         {"offset": "100"},
     ],
 )
-def test_values_the_hub_refuses_get_400(replay: Replay, params: dict[str, str]):
+def test_values_the_hub_refuses_get_400(replay: Replay, params: dict[str, str]) -> None:
     response = httpx.get(f"{replay.url}/api/models", params=params)
     assert response.status_code == 400
     assert "error" in response.json()
 
 
-def test_detail_only_expand_values_are_accepted_on_one_model(replay: Replay):
+def test_detail_only_expand_values_are_accepted_on_one_model(replay: Replay) -> None:
     model_id = str(replay.hub.day(0)["model_id"].iloc[5])
     assert httpx.get(f"{replay.url}/api/models/{model_id}", params={"expand": "baseModels"}).is_success
 
 
-def test_creating_an_existing_space_with_exist_ok_returns_its_url(replay: Replay):
+def test_creating_an_existing_space_with_exist_ok_returns_its_url(replay: Replay) -> None:
     api = HfApi(endpoint=replay.url, token="hf_any")
     first = api.create_repo("me/space-twice", repo_type="space", space_sdk="gradio")
     again = api.create_repo("me/space-twice", repo_type="space", space_sdk="gradio", exist_ok=True)
