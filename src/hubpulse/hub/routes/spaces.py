@@ -98,8 +98,10 @@ async def create_repo(request: Request) -> Response:
     url = f"{str(request.base_url).rstrip('/')}/spaces/{repo_id}"
     if repo_id in _spaces(request):
         # with the repo's url, which huggingface_hub's create_repo(exist_ok=True) returns from this 409's body
-        body = {"error": "You already created this space repo", "url": url}
-        return json_response(body, 409, {"X-Error-Code": "RepoExists", "X-Error-Message": body["error"]})
+        message = "You already created this space repo"
+        return json_response(
+            {"error": message, "url": url}, 409, {"X-Error-Code": "RepoExists", "X-Error-Message": message}
+        )
     secrets = body.get("secrets") or []
     space = Space(repo_id=repo_id, sdk=sdk, hardware=hardware)
     for item in secrets if isinstance(secrets, list) else []:
