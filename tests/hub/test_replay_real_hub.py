@@ -182,3 +182,11 @@ def test_creating_an_existing_space_with_exist_ok_returns_its_url(replay: Replay
     runtime = api.get_space_runtime("me/space-twice")
     assert runtime.dev_mode is False
     api.delete_repo("me/space-twice", repo_type="space")
+
+
+def test_trending_lists_no_private_repo(replay: Replay) -> None:
+    top = httpx.get(f"{replay.url}/api/trending", params={"limit": 5}).json()["recentlyTrending"]
+    secret = top[0]["repoData"]["id"]
+    replay.post("/_replay/live", {"private": [secret]})
+    again = httpx.get(f"{replay.url}/api/trending", params={"limit": 5}).json()["recentlyTrending"]
+    assert secret not in [i["repoData"]["id"] for i in again]

@@ -340,5 +340,8 @@ def trending(request: Request) -> Response:
         "private",
         "gated",
     )
-    items = [{"repoData": data, "repoType": "model"} for data in snap.render(order, fields)]
+    private = set(live_of(request).config.private)  # a public list: nobody's private repos
+    items = [
+        {"repoData": data, "repoType": "model"} for data in snap.render(order, fields) if data["id"] not in private
+    ]
     return json_response({"recentlyTrending": items})
