@@ -282,3 +282,23 @@ async def test_the_days_trending_ranks_are_recorded(
     # the Hub's trending order (the replay follows the history's own rank where it has one)
     expected = replay.hub.day(0).sort_values("trending_rank", kind="stable").head(25)["model_id"].tolist()
     assert [r["model_id"] for r in rows] == expected
+
+
+async def test_a_walk_stopped_at_a_failing_page_expires_when_the_hubs_day_moves_on(
+    replay: Replay, settings: IngestorSettings, stores: Stores
+) -> None:
+    pool, bus = stores
+    replay.post("/_replay/faults", {"fail_after": 3, "fail_next": 10_000, "fail_status": 504})
+    stopped = await run_cycle(pool, bus, settings)
+    assert stopped.status == "interrupted"
+    replay.post("/_replay/advance", {"days": 1})
+    # the next day the trending list answers (its Date says the day moved on) but every page still fails
+    replay.post("/_replay/faults", {"fail_after": 2, "fail_next": 10_000, "fail_status": 504})
+
+    today = await run_cycle(pool, bus, settings)
+
+    expired = await pool.fetchval("SELECT status FROM ingest_cycles WHERE cycle_id = $1", stopped.cycle_id)
+    assert expired == "expired"
+    assert today.cycle_id != stopped.cycle_id
+    assert today.status == "interrupted"  # today's own walk, stopped at its own first page
+    assert await repository.count_snapshots(pool, replay.day(1)) == (0, 0)

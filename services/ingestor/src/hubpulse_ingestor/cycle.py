@@ -226,6 +226,9 @@ async def run_cycle(
     failed_all: list[dict[str, Any]] = list(cycle["failed_pages"])
     log.info("ingest.cycle_started", cycle_id=cycle_id, resumed=resumed, url=cycle["next_url"])
     ranks = await _trending_ranks(hub, settings.trending_top)
+    if resumed and day is not None and hub.served_on is not None and hub.served_on != day:
+        # the Hub's day moved on while this walk was stopped (even if its page still fails): start today's walk
+        return await _restart_for_new_day(pool, bus, settings, cycle_id, day, hub.served_on, on_progress)
     estimate = await _walk_estimate(pool, hub)
 
     # Each model once per day: keyed by the Hub's `_id` (a rename mid-walk is the same model), seeded with

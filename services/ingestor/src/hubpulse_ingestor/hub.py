@@ -147,6 +147,7 @@ class HubPages:
         self._on_retry = on_retry
         self.quota: Quota | None = None
         self.paced_s = 0.0  # seconds spent waiting for the quota window before it ran out
+        self.served_on: dt.date | None = None  # the Hub's day, from the Date of its last answer
         # huggingface_hub's client logs every request at INFO: 2,000 lines per cycle of the full Hub
         logging.getLogger("httpx2").setLevel(logging.WARNING)
 
@@ -177,6 +178,7 @@ class HubPages:
         )
         self._pace(response.headers)
         hf_raise_for_status(response)
+        self.served_on = _served_on(response.headers)
         return response
 
     def _pace(self, headers: httpx2.Headers) -> None:
