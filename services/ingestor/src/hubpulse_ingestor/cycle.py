@@ -29,7 +29,16 @@ from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_ingestor import repository
 from hubpulse_ingestor.hub import RETRYABLE, FailedPage, HubPages, Page
-from hubpulse_ingestor.metrics import CYCLE_SECONDS, CYCLES, MODELS, PAGES, RETRIES
+from hubpulse_ingestor.metrics import (
+    CYCLE_SECONDS,
+    CYCLES,
+    LAST_CYCLE_FINISHED,
+    LAST_CYCLE_MODELS,
+    LAST_CYCLE_PAGES,
+    MODELS,
+    PAGES,
+    RETRIES,
+)
 from hubpulse_ingestor.settings import IngestorSettings
 from hubpulse_ingestor.snapshots import (
     EncodedSnapshots,
@@ -354,6 +363,11 @@ async def run_cycle(
     seconds = time.perf_counter() - started
     CYCLES.labels(status).inc()
     CYCLE_SECONDS.set(seconds)
+    LAST_CYCLE_FINISHED.labels(status).set(time.time())
+    LAST_CYCLE_MODELS.labels("listed").set(report.listed)
+    LAST_CYCLE_MODELS.labels("stored").set(totals["models"])
+    LAST_CYCLE_PAGES.labels("ok").set(totals["pages"] - len(failed_all))
+    LAST_CYCLE_PAGES.labels("skipped").set(len(failed_all))
     log.info(
         "ingest.cycle_finished",
         cycle_id=cycle_id,
