@@ -27,6 +27,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "hubpulse.commands.bench",  # bench pipeline, bench search
     "hubpulse.commands.dlq",  # dlq list, dlq replay
     "hubpulse.commands.migrate",  # migrate
+    "hubpulse.commands.observability",  # observability generate
 )
 
 

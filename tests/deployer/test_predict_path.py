@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from deployer.conftest import DeployStack
+from deployer.test_isolation import _login
 from hubpulse_deployer.idempotency import IdempotencyCache, KeyReused, digest_of
 
 MODEL = "hubpulse-demo/tiny-text-classifier"
@@ -70,7 +71,7 @@ async def test_concurrent_retries_of_one_key_run_the_model_once(
     deploy_stack: DeployStack, running: dict[str, Any]
 ) -> None:
     url = f"{deploy_stack.deployer}/deployments/{running['id']}/predict"
-    headers = {"x-hubpulse-user": deploy_stack.user_id, "idempotency-key": "k-concurrent"}
+    headers = {**deploy_stack.headers, "idempotency-key": "k-concurrent"}
     before = await _passes(running)
     async with httpx.AsyncClient(timeout=60) as client:
         answers = await asyncio.gather(*(client.post(url, json={"inputs": "same"}, headers=headers) for _ in range(8)))
@@ -82,10 +83,10 @@ async def test_concurrent_retries_of_one_key_run_the_model_once(
 
 async def test_ownership_is_checked_before_a_kept_answer(deploy_stack: DeployStack, running: dict[str, Any]) -> None:
     url = f"{deploy_stack.deployer}/deployments/{running['id']}/predict"
+    stranger = {**await _login(deploy_stack, "predict-stranger@example.com"), "idempotency-key": "k-owner"}
     async with httpx.AsyncClient(timeout=60) as client:
-        own = {"x-hubpulse-user": deploy_stack.user_id, "idempotency-key": "k-owner"}
+        own = {**deploy_stack.headers, "idempotency-key": "k-owner"}
         assert (await client.post(url, json={"inputs": "mine"}, headers=own)).status_code == 200
-        stranger = {**own, "x-hubpulse-user": "someone-else"}
         refused = await client.post(url, json={"inputs": "mine"}, headers=stranger)
     assert refused.status_code == 404, refused.text
 

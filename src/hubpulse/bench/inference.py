@@ -154,14 +154,13 @@ def _own_cpu(run: dict[str, Any]) -> dict[str, Any]:
     return run
 
 
-def _signup(gateway: str) -> tuple[str, str]:
-    """(access token, user id) of a fresh user."""
+def _signup(gateway: str) -> str:
+    """The access token of a fresh user."""
     creds = {"email": "bench@example.com", "password": "correct horse battery staple"}
     with httpx.Client(base_url=gateway, timeout=30) as client:
         client.post("/v1/auth/signup", json=creds).raise_for_status()
-        token = client.post("/v1/auth/login", json=creds).json()["access_token"]
-        me = client.get("/v1/me", headers={"authorization": f"Bearer {token}"}).json()
-    return token, str(me.get("id") or me.get("user_id"))
+        token: str = client.post("/v1/auth/login", json=creds).json()["access_token"]
+    return token
 
 
 def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str, Any]:
@@ -202,15 +201,15 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
             "HUBPULSE_API_RATE_LIMIT": "100000000/minute",
         }
         auth = start(_service("auth", "hubpulse_auth", {**env, "HUBPULSE_DATABASE_URL": base + "/auth"}))
-        deployer = start(_service("deployer", "hubpulse_deployer", env))
+        # the deployer verifies each caller's access token against the auth service's keys
+        deployer = start(_service("deployer", "hubpulse_deployer", {**env, "HUBPULSE_AUTH_URL": auth.spec.url}))
         upstreams = {"HUBPULSE_AUTH_URL": auth.spec.url, "HUBPULSE_DEPLOYER_URL": deployer.spec.url}
         gateway_env = {**env, **upstreams, "HUBPULSE_DATABASE_URL": base + "/gateway"}
         gateway = start(_service("gateway", "hubpulse_gateway", gateway_env))
         for child in (auth, deployer, gateway):
             _wait_ready(child.spec.url)
-        token, user_id = _signup(gateway.spec.url)
-        bearer = {"authorization": f"Bearer {token}"}
-        headers = {"model_server": {}, "deployer": {"x-hubpulse-user": user_id}, "gateway": bearer}
+        bearer = {"authorization": f"Bearer {_signup(gateway.spec.url)}"}
+        headers = {"model_server": {}, "deployer": bearer, "gateway": bearer}
         with httpx.Client(base_url=gateway.spec.url, headers=bearer, timeout=60) as client:
             for label, batching in (
                 ("unbatched", {"max_batch_size": 1}),

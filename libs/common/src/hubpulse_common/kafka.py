@@ -64,6 +64,9 @@ DEAD_LETTERED = Counter("hubpulse_kafka_dead_lettered_total", "Messages sent to 
 PUBLISHED = Counter("hubpulse_kafka_published_total", "Events published", ["topic"])
 LOST = Counter("hubpulse_kafka_lost_total", "Best-effort events the broker did not take", ["topic"])
 LAG = Gauge("hubpulse_kafka_consumer_lag", "High watermark minus committed position", ["topic", "group"])
+PARTITION_LAG = Gauge(
+    "hubpulse_kafka_consumer_partition_lag", "Lag of one partition this pod owns", ["topic", "group", "partition"]
+)
 BATCH_SECONDS = Histogram(
     "hubpulse_kafka_batch_seconds",
     "Handler time per batch",
@@ -408,6 +411,7 @@ class BatchConsumer(Generic[E]):
     ) -> None:
         self.topic = topic
         self.group_id = group_id
+        self._lag_partitions: set[int] = set()
         self._event_type = event_type
         self._handler = handler
         self._bus = bus
@@ -641,13 +645,22 @@ class BatchConsumer(Generic[E]):
             log.warning("kafka.commit_failed", topic=self.topic, error=str(exc))
 
     async def _update_lag(self) -> None:
-        total = 0
+        lags: dict[int, int] = {}
         for tp in list(self._consumer.assignment()):
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
                 with contextlib.suppress(IllegalStateError):  # revoked by a rebalance meanwhile
-                    total += max(0, highwater - await self._consumer.position(tp))
-        LAG.labels(self.topic, self.group_id).set(total)
+                    lags[tp.partition] = max(0, highwater - await self._consumer.position(tp))
+        self._report_lag(lags)
+
+    def _report_lag(self, lags: dict[int, int]) -> None:
+        """The total and each owned partition's lag; partitions a rebalance took away stop being reported."""
+        LAG.labels(self.topic, self.group_id).set(sum(lags.values()))
+        for partition in self._lag_partitions - lags.keys():
+            PARTITION_LAG.remove(self.topic, self.group_id, str(partition))
+        for partition, lag in lags.items():
+            PARTITION_LAG.labels(self.topic, self.group_id, str(partition)).set(lag)
+        self._lag_partitions = set(lags)
 
     async def lag(self) -> int:
         """Messages not yet committed by this group, over its assigned partitions."""
@@ -655,12 +668,9 @@ class BatchConsumer(Generic[E]):
         if not assigned:
             return 0
         ends = await self._consumer.end_offsets(assigned)
-        total = 0
-        for tp in assigned:
-            committed = await self._consumer.committed(tp)
-            total += max(0, ends[tp] - (committed or 0))
-        LAG.labels(self.topic, self.group_id).set(total)
-        return total
+        lags = {tp.partition: max(0, ends[tp] - (await self._consumer.committed(tp) or 0)) for tp in assigned}
+        self._report_lag(lags)
+        return sum(lags.values())
 
 
 def _trace_of(record: ConsumerRecord[bytes, bytes]) -> str | None:
