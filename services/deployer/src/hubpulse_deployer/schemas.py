@@ -37,16 +37,6 @@ RepoId = Annotated[str, Field(pattern=REPO_ID, max_length=200), AfterValidator(_
 Revision = Annotated[str, Field(max_length=100, pattern=r"^[\w./-]+$"), AfterValidator(_revision)]
 
 
-def hub_repo_id(value: str) -> str:
-    """The Hub's own rules ('--', '..', a trailing '-' or '.git' are refused): a 422 here, not a 500 from the
-    Hub client later (security audit M9)."""
-    validate_repo_id(value)  # HFValidationError is a ValueError: pydantic reports it as a 422
-    return value
-
-
-RepoId = Annotated[str, Field(pattern=REPO_ID, max_length=200), AfterValidator(hub_repo_id)]
-
-
 class Autoscaling(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
