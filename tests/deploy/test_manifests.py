@@ -501,7 +501,8 @@ def test_the_gateway_believes_forwarded_addresses_only_from_the_proxies_in_front
     """Behind the Ingress/Gateway the TCP peer is a proxy: the gateway trusts X-Forwarded-For from private
     ranges, and the NetworkPolicy lets only the proxies' namespace (and Prometheus) reach it. Compose publishes
     the gateway directly: nothing is trusted unless the operator names a proxy."""
-    env = {item["name"]: item.get("value") for item in _container(of_kind("Deployment")["gateway"])["env"]}
+    env = of_kind("ConfigMap")["hubpulse-config"]["data"]
+    env |= {item["name"]: item.get("value") for item in _container(of_kind("Deployment")["gateway"])["env"]}
     trusted = [ipaddress.ip_network(cidr) for cidr in json.loads(env["HUBPULSE_TRUSTED_PROXIES"])]
     assert trusted
     assert all(network.is_private or network.subnet_of(ipaddress.ip_network("100.64.0.0/10")) for network in trusted)
