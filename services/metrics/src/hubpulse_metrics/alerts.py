@@ -64,7 +64,7 @@ async def evaluate_once(
             alert = repository.alert_of(transition, now)
             # Sent before it is recorded: if the publish fails, the state is unchanged and the next round
             # raises the same transition again (recorded first, it would never be sent). A crash in between
-            # sends it twice; the alert id is stable per rule and deployment, so receivers can dedupe.
+            # sends it twice (same alert id and state): a repeat, never a loss.
             await bus.publish(AlertEvent(**alert.model_dump(exclude={"changed_at"}), occurred_at=now))
             if settings.alert_webhook_url:
                 await send_webhook(client, settings.alert_webhook_url, alert, settings.alert_webhook_attempts)
