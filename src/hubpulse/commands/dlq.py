@@ -1,6 +1,6 @@
 """`hubpulse dlq list|replay TOPIC`: inspect dead letters, and re-feed them to their topic once the cause is fixed.
 
-Only poison reaches a DLQ (the bus waits out outages, `hubpulse_common.kafka.is_transient`). Replaying is safe
+Only poison reaches a DLQ (the bus waits out outages, `hubpulse_common.transient.is_transient`). Replaying is safe
 to repeat: every consumer upserts by natural key, so a message handled twice changes nothing. A replayed
 message that is still poison goes back to the DLQ, with a new failure time (`--since` skips the old ones).
 """
