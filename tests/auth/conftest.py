@@ -4,10 +4,13 @@ on free ports against the PostgreSQL fixture."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -31,7 +34,8 @@ from hubpulse_gateway.settings import GatewaySettings
 async def serving(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
     """`app` on `port` (default: a free one) until the block ends; yields its base URL."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", proxy_headers=False)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -42,6 +46,31 @@ async def serving(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def raw_post(base_url: str, path: str, headers: str, body_chunks: int) -> tuple[int, dict[str, Any], float]:
+    """POST over a bare socket: the headers, then up to `body_chunks` MiB of body, stopping when the answer comes.
+    (status, JSON body, seconds to the answer)."""
+    host, port = urlsplit(base_url).netloc.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    start = time.monotonic()
+    writer.write(f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n{headers}\r\n".encode())
+    answer = asyncio.create_task(reader.read(65536))
+    for _ in range(body_chunks):
+        if answer.done():
+            break
+        writer.write(b"1" * (1024 * 1024) if "chunked" not in headers else b"100000\r\n" + b"1" * 0x100000 + b"\r\n")
+        try:
+            await writer.drain()
+        except ConnectionError:
+            break
+        await asyncio.sleep(0.01)
+    raw = await asyncio.wait_for(answer, 10)
+    elapsed = time.monotonic() - start
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    return status, json.loads(payload[payload.index(b"{") : payload.rindex(b"}") + 1]), elapsed
 
 
 def security_gateway(auth_url: str, **overrides: Any) -> FastAPI:
@@ -95,7 +124,8 @@ async def stack(postgres: Store) -> AsyncIterator[Stack]:
         )
         async with (
             serving(create_auth_app(auth_settings)) as auth_url,
-            serving(security_gateway(auth_url), gateway_port) as gateway_url,
+            # the module's tests sign many users up from one address: the per-IP sign-in budget has its own test
+            serving(security_gateway(auth_url, auth_ip_rate_limit="1000/minute"), gateway_port) as gateway_url,
         ):
             pool = await create_pool(database_url, max_size=2)
             try:

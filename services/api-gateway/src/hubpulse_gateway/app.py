@@ -59,6 +59,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     app = create_service_app(
         service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
         title="hubpulse gateway",
         description=(
             "The one public API of hubpulse, and the web app. Live pushes: `WS /v1/live/picks?threshold=0.45` "
@@ -76,6 +77,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(web.router)
     auth.install(app, settings)  # auth routes, rate limit, upstream clients, credential verifier
     web.mount_static(app)
+    app.add_middleware(web.SecurityHeadersMiddleware)
     install_openapi(app)
     return app
 

@@ -15,6 +15,8 @@ import orjson
 from cachetools import LRUCache
 
 from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
+from hubpulse_common.history import known_created_at
+from hubpulse_common.http import sane_datetime
 from hubpulse_gateway.catalog.schemas import SortKey
 
 MAX_TERMS = 5
@@ -141,6 +143,10 @@ def decode_cursor(token: str, sort: SortKey) -> Cursor:
             raise bad from None
         if value is None or value.tzinfo is None:
             raise bad
+        try:
+            value = sane_datetime(value)  # near year 1 or 9999, asyncpg overflows converting it to UTC
+        except ValueError:
+            raise bad from None
     else:
         if not isinstance(raw, int | float) or isinstance(raw, bool) or not math.isfinite(raw):
             raise bad
@@ -155,6 +161,8 @@ def page_of(rows: Sequence[Mapping[str, Any]], query: SearchQuery) -> dict[str, 
     if len(rows) > query.limit:
         last = items[-1]
         next_cursor = encode_cursor(query.sort, last[SORT_COLUMNS[query.sort]], last["model_id"])
+    for item in items:  # after the cursor, which needs the stored value to continue the walk
+        item["created_at"] = known_created_at(item["created_at"])
     return {"items": items, "next_cursor": next_cursor}
 
 
