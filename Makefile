@@ -6,7 +6,7 @@ VENV := .venv
 UV := $(PYTHON) -m uv
 BIN := $(VENV)/bin
 
-.PHONY: help install up test test-fast lint format asyncapi clean
+.PHONY: help install up test test-fast lint format asyncapi openapi event-schemas clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -17,7 +17,13 @@ $(BIN)/hubpulse: pyproject.toml uv.lock libs/common/pyproject.toml $(wildcard se
 	$(UV) sync --all-packages --python $(VENV)/bin/python
 	@touch $(BIN)/hubpulse
 
-install: $(BIN)/hubpulse  ## create .venv with the `hubpulse` command and every service
+# Tools from the npm registry the suite runs (AsyncAPI parser, Strimzi CRD schemas), pinned by package-lock.
+NODE_TOOLS := tools/node/node_modules/.package-lock.json
+$(NODE_TOOLS): tools/node/package.json tools/node/package-lock.json
+	npm ci --prefix tools/node --no-audit --no-fund --loglevel=error
+	@touch $(NODE_TOOLS)
+
+install: $(BIN)/hubpulse $(NODE_TOOLS)  ## create .venv with the `hubpulse` command and every service
 
 up: install  ## start the whole platform on embedded defaults (offline demo)
 	$(BIN)/hubpulse up --demo
@@ -40,5 +46,11 @@ format: install
 asyncapi: install  ## regenerate docs/asyncapi.yaml from the event models
 	$(BIN)/python -m hubpulse_common.asyncapi > docs/asyncapi.yaml
 
+openapi: install  ## regenerate docs/openapi.json from the gateway's routes
+	$(BIN)/python -m hubpulse_gateway.openapi > docs/openapi.json
+
+event-schemas: install  ## release the schema of any new topic into docs/events/ and check the rest stay compatible
+	$(BIN)/python -m hubpulse_common.schema_compat
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tools/node/node_modules

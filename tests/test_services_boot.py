@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +14,8 @@ import httpx
 import pytest
 
 from hubpulse.platform.stores import free_port, wait_port
+from hubpulse_common import __version__
+from hubpulse_common.topology import Topology
 
 SERVICES = [
     "hubpulse_ingestor",
@@ -33,11 +37,13 @@ def test_service_boots_ready_and_stops(package: str, service_env: dict[str, str]
         assert wait_port(port, 60, proc), proc.stderr.read().decode()[-3000:] if proc.stderr else ""
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+        assert httpx.get(f"{base}/healthz").json()["version"] == __version__
         deadline = time.monotonic() + 30
         while (ready := httpx.get(f"{base}/readyz")).status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert ready.status_code == 200, ready.text
         assert "hubpulse_http_requests_total" in httpx.get(f"{base}/metrics").text
+        assert _consumers_running(base, bool(_topology(package).consumes)) == _declared_consumers(package)
         missing = httpx.get(f"{base}/no-such-route")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
@@ -45,6 +51,26 @@ def test_service_boots_ready_and_stops(package: str, service_env: dict[str, str]
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
     assert code == 0
+
+
+def _topology(package: str) -> Topology:
+    return importlib.import_module(f"{package}.topology").TOPOLOGY
+
+
+def _declared_consumers(package: str) -> set[tuple[str, str]]:
+    topology = _topology(package)
+    return {(event.topic, topology.consumer_group) for event in topology.consumes}
+
+
+def _consumers_running(base: str, expect_any: bool) -> set[tuple[str, str]]:
+    """(topic, group) of every consumer the running service polls, read off its lag gauge."""
+    series = re.compile(r'^hubpulse_kafka_consumer_lag\{group="([^"]+)",topic="([^"]+)"\}', re.M)
+    deadline = time.monotonic() + 20
+    while True:
+        found = {(topic, group) for group, topic in series.findall(httpx.get(f"{base}/metrics").text)}
+        if found or not expect_any or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def test_bad_setting_is_one_clear_line(service_env: dict[str, str]) -> None:

@@ -27,6 +27,25 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "hubpulse.commands.bench",  # bench pipeline, bench search
 )
 
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from hubpulse_common import __version__
+
+        typer.echo(f"hubpulse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Watch the Hugging Face Hub, spot models about to take off, deploy and monitor them."""
+
+
 for _name in _COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 

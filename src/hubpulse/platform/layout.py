@@ -104,6 +104,7 @@ def service_environment(config: PlatformConfig, stores: list[ProcessSpec], envir
     """HUBPULSE_* variables every service gets: the embedded stores' URLs unless set externally."""
     env: dict[str, str] = {
         "HF_ENDPOINT": config.hub_url(),
+        "HUBPULSE_HUB_URL": config.hub_url(),  # the web app's "On the Hub" links
         "HUBPULSE_DATA_DIR": str(config.data_dir),
         "HUBPULSE_AUTH_URL": f"http://127.0.0.1:{config.port + SERVICES['auth'][1]}",
         "HUBPULSE_DEPLOYER_URL": f"http://127.0.0.1:{config.port + SERVICES['deployer'][1]}",

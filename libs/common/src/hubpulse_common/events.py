@@ -27,7 +27,8 @@ def new_event_id() -> str:
 class Event(BaseModel):
     """Base of every Kafka value: versioned, timestamped, and ignorant of fields it does not know."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Fields with defaults are still always written, so the documented schema marks them required.
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_serialization_defaults_required=True)
 
     topic: ClassVar[str]
     key_field: ClassVar[str] = "model_id"
@@ -41,6 +42,31 @@ class Event(BaseModel):
 
 class ModelSnapshot(Event):
     """One model's Hub statistics on one day. Natural key: (model_id, snapshot_date)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T04:12:09.512Z",
+                    "model_id": "Qwen/Qwen3-0.6B",
+                    "snapshot_date": "2026-12-03",
+                    "downloads": 8214530,
+                    "downloads_all_time": 41268877,
+                    "likes": 812,
+                    "trending_score": 41.0,
+                    "trending_rank": 7,
+                    "pipeline_tag": "text-generation",
+                    "library_name": "transformers",
+                    "author": "Qwen",
+                    "tags": ["transformers", "safetensors", "qwen3", "text-generation", "license:apache-2.0"],
+                    "created_at": "2025-04-27T03:40:08Z",
+                    "last_modified": "2025-07-26T03:46:27Z",
+                    "source": "hub",
+                }
+            ]
+        }
+    )
 
     topic: ClassVar[str] = "hub.snapshots.v1"
 
@@ -62,6 +88,39 @@ class ModelSnapshot(Event):
 
 class ModelFeatures(Event):
     """Velocity features of one model on one day. Natural key: (model_id, snapshot_date)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T04:31:55.004Z",
+                    "model_id": "Qwen/Qwen3-0.6B",
+                    "snapshot_date": "2026-12-03",
+                    "features": {
+                        "log_downloads": 15.921,
+                        "growth_rate_7d": 0.083,
+                        "likes_7d": 64.0,
+                        "trending_rank": 7.0,
+                        "age_days": 585.0,
+                        "day_pct_log_downloads": 0.998,
+                        "rank_change_7d": None,
+                    },
+                    "provisional": False,
+                    "downloads": 8214530,
+                    "downloads_all_time": 41268877,
+                    "likes": 812,
+                    "trending_rank": 7,
+                    "pipeline_tag": "text-generation",
+                    "library_name": "transformers",
+                    "author": "Qwen",
+                    "tags": ["transformers", "safetensors", "qwen3", "text-generation"],
+                    "created_at": "2025-04-27T03:40:08Z",
+                    "last_modified": "2025-07-26T03:46:27Z",
+                }
+            ]
+        }
+    )
 
     topic: ClassVar[str] = "hub.features.v1"
 
@@ -103,6 +162,28 @@ class ModelScore(Event):
     Natural key: (model_id, snapshot_date, model_version).
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T04:33:10.871Z",
+                    "model_id": "Qwen/Qwen3-0.6B",
+                    "snapshot_date": "2026-12-03",
+                    "model_version": "trending-20261201-3f9c2a",
+                    "label": "trending",
+                    "horizon_days": 7,
+                    "probability": 0.62,
+                    "threshold": 0.382,
+                    "top_features": [
+                        {"feature": "day_pct_log_downloads", "value": 0.998, "contribution": 2.29},
+                        {"feature": "rank_change_7d", "value": -4.0, "contribution": 0.71},
+                    ],
+                }
+            ]
+        }
+    )
+
     topic: ClassVar[str] = "hub.scores.v1"
 
     model_id: str
@@ -127,6 +208,28 @@ class DeploymentStatus(StrEnum):
 class DeploymentEvent(Event):
     """A deployment changed state. Key: deployment_id. Natural key: (deployment_id, sequence)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T09:15:02.118Z",
+                    "deployment_id": "dep_7f3a9c21e4b0",
+                    "sequence": 3,
+                    "model_id": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+                    "revision": "714eb0fa89d2f80546fda750413ed43d93601a13",
+                    "target": "local",
+                    "status": "running",
+                    "previous_status": "provisioning",
+                    "reason": None,
+                    "version": 1,
+                    "user_id": "usr_51c2d0e8",
+                    "org_id": "org_a41b77f0",
+                }
+            ]
+        }
+    )
+
     topic: ClassVar[str] = "deploy.events.v1"
     key_field: ClassVar[str] = "deployment_id"
 
@@ -145,6 +248,29 @@ class DeploymentEvent(Event):
 
 class InferenceEvent(Event):
     """One predict call through the gateway. Key: deployment_id. Natural key: request_id."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T09:16:44.390Z",
+                    "request_id": "4be1c3f0a9d24c8e9f0b6a7d2e13c5aa",
+                    "deployment_id": "dep_7f3a9c21e4b0",
+                    "model_id": "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+                    "user_id": "usr_51c2d0e8",
+                    "org_id": "org_a41b77f0",
+                    "status": "ok",
+                    "http_status": 200,
+                    "latency_ms": 6.4,
+                    "inputs": 1,
+                    "request_bytes": 41,
+                    "response_bytes": 58,
+                    "error": None,
+                }
+            ]
+        }
+    )
 
     topic: ClassVar[str] = "inference.events.v1"
     key_field: ClassVar[str] = "deployment_id"
@@ -165,6 +291,25 @@ class InferenceEvent(Event):
 
 class AlertEvent(Event):
     """An alert rule started or stopped firing for a deployment. Key: deployment_id."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T09:20:00.000Z",
+                    "alert_id": "alr_0c9e5d1f",
+                    "rule": "p95 latency above 500 ms for 5 minutes",
+                    "deployment_id": "dep_7f3a9c21e4b0",
+                    "metric": "p95_latency_ms",
+                    "state": "firing",
+                    "value": 812.5,
+                    "threshold": 500.0,
+                    "window_s": 300,
+                }
+            ]
+        }
+    )
 
     topic: ClassVar[str] = "alerts.v1"
     key_field: ClassVar[str] = "deployment_id"

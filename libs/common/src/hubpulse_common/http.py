@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hubpulse_common import __version__
 from hubpulse_common.logging import TRACE_HEADER, get_logger, new_trace_id, trace_id_var
 
 log = get_logger(__name__)
@@ -207,7 +208,7 @@ def create_service_app(
     service: str,
     title: str,
     lifespan: Lifespan | None = None,
-    version: str = "0.1.0",
+    version: str = __version__,
     description: str = "",
     **fastapi_kwargs: Any,
 ) -> FastAPI:
@@ -235,7 +236,7 @@ def create_service_app(
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
-        return {"status": "ok", "service": service}
+        return {"status": "ok", "service": service, "version": version}
 
     @app.get("/readyz", tags=["ops"], summary="Readiness: every store and the broker are reachable")
     async def readyz() -> JSONResponse:

@@ -48,7 +48,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             cache = SearchCache(settings.search_cache_size, settings.search_cache_ttl_s)
             planner = SamplePlanner(pool, settings.search_sample_rows, settings.search_sample_refresh_s)
             await planner.start()
-            app.state.catalog = CatalogState(pool, cache, planner, feed)
+            app.state.catalog = CatalogState(pool, cache, planner, feed, settings.hub_url)
             try:
                 yield
             finally:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, cast
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -282,12 +283,42 @@ def get_security(request: Request) -> Security:
     return security
 
 
-async def optional_user(request: Request) -> Principal | None:
+# Declared so that the OpenAPI document lists how to authenticate (generated clients send them); the
+# credentials themselves are read by Security.authenticate, in the order the module docstring gives.
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="An access JWT from /v1/auth/login, or an API key (hpk_...) as the bearer token",
+)
+_API_KEY = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="apiKeyAuth", description="An API key from POST /v1/api-keys"
+)
+_COOKIE = APIKeyCookie(
+    name=ACCESS_COOKIE,
+    auto_error=False,
+    scheme_name="cookieAuth",
+    description="The web session cookie set by /v1/auth/login; writes must also send csrfToken",
+)
+_CSRF = APIKeyHeader(
+    name=CSRF_HEADER,
+    auto_error=False,
+    scheme_name="csrfToken",
+    description=f"With cookieAuth, on writes: the value of the {CSRF_COOKIE} cookie",
+)
+
+
+async def optional_user(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    _api_key: Annotated[str | None, Depends(_API_KEY)],
+    _cookie: Annotated[str | None, Depends(_COOKIE)],
+    _csrf: Annotated[str | None, Depends(_CSRF)],
+) -> Principal | None:
     return await get_security(request).authenticate(request)
 
 
-async def current_user(request: Request) -> Principal:
-    principal = await optional_user(request)
+async def current_user(principal: Annotated[Principal | None, Depends(optional_user)]) -> Principal:
     if principal is None:
         raise ApiError(401, "unauthorized", "sign in or send an API key", {"www-authenticate": "Bearer"})
     return principal

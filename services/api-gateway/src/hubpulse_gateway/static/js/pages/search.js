@@ -1,5 +1,6 @@
 // Search: text with debounce, filters, sort, and "more" through the opaque cursor.
 import { api, el, fmt, modelHref, query } from "../api.js";
+import { MAX_COMPARED, compareHref } from "./compare.js";
 
 const TASKS = ["text-generation", "text-classification", "token-classification", "question-answering",
   "summarization", "translation", "fill-mask", "feature-extraction", "sentence-similarity", "text-ranking",
@@ -26,10 +27,21 @@ export function render(root) {
   const status = el("p", { class: "muted", "data-testid": "status" });
   const body = el("tbody", { "data-testid": "results" });
   const more = el("button", { type: "button", hidden: "", "data-testid": "more" }, "More");
-  root.append(form, status, el("table", {},
+  const selected = new Set();
+  const compare = el("a", { class: "button", hidden: "", "data-testid": "compare-selected" });
+  const updateCompare = () => {
+    compare.hidden = selected.size < 2;
+    compare.textContent = `Compare ${selected.size} models`;
+    compare.href = compareHref([...selected]);
+    body.querySelectorAll("input[type=checkbox]").forEach((box) => {
+      box.disabled = !box.checked && selected.size >= MAX_COMPARED;
+    });
+  };
+  root.append(form, el("div", { class: "toolbar" }, status, compare), el("table", {},
     el("thead", {}, el("tr", {}, el("th", {}, "Model"), el("th", {}, "Task"), el("th", {}, "Library"),
       el("th", { class: "num" }, "Downloads"), el("th", { class: "num" }, "Likes"),
-      el("th", { class: "num" }, "Growth 7d"), el("th", { class: "num" }, "Trend"))), body), more);
+      el("th", { class: "num" }, "Growth 7d"), el("th", { class: "num" }, "Trend"),
+      el("th", { class: "pick", title: `Tick up to ${MAX_COMPARED} models to compare` }, "Compare"))), body), more);
 
   let cursor = null;
   let inflight = null;
@@ -40,7 +52,13 @@ export function render(root) {
     el("td", {}, m.pipeline_tag ?? "–"), el("td", {}, m.library_name ?? "–"),
     el("td", { class: "num" }, fmt.int(m.downloads)), el("td", { class: "num" }, fmt.int(m.likes)),
     el("td", { class: "num" }, m.growth_7d == null ? "–" : fmt.pct(m.growth_7d)),
-    el("td", { class: "num" }, fmt.pct(m.probability)));
+    el("td", { class: "num" }, fmt.pct(m.probability)),
+    el("td", { class: "pick" }, el("input", { type: "checkbox", "aria-label": "compare " + m.model_id,
+      "data-testid": "compare-box", checked: selected.has(m.model_id) ? "" : null, onchange: (e) => {
+        if (e.target.checked) selected.add(m.model_id);
+        else selected.delete(m.model_id);
+        updateCompare();
+      } })));
 
   async function load(append) {
     inflight?.abort(); // the newest query wins; stale answers are dropped
@@ -52,6 +70,7 @@ export function render(root) {
       const page = await api("/v1/models" + query(params), { signal: inflight.signal });
       if (!append) body.replaceChildren();
       body.append(...page.items.map(row));
+      updateCompare();
       cursor = page.next_cursor;
       more.hidden = !cursor;
       status.textContent = body.children.length ? `${body.children.length} models shown` : "No models match.";

@@ -1,0 +1,5 @@
+"""The topics this service publishes and consumes (see hubpulse_common.topology)."""
+
+from hubpulse_common.topology import Topology
+
+TOPOLOGY = Topology("auth")

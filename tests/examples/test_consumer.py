@@ -1,0 +1,77 @@
+"""examples/consumer.py, the integrators' starting point, reads real hub.scores.v1 events from a broker."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from datetime import date
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from hubpulse_common.events import Contribution, ModelScore
+from hubpulse_common.kafka import EventBus, ensure_topics
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "consumer.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("hubpulse_example_consumer", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _score(model_id: str, probability: float) -> ModelScore:
+    return ModelScore(
+        model_id=model_id,
+        snapshot_date=date(2026, 12, 3),
+        model_version="trending-test",
+        label="trending",
+        horizon_days=7,
+        probability=probability,
+        threshold=0.4,
+        top_features=[Contribution(feature="log_downloads", value=12.0, contribution=0.8)],
+    )
+
+
+async def test_example_consumer_reads_each_score_once_and_commits(own_kafka) -> None:
+    example = _load()
+    await ensure_topics(own_kafka.url, [ModelScore.topic])
+    bus = EventBus(own_kafka.url, "example-test")
+    await bus.start()
+    sent = [_score("org/rising", 0.71), _score("org/flat", 0.02), _score("org/rising", 0.71)]  # one redelivered
+    try:
+        for event in sent:
+            await bus.publish(event)
+    finally:
+        await bus.stop()
+
+    received: list[str] = []
+    stop = asyncio.Event()
+
+    async def collect(score: Any) -> None:
+        received.append(f"{score.model_id} {score.probability}")
+        if len(received) == 2:
+            stop.set()
+
+    await asyncio.wait_for(example.consume(own_kafka.url, "integrator", collect, stop=stop), timeout=60)
+    assert received == ["org/rising 0.71", "org/flat 0.02"]
+
+    # the offsets were committed: the same group starts after them
+    again: list[str] = []
+    stop_again = asyncio.Event()
+
+    async def collect_again(score: Any) -> None:
+        again.append(score.model_id)
+
+    async def stop_soon() -> None:
+        await asyncio.sleep(3)
+        stop_again.set()
+
+    await asyncio.gather(example.consume(own_kafka.url, "integrator", collect_again, stop=stop_again), stop_soon())
+    assert again == []

@@ -1,0 +1,46 @@
+"""What an integrator or contributor looks for first: one version everywhere, a licence, the metadata."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from hubpulse_common import __version__
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECTS = [
+    ROOT / "pyproject.toml",
+    ROOT / "libs" / "common" / "pyproject.toml",
+    *sorted((ROOT / "services").glob("*/pyproject.toml")),
+]
+
+
+def _project(path: Path) -> dict[str, object]:
+    project: dict[str, object] = tomllib.loads(path.read_text())["project"]
+    return project
+
+
+def test_every_package_has_one_version_licence_and_readme() -> None:
+    assert len(PYPROJECTS) == 9
+    for path in PYPROJECTS:
+        project = _project(path)
+        assert project["version"] == __version__, path
+        assert project["license"] == "Apache-2.0", path
+        readme = path.parent / str(project["readme"])
+        assert readme.is_file(), readme
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+
+
+def test_cli_and_changelog_name_the_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "hubpulse", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"hubpulse {__version__}"
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog
+    assert f"## [{__version__}]" in changelog
+
+
+def test_contributor_files_exist() -> None:
+    for name in ("CONTRIBUTING.md", ".pre-commit-config.yaml", "examples/consumer.py"):
+        assert (ROOT / name).is_file(), name
