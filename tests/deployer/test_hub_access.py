@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from huggingface_hub import HfApi
 
 from deployer.conftest import PLATFORM_TOKEN, PRIVATE_MODEL, USER_TOKEN, DeployStack
+from hubpulse.platform.stores import free_port
+from hubpulse_deployer.app import create_app as create_deployer_app
 from hubpulse_deployer.runtime.fetch import fetch
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.hf_space import HfSpaceTarget
@@ -162,3 +164,16 @@ async def test_bad_variables_are_422(deploy_stack: DeployStack) -> None:
             for field in ("env", "secrets"):
                 answer = await client.post("/deployments", json={"model_id": MODEL, "config": {field: env}})
                 assert answer.status_code == 422, answer.text[:300]
+
+
+async def test_a_hub_that_is_down_is_503_not_500(deploy_stack: DeployStack) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    settings = deploy_stack.settings.model_copy(update={"hf_endpoint": dead})
+    identity = {"x-hubpulse-user": deploy_stack.user_id, "x-hubpulse-org": "org-hub-down"}
+    async with (
+        serving(create_deployer_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, headers=identity) as client,
+    ):
+        answer = await client.post("/deployments", json={"model_id": MODEL})
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "hub_unavailable"
