@@ -6,7 +6,7 @@ VENV := .venv
 UV := $(PYTHON) -m uv
 BIN := $(VENV)/bin
 
-.PHONY: help install up test test-fast lint format asyncapi openapi event-schemas clean
+.PHONY: help install up test test-fast lint format asyncapi openapi event-schemas config-docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ openapi: install  ## regenerate docs/openapi.json from the gateway's routes
 
 event-schemas: install  ## release the schema of any new topic into docs/events/ and check the rest stay compatible
 	$(BIN)/python -m hubpulse_common.schema_compat
+
+config-docs: install  ## regenerate docs/configuration.md from the settings classes
+	$(BIN)/python -m hubpulse.config_docs > docs/configuration.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tools/node/node_modules

@@ -25,8 +25,10 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "hubpulse.commands.pipeline",  # ingest, import
     "hubpulse.commands.model",  # train, backtest, promote, rollback, models
     "hubpulse.commands.bench",  # bench pipeline, bench search
+    "hubpulse.commands.dlq",  # dlq list, dlq replay
+    "hubpulse.commands.migrate",  # migrate
+    "hubpulse.commands.observability",  # observability generate
 )
-
 
 
 def _print_version(value: bool) -> None:

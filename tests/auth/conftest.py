@@ -31,7 +31,8 @@ from hubpulse_gateway.settings import GatewaySettings
 async def serving(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
     """`app` on `port` (default: a free one) until the block ends; yields its base URL."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", proxy_headers=False)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
@@ -95,7 +96,8 @@ async def stack(postgres: Store) -> AsyncIterator[Stack]:
         )
         async with (
             serving(create_auth_app(auth_settings)) as auth_url,
-            serving(security_gateway(auth_url), gateway_port) as gateway_url,
+            # the module's tests sign many users up from one address: the per-IP sign-in budget has its own test
+            serving(security_gateway(auth_url, auth_ip_rate_limit="1000/minute"), gateway_port) as gateway_url,
         ):
             pool = await create_pool(database_url, max_size=2)
             try:

@@ -150,6 +150,7 @@ async def deploy_stack(
         async with serving(create_auth_app(auth_settings)) as auth_url:
             settings = DeployerSettings(
                 **common, hf_endpoint=hub_url, hf_token=PLATFORM_TOKEN, data_dir=tmp_path_factory.mktemp("deployer"),
+                auth_url=auth_url,
                 # moto serves Lambda and IAM at the S3 server's address; the deployer is told so explicitly
                 lambda_endpoint=s3.url, iam_endpoint=s3.url, aws_access_key_id="deployer", aws_secret_access_key="x",
                 provision_timeout_s=90, resource_poll_s=0.5,

@@ -245,7 +245,7 @@ def test_rendered_objects_are_valid_kubernetes(scaling: dict[str, int]) -> None:
 
 def test_deployer_role_grants_every_object_the_target_applies() -> None:
     """Audit M12: the Role lacked HPAs and Secrets, so every kubernetes deployment got 403."""
-    rbac = Path(__file__).parents[2] / "deploy" / "k8s" / "rbac.yaml"
+    rbac = Path(__file__).parents[2] / "deploy" / "k8s" / "base" / "rbac.yaml"
     role = next(o for o in yaml.safe_load_all(rbac.read_text()) if o["kind"] == "Role")
     granted = {
         (group, resource): set(rule["verbs"])

@@ -10,12 +10,17 @@ from typing import Any
 import pytest
 
 from hubpulse_common.kafka import EventBus
-from metrics.support import ALERTED, MetricsProcess, WebhookReceiver
+from metrics.support import ALERTED, ISSUER, MetricsProcess, WebhookReceiver
 
 
 @pytest.fixture(scope="module")
 def metrics_env(kafka: Any, mongo: Any) -> dict[str, str]:
-    return {"HUBPULSE_KAFKA_BOOTSTRAP": kafka.url, "HUBPULSE_MONGO_URL": mongo.url, "HUBPULSE_ENVIRONMENT": "test"}
+    return {
+        "HUBPULSE_KAFKA_BOOTSTRAP": kafka.url,
+        "HUBPULSE_MONGO_URL": mongo.url,
+        "HUBPULSE_ENVIRONMENT": "test",
+        "HUBPULSE_AUTH_URL": ISSUER.url,
+    }
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from hubpulse_common.http import create_service_app
 from hubpulse_common.logging import configure_logging
 from hubpulse_common.resources import open_resources
 from hubpulse_common.settings import load_settings
+from hubpulse_common.supervise import report
 from hubpulse_gateway.catalog.cache import SEARCH_PATH, SearchCache, SearchCacheMiddleware
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.planner import SamplePlanner
@@ -48,6 +49,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             cache = SearchCache(settings.search_cache_size, settings.search_cache_ttl_s)
             planner = SamplePlanner(pool, settings.search_sample_rows, settings.search_sample_refresh_s)
             await planner.start()
+            report(app, planner.refresher)
             app.state.catalog = CatalogState(pool, cache, planner, feed, settings.hub_url)
             try:
                 yield
@@ -57,6 +59,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     app = create_service_app(
         service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
         title="hubpulse gateway",
         description=(
             "The one public API of hubpulse, and the web app. Live pushes: `WS /v1/live/picks?threshold=0.45` "
@@ -74,6 +77,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(web.router)
     auth.install(app, settings)  # auth routes, rate limit, upstream clients, credential verifier
     web.mount_static(app)
+    app.add_middleware(web.SecurityHeadersMiddleware)
     install_openapi(app)
     return app
 

@@ -18,8 +18,9 @@ What every call gets:
   once with 503 for `breaker_reset_s`, then one trial call decides. A 5xx the upstream rendered itself (e.g. the
   auth service's 503 for an unreachable Hugging Face) proves it alive: it is neither retried nor counted, else a
   few anonymous requests to one such route would shut every caller out of the whole service;
-- the request id (`x-request-id`) and the caller's identity (`authorization` as the caller sent it, plus
-  `x-hubpulse-user`, `x-hubpulse-org`, `x-hubpulse-role`) forwarded;
+- the request id (`x-request-id`) and the caller's identity forwarded as `Authorization: Bearer <access JWT>`
+  (for an API-key caller, the short-lived JWT the auth service minted for the key): each upstream verifies it
+  against the JWKS (`hubpulse_common.identity`); no identity header is sent or believed;
 - errors: a 4xx of the upstream (already `{"error": ...}`) is raised again as `ApiError` with the same status,
   code, message and Retry-After, and so is a 503 the upstream rendered itself; an upstream down, timing out or
   behind an open breaker gives `ApiError(503, "unavailable")`; any other upstream 5xx gives
@@ -38,8 +39,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 from fastapi import Depends, FastAPI, Path, Request
+from prometheus_client import Gauge
 from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
+from purgatory.domain.messages.events import ContextChanged
+from purgatory.domain.model import CLOSED, HALF_OPENED, OPENED, OpenedState
+from purgatory.typing import StateName
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from hubpulse_common.http import ApiError
@@ -69,6 +73,21 @@ def _rendered_error(response: httpx.Response) -> bool:
     return isinstance(body, dict) and isinstance(body.get("error"), dict)
 
 
+BREAKER_STATE = Gauge(
+    "hubpulse_gateway_upstream_circuit_state", "1 for the state of the upstream breaker", ["upstream", "state"]
+)
+
+
+def _report_breaker(upstream: str, state: StateName) -> None:
+    for each in (CLOSED, HALF_OPENED, OPENED):
+        BREAKER_STATE.labels(upstream, each).set(1 if each == state else 0)
+
+
+def _on_breaker_event(upstream: str, kind: str, event: object) -> None:
+    if kind == "state_changed" and isinstance(event, ContextChanged):
+        _report_breaker(upstream, event.state)
+
+
 class _Transient(Exception):
     """A failure worth a retry and counted by the breaker: transport error, timeout or 5xx."""
 
@@ -93,16 +112,10 @@ def passthrough_error(response: httpx.Response) -> ApiError:
 
 
 def identity_headers(principal: Principal | None) -> dict[str, str]:
-    if principal is None:
+    """The one place the gateway tells an upstream who is calling: the caller's signed access token."""
+    if principal is None or not principal.credential:
         return {}
-    headers = {
-        "x-hubpulse-user": principal.user_id,
-        "x-hubpulse-org": principal.org_id,
-        "x-hubpulse-role": principal.role,
-    }
-    if principal.credential:
-        headers["authorization"] = f"Bearer {principal.credential}"
-    return headers
+    return {"authorization": f"Bearer {principal.credential}"}
 
 
 class UpstreamClient:
@@ -129,6 +142,8 @@ class UpstreamClient:
             follow_redirects=False,
         )
         self._breakers = AsyncCircuitBreakerFactory(default_threshold=breaker_threshold, default_ttl=breaker_reset_s)
+        self._breakers.add_listener(_on_breaker_event)
+        _report_breaker(name, CLOSED)
 
     async def aclose(self) -> None:
         await self._client.aclose()

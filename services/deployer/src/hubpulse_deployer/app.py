@@ -9,7 +9,9 @@ from fastapi import FastAPI
 from huggingface_hub import HfApi
 
 from hubpulse_common.http import create_service_app
+from hubpulse_common.identity import open_token_verifier
 from hubpulse_common.resources import open_resources
+from hubpulse_common.supervise import report
 from hubpulse_deployer import routes
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.repository import DeploymentRepository
@@ -49,12 +51,16 @@ def build_targets(settings: DeployerSettings) -> dict[str, Target]:
 def create_app(settings: DeployerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, kafka=True, mongo=True, s3=True) as res:
+        async with (
+            open_resources(app, settings, kafka=True, mongo=True, s3=True) as res,
+            open_token_verifier(app, settings),
+        ):
             repo = DeploymentRepository(res.require_mongo()[settings.mongo_database]["deployments"])
             await repo.ensure_indexes()
             targets = build_targets(settings)
             orchestrator = Orchestrator(repo, res.require_bus(), targets, settings.resource_poll_s)
             app.state.orchestrator = orchestrator
+            report(app, orchestrator.watcher)
             app.state.settings = settings
             # no token of its own: each call passes the one it may use (the user's, or the platform's)
             app.state.hub = HfApi(endpoint=settings.hf_endpoint, token=False)
@@ -68,6 +74,7 @@ def create_app(settings: DeployerSettings) -> FastAPI:
 
     app = create_service_app(
         service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
         title="hubpulse deployer",
         description="One-click deployments to HF Spaces, AWS Lambda, Kubernetes and local.",
         lifespan=lifespan,

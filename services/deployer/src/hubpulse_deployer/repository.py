@@ -31,10 +31,8 @@ class DeploymentRepository:
     async def get(self, deployment_id: str) -> Doc | None:
         return await self._c.find_one({"_id": deployment_id})
 
-    async def owned(self, *, owner: str | None, include_deleted: bool, limit: int) -> list[Doc]:
-        query: Doc = {} if include_deleted else {"status": {"$ne": "deleted"}}
-        if owner is not None:
-            query["user_id"] = owner
+    async def owned(self, *, owner: str, include_deleted: bool, limit: int) -> list[Doc]:
+        query: Doc = {"user_id": owner} if include_deleted else {"user_id": owner, "status": {"$ne": "deleted"}}
         cursor = self._c.find(query).sort("created_at", DESCENDING).limit(limit)
         return [doc async for doc in cursor]
 
@@ -46,6 +44,12 @@ class DeploymentRepository:
 
     async def with_status(self, statuses: list[str]) -> list[Doc]:
         return [doc async for doc in self._c.find({"status": {"$in": statuses}})]
+
+    async def count_by_state(self) -> dict[tuple[str, str], int]:
+        """How many deployments each (target, status) pair has."""
+        pipeline = [{"$group": {"_id": {"target": "$target", "status": "$status"}, "n": {"$sum": 1}}}]
+        cursor = await self._c.aggregate(pipeline)
+        return {(row["_id"]["target"], row["_id"]["status"]): row["n"] async for row in cursor}
 
     async def apply(self, deployment_id: str, transition: Transition, push_version: Doc | None = None) -> Doc:
         update: Doc = {"$set": transition.set_fields, "$push": {"transitions": transition.log_entry}}

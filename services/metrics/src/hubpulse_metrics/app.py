@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,9 +12,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubpulse_common.events import DeploymentEvent, InferenceEvent
 from hubpulse_common.http import create_service_app
+from hubpulse_common.identity import open_token_verifier
 from hubpulse_common.kafka import BatchConsumer
 from hubpulse_common.logging import get_logger
-from hubpulse_common.resources import open_resources
+from hubpulse_common.resources import background, open_resources
+from hubpulse_common.supervise import report, supervise
 from hubpulse_metrics import repository
 from hubpulse_metrics.alerts import run_alerts
 from hubpulse_metrics.handlers import deployment_handler, inference_handler
@@ -61,7 +61,7 @@ class RequestLogMiddleware:
 def create_app(settings: MetricsSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, kafka=True, mongo=True) as res:
+        async with open_resources(app, settings, kafka=True, mongo=True) as res, open_token_verifier(app, settings):
             db = res.require_mongo()[settings.mongo_database]
             bus = res.require_bus()
             kind = await repository.ensure_schema(db, timedelta(days=settings.raw_retention_days))
@@ -89,19 +89,15 @@ def create_app(settings: MetricsSettings) -> FastAPI:
                 ),
             ]
             for consumer in consumers:
+                report(app, consumer.loop)
                 await consumer.start()
-            alerts = asyncio.create_task(run_alerts(db, bus, settings), name="alerts")
-            try:
+            alerts = supervise(app, "alerts", lambda: run_alerts(db, bus, settings))
+            async with background(alerts, then=[c.stop for c in consumers]):
                 yield
-            finally:
-                alerts.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await alerts
-                for consumer in consumers:
-                    await consumer.stop()
 
     app = create_service_app(
         service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
         title="hubpulse metrics",
         description="Latency, error rate, usage analytics, alerts and live pushes.",
         lifespan=lifespan,

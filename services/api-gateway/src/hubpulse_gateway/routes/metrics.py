@@ -1,19 +1,22 @@
 """Monitoring routes: deployment metrics, usage export and the live metrics socket, forwarded to the metrics service.
 
-Scope: every query is limited to the caller's organisation; members see their own usage, admins the whole org's.
+Scope: the metrics service scopes every query by the caller's verified token: the caller's organisation; members
+see their own usage, admins the whole org's (and may narrow to one member with `user_id=`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import ApiError, SaneDatetime
 from hubpulse_gateway.security import CurrentUser, Principal, get_security
 from hubpulse_gateway.upstream import UpstreamId, Upstreams, UpstreamsDep
 
@@ -21,8 +24,10 @@ router = APIRouter(tags=["monitoring"])
 
 LIVE_INTERVAL_S = 1.0  # one push a second: what the live dashboard redraws at
 
-Since = Annotated[datetime | None, Query(description="Start of the range, ISO 8601 (default: an hour before until)")]
-Until = Annotated[datetime | None, Query(description="End of the range, exclusive (default: now)")]
+Since = Annotated[
+    SaneDatetime | None, Query(description="Start of the range, ISO 8601 (default: an hour before until)")
+]
+Until = Annotated[SaneDatetime | None, Query(description="End of the range, exclusive (default: now)")]
 Id = Annotated[str | None, Query(max_length=200)]
 
 
@@ -39,7 +44,7 @@ async def deployment_metrics(
     until: Until = None,
     user_id: Id = None,
 ) -> Any:
-    params = _params(since=since, until=until, user_id=user_id, org_id=user.org_id)
+    params = _params(since=since, until=until, user_id=user_id)
     return await upstreams.metrics.json(
         "GET", f"/v1/metrics/deployments/{deployment_id}", params=params, principal=user
     )
@@ -55,20 +60,40 @@ async def usage(
     until: Until = None,
     deployment_id: Id = None,
 ) -> Response:
-    own = None if user.has_role("admin") else user.user_id
-    params = _params(
-        format=format, group_by=group_by, since=since, until=until, deployment_id=deployment_id,
-        org_id=user.org_id, user_id=own,
-    )  # fmt: skip
+    params = _params(format=format, group_by=group_by, since=since, until=until, deployment_id=deployment_id)
     upstream = await upstreams.metrics.request("GET", "/v1/usage", params=params, principal=user)
     headers = {k: upstream.headers[k] for k in ("content-disposition",) if k in upstream.headers}
     return Response(upstream.content, media_type=upstream.headers.get("content-type"), headers=headers)
 
 
+# Closing code when the socket's credential expires: not 1008, so the page reconnects with its refreshed session.
+TOKEN_EXPIRED = 4001
+
+
 async def _authenticate(websocket: WebSocket) -> Principal | None:
     # The security layer reads a Request; a socket's handshake is a GET with the same headers and cookies.
     handshake = Request({**websocket.scope, "type": "http", "method": "GET"})
-    return await get_security(handshake).authenticate(handshake)
+    user = await get_security(handshake).authenticate(handshake)
+    if user is not None and user.via == "cookie" and not _same_origin(websocket):
+        # a cookie rides along with any page's socket: only our own pages may use it (cross-site WebSocket hijacking)
+        raise ApiError(403, "forbidden", "this socket's Origin is not this site")
+    return user
+
+
+def _same_origin(websocket: WebSocket) -> bool:
+    origin = websocket.headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc == websocket.headers.get("host")
+
+
+async def _still_valid(websocket: WebSocket, user: Principal) -> Principal | None:
+    """The caller once more when their credential has expired (an API key is verified again), else as is;
+    None when it is no longer accepted."""
+    if user.expires_at is None or time.time() < user.expires_at:
+        return user
+    try:
+        return await _authenticate(websocket)
+    except ApiError:
+        return None
 
 
 @router.websocket("/v1/live/metrics")
@@ -87,12 +112,17 @@ async def live_metrics(websocket: WebSocket) -> None:
         await _refuse(websocket, exc)
         return
     deployment_id = websocket.query_params.get("deployment_id") or None
-    params = _params(deployment_id=deployment_id, org_id=user.org_id)
+    params = _params(deployment_id=deployment_id)
     upstreams: Upstreams = websocket.app.state.upstreams
     metrics = upstreams.metrics
     closed = asyncio.create_task(_until_closed(websocket))
     try:
         while not closed.done():
+            if (current := await _still_valid(websocket, user)) is None:
+                await websocket.send_json({"error": {"code": "token_expired", "message": "sign in again"}})
+                await websocket.close(code=TOKEN_EXPIRED)
+                return
+            user = current
             try:
                 body = await metrics.json("GET", "/v1/live/metrics", params=params, principal=user)
             except ApiError as exc:
