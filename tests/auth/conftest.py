@@ -31,7 +31,8 @@ from hubpulse_gateway.settings import GatewaySettings
 async def serving(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
     """`app` on `port` (default: a free one) until the block ends; yields its base URL."""
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", proxy_headers=False)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

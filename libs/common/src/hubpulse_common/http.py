@@ -7,11 +7,13 @@ readiness probes with `add_readiness_probe`. Errors always leave as `{"error": {
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +21,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +32,26 @@ log = get_logger(__name__)
 
 # A pattern for free text that reaches PostgreSQL, whose text cannot hold NUL: a 422 instead of a 500.
 NO_NUL = r"^[^\x00]*$"
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def sane_datetime(value: datetime) -> datetime:
+    """The instant in UTC (naive means UTC), if it lies in 1970..2100; ValueError (a 422 in a schema) otherwise.
+
+    Stores and date arithmetic overflow near year 1 and 9999 (`astimezone`, `end - window`, asyncpg's UTC
+    conversion): such an input is the caller's mistake, not a 500."""
+    try:
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date out of range (1970..2100)") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError("date out of range (1970..2100)")
+    return utc
+
+
+SaneDatetime = Annotated[datetime, AfterValidator(sane_datetime)]
 
 Probe = Callable[[], Awaitable[object]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -106,6 +129,74 @@ def install_error_handlers(app: FastAPI) -> None:
         # only what escapes ObservabilityMiddleware (which answers route errors itself) reaches this
         log.exception("http.unhandled", path=request.url.path, error_type=type(exc).__name__)
         return unexpected_error()
+
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+class BodyLimitMiddleware:
+    """Refuses a request body over `max_bytes` with 413: at once from Content-Length, else as soon as the streamed
+    body passes the limit (so a 64 MiB body is never read whole). Websockets and bodiless requests pass through."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> str:
+        return f"request body over the limit of {self.max_bytes} bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, "content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            status, code = (413, "payload_too_large") if declared.isdigit() else (400, "bad_request")
+            message = self._too_large() if status == 413 else "bad Content-Length header"
+            await error_response(status, code, message, {"connection": "close"})(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # an HTTPException: FastAPI re-raises it from body parsing (any other error becomes a 400)
+                    raise StarletteHTTPException(413, self._too_large())
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class ClientAddress:
+    """The client's IP: the TCP peer, unless the peer is a trusted proxy, then the right-most address of
+    X-Forwarded-For that is not a trusted proxy (entries left of it are the client's to forge)."""
+
+    def __init__(self, trusted_proxies: list[str]) -> None:
+        try:
+            self.trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        except ValueError as exc:
+            raise ValueError(f"trusted_proxies: {exc}") from None
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
+
+    def of(self, scope: Scope) -> str:
+        client = scope.get("client")
+        peer = client[0] if client else "unknown"
+        if not self.trusted or not self._is_trusted(peer):
+            return peer
+        forwarded = ",".join(v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for")
+        for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+            if not self._is_trusted(hop):
+                return hop[:64]
+        return peer
 
 
 class ObservabilityMiddleware:
@@ -210,9 +301,12 @@ def create_service_app(
     lifespan: Lifespan | None = None,
     version: str = __version__,
     description: str = "",
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
-    """A FastAPI app with the shared endpoints, middleware and error handling of every hubpulse service."""
+    """A FastAPI app with the shared endpoints, middleware and error handling of every hubpulse service.
+
+    `max_body_bytes` (the service's `HUBPULSE_MAX_BODY_BYTES`): a larger request body is answered 413."""
 
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if lifespan is None:
@@ -231,6 +325,8 @@ def create_service_app(
     app.state.service = service
     _install_offline_docs(app, title)
     app.state.readiness = {}
+    # inside the observability layer, so a 413 is counted and carries its request id
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, service=service)
     install_error_handlers(app)
 

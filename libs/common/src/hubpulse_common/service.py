@@ -68,6 +68,9 @@ async def serve_app(app: FastAPI, settings: ServiceSettings) -> None:
             access_log=False,
             timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
             ws_ping_interval=20,
+            # uvicorn would believe X-Forwarded-For from any loopback peer; trusted proxies are our setting
+            # (`HUBPULSE_TRUSTED_PROXIES`, http.ClientAddress)
+            proxy_headers=False,
         )
         server = _Server(config)
         log.info("service.listening", host=settings.host, port=settings.port)

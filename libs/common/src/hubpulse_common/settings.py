@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hubpulse_common.errors import ConfigError
@@ -44,6 +44,19 @@ class ServiceSettings(CommonSettings):
     port: int = 8080
     shutdown_timeout_s: float = 15.0
     dependency_timeout_s: float = 5.0
+    # Largest request body read (bytes); a bigger one is answered 413 before it is read (http.py BodyLimit).
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    # Peers (IPs or CIDRs, JSON list) whose X-Forwarded-For is believed, e.g. the ingress pods' network.
+    # Empty: the TCP peer is the client.
+    trusted_proxies: list[str] = []
+
+    # Access tokens: every internal service verifies the caller's JWT against the auth service's JWKS
+    # (identity.py); issuer and audience must match the auth service's.
+    auth_url: str = "http://127.0.0.1:8001"
+    jwt_issuer: str = "hubpulse-auth"
+    jwt_audience: str = "hubpulse-api"
+    jwks_max_age_s: float = 300.0
+    jwks_min_refresh_s: float = 1.0
 
 
 S = TypeVar("S", bound=BaseSettings)

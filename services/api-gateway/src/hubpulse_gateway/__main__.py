@@ -27,6 +27,7 @@ def _serve_workers() -> bool:
                 log_config=None,
                 access_log=False,
                 timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+                proxy_headers=False,  # as in serve_app: trusted proxies are HUBPULSE_TRUSTED_PROXIES
             )
             return True
     return False

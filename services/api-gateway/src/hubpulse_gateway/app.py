@@ -57,6 +57,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     app = create_service_app(
         service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
         title="hubpulse gateway",
         description=(
             "The one public API of hubpulse, and the web app. Live pushes: `WS /v1/live/picks?threshold=0.45` "

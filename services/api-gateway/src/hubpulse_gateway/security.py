@@ -27,7 +27,6 @@ the `hp_csrf` cookie the login set; its hash is bound into the access token, so 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
@@ -38,22 +37,25 @@ from typing import Annotated, Any, Literal, cast
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
-from joserfc.jws import extract_compact
 from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hubpulse_common.http import ApiError, error_response
+from hubpulse_common.http import ApiError, ClientAddress, error_response
+from hubpulse_common.identity import (
+    ROLE_RANK,
+    InvalidToken,
+    JwksCache,
+    Role,
+    TokenVerifier,
+    token_kid,
+    verify_access_token,
+)
 from hubpulse_gateway.settings import GatewaySettings
 from hubpulse_gateway.upstream import Upstreams
 
-Role = Literal["viewer", "member", "admin"]
-ROLE_RANK: dict[str, int] = {"viewer": 0, "member": 1, "admin": 2}
-ALGORITHMS = ["ES256"]
+__all__ = ["InvalidToken", "JwksCache", "token_kid", "verify_access_token"]  # shared with every service
 API_KEY_PREFIX = "hpk_"
 ACCESS_COOKIE = "hp_access"
 REFRESH_COOKIE = "hp_refresh"
@@ -72,7 +74,8 @@ class Principal:
     email: str | None = None
     scopes: frozenset[str] = frozenset({"read", "write"})
     via: Literal["bearer", "cookie", "api_key"] = "bearer"
-    # The credential as presented, so upstream calls act as this caller; never logged.
+    # The access JWT upstream calls carry to act as this caller (for an API key, the short-lived JWT the auth
+    # service minted for it); never logged.
     credential: str = field(default="", repr=False)
     api_key_id: str | None = None
 
@@ -80,44 +83,8 @@ class Principal:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
 
 
-class InvalidToken(Exception):
-    """The credential is malformed, forged, expired or for someone else."""
-
-
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def token_kid(token: str) -> str | None:
-    try:
-        header = extract_compact(token.encode()).headers()
-    except (JoseError, ValueError) as exc:
-        raise InvalidToken("malformed token") from exc
-    kid = header.get("kid")
-    return kid if isinstance(kid, str) else None
-
-
-def verify_access_token(
-    token: str, keys: KeySet, *, issuer: str, audience: str, now: int | None = None
-) -> dict[str, Any]:
-    """The verified claims of an access JWT, or InvalidToken. Pure: the keys come from the caller."""
-    try:
-        decoded = jwt.decode(token, keys, algorithms=ALGORITHMS)
-        registry = jwt.JWTClaimsRegistry(
-            now=now,
-            leeway=5,
-            iss={"essential": True, "value": issuer},
-            aud={"essential": True, "value": audience},
-            exp={"essential": True},
-            sub={"essential": True},
-        )
-        registry.validate(decoded.claims)
-    except (JoseError, ValueError) as exc:
-        raise InvalidToken(getattr(exc, "description", None) or str(exc) or type(exc).__name__) from exc
-    claims: dict[str, Any] = decoded.claims
-    if claims.get("role") not in ROLE_RANK or not isinstance(claims.get("org"), str):
-        raise InvalidToken("token lacks organisation or role")
-    return claims
 
 
 def principal_from_claims(claims: dict[str, Any], token: str, via: Literal["bearer", "cookie"]) -> Principal:
@@ -137,46 +104,6 @@ def csrf_matches(claims: dict[str, Any], header_value: str | None) -> bool:
     if not isinstance(expected, str) or not header_value:
         return False
     return hmac.compare_digest(expected, sha256_hex(header_value))
-
-
-class JwksCache:
-    """The auth service's public keys: refreshed when stale, or at once when a token names an unknown kid."""
-
-    def __init__(
-        self,
-        fetch: Callable[[], Awaitable[dict[str, Any]]],
-        *,
-        max_age_s: float,
-        min_refresh_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._fetch = fetch
-        self._max_age_s = max_age_s
-        self._min_refresh_s = min_refresh_s
-        self._clock = clock
-        self._keys: KeySet | None = None
-        self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
-
-    def _has(self, kid: str | None) -> bool:
-        return self._keys is not None and any(key.kid == kid for key in self._keys)
-
-    async def keys_for(self, kid: str | None) -> KeySet:
-        """The key set holding `kid`, refreshed if needed; InvalidToken if no published key has it."""
-        age = self._clock() - self._fetched_at
-        if self._has(kid) and age < self._max_age_s:
-            assert self._keys is not None
-            return self._keys
-        async with self._lock:
-            age = self._clock() - self._fetched_at
-            # Another request may have refreshed while we waited; an unknown kid refetches at most every min_refresh.
-            if self._keys is None or age >= self._max_age_s or (not self._has(kid) and age >= self._min_refresh_s):
-                self._keys = KeySet.import_key_set(cast(Any, await self._fetch()))
-                self._fetched_at = self._clock()
-        if not self._has(kid):
-            raise InvalidToken("token signed by an unknown key")
-        assert self._keys is not None
-        return self._keys
 
 
 class ApiKeyCache:
@@ -203,6 +130,38 @@ class ApiKeyCache:
         self._entries = {k: v for k, v in self._entries.items() if v[1].api_key_id != key_id}
 
 
+class SessionChecks:
+    """The auth service's answer to "is this login session still active?" per access token, for a few seconds.
+
+    A logout or a password change revokes refresh-token families; their access tokens die here within
+    `ttl_s` instead of living to their expiry. If the auth service cannot answer, a token it called active
+    before stays accepted (a short auth outage does not log everyone out).
+    """
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[str, tuple[float, bool]] = {}
+
+    def fresh(self, token: str) -> bool | None:
+        entry = self._entries.get(sha256_hex(token))
+        return entry[1] if entry is not None and entry[0] >= self._clock() else None
+
+    def stale(self, token: str) -> bool | None:
+        entry = self._entries.get(sha256_hex(token))
+        return entry[1] if entry is not None else None
+
+    def put(self, token: str, active: bool) -> None:
+        if len(self._entries) > 10_000:
+            now = self._clock()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+        self._entries[sha256_hex(token)] = (self._clock() + self._ttl_s, active)
+
+
+# Where the rate-limit middleware leaves the claims it verified, so the route's dependency does not verify twice.
+_VERIFIED = "hubpulse.verified_token"
+
+
 class Security:
     """Per gateway app: verifies credentials; `app.state.security`."""
 
@@ -212,15 +171,41 @@ class Security:
         self.jwks = JwksCache(
             self._fetch_jwks, max_age_s=settings.jwks_max_age_s, min_refresh_s=settings.jwks_min_refresh_s
         )
+        self.verifier = TokenVerifier(self.jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
         self.api_keys = ApiKeyCache(settings.api_key_cache_s)
+        self.sessions = SessionChecks(settings.session_check_cache_s)
 
     async def _fetch_jwks(self) -> dict[str, Any]:
         body: dict[str, Any] = await self.upstreams.auth.json("GET", "/.well-known/jwks.json")
         return body
 
-    async def verify_token(self, token: str) -> dict[str, Any]:
-        keys = await self.jwks.keys_for(token_kid(token))
-        return verify_access_token(token, keys, issuer=self.settings.jwt_issuer, audience=self.settings.jwt_audience)
+    async def verify_token(self, token: str, state: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Signature and claims (memoised in the request's `state`), then the session check."""
+        if state is not None and (done := state.get(_VERIFIED)) is not None and done[0] == token:
+            claims: dict[str, Any] = done[1]
+        else:
+            claims = await self.verifier.claims(token)
+            if state is not None:
+                state[_VERIFIED] = (token, claims)
+        await self._check_session(token, claims)
+        return claims
+
+    async def _check_session(self, token: str, claims: dict[str, Any]) -> None:
+        if not claims.get("sid"):
+            return  # minted for an API key: the key itself was verified moments ago
+        active = self.sessions.fresh(token)
+        if active is None:
+            try:
+                await self.upstreams.auth.request("GET", "/internal/sessions/check", headers=_bearer(token))
+                active = True
+            except ApiError as exc:
+                if exc.status == 401:
+                    active = False
+                elif (active := self.sessions.stale(token)) is None:
+                    raise
+            self.sessions.put(token, active)
+        if not active:
+            raise InvalidToken("this session ended (logout or password change); log in again")
 
     async def verify_api_key(self, key: str) -> Principal:
         cached = self.api_keys.get(key)
@@ -229,7 +214,7 @@ class Security:
         try:
             body = await self.upstreams.auth.json("POST", "/internal/api-keys/verify", json={"key": key})
         except ApiError as exc:
-            if exc.status in (401, 403, 404):
+            if exc.status in (401, 403, 404, 422):
                 raise InvalidToken("invalid or revoked API key") from None
             raise
         principal = Principal(
@@ -239,7 +224,7 @@ class Security:
             email=body.get("email"),
             scopes=frozenset(body["scopes"]),
             via="api_key",
-            credential=key,
+            credential=body["access_token"],
             api_key_id=body["key_id"],
         )
         self.api_keys.put(key, principal)
@@ -253,13 +238,38 @@ class Security:
         try:
             if credential.startswith(API_KEY_PREFIX):
                 return await self.verify_api_key(credential)
-            claims = await self.verify_token(credential)
+            claims = await self.verify_token(credential, request.scope.setdefault("state", {}))
         except InvalidToken as exc:
             raise ApiError(401, "unauthorized", f"invalid credentials: {exc}", {"www-authenticate": "Bearer"}) from None
         cookie_write = via == "cookie" and request.method not in SAFE_METHODS
         if cookie_write and not csrf_matches(claims, request.headers.get(CSRF_HEADER)):
             raise ApiError(403, "csrf_failed", "missing or wrong X-CSRF-Token header for a cookie session")
         return principal_from_claims(claims, credential, "cookie" if via == "cookie" else "bearer")
+
+    async def rate_subject(self, scope: Scope) -> str | None:
+        """Whom a request's rate-limit bucket belongs to when its credential is genuine, else None (its IP's).
+
+        A made-up API key or token gets no bucket of its own: only a key verified moments ago (cached) or a token
+        whose signature checks counts as a principal. Nothing is fetched here; a bad credential is left to the
+        route to refuse.
+        """
+        request = Request(scope)
+        credential, _ = presented_credential(request)
+        if credential is None:
+            return None
+        if credential.startswith(API_KEY_PREFIX):
+            known = self.api_keys.get(credential)
+            return f"key:{known.api_key_id}" if known is not None else None
+        try:
+            claims = await self.verifier.claims(credential)
+        except (InvalidToken, ApiError):
+            return None
+        scope.setdefault("state", {})[_VERIFIED] = (credential, claims)
+        return f"user:{claims['sub']}"
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
 
 
 def presented_credential(request: Request) -> tuple[str | None, Literal["bearer", "cookie"]]:
@@ -343,42 +353,48 @@ SecurityDep = Annotated[Security, Depends(get_security)]
 
 
 class RateLimitMiddleware:
-    """Per API key, else per client IP, with the `limits` sliding window counter; 429 with Retry-After beyond it.
+    """Per principal, else per client IP, with the `limits` sliding window counter; 429 with Retry-After beyond it.
+
+    The bucket is a principal's only for a credential that is genuine (`Security.rate_subject`): a made-up
+    API key or token counts against the client's IP, so rotating fake keys buys no budget. The client IP is the
+    TCP peer, or the X-Forwarded-For hop a trusted proxy vouches for (`trusted_proxies`, default none).
+    Sign-ups and logins also share a per-IP budget (`auth_limit`), ahead of the auth service's password hashing.
 
     The sliding window counter (two fixed-window counts, the previous one weighted) costs the same at any
     limit. The moving window keeps every hit of the window per key, prepends to that list and bisects it on a
-    thread: at 1,200 req/s from one key, ~14 % of the gateway's CPU (py-spy). Logins keep the exact moving
-    window (auth service), where the counts are tiny and exactness matters.
+    thread: at 1,200 req/s from one key, ~14 % of the gateway's CPU (py-spy). The per-account login limit keeps
+    the exact moving window (auth service), where the counts are tiny and exactness matters.
     """
 
     EXEMPT = ("/healthz", "/readyz", "/metrics", "/static/")
+    AUTH_PATHS = frozenset({"/v1/auth/login", "/v1/auth/signup"})
 
-    def __init__(self, app: ASGIApp, limit: str) -> None:
+    def __init__(self, app: ASGIApp, limit: str, auth_limit: str, client: ClientAddress) -> None:
         self.app = app
         self.limit = parse(limit)
+        self.auth_limit = parse(auth_limit)
+        self.client = client
         self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.EXEMPT):
             await self.app(scope, receive, send)
             return
-        key = rate_key(scope)
-        if not await self.limiter.hit(self.limit, key):
-            reset_at, _ = await self.limiter.get_window_stats(self.limit, key)
-            retry_after = max(1, int(reset_at - time.time()) + 1)
-            response = error_response(
-                429, "rate_limited", f"too many requests; retry in {retry_after} s", {"retry-after": str(retry_after)}
-            )
-            await response(scope, receive, send)
-            return
+        ip = self.client.of(scope)
+        checks = [(self.limit, await self._subject(scope) or f"ip:{ip}", "too many requests")]
+        if scope["path"] in self.AUTH_PATHS:
+            checks.append((self.auth_limit, f"auth-ip:{ip}", "too many sign-in attempts from your address"))
+        for limit, key, what in checks:
+            if not await self.limiter.hit(limit, key):
+                reset_at, _ = await self.limiter.get_window_stats(limit, key)
+                retry_after = max(1, int(reset_at - time.time()) + 1)
+                response = error_response(
+                    429, "rate_limited", f"{what}; retry in {retry_after} s", {"retry-after": str(retry_after)}
+                )
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
-
-def rate_key(scope: Scope) -> str:
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
-    scheme, _, value = headers.get("authorization", "").partition(" ")
-    key = headers.get("x-api-key") or (value.strip() if scheme.lower() == "bearer" else "")
-    if key.startswith(API_KEY_PREFIX):
-        return "key:" + sha256_hex(key)
-    client = scope.get("client")
-    return "ip:" + (client[0] if client else "unknown")
+    async def _subject(self, scope: Scope) -> str | None:
+        security: Security | None = getattr(scope["app"].state, "security", None)
+        return None if security is None else await security.rate_subject(scope)

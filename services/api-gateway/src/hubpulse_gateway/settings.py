@@ -8,7 +8,6 @@ from hubpulse_common.settings import ServiceSettings
 class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     port: int = 8000
-    auth_url: str = "http://127.0.0.1:8001"
     deployer_url: str = "http://127.0.0.1:8005"
     metrics_url: str = "http://127.0.0.1:8006"
 
@@ -19,15 +18,15 @@ class GatewaySettings(ServiceSettings):
     breaker_threshold: int = 5
     breaker_reset_s: float = 10.0
 
-    # Access tokens (security.py): must match the auth service's issuer and audience.
-    jwt_issuer: str = "hubpulse-auth"
-    jwt_audience: str = "hubpulse-api"
-    jwks_max_age_s: float = 300.0
-    jwks_min_refresh_s: float = 1.0
+    # Credentials (security.py); issuer, audience and the JWKS cache are ServiceSettings.
     api_key_cache_s: float = 10.0
+    # How long a "this login session is still active" answer of the auth service is reused (logout, password change).
+    session_check_cache_s: float = 5.0
 
-    # Per API key (or per IP when anonymous), `limits` notation.
+    # Per principal (or per client IP when anonymous or the credential is not genuine), `limits` notation.
     api_rate_limit: str = "600/minute"
+    # Sign-up and login attempts per client IP (the auth service limits failed logins per account).
+    auth_ip_rate_limit: str = "60/minute"
     cookie_secure: bool = False
     # search and live picks
     workers: int = 1

@@ -18,8 +18,9 @@ What every call gets:
   once with 503 for `breaker_reset_s`, then one trial call decides. A 5xx the upstream rendered itself (e.g. the
   auth service's 503 for an unreachable Hugging Face) proves it alive: it is neither retried nor counted, else a
   few anonymous requests to one such route would shut every caller out of the whole service;
-- the request id (`x-request-id`) and the caller's identity (`authorization` as the caller sent it, plus
-  `x-hubpulse-user`, `x-hubpulse-org`, `x-hubpulse-role`) forwarded;
+- the request id (`x-request-id`) and the caller's identity forwarded as `Authorization: Bearer <access JWT>`
+  (for an API-key caller, the short-lived JWT the auth service minted for the key): each upstream verifies it
+  against the JWKS (`hubpulse_common.identity`); no identity header is sent or believed;
 - errors: a 4xx of the upstream (already `{"error": ...}`) is raised again as `ApiError` with the same status,
   code, message and Retry-After, and so is a 503 the upstream rendered itself; an upstream down, timing out or
   behind an open breaker gives `ApiError(503, "unavailable")`; any other upstream 5xx gives
@@ -93,16 +94,10 @@ def passthrough_error(response: httpx.Response) -> ApiError:
 
 
 def identity_headers(principal: Principal | None) -> dict[str, str]:
-    if principal is None:
+    """The one place the gateway tells an upstream who is calling: the caller's signed access token."""
+    if principal is None or not principal.credential:
         return {}
-    headers = {
-        "x-hubpulse-user": principal.user_id,
-        "x-hubpulse-org": principal.org_id,
-        "x-hubpulse-role": principal.role,
-    }
-    if principal.credential:
-        headers["authorization"] = f"Bearer {principal.credential}"
-    return headers
+    return {"authorization": f"Bearer {principal.credential}"}
 
 
 class UpstreamClient:

@@ -24,19 +24,21 @@ async def create_user(
     org_name: str,
     hf_sub: str | None = None,
     hf_username: str | None = None,
+    email_verified: bool = False,
 ) -> Row | None:
     """A new user with a personal organisation they administer; None when the email is taken."""
     user_id, org_id = uuid.uuid4(), uuid.uuid4()
     async with conn.transaction():
         user = await conn.fetchrow(
-            """INSERT INTO auth_users (id, email, name, password_hash, hf_sub, hf_username)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING *""",
+            """INSERT INTO auth_users (id, email, name, password_hash, hf_sub, hf_username, email_verified)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING *""",
             user_id,
             email,
             name,
             password_hash,
             hf_sub,
             hf_username,
+            email_verified,
         )
         if user is None:
             return None
@@ -176,6 +178,26 @@ async def spend_refresh_token(conn: asyncpg.Connection, token_hash: str) -> None
     await conn.execute("UPDATE auth_refresh_tokens SET used_at = now() WHERE token_hash = $1", token_hash)
 
 
+async def revoke_families_of(conn: asyncpg.Connection, user_id: str, keep: str | None) -> None:
+    """End every login session of a user (but `keep`, the one asking)."""
+    await conn.execute(
+        """UPDATE auth_token_families SET revoked_at = now()
+           WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id <> $2::uuid)""",
+        uuid.UUID(user_id),
+        uuid.UUID(keep) if keep else None,
+    )
+
+
+async def family_active(conn: asyncpg.Connection, family_id: str) -> bool:
+    """The login session exists and was not revoked (logout, reuse, password or email change)."""
+    try:
+        family = uuid.UUID(family_id)
+    except ValueError:
+        return False
+    revoked = await conn.fetchval("SELECT revoked_at IS NOT NULL FROM auth_token_families WHERE id = $1", family)
+    return revoked is False
+
+
 async def revoke_family(conn: asyncpg.Connection, family_id: str) -> None:
     await conn.execute(
         "UPDATE auth_token_families SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1", uuid.UUID(family_id)
@@ -241,14 +263,18 @@ async def live_api_key(conn: asyncpg.Connection, key_id: str) -> Row | None:
 # OAuth sign-in states
 
 
-async def add_oauth_state(conn: asyncpg.Connection, state: str, verifier: str, nonce: str, return_to: str) -> None:
+async def add_oauth_state(
+    conn: asyncpg.Connection, state: str, verifier: str, nonce: str, return_to: str, link_user_id: str | None
+) -> None:
     await conn.execute("DELETE FROM auth_oauth_states WHERE created_at < now() - interval '1 hour'")
     await conn.execute(
-        "INSERT INTO auth_oauth_states (state, code_verifier, nonce, return_to) VALUES ($1, $2, $3, $4)",
+        """INSERT INTO auth_oauth_states (state, code_verifier, nonce, return_to, link_user_id)
+           VALUES ($1, $2, $3, $4, $5)""",
         state,
         verifier,
         nonce,
         return_to,
+        uuid.UUID(link_user_id) if link_user_id else None,
     )
 
 

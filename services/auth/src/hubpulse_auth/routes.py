@@ -1,11 +1,12 @@
 """HTTP endpoints of the auth service; the gateway forwards `/v1/auth/*`, `/v1/me`, `/v1/api-keys` here.
 
-Callers authenticate with `Authorization: Bearer <access JWT | API key>` (the gateway forwards the caller's).
+Callers authenticate with `Authorization: Bearer <access JWT>` (the gateway forwards the caller's; for an API key,
+the JWT `/internal/api-keys/verify` minted for it), verified by the shared `hubpulse_common.identity` dependency
+against this service's own key ring.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 import uuid
@@ -20,6 +21,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from hubpulse_auth import repository as repo
 from hubpulse_auth import tokens
+from hubpulse_auth.hashing import HashingGate
 from hubpulse_auth.keys import KeyRing
 from hubpulse_auth.oauth import HfSignIn, new_flow
 from hubpulse_auth.schemas import (
@@ -34,8 +36,8 @@ from hubpulse_auth.schemas import (
     SignupBody,
 )
 from hubpulse_auth.service import (
-    ROLE_RANK,
-    Role,
+    AccessGrant,
+    access_claims,
     api_key_role,
     api_key_string,
     check_password_strength,
@@ -46,10 +48,21 @@ from hubpulse_auth.service import (
     password_matches,
     secrets_equal,
     sha256_hex,
+    sign,
     validate_scopes,
 )
 from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.http import ApiError
+from hubpulse_common.identity import (
+    AdminIdentity,
+    CallerIdentity,
+    Identity,
+    JwksCache,
+    MemberIdentity,
+    TokenVerifier,
+    bearer_token,
+    caller_identity,
+)
 
 router = APIRouter()
 
@@ -61,12 +74,24 @@ class AuthState:
     keys: KeyRing
     hf: HfSignIn
     limiter: MovingWindowRateLimiter
+    hashing: HashingGate
 
 
 def new_state(pool: asyncpg.Pool, settings: AuthSettings) -> AuthState:
     return AuthState(
-        pool, settings, KeyRing(pool, settings), HfSignIn(settings), MovingWindowRateLimiter(MemoryStorage())
+        pool,
+        settings,
+        KeyRing(pool, settings),
+        HfSignIn(settings),
+        MovingWindowRateLimiter(MemoryStorage()),
+        HashingGate(settings.hash_memory_budget_mib, settings.hash_wait_s),
     )
+
+
+def token_verifier(keys: KeyRing, settings: AuthSettings) -> TokenVerifier:
+    """The shared verifier, reading this service's own published keys instead of its JWKS over HTTP."""
+    cache = JwksCache(keys.jwks, max_age_s=settings.jwks_max_age_s, min_refresh_s=settings.jwks_min_refresh_s)
+    return TokenVerifier(cache, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 
 
 def state_of(request: Request) -> AuthState:
@@ -75,14 +100,6 @@ def state_of(request: Request) -> AuthState:
 
 
 State = Annotated[AuthState, Depends(state_of)]
-
-
-@dataclass(frozen=True)
-class Caller:
-    user_id: str
-    org_id: str
-    role: Role
-    via_api_key: bool
 
 
 async def verify_api_key(state: AuthState, key: str) -> dict[str, Any] | None:
@@ -97,49 +114,24 @@ async def verify_api_key(state: AuthState, key: str) -> dict[str, Any] | None:
     return row
 
 
-async def caller(request: Request, state: State) -> Caller:
-    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential:
-        raise ApiError(401, "unauthorized", "missing bearer credentials")
-    key = await verify_api_key(state, credential)
-    if key is not None:
-        return Caller(key["user_id"], key["org_id"], key["role"], via_api_key=True)
-    claims = await state.keys.verify(credential)
-    if claims is None:
-        raise ApiError(401, "unauthorized", "invalid or expired credentials")
-    return Caller(claims["sub"], claims["org"], claims["role"], via_api_key=False)
+async def refuse_locked_account(state: AuthState, email: str) -> None:
+    """429 while an account has used up its failed attempts (checked before any password work)."""
+    limit = parse(state.settings.login_rate_limit)
+    if not await state.limiter.test(limit, "login", email):
+        reset_at, _ = await state.limiter.get_window_stats(limit, "login", email)
+        retry_after = max(1, int(reset_at - time.time()) + 1)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many failed login attempts for this account; retry in {retry_after} s",
+            {"retry-after": str(retry_after)},
+        )
 
 
-def role_at_least(role: Role) -> Any:
-    async def check(who: Annotated[Caller, Depends(caller)]) -> Caller:
-        if ROLE_RANK[who.role] < ROLE_RANK[role]:
-            raise ApiError(403, "forbidden", f"this needs the {role} role in your organisation (you are {who.role})")
-        return who
-
-    return check
-
-
-AnyCaller = Annotated[Caller, Depends(caller)]
-MemberCaller = Annotated[Caller, Depends(role_at_least("member"))]
-AdminCaller = Annotated[Caller, Depends(role_at_least("admin"))]
-
-
-async def rate_limit_login(state: AuthState, request: Request, email: str) -> None:
-    """Per client IP and per account, so neither spraying one password nor hammering one account works."""
-    ip = request.headers.get("x-forwarded-for") or (request.client.host if request.client else "unknown")
-    checks = ((state.settings.login_ip_rate_limit, f"ip:{ip}"), (state.settings.login_rate_limit, f"email:{email}"))
-    for limit_text, key in checks:
-        limit = parse(limit_text)
-        if not await state.limiter.hit(limit, "login", key):
-            reset_at, _ = await state.limiter.get_window_stats(limit, "login", key)
-            retry_after = max(1, int(reset_at - time.time()) + 1)
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"too many login attempts; retry in {retry_after} s",
-                {"retry-after": str(retry_after)},
-            )
+async def count_failed_login(state: AuthState, email: str) -> None:
+    """Only wrong passwords count: the owner logging in correctly never locks their own account (audit L4).
+    Per client IP, the gateway limits every attempt."""
+    await state.limiter.hit(parse(state.settings.login_rate_limit), "login", email)
 
 
 def _profile(user: dict[str, Any], orgs: list[dict[str, Any]], org_id: str | None, role: str | None) -> dict[str, Any]:
@@ -159,7 +151,7 @@ def _profile(user: dict[str, Any], orgs: list[dict[str, Any]], org_id: str | Non
 async def signup(body: SignupBody, state: State) -> dict[str, Any]:
     email = normalise_email(body.email)
     check_password_strength(body.password, state.settings.min_password_length)
-    password_hash = await asyncio.to_thread(hash_password, body.password)
+    password_hash = await state.hashing.run(hash_password, body.password)
     name = body.name or email.split("@")[0]
     async with state.pool.acquire() as conn:
         user = await repo.create_user(
@@ -172,14 +164,16 @@ async def signup(body: SignupBody, state: State) -> dict[str, Any]:
 
 
 @router.post("/auth/login")
-async def login(body: LoginBody, request: Request, state: State) -> dict[str, Any]:
+async def login(body: LoginBody, state: State) -> dict[str, Any]:
     email = normalise_email(body.email)
-    await rate_limit_login(state, request, email)
+    await refuse_locked_account(state, email)
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "email", email)
-        ok = await asyncio.to_thread(password_matches, user["password_hash"] if user else None, body.password)
-        if user is None or not ok:
-            raise ApiError(401, "invalid_credentials", "wrong email or password")
+    ok = await state.hashing.run(password_matches, user["password_hash"] if user else None, body.password)
+    if user is None or not ok:
+        await count_failed_login(state, email)
+        raise ApiError(401, "invalid_credentials", "wrong email or password")
+    async with state.pool.acquire() as conn:
         orgs = await repo.memberships(conn, str(user["id"]))
         chosen = next((o for o in orgs if o["org_id"] == body.org_id), None) if body.org_id else orgs[0]
         if chosen is None:
@@ -213,8 +207,19 @@ async def jwks(state: State, response: Response) -> dict[str, Any]:
     return await state.keys.jwks()
 
 
+@router.get("/internal/sessions/check")
+async def session_check(who: CallerIdentity, state: State) -> dict[str, bool]:
+    """200 while the login session of the presented access token is active, else 401 (the gateway asks, and caches
+    the answer a few seconds: a logout or password change ends the session's access tokens too)."""
+    if who.session_id is not None:
+        async with state.pool.acquire() as conn:
+            if not await repo.family_active(conn, who.session_id):
+                raise ApiError(401, "session_revoked", "this session ended (logout or password change); log in again")
+    return {"active": True}
+
+
 @router.get("/me")
-async def me(who: AnyCaller, state: State) -> dict[str, Any]:
+async def me(who: CallerIdentity, state: State) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "id", uuid.UUID(who.user_id))
         if user is None:
@@ -224,7 +229,7 @@ async def me(who: AnyCaller, state: State) -> dict[str, Any]:
 
 
 @router.patch("/me")
-async def patch_me(body: ProfilePatch, who: AnyCaller, state: State) -> dict[str, Any]:
+async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dict[str, Any]:
     if who.via_api_key:
         raise ApiError(403, "forbidden", "change your profile from a login session, not with an API key")
     changes: dict[str, Any] = {}
@@ -234,27 +239,43 @@ async def patch_me(body: ProfilePatch, who: AnyCaller, state: State) -> dict[str
         changes["email"] = normalise_email(body.email)
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "id", uuid.UUID(who.user_id))
-        assert user is not None
-        # Changing how you log in needs the current password (when the account has one).
-        changes_login = body.password is not None or "email" in changes
-        if (
-            changes_login
-            and user["password_hash"] is not None
-            and not await asyncio.to_thread(password_matches, user["password_hash"], body.current_password or "")
-        ):
-            raise ApiError(403, "wrong_password", "current_password is missing or wrong")
-        if body.password is not None:
-            check_password_strength(body.password, state.settings.min_password_length)
-            changes["password_hash"] = await asyncio.to_thread(hash_password, body.password)
+    if user is None:
+        raise ApiError(401, "unauthorized", "this account no longer exists")
+    if changes.get("email") == user["email"]:
+        changes.pop("email")
+    # Changing how you log in needs the current password (when the account has one).
+    changes_login = body.password is not None or "email" in changes
+    if (
+        changes_login
+        and user["password_hash"] is not None
+        and not await state.hashing.run(password_matches, user["password_hash"], body.current_password or "")
+    ):
+        raise ApiError(403, "wrong_password", "current_password is missing or wrong")
+    if body.password is not None:
+        check_password_strength(body.password, state.settings.min_password_length)
+        changes["password_hash"] = await state.hashing.run(hash_password, body.password)
+    if "email" in changes:
+        changes["email_verified"] = False  # a new address is nobody's proof of anything
+    async with state.pool.acquire() as conn, conn.transaction():
         updated = await repo.update_user(conn, who.user_id, changes)
         if updated is None:
             raise ApiError(409, "email_taken", "another account uses this email")
+        if changes_login:
+            # whoever else holds a session (a thief, an old device) is logged out; the caller's session stays
+            await repo.revoke_families_of(conn, who.user_id, keep=who.session_id)
         orgs = await repo.memberships(conn, who.user_id)
     return _profile(updated, orgs, who.org_id, who.role)
 
 
+def _refuse_api_key(who: Identity) -> None:
+    """API keys are managed from a login session only: a leaked key cannot mint keys that outlive its revocation."""
+    if who.via_api_key:
+        raise ApiError(403, "forbidden", "manage API keys from a login session, not with an API key")
+
+
 @router.post("/api-keys", status_code=201)
-async def create_api_key(body: ApiKeyCreate, who: MemberCaller, state: State) -> dict[str, Any]:
+async def create_api_key(body: ApiKeyCreate, who: MemberIdentity, state: State) -> dict[str, Any]:
+    _refuse_api_key(who)
     scopes = validate_scopes(body.scopes)
     key_id, secret = uuid.uuid4().hex[:16], new_secret()
     async with state.pool.acquire() as conn:
@@ -263,14 +284,15 @@ async def create_api_key(body: ApiKeyCreate, who: MemberCaller, state: State) ->
 
 
 @router.get("/api-keys")
-async def list_api_keys(who: AnyCaller, state: State) -> dict[str, Any]:
+async def list_api_keys(who: CallerIdentity, state: State) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         rows = await repo.api_keys_of(conn, who.user_id, who.org_id)
     return {"items": [_key_view(r) for r in rows]}
 
 
 @router.delete("/api-keys/{key_id}", status_code=204)
-async def revoke_api_key(key_id: Annotated[str, Path(max_length=64)], who: MemberCaller, state: State) -> Response:
+async def revoke_api_key(key_id: Annotated[str, Path(max_length=64)], who: MemberIdentity, state: State) -> Response:
+    _refuse_api_key(who)
     async with state.pool.acquire() as conn:
         if not await repo.revoke_api_key(conn, key_id, who.user_id, who.org_id):
             raise ApiError(404, "not_found", "no such API key of yours")
@@ -293,7 +315,21 @@ async def verify_key(body: KeyCheck, state: State) -> dict[str, Any]:
     row = await verify_api_key(state, body.key)
     if row is None:
         raise ApiError(401, "unauthorized", "invalid or revoked API key")
+    ttl_s = state.settings.api_key_token_ttl_s
+    grant = AccessGrant(
+        row["user_id"],
+        row["org_id"],
+        row["role"],
+        row["email"],
+        None,
+        api_key_id=row["id"],
+        scopes=tuple(row["scopes"]),
+    )
+    claims = access_claims(grant, issuer=state.settings.jwt_issuer, audience=state.settings.jwt_audience, ttl_s=ttl_s)
     return {
+        # what the gateway forwards to internal services as this key's caller, until it verifies the key again
+        "access_token": sign(claims, await state.keys.signing_key()),
+        "expires_in": ttl_s,
         "key_id": row["id"],
         "user_id": row["user_id"],
         "org_id": row["org_id"],
@@ -304,13 +340,13 @@ async def verify_key(body: KeyCheck, state: State) -> dict[str, Any]:
 
 
 @router.get("/org/members")
-async def members(who: AnyCaller, state: State) -> dict[str, Any]:
+async def members(who: CallerIdentity, state: State) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         return {"org_id": who.org_id, "items": await repo.org_members(conn, who.org_id)}
 
 
 @router.put("/org/members")
-async def put_member(body: MemberPut, who: AdminCaller, state: State) -> dict[str, Any]:
+async def put_member(body: MemberPut, who: AdminIdentity, state: State) -> dict[str, Any]:
     if who.via_api_key:
         raise ApiError(403, "forbidden", "managing members needs a login session")
     email = normalise_email(body.email)
@@ -324,12 +360,24 @@ async def put_member(body: MemberPut, who: AdminCaller, state: State) -> dict[st
         return {"org_id": who.org_id, "items": await repo.org_members(conn, who.org_id)}
 
 
+async def optional_login(request: Request) -> Identity | None:
+    """The signed-in caller (a login session, not an API key), or None when anonymous or the token is bad."""
+    if bearer_token(request) is None:
+        return None
+    who = await caller_identity(request)
+    return None if who.via_api_key else who
+
+
 @router.post("/oauth/hf/start")
-async def hf_start(body: HfStart, state: State) -> dict[str, str]:
+async def hf_start(
+    body: HfStart, state: State, linking: Annotated[Identity | None, Depends(optional_login)]
+) -> dict[str, str]:
+    """Start Sign in with HF; started from a login session, the HF identity is linked to that account."""
     flow_state, verifier, nonce = new_flow()
     url = await state.hf.authorize_url(flow_state, verifier, nonce)
     async with state.pool.acquire() as conn:
-        await repo.add_oauth_state(conn, flow_state, verifier, nonce, body.return_to)
+        link = linking.user_id if linking is not None else None
+        await repo.add_oauth_state(conn, flow_state, verifier, nonce, body.return_to, link)
     return {"authorize_url": url, "state": flow_state}
 
 
@@ -340,7 +388,8 @@ async def hf_finish(body: HfFinish, state: State) -> dict[str, Any]:
     if flow is None:
         raise ApiError(400, "bad_state", "unknown or expired sign-in attempt; start again")
     claims = await state.hf.identity(body.code, flow["code_verifier"], flow["nonce"])
-    user = await _hf_user(state, claims)
+    link = flow.get("link_user_id")
+    user = await _hf_user(state, claims, str(link) if link is not None else None)
     async with state.pool.acquire() as conn:
         orgs = await repo.memberships(conn, str(user["id"]))
         async with conn.transaction():
@@ -356,15 +405,31 @@ async def hf_finish(body: HfFinish, state: State) -> dict[str, Any]:
     return {**issued, "return_to": flow["return_to"]}
 
 
-async def _hf_user(state: AuthState, claims: dict[str, Any]) -> dict[str, Any]:
-    """The account of this Hugging Face identity: found by subject, else linked by verified email, else new."""
+async def _hf_user(state: AuthState, claims: dict[str, Any], link_user_id: str | None) -> dict[str, Any]:
+    """The account of this Hugging Face identity: found by subject; else the signed-in account that started the
+    flow; else the account with the same email, only if both sides verified it; else a new one.
+
+    An account whose email was never proven is not linked by email (pre-account takeover: anyone can sign up with
+    someone else's address and a password of their own): 409, sign in with the password and link from there."""
     sub = str(claims["sub"])
     username = claims.get("preferred_username")
     email = normalise_email(claims["email"]) if claims.get("email") and claims.get("email_verified") else None
+    link = {"hf_sub": sub, "hf_username": username}
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "hf_sub", sub)
-        if user is None and email is not None and (by_email := await repo.user_by(conn, "email", email)) is not None:
-            user = await repo.update_user(conn, str(by_email["id"]), {"hf_sub": sub, "hf_username": username})
+        if user is not None and link_user_id is not None and str(user["id"]) != link_user_id:
+            raise ApiError(409, "hf_already_linked", "this Hugging Face account is linked to another account")
+        if user is None and link_user_id is not None:
+            user = await repo.update_user(conn, link_user_id, link)
+        elif user is None and email is not None and (by_email := await repo.user_by(conn, "email", email)) is not None:
+            if not by_email["email_verified"]:
+                raise ApiError(
+                    409,
+                    "link_required",
+                    "an account with this email exists; sign in with its password, then use Sign in with Hugging "
+                    "Face from that session to link the two",
+                )
+            user = await repo.update_user(conn, str(by_email["id"]), link)
         if user is None:
             name = cast(str, claims.get("name") or username or "Hugging Face user")
             user = await repo.create_user(
@@ -375,6 +440,7 @@ async def _hf_user(state: AuthState, claims: dict[str, Any]) -> dict[str, Any]:
                 org_name=f"{name}'s organisation",
                 hf_sub=sub,
                 hf_username=username,
+                email_verified=email is not None,
             )
     if user is None:
         raise ApiError(409, "conflict", "this Hugging Face account could not be linked; try again")

@@ -27,8 +27,10 @@ ALG = "ES256"
 API_KEY_PREFIX = "hpk_"
 API_KEY_SCOPES = frozenset({"read", "write"})
 
-# argon2id with the library's RFC 9106 "low memory" defaults.
+# argon2id with the library's RFC 9106 "low memory" defaults: 64 MiB per hash or verification (hashing.py bounds
+# how many run at once).
 _hasher = PasswordHasher()
+HASH_MEMORY_KIB = _hasher.memory_cost
 # Verified against when the email is unknown, so a miss costs the same time as a wrong password.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -92,8 +94,10 @@ class AccessGrant:
     org_id: str
     role: Role
     email: str | None
-    session_id: str
+    session_id: str | None  # the refresh-token family; None for a token minted for an API key
     csrf_hash: str | None = None
+    api_key_id: str | None = None
+    scopes: tuple[str, ...] = ("read", "write")
 
 
 def access_claims(
@@ -110,9 +114,12 @@ def access_claims(
         "org": grant.org_id,
         "role": grant.role,
         "email": grant.email,
-        "sid": grant.session_id,
-        "scope": "read write",
+        "scope": " ".join(grant.scopes),
     }
+    if grant.session_id is not None:
+        claims["sid"] = grant.session_id
+    if grant.api_key_id is not None:
+        claims["akid"] = grant.api_key_id
     if grant.csrf_hash is not None:
         claims["csrf"] = grant.csrf_hash
     return claims

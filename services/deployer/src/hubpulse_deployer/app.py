@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from huggingface_hub import HfApi
 
 from hubpulse_common.http import create_service_app
+from hubpulse_common.identity import open_token_verifier
 from hubpulse_common.resources import open_resources
 from hubpulse_deployer import routes
 from hubpulse_deployer.orchestrator import Orchestrator
@@ -49,7 +50,10 @@ def build_targets(settings: DeployerSettings) -> dict[str, Target]:
 def create_app(settings: DeployerSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, kafka=True, mongo=True, s3=True) as res:
+        async with (
+            open_resources(app, settings, kafka=True, mongo=True, s3=True) as res,
+            open_token_verifier(app, settings),
+        ):
             repo = DeploymentRepository(res.require_mongo()[settings.mongo_database]["deployments"])
             await repo.ensure_indexes()
             targets = build_targets(settings)
@@ -66,6 +70,7 @@ def create_app(settings: DeployerSettings) -> FastAPI:
 
     app = create_service_app(
         service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
         title="hubpulse deployer",
         description="One-click deployments to HF Spaces, AWS Lambda, Kubernetes and local.",
         lifespan=lifespan,

@@ -30,10 +30,8 @@ class DeploymentRepository:
     async def get(self, deployment_id: str) -> Doc | None:
         return await self._c.find_one({"_id": deployment_id})
 
-    async def owned(self, *, owner: str | None, include_deleted: bool, limit: int) -> list[Doc]:
-        query: Doc = {} if include_deleted else {"status": {"$ne": "deleted"}}
-        if owner is not None:
-            query["user_id"] = owner
+    async def owned(self, *, owner: str, include_deleted: bool, limit: int) -> list[Doc]:
+        query: Doc = {"user_id": owner} if include_deleted else {"user_id": owner, "status": {"$ne": "deleted"}}
         cursor = self._c.find(query).sort("created_at", DESCENDING).limit(limit)
         return [doc async for doc in cursor]
 

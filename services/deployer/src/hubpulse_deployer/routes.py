@@ -1,4 +1,5 @@
-"""The deployer's HTTP API, called by the gateway (which authenticates; the caller's ids arrive in headers)."""
+"""The deployer's HTTP API, called by the gateway as the caller: every route verifies the caller's access token
+(`hubpulse_common.identity`); a deployment is visible only to the user who created it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, Revi
 from hubpulse_common.errors import InputError
 from hubpulse_common.events import DeploymentStatus
 from hubpulse_common.http import ApiError
+from hubpulse_common.identity import CallerIdentity, Identity, MemberIdentity
 from hubpulse_common.inference import parse_inputs, servable
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.schemas import CreateDeployment, RollbackRequest, UpdateDeployment
@@ -38,10 +40,10 @@ def _hub(request: Request) -> HfApi:
     return hub
 
 
-async def _owned(request: Request, deployment_id: str, user_id: str | None) -> dict[str, Any]:
+async def _owned(request: Request, deployment_id: str, who: Identity) -> dict[str, Any]:
     doc = await _orchestrator(request).repo.get(deployment_id)
-    # someone else's deployment is answered as missing: its existence is not theirs to learn
-    if doc is None or (user_id is not None and doc.get("user_id") not in (None, user_id)):
+    # someone else's deployment (or one without an owner) is answered as missing: its existence is not theirs to learn
+    if doc is None or doc.get("user_id") != who.user_id:
         raise ApiError(404, "not_found", f"no deployment {deployment_id}")
     return doc
 
@@ -72,14 +74,13 @@ async def _task_of(request: Request, model_id: str, revision: str) -> str:
 async def create(
     request: Request,
     body: CreateDeployment,
-    x_hubpulse_user: str | None = Header(None),
-    x_hubpulse_org: str | None = Header(None),
+    who: MemberIdentity,
 ) -> dict[str, Any]:
     task = await _task_of(request, body.model_id, body.revision)
     orchestrator = _orchestrator(request)
     doc = new_deployment(
         model_id=body.model_id, revision=body.revision, target=body.target, task=task,
-        config=body.config.model_dump(), user_id=x_hubpulse_user, org_id=x_hubpulse_org, now=datetime.now(UTC),
+        config=body.config.model_dump(), user_id=who.user_id, org_id=who.org_id, now=datetime.now(UTC),
     )  # fmt: skip
     await orchestrator.repo.insert(doc)
     # the first transition is written and published before the answer, so pending is never invisible
@@ -102,22 +103,22 @@ def _pending_event(doc: dict[str, Any]) -> Any:
 @router.get("")
 async def list_deployments(
     request: Request,
-    x_hubpulse_user: str | None = Header(None),
+    who: CallerIdentity,
     include_deleted: bool = False,
     limit: int = Query(100, ge=1, le=500),
 ) -> dict[str, Any]:
-    docs = await _orchestrator(request).repo.owned(owner=x_hubpulse_user, include_deleted=include_deleted, limit=limit)
+    docs = await _orchestrator(request).repo.owned(owner=who.user_id, include_deleted=include_deleted, limit=limit)
     return {"items": [_view(request, d) for d in docs]}
 
 
 @router.get("/{deployment_id}")
-async def get(request: Request, deployment_id: str, x_hubpulse_user: str | None = Header(None)) -> dict[str, Any]:
-    return _view(request, await _owned(request, deployment_id, x_hubpulse_user))
+async def get(request: Request, deployment_id: str, who: CallerIdentity) -> dict[str, Any]:
+    return _view(request, await _owned(request, deployment_id, who))
 
 
 @router.delete("/{deployment_id}")
-async def delete(request: Request, deployment_id: str, x_hubpulse_user: str | None = Header(None)) -> dict[str, Any]:
-    doc = await _owned(request, deployment_id, x_hubpulse_user)
+async def delete(request: Request, deployment_id: str, who: MemberIdentity) -> dict[str, Any]:
+    doc = await _owned(request, deployment_id, who)
     if doc["status"] == S.DELETED.value:
         return _view(request, doc)
     return _view(request, await _orchestrator(request).delete(deployment_id))
@@ -134,10 +135,8 @@ async def _new_version(request: Request, doc: dict[str, Any], version: dict[str,
 
 
 @router.patch("/{deployment_id}", status_code=202)
-async def update(
-    request: Request, deployment_id: str, body: UpdateDeployment, x_hubpulse_user: str | None = Header(None)
-) -> dict[str, Any]:
-    doc = await _owned(request, deployment_id, x_hubpulse_user)
+async def update(request: Request, deployment_id: str, body: UpdateDeployment, who: MemberIdentity) -> dict[str, Any]:
+    doc = await _owned(request, deployment_id, who)
     if body.revision is not None:
         await _task_of(request, doc["model_id"], body.revision)
     config = body.config.model_dump() if body.config is not None else None
@@ -149,12 +148,12 @@ async def update(
 async def rollback(
     request: Request,
     deployment_id: str,
+    who: MemberIdentity,
     body: RollbackRequest | None = None,
-    x_hubpulse_user: str | None = Header(None),
 ) -> dict[str, Any]:
     from hubpulse_deployer.service import rollback_version
 
-    doc = await _owned(request, deployment_id, x_hubpulse_user)
+    doc = await _owned(request, deployment_id, who)
     try:
         version = rollback_version(doc, (body or RollbackRequest()).version, datetime.now(UTC))
     except UnknownVersion as exc:
@@ -166,13 +165,14 @@ async def rollback(
 async def predict(
     request: Request,
     deployment_id: str,
-    x_hubpulse_user: str | None = Header(None),
+    who: CallerIdentity,
     idempotency_key: str | None = Header(None, max_length=200),
 ) -> Response:
-    cache_key = f"{deployment_id}:{idempotency_key}" if idempotency_key else None
+    # scoped by caller: another user's key can never replay this user's answer
+    cache_key = f"{who.user_id}:{deployment_id}:{idempotency_key}" if idempotency_key else None
     if cache_key is not None and (cached := _IDEMPOTENT.get(cache_key)) is not None:
         return Response(cached, media_type="application/json", headers={"Idempotent-Replayed": "true"})
-    doc = await _owned(request, deployment_id, x_hubpulse_user)
+    doc = await _owned(request, deployment_id, who)
     try:
         inputs, batch = parse_inputs(doc["task"], orjson.loads(await request.body()))
     except orjson.JSONDecodeError:
@@ -203,8 +203,8 @@ async def predict(
 
 
 @router.get("/{deployment_id}/manifests")
-async def manifests(request: Request, deployment_id: str, x_hubpulse_user: str | None = Header(None)) -> JSONResponse:
-    doc = await _owned(request, deployment_id, x_hubpulse_user)
+async def manifests(request: Request, deployment_id: str, who: CallerIdentity) -> JSONResponse:
+    doc = await _owned(request, deployment_id, who)
     rendered = (doc.get("endpoint") or {}).get("manifests")
     if rendered is None:
         raise ApiError(404, "not_found", "only kubernetes deployments have manifests, once rendered")

@@ -46,6 +46,7 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
 
     return create_service_app(
         service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
         title="hubpulse features",
         description="Turns daily snapshots into velocity features.",
         lifespan=lifespan,

@@ -40,6 +40,7 @@ def create_app(settings: IngestorSettings) -> FastAPI:
 
     app = create_service_app(
         service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
         title="hubpulse ingestor",
         description="Walks the Hugging Face Hub each cycle and emits daily model snapshots.",
         lifespan=lifespan,

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubpulse_common.events import DeploymentEvent, InferenceEvent
 from hubpulse_common.http import create_service_app
+from hubpulse_common.identity import open_token_verifier
 from hubpulse_common.kafka import BatchConsumer
 from hubpulse_common.logging import get_logger
 from hubpulse_common.resources import open_resources
@@ -61,7 +62,7 @@ class RequestLogMiddleware:
 def create_app(settings: MetricsSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, kafka=True, mongo=True) as res:
+        async with open_resources(app, settings, kafka=True, mongo=True) as res, open_token_verifier(app, settings):
             db = res.require_mongo()[settings.mongo_database]
             bus = res.require_bus()
             kind = await repository.ensure_schema(db, timedelta(days=settings.raw_retention_days))
@@ -102,6 +103,7 @@ def create_app(settings: MetricsSettings) -> FastAPI:
 
     app = create_service_app(
         service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
         title="hubpulse metrics",
         description="Latency, error rate, usage analytics, alerts and live pushes.",
         lifespan=lifespan,

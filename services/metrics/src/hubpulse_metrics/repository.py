@@ -199,6 +199,12 @@ async def store_deployment_events(db: AsyncDatabase[Doc], events: Sequence[Deplo
     return new
 
 
+async def deployment_owner(db: AsyncDatabase[Doc], deployment_id: str) -> tuple[str | None, str | None] | None:
+    """(user id, org id) of a deployment the metrics service has seen a transition of, else None."""
+    doc = await db[DEPLOYMENTS].find_one({"_id": deployment_id}, {"user_id": 1, "org_id": 1})
+    return None if doc is None else (doc.get("user_id"), doc.get("org_id"))
+
+
 async def deployment_state(db: AsyncDatabase[Doc], deployment_id: str) -> DeploymentState | None:
     doc = await db[DEPLOYMENTS].find_one({"_id": deployment_id})
     if doc is None:

@@ -71,6 +71,7 @@ def create_app(settings: ScorerSettings) -> FastAPI:
 
     return create_service_app(
         service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
         title="hubpulse scorer",
         description="Scores features with the current trend model version.",
         lifespan=lifespan,

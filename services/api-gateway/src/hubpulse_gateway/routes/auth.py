@@ -21,7 +21,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
 from hubpulse_common.auth_schemas import ApiKeyCreate, LoginBody, MemberPut, ProfilePatch, SignupBody
-from hubpulse_common.http import NO_NUL, ApiError
+from hubpulse_common.http import NO_NUL, ApiError, ClientAddress
 from hubpulse_gateway.security import (
     ACCESS_COOKIE,
     CSRF_COOKIE,
@@ -30,6 +30,7 @@ from hubpulse_gateway.security import (
     AdminUser,
     CurrentUser,
     MemberUser,
+    OptionalUser,
     RateLimitMiddleware,
     SecurityDep,
     open_security,
@@ -54,12 +55,6 @@ class TokenPair(BaseModel):
 
 
 router = APIRouter(tags=["auth"])
-
-
-def _client_headers(request: Request) -> dict[str, str]:
-    """The caller's address, so the auth service can rate-limit logins per IP behind the gateway."""
-    client = request.client.host if request.client else "unknown"
-    return {"x-forwarded-for": client}
 
 
 def _set_session(response: Response, tokens: dict[str, Any], secure: bool) -> dict[str, Any]:
@@ -117,13 +112,13 @@ def _session_refresh(request: Request, body: RefreshBody | None) -> tuple[str, s
 
 
 @router.post("/v1/auth/signup", status_code=201, summary="Create an account (and its own organisation)")
-async def signup(body: SignupBody, request: Request, upstreams: UpstreamsDep) -> Any:
-    return await upstreams.auth.json("POST", "/auth/signup", json=body.model_dump(), headers=_client_headers(request))
+async def signup(body: SignupBody, upstreams: UpstreamsDep) -> Any:
+    return await upstreams.auth.json("POST", "/auth/signup", json=body.model_dump())
 
 
 @router.post("/v1/auth/login", response_model=TokenPair, response_model_exclude_none=True, summary="Log in")
 async def login(body: LoginBody, request: Request, response: Response, upstreams: UpstreamsDep) -> Any:
-    tokens = await upstreams.auth.json("POST", "/auth/login", json=body.model_dump(), headers=_client_headers(request))
+    tokens = await upstreams.auth.json("POST", "/auth/login", json=body.model_dump())
     if body.session:
         return _set_session(response, tokens, upstreams_secure(request))
     return _public_tokens(tokens)
@@ -208,9 +203,15 @@ async def put_member(body: MemberPut, user: AdminUser, upstreams: UpstreamsDep) 
 
 @router.get("/v1/auth/hf/login", summary="Sign in with Hugging Face: redirects to the provider")
 async def hf_login(
-    upstreams: UpstreamsDep, request: Request, return_to: Annotated[str, Query(max_length=512, pattern=NO_NUL)] = "/"
+    upstreams: UpstreamsDep,
+    request: Request,
+    user: OptionalUser,
+    return_to: Annotated[str, Query(max_length=512, pattern=NO_NUL)] = "/",
 ) -> RedirectResponse:
-    start = await upstreams.auth.json("POST", "/oauth/hf/start", json={"return_to": _local_path(return_to)})
+    """Signed in (a login session), the Hugging Face account is linked to yours; anonymous, it signs you in."""
+    linking = user if user is not None and user.via != "api_key" else None
+    body = {"return_to": _local_path(return_to)}
+    start = await upstreams.auth.json("POST", "/oauth/hf/start", json=body, principal=linking)
     response = RedirectResponse(start["authorize_url"], status_code=302)
     # Binds the flow to this browser: a callback with someone else's state is refused (login CSRF).
     response.set_cookie(
@@ -234,9 +235,7 @@ async def hf_callback(
 ) -> Response:
     if request.cookies.get(OAUTH_STATE_COOKIE) != state:
         raise ApiError(400, "bad_state", "sign-in state does not match this browser; start again")
-    tokens = await upstreams.auth.json(
-        "POST", "/oauth/hf/finish", json={"code": code, "state": state}, headers=_client_headers(request)
-    )
+    tokens = await upstreams.auth.json("POST", "/oauth/hf/finish", json={"code": code, "state": state})
     response = RedirectResponse(_local_path(tokens.get("return_to") or "/"), status_code=302)
     _set_session(response, tokens, upstreams_secure(request))
     response.delete_cookie(OAUTH_STATE_COOKIE, path="/v1/auth/hf")
@@ -266,4 +265,9 @@ def install(app: FastAPI, settings: GatewaySettings) -> None:
 
     app.include_router(APIRouter(lifespan=lifespan))
     app.include_router(router)
-    app.add_middleware(RateLimitMiddleware, limit=settings.api_rate_limit)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limit=settings.api_rate_limit,
+        auth_limit=settings.auth_ip_rate_limit,
+        client=ClientAddress(settings.trusted_proxies),
+    )

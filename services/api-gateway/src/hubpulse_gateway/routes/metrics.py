@@ -1,6 +1,7 @@
 """Monitoring routes: deployment metrics, usage export and the live metrics socket, forwarded to the metrics service.
 
-Scope: every query is limited to the caller's organisation; members see their own usage, admins the whole org's.
+Scope: the metrics service scopes every query by the caller's verified token: the caller's organisation; members
+see their own usage, admins the whole org's (and may narrow to one member with `user_id=`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import ApiError, SaneDatetime
 from hubpulse_gateway.security import CurrentUser, Principal, get_security
 from hubpulse_gateway.upstream import UpstreamId, Upstreams, UpstreamsDep
 
@@ -21,8 +22,10 @@ router = APIRouter(tags=["monitoring"])
 
 LIVE_INTERVAL_S = 1.0  # one push a second: what the live dashboard redraws at
 
-Since = Annotated[datetime | None, Query(description="Start of the range, ISO 8601 (default: an hour before until)")]
-Until = Annotated[datetime | None, Query(description="End of the range, exclusive (default: now)")]
+Since = Annotated[
+    SaneDatetime | None, Query(description="Start of the range, ISO 8601 (default: an hour before until)")
+]
+Until = Annotated[SaneDatetime | None, Query(description="End of the range, exclusive (default: now)")]
 Id = Annotated[str | None, Query(max_length=200)]
 
 
@@ -39,7 +42,7 @@ async def deployment_metrics(
     until: Until = None,
     user_id: Id = None,
 ) -> Any:
-    params = _params(since=since, until=until, user_id=user_id, org_id=user.org_id)
+    params = _params(since=since, until=until, user_id=user_id)
     return await upstreams.metrics.json(
         "GET", f"/v1/metrics/deployments/{deployment_id}", params=params, principal=user
     )
@@ -55,11 +58,7 @@ async def usage(
     until: Until = None,
     deployment_id: Id = None,
 ) -> Response:
-    own = None if user.has_role("admin") else user.user_id
-    params = _params(
-        format=format, group_by=group_by, since=since, until=until, deployment_id=deployment_id,
-        org_id=user.org_id, user_id=own,
-    )  # fmt: skip
+    params = _params(format=format, group_by=group_by, since=since, until=until, deployment_id=deployment_id)
     upstream = await upstreams.metrics.request("GET", "/v1/usage", params=params, principal=user)
     headers = {k: upstream.headers[k] for k in ("content-disposition",) if k in upstream.headers}
     return Response(upstream.content, media_type=upstream.headers.get("content-type"), headers=headers)
@@ -87,7 +86,7 @@ async def live_metrics(websocket: WebSocket) -> None:
         await _refuse(websocket, exc)
         return
     deployment_id = websocket.query_params.get("deployment_id") or None
-    params = _params(deployment_id=deployment_id, org_id=user.org_id)
+    params = _params(deployment_id=deployment_id)
     upstreams: Upstreams = websocket.app.state.upstreams
     metrics = upstreams.metrics
     closed = asyncio.create_task(_until_closed(websocket))

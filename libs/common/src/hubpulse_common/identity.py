@@ -1,0 +1,238 @@
+"""Who is calling an internal service: the caller's access JWT, verified here against the auth service's JWKS.
+
+The gateway forwards every authenticated call with `Authorization: Bearer <access JWT>` (for an API-key caller,
+a short-lived JWT the auth service minted for that key). Internal services never believe identity headers or
+query parameters: the verified token is the identity, so a direct call from inside the network needs a token
+the auth service signed. Use in a route:
+
+    from hubpulse_common.identity import CallerIdentity
+
+    @router.get("/things")
+    async def things(who: CallerIdentity) -> ...:   # 401 without a valid token; who.user_id, who.org_id, who.role
+
+The app's lifespan opens the verifier once: `async with open_token_verifier(app, settings): ...` (the JWKS is
+fetched from `{auth_url}/.well-known/jwks.json`), or `install_token_verifier(app, verifier)` with any key source
+(the auth service passes its own key ring).
+
+Tokens: ES256 only (so `alg: none` and HMAC tricks are refused), `kid` must be in the JWKS (cached
+`jwks_max_age_s`, refetched at once for an unknown `kid`, at most every `jwks_min_refresh_s`), and `iss`,
+`aud`, `exp`, `sub`, `org`, `role` checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, cast
+
+import httpx
+from fastapi import Depends, FastAPI
+from fastapi.exceptions import WebSocketException
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from joserfc.jws import extract_compact
+from starlette.requests import HTTPConnection
+from starlette.status import WS_1008_POLICY_VIOLATION
+
+from hubpulse_common.http import ApiError
+from hubpulse_common.settings import ServiceSettings
+
+Role = Literal["viewer", "member", "admin"]
+ROLE_RANK: dict[str, int] = {"viewer": 0, "member": 1, "admin": 2}
+ALGORITHMS = ["ES256"]
+LEEWAY_S = 5
+
+
+class InvalidToken(Exception):
+    """The credential is malformed, forged, expired or for someone else."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A verified caller, in the organisation its token was issued for."""
+
+    user_id: str
+    org_id: str
+    role: Role
+    email: str | None = None
+    scopes: frozenset[str] = frozenset({"read", "write"})
+    session_id: str | None = None  # the refresh-token family of a login; None for an API key
+    api_key_id: str | None = None  # set when the token was minted for an API key
+    token: str = field(default="", repr=False)
+
+    @property
+    def via_api_key(self) -> bool:
+        return self.api_key_id is not None
+
+    def has_role(self, role: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+def token_kid(token: str) -> str | None:
+    try:
+        header = extract_compact(token.encode()).headers()
+    except (JoseError, ValueError) as exc:
+        raise InvalidToken("malformed token") from exc
+    kid = header.get("kid")
+    return kid if isinstance(kid, str) else None
+
+
+def verify_access_token(
+    token: str, keys: KeySet, *, issuer: str, audience: str, now: int | None = None
+) -> dict[str, Any]:
+    """The verified claims of an access JWT, or InvalidToken. Pure: the keys come from the caller."""
+    try:
+        decoded = jwt.decode(token, keys, algorithms=ALGORITHMS)
+        registry = jwt.JWTClaimsRegistry(
+            now=now,
+            leeway=LEEWAY_S,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            exp={"essential": True},
+            sub={"essential": True},
+        )
+        registry.validate(decoded.claims)
+    except (JoseError, ValueError) as exc:
+        raise InvalidToken(getattr(exc, "description", None) or str(exc) or type(exc).__name__) from exc
+    claims: dict[str, Any] = decoded.claims
+    if claims.get("role") not in ROLE_RANK or not isinstance(claims.get("org"), str):
+        raise InvalidToken("token lacks organisation or role")
+    return claims
+
+
+def identity_from_claims(claims: dict[str, Any], token: str) -> Identity:
+    return Identity(
+        user_id=str(claims["sub"]),
+        org_id=str(claims["org"]),
+        role=cast(Role, claims["role"]),
+        email=claims.get("email"),
+        scopes=frozenset(str(claims.get("scope", "read write")).split()),
+        session_id=claims.get("sid"),
+        api_key_id=claims.get("akid"),
+        token=token,
+    )
+
+
+class JwksCache:
+    """The auth service's public keys: refreshed when stale, or at once when a token names an unknown kid."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[dict[str, Any]]],
+        *,
+        max_age_s: float,
+        min_refresh_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._max_age_s = max_age_s
+        self._min_refresh_s = min_refresh_s
+        self._clock = clock
+        self._keys: KeySet | None = None
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    def _has(self, kid: str | None) -> bool:
+        return self._keys is not None and any(key.kid == kid for key in self._keys)
+
+    async def keys_for(self, kid: str | None) -> KeySet:
+        """The key set holding `kid`, refreshed if needed; InvalidToken if no published key has it."""
+        age = self._clock() - self._fetched_at
+        if self._has(kid) and age < self._max_age_s:
+            assert self._keys is not None
+            return self._keys
+        async with self._lock:
+            age = self._clock() - self._fetched_at
+            # Another request may have refreshed while we waited; an unknown kid refetches at most every min_refresh.
+            if self._keys is None or age >= self._max_age_s or (not self._has(kid) and age >= self._min_refresh_s):
+                self._keys = KeySet.import_key_set(cast(Any, await self._fetch()))
+                self._fetched_at = self._clock()
+        if not self._has(kid):
+            raise InvalidToken("token signed by an unknown key")
+        assert self._keys is not None
+        return self._keys
+
+
+class TokenVerifier:
+    """Verifies access JWTs against a JWKS source; one per app (`app.state.token_verifier`)."""
+
+    def __init__(self, jwks: JwksCache, *, issuer: str, audience: str) -> None:
+        self.jwks = jwks
+        self.issuer = issuer
+        self.audience = audience
+
+    async def claims(self, token: str) -> dict[str, Any]:
+        keys = await self.jwks.keys_for(token_kid(token))
+        return verify_access_token(token, keys, issuer=self.issuer, audience=self.audience)
+
+    async def identity(self, token: str) -> Identity:
+        return identity_from_claims(await self.claims(token), token)
+
+
+def install_token_verifier(app: FastAPI, verifier: TokenVerifier) -> TokenVerifier:
+    app.state.token_verifier = verifier
+    return verifier
+
+
+@asynccontextmanager
+async def open_token_verifier(app: FastAPI, settings: ServiceSettings) -> AsyncIterator[TokenVerifier]:
+    """A verifier reading the auth service's JWKS over HTTP, for the lifespan of a service."""
+    async with httpx.AsyncClient(
+        base_url=settings.auth_url, timeout=httpx.Timeout(settings.dependency_timeout_s)
+    ) as client:
+
+        async def fetch() -> dict[str, Any]:
+            try:
+                response = await client.get("/.well-known/jwks.json")
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                raise ApiError(
+                    503, "unavailable", f"cannot check credentials: auth service unreachable ({exc})"
+                ) from None
+            body: dict[str, Any] = response.json()
+            return body
+
+        cache = JwksCache(fetch, max_age_s=settings.jwks_max_age_s, min_refresh_s=settings.jwks_min_refresh_s)
+        yield install_token_verifier(
+            app, TokenVerifier(cache, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+        )
+
+
+def bearer_token(connection: HTTPConnection) -> str | None:
+    scheme, _, value = connection.headers.get("authorization", "").partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value else None
+
+
+async def caller_identity(connection: HTTPConnection) -> Identity:
+    """The FastAPI dependency every internal route uses: 401 (or a 1008 close for a socket) without a valid token."""
+    token = bearer_token(connection)
+    try:
+        if token is None:
+            raise InvalidToken("missing bearer token")
+        verifier: TokenVerifier = connection.app.state.token_verifier
+        return await verifier.identity(token)
+    except InvalidToken as exc:
+        if connection.scope["type"] == "websocket":
+            raise WebSocketException(WS_1008_POLICY_VIOLATION, f"unauthorized: {exc}") from None
+        raise ApiError(401, "unauthorized", f"invalid credentials: {exc}", {"www-authenticate": "Bearer"}) from None
+
+
+def require_role(role: Role) -> Callable[..., Awaitable[Identity]]:
+    """A dependency: the caller, who must hold at least `role` in their organisation (403 otherwise)."""
+
+    async def check(who: Annotated[Identity, Depends(caller_identity)]) -> Identity:
+        if not who.has_role(role):
+            raise ApiError(403, "forbidden", f"this needs the {role} role in your organisation (you are {who.role})")
+        return who
+
+    return check
+
+
+CallerIdentity = Annotated[Identity, Depends(caller_identity)]
+MemberIdentity = Annotated[Identity, Depends(require_role("member"))]
+AdminIdentity = Annotated[Identity, Depends(require_role("admin"))]
