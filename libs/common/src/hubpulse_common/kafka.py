@@ -4,34 +4,50 @@ Delivery contract of `BatchConsumer`:
 - A batch's offsets are committed only after the handler returned, i.e. after its effect is durable.
   A crash before that redelivers the batch, so handlers must be idempotent (upserts on natural keys).
 - A value that does not parse as the topic's event is poison: it goes to `<topic>.dlq` at once.
-- A batch whose handler keeps failing (bounded retries with backoff) is split into single messages;
-  those that still fail go to `<topic>.dlq` with the error attached, and the stream goes on.
+- A handler failure that `is_transient` (a store or the broker unreachable, a timeout, a serialization
+  failure or deadlock) is retried without bound, with capped backoff: nothing is committed, the lag grows,
+  and the consumer's readiness check is down until the handler succeeds again. A stop or a rebalance
+  meanwhile abandons the batch uncommitted (the next owner of its partitions redelivers it).
+- Any other failure is deterministic: after bounded retries the batch is split into single messages; those
+  that still fail go to `<topic>.dlq` with the error attached, and the stream goes on. Only poison lands in a
+  DLQ; `hubpulse dlq list|replay` inspects it and re-feeds it to its topic once the cause is fixed.
 - `stop()` (wired to SIGTERM through the service lifespan) finishes the batch in hand, commits, leaves.
 - On rebalance, revocation waits for the batch in hand to finish and commit (no double work on handover).
+- The loop runs as a `Supervised` task: were it ever to raise, it restarts, and `/readyz` says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
+import asyncpg
 import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+)
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from pymongo.errors import ConnectionFailure as MongoConnectionFailure
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from hubpulse_common.errors import ConfigError
 from hubpulse_common.events import ALL_TOPICS, Event, dlq_topic
 from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger, trace_id_var
+from hubpulse_common.supervise import Supervised
 
 log = get_logger(__name__)
 
@@ -39,6 +55,9 @@ E = TypeVar("E", bound=Event)
 
 CONSUMED = Counter("hubpulse_kafka_consumed_total", "Messages handled and committed", ["topic", "group"])
 FAILED = Counter("hubpulse_kafka_failed_total", "Handler attempts that raised", ["topic", "group"])
+TRANSIENT = Counter(
+    "hubpulse_kafka_transient_failures_total", "Handler attempts that failed transiently (retried)", ["topic", "group"]
+)
 DEAD_LETTERED = Counter("hubpulse_kafka_dead_lettered_total", "Messages sent to the DLQ", ["topic", "group"])
 PUBLISHED = Counter("hubpulse_kafka_published_total", "Events published", ["topic"])
 LOST = Counter("hubpulse_kafka_lost_total", "Best-effort events the broker did not take", ["topic"])
@@ -52,6 +71,58 @@ BATCH_SECONDS = Histogram(
 
 
 STOP_TIMEOUT_S = 15.0
+
+# PostgreSQL errors that say nothing about the message: the server is restarting, over its connection limit,
+# or the transaction lost a race (serialization failure, deadlock, lock timeout); the same work succeeds later.
+_TRANSIENT_POSTGRES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # pool closed or closing, connection closed under us
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TransactionRollbackError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.LockNotAvailableError,
+)
+# OSErrors that belong to the input (a path it names), not to the network: deterministic
+_FILE_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` says a dependency is unavailable for now (retry later) rather than the message is bad.
+
+    Transient: connection refused, reset or timed out (OSError, asyncio and socket timeouts), PostgreSQL
+    restarting or refusing connections, serialization failures and deadlocks, a closed pool, a retriable or
+    unreachable-broker Kafka error, MongoDB unreachable. Followed through `raise ... from` causes and
+    exception groups (a TaskGroup's failure is transient when any of its members is). Anything else (a
+    validation error, a constraint violation, a bug) is poison for the message at hand.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        elif _unavailable(current):
+            return True
+        if current.__cause__ is not None:
+            pending.append(current.__cause__)
+    return False
+
+
+def _unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):  # includes ConnectionError and TimeoutError (asyncio.TimeoutError is TimeoutError)
+        return not isinstance(exc, _FILE_ERRORS)
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable) or isinstance(exc, KafkaConnectionError | KafkaTimeoutError)
+    return isinstance(exc, _TRANSIENT_POSTGRES | MongoConnectionFailure)
+
+
+class _Abandoned(Exception):
+    """The batch in hand was given up uncommitted (stop or rebalance during a transient outage)."""
 
 
 def _headers(trace_id: str | None, extra: dict[str, str] | None = None) -> list[tuple[str, bytes]]:
@@ -263,13 +334,21 @@ Handler = Callable[[Sequence[Received[E]]], Awaitable[None]]
 
 
 class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, lock: asyncio.Lock) -> None:
+    def __init__(self, lock: asyncio.Lock, interrupt: asyncio.Event, stopping: asyncio.Event) -> None:
         self._lock = lock
+        self._interrupt = interrupt
+        self._stopping = stopping
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        # The batch in hand commits before its partitions move to another member.
-        async with self._lock:
-            pass
+        # The batch in hand commits before its partitions move to another member; one stuck retrying a
+        # transient failure is abandoned instead (uncommitted: the new owner redelivers it).
+        self._interrupt.set()
+        try:
+            async with self._lock:
+                pass
+        finally:
+            if not self._stopping.is_set():
+                self._interrupt.clear()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         return None
@@ -290,6 +369,7 @@ class BatchConsumer(Generic[E]):
         max_batch: int = 2000,
         max_attempts: int = 3,
         retry_wait_s: float = 0.2,
+        max_retry_wait_s: float = 5.0,
         poll_timeout_ms: int = 500,
     ) -> None:
         self.topic = topic
@@ -299,10 +379,15 @@ class BatchConsumer(Generic[E]):
         self._bus = bus
         self._max_batch = max_batch
         self._max_attempts = max_attempts
-        self._retry_wait_s = retry_wait_s
+        self._wait = wait_exponential(multiplier=retry_wait_s, max=max_retry_wait_s)
         self._poll_timeout_ms = poll_timeout_ms
         self._stopping = asyncio.Event()
+        # set by stop() and by a revocation: a batch retrying a transient failure gives up (uncommitted)
+        self._interrupt = asyncio.Event()
         self._batch_lock = asyncio.Lock()
+        # first offset of each partition in the batch in hand: where a failed batch rewinds to
+        self._in_hand: dict[TopicPartition, int] = {}
+        self._transient: tuple[float, str] | None = None  # (since, error) while retrying a transient failure
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,
@@ -316,19 +401,21 @@ class BatchConsumer(Generic[E]):
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
         )
-        self._task: asyncio.Task[None] | None = None
+        # report it with `supervise.report(app, consumer.loop)`: /readyz is down while it retries an outage
+        self.loop = Supervised(f"consume:{topic}", self._run, health=self._health)
 
     async def start(self) -> None:
         await self._consumer.start()
-        self._consumer.subscribe([self.topic], listener=_WaitForBatchOnRevoke(self._batch_lock))
-        self._task = asyncio.create_task(self._run(), name=f"consume:{self.topic}")
+        self._consumer.subscribe(
+            [self.topic], listener=_WaitForBatchOnRevoke(self._batch_lock, self._interrupt, self._stopping)
+        )
+        self.loop.start()
 
     async def stop(self) -> None:
-        """Finish the batch in hand, commit it, leave the group."""
+        """Finish the batch in hand (or abandon it, uncommitted, if it waits on an outage), commit, leave."""
         self._stopping.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._interrupt.set()
+        await self.loop.join()
         try:
             # Leaving the group can wait on a rebalance in progress; a drain must still end (the group's
             # session timeout removes us anyway, and the batch in hand is already committed).
@@ -338,34 +425,60 @@ class BatchConsumer(Generic[E]):
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self.loop.running
+
+    def _health(self) -> str | None:
+        if self._transient is None:
+            return None
+        since, error = self._transient
+        return f"retrying a transient failure for {time.monotonic() - since:.0f}s: {error}"
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
                 await self._poll_once()
+            except _Abandoned as exc:
+                log.warning("kafka.batch_abandoned", topic=self.topic, group=self.group_id, error=str(exc.__cause__))
+                await self._rewind()
             except KafkaError as exc:
                 log.warning("kafka.poll_failed", topic=self.topic, error=str(exc))
+                await self._pause(1.0)
                 await self._rewind()
             except Exception:
                 # Never die silently: a dead loop would leave the service alive and consuming nothing.
                 log.exception("kafka.consumer_loop_failed", topic=self.topic, group=self.group_id)
+                await self._pause(1.0)
                 await self._rewind()
 
     async def _poll_once(self) -> None:
         batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
         if batches:
             async with self._batch_lock:
+                self._in_hand = {tp: records[0].offset for tp, records in batches.items() if records}
                 records = [r for tp in sorted(batches, key=lambda t: t.partition) for r in batches[tp]]
                 await self._process(records)
                 await self._commit(batches)
+                self._in_hand = {}
         await self._update_lag()
 
     async def _rewind(self) -> None:
-        """After a failure mid-batch, go back to the committed offsets so nothing fetched is skipped."""
-        await asyncio.sleep(1.0)
-        with contextlib.suppress(KafkaError):
-            await self._consumer.seek_to_committed()
+        """After a failure mid-batch, seek back to the batch's first offsets so nothing fetched is skipped.
+
+        Explicit offsets, not `seek_to_committed()`: a fresh group has no committed offset, and aiokafka then
+        leaves the position past the records fetched. A partition no longer assigned (a rebalance meanwhile)
+        is skipped: its next owner starts from the committed offset.
+        """
+        in_hand, self._in_hand = self._in_hand, {}
+        for tp, offset in in_hand.items():
+            try:
+                self._consumer.seek(tp, offset)
+            except (AssertionError, IllegalStateError, KafkaError) as exc:  # aiokafka asserts the assignment
+                log.info("kafka.rewind_skipped", topic=tp.topic, partition=tp.partition, error=repr(exc))
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, cut short by stop() or a revocation."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._interrupt.wait(), seconds)
 
     async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         good: list[Received[E]] = []
@@ -379,40 +492,80 @@ class BatchConsumer(Generic[E]):
         if not good:
             return
         with BATCH_SECONDS.labels(self.topic, self.group_id).time():
-            error = await self._handle_with_retries(good, self._max_attempts)
+            error = await self._handle(good, self._max_attempts)
         if error is None:
             CONSUMED.labels(self.topic, self.group_id).inc(len(good))
             return
-        # The batch keeps failing: find the poison by handling one message at a time.
+        # The batch keeps failing deterministically: find the poison by handling one message at a time.
         log.warning("kafka.batch_failed_isolating", topic=self.topic, size=len(good), error=str(error))
         by_offset = {(r.partition, r.offset): r for r in records}
         for received in good:
-            single_error = await self._handle_with_retries([received], attempts=2)
+            single_error = await self._handle([received], 2)
             if single_error is None:
                 CONSUMED.labels(self.topic, self.group_id).inc()
             else:
                 await self._dead_letter(by_offset[(received.partition, received.offset)], single_error)
 
-    async def _handle_with_retries(self, batch: Sequence[Received[E]], attempts: int) -> Exception | None:
+    async def _handle(self, batch: Sequence[Received[E]], poison_attempts: int) -> Exception | None:
         token = trace_id_var.set(batch[0].trace_id if len(batch) == 1 else None)
         try:
+            return await self._attempt(lambda: self._handler(batch), poison_attempts)
+        finally:
+            trace_id_var.reset(token)
+
+    async def _attempt(self, work: Callable[[], Awaitable[None]], poison_attempts: int) -> Exception | None:
+        """Run `work` until it succeeds (None) or fails deterministically `poison_attempts` times (that error).
+
+        Transient failures (`is_transient`) are retried without bound and do not count; raises `_Abandoned`
+        when stop() or a revocation comes while the last failure was transient.
+        """
+        failures = 0
+
+        def give_up(_: RetryCallState) -> bool:
+            return failures >= poison_attempts or self._interrupt.is_set()
+
+        try:
             async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(attempts),
-                wait=wait_exponential(multiplier=self._retry_wait_s, max=5.0),
+                stop=give_up,
+                wait=self._wait,
                 retry=retry_if_exception_type(Exception),
+                sleep=self._pause,
+                before_sleep=self._retrying,
                 reraise=True,
             ):
                 with attempt:
                     try:
-                        await self._handler(batch)
-                    except Exception:
+                        await work()
+                    except Exception as exc:
                         FAILED.labels(self.topic, self.group_id).inc()
+                        if is_transient(exc):
+                            TRANSIENT.labels(self.topic, self.group_id).inc()
+                            if self._transient is None:
+                                self._transient = (time.monotonic(), f"{type(exc).__name__}: {exc}"[:300])
+                        else:
+                            failures += 1
+                            self._transient = None
                         raise
         except Exception as exc:
+            if is_transient(exc):
+                raise _Abandoned(str(exc)) from exc
             return exc
-        finally:
-            trace_id_var.reset(token)
+        self._transient = None
         return None
+
+    def _retrying(self, state: RetryCallState) -> None:
+        assert state.outcome is not None
+        assert state.next_action is not None
+        exc = state.outcome.exception()
+        log.warning(
+            "kafka.retrying",
+            topic=self.topic,
+            group=self.group_id,
+            transient=is_transient(exc) if exc is not None else False,
+            attempt=state.attempt_number,
+            wait_s=round(state.next_action.sleep, 2),
+            error=f"{type(exc).__name__}: {exc}"[:500],
+        )
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
         headers = [
@@ -425,7 +578,15 @@ class BatchConsumer(Generic[E]):
             ("x-failed-at", datetime.now(UTC).isoformat().encode()),
             ("x-consumer-group", self.group_id.encode()),
         ]
-        await self._bus.publish_raw(dlq_topic(record.topic), record.value or b"", key=record.key, headers=headers)
+        value = record.value or b""
+
+        async def publish() -> None:
+            await self._bus.publish_raw(dlq_topic(record.topic), value, key=record.key, headers=headers)
+
+        # a broker hiccup is waited out; any other failure to write the DLQ fails the batch (rewound, redone)
+        publish_error = await self._attempt(publish, 1)
+        if publish_error is not None:
+            raise publish_error
         DEAD_LETTERED.labels(self.topic, self.group_id).inc()
         log.error(
             "kafka.dead_lettered",

@@ -9,7 +9,6 @@ Everything opened here is closed in reverse order on the way out, also when star
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from hubpulse_common.kafka import EventBus, ensure_topics
 from hubpulse_common.mongo import connect_mongo
 from hubpulse_common.s3 import aws_client, ensure_bucket
 from hubpulse_common.settings import CommonSettings
+from hubpulse_common.supervise import Supervised
 
 
 @dataclass
@@ -91,18 +91,13 @@ async def open_resources(
 
 
 @asynccontextmanager
-async def background(
-    *tasks: asyncio.Task[Any], then: Sequence[Callable[[], Awaitable[None]]] = ()
-) -> AsyncIterator[None]:
-    """Keep `tasks` running for the lifespan; on the way out cancel and await them, then run `then` in order
+async def background(*tasks: Supervised, then: Sequence[Callable[[], Awaitable[None]]] = ()) -> AsyncIterator[None]:
+    """Keep supervised `tasks` running for the lifespan; on the way out stop them, then run `then` in order
     (e.g. a consumer's `stop`, which finishes the batch in hand and commits it)."""
     try:
         yield
     finally:
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await task.stop()
         for stop in then:
             await stop()
