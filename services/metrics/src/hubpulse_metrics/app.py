@@ -8,23 +8,31 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any, TypeVar
 
+import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hubpulse_common.events import DeploymentEvent, InferenceEvent
+from hubpulse_common.events import DeploymentEvent, Event, InferenceEvent, ModelFeatures, ModelScore
 from hubpulse_common.http import create_service_app
 from hubpulse_common.identity import open_token_verifier
-from hubpulse_common.kafka import BatchConsumer
+from hubpulse_common.kafka import BatchConsumer, EventBus, Handler
 from hubpulse_common.logging import get_logger
-from hubpulse_common.resources import open_resources
+from hubpulse_common.resources import background, open_resources
+from hubpulse_common.supervise import supervise
 from hubpulse_metrics import repository
 from hubpulse_metrics.alerts import run_alerts
 from hubpulse_metrics.handlers import deployment_handler, inference_handler
 from hubpulse_metrics.routes import router
 from hubpulse_metrics.settings import MetricsSettings
+from hubpulse_metrics.watches import handlers as watch_handlers
+from hubpulse_metrics.watches import repository as watch_repository
+from hubpulse_metrics.watches.delivery import Deliverer
+from hubpulse_metrics.watches.routes import router as watches_router
 
 log = get_logger(__name__)
+E = TypeVar("E", bound=Event)
 
 
 class RequestLogMiddleware:
@@ -62,14 +70,21 @@ class RequestLogMiddleware:
 def create_app(settings: MetricsSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, kafka=True, mongo=True) as res, open_token_verifier(app, settings):
+        async with (
+            open_resources(app, settings, kafka=True, mongo=True) as res,
+            open_token_verifier(app, settings),
+            contextlib.AsyncExitStack() as stack,
+        ):
             db = res.require_mongo()[settings.mongo_database]
             bus = res.require_bus()
             kind = await repository.ensure_schema(db, timedelta(days=settings.raw_retention_days))
+            await watch_repository.ensure_schema(db)
             app.state.db = db
             app.state.settings = settings
             app.state.raw_collection_kind = kind
-            consumers: list[BatchConsumer[InferenceEvent] | BatchConsumer[DeploymentEvent]] = [
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.watch_webhook_timeout_s))
+            deliverer = app.state.deliverer = Deliverer(db, bus, settings, http)
+            consumers: list[BatchConsumer[Any]] = [
                 BatchConsumer(
                     bootstrap=settings.kafka_bootstrap,
                     group_id=settings.consumer_group,
@@ -88,12 +103,17 @@ def create_app(settings: MetricsSettings) -> FastAPI:
                     bus=bus,
                     poll_timeout_ms=200,
                 ),
+                _consumer(settings, bus, ModelFeatures, watch_handlers.features_handler(db)),
+                _consumer(settings, bus, ModelScore, watch_handlers.scores_handler(db, settings, deliverer.wake)),
             ]
             for consumer in consumers:
                 await consumer.start()
             alerts = asyncio.create_task(run_alerts(db, bus, settings), name="alerts")
+            delivery = supervise(app, "watch-delivery", deliverer.run)
+            digests = supervise(app, "watch-digests", deliverer.run_digests)
             try:
-                yield
+                async with background(delivery, digests):
+                    yield
             finally:
                 alerts.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -110,4 +130,17 @@ def create_app(settings: MetricsSettings) -> FastAPI:
     )
     app.add_middleware(RequestLogMiddleware)
     app.include_router(router)
+    app.include_router(watches_router)
     return app
+
+
+def _consumer(settings: MetricsSettings, bus: EventBus, event_type: type[E], handler: Handler[E]) -> BatchConsumer[E]:
+    return BatchConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        group_id=settings.consumer_group,
+        topic=event_type.topic,
+        event_type=event_type,
+        handler=handler,
+        bus=bus,
+        poll_timeout_ms=200,
+    )
