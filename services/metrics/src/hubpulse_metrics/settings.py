@@ -43,6 +43,7 @@ class MetricsSettings(ServiceSettings):
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_from: str = "hubpulse <alerts@hubpulse.local>"
+    smtp_sender: str = Field(default="alerts@hubpulse.local", description="The envelope sender (MAIL FROM)")
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False

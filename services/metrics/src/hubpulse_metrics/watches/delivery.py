@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.policy
 import hashlib
 import hmac
 import ipaddress
@@ -43,6 +44,9 @@ LAG = Histogram(
 )
 LEASE = timedelta(seconds=120)
 CONCURRENCY = 16
+# RFC 5322's line limit: at 78 the unsubscribe URL is folded into encoded words that mail clients ignore
+# (flattened here: aiosmtplib would flatten at 78).
+MAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 class _Retryable(Exception):
@@ -220,7 +224,7 @@ class Deliverer:
             await self._record(ids, "email", 1, False, error="no SMTP server configured (HUBPULSE_SMTP_HOST)")
             return False
         unsubscribe = unsubscribe_url(settings, watch_id)
-        message = EmailMessage()
+        message = EmailMessage(policy=MAIL_POLICY)
         message["From"] = settings.smtp_from
         message["To"] = to
         message["Subject"] = service.subject(alerts)
@@ -239,7 +243,9 @@ class Deliverer:
                     number += 1
                     try:
                         await aiosmtplib.send(
-                            message,
+                            message.as_bytes(),
+                            sender=settings.smtp_sender,
+                            recipients=[to],
                             hostname=settings.smtp_host,
                             port=settings.smtp_port,
                             username=settings.smtp_username,
