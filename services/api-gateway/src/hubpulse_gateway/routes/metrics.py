@@ -64,7 +64,7 @@ async def usage(
     return Response(upstream.content, media_type=upstream.headers.get("content-type"), headers=headers)
 
 
-async def _authenticate(websocket: WebSocket) -> Principal | None:
+async def authenticate(websocket: WebSocket) -> Principal | None:
     # The security layer reads a Request; a socket's handshake is a GET with the same headers and cookies.
     handshake = Request({**websocket.scope, "type": "http", "method": "GET"})
     return await get_security(handshake).authenticate(handshake)
@@ -79,26 +79,26 @@ async def live_metrics(websocket: WebSocket) -> None:
     """
     await websocket.accept()
     try:
-        user = await _authenticate(websocket)
+        user = await authenticate(websocket)
         if user is None:
             raise ApiError(401, "unauthorized", "sign in or send an API key")
     except ApiError as exc:
-        await _refuse(websocket, exc)
+        await refuse(websocket, exc)
         return
     deployment_id = websocket.query_params.get("deployment_id") or None
     params = _params(deployment_id=deployment_id)
     upstreams: Upstreams = websocket.app.state.upstreams
     metrics = upstreams.metrics
-    closed = asyncio.create_task(_until_closed(websocket))
+    closed = asyncio.create_task(until_closed(websocket))
     try:
         while not closed.done():
             try:
                 body = await metrics.json("GET", "/v1/live/metrics", params=params, principal=user)
             except ApiError as exc:
                 if exc.status < 500:  # the request itself is wrong (e.g. a bad deployment_id): asking again won't help
-                    await _refuse(websocket, exc)
+                    await refuse(websocket, exc)
                     return
-                body = _error_body(exc)  # transient: said, then asked again next second
+                body = error_body(exc)  # transient: said, then asked again next second
             await websocket.send_json(body)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(closed), LIVE_INTERVAL_S)
@@ -110,17 +110,17 @@ async def live_metrics(websocket: WebSocket) -> None:
             await closed
 
 
-def _error_body(exc: ApiError) -> dict[str, Any]:
+def error_body(exc: ApiError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": exc.message}}
 
 
-async def _refuse(websocket: WebSocket, exc: ApiError) -> None:
+async def refuse(websocket: WebSocket, exc: ApiError) -> None:
     """The error as the socket's last message, then a policy-violation close."""
-    await websocket.send_json(_error_body(exc))
+    await websocket.send_json(error_body(exc))
     await websocket.close(code=1008)
 
 
-async def _until_closed(websocket: WebSocket) -> None:
+async def until_closed(websocket: WebSocket) -> None:
     """Read (and ignore) what the client sends, so a disconnect ends the push loop at once."""
     with contextlib.suppress(WebSocketDisconnect):
         while True:
