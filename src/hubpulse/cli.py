@@ -28,7 +28,6 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-
 def _print_version(value: bool) -> None:
     if value:
         from hubpulse_common import __version__
