@@ -96,7 +96,8 @@ async def stack(postgres: Store) -> AsyncIterator[Stack]:
         )
         async with (
             serving(create_auth_app(auth_settings)) as auth_url,
-            serving(security_gateway(auth_url), gateway_port) as gateway_url,
+            # the module's tests sign many users up from one address: the per-IP sign-in budget has its own test
+            serving(security_gateway(auth_url, auth_ip_rate_limit="1000/minute"), gateway_port) as gateway_url,
         ):
             pool = await create_pool(database_url, max_size=2)
             try:

@@ -117,15 +117,49 @@ async def test_login_rate_limit_answers_429_with_retry_after(stack: Stack) -> No
     assert response.json()["error"]["code"] == "rate_limited"
 
 
-async def test_api_rate_limit_per_key_and_ip(stack: Stack) -> None:
+async def test_api_rate_limit_per_principal_and_real_ip(stack: Stack) -> None:
+    user = await stack.user("ratelimited@example.com")
     gateway = security_gateway(stack.auth, api_rate_limit="3/minute")
     async with serving(gateway) as url, httpx.AsyncClient(base_url=url) as client:
         codes = [(await client.get("/v1/me")).status_code for _ in range(4)]
         assert codes == [401, 401, 401, 429]
         limited = await client.get("/v1/me")
         assert int(limited.headers["retry-after"]) >= 1
-        # An API key has its own budget.
-        assert (await client.get("/v1/me", headers={"x-api-key": "hpk_a_b"})).status_code == 401
+        # Made-up API keys and a forged X-Forwarded-For buy no budget of their own (audit M1: both did).
+        for n in range(5):
+            assert (await client.get("/v1/me", headers={"x-api-key": f"hpk_fake{n}_x"})).status_code == 429
+            assert (await client.get("/v1/me", headers={"x-forwarded-for": f"10.0.0.{n}"})).status_code == 429
+        # A genuine credential is a principal with a budget of its own.
+        assert (await client.get("/v1/me", headers=user["headers"])).status_code == 200
+
+
+async def test_forwarded_for_is_believed_only_from_trusted_proxies(stack: Stack) -> None:
+    gateway = security_gateway(stack.auth, api_rate_limit="2/minute", trusted_proxies=["127.0.0.1/32"])
+    async with serving(gateway) as url, httpx.AsyncClient(base_url=url) as client:
+
+        async def codes(forwarded: str) -> list[int]:
+            headers = {"x-forwarded-for": forwarded}
+            return [(await client.get("/v1/me", headers=headers)).status_code for _ in range(3)]
+
+        assert await codes("203.0.113.7") == [401, 401, 429]
+        assert await codes("198.51.100.9") == [401, 401, 429], "another client behind the proxy: its own budget"
+        # The client may prepend anything; the right-most hop not a trusted proxy is who called.
+        assert await codes("1.1.1.1, 203.0.113.7") == [429, 429, 429]
+
+
+async def test_login_and_signup_share_a_per_ip_budget(stack: Stack) -> None:
+    gateway = security_gateway(stack.auth, auth_ip_rate_limit="4/minute")
+    async with serving(gateway) as url, httpx.AsyncClient(base_url=url) as client:
+        statuses = [
+            (await client.post("/v1/auth/login", json={"email": f"spray{n}@example.com", "password": "x"})).status_code
+            for n in range(3)
+        ]
+        signup = await client.post("/v1/auth/signup", json={"email": "sprayer@example.com", "password": PASSWORD})
+        refused = await client.post("/v1/auth/login", json={"email": "spray9@example.com", "password": "x"})
+    assert statuses == [401, 401, 401]
+    assert signup.status_code == 201
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
 
 
 async def test_cookie_session_needs_csrf_on_writes(stack: Stack) -> None:

@@ -86,7 +86,7 @@ async def deploy_stack(
         auth_settings = AuthSettings(database_url=auth_db, environment="test")
         async with serving(create_auth_app(auth_settings)) as auth_url:
             settings = DeployerSettings(
-                **common, hf_endpoint=hub_url, data_dir=tmp_path_factory.mktemp("deployer"),
+                **common, hf_endpoint=hub_url, data_dir=tmp_path_factory.mktemp("deployer"), auth_url=auth_url,
                 provision_timeout_s=90, resource_poll_s=0.5,
             )  # fmt: skip
             async with serving(create_deployer_app(settings)) as deployer_url:

@@ -171,6 +171,9 @@ def _forged(data: list[object]) -> str:
         ({"sort": "likes", "cursor": _forged(["likes", 2**40, "a/b"])}, "invalid_cursor"),
         ({"sort": "downloads", "cursor": _forged(["downloads", 2**64 - 1, "a/b"])}, "invalid_cursor"),
         ({"sort": "downloads", "cursor": _forged(["downloads", 5, "a\x00b"])}, "invalid_cursor"),
+        # extreme dates: asyncpg overflowed converting them to UTC (security audit M9: 500)
+        ({"sort": "created", "cursor": _forged(["created", "9999-12-31T23:59:59-23:59", "x"])}, "invalid_cursor"),
+        ({"sort": "created", "cursor": _forged(["created", "0001-01-01T00:00:00+14:00", "x"])}, "invalid_cursor"),
     ],
 )
 async def test_bad_params_are_json_422(gateway: Gateway, params: dict[str, Any], code: str) -> None:

@@ -8,15 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from issuer import TokenIssuer
 
 from hubpulse_common.kafka import EventBus
-from metrics.support import ALERTED, MetricsProcess, WebhookReceiver
-from metrics.watch_support import Issuer, SmtpServer
+from metrics.support import ALERTED, ISSUER, MetricsProcess, WebhookReceiver
+from metrics.watch_support import SmtpServer
 
 
 @pytest.fixture(scope="module")
 def metrics_env(kafka: Any, mongo: Any) -> dict[str, str]:
-    return {"HUBPULSE_KAFKA_BOOTSTRAP": kafka.url, "HUBPULSE_MONGO_URL": mongo.url, "HUBPULSE_ENVIRONMENT": "test"}
+    return {
+        "HUBPULSE_KAFKA_BOOTSTRAP": kafka.url,
+        "HUBPULSE_MONGO_URL": mongo.url,
+        "HUBPULSE_ENVIRONMENT": "test",
+        "HUBPULSE_AUTH_URL": ISSUER.url,
+    }
 
 
 @pytest.fixture
@@ -72,10 +78,9 @@ async def bus(kafka: Any) -> AsyncIterator[EventBus]:
 
 
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[Issuer]:
-    signer = Issuer()
-    yield signer
-    signer.close()
+def issuer() -> TokenIssuer:
+    """The token issuer every metrics test's service trusts (HUBPULSE_AUTH_URL in metrics_env)."""
+    return ISSUER
 
 
 @pytest.fixture(scope="module")
@@ -85,10 +90,9 @@ def smtp() -> Iterator[SmtpServer]:
     server.close()
 
 
-def watch_env(metrics_env: dict[str, str], issuer: Issuer, smtp: SmtpServer) -> dict[str, str]:
+def watch_env(metrics_env: dict[str, str], smtp: SmtpServer) -> dict[str, str]:
     return {
         **metrics_env,
-        "HUBPULSE_AUTH_URL": issuer.url,
         "HUBPULSE_SMTP_HOST": "127.0.0.1",
         "HUBPULSE_SMTP_PORT": str(smtp.port),
         "HUBPULSE_WATCH_WEBHOOK_ALLOW_LOOPBACK": "true",
@@ -99,10 +103,10 @@ def watch_env(metrics_env: dict[str, str], issuer: Issuer, smtp: SmtpServer) -> 
 
 @pytest.fixture(scope="module")
 def watch_metrics(
-    metrics_env: dict[str, str], issuer: Issuer, smtp: SmtpServer, tmp_path_factory: pytest.TempPathFactory
+    metrics_env: dict[str, str], smtp: SmtpServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MetricsProcess]:
     """The metrics service with watches delivering to loopback receivers and the local SMTP server."""
-    service = MetricsProcess(watch_env(metrics_env, issuer, smtp), tmp_path_factory.mktemp("watch") / "metrics.log")
+    service = MetricsProcess(watch_env(metrics_env, smtp), tmp_path_factory.mktemp("watch") / "metrics.log")
     service.start()
     yield service
     service.stop()

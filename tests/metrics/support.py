@@ -18,9 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from issuer import TokenIssuer
 
 from hubpulse.platform.stores import free_port, wait_port
-from hubpulse_common.events import InferenceEvent
+from hubpulse_common.events import DeploymentEvent, DeploymentStatus, InferenceEvent
+
+# The metrics service verifies callers' tokens against this issuer's JWKS (HUBPULSE_AUTH_URL in metrics_env).
+ISSUER = TokenIssuer()
+TEST_USER, TEST_ORG = "tester", "org-tests"  # whom events belong to unless a test says otherwise
+ADMIN = ISSUER.headers(TEST_USER, TEST_ORG, "admin")
 
 
 class MetricsProcess:
@@ -72,9 +78,25 @@ def inference(deployment_id: str, **fields: object) -> InferenceEvent:
         "request_bytes": 100,
         "response_bytes": 50,
         "occurred_at": datetime.now(UTC),
+        "user_id": TEST_USER,
+        "org_id": TEST_ORG,
     }
     values.update(fields)
     return InferenceEvent.model_validate(values)
+
+
+def running(deployment_id: str, user_id: str = TEST_USER, org_id: str = TEST_ORG) -> DeploymentEvent:
+    """The transition that tells the metrics service whose a deployment is."""
+    return DeploymentEvent(
+        deployment_id=deployment_id,
+        sequence=0,
+        model_id="m",
+        target="local",
+        status=DeploymentStatus.RUNNING,
+        version=1,
+        user_id=user_id,
+        org_id=org_id,
+    )
 
 
 def new_deployment() -> str:

@@ -11,25 +11,26 @@ from typing import Any
 import httpx
 import pytest
 from deployer.conftest import read_topic
+from issuer import TokenIssuer
 from standardwebhooks import Webhook
 
 from hubpulse_common.events import WatchAlertEvent
 from hubpulse_common.kafka import EventBus
 from metrics.conftest import watch_env
 from metrics.support import MetricsProcess, eventually
-from metrics.watch_support import Issuer, SignedReceiver, SmtpServer, features, new_task, score
+from metrics.watch_support import SignedReceiver, SmtpServer, features, new_task, score
 
 DAY = date(2026, 12, 1)
 
 
-async def call(service: MetricsProcess, issuer: Issuer, who: tuple[str, str], method: str, path: str,
+async def call(service: MetricsProcess, issuer: TokenIssuer, who: tuple[str, str], method: str, path: str,
                **kwargs: Any) -> httpx.Response:  # fmt: skip
     async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
         return await client.request(method, path, headers=issuer.headers(*who), **kwargs)
 
 
 async def test_task_watch_alerts_once_per_crossing_on_every_channel(
-    watch_metrics: MetricsProcess, issuer: Issuer, smtp: SmtpServer, bus: EventBus, kafka: Any
+    watch_metrics: MetricsProcess, issuer: TokenIssuer, smtp: SmtpServer, bus: EventBus, kafka: Any
 ) -> None:
     alice = (f"alice-{uuid.uuid4().hex[:6]}", "org-a")
     task, model = new_task(), f"acme-{uuid.uuid4().hex[:6]}/rising-7b"
@@ -120,7 +121,7 @@ def watch_metrics_unsubscribe(watch_id: str) -> str:
 
 
 async def test_users_never_see_each_others_watches_or_alerts(
-    watch_metrics: MetricsProcess, issuer: Issuer, bus: EventBus
+    watch_metrics: MetricsProcess, issuer: TokenIssuer, bus: EventBus
 ) -> None:
     alice, bob = (f"alice-{uuid.uuid4().hex[:6]}", "org-a"), (f"bob-{uuid.uuid4().hex[:6]}", "org-a")
     mallory = (f"mallory-{uuid.uuid4().hex[:6]}", "org-m")
@@ -168,9 +169,9 @@ async def test_users_never_see_each_others_watches_or_alerts(
 
 
 async def test_bad_watches_are_refused_with_a_clear_error(
-    metrics_env: dict[str, str], issuer: Issuer, smtp: SmtpServer, start_metrics: Any
+    metrics_env: dict[str, str], issuer: TokenIssuer, smtp: SmtpServer, start_metrics: Any
 ) -> None:
-    env = {**watch_env(metrics_env, issuer, smtp), "HUBPULSE_WATCH_WEBHOOK_ALLOW_LOOPBACK": "false"}
+    env = {**watch_env(metrics_env, smtp), "HUBPULSE_WATCH_WEBHOOK_ALLOW_LOOPBACK": "false"}
     service = start_metrics(**env)
     who = ("carol", "org-c")
     cases = [

@@ -1,4 +1,4 @@
-"""Helpers of the watch tests: access tokens the metrics service verifies, a local SMTP server, a webhook receiver
+"""Helpers of the watch tests: a local SMTP server, a webhook receiver
 that keeps the raw body and headers (to check signatures), and the score/feature events of one model."""
 
 from __future__ import annotations
@@ -17,41 +17,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 
 from hubpulse.platform.stores import free_port
-from hubpulse_auth.service import AccessGrant, access_claims, new_signing_key, sign
 from hubpulse_common.events import Contribution, ModelFeatures, ModelScore
-from hubpulse_common.identity import Role
-
-
-class Issuer:
-    """Signs access tokens as the auth service would, and serves the public key as its JWKS over loopback."""
-
-    def __init__(self) -> None:
-        self.key = new_signing_key()
-        jwks = json.dumps({"keys": [self.key.as_dict(private=False)]}).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200 if self.path == "/.well-known/jwks.json" else 404)
-                self.send_header("content-type", "application/json")
-                self.end_headers()
-                self.wfile.write(jwks)
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self._server = HTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def token(self, user_id: str, org_id: str, role: Role = "member") -> str:
-        grant = AccessGrant(user_id=user_id, org_id=org_id, role=role, email=f"{user_id}@example.com", session_id="s")
-        return sign(access_claims(grant, issuer="hubpulse-auth", audience="hubpulse-api", ttl_s=3600), self.key)
-
-    def headers(self, user_id: str, org_id: str, role: Role = "member") -> dict[str, str]:
-        return {"authorization": f"Bearer {self.token(user_id, org_id, role)}"}
-
-    def close(self) -> None:
-        self._server.shutdown()
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hubpulse_common.errors import ConfigError
@@ -64,10 +64,32 @@ class ServiceSettings(CommonSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+def _variable(cls: type[BaseSettings], name: str) -> str:
+    alias = cls.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return f"{cls.model_config.get('env_prefix', '')}{name.upper()}"
+
+
+def dev_defaults(settings: BaseSettings) -> list[str]:
+    """The variables of secrets still at their built-in development value (a URL is an address, not a secret)."""
+    cls = type(settings)
+    return [
+        _variable(cls, name)
+        for name, info in cls.model_fields.items()
+        if isinstance(info.default, SecretStr)
+        and info.default.get_secret_value()
+        and not name.endswith("_url")
+        and getattr(settings, name) == info.default
+    ]
+
+
 def load_settings(cls: type[S], **overrides: Any) -> S:
-    """Build settings or raise `ConfigError` naming the offending environment variable."""
+    """Build settings or raise `ConfigError` naming the offending environment variable.
+
+    With HUBPULSE_ENVIRONMENT=prod, a secret left at its development default is such an error."""
     try:
-        return cls(**overrides)
+        settings = cls(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -75,3 +97,8 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
             prefix = cls.model_config.get("env_prefix", "")
             problems.append(f"{prefix}{field.upper()}: {error['msg']} (got {error.get('input')!r})")
         raise ConfigError("bad setting " + "; ".join(problems)) from None
+    if getattr(settings, "environment", None) == "prod" and (defaults := dev_defaults(settings)):
+        raise ConfigError(
+            f"HUBPULSE_ENVIRONMENT=prod but {', '.join(defaults)} still has the development default; set a real secret"
+        )
+    return settings

@@ -76,6 +76,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(web.router)
     auth.install(app, settings)  # auth routes, rate limit, upstream clients, credential verifier
     web.mount_static(app)
+    app.add_middleware(web.SecurityHeadersMiddleware)
     install_openapi(app)
     return app
 

@@ -78,6 +78,7 @@ class Principal:
     # service minted for it); never logged.
     credential: str = field(default="", repr=False)
     api_key_id: str | None = None
+    expires_at: float | None = None  # epoch seconds after which `credential` is no longer accepted
 
     def has_role(self, role: Role) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -96,6 +97,7 @@ def principal_from_claims(claims: dict[str, Any], token: str, via: Literal["bear
         scopes=frozenset(claims.get("scope", "read write").split()),
         via=via,
         credential=token,
+        expires_at=float(claims["exp"]),
     )
 
 
@@ -120,11 +122,12 @@ class ApiKeyCache:
             return None
         return entry[1]
 
-    def put(self, key: str, principal: Principal) -> None:
+    def put(self, key: str, principal: Principal, lifetime_s: float) -> None:
+        """Cached for `ttl_s`, and never past `lifetime_s` (what is left of the key's minted token)."""
         if len(self._entries) > 10_000:
             now = self._clock()
             self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-        self._entries[sha256_hex(key)] = (self._clock() + self._ttl_s, principal)
+        self._entries[sha256_hex(key)] = (self._clock() + min(self._ttl_s, lifetime_s), principal)
 
     def evict(self, key_id: str) -> None:
         self._entries = {k: v for k, v in self._entries.items() if v[1].api_key_id != key_id}
@@ -226,8 +229,10 @@ class Security:
             via="api_key",
             credential=body["access_token"],
             api_key_id=body["key_id"],
+            expires_at=time.time() + float(body["expires_in"]),
         )
-        self.api_keys.put(key, principal)
+        # the token must outlive its use in the cache, with the services' leeway to spare
+        self.api_keys.put(key, principal, float(body["expires_in"]) / 2)
         return principal
 
     async def authenticate(self, request: Request) -> Principal | None:

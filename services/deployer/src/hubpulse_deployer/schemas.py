@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # public, not in __all__
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Target = Literal["local", "hf-space", "aws-lambda", "kubernetes"]
 REPO_ID = r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$"
+
+
+def hub_repo_id(value: str) -> str:
+    """The Hub's own rules ('--', '..', a trailing '-' or '.git' are refused): a 422 here, not a 500 from the
+    Hub client later (security audit M9)."""
+    validate_repo_id(value)  # HFValidationError is a ValueError: pydantic reports it as a 422
+    return value
+
+
+RepoId = Annotated[str, Field(pattern=REPO_ID, max_length=200), AfterValidator(hub_repo_id)]
 
 
 class Autoscaling(BaseModel):
@@ -39,7 +50,7 @@ class DeploymentConfig(BaseModel):
 class CreateDeployment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model_id: str = Field(pattern=REPO_ID, max_length=200)
+    model_id: RepoId
     revision: str = Field("main", max_length=100, pattern=r"^[\w./-]+$")
     target: Target = "local"
     config: DeploymentConfig = Field(default_factory=DeploymentConfig)

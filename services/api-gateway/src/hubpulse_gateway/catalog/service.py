@@ -15,6 +15,7 @@ import orjson
 from cachetools import LRUCache
 
 from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
+from hubpulse_common.http import sane_datetime
 from hubpulse_gateway.catalog.schemas import SortKey
 
 MAX_TERMS = 5
@@ -141,6 +142,10 @@ def decode_cursor(token: str, sort: SortKey) -> Cursor:
             raise bad from None
         if value is None or value.tzinfo is None:
             raise bad
+        try:
+            value = sane_datetime(value)  # near year 1 or 9999, asyncpg overflows converting it to UTC
+        except ValueError:
+            raise bad from None
     else:
         if not isinstance(raw, int | float) or isinstance(raw, bool) or not math.isfinite(raw):
             raise bad

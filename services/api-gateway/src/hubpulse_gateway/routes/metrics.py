@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
@@ -64,10 +66,34 @@ async def usage(
     return Response(upstream.content, media_type=upstream.headers.get("content-type"), headers=headers)
 
 
+# Closing code when the socket's credential expires: not 1008, so the page reconnects with its refreshed session.
+TOKEN_EXPIRED = 4001
+
+
 async def authenticate(websocket: WebSocket) -> Principal | None:
     # The security layer reads a Request; a socket's handshake is a GET with the same headers and cookies.
     handshake = Request({**websocket.scope, "type": "http", "method": "GET"})
-    return await get_security(handshake).authenticate(handshake)
+    user = await get_security(handshake).authenticate(handshake)
+    if user is not None and user.via == "cookie" and not _same_origin(websocket):
+        # a cookie rides along with any page's socket: only our own pages may use it (cross-site WebSocket hijacking)
+        raise ApiError(403, "forbidden", "this socket's Origin is not this site")
+    return user
+
+
+def _same_origin(websocket: WebSocket) -> bool:
+    origin = websocket.headers.get("origin")
+    return origin is not None and urlsplit(origin).netloc == websocket.headers.get("host")
+
+
+async def still_valid(websocket: WebSocket, user: Principal) -> Principal | None:
+    """The caller once more when their credential has expired (an API key is verified again), else as is;
+    None when it is no longer accepted."""
+    if user.expires_at is None or time.time() < user.expires_at:
+        return user
+    try:
+        return await authenticate(websocket)
+    except ApiError:
+        return None
 
 
 @router.websocket("/v1/live/metrics")
@@ -92,6 +118,11 @@ async def live_metrics(websocket: WebSocket) -> None:
     closed = asyncio.create_task(until_closed(websocket))
     try:
         while not closed.done():
+            if (current := await still_valid(websocket, user)) is None:
+                await websocket.send_json({"error": {"code": "token_expired", "message": "sign in again"}})
+                await websocket.close(code=TOKEN_EXPIRED)
+                return
+            user = current
             try:
                 body = await metrics.json("GET", "/v1/live/metrics", params=params, principal=user)
             except ApiError as exc:

@@ -17,7 +17,15 @@ from fastapi.responses import HTMLResponse, Response
 from hubpulse_common.http import ApiError
 from hubpulse_common.watch_schemas import AlertPage, DeliveryAttempt, Watch, WatchAlert, WatchIn, WatchPatch
 from hubpulse_gateway.openapi import errors
-from hubpulse_gateway.routes.metrics import LIVE_INTERVAL_S, authenticate, error_body, refuse, until_closed
+from hubpulse_gateway.routes.metrics import (
+    LIVE_INTERVAL_S,
+    TOKEN_EXPIRED,
+    authenticate,
+    error_body,
+    refuse,
+    still_valid,
+    until_closed,
+)
 from hubpulse_gateway.security import CurrentUser
 from hubpulse_gateway.upstream import UpstreamId, Upstreams, UpstreamsDep
 
@@ -123,6 +131,11 @@ async def live_alerts(websocket: WebSocket) -> None:
     latest: int | None = None
     try:
         while not closed.done():
+            if (current := await still_valid(websocket, user)) is None:
+                await websocket.send_json({"error": {"code": "token_expired", "message": "sign in again"}})
+                await websocket.close(code=TOKEN_EXPIRED)
+                return
+            user = current
             params = {"limit": str(LIVE_BATCH)} if latest is None else {"after": str(latest), "limit": str(LIVE_BATCH)}
             try:
                 page: dict[str, Any] = await upstreams.metrics.json(

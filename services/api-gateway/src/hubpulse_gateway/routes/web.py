@@ -7,8 +7,44 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hubpulse_common.http import DOCS_ASSETS
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
+
+# The web app loads only its own scripts, styles and sockets, and no other site may frame it (clickjacking of the
+# deploy and delete buttons). The Swagger UI page bootstraps with an inline script: it keeps the other headers only.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+]
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extra = list(HEADERS)
+        if not scope["path"].startswith(("/docs", DOCS_ASSETS)):
+            extra.append((b"content-security-policy", CSP.encode()))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
 
 router = APIRouter(include_in_schema=False)
 
