@@ -25,6 +25,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "hubpulse.commands.pipeline",  # ingest, import
     "hubpulse.commands.model",  # train, backtest, promote, rollback, models
     "hubpulse.commands.bench",  # bench pipeline, bench search
+    "hubpulse.commands.dlq",  # dlq list, dlq replay
 )
 
 

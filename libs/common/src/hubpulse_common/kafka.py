@@ -118,7 +118,7 @@ def _unavailable(exc: BaseException) -> bool:
         return not isinstance(exc, _FILE_ERRORS)
     if isinstance(exc, KafkaError):
         return bool(exc.retriable) or isinstance(exc, KafkaConnectionError | KafkaTimeoutError)
-    return isinstance(exc, _TRANSIENT_POSTGRES | MongoConnectionFailure)
+    return isinstance(exc, (*_TRANSIENT_POSTGRES, MongoConnectionFailure))
 
 
 class _Abandoned(Exception):

@@ -5,7 +5,8 @@
         yield
 
 A task that raises is logged with its exception and started again after an exponential, jittered wait;
-while it waits (and before it was ever started) its readiness check `task:<name>` is down, naming the error.
+while it waits, until a restarted run has lasted `settle_s`, and before it was ever started, its readiness
+check `task:<name>` is down, naming the error (a task failing at once on every restart never looks healthy).
 A task that returns has finished its work (a one-shot start-up step): that is not a failure.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
@@ -45,19 +47,22 @@ class Supervised:
         health: Health | None = None,
         initial_wait_s: float = 0.5,
         max_wait_s: float = 30.0,
+        settle_s: float = 5.0,
     ) -> None:
         self.name = name
         self.restarts = 0
         self._run = run
         self._health = health
-        self._wait = wait_exponential_jitter(initial=initial_wait_s, max=max_wait_s)
+        self._wait = wait_exponential_jitter(multiplier=initial_wait_s, max=max_wait_s, jitter=initial_wait_s)
+        self._settle_s = settle_s
         self._task: asyncio.Task[None] | None = None
-        self._problem: str | None = "not started"
+        self._failure: str | None = None  # the last exception, until a run outlives settle_s or returns
+        self._running_since: float | None = None  # None while waiting to restart
 
     def start(self) -> None:
         """Start the task (again, if it finished); a running task is left alone."""
         if self._task is None or self._task.done():
-            self._problem = None
+            self._failure = None
             self._task = asyncio.create_task(self._supervise(), name=self.name)
 
     @property
@@ -69,15 +74,17 @@ class Supervised:
             retry=retry_if_exception_type(Exception), wait=self._wait, before_sleep=self._restarting, reraise=True
         ):
             with attempt:
+                self._running_since = time.monotonic()
                 await self._run()
-                self._problem = None  # a restarted one-shot task that now finished is healthy
+                self._failure = None  # a restarted one-shot task that now finished is healthy
 
     def _restarting(self, state: RetryCallState) -> None:
         assert state.outcome is not None
         assert state.next_action is not None
         exc = state.outcome.exception()
         self.restarts += 1
-        self._problem = f"restarting after {type(exc).__name__}: {exc}"[:300]
+        self._running_since = None
+        self._failure = f"{type(exc).__name__}: {exc}"[:300]
         log.error(
             "task.restarting",
             task=self.name,
@@ -93,8 +100,10 @@ class Supervised:
             raise TaskDown("not started")
         if self._task.done() and not self._task.cancelled() and self._task.exception() is not None:
             raise TaskDown(f"stopped: {self._task.exception()!r}"[:300])
-        if self._problem is not None:
-            raise TaskDown(self._problem)
+        if self._failure is not None and (
+            self._running_since is None or time.monotonic() - self._running_since < self._settle_s
+        ):
+            raise TaskDown(f"restarting after {self._failure}")
         problem = self._health() if self._health is not None else None
         if problem is not None:
             raise TaskDown(problem[:300])
@@ -110,7 +119,6 @@ class Supervised:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            self._problem = "stopped"
 
 
 def report(app: FastAPI, *tasks: Supervised) -> None:

@@ -17,6 +17,7 @@ from hubpulse_common.http import create_service_app
 from hubpulse_common.logging import configure_logging
 from hubpulse_common.resources import open_resources
 from hubpulse_common.settings import load_settings
+from hubpulse_common.supervise import report
 from hubpulse_gateway.catalog.cache import SEARCH_PATH, SearchCache, SearchCacheMiddleware
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.planner import SamplePlanner
@@ -48,6 +49,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             cache = SearchCache(settings.search_cache_size, settings.search_cache_ttl_s)
             planner = SamplePlanner(pool, settings.search_sample_rows, settings.search_sample_refresh_s)
             await planner.start()
+            report(app, planner.refresher)
             app.state.catalog = CatalogState(pool, cache, planner, feed)
             try:
                 yield

@@ -11,6 +11,7 @@ from huggingface_hub import HfApi
 from hubpulse_common.http import create_service_app
 from hubpulse_common.identity import open_token_verifier
 from hubpulse_common.resources import open_resources
+from hubpulse_common.supervise import report
 from hubpulse_deployer import routes
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.repository import DeploymentRepository
@@ -59,6 +60,7 @@ def create_app(settings: DeployerSettings) -> FastAPI:
             targets = build_targets(settings)
             orchestrator = Orchestrator(repo, res.require_bus(), targets, settings.resource_poll_s)
             app.state.orchestrator = orchestrator
+            report(app, orchestrator.watcher)
             app.state.hub = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token.get_secret_value())
             await orchestrator.start()
             try:

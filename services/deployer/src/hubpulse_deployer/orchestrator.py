@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 from hubpulse_common.events import DeploymentStatus
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
+from hubpulse_common.supervise import Supervised
 from hubpulse_deployer.repository import Conflict, DeploymentRepository
 from hubpulse_deployer.service import current_version, plan_transition
 from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, Target
@@ -34,10 +35,11 @@ class Orchestrator:
         self.repo, self.bus, self.targets = repo, bus, targets
         self._poll_s = poll_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._watcher: asyncio.Task[None] | None = None
+        # reported by the app's /readyz (supervise.report); restarted with backoff should a reap round raise
+        self.watcher = Supervised("deployer-watch", self._watch)
 
     async def start(self) -> None:
-        self._watcher = asyncio.create_task(self._watch(), name="deployer-watch")
+        self.watcher.start()
         # deployments a previous process was serving: bring them up again
         for doc in await self.repo.with_status([S.PENDING.value, S.PROVISIONING.value, S.RUNNING.value]):
             if doc["status"] != S.PROVISIONING.value:
@@ -45,7 +47,8 @@ class Orchestrator:
             self.schedule(doc["_id"])
 
     async def stop(self) -> None:
-        tasks = [t for t in (*self._tasks.values(), self._watcher) if t is not None]
+        await self.watcher.stop()
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

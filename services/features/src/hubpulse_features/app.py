@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +12,7 @@ from hubpulse_common.events import ModelSnapshot
 from hubpulse_common.http import create_service_app
 from hubpulse_common.kafka import BatchConsumer
 from hubpulse_common.resources import background, open_resources
+from hubpulse_common.supervise import report, supervise
 from hubpulse_features import repository
 from hubpulse_features.handlers import FeaturesWorker
 from hubpulse_features.settings import FeaturesSettings
@@ -36,9 +36,10 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
                 bus=bus,
                 max_batch=settings.batch_size,
             )
+            report(app, consumer.loop)
             await consumer.start()
-            closer = asyncio.create_task(
-                worker.run_closer(settings.day_close_idle_s, settings.day_close_check_s), name="features:closer"
+            closer = supervise(
+                app, "features:closer", lambda: worker.run_closer(settings.day_close_idle_s, settings.day_close_check_s)
             )
             app.state.worker = worker
             async with background(closer, then=[consumer.stop]):

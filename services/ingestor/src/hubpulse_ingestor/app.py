@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,7 +10,8 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from hubpulse_common.http import create_service_app
-from hubpulse_common.resources import open_resources
+from hubpulse_common.resources import background, open_resources
+from hubpulse_common.supervise import Supervised, supervise
 from hubpulse_ingestor.routes import router
 from hubpulse_ingestor.scheduler import run_scheduler
 from hubpulse_ingestor.settings import IngestorSettings
@@ -23,20 +23,13 @@ def create_app(settings: IngestorSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True) as res:
-            task = None
             app.state.wake = asyncio.Event()
+            tasks: list[Supervised] = []
             if settings.ingest_enabled:
-                task = asyncio.create_task(
-                    run_scheduler(res.require_pool(), res.require_bus(), settings, app.state.wake),
-                    name="ingest-scheduler",
-                )
-            try:
+                pool, bus, wake = res.require_pool(), res.require_bus(), app.state.wake
+                tasks.append(supervise(app, "ingest-scheduler", lambda: run_scheduler(pool, bus, settings, wake)))
+            async with background(*tasks):
                 yield
-            finally:
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
 
     app = create_service_app(
         service=settings.service_name,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +18,7 @@ from hubpulse_common.identity import open_token_verifier
 from hubpulse_common.kafka import BatchConsumer, EventBus, Handler
 from hubpulse_common.logging import get_logger
 from hubpulse_common.resources import background, open_resources
-from hubpulse_common.supervise import supervise
+from hubpulse_common.supervise import report, supervise
 from hubpulse_metrics import repository
 from hubpulse_metrics.alerts import run_alerts
 from hubpulse_metrics.handlers import deployment_handler, inference_handler
@@ -73,7 +71,7 @@ def create_app(settings: MetricsSettings) -> FastAPI:
         async with (
             open_resources(app, settings, kafka=True, mongo=True) as res,
             open_token_verifier(app, settings),
-            contextlib.AsyncExitStack() as stack,
+            httpx.AsyncClient(timeout=settings.watch_webhook_timeout_s) as http,
         ):
             db = res.require_mongo()[settings.mongo_database]
             bus = res.require_bus()
@@ -82,44 +80,21 @@ def create_app(settings: MetricsSettings) -> FastAPI:
             app.state.db = db
             app.state.settings = settings
             app.state.raw_collection_kind = kind
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.watch_webhook_timeout_s))
             deliverer = app.state.deliverer = Deliverer(db, bus, settings, http)
             consumers: list[BatchConsumer[Any]] = [
-                BatchConsumer(
-                    bootstrap=settings.kafka_bootstrap,
-                    group_id=settings.consumer_group,
-                    topic=InferenceEvent.topic,
-                    event_type=InferenceEvent,
-                    handler=inference_handler(db),
-                    bus=bus,
-                    poll_timeout_ms=200,
-                ),
-                BatchConsumer(
-                    bootstrap=settings.kafka_bootstrap,
-                    group_id=settings.consumer_group,
-                    topic=DeploymentEvent.topic,
-                    event_type=DeploymentEvent,
-                    handler=deployment_handler(db),
-                    bus=bus,
-                    poll_timeout_ms=200,
-                ),
+                _consumer(settings, bus, InferenceEvent, inference_handler(db)),
+                _consumer(settings, bus, DeploymentEvent, deployment_handler(db)),
                 _consumer(settings, bus, ModelFeatures, watch_handlers.features_handler(db)),
                 _consumer(settings, bus, ModelScore, watch_handlers.scores_handler(db, settings, deliverer.wake)),
             ]
             for consumer in consumers:
+                report(app, consumer.loop)
                 await consumer.start()
-            alerts = asyncio.create_task(run_alerts(db, bus, settings), name="alerts")
+            alerts = supervise(app, "alerts", lambda: run_alerts(db, bus, settings))
             delivery = supervise(app, "watch-delivery", deliverer.run)
             digests = supervise(app, "watch-digests", deliverer.run_digests)
-            try:
-                async with background(delivery, digests):
-                    yield
-            finally:
-                alerts.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await alerts
-                for consumer in consumers:
-                    await consumer.stop()
+            async with background(alerts, delivery, digests, then=[c.stop for c in consumers]):
+                yield
 
     app = create_service_app(
         service=settings.service_name,

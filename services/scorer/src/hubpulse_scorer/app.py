@@ -17,6 +17,7 @@ from hubpulse_common.events import ModelFeatures
 from hubpulse_common.http import add_readiness_probe, create_service_app
 from hubpulse_common.kafka import BatchConsumer
 from hubpulse_common.resources import background, open_resources
+from hubpulse_common.supervise import report, supervise
 from hubpulse_scorer.bootstrap import ensure_current
 from hubpulse_scorer.handlers import ScorerWorker
 from hubpulse_scorer.registry import ModelRegistry
@@ -48,7 +49,8 @@ def create_app(settings: ScorerSettings) -> FastAPI:
 
             add_readiness_probe(app, "model", model_ready)
 
-            async def run() -> None:
+            async def follow_registry() -> None:
+                # bootstrapping is idempotent (only an empty registry gets one): a restart may redo the check
                 await asyncio.to_thread(
                     ensure_current,
                     registry,
@@ -56,17 +58,17 @@ def create_app(settings: ScorerSettings) -> FastAPI:
                     settings.bootstrap_days,
                     settings.bootstrap_seed,
                 )
-                watcher = asyncio.create_task(worker.watch(registry, settings.model_poll_s))
-                try:
-                    await worker.loaded.wait()
-                    await consumer.start()
-                    await watcher
-                finally:
-                    watcher.cancel()
+                await worker.watch(registry, settings.model_poll_s)
 
-            task = asyncio.create_task(run(), name="scorer:run")
+            async def start_consuming() -> None:
+                await worker.loaded.wait()
+                await consumer.start()
+
+            report(app, consumer.loop)
+            watcher = supervise(app, "scorer:registry", follow_registry)
+            starter = supervise(app, "scorer:start-consumer", start_consuming)
             app.state.worker = worker
-            async with background(task, then=[consumer.stop]):
+            async with background(starter, watcher, then=[consumer.stop]):
                 yield
 
     return create_service_app(

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from hubpulse_common.logging import get_logger
+from hubpulse_common.supervise import Supervised
 from hubpulse_gateway.catalog import repository
 from hubpulse_gateway.catalog.service import hype_score
 
@@ -44,23 +45,20 @@ class PicksFeed:
         # Rows stamped just before our last look can commit just after it: re-read a short window, dedupe.
         self._lookback = timedelta(seconds=lookback_s)
         self._subscribers: set[Subscriber] = set()
-        self._task: asyncio.Task[None] | None = None
+        # runs while someone is subscribed (started again by the next subscriber); restarted should it raise
+        self._poller = Supervised("live-picks", self._run)
 
     def subscribe(self, threshold: float) -> Subscriber:
         sub = Subscriber(threshold)
         self._subscribers.add(sub)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="live-picks")
+        self._poller.start()
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self._subscribers.discard(sub)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._poller.stop()
 
     async def _run(self) -> None:
         # Only what changes from now on is new; the look back below must not replay older rows.
@@ -84,7 +82,6 @@ class PicksFeed:
                 since = max(since, rows[-1]["updated_at"])
             horizon = since - self._lookback
             seen = {k: t for k, t in seen.items() if t > horizon}
-        self._task = None
 
     def _fan_out(self, pick: dict[str, Any]) -> None:
         for sub in list(self._subscribers):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import asyncpg
 
 from hubpulse_common.logging import get_logger
+from hubpulse_common.supervise import Supervised
 from hubpulse_gateway.catalog import repository
 from hubpulse_gateway.catalog.service import CatalogSample, SampleRows
 
@@ -23,12 +23,13 @@ class SamplePlanner:
         self._pool = pool
         self._rows = rows
         self._refresh_s = refresh_s
-        self._task: asyncio.Task[None] | None = None
+        # reported by the app's /readyz (supervise.report)
+        self.refresher = Supervised("search-sample", self._loop)
 
     async def start(self) -> None:
         """Load once before serving (so the first searches are planned), then refresh in the background."""
         await self.refresh()
-        self._task = asyncio.create_task(self._loop())
+        self.refresher.start()
 
     async def refresh(self) -> None:
         if self._rows <= 0:
@@ -47,7 +48,4 @@ class SamplePlanner:
             await self.refresh()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.refresher.stop()
