@@ -2,6 +2,7 @@
 import { ApiError, api, el, fmt } from "../api.js";
 import { lineChart } from "../charts.js";
 import { deployButton } from "./deployments.js";
+import { watchButton } from "./watches.js";
 
 const card = (label, value, testid) => el("div", { class: "card" }, el("span", { class: "muted" }, label),
   el("b", { "data-testid": testid }, value));
@@ -23,7 +24,7 @@ export async function render(root, modelId) {
   const why = [...m.explanation].sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution));
   root.replaceChildren(
     el("h1", { "data-testid": "model-id" }, m.model_id),
-    el("p", { class: "actions" }, deployButton(m.model_id)),
+    el("p", { class: "actions" }, deployButton(m.model_id), " ", watchButton("model", () => m.model_id)),
     el("p", {}, ...m.tags.map((t) => el("span", { class: "tag" }, t)),
       el("span", { class: "muted" }, ` created ${fmt.date(m.created_at)}, data of ${fmt.date(m.snapshot_date)}`)),
     el("div", { class: "cards" },

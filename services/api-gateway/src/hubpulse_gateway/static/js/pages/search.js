@@ -1,5 +1,6 @@
 // Search: text with debounce, filters, sort, and "more" through the opaque cursor.
 import { api, el, fmt, modelHref, query } from "../api.js";
+import { watchButton } from "./watches.js";
 
 const TASKS = ["text-generation", "text-classification", "token-classification", "question-answering",
   "summarization", "translation", "fill-mask", "feature-extraction", "sentence-similarity", "text-ranking",
@@ -26,7 +27,9 @@ export function render(root) {
   const status = el("p", { class: "muted", "data-testid": "status" });
   const body = el("tbody", { "data-testid": "results" });
   const more = el("button", { type: "button", hidden: "", "data-testid": "more" }, "More");
-  root.append(form, status, el("table", {},
+  const saveSearch = watchButton("search", () => query(Object.fromEntries(new FormData(form))).slice(1),
+    "Watch this search");
+  root.append(form, el("p", { class: "actions" }, saveSearch), status, el("table", {},
     el("thead", {}, el("tr", {}, el("th", {}, "Model"), el("th", {}, "Task"), el("th", {}, "Library"),
       el("th", { class: "num" }, "Downloads"), el("th", { class: "num" }, "Likes"),
       el("th", { class: "num" }, "Growth 7d"), el("th", { class: "num" }, "Trend"))), body), more);
