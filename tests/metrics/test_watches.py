@@ -188,3 +188,45 @@ async def test_bad_watches_are_refused_with_a_clear_error(
         assert response.json()["error"]["code"] == code, (body, response.text)
     ok = await call(service, issuer, who, "POST", "/v1/watches", json={"kind": "search", "target": "q=llama&task=t"})
     assert ok.status_code == 201
+
+
+async def test_digest_holds_alerts_and_sends_one_message_per_channel(
+    metrics_env: dict[str, str], issuer: TokenIssuer, smtp: SmtpServer, start_metrics: Any, bus: EventBus
+) -> None:
+    service = start_metrics(**{**watch_env(metrics_env, smtp), "HUBPULSE_WATCH_DIGEST_INTERVAL_S": "3"})
+    who = (f"dana-{uuid.uuid4().hex[:6]}", "org-d")
+    task, models = new_task(), [f"digest-{uuid.uuid4().hex[:6]}/m{i}" for i in range(2)]
+    receiver = SignedReceiver()
+    mails_before = len(smtp.mailbox.messages)
+    try:
+        body = {"kind": "task", "target": task, "conditions": ["threshold"],
+                "channels": {"webhook": receiver.url, "email": "dana@example.com", "digest": True}}  # fmt: skip
+        watch = (await call(service, issuer, who, "POST", "/v1/watches", json=body)).json()
+        await bus.publish_many([features(m, DAY, pipeline_tag=task) for m in models])
+        await asyncio.sleep(1.0)
+        await bus.publish_many([score(m, DAY - timedelta(days=1), 0.1) for m in models])
+        await bus.publish_many([score(m, DAY, 0.9) for m in models])
+
+        async def held() -> bool:
+            feed = (await call(service, issuer, who, "GET", "/v1/watch-alerts")).json()
+            return len(feed["items"]) == 2
+
+        await eventually(held, 20)
+        assert receiver.received == []  # held for the digest, not sent one by one
+
+        async def digested() -> bool:
+            return len(receiver.received) == 1 and len(smtp.mailbox.messages) == mails_before + 1
+
+        await eventually(digested, 20)
+        body_bytes, headers = receiver.received[0]
+        digest = Webhook(watch["webhook_secret"]).verify(body_bytes, headers)
+        assert digest["type"] == "watch.digest"
+        assert sorted(a["model_id"] for a in digest["data"]["alerts"]) == sorted(models)
+        mail = smtp.mailbox.messages[-1]
+        assert mail["Subject"] == "hubpulse: 2 alerts from your watches"
+        feed = (await call(service, issuer, who, "GET", "/v1/watch-alerts")).json()
+        assert {(i["deliveries"]["webhook"], i["deliveries"]["email"]) for i in feed["items"]} == {("sent", "sent")}
+        await asyncio.sleep(4)  # another digest round: nothing held, nothing sent again
+        assert len(receiver.received) == 1
+    finally:
+        receiver.close()
