@@ -6,7 +6,7 @@ VENV := .venv
 UV := $(PYTHON) -m uv
 BIN := $(VENV)/bin
 
-.PHONY: help install up test test-fast lint format asyncapi openapi event-schemas clean
+.PHONY: help install up test test-fast lint format asyncapi openapi event-schemas config-docs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -17,13 +17,13 @@ $(BIN)/hubpulse: pyproject.toml uv.lock libs/common/pyproject.toml $(wildcard se
 	$(UV) sync --all-packages --python $(VENV)/bin/python
 	@touch $(BIN)/hubpulse
 
-# The AsyncAPI project's own parser validates docs/asyncapi.yaml in the suite (npm registry, pinned lock).
-ASYNCAPI_TOOL := tools/asyncapi/node_modules/.package-lock.json
-$(ASYNCAPI_TOOL): tools/asyncapi/package.json tools/asyncapi/package-lock.json
-	npm ci --prefix tools/asyncapi --no-audit --no-fund --loglevel=error
-	@touch $(ASYNCAPI_TOOL)
+# Tools from the npm registry the suite runs (AsyncAPI parser, Strimzi CRD schemas), pinned by package-lock.
+NODE_TOOLS := tools/node/node_modules/.package-lock.json
+$(NODE_TOOLS): tools/node/package.json tools/node/package-lock.json
+	npm ci --prefix tools/node --no-audit --no-fund --loglevel=error
+	@touch $(NODE_TOOLS)
 
-install: $(BIN)/hubpulse $(ASYNCAPI_TOOL)  ## create .venv with the `hubpulse` command and every service
+install: $(BIN)/hubpulse $(NODE_TOOLS)  ## create .venv with the `hubpulse` command and every service
 
 up: install  ## start the whole platform on embedded defaults (offline demo)
 	$(BIN)/hubpulse up --demo
@@ -52,5 +52,8 @@ openapi: install  ## regenerate docs/openapi.json from the gateway's routes
 event-schemas: install  ## release the schema of any new topic into docs/events/ and check the rest stay compatible
 	$(BIN)/python -m hubpulse_common.schema_compat
 
+config-docs: install  ## regenerate docs/configuration.md from the settings classes
+	$(BIN)/python -m hubpulse.config_docs > docs/configuration.md
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tools/asyncapi/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tools/node/node_modules

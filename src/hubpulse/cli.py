@@ -26,6 +26,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "hubpulse.commands.model",  # train, backtest, promote, rollback, models
     "hubpulse.commands.bench",  # bench pipeline, bench search
     "hubpulse.commands.dlq",  # dlq list, dlq replay
+    "hubpulse.commands.migrate",  # migrate
+    "hubpulse.commands.observability",  # observability generate
 )
 
 

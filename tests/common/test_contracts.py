@@ -22,7 +22,7 @@ from hubpulse_common.topology import registered
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "asyncapi.yaml"
-PARSER = ROOT / "tools" / "asyncapi"
+PARSER = ROOT / "tools" / "node"
 
 
 def test_asyncapi_parser_accepts_the_document() -> None:

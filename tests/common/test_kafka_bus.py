@@ -13,8 +13,9 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from hubpulse_common.events import ModelSnapshot, dlq_topic
+from hubpulse_common.events import SCHEMA_VERSION_HEADER, ModelSnapshot, dlq_topic
 from hubpulse_common.kafka import BatchConsumer, EventBus, Received, ensure_topics
+from hubpulse_common.logging import TRACE_HEADER
 
 WORKER = Path(__file__).with_name("bus_worker.py")
 
@@ -213,3 +214,22 @@ async def test_publish_bulk_keeps_partitioning_and_order(kafka) -> None:
     for _, key, downloads, _ in got:
         by_key.setdefault(key, []).append(downloads)
     assert all(seq == sorted(seq) for seq in by_key.values())
+
+
+async def test_every_publish_path_sends_the_documented_headers(own_kafka) -> None:
+    topic = ModelSnapshot.topic
+    await ensure_topics(own_kafka.url, [topic])
+    bus = EventBus(own_kafka.url, "test-headers")
+    await bus.start()
+    try:
+        await bus.publish(snapshot(0), trace_id="trace-1")
+        await bus.publish_many([snapshot(1)])
+        await bus.publish_encoded(topic, [(b"org/model-2", snapshot(2).model_dump_json().encode())])
+    finally:
+        await bus.stop()
+    received = await _read_all(own_kafka.url, topic, 3)
+    assert len(received) == 3
+    for _, headers in received:
+        assert headers[SCHEMA_VERSION_HEADER] == b"1"
+        assert TRACE_HEADER in headers
+    assert {headers[TRACE_HEADER] for _, headers in received} >= {b"trace-1"}

@@ -87,3 +87,117 @@ async def test_a_url_that_reaches_no_database_names_the_setting(database_url: st
     (tmp_path / "0001_bad.py").write_text(REVISION_1.replace("CREATE TABLE widget", "CREATE TABL widget"))
     with pytest.raises(DBAPIError, match="syntax error"):
         await migrate(database_url, tmp_path, "alembic_version_bad")
+
+
+CONCURRENT_INDEX = """
+from hubpulse_common.migration_ops import create_index_concurrently
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+def upgrade() -> None:
+    create_index_concurrently("widget_n", "widget (n)")
+def downgrade() -> None:
+    pass
+"""
+
+
+async def test_an_index_on_a_read_table_is_built_concurrently(database_url: str, tmp_path: Path) -> None:
+    """CREATE INDEX CONCURRENTLY cannot run in a transaction: each revision gets its own, left for the build."""
+    (tmp_path / "0001_widget.py").write_text(REVISION_1)
+    (tmp_path / "0002_index.py").write_text(CONCURRENT_INDEX)
+    await migrate(database_url, tmp_path, "alembic_version_widgets")
+    conn = await asyncpg.connect(database_url)
+    try:
+        valid = await conn.fetchval("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('widget_n')")
+        assert valid is True
+    finally:
+        await conn.close()
+
+
+async def test_ddl_behind_a_long_reader_gives_up_after_the_lock_timeout(database_url: str, tmp_path: Path) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    (tmp_path / "0001_widget.py").write_text(REVISION_1)
+    await migrate(database_url, tmp_path, "alembic_version_widgets")
+    (tmp_path / "0002_label.py").write_text(REVISION_2)
+    reader = await asyncpg.connect(database_url)
+    try:
+        async with reader.transaction():
+            await reader.fetch("SELECT * FROM widget")  # holds ACCESS SHARE until the transaction ends
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(DBAPIError, match="lock timeout"):
+                await asyncio.wait_for(
+                    migrate(database_url, tmp_path, "alembic_version_widgets", lock_timeout_s=0.3), timeout=30
+                )
+            assert asyncio.get_running_loop().time() - started < 10
+    finally:
+        await reader.close()
+    await migrate(database_url, tmp_path, "alembic_version_widgets")  # the retry, once the reader is gone
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT version_num FROM alembic_version_widgets") == "0002"
+    finally:
+        await conn.close()
+
+
+async def test_a_service_that_does_not_migrate_checks_the_schema(database_url: str, tmp_path: Path) -> None:
+    from hubpulse_common.db import SchemaBehindError, check_schema
+
+    (tmp_path / "0001_widget.py").write_text(REVISION_1)
+    with pytest.raises(SchemaBehindError, match=r"at no revision, this version needs 0001: run `hubpulse migrate w`"):
+        await check_schema(database_url, tmp_path, "alembic_version_w", service="w")
+    await migrate(database_url, tmp_path, "alembic_version_w")
+    await check_schema(database_url, tmp_path, "alembic_version_w", service="w")
+    (tmp_path / "0002_label.py").write_text(REVISION_2)
+    with pytest.raises(SchemaBehindError, match="at 0001, this version needs 0002"):
+        await check_schema(database_url, tmp_path, "alembic_version_w", service="w")
+
+
+async def test_hubpulse_migrate_applies_every_service_and_lets_them_start_checking_only(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from hubpulse.cli import app
+    from hubpulse_common.db import SchemaBehindError
+    from hubpulse_common.resources import migrate_or_check
+    from hubpulse_common.service import migrations_dir
+    from hubpulse_scorer.settings import ScorerSettings
+
+    monkeypatch.setenv("HUBPULSE_DATABASE_URL", database_url)
+    monkeypatch.setenv("HUBPULSE_MIGRATE_ON_START", "false")
+    settings = ScorerSettings()
+    with pytest.raises(SchemaBehindError, match="hubpulse migrate scorer"):
+        await migrate_or_check(settings, migrations_dir("hubpulse_scorer"))
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["migrate"])
+    assert result.exit_code == 0, result.output
+    assert "migrated: auth, ingestor, features, scorer" in result.output
+    await migrate_or_check(settings, migrations_dir("hubpulse_scorer"))  # current: the check passes
+    conn = await asyncpg.connect(database_url)
+    try:
+        tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables")}
+    finally:
+        await conn.close()
+    assert {f"alembic_version_{s}" for s in ("auth", "ingestor", "features", "scorer")} <= tables
+    assert "catalog_models" in tables
+    bad = await asyncio.to_thread(CliRunner().invoke, app, ["migrate", "gateway"])
+    assert bad.exit_code == 2
+
+
+async def test_a_checking_service_waits_for_the_migration_step(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hubpulse_common.resources import migrate_or_check
+    from hubpulse_common.service import migrations_dir
+    from hubpulse_features.settings import FeaturesSettings
+
+    monkeypatch.setenv("HUBPULSE_DATABASE_URL", database_url)
+    monkeypatch.setenv("HUBPULSE_MIGRATE_ON_START", "false")
+    monkeypatch.setenv("HUBPULSE_SCHEMA_WAIT_S", "60")
+    versions = migrations_dir("hubpulse_features")
+    waiting = asyncio.create_task(migrate_or_check(FeaturesSettings(), versions))
+    await asyncio.sleep(1.0)
+    assert not waiting.done()  # the pod waits, it does not crash-loop
+    await migrate_or_check(FeaturesSettings(), versions, migrate=True)  # the Job
+    await asyncio.wait_for(waiting, timeout=30)

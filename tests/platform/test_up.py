@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -15,21 +14,11 @@ import asyncpg
 import psutil
 import pytest
 
-from hubpulse.platform.layout import HUB_OFFSET, SERVICES, STORE_OFFSETS
-from hubpulse.platform.stores import port_open
+from hubpulse.platform.layout import SERVICES, STORE_OFFSETS, free_base_port
 
 pytestmark = pytest.mark.slow
 
 READY_WITHIN_S = 90
-
-
-def _free_base() -> int:
-    offsets = [*(o for _, o in SERVICES.values()), HUB_OFFSET, *STORE_OFFSETS.values()]
-    for _ in range(50):
-        base = random.randrange(20000, 60000, 100)
-        if not any(port_open(base + o) for o in offsets):
-            return base
-    raise RuntimeError("no free port range")
 
 
 def _status(data_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -89,7 +78,7 @@ def _stop(up: subprocess.Popen[bytes], pids: list[int]) -> None:
 
 def test_up_ready_restart_stop_and_data_survives(tmp_path: Path) -> None:
     data_dir = tmp_path / "platform"
-    port = _free_base()
+    port = free_base_port()
     up = _start(data_dir, port)
     try:
         _wait_all_ready(data_dir, up, READY_WITHIN_S)

@@ -69,20 +69,20 @@ async def ops_stack(
     common: dict[str, Any] = {"kafka_bootstrap": kafka.url, "mongo_url": mongo.url, "s3_endpoint": s3.url,
                               "environment": "test", "mongo_database": f"webops_{uuid.uuid4().hex[:8]}"}  # fmt: skip
     logs = tmp_path_factory.mktemp("webops")
-    metrics = MetricsProcess(
-        {"HUBPULSE_KAFKA_BOOTSTRAP": kafka.url, "HUBPULSE_MONGO_URL": mongo.url, "HUBPULSE_ENVIRONMENT": "test"},
-        logs / "metrics.log",
-    )
-    await asyncio.to_thread(metrics.start)
     hub = create_hub_app(SyntheticHub(20, 3, seed=3))
     hub.state.demo_repos = DemoRepos(DEMO_CACHE)
-    try:
-        async with serving(hub) as hub_url:
-            auth_settings = AuthSettings(database_url=await fresh_database(postgres, "webops_auth"), environment="test")
-            async with serving(create_auth_app(auth_settings)) as auth_url:
+    async with serving(hub) as hub_url:
+        auth_settings = AuthSettings(database_url=await fresh_database(postgres, "webops_auth"), environment="test")
+        async with serving(create_auth_app(auth_settings)) as auth_url:
+            # every service verifies callers' tokens against the auth service's JWKS
+            metrics_env = {"HUBPULSE_KAFKA_BOOTSTRAP": kafka.url, "HUBPULSE_MONGO_URL": mongo.url}
+            metrics_env |= {"HUBPULSE_ENVIRONMENT": "test", "HUBPULSE_AUTH_URL": auth_url}
+            metrics = MetricsProcess(metrics_env, logs / "metrics.log")
+            await asyncio.to_thread(metrics.start)
+            try:
                 deployer_settings = DeployerSettings(
                     **common, hf_endpoint=hub_url, data_dir=tmp_path_factory.mktemp("webops-deployer"),
-                    provision_timeout_s=120, resource_poll_s=1.0,
+                    provision_timeout_s=120, resource_poll_s=1.0, auth_url=auth_url,
                 )  # fmt: skip
                 async with serving(create_deployer_app(deployer_settings)) as deployer_url:
                     gateway_db = await fresh_database(postgres, "webops_gateway")
@@ -92,8 +92,8 @@ async def ops_stack(
                                               upstream_timeout_s=30, api_rate_limit="100000/minute")  # fmt: skip
                     async with serving(create_gateway_app(gateway)) as gateway_url:
                         yield OpsStack(gateway_url, metrics.url)
-    finally:
-        await asyncio.to_thread(metrics.stop)
+            finally:
+                await asyncio.to_thread(metrics.stop)
 
 
 def _console_errors(page: Page) -> list[str]:

@@ -46,7 +46,41 @@ async def test_open_a_model_shows_charts_why_and_hype(page: Page, gateway: Gatew
         await expect(page.get_by_test_id(chart).locator("canvas")).to_have_count(1)
     why = page.get_by_test_id("why").locator("li")
     await expect(why).to_have_count(2)
-    await expect(why.first).to_contain_text("likes_7d")
+    # a sentence a person reads, not the raw feature (kept in the tooltip and the API)
+    await expect(why.first).to_contain_text("+420 likes this week")
+    await expect(why.first).not_to_contain_text("likes_7d")
+    await expect(why.first).to_have_attribute("title", "likes_7d = 420 (+1.30 log-odds)")
+    await expect(page.get_by_test_id("label-text")).to_have_text(
+        "trending: enters the Hub's trending top 10 within 7 days"
+    )
+
+
+async def test_compare_two_models_from_search(page: Page, gateway: Gateway) -> None:
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    await page.goto(gateway.url + "/")
+    boxes = page.get_by_test_id("compare-box")
+    await expect(boxes.nth(1)).to_be_visible()
+    await expect(page.get_by_test_id("compare-selected")).to_be_hidden()
+    ids = await page.get_by_test_id("result").evaluate_all("rs => rs.slice(0, 2).map(r => r.dataset.id)")
+    await boxes.nth(0).check()
+    await boxes.nth(1).check()
+    await page.get_by_test_id("compare-selected").click()
+    legend = page.get_by_test_id("compare-legend").locator("li")
+    await expect(legend).to_have_count(2)
+    for model_id in ids:
+        await expect(page.get_by_test_id("compare-legend")).to_contain_text(model_id)
+    for chart in ("compare-downloads", "compare-likes", "compare-probability"):
+        await expect(page.get_by_test_id(chart).locator("canvas")).to_have_count(1)
+    text = await page.locator("main").inner_text()
+    assert not any(word in text for word in ("null", "undefined", "NaN")), text
+    assert errors == []
+
+
+async def test_compare_from_a_model_page_starts_with_that_model(page: Page, gateway: Gateway) -> None:
+    await page.goto(gateway.url + "/#/models/" + EXPLAINED_ID)
+    await page.get_by_test_id("compare-link").click()
+    await expect(page.get_by_test_id("compare-empty")).to_contain_text(f"compare with {EXPLAINED_ID}")
 
 
 async def test_unknown_model_page_says_so(page: Page, gateway: Gateway) -> None:

@@ -7,13 +7,14 @@ that several platforms can run side by side (`--port 9000` moves them all).
 from __future__ import annotations
 
 import os
+import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from hubpulse.platform.stores import ProcessSpec, kafka_spec, mongo_spec, postgres_spec, s3_spec
+from hubpulse.platform.stores import ProcessSpec, kafka_spec, mongo_spec, port_open, postgres_spec, s3_spec
 
 # name -> (python package, port offset from the gateway's port)
 SERVICES: dict[str, tuple[str, int]] = {
@@ -36,6 +37,16 @@ EXTERNAL = {
     "s3": "HUBPULSE_S3_ENDPOINT",
 }
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+
+
+def free_base_port(attempts: int = 50) -> int:
+    """A `--port` whose whole range (services, replay Hub, stores) is free now, e.g. for a test's platform."""
+    offsets = [*(offset for _, offset in SERVICES.values()), HUB_OFFSET, *STORE_OFFSETS.values()]
+    for _ in range(attempts):
+        base = random.randrange(20000, 60000, 100)
+        if not any(port_open(base + offset) for offset in offsets):
+            return base
+    raise RuntimeError("no free port range")
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,7 @@ def service_environment(config: PlatformConfig, stores: list[ProcessSpec], envir
     """HUBPULSE_* variables every service gets: the embedded stores' URLs unless set externally."""
     env: dict[str, str] = {
         "HF_ENDPOINT": config.hub_url(),
+        "HUBPULSE_HUB_URL": config.hub_url(),  # the web app's "On the Hub" links
         "HUBPULSE_DATA_DIR": str(config.data_dir),
         "HUBPULSE_AUTH_URL": f"http://127.0.0.1:{config.port + SERVICES['auth'][1]}",
         "HUBPULSE_DEPLOYER_URL": f"http://127.0.0.1:{config.port + SERVICES['deployer'][1]}",

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from hubpulse_common import __version__
-from hubpulse_common.events import ALL_EVENTS, Event, dlq_topic, event_schema
+from hubpulse_common.events import ALL_EVENTS, SCHEMA_VERSION_HEADER, Event, dlq_topic, event_schema
 from hubpulse_common.logging import TRACE_HEADER
 from hubpulse_common.topology import Topology, registered
 
@@ -41,7 +41,13 @@ MESSAGE_HEADERS: dict[str, Any] = {
             "description": "Trace id of the request or cycle that caused the event (empty when none); "
             "the same id is in the services' logs and HTTP `x-request-id` answers",
         },
+        SCHEMA_VERSION_HEADER: {
+            "type": "string",
+            "description": "The value's `schema_version` (the minor version; the topic name carries the major one), "
+            "so a consumer can route or skip without parsing the value",
+        },
     },
+    "required": [TRACE_HEADER, SCHEMA_VERSION_HEADER],
 }
 
 DLQ_HEADERS = {
@@ -70,7 +76,12 @@ def _message(event: type[Event], schema: dict[str, Any]) -> dict[str, Any]:
         "headers": MESSAGE_HEADERS,
         "bindings": {"kafka": {"key": {"type": "string", "description": _key_description(event)}}},
         "examples": [
-            {"name": f"{name}-{i}", "summary": f"A typical {name}", "headers": {TRACE_HEADER: ""}, "payload": example}
+            {
+                "name": f"{name}-{i}",
+                "summary": f"A typical {name}",
+                "headers": {TRACE_HEADER: "", SCHEMA_VERSION_HEADER: "1"},
+                "payload": example,
+            }
             for i, example in enumerate(schema.get("examples", []), start=1)
         ],
     }

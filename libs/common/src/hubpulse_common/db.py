@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -11,9 +13,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from hubpulse_common.errors import ConfigError
@@ -68,49 +72,92 @@ def _sqlalchemy_url(url: str) -> str:
     return f"postgresql+asyncpg://{rest}" if scheme in ("postgres", "postgresql") else url
 
 
-def _upgrade(connection: Connection, versions_dir: Path, version_table: str) -> None:
+def _config(connection: Connection, versions_dir: Path, version_table: str) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(_ENV_DIR))
     cfg.set_main_option("version_locations", str(versions_dir))
     cfg.set_main_option("path_separator", "os")
     cfg.attributes["connection"] = connection
     cfg.attributes["version_table"] = version_table
-    command.upgrade(cfg, "heads")
+    return cfg
 
 
-async def migrate(url: str, versions_dir: Path, version_table: str) -> None:
-    """Apply a service's pending migrations. Idempotent; concurrent callers serialise on an advisory lock.
+def _upgrade(connection: Connection, versions_dir: Path, version_table: str) -> None:
+    command.upgrade(_config(connection, versions_dir, version_table), "heads")
 
-    A URL that is not PostgreSQL's or a database that refuses the connection (down, wrong password, no such
-    database) is a `ConfigError` naming HUBPULSE_DATABASE_URL; an error once connected is a migration's own.
-    """
+
+def _revisions(connection: Connection, versions_dir: Path, version_table: str) -> tuple[set[str], set[str]]:
+    """(the revisions the database is at, the heads this code's migrations reach)."""
+    script = ScriptDirectory.from_config(_config(connection, versions_dir, version_table))
+    context = MigrationContext.configure(connection, opts={"version_table": version_table})
+    return set(context.get_current_heads()), set(script.get_heads())
+
+
+class SchemaBehindError(ConfigError):
+    """The database is not at the schema this code needs, and this process was told not to migrate it."""
+
+
+@asynccontextmanager
+async def _connection(url: str) -> AsyncIterator[AsyncConnection]:
+    """A SQLAlchemy connection for Alembic; failing to connect at all is a `ConfigError` naming the URL."""
     if url.split("://", 1)[0] not in ("postgres", "postgresql"):
         raise ConfigError(
             f"HUBPULSE_DATABASE_URL={redact(url)}: not a PostgreSQL URL (postgresql://user:password@host:port/db)"
         )
     engine = create_async_engine(_sqlalchemy_url(url), poolclass=NullPool)
-    connected = False
     try:
-        async with engine.connect() as conn:
-            connected = True
-            await conn.execute(text("SELECT pg_advisory_lock(hashtext('hubpulse-migrations'))"))
-            try:
-                await conn.run_sync(_upgrade, versions_dir, version_table)
-                await conn.commit()
-            except BaseException:
-                # the unlock below needs a live transaction; without this it fails and hides the migration's error
-                await conn.rollback()
-                raise
-            finally:
-                await conn.execute(text("SELECT pg_advisory_unlock(hashtext('hubpulse-migrations'))"))
-                await conn.commit()
-    except (OSError, TimeoutError, DBAPIError) as exc:
-        if connected:
-            raise
-        reason = getattr(exc, "orig", None) or exc
-        raise ConfigError(f"HUBPULSE_DATABASE_URL={redact(url)}: cannot connect ({reason})") from None
+        try:
+            conn = await engine.connect()
+        except (OSError, TimeoutError, DBAPIError) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise ConfigError(f"HUBPULSE_DATABASE_URL={redact(url)}: cannot connect ({reason})") from None
+        try:
+            yield conn
+        finally:
+            await conn.close()
     finally:
         await engine.dispose()
+
+
+async def migrate(url: str, versions_dir: Path, version_table: str, *, lock_timeout_s: float = 5.0) -> None:
+    """Apply a service's pending migrations. Idempotent; concurrent callers serialise on an advisory lock.
+
+    The lock is the service's own (keyed on its version table), so one service's long migration does not hold
+    up the others. Every migration runs in its own transaction (an index built CONCURRENTLY needs to be outside
+    one) with `lock_timeout`: DDL that would queue behind a long query gives up instead of blocking every
+    reader queued behind it; run it again (the Kubernetes Job retries).
+
+    A URL that is not PostgreSQL's or a database that refuses the connection (down, wrong password, no such
+    database) is a `ConfigError` naming HUBPULSE_DATABASE_URL; an error once connected is a migration's own.
+    """
+    async with _connection(url) as conn:
+        key = {"key": version_table}
+        await conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+        # session settings outlive the transaction that set them; commit so Alembic opens its own
+        await conn.execute(text(f"SET lock_timeout = '{int(lock_timeout_s * 1000)}ms'"))
+        await conn.commit()
+        try:
+            await conn.run_sync(_upgrade, versions_dir, version_table)
+            await conn.commit()
+        except BaseException:
+            # the unlock below needs a live transaction; without this it fails and hides the migration's error
+            await conn.rollback()
+            raise
+        finally:
+            await conn.execute(text("SELECT pg_advisory_unlock(hashtext(:key))"), key)
+            await conn.commit()
+
+
+async def check_schema(url: str, versions_dir: Path, version_table: str, *, service: str) -> None:
+    """Raise `SchemaBehindError` unless the database is at this code's migration heads (no DDL is run)."""
+    async with _connection(url) as conn:
+        current, heads = await conn.run_sync(_revisions, versions_dir, version_table)
+    if current != heads:
+        raise SchemaBehindError(
+            f"the database schema of {service} is at {', '.join(sorted(current)) or 'no revision'}, this version "
+            f"needs {', '.join(sorted(heads))}: run `hubpulse migrate {service}` (Kubernetes: the hubpulse-migrate "
+            "Job; compose: the migrate service) or set HUBPULSE_MIGRATE_ON_START=true"
+        )
 
 
 async def ping(pool: asyncpg.Pool) -> None:

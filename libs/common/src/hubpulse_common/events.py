@@ -15,6 +15,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Every event is published with this Kafka header carrying its `schema_version` (and `x-request-id`, the trace id).
+SCHEMA_VERSION_HEADER = "x-schema-version"
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -63,6 +63,9 @@ LATENCY = Histogram(
     ["service", "method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+WEBSOCKETS = Gauge("hubpulse_websocket_connections", "Open WebSocket connections", ["service", "route"])
+# Set at each scrape by running the /readyz probes, so an alert sees readiness even where nothing polls /readyz.
+READINESS = Gauge("hubpulse_readiness_check", "1 when the readiness check passes", ["service", "check"])
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -207,9 +210,11 @@ class ObservabilityMiddleware:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            trace_id_var.set(_header(scope, TRACE_HEADER) or new_trace_id())
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
-            if scope["type"] == "websocket":
-                trace_id_var.set(_header(scope, TRACE_HEADER) or new_trace_id())
             await self.app(scope, receive, send)
             return
         trace_id = _header(scope, TRACE_HEADER) or new_trace_id()
@@ -244,6 +249,24 @@ class ObservabilityMiddleware:
             LATENCY.labels(self.service, method, template).observe(time.perf_counter() - start)
             REQUESTS.labels(self.service, method, template, str(status)).inc()
             trace_id_var.reset(token)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Counts a socket as open from its accept to the end of its handler."""
+        gauge: Gauge | None = None
+
+        async def send_counted(message: Message) -> None:
+            nonlocal gauge
+            if message["type"] == "websocket.accept" and gauge is None:
+                route = scope.get("route")
+                gauge = WEBSOCKETS.labels(self.service, getattr(route, "path", None) or "unmatched")
+                gauge.inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counted)
+        finally:
+            if gauge is not None:
+                gauge.dec()
 
 
 def _header(scope: Scope, name: str) -> str | None:
@@ -343,6 +366,8 @@ def create_service_app(
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:
+        for name, result in (await run_probes(app.state.readiness)).items():
+            READINESS.labels(service, name).set(1 if result == "ok" else 0)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import numpy as np
@@ -38,6 +38,7 @@ from aiokafka.errors import (
     KafkaTimeoutError,
     TopicAlreadyExistsError,
 )
+from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
@@ -45,8 +46,9 @@ from pymongo.errors import ConnectionFailure as MongoConnectionFailure
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from hubpulse_common.errors import ConfigError
-from hubpulse_common.events import ALL_TOPICS, Event, dlq_topic
+from hubpulse_common.events import ALL_EVENTS, ALL_TOPICS, SCHEMA_VERSION_HEADER, Event, dlq_topic
 from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger, trace_id_var
+from hubpulse_common.settings import KafkaSecuritySettings, load_settings
 from hubpulse_common.supervise import Supervised
 
 log = get_logger(__name__)
@@ -62,6 +64,9 @@ DEAD_LETTERED = Counter("hubpulse_kafka_dead_lettered_total", "Messages sent to 
 PUBLISHED = Counter("hubpulse_kafka_published_total", "Events published", ["topic"])
 LOST = Counter("hubpulse_kafka_lost_total", "Best-effort events the broker did not take", ["topic"])
 LAG = Gauge("hubpulse_kafka_consumer_lag", "High watermark minus committed position", ["topic", "group"])
+PARTITION_LAG = Gauge(
+    "hubpulse_kafka_consumer_partition_lag", "Lag of one partition this pod owns", ["topic", "group", "partition"]
+)
 BATCH_SECONDS = Histogram(
     "hubpulse_kafka_batch_seconds",
     "Handler time per batch",
@@ -71,6 +76,10 @@ BATCH_SECONDS = Histogram(
 
 
 STOP_TIMEOUT_S = 15.0
+
+SCHEMA_VERSIONS: dict[str, bytes] = {
+    e.topic: str(e.model_fields["schema_version"].default).encode() for e in ALL_EVENTS
+}
 
 # PostgreSQL errors that say nothing about the message: the server is restarting, over its connection limit,
 # or the transaction lost a race (serialization failure, deadlock, lock timeout); the same work succeeds later.
@@ -125,10 +134,34 @@ class _Abandoned(Exception):
     """The batch in hand was given up uncommitted (stop or rebalance during a transient outage)."""
 
 
-def _headers(trace_id: str | None, extra: dict[str, str] | None = None) -> list[tuple[str, bytes]]:
+def security_options(security: KafkaSecuritySettings | None = None) -> dict[str, Any]:
+    """The aiokafka client arguments for HUBPULSE_KAFKA_SECURITY_PROTOCOL and friends (every client: producer,
+    consumers, admin), read from the environment unless given; `ConfigError` names what is missing."""
+    security = security or load_settings(KafkaSecuritySettings)
+    options: dict[str, Any] = {"security_protocol": security.security_protocol}
+    if security.security_protocol.startswith("SASL_"):
+        if not security.sasl_username or security.sasl_password is None:
+            raise ConfigError(
+                f"HUBPULSE_KAFKA_SECURITY_PROTOCOL={security.security_protocol} needs "
+                "HUBPULSE_KAFKA_SASL_USERNAME and HUBPULSE_KAFKA_SASL_PASSWORD"
+            )
+        options |= {
+            "sasl_mechanism": security.sasl_mechanism,
+            "sasl_plain_username": security.sasl_username,
+            "sasl_plain_password": security.sasl_password.get_secret_value(),
+        }
+    if security.security_protocol.endswith("SSL"):
+        try:
+            options["ssl_context"] = create_ssl_context(cafile=security.ssl_cafile)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"HUBPULSE_KAFKA_SSL_CAFILE={security.ssl_cafile}: {exc}") from None
+    return options
+
+
+def _headers(topic: str, trace_id: str | None) -> list[tuple[str, bytes]]:
     headers = [(TRACE_HEADER, (trace_id or current_trace_id() or "").encode())]
-    if extra:
-        headers.extend((k, v.encode()) for k, v in extra.items())
+    if topic in SCHEMA_VERSIONS:  # lets a consumer route on the minor version without parsing the value
+        headers.append((SCHEMA_VERSION_HEADER, SCHEMA_VERSIONS[topic]))
     return headers
 
 
@@ -150,6 +183,7 @@ class EventBus:
             bootstrap_servers=bootstrap,
             client_id=client_id,
             acks="all",
+            **security_options(),
             enable_idempotence=False,
             linger_ms=linger_ms,
             max_batch_size=1 << 20,
@@ -168,7 +202,10 @@ class EventBus:
 
     async def publish(self, event: Event, *, trace_id: str | None = None) -> None:
         await self._producer.send_and_wait(
-            event.topic, event.model_dump_json().encode(), key=event.key().encode(), headers=_headers(trace_id)
+            event.topic,
+            event.model_dump_json().encode(),
+            key=event.key().encode(),
+            headers=_headers(event.topic, trace_id),
         )
         PUBLISHED.labels(event.topic).inc()
 
@@ -190,7 +227,7 @@ class EventBus:
 
         try:
             future = await self._producer.send(
-                topic, event.model_dump_json().encode(), key=event.key().encode(), headers=_headers(None)
+                topic, event.model_dump_json().encode(), key=event.key().encode(), headers=_headers(topic, None)
             )
         except (KafkaError, IllegalStateError) as exc:
             LOST.labels(topic).inc()
@@ -210,7 +247,7 @@ class EventBus:
                     event.topic,
                     event.model_dump_json().encode(),
                     key=event.key().encode(),
-                    headers=_headers(out.trace_id),
+                    headers=_headers(event.topic, out.trace_id),
                 )
             )
             counts[event.topic] = counts.get(event.topic, 0) + 1
@@ -256,7 +293,7 @@ class EventBus:
         # the same list, in the same order, that AIOKafkaProducer._partition hands the partitioner
         partitions = list(await producer.client._wait_on_metadata(topic))
         slots = partition_slots(keys, len(partitions))
-        headers = _headers(trace_id)
+        headers = _headers(topic, trace_id)
         futures: list[asyncio.Future[object]] = []
         for slot in np.unique(slots).tolist():
             partition = partitions[slot]
@@ -374,6 +411,7 @@ class BatchConsumer(Generic[E]):
     ) -> None:
         self.topic = topic
         self.group_id = group_id
+        self._lag_partitions: set[int] = set()
         self._event_type = event_type
         self._handler = handler
         self._bus = bus
@@ -400,6 +438,7 @@ class BatchConsumer(Generic[E]):
             max_poll_interval_ms=300_000,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
+            **security_options(),
         )
         # report it with `supervise.report(app, consumer.loop)`: /readyz is down while it retries an outage
         self.loop = Supervised(f"consume:{topic}", self._run, health=self._health)
@@ -606,13 +645,22 @@ class BatchConsumer(Generic[E]):
             log.warning("kafka.commit_failed", topic=self.topic, error=str(exc))
 
     async def _update_lag(self) -> None:
-        total = 0
+        lags: dict[int, int] = {}
         for tp in list(self._consumer.assignment()):
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
                 with contextlib.suppress(IllegalStateError):  # revoked by a rebalance meanwhile
-                    total += max(0, highwater - await self._consumer.position(tp))
-        LAG.labels(self.topic, self.group_id).set(total)
+                    lags[tp.partition] = max(0, highwater - await self._consumer.position(tp))
+        self._report_lag(lags)
+
+    def _report_lag(self, lags: dict[int, int]) -> None:
+        """The total and each owned partition's lag; partitions a rebalance took away stop being reported."""
+        LAG.labels(self.topic, self.group_id).set(sum(lags.values()))
+        for partition in self._lag_partitions - lags.keys():
+            PARTITION_LAG.remove(self.topic, self.group_id, str(partition))
+        for partition, lag in lags.items():
+            PARTITION_LAG.labels(self.topic, self.group_id, str(partition)).set(lag)
+        self._lag_partitions = set(lags)
 
     async def lag(self) -> int:
         """Messages not yet committed by this group, over its assigned partitions."""
@@ -620,12 +668,9 @@ class BatchConsumer(Generic[E]):
         if not assigned:
             return 0
         ends = await self._consumer.end_offsets(assigned)
-        total = 0
-        for tp in assigned:
-            committed = await self._consumer.committed(tp)
-            total += max(0, ends[tp] - (committed or 0))
-        LAG.labels(self.topic, self.group_id).set(total)
-        return total
+        lags = {tp.partition: max(0, ends[tp] - (await self._consumer.committed(tp) or 0)) for tp in assigned}
+        self._report_lag(lags)
+        return sum(lags.values())
 
 
 def _trace_of(record: ConsumerRecord[bytes, bytes]) -> str | None:
@@ -642,7 +687,7 @@ async def ensure_topics(
     names = list(topics)
     if with_dlq:
         names += [dlq_topic(t) for t in names]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security_options())
     try:
         await admin.start()
     except KafkaConnectionError as exc:

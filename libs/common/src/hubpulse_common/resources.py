@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from hubpulse_common import db
 from hubpulse_common.http import add_readiness_probe
@@ -48,6 +49,24 @@ class Resources:
         return self.mongo
 
 
+async def migrate_or_check(settings: CommonSettings, versions_dir: Path, *, migrate: bool | None = None) -> None:
+    """Bring the service's schema up to date (`migrate`, default HUBPULSE_MIGRATE_ON_START) or only check it."""
+    url = settings.database_url.get_secret_value()
+    version_table = f"alembic_version_{settings.service_name}"
+    if settings.migrate_on_start if migrate is None else migrate:
+        await db.migrate(url, versions_dir, version_table, lock_timeout_s=settings.migration_lock_timeout_s)
+        return
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(db.SchemaBehindError),
+        stop=stop_after_delay(settings.schema_wait_s),
+        wait=wait_fixed(min(2.0, settings.schema_wait_s)),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            await db.check_schema(url, versions_dir, version_table, service=settings.service_name)
+
+
 @asynccontextmanager
 async def open_resources(
     app: FastAPI,
@@ -65,13 +84,14 @@ async def open_resources(
         if postgres:
             url = settings.database_url.get_secret_value()
             if isinstance(postgres, Path):
-                await db.migrate(url, postgres, version_table=f"alembic_version_{settings.service_name}")
+                await migrate_or_check(settings, postgres)
             res.pool = await db.create_pool(url, max_size=pool_size)
             stack.push_async_callback(res.pool.close)
             pool = res.pool
             add_readiness_probe(app, "postgres", lambda: db.ping(pool))
         if kafka:
-            await ensure_topics(settings.kafka_bootstrap, partitions=settings.kafka_partitions)
+            if settings.kafka_create_topics:
+                await ensure_topics(settings.kafka_bootstrap, partitions=settings.kafka_partitions)
             res.bus = EventBus(settings.kafka_bootstrap, client_id=settings.service_name)
             await res.bus.start()
             stack.push_async_callback(res.bus.stop)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib.util
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import uvicorn
@@ -16,7 +18,7 @@ from fastapi import FastAPI
 
 from hubpulse_common.errors import ConfigError, UserFacingError
 from hubpulse_common.logging import configure_logging, get_logger
-from hubpulse_common.settings import ServiceSettings, load_settings
+from hubpulse_common.settings import CommonSettings, ServiceSettings, load_settings
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
@@ -93,3 +95,37 @@ def run_service(create_app: Callable[[SettingsT], FastAPI], settings_cls: type[S
         sys.exit(2)
     except KeyboardInterrupt:
         pass
+
+
+def migrations_dir(package: str) -> Path:
+    """Where a service package keeps its Alembic revisions (`<package>/migrations`)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ConfigError(f"{package} is not installed")
+    return Path(spec.origin).parent / "migrations"
+
+
+async def migrate_services(targets: Sequence[tuple[type[CommonSettings], Path]]) -> None:
+    """Apply each service's pending migrations, one after the other (`hubpulse migrate`, `python -m
+    <package>.migrate`): the step that runs before a rollout when HUBPULSE_MIGRATE_ON_START is off."""
+    from hubpulse_common.resources import migrate_or_check
+
+    for settings_cls, versions in targets:
+        settings = load_settings(settings_cls)
+        log.info("migrate.start", service=settings.service_name)
+        await migrate_or_check(settings, versions, migrate=True)
+        log.info("migrate.done", service=settings.service_name)
+
+
+def run_migrations(settings_cls: type[SettingsT], package: str) -> None:
+    """Blocking entry point of every `<package>.migrate` module (the Kubernetes Job, compose's migrate
+    service): exit 0 once the schema is current; a bad setting or an unreachable database gives one line, exit 2."""
+    name = settings_cls.model_fields["service_name"].default
+    try:
+        settings = load_settings(settings_cls)
+        configure_logging(settings.service_name, settings.log_level, settings.log_format, settings.environment)
+        asyncio.run(migrate_services([(settings_cls, migrations_dir(package))]))
+    except UserFacingError as exc:
+        log.error("migrate.failed", error=str(exc))
+        print(f"{name}: {exc}", file=sys.stderr)
+        sys.exit(2)

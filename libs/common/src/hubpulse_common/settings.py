@@ -20,29 +20,71 @@ class CommonSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
+    # names the logs, the Kafka client and the service's Alembic version table (alembic_version_<name>)
     service_name: str = "hubpulse"
     environment: Literal["dev", "test", "prod"] = "dev"  # stamped on every log line
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one object per line (collectors); console: human-readable
     log_format: Literal["json", "console"] = "json"
 
+    # host:port of the Kafka brokers (comma-separated)
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # partitions of the topics a service creates when they are missing (HUBPULSE_KAFKA_CREATE_TOPICS)
     kafka_partitions: int = 4
+    # Create missing topics at start (embedded, compose); off where an operator owns them (Strimzi KafkaTopics).
+    kafka_create_topics: bool = True
+    # postgresql://user:password@host:5432/database (PostgreSQL 18 with pg_trgm)
     database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/hubpulse")
+    # Apply this service's migrations at start (embedded platform, tests). Off where `hubpulse migrate` runs as a
+    # step before the rollout (compose's migrate service, the Kubernetes Job): the service then only checks that
+    # the schema is current and refuses to start, naming the command, when it is not.
+    migrate_on_start: bool = True
+    # With HUBPULSE_MIGRATE_ON_START off: how long start-up waits for the migration step to bring the schema up
+    # to date before it gives up (0: fail at once). Kubernetes starts the pods while the migrate Job runs.
+    schema_wait_s: float = 0.0
+    # How long a migration's DDL may wait for a table lock before it gives up (and the step is retried).
+    migration_lock_timeout_s: float = 5.0
+    # mongodb://... (deployer, metrics; MongoDB 5.0 or later: time-series collections)
     mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
     mongo_database: str = "hubpulse"
+    # any S3 API (AWS, MinIO, Ceph, ...); unset: AWS's endpoint for HUBPULSE_S3_REGION
     s3_endpoint: str | None = None
     s3_region: str = "us-east-1"
+    # keys with read/write on HUBPULSE_S3_BUCKET (the scorer's model registry, the deployer's artifacts)
     s3_access_key_id: SecretStr = SecretStr("hubpulse")
     s3_secret_access_key: SecretStr = SecretStr("hubpulse-secret")
+    # must exist, or the keys must be allowed to create it
     s3_bucket: str = "hubpulse-artifacts"
+
+
+class KafkaSecuritySettings(BaseSettings):
+    """How the Kafka clients authenticate: plaintext by default (embedded broker, compose); SASL_SSL with
+    SCRAM-SHA-512 against Strimzi's `tls` listener (deploy/k8s: one KafkaUser per service)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX + "KAFKA_", extra="ignore", frozen=True)
+
+    # SASL_SSL against Strimzi's tls listener (deploy/k8s); PLAINTEXT for the embedded broker and compose
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # with SASL_*: Strimzi's KafkaUsers authenticate with SCRAM-SHA-512
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    # the service's KafkaUser (deploy/k8s/base/kafka/users.yaml); required with SASL_*
+    sasl_username: str | None = None
+    # its password (Strimzi writes it into the Secret named after the KafkaUser, key `password`)
+    sasl_password: SecretStr | None = None
+    # PEM bundle of the CA that signed the brokers' certificates (Strimzi: the <cluster>-cluster-ca-cert Secret)
+    ssl_cafile: str | None = None
 
 
 class ServiceSettings(CommonSettings):
     """An HTTP service: where it listens and how long it may take to start and stop."""
 
+    # listen address (0.0.0.0 in a container)
     host: str = "127.0.0.1"
+    # listen port (each service has its own default)
     port: int = 8080
+    # on SIGTERM: time to finish the batch in hand and commit before exiting
     shutdown_timeout_s: float = 15.0
+    # how long a readiness probe waits for a store or the broker
     dependency_timeout_s: float = 5.0
     # Largest request body read (bytes); a bigger one is answered 413 before it is read (http.py BodyLimit).
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)

@@ -50,7 +50,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             planner = SamplePlanner(pool, settings.search_sample_rows, settings.search_sample_refresh_s)
             await planner.start()
             report(app, planner.refresher)
-            app.state.catalog = CatalogState(pool, cache, planner, feed)
+            app.state.catalog = CatalogState(pool, cache, planner, feed, settings.hub_url)
             try:
                 yield
             finally:

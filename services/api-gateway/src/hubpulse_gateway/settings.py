@@ -10,6 +10,8 @@ class GatewaySettings(ServiceSettings):
     port: int = 8000
     deployer_url: str = "http://127.0.0.1:8005"
     metrics_url: str = "http://127.0.0.1:8006"
+    # Where people open a model on the Hub (the web app's "On the Hub" link); the demo points it at the replay Hub.
+    hub_url: str = "https://huggingface.co"
 
     # Calls to upstream services (upstream.py): a dependency down answers 503 within about these bounds.
     upstream_timeout_s: float = 3.0

@@ -39,8 +39,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 from fastapi import Depends, FastAPI, Path, Request
+from prometheus_client import Gauge
 from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
+from purgatory.domain.messages.events import ContextChanged
+from purgatory.domain.model import CLOSED, HALF_OPENED, OPENED, OpenedState
+from purgatory.typing import StateName
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from hubpulse_common.http import ApiError
@@ -68,6 +71,21 @@ def _rendered_error(response: httpx.Response) -> bool:
     except ValueError:
         return False
     return isinstance(body, dict) and isinstance(body.get("error"), dict)
+
+
+BREAKER_STATE = Gauge(
+    "hubpulse_gateway_upstream_circuit_state", "1 for the state of the upstream breaker", ["upstream", "state"]
+)
+
+
+def _report_breaker(upstream: str, state: StateName) -> None:
+    for each in (CLOSED, HALF_OPENED, OPENED):
+        BREAKER_STATE.labels(upstream, each).set(1 if each == state else 0)
+
+
+def _on_breaker_event(upstream: str, kind: str, event: object) -> None:
+    if kind == "state_changed" and isinstance(event, ContextChanged):
+        _report_breaker(upstream, event.state)
 
 
 class _Transient(Exception):
@@ -124,6 +142,8 @@ class UpstreamClient:
             follow_redirects=False,
         )
         self._breakers = AsyncCircuitBreakerFactory(default_threshold=breaker_threshold, default_ttl=breaker_reset_s)
+        self._breakers.add_listener(_on_breaker_event)
+        _report_breaker(name, CLOSED)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -12,6 +12,7 @@ import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter, Gauge
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from hubpulse_common.events import DeploymentStatus
@@ -25,6 +26,17 @@ from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, Tar
 log = get_logger(__name__)
 S = DeploymentStatus
 
+TRANSITIONS = Counter("hubpulse_deployer_transitions_total", "Deployment state transitions", ["target", "status"])
+DEPLOYMENTS = Gauge("hubpulse_deployer_deployments", "Deployments by target and state", ["target", "status"])
+SERVER_CPU = Gauge(
+    "hubpulse_model_server_cpu_percent", "CPU of a deployment's model server", ["target", "deployment_id"]
+)
+SERVER_MEMORY = Gauge(
+    "hubpulse_model_server_memory_rss_bytes",
+    "Resident memory of a deployment's model server",
+    ["target", "deployment_id"],
+)
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -37,6 +49,7 @@ class Orchestrator:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # reported by the app's /readyz (supervise.report); restarted with backoff should a reap round raise
         self.watcher = Supervised("deployer-watch", self._watch)
+        self._served: set[tuple[str, str]] = set()  # (target, deployment id) with model server gauges
 
     async def start(self) -> None:
         self.watcher.start()
@@ -69,6 +82,7 @@ class Orchestrator:
                 planned = plan_transition(doc, to, now=_now(), reason=reason, **fields)
                 updated = await self.repo.apply(deployment_id, planned, push_version)
         await self.bus.publish(planned.event)
+        TRANSITIONS.labels(updated["target"], to.value).inc()
         log.info("deployment.transition", deployment_id=deployment_id, status=to.value, reason=reason)
         return updated
 
@@ -145,7 +159,31 @@ class Orchestrator:
                 except Exception:
                     log.exception("deployment.reap_failed", deployment_id=deployment_id)
 
+    async def report(self) -> None:
+        """Deployment counts by state, and each running model server's CPU and memory, for /metrics."""
+        counts = await self.repo.count_by_state()
+        for name in self.targets:
+            for status in S:
+                DEPLOYMENTS.labels(name, status.value).set(counts.get((name, status.value), 0))
+        served: set[tuple[str, str]] = set()
+        for doc in await self.repo.with_status([S.RUNNING.value]):
+            target = self.targets.get(doc["target"])
+            usage = (target.resources(doc["_id"]) if target is not None else None) or {}
+            if "cpu_percent" in usage and "memory_rss_bytes" in usage:  # only processes this deployer runs
+                key = (doc["target"], doc["_id"])
+                SERVER_CPU.labels(*key).set(usage["cpu_percent"])
+                SERVER_MEMORY.labels(*key).set(usage["memory_rss_bytes"])
+                served.add(key)
+        for key in self._served - served:
+            SERVER_CPU.remove(*key)
+            SERVER_MEMORY.remove(*key)
+        self._served = served
+
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._poll_s)
             await self.reap()
+            try:
+                await self.report()
+            except Exception:  # metrics must never stop the reaper
+                log.exception("deployment.report_failed")

@@ -38,6 +38,12 @@ class DeploymentRepository:
     async def with_status(self, statuses: list[str]) -> list[Doc]:
         return [doc async for doc in self._c.find({"status": {"$in": statuses}})]
 
+    async def count_by_state(self) -> dict[tuple[str, str], int]:
+        """How many deployments each (target, status) pair has."""
+        pipeline = [{"$group": {"_id": {"target": "$target", "status": "$status"}, "n": {"$sum": 1}}}]
+        cursor = await self._c.aggregate(pipeline)
+        return {(row["_id"]["target"], row["_id"]["status"]): row["n"] async for row in cursor}
+
     async def apply(self, deployment_id: str, transition: Transition, push_version: Doc | None = None) -> Doc:
         update: Doc = {"$set": transition.set_fields, "$push": {"transitions": transition.log_entry}}
         if push_version is not None:

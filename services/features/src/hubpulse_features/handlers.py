@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Sequence
 
 import asyncpg
 import pandas as pd
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from hubpulse_common.events import ModelFeatures, ModelSnapshot
 from hubpulse_common.kafka import EventBus, Received
@@ -20,6 +21,11 @@ log = get_logger(__name__)
 
 ROWS = Counter("hubpulse_features_rows_total", "Feature rows computed", ["kind"])
 DAYS_CLOSED = Counter("hubpulse_features_days_closed_total", "Days whose cross-sectional features were finalised")
+DAY_CLOSE_SECONDS = Histogram(
+    "hubpulse_features_day_close_seconds",
+    "Wall time to finalise one day",
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200),
+)
 
 # The day closer rewrites a whole day in slices of this many rows (bounded memory at any Hub size).
 CLOSE_CHUNK_ROWS = 50_000
@@ -73,6 +79,7 @@ class FeaturesWorker:
             return models
 
     async def _close_claimed(self, conn: asyncpg.Connection, day: dt.date) -> int:
+        started = time.perf_counter()
         await repository.analyze(conn)
         cross = service.day_cross_features(await repository.load_rank_inputs(conn, day))
         models, rows = 0, await repository.load_day_rows(conn, day, "", CLOSE_CHUNK_ROWS)
@@ -94,6 +101,7 @@ class FeaturesWorker:
         await repository.mark_closed(conn, day, models)
         ROWS.labels("final").inc(models)
         DAYS_CLOSED.inc()
+        DAY_CLOSE_SECONDS.observe(time.perf_counter() - started)
         log.info("features.day_closed", day=day.isoformat(), models=models)
         return models
 

@@ -28,7 +28,16 @@ from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_ingestor import repository
 from hubpulse_ingestor.hub import FailedPage, HubPages, Page
-from hubpulse_ingestor.metrics import CYCLE_SECONDS, CYCLES, MODELS, PAGES, RETRIES
+from hubpulse_ingestor.metrics import (
+    CYCLE_SECONDS,
+    CYCLES,
+    LAST_CYCLE_FINISHED,
+    LAST_CYCLE_MODELS,
+    LAST_CYCLE_PAGES,
+    MODELS,
+    PAGES,
+    RETRIES,
+)
 from hubpulse_ingestor.settings import IngestorSettings
 from hubpulse_ingestor.snapshots import EncodedSnapshots, SnapshotRow, Source, encode_page, encode_rows
 
@@ -140,6 +149,7 @@ async def run_cycle(
     cycle_id: int = cycle["cycle_id"]
     day: dt.date | None = cycle["snapshot_date"]
     totals = {"models": int(cycle["models"]), "pages": int(cycle["pages"]), "retries": int(cycle["retries"])}
+    listed = totals["models"]  # what a resumed cycle already stored was listed before
     failed_all: list[dict[str, Any]] = list(cycle["failed_pages"])
     log.info("ingest.cycle_started", cycle_id=cycle_id, resumed=resumed, url=cycle["next_url"])
 
@@ -213,6 +223,7 @@ async def run_cycle(
                 stopped_early = item.next_url is None
                 continue
             PAGES.labels("ok").inc()
+            listed += len(item.items)
             day = day or item.served_on
             assert encoded is not None
             pending.batch.extend(encoded)
@@ -231,6 +242,11 @@ async def run_cycle(
     seconds = time.perf_counter() - started
     CYCLES.labels(status).inc()
     CYCLE_SECONDS.set(seconds)
+    LAST_CYCLE_FINISHED.labels(status).set(time.time())
+    LAST_CYCLE_MODELS.labels("listed").set(listed)
+    LAST_CYCLE_MODELS.labels("stored").set(totals["models"])
+    LAST_CYCLE_PAGES.labels("ok").set(totals["pages"] - len(failed_all))
+    LAST_CYCLE_PAGES.labels("skipped").set(len(failed_all))
     log.info("ingest.cycle_finished", cycle_id=cycle_id, status=status, **totals, failed_pages=len(failed_all))
     return CycleResult(
         cycle_id=cycle_id,

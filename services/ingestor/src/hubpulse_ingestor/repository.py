@@ -186,6 +186,14 @@ async def latest_cycle(pool: asyncpg.Pool, source: str | None = None) -> dict[st
     return dict(row) if row is not None else None
 
 
+async def last_finished(pool: asyncpg.Pool) -> list[tuple[str, dt.datetime]]:
+    """When the last cycle of each status finished."""
+    rows = await pool.fetch(
+        "SELECT status, max(finished_at) AS at FROM ingest_cycles WHERE finished_at IS NOT NULL GROUP BY status"
+    )
+    return [(r["status"], r["at"]) for r in rows]
+
+
 async def recent_cycles(pool: asyncpg.Pool, limit: int) -> list[dict[str, Any]]:
     query = f"SELECT {_CYCLE_COLUMNS} FROM ingest_cycles ORDER BY cycle_id DESC LIMIT $1"  # noqa: S608
     rows = await pool.fetch(query, limit)

@@ -12,6 +12,7 @@ from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_ingestor import repository
 from hubpulse_ingestor.cycle import HUB_SOURCE, run_cycle
+from hubpulse_ingestor.metrics import LAST_CYCLE_FINISHED
 from hubpulse_ingestor.settings import IngestorSettings
 
 log = get_logger(__name__)
@@ -34,6 +35,9 @@ async def run_scheduler(
     """Runs until cancelled (service shutdown); a cancelled cycle stays 'running' and resumes next start.
     Setting `wake` starts a cycle now instead of at the next interval (POST /cycles)."""
     wake = wake or asyncio.Event()
+    # the staleness alert reads this gauge: a restarted pod reports the cycles its predecessors finished
+    for status, finished_at in await repository.last_finished(pool):
+        LAST_CYCLE_FINISHED.labels(status).set(finished_at.timestamp())
     while True:
         latest = await repository.latest_cycle(pool, HUB_SOURCE)
         wait_s = seconds_until_due(latest, dt.datetime.now(dt.UTC), settings.ingest_interval_s)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from pymongo.asynchronous.database import AsyncDatabase
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -23,6 +23,7 @@ from hubpulse_metrics.settings import MetricsSettings
 log = get_logger(__name__)
 
 ALERTS = Counter("hubpulse_metrics_alert_transitions_total", "Alert rule transitions", ["rule", "state"])
+FIRING = Gauge("hubpulse_metrics_alerts_firing", "Deployments an alert rule fires for", ["rule"])
 WEBHOOK_FAILURES = Counter("hubpulse_metrics_alert_webhook_failures_total", "Webhook deliveries given up")
 
 
@@ -62,12 +63,14 @@ async def evaluate_once(
         state = await repository.firing(db, rule.name)
         for transition in evaluate_rule(rule, window_calls, state):
             alert = await repository.record_transition(db, transition, now)
+            state[transition.deployment_id] = alert.state == "firing"
             ALERTS.labels(rule.name, alert.state).inc()
             log.warning("metrics.alert", **alert.model_dump(mode="json"))
             await bus.publish(AlertEvent(**alert.model_dump(exclude={"changed_at"}), occurred_at=now))
             if settings.alert_webhook_url:
                 await send_webhook(client, settings.alert_webhook_url, alert, settings.alert_webhook_attempts)
             raised.append(alert)
+        FIRING.labels(rule.name).set(sum(state.values()))
     return raised
 
 

@@ -19,7 +19,7 @@ from hubpulse_common.kafka import BatchConsumer
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
 from hubpulse_scorer.bootstrap import ensure_current
-from hubpulse_scorer.handlers import ScorerWorker
+from hubpulse_scorer.handlers import RETRAIN_PERIOD, ScorerWorker
 from hubpulse_scorer.registry import ModelRegistry
 from hubpulse_scorer.settings import ScorerSettings
 
@@ -31,6 +31,7 @@ def create_app(settings: ScorerSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True, s3=True) as res:
             bus = res.require_bus()
+            RETRAIN_PERIOD.set(settings.model_retrain_period_s)
             registry = ModelRegistry(res.s3, settings.s3_bucket)
             worker = ScorerWorker(res.require_pool(), bus, settings.top_features)
             consumer = BatchConsumer(

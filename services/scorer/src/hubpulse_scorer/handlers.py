@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Sequence
 
 import asyncpg
 from botocore.exceptions import BotoCoreError, ClientError
-from prometheus_client import Counter, Info
+from prometheus_client import Counter, Gauge, Info
 
 from hubpulse_common.errors import InputError
 from hubpulse_common.events import ModelFeatures, ModelScore
@@ -21,6 +22,8 @@ log = get_logger(__name__)
 
 SCORED = Counter("hubpulse_scorer_scored_total", "Model-days scored", ["model_version"])
 MODEL = Info("hubpulse_scorer_model", "The model version the scorer serves")
+MODEL_CREATED = Gauge("hubpulse_scorer_model_created_timestamp_seconds", "When the served model was trained")
+RETRAIN_PERIOD = Gauge("hubpulse_scorer_model_retrain_period_seconds", "How old the served model may grow")
 
 
 class ScorerWorker:
@@ -39,6 +42,7 @@ class ScorerWorker:
         """Serve `model` from the next batch on (a batch in hand finishes with the version it started with)."""
         self.model = model
         MODEL.info({"version": model.metadata.version})
+        MODEL_CREATED.set(dt.datetime.fromisoformat(model.metadata.created_at).timestamp())
         self.loaded.set()
         log.info("scorer.model_loaded", version=model.metadata.version)
 

@@ -13,6 +13,8 @@ class ScorerSettings(ServiceSettings):
     # How often the registry's current pointer is checked for a promotion or rollback.
     model_poll_s: float = 3.0
     top_features: int = 5
+    # A model older than this is due for retraining (alert HubpulseTrendModelStale, deploy/prometheus).
+    model_retrain_period_s: float = 7 * 86400
     # The bootstrap model (trained when the registry is empty): a small synthetic Hub, seconds to train.
     bootstrap_models: int = 2000
     bootstrap_days: int = 60

@@ -13,6 +13,8 @@ context.configure(
     target_metadata=None,
     version_table=config.attributes["version_table"],
     transactional_ddl=True,
+    # one transaction per revision: a revision can step out of it (autocommit_block) for CREATE INDEX CONCURRENTLY
+    transaction_per_migration=True,
 )
 with context.begin_transaction():
     context.run_migrations()

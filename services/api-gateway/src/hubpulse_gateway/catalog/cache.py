@@ -9,6 +9,7 @@ an entry lives `ttl_s`, so results are at most that stale.
 from __future__ import annotations
 
 from cachetools import TTLCache
+from prometheus_client import Counter
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -16,6 +17,7 @@ from hubpulse_gateway.catalog.service import SearchQuery
 
 SEARCH_PATH = "/v1/models"
 CACHE_HEADER = b"x-cache"
+LOOKUPS = Counter("hubpulse_gateway_search_cache_total", "Search requests answered from the cache or not", ["result"])
 
 
 class SearchCache:
@@ -27,10 +29,16 @@ class SearchCache:
         self._by_query: TTLCache[SearchQuery, bytes] = TTLCache(max(size, 1), max(ttl_s, 1e-9))
 
     def raw(self, query_string: bytes) -> bytes | None:
-        return self._by_raw.get(query_string) if self.enabled else None
+        """The fast path: a miss is counted by `get`, which the route calls next."""
+        body = self._by_raw.get(query_string) if self.enabled else None
+        if body is not None:
+            LOOKUPS.labels("hit").inc()
+        return body
 
     def get(self, query: SearchQuery) -> bytes | None:
-        return self._by_query.get(query) if self.enabled else None
+        body = self._by_query.get(query) if self.enabled else None
+        LOOKUPS.labels("miss" if body is None else "hit").inc()
+        return body
 
     def put(self, query_string: bytes, query: SearchQuery, body: bytes) -> None:
         if self.enabled:

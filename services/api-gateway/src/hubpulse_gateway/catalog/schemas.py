@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from hubpulse_common.explain import label_sentence, sentence
 
 
 class SortKey(StrEnum):
@@ -45,6 +47,10 @@ class Contribution(_Out):
     value: float | None
     contribution: float = Field(description="Signed push on the score, in log-odds")
 
+    @computed_field(description="The fact the model read, in words (e.g. 'Likes this week are higher than 97 % ...')")
+    def text(self) -> str:
+        return sentence(self.feature, self.value)
+
 
 class DailyPoint(_Out):
     snapshot_date: date
@@ -66,6 +72,11 @@ class ModelDetail(ModelSummary):
     explanation: list[Contribution]
     features: dict[str, float | None]
     history: list[DailyPoint] = Field(description="One point per day, oldest first")
+    hub_url: str = Field(description="The model's page on the Hugging Face Hub")
+
+    @computed_field(description="What `probability` is the probability of, in words; null when unscored")
+    def label_text(self) -> str | None:
+        return None if self.label is None else label_sentence(self.label)
 
 
 class Pick(_Out):

@@ -36,6 +36,7 @@ class CatalogState:
     cache: SearchCache
     planner: SamplePlanner
     feed: PicksFeed
+    hub_url: str = "https://huggingface.co"
 
 
 def _state(request: Request) -> CatalogState:
@@ -107,6 +108,7 @@ async def model_detail(
     detail["history"] = [dict(r) for r in history]
     detail["is_pick"] = service.is_pick(detail["probability"], detail["threshold"])
     detail["hype_score"] = service.hype_score(detail["probability"], detail["likes"], features.get("likes_7d"))
+    detail["hub_url"] = f"{_state(request).hub_url.rstrip('/')}/{model_id}"
     return Response(ModelDetail.model_validate(detail).model_dump_json(), media_type=JSON)
 
 

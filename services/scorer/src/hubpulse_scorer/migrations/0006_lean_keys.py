@@ -11,9 +11,8 @@ the tags on the heap instead, only where the word is a tag at all (the gateway's
 Revision ID: 0006_lean_keys
 """
 
-from alembic import op
-
 from hubpulse_common.catalog_keys import SORT_KEYS
+from hubpulse_common.migration_ops import create_index_concurrently, drop_index_concurrently
 
 revision = "0006_lean_keys"
 down_revision = "0005_catalog_details"
@@ -25,24 +24,23 @@ def _keys(include: tuple[str, ...]) -> None:
     for name, sort_key in SORT_KEYS.items():
         key, column = sort_key.expression, sort_key.column
         columns = ", ".join(c for c in dict.fromkeys((*include, column)) if c != key)
-        op.execute(f"DROP INDEX IF EXISTS catalog_models_key_{name}")
-        op.execute(f"DROP INDEX IF EXISTS catalog_models_task_key_{name}")
-        op.execute(
-            f"CREATE INDEX catalog_models_key_{name} ON catalog_models (({key}) DESC, model_id) INCLUDE ({columns})"
+        # search reads catalog_models throughout: build without blocking it
+        create_index_concurrently(
+            f"catalog_models_key_{name}", f"catalog_models (({key}) DESC, model_id) INCLUDE ({columns})"
         )
-        op.execute(
-            f"CREATE INDEX catalog_models_task_key_{name} ON catalog_models "
-            f"(pipeline_tag, ({key}) DESC, model_id) INCLUDE ({columns.replace('pipeline_tag, ', '')})"
+        create_index_concurrently(
+            f"catalog_models_task_key_{name}",
+            f"catalog_models (pipeline_tag, ({key}) DESC, model_id) INCLUDE ({columns.replace('pipeline_tag, ', '')})",
         )
 
 
 def upgrade() -> None:
-    op.execute("DROP INDEX IF EXISTS catalog_models_probability")
-    op.execute("DROP INDEX IF EXISTS catalog_models_task")
+    drop_index_concurrently("catalog_models_probability")
+    drop_index_concurrently("catalog_models_task")
     _keys(("pipeline_tag", "library_name", "downloads", "likes"))
 
 
 def downgrade() -> None:
     _keys(("pipeline_tag", "library_name", "downloads", "likes", "tags"))
-    op.execute("CREATE INDEX catalog_models_task ON catalog_models (pipeline_tag, probability DESC NULLS LAST)")
-    op.execute("CREATE INDEX catalog_models_probability ON catalog_models (probability DESC NULLS LAST, model_id)")
+    create_index_concurrently("catalog_models_task", "catalog_models (pipeline_tag, probability DESC NULLS LAST)")
+    create_index_concurrently("catalog_models_probability", "catalog_models (probability DESC NULLS LAST, model_id)")

@@ -9,9 +9,8 @@ serves the library's bitmap. Four more indexes on the daily upsert's write path 
 Revision ID: 0009_library_keys
 """
 
-from alembic import op
-
 from hubpulse_common.catalog_keys import SORT_KEYS
+from hubpulse_common.migration_ops import create_index_concurrently, drop_index_concurrently
 
 revision = "0009_library_keys"
 down_revision = "0008_catalog_autovacuum"
@@ -23,14 +22,15 @@ def upgrade() -> None:
     for name, sort_key in SORT_KEYS.items():
         key, column = sort_key.expression, sort_key.column
         columns = ", ".join(c for c in dict.fromkeys(("pipeline_tag", "downloads", "likes", column)) if c != key)
-        op.execute(
-            f"CREATE INDEX catalog_models_library_key_{name} ON catalog_models "
-            f"(library_name, ({key}) DESC, model_id) INCLUDE ({columns})"
+        # search reads catalog_models throughout: build without blocking it
+        create_index_concurrently(
+            f"catalog_models_library_key_{name}",
+            f"catalog_models (library_name, ({key}) DESC, model_id) INCLUDE ({columns})",
         )
-    op.execute("DROP INDEX IF EXISTS catalog_models_library")
+    drop_index_concurrently("catalog_models_library")
 
 
 def downgrade() -> None:
-    op.execute("CREATE INDEX catalog_models_library ON catalog_models (library_name)")
+    create_index_concurrently("catalog_models_library", "catalog_models (library_name)")
     for name in SORT_KEYS:
-        op.execute(f"DROP INDEX IF EXISTS catalog_models_library_key_{name}")
+        drop_index_concurrently(f"catalog_models_library_key_{name}")

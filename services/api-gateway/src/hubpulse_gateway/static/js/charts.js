@@ -1,14 +1,42 @@
 // Small time-series charts on the vendored uPlot (static/vendor/uplot, MIT).
 import uPlot from "../vendor/uplot/uPlot.esm.js";
 
+const COLORS = ["#4f46e5", "#d9480f", "#067647", "#b54708"];
+
+// Tick labels with just enough precision that neighbours differ ("50.2K 50.6K 51K", never "51K 51K 51K").
+export function tickLabels(values, percent = false) {
+  for (let digits = 0; digits <= 3; digits++) {
+    const format = percent
+      ? (v) => (100 * v).toFixed(digits) + "%"
+      : (v) => Intl.NumberFormat("en", { notation: "compact", maximumFractionDigits: digits }).format(v);
+    const labels = values.map((v) => (v == null ? "" : format(v)));
+    if (new Set(labels.filter((l) => l !== "")).size === labels.filter((l) => l !== "").length) return labels;
+  }
+  return values.map((v) => (v == null ? "" : String(+v.toPrecision(6))));
+}
+
+// series: [{label, values, color?, bars?}]; dates: ISO days. A chart with no finite value shows a note instead.
 export function lineChart(target, title, dates, series, { width = 500, height = 220, percent = false } = {}) {
+  const finite = series.some((s) => s.values.some((v) => v != null && Number.isFinite(v)));
+  if (!finite) {
+    target.replaceChildren(Object.assign(document.createElement("p"), { className: "muted empty", textContent: `${title}: no data yet.` }));
+    return null;
+  }
   const xs = dates.map((d) => Date.parse(d + "T00:00:00Z") / 1000);
-  const colors = ["#4f46e5", "#d9480f", "#067647"];
   const opts = {
     title, width, height,
     scales: percent ? { y: { range: [0, 1] } } : {},
-    axes: [{}, { values: (u, vals) => vals.map((v) => (percent ? (100 * v).toFixed(0) + "%" : Intl.NumberFormat("en", { notation: "compact" }).format(v))) }],
-    series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: colors[i % colors.length], width: 2, spanGaps: true }))],
+    axes: [{}, { values: (u, vals) => tickLabels(vals, percent), size: 56 }],
+    series: [{}, ...series.map((s, i) => ({
+      label: s.label,
+      stroke: s.color ?? COLORS[i % COLORS.length],
+      width: s.bars ? 0 : 2,
+      fill: s.bars ? (s.color ?? COLORS[i % COLORS.length]) + "33" : undefined,
+      paths: s.bars ? uPlot.paths.bars({ size: [0.9, 40] }) : undefined,
+      points: { show: false },
+      spanGaps: !s.bars,
+      value: (u, v) => (v == null ? "–" : percent ? (100 * v).toFixed(1) + "%" : Intl.NumberFormat("en").format(v)),
+    }))],
   };
   return new uPlot(opts, [xs, ...series.map((s) => s.values)], target);
 }

@@ -5,6 +5,7 @@
 export const pages = [
   { route: "", nav: "Search", load: () => import("./pages/search.js") },
   { route: "models/", nav: null, load: () => import("./pages/model.js") },
+  { route: "compare", nav: "Compare", load: () => import("./pages/compare.js") },
   { route: "login", nav: "Log in", load: () => import("./pages/login.js"), anonymousOnly: true },
   { route: "signup", nav: "Sign up", load: () => import("./pages/signup.js"), anonymousOnly: true },
   { route: "deployments", nav: "Deployments", load: () => import("./pages/deployments.js"), requiresLogin: true },

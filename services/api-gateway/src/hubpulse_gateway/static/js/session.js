@@ -8,7 +8,9 @@ export function user() { return current; }
 export function onChange(fn) { listeners.add(fn); }
 
 export async function refresh() {
-  try { current = await api("/v1/me"); } catch { current = null; }
+  // A web session always carries the readable CSRF cookie: without it, asking /v1/me would only log a 401.
+  const hasSession = document.cookie.split("; ").some((c) => c.startsWith("hp_csrf="));
+  try { current = hasSession ? await api("/v1/me") : null; } catch { current = null; }
   listeners.forEach((fn) => fn(current));
   return current;
 }

@@ -1,6 +1,7 @@
 // Search: text with debounce, filters, sort, and "more" through the opaque cursor.
 import { api, el, fmt, modelHref, query } from "../api.js";
 import { watchButton } from "./watches.js";
+import { MAX_COMPARED, compareHref } from "./compare.js";
 
 const TASKS = ["text-generation", "text-classification", "token-classification", "question-answering",
   "summarization", "translation", "fill-mask", "feature-extraction", "sentence-similarity", "text-ranking",
@@ -27,12 +28,23 @@ export function render(root) {
   const status = el("p", { class: "muted", "data-testid": "status" });
   const body = el("tbody", { "data-testid": "results" });
   const more = el("button", { type: "button", hidden: "", "data-testid": "more" }, "More");
+  const selected = new Set();
+  const compare = el("a", { class: "button", hidden: "", "data-testid": "compare-selected" });
+  const updateCompare = () => {
+    compare.hidden = selected.size < 2;
+    compare.textContent = `Compare ${selected.size} models`;
+    compare.href = compareHref([...selected]);
+    body.querySelectorAll("input[type=checkbox]").forEach((box) => {
+      box.disabled = !box.checked && selected.size >= MAX_COMPARED;
+    });
+  };
   const saveSearch = watchButton("search", () => query(Object.fromEntries(new FormData(form))).slice(1),
     "Watch this search");
-  root.append(form, el("p", { class: "actions" }, saveSearch), status, el("table", {},
+  root.append(form, el("div", { class: "toolbar" }, status, compare, saveSearch), el("table", {},
     el("thead", {}, el("tr", {}, el("th", {}, "Model"), el("th", {}, "Task"), el("th", {}, "Library"),
       el("th", { class: "num" }, "Downloads"), el("th", { class: "num" }, "Likes"),
-      el("th", { class: "num" }, "Growth 7d"), el("th", { class: "num" }, "Trend"))), body), more);
+      el("th", { class: "num" }, "Growth 7d"), el("th", { class: "num" }, "Trend"),
+      el("th", { class: "pick", title: `Tick up to ${MAX_COMPARED} models to compare` }, "Compare"))), body), more);
 
   let cursor = null;
   let inflight = null;
@@ -43,7 +55,13 @@ export function render(root) {
     el("td", {}, m.pipeline_tag ?? "–"), el("td", {}, m.library_name ?? "–"),
     el("td", { class: "num" }, fmt.int(m.downloads)), el("td", { class: "num" }, fmt.int(m.likes)),
     el("td", { class: "num" }, m.growth_7d == null ? "–" : fmt.pct(m.growth_7d)),
-    el("td", { class: "num" }, fmt.pct(m.probability)));
+    el("td", { class: "num" }, fmt.pct(m.probability)),
+    el("td", { class: "pick" }, el("input", { type: "checkbox", "aria-label": "compare " + m.model_id,
+      "data-testid": "compare-box", checked: selected.has(m.model_id) ? "" : null, onchange: (e) => {
+        if (e.target.checked) selected.add(m.model_id);
+        else selected.delete(m.model_id);
+        updateCompare();
+      } })));
 
   async function load(append) {
     inflight?.abort(); // the newest query wins; stale answers are dropped
@@ -55,6 +73,7 @@ export function render(root) {
       const page = await api("/v1/models" + query(params), { signal: inflight.signal });
       if (!append) body.replaceChildren();
       body.append(...page.items.map(row));
+      updateCompare();
       cursor = page.next_cursor;
       more.hidden = !cursor;
       status.textContent = body.children.length ? `${body.children.length} models shown` : "No models match.";
