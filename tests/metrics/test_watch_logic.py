@@ -95,8 +95,8 @@ def test_reason_speaks_of_what_pushed_the_score_up() -> None:
         Contribution(feature="rank_change_7d", value=-1.0, contribution=0.7),
     ]
     assert service.reason("threshold", None, top) == (
-        "Its trend probability crossed your threshold. Downloads today are higher than 99.8 % of models. "
-        "It climbed 1 place in the trending ranking over 7 days. It gained 64 likes in 7 days."
+        "Its trend probability crossed your threshold. Downloads over 30 days are higher than 99.8 % of models "
+        "today. Down 1 place on the trending list in a week. +64 likes this week."
     )
 
 

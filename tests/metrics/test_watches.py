@@ -62,8 +62,8 @@ async def test_task_watch_alerts_once_per_crossing_on_every_channel(
         assert alert["model_id"] == model
         assert alert["condition"] == "threshold"
         assert (alert["probability"], alert["previous_probability"], alert["threshold"]) == (0.62, 0.30, 0.45)
-        assert "Downloads today are higher than 99.8 % of models." in alert["reason"]
-        assert "climbed 4 places" in alert["reason"]
+        assert "Downloads over 30 days are higher than 99.8 % of models today." in alert["reason"]
+        assert "4 places on the trending list in a week" in alert["reason"]
         assert alert["url"] == f"https://hubpulse.example.com/models/{model}"
         assert headers["webhook-id"] == alert["alert_id"]
         assert receiver.attempts == 2

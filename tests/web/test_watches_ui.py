@@ -66,7 +66,8 @@ async def test_watch_a_model_then_see_its_alert_live(page: Page, watch_web: str,
     # The default conditions: the 0.45 threshold and the picks (0.382) are both crossed, each alerting once.
     await expect(page.get_by_test_id("alert")).to_have_count(2, timeout=30_000)
     await expect(page.get_by_test_id("unread")).to_have_text("2")
-    await expect(page.get_by_test_id("alerts")).to_contain_text("Downloads today are higher than 99.8 % of models")
+    reason = "Downloads over 30 days are higher than 99.8 % of models today"
+    await expect(page.get_by_test_id("alerts")).to_contain_text(reason)
     await page.get_by_test_id("ack").first.click()
     await expect(page.get_by_test_id("unread")).to_have_text("1")
 

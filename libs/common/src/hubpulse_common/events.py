@@ -349,8 +349,8 @@ class WatchAlertEvent(Event):
                     "probability": 0.62,
                     "previous_probability": 0.31,
                     "threshold": 0.45,
-                    "reason": "Downloads today are higher than 99.8 % of models. "
-                    "It climbed 4 places in the trending ranking over 7 days.",
+                    "reason": "Its trend probability crossed your threshold. Downloads over 30 days are higher "
+                    "than 99.8 % of models today. Up 4 places on the trending list in a week.",
                     "url": "https://hubpulse.example.com/models/Qwen/Qwen3-0.6B",
                 }
             ]

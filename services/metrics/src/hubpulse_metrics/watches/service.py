@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from hubpulse_common import explain
 from hubpulse_common.events import Contribution
 
 SURGE_FACTOR = 2.0  # downloads doubled...
@@ -165,43 +166,6 @@ def alert_id(watch_id: str, model_id: str, condition: str, crossing_id: str) -> 
     return f"wal_{digest[:20]}"
 
 
-_NAMES = {
-    "log_downloads": "Downloads",
-    "lag_1_delta": "New downloads on the day",
-    "growth_rate_7d": "Download growth over 7 days",
-    "likes_7d": "Likes this week",
-    "likes_velocity_3d": "The pace of new likes",
-    "trend_score_proxy": "Its trending score",
-    "inc_7d_run_rate": "The 7-day download run rate",
-}
-
-
-def feature_sentence(item: Contribution) -> str | None:
-    """One feature of a score in words, or None when it says nothing readable (no value)."""
-    name, value = item.feature, item.value
-    if value is None:
-        return None
-    for prefix, among in (("day_pct_", "models"), ("task_pct_", "models of its task")):
-        if name.startswith(prefix):
-            subject = _NAMES.get(name.removeprefix(prefix), name.removeprefix(prefix).replace("_", " "))
-            verb = "are" if subject.endswith("s") else "is"
-            return f"{subject} today {verb} higher than {value * 100:.1f} % of {among}."
-    if name.startswith("rank_change_"):
-        days = name.removeprefix("rank_change_").removesuffix("d")
-        places = abs(round(value))
-        verb = "climbed" if value < 0 else "fell"
-        return f"It {verb} {places} place{'s' if places != 1 else ''} in the trending ranking over {days} days."
-    if name == "trending_rank":
-        return f"It is #{round(value)} in the Hub's trending list."
-    if name == "likes_7d":
-        return f"It gained {round(value)} likes in 7 days."
-    if name == "growth_rate_7d":
-        return f"Its downloads grew {value * 100:.0f} % over 7 days."
-    if name == "age_days":
-        return f"It is {round(value)} days old."
-    return f"{_NAMES.get(name, name.replace('_', ' ').capitalize())}: {value:g}."
-
-
 def reason(condition: str, reading: Reading | None, top_features: Sequence[Contribution], limit: int = 3) -> str:
     """Why the alert fired, in sentences: the condition, then the features that pushed the score up."""
     head = {
@@ -211,9 +175,8 @@ def reason(condition: str, reading: Reading | None, top_features: Sequence[Contr
         "new_model": "A new model by an author you watch.",
         "test": "A test alert: your watch's channels work.",
     }[condition]
-    pushing = sorted((f for f in top_features if f.contribution > 0), key=lambda f: -f.contribution)
-    sentences = [s for s in (feature_sentence(f) for f in pushing) if s is not None][:limit]
-    return " ".join([head, *sentences])
+    pushing = sorted((f for f in top_features if f.contribution > 0), key=lambda f: -f.contribution)[:limit]
+    return " ".join([head, *(f"{explain.sentence(f.feature, f.value)}." for f in pushing)])
 
 
 def model_url(public_url: str, model_id: str) -> str:
