@@ -45,6 +45,7 @@ class Contribution(ApiModel):
     feature: str
     value: float | None
     contribution: float
+    text: str  # the fact in words, e.g. "Likes this week are higher than 97 % of models today"
 
 
 class DailyPoint(ApiModel):
@@ -69,6 +70,8 @@ class ModelDetail(ModelSummary):
     explanation: list[Contribution]
     features: dict[str, float | None]
     history: list[DailyPoint]
+    hub_url: str
+    label_text: str | None
 
 
 class Pick(ApiModel):
