@@ -4,10 +4,13 @@ on free ports against the PostgreSQL fixture."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -43,6 +46,31 @@ async def serving(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def raw_post(base_url: str, path: str, headers: str, body_chunks: int) -> tuple[int, dict[str, Any], float]:
+    """POST over a bare socket: the headers, then up to `body_chunks` MiB of body, stopping when the answer comes.
+    (status, JSON body, seconds to the answer)."""
+    host, port = urlsplit(base_url).netloc.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    start = time.monotonic()
+    writer.write(f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n{headers}\r\n".encode())
+    answer = asyncio.create_task(reader.read(65536))
+    for _ in range(body_chunks):
+        if answer.done():
+            break
+        writer.write(b"1" * (1024 * 1024) if "chunked" not in headers else b"100000\r\n" + b"1" * 0x100000 + b"\r\n")
+        try:
+            await writer.drain()
+        except ConnectionError:
+            break
+        await asyncio.sleep(0.01)
+    raw = await asyncio.wait_for(answer, 10)
+    elapsed = time.monotonic() - start
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    return status, json.loads(payload[payload.index(b"{") : payload.rindex(b"}") + 1]), elapsed
 
 
 def security_gateway(auth_url: str, **overrides: Any) -> FastAPI:

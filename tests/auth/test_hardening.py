@@ -6,14 +6,11 @@ that counts only failures."""
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from auth.conftest import PASSWORD, Stack, security_gateway, serving
+from auth.conftest import PASSWORD, Stack, raw_post, security_gateway, serving
 from hubpulse_auth.app import create_app as create_auth_app
 
 
@@ -49,39 +46,14 @@ async def test_the_auth_service_believes_no_identity_header(stack: Stack) -> Non
         assert (await direct.get("/me", headers=user["headers"])).status_code == 200
 
 
-async def _raw_post(base_url: str, path: str, headers: str, body_chunks: int) -> tuple[int, dict[str, Any], float]:
-    """POST over a bare socket: the headers, then up to `body_chunks` MiB of body, stopping when the answer comes.
-    (status, JSON body, seconds to the answer)."""
-    host, port = urlsplit(base_url).netloc.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    start = time.monotonic()
-    writer.write(f"POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n{headers}\r\n".encode())
-    answer = asyncio.create_task(reader.read(65536))
-    for _ in range(body_chunks):
-        if answer.done():
-            break
-        writer.write(b"1" * (1024 * 1024) if "chunked" not in headers else b"100000\r\n" + b"1" * 0x100000 + b"\r\n")
-        try:
-            await writer.drain()
-        except ConnectionError:
-            break
-        await asyncio.sleep(0.01)
-    raw = await asyncio.wait_for(answer, 10)
-    elapsed = time.monotonic() - start
-    writer.close()
-    head, _, payload = raw.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
-    return status, json.loads(payload[payload.index(b"{") : payload.rindex(b"}") + 1]), elapsed
-
-
 async def test_an_oversized_body_is_refused_before_it_is_read(stack: Stack) -> None:
     # 64 MiB declared: refused from the header, before any of the body is read (audit M2: it was read and parsed)
-    status, body, elapsed = await _raw_post(stack.gateway, "/v1/auth/login", "content-length: 67108864\r\n", 64)
+    status, body, elapsed = await raw_post(stack.gateway, "/v1/auth/login", "content-length: 67108864\r\n", 64)
     assert status == 413
     assert body["error"]["code"] == "payload_too_large"
     assert elapsed < 2
     # no length declared: refused once the streamed bytes pass the limit
-    status, body, _ = await _raw_post(stack.gateway, "/v1/auth/signup", "transfer-encoding: chunked\r\n", 64)
+    status, body, _ = await raw_post(stack.gateway, "/v1/auth/signup", "transfer-encoding: chunked\r\n", 64)
     assert status == 413
     assert body["error"]["code"] == "payload_too_large"
 
@@ -105,7 +77,8 @@ async def test_api_keys_cannot_create_or_revoke_api_keys(stack: Stack) -> None:
 async def test_password_change_ends_every_other_session(stack: Stack) -> None:
     here = await stack.user("changer@example.com")
     elsewhere = await stack.user("changer@example.com")  # a second login: another device, or a thief
-    gateway = security_gateway(stack.auth, session_check_cache_s=0)
+    # two argon2 runs on a busy machine can pass the default 3 s upstream timeout
+    gateway = security_gateway(stack.auth, session_check_cache_s=0, upstream_timeout_s=30)
     async with serving(gateway) as url, httpx.AsyncClient(base_url=url) as client:
         changed = await client.patch(
             "/v1/me",

@@ -18,6 +18,7 @@ from hubpulse_common.errors import UserFacingError
         (["--synthetic", "0"], "--synthetic"),
         (["--synthetic", "10", "--start-date", "soon"], "--start-date"),
         (["--synthetic", "10", "--rate-429", "2"], "--rate-429"),
+        (["--synthetic", "10", "--quota", "-1"], "--quota"),
         (["--history", "/nonexistent/file.csv.gz"], "no such history file"),
     ],
 )

@@ -60,6 +60,7 @@ def replay_server() -> Iterator[Replay]:
 def replay(replay_server: Replay) -> Iterator[Replay]:
     yield replay_server
     replay_server.post("/_replay/faults", {})
+    replay_server.post("/_replay/live", {})
     replay_server.post("/_replay/reset", {})
 
 

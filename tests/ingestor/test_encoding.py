@@ -39,7 +39,9 @@ def _comparable(event: ModelSnapshot) -> dict[str, Any]:
 def test_encoded_page_validates_as_the_pydantic_events(replay: Replay) -> None:
     items = [*_page(replay), *ODD_ITEMS]
     day = dt.date(2026, 3, 4)
-    encoded = encode_page(items, day)
+    outcome = encode_page(items, day)
+    encoded = outcome.encoded
+    assert (outcome.listed, outcome.skipped, outcome.cleaned) == (len(items), {}, {})
     assert len(encoded) == len(items)
     assert encoded.days == {day}
     assert encoded.keys == [i["id"].encode() for i in items]
@@ -48,7 +50,7 @@ def test_encoded_page_validates_as_the_pydantic_events(replay: Replay) -> None:
     # the same bytes through encode_rows (the `hubpulse import` path)
     again = encode_rows(rows_from_page(items, day))
     assert [_comparable(ModelSnapshot.model_validate_json(v)) for v in again.values] == expected
-    assert encode_page([], day).days == set()
+    assert encode_page([], day).encoded.days == set()
 
 
 async def test_upsert_encoded_stores_what_copy_stores(replay: Replay, stores: tuple[asyncpg.Pool, EventBus]) -> None:
@@ -58,7 +60,7 @@ async def test_upsert_encoded_stores_what_copy_stores(replay: Replay, stores: tu
     copy_day, json_day = dt.date(2026, 3, 4), dt.date(2026, 3, 5)
     await repository.upsert_snapshots(pool, rows_from_page(items, copy_day))
     for _ in range(2):  # a redelivered batch overwrites
-        await repository.upsert_encoded(pool, encode_page(items, json_day))
+        await repository.upsert_encoded(pool, encode_page(items, json_day).encoded)
     columns = ", ".join(c for c in COLUMNS if c != "snapshot_date")
     query = f"SELECT {columns} FROM snapshots WHERE snapshot_date = $1 ORDER BY model_id"  # noqa: S608
     by_copy = [dict(r) for r in await pool.fetch(query, copy_day)]

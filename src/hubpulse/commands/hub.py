@@ -31,13 +31,17 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     seed: Annotated[int, typer.Option(help="Seed of the synthetic Hub and of the fault generator.")] = 0,
     start_date: Annotated[str, typer.Option(help="First day of the synthetic Hub (YYYY-MM-DD).")] = "2025-01-01",
-    rate_429: Annotated[float, typer.Option(help="Share of /api requests answered 429 with Retry-After.")] = 0.0,
+    rate_429: Annotated[float, typer.Option(help="Share of /api requests answered 429 (no Retry-After).")] = 0.0,
     rate_5xx: Annotated[float, typer.Option(help="Share of /api requests answered 500/502/503.")] = 0.0,
+    quota: Annotated[
+        int, typer.Option(help="Requests per 5-minute window per caller, with RateLimit headers (huggingface.co: 500).")
+    ] = 0,
 ) -> None:
     """Serve GET /api/models, /api/models/{id}, /api/trending; POST /_replay/advance moves the day."""
     from hubpulse.hub.app import create_app
     from hubpulse.hub.demo_models import DemoRepos, default_cache_dir
     from hubpulse.hub.faults import FaultConfig
+    from hubpulse.hub.live import LiveConfig
     from hubpulse.hub.server import serve as run_server
     from hubpulse_common.synthetic import SyntheticHub
 
@@ -48,16 +52,21 @@ def serve(
     for name, rate in (("--rate-429", rate_429), ("--rate-5xx", rate_5xx)):
         if not 0.0 <= rate <= 1.0:
             raise UserFacingError(f"{name} must be between 0 and 1, got {rate}")
+    if quota < 0:
+        raise UserFacingError(f"--quota must be 0 (off) or more, got {quota}")
     faults = FaultConfig(seed=seed, rate_429=rate_429, rate_5xx=rate_5xx)
+    live = LiveConfig(quota=quota)
     if synthetic is not None:
         if not 1 <= synthetic <= MAX_MODELS:
             raise UserFacingError(f"--synthetic must be between 1 and {MAX_MODELS}, got {synthetic}")
         if not 1 <= days <= 3650:
             raise UserFacingError(f"--days must be between 1 and 3650, got {days}")
-        app = create_app(SyntheticHub(synthetic, days, seed=seed, start_date=_start_date(start_date)), faults=faults)
+        app = create_app(
+            SyntheticHub(synthetic, days, seed=seed, start_date=_start_date(start_date)), faults=faults, live=live
+        )
     else:
         assert history is not None
-        app = create_app(history, faults=faults)
+        app = create_app(history, faults=faults, live=live)
     # The demo models take seconds to build (transformers): do it while the platform starts, not on first use.
     app.state.demo_repos = DemoRepos(default_cache_dir())
     threading.Thread(target=app.state.demo_repos.warm, name="demo-models", daemon=True).start()

@@ -51,13 +51,23 @@ def ingest(
                 result = await run_cycle(
                     pool, bus, settings, on_progress=lambda models, _: progress.update(task, completed=models)
                 )
-            console.print(
-                f"cycle {result.cycle_id} {result.status}: {result.models:,} models on {result.snapshot_date}, "
-                f"{result.pages:,} pages, {result.retries} retries, {len(result.failed_pages)} failed pages, "
-                f"{result.seconds:.1f} s{' (resumed)' if result.resumed else ''}"
+            skipped = ", ".join(f"{n:,} {reason}" for reason, n in sorted(result.skipped.items())) or "none"
+            estimate = (
+                f"; a full walk takes {result.walk_estimate_s / 60:.0f} min at the Hub's quota"
+                if (result.walk_estimate_s is not None)
+                else ""
             )
-            if result.status == "failed":
-                raise UserFacingError(f"ingestion cycle {result.cycle_id} failed: {result.failed_pages[-1]['error']}")
+            console.print(
+                f"cycle {result.cycle_id} {result.status}: {result.listed:,} listed, {result.models:,} stored on "
+                f"{result.snapshot_date}, skipped {skipped}, {result.renamed} renamed, "
+                f"{result.pages:,} pages, {result.retries} retries, {len(result.failed_pages)} failed pages, "
+                f"{result.seconds:.1f} s{' (resumed)' if result.resumed else ''}{estimate}"
+            )
+            if result.status == "interrupted":
+                raise UserFacingError(
+                    f"ingestion cycle {result.cycle_id} stopped at a page that kept failing "
+                    f"({result.failed_pages[-1]['error']}); the next run resumes from it"
+                )
 
     asyncio.run(main())
 

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubpulse.hub.clock import ReplayClock
 from hubpulse.hub.faults import FaultConfig, FaultInjector, FaultMiddleware
+from hubpulse.hub.live import HubGateMiddleware, LiveConfig, LiveState
 from hubpulse.hub.responses import json_response
 from hubpulse.hub.routes import models, oauth, replay, repos, spaces
 from hubpulse.hub.source import DaySource, SyntheticSource, history_source
@@ -64,10 +65,16 @@ class ReplayDateMiddleware:
 
 
 def create_app(
-    source: Source, *, start_day: int = 0, faults: FaultConfig | None = None, page_size: int = 1000
+    source: Source,
+    *,
+    start_day: int = 0,
+    faults: FaultConfig | None = None,
+    page_size: int = 1000,
+    live: LiveConfig | None = None,
 ) -> FastAPI:
     """source: a SyntheticHub, a history file path, or any DaySource; faults: the knobs at start;
-    page_size: most models per /api/models page (huggingface.co: 1000)."""
+    page_size: most models per /api/models page (huggingface.co: 1000); live: renames, private repos,
+    tokens, moving scores and the rate limit at start (also set through POST /_replay/live)."""
     clock = ReplayClock(as_source(source), start_day)
     injector = FaultInjector(faults)
     app = FastAPI(
@@ -79,6 +86,7 @@ def create_app(
     )
     app.state.clock = clock
     app.state.faults = injector
+    app.state.live = LiveState(live or LiveConfig())
     app.state.page_size = page_size
     for router in _ROUTERS:
         app.include_router(router)
@@ -92,6 +100,7 @@ def create_app(
         return json_response({"status": "ready", "date": clock.current.cols.date.isoformat()})
 
     app.add_middleware(FaultMiddleware, injector=injector)
+    app.add_middleware(HubGateMiddleware, live=app.state.live)
     app.add_middleware(ReplayDateMiddleware, clock=clock)
     return app
 

@@ -17,7 +17,6 @@ class ReplayClock:
         self.source = source
         self._lock = threading.Lock()
         self._snapshot = self._build(start_day)
-        self._previous: Snapshot | None = None
 
     @property
     def n_days(self) -> int:
@@ -32,21 +31,13 @@ class ReplayClock:
     def current(self) -> Snapshot:
         return self._snapshot
 
-    def snapshot_for(self, day: int) -> Snapshot:
-        """The snapshot a cursor was issued on, if still held (today or yesterday), else today."""
-        previous = self._previous
-        if previous is not None and previous.day == day:
-            return previous
-        return self._snapshot
-
     def go_to(self, day: int) -> Snapshot:
         with self._lock:
             if day == self._snapshot.day:
                 return self._snapshot
-            built = self._build(day)
-            # keep the previous day so walks that started on it finish on a consistent snapshot
-            self._previous, self._snapshot = self._snapshot, built
-            return built
+            # no old day is kept for walks begun on it: huggingface.co's cursors read live data
+            self._snapshot = self._build(day)
+            return self._snapshot
 
     def state(self) -> dict[str, object]:
         snap = self._snapshot

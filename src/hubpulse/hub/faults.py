@@ -1,4 +1,5 @@
-"""Seeded fault injection for the replay Hub's /api routes: 429 with Retry-After, 5xx, slow, truncated, malformed.
+"""Seeded fault injection for the replay Hub's /api routes: 429 (Retry-After only when asked), 5xx, slow,
+truncated, malformed.
 
 One random draw per knob per request from a seeded generator, so the same request sequence meets the
 same faults. `fail_next` forces the next N requests to fail with `fail_status`, for exact bursts.
@@ -21,13 +22,16 @@ Fault = Literal["none", "429", "5xx", "truncate", "malformed"]
 class FaultConfig(BaseModel):
     seed: int = 0
     rate_429: float = Field(0.0, ge=0.0, le=1.0)
-    retry_after: int = Field(1, ge=0, description="seconds, sent in Retry-After with every 429")
+    retry_after: int | None = Field(
+        None, ge=0, description="seconds sent in Retry-After with every 429; none by default, as on huggingface.co"
+    )
     rate_5xx: float = Field(0.0, ge=0.0, le=1.0)
     rate_slow: float = Field(0.0, ge=0.0, le=1.0)
     slow_seconds: float = Field(0.5, ge=0.0, le=60.0)
     rate_truncate: float = Field(0.0, ge=0.0, le=1.0)
     rate_malformed: float = Field(0.0, ge=0.0, le=1.0)
     fail_next: int = Field(0, ge=0, description="the next N /api requests fail with fail_status")
+    fail_after: int = Field(0, ge=0, description="fail_next starts after this many /api requests succeeded")
     fail_status: int = Field(503, ge=400, le=599)
     path_prefix: str = "/api/"
 
@@ -44,6 +48,7 @@ class FaultInjector:
             self.config = config
             self._rng = random.Random(config.seed)
             self._forced = config.fail_next
+            self._spared = config.fail_after
 
     def state(self) -> dict[str, object]:
         with self._lock:
@@ -53,7 +58,9 @@ class FaultInjector:
         """(fault, slow, status) for the next request."""
         with self._lock:
             c = self.config
-            if self._forced > 0:
+            if self._spared > 0:
+                self._spared -= 1
+            elif self._forced > 0:
                 self._forced -= 1
                 return ("429" if c.fail_status == 429 else "5xx"), False, c.fail_status
             draws = [self._rng.random() for _ in range(5)]
@@ -87,7 +94,8 @@ class FaultMiddleware:
         if slow:
             await asyncio.sleep(self.injector.config.slow_seconds)
         if fault in ("429", "5xx"):
-            extra = [(b"retry-after", str(self.injector.config.retry_after).encode())] if status == 429 else []
+            retry_after = self.injector.config.retry_after
+            extra = [(b"retry-after", str(retry_after).encode())] if status == 429 and retry_after is not None else []
             message = "Rate limit reached, retry later" if status == 429 else "Internal error (injected)"
             body = orjson.dumps({"error": message})
             await send({"type": "http.response.start", "status": status, "headers": _json_headers(body, extra)})

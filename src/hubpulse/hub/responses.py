@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -10,10 +11,15 @@ from starlette.responses import Response
 
 from hubpulse.hub.clock import ReplayClock
 from hubpulse.hub.faults import FaultInjector
+from hubpulse.hub.live import LiveState
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(content), status_code=status_code, headers=headers, media_type="application/json")
+    try:
+        body = orjson.dumps(content)
+    except TypeError:  # integers past 64 bits, which JSON (and huggingface.co) can carry: the slow encoder
+        body = json.dumps(content, separators=(",", ":")).encode()
+    return Response(body, status_code=status_code, headers=headers, media_type="application/json")
 
 
 def hub_error(status_code: int, message: str, error_code: str | None = None) -> Response:
@@ -35,3 +41,8 @@ def clock_of(request: Request) -> ReplayClock:
 def faults_of(request: Request) -> FaultInjector:
     faults: FaultInjector = request.app.state.faults
     return faults
+
+
+def live_of(request: Request) -> LiveState:
+    live: LiveState = request.app.state.live
+    return live

@@ -9,49 +9,50 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from hubpulse.hub.live import PLACEHOLDER_CREATED_AT, PLACEHOLDER_TS
 from hubpulse_common.synthetic import DayColumns
 
 I64 = npt.NDArray[np.int64]
+T = TypeVar("T")
 
+# huggingface_hub sends these names (hf_api.list_models maps its snake_case sorts to them); `sort=trending`
+# and other spellings are refused by huggingface.co (hub-docs issue #1090).
 SORTS = ("downloads", "likes", "trendingScore", "createdAt", "lastModified", "likes7d")
-SORT_ALIASES = {
-    "trending_score": "trendingScore",
-    "created_at": "createdAt",
-    "last_modified": "lastModified",
-    "likes_7d": "likes7d",
-    "trending": "trendingScore",
-}
 # Fields a list page carries by default, as huggingface.co does without expand
 DEFAULT_FIELDS = ("likes", "trendingScore", "private", "downloads", "tags", "pipeline_tag", "library_name", "createdAt")
 FULL_FIELDS = (*DEFAULT_FIELDS, "author", "lastModified", "sha", "gated", "disabled", "siblings")
 DETAIL_FIELDS = (*FULL_FIELDS, "downloadsAllTime")
 SERVED_FIELDS = frozenset((*DETAIL_FIELDS, "likes7d"))
+# Accepted on a single model only: huggingface.co refuses them on lists (huggingface_hub PR #3182)
+DETAIL_ONLY_EXPAND = frozenset({"baseModels", "childrenModelCount", "usedStorage"})
 # Every expand value huggingface_hub knows; those we do not serve are accepted and left out
-KNOWN_EXPAND = SERVED_FIELDS | {
-    "baseModels",
-    "cardData",
-    "childrenModelCount",
-    "config",
-    "evalResults",
-    "gguf",
-    "inference",
-    "inferenceProviderMapping",
-    "mask_token",
-    "model-index",
-    "resourceGroup",
-    "safetensors",
-    "spaces",
-    "transformersInfo",
-    "usedStorage",
-    "widgetData",
-}
+KNOWN_EXPAND = (
+    SERVED_FIELDS
+    | DETAIL_ONLY_EXPAND
+    | {
+        "cardData",
+        "config",
+        "evalResults",
+        "gguf",
+        "inference",
+        "inferenceProviderMapping",
+        "mask_token",
+        "model-index",
+        "resourceGroup",
+        "safetensors",
+        "spaces",
+        "transformersInfo",
+        "widgetData",
+    }
+)
 _CACHE_SIZE = 32
 
 
@@ -78,7 +79,7 @@ class Snapshot:
         self._lock = threading.Lock()
         self._orders: dict[tuple[str, bool], I64] = {}
         self._selections: OrderedDict[tuple[Query, str | None, bool], I64] = OrderedDict()
-        self._keysets: OrderedDict[tuple[Query, bool], I64] = OrderedDict()
+        self._memo: OrderedDict[tuple[Any, ...], object] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.cols)
@@ -94,7 +95,7 @@ class Snapshot:
             "likes": c.likes,
             "trendingScore": c.trending_score,
             "likes7d": c.likes7d,
-            "createdAt": c.created_ts,
+            "createdAt": np.maximum(c.created_ts, PLACEHOLDER_TS),  # NaN (unknown) stays NaN
             "lastModified": np.where(c.last_modified_ms >= 0, c.last_modified_ms, np.nan),
         }
         return keys[sort]
@@ -147,24 +148,18 @@ class Snapshot:
                 self._selections.popitem(last=False)
         return rows
 
-    def keyset(self, q: Query, descending: bool) -> I64:
-        """Model indexes of the default-order selection (ascending), which keyset pagination searches.
-
-        Cached: indexing the whole selection on every page made a walk O(models x pages)."""
-        if q.empty:
-            return self.cols.model_index  # the selection is every row, in model order
-        key = (q, descending)
+    def memo(self, key: tuple[Any, ...], build: Callable[[], T]) -> T:
+        """A small per-day LRU for derived arrays (live orders of a walk), built outside the lock."""
         with self._lock:
-            cached = self._keysets.get(key)
-            if cached is not None:
-                self._keysets.move_to_end(key)
-                return cached
-        keys = self.cols.model_index[self.selection(q, None, descending)]
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return cast(T, self._memo[key])
+        value = build()
         with self._lock:
-            self._keysets[key] = keys
-            while len(self._keysets) > _CACHE_SIZE:
-                self._keysets.popitem(last=False)
-        return keys
+            self._memo[key] = value
+            while len(self._memo) > _CACHE_SIZE:
+                self._memo.popitem(last=False)
+        return value
 
     def find(self, model_index: int) -> int | None:
         pos = int(np.searchsorted(self.cols.model_index, model_index))
@@ -182,9 +177,15 @@ class Snapshot:
         return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
+def object_id_seconds(c: DayColumns) -> I64:
+    """The creation second an ObjectId carries: never before the placeholder date (older repos got that)."""
+    seconds: I64 = np.nan_to_num(np.maximum(c.created_ts, PLACEHOLDER_TS), nan=0.0).astype(np.int64) & 0xFFFFFFFF
+    return seconds
+
+
 def _object_ids(c: DayColumns, rows: I64) -> list[str]:
     """Stable 24-hex ids like Mongo ObjectIds: creation second, then the model index."""
-    created = np.nan_to_num(c.created_ts[rows], nan=0.0).astype(np.int64) & 0xFFFFFFFF
+    created = object_id_seconds(c)[rows]
     return [f"{t:08x}{i:016x}" for t, i in zip(created.tolist(), c.model_index[rows].tolist(), strict=True)]
 
 
@@ -227,7 +228,8 @@ def _field(c: DayColumns, rows: I64, field: str, ids: list[str]) -> list[Any]:
         case "author":
             return _categorical(c.author_code[rows], c.author_vocab)
         case "createdAt":
-            return _list(c.created_at[rows])
+            old = (c.created_ts[rows] < PLACEHOLDER_TS).tolist()
+            return [PLACEHOLDER_CREATED_AT if o else v for o, v in zip(old, c.created_at[rows].tolist(), strict=True)]
         case "lastModified":
             return _iso(c.last_modified_ms[rows])
         case "sha":

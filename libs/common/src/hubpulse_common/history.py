@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,16 @@ import pandas as pd
 from hubpulse_common.errors import InputError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("snapshot_date", "model_id", "downloads", "likes")
+# huggingface.co's createdAt for every repo created before it stored creation dates (about 14% of models, e.g.
+# openai-community/gpt2): "older than March 2022", not a creation time. Read as unknown everywhere.
+HUB_CREATED_AT_PLACEHOLDER = datetime(2022, 3, 2, 23, 29, 4, tzinfo=UTC)
+
+
+def known_created_at(value: datetime | None) -> datetime | None:
+    """The creation time, or None when unknown (missing or the Hub's placeholder)."""
+    return None if value is None or value == HUB_CREATED_AT_PLACEHOLDER else value
+
+
 OPTIONAL_COLUMNS: tuple[str, ...] = (
     "downloads_all_time",
     "pipeline_tag",
@@ -134,7 +145,7 @@ def parse_history(raw: pd.DataFrame, name: str = "<history>") -> pd.DataFrame:
         elif column == "trending_rank":
             out[column] = _parse_int(col, name, column, min_value=1)
         elif column == "created_at":
-            out[column] = _parse_dates(col, name, column, day_only=False)
+            out[column] = _without_placeholder(_parse_dates(col, name, column, day_only=False))
         else:
             out[column] = col.where(col != "", np.nan)
     dup = out.duplicated(["snapshot_date", "model_id"])
@@ -142,6 +153,11 @@ def parse_history(raw: pd.DataFrame, name: str = "<history>") -> pd.DataFrame:
     if row is not None:
         raise _fail(name, row, "model_id", f"{model_id.iloc[row]!r} appears twice on the same snapshot_date")
     return _canonical_order(out)
+
+
+def _without_placeholder(created: pd.Series) -> pd.Series:
+    """NaT where a naive-UTC created_at column holds the Hub's placeholder date."""
+    return created.mask(created == pd.Timestamp(HUB_CREATED_AT_PLACEHOLDER.replace(tzinfo=None)))
 
 
 def load_history(path: str | Path) -> pd.DataFrame:
@@ -166,7 +182,8 @@ def history_from_columns(columns: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
         if column in (*_COUNT_COLUMNS, "trending_rank"):
             out[column] = pd.to_numeric(values).astype("float64")
         elif column == "created_at":
-            out[column] = pd.to_datetime(values, utc=True).dt.tz_localize(None).astype("datetime64[ns]")
+            parsed = pd.to_datetime(values, utc=True).dt.tz_localize(None).astype("datetime64[ns]")
+            out[column] = _without_placeholder(parsed)
         else:
             out[column] = values.where(values.notna(), np.nan)
     return _canonical_order(out)

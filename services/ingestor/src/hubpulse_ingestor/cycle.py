@@ -17,6 +17,7 @@ import datetime as dt
 import functools
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,7 +28,7 @@ from hubpulse_common.events import ModelSnapshot
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_ingestor import repository
-from hubpulse_ingestor.hub import FailedPage, HubPages, Page
+from hubpulse_ingestor.hub import RETRYABLE, FailedPage, HubPages, Page
 from hubpulse_ingestor.metrics import (
     CYCLE_SECONDS,
     CYCLES,
@@ -39,7 +40,14 @@ from hubpulse_ingestor.metrics import (
     RETRIES,
 )
 from hubpulse_ingestor.settings import IngestorSettings
-from hubpulse_ingestor.snapshots import EncodedSnapshots, SnapshotRow, Source, encode_page, encode_rows
+from hubpulse_ingestor.snapshots import (
+    EncodedSnapshots,
+    PageOutcome,
+    SnapshotRow,
+    Source,
+    encode_page,
+    encode_rows,
+)
 
 T = TypeVar("T")
 
@@ -57,18 +65,20 @@ class SnapshotSink:
     def __init__(self, pool: asyncpg.Pool, bus: EventBus, source: Source) -> None:
         self._pool, self._bus, self._source = pool, bus, source
 
-    async def write(self, rows: Sequence[SnapshotRow]) -> None:
-        await self.write_encoded(encode_rows(rows))
+    async def write(self, rows: Sequence[SnapshotRow]) -> list[bytes]:
+        return await self.write_encoded(encode_rows(rows))
 
-    async def write_encoded(self, batch: EncodedSnapshots) -> None:
-        """Upsert and publish at once (nothing downstream reads `snapshots`); returns when both are durable."""
+    async def write_encoded(self, batch: EncodedSnapshots) -> list[bytes]:
+        """Upsert and publish at once (nothing downstream reads `snapshots`); returns when both are durable, with
+        the keys of rows PostgreSQL refused (each alone; the encoder's checks should leave none)."""
         if not batch.values:
-            return
-        await asyncio.gather(
+            return []
+        refused, _ = await asyncio.gather(
             repository.upsert_encoded(self._pool, batch),
             self._bus.publish_bulk(ModelSnapshot.topic, batch.keys, batch.values),
         )
-        MODELS.labels(self._source).inc(len(batch))
+        MODELS.labels(self._source).inc(len(batch) - len(refused))
+        return refused
 
 
 @dataclass
@@ -76,12 +86,18 @@ class CycleResult:
     cycle_id: int
     status: str
     snapshot_date: dt.date | None
-    models: int
+    models: int  # stored
     pages: int
     retries: int
     failed_pages: list[dict[str, Any]]
     resumed: bool
     seconds: float
+    listed: int = 0  # items the Hub listed
+    skipped: dict[str, int] = field(default_factory=dict)  # items not stored, by reason
+    cleaned: dict[str, int] = field(default_factory=dict)  # stored after cleaning, by what was cleaned
+    renamed: int = 0
+    walk_estimate_s: float | None = None  # a full walk at the Hub's quota (pages of the last walk)
+    paced_s: float = 0.0  # waited for the quota window before it ran out
 
 
 @dataclass
@@ -92,6 +108,37 @@ class _Pending:
     pages: int = 0
     failed: list[dict[str, Any]] = field(default_factory=list)
     next_url: str | None = None
+
+
+@dataclass
+class _Report:
+    """A cycle's running totals, checkpointed with the cursor so a resumed cycle reports the whole walk."""
+
+    listed: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    cleaned: Counter[str] = field(default_factory=Counter)
+    renamed: int = 0
+
+    @classmethod
+    def of(cls, cycle: dict[str, Any]) -> _Report:
+        return cls(int(cycle["listed"]), Counter(cycle["skipped"]), Counter(cycle["cleaned"]), int(cycle["renamed"]))
+
+    def add(self, outcome: PageOutcome) -> None:
+        self.listed += outcome.listed
+        self.skipped.update(outcome.skipped)
+        self.cleaned.update(outcome.cleaned)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "listed": self.listed,
+            "skipped": dict(self.skipped),
+            "cleaned": dict(self.cleaned),
+            "renamed": self.renamed,
+        }
+
+
+class Interrupted(Exception):
+    """The walk stopped at a page that kept failing; the cycle stays open at that page's cursor."""
 
 
 def in_daemon_thread(fn: Callable[[str], T], arg: str) -> asyncio.Future[T]:
@@ -122,16 +169,51 @@ def in_daemon_thread(fn: Callable[[str], T], arg: str) -> asyncio.Future[T]:
     return future
 
 
-def _final_status(failed: list[dict[str, Any]], stopped_early: bool) -> str:
-    if stopped_early:
-        return "failed"
+def _final_status(failed: list[dict[str, Any]], interrupted: bool) -> str:
+    if interrupted:
+        return "interrupted"
     return "completed_with_errors" if failed else "completed"
+
+
+async def _walk_estimate(pool: asyncpg.Pool, hub: HubPages) -> float | None:
+    """Seconds a full walk takes at the Hub's quota, from the pages of the last finished walk."""
+    if hub.quota is None:
+        return None
+    pages = await pool.fetchval(
+        "SELECT pages FROM ingest_cycles WHERE source = $1 AND status <> 'running' AND pages > 0"
+        " ORDER BY cycle_id DESC LIMIT 1",
+        HUB_SOURCE,
+    )
+    if not pages:
+        return None
+    seconds = hub.quota.walk_seconds(int(pages))
+    log.info(
+        "ingest.walk_estimate",
+        pages=int(pages),
+        quota=hub.quota.limit,
+        window_s=hub.quota.window_s,
+        seconds=round(seconds),
+        message=f"a full walk of {pages} pages takes at least {seconds / 60:.0f} min at "
+        f"{hub.quota.limit} requests per {hub.quota.window_s} s",
+    )
+    return seconds
+
+
+async def _trending_ranks(hub: HubPages, top: int) -> dict[str, int]:
+    if top <= 0:
+        return {}
+    try:
+        return await in_daemon_thread(hub.trending, top)  # type: ignore[arg-type]
+    except RETRYABLE as exc:  # the walk goes on without ranks; the day's list is simply not recorded
+        log.error("ingest.trending_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        return {}
 
 
 async def run_cycle(
     pool: asyncpg.Pool, bus: EventBus, settings: IngestorSettings, on_progress: Progress | None = None
 ) -> CycleResult:
-    """Run (or resume) the Hub cycle to its end."""
+    """Run (or resume) the Hub cycle to its end, or to a page that keeps failing (status 'interrupted': the
+    cycle stays open at that page and the next run resumes there)."""
     started = time.perf_counter()
     retries: list[str] = []
 
@@ -149,28 +231,42 @@ async def run_cycle(
     cycle_id: int = cycle["cycle_id"]
     day: dt.date | None = cycle["snapshot_date"]
     totals = {"models": int(cycle["models"]), "pages": int(cycle["pages"]), "retries": int(cycle["retries"])}
-    listed = totals["models"]  # what a resumed cycle already stored was listed before
+    report = _Report.of(cycle)
     failed_all: list[dict[str, Any]] = list(cycle["failed_pages"])
     log.info("ingest.cycle_started", cycle_id=cycle_id, resumed=resumed, url=cycle["next_url"])
+    ranks = await _trending_ranks(hub, settings.trending_top)
+    if resumed and day is not None and hub.served_on is not None and hub.served_on != day:
+        # the Hub's day moved on while this walk was stopped (even if its page still fails): start today's walk
+        return await _restart_for_new_day(pool, bus, settings, cycle_id, day, hub.served_on, on_progress)
+    estimate = await _walk_estimate(pool, hub)
 
-    queue: asyncio.Queue[tuple[Page | FailedPage, EncodedSnapshots | None] | None] = asyncio.Queue(
+    # Each model once per day: keyed by the Hub's `_id` (a rename mid-walk is the same model), seeded with
+    # what an earlier run already stored that day.
+    taken: dict[dt.date, set[str]] = {}
+    if day is not None:
+        taken[day] = await repository.taken_on(pool, day)
+
+    queue: asyncio.Queue[tuple[Page | FailedPage, PageOutcome | None] | BaseException | None] = asyncio.Queue(
         maxsize=_PREFETCH_PAGES
     )
-    # dated by the Hub's own day: the cycle's (when resuming) or the first good page's
-    fetch_day: list[dt.date | None] = [day]
 
-    def fetch_encoded(url: str) -> tuple[Page | FailedPage, EncodedSnapshots | None]:
+    def fetch_encoded(url: str) -> tuple[Page | FailedPage, PageOutcome | None]:
         page = hub.fetch(url)
         if isinstance(page, FailedPage):
             return page, None
-        page_day = fetch_day[0] = fetch_day[0] or page.served_on
-        return page, encode_page(page.items, page_day, HUB_SOURCE)
+        # dated by when it was observed: this page's own Date, never the day the cycle began
+        seen = taken.setdefault(page.served_on, set())
+        return page, encode_page(page.items, page.served_on, HUB_SOURCE, seen=seen, ranks=ranks)
 
     async def produce(url: str | None) -> None:
-        while url is not None:
-            fetched = await in_daemon_thread(fetch_encoded, url)
-            await queue.put(fetched)
-            url = fetched[0].next_url
+        try:
+            while url is not None:
+                fetched = await in_daemon_thread(fetch_encoded, url)
+                await queue.put(fetched)
+                url = fetched[0].next_url
+        except Exception as exc:  # handed to the consumer, which would otherwise wait for ever (audit H3)
+            await queue.put(exc)
+            return
         await queue.put(None)
 
     sink = SnapshotSink(pool, bus, HUB_SOURCE)
@@ -178,21 +274,31 @@ async def run_cycle(
 
     reported_retries = 0
 
-    async def flush(done: _Pending, snapshot_date: dt.date | None) -> None:
+    async def flush(done: _Pending) -> None:
         nonlocal reported_retries
-        await sink.write_encoded(done.batch)
+        refused = await sink.write_encoded(done.batch)
+        if refused:
+            report.skipped["refused_by_database"] += len(refused)
+            log.warning("ingest.rows_refused", cycle_id=cycle_id, model_ids=[k.decode() for k in refused][:50])
+        for renamed_day in sorted(done.batch.days):
+            renames = await repository.record_identities(pool, done.batch, renamed_day)
+            report.renamed += len(renames)
+            for old, new in renames:
+                log.info("ingest.model_renamed", old_id=old, new_id=new)
         new_retries, reported_retries = len(retries) - reported_retries, len(retries)
+        stored = len(done.batch) - len(refused)
         await repository.checkpoint(
             pool,
             cycle_id,
-            snapshot_date=snapshot_date,
+            snapshot_date=min(done.batch.days) if done.batch.days else None,
             next_url=done.next_url,
             pages=done.pages,
-            models=len(done.batch),
+            models=stored,
             retries=new_retries,
             failed_pages=done.failed,
+            report=report.as_json(),
         )
-        totals["models"] += len(done.batch)
+        totals["models"] += stored
         totals["pages"] += done.pages
         totals["retries"] += new_retries
         failed_all.extend(done.failed)
@@ -207,26 +313,39 @@ async def run_cycle(
         if writing is not None:
             await writing
         done, pending = pending, _Pending(next_url=pending.next_url)
-        writing = asyncio.create_task(flush(done, day), name=f"ingest-write:{cycle_id}")
+        writing = asyncio.create_task(flush(done), name=f"ingest-write:{cycle_id}")
 
     producer = asyncio.create_task(produce(cycle["next_url"]), name=f"ingest-fetch:{cycle_id}")
-    stopped_early = False
+    interrupted, first_page = False, True
     try:
         while (fetched := await queue.get()) is not None:
-            item, encoded = fetched
-            pending.pages += 1
-            pending.next_url = item.next_url
+            if isinstance(fetched, BaseException):
+                raise fetched
+            item, outcome = fetched
             if isinstance(item, FailedPage):
                 PAGES.labels("failed").inc()
-                pending.failed.append({"url": item.url, "error": item.error})
                 log.error("ingest.page_failed", cycle_id=cycle_id, url=item.url, error=item.error)
-                stopped_early = item.next_url is None
+                if item.next_url is None:
+                    # no way past it: keep the cursor at this page and resume from it later
+                    interrupted = True
+                    failed_all.append({"url": item.url, "error": item.error, "resumable": True})
+                    break
+                pending.pages += 1
+                pending.next_url = item.next_url
+                pending.failed.append({"url": item.url, "error": item.error})
                 continue
+            assert outcome is not None
+            first_page, first_of_run = False, first_page
+            if resumed and first_of_run and day is not None and item.served_on != day:
+                # resumed on a later day than it began: that walk's day is over; today gets a walk of its own
+                producer.cancel()
+                return await _restart_for_new_day(pool, bus, settings, cycle_id, day, item.served_on, on_progress)
             PAGES.labels("ok").inc()
-            listed += len(item.items)
+            pending.pages += 1
+            pending.next_url = item.next_url
             day = day or item.served_on
-            assert encoded is not None
-            pending.batch.extend(encoded)
+            report.add(outcome)
+            pending.batch.extend(outcome.encoded)
             if len(pending.batch) >= settings.batch_models:
                 await hand_over()
         await hand_over()
@@ -236,18 +355,28 @@ async def run_cycle(
         producer.cancel()
         if writing is not None and not writing.done():
             writing.cancel()
-    status = _final_status(failed_all, stopped_early)
-    error = failed_all[-1]["error"] if stopped_early else None
-    await repository.finish_cycle(pool, cycle_id, status, error)
+    status = _final_status(failed_all, interrupted)
+    if interrupted:
+        await repository.mark_interrupted(pool, cycle_id, failed_all[-1]["error"])
+    else:
+        await repository.finish_cycle(pool, cycle_id, status, None)
     seconds = time.perf_counter() - started
     CYCLES.labels(status).inc()
     CYCLE_SECONDS.set(seconds)
     LAST_CYCLE_FINISHED.labels(status).set(time.time())
-    LAST_CYCLE_MODELS.labels("listed").set(listed)
+    LAST_CYCLE_MODELS.labels("listed").set(report.listed)
     LAST_CYCLE_MODELS.labels("stored").set(totals["models"])
     LAST_CYCLE_PAGES.labels("ok").set(totals["pages"] - len(failed_all))
     LAST_CYCLE_PAGES.labels("skipped").set(len(failed_all))
-    log.info("ingest.cycle_finished", cycle_id=cycle_id, status=status, **totals, failed_pages=len(failed_all))
+    log.info(
+        "ingest.cycle_finished",
+        cycle_id=cycle_id,
+        status=status,
+        **totals,
+        **report.as_json(),
+        failed_pages=len(failed_all),
+        paced_s=round(hub.paced_s, 1),
+    )
     return CycleResult(
         cycle_id=cycle_id,
         status=status,
@@ -258,4 +387,25 @@ async def run_cycle(
         failed_pages=failed_all,
         resumed=resumed,
         seconds=seconds,
+        listed=report.listed,
+        skipped=dict(report.skipped),
+        cleaned=dict(report.cleaned),
+        renamed=report.renamed,
+        walk_estimate_s=estimate,
+        paced_s=hub.paced_s,
     )
+
+
+async def _restart_for_new_day(
+    pool: asyncpg.Pool,
+    bus: EventBus,
+    settings: IngestorSettings,
+    cycle_id: int,
+    began: dt.date,
+    today: dt.date,
+    on_progress: Progress | None,
+) -> CycleResult:
+    log.warning("ingest.cycle_expired", cycle_id=cycle_id, began=began.isoformat(), resumed_on=today.isoformat())
+    await repository.finish_cycle(pool, cycle_id, "expired", f"resumed on {today}, a day after it began ({began})")
+    CYCLES.labels("expired").inc()
+    return await run_cycle(pool, bus, settings, on_progress)

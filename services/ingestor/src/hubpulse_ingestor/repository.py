@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 import pandas as pd
 
 from hubpulse_common.history import HISTORY_COLUMNS, history_from_columns
@@ -48,7 +49,7 @@ _UPSERT_JSON = f"""
 """  # noqa: S608
 _CYCLE_COLUMNS = (
     "cycle_id, source, status, snapshot_date, next_url, pages, models, retries, resumes, failed_pages, error,"
-    " started_at, updated_at, finished_at"
+    " started_at, updated_at, finished_at, listed, skipped, cleaned, renamed"
 )
 
 
@@ -82,24 +83,94 @@ async def upsert_snapshots(pool: asyncpg.Pool, rows: Sequence[SnapshotRow]) -> N
             await conn.execute(_UPSERT)
 
 
-async def upsert_encoded(pool: asyncpg.Pool, batch: EncodedSnapshots, parallel: int = 2) -> None:
+async def upsert_encoded(pool: asyncpg.Pool, batch: EncodedSnapshots, parallel: int = 2) -> list[bytes]:
     """`upsert_snapshots` for encoded events: the batch travels as JSON arrays, each upserted in one statement
     (PostgreSQL parses them in C; the ingestor does no per-row COPY encoding), in `parallel` slices on as many
     connections at once (the upsert is PostgreSQL-CPU-bound; slices use its other cores). Same idempotence:
-    the caller checkpoints only after every slice committed."""
+    the caller checkpoints only after every slice committed.
+
+    A value PostgreSQL refuses (the encoder's checks should leave none) fails its slice only: the slice is
+    halved until the refused rows are alone, and their keys come back (stored: every other row)."""
     if not batch.values:
-        return
+        return []
     async with pool.acquire() as conn:
         for day in sorted(batch.days):
             await ensure_partition(conn, day)
     step = -(-len(batch.values) // max(1, parallel))
 
-    async def upsert(values: list[bytes]) -> None:
+    async def upsert(keys: list[bytes], values: list[bytes]) -> list[bytes]:
         payload = (b"[" + b",".join(values) + b"]").decode()
-        async with pool.acquire() as conn:
-            await conn.execute(_UPSERT_JSON, payload)
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute(_UPSERT_JSON, payload)
+        except asyncpg.DataError:
+            if len(values) == 1:
+                return keys
+            half = len(values) // 2
+            return [*await upsert(keys[:half], values[:half]), *await upsert(keys[half:], values[half:])]
+        return []
 
-    await asyncio.gather(*(upsert(batch.values[i : i + step]) for i in range(0, len(batch.values), step)))
+    slices = range(0, len(batch.values), step)
+    refused = await asyncio.gather(*(upsert(batch.keys[i : i + step], batch.values[i : i + step]) for i in slices))
+    return [key for keys in refused for key in keys]
+
+
+# A model listed under a new name keeps its `_id`: the old name's rows move to the new one (the day's row under
+# the new name wins), the rename is recorded (chains collapsed: a -> b, b -> c makes a -> c) and the identity
+# points at the new name.
+_IDENTIFY = """
+    WITH incoming AS (
+        SELECT DISTINCT ON (hub_id) hub_id, model_id
+        FROM json_to_recordset($1::text::json) AS t(hub_id text, model_id text)
+    )
+    SELECT i.hub_id, m.model_id AS old_id, i.model_id AS new_id
+    FROM incoming i JOIN hub_models m USING (hub_id) WHERE m.model_id <> i.model_id
+"""
+_REMEMBER = """
+    INSERT INTO hub_models (hub_id, model_id, first_seen, last_seen)
+    SELECT hub_id, model_id, $2, $2 FROM json_to_recordset($1::text::json) AS t(hub_id text, model_id text)
+    ON CONFLICT (hub_id) DO UPDATE SET model_id = EXCLUDED.model_id, last_seen = EXCLUDED.last_seen
+"""
+
+
+async def record_identities(pool: asyncpg.Pool, batch: EncodedSnapshots, day: dt.date) -> list[tuple[str, str]]:
+    """Remembers each model's `_id` under its current name; returns the renames (old, new) it found and applied."""
+    pairs = [{"hub_id": h, "model_id": k.decode()} for h, k in zip(batch.hub_ids, batch.keys, strict=True) if h]
+    if not pairs:
+        return []
+    payload = orjson.dumps(pairs).decode()
+    async with pool.acquire() as conn, conn.transaction():
+        renames = [(r["old_id"], r["new_id"], r["hub_id"]) for r in await conn.fetch(_IDENTIFY, payload)]
+        for old, new, hub_id in renames:
+            await conn.execute(
+                "DELETE FROM snapshots o USING snapshots n"
+                " WHERE o.model_id = $1 AND n.model_id = $2 AND o.snapshot_date = n.snapshot_date",
+                old,
+                new,
+            )
+            await conn.execute("UPDATE snapshots SET model_id = $2 WHERE model_id = $1", old, new)
+            await conn.execute("UPDATE model_renames SET new_id = $2 WHERE new_id = $1", old, new)
+            await conn.execute("DELETE FROM model_renames WHERE old_id = $1", new)  # renamed back
+            await conn.execute(
+                "INSERT INTO model_renames (old_id, new_id, hub_id, renamed_on) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (old_id) DO UPDATE SET new_id = EXCLUDED.new_id, renamed_on = EXCLUDED.renamed_on",
+                old,
+                new,
+                hub_id,
+                day,
+            )
+        await conn.execute(_REMEMBER, payload, day)
+    return [(old, new) for old, new, _ in renames]
+
+
+async def taken_on(pool: asyncpg.Pool, day: dt.date) -> set[str]:
+    """The ids and Hub `_id`s already stored for `day`: a resumed or repeated walk does not store them twice."""
+    rows = await pool.fetch(
+        "SELECT s.model_id, h.hub_id FROM snapshots s LEFT JOIN hub_models h USING (model_id)"
+        " WHERE s.snapshot_date = $1",
+        day,
+    )
+    return {r["model_id"] for r in rows} | {r["hub_id"] for r in rows if r["hub_id"]}
 
 
 async def count_snapshots(pool: asyncpg.Pool, day: dt.date) -> tuple[int, int]:
@@ -148,13 +219,16 @@ async def checkpoint(
     models: int,
     retries: int,
     failed_pages: list[dict[str, Any]],
+    report: dict[str, Any],
 ) -> None:
-    """Record what is durable (rows written and events acknowledged): a restart resumes from `next_url`."""
+    """Record what is durable (rows written and events acknowledged): a restart resumes from `next_url`.
+    report: the cycle's running totals (listed, skipped and cleaned by reason, renamed), stored as they are."""
     await pool.execute(
         """
         UPDATE ingest_cycles SET snapshot_date = COALESCE(snapshot_date, $2), next_url = $3,
             pages = pages + $4, models = models + $5, retries = retries + $6,
-            failed_pages = failed_pages || $7::jsonb, updated_at = now()
+            failed_pages = failed_pages || $7::jsonb, listed = $8, skipped = $9::jsonb, cleaned = $10::jsonb,
+            renamed = $11, updated_at = now()
         WHERE cycle_id = $1
         """,
         cycle_id,
@@ -164,6 +238,10 @@ async def checkpoint(
         models,
         retries,
         failed_pages,
+        report["listed"],
+        report["skipped"],
+        report["cleaned"],
+        report["renamed"],
     )
 
 
@@ -173,6 +251,15 @@ async def finish_cycle(pool: asyncpg.Pool, cycle_id: int, status: str, error: st
         " WHERE cycle_id = $1",
         cycle_id,
         status,
+        error,
+    )
+
+
+async def mark_interrupted(pool: asyncpg.Pool, cycle_id: int, error: str) -> None:
+    """The cycle stays 'running' at its checkpointed cursor (the failing page): the next run resumes there."""
+    await pool.execute(
+        "UPDATE ingest_cycles SET error = $2, updated_at = now() WHERE cycle_id = $1 AND status = 'running'",
+        cycle_id,
         error,
     )
 

@@ -47,7 +47,10 @@ async def run_scheduler(
             continue
         wake.clear()
         try:
-            await run_cycle(pool, bus, settings)
+            result = await run_cycle(pool, bus, settings)
+            if result.status == "interrupted":  # a page kept failing: resume from it after a pause
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), settings.interrupted_pause_s)
         except (OSError, asyncpg.PostgresError, RuntimeError) as exc:
             # The store or broker went away mid-cycle: the checkpoint stands, try again shortly.
             log.error("ingest.cycle_interrupted", error=f"{type(exc).__name__}: {exc}")

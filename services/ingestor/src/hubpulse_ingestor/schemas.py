@@ -11,7 +11,7 @@ from pydantic import BaseModel
 class Cycle(BaseModel):
     cycle_id: int
     source: str
-    status: str  # running | completed | completed_with_errors | failed
+    status: str  # running | completed | completed_with_errors | expired (its day passed before it finished)
     snapshot_date: dt.date | None
     next_url: str | None
     pages: int
@@ -23,3 +23,7 @@ class Cycle(BaseModel):
     started_at: dt.datetime
     updated_at: dt.datetime
     finished_at: dt.datetime | None
+    listed: int  # items the Hub listed
+    skipped: dict[str, int]  # items not stored, by reason (private, duplicate, likes_out_of_range, ...)
+    cleaned: dict[str, int]  # items stored after cleaning, by what was cleaned
+    renamed: int

@@ -26,3 +26,10 @@ class IngestorSettings(ServiceSettings):
     http_timeout_s: float = Field(60.0, gt=0)
     page_attempts: int = Field(4, ge=1, description="Fetches of a page before it is reported as failed")
     page_retry_wait_s: float = Field(1.0, ge=0, description="First wait between page attempts, doubling")
+    ratelimit_reserve: int = Field(
+        2, ge=0, description="Requests left in the Hub's rate-limit window at which the walk waits for the reset"
+    )
+    trending_top: int = Field(100, ge=0, le=1000, description="Models whose trending rank is recorded each cycle")
+    interrupted_pause_s: float = Field(
+        300.0, gt=0, description="Wait before resuming a walk stopped at a page that kept failing"
+    )

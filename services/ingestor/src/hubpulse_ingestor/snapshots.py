@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import math
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -12,6 +14,10 @@ import orjson
 import pandas as pd
 
 from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.history import known_created_at
+from hubpulse_common.logging import get_logger
+
+log = get_logger(__name__)
 
 Source = Literal["hub", "import", "bench"]
 
@@ -71,7 +77,7 @@ def rows_from_page(items: Sequence[dict[str, Any]], day: dt.date, source: Source
             _text(item.get("library_name")),
             _text(item.get("author")) or (item["id"].split("/", 1)[0] if "/" in item["id"] else None),
             [t for t in item.get("tags") or () if isinstance(t, str)],
-            _time(item.get("createdAt")),
+            known_created_at(_time(item.get("createdAt"))),
             _time(item.get("lastModified")),
             source,
         )
@@ -138,12 +144,14 @@ class EncodedSnapshots:
 
     The JSON is built with orjson from plain dicts in the model's field order (no pydantic object per model);
     tests check it validates as `ModelSnapshot`. PostgreSQL takes the same bytes as one JSON array
-    (`repository.upsert_encoded`), so each model is encoded once.
+    (`repository.upsert_encoded`), so each model is encoded once. `hub_ids` (the Hub's `_id` of each model,
+    parallel to `keys`) is filled for Hub pages only.
     """
 
     keys: list[bytes] = field(default_factory=list)
     values: list[bytes] = field(default_factory=list)
     days: set[dt.date] = field(default_factory=set)
+    hub_ids: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -152,9 +160,15 @@ class EncodedSnapshots:
         self.keys.extend(other.keys)
         self.values.extend(other.values)
         self.days |= other.days
+        self.hub_ids.extend(other.hub_ids)
 
 
 _from_iso = dt.datetime.fromisoformat
+
+BIGINT_MAX = 2**63 - 1  # snapshots.downloads, downloads_all_time
+INTEGER_MAX = 2**31 - 1  # snapshots.likes
+MAX_TAGS = 1000  # beyond this a tag list is noise (the Hub's busiest real models carry a few hundred)
+MAX_ID_LENGTH = 300  # the gateway's model-id limit
 
 
 def _iso_time(value: Any) -> str | None:
@@ -169,49 +183,161 @@ def _iso_time(value: Any) -> str | None:
     return value if parsed.tzinfo is not None else value + "+00:00"
 
 
+def _iso_created(value: Any) -> str | None:
+    """`_iso_time`, None for the Hub's creation-date placeholder (`known_created_at`)."""
+    text = _iso_time(value)
+    return text if text is None or known_created_at(_from_iso(text)) is not None else None
+
+
+class RowRejected(ValueError):
+    """One Hub item that cannot be stored; its `reason` is counted in the cycle's report."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class PageOutcome:
+    """One page after per-row checks: what is stored, and why the rest was not (or was cleaned)."""
+
+    encoded: EncodedSnapshots = field(default_factory=EncodedSnapshots)
+    listed: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    cleaned: Counter[str] = field(default_factory=Counter)
+
+
+def _bounded_count(value: Any, limit: int, name: str) -> int | None:
+    """A count as `_count` reads it (not a number or negative: missing); above its column's range: rejected."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    count = _count(value)
+    if count is not None and count > limit:
+        raise RowRejected(f"{name}_out_of_range")
+    return count
+
+
+def _clean_text(value: Any, cleaned: Counter[str]) -> str | None:
+    if type(value) is not str or not value:
+        return None
+    if "\x00" in value:
+        cleaned["nul_removed"] += 1
+        value = value.replace("\x00", "")
+    return value or None
+
+
+def _clean_tags(tags: Any, cleaned: Counter[str]) -> list[str]:
+    if tags is None:
+        return []
+    if type(tags) is not list:
+        cleaned["tags_not_a_list"] += 1
+        return []
+    if len(tags) > MAX_TAGS:
+        cleaned["tags_truncated"] += 1
+        tags = tags[:MAX_TAGS]
+    out = [t for t in tags if type(t) is str]
+    if any("\x00" in t for t in out):
+        cleaned["nul_removed"] += 1
+        out = [t.replace("\x00", "") for t in out]
+    return out
+
+
+def _model_id(item: dict[str, Any]) -> str:
+    model_id = item.get("id")
+    if type(model_id) is not str or not model_id:
+        raise RowRejected("no_id")
+    if "\x00" in model_id or len(model_id) > MAX_ID_LENGTH or model_id != model_id.strip():
+        raise RowRejected("bad_id")
+    return model_id
+
+
+def _event(
+    item: dict[str, Any],
+    model_id: str,
+    day_text: str,
+    occurred: str,
+    source: Source,
+    rank: int | None,
+    cleaned: Counter[str],
+) -> dict[str, Any]:
+    get = item.get
+    score = get("trendingScore")
+    author = _clean_text(get("author"), cleaned)
+    return {
+        "schema_version": 1,
+        "occurred_at": occurred,
+        "model_id": model_id,
+        "snapshot_date": day_text,
+        "downloads": _bounded_count(get("downloads"), BIGINT_MAX, "downloads") or 0,
+        "downloads_all_time": _bounded_count(get("downloadsAllTime"), BIGINT_MAX, "downloads_all_time"),
+        "likes": _bounded_count(get("likes"), INTEGER_MAX, "likes") or 0,
+        "trending_score": float(score) if isinstance(score, int | float) and math.isfinite(score) else None,
+        "trending_rank": rank,
+        "pipeline_tag": _clean_text(get("pipeline_tag"), cleaned),
+        "library_name": _clean_text(get("library_name"), cleaned),
+        "author": author or (model_id.split("/", 1)[0] if "/" in model_id else None),
+        "tags": _clean_tags(get("tags"), cleaned),
+        "created_at": _iso_created(get("createdAt")),
+        "last_modified": _iso_time(get("lastModified")),
+        "source": source,
+    }
+
+
 def encode_page(
-    items: Sequence[dict[str, Any]], day: dt.date, source: Source = "hub", occurred_at: dt.datetime | None = None
-) -> EncodedSnapshots:
-    """Hub model dicts to encoded events: the same normalisation as `rows_from_page`, one dict per model."""
+    items: Sequence[Any],
+    day: dt.date,
+    source: Source = "hub",
+    occurred_at: dt.datetime | None = None,
+    *,
+    seen: set[str] | None = None,
+    ranks: Mapping[str, int] | None = None,
+) -> PageOutcome:
+    """Hub model dicts to encoded events, one row at a time: an odd item is cleaned (NUL bytes, tags that are
+    not a list or too many) or rejected (no id, counts out of the columns' range, a private repo, a model
+    already stored in this walk), counted by reason and logged with its id; the rest of the page goes on.
+
+    seen: the Hub `_id`s (or ids) already taken this day, updated in place; ranks: trending rank by `_id`/id."""
     occurred = (occurred_at or dt.datetime.now(dt.UTC)).isoformat()
     day_text = day.isoformat()
+    out = PageOutcome(listed=len(items))
+    seen = set() if seen is None else seen
+    ranks = ranks or {}
     dumps = orjson.dumps
-    keys: list[bytes] = []
-    values: list[bytes] = []
     for item in items:
-        model_id: str = item["id"]
-        get = item.get
-        downloads, all_time = get("downloads"), get("downloadsAllTime")
-        likes, score = get("likes"), get("trendingScore")
-        author = get("author")
-        tags = get("tags")
-        pipeline_tag, library_name = get("pipeline_tag"), get("library_name")
-        values.append(
-            dumps(
-                {
-                    "schema_version": 1,
-                    "occurred_at": occurred,
-                    "model_id": model_id,
-                    "snapshot_date": day_text,
-                    "downloads": downloads if type(downloads) is int and downloads >= 0 else _count(downloads) or 0,
-                    "downloads_all_time": all_time if type(all_time) is int and all_time >= 0 else _count(all_time),
-                    "likes": likes if type(likes) is int and likes >= 0 else _count(likes) or 0,
-                    "trending_score": float(score) if isinstance(score, int | float) else None,
-                    "trending_rank": None,
-                    "pipeline_tag": pipeline_tag if type(pipeline_tag) is str and pipeline_tag else None,
-                    "library_name": library_name if type(library_name) is str and library_name else None,
-                    "author": author
-                    if type(author) is str and author
-                    else (model_id.split("/", 1)[0] if "/" in model_id else None),
-                    "tags": [t for t in tags if type(t) is str] if tags else [],
-                    "created_at": _iso_time(get("createdAt")),
-                    "last_modified": _iso_time(get("lastModified")),
-                    "source": source,
-                }
-            )
-        )
-        keys.append(model_id.encode())
-    return EncodedSnapshots(keys, values, {day} if items else set())
+        try:
+            if type(item) is not dict:
+                raise RowRejected("not_an_object")
+            model_id = _model_id(item)
+            if item.get("private") is True:
+                raise RowRejected("private")
+            raw_hub_id = item.get("_id")
+            hub_id: str = raw_hub_id if type(raw_hub_id) is str else ""
+            key = hub_id or model_id
+            if key in seen:
+                raise RowRejected("duplicate")
+            rank = ranks.get(key)
+            value = dumps(_event(item, model_id, day_text, occurred, source, rank, out.cleaned))
+        except RowRejected as exc:
+            out.skipped[exc.reason] += 1
+            if exc.reason not in ("duplicate", "private"):  # expected ones are counted, not logged one by one
+                log.warning("ingest.row_rejected", reason=exc.reason, model_id=_loggable_id(item))
+            continue
+        except (TypeError, ValueError) as exc:  # orjson: whatever slipped through the checks above
+            out.skipped["unencodable"] += 1
+            log.warning("ingest.row_rejected", reason="unencodable", model_id=_loggable_id(item), error=str(exc))
+            continue
+        seen.add(key)
+        out.encoded.values.append(value)
+        out.encoded.keys.append(model_id.encode())
+        out.encoded.hub_ids.append(hub_id)
+    if out.encoded.values:
+        out.encoded.days.add(day)
+    return out
+
+
+def _loggable_id(item: Any) -> str:
+    raw = item.get("id") if isinstance(item, dict) else None
+    return repr(raw)[:200]
 
 
 def encode_rows(rows: Sequence[SnapshotRow], occurred_at: dt.datetime | None = None) -> EncodedSnapshots:

@@ -12,7 +12,8 @@ from starlette.responses import Response
 
 from hubpulse.hub.clock import DayOutOfRange
 from hubpulse.hub.faults import FaultConfig
-from hubpulse.hub.responses import api_error, clock_of, faults_of, json_response
+from hubpulse.hub.live import LiveConfig
+from hubpulse.hub.responses import api_error, clock_of, faults_of, json_response, live_of
 
 router = APIRouter(prefix="/_replay")
 M = TypeVar("M", bound=BaseModel)
@@ -89,3 +90,19 @@ async def set_faults(request: Request) -> Response:
         return api_error(422, "invalid_body", str(exc.errors()[0]["msg"]))
     faults_of(request).configure(config)
     return json_response(faults_of(request).state())
+
+
+@router.get("/live")
+def get_live(request: Request) -> Response:
+    return json_response(live_of(request).config.model_dump())
+
+
+@router.post("/live")
+async def set_live(request: Request) -> Response:
+    """Replaces the live behaviours (renames, private repos, tokens, score moves, quota); `{}` turns them off."""
+    try:
+        config = await _body(request, LiveConfig)
+    except ValidationError as exc:
+        return api_error(422, "invalid_body", str(exc.errors()[0]["msg"]))
+    live_of(request).configure(config)
+    return json_response(live_of(request).config.model_dump())

@@ -97,7 +97,11 @@ async def create_repo(request: Request) -> Response:
         return hub_error(400, f"Invalid hardware {hardware!r}")
     url = f"{str(request.base_url).rstrip('/')}/spaces/{repo_id}"
     if repo_id in _spaces(request):
-        return hub_error(409, "You already created this space repo", "RepoExists")
+        # with the repo's url, which huggingface_hub's create_repo(exist_ok=True) returns from this 409's body
+        message = "You already created this space repo"
+        return json_response(
+            {"error": message, "url": url}, 409, {"X-Error-Code": "RepoExists", "X-Error-Message": message}
+        )
     secrets = body.get("secrets") or []
     space = Space(repo_id=repo_id, sdk=sdk, hardware=hardware)
     for item in secrets if isinstance(secrets, list) else []:
@@ -213,6 +217,7 @@ def _runtime(space: Space, build_seconds: float) -> dict[str, object]:
         "hardware": {"current": space.hardware, "requested": space.hardware},
         "gcTimeout": None,
         "storage": None,
+        "devMode": False,
         # the names only: the Hub never reads secrets back
         "secrets": sorted(space.secrets),
     }

@@ -203,6 +203,15 @@ async def sample(pool: asyncpg.Pool, size: int) -> tuple[SampleRows, int]:
     )
 
 
+async def renamed_to(pool: asyncpg.Pool, model_id: str) -> str | None:
+    """The current name of a model the Hub renamed (the ingestor's `model_renames`), if `model_id` is an old one."""
+    try:
+        new_id: str | None = await pool.fetchval("SELECT new_id FROM model_renames WHERE old_id = $1", model_id)
+    except asyncpg.UndefinedTableError:  # a catalog without the ingestor's tables (e.g. a seeded benchmark)
+        return None
+    return new_id
+
+
 async def model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
     """The catalog row and its details (features, explanation: scorer migrations 0005, 0007), by id."""
     row: asyncpg.Record | None = await pool.fetchrow(
@@ -215,12 +224,25 @@ async def model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
     return row
 
 
+_DAILY = (
+    "SELECT snapshot_date, downloads, likes, trending_rank, probability, model_version "
+    "FROM catalog_daily WHERE model_id = $1 ORDER BY snapshot_date"
+)
+# A renamed model's days under its old names too (the ingestor's model_renames); its own row wins a shared day.
+_DAILY_RENAMED = """
+    SELECT DISTINCT ON (snapshot_date) snapshot_date, downloads, likes, trending_rank, probability, model_version
+    FROM catalog_daily
+    WHERE model_id = $1 OR model_id IN (SELECT old_id FROM model_renames WHERE new_id = $1)
+    ORDER BY snapshot_date, model_id = $1 DESC
+"""
+
+
 async def daily(pool: asyncpg.Pool, model_id: str) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await pool.fetch(
-        "SELECT snapshot_date, downloads, likes, trending_rank, probability, model_version "
-        "FROM catalog_daily WHERE model_id = $1 ORDER BY snapshot_date",
-        model_id,
-    )
+    rows: list[asyncpg.Record]
+    try:
+        rows = await pool.fetch(_DAILY_RENAMED, model_id)
+    except asyncpg.UndefinedTableError:  # a catalog without the ingestor's tables (e.g. a seeded benchmark)
+        rows = await pool.fetch(_DAILY, model_id)
     return rows
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from hubpulse_common.explain import label_sentence, sentence
+from hubpulse_common.history import known_created_at
 
 
 class SortKey(StrEnum):
@@ -28,13 +29,20 @@ class ModelSummary(_Out):
     pipeline_tag: str | None
     library_name: str | None
     tags: list[str]
-    created_at: datetime | None
+    created_at: datetime | None = Field(
+        description="Null when unknown (the Hub's placeholder for repos before 2022-03)"
+    )
     snapshot_date: date
     downloads: int = Field(description="Downloads over the last 30 days")
     likes: int
     trending_rank: int | None
     growth_7d: float | None
     probability: float | None = Field(description="Trend probability from the latest score, if scored")
+
+    @field_validator("created_at")
+    @classmethod
+    def _known(cls, value: datetime | None) -> datetime | None:
+        return known_created_at(value)
 
 
 class SearchPage(_Out):

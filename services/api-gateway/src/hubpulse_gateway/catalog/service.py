@@ -15,6 +15,7 @@ import orjson
 from cachetools import LRUCache
 
 from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
+from hubpulse_common.history import known_created_at
 from hubpulse_common.http import sane_datetime
 from hubpulse_gateway.catalog.schemas import SortKey
 
@@ -160,6 +161,8 @@ def page_of(rows: Sequence[Mapping[str, Any]], query: SearchQuery) -> dict[str, 
     if len(rows) > query.limit:
         last = items[-1]
         next_cursor = encode_cursor(query.sort, last[SORT_COLUMNS[query.sort]], last["model_id"])
+    for item in items:  # after the cursor, which needs the stored value to continue the walk
+        item["created_at"] = known_created_at(item["created_at"])
     return {"items": items, "next_cursor": next_cursor}
 
 

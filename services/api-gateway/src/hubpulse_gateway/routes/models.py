@@ -9,6 +9,7 @@ from typing import Annotated
 
 import asyncpg
 from fastapi import APIRouter, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import RedirectResponse
 from pydantic import TypeAdapter
 
 from hubpulse_common.http import NO_NUL, ApiError
@@ -92,14 +93,18 @@ async def search_models(
     "/v1/models/{model_id:path}",
     response_model=ModelDetail,
     summary="One model: latest stats, daily history, features, probability history, explanation",
-    responses=errors(404, 422),
+    responses={**errors(404, 422), 307: {"description": "A renamed model: Location is its detail under its new name"}},
 )
 async def model_detail(
     request: Request,
     model_id: Annotated[str, Path(min_length=1, max_length=300, pattern=NO_NUL, description="e.g. org/name")],
 ) -> Response:
     pool = _state(request).pool
-    row, history = await asyncio.gather(repository.model(pool, model_id), repository.daily(pool, model_id))
+    row, history, new_id = await asyncio.gather(
+        repository.model(pool, model_id), repository.daily(pool, model_id), repository.renamed_to(pool, model_id)
+    )
+    if new_id is not None:  # the Hub renamed it: its history continues under the new name (the old row is stale)
+        return RedirectResponse(request.url.replace(path=f"/v1/models/{new_id}"), status_code=307)
     if row is None:
         raise ApiError(404, "model_not_found", f"no model {model_id!r} in the catalog")
     detail = dict(row)
