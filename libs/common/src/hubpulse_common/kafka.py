@@ -77,6 +77,19 @@ BATCH_SECONDS = Histogram(
 
 STOP_TIMEOUT_S = 15.0
 
+# What the bus adds to a dead letter's own headers (a replay strips them again)
+DEAD_LETTER_HEADERS = frozenset(
+    {
+        "x-error",
+        "x-error-type",
+        "x-original-topic",
+        "x-original-partition",
+        "x-original-offset",
+        "x-failed-at",
+        "x-consumer-group",
+    }
+)
+
 SCHEMA_VERSIONS: dict[str, bytes] = {
     e.topic: str(e.model_fields["schema_version"].default).encode() for e in ALL_EVENTS
 }
@@ -607,8 +620,9 @@ class BatchConsumer(Generic[E]):
         )
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
+        own = [(k, v) for k, v in record.headers or () if k not in DEAD_LETTER_HEADERS]  # a replay failing again
         headers = [
-            *list(record.headers or ()),
+            *own,
             ("x-error", str(error)[:2000].encode()),
             ("x-error-type", type(error).__name__.encode()),
             ("x-original-topic", record.topic.encode()),
