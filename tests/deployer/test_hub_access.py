@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from huggingface_hub import HfApi
 
 from deployer.conftest import PLATFORM_TOKEN, PRIVATE_MODEL, USER_TOKEN, DeployStack
+from hubpulse.platform.stores import free_port
+from hubpulse_deployer.app import create_app as create_deployer_app
 from hubpulse_deployer.runtime.fetch import fetch
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.hf_space import HfSpaceTarget
@@ -154,11 +156,23 @@ async def test_limits_are_4xx_naming_the_setting(deploy_stack: DeployStack) -> N
 
 
 async def test_bad_variables_are_422(deploy_stack: DeployStack) -> None:
-    """Audit M9, at the deployer itself (the gateway may cap the body first): a NUL or `$` in a variable name, a
-    17 MiB value (over Mongo's document limit, it answered 500)."""
-    # the caller's access token: since sec's merge the deployer believes no identity headers
+    """Audit M9, at the deployer itself: a NUL or `$` in a variable name, a value over the 4096-character cap (the
+    audit's 17 MiB one, over Mongo's document limit, is now stopped earlier by the services' body limit: 413)."""
+    # the caller's token, as the gateway forwards it
     async with httpx.AsyncClient(base_url=deploy_stack.deployer, headers=deploy_stack.headers, timeout=60) as client:
-        for env in ({"A\u0000B": "x"}, {"$where": "x"}, {"A": "x" * (17 * 1024 * 1024)}):
+        for env in ({"A\u0000B": "x"}, {"$where": "x"}, {"A": "x" * 65536}):
             for field in ("env", "secrets"):
                 answer = await client.post("/deployments", json={"model_id": MODEL, "config": {field: env}})
                 assert answer.status_code == 422, answer.text[:300]
+
+
+async def test_a_hub_that_is_down_is_503_not_500(deploy_stack: DeployStack) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    settings = deploy_stack.settings.model_copy(update={"hf_endpoint": dead})
+    async with (
+        serving(create_deployer_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, headers=deploy_stack.headers) as client,
+    ):
+        answer = await client.post("/deployments", json={"model_id": MODEL})
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "hub_unavailable"

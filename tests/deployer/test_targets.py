@@ -22,7 +22,7 @@ from huggingface_hub.errors import RepositoryNotFoundError
 
 from deployer.conftest import PLATFORM_TOKEN, USER_TOKEN, DeployStack, read_topic
 from hubpulse_deployer.settings import DeployerSettings
-from hubpulse_deployer.targets.aws_lambda import LambdaTarget
+from hubpulse_deployer.targets.aws_lambda import HANDLER, LambdaTarget
 from hubpulse_deployer.targets.base import ProvisionError, Spec, TargetUnavailable
 from hubpulse_deployer.targets.hf_space import space_files
 from hubpulse_deployer.targets.kubernetes import REDACTED, KubernetesTarget, render
@@ -106,6 +106,13 @@ def test_lambda_and_iam_do_not_use_the_s3_endpoint() -> None:
         settings=local, hf_endpoint="https://huggingface.co", role_name="r", layers=[], start_timeout_s=1, poll_s=1
     )
     assert target._lambda.meta.endpoint_url == "http://127.0.0.1:9001"
+
+
+def test_lambda_handler_fetches_no_pickled_weights() -> None:
+    compile(HANDLER, "handler.py", "exec")
+    fetched = HANDLER.split("allow_patterns=", 1)[1].split("]", 1)[0]
+    assert "*.safetensors" in fetched
+    assert not any(suffix in fetched for suffix in (".bin", ".pt", ".pkl", '*"', "*.*"))
 
 
 def test_space_app_is_python() -> None:
@@ -238,7 +245,7 @@ def test_rendered_objects_are_valid_kubernetes(scaling: dict[str, int]) -> None:
 
 def test_deployer_role_grants_every_object_the_target_applies() -> None:
     """Audit M12: the Role lacked HPAs and Secrets, so every kubernetes deployment got 403."""
-    rbac = Path(__file__).parents[2] / "deploy" / "k8s" / "rbac.yaml"
+    rbac = Path(__file__).parents[2] / "deploy" / "k8s" / "base" / "rbac.yaml"
     role = next(o for o in yaml.safe_load_all(rbac.read_text()) if o["kind"] == "Role")
     granted = {
         (group, resource): set(rule["verbs"])

@@ -7,7 +7,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -19,6 +18,9 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+
+# the base of every error huggingface_hub raises for a call: the Hub's answers and transport errors alike
+from huggingface_hub.errors import HTTPError as HubCallError  # type: ignore[attr-defined]
 
 from hubpulse_common.errors import InputError
 from hubpulse_common.events import DeploymentStatus
@@ -77,7 +79,7 @@ def _view(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
     return public_view(doc, _orchestrator(request).targets[doc["target"]].resources(doc["_id"]))
 
 
-def _hub_error(exc: Exception, model_id: str, revision: str, own_token: bool) -> ApiError:
+def _hub_error(exc: HubCallError, model_id: str, revision: str, own_token: bool) -> ApiError:
     """A Hub refusal as the API answers it: the caller's mistakes are 4xx, the platform's (token, Hub down) 503."""
     if isinstance(exc, GatedRepoError):
         return ApiError(403, "gated_model", f"{model_id} is gated and the token used has not been granted access")
@@ -111,7 +113,7 @@ async def _task_of(request: Request, model_id: str, revision: str, config: dict[
         raise ApiError(403, "model_not_public", str(exc)) from None
     except HFValidationError as exc:
         raise ApiError(422, "invalid_model_id", str(exc)[:200]) from None
-    except (HfHubHTTPError, httpx.HTTPError) as exc:
+    except HubCallError as exc:
         raise _hub_error(exc, model_id, revision, own is not None) from None
     if not servable(info.pipeline_tag):
         raise ApiError(422, "unsupported_task", f"{model_id} is a {info.pipeline_tag!r} model, which is not served")

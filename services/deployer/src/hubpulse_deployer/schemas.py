@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # public, re-exported without `as`
+from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # public, not in __all__
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from hubpulse_common.inference import MAX_BATCH
@@ -18,23 +17,23 @@ VARIABLE_NAME = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_
 VARIABLE_VALUE = Annotated[str, StringConstraints(max_length=4096)]
 
 
-def _hub_repo_id(value: str) -> str:
-    # the Hub's own rule (no `--`, `..`, trailing `-` or `.git`): a looser one let such ids reach the Hub client
-    try:
-        validate_repo_id(value)
-    except HFValidationError as exc:
-        raise ValueError(str(exc)) from None
-    return value
-
-
 def _revision(value: str) -> str:
     if ".." in value.split("/") or value.startswith("/") or value.endswith("/"):
         raise ValueError("a revision is a branch, tag or commit: no empty or '..' path segments")
     return value
 
 
-RepoId = Annotated[str, Field(pattern=REPO_ID, max_length=200), AfterValidator(_hub_repo_id)]
 Revision = Annotated[str, Field(max_length=100, pattern=r"^[\w./-]+$"), AfterValidator(_revision)]
+
+
+def hub_repo_id(value: str) -> str:
+    """The Hub's own rules ('--', '..', a trailing '-' or '.git' are refused): a 422 here, not a 500 from the
+    Hub client later (security audit M9)."""
+    validate_repo_id(value)  # HFValidationError is a ValueError: pydantic reports it as a 422
+    return value
+
+
+RepoId = Annotated[str, Field(pattern=REPO_ID, max_length=200), AfterValidator(hub_repo_id)]
 
 
 class Autoscaling(BaseModel):

@@ -40,7 +40,9 @@ def _pipeline():
         from transformers import pipeline
 
         model, revision = os.environ["MODEL_ID"], os.environ["MODEL_REVISION"]
-        path = snapshot_download(model, revision=revision, cache_dir="/tmp/hf")
+        # safetensors weights, configs and tokenizers only: never pickled weights, never other formats
+        path = snapshot_download(model, revision=revision, cache_dir="/tmp/hf",
+                                 allow_patterns=["*.safetensors", "*.json", "*.txt", "*.model"])
         _pipe = pipeline(os.environ["TASK"], model=path, device="cpu")
     return _pipe
 

@@ -2,7 +2,7 @@
 
 `render` is a plain function of the deployment version; the objects are applied with server-side apply (field
 manager `hubpulse-deployer`) with a kubeconfig, or with the pod's service account when the deployer runs in a
-cluster (deploy/k8s/rbac.yaml grants what it applies), then the Deployment is followed until a replica is
+cluster (deploy/k8s/base/rbac.yaml grants what it applies), then the Deployment is followed until a replica is
 available. With neither nothing is applied: the deployment stays `pending` with that reason and the rendered YAML
 is kept on the endpoint (`GET /deployments/{id}/manifests`).
 """
@@ -203,7 +203,7 @@ class KubernetesTarget:
         try:
             await asyncio.to_thread(self._delete, name)
         except ApiException as exc:
-            # e.g. 403: the service account lacks a permission (deploy/k8s/rbac.yaml); the deployment stays as it is
+            # e.g. 403: the service account lacks a permission (deploy/k8s/base/rbac.yaml); the deployment stays
             raise TargetUnavailable(f"the cluster refused to delete {name}: {exc.status} {exc.reason}") from exc
 
     async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:

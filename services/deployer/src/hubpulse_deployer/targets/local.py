@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import psutil
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.errors import HTTPError, LocalEntryNotFoundError  # type: ignore[attr-defined]
 
 from hubpulse_deployer.runtime import Refused
 from hubpulse_deployer.runtime.fetch import fetch, user_token
@@ -109,7 +109,7 @@ class LocalTarget:
             )
         except Refused as exc:
             raise ProvisionError(f"download of {spec.model_id}@{spec.revision} refused: {exc}") from exc
-        except (HfHubHTTPError, LocalEntryNotFoundError) as exc:
+        except (HTTPError, LocalEntryNotFoundError) as exc:  # HTTPError: the Hub's answers and transport errors
             raise ProvisionError(f"download of {spec.model_id}@{spec.revision} failed: {str(exc)[:300]}") from exc
 
     async def provision(self, spec: Spec) -> dict[str, Any]:
