@@ -14,6 +14,7 @@ PYPROJECTS = [
     ROOT / "pyproject.toml",
     ROOT / "libs" / "common" / "pyproject.toml",
     *sorted((ROOT / "services").glob("*/pyproject.toml")),
+    ROOT / "clients" / "python" / "pyproject.toml",
 ]
 
 
@@ -23,7 +24,7 @@ def _project(path: Path) -> dict[str, object]:
 
 
 def test_every_package_has_one_version_licence_and_readme() -> None:
-    assert len(PYPROJECTS) == 9
+    assert len(PYPROJECTS) == 10
     for path in PYPROJECTS:
         project = _project(path)
         assert project["version"] == __version__, path
@@ -44,3 +45,16 @@ def test_cli_and_changelog_name_the_version() -> None:
 def test_contributor_files_exist() -> None:
     for name in ("CONTRIBUTING.md", ".pre-commit-config.yaml", "examples/consumer.py"):
         assert (ROOT / name).is_file(), name
+
+
+def test_images_and_manifests_carry_the_version() -> None:
+    dockerfiles = sorted((ROOT / "services").glob("*/Dockerfile"))
+    assert len(dockerfiles) == 7
+    for dockerfile in dockerfiles:
+        text = dockerfile.read_text()
+        assert f"ARG VERSION={__version__}\n" in text, dockerfile
+        assert 'org.opencontainers.image.version="${VERSION}"' in text, dockerfile
+    kustomization = (ROOT / "deploy" / "k8s" / "base" / "kustomization.yaml").read_text()
+    tags = [line.split(":", 1)[1].strip() for line in kustomization.splitlines() if "newTag:" in line]
+    assert tags
+    assert set(tags) == {__version__}

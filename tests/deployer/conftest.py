@@ -16,6 +16,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from auth.conftest import serving
 from conftest import Store, fresh_database
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubpulse.hub import create_app as create_hub_app
 from hubpulse.hub.demo_models import DemoRepos
@@ -29,6 +31,66 @@ from hubpulse_gateway.settings import GatewaySettings
 
 # A stable folder, so the demo models are generated once per machine, not once per run.
 DEMO_CACHE = Path.home() / ".cache" / "hubpulse-tests" / "demo-models"
+# The Hub tokens the test Hub knows: the platform's (the deployer's HUBPULSE_HF_TOKEN) and a user's own.
+PLATFORM_TOKEN = "hf_platform_test"
+USER_TOKEN = "hf_user_test"
+# A private repo, readable only with USER_TOKEN (or the platform's, which may not deploy it): the demo classifier
+PRIVATE_MODEL = "acme/private-classifier"
+_MIRRORED = "hubpulse-demo/tiny-text-classifier"
+
+
+class RealHubAccess:
+    """What huggingface.co does with tokens and private repos, in front of the replay Hub: a token it does not know
+    is answered 401 even on a public repo; PRIVATE_MODEL answers 401 RepoNotFound without a token that can read it
+    and, with one, the demo classifier's files under `"private": true`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"").decode()
+        token = header.removeprefix("Bearer ").strip() or None
+        if token is not None and token not in (PLATFORM_TOKEN, USER_TOKEN):
+            await JSONResponse({"error": "Invalid credentials in Authorization header"}, 401)(scope, receive, send)
+            return
+        if PRIVATE_MODEL not in scope["path"]:
+            await self.app(scope, receive, send)
+            return
+        if token is None:
+            headers = {"x-error-code": "RepoNotFound"}
+            await JSONResponse({"error": "Repository not found"}, 401, headers=headers)(scope, receive, send)
+            return
+        path = scope["path"].replace(PRIVATE_MODEL, _MIRRORED)
+        # the repo's info says it is private; its files are the mirrored repo's as they are
+        reply = _privately(send) if path.startswith("/api/models/") else send
+        await self.app({**scope, "path": path, "raw_path": path.encode()}, receive, reply)
+
+
+def _privately(send: Send) -> Send:
+    """Rewrites the mirrored repo's info: its id and `"private": true` (bodies are small; buffered whole)."""
+    start: dict[str, Any] = {}
+    body = bytearray()
+
+    async def rewrite(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        body.extend(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        data = bytes(body)
+        if b'"private":false' in data:
+            data = data.replace(b'"private":false', b'"private":true').replace(
+                _MIRRORED.encode(), PRIVATE_MODEL.encode()
+            )
+        headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+        await send({**start, "headers": [*headers, (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+
+    return rewrite
 
 
 @dataclass
@@ -81,12 +143,16 @@ async def deploy_stack(
     hub = create_hub_app(SyntheticHub(20, 3, seed=3))
     hub.state.demo_repos = DemoRepos(DEMO_CACHE)
     hub.state.space_build_seconds = 0.5
+    hub.add_middleware(RealHubAccess)
     auth_db = await fresh_database(postgres, "deploy_auth")
     async with serving(hub) as hub_url:
         auth_settings = AuthSettings(database_url=auth_db, environment="test")
         async with serving(create_auth_app(auth_settings)) as auth_url:
             settings = DeployerSettings(
-                **common, hf_endpoint=hub_url, data_dir=tmp_path_factory.mktemp("deployer"), auth_url=auth_url,
+                **common, hf_endpoint=hub_url, hf_token=PLATFORM_TOKEN, data_dir=tmp_path_factory.mktemp("deployer"),
+                auth_url=auth_url,
+                # moto serves Lambda and IAM at the S3 server's address; the deployer is told so explicitly
+                lambda_endpoint=s3.url, iam_endpoint=s3.url, aws_access_key_id="deployer", aws_secret_access_key="x",
                 provision_timeout_s=90, resource_poll_s=0.5,
             )  # fmt: skip
             async with serving(create_deployer_app(settings)) as deployer_url:

@@ -6,20 +6,26 @@ from __future__ import annotations
 import asyncio
 import io
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import boto3
 import kubernetes_validate
 import pytest
 import yaml
+from auth.conftest import serving
 from botocore.exceptions import ClientError
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
-from deployer.conftest import DeployStack, read_topic
-from hubpulse_deployer.targets.base import Spec
+from deployer.conftest import PLATFORM_TOKEN, USER_TOKEN, DeployStack, read_topic
+from hubpulse_deployer.settings import DeployerSettings
+from hubpulse_deployer.targets.aws_lambda import HANDLER, LambdaTarget
+from hubpulse_deployer.targets.base import ProvisionError, Spec, TargetUnavailable
 from hubpulse_deployer.targets.hf_space import space_files
-from hubpulse_deployer.targets.kubernetes import REDACTED, render
+from hubpulse_deployer.targets.kubernetes import REDACTED, KubernetesTarget, render
 
 MODEL = "hubpulse-demo/tiny-text-classifier"
 pytestmark = pytest.mark.slow
@@ -48,7 +54,7 @@ async def test_hf_space_created_followed_and_deleted(deploy_stack: DeployStack) 
     assert space_id.startswith("hubpulse/hubpulse-")
     assert running["config"]["secrets"] == ["API_KEY"]
 
-    hub = HfApi(endpoint=deploy_stack.hub, token="hf_test")
+    hub = HfApi(endpoint=deploy_stack.hub, token=PLATFORM_TOKEN)
     # the replay Hub is served by this event loop: sync clients call it from a thread
     runtime = await asyncio.to_thread(hub.get_space_runtime, space_id)
     assert runtime.stage == "RUNNING"
@@ -63,6 +69,12 @@ async def test_hf_space_created_followed_and_deleted(deploy_stack: DeployStack) 
         assert answer.status_code == 503, answer.text
         assert answer.json()["error"]["code"] == "not_invocable"
         assert "not reachable from here" in answer.json()["error"]["message"]
+        # a new version redeploys to the Space that exists (the Hub answers a second create_repo with 409)
+        patched = await client.patch(f"/v1/deployments/{deployment_id}", json={"config": {"hardware": "cpu-basic"}})
+        assert patched.status_code == 202, patched.text
+        v2 = await deploy_stack.wait_status(deployment_id, {"running", "failed"}, timeout_s=30)
+        assert (v2["status"], v2["version"]) == ("running", 2), v2
+        assert (await asyncio.to_thread(hub.get_space_runtime, space_id)).hardware == "cpu-basic"
         deleted = await client.delete(f"/v1/deployments/{deployment_id}")
         assert deleted.json()["status"] == "deleted"
     with pytest.raises(RepositoryNotFoundError):
@@ -70,10 +82,37 @@ async def test_hf_space_created_followed_and_deleted(deploy_stack: DeployStack) 
 
 
 async def test_hf_space_refused_hardware_fails_with_reason(deploy_stack: DeployStack) -> None:
-    deployment_id = await _deploy(deploy_stack, "hf-space", {"hardware": "quantum-9000"})
+    # allowed here (HUBPULSE_ALLOWED_HARDWARE) but refused by the Hub: the deployment fails with the Hub's reason
+    deploy_stack.settings.allowed_hardware.append("quantum-9000")
+    try:
+        deployment_id = await _deploy(deploy_stack, "hf-space", {"hardware": "quantum-9000"})
+    finally:
+        deploy_stack.settings.allowed_hardware.remove("quantum-9000")
     failed = await deploy_stack.wait_status(deployment_id, {"running", "failed"}, timeout_s=30)
     assert failed["status"] == "failed", failed
     assert "Invalid hardware" in failed["reason"]
+
+
+def test_lambda_and_iam_do_not_use_the_s3_endpoint() -> None:
+    """Audit M12: with S3 at AWS's S3 endpoint, Lambda and IAM calls went to S3."""
+    settings = DeployerSettings(s3_endpoint="https://s3.us-east-1.amazonaws.com", aws_region="eu-west-1")
+    target = LambdaTarget(
+        settings=settings, hf_endpoint="https://huggingface.co", role_name="r", layers=[], start_timeout_s=1, poll_s=1
+    )
+    assert target._lambda.meta.endpoint_url == "https://lambda.eu-west-1.amazonaws.com"
+    assert target._iam.meta.endpoint_url == "https://iam.amazonaws.com"
+    local = DeployerSettings(s3_endpoint="http://127.0.0.1:9000", lambda_endpoint="http://127.0.0.1:9001")
+    target = LambdaTarget(
+        settings=local, hf_endpoint="https://huggingface.co", role_name="r", layers=[], start_timeout_s=1, poll_s=1
+    )
+    assert target._lambda.meta.endpoint_url == "http://127.0.0.1:9001"
+
+
+def test_lambda_handler_fetches_no_pickled_weights() -> None:
+    compile(HANDLER, "handler.py", "exec")
+    fetched = HANDLER.split("allow_patterns=", 1)[1].split("]", 1)[0]
+    assert "*.safetensors" in fetched
+    assert not any(suffix in fetched for suffix in (".bin", ".pt", ".pkl", '*"', "*.*"))
 
 
 def test_space_app_is_python() -> None:
@@ -97,7 +136,13 @@ async def test_aws_lambda_function_update_rollback_delete(deploy_stack: DeploySt
     assert function["Timeout"] == 30
     assert function["Environment"]["Variables"]["MODEL_ID"] == MODEL
     assert function["Environment"]["Variables"]["A"] == "1"
-    assert endpoint["function_url"] == lam.get_function_url_config(FunctionName=name)["FunctionUrl"]
+    url_config = lam.get_function_url_config(FunctionName=name)
+    assert endpoint["function_url"] == url_config["FunctionUrl"]
+    # audit H6: the URL takes IAM-signed calls only, and no policy lets anyone invoke it
+    assert url_config["AuthType"] == "AWS_IAM"
+    with pytest.raises(ClientError) as no_policy:
+        lam.get_policy(FunctionName=name)
+    assert no_policy.value.response["Error"]["Code"] == "ResourceNotFoundException"
     bucket, key = endpoint["artifact"].removeprefix("s3://").split("/", 1)
     package = zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
     assert "def handler(event, context)" in package.read("handler.py").decode()
@@ -110,10 +155,22 @@ async def test_aws_lambda_function_update_rollback_delete(deploy_stack: DeploySt
         assert answer.json()["error"]["code"] == "not_invocable"
         assert "Docker" in answer.json()["error"]["message"]
 
+        # a function made public by an older deployer is closed by its next version
+        lam.update_function_url_config(FunctionName=name, AuthType="NONE")
+        lam.add_permission(
+            FunctionName=name,
+            StatementId="public-url",
+            Action="lambda:InvokeFunctionUrl",
+            Principal="*",
+            FunctionUrlAuthType="NONE",
+        )
         updated = await client.patch(f"/v1/deployments/{deployment_id}", json={"config": {"memory_mb": 1024}})
         assert updated.status_code == 202, updated.text
         v2 = await deploy_stack.wait_status(deployment_id, {"running", "failed"}, timeout_s=30)
         assert v2["status"] == "running", v2
+        assert lam.get_function_url_config(FunctionName=name)["AuthType"] == "AWS_IAM"
+        with pytest.raises(ClientError):
+            lam.get_policy(FunctionName=name)
         assert v2["version"] == 2
         assert lam.get_function(FunctionName=name)["Configuration"]["MemorySize"] == 1024
         assert v2["endpoint"]["artifact"].endswith("/v2.zip")
@@ -137,7 +194,7 @@ async def test_aws_lambda_function_update_rollback_delete(deploy_stack: DeploySt
 
 async def test_kubernetes_without_kubeconfig_is_pending_with_valid_manifests(deploy_stack: DeployStack) -> None:
     config = {"autoscaling": {"min_replicas": 2, "max_replicas": 6, "target_concurrency": 8},
-              "memory_mb": 2048, "secrets": {"HF_TOKEN": "hf_secret"}, "env": {"LOG_LEVEL": "info"}}  # fmt: skip
+              "memory_mb": 2048, "secrets": {"HF_TOKEN": USER_TOKEN}, "env": {"LOG_LEVEL": "info"}}  # fmt: skip
     deployment_id = await _deploy(deploy_stack, "kubernetes", config)
     pending = await deploy_stack.wait_status(deployment_id, {"pending", "running", "failed"}, timeout_s=30)
     assert pending["status"] == "pending", pending
@@ -151,7 +208,7 @@ async def test_kubernetes_without_kubeconfig_is_pending_with_valid_manifests(dep
         answer = await client.post(f"/v1/deployments/{deployment_id}/predict", json={"inputs": "hello"})
         assert answer.status_code == 503
         assert answer.json()["error"]["code"] == "not_running"
-        space = {"model_id": MODEL, "target": "hf-space", "config": {"hardware": "quantum-9000"}}
+        space = {"model_id": MODEL, "target": "hf-space"}
         other = (await client.post("/v1/deployments", json=space)).json()
         assert (await client.get(f"/v1/deployments/{other['id']}/manifests")).status_code == 404
     objects = list(yaml.safe_load_all(body["yaml"]))
@@ -184,3 +241,106 @@ def test_rendered_objects_are_valid_kubernetes(scaling: dict[str, int]) -> None:
     for obj in objects:
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
     assert objects[2]["spec"]["minReplicas"] == max(1, scaling["min_replicas"])
+
+
+def test_deployer_role_grants_every_object_the_target_applies() -> None:
+    """Audit M12: the Role lacked HPAs and Secrets, so every kubernetes deployment got 403."""
+    rbac = Path(__file__).parents[2] / "deploy" / "k8s" / "base" / "rbac.yaml"
+    role = next(o for o in yaml.safe_load_all(rbac.read_text()) if o["kind"] == "Role")
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    spec = Spec("a" * 32, MODEL, "main", "text-classification", 1, {"secrets": {"HF_TOKEN": "x"}})
+    objects = render(spec, image="i", namespace="n", hf_endpoint="https://hf.co")
+    assert {o["kind"] for o in objects} == {"Secret", "Deployment", "Service", "HorizontalPodAutoscaler"}
+    for obj in objects:
+        group = obj["apiVersion"].rpartition("/")[0]
+        verbs = granted.get((group, obj["kind"].lower() + "s"), set())
+        # server-side apply is a patch (create when absent); teardown deletes
+        assert {"get", "create", "patch", "delete"} <= verbs, obj["kind"]
+
+
+def test_in_a_cluster_the_service_account_is_used(tmp_path: Path) -> None:
+    """Audit M12: without a kubeconfig the target never applied anything, even inside the cluster."""
+    (tmp_path / "token").write_text("service-account-token")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    environ = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    target = KubernetesTarget(
+        kubeconfig=None,
+        namespace="models",
+        image="i",
+        hf_endpoint="https://hf.co",
+        start_timeout_s=1,
+        poll_s=1,
+        predict_timeout_s=1,
+        environ=environ,
+        service_account=tmp_path,
+    )
+    assert target.configured
+    configuration = target.api_client().configuration
+    assert configuration.host == "https://10.0.0.1:443"
+    assert "service-account-token" in str(configuration.api_key)
+    outside = KubernetesTarget(
+        kubeconfig=None,
+        namespace="models",
+        image="i",
+        hf_endpoint="https://hf.co",
+        start_timeout_s=1,
+        poll_s=1,
+        predict_timeout_s=1,
+        environ={},
+    )
+    assert not outside.configured
+
+
+async def test_a_cluster_refusal_is_a_reason_not_a_crash(tmp_path: Path) -> None:
+    """A cluster that answers 403 (RBAC): provisioning fails with the reason; teardown is a 503, not a 500."""
+    cluster = FastAPI()
+
+    @cluster.api_route("/{path:path}", methods=["GET", "POST", "PATCH", "DELETE"])
+    async def forbidden(path: str) -> JSONResponse:
+        return JSONResponse(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "reason": "Forbidden",
+                "message": f"forbidden: {path}",
+                "code": 403,
+            },
+            403,
+        )
+
+    async with serving(cluster) as url:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "c",
+                    "clusters": [{"name": "k", "cluster": {"server": url}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+                }
+            )
+        )
+        target = KubernetesTarget(
+            kubeconfig=kubeconfig,
+            namespace="models",
+            image="i",
+            hf_endpoint="https://hf.co",
+            start_timeout_s=1,
+            poll_s=0.1,
+            predict_timeout_s=1,
+        )
+        spec = Spec("b" * 32, MODEL, "main", "text-classification", 1, {})
+        with pytest.raises(ProvisionError, match="403"):
+            await target.provision(spec)
+        with pytest.raises(TargetUnavailable, match="refused to delete") as refused:
+            await target.teardown(spec.deployment_id, None)
+        assert refused.value.status == 503
+        await target.close()

@@ -121,16 +121,30 @@ def service_environment(config: PlatformConfig, stores: list[ProcessSpec], envir
         "HUBPULSE_AUTH_URL": f"http://127.0.0.1:{config.port + SERVICES['auth'][1]}",
         "HUBPULSE_DEPLOYER_URL": f"http://127.0.0.1:{config.port + SERVICES['deployer'][1]}",
         "HUBPULSE_METRICS_URL": f"http://127.0.0.1:{config.port + SERVICES['metrics'][1]}",
+        "HUBPULSE_PUBLIC_URL": f"http://127.0.0.1:{config.port + SERVICES['gateway'][1]}",
     }
     if config.demo:
         # A demo day passes as soon as its cycle is done (hubpulse.platform.demo advances the Hub).
         env["HUBPULSE_INGEST_INTERVAL_S"] = "5"
+        # the replay Hub's Space routes want a bearer token, as huggingface.co's do; any one serves there
+        env["HUBPULSE_HF_TOKEN"] = "hf_hubpulse_demo"  # noqa: S105 (a placeholder, not a credential)
+        # Watches may post webhooks to a receiver on this machine (refused outside the demo).
+        env["HUBPULSE_WATCH_WEBHOOK_ALLOW_LOOPBACK"] = "true"
     by_name = {spec.name: spec for spec in stores}
     for name, variable in EXTERNAL.items():
         if name in by_name:
             env[variable] = by_name[name].url
     if "s3" in by_name:
         env.setdefault("HUBPULSE_S3_ACCESS_KEY_ID", "hubpulse")
+        # moto serves Lambda and IAM too; the deployer has endpoints and keys of its own for them
+        env.update(
+            {
+                "HUBPULSE_LAMBDA_ENDPOINT": by_name["s3"].url,
+                "HUBPULSE_IAM_ENDPOINT": by_name["s3"].url,
+                "HUBPULSE_AWS_ACCESS_KEY_ID": "hubpulse",
+                "HUBPULSE_AWS_SECRET_ACCESS_KEY": "hubpulse-secret",
+            }
+        )
     return {**env, **{k: v for k, v in environ.items() if k.startswith("HUBPULSE_") or k == "HF_ENDPOINT"}}
 
 

@@ -24,7 +24,7 @@ from hubpulse_deployer.targets.local import LocalTarget
 
 
 def build_targets(settings: DeployerSettings) -> dict[str, Target]:
-    token = settings.hf_token.get_secret_value()
+    token = settings.hub_token()
     local = LocalTarget(
         hf_endpoint=settings.hf_endpoint, hf_token=token, data_dir=settings.data_dir,
         host=settings.model_server_host, start_timeout_s=settings.provision_timeout_s,
@@ -61,7 +61,9 @@ def create_app(settings: DeployerSettings) -> FastAPI:
             orchestrator = Orchestrator(repo, res.require_bus(), targets, settings.resource_poll_s)
             app.state.orchestrator = orchestrator
             report(app, orchestrator.watcher)
-            app.state.hub = HfApi(endpoint=settings.hf_endpoint, token=settings.hf_token.get_secret_value())
+            app.state.settings = settings
+            # no token of its own: each call passes the one it may use (the user's, or the platform's)
+            app.state.hub = HfApi(endpoint=settings.hf_endpoint, token=False)
             await orchestrator.start()
             try:
                 yield

@@ -23,6 +23,7 @@ class DeploymentRepository:
     async def ensure_indexes(self) -> None:
         await self._c.create_index([("user_id", ASCENDING), ("created_at", DESCENDING)])
         await self._c.create_index([("status", ASCENDING)])
+        await self._c.create_index([("org_id", ASCENDING), ("status", ASCENDING)])
 
     async def insert(self, doc: Doc) -> None:
         await self._c.insert_one(doc)
@@ -33,6 +34,12 @@ class DeploymentRepository:
     async def owned(self, *, owner: str, include_deleted: bool, limit: int) -> list[Doc]:
         query: Doc = {"user_id": owner} if include_deleted else {"user_id": owner, "status": {"$ne": "deleted"}}
         cursor = self._c.find(query).sort("created_at", DESCENDING).limit(limit)
+        return [doc async for doc in cursor]
+
+    async def active_of(self, *, org_id: str | None, user_id: str | None, statuses: list[str]) -> list[Doc]:
+        """The deployments of an organisation (of the user, without one) in `statuses`: versions and config only."""
+        owner: Doc = {"org_id": org_id} if org_id is not None else {"user_id": user_id}
+        cursor = self._c.find({**owner, "status": {"$in": statuses}}, {"version": 1, "versions": 1})
         return [doc async for doc in cursor]
 
     async def with_status(self, statuses: list[str]) -> list[Doc]:

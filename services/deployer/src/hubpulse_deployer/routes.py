@@ -12,7 +12,16 @@ from cachetools import TTLCache
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+# the base of every error huggingface_hub raises for a call: the Hub's answers and transport errors alike
+from huggingface_hub.errors import HTTPError as HubCallError  # type: ignore[attr-defined]
 
 from hubpulse_common.errors import InputError
 from hubpulse_common.events import DeploymentStatus
@@ -20,8 +29,21 @@ from hubpulse_common.http import ApiError
 from hubpulse_common.identity import CallerIdentity, Identity, MemberIdentity
 from hubpulse_common.inference import parse_inputs, servable
 from hubpulse_deployer.orchestrator import Orchestrator
+from hubpulse_deployer.runtime import Refused
+from hubpulse_deployer.runtime.fetch import HUB_LOGIN_VARIABLE, download_bytes, model_info, require_public, user_token
 from hubpulse_deployer.schemas import CreateDeployment, RollbackRequest, UpdateDeployment
-from hubpulse_deployer.service import InvalidTransition, UnknownVersion, add_version, new_deployment, public_view
+from hubpulse_deployer.service import (
+    ACTIVE,
+    InvalidTransition,
+    OverLimit,
+    UnknownVersion,
+    add_version,
+    check_limits,
+    current_version,
+    new_deployment,
+    public_view,
+)
+from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import NOT_INVOCABLE, TargetUnavailable
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
@@ -40,6 +62,11 @@ def _hub(request: Request) -> HfApi:
     return hub
 
 
+def _settings(request: Request) -> DeployerSettings:
+    settings: DeployerSettings = request.app.state.settings
+    return settings
+
+
 async def _owned(request: Request, deployment_id: str, who: Identity) -> dict[str, Any]:
     doc = await _orchestrator(request).repo.get(deployment_id)
     # someone else's deployment (or one without an owner) is answered as missing: its existence is not theirs to learn
@@ -52,22 +79,73 @@ def _view(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
     return public_view(doc, _orchestrator(request).targets[doc["target"]].resources(doc["_id"]))
 
 
-async def _task_of(request: Request, model_id: str, revision: str) -> str:
-    try:
-        # the default branch is asked without a revision: every Hub (and replay) serves that route
-        info = await asyncio.to_thread(
-            _hub(request).model_info, model_id, revision=None if revision == "main" else revision
+def _hub_error(exc: HubCallError, model_id: str, revision: str, own_token: bool) -> ApiError:
+    """A Hub refusal as the API answers it: the caller's mistakes are 4xx, the platform's (token, Hub down) 503."""
+    if isinstance(exc, GatedRepoError):
+        return ApiError(403, "gated_model", f"{model_id} is gated and the token used has not been granted access")
+    if isinstance(exc, RepositoryNotFoundError):
+        return ApiError(
+            422, "unknown_model", f"{model_id} is not a model on the Hub (or not readable with the token used)"
         )
-    except RepositoryNotFoundError:
-        raise ApiError(422, "unknown_model", f"{model_id} is not a model on the Hub") from None
-    except RevisionNotFoundError:
-        raise ApiError(422, "unknown_revision", f"{model_id} has no revision {revision!r}") from None
-    except HfHubHTTPError as exc:
-        raise ApiError(503, "hub_unavailable", f"the Hub did not answer: {str(exc)[:200]}") from None
+    if isinstance(exc, RevisionNotFoundError):
+        return ApiError(422, "unknown_revision", f"{model_id} has no revision {revision!r}")
+    status = exc.response.status_code if isinstance(exc, HfHubHTTPError) and exc.response is not None else None
+    if status == 401 and own_token:
+        return ApiError(422, "bad_hf_token", f"the Hub refused your config.secrets.{HUB_LOGIN_VARIABLE}")
+    if status == 401:
+        return ApiError(503, "hub_unavailable", "the Hub refused the platform's token (HUBPULSE_HF_TOKEN)")
+    if status is not None and 400 <= status < 500:
+        return ApiError(422, "hub_refused", f"the Hub refused {model_id}@{revision}: {str(exc)[:200]}")
+    return ApiError(503, "hub_unavailable", f"the Hub did not answer: {str(exc)[:200]}")
+
+
+async def _task_of(request: Request, model_id: str, revision: str, config: dict[str, Any]) -> str:
+    """The model's task, once it is known that the deployment may read it: with the user's own Hub token, or
+    public and ungated with the platform's."""
+    own = user_token(config)
+    try:
+        info = await asyncio.to_thread(
+            model_info, _hub(request), model_id, revision, own or _settings(request).hub_token()
+        )
+        if own is None:
+            require_public(info)
+    except Refused as exc:
+        raise ApiError(403, "model_not_public", str(exc)) from None
+    except HFValidationError as exc:
+        raise ApiError(422, "invalid_model_id", str(exc)[:200]) from None
+    except HubCallError as exc:
+        raise _hub_error(exc, model_id, revision, own is not None) from None
     if not servable(info.pipeline_tag):
         raise ApiError(422, "unsupported_task", f"{model_id} is a {info.pipeline_tag!r} model, which is not served")
     task: str = info.pipeline_tag  # type: ignore[assignment]
+    size, limit = download_bytes(info, task), _settings(request).max_model_bytes
+    if size is not None and size > limit:
+        raise ApiError(
+            422,
+            "model_too_large",
+            f"{model_id}@{revision} is {size} bytes to download, over the limit (HUBPULSE_MAX_MODEL_BYTES) of {limit}",
+        )
     return task
+
+
+async def _check_limits(
+    request: Request, config: dict[str, Any], org_id: str | None, user_id: str | None, changing: str | None = None
+) -> None:
+    """Refuse (4xx naming the limit) a version over one of the organisation's limits. `changing`: the deployment
+    that gets the version (it is not counted twice, and the count does not grow)."""
+    settings = _settings(request)
+    statuses = [s.value for s in ACTIVE]
+    active = await _orchestrator(request).repo.active_of(org_id=org_id, user_id=user_id, statuses=statuses)
+    try:
+        check_limits(
+            config,
+            [d for d in active if d["_id"] != changing],
+            max_deployments=None if changing else settings.max_deployments_per_org,
+            max_memory_mb=settings.max_memory_mb_per_org,
+            allowed_hardware=settings.allowed_hardware,
+        )
+    except OverLimit as exc:
+        raise ApiError(422 if exc.code == "hardware_not_allowed" else 403, exc.code, str(exc)) from None
 
 
 @router.post("", status_code=202)
@@ -76,11 +154,13 @@ async def create(
     body: CreateDeployment,
     who: MemberIdentity,
 ) -> dict[str, Any]:
-    task = await _task_of(request, body.model_id, body.revision)
+    config = body.config.model_dump()
+    await _check_limits(request, config, who.org_id, who.user_id)
+    task = await _task_of(request, body.model_id, body.revision, config)
     orchestrator = _orchestrator(request)
     doc = new_deployment(
         model_id=body.model_id, revision=body.revision, target=body.target, task=task,
-        config=body.config.model_dump(), user_id=who.user_id, org_id=who.org_id, now=datetime.now(UTC),
+        config=config, user_id=who.user_id, org_id=who.org_id, now=datetime.now(UTC),
     )  # fmt: skip
     await orchestrator.repo.insert(doc)
     # the first transition is written and published before the answer, so pending is never invisible
@@ -121,10 +201,15 @@ async def delete(request: Request, deployment_id: str, who: MemberIdentity) -> d
     doc = await _owned(request, deployment_id, who)
     if doc["status"] == S.DELETED.value:
         return _view(request, doc)
-    return _view(request, await _orchestrator(request).delete(deployment_id))
+    try:
+        deleted = await _orchestrator(request).delete(deployment_id)
+    except TargetUnavailable as exc:
+        raise ApiError(exc.status, "teardown_failed", str(exc)) from None
+    return _view(request, deleted)
 
 
 async def _new_version(request: Request, doc: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
+    await _check_limits(request, version["config"], doc.get("org_id"), doc.get("user_id"), changing=doc["_id"])
     orchestrator = _orchestrator(request)
     try:
         updated = await orchestrator.transition(doc["_id"], S.PROVISIONING, push_version=version)
@@ -137,9 +222,9 @@ async def _new_version(request: Request, doc: dict[str, Any], version: dict[str,
 @router.patch("/{deployment_id}", status_code=202)
 async def update(request: Request, deployment_id: str, body: UpdateDeployment, who: MemberIdentity) -> dict[str, Any]:
     doc = await _owned(request, deployment_id, who)
-    if body.revision is not None:
-        await _task_of(request, doc["model_id"], body.revision)
     config = body.config.model_dump() if body.config is not None else None
+    if body.revision is not None:
+        await _task_of(request, doc["model_id"], body.revision, config or current_version(doc)["config"])
     version = add_version(doc, revision=body.revision, config=config, source="update", now=datetime.now(UTC))
     return await _new_version(request, doc, version)
 

@@ -5,10 +5,23 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # public, not in __all__
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 Target = Literal["local", "hf-space", "aws-lambda", "kubernetes"]
 REPO_ID = r"^[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?$"
+# Variable names as a shell, Kubernetes, Lambda and a Space all accept them (no NUL, no `$`, no `.`), and sizes
+# far below Mongo's 16 MiB document and Lambda's 4 KiB environment.
+VARIABLE_NAME = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
+VARIABLE_VALUE = Annotated[str, StringConstraints(max_length=4096)]
+
+
+def _revision(value: str) -> str:
+    if ".." in value.split("/") or value.startswith("/") or value.endswith("/"):
+        raise ValueError("a revision is a branch, tag or commit: no empty or '..' path segments")
+    return value
+
+
+Revision = Annotated[str, Field(max_length=100, pattern=r"^[\w./-]+$"), AfterValidator(_revision)]
 
 
 def hub_repo_id(value: str) -> str:
@@ -43,15 +56,21 @@ class DeploymentConfig(BaseModel):
     memory_mb: int = Field(1024, ge=128, le=10240, description="memory per replica (aws-lambda, kubernetes)")
     timeout_s: int = Field(60, ge=1, le=900, description="function timeout (aws-lambda)")
     cpu_target_percent: int = Field(70, ge=10, le=100, description="CPU utilization to scale at (kubernetes)")
-    env: dict[str, str] = Field(default_factory=dict, max_length=50, description="public variables")
-    secrets: dict[str, str] = Field(default_factory=dict, max_length=50, description="write-only; never read back")
+    env: dict[VARIABLE_NAME, VARIABLE_VALUE] = Field(
+        default_factory=dict, max_length=50, description="public variables"
+    )
+    secrets: dict[VARIABLE_NAME, VARIABLE_VALUE] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="write-only; never read back. HF_TOKEN: your own Hub token, to deploy private or gated models",
+    )
 
 
 class CreateDeployment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_id: RepoId
-    revision: str = Field("main", max_length=100, pattern=r"^[\w./-]+$")
+    revision: Revision = "main"
     target: Target = "local"
     config: DeploymentConfig = Field(default_factory=DeploymentConfig)
 
@@ -61,7 +80,7 @@ class UpdateDeployment(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    revision: str | None = Field(None, max_length=100, pattern=r"^[\w./-]+$")
+    revision: Revision | None = None
     config: DeploymentConfig | None = None
 
 

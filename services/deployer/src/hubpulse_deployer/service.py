@@ -31,6 +31,55 @@ class UnknownVersion(ValueError):
     pass
 
 
+class OverLimit(ValueError):
+    """A request beyond a per-organisation limit; the message names the limit and its setting."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+ACTIVE: tuple[DeploymentStatus, ...] = (S.PENDING, S.PROVISIONING, S.RUNNING)
+
+
+def memory_mb(config: dict[str, Any]) -> int:
+    """The memory a version may take at its largest: every replica it can scale to."""
+    return int(config.get("memory_mb", 1024)) * max(1, int(config.get("autoscaling", {}).get("max_replicas", 1)))
+
+
+def check_limits(
+    config: dict[str, Any],
+    active: list[dict[str, Any]],
+    *,
+    max_deployments: int | None,
+    max_memory_mb: int,
+    allowed_hardware: list[str],
+) -> None:
+    """Refuse a version whose org already has `active` deployments (not counting the one being changed) when it
+    goes over a limit. `max_deployments` None: an existing deployment changes, the count does not grow."""
+    hardware = config.get("hardware", "cpu-basic")
+    if hardware not in allowed_hardware:
+        raise OverLimit(
+            "hardware_not_allowed",
+            f"hardware {hardware!r} is not offered here; allowed: "
+            f"{', '.join(allowed_hardware)} (HUBPULSE_ALLOWED_HARDWARE)",
+        )
+    if max_deployments is not None and len(active) >= max_deployments:
+        raise OverLimit(
+            "quota_exceeded",
+            f"the organisation has {len(active)} active deployments, the limit "
+            f"(HUBPULSE_MAX_DEPLOYMENTS_PER_ORG) is {max_deployments}",
+        )
+    used = sum(memory_mb(current_version(doc)["config"]) for doc in active)
+    wanted = memory_mb(config)
+    if used + wanted > max_memory_mb:
+        raise OverLimit(
+            "quota_exceeded",
+            f"{wanted} MB (memory_mb x max_replicas) on top of the organisation's "
+            f"{used} MB in use is over the limit (HUBPULSE_MAX_MEMORY_MB_PER_ORG) of {max_memory_mb} MB",
+        )
+
+
 @dataclass(frozen=True)
 class Transition:
     """What to write (guarded by the sequence read) and what to publish."""

@@ -17,18 +17,40 @@ class DeployerSettings(ServiceSettings):
     hf_endpoint: str = Field(
         "https://huggingface.co", validation_alias=AliasChoices("HUBPULSE_HF_ENDPOINT", "HF_ENDPOINT")
     )
-    hf_token: SecretStr = Field(
-        SecretStr("hf_hubpulse"), validation_alias=AliasChoices("HUBPULSE_HF_TOKEN", "HF_TOKEN")
-    )
+    # the platform's own token: Space management, and downloads of public, ungated models only. None: no token
+    # is sent (the real Hub answers a wrong token with 401 even on public repos)
+    hf_token: SecretStr | None = Field(None, validation_alias=AliasChoices("HUBPULSE_HF_TOKEN", "HF_TOKEN"))
     hf_space_namespace: str = "hubpulse"
     provision_timeout_s: float = 180.0
     model_server_host: str = "127.0.0.1"
     predict_timeout_s: float = 30.0
     space_poll_s: float = 2.0
     lambda_role_name: str = "hubpulse-model-server"
+    # Lambda and IAM have endpoints and credentials of their own: the S3 ones point at S3 and are mounted into every
+    # service. Unset endpoint: AWS's for the region; unset keys: boto3's credential chain (IRSA, instance role).
+    lambda_endpoint: str | None = None
+    iam_endpoint: str | None = None
+    aws_region: str | None = None
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
     # ARNs of layers holding torch and transformers for the handler (built from the package's requirements.txt)
     lambda_layers: list[str] = []
+    # a kubeconfig file; without one, the pod's service account where the deployer runs in a cluster
     kubeconfig: Path | None = None
     kubernetes_namespace: str = "default"
     model_server_image: str = "ghcr.io/hubpulse/model-server:0.1.0"
     resource_poll_s: float = 1.0
+    # Per-organisation limits (a user without an organisation counts as one); a request over one is answered 4xx
+    # naming the setting. Active deployments are pending, provisioning or running ones.
+    max_deployments_per_org: int = Field(10, ge=1)
+    # memory_mb x max_replicas summed over active deployments
+    max_memory_mb_per_org: int = Field(16384, ge=128)
+    # Space hardware billed to the operator's Hub account: GPU flavours only where the operator lists them
+    allowed_hardware: list[str] = ["cpu-basic", "cpu-upgrade"]
+    # what one deployment downloads (the files its runtime loads; the whole repo where the Hub gives no sizes)
+    max_model_bytes: int = Field(4 * 1024**3, ge=1)
+
+    def hub_token(self) -> str | bool:
+        """The platform token as huggingface_hub takes it: False sends none (None would fall back to a token saved
+        on the machine)."""
+        return self.hf_token.get_secret_value() if self.hf_token is not None else False

@@ -1,7 +1,9 @@
-"""`aws-lambda`: a zipped handler in S3, a function created or updated from it, and a public function URL.
+"""`aws-lambda`: a zipped handler in S3, a function created or updated from it, and an IAM-authorised function URL.
 
 The handler downloads the model from the Hub on its first call (cold start) and runs a transformers pipeline;
-torch and transformers come from the configured layers. Provisioning ends with a warm-up invoke: on AWS that
+torch and transformers come from the configured layers. The deployer calls the function with `Invoke`, signed
+(SigV4) by botocore with its own credentials; the function URL takes IAM-signed calls only, never anonymous ones.
+Provisioning ends with a warm-up invoke: on AWS that
 loads the model (a failure is the `failed` reason). moto, the local AWS stand-in, stores and updates functions
 faithfully but runs their code only through Docker; without it the warm-up answers "error running docker", and
 the deployment is `running` (the function is Active) but marked not invocable, so predict answers 503 saying so.
@@ -16,10 +18,12 @@ import time
 import zipfile
 from typing import Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from hubpulse_common.s3 import aws_client
-from hubpulse_common.settings import CommonSettings
+from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import NOT_INVOCABLE, ProvisionError, Spec, TargetUnavailable
 
 HANDLER = '''"""hubpulse model handler: {"inputs": [...]} -> {"outputs": [...]}, called directly or by function URL."""
@@ -36,7 +40,9 @@ def _pipeline():
         from transformers import pipeline
 
         model, revision = os.environ["MODEL_ID"], os.environ["MODEL_REVISION"]
-        path = snapshot_download(model, revision=revision, cache_dir="/tmp/hf")
+        # safetensors weights, configs and tokenizers only: never pickled weights, never other formats
+        path = snapshot_download(model, revision=revision, cache_dir="/tmp/hf",
+                                 allow_patterns=["*.safetensors", "*.json", "*.txt", "*.model"])
         _pipe = pipeline(os.environ["TASK"], model=path, device="cpu")
     return _pipe
 
@@ -61,6 +67,25 @@ _ASSUME_ROLE = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
 _NO_DOCKER = "error running docker"
+# the statement an older deployer added to make function URLs public (audit H6): removed where found
+_PUBLIC_URL_STATEMENT = "public-url"
+
+
+def control_client(service: str, endpoint: str | None, settings: DeployerSettings) -> Any:
+    """A Lambda or IAM client with the deployer's own endpoint, region and credentials."""
+    keys = {}
+    if settings.aws_access_key_id is not None and settings.aws_secret_access_key is not None:
+        keys = {
+            "aws_access_key_id": settings.aws_access_key_id.get_secret_value(),
+            "aws_secret_access_key": settings.aws_secret_access_key.get_secret_value(),
+        }
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=endpoint,
+        region_name=settings.aws_region or settings.s3_region,
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60),
+        **keys,
+    )
 
 
 def package() -> bytes:
@@ -77,12 +102,12 @@ class LambdaTarget:
     name = "aws-lambda"
 
     def __init__(
-        self, *, settings: CommonSettings, hf_endpoint: str, role_name: str, layers: list[str],
+        self, *, settings: DeployerSettings, hf_endpoint: str, role_name: str, layers: list[str],
         start_timeout_s: float, poll_s: float,
     ) -> None:  # fmt: skip
-        self._lambda = aws_client("lambda", settings)
+        self._lambda = control_client("lambda", settings.lambda_endpoint, settings)
+        self._iam = control_client("iam", settings.iam_endpoint, settings)
         self._s3 = aws_client("s3", settings)
-        self._iam = aws_client("iam", settings)
         self._bucket = settings.s3_bucket
         self._hf_endpoint, self._role_name, self._layers = hf_endpoint, role_name, layers
         self._start_timeout_s, self._poll_s = start_timeout_s, poll_s
@@ -150,15 +175,20 @@ class LambdaTarget:
 
     def _url(self, name: str) -> str:
         try:
-            url: str = self._lambda.get_function_url_config(FunctionName=name)["FunctionUrl"]
+            config = self._lambda.get_function_url_config(FunctionName=name)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceNotFoundException":
                 raise
-            url = self._lambda.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
-            self._lambda.add_permission(
-                FunctionName=name, StatementId="public-url", Action="lambda:InvokeFunctionUrl", Principal="*",
-                FunctionUrlAuthType="NONE",
-            )  # fmt: skip
+            config = self._lambda.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")
+        if config["AuthType"] != "AWS_IAM":
+            # made public by an older deployer: close it
+            config = self._lambda.update_function_url_config(FunctionName=name, AuthType="AWS_IAM")
+            try:
+                self._lambda.remove_permission(FunctionName=name, StatementId=_PUBLIC_URL_STATEMENT)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                    raise
+        url: str = config["FunctionUrl"]
         return url
 
     def _wait(self, name: str) -> dict[str, Any]:

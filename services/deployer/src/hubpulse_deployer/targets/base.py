@@ -79,10 +79,12 @@ class Target(Protocol):
         ...
 
 
-async def call_model_server(client: httpx.AsyncClient, url: str, inputs: list[str], who: str) -> list[Any]:
+async def call_model_server(
+    client: httpx.AsyncClient, url: str, inputs: list[str], who: str, headers: dict[str, str] | None = None
+) -> list[Any]:
     """`POST {url}/predict` of a model server (local process, Space, cluster Service): one output per input."""
     try:
-        response = await client.post(f"{url}/predict", json={"inputs": inputs})
+        response = await client.post(f"{url}/predict", json={"inputs": inputs}, headers=headers)
     except httpx.TimeoutException as exc:
         raise TargetUnavailable(f"{who} did not answer in time ({type(exc).__name__})", 504) from exc
     except httpx.TransportError as exc:

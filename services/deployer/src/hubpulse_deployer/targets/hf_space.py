@@ -76,10 +76,12 @@ class HfSpaceTarget:
     name = "hf-space"
 
     def __init__(
-        self, *, hf_endpoint: str, hf_token: str, namespace: str, start_timeout_s: float, poll_s: float,
+        self, *, hf_endpoint: str, hf_token: str | bool, namespace: str, start_timeout_s: float, poll_s: float,
         predict_timeout_s: float,
     ) -> None:  # fmt: skip
         self._api = HfApi(endpoint=hf_endpoint, token=hf_token)
+        # the Space is private: the platform calls it with its own token
+        self._auth = {"authorization": f"Bearer {hf_token}"} if isinstance(hf_token, str) else {}
         self._namespace = namespace
         self._start_timeout_s, self._poll_s = start_timeout_s, poll_s
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(predict_timeout_s, connect=3.0))
@@ -91,10 +93,12 @@ class HfSpaceTarget:
         repo_id = self._repo_id(spec)
         config = spec.config
         secrets = [{"key": k, "value": v} for k, v in sorted(config.get("secrets", {}).items())]
-        self._api.create_repo(
-            repo_id, repo_type="space", space_sdk="gradio", space_hardware=config.get("hardware", "cpu-basic"),
-            space_secrets=secrets, private=True, exist_ok=True,
-        )  # fmt: skip
+        if not self._api.repo_exists(repo_id, repo_type="space"):
+            # exist_ok: a redeploy racing this one; the Hub answers its 409 with the repo's url
+            self._api.create_repo(
+                repo_id, repo_type="space", space_sdk="gradio", space_hardware=config.get("hardware", "cpu-basic"),
+                space_secrets=secrets, private=True, exist_ok=True,
+            )  # fmt: skip
         # a new version of an existing Space: hardware and secrets may have changed
         self._api.request_space_hardware(repo_id, config.get("hardware", "cpu-basic"))
         for secret in secrets:
@@ -132,6 +136,8 @@ class HfSpaceTarget:
         raise ProvisionError(f"Space {repo_id} not RUNNING within {self._start_timeout_s:.0f}s (stage {stage})")
 
     async def provision(self, spec: Spec) -> dict[str, Any]:
+        if not self._auth:
+            raise ProvisionError("hf-space needs the platform's Hub token (HUBPULSE_HF_TOKEN), and none is configured")
         try:
             repo_id = await asyncio.to_thread(self._create, spec)
             return await asyncio.to_thread(self._follow, repo_id)
@@ -143,7 +149,7 @@ class HfSpaceTarget:
         await asyncio.to_thread(self._api.delete_repo, repo_id, repo_type="space", missing_ok=True)
 
     async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:
-        return await call_model_server(self._client, str(endpoint["host"]), inputs, "the Space")
+        return await call_model_server(self._client, str(endpoint["host"]), inputs, "the Space", headers=self._auth)
 
     def resources(self, deployment_id: str) -> dict[str, Any] | None:
         return None  # the Hub runs the Space; its hardware is on the endpoint

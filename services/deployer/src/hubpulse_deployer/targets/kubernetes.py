@@ -1,26 +1,31 @@
 """`kubernetes`: a Deployment of the model server image, a Service in front of it and an HPA scaling it.
 
 `render` is a plain function of the deployment version; the objects are applied with server-side apply (field
-manager `hubpulse-deployer`) when a kubeconfig is configured, then the Deployment is followed until a replica is
-available. Without a kubeconfig nothing is applied: the deployment stays `pending` with that reason and the
-rendered YAML is kept on the endpoint (`GET /deployments/{id}/manifests`).
+manager `hubpulse-deployer`) with a kubeconfig, or with the pod's service account when the deployer runs in a
+cluster (deploy/k8s/base/rbac.yaml grants what it applies), then the Deployment is followed until a replica is
+available. With neither nothing is applied: the deployment stays `pending` with that reason and the rendered YAML
+is kept on the endpoint (`GET /deployments/{id}/manifests`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, call_model_server
+from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, TargetUnavailable, call_model_server
 
 PORT = 8080
 FIELD_MANAGER = "hubpulse-deployer"
 REDACTED = "<redacted>"
+# where Kubernetes mounts a pod's service account token and the cluster's CA
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def _labels(spec: Spec) -> dict[str, str]:
@@ -104,19 +109,39 @@ class KubernetesTarget:
 
     def __init__(
         self, *, kubeconfig: Path | None, namespace: str, image: str, hf_endpoint: str, start_timeout_s: float,
-        poll_s: float, predict_timeout_s: float,
+        poll_s: float, predict_timeout_s: float, environ: Mapping[str, str] = os.environ,
+        service_account: Path = SERVICE_ACCOUNT,
     ) -> None:  # fmt: skip
         self._kubeconfig, self._namespace, self._image = kubeconfig, namespace, image
+        # in a pod, Kubernetes sets KUBERNETES_SERVICE_HOST/PORT and mounts the service account
+        self._environ, self._service_account = environ, service_account
         self._hf_endpoint = hf_endpoint
         self._start_timeout_s, self._poll_s = start_timeout_s, poll_s
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(predict_timeout_s, connect=3.0))
 
+    @property
+    def configured(self) -> bool:
+        return self._kubeconfig is not None or bool(self._environ.get("KUBERNETES_SERVICE_HOST"))
+
+    def api_client(self) -> Any:
+        """A client from the kubeconfig, else from the pod's service account (in-cluster)."""
+        from kubernetes import client, config
+
+        if self._kubeconfig is not None:
+            return config.new_client_from_config(config_file=str(self._kubeconfig))  # type: ignore[no-untyped-call]
+        configuration = client.Configuration()
+        loader = config.incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+            token_filename=str(self._service_account / "token"),
+            cert_filename=str(self._service_account / "ca.crt"),
+            environ=self._environ,
+        )
+        loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
+        return client.ApiClient(configuration)
+
     def _dynamic(self) -> Any:
-        from kubernetes import config
         from kubernetes.dynamic import DynamicClient
 
-        api_client = config.new_client_from_config(config_file=str(self._kubeconfig))  # type: ignore[no-untyped-call]
-        return DynamicClient(api_client)  # type: ignore[no-untyped-call]
+        return DynamicClient(self.api_client())  # type: ignore[no-untyped-call]
 
     def _apply(self, objects: list[dict[str, Any]]) -> None:
         client = self._dynamic()
@@ -142,8 +167,12 @@ class KubernetesTarget:
             "namespace": self._namespace, "name": spec.slug, "manifests": to_yaml(objects),
             "url": f"http://{spec.slug}.{self._namespace}.svc.cluster.local",
         }  # fmt: skip
-        if self._kubeconfig is None:
-            raise NotApplied("rendered; no kubeconfig configured, so nothing was applied (see the manifests)", endpoint)
+        if not self.configured:
+            raise NotApplied(
+                "rendered; no kubeconfig configured and not running in a cluster, so nothing was applied (see the "
+                "manifests)",
+                endpoint,
+            )
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -166,8 +195,16 @@ class KubernetesTarget:
                     raise
 
     async def teardown(self, deployment_id: str, endpoint: dict[str, Any] | None) -> None:
-        if self._kubeconfig is not None:
-            await asyncio.to_thread(self._delete, (endpoint or {}).get("name") or f"hubpulse-{deployment_id[:20]}")
+        if not self.configured:
+            return
+        from kubernetes.client.exceptions import ApiException
+
+        name = (endpoint or {}).get("name") or f"hubpulse-{deployment_id[:20]}"
+        try:
+            await asyncio.to_thread(self._delete, name)
+        except ApiException as exc:
+            # e.g. 403: the service account lacks a permission (deploy/k8s/base/rbac.yaml); the deployment stays
+            raise TargetUnavailable(f"the cluster refused to delete {name}: {exc.status} {exc.reason}") from exc
 
     async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:
         # the Service's cluster DNS name: reachable when the deployer runs in the same cluster

@@ -1,4 +1,4 @@
-"""`local`: download the model from the Hub, serve it with a transformers pipeline in a process of its own.
+"""`local`: download what the runtime loads from the Hub, serve it with that runtime in a process of its own.
 
 One model server process per deployment (`python -m hubpulse_deployer.model_server`), watched by the deployer:
 a server that dies is reported by `exited()` so the deployment turns `failed` with the exit reason.
@@ -18,14 +18,21 @@ from typing import Any
 
 import httpx
 import psutil
-from huggingface_hub import snapshot_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.errors import HTTPError, LocalEntryNotFoundError  # type: ignore[attr-defined]
 
+from hubpulse_deployer.runtime import Refused
+from hubpulse_deployer.runtime.fetch import fetch, user_token
 from hubpulse_deployer.targets.base import ProvisionError, Spec, TargetUnavailable, call_model_server
 
+# The model server loads a folder: it gets none of the deployer's secrets (Hub token, store credentials and URLs).
+_SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "ACCESS_KEY", "_URL")
 # progress bars would fill the log whose tail becomes the failure reason
-_SERVER_ENV = {**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
-               "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+_SERVER_ENV = {
+    **{k: v for k, v in os.environ.items() if not any(m in k.upper() for m in _SECRET_MARKERS)},
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 @dataclass
@@ -65,7 +72,7 @@ class LocalTarget:
     name = "local"
 
     def __init__(
-        self, *, hf_endpoint: str, hf_token: str | None, data_dir: Path, host: str, start_timeout_s: float,
+        self, *, hf_endpoint: str, hf_token: str | bool, data_dir: Path, host: str, start_timeout_s: float,
         predict_timeout_s: float,
     ) -> None:  # fmt: skip
         self._endpoint, self._token = hf_endpoint, hf_token
@@ -81,18 +88,20 @@ class LocalTarget:
 
     def _download(self, spec: Spec) -> str:
         try:
-            path: str = snapshot_download(
+            own = user_token(spec.config)
+            return fetch(
                 spec.model_id,
-                revision=spec.revision,
+                spec.revision,
+                spec.task,
                 endpoint=self._endpoint,
-                token=self._token,
+                token=own or self._token,
+                public_only=own is None,
                 cache_dir=self._data_dir / "hf-cache",
             )
-        except (HfHubHTTPError, LocalEntryNotFoundError) as exc:
+        except Refused as exc:
+            raise ProvisionError(f"download of {spec.model_id}@{spec.revision} refused: {exc}") from exc
+        except (HTTPError, LocalEntryNotFoundError) as exc:  # HTTPError: the Hub's answers and transport errors
             raise ProvisionError(f"download of {spec.model_id}@{spec.revision} failed: {str(exc)[:300]}") from exc
-        if not any(Path(path).glob("*.safetensors")) and not any(Path(path).glob("*.bin")):
-            raise ProvisionError(f"{spec.model_id}@{spec.revision} has no weights file to serve")
-        return path
 
     async def provision(self, spec: Spec) -> dict[str, Any]:
         running = self._servers.get(spec.deployment_id)

@@ -1,0 +1,120 @@
+"""How a model server runs a model: the `Runtime` interface, and which runtime serves which repo.
+
+A runtime turns a batch of inputs into one output per input. Two exist:
+- `onnx` (the default install): ONNX Runtime on CPU plus a `tokenizers` tokenizer, for repos that ship an ONNX
+  graph (`model.onnx` or `onnx/model.onnx`) and a `tokenizer.json`, for the tasks in `ONNX_TASKS`;
+- `torch` (the `hubpulse-deployer[torch]` extra): a transformers pipeline, for repos with safetensors weights.
+
+`plan` decides from a repo's file list alone (before any download) which runtime serves it and which files
+it needs; a repo no runtime can serve is refused with the reason (`Refused`). Pickled weights (`*.bin`, `*.pt`,
+...) are never fetched: unpickling runs code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+RuntimeName = Literal["onnx", "torch"]
+
+# tasks whose pre- and post-processing the onnx runtime implements
+ONNX_TASKS: frozenset[str] = frozenset({"text-classification", "token-classification", "feature-extraction"})
+ONNX_FILES = ("model.onnx", "onnx/model.onnx")
+PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+# what a tokenizer and a model config need besides the weights (root of the repo only)
+SIDE_FILES = frozenset(
+    {
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "source.spm",
+        "target.spm",
+        "preprocessor_config.json",
+        "model.safetensors.index.json",
+    }
+)
+
+
+class Refused(Exception):
+    """No runtime of this install can serve the repo; the message says why and what would."""
+
+
+class Runtime(Protocol):
+    """A loaded model. `predict_batch` is called from one thread at a time (the model server runs it in one
+    worker thread, off the event loop), so a batcher can merge concurrent requests into one call."""
+
+    name: RuntimeName
+    task: str
+
+    def predict_batch(self, inputs: Sequence[str]) -> list[Any]:
+        """One JSON-serialisable output per input, in order."""
+        ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The runtime that serves a repo and the files it loads (exact repo paths: the download's allow list)."""
+
+    runtime: RuntimeName
+    files: tuple[str, ...]
+
+
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
+
+
+def plan(task: str, files: Iterable[str]) -> Plan:
+    """Which runtime serves a repo with these files for `task`, and what to download. Raises `Refused`."""
+    listed = set(files)
+    side = tuple(sorted(f for f in listed if f in SIDE_FILES))
+    onnx = next((f for f in ONNX_FILES if f in listed), None)
+    if onnx is not None and "tokenizer.json" in listed and task in ONNX_TASKS:
+        # external weights of a large graph sit beside it (`model.onnx_data`, `model.onnx.data`)
+        external = tuple(sorted(f for f in listed if f != onnx and f.startswith(onnx) and "/" not in f[len(onnx) :]))
+        return Plan("onnx", (onnx, *external, *side))
+    safetensors = tuple(sorted(f for f in listed if f.endswith(".safetensors") and "/" not in f))
+    if safetensors:
+        if not torch_installed():
+            why = (
+                f"its ONNX runtime serves only {', '.join(sorted(ONNX_TASKS))}"
+                if onnx is not None and task in ONNX_TASKS
+                else "the repo has no ONNX graph (model.onnx or onnx/model.onnx) with a tokenizer.json"
+                if task in ONNX_TASKS
+                else f"the onnx runtime serves only {', '.join(sorted(ONNX_TASKS))}, not {task}"
+            )
+            raise Refused(
+                f"this deployer cannot serve it: {why}, and its safetensors weights need the PyTorch runtime, "
+                "which is not installed (install hubpulse-deployer[torch])"
+            )
+        return Plan("torch", (*safetensors, *side))
+    pickled = sorted(f for f in listed if f.endswith(PICKLED_SUFFIXES))
+    if pickled:
+        raise Refused(
+            f"it ships only pickled weights ({', '.join(pickled[:3])}), which are never loaded: unpickling runs "
+            "code; hubpulse loads ONNX graphs and safetensors only"
+        )
+    raise Refused("it has no weights hubpulse can load (an ONNX graph with tokenizer.json, or safetensors)")
+
+
+def load(model_dir: Path, task: str) -> Runtime:
+    """The runtime for a downloaded model folder. Raises `Refused`."""
+    files = [p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()]
+    chosen = plan(task, files)
+    if chosen.runtime == "onnx":
+        from hubpulse_deployer.runtime.onnx_runtime import OnnxRuntime
+
+        return OnnxRuntime(model_dir, chosen.files[0], task)
+    from hubpulse_deployer.runtime.torch_runtime import TorchRuntime
+
+    return TorchRuntime(model_dir, task)

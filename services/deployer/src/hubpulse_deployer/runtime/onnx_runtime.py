@@ -1,0 +1,127 @@
+"""The default runtime: an ONNX graph on ONNX Runtime (CPU) behind a `tokenizers` tokenizer.
+
+The graph takes the inputs a transformers ONNX export takes (`input_ids`, `attention_mask`, optionally
+`token_type_ids`, int64) and gives `logits` (classification) or `last_hidden_state` (feature extraction) first.
+Post-processing follows the transformers pipelines' defaults, so outputs have the same shape either runtime:
+text-classification `{"label", "score"}` (softmax; sigmoid for one label or multi-label), token-classification
+one `{"entity", "score", "index", "word", "start", "end"}` per token not labelled `O`, feature-extraction
+`[[vector per token]]`. Inputs longer than the model's positions are truncated, as the pipelines can be told to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from tokenizers import Encoding, Tokenizer
+
+from hubpulse_deployer.runtime import Refused, RuntimeName
+
+Floats = npt.NDArray[np.floating[Any]]
+_DEFAULT_MAX_LENGTH = 512
+_PAD_TOKENS = ("[PAD]", "<pad>")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _softmax(logits: Floats) -> Floats:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    result: Floats = shifted / shifted.sum(axis=-1, keepdims=True)
+    return result
+
+
+def _sigmoid(logits: Floats) -> Floats:
+    result: Floats = 1.0 / (1.0 + np.exp(-logits))
+    return result
+
+
+class OnnxRuntime:
+    name: RuntimeName = "onnx"
+
+    def __init__(self, model_dir: Path, model_file: str, task: str) -> None:
+        self.task = task
+        config = _read_json(model_dir / "config.json")
+        tokenizer_config = _read_json(model_dir / "tokenizer_config.json")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # warnings about unused initializers would fill the server log
+        try:
+            self._session = ort.InferenceSession(
+                str(model_dir / model_file), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types, all with a message
+            raise Refused(f"ONNX Runtime cannot load {model_file}: {str(exc)[:300]}") from exc
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        if "input_ids" not in self._inputs:
+            raise Refused(f"{model_file} takes {sorted(self._inputs)}, not input_ids: not a text model export")
+        self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        limits = [
+            v
+            for v in (config.get("max_position_embeddings"), tokenizer_config.get("model_max_length"))
+            if isinstance(v, int) and 0 < v < 1_000_000
+        ]
+        self._tokenizer.enable_truncation(min(limits, default=_DEFAULT_MAX_LENGTH))
+        if self._tokenizer.padding is None:
+            pad = next((t for t in _PAD_TOKENS if self._tokenizer.token_to_id(t) is not None), None)
+            pad_id = config.get("pad_token_id") if pad is None else self._tokenizer.token_to_id(pad)
+            self._tokenizer.enable_padding(pad_id=int(pad_id or 0), pad_token=pad or "")
+        self._labels = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
+        self._multi_label = config.get("problem_type") == "multi_label_classification"
+
+    def _label(self, index: int) -> str:
+        return self._labels.get(index, f"LABEL_{index}")
+
+    def _run(self, encodings: list[Encoding]) -> Floats:
+        feed = {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+        }
+        first: Floats = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+        return first
+
+    def predict_batch(self, inputs: Sequence[str]) -> list[Any]:
+        encodings = self._tokenizer.encode_batch(list(inputs))
+        output = self._run(encodings)
+        if self.task == "text-classification":
+            return self._classify(output)
+        if self.task == "token-classification":
+            return [self._tokens(scores, e) for scores, e in zip(output, encodings, strict=True)]
+        # feature-extraction: the pipeline's shape, [1, tokens, hidden] per input, without the padding
+        return [[vectors[: sum(e.attention_mask)].tolist()] for vectors, e in zip(output, encodings, strict=True)]
+
+    def _classify(self, logits: Floats) -> list[Any]:
+        probabilities = _sigmoid(logits) if self._multi_label or logits.shape[-1] == 1 else _softmax(logits)
+        best = probabilities.argmax(axis=-1)
+        return [{"label": self._label(int(i)), "score": float(p[i])} for i, p in zip(best, probabilities, strict=True)]
+
+    def _tokens(self, logits: Floats, encoding: Encoding) -> list[dict[str, Any]]:
+        probabilities = _softmax(logits)
+        entities = []
+        for index, (token, special, (start, end)) in enumerate(
+            zip(encoding.tokens, encoding.special_tokens_mask, encoding.offsets, strict=True)
+        ):
+            best = int(probabilities[index].argmax())
+            label = self._label(best)
+            if special or label == "O":
+                continue
+            entities.append(
+                {
+                    "entity": label,
+                    "score": float(probabilities[index][best]),
+                    "index": index,
+                    "word": token,
+                    "start": start,
+                    "end": end,
+                }
+            )
+        return entities

@@ -1,0 +1,126 @@
+"""The local runtimes without a server: which runtime serves which repo, and the ONNX runtime on the demo models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelInfo
+
+from hubpulse.hub.demo_models import DEMO_MODELS, DemoRepos
+from hubpulse_deployer.model_server import build_app
+from hubpulse_deployer.runtime import ONNX_TASKS, Refused, load, plan, torch_installed
+from hubpulse_deployer.runtime.fetch import require_public
+from hubpulse_deployer.settings import DeployerSettings
+
+XENOVA_STYLE = [
+    "README.md",
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "onnx/model.onnx",
+    "onnx/model_quantized.onnx",
+    "onnx/model.onnx_data",
+    "pytorch_model.bin",
+    "model.safetensors",
+]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRepos:
+    return DemoRepos(tmp_path_factory.mktemp("demo-models"))
+
+
+def test_onnx_plan_fetches_the_graph_its_data_and_tokenizer_only() -> None:
+    chosen = plan("text-classification", XENOVA_STYLE)
+    assert chosen.runtime == "onnx"
+    assert chosen.files == (
+        "onnx/model.onnx",
+        "onnx/model.onnx_data",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    )
+
+
+@pytest.mark.skipif(torch_installed(), reason="the default install has no PyTorch")
+def test_without_torch_safetensors_only_repos_are_refused_naming_the_extra() -> None:
+    with pytest.raises(Refused, match=r"hubpulse-deployer\[torch\]"):
+        plan("text-classification", ["config.json", "model.safetensors", "tokenizer.json"])
+    # an ONNX graph does not serve a task the onnx runtime has no post-processing for
+    with pytest.raises(Refused, match="serves only"):
+        plan("text-generation", ["onnx/model.onnx", "tokenizer.json", "model.safetensors"])
+
+
+def test_pickled_weights_are_never_planned() -> None:
+    with pytest.raises(Refused, match="pickled weights"):
+        plan("text-classification", ["config.json", "pytorch_model.bin", "tokenizer.json"])
+    with pytest.raises(Refused, match="no weights"):
+        plan("text-classification", ["README.md"])
+    assert all(not f.endswith(".bin") for f in plan("feature-extraction", XENOVA_STYLE).files)
+
+
+def test_platform_token_reads_public_ungated_repos_only() -> None:
+    require_public(ModelInfo(id="org/open", private=False, gated=False))
+    with pytest.raises(Refused, match="private"):
+        require_public(ModelInfo(id="org/secret", private=True, gated=False))
+    with pytest.raises(Refused, match="gated"):
+        require_public(ModelInfo(id="org/gated", private=False, gated="manual"))
+
+
+def test_no_token_configured_means_none_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HF_TOKEN", "HUBPULSE_HF_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    # False, not None: huggingface_hub would send a token saved on the machine for None
+    assert DeployerSettings().hub_token() is False
+    assert DeployerSettings(hf_token="hf_x").hub_token() == "hf_x"
+
+
+@pytest.mark.parametrize("repo_id", sorted(DEMO_MODELS))
+def test_demo_models_run_on_onnx_runtime(demo: DemoRepos, repo_id: str) -> None:
+    built = demo.get(repo_id)
+    assert built is not None
+    task = built.model.pipeline_tag
+    assert task in ONNX_TASKS
+    runtime = load(built.root, task)
+    assert runtime.name == "onnx"
+    texts = ["I love this movie", "paris is a city", "x " * 3000]  # the last is longer than the model's 128
+    batch = runtime.predict_batch(texts)
+    assert len(batch) == len(texts)
+    # padding in a batch changes nothing: each input scores as it does alone
+    alone = runtime.predict_batch(texts[:1])[0]
+    if task == "text-classification":
+        assert batch[0]["label"] in built.model.labels
+        assert batch[0]["score"] == pytest.approx(alone["score"], abs=1e-5)
+    elif task == "token-classification":
+        assert all(e["entity"] in built.model.labels and e["entity"] != "O" for e in batch[0])
+        assert [e["score"] for e in batch[0]] == pytest.approx([e["score"] for e in alone], abs=1e-5)
+    else:
+        vectors = batch[0][0]
+        assert len(vectors) == 6  # [CLS] i love this movie [SEP]
+        assert vectors[1] == pytest.approx(alone[0][1], abs=1e-5)
+        assert len(batch[2][0]) == 128
+
+
+def test_demo_model_files_are_reproducible(demo: DemoRepos, tmp_path: Path) -> None:
+    repo_id = "hubpulse-demo/tiny-text-classifier"
+    first, second = demo.get(repo_id), DemoRepos(tmp_path).get(repo_id)
+    assert first is not None
+    assert second is not None
+    assert first.sha == second.sha
+    assert {f.path for f in first.files} >= {"onnx/model.onnx", "tokenizer.json", "config.json"}
+    assert not any(f.path.endswith((".safetensors", ".bin")) for f in first.files)
+
+
+async def test_model_server_reports_its_runtime(demo: DemoRepos) -> None:
+    import httpx
+
+    built = demo.get("hubpulse-demo/tiny-text-classifier")
+    assert built is not None
+    app = build_app(load(built.root, built.model.pipeline_tag))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://model") as client:
+        assert (await client.get("/healthz")).json()["runtime"] == "onnx"
+        answer = await client.post("/predict", json={"inputs": ["good " * 800]})
+    # longer than the model's positions: truncated, not a 500 (audit M9)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["label"] in ("NEGATIVE", "POSITIVE")
