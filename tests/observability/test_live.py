@@ -68,23 +68,21 @@ def _binary(name: str) -> str:
     return path
 
 
-def _start_platform(data_dir: Path, base: int) -> subprocess.Popen[bytes]:
+def _start_platform(data_dir: Path, base: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUBPULSE_")}
     env |= {"HUBPULSE_ALERT_RULES": json.dumps(ALERT_RULES), "HUBPULSE_ALERT_INTERVAL_S": "1"}
     argv = [sys.executable, "-m", "hubpulse", "up", "--demo", "--models", "60", "--days", "3"]
-    return subprocess.Popen(
-        [*argv, "--port", str(base), "--data-dir", str(data_dir)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with log.open("wb") as out:  # its one-line error, should it stop
+        return subprocess.Popen(
+            [*argv, "--port", str(base), "--data-dir", str(data_dir)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
-def _wait_ready(base: int, up: subprocess.Popen[bytes], within_s: float) -> None:
+def _wait_ready(base: int, up: subprocess.Popen[bytes], log: Path, within_s: float) -> None:
     deadline = time.monotonic() + within_s
     waiting = set(SERVICES)
     while waiting and time.monotonic() < deadline:
-        assert up.poll() is None, "hubpulse up exited"
+        assert up.poll() is None, f"hubpulse up exited: {log.read_text(errors='replace')[-1000:]}"
         for name in list(waiting):
             try:
                 if httpx.get(f"http://127.0.0.1:{base + SERVICES[name][1]}/readyz", timeout=2).status_code == 200:
@@ -113,10 +111,10 @@ def _prometheus_config(path: Path, base: int, exporter_port: int) -> None:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root = tmp_path_factory.mktemp("observability")
     base = free_base_port()
-    up = _start_platform(root / "platform", base)
+    up = _start_platform(root / "platform", base, root / "up.log")
     started: list[Store] = []
     try:
-        _wait_ready(base, up, 180)
+        _wait_ready(base, up, root / "up.log", 180)
         database = f"postgresql://postgres@127.0.0.1:{base + STORE_OFFSETS['postgres']}/hubpulse?sslmode=disable"
         exporter_port = free_port()
         started.append(

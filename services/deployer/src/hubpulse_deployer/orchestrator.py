@@ -26,6 +26,7 @@ from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, Tar
 log = get_logger(__name__)
 S = DeploymentStatus
 
+REPORT_EVERY_S = 10.0
 TRANSITIONS = Counter("hubpulse_deployer_transitions_total", "Deployment state transitions", ["target", "status"])
 DEPLOYMENTS = Gauge("hubpulse_deployer_deployments", "Deployments by target and state", ["target", "status"])
 SERVER_CPU = Gauge(
@@ -180,9 +181,15 @@ class Orchestrator:
         self._served = served
 
     async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_report = loop.time()
         while True:
             await asyncio.sleep(self._poll_s)
             await self.reap()
+            if loop.time() < next_report:
+                continue
+            # two MongoDB reads: as fresh as a scrape needs, not every poll
+            next_report = loop.time() + REPORT_EVERY_S
             try:
                 await self.report()
             except Exception:  # metrics must never stop the reaper
