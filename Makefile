@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(BIN)/hubpulse: pyproject.toml uv.lock libs/common/pyproject.toml $(wildcard services/*/pyproject.toml)
+$(BIN)/hubpulse: pyproject.toml uv.lock libs/common/pyproject.toml $(wildcard services/*/pyproject.toml) clients/python/pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
 	$(UV) sync --all-packages --python $(VENV)/bin/python

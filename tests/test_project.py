@@ -14,6 +14,7 @@ PYPROJECTS = [
     ROOT / "pyproject.toml",
     ROOT / "libs" / "common" / "pyproject.toml",
     *sorted((ROOT / "services").glob("*/pyproject.toml")),
+    ROOT / "clients" / "python" / "pyproject.toml",
 ]
 
 
@@ -23,7 +24,7 @@ def _project(path: Path) -> dict[str, object]:
 
 
 def test_every_package_has_one_version_licence_and_readme() -> None:
-    assert len(PYPROJECTS) == 9
+    assert len(PYPROJECTS) == 10
     for path in PYPROJECTS:
         project = _project(path)
         assert project["version"] == __version__, path

@@ -43,7 +43,8 @@ def test_service_boots_ready_and_stops(package: str, service_env: dict[str, str]
             time.sleep(0.2)
         assert ready.status_code == 200, ready.text
         assert "hubpulse_http_requests_total" in httpx.get(f"{base}/metrics").text
-        assert _consumers_running(base, bool(_topology(package).consumes)) == _declared_consumers(package)
+        declared = _declared_consumers(package)
+        assert _consumers_running(base, declared) == declared
         missing = httpx.get(f"{base}/no-such-route")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "not_found"
@@ -62,13 +63,14 @@ def _declared_consumers(package: str) -> set[tuple[str, str]]:
     return {(event.topic, topology.consumer_group) for event in topology.consumes}
 
 
-def _consumers_running(base: str, expect_any: bool) -> set[tuple[str, str]]:
-    """(topic, group) of every consumer the running service polls, read off its lag gauge."""
+def _consumers_running(base: str, declared: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """(topic, group) of every consumer the running service polls, read off its lag gauge (each consumer's gauge
+    appears after its first poll: waited for up to 20 s, so a slow one is not taken for a missing one)."""
     series = re.compile(r'^hubpulse_kafka_consumer_lag\{group="([^"]+)",topic="([^"]+)"\}', re.M)
     deadline = time.monotonic() + 20
     while True:
         found = {(topic, group) for group, topic in series.findall(httpx.get(f"{base}/metrics").text)}
-        if found or not expect_any or time.monotonic() > deadline:
+        if found == declared or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
 

@@ -31,7 +31,7 @@ async def test_list_then_replay_once_the_cause_is_fixed(kafka, tmp_path: Path) -
     await _publish(kafka.url, topic, 6)
     bus = EventBus(kafka.url, "test")
     await bus.start()
-    await bus.publish_raw(topic, b"{not json", key=b"bad", headers=[])
+    await bus.publish_raw(topic, b"{not json", key=b"bad", headers=[("x-request-id", b"trace-bad")])
     group = f"g-{uuid.uuid4().hex[:8]}"
     fixed = {"model-3": False}
     handled: list[str] = []
@@ -74,7 +74,16 @@ async def test_list_then_replay_once_the_cause_is_fixed(kafka, tmp_path: Path) -
         await _until(lambda: _committed(kafka.url, group, topic), lambda n: n == 9)
         assert "org/model-3" in handled
         # the unparseable one is still poison: back in the DLQ, with a later failure time
-        assert len(await _read_all(kafka.url, dlq_topic(topic), expect=3)) == 3
+        dead = await _read_all(kafka.url, dlq_topic(topic), expect=3)
+        assert len(dead) == 3
+        # the copies kept their trace id, say where they came from, and carry one set of failure headers
+        copies = [h for _, h in await _read_all(kafka.url, topic, expect=9) if "x-replayed-from" in h]
+        assert len(copies) == 2
+        assert all("x-error" not in h for h in copies)
+        assert [h["x-request-id"] for h in copies if "x-request-id" in h] == [b"trace-bad"]
+        again = [h for _, h in dead if "x-replayed-from" in h]
+        assert len(again) == 1
+        assert again[0]["x-request-id"] == b"trace-bad"
     finally:
         await consumer.stop()
         await bus.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 from auth.conftest import serving  # tests/auth/conftest.py (pytest puts tests/ on sys.path)
 
@@ -38,3 +39,23 @@ async def test_docs_are_served_without_a_cdn() -> None:
     assert script.status_code == 200
     assert "SwaggerUIBundle" in script.text
     assert redoc.status_code == 404  # CDN-only: not served
+
+
+async def test_a_store_not_ready_or_unreachable_is_a_503_with_retry_after() -> None:
+    # e.g. the gateway answering before the scorer has migrated the catalog, or PostgreSQL restarting
+    app = create_service_app(service="probe", title="probe")
+
+    @app.get("/unmigrated")
+    async def unmigrated() -> None:
+        raise asyncpg.UndefinedTableError('relation "catalog_models" does not exist')
+
+    @app.get("/refused")
+    async def refused() -> None:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        for path in ("/unmigrated", "/refused"):
+            response = await client.get(path)
+            assert response.status_code == 503, path
+            assert response.headers["retry-after"] == "5"
+            assert response.json()["error"]["code"] == "unavailable"

@@ -7,6 +7,7 @@ cross-checked against the code: settings classes, ports, Kafka topics.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -496,6 +497,19 @@ def routed(overlay: str, path: str) -> bool:
     return False
 
 
+def test_the_gateway_believes_forwarded_addresses_only_from_the_proxies_in_front() -> None:
+    """Behind the Ingress/Gateway the TCP peer is a proxy: the gateway trusts X-Forwarded-For from private
+    ranges, and the NetworkPolicy lets only the proxies' namespace (and Prometheus) reach it. Compose publishes
+    the gateway directly: nothing is trusted unless the operator names a proxy."""
+    env = of_kind("ConfigMap")["hubpulse-config"]["data"]
+    env |= {item["name"]: item.get("value") for item in _container(of_kind("Deployment")["gateway"])["env"]}
+    trusted = [ipaddress.ip_network(cidr) for cidr in json.loads(env["HUBPULSE_TRUSTED_PROXIES"])]
+    assert trusted
+    assert all(network.is_private or network.subnet_of(ipaddress.ip_network("100.64.0.0/10")) for network in trusted)
+    assert GatewaySettings(trusted_proxies=[str(n) for n in trusted]).trusted_proxies
+    assert json.loads(environment(compose_services()["gateway"])["HUBPULSE_TRUSTED_PROXIES"]) == []
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_entry_point_routes_the_public_api_and_not_the_operational_endpoints(overlay: str) -> None:
     from hubpulse_gateway.app import create_app
@@ -698,7 +712,18 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_the_services_u
     assert "ingress" not in deny
     assert "egress" not in deny
     assert all(_selects(deny["podSelector"], labels) for labels in pods.values())
-    gateway_labels = pods["gateway"]
+    # who may call whom: the gateway calls its upstreams; services that verify callers' JWTs fetch auth's JWKS
+    verifiers = {
+        name
+        for name, (directory, package, _) in SERVICES.items()
+        if name != "auth"
+        and any(
+            "hubpulse_common.identity import open_token_verifier" in path.read_text()
+            for path in (ROOT / "services" / directory / "src" / package).rglob("*.py")
+        )
+    }
+    assert verifiers == {"deployer", "metrics"}
+    callers = {"auth": {"gateway"} | verifiers, "deployer": {"gateway"}, "metrics": {"gateway"}}
     for name in SERVICES:
         peers = [peer for rule in allowed_ingress(name) for peer in rule["from"]]
         namespaces = {
@@ -712,9 +737,8 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_the_services_u
             assert from_pods == []
         else:
             assert namespaces == {"monitoring"}, name  # Prometheus only
-            reachable_from_gateway = any(_selects(selector, gateway_labels) for selector in from_pods)
-            assert reachable_from_gateway == (name in {"auth", "deployer", "metrics"}), name
-            assert all(_selects(selector, gateway_labels) for selector in from_pods), name
+            admitted = {caller for caller in SERVICES if any(_selects(s, pods[caller]) for s in from_pods)}
+            assert admitted == callers.get(name, set()), name
     # every pod may resolve names; each service's egress reaches the brokers exactly when it has a KafkaUser
     dns = policies["allow-dns"]["spec"]
     assert all(_selects(dns["podSelector"], labels) for labels in pods.values())
@@ -728,6 +752,14 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_the_services_u
             for peer in rule.get("to", [])
         )
         assert to_kafka == (f"kafka-{name}" in users), name
+        reaches = {
+            callee
+            for rule in egress["egress"]
+            for peer in rule.get("to", [])
+            for callee in SERVICES
+            if "podSelector" in peer and _selects(peer["podSelector"], pods[callee])
+        }
+        assert reaches == {callee for callee, allowed in callers.items() if name in allowed}, name
     (cluster,) = of_kind("Kafka")
     (listener,) = of_kind("Kafka")[cluster]["spec"]["kafka"]["listeners"]
     assert all(_selects(listener["networkPolicyPeers"][0]["podSelector"], pods[name]) for name in SERVICES)

@@ -100,3 +100,18 @@ def test_argument_checks():
         SyntheticHub(0, 5)
     with pytest.raises(ValueError, match="day must be"):
         SyntheticHub(10, 5).day(5)
+
+
+def test_featured_repos_are_listed_like_any_model_with_their_own_task() -> None:
+    featured = {"hubpulse-demo/tiny-text-classifier": ("text-classification", "onnx")}
+    plain, hub = SyntheticHub(300, 20, seed=4), SyntheticHub(300, 20, seed=4, featured=featured)
+    day, before = hub.day(19), plain.day(19)
+    row = day[day["model_id"].astype(str) == "hubpulse-demo/tiny-text-classifier"]
+    assert len(row) == 1
+    assert str(row["pipeline_tag"].iloc[0]) == "text-classification"
+    assert str(row["library_name"].iloc[0]) == "onnx"
+    assert str(row["author"].iloc[0]) == "hubpulse-demo"
+    # it takes one model's place and keeps that model's numbers: the rest of the Hub is unchanged
+    assert len(day) == len(before)
+    assert day["downloads"].tolist() == before["downloads"].tolist()
+    assert (day["model_id"].astype(str) != before["model_id"].astype(str)).sum() == 1

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from issuer import TokenIssuer
 
 from hubpulse_common.kafka import EventBus
 from metrics.support import ALERTED, ISSUER, MetricsProcess, WebhookReceiver
+from metrics.watch_support import SmtpServer
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +75,38 @@ async def bus(kafka: Any) -> AsyncIterator[EventBus]:
     await producer.start()
     yield producer
     await producer.stop()
+
+
+@pytest.fixture(scope="module")
+def issuer() -> TokenIssuer:
+    """The token issuer every metrics test's service trusts (HUBPULSE_AUTH_URL in metrics_env)."""
+    return ISSUER
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    yield server
+    server.close()
+
+
+def watch_env(metrics_env: dict[str, str], smtp: SmtpServer) -> dict[str, str]:
+    return {
+        **metrics_env,
+        "HUBPULSE_SMTP_HOST": "127.0.0.1",
+        "HUBPULSE_SMTP_PORT": str(smtp.port),
+        "HUBPULSE_WATCH_WEBHOOK_ALLOW_LOOPBACK": "true",
+        "HUBPULSE_WATCH_WEBHOOK_BACKOFF_S": "0.05",
+        "HUBPULSE_PUBLIC_URL": "https://hubpulse.example.com",
+    }
+
+
+@pytest.fixture(scope="module")
+def watch_metrics(
+    metrics_env: dict[str, str], smtp: SmtpServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MetricsProcess]:
+    """The metrics service with watches delivering to loopback receivers and the local SMTP server."""
+    service = MetricsProcess(watch_env(metrics_env, smtp), tmp_path_factory.mktemp("watch") / "metrics.log")
+    service.start()
+    yield service
+    service.stop()

@@ -107,5 +107,28 @@ def catalog(
     typer.echo(text)
 
 
+@bench_app.command("watches")
+def watches(
+    models: Annotated[int, typer.Option("--models", min=2, help="models, one watch each")] = 200,
+    paced: Annotated[int, typer.Option("--paced", min=1, help="of which crossing one at a time")] = 20,
+    spacing_ms: Annotated[float, typer.Option("--spacing-ms", min=0, help="between paced scores")] = 250,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="seconds to wait for a phase's webhooks")] = 120,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
+) -> None:
+    """Score event -> watch alert -> signed webhook: p50/p95/p99 lag, paced and in a burst (real broker, MongoDB)."""
+    from hubpulse.bench.watches import run
+
+    if paced >= models:
+        raise UserFacingError(f"--paced must be below --models ({models}), got {paced}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    report = run(models, paced, spacing_ms, timeout, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
+    text = json.dumps(report, indent=2, default=str)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    typer.echo(text)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

@@ -1,6 +1,6 @@
 """`hubpulse dlq list|replay TOPIC`: inspect dead letters, and re-feed them to their topic once the cause is fixed.
 
-Only poison reaches a DLQ (the bus waits out outages, `hubpulse_common.kafka.is_transient`). Replaying is safe
+Only poison reaches a DLQ (the bus waits out outages, `hubpulse_common.transient.is_transient`). Replaying is safe
 to repeat: every consumer upserts by natural key, so a message handled twice changes nothing. A replayed
 message that is still poison goes back to the DLQ, with a new failure time (`--since` skips the old ones).
 """
@@ -135,14 +135,14 @@ async def read_dead_letters(bootstrap: str, topic: str, since: datetime | None =
 async def replay_dead_letters(bootstrap: str, letters: list[DeadLetter]) -> int:
     """Publish each dead letter's value and key to its original topic; returns how many the broker took.
 
-    Headers other than the bus's failure ones (the trace id) travel along, plus where the copy came from."""
-    from hubpulse_common.kafka import EventBus
+    Headers other than the bus's failure ones (trace id, schema version) travel along, plus where it came from."""
+    from hubpulse_common.kafka import DEAD_LETTER_HEADERS, EventBus
 
     bus = EventBus(bootstrap, client_id="hubpulse-dlq-replay")
     await bus.start()
     try:
         for d in letters:
-            headers = [(k, v) for k, v in d.headers if not k.startswith("x-")]
+            headers = [(k, v) for k, v in d.headers if k not in DEAD_LETTER_HEADERS and k != REPLAYED_HEADER]
             headers.append((REPLAYED_HEADER, f"{d.original_topic}.dlq:{d.partition}:{d.offset}".encode()))
             key = d.key.encode() if d.key is not None else None
             await bus.publish_raw(d.original_topic, d.value, key=key, headers=headers)

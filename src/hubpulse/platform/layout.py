@@ -120,12 +120,15 @@ def service_environment(config: PlatformConfig, stores: list[ProcessSpec], envir
         "HUBPULSE_AUTH_URL": f"http://127.0.0.1:{config.port + SERVICES['auth'][1]}",
         "HUBPULSE_DEPLOYER_URL": f"http://127.0.0.1:{config.port + SERVICES['deployer'][1]}",
         "HUBPULSE_METRICS_URL": f"http://127.0.0.1:{config.port + SERVICES['metrics'][1]}",
+        "HUBPULSE_PUBLIC_URL": f"http://127.0.0.1:{config.port + SERVICES['gateway'][1]}",
     }
     if config.demo:
         # A demo day passes as soon as its cycle is done (hubpulse.platform.demo advances the Hub).
         env["HUBPULSE_INGEST_INTERVAL_S"] = "5"
         # the replay Hub's Space routes want a bearer token, as huggingface.co's do; any one serves there
         env["HUBPULSE_HF_TOKEN"] = "hf_hubpulse_demo"  # noqa: S105 (a placeholder, not a credential)
+        # Watches may post webhooks to a receiver on this machine (refused outside the demo).
+        env["HUBPULSE_WATCH_WEBHOOK_ALLOW_LOOPBACK"] = "true"
     by_name = {spec.name: spec for spec in stores}
     for name, variable in EXTERNAL.items():
         if name in by_name:

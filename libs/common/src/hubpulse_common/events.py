@@ -327,6 +327,55 @@ class AlertEvent(Event):
     window_s: int
 
 
+class WatchAlertEvent(Event):
+    """A user's watch fired on a model (trend crossing, new pick, surge, new model). Key: user_id.
+
+    Natural key: alert_id (one per watch, model, condition and crossing; a replayed score never makes another).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T04:33:12.204Z",
+                    "alert_id": "wal_5f0b8e2c9a41d7e3",
+                    "watch_id": "wat_1c7e9a03b2d4",
+                    "user_id": "usr_8d2f1a",
+                    "org_id": "org_acme",
+                    "model_id": "Qwen/Qwen3-0.6B",
+                    "condition": "threshold",
+                    "crossing_id": "2026-12-03",
+                    "probability": 0.62,
+                    "previous_probability": 0.31,
+                    "threshold": 0.45,
+                    "reason": "Its trend probability crossed your threshold. Downloads over 30 days are higher "
+                    "than 99.8 % of models today. Up 4 places on the trending list in a week.",
+                    "url": "https://hubpulse.example.com/models/Qwen/Qwen3-0.6B",
+                }
+            ]
+        }
+    )
+
+    topic: ClassVar[str] = "watch.alerts.v1"
+    key_field: ClassVar[str] = "user_id"
+
+    alert_id: str
+    watch_id: str
+    user_id: str
+    org_id: str
+    model_id: str
+    condition: Literal["threshold", "picks", "surge", "new_model", "test"]
+    crossing_id: str = Field(
+        description="What makes this crossing distinct: the score's day, or 'first' for a new model"
+    )
+    probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    previous_probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    threshold: float | None = None
+    reason: str = Field(description="Why, in words (from the score's top features)")
+    url: str = Field(description="The model's page on the web app")
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     ModelSnapshot,
     ModelFeatures,
@@ -334,6 +383,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DeploymentEvent,
     InferenceEvent,
     AlertEvent,
+    WatchAlertEvent,
 )
 
 ALL_TOPICS: tuple[str, ...] = tuple(e.topic for e in ALL_EVENTS)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubpulse_common import __version__
 from hubpulse_common.logging import TRACE_HEADER, get_logger, new_trace_id, trace_id_var
+from hubpulse_common.transient import is_transient
 
 log = get_logger(__name__)
 
@@ -108,7 +110,15 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def unexpected_error() -> JSONResponse:
+def unexpected_error(exc: Exception, path: object) -> JSONResponse:
+    """503 with Retry-After when a store is unreachable or not migrated yet (a service starting beside its
+    stores); 500 for anything else, logged with its traceback."""
+    if is_transient(exc) or isinstance(exc, asyncpg.UndefinedTableError):
+        log.warning("http.unavailable", path=path, error_type=type(exc).__name__, error=str(exc)[:300])
+        return error_response(
+            503, "unavailable", "a backing store is not ready yet; retry shortly", {"retry-after": "5"}
+        )
+    log.exception("http.unhandled", path=path, error_type=type(exc).__name__)
     return error_response(500, "internal", "internal error; the request id is in the x-request-id header")
 
 
@@ -130,8 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # only what escapes ObservabilityMiddleware (which answers route errors itself) reaches this
-        log.exception("http.unhandled", path=request.url.path, error_type=type(exc).__name__)
-        return unexpected_error()
+        return unexpected_error(exc, request.url.path)
 
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -240,8 +249,7 @@ class ObservabilityMiddleware:
                     raise
                 # Answered here, not by Starlette's outermost error middleware: this way the 500 carries the
                 # x-request-id its message points to, and is counted with its route.
-                log.exception("http.unhandled", path=scope.get("path"), error_type=type(exc).__name__)
-                await unexpected_error()(scope, receive, send_with_id)
+                await unexpected_error(exc, scope.get("path"))(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

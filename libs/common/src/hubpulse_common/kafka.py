@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-import asyncpg
 import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -35,14 +34,12 @@ from aiokafka.errors import (
     IllegalStateError,
     KafkaConnectionError,
     KafkaError,
-    KafkaTimeoutError,
     TopicAlreadyExistsError,
 )
 from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
-from pymongo.errors import ConnectionFailure as MongoConnectionFailure
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
 from hubpulse_common.errors import ConfigError
@@ -50,6 +47,7 @@ from hubpulse_common.events import ALL_EVENTS, ALL_TOPICS, SCHEMA_VERSION_HEADER
 from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger, trace_id_var
 from hubpulse_common.settings import KafkaSecuritySettings, load_settings
 from hubpulse_common.supervise import Supervised
+from hubpulse_common.transient import is_transient
 
 log = get_logger(__name__)
 
@@ -77,57 +75,22 @@ BATCH_SECONDS = Histogram(
 
 STOP_TIMEOUT_S = 15.0
 
+# What the bus adds to a dead letter's own headers (a replay strips them again)
+DEAD_LETTER_HEADERS = frozenset(
+    {
+        "x-error",
+        "x-error-type",
+        "x-original-topic",
+        "x-original-partition",
+        "x-original-offset",
+        "x-failed-at",
+        "x-consumer-group",
+    }
+)
+
 SCHEMA_VERSIONS: dict[str, bytes] = {
     e.topic: str(e.model_fields["schema_version"].default).encode() for e in ALL_EVENTS
 }
-
-# PostgreSQL errors that say nothing about the message: the server is restarting, over its connection limit,
-# or the transaction lost a race (serialization failure, deadlock, lock timeout); the same work succeeds later.
-_TRANSIENT_POSTGRES: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,  # pool closed or closing, connection closed under us
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TransactionRollbackError,
-    asyncpg.InsufficientResourcesError,
-    asyncpg.LockNotAvailableError,
-)
-# OSErrors that belong to the input (a path it names), not to the network: deterministic
-_FILE_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether `exc` says a dependency is unavailable for now (retry later) rather than the message is bad.
-
-    Transient: connection refused, reset or timed out (OSError, asyncio and socket timeouts), PostgreSQL
-    restarting or refusing connections, serialization failures and deadlocks, a closed pool, a retriable or
-    unreachable-broker Kafka error, MongoDB unreachable. Followed through `raise ... from` causes and
-    exception groups (a TaskGroup's failure is transient when any of its members is). Anything else (a
-    validation error, a constraint violation, a bug) is poison for the message at hand.
-    """
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        elif _unavailable(current):
-            return True
-        if current.__cause__ is not None:
-            pending.append(current.__cause__)
-    return False
-
-
-def _unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):  # includes ConnectionError and TimeoutError (asyncio.TimeoutError is TimeoutError)
-        return not isinstance(exc, _FILE_ERRORS)
-    if isinstance(exc, KafkaError):
-        return bool(exc.retriable) or isinstance(exc, KafkaConnectionError | KafkaTimeoutError)
-    return isinstance(exc, (*_TRANSIENT_POSTGRES, MongoConnectionFailure))
 
 
 class _Abandoned(Exception):
@@ -607,8 +570,9 @@ class BatchConsumer(Generic[E]):
         )
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
+        own = [(k, v) for k, v in record.headers or () if k not in DEAD_LETTER_HEADERS]  # a replay failing again
         headers = [
-            *list(record.headers or ()),
+            *own,
             ("x-error", str(error)[:2000].encode()),
             ("x-error-type", type(error).__name__.encode()),
             ("x-original-topic", record.topic.encode()),

@@ -99,6 +99,8 @@ class ServiceSettings(CommonSettings):
     jwt_audience: str = "hubpulse-api"
     jwks_max_age_s: float = 300.0
     jwks_min_refresh_s: float = 1.0
+    # Where people reach the web app (the gateway), for links in e-mails and webhooks.
+    public_url: str = "http://127.0.0.1:8000"
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -18,6 +18,7 @@ Dynamics (per model, time t in days since `start_date`, model created at c):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -298,6 +299,15 @@ def _draw_params(n: int, days: int, rng: np.random.Generator) -> _Params:
     )
 
 
+def _code_of(hub: SyntheticHub, column: str, value: str) -> int:
+    """The code of `value` in the hub's pipeline or library vocabulary, adding it when new."""
+    vocab = list(getattr(hub, f"{column}_vocab"))
+    if value not in vocab:
+        vocab.append(value)
+        setattr(hub, f"{column}_vocab", np.array(vocab, dtype=object))
+    return vocab.index(value)
+
+
 class SyntheticHub:
     """`SyntheticHub(n_models, days, seed, start_date)`: `.day(d)` is day d (0-based) as a DataFrame."""
 
@@ -308,7 +318,11 @@ class SyntheticHub:
         seed: int = 0,
         start_date: dt.date = dt.date(2025, 1, 1),
         trending_size: int = 1000,
+        featured: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
+        """`featured`: repo id -> (pipeline tag, library) of real repos the replay Hub also serves (the demo's
+        deployable models). Each takes the place of one synthetic model created before `start_date`, keeping
+        that model's dynamics, so it is listed, ingested and scored like any other."""
         if not 1 <= n_models <= MAX_MODELS:
             raise ValueError(f"n_models must be between 1 and {MAX_MODELS}, got {n_models}")
         if days < 1:
@@ -325,6 +339,28 @@ class SyntheticHub:
         self.author_code = np.minimum((n_authors * rng.random(n_models) ** 2.5).astype(np.int32), n_authors - 1)
         self._name_parts = rng.integers(0, [len(_FAMILY), len(_SIZE), len(_VARIANT)], size=(n_models, 3))
         self._created_seconds = rng.integers(0, 86_400, n_models)
+        self._featured_authors: dict[int, str] = {}
+        self._featured = self._place(dict(featured or {}))
+
+    def _place(self, featured: dict[str, tuple[str, str]]) -> dict[int, str]:
+        """Model index -> featured repo id: the most-liked-looking older models (largest bursts of likes), so
+        a featured model has a history worth looking at; their task and library become the featured ones."""
+        if not featured:
+            return {}
+        older = np.flatnonzero(self._p.created < 0)
+        if len(older) < len(featured):
+            raise ValueError(f"{len(featured)} featured models need as many models created before the start")
+        chosen = older[np.argsort(-self._p.burst_likes[older], kind="stable")[: len(featured)]]
+        placed = {}
+        authors = sorted({repo_id.split("/")[0] for repo_id in featured})
+        first_code = int(self.author_code.max()) + 1
+        self._featured_authors = {first_code + k: author for k, author in enumerate(authors)}
+        for index, (repo_id, (task, library)) in zip(chosen.tolist(), featured.items(), strict=True):
+            self.pipeline_code[index] = _code_of(self, "pipeline", task)
+            self.library_code[index] = _code_of(self, "library", library)
+            self.author_code[index] = first_code + authors.index(repo_id.split("/")[0])
+            placed[index] = repo_id
+        return placed
 
     @property
     def dates(self) -> list[dt.date]:
@@ -337,6 +373,8 @@ class SyntheticHub:
             f"{_AUTHOR_A[j % a]}-{_AUTHOR_B[(j // a) % b]}{j // (a * b) or ''}"
             for j in range(int(self.author_code.max()) + 1)
         ]
+        for code, author in self._featured_authors.items():
+            names[code] = author
         return np.array(names, dtype=object)
 
     @cached_property
@@ -345,6 +383,8 @@ class SyntheticHub:
         stems = [f"{f}-{s}-{v}" for f in _FAMILY for s in _SIZE for v in _VARIANT]
         stem = (self._name_parts[:, 0] * len(_SIZE) + self._name_parts[:, 1]) * len(_VARIANT) + self._name_parts[:, 2]
         ids = [f"{a}/{stems[k]}-{i:x}" for i, (a, k) in enumerate(zip(authors, stem.tolist(), strict=True))]
+        for index, repo_id in self._featured.items():
+            ids[index] = repo_id
         return np.array(ids, dtype=object)
 
     @cached_property

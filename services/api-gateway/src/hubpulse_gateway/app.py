@@ -22,7 +22,7 @@ from hubpulse_gateway.catalog.cache import SEARCH_PATH, SearchCache, SearchCache
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.planner import SamplePlanner
 from hubpulse_gateway.openapi import install_openapi
-from hubpulse_gateway.routes import auth, deployments, metrics, models, web
+from hubpulse_gateway.routes import auth, deployments, metrics, models, watches, web
 from hubpulse_gateway.routes.models import CatalogState
 from hubpulse_gateway.settings import GatewaySettings
 
@@ -74,6 +74,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(models.router)
     app.include_router(deployments.router)
     app.include_router(metrics.router)
+    app.include_router(watches.router)
     app.include_router(web.router)
     auth.install(app, settings)  # auth routes, rate limit, upstream clients, credential verifier
     web.mount_static(app)

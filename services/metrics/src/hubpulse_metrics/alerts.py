@@ -62,13 +62,17 @@ async def evaluate_once(
         window_calls = await repository.calls(db, Filters(deployment_id=rule.deployment_id), since, now)
         state = await repository.firing(db, rule.name)
         for transition in evaluate_rule(rule, window_calls, state):
-            alert = await repository.record_transition(db, transition, now)
-            state[transition.deployment_id] = alert.state == "firing"
-            ALERTS.labels(rule.name, alert.state).inc()
-            log.warning("metrics.alert", **alert.model_dump(mode="json"))
+            alert = repository.alert_of(transition, now)
+            # Sent before it is recorded: if the publish fails, the state is unchanged and the next round
+            # raises the same transition again (recorded first, it would never be sent). A crash in between
+            # sends it twice (same alert id and state): a repeat, never a loss.
             await bus.publish(AlertEvent(**alert.model_dump(exclude={"changed_at"}), occurred_at=now))
             if settings.alert_webhook_url:
                 await send_webhook(client, settings.alert_webhook_url, alert, settings.alert_webhook_attempts)
+            await repository.record_alert(db, alert)
+            state[transition.deployment_id] = alert.state == "firing"
+            ALERTS.labels(rule.name, alert.state).inc()
+            log.warning("metrics.alert", **alert.model_dump(mode="json"))
             raised.append(alert)
         FIRING.labels(rule.name).set(sum(state.values()))
     return raised

@@ -6,14 +6,16 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any, TypeVar
 
+import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hubpulse_common.events import DeploymentEvent, InferenceEvent
+from hubpulse_common.events import DeploymentEvent, Event, InferenceEvent, ModelFeatures, ModelScore
 from hubpulse_common.http import create_service_app
 from hubpulse_common.identity import open_token_verifier
-from hubpulse_common.kafka import BatchConsumer
+from hubpulse_common.kafka import BatchConsumer, EventBus, Handler
 from hubpulse_common.logging import get_logger
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
@@ -22,8 +24,13 @@ from hubpulse_metrics.alerts import run_alerts
 from hubpulse_metrics.handlers import deployment_handler, inference_handler
 from hubpulse_metrics.routes import router
 from hubpulse_metrics.settings import MetricsSettings
+from hubpulse_metrics.watches import handlers as watch_handlers
+from hubpulse_metrics.watches import repository as watch_repository
+from hubpulse_metrics.watches.delivery import Deliverer
+from hubpulse_metrics.watches.routes import router as watches_router
 
 log = get_logger(__name__)
+E = TypeVar("E", bound=Event)
 
 
 class RequestLogMiddleware:
@@ -61,38 +68,32 @@ class RequestLogMiddleware:
 def create_app(settings: MetricsSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, settings, kafka=True, mongo=True) as res, open_token_verifier(app, settings):
+        async with (
+            open_resources(app, settings, kafka=True, mongo=True) as res,
+            open_token_verifier(app, settings),
+            httpx.AsyncClient(timeout=settings.watch_webhook_timeout_s) as http,
+        ):
             db = res.require_mongo()[settings.mongo_database]
             bus = res.require_bus()
             kind = await repository.ensure_schema(db, timedelta(days=settings.raw_retention_days))
+            await watch_repository.ensure_schema(db)
             app.state.db = db
             app.state.settings = settings
             app.state.raw_collection_kind = kind
-            consumers: list[BatchConsumer[InferenceEvent] | BatchConsumer[DeploymentEvent]] = [
-                BatchConsumer(
-                    bootstrap=settings.kafka_bootstrap,
-                    group_id=settings.consumer_group,
-                    topic=InferenceEvent.topic,
-                    event_type=InferenceEvent,
-                    handler=inference_handler(db),
-                    bus=bus,
-                    poll_timeout_ms=200,
-                ),
-                BatchConsumer(
-                    bootstrap=settings.kafka_bootstrap,
-                    group_id=settings.consumer_group,
-                    topic=DeploymentEvent.topic,
-                    event_type=DeploymentEvent,
-                    handler=deployment_handler(db),
-                    bus=bus,
-                    poll_timeout_ms=200,
-                ),
+            deliverer = app.state.deliverer = Deliverer(db, bus, settings, http)
+            consumers: list[BatchConsumer[Any]] = [
+                _consumer(settings, bus, InferenceEvent, inference_handler(db)),
+                _consumer(settings, bus, DeploymentEvent, deployment_handler(db)),
+                _consumer(settings, bus, ModelFeatures, watch_handlers.features_handler(db)),
+                _consumer(settings, bus, ModelScore, watch_handlers.scores_handler(db, settings, deliverer.wake)),
             ]
             for consumer in consumers:
                 report(app, consumer.loop)
                 await consumer.start()
             alerts = supervise(app, "alerts", lambda: run_alerts(db, bus, settings))
-            async with background(alerts, then=[c.stop for c in consumers]):
+            delivery = supervise(app, "watch-delivery", deliverer.run)
+            digests = supervise(app, "watch-digests", deliverer.run_digests)
+            async with background(alerts, delivery, digests, then=[c.stop for c in consumers]):
                 yield
 
     app = create_service_app(
@@ -104,4 +105,17 @@ def create_app(settings: MetricsSettings) -> FastAPI:
     )
     app.add_middleware(RequestLogMiddleware)
     app.include_router(router)
+    app.include_router(watches_router)
     return app
+
+
+def _consumer(settings: MetricsSettings, bus: EventBus, event_type: type[E], handler: Handler[E]) -> BatchConsumer[E]:
+    return BatchConsumer(
+        bootstrap=settings.kafka_bootstrap,
+        group_id=settings.consumer_group,
+        topic=event_type.topic,
+        event_type=event_type,
+        handler=handler,
+        bus=bus,
+        poll_timeout_ms=200,
+    )

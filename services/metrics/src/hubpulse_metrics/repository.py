@@ -320,8 +320,8 @@ async def firing(db: AsyncDatabase[Doc], rule: str) -> dict[str, bool]:
     return {d["deployment_id"]: d["state"] == "firing" async for d in db[ALERTS].find({"rule": rule})}
 
 
-async def record_transition(db: AsyncDatabase[Doc], transition: Transition, at: datetime) -> Alert:
-    alert = Alert(
+def alert_of(transition: Transition, at: datetime) -> Alert:
+    return Alert(
         alert_id=_alert_id(transition.rule.name, transition.deployment_id),
         rule=transition.rule.name,
         deployment_id=transition.deployment_id,
@@ -332,8 +332,10 @@ async def record_transition(db: AsyncDatabase[Doc], transition: Transition, at: 
         window_s=transition.rule.window_s,
         changed_at=at,
     )
+
+
+async def record_alert(db: AsyncDatabase[Doc], alert: Alert) -> None:
     await db[ALERTS].update_one({"_id": alert.alert_id}, {"$set": alert.model_dump()}, upsert=True)
-    return alert
 
 
 async def alerts(db: AsyncDatabase[Doc], deployment_id: str | None) -> list[Alert]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+import secrets
+
+from pydantic import Field, SecretStr
 
 from hubpulse_common.settings import ServiceSettings
 from hubpulse_metrics.schemas import AlertRule
@@ -25,3 +27,23 @@ class MetricsSettings(ServiceSettings):
     alert_webhook_url: str | None = None
     alert_webhook_attempts: int = Field(default=4, ge=1)
     alert_webhook_timeout_s: float = Field(default=5.0, gt=0)
+
+    # Watches (watches/): webhooks to private or loopback addresses are refused unless allowed here
+    # (the offline demo allows loopback).
+    watch_webhook_allow_loopback: bool = False
+    watch_webhook_allow_private: bool = False
+    watch_webhook_attempts: int = Field(default=5, ge=1)
+    watch_webhook_backoff_s: float = Field(default=0.5, gt=0, description="First retry wait; doubles each time")
+    watch_webhook_timeout_s: float = Field(default=5.0, gt=0)
+    watch_email_attempts: int = Field(default=3, ge=1)
+    watch_delivery_poll_s: float = Field(default=1.0, gt=0, description="Pending alerts are looked for this often")
+    watch_digest_interval_s: float = Field(default=86_400, gt=0)
+    # Signs unsubscribe links; set it in production (a random one per process breaks links on restart).
+    watch_link_secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "hubpulse <alerts@hubpulse.local>"
+    smtp_sender: str = Field(default="alerts@hubpulse.local", description="The envelope sender (MAIL FROM)")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False

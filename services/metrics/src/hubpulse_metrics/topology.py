@@ -1,6 +1,17 @@
 """The topics this service publishes and consumes (see hubpulse_common.topology)."""
 
-from hubpulse_common.events import AlertEvent, DeploymentEvent, InferenceEvent
+from hubpulse_common.events import (
+    AlertEvent,
+    DeploymentEvent,
+    InferenceEvent,
+    ModelFeatures,
+    ModelScore,
+    WatchAlertEvent,
+)
 from hubpulse_common.topology import Topology
 
-TOPOLOGY = Topology("metrics", publishes=(AlertEvent,), consumes=(InferenceEvent, DeploymentEvent))
+TOPOLOGY = Topology(
+    "metrics",
+    publishes=(AlertEvent, WatchAlertEvent),
+    consumes=(InferenceEvent, DeploymentEvent, ModelFeatures, ModelScore),
+)

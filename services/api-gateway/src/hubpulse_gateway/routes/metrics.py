@@ -70,7 +70,7 @@ async def usage(
 TOKEN_EXPIRED = 4001
 
 
-async def _authenticate(websocket: WebSocket) -> Principal | None:
+async def authenticate(websocket: WebSocket) -> Principal | None:
     # The security layer reads a Request; a socket's handshake is a GET with the same headers and cookies.
     handshake = Request({**websocket.scope, "type": "http", "method": "GET"})
     user = await get_security(handshake).authenticate(handshake)
@@ -85,13 +85,13 @@ def _same_origin(websocket: WebSocket) -> bool:
     return origin is not None and urlsplit(origin).netloc == websocket.headers.get("host")
 
 
-async def _still_valid(websocket: WebSocket, user: Principal) -> Principal | None:
+async def still_valid(websocket: WebSocket, user: Principal) -> Principal | None:
     """The caller once more when their credential has expired (an API key is verified again), else as is;
     None when it is no longer accepted."""
     if user.expires_at is None or time.time() < user.expires_at:
         return user
     try:
-        return await _authenticate(websocket)
+        return await authenticate(websocket)
     except ApiError:
         return None
 
@@ -105,20 +105,20 @@ async def live_metrics(websocket: WebSocket) -> None:
     """
     await websocket.accept()
     try:
-        user = await _authenticate(websocket)
+        user = await authenticate(websocket)
         if user is None:
             raise ApiError(401, "unauthorized", "sign in or send an API key")
     except ApiError as exc:
-        await _refuse(websocket, exc)
+        await refuse(websocket, exc)
         return
     deployment_id = websocket.query_params.get("deployment_id") or None
     params = _params(deployment_id=deployment_id)
     upstreams: Upstreams = websocket.app.state.upstreams
     metrics = upstreams.metrics
-    closed = asyncio.create_task(_until_closed(websocket))
+    closed = asyncio.create_task(until_closed(websocket))
     try:
         while not closed.done():
-            if (current := await _still_valid(websocket, user)) is None:
+            if (current := await still_valid(websocket, user)) is None:
                 await websocket.send_json({"error": {"code": "token_expired", "message": "sign in again"}})
                 await websocket.close(code=TOKEN_EXPIRED)
                 return
@@ -127,9 +127,9 @@ async def live_metrics(websocket: WebSocket) -> None:
                 body = await metrics.json("GET", "/v1/live/metrics", params=params, principal=user)
             except ApiError as exc:
                 if exc.status < 500:  # the request itself is wrong (e.g. a bad deployment_id): asking again won't help
-                    await _refuse(websocket, exc)
+                    await refuse(websocket, exc)
                     return
-                body = _error_body(exc)  # transient: said, then asked again next second
+                body = error_body(exc)  # transient: said, then asked again next second
             await websocket.send_json(body)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(closed), LIVE_INTERVAL_S)
@@ -141,17 +141,17 @@ async def live_metrics(websocket: WebSocket) -> None:
             await closed
 
 
-def _error_body(exc: ApiError) -> dict[str, Any]:
+def error_body(exc: ApiError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": exc.message}}
 
 
-async def _refuse(websocket: WebSocket, exc: ApiError) -> None:
+async def refuse(websocket: WebSocket, exc: ApiError) -> None:
     """The error as the socket's last message, then a policy-violation close."""
-    await websocket.send_json(_error_body(exc))
+    await websocket.send_json(error_body(exc))
     await websocket.close(code=1008)
 
 
-async def _until_closed(websocket: WebSocket) -> None:
+async def until_closed(websocket: WebSocket) -> None:
     """Read (and ignore) what the client sends, so a disconnect ends the push loop at once."""
     with contextlib.suppress(WebSocketDisconnect):
         while True:

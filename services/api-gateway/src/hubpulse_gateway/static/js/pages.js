@@ -10,4 +10,6 @@ export const pages = [
   { route: "signup", nav: "Sign up", load: () => import("./pages/signup.js"), anonymousOnly: true },
   { route: "deployments", nav: "Deployments", load: () => import("./pages/deployments.js"), requiresLogin: true },
   { route: "monitoring", nav: "Monitoring", load: () => import("./pages/monitoring.js"), requiresLogin: true },
+  { route: "watches", nav: "Watches", load: () => import("./pages/watches.js"), requiresLogin: true },
+  { route: "alerts", nav: "Alerts", load: () => import("./pages/alerts.js"), requiresLogin: true },
 ];

@@ -4,6 +4,7 @@ import { ApiError, api, el, fmt } from "../api.js";
 import { lineChart } from "../charts.js";
 import { compareHref } from "./compare.js";
 import { deployButton } from "./deployments.js";
+import { watchButton } from "./watches.js";
 
 const card = (label, value, testid, hint) => el("div", { class: "card", title: hint },
   el("span", { class: "muted" }, label), el("b", { "data-testid": testid }, value));
@@ -43,7 +44,7 @@ export async function render(root, modelId) {
   const charts = ["downloads", "likes", "probability"].map((name) => el("div", { class: "chart", "data-testid": "chart-" + name }));
   root.replaceChildren(
     el("h1", { "data-testid": "model-id" }, m.model_id),
-    el("p", { class: "actions" }, deployButton(m.model_id),
+    el("p", { class: "actions" }, deployButton(m.model_id), " ", watchButton("model", () => m.model_id),
       " ", el("a", { class: "button secondary", href: compareHref([m.model_id]), "data-testid": "compare-link" }, "Compare…"),
       m.hub_url ? el("a", { class: "button secondary", href: m.hub_url, target: "_blank", rel: "noopener", "data-testid": "hub-link" }, "On the Hub ↗") : null),
     el("p", {}, ...m.tags.map((t) => el("span", { class: "tag" }, t)),

@@ -1,5 +1,6 @@
 // Search: text with debounce, filters, sort, and "more" through the opaque cursor.
 import { api, el, fmt, modelHref, query } from "../api.js";
+import { watchButton } from "./watches.js";
 import { MAX_COMPARED, compareHref } from "./compare.js";
 
 const TASKS = ["text-generation", "text-classification", "token-classification", "question-answering",
@@ -37,7 +38,9 @@ export function render(root) {
       box.disabled = !box.checked && selected.size >= MAX_COMPARED;
     });
   };
-  root.append(form, el("div", { class: "toolbar" }, status, compare), el("table", {},
+  const saveSearch = watchButton("search", () => query(Object.fromEntries(new FormData(form))).slice(1),
+    "Watch this search");
+  root.append(form, el("div", { class: "toolbar" }, status, compare, saveSearch), el("table", {},
     el("thead", {}, el("tr", {}, el("th", {}, "Model"), el("th", {}, "Task"), el("th", {}, "Library"),
       el("th", { class: "num" }, "Downloads"), el("th", { class: "num" }, "Likes"),
       el("th", { class: "num" }, "Growth 7d"), el("th", { class: "num" }, "Trend"),

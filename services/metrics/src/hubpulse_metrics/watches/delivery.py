@@ -1,0 +1,294 @@
+"""Delivering alerts: a signed webhook (Standard Webhooks), an e-mail (SMTP), and `watch.alerts.v1`.
+
+Alerts are stored first with each channel `pending`; this loop leases them one by one (so that one replica
+delivers each), delivers every pending channel and records each attempt. A crash in between leaves the alert
+pending and its lease runs out: at least once, and receivers dedupe on `webhook-id` (the alert id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.policy
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+import httpx
+import orjson
+from prometheus_client import Counter, Histogram
+from pymongo.asynchronous.database import AsyncDatabase
+from standardwebhooks import Webhook
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from hubpulse_common.events import WatchAlertEvent
+from hubpulse_common.kafka import EventBus
+from hubpulse_common.logging import get_logger
+from hubpulse_metrics.settings import MetricsSettings
+from hubpulse_metrics.watches import repository, service
+
+log = get_logger(__name__)
+Doc = dict[str, Any]
+
+DELIVERED = Counter("hubpulse_watch_deliveries_total", "Alert deliveries by channel and outcome", ["channel", "ok"])
+LAG = Histogram(
+    "hubpulse_watch_delivery_lag_seconds",
+    "From the score's event to the alert delivered, per channel",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+LEASE = timedelta(seconds=120)
+CONCURRENCY = 16
+# RFC 5322's line limit: at 78 the unsubscribe URL is folded into encoded words that mail clients ignore
+# (flattened here: aiosmtplib would flatten at 78).
+MAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
+
+
+class _Retryable(Exception):
+    pass
+
+
+def unsubscribe_token(settings: MetricsSettings, watch_id: str) -> str:
+    key = settings.watch_link_secret.get_secret_value().encode()
+    return hmac.new(key, f"unsubscribe:{watch_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def unsubscribe_url(settings: MetricsSettings, watch_id: str) -> str:
+    token = unsubscribe_token(settings, watch_id)
+    return f"{settings.public_url.rstrip('/')}/v1/watches/{watch_id}/unsubscribe?token={token}"
+
+
+async def webhook_refusal(url: str, settings: MetricsSettings) -> str | None:
+    """Why this URL may not receive webhooks (a private or loopback address the operator did not allow), or None.
+
+    Checked when a watch is saved and again before each delivery (the name may resolve elsewhere by then).
+    """
+    host = httpx.URL(url).host
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc}"
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if address.is_loopback:
+            if not settings.watch_webhook_allow_loopback:
+                return f"{host} is a loopback address ({address}); the operator does not allow those"
+        elif not address.is_global and not settings.watch_webhook_allow_private:
+            return f"{host} is a private address ({address}); the operator does not allow those"
+    return None
+
+
+def alert_body(alert: Doc) -> dict[str, Any]:
+    """The alert as receivers see it (the WatchAlertEvent fields)."""
+    fields = WatchAlertEvent.model_fields
+    return {k: alert[k] for k in fields if k in alert and k not in ("schema_version", "occurred_at")} | {
+        "alert_id": alert["_id"],
+        "created_at": alert["created_at"].isoformat() if isinstance(alert["created_at"], datetime) else None,
+    }
+
+
+class Deliverer:
+    def __init__(
+        self, db: AsyncDatabase[Doc], bus: EventBus, settings: MetricsSettings, client: httpx.AsyncClient
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.settings = settings
+        self.client = client
+        self.wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- the loops -------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver pending alerts as they come (the score handler sets `wake`), forever."""
+        try:
+            while True:
+                self.wake.clear()
+                while (alert := await repository.claim_pending(self.db, LEASE)) is not None:
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._deliver_released(alert))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.settings.watch_delivery_poll_s)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def run_digests(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.watch_digest_interval_s)
+            await self.send_digests()
+
+    async def _deliver_released(self, alert: Doc) -> None:
+        try:
+            await self.deliver(alert)
+        except Exception:
+            log.exception("watch.delivery_failed", alert_id=alert["_id"])  # left pending: retried after the lease
+        finally:
+            self._slots.release()
+
+    # ---- one alert -------------------------------------------------------------------------------------------
+
+    async def deliver(self, alert: Doc) -> dict[str, str]:
+        watch = await repository.watch_doc(self.db, alert["watch_id"]) or {"channels": {}}
+        channels = watch.get("channels") or {}
+        states: dict[str, str] = dict(alert["deliveries"])
+        sends: dict[str, Callable[[], Awaitable[bool]]] = {"kafka": lambda: self.publish(alert)}
+        if channels.get("webhook"):
+            sends["webhook"] = lambda: self.webhook(
+                channels["webhook"], watch["webhook_secret"], alert["_id"], "watch.alert", alert_body(alert)
+            )
+        if channels.get("email"):
+            sends["email"] = lambda: self.email(channels["email"], alert["watch_id"], [alert])
+        due = [c for c, state in states.items() if state == "pending"]
+        results = await asyncio.gather(*(sends[c]() if c in sends else _off() for c in due))
+        for channel, ok in zip(due, results, strict=True):
+            states[channel] = "off" if channel not in sends else ("sent" if ok else "failed")
+            if ok and channel in sends:
+                LAG.labels(channel).observe(max(0.0, (datetime.now(UTC) - alert["score_at"]).total_seconds()))
+        await repository.finish_delivery(self.db, alert["_id"], states)
+        return states
+
+    async def publish(self, alert: Doc) -> bool:
+        await self.bus.publish(
+            WatchAlertEvent.model_validate({**alert_body(alert), "occurred_at": alert["created_at"]})
+        )
+        DELIVERED.labels("kafka", "true").inc()
+        return True
+
+    async def _record(self, alert_ids: Sequence[str], channel: str, number: int, ok: bool, **extra: Any) -> None:
+        DELIVERED.labels(channel, str(ok).lower()).inc()
+        at = datetime.now(UTC)
+        for alert_id in alert_ids:
+            await repository.record_attempt(
+                self.db, {"alert_id": alert_id, "channel": channel, "attempt": number, "at": at, "ok": ok, **extra}
+            )
+
+    async def webhook(
+        self, url: str, secret: str, message_id: str, kind: str, data: dict[str, Any], alert_ids: Sequence[str] = ()
+    ) -> bool:
+        """POST `{"type", "timestamp", "data"}` signed per attempt; retried with backoff on 5xx/429/network errors."""
+        ids = list(alert_ids) or [message_id]
+        refusal = await webhook_refusal(url, self.settings)
+        if refusal is not None:
+            await self._record(ids, "webhook", 1, False, error=refusal)
+            log.warning("watch.webhook_refused", url=url, reason=refusal)
+            return False
+        signer = Webhook(secret)
+        number = 0
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self.settings.watch_webhook_attempts),
+                wait=wait_exponential(multiplier=self.settings.watch_webhook_backoff_s, max=60),
+                retry=retry_if_exception_type((httpx.TransportError, _Retryable)),
+                reraise=True,
+            ):
+                with attempt:
+                    number += 1
+                    now = datetime.now(UTC)
+                    body = orjson.dumps({"type": kind, "timestamp": now.isoformat(), "data": data})
+                    headers = {
+                        "content-type": "application/json",
+                        "webhook-id": message_id,
+                        "webhook-timestamp": str(int(now.timestamp())),
+                        "webhook-signature": signer.sign(message_id, now, body),
+                    }
+                    try:
+                        response = await self.client.post(url, content=body, headers=headers)
+                    except httpx.TransportError as exc:
+                        await self._record(ids, "webhook", number, False, error=f"{type(exc).__name__}: {exc}"[:300])
+                        raise
+                    ok = response.status_code < 300
+                    await self._record(ids, "webhook", number, ok, status=response.status_code)
+                    if response.status_code >= 500 or response.status_code == 429:
+                        raise _Retryable(f"HTTP {response.status_code}")
+                    if not ok:
+                        return False  # a 4xx says the receiver refuses it: asking again will not help
+        except (httpx.TransportError, _Retryable) as exc:
+            log.error("watch.webhook_failed", url=url, message_id=message_id, attempts=number, error=str(exc)[:300])
+            return False
+        return True
+
+    async def email(self, to: str, watch_id: str, alerts: Sequence[Doc]) -> bool:
+        settings = self.settings
+        ids = [a["_id"] for a in alerts]
+        if settings.smtp_host is None:
+            await self._record(ids, "email", 1, False, error="no SMTP server configured (HUBPULSE_SMTP_HOST)")
+            return False
+        unsubscribe = unsubscribe_url(settings, watch_id)
+        message = EmailMessage(policy=MAIL_POLICY)
+        message["From"] = settings.smtp_from
+        message["To"] = to
+        message["Subject"] = service.subject(alerts)
+        message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message.set_content(service.email_text(alerts, unsubscribe))
+        message.add_alternative(service.email_html(alerts, unsubscribe), subtype="html")
+        number = 0
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(settings.watch_email_attempts),
+                wait=wait_exponential(multiplier=settings.watch_webhook_backoff_s, max=60),
+                retry=retry_if_exception_type((aiosmtplib.SMTPException, OSError)),
+                reraise=True,
+            ):
+                with attempt:
+                    number += 1
+                    try:
+                        await aiosmtplib.send(
+                            message.as_bytes(),
+                            sender=settings.smtp_sender,
+                            recipients=[to],
+                            hostname=settings.smtp_host,
+                            port=settings.smtp_port,
+                            username=settings.smtp_username,
+                            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+                            start_tls=settings.smtp_starttls,
+                            timeout=settings.watch_webhook_timeout_s,
+                        )
+                    except (aiosmtplib.SMTPException, OSError) as exc:
+                        await self._record(ids, "email", number, False, error=f"{type(exc).__name__}: {exc}"[:300])
+                        raise
+                    await self._record(ids, "email", number, True)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            log.error("watch.email_failed", to=to, attempts=number, error=str(exc)[:300])
+            return False
+        return True
+
+    # ---- the daily digest ------------------------------------------------------------------------------------
+
+    async def send_digests(self) -> int:
+        """One webhook and one e-mail per watch for the alerts held for its digest. Returns how many were sent."""
+        sent = 0
+        for watch_id, alerts in (await repository.digest_due(self.db)).items():
+            watch = await repository.watch_doc(self.db, watch_id) or {"channels": {}}
+            channels = watch.get("channels") or {}
+            for channel in ("webhook", "email"):
+                held = [a for a in alerts if a["deliveries"].get(channel) == "digest"]
+                if not held:
+                    continue
+                ids = [a["_id"] for a in held]
+                if not channels.get(channel):
+                    ok = False
+                elif channel == "webhook":
+                    digest_id = f"wdg_{hashlib.sha256('|'.join(ids).encode()).hexdigest()[:20]}"
+                    data = {"watch_id": watch_id, "alerts": [alert_body(a) for a in held]}
+                    ok = await self.webhook(
+                        channels["webhook"], watch["webhook_secret"], digest_id, "watch.digest", data, ids
+                    )
+                else:
+                    ok = await self.email(channels["email"], watch_id, held)
+                await repository.digest_sent(self.db, ids, channel, "sent" if ok else "failed")
+                sent += ok
+        return sent
+
+
+async def _off() -> bool:
+    return False

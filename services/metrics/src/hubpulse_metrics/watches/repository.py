@@ -1,0 +1,352 @@
+"""MongoDB I/O of watches: the watches, what is known of each model, score history, alerts and deliveries."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from hubpulse_common.events import ModelFeatures, ModelScore
+from hubpulse_common.identity import Identity
+from hubpulse_metrics.watches.schemas import Channels, Watch, WatchAlert, WatchIn, WatchPatch
+from hubpulse_metrics.watches.service import ModelFacts
+
+Doc = dict[str, Any]
+
+WATCHES = "watches"
+MODELS = "watch_models"
+MODEL_DAYS = "watch_model_days"
+SCORES = "watch_scores"
+ALERTS = "watch_alerts"
+DELIVERIES = "watch_deliveries"
+COUNTERS = "watch_counters"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
+    await db[WATCHES].create_index([("kind", ASCENDING), ("target", ASCENDING)], name="kind_target")
+    await db[WATCHES].create_index([("org_id", ASCENDING), ("user_id", ASCENDING)], name="owner")
+    await db[SCORES].create_index(
+        [("model_id", ASCENDING), ("label", ASCENDING), ("date", ASCENDING)], name="model_label_date"
+    )
+    # At least once, idempotent: one alert per watch, model, condition and crossing, however often a score comes.
+    await db[ALERTS].create_index(
+        [("watch_id", ASCENDING), ("model_id", ASCENDING), ("condition", ASCENDING), ("crossing_id", ASCENDING)],
+        unique=True,
+        name="one_per_crossing",
+    )
+    await db[ALERTS].create_index([("org_id", ASCENDING), ("seq", DESCENDING)], name="org_seq")
+    await db[ALERTS].create_index([("pending", ASCENDING), ("lease_until", ASCENDING)], name="pending")
+    await db[DELIVERIES].create_index([("alert_id", ASCENDING), ("at", ASCENDING)], name="alert_at")
+
+
+def _day(d: date) -> str:
+    return d.isoformat()
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# ---- what is known of models (from hub.features.v1) -------------------------------------------------------
+
+
+async def store_facts(db: AsyncDatabase[Doc], events: Sequence[ModelFeatures]) -> None:
+    """Latest metadata per model (first_seen kept from the earliest day) and downloads per day."""
+    models, days = [], []
+    for e in sorted(events, key=lambda e: e.snapshot_date):
+        latest = {
+            "author": e.author,
+            "pipeline_tag": e.pipeline_tag,
+            "library_name": e.library_name,
+            "tags": list(e.tags),
+            "downloads": e.downloads,
+            "likes": e.likes,
+            "created_at": e.created_at,
+        }
+        day = _day(e.snapshot_date)
+        models.append(
+            UpdateOne(
+                {"_id": e.model_id},
+                {"$set": latest, "$min": {"first_seen": day}, "$max": {"day": day}},
+                upsert=True,
+            )
+        )
+        if e.downloads is not None:
+            days.append(
+                UpdateOne(
+                    {"_id": f"{e.model_id}|{_day(e.snapshot_date)}"},
+                    {"$set": {"model_id": e.model_id, "date": _day(e.snapshot_date), "downloads": e.downloads}},
+                    upsert=True,
+                )
+            )
+    if models:
+        await db[MODELS].bulk_write(models, ordered=True)
+    if days:
+        await db[MODEL_DAYS].bulk_write(days, ordered=False)
+
+
+async def facts(db: AsyncDatabase[Doc], model_id: str) -> ModelFacts:
+    doc = await db[MODELS].find_one({"_id": model_id})
+    if doc is None:
+        return ModelFacts(model_id=model_id)
+    return ModelFacts(
+        model_id=model_id,
+        author=doc.get("author"),
+        pipeline_tag=doc.get("pipeline_tag"),
+        library_name=doc.get("library_name"),
+        tags=tuple(doc.get("tags") or ()),
+        downloads=doc.get("downloads"),
+        likes=doc.get("likes"),
+        created_at=_aware(doc.get("created_at")),
+        first_seen=date.fromisoformat(doc["first_seen"]) if doc.get("first_seen") else None,
+    )
+
+
+async def downloads_on(db: AsyncDatabase[Doc], model_id: str, days: Sequence[date]) -> dict[date, int]:
+    wanted = {_day(d): d for d in days}
+    cursor = db[MODEL_DAYS].find({"_id": {"$in": [f"{model_id}|{k}" for k in wanted]}})
+    return {wanted[doc["date"]]: int(doc["downloads"]) async for doc in cursor}
+
+
+# ---- scores ------------------------------------------------------------------------------------------------
+
+
+async def store_score(db: AsyncDatabase[Doc], score: ModelScore) -> None:
+    await db[SCORES].update_one(
+        {"_id": f"{score.model_id}|{score.label}|{_day(score.snapshot_date)}"},
+        {
+            "$set": {
+                "model_id": score.model_id,
+                "label": score.label,
+                "date": _day(score.snapshot_date),
+                "probability": score.probability,
+                "threshold": score.threshold,
+            }
+        },
+        upsert=True,
+    )
+
+
+async def previous_score(db: AsyncDatabase[Doc], score: ModelScore) -> Doc | None:
+    """The latest score of the model and label before this one's day (replays and late days compare alike)."""
+    return await db[SCORES].find_one(
+        {"model_id": score.model_id, "label": score.label, "date": {"$lt": _day(score.snapshot_date)}},
+        sort=[("date", DESCENDING)],
+    )
+
+
+# ---- watches -----------------------------------------------------------------------------------------------
+
+
+def _visible(who: Identity) -> Doc:
+    """What a caller sees: their own in their organisation, and their organisation's shared ones."""
+    return {"org_id": who.org_id, "$or": [{"user_id": who.user_id}, {"scope": "org"}]}
+
+
+def _channels_doc(channels: Channels) -> Doc:
+    return {
+        "webhook": str(channels.webhook) if channels.webhook else None,
+        "email": channels.email,
+        "digest": channels.digest,
+    }
+
+
+def _watch(doc: Doc, who: Identity) -> Watch:
+    values = {k: v for k, v in doc.items() if k != "_id"}
+    if doc["user_id"] != who.user_id:
+        values["webhook_secret"] = None  # the signing secret is the owner's
+    for key in ("created_at", "updated_at"):
+        values[key] = _aware(values[key])
+    return Watch.model_validate({**values, "watch_id": doc["_id"]})
+
+
+async def create_watch(db: AsyncDatabase[Doc], who: Identity, body: WatchIn) -> Watch:
+    now = datetime.now(UTC)
+    doc = {
+        "_id": f"wat_{secrets.token_hex(8)}",
+        **body.model_dump(exclude={"channels"}),
+        "channels": _channels_doc(body.channels),
+        "user_id": who.user_id,
+        "org_id": who.org_id,
+        "created_at": now,
+        "updated_at": now,
+        "webhook_secret": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+    }
+    await db[WATCHES].insert_one(doc)
+    return _watch(doc, who)
+
+
+async def list_watches(db: AsyncDatabase[Doc], who: Identity) -> list[Watch]:
+    cursor = db[WATCHES].find(_visible(who)).sort("created_at", DESCENDING)
+    return [_watch(doc, who) async for doc in cursor]
+
+
+async def get_watch_doc(db: AsyncDatabase[Doc], who: Identity, watch_id: str) -> Doc | None:
+    return await db[WATCHES].find_one({"_id": watch_id, **_visible(who)})
+
+
+async def get_watch(db: AsyncDatabase[Doc], who: Identity, watch_id: str) -> Watch | None:
+    doc = await get_watch_doc(db, who, watch_id)
+    return None if doc is None else _watch(doc, who)
+
+
+async def update_watch(db: AsyncDatabase[Doc], who: Identity, watch_id: str, patch: WatchPatch) -> Watch | None:
+    changes: Doc = patch.model_dump(exclude_unset=True, exclude={"channels"})
+    if patch.channels is not None:
+        changes["channels"] = _channels_doc(patch.channels)
+    changes["updated_at"] = datetime.now(UTC)
+    doc = await db[WATCHES].find_one_and_update(
+        {"_id": watch_id, **_visible(who)}, {"$set": changes}, return_document=ReturnDocument.AFTER
+    )
+    return None if doc is None else _watch(doc, who)
+
+
+async def delete_watch(db: AsyncDatabase[Doc], who: Identity, watch_id: str) -> bool:
+    result = await db[WATCHES].delete_one({"_id": watch_id, **_visible(who)})
+    return result.deleted_count == 1
+
+
+async def stop_emails(db: AsyncDatabase[Doc], watch_id: str) -> bool:
+    result = await db[WATCHES].update_one({"_id": watch_id}, {"$set": {"channels.email": None}})
+    return result.matched_count == 1
+
+
+async def candidate_watches(db: AsyncDatabase[Doc], model: ModelFacts) -> list[Doc]:
+    """Active watches that may cover the model (saved searches are matched by the caller)."""
+    keys = [
+        {"kind": "model", "target": model.model_id},
+        {"kind": "author", "target": {"$in": sorted({model.owner, model.owner.lower()})}},
+        {"kind": "search"},
+    ]
+    if model.pipeline_tag:
+        keys.append({"kind": "task", "target": model.pipeline_tag})
+    if model.library_name:
+        keys.append({"kind": "library", "target": model.library_name})
+    return [doc async for doc in db[WATCHES].find({"paused": False, "$or": keys})]
+
+
+async def watch_doc(db: AsyncDatabase[Doc], watch_id: str) -> Doc | None:
+    return await db[WATCHES].find_one({"_id": watch_id})
+
+
+# ---- alerts ------------------------------------------------------------------------------------------------
+
+
+async def _next_seq(db: AsyncDatabase[Doc]) -> int:
+    doc = await db[COUNTERS].find_one_and_update(
+        {"_id": ALERTS}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+    )
+    assert doc is not None
+    return int(doc["seq"])
+
+
+async def insert_alert(db: AsyncDatabase[Doc], alert: Doc) -> bool:
+    """Store a new alert with its pending deliveries; False when this crossing already alerted (a replay)."""
+    if await db[ALERTS].find_one({"_id": alert["_id"]}, {"_id": 1}) is not None:
+        return False
+    doc = {**alert, "seq": await _next_seq(db), "read_by": [], "lease_until": EPOCH}
+    doc["pending"] = any(state == "pending" for state in doc["deliveries"].values())
+    try:
+        await db[ALERTS].insert_one(doc)
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+def _alert(doc: Doc, who: Identity) -> WatchAlert:
+    return WatchAlert.model_validate(
+        {
+            **doc,
+            "alert_id": doc["_id"],
+            "created_at": _aware(doc["created_at"]),
+            "read": who.user_id in doc.get("read_by", []),
+        }
+    )
+
+
+async def alert_feed(
+    db: AsyncDatabase[Doc],
+    who: Identity,
+    *,
+    watch_id: str | None,
+    before: int | None,
+    after: int | None,
+    unread_only: bool,
+    limit: int,
+) -> tuple[list[WatchAlert], bool, int]:
+    """(alerts, more, unread): newest first below `before`, or oldest first above `after` (the live socket)."""
+    query: Doc = _visible(who)
+    if watch_id is not None:
+        query["watch_id"] = watch_id
+    unread = await db[ALERTS].count_documents({**query, "read_by": {"$ne": who.user_id}})
+    if unread_only:
+        query["read_by"] = {"$ne": who.user_id}
+    if after is not None:
+        query["seq"] = {"$gt": after}
+        order = ASCENDING
+    else:
+        if before is not None:
+            query["seq"] = {"$lt": before}
+        order = DESCENDING
+    docs = [doc async for doc in db[ALERTS].find(query).sort("seq", order).limit(limit + 1)]
+    return [_alert(d, who) for d in docs[:limit]], len(docs) > limit, unread
+
+
+async def ack(db: AsyncDatabase[Doc], who: Identity, alert_id: str) -> WatchAlert | None:
+    doc = await db[ALERTS].find_one_and_update(
+        {"_id": alert_id, **_visible(who)},
+        {"$addToSet": {"read_by": who.user_id}},
+        return_document=ReturnDocument.AFTER,
+    )
+    return None if doc is None else _alert(doc, who)
+
+
+async def claim_pending(db: AsyncDatabase[Doc], lease: timedelta) -> Doc | None:
+    """The oldest alert with a channel left to deliver, leased so that one replica delivers it."""
+    now = datetime.now(UTC)
+    return await db[ALERTS].find_one_and_update(
+        {"pending": True, "lease_until": {"$lt": now}},
+        {"$set": {"lease_until": now + lease}},
+        sort=[("seq", ASCENDING)],
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+async def finish_delivery(db: AsyncDatabase[Doc], alert_id: str, deliveries: dict[str, str]) -> None:
+    pending = any(state == "pending" for state in deliveries.values())
+    await db[ALERTS].update_one(
+        {"_id": alert_id}, {"$set": {"deliveries": deliveries, "pending": pending, "delivered_at": datetime.now(UTC)}}
+    )
+
+
+async def record_attempt(db: AsyncDatabase[Doc], attempt: Doc) -> None:
+    await db[DELIVERIES].insert_one(attempt)
+
+
+async def attempts(db: AsyncDatabase[Doc], alert_id: str) -> list[Doc]:
+    return [d async for d in db[DELIVERIES].find({"alert_id": alert_id}, {"_id": 0}).sort("at", ASCENDING)]
+
+
+async def digest_due(db: AsyncDatabase[Doc]) -> dict[str, list[Doc]]:
+    """Alerts waiting for their watch's daily digest, per watch, oldest first."""
+    grouped: dict[str, list[Doc]] = {}
+    query = {"$or": [{"deliveries.webhook": "digest"}, {"deliveries.email": "digest"}]}
+    async for doc in db[ALERTS].find(query).sort("seq", ASCENDING):
+        grouped.setdefault(doc["watch_id"], []).append(doc)
+    return grouped
+
+
+async def digest_sent(db: AsyncDatabase[Doc], alert_ids: Sequence[str], channel: str, state: str) -> None:
+    await db[ALERTS].update_many({"_id": {"$in": list(alert_ids)}}, {"$set": {f"deliveries.{channel}": state}})
+
+
+async def get_alert(db: AsyncDatabase[Doc], who: Identity, alert_id: str) -> WatchAlert | None:
+    doc = await db[ALERTS].find_one({"_id": alert_id, **_visible(who)})
+    return None if doc is None else _alert(doc, who)

@@ -1,0 +1,178 @@
+"""HTTP endpoints of watches and their alerts (the gateway forwards /v1/watches and /v1/alerts here).
+
+Every route is scoped by the caller's verified token: a caller sees their own watches and alerts and their
+organisation's shared ones (`scope: "org"`), never another user's. The feed lives at /v1/watch-alerts here
+(this service's /v1/alerts lists deployment alert rules); the gateway serves it as /v1/alerts.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from pymongo.asynchronous.database import AsyncDatabase
+
+from hubpulse_common.http import ApiError
+from hubpulse_common.identity import CallerIdentity, Identity
+from hubpulse_metrics.settings import MetricsSettings
+from hubpulse_metrics.watches import repository, service
+from hubpulse_metrics.watches.delivery import Deliverer, unsubscribe_token, webhook_refusal
+from hubpulse_metrics.watches.handlers import alert_doc
+from hubpulse_metrics.watches.schemas import (
+    AlertPage,
+    Channels,
+    DeliveryAttempt,
+    Watch,
+    WatchAlert,
+    WatchIn,
+    WatchPatch,
+)
+
+router = APIRouter(prefix="/v1", tags=["watches"])
+
+WatchId = Annotated[str, Path(min_length=1, max_length=100)]
+
+
+def _db(request: Request) -> AsyncDatabase[dict[str, Any]]:
+    db: AsyncDatabase[dict[str, Any]] = request.app.state.db
+    return db
+
+
+def _settings(request: Request) -> MetricsSettings:
+    settings: MetricsSettings = request.app.state.settings
+    return settings
+
+
+async def _check(request: Request, who: Identity, kind: str, target: str, channels: Channels | None) -> None:
+    if kind == "search":
+        try:
+            service.parse_search(target)
+        except ValueError as exc:
+            raise ApiError(422, "bad_search", f"target: {exc}") from None
+    if channels is not None and channels.webhook is not None:
+        refusal = await webhook_refusal(str(channels.webhook), _settings(request))
+        if refusal is not None:
+            raise ApiError(422, "webhook_refused", f"channels.webhook: {refusal}")
+
+
+def _may_edit(who: Identity, doc: dict[str, Any]) -> None:
+    if doc["user_id"] != who.user_id and not who.has_role("admin"):
+        raise ApiError(403, "forbidden", "only its creator or an admin of the organisation changes a shared watch")
+
+
+async def _own(request: Request, who: Identity, watch_id: str) -> dict[str, Any]:
+    doc = await repository.get_watch_doc(_db(request), who, watch_id)
+    if doc is None:
+        raise ApiError(404, "watch_not_found", f"no watch {watch_id}")
+    return doc
+
+
+@router.post("/watches", status_code=201, summary="Watch a model, author, task, library or saved search")
+async def create_watch(request: Request, who: CallerIdentity, body: WatchIn) -> Watch:
+    if body.scope == "org" and not who.has_role("member"):
+        raise ApiError(403, "forbidden", "sharing a watch with the organisation needs the member role")
+    await _check(request, who, body.kind, body.target, body.channels)
+    return await repository.create_watch(_db(request), who, body)
+
+
+@router.get("/watches", summary="Your watches and your organisation's shared ones")
+async def list_watches(request: Request, who: CallerIdentity) -> list[Watch]:
+    return await repository.list_watches(_db(request), who)
+
+
+@router.get("/watches/{watch_id}", summary="One watch")
+async def get_watch(request: Request, who: CallerIdentity, watch_id: WatchId) -> Watch:
+    watch = await repository.get_watch(_db(request), who, watch_id)
+    if watch is None:
+        raise ApiError(404, "watch_not_found", f"no watch {watch_id}")
+    return watch
+
+
+@router.patch("/watches/{watch_id}", summary="Change a watch (threshold, conditions, channels, pause)")
+async def update_watch(request: Request, who: CallerIdentity, watch_id: WatchId, body: WatchPatch) -> Watch:
+    doc = await _own(request, who, watch_id)
+    _may_edit(who, doc)
+    await _check(request, who, doc["kind"], doc["target"], body.channels)
+    watch = await repository.update_watch(_db(request), who, watch_id, body)
+    if watch is None:
+        raise ApiError(404, "watch_not_found", f"no watch {watch_id}")
+    return watch
+
+
+@router.delete("/watches/{watch_id}", status_code=204, summary="Delete a watch (its alerts stay in the feed)")
+async def delete_watch(request: Request, who: CallerIdentity, watch_id: WatchId) -> Response:
+    _may_edit(who, await _own(request, who, watch_id))
+    await repository.delete_watch(_db(request), who, watch_id)
+    return Response(status_code=204)
+
+
+@router.post("/watches/{watch_id}/test", status_code=202, summary="Send a test alert through the watch's channels")
+async def test_watch(request: Request, who: CallerIdentity, watch_id: WatchId) -> WatchAlert:
+    doc = await _own(request, who, watch_id)
+    model_id = doc["target"] if doc["kind"] == "model" else "hubpulse/test-alert"
+    now = datetime.now(UTC)
+    alert = alert_doc(doc, service.Firing("test", f"test:{uuid.uuid4().hex}"), None, model_id, _settings(request), now)
+    db = _db(request)
+    await repository.insert_alert(db, alert)
+    deliverer: Deliverer = request.app.state.deliverer
+    deliverer.wake.set()
+    stored = await repository.get_alert(db, who, alert["_id"])
+    assert stored is not None  # just written, visible to its watch's owner
+    return stored
+
+
+@router.get("/watches/{watch_id}/unsubscribe", summary="The e-mail's unsubscribe link (signed, no sign-in)")
+async def unsubscribe(
+    request: Request, watch_id: WatchId, token: Annotated[str, Query(max_length=200)]
+) -> HTMLResponse:
+    if not hmac.compare_digest(token, unsubscribe_token(_settings(request), watch_id)):
+        raise ApiError(403, "bad_token", "this unsubscribe link is not valid")
+    if not await repository.stop_emails(_db(request), watch_id):
+        raise ApiError(404, "watch_not_found", f"no watch {watch_id}")
+    return HTMLResponse("<html><body><p>You will get no more e-mails from this watch.</p></body></html>")
+
+
+def _cursor(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(422, "bad_cursor", "cursor: pass the next_cursor of the previous page") from None
+
+
+@router.get("/watch-alerts", summary="Your alert feed, newest first (the gateway's /v1/alerts)")
+async def alert_feed(
+    request: Request,
+    who: CallerIdentity,
+    watch_id: Annotated[str | None, Query(max_length=100)] = None,
+    unread: bool = False,
+    cursor: Annotated[str | None, Query(max_length=40, description="next_cursor of the previous page")] = None,
+    after: Annotated[int | None, Query(ge=0, description="Only alerts with a larger seq, oldest first")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> AlertPage:
+    items, more, unread_count = await repository.alert_feed(
+        _db(request), who, watch_id=watch_id, before=_cursor(cursor), after=after, unread_only=unread, limit=limit
+    )
+    next_cursor = str(items[-1].seq) if more and after is None else None
+    return AlertPage(items=items, next_cursor=next_cursor, unread=unread_count)
+
+
+@router.post("/watch-alerts/{alert_id}/ack", summary="Mark an alert read")
+async def ack_alert(request: Request, who: CallerIdentity, alert_id: WatchId) -> WatchAlert:
+    alert = await repository.ack(_db(request), who, alert_id)
+    if alert is None:
+        raise ApiError(404, "alert_not_found", f"no alert {alert_id}")
+    return alert
+
+
+@router.get("/watch-alerts/{alert_id}/deliveries", summary="Each delivery attempt of an alert")
+async def alert_deliveries(request: Request, who: CallerIdentity, alert_id: WatchId) -> list[DeliveryAttempt]:
+    db = _db(request)
+    if await repository.get_alert(db, who, alert_id) is None:
+        raise ApiError(404, "alert_not_found", f"no alert {alert_id}")
+    return [DeliveryAttempt.model_validate(d) for d in await repository.attempts(db, alert_id)]

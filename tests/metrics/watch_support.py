@@ -1,0 +1,121 @@
+"""Helpers of the watch tests: a local SMTP server, a webhook receiver
+that keeps the raw body and headers (to check signatures), and the score/feature events of one model."""
+
+from __future__ import annotations
+
+import email
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope, Session
+
+from hubpulse.platform.stores import free_port
+from hubpulse_common.events import Contribution, ModelFeatures, ModelScore
+
+
+@dataclass
+class Mailbox:
+    messages: list[Message] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 Message accepted for delivery"
+
+
+class SmtpServer:
+    """aiosmtpd on a free loopback port, in its own thread."""
+
+    def __init__(self) -> None:
+        self.mailbox = Mailbox()
+        self.port = free_port()
+        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def close(self) -> None:
+        self._controller.stop()
+
+
+class SignedReceiver:
+    """Records raw webhook deliveries (body bytes and headers); answers the first `fail_first` with a 503."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.received: list[tuple[bytes, dict[str, str]]] = []
+        self.attempts = 0
+        self.fail_first = fail_first
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                receiver.attempts += 1
+                if receiver.attempts <= receiver.fail_first:
+                    self.send_response(503)
+                else:
+                    receiver.received.append((body, {k.lower(): v for k, v in self.headers.items()}))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self._server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for body, _ in self.received]
+
+    def close(self) -> None:
+        self._server.shutdown()
+
+
+def new_task() -> str:
+    return f"task-{uuid.uuid4().hex[:8]}"
+
+
+def features(model_id: str, day: date, **fields: Any) -> ModelFeatures:
+    values: dict[str, Any] = {
+        "model_id": model_id,
+        "snapshot_date": day,
+        "features": {"log_downloads": 8.0},
+        "downloads": 5000,
+        "likes": 10,
+        "author": model_id.split("/")[0],
+        "pipeline_tag": "text-generation",
+        "library_name": "transformers",
+        "tags": ["transformers"],
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    values.update(fields)
+    return ModelFeatures.model_validate(values)
+
+
+TOP_FEATURES = (
+    Contribution(feature="day_pct_log_downloads", value=0.998, contribution=2.29),
+    Contribution(feature="rank_change_7d", value=-4.0, contribution=0.71),
+    Contribution(feature="age_days", value=30.0, contribution=-0.2),
+)
+
+
+def score(model_id: str, day: date, probability: float, **fields: Any) -> ModelScore:
+    values: dict[str, Any] = {
+        "model_id": model_id,
+        "snapshot_date": day,
+        "model_version": "v-test",
+        "label": "trending",
+        "horizon_days": 7,
+        "probability": probability,
+        "threshold": 0.382,
+        "top_features": [f.model_dump() for f in TOP_FEATURES],
+        "occurred_at": datetime.now(UTC),
+    }
+    values.update(fields)
+    return ModelScore.model_validate(values)
