@@ -45,3 +45,16 @@ def test_cli_and_changelog_name_the_version() -> None:
 def test_contributor_files_exist() -> None:
     for name in ("CONTRIBUTING.md", ".pre-commit-config.yaml", "examples/consumer.py"):
         assert (ROOT / name).is_file(), name
+
+
+def test_images_and_manifests_carry_the_version() -> None:
+    dockerfiles = sorted((ROOT / "services").glob("*/Dockerfile"))
+    assert len(dockerfiles) == 7
+    for dockerfile in dockerfiles:
+        text = dockerfile.read_text()
+        assert f"ARG VERSION={__version__}\n" in text, dockerfile
+        assert 'org.opencontainers.image.version="${VERSION}"' in text, dockerfile
+    kustomization = (ROOT / "deploy" / "k8s" / "base" / "kustomization.yaml").read_text()
+    tags = [line.split(":", 1)[1].strip() for line in kustomization.splitlines() if "newTag:" in line]
+    assert tags
+    assert set(tags) == {__version__}

@@ -21,8 +21,9 @@ def test_prod_names_each_development_secret() -> None:
         load_settings(AuthSettings, environment="prod", **REAL)
     assert "HUBPULSE_SIGNING_KEY_SECRET" in str(caught.value)
     with pytest.raises(ConfigError) as caught:
-        load_settings(DeployerSettings, environment="prod", **REAL)
-    assert "HUBPULSE_HF_TOKEN" in str(caught.value)
+        load_settings(DeployerSettings, environment="prod")
+    assert "HUBPULSE_S3_SECRET_ACCESS_KEY" in str(caught.value)
+    assert load_settings(DeployerSettings, environment="prod", **REAL)
     assert load_settings(AuthSettings, environment="prod", signing_key_secret="s3cr3t-" * 6, **REAL)
     assert load_settings(AuthSettings, environment="dev").signing_key_secret  # development keeps its defaults
 
