@@ -16,6 +16,7 @@ from hubpulse.platform.stores import free_port
 from hubpulse_deployer.app import create_app as create_deployer_app
 from hubpulse_deployer.runtime.fetch import fetch
 from hubpulse_deployer.settings import DeployerSettings
+from hubpulse_deployer.targets.base import ProvisionError, Spec
 from hubpulse_deployer.targets.hf_space import HfSpaceTarget
 
 MODEL = "hubpulse-demo/tiny-text-classifier"
@@ -176,3 +177,18 @@ async def test_a_hub_that_is_down_is_503_not_500(deploy_stack: DeployStack) -> N
         answer = await client.post("/deployments", json={"model_id": MODEL})
     assert answer.status_code == 503, answer.text
     assert answer.json()["error"]["code"] == "hub_unavailable"
+
+
+async def test_spaces_need_the_platform_token() -> None:
+    target = HfSpaceTarget(
+        hf_endpoint="http://127.0.0.1:9",
+        hf_token=False,
+        namespace="hubpulse",
+        start_timeout_s=1,
+        poll_s=0.1,
+        predict_timeout_s=1,
+    )
+    spec = Spec("c" * 32, MODEL, "main", "text-classification", 1, {})
+    with pytest.raises(ProvisionError, match="HUBPULSE_HF_TOKEN"):
+        await target.provision(spec)
+    await target.close()

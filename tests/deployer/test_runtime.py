@@ -1,13 +1,22 @@
-"""The local runtimes without a server: which runtime serves which repo, and the ONNX runtime on the demo models."""
+"""The local runtimes: which runtime serves which repo, the ONNX runtime on the demo models, the model server."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
+from auth.conftest import serving
 from huggingface_hub import ModelInfo
 
+from hubpulse.hub import create_app as create_hub_app
 from hubpulse.hub.demo_models import DEMO_MODELS, DemoRepos
+from hubpulse.platform.stores import free_port
+from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_deployer.model_server import build_app
 from hubpulse_deployer.runtime import ONNX_TASKS, Refused, load, plan, torch_installed
 from hubpulse_deployer.runtime.fetch import require_public
@@ -113,8 +122,6 @@ def test_demo_model_files_are_reproducible(demo: DemoRepos, tmp_path: Path) -> N
 
 
 async def test_model_server_reports_its_runtime(demo: DemoRepos) -> None:
-    import httpx
-
     built = demo.get("hubpulse-demo/tiny-text-classifier")
     assert built is not None
     app = build_app(load(built.root, built.model.pipeline_tag))
@@ -124,3 +131,44 @@ async def test_model_server_reports_its_runtime(demo: DemoRepos) -> None:
     # longer than the model's positions: truncated, not a 500 (audit M9)
     assert answer.status_code == 200, answer.text
     assert answer.json()["outputs"][0]["label"] in ("NEGATIVE", "POSITIVE")
+
+
+async def test_model_server_downloads_and_serves_a_hub_model(demo: DemoRepos, tmp_path: Path) -> None:
+    """The kubernetes target's container command: `--model-id` fetches the planned files, then serves them."""
+    hub = create_hub_app(SyntheticHub(5, 2, seed=1))
+    hub.state.demo_repos = demo
+    port = free_port()
+    async with serving(hub) as hub_url:
+        env = {**os.environ, "HF_ENDPOINT": hub_url, "HF_HUB_CACHE": str(tmp_path), "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        command = [
+            sys.executable,
+            "-m",
+            "hubpulse_deployer.model_server",
+            "--model-id",
+            "hubpulse-demo/tiny-token-classifier",
+            "--task",
+            "token-classification",
+            "--port",
+            str(port),
+        ]
+        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                for _ in range(600):
+                    assert server.poll() is None, server.stderr.read().decode()[-500:] if server.stderr else ""
+                    try:
+                        health = await client.get("/healthz")
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+                assert health.json()["runtime"] == "onnx"
+                answer = await client.post("/predict", json={"inputs": ["paris is in europe"]})
+            assert answer.status_code == 200, answer.text
+            assert isinstance(answer.json()["outputs"][0], list)
+        finally:
+            server.terminate()
+            server.wait(10)
+    # only the files the runtime loads were downloaded
+    fetched = {p.name for p in tmp_path.rglob("*") if p.is_file() and "snapshots" in p.parts}
+    assert "README.md" not in fetched
+    assert "model.onnx" in fetched
