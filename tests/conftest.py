@@ -80,6 +80,15 @@ def kafka(store_dir: Path) -> Iterator[Store]:
     terminate(store.proc, "kafka")
 
 
+@pytest.fixture(scope="session")
+def metrics_kafka(store_dir: Path) -> Iterator[Store]:
+    """A second session broker for stacks that run the metrics service: its consumer groups are new, and on the
+    session broker they would first read every score and feature row the whole session published."""
+    store = _start(kafka_spec(free_port()), store_dir / "logs-metrics-kafka")
+    yield store
+    terminate(store.proc, "kafka")
+
+
 @pytest.fixture
 def own_kafka(tmp_path: Path) -> Iterator[Store]:
     """A broker of the test's own, for a test whose services must not read the session's earlier messages (a

@@ -29,9 +29,13 @@ SERVICES = [
 
 
 @pytest.mark.parametrize("package", SERVICES)
-def test_service_boots_ready_and_stops(package: str, service_env: dict[str, str], tmp_path) -> None:
+def test_service_boots_ready_and_stops(
+    package: str, service_env: dict[str, str], tmp_path, request: pytest.FixtureRequest
+) -> None:
     port = free_port()
     env = {**os.environ, **service_env, "HUBPULSE_PORT": str(port), "HUBPULSE_DATA_DIR": str(tmp_path)}
+    if package == "hubpulse_metrics":  # its new consumer groups would first read the session's whole backlog
+        env["HUBPULSE_KAFKA_BOOTSTRAP"] = request.getfixturevalue("metrics_kafka").url
     proc = subprocess.Popen([sys.executable, "-m", package], env=env, stderr=subprocess.PIPE)
     try:
         assert wait_port(port, 60, proc), proc.stderr.read().decode()[-3000:] if proc.stderr else ""

@@ -16,9 +16,9 @@ from metrics.watch_support import SmtpServer
 
 
 @pytest.fixture(scope="module")
-def metrics_env(kafka: Any, mongo: Any) -> dict[str, str]:
+def metrics_env(metrics_kafka: Any, mongo: Any) -> dict[str, str]:
     return {
-        "HUBPULSE_KAFKA_BOOTSTRAP": kafka.url,
+        "HUBPULSE_KAFKA_BOOTSTRAP": metrics_kafka.url,
         "HUBPULSE_MONGO_URL": mongo.url,
         "HUBPULSE_ENVIRONMENT": "test",
         "HUBPULSE_AUTH_URL": ISSUER.url,
@@ -70,8 +70,8 @@ def shared_metrics(
 
 
 @pytest.fixture
-async def bus(kafka: Any) -> AsyncIterator[EventBus]:
-    producer = EventBus(kafka.url, client_id="metrics-tests")
+async def bus(metrics_kafka: Any) -> AsyncIterator[EventBus]:
+    producer = EventBus(metrics_kafka.url, client_id="metrics-tests")
     await producer.start()
     yield producer
     await producer.stop()

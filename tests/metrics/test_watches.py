@@ -30,7 +30,7 @@ async def call(service: MetricsProcess, issuer: TokenIssuer, who: tuple[str, str
 
 
 async def test_task_watch_alerts_once_per_crossing_on_every_channel(
-    watch_metrics: MetricsProcess, issuer: TokenIssuer, smtp: SmtpServer, bus: EventBus, kafka: Any
+    watch_metrics: MetricsProcess, issuer: TokenIssuer, smtp: SmtpServer, bus: EventBus, metrics_kafka: Any
 ) -> None:
     alice = (f"alice-{uuid.uuid4().hex[:6]}", "org-a")
     task, model = new_task(), f"acme-{uuid.uuid4().hex[:6]}/rising-7b"
@@ -84,7 +84,9 @@ async def test_task_watch_alerts_once_per_crossing_on_every_channel(
         # Replays of the crossing score and a next day still above: no new alert, no new delivery.
         await bus.publish_many([score(model, DAY, 0.62), score(model, DAY + timedelta(days=1), 0.7)])
         await bus.publish_many([score(model, DAY, 0.62)])
-        events = await read_topic(kafka.url, WatchAlertEvent.topic, lambda v: v["watch_id"] == watch["watch_id"], 2, 8)
+        events = await read_topic(
+            metrics_kafka.url, WatchAlertEvent.topic, lambda v: v["watch_id"] == watch["watch_id"], 2, 8
+        )
         assert [e["alert_id"] for e in events] == [alert["alert_id"]]
         assert events[0]["user_id"] == alice[0]
         feed = (await call(watch_metrics, issuer, alice, "GET", "/v1/watch-alerts")).json()

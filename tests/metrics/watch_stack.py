@@ -37,9 +37,14 @@ class WatchStack:
 
 
 @pytest.fixture(scope="module")
-async def watch_stack(postgres: Store, kafka: Store, mongo: Store, s3: Store) -> AsyncIterator[WatchStack]:
+async def watch_stack(postgres: Store, metrics_kafka: Store, mongo: Store, s3: Store) -> AsyncIterator[WatchStack]:
     smtp = SmtpServer()
-    common = {"kafka_bootstrap": kafka.url, "mongo_url": mongo.url, "s3_endpoint": s3.url, "environment": "test"}
+    common = {
+        "kafka_bootstrap": metrics_kafka.url,
+        "mongo_url": mongo.url,
+        "s3_endpoint": s3.url,
+        "environment": "test",
+    }
     try:
         auth_db = await fresh_database(postgres, f"watch_auth_{uuid.uuid4().hex[:6]}")
         async with serving(create_auth_app(AuthSettings(database_url=auth_db, environment="test"))) as auth_url:
@@ -66,6 +71,6 @@ async def watch_stack(postgres: Store, kafka: Store, mongo: Store, s3: Store) ->
                     auth_ip_rate_limit="100000/minute",
                 )
                 async with serving(create_gateway_app(gateway)) as gateway_url:
-                    yield WatchStack(gateway_url, kafka.url, smtp)
+                    yield WatchStack(gateway_url, metrics_kafka.url, smtp)
     finally:
         smtp.close()

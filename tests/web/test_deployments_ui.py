@@ -64,9 +64,9 @@ async def _add_demo_model_to_catalog(database_url: str) -> None:
 
 @pytest.fixture(scope="module")
 async def ops_stack(
-    postgres: Store, kafka: Store, mongo: Store, s3: Store, tmp_path_factory: pytest.TempPathFactory
+    postgres: Store, metrics_kafka: Store, mongo: Store, s3: Store, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[OpsStack]:
-    common: dict[str, Any] = {"kafka_bootstrap": kafka.url, "mongo_url": mongo.url, "s3_endpoint": s3.url,
+    common: dict[str, Any] = {"kafka_bootstrap": metrics_kafka.url, "mongo_url": mongo.url, "s3_endpoint": s3.url,
                               "environment": "test", "mongo_database": f"webops_{uuid.uuid4().hex[:8]}"}  # fmt: skip
     logs = tmp_path_factory.mktemp("webops")
     hub = create_hub_app(SyntheticHub(20, 3, seed=3))
@@ -75,7 +75,7 @@ async def ops_stack(
         auth_settings = AuthSettings(database_url=await fresh_database(postgres, "webops_auth"), environment="test")
         async with serving(create_auth_app(auth_settings)) as auth_url:
             # every service verifies callers' tokens against the auth service's JWKS
-            metrics_env = {"HUBPULSE_KAFKA_BOOTSTRAP": kafka.url, "HUBPULSE_MONGO_URL": mongo.url}
+            metrics_env = {"HUBPULSE_KAFKA_BOOTSTRAP": metrics_kafka.url, "HUBPULSE_MONGO_URL": mongo.url}
             metrics_env |= {"HUBPULSE_ENVIRONMENT": "test", "HUBPULSE_AUTH_URL": auth_url}
             metrics = MetricsProcess(metrics_env, logs / "metrics.log")
             await asyncio.to_thread(metrics.start)

@@ -29,9 +29,9 @@ DAY = date(2026, 10, 1)
 
 
 @pytest.fixture(scope="module")
-async def watch_web(postgres: Store, kafka: Store, mongo: Store) -> AsyncIterator[str]:
+async def watch_web(postgres: Store, metrics_kafka: Store, mongo: Store) -> AsyncIterator[str]:
     tag = uuid.uuid4().hex[:6]
-    common: dict[str, Any] = {"kafka_bootstrap": kafka.url, "mongo_url": mongo.url, "environment": "test"}
+    common: dict[str, Any] = {"kafka_bootstrap": metrics_kafka.url, "mongo_url": mongo.url, "environment": "test"}
     auth_db = await fresh_database(postgres, f"watch_web_auth_{tag}")
     gateway_db = await fresh_database(postgres, f"watch_web_gateway_{tag}")
     await _add_demo_model_to_catalog(gateway_db)
@@ -46,7 +46,7 @@ async def watch_web(postgres: Store, kafka: Store, mongo: Store) -> AsyncIterato
 
 
 @pytest.mark.timeout(300)
-async def test_watch_a_model_then_see_its_alert_live(page: Page, watch_web: str, kafka: Store) -> None:
+async def test_watch_a_model_then_see_its_alert_live(page: Page, watch_web: str, metrics_kafka: Store) -> None:
     errors = _console_errors(page)
     await _log_in(page, watch_web)
     await page.goto(watch_web + "/#/models/" + MODEL)
@@ -56,7 +56,7 @@ async def test_watch_a_model_then_see_its_alert_live(page: Page, watch_web: str,
     await page.goto(watch_web + "/#/alerts")
     await expect(page.get_by_test_id("live-state")).to_have_text("live")
     await expect(page.get_by_test_id("unread")).to_have_text("0")
-    bus = EventBus(kafka.url, client_id="watch-web-tests")
+    bus = EventBus(metrics_kafka.url, client_id="watch-web-tests")
     await bus.start()
     try:
         await bus.publish_many([score(MODEL, DAY - timedelta(days=1), 0.2)])
