@@ -85,8 +85,15 @@ async def _phase(
     bus: EventBus, receiver: Receiver, models: list[str], spacing_s: float, timeout_s: float
 ) -> dict[str, Any]:
     def crossing(model: str) -> ModelScore:
-        return ModelScore(model_id=model, snapshot_date=DAY, model_version="bench", label="trending",
-                          horizon_days=7, probability=0.8, threshold=0.38)  # fmt: skip
+        return ModelScore(
+            model_id=model,
+            snapshot_date=DAY,
+            model_version="bench",
+            label="trending",
+            horizon_days=7,
+            probability=0.8,
+            threshold=0.38,
+        )
 
     sent: dict[str, float] = {}
     if spacing_s:
@@ -105,8 +112,17 @@ async def _phase(
     return {**_stats(lags), "missing": len(models) - len(lags), "span_s": round(span, 2)}
 
 
-async def _measure(kafka: str, mongo: str, database: str, metrics_url: str, models: int, paced: int,
-                   spacing_s: float, timeout_s: float, say: Say) -> dict[str, Any]:  # fmt: skip
+async def _measure(
+    kafka: str,
+    mongo: str,
+    database: str,
+    metrics_url: str,
+    models: int,
+    paced: int,
+    spacing_s: float,
+    timeout_s: float,
+    say: Say,
+) -> dict[str, Any]:
     receiver = Receiver()
     ids = [f"bench-{uuid.uuid4().hex[:6]}/model-{i}" for i in range(models)]
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo)
@@ -118,8 +134,13 @@ async def _measure(kafka: str, mongo: str, database: str, metrics_url: str, mode
         db = client[database]
         owner = Identity(user_id="bench", org_id="bench", role="admin")
         for model in ids:
-            fields = {"kind": "model", "target": model, "threshold": THRESHOLD, "conditions": ["threshold"],
-                      "channels": {"webhook": receiver.url}}  # fmt: skip
+            fields = {
+                "kind": "model",
+                "target": model,
+                "threshold": THRESHOLD,
+                "conditions": ["threshold"],
+                "channels": {"webhook": receiver.url},
+            }
             body = WatchIn.model_validate(fields)
             await repository.create_watch(db, owner, body)
         say(f"{models} watches; publishing features and yesterday's scores")
@@ -129,10 +150,17 @@ async def _measure(kafka: str, mongo: str, database: str, metrics_url: str, mode
             for d in (1, 0)
         )
         await bus.publish_many(
-            ModelScore(model_id=m, snapshot_date=DAY - dt.timedelta(days=1), model_version="bench", label="trending",
-                       horizon_days=7, probability=0.2, threshold=0.38)
+            ModelScore(
+                model_id=m,
+                snapshot_date=DAY - dt.timedelta(days=1),
+                model_version="bench",
+                label="trending",
+                horizon_days=7,
+                probability=0.2,
+                threshold=0.38,
+            )
             for m in ids
-        )  # fmt: skip
+        )
         # The under-threshold day is stored before any crossing is published (else the lag counts the backlog).
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(timeout_s), wait=wait_fixed(0.2), retry=retry_if_result(lambda n: n < models)
@@ -147,9 +175,13 @@ async def _measure(kafka: str, mongo: str, database: str, metrics_url: str, mode
         burst_report = await _phase(bus, receiver, ids[paced:], 0.0, timeout_s)
         async with httpx.AsyncClient(timeout=10) as http:
             prom = (await http.get(f"{metrics_url}/metrics")).text
-        return {"paced": paced_report, "burst": burst_report,
-                "server_lag_histogram": [ln for ln in prom.splitlines()
-                                         if ln.startswith("hubpulse_watch_delivery_lag_seconds_count")]}  # fmt: skip
+        return {
+            "paced": paced_report,
+            "burst": burst_report,
+            "server_lag_histogram": [
+                ln for ln in prom.splitlines() if ln.startswith("hubpulse_watch_delivery_lag_seconds_count")
+            ],
+        }
     finally:
         await bus.stop()
         await client.close()
@@ -164,17 +196,39 @@ def run(models: int, paced: int, spacing_ms: float, timeout_s: float, say: Say) 
         kafka = stack.enter_context(_started(kafka_spec(free_port()), logs))
         mongo = stack.enter_context(_started(mongo_spec(work, free_port()), logs))
         port, database = free_port(), "bench_watches"
-        env = {"HUBPULSE_KAFKA_BOOTSTRAP": kafka.spec.url, "HUBPULSE_MONGO_URL": mongo.spec.url,
-               "HUBPULSE_MONGO_DATABASE": database, "HUBPULSE_PORT": str(port),
-               "HUBPULSE_WATCH_WEBHOOK_ALLOW_LOOPBACK": "true", "HUBPULSE_LOG_LEVEL": "WARNING"}  # fmt: skip
-        metrics = ProcessSpec(name="metrics", kind="service", port=port, url=f"http://127.0.0.1:{port}",
-                              argv=[sys.executable, "-m", "hubpulse_metrics"], env=env)  # fmt: skip
+        env = {
+            "HUBPULSE_KAFKA_BOOTSTRAP": kafka.spec.url,
+            "HUBPULSE_MONGO_URL": mongo.spec.url,
+            "HUBPULSE_MONGO_DATABASE": database,
+            "HUBPULSE_PORT": str(port),
+            "HUBPULSE_WATCH_WEBHOOK_ALLOW_LOOPBACK": "true",
+            "HUBPULSE_LOG_LEVEL": "WARNING",
+        }
+        metrics = ProcessSpec(
+            name="metrics",
+            kind="service",
+            port=port,
+            url=f"http://127.0.0.1:{port}",
+            argv=[sys.executable, "-m", "hubpulse_metrics"],
+            env=env,
+        )
         stack.enter_context(_started(metrics, logs))
         _wait_ready(metrics.url)
         started = time.perf_counter()
         try:
-            measured = asyncio.run(_measure(kafka.spec.url, mongo.spec.url, database, metrics.url, models, paced,
-                                           spacing_ms / 1000, timeout_s, say))  # fmt: skip
+            measured = asyncio.run(
+                _measure(
+                    kafka.spec.url,
+                    mongo.spec.url,
+                    database,
+                    metrics.url,
+                    models,
+                    paced,
+                    spacing_ms / 1000,
+                    timeout_s,
+                    say,
+                )
+            )
         except RetryError:
             report["error"] = f"the metrics service did not store {models} scores within {timeout_s:g} s"
             return report

@@ -68,9 +68,14 @@ class Orchestrator:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def transition(
-        self, deployment_id: str, to: DeploymentStatus, *, reason: str | None = None,
-        push_version: dict[str, Any] | None = None, **fields: Any,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        deployment_id: str,
+        to: DeploymentStatus,
+        *,
+        reason: str | None = None,
+        push_version: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
         """Move one deployment to `to`, retrying when another writer got there first."""
         async for attempt in AsyncRetrying(stop=stop_after_attempt(5), retry=retry_if_exception_type(Conflict)):
             with attempt:
@@ -106,8 +111,11 @@ class Orchestrator:
             if doc is not None and doc["status"] == S.PROVISIONING.value:
                 return doc
             if doc is None or doc["status"] != S.PENDING.value:
-                log.info("deployment.provision_skipped", deployment_id=deployment_id,
-                         status=None if doc is None else doc["status"])  # fmt: skip
+                log.info(
+                    "deployment.provision_skipped",
+                    deployment_id=deployment_id,
+                    status=None if doc is None else doc["status"],
+                )
                 return None
             await asyncio.sleep(0.1)
         log.error("deployment.provision_not_visible", deployment_id=deployment_id)
@@ -123,8 +131,9 @@ class Orchestrator:
             return
         version = current_version(doc)
         target = self.targets[doc["target"]]
-        spec = Spec(deployment_id, doc["model_id"], version["revision"], doc["task"], version["version"],
-                    version["config"])  # fmt: skip
+        spec = Spec(
+            deployment_id, doc["model_id"], version["revision"], doc["task"], version["version"], version["config"]
+        )
         try:
             endpoint = await target.provision(spec)
         except ProvisionError as exc:

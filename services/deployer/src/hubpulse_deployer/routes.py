@@ -159,9 +159,15 @@ async def create(
     task = await _task_of(request, body.model_id, body.revision, config)
     orchestrator = _orchestrator(request)
     doc = new_deployment(
-        model_id=body.model_id, revision=body.revision, target=body.target, task=task,
-        config=config, user_id=who.user_id, org_id=who.org_id, now=datetime.now(UTC),
-    )  # fmt: skip
+        model_id=body.model_id,
+        revision=body.revision,
+        target=body.target,
+        task=task,
+        config=config,
+        user_id=who.user_id,
+        org_id=who.org_id,
+        now=datetime.now(UTC),
+    )
     await orchestrator.repo.insert(doc)
     # the first transition is written and published before the answer, so pending is never invisible
     await orchestrator.bus.publish(_pending_event(doc))
@@ -174,10 +180,17 @@ def _pending_event(doc: dict[str, Any]) -> Any:
     from hubpulse_common.events import DeploymentEvent
 
     return DeploymentEvent(
-        deployment_id=doc["_id"], sequence=0, model_id=doc["model_id"], revision=doc["versions"][0]["revision"],
-        target=doc["target"], status=S.PENDING, version=1, user_id=doc["user_id"], org_id=doc["org_id"],
+        deployment_id=doc["_id"],
+        sequence=0,
+        model_id=doc["model_id"],
+        revision=doc["versions"][0]["revision"],
+        target=doc["target"],
+        status=S.PENDING,
+        version=1,
+        user_id=doc["user_id"],
+        org_id=doc["org_id"],
         occurred_at=doc["created_at"],
-    )  # fmt: skip
+    )
 
 
 @router.get("")

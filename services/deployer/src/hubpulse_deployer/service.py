@@ -112,13 +112,14 @@ def new_deployment(
         "version": 1,
         "versions": [{"version": 1, "revision": revision, "config": config, "created_at": now, "source": "create"}],
         "endpoint": None,
-        "transitions": [{"sequence": 0, "status": S.PENDING.value, "previous": None, "reason": None, "version": 1,
-                         "at": now}],
+        "transitions": [
+            {"sequence": 0, "status": S.PENDING.value, "previous": None, "reason": None, "version": 1, "at": now}
+        ],
         "user_id": user_id,
         "org_id": org_id,
         "created_at": now,
         "updated_at": now,
-    }  # fmt: skip
+    }
 
 
 def current_version(doc: dict[str, Any]) -> dict[str, Any]:
@@ -136,8 +137,14 @@ def plan_transition(
     sequence = int(doc["sequence"]) + 1
     version = int(fields.get("version", doc["version"]))
     revision = next(v["revision"] for v in doc["versions"] if v["version"] == version)
-    entry = {"sequence": sequence, "status": to.value, "previous": current.value, "reason": reason,
-             "version": version, "at": now}  # fmt: skip
+    entry = {
+        "sequence": sequence,
+        "status": to.value,
+        "previous": current.value,
+        "reason": reason,
+        "version": version,
+        "at": now,
+    }
     event = DeploymentEvent(
         deployment_id=doc["_id"],
         sequence=sequence,
@@ -200,8 +207,9 @@ def public_view(doc: dict[str, Any], resources: dict[str, Any] | None = None) ->
         "version": doc["version"],
         "revision": version["revision"],
         "config": _redacted(version["config"]),
-        "versions": [{**v, "config": _redacted(v["config"]), "created_at": v["created_at"].isoformat()}
-                     for v in doc["versions"]],
+        "versions": [
+            {**v, "config": _redacted(v["config"]), "created_at": v["created_at"].isoformat()} for v in doc["versions"]
+        ],
         "endpoint": doc.get("endpoint"),
         "transitions": [{**t, "at": t["at"].isoformat()} for t in doc.get("transitions", [])],
         "resources": resources,
@@ -209,4 +217,4 @@ def public_view(doc: dict[str, Any], resources: dict[str, Any] | None = None) ->
         "org_id": doc.get("org_id"),
         "created_at": doc["created_at"].isoformat(),
         "updated_at": doc["updated_at"].isoformat(),
-    }  # fmt: skip
+    }

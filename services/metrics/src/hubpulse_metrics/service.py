@@ -55,9 +55,17 @@ def latency_stats(calls: Sequence[Call], window_s: float) -> LatencyStats:
     inputs = sum(c.inputs for c in calls)
     if not calls:
         return LatencyStats(
-            requests=0, errors=0, error_rate=0.0, throughput_rps=0.0, inputs=0,
-            p50_ms=None, p95_ms=None, p99_ms=None, mean_ms=None, max_ms=None,
-        )  # fmt: skip
+            requests=0,
+            errors=0,
+            error_rate=0.0,
+            throughput_rps=0.0,
+            inputs=0,
+            p50_ms=None,
+            p95_ms=None,
+            p99_ms=None,
+            mean_ms=None,
+            max_ms=None,
+        )
     latencies = np.fromiter((c.latency_ms for c in calls), dtype=np.float64, count=len(calls))
     p50, p95, p99 = (float(v) for v in np.percentile(latencies, PERCENTILES))
     return LatencyStats(

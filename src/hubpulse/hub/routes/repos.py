@@ -76,8 +76,11 @@ async def tree(request: Request, name: str, revision: str) -> Response:
     built = await _repo(request, name, revision)
     if isinstance(built, Response):
         return built
-    lfs = {f.path: {"oid": f.sha256, "size": f.size, "pointerSize": 134} for f in built.files
-           if f.path.endswith(".safetensors")}  # fmt: skip
+    lfs = {
+        f.path: {"oid": f.sha256, "size": f.size, "pointerSize": 134}
+        for f in built.files
+        if f.path.endswith(".safetensors")
+    }
     entries = [
         {
             "type": "file",

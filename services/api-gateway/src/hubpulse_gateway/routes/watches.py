@@ -34,8 +34,12 @@ router = APIRouter(tags=["watches"])
 LIVE_BATCH = 100
 
 
-@router.post("/v1/watches", status_code=201, summary="Watch a model, author, task, library or saved search",
-             responses=errors(401, 422))  # fmt: skip
+@router.post(
+    "/v1/watches",
+    status_code=201,
+    summary="Watch a model, author, task, library or saved search",
+    responses=errors(401, 422),
+)
 async def create_watch(body: WatchIn, user: CurrentUser, upstreams: UpstreamsDep) -> Watch:
     sent = body.model_dump(mode="json", exclude_unset=True)
     return Watch.model_validate(await upstreams.metrics.json("POST", "/v1/watches", principal=user, json=sent))
@@ -52,8 +56,11 @@ async def get_watch(watch_id: UpstreamId, user: CurrentUser, upstreams: Upstream
     return Watch.model_validate(await upstreams.metrics.json("GET", f"/v1/watches/{watch_id}", principal=user))
 
 
-@router.patch("/v1/watches/{watch_id}", summary="Change a watch: threshold, conditions, channels, pause",
-              responses=errors(401, 403, 404, 422))  # fmt: skip
+@router.patch(
+    "/v1/watches/{watch_id}",
+    summary="Change a watch: threshold, conditions, channels, pause",
+    responses=errors(401, 403, 404, 422),
+)
 async def update_watch(watch_id: UpstreamId, body: WatchPatch, user: CurrentUser, upstreams: UpstreamsDep) -> Watch:
     sent = body.model_dump(mode="json", exclude_unset=True)
     path = f"/v1/watches/{watch_id}"
@@ -66,15 +73,23 @@ async def delete_watch(watch_id: UpstreamId, user: CurrentUser, upstreams: Upstr
     return Response(status_code=204)
 
 
-@router.post("/v1/watches/{watch_id}/test", status_code=202, summary="Send a test alert through the watch's channels",
-             responses=errors(401, 404))  # fmt: skip
+@router.post(
+    "/v1/watches/{watch_id}/test",
+    status_code=202,
+    summary="Send a test alert through the watch's channels",
+    responses=errors(401, 404),
+)
 async def test_watch(watch_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep) -> WatchAlert:
     body = await upstreams.metrics.json("POST", f"/v1/watches/{watch_id}/test", principal=user, retry=False)
     return WatchAlert.model_validate(body)
 
 
-@router.get("/v1/watches/{watch_id}/unsubscribe", response_class=HTMLResponse,
-            summary="The e-mail's unsubscribe link (signed; no sign-in)", responses=errors(403, 404))  # fmt: skip
+@router.get(
+    "/v1/watches/{watch_id}/unsubscribe",
+    response_class=HTMLResponse,
+    summary="The e-mail's unsubscribe link (signed; no sign-in)",
+    responses=errors(403, 404),
+)
 async def unsubscribe(
     watch_id: UpstreamId, upstreams: UpstreamsDep, token: Annotated[str, Query(max_length=200)]
 ) -> HTMLResponse:
@@ -91,9 +106,11 @@ async def alert_feed(
     cursor: Annotated[str | None, Query(max_length=40, description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AlertPage:
-    params = {k: str(v).lower() if isinstance(v, bool) else str(v)
-              for k, v in {"watch_id": watch_id, "unread": unread, "cursor": cursor, "limit": limit}.items()
-              if v is not None}  # fmt: skip
+    params = {
+        k: str(v).lower() if isinstance(v, bool) else str(v)
+        for k, v in {"watch_id": watch_id, "unread": unread, "cursor": cursor, "limit": limit}.items()
+        if v is not None
+    }
     return AlertPage.model_validate(
         await upstreams.metrics.json("GET", "/v1/watch-alerts", principal=user, params=params)
     )

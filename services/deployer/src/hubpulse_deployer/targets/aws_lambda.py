@@ -102,9 +102,15 @@ class LambdaTarget:
     name = "aws-lambda"
 
     def __init__(
-        self, *, settings: DeployerSettings, hf_endpoint: str, role_name: str, layers: list[str],
-        start_timeout_s: float, poll_s: float,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        settings: DeployerSettings,
+        hf_endpoint: str,
+        role_name: str,
+        layers: list[str],
+        start_timeout_s: float,
+        poll_s: float,
+    ) -> None:
         self._lambda = control_client("lambda", settings.lambda_endpoint, settings)
         self._iam = control_client("iam", settings.iam_endpoint, settings)
         self._s3 = aws_client("s3", settings)
@@ -143,12 +149,18 @@ class LambdaTarget:
             "MemorySize": int(config.get("memory_mb", 1024)),
             "Timeout": int(config.get("timeout_s", 60)),
             "Layers": self._layers,
-            "Environment": {"Variables": {
-                **config.get("env", {}), **config.get("secrets", {}),
-                "MODEL_ID": spec.model_id, "MODEL_REVISION": spec.revision, "TASK": spec.task,
-                "HF_ENDPOINT": self._hf_endpoint, "HUBPULSE_DEPLOYMENT_VERSION": str(spec.version),
-            }},
-        }  # fmt: skip
+            "Environment": {
+                "Variables": {
+                    **config.get("env", {}),
+                    **config.get("secrets", {}),
+                    "MODEL_ID": spec.model_id,
+                    "MODEL_REVISION": spec.revision,
+                    "TASK": spec.task,
+                    "HF_ENDPOINT": self._hf_endpoint,
+                    "HUBPULSE_DEPLOYMENT_VERSION": str(spec.version),
+                }
+            },
+        }
         name = spec.slug
         try:
             self._lambda.get_function(FunctionName=name)

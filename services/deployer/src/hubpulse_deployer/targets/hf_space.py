@@ -76,9 +76,15 @@ class HfSpaceTarget:
     name = "hf-space"
 
     def __init__(
-        self, *, hf_endpoint: str, hf_token: str | bool, namespace: str, start_timeout_s: float, poll_s: float,
+        self,
+        *,
+        hf_endpoint: str,
+        hf_token: str | bool,
+        namespace: str,
+        start_timeout_s: float,
+        poll_s: float,
         predict_timeout_s: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._api = HfApi(endpoint=hf_endpoint, token=hf_token)
         # the Space is private: the platform calls it with its own token
         self._auth = {"authorization": f"Bearer {hf_token}"} if isinstance(hf_token, str) else {}
@@ -96,9 +102,14 @@ class HfSpaceTarget:
         if not self._api.repo_exists(repo_id, repo_type="space"):
             # exist_ok: a redeploy racing this one; the Hub answers its 409 with the repo's url
             self._api.create_repo(
-                repo_id, repo_type="space", space_sdk="gradio", space_hardware=config.get("hardware", "cpu-basic"),
-                space_secrets=secrets, private=True, exist_ok=True,
-            )  # fmt: skip
+                repo_id,
+                repo_type="space",
+                space_sdk="gradio",
+                space_hardware=config.get("hardware", "cpu-basic"),
+                space_secrets=secrets,
+                private=True,
+                exist_ok=True,
+            )
         # a new version of an existing Space: hardware and secrets may have changed
         self._api.request_space_hardware(repo_id, config.get("hardware", "cpu-basic"))
         for secret in secrets:
@@ -120,9 +131,12 @@ class HfSpaceTarget:
             if stage == "RUNNING":
                 info = self._api.space_info(repo_id)
                 endpoint: dict[str, Any] = {
-                    "space_id": repo_id, "url": f"{self._api.endpoint}/spaces/{repo_id}", "host": info.host,
-                    "hardware": runtime.hardware, "sha": info.sha,
-                }  # fmt: skip
+                    "space_id": repo_id,
+                    "url": f"{self._api.endpoint}/spaces/{repo_id}",
+                    "host": info.host,
+                    "hardware": runtime.hardware,
+                    "sha": info.sha,
+                }
                 if not info.host:
                     endpoint[NOT_INVOCABLE] = (
                         f"Space {repo_id} is RUNNING but the Hub at {self._api.endpoint} gives no host for it: "

@@ -29,8 +29,11 @@ SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def _labels(spec: Spec) -> dict[str, str]:
-    return {"app.kubernetes.io/name": spec.slug, "app.kubernetes.io/managed-by": "hubpulse",
-            "hubpulse.dev/deployment-id": spec.deployment_id}  # fmt: skip
+    return {
+        "app.kubernetes.io/name": spec.slug,
+        "app.kubernetes.io/managed-by": "hubpulse",
+        "hubpulse.dev/deployment-id": spec.deployment_id,
+    }
 
 
 def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[dict[str, Any]]:
@@ -46,61 +49,109 @@ def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[
         "name": "model-server",
         "image": image,
         "command": ["python", "-m", "hubpulse_deployer.model_server"],
-        "args": ["--model-id", spec.model_id, "--revision", spec.revision, "--task", spec.task,
-                 "--host", "0.0.0.0", "--port", str(PORT)],
+        "args": [
+            "--model-id",
+            spec.model_id,
+            "--revision",
+            spec.revision,
+            "--task",
+            spec.task,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(PORT),
+        ],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "env": env,
         "resources": {"requests": {"cpu": "250m", "memory": memory}, "limits": {"memory": memory}},
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5,
-                           "failureThreshold": 3},
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3},
         # the server binds its port once the model is loaded: give the download and load time before liveness
-        "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5,
-                         "failureThreshold": 60},
+        "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5, "failureThreshold": 60},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
-    }  # fmt: skip
+    }
     objects: list[dict[str, Any]] = []
     if config.get("secrets"):
-        objects.append({"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque",
-                        "stringData": dict(config["secrets"])})  # fmt: skip
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": meta,
+                "type": "Opaque",
+                "stringData": dict(config["secrets"]),
+            }
+        )
         container["envFrom"] = [{"secretRef": {"name": name}}]
     pod_labels = {**labels, "hubpulse.dev/version": str(spec.version)}
-    objects.append({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
-        "spec": {
-            "replicas": min_replicas,
-            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {"metadata": {"labels": pod_labels}, "spec": {"containers": [container]}},
-        },
-    })  # fmt: skip
-    objects.append({
-        "apiVersion": "v1", "kind": "Service", "metadata": meta,
-        "spec": {"selector": {"app.kubernetes.io/name": name}, "type": "ClusterIP",
-                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
-    })  # fmt: skip
+    objects.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": {
+                "replicas": min_replicas,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                "template": {"metadata": {"labels": pod_labels}, "spec": {"containers": [container]}},
+            },
+        }
+    )
+    objects.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta,
+            "spec": {
+                "selector": {"app.kubernetes.io/name": name},
+                "type": "ClusterIP",
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+            },
+        }
+    )
     # An HPA cannot go below one replica (scale to zero needs an alpha gate); min 0 is the Deployment's own start.
-    objects.append({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta,
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": max(1, min_replicas), "maxReplicas": max_replicas,
-            "metrics": [
-                {"type": "Resource", "resource": {"name": "cpu", "target": {
-                    "type": "Utilization", "averageUtilization": int(config.get("cpu_target_percent", 70))}}},
-                # in-flight requests per pod, served by a custom metrics adapter (prometheus-adapter)
-                {"type": "Pods", "pods": {"metric": {"name": "hubpulse_inflight_requests"}, "target": {
-                    "type": "AverageValue", "averageValue": str(int(scaling.get("target_concurrency", 4)))}}},
-            ],
-        },
-    })  # fmt: skip
+    objects.append(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": meta,
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "minReplicas": max(1, min_replicas),
+                "maxReplicas": max_replicas,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": int(config.get("cpu_target_percent", 70)),
+                            },
+                        },
+                    },
+                    # in-flight requests per pod, served by a custom metrics adapter (prometheus-adapter)
+                    {
+                        "type": "Pods",
+                        "pods": {
+                            "metric": {"name": "hubpulse_inflight_requests"},
+                            "target": {
+                                "type": "AverageValue",
+                                "averageValue": str(int(scaling.get("target_concurrency", 4))),
+                            },
+                        },
+                    },
+                ],
+            },
+        }
+    )
     return objects
 
 
 def to_yaml(objects: list[dict[str, Any]]) -> str:
     """The objects as one YAML stream, secret values replaced: it is stored and shown to users."""
-    shown = [{**o, "stringData": dict.fromkeys(o["stringData"], REDACTED)} if o["kind"] == "Secret" else o
-             for o in objects]  # fmt: skip
+    shown = [
+        {**o, "stringData": dict.fromkeys(o["stringData"], REDACTED)} if o["kind"] == "Secret" else o for o in objects
+    ]
     return yaml.safe_dump_all(shown, sort_keys=False)
 
 
@@ -108,10 +159,18 @@ class KubernetesTarget:
     name = "kubernetes"
 
     def __init__(
-        self, *, kubeconfig: Path | None, namespace: str, image: str, hf_endpoint: str, start_timeout_s: float,
-        poll_s: float, predict_timeout_s: float, environ: Mapping[str, str] = os.environ,
+        self,
+        *,
+        kubeconfig: Path | None,
+        namespace: str,
+        image: str,
+        hf_endpoint: str,
+        start_timeout_s: float,
+        poll_s: float,
+        predict_timeout_s: float,
+        environ: Mapping[str, str] = os.environ,
         service_account: Path = SERVICE_ACCOUNT,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._kubeconfig, self._namespace, self._image = kubeconfig, namespace, image
         # in a pod, Kubernetes sets KUBERNETES_SERVICE_HOST/PORT and mounts the service account
         self._environ, self._service_account = environ, service_account
@@ -147,8 +206,13 @@ class KubernetesTarget:
         client = self._dynamic()
         for obj in objects:
             resource = client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-            resource.server_side_apply(body=obj, name=obj["metadata"]["name"], namespace=self._namespace,
-                                       field_manager=FIELD_MANAGER, force_conflicts=True)  # fmt: skip
+            resource.server_side_apply(
+                body=obj,
+                name=obj["metadata"]["name"],
+                namespace=self._namespace,
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
 
     def _follow(self, name: str, version: int) -> None:
         deployments = self._dynamic().resources.get(api_version="apps/v1", kind="Deployment")
@@ -158,15 +222,18 @@ class KubernetesTarget:
             if status.get("updatedReplicas", 0) >= 1 and status.get("availableReplicas", 0) >= 1:
                 return
             time.sleep(self._poll_s)
-        raise ProvisionError(f"Deployment {name} (version {version}) has no available replica within "
-                             f"{self._start_timeout_s:.0f}s")  # fmt: skip
+        raise ProvisionError(
+            f"Deployment {name} (version {version}) has no available replica within {self._start_timeout_s:.0f}s"
+        )
 
     async def provision(self, spec: Spec) -> dict[str, Any]:
         objects = render(spec, image=self._image, namespace=self._namespace, hf_endpoint=self._hf_endpoint)
         endpoint: dict[str, Any] = {
-            "namespace": self._namespace, "name": spec.slug, "manifests": to_yaml(objects),
+            "namespace": self._namespace,
+            "name": spec.slug,
+            "manifests": to_yaml(objects),
             "url": f"http://{spec.slug}.{self._namespace}.svc.cluster.local",
-        }  # fmt: skip
+        }
         if not self.configured:
             raise NotApplied(
                 "rendered; no kubeconfig configured and not running in a cluster, so nothing was applied (see the "
@@ -186,8 +253,12 @@ class KubernetesTarget:
         from kubernetes.client.exceptions import ApiException
 
         client = self._dynamic()
-        for api_version, kind in (("autoscaling/v2", "HorizontalPodAutoscaler"), ("v1", "Service"),
-                                  ("apps/v1", "Deployment"), ("v1", "Secret")):  # fmt: skip
+        for api_version, kind in (
+            ("autoscaling/v2", "HorizontalPodAutoscaler"),
+            ("v1", "Service"),
+            ("apps/v1", "Deployment"),
+            ("v1", "Secret"),
+        ):
             try:
                 client.resources.get(api_version=api_version, kind=kind).delete(name=name, namespace=self._namespace)
             except ApiException as exc:

@@ -79,9 +79,15 @@ class LocalTarget:
     name = "local"
 
     def __init__(
-        self, *, hf_endpoint: str, hf_token: str | bool, data_dir: Path, host: str, start_timeout_s: float,
+        self,
+        *,
+        hf_endpoint: str,
+        hf_token: str | bool,
+        data_dir: Path,
+        host: str,
+        start_timeout_s: float,
         predict_timeout_s: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._endpoint, self._token = hf_endpoint, hf_token
         self._data_dir, self._host = data_dir, host
         self._start_timeout_s = start_timeout_s
@@ -125,12 +131,33 @@ class LocalTarget:
         port = _free_port(self._host)
         log = self._data_dir / "deployments" / spec.deployment_id / f"server-v{spec.version}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "hubpulse_deployer.model_server", "--model-dir", model_dir,
-                   "--task", spec.task, "--host", self._host, "--port", str(port), *batching]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "hubpulse_deployer.model_server",
+            "--model-dir",
+            model_dir,
+            "--task",
+            spec.task,
+            "--host",
+            self._host,
+            "--port",
+            str(port),
+            *batching,
+        ]
         proc = await asyncio.to_thread(_spawn, command, log)
         url = f"http://{self._host}:{port}"
-        server = _Server(proc=proc, port=port, log=log, version=spec.version, ps=psutil.Process(proc.pid),
-                         revision=spec.revision, url=url, model_dir=model_dir, batching=batching)  # fmt: skip
+        server = _Server(
+            proc=proc,
+            port=port,
+            log=log,
+            version=spec.version,
+            ps=psutil.Process(proc.pid),
+            revision=spec.revision,
+            url=url,
+            model_dir=model_dir,
+            batching=batching,
+        )
         try:
             await self._wait_ready(server, url)
         except BaseException:  # also cancellation (deleted while starting): never leave an orphan server
