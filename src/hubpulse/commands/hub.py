@@ -39,7 +39,7 @@ def serve(
 ) -> None:
     """Serve GET /api/models, /api/models/{id}, /api/trending; POST /_replay/advance moves the day."""
     from hubpulse.hub.app import create_app
-    from hubpulse.hub.demo_models import DEMO_MODELS, DemoRepos, default_cache_dir
+    from hubpulse.hub.demo_models import DEMO_MODELS, LIBRARY, DemoRepos, default_cache_dir
     from hubpulse.hub.faults import FaultConfig
     from hubpulse.hub.live import LiveConfig
     from hubpulse.hub.server import serve as run_server
@@ -62,7 +62,7 @@ def serve(
         if not 1 <= days <= 3650:
             raise UserFacingError(f"--days must be between 1 and 3650, got {days}")
         # the demo models the replay serves as real repos are listed like any model (ingested, scored, searchable)
-        featured = {repo_id: (m.pipeline_tag, "onnx") for repo_id, m in DEMO_MODELS.items()}
+        featured = {repo_id: (m.pipeline_tag, LIBRARY) for repo_id, m in DEMO_MODELS.items()}
         hub = SyntheticHub(synthetic, days, seed=seed, start_date=_start_date(start_date), featured=featured)
         app = create_app(hub, faults=faults, live=live)
     else:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, Response
 
-from hubpulse.hub.demo_models import AUTHOR, BuiltRepo, DemoRepos, default_cache_dir
+from hubpulse.hub.demo_models import AUTHOR, LIBRARY, BuiltRepo, DemoRepos, default_cache_dir
 from hubpulse.hub.responses import hub_error, json_response
 
 router = APIRouter()
@@ -49,9 +49,9 @@ def _info(built: BuiltRepo) -> dict[str, object]:
         "disabled": False,
         "downloads": 0,
         "likes": 0,
-        "library_name": "transformers",
+        "library_name": LIBRARY,
         "pipeline_tag": model.pipeline_tag,
-        "tags": ["transformers", "safetensors", "bert", model.pipeline_tag, "hubpulse-demo"],
+        "tags": [LIBRARY, model.pipeline_tag, AUTHOR],
         "createdAt": _CREATED,
         "lastModified": _CREATED,
         "siblings": [{"rfilename": f.path} for f in built.files],

@@ -37,7 +37,7 @@ class CatalogState:
     cache: SearchCache
     planner: SamplePlanner
     feed: PicksFeed
-    hub_url: str = "https://huggingface.co"
+    hub_url: str  # GatewaySettings.hub_url: its default lives there, once
 
 
 def _state(request: Request) -> CatalogState:
