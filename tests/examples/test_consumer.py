@@ -60,7 +60,8 @@ async def test_example_consumer_reads_each_score_once_and_commits(own_kafka) -> 
             stop.set()
 
     await asyncio.wait_for(example.consume(own_kafka.url, "integrator", collect, stop=stop), timeout=60)
-    assert received == ["org/rising 0.71", "org/flat 0.02"]
+    # one model's scores stay in order; two models may arrive either way round (different partitions)
+    assert sorted(received) == ["org/flat 0.02", "org/rising 0.71"]
 
     # the offsets were committed: the same group starts after them
     again: list[str] = []
