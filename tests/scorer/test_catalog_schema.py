@@ -1,5 +1,5 @@
 """The catalog's schema changes keep its data: 0005 moves features/explanation out, 0006 rebuilds the keys,
-0007 stores the details as text; and the upsert skips rows that did not change."""
+0007 stores the details as text; the day's catalog is swapped in once complete (0010), with the live table's shape."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from hubpulse_common import db
 from hubpulse_scorer.app import MIGRATIONS
+from hubpulse_scorer.catalog_swap import due_days, swap_day, swap_due_days
 from hubpulse_scorer.repository import write_batch
 from hubpulse_scorer.service import CATALOG_COLUMNS
 
@@ -116,26 +117,34 @@ def _record(model_id: str, day: dt.date, downloads: int, likes_7d: float) -> tup
     return tuple(values.get(c) for c in CATALOG_COLUMNS)
 
 
-async def test_the_upsert_rewrites_only_rows_that_changed_and_keeps_the_latest_day(database_url: str) -> None:
+async def _rows(pool: asyncpg.Pool) -> dict[str, asyncpg.Record]:
+    rows = await pool.fetch("SELECT model_id, updated_at, downloads FROM catalog_models WHERE model_id LIKE 'org/%'")
+    return {r["model_id"]: r for r in rows}
+
+
+async def test_the_swap_moves_updated_at_only_for_changed_rows_and_keeps_the_latest_day(database_url: str) -> None:
     await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
     pool = await db.create_pool(database_url, min_size=1, max_size=1)
     day = dt.date(2025, 1, 8)
     try:
         await write_batch(pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0)], [])
-        first = {
-            r["model_id"]: r for r in await pool.fetch("SELECT model_id, updated_at, xmin::text FROM catalog_models")
-        }
+        assert await swap_day(pool, day)
+        first = await _rows(pool)
         await asyncio.sleep(0.01)
-        # a redelivered batch: nothing changes, not even updated_at (the live feed's clock) or the row version
+        # a redelivered batch changes nothing: the day is not due again
+        await write_batch(pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0)], [])
+        assert day not in [d for d, _ in await due_days(pool, 0.0)]
+        # one changed row: the next swap moves updated_at (the live feed's clock) of that row only
         await write_batch(pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 21, 2.0)], [])
-        again = {
-            r["model_id"]: r for r in await pool.fetch("SELECT model_id, updated_at, xmin::text FROM catalog_models")
-        }
-        assert again["org/a"]["xmin"] == first["org/a"]["xmin"]
+        assert day in [d for d, _ in await due_days(pool, 0.0)]
+        assert await swap_day(pool, day)
+        again = await _rows(pool)
         assert again["org/a"]["updated_at"] == first["org/a"]["updated_at"]
         assert again["org/b"]["updated_at"] > first["org/b"]["updated_at"]  # its downloads changed
+        assert again["org/b"]["downloads"] == 21
         # a late, older day changes neither table
         await write_batch(pool, [], [_record("org/a", day - dt.timedelta(days=1), 99, 9.0)], [])
+        assert await swap_day(pool, day - dt.timedelta(days=1))
         row = await pool.fetchrow(
             "SELECT m.downloads, m.likes_7d, d.features FROM catalog_models m JOIN catalog_details d USING (model_id)"
             " WHERE model_id = 'org/a'"
@@ -143,11 +152,65 @@ async def test_the_upsert_rewrites_only_rows_that_changed_and_keeps_the_latest_d
         assert (row["downloads"], row["likes_7d"], json.loads(row["features"])["likes_7d"]) == (10, 1.0, 1.0)
         # the next day rewrites both
         await write_batch(pool, [], [_record("org/a", day + dt.timedelta(days=1), 12, 3.0)], [])
+        assert await swap_day(pool, day + dt.timedelta(days=1))
         row = await pool.fetchrow(
             "SELECT m.downloads, m.likes_7d, d.features, d.snapshot_date FROM catalog_models m"
             " JOIN catalog_details d USING (model_id) WHERE model_id = 'org/a'"
         )
         assert (row["downloads"], row["likes_7d"], json.loads(row["features"])["likes_7d"]) == (12, 3.0, 3.0)
         assert row["snapshot_date"] == day + dt.timedelta(days=1)
+        assert (await _rows(pool))["org/b"]["downloads"] == 21  # absent that day: kept
+    finally:
+        await pool.close()
+
+
+async def _shape(conn: asyncpg.Connection) -> tuple[object, ...]:
+    indexes = await conn.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'catalog_models' ORDER BY 1"
+    )
+    options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'catalog_models'::regclass")
+    primary = await conn.fetchval(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'catalog_models'::regclass AND contype = 'p'"
+    )
+    return [tuple(r) for r in indexes], options, primary
+
+
+async def test_search_reads_yesterdays_catalog_until_the_complete_day_is_swapped_in(database_url: str) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    pool = await db.create_pool(database_url, min_size=1, max_size=3)
+    day = dt.date(2025, 3, 1)
+    try:
+        async with pool.acquire() as conn:
+            shape = await _shape(conn)
+            assert len(shape[0]) >= 15
+            assert shape[2] == "catalog_models_pkey"
+        await write_batch(pool, [], [_record("swap/a", day, 1, 0.0), _record("swap/b", day, 1, 0.0)], [])
+        assert await swap_day(pool, day)
+        # the next day arrives in two batches; the features close said it has 2 models
+        await write_batch(
+            pool, [], [_record("swap/a", day + dt.timedelta(days=1), 5, 0.0)], [], {day + dt.timedelta(days=1): 2}
+        )
+        assert day + dt.timedelta(days=1) not in [d for d, _ in await due_days(pool, 3600.0)]
+        assert {
+            r["downloads"]
+            for r in await pool.fetch("SELECT downloads FROM catalog_models WHERE model_id LIKE 'swap/%'")
+        } == {1}
+        await write_batch(
+            pool, [], [_record("swap/b", day + dt.timedelta(days=1), 6, 0.0)], [], {day + dt.timedelta(days=1): 2}
+        )
+        assert [d for d, _ in await due_days(pool, 3600.0)] == [day + dt.timedelta(days=1)]
+        assert await swap_due_days(pool, 3600.0) == [day + dt.timedelta(days=1)]
+        rows = await pool.fetch(
+            "SELECT model_id, downloads FROM catalog_models WHERE model_id LIKE 'swap/%' ORDER BY 1"
+        )
+        assert [tuple(r) for r in rows] == [("swap/a", 5), ("swap/b", 6)]
+        async with pool.acquire() as conn:
+            assert await _shape(conn) == shape  # same indexes, options and primary key as the table it replaced
+            visible, pages, tuples = await conn.fetchrow(
+                "SELECT relallvisible, relpages, reltuples FROM pg_class WHERE oid = 'catalog_models'::regclass"
+            )
+            assert tuples > 0  # analysed
+            assert visible == pages  # vacuumed before the swap: index-only walks never visit the heap
+        assert await swap_due_days(pool, 3600.0) == []
     finally:
         await pool.close()

@@ -209,6 +209,11 @@ async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_not
         procs[1] = _service("hubpulse_scorer", scorer_env)
         await wait_for(scores, lambda n: n >= expected, timeout_s=120)
         await wait_for(lambda: open_days(database_url), lambda n: n == 0)
+        # the catalog is swapped in once a day's scores are all in: wait for the last day's
+        await wait_for(
+            lambda: count("SELECT count(*) AS n FROM catalog_models WHERE model_id LIKE $1"),
+            lambda n: n == len({e.model_id for day in days for e in day}),
+        )
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

@@ -147,6 +147,11 @@ class ModelFeatures(Event):
     tags: list[str] = Field(default_factory=list)
     created_at: datetime | None = None
     last_modified: datetime | None = None
+    day_models: int | None = Field(
+        default=None,
+        description="How many models the day has (set by the features close): a consumer that counts the day's "
+        "model-days knows when it has them all",
+    )
 
 
 class Contribution(BaseModel):

@@ -89,7 +89,9 @@ class FeaturesWorker:
             # read while this one is published: the two processes work at once instead of taking turns.
             # (a task group: a failure cancels the sibling, so the connection is never released mid-query)
             async with asyncio.TaskGroup() as both:
-                encoding = both.create_task(asyncio.to_thread(service.feature_payloads, final, provisional=False))
+                encoding = both.create_task(
+                    asyncio.to_thread(service.feature_payloads, final, provisional=False, day_models=len(cross))
+                )
                 both.create_task(self._store_final(conn, final))
             after, models = str(rows["model_id"].iloc[-1]), models + len(rows)
             # Published after the commit: a crash in between leaves the day open, and the next closer

@@ -226,8 +226,12 @@ def _utc_times(frame: pd.DataFrame, column: str) -> list[str | None]:
     return values
 
 
-def feature_payloads(frame: pd.DataFrame, *, provisional: bool) -> list[tuple[bytes, bytes]]:
+def feature_payloads(
+    frame: pd.DataFrame, *, provisional: bool, day_models: int | None = None
+) -> list[tuple[bytes, bytes]]:
     """ModelFeatures of each row of a frame holding keys, FEATURE_COLUMNS and STAT_COLUMNS, as (key, JSON) pairs.
+
+    `day_models`: the size of the (closed) day, so that a consumer knows when it has all of the day's rows.
 
     Encoded column-wise in bulk instead of validating one pydantic model per row (the frame is our own
     output, already typed); the JSON is what `ModelFeatures(...).model_dump_json()` gives, NaN as null,
@@ -275,6 +279,7 @@ def feature_payloads(frame: pd.DataFrame, *, provisional: bool) -> list[tuple[by
                     "tags": list(tags) if isinstance(tags, list | tuple | np.ndarray) else [],
                     "created_at": created,
                     "last_modified": modified,
+                    "day_models": day_models,
                 },
                 inf_nan_mode="null",
             ),
