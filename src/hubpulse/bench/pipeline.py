@@ -308,12 +308,17 @@ async def _track_day(
                         say(f"{day}: features done at {times.done_at['features']:.1f} s")
                     if (
                         "features" in times.done_at
+                        and "score" not in times.done_at
                         and await scored_total(client, scorer_urls) - scored_before >= models
                         and await _value(conn, _SCORES, day) >= models
                     ):
                         times.done_at["score"] = time.time() - started_at
                         say(f"{day}: score done at {times.done_at['score']:.1f} s")
-                    if "score" in times.done_at and await _value(conn, _CATALOG_SWAPPED, day) >= models:
+                    if (
+                        "score" in times.done_at
+                        and "catalog" not in times.done_at
+                        and await _value(conn, _CATALOG_SWAPPED, day) >= models
+                    ):
                         times.done_at["catalog"] = time.time() - started_at
                         say(f"{day}: catalog swapped in at {times.done_at['catalog']:.1f} s")
                 if all(s in times.done_at for s in STAGES):
