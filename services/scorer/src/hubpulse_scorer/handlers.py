@@ -70,8 +70,8 @@ class ScorerWorker:
             self.day_activity.clear()
             try:
                 await catalog_swap.swap_due_days(self._pool, idle_s)
-            except (OSError, asyncpg.PostgresError) as exc:  # the day stays due: the next check retries it
-                log.warning("scorer.catalog_swap_failed", error=str(exc))
+            except Exception:  # a swapper that died would leave every later day out of search
+                log.exception("scorer.catalog_swap_failed")  # the day stays due: the next check retries it
 
     async def watch(self, registry: ModelRegistry, poll_s: float) -> None:
         """Follow the registry's current pointer: a promotion or rollback takes effect within `poll_s`."""
