@@ -69,12 +69,19 @@ trap 'rm -f "$admin"' EXIT
 cat > "$admin" <<PROPERTIES
 security.protocol=SASL_PLAINTEXT
 sasl.mechanism=SCRAM-SHA-512
-sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="${KAFKA_ADMIN_PASSWORD}";
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \\
+  username="admin" password="${KAFKA_ADMIN_PASSWORD}";
 PROPERTIES
 kafka=(--bootstrap-server "${KAFKA_BOOTSTRAP:-kafka:9092}" --command-config "$admin")
 
-topic() { /opt/kafka/bin/kafka-topics.sh "${kafka[@]}" --create --if-not-exists --topic "$1" --partitions "${HUBPULSE_KAFKA_PARTITIONS}" --replication-factor 1; }
-user() { /opt/kafka/bin/kafka-configs.sh "${kafka[@]}" --alter --entity-type users --entity-name "$1" --add-config "SCRAM-SHA-512=[password=$2]"; }
+topic() {
+  /opt/kafka/bin/kafka-topics.sh "${kafka[@]}" --create --if-not-exists --topic "$1" \\
+    --partitions "${HUBPULSE_KAFKA_PARTITIONS}" --replication-factor 1
+}
+user() {
+  /opt/kafka/bin/kafka-configs.sh "${kafka[@]}" --alter --entity-type users --entity-name "$1" \\
+    --add-config "SCRAM-SHA-512=[password=$2]"
+}
 allow() { local who=$1; shift; /opt/kafka/bin/kafka-acls.sh "${kafka[@]}" --add --allow-principal "User:$who" "$@"; }
 """
 
