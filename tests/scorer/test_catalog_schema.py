@@ -214,3 +214,21 @@ async def test_search_reads_yesterdays_catalog_until_the_complete_day_is_swapped
         assert await swap_due_days(pool, 3600.0) == []
     finally:
         await pool.close()
+
+
+async def test_scores_keep_the_explanation_as_the_json_text_written(database_url: str) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    conn = await asyncpg.connect(database_url)
+    column = "SELECT data_type FROM information_schema.columns WHERE table_name = 'scores' AND column_name = $1"
+    try:
+        assert await conn.fetchval(column, "top_features") == "text"
+        await conn.execute(
+            "INSERT INTO scores (snapshot_date, model_id, model_version, label, horizon_days, probability, threshold,"
+            " top_features) VALUES ('2025-01-08', 'org/a', 'v1', 'trending', 7, 0.5, 0.4, $1)",
+            json.dumps(EXPLANATION),
+        )
+        await _move(database_url, "downgrade", "0010_catalog_build")
+        assert await conn.fetchval(column, "top_features") == "jsonb"
+        assert json.loads(await conn.fetchval("SELECT top_features::text FROM scores")) == EXPLANATION
+    finally:
+        await conn.close()

@@ -97,7 +97,7 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(service
         assert {r["model_version"] for r in rows} == {bootstrap.version}
         for r in rows:
             assert 0.0 <= r["probability"] <= 1.0
-            top = json.loads(r["top_features"])  # jsonb arrives as text without the services' codec
+            top = json.loads(r["top_features"])  # the JSON text the scorer wrote
             assert top
             assert {"feature", "value", "contribution"} <= set(top[0])
         catalog = await wait_for(

@@ -17,7 +17,7 @@ import asyncpg
 
 from hubpulse_scorer.service import CATALOG_COLUMNS, DAILY_COLUMNS, SCORE_COLUMNS, Record
 
-# Staging tables spell JSON columns as text: COPY sends text; scores.top_features is cast to jsonb by its upsert.
+# JSON columns are text (scorer migrations 0007, 0011): COPY sends the scorer's JSON text as it is.
 _STAGING = {
     "scores_staging": """
         snapshot_date date, model_id text, model_version text, label text, horizon_days integer,
@@ -50,10 +50,6 @@ COPY_TARGETS: tuple[tuple[str, tuple[str, ...], Callable[[Record], Record]], ...
 )
 
 
-def _select(columns: Sequence[str], jsonb: Sequence[str]) -> str:
-    return ", ".join(f"{c}::jsonb" if c in jsonb else c for c in columns)
-
-
 def _updates(columns: Sequence[str], keys: Sequence[str]) -> str:
     return ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)
 
@@ -68,7 +64,7 @@ def _changed(table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
 
 _UPSERT_SCORES = f"""
     INSERT INTO scores ({", ".join(SCORE_COLUMNS)})
-    SELECT {_select(SCORE_COLUMNS, ["top_features"])} FROM scores_staging
+    SELECT {", ".join(SCORE_COLUMNS)} FROM scores_staging
     ON CONFLICT (snapshot_date, model_id, model_version) DO UPDATE SET
         {_updates(SCORE_COLUMNS, ["snapshot_date", "model_id", "model_version"])}, scored_at = now()
 """  # noqa: S608 (identifiers are module constants)
