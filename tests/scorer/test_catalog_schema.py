@@ -191,10 +191,10 @@ async def test_search_reads_yesterdays_catalog_until_the_complete_day_is_swapped
             pool, [], [_record("swap/a", day + dt.timedelta(days=1), 5, 0.0)], [], {day + dt.timedelta(days=1): 2}
         )
         assert day + dt.timedelta(days=1) not in [d for d, _ in await due_days(pool, 3600.0)]
-        assert {
-            r["downloads"]
-            for r in await pool.fetch("SELECT downloads FROM catalog_models WHERE model_id LIKE 'swap/%'")
-        } == {1}
+        # a reader's connection with the search statement prepared before the swap (as the gateway's pool has)
+        search = "SELECT downloads FROM catalog_models WHERE model_id LIKE 'swap/%' ORDER BY model_id"
+        reader = await asyncpg.connect(database_url)
+        assert [r["downloads"] for r in await reader.fetch(search)] == [1, 1]
         await write_batch(
             pool, [], [_record("swap/b", day + dt.timedelta(days=1), 6, 0.0)], [], {day + dt.timedelta(days=1): 2}
         )
@@ -204,6 +204,10 @@ async def test_search_reads_yesterdays_catalog_until_the_complete_day_is_swapped
             "SELECT model_id, downloads FROM catalog_models WHERE model_id LIKE 'swap/%' ORDER BY 1"
         )
         assert [tuple(r) for r in rows] == [("swap/a", 5), ("swap/b", 6)]
+        try:  # the same prepared statement now reads the new table (PostgreSQL re-plans it by name)
+            assert [r["downloads"] for r in await reader.fetch(search)] == [5, 6]
+        finally:
+            await reader.close()
         async with pool.acquire() as conn:
             assert await _shape(conn) == shape  # same indexes, options and primary key as the table it replaced
             visible, pages, tuples = await conn.fetchrow(
