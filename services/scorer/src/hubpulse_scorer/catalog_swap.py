@@ -125,7 +125,10 @@ async def _build_and_swap(pool: asyncpg.Pool, conn: asyncpg.Connection, day: dt.
     # LIKE copies columns, NOT NULL and defaults; no indexes (built after the load)
     await conn.execute(f"CREATE TABLE {NEXT} (LIKE {LIVE} INCLUDING DEFAULTS INCLUDING STORAGE){with_options}")
     # the day's build rows were written by committed batches: what this statement sees is what the swap holds
+    # two hash joins over the whole catalog: in memory rather than in batches spilled to disk (at 2M models)
+    await conn.execute("SET work_mem = '128MB'")
     rows = await conn.execute(_FILL, day, timeout=BUILD_TIMEOUT_S)
+    await conn.execute("RESET work_mem")
     lap("fill")
     await _build_indexes(pool, conn, indexes)
     lap("indexes")
