@@ -139,10 +139,30 @@ def _measure(
             uvloop.run(load(ports[hop], warm, concurrency, cfg.max_seconds))
             measured = _requests(hop, deployment.id, count, headers[hop], offset)
             offset += count
+            before = _forward_passes(deployment)
             r = runs[mode] = _own_cpu(uvloop.run(load(ports[hop], measured, concurrency, cfg.max_seconds, watch)))
-            say(f"{hop} {mode}: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, {r['rps']} req/s, errors {r['errors']}")
+            r["forward_passes"] = _passes_since(before, _forward_passes(deployment))
+            passes = f", mean batch {r['forward_passes']['mean_batch_size']}" if r["forward_passes"] else ""
+            latency = f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms"
+            say(f"{hop} {mode}: {latency}, {r['rps']} req/s, errors {r['errors']}{passes}")
         results[hop] = runs
     return results
+
+
+def _forward_passes(deployment: _Deployment) -> tuple[int, int] | None:
+    """(forward passes, inputs) the model server ran so far, from its /healthz; None without one."""
+    if deployment.model_server_url is None:
+        return None
+    batching = httpx.get(deployment.model_server_url + "/healthz", timeout=30).json()["batching"]
+    return batching["batches"], batching["inputs"]
+
+
+def _passes_since(before: tuple[int, int] | None, after: tuple[int, int] | None) -> dict[str, Any] | None:
+    """What the batcher did during a run: forward passes, inputs, and the batch size it achieved."""
+    if before is None or after is None:
+        return None
+    passes, inputs = after[0] - before[0], after[1] - before[1]
+    return {"passes": passes, "inputs": inputs, "mean_batch_size": round(inputs / passes, 2) if passes else None}
 
 
 def _own_cpu(run: dict[str, Any]) -> dict[str, Any]:
@@ -251,6 +271,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
             u, b = unbatched[hop]["concurrent"], batched[hop]["concurrent"]
             out[f"batching_{hop}"] = {
                 "rps_speedup": round(b["rps"] / u["rps"], 2),
+                "mean_batch_size": (b.get("forward_passes") or {}).get("mean_batch_size"),
                 "p95_ratio": round(b["p95_ms"] / u["p95_ms"], 2),
                 "model_server_cpu_ms_per_request": [
                     u["cpu_ms_per_request"].get("model_server"),
