@@ -265,12 +265,16 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
                 "gateway_rps_share": round(gw["concurrent"]["rps"] / ms["concurrent"]["rps"], 3),
                 # CPU ms per call through the gateway, per process, at `concurrency` in flight
                 "gateway_path_cpu_ms": {k: v for k, v in cpu.items() if k != "client"},
+                **_cpu_bounds(ms["concurrent"], gw["concurrent"]),
             }
     for hop in HOPS:
         if hop in unbatched and hop in batched:
             u, b = unbatched[hop]["concurrent"], batched[hop]["concurrent"]
             out[f"batching_{hop}"] = {
                 "rps_speedup": round(b["rps"] / u["rps"], 2),
+                # the speed-up the CPU per call allows (all processes and the load generator), which the other load
+                # on shared cores does not move
+                "cpu_speedup": round(sum(_cpu_ms(u).values()) / sum(_cpu_ms(b).values()), 2),
                 "mean_batch_size": (b.get("forward_passes") or {}).get("mean_batch_size"),
                 "p95_ratio": round(b["p95_ms"] / u["p95_ms"], 2),
                 "model_server_cpu_ms_per_request": [
@@ -279,6 +283,31 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
                 ],
             }
     return out
+
+
+def _cpu_ms(run: dict[str, Any]) -> dict[str, float]:
+    """CPU ms per call of each process of a run, the load generator ("client") included."""
+    client = run["cpu_share"]["client"] * 1000 / run["rps"] if run["rps"] else 0.0
+    return {**run["cpu_ms_per_request"], "client": round(client, 3)}
+
+
+def _cpu_bounds(alone: dict[str, Any], path: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's throughput share that the CPU per call allows, whatever else the machine runs.
+
+    Req/s swing 2-5x with the other load on shared cores; CPU ms per call barely move. With every core busy,
+    throughput is cores / (CPU ms per call over all processes); with one process the bottleneck (each is one
+    event loop, at most one core), it is 1 / (that process's CPU ms per call). The share is the ratio of the
+    gateway path's bound to the model server alone's, for each bound.
+    """
+    a, p = _cpu_ms(alone), _cpu_ms(path)
+    services = ("gateway", "deployer", "model_server")
+    return {
+        "cpu_ms_per_call": {"model_server_alone": round(sum(a.values()), 3), "gateway_path": round(sum(p.values()), 3)},
+        "cpu_bound_share_all_cores": round(sum(a.values()) / sum(p.values()), 3),
+        "cpu_bound_share_one_core_per_process": round(
+            max(a.get(n, 0.0) for n in services) / max(p.get(n, 0.0) for n in services), 3
+        ),
+    }
 
 
 def table(report: dict[str, Any]) -> Any:
