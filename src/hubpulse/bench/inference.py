@@ -153,7 +153,9 @@ def _measure(
             measured = _requests(hop, deployment.id, count, headers[hop], offset)
             offset += count
             before = _forward_passes(deployment)
-            r = runs[mode] = _own_cpu(uvloop.run(load(ports[hop], measured, concurrency, cfg.max_seconds, watch)))
+            # the reference proxy is no part of the other hops' paths: watched on its own hop only
+            watched = {n: pid for n, pid in watch.items() if n != "bare_proxy" or hop == "bare_proxy"}
+            r = runs[mode] = _own_cpu(uvloop.run(load(ports[hop], measured, concurrency, cfg.max_seconds, watched)))
             r["forward_passes"] = _passes_since(before, _forward_passes(deployment))
             passes = f", mean batch {r['forward_passes']['mean_batch_size']}" if r["forward_passes"] else ""
             latency = f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms"
