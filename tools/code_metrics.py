@@ -6,8 +6,8 @@
 Product code: every `*.py` under libs/, services/, src/ and clients/, migrations aside. "Code lines" are lines
 that are not blank, comment or docstring. Function length is `end_lineno - lineno + 1`. The import graph counts
 every import of a hubpulse package made at import time, those under `if TYPE_CHECKING:` included, so a cycle
-hidden from the interpreter is still one; a second figure adds the imports deferred into functions. Repeated places come from the `duplicates` command when it is on PATH
-(pairs of 6+ similar lines whose two sides are product code).
+hidden from the interpreter is still one; a second figure adds the imports deferred into functions. Repeated
+places come from the `duplicates` command when it is on PATH (pairs of 6+ similar lines, both sides product code).
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ def _docstring_lines(tree: ast.Module) -> set[int]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                if isinstance(first.value.value, str) and first.end_lineno is not None:
-                    lines.update(range(first.lineno, first.end_lineno + 1))
+            text = first.value if isinstance(first, ast.Expr) else None
+            if isinstance(text, ast.Constant) and isinstance(text.value, str) and first.end_lineno is not None:
+                lines.update(range(first.lineno, first.end_lineno + 1))
     return lines
 
 
@@ -165,7 +165,7 @@ def repeated_places(root: Path = ROOT) -> int | None:
     command = shutil.which("duplicates")
     if command is None:
         return None
-    out = subprocess.run(  # noqa: S603 (a fixed local command)
+    out = subprocess.run(
         [command, "--repo", str(root), "--most", "200", "--seconds", "120"],
         capture_output=True,
         text=True,
