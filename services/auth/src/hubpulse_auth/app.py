@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from hubpulse_auth.errors import HTTP_ERRORS
 from hubpulse_auth.routes import new_state, router, token_verifier
 from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.http import create_service_app
@@ -31,6 +32,7 @@ def create_app(settings: AuthSettings) -> FastAPI:
         title="hubpulse auth",
         description="Users, tokens, API keys, organisations and roles.",
         lifespan=lifespan,
+        errors=HTTP_ERRORS,
     )
     app.include_router(router)
     return app

@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
+from hubpulse_auth.errors import HashingBusy
 from hubpulse_auth.service import HASH_MEMORY_KIB
-from hubpulse_common.http import ApiError
 
 T = TypeVar("T")
 
@@ -29,11 +29,8 @@ class HashingGate:
             async with asyncio.timeout(self._wait_s):
                 await self._semaphore.acquire()
         except TimeoutError:
-            raise ApiError(
-                503,
-                "busy",
-                f"too many sign-ins at once; retry in {self._retry_after_s} s",
-                {"retry-after": str(self._retry_after_s)},
+            raise HashingBusy(
+                f"too many sign-ins at once; retry in {self._retry_after_s} s", self._retry_after_s
             ) from None
         try:
             return await asyncio.to_thread(fn, *args)

@@ -21,6 +21,16 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from hubpulse_auth import repository as repo
 from hubpulse_auth import tokens
+from hubpulse_auth.errors import (
+    BadSignInState,
+    EmailTaken,
+    HfAlreadyLinked,
+    InvalidCredentials,
+    LinkRequired,
+    SessionRevoked,
+    TooManyFailedLogins,
+    WrongPassword,
+)
 from hubpulse_auth.hashing import HashingGate
 from hubpulse_auth.keys import KeyRing
 from hubpulse_auth.oauth import HfSignIn, new_flow
@@ -52,7 +62,7 @@ from hubpulse_auth.service import (
     validate_scopes,
 )
 from hubpulse_auth.settings import AuthSettings
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import Conflict, Forbidden, NotFound, Unauthorized
 from hubpulse_common.identity import (
     AdminIdentity,
     CallerIdentity,
@@ -120,11 +130,8 @@ async def refuse_locked_account(state: AuthState, email: str) -> None:
     if not await state.limiter.test(limit, "login", email):
         reset_at, _ = await state.limiter.get_window_stats(limit, "login", email)
         retry_after = max(1, int(reset_at - time.time()) + 1)
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"too many failed login attempts for this account; retry in {retry_after} s",
-            {"retry-after": str(retry_after)},
+        raise TooManyFailedLogins(
+            f"too many failed login attempts for this account; retry in {retry_after} s", retry_after
         )
 
 
@@ -158,7 +165,7 @@ async def signup(body: SignupBody, state: State) -> dict[str, Any]:
             conn, email=email, name=name, password_hash=password_hash, org_name=f"{name}'s organisation"
         )
         if user is None:
-            raise ApiError(409, "email_taken", "an account with this email exists; log in instead")
+            raise EmailTaken("an account with this email exists; log in instead")
         orgs = await repo.memberships(conn, str(user["id"]))
     return _profile(user, orgs, orgs[0]["org_id"], orgs[0]["role"])
 
@@ -172,12 +179,12 @@ async def login(body: LoginBody, state: State) -> dict[str, Any]:
     ok = await state.hashing.run(password_matches, user["password_hash"] if user else None, body.password)
     if user is None or not ok:
         await count_failed_login(state, email)
-        raise ApiError(401, "invalid_credentials", "wrong email or password")
+        raise InvalidCredentials("wrong email or password")
     async with state.pool.acquire() as conn:
         orgs = await repo.memberships(conn, str(user["id"]))
         chosen = next((o for o in orgs if o["org_id"] == body.org_id), None) if body.org_id else orgs[0]
         if chosen is None:
-            raise ApiError(403, "forbidden", "you are not a member of that organisation")
+            raise Forbidden("you are not a member of that organisation")
         async with conn.transaction():
             return await tokens.issue(
                 conn,
@@ -214,7 +221,7 @@ async def session_check(who: CallerIdentity, state: State) -> dict[str, bool]:
     if who.session_id is not None:
         async with state.pool.acquire() as conn:
             if not await repo.family_active(conn, who.session_id):
-                raise ApiError(401, "session_revoked", "this session ended (logout or password change); log in again")
+                raise SessionRevoked("this session ended (logout or password change); log in again")
     return {"active": True}
 
 
@@ -223,7 +230,7 @@ async def me(who: CallerIdentity, state: State) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "id", uuid.UUID(who.user_id))
         if user is None:
-            raise ApiError(401, "unauthorized", "this account no longer exists")
+            raise Unauthorized("this account no longer exists")
         orgs = await repo.memberships(conn, who.user_id)
     return _profile(user, orgs, who.org_id, who.role)
 
@@ -231,7 +238,7 @@ async def me(who: CallerIdentity, state: State) -> dict[str, Any]:
 @router.patch("/me")
 async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dict[str, Any]:
     if who.via_api_key:
-        raise ApiError(403, "forbidden", "change your profile from a login session, not with an API key")
+        raise Forbidden("change your profile from a login session, not with an API key")
     changes: dict[str, Any] = {}
     if body.name is not None:
         changes["name"] = body.name
@@ -240,7 +247,7 @@ async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dic
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "id", uuid.UUID(who.user_id))
     if user is None:
-        raise ApiError(401, "unauthorized", "this account no longer exists")
+        raise Unauthorized("this account no longer exists")
     if changes.get("email") == user["email"]:
         changes.pop("email")
     # Changing how you log in needs the current password (when the account has one).
@@ -250,7 +257,7 @@ async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dic
         and user["password_hash"] is not None
         and not await state.hashing.run(password_matches, user["password_hash"], body.current_password or "")
     ):
-        raise ApiError(403, "wrong_password", "current_password is missing or wrong")
+        raise WrongPassword("current_password is missing or wrong")
     if body.password is not None:
         check_password_strength(body.password, state.settings.min_password_length)
         changes["password_hash"] = await state.hashing.run(hash_password, body.password)
@@ -259,7 +266,7 @@ async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dic
     async with state.pool.acquire() as conn, conn.transaction():
         updated = await repo.update_user(conn, who.user_id, changes)
         if updated is None:
-            raise ApiError(409, "email_taken", "another account uses this email")
+            raise EmailTaken("another account uses this email")
         if changes_login:
             # whoever else holds a session (a thief, an old device) is logged out; the caller's session stays
             await repo.revoke_families_of(conn, who.user_id, keep=who.session_id)
@@ -270,7 +277,7 @@ async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dic
 def _refuse_api_key(who: Identity) -> None:
     """API keys are managed from a login session only: a leaked key cannot mint keys that outlive its revocation."""
     if who.via_api_key:
-        raise ApiError(403, "forbidden", "manage API keys from a login session, not with an API key")
+        raise Forbidden("manage API keys from a login session, not with an API key")
 
 
 @router.post("/api-keys", status_code=201)
@@ -295,7 +302,7 @@ async def revoke_api_key(key_id: Annotated[str, Path(max_length=64)], who: Membe
     _refuse_api_key(who)
     async with state.pool.acquire() as conn:
         if not await repo.revoke_api_key(conn, key_id, who.user_id, who.org_id):
-            raise ApiError(404, "not_found", "no such API key of yours")
+            raise NotFound("no such API key of yours")
     return Response(status_code=204)
 
 
@@ -314,7 +321,7 @@ def _key_view(row: dict[str, Any]) -> dict[str, Any]:
 async def verify_key(body: KeyCheck, state: State) -> dict[str, Any]:
     row = await verify_api_key(state, body.key)
     if row is None:
-        raise ApiError(401, "unauthorized", "invalid or revoked API key")
+        raise Unauthorized("invalid or revoked API key")
     ttl_s = state.settings.api_key_token_ttl_s
     grant = AccessGrant(
         row["user_id"],
@@ -348,14 +355,14 @@ async def members(who: CallerIdentity, state: State) -> dict[str, Any]:
 @router.put("/org/members")
 async def put_member(body: MemberPut, who: AdminIdentity, state: State) -> dict[str, Any]:
     if who.via_api_key:
-        raise ApiError(403, "forbidden", "managing members needs a login session")
+        raise Forbidden("managing members needs a login session")
     email = normalise_email(body.email)
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "email", email)
         if user is None:
-            raise ApiError(404, "not_found", "no account with this email; ask them to sign up first")
+            raise NotFound("no account with this email; ask them to sign up first")
         if str(user["id"]) == who.user_id and body.role != "admin":
-            raise ApiError(409, "conflict", "you cannot lower your own role")
+            raise Conflict("you cannot lower your own role")
         await repo.put_member(conn, who.org_id, str(user["id"]), body.role)
         return {"org_id": who.org_id, "items": await repo.org_members(conn, who.org_id)}
 
@@ -386,7 +393,7 @@ async def hf_finish(body: HfFinish, state: State) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         flow = await repo.take_oauth_state(conn, body.state, dt.timedelta(minutes=10))
     if flow is None:
-        raise ApiError(400, "bad_state", "unknown or expired sign-in attempt; start again")
+        raise BadSignInState("unknown or expired sign-in attempt; start again")
     claims = await state.hf.identity(body.code, flow["code_verifier"], flow["nonce"])
     link = flow.get("link_user_id")
     user = await _hf_user(state, claims, str(link) if link is not None else None)
@@ -418,14 +425,12 @@ async def _hf_user(state: AuthState, claims: dict[str, Any], link_user_id: str |
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "hf_sub", sub)
         if user is not None and link_user_id is not None and str(user["id"]) != link_user_id:
-            raise ApiError(409, "hf_already_linked", "this Hugging Face account is linked to another account")
+            raise HfAlreadyLinked("this Hugging Face account is linked to another account")
         if user is None and link_user_id is not None:
             user = await repo.update_user(conn, link_user_id, link)
         elif user is None and email is not None and (by_email := await repo.user_by(conn, "email", email)) is not None:
             if not by_email["email_verified"]:
-                raise ApiError(
-                    409,
-                    "link_required",
+                raise LinkRequired(
                     "an account with this email exists; sign in with its password, then use Sign in with Hugging "
                     "Face from that session to link the two",
                 )
@@ -443,5 +448,5 @@ async def _hf_user(state: AuthState, claims: dict[str, Any], link_user_id: str |
                 email_verified=email is not None,
             )
     if user is None:
-        raise ApiError(409, "conflict", "this Hugging Face account could not be linked; try again")
+        raise Conflict("this Hugging Face account could not be linked; try again")
     return user
