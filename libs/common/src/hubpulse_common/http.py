@@ -224,7 +224,7 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 class BodyLimitMiddleware:
     """Refuses a request body over `max_bytes` with 413: at once from Content-Length, else as soon as the streamed
-    body passes the limit (so a 64 MiB body is never read whole). Websockets and bodiless requests pass through."""
+    body passes the limit (so a huge body is never read whole). Websockets and bodiless requests pass through."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app

@@ -1,7 +1,7 @@
 """Password hashing and verification under a memory budget.
 
-Each argon2id run holds `HASH_MEMORY_KIB` (64 MiB) for its duration; run on the default thread pool, a dozen
-concurrent signups took the service from 147 to 532 MB (security audit H5), past the pod's limit. At most
+Each argon2id run holds `HASH_MEMORY_KIB` for its duration; on the default thread pool, a dozen concurrent
+signups took the service past the pod's memory limit (security audit H5; docs/decisions/auth.md). At most
 `budget // 64 MiB` run at once; a request waits up to `wait_s` for a slot, then gets 503 with Retry-After.
 """
 

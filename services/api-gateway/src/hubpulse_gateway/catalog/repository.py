@@ -24,8 +24,8 @@ SUMMARY_COLUMNS = (
 # (`hubpulse_common.catalog_keys`): `ORDER BY key DESC, model_id` is an index walk.
 SORT_KEYS: dict[SortKey, str] = {sort: CATALOG_SORT_KEYS[sort.value].expression for sort in SortKey}
 # Columns the walk reads; all are in the covering indexes, so the walk is an index-only scan. The tags array
-# is not (scorer migration 0006: it was ~45 % of those indexes' bytes, written for every row every day): a walk
-# that must test tags reads them from the heap (`tag_walk`), one that need not is guarded instead.
+# is not (a large share of those indexes' bytes, written for every row every day; docs/decisions/search-and-web.md):
+# a walk that must test tags reads them from the heap (`tag_walk`), one that need not is guarded instead.
 _WALK_COLUMNS = "model_id, pipeline_tag, library_name, downloads, likes"
 
 
@@ -117,7 +117,7 @@ def walk_sql(
     sql = _Sql()
     key = SORT_KEYS[query.sort]
     after = _after_cursor(sql, query)
-    if by_library and query.library is not None:  # the per-library keyset indexes (scorer migration 0009)
+    if by_library and query.library is not None:  # the per-library keyset indexes
         after.append(f"library_name = {sql.arg(query.library)}")
     elif query.task is not None:  # the per-task keyset indexes
         after.append(f"pipeline_tag = {sql.arg(query.task)}")
@@ -213,7 +213,7 @@ async def renamed_to(pool: asyncpg.Pool, model_id: str) -> str | None:
 
 
 async def model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
-    """The catalog row and its details (features, explanation: scorer migrations 0005, 0007), by id."""
+    """The catalog row and its details (features, explanation), by id."""
     row: asyncpg.Record | None = await pool.fetchrow(
         f"SELECT {SUMMARY_COLUMNS}, downloads_all_time, last_modified, model_version, label, threshold, "  # noqa: S608
         "COALESCE(d.explanation, '[]')::jsonb AS explanation, COALESCE(d.features, '{}')::jsonb AS features "
