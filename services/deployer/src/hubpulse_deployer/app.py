@@ -13,6 +13,7 @@ from hubpulse_common.identity import open_token_verifier
 from hubpulse_common.resources import open_resources
 from hubpulse_common.supervise import report
 from hubpulse_deployer import routes
+from hubpulse_deployer.errors import HTTP_ERRORS
 from hubpulse_deployer.idempotency import IdempotencyCache
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.repository import DeploymentRepository
@@ -95,6 +96,7 @@ def create_app(settings: DeployerSettings) -> FastAPI:
         title="hubpulse deployer",
         description="One-click deployments to HF Spaces, AWS Lambda, Kubernetes and local.",
         lifespan=lifespan,
+        errors=HTTP_ERRORS,
     )
     app.include_router(routes.router)
     return app
