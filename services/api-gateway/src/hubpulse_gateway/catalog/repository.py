@@ -11,8 +11,9 @@ from typing import Any
 import asyncpg
 
 from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
+from hubpulse_gateway.catalog.plan import SampleRows, SearchPlan
+from hubpulse_gateway.catalog.query import SearchQuery, has_filters, like_pattern
 from hubpulse_gateway.catalog.schemas import SortKey
-from hubpulse_gateway.catalog.service import SampleRows, SearchPlan, SearchQuery, has_filters, like_pattern
 
 SUMMARY_COLUMNS = (
     "model_id, author, pipeline_tag, library_name, tags, created_at, snapshot_date, downloads, likes, "
@@ -94,7 +95,7 @@ def _after_cursor(sql: _Sql, query: SearchQuery) -> list[str]:
     if query.cursor is None:
         return []
     key = SORT_KEYS[query.sort]
-    # decode_cursor admits a null value only for the sorts that fold NULL (service.NULLABLE_SORTS)
+    # decode_cursor admits a null value only for the sorts that fold NULL (query.NULLABLE_SORTS)
     null = CATALOG_SORT_KEYS[query.sort.value].null
     value = null if query.cursor.value is None and null is not None else sql.arg(query.cursor.value)
     mid = sql.arg(query.cursor.model_id)
