@@ -10,17 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
-import asyncpg
 from fastapi import APIRouter, Depends, Path, Request, Response
 from limits import parse
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 
 from hubpulse_auth import repository as repo
 from hubpulse_auth import tokens
+from hubpulse_auth.deps import AuthDep, AuthState
 from hubpulse_auth.errors import (
     BadSignInState,
     EmailTaken,
@@ -31,9 +28,7 @@ from hubpulse_auth.errors import (
     TooManyFailedLogins,
     WrongPassword,
 )
-from hubpulse_auth.hashing import HashingGate
-from hubpulse_auth.keys import KeyRing
-from hubpulse_auth.oauth import HfSignIn, new_flow
+from hubpulse_auth.oauth import new_flow
 from hubpulse_auth.schemas import (
     ApiKeyCreate,
     HfFinish,
@@ -61,55 +56,17 @@ from hubpulse_auth.service import (
     sign,
     validate_scopes,
 )
-from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.http import Conflict, Forbidden, NotFound, Unauthorized
 from hubpulse_common.identity import (
     AdminIdentity,
     CallerIdentity,
     Identity,
-    JwksCache,
     MemberIdentity,
-    TokenVerifier,
     bearer_token,
     caller_identity,
 )
 
 router = APIRouter()
-
-
-@dataclass
-class AuthState:
-    pool: asyncpg.Pool
-    settings: AuthSettings
-    keys: KeyRing
-    hf: HfSignIn
-    limiter: MovingWindowRateLimiter
-    hashing: HashingGate
-
-
-def new_state(pool: asyncpg.Pool, settings: AuthSettings) -> AuthState:
-    return AuthState(
-        pool,
-        settings,
-        KeyRing(pool, settings),
-        HfSignIn(settings),
-        MovingWindowRateLimiter(MemoryStorage()),
-        HashingGate(settings.hash_memory_budget_mib, settings.hash_wait_s),
-    )
-
-
-def token_verifier(keys: KeyRing, settings: AuthSettings) -> TokenVerifier:
-    """The shared verifier, reading this service's own published keys instead of its JWKS over HTTP."""
-    cache = JwksCache(keys.jwks, max_age_s=settings.jwks_max_age_s, min_refresh_s=settings.jwks_min_refresh_s)
-    return TokenVerifier(cache, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-
-
-def state_of(request: Request) -> AuthState:
-    state: AuthState = request.app.state.auth
-    return state
-
-
-State = Annotated[AuthState, Depends(state_of)]
 
 
 async def verify_api_key(state: AuthState, key: str) -> dict[str, Any] | None:
@@ -155,7 +112,7 @@ def _profile(user: dict[str, Any], orgs: list[dict[str, Any]], org_id: str | Non
 
 
 @router.post("/auth/signup", status_code=201)
-async def signup(body: SignupBody, state: State) -> dict[str, Any]:
+async def signup(body: SignupBody, state: AuthDep) -> dict[str, Any]:
     email = normalise_email(body.email)
     check_password_strength(body.password, state.settings.min_password_length)
     password_hash = await state.hashing.run(hash_password, body.password)
@@ -171,7 +128,7 @@ async def signup(body: SignupBody, state: State) -> dict[str, Any]:
 
 
 @router.post("/auth/login")
-async def login(body: LoginBody, state: State) -> dict[str, Any]:
+async def login(body: LoginBody, state: AuthDep) -> dict[str, Any]:
     email = normalise_email(body.email)
     await refuse_locked_account(state, email)
     async with state.pool.acquire() as conn:
@@ -198,24 +155,24 @@ async def login(body: LoginBody, state: State) -> dict[str, Any]:
 
 
 @router.post("/auth/refresh")
-async def refresh(body: RefreshBody, state: State) -> dict[str, Any]:
+async def refresh(body: RefreshBody, state: AuthDep) -> dict[str, Any]:
     return await tokens.rotate(state.pool, state.keys, state.settings, body.refresh_token, body.csrf_token)
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(body: RefreshBody, state: State) -> Response:
+async def logout(body: RefreshBody, state: AuthDep) -> Response:
     await tokens.revoke(state.pool, body.refresh_token, body.csrf_token)
     return Response(status_code=204)
 
 
 @router.get("/.well-known/jwks.json")
-async def jwks(state: State, response: Response) -> dict[str, Any]:
+async def jwks(state: AuthDep, response: Response) -> dict[str, Any]:
     response.headers["cache-control"] = "public, max-age=60"
     return await state.keys.jwks()
 
 
 @router.get("/internal/sessions/check")
-async def session_check(who: CallerIdentity, state: State) -> dict[str, bool]:
+async def session_check(who: CallerIdentity, state: AuthDep) -> dict[str, bool]:
     """200 while the login session of the presented access token is active, else 401 (the gateway asks, and caches
     the answer a few seconds: a logout or password change ends the session's access tokens too)."""
     if who.session_id is not None:
@@ -226,7 +183,7 @@ async def session_check(who: CallerIdentity, state: State) -> dict[str, bool]:
 
 
 @router.get("/me")
-async def me(who: CallerIdentity, state: State) -> dict[str, Any]:
+async def me(who: CallerIdentity, state: AuthDep) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "id", uuid.UUID(who.user_id))
         if user is None:
@@ -236,7 +193,7 @@ async def me(who: CallerIdentity, state: State) -> dict[str, Any]:
 
 
 @router.patch("/me")
-async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dict[str, Any]:
+async def patch_me(body: ProfilePatch, who: CallerIdentity, state: AuthDep) -> dict[str, Any]:
     if who.via_api_key:
         raise Forbidden("change your profile from a login session, not with an API key")
     changes: dict[str, Any] = {}
@@ -281,7 +238,7 @@ def _refuse_api_key(who: Identity) -> None:
 
 
 @router.post("/api-keys", status_code=201)
-async def create_api_key(body: ApiKeyCreate, who: MemberIdentity, state: State) -> dict[str, Any]:
+async def create_api_key(body: ApiKeyCreate, who: MemberIdentity, state: AuthDep) -> dict[str, Any]:
     _refuse_api_key(who)
     scopes = validate_scopes(body.scopes)
     key_id, secret = uuid.uuid4().hex[:16], new_secret()
@@ -291,14 +248,14 @@ async def create_api_key(body: ApiKeyCreate, who: MemberIdentity, state: State) 
 
 
 @router.get("/api-keys")
-async def list_api_keys(who: CallerIdentity, state: State) -> dict[str, Any]:
+async def list_api_keys(who: CallerIdentity, state: AuthDep) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         rows = await repo.api_keys_of(conn, who.user_id, who.org_id)
     return {"items": [_key_view(r) for r in rows]}
 
 
 @router.delete("/api-keys/{key_id}", status_code=204)
-async def revoke_api_key(key_id: Annotated[str, Path(max_length=64)], who: MemberIdentity, state: State) -> Response:
+async def revoke_api_key(key_id: Annotated[str, Path(max_length=64)], who: MemberIdentity, state: AuthDep) -> Response:
     _refuse_api_key(who)
     async with state.pool.acquire() as conn:
         if not await repo.revoke_api_key(conn, key_id, who.user_id, who.org_id):
@@ -318,7 +275,7 @@ def _key_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/internal/api-keys/verify")
-async def verify_key(body: KeyCheck, state: State) -> dict[str, Any]:
+async def verify_key(body: KeyCheck, state: AuthDep) -> dict[str, Any]:
     row = await verify_api_key(state, body.key)
     if row is None:
         raise Unauthorized("invalid or revoked API key")
@@ -347,13 +304,13 @@ async def verify_key(body: KeyCheck, state: State) -> dict[str, Any]:
 
 
 @router.get("/org/members")
-async def members(who: CallerIdentity, state: State) -> dict[str, Any]:
+async def members(who: CallerIdentity, state: AuthDep) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         return {"org_id": who.org_id, "items": await repo.org_members(conn, who.org_id)}
 
 
 @router.put("/org/members")
-async def put_member(body: MemberPut, who: AdminIdentity, state: State) -> dict[str, Any]:
+async def put_member(body: MemberPut, who: AdminIdentity, state: AuthDep) -> dict[str, Any]:
     if who.via_api_key:
         raise Forbidden("managing members needs a login session")
     email = normalise_email(body.email)
@@ -377,7 +334,7 @@ async def optional_login(request: Request) -> Identity | None:
 
 @router.post("/oauth/hf/start")
 async def hf_start(
-    body: HfStart, state: State, linking: Annotated[Identity | None, Depends(optional_login)]
+    body: HfStart, state: AuthDep, linking: Annotated[Identity | None, Depends(optional_login)]
 ) -> dict[str, str]:
     """Start Sign in with HF; started from a login session, the HF identity is linked to that account."""
     flow_state, verifier, nonce = new_flow()
@@ -389,7 +346,7 @@ async def hf_start(
 
 
 @router.post("/oauth/hf/finish")
-async def hf_finish(body: HfFinish, state: State) -> dict[str, Any]:
+async def hf_finish(body: HfFinish, state: AuthDep) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         flow = await repo.take_oauth_state(conn, body.state, dt.timedelta(minutes=10))
     if flow is None:
