@@ -10,7 +10,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from huggingface_hub import HfApi
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -27,6 +26,7 @@ from hubpulse_common.events import DeploymentStatus
 from hubpulse_common.http import BodyNotJson, NotFound
 from hubpulse_common.identity import CallerIdentity, Identity, MemberIdentity
 from hubpulse_common.inference import NotInvocable, NotRunning, parse_inputs, servable
+from hubpulse_deployer.deps import state_of
 from hubpulse_deployer.errors import (
     BadHfToken,
     GatedModel,
@@ -40,8 +40,7 @@ from hubpulse_deployer.errors import (
     UnknownRevision,
     UnsupportedTask,
 )
-from hubpulse_deployer.idempotency import IdempotencyCache, digest_of
-from hubpulse_deployer.orchestrator import Orchestrator
+from hubpulse_deployer.idempotency import digest_of
 from hubpulse_deployer.runtime import Refused
 from hubpulse_deployer.runtime.fetch import HUB_LOGIN_VARIABLE, download_bytes, model_info, require_public, user_token
 from hubpulse_deployer.schemas import CreateDeployment, RollbackRequest, UpdateDeployment
@@ -53,31 +52,15 @@ from hubpulse_deployer.service import (
     new_deployment,
     public_view,
 )
-from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import NOT_INVOCABLE, TargetUnavailable
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
 S = DeploymentStatus
 
 
-def _orchestrator(request: Request) -> Orchestrator:
-    orchestrator: Orchestrator = request.app.state.orchestrator
-    return orchestrator
-
-
-def _hub(request: Request) -> HfApi:
-    hub: HfApi = request.app.state.hub
-    return hub
-
-
-def _settings(request: Request) -> DeployerSettings:
-    settings: DeployerSettings = request.app.state.settings
-    return settings
-
-
 async def _owned(request: Request, deployment_id: str, who: Identity, *, recent: bool = False) -> dict[str, Any]:
     """The deployment, if `who` may see it; `recent`: a copy read up to a second ago will do (predict)."""
-    repo = _orchestrator(request).repo
+    repo = state_of(request).orchestrator.repo
     doc = await (repo.get_recent(deployment_id) if recent else repo.get(deployment_id))
     # someone else's deployment (or one without an owner) is answered as missing: its existence is not theirs to learn
     if doc is None or doc.get("user_id") != who.user_id:
@@ -86,7 +69,7 @@ async def _owned(request: Request, deployment_id: str, who: Identity, *, recent:
 
 
 def _view(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
-    return public_view(doc, _orchestrator(request).targets[doc["target"]].resources(doc["_id"]))
+    return public_view(doc, state_of(request).orchestrator.targets[doc["target"]].resources(doc["_id"]))
 
 
 def _hub_error(exc: HubCallError, model_id: str, revision: str, own_token: bool) -> DomainError:
@@ -113,7 +96,7 @@ async def _task_of(request: Request, model_id: str, revision: str, config: dict[
     own = user_token(config)
     try:
         info = await asyncio.to_thread(
-            model_info, _hub(request), model_id, revision, own or _settings(request).hub_token()
+            model_info, state_of(request).hub, model_id, revision, own or state_of(request).settings.hub_token()
         )
         if own is None:
             require_public(info)
@@ -126,7 +109,7 @@ async def _task_of(request: Request, model_id: str, revision: str, config: dict[
     if not servable(info.pipeline_tag):
         raise UnsupportedTask(f"{model_id} is a {info.pipeline_tag!r} model, which is not served")
     task: str = info.pipeline_tag  # type: ignore[assignment]
-    size, limit = download_bytes(info, task), _settings(request).max_model_bytes
+    size, limit = download_bytes(info, task), state_of(request).settings.max_model_bytes
     if size is not None and size > limit:
         raise ModelTooLarge(
             f"{model_id}@{revision} is {size} bytes to download, over the limit (HUBPULSE_MAX_MODEL_BYTES) of {limit}",
@@ -139,9 +122,9 @@ async def _check_limits(
 ) -> None:
     """Refuse (4xx naming the limit) a version over one of the organisation's limits. `changing`: the deployment
     that gets the version (it is not counted twice, and the count does not grow)."""
-    settings = _settings(request)
+    settings = state_of(request).settings
     statuses = [s.value for s in ACTIVE]
-    active = await _orchestrator(request).repo.active_of(org_id=org_id, user_id=user_id, statuses=statuses)
+    active = await state_of(request).orchestrator.repo.active_of(org_id=org_id, user_id=user_id, statuses=statuses)
     check_limits(
         config,
         [d for d in active if d["_id"] != changing],
@@ -160,7 +143,7 @@ async def create(
     config = body.config.model_dump()
     await _check_limits(request, config, who.org_id, who.user_id)
     task = await _task_of(request, body.model_id, body.revision, config)
-    orchestrator = _orchestrator(request)
+    orchestrator = state_of(request).orchestrator
     doc = new_deployment(
         model_id=body.model_id,
         revision=body.revision,
@@ -203,7 +186,9 @@ async def list_deployments(
     include_deleted: bool = False,
     limit: int = Query(100, ge=1, le=500),
 ) -> dict[str, Any]:
-    docs = await _orchestrator(request).repo.owned(owner=who.user_id, include_deleted=include_deleted, limit=limit)
+    docs = await state_of(request).orchestrator.repo.owned(
+        owner=who.user_id, include_deleted=include_deleted, limit=limit
+    )
     return {"items": [_view(request, d) for d in docs]}
 
 
@@ -218,7 +203,7 @@ async def delete(request: Request, deployment_id: str, who: MemberIdentity) -> d
     if doc["status"] == S.DELETED.value:
         return _view(request, doc)
     try:
-        deleted = await _orchestrator(request).delete(deployment_id)
+        deleted = await state_of(request).orchestrator.delete(deployment_id)
     except TargetUnavailable as exc:
         raise TeardownFailed(str(exc)) from exc
     return _view(request, deleted)
@@ -226,7 +211,7 @@ async def delete(request: Request, deployment_id: str, who: MemberIdentity) -> d
 
 async def _new_version(request: Request, doc: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
     await _check_limits(request, version["config"], doc.get("org_id"), doc.get("user_id"), changing=doc["_id"])
-    orchestrator = _orchestrator(request)
+    orchestrator = state_of(request).orchestrator
     updated = await orchestrator.transition(doc["_id"], S.PROVISIONING, push_version=version)
     orchestrator.schedule(doc["_id"])
     return _view(request, updated)
@@ -272,7 +257,7 @@ async def predict(
         raise BodyNotJson() from None
     if idempotency_key is None:
         return Response(await _run_predict(request, doc, inputs, batch), media_type="application/json")
-    cache: IdempotencyCache = request.app.state.idempotency
+    cache = state_of(request).idempotency
     key = (deployment_id, who.user_id, idempotency_key)
     digest = digest_of(orjson.dumps([inputs, batch]))
     body, replayed = await cache.answer(key, digest, lambda: _run_predict(request, doc, inputs, batch))
@@ -287,11 +272,13 @@ async def _run_predict(request: Request, doc: dict[str, Any], inputs: list[str],
     endpoint = doc["endpoint"] or {}
     if endpoint.get(NOT_INVOCABLE):
         raise NotInvocable(str(endpoint[NOT_INVOCABLE]))
-    target = _orchestrator(request).targets[doc["target"]]
+    target = state_of(request).orchestrator.targets[doc["target"]]
     try:
         outputs = await target.predict(deployment_id, endpoint, inputs)
     except TargetUnavailable:
-        await _orchestrator(request).reap()  # a dead server turns the deployment failed now, not at the next poll
+        await state_of(
+            request
+        ).orchestrator.reap()  # a dead server turns the deployment failed now, not at the next poll
         raise
     answer = {"deployment_id": deployment_id, "model_id": doc["model_id"], "version": doc["version"]}
     return orjson.dumps({**answer, "outputs": outputs if batch else outputs[0]}, option=orjson.OPT_SERIALIZE_NUMPY)
