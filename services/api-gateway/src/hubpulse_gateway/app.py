@@ -7,7 +7,7 @@ Each domain is one router under `routes/`; add yours with one `include_router` l
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 
 from hubpulse_common.http import ClientAddress, create_service_app
 from hubpulse_common.logging import configure_logging
+from hubpulse_common.ratelimit import FailoverLimiter, shared_limiter
 from hubpulse_common.resources import open_resources
 from hubpulse_common.settings import load_settings
 from hubpulse_common.supervise import report
@@ -38,6 +39,31 @@ def with_session_settings(url: str, **settings: str) -> str:
     parts = urlsplit(url)
     query = {**settings, **dict(parse_qsl(parts.query))}
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def install_security(app: FastAPI, settings: GatewaySettings) -> Callable[[], Awaitable[None]]:
+    """The auth routes and the per principal/IP rate limit; returns what closes the limiter's store (the
+    lifespan calls it). The verifier and upstream clients they use are the lifespan's `GatewayState`."""
+    limiter, store = FailoverLimiter(), None
+    if settings.rate_limit_storage == "mongodb":
+        url, database = settings.mongo_url.get_secret_value(), settings.mongo_database
+        limiter, store = shared_limiter(
+            url, database, timeout_s=settings.rate_limit_store_timeout_s, retry_s=settings.rate_limit_store_retry_s
+        )
+    app.include_router(auth.router)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limit=settings.api_rate_limit,
+        auth_limit=settings.auth_ip_rate_limit,
+        client=ClientAddress(settings.trusted_proxies),
+        limiter=limiter,
+    )
+
+    async def close() -> None:
+        if store is not None:
+            await store.close()
+
+    return close
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -65,6 +91,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             finally:
                 await refresher.close()
                 await feed.close()
+                await close_limiter()
 
     app = create_service_app(
         service=settings.service_name,
@@ -86,13 +113,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(watches.router)
     app.include_router(web.router)
-    app.include_router(auth.router)
-    app.add_middleware(
-        RateLimitMiddleware,
-        limit=settings.api_rate_limit,
-        auth_limit=settings.auth_ip_rate_limit,
-        client=ClientAddress(settings.trusted_proxies),
-    )
+    close_limiter = install_security(app, settings)
     web.mount_static(app)
     app.add_middleware(web.SecurityHeadersMiddleware)
     install_openapi(app)
