@@ -47,6 +47,7 @@ from hubpulse_ingestor.snapshots import (
     Source,
     encode_page,
     encode_rows,
+    with_renames,
 )
 
 T = TypeVar("T")
@@ -276,6 +277,8 @@ async def run_cycle(
 
     async def flush(done: _Pending) -> None:
         nonlocal reported_retries
+        # before publishing: a crash after it finds the same renames again (the identities move only below)
+        with_renames(done.batch, await repository.find_renames(pool, done.batch))
         refused = await sink.write_encoded(done.batch)
         if refused:
             report.skipped["refused_by_database"] += len(refused)
