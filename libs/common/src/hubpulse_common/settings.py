@@ -44,6 +44,9 @@ class CommonSettings(BaseSettings):
     schema_wait_s: float = 0.0
     # How long a migration's DDL may wait for a table lock before it gives up (and the step is retried).
     migration_lock_timeout_s: float = 5.0
+    # How long one migration statement may run before PostgreSQL cancels it (0: no limit); keep it below the
+    # rollout's wait for the migration step (Kubernetes README: `kubectl wait ... --timeout=30m`).
+    migration_statement_timeout_s: float = Field(default=900.0, ge=0)
     # mongodb://... (deployer, metrics; MongoDB 5.0 or later: time-series collections)
     mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
     mongo_database: str = "hubpulse"
