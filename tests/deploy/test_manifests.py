@@ -341,10 +341,15 @@ def test_compose_kafka_requires_scram_and_grants_only_what_the_topologies_declar
             "sasl_plain_username": kafka_user(topology),
             "sasl_plain_password": setup_env[password_variable(topology)],
         }
-    exporter = services["kafka-exporter"]["command"]
-    assert f"--sasl.username={EXPORTER_USER}" in exporter
-    assert "--sasl.mechanism=scram-sha512" in exporter
-    assert f"--sasl.password={setup_env[EXPORTER_PASSWORD]}" in exporter
+    exporter = services["kafka-exporter"]
+    assert f"--sasl.username={EXPORTER_USER}" in exporter["command"]
+    assert "--sasl.mechanism=scram-sha512" in exporter["command"]
+    # its password is not on its command line: kingpin's `@FILE` argument reads it from a mounted config
+    assert not [arg for arg in exporter["command"] if "password" in arg]
+    (args_file,) = [arg.removeprefix("@") for arg in exporter["command"] if arg.startswith("@")]
+    (mount,) = [m for m in exporter["configs"] if m["target"] == args_file]
+    lines = compose()["configs"][mount["source"]]["content"].splitlines()
+    assert lines == [f"--sasl.password={setup_env[EXPORTER_PASSWORD]}"]
 
 
 def services_with_migrations() -> list[str]:
