@@ -42,9 +42,10 @@ from hubpulse.compose_kafka import (
 )
 from hubpulse.compose_kafka import render as render_kafka_setup
 from hubpulse_auth.settings import AuthSettings
+from hubpulse_common.errors import ConfigError
 from hubpulse_common.events import ALL_TOPICS, dlq_topic
 from hubpulse_common.kafka import security_options
-from hubpulse_common.settings import ENV_PREFIX, KafkaSecuritySettings
+from hubpulse_common.settings import ENV_PREFIX, KafkaSecuritySettings, load_settings
 from hubpulse_common.topology import registered
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_features.settings import FeaturesSettings
@@ -599,15 +600,27 @@ def routed(overlay: str, path: str) -> bool:
 
 
 def test_the_gateway_believes_forwarded_addresses_only_from_the_proxies_in_front() -> None:
-    """Behind the Ingress/Gateway the TCP peer is a proxy: the gateway trusts X-Forwarded-For from private
-    ranges, and the NetworkPolicy lets only the proxies' namespace (and Prometheus) reach it. Compose publishes
-    the gateway directly: nothing is trusted unless the operator names a proxy."""
-    env = of_kind("ConfigMap")["hubpulse-config"]["data"]
-    env |= {item["name"]: item.get("value") for item in _container(of_kind("Deployment")["gateway"])["env"]}
-    trusted = [ipaddress.ip_network(cidr) for cidr in json.loads(env["HUBPULSE_TRUSTED_PROXIES"])]
-    assert trusted
-    assert all(network.is_private or network.subnet_of(ipaddress.ip_network("100.64.0.0/10")) for network in trusted)
-    assert GatewaySettings(trusted_proxies=[str(n) for n in trusted]).trusted_proxies
+    """Behind the Ingress/Gateway the TCP peer is a proxy: the gateway trusts X-Forwarded-For from the range each
+    overlay names (dev: private ranges; prod: a placeholder the operator must replace, refused until then), and
+    the NetworkPolicy lets only the proxies' namespace (and Prometheus) reach it. Compose publishes the gateway
+    directly: nothing is trusted unless the operator names a proxy."""
+
+    def trusted_proxies(overlay: str) -> list[str]:
+        env = of_kind("ConfigMap", overlay)["hubpulse-config"]["data"]
+        gateway = _container(of_kind("Deployment", overlay)["gateway"])
+        env |= {item["name"]: item.get("value") for item in gateway["env"]}
+        value: list[str] = json.loads(env["HUBPULSE_TRUSTED_PROXIES"])
+        return value
+
+    dev = [ipaddress.ip_network(cidr) for cidr in trusted_proxies("dev")]
+    assert dev
+    assert all(network.is_private or network.subnet_of(ipaddress.ip_network("100.64.0.0/10")) for network in dev)
+    assert load_settings(GatewaySettings, trusted_proxies=[str(n) for n in dev]).trusted_proxies
+    # prod: the operator's parameter; left at the placeholder no service starts, and the error says what to set
+    with pytest.raises(ConfigError, match=r"HUBPULSE_TRUSTED_PROXIES: .* is not an IP address or CIDR: set the"):
+        load_settings(GatewaySettings, environment="prod", trusted_proxies=trusted_proxies("prod"))
+    assert "OPERATOR" in (K8S / "overlays" / "prod" / "kustomization.yaml").read_text()
+    assert "HUBPULSE_TRUSTED_PROXIES" not in load_yaml_documents(K8S / "base" / "configmap.yaml")[0]["data"]
     assert json.loads(environment(compose_services()["gateway"])["HUBPULSE_TRUSTED_PROXIES"]) == []
 
 

@@ -5,9 +5,10 @@ Secrets are `SecretStr` so they never show up in logs or reprs.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hubpulse_common.errors import ConfigError
@@ -94,6 +95,20 @@ class ServiceSettings(CommonSettings):
     # Peers (IPs or CIDRs, JSON list) whose X-Forwarded-For is believed, e.g. the ingress pods' network.
     # Empty: the TCP peer is the client.
     trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        """Every entry an IP or CIDR: a placeholder left in a deployment refuses to start, saying what to set."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or CIDR: set the address range of the proxies in front of "
+                    "the gateway (your Ingress controller's or Gateway's pods, or the load balancer's subnet)"
+                ) from None
+        return value
 
     # Access tokens: every internal service verifies the caller's JWT against the auth service's JWKS
     # (identity.py); issuer and audience must match the auth service's.
