@@ -711,6 +711,39 @@ def test_autoscalers_and_disruption_budgets() -> None:
     assert covered == set(deployments)
 
 
+def _compose_amounts(resources: dict[str, dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    """Compose `deploy.resources` as {limits|reservations: (cpus, MiB)} (docker's units are binary)."""
+    out = {}
+    for kind, values in resources.items():
+        amount = re.fullmatch(r"(\d+)\s*([kmg])b?", str(values["memory"]).lower())
+        assert amount, values
+        out[kind] = (float(values["cpus"]), int(amount[1]) * {"k": 1, "m": 2**10, "g": 2**20}[amount[2]] // 2**10)
+    return out
+
+
+def test_compose_and_both_overlays_take_their_resources_from_one_place() -> None:
+    """deploy/resources.yaml sets every service's memory and CPU once, each request covering the service's
+    measured peak (checked when it loads); the overlays' patches are generated from it and compose equals prod."""
+    from hubpulse.deploy_resources import OVERLAYS as SIZED
+    from hubpulse.deploy_resources import compose_resources, container_resources, load, overlay_file
+    from hubpulse.deploy_resources import render as render_resources
+
+    source = load()
+    assert set(source) == set(SERVICES)
+    assert {name for name, spec in source.items() if spec.peak_mb} == {"auth", "ingestor", "features", "scorer"}
+    for overlay in SIZED:
+        assert overlay_file(overlay).read_text() == render_resources(overlay), "stale: run `make deploy-resources`"
+        for name, deployment in of_kind("Deployment", overlay).items():
+            assert _container(deployment)["resources"] == container_resources(source[name], overlay), (overlay, name)
+    prod = {name: _container(d)["resources"] for name, d in of_kind("Deployment", "prod").items()}
+    for name in SERVICES:
+        compose_side = _compose_amounts(compose_services()[name]["deploy"]["resources"])
+        assert compose_side == _compose_amounts(compose_resources(source[name])), name
+        # the same numbers as prod's Kubernetes limits and requests
+        assert compose_side["limits"][1] == int(prod[name]["limits"]["memory"].removesuffix("Mi")), name
+        assert compose_side["reservations"][1] == int(prod[name]["requests"]["memory"].removesuffix("Mi")), name
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_a_job_migrates_every_service_and_the_services_only_check(overlay: str) -> None:
     (job,) = of_kind("Job", overlay).values()
