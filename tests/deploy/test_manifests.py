@@ -670,14 +670,37 @@ def test_deployments_are_production_shaped() -> None:
         assert spec["terminationGracePeriodSeconds"] > pre_stop + shutdown_s, name
 
 
+def _secrets(overlay: str = "prod") -> dict[str, dict[str, str]]:
+    """The Secrets a pod can read: secret.example.yaml's, and the one Strimzi's User Operator writes for each
+    KafkaUser (named after it, holding its SCRAM `password`)."""
+    secrets = {
+        name: obj.get("stringData", {}) | obj.get("data", {}) for name, obj in of_kind("Secret", overlay).items()
+    }
+    return secrets | {name: {"password": f"generated-{name}"} for name in of_kind("KafkaUser", overlay)}
+
+
+def secret_files(pod: dict[str, Any], container: dict[str, Any], overlay: str = "prod") -> dict[str, str]:
+    """The files the container finds in HUBPULSE_SECRETS_DIR ({file name: content}), from the pod's projected
+    volume mounted there."""
+    env = {item["name"]: item.get("value") for item in container.get("env", [])}
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    if "HUBPULSE_SECRETS_DIR" not in env:
+        return {}
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mounts[env["HUBPULSE_SECRETS_DIR"]]]
+    secrets, files = _secrets(overlay), {}
+    for source in volume["projected"]["sources"]:
+        data = secrets[source["secret"]["name"]]
+        items = source["secret"].get("items") or [{"key": key, "path": key} for key in data]
+        files |= {item["path"]: data[item["key"]] for item in items}
+    return files
+
+
 def test_deployments_get_the_settings_they_require() -> None:
     configmaps = {name: obj.get("data", {}) for name, obj in of_kind("ConfigMap").items()}
-    secrets = {name: obj.get("stringData", {}) | obj.get("data", {}) for name, obj in of_kind("Secret").items()}
-    # Strimzi's User Operator writes a Secret named after each KafkaUser, holding its SCRAM `password`.
-    secrets |= {name: {"password": "generated"} for name in of_kind("KafkaUser")}
+    secrets = _secrets()
     for name, deployment in of_kind("Deployment").items():
         container = _container(deployment)
-        present = set()
+        present = set(secret_files(deployment["spec"]["template"]["spec"], container))
         for source in container.get("envFrom", []):
             if "configMapRef" in source:
                 present |= set(configmaps[source["configMapRef"]["name"]])
@@ -689,6 +712,36 @@ def test_deployments_get_the_settings_they_require() -> None:
                 assert ref["key"] in secrets[ref["name"]], f"{name}: no Secret for {ref}"
             present.add(item["name"])
         assert missing_variables(SERVICES[name][2], present) == [], name
+
+
+def test_secrets_reach_the_pods_as_files_the_services_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Secret is an environment variable (Checkov CKV_K8S_35): each pod mounts its Secrets in one projected
+    volume at HUBPULSE_SECRETS_DIR, and the service's settings class reads every secret from those files."""
+    for kind in ("Deployment", "Job"):
+        for name, obj in of_kind(kind).items():
+            pod = obj["spec"]["template"]["spec"]
+            for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                assert not [s for s in container.get("envFrom", []) if "secretRef" in s], (name, container["name"])
+                assert not [e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})], name
+                assert pod["securityContext"]["fsGroup"] == UID  # the group the 0440 files belong to
+    for name, deployment in of_kind("Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        files = secret_files(pod, _container(deployment))
+        directory = tmp_path / name
+        directory.mkdir()
+        for file, content in files.items():
+            (directory / file).write_text(content + "\n")
+        for variable in [v for v in os.environ if v.startswith(ENV_PREFIX) or v == "HF_TOKEN"]:
+            monkeypatch.delenv(variable)
+        monkeypatch.setenv("HUBPULSE_SECRETS_DIR", str(directory))
+        settings = load_settings(SERVICES[name][2])
+        for file, content in files.items():
+            field = file.removeprefix(ENV_PREFIX).lower()
+            if field.startswith("kafka_"):
+                value = getattr(load_settings(KafkaSecuritySettings), field.removeprefix("kafka_"))
+            else:
+                value = getattr(settings, field)
+            assert value.get_secret_value() == content, (name, file)
 
 
 def test_autoscalers_and_disruption_budgets() -> None:
@@ -805,10 +858,13 @@ def test_each_service_has_a_kafka_user_with_only_the_acls_its_code_needs() -> No
         }
         assert all(acl["resource"]["patternType"] == "literal" for acl in user["spec"]["authorization"]["acls"])
         assert granted == expected_acls(name), name
-        env = {item["name"]: item for item in _container(of_kind("Deployment")[name]).get("env", [])}
+        deployment = of_kind("Deployment")[name]
+        env = {item["name"]: item for item in _container(deployment).get("env", [])}
         assert env["HUBPULSE_KAFKA_SASL_USERNAME"]["value"] == f"kafka-{name}"
-        ref = env["HUBPULSE_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
-        assert (ref["name"], ref["key"]) == (f"kafka-{name}", "password")
+        # the password Strimzi generated, as a mounted file (not an environment variable)
+        assert "HUBPULSE_KAFKA_SASL_PASSWORD" not in env
+        files = secret_files(deployment["spec"]["template"]["spec"], _container(deployment))
+        assert files["HUBPULSE_KAFKA_SASL_PASSWORD"] == f"generated-kafka-{name}"
 
 
 def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -928,6 +984,8 @@ def test_every_variable_the_deploy_files_set_is_a_documented_setting() -> None:
                 for container in [*pod.get("initContainers", []), *pod["containers"]]:
                     for item in container.get("env", []):
                         used.setdefault(item["name"], set()).add(f"{overlay} {kind}/{name}")
+                    for file in secret_files(pod, container, overlay):
+                        used.setdefault(file, set()).add(f"{overlay} {kind}/{name} secret file")
     unknown = {k: sorted(where) for k, where in used.items() if k.startswith("HUBPULSE_") and k not in documented}
     assert unknown == {}, "set but read by no settings class (a typo?)"
 

@@ -6,6 +6,8 @@ Secrets are `SecretStr` so they never show up in logs or reprs.
 from __future__ import annotations
 
 import ipaddress
+import os
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -59,6 +61,10 @@ class CommonSettings(BaseSettings):
     s3_secret_access_key: SecretStr = SecretStr("hubpulse-secret")
     # must exist, or the keys must be allowed to create it
     s3_bucket: str = "hubpulse-artifacts"
+    # A directory of files, one per setting, each named like its variable (HUBPULSE_DATABASE_URL, ...) and
+    # holding its value: Kubernetes mounts the Secrets there (deploy/k8s), so credentials stay out of the
+    # process environment. A variable set in the environment wins over its file. Read from the environment only.
+    secrets_dir: str | None = None
 
 
 class KafkaSecuritySettings(BaseSettings):
@@ -147,9 +153,13 @@ def dev_defaults(settings: BaseSettings) -> list[str]:
 def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build settings or raise `ConfigError` naming the offending environment variable.
 
-    With HUBPULSE_ENVIRONMENT=prod, a secret left at its development default is such an error."""
+    With HUBPULSE_ENVIRONMENT=prod, a secret left at its development default is such an error. Settings not in
+    the environment are read from the files of HUBPULSE_SECRETS_DIR, when it is set."""
+    secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR") or None
+    if secrets_dir is not None and not Path(secrets_dir).is_dir():
+        raise ConfigError(f"HUBPULSE_SECRETS_DIR={secrets_dir}: no such directory (where the secret files are mounted)")
     try:
-        settings = cls(**overrides)
+        settings = cls(_secrets_dir=secrets_dir, **overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
