@@ -624,6 +624,21 @@ def test_the_gateway_believes_forwarded_addresses_only_from_the_proxies_in_front
     assert json.loads(environment(compose_services()["gateway"])["HUBPULSE_TRUSTED_PROXIES"]) == []
 
 
+def test_the_public_address_placeholders_are_refused_until_the_operator_sets_them() -> None:
+    """The manifests ship hubpulse.example.com for the public address (ConfigMap, auth's OAuth redirect, the
+    route's host): a prod service refuses to start on it, naming the variables, instead of mailing dead links."""
+    from hubpulse_common.settings import placeholder_addresses
+
+    config = of_kind("ConfigMap")["hubpulse-config"]["data"]
+    auth_env = {item["name"]: item.get("value") for item in _container(of_kind("Deployment")["auth"])["env"]}
+    auth = AuthSettings(public_url=config["HUBPULSE_PUBLIC_URL"], hf_redirect_uri=auth_env["HUBPULSE_HF_REDIRECT_URI"])
+    assert placeholder_addresses(auth) == ["HUBPULSE_PUBLIC_URL", "HUBPULSE_HF_REDIRECT_URI"]
+    assert placeholder_addresses(GatewaySettings(public_url="https://hubpulse.acme.io")) == []
+    readme = (K8S / "README.md").read_text()
+    assert "HUBPULSE_PUBLIC_URL" in readme
+    assert "HUBPULSE_HF_REDIRECT_URI" in readme
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_entry_point_routes_the_public_api_and_not_the_operational_endpoints(overlay: str) -> None:
     from hubpulse_gateway.app import create_app

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -150,6 +152,23 @@ def dev_defaults(settings: BaseSettings) -> list[str]:
     ]
 
 
+# Host names reserved for documentation (RFC 2606, RFC 6761): the deploy files' placeholders for your own.
+_PLACEHOLDER_HOST = re.compile(r"(^|\.)(example\.(com|net|org)|[^.]+\.(example|invalid))$", re.IGNORECASE)
+
+
+def placeholder_addresses(settings: BaseSettings) -> list[str]:
+    """The variables of addresses (`*_url`, `*_uri`, not secrets) still on a documentation host such as
+    hubpulse.example.com: links in e-mails and OAuth redirects would point nowhere."""
+    cls = type(settings)
+    return [
+        _variable(cls, name)
+        for name in cls.model_fields
+        if name.endswith(("_url", "_uri"))
+        and isinstance(value := getattr(settings, name), str)
+        and _PLACEHOLDER_HOST.search(urlsplit(value).hostname or "")
+    ]
+
+
 def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build settings or raise `ConfigError` naming the offending environment variable.
 
@@ -170,5 +189,10 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
     if getattr(settings, "environment", None) == "prod" and (defaults := dev_defaults(settings)):
         raise ConfigError(
             f"HUBPULSE_ENVIRONMENT=prod but {', '.join(defaults)} still has the development default; set a real secret"
+        )
+    if getattr(settings, "environment", None) == "prod" and (addresses := placeholder_addresses(settings)):
+        raise ConfigError(
+            f"HUBPULSE_ENVIRONMENT=prod but {', '.join(addresses)} still points at a placeholder host "
+            "(example.com); set the address people reach hubpulse at"
         )
     return settings
