@@ -212,6 +212,9 @@ def test_compose_dependencies_exist_and_wait_for_health() -> None:
             assert spec["condition"] == expected, f"{name} -> {target}"
             if expected == "service_healthy":
                 assert services[target].get("healthcheck"), f"{name} waits for {target}, which has no healthcheck"
+            if target in ("postgres", "mongo", "kafka", "s3"):
+                # recreated or restarted by compose, a store takes its clients along (fresh connections)
+                assert spec.get("restart") is True, f"{name} -> {target}: restart: true"
 
 
 def test_compose_hubpulse_services_are_configured() -> None:
