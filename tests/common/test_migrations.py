@@ -141,18 +141,11 @@ async def test_ddl_behind_a_long_reader_gives_up_after_the_lock_timeout(database
         await conn.close()
 
 
-SLOW_REWRITE = """
-from alembic import op
-revision = "0002"
-down_revision = "0001"
-branch_labels = None
-depends_on = None
-def upgrade() -> None:
-    op.execute("ALTER TABLE widget ADD COLUMN label text")
-    op.execute("UPDATE widget SET label = 'x' WHERE pg_sleep(5) IS NOT NULL")  # a rewrite that runs long
-def downgrade() -> None:
-    pass
-"""
+# a rewrite that runs long: revision 0002 plus an UPDATE that sleeps
+SLOW_REWRITE = REVISION_2.replace(
+    'ADD COLUMN label text")',
+    'ADD COLUMN label text")\n    op.execute("UPDATE widget SET label = \'x\' WHERE pg_sleep(5) IS NOT NULL")',
+)
 
 
 async def test_a_runaway_migration_statement_is_cut_with_a_clear_error(database_url: str, tmp_path: Path) -> None:
