@@ -1,5 +1,5 @@
 """The catalog's schema changes keep its data: 0005 moves features/explanation out, 0006 rebuilds the keys,
-0007 stores the details as text; the day's catalog is swapped in once complete (0010), with the live table's shape."""
+0007 stores the details as text; the day's catalog is swapped in once complete (0011), with the live table's shape."""
 
 from __future__ import annotations
 
@@ -231,7 +231,7 @@ async def test_scores_keep_the_explanation_as_the_json_text_written(database_url
             " top_features) VALUES ('2025-01-08', 'org/a', 'v1', 'trending', 7, 0.5, 0.4, $1)",
             json.dumps(EXPLANATION),
         )
-        await _move(database_url, "downgrade", "0010_catalog_build")
+        await _move(database_url, "downgrade", "0011_catalog_build")
         assert await conn.fetchval(column, "top_features") == "jsonb"
         assert json.loads(await conn.fetchval("SELECT top_features::text FROM scores")) == EXPLANATION
     finally:

@@ -12,9 +12,10 @@ for `idle_s`, one replica:
 3. VACUUM ANALYZE: fresh statistics and an all-visible map, so index-only search walks never visit the heap;
 4. swaps the two tables in one short transaction (a rename; the indexes take the live names), drops the old one.
 
-Search keeps reading yesterday's table until step 4. The scorer is the only writer of `catalog_models`, so no
-write can fall between the build and the swap. A batch of the day that lands during a build moves the day's
-`written_at` past what the build saw: the day is due again and the next swap takes it in.
+Search keeps reading yesterday's table until step 4. The scorer is the only writer of `catalog_models`: its
+batches write the build partition, and its rename re-key (issue 14) waits for a running swap (`SWAP_LOCK`), so
+no write to the live table can fall between the fill and the swap. A batch of the day that lands during a
+build moves the day's `written_at` past what the build saw: the day is due again and the next swap takes it in.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from hubpulse_common.logging import get_logger
-from hubpulse_scorer.repository import MODEL_COLUMNS, build_partition
+from hubpulse_scorer.repository import MODEL_COLUMNS, SWAP_LOCK, build_partition
 
 log = get_logger(__name__)
 
@@ -38,7 +39,6 @@ BUILD_TIMEOUT_S = 3600.0
 # A day's build rows are kept this long after a newer day was swapped in (a late batch of a recent day still
 # finds its partition), then dropped with their partition.
 KEEP_BUILD_DAYS = 7
-_SWAP_LOCK = "hashtext('hubpulse-catalog-swap')"
 
 _VALUES = [c for c in MODEL_COLUMNS if c != "model_id"]
 _FILL = f"""
@@ -94,14 +94,14 @@ async def due_days(pool: asyncpg.Pool, idle_s: float) -> list[tuple[dt.date, dt.
 async def swap_day(pool: asyncpg.Pool, day: dt.date) -> bool:
     """Build the catalog with `day`'s rows and swap it in; False when another replica holds the swap."""
     async with pool.acquire() as conn:
-        if not await conn.fetchval(f"SELECT pg_try_advisory_lock({_SWAP_LOCK})"):
+        if not await conn.fetchval(f"SELECT pg_try_advisory_lock({SWAP_LOCK})"):
             return False
         try:
             await _build_and_swap(pool, conn, day)
         except BaseException:
             conn.terminate()  # ends the session and its lock, whatever state the cancelled statement left
             raise
-        await conn.execute(f"SELECT pg_advisory_unlock({_SWAP_LOCK})")
+        await conn.execute(f"SELECT pg_advisory_unlock({SWAP_LOCK})")
         return True
 
 

@@ -15,9 +15,10 @@ from operator import itemgetter
 
 import asyncpg
 
+from hubpulse_common import renames
 from hubpulse_scorer.service import CATALOG_COLUMNS, DAILY_COLUMNS, SCORE_COLUMNS, Record
 
-# JSON columns are text (scorer migrations 0007, 0011): COPY sends the scorer's JSON text as it is.
+# JSON columns are text (scorer migrations 0007, 0012): COPY sends the scorer's JSON text as it is.
 _STAGING = {
     "scores_staging": """
         snapshot_date date, model_id text, model_version text, label text, horizon_days integer,
@@ -159,3 +160,26 @@ async def write_batch(
         await conn.execute(_UPSERT_DETAILS)
         await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
         await conn.execute(_UPSERT_DAILY)
+
+
+# Every table keyed by model (hubpulse_common.renames): a rename moves them all, so the old id leaves search.
+_RENAMED_TABLES = (
+    renames.Keyed("scores", ("snapshot_date", "model_version")),
+    renames.Keyed("catalog_daily", ("snapshot_date",)),
+    renames.Keyed("catalog_models"),
+    renames.Keyed("catalog_build", ("snapshot_date",)),
+    renames.Keyed("catalog_details"),
+)
+# The catalog swap holds this (session-level) from its fill to its rename: a re-key of catalog_models in
+# between would be lost with the table it was made in, so a batch with renames waits for a running swap.
+SWAP_LOCK = "hashtext('hubpulse-catalog-swap')"
+
+
+async def follow_renames(
+    pool: asyncpg.Pool, marked: Sequence[renames.Rename], model_ids: Sequence[str]
+) -> dict[str, renames.Rename]:
+    """Applies a batch's renames to the scores and the catalog in one transaction; the aliases of its model ids."""
+    async with pool.acquire() as conn, conn.transaction():
+        if marked:
+            await conn.execute(f"SELECT pg_advisory_xact_lock_shared({SWAP_LOCK})")
+        return await renames.follow(conn, "score_renames", marked, _RENAMED_TABLES, model_ids)

@@ -3,14 +3,14 @@
 scores upsert, one of the pipeline's biggest statements once the catalog is swapped in
 (docs/decisions/pipeline-redesign.md).
 
-Revision ID: 0011_scores_text
+Revision ID: 0012_scores_text
 """
 
 from alembic import op
 
-revision = "0011_scores_text"
+revision = "0012_scores_text"
 # also merges the scores branch (0002, from 0001) into the one line: the table it alters must exist first
-down_revision = ("0010_catalog_build", "0002_scores")
+down_revision = ("0011_catalog_build", "0002_scores")
 branch_labels = None
 depends_on = None
 

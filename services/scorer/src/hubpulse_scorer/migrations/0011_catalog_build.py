@@ -6,13 +6,13 @@ its primary key the only index); `catalog_days` counts each day's distinct model
 `catalog_models` from the live one and the day's rows (indexes after the load, analysed, vacuumed) and swaps
 it in: search keeps reading yesterday's table until then (hubpulse_scorer/catalog_swap.py).
 
-Revision ID: 0010_catalog_build
+Revision ID: 0011_catalog_build
 """
 
 from alembic import op
 
-revision = "0010_catalog_build"
-down_revision = "0009_library_keys"
+revision = "0011_catalog_build"
+down_revision = "0010_renames"
 branch_labels = None
 depends_on = None
 
