@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from hubpulse_common import db
+from hubpulse_common.renames import Rename
 from hubpulse_scorer.app import MIGRATIONS
 from hubpulse_scorer.catalog_swap import due_days, swap_day, swap_due_days
-from hubpulse_scorer.repository import write_batch
+from hubpulse_scorer.repository import SWAP_LOCK, follow_renames, write_batch
 from hubpulse_scorer.service import CATALOG_COLUMNS
 
 VERSION_TABLE = "alembic_version_scorer"
@@ -236,3 +237,24 @@ async def test_scores_keep_the_explanation_as_the_json_text_written(database_url
         assert json.loads(await conn.fetchval("SELECT top_features::text FROM scores")) == EXPLANATION
     finally:
         await conn.close()
+
+
+async def test_a_rename_waits_for_a_running_swap_and_moves_the_days_build_rows(database_url: str) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    day = dt.date(2025, 4, 1)
+    swap = await asyncpg.connect(database_url)
+    try:
+        await write_batch(pool, [], [_record("ren/old", day, 1, 0.0)], [])
+        await swap.execute(f"SELECT pg_advisory_lock({SWAP_LOCK})")  # a swap between its fill and its rename
+        rename = Rename("ren/old", "ren/new", day + dt.timedelta(days=1))
+        following = asyncio.create_task(follow_renames(pool, [rename], ["ren/new"]))
+        await asyncio.sleep(0.5)
+        assert not following.done()  # its re-key of catalog_models would be lost with the swapped-out table
+        await swap.execute(f"SELECT pg_advisory_unlock({SWAP_LOCK})")
+        await asyncio.wait_for(following, 30)
+        rows = await pool.fetch("SELECT model_id FROM catalog_build WHERE model_id LIKE 'ren/%'")
+        assert [r["model_id"] for r in rows] == ["ren/new"]
+    finally:
+        await swap.close()
+        await pool.close()
