@@ -36,8 +36,8 @@ def redact(url: str) -> str:
 
 
 # Prepared statements kept per connection (asyncpg's default: 100). The gateway's search assembles a few
-# hundred distinct SQL texts (sort x filters x walk window); at 100 each connection re-prepared nearly every
-# uncached search, an extra round trip and parse: 2,000 took 0.5 ms off the median uncached search at 2M.
+# hundred distinct SQL texts (sort x filters x walk window), so every one must fit, or each connection
+# re-prepares nearly every uncached search (docs/decisions/search-and-web.md, "Performance").
 STATEMENT_CACHE_SIZE = 2000
 
 
