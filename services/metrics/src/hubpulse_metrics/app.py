@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from fastapi import FastAPI
@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hubpulse_common.events import DeploymentEvent, Event, InferenceEvent, ModelFeatures, ModelScore
 from hubpulse_common.http import create_service_app
 from hubpulse_common.identity import open_token_verifier
-from hubpulse_common.kafka import BatchConsumer, EventBus, Handler
+from hubpulse_common.kafka import BatchConsumer, EventBus, Handler, start_consumers
 from hubpulse_common.logging import get_logger
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
@@ -84,12 +84,19 @@ def create_app(settings: MetricsSettings) -> FastAPI:
             consumers: list[BatchConsumer[Any]] = [
                 _consumer(settings, bus, InferenceEvent, inference_handler(db)),
                 _consumer(settings, bus, DeploymentEvent, deployment_handler(db)),
-                _consumer(settings, bus, ModelFeatures, watch_handlers.features_handler(db)),
-                _consumer(settings, bus, ModelScore, watch_handlers.scores_handler(db, settings, deliverer.wake)),
+                # A watch is about what happens from now on: a new group skips the backlog (docs/decisions/metrics.md)
+                _consumer(settings, bus, ModelFeatures, watch_handlers.features_handler(db), start_at="latest"),
+                _consumer(
+                    settings,
+                    bus,
+                    ModelScore,
+                    watch_handlers.scores_handler(db, settings, deliverer.wake),
+                    start_at="latest",
+                ),
             ]
             for consumer in consumers:
                 report(app, consumer.loop)
-                await consumer.start()
+            await start_consumers(consumers)
             alerts = supervise(app, "alerts", lambda: run_alerts(db, bus, settings))
             delivery = supervise(app, "watch-delivery", deliverer.run)
             digests = supervise(app, "watch-digests", deliverer.run_digests)
@@ -110,8 +117,15 @@ def create_app(settings: MetricsSettings) -> FastAPI:
     return app
 
 
-def _consumer(settings: MetricsSettings, bus: EventBus, event_type: type[E], handler: Handler[E]) -> BatchConsumer[E]:
+def _consumer(
+    settings: MetricsSettings,
+    bus: EventBus,
+    event_type: type[E],
+    handler: Handler[E],
+    start_at: Literal["earliest", "latest"] = "earliest",
+) -> BatchConsumer[E]:
     return BatchConsumer(
+        start_at=start_at,
         bootstrap=settings.kafka_bootstrap,
         group_id=settings.consumer_group,
         topic=event_type.topic,
