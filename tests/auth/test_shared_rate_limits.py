@@ -17,7 +17,7 @@ from pymongo.monitoring import CommandListener, CommandStartedEvent
 
 from auth.conftest import security_gateway, serving
 from hubpulse.platform.stores import free_port
-from hubpulse_common.ratelimit import MongoStorage, shared_limiter
+from hubpulse_gateway.ratelimit import MongoStorage, shared_limiter
 
 AUTH_DOWN = "http://127.0.0.1:9"  # anonymous /v1/me is refused (401) by the gateway itself
 
