@@ -97,4 +97,5 @@ def create_app(settings: DeployerSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(routes.router)
+    app.include_router(routes.deployability_router)
     return app

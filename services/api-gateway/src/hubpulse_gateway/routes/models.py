@@ -17,8 +17,9 @@ from hubpulse_gateway.catalog import repository, service
 from hubpulse_gateway.catalog.cache import CACHE_HEADER, SearchCache
 from hubpulse_gateway.catalog.live import PicksFeed, pick_body
 from hubpulse_gateway.catalog.planner import SamplePlanner
-from hubpulse_gateway.catalog.schemas import ModelDetail, Pick, PicksPage, SearchPage, SortKey
+from hubpulse_gateway.catalog.schemas import Deployability, ModelDetail, Pick, PicksPage, SearchPage, SortKey
 from hubpulse_gateway.openapi import errors
+from hubpulse_gateway.upstream import UpstreamsDep
 
 router = APIRouter(tags=["models"])
 
@@ -89,16 +90,33 @@ async def search_models(
     return Response(body, media_type=JSON, headers={CACHE_HEADER.decode(): "hit" if hit else "miss"})
 
 
+ModelId = Annotated[str, Path(min_length=1, max_length=300, pattern=NO_NUL, description="e.g. org/name")]
+
+
+# before the detail route, whose {model_id:path} would otherwise take ".../deployability" as part of the id
+@router.get(
+    "/v1/models/{model_id:path}/deployability",
+    response_model=Deployability,
+    summary="Whether the deployer can serve the model (Deploy is offered), or why not in a sentence",
+    responses=errors(422, 503),
+)
+async def deployability(
+    model_id: ModelId,
+    upstreams: UpstreamsDep,
+    revision: Annotated[str, Query(min_length=1, max_length=100, pattern=NO_NUL)] = "main",
+) -> Response:
+    params = {"model_id": model_id, "revision": revision}
+    body = await upstreams.deployer.json("GET", "/deployability", params=params)
+    return Response(Deployability.model_validate(body).model_dump_json(), media_type=JSON)
+
+
 @router.get(
     "/v1/models/{model_id:path}",
     response_model=ModelDetail,
     summary="One model: latest stats, daily history, features, probability history, explanation",
     responses={**errors(404, 422), 307: {"description": "A renamed model: Location is its detail under its new name"}},
 )
-async def model_detail(
-    request: Request,
-    model_id: Annotated[str, Path(min_length=1, max_length=300, pattern=NO_NUL, description="e.g. org/name")],
-) -> Response:
+async def model_detail(request: Request, model_id: ModelId) -> Response:
     pool = _state(request).pool
     row, history, new_id = await asyncio.gather(
         repository.model(pool, model_id), repository.daily(pool, model_id), repository.renamed_to(pool, model_id)
