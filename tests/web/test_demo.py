@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
+
 from web.test_deployments_ui import _log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -26,7 +27,8 @@ DEPLOY_TIMEOUT_MS = 150_000
 def _tool() -> ModuleType:
     """tools/screenshots.py: the README's screenshot script, which also starts the demo and checks every page."""
     spec = importlib.util.spec_from_file_location("screenshots", REPO / "tools" / "screenshots.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
