@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
-from hubpulse.platform.layout import free_base_port
+from hubpulse.platform.layout import HUB_OFFSET, SERVICES, free_base_port
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = "hubpulse-demo/tiny-text-classifier"
@@ -83,10 +83,10 @@ def running_demo(
     data_dir.mkdir(parents=True, exist_ok=True)
     with (data_dir / "up.log").open("wb") as log:
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
-    demo = Demo(f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + 10}", time.monotonic(), process)
+    demo = Demo(f"http://127.0.0.1:{base}", f"http://127.0.0.1:{base + HUB_OFFSET}", time.monotonic(), process)
     try:
         deadline = demo.started + ready_within_s
-        while not _ready(demo.url):
+        while not _ready(base):
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = (data_dir / "up.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"the demo did not come up within {ready_within_s:g} s:\n{tail}")
@@ -100,9 +100,14 @@ def running_demo(
             process.kill()
 
 
-def _ready(url: str) -> bool:
+def _ready(base: int) -> bool:
+    """Every service ready, as when `hubpulse up` says it is up (the gateway alone is ready before the scorer has
+    made the catalog it serves)."""
     try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        return all(
+            httpx.get(f"http://127.0.0.1:{base + offset}/readyz", timeout=2).status_code == 200
+            for _, offset in SERVICES.values()
+        )
     except httpx.HTTPError:
         return False
 
@@ -143,10 +148,10 @@ async def raw_values(page: Page) -> list[str]:
 @dataclass(frozen=True)
 class Shot:
     name: str  # docs/img/<name>.png
-    caption: str  # the README's line
     hash: str  # the page's route
     ready: Callable[[Page], Awaitable[None]]  # waits until the page shows what the picture is of
     full_page: bool = False
+    pictured: bool = True
 
 
 async def _search_ready(page: Page) -> None:
@@ -177,34 +182,12 @@ async def _shown(page: Page) -> None:
 
 
 def shots(top: list[str]) -> list[Shot]:
-    """The README's pictures, given the current AI picks (best first)."""
-    model = "#/models/" + top[0]
+    """The README's pictures (its "What you will see" gives each one line), given the AI picks, best first."""
     return [
-        Shot(
-            "search",
-            "Search and filter the catalog; the ticker streams the AI picks as the scorer writes them.",
-            "#/",
-            _search_ready,
-        ),
-        Shot(
-            "model",
-            "A pick's page: its trend probability, why in sentences, and its history against what happened.",
-            model,
-            _model_ready,
-            full_page=True,
-        ),
-        Shot(
-            "compare",
-            "Compare rising models: downloads, likes and trend probability overlaid.",
-            "#/compare?ids=" + ",".join(top[:3]),
-            _compare_ready,
-        ),
-        Shot(
-            "deploy",
-            "Deploy a model the deployer can serve, from its page, in one dialog.",
-            "#/models/" + DEMO_MODEL,
-            _deploy_ready,
-        ),
+        Shot("search", "#/", _search_ready),
+        Shot("model", "#/models/" + top[0], _model_ready, full_page=True),
+        Shot("compare", "#/compare?ids=" + ",".join(top[:3]), _compare_ready),
+        Shot("deploy", "#/models/" + DEMO_MODEL, _deploy_ready),
     ]
 
 
@@ -219,7 +202,7 @@ async def shoot(browser: Browser, url: str) -> dict[str, bytes]:
     pictures: dict[str, bytes] = {}
     context = await browser.new_context(viewport=VIEWPORT, device_scale_factor=1, color_scheme="light")
     try:
-        for shot in [*shots(top), *(Shot(h.strip("#/"), "", h, _shown) for h in CHECKED)]:
+        for shot in [*shots(top), *(Shot(h.strip("#/"), h, _shown, pictured=False) for h in CHECKED)]:
             page = await context.new_page()
             page.set_default_timeout(30_000)
             errors = watch_console(page)
@@ -227,7 +210,7 @@ async def shoot(browser: Browser, url: str) -> dict[str, bytes]:
             await shot.ready(page)
             await page.wait_for_load_state("networkidle")
             problems += [f"{shot.hash}: {e}" for e in [*errors, *(f"shows {v!r}" for v in await raw_values(page))]]
-            if shot.caption:
+            if shot.pictured:
                 pictures[shot.name] = await page.screenshot(full_page=shot.full_page, animations="disabled")
             await page.close()
     finally:

@@ -5,7 +5,7 @@
 import { ApiError, api, el, modelHref } from "../api.js";
 
 export const TARGETS = [
-  ["local", "Local (model server on this machine)"],
+  ["local", "Local (this machine)"],
   ["hf-space", "Hugging Face Space"],
   ["aws-lambda", "AWS Lambda"],
   ["kubernetes", "Kubernetes"],

@@ -19,7 +19,7 @@ function why(explanation) {
     return el("li", { title: raw },
       el("span", { class: "why-text" }, c.text),
       el("span", { class: "push " + (up ? "up" : "down"), "aria-label": up ? "raises the probability" : "lowers the probability" },
-        el("span", { class: "bar", style: `width:${(100 * Math.abs(c.contribution)) / widest}%` }),
+        el("span", { class: "bar", style: { width: `${(100 * Math.abs(c.contribution)) / widest}%` } }),
         el("span", { class: "amount" }, (up ? "+" : "−") + Math.abs(c.contribution).toFixed(2))));
   }));
 }
