@@ -186,7 +186,7 @@ def shots(top: list[str]) -> list[Shot]:
     return [
         Shot("search", "#/", _search_ready),
         Shot("model", "#/models/" + top[0], _model_ready, full_page=True),
-        Shot("compare", "#/compare?ids=" + ",".join(top[:3]), _compare_ready),
+        Shot("compare", "#/compare?ids=" + ",".join(top[:3]), _compare_ready, full_page=True),
         Shot("deploy", "#/models/" + DEMO_MODEL, _deploy_ready),
     ]
 
@@ -197,7 +197,7 @@ CHECKED = ("#/login", "#/signup", "#/deployments", "#/watches", "#/alerts", "#/m
 
 async def shoot(browser: Browser, url: str) -> dict[str, bytes]:
     """Visit every page: the pictures by name, once no page had a problem (else raises PageProblems)."""
-    top = [p["model_id"] for p in await wait_for_picks(url, 3, 180)]
+    top = [p["model_id"] for p in await wait_for_picks(url, 2, 180)]  # compare needs two
     problems: list[str] = []
     pictures: dict[str, bytes] = {}
     context = await browser.new_context(viewport=VIEWPORT, device_scale_factor=1, color_scheme="light")
