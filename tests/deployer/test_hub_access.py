@@ -16,6 +16,7 @@ from hubpulse.platform.stores import free_port
 from hubpulse_common.inference import servable
 from hubpulse_deployer.app import create_app as create_deployer_app
 from hubpulse_deployer.runtime.fetch import fetch
+from hubpulse_deployer.schemas import DeploymentConfig
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import ProvisionError, Spec
 from hubpulse_deployer.targets.hf_space import HfSpaceTarget
@@ -189,7 +190,7 @@ async def test_spaces_need_the_platform_token() -> None:
         poll_s=0.1,
         predict_timeout_s=1,
     )
-    spec = Spec("c" * 32, MODEL, "main", "text-classification", 1, {})
+    spec = Spec("c" * 32, MODEL, "main", "text-classification", 1, DeploymentConfig())
     with pytest.raises(ProvisionError, match="HUBPULSE_HF_TOKEN"):
         await target.provision(spec)
     await target.close()

@@ -21,6 +21,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
 from deployer.conftest import PLATFORM_TOKEN, USER_TOKEN, DeployStack, read_topic
+from hubpulse_deployer.schemas import DeploymentConfig
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.aws_lambda import HANDLER, LambdaTarget
 from hubpulse_deployer.targets.base import ProvisionError, Spec, TargetUnavailable
@@ -116,7 +117,7 @@ def test_lambda_handler_fetches_no_pickled_weights() -> None:
 
 
 def test_space_app_is_python() -> None:
-    spec = Spec("d" * 32, MODEL, "main", "text-classification", 1, {})
+    spec = Spec("d" * 32, MODEL, "main", "text-classification", 1, DeploymentConfig())
     files = space_files(spec)
     compile(files["app.py"], "app.py", "exec")
     assert b"sdk: gradio" in files["README.md"]
@@ -234,8 +235,8 @@ async def test_kubernetes_without_kubeconfig_is_pending_with_valid_manifests(dep
 
 @pytest.mark.parametrize("scaling", [{"min_replicas": 0, "max_replicas": 1}, {"min_replicas": 3, "max_replicas": 10}])
 def test_rendered_objects_are_valid_kubernetes(scaling: dict[str, int]) -> None:
-    spec = Spec("a" * 32, "org/some.model", "0123abcd", "token-classification", 4,
-                {"autoscaling": {**scaling, "target_concurrency": 2}, "memory_mb": 512})  # fmt: skip
+    config = DeploymentConfig.model_validate({"autoscaling": {**scaling, "target_concurrency": 2}, "memory_mb": 512})
+    spec = Spec("a" * 32, "org/some.model", "0123abcd", "token-classification", 4, config)
     objects = render(spec, image="registry.example/model-server:1", namespace="models", hf_endpoint="https://hf.co")
     assert [o["kind"] for o in objects] == ["Deployment", "Service", "HorizontalPodAutoscaler"]
     for obj in objects:
@@ -253,7 +254,7 @@ def test_deployer_role_grants_every_object_the_target_applies() -> None:
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
-    spec = Spec("a" * 32, MODEL, "main", "text-classification", 1, {"secrets": {"HF_TOKEN": "x"}})
+    spec = Spec("a" * 32, MODEL, "main", "text-classification", 1, DeploymentConfig(secrets={"HF_TOKEN": "x"}))
     objects = render(spec, image="i", namespace="n", hf_endpoint="https://hf.co")
     assert {o["kind"] for o in objects} == {"Secret", "Deployment", "Service", "HorizontalPodAutoscaler"}
     for obj in objects:
@@ -337,7 +338,7 @@ async def test_a_cluster_refusal_is_a_reason_not_a_crash(tmp_path: Path) -> None
             poll_s=0.1,
             predict_timeout_s=1,
         )
-        spec = Spec("b" * 32, MODEL, "main", "text-classification", 1, {})
+        spec = Spec("b" * 32, MODEL, "main", "text-classification", 1, DeploymentConfig())
         with pytest.raises(ProvisionError, match="403"):
             await target.provision(spec)
         with pytest.raises(TargetUnavailable, match="refused to delete") as refused:

@@ -185,13 +185,3 @@ def test_an_empty_sample_falls_back_to_walking() -> None:
     assert empty.plan(query()).walk == MIN_WALK
     assert empty.plan(query(q="llama")).walk == MAX_WALK
 
-
-def test_the_bench_mix_is_zipf_like() -> None:
-    from hubpulse.bench.search import zipf_mix
-
-    queries = [f"/v1/models?q=w{i}" for i in range(1000)]
-    mix = zipf_mix(queries, 20_000, 1.0, seed=3)
-    assert mix == zipf_mix(queries, 20_000, 1.0, seed=3), "reproducible"
-    first, tenth = mix.count(queries[0]), mix.count(queries[9])
-    assert 7 < first / tenth < 14, "the k-th most popular is sent about 1/k as often"
-    assert len(set(mix)) > 500, "and a long tail of rare queries"

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -47,6 +47,9 @@ from hubpulse.platform.stores import (
     wait_port,
 )
 
+if TYPE_CHECKING:
+    from hubpulse_common.synthetic import SyntheticHub
+
 Say = Callable[[str], None]
 SERVICES = ("ingestor", "features", "scorer")
 STAGES = ("ingest", "features", "score")
@@ -54,6 +57,16 @@ STAGES = ("ingest", "features", "score")
 
 class StageTimeout(TimeoutError):
     pass
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a run goes: its replicas, how long a stage may take, how often progress is polled, where it is said."""
+
+    scorers: int
+    stage_timeout_s: float
+    poll_s: float
+    say: Say
 
 
 @dataclass
@@ -261,6 +274,89 @@ async def scored_total(client: httpx.AsyncClient, scorer_urls: list[str]) -> flo
     return total
 
 
+class DayTracker:
+    """One day's way through the stages: polls the cycle (HTTP), the day's close (SQL) and the scores until every
+    stage is done. The stage times, the cycle's start and the scorer count it started from are fields; each
+    stage's check is a method.
+
+    A stage fails with StageTimeout when it is not done `stage_timeout_s` after the previous one finished
+    (the first: after the cycle started)."""
+
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        client: httpx.AsyncClient,
+        urls: dict[str, str],
+        scorer_urls: list[str],
+        day: dt.date,
+        models: int,
+        *,
+        stage_timeout_s: float,
+        say: Say,
+    ) -> None:
+        self._conn, self._client, self._urls, self._scorer_urls = conn, client, urls, scorer_urls
+        self._day, self._models = day, models
+        self._stage_timeout_s, self._say = stage_timeout_s, say
+        self.times = DayTimes()
+        self._started_at: float | None = None
+        self._waiting_since = time.time()
+        self._scored_before = 0.0
+
+    def _done(self, stage: str, at: float) -> None:
+        self.times.done_at[stage] = at
+        if stage != "ingest":
+            self._say(f"{self._day}: {stage} done at {at:.1f} s")
+
+    async def _check_ingest(self, after_cycle: int) -> None:
+        response = await self._client.get(f"{self._urls['ingestor']}/cycles/latest")
+        cycle = response.json() if response.status_code == 200 else None
+        if cycle is None or cycle["cycle_id"] <= after_cycle:
+            return
+        self._started_at = dt.datetime.fromisoformat(cycle["started_at"]).timestamp()
+        if cycle["status"] == "running":
+            return
+        finished = cycle.get("finished_at")
+        end = dt.datetime.fromisoformat(finished).timestamp() if finished else time.time()
+        self._done("ingest", end - self._started_at)
+        self.times.cycle = cycle
+        self._say(f"{self._day}: ingest done, {cycle['models']:,} models in {self.times.done_at['ingest']:.1f} s")
+        if cycle["status"] == "failed":
+            raise RuntimeError(f"the ingestion cycle failed: {cycle.get('error')}")
+
+    async def _check_features(self, started_at: float) -> None:
+        if await _value(self._conn, _FEATURES_CLOSED, self._day) >= self._models:
+            self._done("features", time.time() - started_at)
+
+    async def _check_score(self, started_at: float) -> None:
+        scored = await scored_total(self._client, self._scorer_urls) - self._scored_before
+        if scored >= self._models and await _value(self._conn, _SCORES, self._day) >= self._models:
+            self._done("score", time.time() - started_at)
+
+    def _check_deadline(self) -> None:
+        pending = next(s for s in STAGES if s not in self.times.done_at)
+        previous = [self.times.done_at[s] for s in STAGES if s in self.times.done_at]
+        since = self._waiting_since if self._started_at is None else self._started_at + max(previous, default=0.0)
+        if time.time() - since > self._stage_timeout_s:
+            raise StageTimeout(f"stage {pending!r} not done within {self._stage_timeout_s:.0f} s on {self._day}")
+
+    async def run(self, after_cycle: int, poll_s: float) -> DayTimes:
+        """Until every stage is done for the first cycle after `after_cycle`."""
+        self._scored_before = await scored_total(self._client, self._scorer_urls)
+        done = self.times.done_at
+        while True:
+            if "ingest" not in done:
+                await self._check_ingest(after_cycle)
+            if self._started_at is not None:
+                if "features" not in done:
+                    await self._check_features(self._started_at)
+                if "features" in done:
+                    await self._check_score(self._started_at)
+            if all(s in done for s in STAGES):
+                return self.times
+            self._check_deadline()
+            await asyncio.sleep(poll_s)
+
+
 async def _track_day(
     urls: dict[str, str],
     scorer_urls: list[str],
@@ -268,56 +364,15 @@ async def _track_day(
     day: dt.date,
     models: int,
     after_cycle: int,
-    *,
-    stage_timeout_s: float,
-    poll_s: float,
-    say: Say,
+    options: Options,
 ) -> DayTimes:
-    """Poll the cycle (HTTP), the day's close (SQL) and the scores until every stage is done.
-
-    A stage fails with StageTimeout when it is not done `stage_timeout_s` after the previous one finished
-    (the first: after the cycle started)."""
-    times = DayTimes()
     conn = await asyncpg.connect(db_url)
-    started_at: float | None = None
-    waiting_since = time.time()
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            scored_before = await scored_total(client, scorer_urls)
-            while True:
-                now = time.time()
-                if "ingest" not in times.done_at:
-                    response = await client.get(f"{urls['ingestor']}/cycles/latest")
-                    cycle = response.json() if response.status_code == 200 else None
-                    if cycle is not None and cycle["cycle_id"] > after_cycle:
-                        started_at = dt.datetime.fromisoformat(cycle["started_at"]).timestamp()
-                        if cycle["status"] != "running":
-                            finished = cycle.get("finished_at")
-                            end = dt.datetime.fromisoformat(finished).timestamp() if finished else now
-                            times.done_at["ingest"] = end - started_at
-                            times.cycle = cycle
-                            say(f"{day}: ingest done, {cycle['models']:,} models in {times.done_at['ingest']:.1f} s")
-                            if cycle["status"] == "failed":
-                                raise RuntimeError(f"the ingestion cycle failed: {cycle.get('error')}")
-                if started_at is not None:
-                    if "features" not in times.done_at and await _value(conn, _FEATURES_CLOSED, day) >= models:
-                        times.done_at["features"] = time.time() - started_at
-                        say(f"{day}: features done at {times.done_at['features']:.1f} s")
-                    if (
-                        "features" in times.done_at
-                        and await scored_total(client, scorer_urls) - scored_before >= models
-                        and await _value(conn, _SCORES, day) >= models
-                    ):
-                        times.done_at["score"] = time.time() - started_at
-                        say(f"{day}: score done at {times.done_at['score']:.1f} s")
-                if all(s in times.done_at for s in STAGES):
-                    return times
-                pending = next(s for s in STAGES if s not in times.done_at)
-                previous = [times.done_at[s] for s in STAGES if s in times.done_at]
-                since = waiting_since if started_at is None else started_at + max(previous, default=0.0)
-                if time.time() - since > stage_timeout_s:
-                    raise StageTimeout(f"stage {pending!r} not done within {stage_timeout_s:.0f} s on {day}")
-                await asyncio.sleep(poll_s)
+            tracker = DayTracker(
+                conn, client, urls, scorer_urls, day, models, stage_timeout_s=options.stage_timeout_s, say=options.say
+            )
+            return await tracker.run(after_cycle, options.poll_s)
     finally:
         await conn.close()
 
@@ -349,6 +404,7 @@ def run(
     """Run the benchmark and return its report (see module docstring); `ok` is False when a stage failed."""
     from hubpulse_common.synthetic import SyntheticHub
 
+    options = Options(scorers=scorers, stage_timeout_s=stage_timeout_s, poll_s=poll_s, say=say)
     hub = SyntheticHub(models, days, seed=0)
     day_models = [len(hub.day_columns(d)) for d in range(days)]
     report: dict[str, Any] = {
@@ -377,7 +433,7 @@ def run(
                 return child
 
             try:
-                _run_days(hub, day_models, report, start, work, say, stage_timeout_s, poll_s, started, scorers)
+                _run_days(hub, day_models, report, start, work, started, options)
                 report["ok"] = True
             except (StageTimeout, RuntimeError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
                 report["error"] = f"{type(exc).__name__}: {exc}"
@@ -405,18 +461,15 @@ def run(
 
 
 def _run_days(
-    hub: Any,
+    hub: SyntheticHub,
     day_models: list[int],
     report: dict[str, Any],
     start: Callable[..., Running],
     work: Path,
-    say: Say,
-    stage_timeout_s: float,
-    poll_s: float,
     started: float,
-    scorers: int,
+    options: Options,
 ) -> None:
-    days = len(day_models)
+    days, say = len(day_models), options.say
     say("starting PostgreSQL, broker, S3 and the replay Hub")
     # pg_stat_statements: the report says which statements PostgreSQL's CPU time went to
     pg = start(postgres_spec(work, free_port(), {"shared_preload_libraries": "pg_stat_statements"}))
@@ -437,7 +490,7 @@ def _run_days(
     urls: dict[str, str] = {}
     # Scorer replicas share the consumer group (as the k8s deployment runs two): one scores while another
     # waits on PostgreSQL. The first bootstraps the registry's model before the others start and load it.
-    for name in ("features", "scorer", *(f"scorer-{i}" for i in range(2, scorers + 1))):
+    for name in ("features", "scorer", *(f"scorer-{i}" for i in range(2, options.scorers + 1))):
         say(f"starting {name}")
         urls[name] = start(_service_spec(name, free_port(), env)).spec.url
         _wait_ready(urls[name])
@@ -454,19 +507,7 @@ def _run_days(
         entry: dict[str, Any] = {"date": day.isoformat(), "models": n}
         report["per_day"].append(entry)
         try:
-            times = asyncio.run(
-                _track_day(
-                    urls,
-                    scorer_urls,
-                    db_url,
-                    day,
-                    n,
-                    last_cycle,
-                    stage_timeout_s=stage_timeout_s,
-                    poll_s=poll_s,
-                    say=say,
-                )
-            )
+            times = asyncio.run(_track_day(urls, scorer_urls, db_url, day, n, last_cycle, options))
         except StageTimeout as exc:
             entry["error"] = str(exc)
             raise

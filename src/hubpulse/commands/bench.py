@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -160,6 +161,61 @@ def watches(
         raise UserFacingError(f"--paced must be below --models ({models}), got {paced}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = run(models, paced, spacing_ms, timeout, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
+    text = json.dumps(report, indent=2, default=str)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    typer.echo(text)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+class LabelOption(StrEnum):
+    TRENDING = "trending"
+    SURGE = "surge"
+
+
+@bench_app.command("train")
+def train(
+    models: Annotated[int, typer.Option("--models", min=1, help="models on the synthetic Hub")] = 2_000_000,
+    days: Annotated[int, typer.Option("--days", min=2, help="days of history")] = 90,
+    label: Annotated[LabelOption, typer.Option("--label", help="what the model predicts")] = LabelOption.TRENDING,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="the label's top K")] = 100,
+    negatives: Annotated[int, typer.Option("--negatives", min=1, help="negative rows kept (subsampled)")] = 2_000_000,
+    chunk_days: Annotated[int, typer.Option("--chunk-days", min=1, help="target days a chunk")] = 7,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
+) -> None:
+    """Trend-model training at Hub scale on the synthetic Hub: wall time and peak RSS per step."""
+    from hubpulse.bench.train import run
+    from hubpulse_common.synthetic import MAX_MODELS
+
+    if models > MAX_MODELS:
+        raise UserFacingError(f"--models must be at most {MAX_MODELS}, got {models}")
+    report = run(
+        models,
+        days,
+        label="surge" if label is LabelOption.SURGE else "trending",
+        top_k=top_k,
+        negatives=negatives,
+        chunk_days=chunk_days,
+        say=lambda line: console.print(f"[dim]bench:[/] {line}"),
+    )
+    text = json.dumps(report, indent=2, default=str)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    typer.echo(text)
+
+
+@bench_app.command("ratelimit")
+def ratelimit(
+    checks: Annotated[int, typer.Option("--checks", min=10, help="rate-limit checks to time")] = 2000,
+    clients: Annotated[int, typer.Option("--clients", min=1, help="distinct keys (callers), in turn")] = 50,
+    mongo_url: Annotated[str | None, typer.Option("--mongo-url", help="MongoDB to use (default: SecantusDB)")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
+) -> None:
+    """Latency a rate-limit check adds with the counters in MongoDB (shared by replicas) vs in memory."""
+    from hubpulse.bench.ratelimit import run
+
+    report = run(checks, clients, mongo_url, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
     text = json.dumps(report, indent=2, default=str)
     if json_out is not None:
         json_out.write_text(text + "\n")

@@ -22,7 +22,7 @@ numbers do not depend on how far the Hub has been extended.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -542,3 +542,35 @@ class SyntheticHub:
         if self.n_models * self.days > max_rows:
             raise ValueError(f"{self.n_models} models x {self.days} days is too large for history(); use day(d)")
         return pd.concat([self.day(d) for d in range(self.days)], ignore_index=True)
+
+
+def _compact(values: npt.ArrayLike) -> npt.NDArray[np.floating]:
+    """float32 when every value is exactly representable (counts below 2**24), else float64 unchanged.
+
+    The features and labels read every column as float64, so the values they see are the same; the
+    ~27 days the streaming builder holds take ~20% less memory.
+    """
+    wide = np.asarray(values, dtype="float64")
+    small = wide.astype("float32")
+    return small if np.array_equal(small, wide, equal_nan=True) else wide
+
+
+def typed_days(hub: SyntheticHub) -> Iterator[pd.DataFrame]:
+    """The hub's days in the typed history format, built from its columns (no string parsing)."""
+    ids = pd.CategoricalDtype(pd.Index(hub.model_id))
+    for d in range(hub.days):
+        c = hub.day_columns(d)
+        n = len(c)
+        yield pd.DataFrame(
+            {
+                "snapshot_date": np.full(n, np.datetime64(c.date, "ns")),
+                "model_id": pd.Categorical.from_codes(c.model_index, dtype=ids),
+                "downloads": _compact(c.downloads),
+                "downloads_all_time": _compact(np.where(c.downloads_all_time < 0, np.nan, c.downloads_all_time)),
+                "likes": _compact(c.likes),
+                "pipeline_tag": pd.Categorical.from_codes(c.pipeline_code, categories=pd.Index(c.pipeline_vocab)),
+                "library_name": pd.Categorical.from_codes(c.library_code, categories=pd.Index(c.library_vocab)),
+                "created_at": pd.to_datetime(c.created_ts, unit="s"),
+                "trending_rank": _compact(np.where(c.trending_rank > 0, c.trending_rank, np.nan)),
+            }
+        )

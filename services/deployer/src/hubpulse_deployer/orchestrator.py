@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import Counter, Gauge
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
@@ -19,8 +18,9 @@ from hubpulse_common.events import DeploymentStatus
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_common.supervise import Supervised
+from hubpulse_deployer.documents import Deployment, Endpoint, Version
 from hubpulse_deployer.repository import Conflict, DeploymentRepository
-from hubpulse_deployer.service import current_version, plan_transition
+from hubpulse_deployer.service import plan_transition
 from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, Target
 
 log = get_logger(__name__)
@@ -55,10 +55,10 @@ class Orchestrator:
     async def start(self) -> None:
         self.watcher.start()
         # deployments a previous process was serving: bring them up again
-        for doc in await self.repo.with_status([S.PENDING.value, S.PROVISIONING.value, S.RUNNING.value]):
-            if doc["status"] != S.PROVISIONING.value:
-                await self.transition(doc["_id"], S.PROVISIONING, reason="deployer restarted")
-            self.schedule(doc["_id"])
+        for doc in await self.repo.with_status([S.PENDING, S.PROVISIONING, S.RUNNING]):
+            if doc.status != S.PROVISIONING:
+                await self.transition(doc.id, S.PROVISIONING, reason="deployer restarted")
+            self.schedule(doc.id)
 
     async def stop(self) -> None:
         await self.watcher.stop()
@@ -73,22 +73,23 @@ class Orchestrator:
         to: DeploymentStatus,
         *,
         reason: str | None = None,
-        push_version: dict[str, Any] | None = None,
-        **fields: Any,
-    ) -> dict[str, Any]:
+        push_version: Version | None = None,
+        endpoint: Endpoint | None = None,
+    ) -> Deployment:
         """Move one deployment to `to`, retrying when another writer got there first."""
         async for attempt in AsyncRetrying(stop=stop_after_attempt(5), retry=retry_if_exception_type(Conflict)):
             with attempt:
                 doc = await self.repo.get(deployment_id)
                 if doc is None:
                     raise KeyError(deployment_id)
+                version = None
                 if push_version is not None:
-                    doc = {**doc, "versions": [*doc["versions"], push_version]}
-                    fields["version"] = push_version["version"]
-                planned = plan_transition(doc, to, now=_now(), reason=reason, **fields)
+                    doc = doc.model_copy(update={"versions": [*doc.versions, push_version]})
+                    version = push_version.version
+                planned = plan_transition(doc, to, now=_now(), reason=reason, endpoint=endpoint, version=version)
                 updated = await self.repo.apply(deployment_id, planned, push_version)
         await self.bus.publish(planned.event)
-        TRANSITIONS.labels(updated["target"], to.value).inc()
+        TRANSITIONS.labels(updated.target, to.value).inc()
         log.info("deployment.transition", deployment_id=deployment_id, status=to.value, reason=reason)
         return updated
 
@@ -102,19 +103,19 @@ class Orchestrator:
         self._tasks[deployment_id] = task
         task.add_done_callback(lambda done: self._forget(deployment_id, done))
 
-    async def _read_provisioning(self, deployment_id: str, attempts: int = 50) -> dict[str, Any] | None:
+    async def _read_provisioning(self, deployment_id: str, attempts: int = 50) -> Deployment | None:
         """The deployment once its `provisioning` transition is visible, or None if it moved on (deleted,
         stopped). A read right after the transition can still return the previous `pending` state, and
         giving up on it would leave the deployment provisioning forever, so a pending one is read again."""
         for _ in range(attempts):
             doc = await self.repo.get(deployment_id)
-            if doc is not None and doc["status"] == S.PROVISIONING.value:
+            if doc is not None and doc.status == S.PROVISIONING:
                 return doc
-            if doc is None or doc["status"] != S.PENDING.value:
+            if doc is None or doc.status != S.PENDING:
                 log.info(
                     "deployment.provision_skipped",
                     deployment_id=deployment_id,
-                    status=None if doc is None else doc["status"],
+                    status=None if doc is None else doc.status.value,
                 )
                 return None
             await asyncio.sleep(0.1)
@@ -129,11 +130,9 @@ class Orchestrator:
         doc = await self._read_provisioning(deployment_id)
         if doc is None:
             return
-        version = current_version(doc)
-        target = self.targets[doc["target"]]
-        spec = Spec(
-            deployment_id, doc["model_id"], version["revision"], doc["task"], version["version"], version["config"]
-        )
+        version = doc.current
+        target = self.targets[doc.target]
+        spec = Spec(deployment_id, doc.model_id, version.revision, doc.task, version.version, version.config)
         try:
             endpoint = await target.provision(spec)
         except ProvisionError as exc:
@@ -148,7 +147,7 @@ class Orchestrator:
             return
         await self.transition(deployment_id, S.RUNNING, endpoint=endpoint)
 
-    async def delete(self, deployment_id: str) -> dict[str, Any]:
+    async def delete(self, deployment_id: str) -> Deployment:
         task = self._tasks.pop(deployment_id, None)
         if task is not None:
             task.cancel()
@@ -157,7 +156,7 @@ class Orchestrator:
         doc = await self.repo.get(deployment_id)
         if doc is None:
             raise KeyError(deployment_id)
-        await self.targets[doc["target"]].teardown(deployment_id, doc.get("endpoint"))
+        await self.targets[doc.target].teardown(deployment_id, doc.endpoint)
         return await self.transition(deployment_id, S.DELETED)
 
     async def reap(self) -> None:
@@ -176,11 +175,11 @@ class Orchestrator:
             for status in S:
                 DEPLOYMENTS.labels(name, status.value).set(counts.get((name, status.value), 0))
         served: set[tuple[str, str]] = set()
-        for doc in await self.repo.with_status([S.RUNNING.value]):
-            target = self.targets.get(doc["target"])
-            usage = (target.resources(doc["_id"]) if target is not None else None) or {}
+        for doc in await self.repo.with_status([S.RUNNING]):
+            target = self.targets.get(doc.target)
+            usage = (target.resources(doc.id) if target is not None else None) or {}
             if "cpu_percent" in usage and "memory_rss_bytes" in usage:  # only processes this deployer runs
-                key = (doc["target"], doc["_id"])
+                key = (doc.target, doc.id)
                 SERVER_CPU.labels(*key).set(usage["cpu_percent"])
                 SERVER_MEMORY.labels(*key).set(usage["memory_rss_bytes"])
                 served.add(key)

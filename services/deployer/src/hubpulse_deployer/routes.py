@@ -24,25 +24,27 @@ from huggingface_hub.errors import (
 from huggingface_hub.errors import HTTPError as HubCallError  # type: ignore[attr-defined]
 
 from hubpulse_common.errors import InputError
-from hubpulse_common.events import DeploymentStatus
+from hubpulse_common.events import DeploymentEvent, DeploymentStatus
 from hubpulse_common.http import ApiError
 from hubpulse_common.identity import CallerIdentity, Identity, MemberIdentity
 from hubpulse_common.inference import parse_inputs, servable
+from hubpulse_deployer.documents import Deployment, Version
 from hubpulse_deployer.idempotency import IdempotencyCache, KeyReused, digest_of
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.runtime import Refused, plan
 from hubpulse_deployer.runtime.fetch import HUB_LOGIN_VARIABLE, download_bytes, model_info, require_public, user_token
-from hubpulse_deployer.schemas import CreateDeployment, RollbackRequest, UpdateDeployment
+from hubpulse_deployer.schemas import CreateDeployment, DeploymentConfig, RollbackRequest, UpdateDeployment
 from hubpulse_deployer.service import (
     ACTIVE,
+    DeploymentView,
     InvalidTransition,
     OverLimit,
     UnknownVersion,
     add_version,
     check_limits,
-    current_version,
     new_deployment,
     public_view,
+    rollback_version,
 )
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import NOT_INVOCABLE, InputRejected, TargetUnavailable
@@ -71,18 +73,18 @@ def _settings(request: Request) -> DeployerSettings:
     return settings
 
 
-async def _owned(request: Request, deployment_id: str, who: Identity, *, recent: bool = False) -> dict[str, Any]:
+async def _owned(request: Request, deployment_id: str, who: Identity, *, recent: bool = False) -> Deployment:
     """The deployment, if `who` may see it; `recent`: a copy read up to a second ago will do (predict)."""
     repo = _orchestrator(request).repo
     doc = await (repo.get_recent(deployment_id) if recent else repo.get(deployment_id))
     # someone else's deployment (or one without an owner) is answered as missing: its existence is not theirs to learn
-    if doc is None or doc.get("user_id") != who.user_id:
+    if doc is None or doc.user_id != who.user_id:
         raise ApiError(404, "not_found", f"no deployment {deployment_id}")
     return doc
 
 
-def _view(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
-    return public_view(doc, _orchestrator(request).targets[doc["target"]].resources(doc["_id"]))
+def _view(request: Request, doc: Deployment) -> DeploymentView:
+    return public_view(doc, _orchestrator(request).targets[doc.target].resources(doc.id))
 
 
 def _hub_error(exc: HubCallError, model_id: str, revision: str, own_token: bool) -> ApiError:
@@ -105,7 +107,7 @@ def _hub_error(exc: HubCallError, model_id: str, revision: str, own_token: bool)
     return ApiError(503, "hub_unavailable", f"the Hub did not answer: {str(exc)[:200]}")
 
 
-async def _task_of(request: Request, model_id: str, revision: str, config: dict[str, Any]) -> str:
+async def _task_of(request: Request, model_id: str, revision: str, config: DeploymentConfig) -> str:
     """The model's task, once it is known that the deployment may read it: with the user's own Hub token, or
     public and ungated with the platform's."""
     task, _ = await _checked_model(request, model_id, revision, config)
@@ -113,7 +115,7 @@ async def _task_of(request: Request, model_id: str, revision: str, config: dict[
 
 
 async def _checked_model(
-    request: Request, model_id: str, revision: str, config: dict[str, Any]
+    request: Request, model_id: str, revision: str, config: DeploymentConfig
 ) -> tuple[str, ModelInfo]:
     """`_task_of`, with the Hub's description of the repo."""
     own = user_token(config)
@@ -144,17 +146,16 @@ async def _checked_model(
 
 
 async def _check_limits(
-    request: Request, config: dict[str, Any], org_id: str | None, user_id: str | None, changing: str | None = None
+    request: Request, config: DeploymentConfig, org_id: str | None, user_id: str | None, changing: str | None = None
 ) -> None:
     """Refuse (4xx naming the limit) a version over one of the organisation's limits. `changing`: the deployment
     that gets the version (it is not counted twice, and the count does not grow)."""
     settings = _settings(request)
-    statuses = [s.value for s in ACTIVE]
-    active = await _orchestrator(request).repo.active_of(org_id=org_id, user_id=user_id, statuses=statuses)
+    active = await _orchestrator(request).repo.active_of(org_id=org_id, user_id=user_id, statuses=ACTIVE)
     try:
         check_limits(
             config,
-            [d for d in active if d["_id"] != changing],
+            [d.config for d in active if d.id != changing],
             max_deployments=None if changing else settings.max_deployments_per_org,
             max_memory_mb=settings.max_memory_mb_per_org,
             allowed_hardware=settings.allowed_hardware,
@@ -168,8 +169,8 @@ async def create(
     request: Request,
     body: CreateDeployment,
     who: MemberIdentity,
-) -> dict[str, Any]:
-    config = body.config.model_dump()
+) -> DeploymentView:
+    config = body.config
     await _check_limits(request, config, who.org_id, who.user_id)
     task = await _task_of(request, body.model_id, body.revision, config)
     orchestrator = _orchestrator(request)
@@ -186,25 +187,23 @@ async def create(
     await orchestrator.repo.insert(doc)
     # the first transition is written and published before the answer, so pending is never invisible
     await orchestrator.bus.publish(_pending_event(doc))
-    doc = await orchestrator.transition(doc["_id"], S.PROVISIONING)
-    orchestrator.schedule(doc["_id"])
+    doc = await orchestrator.transition(doc.id, S.PROVISIONING)
+    orchestrator.schedule(doc.id)
     return _view(request, doc)
 
 
-def _pending_event(doc: dict[str, Any]) -> Any:
-    from hubpulse_common.events import DeploymentEvent
-
+def _pending_event(doc: Deployment) -> DeploymentEvent:
     return DeploymentEvent(
-        deployment_id=doc["_id"],
+        deployment_id=doc.id,
         sequence=0,
-        model_id=doc["model_id"],
-        revision=doc["versions"][0]["revision"],
-        target=doc["target"],
+        model_id=doc.model_id,
+        revision=doc.versions[0].revision,
+        target=doc.target,
         status=S.PENDING,
         version=1,
-        user_id=doc["user_id"],
-        org_id=doc["org_id"],
-        occurred_at=doc["created_at"],
+        user_id=doc.user_id,
+        org_id=doc.org_id,
+        occurred_at=doc.created_at,
     )
 
 
@@ -214,20 +213,20 @@ async def list_deployments(
     who: CallerIdentity,
     include_deleted: bool = False,
     limit: int = Query(100, ge=1, le=500),
-) -> dict[str, Any]:
+) -> DeploymentView:
     docs = await _orchestrator(request).repo.owned(owner=who.user_id, include_deleted=include_deleted, limit=limit)
     return {"items": [_view(request, d) for d in docs]}
 
 
 @router.get("/{deployment_id}")
-async def get(request: Request, deployment_id: str, who: CallerIdentity) -> dict[str, Any]:
+async def get(request: Request, deployment_id: str, who: CallerIdentity) -> DeploymentView:
     return _view(request, await _owned(request, deployment_id, who))
 
 
 @router.delete("/{deployment_id}")
-async def delete(request: Request, deployment_id: str, who: MemberIdentity) -> dict[str, Any]:
+async def delete(request: Request, deployment_id: str, who: MemberIdentity) -> DeploymentView:
     doc = await _owned(request, deployment_id, who)
-    if doc["status"] == S.DELETED.value:
+    if doc.status == S.DELETED:
         return _view(request, doc)
     try:
         deleted = await _orchestrator(request).delete(deployment_id)
@@ -236,24 +235,23 @@ async def delete(request: Request, deployment_id: str, who: MemberIdentity) -> d
     return _view(request, deleted)
 
 
-async def _new_version(request: Request, doc: dict[str, Any], version: dict[str, Any]) -> dict[str, Any]:
-    await _check_limits(request, version["config"], doc.get("org_id"), doc.get("user_id"), changing=doc["_id"])
+async def _new_version(request: Request, doc: Deployment, version: Version) -> DeploymentView:
+    await _check_limits(request, version.config, doc.org_id, doc.user_id, changing=doc.id)
     orchestrator = _orchestrator(request)
     try:
-        updated = await orchestrator.transition(doc["_id"], S.PROVISIONING, push_version=version)
+        updated = await orchestrator.transition(doc.id, S.PROVISIONING, push_version=version)
     except InvalidTransition as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    orchestrator.schedule(doc["_id"])
+    orchestrator.schedule(doc.id)
     return _view(request, updated)
 
 
 @router.patch("/{deployment_id}", status_code=202)
-async def update(request: Request, deployment_id: str, body: UpdateDeployment, who: MemberIdentity) -> dict[str, Any]:
+async def update(request: Request, deployment_id: str, body: UpdateDeployment, who: MemberIdentity) -> DeploymentView:
     doc = await _owned(request, deployment_id, who)
-    config = body.config.model_dump() if body.config is not None else None
     if body.revision is not None:
-        await _task_of(request, doc["model_id"], body.revision, config or current_version(doc)["config"])
-    version = add_version(doc, revision=body.revision, config=config, source="update", now=datetime.now(UTC))
+        await _task_of(request, doc.model_id, body.revision, body.config or doc.current.config)
+    version = add_version(doc, revision=body.revision, config=body.config, source="update", now=datetime.now(UTC))
     return await _new_version(request, doc, version)
 
 
@@ -263,9 +261,7 @@ async def rollback(
     deployment_id: str,
     who: MemberIdentity,
     body: RollbackRequest | None = None,
-) -> dict[str, Any]:
-    from hubpulse_deployer.service import rollback_version
-
+) -> DeploymentView:
     doc = await _owned(request, deployment_id, who)
     try:
         version = rollback_version(doc, (body or RollbackRequest()).version, datetime.now(UTC))
@@ -285,7 +281,7 @@ async def predict(
     answer (`Idempotent-Replayed: true`) and a repeat with other inputs a 422 (idempotency.py)."""
     doc = await _owned(request, deployment_id, who, recent=True)
     try:
-        inputs, batch = parse_inputs(doc["task"], orjson.loads(await request.body()))
+        inputs, batch = parse_inputs(doc.task, orjson.loads(await request.body()))
     except orjson.JSONDecodeError:
         raise ApiError(400, "bad_request", "body is not JSON") from None
     except InputError as exc:
@@ -304,15 +300,15 @@ async def predict(
     return Response(body, media_type="application/json", headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
-async def _run_predict(request: Request, doc: dict[str, Any], inputs: list[str], batch: bool) -> bytes:
-    deployment_id = doc["_id"]
-    if doc["status"] != S.RUNNING.value:
-        reason = f": {doc['reason']}" if doc.get("reason") else ""
-        raise ApiError(503, "not_running", f"deployment is {doc['status']}{reason}")
-    endpoint = doc["endpoint"] or {}
+async def _run_predict(request: Request, doc: Deployment, inputs: list[str], batch: bool) -> bytes:
+    deployment_id = doc.id
+    if doc.status != S.RUNNING:
+        reason = f": {doc.reason}" if doc.reason else ""
+        raise ApiError(503, "not_running", f"deployment is {doc.status.value}{reason}")
+    endpoint = doc.endpoint or {}
     if endpoint.get(NOT_INVOCABLE):
         raise ApiError(503, "not_invocable", str(endpoint[NOT_INVOCABLE]))
-    target = _orchestrator(request).targets[doc["target"]]
+    target = _orchestrator(request).targets[doc.target]
     try:
         outputs = await target.predict(deployment_id, endpoint, inputs)
     except InputRejected as exc:
@@ -321,17 +317,17 @@ async def _run_predict(request: Request, doc: dict[str, Any], inputs: list[str],
         await _orchestrator(request).reap()  # a dead server turns the deployment failed now, not at the next poll
         code = {501: "not_supported", 502: "bad_gateway", 504: "timeout"}.get(exc.status, "unavailable")
         raise ApiError(exc.status, code, str(exc)) from None
-    answer = {"deployment_id": deployment_id, "model_id": doc["model_id"], "version": doc["version"]}
+    answer = {"deployment_id": deployment_id, "model_id": doc.model_id, "version": doc.version}
     return orjson.dumps({**answer, "outputs": outputs if batch else outputs[0]}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 @router.get("/{deployment_id}/manifests")
 async def manifests(request: Request, deployment_id: str, who: CallerIdentity) -> JSONResponse:
     doc = await _owned(request, deployment_id, who)
-    rendered = (doc.get("endpoint") or {}).get("manifests")
+    rendered = (doc.endpoint or {}).get("manifests")
     if rendered is None:
         raise ApiError(404, "not_found", "only kubernetes deployments have manifests, once rendered")
-    return JSONResponse({"deployment_id": deployment_id, "version": doc["version"], "yaml": rendered})
+    return JSONResponse({"deployment_id": deployment_id, "version": doc.version, "yaml": rendered})
 
 
 @deployability_router.get("/deployability")
@@ -350,7 +346,7 @@ async def deployability(
     unknown = dict.fromkeys(("code", "reason", "task", "runtime", "download_bytes"))
     answer: dict[str, Any] = {"model_id": model_id, "revision": revision, "deployable": False, **unknown}
     try:
-        task, info = await _checked_model(request, model_id, revision, {})
+        task, info = await _checked_model(request, model_id, revision, DeploymentConfig())
         answer |= {"task": task, "download_bytes": download_bytes(info, task)}
         chosen = plan(task, [s.rfilename for s in info.siblings or []])
         answer |= {"deployable": True, "runtime": chosen.runtime}

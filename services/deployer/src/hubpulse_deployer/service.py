@@ -1,4 +1,4 @@
-"""Deployment lifecycle as plain functions on plain documents: the state machine, versions, public views."""
+"""Deployment lifecycle as plain functions on typed documents: the state machine, versions, public views."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from hubpulse_common.events import DeploymentEvent, DeploymentStatus
+from hubpulse_deployer.documents import Deployment, Endpoint, TransitionEntry, Version
+from hubpulse_deployer.schemas import DeploymentConfig
 
 S = DeploymentStatus
 
@@ -39,29 +41,32 @@ class OverLimit(ValueError):
         self.code = code
 
 
+# the API's JSON shape of a deployment (`public_view`)
+DeploymentView = dict[str, Any]
+
 ACTIVE: tuple[DeploymentStatus, ...] = (S.PENDING, S.PROVISIONING, S.RUNNING)
 
 
-def memory_mb(config: dict[str, Any]) -> int:
+def memory_mb(config: DeploymentConfig) -> int:
     """The memory a version may take at its largest: every replica it can scale to."""
-    return int(config.get("memory_mb", 1024)) * max(1, int(config.get("autoscaling", {}).get("max_replicas", 1)))
+    return config.memory_mb * max(1, config.autoscaling.max_replicas)
 
 
 def check_limits(
-    config: dict[str, Any],
-    active: list[dict[str, Any]],
+    config: DeploymentConfig,
+    active: list[DeploymentConfig],
     *,
     max_deployments: int | None,
     max_memory_mb: int,
     allowed_hardware: list[str],
 ) -> None:
-    """Refuse a version whose org already has `active` deployments (not counting the one being changed) when it
-    goes over a limit. `max_deployments` None: an existing deployment changes, the count does not grow."""
-    hardware = config.get("hardware", "cpu-basic")
-    if hardware not in allowed_hardware:
+    """Refuse a version whose org already has `active` deployments (their current configs, not counting the one
+    being changed) when it goes over a limit. `max_deployments` None: an existing deployment changes, the count
+    does not grow."""
+    if config.hardware not in allowed_hardware:
         raise OverLimit(
             "hardware_not_allowed",
-            f"hardware {hardware!r} is not offered here; allowed: "
+            f"hardware {config.hardware!r} is not offered here; allowed: "
             f"{', '.join(allowed_hardware)} (HUBPULSE_ALLOWED_HARDWARE)",
         )
     if max_deployments is not None and len(active) >= max_deployments:
@@ -70,7 +75,7 @@ def check_limits(
             f"the organisation has {len(active)} active deployments, the limit "
             f"(HUBPULSE_MAX_DEPLOYMENTS_PER_ORG) is {max_deployments}",
         )
-    used = sum(memory_mb(current_version(doc)["config"]) for doc in active)
+    used = sum(memory_mb(other) for other in active)
     wanted = memory_mb(config)
     if used + wanted > max_memory_mb:
         raise OverLimit(
@@ -82,11 +87,11 @@ def check_limits(
 
 @dataclass(frozen=True)
 class Transition:
-    """What to write (guarded by the sequence read) and what to publish."""
+    """What to write (guarded by the sequence read) and what to publish. `endpoint` None: the stored one stays."""
 
     expected_sequence: int
-    set_fields: dict[str, Any]
-    log_entry: dict[str, Any]
+    entry: TransitionEntry
+    endpoint: Endpoint | None
     event: DeploymentEvent
 
 
@@ -96,125 +101,115 @@ def new_deployment(
     revision: str,
     target: str,
     task: str,
-    config: dict[str, Any],
+    config: DeploymentConfig,
     user_id: str | None,
     org_id: str | None,
     now: datetime,
-) -> dict[str, Any]:
-    return {
-        "_id": uuid.uuid4().hex,
-        "model_id": model_id,
-        "task": task,
-        "target": target,
-        "status": S.PENDING.value,
-        "reason": None,
-        "sequence": 0,
-        "version": 1,
-        "versions": [{"version": 1, "revision": revision, "config": config, "created_at": now, "source": "create"}],
-        "endpoint": None,
-        "transitions": [
-            {"sequence": 0, "status": S.PENDING.value, "previous": None, "reason": None, "version": 1, "at": now}
-        ],
-        "user_id": user_id,
-        "org_id": org_id,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def current_version(doc: dict[str, Any]) -> dict[str, Any]:
-    version: dict[str, Any] = next(v for v in doc["versions"] if v["version"] == doc["version"])
-    return version
+) -> Deployment:
+    return Deployment(
+        id=uuid.uuid4().hex,
+        model_id=model_id,
+        task=task,
+        target=target,
+        status=S.PENDING,
+        sequence=0,
+        version=1,
+        versions=[Version(version=1, revision=revision, config=config, created_at=now, source="create")],
+        transitions=[TransitionEntry(sequence=0, status=S.PENDING, previous=None, reason=None, version=1, at=now)],
+        user_id=user_id,
+        org_id=org_id,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def plan_transition(
-    doc: dict[str, Any], to: DeploymentStatus, *, now: datetime, reason: str | None = None, **fields: Any
+    doc: Deployment,
+    to: DeploymentStatus,
+    *,
+    now: datetime,
+    reason: str | None = None,
+    endpoint: Endpoint | None = None,
+    version: int | None = None,
 ) -> Transition:
-    """The next state of `doc`, or `InvalidTransition`. Extra `fields` are written alongside (endpoint, ...)."""
-    current = S(doc["status"])
+    """The next state of `doc`, or `InvalidTransition`; `endpoint` and `version`, where given, are written too."""
+    current = doc.status
     if to not in TRANSITIONS[current]:
         raise InvalidTransition(f"a {current.value} deployment cannot become {to.value}")
-    sequence = int(doc["sequence"]) + 1
-    version = int(fields.get("version", doc["version"]))
-    revision = next(v["revision"] for v in doc["versions"] if v["version"] == version)
-    entry = {
-        "sequence": sequence,
-        "status": to.value,
-        "previous": current.value,
-        "reason": reason,
-        "version": version,
-        "at": now,
-    }
+    sequence = doc.sequence + 1
+    number = doc.version if version is None else version
+    revision = next(v.revision for v in doc.versions if v.version == number)
+    entry = TransitionEntry(sequence=sequence, status=to, previous=current, reason=reason, version=number, at=now)
     event = DeploymentEvent(
-        deployment_id=doc["_id"],
+        deployment_id=doc.id,
         sequence=sequence,
-        model_id=doc["model_id"],
+        model_id=doc.model_id,
         revision=revision,
-        target=doc["target"],
+        target=doc.target,
         status=to,
         previous_status=current,
         reason=reason,
-        version=version,
-        user_id=doc.get("user_id"),
-        org_id=doc.get("org_id"),
+        version=number,
+        user_id=doc.user_id,
+        org_id=doc.org_id,
         occurred_at=now,
     )
-    set_fields = {"status": to.value, "reason": reason, "sequence": sequence, "updated_at": now, **fields}
-    return Transition(doc["sequence"], set_fields, entry, event)
+    return Transition(doc.sequence, entry, endpoint, event)
 
 
 def add_version(
-    doc: dict[str, Any], *, revision: str | None, config: dict[str, Any] | None, source: str, now: datetime
-) -> dict[str, Any]:
+    doc: Deployment, *, revision: str | None, config: DeploymentConfig | None, source: str, now: datetime
+) -> Version:
     """A new version entry built on the current one (unset parts carried over)."""
-    base = current_version(doc)
-    number = max(v["version"] for v in doc["versions"]) + 1
-    return {
-        "version": number,
-        "revision": revision if revision is not None else base["revision"],
-        "config": config if config is not None else base["config"],
-        "created_at": now,
-        "source": source,
-    }
+    base = doc.current
+    return Version(
+        version=max(v.version for v in doc.versions) + 1,
+        revision=revision if revision is not None else base.revision,
+        config=config if config is not None else base.config,
+        created_at=now,
+        source=source,
+    )
 
 
-def rollback_version(doc: dict[str, Any], to_version: int | None, now: datetime) -> dict[str, Any]:
+def rollback_version(doc: Deployment, to_version: int | None, now: datetime) -> Version:
     """A new version that copies an earlier one (the one before the current, by default)."""
-    versions = {v["version"]: v for v in doc["versions"]}
-    target = to_version if to_version is not None else doc["version"] - 1
-    if target not in versions or target == doc["version"]:
+    versions = {v.version: v for v in doc.versions}
+    target = to_version if to_version is not None else doc.version - 1
+    if target not in versions or target == doc.version:
         raise UnknownVersion(
-            f"no earlier version {target} to roll back to (versions: {sorted(versions)}, current {doc['version']})"
+            f"no earlier version {target} to roll back to (versions: {sorted(versions)}, current {doc.version})"
         )
     old = versions[target]
-    return add_version(doc, revision=old["revision"], config=old["config"], source=f"rollback:{target}", now=now)
+    return add_version(doc, revision=old.revision, config=old.config, source=f"rollback:{target}", now=now)
 
 
-def _redacted(config: dict[str, Any]) -> dict[str, Any]:
-    return {**config, "secrets": sorted(config.get("secrets", {}))}
+def _redacted(config: DeploymentConfig) -> dict[str, Any]:
+    return {**config.model_dump(), "secrets": sorted(config.secrets)}
 
 
-def public_view(doc: dict[str, Any], resources: dict[str, Any] | None = None) -> dict[str, Any]:
+def _version_view(version: Version) -> dict[str, Any]:
+    return {**version.model_dump(), "config": _redacted(version.config), "created_at": version.created_at.isoformat()}
+
+
+def public_view(doc: Deployment, resources: dict[str, float] | None = None) -> DeploymentView:
     """The API shape of a deployment: secrets reduced to their names, times as ISO strings."""
-    version = current_version(doc)
+    version = doc.current
     return {
-        "id": doc["_id"],
-        "model_id": doc["model_id"],
-        "task": doc["task"],
-        "target": doc["target"],
-        "status": doc["status"],
-        "reason": doc.get("reason"),
-        "version": doc["version"],
-        "revision": version["revision"],
-        "config": _redacted(version["config"]),
-        "versions": [
-            {**v, "config": _redacted(v["config"]), "created_at": v["created_at"].isoformat()} for v in doc["versions"]
-        ],
-        "endpoint": doc.get("endpoint"),
-        "transitions": [{**t, "at": t["at"].isoformat()} for t in doc.get("transitions", [])],
+        "id": doc.id,
+        "model_id": doc.model_id,
+        "task": doc.task,
+        "target": doc.target,
+        "status": doc.status.value,
+        "reason": doc.reason,
+        "version": doc.version,
+        "revision": version.revision,
+        "config": _redacted(version.config),
+        "versions": [_version_view(v) for v in doc.versions],
+        "endpoint": doc.endpoint,
+        "transitions": [{**t.model_dump(), "at": t.at.isoformat()} for t in doc.transitions],
         "resources": resources,
-        "user_id": doc.get("user_id"),
-        "org_id": doc.get("org_id"),
-        "created_at": doc["created_at"].isoformat(),
-        "updated_at": doc["updated_at"].isoformat(),
+        "user_id": doc.user_id,
+        "org_id": doc.org_id,
+        "created_at": doc.created_at.isoformat(),
+        "updated_at": doc.updated_at.isoformat(),
     }

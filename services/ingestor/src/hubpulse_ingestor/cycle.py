@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import asyncpg
@@ -209,19 +209,231 @@ async def _trending_ranks(hub: HubPages, top: int) -> dict[str, int]:
         return {}
 
 
+class _Retries:
+    """The fetching thread's retries (it calls this object), counted so each checkpoint records the new ones."""
+
+    def __init__(self) -> None:
+        self._reasons: list[str] = []
+        self._reported = 0
+
+    def __call__(self, reason: str) -> None:  # called from the fetching thread
+        self._reasons.append(reason)
+        RETRIES.labels(reason).inc()
+
+    def since_last(self) -> int:
+        seen = len(self._reasons)
+        new, self._reported = seen - self._reported, seen
+        return new
+
+
+Fetched = tuple[Page | FailedPage, PageOutcome | None]
+
+
+@dataclass
+class _Totals:
+    models: int
+    pages: int
+    retries: int
+
+
+class Cycle:
+    """One run of the Hub walk, from its cursor to the end or to a page that keeps failing: the running totals,
+    the batch being filled and the batch being written are fields; fetching ahead, handing a batch over and
+    writing it are methods."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        bus: EventBus,
+        settings: IngestorSettings,
+        hub: HubPages,
+        cycle: dict[str, Any],
+        *,
+        resumed: bool,
+        ranks: dict[str, int],
+        retries: _Retries,
+        on_progress: Progress | None,
+    ) -> None:
+        self._pool, self._settings, self._hub = pool, settings, hub
+        self._ranks, self._retries, self._on_progress = ranks, retries, on_progress
+        self._sink = SnapshotSink(pool, bus, HUB_SOURCE)
+        self.cycle_id: int = cycle["cycle_id"]
+        self.resumed = resumed
+        self.day: dt.date | None = cycle["snapshot_date"]
+        self.totals = _Totals(int(cycle["models"]), int(cycle["pages"]), int(cycle["retries"]))
+        self.report = _Report.of(cycle)
+        self.failed: list[dict[str, Any]] = list(cycle["failed_pages"])
+        self.interrupted = False
+        self._first_url: str | None = cycle["next_url"]
+        # Each model once per day: keyed by the Hub's `_id` (a rename mid-walk is the same model), seeded with
+        # what an earlier run already stored that day.
+        self._taken: dict[dt.date, set[str]] = {}
+        self._queue: asyncio.Queue[Fetched | BaseException | None] = asyncio.Queue(maxsize=_PREFETCH_PAGES)
+        self._pending = _Pending(next_url=self._first_url)
+        self._writing: asyncio.Task[None] | None = None
+
+    def _fetch_encoded(self, url: str) -> Fetched:
+        page = self._hub.fetch(url)
+        if isinstance(page, FailedPage):
+            return page, None
+        # dated by when it was observed: this page's own Date, never the day the cycle began
+        seen = self._taken.setdefault(page.served_on, set())
+        return page, encode_page(page.items, page.served_on, HUB_SOURCE, seen=seen, ranks=self._ranks)
+
+    async def _produce(self, url: str | None) -> None:
+        try:
+            while url is not None:
+                fetched = await in_daemon_thread(self._fetch_encoded, url)
+                await self._queue.put(fetched)
+                url = fetched[0].next_url
+        except Exception as exc:  # handed to the consumer, which would otherwise wait for ever (audit H3)
+            await self._queue.put(exc)
+            return
+        await self._queue.put(None)
+
+    async def _flush(self, done: _Pending) -> None:
+        refused = await self._sink.write_encoded(done.batch)
+        if refused:
+            self.report.skipped["refused_by_database"] += len(refused)
+            log.warning("ingest.rows_refused", cycle_id=self.cycle_id, model_ids=[k.decode() for k in refused][:50])
+        for renamed_day in sorted(done.batch.days):
+            renames = await repository.record_identities(self._pool, done.batch, renamed_day)
+            self.report.renamed += len(renames)
+            for old, new in renames:
+                log.info("ingest.model_renamed", old_id=old, new_id=new)
+        new_retries = self._retries.since_last()
+        stored = len(done.batch) - len(refused)
+        await repository.checkpoint(
+            self._pool,
+            self.cycle_id,
+            snapshot_date=min(done.batch.days) if done.batch.days else None,
+            next_url=done.next_url,
+            pages=done.pages,
+            models=stored,
+            retries=new_retries,
+            failed_pages=done.failed,
+            report=self.report.as_json(),
+        )
+        self.totals.models += stored
+        self.totals.pages += done.pages
+        self.totals.retries += new_retries
+        self.failed.extend(done.failed)
+        if self._on_progress is not None:
+            self._on_progress(self.totals.models, self.totals.pages)
+
+    async def _hand_over(self) -> None:
+        """Start writing the pending batch once the previous one is durable (checkpoints stay in order)."""
+        if self._writing is not None:
+            await self._writing
+        done, self._pending = self._pending, _Pending(next_url=self._pending.next_url)
+        self._writing = asyncio.create_task(self._flush(done), name=f"ingest-write:{self.cycle_id}")
+
+    def _skip(self, page: FailedPage) -> None:
+        """A page that failed for good: past it where the Hub named the next one, else the walk stops there."""
+        PAGES.labels("failed").inc()
+        log.error("ingest.page_failed", cycle_id=self.cycle_id, url=page.url, error=page.error)
+        if page.next_url is None:
+            # no way past it: keep the cursor at this page and resume from it later
+            self.interrupted = True
+            self.failed.append({"url": page.url, "error": page.error, "resumable": True})
+            return
+        self._pending.pages += 1
+        self._pending.next_url = page.next_url
+        self._pending.failed.append({"url": page.url, "error": page.error})
+
+    async def _add(self, page: Page, outcome: PageOutcome) -> None:
+        PAGES.labels("ok").inc()
+        self._pending.pages += 1
+        self._pending.next_url = page.next_url
+        self.day = self.day or page.served_on
+        self.report.add(outcome)
+        self._pending.batch.extend(outcome.encoded)
+        if len(self._pending.batch) >= self._settings.batch_models:
+            await self._hand_over()
+
+    async def walk(self) -> dt.date | None:
+        """Walk to the end (or to a page that stops it); the Hub's day, where a resumed walk finds that day over
+        (this walk then writes nothing, and today gets a walk of its own)."""
+        if self.day is not None:
+            self._taken[self.day] = await repository.taken_on(self._pool, self.day)
+        producer = asyncio.create_task(self._produce(self._first_url), name=f"ingest-fetch:{self.cycle_id}")
+        first_page = True
+        try:
+            while (fetched := await self._queue.get()) is not None:
+                if isinstance(fetched, BaseException):
+                    raise fetched
+                item, outcome = fetched
+                if isinstance(item, FailedPage):
+                    self._skip(item)
+                    if self.interrupted:
+                        break
+                    continue
+                assert outcome is not None
+                first_page, first_of_run = False, first_page
+                if self.resumed and first_of_run and self.day is not None and item.served_on != self.day:
+                    return item.served_on
+                await self._add(item, outcome)
+            await self._hand_over()
+            assert self._writing is not None
+            await self._writing
+        finally:
+            producer.cancel()
+            if self._writing is not None and not self._writing.done():
+                self._writing.cancel()
+        return None
+
+    async def finish(self, started: float, estimate: float | None) -> CycleResult:
+        """Close the cycle in the database and the metrics; its result."""
+        status = _final_status(self.failed, self.interrupted)
+        if self.interrupted:
+            await repository.mark_interrupted(self._pool, self.cycle_id, self.failed[-1]["error"])
+        else:
+            await repository.finish_cycle(self._pool, self.cycle_id, status, None)
+        seconds = time.perf_counter() - started
+        totals, report = self.totals, self.report
+        CYCLES.labels(status).inc()
+        CYCLE_SECONDS.set(seconds)
+        LAST_CYCLE_FINISHED.labels(status).set(time.time())
+        LAST_CYCLE_MODELS.labels("listed").set(report.listed)
+        LAST_CYCLE_MODELS.labels("stored").set(totals.models)
+        LAST_CYCLE_PAGES.labels("ok").set(totals.pages - len(self.failed))
+        LAST_CYCLE_PAGES.labels("skipped").set(len(self.failed))
+        log.info(
+            "ingest.cycle_finished",
+            cycle_id=self.cycle_id,
+            status=status,
+            **asdict(totals),
+            **report.as_json(),
+            failed_pages=len(self.failed),
+            paced_s=round(self._hub.paced_s, 1),
+        )
+        return CycleResult(
+            cycle_id=self.cycle_id,
+            status=status,
+            snapshot_date=self.day,
+            models=totals.models,
+            pages=totals.pages,
+            retries=totals.retries,
+            failed_pages=self.failed,
+            resumed=self.resumed,
+            seconds=seconds,
+            listed=report.listed,
+            skipped=dict(report.skipped),
+            cleaned=dict(report.cleaned),
+            renamed=report.renamed,
+            walk_estimate_s=estimate,
+            paced_s=self._hub.paced_s,
+        )
+
+
 async def run_cycle(
     pool: asyncpg.Pool, bus: EventBus, settings: IngestorSettings, on_progress: Progress | None = None
 ) -> CycleResult:
     """Run (or resume) the Hub cycle to its end, or to a page that keeps failing (status 'interrupted': the
     cycle stays open at that page and the next run resumes there)."""
     started = time.perf_counter()
-    retries: list[str] = []
-
-    def on_retry(reason: str) -> None:  # called from the fetching thread
-        retries.append(reason)
-        RETRIES.labels(reason).inc()
-
-    hub = HubPages(settings, on_retry=on_retry)
+    retries = _Retries()
+    hub = HubPages(settings, on_retry=retries)
     cycle = await repository.running_cycle(pool, HUB_SOURCE)
     resumed = cycle is not None
     if cycle is None:
@@ -230,170 +442,20 @@ async def run_cycle(
         await repository.mark_resumed(pool, cycle["cycle_id"])
     cycle_id: int = cycle["cycle_id"]
     day: dt.date | None = cycle["snapshot_date"]
-    totals = {"models": int(cycle["models"]), "pages": int(cycle["pages"]), "retries": int(cycle["retries"])}
-    report = _Report.of(cycle)
-    failed_all: list[dict[str, Any]] = list(cycle["failed_pages"])
     log.info("ingest.cycle_started", cycle_id=cycle_id, resumed=resumed, url=cycle["next_url"])
     ranks = await _trending_ranks(hub, settings.trending_top)
     if resumed and day is not None and hub.served_on is not None and hub.served_on != day:
         # the Hub's day moved on while this walk was stopped (even if its page still fails): start today's walk
         return await _restart_for_new_day(pool, bus, settings, cycle_id, day, hub.served_on, on_progress)
     estimate = await _walk_estimate(pool, hub)
-
-    # Each model once per day: keyed by the Hub's `_id` (a rename mid-walk is the same model), seeded with
-    # what an earlier run already stored that day.
-    taken: dict[dt.date, set[str]] = {}
-    if day is not None:
-        taken[day] = await repository.taken_on(pool, day)
-
-    queue: asyncio.Queue[tuple[Page | FailedPage, PageOutcome | None] | BaseException | None] = asyncio.Queue(
-        maxsize=_PREFETCH_PAGES
+    walk = Cycle(
+        pool, bus, settings, hub, cycle, resumed=resumed, ranks=ranks, retries=retries, on_progress=on_progress
     )
-
-    def fetch_encoded(url: str) -> tuple[Page | FailedPage, PageOutcome | None]:
-        page = hub.fetch(url)
-        if isinstance(page, FailedPage):
-            return page, None
-        # dated by when it was observed: this page's own Date, never the day the cycle began
-        seen = taken.setdefault(page.served_on, set())
-        return page, encode_page(page.items, page.served_on, HUB_SOURCE, seen=seen, ranks=ranks)
-
-    async def produce(url: str | None) -> None:
-        try:
-            while url is not None:
-                fetched = await in_daemon_thread(fetch_encoded, url)
-                await queue.put(fetched)
-                url = fetched[0].next_url
-        except Exception as exc:  # handed to the consumer, which would otherwise wait for ever (audit H3)
-            await queue.put(exc)
-            return
-        await queue.put(None)
-
-    sink = SnapshotSink(pool, bus, HUB_SOURCE)
-    pending = _Pending(next_url=cycle["next_url"])
-
-    reported_retries = 0
-
-    async def flush(done: _Pending) -> None:
-        nonlocal reported_retries
-        refused = await sink.write_encoded(done.batch)
-        if refused:
-            report.skipped["refused_by_database"] += len(refused)
-            log.warning("ingest.rows_refused", cycle_id=cycle_id, model_ids=[k.decode() for k in refused][:50])
-        for renamed_day in sorted(done.batch.days):
-            renames = await repository.record_identities(pool, done.batch, renamed_day)
-            report.renamed += len(renames)
-            for old, new in renames:
-                log.info("ingest.model_renamed", old_id=old, new_id=new)
-        new_retries, reported_retries = len(retries) - reported_retries, len(retries)
-        stored = len(done.batch) - len(refused)
-        await repository.checkpoint(
-            pool,
-            cycle_id,
-            snapshot_date=min(done.batch.days) if done.batch.days else None,
-            next_url=done.next_url,
-            pages=done.pages,
-            models=stored,
-            retries=new_retries,
-            failed_pages=done.failed,
-            report=report.as_json(),
-        )
-        totals["models"] += stored
-        totals["pages"] += done.pages
-        totals["retries"] += new_retries
-        failed_all.extend(done.failed)
-        if on_progress is not None:
-            on_progress(totals["models"], totals["pages"])
-
-    writing: asyncio.Task[None] | None = None
-
-    async def hand_over() -> None:
-        """Start writing the pending batch once the previous one is durable (checkpoints stay in order)."""
-        nonlocal pending, writing
-        if writing is not None:
-            await writing
-        done, pending = pending, _Pending(next_url=pending.next_url)
-        writing = asyncio.create_task(flush(done), name=f"ingest-write:{cycle_id}")
-
-    producer = asyncio.create_task(produce(cycle["next_url"]), name=f"ingest-fetch:{cycle_id}")
-    interrupted, first_page = False, True
-    try:
-        while (fetched := await queue.get()) is not None:
-            if isinstance(fetched, BaseException):
-                raise fetched
-            item, outcome = fetched
-            if isinstance(item, FailedPage):
-                PAGES.labels("failed").inc()
-                log.error("ingest.page_failed", cycle_id=cycle_id, url=item.url, error=item.error)
-                if item.next_url is None:
-                    # no way past it: keep the cursor at this page and resume from it later
-                    interrupted = True
-                    failed_all.append({"url": item.url, "error": item.error, "resumable": True})
-                    break
-                pending.pages += 1
-                pending.next_url = item.next_url
-                pending.failed.append({"url": item.url, "error": item.error})
-                continue
-            assert outcome is not None
-            first_page, first_of_run = False, first_page
-            if resumed and first_of_run and day is not None and item.served_on != day:
-                # resumed on a later day than it began: that walk's day is over; today gets a walk of its own
-                producer.cancel()
-                return await _restart_for_new_day(pool, bus, settings, cycle_id, day, item.served_on, on_progress)
-            PAGES.labels("ok").inc()
-            pending.pages += 1
-            pending.next_url = item.next_url
-            day = day or item.served_on
-            report.add(outcome)
-            pending.batch.extend(outcome.encoded)
-            if len(pending.batch) >= settings.batch_models:
-                await hand_over()
-        await hand_over()
-        assert writing is not None
-        await writing
-    finally:
-        producer.cancel()
-        if writing is not None and not writing.done():
-            writing.cancel()
-    status = _final_status(failed_all, interrupted)
-    if interrupted:
-        await repository.mark_interrupted(pool, cycle_id, failed_all[-1]["error"])
-    else:
-        await repository.finish_cycle(pool, cycle_id, status, None)
-    seconds = time.perf_counter() - started
-    CYCLES.labels(status).inc()
-    CYCLE_SECONDS.set(seconds)
-    LAST_CYCLE_FINISHED.labels(status).set(time.time())
-    LAST_CYCLE_MODELS.labels("listed").set(report.listed)
-    LAST_CYCLE_MODELS.labels("stored").set(totals["models"])
-    LAST_CYCLE_PAGES.labels("ok").set(totals["pages"] - len(failed_all))
-    LAST_CYCLE_PAGES.labels("skipped").set(len(failed_all))
-    log.info(
-        "ingest.cycle_finished",
-        cycle_id=cycle_id,
-        status=status,
-        **totals,
-        **report.as_json(),
-        failed_pages=len(failed_all),
-        paced_s=round(hub.paced_s, 1),
-    )
-    return CycleResult(
-        cycle_id=cycle_id,
-        status=status,
-        snapshot_date=day,
-        models=totals["models"],
-        pages=totals["pages"],
-        retries=totals["retries"],
-        failed_pages=failed_all,
-        resumed=resumed,
-        seconds=seconds,
-        listed=report.listed,
-        skipped=dict(report.skipped),
-        cleaned=dict(report.cleaned),
-        renamed=report.renamed,
-        walk_estimate_s=estimate,
-        paced_s=hub.paced_s,
-    )
+    today = await walk.walk()
+    if today is not None and day is not None:
+        # resumed on a later day than it began: that walk's day is over; today gets a walk of its own
+        return await _restart_for_new_day(pool, bus, settings, cycle_id, day, today, on_progress)
+    return await walk.finish(started, estimate)
 
 
 async def _restart_for_new_day(

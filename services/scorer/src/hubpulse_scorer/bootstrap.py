@@ -11,10 +11,9 @@ from dataclasses import replace
 import pandas as pd
 
 from hubpulse_common.logging import get_logger
-from hubpulse_common.synthetic import SyntheticHub
+from hubpulse_common.synthetic import SyntheticHub, typed_days
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.model.labels import LabelConfig
-from hubpulse_scorer.model.scale_bench import typed_days
 from hubpulse_scorer.model.training import TrainConfig, train_from_history
 from hubpulse_scorer.registry import ModelRegistry, Pointer
 

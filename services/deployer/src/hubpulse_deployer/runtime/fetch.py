@@ -8,11 +8,11 @@ access never serves a repo its user cannot read (a confused deputy).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from huggingface_hub import HfApi, ModelInfo, snapshot_download
 
 from hubpulse_deployer.runtime import Refused, plan
+from hubpulse_deployer.schemas import DeploymentConfig
 
 # huggingface_hub's `token`: a string is sent, False sends none, None falls back to HF_TOKEN / the saved login
 HubToken = str | bool | None
@@ -20,9 +20,8 @@ HubToken = str | bool | None
 HUB_LOGIN_VARIABLE = "HF_TOKEN"
 
 
-def user_token(config: dict[str, Any]) -> str | None:
-    token = (config.get("secrets") or {}).get(HUB_LOGIN_VARIABLE)
-    return str(token) if token else None
+def user_token(config: DeploymentConfig) -> str | None:
+    return config.secrets.get(HUB_LOGIN_VARIABLE) or None
 
 
 def require_public(info: ModelInfo) -> None:

@@ -23,8 +23,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from hubpulse_common.s3 import aws_client
+from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.settings import DeployerSettings
-from hubpulse_deployer.targets.base import NOT_INVOCABLE, ProvisionError, Spec, TargetUnavailable
+from hubpulse_deployer.targets.base import NOT_INVOCABLE, ProvisionError, Spec, TargetUnavailable, Usage, slug
 
 HANDLER = '''"""hubpulse model handler: {"inputs": [...]} -> {"outputs": [...]}, called directly or by function URL."""
 import json
@@ -117,7 +118,7 @@ class LambdaTarget:
         self._bucket = settings.s3_bucket
         self._hf_endpoint, self._role_name, self._layers = hf_endpoint, role_name, layers
         self._start_timeout_s, self._poll_s = start_timeout_s, poll_s
-        self._configs: dict[str, dict[str, Any]] = {}
+        self._configs: dict[str, Endpoint] = {}
 
     def _role_arn(self) -> str:
         try:
@@ -139,20 +140,20 @@ class LambdaTarget:
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=package())
         return self._bucket, key
 
-    def _apply(self, spec: Spec) -> dict[str, Any]:
+    def _apply(self, spec: Spec) -> Endpoint:
         bucket, key = self._store(spec)
         config = spec.config
         settings = {
             "Role": self._role_arn(),
             "Handler": "handler.handler",
             "Runtime": RUNTIME,
-            "MemorySize": int(config.get("memory_mb", 1024)),
-            "Timeout": int(config.get("timeout_s", 60)),
+            "MemorySize": config.memory_mb,
+            "Timeout": config.timeout_s,
             "Layers": self._layers,
             "Environment": {
                 "Variables": {
-                    **config.get("env", {}),
-                    **config.get("secrets", {}),
+                    **config.env,
+                    **config.secrets,
                     "MODEL_ID": spec.model_id,
                     "MODEL_REVISION": spec.revision,
                     "TASK": spec.task,
@@ -231,7 +232,7 @@ class LambdaTarget:
             raise TargetUnavailable(f"Lambda function {name} failed: {text}", 502)
         return json.loads(body)
 
-    def _provision(self, spec: Spec) -> dict[str, Any]:
+    def _provision(self, spec: Spec) -> Endpoint:
         try:
             endpoint = self._apply(spec)
         except ClientError as exc:
@@ -245,11 +246,11 @@ class LambdaTarget:
         self._configs[spec.deployment_id] = endpoint
         return endpoint
 
-    async def provision(self, spec: Spec) -> dict[str, Any]:
+    async def provision(self, spec: Spec) -> Endpoint:
         return await asyncio.to_thread(self._provision, spec)
 
-    def _teardown(self, deployment_id: str, endpoint: dict[str, Any] | None) -> None:
-        name = (endpoint or {}).get("function_name") or f"hubpulse-{deployment_id[:20]}"
+    def _teardown(self, deployment_id: str, endpoint: Endpoint | None) -> None:
+        name = (endpoint or {}).get("function_name") or slug(deployment_id)
         try:
             self._lambda.delete_function(FunctionName=name)
         except ClientError as exc:
@@ -259,11 +260,11 @@ class LambdaTarget:
         for item in listed.get("Contents", []):
             self._s3.delete_object(Bucket=self._bucket, Key=item["Key"])
 
-    async def teardown(self, deployment_id: str, endpoint: dict[str, Any] | None) -> None:
+    async def teardown(self, deployment_id: str, endpoint: Endpoint | None) -> None:
         self._configs.pop(deployment_id, None)
         await asyncio.to_thread(self._teardown, deployment_id, endpoint)
 
-    async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:
+    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
         try:
             answer = await asyncio.to_thread(self._invoke, endpoint["function_name"], {"inputs": inputs})
         except ClientError as exc:
@@ -271,7 +272,7 @@ class LambdaTarget:
         outputs: list[Any] = answer["outputs"]
         return outputs
 
-    def resources(self, deployment_id: str) -> dict[str, Any] | None:
+    def resources(self, deployment_id: str) -> Usage | None:
         config = self._configs.get(deployment_id)
         return None if config is None else {"memory_mb": config["memory_mb"], "timeout_s": config["timeout_s"]}
 

@@ -9,7 +9,11 @@ import aiohttp
 import httpx
 import orjson
 
-from hubpulse_deployer.schemas import Batching
+from hubpulse_deployer.documents import Endpoint
+from hubpulse_deployer.schemas import DeploymentConfig
+
+# What a target reports of what runs a deployment (pid, cpu_percent, memory_rss_bytes, memory_mb, ...).
+Usage = dict[str, float]
 
 
 class ProvisionError(Exception):
@@ -20,7 +24,7 @@ class NotApplied(Exception):
     """The target did its part but nothing runs yet (e.g. manifests rendered, no cluster to apply them to):
     the deployment stays `pending` with this reason, and `endpoint` is stored."""
 
-    def __init__(self, reason: str, endpoint: dict[str, Any]) -> None:
+    def __init__(self, reason: str, endpoint: Endpoint) -> None:
         super().__init__(reason)
         self.endpoint = endpoint
 
@@ -42,6 +46,11 @@ class TargetUnavailable(Exception):
 NOT_INVOCABLE = "not_invocable"
 
 
+def slug(deployment_id: str) -> str:
+    """A name for a deployment's resources, valid as a DNS label, Space name and Lambda function name."""
+    return f"hubpulse-{deployment_id[:20]}"
+
+
 @dataclass(frozen=True)
 class Spec:
     """One deployment version, as a target needs it."""
@@ -51,30 +60,29 @@ class Spec:
     revision: str
     task: str
     version: int
-    config: dict[str, Any]
+    config: DeploymentConfig
 
     @property
     def slug(self) -> str:
-        """A name for this deployment's resources, valid as a DNS label, Space name and Lambda function name."""
-        return f"hubpulse-{self.deployment_id[:20]}"
+        return slug(self.deployment_id)
 
 
 class Target(Protocol):
     name: str
 
-    async def provision(self, spec: Spec) -> dict[str, Any]:
+    async def provision(self, spec: Spec) -> Endpoint:
         """Start `spec`; return its endpoint (stored on the deployment). Raise `ProvisionError` with the reason."""
         ...
 
-    async def teardown(self, deployment_id: str, endpoint: dict[str, Any] | None) -> None:
+    async def teardown(self, deployment_id: str, endpoint: Endpoint | None) -> None:
         """Take the deployment down; idempotent."""
         ...
 
-    async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:
+    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
         """One output per input, or `TargetUnavailable`."""
         ...
 
-    def resources(self, deployment_id: str) -> dict[str, Any] | None:
+    def resources(self, deployment_id: str) -> Usage | None:
         """Resource use of what runs the deployment, where the target can see it."""
         ...
 
@@ -146,7 +154,7 @@ def _error_message(body: bytes) -> str:
         return body[:300].decode(errors="replace")
 
 
-def batching_args(config: dict[str, Any]) -> list[str]:
-    """The model server's batching arguments for a deployment's config (older configs: the defaults)."""
-    batching = Batching.model_validate(config.get("batching") or {})
+def batching_args(config: DeploymentConfig) -> list[str]:
+    """The model server's batching arguments for a deployment's config."""
+    batching = config.batching
     return ["--max-batch-size", str(batching.max_batch_size), "--max-wait-ms", str(batching.max_wait_ms)]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd, HfApi, SpaceHardware
 from huggingface_hub.errors import HfHubHTTPError
 
-from hubpulse_deployer.targets.base import NOT_INVOCABLE, ProvisionError, Spec, call_model_server
+from hubpulse_deployer.documents import Endpoint
+from hubpulse_deployer.targets.base import NOT_INVOCABLE, ProvisionError, Spec, Usage, call_model_server, slug
 
 # stages a Space does not leave by itself: https://huggingface.co/docs/huggingface_hub/package_reference/space_runtime
 _FAILED_STAGES = {"BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE", "DELETING", "STOPPED", "PAUSED"}
@@ -98,23 +99,25 @@ class HfSpaceTarget:
     def _create(self, spec: Spec) -> str:
         repo_id = self._repo_id(spec)
         config = spec.config
-        secrets = [{"key": k, "value": v} for k, v in sorted(config.get("secrets", {}).items())]
+        # any flavor name the Hub offers (HUBPULSE_ALLOWED_HARDWARE); SpaceHardware lists the ones known to the client
+        hardware = cast(SpaceHardware, config.hardware)
+        secrets = [{"key": k, "value": v} for k, v in sorted(config.secrets.items())]
         if not self._api.repo_exists(repo_id, repo_type="space"):
             # exist_ok: a redeploy racing this one; the Hub answers its 409 with the repo's url
             self._api.create_repo(
                 repo_id,
                 repo_type="space",
                 space_sdk="gradio",
-                space_hardware=config.get("hardware", "cpu-basic"),
+                space_hardware=hardware,
                 space_secrets=secrets,
                 private=True,
                 exist_ok=True,
             )
         # a new version of an existing Space: hardware and secrets may have changed
-        self._api.request_space_hardware(repo_id, config.get("hardware", "cpu-basic"))
+        self._api.request_space_hardware(repo_id, hardware)
         for secret in secrets:
             self._api.add_space_secret(repo_id, secret["key"], secret["value"])
-        for key, value in sorted(config.get("env", {}).items()):
+        for key, value in sorted(config.env.items()):
             self._api.add_space_variable(repo_id, key, value)
         operations = [CommitOperationAdd(path, data) for path, data in space_files(spec).items()]
         self._api.create_commit(
@@ -122,7 +125,7 @@ class HfSpaceTarget:
         )
         return repo_id
 
-    def _follow(self, repo_id: str) -> dict[str, Any]:
+    def _follow(self, repo_id: str) -> Endpoint:
         started = time.monotonic()
         stage = "unknown"
         while time.monotonic() - started < self._start_timeout_s:
@@ -130,7 +133,7 @@ class HfSpaceTarget:
             stage = str(runtime.stage)
             if stage == "RUNNING":
                 info = self._api.space_info(repo_id)
-                endpoint: dict[str, Any] = {
+                endpoint: Endpoint = {
                     "space_id": repo_id,
                     "url": f"{self._api.endpoint}/spaces/{repo_id}",
                     "host": info.host,
@@ -149,7 +152,7 @@ class HfSpaceTarget:
             time.sleep(self._poll_s)
         raise ProvisionError(f"Space {repo_id} not RUNNING within {self._start_timeout_s:.0f}s (stage {stage})")
 
-    async def provision(self, spec: Spec) -> dict[str, Any]:
+    async def provision(self, spec: Spec) -> Endpoint:
         if not self._auth:
             raise ProvisionError("hf-space needs the platform's Hub token (HUBPULSE_HF_TOKEN), and none is configured")
         try:
@@ -158,14 +161,14 @@ class HfSpaceTarget:
         except HfHubHTTPError as exc:
             raise ProvisionError(f"the Hub refused the Space: {str(exc)[:300]}") from exc
 
-    async def teardown(self, deployment_id: str, endpoint: dict[str, Any] | None) -> None:
-        repo_id = (endpoint or {}).get("space_id") or f"{self._namespace}/hubpulse-{deployment_id[:20]}"
+    async def teardown(self, deployment_id: str, endpoint: Endpoint | None) -> None:
+        repo_id = (endpoint or {}).get("space_id") or f"{self._namespace}/{slug(deployment_id)}"
         await asyncio.to_thread(self._api.delete_repo, repo_id, repo_type="space", missing_ok=True)
 
-    async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:
+    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
         return await call_model_server(self._client, str(endpoint["host"]), inputs, "the Space", headers=self._auth)
 
-    def resources(self, deployment_id: str) -> dict[str, Any] | None:
+    def resources(self, deployment_id: str) -> Usage | None:
         return None  # the Hub runs the Space; its hardware is on the endpoint
 
     async def close(self) -> None:

@@ -19,7 +19,19 @@ from typing import Any
 import httpx
 import yaml
 
-from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, TargetUnavailable, call_model_server
+from hubpulse_deployer.documents import Endpoint
+from hubpulse_deployer.targets.base import (
+    NotApplied,
+    ProvisionError,
+    Spec,
+    TargetUnavailable,
+    Usage,
+    call_model_server,
+    slug,
+)
+
+# A Kubernetes API object as the cluster takes it (apiVersion, kind, metadata, spec)
+Manifest = dict[str, Any]
 
 PORT = 8080
 FIELD_MANAGER = "hubpulse-deployer"
@@ -36,16 +48,16 @@ def _labels(spec: Spec) -> dict[str, str]:
     }
 
 
-def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[dict[str, Any]]:
+def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[Manifest]:
     """Secret (when the version has secrets), Deployment, Service and HorizontalPodAutoscaler."""
     config, name, labels = spec.config, spec.slug, _labels(spec)
-    scaling = config.get("autoscaling", {})
-    min_replicas, max_replicas = int(scaling.get("min_replicas", 1)), int(scaling.get("max_replicas", 1))
-    memory = f"{int(config.get('memory_mb', 1024))}Mi"
+    scaling = config.autoscaling
+    min_replicas, max_replicas = scaling.min_replicas, scaling.max_replicas
+    memory = f"{config.memory_mb}Mi"
     meta = {"name": name, "namespace": namespace, "labels": labels}
-    env = [{"name": k, "value": v} for k, v in sorted(config.get("env", {}).items())]
+    env = [{"name": k, "value": v} for k, v in sorted(config.env.items())]
     env += [{"name": "HF_ENDPOINT", "value": hf_endpoint}, {"name": "HF_HUB_DISABLE_PROGRESS_BARS", "value": "1"}]
-    container: dict[str, Any] = {
+    container: Manifest = {
         "name": "model-server",
         "image": image,
         "command": ["python", "-m", "hubpulse_deployer.model_server"],
@@ -70,15 +82,15 @@ def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
     }
-    objects: list[dict[str, Any]] = []
-    if config.get("secrets"):
+    objects: list[Manifest] = []
+    if config.secrets:
         objects.append(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": meta,
                 "type": "Opaque",
-                "stringData": dict(config["secrets"]),
+                "stringData": dict(config.secrets),
             }
         )
         container["envFrom"] = [{"secretRef": {"name": name}}]
@@ -125,7 +137,7 @@ def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[
                             "name": "cpu",
                             "target": {
                                 "type": "Utilization",
-                                "averageUtilization": int(config.get("cpu_target_percent", 70)),
+                                "averageUtilization": config.cpu_target_percent,
                             },
                         },
                     },
@@ -136,7 +148,7 @@ def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[
                             "metric": {"name": "hubpulse_inflight_requests"},
                             "target": {
                                 "type": "AverageValue",
-                                "averageValue": str(int(scaling.get("target_concurrency", 4))),
+                                "averageValue": str(scaling.target_concurrency),
                             },
                         },
                     },
@@ -147,7 +159,7 @@ def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[
     return objects
 
 
-def to_yaml(objects: list[dict[str, Any]]) -> str:
+def to_yaml(objects: list[Manifest]) -> str:
     """The objects as one YAML stream, secret values replaced: it is stored and shown to users."""
     shown = [
         {**o, "stringData": dict.fromkeys(o["stringData"], REDACTED)} if o["kind"] == "Secret" else o for o in objects
@@ -202,7 +214,7 @@ class KubernetesTarget:
 
         return DynamicClient(self.api_client())  # type: ignore[no-untyped-call]
 
-    def _apply(self, objects: list[dict[str, Any]]) -> None:
+    def _apply(self, objects: list[Manifest]) -> None:
         client = self._dynamic()
         for obj in objects:
             resource = client.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
@@ -226,9 +238,9 @@ class KubernetesTarget:
             f"Deployment {name} (version {version}) has no available replica within {self._start_timeout_s:.0f}s"
         )
 
-    async def provision(self, spec: Spec) -> dict[str, Any]:
+    async def provision(self, spec: Spec) -> Endpoint:
         objects = render(spec, image=self._image, namespace=self._namespace, hf_endpoint=self._hf_endpoint)
-        endpoint: dict[str, Any] = {
+        endpoint: Endpoint = {
             "namespace": self._namespace,
             "name": spec.slug,
             "manifests": to_yaml(objects),
@@ -265,23 +277,23 @@ class KubernetesTarget:
                 if exc.status != 404:
                     raise
 
-    async def teardown(self, deployment_id: str, endpoint: dict[str, Any] | None) -> None:
+    async def teardown(self, deployment_id: str, endpoint: Endpoint | None) -> None:
         if not self.configured:
             return
         from kubernetes.client.exceptions import ApiException
 
-        name = (endpoint or {}).get("name") or f"hubpulse-{deployment_id[:20]}"
+        name = (endpoint or {}).get("name") or slug(deployment_id)
         try:
             await asyncio.to_thread(self._delete, name)
         except ApiException as exc:
             # e.g. 403: the service account lacks a permission (deploy/k8s/base/rbac.yaml); the deployment stays
             raise TargetUnavailable(f"the cluster refused to delete {name}: {exc.status} {exc.reason}") from exc
 
-    async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:
+    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
         # the Service's cluster DNS name: reachable when the deployer runs in the same cluster
         return await call_model_server(self._client, str(endpoint["url"]), inputs, "the Service")
 
-    def resources(self, deployment_id: str) -> dict[str, Any] | None:
+    def resources(self, deployment_id: str) -> Usage | None:
         return None
 
     async def close(self) -> None:

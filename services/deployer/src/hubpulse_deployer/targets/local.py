@@ -20,6 +20,7 @@ import httpx
 import psutil
 from huggingface_hub.errors import HTTPError, LocalEntryNotFoundError  # type: ignore[attr-defined]
 
+from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.runtime import Refused
 from hubpulse_deployer.runtime.fetch import fetch, user_token
 from hubpulse_deployer.targets.base import (
@@ -27,6 +28,7 @@ from hubpulse_deployer.targets.base import (
     ProvisionError,
     Spec,
     TargetUnavailable,
+    Usage,
     batching_args,
 )
 
@@ -118,7 +120,7 @@ class LocalTarget:
         except (HTTPError, LocalEntryNotFoundError) as exc:  # HTTPError: the Hub's answers and transport errors
             raise ProvisionError(f"download of {spec.model_id}@{spec.revision} failed: {str(exc)[:300]}") from exc
 
-    async def provision(self, spec: Spec) -> dict[str, Any]:
+    async def provision(self, spec: Spec) -> Endpoint:
         running = self._servers.get(spec.deployment_id)
         batching = batching_args(spec.config)
         same = running is not None and running.revision == spec.revision and running.batching == batching
@@ -193,18 +195,18 @@ class LocalTarget:
                 server.proc.kill()
                 server.proc.wait()
 
-    async def teardown(self, deployment_id: str, endpoint: dict[str, Any] | None) -> None:
+    async def teardown(self, deployment_id: str, endpoint: Endpoint | None) -> None:
         server = self._servers.pop(deployment_id, None)
         if server is not None:
             await asyncio.to_thread(self._stop, server)
 
-    async def predict(self, deployment_id: str, endpoint: dict[str, Any], inputs: list[str]) -> list[Any]:
+    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
         server = self._servers.get(deployment_id)
         if server is None or server.proc.poll() is not None:
             raise TargetUnavailable("the model server of this deployment is not running")
         return await self._predict.predict(f"http://{self._host}:{server.port}", inputs, "the model server")
 
-    def resources(self, deployment_id: str) -> dict[str, Any] | None:
+    def resources(self, deployment_id: str) -> Usage | None:
         server = self._servers.get(deployment_id)
         if server is None or server.proc.poll() is not None:
             return None
