@@ -52,7 +52,10 @@ async def test_picks_on_the_ticker_within_two_minutes_of_start(page: Page, demo:
     ticker = page.get_by_test_id("ticker").locator("li")
     await expect(ticker.first).to_be_visible(timeout=max(left_s, 1) * 1000)
     assert time.monotonic() - demo.started <= PICKS_WITHIN_S
-    # each pick names its model and links to its page, where the same probability stands
+    # each pick names its model and links to its page
+    links = await ticker.get_by_role("link").evaluate_all("as => as.map(a => [a.textContent, a.getAttribute('href')])")
+    assert links
+    assert all(href == "#/models/" + name for name, href in links), links
     first = ticker.first.get_by_role("link")
     model_id = await first.inner_text()
     await expect(first).to_have_attribute("href", "#/models/" + model_id)
