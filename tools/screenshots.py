@@ -155,7 +155,8 @@ class Shot:
 
 
 async def _search_ready(page: Page) -> None:
-    await expect(page.get_by_test_id("result").nth(9)).to_be_visible()
+    # a fresh demo's first search may be empty (and cached for HUBPULSE_SEARCH_CACHE_TTL_S, 30 s): the page retries
+    await expect(page.get_by_test_id("result").nth(9)).to_be_visible(timeout=60_000)
     await expect(page.get_by_test_id("ticker").locator("li").first).to_be_visible()
 
 
