@@ -280,6 +280,7 @@ def _event(
         "created_at": _iso_created(get("createdAt")),
         "last_modified": _iso_time(get("lastModified")),
         "source": source,
+        "renamed_from": None,  # set by `with_renames` for the few models the platform knows under another name
     }
 
 
@@ -335,6 +336,17 @@ def encode_page(
     return out
 
 
+def with_renames(batch: EncodedSnapshots, renamed_from: Mapping[str, str]) -> None:
+    """Sets `renamed_from` (new name -> old name) on those events of the batch, in place: consumers then move
+    the old name's history to the new one. Renames are rare, so the few events are simply re-encoded."""
+    if not renamed_from:
+        return
+    for i, key in enumerate(batch.keys):
+        old = renamed_from.get(key.decode())
+        if old is not None:
+            batch.values[i] = orjson.dumps({**orjson.loads(batch.values[i]), "renamed_from": old})
+
+
 def _loggable_id(item: Any) -> str:
     raw = item.get("id") if isinstance(item, dict) else None
     return repr(raw)[:200]
@@ -365,6 +377,7 @@ def encode_rows(rows: Sequence[SnapshotRow], occurred_at: dt.datetime | None = N
                     "created_at": r.created_at.isoformat() if r.created_at is not None else None,
                     "last_modified": r.last_modified.isoformat() if r.last_modified is not None else None,
                     "source": r.source,
+                    "renamed_from": None,
                 }
             )
         )
