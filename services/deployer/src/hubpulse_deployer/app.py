@@ -99,4 +99,5 @@ def create_app(settings: DeployerSettings) -> FastAPI:
         errors=HTTP_ERRORS,
     )
     app.include_router(routes.router)
+    app.include_router(routes.deployability_router)
     return app
