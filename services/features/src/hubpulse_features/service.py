@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic_core import to_json
 
-from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.encoding import EventEncoder
+from hubpulse_common.events import ModelFeatures, ModelSnapshot
 from hubpulse_common.features import (
     CROSS_FEATURE_COLUMNS,
     FEATURE_COLUMNS,
@@ -236,7 +236,7 @@ def feature_payloads(frame: pd.DataFrame, *, provisional: bool) -> list[tuple[by
     x = frame[list(FEATURE_COLUMNS)].to_numpy(dtype="float64", na_value=np.nan).tolist()
     ids = frame["model_id"].tolist()
     days = np.datetime_as_string(_days(frame), unit="D").tolist()
-    occurred = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    encode = EventEncoder(ModelFeatures).encode
     names = list(FEATURE_COLUMNS)
     columns = zip(
         ids,
@@ -257,10 +257,8 @@ def feature_payloads(frame: pd.DataFrame, *, provisional: bool) -> list[tuple[by
     return [
         (
             model_id.encode(),
-            to_json(
+            encode(
                 {
-                    "schema_version": 1,
-                    "occurred_at": occurred,
                     "model_id": model_id,
                     "snapshot_date": day,
                     "features": dict(zip(names, values, strict=True)),
@@ -275,8 +273,7 @@ def feature_payloads(frame: pd.DataFrame, *, provisional: bool) -> list[tuple[by
                     "tags": list(tags) if isinstance(tags, list | tuple | np.ndarray) else [],
                     "created_at": created,
                     "last_modified": modified,
-                },
-                inf_nan_mode="null",
+                }
             ),
         )
         for (
