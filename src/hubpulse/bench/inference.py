@@ -33,15 +33,17 @@ import orjson
 import uvloop
 
 from hubpulse.bench.loadgen import load, post_json
-from hubpulse.bench.pipeline import Running, _hub_spec, _started, _wait_ready
+from hubpulse.bench.pipeline import _hub_spec, started_child
 from hubpulse.platform.stores import (
     ProcessSpec,
+    Running,
     create_database,
     free_port,
     kafka_spec,
     mongo_spec,
     postgres_spec,
     s3_spec,
+    wait_ready,
 )
 from hubpulse_common.errors import UserFacingError
 
@@ -178,7 +180,7 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
         work, logs = Path(tmp), Path(tmp) / "logs"
 
         def start(spec: ProcessSpec, timeout_s: float = 120) -> Running:
-            return stack.enter_context(_started(spec, logs, timeout_s))
+            return stack.enter_context(started_child(spec, logs, timeout_s))
 
         say("starting PostgreSQL, broker, MongoDB, S3 and the replay Hub")
         pg = start(postgres_spec(work, free_port()))
@@ -207,7 +209,7 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
         gateway_env = {**env, **upstreams, "HUBPULSE_DATABASE_URL": base + "/gateway"}
         gateway = start(_service("gateway", "hubpulse_gateway", gateway_env))
         for child in (auth, deployer, gateway):
-            _wait_ready(child.spec.url)
+            wait_ready(child.spec.url)
         bearer = {"authorization": f"Bearer {_signup(gateway.spec.url)}"}
         headers = {"model_server": {}, "deployer": bearer, "gateway": bearer}
         with httpx.Client(base_url=gateway.spec.url, headers=bearer, timeout=60) as client:
