@@ -184,4 +184,3 @@ def test_an_empty_sample_falls_back_to_walking() -> None:
     empty = CatalogSample(SampleRows([], [], [], [], [], []), 0)
     assert empty.plan(query()).walk == MIN_WALK
     assert empty.plan(query(q="llama")).walk == MAX_WALK
-

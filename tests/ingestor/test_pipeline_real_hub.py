@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from features.support import fetch, running, settings_for, wait_for
+from features.support import fetch, running, settings_for
+from support.polling import wait_for
 
 from hubpulse.hub import create_app, start_in_thread
 from hubpulse.hub.live import LiveConfig, ScoreMove
