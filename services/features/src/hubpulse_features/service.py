@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,21 +31,25 @@ from hubpulse_common.features import (
 )
 from hubpulse_common.history import HISTORY_COLUMNS as FILE_COLUMNS
 
-# Column order of feature_history (and of the records copied into it).
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "model_id",
-    "snapshot_date",
-    "downloads",
-    "downloads_all_time",
-    "likes",
-    "trending_rank",
-    "pipeline_tag",
-    "library_name",
-    "author",
-    "tags",
-    "created_at",
-    "last_modified",
-)
+
+class HistoryRow(NamedTuple):
+    """One feature_history row, in the table's column order (COPY takes it as is)."""
+
+    model_id: str
+    snapshot_date: dt.date
+    downloads: int
+    downloads_all_time: int | None
+    likes: int
+    trending_rank: int | None
+    pipeline_tag: str | None
+    library_name: str | None
+    author: str | None
+    tags: list[str]
+    created_at: dt.datetime | None
+    last_modified: dt.datetime | None
+
+
+HISTORY_COLUMNS: tuple[str, ...] = HistoryRow._fields
 # What compute_features reads of a history row: exactly the history file's columns.
 WINDOW_COLUMNS: tuple[str, ...] = FILE_COLUMNS
 STAT_COLUMNS: tuple[str, ...] = tuple(c for c in HISTORY_COLUMNS if c not in ("model_id", "snapshot_date"))
@@ -67,11 +71,11 @@ def _author(model_id: str) -> str | None:
     return model_id.split("/", 1)[0] if "/" in model_id else None
 
 
-def snapshot_records(snapshots: Iterable[ModelSnapshot]) -> list[Record]:
+def snapshot_records(snapshots: Iterable[ModelSnapshot]) -> list[HistoryRow]:
     """feature_history rows of a batch; a model-day that occurs twice (redelivery, re-ingest) keeps its last."""
-    latest: dict[tuple[str, dt.date], Record] = {}
+    latest: dict[tuple[str, dt.date], HistoryRow] = {}
     for s in snapshots:
-        latest[(s.model_id, s.snapshot_date)] = (
+        latest[(s.model_id, s.snapshot_date)] = HistoryRow(
             s.model_id,
             s.snapshot_date,
             s.downloads,
