@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from hubpulse.platform.stores import (
     mongo_spec,
     postgres_spec,
     s3_spec,
+    service_spec,
     wait_ready,
 )
 from hubpulse_common.errors import UserFacingError
@@ -63,18 +63,6 @@ class InferenceBenchConfig:
     sequential_requests: int = 200
     warmup: int = 100
     max_seconds: float = 120.0
-
-
-def _service(name: str, module: str, env: dict[str, str]) -> ProcessSpec:
-    port = free_port()
-    return ProcessSpec(
-        name=name,
-        kind="service",
-        port=port,
-        url=f"http://127.0.0.1:{port}",
-        argv=[sys.executable, "-m", module],
-        env={**env, "HUBPULSE_SERVICE_NAME": name, "HUBPULSE_PORT": str(port)},
-    )
 
 
 @dataclass
@@ -202,12 +190,12 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
             # one load generator is one client: lift the per-key/IP limit, keep the middleware running
             "HUBPULSE_API_RATE_LIMIT": "100000000/minute",
         }
-        auth = start(_service("auth", "hubpulse_auth", {**env, "HUBPULSE_DATABASE_URL": base + "/auth"}))
+        auth = start(service_spec("auth", free_port(), {**env, "HUBPULSE_DATABASE_URL": base + "/auth"}))
         # the deployer verifies each caller's access token against the auth service's keys
-        deployer = start(_service("deployer", "hubpulse_deployer", {**env, "HUBPULSE_AUTH_URL": auth.spec.url}))
+        deployer = start(service_spec("deployer", free_port(), {**env, "HUBPULSE_AUTH_URL": auth.spec.url}))
         upstreams = {"HUBPULSE_AUTH_URL": auth.spec.url, "HUBPULSE_DEPLOYER_URL": deployer.spec.url}
         gateway_env = {**env, **upstreams, "HUBPULSE_DATABASE_URL": base + "/gateway"}
-        gateway = start(_service("gateway", "hubpulse_gateway", gateway_env))
+        gateway = start(service_spec("gateway", free_port(), gateway_env))
         for child in (auth, deployer, gateway):
             wait_ready(child.spec.url)
         bearer = {"authorization": f"Bearer {_signup(gateway.spec.url)}"}

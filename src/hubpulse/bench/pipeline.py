@@ -43,6 +43,7 @@ from hubpulse.platform.stores import (
     kafka_spec,
     postgres_spec,
     s3_spec,
+    service_spec,
     start,
     terminate,
     wait_ready,
@@ -156,17 +157,7 @@ class Sampler(threading.Thread):
 
 def _service_spec(name: str, port: int, env: dict[str, str]) -> ProcessSpec:
     """A service process; `scorer-2`, `scorer-3`... are further replicas of `scorer` (same consumer group)."""
-    service = name.split("-", 1)[0]
-    module = {"ingestor": "hubpulse_ingestor", "features": "hubpulse_features", "scorer": "hubpulse_scorer"}[service]
-    return ProcessSpec(
-        name=name,
-        kind="service",
-        port=port,
-        url=f"http://127.0.0.1:{port}",
-        argv=[sys.executable, "-m", module],
-        # replicas keep the service's name: it names their migrations' version table and consumer client
-        env={**env, "HUBPULSE_SERVICE_NAME": service, "HUBPULSE_PORT": str(port)},
-    )
+    return service_spec(name.split("-", 1)[0], port, env, name=name)
 
 
 def _hub_spec(models: int, days: int, port: int) -> ProcessSpec:

@@ -46,6 +46,19 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def service_spec(service: str, port: int, env: Mapping[str, str], name: str | None = None) -> ProcessSpec:
+    """A hubpulse service (`python -m hubpulse_<service>`) on `port`; `name` tells replicas apart (they keep the
+    service's name: it names their migrations' version table and consumer client)."""
+    return ProcessSpec(
+        name=name or service,
+        kind="service",
+        port=port,
+        url=f"http://127.0.0.1:{port}",
+        argv=[sys.executable, "-m", f"hubpulse_{service}"],
+        env={**env, "HUBPULSE_SERVICE_NAME": service, "HUBPULSE_PORT": str(port)},
+    )
+
+
 def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
