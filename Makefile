@@ -6,7 +6,7 @@ VENV := .venv
 UV := $(PYTHON) -m uv
 BIN := $(VENV)/bin
 
-.PHONY: help install up test test-fast lint format asyncapi openapi event-schemas config-docs clean
+.PHONY: help install up test test-fast lint format asyncapi openapi event-schemas config-docs compose-kafka clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ event-schemas: install  ## release the schema of any new topic into docs/events/
 
 config-docs: install  ## regenerate docs/configuration.md from the settings classes
 	$(BIN)/python -m hubpulse.config_docs > docs/configuration.md
+
+compose-kafka: install  ## regenerate compose's Kafka users and ACLs from the services' topologies
+	$(BIN)/python -m hubpulse.compose_kafka > deploy/compose/kafka-setup.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tools/node/node_modules

@@ -31,9 +31,20 @@ from packaging.utils import parse_wheel_filename
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from hubpulse.compose_kafka import (
+    EXPORTER_PASSWORD,
+    EXPORTER_USER,
+    grants,
+    kafka_topologies,
+    kafka_user,
+    password_variable,
+    service_name,
+)
+from hubpulse.compose_kafka import render as render_kafka_setup
 from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.events import ALL_TOPICS, dlq_topic
-from hubpulse_common.settings import ENV_PREFIX
+from hubpulse_common.kafka import security_options
+from hubpulse_common.settings import ENV_PREFIX, KafkaSecuritySettings
 from hubpulse_common.topology import registered
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_features.settings import FeaturesSettings
@@ -159,7 +170,7 @@ def test_compose_is_valid_and_complete() -> None:
     assert set(SERVICES) <= set(services)
     assert {"kafka", "postgres", "mongo", "s3"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:")
-    assert environment(services["kafka"])["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+    assert kafka_server_properties()["process.roles"] == "broker,controller"  # KRaft, no ZooKeeper
     assert services["postgres"]["image"].startswith("postgres:18.")
     # third-party images at exact releases (no floating `18`, `8.0` or `latest`): what runs is what was chosen
     for name, service in services.items():
@@ -195,7 +206,7 @@ def test_compose_dependencies_exist_and_wait_for_health() -> None:
         assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
         for target, spec in depends.items():
             assert target in services, f"{name} depends on unknown service {target}"
-            one_shot = target.startswith("migrate-")
+            one_shot = services[target].get("restart") == "no"
             expected = "service_completed_successfully" if one_shot else "service_healthy"
             assert spec["condition"] == expected, f"{name} -> {target}"
             if expected == "service_healthy":
@@ -242,6 +253,8 @@ def test_compose_secrets_come_from_the_env_file() -> None:
         "AUTH_SIGNING_KEY_SECRET",
         "HF_TOKEN",
         "GRAFANA_ADMIN_PASSWORD",
+        "KAFKA_ADMIN_PASSWORD",
+        "KAFKA_GATEWAY_PASSWORD",
     ):
         assert f"${{{variable}:?" in text, f"{variable} must be required, not defaulted"
         assert variable in example
@@ -249,6 +262,89 @@ def test_compose_secrets_come_from_the_env_file() -> None:
     secret_keys = [key for key in example if key.endswith(("PASSWORD", "SECRET", "SECRET_KEY", "TOKEN"))]
     assert all(re.search("change[-_]me", example[key]) or not example[key] for key in secret_keys)
     assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def kafka_server_properties() -> dict[str, str]:
+    """The broker's settings: the compose config the kafka service reads as its server.properties."""
+    (mount,) = compose_services()["kafka"]["configs"]
+    assert mount["target"] == "/mnt/shared/config/server.properties"  # the image's "file input"
+    lines = compose()["configs"][mount["source"]]["content"].splitlines()
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def image_property(variable: str) -> str:
+    """The server.properties key the apache/kafka image makes of a KAFKA_* variable (its documented rule, in
+    KafkaDockerWrapper: drop KAFKA_, lower case, `_` -> `.`, then `...` -> `-`, `..` -> `_`)."""
+    return variable.removeprefix("KAFKA_").lower().replace("_", ".").replace("...", "-").replace("..", "_")
+
+
+def test_compose_kafka_requires_scram_and_grants_only_what_the_topologies_declare() -> None:
+    services, props = compose_services(), kafka_server_properties()
+    # one listener for clients, SASL/SCRAM-SHA-512; the controller's only on the broker's loopback
+    protocols = dict(item.split(":") for item in props["listener.security.protocol.map"].split(","))
+    listeners = dict(item.split("://") for item in props["listeners"].split(","))
+    assert {name for name, protocol in protocols.items() if not protocol.startswith("SASL_")} == {"CONTROLLER"}
+    assert listeners["CONTROLLER"].startswith("127.0.0.1:")
+    assert props["controller.listener.names"] == "CONTROLLER"
+    assert props["sasl.enabled.mechanisms"] == props["sasl.mechanism.inter.broker.protocol"] == "SCRAM-SHA-512"
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["auto.create.topics.enable"] == "false"
+    assert "User:admin" in props["super.users"].split(";")
+    broker = props["inter.broker.listener.name"]
+    assert protocols[broker] == "SASL_PLAINTEXT"
+    # the broker logs in to its own listener as admin; the storage is formatted with admin's SCRAM credential
+    kafka_env = environment(services["kafka"])
+    (jaas,) = [key for key in kafka_env if key.endswith("_SASL_JAAS_CONFIG")]
+    assert image_property(jaas) == f"listener.name.{broker.lower()}.scram-sha-512.sasl.jaas.config"
+    assert 'username="admin"' in kafka_env[jaas]
+    admin_password = read_env_file(ROOT / ".env.example")["KAFKA_ADMIN_PASSWORD"]
+    assert f'password="{admin_password}"' in kafka_env[jaas]
+    form = services["kafka-format"]
+    assert form["configs"] == services["kafka"]["configs"]
+    assert form["volumes"] == services["kafka"]["volumes"]
+    assert form["command"][:3] == ["/opt/kafka/bin/kafka-storage.sh", "format", "--ignore-formatted"]
+    assert f"SCRAM-SHA-512=[name=admin,password={admin_password}]" in form["command"]
+    assert form["command"][form["command"].index("--cluster-id") + 1] == kafka_env["CLUSTER_ID"]
+    assert services["kafka"]["depends_on"]["kafka-format"]["condition"] == "service_completed_successfully"
+    # users, topics and ACLs: the generated script, current with the topologies
+    setup = services["kafka-setup"]
+    (script,) = setup["configs"]
+    assert compose()["configs"][script["source"]]["file"].endswith("deploy/compose/kafka-setup.sh")
+    assert (ROOT / "deploy/compose/kafka-setup.sh").read_text() == render_kafka_setup(), "run `make compose-kafka`"
+    setup_env = environment(setup)
+    needed = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", render_kafka_setup())) - {"KAFKA_BOOTSTRAP"}
+    assert needed <= set(setup_env), needed - set(setup_env)
+    assert setup_env["KAFKA_ADMIN_PASSWORD"] == admin_password
+    assert setup["depends_on"]["kafka"]["condition"] == "service_healthy"
+    # each service logs in as its own user with the password kafka-setup gave that user
+    users = {service_name(topology): topology for topology in kafka_topologies()}
+    assert set(users) == {"gateway", "ingestor", "features", "scorer", "deployer", "metrics"}
+    for name in SERVICES:
+        env = environment(services[name])
+        assert env["HUBPULSE_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        if name not in users:
+            assert "HUBPULSE_KAFKA_SASL_USERNAME" not in env, name
+            continue
+        topology = users[name]
+        assert env["HUBPULSE_KAFKA_SASL_USERNAME"] == kafka_user(topology)
+        assert env["HUBPULSE_KAFKA_SASL_PASSWORD"] == setup_env[password_variable(topology)]
+        assert env["HUBPULSE_KAFKA_CREATE_TOPICS"] == "false"  # kafka-setup creates them; users may not
+        assert services[name]["depends_on"]["kafka-setup"]["condition"] == "service_completed_successfully"
+        # what aiokafka receives from these settings (hubpulse_common.kafka.security_options)
+        security = KafkaSecuritySettings.model_validate(
+            {key.removeprefix("HUBPULSE_KAFKA_").lower(): value for key, value in env.items()}
+        )
+        assert security_options(security) == {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": kafka_user(topology),
+            "sasl_plain_password": setup_env[password_variable(topology)],
+        }
+    exporter = services["kafka-exporter"]["command"]
+    assert f"--sasl.username={EXPORTER_USER}" in exporter
+    assert "--sasl.mechanism=scram-sha512" in exporter
+    assert f"--sasl.password={setup_env[EXPORTER_PASSWORD]}" in exporter
 
 
 def services_with_migrations() -> list[str]:
@@ -631,15 +727,7 @@ def expected_acls(name: str) -> set[tuple[str, str, str]]:
     input's dead letters; Describe on each."""
     directory = SERVICES[name][0]
     (topology,) = [t for t in registered() if t.service == directory]
-    acls: set[tuple[str, str, str]] = set()
-    for event in topology.publishes:
-        acls |= {("topic", event.topic, "Write"), ("topic", event.topic, "Describe")}
-    for event in topology.consumes:
-        group = topology.consumer_group
-        acls |= {("topic", event.topic, "Read"), ("topic", event.topic, "Describe")}
-        acls |= {("topic", dlq_topic(event.topic), "Write"), ("topic", dlq_topic(event.topic), "Describe")}
-        acls |= {("group", group, "Read"), ("group", group, "Describe")}
-    return acls
+    return grants(topology)  # the same derivation compose's kafka-setup is generated from
 
 
 def test_each_service_has_a_kafka_user_with_only_the_acls_its_code_needs() -> None:

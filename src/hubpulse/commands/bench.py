@@ -201,5 +201,24 @@ def train(
     _emit(report, json_out)
 
 
+@bench_app.command("ratelimit")
+def ratelimit(
+    checks: Annotated[int, typer.Option("--checks", min=10, help="rate-limit checks to time")] = 2000,
+    clients: Annotated[int, typer.Option("--clients", min=1, help="distinct keys (callers), in turn")] = 50,
+    mongo_url: Annotated[str | None, typer.Option("--mongo-url", help="MongoDB to use (default: SecantusDB)")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
+) -> None:
+    """Latency a rate-limit check adds with the counters in MongoDB (shared by replicas) vs in memory."""
+    from hubpulse.bench.ratelimit import run
+
+    report = run(checks, clients, mongo_url, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
+    text = json.dumps(report, indent=2, default=str)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    typer.echo(text)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

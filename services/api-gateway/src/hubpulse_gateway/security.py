@@ -38,8 +38,6 @@ from typing import Annotated, Any, Literal, cast
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from limits import parse
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hubpulse_common.http import ApiError, ClientAddress, error_response
@@ -52,6 +50,7 @@ from hubpulse_common.identity import (
     token_kid,
     verify_access_token,
 )
+from hubpulse_common.ratelimit import FailoverLimiter
 from hubpulse_gateway.settings import GatewaySettings
 from hubpulse_gateway.upstream import Upstreams
 
@@ -369,17 +368,22 @@ class RateLimitMiddleware:
     limit. The moving window keeps every hit of the window per key, prepends to that list and bisects it on a
     thread: at 1,200 req/s from one key, ~14 % of the gateway's CPU (py-spy). The per-account login limit keeps
     the exact moving window (auth service), where the counts are tiny and exactness matters.
+
+    The counters live in `limiter`: this process's memory, or MongoDB shared by every replica
+    (`rate_limit_storage`, hubpulse_common.ratelimit).
     """
 
     EXEMPT = ("/healthz", "/readyz", "/metrics", "/static/")
     AUTH_PATHS = frozenset({"/v1/auth/login", "/v1/auth/signup"})
 
-    def __init__(self, app: ASGIApp, limit: str, auth_limit: str, client: ClientAddress) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: str, auth_limit: str, client: ClientAddress, limiter: FailoverLimiter
+    ) -> None:
         self.app = app
         self.limit = parse(limit)
         self.auth_limit = parse(auth_limit)
         self.client = client
-        self.limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"].startswith(self.EXEMPT):
@@ -391,7 +395,7 @@ class RateLimitMiddleware:
             checks.append((self.auth_limit, f"auth-ip:{ip}", "too many sign-in attempts from your address"))
         for limit, key, what in checks:
             if not await self.limiter.hit(limit, key):
-                reset_at, _ = await self.limiter.get_window_stats(limit, key)
+                reset_at = await self.limiter.reset_at(limit, key)
                 retry_after = max(1, int(reset_at - time.time()) + 1)
                 response = error_response(
                     429, "rate_limited", f"{what}; retry in {retry_after} s", {"retry-after": str(retry_after)}

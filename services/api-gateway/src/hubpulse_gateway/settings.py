@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from hubpulse_common.settings import ServiceSettings
 
 
@@ -29,6 +33,13 @@ class GatewaySettings(ServiceSettings):
     api_rate_limit: str = "600/minute"
     # Sign-up and login attempts per client IP (the auth service limits failed logins per account).
     auth_ip_rate_limit: str = "60/minute"
+    # Where the rate-limit counters live: `memory` (this process only, so N replicas or workers allow N times
+    # the limits) or `mongodb` (HUBPULSE_MONGO_URL, one budget across every replica; docs/decisions/rate-limits.md).
+    rate_limit_storage: Literal["memory", "mongodb"] = "memory"
+    # With mongodb: the longest a check waits for MongoDB; past it (or on any error) the gateway counts in its
+    # own memory for rate_limit_store_retry_s, then tries MongoDB again (fail open to per-process limits).
+    rate_limit_store_timeout_s: float = Field(default=0.25, gt=0)
+    rate_limit_store_retry_s: float = Field(default=10.0, ge=0)
     cookie_secure: bool = False
     # search and live picks
     workers: int = 1

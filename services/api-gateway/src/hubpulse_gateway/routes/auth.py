@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from hubpulse_common.auth_schemas import ApiKeyCreate, LoginBody, MemberPut, ProfilePatch, SignupBody
 from hubpulse_common.http import NO_NUL, ApiError, ClientAddress
+from hubpulse_common.ratelimit import FailoverLimiter, shared_limiter
 from hubpulse_gateway.security import (
     ACCESS_COOKIE,
     CSRF_COOKIE,
@@ -258,10 +259,21 @@ def upstreams_secure(request: Request) -> bool:
 def install(app: FastAPI, settings: GatewaySettings) -> None:
     """Everything of the security layer an app needs: routes, rate limit, upstream clients, verifier."""
 
+    limiter, store = FailoverLimiter(), None
+    if settings.rate_limit_storage == "mongodb":
+        url, database = settings.mongo_url.get_secret_value(), settings.mongo_database
+        limiter, store = shared_limiter(
+            url, database, timeout_s=settings.rate_limit_store_timeout_s, retry_s=settings.rate_limit_store_retry_s
+        )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_upstreams(app, settings) as upstreams, open_security(app, settings, upstreams):
-            yield
+            try:
+                yield
+            finally:
+                if store is not None:
+                    await store.close()
 
     app.include_router(APIRouter(lifespan=lifespan))
     app.include_router(router)
@@ -270,4 +282,5 @@ def install(app: FastAPI, settings: GatewaySettings) -> None:
         limit=settings.api_rate_limit,
         auth_limit=settings.auth_ip_rate_limit,
         client=ClientAddress(settings.trusted_proxies),
+        limiter=limiter,
     )

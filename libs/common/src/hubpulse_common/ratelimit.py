@@ -1,0 +1,203 @@
+"""Rate-limit counters shared by every replica: the `limits` library's storage interface on MongoDB.
+
+`limits` ships an async MongoDB storage, but on motor (deprecated), and its sliding-window-counter update
+subtracts dates from `$$NOW`, which SecantusDB (the tests' MongoDB) cannot evaluate. This storage implements
+the library's interface on PyMongo's async API instead, the way the library's own memcached storage does:
+each window is a counter document keyed by the window's number (`TimestampedSlidingWindow`), incremented
+atomically with `$inc`; a TTL index removes it after two windows. The strategy (the sliding window counter
+and its arithmetic) stays the library's. See docs/decisions/rate-limits.md.
+
+`FailoverLimiter` decides what happens when MongoDB is unreachable: it fails open to this process's own
+counters (a limit still applies, per replica) and tries MongoDB again after a pause.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from math import floor
+from typing import Any
+
+from limits import RateLimitItem
+from limits.aio.storage import MemoryStorage, SlidingWindowCounterSupport, Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.errors import StorageError
+from limits.storage.base import TimestampedSlidingWindow
+from prometheus_client import Counter
+from pymongo import AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
+
+log = logging.getLogger(__name__)
+
+STORE_FAILURES = Counter(
+    "hubpulse_rate_limit_store_failures_total",
+    "Rate-limit checks that found the shared store unreachable and fell back to this process's counters",
+)
+
+Document = dict[str, Any]
+
+
+class MongoStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWindow):
+    """`limits` async storage (fixed and sliding window counter strategies) in one MongoDB collection of
+    `{_id: key, count, expireAt}` documents."""
+
+    STORAGE_SCHEME = None  # built from a collection, not from a URI
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        super().__init__(wrap_exceptions=True)
+        self.collection = collection
+        self._indexed = False
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return PyMongoError
+
+    async def _ensure_index(self) -> None:
+        if not self._indexed:
+            await self.collection.create_index("expireAt", expireAfterSeconds=0)
+            self._indexed = True
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add `amount`; a counter whose expiry has passed (the TTL monitor runs once a minute) starts again."""
+        await self._ensure_index()
+        now = datetime.now(UTC)
+        expired = {"$not": [{"$gt": ["$expireAt", now]}]}
+        document = await self.collection.find_one_and_update(
+            {"_id": key},
+            [
+                {
+                    "$set": {
+                        "count": {"$cond": [expired, amount, {"$add": ["$count", amount]}]},
+                        "expireAt": {"$cond": [expired, now + timedelta(seconds=expiry), "$expireAt"]},
+                    }
+                }
+            ],
+            upsert=True,
+            projection=["count"],
+            return_document=ReturnDocument.AFTER,
+        )
+        assert document is not None  # upserted
+        return int(document["count"])
+
+    async def decr(self, key: str, amount: int = 1) -> None:
+        await self.collection.update_one({"_id": key}, {"$inc": {"count": -amount}})
+
+    async def get(self, key: str) -> int:
+        document = await self.collection.find_one({"_id": key, "expireAt": {"$gt": datetime.now(UTC)}})
+        return int(document["count"]) if document else 0
+
+    async def get_expiry(self, key: str) -> float:
+        document = await self.collection.find_one({"_id": key})
+        expire_at: datetime | None = document["expireAt"] if document else None
+        return expire_at.replace(tzinfo=UTC).timestamp() if expire_at else time.time()
+
+    async def check(self) -> bool:
+        try:
+            await self.collection.database.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+    async def reset(self) -> int | None:
+        return (await self.collection.delete_many({})).deleted_count
+
+    async def clear(self, key: str) -> None:
+        await self.collection.delete_one({"_id": key})
+
+    # The sliding window counter on two window-numbered counters, as limits' memcached storage does it.
+
+    async def acquire_sliding_window_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        if amount > limit:
+            return False
+        now = time.time()
+        previous_key, current_key = self.sliding_window_keys(key, expiry, now)
+        previous, previous_ttl, current, _ = await self._window(previous_key, current_key, expiry, now)
+        if floor(previous * previous_ttl / expiry + current) + amount > limit:
+            return False
+        current = await self.incr(current_key, 2 * expiry, amount)
+        previous_ttl = max(0.0, previous_ttl - (time.time() - now))
+        if floor(previous * previous_ttl / expiry + current) > limit:
+            # another replica took the last slot between the read and the increment: give this one back
+            await self.decr(current_key, amount)
+            return False
+        return True
+
+    async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
+        now = time.time()
+        return await self._window(*self.sliding_window_keys(key, expiry, now), expiry, now)
+
+    async def clear_sliding_window(self, key: str, expiry: int) -> None:
+        previous_key, current_key = self.sliding_window_keys(key, expiry, time.time())
+        await self.collection.delete_many({"_id": {"$in": [previous_key, current_key]}})
+
+    async def _window(
+        self, previous_key: str, current_key: str, expiry: int, now: float
+    ) -> tuple[int, float, int, float]:
+        """(previous count, its remaining weight in seconds, current count, seconds until the current ends)."""
+        counts = {
+            doc["_id"]: int(doc["count"])
+            async for doc in self.collection.find({"_id": {"$in": [previous_key, current_key]}})
+        }
+        previous, current = counts.get(previous_key, 0), counts.get(current_key, 0)
+        previous_ttl = (1 - (((now - expiry) / expiry) % 1)) * expiry if previous else 0.0
+        current_ttl = (1 - ((now / expiry) % 1)) * expiry + expiry
+        return previous, previous_ttl, current, current_ttl
+
+
+class FailoverLimiter:
+    """The sliding window counter on the shared store, or on this process's counters while the store is
+    unreachable (fail open to per-process limits, retried after `retry_s`)."""
+
+    def __init__(self, shared: Storage | None = None, retry_s: float = 10.0) -> None:
+        self.local = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self.shared = None if shared is None else SlidingWindowCounterRateLimiter(shared)
+        self.retry_s = retry_s
+        self._shared_down_until = 0.0
+        self.fallbacks = 0  # checks the shared store failed
+
+    def _limiter(self) -> SlidingWindowCounterRateLimiter:
+        if self.shared is not None and time.monotonic() >= self._shared_down_until:
+            return self.shared
+        return self.local
+
+    def _fall_back(self, exc: StorageError) -> SlidingWindowCounterRateLimiter:
+        STORE_FAILURES.inc()
+        self.fallbacks += 1
+        if time.monotonic() >= self._shared_down_until:
+            log.warning("rate-limit store unreachable, counting in this process for %.0f s: %s", self.retry_s, exc)
+        self._shared_down_until = time.monotonic() + self.retry_s
+        return self.local
+
+    async def hit(self, item: RateLimitItem, key: str) -> bool:
+        limiter = self._limiter()
+        try:
+            return await limiter.hit(item, key)
+        except StorageError as exc:
+            return await self._fall_back(exc).hit(item, key)
+
+    async def reset_at(self, item: RateLimitItem, key: str) -> float:
+        """When the caller may try again (epoch seconds)."""
+        limiter = self._limiter()
+        try:
+            stats = await limiter.get_window_stats(item, key)
+        except StorageError as exc:
+            stats = await self._fall_back(exc).get_window_stats(item, key)
+        return stats.reset_time
+
+
+def shared_limiter(
+    url: str, database: str, *, timeout_s: float, retry_s: float, collection: str = "rate_limits"
+) -> tuple[FailoverLimiter, AsyncMongoClient[Document]]:
+    """A limiter on MongoDB (`url`, `database`.`collection`) through a client of its own whose every wait is
+    bounded by `timeout_s` (a check must not hang on an unreachable store); the caller closes the client."""
+    timeout_ms = max(1, int(timeout_s * 1000))
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        url,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=timeout_ms,
+        tz_aware=True,
+    )
+    return FailoverLimiter(MongoStorage(client[database][collection]), retry_s=retry_s), client
