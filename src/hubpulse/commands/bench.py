@@ -211,11 +211,8 @@ def ratelimit(
     """Latency a rate-limit check adds with the counters in MongoDB (shared by replicas) vs in memory."""
     from hubpulse.bench.ratelimit import run
 
-    report = run(checks, clients, mongo_url, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
-    text = json.dumps(report, indent=2, default=str)
-    if json_out is not None:
-        json_out.write_text(text + "\n")
-    typer.echo(text)
+    report = run(checks, clients, mongo_url, say=_say)
+    _emit(report, json_out)
     if not report["ok"]:
         raise typer.Exit(1)
 
