@@ -136,3 +136,4 @@ async def test_model_server_batches_concurrent_calls(demo_model_dir: Path, tmp_p
     assert bad.status_code == 422
     assert health["batching"]["max_batch_size"] == 8
     assert health["batching"]["batches"] < len(texts)  # forward passes were shared
+    assert health["batching"]["inputs"] == len(texts)  # each text ran once ("" was refused before the model)

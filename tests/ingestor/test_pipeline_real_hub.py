@@ -11,20 +11,26 @@ import datetime as dt
 import uuid
 from pathlib import Path
 
+import asyncpg
 import httpx
+import numpy as np
+import pandas as pd
 import pytest
 from features.support import fetch, running, settings_for
 from support.polling import wait_for
 
 from hubpulse.hub import create_app, start_in_thread
 from hubpulse.hub.live import LiveConfig, ScoreMove
+from hubpulse_common.features import compute_features
 from hubpulse_common.settings import load_settings
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features.app import create_app as create_features_app
+from hubpulse_features.service import TIME_FEATURE_COLUMNS
 from hubpulse_features.settings import FeaturesSettings
 from hubpulse_gateway.app import create_app as create_gateway_app
 from hubpulse_gateway.settings import GatewaySettings
 from hubpulse_ingestor.cycle import run_cycle
+from hubpulse_ingestor.repository import read_history_day
 from hubpulse_ingestor.settings import IngestorSettings
 from hubpulse_ingestor.standalone import open_stores
 from hubpulse_scorer.app import create_app as create_scorer_app
@@ -103,6 +109,7 @@ async def test_every_public_model_once_per_day_none_private_each_served_after_sc
                 timeout_s=180,
             )
             assert {r["model_id"] for r in catalog} == public_last
+            await _renamed_history_is_one(pool_url=database_url, old=renamed, new=new_name, days=dates)
         async with running(create_gateway_app(gateway)) as app:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
@@ -116,5 +123,45 @@ async def test_every_public_model_once_per_day_none_private_each_served_after_sc
                 assert moved.headers["location"].endswith(f"/v1/models/{new_name}")
                 history_of_new = (await client.get(f"/v1/models/{new_name}")).json()["history"]
                 assert len(history_of_new) == DAYS  # the history continues under the new name
+                found = await client.get("/v1/models", params={"q": renamed.split("/", 1)[1], "limit": 100})
+                assert found.status_code == 200, found.text
+                listed = {m["model_id"] for m in found.json()["items"]}
+                assert new_name in listed
+                assert renamed not in listed  # search lists only the new id
     finally:
         hub.stop()
+
+
+async def _renamed_history_is_one(pool_url: str, old: str, new: str, days: list[dt.date]) -> None:
+    """Issue 14: no store keeps rows under the old name, and the renamed model's velocity features continue
+    across the rename: they equal compute_features over its whole (unsplit) history."""
+    # What the features would be without a rename: the ingestor's history (one model, moved by `_id`) through
+    # the batch code, against what the features service stored under the new name.
+    pool = await asyncpg.create_pool(pool_url, min_size=1, max_size=1)
+    try:
+        history = pd.concat([await read_history_day(pool, day) for day in days], ignore_index=True)
+    finally:
+        await pool.close()
+    expected = compute_features(history).set_index(["model_id", "snapshot_date"]).loc[new]
+    stored = await fetch(
+        pool_url,
+        "SELECT f.snapshot_date, f.values, s.columns FROM feature_rows f JOIN feature_sets s USING (feature_set)"
+        " WHERE f.model_id = $1 ORDER BY 1",
+        new,
+    )
+    assert [r["snapshot_date"] for r in stored] == days
+    got = [dict(zip(row["columns"], row["values"], strict=True)) for row in stored]
+    for day, values in zip(days, got, strict=True):
+        want = expected.loc[pd.Timestamp(day)]
+        for column in TIME_FEATURE_COLUMNS:
+            assert values[column] == pytest.approx(want[column], rel=1e-5, abs=1e-6, nan_ok=True), (day, column)
+    # e.g. the day-over-day download delta on the day of the rename spans it (missing if the history split)
+    assert not np.isnan(got[1]["delta_downloads_24h"])
+    assert got[-1]["days_observed_14d"] == len(days)
+    for table in ("feature_history", "feature_rows", "scores", "catalog_daily", "catalog_models", "catalog_details"):
+        rows = await fetch(pool_url, f"SELECT count(*) AS n FROM {table} WHERE model_id = $1", old)  # noqa: S608
+        assert rows[0]["n"] == 0, table
+    daily = await fetch(pool_url, "SELECT snapshot_date FROM catalog_daily WHERE model_id = $1 ORDER BY 1", new)
+    assert [r["snapshot_date"] for r in daily] == days  # the scorer's own rows, not the gateway's merge
+    scored = await fetch(pool_url, "SELECT DISTINCT snapshot_date FROM scores WHERE model_id = $1 ORDER BY 1", new)
+    assert [r["snapshot_date"] for r in scored] == days

@@ -154,7 +154,7 @@ def test_private_items_that_do_get_listed_are_dropped_and_counted() -> None:
 
 
 async def test_a_rename_moves_the_history_to_the_new_name(
-    replay: Replay, settings: IngestorSettings, stores: Stores
+    replay: Replay, settings: IngestorSettings, stores: Stores, tap: SnapshotTap
 ) -> None:
     pool, bus = stores
     await run_cycle(pool, bus, settings)
@@ -172,6 +172,9 @@ async def test_a_rename_moves_the_history_to_the_new_name(
     assert await pool.fetchval("SELECT new_id FROM model_renames WHERE old_id = $1", old) == new
     hub_ids = await pool.fetch("SELECT hub_id FROM hub_models WHERE model_id = $1", new)
     assert len(hub_ids) == 1
+    # the first snapshot under the new name says which name it had: consumers move their history (issue 14)
+    marked = {(e.model_id, e.snapshot_date): e.renamed_from for _, e in await tap.read() if e.renamed_from}
+    assert marked == {(new, replay.day(1)): old}
 
 
 async def test_rate_limit_is_paced_before_the_429_and_429s_without_retry_after_are_survived(

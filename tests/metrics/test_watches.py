@@ -12,6 +12,7 @@ import httpx
 import pytest
 from deployer.conftest import read_topic
 from issuer import TokenIssuer
+from pymongo import AsyncMongoClient
 from standardwebhooks import Webhook
 from support.polling import eventually
 
@@ -233,3 +234,28 @@ async def test_digest_holds_alerts_and_sends_one_message_per_channel(
         assert len(receiver.received) == 1
     finally:
         receiver.close()
+
+
+async def test_a_new_metrics_group_watches_from_now_on(
+    metrics_env: dict[str, str], start_metrics: Any, bus: EventBus, mongo: Any
+) -> None:
+    """#20: a new deployment's watch consumers start at the latest offset, not at the whole scores backlog
+    (where a group resumes after a restart: tests/common/test_consumer_start.py)."""
+    model = f"since-{uuid.uuid4().hex[:6]}/m"
+    await bus.publish_many([score(f"{model}-backlog", DAY, 0.9), features(f"{model}-backlog", DAY)])
+    service = start_metrics()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo.url)
+    scores = client[service.env["HUBPULSE_MONGO_DATABASE"]]["watch_scores"]
+
+    async def stored() -> set[str]:
+        return {d["model_id"] async for d in scores.find({"model_id": {"$regex": f"^{model}"}})}
+
+    async def now_stored() -> bool:
+        return f"{model}-now" in await stored()
+
+    try:
+        await bus.publish_many([score(f"{model}-now", DAY, 0.9)])
+        await eventually(now_stored, 30)
+        assert await stored() == {f"{model}-now"}  # never the backlog
+    finally:
+        await client.close()

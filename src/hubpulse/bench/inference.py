@@ -3,22 +3,26 @@
 Starts PostgreSQL, the broker, MongoDB, S3, the replay Hub (which hosts the demo models), then auth, the
 deployer and the gateway as processes, signs one user up, and deploys the demo text classifier twice to the
 target: once with dynamic batching off (`max_batch_size` 1) and once with it on. For each deployment it
-sends single-input predict calls to three hops, each from a keep-alive load generator on loopback:
+sends single-input predict calls to four hops, each from a keep-alive load generator on loopback:
 
 - `model_server`: `POST /predict` on the model server's own port (local target only);
+- `bare_proxy`: the same through `bare_proxy.py`, a Python hop that only forwards (the floor of any hop);
 - `deployer`: `POST /deployments/{id}/predict` on the deployer, as the gateway calls it;
 - `gateway`: `POST /v1/deployments/{id}/predict` with the user's access token (auth, ownership, idempotency,
   metrics and the inference event included);
 
 first one at a time (latency), then `concurrency` in flight (throughput), after a warm-up. Each run reports
 p50/p95/p99, req/s and the CPU seconds per second of each process tree (the machine's cores are shared by
-everything, the load generator included), so the table says where the time went.
+everything, the load generator included), so the table says where the time went; the batch size the model
+server achieved per run (`forward_passes`); and the forward pass's CPU per input by batch size, in-process
+(`forward_pass`). `summary` holds the goals, with the shares that the CPU per call allows next to the req/s ones.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -48,7 +52,9 @@ from hubpulse.platform.stores import (
 from hubpulse_common.errors import UserFacingError
 
 MODEL = "hubpulse-demo/tiny-text-classifier"
-HOPS = ("model_server", "deployer", "gateway")
+# bare_proxy: the floor of any Python hop (bare_proxy.py) in front of the same model server, for reference
+HOPS = ("model_server", "bare_proxy", "deployer", "gateway")
+SERVICES = ("gateway", "deployer", "model_server")
 Say = Callable[[str], None]
 
 
@@ -63,6 +69,14 @@ class InferenceBenchConfig:
     sequential_requests: int = 200
     warmup: int = 100
     max_seconds: float = 120.0
+
+
+def _bare_proxy(model_server_url: str) -> ProcessSpec:
+    port = free_port()
+    argv = [sys.executable, "-m", "hubpulse.bench.bare_proxy", "--target", f"{model_server_url}/predict"]
+    return ProcessSpec(
+        name="bare_proxy", kind="service", port=port, url=f"http://127.0.0.1:{port}", argv=[*argv, "--port", str(port)]
+    )
 
 
 @dataclass
@@ -95,7 +109,7 @@ def _requests(hop: str, deployment_id: str, count: int, headers: dict[str, str],
     out = []
     for i in range(offset, offset + count):
         text = f"call {i}: the movie was {'good' if i % 2 else 'awful'} and the food was {'fine' if i % 3 else 'bad'}"
-        if hop == "model_server":
+        if hop in ("model_server", "bare_proxy"):
             out.append(post_json("/predict", orjson.dumps({"inputs": [text]})))
         elif hop == "deployer":
             path = f"/deployments/{deployment_id}/predict"
@@ -129,10 +143,32 @@ def _measure(
             uvloop.run(load(ports[hop], warm, concurrency, cfg.max_seconds))
             measured = _requests(hop, deployment.id, count, headers[hop], offset)
             offset += count
-            r = runs[mode] = _own_cpu(uvloop.run(load(ports[hop], measured, concurrency, cfg.max_seconds, watch)))
-            say(f"{hop} {mode}: p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms, {r['rps']} req/s, errors {r['errors']}")
+            before = _forward_passes(deployment)
+            # the reference proxy is no part of the other hops' paths: watched on its own hop only
+            watched = {n: pid for n, pid in watch.items() if n != "bare_proxy" or hop == "bare_proxy"}
+            r = runs[mode] = _own_cpu(uvloop.run(load(ports[hop], measured, concurrency, cfg.max_seconds, watched)))
+            r["forward_passes"] = _passes_since(before, _forward_passes(deployment))
+            passes = f", mean batch {r['forward_passes']['mean_batch_size']}" if r["forward_passes"] else ""
+            latency = f"p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms"
+            say(f"{hop} {mode}: {latency}, {r['rps']} req/s, errors {r['errors']}{passes}")
         results[hop] = runs
     return results
+
+
+def _forward_passes(deployment: _Deployment) -> tuple[int, int] | None:
+    """(forward passes, inputs) the model server ran so far, from its /healthz; None without one."""
+    if deployment.model_server_url is None:
+        return None
+    batching = httpx.get(deployment.model_server_url + "/healthz", timeout=30).json()["batching"]
+    return batching["batches"], batching["inputs"]
+
+
+def _passes_since(before: tuple[int, int] | None, after: tuple[int, int] | None) -> dict[str, Any] | None:
+    """What the batcher did during a run: forward passes, inputs, and the batch size it achieved."""
+    if before is None or after is None:
+        return None
+    passes, inputs = after[0] - before[0], after[1] - before[1]
+    return {"passes": passes, "inputs": inputs, "mean_batch_size": round(inputs / passes, 2) if passes else None}
 
 
 def _own_cpu(run: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +178,29 @@ def _own_cpu(run: dict[str, Any]) -> dict[str, Any]:
         if "deployer" in values and "model_server" in values:
             values["deployer"] = round(values["deployer"] - values["model_server"], 3)
     return run
+
+
+def _forward_pass_cost(batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16), inputs: int = 2000) -> dict[str, Any]:
+    """CPU ms per input of the demo model's forward pass by batch size, in this process (no HTTP): what batching
+    can save per call at most. Empty when the replay Hub's build of the model is not there."""
+    from hubpulse.hub.demo_models import DemoRepos, default_cache_dir
+    from hubpulse_deployer.runtime import load as load_runtime
+
+    built = DemoRepos(default_cache_dir()).get(MODEL)
+    if built is None:
+        return {}
+    runtime = load_runtime(built.root, "text-classification")
+    texts = [f"call {i}: the movie was {'good' if i % 2 else 'awful'}" for i in range(inputs)]
+    out = {}
+    for size in batch_sizes:
+        batches = [texts[i : i + size] for i in range(0, inputs, size)]
+        for batch in batches[:20]:  # warm-up
+            runtime.predict_batch(batch)
+        started = time.process_time()
+        for batch in batches:
+            runtime.predict_batch(batch)
+        out[str(size)] = round((time.process_time() - started) * 1000 / inputs, 4)
+    return {"cpu_ms_per_input_by_batch_size": out}
 
 
 def _signup(gateway: str) -> str:
@@ -199,7 +258,7 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
         for child in (auth, deployer, gateway):
             wait_ready(child.spec.url)
         bearer = {"authorization": f"Bearer {_signup(gateway.spec.url)}"}
-        headers = {"model_server": {}, "deployer": bearer, "gateway": bearer}
+        headers = {"model_server": {}, "bare_proxy": {}, "deployer": bearer, "gateway": bearer}
         with httpx.Client(base_url=gateway.spec.url, headers=bearer, timeout=60) as client:
             for label, batching in (
                 ("unbatched", {"max_batch_size": 1}),
@@ -209,11 +268,15 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
                 deployment = _deploy(client, cfg.target, batching)
                 ports = {"deployer": deployer.spec.port, "gateway": gateway.spec.port}
                 watch = {"gateway": gateway.pid, "deployer": deployer.pid, "kafka": kafka.pid, "mongo": mongo.pid}
-                if deployment.model_server_url and deployment.model_server_pid:
-                    ports["model_server"] = int(deployment.model_server_url.rsplit(":", 1)[1])
-                    watch["model_server"] = deployment.model_server_pid
-                report[label] = _measure(cfg, deployment, ports, headers, watch, say)
+                with ExitStack() as hop_stack:
+                    if deployment.model_server_url and deployment.model_server_pid:
+                        ports["model_server"] = int(deployment.model_server_url.rsplit(":", 1)[1])
+                        watch["model_server"] = deployment.model_server_pid
+                        proxy = hop_stack.enter_context(started_child(_bare_proxy(deployment.model_server_url), logs))
+                        ports["bare_proxy"], watch["bare_proxy"] = proxy.spec.port, proxy.pid
+                    report[label] = _measure(cfg, deployment, ports, headers, watch, say)
                 client.delete(f"/v1/deployments/{deployment.id}")
+    report["forward_pass"] = _forward_pass_cost() if cfg.target == "local" else {}
     report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     report["summary"] = summary(report)
     return report
@@ -235,12 +298,19 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
                 "gateway_rps_share": round(gw["concurrent"]["rps"] / ms["concurrent"]["rps"], 3),
                 # CPU ms per call through the gateway, per process, at `concurrency` in flight
                 "gateway_path_cpu_ms": {k: v for k, v in cpu.items() if k != "client"},
+                **_cpu_bounds(ms["concurrent"], gw["concurrent"]),
             }
+            if "bare_proxy" in runs:  # the same figures for one hop that does nothing but forward
+                out[label]["one_bare_hop"] = _cpu_bounds(ms["concurrent"], runs["bare_proxy"]["concurrent"])
     for hop in HOPS:
         if hop in unbatched and hop in batched:
             u, b = unbatched[hop]["concurrent"], batched[hop]["concurrent"]
             out[f"batching_{hop}"] = {
                 "rps_speedup": round(b["rps"] / u["rps"], 2),
+                # the speed-up the CPU per call allows (all processes and the load generator), which the other load
+                # on shared cores does not move
+                "cpu_speedup": round(sum(_cpu_ms(u).values()) / sum(_cpu_ms(b).values()), 2),
+                "mean_batch_size": (b.get("forward_passes") or {}).get("mean_batch_size"),
                 "p95_ratio": round(b["p95_ms"] / u["p95_ms"], 2),
                 "model_server_cpu_ms_per_request": [
                     u["cpu_ms_per_request"].get("model_server"),
@@ -248,6 +318,30 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
                 ],
             }
     return out
+
+
+def _cpu_ms(run: dict[str, Any]) -> dict[str, float]:
+    """CPU ms per call of each process of a run, the load generator ("client") included."""
+    client = run["cpu_share"]["client"] * 1000 / run["rps"] if run["rps"] else 0.0
+    return {**run["cpu_ms_per_request"], "client": round(client, 3)}
+
+
+def _cpu_bounds(alone: dict[str, Any], path: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's throughput share that the CPU per call allows, whatever else the machine runs.
+
+    Req/s swing 2-5x with the other load on shared cores; CPU ms per call barely move. With every core busy,
+    throughput is cores / (CPU ms per call over all processes); with one process the bottleneck (each is one
+    event loop, at most one core), it is 1 / (that process's CPU ms per call). The share is the ratio of the
+    gateway path's bound to the model server alone's, for each bound.
+    """
+    a, p = _cpu_ms(alone), _cpu_ms(path)
+    return {
+        "cpu_ms_per_call": {"model_server_alone": round(sum(a.values()), 3), "path": round(sum(p.values()), 3)},
+        "cpu_bound_share_all_cores": round(sum(a.values()) / sum(p.values()), 3),
+        "cpu_bound_share_one_core_per_process": round(
+            max(a.get(n, 0.0) for n in SERVICES) / max(p.get(n, 0.0) for n in (*SERVICES, "bare_proxy")), 3
+        ),
+    }
 
 
 def table(report: dict[str, Any]) -> Any:

@@ -81,8 +81,18 @@ def _stats(lags: list[float]) -> dict[str, Any]:
     return {"alerts": len(lags), "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "max_ms": round(float(values.max()), 1)}
 
 
+async def _stored_after(alerts: Any, models: list[str], start: float, timeout_s: float) -> float | None:
+    """Seconds from `start` until every model's alert is stored (the score handler's part of the lag)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if await alerts.count_documents({"model_id": {"$in": models}}) >= len(models):
+            return time.time() - start
+        await asyncio.sleep(0.05)
+    return None
+
+
 async def _phase(
-    bus: EventBus, receiver: Receiver, models: list[str], spacing_s: float, timeout_s: float
+    bus: EventBus, receiver: Receiver, models: list[str], spacing_s: float, timeout_s: float, alerts: Any
 ) -> dict[str, Any]:
     def crossing(model: str) -> ModelScore:
         return ModelScore(
@@ -106,10 +116,16 @@ async def _phase(
         events = [crossing(m) for m in models]
         sent = {e.model_id: e.occurred_at.timestamp() for e in events}
         await bus.publish_many(events)
-    await asyncio.to_thread(receiver.wait_for, models, timeout_s)
+    stored = _stored_after(alerts, models, min(sent.values()), timeout_s)
+    stored_s, _ = await asyncio.gather(stored, asyncio.to_thread(receiver.wait_for, models, timeout_s))
     lags = [receiver.arrived[m] - sent[m] for m in models if m in receiver.arrived]
     span = max((receiver.arrived[m] for m in models if m in receiver.arrived), default=0) - min(sent.values())
-    return {**_stats(lags), "missing": len(models) - len(lags), "span_s": round(span, 2)}
+    report = {**_stats(lags), "missing": len(models) - len(lags), "span_s": round(span, 2)}
+    if stored_s is not None:  # alerts per second: stored by the score handler, and delivered (webhooks)
+        report |= {"stored_span_s": round(stored_s, 2), "stored_per_s": round(len(models) / max(stored_s, 1e-3), 1)}
+    if span > 0:
+        report["delivered_per_s"] = round(len(lags) / span, 1)
+    return report
 
 
 async def _measure(
@@ -170,9 +186,10 @@ async def _measure(
             if attempt.retry_state.outcome is not None and not attempt.retry_state.outcome.failed:
                 attempt.retry_state.set_result(stored)
         say(f"paced: {paced} crossing scores, {spacing_s * 1000:.0f} ms apart")
-        paced_report = await _phase(bus, receiver, ids[:paced], spacing_s, timeout_s)
+        alerts = db[repository.ALERTS]
+        paced_report = await _phase(bus, receiver, ids[:paced], spacing_s, timeout_s, alerts)
         say(f"burst: {models - paced} crossing scores at once")
-        burst_report = await _phase(bus, receiver, ids[paced:], 0.0, timeout_s)
+        burst_report = await _phase(bus, receiver, ids[paced:], 0.0, timeout_s, alerts)
         async with httpx.AsyncClient(timeout=10) as http:
             prom = (await http.get(f"{metrics_url}/metrics")).text
         return {

@@ -70,6 +70,7 @@ class ModelSnapshot(Event):
                     "created_at": "2025-04-27T03:40:08Z",
                     "last_modified": "2025-07-26T03:46:27Z",
                     "source": "hub",
+                    "renamed_from": None,
                 }
             ]
         }
@@ -91,6 +92,11 @@ class ModelSnapshot(Event):
     created_at: datetime | None = None
     last_modified: datetime | None = None
     source: SnapshotSource = "hub"
+    renamed_from: str | None = Field(
+        default=None,
+        description="The model's previous name, on its first snapshot under a new name (the Hub renamed the "
+        "repository; its `_id` is the same): consumers move the old name's history to `model_id`",
+    )
 
 
 class ModelFeatures(Event):
@@ -124,6 +130,7 @@ class ModelFeatures(Event):
                     "tags": ["transformers", "safetensors", "qwen3", "text-generation"],
                     "created_at": "2025-04-27T03:40:08Z",
                     "last_modified": "2025-07-26T03:46:27Z",
+                    "renamed_from": None,
                 }
             ]
         }
@@ -151,6 +158,11 @@ class ModelFeatures(Event):
     tags: list[str] = Field(default_factory=list)
     created_at: datetime | None = None
     last_modified: datetime | None = None
+    renamed_from: str | None = Field(
+        default=None,
+        description="The model's previous name, on the features of the day it was first seen under `model_id` "
+        "(from `hub.snapshots.v1`): consumers move what they keep under the old name to the new one",
+    )
 
 
 class Contribution(BaseModel):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, cast
 
 import httpx
+from cachetools import TTLCache
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import WebSocketException
 from joserfc import jwt
@@ -38,7 +39,7 @@ from joserfc.jws import extract_compact
 from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION
 
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import Forbidden, Unauthorized, Unavailable
 from hubpulse_common.settings import ServiceSettings
 
 Role = Literal["viewer", "member", "admin"]
@@ -158,16 +159,48 @@ class JwksCache:
 
 
 class TokenVerifier:
-    """Verifies access JWTs against a JWKS source; one per app (`app.state.token_verifier`)."""
+    """Verifies access JWTs against a JWKS source; one per app (`app.state.token_verifier`).
 
-    def __init__(self, jwks: JwksCache, *, issuer: str, audience: str) -> None:
+    A token whose signature checked is remembered for `cache_s` (its claims, by the exact token string), so a
+    client sending the same token on every call pays the ES256 verification once, not per call (the predict
+    path's largest CPU item in the gateway and the deployer, docs/decisions/deployer.md). A remembered token is
+    still refused once it expires, and once its key left the JWKS (the key set is checked on every call).
+    """
+
+    def __init__(
+        self,
+        jwks: JwksCache,
+        *,
+        issuer: str,
+        audience: str,
+        cache_s: float = 60.0,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.jwks = jwks
         self.issuer = issuer
         self.audience = audience
+        self._clock = clock
+        self._verified: TTLCache[str, tuple[str | None, dict[str, Any]]] | None = (
+            TTLCache(maxsize=cache_size, ttl=cache_s) if cache_s > 0 else None
+        )
+        self.signatures_checked = 0  # ES256 verifications run (the rest were remembered)
 
     async def claims(self, token: str) -> dict[str, Any]:
-        keys = await self.jwks.keys_for(token_kid(token))
-        return verify_access_token(token, keys, issuer=self.issuer, audience=self.audience)
+        """The verified claims (a fresh copy: callers may keep or change it); InvalidToken otherwise."""
+        if self._verified is not None and (known := self._verified.get(token)) is not None:
+            kid, claims = known
+            if self._clock() <= claims["exp"] + LEEWAY_S:
+                await self.jwks.keys_for(kid)  # InvalidToken once the key is gone from the JWKS
+                return dict(claims)
+            del self._verified[token]
+        kid = token_kid(token)
+        keys = await self.jwks.keys_for(kid)
+        self.signatures_checked += 1
+        claims = verify_access_token(token, keys, issuer=self.issuer, audience=self.audience, now=int(self._clock()))
+        if self._verified is not None:
+            self._verified[token] = (kid, claims)
+        return dict(claims)
 
     async def identity(self, token: str) -> Identity:
         return identity_from_claims(await self.claims(token), token)
@@ -190,9 +223,7 @@ async def open_token_verifier(app: FastAPI, settings: ServiceSettings) -> AsyncI
                 response = await client.get("/.well-known/jwks.json")
                 response.raise_for_status()
             except httpx.HTTPError as exc:
-                raise ApiError(
-                    503, "unavailable", f"cannot check credentials: auth service unreachable ({exc})"
-                ) from None
+                raise Unavailable(f"cannot check credentials: auth service unreachable ({exc})") from None
             body: dict[str, Any] = response.json()
             return body
 
@@ -219,7 +250,7 @@ async def caller_identity(connection: HTTPConnection) -> Identity:
     except InvalidToken as exc:
         if connection.scope["type"] == "websocket":
             raise WebSocketException(WS_1008_POLICY_VIOLATION, f"unauthorized: {exc}") from None
-        raise ApiError(401, "unauthorized", f"invalid credentials: {exc}", {"www-authenticate": "Bearer"}) from None
+        raise Unauthorized(f"invalid credentials: {exc}", {"www-authenticate": "Bearer"}) from None
 
 
 def require_role(role: Role) -> Callable[..., Awaitable[Identity]]:
@@ -227,7 +258,7 @@ def require_role(role: Role) -> Callable[..., Awaitable[Identity]]:
 
     async def check(who: Annotated[Identity, Depends(caller_identity)]) -> Identity:
         if not who.has_role(role):
-            raise ApiError(403, "forbidden", f"this needs the {role} role in your organisation (you are {who.role})")
+            raise Forbidden(f"this needs the {role} role in your organisation (you are {who.role})")
         return who
 
     return check

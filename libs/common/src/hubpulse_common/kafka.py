@@ -11,6 +11,9 @@ Delivery contract of `BatchConsumer`:
 - Any other failure is deterministic: after bounded retries the batch is split into single messages; those
   that still fail go to `<topic>.dlq` with the error attached, and the stream goes on. Only poison lands in a
   DLQ; `hubpulse dlq list|replay` inspects it and re-feeds it to its topic once the cause is fixed.
+- A group with committed offsets resumes from them. A new group starts at the earliest offset, or, with
+  `start_at="latest"` (consumers about what happens from now on, e.g. watches), at the latest offset as of
+  `start()`, committed then, so nothing published after `start()` returns is skipped.
 - `stop()` (wired to SIGTERM through the service lifespan) finishes the batch in hand, commits, leaves.
 - On rebalance, revocation waits for the batch in hand to finish and commit (no double work on handover).
 - The loop runs as a `Supervised` task: were it ever to raise, it restarts, and `/readyz` says so.
@@ -24,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -242,7 +245,7 @@ class EventBus:
     ) -> int:
         """Pre-encoded (key, JSON value) events of one topic, as one record batch per partition and size limit.
 
-        `publish_many` pays one `await send()` per message (partitioner, accumulator, a future each: ~70 us);
+        `publish_many` pays one `await send()` per message (partitioner, accumulator, a future each);
         this fills aiokafka `BatchBuilder`s directly. Keys map to partitions exactly as the default
         partitioner maps them (murmur2, vectorised), so one key's events stay on one partition, in order.
         The caller guarantees each value is a valid event of `topic`. Returns how many were sent, once the
@@ -354,6 +357,43 @@ class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
+async def pin_new_groups(consumers: Sequence[BatchConsumer[Any]]) -> None:
+    """A new group whose consumers start at the latest offset commits it before any of them joins: "from now on"
+    then means from this start, not from the group's first assignment (events published in between would be
+    skipped), nor from a restart before its first batch. Offsets already committed are left as they are. Kafka
+    takes a commit from outside a group only while the group has no member, hence before the first joins."""
+    topics: dict[tuple[str, str], set[str]] = {}
+    for consumer in consumers:
+        if consumer.starts_at_latest:
+            topics.setdefault((consumer._bootstrap, consumer.group_id), set()).add(consumer.topic)
+            consumer._pinned = True
+    for (bootstrap, group), names in topics.items():
+        probe = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **security_options()
+        )
+        await probe.start()
+        try:
+            await probe.topics()  # metadata: the topics' partitions
+            parts = [TopicPartition(t, p) for t in sorted(names) for p in sorted(probe.partitions_for_topic(t) or ())]
+            probe.assign(parts)
+            unset = [tp for tp in parts if await probe.committed(tp) is None]
+            if unset:
+                ends = await probe.end_offsets(unset)
+                await probe.commit({tp: ends[tp] for tp in unset})
+                log.info("kafka.group_pinned_at_latest", group=group, topics=sorted(names), partitions=len(unset))
+        except KafkaError as exc:  # e.g. a replica already joined: the members' auto_offset_reset applies
+            log.warning("kafka.group_pin_failed", group=group, topics=sorted(names), error=str(exc))
+        finally:
+            await probe.stop()
+
+
+async def start_consumers(consumers: Sequence[BatchConsumer[Any]]) -> None:
+    """Start consumers that may share a group: new groups are pinned (`pin_new_groups`) before any joins."""
+    await pin_new_groups(consumers)
+    for consumer in consumers:
+        await consumer.start()
+
+
 class BatchConsumer(Generic[E]):
     """Consume one topic as typed events in batches, with at-least-once delivery (module docstring)."""
 
@@ -371,9 +411,13 @@ class BatchConsumer(Generic[E]):
         retry_wait_s: float = 0.2,
         max_retry_wait_s: float = 5.0,
         poll_timeout_ms: int = 500,
+        start_at: Literal["earliest", "latest"] = "earliest",
     ) -> None:
         self.topic = topic
         self.group_id = group_id
+        self._bootstrap = bootstrap
+        self._start_at = start_at
+        self._pinned = False
         self._lag_partitions: set[int] = set()
         self._event_type = event_type
         self._handler = handler
@@ -393,7 +437,7 @@ class BatchConsumer(Generic[E]):
             bootstrap_servers=bootstrap,
             group_id=group_id,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=start_at,  # for a group without committed offsets only: those always win
             max_poll_records=max_batch,
             fetch_max_bytes=32 << 20,
             max_partition_fetch_bytes=8 << 20,
@@ -406,7 +450,15 @@ class BatchConsumer(Generic[E]):
         # report it with `supervise.report(app, consumer.loop)`: /readyz is down while it retries an outage
         self.loop = Supervised(f"consume:{topic}", self._run, health=self._health)
 
+    @property
+    def starts_at_latest(self) -> bool:
+        return self._start_at == "latest"
+
     async def start(self) -> None:
+        """Join the group and consume. A consumer that shares its group with others is started with them by
+        `start_consumers` (a new group's start is committed before any of them joins)."""
+        if self.starts_at_latest and not self._pinned:
+            await pin_new_groups([self])
         await self._consumer.start()
         self._consumer.subscribe(
             [self.topic], listener=_WaitForBatchOnRevoke(self._batch_lock, self._interrupt, self._stopping)

@@ -50,6 +50,7 @@ class Batcher:
         self._arrival = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0  # forward passes run, for /metrics and tests
+        self.inputs = 0  # inputs they took: inputs / batches is the batch size achieved
 
     async def predict(self, inputs: list[str]) -> list[Any]:
         """One output per input, in order; the runtime's exception if this call's inputs make it fail."""
@@ -76,6 +77,7 @@ class Batcher:
     async def _run(self, inputs: list[str]) -> list[Any]:
         outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict_batch, inputs)
         self.batches += 1
+        self.inputs += len(inputs)
         if len(outputs) != len(inputs):
             raise OutputMismatch(f"the runtime gave {len(outputs)} outputs for {len(inputs)} inputs")
         return outputs

@@ -53,7 +53,12 @@ def build_app(runtime: Runtime, *, max_batch_size: int = 1, max_wait_ms: float =
 
     @app.get("/healthz")
     def healthz() -> Response:
-        batching = {"max_batch_size": batcher.max_batch_size, "max_wait_ms": max_wait_ms, "batches": batcher.batches}
+        batching = {
+            "max_batch_size": batcher.max_batch_size,
+            "max_wait_ms": max_wait_ms,
+            "batches": batcher.batches,
+            "inputs": batcher.inputs,
+        }
         return _json({"status": "ok", "task": task, "runtime": runtime.name, "batching": batching})
 
     @app.post("/predict")

@@ -15,6 +15,7 @@ from prometheus_client import Counter, Histogram
 from hubpulse_common.events import ModelFeatures, ModelSnapshot
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
+from hubpulse_common.renames import renames_in
 from hubpulse_features import repository, service
 
 log = get_logger(__name__)
@@ -41,11 +42,14 @@ class FeaturesWorker:
         self.day_activity = asyncio.Event()
 
     async def handle(self, batch: Sequence[Received[ModelSnapshot]]) -> None:
-        records = service.snapshot_records(r.event for r in batch)
-        frame = service.records_frame(records)
-        days = sorted({r[1] for r in records})
+        snapshots = [r.event for r in batch]
+        days = sorted({s.snapshot_date for s in snapshots})
         async with self._lock, self._pool.acquire() as conn, conn.transaction():
             await repository.share_days(conn, days)
+            # a renamed model's history moves to its new name before its features are computed (issue 14)
+            aliases = await repository.follow_renames(conn, renames_in(snapshots), [s.model_id for s in snapshots])
+            records = service.snapshot_records(snapshots, aliases)
+            frame = service.records_frame(records)
             await repository.upsert_history(conn, records)
             window = await repository.load_window(
                 conn, frame["model_id"].unique().tolist(), service.window_start(days[0]), days[-1]
@@ -82,6 +86,7 @@ class FeaturesWorker:
         started = time.perf_counter()
         await repository.analyze(conn)
         cross = service.day_cross_features(await repository.load_rank_inputs(conn, day))
+        renamed_from = await repository.renamed_on(conn, day)
         models, rows = 0, await repository.load_day_rows(conn, day, "", CLOSE_CHUNK_ROWS)
         while not rows.empty:
             final = service.close_rows(rows, cross)
@@ -89,7 +94,9 @@ class FeaturesWorker:
             # read while this one is published: the two processes work at once instead of taking turns.
             # (a task group: a failure cancels the sibling, so the connection is never released mid-query)
             async with asyncio.TaskGroup() as both:
-                encoding = both.create_task(asyncio.to_thread(service.feature_payloads, final, provisional=False))
+                encoding = both.create_task(
+                    asyncio.to_thread(service.feature_payloads, final, provisional=False, renamed_from=renamed_from)
+                )
                 both.create_task(self._store_final(conn, final))
             after, models = str(rows["model_id"].iloc[-1]), models + len(rows)
             # Published after the commit: a crash in between leaves the day open, and the next closer

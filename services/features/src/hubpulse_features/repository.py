@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import asyncpg
 import pandas as pd
 
+from hubpulse_common import renames
 from hubpulse_common.features import CROSS_INPUT_COLUMNS, FEATURE_COLUMNS
 from hubpulse_features.service import (
     FEATURE_ROW_COLUMNS,
@@ -82,6 +83,26 @@ async def _staging(conn: asyncpg.Connection, staging: str, like: str) -> None:
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {like} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
+
+
+# A rename moves both per-model tables (hubpulse_common.renames); late rows of an old name are filed by this one.
+RENAMES = "feature_renames"
+_RENAMED_TABLES = (
+    renames.Keyed("feature_history", ("snapshot_date",)),
+    renames.Keyed("feature_rows", ("snapshot_date",)),
+)
+
+
+async def follow_renames(
+    conn: asyncpg.Connection, marked: Sequence[renames.Rename], model_ids: Sequence[str]
+) -> dict[str, renames.Rename]:
+    """Applies a batch's renames to the history and feature rows; the aliases of its model ids. In a transaction."""
+    return await renames.follow(conn, RENAMES, marked, _RENAMED_TABLES, model_ids)
+
+
+async def renamed_on(conn: asyncpg.Connection, day: dt.date) -> dict[str, str]:
+    """new name -> old name of the models first seen under their new name on `day`."""
+    return await renames.renamed_on(conn, RENAMES, day)
 
 
 async def upsert_history(conn: asyncpg.Connection, records: Sequence[Record]) -> None:

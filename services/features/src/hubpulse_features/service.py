@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -30,6 +30,7 @@ from hubpulse_common.features import (
     cross_sectional_features,
 )
 from hubpulse_common.history import HISTORY_COLUMNS as FILE_COLUMNS
+from hubpulse_common.renames import Rename, current_name
 
 
 class HistoryRow(NamedTuple):
@@ -71,12 +72,16 @@ def _author(model_id: str) -> str | None:
     return model_id.split("/", 1)[0] if "/" in model_id else None
 
 
-def snapshot_records(snapshots: Iterable[ModelSnapshot]) -> list[HistoryRow]:
-    """feature_history rows of a batch; a model-day that occurs twice (redelivery, re-ingest) keeps its last."""
+def snapshot_records(
+    snapshots: Iterable[ModelSnapshot], aliases: Mapping[str, Rename] | None = None
+) -> list[HistoryRow]:
+    """feature_history rows of a batch; a model-day that occurs twice (redelivery, re-ingest) keeps its last.
+    aliases: renames by old name; an old name's row dated before its rename is filed under the current name."""
     latest: dict[tuple[str, dt.date], HistoryRow] = {}
     for s in snapshots:
-        latest[(s.model_id, s.snapshot_date)] = HistoryRow(
-            s.model_id,
+        model_id = current_name(s.model_id, s.snapshot_date, aliases or {})
+        latest[(model_id, s.snapshot_date)] = HistoryRow(
+            model_id,
             s.snapshot_date,
             s.downloads,
             s.downloads_all_time,
@@ -230,8 +235,11 @@ def _utc_times(frame: pd.DataFrame, column: str) -> list[str | None]:
     return values
 
 
-def feature_payloads(frame: pd.DataFrame, *, provisional: bool) -> list[tuple[bytes, bytes]]:
+def feature_payloads(
+    frame: pd.DataFrame, *, provisional: bool, renamed_from: Mapping[str, str] | None = None
+) -> list[tuple[bytes, bytes]]:
     """ModelFeatures of each row of a frame holding keys, FEATURE_COLUMNS and STAT_COLUMNS, as (key, JSON) pairs.
+    renamed_from: new name -> old name of the models first seen under their new name on the frame's day.
 
     Encoded column-wise in bulk instead of validating one pydantic model per row (the frame is our own
     output, already typed); the JSON is what `ModelFeatures(...).model_dump_json()` gives, NaN as null,
@@ -242,6 +250,7 @@ def feature_payloads(frame: pd.DataFrame, *, provisional: bool) -> list[tuple[by
     days = np.datetime_as_string(_days(frame), unit="D").tolist()
     encode = EventEncoder(ModelFeatures).encode
     names = list(FEATURE_COLUMNS)
+    renamed = renamed_from or {}
     columns = zip(
         ids,
         days,
@@ -277,6 +286,7 @@ def feature_payloads(frame: pd.DataFrame, *, provisional: bool) -> list[tuple[by
                     "tags": list(tags) if isinstance(tags, list | tuple | np.ndarray) else [],
                     "created_at": created,
                     "last_modified": modified,
+                    "renamed_from": renamed.get(model_id),
                 }
             ),
         )

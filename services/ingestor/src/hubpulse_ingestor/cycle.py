@@ -47,6 +47,7 @@ from hubpulse_ingestor.snapshots import (
     Source,
     encode_page,
     encode_rows,
+    with_renames,
 )
 
 T = TypeVar("T")
@@ -292,6 +293,8 @@ class Cycle:
         await self._queue.put(None)
 
     async def _flush(self, done: _Pending) -> None:
+        # before publishing: a crash after it finds the same renames again (the identities move only below)
+        with_renames(done.batch, await repository.find_renames(self._pool, done.batch))
         refused = await self._sink.write_encoded(done.batch)
         if refused:
             self.report.skipped["refused_by_database"] += len(refused)

@@ -133,12 +133,25 @@ _REMEMBER = """
 """
 
 
+def _identities(batch: EncodedSnapshots) -> str | None:
+    pairs = [{"hub_id": h, "model_id": k.decode()} for h, k in zip(batch.hub_ids, batch.keys, strict=True) if h]
+    return orjson.dumps(pairs).decode() if pairs else None
+
+
+async def find_renames(pool: asyncpg.Pool, batch: EncodedSnapshots) -> dict[str, str]:
+    """new name -> old name of the batch's models stored under another name (same `_id`); changes nothing.
+    Read before the batch is published, so that each renamed model's event says so (`renamed_from`)."""
+    payload = _identities(batch)
+    if payload is None:
+        return {}
+    return {r["new_id"]: r["old_id"] for r in await pool.fetch(_IDENTIFY, payload)}
+
+
 async def record_identities(pool: asyncpg.Pool, batch: EncodedSnapshots, day: dt.date) -> list[tuple[str, str]]:
     """Remembers each model's `_id` under its current name; returns the renames (old, new) it found and applied."""
-    pairs = [{"hub_id": h, "model_id": k.decode()} for h, k in zip(batch.hub_ids, batch.keys, strict=True) if h]
-    if not pairs:
+    payload = _identities(batch)
+    if payload is None:
         return []
-    payload = orjson.dumps(pairs).decode()
     async with pool.acquire() as conn, conn.transaction():
         renames = [(r["old_id"], r["new_id"], r["hub_id"]) for r in await conn.fetch(_IDENTIFY, payload)]
         for old, new, hub_id in renames:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from hubpulse_common.encoding import EncoderMismatch, EventEncoder
@@ -264,6 +265,7 @@ def _event(
         "created_at": _iso_created(get("createdAt")),
         "last_modified": _iso_time(get("lastModified")),
         "source": source,
+        "renamed_from": None,  # set by `with_renames` for the few models the platform knows under another name
     }
 
 
@@ -320,6 +322,17 @@ def encode_page(
     return out
 
 
+def with_renames(batch: EncodedSnapshots, renamed_from: Mapping[str, str]) -> None:
+    """Sets `renamed_from` (new name -> old name) on those events of the batch, in place: consumers then move
+    the old name's history to the new one. Renames are rare, so the few events are simply re-encoded."""
+    if not renamed_from:
+        return
+    for i, key in enumerate(batch.keys):
+        old = renamed_from.get(key.decode())
+        if old is not None:
+            batch.values[i] = orjson.dumps({**orjson.loads(batch.values[i]), "renamed_from": old})
+
+
 def _loggable_id(item: Any) -> str:
     raw = item.get("id") if isinstance(item, dict) else None
     return repr(raw)[:200]
@@ -330,7 +343,8 @@ def encode_rows(rows: Sequence[SnapshotRow], occurred_at: dt.datetime | None = N
     encode = EventEncoder(ModelSnapshot, occurred_at).encode
     out = EncodedSnapshots()
     for r in rows:
-        out.values.append(encode(r._asdict()))  # a row's fields are the event's (dates and times as ISO text)
+        # a row's fields are the event's (dates and times as ISO text); an imported history row is never a rename
+        out.values.append(encode({**r._asdict(), "renamed_from": None}))
         out.keys.append(r.model_id.encode())
         out.days.add(r.snapshot_date)
     return out

@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from fastapi import FastAPI
@@ -15,12 +15,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hubpulse_common.events import DeploymentEvent, Event, InferenceEvent, ModelFeatures, ModelScore
 from hubpulse_common.http import create_service_app
 from hubpulse_common.identity import open_token_verifier
-from hubpulse_common.kafka import BatchConsumer, EventBus, Handler
+from hubpulse_common.kafka import BatchConsumer, EventBus, Handler, start_consumers
 from hubpulse_common.logging import get_logger
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
 from hubpulse_metrics import repository
 from hubpulse_metrics.alerts import run_alerts
+from hubpulse_metrics.deps import MetricsState
+from hubpulse_metrics.errors import HTTP_ERRORS
 from hubpulse_metrics.handlers import deployment_handler, inference_handler
 from hubpulse_metrics.routes import router
 from hubpulse_metrics.settings import MetricsSettings
@@ -75,21 +77,26 @@ def create_app(settings: MetricsSettings) -> FastAPI:
         ):
             db = res.require_mongo()[settings.mongo_database]
             bus = res.require_bus()
-            kind = await repository.ensure_schema(db, timedelta(days=settings.raw_retention_days))
+            await repository.ensure_schema(db, timedelta(days=settings.raw_retention_days))
             await watch_repository.ensure_schema(db)
-            app.state.db = db
-            app.state.settings = settings
-            app.state.raw_collection_kind = kind
-            deliverer = app.state.deliverer = Deliverer(db, bus, settings, http)
+            deliverer = Deliverer(db, bus, settings, http)
+            app.state.metrics = MetricsState(db, settings, deliverer)
             consumers: list[BatchConsumer[Any]] = [
                 _consumer(settings, bus, InferenceEvent, inference_handler(db)),
                 _consumer(settings, bus, DeploymentEvent, deployment_handler(db)),
-                _consumer(settings, bus, ModelFeatures, watch_handlers.features_handler(db)),
-                _consumer(settings, bus, ModelScore, watch_handlers.scores_handler(db, settings, deliverer.wake)),
+                # A watch is about what happens from now on: a new group skips the backlog (docs/decisions/metrics.md)
+                _consumer(settings, bus, ModelFeatures, watch_handlers.features_handler(db), start_at="latest"),
+                _consumer(
+                    settings,
+                    bus,
+                    ModelScore,
+                    watch_handlers.scores_handler(db, settings, deliverer.wake),
+                    start_at="latest",
+                ),
             ]
             for consumer in consumers:
                 report(app, consumer.loop)
-                await consumer.start()
+            await start_consumers(consumers)
             alerts = supervise(app, "alerts", lambda: run_alerts(db, bus, settings))
             delivery = supervise(app, "watch-delivery", deliverer.run)
             digests = supervise(app, "watch-digests", deliverer.run_digests)
@@ -102,6 +109,7 @@ def create_app(settings: MetricsSettings) -> FastAPI:
         title="hubpulse metrics",
         description="Latency, error rate, usage analytics, alerts and live pushes.",
         lifespan=lifespan,
+        errors=HTTP_ERRORS,
     )
     app.add_middleware(RequestLogMiddleware)
     app.include_router(router)
@@ -109,8 +117,15 @@ def create_app(settings: MetricsSettings) -> FastAPI:
     return app
 
 
-def _consumer(settings: MetricsSettings, bus: EventBus, event_type: type[E], handler: Handler[E]) -> BatchConsumer[E]:
+def _consumer(
+    settings: MetricsSettings,
+    bus: EventBus,
+    event_type: type[E],
+    handler: Handler[E],
+    start_at: Literal["earliest", "latest"] = "earliest",
+) -> BatchConsumer[E]:
     return BatchConsumer(
+        start_at=start_at,
         bootstrap=settings.kafka_bootstrap,
         group_id=settings.consumer_group,
         topic=event_type.topic,

@@ -14,6 +14,7 @@ from hubpulse_common.errors import InputError
 from hubpulse_common.events import ModelFeatures, ModelScore
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
+from hubpulse_common.renames import renames_in
 from hubpulse_scorer import repository, service
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.registry import ModelRegistry
@@ -49,7 +50,11 @@ class ScorerWorker:
     async def handle(self, batch: Sequence[Received[ModelFeatures]]) -> None:
         model = self.model
         assert model is not None, "the consumer starts only once a model is loaded"
-        events = service.latest_per_model_day(r.event for r in batch)
+        received = [r.event for r in batch]
+        # a renamed model's scores and catalog rows move to its new name first (issue 14); the write below is
+        # idempotent, so a crash between the two transactions redoes nothing twice
+        aliases = await repository.follow_renames(self._pool, renames_in(received), [e.model_id for e in received])
+        events = service.latest_per_model_day(service.under_current_names(received, aliases))
         # XGBoost releases the GIL: scoring in a thread keeps the event loop (and heartbeats) responsive.
         scored = await asyncio.to_thread(service.score, model, events, self._top_n)
         catalog, daily = service.catalog_records(scored)

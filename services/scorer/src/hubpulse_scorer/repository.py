@@ -1,6 +1,6 @@
 """PostgreSQL I/O of the scorer: scores and the catalog read model, COPY into staging then one upsert each.
 
-The catalog is two tables (scorer migration 0005): `catalog_models`, what search sorts and filters on (a dozen
+The catalog is two tables: `catalog_models`, what search sorts and filters on (a dozen
 indexes, so every changed row costs an entry in each), and `catalog_details`, the wide features and explanation
 (primary key only). A row whose values did not change (a redelivered batch) is not rewritten at all.
 """
@@ -12,6 +12,7 @@ from operator import itemgetter
 
 import asyncpg
 
+from hubpulse_common import renames
 from hubpulse_scorer.service import CATALOG_COLUMNS, DAILY_COLUMNS, SCORE_COLUMNS, Record
 
 # Staging tables spell JSON columns as text: COPY sends text; scores.top_features is cast to jsonb by its upsert.
@@ -109,3 +110,20 @@ async def write_batch(
         await conn.execute(_UPSERT_DETAILS)
         await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
         await conn.execute(_UPSERT_DAILY)
+
+
+# Every table keyed by model (hubpulse_common.renames): a rename moves them all, so the old id leaves search.
+_RENAMED_TABLES = (
+    renames.Keyed("scores", ("snapshot_date", "model_version")),
+    renames.Keyed("catalog_daily", ("snapshot_date",)),
+    renames.Keyed("catalog_models"),
+    renames.Keyed("catalog_details"),
+)
+
+
+async def follow_renames(
+    pool: asyncpg.Pool, marked: Sequence[renames.Rename], model_ids: Sequence[str]
+) -> dict[str, renames.Rename]:
+    """Applies a batch's renames to the scores and the catalog in one transaction; the aliases of its model ids."""
+    async with pool.acquire() as conn, conn.transaction():
+        return await renames.follow(conn, "score_renames", marked, _RENAMED_TABLES, model_ids)

@@ -9,7 +9,7 @@ day's raw stats), so the scorer never reads another service's tables.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -20,6 +20,7 @@ from pydantic_core import to_json
 
 from hubpulse_common.encoding import EventEncoder
 from hubpulse_common.events import ModelFeatures, ModelScore
+from hubpulse_common.renames import Rename, current_name
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.model.explain import contributions, top_columns
 
@@ -84,6 +85,14 @@ class Scored:
     threshold: float
     probability: np.ndarray
     explanations: list[str]
+
+
+def under_current_names(events: Iterable[ModelFeatures], aliases: Mapping[str, Rename]) -> Iterator[ModelFeatures]:
+    """Each event under the name its model has now: a late event of an old name dated before its rename is the
+    renamed model's (hubpulse_common.renames.current_name)."""
+    for event in events:
+        name = current_name(event.model_id, event.snapshot_date, aliases)
+        yield event if name == event.model_id else event.model_copy(update={"model_id": name})
 
 
 def latest_per_model_day(events: Iterable[ModelFeatures]) -> list[ModelFeatures]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter
@@ -70,27 +70,70 @@ def alert_doc(
     }
 
 
-async def judge(db: AsyncDatabase[dict[str, Any]], settings: MetricsSettings, score: ModelScore) -> int:
-    """Store the score, then an alert for each watch condition it sets off. Returns how many alerts are new."""
-    before = await repository.previous_score(db, score)
-    await repository.store_score(db, score)
-    facts = await repository.facts(db, score.model_id)
-    watches = []
-    for watch in await repository.candidate_watches(db, facts):
+async def judge(db: AsyncDatabase[dict[str, Any]], settings: MetricsSettings, scores: Sequence[ModelScore]) -> int:
+    """An alert for each watch condition a batch's scores set off, then the scores stored. Returns how many
+    alerts are new. Each look-up is one query for the whole batch (facts, watches, previous scores, downloads,
+    alerts): measured in docs/decisions/metrics.md. Each score is compared with the latest score before its own
+    day, stored or in the batch, so a redelivered batch reaches the same verdicts."""
+    if not scores:
+        return 0
+    new = await _alerts(db, settings, scores)
+    await repository.store_scores(db, scores)
+    return new
+
+
+async def _alerts(db: AsyncDatabase[dict[str, Any]], settings: MetricsSettings, scores: Sequence[ModelScore]) -> int:
+    facts = await repository.facts_of(db, sorted({s.model_id for s in scores}))
+    candidates = await repository.candidate_watches_of(db, list(facts.values()))
+    watches = {model_id: _matching(candidates, model_facts) for model_id, model_facts in facts.items()}
+    watched = [s for s in scores if watches[s.model_id]]
+    if not watched:
+        return 0
+    before = await repository.previous_scores(db, watched)
+    downloads = await repository.downloads_of(
+        db, [(s.model_id, s.snapshot_date - timedelta(days=n)) for s in watched for n in _DOWNLOAD_DAYS]
+    )
+    alerts = []
+    for score in watched:
+        previous = before.get(repository.score_id(score))
+        reading = _reading(score, previous, facts[score.model_id], downloads)
+        for watch in watches[score.model_id]:
+            for firing in service.fired(watch["conditions"], watch["threshold"], reading):
+                alerts.append(alert_doc(watch, firing, reading, score.model_id, settings, score.occurred_at))
+    new = await repository.insert_alerts(db, alerts)
+    for doc in new:
+        FIRED.labels(doc["condition"]).inc()
+    REPLAYED.inc(len(alerts) - len(new))
+    return len(new)
+
+
+# the days (before a score's) whose downloads the surge conditions compare
+_DOWNLOAD_DAYS = (0, 1, service.SURGE_DAYS, service.SURGE_DAYS + 1)
+
+
+def _matching(candidates: Sequence[dict[str, Any]], facts: service.ModelFacts) -> list[dict[str, Any]]:
+    out = []
+    for watch in candidates:
         try:
             if service.watch_matches(watch["kind"], watch["target"], facts):
-                watches.append(watch)
+                out.append(watch)
         except ValueError:
             log.warning("watch.bad_search", watch_id=watch["_id"])  # validated on save; an old one is skipped
-    if not watches:
-        return 0
+    return out
+
+
+def _reading(
+    score: ModelScore,
+    before: dict[str, Any] | None,
+    facts: service.ModelFacts,
+    downloads: dict[tuple[str, date], int],
+) -> service.Reading:
     day = score.snapshot_date
-    downloads = await repository.downloads_on(db, score.model_id, [day - timedelta(days=n) for n in (0, 1, 7, 8)])
 
     def on(n: int) -> int | None:
-        return downloads.get(day - timedelta(days=n))
+        return downloads.get((score.model_id, day - timedelta(days=n)))
 
-    reading = service.Reading(
+    return service.Reading(
         model_id=score.model_id,
         snapshot_date=day,
         label=score.label,
@@ -103,27 +146,13 @@ async def judge(db: AsyncDatabase[dict[str, Any]], settings: MetricsSettings, sc
         new_model=service.new_model(facts, day),
         top_features=tuple(score.top_features),
     )
-    new = 0
-    for watch in watches:
-        for firing in service.fired(watch["conditions"], watch["threshold"], reading):
-            doc = alert_doc(watch, firing, reading, score.model_id, settings, score.occurred_at)
-            if await repository.insert_alert(db, doc):
-                FIRED.labels(firing.condition).inc()
-                new += 1
-            else:
-                REPLAYED.inc()
-    return new
 
 
 def scores_handler(
     db: AsyncDatabase[dict[str, Any]], settings: MetricsSettings, wake: asyncio.Event
 ) -> Handler[ModelScore]:
     async def handle(batch: Sequence[Received[ModelScore]]) -> None:
-        # Day order within a batch, so that each score is compared with the one before it.
-        new = 0
-        for received in sorted(batch, key=lambda r: r.event.snapshot_date):
-            new += await judge(db, settings, received.event)
-        if new:
+        if await judge(db, settings, [r.event for r in batch]):
             wake.set()
 
     return handle

@@ -10,7 +10,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from hubpulse_common.events import ModelFeatures, ModelScore
 from hubpulse_common.identity import Identity
@@ -27,6 +27,7 @@ ALERTS = "watch_alerts"
 DELIVERIES = "watch_deliveries"
 COUNTERS = "watch_counters"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DUPLICATE_KEY = 11000  # MongoDB's error code
 
 
 async def ensure_schema(db: AsyncDatabase[Doc]) -> None:
@@ -92,8 +93,7 @@ async def store_facts(db: AsyncDatabase[Doc], events: Sequence[ModelFeatures]) -
         await db[MODEL_DAYS].bulk_write(days, ordered=False)
 
 
-async def facts(db: AsyncDatabase[Doc], model_id: str) -> ModelFacts:
-    doc = await db[MODELS].find_one({"_id": model_id})
+def _facts(model_id: str, doc: Doc | None) -> ModelFacts:
     if doc is None:
         return ModelFacts(model_id=model_id)
     return ModelFacts(
@@ -109,37 +109,82 @@ async def facts(db: AsyncDatabase[Doc], model_id: str) -> ModelFacts:
     )
 
 
-async def downloads_on(db: AsyncDatabase[Doc], model_id: str, days: Sequence[date]) -> dict[date, int]:
-    wanted = {_day(d): d for d in days}
-    cursor = db[MODEL_DAYS].find({"_id": {"$in": [f"{model_id}|{k}" for k in wanted]}})
-    return {wanted[doc["date"]]: int(doc["downloads"]) async for doc in cursor}
+async def facts_of(db: AsyncDatabase[Doc], model_ids: Sequence[str]) -> dict[str, ModelFacts]:
+    """What is known of each model, in one query (a model never seen gets its bare id)."""
+    found = {doc["_id"]: doc async for doc in db[MODELS].find({"_id": {"$in": list(model_ids)}})}
+    return {m: _facts(m, found.get(m)) for m in model_ids}
+
+
+async def downloads_of(db: AsyncDatabase[Doc], wanted: Sequence[tuple[str, date]]) -> dict[tuple[str, date], int]:
+    """Downloads of many model-days in one query; a day not stored is absent."""
+    cursor = db[MODEL_DAYS].find({"_id": {"$in": sorted({f"{m}|{_day(d)}" for m, d in wanted})}})
+    return {(doc["model_id"], date.fromisoformat(doc["date"])): int(doc["downloads"]) async for doc in cursor}
 
 
 # ---- scores ------------------------------------------------------------------------------------------------
 
 
-async def store_score(db: AsyncDatabase[Doc], score: ModelScore) -> None:
-    await db[SCORES].update_one(
-        {"_id": f"{score.model_id}|{score.label}|{_day(score.snapshot_date)}"},
-        {
-            "$set": {
-                "model_id": score.model_id,
-                "label": score.label,
-                "date": _day(score.snapshot_date),
-                "probability": score.probability,
-                "threshold": score.threshold,
-            }
-        },
-        upsert=True,
-    )
+def _score_doc(score: ModelScore) -> Doc:
+    return {
+        "model_id": score.model_id,
+        "label": score.label,
+        "date": _day(score.snapshot_date),
+        "probability": score.probability,
+        "threshold": score.threshold,
+    }
 
 
-async def previous_score(db: AsyncDatabase[Doc], score: ModelScore) -> Doc | None:
-    """The latest score of the model and label before this one's day (replays and late days compare alike)."""
-    return await db[SCORES].find_one(
-        {"model_id": score.model_id, "label": score.label, "date": {"$lt": _day(score.snapshot_date)}},
-        sort=[("date", DESCENDING)],
-    )
+async def store_scores(db: AsyncDatabase[Doc], scores: Sequence[ModelScore]) -> None:
+    """A batch's scores by model, label and day, in one round trip (in order: a model-day twice keeps the last)."""
+    if scores:
+        await db[SCORES].bulk_write(
+            [UpdateOne({"_id": score_id(s)}, {"$set": _score_doc(s)}, upsert=True) for s in scores], ordered=True
+        )
+
+
+def score_id(score: ModelScore) -> str:
+    return f"{score.model_id}|{score.label}|{_day(score.snapshot_date)}"
+
+
+# How far back the batched look-up of previous scores reads (daily scores: yesterday is there); a model and label
+# with no score that recent is looked up alone.
+RECENT_DAYS = 8
+
+
+async def previous_scores(db: AsyncDatabase[Doc], scores: Sequence[ModelScore]) -> dict[str, Doc]:
+    """The latest score of the model and label before each score's day (by `score_id`; replays and late days
+    compare alike), stored or earlier in the same batch. One query for the batch's models over the recent days
+    (per distinct earliest day: one for a day's batch); a model and label with nothing recent gets one more."""
+    days: dict[tuple[str, str], list[str]] = {}
+    for s in scores:
+        days.setdefault((s.model_id, s.label), []).append(_day(s.snapshot_date))
+    known: dict[tuple[str, str], list[Doc]] = {key: [] for key in days}
+    for s in scores:  # the batch's own earlier days count as stored
+        known[(s.model_id, s.label)].append(_score_doc(s))
+    by_first: dict[str, list[tuple[str, str]]] = {}
+    for key, d in days.items():
+        by_first.setdefault(min(d), []).append(key)
+    for first, keys in by_first.items():
+        since = _day(date.fromisoformat(first) - timedelta(days=RECENT_DAYS))
+        until = max(max(days[k]) for k in keys)
+        query = {"model_id": {"$in": sorted({m for m, _ in keys})}, "date": {"$gte": since, "$lt": until}}
+        async for doc in db[SCORES].find(query, {"_id": 0}):
+            if (doc["model_id"], doc["label"]) in known:
+                known[(doc["model_id"], doc["label"])].append(doc)
+        for m, label in keys:
+            if not any(d["date"] < first for d in known[(m, label)]):
+                older = await db[SCORES].find_one(
+                    {"model_id": m, "label": label, "date": {"$lt": since}}, sort=[("date", DESCENDING)]
+                )
+                if older is not None:
+                    known[(m, label)].append(older)
+    out: dict[str, Doc] = {}
+    for s in scores:
+        day = _day(s.snapshot_date)
+        earlier = [d for d in known[(s.model_id, s.label)] if d["date"] < day]
+        if earlier:
+            out[score_id(s)] = max(earlier, key=lambda d: d["date"])
+    return out
 
 
 # ---- watches -----------------------------------------------------------------------------------------------
@@ -218,17 +263,21 @@ async def stop_emails(db: AsyncDatabase[Doc], watch_id: str) -> bool:
     return result.matched_count == 1
 
 
-async def candidate_watches(db: AsyncDatabase[Doc], model: ModelFacts) -> list[Doc]:
-    """Active watches that may cover the model (saved searches are matched by the caller)."""
-    keys = [
-        {"kind": "model", "target": model.model_id},
-        {"kind": "author", "target": {"$in": sorted({model.owner, model.owner.lower()})}},
+async def candidate_watches_of(db: AsyncDatabase[Doc], models: Sequence[ModelFacts]) -> list[Doc]:
+    """Active watches that may cover any of the models, in one query (the caller matches each model, saved
+    searches included)."""
+    if not models:
+        return []
+    owners = sorted({o for m in models for o in (m.owner, m.owner.lower())})
+    keys: list[Doc] = [
+        {"kind": "model", "target": {"$in": sorted({m.model_id for m in models})}},
+        {"kind": "author", "target": {"$in": owners}},
         {"kind": "search"},
     ]
-    if model.pipeline_tag:
-        keys.append({"kind": "task", "target": model.pipeline_tag})
-    if model.library_name:
-        keys.append({"kind": "library", "target": model.library_name})
+    if tasks := sorted({m.pipeline_tag for m in models if m.pipeline_tag}):
+        keys.append({"kind": "task", "target": {"$in": tasks}})
+    if libraries := sorted({m.library_name for m in models if m.library_name}):
+        keys.append({"kind": "library", "target": {"$in": libraries}})
     return [doc async for doc in db[WATCHES].find({"paused": False, "$or": keys})]
 
 
@@ -239,25 +288,40 @@ async def watch_doc(db: AsyncDatabase[Doc], watch_id: str) -> Doc | None:
 # ---- alerts ------------------------------------------------------------------------------------------------
 
 
-async def _next_seq(db: AsyncDatabase[Doc]) -> int:
-    doc = await db[COUNTERS].find_one_and_update(
-        {"_id": ALERTS}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+async def insert_alerts(db: AsyncDatabase[Doc], alerts: Sequence[Doc]) -> list[Doc]:
+    """Store new alerts with their pending deliveries, in three round trips: which already alerted, one block of
+    sequence numbers, one unordered insert (a concurrent duplicate is refused by the unique index). Returns the
+    new ones (a crossing that already alerted is a replay, not new)."""
+    if not alerts:
+        return []
+    done = {doc["_id"] async for doc in db[ALERTS].find({"_id": {"$in": [a["_id"] for a in alerts]}}, {"_id": 1})}
+    fresh = list({a["_id"]: a for a in alerts if a["_id"] not in done}.values())
+    if not fresh:
+        return []
+    counter = await db[COUNTERS].find_one_and_update(
+        {"_id": ALERTS}, {"$inc": {"seq": len(fresh)}}, upsert=True, return_document=ReturnDocument.AFTER
     )
-    assert doc is not None
-    return int(doc["seq"])
+    assert counter is not None
+    first = int(counter["seq"]) - len(fresh) + 1
+    docs = []
+    for n, alert in enumerate(fresh):
+        doc = {**alert, "seq": first + n, "read_by": [], "lease_until": EPOCH}
+        doc["pending"] = any(state == "pending" for state in doc["deliveries"].values())
+        docs.append(doc)
+    try:
+        await db[ALERTS].insert_many(docs, ordered=False)
+    except BulkWriteError as exc:  # duplicates only (a concurrent replay of the same crossing): the rest went in
+        errors = exc.details.get("writeErrors", [])
+        if exc.details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        refused = {e["index"] for e in errors}
+        return [doc for n, doc in enumerate(docs) if n not in refused]
+    return docs
 
 
 async def insert_alert(db: AsyncDatabase[Doc], alert: Doc) -> bool:
     """Store a new alert with its pending deliveries; False when this crossing already alerted (a replay)."""
-    if await db[ALERTS].find_one({"_id": alert["_id"]}, {"_id": 1}) is not None:
-        return False
-    doc = {**alert, "seq": await _next_seq(db), "read_by": [], "lease_until": EPOCH}
-    doc["pending"] = any(state == "pending" for state in doc["deliveries"].values())
-    try:
-        await db[ALERTS].insert_one(doc)
-    except DuplicateKeyError:
-        return False
-    return True
+    return bool(await insert_alerts(db, [alert]))
 
 
 def _alert(doc: Doc, who: Identity) -> WatchAlert:

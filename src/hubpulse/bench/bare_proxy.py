@@ -1,0 +1,44 @@
+"""The floor of one Python HTTP hop, for `hubpulse bench inference`: an ASGI app on uvicorn (httptools, uvloop)
+that forwards each request's body to one URL with aiohttp and answers what it got. No FastAPI, no middlewares,
+no credentials, no events: what any Python service on the predict path costs at least per call.
+
+    python -m hubpulse.bench.bare_proxy --target http://127.0.0.1:PORT/predict --port PORT
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import typer
+import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def proxy_app(target: str) -> ASGIApp:
+    session: aiohttp.ClientSession | None = None
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal session
+        if scope["type"] != "http":
+            return
+        body, more = b"", True
+        while more:
+            message: Message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if session is None:
+            session = aiohttp.ClientSession()
+        async with session.post(target, data=body, headers={"content-type": "application/json"}) as answer:
+            content, status = await answer.read(), answer.status
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    return app
+
+
+def main(target: str = typer.Option(...), port: int = typer.Option(...)) -> None:
+    uvicorn.run(proxy_app(target), host="127.0.0.1", port=port, log_level="warning", access_log=False, http="httptools")
+
+
+if __name__ == "__main__":
+    typer.run(main)

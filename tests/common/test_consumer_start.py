@@ -1,0 +1,67 @@
+"""Where a consumer group starts: a new `start_at="latest"` group reads only what is published after start()
+(not the backlog), even before it has joined; once it has committed, a restart resumes where it stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+from common.test_kafka_bus import _topic, snapshot
+
+from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.kafka import BatchConsumer, EventBus, Received
+
+
+async def _publish(bus: EventBus, topic: str, ids: range) -> None:
+    for i in ids:
+        event = snapshot(i)
+        await bus.publish_raw(topic, event.model_dump_json().encode(), key=event.key().encode(), headers=[])
+
+
+async def _until(seen: list[int], n: int, timeout_s: float = 20) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while len(seen) < n and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+
+
+async def test_a_new_latest_group_skips_the_backlog_and_a_restart_resumes_at_its_commit(kafka) -> None:
+    topic = await _topic(kafka.url)
+    bus = EventBus(kafka.url, "test-start-at")
+    await bus.start()
+    seen: list[int] = []
+
+    async def handler(batch: Sequence[Received[ModelSnapshot]]) -> None:
+        seen.extend(r.event.downloads for r in batch)
+
+    def consumer(group: str) -> BatchConsumer[ModelSnapshot]:
+        return BatchConsumer(
+            bootstrap=kafka.url,
+            group_id=group,
+            topic=topic,
+            event_type=ModelSnapshot,
+            handler=handler,
+            bus=bus,
+            poll_timeout_ms=100,
+            start_at="latest",
+        )
+
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    try:
+        await _publish(bus, topic, range(0, 5))  # the backlog: before the group existed
+        first = consumer(group)
+        await first.start()
+        await _publish(bus, topic, range(5, 8))  # at once: the group has not joined yet
+        await _until(seen, 3)
+        await first.stop()
+        assert sorted(seen) == [5, 6, 7]
+
+        await _publish(bus, topic, range(8, 10))  # while it is down
+        again = consumer(group)
+        await again.start()
+        await _until(seen, 5)
+        await asyncio.sleep(0.5)  # nothing more comes
+        await again.stop()
+        assert sorted(seen) == [5, 6, 7, 8, 9]
+    finally:
+        await bus.stop()

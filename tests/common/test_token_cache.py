@@ -1,0 +1,63 @@
+"""Verified access tokens are remembered (one ES256 check per token, not per call) without outliving their expiry
+or their key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hubpulse_auth.service import AccessGrant, access_claims, new_signing_key, sign
+from hubpulse_common.identity import LEEWAY_S, InvalidToken, JwksCache, TokenVerifier
+
+ISSUER, AUDIENCE = "hubpulse-auth", "hubpulse-api"
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _setup(now: float) -> tuple[TokenVerifier, Clock, dict[str, Any], str]:
+    key = new_signing_key()
+    published: dict[str, Any] = {"keys": [key.as_dict(private=False)]}
+
+    async def fetch() -> dict[str, Any]:
+        return published
+
+    clock = Clock(now)
+    # max_age 0: the key set is read again on every call, so a withdrawn key is noticed at once
+    jwks = JwksCache(fetch, max_age_s=0, min_refresh_s=0)
+    verifier = TokenVerifier(jwks, issuer=ISSUER, audience=AUDIENCE, clock=clock)
+    grant = AccessGrant("user-1", "org-1", "member", None, "session-1")
+    token = sign(access_claims(grant, issuer=ISSUER, audience=AUDIENCE, ttl_s=600, now=int(now)), key)
+    return verifier, clock, published, token
+
+
+async def test_a_token_is_checked_once_then_remembered() -> None:
+    verifier, _, _, token = _setup(1_900_000_000)
+    first = await verifier.claims(token)
+    first["role"] = "admin"  # a caller changing its copy changes nothing for the next
+    again = await verifier.claims(token)
+    assert verifier.signatures_checked == 1
+    assert again["sub"] == "user-1"
+    assert again["role"] == "member"
+
+
+async def test_a_remembered_token_is_refused_after_its_expiry() -> None:
+    verifier, clock, _, token = _setup(1_900_000_000)
+    await verifier.claims(token)
+    clock.now += 600 + LEEWAY_S + 1
+    with pytest.raises(InvalidToken):
+        await verifier.claims(token)
+
+
+async def test_a_remembered_token_is_refused_once_its_key_leaves_the_jwks() -> None:
+    verifier, _, published, token = _setup(1_900_000_000)
+    await verifier.claims(token)
+    published["keys"] = [new_signing_key().as_dict(private=False)]
+    with pytest.raises(InvalidToken):
+        await verifier.claims(token)

@@ -1,0 +1,89 @@
+"""A snapshot marked `renamed_from` moves the model's history to its new name in the features store, at least
+once: the mark redelivered and the old name's late snapshots change nothing more (issue 14)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+import orjson
+
+from features.support import fetch, hub_snapshots
+from hubpulse_common.db import create_pool, migrate
+from hubpulse_common.events import ModelFeatures, ModelSnapshot
+from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.synthetic import SyntheticHub
+from hubpulse_features import repository
+from hubpulse_features.app import MIGRATIONS
+from hubpulse_features.handlers import FeaturesWorker
+
+
+class Recording(EventBus):
+    """The real bus, keeping what the day closes publish."""
+
+    published: list[ModelFeatures]
+
+    async def publish_encoded(
+        self, topic: str, items: Iterable[tuple[bytes, bytes]], *, trace_id: str | None = None
+    ) -> int:
+        items = list(items)
+        self.published.extend(ModelFeatures.model_validate(orjson.loads(value)) for _, value in items)
+        return await super().publish_encoded(topic, items, trace_id=trace_id)
+
+
+def _received(events: list[ModelSnapshot]) -> list[Received[ModelSnapshot]]:
+    return [Received(e, ModelSnapshot.topic, 0, i, None) for i, e in enumerate(events)]
+
+
+async def _rows(url: str, model_id: str) -> list[tuple[str, object]]:
+    history = await fetch(url, "SELECT snapshot_date FROM feature_history WHERE model_id = $1 ORDER BY 1", model_id)
+    rows = await fetch(url, "SELECT snapshot_date FROM feature_rows WHERE model_id = $1 ORDER BY 1", model_id)
+    return [("history", r["snapshot_date"]) for r in history] + [("rows", r["snapshot_date"]) for r in rows]
+
+
+async def test_a_marked_snapshot_moves_the_history_once_and_late_old_rows_follow(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    await migrate(database_url, MIGRATIONS, version_table="alembic_version_features")
+    bus = Recording(service_env["HUBPULSE_KAFKA_BOOTSTRAP"], client_id="features-renames-test")
+    bus.published = []
+    await bus.start()
+    pool = await create_pool(database_url)
+    try:
+        await repository.ensure_feature_set(pool)
+        worker = FeaturesWorker(pool, bus)
+        hub, prefix = SyntheticHub(40, 2, seed=3), f"rn{uuid.uuid4().hex[:6]}-"
+        day0, day1 = hub_snapshots(hub, 0, prefix), hub_snapshots(hub, 1, prefix)
+        old = day0[4].model_id
+        new = old.replace(prefix, prefix + "new-", 1)
+        day1 = [e.model_copy(update={"model_id": new, "renamed_from": old}) if e.model_id == old else e for e in day1]
+        await worker.handle(_received(day0))
+        assert await worker.close_day(day0[0].snapshot_date) == len(day0)
+
+        await worker.handle(_received(day1))
+        moved = await _rows(database_url, new)
+        assert [what for what, _ in moved] == ["history", "history", "rows", "rows"]  # both days, one name
+        assert await _rows(database_url, old) == []
+        feats = await fetch(
+            database_url,
+            "SELECT values[array_position(s.columns, 'days_observed_14d')] AS seen FROM feature_rows f"
+            " JOIN feature_sets s USING (feature_set) WHERE model_id = $1 AND snapshot_date = $2",
+            new,
+            day1[0].snapshot_date,
+        )
+        assert feats[0]["seen"] == 2  # the velocity features see the day before the rename
+
+        # at least once: the mark again, and the old name's last day late (a lagging partition, a replay)
+        await worker.handle(_received([e for e in day1 if e.model_id == new]))
+        await worker.handle(_received([e for e in day0 if e.model_id == old]))
+        assert await _rows(database_url, old) == []
+        assert await _rows(database_url, new) == moved
+
+        # the day's close passes the mark on to the scorer with the new name's features, and only there
+        await worker.close_day(day1[0].snapshot_date)
+        marks = {e.model_id: e.renamed_from for e in bus.published if e.snapshot_date == day1[0].snapshot_date}
+        assert marks[new] == old
+        assert {m for m, r in marks.items() if r is not None} == {new}
+    finally:
+        await pool.close()
+        await bus.stop()
