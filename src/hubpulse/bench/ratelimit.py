@@ -23,7 +23,7 @@ from limits import parse
 
 from hubpulse.bench.pipeline import started_child
 from hubpulse.platform.stores import free_port, mongo_spec
-from hubpulse_common.ratelimit import FailoverLimiter, shared_limiter
+from hubpulse_gateway.ratelimit import FailoverLimiter, shared_limiter
 
 Say = Callable[[str], None]
 
