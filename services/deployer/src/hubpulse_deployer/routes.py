@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
+from cachetools import TTLCache
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
+from huggingface_hub import ModelInfo
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -28,6 +31,7 @@ from hubpulse_common.inference import NotInvocable, NotRunning, parse_inputs, se
 from hubpulse_deployer.deps import state_of
 from hubpulse_deployer.documents import Deployment, Version
 from hubpulse_deployer.errors import (
+    HTTP_ERRORS,
     BadHfToken,
     GatedModel,
     HubRefused,
@@ -41,7 +45,7 @@ from hubpulse_deployer.errors import (
     UnsupportedTask,
 )
 from hubpulse_deployer.idempotency import digest_of
-from hubpulse_deployer.runtime import Refused
+from hubpulse_deployer.runtime import Refused, plan
 from hubpulse_deployer.runtime.fetch import HUB_LOGIN_VARIABLE, download_bytes, model_info, require_public, user_token
 from hubpulse_deployer.schemas import CreateDeployment, DeploymentConfig, RollbackRequest, UpdateDeployment
 from hubpulse_deployer.service import (
@@ -56,6 +60,11 @@ from hubpulse_deployer.service import (
 from hubpulse_deployer.targets.base import NOT_INVOCABLE, TargetUnavailable
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
+# Not the caller's business but the platform's: whether this deployer can serve a public repo. It needs no token
+# (the gateway asks it for anonymous visitors of a model page), reads what the platform's token reads, and is kept a
+# minute so page views do not each ask the Hub.
+deployability_router = APIRouter(tags=["deployments"])
+_DEPLOYABILITY: TTLCache[tuple[str, str, str], dict[str, Any]] = TTLCache(maxsize=4096, ttl=60.0)
 S = DeploymentStatus
 
 
@@ -94,6 +103,14 @@ def _hub_error(exc: HubCallError, model_id: str, revision: str, own_token: bool)
 async def _task_of(request: Request, model_id: str, revision: str, config: DeploymentConfig) -> str:
     """The model's task, once it is known that the deployment may read it: with the user's own Hub token, or
     public and ungated with the platform's."""
+    task, _ = await _checked_model(request, model_id, revision, config)
+    return task
+
+
+async def _checked_model(
+    request: Request, model_id: str, revision: str, config: DeploymentConfig
+) -> tuple[str, ModelInfo]:
+    """`_task_of`, with the Hub's description of the repo."""
     own = user_token(config)
     try:
         info = await asyncio.to_thread(
@@ -108,14 +125,15 @@ async def _task_of(request: Request, model_id: str, revision: str, config: Deplo
     except HubCallError as exc:
         raise _hub_error(exc, model_id, revision, own is not None) from None
     if not servable(info.pipeline_tag):
-        raise UnsupportedTask(f"{model_id} is a {info.pipeline_tag!r} model, which is not served")
+        what = f"a {info.pipeline_tag!r} model" if info.pipeline_tag else "a model without a task (pipeline_tag)"
+        raise UnsupportedTask(f"{model_id} is {what}, which is not served")
     task: str = info.pipeline_tag  # type: ignore[assignment]
     size, limit = download_bytes(info, task), state_of(request).settings.max_model_bytes
     if size is not None and size > limit:
         raise ModelTooLarge(
             f"{model_id}@{revision} is {size} bytes to download, over the limit (HUBPULSE_MAX_MODEL_BYTES) of {limit}",
         )
-    return task
+    return task, info
 
 
 async def _check_limits(
@@ -284,3 +302,33 @@ async def manifests(request: Request, deployment_id: str, who: CallerIdentity) -
     if rendered is None:
         raise NotFound("only kubernetes deployments have manifests, once rendered")
     return JSONResponse({"deployment_id": deployment_id, "version": doc.version, "yaml": rendered})
+
+
+@deployability_router.get("/deployability")
+async def deployability(
+    request: Request,
+    model_id: str = Query(min_length=1, max_length=300),
+    revision: str = Query("main", min_length=1, max_length=100),
+) -> dict[str, Any]:
+    """Whether a deployment of the repo with the platform's Hub token would be served by this deployer's model
+    server (targets local and kubernetes), and if not, why in a sentence: the checks of a new deployment, then the
+    runtime's plan (`runtime.plan`: which weights it loads). A refusal of those checks is an answer here, not an
+    error; an unreadable id is 422 and a Hub that does not answer 503."""
+    key = (state_of(request).settings.hf_endpoint, model_id, revision)
+    if (cached := _DEPLOYABILITY.get(key)) is not None:
+        return cached
+    unknown = dict.fromkeys(("code", "reason", "task", "runtime", "download_bytes"))
+    answer: dict[str, Any] = {"model_id": model_id, "revision": revision, "deployable": False, **unknown}
+    try:
+        task, info = await _checked_model(request, model_id, revision, DeploymentConfig())
+        answer |= {"task": task, "download_bytes": download_bytes(info, task)}
+        chosen = plan(task, [s.rfilename for s in info.siblings or []])
+        answer |= {"deployable": True, "runtime": chosen.runtime}
+    except Refused as exc:
+        answer |= {"code": "not_servable", "reason": str(exc)}
+    except (InvalidModelId, HubUnavailable):
+        raise
+    except DomainError as exc:
+        answer |= {"code": HTTP_ERRORS[type(exc)].code, "reason": str(exc)}
+    _DEPLOYABILITY[key] = answer
+    return answer

@@ -15,8 +15,8 @@ from hubpulse_gateway.catalog import presentation, repository
 from hubpulse_gateway.catalog.cache import CACHE_HEADER
 from hubpulse_gateway.catalog.live import pick_body
 from hubpulse_gateway.catalog.query import normalise_query
-from hubpulse_gateway.catalog.schemas import ModelDetail, Pick, PicksPage, SearchPage, SortKey
-from hubpulse_gateway.deps import CatalogDep, state_of
+from hubpulse_gateway.catalog.schemas import Deployability, ModelDetail, Pick, PicksPage, SearchPage, SortKey
+from hubpulse_gateway.deps import CatalogDep, UpstreamsDep, state_of
 from hubpulse_gateway.errors import ModelNotFound, error_responses
 
 router = APIRouter(tags=["models"])
@@ -69,6 +69,26 @@ async def search_models(
     return Response(body, media_type=JSON, headers={CACHE_HEADER.decode(): "hit" if hit else "miss"})
 
 
+ModelId = Annotated[str, Path(min_length=1, max_length=300, pattern=NO_NUL, description="e.g. org/name")]
+
+
+# before the detail route, whose {model_id:path} would otherwise take ".../deployability" as part of the id
+@router.get(
+    "/v1/models/{model_id:path}/deployability",
+    response_model=Deployability,
+    summary="Whether the deployer can serve the model (Deploy is offered), or why not in a sentence",
+    responses=error_responses(422, 503),
+)
+async def deployability(
+    model_id: ModelId,
+    upstreams: UpstreamsDep,
+    revision: Annotated[str, Query(min_length=1, max_length=100, pattern=NO_NUL)] = "main",
+) -> Response:
+    params = {"model_id": model_id, "revision": revision}
+    body = await upstreams.deployer.json("GET", "/deployability", params=params)
+    return Response(Deployability.model_validate(body).model_dump_json(), media_type=JSON)
+
+
 @router.get(
     "/v1/models/{model_id:path}",
     response_model=ModelDetail,
@@ -78,11 +98,7 @@ async def search_models(
         307: {"description": "A renamed model: Location is its detail under its new name"},
     },
 )
-async def model_detail(
-    request: Request,
-    catalog: CatalogDep,
-    model_id: Annotated[str, Path(min_length=1, max_length=300, pattern=NO_NUL, description="e.g. org/name")],
-) -> Response:
+async def model_detail(request: Request, catalog: CatalogDep, model_id: ModelId) -> Response:
     pool = catalog.pool
     row, history, new_id = await asyncio.gather(
         repository.model(pool, model_id), repository.daily(pool, model_id), repository.renamed_to(pool, model_id)
