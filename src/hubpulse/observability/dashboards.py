@@ -66,9 +66,34 @@ class Dashboard:
         return [panel for row in self.rows for panel in row.panels]
 
 
+def _series(title: str, *queries: Query, unit: str = "short", description: str = "", width: int = 8) -> Panel:
+    """A time-series panel: each query's range over the dashboard's time window."""
+    return Panel(title, queries, unit=unit, description=description, width=width)
+
+
+def _stat(title: str, *queries: Query, unit: str = "short", description: str = "", width: int = 8) -> Panel:
+    """A stat panel: each query's latest value."""
+    return Panel(title, queries, unit=unit, kind="stat", description=description, width=width)
+
+
+def _legend(by: str) -> str:
+    """The legend naming each series by its `by` labels: `{{topic}} {{group}}`."""
+    return " ".join(f"{{{{{label.strip()}}}}}" for label in by.split(","))
+
+
+def _rate(metric: str, by: str, window: str = "5m", legend: str = "") -> Query:
+    """The per-second rate of a counter, summed per `by`."""
+    return Query(f"sum by ({by}) (rate({metric}[{window}]))", legend or _legend(by))
+
+
+def _increase(metric: str, by: str, window: str = "1h", legend: str = "") -> Query:
+    """How much a counter grew over `window`, summed per `by`."""
+    return Query(f"sum by ({by}) (increase({metric}[{window}]))", legend or _legend(by))
+
+
 def _quantiles(metric: str, by: str, selector: str = "", window: str = "5m") -> tuple[Query, ...]:
     """p50, p95 and p99 of a histogram, per `by`."""
-    legend = " ".join(f"{{{{{label.strip()}}}}}" for label in by.split(","))
+    legend = _legend(by)
     return tuple(
         Query(
             f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{{{selector}}}[{window}])))",
@@ -91,135 +116,85 @@ PIPELINE = Dashboard(
         Row(
             "Last ingest cycle",
             (
-                Panel(
+                _stat(
                     "Since the last completed cycle",
-                    (Query(f"time() - max(hubpulse_ingest_last_cycle_timestamp_seconds{{{COMPLETED}}})", "age"),),
+                    Query(f"time() - max(hubpulse_ingest_last_cycle_timestamp_seconds{{{COMPLETED}}})", "age"),
                     unit="s",
-                    kind="stat",
                     description="HubpulseIngestStale fires past 26 h.",
                     width=6,
                 ),
-                Panel(
+                _stat(
                     "Duration of the last cycle",
-                    (Query("max(hubpulse_ingest_last_cycle_seconds)", "duration"),),
+                    Query("max(hubpulse_ingest_last_cycle_seconds)", "duration"),
                     unit="s",
-                    kind="stat",
                     width=6,
                 ),
-                Panel(
+                _stat(
                     "Models in the last cycle",
-                    (Query("max by (outcome) (hubpulse_ingest_last_cycle_models)", "{{outcome}}"),),
-                    kind="stat",
+                    Query("max by (outcome) (hubpulse_ingest_last_cycle_models)", "{{outcome}}"),
                     description="listed: on the Hub pages fetched; stored: written and published.",
                     width=6,
                 ),
-                Panel(
+                _stat(
                     "Pages in the last cycle",
-                    (Query("max by (outcome) (hubpulse_ingest_last_cycle_pages)", "{{outcome}}"),),
-                    kind="stat",
+                    Query("max by (outcome) (hubpulse_ingest_last_cycle_pages)", "{{outcome}}"),
                     description="skipped: pages that failed after retries (their models are missing that day).",
                     width=6,
                 ),
-                Panel(
-                    "Cycles finished (24 h)",
-                    (Query("sum by (status) (increase(hubpulse_ingest_cycles_total[1d]))", "{{status}}"),),
-                ),
-                Panel(
-                    "Models ingested",
-                    (Query("sum by (source) (rate(hubpulse_ingest_models_total[5m]))", "{{source}}"),),
-                    unit="ops",
-                ),
-                Panel(
-                    "Hub pages fetched",
-                    (Query("sum by (outcome) (rate(hubpulse_ingest_pages_total[5m]))", "{{outcome}}"),),
-                    unit="ops",
-                ),
+                _series("Cycles finished (24 h)", _increase("hubpulse_ingest_cycles_total", "status", "1d")),
+                _series("Models ingested", _rate("hubpulse_ingest_models_total", "source"), unit="ops"),
+                _series("Hub pages fetched", _rate("hubpulse_ingest_pages_total", "outcome"), unit="ops"),
             ),
         ),
         Row(
             "Events",
             (
-                Panel(
-                    "Published per topic",
-                    (Query("sum by (topic) (rate(hubpulse_kafka_published_total[5m]))", "{{topic}}"),),
-                    unit="ops",
+                _series("Published per topic", _rate("hubpulse_kafka_published_total", "topic"), unit="ops"),
+                _series(
+                    "Processed per topic and group", _rate("hubpulse_kafka_consumed_total", "topic, group"), unit="ops"
                 ),
-                Panel(
-                    "Processed per topic and group",
-                    (Query("sum by (topic, group) (rate(hubpulse_kafka_consumed_total[5m]))", "{{topic}} {{group}}"),),
-                    unit="ops",
-                ),
-                Panel(
+                _series(
                     "Handler failures per topic",
-                    (Query("sum by (topic, group) (rate(hubpulse_kafka_failed_total[5m]))", "{{topic}} {{group}}"),),
+                    _rate("hubpulse_kafka_failed_total", "topic, group"),
                     unit="ops",
                     description="Attempts that raised; retried, then the poison is isolated and dead-lettered.",
                 ),
-                Panel(
+                _series(
                     "Dead-lettered per topic (1 h)",
-                    (
-                        Query(
-                            "sum by (topic, group) (increase(hubpulse_kafka_dead_lettered_total[1h]))",
-                            "{{topic}}.dlq {{group}}",
-                        ),
-                    ),
+                    _increase("hubpulse_kafka_dead_lettered_total", "topic, group", legend="{{topic}}.dlq {{group}}"),
                     description="Read them with `hubpulse` DLQ tooling; x-error headers say why.",
                 ),
-                Panel(
+                _series(
                     "Consumer lag per group and partition",
-                    (
-                        Query(
-                            "max by (topic, group, partition) (hubpulse_kafka_consumer_partition_lag)",
-                            "{{group}} {{topic}}[{{partition}}]",
-                        ),
+                    Query(
+                        "max by (topic, group, partition) (hubpulse_kafka_consumer_partition_lag)",
+                        "{{group}} {{topic}}[{{partition}}]",
                     ),
                     description="Reported by the pod that owns the partition (kafka_exporter's view: Stores).",
                 ),
-                Panel(
-                    "Batch handling time",
-                    _quantiles("hubpulse_kafka_batch_seconds", "topic, group"),
-                    unit="s",
-                ),
+                _series("Batch handling time", *_quantiles("hubpulse_kafka_batch_seconds", "topic, group"), unit="s"),
             ),
         ),
         Row(
             "Features, scores and the trend model",
             (
-                Panel(
+                _series(
                     "Day-close duration",
-                    _quantiles("hubpulse_features_day_close_seconds", "job", window="1d"),
+                    *_quantiles("hubpulse_features_day_close_seconds", "job", window="1d"),
                     unit="s",
                 ),
-                Panel(
-                    "Days closed (24 h)",
-                    (Query("sum(increase(hubpulse_features_days_closed_total[1d]))", "days"),),
-                    kind="stat",
-                ),
-                Panel(
-                    "Feature rows",
-                    (Query("sum by (kind) (rate(hubpulse_features_rows_total[5m]))", "{{kind}}"),),
-                    unit="ops",
-                ),
-                Panel(
-                    "Scores written per day",
-                    (
-                        Query(
-                            "sum by (model_version) (increase(hubpulse_scorer_scored_total[1d]))", "{{model_version}}"
-                        ),
-                    ),
-                ),
-                Panel(
+                _stat("Days closed (24 h)", Query("sum(increase(hubpulse_features_days_closed_total[1d]))", "days")),
+                _series("Feature rows", _rate("hubpulse_features_rows_total", "kind"), unit="ops"),
+                _series("Scores written per day", _increase("hubpulse_scorer_scored_total", "model_version", "1d")),
+                _stat(
                     "Model version in use",
-                    (Query("count by (version) (hubpulse_scorer_model_info)", "{{version}}"),),
-                    kind="stat",
+                    Query("count by (version) (hubpulse_scorer_model_info)", "{{version}}"),
                     description="Scorer pods serving each version (two versions: a promotion is rolling out).",
                 ),
-                Panel(
+                _series(
                     "Model age and retraining period",
-                    (
-                        Query("time() - max(hubpulse_scorer_model_created_timestamp_seconds)", "age"),
-                        Query("max(hubpulse_scorer_model_retrain_period_seconds)", "retraining period"),
-                    ),
+                    Query("time() - max(hubpulse_scorer_model_created_timestamp_seconds)", "age"),
+                    Query("max(hubpulse_scorer_model_retrain_period_seconds)", "retraining period"),
                     unit="s",
                 ),
             ),
@@ -235,19 +210,17 @@ API_DASHBOARD = Dashboard(
         Row(
             "Objectives (docs/observability.md)",
             (
-                Panel(
+                _stat(
                     "Gateway availability (1 h)",
-                    (Query("1 - hubpulse:gateway_error_ratio:rate1h", "available"),),
+                    Query("1 - hubpulse:gateway_error_ratio:rate1h", "available"),
                     unit="percentunit",
-                    kind="stat",
                     description="Objective: 99.9 % of API requests without a 5xx over 30 days.",
                     width=12,
                 ),
-                Panel(
+                _stat(
                     "Search requests under 250 ms (1 h)",
-                    (Query("1 - hubpulse:search_slow_ratio:rate1h", "fast"),),
+                    Query("1 - hubpulse:search_slow_ratio:rate1h", "fast"),
                     unit="percentunit",
-                    kind="stat",
                     description="Objective: 99 % of GET /v1/models under 250 ms over 30 days.",
                     width=12,
                 ),
@@ -256,56 +229,48 @@ API_DASHBOARD = Dashboard(
         Row(
             "Requests",
             (
-                Panel(
+                _series(
                     "Rate per route",
-                    (
-                        Query(
-                            f"sum by (service, route) (rate(hubpulse_http_requests_total{{{API}}}[5m]))",
-                            "{{service}} {{route}}",
-                        ),
+                    Query(
+                        f"sum by (service, route) (rate(hubpulse_http_requests_total{{{API}}}[5m]))",
+                        "{{service}} {{route}}",
                     ),
                     unit="reqps",
                     width=12,
                 ),
-                Panel(
+                _series(
                     "Errors per route (4xx and 5xx)",
-                    (
-                        Query(
-                            "sum by (service, route, status)"
-                            f' (rate(hubpulse_http_requests_total{{{API},status=~"[45].."}}[5m]))',
-                            "{{service}} {{route}} {{status}}",
-                        ),
+                    Query(
+                        "sum by (service, route, status)"
+                        f' (rate(hubpulse_http_requests_total{{{API},status=~"[45].."}}[5m]))',
+                        "{{service}} {{route}} {{status}}",
                     ),
                     unit="reqps",
                     width=12,
                 ),
-                Panel(
+                _series(
                     "5xx ratio per service",
-                    (
-                        Query(
-                            _ratio(
-                                f'sum by (service) (rate(hubpulse_http_requests_total{{{API},status=~"5.."}}[5m]))',
-                                f"sum by (service) (rate(hubpulse_http_requests_total{{{API}}}[5m]))",
-                            ),
-                            "{{service}}",
+                    Query(
+                        _ratio(
+                            f'sum by (service) (rate(hubpulse_http_requests_total{{{API},status=~"5.."}}[5m]))',
+                            f"sum by (service) (rate(hubpulse_http_requests_total{{{API}}}[5m]))",
                         ),
+                        "{{service}}",
                     ),
                     unit="percentunit",
                 ),
-                Panel(
+                _series(
                     "Rate-limited requests",
-                    (
-                        Query(
-                            'sum by (service, route) (rate(hubpulse_http_requests_total{status="429"}[5m]))',
-                            "{{service}} {{route}}",
-                        ),
+                    Query(
+                        'sum by (service, route) (rate(hubpulse_http_requests_total{status="429"}[5m]))',
+                        "{{service}} {{route}}",
                     ),
                     unit="reqps",
                     description="429s: the gateway's per-key limit (route `unmatched`) and auth's login limits.",
                 ),
-                Panel(
+                _series(
                     "Duration per route",
-                    _quantiles("hubpulse_http_request_duration_seconds", "service, route", API),
+                    *_quantiles("hubpulse_http_request_duration_seconds", "service, route", API),
                     unit="s",
                 ),
             ),
@@ -313,56 +278,42 @@ API_DASHBOARD = Dashboard(
         Row(
             "Gateway",
             (
-                Panel(
+                _series(
                     "Search cache hit ratio",
-                    (
-                        Query(
-                            _ratio(
-                                'sum(rate(hubpulse_gateway_search_cache_total{result="hit"}[5m]))',
-                                "sum(rate(hubpulse_gateway_search_cache_total[5m]))",
-                            ),
-                            "hits",
+                    Query(
+                        _ratio(
+                            'sum(rate(hubpulse_gateway_search_cache_total{result="hit"}[5m]))',
+                            "sum(rate(hubpulse_gateway_search_cache_total[5m]))",
                         ),
+                        "hits",
                     ),
                     unit="percentunit",
                 ),
-                Panel(
+                _series(
                     "Upstream circuit breakers",
-                    (
-                        Query(
-                            "max by (upstream, state) (hubpulse_gateway_upstream_circuit_state)",
-                            "{{upstream}} {{state}}",
-                        ),
+                    Query(
+                        "max by (upstream, state) (hubpulse_gateway_upstream_circuit_state)", "{{upstream}} {{state}}"
                     ),
                     description="1 for the state each upstream's breaker is in (opened: calls fail at once, 503).",
                 ),
-                Panel(
+                _series(
                     "WebSocket connections",
-                    (
-                        Query(
-                            "sum by (service, route) (hubpulse_websocket_connections)",
-                            "{{service}} {{route}}",
-                        ),
-                    ),
+                    Query("sum by (service, route) (hubpulse_websocket_connections)", "{{service}} {{route}}"),
                 ),
             ),
         ),
         Row(
             "Services",
             (
-                Panel(
+                _series(
                     "Readiness checks",
-                    (Query("min by (service, check) (hubpulse_readiness_check)", "{{service}} {{check}}"),),
+                    Query("min by (service, check) (hubpulse_readiness_check)", "{{service}} {{check}}"),
                     description="1: the /readyz check passes (evaluated at each scrape).",
                     width=12,
                 ),
-                Panel(
+                _series(
                     "Scrape targets up",
-                    (
-                        Query(
-                            'up{job=~"gateway|auth|ingestor|features|scorer|deployer|metrics"}', "{{job}} {{instance}}"
-                        ),
-                    ),
+                    Query('up{job=~"gateway|auth|ingestor|features|scorer|deployer|metrics"}', "{{job}} {{instance}}"),
                     width=12,
                 ),
             ),
@@ -378,47 +329,34 @@ DEPLOYMENTS = Dashboard(
         Row(
             "Inference per deployment",
             (
-                Panel(
+                _series(
                     "Predict latency per deployment",
-                    _quantiles("hubpulse_inference_latency_seconds", "deployment_id"),
+                    *_quantiles("hubpulse_inference_latency_seconds", "deployment_id"),
                     unit="s",
                     description="As the gateway measured it, from inference.events.v1 (metrics service).",
                 ),
-                Panel(
+                _series(
                     "Predict error ratio per deployment",
-                    (
-                        Query(
-                            _ratio(
-                                'sum by (deployment_id) (rate(hubpulse_inference_requests_total{status="error"}[5m]))',
-                                "sum by (deployment_id) (rate(hubpulse_inference_requests_total[5m]))",
-                            ),
-                            "{{deployment_id}}",
+                    Query(
+                        _ratio(
+                            'sum by (deployment_id) (rate(hubpulse_inference_requests_total{status="error"}[5m]))',
+                            "sum by (deployment_id) (rate(hubpulse_inference_requests_total[5m]))",
                         ),
+                        "{{deployment_id}}",
                     ),
                     unit="percentunit",
                 ),
-                Panel(
+                _series(
                     "Throughput per deployment",
-                    (
-                        Query(
-                            "sum by (deployment_id) (rate(hubpulse_inference_requests_total[5m]))",
-                            "calls {{deployment_id}}",
-                        ),
-                        Query(
-                            "sum by (deployment_id) (rate(hubpulse_inference_inputs_total[5m]))",
-                            "inputs {{deployment_id}}",
-                        ),
-                    ),
+                    _rate("hubpulse_inference_requests_total", "deployment_id", legend="calls {{deployment_id}}"),
+                    _rate("hubpulse_inference_inputs_total", "deployment_id", legend="inputs {{deployment_id}}"),
                     unit="ops",
                 ),
-                Panel(
+                _series(
                     "Predict route at the gateway",
-                    (
-                        *_quantiles("hubpulse_http_request_duration_seconds", "service", PREDICT_ROUTE),
-                        Query(
-                            f"sum by (status) (rate(hubpulse_http_requests_total{{{PREDICT_ROUTE}}}[5m]))",
-                            "{{status}} /s",
-                        ),
+                    *_quantiles("hubpulse_http_request_duration_seconds", "service", PREDICT_ROUTE),
+                    Query(
+                        f"sum by (status) (rate(hubpulse_http_requests_total{{{PREDICT_ROUTE}}}[5m]))", "{{status}} /s"
                     ),
                     unit="s",
                     description="All deployments together, including calls refused before the model server.",
@@ -428,25 +366,21 @@ DEPLOYMENTS = Dashboard(
         Row(
             "Model servers",
             (
-                Panel(
+                _series(
                     "Model server CPU",
-                    (
-                        Query(
-                            "max by (target, deployment_id) (hubpulse_model_server_cpu_percent)",
-                            "{{deployment_id}} ({{target}})",
-                        ),
+                    Query(
+                        "max by (target, deployment_id) (hubpulse_model_server_cpu_percent)",
+                        "{{deployment_id}} ({{target}})",
                     ),
                     unit="percent",
                     description="Processes the deployer runs itself (local target); Kubernetes ones: cAdvisor.",
                     width=12,
                 ),
-                Panel(
+                _series(
                     "Model server memory",
-                    (
-                        Query(
-                            "max by (target, deployment_id) (hubpulse_model_server_memory_rss_bytes)",
-                            "{{deployment_id}} ({{target}})",
-                        ),
+                    Query(
+                        "max by (target, deployment_id) (hubpulse_model_server_memory_rss_bytes)",
+                        "{{deployment_id}} ({{target}})",
                     ),
                     unit="bytes",
                     width=12,
@@ -456,44 +390,33 @@ DEPLOYMENTS = Dashboard(
         Row(
             "Deployments and alerts",
             (
-                Panel(
+                _series(
                     "Deployments by state",
-                    (Query("max by (target, status) (hubpulse_deployer_deployments)", "{{status}} ({{target}})"),),
+                    Query("max by (target, status) (hubpulse_deployer_deployments)", "{{status}} ({{target}})"),
                 ),
-                Panel(
+                _series(
                     "State transitions (1 h)",
-                    (
-                        Query(
-                            "sum by (status) (increase(hubpulse_deployer_transitions_total[1h]))",
-                            "to {{status}}",
-                        ),
-                    ),
+                    _increase("hubpulse_deployer_transitions_total", "status", legend="to {{status}}"),
                 ),
-                Panel(
+                _series(
                     "Deployment alerts firing",
-                    (
-                        Query("max by (rule) (hubpulse_metrics_alerts_firing)", "{{rule}}"),
-                        Query(
-                            "sum by (rule, state) (increase(hubpulse_metrics_alert_transitions_total[1h]))",
-                            "{{rule}} {{state}} (1 h)",
-                        ),
+                    Query("max by (rule) (hubpulse_metrics_alerts_firing)", "{{rule}}"),
+                    _increase(
+                        "hubpulse_metrics_alert_transitions_total", "rule, state", legend="{{rule}} {{state}} (1 h)"
                     ),
                     description="Rules of HUBPULSE_ALERT_RULES, evaluated by the metrics service.",
                 ),
-                Panel(
+                _series(
                     "Platform alerts",
-                    (Query('count by (alertname, alertstate) (ALERTS{alertname=~"Hubpulse.*"})', "{{alertname}}"),),
+                    Query('count by (alertname, alertstate) (ALERTS{alertname=~"Hubpulse.*"})', "{{alertname}}"),
                     description="Prometheus rules of deploy/prometheus/rules (pending or firing).",
                 ),
-                Panel(
+                _series(
                     "Inference events stored",
-                    (
-                        Query("sum by (topic) (rate(hubpulse_metrics_events_stored_total[5m]))", "{{topic}}"),
-                        Query(
-                            "histogram_quantile(0.95,"
-                            " sum by (le) (rate(hubpulse_metrics_ingest_lag_seconds_bucket[5m])))",
-                            "p95 delay (s)",
-                        ),
+                    _rate("hubpulse_metrics_events_stored_total", "topic"),
+                    Query(
+                        "histogram_quantile(0.95, sum by (le) (rate(hubpulse_metrics_ingest_lag_seconds_bucket[5m])))",
+                        "p95 delay (s)",
                     ),
                 ),
             ),
@@ -510,110 +433,80 @@ STORES = Dashboard(
         Row(
             "PostgreSQL",
             (
-                Panel("Up", (Query("min(pg_up)", "up"),), kind="stat", width=4),
-                Panel(
+                _stat("Up", Query("min(pg_up)", "up"), width=4),
+                _series(
                     "Connections",
-                    (
-                        Query("sum by (datname) (pg_stat_database_numbackends)", "{{datname}}"),
-                        Query("max(pg_settings_max_connections)", "max_connections"),
-                    ),
+                    Query("sum by (datname) (pg_stat_database_numbackends)", "{{datname}}"),
+                    Query("max(pg_settings_max_connections)", "max_connections"),
                     width=10,
                 ),
-                Panel(
+                _series(
                     "Transactions",
-                    (
-                        Query("sum by (datname) (rate(pg_stat_database_xact_commit[5m]))", "commit {{datname}}"),
-                        Query("sum by (datname) (rate(pg_stat_database_xact_rollback[5m]))", "rollback {{datname}}"),
-                    ),
+                    _rate("pg_stat_database_xact_commit", "datname", legend="commit {{datname}}"),
+                    _rate("pg_stat_database_xact_rollback", "datname", legend="rollback {{datname}}"),
                     unit="ops",
                     width=10,
                 ),
-                Panel(
+                _series(
                     "Buffer cache hit ratio",
-                    (
-                        Query(
-                            "sum(rate(pg_stat_database_blks_hit[5m])) / (sum(rate(pg_stat_database_blks_hit[5m]))"
-                            " + sum(rate(pg_stat_database_blks_read[5m])))",
-                            "hit ratio",
-                        ),
+                    Query(
+                        "sum(rate(pg_stat_database_blks_hit[5m])) / (sum(rate(pg_stat_database_blks_hit[5m]))"
+                        " + sum(rate(pg_stat_database_blks_read[5m])))",
+                        "hit ratio",
                     ),
                     unit="percentunit",
                 ),
-                Panel(
-                    "Database size",
-                    (Query("max by (datname) (pg_database_size_bytes)", "{{datname}}"),),
-                    unit="bytes",
+                _series(
+                    "Database size", Query("max by (datname) (pg_database_size_bytes)", "{{datname}}"), unit="bytes"
                 ),
-                Panel(
+                _series(
                     "Deadlocks and conflicts (1 h)",
-                    (
-                        Query("sum by (datname) (increase(pg_stat_database_deadlocks[1h]))", "deadlocks {{datname}}"),
-                        Query("sum by (datname) (increase(pg_stat_database_conflicts[1h]))", "conflicts {{datname}}"),
-                    ),
+                    _increase("pg_stat_database_deadlocks", "datname", legend="deadlocks {{datname}}"),
+                    _increase("pg_stat_database_conflicts", "datname", legend="conflicts {{datname}}"),
                 ),
             ),
         ),
         Row(
             "Kafka",
             (
-                Panel("Brokers", (Query("max(kafka_brokers)", "brokers"),), kind="stat", width=4),
-                Panel(
+                _stat("Brokers", Query("max(kafka_brokers)", "brokers"), width=4),
+                _series(
                     "Consumer group lag (broker view)",
-                    (
-                        Query(
-                            'sum by (consumergroup, topic) (kafka_consumergroup_lag{topic!~".*\\\\.dlq"})',
-                            "{{consumergroup}} {{topic}}",
-                        ),
+                    Query(
+                        'sum by (consumergroup, topic) (kafka_consumergroup_lag{topic!~".*\\\\.dlq"})',
+                        "{{consumergroup}} {{topic}}",
                     ),
                     description="Committed offsets against the log end, per group: survives consumer crashes.",
                     width=10,
                 ),
-                Panel(
+                _series(
                     "Messages in per topic",
-                    (
-                        Query(
-                            "sum by (topic) (rate(kafka_topic_partition_current_offset[5m]))",
-                            "{{topic}}",
-                        ),
-                    ),
+                    _rate("kafka_topic_partition_current_offset", "topic"),
                     unit="ops",
                     width=10,
                 ),
-                Panel(
+                _series(
                     "Dead-letter topic depth",
-                    (
-                        Query(
-                            'sum by (topic) (kafka_topic_partition_current_offset{topic=~".*\\\\.dlq"}'
-                            ' - kafka_topic_partition_oldest_offset{topic=~".*\\\\.dlq"})',
-                            "{{topic}}",
-                        ),
+                    Query(
+                        'sum by (topic) (kafka_topic_partition_current_offset{topic=~".*\\\\.dlq"}'
+                        ' - kafka_topic_partition_oldest_offset{topic=~".*\\\\.dlq"})',
+                        "{{topic}}",
                     ),
                 ),
-                Panel(
+                _series(
                     "Under-replicated partitions",
-                    (Query("sum by (topic) (kafka_topic_partition_under_replicated_partition)", "{{topic}}"),),
+                    Query("sum by (topic) (kafka_topic_partition_under_replicated_partition)", "{{topic}}"),
                 ),
             ),
         ),
         Row(
             "MongoDB",
             (
-                Panel("Up", (Query("min(mongodb_up)", "up"),), kind="stat", width=4),
-                Panel(
-                    "Connections",
-                    (Query('sum(mongodb_ss_connections{conn_type="current"})', "current"),),
-                    width=10,
-                ),
-                Panel(
-                    "Operations",
-                    (Query("sum by (legacy_op_type) (rate(mongodb_ss_opcounters[5m]))", "{{legacy_op_type}}"),),
-                    unit="ops",
-                    width=10,
-                ),
-                Panel(
-                    "Resident memory",
-                    (Query("max(mongodb_ss_mem_resident) * 1024 * 1024", "resident"),),
-                    unit="bytes",
+                _stat("Up", Query("min(mongodb_up)", "up"), width=4),
+                _series("Connections", Query('sum(mongodb_ss_connections{conn_type="current"})', "current"), width=10),
+                _series("Operations", _rate("mongodb_ss_opcounters", "legacy_op_type"), unit="ops", width=10),
+                _series(
+                    "Resident memory", Query("max(mongodb_ss_mem_resident) * 1024 * 1024", "resident"), unit="bytes"
                 ),
             ),
         ),
