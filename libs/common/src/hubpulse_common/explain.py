@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 from hubpulse_common.features import SURGE_MIN_DELTA, SURGE_RATIO, TOP_K
 
@@ -82,75 +83,129 @@ _TASK_PCT: dict[str, str] = {
     "likes_7d": "Likes this week are",
 }
 
+
+def _log_count(value: float) -> str:
+    """A count the features store as log1p."""
+    return _n(math.expm1(value))
+
+
+def _rank(value: float) -> str:
+    return str(round(value))
+
+
+def _times(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _phrases(describe: Describe, templates: dict[str, str]) -> dict[str, Describe]:
+    """Features whose sentence is a template around one formatted value (`{}`)."""
+    return {feature: partial(_fill, template, describe) for feature, template in templates.items()}
+
+
+def _fill(template: str, describe: Describe, value: float) -> str:
+    return template.format(describe(value))
+
+
 SENTENCES: dict[str, Describe] = {
-    "log_downloads": lambda v: f"{_n(math.expm1(v))} downloads over the last 30 days",
-    "lag_1_delta": lambda v: f"30-day downloads changed by {_signed(v)} since yesterday",
-    "lag_1_growth": lambda v: f"30-day downloads grew {_growth(v)} since yesterday",
-    "delta_downloads_24h": lambda v: f"{_n(v)} downloads in the last 24 hours",
-    "rolling_mean_7": lambda v: f"30-day downloads averaged {_n(v)} over the last week",
-    "downloads_vs_mean_7": lambda v: f"Downloads are {v:.2f}x their average of the last week",
-    "growth_rate_7d": lambda v: f"30-day downloads grew {_growth(v)} in a week",
-    "delta_7d": lambda v: f"30-day downloads changed by {_signed(v)} in a week",
-    "log_likes": lambda v: f"{_n(math.expm1(v))} likes in all",
-    "likes_1d": lambda v: f"{_signed(v)} likes since yesterday",
-    "likes_7d": lambda v: f"{_signed(v)} likes this week",
+    **_phrases(
+        _log_count,
+        {
+            "log_downloads": "{} downloads over the last 30 days",
+            "log_likes": "{} likes in all",
+            "log_downloads_all_time": "{} downloads since it was created",
+            "task_log_models": "Its task has {} models",
+            "author_log_models": "Its author has {} models",
+            "author_log_downloads": "Its author's models have {} downloads over 30 days",
+        },
+    ),
+    **_phrases(
+        _n,
+        {
+            "delta_downloads_24h": "{} downloads in the last 24 hours",
+            "rolling_mean_7": "30-day downloads averaged {} over the last week",
+            "trend_score_proxy": "Recent-likes score of {} (this week's likes, the last 2 days twice)",
+            "inc_7d": "{} downloads in the last 7 days",
+        },
+    ),
+    **_phrases(
+        _signed,
+        {
+            "lag_1_delta": "30-day downloads changed by {} since yesterday",
+            "delta_7d": "30-day downloads changed by {} in a week",
+            "likes_1d": "{} likes since yesterday",
+            "likes_7d": "{} likes this week",
+            "likes_2d": "{} likes in the last 2 days",
+            "likes_13d": "{} likes over the last 13 days",
+            "author_likes_7d": "Its author's models gained {} likes this week",
+        },
+    ),
+    **_phrases(
+        _growth,
+        {
+            "lag_1_growth": "30-day downloads grew {} since yesterday",
+            "growth_rate_7d": "30-day downloads grew {} in a week",
+            "likes_growth_7d": "Likes grew {} this week",
+            "author_max_growth_7d": "Its author's fastest-growing model grew {} in a week",
+        },
+    ),
+    **_phrases(
+        _days,
+        {
+            "days_observed_14d": "Seen on {} of the last 14",
+            "days_since_prev_obs": "Last seen before today {} ago",
+            "days_ranked_7d": "On the trending list {} of the last 7",
+            "days_top10_14d": "In the trending top 10 on {} of the last 14",
+            "days_top25_14d": "In the trending top 25 on {} of the last 14",
+            "age_days": "Created {} ago",
+        },
+    ),
+    **_phrases(
+        _rank,
+        {
+            "trending_rank": "#{} on the Hub's trending list today",
+            "best_rank_7d": "Best trending rank this week: #{}",
+            "best_rank_14d": "Best trending rank in 14 days: #{}",
+            "mean_rank_7d": "Average trending rank this week: #{}",
+            "author_best_rank": "Its author's best trending rank today: #{}",
+            "day_order_trend_score": "#{} of all models today by recent likes",
+            "likes_decay_order": "#{} of all models today by recent likes, newest weighted most",
+        },
+    ),
+    **_phrases(
+        _times,
+        {
+            "downloads_vs_mean_7": "Downloads are {}x their average of the last week",
+            "inc_7d_run_rate": "This week's downloads, kept up for 30 days, would be {}x the current count",
+            "inc_3d_run_rate": "The last 3 days' downloads, kept up for 30 days, would be {}x the current count",
+            "proj_ratio_3d": "At the last 3 days' pace, 30-day downloads would be {}x in a week",
+            "proj_ratio_7d": "At this week's pace, 30-day downloads would be {}x in a week",
+        },
+    ),
     "likes_velocity_3d": lambda v: f"{v:.1f} new likes a day over the last 3 days",
     "likes_acceleration": lambda v: (
         f"New likes are coming {abs(v):.1f} a day {'faster' if v >= 0 else 'slower'} than the 3 days before"
     ),
-    "likes_growth_7d": lambda v: f"Likes grew {_growth(v)} this week",
-    "days_observed_14d": lambda v: f"Seen on {_days(v)} of the last 14",
-    "days_since_prev_obs": lambda v: f"Last seen before today {_days(v)} ago",
-    "trending_rank": lambda v: f"#{round(v)} on the Hub's trending list today",
     "rank_change_1d": lambda v: _rank_move(v, "since yesterday"),
     "rank_change_3d": lambda v: _rank_move(v, "in 3 days"),
     "rank_change_7d": lambda v: _rank_move(v, "in a week"),
-    "best_rank_7d": lambda v: f"Best trending rank this week: #{round(v)}",
-    "days_ranked_7d": lambda v: f"On the trending list {_days(v)} of the last 7",
-    "best_rank_14d": lambda v: f"Best trending rank in 14 days: #{round(v)}",
-    "mean_rank_7d": lambda v: f"Average trending rank this week: #{round(v)}",
-    "days_top10_14d": lambda v: f"In the trending top 10 on {_days(v)} of the last 14",
-    "days_top25_14d": lambda v: f"In the trending top 25 on {_days(v)} of the last 14",
-    "likes_2d": lambda v: f"{_signed(v)} likes in the last 2 days",
-    "trend_score_proxy": lambda v: f"Recent-likes score of {_n(v)} (this week's likes, the last 2 days twice)",
     "log_rank_gain_1d": lambda v: _log_rank_move(v, "yesterday"),
     "log_rank_gain_3d": lambda v: _log_rank_move(v, "3 days ago"),
     "log_rank_gain_7d": lambda v: _log_rank_move(v, "a week ago"),
     "likes_decay_3d": lambda v: f"Recent likes, newest weighted most: {v:.0f}",
-    "likes_13d": lambda v: f"{_signed(v)} likes over the last 13 days",
-    "log_downloads_all_time": lambda v: f"{_n(math.expm1(v))} downloads since it was created",
     "window_share": lambda v: f"{_pct(min(v, 1.0))} of all its downloads came in the last 30 days",
-    "inc_7d": lambda v: f"{_n(v)} downloads in the last 7 days",
-    "inc_7d_run_rate": lambda v: f"This week's downloads, kept up for 30 days, would be {v:.2f}x the current count",
-    "inc_3d_run_rate": lambda v: (
-        f"The last 3 days' downloads, kept up for 30 days, would be {v:.2f}x the current count"
-    ),
     "leave_share_7d": lambda v: f"{_pct(min(v, 1.0))} of the 30-day count leaves the window within a week",
-    "proj_ratio_3d": lambda v: f"At the last 3 days' pace, 30-day downloads would be {v:.2f}x in a week",
-    "proj_ratio_7d": lambda v: f"At this week's pace, 30-day downloads would be {v:.2f}x in a week",
     "surge_gap_1d": lambda v: _surge(v, "yesterday's"),
     "surge_gap_3d": lambda v: _surge(v, "the last 3 days'"),
     "surge_gap_7d": lambda v: _surge(v, "this week's"),
     "rate_accel_1d_7d": lambda v: f"Yesterday's downloads ran at {math.exp(v):.1f}x the week's daily pace",
-    "age_days": lambda v: f"Created {_days(v)} ago",
-    "day_of_week": lambda v: (
-        f"Observed on a {('Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday')[round(v) % 7]}"
-    ),
+    "day_of_week": lambda v: f"Observed on a {_WEEKDAYS[round(v) % 7]}",
     **{f"day_pct_{c}": _percentile(subject, "models today") for c, subject in _DAY_PCT.items()},
     **{f"task_pct_{c}": _percentile(subject, "models of its task today") for c, subject in _TASK_PCT.items()},
-    "task_log_models": lambda v: f"Its task has {_n(math.expm1(v))} models",
-    "author_log_models": lambda v: f"Its author has {_n(math.expm1(v))} models",
-    "author_log_downloads": lambda v: f"Its author's models have {_n(math.expm1(v))} downloads over 30 days",
-    "author_likes_7d": lambda v: f"Its author's models gained {_signed(v)} likes this week",
-    "author_best_rank": lambda v: f"Its author's best trending rank today: #{round(v)}",
-    "author_max_growth_7d": lambda v: f"Its author's fastest-growing model grew {_growth(v)} in a week",
     "author_max_surge_gap": lambda v: (
         "One of its author's models is on course to surge"
         if v > 0
         else "None of its author's models is on course to surge"
     ),
-    "day_order_trend_score": lambda v: f"#{round(v)} of all models today by recent likes",
-    "likes_decay_order": lambda v: f"#{round(v)} of all models today by recent likes, newest weighted most",
     "likes_decay_gap_top10": lambda v: _gap(v, f"the day's top {TOP_K} by recent likes"),
     "likes_decay_gap_rank10": lambda v: _gap(v, f"the model at trending #{TOP_K}"),
     "likes_catchup_top10": lambda v: (
