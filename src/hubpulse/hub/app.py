@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hubpulse.hub.clock import DayTimer, ReplayClock
 from hubpulse.hub.faults import FaultConfig, FaultInjector, FaultMiddleware
 from hubpulse.hub.live import HubGateMiddleware, LiveConfig, LiveState
-from hubpulse.hub.responses import json_response
+from hubpulse.hub.responses import Refused, json_response, refused
 from hubpulse.hub.routes import models, oauth, replay, repos, spaces
 from hubpulse.hub.source import DaySource, SyntheticSource, history_source
 from hubpulse_common.synthetic import SyntheticHub
@@ -92,6 +92,7 @@ def create_app(
     app.state.faults = injector
     app.state.live = LiveState(live or LiveConfig())
     app.state.page_size = page_size
+    app.add_exception_handler(Refused, refused)
     for router in _ROUTERS:
         app.include_router(router)
 

@@ -33,6 +33,20 @@ def api_error(status_code: int, code: str, message: str) -> Response:
     return json_response({"error": {"code": code, "message": message}}, status_code)
 
 
+class Refused(Exception):
+    """Raised by a route's dependency to answer with `response` (an hub_error or api_error) instead."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def refused(request: Request, exc: Exception) -> Response:
+    """The app's handler for Refused."""
+    assert isinstance(exc, Refused)
+    return exc.response
+
+
 def clock_of(request: Request) -> ReplayClock:
     clock: ReplayClock = request.app.state.clock
     return clock

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -13,7 +13,7 @@ from starlette.responses import Response
 from hubpulse.hub.clock import DayOutOfRange
 from hubpulse.hub.faults import FaultConfig
 from hubpulse.hub.live import LiveConfig
-from hubpulse.hub.responses import api_error, clock_of, faults_of, json_response, live_of
+from hubpulse.hub.responses import Refused, api_error, clock_of, faults_of, json_response, live_of
 
 router = APIRouter(prefix="/_replay")
 M = TypeVar("M", bound=BaseModel)
@@ -34,9 +34,17 @@ def _state(request: Request) -> dict[str, object]:
     return {**clock_of(request).state(), "day_seconds": day_seconds, "faults": faults_of(request).state()}
 
 
-async def _body(request: Request, model: type[M]) -> M:
-    raw = await request.body()
-    return model.model_validate_json(raw) if raw.strip() else model()
+def _body(model: type[M]) -> Any:
+    """A dependency parsing the request body as `model` (an empty body: its defaults); invalid: a 422."""
+
+    async def parse(request: Request) -> M:
+        raw = await request.body()
+        try:
+            return model.model_validate_json(raw) if raw.strip() else model()
+        except ValidationError as exc:
+            raise Refused(api_error(422, "invalid_body", str(exc.errors()[0]["msg"]))) from exc
+
+    return Depends(parse)
 
 
 @router.get("/state")
@@ -45,11 +53,7 @@ def state(request: Request) -> Response:
 
 
 @router.post("/advance")
-async def advance(request: Request) -> Response:
-    try:
-        body = await _body(request, Advance)
-    except ValidationError as exc:
-        return api_error(422, "invalid_body", str(exc.errors()[0]["msg"]))
+async def advance(request: Request, body: Annotated[Advance, _body(Advance)]) -> Response:
     clock = clock_of(request)
     if body.date is not None:
         if body.date not in clock.source.dates:
@@ -66,11 +70,7 @@ async def advance(request: Request) -> Response:
 
 
 @router.post("/reset")
-async def reset(request: Request) -> Response:
-    try:
-        body = await _body(request, Reset)
-    except ValidationError as exc:
-        return api_error(422, "invalid_body", str(exc.errors()[0]["msg"]))
+async def reset(request: Request, body: Annotated[Reset, _body(Reset)]) -> Response:
     try:
         await run_in_threadpool(clock_of(request).go_to, body.day)
     except DayOutOfRange as exc:
@@ -84,12 +84,8 @@ def get_faults(request: Request) -> Response:
 
 
 @router.post("/faults")
-async def set_faults(request: Request) -> Response:
+async def set_faults(request: Request, config: Annotated[FaultConfig, _body(FaultConfig)]) -> Response:
     """Replaces every knob (unset ones return to their defaults) and re-seeds the generator."""
-    try:
-        config = await _body(request, FaultConfig)
-    except ValidationError as exc:
-        return api_error(422, "invalid_body", str(exc.errors()[0]["msg"]))
     faults_of(request).configure(config)
     return json_response(faults_of(request).state())
 
@@ -100,11 +96,7 @@ def get_live(request: Request) -> Response:
 
 
 @router.post("/live")
-async def set_live(request: Request) -> Response:
+async def set_live(request: Request, config: Annotated[LiveConfig, _body(LiveConfig)]) -> Response:
     """Replaces the live behaviours (renames, private repos, tokens, score moves, quota); `{}` turns them off."""
-    try:
-        config = await _body(request, LiveConfig)
-    except ValidationError as exc:
-        return api_error(422, "invalid_body", str(exc.errors()[0]["msg"]))
     live_of(request).configure(config)
     return json_response(live_of(request).config.model_dump())

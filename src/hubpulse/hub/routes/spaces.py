@@ -11,13 +11,14 @@ import base64
 import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import orjson
 import yaml
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from hubpulse.hub.responses import hub_error, json_response
+from hubpulse.hub.responses import Refused, hub_error, json_response
 
 router = APIRouter()
 _APP_FILES = {"gradio": "app.py", "streamlit": "app.py", "docker": "Dockerfile", "static": "index.html"}
@@ -66,11 +67,21 @@ async def _json(request: Request) -> dict[str, object] | None:
     return body if isinstance(body, dict) else None
 
 
-def _find(request: Request, repo_id: str) -> Space | Response:
+def _find(request: Request, repo_id: str) -> Space:
     if not _authorized(request):
-        return hub_error(401, "Invalid credentials in Authorization header")
+        raise Refused(hub_error(401, "Invalid credentials in Authorization header"))
     space = _spaces(request).get(repo_id)
-    return space if space is not None else hub_error(404, "Repository not found", "RepoNotFound")
+    if space is None:
+        raise Refused(hub_error(404, "Repository not found", "RepoNotFound"))
+    return space
+
+
+def _space(request: Request, namespace: str, name: str) -> Space:
+    """The route's Space (a dependency): 401 without a token, 404 when there is none."""
+    return _find(request, f"{namespace}/{name}")
+
+
+FoundSpace = Annotated[Space, Depends(_space)]
 
 
 def _repo_id(body: dict[str, object]) -> str | None:
@@ -116,17 +127,12 @@ async def delete_repo(request: Request) -> Response:
     body = await _json(request)
     repo_id = _repo_id(body) if body else None
     found = _find(request, repo_id or "")
-    if isinstance(found, Response):
-        return found
     del _spaces(request)[found.repo_id]
     return Response(status_code=200)
 
 
 @router.get("/api/spaces/{namespace}/{name}")
-def space_info(request: Request, namespace: str, name: str) -> Response:
-    found = _find(request, f"{namespace}/{name}")
-    if isinstance(found, Response):
-        return found
+def space_info(request: Request, namespace: str, name: str, found: FoundSpace) -> Response:
     return json_response(
         {
             "id": found.repo_id,
@@ -139,10 +145,7 @@ def space_info(request: Request, namespace: str, name: str) -> Response:
 
 
 @router.post("/api/spaces/{namespace}/{name}/preupload/{revision}")
-async def preupload(request: Request, namespace: str, name: str, revision: str) -> Response:
-    found = _find(request, f"{namespace}/{name}")
-    if isinstance(found, Response):
-        return found
+async def preupload(request: Request, namespace: str, name: str, revision: str, found: FoundSpace) -> Response:
     body = await _json(request) or {}
     files = body.get("files")
     modes = [
@@ -154,10 +157,7 @@ async def preupload(request: Request, namespace: str, name: str, revision: str) 
 
 
 @router.post("/api/spaces/{namespace}/{name}/commit/{revision}")
-async def commit(request: Request, namespace: str, name: str, revision: str) -> Response:
-    found = _find(request, f"{namespace}/{name}")
-    if isinstance(found, Response):
-        return found
+async def commit(request: Request, namespace: str, name: str, revision: str, found: FoundSpace) -> Response:
     changes: dict[str, bytes | None] = {}
     try:
         for line in (await request.body()).splitlines():
@@ -187,10 +187,7 @@ async def commit(request: Request, namespace: str, name: str, revision: str) -> 
 
 
 @router.post("/api/spaces/{namespace}/{name}/secrets")
-async def add_secret(request: Request, namespace: str, name: str) -> Response:
-    found = _find(request, f"{namespace}/{name}")
-    if isinstance(found, Response):
-        return found
+async def add_secret(request: Request, namespace: str, name: str, found: FoundSpace) -> Response:
     body = await _json(request) or {}
     if not isinstance(body.get("key"), str):
         return hub_error(400, "key is required")
@@ -199,10 +196,7 @@ async def add_secret(request: Request, namespace: str, name: str) -> Response:
 
 
 @router.post("/api/spaces/{namespace}/{name}/hardware")
-async def request_hardware(request: Request, namespace: str, name: str) -> Response:
-    found = _find(request, f"{namespace}/{name}")
-    if isinstance(found, Response):
-        return found
+async def request_hardware(request: Request, namespace: str, name: str, found: FoundSpace) -> Response:
     body = await _json(request) or {}
     flavor = body.get("flavor")
     if flavor not in _HARDWARE:
@@ -224,18 +218,12 @@ def _runtime(space: Space, build_seconds: float) -> dict[str, object]:
 
 
 @router.get("/api/spaces/{namespace}/{name}/runtime")
-def runtime(request: Request, namespace: str, name: str) -> Response:
-    found = _find(request, f"{namespace}/{name}")
-    if isinstance(found, Response):
-        return found
+def runtime(request: Request, namespace: str, name: str, found: FoundSpace) -> Response:
     return json_response(_runtime(found, _build_seconds(request)))
 
 
 @router.post("/api/spaces/{namespace}/{name}/variables")
-async def add_variable(request: Request, namespace: str, name: str) -> Response:
-    found = _find(request, f"{namespace}/{name}")
-    if isinstance(found, Response):
-        return found
+async def add_variable(request: Request, namespace: str, name: str, found: FoundSpace) -> Response:
     body = await _json(request) or {}
     if not isinstance(body.get("key"), str):
         return hub_error(400, "key is required")
