@@ -186,12 +186,19 @@ async def commit(request: Request, namespace: str, name: str, revision: str, fou
     return json_response({"commitUrl": f"{base}/spaces/{found.repo_id}/commit/{found.sha}", "commitOid": found.sha})
 
 
+async def _key_value(request: Request) -> tuple[str, str]:
+    """A secret's or variable's `{"key": ..., "value": ...}` body."""
+    body = await _json(request) or {}
+    key = body.get("key")
+    if not isinstance(key, str):
+        raise Refused(hub_error(400, "key is required"))
+    return key, str(body.get("value", ""))
+
+
 @router.post("/api/spaces/{namespace}/{name}/secrets")
 async def add_secret(request: Request, namespace: str, name: str, found: FoundSpace) -> Response:
-    body = await _json(request) or {}
-    if not isinstance(body.get("key"), str):
-        return hub_error(400, "key is required")
-    found.secrets[str(body["key"])] = str(body.get("value", ""))
+    key, value = await _key_value(request)
+    found.secrets[key] = value
     return Response(status_code=200)
 
 
@@ -224,10 +231,8 @@ def runtime(request: Request, namespace: str, name: str, found: FoundSpace) -> R
 
 @router.post("/api/spaces/{namespace}/{name}/variables")
 async def add_variable(request: Request, namespace: str, name: str, found: FoundSpace) -> Response:
-    body = await _json(request) or {}
-    if not isinstance(body.get("key"), str):
-        return hub_error(400, "key is required")
-    found.variables[str(body["key"])] = str(body.get("value", ""))
+    key, value = await _key_value(request)
+    found.variables[key] = value
     return json_response({k: {"value": v} for k, v in sorted(found.variables.items())})
 
 
