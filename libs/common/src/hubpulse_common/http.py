@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 
 import asyncpg
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubpulse_common import __version__
 from hubpulse_common.logging import TRACE_HEADER, get_logger, new_trace_id, trace_id_var
+from hubpulse_common.settings import ServiceSettings
 from hubpulse_common.transient import is_transient
 
 log = get_logger(__name__)
@@ -480,4 +481,27 @@ def create_service_app(
             READINESS.labels(service, name).set(1 if result == "ok" else 0)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    return app
+
+
+def service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    lifespan: Lifespan,
+    errors: ErrorTable | None = None,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """create_service_app named and limited by the service's settings, with its routers."""
+    app = create_service_app(
+        service=settings.service_name,
+        max_body_bytes=settings.max_body_bytes,
+        title=title,
+        description=description,
+        lifespan=lifespan,
+        errors=errors,
+    )
+    for router in routers:
+        app.include_router(router)
     return app

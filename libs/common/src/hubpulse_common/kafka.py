@@ -48,7 +48,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 from hubpulse_common.errors import ConfigError
 from hubpulse_common.events import ALL_EVENTS, ALL_TOPICS, SCHEMA_VERSION_HEADER, Event, dlq_topic
 from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger, trace_id_var
-from hubpulse_common.settings import KafkaSecuritySettings, load_settings
+from hubpulse_common.settings import ConsumerSettings, KafkaSecuritySettings, load_settings
 from hubpulse_common.supervise import Supervised
 from hubpulse_common.transient import is_transient
 
@@ -449,6 +449,30 @@ class BatchConsumer(Generic[E]):
         )
         # report it with `supervise.report(app, consumer.loop)`: /readyz is down while it retries an outage
         self.loop = Supervised(f"consume:{topic}", self._run, health=self._health)
+
+    @classmethod
+    def of(
+        cls,
+        settings: ConsumerSettings,
+        bus: EventBus,
+        event_type: type[E],
+        handler: Handler[E],
+        *,
+        poll_timeout_ms: int = 500,
+        start_at: Literal["earliest", "latest"] = "earliest",
+    ) -> BatchConsumer[E]:
+        """The service's consumer of `event_type`'s topic (its brokers, group and batch size)."""
+        return cls(
+            bootstrap=settings.kafka_bootstrap,
+            group_id=settings.consumer_group,
+            topic=event_type.topic,
+            event_type=event_type,
+            handler=handler,
+            bus=bus,
+            max_batch=settings.batch_size,
+            poll_timeout_ms=poll_timeout_ms,
+            start_at=start_at,
+        )
 
     @property
     def starts_at_latest(self) -> bool:

@@ -129,6 +129,15 @@ class ServiceSettings(CommonSettings):
     public_url: str = "http://127.0.0.1:8000"
 
 
+class ConsumerSettings(ServiceSettings):
+    """A service that consumes topics (hubpulse_common.kafka.BatchConsumer.of): its group and batch size."""
+
+    # the Kafka consumer group (each service its own: every service sees every event)
+    consumer_group: str = "hubpulse"
+    # the most events a batch hands the handler
+    batch_size: int = 2000
+
+
 S = TypeVar("S", bound=BaseSettings)
 
 

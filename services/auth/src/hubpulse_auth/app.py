@@ -19,7 +19,7 @@ from hubpulse_auth.keys import KeyRing
 from hubpulse_auth.oauth import HfSignIn
 from hubpulse_auth.routes import router
 from hubpulse_auth.settings import AuthSettings
-from hubpulse_common.http import create_service_app
+from hubpulse_common.http import service_app
 from hubpulse_common.identity import JwksCache, TokenVerifier, install_token_verifier
 from hubpulse_common.resources import open_resources
 
@@ -51,13 +51,11 @@ def create_app(settings: AuthSettings) -> FastAPI:
             install_token_verifier(app, token_verifier(state.keys, settings))
             yield
 
-    app = create_service_app(
-        service=settings.service_name,
-        max_body_bytes=settings.max_body_bytes,
+    return service_app(
+        settings,
         title="hubpulse auth",
         description="Users, tokens, API keys, organisations and roles.",
         lifespan=lifespan,
         errors=HTTP_ERRORS,
+        routers=[router],
     )
-    app.include_router(router)
-    return app

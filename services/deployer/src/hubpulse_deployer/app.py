@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from huggingface_hub import HfApi
 
-from hubpulse_common.http import create_service_app
+from hubpulse_common.http import service_app
 from hubpulse_common.identity import open_token_verifier
 from hubpulse_common.resources import open_resources
 from hubpulse_common.supervise import report
@@ -90,14 +90,11 @@ def create_app(settings: DeployerSettings) -> FastAPI:
                 for target in targets.values():
                     await target.close()
 
-    app = create_service_app(
-        service=settings.service_name,
-        max_body_bytes=settings.max_body_bytes,
+    return service_app(
+        settings,
         title="hubpulse deployer",
         description="One-click deployments to HF Spaces, AWS Lambda, Kubernetes and local.",
         lifespan=lifespan,
         errors=HTTP_ERRORS,
+        routers=[routes.router, routes.deployability_router],
     )
-    app.include_router(routes.router)
-    app.include_router(routes.deployability_router)
-    return app

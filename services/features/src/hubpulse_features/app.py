@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from hubpulse_common.events import ModelSnapshot
-from hubpulse_common.http import create_service_app
+from hubpulse_common.http import service_app
 from hubpulse_common.kafka import BatchConsumer
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
@@ -27,15 +27,7 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
             pool, bus = res.require_pool(), res.require_bus()
             await repository.ensure_feature_set(pool)
             worker = FeaturesWorker(pool, bus)
-            consumer = BatchConsumer(
-                bootstrap=settings.kafka_bootstrap,
-                group_id=settings.consumer_group,
-                topic=ModelSnapshot.topic,
-                event_type=ModelSnapshot,
-                handler=worker.handle,
-                bus=bus,
-                max_batch=settings.batch_size,
-            )
+            consumer = BatchConsumer.of(settings, bus, ModelSnapshot, worker.handle)
             report(app, consumer.loop)
             await consumer.start()
             closer = supervise(
@@ -45,9 +37,8 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
             async with background(closer, then=[consumer.stop]):
                 yield
 
-    return create_service_app(
-        service=settings.service_name,
-        max_body_bytes=settings.max_body_bytes,
+    return service_app(
+        settings,
         title="hubpulse features",
         description="Turns daily snapshots into velocity features.",
         lifespan=lifespan,

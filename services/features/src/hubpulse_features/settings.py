@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from hubpulse_common.settings import ServiceSettings
+from hubpulse_common.settings import ConsumerSettings
 
 
-class FeaturesSettings(ServiceSettings):
+class FeaturesSettings(ConsumerSettings):
     service_name: str = "features"
     port: int = 8003
     consumer_group: str = "features"
-    # Big polls: each batch costs one history read and one COPY, whatever its size.
+    # Big polls for features: each batch costs one history read and one COPY, whatever its size.
     batch_size: int = 5000
     # A day is closed (cross-sectional features recomputed over its whole population) when a later day
     # arrives, or when no snapshot of it has arrived for this long.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from hubpulse_common.http import create_service_app
+from hubpulse_common.http import service_app
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import Supervised, supervise
 from hubpulse_ingestor.routes import router
@@ -31,12 +31,10 @@ def create_app(settings: IngestorSettings) -> FastAPI:
             async with background(*tasks):
                 yield
 
-    app = create_service_app(
-        service=settings.service_name,
-        max_body_bytes=settings.max_body_bytes,
+    return service_app(
+        settings,
         title="hubpulse ingestor",
         description="Walks the Hugging Face Hub each cycle and emits daily model snapshots.",
         lifespan=lifespan,
+        routers=[router],
     )
-    app.include_router(router)
-    return app

@@ -6,16 +6,17 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from functools import partial
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hubpulse_common.events import DeploymentEvent, Event, InferenceEvent, ModelFeatures, ModelScore
-from hubpulse_common.http import create_service_app
+from hubpulse_common.events import DeploymentEvent, InferenceEvent, ModelFeatures, ModelScore
+from hubpulse_common.http import service_app
 from hubpulse_common.identity import open_token_verifier
-from hubpulse_common.kafka import BatchConsumer, EventBus, Handler, start_consumers
+from hubpulse_common.kafka import BatchConsumer, start_consumers
 from hubpulse_common.logging import get_logger
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
@@ -32,7 +33,6 @@ from hubpulse_metrics.watches.delivery import Deliverer
 from hubpulse_metrics.watches.routes import router as watches_router
 
 log = get_logger(__name__)
-E = TypeVar("E", bound=Event)
 
 
 class RequestLogMiddleware:
@@ -81,18 +81,13 @@ def create_app(settings: MetricsSettings) -> FastAPI:
             await watch_repository.ensure_schema(db)
             deliverer = Deliverer(db, bus, settings, http)
             METRICS_STATE.set(app, MetricsState(db, settings, deliverer))
+            consume = partial(BatchConsumer.of, settings, bus, poll_timeout_ms=200)
             consumers: list[BatchConsumer[Any]] = [
-                _consumer(settings, bus, InferenceEvent, inference_handler(db)),
-                _consumer(settings, bus, DeploymentEvent, deployment_handler(db)),
+                consume(InferenceEvent, inference_handler(db)),
+                consume(DeploymentEvent, deployment_handler(db)),
                 # A watch is about what happens from now on: a new group skips the backlog (docs/decisions/metrics.md)
-                _consumer(settings, bus, ModelFeatures, watch_handlers.features_handler(db), start_at="latest"),
-                _consumer(
-                    settings,
-                    bus,
-                    ModelScore,
-                    watch_handlers.scores_handler(db, settings, deliverer.wake),
-                    start_at="latest",
-                ),
+                consume(ModelFeatures, watch_handlers.features_handler(db), start_at="latest"),
+                consume(ModelScore, watch_handlers.scores_handler(db, settings, deliverer.wake), start_at="latest"),
             ]
             for consumer in consumers:
                 report(app, consumer.loop)
@@ -103,34 +98,13 @@ def create_app(settings: MetricsSettings) -> FastAPI:
             async with background(alerts, delivery, digests, then=[c.stop for c in consumers]):
                 yield
 
-    app = create_service_app(
-        service=settings.service_name,
-        max_body_bytes=settings.max_body_bytes,
+    app = service_app(
+        settings,
         title="hubpulse metrics",
         description="Latency, error rate, usage analytics, alerts and live pushes.",
         lifespan=lifespan,
         errors=HTTP_ERRORS,
+        routers=[router, watches_router],
     )
     app.add_middleware(RequestLogMiddleware)
-    app.include_router(router)
-    app.include_router(watches_router)
     return app
-
-
-def _consumer(
-    settings: MetricsSettings,
-    bus: EventBus,
-    event_type: type[E],
-    handler: Handler[E],
-    start_at: Literal["earliest", "latest"] = "earliest",
-) -> BatchConsumer[E]:
-    return BatchConsumer(
-        start_at=start_at,
-        bootstrap=settings.kafka_bootstrap,
-        group_id=settings.consumer_group,
-        topic=event_type.topic,
-        event_type=event_type,
-        handler=handler,
-        bus=bus,
-        poll_timeout_ms=200,
-    )

@@ -6,11 +6,11 @@ import secrets
 
 from pydantic import Field, SecretStr
 
-from hubpulse_common.settings import ServiceSettings
+from hubpulse_common.settings import ConsumerSettings
 from hubpulse_metrics.schemas import AlertRule
 
 
-class MetricsSettings(ServiceSettings):
+class MetricsSettings(ConsumerSettings):
     service_name: str = "metrics"
     port: int = 8006
 

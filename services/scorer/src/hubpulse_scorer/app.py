@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from hubpulse_common.events import ModelFeatures
-from hubpulse_common.http import add_readiness_probe, create_service_app
+from hubpulse_common.http import add_readiness_probe, service_app
 from hubpulse_common.kafka import BatchConsumer
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
@@ -34,15 +34,7 @@ def create_app(settings: ScorerSettings) -> FastAPI:
             RETRAIN_PERIOD.set(settings.model_retrain_period_s)
             registry = ModelRegistry(res.s3, settings.s3_bucket)
             worker = ScorerWorker(res.require_pool(), bus, settings.top_features)
-            consumer = BatchConsumer(
-                bootstrap=settings.kafka_bootstrap,
-                group_id=settings.consumer_group,
-                topic=ModelFeatures.topic,
-                event_type=ModelFeatures,
-                handler=worker.handle,
-                bus=bus,
-                max_batch=settings.batch_size,
-            )
+            consumer = BatchConsumer.of(settings, bus, ModelFeatures, worker.handle)
 
             async def model_ready() -> None:
                 if not worker.loaded.is_set():
@@ -77,9 +69,8 @@ def create_app(settings: ScorerSettings) -> FastAPI:
             async with background(starter, watcher, swapper, then=[consumer.stop]):
                 yield
 
-    return create_service_app(
-        service=settings.service_name,
-        max_body_bytes=settings.max_body_bytes,
+    return service_app(
+        settings,
         title="hubpulse scorer",
         description="Scores features with the current trend model version.",
         lifespan=lifespan,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hubpulse_common.settings import ServiceSettings
+from hubpulse_common.settings import ConsumerSettings
 
 
-class ScorerSettings(ServiceSettings):
+class ScorerSettings(ConsumerSettings):
     service_name: str = "scorer"
     port: int = 8004
     consumer_group: str = "scorer"
