@@ -27,7 +27,7 @@ from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.db import create_pool
 from hubpulse_common.http import create_service_app
 from hubpulse_gateway.app import install_security
-from hubpulse_gateway.deps import GatewayState
+from hubpulse_gateway.deps import GATEWAY_STATE, GatewayState
 from hubpulse_gateway.errors import HTTP_ERRORS
 from hubpulse_gateway.security import Security
 from hubpulse_gateway.settings import GatewaySettings
@@ -84,7 +84,7 @@ def security_gateway(auth_url: str, **overrides: Any) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_upstreams(settings) as upstreams:
-            app.state.gateway = GatewayState(upstreams, Security(settings, upstreams), catalog=None, bus=None)
+            GATEWAY_STATE.set(app, GatewayState(upstreams, Security(settings, upstreams), catalog=None, bus=None))
             try:
                 yield
             finally:

@@ -4,6 +4,7 @@ replica does when MongoDB is unreachable (fails open to its own counters)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -16,7 +17,7 @@ from pymongo.monitoring import CommandListener, CommandStartedEvent
 
 from auth.conftest import security_gateway, serving
 from hubpulse.platform.stores import free_port
-from hubpulse_common.ratelimit import MongoStorage, shared_limiter
+from hubpulse_gateway.ratelimit import MongoStorage, shared_limiter
 
 AUTH_DOWN = "http://127.0.0.1:9"  # anonymous /v1/me is refused (401) by the gateway itself
 
@@ -108,5 +109,12 @@ async def test_a_check_is_one_round_trip_and_concurrent_replicas_never_overshoot
         )
         assert (previous, current) == (0, 10)
         assert 0 < current_ttl <= 2 * item.get_expiry()
+        # a refusal and the Retry-After read after it (the middleware's two calls) are one round trip
+        commands.names.clear()
+        assert not await replicas[0].hit(item, "ip:198.51.100.1")
+        stats = await replicas[0].get_window_stats(item, "ip:198.51.100.1")
+        assert commands.names == ["findAndModify"]
+        assert stats.remaining == 0
+        assert stats.reset_time > time.time()
     finally:
         await client.close()

@@ -801,7 +801,13 @@ def test_compose_and_both_overlays_take_their_resources_from_one_place() -> None
 
     source = load()
     assert set(source) == set(SERVICES)
-    assert {name for name, spec in source.items() if spec.peak_mb} == {"auth", "ingestor", "features", "scorer"}
+    assert {name for name, spec in source.items() if spec.peak_mb} == {
+        "gateway",
+        "auth",
+        "ingestor",
+        "features",
+        "scorer",
+    }
     for overlay in SIZED:
         assert overlay_file(overlay).read_text() == render_resources(overlay), "stale: run `make deploy-resources`"
         for name, deployment in of_kind("Deployment", overlay).items():

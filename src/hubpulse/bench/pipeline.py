@@ -3,7 +3,8 @@
 Starts PostgreSQL, the broker and S3 (the scorer's model registry) for the run, the replay Hub serving a
 synthetic Hub, then features and scorer, then the ingestor (whose first cycle starts at once). For each day,
 times from the cycle's start (its `started_at`) until the cycle finished (ingest), until the features service
-closed the day with every model's final features (features) and until every model has a score (score); the
+closed the day with every model's final features (features), until every model has a score (score) and until the
+scorer swapped in the search read model holding the day (catalog: the end of the day's pipeline); the
 report lists the statements PostgreSQL spent its time on (pg_stat_statements). It then writes the same
 snapshot rows with one bare COPY into a plain table: the floor the pipeline is compared with (`ratio_vs_copy`).
 
@@ -37,22 +38,25 @@ import psutil
 
 from hubpulse.platform.stores import (
     ProcessSpec,
+    Running,
     create_database,
     free_port,
     kafka_spec,
     postgres_spec,
     s3_spec,
-    spawn,
+    service_spec,
+    start,
     terminate,
-    wait_port,
+    wait_ready,
 )
+from hubpulse_common.processes import log_tail
 
 if TYPE_CHECKING:
     from hubpulse_common.synthetic import SyntheticHub
 
 Say = Callable[[str], None]
 SERVICES = ("ingestor", "features", "scorer")
-STAGES = ("ingest", "features", "score")
+STAGES = ("ingest", "features", "score", "catalog")
 
 
 class StageTimeout(TimeoutError):
@@ -67,16 +71,6 @@ class Options:
     stage_timeout_s: float
     poll_s: float
     say: Say
-
-
-@dataclass
-class Running:
-    spec: ProcessSpec
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
 
 def peak_rss_bytes(pid: int) -> int | None:
@@ -105,15 +99,13 @@ def stop_child(proc: subprocess.Popen[bytes], name: str) -> None:
 
 
 @contextmanager
-def _started(spec: ProcessSpec, logs: Path, timeout_s: float = 120) -> Iterator[Running]:
-    proc = spawn(spec, logs / f"{spec.name}.log")
+def started_child(spec: ProcessSpec, logs: Path, timeout_s: float = 120) -> Iterator[Running]:
+    """A child for the length of the block, stopped with its whole group (also when it did not start)."""
+    child = start(spec, logs, timeout_s, stop=stop_child)
     try:
-        if not wait_port(spec.port, timeout_s, proc):
-            tail = (logs / f"{spec.name}.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{spec.name} did not start on port {spec.port}:\n{tail}")
-        yield Running(spec, proc)
+        yield child
     finally:
-        stop_child(proc, spec.name)
+        stop_child(child.proc, spec.name)
 
 
 class Sampler(threading.Thread):
@@ -166,17 +158,7 @@ class Sampler(threading.Thread):
 
 def _service_spec(name: str, port: int, env: dict[str, str]) -> ProcessSpec:
     """A service process; `scorer-2`, `scorer-3`... are further replicas of `scorer` (same consumer group)."""
-    service = name.split("-", 1)[0]
-    module = {"ingestor": "hubpulse_ingestor", "features": "hubpulse_features", "scorer": "hubpulse_scorer"}[service]
-    return ProcessSpec(
-        name=name,
-        kind="service",
-        port=port,
-        url=f"http://127.0.0.1:{port}",
-        argv=[sys.executable, "-m", module],
-        # replicas keep the service's name: it names their migrations' version table and consumer client
-        env={**env, "HUBPULSE_SERVICE_NAME": service, "HUBPULSE_PORT": str(port)},
-    )
+    return service_spec(name.split("-", 1)[0], port, env, name=name)
 
 
 def _hub_spec(models: int, days: int, port: int) -> ProcessSpec:
@@ -185,18 +167,6 @@ def _hub_spec(models: int, days: int, port: int) -> ProcessSpec:
     return ProcessSpec(
         name="hub", kind="hub", port=port, url=f"http://127.0.0.1:{port}", argv=[*argv, "--port", str(port)]
     )
-
-
-def _wait_ready(url: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready within {timeout_s} s")
 
 
 async def _bare_copy_seconds(db_url: str, day: dt.date) -> tuple[float, int]:
@@ -243,6 +213,8 @@ async def _top_statements(db_url: str, limit: int = 10) -> list[dict[str, Any]]:
 # scorer's own counter gates the one count that confirms it.
 _FEATURES_CLOSED = "SELECT models FROM feature_days WHERE snapshot_date = $1 AND closed_at IS NOT NULL"
 _SCORES = "SELECT count(*) FROM scores WHERE snapshot_date = $1"
+# ... and its catalog when the scorer has swapped in the read model holding all of them (search serves it).
+_CATALOG_SWAPPED = "SELECT built_rows FROM catalog_days WHERE snapshot_date = $1 AND swapped_at >= written_at"
 _SCORED_METRIC = "hubpulse_scorer_scored_total"
 
 
@@ -332,6 +304,10 @@ class DayTracker:
         if scored >= self._models and await _value(self._conn, _SCORES, self._day) >= self._models:
             self._done("score", time.time() - started_at)
 
+    async def _check_catalog(self, started_at: float) -> None:
+        if await _value(self._conn, _CATALOG_SWAPPED, self._day) >= self._models:
+            self._done("catalog", time.time() - started_at)
+
     def _check_deadline(self) -> None:
         pending = next(s for s in STAGES if s not in self.times.done_at)
         previous = [self.times.done_at[s] for s in STAGES if s in self.times.done_at]
@@ -349,8 +325,10 @@ class DayTracker:
             if self._started_at is not None:
                 if "features" not in done:
                     await self._check_features(self._started_at)
-                if "features" in done:
+                if "features" in done and "score" not in done:
                     await self._check_score(self._started_at)
+                if "score" in done and "catalog" not in done:
+                    await self._check_catalog(self._started_at)
             if all(s in done for s in STAGES):
                 return self.times
             self._check_deadline()
@@ -427,7 +405,7 @@ def run(
             work, logs = Path(tmp), Path(tmp) / "logs"
 
             def start(spec: ProcessSpec, timeout_s: float = 120) -> Running:
-                child = stack.enter_context(_started(spec, logs, timeout_s))
+                child = stack.enter_context(started_child(spec, logs, timeout_s))
                 children[spec.name] = child
                 sampler.watch(spec.name, child.pid)
                 return child
@@ -439,7 +417,7 @@ def run(
                 report["error"] = f"{type(exc).__name__}: {exc}"
                 say(f"[red]failed:[/] {report['error']}")
                 report["logs_tail"] = {
-                    p.stem: p.read_text(errors="replace")[-1500:] for p in sorted(logs.glob("*.log"))
+                    p.stem: log_tail(p, lines=30, chars=1500, sep="\n") for p in sorted(logs.glob("*.log"))
                 }
             except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (the command makes it SystemExit)
                 report["error"] = f"interrupted ({type(exc).__name__})"
@@ -493,7 +471,7 @@ def _run_days(
     for name in ("features", "scorer", *(f"scorer-{i}" for i in range(2, options.scorers + 1))):
         say(f"starting {name}")
         urls[name] = start(_service_spec(name, free_port(), env)).spec.url
-        _wait_ready(urls[name])
+        wait_ready(urls[name])
     scorer_urls = [url for name, url in urls.items() if name.startswith("scorer")]
     report["setup_s"] = time.perf_counter() - started
     say("starting the ingestor: its first cycle starts at once")
@@ -516,7 +494,7 @@ def _run_days(
         entry["cycle"] = {k: times.cycle[k] for k in ("status", "models", "pages", "retries")}
         entry["done_at_s"] = times.done_at
         entry["stages_s"] = _stages_s(times.done_at)
-        entry["end_to_end_s"] = times.done_at["score"]
+        entry["end_to_end_s"] = times.done_at["catalog"]
         say(f"{day}: scored end to end in {entry['end_to_end_s']:.1f} s ({n / entry['end_to_end_s']:,.0f} models/s)")
     report["db_statements"] = asyncio.run(_top_statements(db_url))
     copy_s, copied = asyncio.run(_bare_copy_seconds(db_url, hub.dates[days - 1]))

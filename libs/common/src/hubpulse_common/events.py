@@ -43,6 +43,10 @@ class Event(BaseModel):
         return str(getattr(self, self.key_field))
 
 
+# where a snapshot came from: the Hub's walk, `hubpulse import` of a history file, or a benchmark
+SnapshotSource = Literal["hub", "import", "bench"]
+
+
 class ModelSnapshot(Event):
     """One model's Hub statistics on one day. Natural key: (model_id, snapshot_date)."""
 
@@ -87,7 +91,7 @@ class ModelSnapshot(Event):
     tags: list[str] = Field(default_factory=list)
     created_at: datetime | None = None
     last_modified: datetime | None = None
-    source: Literal["hub", "import", "bench"] = "hub"
+    source: SnapshotSource = "hub"
     renamed_from: str | None = Field(
         default=None,
         description="The model's previous name, on its first snapshot under a new name (the Hub renamed the "
@@ -158,6 +162,11 @@ class ModelFeatures(Event):
         default=None,
         description="The model's previous name, on the features of the day it was first seen under `model_id` "
         "(from `hub.snapshots.v1`): consumers move what they keep under the old name to the new one",
+    )
+    day_models: int | None = Field(
+        default=None,
+        description="How many models the day has (set by the features close): a consumer that counts the day's "
+        "model-days knows when it has them all",
     )
 
 

@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubpulse_common import __version__
@@ -217,6 +218,29 @@ def install_error_handlers(app: FastAPI, errors: ErrorTable | None = None) -> No
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # only what escapes ObservabilityMiddleware (which answers route errors itself) reaches this
         return unexpected_error(exc, request.url.path)
+
+
+T = TypeVar("T")
+
+
+class AppState(Generic[T]):
+    """The one typed state an app's lifespan (its composition root) opens and keeps as `app.state.<name>`.
+
+    `set(app, value)` in the lifespan; `of(request_or_socket)` where code holds a connection; the instance itself
+    is an async FastAPI dependency: `StateDep = Annotated[MyState, Depends(MY_STATE)]` in the service's deps.py."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def set(self, app: FastAPI, value: T) -> None:
+        setattr(app.state, self.name, value)
+
+    def of(self, connection: HTTPConnection) -> T:
+        return cast(T, getattr(connection.app.state, self.name))
+
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread handoff on every request
+    async def __call__(self, request: Request) -> T:
+        return self.of(request)
 
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024

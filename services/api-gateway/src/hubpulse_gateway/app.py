@@ -17,16 +17,16 @@ from starlette.middleware import Middleware
 
 from hubpulse_common.http import ClientAddress, create_service_app
 from hubpulse_common.logging import configure_logging
-from hubpulse_common.ratelimit import FailoverLimiter, shared_limiter
 from hubpulse_common.resources import open_resources
 from hubpulse_common.settings import load_settings
 from hubpulse_common.supervise import report
 from hubpulse_gateway.catalog.cache import SEARCH_PATH, SearchCache, SearchCacheMiddleware
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.sample_refresher import SampleRefresher
-from hubpulse_gateway.deps import CatalogState, GatewayState
+from hubpulse_gateway.deps import GATEWAY_STATE, CatalogState, GatewayState
 from hubpulse_gateway.errors import HTTP_ERRORS
 from hubpulse_gateway.openapi import install_openapi
+from hubpulse_gateway.ratelimit import FailoverLimiter, shared_limiter
 from hubpulse_gateway.routes import auth, deployments, metrics, models, watches, web
 from hubpulse_gateway.security import RateLimitMiddleware, Security
 from hubpulse_gateway.settings import GatewaySettings
@@ -85,7 +85,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await refresher.start()
             report(app, refresher.refresher)
             catalog = CatalogState(pool, cache, refresher, feed, settings.hub_url)
-            app.state.gateway = GatewayState(upstreams, Security(settings, upstreams), catalog, res.require_bus())
+            GATEWAY_STATE.set(app, GatewayState(upstreams, Security(settings, upstreams), catalog, res.require_bus()))
             try:
                 yield
             finally:

@@ -18,9 +18,8 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.requests import HTTPConnection
 
-from hubpulse_common.http import Forbidden, Unauthorized
+from hubpulse_common.http import AppState, Forbidden, Unauthorized
 from hubpulse_common.identity import Role
 from hubpulse_common.kafka import EventBus
 from hubpulse_gateway.catalog.cache import SearchCache
@@ -52,10 +51,8 @@ class GatewayState:
     bus: EventBus
 
 
-def state_of(connection: HTTPConnection) -> GatewayState:
-    """The app's state, for a request or a WebSocket."""
-    state: GatewayState = connection.app.state.gateway
-    return state
+GATEWAY_STATE: AppState[GatewayState] = AppState("gateway")
+state_of = GATEWAY_STATE.of  # for a request or a WebSocket
 
 
 # async: FastAPI runs a plain `def` dependency in its thread pool, a thread handoff on every request

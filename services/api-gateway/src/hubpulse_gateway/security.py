@@ -45,9 +45,9 @@ from hubpulse_common.identity import (
     token_kid,
     verify_access_token,
 )
-from hubpulse_common.ratelimit import FailoverLimiter
 from hubpulse_gateway.errors import CsrfFailed
 from hubpulse_gateway.principal import Principal, principal_from_claims
+from hubpulse_gateway.ratelimit import FailoverLimiter
 from hubpulse_gateway.settings import GatewaySettings
 from hubpulse_gateway.upstream import Upstreams
 
@@ -264,7 +264,7 @@ class RateLimitMiddleware:
     limit keeps the exact moving window (auth service), where the counts are tiny and exactness matters.
 
     The counters live in `limiter`: this process's memory, or MongoDB shared by every replica
-    (`rate_limit_storage`, hubpulse_common.ratelimit).
+    (`rate_limit_storage`, hubpulse_gateway.ratelimit).
     """
 
     EXEMPT = ("/healthz", "/readyz", "/metrics", "/static/")

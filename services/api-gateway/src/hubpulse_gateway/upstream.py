@@ -165,7 +165,8 @@ class UpstreamClient:
             sent[TRACE_HEADER] = trace_id
         attempts = 1 + (self.retries if (retry if retry is not None else method in IDEMPOTENT) else 0)
         try:
-            if attempts == 1:  # tenacity's machinery is ~3 % of a predict call's CPU in the gateway (py-spy)
+            # one attempt: no tenacity machinery on the predict path (docs/decisions/deployer.md, "Where the CPU goes")
+            if attempts == 1:
                 response = await self._once(method, path, json=json, params=params, headers=sent)
             else:
                 async for attempt in AsyncRetrying(

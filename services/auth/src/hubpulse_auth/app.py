@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from hubpulse_auth.deps import AuthState
+from hubpulse_auth.deps import AUTH_STATE, AuthState
 from hubpulse_auth.errors import HTTP_ERRORS
 from hubpulse_auth.hashing import HashingGate
 from hubpulse_auth.keys import KeyRing
@@ -47,7 +47,7 @@ def create_app(settings: AuthSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(app, settings, postgres=MIGRATIONS) as res:
-            app.state.auth = state = new_state(res.require_pool(), settings)
+            AUTH_STATE.set(app, state := new_state(res.require_pool(), settings))
             install_token_verifier(app, token_verifier(state.keys, settings))
             yield
 

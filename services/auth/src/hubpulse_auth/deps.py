@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Request
+from fastapi import Depends
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from hubpulse_auth.hashing import HashingGate
 from hubpulse_auth.keys import KeyRing
 from hubpulse_auth.oauth import HfSignIn
 from hubpulse_auth.settings import AuthSettings
+from hubpulse_common.http import AppState
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,5 @@ class AuthState:
     hashing: HashingGate
 
 
-def state_of(request: Request) -> AuthState:
-    state: AuthState = request.app.state.auth
-    return state
-
-
-AuthDep = Annotated[AuthState, Depends(state_of)]
+AUTH_STATE: AppState[AuthState] = AppState("auth")
+AuthDep = Annotated[AuthState, Depends(AUTH_STATE)]

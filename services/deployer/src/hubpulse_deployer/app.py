@@ -14,7 +14,7 @@ from hubpulse_common.identity import open_token_verifier
 from hubpulse_common.resources import open_resources
 from hubpulse_common.supervise import report
 from hubpulse_deployer import routes
-from hubpulse_deployer.deps import DeployerState
+from hubpulse_deployer.deps import DEPLOYER_STATE, DeployerState
 from hubpulse_deployer.errors import HTTP_ERRORS
 from hubpulse_deployer.idempotency import IdempotencyCache
 from hubpulse_deployer.orchestrator import Orchestrator
@@ -80,7 +80,7 @@ def create_app(settings: DeployerSettings) -> FastAPI:
             orchestrator = Orchestrator(repo, res.require_bus(), targets, settings.resource_poll_s)
             idempotency = IdempotencyCache(settings.idempotency_cache_bytes, settings.idempotency_ttl_s)
             hub = HfApi(endpoint=settings.hf_endpoint, token=False)
-            app.state.deployer = DeployerState(orchestrator, idempotency, settings, hub)
+            DEPLOYER_STATE.set(app, DeployerState(orchestrator, idempotency, settings, hub))
             report(app, orchestrator.watcher)
             await orchestrator.start()
             try:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from huggingface_hub import HfApi
 
+from hubpulse_common.http import AppState
 from hubpulse_deployer.idempotency import IdempotencyCache
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.settings import DeployerSettings
@@ -24,13 +25,6 @@ class DeployerState:
     hub: HfApi  # no token of its own: each call passes the one it may use (the user's, or the platform's)
 
 
-def state_of(request: Request) -> DeployerState:
-    state: DeployerState = request.app.state.deployer
-    return state
-
-
-async def _state(request: Request) -> DeployerState:
-    return state_of(request)
-
-
-DeployerDep = Annotated[DeployerState, Depends(_state)]
+DEPLOYER_STATE: AppState[DeployerState] = AppState("deployer")
+state_of = DEPLOYER_STATE.of
+DeployerDep = Annotated[DeployerState, Depends(DEPLOYER_STATE)]

@@ -21,7 +21,7 @@ from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
 from hubpulse_metrics import repository
 from hubpulse_metrics.alerts import run_alerts
-from hubpulse_metrics.deps import MetricsState
+from hubpulse_metrics.deps import METRICS_STATE, MetricsState
 from hubpulse_metrics.errors import HTTP_ERRORS
 from hubpulse_metrics.handlers import deployment_handler, inference_handler
 from hubpulse_metrics.routes import router
@@ -80,7 +80,7 @@ def create_app(settings: MetricsSettings) -> FastAPI:
             await repository.ensure_schema(db, timedelta(days=settings.raw_retention_days))
             await watch_repository.ensure_schema(db)
             deliverer = Deliverer(db, bus, settings, http)
-            app.state.metrics = MetricsState(db, settings, deliverer)
+            METRICS_STATE.set(app, MetricsState(db, settings, deliverer))
             consumers: list[BatchConsumer[Any]] = [
                 _consumer(settings, bus, InferenceEvent, inference_handler(db)),
                 _consumer(settings, bus, DeploymentEvent, deployment_handler(db)),

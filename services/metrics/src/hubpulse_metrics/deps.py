@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from pymongo.asynchronous.database import AsyncDatabase
-from starlette.requests import HTTPConnection
 
+from hubpulse_common.http import AppState
 from hubpulse_metrics.settings import MetricsSettings
 from hubpulse_metrics.watches.delivery import Deliverer
 
@@ -23,14 +23,6 @@ class MetricsState:
     deliverer: Deliverer
 
 
-def state_of(connection: HTTPConnection) -> MetricsState:
-    """The app's state, for a request or a WebSocket."""
-    state: MetricsState = connection.app.state.metrics
-    return state
-
-
-async def _state(request: Request) -> MetricsState:
-    return state_of(request)
-
-
-MetricsDep = Annotated[MetricsState, Depends(_state)]
+METRICS_STATE: AppState[MetricsState] = AppState("metrics")
+state_of = METRICS_STATE.of  # for a request or a WebSocket
+MetricsDep = Annotated[MetricsState, Depends(METRICS_STATE)]

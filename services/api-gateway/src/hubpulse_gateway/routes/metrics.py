@@ -104,13 +104,8 @@ async def live_metrics(websocket: WebSocket) -> None:
     `?deployment_id=` narrows it to one deployment. A 4xx arrives as `{"error": {...}}` and the socket closes (1008);
     an upstream outage is pushed as `{"error": ...}` in place of that second's figures, and the pushes go on.
     """
-    await websocket.accept()
-    try:
-        user = await authenticate(websocket)
-        if user is None:
-            raise Unauthorized("sign in or send an API key")
-    except ApiError as exc:
-        await refuse(websocket, exc)
+    user = await accept_signed_in(websocket)
+    if user is None:
         return
     deployment_id = websocket.query_params.get("deployment_id") or None
     params = _params(deployment_id=deployment_id)
@@ -144,6 +139,19 @@ async def live_metrics(websocket: WebSocket) -> None:
 
 def error_body(exc: ApiError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": exc.message}}
+
+
+async def accept_signed_in(websocket: WebSocket) -> Principal | None:
+    """Accept the socket and return its caller; None after refusing an anonymous or bad credential (see `refuse`)."""
+    await websocket.accept()
+    try:
+        user = await authenticate(websocket)
+        if user is None:
+            raise Unauthorized("sign in or send an API key")
+    except ApiError as exc:
+        await refuse(websocket, exc)
+        return None
+    return user
 
 
 async def refuse(websocket: WebSocket, exc: ApiError) -> None:

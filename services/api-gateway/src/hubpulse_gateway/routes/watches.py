@@ -14,14 +14,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, Response
 
-from hubpulse_common.http import ApiError, Unauthorized
+from hubpulse_common.http import ApiError
 from hubpulse_common.watch_schemas import AlertPage, DeliveryAttempt, Watch, WatchAlert, WatchIn, WatchPatch
 from hubpulse_gateway.deps import CurrentUser, UpstreamsDep, state_of
 from hubpulse_gateway.errors import error_responses
 from hubpulse_gateway.routes.metrics import (
     LIVE_INTERVAL_S,
     TOKEN_EXPIRED,
-    authenticate,
+    accept_signed_in,
     error_body,
     refuse,
     still_valid,
@@ -141,13 +141,8 @@ async def live_alerts(websocket: WebSocket) -> None:
     A 4xx arrives as `{"error": {...}}` and the socket closes (1008); an upstream outage is pushed as `{"error": ...}`
     and the socket keeps polling.
     """
-    await websocket.accept()
-    try:
-        user = await authenticate(websocket)
-        if user is None:
-            raise Unauthorized("sign in or send an API key")
-    except ApiError as exc:
-        await refuse(websocket, exc)
+    user = await accept_signed_in(websocket)
+    if user is None:
         return
     upstreams = state_of(websocket).upstreams
     closed = asyncio.create_task(until_closed(websocket))

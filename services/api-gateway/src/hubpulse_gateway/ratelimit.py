@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from math import floor
 from typing import Any
 
+from cachetools import TTLCache
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, SlidingWindowCounterSupport, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -50,6 +51,9 @@ class MongoStorage(Storage, SlidingWindowCounterSupport):
         super().__init__(wrap_exceptions=True)
         self.collection = collection
         self._indexed = False
+        # A refused check's (window, previous, current) counts, which the caller reads next for Retry-After
+        # (`get_sliding_window`): the refusal's own answer instead of a second round trip. Kept one second.
+        self._refused: TTLCache[str, tuple[int, int, int]] = TTLCache(maxsize=10_000, ttl=1.0)
 
     @property
     def base_exceptions(self) -> type[Exception]:
@@ -136,24 +140,30 @@ class MongoStorage(Storage, SlidingWindowCounterSupport):
                 },
             ],
             upsert=True,
-            projection={"ok": True, "_id": False},
+            projection={"ok": True, "p": True, "c": True, "_id": False},
             return_document=ReturnDocument.AFTER,
         )
         assert document is not None  # upserted
+        if not document["ok"]:
+            self._refused[key] = (window, int(document["p"]), int(document["c"]))
         return bool(document["ok"])
 
     async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
         """(previous count, its remaining weight in seconds, current count, seconds until the current ends)."""
         now = time.time()
         window = floor(now / expiry)
-        document = await self.collection.find_one({"_id": _window_id(key)}) or {}
-        stored = document.get("w")
-        if stored == window:
-            previous, current = int(document["p"]), int(document["c"])
-        elif stored == window - 1:
-            previous, current = int(document["c"]), 0
+        refused = self._refused.pop(key, None)
+        if refused is not None and refused[0] == window:
+            previous, current = refused[1], refused[2]
         else:
-            previous, current = 0, 0
+            document = await self.collection.find_one({"_id": _window_id(key)}) or {}
+            stored = document.get("w")
+            if stored == window:
+                previous, current = int(document["p"]), int(document["c"])
+            elif stored == window - 1:
+                previous, current = int(document["c"]), 0
+            else:
+                previous, current = 0, 0
         previous_ttl = _previous_weight(now, expiry) * expiry if previous else 0.0
         current_ttl = (1 - ((now / expiry) % 1)) * expiry + expiry
         return previous, previous_ttl, current, current_ttl
