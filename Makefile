@@ -6,7 +6,7 @@ VENV := .venv
 UV := $(PYTHON) -m uv
 BIN := $(VENV)/bin
 
-.PHONY: help install up test test-fast lint format asyncapi openapi event-schemas config-docs compose-kafka clean
+.PHONY: help install up test test-fast lint format asyncapi openapi event-schemas config-docs compose-kafka deploy-resources clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ config-docs: install  ## regenerate docs/configuration.md from the settings clas
 
 compose-kafka: install  ## regenerate compose's Kafka users and ACLs from the services' topologies
 	$(BIN)/python -m hubpulse.compose_kafka > deploy/compose/kafka-setup.sh
+
+deploy-resources: install  ## regenerate the k8s overlays' requests/limits from deploy/resources.yaml
+	$(BIN)/python -m hubpulse.deploy_resources
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tools/node/node_modules

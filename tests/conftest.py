@@ -4,47 +4,37 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from hubpulse.platform.stores import (
     ProcessSpec,
+    Running,
+    StartFailed,
     create_database,
     free_port,
     kafka_spec,
     mongo_spec,
     postgres_spec,
     s3_spec,
-    spawn,
+    start,
     terminate,
-    wait_port,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-@dataclass
-class Store:
-    spec: ProcessSpec
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return self.spec.url
+Store = Running  # a session store process, as the test areas name it
 
 
 def _start(spec: ProcessSpec, logs: Path, timeout_s: float = 60) -> Store:
-    proc = spawn(spec, logs / f"{spec.name}.log")
-    if not wait_port(spec.port, timeout_s, proc):
-        terminate(proc, spec.name)
-        log = (logs / f"{spec.name}.log").read_text(errors="replace")[-3000:]
-        pytest.fail(f"{spec.name} did not start on port {spec.port}:\n{log}")
-    return Store(spec, proc)
+    try:
+        return start(spec, logs, timeout_s)
+    except StartFailed as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

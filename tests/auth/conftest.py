@@ -26,8 +26,12 @@ from hubpulse_auth.keys import KeyRing
 from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.db import create_pool
 from hubpulse_common.http import create_service_app
-from hubpulse_gateway.routes import auth as gateway_auth
+from hubpulse_gateway.app import install_security
+from hubpulse_gateway.deps import GATEWAY_STATE, GatewayState
+from hubpulse_gateway.errors import HTTP_ERRORS
+from hubpulse_gateway.security import Security
 from hubpulse_gateway.settings import GatewaySettings
+from hubpulse_gateway.upstream import open_upstreams
 
 
 @asynccontextmanager
@@ -74,10 +78,20 @@ async def raw_post(base_url: str, path: str, headers: str, body_chunks: int) -> 
 
 
 def security_gateway(auth_url: str, **overrides: Any) -> FastAPI:
-    """The gateway's security layer as `create_app` installs it, without the catalog stores."""
+    """The gateway's security layer as `create_app` installs it, without the catalog stores and the bus."""
     settings = GatewaySettings(auth_url=auth_url, jwks_min_refresh_s=0, **overrides)
-    app = create_service_app(service="gateway", title="gateway")
-    gateway_auth.install(app, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_upstreams(settings) as upstreams:
+            GATEWAY_STATE.set(app, GatewayState(upstreams, Security(settings, upstreams), catalog=None, bus=None))
+            try:
+                yield
+            finally:
+                await close_limiter()
+
+    app = create_service_app(service="gateway", title="gateway", lifespan=lifespan, errors=HTTP_ERRORS)
+    close_limiter = install_security(app, settings)
     return app
 
 

@@ -4,15 +4,20 @@ replica does when MongoDB is unreachable (fails open to its own counters)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
 import httpx
 from conftest import Store
+from limits import parse
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from pymongo import AsyncMongoClient
+from pymongo.monitoring import CommandListener, CommandStartedEvent
 
 from auth.conftest import security_gateway, serving
 from hubpulse.platform.stores import free_port
-from hubpulse_common.ratelimit import shared_limiter
+from hubpulse_gateway.ratelimit import MongoStorage, shared_limiter
 
 AUTH_DOWN = "http://127.0.0.1:9"  # anonymous /v1/me is refused (401) by the gateway itself
 
@@ -64,5 +69,52 @@ async def test_counters_expire_and_restart(mongo: Store) -> None:
         assert await storage.get("k") == 0
         assert await storage.incr("k", 1) == 1, "a counter past its expiry starts again"
         assert await storage.check()
+    finally:
+        await client.close()
+
+
+class Commands(CommandListener):
+    """The commands a client sends to the server."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: object) -> None:
+        pass
+
+    def failed(self, event: object) -> None:
+        pass
+
+
+async def test_a_check_is_one_round_trip_and_concurrent_replicas_never_overshoot(mongo: Store) -> None:
+    commands = Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo.url, event_listeners=[commands])
+    collection = client[f"limits_{uuid.uuid4().hex[:8]}"]["rate_limits"]
+    storages = [MongoStorage(collection) for _ in range(2)]
+    replicas = [SlidingWindowCounterRateLimiter(storage) for storage in storages]
+    item = parse("10/day")  # a window that does not turn during the test
+    try:
+        assert await replicas[0].hit(item, "warm-up")  # creates the TTL index once
+        commands.names.clear()
+        assert await replicas[0].hit(item, "ip:198.51.100.1")
+        assert commands.names == ["findAndModify"], "a check must cost one round trip to MongoDB"
+        # 24 checks at once from two replicas against one budget of 10 (9 left): exactly 9 pass
+        results = await asyncio.gather(*(replicas[n % 2].hit(item, "ip:198.51.100.1") for n in range(24)))
+        assert results.count(True) == 9, results
+        previous, _, current, current_ttl = await storages[1].get_sliding_window(
+            item.key_for("ip:198.51.100.1"), item.get_expiry()
+        )
+        assert (previous, current) == (0, 10)
+        assert 0 < current_ttl <= 2 * item.get_expiry()
+        # a refusal and the Retry-After read after it (the middleware's two calls) are one round trip
+        commands.names.clear()
+        assert not await replicas[0].hit(item, "ip:198.51.100.1")
+        stats = await replicas[0].get_window_stats(item, "ip:198.51.100.1")
+        assert commands.names == ["findAndModify"]
+        assert stats.remaining == 0
+        assert stats.reset_time > time.time()
     finally:
         await client.close()

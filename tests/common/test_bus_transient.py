@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import pytest
@@ -19,23 +19,11 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError,
 from common.test_kafka_bus import _publish, _read_all, _topic, snapshot
 from pydantic import ValidationError
 from pymongo.errors import AutoReconnect
+from support.polling import wait_for
 
 from hubpulse_common.events import ModelSnapshot, dlq_topic
 from hubpulse_common.kafka import BatchConsumer, EventBus, Received, is_transient
 from hubpulse_common.supervise import TaskDown
-
-T = TypeVar("T")
-
-
-async def _until(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 60) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s; last value: {value!r}"[:2000])
-        await asyncio.sleep(0.1)
 
 
 async def _committed(bootstrap: str, group: str, topic: str) -> int:
@@ -141,11 +129,13 @@ async def test_a_3s_outage_is_waited_out_with_nothing_dead_lettered_or_committed
     await consumer.start()
     try:
         # during the outage: readiness names it, and no offset is committed
-        state = await _until(lambda: _readiness(consumer), lambda s: s != "ok" and "not started" not in s)
+        state = await wait_for(
+            lambda: _readiness(consumer), lambda s: s != "ok" and "not started" not in s, interval_s=0.1
+        )
         assert "retrying a transient failure" in state
         assert "ConnectionRefusedError" in state
         assert await _committed(kafka.url, group, topic) == 0
-        await _until(lambda: _committed(kafka.url, group, topic), lambda n: n == 10)
+        await wait_for(lambda: _committed(kafka.url, group, topic), lambda n: n == 10, interval_s=0.1)
         assert await _readiness(consumer) == "ok"
     finally:
         await consumer.stop()
@@ -170,7 +160,7 @@ async def test_stop_during_an_outage_abandons_the_batch_uncommitted(kafka) -> No
     await bus.start()
     consumer = _consumer(kafka.url, topic, group, down, bus)
     await consumer.start()
-    await _until(lambda: _calls(calls), lambda n: n >= 3)
+    await wait_for(lambda: _calls(calls), lambda n: n >= 3, interval_s=0.1)
     started = asyncio.get_running_loop().time()
     await consumer.stop()
     assert asyncio.get_running_loop().time() - started < 20
@@ -184,7 +174,7 @@ async def test_stop_during_an_outage_abandons_the_batch_uncommitted(kafka) -> No
     follower = _consumer(kafka.url, topic, group, up, bus)
     await follower.start()
     try:
-        await _until(lambda: _committed(kafka.url, group, topic), lambda n: n == 6)
+        await wait_for(lambda: _committed(kafka.url, group, topic), lambda n: n == 6, interval_s=0.1)
     finally:
         await follower.stop()
         await bus.stop()
@@ -234,9 +224,9 @@ async def test_a_failed_dlq_write_in_a_fresh_groups_first_batch_skips_nothing(ka
     consumer = _consumer(kafka.url, topic, group, handle, bus)
     await consumer.start()
     try:
-        await _until(lambda: _committed(kafka.url, group, topic), lambda n: n == first)
+        await wait_for(lambda: _committed(kafka.url, group, topic), lambda n: n == first, interval_s=0.1)
         await _single_partition_batch(producer, topic, range(5, 8), poison=False)
-        await _until(lambda: _committed(kafka.url, group, topic), lambda n: n == first + 3)
+        await wait_for(lambda: _committed(kafka.url, group, topic), lambda n: n == first + 3, interval_s=0.1)
     finally:
         await consumer.stop()
         await bus.stop()
@@ -282,7 +272,7 @@ async def test_a_poll_failure_before_any_assignment_does_not_end_the_loop(kafka)
     consumer._consumer.getmany = getmany_failing_first
     await consumer.start()
     try:
-        await _until(lambda: _handled(handled), lambda n: n >= 4)
+        await wait_for(lambda: _handled(handled), lambda n: n >= 4, interval_s=0.1)
         assert consumer.running
         assert await _readiness(consumer) == "ok"
     finally:

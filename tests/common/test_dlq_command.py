@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from common.test_bus_transient import _committed, _consumer, _until
+from common.test_bus_transient import _committed, _consumer
 from common.test_kafka_bus import _publish, _read_all, _topic
+from support.polling import wait_for
 
 from hubpulse_common.events import ModelSnapshot, dlq_topic
 from hubpulse_common.kafka import EventBus, Received
@@ -44,7 +45,7 @@ async def test_list_then_replay_once_the_cause_is_fixed(kafka, tmp_path: Path) -
     consumer = _consumer(kafka.url, topic, group, handle, bus)
     await consumer.start()
     try:
-        await _until(lambda: _committed(kafka.url, group, topic), lambda n: n == 7)
+        await wait_for(lambda: _committed(kafka.url, group, topic), lambda n: n == 7, interval_s=0.1)
         dead = await _read_all(kafka.url, dlq_topic(topic), expect=2)
         assert len(dead) == 2
         assert "org/model-3" not in handled
@@ -71,7 +72,7 @@ async def test_list_then_replay_once_the_cause_is_fixed(kafka, tmp_path: Path) -
         replay = await _hubpulse(kafka.url, "dlq", "replay", topic)
         assert replay.returncode == 0, replay.stderr
         assert f"replayed 2 dead letter(s) to {topic}" in replay.stderr
-        await _until(lambda: _committed(kafka.url, group, topic), lambda n: n == 9)
+        await wait_for(lambda: _committed(kafka.url, group, topic), lambda n: n == 9, interval_s=0.1)
         assert "org/model-3" in handled
         # the unparseable one is still poison: back in the DLQ, with a later failure time
         dead = await _read_all(kafka.url, dlq_topic(topic), expect=3)

@@ -141,6 +141,37 @@ async def test_ddl_behind_a_long_reader_gives_up_after_the_lock_timeout(database
         await conn.close()
 
 
+# a rewrite that runs long: revision 0002 plus an UPDATE that sleeps
+SLOW_REWRITE = REVISION_2.replace(
+    'ADD COLUMN label text")',
+    'ADD COLUMN label text")\n    op.execute("UPDATE widget SET label = \'x\' WHERE pg_sleep(5) IS NOT NULL")',
+)
+
+
+async def test_a_runaway_migration_statement_is_cut_with_a_clear_error(database_url: str, tmp_path: Path) -> None:
+    from hubpulse_common.db import MigrationTimeoutError
+
+    (tmp_path / "0001_widget.py").write_text(REVISION_1)
+    await migrate(database_url, tmp_path, "alembic_version_slow")
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("INSERT INTO widget VALUES ('a', 1) ON CONFLICT DO NOTHING")
+        (tmp_path / "0002_slow.py").write_text(SLOW_REWRITE)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(MigrationTimeoutError) as caught:
+            await migrate(database_url, tmp_path, "alembic_version_slow", statement_timeout_s=0.5)
+        assert asyncio.get_running_loop().time() - started < 4
+        message = str(caught.value)
+        assert "HUBPULSE_MIGRATION_STATEMENT_TIMEOUT_S (0.5 s)" in message
+        assert "UPDATE widget SET label" in message  # which statement
+        # the revision was rolled back as a whole: no column, still at 0001
+        assert await conn.fetchval("SELECT version_num FROM alembic_version_slow") == "0001"
+        columns = await conn.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = 'widget'")
+        assert "label" not in {row["column_name"] for row in columns}
+    finally:
+        await conn.close()
+
+
 async def test_a_service_that_does_not_migrate_checks_the_schema(database_url: str, tmp_path: Path) -> None:
     from hubpulse_common.db import SchemaBehindError, check_schema
 

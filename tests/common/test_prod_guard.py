@@ -42,3 +42,26 @@ def test_a_prod_service_with_a_default_secret_stops_with_one_line() -> None:
     assert len(lines) == 1, done.stderr
     assert "HUBPULSE_SIGNING_KEY_SECRET" in lines[0]
     assert "Traceback" not in done.stderr
+
+
+def test_prod_refuses_a_public_address_left_on_the_placeholder_host() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            AuthSettings,
+            environment="prod",
+            signing_key_secret="s3cr3t-" * 6,
+            public_url="https://hubpulse.example.com",
+            hf_redirect_uri="https://hubpulse.example.com/v1/auth/hf/callback",
+            **REAL,
+        )
+    assert "HUBPULSE_PUBLIC_URL, HUBPULSE_HF_REDIRECT_URI still points at a placeholder host" in str(caught.value)
+    real = load_settings(
+        AuthSettings,
+        environment="prod",
+        signing_key_secret="s3cr3t-" * 6,
+        public_url="https://hubpulse.acme.io",
+        hf_redirect_uri="https://hubpulse.acme.io/v1/auth/hf/callback",
+        **REAL,
+    )
+    assert real.public_url == "https://hubpulse.acme.io"
+    assert load_settings(AuthSettings, environment="dev", public_url="https://hubpulse.example.com")

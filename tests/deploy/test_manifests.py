@@ -42,9 +42,10 @@ from hubpulse.compose_kafka import (
 )
 from hubpulse.compose_kafka import render as render_kafka_setup
 from hubpulse_auth.settings import AuthSettings
+from hubpulse_common.errors import ConfigError
 from hubpulse_common.events import ALL_TOPICS, dlq_topic
 from hubpulse_common.kafka import security_options
-from hubpulse_common.settings import ENV_PREFIX, KafkaSecuritySettings
+from hubpulse_common.settings import ENV_PREFIX, KafkaSecuritySettings, load_settings
 from hubpulse_common.topology import registered
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_features.settings import FeaturesSettings
@@ -211,6 +212,9 @@ def test_compose_dependencies_exist_and_wait_for_health() -> None:
             assert spec["condition"] == expected, f"{name} -> {target}"
             if expected == "service_healthy":
                 assert services[target].get("healthcheck"), f"{name} waits for {target}, which has no healthcheck"
+            if target in ("postgres", "mongo", "kafka", "s3"):
+                # recreated or restarted by compose, a store takes its clients along (fresh connections)
+                assert spec.get("restart") is True, f"{name} -> {target}: restart: true"
 
 
 def test_compose_hubpulse_services_are_configured() -> None:
@@ -341,10 +345,15 @@ def test_compose_kafka_requires_scram_and_grants_only_what_the_topologies_declar
             "sasl_plain_username": kafka_user(topology),
             "sasl_plain_password": setup_env[password_variable(topology)],
         }
-    exporter = services["kafka-exporter"]["command"]
-    assert f"--sasl.username={EXPORTER_USER}" in exporter
-    assert "--sasl.mechanism=scram-sha512" in exporter
-    assert f"--sasl.password={setup_env[EXPORTER_PASSWORD]}" in exporter
+    exporter = services["kafka-exporter"]
+    assert f"--sasl.username={EXPORTER_USER}" in exporter["command"]
+    assert "--sasl.mechanism=scram-sha512" in exporter["command"]
+    # its password is not on its command line: kingpin's `@FILE` argument reads it from a mounted config
+    assert not [arg for arg in exporter["command"] if "password" in arg]
+    (args_file,) = [arg.removeprefix("@") for arg in exporter["command"] if arg.startswith("@")]
+    (mount,) = [m for m in exporter["configs"] if m["target"] == args_file]
+    lines = compose()["configs"][mount["source"]]["content"].splitlines()
+    assert lines == [f"--sasl.password={setup_env[EXPORTER_PASSWORD]}"]
 
 
 def services_with_migrations() -> list[str]:
@@ -594,16 +603,43 @@ def routed(overlay: str, path: str) -> bool:
 
 
 def test_the_gateway_believes_forwarded_addresses_only_from_the_proxies_in_front() -> None:
-    """Behind the Ingress/Gateway the TCP peer is a proxy: the gateway trusts X-Forwarded-For from private
-    ranges, and the NetworkPolicy lets only the proxies' namespace (and Prometheus) reach it. Compose publishes
-    the gateway directly: nothing is trusted unless the operator names a proxy."""
-    env = of_kind("ConfigMap")["hubpulse-config"]["data"]
-    env |= {item["name"]: item.get("value") for item in _container(of_kind("Deployment")["gateway"])["env"]}
-    trusted = [ipaddress.ip_network(cidr) for cidr in json.loads(env["HUBPULSE_TRUSTED_PROXIES"])]
-    assert trusted
-    assert all(network.is_private or network.subnet_of(ipaddress.ip_network("100.64.0.0/10")) for network in trusted)
-    assert GatewaySettings(trusted_proxies=[str(n) for n in trusted]).trusted_proxies
+    """Behind the Ingress/Gateway the TCP peer is a proxy: the gateway trusts X-Forwarded-For from the range each
+    overlay names (dev: private ranges; prod: a placeholder the operator must replace, refused until then), and
+    the NetworkPolicy lets only the proxies' namespace (and Prometheus) reach it. Compose publishes the gateway
+    directly: nothing is trusted unless the operator names a proxy."""
+
+    def trusted_proxies(overlay: str) -> list[str]:
+        env = of_kind("ConfigMap", overlay)["hubpulse-config"]["data"]
+        gateway = _container(of_kind("Deployment", overlay)["gateway"])
+        env |= {item["name"]: item.get("value") for item in gateway["env"]}
+        value: list[str] = json.loads(env["HUBPULSE_TRUSTED_PROXIES"])
+        return value
+
+    dev = [ipaddress.ip_network(cidr) for cidr in trusted_proxies("dev")]
+    assert dev
+    assert all(network.is_private or network.subnet_of(ipaddress.ip_network("100.64.0.0/10")) for network in dev)
+    assert load_settings(GatewaySettings, trusted_proxies=[str(n) for n in dev]).trusted_proxies
+    # prod: the operator's parameter; left at the placeholder no service starts, and the error says what to set
+    with pytest.raises(ConfigError, match=r"HUBPULSE_TRUSTED_PROXIES: .* is not an IP address or CIDR: set the"):
+        load_settings(GatewaySettings, environment="prod", trusted_proxies=trusted_proxies("prod"))
+    assert "OPERATOR" in (K8S / "overlays" / "prod" / "kustomization.yaml").read_text()
+    assert "HUBPULSE_TRUSTED_PROXIES" not in load_yaml_documents(K8S / "base" / "configmap.yaml")[0]["data"]
     assert json.loads(environment(compose_services()["gateway"])["HUBPULSE_TRUSTED_PROXIES"]) == []
+
+
+def test_the_public_address_placeholders_are_refused_until_the_operator_sets_them() -> None:
+    """The manifests ship hubpulse.example.com for the public address (ConfigMap, auth's OAuth redirect, the
+    route's host): a prod service refuses to start on it, naming the variables, instead of mailing dead links."""
+    from hubpulse_common.settings import placeholder_addresses
+
+    config = of_kind("ConfigMap")["hubpulse-config"]["data"]
+    auth_env = {item["name"]: item.get("value") for item in _container(of_kind("Deployment")["auth"])["env"]}
+    auth = AuthSettings(public_url=config["HUBPULSE_PUBLIC_URL"], hf_redirect_uri=auth_env["HUBPULSE_HF_REDIRECT_URI"])
+    assert placeholder_addresses(auth) == ["HUBPULSE_PUBLIC_URL", "HUBPULSE_HF_REDIRECT_URI"]
+    assert placeholder_addresses(GatewaySettings(public_url="https://hubpulse.acme.io")) == []
+    readme = (K8S / "README.md").read_text()
+    assert "HUBPULSE_PUBLIC_URL" in readme
+    assert "HUBPULSE_HF_REDIRECT_URI" in readme
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -652,14 +688,37 @@ def test_deployments_are_production_shaped() -> None:
         assert spec["terminationGracePeriodSeconds"] > pre_stop + shutdown_s, name
 
 
+def _secrets(overlay: str = "prod") -> dict[str, dict[str, str]]:
+    """The Secrets a pod can read: secret.example.yaml's, and the one Strimzi's User Operator writes for each
+    KafkaUser (named after it, holding its SCRAM `password`)."""
+    secrets = {
+        name: obj.get("stringData", {}) | obj.get("data", {}) for name, obj in of_kind("Secret", overlay).items()
+    }
+    return secrets | {name: {"password": f"generated-{name}"} for name in of_kind("KafkaUser", overlay)}
+
+
+def secret_files(pod: dict[str, Any], container: dict[str, Any], overlay: str = "prod") -> dict[str, str]:
+    """The files the container finds in HUBPULSE_SECRETS_DIR ({file name: content}), from the pod's projected
+    volume mounted there."""
+    env = {item["name"]: item.get("value") for item in container.get("env", [])}
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    if "HUBPULSE_SECRETS_DIR" not in env:
+        return {}
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mounts[env["HUBPULSE_SECRETS_DIR"]]]
+    secrets, files = _secrets(overlay), {}
+    for source in volume["projected"]["sources"]:
+        data = secrets[source["secret"]["name"]]
+        items = source["secret"].get("items") or [{"key": key, "path": key} for key in data]
+        files |= {item["path"]: data[item["key"]] for item in items}
+    return files
+
+
 def test_deployments_get_the_settings_they_require() -> None:
     configmaps = {name: obj.get("data", {}) for name, obj in of_kind("ConfigMap").items()}
-    secrets = {name: obj.get("stringData", {}) | obj.get("data", {}) for name, obj in of_kind("Secret").items()}
-    # Strimzi's User Operator writes a Secret named after each KafkaUser, holding its SCRAM `password`.
-    secrets |= {name: {"password": "generated"} for name in of_kind("KafkaUser")}
+    secrets = _secrets()
     for name, deployment in of_kind("Deployment").items():
         container = _container(deployment)
-        present = set()
+        present = set(secret_files(deployment["spec"]["template"]["spec"], container))
         for source in container.get("envFrom", []):
             if "configMapRef" in source:
                 present |= set(configmaps[source["configMapRef"]["name"]])
@@ -671,6 +730,36 @@ def test_deployments_get_the_settings_they_require() -> None:
                 assert ref["key"] in secrets[ref["name"]], f"{name}: no Secret for {ref}"
             present.add(item["name"])
         assert missing_variables(SERVICES[name][2], present) == [], name
+
+
+def test_secrets_reach_the_pods_as_files_the_services_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Secret is an environment variable (Checkov CKV_K8S_35): each pod mounts its Secrets in one projected
+    volume at HUBPULSE_SECRETS_DIR, and the service's settings class reads every secret from those files."""
+    for kind in ("Deployment", "Job"):
+        for name, obj in of_kind(kind).items():
+            pod = obj["spec"]["template"]["spec"]
+            for container in [*pod.get("initContainers", []), *pod["containers"]]:
+                assert not [s for s in container.get("envFrom", []) if "secretRef" in s], (name, container["name"])
+                assert not [e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})], name
+                assert pod["securityContext"]["fsGroup"] == UID  # the group the 0440 files belong to
+    for name, deployment in of_kind("Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        files = secret_files(pod, _container(deployment))
+        directory = tmp_path / name
+        directory.mkdir()
+        for file, content in files.items():
+            (directory / file).write_text(content + "\n")
+        for variable in [v for v in os.environ if v.startswith(ENV_PREFIX) or v == "HF_TOKEN"]:
+            monkeypatch.delenv(variable)
+        monkeypatch.setenv("HUBPULSE_SECRETS_DIR", str(directory))
+        settings = load_settings(SERVICES[name][2])
+        for file, content in files.items():
+            field = file.removeprefix(ENV_PREFIX).lower()
+            if field.startswith("kafka_"):
+                value = getattr(load_settings(KafkaSecuritySettings), field.removeprefix("kafka_"))
+            else:
+                value = getattr(settings, field)
+            assert value.get_secret_value() == content, (name, file)
 
 
 def test_autoscalers_and_disruption_budgets() -> None:
@@ -691,6 +780,45 @@ def test_autoscalers_and_disruption_budgets() -> None:
         selector = pdb["spec"]["selector"]["matchLabels"]
         covered |= {name for name, labels in pod_labels.items() if selector.items() <= labels.items()}
     assert covered == set(deployments)
+
+
+def _compose_amounts(resources: dict[str, dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    """Compose `deploy.resources` as {limits|reservations: (cpus, MiB)} (docker's units are binary)."""
+    out = {}
+    for kind, values in resources.items():
+        amount = re.fullmatch(r"(\d+)\s*([kmg])b?", str(values["memory"]).lower())
+        assert amount, values
+        out[kind] = (float(values["cpus"]), int(amount[1]) * {"k": 1, "m": 2**10, "g": 2**20}[amount[2]] // 2**10)
+    return out
+
+
+def test_compose_and_both_overlays_take_their_resources_from_one_place() -> None:
+    """deploy/resources.yaml sets every service's memory and CPU once, each request covering the service's
+    measured peak (checked when it loads); the overlays' patches are generated from it and compose equals prod."""
+    from hubpulse.deploy_resources import OVERLAYS as SIZED
+    from hubpulse.deploy_resources import compose_resources, container_resources, load, overlay_file
+    from hubpulse.deploy_resources import render as render_resources
+
+    source = load()
+    assert set(source) == set(SERVICES)
+    assert {name for name, spec in source.items() if spec.peak_mb} == {
+        "gateway",
+        "auth",
+        "ingestor",
+        "features",
+        "scorer",
+    }
+    for overlay in SIZED:
+        assert overlay_file(overlay).read_text() == render_resources(overlay), "stale: run `make deploy-resources`"
+        for name, deployment in of_kind("Deployment", overlay).items():
+            assert _container(deployment)["resources"] == container_resources(source[name], overlay), (overlay, name)
+    prod = {name: _container(d)["resources"] for name, d in of_kind("Deployment", "prod").items()}
+    for name in SERVICES:
+        compose_side = _compose_amounts(compose_services()[name]["deploy"]["resources"])
+        assert compose_side == _compose_amounts(compose_resources(source[name])), name
+        # the same numbers as prod's Kubernetes limits and requests
+        assert compose_side["limits"][1] == int(prod[name]["limits"]["memory"].removesuffix("Mi")), name
+        assert compose_side["reservations"][1] == int(prod[name]["requests"]["memory"].removesuffix("Mi")), name
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -754,10 +882,13 @@ def test_each_service_has_a_kafka_user_with_only_the_acls_its_code_needs() -> No
         }
         assert all(acl["resource"]["patternType"] == "literal" for acl in user["spec"]["authorization"]["acls"])
         assert granted == expected_acls(name), name
-        env = {item["name"]: item for item in _container(of_kind("Deployment")[name]).get("env", [])}
+        deployment = of_kind("Deployment")[name]
+        env = {item["name"]: item for item in _container(deployment).get("env", [])}
         assert env["HUBPULSE_KAFKA_SASL_USERNAME"]["value"] == f"kafka-{name}"
-        ref = env["HUBPULSE_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
-        assert (ref["name"], ref["key"]) == (f"kafka-{name}", "password")
+        # the password Strimzi generated, as a mounted file (not an environment variable)
+        assert "HUBPULSE_KAFKA_SASL_PASSWORD" not in env
+        files = secret_files(deployment["spec"]["template"]["spec"], _container(deployment))
+        assert files["HUBPULSE_KAFKA_SASL_PASSWORD"] == f"generated-kafka-{name}"
 
 
 def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -877,6 +1008,8 @@ def test_every_variable_the_deploy_files_set_is_a_documented_setting() -> None:
                 for container in [*pod.get("initContainers", []), *pod["containers"]]:
                     for item in container.get("env", []):
                         used.setdefault(item["name"], set()).add(f"{overlay} {kind}/{name}")
+                    for file in secret_files(pod, container, overlay):
+                        used.setdefault(file, set()).add(f"{overlay} {kind}/{name} secret file")
     unknown = {k: sorted(where) for k, where in used.items() if k.startswith("HUBPULSE_") and k not in documented}
     assert unknown == {}, "set but read by no settings class (a typo?)"
 

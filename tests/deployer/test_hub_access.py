@@ -13,6 +13,7 @@ from huggingface_hub import HfApi
 
 from deployer.conftest import PLATFORM_TOKEN, PRIVATE_MODEL, USER_TOKEN, DeployStack
 from hubpulse.platform.stores import free_port
+from hubpulse_common.inference import servable
 from hubpulse_deployer.app import create_app as create_deployer_app
 from hubpulse_deployer.runtime.fetch import fetch
 from hubpulse_deployer.schemas import DeploymentConfig
@@ -193,3 +194,36 @@ async def test_spaces_need_the_platform_token() -> None:
     with pytest.raises(ProvisionError, match="HUBPULSE_HF_TOKEN"):
         await target.provision(spec)
     await target.close()
+
+
+async def test_deployability_says_whether_the_model_server_can_serve_a_repo(deploy_stack: DeployStack) -> None:
+    """What the model page asks before it offers Deploy (anonymously: a visitor need not be logged in)."""
+    async with httpx.AsyncClient() as hub:
+        listed = (await hub.get(f"{deploy_stack.hub}/api/models", params={"full": "true"})).json()
+    no_files = next(m["id"] for m in listed if servable(m.get("pipeline_tag")) and m["author"] != "hubpulse-demo")
+    no_task = next(m["id"] for m in listed if not servable(m.get("pipeline_tag")))
+    async with httpx.AsyncClient(base_url=deploy_stack.gateway, timeout=30) as client:
+
+        async def ask(model_id: str) -> dict[str, object]:
+            answer = await client.get(f"/v1/models/{model_id}/deployability")
+            assert answer.status_code == 200, answer.text
+            body: dict[str, object] = answer.json()
+            assert body["model_id"] == model_id
+            assert (body["reason"] is None) == body["deployable"], body
+            return body
+
+        demo = await ask(MODEL)
+        assert (demo["deployable"], demo["runtime"], demo["task"]) == (True, "onnx", "text-classification")
+        assert isinstance(demo["download_bytes"], int)
+        assert demo["download_bytes"] > 0
+        weightless = await ask(no_files)
+        assert weightless["code"] == "not_servable"
+        assert "no weights" in str(weightless["reason"])
+        assert (await ask(no_task))["code"] == "unsupported_task"
+        private = await ask(PRIVATE_MODEL)
+        assert private["code"] == "model_not_public"
+        assert "HF_TOKEN" in str(private["reason"])
+        assert (await ask("nobody/nothing"))["code"] == "unknown_model"
+        bad = await client.get("/v1/models/a--b/c/deployability")
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"]["code"] == "invalid_model_id"

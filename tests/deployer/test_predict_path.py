@@ -17,7 +17,7 @@ import pytest
 
 from deployer.conftest import DeployStack
 from deployer.test_isolation import _login
-from hubpulse_deployer.idempotency import IdempotencyCache, KeyReused, digest_of
+from hubpulse_deployer.idempotency import IdempotencyCache, IdempotencyKeyReused, digest_of
 
 MODEL = "hubpulse-demo/tiny-text-classifier"
 pytestmark = pytest.mark.slow
@@ -107,7 +107,7 @@ async def test_kept_answers_are_bounded_in_bytes() -> None:
     # the most recent answers are kept, the oldest went first
     assert (await cache.answer(("d", "u", "k9"), digest_of(b"body"), run)) == (b"x" * 1000, True)
     assert (await cache.answer(("d", "u", "k0"), digest_of(b"body"), run))[1] is False
-    with pytest.raises(KeyReused):
+    with pytest.raises(IdempotencyKeyReused):
         await cache.answer(("d", "u", "k9"), digest_of(b"other body"), run)
 
     async def huge() -> bytes:

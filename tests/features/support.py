@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -21,7 +20,6 @@ from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features.service import HISTORY_COLUMNS, WINDOW_COLUMNS, records_frame
 
 S = TypeVar("S", bound=ServiceSettings)
-T = TypeVar("T")
 
 
 def hub_snapshots(hub: SyntheticHub, day: int, prefix: str) -> list[ModelSnapshot]:
@@ -74,18 +72,6 @@ async def publish(bootstrap: str, events: list[Event]) -> None:
         await bus.publish_many(events)
     finally:
         await bus.stop()
-
-
-async def wait_for(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 60) -> T:
-    """Poll until `done(probe())`; fail with the last value seen."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s; last value: {value!r}"[:2000])
-        await asyncio.sleep(0.25)
 
 
 async def fetch(url: str, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -7,6 +7,7 @@ import uuid
 import numpy as np
 import pandas as pd
 from aiokafka import AIOKafkaConsumer
+from support.polling import wait_for
 
 from features.support import (
     fetch,
@@ -16,7 +17,6 @@ from features.support import (
     running,
     settings_for,
     stored_features_truth,
-    wait_for,
 )
 from hubpulse_common.events import ModelSnapshot, dlq_topic
 from hubpulse_common.features import FEATURE_COLUMNS

@@ -6,8 +6,9 @@ import datetime as dt
 
 import orjson
 
+from hubpulse_gateway.catalog.presentation import page_json
+from hubpulse_gateway.catalog.query import SearchQuery, decode_cursor
 from hubpulse_gateway.catalog.schemas import ModelSummary, SortKey
-from hubpulse_gateway.catalog.service import SearchQuery, decode_cursor, page_json
 
 PLACEHOLDER = dt.datetime(2022, 3, 2, 23, 29, 4, tzinfo=dt.UTC)
 KNOWN = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.UTC)

@@ -9,9 +9,10 @@ import httpx
 import pytest
 
 from gateway.gateway_process import Gateway
-from hubpulse_gateway.catalog import repository, service
+from hubpulse_gateway.catalog import presentation, repository
+from hubpulse_gateway.catalog import query as search_query
+from hubpulse_gateway.catalog.plan import MAX_WALK, MIN_WALK, CatalogSample, SampleRows, SearchPlan
 from hubpulse_gateway.catalog.schemas import SortKey
-from hubpulse_gateway.catalog.service import MAX_WALK, MIN_WALK, CatalogSample, SampleRows, SearchPlan
 
 PLANS = [
     SearchPlan(MIN_WALK),
@@ -26,7 +27,7 @@ PLANS = [
 ]
 
 
-def query(**params: object) -> service.SearchQuery:
+def query(**params: object) -> search_query.SearchQuery:
     args: dict[str, object] = {
         "q": None,
         "task": None,
@@ -38,7 +39,7 @@ def query(**params: object) -> service.SearchQuery:
         "cursor": None,
         "limit": 20,
     }
-    return service.normalise_query(**{**args, **params})  # type: ignore[arg-type]
+    return search_query.normalise_query(**{**args, **params})  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ async def test_every_plan_returns_the_same_pages(pool: asyncpg.Pool, params: dic
     ids = [[r["model_id"] for r in page] for page in pages]
     assert all(i == ids[0] for i in ids), ids
     if len(pages[0]) > first.limit:  # and the next page, through the cursor
-        cursor = service.page_of(pages[0], first)["next_cursor"]
+        cursor = presentation.page_of(pages[0], first)["next_cursor"]
         second = query(**params, cursor=cursor)
         after = [[r["model_id"] for r in await repository.search(pool, second, plan)] for plan in PLANS]
         assert all(i == after[0] for i in after), after

@@ -20,6 +20,8 @@ from hubpulse_common.errors import UserFacingError
         (["--synthetic", "10", "--rate-429", "2"], "--rate-429"),
         (["--synthetic", "10", "--quota", "-1"], "--quota"),
         (["--history", "/nonexistent/file.csv.gz"], "no such history file"),
+        (["--synthetic", "10", "--day-seconds", "-1"], "--day-seconds"),
+        (["--history", "x.csv", "--day-seconds", "5"], "needs --synthetic"),
     ],
 )
 def test_bad_arguments_are_user_facing(args: list[str], message: str):

@@ -115,3 +115,28 @@ def test_featured_repos_are_listed_like_any_model_with_their_own_task() -> None:
     assert len(day) == len(before)
     assert day["downloads"].tolist() == before["downloads"].tolist()
     assert (day["model_id"].astype(str) != before["model_id"].astype(str)).sum() == 1
+
+
+def test_extended_days_continue_the_hub_whatever_the_steps() -> None:
+    """The demo clock: days past the history keep every model's dynamics, add new models (some of them rising at
+    launch), and do not depend on how the Hub got there; the history itself is unchanged."""
+    featured = {"hubpulse-demo/tiny-text-classifier": ("text-classification", "onnx")}
+    stepped, jumped = (
+        SyntheticHub(2000, 30, seed=2, featured=featured),
+        SyntheticHub(2000, 30, seed=2, featured=featured),
+    )
+    history = stepped.day(29)
+    for days in range(31, 61):
+        stepped.extend(days)
+    jumped.extend(60)
+    last = stepped.day(59)
+    pd.testing.assert_frame_equal(last, jumped.day(59))
+    pd.testing.assert_frame_equal(stepped.day(29), history)
+    assert stepped.dates[-1] == stepped.start_date + dt.timedelta(days=59)
+    old = last[last["model_id"].isin(history["model_id"])].set_index("model_id")
+    before = history.set_index("model_id").loc[old.index]
+    assert (old["downloads_all_time"].astype("int64") >= before["downloads_all_time"].astype("int64")).all()
+    new = last[~last["model_id"].isin(history["model_id"])]
+    assert 60 <= len(new) <= 180  # about 0.002 x 2000 a day for 30 days
+    assert (new["likes"] > 0).sum() >= 10  # some catch on
+    assert "hubpulse-demo/tiny-text-classifier" in set(last["model_id"])

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import asyncpg
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from support.replay import Replay, replay, replay_server_fixture
 
-from hubpulse.hub import RunningHub, create_app, start_in_thread
 from hubpulse_common.events import ModelSnapshot
 from hubpulse_common.kafka import EventBus, ensure_topics
 from hubpulse_common.settings import load_settings
-from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_ingestor.settings import IngestorSettings
 from hubpulse_ingestor.standalone import open_stores
+
+__all__ = ["Replay", "replay"]
 
 N_MODELS, DAYS, PAGE = 3000, 3, 100
 
@@ -28,40 +26,7 @@ class Store(Protocol):
     url: str
 
 
-@dataclass
-class Replay:
-    hub: SyntheticHub
-    run: RunningHub
-
-    @property
-    def url(self) -> str:
-        return self.run.url
-
-    def post(self, path: str, body: dict[str, object] | None = None) -> None:
-        httpx.post(self.url + path, json=body or {}, timeout=30).raise_for_status()
-
-    def day(self, d: int = 0) -> dt.date:
-        return self.hub.dates[d]
-
-    def models(self, d: int = 0) -> int:
-        """Models on the Hub that day (new ones keep appearing, so fewer than N_MODELS early on)."""
-        return len(self.hub.day(d))
-
-
-@pytest.fixture(scope="session")
-def replay_server() -> Iterator[Replay]:
-    hub = SyntheticHub(N_MODELS, DAYS, seed=11)
-    run = start_in_thread(create_app(hub, page_size=PAGE))
-    yield Replay(hub=hub, run=run)
-    run.stop()
-
-
-@pytest.fixture
-def replay(replay_server: Replay) -> Iterator[Replay]:
-    yield replay_server
-    replay_server.post("/_replay/faults", {})
-    replay_server.post("/_replay/live", {})
-    replay_server.post("/_replay/reset", {})
+replay_server = replay_server_fixture(N_MODELS, DAYS, seed=11, page_size=PAGE)
 
 
 def ingestor_env(replay: Replay, database_url: str, kafka: Store) -> dict[str, str]:
@@ -158,17 +123,3 @@ async def tap(kafka: Store) -> SnapshotTap:
     tap = SnapshotTap(kafka.url)
     await tap.mark()
     return tap
-
-
-async def wait_for(predicate: object, timeout_s: float = 30.0, every_s: float = 0.1) -> None:
-    import inspect
-
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        result = predicate() if callable(predicate) else predicate
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(every_s)
-    raise AssertionError(f"condition not met within {timeout_s} s")

@@ -16,7 +16,8 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from features.support import fetch, running, settings_for, wait_for
+from features.support import fetch, running, settings_for
+from support.polling import wait_for
 
 from hubpulse.hub import create_app, start_in_thread
 from hubpulse.hub.live import LiveConfig, ScoreMove

@@ -12,10 +12,11 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from support.polling import eventually
 
 from hubpulse.platform.stores import free_port, terminate, wait_port
 
-from .conftest import PAGE, Replay, Store, ingestor_env, wait_for
+from .conftest import PAGE, Replay, Store, ingestor_env
 
 
 class Ingestor:
@@ -72,7 +73,7 @@ async def test_kill_9_mid_cycle_resumes_with_one_row_per_model_day(
         cycle = await _cycle(database_url)
         return cycle is not None and 2 * PAGE <= cycle["models"] < n // 2
 
-    await wait_for(checkpointed_some, timeout_s=60, every_s=0.05)
+    await eventually(checkpointed_some, timeout_s=60, interval_s=0.05)
     ingestor.kill9()
     cycle = await _cycle(database_url)
     assert cycle is not None
@@ -84,7 +85,7 @@ async def test_kill_9_mid_cycle_resumes_with_one_row_per_model_day(
         latest = httpx.get(f"{ingestor.url}/cycles/latest", timeout=5)
         return latest.status_code == 200 and latest.json()["status"] == "completed"
 
-    await wait_for(completed, timeout_s=60, every_s=0.2)
+    await eventually(completed, timeout_s=60, interval_s=0.2)
     latest = httpx.get(f"{ingestor.url}/cycles/latest", timeout=5).json()
     assert latest["resumes"] == 1
     assert latest["models"] == n  # batches count once, however often they were written

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -11,7 +10,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -101,14 +99,6 @@ def running(deployment_id: str, user_id: str = TEST_USER, org_id: str = TEST_ORG
 
 def new_deployment() -> str:
     return f"dep-{uuid.uuid4().hex[:12]}"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, interval_s: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
-        await asyncio.sleep(interval_s)
 
 
 ALERTED = new_deployment()  # the deployment the shared service's alert rules watch

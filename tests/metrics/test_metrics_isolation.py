@@ -6,10 +6,11 @@ from __future__ import annotations
 import httpx
 import pytest
 import websockets
+from support.polling import eventually
 from websockets.exceptions import WebSocketException
 
 from hubpulse_common.kafka import EventBus
-from metrics.support import ISSUER, MetricsProcess, eventually, inference, new_deployment, running
+from metrics.support import ISSUER, MetricsProcess, inference, new_deployment, running
 
 ROUTES = ("/v1/metrics/deployments/{dep}", "/v1/usage", "/v1/live/metrics", "/v1/alerts")
 

@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 import websockets
+from support.polling import eventually
 
 from hubpulse_common.events import DeploymentEvent, DeploymentStatus
 from hubpulse_common.kafka import EventBus
@@ -26,7 +27,6 @@ from metrics.support import (
     TEST_USER,
     MetricsProcess,
     WebhookReceiver,
-    eventually,
     inference,
     new_deployment,
     running,

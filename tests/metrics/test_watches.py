@@ -14,11 +14,12 @@ from deployer.conftest import read_topic
 from issuer import TokenIssuer
 from pymongo import AsyncMongoClient
 from standardwebhooks import Webhook
+from support.polling import eventually
 
 from hubpulse_common.events import WatchAlertEvent
 from hubpulse_common.kafka import EventBus
 from metrics.conftest import watch_env
-from metrics.support import MetricsProcess, eventually
+from metrics.support import MetricsProcess
 from metrics.watch_support import SignedReceiver, SmtpServer, facts_known, features, new_task, score
 
 DAY = date(2026, 12, 1)

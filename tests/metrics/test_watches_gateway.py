@@ -11,9 +11,9 @@ from datetime import date, timedelta
 import httpx
 import websockets
 from standardwebhooks import Webhook
+from support.polling import eventually
 
 from hubpulse_common.kafka import EventBus
-from metrics.support import eventually
 from metrics.watch_stack import WatchStack, watch_stack
 from metrics.watch_support import SignedReceiver, facts_known, features, new_task, score
 

@@ -16,10 +16,10 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 from pymongo import AsyncMongoClient
+from support.polling import eventually
 
 from hubpulse.platform.stores import free_port
 from hubpulse_common.events import Contribution, ModelFeatures, ModelScore
-from metrics.support import eventually
 
 
 @dataclass

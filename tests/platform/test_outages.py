@@ -19,17 +19,18 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from conftest import fresh_database
+from support.polling import wait_for
 
 from hubpulse.hub import create_app as create_hub_app
 from hubpulse.hub import start_in_thread
@@ -48,20 +49,8 @@ from hubpulse_common.s3 import aws_client, ensure_bucket
 from hubpulse_common.settings import CommonSettings, load_settings
 from hubpulse_common.synthetic import SyntheticHub
 
-T = TypeVar("T")
 N_MODELS, DAYS = 300, 4
 SERVICES = ("ingestor", "features", "scorer")
-
-
-async def _until(probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float, what: str) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s}s; last value: {value!r}"[:3000])
-        await asyncio.sleep(0.25)
 
 
 @dataclass
@@ -226,11 +215,11 @@ async def _completed(pipeline: Pipeline, day: int) -> None:
                 return {"error": repr(exc)}
             return response.json() if response.status_code == 200 else {"status": response.status_code}
 
-    await _until(
+    await wait_for(
         latest,
         lambda c: c.get("status") == "completed" and c.get("snapshot_date") == date,
         180,
-        f"a completed cycle of {date}",
+        what=f"a completed cycle of {date}",
     )
 
 
@@ -259,7 +248,7 @@ async def _dlq_sizes(bootstrap: str) -> dict[str, int]:
 
 async def _assert_exact(pipeline: Pipeline) -> None:
     expected = _expected(pipeline.hub)
-    await _until(pipeline.counts, lambda c: c["scores"] >= expected, 240, "every model-day scored")
+    await wait_for(pipeline.counts, lambda c: c["scores"] >= expected, 240, what="every model-day scored")
     conn = await asyncpg.connect(pipeline.database_url)
     try:
         for table in ("snapshots", "feature_rows", "scores"):
@@ -274,8 +263,8 @@ async def _assert_exact(pipeline: Pipeline) -> None:
         dlq_topic(ModelSnapshot.topic): 0,
         dlq_topic(ModelFeatures.topic): 0,
     }
-    ready = await _until(
-        pipeline.readiness, lambda r: all(s.get("status") == "ready" for s in r.values()), 60, "all ready again"
+    ready = await wait_for(
+        pipeline.readiness, lambda r: all(s.get("status") == "ready" for s in r.values()), 60, what="all ready again"
     )
     assert all(
         f"task:consume:{t}" in ready[s]["checks"]
@@ -289,11 +278,11 @@ async def _outage(pipeline: Pipeline, store: Restartable) -> dict[str, dict[str,
     the store again. Returns what their /readyz said while it was down."""
     store.stop()
     await _next_day(pipeline)  # the scheduler wakes into the outage (H2: this killed it for good)
-    seen = await _until(
+    seen = await wait_for(
         pipeline.readiness,
         lambda r: all(r[s].get("status") == "not_ready" for s in SERVICES),
         60,
-        f"every service not ready while {store.spec.name} is down",
+        what=f"every service not ready while {store.spec.name} is down",
     )
     await asyncio.to_thread(store.start)
     return seen

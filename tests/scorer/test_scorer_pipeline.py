@@ -21,8 +21,8 @@ from features.support import (
     running,
     settings_for,
     stored_features_truth,
-    wait_for,
 )
+from support.polling import wait_for
 
 from hubpulse.platform.stores import free_port, wait_port
 from hubpulse_common.errors import InputError

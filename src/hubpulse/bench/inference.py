@@ -36,15 +36,18 @@ import orjson
 import uvloop
 
 from hubpulse.bench.loadgen import load, post_json
-from hubpulse.bench.pipeline import Running, _hub_spec, _started, _wait_ready
+from hubpulse.bench.pipeline import _hub_spec, started_child
 from hubpulse.platform.stores import (
     ProcessSpec,
+    Running,
     create_database,
     free_port,
     kafka_spec,
     mongo_spec,
     postgres_spec,
     s3_spec,
+    service_spec,
+    wait_ready,
 )
 from hubpulse_common.errors import UserFacingError
 
@@ -66,18 +69,6 @@ class InferenceBenchConfig:
     sequential_requests: int = 200
     warmup: int = 100
     max_seconds: float = 120.0
-
-
-def _service(name: str, module: str, env: dict[str, str]) -> ProcessSpec:
-    port = free_port()
-    return ProcessSpec(
-        name=name,
-        kind="service",
-        port=port,
-        url=f"http://127.0.0.1:{port}",
-        argv=[sys.executable, "-m", module],
-        env={**env, "HUBPULSE_SERVICE_NAME": name, "HUBPULSE_PORT": str(port)},
-    )
 
 
 def _bare_proxy(model_server_url: str) -> ProcessSpec:
@@ -236,7 +227,7 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
         work, logs = Path(tmp), Path(tmp) / "logs"
 
         def start(spec: ProcessSpec, timeout_s: float = 120) -> Running:
-            return stack.enter_context(_started(spec, logs, timeout_s))
+            return stack.enter_context(started_child(spec, logs, timeout_s))
 
         say("starting PostgreSQL, broker, MongoDB, S3 and the replay Hub")
         pg = start(postgres_spec(work, free_port()))
@@ -258,14 +249,14 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
             # one load generator is one client: lift the per-key/IP limit, keep the middleware running
             "HUBPULSE_API_RATE_LIMIT": "100000000/minute",
         }
-        auth = start(_service("auth", "hubpulse_auth", {**env, "HUBPULSE_DATABASE_URL": base + "/auth"}))
+        auth = start(service_spec("auth", free_port(), {**env, "HUBPULSE_DATABASE_URL": base + "/auth"}))
         # the deployer verifies each caller's access token against the auth service's keys
-        deployer = start(_service("deployer", "hubpulse_deployer", {**env, "HUBPULSE_AUTH_URL": auth.spec.url}))
+        deployer = start(service_spec("deployer", free_port(), {**env, "HUBPULSE_AUTH_URL": auth.spec.url}))
         upstreams = {"HUBPULSE_AUTH_URL": auth.spec.url, "HUBPULSE_DEPLOYER_URL": deployer.spec.url}
         gateway_env = {**env, **upstreams, "HUBPULSE_DATABASE_URL": base + "/gateway"}
-        gateway = start(_service("gateway", "hubpulse_gateway", gateway_env))
+        gateway = start(service_spec("gateway", free_port(), gateway_env))
         for child in (auth, deployer, gateway):
-            _wait_ready(child.spec.url)
+            wait_ready(child.spec.url)
         bearer = {"authorization": f"Bearer {_signup(gateway.spec.url)}"}
         headers = {"model_server": {}, "bare_proxy": {}, "deployer": bearer, "gateway": bearer}
         with httpx.Client(base_url=gateway.spec.url, headers=bearer, timeout=60) as client:
@@ -281,7 +272,7 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
                     if deployment.model_server_url and deployment.model_server_pid:
                         ports["model_server"] = int(deployment.model_server_url.rsplit(":", 1)[1])
                         watch["model_server"] = deployment.model_server_pid
-                        proxy = hop_stack.enter_context(_started(_bare_proxy(deployment.model_server_url), logs))
+                        proxy = hop_stack.enter_context(started_child(_bare_proxy(deployment.model_server_url), logs))
                         ports["bare_proxy"], watch["bare_proxy"] = proxy.spec.port, proxy.pid
                     report[label] = _measure(cfg, deployment, ports, headers, watch, say)
                 client.delete(f"/v1/deployments/{deployment.id}")

@@ -37,15 +37,18 @@ import psutil
 
 from hubpulse.platform.stores import (
     ProcessSpec,
+    Running,
     create_database,
     free_port,
     kafka_spec,
     postgres_spec,
     s3_spec,
-    spawn,
+    service_spec,
+    start,
     terminate,
-    wait_port,
+    wait_ready,
 )
+from hubpulse_common.processes import log_tail
 
 if TYPE_CHECKING:
     from hubpulse_common.synthetic import SyntheticHub
@@ -67,16 +70,6 @@ class Options:
     stage_timeout_s: float
     poll_s: float
     say: Say
-
-
-@dataclass
-class Running:
-    spec: ProcessSpec
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
 
 def peak_rss_bytes(pid: int) -> int | None:
@@ -105,15 +98,13 @@ def stop_child(proc: subprocess.Popen[bytes], name: str) -> None:
 
 
 @contextmanager
-def _started(spec: ProcessSpec, logs: Path, timeout_s: float = 120) -> Iterator[Running]:
-    proc = spawn(spec, logs / f"{spec.name}.log")
+def started_child(spec: ProcessSpec, logs: Path, timeout_s: float = 120) -> Iterator[Running]:
+    """A child for the length of the block, stopped with its whole group (also when it did not start)."""
+    child = start(spec, logs, timeout_s, stop=stop_child)
     try:
-        if not wait_port(spec.port, timeout_s, proc):
-            tail = (logs / f"{spec.name}.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{spec.name} did not start on port {spec.port}:\n{tail}")
-        yield Running(spec, proc)
+        yield child
     finally:
-        stop_child(proc, spec.name)
+        stop_child(child.proc, spec.name)
 
 
 class Sampler(threading.Thread):
@@ -166,17 +157,7 @@ class Sampler(threading.Thread):
 
 def _service_spec(name: str, port: int, env: dict[str, str]) -> ProcessSpec:
     """A service process; `scorer-2`, `scorer-3`... are further replicas of `scorer` (same consumer group)."""
-    service = name.split("-", 1)[0]
-    module = {"ingestor": "hubpulse_ingestor", "features": "hubpulse_features", "scorer": "hubpulse_scorer"}[service]
-    return ProcessSpec(
-        name=name,
-        kind="service",
-        port=port,
-        url=f"http://127.0.0.1:{port}",
-        argv=[sys.executable, "-m", module],
-        # replicas keep the service's name: it names their migrations' version table and consumer client
-        env={**env, "HUBPULSE_SERVICE_NAME": service, "HUBPULSE_PORT": str(port)},
-    )
+    return service_spec(name.split("-", 1)[0], port, env, name=name)
 
 
 def _hub_spec(models: int, days: int, port: int) -> ProcessSpec:
@@ -185,18 +166,6 @@ def _hub_spec(models: int, days: int, port: int) -> ProcessSpec:
     return ProcessSpec(
         name="hub", kind="hub", port=port, url=f"http://127.0.0.1:{port}", argv=[*argv, "--port", str(port)]
     )
-
-
-def _wait_ready(url: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready within {timeout_s} s")
 
 
 async def _bare_copy_seconds(db_url: str, day: dt.date) -> tuple[float, int]:
@@ -427,7 +396,7 @@ def run(
             work, logs = Path(tmp), Path(tmp) / "logs"
 
             def start(spec: ProcessSpec, timeout_s: float = 120) -> Running:
-                child = stack.enter_context(_started(spec, logs, timeout_s))
+                child = stack.enter_context(started_child(spec, logs, timeout_s))
                 children[spec.name] = child
                 sampler.watch(spec.name, child.pid)
                 return child
@@ -439,7 +408,7 @@ def run(
                 report["error"] = f"{type(exc).__name__}: {exc}"
                 say(f"[red]failed:[/] {report['error']}")
                 report["logs_tail"] = {
-                    p.stem: p.read_text(errors="replace")[-1500:] for p in sorted(logs.glob("*.log"))
+                    p.stem: log_tail(p, lines=30, chars=1500, sep="\n") for p in sorted(logs.glob("*.log"))
                 }
             except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (the command makes it SystemExit)
                 report["error"] = f"interrupted ({type(exc).__name__})"
@@ -493,7 +462,7 @@ def _run_days(
     for name in ("features", "scorer", *(f"scorer-{i}" for i in range(2, options.scorers + 1))):
         say(f"starting {name}")
         urls[name] = start(_service_spec(name, free_port(), env)).spec.url
-        _wait_ready(urls[name])
+        wait_ready(urls[name])
     scorer_urls = [url for name, url in urls.items() if name.startswith("scorer")]
     report["setup_s"] = time.perf_counter() - started
     say("starting the ingestor: its first cycle starts at once")

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from limits import parse
 
-from hubpulse.bench.pipeline import _started
+from hubpulse.bench.pipeline import started_child
 from hubpulse.platform.stores import free_port, mongo_spec
-from hubpulse_common.ratelimit import FailoverLimiter, shared_limiter
+from hubpulse_gateway.ratelimit import FailoverLimiter, shared_limiter
 
 Say = Callable[[str], None]
 
@@ -64,7 +64,7 @@ def run(checks: int, clients: int, mongo_url: str | None, say: Say) -> dict[str,
     with ExitStack() as stack:
         if mongo_url is None:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hubpulse-bench-ratelimit-")))
-            mongo = stack.enter_context(_started(mongo_spec(work, free_port()), work))
+            mongo = stack.enter_context(started_child(mongo_spec(work, free_port()), work))
             mongo_url = mongo.spec.url
             store = "SecantusDB (started for the run)"
         else:

@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import asyncpg
-import httpx
 import numpy as np
 import uvloop
 
@@ -35,6 +34,7 @@ from hubpulse.bench.catalog_seed import SCORER_VERSION_TABLE, seed_catalog
 from hubpulse.bench.catalog_write import CATALOG_TABLES, update_catalog
 from hubpulse.bench.loadgen import get, load
 from hubpulse.platform.stores import (
+    StartFailed,
     create_database,
     free_port,
     kafka_spec,
@@ -42,6 +42,7 @@ from hubpulse.platform.stores import (
     spawn,
     terminate,
     wait_port,
+    wait_ready,
 )
 from hubpulse_common import db
 from hubpulse_common.errors import ConfigError
@@ -97,25 +98,14 @@ def zipf_mix(queries: list[str], count: int, s: float, seed: int) -> list[str]:
     return [queries[i] for i in picks.tolist()]
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ConfigError(f"the gateway exited with {proc.returncode} before it was ready")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise ConfigError(f"the gateway was not ready within {timeout_s:.0f} s")
-
-
 def _start_gateway(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         gateway = subprocess.Popen([sys.executable, "-m", "hubpulse_gateway"], env=env, stdout=log, stderr=log)
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", gateway, 120)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", 120, gateway)
+        except StartFailed as exc:
+            raise ConfigError(f"the gateway did not start: {exc}") from None
     except BaseException:
         _stop_gateway(gateway)
         raise

@@ -29,8 +29,8 @@ import numpy as np
 from pymongo import AsyncMongoClient
 from tenacity import AsyncRetrying, RetryError, retry_if_result, stop_after_delay, wait_fixed
 
-from hubpulse.bench.pipeline import _started, _wait_ready
-from hubpulse.platform.stores import ProcessSpec, free_port, kafka_spec, mongo_spec
+from hubpulse.bench.pipeline import started_child
+from hubpulse.platform.stores import ProcessSpec, free_port, kafka_spec, mongo_spec, wait_ready
 from hubpulse_common.events import ModelFeatures, ModelScore
 from hubpulse_common.identity import Identity
 from hubpulse_common.kafka import EventBus
@@ -210,8 +210,8 @@ def run(models: int, paced: int, spacing_ms: float, timeout_s: float, say: Say) 
     with tempfile.TemporaryDirectory(prefix="hubpulse-bench-watches-") as tmp, ExitStack() as stack:
         work, logs = Path(tmp), Path(tmp) / "logs"
         say("starting the broker, MongoDB and the metrics service")
-        kafka = stack.enter_context(_started(kafka_spec(free_port()), logs))
-        mongo = stack.enter_context(_started(mongo_spec(work, free_port()), logs))
+        kafka = stack.enter_context(started_child(kafka_spec(free_port()), logs))
+        mongo = stack.enter_context(started_child(mongo_spec(work, free_port()), logs))
         port, database = free_port(), "bench_watches"
         env = {
             "HUBPULSE_KAFKA_BOOTSTRAP": kafka.spec.url,
@@ -229,8 +229,8 @@ def run(models: int, paced: int, spacing_ms: float, timeout_s: float, say: Say) 
             argv=[sys.executable, "-m", "hubpulse_metrics"],
             env=env,
         )
-        stack.enter_context(_started(metrics, logs))
-        _wait_ready(metrics.url)
+        stack.enter_context(started_child(metrics, logs))
+        wait_ready(metrics.url)
         started = time.perf_counter()
         try:
             measured = asyncio.run(

@@ -7,7 +7,7 @@ import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,6 +16,20 @@ from hubpulse.commands.options import output_file
 from hubpulse_common.errors import UserFacingError
 
 console = Console(stderr=True)
+
+
+def _say(line: str) -> None:
+    console.print(f"[dim]bench:[/] {line}")
+
+
+def _emit(report: dict[str, Any], json_out: Path | None) -> None:
+    """The report as JSON on stdout, and in `json_out` too when given (also for a failed run)."""
+    text = json.dumps(report, indent=2, default=str)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+    typer.echo(text)
+
+
 bench_app = typer.Typer(help="Benchmarks of the pipeline and the search API.", no_args_is_help=True)
 
 
@@ -44,13 +58,10 @@ def pipeline(
         days,
         stage_timeout_s=stage_timeout,
         scorers=scorers,
-        say=lambda line: console.print(f"[dim]bench:[/] {line}"),
+        say=_say,
     )
-    text = json.dumps(report, indent=2, default=str)
-    if json_out is not None:
-        json_out.write_text(text + "\n")
     console.print(table(report))
-    typer.echo(text)
+    _emit(report, json_out)
     if not report["ok"]:
         raise typer.Exit(1)
 
@@ -86,10 +97,7 @@ def search(
         after_update=after_update,
     )
     report = run_search_bench(config)
-    text = json.dumps(report, indent=2, default=str)
-    if json_out is not None:
-        json_out.write_text(text + "\n")
-    typer.echo(text)
+    _emit(report, json_out)
 
 
 @bench_app.command("catalog")
@@ -102,10 +110,7 @@ def catalog(
     from hubpulse.bench.catalog_write import run_catalog_bench
 
     report = run_catalog_bench(models, batch)
-    text = json.dumps(report, indent=2, default=str)
-    if json_out is not None:
-        json_out.write_text(text + "\n")
-    typer.echo(text)
+    _emit(report, json_out)
 
 
 @bench_app.command("inference")
@@ -138,12 +143,9 @@ def inference(
         max_wait_ms=max_wait_ms,
         sequential_requests=sequential,
     )
-    report = run_inference_bench(config, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
-    text = json.dumps(report, indent=2, default=str)
-    if json_out is not None:
-        json_out.write_text(text + "\n")
+    report = run_inference_bench(config, say=_say)
     console.print(table(report))
-    typer.echo(text)
+    _emit(report, json_out)
 
 
 @bench_app.command("watches")
@@ -160,11 +162,8 @@ def watches(
     if paced >= models:
         raise UserFacingError(f"--paced must be below --models ({models}), got {paced}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report = run(models, paced, spacing_ms, timeout, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
-    text = json.dumps(report, indent=2, default=str)
-    if json_out is not None:
-        json_out.write_text(text + "\n")
-    typer.echo(text)
+    report = run(models, paced, spacing_ms, timeout, say=_say)
+    _emit(report, json_out)
     if not report["ok"]:
         raise typer.Exit(1)
 
@@ -197,12 +196,9 @@ def train(
         top_k=top_k,
         negatives=negatives,
         chunk_days=chunk_days,
-        say=lambda line: console.print(f"[dim]bench:[/] {line}"),
+        say=_say,
     )
-    text = json.dumps(report, indent=2, default=str)
-    if json_out is not None:
-        json_out.write_text(text + "\n")
-    typer.echo(text)
+    _emit(report, json_out)
 
 
 @bench_app.command("ratelimit")
@@ -215,11 +211,8 @@ def ratelimit(
     """Latency a rate-limit check adds with the counters in MongoDB (shared by replicas) vs in memory."""
     from hubpulse.bench.ratelimit import run
 
-    report = run(checks, clients, mongo_url, say=lambda line: console.print(f"[dim]bench:[/] {line}"))
-    text = json.dumps(report, indent=2, default=str)
-    if json_out is not None:
-        json_out.write_text(text + "\n")
-    typer.echo(text)
+    report = run(checks, clients, mongo_url, say=_say)
+    _emit(report, json_out)
     if not report["ok"]:
         raise typer.Exit(1)
 

@@ -36,6 +36,13 @@ def serve(
     quota: Annotated[
         int, typer.Option(help="Requests per 5-minute window per caller, with RateLimit headers (huggingface.co: 500).")
     ] = 0,
+    day_seconds: Annotated[
+        float,
+        typer.Option(
+            help="The demo clock (--synthetic): once the last day of history is served, the Hub makes and serves "
+            "the next day every this many seconds (0: it stays on its last day)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Serve GET /api/models, /api/models/{id}, /api/trending; POST /_replay/advance moves the day."""
     from hubpulse.hub.app import create_app
@@ -54,6 +61,10 @@ def serve(
             raise UserFacingError(f"{name} must be between 0 and 1, got {rate}")
     if quota < 0:
         raise UserFacingError(f"--quota must be 0 (off) or more, got {quota}")
+    if not 0 <= day_seconds <= 86_400:
+        raise UserFacingError(f"--day-seconds must be between 0 (off) and 86400, got {day_seconds:g}")
+    if day_seconds and history is not None:
+        raise UserFacingError("--day-seconds needs --synthetic: a history file ends with its last day")
     faults = FaultConfig(seed=seed, rate_429=rate_429, rate_5xx=rate_5xx)
     live = LiveConfig(quota=quota)
     if synthetic is not None:
@@ -64,7 +75,7 @@ def serve(
         # the demo models the replay serves as real repos are listed like any model (ingested, scored, searchable)
         featured = {repo_id: (m.pipeline_tag, LIBRARY) for repo_id, m in DEMO_MODELS.items()}
         hub = SyntheticHub(synthetic, days, seed=seed, start_date=_start_date(start_date), featured=featured)
-        app = create_app(hub, faults=faults, live=live)
+        app = create_app(hub, faults=faults, live=live, day_seconds=day_seconds or None)
     else:
         assert history is not None
         app = create_app(history, faults=faults, live=live)

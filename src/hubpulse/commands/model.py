@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 console = Console(stderr=True)
 
-# Stored histories up to this many model-days are trained on in memory, with a backtest (run_backtest on a
-# 4.7M-row history peaked at 4.27 GiB); larger ones are streamed day by day like the 2M-model scale bench.
+# Stored histories up to this many model-days are trained on in memory, with a backtest (its peak memory:
+# docs/decisions/model.md); larger ones are streamed day by day like the 2M-model scale bench.
 IN_MEMORY_ROWS = 5_000_000
 
 HistoryOpt = Annotated[Path, typer.Option("--history", help="history file (CONTRACT format, plain or gzip CSV)")]

@@ -75,8 +75,8 @@ async def _up(config: PlatformConfig) -> None:
                 if not announced and sup.all_ready():
                     announced = True
                     _announce(sup, time.monotonic() - started)
-                if announced and sup.hub is not None and not demo_done:
-                    demo_done = await _demo_step(sup, http)
+                if announced and sup.hub is not None:
+                    demo_done = await _demo_step(sup, http, demo_done)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
     finally:
@@ -86,18 +86,21 @@ async def _up(config: PlatformConfig) -> None:
         console.print("stopped; no process left running.")
 
 
-async def _demo_step(sup: Supervisor, http: httpx.AsyncClient) -> bool:
-    """Feed the demo's history day by day; True once the last day is ingested."""
+async def _demo_step(sup: Supervisor, http: httpx.AsyncClient, loaded: bool) -> bool:
+    """Feed the demo's history day by day, then follow the demo clock; True once the history is ingested."""
     assert sup.hub is not None
     ingestor = next(c for c in sup.services if c.spec.name == "ingestor")
     try:
         progress = await demo_step(http, sup.hub.spec.url, ingestor.spec.url)
     except httpx.HTTPError:
-        return False  # a restart in progress; try on the next pass
-    sup.hub.detail = f"day {progress.day + 1}/{progress.days}" + (" (history loaded)" if progress.done else "")
-    if progress.done:
-        console.print(f"demo history loaded: {progress.days} days through the pipeline")
-    return progress.done
+        return loaded  # a restart in progress; try on the next pass
+    history = sup.config.days
+    if not loaded and progress.done:
+        console.print(f"demo history loaded: {history} days through the pipeline")
+    loaded = loaded or progress.done
+    clock = f", a new day every {sup.config.day_seconds:g} s" if sup.config.day_seconds else ""
+    sup.hub.detail = f"day {progress.day + 1}" + (f" ({history} of history{clock})" if loaded else f"/{history}")
+    return loaded
 
 
 def _announce(sup: Supervisor, seconds: float) -> None:
@@ -114,12 +117,17 @@ def up(
     demo: Annotated[bool, typer.Option("--demo", help="Serve a synthetic replay Hub instead of HF_ENDPOINT.")] = False,
     models: Annotated[int, typer.Option(min=1, help="Models in the demo Hub.")] = 2000,
     days: Annotated[int, typer.Option(min=1, help="Days of demo history.")] = 30,
+    day_seconds: Annotated[
+        float, typer.Option(min=0, max=86_400, help="After the demo history, a new Hub day every N seconds (0: none).")
+    ] = 60.0,
     port: Annotated[int, typer.Option(min=1024, max=65000, help="Gateway port; the others follow it.")] = 8000,
     data_dir: DataDir = Path(".hubpulse"),
 ) -> None:
     """Start embedded PostgreSQL, the broker, Mongo and S3 stand-ins, and every service as its own process."""
     configure_logging("hubpulse", "INFO", "console")
-    config = PlatformConfig(data_dir=data_dir.resolve(), port=port, demo=demo, models=models, days=days)
+    config = PlatformConfig(
+        data_dir=data_dir.resolve(), port=port, demo=demo, models=models, days=days, day_seconds=day_seconds
+    )
     asyncio.run(_up(config))
 
 

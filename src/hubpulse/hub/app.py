@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hubpulse.hub.clock import ReplayClock
+from hubpulse.hub.clock import DayTimer, ReplayClock
 from hubpulse.hub.faults import FaultConfig, FaultInjector, FaultMiddleware
 from hubpulse.hub.live import HubGateMiddleware, LiveConfig, LiveState
 from hubpulse.hub.responses import json_response
@@ -71,11 +71,14 @@ def create_app(
     faults: FaultConfig | None = None,
     page_size: int = 1000,
     live: LiveConfig | None = None,
+    day_seconds: float | None = None,
 ) -> FastAPI:
     """source: a SyntheticHub, a history file path, or any DaySource; faults: the knobs at start;
     page_size: most models per /api/models page (huggingface.co: 1000); live: renames, private repos,
-    tokens, moving scores and the rate limit at start (also set through POST /_replay/live)."""
+    tokens, moving scores and the rate limit at start (also set through POST /_replay/live); day_seconds: the
+    demo clock (`DayTimer`, started here; `app.state.day_timer.stop()`), a synthetic source only."""
     clock = ReplayClock(as_source(source), start_day)
+    timer = DayTimer(clock, day_seconds) if day_seconds else None
     injector = FaultInjector(faults)
     app = FastAPI(
         title="hubpulse replay Hub",
@@ -85,6 +88,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.clock = clock
+    app.state.day_timer = timer.start() if timer else None
     app.state.faults = injector
     app.state.live = LiveState(live or LiveConfig())
     app.state.page_size = page_size

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
+
+from hubpulse_common.processes import free_port
 
 
 @dataclass
@@ -20,13 +21,6 @@ class RunningHub:
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_in_thread(

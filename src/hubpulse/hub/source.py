@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -26,11 +27,23 @@ class DaySource(Protocol):
     def index_of(self, model_id: str) -> int | None: ...
 
 
+@runtime_checkable
+class Extendable(Protocol):
+    """A source that can make days past its last one (a synthetic Hub); a history file cannot."""
+
+    def extend(self, days: int) -> None: ...
+
+
 class SyntheticSource:
     def __init__(self, hub: SyntheticHub) -> None:
         self.hub = hub
-        self.description = f"synthetic: {hub.n_models} models, {hub.days} days, seed {hub.seed}"
+        self._lock = threading.Lock()  # an extension and an id lookup never see each other half done
         self._index: dict[str, int] | None = None
+        self._describe()
+
+    def _describe(self) -> None:
+        hub = self.hub
+        self.description = f"synthetic: {hub.n_models} models, {hub.days} days, seed {hub.seed}"
 
     @property
     def dates(self) -> list[dt.date]:
@@ -39,10 +52,17 @@ class SyntheticSource:
     def columns(self, day: int) -> DayColumns:
         return self.hub.day_columns(day)
 
+    def extend(self, days: int) -> None:
+        with self._lock:
+            self.hub.extend(days)
+            self._index = None  # new models joined
+            self._describe()
+
     def index_of(self, model_id: str) -> int | None:
-        if self._index is None:  # built on the first single-model lookup only: 2M ids cost ~1 s
-            self._index = {m: i for i, m in enumerate(self.hub.model_id.tolist())}
-        return self._index.get(model_id)
+        with self._lock:
+            if self._index is None:  # built on the first single-model lookup only: 2M ids cost ~1 s
+                self._index = {m: i for i, m in enumerate(self.hub.model_id.tolist())}
+            return self._index.get(model_id)
 
 
 def _codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -58,6 +58,7 @@ class PlatformConfig:
     models: int = 2000
     days: int = 30
     seed: int = 0
+    day_seconds: float = 60.0  # the demo clock: a new Hub day this often once the history is loaded
 
     @property
     def state_file(self) -> Path:
@@ -107,6 +108,8 @@ def hub_spec(config: PlatformConfig) -> ProcessSpec:
             str(port),
             "--seed",
             str(config.seed),
+            "--day-seconds",
+            str(config.day_seconds),
         ],
         health_path="/api/models?limit=1",
     )

@@ -17,6 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hubpulse_common.processes import free_port as free_port
+from hubpulse_common.processes import log_tail
+
 PG_SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root
 
 
@@ -43,11 +46,17 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def service_spec(service: str, port: int, env: Mapping[str, str], name: str | None = None) -> ProcessSpec:
+    """A hubpulse service (`python -m hubpulse_<service>`) on `port`; `name` tells replicas apart (they keep the
+    service's name: it names their migrations' version table and consumer client)."""
+    return ProcessSpec(
+        name=name or service,
+        kind="service",
+        port=port,
+        url=f"http://127.0.0.1:{port}",
+        argv=[sys.executable, "-m", f"hubpulse_{service}"],
+        env={**env, "HUBPULSE_SERVICE_NAME": service, "HUBPULSE_PORT": str(port)},
+    )
 
 
 def _bin(name: str) -> str:
@@ -307,3 +316,59 @@ def terminate(proc: subprocess.Popen[bytes], name: str, timeout_s: float = 10.0)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+@dataclass
+class Running:
+    """A child process started from its spec, listening on its port."""
+
+    spec: ProcessSpec
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return self.spec.url
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+class StartFailed(RuntimeError):
+    """A child did not listen on its port in time; the message ends with its log's tail."""
+
+
+def start(
+    spec: ProcessSpec,
+    logs: Path,
+    timeout_s: float = 60,
+    stop: Callable[[subprocess.Popen[bytes], str], None] = terminate,
+) -> Running:
+    """Spawn `spec` (its log `logs/<name>.log`) and wait until it listens; on failure `stop` it and raise
+    StartFailed with the log's tail."""
+    log = logs / f"{spec.name}.log"
+    proc = spawn(spec, log)
+    if not wait_port(spec.port, timeout_s, proc):
+        stop(proc, spec.name)
+        tail = log_tail(log, lines=40, chars=3000, sep="\n")
+        raise StartFailed(f"{spec.name} did not start on port {spec.port}:\n{tail}")
+    return Running(spec, proc)
+
+
+def wait_ready(url: str, timeout_s: float = 180, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until `GET {url}/readyz` answers 200; StartFailed on timeout or when `proc` exits first."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StartFailed(f"{url}: the process exited with {proc.returncode} before it was ready")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise StartFailed(f"{url} not ready within {timeout_s:.0f} s")

@@ -29,6 +29,7 @@ from hubpulse.platform.layout import (
 from hubpulse.platform.stores import ProcessSpec, create_database, die_with_parent, port_open, terminate
 from hubpulse_common.errors import ConfigError
 from hubpulse_common.logging import get_logger
+from hubpulse_common.processes import log_tail
 
 log = get_logger("hubpulse.up")
 
@@ -109,10 +110,7 @@ class Supervisor:
         raise ConfigError(f"{child.spec.name} did not start (see {self.config.log_dir / child.spec.name}.log): {tail}")
 
     def _log_tail(self, child: Child, lines: int = 3) -> str:
-        path = self.config.log_dir / f"{child.spec.name}.log"
-        if not path.exists():
-            return ""
-        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])[-400:]
+        return log_tail(self.config.log_dir / f"{child.spec.name}.log", lines=lines)
 
     async def start(self) -> None:
         self._check_ports()

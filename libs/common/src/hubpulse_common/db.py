@@ -20,9 +20,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from hubpulse_common.errors import ConfigError
+from hubpulse_common.errors import ConfigError, UserFacingError
 
 _ENV_DIR = Path(__file__).parent / "migrations"
+_QUERY_CANCELED = "57014"  # SQLSTATE of a statement cut by statement_timeout (lock_timeout is 55P03)
 
 
 def redact(url: str) -> str:
@@ -35,8 +36,8 @@ def redact(url: str) -> str:
 
 
 # Prepared statements kept per connection (asyncpg's default: 100). The gateway's search assembles a few
-# hundred distinct SQL texts (sort x filters x walk window); at 100 each connection re-prepared nearly every
-# uncached search, an extra round trip and parse: 2,000 took 0.5 ms off the median uncached search at 2M.
+# hundred distinct SQL texts (sort x filters x walk window), so every one must fit, or each connection
+# re-prepares nearly every uncached search (docs/decisions/search-and-web.md, "Performance").
 STATEMENT_CACHE_SIZE = 2000
 
 
@@ -93,6 +94,10 @@ def _revisions(connection: Connection, versions_dir: Path, version_table: str) -
     return set(context.get_current_heads()), set(script.get_heads())
 
 
+class MigrationTimeoutError(UserFacingError):
+    """A migration statement ran past HUBPULSE_MIGRATION_STATEMENT_TIMEOUT_S and PostgreSQL cancelled it."""
+
+
 class SchemaBehindError(ConfigError):
     """The database is not at the schema this code needs, and this process was told not to migrate it."""
 
@@ -119,13 +124,23 @@ async def _connection(url: str) -> AsyncIterator[AsyncConnection]:
         await engine.dispose()
 
 
-async def migrate(url: str, versions_dir: Path, version_table: str, *, lock_timeout_s: float = 5.0) -> None:
+async def migrate(
+    url: str,
+    versions_dir: Path,
+    version_table: str,
+    *,
+    lock_timeout_s: float = 5.0,
+    statement_timeout_s: float = 900.0,
+) -> None:
     """Apply a service's pending migrations. Idempotent; concurrent callers serialise on an advisory lock.
 
     The lock is the service's own (keyed on its version table), so one service's long migration does not hold
     up the others. Every migration runs in its own transaction (an index built CONCURRENTLY needs to be outside
     one) with `lock_timeout`: DDL that would queue behind a long query gives up instead of blocking every
-    reader queued behind it; run it again (the Kubernetes Job retries).
+    reader queued behind it; run it again (the Kubernetes Job retries). `statement_timeout` (0: none) cuts a
+    statement that runs away (a rewrite of a table larger than planned) before the rollout's own deadline, as
+    `MigrationTimeoutError`: its revision's transaction is rolled back, and an index build left INVALID is
+    rebuilt by the next run (`migration_ops.create_index_concurrently`).
 
     A URL that is not PostgreSQL's or a database that refuses the connection (down, wrong password, no such
     database) is a `ConfigError` naming HUBPULSE_DATABASE_URL; an error once connected is a migration's own.
@@ -135,10 +150,21 @@ async def migrate(url: str, versions_dir: Path, version_table: str, *, lock_time
         await conn.execute(text("SELECT pg_advisory_lock(hashtext(:key))"), key)
         # session settings outlive the transaction that set them; commit so Alembic opens its own
         await conn.execute(text(f"SET lock_timeout = '{int(lock_timeout_s * 1000)}ms'"))
+        await conn.execute(text(f"SET statement_timeout = '{int(statement_timeout_s * 1000)}ms'"))
         await conn.commit()
         try:
             await conn.run_sync(_upgrade, versions_dir, version_table)
             await conn.commit()
+        except DBAPIError as exc:
+            await conn.rollback()
+            if getattr(exc.orig, "sqlstate", None) == _QUERY_CANCELED and "statement timeout" in str(exc.orig):
+                statement = " ".join(str(exc.statement).split())
+                raise MigrationTimeoutError(
+                    f"a migration of {version_table} ran longer than HUBPULSE_MIGRATION_STATEMENT_TIMEOUT_S "
+                    f"({statement_timeout_s:g} s) and PostgreSQL cancelled it: {statement[:200]}. Its revision was "
+                    "rolled back; raise the setting for this table's size and run the migration step again"
+                ) from None
+            raise
         except BaseException:
             # the unlock below needs a live transaction; without this it fails and hides the migration's error
             await conn.rollback()

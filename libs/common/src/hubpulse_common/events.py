@@ -43,6 +43,10 @@ class Event(BaseModel):
         return str(getattr(self, self.key_field))
 
 
+# where a snapshot came from: the Hub's walk, `hubpulse import` of a history file, or a benchmark
+SnapshotSource = Literal["hub", "import", "bench"]
+
+
 class ModelSnapshot(Event):
     """One model's Hub statistics on one day. Natural key: (model_id, snapshot_date)."""
 
@@ -87,7 +91,7 @@ class ModelSnapshot(Event):
     tags: list[str] = Field(default_factory=list)
     created_at: datetime | None = None
     last_modified: datetime | None = None
-    source: Literal["hub", "import", "bench"] = "hub"
+    source: SnapshotSource = "hub"
     renamed_from: str | None = Field(
         default=None,
         description="The model's previous name, on its first snapshot under a new name (the Hub renamed the "

@@ -25,8 +25,8 @@ import pandas as pd
 from hubpulse_common.errors import InputError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("snapshot_date", "model_id", "downloads", "likes")
-# huggingface.co's createdAt for every repo created before it stored creation dates (about 14% of models, e.g.
-# openai-community/gpt2): "older than March 2022", not a creation time. Read as unknown everywhere.
+# huggingface.co's createdAt for every repo created before it stored creation dates (e.g. openai-community/gpt2;
+# docs/decisions/replay-hub.md): "older than March 2022", not a creation time. Read as unknown everywhere.
 HUB_CREATED_AT_PLACEHOLDER = datetime(2022, 3, 2, 23, 29, 4, tzinfo=UTC)
 
 

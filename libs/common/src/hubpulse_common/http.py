@@ -1,7 +1,9 @@
 """The HTTP shape every service shares: /healthz, /readyz, /metrics, RED metrics, request ids, JSON errors.
 
 `create_service_app` builds the FastAPI app; the service's lifespan opens its resources and registers
-readiness probes with `add_readiness_probe`. Errors always leave as `{"error": {"code", "message"}}`.
+readiness probes with `add_readiness_probe`. Errors always leave as `{"error": {"code", "message"}}`: routes
+raise a named `ApiError` (`NotFound`, `Forbidden`, `BodyNotJson`, ...), domain code raises a `DomainError` that
+the service's error table (`ErrorTable`, passed to `create_service_app`) maps to a status and code, in one place.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, cast
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -24,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hubpulse_common import __version__
@@ -98,6 +102,67 @@ class ApiError(Exception):
         self.headers = headers
 
 
+class NamedError(ApiError):
+    """An ApiError whose class fixes the status and code; only the message (and headers) vary per raise."""
+
+    answer: ClassVar[tuple[int, str]] = (500, "internal")
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(*self.answer, message, headers)
+
+
+class BadRequest(NamedError):
+    answer = (400, "bad_request")
+
+
+class BodyNotJson(BadRequest):
+    def __init__(self) -> None:
+        super().__init__("body is not JSON")
+
+
+class Unauthorized(NamedError):
+    answer = (401, "unauthorized")
+
+
+class Forbidden(NamedError):
+    answer = (403, "forbidden")
+
+
+class NotFound(NamedError):
+    answer = (404, "not_found")
+
+
+class Conflict(NamedError):
+    answer = (409, "conflict")
+
+
+class BadInput(NamedError):
+    """The request is well-formed JSON but its content is not what the route takes (a predict call's inputs)."""
+
+    answer = (422, "bad_input")
+
+
+class BadGateway(NamedError):
+    answer = (502, "bad_gateway")
+
+
+class Unavailable(NamedError):
+    answer = (503, "unavailable")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The HTTP answer to a domain error: its status and the `error.code` of the body."""
+
+    status: int
+    code: str
+
+
+# A service's domain errors (`hubpulse_common.errors.DomainError` and kin) -> their HTTP answer; the most
+# specific class in an exception's MRO wins.
+ErrorTable = Mapping[type[Exception], Answer]
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
@@ -122,7 +187,19 @@ def unexpected_error(exc: Exception, path: object) -> JSONResponse:
     return error_response(500, "internal", "internal error; the request id is in the x-request-id header")
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _answering(answer: Answer) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        retry_after = getattr(exc, "retry_after_s", None)
+        headers = {"retry-after": str(retry_after)} if retry_after is not None else None
+        return error_response(answer.status, answer.code, str(exc), headers)
+
+    return handle
+
+
+def install_error_handlers(app: FastAPI, errors: ErrorTable | None = None) -> None:
+    for error, answer in (errors or {}).items():
+        app.add_exception_handler(error, _answering(answer))
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
@@ -143,12 +220,35 @@ def install_error_handlers(app: FastAPI) -> None:
         return unexpected_error(exc, request.url.path)
 
 
+T = TypeVar("T")
+
+
+class AppState(Generic[T]):
+    """The one typed state an app's lifespan (its composition root) opens and keeps as `app.state.<name>`.
+
+    `set(app, value)` in the lifespan; `of(request_or_socket)` where code holds a connection; the instance itself
+    is an async FastAPI dependency: `StateDep = Annotated[MyState, Depends(MY_STATE)]` in the service's deps.py."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def set(self, app: FastAPI, value: T) -> None:
+        setattr(app.state, self.name, value)
+
+    def of(self, connection: HTTPConnection) -> T:
+        return cast(T, getattr(connection.app.state, self.name))
+
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread handoff on every request
+    async def __call__(self, request: Request) -> T:
+        return self.of(request)
+
+
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
 class BodyLimitMiddleware:
     """Refuses a request body over `max_bytes` with 413: at once from Content-Length, else as soon as the streamed
-    body passes the limit (so a 64 MiB body is never read whole). Websockets and bodiless requests pass through."""
+    body passes the limit (so a huge body is never read whole). Websockets and bodiless requests pass through."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -333,11 +433,13 @@ def create_service_app(
     version: str = __version__,
     description: str = "",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    errors: ErrorTable | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with the shared endpoints, middleware and error handling of every hubpulse service.
 
-    `max_body_bytes` (the service's `HUBPULSE_MAX_BODY_BYTES`): a larger request body is answered 413."""
+    `max_body_bytes` (the service's `HUBPULSE_MAX_BODY_BYTES`): a larger request body is answered 413.
+    `errors`: the service's error table, mapping its domain errors to HTTP answers."""
 
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if lifespan is None:
@@ -359,7 +461,7 @@ def create_service_app(
     # inside the observability layer, so a 413 is counted and carries its request id
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(ObservabilityMiddleware, service=service)
-    install_error_handlers(app)
+    install_error_handlers(app, errors)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:

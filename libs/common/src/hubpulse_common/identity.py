@@ -39,7 +39,7 @@ from joserfc.jws import extract_compact
 from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION
 
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import Forbidden, Unauthorized, Unavailable
 from hubpulse_common.settings import ServiceSettings
 
 Role = Literal["viewer", "member", "admin"]
@@ -223,9 +223,7 @@ async def open_token_verifier(app: FastAPI, settings: ServiceSettings) -> AsyncI
                 response = await client.get("/.well-known/jwks.json")
                 response.raise_for_status()
             except httpx.HTTPError as exc:
-                raise ApiError(
-                    503, "unavailable", f"cannot check credentials: auth service unreachable ({exc})"
-                ) from None
+                raise Unavailable(f"cannot check credentials: auth service unreachable ({exc})") from None
             body: dict[str, Any] = response.json()
             return body
 
@@ -252,7 +250,7 @@ async def caller_identity(connection: HTTPConnection) -> Identity:
     except InvalidToken as exc:
         if connection.scope["type"] == "websocket":
             raise WebSocketException(WS_1008_POLICY_VIOLATION, f"unauthorized: {exc}") from None
-        raise ApiError(401, "unauthorized", f"invalid credentials: {exc}", {"www-authenticate": "Bearer"}) from None
+        raise Unauthorized(f"invalid credentials: {exc}", {"www-authenticate": "Bearer"}) from None
 
 
 def require_role(role: Role) -> Callable[..., Awaitable[Identity]]:
@@ -260,7 +258,7 @@ def require_role(role: Role) -> Callable[..., Awaitable[Identity]]:
 
     async def check(who: Annotated[Identity, Depends(caller_identity)]) -> Identity:
         if not who.has_role(role):
-            raise ApiError(403, "forbidden", f"this needs the {role} role in your organisation (you are {who.role})")
+            raise Forbidden(f"this needs the {role} role in your organisation (you are {who.role})")
         return who
 
     return check

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from hubpulse_common.errors import InputError
+from hubpulse_common.http import NamedError
 
 # Tasks a transformers pipeline serves from text inputs alone (no image, audio or paired inputs).
 TEXT_TASKS: frozenset[str] = frozenset(
@@ -53,3 +54,15 @@ def parse_inputs(task: str, body: Any) -> tuple[list[str], bool]:
         if len(item) > MAX_INPUT_CHARS:
             raise InputError(f"{where} is longer than {MAX_INPUT_CHARS} characters")
     return list(items), batch
+
+
+class NotRunning(NamedError):
+    """A predict call to a deployment that is not `running` (the message says its status and why)."""
+
+    answer = (503, "not_running")
+
+
+class NotInvocable(NamedError):
+    """A predict call to a deployment that runs where it is but cannot be called from here."""
+
+    answer = (503, "not_invocable")

@@ -54,7 +54,13 @@ async def migrate_or_check(settings: CommonSettings, versions_dir: Path, *, migr
     url = settings.database_url.get_secret_value()
     version_table = f"alembic_version_{settings.service_name}"
     if settings.migrate_on_start if migrate is None else migrate:
-        await db.migrate(url, versions_dir, version_table, lock_timeout_s=settings.migration_lock_timeout_s)
+        await db.migrate(
+            url,
+            versions_dir,
+            version_table,
+            lock_timeout_s=settings.migration_lock_timeout_s,
+            statement_timeout_s=settings.migration_statement_timeout_s,
+        )
         return
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(db.SchemaBehindError),

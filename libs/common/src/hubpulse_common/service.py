@@ -34,7 +34,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
     """Bind before anything else starts, so a taken port is reported as a setting, not a crash."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto IPPROTO_TCP, not 0: accepted sockets inherit it, and asyncio sets TCP_NODELAY only on sockets whose
-    # proto says TCP; without it, Nagle held each response body until the client's delayed ACK (~40 ms a call)
+    # proto says TCP; without it, Nagle holds each response body until the client's delayed ACK
+    # (docs/decisions/deployer.md, "The inference hop")
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -5,9 +5,14 @@ Secrets are `SecretStr` so they never show up in logs or reprs.
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import re
+from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hubpulse_common.errors import ConfigError
@@ -44,6 +49,9 @@ class CommonSettings(BaseSettings):
     schema_wait_s: float = 0.0
     # How long a migration's DDL may wait for a table lock before it gives up (and the step is retried).
     migration_lock_timeout_s: float = 5.0
+    # How long one migration statement may run before PostgreSQL cancels it (0: no limit); keep it below the
+    # rollout's wait for the migration step (Kubernetes README: `kubectl wait ... --timeout=30m`).
+    migration_statement_timeout_s: float = Field(default=900.0, ge=0)
     # mongodb://... (deployer, metrics; MongoDB 5.0 or later: time-series collections)
     mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
     mongo_database: str = "hubpulse"
@@ -55,6 +63,10 @@ class CommonSettings(BaseSettings):
     s3_secret_access_key: SecretStr = SecretStr("hubpulse-secret")
     # must exist, or the keys must be allowed to create it
     s3_bucket: str = "hubpulse-artifacts"
+    # A directory of files, one per setting, each named like its variable (HUBPULSE_DATABASE_URL, ...) and
+    # holding its value: Kubernetes mounts the Secrets there (deploy/k8s), so credentials stay out of the
+    # process environment. A variable set in the environment wins over its file. Read from the environment only.
+    secrets_dir: str | None = None
 
 
 class KafkaSecuritySettings(BaseSettings):
@@ -92,6 +104,20 @@ class ServiceSettings(CommonSettings):
     # Empty: the TCP peer is the client.
     trusted_proxies: list[str] = []
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        """Every entry an IP or CIDR: a placeholder left in a deployment refuses to start, saying what to set."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or CIDR: set the address range of the proxies in front of "
+                    "the gateway (your Ingress controller's or Gateway's pods, or the load balancer's subnet)"
+                ) from None
+        return value
+
     # Access tokens: every internal service verifies the caller's JWT against the auth service's JWKS
     # (identity.py); issuer and audience must match the auth service's.
     auth_url: str = "http://127.0.0.1:8001"
@@ -126,12 +152,33 @@ def dev_defaults(settings: BaseSettings) -> list[str]:
     ]
 
 
+# Host names reserved for documentation (RFC 2606, RFC 6761): the deploy files' placeholders for your own.
+_PLACEHOLDER_HOST = re.compile(r"(^|\.)(example\.(com|net|org)|[^.]+\.(example|invalid))$", re.IGNORECASE)
+
+
+def placeholder_addresses(settings: BaseSettings) -> list[str]:
+    """The variables of addresses (`*_url`, `*_uri`, not secrets) still on a documentation host such as
+    hubpulse.example.com: links in e-mails and OAuth redirects would point nowhere."""
+    cls = type(settings)
+    return [
+        _variable(cls, name)
+        for name in cls.model_fields
+        if name.endswith(("_url", "_uri"))
+        and isinstance(value := getattr(settings, name), str)
+        and _PLACEHOLDER_HOST.search(urlsplit(value).hostname or "")
+    ]
+
+
 def load_settings(cls: type[S], **overrides: Any) -> S:
     """Build settings or raise `ConfigError` naming the offending environment variable.
 
-    With HUBPULSE_ENVIRONMENT=prod, a secret left at its development default is such an error."""
+    With HUBPULSE_ENVIRONMENT=prod, a secret left at its development default is such an error. Settings not in
+    the environment are read from the files of HUBPULSE_SECRETS_DIR, when it is set."""
+    secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR") or None
+    if secrets_dir is not None and not Path(secrets_dir).is_dir():
+        raise ConfigError(f"HUBPULSE_SECRETS_DIR={secrets_dir}: no such directory (where the secret files are mounted)")
     try:
-        settings = cls(**overrides)
+        settings = cls(_secrets_dir=secrets_dir, **overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -142,5 +189,10 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
     if getattr(settings, "environment", None) == "prod" and (defaults := dev_defaults(settings)):
         raise ConfigError(
             f"HUBPULSE_ENVIRONMENT=prod but {', '.join(defaults)} still has the development default; set a real secret"
+        )
+    if getattr(settings, "environment", None) == "prod" and (addresses := placeholder_addresses(settings)):
+        raise ConfigError(
+            f"HUBPULSE_ENVIRONMENT=prod but {', '.join(addresses)} still points at a placeholder host "
+            "(example.com); set the address people reach hubpulse at"
         )
     return settings

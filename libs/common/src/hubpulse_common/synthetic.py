@@ -13,6 +13,10 @@ Dynamics (per model, time t in days since `start_date`, model created at c):
   counts stay monotone and the 30-day rolling `downloads` equals all_time(t) - all_time(t - 30) exactly;
 - trendingScore = likes over the last 7 days + likes over the last 2 days (recent likes weigh double);
   trending_rank ranks the top `trending_size` models by it.
+
+`extend(days)` continues the Hub past its history (the demo clock): every model keeps its dynamics, and each new
+day brings a cohort of new models drawn from that day's own seed, a share of them going viral at launch. A day's
+numbers do not depend on how far the Hub has been extended.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ MAX_MODELS = 5_000_000
 ROLLING_DAYS = 30  # the Hub's `downloads` field counts the last 30 days
 _NOISE_LIKES, _NOISE_DOWNLOADS = 1, 2  # independent random streams per day
 _DAY_OFFSET = 100_000  # keeps per-day seeds non-negative for days before start_date
+_COHORT = 3  # the random stream of the models created on a day past the history
+NEW_PER_DAY = 0.002  # new models a day, as a share of the Hub's models at its start
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -261,11 +267,13 @@ class _Params:
     maintained_for: F64  # days after creation during which commits happen
 
 
-def _draw_params(n: int, days: int, rng: np.random.Generator) -> _Params:
-    new_share = min(0.5, 0.002 * days)
-    is_new = rng.random(n) < new_share
-    created = np.where(is_new, rng.uniform(0.0, days, n), -np.minimum(1.0 + rng.exponential(400.0, n), 2200.0))
-    created.sort()  # model index = creation order, like the Hub's ObjectIds
+def _draw_params(n: int, days: int, rng: np.random.Generator, created: F64 | None = None) -> _Params:
+    """`created`: the creation times of a cohort of new models (sorted); drawn for a whole Hub when None."""
+    if created is None:
+        new_share = min(0.5, NEW_PER_DAY * days)
+        is_new = rng.random(n) < new_share
+        created = np.where(is_new, rng.uniform(0.0, days, n), -np.minimum(1.0 + rng.exponential(400.0, n), 2200.0))
+        created.sort()  # model index = creation order, like the Hub's ObjectIds
     deleted = np.where(rng.random(n) < 0.02, created + rng.uniform(1.0, 400.0, n), np.inf)
 
     base = np.exp(rng.normal(-1.2, 2.4, n))
@@ -334,13 +342,43 @@ class SyntheticHub:
         self.pipeline_code, self.pipeline_vocab = _choice(rng, PIPELINE_TAGS, n_models)
         self.library_code, self.library_vocab = _choice(rng, LIBRARIES, n_models)
         self._license_code, self._license_vocab = _choice(rng, LICENSES, n_models)
-        n_authors = max(1, n_models // 12)
-        # Zipf-like: a few organisations own many models
-        self.author_code = np.minimum((n_authors * rng.random(n_models) ** 2.5).astype(np.int32), n_authors - 1)
-        self._name_parts = rng.integers(0, [len(_FAMILY), len(_SIZE), len(_VARIANT)], size=(n_models, 3))
-        self._created_seconds = rng.integers(0, 86_400, n_models)
+        self._n_authors = max(1, n_models // 12)
+        self.author_code, self._name_parts, self._created_seconds = self._identities(rng, n_models)
         self._featured_authors: dict[int, str] = {}
         self._featured = self._place(dict(featured or {}))
+        self._new_per_day = max(1.0, NEW_PER_DAY * n_models)
+
+    def _identities(self, rng: np.random.Generator, n: int) -> tuple[I32, npt.NDArray[np.int64], I64]:
+        """Author codes, name parts and creation second of the day of n models."""
+        # Zipf-like: a few organisations own many models
+        authors = np.minimum((self._n_authors * rng.random(n) ** 2.5).astype(np.int32), self._n_authors - 1)
+        names = rng.integers(0, [len(_FAMILY), len(_SIZE), len(_VARIANT)], size=(n, 3))
+        return authors, names, rng.integers(0, 86_400, n)
+
+    def extend(self, days: int) -> None:
+        """Serve days up to `days` (exclusive): models created on each new day join, drawn from that day's seed."""
+        for d in range(self.days, days):
+            rng = np.random.default_rng([self.seed, _COHORT, d + _DAY_OFFSET])
+            n = int(rng.poisson(self._new_per_day))
+            if n:
+                self._append(rng, n, np.sort(rng.uniform(d, d + 1.0, n)), d + 1)
+            self.days = d + 1
+
+    def _append(self, rng: np.random.Generator, n: int, created: F64, days: int) -> None:
+        p = _draw_params(n, days, rng, created)
+        self._p = _Params(
+            **{f: np.concatenate([getattr(self._p, f), getattr(p, f)]) for f in _Params.__dataclass_fields__}
+        )
+        tables = ((PIPELINE_TAGS, "pipeline_code"), (LIBRARIES, "library_code"), (LICENSES, "_license_code"))
+        for table, name in tables:  # codes index the same vocabularies: featured values are appended after
+            setattr(self, name, np.concatenate([getattr(self, name), _choice(rng, table, n)[0]]))
+        authors, names, seconds = self._identities(rng, n)
+        self.author_code = np.concatenate([self.author_code, authors])
+        self._name_parts = np.concatenate([self._name_parts, names])
+        self._created_seconds = np.concatenate([self._created_seconds, seconds])
+        self.n_models += n
+        for cached in ("model_id", "_tags", "_created"):
+            self.__dict__.pop(cached, None)
 
     def _place(self, featured: dict[str, tuple[str, str]]) -> dict[int, str]:
         """Model index -> featured repo id: the most-liked-looking older models (largest bursts of likes), so

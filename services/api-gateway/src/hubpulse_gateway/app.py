@@ -1,11 +1,13 @@
-"""The gateway service's FastAPI app; its lifespan owns the stores and background work.
+"""The gateway service's FastAPI app, and its composition root: the lifespan opens the stores, the upstream
+clients, the credential verifier and the catalog state, and keeps them as one `deps.GatewayState`; routes reach
+them through the `Annotated` aliases of `deps.py`.
 
 Each domain is one router under `routes/`; add yours with one `include_router` line below.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -13,18 +15,22 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.middleware import Middleware
 
-from hubpulse_common.http import create_service_app
+from hubpulse_common.http import ClientAddress, create_service_app
 from hubpulse_common.logging import configure_logging
 from hubpulse_common.resources import open_resources
 from hubpulse_common.settings import load_settings
 from hubpulse_common.supervise import report
 from hubpulse_gateway.catalog.cache import SEARCH_PATH, SearchCache, SearchCacheMiddleware
 from hubpulse_gateway.catalog.live import PicksFeed
-from hubpulse_gateway.catalog.planner import SamplePlanner
+from hubpulse_gateway.catalog.sample_refresher import SampleRefresher
+from hubpulse_gateway.deps import GATEWAY_STATE, CatalogState, GatewayState
+from hubpulse_gateway.errors import HTTP_ERRORS
 from hubpulse_gateway.openapi import install_openapi
+from hubpulse_gateway.ratelimit import FailoverLimiter, shared_limiter
 from hubpulse_gateway.routes import auth, deployments, metrics, models, watches, web
-from hubpulse_gateway.routes.models import CatalogState
+from hubpulse_gateway.security import RateLimitMiddleware, Security
 from hubpulse_gateway.settings import GatewaySettings
+from hubpulse_gateway.upstream import open_upstreams
 
 
 def with_session_settings(url: str, **settings: str) -> str:
@@ -35,27 +41,57 @@ def with_session_settings(url: str, **settings: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def install_security(app: FastAPI, settings: GatewaySettings) -> Callable[[], Awaitable[None]]:
+    """The auth routes and the per principal/IP rate limit; returns what closes the limiter's store (the
+    lifespan calls it). The verifier and upstream clients they use are the lifespan's `GatewayState`."""
+    limiter, store = FailoverLimiter(), None
+    if settings.rate_limit_storage == "mongodb":
+        url, database = settings.mongo_url.get_secret_value(), settings.mongo_database
+        limiter, store = shared_limiter(
+            url, database, timeout_s=settings.rate_limit_store_timeout_s, retry_s=settings.rate_limit_store_retry_s
+        )
+    app.include_router(auth.router)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limit=settings.api_rate_limit,
+        auth_limit=settings.auth_ip_rate_limit,
+        client=ClientAddress(settings.trusted_proxies),
+        limiter=limiter,
+    )
+
+    async def close() -> None:
+        if store is not None:
+            await store.close()
+
+    return close
+
+
 def create_app(settings: GatewaySettings) -> FastAPI:
-    # work_mem: a common word's bitmap (a tenth of a 2M catalog) stays exact; at the default 4 MB it went
-    # lossy and the heap recheck read every row of those pages (5x slower).
+    # work_mem: a common word's bitmap stays exact, not lossy with a heap recheck of every row of its pages
+    # (docs/decisions/search-and-web.md, "work_mem").
     db_url = with_session_settings(settings.database_url.get_secret_value(), work_mem=settings.db_work_mem)
     db_settings = settings.model_copy(update={"database_url": SecretStr(db_url)})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_resources(app, db_settings, postgres=True, kafka=True, pool_size=settings.db_pool_size) as res:
+        async with (
+            open_resources(app, db_settings, postgres=True, kafka=True, pool_size=settings.db_pool_size) as res,
+            open_upstreams(settings) as upstreams,
+        ):
             pool = res.require_pool()
             feed = PicksFeed(pool, settings.live_poll_s, lookback_s=10 * settings.live_poll_s)
             cache = SearchCache(settings.search_cache_size, settings.search_cache_ttl_s)
-            planner = SamplePlanner(pool, settings.search_sample_rows, settings.search_sample_refresh_s)
-            await planner.start()
-            report(app, planner.refresher)
-            app.state.catalog = CatalogState(pool, cache, planner, feed, settings.hub_url)
+            refresher = SampleRefresher(pool, settings.search_sample_rows, settings.search_sample_refresh_s)
+            await refresher.start()
+            report(app, refresher.refresher)
+            catalog = CatalogState(pool, cache, refresher, feed, settings.hub_url)
+            GATEWAY_STATE.set(app, GatewayState(upstreams, Security(settings, upstreams), catalog, res.require_bus()))
             try:
                 yield
             finally:
-                await planner.close()
+                await refresher.close()
                 await feed.close()
+                await close_limiter()
 
     app = create_service_app(
         service=settings.service_name,
@@ -66,6 +102,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             'sends `{"type": "snapshot", "items": [Pick]}` then `{"type": "pick", "item": Pick}` per new pick.'
         ),
         lifespan=lifespan,
+        errors=HTTP_ERRORS,
     )
     # Innermost (after the shared middleware, before routing): cached searches skip FastAPI, not the limits.
     # The route comes from the router itself: in app.router.routes an included router is one opaque entry.
@@ -76,7 +113,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(watches.router)
     app.include_router(web.router)
-    auth.install(app, settings)  # auth routes, rate limit, upstream clients, credential verifier
+    close_limiter = install_security(app, settings)
     web.mount_static(app)
     app.add_middleware(web.SecurityHeadersMiddleware)
     install_openapi(app)

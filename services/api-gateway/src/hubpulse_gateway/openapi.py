@@ -15,11 +15,6 @@ ERROR_REF = "#/components/schemas/ErrorBody"
 _FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` for a route: the listed statuses answer the shared error body."""
-    return {status: {"model": ErrorBody, "description": "Error"} for status in statuses}
-
-
 def install_openapi(app: FastAPI) -> None:
     """Replace FastAPI's own 422 body (which the gateway never sends) with the shared error body, everywhere."""
 

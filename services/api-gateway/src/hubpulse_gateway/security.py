@@ -1,8 +1,8 @@
 """Who is calling: access JWTs verified offline against the auth service's JWKS, API keys, web-session cookies.
 
-Use in a route (FastAPI `Annotated` dependencies):
+Use in a route (FastAPI `Annotated` dependencies, declared in `deps.py`):
 
-    from hubpulse_gateway.security import CurrentUser, OptionalUser, MemberUser, AdminUser, require_role
+    from hubpulse_gateway.deps import CurrentUser, OptionalUser, MemberUser, AdminUser, require_role
 
     @router.get("/v1/things")
     async def things(user: CurrentUser) -> ...:            # 401 without valid credentials; any role
@@ -30,27 +30,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, cast
+from collections.abc import Callable
+from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
 from limits import parse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hubpulse_common.http import ApiError, ClientAddress, error_response
+from hubpulse_common.http import ApiError, ClientAddress, Unauthorized, error_response
 from hubpulse_common.identity import (
-    ROLE_RANK,
     InvalidToken,
     JwksCache,
-    Role,
     TokenVerifier,
     token_kid,
     verify_access_token,
 )
-from hubpulse_common.ratelimit import FailoverLimiter
+from hubpulse_gateway.errors import CsrfFailed
+from hubpulse_gateway.principal import Principal, principal_from_claims
+from hubpulse_gateway.ratelimit import FailoverLimiter
 from hubpulse_gateway.settings import GatewaySettings
 from hubpulse_gateway.upstream import Upstreams
 
@@ -63,41 +60,8 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-@dataclass(frozen=True)
-class Principal:
-    """The authenticated caller, in the organisation the credential was issued for."""
-
-    user_id: str
-    org_id: str
-    role: Role
-    email: str | None = None
-    scopes: frozenset[str] = frozenset({"read", "write"})
-    via: Literal["bearer", "cookie", "api_key"] = "bearer"
-    # The access JWT upstream calls carry to act as this caller (for an API key, the short-lived JWT the auth
-    # service minted for it); never logged.
-    credential: str = field(default="", repr=False)
-    api_key_id: str | None = None
-    expires_at: float | None = None  # epoch seconds after which `credential` is no longer accepted
-
-    def has_role(self, role: Role) -> bool:
-        return ROLE_RANK[self.role] >= ROLE_RANK[role]
-
-
 def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def principal_from_claims(claims: dict[str, Any], token: str, via: Literal["bearer", "cookie"]) -> Principal:
-    return Principal(
-        user_id=str(claims["sub"]),
-        org_id=str(claims["org"]),
-        role=cast(Role, claims["role"]),
-        email=claims.get("email"),
-        scopes=frozenset(claims.get("scope", "read write").split()),
-        via=via,
-        credential=token,
-        expires_at=float(claims["exp"]),
-    )
 
 
 def csrf_matches(claims: dict[str, Any], header_value: str | None) -> bool:
@@ -165,7 +129,7 @@ _VERIFIED = "hubpulse.verified_token"
 
 
 class Security:
-    """Per gateway app: verifies credentials; `app.state.security`."""
+    """Per gateway app (opened by `app.py`'s lifespan, handed out by `deps.SecurityDep`): verifies credentials."""
 
     def __init__(self, settings: GatewaySettings, upstreams: Upstreams) -> None:
         self.settings = settings
@@ -244,10 +208,10 @@ class Security:
                 return await self.verify_api_key(credential)
             claims = await self.verify_token(credential, request.scope.setdefault("state", {}))
         except InvalidToken as exc:
-            raise ApiError(401, "unauthorized", f"invalid credentials: {exc}", {"www-authenticate": "Bearer"}) from None
+            raise Unauthorized(f"invalid credentials: {exc}", {"www-authenticate": "Bearer"}) from None
         cookie_write = via == "cookie" and request.method not in SAFE_METHODS
         if cookie_write and not csrf_matches(claims, request.headers.get(CSRF_HEADER)):
-            raise ApiError(403, "csrf_failed", "missing or wrong X-CSRF-Token header for a cookie session")
+            raise CsrfFailed("missing or wrong X-CSRF-Token header for a cookie session")
         return principal_from_claims(claims, credential, "cookie" if via == "cookie" else "bearer")
 
     async def rate_subject(self, scope: Scope) -> str | None:
@@ -286,76 +250,6 @@ def presented_credential(request: Request) -> tuple[str | None, Literal["bearer"
     return request.cookies.get(ACCESS_COOKIE), "cookie"
 
 
-@asynccontextmanager
-async def open_security(app: FastAPI, settings: GatewaySettings, upstreams: Upstreams) -> AsyncIterator[Security]:
-    app.state.security = Security(settings, upstreams)
-    yield app.state.security
-
-
-def get_security(request: Request) -> Security:
-    security: Security = request.app.state.security
-    return security
-
-
-# Declared so that the OpenAPI document lists how to authenticate (generated clients send them); the
-# credentials themselves are read by Security.authenticate, in the order the module docstring gives.
-_BEARER = HTTPBearer(
-    auto_error=False,
-    scheme_name="bearerAuth",
-    bearerFormat="JWT",
-    description="An access JWT from /v1/auth/login, or an API key (hpk_...) as the bearer token",
-)
-_API_KEY = APIKeyHeader(
-    name="X-API-Key", auto_error=False, scheme_name="apiKeyAuth", description="An API key from POST /v1/api-keys"
-)
-_COOKIE = APIKeyCookie(
-    name=ACCESS_COOKIE,
-    auto_error=False,
-    scheme_name="cookieAuth",
-    description="The web session cookie set by /v1/auth/login; writes must also send csrfToken",
-)
-_CSRF = APIKeyHeader(
-    name=CSRF_HEADER,
-    auto_error=False,
-    scheme_name="csrfToken",
-    description=f"With cookieAuth, on writes: the value of the {CSRF_COOKIE} cookie",
-)
-
-
-async def optional_user(
-    request: Request,
-    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-    _api_key: Annotated[str | None, Depends(_API_KEY)],
-    _cookie: Annotated[str | None, Depends(_COOKIE)],
-    _csrf: Annotated[str | None, Depends(_CSRF)],
-) -> Principal | None:
-    return await get_security(request).authenticate(request)
-
-
-async def current_user(principal: Annotated[Principal | None, Depends(optional_user)]) -> Principal:
-    if principal is None:
-        raise ApiError(401, "unauthorized", "sign in or send an API key", {"www-authenticate": "Bearer"})
-    return principal
-
-
-def require_role(role: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the caller, who must hold at least `role` in their organisation (403 otherwise)."""
-
-    async def check(user: Annotated[Principal, Depends(current_user)]) -> Principal:
-        if not user.has_role(role):
-            raise ApiError(403, "forbidden", f"this needs the {role} role in your organisation (you are {user.role})")
-        return user
-
-    return check
-
-
-CurrentUser = Annotated[Principal, Depends(current_user)]
-OptionalUser = Annotated[Principal | None, Depends(optional_user)]
-MemberUser = Annotated[Principal, Depends(require_role("member"))]
-AdminUser = Annotated[Principal, Depends(require_role("admin"))]
-SecurityDep = Annotated[Security, Depends(get_security)]
-
-
 class RateLimitMiddleware:
     """Per principal, else per client IP, with the `limits` sliding window counter; 429 with Retry-After beyond it.
 
@@ -366,11 +260,11 @@ class RateLimitMiddleware:
 
     The sliding window counter (two fixed-window counts, the previous one weighted) costs the same at any
     limit. The moving window keeps every hit of the window per key, prepends to that list and bisects it on a
-    thread: at 1,200 req/s from one key, ~14 % of the gateway's CPU (py-spy). The per-account login limit keeps
-    the exact moving window (auth service), where the counts are tiny and exactness matters.
+    thread, which showed in the gateway's CPU profile (docs/decisions/search-and-web.md). The per-account login
+    limit keeps the exact moving window (auth service), where the counts are tiny and exactness matters.
 
     The counters live in `limiter`: this process's memory, or MongoDB shared by every replica
-    (`rate_limit_storage`, hubpulse_common.ratelimit).
+    (`rate_limit_storage`, hubpulse_gateway.ratelimit).
     """
 
     EXEMPT = ("/healthz", "/readyz", "/metrics", "/static/")
@@ -405,5 +299,5 @@ class RateLimitMiddleware:
         await self.app(scope, receive, send)
 
     async def _subject(self, scope: Scope) -> str | None:
-        security: Security | None = getattr(scope["app"].state, "security", None)
-        return None if security is None else await security.rate_subject(scope)
+        state = getattr(scope["app"].state, "gateway", None)
+        return None if state is None else await state.security.rate_subject(scope)

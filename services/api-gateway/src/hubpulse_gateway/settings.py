@@ -47,7 +47,7 @@ class GatewaySettings(ServiceSettings):
     db_work_mem: str = "32MB"  # PostgreSQL work_mem of the gateway's sessions (search bitmaps, app.py)
     search_cache_ttl_s: float = 30.0
     search_cache_size: int = 10_000  # 0 turns the search cache off
-    # The search planner's in-memory sample of the catalog (catalog/service.py CatalogSample); 0 = no sample.
+    # The search planner's in-memory sample of the catalog (catalog/plan.py CatalogSample); 0 = no sample.
     search_sample_rows: int = 20_000
     search_sample_refresh_s: float = 600.0
     live_poll_s: float = 1.0

@@ -2,8 +2,7 @@
 
 Use from a route:
 
-    from hubpulse_gateway.security import CurrentUser
-    from hubpulse_gateway.upstream import UpstreamsDep
+    from hubpulse_gateway.deps import CurrentUser, UpstreamsDep
 
     @router.get("/v1/deployments")
     async def list_deployments(user: CurrentUser, upstreams: UpstreamsDep) -> Any:
@@ -23,11 +22,9 @@ What every call gets:
   against the JWKS (`hubpulse_common.identity`); no identity header is sent or believed;
 - errors: a 4xx of the upstream (already `{"error": ...}`) is raised again as `ApiError` with the same status,
   code, message and Retry-After, and so is a 503 the upstream rendered itself; an upstream down, timing out or
-  behind an open breaker gives `ApiError(503, "unavailable")`; any other upstream 5xx gives
-  `ApiError(502, "bad_gateway")`.
+  behind an open breaker gives `Unavailable` (503); any other upstream 5xx gives `BadGateway` (502).
 
-`open_upstreams(app, settings)` creates the clients in `app.state.upstreams` (the auth router's lifespan calls it,
-so every app built by `create_app` has them).
+`open_upstreams(settings)` creates the clients; `app.py`'s lifespan opens them once per app (`deps.UpstreamsDep`).
 """
 
 from __future__ import annotations
@@ -35,12 +32,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import aiohttp
 import httpx
 import orjson
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Path
 from prometheus_client import Gauge
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.messages.events import ContextChanged
@@ -48,12 +45,10 @@ from purgatory.domain.model import CLOSED, HALF_OPENED, OPENED, OpenedState
 from purgatory.typing import StateName
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import ApiError, BadGateway, Unavailable
 from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger
+from hubpulse_gateway.principal import Principal
 from hubpulse_gateway.settings import GatewaySettings
-
-if TYPE_CHECKING:
-    from hubpulse_gateway.security import Principal
 
 log = get_logger(__name__)
 
@@ -170,7 +165,8 @@ class UpstreamClient:
             sent[TRACE_HEADER] = trace_id
         attempts = 1 + (self.retries if (retry if retry is not None else method in IDEMPOTENT) else 0)
         try:
-            if attempts == 1:  # tenacity's machinery is ~3 % of a predict call's CPU in the gateway (py-spy)
+            # one attempt: no tenacity machinery on the predict path (docs/decisions/deployer.md, "Where the CPU goes")
+            if attempts == 1:
                 response = await self._once(method, path, json=json, params=params, headers=sent)
             else:
                 async for attempt in AsyncRetrying(
@@ -182,14 +178,14 @@ class UpstreamClient:
                     with attempt:
                         response = await self._once(method, path, json=json, params=params, headers=sent)
         except OpenedState:
-            raise ApiError(503, "unavailable", f"{self.name} service is unavailable (circuit open)") from None
+            raise Unavailable(f"{self.name} service is unavailable (circuit open)") from None
         except _Transient as exc:
             log.warning("upstream.failed", upstream=self.name, method=method, path=path, error=str(exc))
             if exc.status is not None:
-                raise ApiError(502, "bad_gateway", f"{self.name} service failed ({exc.status})") from None
-            raise ApiError(503, "unavailable", f"{self.name} service is unavailable") from None
+                raise BadGateway(f"{self.name} service failed ({exc.status})") from None
+            raise Unavailable(f"{self.name} service is unavailable") from None
         if response.status_code >= 500 and response.status_code != 503:
-            raise ApiError(502, "bad_gateway", f"{self.name} service failed ({response.status_code})")
+            raise BadGateway(f"{self.name} service failed ({response.status_code})")
         if response.status_code >= 400:
             raise passthrough_error(response)
         return response
@@ -257,19 +253,9 @@ class Upstreams:
 
 
 @asynccontextmanager
-async def open_upstreams(app: FastAPI, settings: GatewaySettings) -> AsyncIterator[Upstreams]:
+async def open_upstreams(settings: GatewaySettings) -> AsyncIterator[Upstreams]:
     upstreams = Upstreams.from_settings(settings)
-    app.state.upstreams = upstreams
     try:
         yield upstreams
     finally:
         await upstreams.aclose()
-
-
-async def get_upstreams(request: Request) -> Upstreams:
-    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread handoff on every request
-    upstreams: Upstreams = request.app.state.upstreams
-    return upstreams
-
-
-UpstreamsDep = Annotated[Upstreams, Depends(get_upstreams)]

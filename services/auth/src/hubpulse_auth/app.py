@@ -1,4 +1,5 @@
-"""The auth service's FastAPI app; its lifespan owns the stores and background work."""
+"""The auth service's FastAPI app and its composition root: the lifespan opens the stores and builds the one
+`deps.AuthState` the routes get through `deps.AuthDep`."""
 
 from __future__ import annotations
 
@@ -6,22 +7,47 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
-from hubpulse_auth.routes import new_state, router, token_verifier
+from hubpulse_auth.deps import AUTH_STATE, AuthState
+from hubpulse_auth.errors import HTTP_ERRORS
+from hubpulse_auth.hashing import HashingGate
+from hubpulse_auth.keys import KeyRing
+from hubpulse_auth.oauth import HfSignIn
+from hubpulse_auth.routes import router
 from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.http import create_service_app
-from hubpulse_common.identity import install_token_verifier
+from hubpulse_common.identity import JwksCache, TokenVerifier, install_token_verifier
 from hubpulse_common.resources import open_resources
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def new_state(pool: asyncpg.Pool, settings: AuthSettings) -> AuthState:
+    return AuthState(
+        pool,
+        settings,
+        KeyRing(pool, settings),
+        HfSignIn(settings),
+        MovingWindowRateLimiter(MemoryStorage()),
+        HashingGate(settings.hash_memory_budget_mib, settings.hash_wait_s),
+    )
+
+
+def token_verifier(keys: KeyRing, settings: AuthSettings) -> TokenVerifier:
+    """The shared verifier, reading this service's own published keys instead of its JWKS over HTTP."""
+    cache = JwksCache(keys.jwks, max_age_s=settings.jwks_max_age_s, min_refresh_s=settings.jwks_min_refresh_s)
+    return TokenVerifier(cache, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
 
 
 def create_app(settings: AuthSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(app, settings, postgres=MIGRATIONS) as res:
-            app.state.auth = state = new_state(res.require_pool(), settings)
+            AUTH_STATE.set(app, state := new_state(res.require_pool(), settings))
             install_token_verifier(app, token_verifier(state.keys, settings))
             yield
 
@@ -31,6 +57,7 @@ def create_app(settings: AuthSettings) -> FastAPI:
         title="hubpulse auth",
         description="Users, tokens, API keys, organisations and roles.",
         lifespan=lifespan,
+        errors=HTTP_ERRORS,
     )
     app.include_router(router)
     return app

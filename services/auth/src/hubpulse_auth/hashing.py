@@ -1,7 +1,7 @@
 """Password hashing and verification under a memory budget.
 
-Each argon2id run holds `HASH_MEMORY_KIB` (64 MiB) for its duration; run on the default thread pool, a dozen
-concurrent signups took the service from 147 to 532 MB (security audit H5), past the pod's limit. At most
+Each argon2id run holds `HASH_MEMORY_KIB` for its duration; on the default thread pool, a dozen concurrent
+signups took the service past the pod's memory limit (security audit H5; docs/decisions/auth.md). At most
 `budget // 64 MiB` run at once; a request waits up to `wait_s` for a slot, then gets 503 with Retry-After.
 """
 
@@ -11,8 +11,8 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
+from hubpulse_auth.errors import HashingBusy
 from hubpulse_auth.service import HASH_MEMORY_KIB
-from hubpulse_common.http import ApiError
 
 T = TypeVar("T")
 
@@ -29,11 +29,8 @@ class HashingGate:
             async with asyncio.timeout(self._wait_s):
                 await self._semaphore.acquire()
         except TimeoutError:
-            raise ApiError(
-                503,
-                "busy",
-                f"too many sign-ins at once; retry in {self._retry_after_s} s",
-                {"retry-after": str(self._retry_after_s)},
+            raise HashingBusy(
+                f"too many sign-ins at once; retry in {self._retry_after_s} s", self._retry_after_s
             ) from None
         try:
             return await asyncio.to_thread(fn, *args)

@@ -16,8 +16,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from hubpulse_auth.errors import SignInFailed
 from hubpulse_auth.settings import AuthSettings
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import Unavailable
 
 SCOPE = "openid profile email"
 
@@ -45,9 +46,7 @@ class HfSignIn:
                     response = await client.get(url)
                     response.raise_for_status()
             except httpx.HTTPError as exc:
-                raise ApiError(
-                    503, "unavailable", f"Hugging Face sign-in is unavailable ({type(exc).__name__})"
-                ) from None
+                raise Unavailable(f"Hugging Face sign-in is unavailable ({type(exc).__name__})") from None
             self._metadata = response.json()
         return self._metadata
 
@@ -67,7 +66,7 @@ class HfSignIn:
                 token = await client.fetch_token(meta["token_endpoint"], code=code, code_verifier=code_verifier)
                 jwks = (await client.get(meta["jwks_uri"])).json()
         except (oauth_http.HTTPError, ValueError) as exc:
-            raise ApiError(400, "oauth_failed", f"Hugging Face refused the sign-in ({exc})") from None
+            raise SignInFailed(f"Hugging Face refused the sign-in ({exc})") from None
         try:
             decoded = jwt.decode(token["id_token"], KeySet.import_key_set(jwks), algorithms=["RS256", "ES256"])
             jwt.JWTClaimsRegistry(
@@ -78,7 +77,7 @@ class HfSignIn:
                 sub={"essential": True},
             ).validate(decoded.claims)
         except (JoseError, KeyError, ValueError) as exc:
-            raise ApiError(400, "oauth_failed", f"invalid id token from Hugging Face ({exc})") from None
+            raise SignInFailed(f"invalid id token from Hugging Face ({exc})") from None
         claims: dict[str, Any] = decoded.claims
         return claims
 

@@ -10,20 +10,25 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
-import asyncpg
 from fastapi import APIRouter, Depends, Path, Request, Response
 from limits import parse
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 
 from hubpulse_auth import repository as repo
 from hubpulse_auth import tokens
-from hubpulse_auth.hashing import HashingGate
-from hubpulse_auth.keys import KeyRing
-from hubpulse_auth.oauth import HfSignIn, new_flow
+from hubpulse_auth.deps import AuthDep, AuthState
+from hubpulse_auth.errors import (
+    BadSignInState,
+    EmailTaken,
+    HfAlreadyLinked,
+    InvalidCredentials,
+    LinkRequired,
+    SessionRevoked,
+    TooManyFailedLogins,
+    WrongPassword,
+)
+from hubpulse_auth.oauth import new_flow
 from hubpulse_auth.schemas import (
     ApiKeyCreate,
     HfFinish,
@@ -51,55 +56,17 @@ from hubpulse_auth.service import (
     sign,
     validate_scopes,
 )
-from hubpulse_auth.settings import AuthSettings
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import Conflict, Forbidden, NotFound, Unauthorized
 from hubpulse_common.identity import (
     AdminIdentity,
     CallerIdentity,
     Identity,
-    JwksCache,
     MemberIdentity,
-    TokenVerifier,
     bearer_token,
     caller_identity,
 )
 
 router = APIRouter()
-
-
-@dataclass
-class AuthState:
-    pool: asyncpg.Pool
-    settings: AuthSettings
-    keys: KeyRing
-    hf: HfSignIn
-    limiter: MovingWindowRateLimiter
-    hashing: HashingGate
-
-
-def new_state(pool: asyncpg.Pool, settings: AuthSettings) -> AuthState:
-    return AuthState(
-        pool,
-        settings,
-        KeyRing(pool, settings),
-        HfSignIn(settings),
-        MovingWindowRateLimiter(MemoryStorage()),
-        HashingGate(settings.hash_memory_budget_mib, settings.hash_wait_s),
-    )
-
-
-def token_verifier(keys: KeyRing, settings: AuthSettings) -> TokenVerifier:
-    """The shared verifier, reading this service's own published keys instead of its JWKS over HTTP."""
-    cache = JwksCache(keys.jwks, max_age_s=settings.jwks_max_age_s, min_refresh_s=settings.jwks_min_refresh_s)
-    return TokenVerifier(cache, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-
-
-def state_of(request: Request) -> AuthState:
-    state: AuthState = request.app.state.auth
-    return state
-
-
-State = Annotated[AuthState, Depends(state_of)]
 
 
 async def verify_api_key(state: AuthState, key: str) -> dict[str, Any] | None:
@@ -120,11 +87,8 @@ async def refuse_locked_account(state: AuthState, email: str) -> None:
     if not await state.limiter.test(limit, "login", email):
         reset_at, _ = await state.limiter.get_window_stats(limit, "login", email)
         retry_after = max(1, int(reset_at - time.time()) + 1)
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"too many failed login attempts for this account; retry in {retry_after} s",
-            {"retry-after": str(retry_after)},
+        raise TooManyFailedLogins(
+            f"too many failed login attempts for this account; retry in {retry_after} s", retry_after
         )
 
 
@@ -148,7 +112,7 @@ def _profile(user: dict[str, Any], orgs: list[dict[str, Any]], org_id: str | Non
 
 
 @router.post("/auth/signup", status_code=201)
-async def signup(body: SignupBody, state: State) -> dict[str, Any]:
+async def signup(body: SignupBody, state: AuthDep) -> dict[str, Any]:
     email = normalise_email(body.email)
     check_password_strength(body.password, state.settings.min_password_length)
     password_hash = await state.hashing.run(hash_password, body.password)
@@ -158,13 +122,13 @@ async def signup(body: SignupBody, state: State) -> dict[str, Any]:
             conn, email=email, name=name, password_hash=password_hash, org_name=f"{name}'s organisation"
         )
         if user is None:
-            raise ApiError(409, "email_taken", "an account with this email exists; log in instead")
+            raise EmailTaken("an account with this email exists; log in instead")
         orgs = await repo.memberships(conn, str(user["id"]))
     return _profile(user, orgs, orgs[0]["org_id"], orgs[0]["role"])
 
 
 @router.post("/auth/login")
-async def login(body: LoginBody, state: State) -> dict[str, Any]:
+async def login(body: LoginBody, state: AuthDep) -> dict[str, Any]:
     email = normalise_email(body.email)
     await refuse_locked_account(state, email)
     async with state.pool.acquire() as conn:
@@ -172,12 +136,12 @@ async def login(body: LoginBody, state: State) -> dict[str, Any]:
     ok = await state.hashing.run(password_matches, user["password_hash"] if user else None, body.password)
     if user is None or not ok:
         await count_failed_login(state, email)
-        raise ApiError(401, "invalid_credentials", "wrong email or password")
+        raise InvalidCredentials("wrong email or password")
     async with state.pool.acquire() as conn:
         orgs = await repo.memberships(conn, str(user["id"]))
         chosen = next((o for o in orgs if o["org_id"] == body.org_id), None) if body.org_id else orgs[0]
         if chosen is None:
-            raise ApiError(403, "forbidden", "you are not a member of that organisation")
+            raise Forbidden("you are not a member of that organisation")
         async with conn.transaction():
             return await tokens.issue(
                 conn,
@@ -191,47 +155,47 @@ async def login(body: LoginBody, state: State) -> dict[str, Any]:
 
 
 @router.post("/auth/refresh")
-async def refresh(body: RefreshBody, state: State) -> dict[str, Any]:
+async def refresh(body: RefreshBody, state: AuthDep) -> dict[str, Any]:
     return await tokens.rotate(state.pool, state.keys, state.settings, body.refresh_token, body.csrf_token)
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(body: RefreshBody, state: State) -> Response:
+async def logout(body: RefreshBody, state: AuthDep) -> Response:
     await tokens.revoke(state.pool, body.refresh_token, body.csrf_token)
     return Response(status_code=204)
 
 
 @router.get("/.well-known/jwks.json")
-async def jwks(state: State, response: Response) -> dict[str, Any]:
+async def jwks(state: AuthDep, response: Response) -> dict[str, Any]:
     response.headers["cache-control"] = "public, max-age=60"
     return await state.keys.jwks()
 
 
 @router.get("/internal/sessions/check")
-async def session_check(who: CallerIdentity, state: State) -> dict[str, bool]:
+async def session_check(who: CallerIdentity, state: AuthDep) -> dict[str, bool]:
     """200 while the login session of the presented access token is active, else 401 (the gateway asks, and caches
     the answer a few seconds: a logout or password change ends the session's access tokens too)."""
     if who.session_id is not None:
         async with state.pool.acquire() as conn:
             if not await repo.family_active(conn, who.session_id):
-                raise ApiError(401, "session_revoked", "this session ended (logout or password change); log in again")
+                raise SessionRevoked("this session ended (logout or password change); log in again")
     return {"active": True}
 
 
 @router.get("/me")
-async def me(who: CallerIdentity, state: State) -> dict[str, Any]:
+async def me(who: CallerIdentity, state: AuthDep) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "id", uuid.UUID(who.user_id))
         if user is None:
-            raise ApiError(401, "unauthorized", "this account no longer exists")
+            raise Unauthorized("this account no longer exists")
         orgs = await repo.memberships(conn, who.user_id)
     return _profile(user, orgs, who.org_id, who.role)
 
 
 @router.patch("/me")
-async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dict[str, Any]:
+async def patch_me(body: ProfilePatch, who: CallerIdentity, state: AuthDep) -> dict[str, Any]:
     if who.via_api_key:
-        raise ApiError(403, "forbidden", "change your profile from a login session, not with an API key")
+        raise Forbidden("change your profile from a login session, not with an API key")
     changes: dict[str, Any] = {}
     if body.name is not None:
         changes["name"] = body.name
@@ -240,7 +204,7 @@ async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dic
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "id", uuid.UUID(who.user_id))
     if user is None:
-        raise ApiError(401, "unauthorized", "this account no longer exists")
+        raise Unauthorized("this account no longer exists")
     if changes.get("email") == user["email"]:
         changes.pop("email")
     # Changing how you log in needs the current password (when the account has one).
@@ -250,7 +214,7 @@ async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dic
         and user["password_hash"] is not None
         and not await state.hashing.run(password_matches, user["password_hash"], body.current_password or "")
     ):
-        raise ApiError(403, "wrong_password", "current_password is missing or wrong")
+        raise WrongPassword("current_password is missing or wrong")
     if body.password is not None:
         check_password_strength(body.password, state.settings.min_password_length)
         changes["password_hash"] = await state.hashing.run(hash_password, body.password)
@@ -259,7 +223,7 @@ async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dic
     async with state.pool.acquire() as conn, conn.transaction():
         updated = await repo.update_user(conn, who.user_id, changes)
         if updated is None:
-            raise ApiError(409, "email_taken", "another account uses this email")
+            raise EmailTaken("another account uses this email")
         if changes_login:
             # whoever else holds a session (a thief, an old device) is logged out; the caller's session stays
             await repo.revoke_families_of(conn, who.user_id, keep=who.session_id)
@@ -270,11 +234,11 @@ async def patch_me(body: ProfilePatch, who: CallerIdentity, state: State) -> dic
 def _refuse_api_key(who: Identity) -> None:
     """API keys are managed from a login session only: a leaked key cannot mint keys that outlive its revocation."""
     if who.via_api_key:
-        raise ApiError(403, "forbidden", "manage API keys from a login session, not with an API key")
+        raise Forbidden("manage API keys from a login session, not with an API key")
 
 
 @router.post("/api-keys", status_code=201)
-async def create_api_key(body: ApiKeyCreate, who: MemberIdentity, state: State) -> dict[str, Any]:
+async def create_api_key(body: ApiKeyCreate, who: MemberIdentity, state: AuthDep) -> dict[str, Any]:
     _refuse_api_key(who)
     scopes = validate_scopes(body.scopes)
     key_id, secret = uuid.uuid4().hex[:16], new_secret()
@@ -284,18 +248,18 @@ async def create_api_key(body: ApiKeyCreate, who: MemberIdentity, state: State) 
 
 
 @router.get("/api-keys")
-async def list_api_keys(who: CallerIdentity, state: State) -> dict[str, Any]:
+async def list_api_keys(who: CallerIdentity, state: AuthDep) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         rows = await repo.api_keys_of(conn, who.user_id, who.org_id)
     return {"items": [_key_view(r) for r in rows]}
 
 
 @router.delete("/api-keys/{key_id}", status_code=204)
-async def revoke_api_key(key_id: Annotated[str, Path(max_length=64)], who: MemberIdentity, state: State) -> Response:
+async def revoke_api_key(key_id: Annotated[str, Path(max_length=64)], who: MemberIdentity, state: AuthDep) -> Response:
     _refuse_api_key(who)
     async with state.pool.acquire() as conn:
         if not await repo.revoke_api_key(conn, key_id, who.user_id, who.org_id):
-            raise ApiError(404, "not_found", "no such API key of yours")
+            raise NotFound("no such API key of yours")
     return Response(status_code=204)
 
 
@@ -311,10 +275,10 @@ def _key_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/internal/api-keys/verify")
-async def verify_key(body: KeyCheck, state: State) -> dict[str, Any]:
+async def verify_key(body: KeyCheck, state: AuthDep) -> dict[str, Any]:
     row = await verify_api_key(state, body.key)
     if row is None:
-        raise ApiError(401, "unauthorized", "invalid or revoked API key")
+        raise Unauthorized("invalid or revoked API key")
     ttl_s = state.settings.api_key_token_ttl_s
     grant = AccessGrant(
         row["user_id"],
@@ -340,22 +304,22 @@ async def verify_key(body: KeyCheck, state: State) -> dict[str, Any]:
 
 
 @router.get("/org/members")
-async def members(who: CallerIdentity, state: State) -> dict[str, Any]:
+async def members(who: CallerIdentity, state: AuthDep) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         return {"org_id": who.org_id, "items": await repo.org_members(conn, who.org_id)}
 
 
 @router.put("/org/members")
-async def put_member(body: MemberPut, who: AdminIdentity, state: State) -> dict[str, Any]:
+async def put_member(body: MemberPut, who: AdminIdentity, state: AuthDep) -> dict[str, Any]:
     if who.via_api_key:
-        raise ApiError(403, "forbidden", "managing members needs a login session")
+        raise Forbidden("managing members needs a login session")
     email = normalise_email(body.email)
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "email", email)
         if user is None:
-            raise ApiError(404, "not_found", "no account with this email; ask them to sign up first")
+            raise NotFound("no account with this email; ask them to sign up first")
         if str(user["id"]) == who.user_id and body.role != "admin":
-            raise ApiError(409, "conflict", "you cannot lower your own role")
+            raise Conflict("you cannot lower your own role")
         await repo.put_member(conn, who.org_id, str(user["id"]), body.role)
         return {"org_id": who.org_id, "items": await repo.org_members(conn, who.org_id)}
 
@@ -370,7 +334,7 @@ async def optional_login(request: Request) -> Identity | None:
 
 @router.post("/oauth/hf/start")
 async def hf_start(
-    body: HfStart, state: State, linking: Annotated[Identity | None, Depends(optional_login)]
+    body: HfStart, state: AuthDep, linking: Annotated[Identity | None, Depends(optional_login)]
 ) -> dict[str, str]:
     """Start Sign in with HF; started from a login session, the HF identity is linked to that account."""
     flow_state, verifier, nonce = new_flow()
@@ -382,11 +346,11 @@ async def hf_start(
 
 
 @router.post("/oauth/hf/finish")
-async def hf_finish(body: HfFinish, state: State) -> dict[str, Any]:
+async def hf_finish(body: HfFinish, state: AuthDep) -> dict[str, Any]:
     async with state.pool.acquire() as conn:
         flow = await repo.take_oauth_state(conn, body.state, dt.timedelta(minutes=10))
     if flow is None:
-        raise ApiError(400, "bad_state", "unknown or expired sign-in attempt; start again")
+        raise BadSignInState("unknown or expired sign-in attempt; start again")
     claims = await state.hf.identity(body.code, flow["code_verifier"], flow["nonce"])
     link = flow.get("link_user_id")
     user = await _hf_user(state, claims, str(link) if link is not None else None)
@@ -418,14 +382,12 @@ async def _hf_user(state: AuthState, claims: dict[str, Any], link_user_id: str |
     async with state.pool.acquire() as conn:
         user = await repo.user_by(conn, "hf_sub", sub)
         if user is not None and link_user_id is not None and str(user["id"]) != link_user_id:
-            raise ApiError(409, "hf_already_linked", "this Hugging Face account is linked to another account")
+            raise HfAlreadyLinked("this Hugging Face account is linked to another account")
         if user is None and link_user_id is not None:
             user = await repo.update_user(conn, link_user_id, link)
         elif user is None and email is not None and (by_email := await repo.user_by(conn, "email", email)) is not None:
             if not by_email["email_verified"]:
-                raise ApiError(
-                    409,
-                    "link_required",
+                raise LinkRequired(
                     "an account with this email exists; sign in with its password, then use Sign in with Hugging "
                     "Face from that session to link the two",
                 )
@@ -443,5 +405,5 @@ async def _hf_user(state: AuthState, claims: dict[str, Any], link_user_id: str |
                 email_verified=email is not None,
             )
     if user is None:
-        raise ApiError(409, "conflict", "this Hugging Face account could not be linked; try again")
+        raise Conflict("this Hugging Face account could not be linked; try again")
     return user

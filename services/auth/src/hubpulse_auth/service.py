@@ -19,7 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from hubpulse_common.http import ApiError
+from hubpulse_auth.errors import InvalidEmail, InvalidScopes, WeakPassword
 
 Role = Literal["viewer", "member", "admin"]
 ROLE_RANK: dict[str, int] = {"viewer": 0, "member": 1, "admin": 2}
@@ -39,14 +39,14 @@ def normalise_email(raw: str) -> str:
     try:
         return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise ApiError(422, "invalid_email", str(exc)) from None
+        raise InvalidEmail(str(exc)) from None
 
 
 def check_password_strength(password: str, min_length: int) -> None:
     if len(password) < min_length:
-        raise ApiError(422, "weak_password", f"the password needs at least {min_length} characters")
+        raise WeakPassword(f"the password needs at least {min_length} characters")
     if password.strip() == "" or len(set(password)) < 4:
-        raise ApiError(422, "weak_password", "the password needs at least 4 different characters")
+        raise WeakPassword("the password needs at least 4 different characters")
 
 
 def hash_password(password: str) -> str:
@@ -144,7 +144,7 @@ def parse_api_key(key: str) -> tuple[str, str] | None:
 def validate_scopes(scopes: list[str]) -> list[str]:
     unknown = sorted(set(scopes) - API_KEY_SCOPES)
     if unknown or not scopes:
-        raise ApiError(422, "invalid_scopes", f"scopes must be a non-empty subset of {sorted(API_KEY_SCOPES)}")
+        raise InvalidScopes(f"scopes must be a non-empty subset of {sorted(API_KEY_SCOPES)}")
     return sorted(set(scopes))
 
 

@@ -13,10 +13,10 @@ from typing import Any, cast
 import asyncpg
 
 from hubpulse_auth import repository as repo
+from hubpulse_auth.errors import CsrfFailed, InvalidRefreshToken, RefreshTokenReused
 from hubpulse_auth.keys import KeyRing
 from hubpulse_auth.service import AccessGrant, Role, access_claims, new_secret, secrets_equal, sha256_hex, sign
 from hubpulse_auth.settings import AuthSettings
-from hubpulse_common.http import ApiError
 
 
 async def issue(
@@ -63,7 +63,7 @@ def _check_csrf(family_csrf_hash: str | None, csrf_token: str | None) -> None:
     if csrf_token is None:
         return
     if family_csrf_hash is None or not secrets_equal(family_csrf_hash, sha256_hex(csrf_token)):
-        raise ApiError(403, "csrf_failed", "wrong CSRF token for this session")
+        raise CsrfFailed("wrong CSRF token for this session")
 
 
 async def rotate(
@@ -74,13 +74,13 @@ async def rotate(
         async with conn.transaction():
             row = await repo.lock_refresh_token(conn, token_hash)
             if row is None or row["revoked_at"] is not None or row["expired"]:
-                raise ApiError(401, "invalid_refresh_token", "refresh token unknown, expired or revoked; log in again")
+                raise InvalidRefreshToken("refresh token unknown, expired or revoked; log in again")
             _check_csrf(row["csrf_hash"], csrf_token)
             if row["used_at"] is None:
                 role = await repo.role_in(conn, row["user_id"], row["org_id"])
                 user = await repo.user_by(conn, "id", uuid.UUID(row["user_id"]))
                 if role is None or user is None:
-                    raise ApiError(401, "invalid_refresh_token", "you are no longer a member of this organisation")
+                    raise InvalidRefreshToken("you are no longer a member of this organisation")
                 await repo.spend_refresh_token(conn, token_hash)
                 return await issue(
                     conn,
@@ -95,7 +95,7 @@ async def rotate(
                 )
             await repo.revoke_family(conn, row["family_id"])
         # Raised after the transaction committed the revocation.
-        raise ApiError(401, "refresh_token_reused", "refresh token already used: this session is revoked; log in again")
+        raise RefreshTokenReused("refresh token already used: this session is revoked; log in again")
 
 
 async def revoke(pool: asyncpg.Pool, refresh_token: str, csrf_token: str | None) -> None:

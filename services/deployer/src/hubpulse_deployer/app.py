@@ -1,4 +1,5 @@
-"""The deployer service's FastAPI app; its lifespan owns the stores, the targets and the provisioning work."""
+"""The deployer service's FastAPI app and its composition root: the lifespan opens the stores, the targets and the
+provisioning work, and keeps them as one `deps.DeployerState`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from hubpulse_common.identity import open_token_verifier
 from hubpulse_common.resources import open_resources
 from hubpulse_common.supervise import report
 from hubpulse_deployer import routes
+from hubpulse_deployer.deps import DEPLOYER_STATE, DeployerState
+from hubpulse_deployer.errors import HTTP_ERRORS
 from hubpulse_deployer.idempotency import IdempotencyCache
 from hubpulse_deployer.orchestrator import Orchestrator
 from hubpulse_deployer.repository import DeploymentRepository
@@ -75,12 +78,10 @@ def create_app(settings: DeployerSettings) -> FastAPI:
             await repo.ensure_indexes()
             targets = build_targets(settings)
             orchestrator = Orchestrator(repo, res.require_bus(), targets, settings.resource_poll_s)
-            app.state.orchestrator = orchestrator
-            app.state.idempotency = IdempotencyCache(settings.idempotency_cache_bytes, settings.idempotency_ttl_s)
+            idempotency = IdempotencyCache(settings.idempotency_cache_bytes, settings.idempotency_ttl_s)
+            hub = HfApi(endpoint=settings.hf_endpoint, token=False)
+            DEPLOYER_STATE.set(app, DeployerState(orchestrator, idempotency, settings, hub))
             report(app, orchestrator.watcher)
-            app.state.settings = settings
-            # no token of its own: each call passes the one it may use (the user's, or the platform's)
-            app.state.hub = HfApi(endpoint=settings.hf_endpoint, token=False)
             await orchestrator.start()
             try:
                 yield
@@ -95,6 +96,8 @@ def create_app(settings: DeployerSettings) -> FastAPI:
         title="hubpulse deployer",
         description="One-click deployments to HF Spaces, AWS Lambda, Kubernetes and local.",
         lifespan=lifespan,
+        errors=HTTP_ERRORS,
     )
     app.include_router(routes.router)
+    app.include_router(routes.deployability_router)
     return app

@@ -1,8 +1,8 @@
 """Predict answers kept for callers that send an `Idempotency-Key`, so a retried call never runs the model twice.
 
 Only a caller's own key is honoured (no key: nothing is kept). An answer is stored under (deployment, caller, key)
-with a hash of the request's inputs: the same key with other inputs is refused (`KeyReused`, answered 422), never
-answered with the first call's outputs. A retry that arrives while the first call still runs waits for its
+with a hash of the request's inputs: the same key with other inputs is refused (`IdempotencyKeyReused`, a 422),
+never answered with the first call's outputs. A retry that arrives while the first call still runs waits for its
 answer instead of running the model again; if the first call fails, the retry runs it. Answers are bounded in
 bytes (least recently used go first) and expire after `ttl_s`; one answer larger than the whole bound is not kept.
 Per process: with several deployer replicas, a retry routed to another one runs the model again.
@@ -17,13 +17,18 @@ from dataclasses import dataclass
 
 from cachetools import TTLCache
 
+from hubpulse_common.errors import DomainError
+
 Key = tuple[str, str, str]
 # bookkeeping per kept answer besides its body (key strings, digest, cache links), so tiny answers count too
 _ENTRY_OVERHEAD = 256
 
 
-class KeyReused(Exception):
+class IdempotencyKeyReused(DomainError):
     """The Idempotency-Key was used before with other inputs."""
+
+    def __init__(self) -> None:
+        super().__init__("this Idempotency-Key was used with other inputs; send a new key")
 
 
 @dataclass(frozen=True)
@@ -49,18 +54,18 @@ class IdempotencyCache:
         return int(self._answers.currsize)
 
     async def answer(self, key: Key, digest: bytes, run: Callable[[], Awaitable[bytes]]) -> tuple[bytes, bool]:
-        """(body, replayed): the kept answer for `key`, or `run()`'s, kept. `KeyReused` for other inputs."""
+        """(body, replayed): the kept answer for `key`, or `run()`'s, kept. `IdempotencyKeyReused` for other inputs."""
         while True:
             kept = self._answers.get(key)
             if kept is not None:
                 if kept.digest != digest:
-                    raise KeyReused
+                    raise IdempotencyKeyReused
                 return kept.body, True
             running = self._running.get(key)
             if running is None:
                 break
             if running[0] != digest:
-                raise KeyReused
+                raise IdempotencyKeyReused
             # the first call with this key is still running: its answer, or (if it failed) run it here
             body = await asyncio.shield(running[1])
             if body is not None:

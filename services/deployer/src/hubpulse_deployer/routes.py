@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
+from cachetools import TTLCache
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from huggingface_hub import HfApi
+from huggingface_hub import ModelInfo
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -21,112 +23,117 @@ from huggingface_hub.errors import (
 # the base of every error huggingface_hub raises for a call: the Hub's answers and transport errors alike
 from huggingface_hub.errors import HTTPError as HubCallError  # type: ignore[attr-defined]
 
-from hubpulse_common.errors import InputError
+from hubpulse_common.errors import DomainError
 from hubpulse_common.events import DeploymentEvent, DeploymentStatus
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import BodyNotJson, NotFound
 from hubpulse_common.identity import CallerIdentity, Identity, MemberIdentity
-from hubpulse_common.inference import parse_inputs, servable
+from hubpulse_common.inference import NotInvocable, NotRunning, parse_inputs, servable
+from hubpulse_deployer.deps import state_of
 from hubpulse_deployer.documents import Deployment, Version
-from hubpulse_deployer.idempotency import IdempotencyCache, KeyReused, digest_of
-from hubpulse_deployer.orchestrator import Orchestrator
-from hubpulse_deployer.runtime import Refused
+from hubpulse_deployer.errors import (
+    HTTP_ERRORS,
+    BadHfToken,
+    GatedModel,
+    HubRefused,
+    HubUnavailable,
+    InvalidModelId,
+    ModelNotPublic,
+    ModelTooLarge,
+    TeardownFailed,
+    UnknownModel,
+    UnknownRevision,
+    UnsupportedTask,
+)
+from hubpulse_deployer.idempotency import digest_of
+from hubpulse_deployer.runtime import Refused, plan
 from hubpulse_deployer.runtime.fetch import HUB_LOGIN_VARIABLE, download_bytes, model_info, require_public, user_token
 from hubpulse_deployer.schemas import CreateDeployment, DeploymentConfig, RollbackRequest, UpdateDeployment
 from hubpulse_deployer.service import (
     ACTIVE,
     DeploymentView,
-    InvalidTransition,
-    OverLimit,
-    UnknownVersion,
     add_version,
     check_limits,
     new_deployment,
     public_view,
     rollback_version,
 )
-from hubpulse_deployer.settings import DeployerSettings
-from hubpulse_deployer.targets.base import NOT_INVOCABLE, InputRejected, TargetUnavailable
+from hubpulse_deployer.targets.base import NOT_INVOCABLE, TargetUnavailable
 
 router = APIRouter(prefix="/deployments", tags=["deployments"])
+# Not the caller's business but the platform's: whether this deployer can serve a public repo. It needs no token
+# (the gateway asks it for anonymous visitors of a model page), reads what the platform's token reads, and is kept a
+# minute so page views do not each ask the Hub.
+deployability_router = APIRouter(tags=["deployments"])
+_DEPLOYABILITY: TTLCache[tuple[str, str, str], dict[str, Any]] = TTLCache(maxsize=4096, ttl=60.0)
 S = DeploymentStatus
-
-
-def _orchestrator(request: Request) -> Orchestrator:
-    orchestrator: Orchestrator = request.app.state.orchestrator
-    return orchestrator
-
-
-def _hub(request: Request) -> HfApi:
-    hub: HfApi = request.app.state.hub
-    return hub
-
-
-def _settings(request: Request) -> DeployerSettings:
-    settings: DeployerSettings = request.app.state.settings
-    return settings
 
 
 async def _owned(request: Request, deployment_id: str, who: Identity, *, recent: bool = False) -> Deployment:
     """The deployment, if `who` may see it; `recent`: a copy read up to a second ago will do (predict)."""
-    repo = _orchestrator(request).repo
+    repo = state_of(request).orchestrator.repo
     doc = await (repo.get_recent(deployment_id) if recent else repo.get(deployment_id))
     # someone else's deployment (or one without an owner) is answered as missing: its existence is not theirs to learn
     if doc is None or doc.user_id != who.user_id:
-        raise ApiError(404, "not_found", f"no deployment {deployment_id}")
+        raise NotFound(f"no deployment {deployment_id}")
     return doc
 
 
 def _view(request: Request, doc: Deployment) -> DeploymentView:
-    return public_view(doc, _orchestrator(request).targets[doc.target].resources(doc.id))
+    return public_view(doc, state_of(request).orchestrator.targets[doc.target].resources(doc.id))
 
 
-def _hub_error(exc: HubCallError, model_id: str, revision: str, own_token: bool) -> ApiError:
+def _hub_error(exc: HubCallError, model_id: str, revision: str, own_token: bool) -> DomainError:
     """A Hub refusal as the API answers it: the caller's mistakes are 4xx, the platform's (token, Hub down) 503."""
     if isinstance(exc, GatedRepoError):
-        return ApiError(403, "gated_model", f"{model_id} is gated and the token used has not been granted access")
+        return GatedModel(f"{model_id} is gated and the token used has not been granted access")
     if isinstance(exc, RepositoryNotFoundError):
-        return ApiError(
-            422, "unknown_model", f"{model_id} is not a model on the Hub (or not readable with the token used)"
-        )
+        return UnknownModel(f"{model_id} is not a model on the Hub (or not readable with the token used)")
     if isinstance(exc, RevisionNotFoundError):
-        return ApiError(422, "unknown_revision", f"{model_id} has no revision {revision!r}")
+        return UnknownRevision(f"{model_id} has no revision {revision!r}")
     status = exc.response.status_code if isinstance(exc, HfHubHTTPError) and exc.response is not None else None
     if status == 401 and own_token:
-        return ApiError(422, "bad_hf_token", f"the Hub refused your config.secrets.{HUB_LOGIN_VARIABLE}")
+        return BadHfToken(f"the Hub refused your config.secrets.{HUB_LOGIN_VARIABLE}")
     if status == 401:
-        return ApiError(503, "hub_unavailable", "the Hub refused the platform's token (HUBPULSE_HF_TOKEN)")
+        return HubUnavailable("the Hub refused the platform's token (HUBPULSE_HF_TOKEN)")
     if status is not None and 400 <= status < 500:
-        return ApiError(422, "hub_refused", f"the Hub refused {model_id}@{revision}: {str(exc)[:200]}")
-    return ApiError(503, "hub_unavailable", f"the Hub did not answer: {str(exc)[:200]}")
+        return HubRefused(f"the Hub refused {model_id}@{revision}: {str(exc)[:200]}")
+    return HubUnavailable(f"the Hub did not answer: {str(exc)[:200]}")
 
 
 async def _task_of(request: Request, model_id: str, revision: str, config: DeploymentConfig) -> str:
     """The model's task, once it is known that the deployment may read it: with the user's own Hub token, or
     public and ungated with the platform's."""
+    task, _ = await _checked_model(request, model_id, revision, config)
+    return task
+
+
+async def _checked_model(
+    request: Request, model_id: str, revision: str, config: DeploymentConfig
+) -> tuple[str, ModelInfo]:
+    """`_task_of`, with the Hub's description of the repo."""
     own = user_token(config)
     try:
         info = await asyncio.to_thread(
-            model_info, _hub(request), model_id, revision, own or _settings(request).hub_token()
+            model_info, state_of(request).hub, model_id, revision, own or state_of(request).settings.hub_token()
         )
         if own is None:
             require_public(info)
     except Refused as exc:
-        raise ApiError(403, "model_not_public", str(exc)) from None
+        raise ModelNotPublic(str(exc)) from None
     except HFValidationError as exc:
-        raise ApiError(422, "invalid_model_id", str(exc)[:200]) from None
+        raise InvalidModelId(str(exc)[:200]) from None
     except HubCallError as exc:
         raise _hub_error(exc, model_id, revision, own is not None) from None
     if not servable(info.pipeline_tag):
-        raise ApiError(422, "unsupported_task", f"{model_id} is a {info.pipeline_tag!r} model, which is not served")
+        what = f"a {info.pipeline_tag!r} model" if info.pipeline_tag else "a model without a task (pipeline_tag)"
+        raise UnsupportedTask(f"{model_id} is {what}, which is not served")
     task: str = info.pipeline_tag  # type: ignore[assignment]
-    size, limit = download_bytes(info, task), _settings(request).max_model_bytes
+    size, limit = download_bytes(info, task), state_of(request).settings.max_model_bytes
     if size is not None and size > limit:
-        raise ApiError(
-            422,
-            "model_too_large",
+        raise ModelTooLarge(
             f"{model_id}@{revision} is {size} bytes to download, over the limit (HUBPULSE_MAX_MODEL_BYTES) of {limit}",
         )
-    return task
+    return task, info
 
 
 async def _check_limits(
@@ -134,18 +141,15 @@ async def _check_limits(
 ) -> None:
     """Refuse (4xx naming the limit) a version over one of the organisation's limits. `changing`: the deployment
     that gets the version (it is not counted twice, and the count does not grow)."""
-    settings = _settings(request)
-    active = await _orchestrator(request).repo.active_of(org_id=org_id, user_id=user_id, statuses=ACTIVE)
-    try:
-        check_limits(
-            config,
-            [d.config for d in active if d.id != changing],
-            max_deployments=None if changing else settings.max_deployments_per_org,
-            max_memory_mb=settings.max_memory_mb_per_org,
-            allowed_hardware=settings.allowed_hardware,
-        )
-    except OverLimit as exc:
-        raise ApiError(422 if exc.code == "hardware_not_allowed" else 403, exc.code, str(exc)) from None
+    settings = state_of(request).settings
+    active = await state_of(request).orchestrator.repo.active_of(org_id=org_id, user_id=user_id, statuses=ACTIVE)
+    check_limits(
+        config,
+        [d.config for d in active if d.id != changing],
+        max_deployments=None if changing else settings.max_deployments_per_org,
+        max_memory_mb=settings.max_memory_mb_per_org,
+        allowed_hardware=settings.allowed_hardware,
+    )
 
 
 @router.post("", status_code=202)
@@ -157,7 +161,7 @@ async def create(
     config = body.config
     await _check_limits(request, config, who.org_id, who.user_id)
     task = await _task_of(request, body.model_id, body.revision, config)
-    orchestrator = _orchestrator(request)
+    orchestrator = state_of(request).orchestrator
     doc = new_deployment(
         model_id=body.model_id,
         revision=body.revision,
@@ -198,7 +202,8 @@ async def list_deployments(
     include_deleted: bool = False,
     limit: int = Query(100, ge=1, le=500),
 ) -> DeploymentView:
-    docs = await _orchestrator(request).repo.owned(owner=who.user_id, include_deleted=include_deleted, limit=limit)
+    repo = state_of(request).orchestrator.repo
+    docs = await repo.owned(owner=who.user_id, include_deleted=include_deleted, limit=limit)
     return {"items": [_view(request, d) for d in docs]}
 
 
@@ -213,19 +218,16 @@ async def delete(request: Request, deployment_id: str, who: MemberIdentity) -> D
     if doc.status == S.DELETED:
         return _view(request, doc)
     try:
-        deleted = await _orchestrator(request).delete(deployment_id)
+        deleted = await state_of(request).orchestrator.delete(deployment_id)
     except TargetUnavailable as exc:
-        raise ApiError(exc.status, "teardown_failed", str(exc)) from None
+        raise TeardownFailed(str(exc)) from exc
     return _view(request, deleted)
 
 
 async def _new_version(request: Request, doc: Deployment, version: Version) -> DeploymentView:
     await _check_limits(request, version.config, doc.org_id, doc.user_id, changing=doc.id)
-    orchestrator = _orchestrator(request)
-    try:
-        updated = await orchestrator.transition(doc.id, S.PROVISIONING, push_version=version)
-    except InvalidTransition as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
+    orchestrator = state_of(request).orchestrator
+    updated = await orchestrator.transition(doc.id, S.PROVISIONING, push_version=version)
     orchestrator.schedule(doc.id)
     return _view(request, updated)
 
@@ -247,10 +249,7 @@ async def rollback(
     body: RollbackRequest | None = None,
 ) -> DeploymentView:
     doc = await _owned(request, deployment_id, who)
-    try:
-        version = rollback_version(doc, (body or RollbackRequest()).version, datetime.now(UTC))
-    except UnknownVersion as exc:
-        raise ApiError(409, "no_such_version", str(exc)) from None
+    version = rollback_version(doc, (body or RollbackRequest()).version, datetime.now(UTC))
     return await _new_version(request, doc, version)
 
 
@@ -267,20 +266,13 @@ async def predict(
     try:
         inputs, batch = parse_inputs(doc.task, orjson.loads(await request.body()))
     except orjson.JSONDecodeError:
-        raise ApiError(400, "bad_request", "body is not JSON") from None
-    except InputError as exc:
-        raise ApiError(422, "bad_input", str(exc)) from None
+        raise BodyNotJson() from None
     if idempotency_key is None:
         return Response(await _run_predict(request, doc, inputs, batch), media_type="application/json")
-    cache: IdempotencyCache = request.app.state.idempotency
+    cache = state_of(request).idempotency
     key = (deployment_id, who.user_id, idempotency_key)
     digest = digest_of(orjson.dumps([inputs, batch]))
-    try:
-        body, replayed = await cache.answer(key, digest, lambda: _run_predict(request, doc, inputs, batch))
-    except KeyReused:
-        raise ApiError(
-            422, "idempotency_key_reused", "this Idempotency-Key was used with other inputs; send a new key"
-        ) from None
+    body, replayed = await cache.answer(key, digest, lambda: _run_predict(request, doc, inputs, batch))
     return Response(body, media_type="application/json", headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
@@ -288,19 +280,17 @@ async def _run_predict(request: Request, doc: Deployment, inputs: list[str], bat
     deployment_id = doc.id
     if doc.status != S.RUNNING:
         reason = f": {doc.reason}" if doc.reason else ""
-        raise ApiError(503, "not_running", f"deployment is {doc.status.value}{reason}")
+        raise NotRunning(f"deployment is {doc.status.value}{reason}")
     endpoint = doc.endpoint or {}
     if endpoint.get(NOT_INVOCABLE):
-        raise ApiError(503, "not_invocable", str(endpoint[NOT_INVOCABLE]))
-    target = _orchestrator(request).targets[doc.target]
+        raise NotInvocable(str(endpoint[NOT_INVOCABLE]))
+    target = state_of(request).orchestrator.targets[doc.target]
     try:
         outputs = await target.predict(deployment_id, endpoint, inputs)
-    except InputRejected as exc:
-        raise ApiError(422, "bad_input", str(exc)) from None
-    except TargetUnavailable as exc:
-        await _orchestrator(request).reap()  # a dead server turns the deployment failed now, not at the next poll
-        code = {501: "not_supported", 502: "bad_gateway", 504: "timeout"}.get(exc.status, "unavailable")
-        raise ApiError(exc.status, code, str(exc)) from None
+    except TargetUnavailable:
+        # a dead server turns the deployment failed now, not at the next poll
+        await state_of(request).orchestrator.reap()
+        raise
     answer = {"deployment_id": deployment_id, "model_id": doc.model_id, "version": doc.version}
     return orjson.dumps({**answer, "outputs": outputs if batch else outputs[0]}, option=orjson.OPT_SERIALIZE_NUMPY)
 
@@ -310,5 +300,35 @@ async def manifests(request: Request, deployment_id: str, who: CallerIdentity) -
     doc = await _owned(request, deployment_id, who)
     rendered = (doc.endpoint or {}).get("manifests")
     if rendered is None:
-        raise ApiError(404, "not_found", "only kubernetes deployments have manifests, once rendered")
+        raise NotFound("only kubernetes deployments have manifests, once rendered")
     return JSONResponse({"deployment_id": deployment_id, "version": doc.version, "yaml": rendered})
+
+
+@deployability_router.get("/deployability")
+async def deployability(
+    request: Request,
+    model_id: str = Query(min_length=1, max_length=300),
+    revision: str = Query("main", min_length=1, max_length=100),
+) -> dict[str, Any]:
+    """Whether a deployment of the repo with the platform's Hub token would be served by this deployer's model
+    server (targets local and kubernetes), and if not, why in a sentence: the checks of a new deployment, then the
+    runtime's plan (`runtime.plan`: which weights it loads). A refusal of those checks is an answer here, not an
+    error; an unreadable id is 422 and a Hub that does not answer 503."""
+    key = (state_of(request).settings.hf_endpoint, model_id, revision)
+    if (cached := _DEPLOYABILITY.get(key)) is not None:
+        return cached
+    unknown = dict.fromkeys(("code", "reason", "task", "runtime", "download_bytes"))
+    answer: dict[str, Any] = {"model_id": model_id, "revision": revision, "deployable": False, **unknown}
+    try:
+        task, info = await _checked_model(request, model_id, revision, DeploymentConfig())
+        answer |= {"task": task, "download_bytes": download_bytes(info, task)}
+        chosen = plan(task, [s.rfilename for s in info.siblings or []])
+        answer |= {"deployable": True, "runtime": chosen.runtime}
+    except Refused as exc:
+        answer |= {"code": "not_servable", "reason": str(exc)}
+    except (InvalidModelId, HubUnavailable):
+        raise
+    except DomainError as exc:
+        answer |= {"code": HTTP_ERRORS[type(exc)].code, "reason": str(exc)}
+    _DEPLOYABILITY[key] = answer
+    return answer

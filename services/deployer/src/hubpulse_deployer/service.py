@@ -36,9 +36,13 @@ class UnknownVersion(ValueError):
 class OverLimit(ValueError):
     """A request beyond a per-organisation limit; the message names the limit and its setting."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+
+class HardwareNotAllowed(OverLimit):
+    pass
+
+
+class QuotaExceeded(OverLimit):
+    pass
 
 
 # the API's JSON shape of a deployment (`public_view`)
@@ -64,22 +68,19 @@ def check_limits(
     being changed) when it goes over a limit. `max_deployments` None: an existing deployment changes, the count
     does not grow."""
     if config.hardware not in allowed_hardware:
-        raise OverLimit(
-            "hardware_not_allowed",
+        raise HardwareNotAllowed(
             f"hardware {config.hardware!r} is not offered here; allowed: "
             f"{', '.join(allowed_hardware)} (HUBPULSE_ALLOWED_HARDWARE)",
         )
     if max_deployments is not None and len(active) >= max_deployments:
-        raise OverLimit(
-            "quota_exceeded",
+        raise QuotaExceeded(
             f"the organisation has {len(active)} active deployments, the limit "
             f"(HUBPULSE_MAX_DEPLOYMENTS_PER_ORG) is {max_deployments}",
         )
     used = sum(memory_mb(other) for other in active)
     wanted = memory_mb(config)
     if used + wanted > max_memory_mb:
-        raise OverLimit(
-            "quota_exceeded",
+        raise QuotaExceeded(
             f"{wanted} MB (memory_mb x max_replicas) on top of the organisation's "
             f"{used} MB in use is over the limit (HUBPULSE_MAX_MEMORY_MB_PER_ORG) of {max_memory_mb} MB",
         )

@@ -15,13 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from pydantic_core import to_json
 
-from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.encoding import EventEncoder
+from hubpulse_common.events import ModelFeatures, ModelSnapshot
 from hubpulse_common.features import (
     CROSS_FEATURE_COLUMNS,
     FEATURE_COLUMNS,
@@ -32,21 +32,25 @@ from hubpulse_common.features import (
 from hubpulse_common.history import HISTORY_COLUMNS as FILE_COLUMNS
 from hubpulse_common.renames import Rename, current_name
 
-# Column order of feature_history (and of the records copied into it).
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "model_id",
-    "snapshot_date",
-    "downloads",
-    "downloads_all_time",
-    "likes",
-    "trending_rank",
-    "pipeline_tag",
-    "library_name",
-    "author",
-    "tags",
-    "created_at",
-    "last_modified",
-)
+
+class HistoryRow(NamedTuple):
+    """One feature_history row, in the table's column order (COPY takes it as is)."""
+
+    model_id: str
+    snapshot_date: dt.date
+    downloads: int
+    downloads_all_time: int | None
+    likes: int
+    trending_rank: int | None
+    pipeline_tag: str | None
+    library_name: str | None
+    author: str | None
+    tags: list[str]
+    created_at: dt.datetime | None
+    last_modified: dt.datetime | None
+
+
+HISTORY_COLUMNS: tuple[str, ...] = HistoryRow._fields
 # What compute_features reads of a history row: exactly the history file's columns.
 WINDOW_COLUMNS: tuple[str, ...] = FILE_COLUMNS
 STAT_COLUMNS: tuple[str, ...] = tuple(c for c in HISTORY_COLUMNS if c not in ("model_id", "snapshot_date"))
@@ -68,13 +72,15 @@ def _author(model_id: str) -> str | None:
     return model_id.split("/", 1)[0] if "/" in model_id else None
 
 
-def snapshot_records(snapshots: Iterable[ModelSnapshot], aliases: Mapping[str, Rename] | None = None) -> list[Record]:
+def snapshot_records(
+    snapshots: Iterable[ModelSnapshot], aliases: Mapping[str, Rename] | None = None
+) -> list[HistoryRow]:
     """feature_history rows of a batch; a model-day that occurs twice (redelivery, re-ingest) keeps its last.
     aliases: renames by old name; an old name's row dated before its rename is filed under the current name."""
-    latest: dict[tuple[str, dt.date], Record] = {}
+    latest: dict[tuple[str, dt.date], HistoryRow] = {}
     for s in snapshots:
         model_id = current_name(s.model_id, s.snapshot_date, aliases or {})
-        latest[(model_id, s.snapshot_date)] = (
+        latest[(model_id, s.snapshot_date)] = HistoryRow(
             model_id,
             s.snapshot_date,
             s.downloads,
@@ -242,7 +248,7 @@ def feature_payloads(
     x = frame[list(FEATURE_COLUMNS)].to_numpy(dtype="float64", na_value=np.nan).tolist()
     ids = frame["model_id"].tolist()
     days = np.datetime_as_string(_days(frame), unit="D").tolist()
-    occurred = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    encode = EventEncoder(ModelFeatures).encode
     names = list(FEATURE_COLUMNS)
     renamed = renamed_from or {}
     columns = zip(
@@ -264,10 +270,8 @@ def feature_payloads(
     return [
         (
             model_id.encode(),
-            to_json(
+            encode(
                 {
-                    "schema_version": 1,
-                    "occurred_at": occurred,
                     "model_id": model_id,
                     "snapshot_date": day,
                     "features": dict(zip(names, values, strict=True)),
@@ -283,8 +287,7 @@ def feature_payloads(
                     "created_at": created,
                     "last_modified": modified,
                     "renamed_from": renamed.get(model_id),
-                },
-                inf_nan_mode="null",
+                }
             ),
         )
         for (

@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Query, Request
 
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import NotFound
 from hubpulse_common.resources import Resources
 from hubpulse_ingestor import repository
 from hubpulse_ingestor.schemas import Cycle
@@ -24,7 +24,7 @@ def _pool(request: Request) -> asyncpg.Pool:
 async def latest(request: Request) -> dict[str, Any]:
     cycle: dict[str, Any] | None = await repository.latest_cycle(_pool(request))
     if cycle is None:
-        raise ApiError(404, "not_found", "no ingestion cycle has run yet")
+        raise NotFound("no ingestion cycle has run yet")
     return cycle
 
 

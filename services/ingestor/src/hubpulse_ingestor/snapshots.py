@@ -7,23 +7,25 @@ import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 import pandas as pd
 
-from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.encoding import EncoderMismatch, EventEncoder
+from hubpulse_common.events import ModelSnapshot, SnapshotSource
 from hubpulse_common.history import known_created_at
 from hubpulse_common.logging import get_logger
 
 log = get_logger(__name__)
 
-Source = Literal["hub", "import", "bench"]
+Source = SnapshotSource
 
 
 class SnapshotRow(NamedTuple):
-    """One model on one day, in the column order of the `snapshots` table (COPY takes it as is)."""
+    """One model on one day, in the column order of the `snapshots` table (COPY takes it as is); its fields are
+    `ModelSnapshot`'s (the event encoder refuses a row that differs)."""
 
     snapshot_date: dt.date
     model_id: str
@@ -117,22 +119,7 @@ def rows_from_history(day_frame: pd.DataFrame, source: Source = "import") -> lis
 
 def to_events(rows: Sequence[SnapshotRow]) -> Iterator[ModelSnapshot]:
     for r in rows:
-        yield ModelSnapshot(
-            model_id=r.model_id,
-            snapshot_date=r.snapshot_date,
-            downloads=r.downloads,
-            downloads_all_time=r.downloads_all_time,
-            likes=r.likes,
-            trending_score=r.trending_score,
-            trending_rank=r.trending_rank,
-            pipeline_tag=r.pipeline_tag,
-            library_name=r.library_name,
-            author=r.author,
-            tags=r.tags,
-            created_at=r.created_at,
-            last_modified=r.last_modified,
-            source=r.source,
-        )
+        yield ModelSnapshot(**r._asdict())
 
 
 # ---- the bulk path: events encoded once, the same bytes go to PostgreSQL and to Kafka -------------------
@@ -255,17 +242,15 @@ def _event(
     item: dict[str, Any],
     model_id: str,
     day_text: str,
-    occurred: str,
     source: Source,
     rank: int | None,
     cleaned: Counter[str],
 ) -> dict[str, Any]:
+    """A Hub item's ModelSnapshot fields, checked and cleaned."""
     get = item.get
     score = get("trendingScore")
     author = _clean_text(get("author"), cleaned)
     return {
-        "schema_version": 1,
-        "occurred_at": occurred,
         "model_id": model_id,
         "snapshot_date": day_text,
         "downloads": _bounded_count(get("downloads"), BIGINT_MAX, "downloads") or 0,
@@ -298,12 +283,11 @@ def encode_page(
     already stored in this walk), counted by reason and logged with its id; the rest of the page goes on.
 
     seen: the Hub `_id`s (or ids) already taken this day, updated in place; ranks: trending rank by `_id`/id."""
-    occurred = (occurred_at or dt.datetime.now(dt.UTC)).isoformat()
+    encode = EventEncoder(ModelSnapshot, occurred_at).encode
     day_text = day.isoformat()
     out = PageOutcome(listed=len(items))
     seen = set() if seen is None else seen
     ranks = ranks or {}
-    dumps = orjson.dumps
     for item in items:
         try:
             if type(item) is not dict:
@@ -317,12 +301,14 @@ def encode_page(
             if key in seen:
                 raise RowRejected("duplicate")
             rank = ranks.get(key)
-            value = dumps(_event(item, model_id, day_text, occurred, source, rank, out.cleaned))
+            value = encode(_event(item, model_id, day_text, source, rank, out.cleaned))
         except RowRejected as exc:
             out.skipped[exc.reason] += 1
             if exc.reason not in ("duplicate", "private"):  # expected ones are counted, not logged one by one
                 log.warning("ingest.row_rejected", reason=exc.reason, model_id=_loggable_id(item))
             continue
+        except EncoderMismatch:
+            raise
         except (TypeError, ValueError) as exc:  # orjson: whatever slipped through the checks above
             out.skipped["unencodable"] += 1
             log.warning("ingest.row_rejected", reason="unencodable", model_id=_loggable_id(item), error=str(exc))
@@ -354,33 +340,11 @@ def _loggable_id(item: Any) -> str:
 
 def encode_rows(rows: Sequence[SnapshotRow], occurred_at: dt.datetime | None = None) -> EncodedSnapshots:
     """Rows (e.g. `rows_from_history`) to encoded events, as `to_events(rows)` would serialise them."""
-    occurred = (occurred_at or dt.datetime.now(dt.UTC)).isoformat()
-    dumps = orjson.dumps
+    encode = EventEncoder(ModelSnapshot, occurred_at).encode
     out = EncodedSnapshots()
     for r in rows:
-        out.values.append(
-            dumps(
-                {
-                    "schema_version": 1,
-                    "occurred_at": occurred,
-                    "model_id": r.model_id,
-                    "snapshot_date": r.snapshot_date.isoformat(),
-                    "downloads": r.downloads,
-                    "downloads_all_time": r.downloads_all_time,
-                    "likes": r.likes,
-                    "trending_score": r.trending_score,
-                    "trending_rank": r.trending_rank,
-                    "pipeline_tag": r.pipeline_tag,
-                    "library_name": r.library_name,
-                    "author": r.author,
-                    "tags": r.tags,
-                    "created_at": r.created_at.isoformat() if r.created_at is not None else None,
-                    "last_modified": r.last_modified.isoformat() if r.last_modified is not None else None,
-                    "source": r.source,
-                    "renamed_from": None,
-                }
-            )
-        )
+        # a row's fields are the event's (dates and times as ISO text); an imported history row is never a rename
+        out.values.append(encode({**r._asdict(), "renamed_from": None}))
         out.keys.append(r.model_id.encode())
         out.days.add(r.snapshot_date)
     return out

@@ -21,6 +21,8 @@ from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
 from hubpulse_metrics import repository
 from hubpulse_metrics.alerts import run_alerts
+from hubpulse_metrics.deps import METRICS_STATE, MetricsState
+from hubpulse_metrics.errors import HTTP_ERRORS
 from hubpulse_metrics.handlers import deployment_handler, inference_handler
 from hubpulse_metrics.routes import router
 from hubpulse_metrics.settings import MetricsSettings
@@ -75,12 +77,10 @@ def create_app(settings: MetricsSettings) -> FastAPI:
         ):
             db = res.require_mongo()[settings.mongo_database]
             bus = res.require_bus()
-            kind = await repository.ensure_schema(db, timedelta(days=settings.raw_retention_days))
+            await repository.ensure_schema(db, timedelta(days=settings.raw_retention_days))
             await watch_repository.ensure_schema(db)
-            app.state.db = db
-            app.state.settings = settings
-            app.state.raw_collection_kind = kind
-            deliverer = app.state.deliverer = Deliverer(db, bus, settings, http)
+            deliverer = Deliverer(db, bus, settings, http)
+            METRICS_STATE.set(app, MetricsState(db, settings, deliverer))
             consumers: list[BatchConsumer[Any]] = [
                 _consumer(settings, bus, InferenceEvent, inference_handler(db)),
                 _consumer(settings, bus, DeploymentEvent, deployment_handler(db)),
@@ -109,6 +109,7 @@ def create_app(settings: MetricsSettings) -> FastAPI:
         title="hubpulse metrics",
         description="Latency, error rate, usage analytics, alerts and live pushes.",
         lifespan=lifespan,
+        errors=HTTP_ERRORS,
     )
     app.add_middleware(RequestLogMiddleware)
     app.include_router(router)

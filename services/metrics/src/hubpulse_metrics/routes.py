@@ -15,9 +15,11 @@ from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconn
 from fastapi.responses import PlainTextResponse, Response
 from pymongo.asynchronous.database import AsyncDatabase
 
-from hubpulse_common.http import ApiError, SaneDatetime
+from hubpulse_common.http import ApiError, Forbidden, NotFound, SaneDatetime
 from hubpulse_common.identity import CallerIdentity, Identity
 from hubpulse_metrics import repository
+from hubpulse_metrics.deps import state_of
+from hubpulse_metrics.errors import BadRange
 from hubpulse_metrics.repository import Filters
 from hubpulse_metrics.schemas import (
     Alert,
@@ -37,20 +39,10 @@ Until = Annotated[SaneDatetime | None, Query(description="End of the range, excl
 Id = Annotated[str | None, Query(max_length=200)]
 
 
-def _db(request: Request | WebSocket) -> AsyncDatabase[dict[str, Any]]:
-    db: AsyncDatabase[dict[str, Any]] = request.app.state.db
-    return db
-
-
-def _settings(request: Request | WebSocket) -> MetricsSettings:
-    settings: MetricsSettings = request.app.state.settings
-    return settings
-
-
 def _scope(who: Identity, deployment_id: str | None, user_id: str | None) -> Filters:
     """The caller's filters: their organisation, and their own calls unless they are an admin."""
     if user_id is not None and user_id != who.user_id and not who.has_role("admin"):
-        raise ApiError(403, "forbidden", "only an admin sees other members' usage")
+        raise Forbidden("only an admin sees other members' usage")
     own = user_id if who.has_role("admin") else who.user_id
     return Filters(deployment_id=deployment_id, user_id=own, org_id=who.org_id)
 
@@ -62,7 +54,7 @@ async def _may_see_deployment(db: AsyncDatabase[dict[str, Any]], who: Identity, 
         return False  # no transition seen yet: nothing ties its resources to an organisation
     user_id, org_id = owner
     if org_id != who.org_id or (user_id != who.user_id and not who.has_role("admin")):
-        raise ApiError(404, "not_found", f"no deployment {deployment_id}")
+        raise NotFound(f"no deployment {deployment_id}")
     return True
 
 
@@ -76,7 +68,7 @@ def _window(settings: MetricsSettings, since: datetime | None, until: datetime |
             timedelta(hours=settings.max_query_window_h),
         )
     except ValueError as exc:
-        raise ApiError(400, "bad_range", str(exc)) from None
+        raise BadRange(str(exc)) from None
 
 
 @router.get("/metrics/deployments/{deployment_id}", summary="Latency, errors, throughput and resources of a deployment")
@@ -88,7 +80,7 @@ async def deployment_metrics(
     until: Until = None,
     user_id: Id = None,
 ) -> DeploymentMetrics:
-    db, settings = _db(request), _settings(request)
+    db, settings = state_of(request).db, state_of(request).settings
     start, end = _window(settings, since, until)
     filters = _scope(who, deployment_id, user_id)
     visible = await _may_see_deployment(db, who, deployment_id)
@@ -119,9 +111,9 @@ async def usage(
     deployment_id: Id = None,
     user_id: Id = None,
 ) -> Response | UsageReport:
-    start, end = _window(_settings(request), since, until)
+    start, end = _window(state_of(request).settings, since, until)
     filters = _scope(who, deployment_id, user_id)
-    rows = await repository.usage(_db(request), group_by, filters, start, end)
+    rows = await repository.usage(state_of(request).db, group_by, filters, start, end)
     if format == "csv":
         return PlainTextResponse(
             usage_csv(group_by, rows),
@@ -132,10 +124,10 @@ async def usage(
 
 
 async def _snapshot(request: Request | WebSocket, filters: Filters) -> LiveSnapshot:
-    settings = _settings(request)
+    settings = state_of(request).settings
     now = datetime.now(UTC)
     since = now - timedelta(seconds=settings.live_window_s)
-    window_calls = await repository.calls(_db(request), filters, since, now)
+    window_calls = await repository.calls(state_of(request).db, filters, since, now)
     return LiveSnapshot(
         at=now, window_s=settings.live_window_s, deployments=live_stats(window_calls, settings.live_window_s)
     )
@@ -152,7 +144,7 @@ async def live_snapshot(
 async def live_metrics(websocket: WebSocket, who: CallerIdentity, deployment_id: Id = None) -> None:
     filters = _scope(who, deployment_id, None)
     await websocket.accept()
-    interval = _settings(websocket).live_interval_s
+    interval = state_of(websocket).settings.live_interval_s
     try:
         while True:
             snapshot = await _snapshot(websocket, filters)
@@ -164,18 +156,18 @@ async def live_metrics(websocket: WebSocket, who: CallerIdentity, deployment_id:
 
 @router.post("/resources", status_code=202, summary="Resource samples from model servers (CPU, memory, duration)")
 async def ingest_resources(request: Request, body: ResourceBatch) -> dict[str, int]:
-    return {"stored": await repository.store_resources(_db(request), body.samples)}
+    return {"stored": await repository.store_resources(state_of(request).db, body.samples)}
 
 
 @router.get("/alerts", summary="Alert states, latest first")
 async def list_alerts(request: Request, who: CallerIdentity, deployment_id: Id = None) -> list[Alert]:
-    alerts = await repository.alerts(_db(request), deployment_id)
+    alerts = await repository.alerts(state_of(request).db, deployment_id)
     visible = {d for d in {a.deployment_id for a in alerts} if await _may_see(request, who, d)}
     return [a for a in alerts if a.deployment_id in visible]
 
 
 async def _may_see(request: Request, who: Identity, deployment_id: str) -> bool:
     try:
-        return await _may_see_deployment(_db(request), who, deployment_id)
+        return await _may_see_deployment(state_of(request).db, who, deployment_id)
     except ApiError:
         return False

@@ -1,6 +1,6 @@
 """PostgreSQL I/O of the scorer: scores and the catalog read model, COPY into staging then one upsert each.
 
-The catalog is two tables (scorer migration 0005): `catalog_models`, what search sorts and filters on (a dozen
+The catalog is two tables: `catalog_models`, what search sorts and filters on (a dozen
 indexes, so every changed row costs an entry in each), and `catalog_details`, the wide features and explanation
 (primary key only). A row whose values did not change (a redelivered batch) is not rewritten at all.
 """

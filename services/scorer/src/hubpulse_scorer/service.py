@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from pydantic_core import to_json
 
-from hubpulse_common.events import ModelFeatures
+from hubpulse_common.encoding import EventEncoder
+from hubpulse_common.events import ModelFeatures, ModelScore
 from hubpulse_common.renames import Rename, current_name
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.model.explain import contributions, top_columns
@@ -216,18 +217,24 @@ def catalog_records(scored: Scored) -> tuple[list[Record], list[Record]]:
 
 def score_payloads(scored: Scored) -> list[tuple[bytes, bytes]]:
     """ModelScore of each row as (key, JSON) pairs, encoded in bulk (tests/scorer check they validate)."""
-    occurred = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-    head = {
-        "schema_version": 1,
-        "occurred_at": occurred,
-        "model_version": scored.version,
-        "label": scored.label,
-        "horizon_days": scored.horizon_days,
-        "threshold": scored.threshold,
-    }
-    out = []
-    for e, p, explanation in zip(scored.events, scored.probability.tolist(), scored.explanations, strict=True):
-        body = to_json({**head, "model_id": e.model_id, "snapshot_date": e.snapshot_date, "probability": p})
-        # the explanation is already JSON: spliced in, not parsed and encoded again
-        out.append((e.model_id.encode(), body[:-1] + b',"top_features":' + explanation.encode() + b"}"))
-    return out
+    # the explanation is already JSON: spliced in, not parsed and encoded again
+    encode = EventEncoder(ModelScore, raw=("top_features",)).encode
+    probability = scored.probability.tolist()
+    return [
+        (
+            e.model_id.encode(),
+            encode(
+                {
+                    "model_id": e.model_id,
+                    "snapshot_date": e.snapshot_date,
+                    "model_version": scored.version,
+                    "label": scored.label,
+                    "horizon_days": scored.horizon_days,
+                    "probability": p,
+                    "threshold": scored.threshold,
+                },
+                explanation,
+            ),
+        )
+        for e, p, explanation in zip(scored.events, probability, scored.explanations, strict=True)
+    ]

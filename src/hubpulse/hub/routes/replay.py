@@ -20,7 +20,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Advance(BaseModel):
-    days: int = Field(1, ge=1)
+    days: int = Field(1, ge=1, le=3650)  # past the history a synthetic Hub makes each day: not unbounded
     date: dt.date | None = None  # jump straight to this date instead
 
 
@@ -29,7 +29,9 @@ class Reset(BaseModel):
 
 
 def _state(request: Request) -> dict[str, object]:
-    return {**clock_of(request).state(), "faults": faults_of(request).state()}
+    timer = request.app.state.day_timer
+    day_seconds = timer.day_seconds if timer is not None else None
+    return {**clock_of(request).state(), "day_seconds": day_seconds, "faults": faults_of(request).state()}
 
 
 async def _body(request: Request, model: type[M]) -> M:

@@ -13,7 +13,7 @@ from prometheus_client import Counter
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hubpulse_gateway.catalog.service import SearchQuery
+from hubpulse_gateway.catalog.query import SearchQuery
 
 SEARCH_PATH = "/v1/models"
 CACHE_HEADER = b"x-cache"

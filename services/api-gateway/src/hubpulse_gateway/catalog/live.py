@@ -19,7 +19,7 @@ import asyncpg
 from hubpulse_common.logging import get_logger
 from hubpulse_common.supervise import Supervised
 from hubpulse_gateway.catalog import repository
-from hubpulse_gateway.catalog.service import hype_score
+from hubpulse_gateway.catalog.presentation import hype_score
 
 log = get_logger(__name__)
 

@@ -11,8 +11,9 @@ from typing import Any
 import asyncpg
 
 from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
+from hubpulse_gateway.catalog.plan import SampleRows, SearchPlan
+from hubpulse_gateway.catalog.query import SearchQuery, has_filters, like_pattern
 from hubpulse_gateway.catalog.schemas import SortKey
-from hubpulse_gateway.catalog.service import SampleRows, SearchPlan, SearchQuery, has_filters, like_pattern
 
 SUMMARY_COLUMNS = (
     "model_id, author, pipeline_tag, library_name, tags, created_at, snapshot_date, downloads, likes, "
@@ -24,8 +25,8 @@ SUMMARY_COLUMNS = (
 # (`hubpulse_common.catalog_keys`): `ORDER BY key DESC, model_id` is an index walk.
 SORT_KEYS: dict[SortKey, str] = {sort: CATALOG_SORT_KEYS[sort.value].expression for sort in SortKey}
 # Columns the walk reads; all are in the covering indexes, so the walk is an index-only scan. The tags array
-# is not (scorer migration 0006: it was ~45 % of those indexes' bytes, written for every row every day): a walk
-# that must test tags reads them from the heap (`tag_walk`), one that need not is guarded instead.
+# is not (a large share of those indexes' bytes, written for every row every day; docs/decisions/search-and-web.md):
+# a walk that must test tags reads them from the heap (`tag_walk`), one that need not is guarded instead.
 _WALK_COLUMNS = "model_id, pipeline_tag, library_name, downloads, likes"
 
 
@@ -94,7 +95,7 @@ def _after_cursor(sql: _Sql, query: SearchQuery) -> list[str]:
     if query.cursor is None:
         return []
     key = SORT_KEYS[query.sort]
-    # decode_cursor admits a null value only for the sorts that fold NULL (service.NULLABLE_SORTS)
+    # decode_cursor admits a null value only for the sorts that fold NULL (query.NULLABLE_SORTS)
     null = CATALOG_SORT_KEYS[query.sort.value].null
     value = null if query.cursor.value is None and null is not None else sql.arg(query.cursor.value)
     mid = sql.arg(query.cursor.model_id)
@@ -117,7 +118,7 @@ def walk_sql(
     sql = _Sql()
     key = SORT_KEYS[query.sort]
     after = _after_cursor(sql, query)
-    if by_library and query.library is not None:  # the per-library keyset indexes (scorer migration 0009)
+    if by_library and query.library is not None:  # the per-library keyset indexes
         after.append(f"library_name = {sql.arg(query.library)}")
     elif query.task is not None:  # the per-task keyset indexes
         after.append(f"pipeline_tag = {sql.arg(query.task)}")
@@ -213,7 +214,7 @@ async def renamed_to(pool: asyncpg.Pool, model_id: str) -> str | None:
 
 
 async def model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
-    """The catalog row and its details (features, explanation: scorer migrations 0005, 0007), by id."""
+    """The catalog row and its details (features, explanation), by id."""
     row: asyncpg.Record | None = await pool.fetchrow(
         f"SELECT {SUMMARY_COLUMNS}, downloads_all_time, last_modified, model_version, label, threshold, "  # noqa: S608
         "COALESCE(d.explanation, '[]')::jsonb AS explanation, COALESCE(d.features, '{}')::jsonb AS features "

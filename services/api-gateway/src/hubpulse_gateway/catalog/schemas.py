@@ -87,6 +87,22 @@ class ModelDetail(ModelSummary):
         return None if self.label is None else label_sentence(self.label)
 
 
+class Deployability(_Out):
+    """The deployer's answer for a repo: whether its model server (targets local and kubernetes) can serve it."""
+
+    model_id: str
+    revision: str
+    deployable: bool
+    code: str | None = Field(
+        description="Why not, as a code: not_servable (no weights its runtime loads), unsupported_task, "
+        "model_too_large, model_not_public, gated_model, unknown_model, unknown_revision, hub_refused"
+    )
+    reason: str | None = Field(description="Why not, in a sentence; null when deployable")
+    task: str | None
+    runtime: str | None = Field(description="The runtime that would serve it: onnx or torch")
+    download_bytes: int | None = Field(description="What a deployment downloads, when the Hub says")
+
+
 class Pick(_Out):
     model_id: str
     pipeline_tag: str | None

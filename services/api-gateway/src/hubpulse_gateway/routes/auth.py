@@ -1,9 +1,6 @@
 """Auth routes of the gateway: sign-up, login, refresh, logout, profile, API keys, organisation members,
 Sign in with Hugging Face. Thin: each forwards to the auth service through `upstream.py`.
 
-`install(app, settings)` (one line in app.py) includes the router, the per key/IP rate limit, and a lifespan
-that opens the upstream clients (`app.state.upstreams`) and the credential verifier (`app.state.security`).
-
 Web sessions: a login or refresh with `"session": true` (and Sign in with HF) sets the HttpOnly cookies
 `hp_access` (SameSite=Lax) and `hp_refresh` (SameSite=Strict, path /v1/auth) and the script-readable `hp_csrf`;
 the JSON body then carries `csrf_token` and `expires_in` instead of the tokens, which stay out of reach of scripts.
@@ -11,33 +8,19 @@ the JSON body then carries `csrf_token` and `expires_in` instead of the tokens, 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
 from hubpulse_common.auth_schemas import ApiKeyCreate, LoginBody, MemberPut, ProfilePatch, SignupBody
-from hubpulse_common.http import NO_NUL, ApiError, ClientAddress
-from hubpulse_common.ratelimit import FailoverLimiter, shared_limiter
-from hubpulse_gateway.security import (
-    ACCESS_COOKIE,
-    CSRF_COOKIE,
-    CSRF_HEADER,
-    REFRESH_COOKIE,
-    AdminUser,
-    CurrentUser,
-    MemberUser,
-    OptionalUser,
-    RateLimitMiddleware,
-    SecurityDep,
-    open_security,
-)
-from hubpulse_gateway.settings import GatewaySettings
-from hubpulse_gateway.upstream import UpstreamId, UpstreamsDep, open_upstreams
+from hubpulse_common.http import NO_NUL, ApiError, Unauthorized
+from hubpulse_gateway.deps import AdminUser, CurrentUser, MemberUser, OptionalUser, SecurityDep, UpstreamsDep, state_of
+from hubpulse_gateway.errors import BadSignInState, CsrfFailed
+from hubpulse_gateway.security import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE
+from hubpulse_gateway.upstream import UpstreamId
 
 OAUTH_STATE_COOKIE = "hp_oauth_state"
 REFRESH_PATH = "/v1/auth"
@@ -105,10 +88,10 @@ def _session_refresh(request: Request, body: RefreshBody | None) -> tuple[str, s
         return body.refresh_token, None
     cookie = request.cookies.get(REFRESH_COOKIE)
     if not cookie:
-        raise ApiError(401, "unauthorized", "no refresh token: send refresh_token or the session cookie")
+        raise Unauthorized("no refresh token: send refresh_token or the session cookie")
     csrf = request.headers.get(CSRF_HEADER)
     if not csrf:
-        raise ApiError(403, "csrf_failed", "a cookie session needs the X-CSRF-Token header")
+        raise CsrfFailed("a cookie session needs the X-CSRF-Token header")
     return cookie, csrf
 
 
@@ -121,7 +104,7 @@ async def signup(body: SignupBody, upstreams: UpstreamsDep) -> Any:
 async def login(body: LoginBody, request: Request, response: Response, upstreams: UpstreamsDep) -> Any:
     tokens = await upstreams.auth.json("POST", "/auth/login", json=body.model_dump())
     if body.session:
-        return _set_session(response, tokens, upstreams_secure(request))
+        return _set_session(response, tokens, cookie_secure(request))
     return _public_tokens(tokens)
 
 
@@ -145,7 +128,7 @@ async def refresh(
         raise
     if csrf is not None:
         # A cookie session keeps its CSRF token across refreshes (the auth service checked it).
-        return _set_session(response, {**tokens, "csrf_token": csrf}, upstreams_secure(request))
+        return _set_session(response, {**tokens, "csrf_token": csrf}, cookie_secure(request))
     return _public_tokens(tokens)
 
 
@@ -221,7 +204,7 @@ async def hf_login(
         max_age=600,
         httponly=True,
         samesite="lax",
-        secure=upstreams_secure(request),
+        secure=cookie_secure(request),
         path="/v1/auth/hf",
     )
     return response
@@ -235,10 +218,10 @@ async def hf_callback(
     state: Annotated[str, Query(max_length=256)],
 ) -> Response:
     if request.cookies.get(OAUTH_STATE_COOKIE) != state:
-        raise ApiError(400, "bad_state", "sign-in state does not match this browser; start again")
+        raise BadSignInState("sign-in state does not match this browser; start again")
     tokens = await upstreams.auth.json("POST", "/oauth/hf/finish", json={"code": code, "state": state})
     response = RedirectResponse(_local_path(tokens.get("return_to") or "/"), status_code=302)
-    _set_session(response, tokens, upstreams_secure(request))
+    _set_session(response, tokens, cookie_secure(request))
     response.delete_cookie(OAUTH_STATE_COOKIE, path="/v1/auth/hf")
     return response
 
@@ -251,36 +234,5 @@ def _local_path(target: str) -> str:
     return target
 
 
-def upstreams_secure(request: Request) -> bool:
-    settings: GatewaySettings = request.app.state.security.settings
-    return settings.cookie_secure
-
-
-def install(app: FastAPI, settings: GatewaySettings) -> None:
-    """Everything of the security layer an app needs: routes, rate limit, upstream clients, verifier."""
-
-    limiter, store = FailoverLimiter(), None
-    if settings.rate_limit_storage == "mongodb":
-        url, database = settings.mongo_url.get_secret_value(), settings.mongo_database
-        limiter, store = shared_limiter(
-            url, database, timeout_s=settings.rate_limit_store_timeout_s, retry_s=settings.rate_limit_store_retry_s
-        )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_upstreams(app, settings) as upstreams, open_security(app, settings, upstreams):
-            try:
-                yield
-            finally:
-                if store is not None:
-                    await store.close()
-
-    app.include_router(APIRouter(lifespan=lifespan))
-    app.include_router(router)
-    app.add_middleware(
-        RateLimitMiddleware,
-        limit=settings.api_rate_limit,
-        auth_limit=settings.auth_ip_rate_limit,
-        client=ClientAddress(settings.trusted_proxies),
-        limiter=limiter,
-    )
+def cookie_secure(request: Request) -> bool:
+    return state_of(request).security.settings.cookie_secure

@@ -18,11 +18,12 @@ from fastapi.responses import Response
 
 from hubpulse_common.errors import InputError
 from hubpulse_common.events import InferenceEvent
-from hubpulse_common.http import ApiError
-from hubpulse_common.inference import parse_inputs
+from hubpulse_common.http import ApiError, BadInput, BodyNotJson
+from hubpulse_common.inference import NotInvocable, NotRunning, parse_inputs
 from hubpulse_common.logging import get_logger
-from hubpulse_gateway.security import CurrentUser, MemberUser, Principal
-from hubpulse_gateway.upstream import UpstreamId, UpstreamsDep
+from hubpulse_gateway.deps import BusDep, CurrentUser, MemberUser, UpstreamsDep
+from hubpulse_gateway.principal import Principal
+from hubpulse_gateway.upstream import UpstreamId, Upstreams
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
 log = get_logger(__name__)
@@ -39,7 +40,7 @@ async def _body(request: Request) -> Any:
     try:
         return orjson.loads(await request.body())
     except orjson.JSONDecodeError:
-        raise ApiError(400, "bad_request", "body is not JSON") from None
+        raise BodyNotJson() from None
 
 
 @router.post("", status_code=202)
@@ -54,7 +55,7 @@ async def list_deployments(user: CurrentUser, upstreams: UpstreamsDep, include_d
     return _json(await upstreams.deployer.json("GET", "/deployments", principal=user, params=params))
 
 
-async def _get(upstreams: Any, user: Principal, deployment_id: str) -> dict[str, Any]:
+async def _get(upstreams: Upstreams, user: Principal, deployment_id: str) -> dict[str, Any]:
     doc: dict[str, Any] = await upstreams.deployer.json("GET", f"/deployments/{deployment_id}", principal=user)
     _SHAPES[f"{user.user_id}:{deployment_id}"] = doc
     return doc
@@ -97,7 +98,7 @@ async def manifests(
 
 
 async def _forward(
-    request: Request, upstreams: Any, user: Principal, deployment_id: str, raw: bytes
+    request: Request, upstreams: Upstreams, user: Principal, deployment_id: str, raw: bytes
 ) -> tuple[dict[str, Any], bytes, int]:
     """(deployment, response body, number of inputs) of one predict call; ApiError for every failure."""
     doc = _SHAPES.get(f"{user.user_id}:{deployment_id}") or await _get(upstreams, user, deployment_id)
@@ -105,19 +106,19 @@ async def _forward(
         body = orjson.loads(raw)
         inputs, _ = parse_inputs(doc["task"], body)
     except orjson.JSONDecodeError:
-        raise ApiError(400, "bad_request", "body is not JSON") from None
+        raise BodyNotJson() from None
     except InputError as exc:
-        raise ApiError(422, "bad_input", str(exc)) from None
+        raise BadInput(str(exc)) from None
     request.state.inputs = len(inputs)
     if doc["status"] != "running":
         doc = await _get(upstreams, user, deployment_id)  # the cached status may be stale: ask once more
     if doc["status"] != "running":
         reason = f": {doc['reason']}" if doc.get("reason") else ""
-        raise ApiError(503, "not_running", f"deployment {deployment_id} is {doc['status']}{reason}")
+        raise NotRunning(f"deployment {deployment_id} is {doc['status']}{reason}")
     # running where it is, but not callable from here (a Space the Hub gives no host for, Lambda on moto):
     # answered at once, never retried against the deployer
     if unreachable := (doc.get("endpoint") or {}).get("not_invocable"):
-        raise ApiError(503, "not_invocable", str(unreachable))
+        raise NotInvocable(str(unreachable))
     # The caller's Idempotency-Key travels to the deployer, which keeps the answer for it; only such a call is
     # retried on a transport error or 5xx (a retry without a key could run the model twice).
     key = request.headers.get("idempotency-key")
@@ -137,13 +138,15 @@ async def _forward(
         fresh = await _get(upstreams, user, deployment_id)
         if fresh["status"] != "running":
             message = f"deployment {deployment_id} is {fresh['status']}: {fresh.get('reason')}"
-            raise ApiError(503, "not_running", message) from exc
+            raise NotRunning(message) from exc
         raise
     return doc, response.content, len(inputs)
 
 
 @router.post("/{deployment_id}/predict")
-async def predict(request: Request, deployment_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep) -> Response:
+async def predict(
+    request: Request, deployment_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep, bus: BusDep
+) -> Response:
     started = time.perf_counter()
     raw = await request.body()
     status, content, model_id, error = 500, b"", "", None
@@ -172,4 +175,4 @@ async def predict(request: Request, deployment_id: UpstreamId, user: CurrentUser
             error=error,
         )
         # best effort: the call's own answer never waits on, or fails with, the broker
-        await request.app.state.resources.require_bus().publish_best_effort(event)
+        await bus.publish_best_effort(event)

@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 
-from hubpulse_common.http import ApiError, SaneDatetime
-from hubpulse_gateway.security import CurrentUser, Principal, get_security
-from hubpulse_gateway.upstream import UpstreamId, Upstreams, UpstreamsDep
+from hubpulse_common.http import ApiError, Forbidden, SaneDatetime, Unauthorized
+from hubpulse_gateway.deps import CurrentUser, UpstreamsDep, state_of
+from hubpulse_gateway.principal import Principal
+from hubpulse_gateway.upstream import UpstreamId
 
 router = APIRouter(tags=["monitoring"])
 
@@ -73,10 +74,10 @@ TOKEN_EXPIRED = 4001
 async def authenticate(websocket: WebSocket) -> Principal | None:
     # The security layer reads a Request; a socket's handshake is a GET with the same headers and cookies.
     handshake = Request({**websocket.scope, "type": "http", "method": "GET"})
-    user = await get_security(handshake).authenticate(handshake)
+    user = await state_of(handshake).security.authenticate(handshake)
     if user is not None and user.via == "cookie" and not _same_origin(websocket):
         # a cookie rides along with any page's socket: only our own pages may use it (cross-site WebSocket hijacking)
-        raise ApiError(403, "forbidden", "this socket's Origin is not this site")
+        raise Forbidden("this socket's Origin is not this site")
     return user
 
 
@@ -103,17 +104,12 @@ async def live_metrics(websocket: WebSocket) -> None:
     `?deployment_id=` narrows it to one deployment. A 4xx arrives as `{"error": {...}}` and the socket closes (1008);
     an upstream outage is pushed as `{"error": ...}` in place of that second's figures, and the pushes go on.
     """
-    await websocket.accept()
-    try:
-        user = await authenticate(websocket)
-        if user is None:
-            raise ApiError(401, "unauthorized", "sign in or send an API key")
-    except ApiError as exc:
-        await refuse(websocket, exc)
+    user = await accept_signed_in(websocket)
+    if user is None:
         return
     deployment_id = websocket.query_params.get("deployment_id") or None
     params = _params(deployment_id=deployment_id)
-    upstreams: Upstreams = websocket.app.state.upstreams
+    upstreams = state_of(websocket).upstreams
     metrics = upstreams.metrics
     closed = asyncio.create_task(until_closed(websocket))
     try:
@@ -143,6 +139,19 @@ async def live_metrics(websocket: WebSocket) -> None:
 
 def error_body(exc: ApiError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": exc.message}}
+
+
+async def accept_signed_in(websocket: WebSocket) -> Principal | None:
+    """Accept the socket and return its caller; None after refusing an anonymous or bad credential (see `refuse`)."""
+    await websocket.accept()
+    try:
+        user = await authenticate(websocket)
+        if user is None:
+            raise Unauthorized("sign in or send an API key")
+    except ApiError as exc:
+        await refuse(websocket, exc)
+        return None
+    return user
 
 
 async def refuse(websocket: WebSocket, exc: ApiError) -> None:

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from typing import Annotated
 
-import asyncpg
 from fastapi import APIRouter, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import RedirectResponse
 from pydantic import TypeAdapter
 
-from hubpulse_common.http import NO_NUL, ApiError
-from hubpulse_gateway.catalog import repository, service
-from hubpulse_gateway.catalog.cache import CACHE_HEADER, SearchCache
-from hubpulse_gateway.catalog.live import PicksFeed, pick_body
-from hubpulse_gateway.catalog.planner import SamplePlanner
-from hubpulse_gateway.catalog.schemas import ModelDetail, Pick, PicksPage, SearchPage, SortKey
-from hubpulse_gateway.openapi import errors
+from hubpulse_common.http import NO_NUL
+from hubpulse_gateway.catalog import presentation, repository
+from hubpulse_gateway.catalog.cache import CACHE_HEADER
+from hubpulse_gateway.catalog.live import pick_body
+from hubpulse_gateway.catalog.query import normalise_query
+from hubpulse_gateway.catalog.schemas import Deployability, ModelDetail, Pick, PicksPage, SearchPage, SortKey
+from hubpulse_gateway.deps import CatalogDep, UpstreamsDep, state_of
+from hubpulse_gateway.errors import ModelNotFound, error_responses
 
 router = APIRouter(tags=["models"])
 
@@ -29,30 +28,15 @@ _PICK = TypeAdapter(Pick)
 _PICKS = TypeAdapter(list[Pick])
 
 
-@dataclass
-class CatalogState:
-    """What the catalog routes need, opened by the app's lifespan."""
-
-    pool: asyncpg.Pool
-    cache: SearchCache
-    planner: SamplePlanner
-    feed: PicksFeed
-    hub_url: str  # GatewaySettings.hub_url: its default lives there, once
-
-
-def _state(request: Request) -> CatalogState:
-    state: CatalogState = request.app.state.catalog
-    return state
-
-
 @router.get(
     "/v1/models",
     response_model=SearchPage,
     summary="Search models: text, filters, sort, cursor pagination",
-    responses=errors(422),
+    responses=error_responses(422),
 )
 async def search_models(
     request: Request,
+    catalog: CatalogDep,
     q: Annotated[
         str | None, Query(max_length=200, pattern=NO_NUL, description="Words matched in id/author and tags")
     ] = None,
@@ -65,55 +49,71 @@ async def search_models(
     cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
-    try:
-        query = service.normalise_query(
-            q=q,
-            task=task,
-            library=library,
-            min_downloads=min_downloads,
-            max_downloads=max_downloads,
-            min_likes=min_likes,
-            sort=sort,
-            cursor=cursor,
-            limit=limit,
-        )
-    except service.BadQuery as exc:
-        raise ApiError(422, exc.code, str(exc)) from None
-    state = _state(request)
-    body = state.cache.get(query)
+    query = normalise_query(
+        q=q,
+        task=task,
+        library=library,
+        min_downloads=min_downloads,
+        max_downloads=max_downloads,
+        min_likes=min_likes,
+        sort=sort,
+        cursor=cursor,
+        limit=limit,
+    )
+    body = catalog.cache.get(query)
     hit = body is not None
     if body is None:
-        rows = await repository.search(state.pool, query, state.planner.sample.plan(query))
-        body = service.page_json(rows, query)
-    state.cache.put(request.scope["query_string"], query, body)
+        rows = await repository.search(catalog.pool, query, catalog.refresher.sample.plan(query))
+        body = presentation.page_json(rows, query)
+    catalog.cache.put(request.scope["query_string"], query, body)
     return Response(body, media_type=JSON, headers={CACHE_HEADER.decode(): "hit" if hit else "miss"})
+
+
+ModelId = Annotated[str, Path(min_length=1, max_length=300, pattern=NO_NUL, description="e.g. org/name")]
+
+
+# before the detail route, whose {model_id:path} would otherwise take ".../deployability" as part of the id
+@router.get(
+    "/v1/models/{model_id:path}/deployability",
+    response_model=Deployability,
+    summary="Whether the deployer can serve the model (Deploy is offered), or why not in a sentence",
+    responses=error_responses(422, 503),
+)
+async def deployability(
+    model_id: ModelId,
+    upstreams: UpstreamsDep,
+    revision: Annotated[str, Query(min_length=1, max_length=100, pattern=NO_NUL)] = "main",
+) -> Response:
+    params = {"model_id": model_id, "revision": revision}
+    body = await upstreams.deployer.json("GET", "/deployability", params=params)
+    return Response(Deployability.model_validate(body).model_dump_json(), media_type=JSON)
 
 
 @router.get(
     "/v1/models/{model_id:path}",
     response_model=ModelDetail,
     summary="One model: latest stats, daily history, features, probability history, explanation",
-    responses={**errors(404, 422), 307: {"description": "A renamed model: Location is its detail under its new name"}},
+    responses={
+        **error_responses(404, 422),
+        307: {"description": "A renamed model: Location is its detail under its new name"},
+    },
 )
-async def model_detail(
-    request: Request,
-    model_id: Annotated[str, Path(min_length=1, max_length=300, pattern=NO_NUL, description="e.g. org/name")],
-) -> Response:
-    pool = _state(request).pool
+async def model_detail(request: Request, catalog: CatalogDep, model_id: ModelId) -> Response:
+    pool = catalog.pool
     row, history, new_id = await asyncio.gather(
         repository.model(pool, model_id), repository.daily(pool, model_id), repository.renamed_to(pool, model_id)
     )
     if new_id is not None:  # the Hub renamed it: its history continues under the new name (the old row is stale)
         return RedirectResponse(request.url.replace(path=f"/v1/models/{new_id}"), status_code=307)
     if row is None:
-        raise ApiError(404, "model_not_found", f"no model {model_id!r} in the catalog")
+        raise ModelNotFound(f"no model {model_id!r} in the catalog")
     detail = dict(row)
-    features = service.finite_features(detail["features"] or {})
+    features = presentation.finite_features(detail["features"] or {})
     detail["features"] = features
     detail["history"] = [dict(r) for r in history]
-    detail["is_pick"] = service.is_pick(detail["probability"], detail["threshold"])
-    detail["hype_score"] = service.hype_score(detail["probability"], detail["likes"], features.get("likes_7d"))
-    detail["hub_url"] = f"{_state(request).hub_url.rstrip('/')}/{model_id}"
+    detail["is_pick"] = presentation.is_pick(detail["probability"], detail["threshold"])
+    detail["hype_score"] = presentation.hype_score(detail["probability"], detail["likes"], features.get("likes_7d"))
+    detail["hub_url"] = f"{catalog.hub_url.rstrip('/')}/{model_id}"
     return Response(ModelDetail.model_validate(detail).model_dump_json(), media_type=JSON)
 
 
@@ -121,14 +121,14 @@ async def model_detail(
     "/v1/picks",
     response_model=PicksPage,
     summary="AI picks: models above a trend probability",
-    responses=errors(422),
+    responses=error_responses(422),
 )
 async def picks(
-    request: Request,
+    catalog: CatalogDep,
     threshold: Annotated[float, Query(ge=0.0, le=1.0)] = 0.45,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Response:
-    rows = await repository.picks(_state(request).pool, threshold, limit)
+    rows = await repository.picks(catalog.pool, threshold, limit)
     page = PicksPage.model_validate({"threshold": threshold, "items": [pick_body(r) for r in rows]})
     return Response(page.model_dump_json(), media_type=JSON)
 
@@ -145,7 +145,7 @@ async def live_picks(websocket: WebSocket) -> None:
         await websocket.send_json({"error": {"code": "validation_error", "message": "threshold: a number in [0, 1]"}})
         await websocket.close(code=1008)
         return
-    state: CatalogState = websocket.app.state.catalog
+    state = state_of(websocket).catalog
     rows = await repository.picks(state.pool, threshold, 20)
     snapshot = _PICKS.validate_python([pick_body(r) for r in rows])
     await websocket.send_text(f'{{"type":"snapshot","items":{_PICKS.dump_json(snapshot).decode()}}}')

@@ -16,18 +16,18 @@ from fastapi.responses import HTMLResponse, Response
 
 from hubpulse_common.http import ApiError
 from hubpulse_common.watch_schemas import AlertPage, DeliveryAttempt, Watch, WatchAlert, WatchIn, WatchPatch
-from hubpulse_gateway.openapi import errors
+from hubpulse_gateway.deps import CurrentUser, UpstreamsDep, state_of
+from hubpulse_gateway.errors import error_responses
 from hubpulse_gateway.routes.metrics import (
     LIVE_INTERVAL_S,
     TOKEN_EXPIRED,
-    authenticate,
+    accept_signed_in,
     error_body,
     refuse,
     still_valid,
     until_closed,
 )
-from hubpulse_gateway.security import CurrentUser
-from hubpulse_gateway.upstream import UpstreamId, Upstreams, UpstreamsDep
+from hubpulse_gateway.upstream import UpstreamId
 
 router = APIRouter(tags=["watches"])
 
@@ -38,20 +38,20 @@ LIVE_BATCH = 100
     "/v1/watches",
     status_code=201,
     summary="Watch a model, author, task, library or saved search",
-    responses=errors(401, 422),
+    responses=error_responses(401, 422),
 )
 async def create_watch(body: WatchIn, user: CurrentUser, upstreams: UpstreamsDep) -> Watch:
     sent = body.model_dump(mode="json", exclude_unset=True)
     return Watch.model_validate(await upstreams.metrics.json("POST", "/v1/watches", principal=user, json=sent))
 
 
-@router.get("/v1/watches", summary="Your watches and your organisation's shared ones", responses=errors(401))
+@router.get("/v1/watches", summary="Your watches and your organisation's shared ones", responses=error_responses(401))
 async def list_watches(user: CurrentUser, upstreams: UpstreamsDep) -> list[Watch]:
     body = await upstreams.metrics.json("GET", "/v1/watches", principal=user)
     return [Watch.model_validate(w) for w in body]
 
 
-@router.get("/v1/watches/{watch_id}", summary="One watch", responses=errors(401, 404))
+@router.get("/v1/watches/{watch_id}", summary="One watch", responses=error_responses(401, 404))
 async def get_watch(watch_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep) -> Watch:
     return Watch.model_validate(await upstreams.metrics.json("GET", f"/v1/watches/{watch_id}", principal=user))
 
@@ -59,7 +59,7 @@ async def get_watch(watch_id: UpstreamId, user: CurrentUser, upstreams: Upstream
 @router.patch(
     "/v1/watches/{watch_id}",
     summary="Change a watch: threshold, conditions, channels, pause",
-    responses=errors(401, 403, 404, 422),
+    responses=error_responses(401, 403, 404, 422),
 )
 async def update_watch(watch_id: UpstreamId, body: WatchPatch, user: CurrentUser, upstreams: UpstreamsDep) -> Watch:
     sent = body.model_dump(mode="json", exclude_unset=True)
@@ -67,7 +67,9 @@ async def update_watch(watch_id: UpstreamId, body: WatchPatch, user: CurrentUser
     return Watch.model_validate(await upstreams.metrics.json("PATCH", path, principal=user, json=sent))
 
 
-@router.delete("/v1/watches/{watch_id}", status_code=204, summary="Delete a watch", responses=errors(401, 403, 404))
+@router.delete(
+    "/v1/watches/{watch_id}", status_code=204, summary="Delete a watch", responses=error_responses(401, 403, 404)
+)
 async def delete_watch(watch_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep) -> Response:
     await upstreams.metrics.request("DELETE", f"/v1/watches/{watch_id}", principal=user)
     return Response(status_code=204)
@@ -77,7 +79,7 @@ async def delete_watch(watch_id: UpstreamId, user: CurrentUser, upstreams: Upstr
     "/v1/watches/{watch_id}/test",
     status_code=202,
     summary="Send a test alert through the watch's channels",
-    responses=errors(401, 404),
+    responses=error_responses(401, 404),
 )
 async def test_watch(watch_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep) -> WatchAlert:
     body = await upstreams.metrics.json("POST", f"/v1/watches/{watch_id}/test", principal=user, retry=False)
@@ -88,7 +90,7 @@ async def test_watch(watch_id: UpstreamId, user: CurrentUser, upstreams: Upstrea
     "/v1/watches/{watch_id}/unsubscribe",
     response_class=HTMLResponse,
     summary="The e-mail's unsubscribe link (signed; no sign-in)",
-    responses=errors(403, 404),
+    responses=error_responses(403, 404),
 )
 async def unsubscribe(
     watch_id: UpstreamId, upstreams: UpstreamsDep, token: Annotated[str, Query(max_length=200)]
@@ -97,7 +99,9 @@ async def unsubscribe(
     return HTMLResponse(upstream.text)
 
 
-@router.get("/v1/alerts", summary="Your alert feed, newest first, with the unread count", responses=errors(401, 422))
+@router.get(
+    "/v1/alerts", summary="Your alert feed, newest first, with the unread count", responses=error_responses(401, 422)
+)
 async def alert_feed(
     user: CurrentUser,
     upstreams: UpstreamsDep,
@@ -116,13 +120,15 @@ async def alert_feed(
     )
 
 
-@router.post("/v1/alerts/{alert_id}/ack", summary="Mark an alert read", responses=errors(401, 404))
+@router.post("/v1/alerts/{alert_id}/ack", summary="Mark an alert read", responses=error_responses(401, 404))
 async def ack_alert(alert_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep) -> WatchAlert:
     body = await upstreams.metrics.json("POST", f"/v1/watch-alerts/{alert_id}/ack", principal=user)
     return WatchAlert.model_validate(body)
 
 
-@router.get("/v1/alerts/{alert_id}/deliveries", summary="Each delivery attempt of an alert", responses=errors(401, 404))
+@router.get(
+    "/v1/alerts/{alert_id}/deliveries", summary="Each delivery attempt of an alert", responses=error_responses(401, 404)
+)
 async def alert_deliveries(alert_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep) -> list[DeliveryAttempt]:
     body = await upstreams.metrics.json("GET", f"/v1/watch-alerts/{alert_id}/deliveries", principal=user)
     return [DeliveryAttempt.model_validate(d) for d in body]
@@ -135,15 +141,10 @@ async def live_alerts(websocket: WebSocket) -> None:
     A 4xx arrives as `{"error": {...}}` and the socket closes (1008); an upstream outage is pushed as `{"error": ...}`
     and the socket keeps polling.
     """
-    await websocket.accept()
-    try:
-        user = await authenticate(websocket)
-        if user is None:
-            raise ApiError(401, "unauthorized", "sign in or send an API key")
-    except ApiError as exc:
-        await refuse(websocket, exc)
+    user = await accept_signed_in(websocket)
+    if user is None:
         return
-    upstreams: Upstreams = websocket.app.state.upstreams
+    upstreams = state_of(websocket).upstreams
     closed = asyncio.create_task(until_closed(websocket))
     latest: int | None = None
     try:

@@ -25,7 +25,15 @@ from botocore.exceptions import ClientError
 from hubpulse_common.s3 import aws_client
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.settings import DeployerSettings
-from hubpulse_deployer.targets.base import NOT_INVOCABLE, ProvisionError, Spec, TargetUnavailable, Usage, slug
+from hubpulse_deployer.targets.base import (
+    NOT_INVOCABLE,
+    ProvisionError,
+    Spec,
+    TargetFailed,
+    TargetUnavailable,
+    Usage,
+    slug,
+)
 
 HANDLER = '''"""hubpulse model handler: {"inputs": [...]} -> {"outputs": [...]}, called directly or by function URL."""
 import json
@@ -229,7 +237,7 @@ class LambdaTarget:
                     f"Lambda function {name} cannot run here: the AWS endpoint (moto) executes Lambda code only "
                     f"with Docker, and none is available; invocation needs real AWS or Docker ({text})"
                 )
-            raise TargetUnavailable(f"Lambda function {name} failed: {text}", 502)
+            raise TargetFailed(f"Lambda function {name} failed: {text}")
         return json.loads(body)
 
     def _provision(self, spec: Spec) -> Endpoint:
@@ -239,9 +247,9 @@ class LambdaTarget:
             raise ProvisionError(f"AWS refused the function: {str(exc)[:300]}") from exc
         try:
             self._invoke(spec.slug, {"warmup": True})
+        except TargetFailed as exc:
+            raise ProvisionError(f"warm-up failed: {exc}") from exc
         except TargetUnavailable as exc:
-            if exc.status != 503:
-                raise ProvisionError(f"warm-up failed: {exc}") from exc
             endpoint[NOT_INVOCABLE] = str(exc)
         self._configs[spec.deployment_id] = endpoint
         return endpoint

@@ -34,11 +34,15 @@ class InputRejected(Exception):
 
 
 class TargetUnavailable(Exception):
-    """The deployment cannot answer a predict call now (HTTP `status`: 503 down, 501 not offered)."""
+    """The deployment cannot answer a predict call now: its server is down or unreachable."""
 
-    def __init__(self, message: str, status: int = 503) -> None:
-        super().__init__(message)
-        self.status = status
+
+class TargetFailed(TargetUnavailable):
+    """The deployment's server answered, with an error of its own."""
+
+
+class TargetTimeout(TargetUnavailable):
+    """The deployment's server did not answer in time."""
 
 
 # Set on an endpoint whose deployment runs but cannot be called from here (the reason is the value): the gateway
@@ -102,7 +106,7 @@ async def call_model_server(
     try:
         response = await client.post(f"{url}/predict", json={"inputs": inputs}, headers=headers)
     except httpx.TimeoutException as exc:
-        raise TargetUnavailable(f"{who} did not answer in time ({type(exc).__name__})", 504) from exc
+        raise TargetTimeout(f"{who} did not answer in time ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
         raise TargetUnavailable(f"{who} at {url} is not reachable from here ({type(exc).__name__}: {exc})") from exc
     return _outputs(response.status_code, response.content, who)
@@ -127,7 +131,7 @@ class ModelServerClient:
             async with self._session.post(f"{url}/predict", json={"inputs": inputs}) as response:
                 body = await response.read()
         except TimeoutError as exc:
-            raise TargetUnavailable(f"{who} did not answer in time ({type(exc).__name__})", 504) from exc
+            raise TargetTimeout(f"{who} did not answer in time ({type(exc).__name__})") from exc
         except aiohttp.ClientError as exc:
             raise TargetUnavailable(f"{who} at {url} is not reachable from here ({type(exc).__name__}: {exc})") from exc
         return _outputs(response.status, body, who)
@@ -142,7 +146,7 @@ def _outputs(status: int, body: bytes, who: str) -> list[Any]:
     if status == 422:
         raise InputRejected(_error_message(body))
     if status != 200:
-        raise TargetUnavailable(f"{who} answered {status}: {body[:300].decode(errors='replace')}", 502)
+        raise TargetFailed(f"{who} answered {status}: {body[:300].decode(errors='replace')}")
     outputs: list[Any] = orjson.loads(body)["outputs"]
     return outputs
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import httpx
 import psutil
 from huggingface_hub.errors import HTTPError, LocalEntryNotFoundError  # type: ignore[attr-defined]
 
+from hubpulse_common.processes import free_port, log_tail
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.runtime import Refused
 from hubpulse_deployer.runtime.fetch import fetch, user_token
@@ -56,25 +56,9 @@ class _Server:
     batching: list[str]  # the model server's batching arguments
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=_SERVER_ENV)
-
-
-def _tail(path: Path, chars: int = 600) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-3:])[-chars:]
 
 
 class LocalTarget:
@@ -130,7 +114,7 @@ class LocalTarget:
             running.version = spec.version
             return {"url": running.url, "pid": running.proc.pid, "model_dir": running.model_dir}
         model_dir = await asyncio.to_thread(self._download, spec)
-        port = _free_port(self._host)
+        port = free_port(self._host)
         log = self._data_dir / "deployments" / spec.deployment_id / f"server-v{spec.version}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         command = [
@@ -177,14 +161,18 @@ class LocalTarget:
         while time.monotonic() < deadline:
             code = server.proc.poll()
             if code is not None:
-                raise ProvisionError(f"model server exited with code {code} while starting: {_tail(server.log)}")
+                raise ProvisionError(
+                    f"model server exited with code {code} while starting: {log_tail(server.log, chars=600)}"
+                )
             try:
                 if (await self._client.get(f"{url}/healthz", timeout=1.0)).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.25)
-        raise ProvisionError(f"model server did not answer within {self._start_timeout_s:.0f}s: {_tail(server.log)}")
+        raise ProvisionError(
+            f"model server did not answer within {self._start_timeout_s:.0f}s: {log_tail(server.log, chars=600)}"
+        )
 
     def _stop(self, server: _Server) -> None:
         if server.proc.poll() is None:
@@ -228,5 +216,5 @@ class LocalTarget:
             code = server.proc.poll()
             if code is not None:
                 del self._servers[deployment_id]
-                dead[deployment_id] = f"model server exited with code {code}: {_tail(server.log)}"
+                dead[deployment_id] = f"model server exited with code {code}: {log_tail(server.log, chars=600)}"
         return dead

@@ -14,13 +14,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from pymongo.asynchronous.database import AsyncDatabase
 
-from hubpulse_common.http import ApiError
+from hubpulse_common.http import Forbidden
 from hubpulse_common.identity import CallerIdentity, Identity
-from hubpulse_metrics.settings import MetricsSettings
+from hubpulse_metrics.deps import state_of
+from hubpulse_metrics.errors import (
+    AlertNotFound,
+    BadCursor,
+    BadSearch,
+    BadUnsubscribeToken,
+    WatchNotFound,
+    WebhookRefused,
+)
 from hubpulse_metrics.watches import repository, service
-from hubpulse_metrics.watches.delivery import Deliverer, unsubscribe_token, webhook_refusal
+from hubpulse_metrics.watches.delivery import unsubscribe_token, webhook_refusal
 from hubpulse_metrics.watches.handlers import alert_doc
 from hubpulse_metrics.watches.schemas import (
     AlertPage,
@@ -37,58 +44,48 @@ router = APIRouter(prefix="/v1", tags=["watches"])
 WatchId = Annotated[str, Path(min_length=1, max_length=100)]
 
 
-def _db(request: Request) -> AsyncDatabase[dict[str, Any]]:
-    db: AsyncDatabase[dict[str, Any]] = request.app.state.db
-    return db
-
-
-def _settings(request: Request) -> MetricsSettings:
-    settings: MetricsSettings = request.app.state.settings
-    return settings
-
-
 async def _check(request: Request, who: Identity, kind: str, target: str, channels: Channels | None) -> None:
     if kind == "search":
         try:
             service.parse_search(target)
         except ValueError as exc:
-            raise ApiError(422, "bad_search", f"target: {exc}") from None
+            raise BadSearch(f"target: {exc}") from None
     if channels is not None and channels.webhook is not None:
-        refusal = await webhook_refusal(str(channels.webhook), _settings(request))
+        refusal = await webhook_refusal(str(channels.webhook), state_of(request).settings)
         if refusal is not None:
-            raise ApiError(422, "webhook_refused", f"channels.webhook: {refusal}")
+            raise WebhookRefused(f"channels.webhook: {refusal}")
 
 
 def _may_edit(who: Identity, doc: dict[str, Any]) -> None:
     if doc["user_id"] != who.user_id and not who.has_role("admin"):
-        raise ApiError(403, "forbidden", "only its creator or an admin of the organisation changes a shared watch")
+        raise Forbidden("only its creator or an admin of the organisation changes a shared watch")
 
 
 async def _own(request: Request, who: Identity, watch_id: str) -> dict[str, Any]:
-    doc = await repository.get_watch_doc(_db(request), who, watch_id)
+    doc = await repository.get_watch_doc(state_of(request).db, who, watch_id)
     if doc is None:
-        raise ApiError(404, "watch_not_found", f"no watch {watch_id}")
+        raise WatchNotFound(f"no watch {watch_id}")
     return doc
 
 
 @router.post("/watches", status_code=201, summary="Watch a model, author, task, library or saved search")
 async def create_watch(request: Request, who: CallerIdentity, body: WatchIn) -> Watch:
     if body.scope == "org" and not who.has_role("member"):
-        raise ApiError(403, "forbidden", "sharing a watch with the organisation needs the member role")
+        raise Forbidden("sharing a watch with the organisation needs the member role")
     await _check(request, who, body.kind, body.target, body.channels)
-    return await repository.create_watch(_db(request), who, body)
+    return await repository.create_watch(state_of(request).db, who, body)
 
 
 @router.get("/watches", summary="Your watches and your organisation's shared ones")
 async def list_watches(request: Request, who: CallerIdentity) -> list[Watch]:
-    return await repository.list_watches(_db(request), who)
+    return await repository.list_watches(state_of(request).db, who)
 
 
 @router.get("/watches/{watch_id}", summary="One watch")
 async def get_watch(request: Request, who: CallerIdentity, watch_id: WatchId) -> Watch:
-    watch = await repository.get_watch(_db(request), who, watch_id)
+    watch = await repository.get_watch(state_of(request).db, who, watch_id)
     if watch is None:
-        raise ApiError(404, "watch_not_found", f"no watch {watch_id}")
+        raise WatchNotFound(f"no watch {watch_id}")
     return watch
 
 
@@ -97,16 +94,16 @@ async def update_watch(request: Request, who: CallerIdentity, watch_id: WatchId,
     doc = await _own(request, who, watch_id)
     _may_edit(who, doc)
     await _check(request, who, doc["kind"], doc["target"], body.channels)
-    watch = await repository.update_watch(_db(request), who, watch_id, body)
+    watch = await repository.update_watch(state_of(request).db, who, watch_id, body)
     if watch is None:
-        raise ApiError(404, "watch_not_found", f"no watch {watch_id}")
+        raise WatchNotFound(f"no watch {watch_id}")
     return watch
 
 
 @router.delete("/watches/{watch_id}", status_code=204, summary="Delete a watch (its alerts stay in the feed)")
 async def delete_watch(request: Request, who: CallerIdentity, watch_id: WatchId) -> Response:
     _may_edit(who, await _own(request, who, watch_id))
-    await repository.delete_watch(_db(request), who, watch_id)
+    await repository.delete_watch(state_of(request).db, who, watch_id)
     return Response(status_code=204)
 
 
@@ -115,10 +112,12 @@ async def test_watch(request: Request, who: CallerIdentity, watch_id: WatchId) -
     doc = await _own(request, who, watch_id)
     model_id = doc["target"] if doc["kind"] == "model" else "hubpulse/test-alert"
     now = datetime.now(UTC)
-    alert = alert_doc(doc, service.Firing("test", f"test:{uuid.uuid4().hex}"), None, model_id, _settings(request), now)
-    db = _db(request)
+    alert = alert_doc(
+        doc, service.Firing("test", f"test:{uuid.uuid4().hex}"), None, model_id, state_of(request).settings, now
+    )
+    db = state_of(request).db
     await repository.insert_alert(db, alert)
-    deliverer: Deliverer = request.app.state.deliverer
+    deliverer = state_of(request).deliverer
     deliverer.wake.set()
     stored = await repository.get_alert(db, who, alert["_id"])
     assert stored is not None  # just written, visible to its watch's owner
@@ -130,10 +129,10 @@ async def unsubscribe(
     request: Request, watch_id: WatchId, token: Annotated[str, Query(max_length=200)]
 ) -> HTMLResponse:
     # as bytes: compare_digest raises TypeError on non-ASCII str (a 500 the authenticated fuzz test found)
-    if not hmac.compare_digest(token.encode(), unsubscribe_token(_settings(request), watch_id).encode()):
-        raise ApiError(403, "bad_token", "this unsubscribe link is not valid")
-    if not await repository.stop_emails(_db(request), watch_id):
-        raise ApiError(404, "watch_not_found", f"no watch {watch_id}")
+    if not hmac.compare_digest(token.encode(), unsubscribe_token(state_of(request).settings, watch_id).encode()):
+        raise BadUnsubscribeToken("this unsubscribe link is not valid")
+    if not await repository.stop_emails(state_of(request).db, watch_id):
+        raise WatchNotFound(f"no watch {watch_id}")
     return HTMLResponse("<html><body><p>You will get no more e-mails from this watch.</p></body></html>")
 
 
@@ -143,7 +142,7 @@ def _cursor(value: str | None) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise ApiError(422, "bad_cursor", "cursor: pass the next_cursor of the previous page") from None
+        raise BadCursor("cursor: pass the next_cursor of the previous page") from None
 
 
 @router.get("/watch-alerts", summary="Your alert feed, newest first (the gateway's /v1/alerts)")
@@ -157,7 +156,13 @@ async def alert_feed(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AlertPage:
     items, more, unread_count = await repository.alert_feed(
-        _db(request), who, watch_id=watch_id, before=_cursor(cursor), after=after, unread_only=unread, limit=limit
+        state_of(request).db,
+        who,
+        watch_id=watch_id,
+        before=_cursor(cursor),
+        after=after,
+        unread_only=unread,
+        limit=limit,
     )
     next_cursor = str(items[-1].seq) if more and after is None else None
     return AlertPage(items=items, next_cursor=next_cursor, unread=unread_count)
@@ -165,15 +170,15 @@ async def alert_feed(
 
 @router.post("/watch-alerts/{alert_id}/ack", summary="Mark an alert read")
 async def ack_alert(request: Request, who: CallerIdentity, alert_id: WatchId) -> WatchAlert:
-    alert = await repository.ack(_db(request), who, alert_id)
+    alert = await repository.ack(state_of(request).db, who, alert_id)
     if alert is None:
-        raise ApiError(404, "alert_not_found", f"no alert {alert_id}")
+        raise AlertNotFound(f"no alert {alert_id}")
     return alert
 
 
 @router.get("/watch-alerts/{alert_id}/deliveries", summary="Each delivery attempt of an alert")
 async def alert_deliveries(request: Request, who: CallerIdentity, alert_id: WatchId) -> list[DeliveryAttempt]:
-    db = _db(request)
+    db = state_of(request).db
     if await repository.get_alert(db, who, alert_id) is None:
-        raise ApiError(404, "alert_not_found", f"no alert {alert_id}")
+        raise AlertNotFound(f"no alert {alert_id}")
     return [DeliveryAttempt.model_validate(d) for d in await repository.attempts(db, alert_id)]

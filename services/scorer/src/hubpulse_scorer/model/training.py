@@ -56,8 +56,8 @@ LEVEL_FEATURES: frozenset[str] = frozenset(
     }
 )
 
-# The decayed likes score against the day's top K of the trending list: for the trending label only (nested
-# folds on transformersjs: PR-AUC 0.459 -> 0.477; for surge they lowered it, 0.232 -> 0.218 and 0.075 -> 0.069).
+# The decayed likes score against the day's top K of the trending list: for the trending label only (they
+# helped trending and hurt surge on nested folds: docs/decisions/model.md).
 TRENDING_ONLY_FEATURES: frozenset[str] = frozenset(
     {"likes_decay_order", "likes_decay_gap_top10", "likes_decay_gap_rank10", "likes_catchup_top10"}
 )
@@ -85,9 +85,7 @@ CHUNK_ROWS = 500_000
 class TrainConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
     seed: int = 0
-    # 150 rounds (was 300): nested folds on transformersjs/trending, 3 folds x 3 seeds, same PR-AUC (0.477) and the
-    # operating point met in 6 of 9 runs instead of 3 (also 6/9 vs 3/9 with the previous feature list); surge
-    # neutral (0.244 / 0.074 vs 0.236 / 0.076 on transformersjs / neuralmagic)
+    # chosen on nested folds only: docs/decisions/model.md "XGBoost"
     n_rounds: int = 150
     learning_rate: float = 0.05
     # Shallow: labels on these histories come from few, simple interactions (rank near K and recently
@@ -159,7 +157,7 @@ def build_dataset(
     # features only for the kept rows (compute_features_at: the same values as compute_features, blocked by model)
     days = np.unique(dates[keep])
     # About CHUNK_ROWS kept rows per chunk unless set: the values are the same (tested), the transient grids are
-    # one chunk's (a 4.7M-row history's backtest peaked at 5.00 GiB in one chunk, 4.27 GiB in the default 8)
+    # one chunk's (peak memory by chunk count: docs/decisions/model.md)
     chunk = config.chunk_days or max(1, int(len(days) * CHUNK_ROWS / len(taken)))
     parts: list[pd.DataFrame] = []
     for i in range(0, len(days), chunk):
@@ -341,10 +339,8 @@ def refit_and_average(
     but once a booster has seen them they cannot calibrate it. So the Platt map and the threshold stay those
     chosen on the validation slice with `first`, and are carried over by rank: the averaged model flags the same
     share of the `fit` rows (seen by both boosters) as `first` did at the threshold, and the Platt slope is halved
-    because the merged margin sums two boosters. Nested folds on transformersjs (3 rolling origins inside the
-    training period, seeds 0-7): trending PR-AUC 0.476 -> 0.486 and precision at recall 0.5 0.496 -> 0.517, higher
-    on every fold; the operating point met in the same 15 of 24 runs. Surge PR-AUC 0.241 -> 0.258 (transformersjs),
-    0.074 -> 0.082 (neuralmagic). Refitting alone (without `first`) moved the threshold off the operating point.
+    because the merged margin sums two boosters. Chosen on nested folds, against refitting alone (which moved the
+    threshold off the operating point) and other variants: docs/decisions/model.md "Refit and average".
     """
     second, _ = _fit_booster(x, labels, weight, config, columns)
     merged = merge_boosters(first, second)

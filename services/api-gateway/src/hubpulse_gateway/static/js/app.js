@@ -33,6 +33,12 @@ async function route() {
   cleanup = null;
   renderNav();
   if (!page) { view.replaceChildren(el("p", { class: "error" }, "No such page.")); return; }
+  if (page.requiresLogin && session.user() == null) {
+    // asked of the API, the page's data would only be a 401 (a console error) before the same sentence
+    view.replaceChildren(el("h1", {}, page.nav), el("p", { "data-testid": "login-needed" },
+      el("a", { href: "#/login" }, "Log in"), " or ", el("a", { href: "#/signup" }, "sign up"), ` to use ${page.nav.toLowerCase()}.`));
+    return;
+  }
   const module = await page.load();
   view.replaceChildren();
   cleanup = await module.render(view, decodeURIComponent(path.slice(page.route.length)));
@@ -41,5 +47,4 @@ async function route() {
 window.addEventListener("hashchange", route);
 session.onChange(renderNav);
 startTicker(document.getElementById("ticker"), document.getElementById("ticker-state"));
-session.refresh();
-route();
+session.refresh().then(route); // who is signed in decides what a page may ask for

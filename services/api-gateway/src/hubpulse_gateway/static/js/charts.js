@@ -16,7 +16,8 @@ export function tickLabels(values, percent = false) {
 }
 
 // series: [{label, values, color?, bars?}]; dates: ISO days. A chart with no finite value shows a note instead.
-export function lineChart(target, title, dates, series, { width = 500, height = 220, percent = false } = {}) {
+// log: a log scale, for series of very different sizes (a value of 0 is left out: it has no place on one).
+export function lineChart(target, title, dates, series, { width = 500, height = 220, percent = false, log = false } = {}) {
   const finite = series.some((s) => s.values.some((v) => v != null && Number.isFinite(v)));
   if (!finite) {
     target.replaceChildren(Object.assign(document.createElement("p"), { className: "muted empty", textContent: `${title}: no data yet.` }));
@@ -25,7 +26,9 @@ export function lineChart(target, title, dates, series, { width = 500, height = 
   const xs = dates.map((d) => Date.parse(d + "T00:00:00Z") / 1000);
   const opts = {
     title, width, height,
-    scales: percent ? { y: { range: [0, 1] } } : {},
+    // a key of names only (live values read "--" on a still page); a single line needs none
+    legend: { show: series.length > 1, live: false },
+    scales: percent ? { y: { range: [0, 1] } } : log ? { y: { distr: 3 } } : {},
     axes: [{}, { values: (u, vals) => tickLabels(vals, percent), size: 56 }],
     series: [{}, ...series.map((s, i) => ({
       label: s.label,
@@ -35,8 +38,8 @@ export function lineChart(target, title, dates, series, { width = 500, height = 
       paths: s.bars ? uPlot.paths.bars({ size: [0.9, 40] }) : undefined,
       points: { show: false },
       spanGaps: !s.bars,
-      value: (u, v) => (v == null ? "–" : percent ? (100 * v).toFixed(1) + "%" : Intl.NumberFormat("en").format(v)),
     }))],
   };
-  return new uPlot(opts, [xs, ...series.map((s) => s.values)], target);
+  const values = series.map((s) => (log ? s.values.map((v) => (v > 0 ? v : null)) : s.values));
+  return new uPlot(opts, [xs, ...values], target);
 }

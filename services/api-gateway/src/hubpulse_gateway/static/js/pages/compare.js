@@ -52,7 +52,8 @@ export async function render(root, params) {
   const charts = ["downloads", "likes", "probability"].map((name) => el("div", { class: "chart", "data-testid": "compare-" + name }));
   root.append(el("div", { class: "charts" }, ...charts));
   const series = (key) => found.map((m) => ({ label: m.model_id, values: column(m, key) }));
-  lineChart(charts[0], "Downloads (30 d)", dates, series("downloads"));
-  lineChart(charts[1], "Likes", dates, series("likes"));
+  // models a thousand times apart in size: on a log scale each one's own rise stays visible
+  lineChart(charts[0], "Downloads (30 d), log scale", dates, series("downloads"), { log: true });
+  lineChart(charts[1], "Likes, log scale", dates, series("likes"), { log: true });
   lineChart(charts[2], "Trend probability", dates, series("probability"), { percent: true });
 }

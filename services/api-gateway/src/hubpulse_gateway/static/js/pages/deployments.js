@@ -5,7 +5,7 @@
 import { ApiError, api, el, modelHref } from "../api.js";
 
 export const TARGETS = [
-  ["local", "Local (model server on this machine)"],
+  ["local", "Local (this machine)"],
   ["hf-space", "Hugging Face Space"],
   ["aws-lambda", "AWS Lambda"],
   ["kubernetes", "Kubernetes"],
@@ -24,8 +24,9 @@ function errorText(err) {
   return err instanceof ApiError ? `${err.code}: ${err.message}` : String(err.message ?? err);
 }
 
-// The form that creates a deployment; `onCreated(deployment)` after the gateway accepted it.
-export function deployForm(modelId, onCreated) {
+// The form that creates a deployment; `onCreated(deployment)` after the gateway accepted it; `cancel`: a button
+// shown beside its submit button (the dialog's).
+export function deployForm(modelId, onCreated, cancel = null) {
   const error = el("p", { class: "error", role: "alert", "data-testid": "deploy-error" });
   const target = el("select", { name: "target", "data-testid": "target" },
     TARGETS.map(([value, text]) => el("option", { value }, text)));
@@ -47,7 +48,7 @@ export function deployForm(modelId, onCreated) {
       field("Min replicas", el("input", { name: "min_replicas", type: "number", min: "0", max: "100", value: "1", "data-testid": "min-replicas" })),
       field("Max replicas", el("input", { name: "max_replicas", type: "number", min: "1", max: "100", value: "1", "data-testid": "max-replicas" })),
       field("Target concurrency", el("input", { name: "target_concurrency", type: "number", min: "1", max: "1000", value: "4" }))),
-    hardware, memory, el("div", {}, submit), error);
+    hardware, memory, el("div", { class: "actions" }, submit, cancel), error);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.textContent = "";
@@ -76,7 +77,7 @@ export function deployButton(modelId) {
   const dialog = el("dialog", { class: "deploy-dialog", "aria-label": `Deploy ${modelId}`, "data-testid": "deploy-dialog" });
   const close = el("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Cancel");
   dialog.append(el("h2", {}, `Deploy ${modelId}`),
-    deployForm(modelId, (d) => { dialog.close(); location.hash = "#/deployments/" + enc(d.id); }), close);
+    deployForm(modelId, (d) => { dialog.close(); location.hash = "#/deployments/" + enc(d.id); }, close));
   const button = el("button", { type: "button", "data-testid": "deploy", "aria-haspopup": "dialog",
     onclick: () => dialog.showModal() }, "Deploy");
   return el("span", { class: "deploy-action" }, button, dialog);

@@ -19,7 +19,7 @@ function why(explanation) {
     return el("li", { title: raw },
       el("span", { class: "why-text" }, c.text),
       el("span", { class: "push " + (up ? "up" : "down"), "aria-label": up ? "raises the probability" : "lowers the probability" },
-        el("span", { class: "bar", style: `width:${(100 * Math.abs(c.contribution)) / widest}%` }),
+        el("span", { class: "bar", style: { width: `${(100 * Math.abs(c.contribution)) / widest}%` } }),
         el("span", { class: "amount" }, (up ? "+" : "−") + Math.abs(c.contribution).toFixed(2))));
   }));
 }
@@ -28,6 +28,20 @@ function hype(m) {
   // The hype score needs both a probability and recent likes; without them 0/100 would read as a verdict.
   if (m.hype_score == null || m.hype_score < 1) return card("Hype score", "quiet", "hype", "No recent likes to speak of");
   return card("Hype score", m.hype_score.toFixed(0) + " / 100", "hype", "Trend probability and the share of likes earned this week");
+}
+
+// Deploy only where the deployer can serve the model; otherwise its reason, in its words.
+function deployAction(modelId) {
+  const slot = el("span", { class: "deploy-slot", "data-testid": "deployability" });
+  const path = modelId.split("/").map(encodeURIComponent).join("/");
+  api(`/v1/models/${path}/deployability`).then((d) => {
+    slot.dataset.deployable = String(d.deployable);
+    slot.replaceChildren(d.deployable ? deployButton(modelId)
+      : el("span", { class: "muted not-deployable", "data-testid": "not-deployable" }, `Not deployable here: ${d.reason}.`));
+  }, (err) => {
+    slot.replaceChildren(el("span", { class: "muted", "data-testid": "not-deployable" }, `Deployment unavailable for now: ${err.message}`));
+  });
+  return slot;
 }
 
 export async function render(root, modelId) {
@@ -44,7 +58,7 @@ export async function render(root, modelId) {
   const charts = ["downloads", "likes", "probability"].map((name) => el("div", { class: "chart", "data-testid": "chart-" + name }));
   root.replaceChildren(
     el("h1", { "data-testid": "model-id" }, m.model_id),
-    el("p", { class: "actions" }, deployButton(m.model_id), " ", watchButton("model", () => m.model_id),
+    el("p", { class: "actions" }, deployAction(m.model_id), " ", watchButton("model", () => m.model_id),
       " ", el("a", { class: "button secondary", href: compareHref([m.model_id]), "data-testid": "compare-link" }, "Compare…"),
       m.hub_url ? el("a", { class: "button secondary", href: m.hub_url, target: "_blank", rel: "noopener", "data-testid": "hub-link" }, "On the Hub ↗") : null),
     el("p", {}, ...m.tags.map((t) => el("span", { class: "tag" }, t)),

@@ -12,6 +12,7 @@ const LIBRARIES = ["transformers", "sentence-transformers", "diffusers", "peft",
 const SORTS = [["trend", "Trend probability"], ["downloads", "Downloads"], ["likes", "Likes"],
   ["growth", "Growth (7 d)"], ["created", "Newest"]];
 const DEBOUNCE_MS = 250;
+const EMPTY_RETRY_MS = 5000;
 
 const select = (name, label, options) => el("select", { name, "aria-label": label, "data-testid": name },
   options.map(([value, text]) => el("option", { value }, text)));
@@ -76,7 +77,15 @@ export function render(root) {
       updateCompare();
       cursor = page.next_cursor;
       more.hidden = !cursor;
-      status.textContent = body.children.length ? `${body.children.length} models shown` : "No models match.";
+      const unfiltered = Object.entries(params).every(([k, v]) => k === "sort" || v === "");
+      if (!body.children.length && unfiltered) {
+        // a fresh platform: the catalog fills as the Hub's first day goes through the pipeline
+        status.textContent = "No models yet: the first Hub day is on its way through the pipeline. Looking again shortly…";
+        clearTimeout(timer);
+        timer = setTimeout(() => load(false), EMPTY_RETRY_MS);
+      } else {
+        status.textContent = body.children.length ? `${body.children.length} models shown` : "No models match.";
+      }
     } catch (err) {
       if (err.name !== "AbortError") status.textContent = err.message;
     }

@@ -1,176 +1,16 @@
-"""Search, detail and picks logic on plain data: query normalisation, opaque cursors, the hype score."""
+"""The search planner: estimates a query's matches on an in-memory sample of the catalog and picks the cheaper
+plan (walk the sort index, or go through the text/filter indexes). Plain data, no I/O; `repository.search` runs
+the plan."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import numpy as np
-import orjson
 from cachetools import LRUCache
 
-from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
-from hubpulse_common.history import known_created_at
-from hubpulse_common.http import sane_datetime
-from hubpulse_gateway.catalog.schemas import SortKey
-
-MAX_TERMS = 5
-
-# The catalog column each sort orders by (descending, nulls last, model id as tie-breaker).
-SORT_COLUMNS: dict[SortKey, str] = {
-    SortKey.trend: "probability",
-    SortKey.downloads: "downloads",
-    SortKey.likes: "likes",
-    SortKey.growth: "growth_7d",
-    SortKey.created: "created_at",
-}
-NULLABLE_SORTS = frozenset(sort for sort in SortKey if CATALOG_SORT_KEYS[sort.value].null is not None)
-
-CursorValue = float | int | datetime | None
-
-
-class BadQuery(ValueError):
-    """A query the client must fix; `code` goes into the JSON error."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class Cursor:
-    value: CursorValue
-    model_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class SearchQuery:
-    """A normalised search: equal queries are equal values, so this is also the cache key."""
-
-    terms: tuple[str, ...]
-    task: str | None
-    library: str | None
-    min_downloads: int | None
-    max_downloads: int | None
-    min_likes: int | None
-    sort: SortKey
-    cursor: Cursor | None
-    limit: int
-
-
-def _clean(value: str | None) -> str | None:
-    value = (value or "").strip().lower()
-    return value or None
-
-
-def normalise_query(
-    *,
-    q: str | None,
-    task: str | None,
-    library: str | None,
-    min_downloads: int | None,
-    max_downloads: int | None,
-    min_likes: int | None,
-    sort: SortKey,
-    cursor: str | None,
-    limit: int,
-) -> SearchQuery:
-    terms = tuple(dict.fromkeys((q or "").lower().split()))  # dedupe, keep order
-    if len(terms) > MAX_TERMS:
-        raise BadQuery("too_many_terms", f"q: at most {MAX_TERMS} words")
-    if min_downloads is not None and max_downloads is not None and min_downloads > max_downloads:
-        raise BadQuery("bad_range", "min_downloads must not exceed max_downloads")
-    return SearchQuery(
-        terms=terms,
-        task=_clean(task),
-        library=_clean(library),
-        min_downloads=min_downloads,
-        max_downloads=max_downloads,
-        min_likes=min_likes,
-        sort=sort,
-        cursor=decode_cursor(cursor, sort) if cursor else None,
-        limit=limit,
-    )
-
-
-def like_pattern(term: str) -> str:
-    """`%term%` with LIKE's wildcards escaped, so a user's `_` or `%` matches itself."""
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def encode_cursor(sort: SortKey, value: CursorValue, model_id: str) -> str:
-    raw = value.isoformat() if isinstance(value, datetime) else value
-    return _b64(orjson.dumps([sort.value, raw, model_id]))
-
-
-def decode_cursor(token: str, sort: SortKey) -> Cursor:
-    """Parse a cursor from `encode_cursor`; anything else (or one from another sort) is a `BadQuery`."""
-    bad = BadQuery("invalid_cursor", "cursor: not a cursor from this search (start again without it)")
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
-        raise bad from None
-    if not (isinstance(data, list) and len(data) == 3 and data[0] == sort.value and isinstance(data[2], str)):
-        raise bad
-    if "\x00" in data[2]:  # PostgreSQL text cannot hold NUL
-        raise bad
-    raw = data[1]
-    value: CursorValue
-    if raw is None:
-        if sort not in NULLABLE_SORTS:
-            raise bad
-        value = None
-    elif sort in (SortKey.downloads, SortKey.likes):
-        # the column's own range (likes: integer, downloads: bigint), so a forged value is a 422, not a 500
-        bits = 31 if sort is SortKey.likes else 63
-        if not isinstance(raw, int) or isinstance(raw, bool) or not -(2**bits) <= raw < 2**bits:
-            raise bad
-        value = raw
-    elif sort is SortKey.created:
-        try:
-            value = datetime.fromisoformat(raw) if isinstance(raw, str) else None
-        except ValueError:
-            raise bad from None
-        if value is None or value.tzinfo is None:
-            raise bad
-        try:
-            value = sane_datetime(value)  # near year 1 or 9999, asyncpg overflows converting it to UTC
-        except ValueError:
-            raise bad from None
-    else:
-        if not isinstance(raw, int | float) or isinstance(raw, bool) or not math.isfinite(raw):
-            raise bad
-        value = float(raw)
-    return Cursor(value, data[2])
-
-
-def page_of(rows: Sequence[Mapping[str, Any]], query: SearchQuery) -> dict[str, Any]:
-    """The page body from up to `limit + 1` rows: the extra row only says that there is a next page."""
-    items = [dict(r) for r in rows[: query.limit]]
-    next_cursor = None
-    if len(rows) > query.limit:
-        last = items[-1]
-        next_cursor = encode_cursor(query.sort, last[SORT_COLUMNS[query.sort]], last["model_id"])
-    for item in items:  # after the cursor, which needs the stored value to continue the walk
-        item["created_at"] = known_created_at(item["created_at"])
-    return {"items": items, "next_cursor": next_cursor}
-
-
-def page_json(rows: Sequence[Mapping[str, Any]], query: SearchQuery) -> bytes:
-    """The `SearchPage` JSON straight from the rows: they already have its types, so no pydantic round trip
-    (it cost as much as the query on a warm index). Z for UTC, as pydantic writes it."""
-    return orjson.dumps(page_of(rows, query), option=orjson.OPT_UTC_Z)
-
+from hubpulse_gateway.catalog.query import SearchQuery, has_filters
 
 # Search plans (see repository.search): walk the sort index for at most `window` rows, or go straight to the
 # text/filter indexes (window None). The window is a power of two so few distinct SQL texts get prepared.
@@ -178,9 +18,8 @@ MIN_WALK = 256
 MAX_WALK = 262_144  # the first walk; a longer one only as a second try, where the index query costs more
 LONGEST_WALK = 1 << 21
 WALK_MARGIN = 4  # walk this many times the rows the sample expects a page to need
-# Relative costs per row, measured at 2M models (EXPLAIN ANALYZE, warm cache, work_mem large enough for exact
-# bitmaps), in units of one walk step on a covering index (~0.25 us): a trigram posting ~0.12 us per trigram
-# of the word, a task/library btree bitmap entry ~0.3 us, a heap row fetched and rechecked ~2.5 us.
+# Relative costs per row, in units of one walk step on a covering index; measured at 2M models
+# (docs/decisions/search-and-web.md, "Planner in the gateway").
 WALK_COST = 1.0
 TRIGRAM_COST = 0.5
 # A walk that tests tags reads each walked row's tags from the heap (not in the keyset indexes).
@@ -242,7 +81,7 @@ def _codes(values: list[str | None]) -> tuple[dict[str | None, int], np.ndarray]
 class CatalogSample:
     """Estimates how many catalog rows match a search, from a sample held in memory.
 
-    PostgreSQL cannot: `tags @> ARRAY[word]` for a word that is no tag is guessed at 0.5 % of the table, so it
+    PostgreSQL cannot: it guesses `tags @> ARRAY[word]` for a word that is no tag at a fixed share of the table, so it
     walks the sort index for a rare word and reads everything. Here a word is looked up in the sampled ids
     (through their trigrams, as pg_trgm does) and tags, the filters in the sampled columns, all together (so
     correlated conditions count right). The estimate only picks the plan; both plans return exact results.
@@ -276,8 +115,8 @@ class CatalogSample:
 
     def _ids_containing(self, term: str) -> np.ndarray:
         """The rows of the word's rarest trigram, checked one by one; a scan of all the ids when the word has no
-        trigram or that one is common. Lookups of new words were ~10 % of the gateway's CPU in the 2M bench
-        as a scan (0.47 ms each over 20k ids); through the trigrams, 0.02 ms."""
+        trigram or that one is common (a scan per new word showed in the gateway's CPU profile:
+        docs/decisions/search-and-web.md)."""
         if len(term) >= 3:
             codes = np.unique(_trigram_codes(_code_points(term)))
             first = np.searchsorted(self._trigrams, codes, side="left")
@@ -340,7 +179,7 @@ class CatalogSample:
             # No sampled row meets every condition, though each alone may be common: none in 20k sampled
             # rows still leaves ~50 matches per 2M to expect (half a sampled row). Each condition's own share
             # multiplied (independence), at most that. A zero here sent "common word + narrow task + library"
-            # to the index query (60 ms at 2M) where a walk finds the page in 2-5 ms; a combination with no
+            # to the index query where a walk finds the page many times sooner; a combination with no
             # rows at all costs a walk no dearer than the index query that then answers.
             shares = [entries / self.size for entries, _ in bitmaps]
             shares += [np.count_nonzero((values >= low) & (values <= high)) / self.size for values, low, high in ranges]
@@ -427,38 +266,3 @@ class _Estimate:
     text_rows: float
     filter_bitmaps: list[tuple[float, float]]
     by_library: bool
-
-
-def has_filters(query: SearchQuery) -> bool:
-    return any(
-        v is not None for v in (query.task, query.library, query.min_downloads, query.max_downloads, query.min_likes)
-    )
-
-
-def hype_score(probability: float | None, likes: int, likes_7d: float | None) -> float | None:
-    """0-100: high only when the model expects a trend *and* the attention is recent.
-
-    The geometric mean of the trend probability and the share of all likes earned in the last 7 days;
-    without a probability it is just that share. None when neither is known.
-    """
-    share = None
-    if likes_7d is not None and math.isfinite(likes_7d) and likes > 0:
-        share = min(1.0, max(0.0, likes_7d / likes))
-    if probability is None:
-        return None if share is None else round(100 * share, 1)
-    return round(100 * math.sqrt(probability * (share or 0.0)), 1)
-
-
-def is_pick(probability: float | None, threshold: float | None) -> bool:
-    return probability is not None and threshold is not None and probability >= threshold
-
-
-def finite_features(features: Mapping[str, Any]) -> dict[str, float | None]:
-    """Features as JSON-safe numbers: NaN and infinities (missing values upstream) become null."""
-    out: dict[str, float | None] = {}
-    for name, value in features.items():
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            out[name] = float(value)
-        else:
-            out[name] = None
-    return out

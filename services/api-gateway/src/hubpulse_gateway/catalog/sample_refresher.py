@@ -9,7 +9,7 @@ import asyncpg
 from hubpulse_common.logging import get_logger
 from hubpulse_common.supervise import Supervised
 from hubpulse_gateway.catalog import repository
-from hubpulse_gateway.catalog.service import CatalogSample, SampleRows
+from hubpulse_gateway.catalog.plan import CatalogSample, SampleRows
 
 log = get_logger(__name__)
 
@@ -17,7 +17,7 @@ _EMPTY = CatalogSample(SampleRows([], [], [], [], [], []), 0)
 _RETRY_EMPTY_S = 30.0  # the catalog may not exist or be filled yet when the gateway starts
 
 
-class SamplePlanner:
+class SampleRefresher:
     def __init__(self, pool: asyncpg.Pool, rows: int, refresh_s: float) -> None:
         self.sample = _EMPTY
         self._pool = pool

@@ -2,10 +2,12 @@
 
 `limits` ships an async MongoDB storage, but on motor (deprecated), and its sliding-window-counter update
 subtracts dates from `$$NOW`, which SecantusDB (the tests' MongoDB) cannot evaluate. This storage implements
-the library's interface on PyMongo's async API instead, the way the library's own memcached storage does:
-each window is a counter document keyed by the window's number (`TimestampedSlidingWindow`), incremented
-atomically with `$inc`; a TTL index removes it after two windows. The strategy (the sliding window counter
-and its arithmetic) stays the library's. See docs/decisions/rate-limits.md.
+the library's interface on PyMongo's async API instead. The sliding window counter of a key is one document
+holding the current window's number and the counts of that window and the one before; a check is one
+`find_one_and_update` whose update pipeline rolls the windows forward, weighs the previous count as the
+library's strategy does and adds the hit only if the limit allows it: one round trip, atomic, so concurrent
+replicas never overshoot and nothing is given back. A TTL index removes a document two windows after its last
+window. See docs/decisions/rate-limits.md.
 
 `FailoverLimiter` decides what happens when MongoDB is unreachable: it fails open to this process's own
 counters (a limit still applies, per replica) and tries MongoDB again after a pause.
@@ -19,11 +21,11 @@ from datetime import UTC, datetime, timedelta
 from math import floor
 from typing import Any
 
+from cachetools import TTLCache
 from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, SlidingWindowCounterSupport, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
-from limits.storage.base import TimestampedSlidingWindow
 from prometheus_client import Counter
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
@@ -39,9 +41,9 @@ STORE_FAILURES = Counter(
 Document = dict[str, Any]
 
 
-class MongoStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWindow):
-    """`limits` async storage (fixed and sliding window counter strategies) in one MongoDB collection of
-    `{_id: key, count, expireAt}` documents."""
+class MongoStorage(Storage, SlidingWindowCounterSupport):
+    """`limits` async storage (fixed and sliding window counter strategies) in one MongoDB collection: fixed
+    windows as `{_id: key, count, expireAt}`, sliding windows as described above."""
 
     STORAGE_SCHEME = None  # built from a collection, not from a URI
 
@@ -49,6 +51,9 @@ class MongoStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWindo
         super().__init__(wrap_exceptions=True)
         self.collection = collection
         self._indexed = False
+        # A refused check's (window, previous, current) counts, which the caller reads next for Retry-After
+        # (`get_sliding_window`): the refusal's own answer instead of a second round trip. Kept one second.
+        self._refused: TTLCache[str, tuple[int, int, int]] = TTLCache(maxsize=10_000, ttl=1.0)
 
     @property
     def base_exceptions(self) -> type[Exception]:
@@ -81,9 +86,6 @@ class MongoStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWindo
         assert document is not None  # upserted
         return int(document["count"])
 
-    async def decr(self, key: str, amount: int = 1) -> None:
-        await self.collection.update_one({"_id": key}, {"$inc": {"count": -amount}})
-
     async def get(self, key: str) -> int:
         document = await self.collection.find_one({"_id": key, "expireAt": {"$gt": datetime.now(UTC)}})
         return int(document["count"]) if document else 0
@@ -106,44 +108,78 @@ class MongoStorage(Storage, SlidingWindowCounterSupport, TimestampedSlidingWindo
     async def clear(self, key: str) -> None:
         await self.collection.delete_one({"_id": key})
 
-    # The sliding window counter on two window-numbered counters, as limits' memcached storage does it.
+    # The sliding window counter, one document per key: {_id, w: window number, c: its count, p: the previous
+    # window's count, expireAt}. Weighing follows limits' SlidingWindowCounterRateLimiter: the previous count
+    # times the share of the previous window still inside the sliding window, plus the current count.
 
     async def acquire_sliding_window_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         if amount > limit:
             return False
+        await self._ensure_index()
         now = time.time()
-        previous_key, current_key = self.sliding_window_keys(key, expiry, now)
-        previous, previous_ttl, current, _ = await self._window(previous_key, current_key, expiry, now)
-        if floor(previous * previous_ttl / expiry + current) + amount > limit:
-            return False
-        current = await self.incr(current_key, 2 * expiry, amount)
-        previous_ttl = max(0.0, previous_ttl - (time.time() - now))
-        if floor(previous * previous_ttl / expiry + current) > limit:
-            # another replica took the last slot between the read and the increment: give this one back
-            await self.decr(current_key, amount)
-            return False
-        return True
+        window = floor(now / expiry)
+        same, follows = {"$eq": ["$w", window]}, {"$eq": ["$w", window - 1]}
+        weighted = {"$floor": {"$add": [{"$multiply": ["$p", _previous_weight(now, expiry)]}, "$c"]}}
+        document = await self.collection.find_one_and_update(
+            {"_id": _window_id(key)},
+            [
+                # roll forward: a document of an older window (or a new one) starts from zero
+                {
+                    "$set": {
+                        "p": {"$cond": [same, "$p", {"$cond": [follows, "$c", 0]}]},
+                        "c": {"$cond": [same, "$c", 0]},
+                    }
+                },
+                {"$set": {"ok": {"$lte": [{"$add": [weighted, amount]}, limit]}}},
+                {
+                    "$set": {
+                        "c": {"$cond": ["$ok", {"$add": ["$c", amount]}, "$c"]},
+                        "w": window,
+                        "expireAt": datetime.fromtimestamp((window + 2) * expiry, UTC),
+                    }
+                },
+            ],
+            upsert=True,
+            projection={"ok": True, "p": True, "c": True, "_id": False},
+            return_document=ReturnDocument.AFTER,
+        )
+        assert document is not None  # upserted
+        if not document["ok"]:
+            self._refused[key] = (window, int(document["p"]), int(document["c"]))
+        return bool(document["ok"])
 
     async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
-        now = time.time()
-        return await self._window(*self.sliding_window_keys(key, expiry, now), expiry, now)
-
-    async def clear_sliding_window(self, key: str, expiry: int) -> None:
-        previous_key, current_key = self.sliding_window_keys(key, expiry, time.time())
-        await self.collection.delete_many({"_id": {"$in": [previous_key, current_key]}})
-
-    async def _window(
-        self, previous_key: str, current_key: str, expiry: int, now: float
-    ) -> tuple[int, float, int, float]:
         """(previous count, its remaining weight in seconds, current count, seconds until the current ends)."""
-        counts = {
-            doc["_id"]: int(doc["count"])
-            async for doc in self.collection.find({"_id": {"$in": [previous_key, current_key]}})
-        }
-        previous, current = counts.get(previous_key, 0), counts.get(current_key, 0)
-        previous_ttl = (1 - (((now - expiry) / expiry) % 1)) * expiry if previous else 0.0
+        now = time.time()
+        window = floor(now / expiry)
+        refused = self._refused.pop(key, None)
+        if refused is not None and refused[0] == window:
+            previous, current = refused[1], refused[2]
+        else:
+            document = await self.collection.find_one({"_id": _window_id(key)}) or {}
+            stored = document.get("w")
+            if stored == window:
+                previous, current = int(document["p"]), int(document["c"])
+            elif stored == window - 1:
+                previous, current = int(document["c"]), 0
+            else:
+                previous, current = 0, 0
+        previous_ttl = _previous_weight(now, expiry) * expiry if previous else 0.0
         current_ttl = (1 - ((now / expiry) % 1)) * expiry + expiry
         return previous, previous_ttl, current, current_ttl
+
+    async def clear_sliding_window(self, key: str, expiry: int) -> None:
+        await self.collection.delete_one({"_id": _window_id(key)})
+
+
+def _window_id(key: str) -> str:
+    """The sliding window's document, apart from the fixed-window counter (`incr`) of the same key."""
+    return f"{key}/sliding"
+
+
+def _previous_weight(now: float, expiry: int) -> float:
+    """The share of the previous window still inside the sliding window that ends now."""
+    return 1 - ((now / expiry) % 1)
 
 
 class FailoverLimiter:

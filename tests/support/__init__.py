@@ -1,0 +1,1 @@
+"""Helpers shared by the test areas (one home, imported as `support.<module>`)."""

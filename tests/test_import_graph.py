@@ -1,0 +1,39 @@
+"""The product code's import graph has no cycle (issue #15), checked with tools/code_metrics.py's graph: every
+import made at import time, those under `if TYPE_CHECKING:` included."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _metrics() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("code_metrics", ROOT / "tools" / "code_metrics.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_product_code_has_no_import_cycle() -> None:
+    metrics = _metrics()
+    assert metrics.cycles(metrics.import_graph(metrics.product_files())) == []
+
+
+def test_a_cycle_hidden_under_type_checking_is_found(tmp_path: Path) -> None:
+    package = tmp_path / "libs" / "x" / "src" / "hubpulse_x"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from hubpulse_x.b import B\n\nclass A: ...\n")
+    (package / "b.py").write_text(
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from hubpulse_x.a import A\n\nclass B: ...\n"
+    )
+    (package / "c.py").write_text("def late() -> None:\n    from hubpulse_x import a\n")
+    metrics = _metrics()
+    files = metrics.product_files(tmp_path)
+    assert metrics.cycles(metrics.import_graph(files, tmp_path)) == [["hubpulse_x.a", "hubpulse_x.b"]]
+    assert metrics.import_graph(files, tmp_path)["hubpulse_x.c"] == set(), "a deferred import is not counted"
