@@ -1,5 +1,5 @@
 """The catalog's schema changes keep its data: 0005 moves features/explanation out, 0006 rebuilds the keys,
-0007 stores the details as text; and the upsert skips rows that did not change."""
+0007 stores the details as text; the day's catalog is swapped in once complete (0011), with the live table's shape."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from hubpulse_common import db
+from hubpulse_common.renames import Rename
 from hubpulse_scorer.app import MIGRATIONS
-from hubpulse_scorer.repository import write_batch
+from hubpulse_scorer.catalog_swap import due_days, swap_day, swap_due_days
+from hubpulse_scorer.repository import SWAP_LOCK, follow_renames, write_batch
 from hubpulse_scorer.service import CATALOG_COLUMNS
 
 VERSION_TABLE = "alembic_version_scorer"
@@ -116,26 +118,34 @@ def _record(model_id: str, day: dt.date, downloads: int, likes_7d: float) -> tup
     return tuple(values.get(c) for c in CATALOG_COLUMNS)
 
 
-async def test_the_upsert_rewrites_only_rows_that_changed_and_keeps_the_latest_day(database_url: str) -> None:
+async def _rows(pool: asyncpg.Pool) -> dict[str, asyncpg.Record]:
+    rows = await pool.fetch("SELECT model_id, updated_at, downloads FROM catalog_models WHERE model_id LIKE 'org/%'")
+    return {r["model_id"]: r for r in rows}
+
+
+async def test_the_swap_moves_updated_at_only_for_changed_rows_and_keeps_the_latest_day(database_url: str) -> None:
     await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
     pool = await db.create_pool(database_url, min_size=1, max_size=1)
     day = dt.date(2025, 1, 8)
     try:
         await write_batch(pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0)], [])
-        first = {
-            r["model_id"]: r for r in await pool.fetch("SELECT model_id, updated_at, xmin::text FROM catalog_models")
-        }
+        assert await swap_day(pool, day)
+        first = await _rows(pool)
         await asyncio.sleep(0.01)
-        # a redelivered batch: nothing changes, not even updated_at (the live feed's clock) or the row version
+        # a redelivered batch changes nothing: the day is not due again
+        await write_batch(pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0)], [])
+        assert day not in [d for d, _ in await due_days(pool, 0.0)]
+        # one changed row: the next swap moves updated_at (the live feed's clock) of that row only
         await write_batch(pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 21, 2.0)], [])
-        again = {
-            r["model_id"]: r for r in await pool.fetch("SELECT model_id, updated_at, xmin::text FROM catalog_models")
-        }
-        assert again["org/a"]["xmin"] == first["org/a"]["xmin"]
+        assert day in [d for d, _ in await due_days(pool, 0.0)]
+        assert await swap_day(pool, day)
+        again = await _rows(pool)
         assert again["org/a"]["updated_at"] == first["org/a"]["updated_at"]
         assert again["org/b"]["updated_at"] > first["org/b"]["updated_at"]  # its downloads changed
+        assert again["org/b"]["downloads"] == 21
         # a late, older day changes neither table
         await write_batch(pool, [], [_record("org/a", day - dt.timedelta(days=1), 99, 9.0)], [])
+        assert await swap_day(pool, day - dt.timedelta(days=1))
         row = await pool.fetchrow(
             "SELECT m.downloads, m.likes_7d, d.features FROM catalog_models m JOIN catalog_details d USING (model_id)"
             " WHERE model_id = 'org/a'"
@@ -143,11 +153,108 @@ async def test_the_upsert_rewrites_only_rows_that_changed_and_keeps_the_latest_d
         assert (row["downloads"], row["likes_7d"], json.loads(row["features"])["likes_7d"]) == (10, 1.0, 1.0)
         # the next day rewrites both
         await write_batch(pool, [], [_record("org/a", day + dt.timedelta(days=1), 12, 3.0)], [])
+        assert await swap_day(pool, day + dt.timedelta(days=1))
         row = await pool.fetchrow(
             "SELECT m.downloads, m.likes_7d, d.features, d.snapshot_date FROM catalog_models m"
             " JOIN catalog_details d USING (model_id) WHERE model_id = 'org/a'"
         )
         assert (row["downloads"], row["likes_7d"], json.loads(row["features"])["likes_7d"]) == (12, 3.0, 3.0)
         assert row["snapshot_date"] == day + dt.timedelta(days=1)
+        assert (await _rows(pool))["org/b"]["downloads"] == 21  # absent that day: kept
     finally:
+        await pool.close()
+
+
+async def _shape(conn: asyncpg.Connection) -> tuple[object, ...]:
+    indexes = await conn.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'catalog_models' ORDER BY 1"
+    )
+    options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'catalog_models'::regclass")
+    primary = await conn.fetchval(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'catalog_models'::regclass AND contype = 'p'"
+    )
+    return [tuple(r) for r in indexes], options, primary
+
+
+async def test_search_reads_yesterdays_catalog_until_the_complete_day_is_swapped_in(database_url: str) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    pool = await db.create_pool(database_url, min_size=1, max_size=3)
+    day = dt.date(2025, 3, 1)
+    try:
+        async with pool.acquire() as conn:
+            shape = await _shape(conn)
+            assert len(shape[0]) >= 15
+            assert shape[2] == "catalog_models_pkey"
+        await write_batch(pool, [], [_record("swap/a", day, 1, 0.0), _record("swap/b", day, 1, 0.0)], [])
+        assert await swap_day(pool, day)
+        # the next day arrives in two batches; the features close said it has 2 models
+        await write_batch(
+            pool, [], [_record("swap/a", day + dt.timedelta(days=1), 5, 0.0)], [], {day + dt.timedelta(days=1): 2}
+        )
+        assert day + dt.timedelta(days=1) not in [d for d, _ in await due_days(pool, 3600.0)]
+        # a reader's connection with the search statement prepared before the swap (as the gateway's pool has)
+        search = "SELECT downloads FROM catalog_models WHERE model_id LIKE 'swap/%' ORDER BY model_id"
+        reader = await asyncpg.connect(database_url)
+        assert [r["downloads"] for r in await reader.fetch(search)] == [1, 1]
+        await write_batch(
+            pool, [], [_record("swap/b", day + dt.timedelta(days=1), 6, 0.0)], [], {day + dt.timedelta(days=1): 2}
+        )
+        assert [d for d, _ in await due_days(pool, 3600.0)] == [day + dt.timedelta(days=1)]
+        assert await swap_due_days(pool, 3600.0) == [day + dt.timedelta(days=1)]
+        rows = await pool.fetch(
+            "SELECT model_id, downloads FROM catalog_models WHERE model_id LIKE 'swap/%' ORDER BY 1"
+        )
+        assert [tuple(r) for r in rows] == [("swap/a", 5), ("swap/b", 6)]
+        try:  # the same prepared statement now reads the new table (PostgreSQL re-plans it by name)
+            assert [r["downloads"] for r in await reader.fetch(search)] == [5, 6]
+        finally:
+            await reader.close()
+        async with pool.acquire() as conn:
+            assert await _shape(conn) == shape  # same indexes, options and primary key as the table it replaced
+            visible, pages, tuples = await conn.fetchrow(
+                "SELECT relallvisible, relpages, reltuples FROM pg_class WHERE oid = 'catalog_models'::regclass"
+            )
+            assert tuples > 0  # analysed
+            assert visible == pages  # vacuumed before the swap: index-only walks never visit the heap
+        assert await swap_due_days(pool, 3600.0) == []
+    finally:
+        await pool.close()
+
+
+async def test_scores_keep_the_explanation_as_the_json_text_written(database_url: str) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    conn = await asyncpg.connect(database_url)
+    column = "SELECT data_type FROM information_schema.columns WHERE table_name = 'scores' AND column_name = $1"
+    try:
+        assert await conn.fetchval(column, "top_features") == "text"
+        await conn.execute(
+            "INSERT INTO scores (snapshot_date, model_id, model_version, label, horizon_days, probability, threshold,"
+            " top_features) VALUES ('2025-01-08', 'org/a', 'v1', 'trending', 7, 0.5, 0.4, $1)",
+            json.dumps(EXPLANATION),
+        )
+        await _move(database_url, "downgrade", "0011_catalog_build")
+        assert await conn.fetchval(column, "top_features") == "jsonb"
+        assert json.loads(await conn.fetchval("SELECT top_features::text FROM scores")) == EXPLANATION
+    finally:
+        await conn.close()
+
+
+async def test_a_rename_waits_for_a_running_swap_and_moves_the_days_build_rows(database_url: str) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    day = dt.date(2025, 4, 1)
+    swap = await asyncpg.connect(database_url)
+    try:
+        await write_batch(pool, [], [_record("ren/old", day, 1, 0.0)], [])
+        await swap.execute(f"SELECT pg_advisory_lock({SWAP_LOCK})")  # a swap between its fill and its rename
+        rename = Rename("ren/old", "ren/new", day + dt.timedelta(days=1))
+        following = asyncio.create_task(follow_renames(pool, [rename], ["ren/new"]))
+        await asyncio.sleep(0.5)
+        assert not following.done()  # its re-key of catalog_models would be lost with the swapped-out table
+        await swap.execute(f"SELECT pg_advisory_unlock({SWAP_LOCK})")
+        await asyncio.wait_for(following, 30)
+        rows = await pool.fetch("SELECT model_id FROM catalog_build WHERE model_id LIKE 'ren/%'")
+        assert [r["model_id"] for r in rows] == ["ren/new"]
+    finally:
+        await swap.close()
         await pool.close()

@@ -97,7 +97,7 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(service
         assert {r["model_version"] for r in rows} == {bootstrap.version}
         for r in rows:
             assert 0.0 <= r["probability"] <= 1.0
-            top = json.loads(r["top_features"])  # jsonb arrives as text without the services' codec
+            top = json.loads(r["top_features"])  # the JSON text the scorer wrote
             assert top
             assert {"feature", "value", "contribution"} <= set(top[0])
         catalog = await wait_for(
@@ -209,6 +209,11 @@ async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_not
         procs[1] = _service("hubpulse_scorer", scorer_env)
         await wait_for(scores, lambda n: n >= expected, timeout_s=120)
         await wait_for(lambda: open_days(database_url), lambda n: n == 0)
+        # the catalog is swapped in once a day's scores are all in: wait for the last day's
+        await wait_for(
+            lambda: count("SELECT count(*) AS n FROM catalog_models WHERE model_id LIKE $1"),
+            lambda n: n == len({e.model_id for day in days for e in day}),
+        )
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

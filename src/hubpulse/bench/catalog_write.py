@@ -3,9 +3,9 @@
 Starts an embedded PostgreSQL, seeds an N-model catalog (`seed_catalog`: COPY, indexes built after, VACUUM
 ANALYZE: the state after a quiet night), then writes the next day of the same synthetic Hub through the
 scorer's real `write_batch`, `batch` models per transaction as the scorer's consumer does: first the catalog
-rows alone (the part this benchmark is about), then the day's score and daily rows, then the same catalog
-batches again (a redelivery). Reports seconds, the table and index sizes before and after, and how many row
-updates were HOT (no index entries written).
+rows alone and the day's swap (the part this benchmark is about), then the day's score and daily rows, then
+the same catalog batches again (a redelivery). Reports seconds, the table and index sizes before and after,
+and how many row updates were HOT (no index entries written).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from hubpulse.platform.stores import create_database, free_port, postgres_spec, 
 from hubpulse_common import db
 from hubpulse_common.errors import ConfigError
 from hubpulse_common.synthetic import SyntheticHub
+from hubpulse_scorer.catalog_swap import swap_day
 from hubpulse_scorer.repository import write_batch
-from hubpulse_scorer.service import Record, Scored, catalog_records, score_records
+from hubpulse_scorer.service import CATALOG_COLUMNS, Record, Scored, catalog_records, score_records
 
 CATALOG_TABLES = ("catalog_models", "catalog_details")
 
@@ -89,19 +90,28 @@ def batches(chunks: Iterator[Scored], batch: int) -> Iterator[Scored]:
 
 
 async def update_catalog(url: str, models: int, seed: int, batch: int = 5000) -> dict[str, Any]:
-    """Write the next day's catalog rows through the scorer's `write_batch`; seconds of the writes only."""
+    """Write the next day's catalog rows through the scorer's `write_batch`, then swap the day in as the scorer
+    does (`catalog_swap.swap_day`); seconds of the writes and of the swap."""
     conn = await asyncpg.connect(url)
     try:
         chunks, _ = await next_day(conn, models, seed)
     finally:
         await conn.close()
     records = [catalog_records(part)[0] for part in batches(chunks, batch)]
-    pool = await db.create_pool(url, min_size=1, max_size=1)
+    pool = await db.create_pool(url, min_size=1, max_size=2)
     try:
         seconds = await _timed(pool, [([], c, []) for c in records])
+        swap_s = await _swap(pool, records)
     finally:
         await pool.close()
-    return {"rows": sum(len(c) for c in records), "seconds": seconds}
+    return {"rows": sum(len(c) for c in records), "seconds": seconds, "swap_s": swap_s}
+
+
+async def _swap(pool: asyncpg.Pool, records: list[list[Record]]) -> float:
+    start = time.perf_counter()
+    for day in sorted({r[CATALOG_COLUMNS.index("snapshot_date")] for c in records for r in c}):
+        await swap_day(pool, day)
+    return round(time.perf_counter() - start, 2)
 
 
 async def _timed(pool: asyncpg.Pool, work: list[tuple[list[Record], list[Record], list[Record]]]) -> float:
@@ -122,7 +132,7 @@ async def _bench(url: str, models: int, batch: int, seed: int) -> dict[str, Any]
     scores: list[list[Record]] = []
     daily: list[list[Record]] = []
     conn = await asyncpg.connect(url)
-    pool = await db.create_pool(url, min_size=1, max_size=1)
+    pool = await db.create_pool(url, min_size=1, max_size=2)
     try:
         chunks, day_models = await next_day(conn, models, seed)
         for part in batches(chunks, batch):
@@ -133,6 +143,7 @@ async def _bench(url: str, models: int, batch: int, seed: int) -> dict[str, Any]
         before = await sizes(conn)
         load = [round(x, 2) for x in os.getloadavg()]
         update_s = await _timed(pool, [([], c, []) for c in catalog])
+        swap_s = await _swap(pool, catalog)
         after = await sizes(conn)
         others_s = await _timed(pool, [(s, [], d) for s, d in zip(scores, daily, strict=True)])
         redelivery_s = await _timed(pool, [([], c, []) for c in catalog])
@@ -147,9 +158,10 @@ async def _bench(url: str, models: int, batch: int, seed: int) -> dict[str, Any]
         "day_models": day_models,
         "batch": batch,
         "seed_seconds": round(seed_s, 1),
-        # The headline: one day's catalog upsert of every model, through the scorer's write_batch.
+        # The headline: one day's catalog of every model, through the scorer's write_batch and swap.
         "catalog_update_s": update_s,
-        "catalog_rows_per_s": round(rows / update_s),
+        "catalog_swap_s": swap_s,
+        "catalog_rows_per_s": round(rows / (update_s + swap_s)),
         "scores_and_daily_s": others_s,
         "catalog_redelivery_s": redelivery_s,
         "loadavg_before": load,

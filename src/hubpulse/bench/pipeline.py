@@ -3,7 +3,8 @@
 Starts PostgreSQL, the broker and S3 (the scorer's model registry) for the run, the replay Hub serving a
 synthetic Hub, then features and scorer, then the ingestor (whose first cycle starts at once). For each day,
 times from the cycle's start (its `started_at`) until the cycle finished (ingest), until the features service
-closed the day with every model's final features (features) and until every model has a score (score); the
+closed the day with every model's final features (features), until every model has a score (score) and until the
+scorer swapped in the search read model holding the day (catalog: the end of the day's pipeline); the
 report lists the statements PostgreSQL spent its time on (pg_stat_statements). It then writes the same
 snapshot rows with one bare COPY into a plain table: the floor the pipeline is compared with (`ratio_vs_copy`).
 
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 
 Say = Callable[[str], None]
 SERVICES = ("ingestor", "features", "scorer")
-STAGES = ("ingest", "features", "score")
+STAGES = ("ingest", "features", "score", "catalog")
 
 
 class StageTimeout(TimeoutError):
@@ -212,6 +213,8 @@ async def _top_statements(db_url: str, limit: int = 10) -> list[dict[str, Any]]:
 # scorer's own counter gates the one count that confirms it.
 _FEATURES_CLOSED = "SELECT models FROM feature_days WHERE snapshot_date = $1 AND closed_at IS NOT NULL"
 _SCORES = "SELECT count(*) FROM scores WHERE snapshot_date = $1"
+# ... and its catalog when the scorer has swapped in the read model holding all of them (search serves it).
+_CATALOG_SWAPPED = "SELECT built_rows FROM catalog_days WHERE snapshot_date = $1 AND swapped_at >= written_at"
 _SCORED_METRIC = "hubpulse_scorer_scored_total"
 
 
@@ -301,6 +304,10 @@ class DayTracker:
         if scored >= self._models and await _value(self._conn, _SCORES, self._day) >= self._models:
             self._done("score", time.time() - started_at)
 
+    async def _check_catalog(self, started_at: float) -> None:
+        if await _value(self._conn, _CATALOG_SWAPPED, self._day) >= self._models:
+            self._done("catalog", time.time() - started_at)
+
     def _check_deadline(self) -> None:
         pending = next(s for s in STAGES if s not in self.times.done_at)
         previous = [self.times.done_at[s] for s in STAGES if s in self.times.done_at]
@@ -318,8 +325,10 @@ class DayTracker:
             if self._started_at is not None:
                 if "features" not in done:
                     await self._check_features(self._started_at)
-                if "features" in done:
+                if "features" in done and "score" not in done:
                     await self._check_score(self._started_at)
+                if "score" in done and "catalog" not in done:
+                    await self._check_catalog(self._started_at)
             if all(s in done for s in STAGES):
                 return self.times
             self._check_deadline()
@@ -485,7 +494,7 @@ def _run_days(
         entry["cycle"] = {k: times.cycle[k] for k in ("status", "models", "pages", "retries")}
         entry["done_at_s"] = times.done_at
         entry["stages_s"] = _stages_s(times.done_at)
-        entry["end_to_end_s"] = times.done_at["score"]
+        entry["end_to_end_s"] = times.done_at["catalog"]
         say(f"{day}: scored end to end in {entry['end_to_end_s']:.1f} s ({n / entry['end_to_end_s']:,.0f} models/s)")
     report["db_statements"] = asyncio.run(_top_statements(db_url))
     copy_s, copied = asyncio.run(_bare_copy_seconds(db_url, hub.dates[days - 1]))

@@ -66,8 +66,8 @@ class SearchBenchConfig:
     zipf_s: float = 1.0
     # The second run, with the search cache off: at most this many requests (it is the slow one).
     uncached_requests: int | None = None
-    # Search right after one day's update of every row (the scorer's write_batch), before any vacuum: the
-    # visibility map is then cleared, so index-only walks visit the heap. Autovacuum is held off for the run.
+    # Search right after one day's update of every row, written and swapped in as the scorer does (write_batch,
+    # then catalog_swap.swap_day). Autovacuum is held off for the run: what search gets is what the swap left.
     after_update: bool = False
 
 

@@ -81,7 +81,11 @@ def search(
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
     after_update: Annotated[
-        bool, typer.Option("--after-update", help="search right after a day's update of every row, unvacuumed")
+        bool,
+        typer.Option(
+            "--after-update",
+            help="search right after a day's update of every row (written and swapped in as the scorer does)",
+        ),
     ] = False,
 ) -> None:
     """Search through the real gateway over a seeded catalog: text + filters; p50/p95/p99 latency and req/s."""

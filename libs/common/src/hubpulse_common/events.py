@@ -163,6 +163,11 @@ class ModelFeatures(Event):
         description="The model's previous name, on the features of the day it was first seen under `model_id` "
         "(from `hub.snapshots.v1`): consumers move what they keep under the old name to the new one",
     )
+    day_models: int | None = Field(
+        default=None,
+        description="How many models the day has (set by the features close): a consumer that counts the day's "
+        "model-days knows when it has them all",
+    )
 
 
 class Contribution(BaseModel):

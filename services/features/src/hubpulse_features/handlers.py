@@ -95,7 +95,13 @@ class FeaturesWorker:
             # (a task group: a failure cancels the sibling, so the connection is never released mid-query)
             async with asyncio.TaskGroup() as both:
                 encoding = both.create_task(
-                    asyncio.to_thread(service.feature_payloads, final, provisional=False, renamed_from=renamed_from)
+                    asyncio.to_thread(
+                        service.feature_payloads,
+                        final,
+                        provisional=False,
+                        renamed_from=renamed_from,
+                        day_models=len(cross),
+                    )
                 )
                 both.create_task(self._store_final(conn, final))
             after, models = str(rows["model_id"].iloc[-1]), models + len(rows)

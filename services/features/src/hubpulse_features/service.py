@@ -236,10 +236,16 @@ def _utc_times(frame: pd.DataFrame, column: str) -> list[str | None]:
 
 
 def feature_payloads(
-    frame: pd.DataFrame, *, provisional: bool, renamed_from: Mapping[str, str] | None = None
+    frame: pd.DataFrame,
+    *,
+    provisional: bool,
+    renamed_from: Mapping[str, str] | None = None,
+    day_models: int | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """ModelFeatures of each row of a frame holding keys, FEATURE_COLUMNS and STAT_COLUMNS, as (key, JSON) pairs.
     renamed_from: new name -> old name of the models first seen under their new name on the frame's day.
+
+    `day_models`: the size of the (closed) day, so that a consumer knows when it has all of the day's rows.
 
     Encoded column-wise in bulk instead of validating one pydantic model per row (the frame is our own
     output, already typed); the JSON is what `ModelFeatures(...).model_dump_json()` gives, NaN as null,
@@ -287,6 +293,7 @@ def feature_payloads(
                     "created_at": created,
                     "last_modified": modified,
                     "renamed_from": renamed.get(model_id),
+                    "day_models": day_models,
                 }
             ),
         )

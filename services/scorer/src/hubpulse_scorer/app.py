@@ -68,8 +68,13 @@ def create_app(settings: ScorerSettings) -> FastAPI:
             report(app, consumer.loop)
             watcher = supervise(app, "scorer:registry", follow_registry)
             starter = supervise(app, "scorer:start-consumer", start_consuming)
+            swapper = supervise(
+                app,
+                "scorer:catalog-swap",
+                lambda: worker.run_swapper(settings.catalog_swap_idle_s, settings.catalog_swap_check_s),
+            )
             app.state.worker = worker
-            async with background(starter, watcher, then=[consumer.stop]):
+            async with background(starter, watcher, swapper, then=[consumer.stop]):
                 yield
 
     return create_service_app(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 
@@ -15,7 +16,7 @@ from hubpulse_common.events import ModelFeatures, ModelScore
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
 from hubpulse_common.renames import renames_in
-from hubpulse_scorer import repository, service
+from hubpulse_scorer import catalog_swap, repository, service
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.registry import ModelRegistry
 
@@ -34,6 +35,7 @@ class ScorerWorker:
         self._top_n = top_n
         self.model: TrainedModel | None = None
         self.loaded = asyncio.Event()
+        self.day_activity = asyncio.Event()
 
     @property
     def version(self) -> str | None:
@@ -58,9 +60,23 @@ class ScorerWorker:
         # XGBoost releases the GIL: scoring in a thread keeps the event loop (and heartbeats) responsive.
         scored = await asyncio.to_thread(service.score, model, events, self._top_n)
         catalog, daily = service.catalog_records(scored)
-        await repository.write_batch(self._pool, service.score_records(scored), catalog, daily)
+        await repository.write_batch(
+            self._pool, service.score_records(scored), catalog, daily, service.day_models(events)
+        )
         await self._bus.publish_encoded(ModelScore.topic, service.score_payloads(scored))
         SCORED.labels(scored.version).inc(len(events))
+        self.day_activity.set()
+
+    async def run_swapper(self, idle_s: float, check_s: float) -> None:
+        """Background task: swap in each day's catalog once it is due (woken early when a batch lands)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.day_activity.wait(), check_s)
+            self.day_activity.clear()
+            try:
+                await catalog_swap.swap_due_days(self._pool, idle_s)
+            except Exception:  # a swapper that died would leave every later day out of search
+                log.exception("scorer.catalog_swap_failed")  # the day stays due: the next check retries it
 
     async def watch(self, registry: ModelRegistry, poll_s: float) -> None:
         """Follow the registry's current pointer: a promotion or rollback takes effect within `poll_s`."""

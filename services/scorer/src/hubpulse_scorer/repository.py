@@ -1,13 +1,16 @@
 """PostgreSQL I/O of the scorer: scores and the catalog read model, COPY into staging then one upsert each.
 
-The catalog is two tables: `catalog_models`, what search sorts and filters on (a dozen
-indexes, so every changed row costs an entry in each), and `catalog_details`, the wide features and explanation
-(primary key only). A row whose values did not change (a redelivered batch) is not rewritten at all.
+The catalog is two tables (scorer migration 0005): `catalog_models`, what search sorts and filters on (17
+indexes), and `catalog_details`, the wide features and explanation (primary key only). A batch no longer
+writes `catalog_models`: its rows go to the day's `catalog_build` partition (primary key only), counted in
+`catalog_days`, and the day's whole table is built and swapped in once (`catalog_swap`). A detail row whose
+values did not change (a redelivered batch) is not rewritten at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 
 import asyncpg
@@ -15,7 +18,7 @@ import asyncpg
 from hubpulse_common import renames
 from hubpulse_scorer.service import CATALOG_COLUMNS, DAILY_COLUMNS, SCORE_COLUMNS, Record
 
-# Staging tables spell JSON columns as text: COPY sends text; scores.top_features is cast to jsonb by its upsert.
+# JSON columns are text (scorer migrations 0007, 0012): COPY sends the scorer's JSON text as it is.
 _STAGING = {
     "scores_staging": """
         snapshot_date date, model_id text, model_version text, label text, horizon_days integer,
@@ -48,10 +51,6 @@ COPY_TARGETS: tuple[tuple[str, tuple[str, ...], Callable[[Record], Record]], ...
 )
 
 
-def _select(columns: Sequence[str], jsonb: Sequence[str]) -> str:
-    return ", ".join(f"{c}::jsonb" if c in jsonb else c for c in columns)
-
-
 def _updates(columns: Sequence[str], keys: Sequence[str]) -> str:
     return ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)
 
@@ -66,22 +65,37 @@ def _changed(table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
 
 _UPSERT_SCORES = f"""
     INSERT INTO scores ({", ".join(SCORE_COLUMNS)})
-    SELECT {_select(SCORE_COLUMNS, ["top_features"])} FROM scores_staging
+    SELECT {", ".join(SCORE_COLUMNS)} FROM scores_staging
     ON CONFLICT (snapshot_date, model_id, model_version) DO UPDATE SET
         {_updates(SCORE_COLUMNS, ["snapshot_date", "model_id", "model_version"])}, scored_at = now()
 """  # noqa: S608 (identifiers are module constants)
-# The catalog keeps each model's latest day: an older day arriving late only lands in catalog_daily.
-# updated_at (the live picks feed's clock) moves only when the row changes.
-_UPSERT_CATALOG = f"""
-    INSERT INTO catalog_models ({", ".join(MODEL_COLUMNS)})
-    SELECT {", ".join(MODEL_COLUMNS)} FROM catalog_models_staging
-    ON CONFLICT (model_id) DO UPDATE SET {_updates(MODEL_COLUMNS, ["model_id"])}, updated_at = now()
-    WHERE catalog_models.snapshot_date <= EXCLUDED.snapshot_date
-      AND {_changed("catalog_models", MODEL_COLUMNS, ["model_id"])}
+# The day's rows for the next catalog_models (the swap keeps each model's latest day). A row that did not change
+# (a redelivery) is not written. The outer query sees the table as it was before the insert: a written row it
+# does not find there is a new model-day, counted in catalog_days in the same transaction (partitioned tables
+# have no `xmax = 0` in RETURNING). A day is due for a swap again only when a row changed.
+_UPSERT_BUILD = f"""
+    WITH written AS (
+        INSERT INTO catalog_build ({", ".join(MODEL_COLUMNS)})
+        SELECT {", ".join(MODEL_COLUMNS)} FROM catalog_models_staging
+        ON CONFLICT (snapshot_date, model_id) DO UPDATE SET {_updates(MODEL_COLUMNS, ["model_id", "snapshot_date"])}
+        WHERE {_changed("catalog_build", MODEL_COLUMNS, ["model_id", "snapshot_date"])}
+        RETURNING snapshot_date, model_id
+    )
+    SELECT w.snapshot_date, count(*) AS written, count(*) FILTER (WHERE NOT EXISTS (
+        SELECT FROM catalog_build b WHERE b.snapshot_date = w.snapshot_date AND b.model_id = w.model_id
+    )) AS inserted
+    FROM written w GROUP BY w.snapshot_date
 """  # noqa: S608 (identifiers are module constants)
+_COUNT_DAY = """
+    INSERT INTO catalog_days AS d (snapshot_date, day_models, built_rows) VALUES ($1, $2, $3)
+    ON CONFLICT (snapshot_date) DO UPDATE SET day_models = GREATEST(d.day_models, EXCLUDED.day_models),
+        built_rows = d.built_rows + EXCLUDED.built_rows,
+        written_at = CASE WHEN $4 THEN now() ELSE d.written_at END
+"""
 _UPSERT_DETAILS = f"""
     INSERT INTO catalog_details ({", ".join(DETAIL_COLUMNS)})
-    SELECT {", ".join(DETAIL_COLUMNS)} FROM catalog_models_staging
+    SELECT DISTINCT ON (model_id) {", ".join(DETAIL_COLUMNS)} FROM catalog_models_staging
+    ORDER BY model_id, snapshot_date DESC  -- staging has a row per model-day: an upsert may touch a row once
     ON CONFLICT (model_id) DO UPDATE SET {_updates(DETAIL_COLUMNS, ["model_id"])}
     WHERE catalog_details.snapshot_date <= EXCLUDED.snapshot_date
       AND {_changed("catalog_details", DETAIL_COLUMNS, ["model_id"])}
@@ -93,20 +107,56 @@ _UPSERT_DAILY = f"""
 """  # noqa: S608 (identifiers are module constants)
 
 
+def build_partition(day: dt.date) -> str:
+    return f"catalog_build_{day:%Y%m%d}"
+
+
+async def ensure_build_partition(pool: asyncpg.Pool, day: dt.date) -> None:
+    """The day's catalog_build partition, created on first use (its own transaction: it locks the parent)."""
+    name = build_partition(day)
+    if await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        # replicas may race on a new day: one creates, the other finds it
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hubpulse-catalog-build-partitions'))")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF catalog_build "
+            f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + dt.timedelta(days=1)).isoformat()}')"
+        )
+
+
 async def _stage(conn: asyncpg.Connection, table: str, records: Sequence[Record], columns: Sequence[str]) -> None:
     await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({_STAGING[table]}) ON COMMIT DELETE ROWS")
     await conn.copy_records_to_table(table, records=records, columns=list(columns))
 
 
 async def write_batch(
-    pool: asyncpg.Pool, scores: Sequence[Record], catalog: Sequence[Record], daily: Sequence[Record]
+    pool: asyncpg.Pool,
+    scores: Sequence[Record],
+    catalog: Sequence[Record],
+    daily: Sequence[Record],
+    day_models: Mapping[dt.date, int] | None = None,
 ) -> None:
-    """Scores, catalog and daily rows of one batch in one transaction; idempotent on their natural keys."""
+    """Scores, catalog and daily rows of one batch in one transaction; idempotent on their natural keys.
+
+    `day_models`: how many models each day has (the features close says), so the swap knows when it has them all.
+    """
+    days = sorted({r[CATALOG_COLUMNS.index("snapshot_date")] for r in catalog})
+    for day in days:
+        await ensure_build_partition(pool, day)
     async with pool.acquire() as conn, conn.transaction():
         await _stage(conn, "scores_staging", scores, SCORE_COLUMNS)
         await conn.execute(_UPSERT_SCORES)
         await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)
-        await conn.execute(_UPSERT_CATALOG)
+        written = {r["snapshot_date"]: r for r in await conn.fetch(_UPSERT_BUILD)}
+        await conn.executemany(
+            _COUNT_DAY,
+            [
+                (day, (day_models or {}).get(day, 0), w["inserted"] if w else 0, bool(w))
+                for day in days
+                for w in [written.get(day)]
+            ],
+        )
         await conn.execute(_UPSERT_DETAILS)
         await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
         await conn.execute(_UPSERT_DAILY)
@@ -117,8 +167,12 @@ _RENAMED_TABLES = (
     renames.Keyed("scores", ("snapshot_date", "model_version")),
     renames.Keyed("catalog_daily", ("snapshot_date",)),
     renames.Keyed("catalog_models"),
+    renames.Keyed("catalog_build", ("snapshot_date",)),
     renames.Keyed("catalog_details"),
 )
+# The catalog swap holds this (session-level) from its fill to its rename: a re-key of catalog_models in
+# between would be lost with the table it was made in, so a batch with renames waits for a running swap.
+SWAP_LOCK = "hashtext('hubpulse-catalog-swap')"
 
 
 async def follow_renames(
@@ -126,4 +180,6 @@ async def follow_renames(
 ) -> dict[str, renames.Rename]:
     """Applies a batch's renames to the scores and the catalog in one transaction; the aliases of its model ids."""
     async with pool.acquire() as conn, conn.transaction():
+        if marked:
+            await conn.execute(f"SELECT pg_advisory_xact_lock_shared({SWAP_LOCK})")
         return await renames.follow(conn, "score_renames", marked, _RENAMED_TABLES, model_ids)

@@ -103,6 +103,11 @@ def latest_per_model_day(events: Iterable[ModelFeatures]) -> list[ModelFeatures]
     return list(latest.values())
 
 
+def day_models(events: Iterable[ModelFeatures]) -> dict[dt.date, int]:
+    """Each day's size as the features close announced it (days it did not announce are left out)."""
+    return {e.snapshot_date: e.day_models for e in events if e.day_models}
+
+
 def features_matrix(events: Sequence[ModelFeatures], columns: Sequence[str]) -> np.ndarray:
     """The model's feature columns of each event (absent or null = NaN, which XGBoost treats as missing)."""
     if not columns:
@@ -175,43 +180,37 @@ def score_records(scored: Scored) -> list[Record]:
 
 
 def catalog_records(scored: Scored) -> tuple[list[Record], list[Record]]:
-    """(catalog_models rows, catalog_daily rows) of a scored batch; jsonb columns as JSON text.
-
-    catalog_models gets one row per model (its latest day in the batch): an upsert may touch a row once.
-    """
-    latest: dict[str, int] = {}
-    daily: list[Record] = []
+    """(catalog rows, catalog_daily rows) of a scored batch, one of each per model-day; JSON columns as text."""
     probability = scored.probability.tolist()
-    for i, (e, p) in enumerate(zip(scored.events, probability, strict=True)):
+    daily: list[Record] = []
+    models: list[Record] = []
+    for e, p, explanation in zip(scored.events, probability, scored.explanations, strict=True):
         daily.append((e.model_id, e.snapshot_date, e.downloads or 0, e.likes or 0, e.trending_rank, p, scored.version))
-        seen = latest.get(e.model_id)
-        if seen is None or scored.events[seen].snapshot_date <= e.snapshot_date:
-            latest[e.model_id] = i
-    models = [
-        (
-            (e := scored.events[i]).model_id,
-            e.author,
-            e.pipeline_tag,
-            e.library_name,
-            list(e.tags),
-            e.created_at,
-            e.last_modified,
-            e.snapshot_date,
-            e.downloads or 0,
-            e.downloads_all_time,
-            e.likes or 0,
-            e.trending_rank,
-            e.features.get("growth_rate_7d"),
-            probability[i],
-            scored.version,
-            scored.label,
-            scored.threshold,
-            likes_7d if (likes_7d := e.features.get("likes_7d")) is not None and np.isfinite(likes_7d) else None,
-            scored.explanations[i],
-            to_json(e.features, inf_nan_mode="null").decode(),
+        likes_7d = e.features.get("likes_7d")
+        models.append(
+            (
+                e.model_id,
+                e.author,
+                e.pipeline_tag,
+                e.library_name,
+                list(e.tags),
+                e.created_at,
+                e.last_modified,
+                e.snapshot_date,
+                e.downloads or 0,
+                e.downloads_all_time,
+                e.likes or 0,
+                e.trending_rank,
+                e.features.get("growth_rate_7d"),
+                p,
+                scored.version,
+                scored.label,
+                scored.threshold,
+                likes_7d if likes_7d is not None and np.isfinite(likes_7d) else None,
+                explanation,
+                to_json(e.features, inf_nan_mode="null").decode(),
+            )
         )
-        for i in latest.values()
-    ]
     return models, daily
 
 

@@ -13,6 +13,10 @@ class ScorerSettings(ServiceSettings):
     # How often the registry's current pointer is checked for a promotion or rollback.
     model_poll_s: float = 3.0
     top_features: int = 5
+    # The day's catalog is swapped in once every model-day is scored (the features close says how many), or
+    # once no batch of it arrived for this long (a day whose size is unknown, or that lost rows to the DLQ).
+    catalog_swap_idle_s: float = 30.0
+    catalog_swap_check_s: float = 1.0
     # A model older than this is due for retraining (alert HubpulseTrendModelStale, deploy/prometheus).
     model_retrain_period_s: float = 7 * 86400
     # The bootstrap model (trained when the registry is empty): a small synthetic Hub, seconds to train.

@@ -1,0 +1,196 @@
+"""The day's search read model, built in bulk and swapped in (PostgreSQL I/O, like `repository`).
+
+Upserting every model's row into the live `catalog_models` (17 indexes) each day was most of the pipeline's
+database time (docs/decisions/pipeline-redesign.md). Batches now write the day's rows into its `catalog_build`
+partition; once the day is complete (as many model-days as the features close announced) or has been quiet
+for `idle_s`, one replica:
+
+1. fills `catalog_models_next` in one statement: the day's rows, plus the live rows the day does not replace
+   (models absent today, or a newer day already in); `updated_at` (the live picks feed's clock) moves only for
+   a row whose values changed;
+2. builds the live table's indexes on it (same definitions, read from the catalog), on two connections;
+3. VACUUM ANALYZE: fresh statistics and an all-visible map, so index-only search walks never visit the heap;
+4. swaps the two tables in one short transaction (a rename; the indexes take the live names), drops the old one.
+
+Search keeps reading yesterday's table until step 4. The scorer is the only writer of `catalog_models`: its
+batches write the build partition, and its rename re-key (issue 14) waits for a running swap (`SWAP_LOCK`), so
+no write to the live table can fall between the fill and the swap. A batch of the day that lands during a
+build moves the day's `written_at` past what the build saw: the day is due again and the next swap takes it in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+import asyncpg
+
+from hubpulse_common.logging import get_logger
+from hubpulse_scorer.repository import MODEL_COLUMNS, SWAP_LOCK, build_partition
+
+log = get_logger(__name__)
+
+LIVE = "catalog_models"
+NEXT = "catalog_models_next"
+# Build statements run for minutes at 2M models on a loaded machine: not under the pool's 60 s command timeout.
+BUILD_TIMEOUT_S = 3600.0
+# A day's build rows are kept this long after a newer day was swapped in (a late batch of a recent day still
+# finds its partition), then dropped with their partition.
+KEEP_BUILD_DAYS = 7
+
+_VALUES = [c for c in MODEL_COLUMNS if c != "model_id"]
+_FILL = f"""
+    INSERT INTO {NEXT} ({", ".join(MODEL_COLUMNS)}, updated_at)
+    SELECT {", ".join(f"b.{c}" for c in MODEL_COLUMNS)},
+        CASE WHEN l.model_id IS NOT NULL
+              AND ({", ".join(f"l.{c}" for c in _VALUES)}) IS NOT DISTINCT FROM ({", ".join(f"b.{c}" for c in _VALUES)})
+             THEN l.updated_at ELSE clock_timestamp() END
+    FROM catalog_build b LEFT JOIN {LIVE} l ON l.model_id = b.model_id
+    WHERE b.snapshot_date = $1 AND (l.snapshot_date IS NULL OR l.snapshot_date <= b.snapshot_date)
+    UNION ALL
+    SELECT {", ".join(f"l.{c}" for c in MODEL_COLUMNS)}, l.updated_at
+    FROM {LIVE} l LEFT JOIN catalog_build b ON b.snapshot_date = $1 AND b.model_id = l.model_id
+    WHERE b.model_id IS NULL OR l.snapshot_date > $1  -- an outer join: one hash join, not a probe per row
+"""  # noqa: S608 (identifiers are module constants)
+_DUE = """
+    SELECT snapshot_date, written_at FROM catalog_days
+    WHERE (swapped_at IS NULL OR written_at > swapped_at)
+      AND ((day_models > 0 AND built_rows >= day_models) OR written_at < now() - make_interval(secs => $1))
+    ORDER BY snapshot_date
+"""
+_INDEX_DEF = re.compile(r"^(CREATE (?:UNIQUE )?INDEX) (\S+) ON (?:ONLY )?\S+ (USING .*)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class LiveIndex:
+    name: str
+    definition: str
+    primary: bool
+
+    def on_next(self) -> str:
+        """The same index on the next table, named `<name>_next` until the swap."""
+        match = _INDEX_DEF.match(self.definition)
+        if match is None:
+            raise ValueError(f"unexpected index definition: {self.definition}")
+        return f"{match[1]} {self.name}_next ON {NEXT} {match[3]}"
+
+
+async def live_indexes(conn: asyncpg.Connection) -> list[LiveIndex]:
+    rows = await conn.fetch(
+        "SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition, x.indisprimary AS primary "
+        "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = $1::regclass ORDER BY 1",
+        LIVE,
+    )
+    return [LiveIndex(r["name"], r["definition"], r["primary"]) for r in rows]
+
+
+async def due_days(pool: asyncpg.Pool, idle_s: float) -> list[tuple[dt.date, dt.datetime]]:
+    """Days whose rows are all in (or quiet for `idle_s`) and not swapped in since their last write."""
+    return [(r["snapshot_date"], r["written_at"]) for r in await pool.fetch(_DUE, idle_s)]
+
+
+async def swap_day(pool: asyncpg.Pool, day: dt.date) -> bool:
+    """Build the catalog with `day`'s rows and swap it in; False when another replica holds the swap."""
+    async with pool.acquire() as conn:
+        if not await conn.fetchval(f"SELECT pg_try_advisory_lock({SWAP_LOCK})"):
+            return False
+        try:
+            await _build_and_swap(pool, conn, day)
+        except BaseException:
+            conn.terminate()  # ends the session and its lock, whatever state the cancelled statement left
+            raise
+        await conn.execute(f"SELECT pg_advisory_unlock({SWAP_LOCK})")
+        return True
+
+
+async def _build_and_swap(pool: asyncpg.Pool, conn: asyncpg.Connection, day: dt.date) -> None:
+    timings: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    def lap(name: str) -> None:
+        nonlocal started
+        timings[name] = round(loop.time() - started, 2)
+        started = loop.time()
+
+    written_at = await conn.fetchval("SELECT written_at FROM catalog_days WHERE snapshot_date = $1", day)
+    if written_at is None:
+        return
+    indexes = await live_indexes(conn)
+    options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = $1::regclass", LIVE)
+    with_options = f" WITH ({', '.join(options)})" if options else ""
+    await conn.execute(f"DROP TABLE IF EXISTS {NEXT}")
+    # LIKE copies columns, NOT NULL and defaults; no indexes (built after the load)
+    await conn.execute(f"CREATE TABLE {NEXT} (LIKE {LIVE} INCLUDING DEFAULTS INCLUDING STORAGE){with_options}")
+    # the day's build rows were written by committed batches: what this statement sees is what the swap holds
+    # two hash joins over the whole catalog: in memory rather than in batches spilled to disk (at 2M models)
+    await conn.execute("SET work_mem = '128MB'")
+    rows = await conn.execute(_FILL, day, timeout=BUILD_TIMEOUT_S)
+    await conn.execute("RESET work_mem")
+    lap("fill")
+    await _build_indexes(pool, conn, indexes)
+    lap("indexes")
+    await conn.execute(f"VACUUM (ANALYZE) {NEXT}", timeout=BUILD_TIMEOUT_S)
+    lap("vacuum")
+    async with conn.transaction():
+        # searches are short: wait for those in flight, never queue behind a stuck one for long
+        await conn.execute("SET LOCAL lock_timeout = '30s'")
+        await conn.execute(f"LOCK TABLE {LIVE} IN ACCESS EXCLUSIVE MODE")
+        await conn.execute(f"DROP TABLE {LIVE}")
+        await conn.execute(f"ALTER TABLE {NEXT} RENAME TO {LIVE}")
+        for index in indexes:
+            if index.primary:
+                await conn.execute(
+                    f"ALTER TABLE {LIVE} ADD CONSTRAINT {index.name} PRIMARY KEY USING INDEX {index.name}_next"
+                )
+            else:
+                await conn.execute(f"ALTER INDEX {index.name}_next RENAME TO {index.name}")
+        await conn.execute("UPDATE catalog_days SET swapped_at = $2 WHERE snapshot_date = $1", day, written_at)
+        await _drop_old_partitions(conn, day)
+    lap("swap")
+    log.info("scorer.catalog_swapped", day=day.isoformat(), rows=rows, seconds=timings)
+
+
+async def _build_indexes(pool: asyncpg.Pool, conn: asyncpg.Connection, indexes: list[LiveIndex]) -> None:
+    """The live table's indexes on the next one, shared out over this connection and a second one."""
+    pending = [index.on_next() for index in indexes]
+
+    async def worker(c: asyncpg.Connection) -> None:
+        await c.execute("SET maintenance_work_mem = '256MB'")
+        while pending:
+            await c.execute(pending.pop(0), timeout=BUILD_TIMEOUT_S)
+
+    if pool.get_max_size() < 2:  # this connection and one more
+        await worker(conn)
+        await conn.execute("RESET maintenance_work_mem")
+        return
+    async with pool.acquire() as other:
+        try:
+            async with asyncio.TaskGroup() as both:  # a failure cancels the sibling's build
+                both.create_task(worker(conn))
+                both.create_task(worker(other))
+        except BaseException:
+            other.terminate()
+            raise
+        await other.execute("RESET maintenance_work_mem")
+    await conn.execute("RESET maintenance_work_mem")
+
+
+async def _drop_old_partitions(conn: asyncpg.Connection, day: dt.date) -> None:
+    keep_from = day - dt.timedelta(days=KEEP_BUILD_DAYS)
+    old = await conn.fetch(
+        "SELECT snapshot_date FROM catalog_days WHERE snapshot_date < $1 AND swapped_at IS NOT NULL", keep_from
+    )
+    for row in old:
+        await conn.execute(f"DROP TABLE IF EXISTS {build_partition(row['snapshot_date'])}")
+    await conn.execute("DELETE FROM catalog_days WHERE snapshot_date < $1 AND swapped_at IS NOT NULL", keep_from)
+
+
+async def swap_due_days(pool: asyncpg.Pool, idle_s: float) -> list[dt.date]:
+    swapped = []
+    for day, _ in await due_days(pool, idle_s):
+        if await swap_day(pool, day):
+            swapped.append(day)
+    return swapped
