@@ -20,7 +20,7 @@ from hubpulse_common.events import WatchAlertEvent
 from hubpulse_common.kafka import EventBus
 from metrics.conftest import watch_env
 from metrics.support import MetricsProcess
-from metrics.watch_support import SignedReceiver, SmtpServer, features, new_task, score
+from metrics.watch_support import SignedReceiver, SmtpServer, facts_known, features, new_task, score
 
 DAY = date(2026, 12, 1)
 
@@ -32,7 +32,7 @@ async def call(service: MetricsProcess, issuer: TokenIssuer, who: tuple[str, str
 
 
 async def test_task_watch_alerts_once_per_crossing_on_every_channel(
-    watch_metrics: MetricsProcess, issuer: TokenIssuer, smtp: SmtpServer, bus: EventBus, metrics_kafka: Any
+    watch_metrics: MetricsProcess, issuer: TokenIssuer, smtp: SmtpServer, bus: EventBus, metrics_kafka: Any, mongo: Any
 ) -> None:
     alice = (f"alice-{uuid.uuid4().hex[:6]}", "org-a")
     task, model = new_task(), f"acme-{uuid.uuid4().hex[:6]}/rising-7b"
@@ -49,7 +49,7 @@ async def test_task_watch_alerts_once_per_crossing_on_every_channel(
         await bus.publish_many([features(model, DAY - timedelta(days=1), pipeline_tag=task),
                                 features(model, DAY, pipeline_tag=task),
                                 features(f"{model}-other", DAY, pipeline_tag="image-classification")])  # fmt: skip
-        await asyncio.sleep(1.0)  # facts first, as the features service publishes before the scorer scores
+        await facts_known(mongo.url, watch_metrics.env["HUBPULSE_MONGO_DATABASE"], [model])
         await bus.publish_many([score(model, DAY - timedelta(days=1), 0.30), score(f"{model}-other", DAY, 0.2)])
         await bus.publish_many([score(model, DAY, 0.62), score(f"{model}-other", DAY + timedelta(days=1), 0.9)])
 
@@ -195,7 +195,7 @@ async def test_bad_watches_are_refused_with_a_clear_error(
 
 
 async def test_digest_holds_alerts_and_sends_one_message_per_channel(
-    metrics_env: dict[str, str], issuer: TokenIssuer, smtp: SmtpServer, start_metrics: Any, bus: EventBus
+    metrics_env: dict[str, str], issuer: TokenIssuer, smtp: SmtpServer, start_metrics: Any, bus: EventBus, mongo: Any
 ) -> None:
     service = start_metrics(**{**watch_env(metrics_env, smtp), "HUBPULSE_WATCH_DIGEST_INTERVAL_S": "3"})
     who = (f"dana-{uuid.uuid4().hex[:6]}", "org-d")
@@ -207,7 +207,7 @@ async def test_digest_holds_alerts_and_sends_one_message_per_channel(
                 "channels": {"webhook": receiver.url, "email": "dana@example.com", "digest": True}}  # fmt: skip
         watch = (await call(service, issuer, who, "POST", "/v1/watches", json=body)).json()
         await bus.publish_many([features(m, DAY, pipeline_tag=task) for m in models])
-        await asyncio.sleep(1.0)
+        await facts_known(mongo.url, service.env["HUBPULSE_MONGO_DATABASE"], models)
         await bus.publish_many([score(m, DAY - timedelta(days=1), 0.1) for m in models])
         await bus.publish_many([score(m, DAY, 0.9) for m in models])
 

@@ -15,7 +15,7 @@ from support.polling import eventually
 
 from hubpulse_common.kafka import EventBus
 from metrics.watch_stack import WatchStack, watch_stack
-from metrics.watch_support import SignedReceiver, features, new_task, score
+from metrics.watch_support import SignedReceiver, facts_known, features, new_task, score
 
 __all__ = ["watch_stack"]
 
@@ -48,7 +48,7 @@ async def test_task_watch_through_the_gateway_pushes_live_and_stays_private(
             assert snapshot["items"] == []
             await bus.publish_many([features(model, DAY - timedelta(days=1), pipeline_tag=task),
                                     features(model, DAY, pipeline_tag=task)])  # fmt: skip
-            await asyncio.sleep(1.0)
+            await facts_known(watch_stack.mongo, watch_stack.database, [model])
             await bus.publish_many([score(model, DAY - timedelta(days=1), 0.2)])
             await bus.publish_many([score(model, DAY, 0.8)])
             pushed = json.loads(await asyncio.wait_for(socket.recv(), 30))
