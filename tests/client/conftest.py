@@ -53,16 +53,34 @@ async def platform(
         hub_url = await stack.enter_async_context(serving(hub))
         auth = AuthSettings(database_url=auth_db, environment="test")
         auth_url = await stack.enter_async_context(serving(create_auth_app(auth)))
-        deployer = DeployerSettings(**common, hf_endpoint=hub_url, auth_url=auth_url,
-                                    mongo_database=f"client_deploy_{tag}", data_dir=tmp_path_factory.mktemp("deployer"),
-                                    provision_timeout_s=90, resource_poll_s=0.5)  # fmt: skip
+        deployer = DeployerSettings(
+            **common,
+            hf_endpoint=hub_url,
+            auth_url=auth_url,
+            mongo_database=f"client_deploy_{tag}",
+            data_dir=tmp_path_factory.mktemp("deployer"),
+            provision_timeout_s=90,
+            resource_poll_s=0.5,
+        )
         deployer_url = await stack.enter_async_context(serving(create_deployer_app(deployer)))
-        metrics = MetricsSettings(**common, auth_url=auth_url, mongo_database=f"client_metrics_{tag}",
-                                  consumer_group=f"metrics-{tag}", watch_webhook_allow_loopback=True)  # fmt: skip
+        metrics = MetricsSettings(
+            **common,
+            auth_url=auth_url,
+            mongo_database=f"client_metrics_{tag}",
+            consumer_group=f"metrics-{tag}",
+            watch_webhook_allow_loopback=True,
+        )
         metrics_url = await stack.enter_async_context(serving(create_metrics_app(metrics)))
-        gateway = GatewaySettings(**common, database_url=gateway_db, auth_url=auth_url, deployer_url=deployer_url,
-                                  metrics_url=metrics_url, upstream_timeout_s=30, api_rate_limit="100000/minute",
-                                  auth_ip_rate_limit="100000/minute")  # fmt: skip
+        gateway = GatewaySettings(
+            **common,
+            database_url=gateway_db,
+            auth_url=auth_url,
+            deployer_url=deployer_url,
+            metrics_url=metrics_url,
+            upstream_timeout_s=30,
+            api_rate_limit="100000/minute",
+            auth_ip_rate_limit="100000/minute",
+        )
         gateway_url = await stack.enter_async_context(serving(create_gateway_app(gateway)))
         async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
             creds = {"email": f"client-{tag}@example.com", "password": PASSWORD}

@@ -110,8 +110,7 @@ async def test_client_drives_search_a_watch_a_deployment_and_a_prediction(platfo
                 await hp.get_model("no-such/model")
             assert (missing.value.status, missing.value.code) == (404, "model_not_found")
 
-            watch = await hp.create_watch("model", found[0].model_id, threshold=0.5,
-                                          channels={"webhook": receiver.url})  # fmt: skip
+            watch = await hp.create_watch("model", found[0].model_id, threshold=0.5, channels={"webhook": receiver.url})
             assert [w.watch_id for w in await hp.watches()] == [watch.watch_id]
             paused = await hp.update_watch(watch.watch_id, paused=True)
             assert paused.paused is True
@@ -153,9 +152,15 @@ async def test_client_drives_search_a_watch_a_deployment_and_a_prediction(platfo
 async def run_cli(platform: Platform, *args: str) -> tuple[int, str, str]:
     cli = str(Path(sys.executable).parent / "hubpulse-client")
     proc = await asyncio.create_subprocess_exec(
-        cli, "--url", platform.gateway, "--token", platform.token, *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        cli,
+        "--url",
+        platform.gateway,
+        "--token",
+        platform.token,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(), err.decode()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 import pytest
@@ -48,7 +49,9 @@ async def _readiness(consumer: BatchConsumer[ModelSnapshot]) -> str:
     return "ok"
 
 
-def _consumer(bootstrap: str, topic: str, group: str, handler, bus: EventBus) -> BatchConsumer[ModelSnapshot]:
+def _consumer(
+    bootstrap: str, topic: str, group: str, handler, bus: EventBus, **options: Any
+) -> BatchConsumer[ModelSnapshot]:
     return BatchConsumer(
         bootstrap=bootstrap,
         group_id=group,
@@ -59,6 +62,7 @@ def _consumer(bootstrap: str, topic: str, group: str, handler, bus: EventBus) ->
         retry_wait_s=0.05,
         max_retry_wait_s=0.5,
         poll_timeout_ms=200,
+        **options,
     )
 
 

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 
+from common.test_bus_transient import _consumer
 from common.test_kafka_bus import _topic, snapshot
 
 from hubpulse_common.events import ModelSnapshot
@@ -35,16 +36,7 @@ async def test_a_new_latest_group_skips_the_backlog_and_a_restart_resumes_at_its
         seen.extend(r.event.downloads for r in batch)
 
     def consumer(group: str) -> BatchConsumer[ModelSnapshot]:
-        return BatchConsumer(
-            bootstrap=kafka.url,
-            group_id=group,
-            topic=topic,
-            event_type=ModelSnapshot,
-            handler=handler,
-            bus=bus,
-            poll_timeout_ms=100,
-            start_at="latest",
-        )
+        return _consumer(kafka.url, topic, group, handler, bus, start_at="latest")
 
     group = f"g-{uuid.uuid4().hex[:8]}"
     try:

@@ -116,11 +116,17 @@ class DeployStack:
                 await asyncio.sleep(0.2)
 
 
-async def read_topic(bootstrap: str, topic: str, match: Callable[[dict[str, Any]], bool], want: int,
-                     timeout_s: float = 20) -> list[dict[str, Any]]:  # fmt: skip
+async def read_topic(
+    bootstrap: str, topic: str, match: Callable[[dict[str, Any]], bool], want: int, timeout_s: float = 20
+) -> list[dict[str, Any]]:
     """Values of `topic` (from the start) that `match`, until `want` of them arrived or the time is up."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"t-{uuid.uuid4().hex}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"t-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     found: list[dict[str, Any]] = []
     try:
@@ -138,8 +144,13 @@ async def read_topic(bootstrap: str, topic: str, match: Callable[[dict[str, Any]
 async def deploy_stack(
     postgres: Store, kafka: Store, mongo: Store, s3: Store, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[DeployStack]:
-    common: dict[str, Any] = {"kafka_bootstrap": kafka.url, "mongo_url": mongo.url, "s3_endpoint": s3.url,
-                              "environment": "test", "mongo_database": f"deploy_{uuid.uuid4().hex[:8]}"}  # fmt: skip
+    common: dict[str, Any] = {
+        "kafka_bootstrap": kafka.url,
+        "mongo_url": mongo.url,
+        "s3_endpoint": s3.url,
+        "environment": "test",
+        "mongo_database": f"deploy_{uuid.uuid4().hex[:8]}",
+    }
     hub = create_hub_app(SyntheticHub(20, 3, seed=3))
     hub.state.demo_repos = DemoRepos(DEMO_CACHE)
     hub.state.space_build_seconds = 0.5
@@ -149,17 +160,29 @@ async def deploy_stack(
         auth_settings = AuthSettings(database_url=auth_db, environment="test")
         async with serving(create_auth_app(auth_settings)) as auth_url:
             settings = DeployerSettings(
-                **common, hf_endpoint=hub_url, hf_token=PLATFORM_TOKEN, data_dir=tmp_path_factory.mktemp("deployer"),
+                **common,
+                hf_endpoint=hub_url,
+                hf_token=PLATFORM_TOKEN,
+                data_dir=tmp_path_factory.mktemp("deployer"),
                 auth_url=auth_url,
                 # moto serves Lambda and IAM at the S3 server's address; the deployer is told so explicitly
-                lambda_endpoint=s3.url, iam_endpoint=s3.url, aws_access_key_id="deployer", aws_secret_access_key="x",
-                provision_timeout_s=90, resource_poll_s=0.5,
-            )  # fmt: skip
+                lambda_endpoint=s3.url,
+                iam_endpoint=s3.url,
+                aws_access_key_id="deployer",
+                aws_secret_access_key="x",
+                provision_timeout_s=90,
+                resource_poll_s=0.5,
+            )
             async with serving(create_deployer_app(settings)) as deployer_url:
                 gateway_db = await fresh_database(postgres, "deploy_gateway")
-                gateway = GatewaySettings(**common, database_url=gateway_db, auth_url=auth_url,
-                                          deployer_url=deployer_url, upstream_timeout_s=30,
-                                          api_rate_limit="100000/minute")  # fmt: skip
+                gateway = GatewaySettings(
+                    **common,
+                    database_url=gateway_db,
+                    auth_url=auth_url,
+                    deployer_url=deployer_url,
+                    upstream_timeout_s=30,
+                    api_rate_limit="100000/minute",
+                )
                 async with serving(create_gateway_app(gateway)) as gateway_url:
                     async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
                         creds = {"email": "deployer@example.com", "password": "correct horse battery"}
@@ -167,5 +190,12 @@ async def deploy_stack(
                         login = (await client.post("/v1/auth/login", json=creds)).json()
                         headers = {"authorization": f"Bearer {login['access_token']}"}
                         me = (await client.get("/v1/me", headers=headers)).json()
-                    yield DeployStack(gateway_url, deployer_url, hub_url, kafka.url, headers,
-                                      str(me.get("id") or me.get("user_id")), settings)  # fmt: skip
+                    yield DeployStack(
+                        gateway_url,
+                        deployer_url,
+                        hub_url,
+                        kafka.url,
+                        headers,
+                        str(me.get("id") or me.get("user_id")),
+                        settings,
+                    )

@@ -114,10 +114,24 @@ async def test_model_server_batches_concurrent_calls(demo_model_dir: Path, tmp_p
     port = free_port()
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "hubpulse_deployer.model_server", "--model-dir", str(demo_model_dir), "--task",
-         "text-classification", "--port", str(port), "--max-batch-size", "8", "--max-wait-ms", "20"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "hubpulse_deployer.model_server",
+            "--model-dir",
+            str(demo_model_dir),
+            "--task",
+            "text-classification",
+            "--port",
+            str(port),
+            "--max-batch-size",
+            "8",
+            "--max-wait-ms",
+            "20",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         assert await asyncio.to_thread(wait_port, port, 120, server)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:

@@ -80,15 +80,19 @@ async def test_local_deploy_predict_and_events(deploy_stack: DeployStack, shared
             latencies.append((time.perf_counter() - started) * 1000)
             assert answer.status_code == 200, answer.text
     quantiles = statistics.quantiles(latencies, n=20)
-    print(f"\npredict latency through the gateway, 100 calls: p50={statistics.median(latencies):.1f} ms "
-          f"p95={quantiles[18]:.1f} ms")  # fmt: skip
+    print(
+        f"\npredict latency through the gateway, 100 calls: p50={statistics.median(latencies):.1f} ms "
+        f"p95={quantiles[18]:.1f} ms"
+    )
 
-    transitions = await read_topic(deploy_stack.kafka, "deploy.events.v1",
-                                   lambda v: v["deployment_id"] == deployment_id, want=3)  # fmt: skip
+    transitions = await read_topic(
+        deploy_stack.kafka, "deploy.events.v1", lambda v: v["deployment_id"] == deployment_id, want=3
+    )
     assert [t["status"] for t in transitions] == ["pending", "provisioning", "running"]
     assert [t["sequence"] for t in transitions] == [0, 1, 2]
-    inference = await read_topic(deploy_stack.kafka, "inference.events.v1",
-                                 lambda v: v["deployment_id"] == deployment_id, want=109)  # fmt: skip
+    inference = await read_topic(
+        deploy_stack.kafka, "inference.events.v1", lambda v: v["deployment_id"] == deployment_id, want=109
+    )
     assert len(inference) == 109
     ok = [e for e in inference if e["status"] == "ok"]
     assert len(ok) == 103
@@ -108,8 +112,9 @@ async def test_model_without_files_ends_failed_with_reason(deploy_stack: DeployS
     failed = await deploy_stack.wait_status(deployment_id, {"failed", "running"})
     assert failed["status"] == "failed", failed
     assert "download" in failed["reason"]
-    events = await read_topic(deploy_stack.kafka, "deploy.events.v1",
-                              lambda v: v["deployment_id"] == deployment_id, want=3)  # fmt: skip
+    events = await read_topic(
+        deploy_stack.kafka, "deploy.events.v1", lambda v: v["deployment_id"] == deployment_id, want=3
+    )
     assert events[-1]["status"] == "failed"
     assert events[-1]["reason"] == failed["reason"]
 
@@ -121,8 +126,10 @@ async def test_unknown_model_and_bad_body_are_4xx(deploy_stack: DeployStack) -> 
         assert unknown.json()["error"]["code"] == "unknown_model"
         bad = await client.post("/v1/deployments", json={"model_id": MODEL, "target": "moon"})
         assert bad.status_code == 422
-        scaling = await client.post("/v1/deployments", json={"model_id": MODEL, "config": {
-            "autoscaling": {"min_replicas": 3, "max_replicas": 1}}})  # fmt: skip
+        scaling = await client.post(
+            "/v1/deployments",
+            json={"model_id": MODEL, "config": {"autoscaling": {"min_replicas": 3, "max_replicas": 1}}},
+        )
         assert scaling.status_code == 422
         missing = await client.get("/v1/deployments/doesnotexist")
         assert missing.status_code == 404
@@ -157,10 +164,15 @@ async def test_update_and_rollback(deploy_stack: DeployStack, shared: str) -> No
         assert nowhere.status_code == 409
         # same revision, new config: the server that loaded the model keeps serving every version
         assert v3["endpoint"]["pid"] == first["endpoint"]["pid"]
-    transitions = await read_topic(deploy_stack.kafka, "deploy.events.v1",
-                                   lambda v: v["deployment_id"] == deployment_id, want=7)  # fmt: skip
+    transitions = await read_topic(
+        deploy_stack.kafka, "deploy.events.v1", lambda v: v["deployment_id"] == deployment_id, want=7
+    )
     assert [(e["status"], e["version"]) for e in transitions][-4:] == [
-        ("provisioning", 2), ("running", 2), ("provisioning", 3), ("running", 3)]  # fmt: skip
+        ("provisioning", 2),
+        ("running", 2),
+        ("provisioning", 3),
+        ("running", 3),
+    ]
 
 
 async def test_model_server_death_fails_deployment_and_predict_is_503(deploy_stack: DeployStack, shared: str) -> None:

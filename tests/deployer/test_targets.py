@@ -41,9 +41,13 @@ async def _deploy(stack: DeployStack, target: str, config: dict[str, Any]) -> st
 
 def _aws(stack: DeployStack, service: str) -> Any:
     s = stack.settings
-    return boto3.client(service, endpoint_url=s.s3_endpoint, region_name=s.s3_region,
-                        aws_access_key_id=s.s3_access_key_id.get_secret_value(),
-                        aws_secret_access_key=s.s3_secret_access_key.get_secret_value())  # fmt: skip
+    return boto3.client(
+        service,
+        endpoint_url=s.s3_endpoint,
+        region_name=s.s3_region,
+        aws_access_key_id=s.s3_access_key_id.get_secret_value(),
+        aws_secret_access_key=s.s3_secret_access_key.get_secret_value(),
+    )
 
 
 async def test_hf_space_created_followed_and_deleted(deploy_stack: DeployStack) -> None:
@@ -194,8 +198,12 @@ async def test_aws_lambda_function_update_rollback_delete(deploy_stack: DeploySt
 
 
 async def test_kubernetes_without_kubeconfig_is_pending_with_valid_manifests(deploy_stack: DeployStack) -> None:
-    config = {"autoscaling": {"min_replicas": 2, "max_replicas": 6, "target_concurrency": 8},
-              "memory_mb": 2048, "secrets": {"HF_TOKEN": USER_TOKEN}, "env": {"LOG_LEVEL": "info"}}  # fmt: skip
+    config = {
+        "autoscaling": {"min_replicas": 2, "max_replicas": 6, "target_concurrency": 8},
+        "memory_mb": 2048,
+        "secrets": {"HF_TOKEN": USER_TOKEN},
+        "env": {"LOG_LEVEL": "info"},
+    }
     deployment_id = await _deploy(deploy_stack, "kubernetes", config)
     pending = await deploy_stack.wait_status(deployment_id, {"pending", "running", "failed"}, timeout_s=30)
     assert pending["status"] == "pending", pending
@@ -228,8 +236,9 @@ async def test_kubernetes_without_kubeconfig_is_pending_with_valid_manifests(dep
     assert MODEL in container["args"]
     assert hpa["spec"]["metrics"][1]["pods"]["target"]["averageValue"] == "8"
 
-    events = await read_topic(deploy_stack.kafka, "deploy.events.v1",
-                              lambda v: v["deployment_id"] == deployment_id, want=3)  # fmt: skip
+    events = await read_topic(
+        deploy_stack.kafka, "deploy.events.v1", lambda v: v["deployment_id"] == deployment_id, want=3
+    )
     assert [e["status"] for e in events] == ["pending", "provisioning", "pending"]
 
 

@@ -53,10 +53,16 @@ def shared_metrics(
 ) -> Iterator[MetricsProcess]:
     """One service for the module's tests (each uses deployments of its own); alert rules watch ALERTED."""
     rules = [
-        {"name": "errors", "metric": "error_rate", "threshold": 0.2, "window_s": 60, "min_requests": 5,
-         "deployment_id": ALERTED},
+        {
+            "name": "errors",
+            "metric": "error_rate",
+            "threshold": 0.2,
+            "window_s": 60,
+            "min_requests": 5,
+            "deployment_id": ALERTED,
+        },
         {"name": "slow", "metric": "p95_latency_ms", "threshold": 10_000, "window_s": 60, "deployment_id": ALERTED},
-    ]  # fmt: skip
+    ]
     env = {
         **metrics_env,
         "HUBPULSE_ALERT_RULES": json.dumps(rules),

@@ -55,14 +55,24 @@ async def test_duplicates_are_counted_once(shared_metrics: MetricsProcess, bus: 
     await bus.publish_many([*events, *(inference(dep, user_id="u1") for _ in range(10))])
     transitions = [
         DeploymentEvent(
-            deployment_id=dep, sequence=i, model_id="m", target="local", status=status, version=1, previous_status=prev,
-            user_id=TEST_USER, org_id=TEST_ORG,
+            deployment_id=dep,
+            sequence=i,
+            model_id="m",
+            target="local",
+            status=status,
+            version=1,
+            previous_status=prev,
+            user_id=TEST_USER,
+            org_id=TEST_ORG,
         )
         for i, (prev, status) in enumerate(
-            [(None, DeploymentStatus.PENDING), (DeploymentStatus.PENDING, DeploymentStatus.PROVISIONING),
-             (DeploymentStatus.PROVISIONING, DeploymentStatus.RUNNING)]
+            [
+                (None, DeploymentStatus.PENDING),
+                (DeploymentStatus.PENDING, DeploymentStatus.PROVISIONING),
+                (DeploymentStatus.PROVISIONING, DeploymentStatus.RUNNING),
+            ]
         )
-    ]  # fmt: skip
+    ]
     await bus.publish_many([*transitions, *reversed(transitions)])
 
     async def settled() -> bool:
@@ -78,9 +88,10 @@ async def test_duplicates_are_counted_once(shared_metrics: MetricsProcess, bus: 
     assert [(r["key"], r["requests"]) for r in usage["rows"]] == [(dep, 50)]
     prom = httpx.get(f"{shared_metrics.url}/metrics").text
     dup_line = next(
-        line for line in prom.splitlines()
+        line
+        for line in prom.splitlines()
         if line.startswith('hubpulse_metrics_events_duplicate_total{topic="inference.events.v1"}')
-    )  # fmt: skip
+    )
     assert float(dup_line.rsplit(" ", 1)[1]) >= 40
 
 
@@ -91,10 +102,16 @@ async def test_percentiles_and_filters_match_numpy(shared_metrics: MetricsProces
     users = rng.choice(["alice", "bob"], size=300)
     failed = rng.random(300) < 0.1
     await bus.publish_many(
-        inference(dep, latency_ms=float(lat), user_id=str(user), org_id="acme",
-                  status="error" if bad else "ok", http_status=503 if bad else 200)
+        inference(
+            dep,
+            latency_ms=float(lat),
+            user_id=str(user),
+            org_id="acme",
+            status="error" if bad else "ok",
+            http_status=503 if bad else 200,
+        )
         for lat, user, bad in zip(latencies, users, failed, strict=True)
-    )  # fmt: skip
+    )
     acme = ISSUER.headers("carol", "acme", "admin")
     await eventually(lambda: _has(shared_metrics, dep, 300, acme), 15)
 
@@ -265,6 +282,8 @@ async def test_metrics_lag(shared_metrics: MetricsProcess, bus: EventBus) -> Non
         await eventually(lambda n=n: _has(shared_metrics, dep, n), 5, interval_s=0.01)  # type: ignore[misc]
         lags.append(time.monotonic() - start)
     p50, p95 = np.percentile(lags, [50, 95])
-    print(f"metrics lag over {len(lags)} events: p50={p50 * 1000:.0f} ms p95={p95 * 1000:.0f} ms "
-          f"mean={statistics.mean(lags) * 1000:.0f} ms")  # fmt: skip
+    print(
+        f"metrics lag over {len(lags)} events: p50={p50 * 1000:.0f} ms p95={p95 * 1000:.0f} ms "
+        f"mean={statistics.mean(lags) * 1000:.0f} ms"
+    )
     assert p95 < 2.0

@@ -23,8 +23,9 @@ def test_bench_watches_measures_every_alerts_webhook(tmp_path: Path) -> None:
 
 def test_bench_watches_refuses_more_paced_than_models() -> None:
     hubpulse = str(Path(sys.executable).parent / "hubpulse")
-    result = subprocess.run([hubpulse, "bench", "watches", "--models", "5", "--paced", "5"],
-                            capture_output=True, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [hubpulse, "bench", "watches", "--models", "5", "--paced", "5"], capture_output=True, timeout=60, check=False
+    )
     assert result.returncode != 0
     assert "--paced must be below --models" in result.stderr.decode()
     assert "Traceback" not in result.stderr.decode()

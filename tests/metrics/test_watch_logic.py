@@ -10,15 +10,27 @@ from hubpulse_common.events import Contribution
 from hubpulse_metrics.watches import service
 from hubpulse_metrics.watches.service import ModelFacts, Reading
 
-FACTS = ModelFacts("Qwen/Qwen3-0.6B", author="Qwen", pipeline_tag="text-generation", library_name="transformers",
-                   tags=("qwen3", "safetensors"), downloads=8000, likes=800)  # fmt: skip
+FACTS = ModelFacts(
+    "Qwen/Qwen3-0.6B",
+    author="Qwen",
+    pipeline_tag="text-generation",
+    library_name="transformers",
+    tags=("qwen3", "safetensors"),
+    downloads=8000,
+    likes=800,
+)
 
 
 def reading(probability: float, before: float | None, **extra: object) -> Reading:
     values: dict[str, object] = {
-        "model_id": "m", "snapshot_date": date(2026, 12, 3), "label": "trending", "probability": probability,
-        "operating_threshold": 0.38, "previous_probability": before, "previous_operating_threshold": 0.38,
-    }  # fmt: skip
+        "model_id": "m",
+        "snapshot_date": date(2026, 12, 3),
+        "label": "trending",
+        "probability": probability,
+        "operating_threshold": 0.38,
+        "previous_probability": before,
+        "previous_operating_threshold": 0.38,
+    }
     values.update(extra)
     return Reading(**values)  # type: ignore[arg-type]
 
@@ -107,8 +119,14 @@ def test_alert_ids_are_stable_and_distinct() -> None:
 
 
 def test_messages_escape_and_link() -> None:
-    alert = {"model_id": "a/<b>", "condition": "threshold", "probability": 0.62, "previous_probability": 0.3,
-             "reason": "R & D", "url": "https://x/models/a/%3Cb%3E"}  # fmt: skip
+    alert = {
+        "model_id": "a/<b>",
+        "condition": "threshold",
+        "probability": 0.62,
+        "previous_probability": 0.3,
+        "reason": "R & D",
+        "url": "https://x/models/a/%3Cb%3E",
+    }
     html = service.email_html([alert], "https://x/unsub?token=t")
     assert "a/&lt;b&gt;" in html
     assert "R &amp; D" in html

@@ -20,36 +20,51 @@ from hubpulse_common.events import WatchAlertEvent
 from hubpulse_common.kafka import EventBus
 from metrics.conftest import watch_env
 from metrics.support import MetricsProcess
-from metrics.watch_support import SignedReceiver, SmtpServer, features, new_task, score
+from metrics.watch_support import SignedReceiver, SmtpServer, facts_known, features, new_task, score
 
 DAY = date(2026, 12, 1)
 
 
-async def call(service: MetricsProcess, issuer: TokenIssuer, who: tuple[str, str], method: str, path: str,
-               **kwargs: Any) -> httpx.Response:  # fmt: skip
+async def call(
+    service: MetricsProcess, issuer: TokenIssuer, who: tuple[str, str], method: str, path: str, **kwargs: Any
+) -> httpx.Response:
     async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
         return await client.request(method, path, headers=issuer.headers(*who), **kwargs)
 
 
 async def test_task_watch_alerts_once_per_crossing_on_every_channel(
-    watch_metrics: MetricsProcess, issuer: TokenIssuer, smtp: SmtpServer, bus: EventBus, metrics_kafka: Any
+    watch_metrics: MetricsProcess, issuer: TokenIssuer, smtp: SmtpServer, bus: EventBus, metrics_kafka: Any, mongo: Any
 ) -> None:
     alice = (f"alice-{uuid.uuid4().hex[:6]}", "org-a")
     task, model = new_task(), f"acme-{uuid.uuid4().hex[:6]}/rising-7b"
     receiver = SignedReceiver(fail_first=1)  # the first attempt fails: the retry delivers
     try:
-        created = await call(watch_metrics, issuer, alice, "POST", "/v1/watches", json={
-            "kind": "task", "target": task, "threshold": 0.45, "conditions": ["threshold"],
-            "channels": {"webhook": receiver.url, "email": "alice@example.com"},
-        })  # fmt: skip
+        created = await call(
+            watch_metrics,
+            issuer,
+            alice,
+            "POST",
+            "/v1/watches",
+            json={
+                "kind": "task",
+                "target": task,
+                "threshold": 0.45,
+                "conditions": ["threshold"],
+                "channels": {"webhook": receiver.url, "email": "alice@example.com"},
+            },
+        )
         assert created.status_code == 201, created.text
         watch = created.json()
         assert watch["webhook_secret"].startswith("whsec_")
         # Another task's model crossing the same threshold is none of this watch's business.
-        await bus.publish_many([features(model, DAY - timedelta(days=1), pipeline_tag=task),
-                                features(model, DAY, pipeline_tag=task),
-                                features(f"{model}-other", DAY, pipeline_tag="image-classification")])  # fmt: skip
-        await asyncio.sleep(1.0)  # facts first, as the features service publishes before the scorer scores
+        await bus.publish_many(
+            [
+                features(model, DAY - timedelta(days=1), pipeline_tag=task),
+                features(model, DAY, pipeline_tag=task),
+                features(f"{model}-other", DAY, pipeline_tag="image-classification"),
+            ]
+        )
+        await facts_known(mongo.url, watch_metrics.env["HUBPULSE_MONGO_DATABASE"], [model])
         await bus.publish_many([score(model, DAY - timedelta(days=1), 0.30), score(f"{model}-other", DAY, 0.2)])
         await bus.publish_many([score(model, DAY, 0.62), score(f"{model}-other", DAY + timedelta(days=1), 0.9)])
 
@@ -97,8 +112,9 @@ async def test_task_watch_alerts_once_per_crossing_on_every_channel(
         assert feed["items"][0]["deliveries"] == {"webhook": "sent", "email": "sent", "kafka": "sent"}
         assert len(receiver.received) == 1
         assert len(smtp.mailbox.messages) == 1
-        attempts = (await call(watch_metrics, issuer, alice, "GET",
-                               f"/v1/watch-alerts/{alert['alert_id']}/deliveries")).json()  # fmt: skip
+        attempts = (
+            await call(watch_metrics, issuer, alice, "GET", f"/v1/watch-alerts/{alert['alert_id']}/deliveries")
+        ).json()
         webhook_attempts = [(a["attempt"], a["ok"], a["status"]) for a in attempts if a["channel"] == "webhook"]
         assert webhook_attempts == [(1, False, 503), (2, True, 204)]
 
@@ -130,11 +146,26 @@ async def test_users_never_see_each_others_watches_or_alerts(
     alice, bob = (f"alice-{uuid.uuid4().hex[:6]}", "org-a"), (f"bob-{uuid.uuid4().hex[:6]}", "org-a")
     mallory = (f"mallory-{uuid.uuid4().hex[:6]}", "org-m")
     model = f"solo-{uuid.uuid4().hex[:6]}/model"
-    mine = (await call(watch_metrics, issuer, alice, "POST", "/v1/watches",
-                       json={"kind": "model", "target": model, "conditions": ["threshold"]})).json()  # fmt: skip
-    shared = (await call(watch_metrics, issuer, alice, "POST", "/v1/watches",
-                         json={"kind": "author", "target": model.split("/")[0], "scope": "org",
-                               "conditions": ["threshold"]})).json()  # fmt: skip
+    mine = (
+        await call(
+            watch_metrics,
+            issuer,
+            alice,
+            "POST",
+            "/v1/watches",
+            json={"kind": "model", "target": model, "conditions": ["threshold"]},
+        )
+    ).json()
+    shared = (
+        await call(
+            watch_metrics,
+            issuer,
+            alice,
+            "POST",
+            "/v1/watches",
+            json={"kind": "author", "target": model.split("/")[0], "scope": "org", "conditions": ["threshold"]},
+        )
+    ).json()
     sent = await call(watch_metrics, issuer, alice, "POST", f"/v1/watches/{mine['watch_id']}/test")
     assert sent.status_code == 202, sent.text
     await bus.publish_many([features(model, DAY), score(model, DAY - timedelta(days=1), 0.1)])
@@ -164,9 +195,12 @@ async def test_users_never_see_each_others_watches_or_alerts(
     # Mallory (another organisation) sees nothing and can touch nothing.
     assert (await call(watch_metrics, issuer, mallory, "GET", "/v1/watches")).json() == []
     assert (await call(watch_metrics, issuer, mallory, "GET", "/v1/watch-alerts")).json()["items"] == []
-    for method, path in [("GET", f"/v1/watches/{shared['watch_id']}"), ("DELETE", f"/v1/watches/{mine['watch_id']}"),
-                         ("POST", f"/v1/watch-alerts/{private[0]['alert_id']}/ack"),
-                         ("GET", f"/v1/watch-alerts/{private[0]['alert_id']}/deliveries")]:  # fmt: skip
+    for method, path in [
+        ("GET", f"/v1/watches/{shared['watch_id']}"),
+        ("DELETE", f"/v1/watches/{mine['watch_id']}"),
+        ("POST", f"/v1/watch-alerts/{private[0]['alert_id']}/ack"),
+        ("GET", f"/v1/watch-alerts/{private[0]['alert_id']}/deliveries"),
+    ]:
         assert (await call(watch_metrics, issuer, mallory, method, path)).status_code == 404, (method, path)
     async with httpx.AsyncClient(base_url=watch_metrics.url) as anonymous:
         assert (await anonymous.get("/v1/watches")).status_code == 401
@@ -195,7 +229,7 @@ async def test_bad_watches_are_refused_with_a_clear_error(
 
 
 async def test_digest_holds_alerts_and_sends_one_message_per_channel(
-    metrics_env: dict[str, str], issuer: TokenIssuer, smtp: SmtpServer, start_metrics: Any, bus: EventBus
+    metrics_env: dict[str, str], issuer: TokenIssuer, smtp: SmtpServer, start_metrics: Any, bus: EventBus, mongo: Any
 ) -> None:
     service = start_metrics(**{**watch_env(metrics_env, smtp), "HUBPULSE_WATCH_DIGEST_INTERVAL_S": "3"})
     who = (f"dana-{uuid.uuid4().hex[:6]}", "org-d")
@@ -203,11 +237,15 @@ async def test_digest_holds_alerts_and_sends_one_message_per_channel(
     receiver = SignedReceiver()
     mails_before = len(smtp.mailbox.messages)
     try:
-        body = {"kind": "task", "target": task, "conditions": ["threshold"],
-                "channels": {"webhook": receiver.url, "email": "dana@example.com", "digest": True}}  # fmt: skip
+        body = {
+            "kind": "task",
+            "target": task,
+            "conditions": ["threshold"],
+            "channels": {"webhook": receiver.url, "email": "dana@example.com", "digest": True},
+        }
         watch = (await call(service, issuer, who, "POST", "/v1/watches", json=body)).json()
         await bus.publish_many([features(m, DAY, pipeline_tag=task) for m in models])
-        await asyncio.sleep(1.0)
+        await facts_known(mongo.url, service.env["HUBPULSE_MONGO_DATABASE"], models)
         await bus.publish_many([score(m, DAY - timedelta(days=1), 0.1) for m in models])
         await bus.publish_many([score(m, DAY, 0.9) for m in models])
 

@@ -15,7 +15,7 @@ from support.polling import eventually
 
 from hubpulse_common.kafka import EventBus
 from metrics.watch_stack import WatchStack, watch_stack
-from metrics.watch_support import SignedReceiver, features, new_task, score
+from metrics.watch_support import SignedReceiver, facts_known, features, new_task, score
 
 __all__ = ["watch_stack"]
 
@@ -31,10 +31,16 @@ async def test_task_watch_through_the_gateway_pushes_live_and_stays_private(
     receiver = SignedReceiver()
     mails_before = len(watch_stack.smtp.mailbox.messages)
     async with httpx.AsyncClient(base_url=watch_stack.gateway, timeout=30) as client:
-        created = await client.post("/v1/watches", headers=alice, json={
-            "kind": "task", "target": task, "conditions": ["threshold"],
-            "channels": {"webhook": receiver.url, "email": "alice@example.com"},
-        })  # fmt: skip
+        created = await client.post(
+            "/v1/watches",
+            headers=alice,
+            json={
+                "kind": "task",
+                "target": task,
+                "conditions": ["threshold"],
+                "channels": {"webhook": receiver.url, "email": "alice@example.com"},
+            },
+        )
         assert created.status_code == 201, created.text
         watch = created.json()
         bad = await client.post("/v1/watches", headers=alice, json={"kind": "task", "target": "x", "threshold": 7})
@@ -46,9 +52,10 @@ async def test_task_watch_through_the_gateway_pushes_live_and_stays_private(
             snapshot = json.loads(await asyncio.wait_for(socket.recv(), 10))
             assert snapshot["type"] == "snapshot"
             assert snapshot["items"] == []
-            await bus.publish_many([features(model, DAY - timedelta(days=1), pipeline_tag=task),
-                                    features(model, DAY, pipeline_tag=task)])  # fmt: skip
-            await asyncio.sleep(1.0)
+            await bus.publish_many(
+                [features(model, DAY - timedelta(days=1), pipeline_tag=task), features(model, DAY, pipeline_tag=task)]
+            )
+            await facts_known(watch_stack.mongo, watch_stack.database, [model])
             await bus.publish_many([score(model, DAY - timedelta(days=1), 0.2)])
             await bus.publish_many([score(model, DAY, 0.8)])
             pushed = json.loads(await asyncio.wait_for(socket.recv(), 30))

@@ -26,6 +26,8 @@ class WatchStack:
     gateway: str
     kafka: str
     smtp: SmtpServer
+    mongo: str
+    database: str  # the metrics service's
 
     async def sign_in(self, email: str) -> dict[str, str]:
         """A new account's bearer header (signed up, then logged in through the gateway)."""
@@ -71,6 +73,6 @@ async def watch_stack(postgres: Store, metrics_kafka: Store, mongo: Store, s3: S
                     auth_ip_rate_limit="100000/minute",
                 )
                 async with serving(create_gateway_app(gateway)) as gateway_url:
-                    yield WatchStack(gateway_url, metrics_kafka.url, smtp)
+                    yield WatchStack(gateway_url, metrics_kafka.url, smtp, mongo.url, metrics.mongo_database)
     finally:
         smtp.close()

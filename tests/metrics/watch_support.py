@@ -15,6 +15,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
+from pymongo import AsyncMongoClient
+from support.polling import eventually
 
 from hubpulse.platform.stores import free_port
 from hubpulse_common.events import Contribution, ModelFeatures, ModelScore
@@ -119,3 +121,19 @@ def score(model_id: str, day: date, probability: float, **fields: Any) -> ModelS
     }
     values.update(fields)
     return ModelScore.model_validate(values)
+
+
+async def facts_known(mongo_url: str, database: str, model_ids: list[str], timeout_s: float = 30) -> None:
+    """Wait until the metrics service has stored these models' facts (from hub.features.v1). The features service
+    publishes a day long before the scorer scores it; a score judged before its model's facts matches no task
+    watch, and a new watch group (started at the latest offset) reads both topics at once when it first joins."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    models = client[database]["watch_models"]
+
+    async def stored() -> bool:
+        return await models.count_documents({"_id": {"$in": model_ids}}) == len(model_ids)
+
+    try:
+        await eventually(stored, timeout_s)
+    finally:
+        await client.close()

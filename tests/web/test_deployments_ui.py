@@ -66,8 +66,13 @@ async def _add_demo_model_to_catalog(database_url: str) -> None:
 async def ops_stack(
     postgres: Store, metrics_kafka: Store, mongo: Store, s3: Store, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[OpsStack]:
-    common: dict[str, Any] = {"kafka_bootstrap": metrics_kafka.url, "mongo_url": mongo.url, "s3_endpoint": s3.url,
-                              "environment": "test", "mongo_database": f"webops_{uuid.uuid4().hex[:8]}"}  # fmt: skip
+    common: dict[str, Any] = {
+        "kafka_bootstrap": metrics_kafka.url,
+        "mongo_url": mongo.url,
+        "s3_endpoint": s3.url,
+        "environment": "test",
+        "mongo_database": f"webops_{uuid.uuid4().hex[:8]}",
+    }
     logs = tmp_path_factory.mktemp("webops")
     hub = create_hub_app(SyntheticHub(20, 3, seed=3))
     hub.state.demo_repos = DemoRepos(DEMO_CACHE)
@@ -81,15 +86,25 @@ async def ops_stack(
             await asyncio.to_thread(metrics.start)
             try:
                 deployer_settings = DeployerSettings(
-                    **common, hf_endpoint=hub_url, data_dir=tmp_path_factory.mktemp("webops-deployer"),
-                    provision_timeout_s=120, resource_poll_s=1.0, auth_url=auth_url,
-                )  # fmt: skip
+                    **common,
+                    hf_endpoint=hub_url,
+                    data_dir=tmp_path_factory.mktemp("webops-deployer"),
+                    provision_timeout_s=120,
+                    resource_poll_s=1.0,
+                    auth_url=auth_url,
+                )
                 async with serving(create_deployer_app(deployer_settings)) as deployer_url:
                     gateway_db = await fresh_database(postgres, "webops_gateway")
                     await _add_demo_model_to_catalog(gateway_db)
-                    gateway = GatewaySettings(**common, database_url=gateway_db, auth_url=auth_url,
-                                              deployer_url=deployer_url, metrics_url=metrics.url,
-                                              upstream_timeout_s=30, api_rate_limit="100000/minute")  # fmt: skip
+                    gateway = GatewaySettings(
+                        **common,
+                        database_url=gateway_db,
+                        auth_url=auth_url,
+                        deployer_url=deployer_url,
+                        metrics_url=metrics.url,
+                        upstream_timeout_s=30,
+                        api_rate_limit="100000/minute",
+                    )
                     async with serving(create_gateway_app(gateway)) as gateway_url:
                         yield OpsStack(gateway_url, metrics.url)
             finally:

@@ -36,11 +36,18 @@ async def watch_web(postgres: Store, metrics_kafka: Store, mongo: Store) -> Asyn
     gateway_db = await fresh_database(postgres, f"watch_web_gateway_{tag}")
     await _add_demo_model_to_catalog(gateway_db)
     async with serving(create_auth_app(AuthSettings(database_url=auth_db, environment="test"))) as auth_url:
-        metrics = MetricsSettings(**common, auth_url=auth_url, mongo_database=f"watch_web_{tag}",
-                                  consumer_group=f"metrics-{tag}")  # fmt: skip
+        metrics = MetricsSettings(
+            **common, auth_url=auth_url, mongo_database=f"watch_web_{tag}", consumer_group=f"metrics-{tag}"
+        )
         async with serving(create_metrics_app(metrics)) as metrics_url:
-            gateway = GatewaySettings(**common, database_url=gateway_db, auth_url=auth_url, metrics_url=metrics_url,
-                                      api_rate_limit="100000/minute", auth_ip_rate_limit="100000/minute")  # fmt: skip
+            gateway = GatewaySettings(
+                **common,
+                database_url=gateway_db,
+                auth_url=auth_url,
+                metrics_url=metrics_url,
+                api_rate_limit="100000/minute",
+                auth_ip_rate_limit="100000/minute",
+            )
             async with serving(create_gateway_app(gateway)) as gateway_url:
                 yield gateway_url
 

@@ -155,8 +155,18 @@ class DeliveryAttempt(ApiModel):
 
 
 TYPED: tuple[type[ApiModel], ...] = (
-    ModelSummary, SearchPage, Contribution, DailyPoint, ModelDetail, Pick, PicksPage,
-    Channels, Watch, WatchAlert, AlertPage, DeliveryAttempt,
-)  # fmt: skip
+    ModelSummary,
+    SearchPage,
+    Contribution,
+    DailyPoint,
+    ModelDetail,
+    Pick,
+    PicksPage,
+    Channels,
+    Watch,
+    WatchAlert,
+    AlertPage,
+    DeliveryAttempt,
+)
 
 Deployment = dict[str, Any]  # the deployer's document (untyped in the OpenAPI document)

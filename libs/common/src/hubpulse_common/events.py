@@ -131,6 +131,7 @@ class ModelFeatures(Event):
                     "created_at": "2025-04-27T03:40:08Z",
                     "last_modified": "2025-07-26T03:46:27Z",
                     "renamed_from": None,
+                    "day_models": 1843207,
                 }
             ]
         }

@@ -59,8 +59,8 @@ class SearchCacheMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == SEARCH_PATH and scope["method"] == "GET":
-            catalog = getattr(scope["app"].state, "catalog", None)
-            body = catalog.cache.raw(scope["query_string"]) if catalog is not None else None
+            gateway = getattr(scope["app"].state, "gateway", None)  # deps.GatewayState, once the lifespan ran
+            body = gateway.catalog.cache.raw(scope["query_string"]) if gateway is not None else None
             if body is not None:
                 scope["route"] = self.route
                 headers = [

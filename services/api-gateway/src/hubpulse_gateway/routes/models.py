@@ -65,7 +65,9 @@ async def search_models(
     if body is None:
         rows = await repository.search(catalog.pool, query, catalog.refresher.sample.plan(query))
         body = presentation.page_json(rows, query)
-    catalog.cache.put(request.scope["query_string"], query, body)
+        # only a fresh answer is stored: storing a hit again would restart its TTL, and a page polled more often
+        # than the TTL (an empty first catalog, say) would never be computed again
+        catalog.cache.put(request.scope["query_string"], query, body)
     return Response(body, media_type=JSON, headers={CACHE_HEADER.decode(): "hit" if hit else "miss"})
 
 

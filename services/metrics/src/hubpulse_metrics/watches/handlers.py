@@ -25,7 +25,9 @@ REPLAYED = Counter("hubpulse_watch_alerts_replayed_total", "Firings dropped beca
 
 def features_handler(db: AsyncDatabase[dict[str, Any]]) -> Handler[ModelFeatures]:
     async def handle(batch: Sequence[Received[ModelFeatures]]) -> None:
-        await repository.store_facts(db, [r.event for r in batch])
+        events = [r.event for r in batch]
+        await repository.follow_renames(db, events)
+        await repository.store_facts(db, events)
 
     return handle
 

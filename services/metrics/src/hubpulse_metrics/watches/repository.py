@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -91,6 +92,40 @@ async def store_facts(db: AsyncDatabase[Doc], events: Sequence[ModelFeatures]) -
         await db[MODELS].bulk_write(models, ordered=True)
     if days:
         await db[MODEL_DAYS].bulk_write(days, ordered=False)
+
+
+async def follow_renames(db: AsyncDatabase[Doc], events: Sequence[ModelFeatures]) -> None:
+    """Moves what is kept under a renamed model's old name to its new one: model watches, the model's facts, its
+    downloads per day and its scores, so a watch keeps firing and crossings compare with the old name's history.
+    Idempotent: a replayed mark finds nothing left under the old name."""
+    for old, new in sorted({(e.renamed_from, e.model_id) for e in events if e.renamed_from not in (None, e.model_id)}):
+        await db[WATCHES].update_many({"kind": "model", "target": old}, {"$set": {"target": new}})
+        await _rekey(db[MODEL_DAYS], old, new, ("date",))
+        await _rekey(db[SCORES], old, new, ("label", "date"))
+        if known := await db[MODELS].find_one({"_id": old}):
+            first_seen, day = known.pop("first_seen", None), known.pop("day", None)
+            known.pop("_id")
+            update: Doc = {"$setOnInsert": known}
+            if first_seen is not None:
+                update["$min"] = {"first_seen": first_seen}
+            if day is not None:
+                update["$max"] = {"day": day}
+            await db[MODELS].update_one({"_id": new}, update, upsert=True)
+            await db[MODELS].delete_one({"_id": old})
+
+
+async def _rekey(collection: AsyncCollection[Doc], old: str, new: str, key: tuple[str, ...]) -> None:
+    """Each document of `old` written again under `new`, its `_id` being the model and `key`'s fields joined by
+    `|` (a document already there wins), then the old ones removed."""
+    moved = []
+    async for doc in collection.find({"model_id": old}):
+        moved_id = "|".join([new, *(str(doc[field]) for field in key)])
+        moved.append(
+            UpdateOne({"_id": moved_id}, {"$setOnInsert": {**doc, "_id": moved_id, "model_id": new}}, upsert=True)
+        )
+    if moved:
+        await collection.bulk_write(moved, ordered=False)
+        await collection.delete_many({"model_id": old})
 
 
 def _facts(model_id: str, doc: Doc | None) -> ModelFacts:
