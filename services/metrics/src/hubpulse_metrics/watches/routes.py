@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
@@ -40,6 +40,7 @@ from hubpulse_metrics.watches.schemas import (
 )
 
 router = APIRouter(prefix="/v1", tags=["watches"])
+T = TypeVar("T")
 
 WatchId = Annotated[str, Path(min_length=1, max_length=100)]
 
@@ -61,11 +62,17 @@ def _may_edit(who: Identity, doc: dict[str, Any]) -> None:
         raise Forbidden("only its creator or an admin of the organisation changes a shared watch")
 
 
+def _found(value: T | None, missing: Exception) -> T:
+    """`value`, or `missing` raised when there is none (a 404 of the service's error table)."""
+    if value is None:
+        raise missing
+    return value
+
+
 async def _own(request: Request, who: Identity, watch_id: str) -> dict[str, Any]:
-    doc = await repository.get_watch_doc(state_of(request).db, who, watch_id)
-    if doc is None:
-        raise WatchNotFound(f"no watch {watch_id}")
-    return doc
+    return _found(
+        await repository.get_watch_doc(state_of(request).db, who, watch_id), WatchNotFound(f"no watch {watch_id}")
+    )
 
 
 @router.post("/watches", status_code=201, summary="Watch a model, author, task, library or saved search")
@@ -83,10 +90,9 @@ async def list_watches(request: Request, who: CallerIdentity) -> list[Watch]:
 
 @router.get("/watches/{watch_id}", summary="One watch")
 async def get_watch(request: Request, who: CallerIdentity, watch_id: WatchId) -> Watch:
-    watch = await repository.get_watch(state_of(request).db, who, watch_id)
-    if watch is None:
-        raise WatchNotFound(f"no watch {watch_id}")
-    return watch
+    return _found(
+        await repository.get_watch(state_of(request).db, who, watch_id), WatchNotFound(f"no watch {watch_id}")
+    )
 
 
 @router.patch("/watches/{watch_id}", summary="Change a watch (threshold, conditions, channels, pause)")
@@ -94,10 +100,9 @@ async def update_watch(request: Request, who: CallerIdentity, watch_id: WatchId,
     doc = await _own(request, who, watch_id)
     _may_edit(who, doc)
     await _check(request, who, doc["kind"], doc["target"], body.channels)
-    watch = await repository.update_watch(state_of(request).db, who, watch_id, body)
-    if watch is None:
-        raise WatchNotFound(f"no watch {watch_id}")
-    return watch
+    return _found(
+        await repository.update_watch(state_of(request).db, who, watch_id, body), WatchNotFound(f"no watch {watch_id}")
+    )
 
 
 @router.delete("/watches/{watch_id}", status_code=204, summary="Delete a watch (its alerts stay in the feed)")
@@ -170,10 +175,7 @@ async def alert_feed(
 
 @router.post("/watch-alerts/{alert_id}/ack", summary="Mark an alert read")
 async def ack_alert(request: Request, who: CallerIdentity, alert_id: WatchId) -> WatchAlert:
-    alert = await repository.ack(state_of(request).db, who, alert_id)
-    if alert is None:
-        raise AlertNotFound(f"no alert {alert_id}")
-    return alert
+    return _found(await repository.ack(state_of(request).db, who, alert_id), AlertNotFound(f"no alert {alert_id}"))
 
 
 @router.get("/watch-alerts/{alert_id}/deliveries", summary="Each delivery attempt of an alert")
