@@ -9,14 +9,16 @@ import uuid
 from typing import Any
 
 import httpx
-from conftest import Store
+from conftest import Store, fresh_database
 from limits import parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from pymongo import AsyncMongoClient
 from pymongo.monitoring import CommandListener, CommandStartedEvent
 
-from auth.conftest import security_gateway, serving
+from auth.conftest import PASSWORD, security_gateway, serving
 from hubpulse.platform.stores import free_port
+from hubpulse_auth.app import create_app as create_auth_app
+from hubpulse_auth.settings import AuthSettings
 from hubpulse_gateway.ratelimit import MongoStorage, shared_limiter
 
 AUTH_DOWN = "http://127.0.0.1:9"  # anonymous /v1/me is refused (401) by the gateway itself
@@ -44,6 +46,42 @@ async def test_two_replicas_share_one_budget(mongo: Store) -> None:
     for refused in responses[10:]:
         assert refused.json()["error"]["code"] == "rate_limited"
         assert 1 <= int(refused.headers["retry-after"]) <= 120
+
+
+async def test_failed_logins_per_account_are_one_budget_across_replicas(mongo: Store, postgres: Store) -> None:
+    # the auth service's own per-process count is out of the way: the gateways' shared count is what is tested
+    auth = create_auth_app(
+        AuthSettings(
+            database_url=await fresh_database(postgres, "account_logins"),
+            environment="test",
+            login_rate_limit="1000/minute",
+        )
+    )
+    database = f"limits_{uuid.uuid4().hex[:8]}"
+    email = f"{uuid.uuid4().hex[:8]}@example.com"
+    async with serving(auth) as auth_url:
+        a, b = (
+            security_gateway(
+                auth_url,
+                rate_limit_storage="mongodb",
+                mongo_url=mongo.url,
+                mongo_database=database,
+                login_account_rate_limit="5/minute",
+                auth_ip_rate_limit="1000/minute",
+            )
+            for _ in range(2)
+        )
+        async with serving(a) as url_a, serving(b) as url_b, httpx.AsyncClient(timeout=10) as client:
+            await client.post(f"{url_a}/v1/auth/signup", json={"email": email, "password": PASSWORD})
+            right = {"email": email, "password": PASSWORD}
+            assert (await client.post(f"{url_b}/v1/auth/login", json=right)).status_code == 200  # never counts
+            wrong = {"email": email.upper(), "password": "not the password"}
+            codes = [(await client.post(f"{url}/v1/auth/login", json=wrong)).status_code for url in [url_a, url_b] * 3]
+            locked = await client.post(f"{url_a}/v1/auth/login", json=right)
+    assert codes == [401] * 5 + [429], codes  # per-replica counts would have allowed 5 failures on each
+    assert locked.status_code == 429
+    assert locked.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(locked.headers["retry-after"]) <= 61
 
 
 async def test_an_unreachable_store_falls_back_to_the_replicas_own_limits() -> None:

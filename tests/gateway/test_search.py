@@ -229,3 +229,23 @@ async def test_live_picks_rejects_a_bad_threshold(gateway: Gateway) -> None:
         assert message["error"]["code"] == "validation_error"
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
+
+
+async def test_live_picks_before_the_catalog_exists_says_try_again_later(gateway: Gateway) -> None:
+    # a browser opening the ticker before the scorer has made the catalog (the demo's first seconds)
+    ws_url = gateway.url.replace("http", "ws", 1) + "/v1/live/picks?threshold=0.45"
+    conn = await asyncpg.connect(gateway.database_url)
+    try:
+        await conn.execute("ALTER TABLE catalog_models RENAME TO catalog_models_away")
+        try:
+            async with websockets.connect(ws_url) as ws:
+                message = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 10)
+        finally:
+            await conn.execute("ALTER TABLE catalog_models_away RENAME TO catalog_models")
+    finally:
+        await conn.close()
+    assert message["error"]["code"] == "unavailable"
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1013  # the ticker reconnects with backoff

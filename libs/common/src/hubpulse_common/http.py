@@ -176,10 +176,15 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def store_not_ready(exc: BaseException) -> bool:
+    """A store unreachable or not migrated yet (a service starting beside its stores): worth a retry shortly."""
+    return is_transient(exc) or isinstance(exc, asyncpg.UndefinedTableError)
+
+
 def unexpected_error(exc: Exception, path: object) -> JSONResponse:
-    """503 with Retry-After when a store is unreachable or not migrated yet (a service starting beside its
-    stores); 500 for anything else, logged with its traceback."""
-    if is_transient(exc) or isinstance(exc, asyncpg.UndefinedTableError):
+    """503 with Retry-After when a store is not ready (`store_not_ready`); 500 for anything else, logged with
+    its traceback."""
+    if store_not_ready(exc):
         log.warning("http.unavailable", path=path, error_type=type(exc).__name__, error=str(exc)[:300])
         return error_response(
             503, "unavailable", "a backing store is not ready yet; retry shortly", {"retry-after": "5"}

@@ -23,10 +23,10 @@ from hubpulse_common.supervise import report
 from hubpulse_gateway.catalog.cache import SEARCH_PATH, SearchCache, SearchCacheMiddleware
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.sample_refresher import SampleRefresher
-from hubpulse_gateway.deps import GATEWAY_STATE, CatalogState, GatewayState
+from hubpulse_gateway.deps import GATEWAY_STATE, LOGIN_LIMITS, CatalogState, GatewayState
 from hubpulse_gateway.errors import HTTP_ERRORS
 from hubpulse_gateway.openapi import install_openapi
-from hubpulse_gateway.ratelimit import FailoverLimiter, shared_limiter
+from hubpulse_gateway.ratelimit import AccountLogins, FailoverLimiter, shared_limiter
 from hubpulse_gateway.routes import auth, deployments, metrics, models, watches, web
 from hubpulse_gateway.security import RateLimitMiddleware, Security
 from hubpulse_gateway.settings import GatewaySettings
@@ -50,6 +50,7 @@ def install_security(app: FastAPI, settings: GatewaySettings) -> Callable[[], Aw
         limiter, store = shared_limiter(
             url, database, timeout_s=settings.rate_limit_store_timeout_s, retry_s=settings.rate_limit_store_retry_s
         )
+    LOGIN_LIMITS.set(app, AccountLogins(limiter, settings.login_account_rate_limit))
     app.include_router(auth.router)
     app.add_middleware(
         RateLimitMiddleware,

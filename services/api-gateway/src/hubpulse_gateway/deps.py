@@ -26,6 +26,7 @@ from hubpulse_gateway.catalog.cache import SearchCache
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.sample_refresher import SampleRefresher
 from hubpulse_gateway.principal import Principal
+from hubpulse_gateway.ratelimit import AccountLogins
 from hubpulse_gateway.security import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Security
 from hubpulse_gateway.upstream import Upstreams
 
@@ -76,6 +77,10 @@ UpstreamsDep = Annotated[Upstreams, Depends(_upstreams)]
 SecurityDep = Annotated[Security, Depends(_security)]
 CatalogDep = Annotated[CatalogState, Depends(_catalog)]
 BusDep = Annotated[EventBus, Depends(_bus)]
+
+# Set by `install_security` with the rate limiter it opens (the lifespan's state does not hold the limiter).
+LOGIN_LIMITS: AppState[AccountLogins] = AppState("login_limits")
+AccountLoginsDep = Annotated[AccountLogins, Depends(LOGIN_LIMITS)]
 
 
 # Declared so that the OpenAPI document lists how to authenticate (generated clients send them); the

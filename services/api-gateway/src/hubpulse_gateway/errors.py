@@ -11,6 +11,7 @@ from hubpulse_common.errors import DomainError
 from hubpulse_common.http import Answer, ErrorTable
 from hubpulse_gateway.catalog.query import InvalidCursor, ReversedRange, TooManyTerms
 from hubpulse_gateway.catalog.schemas import ErrorBody
+from hubpulse_gateway.ratelimit import TooManyFailedLogins
 
 
 class CsrfFailed(DomainError):
@@ -32,6 +33,7 @@ HTTP_ERRORS: ErrorTable = {
     TooManyTerms: Answer(422, "too_many_terms"),
     ReversedRange: Answer(422, "bad_range"),
     InvalidCursor: Answer(422, "invalid_cursor"),
+    TooManyFailedLogins: Answer(429, "rate_limited"),
 }
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from math import floor
-from typing import Any
+from typing import Any, TypeVar
 
 from cachetools import TTLCache
-from limits import RateLimitItem
+from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, SlidingWindowCounterSupport, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
@@ -30,6 +31,8 @@ from prometheus_client import Counter
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
+
+from hubpulse_common.errors import DomainError
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +180,9 @@ def _window_id(key: str) -> str:
     return f"{key}/sliding"
 
 
+R = TypeVar("R")
+
+
 def _previous_weight(now: float, expiry: int) -> float:
     """The share of the previous window still inside the sliding window that ends now."""
     return 1 - ((now / expiry) % 1)
@@ -206,21 +212,57 @@ class FailoverLimiter:
         self._shared_down_until = time.monotonic() + self.retry_s
         return self.local
 
-    async def hit(self, item: RateLimitItem, key: str) -> bool:
-        limiter = self._limiter()
+    async def _either(self, use: Callable[[SlidingWindowCounterRateLimiter], Awaitable[R]]) -> R:
         try:
-            return await limiter.hit(item, key)
+            return await use(self._limiter())
         except StorageError as exc:
-            return await self._fall_back(exc).hit(item, key)
+            return await use(self._fall_back(exc))
+
+    async def hit(self, item: RateLimitItem, key: str) -> bool:
+        """Counts one attempt; False when it is over the limit."""
+        return await self._either(lambda limiter: limiter.hit(item, key))
+
+    async def test(self, item: RateLimitItem, key: str) -> bool:
+        """Whether one more attempt would be within the limit, counting nothing."""
+        return await self._either(lambda limiter: limiter.test(item, key))
 
     async def reset_at(self, item: RateLimitItem, key: str) -> float:
         """When the caller may try again (epoch seconds)."""
-        limiter = self._limiter()
-        try:
-            stats = await limiter.get_window_stats(item, key)
-        except StorageError as exc:
-            stats = await self._fall_back(exc).get_window_stats(item, key)
+        stats = await self._either(lambda limiter: limiter.get_window_stats(item, key))
         return stats.reset_time
+
+    async def retry_after(self, item: RateLimitItem, key: str) -> int:
+        """Whole seconds until the caller may try again (at least 1), for Retry-After."""
+        return max(1, int(await self.reset_at(item, key) - time.time()) + 1)
+
+
+class TooManyFailedLogins(DomainError):
+    """An account used up its failed logins (counted across every replica)."""
+
+
+class AccountLogins:
+    """Failed logins per account, counted by the gateway on the shared store so that N replicas of the gateway
+    and the auth service still allow one budget per account (the auth service keeps its own count too). Only
+    wrong passwords count: the owner logging in correctly never locks their own account."""
+
+    def __init__(self, limiter: FailoverLimiter, limit: str) -> None:
+        self.limiter = limiter
+        self.limit = parse(limit)
+
+    @staticmethod
+    def _key(email: str) -> str:
+        return f"login-account:{email.strip().lower()}"
+
+    async def refuse_locked(self, email: str) -> None:
+        key = self._key(email)
+        if not await self.limiter.test(self.limit, key):
+            retry_after = await self.limiter.retry_after(self.limit, key)
+            raise TooManyFailedLogins(
+                f"too many failed login attempts for this account; retry in {retry_after} s", retry_after
+            )
+
+    async def count_failure(self, email: str) -> None:
+        await self.limiter.hit(self.limit, self._key(email))
 
 
 def shared_limiter(

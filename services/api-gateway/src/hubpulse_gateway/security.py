@@ -289,8 +289,7 @@ class RateLimitMiddleware:
             checks.append((self.auth_limit, f"auth-ip:{ip}", "too many sign-in attempts from your address"))
         for limit, key, what in checks:
             if not await self.limiter.hit(limit, key):
-                reset_at = await self.limiter.reset_at(limit, key)
-                retry_after = max(1, int(reset_at - time.time()) + 1)
+                retry_after = await self.limiter.retry_after(limit, key)
                 response = error_response(
                     429, "rate_limited", f"{what}; retry in {retry_after} s", {"retry-after": str(retry_after)}
                 )

@@ -33,6 +33,9 @@ class GatewaySettings(ServiceSettings):
     api_rate_limit: str = "600/minute"
     # Sign-up and login attempts per client IP (the auth service limits failed logins per account).
     auth_ip_rate_limit: str = "60/minute"
+    # Failed logins per account, counted across replicas (with mongodb storage) before the auth service's own
+    # per-process count: a wrong password spends one, a locked account is refused without reaching auth.
+    login_account_rate_limit: str = "10/minute"
     # Where the rate-limit counters live: `memory` (this process only, so N replicas or workers allow N times
     # the limits) or `mongodb` (HUBPULSE_MONGO_URL, one budget across every replica; docs/decisions/rate-limits.md).
     rate_limit_storage: Literal["memory", "mongodb"] = "memory"

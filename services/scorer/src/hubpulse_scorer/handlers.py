@@ -53,16 +53,18 @@ class ScorerWorker:
         model = self.model
         assert model is not None, "the consumer starts only once a model is loaded"
         received = [r.event for r in batch]
-        # a renamed model's scores and catalog rows move to its new name first (issue 14); the write below is
-        # idempotent, so a crash between the two transactions redoes nothing twice
-        aliases = await repository.follow_renames(self._pool, renames_in(received), [e.model_id for e in received])
-        events = service.latest_per_model_day(service.under_current_names(received, aliases))
-        # XGBoost releases the GIL: scoring in a thread keeps the event loop (and heartbeats) responsive.
-        scored = await asyncio.to_thread(service.score, model, events, self._top_n)
-        catalog, daily = service.catalog_records(scored)
-        await repository.write_batch(
-            self._pool, service.score_records(scored), catalog, daily, service.day_models(events)
-        )
+        marked = renames_in(received)
+        async with repository.renames_guard(self._pool, exclusive=bool(marked)):
+            # a renamed model's scores and catalog rows move to its new name first (issue 14); the write below
+            # is idempotent, so a crash between the two transactions redoes nothing twice
+            aliases = await repository.follow_renames(self._pool, marked, [e.model_id for e in received])
+            events = service.latest_per_model_day(service.under_current_names(received, aliases))
+            # XGBoost releases the GIL: scoring in a thread keeps the event loop (and heartbeats) responsive.
+            scored = await asyncio.to_thread(service.score, model, events, self._top_n)
+            catalog, daily = service.catalog_records(scored)
+            await repository.write_batch(
+                self._pool, service.score_records(scored), catalog, daily, service.day_models(events)
+            )
         await self._bus.publish_encoded(ModelScore.topic, service.score_payloads(scored))
         SCORED.labels(scored.version).inc(len(events))
         self.day_activity.set()

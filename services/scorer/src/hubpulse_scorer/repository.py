@@ -10,7 +10,8 @@ values did not change (a redelivered batch) is not rewritten at all.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from operator import itemgetter
 
 import asyncpg
@@ -173,6 +174,25 @@ _RENAMED_TABLES = (
 # The catalog swap holds this (session-level) from its fill to its rename: a re-key of catalog_models in
 # between would be lost with the table it was made in, so a batch with renames waits for a running swap.
 SWAP_LOCK = "hashtext('hubpulse-catalog-swap')"
+
+
+# Held shared by every batch from reading its aliases to writing its rows, and exclusively by a batch that
+# applies renames: a batch on another replica then either wrote before the move (and its rows are moved) or
+# reads the rename after it (and files its rows under the new name); no late row stays under the old name.
+RENAMES_LOCK = "hashtext('hubpulse-scorer-renames')"
+
+
+@asynccontextmanager
+async def renames_guard(pool: asyncpg.Pool, *, exclusive: bool) -> AsyncIterator[None]:
+    """RENAMES_LOCK for the duration of the block, on a connection of its own (session level: the block spans
+    several transactions). A crash drops the connection and with it the lock."""
+    mode = "" if exclusive else "_shared"
+    async with pool.acquire() as conn:
+        await conn.execute(f"SELECT pg_advisory_lock{mode}({RENAMES_LOCK})")
+        try:
+            yield
+        finally:
+            await conn.execute(f"SELECT pg_advisory_unlock{mode}({RENAMES_LOCK})")
 
 
 async def follow_renames(

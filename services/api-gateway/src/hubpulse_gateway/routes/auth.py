@@ -17,7 +17,16 @@ from pydantic import BaseModel, Field
 
 from hubpulse_common.auth_schemas import ApiKeyCreate, LoginBody, MemberPut, ProfilePatch, SignupBody
 from hubpulse_common.http import NO_NUL, ApiError, Unauthorized
-from hubpulse_gateway.deps import AdminUser, CurrentUser, MemberUser, OptionalUser, SecurityDep, UpstreamsDep, state_of
+from hubpulse_gateway.deps import (
+    AccountLoginsDep,
+    AdminUser,
+    CurrentUser,
+    MemberUser,
+    OptionalUser,
+    SecurityDep,
+    UpstreamsDep,
+    state_of,
+)
 from hubpulse_gateway.errors import BadSignInState, CsrfFailed
 from hubpulse_gateway.security import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE
 from hubpulse_gateway.upstream import UpstreamId
@@ -101,8 +110,16 @@ async def signup(body: SignupBody, upstreams: UpstreamsDep) -> Any:
 
 
 @router.post("/v1/auth/login", response_model=TokenPair, response_model_exclude_none=True, summary="Log in")
-async def login(body: LoginBody, request: Request, response: Response, upstreams: UpstreamsDep) -> Any:
-    tokens = await upstreams.auth.json("POST", "/auth/login", json=body.model_dump())
+async def login(
+    body: LoginBody, request: Request, response: Response, upstreams: UpstreamsDep, logins: AccountLoginsDep
+) -> Any:
+    await logins.refuse_locked(body.email)
+    try:
+        tokens = await upstreams.auth.json("POST", "/auth/login", json=body.model_dump())
+    except ApiError as exc:
+        if exc.status == 401:
+            await logins.count_failure(body.email)
+        raise
     if body.session:
         return _set_session(response, tokens, cookie_secure(request))
     return _public_tokens(tokens)

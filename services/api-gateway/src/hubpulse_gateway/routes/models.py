@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, WebSocket, WebSoc
 from fastapi.responses import RedirectResponse
 from pydantic import TypeAdapter
 
-from hubpulse_common.http import NO_NUL
+from hubpulse_common.http import NO_NUL, store_not_ready
 from hubpulse_gateway.catalog import presentation, repository
 from hubpulse_gateway.catalog.cache import CACHE_HEADER
 from hubpulse_gateway.catalog.live import pick_body
@@ -148,7 +148,15 @@ async def live_picks(websocket: WebSocket) -> None:
         await websocket.close(code=1008)
         return
     state = state_of(websocket).catalog
-    rows = await repository.picks(state.pool, threshold, 20)
+    try:
+        rows = await repository.picks(state.pool, threshold, 20)
+    except Exception as exc:
+        if not store_not_ready(exc):
+            raise
+        # 1013 "try again later": the ticker reconnects with backoff until the scorer has made the catalog
+        await websocket.send_json({"error": {"code": "unavailable", "message": "the catalog is not ready yet"}})
+        await websocket.close(code=1013)
+        return
     snapshot = _PICKS.validate_python([pick_body(r) for r in rows])
     await websocket.send_text(f'{{"type":"snapshot","items":{_PICKS.dump_json(snapshot).decode()}}}')
     sub = state.feed.subscribe(threshold)
