@@ -249,3 +249,30 @@ async def test_live_picks_before_the_catalog_exists_says_try_again_later(gateway
     assert message["error"]["code"] == "unavailable"
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1013  # the ticker reconnects with backoff
+
+
+async def test_an_empty_catalog_is_not_cached_but_an_empty_narrowed_search_is(gateway: Gateway) -> None:
+    # a fresh platform: the browser's first search finds the catalog empty; the next one must see it filled
+    url = "/v1/models?sort=likes&limit=7&q="
+    narrowed = "/v1/models?sort=likes&limit=7&q=no-such-word-anywhere"
+    conn = await asyncpg.connect(gateway.database_url)
+    try:
+        await conn.execute("ALTER TABLE catalog_models RENAME TO catalog_models_away")
+        await conn.execute("CREATE TABLE catalog_models (LIKE catalog_models_away INCLUDING ALL)")
+        try:
+            async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+                empty = [await client.get(url) for _ in range(2)]
+        finally:
+            await conn.execute("DROP TABLE catalog_models")
+            await conn.execute("ALTER TABLE catalog_models_away RENAME TO catalog_models")
+    finally:
+        await conn.close()
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+        filled = await client.get(url)
+        nothing = [await client.get(narrowed) for _ in range(2)]
+    assert [r.json()["items"] for r in empty] == [[], []]
+    assert [r.headers["x-cache"] for r in empty] == ["miss", "miss"]
+    assert filled.headers["x-cache"] == "miss"
+    assert len(filled.json()["items"]) == 7
+    assert nothing[0].json()["items"] == []
+    assert nothing[1].headers["x-cache"] == "hit"  # no match for a narrowed search is an answer worth keeping

@@ -59,6 +59,12 @@ class SearchQuery:
     cursor: Cursor | None
     limit: int
 
+    @property
+    def narrowed(self) -> bool:
+        """Whether anything but the order and the page size narrows it (an unnarrowed one lists the catalog)."""
+        bounds = (self.min_downloads, self.max_downloads, self.min_likes, self.cursor)
+        return bool(self.terms or self.task or self.library) or any(b is not None for b in bounds)
+
 
 def _clean(value: str | None) -> str | None:
     value = (value or "").strip().lower()

@@ -66,8 +66,10 @@ async def search_models(
         rows = await repository.search(catalog.pool, query, catalog.refresher.sample.plan(query))
         body = presentation.page_json(rows, query)
         # only a fresh answer is stored: storing a hit again would restart its TTL, and a page polled more often
-        # than the TTL (an empty first catalog, say) would never be computed again
-        catalog.cache.put(request.scope["query_string"], query, body)
+        # than the TTL would never be computed again. An empty catalog (a fresh platform) is not stored at all:
+        # the scorer fills it within seconds, and the page should say so then, not a TTL later.
+        if rows or query.narrowed:
+            catalog.cache.put(request.scope["query_string"], query, body)
     return Response(body, media_type=JSON, headers={CACHE_HEADER.decode(): "hit" if hit else "miss"})
 
 
