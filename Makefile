@@ -47,7 +47,7 @@ asyncapi: install  ## regenerate docs/asyncapi.yaml from the event models
 	$(BIN)/python -m hubpulse_common.asyncapi > docs/asyncapi.yaml
 
 openapi: install  ## regenerate docs/openapi.json from the gateway's routes
-	$(BIN)/python -m hubpulse_gateway.openapi > docs/openapi.json
+	$(BIN)/python -m hubpulse_gateway.openapi_document > docs/openapi.json
 
 event-schemas: install  ## release the schema of any new topic into docs/events/ and check the rest stay compatible
 	$(BIN)/python -m hubpulse_common.schema_compat

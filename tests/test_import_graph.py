@@ -1,5 +1,5 @@
 """The product code's import graph has no cycle (issue #15), checked with tools/code_metrics.py's graph: every
-import made at import time, those under `if TYPE_CHECKING:` included."""
+import made at import time, those under `if TYPE_CHECKING:` included, and those deferred into functions."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ def _metrics() -> ModuleType:
 def test_the_product_code_has_no_import_cycle() -> None:
     metrics = _metrics()
     assert metrics.cycles(metrics.import_graph(metrics.product_files())) == []
+
+
+def test_nor_one_through_imports_deferred_into_functions() -> None:
+    metrics = _metrics()
+    assert metrics.cycles(metrics.import_graph(metrics.product_files(), deferred=True)) == []
 
 
 def test_a_cycle_hidden_under_type_checking_is_found(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from openapi_spec_validator import validate
 
-from hubpulse_gateway.openapi import render
+from hubpulse_gateway.openapi_document import render
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 from fastapi import FastAPI
@@ -41,15 +39,3 @@ def install_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = build  # type: ignore[method-assign]
-
-
-def render() -> str:
-    """The gateway's OpenAPI document as committed in docs/openapi.json (`make openapi`)."""
-    from hubpulse_gateway.app import create_app
-    from hubpulse_gateway.settings import GatewaySettings
-
-    return json.dumps(create_app(GatewaySettings()).openapi(), indent=2, sort_keys=True) + "\n"
-
-
-if __name__ == "__main__":
-    sys.stdout.write(render())

@@ -16,9 +16,10 @@ import importlib.util
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-RuntimeName = Literal["onnx", "torch"]
+from hubpulse_deployer.runtime.base import Refused as Refused
+from hubpulse_deployer.runtime.base import RuntimeName as RuntimeName
 
 # tasks whose pre- and post-processing the onnx runtime implements
 ONNX_TASKS: frozenset[str] = frozenset({"text-classification", "token-classification", "feature-extraction"})
@@ -44,10 +45,6 @@ SIDE_FILES = frozenset(
         "model.safetensors.index.json",
     }
 )
-
-
-class Refused(Exception):
-    """No runtime of this install can serve the repo; the message says why and what would."""
 
 
 class Runtime(Protocol):

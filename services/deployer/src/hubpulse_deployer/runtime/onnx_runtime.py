@@ -20,7 +20,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
-from hubpulse_deployer.runtime import Refused, RuntimeName
+from hubpulse_deployer.runtime.base import Refused, RuntimeName
 
 Floats = npt.NDArray[np.floating[Any]]
 _DEFAULT_MAX_LENGTH = 512

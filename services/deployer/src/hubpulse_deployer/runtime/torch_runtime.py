@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from hubpulse_deployer.runtime import Refused, RuntimeName
+from hubpulse_deployer.runtime.base import Refused, RuntimeName
 
 
 class TorchRuntime:
