@@ -59,7 +59,9 @@ class EventEncoder(Generic[E]):
             self._check(fields, raw)
         body = orjson.dumps({**self._head, **fields}, option=orjson.OPT_SERIALIZE_NUMPY)
         if not raw:
-            return body
+            # an exact-size copy: orjson's own result keeps its buffer's spare room, so holding a day's events
+            # cost several times their size (docs/decisions/pipeline-redesign.md)
+            return bytes(memoryview(body))
         tail = b"".join(
             key + (value.encode() if isinstance(value, str) else value)
             for key, value in zip(self._raw_keys, raw, strict=True)
