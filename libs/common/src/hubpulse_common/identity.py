@@ -253,12 +253,17 @@ async def caller_identity(connection: HTTPConnection) -> Identity:
         raise Unauthorized(f"invalid credentials: {exc}", {"www-authenticate": "Bearer"}) from None
 
 
+def ensure_role(held: Role, needed: Role) -> None:
+    """403 unless `held` ranks at least `needed`: the one role check (and message) of every service."""
+    if ROLE_RANK[held] < ROLE_RANK[needed]:
+        raise Forbidden(f"this needs the {needed} role in your organisation (you are {held})")
+
+
 def require_role(role: Role) -> Callable[..., Awaitable[Identity]]:
     """A dependency: the caller, who must hold at least `role` in their organisation (403 otherwise)."""
 
     async def check(who: Annotated[Identity, Depends(caller_identity)]) -> Identity:
-        if not who.has_role(role):
-            raise Forbidden(f"this needs the {role} role in your organisation (you are {who.role})")
+        ensure_role(who.role, role)
         return who
 
     return check

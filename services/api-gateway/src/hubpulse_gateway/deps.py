@@ -19,8 +19,8 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from hubpulse_common.http import AppState, Forbidden, Unauthorized
-from hubpulse_common.identity import Role
+from hubpulse_common.http import AppState, Unauthorized
+from hubpulse_common.identity import Role, ensure_role
 from hubpulse_common.kafka import EventBus
 from hubpulse_gateway.catalog.cache import SearchCache
 from hubpulse_gateway.catalog.live import PicksFeed
@@ -128,8 +128,7 @@ def require_role(role: Role) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller, who must hold at least `role` in their organisation (403 otherwise)."""
 
     async def check(user: Annotated[Principal, Depends(current_user)]) -> Principal:
-        if not user.has_role(role):
-            raise Forbidden(f"this needs the {role} role in your organisation (you are {user.role})")
+        ensure_role(user.role, role)
         return user
 
     return check
