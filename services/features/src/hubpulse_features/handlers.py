@@ -28,9 +28,6 @@ DAY_CLOSE_SECONDS = Histogram(
     buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200),
 )
 
-# The day closer rewrites a whole day in slices of this many rows (bounded memory at any Hub size).
-CLOSE_CHUNK_ROWS = 50_000
-
 
 class FeaturesWorker:
     """Owns the store and the bus; the handler and the closer never interleave (one lock)."""
@@ -55,15 +52,15 @@ class FeaturesWorker:
                 conn, frame["model_id"].unique().tolist(), service.window_start(days[0]), days[-1]
             )
             features = service.batch_features(window, frame)
-            await repository.upsert_features(conn, features, provisional=True)
+            await repository.append_features(conn, features, days)
             await repository.touch_days(conn, days)
         # Nothing is emitted yet: a model-day is published once, final, when its day closes. Emitting the
         # provisional rows too would make the scorer score (and write) every model-day twice.
-        ROWS.labels("provisional").inc(len(features))
+        ROWS.labels("streamed").inc(len(features))
         self.day_activity.set()
 
     async def close_day(self, day: dt.date) -> int:
-        """Finalise a day: cross-sectional features over its whole population, stored and emitted again.
+        """Finalise a day: cross-sectional features over its whole population, stored once and emitted.
 
         The ranks need the whole day at once, but only its numbers; the rows themselves are then read,
         finalised, stored and published a slice at a time, so memory stays bounded at any Hub size.
@@ -83,45 +80,73 @@ class FeaturesWorker:
             return models
 
     async def _close_claimed(self, conn: asyncpg.Connection, day: dt.date) -> int:
+        """The day's final rows are written in one transaction on a second connection, which also marks the day
+        closed and drops its stream; the events are published before it commits. A crash anywhere before the
+        commit leaves the day open with its stream intact, and the next close recomputes and republishes the
+        same rows (consumers upsert by model-day); after it, everything was published."""
         started = time.perf_counter()
         await repository.analyze(conn)
         cross = service.day_cross_features(await repository.load_rank_inputs(conn, day))
         renamed_from = await repository.renamed_on(conn, day)
-        models, rows = 0, await repository.load_day_rows(conn, day, "", CLOSE_CHUNK_ROWS)
-        while not rows.empty:
-            final = service.close_rows(rows, cross)
-            # The events are encoded in a thread while PostgreSQL stores the slice, and the next slice is
-            # read while this one is published: the two processes work at once instead of taking turns.
-            # (a task group: a failure cancels the sibling, so the connection is never released mid-query)
-            async with asyncio.TaskGroup() as both:
-                encoding = both.create_task(
-                    asyncio.to_thread(
-                        service.feature_payloads,
-                        final,
-                        provisional=False,
-                        renamed_from=renamed_from,
-                        day_models=len(cross),
-                    )
-                )
-                both.create_task(self._store_final(conn, final))
-            after, models = str(rows["model_id"].iloc[-1]), models + len(rows)
-            # Published after the commit: a crash in between leaves the day open, and the next closer
-            # run recomputes and republishes the same rows (consumers upsert by model-day).
-            async with asyncio.TaskGroup() as both:
-                reading = both.create_task(repository.load_day_rows(conn, day, after, CLOSE_CHUNK_ROWS))
-                both.create_task(self._bus.publish_encoded(ModelFeatures.topic, encoding.result()))
-            rows = reading.result()
-        await repository.mark_closed(conn, day, models)
+        async with self._pool.acquire() as writer:
+            transaction = writer.transaction()
+            await transaction.start()
+            try:
+                await repository.clear_final(writer, day)
+                models = await self._store_and_publish(conn, writer, day, cross, renamed_from)
+                await repository.finish_close(writer, day, models)
+                await transaction.commit()
+            except BaseException:
+                # Possibly cancelled mid-COPY, where a ROLLBACK would fail and hide the real error: ending the
+                # session rolls the transaction back.
+                writer.terminate()
+                raise
         ROWS.labels("final").inc(models)
         DAYS_CLOSED.inc()
         DAY_CLOSE_SECONDS.observe(time.perf_counter() - started)
         log.info("features.day_closed", day=day.isoformat(), models=models)
         return models
 
-    @staticmethod
-    async def _store_final(conn: asyncpg.Connection, final: pd.DataFrame) -> None:
-        async with conn.transaction():
-            await repository.upsert_features(conn, final, provisional=False)
+    async def _store_and_publish(
+        self,
+        reader: asyncpg.Connection,
+        writer: asyncpg.Connection,
+        day: dt.date,
+        cross: pd.DataFrame,
+        renamed_from: dict[str, str],
+    ) -> int:
+        """Reads the day's rows (one COPY) while the slices before are finalised, encoded (in a thread, while
+        PostgreSQL stores them) and published: the three overlap instead of taking turns. A failure in one
+        cancels the others (a task group)."""
+        slices: asyncio.Queue[pd.DataFrame | None] = asyncio.Queue(maxsize=1)
+        models = 0
+
+        async def read() -> None:
+            await repository.stream_day_rows(reader, day, slices.put)
+            await slices.put(None)
+
+        async def finish() -> None:
+            nonlocal models
+            while (rows := await slices.get()) is not None:
+                final = service.close_rows(rows, cross)
+                async with asyncio.TaskGroup() as both:
+                    encoding = both.create_task(
+                        asyncio.to_thread(
+                            service.feature_payloads,
+                            final,
+                            provisional=False,
+                            renamed_from=renamed_from,
+                            day_models=len(cross),
+                        )
+                    )
+                    both.create_task(repository.write_final(writer, final))
+                await self._bus.publish_encoded(ModelFeatures.topic, encoding.result())
+                models += len(final)
+
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(read())
+            tasks.create_task(finish())
+        return models
 
     async def close_due_days(self, idle_s: float) -> list[dt.date]:
         days: list[dt.date] = await repository.days_to_close(self._pool, idle_s)

@@ -1,10 +1,16 @@
-"""PostgreSQL I/O of the features service: COPY into staging tables, then one upsert per batch."""
+"""PostgreSQL I/O of the features service.
+
+Per batch: the history upserted (COPY into a staging table, one upsert) and the batch's features appended to
+its day's partition of `feature_stream` (one plain COPY). Per day, at its close: the day read once for its
+ranks and once for its rows (each one COPY, streamed), `feature_rows_final` written once, the partition dropped.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import pandas as pd
@@ -38,18 +44,17 @@ _SELECT_WINDOW = f"""
     SELECT {", ".join(WINDOW_COLUMNS)} FROM feature_history
     WHERE model_id = ANY($1::text[]) AND snapshot_date BETWEEN $2 AND $3
 """  # noqa: S608 (identifiers are module constants, values are bound parameters)
-_UPSERT_FEATURES = f"""
-    INSERT INTO feature_rows ({", ".join(FEATURE_ROW_COLUMNS)})
-    SELECT {", ".join(FEATURE_ROW_COLUMNS)} FROM feature_rows_staging
-    ON CONFLICT (snapshot_date, model_id) DO UPDATE SET feature_set = EXCLUDED.feature_set,
-        values = EXCLUDED.values, provisional = EXCLUDED.provisional, computed_at = now()
-"""  # noqa: S608 (identifiers are module constants, values are bound parameters)
-# A day is read in model_id order, a slice at a time (keyset on the primary key): memory stays bounded
-# however many models the day has.
-_DAY_SLICE = """
-    FROM feature_rows f JOIN feature_history h USING (model_id, snapshot_date)
-    WHERE f.snapshot_date = $1 AND f.feature_set = $2 AND f.model_id > $3
-    ORDER BY f.model_id LIMIT $4
+# A day as its close reads it: for each model, the latest time features written (the stream's last append
+# wins over a redelivered or re-ingested one; a day closed before and reopened by late rows has its final rows
+# as the base), with the model-day's stats from the history. One unindexed scan and one sort per read.
+_DAY_SOURCE = """
+    FROM (
+        SELECT DISTINCT ON (model_id) model_id, values FROM (
+            SELECT model_id, values, written_at FROM feature_stream WHERE snapshot_date = $1 AND feature_set = $2
+            UNION ALL
+            SELECT model_id, values, '-infinity' FROM feature_rows_final WHERE snapshot_date = $1 AND feature_set = $2
+        ) AS written ORDER BY model_id, written_at DESC
+    ) AS f JOIN feature_history h ON h.model_id = f.model_id AND h.snapshot_date = $1
 """
 
 
@@ -60,15 +65,18 @@ def _values(columns: Sequence[str]) -> str:
 
 
 _SELECT_DAY_ROWS = f"""
-    SELECT f.snapshot_date, f.model_id, {", ".join(f"h.{c}" for c in _DAY_STATS)},
-        array_to_string(h.tags, E'{_TAG_SEPARATOR}') AS tags, {_values(TIME_FEATURE_COLUMNS)} {_DAY_SLICE}
+    SELECT h.snapshot_date, f.model_id, {", ".join(f"h.{c}" for c in _DAY_STATS)},
+        array_to_string(h.tags, E'{_TAG_SEPARATOR}') AS tags, {_values(TIME_FEATURE_COLUMNS)} {_DAY_SOURCE}
 """
 # What the day-wide ranks read: the task, downloads and the time features they rank (a 2M-model day must
 # fit in memory).
 _SELECT_RANK_INPUTS = f"""
-    SELECT f.snapshot_date, f.model_id, h.pipeline_tag, h.downloads, {_values(CROSS_INPUT_COLUMNS)} {_DAY_SLICE}
+    SELECT h.snapshot_date, f.model_id, h.pipeline_tag, h.downloads, {_values(CROSS_INPUT_COLUMNS)} {_DAY_SOURCE}
 """
-RANK_SLICE_ROWS = 250_000
+# The close reads a day as one COPY, parsed a slice of about this many bytes of CSV at a time (bounded memory).
+CLOSE_SLICE_BYTES = 32 << 20
+# The close's sorts (DISTINCT ON over the day) stay in memory at 200k models instead of spilling to disk.
+_CLOSE_WORK_MEM = "256MB"
 
 
 async def ensure_feature_set(pool: asyncpg.Pool) -> None:
@@ -89,7 +97,8 @@ async def _staging(conn: asyncpg.Connection, staging: str, like: str) -> None:
 RENAMES = "feature_renames"
 _RENAMED_TABLES = (
     renames.Keyed("feature_history", ("snapshot_date",)),
-    renames.Keyed("feature_rows", ("snapshot_date",)),
+    renames.Keyed("feature_rows_final", ("snapshot_date",)),
+    renames.Keyed("feature_stream", ("snapshot_date",)),
 )
 
 
@@ -136,17 +145,51 @@ async def load_window(
     return result
 
 
-async def upsert_features(conn: asyncpg.Connection, frame: pd.DataFrame, *, provisional: bool) -> None:
-    """One row per model-day (redelivery overwrites); call inside a transaction."""
-    await _staging(conn, "feature_rows_staging", "feature_rows")
+def _stream_partition(day: dt.date) -> str:
+    return f"feature_stream_{day:%Y%m%d}"
+
+
+async def _ensure_stream_partitions(conn: asyncpg.Connection, days: Sequence[dt.date]) -> None:
+    """Creates the missing day partitions of feature_stream (the first batch of a day, or of a reopened one)."""
+    for day in days:
+        name = _stream_partition(day)
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+            continue
+        # a savepoint: another replica creating the same day at once is not this batch's failure
+        with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+            async with conn.transaction():
+                await conn.execute(
+                    f"CREATE TABLE {name} PARTITION OF feature_stream "
+                    f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + dt.timedelta(days=1)).isoformat()}')"
+                )
+
+
+async def append_features(conn: asyncpg.Connection, frame: pd.DataFrame, days: Sequence[dt.date]) -> None:
+    """The batch's time features, appended to their days' stream (a redelivery appends again: the close keeps
+    the latest). Call inside the batch's transaction, after `share_days`."""
+    await _ensure_stream_partitions(conn, days)
     await conn.copy_to_table(
-        "feature_rows_staging",
+        "feature_stream",
         # a memoryview: asyncpg would take bytes for a file path
-        source=memoryview(feature_rows_copy(frame, provisional=provisional)),
+        source=memoryview(feature_rows_copy(frame, provisional=True)),
         columns=list(FEATURE_ROW_COLUMNS),
         format="binary",
     )
-    await conn.execute(_UPSERT_FEATURES)
+
+
+async def write_final(conn: asyncpg.Connection, frame: pd.DataFrame) -> None:
+    """A closed day's final rows (one plain COPY; `clear_final` made room). In the close's transaction."""
+    await conn.copy_to_table(
+        "feature_rows_final",
+        source=memoryview(feature_rows_copy(frame, provisional=False)),
+        columns=list(FEATURE_ROW_COLUMNS),
+        format="binary",
+    )
+
+
+async def clear_final(conn: asyncpg.Connection, day: dt.date) -> None:
+    """Removes a reopened day's earlier final rows (the close rewrites the whole day; none the first time)."""
+    await conn.execute("DELETE FROM feature_rows_final WHERE snapshot_date = $1", day)
 
 
 # Advisory lock space of a day's close: (this class id, the day's ordinal). Replicas (deploy/k8s runs two)
@@ -206,34 +249,81 @@ def _time_features_typed(frame: pd.DataFrame) -> pd.DataFrame:
     return typed(frame)
 
 
+def _day_rows_typed(frame: pd.DataFrame) -> pd.DataFrame:
+    frame["tags"] = [t.split(_TAG_SEPARATOR) if isinstance(t, str) and t else [] for t in frame["tags"]]
+    return _time_features_typed(frame)
+
+
 async def analyze(conn: asyncpg.Connection) -> None:
-    """Fresh planner statistics: a day loaded in one burst leaves them saying the tables are empty, and the
-    day's slices are then read by full scans instead of the primary key (quadratic at 2M models)."""
-    await conn.execute("ANALYZE feature_rows, feature_history")
+    """Fresh planner statistics: a day loaded in one burst leaves them saying the history is empty, and the
+    close's join then reads it by a nested loop instead of a hash join."""
+    await conn.execute("ANALYZE feature_history")
+
+
+def _row_end(buffer: bytearray, limit: int) -> int:
+    """Length of the buffer's complete CSV records within its first `limit` bytes (ends at a newline outside a
+    quoted field); 0 if there is none."""
+    end = buffer.rfind(b"\n", 0, limit)
+    while end >= 0 and buffer.count(b'"', 0, end) % 2:  # inside quotes: a newline within a field
+        end = buffer.rfind(b"\n", 0, end)
+    return end + 1
+
+
+async def _stream_csv(
+    conn: asyncpg.Connection,
+    query: str,
+    args: Sequence[object],
+    typer: Callable[[pd.DataFrame], pd.DataFrame],
+    sink: Callable[[pd.DataFrame], Awaitable[None]],
+) -> None:
+    """One COPY ... CSV of `query`, handed to `sink` as typed frames of about CLOSE_SLICE_BYTES each, while
+    PostgreSQL goes on sending (the sink's wait is the reader's backpressure)."""
+    buffer, header = bytearray(), b""
+
+    async def flush(end: int) -> None:
+        part = header + bytes(buffer[:end])
+        del buffer[:end]
+        frame = pd.read_csv(io.BytesIO(part), keep_default_na=False, na_values=[""], dtype={"model_id": str})
+        await sink(typer(frame))
+
+    async def take(data: bytes) -> None:
+        nonlocal header
+        buffer.extend(data)
+        if not header and b"\n" in buffer:
+            cut = buffer.index(b"\n") + 1
+            header = bytes(buffer[:cut])
+            del buffer[:cut]
+        while header and len(buffer) >= CLOSE_SLICE_BYTES and (end := _row_end(buffer, CLOSE_SLICE_BYTES)):
+            await flush(end)
+
+    await conn.execute(f"SET work_mem = '{_CLOSE_WORK_MEM}'")  # the pool's reset on release puts it back
+    await conn.copy_from_query(query, *args, output=take, format="csv", header=True)
+    if header and buffer:
+        await flush(len(buffer))
 
 
 async def load_rank_inputs(conn: asyncpg.Connection, day: dt.date) -> pd.DataFrame:
-    """What service.day_cross_features needs of every model of a day, read in slices."""
+    """What service.day_cross_features needs of every model of a day."""
     parts: list[pd.DataFrame] = []
-    after = ""
-    while True:
-        part = await _copy_csv(conn, _SELECT_RANK_INPUTS, day, FEATURE_SET, after, RANK_SLICE_ROWS)
-        if part.empty:
-            break
-        after = str(part["model_id"].iloc[-1])
-        parts.append(_time_features_typed(part))
+
+    async def keep(part: pd.DataFrame) -> None:
+        parts.append(part)
+
+    await _stream_csv(conn, _SELECT_RANK_INPUTS, (day, FEATURE_SET), _time_features_typed, keep)
     if not parts:
         columns = ["snapshot_date", "model_id", "pipeline_tag", "downloads", *CROSS_INPUT_COLUMNS]
         return _time_features_typed(pd.DataFrame(columns=columns))
     return pd.concat(parts, ignore_index=True)
 
 
-async def load_day_rows(conn: asyncpg.Connection, day: dt.date, after: str, limit: int) -> pd.DataFrame:
-    """The next `limit` rows of a day after model id `after`: stored time features joined with the stats."""
-    frame = await _copy_csv(conn, _SELECT_DAY_ROWS, day, FEATURE_SET, after, limit)
-    frame["tags"] = [t.split(_TAG_SEPARATOR) if isinstance(t, str) and t else [] for t in frame["tags"]]
-    return _time_features_typed(frame)
+async def stream_day_rows(
+    conn: asyncpg.Connection, day: dt.date, sink: Callable[[pd.DataFrame], Awaitable[None]]
+) -> None:
+    """Every row of a day (latest time features joined with the stats), handed to `sink` a slice at a time."""
+    await _stream_csv(conn, _SELECT_DAY_ROWS, (day, FEATURE_SET), _day_rows_typed, sink)
 
 
-async def mark_closed(conn: asyncpg.Connection, day: dt.date, models: int) -> None:
+async def finish_close(conn: asyncpg.Connection, day: dt.date, models: int) -> None:
+    """Marks the day closed and drops its stream, in the transaction that wrote its final rows."""
     await conn.execute("UPDATE feature_days SET closed_at = now(), models = $2 WHERE snapshot_date = $1", day, models)
+    await conn.execute(f"DROP TABLE IF EXISTS {_stream_partition(day)}")

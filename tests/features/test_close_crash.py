@@ -1,0 +1,112 @@
+"""A day's close that dies after publishing part of the day (a kill -9 between its slices) leaves nothing final
+and its stream intact; the retry writes each model-day once, the latest write of each (a redelivered batch and a
+re-ingested model-day were streamed twice), and republishes the same events."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.support import fetch, hub_snapshots, stored_features_truth
+from hubpulse_common.db import create_pool, migrate
+from hubpulse_common.features import FEATURE_COLUMNS
+from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.synthetic import SyntheticHub
+from hubpulse_features import repository
+from hubpulse_features.app import MIGRATIONS
+from hubpulse_features.handlers import FeaturesWorker
+
+
+def _content(event: bytes) -> dict[str, object]:
+    """An event without its publishing time."""
+    fields: dict[str, object] = json.loads(event)
+    fields.pop("occurred_at")
+    return fields
+
+
+class Killed(Exception):
+    pass
+
+
+class DiesAfterOneSlice(EventBus):
+    """The real bus, recording what it publishes; the process 'dies' (its connections end) at the second slice."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap, client_id="features-close-crash-test")
+        self.alive = False
+        self.published: list[tuple[bytes, bytes]] = []
+
+    async def publish_encoded(
+        self, topic: str, items: Iterable[tuple[bytes, bytes]], *, trace_id: str | None = None
+    ) -> int:
+        pairs = list(items)
+        if not self.alive and self.published:
+            raise Killed("killed between two slices of the close")
+        self.published += pairs
+        return await super().publish_encoded(topic, pairs, trace_id=trace_id)
+
+
+async def test_a_close_killed_midway_writes_nothing_final_and_its_retry_writes_each_model_day_once(
+    service_env, database_url, monkeypatch
+) -> None:
+    await migrate(database_url, MIGRATIONS, version_table="alembic_version_features")
+    monkeypatch.setattr(repository, "CLOSE_SLICE_BYTES", 20_000)  # several slices for a small day
+    bus = DiesAfterOneSlice(service_env["HUBPULSE_KAFKA_BOOTSTRAP"])
+    await bus.start()
+    pool = await create_pool(database_url)
+    prefix = f"cc{uuid.uuid4().hex[:6]}-"
+    try:
+        await repository.ensure_feature_set(pool)
+        worker = FeaturesWorker(pool, bus)
+        events = hub_snapshots(SyntheticHub(300, 1, seed=8), 0, prefix)
+        day = events[0].snapshot_date
+        received = [Received(e, "hub.snapshots.v1", 0, i, None) for i, e in enumerate(events)]
+        await worker.handle(received)
+        await worker.handle(received[:100])  # a redelivered batch
+        reingested = [
+            dataclasses.replace(r, event=r.event.model_copy(update={"downloads": r.event.downloads + 7}))
+            for r in received[-50:]
+        ]
+        await worker.handle(reingested)  # re-ingested with new counts: the latest write wins
+
+        with pytest.raises(BaseExceptionGroup) as failure:
+            await worker.close_day(day)
+        assert failure.group_contains(Killed)
+        assert bus.published, "the close died before publishing: the test proves nothing"
+        finals = "SELECT count(*) AS n FROM feature_rows_final WHERE model_id LIKE $1"
+        assert (await fetch(database_url, finals, prefix + "%"))[0]["n"] == 0
+        streamed = "SELECT count(*) AS n FROM feature_stream WHERE model_id LIKE $1"
+        assert (await fetch(database_url, streamed, prefix + "%"))[0]["n"] == len(events) + 150
+        first_run = dict(bus.published)
+
+        bus.alive, bus.published = True, []
+        day_models = await worker.close_day(day)
+        assert day_models >= len(events)  # the day also holds earlier tests' models (one shared database)
+        assert (await fetch(database_url, streamed, prefix + "%"))[0]["n"] == 0, "the closed day's stream stays"
+        ours = {k: v for k, v in bus.published if k.decode().startswith(prefix)}
+        assert len(ours) == len(events) == len([k for k, _ in bus.published if k.decode().startswith(prefix)])
+        again = [k for k in first_run if k in ours]
+        assert again, "no model of ours was in the first slice"
+        assert all(_content(ours[k]) == _content(first_run[k]) for k in again), "the retry published other events"
+
+        rows = await fetch(
+            database_url,
+            "SELECT model_id, values FROM feature_rows WHERE model_id LIKE $1 AND NOT provisional",
+            prefix + "%",
+        )
+        assert len(rows) == len(events)
+        truth = (await stored_features_truth(database_url)).set_index(["snapshot_date", "model_id"])
+        keys = pd.MultiIndex.from_arrays([pd.to_datetime([day] * len(rows)), [r["model_id"] for r in rows]])
+        want = truth.reindex(keys)[list(FEATURE_COLUMNS)].to_numpy(dtype="float32")
+        np.testing.assert_allclose(
+            np.asarray([r["values"] for r in rows], dtype="float32"), want, rtol=1e-6, equal_nan=True
+        )
+    finally:
+        await pool.close()
+        await bus.stop()
