@@ -73,8 +73,9 @@ _SELECT_DAY_ROWS = f"""
 _SELECT_RANK_INPUTS = f"""
     SELECT h.snapshot_date, f.model_id, h.pipeline_tag, h.downloads, {_values(CROSS_INPUT_COLUMNS)} {_DAY_SOURCE}
 """
-# The close reads a day as one COPY, parsed a slice of about this many bytes of CSV at a time (bounded memory).
-CLOSE_SLICE_BYTES = 32 << 20
+# The close reads a day as one COPY, parsed a slice of about this many bytes of CSV at a time (bounded memory:
+# a slice's frames and events take several times its CSV; docs/decisions/pipeline-redesign.md).
+CLOSE_SLICE_BYTES = 8 << 20
 # The close's sorts (DISTINCT ON over the day) stay in memory at 200k models instead of spilling to disk.
 _CLOSE_WORK_MEM = "256MB"
 
