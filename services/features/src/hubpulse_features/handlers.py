@@ -37,6 +37,7 @@ class FeaturesWorker:
         self._bus = bus
         self._lock = asyncio.Lock()
         self.day_activity = asyncio.Event()
+        self.close_parts: dict[str, float] = {}
 
     async def handle(self, batch: Sequence[Received[ModelSnapshot]]) -> None:
         snapshots = [r.event for r in batch]
@@ -88,14 +89,17 @@ class FeaturesWorker:
         await repository.analyze(conn)
         cross = service.day_cross_features(await repository.load_rank_inputs(conn, day))
         renamed_from = await repository.renamed_on(conn, day)
+        ranked = time.perf_counter()
         async with self._pool.acquire() as writer:
             transaction = writer.transaction()
             await transaction.start()
             try:
                 await repository.clear_final(writer, day)
                 models = await self._store_and_publish(conn, writer, day, cross, renamed_from)
+                stored = time.perf_counter()
                 await repository.finish_close(writer, day, models)
                 await transaction.commit()
+                self.close_parts["commit_s"] = time.perf_counter() - stored
             except BaseException:
                 # Possibly cancelled mid-COPY, where a ROLLBACK would fail and hide the real error: ending the
                 # session rolls the transaction back.
@@ -103,8 +107,16 @@ class FeaturesWorker:
                 raise
         ROWS.labels("final").inc(models)
         DAYS_CLOSED.inc()
-        DAY_CLOSE_SECONDS.observe(time.perf_counter() - started)
-        log.info("features.day_closed", day=day.isoformat(), models=models)
+        seconds = time.perf_counter() - started
+        DAY_CLOSE_SECONDS.observe(seconds)
+        log.info(
+            "features.day_closed",
+            day=day.isoformat(),
+            models=models,
+            seconds=round(seconds, 2),
+            ranks_s=round(ranked - started, 2),
+            **{k: round(v, 2) for k, v in self.close_parts.items()},
+        )
         return models
 
     async def _store_and_publish(
@@ -120,6 +132,8 @@ class FeaturesWorker:
         cancels the others (a task group)."""
         slices: asyncio.Queue[pd.DataFrame | None] = asyncio.Queue(maxsize=1)
         models = 0
+        # where the close's time goes (logged with the day): waiting for the read, storing/encoding, publishing
+        parts = self.close_parts = dict.fromkeys(("read_wait_s", "store_s", "publish_s"), 0.0)
 
         async def read() -> None:
             await repository.stream_day_rows(reader, day, slices.put)
@@ -127,7 +141,12 @@ class FeaturesWorker:
 
         async def finish() -> None:
             nonlocal models
-            while (rows := await slices.get()) is not None:
+            while True:
+                waited = time.perf_counter()
+                if (rows := await slices.get()) is None:
+                    break
+                storing = time.perf_counter()
+                parts["read_wait_s"] += storing - waited
                 final = service.close_rows(rows, cross)
                 async with asyncio.TaskGroup() as both:
                     encoding = both.create_task(
@@ -140,7 +159,10 @@ class FeaturesWorker:
                         )
                     )
                     both.create_task(repository.write_final(writer, final))
+                publishing = time.perf_counter()
+                parts["store_s"] += publishing - storing
                 await self._bus.publish_encoded(ModelFeatures.topic, encoding.result())
+                parts["publish_s"] += time.perf_counter() - publishing
                 models += len(final)
 
         async with asyncio.TaskGroup() as tasks:
