@@ -127,19 +127,21 @@ class FeaturesWorker:
         cross: pd.DataFrame,
         renamed_from: dict[str, str],
     ) -> int:
-        """Reads the day's rows (one COPY) while the slices before are finalised, encoded (in a thread, while
-        PostgreSQL stores them) and published: the three overlap instead of taking turns. A failure in one
-        cancels the others (a task group)."""
+        """Reads the day's rows (one COPY) while the slices before are finalised and encoded (in a thread, while
+        PostgreSQL stores them), and the slices before those are published: the stages overlap instead of taking
+        turns. A failure in one cancels the others (a task group)."""
         slices: asyncio.Queue[pd.DataFrame | None] = asyncio.Queue(maxsize=1)
+        encoded: asyncio.Queue[list[tuple[bytes, bytes]] | None] = asyncio.Queue(maxsize=1)
         models = 0
-        # where the close's time goes (logged with the day): waiting for the read, storing/encoding, publishing
+        # where the close's time goes (logged with the day): waiting for the read, storing and encoding, and
+        # publishing (these overlap with the next slice's store)
         parts = self.close_parts = dict.fromkeys(("read_wait_s", "store_s", "publish_s"), 0.0)
 
         async def read() -> None:
             await repository.stream_day_rows(reader, day, slices.put)
             await slices.put(None)
 
-        async def finish() -> None:
+        async def store() -> None:
             nonlocal models
             while True:
                 waited = time.perf_counter()
@@ -159,15 +161,21 @@ class FeaturesWorker:
                         )
                     )
                     both.create_task(repository.write_final(writer, final))
-                publishing = time.perf_counter()
-                parts["store_s"] += publishing - storing
-                await self._bus.publish_encoded(ModelFeatures.topic, encoding.result())
-                parts["publish_s"] += time.perf_counter() - publishing
+                parts["store_s"] += time.perf_counter() - storing
+                await encoded.put(encoding.result())
                 models += len(final)
+            await encoded.put(None)
+
+        async def publish() -> None:
+            while (payloads := await encoded.get()) is not None:
+                publishing = time.perf_counter()
+                await self._bus.publish_encoded(ModelFeatures.topic, payloads)
+                parts["publish_s"] += time.perf_counter() - publishing
 
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(read())
-            tasks.create_task(finish())
+            tasks.create_task(store())
+            tasks.create_task(publish())
         return models
 
     async def close_due_days(self, idle_s: float) -> list[dt.date]:
