@@ -17,8 +17,8 @@ from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 
 from hubpulse_common.http import ApiError, Forbidden, SaneDatetime, Unauthorized
+from hubpulse_common.identity import Identity
 from hubpulse_gateway.deps import CurrentUser, UpstreamsDep, state_of
-from hubpulse_gateway.principal import Principal
 from hubpulse_gateway.upstream import UpstreamId
 
 router = APIRouter(tags=["monitoring"])
@@ -71,7 +71,7 @@ async def usage(
 TOKEN_EXPIRED = 4001
 
 
-async def authenticate(websocket: WebSocket) -> Principal | None:
+async def authenticate(websocket: WebSocket) -> Identity | None:
     # The security layer reads a Request; a socket's handshake is a GET with the same headers and cookies.
     handshake = Request({**websocket.scope, "type": "http", "method": "GET"})
     user = await state_of(handshake).security.authenticate(handshake)
@@ -86,7 +86,7 @@ def _same_origin(websocket: WebSocket) -> bool:
     return origin is not None and urlsplit(origin).netloc == websocket.headers.get("host")
 
 
-async def still_valid(websocket: WebSocket, user: Principal) -> Principal | None:
+async def still_valid(websocket: WebSocket, user: Identity) -> Identity | None:
     """The caller once more when their credential has expired (an API key is verified again), else as is;
     None when it is no longer accepted."""
     if user.expires_at is None or time.time() < user.expires_at:
@@ -141,7 +141,7 @@ def error_body(exc: ApiError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": exc.message}}
 
 
-async def accept_signed_in(websocket: WebSocket) -> Principal | None:
+async def accept_signed_in(websocket: WebSocket) -> Identity | None:
     """Accept the socket and return its caller; None after refusing an anonymous or bad credential (see `refuse`)."""
     await websocket.accept()
     try:
