@@ -275,7 +275,9 @@ def require_role(
     """A dependency: the caller (as the `caller` dependency finds them; the gateway passes its own), who must hold
     at least `role` in their organisation (403 otherwise)."""
 
-    async def check(who: Annotated[Identity, Depends(caller)]) -> Identity:
+    # Depends as a default, not in Annotated: this module's annotations are strings that FastAPI evaluates in its
+    # globals, where the local `caller` is not.
+    async def check(who: Identity = Depends(caller)) -> Identity:
         ensure_role(who.role, role)
         return who
 
