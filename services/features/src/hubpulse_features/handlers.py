@@ -71,11 +71,18 @@ class FeaturesWorker:
                 return 0  # another replica is closing it, or just did
             try:
                 models = await self._close_claimed(conn, day)
-            except BaseException:
+            except BaseException as failure:
                 # A failure in a slice's task group cancels its sibling, possibly mid-query on this connection,
                 # which then takes no unlock (asyncpg: "another operation is in progress", an error that hid
                 # the real one). Ending the session drops its lock; the pool opens a fresh connection.
+                pid = conn.get_server_pid()
                 conn.terminate()
+                if isinstance(failure, Exception):
+                    # the server drops the lock when the session's backend has exited, a moment later: an
+                    # immediate retry would otherwise find the day still claimed and stand aside (the close's
+                    # own error is the one raised, whatever this wait meets)
+                    with contextlib.suppress(Exception):
+                        await repository.wait_session_ended(self._pool, pid)
                 raise
             await repository.release_day(conn, day)
             return models

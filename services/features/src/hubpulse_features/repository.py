@@ -7,9 +7,11 @@ ranks and once for its rows (each one COPY, streamed), `feature_rows_final` writ
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import io
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
@@ -213,6 +215,15 @@ async def claim_day(conn: asyncpg.Connection, day: dt.date) -> bool:
         return True
     await release_day(conn, day)  # another replica closed it between our listing and our claim
     return False
+
+
+async def wait_session_ended(pool: asyncpg.Pool, pid: int, timeout_s: float = 10.0) -> None:
+    """Waits (at most `timeout_s`) until the server process of a terminated session is gone, with its locks."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not await pool.fetchval("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)", pid):
+            return
+        await asyncio.sleep(0.05)
 
 
 async def release_day(conn: asyncpg.Connection, day: dt.date) -> None:
