@@ -53,6 +53,16 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP VIEW feature_rows")
+    # open days' streamed rows go back as the provisional rows the old close finalises
+    op.execute(
+        """
+        INSERT INTO feature_rows_final (snapshot_date, model_id, feature_set, values, provisional, computed_at)
+        SELECT DISTINCT ON (snapshot_date, model_id) snapshot_date, model_id, feature_set, values, true, written_at
+        FROM feature_stream ORDER BY snapshot_date, model_id, written_at DESC
+        ON CONFLICT (snapshot_date, model_id) DO UPDATE SET feature_set = EXCLUDED.feature_set,
+            values = EXCLUDED.values, provisional = true, computed_at = EXCLUDED.computed_at
+        """
+    )
     op.execute("DROP TABLE feature_stream")
     op.execute("ALTER INDEX feature_rows_final_pkey RENAME TO feature_rows_pkey")
     op.execute("ALTER TABLE feature_rows_final RENAME TO feature_rows")
