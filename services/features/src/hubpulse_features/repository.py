@@ -158,8 +158,11 @@ async def _ensure_stream_partitions(conn: asyncpg.Connection, days: Sequence[dt.
         name = _stream_partition(day)
         if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
             continue
-        # a savepoint: another replica creating the same day at once is not this batch's failure
-        with contextlib.suppress(asyncpg.DuplicateTableError, asyncpg.UniqueViolationError):
+        # a savepoint: another replica creating the same day at once is not this batch's failure (the name
+        # taken, or the range, whichever check meets it first); if it rolled back, the COPY fails and retries
+        with contextlib.suppress(
+            asyncpg.DuplicateTableError, asyncpg.UniqueViolationError, asyncpg.InvalidObjectDefinitionError
+        ):
             async with conn.transaction():
                 await conn.execute(
                     f"CREATE TABLE {name} PARTITION OF feature_stream "
