@@ -36,6 +36,7 @@ def build_targets(settings: DeployerSettings) -> dict[str, Target]:
         host=settings.model_server_host,
         start_timeout_s=settings.provision_timeout_s,
         predict_timeout_s=settings.predict_timeout_s,
+        model_server_secret=settings.model_server_secret.get_secret_value() if settings.model_server_secret else None,
     )
     hf_space = HfSpaceTarget(
         hf_endpoint=settings.hf_endpoint,
