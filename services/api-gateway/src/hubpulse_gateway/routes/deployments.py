@@ -19,9 +19,11 @@ from fastapi.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hubpulse_common.asgi import HttpMiddleware
 from hubpulse_common.errors import InputError
 from hubpulse_common.events import InferenceEvent
 from hubpulse_common.http import ApiError, BadGateway, BadInput, BodyNotJson, Unavailable
+from hubpulse_common.identity import Identity
 from hubpulse_common.inference import NotInvocable, NotRunning, error_message, parse_inputs
 from hubpulse_common.logging import get_logger
 from hubpulse_gateway.dataplane import Lost, ModelServers, NotSent
@@ -35,7 +37,6 @@ from hubpulse_gateway.deps import (
     current_user,
     state_of,
 )
-from hubpulse_gateway.principal import Principal
 from hubpulse_gateway.upstream import UpstreamId, Upstreams
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
@@ -68,7 +69,7 @@ async def list_deployments(user: CurrentUser, upstreams: UpstreamsDep, include_d
     return _json(await upstreams.deployer.json("GET", "/deployments", principal=user, params=params))
 
 
-async def _get(upstreams: Upstreams, user: Principal, deployment_id: str) -> dict[str, Any]:
+async def _get(upstreams: Upstreams, user: Identity, deployment_id: str) -> dict[str, Any]:
     doc: dict[str, Any] = await upstreams.deployer.json("GET", f"/deployments/{deployment_id}", principal=user)
     _SHAPES[f"{user.user_id}:{deployment_id}"] = doc
     return doc
@@ -111,7 +112,7 @@ async def manifests(
 
 
 async def _forward(
-    request: Request, upstreams: Upstreams, user: Principal, deployment_id: str, raw: bytes
+    request: Request, upstreams: Upstreams, user: Identity, deployment_id: str, raw: bytes
 ) -> tuple[dict[str, Any], bytes, int]:
     """(deployment, response body, number of inputs) of one predict call; ApiError for every failure."""
     doc = _SHAPES.get(f"{user.user_id}:{deployment_id}") or await _get(upstreams, user, deployment_id)
@@ -161,7 +162,7 @@ async def _forward(
     return doc, response.content, len(inputs)
 
 
-async def _down_or(upstreams: Upstreams, user: Principal, deployment_id: str, error: ApiError) -> ApiError:
+async def _down_or(upstreams: Upstreams, user: Identity, deployment_id: str, error: ApiError) -> ApiError:
     """After a failed call: if the deployment went down meanwhile, say so (503) rather than `error`."""
     fresh = await _get(upstreams, user, deployment_id)
     if fresh["status"] != "running":
@@ -173,7 +174,7 @@ async def _direct(
     servers: ModelServers,
     endpoint: tuple[str, str],
     upstreams: Upstreams,
-    user: Principal,
+    user: Identity,
     doc: dict[str, Any],
     inputs: list[str],
     batch: bool,
@@ -233,9 +234,9 @@ async def predict(
 PREDICT_PATH = re.compile(r"^/v1/deployments/([A-Za-z0-9_][A-Za-z0-9_.:-]{0,99})/predict$")  # as UpstreamId
 
 
-class PredictMiddleware:
+class PredictMiddleware(HttpMiddleware):
     """`POST /v1/deployments/{id}/predict` answered by `predict` itself, without FastAPI's routing and dependency
-    solving (a fifth of the gateway's CPU per call; docs/decisions/deployer.md, "The data plane").
+    solving (the latter alone was a tenth of the gateway's CPU per call; docs/decisions/deployer.md, "The data plane").
 
     Installed innermost, like the search cache, so the call is still rate-limited, counted under the route's
     template and given its request id; errors get the app's own handlers (the named error table), and an id
@@ -244,11 +245,11 @@ class PredictMiddleware:
     """
 
     def __init__(self, app: ASGIApp, route: BaseRoute) -> None:
-        self.app = app
+        super().__init__(app)
         self.route = route
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = scope["type"] == "http" and scope["method"] == "POST" and PREDICT_PATH.match(scope["path"])
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = scope["method"] == "POST" and PREDICT_PATH.match(scope["path"])
         state: GatewayState | None = getattr(scope["app"].state, GATEWAY_STATE.name, None) if found else None
         if not found or state is None:
             await self.app(scope, receive, send)
