@@ -124,6 +124,7 @@ def service_environment(config: PlatformConfig, stores: list[ProcessSpec], envir
         "HUBPULSE_AUTH_URL": f"http://127.0.0.1:{config.port + SERVICES['auth'][1]}",
         "HUBPULSE_DEPLOYER_URL": f"http://127.0.0.1:{config.port + SERVICES['deployer'][1]}",
         "HUBPULSE_METRICS_URL": f"http://127.0.0.1:{config.port + SERVICES['metrics'][1]}",
+        "HUBPULSE_SCORER_URL": f"http://127.0.0.1:{config.port + SERVICES['scorer'][1]}",
         "HUBPULSE_PUBLIC_URL": f"http://127.0.0.1:{config.port + SERVICES['gateway'][1]}",
     }
     if config.demo:

@@ -14,6 +14,8 @@ class GatewaySettings(ServiceSettings):
     port: int = 8000
     deployer_url: str = "http://127.0.0.1:8005"
     metrics_url: str = "http://127.0.0.1:8006"
+    # explanations of a model's score computed on demand (the model detail of a model that is no pick)
+    scorer_url: str = "http://127.0.0.1:8004"
     # Where people open a model on the Hub (the web app's "On the Hub" link); the demo points it at the replay Hub.
     hub_url: str = "https://huggingface.co"
 
