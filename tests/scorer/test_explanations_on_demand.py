@@ -144,3 +144,16 @@ async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
             assert (unscored.status_code, unscored.json()["error"]["code"]) == (404, "model_not_scored")
             absent = await http.get(f"{gateway_url}/v1/models/no/such-model")
             assert absent.status_code == 404
+
+
+def test_a_batch_explains_its_picks_as_the_eager_computation_and_scores_the_same(challenger: TrainedModel) -> None:
+    events = _events(challenger, "b/", dt.date(2031, 3, 5))
+    eager = service.score(challenger, events, 5)
+    picks = eager.probability >= challenger.metadata.threshold
+    assert picks.any() and not picks.all()
+    lean = service.score(challenger, events, 5, picks_only=True)
+    assert lean.probability.tolist() == eager.probability.tolist()
+    assert lean.explanations == [text if pick else None for text, pick in zip(eager.explanations, picks, strict=True)]
+    # a batch without a pick explains nothing (and scores it all)
+    quiet = [e for e, pick in zip(events, picks, strict=True) if not pick]
+    assert service.score(challenger, quiet, 5, picks_only=True).explanations == [None] * len(quiet)

@@ -154,6 +154,8 @@ def explain(model: TrainedModel, x: np.ndarray, top_n: int) -> list[str]:
     """The top signed contributions (TreeSHAP) of each row of `x` (the feature values as they arrived), as JSON
     text. A row's explanation does not depend on the other rows: one row alone gets what it gets in a batch."""
     columns = model.feature_columns
+    if not len(x):  # XGBoost's pred_contribs of no rows is not a (0, features) matrix
+        return []
     # what the booster sees; explanations show the values as they arrived
     return _explanations(columns, x, contributions(model.booster, x.astype("float32"), columns), top_n)
 
