@@ -15,7 +15,6 @@ import numpy as np
 from auth.conftest import serving
 from features.support import fetch, publish, settings_for
 from prometheus_client import REGISTRY
-from scorer.test_scorer_pipeline import _registry
 from support.polling import wait_for
 
 from hubpulse_common.events import ModelFeatures
@@ -25,6 +24,7 @@ from hubpulse_scorer import service
 from hubpulse_scorer.app import create_app as create_scorer_app
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.settings import ScorerSettings
+from scorer.test_scorer_pipeline import _registry
 
 MODELS = 40
 TOP_N = 2  # the swap explains the first 2 of each of the 5 sorts: most non-picks are left to the detail
@@ -35,7 +35,7 @@ def _events(model: TrainedModel, prefix: str, day: dt.date) -> list[ModelFeature
     events = []
     for i in range(MODELS):
         values = rng.normal(scale=2.0, size=len(model.feature_columns))
-        features = {c: (None if rng.random() < 0.15 else float(v)) for c, v in zip(model.feature_columns, values)}
+        features = {c: (None if rng.random() < 0.15 else float(v)) for c, v in zip(model.feature_columns, values, strict=True)}
         events.append(
             ModelFeatures(
                 model_id=f"{prefix}m{i}",
@@ -150,7 +150,8 @@ def test_a_batch_explains_its_picks_as_the_eager_computation_and_scores_the_same
     events = _events(challenger, "b/", dt.date(2031, 3, 5))
     eager = service.score(challenger, events, 5)
     picks = eager.probability >= challenger.metadata.threshold
-    assert picks.any() and not picks.all()
+    assert picks.any()
+    assert not picks.all()
     lean = service.score(challenger, events, 5, picks_only=True)
     assert lean.probability.tolist() == eager.probability.tolist()
     assert lean.explanations == [text if pick else None for text, pick in zip(eager.explanations, picks, strict=True)]
