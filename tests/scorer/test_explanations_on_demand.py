@@ -35,7 +35,8 @@ def _events(model: TrainedModel, prefix: str, day: dt.date) -> list[ModelFeature
     events = []
     for i in range(MODELS):
         values = rng.normal(scale=2.0, size=len(model.feature_columns))
-        features = {c: (None if rng.random() < 0.15 else float(v)) for c, v in zip(model.feature_columns, values, strict=True)}
+        columns = zip(model.feature_columns, values, strict=True)
+        features = {c: (None if rng.random() < 0.15 else float(v)) for c, v in columns}
         events.append(
             ModelFeatures(
                 model_id=f"{prefix}m{i}",
