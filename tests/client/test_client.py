@@ -18,6 +18,8 @@ from metrics.watch_support import SignedReceiver
 
 from client.conftest import Platform
 from hubpulse_client import AsyncHubpulseClient, HubpulseClient, HubpulseError, RetryableError
+from hubpulse_client import _calls as calls
+from hubpulse_client.errors import DeploymentFailed
 from hubpulse_client.models import TYPED
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -178,3 +180,15 @@ async def test_cli_searches_watches_and_says_errors_in_one_line(platform: Platfo
     assert code == 1
     assert err.startswith("error: validation_error:")
     assert "Traceback" not in err
+
+
+def test_waiting_for_a_deployment_stops_at_a_dead_state_or_the_deadline() -> None:
+    later, past = time.monotonic() + 60, time.monotonic() - 1
+    assert calls.running({"id": "d1", "status": "running"}, past, 5) is True
+    assert calls.running({"id": "d1", "status": "pending"}, later, 5) is False
+    with pytest.raises(DeploymentFailed, match="deployment d1 is failed: out of memory") as dead:
+        calls.running({"id": "d1", "status": "failed", "reason": "out of memory"}, later, 5)
+    assert dead.value.code == "deployment_failed"
+    with pytest.raises(DeploymentFailed, match=r"deployment d1 not running after 2\.5 s") as late:
+        calls.running({"id": "d1", "status": "pending"}, past, 2.5)
+    assert late.value.code == "timeout"

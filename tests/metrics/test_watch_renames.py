@@ -13,9 +13,9 @@ from hubpulse_common.events import ModelFeatures
 from hubpulse_common.identity import Identity
 from hubpulse_common.kafka import Received
 from hubpulse_common.settings import load_settings
+from hubpulse_common.watch_schemas import WatchIn
 from hubpulse_metrics.settings import MetricsSettings
 from hubpulse_metrics.watches import handlers, repository
-from hubpulse_metrics.watches.schemas import WatchIn
 from metrics.watch_support import features, score
 
 OLD, NEW = "acme/tiny-old", "acme/tiny-new"

@@ -35,6 +35,7 @@ import httpx
 import orjson
 import uvloop
 
+from hubpulse.bench.configs import InferenceBenchConfig
 from hubpulse.bench.loadgen import load, post_json
 from hubpulse.bench.pipeline import _hub_spec, started_child
 from hubpulse.platform.stores import (
@@ -56,19 +57,6 @@ MODEL = "hubpulse-demo/tiny-text-classifier"
 HOPS = ("model_server", "bare_proxy", "deployer", "gateway")
 SERVICES = ("gateway", "deployer", "model_server")
 Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class InferenceBenchConfig:
-    requests: int = 1000
-    concurrency: int = 16
-    target: str = "local"
-    # the batched deployment's settings (the unbatched one has max_batch_size 1)
-    max_batch_size: int = 16
-    max_wait_ms: float = 0.0
-    sequential_requests: int = 200
-    warmup: int = 100
-    max_seconds: float = 120.0
 
 
 def _bare_proxy(model_server_url: str) -> ProcessSpec:

@@ -3,18 +3,19 @@ errors and retries (429/503 honouring Retry-After) in one place."""
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 from tenacity import RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from hubpulse_client.errors import HubpulseError, RetryableError
+from hubpulse_client.errors import DeploymentFailed, HubpulseError, RetryableError
 from hubpulse_client.models import (
     AlertPage,
     DeliveryAttempt,
@@ -27,15 +28,27 @@ from hubpulse_client.models import (
 )
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 M = TypeVar("M", bound=BaseModel)
+I_co = TypeVar("I_co", covariant=True)
 MAX_WAIT_S = 60.0
 
 
+class Page(Protocol[I_co]):
+    """A page of a listing walked with `cursor=` (the search, the alert feed)."""
+
+    @property
+    def items(self) -> Sequence[I_co]: ...
+
+    @property
+    def next_cursor(self) -> str | None: ...
+
+
 @dataclass(frozen=True)
-class Call(Generic[T]):
+class Call(Generic[T_co]):
     method: str
     path: str
-    parse: Callable[[httpx.Response], T]
+    parse: Callable[[httpx.Response], T_co]
     params: Mapping[str, str] | None = None
     json: Any = None
     headers: Mapping[str, str] | None = None
@@ -119,8 +132,8 @@ def _id(value: str) -> str:
 # ---- catalog ----
 
 
-def search(filters: Mapping[str, Any], cursor: str | None) -> Call[SearchPage]:
-    return Call("GET", "/v1/models", _model(SearchPage), _params({**filters, "cursor": cursor}))
+def search(filters: Mapping[str, Any]) -> Call[SearchPage]:
+    return Call("GET", "/v1/models", _model(SearchPage), _params(filters))
 
 
 def model(model_id: str) -> Call[ModelDetail]:
@@ -158,9 +171,19 @@ def test_watch(watch_id: str) -> Call[WatchAlert]:
     return Call("POST", f"/v1/watches/{_id(watch_id)}/test", _model(WatchAlert))
 
 
-def alerts(watch_id: str | None, unread: bool, cursor: str | None, limit: int) -> Call[AlertPage]:
-    params = _params({"watch_id": watch_id, "unread": unread, "cursor": cursor, "limit": limit})
+def alerts(watch_id: str | None, unread: bool, limit: int) -> Call[AlertPage]:
+    params = _params({"watch_id": watch_id, "unread": unread, "limit": limit})
     return Call("GET", "/v1/alerts", _model(AlertPage), params)
+
+
+P = TypeVar("P", bound=Page[Any])
+
+
+def following(call: Call[P], page: P) -> Call[P] | None:
+    """The call for the page after `page` (the same query with its `next_cursor`); None after the last page."""
+    if page.next_cursor is None:
+        return None
+    return replace(call, params={**(call.params or {}), "cursor": page.next_cursor})
 
 
 def ack(alert_id: str) -> Call[WatchAlert]:
@@ -207,18 +230,15 @@ def usage(fmt: str, group_by: str, since: datetime | None, until: datetime | Non
 RUNNING, FAILED = "running", frozenset({"failed", "deleted", "stopped"})
 
 
-def deployment_state(doc: Deployment) -> str:
-    """'running', 'failed' (a state it will not leave for running), or 'waiting'."""
+def running(doc: Deployment, deadline: float, timeout_s: float) -> bool:
+    """True once the deployment runs, False while it may still start (poll again); DeploymentFailed when it is in
+    a state it will not leave for running, or is still not running at `deadline` (time.monotonic)."""
     status = str(doc.get("status", ""))
     if status == RUNNING:
-        return "running"
-    return "failed" if status in FAILED else "waiting"
-
-
-def failure(doc: Deployment, waited_s: float | None = None) -> HubpulseError:
-    from hubpulse_client.errors import DeploymentFailed
-
-    if waited_s is not None:
-        return DeploymentFailed(0, "timeout", f"deployment {doc.get('id')} not running after {waited_s:g} s")
-    reason = doc.get("reason") or doc.get("error") or doc.get("status")
-    return DeploymentFailed(0, "deployment_failed", f"deployment {doc.get('id')} is {doc.get('status')}: {reason}")
+        return True
+    if status in FAILED:
+        reason = doc.get("reason") or doc.get("error") or doc.get("status")
+        raise DeploymentFailed(0, "deployment_failed", f"deployment {doc.get('id')} is {doc.get('status')}: {reason}")
+    if time.monotonic() > deadline:
+        raise DeploymentFailed(0, "timeout", f"deployment {doc.get('id')} not running after {timeout_s:g} s")
+    return False

@@ -14,14 +14,13 @@ import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Generic, Literal, Self, TypeVar, cast
 
 import httpx
 from tenacity import AsyncRetrying, Retrying
 
 from hubpulse_client import _calls as calls
 from hubpulse_client.models import (
-    AlertPage,
     DeliveryAttempt,
     Deployment,
     ModelDetail,
@@ -32,6 +31,9 @@ from hubpulse_client.models import (
 )
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
+HttpT = TypeVar("HttpT", httpx.Client, httpx.AsyncClient)
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
 UsageFormat = Literal["json", "csv"]
 UsageGroup = Literal["user", "org", "deployment"]
 
@@ -40,16 +42,10 @@ def _watch_body(kind: str, target: str, fields: Mapping[str, Any]) -> dict[str, 
     return {"kind": kind, "target": target, **{k: v for k, v in fields.items() if v is not None}}
 
 
-class _Options:
-    def __init__(self, base_url: str, token: str | None, api_key: str | None, timeout: float, max_retries: int) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.headers = {"user-agent": "hubpulse-client/0.1", **calls.auth_headers(token, api_key)}
-        self.timeout = timeout
-        self.max_retries = max_retries
+class _Client(Generic[HttpT, TransportT]):
+    """What both flavours hold: the retry budget and the httpx client (of their flavour) they send with."""
 
-
-class HubpulseClient:
-    """The hubpulse API, blocking. `token=` (an access JWT) or `api_key=` (hpk_...)."""
+    _http_type: type[HttpT]
 
     def __init__(
         self,
@@ -59,12 +55,21 @@ class HubpulseClient:
         api_key: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 3,
-        transport: httpx.BaseTransport | None = None,
+        transport: TransportT | None = None,
     ) -> None:
-        self._options = _Options(base_url, token, api_key, timeout, max_retries)
-        self._http = httpx.Client(
-            base_url=self._options.base_url, headers=self._options.headers, timeout=timeout, transport=transport
+        self._max_retries = max_retries
+        self._http: HttpT = self._http_type(
+            base_url=base_url.rstrip("/"),
+            headers={"user-agent": "hubpulse-client/0.1", **calls.auth_headers(token, api_key)},
+            timeout=timeout,
+            transport=cast(Any, transport),  # of HttpT's flavour: each subclass names the pair
         )
+
+
+class HubpulseClient(_Client[httpx.Client, httpx.BaseTransport]):
+    """The hubpulse API, blocking. `token=` (an access JWT) or `api_key=` (hpk_...)."""
+
+    _http_type = httpx.Client
 
     def __enter__(self) -> Self:
         return self
@@ -76,24 +81,25 @@ class HubpulseClient:
         self._http.close()
 
     def _call(self, call: calls.Call[T]) -> T:
-        for attempt in Retrying(**calls.retry_policy(self._options.max_retries)):
+        for attempt in Retrying(**calls.retry_policy(self._max_retries)):
             with attempt:
                 response = calls.check(
                     self._http.request(call.method, call.path, params=call.params, json=call.json, headers=call.headers)
                 )
         return call.parse(response)
 
+    def _every(self, call: calls.Call[calls.Page[I]] | None) -> Iterator[I]:
+        """Each item of a listing, page after page."""
+        while call is not None:
+            page = self._call(call)
+            yield from page.items
+            call = calls.following(call, page)
+
     # catalog
     def search_models(self, **filters: Any) -> Iterator[ModelSummary]:
         """Every model matching the filters of GET /v1/models (q, task, library, min_downloads, sort, limit...),
         page after page."""
-        cursor: str | None = None
-        while True:
-            page = self._call(calls.search(filters, cursor))
-            yield from page.items
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return self._every(calls.search(filters))
 
     def get_model(self, model_id: str) -> ModelDetail:
         return self._call(calls.model(model_id))
@@ -123,16 +129,10 @@ class HubpulseClient:
 
     def alerts(self, watch_id: str | None = None, *, unread: bool = False, page_size: int = 50) -> Iterator[WatchAlert]:
         """The alert feed, newest first, every page."""
-        cursor: str | None = None
-        while True:
-            page: AlertPage = self._call(calls.alerts(watch_id, unread, cursor, page_size))
-            yield from page.items
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return self._every(calls.alerts(watch_id, unread, page_size))
 
     def unread_alerts(self, watch_id: str | None = None) -> int:
-        return self._call(calls.alerts(watch_id, True, None, 1)).unread
+        return self._call(calls.alerts(watch_id, True, 1)).unread
 
     def ack(self, alert_id: str) -> WatchAlert:
         return self._call(calls.ack(alert_id))
@@ -160,13 +160,8 @@ class HubpulseClient:
         deadline = time.monotonic() + timeout_s
         while True:
             doc = self.get_deployment(deployment_id)
-            state = calls.deployment_state(doc)
-            if state == "running":
+            if calls.running(doc, deadline, timeout_s):
                 return doc
-            if state == "failed":
-                raise calls.failure(doc)
-            if time.monotonic() > deadline:
-                raise calls.failure(doc, timeout_s)
             time.sleep(poll_s)
 
     def predict(self, deployment_id: str, inputs: Any) -> Any:
@@ -188,23 +183,10 @@ class HubpulseClient:
         return self._call(calls.usage(format, group_by, since, until))
 
 
-class AsyncHubpulseClient:
+class AsyncHubpulseClient(_Client[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     """The hubpulse API for asyncio: the same methods as HubpulseClient, awaited (iterators are async)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 30.0,
-        max_retries: int = 3,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._options = _Options(base_url, token, api_key, timeout, max_retries)
-        self._http = httpx.AsyncClient(
-            base_url=self._options.base_url, headers=self._options.headers, timeout=timeout, transport=transport
-        )
+    _http_type = httpx.AsyncClient
 
     async def __aenter__(self) -> Self:
         return self
@@ -216,7 +198,7 @@ class AsyncHubpulseClient:
         await self._http.aclose()
 
     async def _call(self, call: calls.Call[T]) -> T:
-        async for attempt in AsyncRetrying(**calls.retry_policy(self._options.max_retries)):
+        async for attempt in AsyncRetrying(**calls.retry_policy(self._max_retries)):
             with attempt:
                 response = calls.check(
                     await self._http.request(
@@ -225,15 +207,15 @@ class AsyncHubpulseClient:
                 )
         return call.parse(response)
 
-    async def search_models(self, **filters: Any) -> AsyncIterator[ModelSummary]:
-        cursor: str | None = None
-        while True:
-            page = await self._call(calls.search(filters, cursor))
+    async def _every(self, call: calls.Call[calls.Page[I]] | None) -> AsyncIterator[I]:
+        while call is not None:
+            page = await self._call(call)
             for item in page.items:
                 yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+            call = calls.following(call, page)
+
+    def search_models(self, **filters: Any) -> AsyncIterator[ModelSummary]:
+        return self._every(calls.search(filters))
 
     async def get_model(self, model_id: str) -> ModelDetail:
         return await self._call(calls.model(model_id))
@@ -259,20 +241,13 @@ class AsyncHubpulseClient:
     async def test_watch(self, watch_id: str) -> WatchAlert:
         return await self._call(calls.test_watch(watch_id))
 
-    async def alerts(
+    def alerts(
         self, watch_id: str | None = None, *, unread: bool = False, page_size: int = 50
     ) -> AsyncIterator[WatchAlert]:
-        cursor: str | None = None
-        while True:
-            page = await self._call(calls.alerts(watch_id, unread, cursor, page_size))
-            for item in page.items:
-                yield item
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return self._every(calls.alerts(watch_id, unread, page_size))
 
     async def unread_alerts(self, watch_id: str | None = None) -> int:
-        return (await self._call(calls.alerts(watch_id, True, None, 1))).unread
+        return (await self._call(calls.alerts(watch_id, True, 1))).unread
 
     async def ack(self, alert_id: str) -> WatchAlert:
         return await self._call(calls.ack(alert_id))
@@ -298,13 +273,8 @@ class AsyncHubpulseClient:
         deadline = time.monotonic() + timeout_s
         while True:
             doc = await self.get_deployment(deployment_id)
-            state = calls.deployment_state(doc)
-            if state == "running":
+            if calls.running(doc, deadline, timeout_s):
                 return doc
-            if state == "failed":
-                raise calls.failure(doc)
-            if time.monotonic() > deadline:
-                raise calls.failure(doc, timeout_s)
             await asyncio.sleep(poll_s)
 
     async def predict(self, deployment_id: str, inputs: Any) -> Any:

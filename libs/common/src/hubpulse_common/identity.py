@@ -52,9 +52,13 @@ class InvalidToken(Exception):
     """The credential is malformed, forged, expired or for someone else."""
 
 
+Via = Literal["bearer", "cookie", "api_key"]
+
+
 @dataclass(frozen=True)
 class Identity:
-    """A verified caller, in the organisation its token was issued for."""
+    """A verified caller, in the organisation its credential was issued for: the one caller type of the gateway's
+    routes (which fill `via` and `expires_at`) and of every internal service's routes."""
 
     user_id: str
     org_id: str
@@ -63,7 +67,11 @@ class Identity:
     scopes: frozenset[str] = frozenset({"read", "write"})
     session_id: str | None = None  # the refresh-token family of a login; None for an API key
     api_key_id: str | None = None  # set when the token was minted for an API key
+    # The access JWT (for an API key, the short-lived JWT the auth service minted for it): what the gateway's
+    # upstream calls carry to act as this caller; never logged.
     token: str = field(default="", repr=False)
+    via: Via = "bearer"  # how the gateway received the credential
+    expires_at: float | None = None  # epoch seconds after which `token` is no longer accepted
 
     @property
     def via_api_key(self) -> bool:
@@ -105,7 +113,7 @@ def verify_access_token(
     return claims
 
 
-def identity_from_claims(claims: dict[str, Any], token: str) -> Identity:
+def identity_from_claims(claims: dict[str, Any], token: str, via: Via = "bearer") -> Identity:
     return Identity(
         user_id=str(claims["sub"]),
         org_id=str(claims["org"]),
@@ -115,6 +123,8 @@ def identity_from_claims(claims: dict[str, Any], token: str) -> Identity:
         session_id=claims.get("sid"),
         api_key_id=claims.get("akid"),
         token=token,
+        via=via,
+        expires_at=float(claims["exp"]),
     )
 
 
@@ -259,10 +269,15 @@ def ensure_role(held: Role, needed: Role) -> None:
         raise Forbidden(f"this needs the {needed} role in your organisation (you are {held})")
 
 
-def require_role(role: Role) -> Callable[..., Awaitable[Identity]]:
-    """A dependency: the caller, who must hold at least `role` in their organisation (403 otherwise)."""
+def require_role(
+    role: Role, caller: Callable[..., Awaitable[Identity]] = caller_identity
+) -> Callable[..., Awaitable[Identity]]:
+    """A dependency: the caller (as the `caller` dependency finds them; the gateway passes its own), who must hold
+    at least `role` in their organisation (403 otherwise)."""
 
-    async def check(who: Annotated[Identity, Depends(caller_identity)]) -> Identity:
+    # Depends as a default, not in Annotated: this module's annotations are strings that FastAPI evaluates in its
+    # globals, where the local `caller` is not.
+    async def check(who: Identity = Depends(caller)) -> Identity:
         ensure_role(who.role, role)
         return who
 

@@ -97,6 +97,15 @@ class WatchAlert(BaseModel):
     deliveries: dict[str, DeliveryState]
 
 
+class AlertFeedQuery(BaseModel):
+    """The alert feed's query (the gateway's GET /v1/alerts, which forwards it to the metrics service)."""
+
+    watch_id: str | None = Field(default=None, max_length=100)
+    unread: bool = False
+    cursor: str | None = Field(default=None, max_length=40, description="next_cursor of the previous page")
+    limit: int = Field(default=50, ge=1, le=200)
+
+
 class AlertPage(BaseModel):
     items: list[WatchAlert]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page")

@@ -11,7 +11,6 @@ state once and keeps them as one typed `GatewayState`; the aliases here hand par
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -20,12 +19,11 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from hubpulse_common.http import AppState, Unauthorized
-from hubpulse_common.identity import Role, ensure_role
+from hubpulse_common.identity import Identity, require_role
 from hubpulse_common.kafka import EventBus
 from hubpulse_gateway.catalog.cache import SearchCache
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.sample_refresher import SampleRefresher
-from hubpulse_gateway.principal import Principal
 from hubpulse_gateway.ratelimit import AccountLogins
 from hubpulse_gateway.security import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Security
 from hubpulse_gateway.upstream import Upstreams
@@ -114,27 +112,17 @@ async def optional_user(
     _api_key: Annotated[str | None, Depends(_API_KEY)],
     _cookie: Annotated[str | None, Depends(_COOKIE)],
     _csrf: Annotated[str | None, Depends(_CSRF)],
-) -> Principal | None:
+) -> Identity | None:
     return await state_of(request).security.authenticate(request)
 
 
-async def current_user(principal: Annotated[Principal | None, Depends(optional_user)]) -> Principal:
+async def current_user(principal: Annotated[Identity | None, Depends(optional_user)]) -> Identity:
     if principal is None:
         raise Unauthorized("sign in or send an API key", {"www-authenticate": "Bearer"})
     return principal
 
 
-def require_role(role: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the caller, who must hold at least `role` in their organisation (403 otherwise)."""
-
-    async def check(user: Annotated[Principal, Depends(current_user)]) -> Principal:
-        ensure_role(user.role, role)
-        return user
-
-    return check
-
-
-CurrentUser = Annotated[Principal, Depends(current_user)]
-OptionalUser = Annotated[Principal | None, Depends(optional_user)]
-MemberUser = Annotated[Principal, Depends(require_role("member"))]
-AdminUser = Annotated[Principal, Depends(require_role("admin"))]
+CurrentUser = Annotated[Identity, Depends(current_user)]
+OptionalUser = Annotated[Identity | None, Depends(optional_user)]
+MemberUser = Annotated[Identity, Depends(require_role("member", current_user))]
+AdminUser = Annotated[Identity, Depends(require_role("admin", current_user))]

@@ -2,13 +2,13 @@
 
 Use in a route (FastAPI `Annotated` dependencies, declared in `deps.py`):
 
-    from hubpulse_gateway.deps import CurrentUser, OptionalUser, MemberUser, AdminUser, require_role
+    from hubpulse_gateway.deps import CurrentUser, OptionalUser, MemberUser, AdminUser
 
     @router.get("/v1/things")
     async def things(user: CurrentUser) -> ...:            # 401 without valid credentials; any role
         ...  # user.user_id, user.org_id, user.role, user.email, user.scopes
     @router.post("/v1/things")
-    async def make(user: MemberUser) -> ...:               # 403 for viewers; same as Depends(require_role("member"))
+    async def make(user: MemberUser) -> ...:               # 403 for viewers (hubpulse_common.identity.require_role)
     @router.get("/v1/public")
     async def public(user: OptionalUser) -> ...:           # None when anonymous (still 401 for a bad credential)
 
@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from fastapi import Request
 from limits import parse
@@ -39,14 +39,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hubpulse_common.http import ApiError, ClientAddress, Unauthorized, error_response
 from hubpulse_common.identity import (
+    Identity,
     InvalidToken,
     JwksCache,
     TokenVerifier,
+    identity_from_claims,
     token_kid,
     verify_access_token,
 )
 from hubpulse_gateway.errors import CsrfFailed
-from hubpulse_gateway.principal import Principal, principal_from_claims
 from hubpulse_gateway.ratelimit import FailoverLimiter
 from hubpulse_gateway.settings import GatewaySettings
 from hubpulse_gateway.upstream import Upstreams
@@ -71,57 +72,49 @@ def csrf_matches(claims: dict[str, Any], header_value: str | None) -> bool:
     return hmac.compare_digest(expected, sha256_hex(header_value))
 
 
-class ApiKeyCache:
-    """Verified API keys for a few seconds, so a busy client does not cost a round trip per request."""
+V = TypeVar("V")
+
+
+class SecretKeyedCache(Generic[V]):
+    """Answers about a secret (an API key, an access token) for a few seconds, kept under the secret's SHA-256."""
 
     def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl_s = ttl_s
         self._clock = clock
-        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._entries: dict[str, tuple[float, V]] = {}
 
-    def get(self, key: str) -> Principal | None:
-        entry = self._entries.get(sha256_hex(key))
-        if entry is None or entry[0] < self._clock():
-            return None
-        return entry[1]
+    def fresh(self, secret: str) -> V | None:
+        entry = self._entries.get(sha256_hex(secret))
+        return entry[1] if entry is not None and entry[0] >= self._clock() else None
 
-    def put(self, key: str, principal: Principal, lifetime_s: float) -> None:
-        """Cached for `ttl_s`, and never past `lifetime_s` (what is left of the key's minted token)."""
+    def stale(self, secret: str) -> V | None:
+        """The answer even past its time (None if there never was one)."""
+        entry = self._entries.get(sha256_hex(secret))
+        return entry[1] if entry is not None else None
+
+    def put(self, secret: str, value: V, lifetime_s: float = float("inf")) -> None:
+        """Kept for `ttl_s`, and never past `lifetime_s`."""
         if len(self._entries) > 10_000:
             now = self._clock()
             self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-        self._entries[sha256_hex(key)] = (self._clock() + min(self._ttl_s, lifetime_s), principal)
+        self._entries[sha256_hex(secret)] = (self._clock() + min(self._ttl_s, lifetime_s), value)
+
+
+class ApiKeyCache(SecretKeyedCache[Identity]):
+    """Verified API keys, so a busy client does not cost a round trip per request; `lifetime_s` is what is left
+    of the key's minted token."""
 
     def evict(self, key_id: str) -> None:
         self._entries = {k: v for k, v in self._entries.items() if v[1].api_key_id != key_id}
 
 
-class SessionChecks:
+class SessionChecks(SecretKeyedCache[bool]):
     """The auth service's answer to "is this login session still active?" per access token, for a few seconds.
 
     A logout or a password change revokes refresh-token families; their access tokens die here within
     `ttl_s` instead of living to their expiry. If the auth service cannot answer, a token it called active
     before stays accepted (a short auth outage does not log everyone out).
     """
-
-    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._entries: dict[str, tuple[float, bool]] = {}
-
-    def fresh(self, token: str) -> bool | None:
-        entry = self._entries.get(sha256_hex(token))
-        return entry[1] if entry is not None and entry[0] >= self._clock() else None
-
-    def stale(self, token: str) -> bool | None:
-        entry = self._entries.get(sha256_hex(token))
-        return entry[1] if entry is not None else None
-
-    def put(self, token: str, active: bool) -> None:
-        if len(self._entries) > 10_000:
-            now = self._clock()
-            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
-        self._entries[sha256_hex(token)] = (self._clock() + self._ttl_s, active)
 
 
 # Where the rate-limit middleware leaves the claims it verified, so the route's dependency does not verify twice.
@@ -173,8 +166,8 @@ class Security:
         if not active:
             raise InvalidToken("this session ended (logout or password change); log in again")
 
-    async def verify_api_key(self, key: str) -> Principal:
-        cached = self.api_keys.get(key)
+    async def verify_api_key(self, key: str) -> Identity:
+        cached = self.api_keys.fresh(key)
         if cached is not None:
             return cached
         try:
@@ -183,22 +176,22 @@ class Security:
             if exc.status in (401, 403, 404, 422):
                 raise InvalidToken("invalid or revoked API key") from None
             raise
-        principal = Principal(
+        principal = Identity(
             user_id=body["user_id"],
             org_id=body["org_id"],
             role=body["role"],
             email=body.get("email"),
             scopes=frozenset(body["scopes"]),
-            via="api_key",
-            credential=body["access_token"],
             api_key_id=body["key_id"],
+            token=body["access_token"],
+            via="api_key",
             expires_at=time.time() + float(body["expires_in"]),
         )
         # the token must outlive its use in the cache, with the services' leeway to spare
         self.api_keys.put(key, principal, float(body["expires_in"]) / 2)
         return principal
 
-    async def authenticate(self, request: Request) -> Principal | None:
+    async def authenticate(self, request: Request) -> Identity | None:
         """The caller, None when anonymous; ApiError 401 for a bad credential, 403 for a missing CSRF token."""
         credential, via = presented_credential(request)
         if credential is None:
@@ -212,7 +205,7 @@ class Security:
         cookie_write = via == "cookie" and request.method not in SAFE_METHODS
         if cookie_write and not csrf_matches(claims, request.headers.get(CSRF_HEADER)):
             raise CsrfFailed("missing or wrong X-CSRF-Token header for a cookie session")
-        return principal_from_claims(claims, credential, "cookie" if via == "cookie" else "bearer")
+        return identity_from_claims(claims, credential, via)
 
     async def rate_subject(self, scope: Scope) -> str | None:
         """Whom a request's rate-limit bucket belongs to when its credential is genuine, else None (its IP's).
@@ -226,7 +219,7 @@ class Security:
         if credential is None:
             return None
         if credential.startswith(API_KEY_PREFIX):
-            known = self.api_keys.get(credential)
+            known = self.api_keys.fresh(credential)
             return f"key:{known.api_key_id}" if known is not None else None
         try:
             claims = await self.verifier.claims(credential)

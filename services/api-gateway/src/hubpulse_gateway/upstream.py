@@ -46,8 +46,8 @@ from purgatory.typing import StateName
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from hubpulse_common.http import ApiError, BadGateway, Unavailable
+from hubpulse_common.identity import Identity
 from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger
-from hubpulse_gateway.principal import Principal
 from hubpulse_gateway.settings import GatewaySettings
 
 log = get_logger(__name__)
@@ -108,11 +108,11 @@ def passthrough_error(response: httpx.Response) -> ApiError:
     return ApiError(response.status_code, code, message, headers or None)
 
 
-def identity_headers(principal: Principal | None) -> dict[str, str]:
+def identity_headers(principal: Identity | None) -> dict[str, str]:
     """The one place the gateway tells an upstream who is calling: the caller's signed access token."""
-    if principal is None or not principal.credential:
+    if principal is None or not principal.token:
         return {}
-    return {"authorization": f"Bearer {principal.credential}"}
+    return {"authorization": f"Bearer {principal.token}"}
 
 
 class UpstreamClient:
@@ -152,7 +152,7 @@ class UpstreamClient:
         method: str,
         path: str,
         *,
-        principal: Principal | None = None,
+        principal: Identity | None = None,
         json: Any = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,

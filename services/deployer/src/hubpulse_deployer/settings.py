@@ -9,9 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from hubpulse_common.settings import ServiceSettings
 
 
-class DeployerSettings(ServiceSettings):
-    service_name: str = "deployer"
-    port: int = 8005
+class DeployerSettings(ServiceSettings, service="deployer", port=8005):
     data_dir: Path = Path.home() / ".cache" / "hubpulse"
     # the variable huggingface_hub itself reads, so one setting points both at the same Hub
     hf_endpoint: str = Field(

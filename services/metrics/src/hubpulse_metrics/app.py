@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from hubpulse_common.asgi import HttpMiddleware
 from hubpulse_common.events import DeploymentEvent, InferenceEvent, ModelFeatures, ModelScore
 from hubpulse_common.http import service_app
 from hubpulse_common.identity import open_token_verifier
@@ -35,16 +36,10 @@ from hubpulse_metrics.watches.routes import router as watches_router
 log = get_logger(__name__)
 
 
-class RequestLogMiddleware:
+class RequestLogMiddleware(HttpMiddleware):
     """One structured log line per HTTP request (the shared middleware only counts them)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = 500
         start = time.perf_counter()
 

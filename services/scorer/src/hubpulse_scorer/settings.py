@@ -5,10 +5,7 @@ from __future__ import annotations
 from hubpulse_common.settings import ConsumerSettings
 
 
-class ScorerSettings(ConsumerSettings):
-    service_name: str = "scorer"
-    port: int = 8004
-    consumer_group: str = "scorer"
+class ScorerSettings(ConsumerSettings, service="scorer", port=8004):
     batch_size: int = 5000
     # How often the registry's current pointer is checked for a promotion or rollback.
     model_poll_s: float = 3.0

@@ -8,7 +8,8 @@ the JSON body then carries `csrf_token` and `expires_in` instead of the tokens, 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -50,41 +51,46 @@ class TokenPair(BaseModel):
 router = APIRouter(tags=["auth"])
 
 
+@dataclass(frozen=True)
+class _Cookie:
+    name: str
+    path: str
+    samesite: Literal["lax", "strict"] = "lax"
+    httponly: bool = True
+
+    def set(self, response: Response, value: str, max_age: int, secure: bool) -> None:
+        response.set_cookie(
+            self.name,
+            value,
+            max_age=max_age,
+            httponly=self.httponly,
+            samesite=self.samesite,
+            secure=secure,
+            path=self.path,
+        )
+
+    def clear(self, response: Response) -> None:
+        response.delete_cookie(self.name, path=self.path)
+
+
+# Each session cookie, with the fields of the auth service's answer that hold its value and its max age.
+SESSION_COOKIES = (
+    (_Cookie(ACCESS_COOKIE, "/"), "access_token", "expires_in"),
+    (_Cookie(REFRESH_COOKIE, REFRESH_PATH, "strict"), "refresh_token", "refresh_expires_in"),
+    (_Cookie(CSRF_COOKIE, "/", "strict", httponly=False), "csrf_token", "refresh_expires_in"),
+)
+OAUTH_STATE = _Cookie(OAUTH_STATE_COOKIE, "/v1/auth/hf")
+
+
 def _set_session(response: Response, tokens: dict[str, Any], secure: bool) -> dict[str, Any]:
-    response.set_cookie(
-        ACCESS_COOKIE,
-        tokens["access_token"],
-        max_age=int(tokens["expires_in"]),
-        httponly=True,
-        samesite="lax",
-        secure=secure,
-        path="/",
-    )
-    response.set_cookie(
-        REFRESH_COOKIE,
-        tokens["refresh_token"],
-        max_age=int(tokens["refresh_expires_in"]),
-        httponly=True,
-        samesite="strict",
-        secure=secure,
-        path=REFRESH_PATH,
-    )
-    response.set_cookie(
-        CSRF_COOKIE,
-        tokens["csrf_token"],
-        max_age=int(tokens["refresh_expires_in"]),
-        httponly=False,
-        samesite="strict",
-        secure=secure,
-        path="/",
-    )
+    for cookie, value, lifetime in SESSION_COOKIES:
+        cookie.set(response, tokens[value], int(tokens[lifetime]), secure)
     return {"token_type": "cookie", "expires_in": tokens["expires_in"], "csrf_token": tokens["csrf_token"]}
 
 
 def _clear_session(response: Response) -> None:
-    response.delete_cookie(ACCESS_COOKIE, path="/")
-    response.delete_cookie(REFRESH_COOKIE, path=REFRESH_PATH)
-    response.delete_cookie(CSRF_COOKIE, path="/")
+    for cookie, _, _ in SESSION_COOKIES:
+        cookie.clear(response)
 
 
 def _public_tokens(tokens: dict[str, Any]) -> dict[str, Any]:
@@ -215,15 +221,7 @@ async def hf_login(
     start = await upstreams.auth.json("POST", "/oauth/hf/start", json=body, principal=linking)
     response = RedirectResponse(start["authorize_url"], status_code=302)
     # Binds the flow to this browser: a callback with someone else's state is refused (login CSRF).
-    response.set_cookie(
-        OAUTH_STATE_COOKIE,
-        start["state"],
-        max_age=600,
-        httponly=True,
-        samesite="lax",
-        secure=cookie_secure(request),
-        path="/v1/auth/hf",
-    )
+    OAUTH_STATE.set(response, start["state"], 600, cookie_secure(request))
     return response
 
 
@@ -239,7 +237,7 @@ async def hf_callback(
     tokens = await upstreams.auth.json("POST", "/oauth/hf/finish", json={"code": code, "state": state})
     response = RedirectResponse(_local_path(tokens.get("return_to") or "/"), status_code=302)
     _set_session(response, tokens, cookie_secure(request))
-    response.delete_cookie(OAUTH_STATE_COOKIE, path="/v1/auth/hf")
+    OAUTH_STATE.clear(response)
     return response
 
 

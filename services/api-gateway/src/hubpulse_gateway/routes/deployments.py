@@ -19,10 +19,10 @@ from fastapi.responses import Response
 from hubpulse_common.errors import InputError
 from hubpulse_common.events import InferenceEvent
 from hubpulse_common.http import ApiError, BadInput, BodyNotJson
+from hubpulse_common.identity import Identity
 from hubpulse_common.inference import NotInvocable, NotRunning, parse_inputs
 from hubpulse_common.logging import get_logger
 from hubpulse_gateway.deps import BusDep, CurrentUser, MemberUser, UpstreamsDep
-from hubpulse_gateway.principal import Principal
 from hubpulse_gateway.upstream import UpstreamId, Upstreams
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
@@ -55,7 +55,7 @@ async def list_deployments(user: CurrentUser, upstreams: UpstreamsDep, include_d
     return _json(await upstreams.deployer.json("GET", "/deployments", principal=user, params=params))
 
 
-async def _get(upstreams: Upstreams, user: Principal, deployment_id: str) -> dict[str, Any]:
+async def _get(upstreams: Upstreams, user: Identity, deployment_id: str) -> dict[str, Any]:
     doc: dict[str, Any] = await upstreams.deployer.json("GET", f"/deployments/{deployment_id}", principal=user)
     _SHAPES[f"{user.user_id}:{deployment_id}"] = doc
     return doc
@@ -98,7 +98,7 @@ async def manifests(
 
 
 async def _forward(
-    request: Request, upstreams: Upstreams, user: Principal, deployment_id: str, raw: bytes
+    request: Request, upstreams: Upstreams, user: Identity, deployment_id: str, raw: bytes
 ) -> tuple[dict[str, Any], bytes, int]:
     """(deployment, response body, number of inputs) of one predict call; ApiError for every failure."""
     doc = _SHAPES.get(f"{user.user_id}:{deployment_id}") or await _get(upstreams, user, deployment_id)

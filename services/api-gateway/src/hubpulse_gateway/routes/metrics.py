@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -17,8 +18,8 @@ from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 
 from hubpulse_common.http import ApiError, Forbidden, SaneDatetime, Unauthorized
+from hubpulse_common.identity import Identity
 from hubpulse_gateway.deps import CurrentUser, UpstreamsDep, state_of
-from hubpulse_gateway.principal import Principal
 from hubpulse_gateway.upstream import UpstreamId
 
 router = APIRouter(tags=["monitoring"])
@@ -71,7 +72,7 @@ async def usage(
 TOKEN_EXPIRED = 4001
 
 
-async def authenticate(websocket: WebSocket) -> Principal | None:
+async def authenticate(websocket: WebSocket) -> Identity | None:
     # The security layer reads a Request; a socket's handshake is a GET with the same headers and cookies.
     handshake = Request({**websocket.scope, "type": "http", "method": "GET"})
     user = await state_of(handshake).security.authenticate(handshake)
@@ -86,7 +87,7 @@ def _same_origin(websocket: WebSocket) -> bool:
     return origin is not None and urlsplit(origin).netloc == websocket.headers.get("host")
 
 
-async def still_valid(websocket: WebSocket, user: Principal) -> Principal | None:
+async def still_valid(websocket: WebSocket, user: Identity) -> Identity | None:
     """The caller once more when their credential has expired (an API key is verified again), else as is;
     None when it is no longer accepted."""
     if user.expires_at is None or time.time() < user.expires_at:
@@ -104,13 +105,25 @@ async def live_metrics(websocket: WebSocket) -> None:
     `?deployment_id=` narrows it to one deployment. A 4xx arrives as `{"error": {...}}` and the socket closes (1008);
     an upstream outage is pushed as `{"error": ...}` in place of that second's figures, and the pushes go on.
     """
+    params = _params(deployment_id=websocket.query_params.get("deployment_id") or None)
+
+    async def push(user: Identity) -> None:
+        metrics = state_of(websocket).upstreams.metrics
+        await websocket.send_json(await metrics.json("GET", "/v1/live/metrics", params=params, principal=user))
+
+    await push_every_second(websocket, push)
+
+
+async def push_every_second(websocket: WebSocket, push: Callable[[Identity], Awaitable[None]]) -> None:
+    """A live socket: accept it, then `push` for its caller every LIVE_INTERVAL_S until the client leaves.
+
+    The caller's credential is checked again once it expires (TOKEN_EXPIRED close when it no longer holds). An
+    ApiError from `push`: a 4xx is the request itself being wrong (asking again won't help), so it is refused
+    (1008); an upstream outage is pushed as `{"error": ...}` and the pushes go on next second.
+    """
     user = await accept_signed_in(websocket)
     if user is None:
         return
-    deployment_id = websocket.query_params.get("deployment_id") or None
-    params = _params(deployment_id=deployment_id)
-    upstreams = state_of(websocket).upstreams
-    metrics = upstreams.metrics
     closed = asyncio.create_task(until_closed(websocket))
     try:
         while not closed.done():
@@ -120,13 +133,12 @@ async def live_metrics(websocket: WebSocket) -> None:
                 return
             user = current
             try:
-                body = await metrics.json("GET", "/v1/live/metrics", params=params, principal=user)
+                await push(user)
             except ApiError as exc:
-                if exc.status < 500:  # the request itself is wrong (e.g. a bad deployment_id): asking again won't help
+                if exc.status < 500:
                     await refuse(websocket, exc)
                     return
-                body = error_body(exc)  # transient: said, then asked again next second
-            await websocket.send_json(body)
+                await websocket.send_json(error_body(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(closed), LIVE_INTERVAL_S)
     except WebSocketDisconnect:
@@ -141,7 +153,7 @@ def error_body(exc: ApiError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": exc.message}}
 
 
-async def accept_signed_in(websocket: WebSocket) -> Principal | None:
+async def accept_signed_in(websocket: WebSocket) -> Identity | None:
     """Accept the socket and return its caller; None after refusing an anonymous or bad credential (see `refuse`)."""
     await websocket.accept()
     try:

@@ -7,26 +7,24 @@ feed as /v1/watch-alerts (its /v1/alerts are deployment alert rules).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, WebSocket
 from fastapi.responses import HTMLResponse, Response
 
-from hubpulse_common.http import ApiError
-from hubpulse_common.watch_schemas import AlertPage, DeliveryAttempt, Watch, WatchAlert, WatchIn, WatchPatch
+from hubpulse_common.identity import Identity
+from hubpulse_common.watch_schemas import (
+    AlertFeedQuery,
+    AlertPage,
+    DeliveryAttempt,
+    Watch,
+    WatchAlert,
+    WatchIn,
+    WatchPatch,
+)
 from hubpulse_gateway.deps import CurrentUser, UpstreamsDep, state_of
 from hubpulse_gateway.errors import error_responses
-from hubpulse_gateway.routes.metrics import (
-    LIVE_INTERVAL_S,
-    TOKEN_EXPIRED,
-    accept_signed_in,
-    error_body,
-    refuse,
-    still_valid,
-    until_closed,
-)
+from hubpulse_gateway.routes.metrics import push_every_second
 from hubpulse_gateway.upstream import UpstreamId
 
 router = APIRouter(tags=["watches"])
@@ -103,17 +101,10 @@ async def unsubscribe(
     "/v1/alerts", summary="Your alert feed, newest first, with the unread count", responses=error_responses(401, 422)
 )
 async def alert_feed(
-    user: CurrentUser,
-    upstreams: UpstreamsDep,
-    watch_id: Annotated[str | None, Query(max_length=100)] = None,
-    unread: bool = False,
-    cursor: Annotated[str | None, Query(max_length=40, description="next_cursor of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    user: CurrentUser, upstreams: UpstreamsDep, query: Annotated[AlertFeedQuery, Query()]
 ) -> AlertPage:
     params = {
-        k: str(v).lower() if isinstance(v, bool) else str(v)
-        for k, v in {"watch_id": watch_id, "unread": unread, "cursor": cursor, "limit": limit}.items()
-        if v is not None
+        k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in query.model_dump(exclude_none=True).items()
     }
     return AlertPage.model_validate(
         await upstreams.metrics.json("GET", "/v1/watch-alerts", principal=user, params=params)
@@ -141,42 +132,19 @@ async def live_alerts(websocket: WebSocket) -> None:
     A 4xx arrives as `{"error": {...}}` and the socket closes (1008); an upstream outage is pushed as `{"error": ...}`
     and the socket keeps polling.
     """
-    user = await accept_signed_in(websocket)
-    if user is None:
-        return
-    upstreams = state_of(websocket).upstreams
-    closed = asyncio.create_task(until_closed(websocket))
     latest: int | None = None
-    try:
-        while not closed.done():
-            if (current := await still_valid(websocket, user)) is None:
-                await websocket.send_json({"error": {"code": "token_expired", "message": "sign in again"}})
-                await websocket.close(code=TOKEN_EXPIRED)
-                return
-            user = current
-            params = {"limit": str(LIVE_BATCH)} if latest is None else {"after": str(latest), "limit": str(LIVE_BATCH)}
-            try:
-                page: dict[str, Any] = await upstreams.metrics.json(
-                    "GET", "/v1/watch-alerts", params=params, principal=user
-                )
-            except ApiError as exc:
-                if exc.status < 500:
-                    await refuse(websocket, exc)
-                    return
-                await websocket.send_json(error_body(exc))
-            else:
-                items = page["items"]
-                if latest is None:
-                    await websocket.send_json({"type": "snapshot", "unread": page["unread"], "items": items})
-                    latest = max((i["seq"] for i in items), default=0)
-                for item in items if params.get("after") else ():
-                    await websocket.send_json({"type": "alert", "unread": page["unread"], "item": item})
-                    latest = max(latest, item["seq"])
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(closed), LIVE_INTERVAL_S)
-    except WebSocketDisconnect:
-        pass
-    finally:
-        closed.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await closed
+
+    async def push(user: Identity) -> None:
+        nonlocal latest
+        params = {"limit": str(LIVE_BATCH)} if latest is None else {"after": str(latest), "limit": str(LIVE_BATCH)}
+        metrics = state_of(websocket).upstreams.metrics
+        page: dict[str, Any] = await metrics.json("GET", "/v1/watch-alerts", params=params, principal=user)
+        items = page["items"]
+        if latest is None:
+            await websocket.send_json({"type": "snapshot", "unread": page["unread"], "items": items})
+            latest = max((i["seq"] for i in items), default=0)
+        for item in items if params.get("after") else ():
+            await websocket.send_json({"type": "alert", "unread": page["unread"], "item": item})
+            latest = max(latest, item["seq"])
+
+    await push_every_second(websocket, push)

@@ -7,8 +7,9 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from hubpulse_common.asgi import HttpMiddleware
 from hubpulse_common.http import DOCS_ASSETS
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -26,14 +27,8 @@ HEADERS = [
 ]
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class SecurityHeadersMiddleware(HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         extra = list(HEADERS)
         if not scope["path"].startswith(("/docs", DOCS_ASSETS)):
             extra.append((b"content-security-policy", CSP.encode()))

@@ -23,6 +23,7 @@ from hubpulse_common.processes import free_port, log_tail
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.runtime import Refused
 from hubpulse_deployer.runtime.fetch import fetch, user_token
+from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import (
     ModelServerClient,
     ProvisionError,
@@ -64,22 +65,13 @@ def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
 class LocalTarget:
     name = "local"
 
-    def __init__(
-        self,
-        *,
-        hf_endpoint: str,
-        hf_token: str | bool,
-        data_dir: Path,
-        host: str,
-        start_timeout_s: float,
-        predict_timeout_s: float,
-    ) -> None:
-        self._endpoint, self._token = hf_endpoint, hf_token
-        self._data_dir, self._host = data_dir, host
-        self._start_timeout_s = start_timeout_s
+    def __init__(self, settings: DeployerSettings) -> None:
+        self._endpoint, self._token = settings.hf_endpoint, settings.hub_token()
+        self._data_dir, self._host = settings.data_dir, settings.model_server_host
+        self._start_timeout_s = settings.provision_timeout_s
         self._servers: dict[str, _Server] = {}
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(predict_timeout_s, connect=2.0))
-        self._predict = ModelServerClient(predict_timeout_s)
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(settings.predict_timeout_s, connect=2.0))
+        self._predict = ModelServerClient(settings.predict_timeout_s)
 
     async def close(self) -> None:
         for deployment_id in list(self._servers):

@@ -15,7 +15,7 @@ from pymongo.errors import BulkWriteError
 
 from hubpulse_common.events import ModelFeatures, ModelScore
 from hubpulse_common.identity import Identity
-from hubpulse_metrics.watches.schemas import Channels, Watch, WatchAlert, WatchIn, WatchPatch
+from hubpulse_common.watch_schemas import Channels, Watch, WatchAlert, WatchIn, WatchPatch
 from hubpulse_metrics.watches.service import ModelFacts
 
 Doc = dict[str, Any]

@@ -14,9 +14,20 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
+from pydantic import Field
 
 from hubpulse_common.http import Forbidden
 from hubpulse_common.identity import CallerIdentity, Identity
+from hubpulse_common.watch_schemas import (
+    AlertFeedQuery,
+    AlertPage,
+    Channels,
+    DeliveryAttempt,
+    Watch,
+    WatchAlert,
+    WatchIn,
+    WatchPatch,
+)
 from hubpulse_metrics.deps import state_of
 from hubpulse_metrics.errors import (
     AlertNotFound,
@@ -29,15 +40,6 @@ from hubpulse_metrics.errors import (
 from hubpulse_metrics.watches import repository, service
 from hubpulse_metrics.watches.delivery import unsubscribe_token, webhook_refusal
 from hubpulse_metrics.watches.handlers import alert_doc
-from hubpulse_metrics.watches.schemas import (
-    AlertPage,
-    Channels,
-    DeliveryAttempt,
-    Watch,
-    WatchAlert,
-    WatchIn,
-    WatchPatch,
-)
 
 router = APIRouter(prefix="/v1", tags=["watches"])
 T = TypeVar("T")
@@ -150,26 +152,24 @@ def _cursor(value: str | None) -> int | None:
         raise BadCursor("cursor: pass the next_cursor of the previous page") from None
 
 
+class WatchAlertsQuery(AlertFeedQuery):
+    """The gateway's feed query, and what its live alert socket polls with."""
+
+    after: int | None = Field(default=None, ge=0, description="Only alerts with a larger seq, oldest first")
+
+
 @router.get("/watch-alerts", summary="Your alert feed, newest first (the gateway's /v1/alerts)")
-async def alert_feed(
-    request: Request,
-    who: CallerIdentity,
-    watch_id: Annotated[str | None, Query(max_length=100)] = None,
-    unread: bool = False,
-    cursor: Annotated[str | None, Query(max_length=40, description="next_cursor of the previous page")] = None,
-    after: Annotated[int | None, Query(ge=0, description="Only alerts with a larger seq, oldest first")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-) -> AlertPage:
+async def alert_feed(request: Request, who: CallerIdentity, query: Annotated[WatchAlertsQuery, Query()]) -> AlertPage:
     items, more, unread_count = await repository.alert_feed(
         state_of(request).db,
         who,
-        watch_id=watch_id,
-        before=_cursor(cursor),
-        after=after,
-        unread_only=unread,
-        limit=limit,
+        watch_id=query.watch_id,
+        before=_cursor(query.cursor),
+        after=query.after,
+        unread_only=query.unread,
+        limit=query.limit,
     )
-    next_cursor = str(items[-1].seq) if more and after is None else None
+    next_cursor = str(items[-1].seq) if more and query.after is None else None
     return AlertPage(items=items, next_cursor=next_cursor, unread=unread_count)
 
 
