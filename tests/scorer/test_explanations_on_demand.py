@@ -17,13 +17,18 @@ from features.support import fetch, publish, settings_for
 from prometheus_client import REGISTRY
 from support.polling import wait_for
 
+from hubpulse_common import db
 from hubpulse_common.events import ModelFeatures
 from hubpulse_gateway.app import create_app as create_gateway_app
 from hubpulse_gateway.settings import GatewaySettings
-from hubpulse_scorer import service
+from hubpulse_scorer import repository, service
+from hubpulse_scorer.app import MIGRATIONS
 from hubpulse_scorer.app import create_app as create_scorer_app
 from hubpulse_scorer.model.artifact import TrainedModel
+from hubpulse_scorer.repository import write_batch
+from hubpulse_scorer.service import CATALOG_COLUMNS
 from hubpulse_scorer.settings import ScorerSettings
+from scorer.test_catalog_schema import VERSION_TABLE, _record
 from scorer.test_scorer_pipeline import _registry
 
 MODELS = 40
@@ -159,3 +164,41 @@ def test_a_batch_explains_its_picks_as_the_eager_computation_and_scores_the_same
     # a batch without a pick explains nothing (and scores it all)
     quiet = [e for e, pick in zip(events, picks, strict=True) if not pick]
     assert service.score(challenger, quiet, 5, picks_only=True).explanations == [None] * len(quiet)
+
+
+async def test_a_redelivered_batch_keeps_an_explanation_computed_on_demand(database_url: str) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    pool = await db.create_pool(database_url, min_size=1, max_size=1)
+    day = dt.date(2031, 3, 6)
+    explained = json.dumps([{"feature": "likes_7d", "value": 1.0, "contribution": 0.7}])
+
+    def unexplained(on: dt.date, likes_7d: float) -> tuple[object, ...]:
+        row = list(_record("c/a", on, 10, likes_7d))
+        row[CATALOG_COLUMNS.index("explanation")] = None
+        return tuple(row)
+
+    async def stored() -> str | None:
+        row = await repository.explanation_source(pool, "c/a")
+        assert row is not None
+        text: str | None = row["explanation"]
+        return text
+
+    async def explain_now() -> None:
+        row = await repository.explanation_source(pool, "c/a")
+        assert row is not None
+        await repository.cache_explanations(pool, [row], [explained])
+
+    try:
+        await write_batch(pool, [], [unexplained(day, 1.0)], [])
+        assert await stored() is None
+        await explain_now()
+        assert await stored() == explained
+        await write_batch(pool, [], [unexplained(day, 1.0)], [])  # a redelivery: the same features, same version
+        assert await stored() == explained
+        await write_batch(pool, [], [unexplained(day, 2.0)], [])  # other features: what was explained is gone
+        assert await stored() is None
+        await explain_now()
+        await write_batch(pool, [], [unexplained(day + dt.timedelta(days=1), 2.0)], [])  # a new day
+        assert await stored() is None
+    finally:
+        await pool.close()

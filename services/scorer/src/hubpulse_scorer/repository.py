@@ -96,15 +96,13 @@ _COUNT_DAY = """
         written_at = CASE WHEN $4 THEN now() ELSE d.written_at END
 """
 _SCORED = [c for c in DETAIL_COLUMNS if c != "explanation"]  # what an explanation is of
-# A row that comes without an explanation (not explained when scored) keeps the one computed on demand for the
-# same features and model version (a redelivery): the cache survives, a new day or version clears it.
+# A row that comes without an explanation (not explained when scored) is not written when its day, version and
+# features are unchanged (a redelivery): an explanation computed on demand meanwhile stays; any change clears it.
 _UPSERT_DETAILS = f"""
     INSERT INTO catalog_details ({", ".join(DETAIL_COLUMNS)})
     SELECT DISTINCT ON (model_id) {", ".join(DETAIL_COLUMNS)} FROM catalog_models_staging
     ORDER BY model_id, snapshot_date DESC  -- staging has a row per model-day: an upsert may touch a row once
-    ON CONFLICT (model_id) DO UPDATE SET {_updates(_SCORED, ["model_id"])},
-        explanation = COALESCE(EXCLUDED.explanation, CASE WHEN NOT {_changed("catalog_details", _SCORED, ["model_id"])}
-            THEN catalog_details.explanation END)
+    ON CONFLICT (model_id) DO UPDATE SET {_updates(DETAIL_COLUMNS, ["model_id"])}
     WHERE catalog_details.snapshot_date <= EXCLUDED.snapshot_date
       AND ({_changed("catalog_details", _SCORED, ["model_id"])}
            OR EXCLUDED.explanation IS NOT NULL AND EXCLUDED.explanation IS DISTINCT FROM catalog_details.explanation)
