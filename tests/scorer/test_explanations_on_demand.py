@@ -17,6 +17,7 @@ from features.support import fetch, publish, settings_for
 from prometheus_client import REGISTRY
 from support.polling import wait_for
 
+from hubpulse.platform.stores import free_port
 from hubpulse_common import db
 from hubpulse_common.events import ModelFeatures
 from hubpulse_gateway.app import create_app as create_gateway_app
@@ -150,6 +151,13 @@ async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
             assert (unscored.status_code, unscored.json()["error"]["code"]) == (404, "model_not_scored")
             absent = await http.get(f"{gateway_url}/v1/models/no/such-model")
             assert absent.status_code == 404
+
+        # the scorer unreachable: the detail still answers, without an explanation (the page says it has none)
+        unreachable = gateway.model_copy(update={"scorer_url": f"http://127.0.0.1:{free_port()}"})
+        async with serving(create_gateway_app(unreachable)) as gateway_url, httpx.AsyncClient(timeout=30) as http:
+            detail = await http.get(f"{gateway_url}/v1/models/{unexplained[1]}")
+            assert detail.status_code == 200, detail.text
+            assert detail.json()["explanation"] == []
 
 
 def test_a_batch_explains_its_picks_as_the_eager_computation_and_scores_the_same(challenger: TrainedModel) -> None:
