@@ -58,7 +58,7 @@ config-docs: install  ## regenerate docs/configuration.md from the settings clas
 	$(BIN)/python -m hubpulse.config_docs > docs/configuration.md
 
 compose-kafka: install  ## regenerate compose's Kafka users and ACLs from the services' topologies
-	$(BIN)/python -m hubpulse.compose_kafka > deploy/compose/kafka-setup.sh
+	$(BIN)/python -m hubpulse.compose_kafka
 
 deploy-resources: install  ## regenerate the k8s overlays' requests/limits from deploy/resources.yaml
 	$(BIN)/python -m hubpulse.deploy_resources

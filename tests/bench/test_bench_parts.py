@@ -1,13 +1,18 @@
-"""The benchmarks' own parts: the search mix and the training bench's command."""
+"""The benchmarks' own parts: the search mix, the training bench's command and the benches' flags."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Annotated
 
+import typer
 from typer.testing import CliRunner
 
 from hubpulse.bench.search import zipf_mix
 from hubpulse.cli import app
+from hubpulse.commands.options import config_options
+from hubpulse_common.errors import UserFacingError
 
 
 def test_the_bench_mix_is_zipf_like() -> None:
@@ -31,3 +36,35 @@ def test_bench_train_trains_on_the_synthetic_hub() -> None:
 def test_bench_train_refuses_an_unknown_label() -> None:
     result = CliRunner().invoke(app, ["bench", "train", "--label", "viral"])
     assert result.exit_code == 2
+
+
+@dataclass(frozen=True)
+class _Config:
+    count: Annotated[int, typer.Option("--count", min=1)]
+    fast: Annotated[bool, typer.Option("--fast")] = False
+    target: Annotated[str, typer.Option("--where")] = "local"
+    seed: int = 7  # not a flag
+
+
+def test_config_options_are_flags_that_build_the_config() -> None:
+    """commands.options.config_options: the dataclass's option fields are the command's flags, named as declared,
+    defaulting to the field's default; the command's own parameters follow; the rest keep their default."""
+    seen: list[tuple[_Config, str]] = []
+    command = typer.Typer()
+
+    @command.command()
+    @config_options(_Config)
+    def run(config: _Config, label: Annotated[str, typer.Option("--label")] = "x") -> None:
+        seen.append((config, label))
+
+    assert CliRunner().invoke(command, ["--count", "3"]).exit_code == 0
+    assert CliRunner().invoke(command, ["--count", "4", "--fast", "--where", "hf-space", "--label", "y"]).exit_code == 0
+    assert seen == [(_Config(3), "x"), (_Config(4, fast=True, target="hf-space"), "y")]
+    assert CliRunner().invoke(command, ["--count", "0"]).exit_code == 2, "the option's own checks apply"
+    assert CliRunner().invoke(command, ["--seed", "1", "--count", "1"]).exit_code == 2, "a field without an option"
+
+
+def test_bench_inference_refuses_a_target_it_cannot_reach_offline() -> None:
+    result = CliRunner().invoke(app, ["bench", "inference", "--deployment-target", "hf-space", "--requests", "5"])
+    assert isinstance(result.exception, UserFacingError), result.output
+    assert "only local runs offline here, got 'hf-space'" in str(result.exception)

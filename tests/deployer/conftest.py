@@ -150,6 +150,8 @@ async def deploy_stack(
         "s3_endpoint": s3.url,
         "environment": "test",
         "mongo_database": f"deploy_{uuid.uuid4().hex[:8]}",
+        # gateway and deployer on one machine: the gateway calls local model servers itself (dataplane.py)
+        "model_server_secret": uuid.uuid4().hex,
     }
     hub = create_hub_app(SyntheticHub(20, 3, seed=3))
     hub.state.demo_repos = DemoRepos(DEMO_CACHE)

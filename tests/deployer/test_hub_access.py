@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -83,6 +84,16 @@ async def test_bad_revisions_and_repo_ids_are_422(deploy_stack: DeployStack) -> 
             assert answer.status_code == 422, (body, answer.text)
 
 
+def _space_settings(**changes: Any) -> DeployerSettings:
+    return DeployerSettings(
+        hf_endpoint="http://127.0.0.1:9",
+        hf_space_namespace="hubpulse",
+        provision_timeout_s=1,
+        space_poll_s=0.1,
+        **changes,
+    )
+
+
 async def test_space_predict_sends_the_platform_token() -> None:
     seen: list[str | None] = []
     space = FastAPI()
@@ -92,14 +103,7 @@ async def test_space_predict_sends_the_platform_token() -> None:
         seen.append(request.headers.get("authorization"))
         return {"outputs": ["ok"]}
 
-    target = HfSpaceTarget(
-        hf_endpoint="http://127.0.0.1:9",
-        hf_token=PLATFORM_TOKEN,
-        namespace="hubpulse",
-        start_timeout_s=1,
-        poll_s=0.1,
-        predict_timeout_s=5,
-    )
+    target = HfSpaceTarget(_space_settings(hf_token=PLATFORM_TOKEN, predict_timeout_s=5))
     async with serving(space) as url:
         assert await target.predict("d", {"host": url}, ["hi"]) == ["ok"]
     await target.close()
@@ -182,14 +186,7 @@ async def test_a_hub_that_is_down_is_503_not_500(deploy_stack: DeployStack) -> N
 
 
 async def test_spaces_need_the_platform_token() -> None:
-    target = HfSpaceTarget(
-        hf_endpoint="http://127.0.0.1:9",
-        hf_token=False,
-        namespace="hubpulse",
-        start_timeout_s=1,
-        poll_s=0.1,
-        predict_timeout_s=1,
-    )
+    target = HfSpaceTarget(_space_settings(hf_token=None, predict_timeout_s=1))
     spec = Spec("c" * 32, MODEL, "main", "text-classification", 1, DeploymentConfig())
     with pytest.raises(ProvisionError, match="HUBPULSE_HF_TOKEN"):
         await target.provision(spec)

@@ -1,6 +1,7 @@
 """The predict path under retries and load: answers kept only for the caller's Idempotency-Key, bound to the
 inputs (audit M3), a retry never runs the model twice, and a model server that dies mid-load fails the
-deployment with its reason while callers get 503s, not hangs.
+deployment with its reason while callers get 503s, not hangs. Calls without a key go from the gateway to the
+model server itself (the data plane); keyed ones through the deployer, which keeps their answers.
 
 Whether the model ran is read from the model server itself: `/healthz` counts the forward passes it ran."""
 
@@ -14,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from deployer.conftest import DeployStack
 from deployer.test_isolation import _login
@@ -116,6 +119,85 @@ async def test_kept_answers_are_bounded_in_bytes() -> None:
     assert (await cache.answer(("d", "u", "big"), digest_of(b"body"), huge))[1] is False
     assert (await cache.answer(("d", "u", "big"), digest_of(b"body"), huge))[1] is False  # too big to keep
     assert cache.bytes_used <= 4096
+
+
+def _requests(service: str, route: str, status: str | None = None) -> float:
+    """Calls `service` answered on `route` (with `status`), from the RED metrics (one registry per test process)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(generate_latest().decode())
+        for sample in family.samples
+        if sample.name == "hubpulse_http_requests_total"
+        and (sample.labels.get("service"), sample.labels.get("route")) == (service, route)
+        and status in (None, sample.labels.get("status"))
+    )
+
+
+def _deployer_predicts() -> float:
+    return _requests("deployer", "/deployments/{deployment_id}/predict")
+
+
+def _gateway_predicts(status: str) -> float:
+    """The gateway's count for the predict route's template (what the dashboards read)."""
+    return _requests("gateway", "/v1/deployments/{deployment_id}/predict", status)
+
+
+async def test_the_gateway_calls_the_model_server_itself(deploy_stack: DeployStack, running: dict[str, Any]) -> None:
+    path = f"/v1/deployments/{running['id']}/predict"
+    deployer_before, passes_before = _deployer_predicts(), await _passes(running)
+    async with deploy_stack.client() as client:
+        one = await client.post(path, json={"inputs": "direct and good"})
+        many = await client.post(path, json={"inputs": ["direct", "and bad"]})
+        assert one.status_code == many.status_code == 200, (one.text, many.text)
+        assert _deployer_predicts() == deployer_before  # the deployer's predict route was not on the path
+        assert await _passes(running) == passes_before + 2
+        # answered as the deployer answers the same call
+        url = f"{deploy_stack.deployer}/deployments/{running['id']}/predict"
+        via_deployer = await client.post(url, json={"inputs": "direct and good"})
+        assert one.json() == via_deployer.json()
+        assert isinstance(one.json()["outputs"], dict)
+        assert len(many.json()["outputs"]) == 2
+        # a call with an Idempotency-Key goes through the deployer, which keeps its answer for the key
+        keyed = await client.post(path, json={"inputs": "keyed"}, headers={"idempotency-key": "k-plane"})
+        assert keyed.status_code == 200, keyed.text
+        assert _deployer_predicts() == deployer_before + 2
+
+
+async def test_predict_errors_keep_their_bodies_and_metrics(deploy_stack: DeployStack, running: dict[str, Any]) -> None:
+    """The lean predict route (PredictMiddleware) answers errors as the FastAPI route did, counted under its
+    template."""
+    path = f"/v1/deployments/{running['id']}/predict"
+    counted = {status: _gateway_predicts(status) for status in ("200", "400", "401", "404", "422")}
+    async with httpx.AsyncClient(base_url=deploy_stack.gateway, timeout=30) as anonymous:
+        refused = await anonymous.post(path, json={"inputs": "hello"})
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "unauthorized"
+    assert refused.headers["www-authenticate"] == "Bearer"
+    assert refused.headers["x-request-id"]
+    async with deploy_stack.client() as client:
+        not_json = await client.post(path, content=b"{", headers={"content-type": "application/json"})
+        bad = await client.post(path, json={"inputs": ""})
+        missing = await client.post("/v1/deployments/no-such-deployment/predict", json={"inputs": "hello"})
+        bad_id = await client.post("/v1/deployments/..x/predict", json={"inputs": "hello"})
+        fine = await client.post(path, json={"inputs": "hello"})
+    assert (not_json.status_code, not_json.json()["error"]["code"]) == (400, "bad_request")
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "bad_input")
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+    assert (bad_id.status_code, bad_id.json()["error"]["code"]) == (422, "validation_error")
+    assert fine.status_code == 200
+    assert fine.headers["content-security-policy"]  # the outer middlewares still run
+    assert _gateway_predicts("200") == counted["200"] + 1
+    assert _gateway_predicts("400") == counted["400"] + 1
+    assert _gateway_predicts("401") == counted["401"] + 1
+    assert _gateway_predicts("404") == counted["404"] + 1
+    assert _gateway_predicts("422") == counted["422"] + 2
+
+
+async def test_a_model_server_takes_only_its_token(running: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=running["endpoint"]["url"], timeout=30) as client:
+        anonymous = await client.post("/predict", json={"inputs": ["hello"]})
+        forged = await client.post("/predict", json={"inputs": ["hello"]}, headers={"authorization": "Bearer x"})
+    assert anonymous.status_code == forged.status_code == 401
 
 
 async def test_model_server_death_under_load_gives_503s_and_fails_the_deployment(

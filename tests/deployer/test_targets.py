@@ -101,15 +101,11 @@ async def test_hf_space_refused_hardware_fails_with_reason(deploy_stack: DeployS
 def test_lambda_and_iam_do_not_use_the_s3_endpoint() -> None:
     """Audit M12: with S3 at AWS's S3 endpoint, Lambda and IAM calls went to S3."""
     settings = DeployerSettings(s3_endpoint="https://s3.us-east-1.amazonaws.com", aws_region="eu-west-1")
-    target = LambdaTarget(
-        settings=settings, hf_endpoint="https://huggingface.co", role_name="r", layers=[], start_timeout_s=1, poll_s=1
-    )
+    target = LambdaTarget(settings)
     assert target._lambda.meta.endpoint_url == "https://lambda.eu-west-1.amazonaws.com"
     assert target._iam.meta.endpoint_url == "https://iam.amazonaws.com"
     local = DeployerSettings(s3_endpoint="http://127.0.0.1:9000", lambda_endpoint="http://127.0.0.1:9001")
-    target = LambdaTarget(
-        settings=local, hf_endpoint="https://huggingface.co", role_name="r", layers=[], start_timeout_s=1, poll_s=1
-    )
+    target = LambdaTarget(local)
     assert target._lambda.meta.endpoint_url == "http://127.0.0.1:9001"
 
 
@@ -273,36 +269,32 @@ def test_deployer_role_grants_every_object_the_target_applies() -> None:
         assert {"get", "create", "patch", "delete"} <= verbs, obj["kind"]
 
 
+def _kubernetes_settings(**changes: Any) -> DeployerSettings:
+    return DeployerSettings(
+        **{
+            "kubeconfig": None,
+            "kubernetes_namespace": "models",
+            "model_server_image": "i",
+            "hf_endpoint": "https://hf.co",
+            "provision_timeout_s": 1,
+            "resource_poll_s": 1,
+            "predict_timeout_s": 1,
+            **changes,
+        }
+    )
+
+
 def test_in_a_cluster_the_service_account_is_used(tmp_path: Path) -> None:
     """Audit M12: without a kubeconfig the target never applied anything, even inside the cluster."""
     (tmp_path / "token").write_text("service-account-token")
     (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
     environ = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
-    target = KubernetesTarget(
-        kubeconfig=None,
-        namespace="models",
-        image="i",
-        hf_endpoint="https://hf.co",
-        start_timeout_s=1,
-        poll_s=1,
-        predict_timeout_s=1,
-        environ=environ,
-        service_account=tmp_path,
-    )
+    target = KubernetesTarget(_kubernetes_settings(), environ=environ, service_account=tmp_path)
     assert target.configured
     configuration = target.api_client().configuration
     assert configuration.host == "https://10.0.0.1:443"
     assert "service-account-token" in str(configuration.api_key)
-    outside = KubernetesTarget(
-        kubeconfig=None,
-        namespace="models",
-        image="i",
-        hf_endpoint="https://hf.co",
-        start_timeout_s=1,
-        poll_s=1,
-        predict_timeout_s=1,
-        environ={},
-    )
+    outside = KubernetesTarget(_kubernetes_settings(), environ={})
     assert not outside.configured
 
 
@@ -338,15 +330,7 @@ async def test_a_cluster_refusal_is_a_reason_not_a_crash(tmp_path: Path) -> None
                 }
             )
         )
-        target = KubernetesTarget(
-            kubeconfig=kubeconfig,
-            namespace="models",
-            image="i",
-            hf_endpoint="https://hf.co",
-            start_timeout_s=1,
-            poll_s=0.1,
-            predict_timeout_s=1,
-        )
+        target = KubernetesTarget(_kubernetes_settings(kubeconfig=kubeconfig, resource_poll_s=0.1))
         spec = Spec("b" * 32, MODEL, "main", "text-classification", 1, DeploymentConfig())
         with pytest.raises(ProvisionError, match="403"):
             await target.provision(spec)

@@ -102,6 +102,10 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(
         assert {r["model_version"] for r in rows} == {bootstrap.version}
         for r in rows:
             assert 0.0 <= r["probability"] <= 1.0
+            # a batch explains its picks; the others are explained where they are read (the catalog, below)
+            if r["probability"] < worker.model.metadata.threshold:
+                assert r["top_features"] is None
+                continue
             top = json.loads(r["top_features"])  # the JSON text the scorer wrote
             assert top
             assert {"feature", "value", "contribution"} <= set(top[0])

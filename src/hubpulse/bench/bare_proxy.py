@@ -1,6 +1,7 @@
 """The floor of one Python HTTP hop, for `hubpulse bench inference`: an ASGI app on uvicorn (httptools, uvloop)
-that forwards each request's body to one URL with aiohttp and answers what it got. No FastAPI, no middlewares,
-no credentials, no events: what any Python service on the predict path costs at least per call.
+that forwards each request's body (and its Authorization header, the model server's token) to one URL with aiohttp
+and answers what it got. No FastAPI, no middlewares, no credentials checked, no events: what any Python service on
+the predict path costs at least per call.
 
     python -m hubpulse.bench.bare_proxy --target http://127.0.0.1:PORT/predict --port PORT
 """
@@ -27,7 +28,11 @@ def proxy_app(target: str) -> ASGIApp:
             more = message.get("more_body", False)
         if session is None:
             session = aiohttp.ClientSession()
-        async with session.post(target, data=body, headers={"content-type": "application/json"}) as answer:
+        sent = {"content-type": "application/json"}
+        for name, value in scope["headers"]:
+            if name == b"authorization":  # the model server's token
+                sent["authorization"] = value.decode("latin-1")
+        async with session.post(target, data=body, headers=sent) as answer:
             content, status = await answer.read(), answer.status
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})

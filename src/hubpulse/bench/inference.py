@@ -5,11 +5,12 @@ deployer and the gateway as processes, signs one user up, and deploys the demo t
 target: once with dynamic batching off (`max_batch_size` 1) and once with it on. For each deployment it
 sends single-input predict calls to four hops, each from a keep-alive load generator on loopback:
 
-- `model_server`: `POST /predict` on the model server's own port (local target only);
+- `model_server`: `POST /predict` on the model server's own port, with its token (local target only);
 - `bare_proxy`: the same through `bare_proxy.py`, a Python hop that only forwards (the floor of any hop);
 - `deployer`: `POST /deployments/{id}/predict` on the deployer, as the gateway calls it;
 - `gateway`: `POST /v1/deployments/{id}/predict` with the user's access token (auth, ownership, idempotency,
-  metrics and the inference event included);
+  metrics and the inference event included); the gateway calls the model server itself (its data plane) for a
+  local deployment, so its path has no deployer hop;
 
 first one at a time (latency), then `concurrency` in flight (throughput), after a warm-up. Each run reports
 p50/p95/p99, req/s and the CPU seconds per second of each process tree (the machine's cores are shared by
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -35,6 +37,7 @@ import httpx
 import orjson
 import uvloop
 
+from hubpulse.bench.configs import InferenceBenchConfig
 from hubpulse.bench.loadgen import load, post_json
 from hubpulse.bench.pipeline import _hub_spec, started_child
 from hubpulse.platform.stores import (
@@ -50,25 +53,13 @@ from hubpulse.platform.stores import (
     wait_ready,
 )
 from hubpulse_common.errors import UserFacingError
+from hubpulse_common.inference import model_server_token
 
 MODEL = "hubpulse-demo/tiny-text-classifier"
 # bare_proxy: the floor of any Python hop (bare_proxy.py) in front of the same model server, for reference
 HOPS = ("model_server", "bare_proxy", "deployer", "gateway")
 SERVICES = ("gateway", "deployer", "model_server")
 Say = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class InferenceBenchConfig:
-    requests: int = 1000
-    concurrency: int = 16
-    target: str = "local"
-    # the batched deployment's settings (the unbatched one has max_batch_size 1)
-    max_batch_size: int = 16
-    max_wait_ms: float = 0.0
-    sequential_requests: int = 200
-    warmup: int = 100
-    max_seconds: float = 120.0
 
 
 def _bare_proxy(model_server_url: str) -> ProcessSpec:
@@ -110,7 +101,7 @@ def _requests(hop: str, deployment_id: str, count: int, headers: dict[str, str],
     for i in range(offset, offset + count):
         text = f"call {i}: the movie was {'good' if i % 2 else 'awful'} and the food was {'fine' if i % 3 else 'bad'}"
         if hop in ("model_server", "bare_proxy"):
-            out.append(post_json("/predict", orjson.dumps({"inputs": [text]})))
+            out.append(post_json("/predict", orjson.dumps({"inputs": [text]}), headers))
         elif hop == "deployer":
             path = f"/deployments/{deployment_id}/predict"
             out.append(post_json(path, orjson.dumps({"inputs": text}), headers))
@@ -236,6 +227,7 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
         s3 = start(s3_spec(work, free_port()))
         hub = start(_hub_spec(20, 1, free_port()), timeout_s=600)
         base = pg.spec.url.rsplit("/", 1)[0]
+        secret = secrets.token_hex(16)
         for name in ("auth", "gateway"):
             asyncio.run(create_database(base + "/postgres", name))
         env = {
@@ -248,6 +240,8 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
             "HUBPULSE_LOG_LEVEL": "WARNING",
             # one load generator is one client: lift the per-key/IP limit, keep the middleware running
             "HUBPULSE_API_RATE_LIMIT": "100000000/minute",
+            # shared by the gateway and the deployer: the gateway calls local model servers itself (its data plane)
+            "HUBPULSE_MODEL_SERVER_SECRET": secret,
         }
         auth = start(service_spec("auth", free_port(), {**env, "HUBPULSE_DATABASE_URL": base + "/auth"}))
         # the deployer verifies each caller's access token against the auth service's keys
@@ -270,6 +264,8 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
                 watch = {"gateway": gateway.pid, "deployer": deployer.pid, "kafka": kafka.pid, "mongo": mongo.pid}
                 with ExitStack() as hop_stack:
                     if deployment.model_server_url and deployment.model_server_pid:
+                        token = model_server_token(secret, deployment.id, deployment.model_server_url)
+                        headers["model_server"] = headers["bare_proxy"] = {"authorization": f"Bearer {token}"}
                         ports["model_server"] = int(deployment.model_server_url.rsplit(":", 1)[1])
                         watch["model_server"] = deployment.model_server_pid
                         proxy = hop_stack.enter_context(started_child(_bare_proxy(deployment.model_server_url), logs))

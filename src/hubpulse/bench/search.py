@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -32,6 +31,7 @@ import uvloop
 
 from hubpulse.bench.catalog_seed import SCORER_VERSION_TABLE, seed_catalog
 from hubpulse.bench.catalog_write import CATALOG_TABLES, update_catalog
+from hubpulse.bench.configs import SearchBenchConfig
 from hubpulse.bench.loadgen import get, load
 from hubpulse.platform.stores import (
     StartFailed,
@@ -50,25 +50,6 @@ from hubpulse_common.synthetic import LIBRARIES, PIPELINE_TAGS, SyntheticHub
 from hubpulse_scorer.app import MIGRATIONS
 
 SORTS = ("trend", "downloads", "likes", "growth", "created")
-
-
-@dataclass(frozen=True)
-class SearchBenchConfig:
-    models: int
-    requests: int = 20_000
-    concurrency: int = 32
-    workers: int = 2
-    max_seconds: float = 300.0
-    seed: int = 0
-    data_dir: Path | None = None
-    # Zipf mix: how many distinct queries (default: as many as requests) and the exponent s.
-    distinct: int | None = None
-    zipf_s: float = 1.0
-    # The second run, with the search cache off: at most this many requests (it is the slow one).
-    uncached_requests: int | None = None
-    # Search right after one day's update of every row, written and swapped in as the scorer does (write_batch,
-    # then catalog_swap.swap_day). Autovacuum is held off for the run: what search gets is what the swap left.
-    after_update: bool = False
 
 
 def search_queries(hub: SyntheticHub, count: int, seed: int) -> list[str]:

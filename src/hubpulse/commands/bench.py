@@ -12,7 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from hubpulse.commands.options import output_file
+from hubpulse.bench.configs import InferenceBenchConfig, SearchBenchConfig
+from hubpulse.commands.options import config_options, output_file
 from hubpulse_common.errors import UserFacingError
 
 console = Console(stderr=True)
@@ -67,39 +68,14 @@ def pipeline(
 
 
 @bench_app.command("search")
+@config_options(SearchBenchConfig)
 def search(
-    models: Annotated[int, typer.Option("--models", min=1, help="models in the seeded catalog")],
-    requests: Annotated[int, typer.Option("--requests", min=1, help="requests to send")] = 20_000,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="requests in flight")] = 32,
-    workers: Annotated[
-        int,
-        typer.Option("--workers", min=1, help="gateway worker processes (each has its own cache)"),
-    ] = 1,
-    max_seconds: Annotated[float, typer.Option("--max-seconds", min=1, help="stop sending after this long")] = 300,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="keep PostgreSQL here; a later run reuses the seeded catalog")
-    ] = None,
+    config: SearchBenchConfig,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
-    after_update: Annotated[
-        bool,
-        typer.Option(
-            "--after-update",
-            help="search right after a day's update of every row (written and swapped in as the scorer does)",
-        ),
-    ] = False,
 ) -> None:
     """Search through the real gateway over a seeded catalog: text + filters; p50/p95/p99 latency and req/s."""
-    from hubpulse.bench.search import SearchBenchConfig, run_search_bench
+    from hubpulse.bench.search import run_search_bench
 
-    config = SearchBenchConfig(
-        models=models,
-        requests=requests,
-        concurrency=concurrency,
-        workers=workers,
-        max_seconds=max_seconds,
-        data_dir=data_dir,
-        after_update=after_update,
-    )
     report = run_search_bench(config)
     _emit(report, json_out)
 
@@ -117,36 +93,32 @@ def catalog(
     _emit(report, json_out)
 
 
+@bench_app.command("explain")
+def explain(
+    models: Annotated[int, typer.Option("--models", min=1, help="model-days scored by the real scorer")] = 200_000,
+    requests: Annotated[int, typer.Option("--requests", min=1, help="model details read of each kind")] = 100,
+    top_n: Annotated[int, typer.Option("--top-n", min=0, help="the scorer's HUBPULSE_EXPLAIN_TOP_N")] = 1000,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
+) -> None:
+    """Model detail latency with explanations on demand: explained before, first read (computed), second read."""
+    from hubpulse.bench.explain import run_explain_bench
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    _emit(run_explain_bench(models, requests, top_n), json_out)
+
+
 @bench_app.command("inference")
+@config_options(InferenceBenchConfig)
 def inference(
-    deployment_target: Annotated[
-        str, typer.Option("--deployment-target", help="where the demo model is deployed (local measures all hops)")
-    ] = "local",
-    requests: Annotated[int, typer.Option("--requests", min=1, help="concurrent calls per hop")] = 1000,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="calls in flight")] = 16,
-    sequential: Annotated[int, typer.Option("--sequential", min=1, help="one-at-a-time calls per hop")] = 200,
-    max_batch_size: Annotated[
-        int, typer.Option("--max-batch-size", min=2, help="the batched deployment's batch bound")
-    ] = 16,
-    max_wait_ms: Annotated[
-        float, typer.Option("--max-wait-ms", min=0, help="the batched deployment's wait for a batch to fill")
-    ] = 0.0,
+    config: InferenceBenchConfig,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
 ) -> None:
     """A predict call through the model server, the deployer and the gateway; batched and unbatched."""
-    from hubpulse.bench.inference import InferenceBenchConfig, run_inference_bench, table
+    from hubpulse.bench.inference import run_inference_bench, table
 
-    if deployment_target != "local":
-        raise UserFacingError(f"--deployment-target: only local runs offline here, got {deployment_target!r}")
+    if config.target != "local":
+        raise UserFacingError(f"--deployment-target: only local runs offline here, got {config.target!r}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    config = InferenceBenchConfig(
-        requests=requests,
-        concurrency=concurrency,
-        target=deployment_target,
-        max_batch_size=max_batch_size,
-        max_wait_ms=max_wait_ms,
-        sequential_requests=sequential,
-    )
     report = run_inference_bench(config, say=_say)
     console.print(table(report))
     _emit(report, json_out)

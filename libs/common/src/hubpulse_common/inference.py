@@ -6,7 +6,11 @@ served here takes text; each input is a non-empty string of at most `MAX_INPUT_C
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
+
+import orjson
 
 from hubpulse_common.errors import InputError
 from hubpulse_common.http import NamedError
@@ -26,6 +30,15 @@ TEXT_TASKS: frozenset[str] = frozenset(
 )
 MAX_BATCH = 32
 MAX_INPUT_CHARS = 4096
+# The environment variable a model server reads its bearer token from (unset: it takes any caller).
+MODEL_SERVER_TOKEN_VARIABLE = "HUBPULSE_MODEL_SERVER_TOKEN"  # noqa: S105 (a variable's name, not a credential)
+
+
+def model_server_token(secret: str, deployment_id: str, url: str) -> str:
+    """The bearer token of one model server: the deployer and the gateway derive it from the secret they share
+    (`HUBPULSE_MODEL_SERVER_SECRET`), so neither hands it to the other. Bound to the deployment and the address:
+    a port reused by another deployment's server refuses a call meant for the old one."""
+    return hmac.new(secret.encode(), f"{deployment_id} {url}".encode(), hashlib.sha256).hexdigest()
 
 
 def servable(task: str | None) -> bool:
@@ -54,6 +67,14 @@ def parse_inputs(task: str, body: Any) -> tuple[list[str], bool]:
         if len(item) > MAX_INPUT_CHARS:
             raise InputError(f"{where} is longer than {MAX_INPUT_CHARS} characters")
     return list(items), batch
+
+
+def error_message(body: bytes) -> str:
+    """The message of a model server's `{"error": {"message"}}` answer (else the body's start)."""
+    try:
+        return str(orjson.loads(body)["error"]["message"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return body[:300].decode(errors="replace")
 
 
 class NotRunning(NamedError):

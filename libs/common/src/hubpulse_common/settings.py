@@ -87,8 +87,30 @@ class KafkaSecuritySettings(BaseSettings):
     ssl_cafile: str | None = None
 
 
+def _service_default(cls: type[BaseSettings], name: str, value: object) -> None:
+    """Declare field `name` again on `cls` (before pydantic collects its fields) with the default `value`."""
+    declared = next(
+        base.model_fields[name]
+        for base in cls.__mro__[1:]
+        if issubclass(base, BaseSettings) and name in base.model_fields
+    )
+    cls.__annotations__[name] = declared.annotation
+    setattr(cls, name, value)
+
+
 class ServiceSettings(CommonSettings):
-    """An HTTP service: where it listens and how long it may take to start and stop."""
+    """An HTTP service: where it listens and how long it may take to start and stop.
+
+    A service's class names the service and its port once, as class keywords:
+    `class AuthSettings(ServiceSettings, service="auth", port=8001)` gives `service_name` and `port` (and, for a
+    consumer, `consumer_group`) those defaults."""
+
+    def __init_subclass__(cls, *, service: str | None = None, port: int | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if service is not None:
+            _service_default(cls, "service_name", service)
+        if port is not None:
+            _service_default(cls, "port", port)
 
     # listen address (0.0.0.0 in a container)
     host: str = "127.0.0.1"
@@ -130,7 +152,13 @@ class ServiceSettings(CommonSettings):
 
 
 class ConsumerSettings(ServiceSettings):
-    """A service that consumes topics (hubpulse_common.kafka.BatchConsumer.of): its group and batch size."""
+    """A service that consumes topics (hubpulse_common.kafka.BatchConsumer.of): its group and batch size. The
+    group is named after the service (`service=` of the class)."""
+
+    def __init_subclass__(cls, *, service: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(service=service, **kwargs)
+        if service is not None:
+            _service_default(cls, "consumer_group", service)
 
     # the Kafka consumer group (each service its own: every service sees every event)
     consumer_group: str = "hubpulse"

@@ -23,6 +23,7 @@ from hubpulse_common.supervise import report
 from hubpulse_gateway.catalog.cache import SEARCH_PATH, SearchCache, SearchCacheMiddleware
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.sample_refresher import SampleRefresher
+from hubpulse_gateway.dataplane import open_model_servers
 from hubpulse_gateway.deps import GATEWAY_STATE, LOGIN_LIMITS, CatalogState, GatewayState
 from hubpulse_gateway.errors import HTTP_ERRORS
 from hubpulse_gateway.openapi import install_openapi
@@ -78,6 +79,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         async with (
             open_resources(app, db_settings, postgres=True, kafka=True, pool_size=settings.db_pool_size) as res,
             open_upstreams(settings) as upstreams,
+            open_model_servers(settings) as model_servers,
         ):
             pool = res.require_pool()
             feed = PicksFeed(pool, settings.live_poll_s, lookback_s=10 * settings.live_poll_s)
@@ -86,7 +88,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await refresher.start()
             report(app, refresher.refresher)
             catalog = CatalogState(pool, cache, refresher, feed, settings.hub_url)
-            GATEWAY_STATE.set(app, GatewayState(upstreams, Security(settings, upstreams), catalog, res.require_bus()))
+            security = Security(settings, upstreams)
+            GATEWAY_STATE.set(app, GatewayState(upstreams, security, catalog, res.require_bus(), model_servers))
             try:
                 yield
             finally:
@@ -109,6 +112,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # The route comes from the router itself: in app.router.routes an included router is one opaque entry.
     search_route = next(r for r in models.router.routes if getattr(r, "path", None) == SEARCH_PATH)
     app.user_middleware.append(Middleware(SearchCacheMiddleware, route=search_route))
+    app.user_middleware.append(Middleware(deployments.PredictMiddleware, route=deployments.predict_route()))
     app.include_router(models.router)
     app.include_router(deployments.router)
     app.include_router(metrics.router)

@@ -24,6 +24,7 @@ from hubpulse_common.kafka import EventBus
 from hubpulse_gateway.catalog.cache import SearchCache
 from hubpulse_gateway.catalog.live import PicksFeed
 from hubpulse_gateway.catalog.sample_refresher import SampleRefresher
+from hubpulse_gateway.dataplane import ModelServers
 from hubpulse_gateway.ratelimit import AccountLogins
 from hubpulse_gateway.security import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, Security
 from hubpulse_gateway.upstream import Upstreams
@@ -48,6 +49,7 @@ class GatewayState:
     security: Security
     catalog: CatalogState
     bus: EventBus
+    model_servers: ModelServers | None = None  # predict's data plane, when the deployer's secret is configured
 
 
 GATEWAY_STATE: AppState[GatewayState] = AppState("gateway")

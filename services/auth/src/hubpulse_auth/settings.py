@@ -7,10 +7,7 @@ from pydantic import Field, SecretStr
 from hubpulse_common.settings import ServiceSettings
 
 
-class AuthSettings(ServiceSettings):
-    service_name: str = "auth"
-    port: int = 8001
-
+class AuthSettings(ServiceSettings, service="auth", port=8001):
     # Short: services behind the gateway accept a token until it expires (the gateway checks revocation).
     access_ttl_s: int = 300
     # Lifetime of the JWT minted for an API key at each verification (the gateway re-verifies every api_key_cache_s).

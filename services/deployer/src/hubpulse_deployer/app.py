@@ -28,41 +28,12 @@ from hubpulse_deployer.targets.local import LocalTarget
 
 
 def build_targets(settings: DeployerSettings) -> dict[str, Target]:
-    token = settings.hub_token()
-    local = LocalTarget(
-        hf_endpoint=settings.hf_endpoint,
-        hf_token=token,
-        data_dir=settings.data_dir,
-        host=settings.model_server_host,
-        start_timeout_s=settings.provision_timeout_s,
-        predict_timeout_s=settings.predict_timeout_s,
-    )
-    hf_space = HfSpaceTarget(
-        hf_endpoint=settings.hf_endpoint,
-        hf_token=token,
-        namespace=settings.hf_space_namespace,
-        start_timeout_s=settings.provision_timeout_s,
-        poll_s=settings.space_poll_s,
-        predict_timeout_s=settings.predict_timeout_s,
-    )
-    aws_lambda = LambdaTarget(
-        settings=settings,
-        hf_endpoint=settings.hf_endpoint,
-        role_name=settings.lambda_role_name,
-        layers=settings.lambda_layers,
-        start_timeout_s=settings.provision_timeout_s,
-        poll_s=settings.resource_poll_s,
-    )
-    kubernetes = KubernetesTarget(
-        kubeconfig=settings.kubeconfig,
-        namespace=settings.kubernetes_namespace,
-        image=settings.model_server_image,
-        hf_endpoint=settings.hf_endpoint,
-        start_timeout_s=settings.provision_timeout_s,
-        poll_s=settings.resource_poll_s,
-        predict_timeout_s=settings.predict_timeout_s,
-    )
-    targets: list[Target] = [local, hf_space, aws_lambda, kubernetes]
+    targets: list[Target] = [
+        LocalTarget(settings),
+        HfSpaceTarget(settings),
+        LambdaTarget(settings),
+        KubernetesTarget(settings),
+    ]
     return {target.name: target for target in targets}
 
 

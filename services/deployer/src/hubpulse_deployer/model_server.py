@@ -5,11 +5,15 @@ own process by the local target (and as the container of the kubernetes target).
 
 `POST /predict {"inputs": [str, ...]}` answers `{"outputs": [...]}` (one output per input); `GET /healthz`
 answers once the pipeline is loaded (the port is bound only then, so a listening port means ready).
+With `HUBPULSE_MODEL_SERVER_TOKEN` set (the local target always sets it), `/predict` takes only callers that send
+it as `Authorization: Bearer <token>`: the deployer, and the gateway's data plane (`model_server_token`).
 Concurrent calls are batched (`--max-batch-size`, `--max-wait-ms`; `batching.py`): one forward pass serves many.
 """
 
 from __future__ import annotations
 
+import hmac
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -23,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from hubpulse_common.errors import InputError
-from hubpulse_common.inference import parse_inputs
+from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, parse_inputs
 from hubpulse_deployer.batching import Batcher, OutputMismatch
 from hubpulse_deployer.runtime import Refused, Runtime, load
 from hubpulse_deployer.runtime.fetch import fetch
@@ -34,8 +38,11 @@ def _json(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json")
 
 
-def build_app(runtime: Runtime, *, max_batch_size: int = 1, max_wait_ms: float = 0.0) -> FastAPI:
+def build_app(
+    runtime: Runtime, *, max_batch_size: int = 1, max_wait_ms: float = 0.0, token: str | None = None
+) -> FastAPI:
     task = runtime.task
+    expected = f"Bearer {token}".encode() if token else None
     # runtimes are called from one thread at a time (pipelines are not thread-safe), off the event loop
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime")
     batcher = Batcher(runtime.predict_batch, executor, max_batch_size=max_batch_size, max_wait_s=max_wait_ms / 1000)
@@ -63,6 +70,10 @@ def build_app(runtime: Runtime, *, max_batch_size: int = 1, max_wait_ms: float =
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
+        if expected is not None and not hmac.compare_digest(
+            request.headers.get("authorization", "").encode(), expected
+        ):
+            return _json({"error": {"code": "unauthorized", "message": "this model server wants its token"}}, 401)
         try:
             inputs, _ = parse_inputs(task, orjson.loads(await request.body()))
         except (InputError, orjson.JSONDecodeError) as exc:
@@ -96,7 +107,8 @@ def serve(
         runtime = load(Path(model_dir), task)
     except Refused as exc:
         raise SystemExit(f"cannot serve {model_id or model_dir}: {exc}") from None
-    app = build_app(runtime, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+    token = os.environ.get(MODEL_SERVER_TOKEN_VARIABLE) or None
+    app = build_app(runtime, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, token=token)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 

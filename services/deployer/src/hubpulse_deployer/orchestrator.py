@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime
+from typing import Unpack
 
 from prometheus_client import Counter, Gauge
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
@@ -18,9 +19,9 @@ from hubpulse_common.events import DeploymentStatus
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_common.supervise import Supervised
-from hubpulse_deployer.documents import Deployment, Endpoint, Version
+from hubpulse_deployer.documents import Deployment
 from hubpulse_deployer.repository import Conflict, DeploymentRepository
-from hubpulse_deployer.service import plan_transition
+from hubpulse_deployer.service import Change, plan_transition
 from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, Target
 
 log = get_logger(__name__)
@@ -67,30 +68,18 @@ class Orchestrator:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def transition(
-        self,
-        deployment_id: str,
-        to: DeploymentStatus,
-        *,
-        reason: str | None = None,
-        push_version: Version | None = None,
-        endpoint: Endpoint | None = None,
-    ) -> Deployment:
+    async def transition(self, deployment_id: str, to: DeploymentStatus, **change: Unpack[Change]) -> Deployment:
         """Move one deployment to `to`, retrying when another writer got there first."""
         async for attempt in AsyncRetrying(stop=stop_after_attempt(5), retry=retry_if_exception_type(Conflict)):
             with attempt:
                 doc = await self.repo.get(deployment_id)
                 if doc is None:
                     raise KeyError(deployment_id)
-                version = None
-                if push_version is not None:
-                    doc = doc.model_copy(update={"versions": [*doc.versions, push_version]})
-                    version = push_version.version
-                planned = plan_transition(doc, to, now=_now(), reason=reason, endpoint=endpoint, version=version)
-                updated = await self.repo.apply(deployment_id, planned, push_version)
+                planned = plan_transition(doc, to, now=_now(), **change)
+                updated = await self.repo.apply(deployment_id, planned, change.get("push_version"))
         await self.bus.publish(planned.event)
         TRANSITIONS.labels(updated.target, to.value).inc()
-        log.info("deployment.transition", deployment_id=deployment_id, status=to.value, reason=reason)
+        log.info("deployment.transition", deployment_id=deployment_id, status=to.value, reason=change.get("reason"))
         return updated
 
     def schedule(self, deployment_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from hubpulse_common.events import DeploymentEvent, DeploymentStatus
 from hubpulse_deployer.documents import Deployment, Endpoint, TransitionEntry, Version
@@ -124,22 +124,26 @@ def new_deployment(
     )
 
 
-def plan_transition(
-    doc: Deployment,
-    to: DeploymentStatus,
-    *,
-    now: datetime,
-    reason: str | None = None,
-    endpoint: Endpoint | None = None,
-    version: int | None = None,
-) -> Transition:
-    """The next state of `doc`, or `InvalidTransition`; `endpoint` and `version`, where given, are written too."""
+class Change(TypedDict, total=False):
+    """What a transition carries besides its new status (Orchestrator.transition hands it on to plan_transition)."""
+
+    reason: str | None
+    # the deployment's endpoint, written with the transition (absent: the stored one stays)
+    endpoint: Endpoint | None
+    # a new version, added by the transition and current from it on
+    push_version: Version | None
+
+
+def plan_transition(doc: Deployment, to: DeploymentStatus, *, now: datetime, **change: Unpack[Change]) -> Transition:
+    """The next state of `doc`, or `InvalidTransition`; the endpoint and the pushed version, where given, are written
+    too."""
     current = doc.status
     if to not in TRANSITIONS[current]:
         raise InvalidTransition(f"a {current.value} deployment cannot become {to.value}")
     sequence = doc.sequence + 1
-    number = doc.version if version is None else version
-    revision = next(v.revision for v in doc.versions if v.version == number)
+    reason, pushed = change.get("reason"), change.get("push_version")
+    version = doc.current if pushed is None else pushed
+    number, revision = version.version, version.revision
     entry = TransitionEntry(sequence=sequence, status=to, previous=current, reason=reason, version=number, at=now)
     event = DeploymentEvent(
         deployment_id=doc.id,
@@ -155,7 +159,7 @@ def plan_transition(
         org_id=doc.org_id,
         occurred_at=now,
     )
-    return Transition(doc.sequence, entry, endpoint, event)
+    return Transition(doc.sequence, entry, change.get("endpoint"), event)
 
 
 def add_version(

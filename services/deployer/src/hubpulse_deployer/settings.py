@@ -9,9 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from hubpulse_common.settings import ServiceSettings
 
 
-class DeployerSettings(ServiceSettings):
-    service_name: str = "deployer"
-    port: int = 8005
+class DeployerSettings(ServiceSettings, service="deployer", port=8005):
     data_dir: Path = Path.home() / ".cache" / "hubpulse"
     # the variable huggingface_hub itself reads, so one setting points both at the same Hub
     hf_endpoint: str = Field(
@@ -23,6 +21,10 @@ class DeployerSettings(ServiceSettings):
     hf_space_namespace: str = "hubpulse"
     provision_timeout_s: float = 180.0
     model_server_host: str = "127.0.0.1"
+    # Shared with the gateway (its HUBPULSE_MODEL_SERVER_SECRET): local model servers then take the token both
+    # derive from it, and the gateway calls them itself. Set it only where the gateway reaches
+    # `model_server_host` (one machine: `hubpulse up`); unset, only this deployer can call its model servers.
+    model_server_secret: SecretStr | None = None
     predict_timeout_s: float = 30.0
     # answers kept for callers' Idempotency-Keys (idempotency.py): bounded in bytes, expiring
     idempotency_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)

@@ -5,10 +5,7 @@ from __future__ import annotations
 from hubpulse_common.settings import ConsumerSettings
 
 
-class FeaturesSettings(ConsumerSettings):
-    service_name: str = "features"
-    port: int = 8003
-    consumer_group: str = "features"
+class FeaturesSettings(ConsumerSettings, service="features", port=8003):
     # Big polls for features: each batch costs one history read and one COPY, whatever its size.
     batch_size: int = 5000
     # A day is closed (cross-sectional features recomputed over its whole population) when a later day

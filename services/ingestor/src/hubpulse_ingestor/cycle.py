@@ -401,12 +401,13 @@ class Cycle:
         LAST_CYCLE_MODELS.labels("stored").set(totals.models)
         LAST_CYCLE_PAGES.labels("ok").set(totals.pages - len(self.failed))
         LAST_CYCLE_PAGES.labels("skipped").set(len(self.failed))
+        # the counts the log line and the result both carry: the totals' and the report's fields
+        counts = {**asdict(totals), **report.as_json()}
         log.info(
             "ingest.cycle_finished",
             cycle_id=self.cycle_id,
             status=status,
-            **asdict(totals),
-            **report.as_json(),
+            **counts,
             failed_pages=len(self.failed),
             paced_s=round(self._hub.paced_s, 1),
         )
@@ -414,16 +415,10 @@ class Cycle:
             cycle_id=self.cycle_id,
             status=status,
             snapshot_date=self.day,
-            models=totals.models,
-            pages=totals.pages,
-            retries=totals.retries,
+            **counts,
             failed_pages=self.failed,
             resumed=self.resumed,
             seconds=seconds,
-            listed=report.listed,
-            skipped=dict(report.skipped),
-            cleaned=dict(report.cleaned),
-            renamed=report.renamed,
             walk_estimate_s=estimate,
             paced_s=self._hub.paced_s,
         )

@@ -7,10 +7,7 @@ from pydantic import AliasChoices, Field
 from hubpulse_common.settings import ServiceSettings
 
 
-class IngestorSettings(ServiceSettings):
-    service_name: str = "ingestor"
-    port: int = 8002
-
+class IngestorSettings(ServiceSettings, service="ingestor", port=8002):
     # The same variable huggingface_hub reads, so `HF_ENDPOINT=... hubpulse ingest --once` just works.
     hf_endpoint: str = Field(
         "https://huggingface.co", validation_alias=AliasChoices("HF_ENDPOINT", "HUBPULSE_HF_ENDPOINT")

@@ -10,11 +10,7 @@ from hubpulse_common.settings import ConsumerSettings
 from hubpulse_metrics.schemas import AlertRule
 
 
-class MetricsSettings(ConsumerSettings):
-    service_name: str = "metrics"
-    port: int = 8006
-
-    consumer_group: str = "metrics"
+class MetricsSettings(ConsumerSettings, service="metrics", port=8006):
     raw_retention_days: int = Field(default=14, ge=1, description="TTL of raw inference events")
     max_query_window_h: float = Field(default=24 * 7, gt=0, description="Longest time range one query may cover")
     default_query_window_min: float = Field(default=60, gt=0)

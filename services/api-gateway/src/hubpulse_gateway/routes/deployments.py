@@ -8,6 +8,7 @@ emits an `InferenceEvent`.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Literal
 
@@ -15,14 +16,27 @@ import orjson
 from cachetools import TTLCache
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hubpulse_common.asgi import HttpMiddleware
 from hubpulse_common.errors import InputError
 from hubpulse_common.events import InferenceEvent
-from hubpulse_common.http import ApiError, BadInput, BodyNotJson
+from hubpulse_common.http import ApiError, BadGateway, BadInput, BodyNotJson, Unavailable
 from hubpulse_common.identity import Identity
-from hubpulse_common.inference import NotInvocable, NotRunning, parse_inputs
+from hubpulse_common.inference import NotInvocable, NotRunning, error_message, parse_inputs
 from hubpulse_common.logging import get_logger
-from hubpulse_gateway.deps import BusDep, CurrentUser, MemberUser, UpstreamsDep
+from hubpulse_gateway.dataplane import Lost, ModelServers, NotSent
+from hubpulse_gateway.deps import (
+    GATEWAY_STATE,
+    BusDep,
+    CurrentUser,
+    GatewayState,
+    MemberUser,
+    UpstreamsDep,
+    current_user,
+    state_of,
+)
 from hubpulse_gateway.upstream import UpstreamId, Upstreams
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
@@ -104,7 +118,7 @@ async def _forward(
     doc = _SHAPES.get(f"{user.user_id}:{deployment_id}") or await _get(upstreams, user, deployment_id)
     try:
         body = orjson.loads(raw)
-        inputs, _ = parse_inputs(doc["task"], body)
+        inputs, batch = parse_inputs(doc["task"], body)
     except orjson.JSONDecodeError:
         raise BodyNotJson() from None
     except InputError as exc:
@@ -119,9 +133,19 @@ async def _forward(
     # answered at once, never retried against the deployer
     if unreachable := (doc.get("endpoint") or {}).get("not_invocable"):
         raise NotInvocable(str(unreachable))
+    key = request.headers.get("idempotency-key")
+    servers = state_of(request).model_servers
+    # The data plane (dataplane.py) for calls without a key; the deployer keeps the answers of keyed calls
+    endpoint = servers.endpoint(doc) if servers is not None and not key else None
+    if servers is not None and endpoint is not None:
+        try:
+            return doc, await _direct(servers, endpoint, upstreams, user, doc, inputs, batch), len(inputs)
+        except NotSent:
+            # no server ran it (gone, or another one at that address now): the deployer's path says why, and
+            # makes the deployer notice a dead server at once
+            _SHAPES.pop(f"{user.user_id}:{deployment_id}", None)
     # The caller's Idempotency-Key travels to the deployer, which keeps the answer for it; only such a call is
     # retried on a transport error or 5xx (a retry without a key could run the model twice).
-    key = request.headers.get("idempotency-key")
     try:
         response = await upstreams.deployer.request(
             "POST",
@@ -134,13 +158,42 @@ async def _forward(
     except ApiError as exc:
         if exc.status < 500:
             raise
-        # after the retries: if the deployment went down meanwhile, say so (503) rather than a bare 502
-        fresh = await _get(upstreams, user, deployment_id)
-        if fresh["status"] != "running":
-            message = f"deployment {deployment_id} is {fresh['status']}: {fresh.get('reason')}"
-            raise NotRunning(message) from exc
-        raise
+        raise await _down_or(upstreams, user, deployment_id, exc) from exc
     return doc, response.content, len(inputs)
+
+
+async def _down_or(upstreams: Upstreams, user: Identity, deployment_id: str, error: ApiError) -> ApiError:
+    """After a failed call: if the deployment went down meanwhile, say so (503) rather than `error`."""
+    fresh = await _get(upstreams, user, deployment_id)
+    if fresh["status"] != "running":
+        return NotRunning(f"deployment {deployment_id} is {fresh['status']}: {fresh.get('reason')}")
+    return error
+
+
+async def _direct(
+    servers: ModelServers,
+    endpoint: tuple[str, str],
+    upstreams: Upstreams,
+    user: Identity,
+    doc: dict[str, Any],
+    inputs: list[str],
+    batch: bool,
+) -> bytes:
+    """The call on the model server itself, answered as the deployer answers it."""
+    deployment_id = str(doc["id"])
+    try:
+        status, content = await servers.predict(*endpoint, orjson.dumps({"inputs": inputs}))
+    except Lost as exc:
+        _SHAPES.pop(f"{user.user_id}:{deployment_id}", None)
+        unanswered = Unavailable(f"the model server did not answer: {exc}")
+        raise await _down_or(upstreams, user, deployment_id, unanswered) from exc
+    if status == 422:
+        raise BadInput(error_message(content))
+    if status != 200:
+        raise BadGateway(f"the model server failed ({status})")
+    outputs = orjson.loads(content)["outputs"]
+    answer = {"deployment_id": deployment_id, "model_id": doc["model_id"], "version": doc["version"]}
+    return orjson.dumps({**answer, "outputs": outputs if batch else outputs[0]})
 
 
 @router.post("/{deployment_id}/predict")
@@ -176,3 +229,44 @@ async def predict(
         )
         # best effort: the call's own answer never waits on, or fails with, the broker
         await bus.publish_best_effort(event)
+
+
+PREDICT_PATH = re.compile(r"^/v1/deployments/([A-Za-z0-9_][A-Za-z0-9_.:-]{0,99})/predict$")  # as UpstreamId
+
+
+class PredictMiddleware(HttpMiddleware):
+    """`POST /v1/deployments/{id}/predict` answered by `predict` itself, without FastAPI's routing and dependency
+    solving (the latter alone was a tenth of the gateway's CPU per call; docs/decisions/deployer.md, "The data plane").
+
+    Installed innermost, like the search cache, so the call is still rate-limited, counted under the route's
+    template and given its request id; errors get the app's own handlers (the named error table), and an id
+    the route would refuse is left to FastAPI, which answers it as before. The route stays declared for the
+    OpenAPI document.
+    """
+
+    def __init__(self, app: ASGIApp, route: BaseRoute) -> None:
+        super().__init__(app)
+        self.route = route
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = scope["method"] == "POST" and PREDICT_PATH.match(scope["path"])
+        state: GatewayState | None = getattr(scope["app"].state, GATEWAY_STATE.name, None) if found else None
+        if not found or state is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.route
+        request = Request(scope, receive)
+        try:
+            user = await current_user(await state.security.authenticate(request))
+            response = await predict(request, found.group(1), user, state.upstreams, state.bus)
+        except Exception as exc:
+            handlers = scope["app"].exception_handlers
+            handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers and c is not Exception), None)
+            if handler is None:
+                raise  # as from any route: ObservabilityMiddleware answers it
+            response = await handler(request, exc)
+        await response(scope, receive, send)
+
+
+def predict_route() -> BaseRoute:
+    return next(r for r in router.routes if getattr(r, "path", None) == f"{router.prefix}/{{deployment_id}}/predict")

@@ -110,22 +110,14 @@ def package() -> bytes:
 class LambdaTarget:
     name = "aws-lambda"
 
-    def __init__(
-        self,
-        *,
-        settings: DeployerSettings,
-        hf_endpoint: str,
-        role_name: str,
-        layers: list[str],
-        start_timeout_s: float,
-        poll_s: float,
-    ) -> None:
+    def __init__(self, settings: DeployerSettings) -> None:
         self._lambda = control_client("lambda", settings.lambda_endpoint, settings)
         self._iam = control_client("iam", settings.iam_endpoint, settings)
         self._s3 = aws_client("s3", settings)
         self._bucket = settings.s3_bucket
-        self._hf_endpoint, self._role_name, self._layers = hf_endpoint, role_name, layers
-        self._start_timeout_s, self._poll_s = start_timeout_s, poll_s
+        self._hf_endpoint, self._role_name = settings.hf_endpoint, settings.lambda_role_name
+        self._layers = settings.lambda_layers
+        self._start_timeout_s, self._poll_s = settings.provision_timeout_s, settings.resource_poll_s
         self._configs: dict[str, Endpoint] = {}
 
     def _role_arn(self) -> str:

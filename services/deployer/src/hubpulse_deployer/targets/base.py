@@ -9,6 +9,7 @@ import aiohttp
 import httpx
 import orjson
 
+from hubpulse_common.inference import error_message
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.schemas import DeploymentConfig
 
@@ -122,13 +123,13 @@ class ModelServerClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
-    async def predict(self, url: str, inputs: list[str], who: str) -> list[Any]:
+    async def predict(self, url: str, inputs: list[str], who: str, headers: dict[str, str] | None = None) -> list[Any]:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout, json_serialize=lambda v: orjson.dumps(v).decode()
             )
         try:
-            async with self._session.post(f"{url}/predict", json={"inputs": inputs}) as response:
+            async with self._session.post(f"{url}/predict", json={"inputs": inputs}, headers=headers) as response:
                 body = await response.read()
         except TimeoutError as exc:
             raise TargetTimeout(f"{who} did not answer in time ({type(exc).__name__})") from exc
@@ -144,18 +145,11 @@ class ModelServerClient:
 def _outputs(status: int, body: bytes, who: str) -> list[Any]:
     """The outputs of a model server's answer; `InputRejected` for its 422, `TargetUnavailable` for the rest."""
     if status == 422:
-        raise InputRejected(_error_message(body))
+        raise InputRejected(error_message(body))
     if status != 200:
         raise TargetFailed(f"{who} answered {status}: {body[:300].decode(errors='replace')}")
     outputs: list[Any] = orjson.loads(body)["outputs"]
     return outputs
-
-
-def _error_message(body: bytes) -> str:
-    try:
-        return str(orjson.loads(body)["error"]["message"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return body[:300].decode(errors="replace")
 
 
 def batching_args(config: DeploymentConfig) -> list[str]:

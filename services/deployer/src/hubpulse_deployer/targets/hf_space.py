@@ -17,6 +17,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, SpaceHardware
 from huggingface_hub.errors import HfHubHTTPError
 
 from hubpulse_deployer.documents import Endpoint
+from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import NOT_INVOCABLE, ProvisionError, Spec, Usage, call_model_server, slug
 
 # stages a Space does not leave by itself: https://huggingface.co/docs/huggingface_hub/package_reference/space_runtime
@@ -76,22 +77,14 @@ def space_files(spec: Spec) -> dict[str, bytes]:
 class HfSpaceTarget:
     name = "hf-space"
 
-    def __init__(
-        self,
-        *,
-        hf_endpoint: str,
-        hf_token: str | bool,
-        namespace: str,
-        start_timeout_s: float,
-        poll_s: float,
-        predict_timeout_s: float,
-    ) -> None:
-        self._api = HfApi(endpoint=hf_endpoint, token=hf_token)
+    def __init__(self, settings: DeployerSettings) -> None:
+        hf_token = settings.hub_token()
+        self._api = HfApi(endpoint=settings.hf_endpoint, token=hf_token)
         # the Space is private: the platform calls it with its own token
         self._auth = {"authorization": f"Bearer {hf_token}"} if isinstance(hf_token, str) else {}
-        self._namespace = namespace
-        self._start_timeout_s, self._poll_s = start_timeout_s, poll_s
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(predict_timeout_s, connect=3.0))
+        self._namespace = settings.hf_space_namespace
+        self._start_timeout_s, self._poll_s = settings.provision_timeout_s, settings.space_poll_s
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(settings.predict_timeout_s, connect=3.0))
 
     def _repo_id(self, spec: Spec) -> str:
         return f"{self._namespace}/{spec.slug}"

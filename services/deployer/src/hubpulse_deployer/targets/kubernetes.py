@@ -20,6 +20,7 @@ import httpx
 import yaml
 
 from hubpulse_deployer.documents import Endpoint
+from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import (
     NotApplied,
     ProvisionError,
@@ -172,23 +173,18 @@ class KubernetesTarget:
 
     def __init__(
         self,
+        settings: DeployerSettings,
         *,
-        kubeconfig: Path | None,
-        namespace: str,
-        image: str,
-        hf_endpoint: str,
-        start_timeout_s: float,
-        poll_s: float,
-        predict_timeout_s: float,
         environ: Mapping[str, str] = os.environ,
         service_account: Path = SERVICE_ACCOUNT,
     ) -> None:
-        self._kubeconfig, self._namespace, self._image = kubeconfig, namespace, image
+        self._kubeconfig, self._namespace = settings.kubeconfig, settings.kubernetes_namespace
+        self._image = settings.model_server_image
         # in a pod, Kubernetes sets KUBERNETES_SERVICE_HOST/PORT and mounts the service account
         self._environ, self._service_account = environ, service_account
-        self._hf_endpoint = hf_endpoint
-        self._start_timeout_s, self._poll_s = start_timeout_s, poll_s
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(predict_timeout_s, connect=3.0))
+        self._hf_endpoint = settings.hf_endpoint
+        self._start_timeout_s, self._poll_s = settings.provision_timeout_s, settings.resource_poll_s
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(settings.predict_timeout_s, connect=3.0))
 
     @property
     def configured(self) -> bool:

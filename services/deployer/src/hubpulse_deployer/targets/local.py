@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -19,10 +20,12 @@ import httpx
 import psutil
 from huggingface_hub.errors import HTTPError, LocalEntryNotFoundError  # type: ignore[attr-defined]
 
+from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, model_server_token
 from hubpulse_common.processes import free_port, log_tail
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.runtime import Refused
 from hubpulse_deployer.runtime.fetch import fetch, user_token
+from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import (
     ModelServerClient,
     ProvisionError,
@@ -54,32 +57,29 @@ class _Server:
     url: str
     model_dir: str
     batching: list[str]  # the model server's batching arguments
+    token: str  # what the server takes as `Authorization: Bearer`
 
 
-def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(command: list[str], log: Path, token: str) -> subprocess.Popen[bytes]:
+    env = {**_SERVER_ENV, MODEL_SERVER_TOKEN_VARIABLE: token}  # in the environment: argv is visible to every user
     with log.open("wb") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=_SERVER_ENV)
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
 
 class LocalTarget:
     name = "local"
 
-    def __init__(
-        self,
-        *,
-        hf_endpoint: str,
-        hf_token: str | bool,
-        data_dir: Path,
-        host: str,
-        start_timeout_s: float,
-        predict_timeout_s: float,
-    ) -> None:
-        self._endpoint, self._token = hf_endpoint, hf_token
-        self._data_dir, self._host = data_dir, host
-        self._start_timeout_s = start_timeout_s
+    def __init__(self, settings: DeployerSettings) -> None:
+        self._endpoint, self._token = settings.hf_endpoint, settings.hub_token()
+        self._data_dir, self._host = settings.data_dir, settings.model_server_host
+        self._start_timeout_s = settings.provision_timeout_s
+        # shared with the gateway, which then calls the servers itself (the data plane); without it each server
+        # gets a random token only this deployer knows
+        secret = settings.model_server_secret
+        self._secret = secret.get_secret_value() if secret is not None else None
         self._servers: dict[str, _Server] = {}
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(predict_timeout_s, connect=2.0))
-        self._predict = ModelServerClient(predict_timeout_s)
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(settings.predict_timeout_s, connect=2.0))
+        self._predict = ModelServerClient(settings.predict_timeout_s)
 
     async def close(self) -> None:
         for deployment_id in list(self._servers):
@@ -131,8 +131,9 @@ class LocalTarget:
             str(port),
             *batching,
         ]
-        proc = await asyncio.to_thread(_spawn, command, log)
         url = f"http://{self._host}:{port}"
+        token = model_server_token(self._secret, spec.deployment_id, url) if self._secret else secrets.token_urlsafe(32)
+        proc = await asyncio.to_thread(_spawn, command, log, token)
         server = _Server(
             proc=proc,
             port=port,
@@ -143,6 +144,7 @@ class LocalTarget:
             url=url,
             model_dir=model_dir,
             batching=batching,
+            token=token,
         )
         try:
             await self._wait_ready(server, url)
@@ -192,7 +194,8 @@ class LocalTarget:
         server = self._servers.get(deployment_id)
         if server is None or server.proc.poll() is not None:
             raise TargetUnavailable("the model server of this deployment is not running")
-        return await self._predict.predict(f"http://{self._host}:{server.port}", inputs, "the model server")
+        headers = {"authorization": f"Bearer {server.token}"}
+        return await self._predict.predict(server.url, inputs, "the model server", headers)
 
     def resources(self, deployment_id: str) -> Usage | None:
         server = self._servers.get(deployment_id)
