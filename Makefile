@@ -14,7 +14,9 @@ help:  ## list the targets
 $(BIN)/hubpulse: pyproject.toml uv.lock libs/common/pyproject.toml $(wildcard services/*/pyproject.toml) clients/python/pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check "uv>=0.5"
-	$(UV) sync --all-packages --python $(VENV)/bin/python
+	$(UV) sync --all-packages --compile-bytecode --python $(VENV)/bin/python
+	@# bytecode now, once: where PYTHONDONTWRITEBYTECODE is set, every process of the suite compiled it anew
+	@$(BIN)/python -m compileall -q -j 0 libs/common/src src services/*/src clients/python/src
 	@touch $(BIN)/hubpulse
 
 # Tools from the npm registry the suite runs (AsyncAPI parser, Strimzi CRD schemas), pinned by package-lock.

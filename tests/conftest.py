@@ -26,6 +26,10 @@ from hubpulse.platform.stores import (
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# The session's gateway process over its seeded catalog, one for every area that uses it (gateway, web): a fixture
+# imported into each area's conftest would be a fixture of each, seeded and started once per area.
+pytest_plugins = ["gateway.gateway_process"]
+
 
 Store = Running  # a session store process, as the test areas name it
 

@@ -38,8 +38,8 @@ class TokenIssuer:
         claims: dict[str, Any] = access_claims(grant, issuer=self.issuer, audience=self.audience, ttl_s=ttl_s)
         return sign(claims, self.key)
 
-    def headers(self, user_id: str, org_id: str, role: Role = "member") -> dict[str, str]:
-        return {"authorization": f"Bearer {self.token(user_id, org_id, role)}"}
+    def headers(self, user_id: str, org_id: str, role: Role = "member", ttl_s: int = 600) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token(user_id, org_id, role, ttl_s)}"}
 
     def close(self) -> None:
         self._server.shutdown()

@@ -942,7 +942,8 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_the_services_u
         )
     }
     assert verifiers == {"deployer", "metrics"}
-    callers = {"auth": {"gateway"} | verifiers, "deployer": {"gateway"}, "metrics": {"gateway"}}
+    # the scorer: explanations on demand for the model detail (docs/decisions/pipeline-redesign.md)
+    callers = {"auth": {"gateway"} | verifiers, "deployer": {"gateway"}, "metrics": {"gateway"}, "scorer": {"gateway"}}
     for name in SERVICES:
         peers = [peer for rule in allowed_ingress(name) for peer in rule["from"]]
         namespaces = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -18,6 +19,7 @@ import pandas as pd
 import pytest
 from features.support import fetch, running, settings_for
 from support.polling import wait_for
+from support.quick import SMALL_BOOTSTRAP
 
 from hubpulse.hub import create_app, start_in_thread
 from hubpulse.hub.live import LiveConfig, ScoreMove
@@ -41,9 +43,11 @@ MODELS, DAYS, PAGE = 120, 3, 25
 
 
 async def test_every_public_model_once_per_day_none_private_each_served_after_scoring(
-    service_env: dict[str, str], database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    service_env: dict[str, str], database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_kafka: Any
 ) -> None:
-    # the session's broker carries other tests' snapshots: this Hub's ids are its own
+    # a broker of its own: on the session's, the services' new consumer groups would first read every earlier
+    # test's snapshots; the ids are this Hub's own all the same
+    service_env = {**service_env, "HUBPULSE_KAFKA_BOOTSTRAP": own_kafka.url}
     prefix = f"e{uuid.uuid4().hex[:6]}-"
     history = SyntheticHub(MODELS, DAYS, seed=21).history()
     history["model_id"] = prefix + history["model_id"].astype(str)
@@ -74,7 +78,9 @@ async def test_every_public_model_once_per_day_none_private_each_served_after_sc
         features = settings_for(
             FeaturesSettings, service_env, database_url, day_close_idle_s=1.0, day_close_check_s=0.3
         )
-        scorer = settings_for(ScorerSettings, service_env, database_url, s3_bucket=f"t-{uuid.uuid4().hex[:10]}")
+        scorer = settings_for(
+            ScorerSettings, service_env, database_url, s3_bucket=f"t-{uuid.uuid4().hex[:10]}", **SMALL_BOOTSTRAP
+        )
         gateway = settings_for(GatewaySettings, service_env, database_url)
         dates = [dt.date.fromisoformat(d) for d in sorted(history["snapshot_date"].unique())]
         async with running(create_features_app(features)), running(create_scorer_app(scorer)):

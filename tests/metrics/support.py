@@ -24,7 +24,8 @@ from hubpulse_common.events import DeploymentEvent, DeploymentStatus, InferenceE
 # The metrics service verifies callers' tokens against this issuer's JWKS (HUBPULSE_AUTH_URL in metrics_env).
 ISSUER = TokenIssuer()
 TEST_USER, TEST_ORG = "tester", "org-tests"  # whom events belong to unless a test says otherwise
-ADMIN = ISSUER.headers(TEST_USER, TEST_ORG, "admin")
+# minted once, when the suite is collected: it must outlive the whole run, not expire after ten minutes of it
+ADMIN = ISSUER.headers(TEST_USER, TEST_ORG, "admin", ttl_s=24 * 3600)
 
 
 class MetricsProcess:

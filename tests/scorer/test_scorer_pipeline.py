@@ -23,6 +23,7 @@ from features.support import (
     stored_features_truth,
 )
 from support.polling import wait_for
+from support.quick import SMALL_BOOTSTRAP
 
 from hubpulse.platform.stores import free_port, wait_port
 from hubpulse_common.errors import InputError
@@ -63,14 +64,18 @@ def test_registry_versions_promote_rollback(service_env, challenger) -> None:
     assert [e.version for e in registry.entries()] == [first.version]
 
 
-async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(service_env, database_url, challenger) -> None:
+async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(
+    service_env, database_url, challenger, own_kafka
+) -> None:
     prefix = f"s{uuid.uuid4().hex[:6]}-"
     bucket = f"t-{uuid.uuid4().hex[:10]}"
     hub = SyntheticHub(60, 4, seed=5)
     days = [hub_snapshots(hub, d, prefix) for d in range(4)]
     # features are published when a day closes: a quiet second closes the last day published
-    features = settings_for(FeaturesSettings, service_env, database_url, day_close_idle_s=1.0, day_close_check_s=0.3)
-    scorer = settings_for(ScorerSettings, service_env, database_url, s3_bucket=bucket, model_poll_s=0.3)
+    # a broker of its own: on the session's, new consumer groups would first read every earlier test's snapshots
+    env = {**service_env, "HUBPULSE_KAFKA_BOOTSTRAP": own_kafka.url}
+    features = settings_for(FeaturesSettings, env, database_url, day_close_idle_s=1.0, day_close_check_s=0.3)
+    scorer = settings_for(ScorerSettings, env, database_url, s3_bucket=bucket, model_poll_s=0.3, **SMALL_BOOTSTRAP)
 
     async def scores_of(day_index: int) -> list:
         return await fetch(
@@ -97,6 +102,10 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(service
         assert {r["model_version"] for r in rows} == {bootstrap.version}
         for r in rows:
             assert 0.0 <= r["probability"] <= 1.0
+            # a batch explains its picks; the others are explained where they are read (the catalog, below)
+            if r["probability"] < worker.model.metadata.threshold:
+                assert r["top_features"] is None
+                continue
             top = json.loads(r["top_features"])  # the JSON text the scorer wrote
             assert top
             assert {"feature", "value", "contribution"} <= set(top[0])

@@ -4,10 +4,9 @@ import shutil
 from collections.abc import AsyncIterator
 
 import pytest
-from gateway.gateway_process import gateway
 from playwright.async_api import Browser, Page, async_playwright
 
-__all__ = ["browser", "gateway", "page"]
+__all__ = ["browser", "page"]
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -93,6 +93,20 @@ def catalog(
     _emit(report, json_out)
 
 
+@bench_app.command("explain")
+def explain(
+    models: Annotated[int, typer.Option("--models", min=1, help="model-days scored by the real scorer")] = 200_000,
+    requests: Annotated[int, typer.Option("--requests", min=1, help="model details read of each kind")] = 100,
+    top_n: Annotated[int, typer.Option("--top-n", min=0, help="the scorer's HUBPULSE_EXPLAIN_TOP_N")] = 1000,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
+) -> None:
+    """Model detail latency with explanations on demand: explained before, first read (computed), second read."""
+    from hubpulse.bench.explain import run_explain_bench
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    _emit(run_explain_bench(models, requests, top_n), json_out)
+
+
 @bench_app.command("inference")
 @config_options(InferenceBenchConfig)
 def inference(

@@ -125,6 +125,7 @@ def service_environment(config: PlatformConfig, stores: list[ProcessSpec], envir
         "HUBPULSE_AUTH_URL": f"http://127.0.0.1:{config.port + SERVICES['auth'][1]}",
         "HUBPULSE_DEPLOYER_URL": f"http://127.0.0.1:{config.port + SERVICES['deployer'][1]}",
         "HUBPULSE_METRICS_URL": f"http://127.0.0.1:{config.port + SERVICES['metrics'][1]}",
+        "HUBPULSE_SCORER_URL": f"http://127.0.0.1:{config.port + SERVICES['scorer'][1]}",
         "HUBPULSE_PUBLIC_URL": f"http://127.0.0.1:{config.port + SERVICES['gateway'][1]}",
         # one machine: the gateway reaches the deployer's model servers and calls them itself (its data plane)
         "HUBPULSE_MODEL_SERVER_SECRET": secrets.token_hex(16),

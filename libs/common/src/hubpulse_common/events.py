@@ -218,7 +218,12 @@ class ModelScore(Event):
     horizon_days: int
     probability: float = Field(ge=0.0, le=1.0)
     threshold: float = Field(ge=0.0, le=1.0, description="Operating threshold of this model version")
-    top_features: list[Contribution] = Field(default_factory=list)
+    top_features: list[Contribution] = Field(
+        default_factory=list,
+        description="The features that pushed the score most, largest first: filled for a pick (probability >= "
+        "threshold); empty for other scores, whose explanation hubpulse computes when it is read "
+        "(GET /v1/models/{model_id})",
+    )
 
 
 class DeploymentStatus(StrEnum):

@@ -14,6 +14,8 @@ class GatewaySettings(ServiceSettings):
     port: int = 8000
     deployer_url: str = "http://127.0.0.1:8005"
     metrics_url: str = "http://127.0.0.1:8006"
+    # explanations of a model's score computed on demand (the model detail of a model that is no pick)
+    scorer_url: str = "http://127.0.0.1:8004"
     # The deployer's HUBPULSE_MODEL_SERVER_SECRET: with it the gateway calls `local` deployments' model servers
     # itself (dataplane.py). Set it only where the gateway reaches the deployer's HUBPULSE_MODEL_SERVER_HOST.
     model_server_secret: SecretStr | None = None

@@ -1,4 +1,4 @@
-"""HTTP calls from the gateway to its upstream services (auth, deployer, metrics).
+"""HTTP calls from the gateway to its upstream services (auth, deployer, metrics, scorer).
 
 Use from a route:
 
@@ -227,6 +227,7 @@ class Upstreams:
     auth: UpstreamClient
     deployer: UpstreamClient
     metrics: UpstreamClient
+    scorer: UpstreamClient
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> Upstreams:
@@ -245,10 +246,11 @@ class Upstreams:
             auth=make("auth", settings.auth_url),
             deployer=make("deployer", settings.deployer_url),
             metrics=make("metrics", settings.metrics_url),
+            scorer=make("scorer", settings.scorer_url),
         )
 
     async def aclose(self) -> None:
-        for client in (self.auth, self.deployer, self.metrics):
+        for client in (self.auth, self.deployer, self.metrics, self.scorer):
             await client.aclose()
 
 

@@ -18,7 +18,10 @@ from hubpulse_common.http import add_readiness_probe, service_app
 from hubpulse_common.kafka import BatchConsumer
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
+from hubpulse_scorer import routes
 from hubpulse_scorer.bootstrap import ensure_current
+from hubpulse_scorer.errors import HTTP_ERRORS
+from hubpulse_scorer.explanations import Explainer
 from hubpulse_scorer.handlers import RETRAIN_PERIOD, ScorerWorker
 from hubpulse_scorer.registry import ModelRegistry
 from hubpulse_scorer.settings import ScorerSettings
@@ -34,6 +37,8 @@ def create_app(settings: ScorerSettings) -> FastAPI:
             RETRAIN_PERIOD.set(settings.model_retrain_period_s)
             registry = ModelRegistry(res.s3, settings.s3_bucket)
             worker = ScorerWorker(res.require_pool(), bus, settings.top_features)
+            explainer = Explainer(res.require_pool(), registry, lambda: worker.model, settings.top_features)
+            app.state.explainer = explainer
             consumer = BatchConsumer.of(settings, bus, ModelFeatures, worker.handle)
 
             async def model_ready() -> None:
@@ -63,7 +68,11 @@ def create_app(settings: ScorerSettings) -> FastAPI:
             swapper = supervise(
                 app,
                 "scorer:catalog-swap",
-                lambda: worker.run_swapper(settings.catalog_swap_idle_s, settings.catalog_swap_check_s),
+                lambda: worker.run_swapper(
+                    settings.catalog_swap_idle_s,
+                    settings.catalog_swap_check_s,
+                    lambda conn, table: explainer.precompute_tops(conn, table, settings.explain_top_n),
+                ),
             )
             app.state.worker = worker
             async with background(starter, watcher, swapper, then=[consumer.stop]):
@@ -72,6 +81,8 @@ def create_app(settings: ScorerSettings) -> FastAPI:
     return service_app(
         settings,
         title="hubpulse scorer",
-        description="Scores features with the current trend model version.",
+        description="Scores features with the current trend model version; explains a score on demand.",
         lifespan=lifespan,
+        errors=HTTP_ERRORS,
+        routers=[routes.router],
     )

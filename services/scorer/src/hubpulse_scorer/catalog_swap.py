@@ -10,6 +10,7 @@ for `idle_s`, one replica:
    a row whose values changed;
 2. builds the live table's indexes on it (same definitions, read from the catalog), on two connections;
 3. VACUUM ANALYZE: fresh statistics and an all-visible map, so index-only search walks never visit the heap;
+   then `prepare` (the first models of each sort are explained, before search shows them: `explanations`);
 4. swaps the two tables in one short transaction (a rename; the indexes take the live names), drops the old one.
 
 Search keeps reading yesterday's table until step 4. The scorer is the only writer of `catalog_models`: its
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -60,6 +62,8 @@ _DUE = """
       AND ((day_models > 0 AND built_rows >= day_models) OR written_at < now() - make_interval(secs => $1))
     ORDER BY snapshot_date
 """
+# Work on the next table (connection, its name) before it is swapped in; a failure is logged, the swap goes on.
+Prepare = Callable[[asyncpg.Connection, str], Awaitable[object]]
 _INDEX_DEF = re.compile(r"^(CREATE (?:UNIQUE )?INDEX) (\S+) ON (?:ONLY )?\S+ (USING .*)$", re.DOTALL)
 
 
@@ -91,13 +95,13 @@ async def due_days(pool: asyncpg.Pool, idle_s: float) -> list[tuple[dt.date, dt.
     return [(r["snapshot_date"], r["written_at"]) for r in await pool.fetch(_DUE, idle_s)]
 
 
-async def swap_day(pool: asyncpg.Pool, day: dt.date) -> bool:
+async def swap_day(pool: asyncpg.Pool, day: dt.date, prepare: Prepare | None = None) -> bool:
     """Build the catalog with `day`'s rows and swap it in; False when another replica holds the swap."""
     async with pool.acquire() as conn:
         if not await conn.fetchval(f"SELECT pg_try_advisory_lock({SWAP_LOCK})"):
             return False
         try:
-            await _build_and_swap(pool, conn, day)
+            await _build_and_swap(pool, conn, day, prepare)
         except BaseException:
             conn.terminate()  # ends the session and its lock, whatever state the cancelled statement left
             raise
@@ -105,7 +109,7 @@ async def swap_day(pool: asyncpg.Pool, day: dt.date) -> bool:
         return True
 
 
-async def _build_and_swap(pool: asyncpg.Pool, conn: asyncpg.Connection, day: dt.date) -> None:
+async def _build_and_swap(pool: asyncpg.Pool, conn: asyncpg.Connection, day: dt.date, prepare: Prepare | None) -> None:
     timings: dict[str, float] = {}
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -134,6 +138,12 @@ async def _build_and_swap(pool: asyncpg.Pool, conn: asyncpg.Connection, day: dt.
     lap("indexes")
     await conn.execute(f"VACUUM (ANALYZE) {NEXT}", timeout=BUILD_TIMEOUT_S)
     lap("vacuum")
+    if prepare is not None:
+        try:
+            await prepare(conn, NEXT)
+        except Exception:  # what it adds can be done later (explanations on demand); the day's catalog cannot wait
+            log.exception("scorer.catalog_prepare_failed", day=day.isoformat())
+        lap("prepare")
     async with conn.transaction():
         # searches are short: wait for those in flight, never queue behind a stuck one for long
         await conn.execute("SET LOCAL lock_timeout = '30s'")
@@ -188,9 +198,9 @@ async def _drop_old_partitions(conn: asyncpg.Connection, day: dt.date) -> None:
     await conn.execute("DELETE FROM catalog_days WHERE snapshot_date < $1 AND swapped_at IS NOT NULL", keep_from)
 
 
-async def swap_due_days(pool: asyncpg.Pool, idle_s: float) -> list[dt.date]:
+async def swap_due_days(pool: asyncpg.Pool, idle_s: float, prepare: Prepare | None = None) -> list[dt.date]:
     swapped = []
     for day, _ in await due_days(pool, idle_s):
-        if await swap_day(pool, day):
+        if await swap_day(pool, day, prepare):
             swapped.append(day)
     return swapped

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 from collections.abc import Sequence
+from functools import partial
 
 import asyncpg
 from botocore.exceptions import BotoCoreError, ClientError
@@ -60,7 +61,8 @@ class ScorerWorker:
             aliases = await repository.follow_renames(self._pool, marked, [e.model_id for e in received])
             events = service.latest_per_model_day(service.under_current_names(received, aliases))
             # XGBoost releases the GIL: scoring in a thread keeps the event loop (and heartbeats) responsive.
-            scored = await asyncio.to_thread(service.score, model, events, self._top_n)
+            # explained now: the picks (ModelScore readers alert on them); the others where they are read
+            scored = await asyncio.to_thread(partial(service.score, model, events, self._top_n, picks_only=True))
             catalog, daily = service.catalog_records(scored)
             await repository.write_batch(
                 self._pool, service.score_records(scored), catalog, daily, service.day_models(events)
@@ -69,14 +71,14 @@ class ScorerWorker:
         SCORED.labels(scored.version).inc(len(events))
         self.day_activity.set()
 
-    async def run_swapper(self, idle_s: float, check_s: float) -> None:
+    async def run_swapper(self, idle_s: float, check_s: float, prepare: catalog_swap.Prepare | None = None) -> None:
         """Background task: swap in each day's catalog once it is due (woken early when a batch lands)."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.day_activity.wait(), check_s)
             self.day_activity.clear()
             try:
-                await catalog_swap.swap_due_days(self._pool, idle_s)
+                await catalog_swap.swap_due_days(self._pool, idle_s, prepare)
             except Exception:  # a swapper that died would leave every later day out of search
                 log.exception("scorer.catalog_swap_failed")  # the day stays due: the next check retries it
 

@@ -17,6 +17,7 @@ from operator import itemgetter
 import asyncpg
 
 from hubpulse_common import renames
+from hubpulse_common.catalog_keys import SORT_KEYS
 from hubpulse_scorer.service import CATALOG_COLUMNS, DAILY_COLUMNS, SCORE_COLUMNS, Record
 
 # JSON columns are text (scorer migrations 0007, 0012): COPY sends the scorer's JSON text as it is.
@@ -36,7 +37,8 @@ _STAGING = {
 
 
 _WIDE = ("explanation", "features")  # catalog_details only; both tables carry the key and the day
-DETAIL_COLUMNS = ("model_id", "snapshot_date", *_WIDE)
+# and the model version that scored the features: it explains them on demand (`explanations`)
+DETAIL_COLUMNS = ("model_id", "snapshot_date", "model_version", *_WIDE)
 MODEL_COLUMNS = tuple(c for c in CATALOG_COLUMNS if c not in _WIDE)
 
 
@@ -93,13 +95,17 @@ _COUNT_DAY = """
         built_rows = d.built_rows + EXCLUDED.built_rows,
         written_at = CASE WHEN $4 THEN now() ELSE d.written_at END
 """
+_SCORED = [c for c in DETAIL_COLUMNS if c != "explanation"]  # what an explanation is of
+# A row that comes without an explanation (not explained when scored) is not written when its day, version and
+# features are unchanged (a redelivery): an explanation computed on demand meanwhile stays; any change clears it.
 _UPSERT_DETAILS = f"""
     INSERT INTO catalog_details ({", ".join(DETAIL_COLUMNS)})
     SELECT DISTINCT ON (model_id) {", ".join(DETAIL_COLUMNS)} FROM catalog_models_staging
     ORDER BY model_id, snapshot_date DESC  -- staging has a row per model-day: an upsert may touch a row once
     ON CONFLICT (model_id) DO UPDATE SET {_updates(DETAIL_COLUMNS, ["model_id"])}
     WHERE catalog_details.snapshot_date <= EXCLUDED.snapshot_date
-      AND {_changed("catalog_details", DETAIL_COLUMNS, ["model_id"])}
+      AND ({_changed("catalog_details", _SCORED, ["model_id"])}
+           OR EXCLUDED.explanation IS NOT NULL AND EXCLUDED.explanation IS DISTINCT FROM catalog_details.explanation)
 """  # noqa: S608 (identifiers are module constants)
 _UPSERT_DAILY = f"""
     INSERT INTO catalog_daily ({", ".join(DAILY_COLUMNS)})
@@ -203,3 +209,50 @@ async def follow_renames(
         if marked:
             await conn.execute(f"SELECT pg_advisory_xact_lock_shared({SWAP_LOCK})")
         return await renames.follow(conn, "score_renames", marked, _RENAMED_TABLES, model_ids)
+
+
+# Explanations computed after scoring (`explanations`): the detail row's features and the version that scored them.
+_TO_EXPLAIN = "SELECT model_id, snapshot_date, model_version, explanation, features FROM catalog_details"
+
+
+async def explanation_source(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
+    """The model's detail row: its latest scored features, their model version and explanation (None: not yet)."""
+    row: asyncpg.Record | None = await pool.fetchrow(f"{_TO_EXPLAIN} WHERE model_id = $1", model_id)
+    return row
+
+
+async def unexplained_tops(conn: asyncpg.Connection, table: str, n: int) -> list[asyncpg.Record]:
+    """Detail rows without an explanation among the first `n` models of each search sort of `table` (a copy of
+    catalog_models: a walk of each sort's index, the order the gateway pages in)."""
+    walks = " UNION ".join(
+        f"(SELECT model_id FROM {table} ORDER BY {key.expression} DESC, model_id LIMIT $1)"  # noqa: S608 (a module constant)
+        for key in SORT_KEYS.values()
+    )
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"{_TO_EXPLAIN} WHERE model_id IN ({walks}) AND explanation IS NULL AND model_version IS NOT NULL", n
+    )
+    return rows
+
+
+# Only where the row still holds what was explained: a newer day, version or features written meanwhile wins.
+_CACHE = """
+    UPDATE catalog_details d SET explanation = x.explanation
+    FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::text[])
+        AS x(model_id, snapshot_date, model_version, features, explanation)
+    WHERE d.model_id = x.model_id AND d.snapshot_date = x.snapshot_date AND d.model_version = x.model_version
+      AND d.features = x.features AND d.explanation IS NULL
+"""
+
+
+async def cache_explanations(
+    executor: asyncpg.Pool | asyncpg.Connection, rows: Sequence[asyncpg.Record], explanations: Sequence[str]
+) -> None:
+    """Stores the explanations of detail rows (`explanation_source` / `unexplained_tops` rows) in those rows."""
+    await executor.execute(
+        _CACHE,
+        [r["model_id"] for r in rows],
+        [r["snapshot_date"] for r in rows],
+        [r["model_version"] for r in rows],
+        [r["features"] for r in rows],
+        list(explanations),
+    )

@@ -1,9 +1,10 @@
 """Business logic of the scorer: plain functions on plain data (no I/O).
 
 A batch of feature events becomes one frame, is scored by one model version in one XGBoost call
-(probabilities and pred_contribs over the whole batch), and turns into score rows, catalog rows and
-score events. The catalog's latest stats come from the feature events themselves (they carry the
-day's raw stats), so the scorer never reads another service's tables.
+(probabilities over the whole batch; pred_contribs, TreeSHAP, for the rows explained at once), and turns into
+score rows, catalog rows and score events; the other rows are explained where they are read (`explain_features`,
+hubpulse_scorer.explanations). The catalog's latest stats come from the feature events themselves (they carry
+the day's raw stats), so the scorer never reads another service's tables.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class Scored:
     """One batch scored by one model version.
 
     `explanations[i]` is row i's top contributions as JSON text: a list of `Contribution` objects
-    (feature, value, contribution), built once and reused by the scores row, the catalog row and the event.
+    (feature, value, contribution), built once and reused by the scores row, the catalog row and the event;
+    None for a row not explained at scoring time (its explanation is computed on demand).
     """
 
     events: list[ModelFeatures]
@@ -84,7 +86,7 @@ class Scored:
     horizon_days: int
     threshold: float
     probability: np.ndarray
-    explanations: list[str]
+    explanations: Sequence[str | None]
 
 
 def under_current_names(events: Iterable[ModelFeatures], aliases: Mapping[str, Rename]) -> Iterator[ModelFeatures]:
@@ -110,17 +112,22 @@ def day_models(events: Iterable[ModelFeatures]) -> dict[dt.date, int]:
 
 def features_matrix(events: Sequence[ModelFeatures], columns: Sequence[str]) -> np.ndarray:
     """The model's feature columns of each event (absent or null = NaN, which XGBoost treats as missing)."""
+    return values_matrix([e.features for e in events], columns)
+
+
+def values_matrix(features: Sequence[Mapping[str, float | None]], columns: Sequence[str]) -> np.ndarray:
+    """`columns` of each row of features (absent or null = NaN)."""
     if not columns:
-        return np.empty((len(events), 0), dtype="float64")
+        return np.empty((len(features), 0), dtype="float64")
     pick = itemgetter(*columns)
-    try:  # our features service sends every column: one C-level lookup of all of them per event
-        rows = [pick(e.features) for e in events]
+    try:  # our features service sends every column: one C-level lookup of all of them per row
+        rows = [pick(f) for f in features]
     except KeyError:
-        rows = [tuple(e.features.get(c) for c in columns) for e in events]
+        rows = [tuple(f.get(c) for c in columns) for f in features]
     if len(columns) == 1:
         rows = [(r,) for r in rows]
     # None becomes NaN in a float array
-    matrix: np.ndarray = np.array(rows, dtype="float64").reshape(len(events), len(columns))
+    matrix: np.ndarray = np.array(rows, dtype="float64").reshape(len(features), len(columns))
     return matrix
 
 
@@ -143,13 +150,36 @@ def _explanations(names: list[str], x: np.ndarray, contribs: np.ndarray, top_n: 
     ]
 
 
-def score(model: TrainedModel, events: Sequence[ModelFeatures], top_n: int) -> Scored:
-    """Calibrated probabilities and the top signed contributions of every event, by `model`."""
+def explain(model: TrainedModel, x: np.ndarray, top_n: int) -> list[str]:
+    """The top signed contributions (TreeSHAP) of each row of `x` (the feature values as they arrived), as JSON
+    text. A row's explanation does not depend on the other rows: one row alone gets what it gets in a batch."""
+    columns = model.feature_columns
+    if not len(x):  # XGBoost's pred_contribs of no rows is not a (0, features) matrix
+        return []
+    # what the booster sees; explanations show the values as they arrived
+    return _explanations(columns, x, contributions(model.booster, x.astype("float32"), columns), top_n)
+
+
+def explain_features(model: TrainedModel, features: Sequence[Mapping[str, float | None]], top_n: int) -> list[str]:
+    """`explain` of stored feature rows (catalog_details.features), as the scorer explained them when scoring."""
+    return explain(model, values_matrix(features, model.feature_columns), top_n)
+
+
+def score(model: TrainedModel, events: Sequence[ModelFeatures], top_n: int, *, picks_only: bool = False) -> Scored:
+    """Calibrated probabilities of every event by `model`, and the top signed contributions of every event, or
+    with `picks_only` of the events at or above the model's threshold (the others' explanations are None)."""
     columns = model.feature_columns
     x = features_matrix(events, columns)
-    x32 = x.astype("float32")  # what the booster sees; explanations show the values as they arrived
+    x32 = x.astype("float32")  # what the booster sees
     probability = model.predict_proba(pd.DataFrame(x32, columns=list(columns), copy=False))
-    explanations = _explanations(columns, x, contributions(model.booster, x32, columns), top_n)
+    explanations: Sequence[str | None]
+    if picks_only:
+        explained = np.flatnonzero(probability >= model.metadata.threshold)
+        explanations = [None] * len(events)
+        for i, text in zip(explained.tolist(), explain(model, x[explained], top_n), strict=True):
+            explanations[i] = text
+    else:
+        explanations = list(explain(model, x, top_n))
     meta = model.metadata
     return Scored(
         events=list(events),
@@ -214,6 +244,10 @@ def catalog_records(scored: Scored) -> tuple[list[Record], list[Record]]:
     return models, daily
 
 
+# A score not explained at scoring time has no top_features in its event (ModelScore.top_features says so).
+_NOT_EXPLAINED = "[]"
+
+
 def score_payloads(scored: Scored) -> list[tuple[bytes, bytes]]:
     """ModelScore of each row as (key, JSON) pairs, encoded in bulk (tests/scorer check they validate)."""
     # the explanation is already JSON: spliced in, not parsed and encoded again
@@ -232,7 +266,7 @@ def score_payloads(scored: Scored) -> list[tuple[bytes, bytes]]:
                     "probability": p,
                     "threshold": scored.threshold,
                 },
-                explanation,
+                _NOT_EXPLAINED if explanation is None else explanation,
             ),
         )
         for e, p, explanation in zip(scored.events, probability, scored.explanations, strict=True)

@@ -10,6 +10,9 @@ class ScorerSettings(ConsumerSettings, service="scorer", port=8004):
     # How often the registry's current pointer is checked for a promotion or rollback.
     model_poll_s: float = 3.0
     top_features: int = 5
+    # Explained when their day is swapped in: the first models of each search sort (5 sorts; a search page holds
+    # 20 to 100). Other non-picks are explained when their detail is first read (docs/decisions/pipeline-redesign.md).
+    explain_top_n: int = 1000
     # The day's catalog is swapped in once every model-day is scored (the features close says how many), or
     # once no batch of it arrived for this long (a day whose size is unknown, or that lost rows to the DLQ).
     catalog_swap_idle_s: float = 30.0

@@ -214,11 +214,13 @@ async def renamed_to(pool: asyncpg.Pool, model_id: str) -> str | None:
 
 
 async def model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
-    """The catalog row and its details (features, explanation), by id."""
+    """The catalog row and its details (features, explanation), by id. The explanation is null when the scorer
+    has not computed it yet (it does on demand: `routes.models`), an empty list when there are no details."""
     row: asyncpg.Record | None = await pool.fetchrow(
         f"SELECT {SUMMARY_COLUMNS}, downloads_all_time, last_modified, model_version, label, threshold, "  # noqa: S608
-        "COALESCE(d.explanation, '[]')::jsonb AS explanation, COALESCE(d.features, '{}')::jsonb AS features "
-        "FROM catalog_models LEFT JOIN LATERAL (SELECT explanation, features FROM catalog_details "
+        "(CASE WHEN d.found THEN d.explanation ELSE '[]' END)::jsonb AS explanation, "
+        "COALESCE(d.features, '{}')::jsonb AS features "
+        "FROM catalog_models LEFT JOIN LATERAL (SELECT explanation, features, true AS found FROM catalog_details "
         "WHERE catalog_details.model_id = $1) d ON true WHERE model_id = $1",
         model_id,
     )

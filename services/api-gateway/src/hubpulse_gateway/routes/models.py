@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import RedirectResponse
 from pydantic import TypeAdapter
 
-from hubpulse_common.http import NO_NUL, store_not_ready
+from hubpulse_common.http import NO_NUL, ApiError, store_not_ready
+from hubpulse_common.logging import get_logger
 from hubpulse_gateway.catalog import presentation, repository
 from hubpulse_gateway.catalog.cache import CACHE_HEADER
 from hubpulse_gateway.catalog.live import pick_body
@@ -18,7 +19,9 @@ from hubpulse_gateway.catalog.query import normalise_query
 from hubpulse_gateway.catalog.schemas import Deployability, ModelDetail, Pick, PicksPage, SearchPage, SortKey
 from hubpulse_gateway.deps import CatalogDep, UpstreamsDep, state_of
 from hubpulse_gateway.errors import ModelNotFound, error_responses
+from hubpulse_gateway.upstream import Upstreams
 
+log = get_logger(__name__)
 router = APIRouter(tags=["models"])
 
 INT4_MAX = 2**31 - 1
@@ -102,7 +105,7 @@ async def deployability(
         307: {"description": "A renamed model: Location is its detail under its new name"},
     },
 )
-async def model_detail(request: Request, catalog: CatalogDep, model_id: ModelId) -> Response:
+async def model_detail(request: Request, catalog: CatalogDep, upstreams: UpstreamsDep, model_id: ModelId) -> Response:
     pool = catalog.pool
     row, history, new_id = await asyncio.gather(
         repository.model(pool, model_id), repository.daily(pool, model_id), repository.renamed_to(pool, model_id)
@@ -112,6 +115,8 @@ async def model_detail(request: Request, catalog: CatalogDep, model_id: ModelId)
     if row is None:
         raise ModelNotFound(f"no model {model_id!r} in the catalog")
     detail = dict(row)
+    if detail["explanation"] is None:  # not explained when scored (no pick, not the top of a sort): the scorer does
+        detail["explanation"] = await _explanation_on_demand(upstreams, model_id)
     features = presentation.finite_features(detail["features"] or {})
     detail["features"] = features
     detail["history"] = [dict(r) for r in history]
@@ -119,6 +124,18 @@ async def model_detail(request: Request, catalog: CatalogDep, model_id: ModelId)
     detail["hype_score"] = presentation.hype_score(detail["probability"], detail["likes"], features.get("likes_7d"))
     detail["hub_url"] = f"{catalog.hub_url.rstrip('/')}/{model_id}"
     return Response(ModelDetail.model_validate(detail).model_dump_json(), media_type=JSON)
+
+
+async def _explanation_on_demand(upstreams: Upstreams, model_id: str) -> list[Any]:
+    """The scorer's explanation of the model's latest score (computed once, then kept in the row); without one
+    (the scorer unreachable, the row replaced meanwhile) the page shows its stats and says it has no explanation."""
+    try:
+        body = await upstreams.scorer.json("GET", "/explanation", params={"model_id": model_id})
+    except ApiError as exc:
+        log.warning("catalog.explanation_unavailable", model_id=model_id, status=exc.status, error=exc.message)
+        return []
+    explanation: list[Any] = body["explanation"]
+    return explanation
 
 
 @router.get(

@@ -1,3 +1,0 @@
-from gateway.gateway_process import gateway
-
-__all__ = ["gateway"]

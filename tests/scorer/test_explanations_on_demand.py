@@ -1,0 +1,212 @@
+"""Explanations where they are read (issue 21): a batch explains its picks, the swap the first models of each
+sort, and the model detail of any other model gets its explanation from the scorer on demand: the same text the
+eager computation gives for the same row and model version, stored, and not computed again. The scores
+(probabilities) are the eager ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import httpx
+import numpy as np
+from auth.conftest import serving
+from features.support import fetch, publish, settings_for
+from prometheus_client import REGISTRY
+from support.polling import wait_for
+
+from hubpulse.platform.stores import free_port
+from hubpulse_common import db
+from hubpulse_common.events import ModelFeatures
+from hubpulse_gateway.app import create_app as create_gateway_app
+from hubpulse_gateway.settings import GatewaySettings
+from hubpulse_scorer import repository, service
+from hubpulse_scorer.app import MIGRATIONS
+from hubpulse_scorer.app import create_app as create_scorer_app
+from hubpulse_scorer.model.artifact import TrainedModel
+from hubpulse_scorer.repository import write_batch
+from hubpulse_scorer.service import CATALOG_COLUMNS
+from hubpulse_scorer.settings import ScorerSettings
+from scorer.test_catalog_schema import VERSION_TABLE, _record
+from scorer.test_scorer_pipeline import _registry
+
+MODELS = 40
+TOP_N = 2  # the swap explains the first 2 of each of the 5 sorts: most non-picks are left to the detail
+
+
+def _events(model: TrainedModel, prefix: str, day: dt.date) -> list[ModelFeatures]:
+    rng = np.random.default_rng(3)
+    events = []
+    for i in range(MODELS):
+        values = rng.normal(scale=2.0, size=len(model.feature_columns))
+        columns = zip(model.feature_columns, values, strict=True)
+        features = {c: (None if rng.random() < 0.15 else float(v)) for c, v in columns}
+        events.append(
+            ModelFeatures(
+                model_id=f"{prefix}m{i}",
+                snapshot_date=day,
+                features=features,
+                downloads=int(rng.integers(0, 10_000)),
+                likes=int(rng.integers(0, 500)),
+                day_models=MODELS,  # the day is complete once all are scored: swapped in at once
+            )
+        )
+    return events
+
+
+def _on_demand() -> float:
+    return REGISTRY.get_sample_value("hubpulse_scorer_explained_after_scoring_total", {"when": "on_demand"}) or 0.0
+
+
+def _shown(explanation: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: c[k] for k in ("feature", "value", "contribution")} for c in explanation]
+
+
+async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
+    service_env: dict[str, str], database_url: str, challenger: TrainedModel, own_kafka: Any
+) -> None:
+    prefix = f"e{uuid.uuid4().hex[:6]}/"
+    bucket = f"t-{uuid.uuid4().hex[:10]}"
+    registry = _registry(service_env, bucket)
+    version = registry.promote(registry.register(challenger).version).version  # no bootstrap training
+    day = dt.date(2031, 3, 4)
+    events = _events(challenger, prefix, day)
+    eager = service.score(challenger, events, 5)  # today's computation: every row explained
+    expected = dict(zip([e.model_id for e in events], eager.explanations, strict=True))
+    probability = dict(zip([e.model_id for e in events], eager.probability.tolist(), strict=True))
+    picks = {e.model_id for e, p in zip(events, eager.probability, strict=True) if p >= challenger.metadata.threshold}
+    scorer = settings_for(
+        ScorerSettings,
+        {**service_env, "HUBPULSE_KAFKA_BOOTSTRAP": own_kafka.url},
+        database_url,
+        s3_bucket=bucket,
+        explain_top_n=TOP_N,
+        catalog_swap_check_s=0.2,
+    )
+    async with serving(create_scorer_app(scorer)) as scorer_url:
+        await publish(own_kafka.url, events)
+        catalog = await wait_for(
+            lambda: fetch(database_url, "SELECT model_id FROM catalog_models WHERE model_id LIKE $1", prefix + "%"),
+            lambda rows: len(rows) == MODELS,
+            timeout_s=90,
+        )
+        assert len(catalog) == MODELS
+
+        # the scores are today's; only the picks carry their explanation from the batch
+        scores = await fetch(database_url, "SELECT model_id, model_version, probability, top_features FROM scores")
+        assert {r["model_id"]: r["probability"] for r in scores} == probability
+        assert {r["model_version"] for r in scores} == {version}
+        assert {r["model_id"]: r["top_features"] for r in scores} == {
+            m: (text if m in picks else None) for m, text in expected.items()
+        }
+        details = {
+            r["model_id"]: r
+            for r in await fetch(database_url, "SELECT model_id, model_version, explanation FROM catalog_details")
+        }
+        assert {r["model_version"] for r in details.values()} == {version}
+        # picks and the swap's first models of each sort: explained already, as eagerly
+        explained = {m for m, r in details.items() if r["explanation"] is not None}
+        assert picks <= explained
+        assert all(details[m]["explanation"] == expected[m] for m in explained)
+        unexplained = sorted(set(expected) - explained)
+        assert unexplained, "every model was precomputed: nothing left to explain on demand"
+
+        gateway = GatewaySettings(
+            database_url=database_url,
+            kafka_bootstrap=own_kafka.url,
+            environment="test",
+            scorer_url=scorer_url,
+            api_rate_limit="100000/minute",
+        )
+        async with serving(create_gateway_app(gateway)) as gateway_url, httpx.AsyncClient(timeout=30) as http:
+            model_id = unexplained[0]
+            before = _on_demand()
+            first = await http.get(f"{gateway_url}/v1/models/{model_id}")
+            assert first.status_code == 200, first.text
+            assert _shown(first.json()["explanation"]) == json.loads(expected[model_id])
+            assert first.json()["explanation"][0]["text"]  # the detail's shape: each contribution in words
+            assert _on_demand() == before + 1
+            stored = await fetch(database_url, "SELECT explanation FROM catalog_details WHERE model_id = $1", model_id)
+            assert stored[0]["explanation"] == expected[model_id]  # kept in the row: the next read is a plain read
+
+            again = await http.get(f"{gateway_url}/v1/models/{model_id}")
+            assert again.json()["explanation"] == first.json()["explanation"]
+            pick = sorted(picks or explained)[0]
+            precomputed = await http.get(f"{gateway_url}/v1/models/{pick}")
+            assert _shown(precomputed.json()["explanation"]) == json.loads(expected[pick])
+            assert _on_demand() == before + 1  # neither the cached nor the precomputed one was computed again
+
+            # bad input: a clear 404 from the scorer, never a 5xx
+            unknown = await http.get(f"{scorer_url}/explanation", params={"model_id": "no/such-model"})
+            assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "model_not_found")
+            await fetch(
+                database_url,
+                "INSERT INTO catalog_details (model_id, snapshot_date, features) VALUES ($1, $2, '{}')",
+                prefix + "unscored",
+                day,
+            )
+            unscored = await http.get(f"{scorer_url}/explanation", params={"model_id": prefix + "unscored"})
+            assert (unscored.status_code, unscored.json()["error"]["code"]) == (404, "model_not_scored")
+            absent = await http.get(f"{gateway_url}/v1/models/no/such-model")
+            assert absent.status_code == 404
+
+        # the scorer unreachable: the detail still answers, without an explanation (the page says it has none)
+        unreachable = gateway.model_copy(update={"scorer_url": f"http://127.0.0.1:{free_port()}"})
+        async with serving(create_gateway_app(unreachable)) as gateway_url, httpx.AsyncClient(timeout=30) as http:
+            detail = await http.get(f"{gateway_url}/v1/models/{unexplained[1]}")
+            assert detail.status_code == 200, detail.text
+            assert detail.json()["explanation"] == []
+
+
+def test_a_batch_explains_its_picks_as_the_eager_computation_and_scores_the_same(challenger: TrainedModel) -> None:
+    events = _events(challenger, "b/", dt.date(2031, 3, 5))
+    eager = service.score(challenger, events, 5)
+    picks = eager.probability >= challenger.metadata.threshold
+    assert picks.any()
+    assert not picks.all()
+    lean = service.score(challenger, events, 5, picks_only=True)
+    assert lean.probability.tolist() == eager.probability.tolist()
+    assert lean.explanations == [text if pick else None for text, pick in zip(eager.explanations, picks, strict=True)]
+    # a batch without a pick explains nothing (and scores it all)
+    quiet = [e for e, pick in zip(events, picks, strict=True) if not pick]
+    assert service.score(challenger, quiet, 5, picks_only=True).explanations == [None] * len(quiet)
+
+
+async def test_a_redelivered_batch_keeps_an_explanation_computed_on_demand(database_url: str) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    pool = await db.create_pool(database_url, min_size=1, max_size=1)
+    day = dt.date(2031, 3, 6)
+    explained = json.dumps([{"feature": "likes_7d", "value": 1.0, "contribution": 0.7}])
+
+    def unexplained(on: dt.date, likes_7d: float) -> tuple[object, ...]:
+        row = list(_record("c/a", on, 10, likes_7d))
+        row[CATALOG_COLUMNS.index("explanation")] = None
+        return tuple(row)
+
+    async def stored() -> str | None:
+        row = await repository.explanation_source(pool, "c/a")
+        assert row is not None
+        text: str | None = row["explanation"]
+        return text
+
+    async def explain_now() -> None:
+        row = await repository.explanation_source(pool, "c/a")
+        assert row is not None
+        await repository.cache_explanations(pool, [row], [explained])
+
+    try:
+        await write_batch(pool, [], [unexplained(day, 1.0)], [])
+        assert await stored() is None
+        await explain_now()
+        assert await stored() == explained
+        await write_batch(pool, [], [unexplained(day, 1.0)], [])  # a redelivery: the same features, same version
+        assert await stored() == explained
+        await write_batch(pool, [], [unexplained(day, 2.0)], [])  # other features: what was explained is gone
+        assert await stored() is None
+        await explain_now()
+        await write_batch(pool, [], [unexplained(day + dt.timedelta(days=1), 2.0)], [])  # a new day
+        assert await stored() is None
+    finally:
+        await pool.close()
