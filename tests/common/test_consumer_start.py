@@ -57,3 +57,29 @@ async def test_a_new_latest_group_skips_the_backlog_and_a_restart_resumes_at_its
         assert sorted(seen) == [5, 6, 7, 8, 9]
     finally:
         await bus.stop()
+
+
+async def test_a_started_consumer_exposes_its_counters_at_zero_before_any_message(kafka) -> None:
+    """The dead-letter and failure alerts use increase(): a series first scraped at 1 would hide that first
+    message, so every counter of a consumer exists at 0 once it starts."""
+    from prometheus_client import REGISTRY
+
+    topic = await _topic(kafka.url)
+    bus = EventBus(kafka.url, "test-start-counters")
+    await bus.start()
+    group = f"g-{uuid.uuid4().hex[:8]}"
+
+    async def handler(batch: Sequence[Received[ModelSnapshot]]) -> None:
+        return None
+
+    started = _consumer(kafka.url, topic, group, handler, bus)
+    try:
+        await started.start()
+        names = ("consumed", "failed", "transient_failures", "dead_lettered")
+        values = [
+            REGISTRY.get_sample_value(f"hubpulse_kafka_{n}_total", {"topic": topic, "group": group}) for n in names
+        ]
+    finally:
+        await started.stop()
+        await bus.stop()
+    assert values == [0.0, 0.0, 0.0, 0.0]

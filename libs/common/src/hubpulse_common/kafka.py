@@ -181,6 +181,7 @@ class EventBus:
         For telemetry about a call (an inference event): a broker hiccup must neither fail nor slow the call.
         """
         topic = event.topic
+        LOST.labels(topic)  # the series exists at 0 before a first loss, so increase() sees that loss
 
         def settled(future: asyncio.Future[object]) -> None:
             if future.cancelled() or future.exception() is not None:
@@ -483,6 +484,10 @@ class BatchConsumer(Generic[E]):
         `start_consumers` (a new group's start is committed before any of them joins)."""
         if self.starts_at_latest and not self._pinned:
             await pin_new_groups([self])
+        # Each counter's series exists at 0 from the start: one created by its first increment is first scraped
+        # at 1 or more, and increase() (the dead-letter and failure alerts) never sees that first step.
+        for counter in (CONSUMED, FAILED, TRANSIENT, DEAD_LETTERED):
+            counter.labels(self.topic, self.group_id)
         await self._consumer.start()
         self._consumer.subscribe(
             [self.topic], listener=_WaitForBatchOnRevoke(self._batch_lock, self._interrupt, self._stopping)
