@@ -80,6 +80,8 @@ _SELECT_RANK_INPUTS = f"""
 CLOSE_SLICE_BYTES = 8 << 20
 # The close's sorts (DISTINCT ON over the day) stay in memory at 200k models instead of spilling to disk.
 _CLOSE_WORK_MEM = "256MB"
+# One read of a day for the close (rank inputs, or the rows), from its first byte to its last slice handed on.
+CLOSE_READ_TIMEOUT_S = 3600.0
 
 
 async def ensure_feature_set(pool: asyncpg.Pool) -> None:
@@ -312,7 +314,9 @@ async def _stream_csv(
             await flush(end)
 
     await conn.execute(f"SET work_mem = '{_CLOSE_WORK_MEM}'")  # the pool's reset on release puts it back
-    await conn.copy_from_query(query, *args, output=take, format="csv", header=True)
+    # The timeout covers the whole read, paced by the sink (the close's store and publish): minutes for a day of
+    # the whole Hub, where the pool's command timeout is for one statement.
+    await conn.copy_from_query(query, *args, output=take, format="csv", header=True, timeout=CLOSE_READ_TIMEOUT_S)
     if header and buffer:
         await flush(len(buffer))
 
