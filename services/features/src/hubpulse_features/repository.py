@@ -176,20 +176,19 @@ async def append_features(conn: asyncpg.Connection, frame: pd.DataFrame, days: S
     """The batch's time features, appended to their days' stream (a redelivery appends again: the close keeps
     the latest). Call inside the batch's transaction, after `share_days`."""
     await _ensure_stream_partitions(conn, days)
-    await conn.copy_to_table(
-        "feature_stream",
-        # a memoryview: asyncpg would take bytes for a file path
-        source=memoryview(feature_rows_copy(frame, provisional=True)),
-        columns=list(FEATURE_ROW_COLUMNS),
-        format="binary",
-    )
+    await _copy_feature_rows(conn, "feature_stream", frame, provisional=True)
 
 
 async def write_final(conn: asyncpg.Connection, frame: pd.DataFrame) -> None:
     """A closed day's final rows (one plain COPY; `clear_final` made room). In the close's transaction."""
+    await _copy_feature_rows(conn, "feature_rows_final", frame, provisional=False)
+
+
+async def _copy_feature_rows(conn: asyncpg.Connection, table: str, frame: pd.DataFrame, *, provisional: bool) -> None:
     await conn.copy_to_table(
-        "feature_rows_final",
-        source=memoryview(feature_rows_copy(frame, provisional=False)),
+        table,
+        # a memoryview: asyncpg would take bytes for a file path
+        source=memoryview(feature_rows_copy(frame, provisional=provisional)),
         columns=list(FEATURE_ROW_COLUMNS),
         format="binary",
     )
