@@ -125,6 +125,17 @@ def test_fast_tokenizer_path_gives_the_full_paths_outputs(demo: DemoRepos, repo_
     assert fast == full
 
 
+def test_a_loaded_runtime_tokenizes_in_one_thread_unless_told(demo: DemoRepos, monkeypatch: pytest.MonkeyPatch) -> None:
+    built = demo.get("hubpulse-demo/tiny-text-classifier")
+    assert built is not None
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    load(built.root, built.model.pipeline_tag)
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # the operator's choice
+    load(built.root, built.model.pipeline_tag)
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
+
+
 async def test_model_server_routes_answer_as_they_did_on_fastapi(demo: DemoRepos) -> None:
     """The model server is a plain ASGI app now: same bodies, statuses and /healthz fields as its FastAPI app."""
     built = demo.get("hubpulse-demo/tiny-text-classifier")
