@@ -25,6 +25,7 @@ import asyncpg
 import httpx
 import numpy as np
 
+from hubpulse.bench.configs import ExplainBenchConfig
 from hubpulse.bench.pipeline import started_child
 from hubpulse.bench.stores import start_stores
 from hubpulse.platform.stores import ProcessSpec, Running, free_port, service_spec, wait_ready
@@ -132,10 +133,11 @@ async def _tops_alone(db: str, s3_url: str, top_n: int) -> dict[str, Any]:
         await pool.close()
 
 
-def run_explain_bench(models: int, requests: int, top_n: int = 1000, timeout_s: float = 900) -> dict[str, Any]:
+def run_explain_bench(config: ExplainBenchConfig) -> dict[str, Any]:
+    models, top_n = config.models, config.top_n
     report: dict[str, Any] = {
         "models": models,
-        "requests": requests,
+        "requests": config.requests,
         "explain_top_n": top_n,
         "loadavg_start": [round(v, 2) for v in os.getloadavg()],
     }
@@ -151,12 +153,12 @@ def run_explain_bench(models: int, requests: int, top_n: int = 1000, timeout_s: 
         wait_ready(scorer.spec.url, 600, scorer.proc)  # the registry's bootstrap model is trained and loaded
         began = time.perf_counter()
         asyncio.run(_publish(stores.kafka, models))
-        asyncio.run(_swapped(stores.db_url, models, timeout_s))
+        asyncio.run(_swapped(stores.db_url, models, config.timeout_s))
         report["scored_and_swapped_s"] = round(time.perf_counter() - began, 1)
         gateway_env = {**env, "HUBPULSE_SCORER_URL": scorer.spec.url, "HUBPULSE_API_RATE_LIMIT": "1000000/minute"}
         gateway = start(service_spec("gateway", free_port(), gateway_env), 300)
         wait_ready(gateway.spec.url, 300, gateway.proc)
-        report["details"] = asyncio.run(_details(stores.db_url, gateway.spec.url, requests))
+        report["details"] = asyncio.run(_details(stores.db_url, gateway.spec.url, config.requests))
         report["sort_tops_alone"] = asyncio.run(_tops_alone(stores.db_url, stores.s3, top_n))
     report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     return report

@@ -12,7 +12,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from hubpulse.bench.configs import InferenceBenchConfig, SearchBenchConfig
+from hubpulse.bench.configs import (
+    CatalogBenchConfig,
+    ExplainBenchConfig,
+    InferenceBenchConfig,
+    SearchBenchConfig,
+    WatchesBenchConfig,
+)
 from hubpulse.commands.options import config_options, output_file
 from hubpulse_common.errors import UserFacingError
 
@@ -81,30 +87,29 @@ def search(
 
 
 @bench_app.command("catalog")
+@config_options(CatalogBenchConfig)
 def catalog(
-    models: Annotated[int, typer.Option("--models", min=1, help="models in the seeded catalog")] = 200_000,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="models per write_batch (the scorer's batch)")] = 5000,
+    config: CatalogBenchConfig,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
 ) -> None:
     """One day's update of every catalog row through the scorer's write_batch: seconds, sizes, HOT updates."""
     from hubpulse.bench.catalog_write import run_catalog_bench
 
-    report = run_catalog_bench(models, batch)
+    report = run_catalog_bench(config)
     _emit(report, json_out)
 
 
 @bench_app.command("explain")
+@config_options(ExplainBenchConfig)
 def explain(
-    models: Annotated[int, typer.Option("--models", min=1, help="model-days scored by the real scorer")] = 200_000,
-    requests: Annotated[int, typer.Option("--requests", min=1, help="model details read of each kind")] = 100,
-    top_n: Annotated[int, typer.Option("--top-n", min=0, help="the scorer's HUBPULSE_EXPLAIN_TOP_N")] = 1000,
+    config: ExplainBenchConfig,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
 ) -> None:
     """Model detail latency with explanations on demand: explained before, first read (computed), second read."""
     from hubpulse.bench.explain import run_explain_bench
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    _emit(run_explain_bench(models, requests, top_n), json_out)
+    _emit(run_explain_bench(config), json_out)
 
 
 @bench_app.command("inference")
@@ -125,20 +130,18 @@ def inference(
 
 
 @bench_app.command("watches")
+@config_options(WatchesBenchConfig)
 def watches(
-    models: Annotated[int, typer.Option("--models", min=2, help="models, one watch each")] = 200,
-    paced: Annotated[int, typer.Option("--paced", min=1, help="of which crossing one at a time")] = 20,
-    spacing_ms: Annotated[float, typer.Option("--spacing-ms", min=0, help="between paced scores")] = 250,
-    timeout: Annotated[float, typer.Option("--timeout", min=1, help="seconds to wait for a phase's webhooks")] = 120,
+    config: WatchesBenchConfig,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
 ) -> None:
     """Score event -> watch alert -> signed webhook: p50/p95/p99 lag, paced and in a burst (real broker, MongoDB)."""
     from hubpulse.bench.watches import run
 
-    if paced >= models:
-        raise UserFacingError(f"--paced must be below --models ({models}), got {paced}")
+    if config.paced >= config.models:
+        raise UserFacingError(f"--paced must be below --models ({config.models}), got {config.paced}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report = run(models, paced, spacing_ms, timeout, say=_say)
+    report = run(config, say=_say)
     _emit(report, json_out)
     if not report["ok"]:
         raise typer.Exit(1)
