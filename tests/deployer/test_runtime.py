@@ -152,6 +152,7 @@ async def test_model_server_routes_answer_as_they_did_on_fastapi(demo: DemoRepos
         good = await client.post("/predict", json={"inputs": ["I love this movie", "awful"]}, headers=token)
         wrong_method = await client.get("/predict")
         unknown = await client.get("/nope")
+        slash = await client.post("/predict/?x=1", json={"inputs": ["good"]}, headers=token)
         counted = (await client.get("/healthz")).json()["batching"]
     assert health.status_code == 200
     assert health.headers["content-type"] == "application/json"
@@ -174,6 +175,7 @@ async def test_model_server_routes_answer_as_they_did_on_fastapi(demo: DemoRepos
         "POST",
     )
     assert (unknown.status_code, unknown.json()) == (404, {"detail": "Not Found"})
+    assert (slash.status_code, slash.headers["location"]) == (307, "http://model/predict?x=1")
     assert (counted["batches"], counted["inputs"]) == (1, 2)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 import typer
 import uvicorn
+from starlette.datastructures import URL
 from starlette.types import Receive, Scope, Send
 
 from hubpulse_common.errors import InputError
@@ -61,7 +62,7 @@ def _error(code: str, message: str) -> bytes:
 class ModelServerApp:
     """The model server's two routes as a plain ASGI app: no routing table, no dependency solving, no middleware
     stack, the per-call work of FastAPI that a two-route server does not need (docs/decisions/deployer.md). Unknown
-    paths and methods get FastAPI's answers (404 / 405 with `{"detail"}`)."""
+    paths and methods get FastAPI's answers (404 / 405 with `{"detail"}`, 307 to the path without a trailing slash)."""
 
     def __init__(self, runtime: Runtime, *, max_batch_size: int, max_wait_ms: float, token: str | None) -> None:
         self.runtime = runtime
@@ -81,7 +82,11 @@ class ModelServerApp:
             return
         path, method = scope["path"], scope["method"]
         allowed = _ROUTES.get(path)
-        if allowed is None:
+        if allowed is None and path.rstrip("/") in _ROUTES:  # FastAPI's redirect of a trailing slash
+            location = str(URL(scope={**scope, "path": path.rstrip("/")})).encode()
+            await send({"type": "http.response.start", "status": 307, "headers": [(b"location", location)]})
+            await send({"type": "http.response.body", "body": b""})
+        elif allowed is None:
             await send_json(send, 404, b'{"detail":"Not Found"}')
         elif method != allowed:
             await send_json(send, 405, b'{"detail":"Method Not Allowed"}', ((b"allow", allowed.encode()),))
