@@ -12,6 +12,7 @@ import httpx
 import pytest
 from auth.conftest import serving
 from huggingface_hub import ModelInfo
+from prometheus_client.parser import text_string_to_metric_families
 
 from hubpulse.hub import create_app as create_hub_app
 from hubpulse.hub.demo_models import DEMO_MODELS, DemoRepos
@@ -177,6 +178,34 @@ async def test_model_server_routes_answer_as_they_did_on_fastapi(demo: DemoRepos
     assert (unknown.status_code, unknown.json()) == (404, {"detail": "Not Found"})
     assert (slash.status_code, slash.headers["location"]) == (307, "http://model/predict?x=1")
     assert (counted["batches"], counted["inputs"]) == (1, 2)
+
+
+async def test_model_server_metrics_show_calls_in_flight_and_answered(demo: DemoRepos) -> None:
+    """What the kubernetes target's HPAs scale on (through the custom metrics API): a call held by the batcher's
+    wait is in flight until it is answered."""
+    built = demo.get("hubpulse-demo/tiny-text-classifier")
+    assert built is not None
+    app = build_app(load(built.root, built.model.pipeline_tag), max_batch_size=4, max_wait_ms=400)
+
+    def samples(text: str) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("status", "")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://model") as client:
+        held = asyncio.create_task(client.post("/predict", json={"inputs": ["good"]}))
+        await asyncio.sleep(0.1)
+        during = await client.get("/metrics")
+        assert (await held).status_code == 200
+        assert (await client.post("/predict", json={"inputs": []})).status_code == 422
+        after = await client.get("/metrics")
+    assert during.headers["content-type"].startswith("text/plain")
+    assert samples(during.text)[("hubpulse_inflight_requests", "")] == 1
+    assert samples(after.text)[("hubpulse_inflight_requests", "")] == 0
+    assert samples(after.text)[("hubpulse_model_server_calls_total", "200")] == 1
+    assert samples(after.text)[("hubpulse_model_server_calls_total", "422")] == 1
 
 
 def test_demo_model_files_are_reproducible(demo: DemoRepos, tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ own process by the local target (and as the container of the kubernetes target).
     python -m hubpulse_deployer.model_server (--model-dir DIR | --model-id REPO [--revision R]) --task TASK --port PORT
 
 `POST /predict {"inputs": [str, ...]}` answers `{"outputs": [...]}` (one output per input); `GET /healthz`
-answers once the pipeline is loaded (the port is bound only then, so a listening port means ready).
+answers once the pipeline is loaded (the port is bound only then, so a listening port means ready); `GET /metrics`:
+calls in flight (the kubernetes target's HPAs scale on it) and calls answered, by status (Prometheus text).
 With `HUBPULSE_MODEL_SERVER_TOKEN` set (the local target always sets it), `/predict` takes only callers that send
 it as `Authorization: Bearer <token>`: the deployer, and the gateway's data plane (`model_server_token`).
 Concurrent calls are batched (`--max-batch-size`, `--max-wait-ms`; `batching.py`): one forward pass serves many.
@@ -22,16 +23,17 @@ from typing import Any
 import orjson
 import typer
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from starlette.datastructures import URL
 from starlette.types import Receive, Scope, Send
 
 from hubpulse_common.errors import InputError
-from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, parse_inputs
+from hubpulse_common.inference import INFLIGHT_METRIC, MODEL_SERVER_TOKEN_VARIABLE, parse_inputs
 from hubpulse_deployer.batching import Batcher, OutputMismatch
 from hubpulse_deployer.runtime import Refused, Runtime, load
 from hubpulse_deployer.runtime.fetch import fetch
 
-_ROUTES = {"/predict": "POST", "/healthz": "GET"}
+_ROUTES = {"/predict": "POST", "/healthz": "GET", "/metrics": "GET"}
 
 
 async def read_body(receive: Receive) -> bytes:
@@ -44,8 +46,14 @@ async def read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-async def send_json(send: Send, status: int, body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+async def send_json(
+    send: Send,
+    status: int,
+    body: bytes,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+    content_type: bytes = b"application/json",
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -73,6 +81,11 @@ class ModelServerApp:
         self.batcher = Batcher(
             runtime.predict_batch, self._executor, max_batch_size=max_batch_size, max_wait_s=max_wait_ms / 1000
         )
+        self.registry = CollectorRegistry()  # the app's own: one process, one server, and tests build several
+        self._inflight = Gauge(INFLIGHT_METRIC, "Predict calls being answered", registry=self.registry)
+        self._answered = Counter(
+            "hubpulse_model_server_calls", "Predict calls answered, by status", ["status"], registry=self.registry
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -91,8 +104,12 @@ class ModelServerApp:
         elif method != allowed:
             await send_json(send, 405, b'{"detail":"Method Not Allowed"}', ((b"allow", allowed.encode()),))
         elif path == "/predict":
-            status, body = await self._predict(scope, await read_body(receive))
+            with self._inflight.track_inprogress():
+                status, body = await self._predict(scope, await read_body(receive))
+            self._answered.labels(str(status)).inc()
             await send_json(send, status, body)
+        elif path == "/metrics":
+            await send_json(send, 200, generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
         else:
             await send_json(send, 200, self._health())
 
