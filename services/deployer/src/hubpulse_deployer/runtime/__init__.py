@@ -107,9 +107,9 @@ def plan(task: str, files: Iterable[str]) -> Plan:
 
 def load(model_dir: Path, task: str) -> Runtime:
     """The runtime for a downloaded model folder. Raises `Refused`."""
-    # tokenizers' thread pool (rayon) for a batch costs more CPU than one thread (demo classifier: 0.037 vs 0.020 ms
-    # per input in batches of 2, 0.016 vs 0.014 in 16; docs/decisions/deployer.md); a model server is parallel through
-    # batching and replicas, and its spare cores belong to the other services. An operator's setting wins.
+    # tokenizers' thread pool (rayon) costs more CPU per input than one thread at the batch sizes a server sees
+    # (measured in docs/decisions/deployer.md); a model server is parallel through batching and replicas, and its
+    # spare cores belong to the other services. An operator's setting wins.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     files = [p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()]
     chosen = plan(task, files)
