@@ -7,6 +7,7 @@ import pytest
 import websockets
 from auth.conftest import serving  # tests/auth/conftest.py (pytest puts tests/ on sys.path)
 from fastapi import WebSocket
+from opentelemetry import trace
 from prometheus_client import REGISTRY
 
 from hubpulse_common.events import ModelSnapshot
@@ -40,6 +41,35 @@ async def test_open_websockets_are_counted_until_they_close() -> None:
                     break
                 await client.get("/healthz")
     assert sample("hubpulse_websocket_connections", service="wsprobe", route="/echo") == 0
+
+
+async def test_requests_are_counted_per_route_and_status_without_opentelemetry_lookups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The RED series count every request (per method, template and status, with the series kept per app); FastAPI's
+    OpenTelemetry hooks, which looked up three global providers per request, are off in every service app."""
+    lookups: list[str] = []
+    provider = trace.get_tracer_provider()
+
+    def counted() -> trace.TracerProvider:
+        lookups.append("tracer")
+        return provider
+
+    monkeypatch.setattr(trace, "get_tracer_provider", counted)
+    app = create_service_app(service="redprobe", title="probe")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://probe") as client:
+        for _ in range(3):
+            assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/nowhere")).status_code == 404
+    assert sample("hubpulse_http_requests_total", service="redprobe", method="GET", route="/healthz", status="200") == 3
+    assert (
+        sample("hubpulse_http_requests_total", service="redprobe", method="GET", route="unmatched", status="404") == 1
+    )
+    assert (
+        sample("hubpulse_http_request_duration_seconds_count", service="redprobe", method="GET", route="/healthz") == 3
+    )
+    assert lookups == []
 
 
 async def test_each_scrape_reports_every_readiness_check() -> None:

@@ -8,7 +8,7 @@ docs/asyncapi.yaml is generated from these classes (`python -m hubpulse_common.a
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
@@ -24,7 +24,7 @@ def utcnow() -> datetime:
 
 
 def new_event_id() -> str:
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)  # as logging.new_trace_id
 
 
 class Event(BaseModel):

@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -320,6 +321,19 @@ class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        # (method, route template, status) -> its two series, looked up once: `labels()` per request (label
+        # checks, a lock) cost more than the updates. Bounded: httptools knows a fixed set of methods, and the
+        # templates and statuses are the app's own.
+        self._series: dict[tuple[str, str, int], tuple[Histogram, Counter]] = {}
+
+    def _record(self, method: str, template: str, status: int, seconds: float) -> None:
+        key = (method, template, status)
+        series = self._series.get(key)
+        if series is None:
+            labels = (self.service, method, template)
+            series = self._series[key] = (LATENCY.labels(*labels), REQUESTS.labels(*labels, str(status)))
+        series[0].observe(seconds)
+        series[1].inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -354,11 +368,8 @@ class ObservabilityMiddleware:
                 # x-request-id its message points to, and is counted with its route.
                 await unexpected_error(exc, scope.get("path"))(scope, receive, send_with_id)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "GET")
-            LATENCY.labels(self.service, method, template).observe(time.perf_counter() - start)
-            REQUESTS.labels(self.service, method, template, str(status)).inc()
+            template = getattr(scope.get("route"), "path", None) or "unmatched"
+            self._record(scope.get("method", "GET"), template, status, time.perf_counter() - start)
             trace_id_var.reset(token)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -428,6 +439,9 @@ def _install_offline_docs(app: FastAPI, title: str) -> None:
         )
 
 
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
 def create_service_app(
     *,
     service: str,
@@ -456,7 +470,9 @@ def create_service_app(
         version=version,
         description=description,
         lifespan=asynccontextmanager(_lifespan),
-        **{"docs_url": None, "redoc_url": None, **fastapi_kwargs},
+        # FastAPI's OpenTelemetry hooks looked up three global providers per request; metrics and traces here are
+        # Prometheus and the request id (ObservabilityMiddleware)
+        **{"docs_url": None, "redoc_url": None, "telemetry": NO_TELEMETRY, **fastapi_kwargs},
     )
     app.state.service = service
     _install_offline_docs(app, title)

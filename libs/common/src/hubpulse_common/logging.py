@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
@@ -16,7 +16,7 @@ TRACE_HEADER = "x-request-id"
 
 
 def new_trace_id() -> str:
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)  # random as uuid4().hex (128 bits, not 122), without a UUID object per call
 
 
 def current_trace_id() -> str | None:

@@ -111,8 +111,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # Innermost (after the shared middleware, before routing): cached searches skip FastAPI, not the limits.
     # The route comes from the router itself: in app.router.routes an included router is one opaque entry.
     search_route = next(r for r in models.router.routes if getattr(r, "path", None) == SEARCH_PATH)
-    app.user_middleware.append(Middleware(SearchCacheMiddleware, route=search_route))
+    # Predict outside the search cache: a predict call need not pass through it
     app.user_middleware.append(Middleware(deployments.PredictMiddleware, route=deployments.predict_route()))
+    app.user_middleware.append(Middleware(SearchCacheMiddleware, route=search_route))
     app.include_router(models.router)
     app.include_router(deployments.router)
     app.include_router(metrics.router)
