@@ -27,11 +27,14 @@ HEADERS = [
 ]
 
 
+# built once, not per response
+_WITH_CSP = (*HEADERS, (b"content-security-policy", CSP.encode()))
+_WITHOUT_CSP = tuple(HEADERS)
+
+
 class SecurityHeadersMiddleware(HttpMiddleware):
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        extra = list(HEADERS)
-        if not scope["path"].startswith(("/docs", DOCS_ASSETS)):
-            extra.append((b"content-security-policy", CSP.encode()))
+        extra = _WITHOUT_CSP if scope["path"].startswith(("/docs", DOCS_ASSETS)) else _WITH_CSP
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
