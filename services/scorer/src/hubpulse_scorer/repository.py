@@ -156,6 +156,11 @@ async def write_batch(
         await conn.execute(_UPSERT_SCORES)
         await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)
         written = {r["snapshot_date"]: r for r in await conn.fetch(_UPSERT_BUILD)}
+        await conn.execute(_UPSERT_DETAILS)
+        await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
+        await conn.execute(_UPSERT_DAILY)
+        # Last: every batch of the day updates this one row, and its lock is held until the commit; taken
+        # earlier, the other replicas' batches queued behind this one's details and daily writes.
         await conn.executemany(
             _COUNT_DAY,
             [
@@ -164,9 +169,6 @@ async def write_batch(
                 for w in [written.get(day)]
             ],
         )
-        await conn.execute(_UPSERT_DETAILS)
-        await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
-        await conn.execute(_UPSERT_DAILY)
 
 
 # Every table keyed by model (hubpulse_common.renames): a rename moves them all, so the old id leaves search.
