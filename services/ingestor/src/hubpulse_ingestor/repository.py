@@ -126,10 +126,11 @@ _IDENTIFY = """
     SELECT i.hub_id, m.model_id AS old_id, i.model_id AS new_id
     FROM incoming i JOIN hub_models m USING (hub_id) WHERE m.model_id <> i.model_id
 """
+# Written once per identity (ingestor migration 0003): a known `_id` under the same name is not rewritten.
 _REMEMBER = """
-    INSERT INTO hub_models (hub_id, model_id, first_seen, last_seen)
-    SELECT hub_id, model_id, $2, $2 FROM json_to_recordset($1::text::json) AS t(hub_id text, model_id text)
-    ON CONFLICT (hub_id) DO UPDATE SET model_id = EXCLUDED.model_id, last_seen = EXCLUDED.last_seen
+    INSERT INTO hub_models AS h (hub_id, model_id, first_seen)
+    SELECT hub_id, model_id, $2 FROM json_to_recordset($1::text::json) AS t(hub_id text, model_id text)
+    ON CONFLICT (hub_id) DO UPDATE SET model_id = EXCLUDED.model_id WHERE h.model_id <> EXCLUDED.model_id
 """
 
 
