@@ -273,6 +273,14 @@ async def test_a_row_the_database_refuses_fails_alone(stores: Stores) -> None:
     refused = await repository.upsert_encoded(pool, batch)
     assert refused == [b"ok/4"]
     assert await repository.count_snapshots(pool, day) == (8, 8)
+    # the same through the rows' COPY (it fails on the NUL; the slice's JSON then finds the row alone)
+    day = dt.date(2026, 2, 3)
+    good = encode_page([{"id": f"ok/{i}", "downloads": i} for i in range(9)], day).encoded
+    rows = [*good.rows[:4], good.rows[4]._replace(model_id="ok/\x00"), *good.rows[5:]]
+    values = [*good.values[:4], good.values[4].replace(b'"ok/4"', b'"ok/\\u0000"'), *good.values[5:]]
+    refused = await repository.upsert_encoded(pool, EncodedSnapshots(good.keys, values, {day}, rows=rows))
+    assert refused == [b"ok/4"]
+    assert await repository.count_snapshots(pool, day) == (8, 8)
 
 
 async def test_the_days_trending_ranks_are_recorded(
