@@ -238,6 +238,7 @@ async def test_an_error_the_upstream_renders_itself_does_not_open_the_breaker() 
     from fastapi.responses import PlainTextResponse
 
     from hubpulse_common.http import ApiError, error_response
+    from hubpulse_gateway.settings import GatewaySettings
     from hubpulse_gateway.upstream import UpstreamClient
 
     upstream = FastAPI()
@@ -252,7 +253,7 @@ async def test_an_error_the_upstream_renders_itself_does_not_open_the_breaker() 
         return caught.value
 
     async with serving(upstream) as url:
-        client = UpstreamClient("auth", url, breaker_threshold=2, retries=1)
+        client = UpstreamClient("auth", url, GatewaySettings(breaker_threshold=2, upstream_retries=1))
         try:
             for _ in range(5):  # an anonymous caller hammering a route that answers 503 on purpose
                 error = await fails("/offline")

@@ -6,7 +6,7 @@ import asyncpg
 import httpx
 from auth.conftest import serving  # tests/auth/conftest.py (pytest puts tests/ on sys.path)
 
-from hubpulse_common.http import create_service_app
+from hubpulse_common.http import NamedError, NotFound, create_service_app
 
 
 async def test_an_unhandled_error_is_a_json_500_with_its_request_id() -> None:
@@ -59,3 +59,16 @@ async def test_a_store_not_ready_or_unreachable_is_a_503_with_retry_after() -> N
             assert response.status_code == 503, path
             assert response.headers["retry-after"] == "5"
             assert response.json()["error"]["code"] == "unavailable"
+
+
+def test_a_named_error_takes_its_status_and_the_status_code_unless_told() -> None:
+    class Gone(NamedError, status=410): ...
+
+    class Expired(Gone, status=410, code="expired"): ...
+
+    class StillGone(Gone): ...
+
+    assert (Gone("x").status, Gone("x").code, Gone("x").message) == (410, "gone", "x")
+    assert Expired("x").answer == (410, "expired")
+    assert StillGone("x").answer == (410, "gone")
+    assert NotFound("x").answer == (404, "not_found")

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from hubpulse_auth.service import AccessGrant, access_claims, new_signing_key, sign
-from hubpulse_common.identity import LEEWAY_S, InvalidToken, JwksCache, TokenVerifier
+from hubpulse_common.identity import LEEWAY_S, InvalidToken, TokenVerifier
+from hubpulse_common.settings import ServiceSettings
 
 ISSUER, AUDIENCE = "hubpulse-auth", "hubpulse-api"
 
@@ -30,8 +31,8 @@ def _setup(now: float) -> tuple[TokenVerifier, Clock, dict[str, Any], str]:
 
     clock = Clock(now)
     # max_age 0: the key set is read again on every call, so a withdrawn key is noticed at once
-    jwks = JwksCache(fetch, max_age_s=0, min_refresh_s=0)
-    verifier = TokenVerifier(jwks, issuer=ISSUER, audience=AUDIENCE, clock=clock)
+    settings = ServiceSettings(jwt_issuer=ISSUER, jwt_audience=AUDIENCE, jwks_max_age_s=0, jwks_min_refresh_s=0)
+    verifier = TokenVerifier(fetch, settings, clock=clock)
     grant = AccessGrant("user-1", "org-1", "member", None, "session-1")
     token = sign(access_claims(grant, issuer=ISSUER, audience=AUDIENCE, ttl_s=600, now=int(now)), key)
     return verifier, clock, published, token

@@ -985,6 +985,44 @@ def test_network_policies_deny_by_default_and_open_only_the_paths_the_services_u
     assert all(_selects(listener["networkPolicyPeers"][0]["podSelector"], pods[name]) for name in SERVICES)
 
 
+def test_the_model_servers_the_deployer_creates_are_reachable_from_it_alone() -> None:
+    """The kubernetes target's pods (rendered as the deployer renders them) in the platform's namespace: the
+    deployer's egress reaches their port, and their ingress admits the deployer and Prometheus, no other service."""
+    from hubpulse_deployer.schemas import DeploymentConfig
+    from hubpulse_deployer.targets.base import Spec
+    from hubpulse_deployer.targets.kubernetes import PORT, render
+
+    spec = Spec("e" * 32, "org/model", "main", "text-classification", 1, DeploymentConfig())
+    objects = {o["kind"]: o for o in render(spec, image="i", namespace="hubpulse", hf_endpoint="https://hf.co")}
+    server = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    policies = of_kind("NetworkPolicy")
+    pods = _pods()
+    assert not _selects(policies["default-deny"]["spec"]["podSelector"], server)  # egress stays open: the Hub
+    ingress = [
+        rule
+        for policy in policies.values()
+        if "Ingress" in policy["spec"]["policyTypes"] and _selects(policy["spec"]["podSelector"], server)
+        for rule in policy["spec"].get("ingress", [])
+    ]
+    assert {port["port"] for rule in ingress for port in rule["ports"]} == {PORT}
+    peers = [peer for rule in ingress for peer in rule["from"]]
+    admitted = {
+        name for name in SERVICES if any(_selects(p["podSelector"], pods[name]) for p in peers if "podSelector" in p)
+    }
+    assert admitted == {"deployer"}
+    assert {
+        p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in peers if "namespaceSelector" in p
+    } == {"monitoring"}
+    egress = policies["deployer-egress"]["spec"]["egress"]
+    assert any(
+        _selects(peer["podSelector"], server) and {"protocol": "TCP", "port": PORT} in rule["ports"]
+        for rule in egress
+        for peer in rule.get("to", [])
+        if "podSelector" in peer
+    )
+    assert not any(_selects(policies[f"{name}-egress"]["spec"]["podSelector"], server) for name in SERVICES)
+
+
 # ---------------------------------------------------------------------------------------------- settings reference
 
 

@@ -15,16 +15,17 @@ import pytest
 import yaml
 from auth.conftest import serving
 from botocore.exceptions import ClientError
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
 from deployer.conftest import PLATFORM_TOKEN, USER_TOKEN, DeployStack, read_topic
+from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, model_server_token
 from hubpulse_deployer.schemas import DeploymentConfig
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.aws_lambda import HANDLER, LambdaTarget
-from hubpulse_deployer.targets.base import ProvisionError, Spec, TargetUnavailable
+from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, TargetUnavailable
 from hubpulse_deployer.targets.hf_space import space_files
 from hubpulse_deployer.targets.kubernetes import REDACTED, KubernetesTarget, render
 
@@ -221,7 +222,8 @@ async def test_kubernetes_without_kubeconfig_is_pending_with_valid_manifests(dep
     for obj in objects:
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
     secret, deployment, _, hpa = objects
-    assert secret["stringData"] == {"HF_TOKEN": REDACTED}
+    # the server's token (the stack shares a model-server secret) is kept out of what users see, like theirs
+    assert secret["stringData"] == {"HF_TOKEN": REDACTED, MODEL_SERVER_TOKEN_VARIABLE: REDACTED}
     assert deployment["spec"]["replicas"] == 2
     assert hpa["spec"]["minReplicas"] == 2
     assert hpa["spec"]["maxReplicas"] == 6
@@ -230,7 +232,8 @@ async def test_kubernetes_without_kubeconfig_is_pending_with_valid_manifests(dep
     assert container["readinessProbe"]["httpGet"]
     assert {"name": "LOG_LEVEL", "value": "info"} in container["env"]
     assert MODEL in container["args"]
-    assert hpa["spec"]["metrics"][1]["pods"]["target"]["averageValue"] == "8"
+    # the stack's cluster serves no custom metrics: an HPA naming one could never scale down
+    assert [m["type"] for m in hpa["spec"]["metrics"]] == ["Resource"]
 
     events = await read_topic(
         deploy_stack.kafka, "deploy.events.v1", lambda v: v["deployment_id"] == deployment_id, want=3
@@ -247,6 +250,47 @@ def test_rendered_objects_are_valid_kubernetes(scaling: dict[str, int]) -> None:
     for obj in objects:
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
     assert objects[2]["spec"]["minReplicas"] == max(1, scaling["min_replicas"])
+
+
+def test_the_pods_take_their_token_and_scale_on_requests_in_flight_where_the_cluster_serves_them() -> None:
+    config = DeploymentConfig.model_validate({"autoscaling": {"max_replicas": 4, "target_concurrency": 8}})
+    spec = Spec("c" * 32, MODEL, "main", "text-classification", 1, config)
+    objects = render(spec, image="i", namespace="n", hf_endpoint="https://hf.co", token="t0k", custom_metrics=True)
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.33.0", strict=True)
+    secret, deployment, _, hpa = objects
+    assert secret["stringData"] == {MODEL_SERVER_TOKEN_VARIABLE: "t0k"}
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": spec.slug}}]
+    cpu, inflight = hpa["spec"]["metrics"]
+    assert cpu["resource"]["name"] == "cpu"
+    assert inflight["pods"] == {
+        "metric": {"name": "hubpulse_inflight_requests"},
+        "target": {"type": "AverageValue", "averageValue": "8"},
+    }
+
+
+async def test_the_deployer_calls_a_pod_with_the_token_it_rendered(tmp_path: Path) -> None:
+    """The Service's address, called as the deployer does it; the server answers only the token in the Secret."""
+    seen: list[str | None] = []
+    server = FastAPI()
+
+    @server.post("/predict")
+    async def predict(request: Request) -> JSONResponse:
+        seen.append(request.headers.get("authorization"))
+        return JSONResponse({"outputs": [{"label": "POSITIVE", "score": 0.9}]})
+
+    async with serving(server) as url:
+        target = KubernetesTarget(_kubernetes_settings(model_server_secret="shared"))
+        spec = Spec("d" * 32, MODEL, "main", "text-classification", 1, DeploymentConfig())
+        with pytest.raises(NotApplied) as rendered:  # no cluster: rendered, not applied
+            await target.provision(spec)
+        endpoint = rendered.value.endpoint
+        assert f"stringData:\n  {MODEL_SERVER_TOKEN_VARIABLE}: {REDACTED}" in endpoint["manifests"]
+        assert await target.predict(spec.deployment_id, {**endpoint, "url": url}, ["hi"]) == [
+            {"label": "POSITIVE", "score": 0.9}
+        ]
+        await target.close()
+    assert seen == [f"Bearer {model_server_token('shared', spec.deployment_id, url)}"]
 
 
 def test_deployer_role_grants_every_object_the_target_applies() -> None:

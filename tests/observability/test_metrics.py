@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from hubpulse_common.events import ModelSnapshot
 from hubpulse_common.http import ApiError, add_readiness_probe, create_service_app
 from hubpulse_common.kafka import BatchConsumer
+from hubpulse_gateway.settings import GatewaySettings
 from hubpulse_gateway.upstream import UpstreamClient
 
 
@@ -64,7 +65,7 @@ async def test_each_scrape_reports_every_readiness_check() -> None:
 
 
 async def test_the_breaker_state_is_exported_per_upstream() -> None:
-    client = UpstreamClient("nowhere", "http://127.0.0.1:9", breaker_threshold=2, retries=0)
+    client = UpstreamClient("nowhere", "http://127.0.0.1:9", GatewaySettings(breaker_threshold=2, upstream_retries=0))
     try:
         assert sample("hubpulse_gateway_upstream_circuit_state", upstream="nowhere", state="closed") == 1
         for _ in range(3):

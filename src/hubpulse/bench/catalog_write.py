@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from hubpulse.bench.catalog_seed import scored_chunks, seed_catalog
+from hubpulse.bench.configs import CatalogBenchConfig
 from hubpulse.platform.stores import create_database, free_port, postgres_spec, spawn, terminate, wait_port
 from hubpulse_common import db
 from hubpulse_common.errors import ConfigError
@@ -173,9 +174,9 @@ async def _bench(url: str, models: int, batch: int, seed: int) -> dict[str, Any]
     }
 
 
-def run_catalog_bench(models: int, batch: int = 5000, seed: int = 0, data_dir: Path | None = None) -> dict[str, Any]:
+def run_catalog_bench(config: CatalogBenchConfig) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="hubpulse-bench-catalog-") as tmp:
-        root = data_dir or Path(tmp)
+        root = config.data_dir or Path(tmp)
         pg = postgres_spec(root, free_port())
         proc = spawn(pg, root / "logs" / "postgres.log")
         try:
@@ -183,6 +184,6 @@ def run_catalog_bench(models: int, batch: int = 5000, seed: int = 0, data_dir: P
                 raise ConfigError(f"postgres did not start; see {root / 'logs' / 'postgres.log'}")
             admin = pg.url.rsplit("/", 1)[0] + "/postgres"
             asyncio.run(create_database(admin, "hubpulse"))
-            return asyncio.run(_bench(pg.url, models, batch, seed))
+            return asyncio.run(_bench(pg.url, config.models, config.batch, config.seed))
         finally:
             terminate(proc, "postgres")

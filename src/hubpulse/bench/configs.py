@@ -1,4 +1,4 @@
-"""What the search and inference benches take, declared once: each field annotated with a typer option is a flag
+"""What the benches take, declared once: each field annotated with a typer option is a flag
 of its `hubpulse bench ...` command (commands.options.config_options), with this default and help; the others keep
 their default. Light on imports: the CLI reads these at start."""
 
@@ -58,3 +58,27 @@ class InferenceBenchConfig:
     sequential_requests: Annotated[int, typer.Option("--sequential", min=1, help="one-at-a-time calls per hop")] = 200
     warmup: int = 100
     max_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class CatalogBenchConfig:
+    models: Annotated[int, typer.Option("--models", min=1, help="models in the seeded catalog")] = 200_000
+    batch: Annotated[int, typer.Option("--batch", min=1, help="models per write_batch (the scorer's batch)")] = 5000
+    seed: int = 0
+    data_dir: Path | None = None  # PostgreSQL's data folder (a temporary one when None)
+
+
+@dataclass(frozen=True)
+class ExplainBenchConfig:
+    models: Annotated[int, typer.Option("--models", min=1, help="model-days scored by the real scorer")] = 200_000
+    requests: Annotated[int, typer.Option("--requests", min=1, help="model details read of each kind")] = 100
+    top_n: Annotated[int, typer.Option("--top-n", min=0, help="the scorer's HUBPULSE_EXPLAIN_TOP_N")] = 1000
+    timeout_s: float = 900  # for the day to be scored and swapped in
+
+
+@dataclass(frozen=True)
+class WatchesBenchConfig:
+    models: Annotated[int, typer.Option("--models", min=2, help="models, one watch each")] = 200
+    paced: Annotated[int, typer.Option("--paced", min=1, help="of which crossing one at a time")] = 20
+    spacing_ms: Annotated[float, typer.Option("--spacing-ms", min=0, help="between paced scores")] = 250
+    timeout_s: Annotated[float, typer.Option("--timeout", min=1, help="seconds to wait for a phase's webhooks")] = 120

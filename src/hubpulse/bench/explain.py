@@ -25,16 +25,10 @@ import asyncpg
 import httpx
 import numpy as np
 
+from hubpulse.bench.configs import ExplainBenchConfig
 from hubpulse.bench.pipeline import started_child
-from hubpulse.platform.stores import (
-    create_database,
-    free_port,
-    kafka_spec,
-    postgres_spec,
-    s3_spec,
-    service_spec,
-    wait_ready,
-)
+from hubpulse.bench.stores import start_stores
+from hubpulse.platform.stores import ProcessSpec, Running, free_port, service_spec, wait_ready
 
 DAY = dt.date(2025, 1, 2)
 PUBLISH_CHUNK = 20_000
@@ -139,36 +133,32 @@ async def _tops_alone(db: str, s3_url: str, top_n: int) -> dict[str, Any]:
         await pool.close()
 
 
-def run_explain_bench(models: int, requests: int, top_n: int = 1000, timeout_s: float = 900) -> dict[str, Any]:
+def run_explain_bench(config: ExplainBenchConfig) -> dict[str, Any]:
+    models, top_n = config.models, config.top_n
     report: dict[str, Any] = {
         "models": models,
-        "requests": requests,
+        "requests": config.requests,
         "explain_top_n": top_n,
         "loadavg_start": [round(v, 2) for v in os.getloadavg()],
     }
     with TemporaryDirectory(prefix="hubpulse-bench-explain-") as tmp, ExitStack() as stack:
         work, logs = Path(tmp), Path(tmp) / "logs"
-        pg = stack.enter_context(started_child(postgres_spec(work, free_port()), logs))
-        kafka = stack.enter_context(started_child(kafka_spec(free_port()), logs))
-        s3 = stack.enter_context(started_child(s3_spec(work, free_port()), logs))
-        asyncio.run(create_database(pg.spec.url.rsplit("/", 1)[0] + "/postgres", "bench"))
-        db = pg.spec.url.rsplit("/", 1)[0] + "/bench"
-        env = {
-            "HUBPULSE_DATABASE_URL": db,
-            "HUBPULSE_KAFKA_BOOTSTRAP": kafka.spec.url,
-            "HUBPULSE_S3_ENDPOINT": s3.spec.url,
-            "HUBPULSE_EXPLAIN_TOP_N": str(top_n),
-        }
-        scorer = stack.enter_context(started_child(service_spec("scorer", free_port(), env), logs, 300))
+
+        def start(spec: ProcessSpec, timeout_s: float = 120) -> Running:
+            return stack.enter_context(started_child(spec, logs, timeout_s))
+
+        stores = start_stores(start, work)
+        env = {**stores.env, "HUBPULSE_EXPLAIN_TOP_N": str(top_n)}
+        scorer = start(service_spec("scorer", free_port(), env), 300)
         wait_ready(scorer.spec.url, 600, scorer.proc)  # the registry's bootstrap model is trained and loaded
-        start = time.perf_counter()
-        asyncio.run(_publish(kafka.spec.url, models))
-        asyncio.run(_swapped(db, models, timeout_s))
-        report["scored_and_swapped_s"] = round(time.perf_counter() - start, 1)
+        began = time.perf_counter()
+        asyncio.run(_publish(stores.kafka, models))
+        asyncio.run(_swapped(stores.db_url, models, config.timeout_s))
+        report["scored_and_swapped_s"] = round(time.perf_counter() - began, 1)
         gateway_env = {**env, "HUBPULSE_SCORER_URL": scorer.spec.url, "HUBPULSE_API_RATE_LIMIT": "1000000/minute"}
-        gateway = stack.enter_context(started_child(service_spec("gateway", free_port(), gateway_env), logs, 300))
+        gateway = start(service_spec("gateway", free_port(), gateway_env), 300)
         wait_ready(gateway.spec.url, 300, gateway.proc)
-        report["details"] = asyncio.run(_details(db, gateway.spec.url, requests))
-        report["sort_tops_alone"] = asyncio.run(_tops_alone(db, s3.spec.url, top_n))
+        report["details"] = asyncio.run(_details(stores.db_url, gateway.spec.url, config.requests))
+        report["sort_tops_alone"] = asyncio.run(_tops_alone(stores.db_url, stores.s3, top_n))
     report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     return report

@@ -36,19 +36,8 @@ import asyncpg
 import httpx
 import psutil
 
-from hubpulse.platform.stores import (
-    ProcessSpec,
-    Running,
-    create_database,
-    free_port,
-    kafka_spec,
-    postgres_spec,
-    s3_spec,
-    service_spec,
-    start,
-    terminate,
-    wait_ready,
-)
+from hubpulse.bench.stores import start_stores
+from hubpulse.platform.stores import ProcessSpec, Running, free_port, service_spec, start, terminate, wait_ready
 from hubpulse_common.processes import log_tail
 
 if TYPE_CHECKING:
@@ -450,17 +439,11 @@ def _run_days(
     days, say = len(day_models), options.say
     say("starting PostgreSQL, broker, S3 and the replay Hub")
     # pg_stat_statements: the report says which statements PostgreSQL's CPU time went to
-    pg = start(postgres_spec(work, free_port(), {"shared_preload_libraries": "pg_stat_statements"}))
-    kafka = start(kafka_spec(free_port()))
-    s3 = start(s3_spec(work, free_port()))
+    stores = start_stores(start, work, {"shared_preload_libraries": "pg_stat_statements"})
     hub_proc = start(_hub_spec(report["models"], days, free_port()), timeout_s=600)
-    admin = pg.spec.url.rsplit("/", 1)[0] + "/postgres"
-    asyncio.run(create_database(admin, "bench"))
-    db_url = pg.spec.url.rsplit("/", 1)[0] + "/bench"
+    db_url = stores.db_url
     env = {
-        "HUBPULSE_DATABASE_URL": db_url,
-        "HUBPULSE_KAFKA_BOOTSTRAP": kafka.spec.url,
-        "HUBPULSE_S3_ENDPOINT": s3.spec.url,
+        **stores.env,
         "HF_ENDPOINT": hub_proc.spec.url,
         "HUBPULSE_INGEST_INTERVAL_S": "86400",
         "HUBPULSE_DAY_CLOSE_IDLE_S": "2",

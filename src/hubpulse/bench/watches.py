@@ -29,6 +29,7 @@ import numpy as np
 from pymongo import AsyncMongoClient
 from tenacity import AsyncRetrying, RetryError, retry_if_result, stop_after_delay, wait_fixed
 
+from hubpulse.bench.configs import WatchesBenchConfig
 from hubpulse.bench.pipeline import started_child
 from hubpulse.platform.stores import ProcessSpec, free_port, kafka_spec, mongo_spec, wait_ready
 from hubpulse_common.events import ModelFeatures, ModelScore
@@ -205,7 +206,8 @@ async def _measure(
         receiver.close()
 
 
-def run(models: int, paced: int, spacing_ms: float, timeout_s: float, say: Say) -> dict[str, Any]:
+def run(config: WatchesBenchConfig, say: Say) -> dict[str, Any]:
+    models, paced, spacing_ms, timeout_s = config.models, config.paced, config.spacing_ms, config.timeout_s
     report: dict[str, Any] = {"models": models, "paced_models": paced, "spacing_ms": spacing_ms, "ok": False}
     with tempfile.TemporaryDirectory(prefix="hubpulse-bench-watches-") as tmp, ExitStack() as stack:
         work, logs = Path(tmp), Path(tmp) / "logs"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +13,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from hubpulse.bench.configs import InferenceBenchConfig, SearchBenchConfig
+from hubpulse.bench.configs import (
+    CatalogBenchConfig,
+    ExplainBenchConfig,
+    InferenceBenchConfig,
+    SearchBenchConfig,
+    WatchesBenchConfig,
+)
 from hubpulse.commands.options import config_options, output_file
 from hubpulse_common.errors import UserFacingError
 
@@ -33,6 +40,33 @@ def _emit(report: dict[str, Any], json_out: Path | None) -> None:
 
 bench_app = typer.Typer(help="Benchmarks of the pipeline and the search API.", no_args_is_help=True)
 
+Report = dict[str, Any]
+JsonOut = Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)]
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the stores and services started for the run are stopped (with their groups)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def bench_command(name: str, config: type[Any]) -> Callable[[Callable[[Any], Report]], Callable[[Any], Report]]:
+    """`hubpulse bench NAME`: the flags are the config's fields (`config_options`) and `--json`; the bench takes the
+    config and returns its report, which goes to stdout (and to the --json file); a report with `ok` false exits 1."""
+
+    def register(bench: Callable[[Any], Report]) -> Callable[[Any], Report]:
+        def command(config: Any, json_out: JsonOut = None) -> None:
+            _stop_on_sigterm()
+            report = bench(config)
+            _emit(report, json_out)
+            if report.get("ok") is False:
+                raise typer.Exit(1)
+
+        command.__name__, command.__doc__ = bench.__name__, bench.__doc__  # typer's help: the bench's docstring
+        bench_app.command(name)(config_options(config)(command))
+        return bench
+
+    return register
+
 
 @bench_app.command("pipeline")
 def pipeline(
@@ -52,8 +86,7 @@ def pipeline(
 
     if models > MAX_MODELS:
         raise UserFacingError(f"--models must be at most {MAX_MODELS}, got {models}")
-    # SIGTERM unwinds like Ctrl-C, so the stores and services started for the run are stopped (with their groups)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    _stop_on_sigterm()
     report = run(
         models,
         days,
@@ -67,81 +100,50 @@ def pipeline(
         raise typer.Exit(1)
 
 
-@bench_app.command("search")
-@config_options(SearchBenchConfig)
-def search(
-    config: SearchBenchConfig,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
-) -> None:
+@bench_command("search", SearchBenchConfig)
+def search(config: SearchBenchConfig) -> Report:
     """Search through the real gateway over a seeded catalog: text + filters; p50/p95/p99 latency and req/s."""
     from hubpulse.bench.search import run_search_bench
 
-    report = run_search_bench(config)
-    _emit(report, json_out)
+    return run_search_bench(config)
 
 
-@bench_app.command("catalog")
-def catalog(
-    models: Annotated[int, typer.Option("--models", min=1, help="models in the seeded catalog")] = 200_000,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="models per write_batch (the scorer's batch)")] = 5000,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
-) -> None:
+@bench_command("catalog", CatalogBenchConfig)
+def catalog(config: CatalogBenchConfig) -> Report:
     """One day's update of every catalog row through the scorer's write_batch: seconds, sizes, HOT updates."""
     from hubpulse.bench.catalog_write import run_catalog_bench
 
-    report = run_catalog_bench(models, batch)
-    _emit(report, json_out)
+    return run_catalog_bench(config)
 
 
-@bench_app.command("explain")
-def explain(
-    models: Annotated[int, typer.Option("--models", min=1, help="model-days scored by the real scorer")] = 200_000,
-    requests: Annotated[int, typer.Option("--requests", min=1, help="model details read of each kind")] = 100,
-    top_n: Annotated[int, typer.Option("--top-n", min=0, help="the scorer's HUBPULSE_EXPLAIN_TOP_N")] = 1000,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
-) -> None:
+@bench_command("explain", ExplainBenchConfig)
+def explain(config: ExplainBenchConfig) -> Report:
     """Model detail latency with explanations on demand: explained before, first read (computed), second read."""
     from hubpulse.bench.explain import run_explain_bench
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    _emit(run_explain_bench(models, requests, top_n), json_out)
+    return run_explain_bench(config)
 
 
-@bench_app.command("inference")
-@config_options(InferenceBenchConfig)
-def inference(
-    config: InferenceBenchConfig,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
-) -> None:
+@bench_command("inference", InferenceBenchConfig)
+def inference(config: InferenceBenchConfig) -> Report:
     """A predict call through the model server, the deployer and the gateway; batched and unbatched."""
     from hubpulse.bench.inference import run_inference_bench, table
 
     if config.target != "local":
         raise UserFacingError(f"--deployment-target: only local runs offline here, got {config.target!r}")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = run_inference_bench(config, say=_say)
     console.print(table(report))
-    _emit(report, json_out)
+    return report
 
 
-@bench_app.command("watches")
-def watches(
-    models: Annotated[int, typer.Option("--models", min=2, help="models, one watch each")] = 200,
-    paced: Annotated[int, typer.Option("--paced", min=1, help="of which crossing one at a time")] = 20,
-    spacing_ms: Annotated[float, typer.Option("--spacing-ms", min=0, help="between paced scores")] = 250,
-    timeout: Annotated[float, typer.Option("--timeout", min=1, help="seconds to wait for a phase's webhooks")] = 120,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
-) -> None:
+@bench_command("watches", WatchesBenchConfig)
+def watches(config: WatchesBenchConfig) -> Report:
     """Score event -> watch alert -> signed webhook: p50/p95/p99 lag, paced and in a burst (real broker, MongoDB)."""
     from hubpulse.bench.watches import run
 
-    if paced >= models:
-        raise UserFacingError(f"--paced must be below --models ({models}), got {paced}")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report = run(models, paced, spacing_ms, timeout, say=_say)
-    _emit(report, json_out)
-    if not report["ok"]:
-        raise typer.Exit(1)
+    if config.paced >= config.models:
+        raise UserFacingError(f"--paced must be below --models ({config.models}), got {config.paced}")
+    return run(config, say=_say)
 
 
 class LabelOption(StrEnum):
@@ -157,7 +159,7 @@ def train(
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="the label's top K")] = 100,
     negatives: Annotated[int, typer.Option("--negatives", min=1, help="negative rows kept (subsampled)")] = 2_000_000,
     chunk_days: Annotated[int, typer.Option("--chunk-days", min=1, help="target days a chunk")] = 7,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
+    json_out: JsonOut = None,
 ) -> None:
     """Trend-model training at Hub scale on the synthetic Hub: wall time and peak RSS per step."""
     from hubpulse.bench.train import run
@@ -182,7 +184,7 @@ def ratelimit(
     checks: Annotated[int, typer.Option("--checks", min=10, help="rate-limit checks to time")] = 2000,
     clients: Annotated[int, typer.Option("--clients", min=1, help="distinct keys (callers), in turn")] = 50,
     mongo_url: Annotated[str | None, typer.Option("--mongo-url", help="MongoDB to use (default: SecantusDB)")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write the report here", callback=output_file)] = None,
+    json_out: JsonOut = None,
 ) -> None:
     """Latency a rate-limit check adds with the counters in MongoDB (shared by replicas) vs in memory."""
     from hubpulse.bench.ratelimit import run

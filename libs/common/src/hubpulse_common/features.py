@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -33,58 +34,67 @@ _LIKES_HALF_LIFE = 3.0
 # The trending list's top K the cross-sectional gaps are measured against (the label's default K).
 TOP_K = 10
 
-_TIME_FEATURES: tuple[str, ...] = (
-    "log_downloads",
-    "lag_1_delta",
-    "lag_1_growth",
-    "delta_downloads_24h",
-    "rolling_mean_7",
-    "downloads_vs_mean_7",
-    "growth_rate_7d",
-    "delta_7d",
-    "log_likes",
-    "likes_1d",
-    "likes_7d",
-    "likes_velocity_3d",
-    "likes_acceleration",
-    "likes_growth_7d",
-    "days_observed_14d",
-    "days_since_prev_obs",
-    "trending_rank",
-    "rank_change_1d",
-    "rank_change_7d",
-    "best_rank_7d",
-    "days_ranked_7d",
+# Each feature's scale, declared with it. LEVEL: the absolute level of a counter (cumulative likes and downloads
+# and their raw differences); its scale drifts over a history (an organisation or a niche grows), so splits learnt
+# on it do not carry over to later days, and the models learn from the SCALE_FREE features only: ranks, rank
+# movement, shares, ratios, the day's percentiles and the projected next week against the label's thresholds.
+Scale = Literal["level", "scale-free"]
+LEVEL: Scale = "level"
+SCALE_FREE: Scale = "scale-free"
+
+_TIME_SCALES: dict[str, Scale] = {
+    "log_downloads": LEVEL,
+    "lag_1_delta": LEVEL,
+    "lag_1_growth": SCALE_FREE,
+    "delta_downloads_24h": LEVEL,
+    "rolling_mean_7": LEVEL,
+    "downloads_vs_mean_7": SCALE_FREE,
+    "growth_rate_7d": SCALE_FREE,
+    "delta_7d": LEVEL,
+    "log_likes": LEVEL,
+    "likes_1d": LEVEL,
+    "likes_7d": LEVEL,
+    "likes_velocity_3d": LEVEL,
+    "likes_acceleration": LEVEL,
+    "likes_growth_7d": SCALE_FREE,
+    "days_observed_14d": SCALE_FREE,
+    "days_since_prev_obs": SCALE_FREE,
+    "trending_rank": SCALE_FREE,
+    "rank_change_1d": SCALE_FREE,
+    "rank_change_7d": SCALE_FREE,
+    "best_rank_7d": SCALE_FREE,
+    "days_ranked_7d": SCALE_FREE,
     # trending-specific: rank history over the whole window and a proxy of the Hub's trendingScore
-    "best_rank_14d",
-    "mean_rank_7d",
-    "rank_change_3d",
-    "days_top10_14d",
-    "days_top25_14d",
-    "likes_2d",
-    "trend_score_proxy",
-    "log_rank_gain_1d",
-    "log_rank_gain_3d",
-    "log_rank_gain_7d",
+    "best_rank_14d": SCALE_FREE,
+    "mean_rank_7d": SCALE_FREE,
+    "rank_change_3d": SCALE_FREE,
+    "days_top10_14d": SCALE_FREE,
+    "days_top25_14d": SCALE_FREE,
+    "likes_2d": LEVEL,
+    "trend_score_proxy": LEVEL,
+    "log_rank_gain_1d": SCALE_FREE,
+    "log_rank_gain_3d": SCALE_FREE,
+    "log_rank_gain_7d": SCALE_FREE,
     # the Hub's trendingScore weighs recent likes more: likes of each day of the window, halved every 3 days back,
     # and the likes gained over the window (13 daily increments)
-    "likes_decay_3d",
-    "likes_13d",
+    "likes_decay_3d": LEVEL,
+    "likes_13d": LEVEL,
     # surge-specific: `downloads` is a 30-day rolling count; downloads_all_time gives the daily increments
-    "log_downloads_all_time",
-    "window_share",
-    "inc_7d",
-    "inc_7d_run_rate",
-    "inc_3d_run_rate",
+    "log_downloads_all_time": LEVEL,
+    "window_share": SCALE_FREE,
+    "inc_7d": LEVEL,
+    "inc_7d_run_rate": SCALE_FREE,
+    "inc_3d_run_rate": SCALE_FREE,
     # surge-specific: next week's downloads projected at the current run rate, against the label's thresholds
-    "leave_share_7d",
-    "proj_ratio_3d",
-    "proj_ratio_7d",
-    "surge_gap_3d",
-    "surge_gap_7d",
-    "surge_gap_1d",
-    "rate_accel_1d_7d",
-)
+    "leave_share_7d": SCALE_FREE,
+    "proj_ratio_3d": SCALE_FREE,
+    "proj_ratio_7d": SCALE_FREE,
+    "surge_gap_3d": SCALE_FREE,
+    "surge_gap_7d": SCALE_FREE,
+    "surge_gap_1d": SCALE_FREE,
+    "rate_accel_1d_7d": SCALE_FREE,
+}
+_TIME_FEATURES: tuple[str, ...] = tuple(_TIME_SCALES)
 _ROW_FEATURES: tuple[str, ...] = ("age_days", "day_of_week")
 _DAY_RANKED: tuple[str, ...] = (
     "log_downloads",
@@ -96,24 +106,27 @@ _DAY_RANKED: tuple[str, ...] = (
     "inc_7d_run_rate",
 )
 _TASK_RANKED: tuple[str, ...] = ("log_downloads", "growth_rate_7d", "likes_7d")
-_CROSS_FEATURES: tuple[str, ...] = (
-    *(f"day_pct_{c}" for c in _DAY_RANKED),
-    *(f"task_pct_{c}" for c in _TASK_RANKED),
-    "task_log_models",
-    "author_log_models",
-    "author_log_downloads",
-    "author_likes_7d",
-    "author_best_rank",
-    "author_max_growth_7d",
-    "day_order_trend_score",
-    "author_max_surge_gap",
+_CROSS_SCALES: dict[str, Scale] = {
+    **dict.fromkeys((f"day_pct_{c}" for c in _DAY_RANKED), SCALE_FREE),
+    **dict.fromkeys((f"task_pct_{c}" for c in _TASK_RANKED), SCALE_FREE),
+    "task_log_models": SCALE_FREE,
+    "author_log_models": SCALE_FREE,
+    "author_log_downloads": LEVEL,
+    "author_likes_7d": LEVEL,
+    "author_best_rank": SCALE_FREE,
+    "author_max_growth_7d": SCALE_FREE,
+    "day_order_trend_score": SCALE_FREE,
+    "author_max_surge_gap": SCALE_FREE,
     # against the day's trending list: how far the decayed likes score is from the top K's (K = TOP_K)
-    "likes_decay_order",
-    "likes_decay_gap_top10",
-    "likes_decay_gap_rank10",
-    "likes_catchup_top10",
-)
+    "likes_decay_order": SCALE_FREE,
+    "likes_decay_gap_top10": SCALE_FREE,
+    "likes_decay_gap_rank10": SCALE_FREE,
+    "likes_catchup_top10": SCALE_FREE,
+}
+_CROSS_FEATURES: tuple[str, ...] = tuple(_CROSS_SCALES)
 FEATURE_COLUMNS: tuple[str, ...] = (*_TIME_FEATURES, *_ROW_FEATURES, *_CROSS_FEATURES)
+# The row features (age, weekday) have no counter scale.
+LEVEL_FEATURES: frozenset[str] = frozenset(c for c, scale in (_TIME_SCALES | _CROSS_SCALES).items() if scale == LEVEL)
 
 
 # Time features are computed on NaN-padded grids whose columns are the days lo - _PAD .. hi, where lo..hi

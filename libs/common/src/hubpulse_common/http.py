@@ -104,16 +104,21 @@ class ApiError(Exception):
 
 
 class NamedError(ApiError):
-    """An ApiError whose class fixes the status and code; only the message (and headers) vary per raise."""
+    """An ApiError whose class fixes the status and code (`class NotFound(NamedError, status=404)`: the code is the
+    status's in `_STATUS_CODES` unless `code=` says otherwise); only the message (and headers) vary per raise."""
 
     answer: ClassVar[tuple[int, str]] = (500, "internal")
+
+    def __init_subclass__(cls, status: int | None = None, code: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.answer = (status, code or _STATUS_CODES[status])
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(*self.answer, message, headers)
 
 
-class BadRequest(NamedError):
-    answer = (400, "bad_request")
+class BadRequest(NamedError, status=400): ...
 
 
 class BodyNotJson(BadRequest):
@@ -121,34 +126,26 @@ class BodyNotJson(BadRequest):
         super().__init__("body is not JSON")
 
 
-class Unauthorized(NamedError):
-    answer = (401, "unauthorized")
+class Unauthorized(NamedError, status=401): ...
 
 
-class Forbidden(NamedError):
-    answer = (403, "forbidden")
+class Forbidden(NamedError, status=403): ...
 
 
-class NotFound(NamedError):
-    answer = (404, "not_found")
+class NotFound(NamedError, status=404): ...
 
 
-class Conflict(NamedError):
-    answer = (409, "conflict")
+class Conflict(NamedError, status=409): ...
 
 
-class BadInput(NamedError):
+class BadInput(NamedError, status=422, code="bad_input"):
     """The request is well-formed JSON but its content is not what the route takes (a predict call's inputs)."""
 
-    answer = (422, "bad_input")
+
+class BadGateway(NamedError, status=502): ...
 
 
-class BadGateway(NamedError):
-    answer = (502, "bad_gateway")
-
-
-class Unavailable(NamedError):
-    answer = (503, "unavailable")
+class Unavailable(NamedError, status=503): ...
 
 
 @dataclass(frozen=True)

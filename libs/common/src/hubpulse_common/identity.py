@@ -128,20 +128,19 @@ def identity_from_claims(claims: dict[str, Any], token: str, via: Via = "bearer"
     )
 
 
+# Reads the auth service's published keys (its JWKS document).
+FetchJwks = Callable[[], Awaitable[dict[str, Any]]]
+
+
 class JwksCache:
     """The auth service's public keys: refreshed when stale, or at once when a token names an unknown kid."""
 
     def __init__(
-        self,
-        fetch: Callable[[], Awaitable[dict[str, Any]]],
-        *,
-        max_age_s: float,
-        min_refresh_s: float,
-        clock: Callable[[], float] = time.monotonic,
+        self, fetch: FetchJwks, settings: ServiceSettings, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._fetch = fetch
-        self._max_age_s = max_age_s
-        self._min_refresh_s = min_refresh_s
+        self._max_age_s = settings.jwks_max_age_s
+        self._min_refresh_s = settings.jwks_min_refresh_s
         self._clock = clock
         self._keys: KeySet | None = None
         self._fetched_at = float("-inf")
@@ -169,7 +168,8 @@ class JwksCache:
 
 
 class TokenVerifier:
-    """Verifies access JWTs against a JWKS source; one per app (`app.state.token_verifier`).
+    """Verifies access JWTs against the keys `fetch` reads (a JWKS), with the issuer, audience and key refresh of
+    `settings`; one per app (`app.state.token_verifier`).
 
     A token whose signature checked is remembered for `cache_s` (its claims, by the exact token string), so a
     client sending the same token on every call pays the ES256 verification once, not per call (the predict
@@ -179,17 +179,16 @@ class TokenVerifier:
 
     def __init__(
         self,
-        jwks: JwksCache,
+        fetch: FetchJwks,
+        settings: ServiceSettings,
         *,
-        issuer: str,
-        audience: str,
         cache_s: float = 60.0,
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.jwks = jwks
-        self.issuer = issuer
-        self.audience = audience
+        self.jwks = JwksCache(fetch, settings)
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
         self._clock = clock
         self._verified: TTLCache[str, tuple[str | None, dict[str, Any]]] | None = (
             TTLCache(maxsize=cache_size, ttl=cache_s) if cache_s > 0 else None
@@ -237,10 +236,7 @@ async def open_token_verifier(app: FastAPI, settings: ServiceSettings) -> AsyncI
             body: dict[str, Any] = response.json()
             return body
 
-        cache = JwksCache(fetch, max_age_s=settings.jwks_max_age_s, min_refresh_s=settings.jwks_min_refresh_s)
-        yield install_token_verifier(
-            app, TokenVerifier(cache, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-        )
+        yield install_token_verifier(app, TokenVerifier(fetch, settings))
 
 
 def bearer_token(connection: HTTPConnection) -> str | None:

@@ -77,13 +77,9 @@ def error_message(body: bytes) -> str:
         return body[:300].decode(errors="replace")
 
 
-class NotRunning(NamedError):
+class NotRunning(NamedError, status=503, code="not_running"):
     """A predict call to a deployment that is not `running` (the message says its status and why)."""
 
-    answer = (503, "not_running")
 
-
-class NotInvocable(NamedError):
+class NotInvocable(NamedError, status=503, code="not_invocable"):
     """A predict call to a deployment that runs where it is but cannot be called from here."""
-
-    answer = (503, "not_invocable")

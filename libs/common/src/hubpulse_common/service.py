@@ -11,7 +11,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -62,22 +62,24 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
+def server_options(settings: ServiceSettings) -> dict[str, Any]:
+    """uvicorn's options for every service process: `serve_app`'s, and the gateway's worker processes'."""
+    return {
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+        "ws_ping_interval": 20,
+        # uvicorn would believe X-Forwarded-For from any loopback peer; trusted proxies are our setting
+        # (`HUBPULSE_TRUSTED_PROXIES`, http.ClientAddress)
+        "proxy_headers": False,
+    }
+
+
 async def serve_app(app: FastAPI, settings: ServiceSettings) -> None:
     """Own the lifespan outside uvicorn so start-up failures surface as our errors, then serve until SIGTERM."""
     sock = bind_socket(settings.host, settings.port)
     async with app.router.lifespan_context(app):
-        config = uvicorn.Config(
-            app,
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-            ws_ping_interval=20,
-            # uvicorn would believe X-Forwarded-For from any loopback peer; trusted proxies are our setting
-            # (`HUBPULSE_TRUSTED_PROXIES`, http.ClientAddress)
-            proxy_headers=False,
-        )
-        server = _Server(config)
+        server = _Server(uvicorn.Config(app, lifespan="off", **server_options(settings)))
         log.info("service.listening", host=settings.host, port=settings.port)
         await server.serve(sockets=[sock])
     log.info("service.stopped")

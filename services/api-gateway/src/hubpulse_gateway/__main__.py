@@ -7,7 +7,7 @@ import uvicorn
 import uvloop
 
 from hubpulse_common.errors import ConfigError
-from hubpulse_common.service import run_service
+from hubpulse_common.service import run_service, server_options
 from hubpulse_common.settings import load_settings
 from hubpulse_gateway.app import create_app
 from hubpulse_gateway.settings import GatewaySettings
@@ -24,10 +24,7 @@ def _serve_workers() -> bool:
                 host=settings.host,
                 port=settings.port,
                 workers=settings.workers,
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-                proxy_headers=False,  # as in serve_app: trusted proxies are HUBPULSE_TRUSTED_PROXIES
+                **server_options(settings),
             )
             return True
     return False

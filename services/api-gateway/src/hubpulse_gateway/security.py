@@ -127,10 +127,7 @@ class Security:
     def __init__(self, settings: GatewaySettings, upstreams: Upstreams) -> None:
         self.settings = settings
         self.upstreams = upstreams
-        self.jwks = JwksCache(
-            self._fetch_jwks, max_age_s=settings.jwks_max_age_s, min_refresh_s=settings.jwks_min_refresh_s
-        )
-        self.verifier = TokenVerifier(self.jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+        self.verifier = TokenVerifier(self._fetch_jwks, settings)
         self.api_keys = ApiKeyCache(settings.api_key_cache_s)
         self.sessions = SessionChecks(settings.session_check_cache_s)
 

@@ -118,28 +118,22 @@ def identity_headers(principal: Identity | None) -> dict[str, str]:
 class UpstreamClient:
     """One upstream service; safe to share between concurrent requests."""
 
-    def __init__(
-        self,
-        name: str,
-        base_url: str,
-        *,
-        timeout_s: float = 3.0,
-        connect_timeout_s: float = 0.5,
-        retries: int = 2,
-        breaker_threshold: int = 5,
-        breaker_reset_s: float = 10.0,
-    ) -> None:
+    def __init__(self, name: str, base_url: str, settings: GatewaySettings) -> None:
+        """Timeouts, retries and the circuit breaker as `settings` says (`upstream_*`, `breaker_*`)."""
         self.name = name
-        self.retries = retries
+        self.retries = settings.upstream_retries
         # aiohttp for the connections: per call about a third of httpx's CPU, which on the predict path is latency
         # (docs/decisions/deployer.md); answers are handed on as httpx.Response, the type the routes read
         self._base_url = base_url.rstrip("/")
         # total also bounds the wait for a free pooled connection, so a call never hangs behind others
+        timeout_s, connect_timeout_s = settings.upstream_timeout_s, settings.upstream_connect_timeout_s
         self._timeout = aiohttp.ClientTimeout(
             total=connect_timeout_s + timeout_s, connect=connect_timeout_s, sock_read=timeout_s
         )
         self._session: aiohttp.ClientSession | None = None
-        self._breakers = AsyncCircuitBreakerFactory(default_threshold=breaker_threshold, default_ttl=breaker_reset_s)
+        self._breakers = AsyncCircuitBreakerFactory(
+            default_threshold=settings.breaker_threshold, default_ttl=settings.breaker_reset_s
+        )
         self._breakers.add_listener(_on_breaker_event)
         _report_breaker(name, CLOSED)
 
@@ -231,22 +225,11 @@ class Upstreams:
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> Upstreams:
-        def make(name: str, url: str) -> UpstreamClient:
-            return UpstreamClient(
-                name,
-                url,
-                timeout_s=settings.upstream_timeout_s,
-                connect_timeout_s=settings.upstream_connect_timeout_s,
-                retries=settings.upstream_retries,
-                breaker_threshold=settings.breaker_threshold,
-                breaker_reset_s=settings.breaker_reset_s,
-            )
-
         return cls(
-            auth=make("auth", settings.auth_url),
-            deployer=make("deployer", settings.deployer_url),
-            metrics=make("metrics", settings.metrics_url),
-            scorer=make("scorer", settings.scorer_url),
+            auth=UpstreamClient("auth", settings.auth_url, settings),
+            deployer=UpstreamClient("deployer", settings.deployer_url, settings),
+            metrics=UpstreamClient("metrics", settings.metrics_url, settings),
+            scorer=UpstreamClient("scorer", settings.scorer_url, settings),
         )
 
     async def aclose(self) -> None:

@@ -20,7 +20,7 @@ from hubpulse_auth.oauth import HfSignIn
 from hubpulse_auth.routes import router
 from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.http import service_app
-from hubpulse_common.identity import JwksCache, TokenVerifier, install_token_verifier
+from hubpulse_common.identity import TokenVerifier, install_token_verifier
 from hubpulse_common.resources import open_resources
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -39,8 +39,7 @@ def new_state(pool: asyncpg.Pool, settings: AuthSettings) -> AuthState:
 
 def token_verifier(keys: KeyRing, settings: AuthSettings) -> TokenVerifier:
     """The shared verifier, reading this service's own published keys instead of its JWKS over HTTP."""
-    cache = JwksCache(keys.jwks, max_age_s=settings.jwks_max_age_s, min_refresh_s=settings.jwks_min_refresh_s)
-    return TokenVerifier(cache, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    return TokenVerifier(keys.jwks, settings)
 
 
 def create_app(settings: AuthSettings) -> FastAPI:

@@ -41,7 +41,13 @@ class Autoscaling(BaseModel):
 
     min_replicas: int = Field(1, ge=0, le=100)
     max_replicas: int = Field(1, ge=1, le=100)
-    target_concurrency: int = Field(4, ge=1, le=1000, description="in-flight requests per replica to scale at")
+    target_concurrency: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="in-flight requests per replica to scale at (kubernetes, where the cluster serves the model "
+        "servers' custom metric; else the HPA scales on CPU)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Autoscaling:

@@ -21,9 +21,10 @@ class DeployerSettings(ServiceSettings, service="deployer", port=8005):
     hf_space_namespace: str = "hubpulse"
     provision_timeout_s: float = 180.0
     model_server_host: str = "127.0.0.1"
-    # Shared with the gateway (its HUBPULSE_MODEL_SERVER_SECRET): local model servers then take the token both
-    # derive from it, and the gateway calls them itself. Set it only where the gateway reaches
-    # `model_server_host` (one machine: `hubpulse up`); unset, only this deployer can call its model servers.
+    # Model servers take only callers with their token, derived from this secret. Local: shared with the gateway
+    # (its HUBPULSE_MODEL_SERVER_SECRET), which then calls them itself where it reaches `model_server_host` (one
+    # machine: `hubpulse up`); unset, each local server gets a random token only this deployer knows. Kubernetes:
+    # the pods' token (in each deployment's Secret); unset, they take any caller the NetworkPolicy admits.
     model_server_secret: SecretStr | None = None
     predict_timeout_s: float = 30.0
     # answers kept for callers' Idempotency-Keys (idempotency.py): bounded in bytes, expiring
@@ -45,6 +46,10 @@ class DeployerSettings(ServiceSettings, service="deployer", port=8005):
     # a kubeconfig file; without one, the pod's service account where the deployer runs in a cluster
     kubeconfig: Path | None = None
     kubernetes_namespace: str = "default"
+    # The cluster serves `hubpulse_inflight_requests` (each model server's /metrics) through the custom metrics
+    # API (prometheus-adapter, deploy/k8s/README.md): the HPAs then also scale on requests in flight. Off, an HPA
+    # naming a metric nobody serves could never scale down, so they scale on CPU alone.
+    kubernetes_custom_metrics: bool = False
     model_server_image: str = "ghcr.io/hubpulse/model-server:0.1.0"
     resource_poll_s: float = 1.0
     # Per-organisation limits (a user without an organisation counts as one); a request over one is answered 4xx

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import yaml
 
+from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, model_server_token
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import (
@@ -35,6 +36,8 @@ from hubpulse_deployer.targets.base import (
 Manifest = dict[str, Any]
 
 PORT = 8080
+# the model servers' gauge of requests in flight (model_server.py), as the custom metrics API names it
+INFLIGHT_METRIC = "hubpulse_inflight_requests"
 FIELD_MANAGER = "hubpulse-deployer"
 REDACTED = "<redacted>"
 # where Kubernetes mounts a pod's service account token and the cluster's CA
@@ -49,11 +52,36 @@ def _labels(spec: Spec) -> dict[str, str]:
     }
 
 
-def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[Manifest]:
-    """Secret (when the version has secrets), Deployment, Service and HorizontalPodAutoscaler."""
+def _autoscaler_metrics(spec: Spec, custom_metrics: bool) -> list[Manifest]:
+    metrics: list[Manifest] = [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": spec.config.cpu_target_percent},
+            },
+        }
+    ]
+    if custom_metrics:  # requests in flight per pod, from the model servers' /metrics (prometheus-adapter)
+        target = {"type": "AverageValue", "averageValue": str(spec.config.autoscaling.target_concurrency)}
+        metrics.append({"type": "Pods", "pods": {"metric": {"name": INFLIGHT_METRIC}, "target": target}})
+    return metrics
+
+
+def render(
+    spec: Spec,
+    *,
+    image: str,
+    namespace: str,
+    hf_endpoint: str,
+    token: str | None = None,
+    custom_metrics: bool = False,
+) -> list[Manifest]:
+    """Secret (the version's secrets and the server's token, when it has either), Deployment, Service and
+    HorizontalPodAutoscaler. `token`: what the model server takes as `Authorization: Bearer` (None: any caller
+    the NetworkPolicy admits)."""
     config, name, labels = spec.config, spec.slug, _labels(spec)
-    scaling = config.autoscaling
-    min_replicas, max_replicas = scaling.min_replicas, scaling.max_replicas
+    min_replicas, max_replicas = config.autoscaling.min_replicas, config.autoscaling.max_replicas
     memory = f"{config.memory_mb}Mi"
     meta = {"name": name, "namespace": namespace, "labels": labels}
     env = [{"name": k, "value": v} for k, v in sorted(config.env.items())]
@@ -84,16 +112,10 @@ def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
     }
     objects: list[Manifest] = []
-    if config.secrets:
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": meta,
-                "type": "Opaque",
-                "stringData": dict(config.secrets),
-            }
-        )
+    secrets = {**config.secrets, **({MODEL_SERVER_TOKEN_VARIABLE: token} if token else {})}
+    if secrets:
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": "Opaque", "stringData": secrets}
+        objects.append(secret)
         container["envFrom"] = [{"secretRef": {"name": name}}]
     pod_labels = {**labels, "hubpulse.dev/version": str(spec.version)}
     objects.append(
@@ -131,29 +153,7 @@ def render(spec: Spec, *, image: str, namespace: str, hf_endpoint: str) -> list[
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
                 "minReplicas": max(1, min_replicas),
                 "maxReplicas": max_replicas,
-                "metrics": [
-                    {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {
-                                "type": "Utilization",
-                                "averageUtilization": config.cpu_target_percent,
-                            },
-                        },
-                    },
-                    # in-flight requests per pod, served by a custom metrics adapter (prometheus-adapter)
-                    {
-                        "type": "Pods",
-                        "pods": {
-                            "metric": {"name": "hubpulse_inflight_requests"},
-                            "target": {
-                                "type": "AverageValue",
-                                "averageValue": str(scaling.target_concurrency),
-                            },
-                        },
-                    },
-                ],
+                "metrics": _autoscaler_metrics(spec, custom_metrics),
             },
         }
     )
@@ -183,6 +183,9 @@ class KubernetesTarget:
         # in a pod, Kubernetes sets KUBERNETES_SERVICE_HOST/PORT and mounts the service account
         self._environ, self._service_account = environ, service_account
         self._hf_endpoint = settings.hf_endpoint
+        self._custom_metrics = settings.kubernetes_custom_metrics
+        secret = settings.model_server_secret
+        self._secret = secret.get_secret_value() if secret is not None else None
         self._start_timeout_s, self._poll_s = settings.provision_timeout_s, settings.resource_poll_s
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(settings.predict_timeout_s, connect=3.0))
 
@@ -234,13 +237,24 @@ class KubernetesTarget:
             f"Deployment {name} (version {version}) has no available replica within {self._start_timeout_s:.0f}s"
         )
 
+    def _token(self, deployment_id: str, url: str) -> str | None:
+        return model_server_token(self._secret, deployment_id, url) if self._secret else None
+
     async def provision(self, spec: Spec) -> Endpoint:
-        objects = render(spec, image=self._image, namespace=self._namespace, hf_endpoint=self._hf_endpoint)
+        url = f"http://{spec.slug}.{self._namespace}.svc.cluster.local"
+        objects = render(
+            spec,
+            image=self._image,
+            namespace=self._namespace,
+            hf_endpoint=self._hf_endpoint,
+            token=self._token(spec.deployment_id, url),
+            custom_metrics=self._custom_metrics,
+        )
         endpoint: Endpoint = {
             "namespace": self._namespace,
             "name": spec.slug,
             "manifests": to_yaml(objects),
-            "url": f"http://{spec.slug}.{self._namespace}.svc.cluster.local",
+            "url": url,
         }
         if not self.configured:
             raise NotApplied(
@@ -287,7 +301,10 @@ class KubernetesTarget:
 
     async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
         # the Service's cluster DNS name: reachable when the deployer runs in the same cluster
-        return await call_model_server(self._client, str(endpoint["url"]), inputs, "the Service")
+        url = str(endpoint["url"])
+        token = self._token(deployment_id, url)
+        headers = {"authorization": f"Bearer {token}"} if token else None
+        return await call_model_server(self._client, url, inputs, "the Service", headers)
 
     def resources(self, deployment_id: str) -> Usage | None:
         return None

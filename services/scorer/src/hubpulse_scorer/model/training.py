@@ -23,38 +23,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_curve
 
 from hubpulse_common.errors import InputError
-from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, compute_features, compute_features_at
+from hubpulse_common.features import (
+    FEATURE_COLUMNS,
+    HISTORY_WINDOW_DAYS,
+    LEVEL_FEATURES,
+    compute_features,
+    compute_features_at,
+)
 from hubpulse_scorer.model.artifact import ModelMetadata, TrainedModel
 from hubpulse_scorer.model.labels import LabelConfig, make_labels
 
 Progress = Callable[[str], None]
-
-# Absolute levels of counters (cumulative likes and downloads and their raw differences). Their scale
-# drifts over a history (an organisation or a niche grows), so splits learnt on them do not carry over to
-# later days. Both labels are learnt from scale-free features only: ranks, rank movement, shares, ratios,
-# the day's percentiles and (surge) the projected next week against the label's thresholds.
-LEVEL_FEATURES: frozenset[str] = frozenset(
-    {
-        "log_downloads",
-        "lag_1_delta",
-        "delta_downloads_24h",
-        "rolling_mean_7",
-        "delta_7d",
-        "log_likes",
-        "likes_1d",
-        "likes_7d",
-        "likes_velocity_3d",
-        "likes_acceleration",
-        "likes_2d",
-        "trend_score_proxy",
-        "log_downloads_all_time",
-        "inc_7d",
-        "author_log_downloads",
-        "author_likes_7d",
-        "likes_decay_3d",
-        "likes_13d",
-    }
-)
 
 # The decayed likes score against the day's top K of the trending list: for the trending label only (they
 # helped trending and hurt surge on nested folds: docs/decisions/model.md).
