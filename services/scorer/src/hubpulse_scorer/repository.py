@@ -10,6 +10,7 @@ values did not change (a redelivered batch) is not rewritten at all.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from operator import itemgetter
@@ -137,6 +138,40 @@ async def _stage(conn: asyncpg.Connection, table: str, records: Sequence[Record]
     await conn.copy_records_to_table(table, records=records, columns=list(columns))
 
 
+_MODEL_PART = _part(MODEL_COLUMNS)
+
+
+async def _copy_new_rows(
+    conn: asyncpg.Connection, scores: Sequence[Record], catalog: Sequence[Record], daily: Sequence[Record]
+) -> dict[dt.date, int] | None:
+    """The batch's scores, build and daily rows by plain COPY (in a savepoint): a model-day is new to them but for
+    a redelivered batch or a day scored again. None when a table already holds one of them (nothing written then:
+    the upserts decide); else the rows inserted per day."""
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table("scores", records=scores, columns=list(SCORE_COLUMNS))
+            await conn.copy_records_to_table(
+                "catalog_build", records=[_MODEL_PART(r) for r in catalog], columns=list(MODEL_COLUMNS)
+            )
+            await conn.copy_records_to_table("catalog_daily", records=daily, columns=list(DAILY_COLUMNS))
+    except asyncpg.UniqueViolationError:
+        return None
+    return dict(Counter(r[CATALOG_COLUMNS.index("snapshot_date")] for r in catalog))
+
+
+async def _upsert_rows(
+    conn: asyncpg.Connection, scores: Sequence[Record], daily: Sequence[Record]
+) -> dict[dt.date, int]:
+    """The scores, build (from the staged catalog rows) and daily rows by upsert; the days with a row written
+    (changed), with how many of them were new."""
+    await _stage(conn, "scores_staging", scores, SCORE_COLUMNS)
+    await conn.execute(_UPSERT_SCORES)
+    written = {r["snapshot_date"]: int(r["inserted"]) for r in await conn.fetch(_UPSERT_BUILD)}
+    await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
+    await conn.execute(_UPSERT_DAILY)
+    return written
+
+
 async def write_batch(
     pool: asyncpg.Pool,
     scores: Sequence[Record],
@@ -152,22 +187,16 @@ async def write_batch(
     for day in days:
         await ensure_build_partition(pool, day)
     async with pool.acquire() as conn, conn.transaction():
-        await _stage(conn, "scores_staging", scores, SCORE_COLUMNS)
-        await conn.execute(_UPSERT_SCORES)
-        await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)
-        written = {r["snapshot_date"]: r for r in await conn.fetch(_UPSERT_BUILD)}
+        await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)  # the details' source either way
+        written = await _copy_new_rows(conn, scores, catalog, daily)
+        if written is None:
+            written = await _upsert_rows(conn, scores, daily)
         await conn.execute(_UPSERT_DETAILS)
-        await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
-        await conn.execute(_UPSERT_DAILY)
         # Last: every batch of the day updates this one row, and its lock is held until the commit; taken
         # earlier, the other replicas' batches queued behind this one's details and daily writes.
         await conn.executemany(
             _COUNT_DAY,
-            [
-                (day, (day_models or {}).get(day, 0), w["inserted"] if w else 0, bool(w))
-                for day in days
-                for w in [written.get(day)]
-            ],
+            [(day, (day_models or {}).get(day, 0), written.get(day, 0), day in written) for day in days],
         )
 
 
