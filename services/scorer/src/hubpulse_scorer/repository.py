@@ -10,7 +10,6 @@ values did not change (a redelivered batch) is not rewritten at all.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from operator import itemgetter
@@ -138,25 +137,31 @@ async def _stage(conn: asyncpg.Connection, table: str, records: Sequence[Record]
     await conn.copy_records_to_table(table, records=records, columns=list(columns))
 
 
-_MODEL_PART = _part(MODEL_COLUMNS)
+# The staged catalog rows (sent once: the details are upserted from them too) of a batch whose model-days are new.
+_INSERT_BUILD = f"""
+    WITH written AS (
+        INSERT INTO catalog_build ({", ".join(MODEL_COLUMNS)})
+        SELECT {", ".join(MODEL_COLUMNS)} FROM catalog_models_staging
+        RETURNING snapshot_date
+    )
+    SELECT snapshot_date, count(*) AS inserted FROM written GROUP BY snapshot_date
+"""  # noqa: S608 (identifiers are module constants)
 
 
 async def _copy_new_rows(
     conn: asyncpg.Connection, scores: Sequence[Record], catalog: Sequence[Record], daily: Sequence[Record]
 ) -> dict[dt.date, int] | None:
-    """The batch's scores, build and daily rows by plain COPY (in a savepoint): a model-day is new to them but for
-    a redelivered batch or a day scored again. None when a table already holds one of them (nothing written then:
-    the upserts decide); else the rows inserted per day."""
+    """The batch's scores and daily rows by plain COPY, its build rows by a plain INSERT from the staged catalog
+    rows, in a savepoint: a model-day is new to them but for a redelivered batch or a day scored again. None when
+    a table already holds one of them (nothing written then: the upserts decide); else the rows inserted per day."""
     try:
         async with conn.transaction():
             await conn.copy_records_to_table("scores", records=scores, columns=list(SCORE_COLUMNS))
-            await conn.copy_records_to_table(
-                "catalog_build", records=[_MODEL_PART(r) for r in catalog], columns=list(MODEL_COLUMNS)
-            )
+            inserted = await conn.fetch(_INSERT_BUILD)
             await conn.copy_records_to_table("catalog_daily", records=daily, columns=list(DAILY_COLUMNS))
     except asyncpg.UniqueViolationError:
         return None
-    return dict(Counter(r[CATALOG_COLUMNS.index("snapshot_date")] for r in catalog))
+    return {r["snapshot_date"]: int(r["inserted"]) for r in inserted}
 
 
 async def _upsert_rows(
