@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from hubpulse.bench.inference import _passes_since, summary
+from hubpulse.bench.inference import _passes_since, batching_bound, summary
 
 
 def _run(rps: float, client_share: float, cpu: dict[str, float], p95: float = 10.0) -> dict[str, Any]:
@@ -34,3 +34,24 @@ def test_batch_size_achieved() -> None:
     assert _passes_since((10, 10), (35, 210)) == {"passes": 25, "inputs": 200, "mean_batch_size": 8.0}
     assert _passes_since((10, 10), (10, 10)) == {"passes": 0, "inputs": 0, "mean_batch_size": None}
     assert _passes_since(None, (1, 1)) is None
+
+
+def test_batching_bound_from_the_measured_costs() -> None:
+    """h = model server CPU per unbatched call - m1; bound (h + m1) / (h + mB), the hand-off shared by the batch."""
+    forward = {"cpu_ms_per_input_by_batch_size": {"1": 0.03, "8": 0.024, "16": 0.02}, "handed_off_ms": 0.05}
+    bound = batching_bound(0.15, forward, 16)
+    mb = 0.02 + 0.02 / 16
+    assert bound.pop("m1_needed_for_3x_ms") == pytest.approx(0.2 + 3 * mb, abs=1e-4)
+    assert bound == {
+        "h_ms": 0.1,
+        "m1_ms": 0.05,
+        "mB_ms": round(mb, 4),
+        "batch_size": 16,
+        "bound": round(0.15 / (0.1 + mb), 2),
+        "bound_free_http": round(0.05 / mb, 2),
+    }
+    assert batching_bound(0.15, forward, 10)["batch_size"] == 8  # the largest measured size the server batches
+    assert batching_bound(0.15, {}, 16) == {}
+    alone = _run(1000, 0.05, {"model_server": 0.15})
+    report = {"unbatched": {"model_server": _hop(alone)}, "batching": {"max_batch_size": 16}, "forward_pass": forward}
+    assert summary(report)["batching_bound"] == batching_bound(0.15, forward, 16)

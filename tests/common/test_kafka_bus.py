@@ -10,11 +10,14 @@ import uuid
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY
 
+from hubpulse_common import kafka as kafka_module
 from hubpulse_common.events import SCHEMA_VERSION_HEADER, ModelSnapshot, dlq_topic
-from hubpulse_common.kafka import BatchConsumer, EventBus, Received, ensure_topics
+from hubpulse_common.kafka import LOST, BatchConsumer, EventBus, Received, ensure_topics
 from hubpulse_common.logging import TRACE_HEADER
 
 WORKER = Path(__file__).with_name("bus_worker.py")
@@ -233,3 +236,27 @@ async def test_every_publish_path_sends_the_documented_headers(own_kafka) -> Non
         assert headers[SCHEMA_VERSION_HEADER] == b"1"
         assert TRACE_HEADER in headers
     assert {headers[TRACE_HEADER] for _, headers in received} >= {b"trace-1"}
+
+
+async def test_best_effort_publishes_are_counted_and_seed_the_lost_series_once(kafka, monkeypatch) -> None:
+    topic = ModelSnapshot.topic
+    await ensure_topics(kafka.url, [topic])
+    seeded: list[str] = []
+
+    class Seeding:  # LOST, counting the series lookups (a lock and a dict per call on the predict path)
+        def labels(self, name: str) -> Any:
+            seeded.append(name)
+            return LOST.labels(name)
+
+    monkeypatch.setattr(kafka_module, "LOST", Seeding())
+    published = REGISTRY.get_sample_value("hubpulse_kafka_published_total", {"topic": topic}) or 0.0
+    bus = EventBus(kafka.url, "test-best-effort")
+    await bus.start()
+    try:
+        for i in range(3):
+            await bus.publish_best_effort(snapshot(i))
+    finally:
+        await bus.stop()  # flushes: every send is settled
+    assert seeded == [topic]
+    assert REGISTRY.get_sample_value("hubpulse_kafka_published_total", {"topic": topic}) == published + 3
+    assert REGISTRY.get_sample_value("hubpulse_kafka_lost_total", {"topic": topic}) is not None

@@ -20,7 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deployer.conftest import DeployStack
 from deployer.test_isolation import _login
+from hubpulse_common.inference import model_server_token
 from hubpulse_deployer.idempotency import IdempotencyCache, IdempotencyKeyReused, digest_of
+from hubpulse_gateway import dataplane
 
 MODEL = "hubpulse-demo/tiny-text-classifier"
 pytestmark = pytest.mark.slow
@@ -226,3 +228,22 @@ async def test_model_server_death_under_load_gives_503s_and_fails_the_deployment
     failed = await deploy_stack.wait_status(running["id"], {"failed"}, timeout_s=10)
     assert failed["status"] == "failed"
     assert "exited with code -9" in failed["reason"]
+
+
+def test_the_data_plane_derives_a_servers_token_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token is an HMAC of (deployment, address): computed on the first call to a server, not on every call."""
+    derived: list[tuple[str, str]] = []
+
+    def counting(secret: str, deployment_id: str, url: str) -> str:
+        derived.append((deployment_id, url))
+        return model_server_token(secret, deployment_id, url)
+
+    monkeypatch.setattr(dataplane, "model_server_token", counting)
+    servers = dataplane.ModelServers("s3cret", timeout_s=1, connect_timeout_s=1)
+    doc = {"id": "d1", "target": "local", "endpoint": {"url": "http://127.0.0.1:1"}}
+    expected = ("http://127.0.0.1:1", model_server_token("s3cret", "d1", "http://127.0.0.1:1"))
+    assert servers.endpoint(doc) == servers.endpoint(doc) == expected
+    moved = {**doc, "endpoint": {"url": "http://127.0.0.1:2"}}  # a new server: a new token
+    assert servers.endpoint(moved) == ("http://127.0.0.1:2", model_server_token("s3cret", "d1", "http://127.0.0.1:2"))
+    assert servers.endpoint({**doc, "target": "hf-space"}) is None
+    assert derived == [("d1", "http://127.0.0.1:1"), ("d1", "http://127.0.0.1:2")]

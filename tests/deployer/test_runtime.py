@@ -12,6 +12,7 @@ import httpx
 import pytest
 from auth.conftest import serving
 from huggingface_hub import ModelInfo
+from prometheus_client.parser import text_string_to_metric_families
 
 from hubpulse.hub import create_app as create_hub_app
 from hubpulse.hub.demo_models import DEMO_MODELS, DemoRepos
@@ -109,6 +110,102 @@ def test_demo_models_run_on_onnx_runtime(demo: DemoRepos, repo_id: str) -> None:
         assert len(vectors) == 6  # [CLS] i love this movie [SEP]
         assert vectors[1] == pytest.approx(alone[0][1], abs=1e-5)
         assert len(batch[2][0]) == 128
+
+
+@pytest.mark.parametrize("repo_id", sorted(DEMO_MODELS))
+def test_fast_tokenizer_path_gives_the_full_paths_outputs(demo: DemoRepos, repo_id: str) -> None:
+    """Tasks that need no character offsets tokenize without them (`encode_batch_fast`): same outputs, exactly."""
+    built = demo.get(repo_id)
+    assert built is not None
+    runtime = load(built.root, built.model.pipeline_tag)
+    texts = [f"call {i}: the movie was {'good ' * i}{'awful' if i % 2 else 'great'}, Paris é" for i in range(20)]
+    texts.append("x " * 3000)
+    fast = [runtime.predict_batch(texts[i : i + size]) for size in (1, 16) for i in range(0, len(texts), size)]
+    runtime._encode = runtime._tokenizer.encode_batch  # type: ignore[attr-defined]
+    full = [runtime.predict_batch(texts[i : i + size]) for size in (1, 16) for i in range(0, len(texts), size)]
+    assert fast == full
+
+
+def test_a_loaded_runtime_tokenizes_in_one_thread_unless_told(demo: DemoRepos, monkeypatch: pytest.MonkeyPatch) -> None:
+    built = demo.get("hubpulse-demo/tiny-text-classifier")
+    assert built is not None
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    load(built.root, built.model.pipeline_tag)
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # the operator's choice
+    load(built.root, built.model.pipeline_tag)
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"
+
+
+async def test_model_server_routes_answer_as_they_did_on_fastapi(demo: DemoRepos) -> None:
+    """The model server is a plain ASGI app now: same bodies, statuses and /healthz fields as its FastAPI app."""
+    built = demo.get("hubpulse-demo/tiny-text-classifier")
+    assert built is not None
+    runtime = load(built.root, built.model.pipeline_tag)
+    app = build_app(runtime, max_batch_size=4, max_wait_ms=2.5, token="t0k")
+    token = {"authorization": "Bearer t0k"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://model") as client:
+        health = await client.get("/healthz")
+        no_token = await client.post("/predict", json={"inputs": ["good"]})
+        wrong = await client.post("/predict", json={"inputs": ["good"]}, headers={"authorization": "Bearer nope"})
+        not_json = await client.post("/predict", content=b"{", headers=token)
+        empty = await client.post("/predict", json={"inputs": []}, headers=token)
+        good = await client.post("/predict", json={"inputs": ["I love this movie", "awful"]}, headers=token)
+        wrong_method = await client.get("/predict")
+        unknown = await client.get("/nope")
+        slash = await client.post("/predict/?x=1", json={"inputs": ["good"]}, headers=token)
+        counted = (await client.get("/healthz")).json()["batching"]
+    assert health.status_code == 200
+    assert health.headers["content-type"] == "application/json"
+    batching = {"max_batch_size": 4, "max_wait_ms": 2.5, "batches": 0, "inputs": 0}
+    assert health.json() == {"status": "ok", "task": "text-classification", "runtime": "onnx", "batching": batching}
+    for refused in (no_token, wrong):
+        assert refused.status_code == 401
+        assert refused.json() == {"error": {"code": "unauthorized", "message": "this model server wants its token"}}
+    assert not_json.status_code == 422
+    assert not_json.json()["error"]["code"] == "bad_input"
+    assert empty.status_code == 422
+    assert empty.json() == {"error": {"code": "bad_input", "message": "inputs is an empty list"}}
+    assert good.status_code == 200
+    assert [o["label"] for o in good.json()["outputs"]] == [
+        o["label"] for o in runtime.predict_batch(["I love this movie", "awful"])
+    ]
+    assert (wrong_method.status_code, wrong_method.json(), wrong_method.headers["allow"]) == (
+        405,
+        {"detail": "Method Not Allowed"},
+        "POST",
+    )
+    assert (unknown.status_code, unknown.json()) == (404, {"detail": "Not Found"})
+    assert (slash.status_code, slash.headers["location"]) == (307, "http://model/predict?x=1")
+    assert (counted["batches"], counted["inputs"]) == (1, 2)
+
+
+async def test_model_server_metrics_show_calls_in_flight_and_answered(demo: DemoRepos) -> None:
+    """What the kubernetes target's HPAs scale on (through the custom metrics API): a call held by the batcher's
+    wait is in flight until it is answered."""
+    built = demo.get("hubpulse-demo/tiny-text-classifier")
+    assert built is not None
+    app = build_app(load(built.root, built.model.pipeline_tag), max_batch_size=4, max_wait_ms=400)
+
+    def samples(text: str) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("status", "")): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://model") as client:
+        held = asyncio.create_task(client.post("/predict", json={"inputs": ["good"]}))
+        await asyncio.sleep(0.1)
+        during = await client.get("/metrics")
+        assert (await held).status_code == 200
+        assert (await client.post("/predict", json={"inputs": []})).status_code == 422
+        after = await client.get("/metrics")
+    assert during.headers["content-type"].startswith("text/plain")
+    assert samples(during.text)[("hubpulse_inflight_requests", "")] == 1
+    assert samples(after.text)[("hubpulse_inflight_requests", "")] == 0
+    assert samples(after.text)[("hubpulse_model_server_calls_total", "200")] == 1
+    assert samples(after.text)[("hubpulse_model_server_calls_total", "422")] == 1
 
 
 def test_demo_model_files_are_reproducible(demo: DemoRepos, tmp_path: Path) -> None:

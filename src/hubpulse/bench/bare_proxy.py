@@ -11,7 +11,9 @@ from __future__ import annotations
 import aiohttp
 import typer
 import uvicorn
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hubpulse_deployer.model_server import read_body, send_json
 
 
 def proxy_app(target: str) -> ASGIApp:
@@ -21,11 +23,7 @@ def proxy_app(target: str) -> ASGIApp:
         nonlocal session
         if scope["type"] != "http":
             return
-        body, more = b"", True
-        while more:
-            message: Message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await read_body(receive)
         if session is None:
             session = aiohttp.ClientSession()
         sent = {"content-type": "application/json"}
@@ -34,9 +32,7 @@ def proxy_app(target: str) -> ASGIApp:
                 sent["authorization"] = value.decode("latin-1")
         async with session.post(target, data=body, headers=sent) as answer:
             content, status = await answer.read(), answer.status
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+        await send_json(send, status, content)
 
     return app
 

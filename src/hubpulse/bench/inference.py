@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,7 +174,9 @@ def _own_cpu(run: dict[str, Any]) -> dict[str, Any]:
 
 def _forward_pass_cost(batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16), inputs: int = 2000) -> dict[str, Any]:
     """CPU ms per input of the demo model's forward pass by batch size, in this process (no HTTP): what batching
-    can save per call at most. Empty when the replay Hub's build of the model is not there."""
+    can save per call at most; and one input's pass handed to a runtime thread and awaited, as the model server runs
+    it (`handed_off_ms`: the pass plus the hand-off, which a batch pays once). Empty when the replay Hub's build of
+    the model is not there."""
     from hubpulse.hub.demo_models import DemoRepos, default_cache_dir
     from hubpulse_deployer.runtime import load as load_runtime
 
@@ -191,7 +194,47 @@ def _forward_pass_cost(batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16), inputs: 
         for batch in batches:
             runtime.predict_batch(batch)
         out[str(size)] = round((time.process_time() - started) * 1000 / inputs, 4)
-    return {"cpu_ms_per_input_by_batch_size": out}
+
+    async def handed_off() -> float:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1) as executor:  # as model_server.py runs its runtime
+            for text in texts[:20]:
+                await loop.run_in_executor(executor, runtime.predict_batch, [text])
+            started = time.process_time()  # this process's CPU: the runtime thread's included
+            for text in texts:
+                await loop.run_in_executor(executor, runtime.predict_batch, [text])
+            return (time.process_time() - started) * 1000 / inputs
+
+    return {"cpu_ms_per_input_by_batch_size": out, "handed_off_ms": round(uvloop.run(handed_off()), 4)}
+
+
+def batching_bound(model_server_cpu_ms: float, forward_pass: dict[str, Any], batch_size: int) -> dict[str, Any]:
+    """What batching can give at most on this model with this server, by CPU per call.
+
+    With h the per-call cost of the server around the model (HTTP, framework, JSON), m1 a single input's pass
+    handed to the runtime thread, mB the per-input cost in a batch of `batch_size` (its hand-off shared): a server
+    that batches perfectly does at most (h + m1) / (h + mB) times the calls per CPU second of one that does not,
+    and m1 / mB with a free HTTP layer. h is measured as the model server's CPU per unbatched call minus m1.
+    """
+    by_size = forward_pass.get("cpu_ms_per_input_by_batch_size") or {}
+    sizes = [int(k) for k in by_size if int(k) <= batch_size]
+    if not sizes or "1" not in by_size or "handed_off_ms" not in forward_pass:
+        return {}
+    size = max(sizes)
+    m1 = forward_pass["handed_off_ms"]
+    handoff = max(m1 - by_size["1"], 0.0)
+    mb = by_size[str(size)] + handoff / size
+    h = max(model_server_cpu_ms - m1, 0.0)
+    return {
+        "h_ms": round(h, 4),
+        "m1_ms": round(m1, 4),
+        "mB_ms": round(mb, 4),
+        "batch_size": size,
+        "bound": round((h + m1) / (h + mb), 2),
+        "bound_free_http": round(m1 / mb, 2),
+        # what m1 would need to be for 3x at this h and mB (m1 >= 2h + 3mB)
+        "m1_needed_for_3x_ms": round(2 * h + 3 * mb, 4),
+    }
 
 
 def _signup(gateway: str) -> str:
@@ -313,7 +356,15 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
                     b["cpu_ms_per_request"].get("model_server"),
                 ],
             }
+    alone = unbatched.get("model_server", {}).get("concurrent", {}).get("cpu_ms_per_request", {}).get("model_server")
+    if alone is not None and (bound := batching_bound(alone, report.get("forward_pass") or {}, _batch_size(report))):
+        out["batching_bound"] = bound
     return out
+
+
+def _batch_size(report: dict[str, Any]) -> int:
+    size: int = (report.get("batching") or {}).get("max_batch_size") or 16
+    return size
 
 
 def _cpu_ms(run: dict[str, Any]) -> dict[str, float]:

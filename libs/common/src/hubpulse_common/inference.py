@@ -32,6 +32,9 @@ MAX_BATCH = 32
 MAX_INPUT_CHARS = 4096
 # The environment variable a model server reads its bearer token from (unset: it takes any caller).
 MODEL_SERVER_TOKEN_VARIABLE = "HUBPULSE_MODEL_SERVER_TOKEN"  # noqa: S105 (a variable's name, not a credential)
+# A model server's gauge of predict calls in flight (its /metrics): what the kubernetes target's HPAs scale on,
+# through the custom metrics API, where the cluster serves it.
+INFLIGHT_METRIC = "hubpulse_inflight_requests"
 
 
 def model_server_token(secret: str, deployment_id: str, url: str) -> str:

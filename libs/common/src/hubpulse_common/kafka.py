@@ -156,6 +156,7 @@ class EventBus:
             max_request_size=8 << 20,
             request_timeout_ms=30000,
         )
+        self._lost_series: set[str] = set()  # topics whose lost-events counter exists (publish_best_effort)
 
     async def start(self) -> None:
         try:
@@ -181,7 +182,9 @@ class EventBus:
         For telemetry about a call (an inference event): a broker hiccup must neither fail nor slow the call.
         """
         topic = event.topic
-        LOST.labels(topic)  # the series exists at 0 before a first loss, so increase() sees that loss
+        if topic not in self._lost_series:  # the series exists at 0 before a first loss, so increase() sees it
+            LOST.labels(topic)
+            self._lost_series.add(topic)
 
         def settled(future: asyncio.Future[object]) -> None:
             if future.cancelled() or future.exception() is not None:

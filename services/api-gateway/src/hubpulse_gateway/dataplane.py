@@ -20,9 +20,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+from cachetools import LRUCache
 
 from hubpulse_common.inference import model_server_token
 from hubpulse_gateway.settings import GatewaySettings
+from hubpulse_gateway.upstream import KeepAlive
 
 JSON_HEADER = "application/json"
 
@@ -40,25 +42,26 @@ class ModelServers:
 
     def __init__(self, secret: str, *, timeout_s: float, connect_timeout_s: float) -> None:
         self._secret = secret
-        self._timeout = aiohttp.ClientTimeout(
-            total=connect_timeout_s + timeout_s, connect=connect_timeout_s, sock_read=timeout_s
-        )
-        self._session: aiohttp.ClientSession | None = None
+        self._session = KeepAlive(timeout_s=timeout_s, connect_timeout_s=connect_timeout_s)
+        # a server's token is a pure function of (deployment, address): an HMAC per call for the same few is waste
+        self._tokens: LRUCache[tuple[str, str], str] = LRUCache(maxsize=10_000)
 
     def endpoint(self, deployment: dict[str, Any]) -> tuple[str, str] | None:
         """(url, token) of the deployment's model server, where the gateway may call it itself."""
         url = (deployment.get("endpoint") or {}).get("url")
         if deployment.get("target") != "local" or not isinstance(url, str):
             return None
-        return url, model_server_token(self._secret, str(deployment["id"]), url)
+        key = (str(deployment["id"]), url)
+        token = self._tokens.get(key)
+        if token is None:
+            token = self._tokens[key] = model_server_token(self._secret, *key)
+        return url, token
 
     async def predict(self, url: str, token: str, body: bytes) -> tuple[int, bytes]:
         """(status, body) of `POST {url}/predict`; `NotSent` or `Lost` when no answer came."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
         headers = {"authorization": f"Bearer {token}", "content-type": JSON_HEADER}
         try:
-            async with self._session.post(f"{url}/predict", data=body, headers=headers) as answer:
+            async with self._session.get().post(f"{url}/predict", data=body, headers=headers) as answer:
                 content = await answer.read()
         except aiohttp.ClientConnectorError as exc:
             raise NotSent(f"{type(exc).__name__}: {exc}") from exc
@@ -69,8 +72,7 @@ class ModelServers:
         return answer.status, content
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._session.aclose()
 
 
 @asynccontextmanager

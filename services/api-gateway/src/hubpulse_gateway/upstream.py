@@ -115,6 +115,27 @@ def identity_headers(principal: Identity | None) -> dict[str, str]:
     return {"authorization": f"Bearer {principal.token}"}
 
 
+class KeepAlive:
+    """A keep-alive aiohttp session with the gateway's upstream timeouts, opened on first use (in the app's loop):
+    what the upstream clients and the data plane's model-server client (dataplane.py) call through."""
+
+    def __init__(self, *, timeout_s: float, connect_timeout_s: float) -> None:
+        # total also bounds the wait for a free pooled connection, so a call never hangs behind others
+        self._timeout = aiohttp.ClientTimeout(
+            total=connect_timeout_s + timeout_s, connect=connect_timeout_s, sock_read=timeout_s
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, json_serialize=_json_text)
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
 class UpstreamClient:
     """One upstream service; safe to share between concurrent requests."""
 
@@ -125,12 +146,8 @@ class UpstreamClient:
         # aiohttp for the connections: per call about a third of httpx's CPU, which on the predict path is latency
         # (docs/decisions/deployer.md); answers are handed on as httpx.Response, the type the routes read
         self._base_url = base_url.rstrip("/")
-        # total also bounds the wait for a free pooled connection, so a call never hangs behind others
         timeout_s, connect_timeout_s = settings.upstream_timeout_s, settings.upstream_connect_timeout_s
-        self._timeout = aiohttp.ClientTimeout(
-            total=connect_timeout_s + timeout_s, connect=connect_timeout_s, sock_read=timeout_s
-        )
-        self._session: aiohttp.ClientSession | None = None
+        self._session = KeepAlive(timeout_s=timeout_s, connect_timeout_s=connect_timeout_s)
         self._breakers = AsyncCircuitBreakerFactory(
             default_threshold=settings.breaker_threshold, default_ttl=settings.breaker_reset_s
         )
@@ -138,8 +155,7 @@ class UpstreamClient:
         _report_breaker(name, CLOSED)
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._session.aclose()
 
     async def request(
         self,
@@ -203,9 +219,7 @@ class UpstreamClient:
     async def _send(
         self, method: str, path: str, *, json: Any, params: Mapping[str, Any] | None, headers: Mapping[str, str]
     ) -> httpx.Response:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, json_serialize=_json_text)
-        async with self._session.request(
+        async with self._session.get().request(
             method, self._base_url + path, json=json, params=params, headers=headers, allow_redirects=False
         ) as answer:
             body = await answer.read()

@@ -4,89 +4,158 @@ own process by the local target (and as the container of the kubernetes target).
     python -m hubpulse_deployer.model_server (--model-dir DIR | --model-id REPO [--revision R]) --task TASK --port PORT
 
 `POST /predict {"inputs": [str, ...]}` answers `{"outputs": [...]}` (one output per input); `GET /healthz`
-answers once the pipeline is loaded (the port is bound only then, so a listening port means ready).
+answers once the pipeline is loaded (the port is bound only then, so a listening port means ready); `GET /metrics`:
+calls in flight (the kubernetes target's HPAs scale on it) and calls answered, by status (Prometheus text).
 With `HUBPULSE_MODEL_SERVER_TOKEN` set (the local target always sets it), `/predict` takes only callers that send
 it as `Authorization: Bearer <token>`: the deployer, and the gateway's data plane (`model_server_token`).
 Concurrent calls are batched (`--max-batch-size`, `--max-wait-ms`; `batching.py`): one forward pass serves many.
+A plain ASGI app on uvicorn: FastAPI's routing and request machinery was half of a call's CPU here.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import typer
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from starlette.datastructures import URL
+from starlette.types import Receive, Scope, Send
 
 from hubpulse_common.errors import InputError
-from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, parse_inputs
+from hubpulse_common.inference import INFLIGHT_METRIC, MODEL_SERVER_TOKEN_VARIABLE, parse_inputs
 from hubpulse_deployer.batching import Batcher, OutputMismatch
 from hubpulse_deployer.runtime import Refused, Runtime, load
 from hubpulse_deployer.runtime.fetch import fetch
 
+_ROUTES = {"/predict": "POST", "/healthz": "GET", "/metrics": "GET"}
 
-def _json(content: Any, status: int = 200) -> Response:
+
+async def read_body(receive: Receive) -> bytes:
+    """An ASGI request's whole body."""
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    body: bytes,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+    content_type: bytes = b"application/json",
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _dumps(content: Any) -> bytes:
     # numpy scalars and arrays come out of pipelines (token scores, embeddings)
-    return Response(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status, media_type="application/json")
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _error(code: str, message: str) -> bytes:
+    return _dumps({"error": {"code": code, "message": message}})
+
+
+class ModelServerApp:
+    """The model server's two routes as a plain ASGI app: no routing table, no dependency solving, no middleware
+    stack, the per-call work of FastAPI that a two-route server does not need (docs/decisions/deployer.md). Unknown
+    paths and methods get FastAPI's answers (404 / 405 with `{"detail"}`, 307 to the path without a trailing slash)."""
+
+    def __init__(self, runtime: Runtime, *, max_batch_size: int, max_wait_ms: float, token: str | None) -> None:
+        self.runtime = runtime
+        self.max_wait_ms = max_wait_ms
+        self._expected = f"Bearer {token}".encode() if token else None
+        # runtimes are called from one thread at a time (pipelines are not thread-safe), off the event loop
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime")
+        self.batcher = Batcher(
+            runtime.predict_batch, self._executor, max_batch_size=max_batch_size, max_wait_s=max_wait_ms / 1000
+        )
+        self.registry = CollectorRegistry()  # the app's own: one process, one server, and tests build several
+        self._inflight = Gauge(INFLIGHT_METRIC, "Predict calls being answered", registry=self.registry)
+        self._answered = Counter(
+            "hubpulse_model_server_calls", "Predict calls answered, by status", ["status"], registry=self.registry
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        allowed = _ROUTES.get(path)
+        if allowed is None and path.rstrip("/") in _ROUTES:  # FastAPI's redirect of a trailing slash
+            location = str(URL(scope={**scope, "path": path.rstrip("/")})).encode()
+            await send({"type": "http.response.start", "status": 307, "headers": [(b"location", location)]})
+            await send({"type": "http.response.body", "body": b""})
+        elif allowed is None:
+            await send_json(send, 404, b'{"detail":"Not Found"}')
+        elif method != allowed:
+            await send_json(send, 405, b'{"detail":"Method Not Allowed"}', ((b"allow", allowed.encode()),))
+        elif path == "/predict":
+            with self._inflight.track_inprogress():
+                status, body = await self._predict(scope, await read_body(receive))
+            self._answered.labels(str(status)).inc()
+            await send_json(send, status, body)
+        elif path == "/metrics":
+            await send_json(send, 200, generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
+        else:
+            await send_json(send, 200, self._health())
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.batcher.close()
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _health(self) -> bytes:
+        batcher = self.batcher
+        batching = {
+            "max_batch_size": batcher.max_batch_size,
+            "max_wait_ms": self.max_wait_ms,
+            "batches": batcher.batches,
+            "inputs": batcher.inputs,
+        }
+        return _dumps({"status": "ok", "task": self.runtime.task, "runtime": self.runtime.name, "batching": batching})
+
+    async def _predict(self, scope: Scope, body: bytes) -> tuple[int, bytes]:
+        if self._expected is not None:
+            sent = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            if not hmac.compare_digest(sent, self._expected):
+                return 401, _error("unauthorized", "this model server wants its token")
+        try:
+            inputs, _ = parse_inputs(self.runtime.task, orjson.loads(body))
+        except (InputError, orjson.JSONDecodeError) as exc:
+            return 422, _error("bad_input", str(exc))
+        try:
+            outputs = await self.batcher.predict(inputs)
+        except OutputMismatch as exc:
+            return 500, _error("model_error", str(exc))
+        except Exception as exc:  # the runtime refused these inputs (alone: batching.py retries a failed batch)
+            return 422, _error("bad_input", f"the model cannot take these inputs: {exc}")
+        return 200, _dumps({"outputs": outputs})
 
 
 def build_app(
     runtime: Runtime, *, max_batch_size: int = 1, max_wait_ms: float = 0.0, token: str | None = None
-) -> FastAPI:
-    task = runtime.task
-    expected = f"Bearer {token}".encode() if token else None
-    # runtimes are called from one thread at a time (pipelines are not thread-safe), off the event loop
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime")
-    batcher = Batcher(runtime.predict_batch, executor, max_batch_size=max_batch_size, max_wait_s=max_wait_ms / 1000)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await batcher.close()
-            executor.shutdown(wait=False, cancel_futures=True)
-
-    app = FastAPI(title=f"model server ({task})", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.state.batcher = batcher
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        batching = {
-            "max_batch_size": batcher.max_batch_size,
-            "max_wait_ms": max_wait_ms,
-            "batches": batcher.batches,
-            "inputs": batcher.inputs,
-        }
-        return _json({"status": "ok", "task": task, "runtime": runtime.name, "batching": batching})
-
-    @app.post("/predict")
-    async def predict(request: Request) -> Response:
-        if expected is not None and not hmac.compare_digest(
-            request.headers.get("authorization", "").encode(), expected
-        ):
-            return _json({"error": {"code": "unauthorized", "message": "this model server wants its token"}}, 401)
-        try:
-            inputs, _ = parse_inputs(task, orjson.loads(await request.body()))
-        except (InputError, orjson.JSONDecodeError) as exc:
-            return _json({"error": {"code": "bad_input", "message": str(exc)}}, 422)
-        try:
-            outputs = await batcher.predict(inputs)
-        except OutputMismatch as exc:
-            return _json({"error": {"code": "model_error", "message": str(exc)}}, 500)
-        except Exception as exc:  # the runtime refused these inputs (alone: batching.py retries a failed batch)
-            return _json({"error": {"code": "bad_input", "message": f"the model cannot take these inputs: {exc}"}}, 422)
-        return _json({"outputs": outputs})
-
-    return app
+) -> ModelServerApp:
+    return ModelServerApp(runtime, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, token=token)
 
 
 def serve(
@@ -109,7 +178,9 @@ def serve(
         raise SystemExit(f"cannot serve {model_id or model_dir}: {exc}") from None
     token = os.environ.get(MODEL_SERVER_TOKEN_VARIABLE) or None
     app = build_app(runtime, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, token=token)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    # bound only now that the model is loaded: a listening port means ready. uvicorn picks uvloop and httptools
+    # (uvicorn[standard], through hubpulse-common) by itself.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, ws="none")
 
 
 if __name__ == "__main__":

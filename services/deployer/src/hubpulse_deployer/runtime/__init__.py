@@ -13,6 +13,7 @@ it needs; a repo no runtime can serve is refused with the reason (`Refused`). Pi
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,10 @@ def plan(task: str, files: Iterable[str]) -> Plan:
 
 def load(model_dir: Path, task: str) -> Runtime:
     """The runtime for a downloaded model folder. Raises `Refused`."""
+    # tokenizers' thread pool (rayon) costs more CPU per input than one thread at the batch sizes a server sees
+    # (measured in docs/decisions/deployer.md); a model server is parallel through batching and replicas, and its
+    # spare cores belong to the other services. An operator's setting wins.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     files = [p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()]
     chosen = plan(task, files)
     if chosen.runtime == "onnx":

@@ -25,6 +25,8 @@ from hubpulse_deployer.runtime.base import Refused, RuntimeName
 Floats = npt.NDArray[np.floating[Any]]
 _DEFAULT_MAX_LENGTH = 512
 _PAD_TOKENS = ("[PAD]", "<pad>")
+# graph input -> the `Encoding` attribute that feeds it
+_FEEDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -63,9 +65,10 @@ class OnnxRuntime:
             )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types, all with a message
             raise Refused(f"ONNX Runtime cannot load {model_file}: {str(exc)[:300]}") from exc
-        self._inputs = {i.name for i in self._session.get_inputs()}
-        if "input_ids" not in self._inputs:
-            raise Refused(f"{model_file} takes {sorted(self._inputs)}, not input_ids: not a text model export")
+        inputs = {i.name for i in self._session.get_inputs()}
+        if "input_ids" not in inputs:
+            raise Refused(f"{model_file} takes {sorted(inputs)}, not input_ids: not a text model export")
+        self._feeds = [name for name in _FEEDS if name in inputs]
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         limits = [
             v
@@ -79,21 +82,21 @@ class OnnxRuntime:
             self._tokenizer.enable_padding(pad_id=int(pad_id or 0), pad_token=pad or "")
         self._labels = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
         self._multi_label = config.get("problem_type") == "multi_label_classification"
+        # offsets (characters per token) only matter to token-classification; the fast path skips computing them
+        tokenizer = self._tokenizer
+        self._encode = tokenizer.encode_batch if task == "token-classification" else tokenizer.encode_batch_fast
 
     def _label(self, index: int) -> str:
         return self._labels.get(index, f"LABEL_{index}")
 
     def _run(self, encodings: list[Encoding]) -> Floats:
-        feed = {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-        }
-        first: Floats = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0]
+        # only the arrays the graph takes: each `Encoding` attribute read builds a Python list in the tokenizer
+        feed = {name: np.array([getattr(e, _FEEDS[name]) for e in encodings], dtype=np.int64) for name in self._feeds}
+        first: Floats = self._session.run(None, feed)[0]
         return first
 
     def predict_batch(self, inputs: Sequence[str]) -> list[Any]:
-        encodings = self._tokenizer.encode_batch(list(inputs))
+        encodings = self._encode(list(inputs))
         output = self._run(encodings)
         if self.task == "text-classification":
             return self._classify(output)
@@ -104,8 +107,9 @@ class OnnxRuntime:
 
     def _classify(self, logits: Floats) -> list[Any]:
         probabilities = _sigmoid(logits) if self._multi_label or logits.shape[-1] == 1 else _softmax(logits)
-        best = probabilities.argmax(axis=-1)
-        return [{"label": self._label(int(i)), "score": float(p[i])} for i, p in zip(best, probabilities, strict=True)]
+        # one conversion per batch, not numpy scalar indexing per input
+        best, scores = probabilities.argmax(axis=-1).tolist(), probabilities.max(axis=-1).tolist()
+        return [{"label": self._label(i), "score": p} for i, p in zip(best, scores, strict=True)]
 
     def _tokens(self, logits: Floats, encoding: Encoding) -> list[dict[str, Any]]:
         probabilities = _softmax(logits)

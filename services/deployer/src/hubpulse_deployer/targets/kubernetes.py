@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import yaml
 
-from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, model_server_token
+from hubpulse_common.inference import INFLIGHT_METRIC, MODEL_SERVER_TOKEN_VARIABLE, model_server_token
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import (
@@ -36,8 +36,6 @@ from hubpulse_deployer.targets.base import (
 Manifest = dict[str, Any]
 
 PORT = 8080
-# the model servers' gauge of requests in flight (model_server.py), as the custom metrics API names it
-INFLIGHT_METRIC = "hubpulse_inflight_requests"
 FIELD_MANAGER = "hubpulse-deployer"
 REDACTED = "<redacted>"
 # where Kubernetes mounts a pod's service account token and the cluster's CA
