@@ -124,7 +124,7 @@ async def upsert_history(conn: asyncpg.Connection, records: Sequence[Record]) ->
 
     A batch's model-days are new to the history but for a redelivered batch or a second walk of the day: the
     rows go in by one COPY (in a savepoint), and only when it meets a model-day already there are they staged
-    and upserted instead (the staging COPY and the upsert cost PostgreSQL about twice the plain COPY)."""
+    and upserted instead (a second pass over every row: docs/decisions/pipeline-redesign.md, session 9)."""
     try:
         async with conn.transaction():
             await conn.copy_records_to_table("feature_history", records=records, columns=list(HISTORY_COLUMNS))

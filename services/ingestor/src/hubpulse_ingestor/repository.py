@@ -1,5 +1,5 @@
-"""PostgreSQL I/O of the ingestor: day partitions, the snapshot upsert (COPY into staging, then one upsert),
-and the cycle log with its checkpointed cursor."""
+"""PostgreSQL I/O of the ingestor: day partitions, the snapshot writes (a COPY of new rows, else an upsert),
+identities, and the cycle log with its checkpointed cursor."""
 
 from __future__ import annotations
 
@@ -91,8 +91,8 @@ async def upsert_encoded(pool: asyncpg.Pool, batch: EncodedSnapshots, parallel: 
     A slice's rows go in by one binary COPY into the day's partition: a day's models are new to it but for a
     second walk of the same day (or an import over it), and then, or whenever the COPY fails, the slice's JSON
     is upserted instead (one statement; PostgreSQL parses the array; a redelivered batch overwrites). The
-    COPY costs PostgreSQL half the upsert (JSON parsing, type input and ON CONFLICT per row): 5.0 vs 10.5 us a
-    row, docs/decisions/pipeline-redesign.md.
+    COPY spares PostgreSQL the JSON parsing, type input and ON CONFLICT of every row (measured in
+    docs/decisions/pipeline-redesign.md, session 9).
 
     A value PostgreSQL refuses (the encoder's checks should leave none) fails its slice only: the slice is
     halved until the refused rows are alone, and their keys come back (stored: every other row)."""

@@ -1,4 +1,5 @@
-"""PostgreSQL I/O of the scorer: scores and the catalog read model, COPY into staging then one upsert each.
+"""PostgreSQL I/O of the scorer: scores and the catalog read model. A batch's new rows go in by COPY (or an
+INSERT from the staged catalog rows); rows already there (a redelivered batch) through one upsert each.
 
 The catalog is two tables (scorer migration 0005): `catalog_models`, what search sorts and filters on (17
 indexes), and `catalog_details`, the wide features and explanation (primary key only). A batch no longer

@@ -1,8 +1,7 @@
 """`hub_models` is written once per identity: a new `_id`, or a rename; `last_seen` is dropped.
 
 Every cycle rewrote every model's identity row to move `last_seen` (a new row version and WAL for each model,
-each day: at 200k models the largest statement of the ingest after the snapshots insert). Nothing read it, and
-the day a model was last listed is its latest snapshot's date.
+each day). Nothing read it, and the day a model was last listed is its latest snapshot's date.
 
 Revision ID: 0003
 """
