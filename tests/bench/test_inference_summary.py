@@ -37,21 +37,32 @@ def test_batch_size_achieved() -> None:
 
 
 def test_batching_bound_from_the_measured_costs() -> None:
-    """h = model server CPU per unbatched call - m1; bound (h + m1) / (h + mB), the hand-off shared by the batch."""
+    """h from the batched run (its CPU per call minus the model's share at its batch size), m1 = the unbatched CPU
+    per call minus h; bound (h + m1) / (h + mB), the hand-off shared by the batch."""
     forward = {"cpu_ms_per_input_by_batch_size": {"1": 0.03, "8": 0.024, "16": 0.02}, "handed_off_ms": 0.05}
-    bound = batching_bound(0.15, forward, 16)
+    bound = batching_bound(0.15, (0.1, 8.0), forward, 16)
+    h = 0.1 - (0.024 + 0.02 / 8)
     mb = 0.02 + 0.02 / 16
-    assert bound.pop("m1_needed_for_3x_ms") == pytest.approx(0.2 + 3 * mb, abs=1e-4)
+    assert bound.pop("m1_needed_for_3x_ms") == pytest.approx(2 * h + 3 * mb, abs=1e-4)
     assert bound == {
-        "h_ms": 0.1,
-        "m1_ms": 0.05,
+        "h_ms": round(h, 4),
+        "m1_ms": round(0.15 - h, 4),
         "mB_ms": round(mb, 4),
         "batch_size": 16,
-        "bound": round(0.15 / (0.1 + mb), 2),
-        "bound_free_http": round(0.05 / mb, 2),
+        "h_from": "batched run",
+        "bound": round(0.15 / (h + mb), 2),
+        "bound_free_http": round((0.15 - h) / mb, 2),
     }
-    assert batching_bound(0.15, forward, 10)["batch_size"] == 8  # the largest measured size the server batches
-    assert batching_bound(0.15, {}, 16) == {}
+    assert batching_bound(0.15, (0.1, 8.0), forward, 10)["batch_size"] == 8  # the largest size the server batches
+    # no batched run: h from the hand-off measured in-process
+    assert batching_bound(0.15, None, forward, 16)["h_ms"] == 0.1
+    assert batching_bound(0.15, None, {}, 16) == {}
     alone = _run(1000, 0.05, {"model_server": 0.15})
-    report = {"unbatched": {"model_server": _hop(alone)}, "batching": {"max_batch_size": 16}, "forward_pass": forward}
-    assert summary(report)["batching_bound"] == batching_bound(0.15, forward, 16)
+    together = {**_run(1500, 0.04, {"model_server": 0.1}), "forward_passes": {"mean_batch_size": 8.0}}
+    report = {
+        "unbatched": {"model_server": _hop(alone)},
+        "batched": {"model_server": _hop(together)},
+        "batching": {"max_batch_size": 16},
+        "forward_pass": forward,
+    }
+    assert summary(report)["batching_bound"] == batching_bound(0.15, (0.1, 8.0), forward, 16)

@@ -208,28 +208,46 @@ def _forward_pass_cost(batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16), inputs: 
     return {"cpu_ms_per_input_by_batch_size": out, "handed_off_ms": round(uvloop.run(handed_off()), 4)}
 
 
-def batching_bound(model_server_cpu_ms: float, forward_pass: dict[str, Any], batch_size: int) -> dict[str, Any]:
+def batching_bound(
+    unbatched_cpu_ms: float,
+    batched: tuple[float, float] | None,
+    forward_pass: dict[str, Any],
+    batch_size: int,
+) -> dict[str, Any]:
     """What batching can give at most on this model with this server, by CPU per call.
 
-    With h the per-call cost of the server around the model (HTTP, framework, JSON), m1 a single input's pass
-    handed to the runtime thread, mB the per-input cost in a batch of `batch_size` (its hand-off shared): a server
-    that batches perfectly does at most (h + m1) / (h + mB) times the calls per CPU second of one that does not,
-    and m1 / mB with a free HTTP layer. h is measured as the model server's CPU per unbatched call minus m1.
-    """
-    by_size = forward_pass.get("cpu_ms_per_input_by_batch_size") or {}
-    sizes = [int(k) for k in by_size if int(k) <= batch_size]
-    if not sizes or "1" not in by_size or "handed_off_ms" not in forward_pass:
+    With h the per-call cost of the server around the model (HTTP, framework, JSON, the batcher), m1 a single
+    input's pass with its hand-off to the runtime thread, and mB the per-input cost in a batch of `batch_size` (the
+    pass at that size, one hand-off shared by the batch): a server that batches perfectly does at most
+    (h + m1) / (h + mB) times the calls per CPU second of one that does not, and m1 / mB with a free HTTP layer.
+    h is measured on the batched run (`batched`: its CPU per call and mean batch size), where the model's share of
+    a call is smallest: its CPU per call minus the model's cost per input at the batch size it reached. m1 is the
+    unbatched run's CPU per call minus h. Without a batched run, h is the unbatched CPU minus the hand-off measured
+    in-process, which overstates m1 (an idle loop's thread wake-ups cost more than a busy server's)."""
+    by_size = {int(k): float(v) for k, v in (forward_pass.get("cpu_ms_per_input_by_batch_size") or {}).items()}
+    if 1 not in by_size or "handed_off_ms" not in forward_pass:
         return {}
-    size = max(sizes)
-    m1 = forward_pass["handed_off_ms"]
-    handoff = max(m1 - by_size["1"], 0.0)
-    mb = by_size[str(size)] + handoff / size
-    h = max(model_server_cpu_ms - m1, 0.0)
+    handed_off = float(forward_pass["handed_off_ms"])
+    handoff = max(handed_off - by_size[1], 0.0)
+
+    def per_input(size: float) -> float:
+        measured = max(k for k in by_size if k <= max(size, 1))
+        return by_size[measured] + handoff / max(size, 1)
+
+    size = max(k for k in by_size if k <= batch_size)
+    if batched is not None:
+        h = max(batched[0] - per_input(batched[1]), 0.0)
+        m1 = max(unbatched_cpu_ms - h, 0.0)
+    else:
+        m1 = handed_off
+        h = max(unbatched_cpu_ms - m1, 0.0)
+    mb = per_input(size)
     return {
         "h_ms": round(h, 4),
         "m1_ms": round(m1, 4),
         "mB_ms": round(mb, 4),
         "batch_size": size,
+        "h_from": "batched run" if batched is not None else "in-process hand-off",
         "bound": round((h + m1) / (h + mb), 2),
         "bound_free_http": round(m1 / mb, 2),
         # what m1 would need to be for 3x at this h and mB (m1 >= 2h + 3mB)
@@ -357,7 +375,15 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
                 ],
             }
     alone = unbatched.get("model_server", {}).get("concurrent", {}).get("cpu_ms_per_request", {}).get("model_server")
-    if alone is not None and (bound := batching_bound(alone, report.get("forward_pass") or {}, _batch_size(report))):
+    together = batched.get("model_server", {}).get("concurrent", {})
+    passes = together.get("forward_passes") or {}
+    batched_cost = (
+        (together["cpu_ms_per_request"]["model_server"], passes["mean_batch_size"])
+        if passes.get("mean_batch_size") and together.get("cpu_ms_per_request", {}).get("model_server") is not None
+        else None
+    )
+    forward = report.get("forward_pass") or {}
+    if alone is not None and (bound := batching_bound(alone, batched_cost, forward, _batch_size(report))):
         out["batching_bound"] = bound
     return out
 
