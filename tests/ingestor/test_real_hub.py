@@ -162,10 +162,16 @@ async def test_a_rename_moves_the_history_to_the_new_name(
     new = "renamed-org/" + old.split("/", 1)[1]
     replay.post("/_replay/live", {"renames": {old: new}})
     replay.post("/_replay/advance", {"days": 1})
+    identities = "SELECT hub_id, model_id, xmin::text AS version FROM hub_models"
+    before = {r["hub_id"]: r for r in await pool.fetch(identities)}
 
     result = await run_cycle(pool, bus, settings)
 
     assert result.renamed == 1
+    # an identity is written once: only the renamed model's row (and the day's new models) changed
+    after = {r["hub_id"]: r for r in await pool.fetch(identities)}
+    rewritten = {h for h, r in after.items() if h in before and r["version"] != before[h]["version"]}
+    assert {after[h]["model_id"] for h in rewritten} == {new}
     assert await pool.fetchval("SELECT count(*) FROM snapshots WHERE model_id = $1", old) == 0
     days = await pool.fetch("SELECT snapshot_date FROM snapshots WHERE model_id = $1 ORDER BY 1", new)
     assert [r["snapshot_date"] for r in days] == [replay.day(0), replay.day(1)]
@@ -265,6 +271,14 @@ async def test_a_row_the_database_refuses_fails_alone(stores: Stores) -> None:
     bad = good.values[4].replace(b'"ok/4"', b'"ok/\\u0000"')
     batch = EncodedSnapshots(keys=good.keys, values=[*good.values[:4], bad, *good.values[5:]], days={day})
     refused = await repository.upsert_encoded(pool, batch)
+    assert refused == [b"ok/4"]
+    assert await repository.count_snapshots(pool, day) == (8, 8)
+    # the same through the rows' COPY (it fails on the NUL; the slice's JSON then finds the row alone)
+    day = dt.date(2026, 2, 3)
+    good = encode_page([{"id": f"ok/{i}", "downloads": i} for i in range(9)], day).encoded
+    rows = [*good.rows[:4], good.rows[4]._replace(model_id="ok/\x00"), *good.rows[5:]]
+    values = [*good.values[:4], good.values[4].replace(b'"ok/4"', b'"ok/\\u0000"'), *good.values[5:]]
+    refused = await repository.upsert_encoded(pool, EncodedSnapshots(good.keys, values, {day}, rows=rows))
     assert refused == [b"ok/4"]
     assert await repository.count_snapshots(pool, day) == (8, 8)
 

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import asyncpg
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection
@@ -257,4 +258,39 @@ async def test_a_rename_waits_for_a_running_swap_and_moves_the_days_build_rows(d
         assert [r["model_id"] for r in rows] == ["ren/new"]
     finally:
         await swap.close()
+        await pool.close()
+
+
+async def test_a_batch_updates_its_days_count_last_so_other_replicas_do_not_queue_behind_its_writes(
+    database_url: str,
+) -> None:
+    """Every batch of a day updates the day's one `catalog_days` row, locked until its commit: a batch that waits
+    for that row (another replica's batch holds it) has already written its details and daily rows."""
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    pool = await db.create_pool(database_url, min_size=1, max_size=1)
+    day = dt.date(2025, 5, 1)
+    other, probe = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    try:
+        await write_batch(pool, [], [_record("count/a", day, 1, 0.0)], [])
+        other_batch = other.transaction()
+        await other_batch.start()
+        await other.execute("SELECT FROM catalog_days WHERE snapshot_date = $1 FOR UPDATE", day)
+        writing = asyncio.create_task(write_batch(pool, [], [_record("count/a", day, 2, 1.0)], []))
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%catalog_days%'"
+        for _ in range(200):
+            if await probe.fetchval(waiting):
+                break
+            await asyncio.sleep(0.05)
+        assert await probe.fetchval(waiting) == 1
+        with pytest.raises(asyncpg.LockNotAvailableError):  # its detail row is written (locked) already
+            await probe.execute("SELECT FROM catalog_details WHERE model_id = 'count/a' FOR UPDATE NOWAIT")
+        await other_batch.rollback()
+        await asyncio.wait_for(writing, 30)
+        assert json.loads(await pool.fetchval("SELECT features FROM catalog_details WHERE model_id = 'count/a'")) == {
+            **FEATURES,
+            "likes_7d": 1.0,
+        }
+    finally:
+        await other.close()
+        await probe.close()
         await pool.close()

@@ -120,7 +120,17 @@ async def renamed_on(conn: asyncpg.Connection, day: dt.date) -> dict[str, str]:
 
 
 async def upsert_history(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-    """Idempotent on (model_id, snapshot_date); call inside a transaction."""
+    """Idempotent on (model_id, snapshot_date); call inside a transaction.
+
+    A batch's model-days are new to the history but for a redelivered batch or a second walk of the day: the
+    rows go in by one COPY (in a savepoint), and only when it meets a model-day already there are they staged
+    and upserted instead (a second pass over every row: docs/decisions/pipeline-redesign.md, session 9)."""
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table("feature_history", records=records, columns=list(HISTORY_COLUMNS))
+        return
+    except asyncpg.UniqueViolationError:
+        pass
     await _staging(conn, "feature_history_staging", "feature_history")
     await conn.copy_records_to_table("feature_history_staging", records=records, columns=list(HISTORY_COLUMNS))
     await conn.execute(_UPSERT_HISTORY)

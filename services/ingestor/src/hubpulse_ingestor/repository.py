@@ -1,5 +1,5 @@
-"""PostgreSQL I/O of the ingestor: day partitions, the snapshot upsert (COPY into staging, then one upsert),
-and the cycle log with its checkpointed cursor."""
+"""PostgreSQL I/O of the ingestor: day partitions, the snapshot writes (a COPY of new rows, else an upsert),
+identities, and the cycle log with its checkpointed cursor."""
 
 from __future__ import annotations
 
@@ -84,10 +84,15 @@ async def upsert_snapshots(pool: asyncpg.Pool, rows: Sequence[SnapshotRow]) -> N
 
 
 async def upsert_encoded(pool: asyncpg.Pool, batch: EncodedSnapshots, parallel: int = 2) -> list[bytes]:
-    """`upsert_snapshots` for encoded events: the batch travels as JSON arrays, each upserted in one statement
-    (PostgreSQL parses them in C; the ingestor does no per-row COPY encoding), in `parallel` slices on as many
-    connections at once (the upsert is PostgreSQL-CPU-bound; slices use its other cores). Same idempotence:
-    the caller checkpoints only after every slice committed.
+    """`upsert_snapshots` for encoded events, in `parallel` slices on as many connections at once (PostgreSQL-
+    CPU-bound; slices use its other cores). Same idempotence: the caller checkpoints only after every slice
+    committed.
+
+    A slice's rows go in by one binary COPY into the day's partition: a day's models are new to it but for a
+    second walk of the same day (or an import over it), and then, or whenever the COPY fails, the slice's JSON
+    is upserted instead (one statement; PostgreSQL parses the array; a redelivered batch overwrites). The
+    COPY spares PostgreSQL the JSON parsing, type input and ON CONFLICT of every row (measured in
+    docs/decisions/pipeline-redesign.md, session 9).
 
     A value PostgreSQL refuses (the encoder's checks should leave none) fails its slice only: the slice is
     halved until the refused rows are alone, and their keys come back (stored: every other row)."""
@@ -97,6 +102,18 @@ async def upsert_encoded(pool: asyncpg.Pool, batch: EncodedSnapshots, parallel: 
         for day in sorted(batch.days):
             await ensure_partition(conn, day)
     step = -(-len(batch.values) // max(1, parallel))
+    rows = batch.rows if len(batch.rows) == len(batch.values) else None
+
+    async def write(start: int) -> list[bytes]:
+        keys, values = batch.keys[start : start + step], batch.values[start : start + step]
+        if rows is not None:
+            try:
+                async with pool.acquire() as conn:
+                    await conn.copy_records_to_table("snapshots", records=rows[start : start + step], columns=COLUMNS)
+                return []
+            except (asyncpg.PostgresError, ValueError, TypeError, OverflowError):
+                pass  # a model the day already holds, or a value the JSON path refuses alone: that path decides
+        return await upsert(keys, values)
 
     async def upsert(keys: list[bytes], values: list[bytes]) -> list[bytes]:
         payload = (b"[" + b",".join(values) + b"]").decode()
@@ -110,8 +127,7 @@ async def upsert_encoded(pool: asyncpg.Pool, batch: EncodedSnapshots, parallel: 
             return [*await upsert(keys[:half], values[:half]), *await upsert(keys[half:], values[half:])]
         return []
 
-    slices = range(0, len(batch.values), step)
-    refused = await asyncio.gather(*(upsert(batch.keys[i : i + step], batch.values[i : i + step]) for i in slices))
+    refused = await asyncio.gather(*(write(i) for i in range(0, len(batch.values), step)))
     return [key for keys in refused for key in keys]
 
 
@@ -126,10 +142,11 @@ _IDENTIFY = """
     SELECT i.hub_id, m.model_id AS old_id, i.model_id AS new_id
     FROM incoming i JOIN hub_models m USING (hub_id) WHERE m.model_id <> i.model_id
 """
+# Written once per identity (ingestor migration 0003): a known `_id` under the same name is not rewritten.
 _REMEMBER = """
-    INSERT INTO hub_models (hub_id, model_id, first_seen, last_seen)
-    SELECT hub_id, model_id, $2, $2 FROM json_to_recordset($1::text::json) AS t(hub_id text, model_id text)
-    ON CONFLICT (hub_id) DO UPDATE SET model_id = EXCLUDED.model_id, last_seen = EXCLUDED.last_seen
+    INSERT INTO hub_models AS h (hub_id, model_id, first_seen)
+    SELECT hub_id, model_id, $2 FROM json_to_recordset($1::text::json) AS t(hub_id text, model_id text)
+    ON CONFLICT (hub_id) DO UPDATE SET model_id = EXCLUDED.model_id WHERE h.model_id <> EXCLUDED.model_id
 """
 
 

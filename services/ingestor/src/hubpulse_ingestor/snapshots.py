@@ -130,8 +130,9 @@ class EncodedSnapshots:
     """Snapshot events as `ModelSnapshot` JSON (what Kafka carries) with their keys, and the days they cover.
 
     The JSON is built with orjson from plain dicts in the model's field order (no pydantic object per model);
-    tests check it validates as `ModelSnapshot`. PostgreSQL takes the same bytes as one JSON array
-    (`repository.upsert_encoded`), so each model is encoded once. `hub_ids` (the Hub's `_id` of each model,
+    tests check it validates as `ModelSnapshot`. `rows` (parallel to `values`, the same fields as typed tuples)
+    are what PostgreSQL takes, by binary COPY (`repository.upsert_encoded`; without them, or when the day
+    already holds some of the models, the JSON itself is upserted). `hub_ids` (the Hub's `_id` of each model,
     parallel to `keys`) is filled for Hub pages only.
     """
 
@@ -139,6 +140,7 @@ class EncodedSnapshots:
     values: list[bytes] = field(default_factory=list)
     days: set[dt.date] = field(default_factory=set)
     hub_ids: list[str] = field(default_factory=list)
+    rows: list[SnapshotRow] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -148,6 +150,7 @@ class EncodedSnapshots:
         self.values.extend(other.values)
         self.days |= other.days
         self.hub_ids.extend(other.hub_ids)
+        self.rows.extend(other.rows)
 
 
 _from_iso = dt.datetime.fromisoformat
@@ -269,6 +272,27 @@ def _event(
     }
 
 
+def _row(event: dict[str, Any], day: dt.date) -> SnapshotRow:
+    """An `_event`'s fields as a `snapshots` row (its times parsed: the text was validated by parsing it)."""
+    created, modified = event["created_at"], event["last_modified"]
+    return SnapshotRow(
+        day,
+        event["model_id"],
+        event["downloads"],
+        event["downloads_all_time"],
+        event["likes"],
+        event["trending_score"],
+        event["trending_rank"],
+        event["pipeline_tag"],
+        event["library_name"],
+        event["author"],
+        event["tags"],
+        None if created is None else _from_iso(created),
+        None if modified is None else _from_iso(modified),
+        event["source"],
+    )
+
+
 def encode_page(
     items: Sequence[Any],
     day: dt.date,
@@ -300,8 +324,8 @@ def encode_page(
             key = hub_id or model_id
             if key in seen:
                 raise RowRejected("duplicate")
-            rank = ranks.get(key)
-            value = encode(_event(item, model_id, day_text, source, rank, out.cleaned))
+            event = _event(item, model_id, day_text, source, ranks.get(key), out.cleaned)
+            value = encode(event)
         except RowRejected as exc:
             out.skipped[exc.reason] += 1
             if exc.reason not in ("duplicate", "private"):  # expected ones are counted, not logged one by one
@@ -315,6 +339,7 @@ def encode_page(
             continue
         seen.add(key)
         out.encoded.values.append(value)
+        out.encoded.rows.append(_row(event, day))
         out.encoded.keys.append(model_id.encode())
         out.encoded.hub_ids.append(hub_id)
     if out.encoded.values:
@@ -345,6 +370,7 @@ def encode_rows(rows: Sequence[SnapshotRow], occurred_at: dt.datetime | None = N
     for r in rows:
         # a row's fields are the event's (dates and times as ISO text); an imported history row is never a rename
         out.values.append(encode({**r._asdict(), "renamed_from": None}))
+        out.rows.append(r)
         out.keys.append(r.model_id.encode())
         out.days.add(r.snapshot_date)
     return out

@@ -1,4 +1,5 @@
-"""PostgreSQL I/O of the scorer: scores and the catalog read model, COPY into staging then one upsert each.
+"""PostgreSQL I/O of the scorer: scores and the catalog read model. A batch's new rows go in by COPY (or an
+INSERT from the staged catalog rows); rows already there (a redelivered batch) through one upsert each.
 
 The catalog is two tables (scorer migration 0005): `catalog_models`, what search sorts and filters on (17
 indexes), and `catalog_details`, the wide features and explanation (primary key only). A batch no longer
@@ -137,6 +138,46 @@ async def _stage(conn: asyncpg.Connection, table: str, records: Sequence[Record]
     await conn.copy_records_to_table(table, records=records, columns=list(columns))
 
 
+# The staged catalog rows (sent once: the details are upserted from them too) of a batch whose model-days are new.
+_INSERT_BUILD = f"""
+    WITH written AS (
+        INSERT INTO catalog_build ({", ".join(MODEL_COLUMNS)})
+        SELECT {", ".join(MODEL_COLUMNS)} FROM catalog_models_staging
+        RETURNING snapshot_date
+    )
+    SELECT snapshot_date, count(*) AS inserted FROM written GROUP BY snapshot_date
+"""  # noqa: S608 (identifiers are module constants)
+
+
+async def _copy_new_rows(
+    conn: asyncpg.Connection, scores: Sequence[Record], catalog: Sequence[Record], daily: Sequence[Record]
+) -> dict[dt.date, int] | None:
+    """The batch's scores and daily rows by plain COPY, its build rows by a plain INSERT from the staged catalog
+    rows, in a savepoint: a model-day is new to them but for a redelivered batch or a day scored again. None when
+    a table already holds one of them (nothing written then: the upserts decide); else the rows inserted per day."""
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table("scores", records=scores, columns=list(SCORE_COLUMNS))
+            inserted = await conn.fetch(_INSERT_BUILD)
+            await conn.copy_records_to_table("catalog_daily", records=daily, columns=list(DAILY_COLUMNS))
+    except asyncpg.UniqueViolationError:
+        return None
+    return {r["snapshot_date"]: int(r["inserted"]) for r in inserted}
+
+
+async def _upsert_rows(
+    conn: asyncpg.Connection, scores: Sequence[Record], daily: Sequence[Record]
+) -> dict[dt.date, int]:
+    """The scores, build (from the staged catalog rows) and daily rows by upsert; the days with a row written
+    (changed), with how many of them were new."""
+    await _stage(conn, "scores_staging", scores, SCORE_COLUMNS)
+    await conn.execute(_UPSERT_SCORES)
+    written = {r["snapshot_date"]: int(r["inserted"]) for r in await conn.fetch(_UPSERT_BUILD)}
+    await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
+    await conn.execute(_UPSERT_DAILY)
+    return written
+
+
 async def write_batch(
     pool: asyncpg.Pool,
     scores: Sequence[Record],
@@ -152,21 +193,17 @@ async def write_batch(
     for day in days:
         await ensure_build_partition(pool, day)
     async with pool.acquire() as conn, conn.transaction():
-        await _stage(conn, "scores_staging", scores, SCORE_COLUMNS)
-        await conn.execute(_UPSERT_SCORES)
-        await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)
-        written = {r["snapshot_date"]: r for r in await conn.fetch(_UPSERT_BUILD)}
+        await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)  # the details' source either way
+        written = await _copy_new_rows(conn, scores, catalog, daily)
+        if written is None:
+            written = await _upsert_rows(conn, scores, daily)
+        await conn.execute(_UPSERT_DETAILS)
+        # Last: every batch of the day updates this one row, and its lock is held until the commit; taken
+        # earlier, the other replicas' batches queued behind this one's details and daily writes.
         await conn.executemany(
             _COUNT_DAY,
-            [
-                (day, (day_models or {}).get(day, 0), w["inserted"] if w else 0, bool(w))
-                for day in days
-                for w in [written.get(day)]
-            ],
+            [(day, (day_models or {}).get(day, 0), written.get(day, 0), day in written) for day in days],
         )
-        await conn.execute(_UPSERT_DETAILS)
-        await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
-        await conn.execute(_UPSERT_DAILY)
 
 
 # Every table keyed by model (hubpulse_common.renames): a rename moves them all, so the old id leaves search.
