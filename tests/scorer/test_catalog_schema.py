@@ -166,6 +166,45 @@ async def test_the_swap_moves_updated_at_only_for_changed_rows_and_keeps_the_lat
         await pool.close()
 
 
+async def test_days_due_together_are_taken_in_by_one_build_as_they_would_be_one_by_one(database_url: str) -> None:
+    """A backfill (or days completing together) used to rebuild the whole catalog once per day, oldest first."""
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    pool = await db.create_pool(database_url, min_size=1, max_size=1)
+    day = dt.date(2025, 2, 1)
+    later, latest = day + dt.timedelta(days=1), day + dt.timedelta(days=2)
+    try:
+        await write_batch(pool, [], [_record("fill/a", day, 1, 0.0), _record("fill/c", day, 1, 0.0)], [])
+        assert await swap_day(pool, day)
+        # two days land before the swapper looks: one has a and b, the next a again; c is in neither
+        await write_batch(pool, [], [_record("fill/a", later, 2, 0.0), _record("fill/b", later, 2, 0.0)], [])
+        await write_batch(pool, [], [_record("fill/a", latest, 3, 0.0)], [])
+        before = {r["model_id"]: r for r in await pool.fetch("SELECT * FROM catalog_models WHERE model_id = 'fill/c'")}
+        builds: list[str] = []
+
+        async def prepare(conn: asyncpg.Connection, table: str) -> None:  # runs once per build, before its swap
+            builds.append(table)
+
+        assert await swap_due_days(pool, 0.0, prepare) == [later, latest]
+        assert len(builds) == 1
+        rows = await pool.fetch(
+            "SELECT model_id, snapshot_date, downloads, updated_at FROM catalog_models"
+            " WHERE model_id LIKE 'fill/%' ORDER BY 1"
+        )
+        assert [(r["model_id"], r["snapshot_date"], r["downloads"]) for r in rows] == [
+            ("fill/a", latest, 3),
+            ("fill/b", later, 2),
+            ("fill/c", day, 1),
+        ]
+        assert rows[2]["updated_at"] == before["fill/c"]["updated_at"]  # untouched by either day
+        assert await due_days(pool, 0.0) == []  # both marked swapped
+        # a late batch of the older day stays behind the newer row, as a single day's swap keeps it
+        await write_batch(pool, [], [_record("fill/a", later, 9, 0.0)], [])
+        assert await swap_due_days(pool, 0.0) == [later]
+        assert await pool.fetchval("SELECT downloads FROM catalog_models WHERE model_id = 'fill/a'") == 3
+    finally:
+        await pool.close()
+
+
 async def _shape(conn: asyncpg.Connection) -> tuple[object, ...]:
     indexes = await conn.fetch(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'catalog_models' ORDER BY 1"

@@ -5,9 +5,9 @@ database time (docs/decisions/pipeline-redesign.md). Batches now write the day's
 partition; once the day is complete (as many model-days as the features close announced) or has been quiet
 for `idle_s`, one replica:
 
-1. fills `catalog_models_next` in one statement: the day's rows, plus the live rows the day does not replace
-   (models absent today, or a newer day already in); `updated_at` (the live picks feed's clock) moves only for
-   a row whose values changed;
+1. fills `catalog_models_next` in one statement: the day's rows (each model's latest, when several days are due
+   together), plus the live rows they do not replace (models absent that day, or a newer day already in);
+   `updated_at` (the live picks feed's clock) moves only for a row whose values changed;
 2. builds the live table's indexes on it (same definitions, read from the catalog), on two connections;
 3. VACUUM ANALYZE: fresh statistics and an all-visible map, so index-only search walks never visit the heap;
    then `prepare` (the first models of each sort are explained, before search shows them: `explanations`);
@@ -43,19 +43,35 @@ BUILD_TIMEOUT_S = 3600.0
 KEEP_BUILD_DAYS = 7
 
 _VALUES = [c for c in MODEL_COLUMNS if c != "model_id"]
-_FILL = f"""
+
+
+def _fill(source: str) -> str:
+    """The next table from `source` (the build rows to take in, at most one per model) and the live rows they do
+    not replace: a live row of a newer day stays. `source` is written out twice, not as a CTE: a subquery over one
+    day is flattened into both joins (a CTE read twice would be materialized)."""
+    return f"""
     INSERT INTO {NEXT} ({", ".join(MODEL_COLUMNS)}, updated_at)
     SELECT {", ".join(f"b.{c}" for c in MODEL_COLUMNS)},
         CASE WHEN l.model_id IS NOT NULL
               AND ({", ".join(f"l.{c}" for c in _VALUES)}) IS NOT DISTINCT FROM ({", ".join(f"b.{c}" for c in _VALUES)})
              THEN l.updated_at ELSE clock_timestamp() END
-    FROM catalog_build b LEFT JOIN {LIVE} l ON l.model_id = b.model_id
-    WHERE b.snapshot_date = $1 AND (l.snapshot_date IS NULL OR l.snapshot_date <= b.snapshot_date)
+    FROM ({source}) b LEFT JOIN {LIVE} l ON l.model_id = b.model_id
+    WHERE l.snapshot_date IS NULL OR l.snapshot_date <= b.snapshot_date
     UNION ALL
     SELECT {", ".join(f"l.{c}" for c in MODEL_COLUMNS)}, l.updated_at
-    FROM {LIVE} l LEFT JOIN catalog_build b ON b.snapshot_date = $1 AND b.model_id = l.model_id
-    WHERE b.model_id IS NULL OR l.snapshot_date > $1  -- an outer join: one hash join, not a probe per row
+    FROM {LIVE} l LEFT JOIN ({source}) b ON b.model_id = l.model_id
+    WHERE b.model_id IS NULL OR l.snapshot_date > b.snapshot_date  -- an outer join: one hash join, not a probe per row
 """  # noqa: S608 (identifiers are module constants)
+
+
+_COLUMNS = ", ".join(MODEL_COLUMNS)
+# One day: its partition's rows as they are. Several (a backfill, or days that completed together): each model's
+# row of the latest of them, so one build takes them all in instead of one full build per day.
+_FILL_DAY = _fill(f"SELECT {_COLUMNS} FROM catalog_build WHERE snapshot_date = ($1::date[])[1]")  # noqa: S608
+_FILL_DAYS = _fill(
+    f"SELECT DISTINCT ON (model_id) {_COLUMNS} FROM catalog_build"  # noqa: S608
+    " WHERE snapshot_date = ANY($1::date[]) ORDER BY model_id, snapshot_date DESC"
+)
 _DUE = """
     SELECT snapshot_date, written_at FROM catalog_days
     WHERE (swapped_at IS NULL OR written_at > swapped_at)
@@ -97,11 +113,17 @@ async def due_days(pool: asyncpg.Pool, idle_s: float) -> list[tuple[dt.date, dt.
 
 async def swap_day(pool: asyncpg.Pool, day: dt.date, prepare: Prepare | None = None) -> bool:
     """Build the catalog with `day`'s rows and swap it in; False when another replica holds the swap."""
+    return await swap_days(pool, [day], prepare)
+
+
+async def swap_days(pool: asyncpg.Pool, days: list[dt.date], prepare: Prepare | None = None) -> bool:
+    """Build the catalog with the rows of `days` (each model's latest among them) and swap it in, in one build;
+    False when another replica holds the swap."""
     async with pool.acquire() as conn:
         if not await conn.fetchval(f"SELECT pg_try_advisory_lock({SWAP_LOCK})"):
             return False
         try:
-            await _build_and_swap(pool, conn, day, prepare)
+            await _build_and_swap(pool, conn, sorted(set(days)), prepare)
         except BaseException:
             conn.terminate()  # ends the session and its lock, whatever state the cancelled statement left
             raise
@@ -109,7 +131,9 @@ async def swap_day(pool: asyncpg.Pool, day: dt.date, prepare: Prepare | None = N
         return True
 
 
-async def _build_and_swap(pool: asyncpg.Pool, conn: asyncpg.Connection, day: dt.date, prepare: Prepare | None) -> None:
+async def _build_and_swap(
+    pool: asyncpg.Pool, conn: asyncpg.Connection, days: list[dt.date], prepare: Prepare | None
+) -> None:
     timings: dict[str, float] = {}
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -119,8 +143,13 @@ async def _build_and_swap(pool: asyncpg.Pool, conn: asyncpg.Connection, day: dt.
         timings[name] = round(loop.time() - started, 2)
         started = loop.time()
 
-    written_at = await conn.fetchval("SELECT written_at FROM catalog_days WHERE snapshot_date = $1", day)
-    if written_at is None:
+    # what each day's build rows were when this build read them: a day written again later is due again
+    rows_of = await conn.fetch(
+        "SELECT snapshot_date, written_at FROM catalog_days WHERE snapshot_date = ANY($1::date[])", days
+    )
+    written = {r["snapshot_date"]: r["written_at"] for r in rows_of}
+    days = [day for day in days if day in written]
+    if not days:
         return
     indexes = await live_indexes(conn)
     options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = $1::regclass", LIVE)
@@ -131,7 +160,7 @@ async def _build_and_swap(pool: asyncpg.Pool, conn: asyncpg.Connection, day: dt.
     # the day's build rows were written by committed batches: what this statement sees is what the swap holds
     # two hash joins over the whole catalog: in memory rather than in batches spilled to disk (at 2M models)
     await conn.execute("SET work_mem = '128MB'")
-    rows = await conn.execute(_FILL, day, timeout=BUILD_TIMEOUT_S)
+    rows = await conn.execute(_FILL_DAY if len(days) == 1 else _FILL_DAYS, days, timeout=BUILD_TIMEOUT_S)
     await conn.execute("RESET work_mem")
     lap("fill")
     await _build_indexes(pool, conn, indexes)
@@ -142,7 +171,7 @@ async def _build_and_swap(pool: asyncpg.Pool, conn: asyncpg.Connection, day: dt.
         try:
             await prepare(conn, NEXT)
         except Exception:  # what it adds can be done later (explanations on demand); the day's catalog cannot wait
-            log.exception("scorer.catalog_prepare_failed", day=day.isoformat())
+            log.exception("scorer.catalog_prepare_failed", days=[d.isoformat() for d in days])
         lap("prepare")
     async with conn.transaction():
         # searches are short: wait for those in flight, never queue behind a stuck one for long
@@ -157,10 +186,12 @@ async def _build_and_swap(pool: asyncpg.Pool, conn: asyncpg.Connection, day: dt.
                 )
             else:
                 await conn.execute(f"ALTER INDEX {index.name}_next RENAME TO {index.name}")
-        await conn.execute("UPDATE catalog_days SET swapped_at = $2 WHERE snapshot_date = $1", day, written_at)
-        await _drop_old_partitions(conn, day)
+        await conn.executemany(
+            "UPDATE catalog_days SET swapped_at = $2 WHERE snapshot_date = $1", list(written.items())
+        )
+        await _drop_old_partitions(conn, days[-1])
     lap("swap")
-    log.info("scorer.catalog_swapped", day=day.isoformat(), rows=rows, seconds=timings)
+    log.info("scorer.catalog_swapped", days=[d.isoformat() for d in days], rows=rows, seconds=timings)
 
 
 async def _build_indexes(pool: asyncpg.Pool, conn: asyncpg.Connection, indexes: list[LiveIndex]) -> None:
@@ -199,8 +230,8 @@ async def _drop_old_partitions(conn: asyncpg.Connection, day: dt.date) -> None:
 
 
 async def swap_due_days(pool: asyncpg.Pool, idle_s: float, prepare: Prepare | None = None) -> list[dt.date]:
-    swapped = []
-    for day, _ in await due_days(pool, idle_s):
-        if await swap_day(pool, day, prepare):
-            swapped.append(day)
-    return swapped
+    """Every due day, in one build (a backfill's days would otherwise each rebuild the whole catalog)."""
+    due = [day for day, _ in await due_days(pool, idle_s)]
+    if due and await swap_days(pool, due, prepare):
+        return due
+    return []
