@@ -83,9 +83,11 @@ class ModelServerApp:
         )
         self.registry = CollectorRegistry()  # the app's own: one process, one server, and tests build several
         self._inflight = Gauge(INFLIGHT_METRIC, "Predict calls being answered", registry=self.registry)
-        self._answered = Counter(
+        answered = Counter(
             "hubpulse_model_server_calls", "Predict calls answered, by status", ["status"], registry=self.registry
         )
+        # each status's series looked up once, not per call (`labels()` checks and locks): the statuses are few
+        self._answered = {status: answered.labels(str(status)) for status in (200, 401, 422, 500)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -106,7 +108,7 @@ class ModelServerApp:
         elif path == "/predict":
             with self._inflight.track_inprogress():
                 status, body = await self._predict(scope, await read_body(receive))
-            self._answered.labels(str(status)).inc()
+            self._answered[status].inc()
             await send_json(send, status, body)
         elif path == "/metrics":
             await send_json(send, 200, generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
