@@ -31,6 +31,8 @@ topic hub.snapshots.v1
 topic hub.snapshots.v1.dlq
 topic hub.features.v1
 topic hub.features.v1.dlq
+topic hub.features.v2
+topic hub.features.v2.dlq
 topic hub.scores.v1
 topic hub.scores.v1.dlq
 topic deploy.events.v1
@@ -54,6 +56,7 @@ allow kafka-deployer --operation Describe --operation Write --topic deploy.event
 user kafka-features "${KAFKA_FEATURES_PASSWORD:?}"
 allow kafka-features --operation Describe --operation Read --group features
 allow kafka-features --operation Describe --operation Write --topic hub.features.v1
+allow kafka-features --operation Describe --operation Write --topic hub.features.v2
 allow kafka-features --operation Describe --operation Read --topic hub.snapshots.v1
 allow kafka-features --operation Describe --operation Write --topic hub.snapshots.v1.dlq
 
