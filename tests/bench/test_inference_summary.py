@@ -65,4 +65,20 @@ def test_batching_bound_from_the_measured_costs() -> None:
         "batching": {"max_batch_size": 16},
         "forward_pass": forward,
     }
-    assert summary(report)["batching_bound"] == batching_bound(0.15, (0.1, 8.0), forward, 16)
+    # the caller's CPU per call (0.05 and 0.04 * 1000 / 1500 ms, as `_cpu_ms` rounds it) is in the bound with the caller
+    caller = (0.05 + round(0.04 * 1000 / 1500, 3)) / 2
+    assert summary(report)["batching_bound"] == batching_bound(0.15, (0.1, 8.0), forward, 16, caller)
+
+
+def test_the_callers_cpu_per_call_lowers_the_bound() -> None:
+    """A caller on the same cores pays c per call batched or not: (c + h + m1) / (c + h + mB) < (h + m1) / (h + mB)."""
+    forward = {"cpu_ms_per_input_by_batch_size": {"1": 0.03, "16": 0.02}, "handed_off_ms": 0.05}
+    alone = batching_bound(0.15, (0.1, 16.0), forward, 16)
+    bound = batching_bound(0.15, (0.1, 16.0), forward, 16, 0.05)
+    h, m1, mb = bound["h_ms"], bound["m1_ms"], bound["mB_ms"]
+    assert {k: bound[k] for k in alone} == alone  # the rest unchanged
+    assert bound["c_ms"] == 0.05
+    assert bound["bound_with_caller"] == round((0.05 + h + m1) / (0.05 + h + mb), 2)
+    assert bound["bound_with_caller"] < bound["bound"]
+    assert bound["m1_needed_for_3x_with_caller_ms"] == pytest.approx(2 * (0.05 + h) + 3 * mb, abs=5e-4)  # h, mB rounded
+    assert "c_ms" not in alone
