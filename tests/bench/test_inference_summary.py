@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
-from hubpulse.bench.inference import _passes_since, batching_bound, summary
+from hubpulse.bench.inference import _passes_since, _requests, batching_bound, summary, text
 
 
 def _run(rps: float, client_share: float, cpu: dict[str, float], p95: float = 10.0) -> dict[str, Any]:
@@ -82,3 +83,14 @@ def test_the_callers_cpu_per_call_lowers_the_bound() -> None:
     assert bound["bound_with_caller"] < bound["bound"]
     assert bound["m1_needed_for_3x_with_caller_ms"] == pytest.approx(2 * (0.05 + h) + 3 * mb, abs=5e-4)  # h, mB rounded
     assert "c_ms" not in alone
+
+
+def test_the_forward_pass_is_measured_on_the_inputs_the_calls_send() -> None:
+    """The in-process costs (m1, mB of the bound) come from `text(i)`, the same inputs the load generator sends: the
+    pass's cost grows with the input's length (a shorter text there understated m1 and mB)."""
+    for hop, wrap in (("model_server", lambda t: [t]), ("gateway", lambda t: t)):
+        calls = _requests(hop, "d1", 3, {}, 5)
+        assert [orjson.loads(c.partition(b"\r\n\r\n")[2])["inputs"] for c in calls] == [
+            wrap(text(i)) for i in (5, 6, 7)
+        ]
+    assert len({len(text(i)) for i in range(100)}) <= 4  # about one length, so batches pad little

@@ -96,19 +96,24 @@ def _deploy(client: httpx.Client, target: str, batching: dict[str, Any], timeout
     raise UserFacingError(f"the deployment was not running within {timeout_s:.0f} s")
 
 
+def text(i: int) -> str:
+    """The i-th call's input: each call its own text (nothing a cache could answer), all of about one length."""
+    return f"call {i}: the movie was {'good' if i % 2 else 'awful'} and the food was {'fine' if i % 3 else 'bad'}"
+
+
 def _requests(hop: str, deployment_id: str, count: int, headers: dict[str, str], offset: int) -> list[bytes]:
-    """Single-input calls, each with its own text (nothing a cache could answer)."""
+    """Single-input calls, each with its own text."""
     out = []
     for i in range(offset, offset + count):
-        text = f"call {i}: the movie was {'good' if i % 2 else 'awful'} and the food was {'fine' if i % 3 else 'bad'}"
+        text_i = text(i)
         if hop in ("model_server", "bare_proxy"):
-            out.append(post_json("/predict", orjson.dumps({"inputs": [text]}), headers))
+            out.append(post_json("/predict", orjson.dumps({"inputs": [text_i]}), headers))
         elif hop == "deployer":
             path = f"/deployments/{deployment_id}/predict"
-            out.append(post_json(path, orjson.dumps({"inputs": text}), headers))
+            out.append(post_json(path, orjson.dumps({"inputs": text_i}), headers))
         else:
             path = f"/v1/deployments/{deployment_id}/predict"
-            out.append(post_json(path, orjson.dumps({"inputs": text}), headers))
+            out.append(post_json(path, orjson.dumps({"inputs": text_i}), headers))
     return out
 
 
@@ -184,7 +189,7 @@ def _forward_pass_cost(batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16), inputs: 
     if built is None:
         return {}
     runtime = load_runtime(built.root, "text-classification")
-    texts = [f"call {i}: the movie was {'good' if i % 2 else 'awful'}" for i in range(inputs)]
+    texts = [text(i) for i in range(inputs)]  # the served calls' inputs: a pass's cost grows with their length
     out = {}
     for size in batch_sizes:
         batches = [texts[i : i + size] for i in range(0, inputs, size)]
