@@ -59,6 +59,8 @@ user kafka-features "${KAFKA_FEATURES_PASSWORD:?}"
 allow kafka-features --operation Describe --operation Read --group features
 allow kafka-features --operation Describe --operation Write --topic hub.features.v1
 allow kafka-features --operation Describe --operation Write --topic hub.features.v2
+allow kafka-features --operation Describe --operation Read --topic hub.ingest.v1
+allow kafka-features --operation Describe --operation Write --topic hub.ingest.v1.dlq
 allow kafka-features --operation Describe --operation Read --topic hub.snapshots.v1
 allow kafka-features --operation Describe --operation Write --topic hub.snapshots.v1.dlq
 
