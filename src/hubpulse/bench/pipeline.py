@@ -301,14 +301,14 @@ class DayTracker:
         if await _value(self._conn, _FEATURES_CLOSED, self._day) >= self._models:
             self._done("features", time.time() - started_at)
             self.times.close_after_last_batch_s = float(await self._conn.fetchval(_CLOSE_AFTER_LAST_BATCH, self._day))
-            # closes so far, this day's included: a day closed before its last snapshots (the idle rule met a pause
-            # in the stream) is closed again when they come
-            self.times.closes = int(await metric_total(self._client, [self._urls["features"]], _CLOSES_METRIC))
 
     async def _check_score(self, started_at: float) -> None:
         scored = await scored_total(self._client, self._scorer_urls) - self._scored_before
         if scored >= self._models and await _value(self._conn, _SCORES, self._day) >= self._models:
             self._done("score", time.time() - started_at)
+            # closes so far, this day's included (read a stage later: the counter follows the close's commit); a day
+            # closed before its last snapshots (the idle rule met a pause in the stream) is closed again when they come
+            self.times.closes = int(await metric_total(self._client, [self._urls["features"]], _CLOSES_METRIC))
 
     async def _check_catalog(self, started_at: float) -> None:
         if await _value(self._conn, _CATALOG_SWAPPED, self._day) >= self._models:
