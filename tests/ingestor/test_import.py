@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from conftest import shared_data_file  # tests/conftest.py (pytest puts tests/ on sys.path)
+from support.polling import wait_for
 from typer.testing import CliRunner
 
 from hubpulse.cli import app
@@ -66,7 +67,13 @@ async def test_import_generated_file_day_by_day_idempotently(
     assert len(per_model) == 2 * len(expected)
     assert per_model[: len(expected)] == sorted(per_model[: len(expected)])  # one model's days arrive in order
     # each import announces each day it wrote, once, with the day's models
-    announced = [(str(e.snapshot_date), e.models) for _, e in await signals.read() if e.source == "import"]
+    got = await wait_for(
+        signals.read,
+        lambda events: sum(e.source == "import" for _, e in events) >= 2 * len(expected),
+        timeout_s=15,
+        what="each import's signals",
+    )
+    announced = [(str(e.snapshot_date), e.models) for _, e in got if e.source == "import"]
     assert sorted(announced) == sorted(2 * list(expected.items()))
 
 
