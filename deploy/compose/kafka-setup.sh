@@ -29,8 +29,12 @@ allow() { local who=$1; shift; /opt/kafka/bin/kafka-acls.sh "${kafka[@]}" --add 
 # topics and their dead letters (hubpulse_common.events.ALL_TOPICS)
 topic hub.snapshots.v1
 topic hub.snapshots.v1.dlq
+topic hub.ingest.v1
+topic hub.ingest.v1.dlq
 topic hub.features.v1
 topic hub.features.v1.dlq
+topic hub.features.v2
+topic hub.features.v2.dlq
 topic hub.scores.v1
 topic hub.scores.v1.dlq
 topic deploy.events.v1
@@ -54,11 +58,15 @@ allow kafka-deployer --operation Describe --operation Write --topic deploy.event
 user kafka-features "${KAFKA_FEATURES_PASSWORD:?}"
 allow kafka-features --operation Describe --operation Read --group features
 allow kafka-features --operation Describe --operation Write --topic hub.features.v1
+allow kafka-features --operation Describe --operation Write --topic hub.features.v2
+allow kafka-features --operation Describe --operation Read --topic hub.ingest.v1
+allow kafka-features --operation Describe --operation Write --topic hub.ingest.v1.dlq
 allow kafka-features --operation Describe --operation Read --topic hub.snapshots.v1
 allow kafka-features --operation Describe --operation Write --topic hub.snapshots.v1.dlq
 
 # ingestor (ingestor/topology.py)
 user kafka-ingestor "${KAFKA_INGESTOR_PASSWORD:?}"
+allow kafka-ingestor --operation Describe --operation Write --topic hub.ingest.v1
 allow kafka-ingestor --operation Describe --operation Write --topic hub.snapshots.v1
 
 # metrics (metrics/topology.py)
@@ -67,8 +75,8 @@ allow kafka-metrics --operation Describe --operation Read --group metrics
 allow kafka-metrics --operation Describe --operation Write --topic alerts.v1
 allow kafka-metrics --operation Describe --operation Read --topic deploy.events.v1
 allow kafka-metrics --operation Describe --operation Write --topic deploy.events.v1.dlq
-allow kafka-metrics --operation Describe --operation Read --topic hub.features.v1
-allow kafka-metrics --operation Describe --operation Write --topic hub.features.v1.dlq
+allow kafka-metrics --operation Describe --operation Read --topic hub.features.v2
+allow kafka-metrics --operation Describe --operation Write --topic hub.features.v2.dlq
 allow kafka-metrics --operation Describe --operation Read --topic hub.scores.v1
 allow kafka-metrics --operation Describe --operation Write --topic hub.scores.v1.dlq
 allow kafka-metrics --operation Describe --operation Read --topic inference.events.v1

@@ -9,11 +9,12 @@ docs/asyncapi.yaml is generated from these classes (`python -m hubpulse_common.a
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Every event is published with this Kafka header carrying its `schema_version` (and `x-request-id`, the trace id).
 SCHEMA_VERSION_HEADER = "x-schema-version"
@@ -99,6 +100,40 @@ class ModelSnapshot(Event):
     )
 
 
+class DayIngested(Event):
+    """The ingestor has published every snapshot of a day: a walk of the whole Hub dated that day finished (or
+    `hubpulse import` wrote the day), and the broker acknowledged its last batch. Key: snapshot_date. Natural
+    key: snapshot_date (a later signal for the same day, after another walk, carries the new total).
+
+    The features service closes the day once it has streamed `models` model-days of it, instead of waiting for
+    the day to go quiet."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T04:31:52.004Z",
+                    "snapshot_date": "2026-12-03",
+                    "models": 2041735,
+                    "source": "hub",
+                }
+            ]
+        }
+    )
+
+    topic: ClassVar[str] = "hub.ingest.v1"
+    key_field: ClassVar[str] = "snapshot_date"
+
+    snapshot_date: date
+    models: int = Field(
+        ge=0,
+        description="Distinct models the ingestor has stored and published for the day, all walks and imports "
+        "together: what a consumer of hub.snapshots.v1 has for the day once it has read them all",
+    )
+    source: SnapshotSource = Field(description="What finished the day: the Hub's walk, or an import")
+
+
 class ModelFeatures(Event):
     """Velocity features of one model on one day. Natural key: (model_id, snapshot_date)."""
 
@@ -169,6 +204,165 @@ class ModelFeatures(Event):
         description="How many models the day has (set by the features close): a consumer that counts the day's "
         "model-days knows when it has them all",
     )
+
+
+# Rows per hub.features.v2 message as the features close publishes them: ~0.9 KB of JSON a row with 69 features,
+# so a message stays well under Kafka's default 1 MiB message limit.
+FEATURES_BATCH_ROWS = 500
+
+
+class ModelFeaturesBatch(Event):
+    """The final features of many models on one day, column by column (`hub.features.v2`).
+
+    The same facts as `hub.features.v1`, without a per-model message and the 69 feature names repeated in each:
+    column `i` of every list is the `i`-th model. Natural key of each row: (model_id, snapshot_date); a row may
+    arrive again (a redelivered message, a day closed again) and consumers upsert it. Kafka key:
+    `<snapshot_date>/<first model_id>`.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T04:31:55.004Z",
+                    "snapshot_date": "2026-12-03",
+                    "day_models": 1843207,
+                    "model_id": ["Qwen/Qwen3-0.6B", "acme/tiny-bert"],
+                    "downloads": [8214530, 12],
+                    "downloads_all_time": [41268877, None],
+                    "likes": [812, 0],
+                    "trending_rank": [7, None],
+                    "pipeline_tag": ["text-generation", "fill-mask"],
+                    "library_name": ["transformers", None],
+                    "author": ["Qwen", "acme"],
+                    "tags": [["transformers", "safetensors", "qwen3", "text-generation"], []],
+                    "created_at": ["2025-04-27T03:40:08Z", "2026-12-01T10:00:00Z"],
+                    "last_modified": ["2025-07-26T03:46:27Z", None],
+                    "renamed_from": {"acme/tiny-bert": "acme/bert-tiny"},
+                    "features": {
+                        "log_downloads": [15.921, 2.565],
+                        "growth_rate_7d": [0.083, None],
+                        "day_pct_log_downloads": [0.998, 0.112],
+                    },
+                }
+            ]
+        }
+    )
+
+    topic: ClassVar[str] = "hub.features.v2"
+
+    snapshot_date: date
+    day_models: int | None = Field(
+        default=None,
+        description="How many models the day has (set by the features close): a consumer that counts the day's "
+        "model-days knows when it has them all",
+    )
+    model_id: list[str] = Field(min_length=1, description="One entry per row; unique within a message")
+    downloads: list[int | None]
+    downloads_all_time: list[int | None]
+    likes: list[int | None]
+    trending_rank: list[int | None]
+    pipeline_tag: list[str | None]
+    library_name: list[str | None]
+    author: list[str | None]
+    tags: list[list[str]]
+    created_at: list[datetime | None]
+    last_modified: list[datetime | None]
+    renamed_from: dict[str, str] = Field(
+        default_factory=dict,
+        description="new name -> previous name, for the rows first seen under a new name on this day (from "
+        "`hub.snapshots.v1`): consumers move what they keep under the old name to the new one",
+    )
+    features: dict[str, list[float | None]] = Field(description="feature name -> one value per row (null = missing)")
+
+    @model_validator(mode="after")
+    def _columns_line_up(self) -> ModelFeaturesBatch:
+        rows = len(self.model_id)
+        uneven = [name for name in _BATCH_COLUMNS if len(getattr(self, name)) != rows]
+        uneven += [f"features.{name}" for name, values in self.features.items() if len(values) != rows]
+        if uneven:
+            raise ValueError(f"every column needs {rows} values (one per model_id): {', '.join(uneven)} do not")
+        if len(set(self.model_id)) != rows:
+            raise ValueError("model_id repeats a model: a message carries each model-day once")
+        if stray := set(self.renamed_from) - set(self.model_id):
+            raise ValueError(f"renamed_from names models not in the message: {sorted(stray)[:3]}")
+        return self
+
+    def key(self) -> str:
+        return f"{self.snapshot_date.isoformat()}/{self.model_id[0]}"
+
+    @property
+    def rows(self) -> int:
+        return len(self.model_id)
+
+    def as_v1(self) -> list[ModelFeatures]:
+        """Each row as the `hub.features.v1` event it stands for (for code that reads a few rows one at a time;
+        bulk consumers read the columns)."""
+        names = list(self.features)
+        return [
+            ModelFeatures(
+                occurred_at=self.occurred_at,
+                model_id=model_id,
+                snapshot_date=self.snapshot_date,
+                features={name: self.features[name][i] for name in names},
+                downloads=self.downloads[i],
+                downloads_all_time=self.downloads_all_time[i],
+                likes=self.likes[i],
+                trending_rank=self.trending_rank[i],
+                pipeline_tag=self.pipeline_tag[i],
+                library_name=self.library_name[i],
+                author=self.author[i],
+                tags=self.tags[i],
+                created_at=self.created_at[i],
+                last_modified=self.last_modified[i],
+                renamed_from=self.renamed_from.get(model_id),
+                day_models=self.day_models,
+            )
+            for i, model_id in enumerate(self.model_id)
+        ]
+
+    @classmethod
+    def of(cls, rows: Sequence[ModelFeatures], **extra: Any) -> ModelFeaturesBatch:
+        """The message carrying `rows` (one day's `hub.features.v1` events, one per model); features missing from
+        a row are null. For tests and adapters: the features close encodes its frame directly."""
+        days = {r.snapshot_date for r in rows}
+        if len(days) != 1:
+            raise ValueError(f"a batch carries one day's rows, not {len(days)} days'")
+        names = list(dict.fromkeys(name for r in rows for name in r.features))
+        return cls(
+            snapshot_date=days.pop(),
+            day_models=rows[0].day_models,
+            model_id=[r.model_id for r in rows],
+            downloads=[r.downloads for r in rows],
+            downloads_all_time=[r.downloads_all_time for r in rows],
+            likes=[r.likes for r in rows],
+            trending_rank=[r.trending_rank for r in rows],
+            pipeline_tag=[r.pipeline_tag for r in rows],
+            library_name=[r.library_name for r in rows],
+            author=[r.author for r in rows],
+            tags=[list(r.tags) for r in rows],
+            created_at=[r.created_at for r in rows],
+            last_modified=[r.last_modified for r in rows],
+            renamed_from={r.model_id: r.renamed_from for r in rows if r.renamed_from},
+            features={name: [r.features.get(name) for r in rows] for name in names},
+            **extra,
+        )
+
+
+# the per-row columns of ModelFeaturesBatch besides model_id and features
+_BATCH_COLUMNS: tuple[str, ...] = (
+    "downloads",
+    "downloads_all_time",
+    "likes",
+    "trending_rank",
+    "pipeline_tag",
+    "library_name",
+    "author",
+    "tags",
+    "created_at",
+    "last_modified",
+)
 
 
 class Contribution(BaseModel):
@@ -405,7 +599,9 @@ class WatchAlertEvent(Event):
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     ModelSnapshot,
+    DayIngested,
     ModelFeatures,
+    ModelFeaturesBatch,
     ModelScore,
     DeploymentEvent,
     InferenceEvent,
