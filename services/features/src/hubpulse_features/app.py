@@ -26,7 +26,7 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
         async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True) as res:
             pool, bus = res.require_pool(), res.require_bus()
             await repository.ensure_feature_set(pool)
-            worker = FeaturesWorker(pool, bus)
+            worker = FeaturesWorker(pool, bus, publish_v1=settings.features_publish_v1)
             consumer = BatchConsumer.of(settings, bus, ModelSnapshot, worker.handle)
             report(app, consumer.loop)
             await consumer.start()
