@@ -70,8 +70,8 @@ allow kafka-metrics --operation Describe --operation Read --group metrics
 allow kafka-metrics --operation Describe --operation Write --topic alerts.v1
 allow kafka-metrics --operation Describe --operation Read --topic deploy.events.v1
 allow kafka-metrics --operation Describe --operation Write --topic deploy.events.v1.dlq
-allow kafka-metrics --operation Describe --operation Read --topic hub.features.v1
-allow kafka-metrics --operation Describe --operation Write --topic hub.features.v1.dlq
+allow kafka-metrics --operation Describe --operation Read --topic hub.features.v2
+allow kafka-metrics --operation Describe --operation Write --topic hub.features.v2.dlq
 allow kafka-metrics --operation Describe --operation Read --topic hub.scores.v1
 allow kafka-metrics --operation Describe --operation Write --topic hub.scores.v1.dlq
 allow kafka-metrics --operation Describe --operation Read --topic inference.events.v1

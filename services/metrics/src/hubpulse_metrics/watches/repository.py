@@ -13,7 +13,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from hubpulse_common.events import ModelFeatures, ModelScore
+from hubpulse_common.events import ModelFeaturesBatch, ModelScore
 from hubpulse_common.identity import Identity
 from hubpulse_common.watch_schemas import Channels, Watch, WatchAlert, WatchIn, WatchPatch
 from hubpulse_metrics.watches.service import ModelFacts
@@ -56,49 +56,51 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
-# ---- what is known of models (from hub.features.v1) -------------------------------------------------------
+# ---- what is known of models (from hub.features.v2) -------------------------------------------------------
 
 
-async def store_facts(db: AsyncDatabase[Doc], events: Sequence[ModelFeatures]) -> None:
+async def store_facts(db: AsyncDatabase[Doc], batches: Sequence[ModelFeaturesBatch]) -> None:
     """Latest metadata per model (first_seen kept from the earliest day) and downloads per day."""
     models, days = [], []
-    for e in sorted(events, key=lambda e: e.snapshot_date):
-        latest = {
-            "author": e.author,
-            "pipeline_tag": e.pipeline_tag,
-            "library_name": e.library_name,
-            "tags": list(e.tags),
-            "downloads": e.downloads,
-            "likes": e.likes,
-            "created_at": e.created_at,
-        }
-        day = _day(e.snapshot_date)
-        models.append(
-            UpdateOne(
-                {"_id": e.model_id},
-                {"$set": latest, "$min": {"first_seen": day}, "$max": {"day": day}},
-                upsert=True,
-            )
-        )
-        if e.downloads is not None:
-            days.append(
+    for b in sorted(batches, key=lambda b: b.snapshot_date):
+        day = _day(b.snapshot_date)
+        for i, model_id in enumerate(b.model_id):
+            latest = {
+                "author": b.author[i],
+                "pipeline_tag": b.pipeline_tag[i],
+                "library_name": b.library_name[i],
+                "tags": b.tags[i],
+                "downloads": b.downloads[i],
+                "likes": b.likes[i],
+                "created_at": b.created_at[i],
+            }
+            models.append(
                 UpdateOne(
-                    {"_id": f"{e.model_id}|{_day(e.snapshot_date)}"},
-                    {"$set": {"model_id": e.model_id, "date": _day(e.snapshot_date), "downloads": e.downloads}},
+                    {"_id": model_id},
+                    {"$set": latest, "$min": {"first_seen": day}, "$max": {"day": day}},
                     upsert=True,
                 )
             )
+            if (downloads := b.downloads[i]) is not None:
+                days.append(
+                    UpdateOne(
+                        {"_id": f"{model_id}|{day}"},
+                        {"$set": {"model_id": model_id, "date": day, "downloads": downloads}},
+                        upsert=True,
+                    )
+                )
     if models:
         await db[MODELS].bulk_write(models, ordered=True)
     if days:
         await db[MODEL_DAYS].bulk_write(days, ordered=False)
 
 
-async def follow_renames(db: AsyncDatabase[Doc], events: Sequence[ModelFeatures]) -> None:
+async def follow_renames(db: AsyncDatabase[Doc], batches: Sequence[ModelFeaturesBatch]) -> None:
     """Moves what is kept under a renamed model's old name to its new one: model watches, the model's facts, its
     downloads per day and its scores, so a watch keeps firing and crossings compare with the old name's history.
     Idempotent: a replayed mark finds nothing left under the old name."""
-    for old, new in sorted({(e.renamed_from, e.model_id) for e in events if e.renamed_from not in (None, e.model_id)}):
+    marks = {(old, new) for b in batches for new, old in b.renamed_from.items() if old != new}
+    for old, new in sorted(marks):
         await db[WATCHES].update_many({"kind": "model", "target": old}, {"$set": {"target": new}})
         await _rekey(db[MODEL_DAYS], old, new, ("date",))
         await _rekey(db[SCORES], old, new, ("label", "date"))
