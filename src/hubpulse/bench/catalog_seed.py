@@ -21,12 +21,12 @@ import numpy as np
 import orjson
 
 from hubpulse_common import db
-from hubpulse_common.events import ModelFeatures
+from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.synthetic import DayColumns, SyntheticHub
 from hubpulse_scorer.app import MIGRATIONS
 from hubpulse_scorer.repository import COPY_TARGETS
-from hubpulse_scorer.service import DAILY_COLUMNS, Record, Scored, catalog_records, rows_of_events
+from hubpulse_scorer.service import DAILY_COLUMNS, Record, Scored, catalog_records, feature_rows
 
 SCORER_VERSION_TABLE = "alembic_version_scorer"
 SEED_VERSION = "seed"
@@ -117,7 +117,13 @@ def scored_chunks(
                 ).decode()
             )
         yield Scored(
-            rows_of_events(events), SEED_VERSION, "trending", 7, SEED_THRESHOLD, probability[lo:hi], explanations
+            feature_rows([ModelFeaturesBatch.of(events)]),
+            SEED_VERSION,
+            "trending",
+            7,
+            SEED_THRESHOLD,
+            probability[lo:hi],
+            explanations,
         )
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from pydantic_core import to_json
 
 from hubpulse_common.encoding import EventEncoder
-from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch, ModelScore
+from hubpulse_common.events import BATCH_ROW_COLUMNS, ModelFeaturesBatch, ModelScore
 from hubpulse_common.renames import Rename, current_name, renames_in
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.model.explain import contributions, top_columns
@@ -76,20 +76,20 @@ DAILY_COLUMNS: tuple[str, ...] = (
 class FeatureRows:
     """Model-days column by column (the rows of one or more `hub.features.v2` messages): entry `i` of every column
     and row `i` of `values` are the `i`-th model-day. `values` holds the features named in `names` (float64,
-    NaN = null or absent)."""
+    NaN = null or absent). Columns in the catalog's order (CATALOG_COLUMNS)."""
 
     model_id: list[str]
+    author: list[str | None]
+    pipeline_tag: list[str | None]
+    library_name: list[str | None]
+    tags: list[list[str]]
+    created_at: list[dt.datetime | None]
+    last_modified: list[dt.datetime | None]
     snapshot_date: list[dt.date]
     downloads: list[int | None]
     downloads_all_time: list[int | None]
     likes: list[int | None]
     trending_rank: list[int | None]
-    pipeline_tag: list[str | None]
-    library_name: list[str | None]
-    author: list[str | None]
-    tags: list[list[str]]
-    created_at: list[dt.datetime | None]
-    last_modified: list[dt.datetime | None]
     names: tuple[str, ...]
     values: np.ndarray
 
@@ -131,22 +131,6 @@ class FeatureRows:
         ]
 
 
-# the per-row columns of FeatureRows that a message's columns give as they are
-_ROW_COLUMNS = (
-    "model_id",
-    "downloads",
-    "downloads_all_time",
-    "likes",
-    "trending_rank",
-    "pipeline_tag",
-    "library_name",
-    "author",
-    "tags",
-    "created_at",
-    "last_modified",
-)
-
-
 def feature_rows(messages: Sequence[ModelFeaturesBatch]) -> FeatureRows:
     """The rows of `messages` in order, column by column (a feature one message lacks is NaN in its rows)."""
     names = tuple(dict.fromkeys(name for m in messages for name in m.features))
@@ -157,33 +141,14 @@ def feature_rows(messages: Sequence[ModelFeaturesBatch]) -> FeatureRows:
             if (values := m.features.get(name)) is not None:
                 block[j] = np.array(values, dtype="float64")  # None becomes NaN
         blocks.append(block.T)
-    columns: dict[str, list[Any]] = {c: [v for m in messages for v in getattr(m, c)] for c in _ROW_COLUMNS}
+    columns: dict[str, list[Any]] = {
+        c: [v for m in messages for v in getattr(m, c)] for c in ("model_id", *BATCH_ROW_COLUMNS)
+    }
     return FeatureRows(
         **columns,
         snapshot_date=[m.snapshot_date for m in messages for _ in range(m.rows)],
         names=names,
         values=np.concatenate(blocks) if blocks else np.empty((0, 0)),
-    )
-
-
-def rows_of_events(events: Sequence[ModelFeatures]) -> FeatureRows:
-    """`hub.features.v1` events as rows (for tests and bulk tools that build events; consumers read v2)."""
-    names = tuple(dict.fromkeys(name for e in events for name in e.features))
-    return FeatureRows(
-        model_id=[e.model_id for e in events],
-        snapshot_date=[e.snapshot_date for e in events],
-        downloads=[e.downloads for e in events],
-        downloads_all_time=[e.downloads_all_time for e in events],
-        likes=[e.likes for e in events],
-        trending_rank=[e.trending_rank for e in events],
-        pipeline_tag=[e.pipeline_tag for e in events],
-        library_name=[e.library_name for e in events],
-        author=[e.author for e in events],
-        tags=[list(e.tags) for e in events],
-        created_at=[e.created_at for e in events],
-        last_modified=[e.last_modified for e in events],
-        names=names,
-        values=values_matrix([e.features for e in events], names),
     )
 
 
