@@ -2,10 +2,9 @@
 
 A batch of `hub.features.v2` messages becomes one set of columns (`FeatureRows`: no object per row), is scored by
 one model version in one XGBoost call (probabilities over the whole batch; pred_contribs, TreeSHAP, for the rows
-explained at once), and turns into
-score rows, catalog rows and score events; the other rows are explained where they are read (`explain_features`,
-hubpulse_scorer.explanations). The catalog's latest stats come from the feature events themselves (they carry
-the day's raw stats), so the scorer never reads another service's tables.
+explained at once), and turns into score rows, catalog rows and score events; the other rows are explained where
+they are read (`explain_features`, hubpulse_scorer.explanations). The catalog's latest stats come from the feature
+messages themselves (they carry the day's raw stats), so the scorer never reads another service's tables.
 """
 
 from __future__ import annotations
