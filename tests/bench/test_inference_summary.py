@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
-from hubpulse.bench.inference import _passes_since, batching_bound, summary
+from hubpulse.bench.inference import _passes_since, _requests, batching_bound, summary, text
 
 
 def _run(rps: float, client_share: float, cpu: dict[str, float], p95: float = 10.0) -> dict[str, Any]:
@@ -65,4 +66,31 @@ def test_batching_bound_from_the_measured_costs() -> None:
         "batching": {"max_batch_size": 16},
         "forward_pass": forward,
     }
-    assert summary(report)["batching_bound"] == batching_bound(0.15, (0.1, 8.0), forward, 16)
+    # the caller's CPU per call (0.05 and 0.04 * 1000 / 1500 ms, as `_cpu_ms` rounds it) is in the bound with the caller
+    caller = (0.05 + round(0.04 * 1000 / 1500, 3)) / 2
+    assert summary(report)["batching_bound"] == batching_bound(0.15, (0.1, 8.0), forward, 16, caller)
+
+
+def test_the_callers_cpu_per_call_lowers_the_bound() -> None:
+    """A caller on the same cores pays c per call batched or not: (c + h + m1) / (c + h + mB) < (h + m1) / (h + mB)."""
+    forward = {"cpu_ms_per_input_by_batch_size": {"1": 0.03, "16": 0.02}, "handed_off_ms": 0.05}
+    alone = batching_bound(0.15, (0.1, 16.0), forward, 16)
+    bound = batching_bound(0.15, (0.1, 16.0), forward, 16, 0.05)
+    h, m1, mb = bound["h_ms"], bound["m1_ms"], bound["mB_ms"]
+    assert {k: bound[k] for k in alone} == alone  # the rest unchanged
+    assert bound["c_ms"] == 0.05
+    assert bound["bound_with_caller"] == round((0.05 + h + m1) / (0.05 + h + mb), 2)
+    assert bound["bound_with_caller"] < bound["bound"]
+    assert bound["m1_needed_for_3x_with_caller_ms"] == pytest.approx(2 * (0.05 + h) + 3 * mb, abs=5e-4)  # h, mB rounded
+    assert "c_ms" not in alone
+
+
+def test_the_forward_pass_is_measured_on_the_inputs_the_calls_send() -> None:
+    """The in-process costs (m1, mB of the bound) come from `text(i)`, the same inputs the load generator sends: the
+    pass's cost grows with the input's length (a shorter text there understated m1 and mB)."""
+    for hop, wrap in (("model_server", lambda t: [t]), ("gateway", lambda t: t)):
+        calls = _requests(hop, "d1", 3, {}, 5)
+        assert [orjson.loads(c.partition(b"\r\n\r\n")[2])["inputs"] for c in calls] == [
+            wrap(text(i)) for i in (5, 6, 7)
+        ]
+    assert len({len(text(i)) for i in range(100)}) <= 4  # about one length, so batches pad little

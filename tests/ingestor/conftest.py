@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from support.replay import Replay, replay, replay_server_fixture
 
-from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.events import DayIngested, Event, ModelSnapshot
 from hubpulse_common.kafka import EventBus, ensure_topics
 from hubpulse_common.settings import load_settings
 from hubpulse_ingestor.settings import IngestorSettings
@@ -68,11 +68,15 @@ def hf_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waits
 
 
-class SnapshotTap:
-    """Reads the hub.snapshots.v1 events published after it was created (the broker is shared by the session)."""
+E = TypeVar("E", bound=Event)
 
-    def __init__(self, bootstrap: str) -> None:
+
+class EventTap(Generic[E]):
+    """Reads the events of one topic published after it was marked (the broker is shared by the session)."""
+
+    def __init__(self, bootstrap: str, event_type: type[E]) -> None:
         self._bootstrap = bootstrap
+        self._event_type = event_type
         self._start: dict[TopicPartition, int] = {}
 
     async def _consumer(self) -> AIOKafkaConsumer:
@@ -86,20 +90,16 @@ class SnapshotTap:
         await ensure_topics(self._bootstrap)
         consumer = await self._consumer()
         try:
-            parts = [
-                TopicPartition(ModelSnapshot.topic, p) for p in consumer.partitions_for_topic(ModelSnapshot.topic) or ()
-            ]
+            topic = self._event_type.topic
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
             if not parts:
                 await consumer.topics()
-                parts = [
-                    TopicPartition(ModelSnapshot.topic, p)
-                    for p in consumer.partitions_for_topic(ModelSnapshot.topic) or ()
-                ]
+                parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
             self._start = await consumer.end_offsets(parts)
         finally:
             await consumer.stop()
 
-    async def read(self) -> list[tuple[bytes, ModelSnapshot]]:
+    async def read(self) -> list[tuple[bytes, E]]:
         consumer = await self._consumer()
         try:
             parts = list(self._start)
@@ -107,19 +107,30 @@ class SnapshotTap:
             ends = await consumer.end_offsets(parts)
             for tp in parts:
                 consumer.seek(tp, self._start[tp])
-            out: list[tuple[bytes, ModelSnapshot]] = []
+            out: list[tuple[bytes, E]] = []
             total = sum(ends[tp] - self._start[tp] for tp in parts)
             while len(out) < total:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
                 for records in batches.values():
-                    out.extend((r.key or b"", ModelSnapshot.model_validate_json(r.value or b"")) for r in records)
+                    out.extend((r.key or b"", self._event_type.model_validate_json(r.value or b"")) for r in records)
             return [(key, event) for key, event in out if event.occurred_at >= self._since]
         finally:
             await consumer.stop()
 
 
+SnapshotTap = EventTap[ModelSnapshot]
+
+
 @pytest.fixture
 async def tap(kafka: Store) -> SnapshotTap:
-    tap = SnapshotTap(kafka.url)
+    tap = EventTap(kafka.url, ModelSnapshot)
+    await tap.mark()
+    return tap
+
+
+@pytest.fixture
+async def signals(kafka: Store) -> EventTap[DayIngested]:
+    """The day-complete signals published during the test."""
+    tap = EventTap(kafka.url, DayIngested)
     await tap.mark()
     return tap

@@ -9,13 +9,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 from conftest import shared_data_file  # tests/conftest.py (pytest puts tests/ on sys.path)
+from support.polling import wait_for
 from typer.testing import CliRunner
 
 from hubpulse.cli import app
 from hubpulse_common.errors import InputError
+from hubpulse_common.events import DayIngested
 from hubpulse_common.synthetic import SyntheticHub
 
-from .conftest import SnapshotTap
+from .conftest import EventTap, SnapshotTap
 
 runner = CliRunner()
 
@@ -46,7 +48,7 @@ async def _per_day(database_url: str) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.usefixtures("settings")
 async def test_import_generated_file_day_by_day_idempotently(
-    tmp_path: Path, database_url: str, tap: SnapshotTap
+    tmp_path: Path, database_url: str, tap: SnapshotTap, signals: EventTap[DayIngested]
 ) -> None:
     history = SyntheticHub(300, 4, seed=2).history()
     path = tmp_path / "history.csv.gz"
@@ -64,6 +66,15 @@ async def test_import_generated_file_day_by_day_idempotently(
     per_model = [e.snapshot_date for k, e in events if k.decode() == first_model]
     assert len(per_model) == 2 * len(expected)
     assert per_model[: len(expected)] == sorted(per_model[: len(expected)])  # one model's days arrive in order
+    # each import announces each day it wrote, once, with the day's models
+    got = await wait_for(
+        signals.read,
+        lambda events: sum(e.source == "import" for _, e in events) >= 2 * len(expected),
+        timeout_s=15,
+        what="each import's signals",
+    )
+    announced = [(str(e.snapshot_date), e.models) for _, e in got if e.source == "import"]
+    assert sorted(announced) == sorted(2 * list(expected.items()))
 
 
 @pytest.mark.usefixtures("settings")

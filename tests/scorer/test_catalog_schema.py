@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -19,7 +20,7 @@ from sqlalchemy.pool import NullPool
 from hubpulse_common import db
 from hubpulse_common.renames import Rename
 from hubpulse_scorer.app import MIGRATIONS
-from hubpulse_scorer.catalog_swap import due_days, swap_day, swap_due_days
+from hubpulse_scorer.catalog_swap import _FILL_DAY, _FILL_DAYS, LIVE, NEXT, due_days, swap_day, swap_due_days
 from hubpulse_scorer.repository import SWAP_LOCK, follow_renames, write_batch
 from hubpulse_scorer.service import CATALOG_COLUMNS
 
@@ -203,6 +204,36 @@ async def test_days_due_together_are_taken_in_by_one_build_as_they_would_be_one_
         assert await pool.fetchval("SELECT downloads FROM catalog_models WHERE model_id = 'fill/a'") == 3
     finally:
         await pool.close()
+
+
+@pytest.mark.parametrize("days", [1, 2])
+async def test_the_fill_reads_the_live_catalog_and_the_build_rows_once(database_url: str, days: int) -> None:
+    """One full outer join: the fill used to read (and hash) each side twice, once per outer join, and to run the
+    several days' DISTINCT ON twice."""
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    dates = [dt.date(2025, 3, 1) + dt.timedelta(days=n) for n in range(days)]
+    pool = await db.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        for day in dates:  # the days' build partitions
+            await write_batch(pool, [], [_record("plan/a", day, 1, 0.0)], [])
+    finally:
+        await pool.close()
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {NEXT} (LIKE {LIVE} INCLUDING DEFAULTS)")
+        fill = _FILL_DAY if days == 1 else _FILL_DAYS
+        plan = json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {fill}", dates))
+
+        def scans(node: dict[str, Any]) -> list[str]:
+            own = [node["Relation Name"]] if "Scan" in node["Node Type"] and "Relation Name" in node else []
+            return own + [name for child in node.get("Plans", []) for name in scans(child)]
+
+        read = scans(plan[0]["Plan"])
+        assert read.count(LIVE) == 1
+        assert len([name for name in read if name.startswith("catalog_build")]) == days  # each day's partition once
+    finally:
+        await conn.execute(f"DROP TABLE IF EXISTS {NEXT}")
+        await conn.close()
 
 
 async def _shape(conn: asyncpg.Connection) -> tuple[object, ...]:

@@ -96,19 +96,24 @@ def _deploy(client: httpx.Client, target: str, batching: dict[str, Any], timeout
     raise UserFacingError(f"the deployment was not running within {timeout_s:.0f} s")
 
 
+def text(i: int) -> str:
+    """The i-th call's input: each call its own text (nothing a cache could answer), all of about one length."""
+    return f"call {i}: the movie was {'good' if i % 2 else 'awful'} and the food was {'fine' if i % 3 else 'bad'}"
+
+
 def _requests(hop: str, deployment_id: str, count: int, headers: dict[str, str], offset: int) -> list[bytes]:
-    """Single-input calls, each with its own text (nothing a cache could answer)."""
+    """Single-input calls, each with its own text."""
     out = []
     for i in range(offset, offset + count):
-        text = f"call {i}: the movie was {'good' if i % 2 else 'awful'} and the food was {'fine' if i % 3 else 'bad'}"
+        text_i = text(i)
         if hop in ("model_server", "bare_proxy"):
-            out.append(post_json("/predict", orjson.dumps({"inputs": [text]}), headers))
+            out.append(post_json("/predict", orjson.dumps({"inputs": [text_i]}), headers))
         elif hop == "deployer":
             path = f"/deployments/{deployment_id}/predict"
-            out.append(post_json(path, orjson.dumps({"inputs": text}), headers))
+            out.append(post_json(path, orjson.dumps({"inputs": text_i}), headers))
         else:
             path = f"/v1/deployments/{deployment_id}/predict"
-            out.append(post_json(path, orjson.dumps({"inputs": text}), headers))
+            out.append(post_json(path, orjson.dumps({"inputs": text_i}), headers))
     return out
 
 
@@ -184,7 +189,7 @@ def _forward_pass_cost(batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16), inputs: 
     if built is None:
         return {}
     runtime = load_runtime(built.root, "text-classification")
-    texts = [f"call {i}: the movie was {'good' if i % 2 else 'awful'}" for i in range(inputs)]
+    texts = [text(i) for i in range(inputs)]  # the served calls' inputs: a pass's cost grows with their length
     out = {}
     for size in batch_sizes:
         batches = [texts[i : i + size] for i in range(0, inputs, size)]
@@ -213,6 +218,7 @@ def batching_bound(
     batched: tuple[float, float] | None,
     forward_pass: dict[str, Any],
     batch_size: int,
+    caller_ms: float | None = None,
 ) -> dict[str, Any]:
     """What batching can give at most on this model with this server, by CPU per call.
 
@@ -223,7 +229,10 @@ def batching_bound(
     h is measured on the batched run (`batched`: its CPU per call and mean batch size), where the model's share of
     a call is smallest: its CPU per call minus the model's cost per input at the batch size it reached. m1 is the
     unbatched run's CPU per call minus h. Without a batched run, h is the unbatched CPU minus the hand-off measured
-    in-process, which overstates m1 (an idle loop's thread wake-ups cost more than a busy server's)."""
+    in-process, which overstates m1 (an idle loop's thread wake-ups cost more than a busy server's).
+
+    `caller_ms` (c, the load generator's CPU per call) is paid per call too, on the same cores: the measured req/s
+    ratio is bound by (c + h + m1) / (c + h + mB), which `bound_with_caller` gives."""
     by_size = {int(k): float(v) for k, v in (forward_pass.get("cpu_ms_per_input_by_batch_size") or {}).items()}
     if 1 not in by_size or "handed_off_ms" not in forward_pass:
         return {}
@@ -242,6 +251,14 @@ def batching_bound(
         m1 = handed_off
         h = max(unbatched_cpu_ms - m1, 0.0)
     mb = per_input(size)
+    with_caller = {}
+    if caller_ms is not None:
+        c = caller_ms
+        with_caller = {
+            "c_ms": round(c, 4),
+            "bound_with_caller": round((c + h + m1) / (c + h + mb), 2),
+            "m1_needed_for_3x_with_caller_ms": round(2 * (c + h) + 3 * mb, 4),
+        }
     return {
         "h_ms": round(h, 4),
         "m1_ms": round(m1, 4),
@@ -252,6 +269,7 @@ def batching_bound(
         "bound_free_http": round(m1 / mb, 2),
         # what m1 would need to be for 3x at this h and mB (m1 >= 2h + 3mB)
         "m1_needed_for_3x_ms": round(2 * h + 3 * mb, 4),
+        **with_caller,
     }
 
 
@@ -383,7 +401,11 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         else None
     )
     forward = report.get("forward_pass") or {}
-    if alone is not None and (bound := batching_bound(alone, batched_cost, forward, _batch_size(report))):
+    # the load generator's CPU per call to the model server alone, batched or not: on the same cores as the server
+    alone_runs = [runs["model_server"]["concurrent"] for runs in (unbatched, batched) if "model_server" in runs]
+    callers = [_cpu_ms(run)["client"] for run in alone_runs]
+    caller = sum(callers) / len(callers) if callers else None
+    if alone is not None and (bound := batching_bound(alone, batched_cost, forward, _batch_size(report), caller)):
         out["batching_bound"] = bound
     return out
 

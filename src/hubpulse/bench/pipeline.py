@@ -201,10 +201,16 @@ async def _top_statements(db_url: str, limit: int = 10) -> list[dict[str, Any]]:
 # model version). Polling count(*) over millions of rows would load the database being measured, so the
 # scorer's own counter gates the one count that confirms it.
 _FEATURES_CLOSED = "SELECT models FROM feature_days WHERE snapshot_date = $1 AND closed_at IS NOT NULL"
+# From the day's last batch (its transaction's start) to the close's write (its transaction's start, after the
+# ranks): the wait before the close (for the ingestor's signal, or the idle rule), that batch and the ranks.
+_CLOSE_AFTER_LAST_BATCH = (
+    "SELECT extract(epoch FROM closed_at - last_event_at) FROM feature_days WHERE snapshot_date = $1"
+)
 _SCORES = "SELECT count(*) FROM scores WHERE snapshot_date = $1"
 # ... and its catalog when the scorer has swapped in the read model holding all of them (search serves it).
 _CATALOG_SWAPPED = "SELECT built_rows FROM catalog_days WHERE snapshot_date = $1 AND swapped_at >= written_at"
 _SCORED_METRIC = "hubpulse_scorer_scored_total"
+_CLOSES_METRIC = "hubpulse_features_days_closed_total"
 
 
 @dataclass
@@ -213,6 +219,8 @@ class DayTimes:
 
     done_at: dict[str, float] = field(default_factory=dict)
     cycle: dict[str, Any] | None = None
+    close_after_last_batch_s: float | None = None
+    closes: int | None = None  # days the features service had closed by then (all days, reopened ones again)
 
 
 async def _value(conn: asyncpg.Connection, query: str, day: dt.date) -> int:
@@ -222,17 +230,22 @@ async def _value(conn: asyncpg.Connection, query: str, day: dt.date) -> int:
         return 0
 
 
-async def scored_total(client: httpx.AsyncClient, scorer_urls: list[str]) -> float:
-    """Model-days the scorer replicas have scored since they started (their Prometheus counters, all versions)."""
+async def metric_total(client: httpx.AsyncClient, urls: list[str], name: str) -> float:
+    """A counter summed over its series and over these processes (their Prometheus /metrics)."""
     total = 0.0
-    for url in scorer_urls:
+    for url in urls:
         response = await client.get(f"{url}/metrics")
         total += sum(
             float(line.rsplit(" ", 1)[1])
             for line in response.text.splitlines()
-            if line.startswith(_SCORED_METRIC + "{")
+            if line.startswith((name + "{", name + " "))
         )
     return total
+
+
+async def scored_total(client: httpx.AsyncClient, scorer_urls: list[str]) -> float:
+    """Model-days the scorer replicas have scored since they started (their counters, all versions)."""
+    return await metric_total(client, scorer_urls, _SCORED_METRIC)
 
 
 class DayTracker:
@@ -287,11 +300,15 @@ class DayTracker:
     async def _check_features(self, started_at: float) -> None:
         if await _value(self._conn, _FEATURES_CLOSED, self._day) >= self._models:
             self._done("features", time.time() - started_at)
+            self.times.close_after_last_batch_s = float(await self._conn.fetchval(_CLOSE_AFTER_LAST_BATCH, self._day))
 
     async def _check_score(self, started_at: float) -> None:
         scored = await scored_total(self._client, self._scorer_urls) - self._scored_before
         if scored >= self._models and await _value(self._conn, _SCORES, self._day) >= self._models:
             self._done("score", time.time() - started_at)
+            # closes so far, this day's included (read a stage later: the counter follows the close's commit); a day
+            # closed before its last snapshots (the idle rule met a pause in the stream) is closed again when they come
+            self.times.closes = int(await metric_total(self._client, [self._urls["features"]], _CLOSES_METRIC))
 
     async def _check_catalog(self, started_at: float) -> None:
         if await _value(self._conn, _CATALOG_SWAPPED, self._day) >= self._models:
@@ -403,7 +420,7 @@ def run(
                 _run_days(hub, day_models, report, start, work, started, options)
                 report["ok"] = True
                 # where each close's time went (read, store and encode, publish), as the features service logs it
-                report["features_closes"] = _log_lines(logs / "features.log", "features.day_closed")
+                report["features_close_logs"] = _log_lines(logs / "features.log", "features.day_closed")
             except (StageTimeout, RuntimeError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
                 report["error"] = f"{type(exc).__name__}: {exc}"
                 say(f"[red]failed:[/] {report['error']}")
@@ -455,7 +472,9 @@ def _run_days(
         **stores.env,
         "HF_ENDPOINT": hub_proc.spec.url,
         "HUBPULSE_INGEST_INTERVAL_S": "86400",
-        "HUBPULSE_DAY_CLOSE_IDLE_S": "2",
+        # the service's default: the ingestor's day-complete signal closes each day, the idle rule is the fallback
+        # (a bench that has to wait for it is slower by this much, which shows)
+        "HUBPULSE_DAY_CLOSE_IDLE_S": "20",
     }
     urls: dict[str, str] = {}
     # Scorer replicas share the consumer group (as the k8s deployment runs two): one scores while another
@@ -487,6 +506,8 @@ def _run_days(
         entry["done_at_s"] = times.done_at
         entry["stages_s"] = _stages_s(times.done_at)
         entry["end_to_end_s"] = times.done_at["catalog"]
+        entry["close_after_last_batch_s"] = times.close_after_last_batch_s
+        entry["features_closes"] = times.closes
         say(f"{day}: scored end to end in {entry['end_to_end_s']:.1f} s ({n / entry['end_to_end_s']:,.0f} models/s)")
     report["db_statements"] = asyncio.run(_top_statements(db_url))
     copy_s, copied = asyncio.run(_bare_copy_seconds(db_url, hub.dates[days - 1]))

@@ -100,6 +100,40 @@ class ModelSnapshot(Event):
     )
 
 
+class DayIngested(Event):
+    """The ingestor has published every snapshot of a day: a walk of the whole Hub dated that day finished (or
+    `hubpulse import` wrote the day), and the broker acknowledged its last batch. Key: snapshot_date. Natural
+    key: snapshot_date (a later signal for the same day, after another walk, carries the new total).
+
+    The features service closes the day once it has streamed `models` model-days of it, instead of waiting for
+    the day to go quiet."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T04:31:52.004Z",
+                    "snapshot_date": "2026-12-03",
+                    "models": 2041735,
+                    "source": "hub",
+                }
+            ]
+        }
+    )
+
+    topic: ClassVar[str] = "hub.ingest.v1"
+    key_field: ClassVar[str] = "snapshot_date"
+
+    snapshot_date: date
+    models: int = Field(
+        ge=0,
+        description="Distinct models the ingestor has stored and published for the day, all walks and imports "
+        "together: what a consumer of hub.snapshots.v1 has for the day once it has read them all",
+    )
+    source: SnapshotSource = Field(description="What finished the day: the Hub's walk, or an import")
+
+
 class ModelFeatures(Event):
     """Velocity features of one model on one day. Natural key: (model_id, snapshot_date)."""
 
@@ -565,6 +599,7 @@ class WatchAlertEvent(Event):
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     ModelSnapshot,
+    DayIngested,
     ModelFeatures,
     ModelFeaturesBatch,
     ModelScore,

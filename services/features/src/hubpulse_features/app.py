@@ -1,16 +1,18 @@
-"""The features service's FastAPI app; its lifespan owns the stores, the snapshot consumer and the day closer."""
+"""The features service's FastAPI app; its lifespan owns the stores, the consumers (snapshots, the ingestor's
+day-complete signals) and the day closer."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
-from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.events import DayIngested, ModelSnapshot
 from hubpulse_common.http import service_app
-from hubpulse_common.kafka import BatchConsumer
+from hubpulse_common.kafka import BatchConsumer, start_consumers
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
 from hubpulse_features import repository
@@ -27,14 +29,18 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
             pool, bus = res.require_pool(), res.require_bus()
             await repository.ensure_feature_set(pool)
             worker = FeaturesWorker(pool, bus, publish_v1=settings.features_publish_v1)
-            consumer = BatchConsumer.of(settings, bus, ModelSnapshot, worker.handle)
-            report(app, consumer.loop)
-            await consumer.start()
+            consumers: list[BatchConsumer[Any]] = [
+                BatchConsumer.of(settings, bus, ModelSnapshot, worker.handle),
+                BatchConsumer.of(settings, bus, DayIngested, worker.handle_ingested, poll_timeout_ms=200),
+            ]
+            for consumer in consumers:
+                report(app, consumer.loop)
+            await start_consumers(consumers)
             closer = supervise(
                 app, "features:closer", lambda: worker.run_closer(settings.day_close_idle_s, settings.day_close_check_s)
             )
             app.state.worker = worker
-            async with background(closer, then=[consumer.stop]):
+            async with background(closer, then=[c.stop for c in consumers]):
                 yield
 
     return service_app(

@@ -12,7 +12,7 @@ import asyncpg
 import pandas as pd
 from prometheus_client import Counter, Histogram
 
-from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch, ModelSnapshot
+from hubpulse_common.events import DayIngested, ModelFeatures, ModelFeaturesBatch, ModelSnapshot
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
 from hubpulse_common.renames import renames_in
@@ -49,16 +49,29 @@ class FeaturesWorker:
             aliases = await repository.follow_renames(conn, renames_in(snapshots), [s.model_id for s in snapshots])
             records = service.snapshot_records(snapshots, aliases)
             frame = service.records_frame(records)
-            await repository.upsert_history(conn, records)
+            added = await repository.upsert_history(conn, records)
             window = await repository.load_window(
                 conn, frame["model_id"].unique().tolist(), service.window_start(days[0]), days[-1]
             )
             features = service.batch_features(window, frame)
             await repository.append_features(conn, features, days)
-            await repository.touch_days(conn, days)
+            await repository.touch_days(conn, days, added)
         # Nothing is emitted yet: a model-day is published once, final, when its day closes. Emitting the
         # provisional rows too would make the scorer score (and write) every model-day twice.
         ROWS.labels("streamed").inc(len(features))
+        self.day_activity.set()
+
+    async def handle_ingested(self, batch: Sequence[Received[DayIngested]]) -> None:
+        """The ingestor's word that a day is complete: its count is kept, and the closer looks at once (the day
+        closes when it has streamed that many model-days; a closed day stays closed)."""
+        for received in batch:
+            await repository.record_signal(self._pool, received.event)
+            log.info(
+                "features.day_ingested",
+                day=received.event.snapshot_date.isoformat(),
+                models=received.event.models,
+                source=received.event.source,
+            )
         self.day_activity.set()
 
     async def close_day(self, day: dt.date) -> int:
@@ -199,7 +212,7 @@ class FeaturesWorker:
         return days
 
     async def run_closer(self, idle_s: float, check_s: float) -> None:
-        """Background task: close days as they become due (woken early when a batch lands)."""
+        """Background task: close days as they become due (woken early when a batch or a day's signal lands)."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.day_activity.wait(), check_s)

@@ -8,16 +8,18 @@ ranks and once for its rows (each one COPY, streamed), `feature_rows_final` writ
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import io
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import asyncpg
 import pandas as pd
 
 from hubpulse_common import renames
+from hubpulse_common.events import DayIngested
 from hubpulse_common.features import CROSS_INPUT_COLUMNS, FEATURE_COLUMNS
 from hubpulse_features.service import (
     FEATURE_ROW_COLUMNS,
@@ -37,11 +39,17 @@ _POSITION = {name: i + 1 for i, name in enumerate(FEATURE_COLUMNS)}  # PostgreSQ
 # trending_rank is also a feature: the day's frame takes it from the feature values
 _DAY_STATS = [c for c in STAT_COLUMNS if c != "tags" and c not in FEATURE_COLUMNS]
 
+# ... and how many model-days of each day it added (an updated row has the upsert's xid as xmax, a new one 0)
 _UPSERT_HISTORY = f"""
-    INSERT INTO feature_history ({", ".join(HISTORY_COLUMNS)})
-    SELECT {", ".join(HISTORY_COLUMNS)} FROM feature_history_staging
-    ON CONFLICT (model_id, snapshot_date) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in STAT_COLUMNS)}
+    WITH upserted AS (
+        INSERT INTO feature_history ({", ".join(HISTORY_COLUMNS)})
+        SELECT {", ".join(HISTORY_COLUMNS)} FROM feature_history_staging
+        ON CONFLICT (model_id, snapshot_date) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in STAT_COLUMNS)}
+        RETURNING snapshot_date, xmax = 0 AS inserted
+    )
+    SELECT snapshot_date, count(*) FILTER (WHERE inserted) AS added FROM upserted GROUP BY snapshot_date
 """  # noqa: S608 (identifiers are module constants, values are bound parameters)
+_DAY_OF_RECORD = HISTORY_COLUMNS.index("snapshot_date")
 _SELECT_WINDOW = f"""
     SELECT {", ".join(WINDOW_COLUMNS)} FROM feature_history
     WHERE model_id = ANY($1::text[]) AND snapshot_date BETWEEN $2 AND $3
@@ -119,8 +127,9 @@ async def renamed_on(conn: asyncpg.Connection, day: dt.date) -> dict[str, str]:
     return await renames.renamed_on(conn, RENAMES, day)
 
 
-async def upsert_history(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-    """Idempotent on (model_id, snapshot_date); call inside a transaction.
+async def upsert_history(conn: asyncpg.Connection, records: Sequence[Record]) -> dict[dt.date, int]:
+    """Idempotent on (model_id, snapshot_date); call inside a transaction. Returns how many model-days of each
+    day were new to the history (what `touch_days` counts as streamed).
 
     A batch's model-days are new to the history but for a redelivered batch or a second walk of the day: the
     rows go in by one COPY (in a savepoint), and only when it meets a model-day already there are they staged
@@ -128,12 +137,12 @@ async def upsert_history(conn: asyncpg.Connection, records: Sequence[Record]) ->
     try:
         async with conn.transaction():
             await conn.copy_records_to_table("feature_history", records=records, columns=list(HISTORY_COLUMNS))
-        return
+        return dict(collections.Counter(r[_DAY_OF_RECORD] for r in records))  # a batch has a model-day once
     except asyncpg.UniqueViolationError:
         pass
     await _staging(conn, "feature_history_staging", "feature_history")
     await conn.copy_records_to_table("feature_history_staging", records=records, columns=list(HISTORY_COLUMNS))
-    await conn.execute(_UPSERT_HISTORY)
+    return {r["snapshot_date"]: int(r["added"]) for r in await conn.fetch(_UPSERT_HISTORY)}
 
 
 async def _copy_csv(conn: asyncpg.Connection, query: str, *args: object) -> pd.DataFrame:
@@ -244,24 +253,45 @@ async def release_day(conn: asyncpg.Connection, day: dt.date) -> None:
     await conn.execute("SELECT pg_advisory_unlock($1, $2)", _DAY_LOCK, day.toordinal())
 
 
-async def touch_days(conn: asyncpg.Connection, days: Sequence[dt.date]) -> None:
-    """Record activity on these days; a day that was closed reopens, so late rows get ranked too."""
+async def touch_days(conn: asyncpg.Connection, days: Sequence[dt.date], added: Mapping[dt.date, int]) -> None:
+    """Record activity on these days, and the model-days `added` to each; a day that was closed reopens, so late
+    rows get ranked too."""
     await conn.execute(
-        "INSERT INTO feature_days (snapshot_date) SELECT unnest($1::date[]) "
-        "ON CONFLICT (snapshot_date) DO UPDATE SET last_event_at = now(), closed_at = NULL",
+        "INSERT INTO feature_days (snapshot_date, streamed) SELECT * FROM unnest($1::date[], $2::integer[]) "
+        "ON CONFLICT (snapshot_date) DO UPDATE SET last_event_at = now(), closed_at = NULL, "
+        "streamed = feature_days.streamed + EXCLUDED.streamed",
         list(days),
+        [added.get(day, 0) for day in days],
+    )
+
+
+async def record_signal(pool: asyncpg.Pool, signal: DayIngested) -> None:
+    """Keep the latest day-complete signal of its day (a redelivered or older one changes nothing)."""
+    await pool.execute(
+        """
+        INSERT INTO feature_day_signals (snapshot_date, models, source, signalled_at) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (snapshot_date) DO UPDATE SET models = EXCLUDED.models, source = EXCLUDED.source,
+            signalled_at = EXCLUDED.signalled_at, received_at = now()
+        WHERE feature_day_signals.signalled_at < EXCLUDED.signalled_at
+        """,
+        signal.snapshot_date,
+        signal.models,
+        signal.source,
+        signal.occurred_at,
     )
 
 
 async def days_to_close(pool: asyncpg.Pool, idle_s: float) -> list[dt.date]:
-    """Open days that a later day has overtaken, or that have been quiet for `idle_s` seconds."""
+    """Open days that have streamed every model-day the ingestor announced for them, that a later day has
+    overtaken, or (where neither comes) that have been quiet for `idle_s` seconds."""
     rows = await pool.fetch(
         """
-        SELECT snapshot_date FROM feature_days
-        WHERE closed_at IS NULL AND (
-            snapshot_date < (SELECT max(snapshot_date) FROM feature_days)
-            OR last_event_at < now() - make_interval(secs => $1))
-        ORDER BY snapshot_date
+        SELECT d.snapshot_date FROM feature_days d LEFT JOIN feature_day_signals s USING (snapshot_date)
+        WHERE d.closed_at IS NULL AND (
+            d.streamed >= s.models
+            OR d.snapshot_date < (SELECT max(snapshot_date) FROM feature_days)
+            OR d.last_event_at < now() - make_interval(secs => $1))
+        ORDER BY d.snapshot_date
         """,
         idle_s,
     )

@@ -8,8 +8,9 @@ from hubpulse_common.settings import ConsumerSettings
 class FeaturesSettings(ConsumerSettings, service="features", port=8003):
     # Big polls for features: each batch costs one history read and one COPY, whatever its size.
     batch_size: int = 5000
-    # A day is closed (cross-sectional features recomputed over its whole population) when a later day
-    # arrives, or when no snapshot of it has arrived for this long.
+    # A day is closed (cross-sectional features over its whole population) once it has streamed as many models as
+    # the ingestor's day-complete signal (hub.ingest.v1) announced, or when a later day arrives; where neither
+    # comes (no signal, or a count never reached), when no snapshot of it has arrived for this long.
     day_close_idle_s: float = 20.0
     day_close_check_s: float = 2.0
     # The close publishes each day's final features on hub.features.v2 (many model-days a message). True also

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.events import DayIngested, ModelSnapshot
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_ingestor import repository
@@ -80,6 +80,14 @@ class SnapshotSink:
         )
         MODELS.labels(self._source).inc(len(batch) - len(refused))
         return refused
+
+    async def day_ingested(self, day: dt.date) -> DayIngested:
+        """Announce that every snapshot of `day` is durable (call once the day's last write has returned), with
+        the day's total from the table: a walk resumed after a restart stored part of the day in an earlier run."""
+        signal = DayIngested(snapshot_date=day, models=await repository.models_on(self._pool, day), source=self._source)
+        await self._bus.publish(signal)
+        log.info("ingest.day_ingested", day=day.isoformat(), models=signal.models, source=self._source)
+        return signal
 
 
 @dataclass
@@ -269,6 +277,8 @@ class Cycle:
         # Each model once per day: keyed by the Hub's `_id` (a rename mid-walk is the same model), seeded with
         # what an earlier run already stored that day.
         self._taken: dict[dt.date, set[str]] = {}
+        # the days this walk wrote (and the one its earlier runs did): each is announced complete at the end
+        self.days: set[dt.date] = {self.day} if self.day is not None else set()
         self._queue: asyncio.Queue[Fetched | BaseException | None] = asyncio.Queue(maxsize=_PREFETCH_PAGES)
         self._pending = _Pending(next_url=self._first_url)
         self._writing: asyncio.Task[None] | None = None
@@ -306,6 +316,7 @@ class Cycle:
                 log.info("ingest.model_renamed", old_id=old, new_id=new)
         new_retries = self._retries.since_last()
         stored = len(done.batch) - len(refused)
+        self.days.update(done.batch.days)
         await repository.checkpoint(
             self._pool,
             self.cycle_id,
@@ -391,6 +402,10 @@ class Cycle:
         if self.interrupted:
             await repository.mark_interrupted(self._pool, self.cycle_id, self.failed[-1]["error"])
         else:
+            # before the cycle is marked finished: a crash in between resumes the finished walk, which announces
+            # the days again (consumers take a repeated announcement as the same one)
+            for day in sorted(self.days):
+                await self._sink.day_ingested(day)
             await repository.finish_cycle(self._pool, self.cycle_id, status, None)
         seconds = time.perf_counter() - started
         totals, report = self.totals, self.report

@@ -17,7 +17,8 @@ Progress = Callable[[int], None]  # rows just written
 async def import_history(
     pool: asyncpg.Pool, bus: EventBus, history: pd.DataFrame, batch_models: int, on_progress: Progress | None = None
 ) -> int:
-    """Writes and publishes every row of a typed history frame (source="import"); returns the row count."""
+    """Writes and publishes every row of a typed history frame (source="import"), announcing each day once all of its
+    rows are durable (`DayIngested`); returns the row count."""
     sink = SnapshotSink(pool, bus, "import")
     written = 0
     for _, day_frame in history.groupby("snapshot_date", sort=True):
@@ -28,4 +29,5 @@ async def import_history(
             written += len(chunk)
             if on_progress is not None:
                 on_progress(len(chunk))
+        await sink.day_ingested(rows[0].snapshot_date)
     return written

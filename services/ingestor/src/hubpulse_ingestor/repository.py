@@ -212,6 +212,11 @@ async def count_snapshots(pool: asyncpg.Pool, day: dt.date) -> tuple[int, int]:
     return int(row["n"]), int(row["m"])
 
 
+async def models_on(pool: asyncpg.Pool, day: dt.date) -> int:
+    """Models stored for `day` (one row each: the key is (snapshot_date, model_id)), every walk and import."""
+    return int(await pool.fetchval("SELECT count(*) FROM snapshots WHERE snapshot_date = $1", day))
+
+
 # ---- cycles -------------------------------------------------------------------------------------
 
 

@@ -47,20 +47,18 @@ _VALUES = [c for c in MODEL_COLUMNS if c != "model_id"]
 
 def _fill(source: str) -> str:
     """The next table from `source` (the build rows to take in, at most one per model) and the live rows they do
-    not replace: a live row of a newer day stays. `source` is written out twice, not as a CTE: a subquery over one
-    day is flattened into both joins (a CTE read twice would be materialized)."""
+    not replace: a live row of a newer day stays. One full outer join reads each side once (two outer joins, one
+    per side, hashed the whole catalog twice and, for several days, ran their DISTINCT ON twice)."""
+    take_build = "b.model_id IS NOT NULL AND (l.model_id IS NULL OR l.snapshot_date <= b.snapshot_date)"
+    unchanged = (
+        f"l.model_id IS NOT NULL AND ({', '.join(f'l.{c}' for c in _VALUES)}) "
+        f"IS NOT DISTINCT FROM ({', '.join(f'b.{c}' for c in _VALUES)})"
+    )
     return f"""
     INSERT INTO {NEXT} ({", ".join(MODEL_COLUMNS)}, updated_at)
-    SELECT {", ".join(f"b.{c}" for c in MODEL_COLUMNS)},
-        CASE WHEN l.model_id IS NOT NULL
-              AND ({", ".join(f"l.{c}" for c in _VALUES)}) IS NOT DISTINCT FROM ({", ".join(f"b.{c}" for c in _VALUES)})
-             THEN l.updated_at ELSE clock_timestamp() END
-    FROM ({source}) b LEFT JOIN {LIVE} l ON l.model_id = b.model_id
-    WHERE l.snapshot_date IS NULL OR l.snapshot_date <= b.snapshot_date
-    UNION ALL
-    SELECT {", ".join(f"l.{c}" for c in MODEL_COLUMNS)}, l.updated_at
-    FROM {LIVE} l LEFT JOIN ({source}) b ON b.model_id = l.model_id
-    WHERE b.model_id IS NULL OR l.snapshot_date > b.snapshot_date  -- an outer join: one hash join, not a probe per row
+    SELECT {", ".join(f"CASE WHEN t.build THEN b.{c} ELSE l.{c} END" for c in MODEL_COLUMNS)},
+        CASE WHEN NOT t.build OR ({unchanged}) THEN l.updated_at ELSE clock_timestamp() END
+    FROM {LIVE} l FULL JOIN ({source}) b ON b.model_id = l.model_id CROSS JOIN LATERAL (SELECT {take_build} AS build) t
 """  # noqa: S608 (identifiers are module constants)
 
 
