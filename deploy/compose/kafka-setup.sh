@@ -86,8 +86,8 @@ allow kafka-metrics --operation Describe --operation Write --topic watch.alerts.
 # scorer (scorer/topology.py)
 user kafka-scorer "${KAFKA_SCORER_PASSWORD:?}"
 allow kafka-scorer --operation Describe --operation Read --group scorer
-allow kafka-scorer --operation Describe --operation Read --topic hub.features.v1
-allow kafka-scorer --operation Describe --operation Write --topic hub.features.v1.dlq
+allow kafka-scorer --operation Describe --operation Read --topic hub.features.v2
+allow kafka-scorer --operation Describe --operation Write --topic hub.features.v2.dlq
 allow kafka-scorer --operation Describe --operation Write --topic hub.scores.v1
 
 # monitoring: the Prometheus exporter reads every topic's offsets and every group's lag

@@ -5,7 +5,6 @@ re-ingested model-day were streamed twice), and republishes the same events."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from collections.abc import Iterable
 
@@ -15,6 +14,7 @@ import pytest
 
 from features.support import fetch, hub_snapshots, stored_features_truth
 from hubpulse_common.db import create_pool, migrate
+from hubpulse_common.events import ModelFeaturesBatch
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.synthetic import SyntheticHub
@@ -23,11 +23,11 @@ from hubpulse_features.app import MIGRATIONS
 from hubpulse_features.handlers import FeaturesWorker
 
 
-def _content(event: bytes) -> dict[str, object]:
-    """An event without its publishing time."""
-    fields: dict[str, object] = json.loads(event)
-    fields.pop("occurred_at")
-    return fields
+def _rows(published: Iterable[tuple[bytes, bytes]], prefix: str) -> list[tuple[str, dict[str, object]]]:
+    """Our model-days in the published hub.features.v2 messages (model id, the row's v1 event without its publishing
+    time), in order; the day also holds other tests' models."""
+    rows = [row for _, value in published for row in ModelFeaturesBatch.model_validate_json(value).as_v1()]
+    return [(r.model_id, r.model_dump(exclude={"occurred_at"})) for r in rows if r.model_id.startswith(prefix)]
 
 
 class Killed(Exception):
@@ -83,17 +83,18 @@ async def test_a_close_killed_midway_writes_nothing_final_and_its_retry_writes_e
         assert (await fetch(database_url, finals, prefix + "%"))[0]["n"] == 0
         streamed = "SELECT count(*) AS n FROM feature_stream WHERE model_id LIKE $1"
         assert (await fetch(database_url, streamed, prefix + "%"))[0]["n"] == len(events) + 150
-        first_run = dict(bus.published)
+        first_run = dict(_rows(bus.published, prefix))
 
         bus.alive, bus.published = True, []
         day_models = await worker.close_day(day)
         assert day_models >= len(events)  # the day also holds earlier tests' models (one shared database)
         assert (await fetch(database_url, streamed, prefix + "%"))[0]["n"] == 0, "the closed day's stream stays"
-        ours = {k: v for k, v in bus.published if k.decode().startswith(prefix)}
-        assert len(ours) == len(events) == len([k for k, _ in bus.published if k.decode().startswith(prefix)])
+        published = _rows(bus.published, prefix)
+        ours = dict(published)
+        assert len(ours) == len(events) == len(published)  # each model-day once
         again = [k for k in first_run if k in ours]
         assert again, "no model of ours was in the first slice"
-        assert all(_content(ours[k]) == _content(first_run[k]) for k in again), "the retry published other events"
+        assert all(ours[k] == first_run[k] for k in again), "the retry published other events"
 
         rows = await fetch(
             database_url,

@@ -6,11 +6,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-import orjson
-
 from features.support import fetch, hub_snapshots
 from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.events import ModelFeatures, ModelSnapshot
+from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch, ModelSnapshot
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features import repository
@@ -27,7 +25,9 @@ class Recording(EventBus):
         self, topic: str, items: Iterable[tuple[bytes, bytes]], *, trace_id: str | None = None
     ) -> int:
         items = list(items)
-        self.published.extend(ModelFeatures.model_validate(orjson.loads(value)) for _, value in items)
+        assert topic == ModelFeaturesBatch.topic  # v1 only where the setting asks for it
+        for _, value in items:
+            self.published.extend(ModelFeaturesBatch.model_validate_json(value).as_v1())
         return await super().publish_encoded(topic, items, trace_id=trace_id)
 
 

@@ -1,14 +1,19 @@
-"""Events we encode in bulk (features, scores) validate as their pydantic models; top-k equals a stable sort."""
+"""Events we encode in bulk (features v1 and v2, scores) validate as their pydantic models; the scorer's rows from
+hub.features.v2 columns give what the v1 events gave; top-k equals a stable sort."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
+import pytest
+from pydantic_core import to_json
 
-from hubpulse_common.events import ModelFeatures, ModelScore
+from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch, ModelScore
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_features import service as features
 from hubpulse_scorer import service as scorer
@@ -87,15 +92,46 @@ def test_feature_payloads_validate_as_the_pydantic_events() -> None:
             assert event.occurred_at.tzinfo is not None
 
 
+def test_feature_batches_validate_back_to_exactly_the_rows_v1_carried() -> None:
+    frame = _feature_frame()
+    renamed = {"org/m1": "org/old-m1"}
+    v1 = [
+        ModelFeatures.model_validate_json(value)
+        for _, value in features.feature_payloads(frame, provisional=False, renamed_from=renamed, day_models=9)
+    ]
+    pairs = features.feature_batches(frame, renamed_from=renamed, day_models=9, rows=4)
+    messages = [ModelFeaturesBatch.model_validate_json(value) for _, value in pairs]
+    assert [m.rows for m in messages] == [4, 2]
+    assert [key for key, _ in pairs] == [m.key().encode() for m in messages]
+    assert messages[0].renamed_from == renamed
+    assert messages[1].renamed_from == {}
+    rows = [row for m in messages for row in m.as_v1()]
+    assert [r.model_dump(exclude={"occurred_at"}) for r in rows] == [e.model_dump(exclude={"occurred_at"}) for e in v1]
+    # and each is the event pydantic builds from the frame's row
+    for row, (_, expected) in zip(rows, frame.iterrows(), strict=True):
+        reference = _reference(expected, provisional=False).model_copy(
+            update={"renamed_from": renamed.get(row.model_id), "day_models": 9}
+        )
+        assert row.model_dump(exclude={"occurred_at"}) == reference.model_dump(exclude={"occurred_at"})
+    with pytest.raises(ValueError, match="one day's rows, not 2"):
+        features.feature_batches(frame.assign(snapshot_date=pd.to_datetime(["2025-01-02", "2025-01-03"] * 3)))
+
+
+def _v2_rows(frame: pd.DataFrame, rows: int = 4) -> scorer.FeatureRows:
+    """The frame as the scorer reads it: the close's hub.features.v2 messages, validated, as columns."""
+    pairs = features.feature_batches(frame, day_models=len(frame), rows=rows)
+    return scorer.feature_rows([ModelFeaturesBatch.model_validate_json(value) for _, value in pairs])
+
+
 def test_score_payloads_validate_and_match_the_rows(challenger) -> None:
     frame = _feature_frame()
-    events = [ModelFeatures.model_validate_json(v) for _, v in features.feature_payloads(frame, provisional=True)]
-    scored = scorer.score(challenger, events, top_n=5)
+    events = [ModelFeatures.model_validate_json(v) for _, v in features.feature_payloads(frame, provisional=False)]
+    scored = scorer.score(challenger, _v2_rows(frame), top_n=5)
     payloads = scorer.score_payloads(scored)
     records = scorer.score_records(scored)
     catalog, daily = scorer.catalog_records(scored)
     assert len(payloads) == len(records) == len(daily) == len(catalog) == len(events)
-    x = scorer.features_matrix(events, challenger.feature_columns)
+    x = scorer.values_matrix([e.features for e in events], challenger.feature_columns)
     for i, ((key, value), event) in enumerate(zip(payloads, events, strict=True)):
         score = ModelScore.model_validate_json(value)
         assert key == event.model_id.encode()
@@ -115,6 +151,101 @@ def test_score_payloads_validate_and_match_the_rows(challenger) -> None:
         assert [c.model_dump() for c in score.top_features] == json.loads(records[i][7])
     explanation = scorer.CATALOG_COLUMNS.index("explanation")
     assert {row[0]: row[explanation] for row in catalog} == {r[1]: r[7] for r in records}
+
+
+def _distinct_frame(n: int) -> pd.DataFrame:
+    """n model-days of one day, every row's values its own (a column read at another row's place shows)."""
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {
+            "snapshot_date": pd.to_datetime(["2025-03-04"] * n),
+            "model_id": [f"org{i % 3}/m{i}" for i in range(n)],
+            "downloads": rng.permutation(n) * 100.0,
+            "downloads_all_time": np.where(rng.random(n) < 0.2, np.nan, rng.permutation(n) * 1000.0 + 7),
+            "likes": rng.permutation(n) + 1.0,
+            "pipeline_tag": rng.choice(["text-generation", "fill-mask", None], n),
+            "library_name": rng.choice(["transformers", "gguf", None], n),
+            "author": [f"org{i % 3}" for i in range(n)],
+            "tags": [[f"t{i}"] * (i % 3) for i in range(n)],
+            "created_at": pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.permutation(n), unit="h"),
+            "last_modified": pd.to_datetime("2024-06-01") + pd.to_timedelta(rng.permutation(n), unit="m"),
+        }
+    )
+    values = (rng.normal(size=(n, len(FEATURE_COLUMNS))) * 3).astype("float32")
+    values[rng.random(values.shape) < 0.1] = np.nan
+    out = pd.concat([frame, pd.DataFrame(values, columns=list(FEATURE_COLUMNS))], axis=1)
+    out["trending_rank"] = np.where(rng.random(n) < 0.5, np.nan, rng.permutation(n) + 1.0)
+    return out
+
+
+def _v1_catalog_row(e: ModelFeatures, p: float, explanation: str | None, scored: scorer.Scored) -> tuple[Any, ...]:
+    """The catalog row the scorer built from a hub.features.v1 event (before v2), written out as it was."""
+    likes_7d = e.features.get("likes_7d")
+    return (
+        *(e.model_id, e.author, e.pipeline_tag, e.library_name, list(e.tags), e.created_at, e.last_modified),
+        *(e.snapshot_date, e.downloads or 0, e.downloads_all_time, e.likes or 0, e.trending_rank),
+        *(e.features.get("growth_rate_7d"), p, scored.version, scored.label, scored.threshold),
+        likes_7d if likes_7d is not None and np.isfinite(likes_7d) else None,
+        explanation,
+        to_json(e.features, inf_nan_mode="null").decode(),
+    )
+
+
+def test_scores_from_v2_columns_equal_what_the_v1_events_gave(challenger) -> None:
+    frame = _distinct_frame(60)
+    v1 = [
+        ModelFeatures.model_validate_json(value)
+        for _, value in features.feature_payloads(frame, provisional=False, day_models=len(frame))
+    ]
+    # the v1 path: a matrix of each event's features by name, one XGBoost call, every row explained
+    columns = challenger.feature_columns
+    x = scorer.values_matrix([e.features for e in v1], columns)
+    probability = challenger.predict_proba(pd.DataFrame(x.astype("float32"), columns=list(columns))).tolist()
+    explanations = scorer.explain(challenger, x, 5)
+    assert len(set(probability)) > len(v1) // 2, "rows score alike: a misaligned column would not show"
+
+    # v2: messages of 7 rows, their features in the reverse of the model's order
+    messages = []
+    for _, value in features.feature_batches(frame, day_models=len(frame), rows=7):
+        document = orjson.loads(value)
+        document["features"] = dict(reversed(document["features"].items()))
+        messages.append(ModelFeaturesBatch.model_validate(document))
+    scored = scorer.score(challenger, scorer.feature_rows(messages), 5)
+    assert scored.probability.tolist() == probability
+    assert list(scored.explanations) == explanations
+    catalog, daily = scorer.catalog_records(scored)
+    expected = [_v1_catalog_row(*row, scored) for row in zip(v1, probability, explanations, strict=True)]
+    # the features text keeps the message's order of names: the same object
+    assert [(*r[:-1], json.loads(r[-1])) for r in catalog] == [(*r[:-1], json.loads(r[-1])) for r in expected]
+    assert scorer.catalog_records(scorer.score(challenger, _v2_rows(frame, 7), 5))[0] == expected  # as the close sends
+    assert daily == [
+        (e.model_id, e.snapshot_date, e.downloads or 0, e.likes or 0, e.trending_rank, p, scored.version)
+        for e, p in zip(v1, probability, strict=True)
+    ]
+    meta = (scored.version, scored.label, scored.horizon_days)
+    assert scorer.score_records(scored) == [
+        (e.snapshot_date, e.model_id, *meta, p, scored.threshold, t, e.provisional)
+        for e, p, t in zip(v1, probability, explanations, strict=True)
+    ]
+
+
+def test_a_model_day_in_two_messages_of_a_batch_is_scored_once_as_the_later_one(challenger) -> None:
+    frame = _distinct_frame(12)
+    first = _v2_rows(frame)
+    again = frame.copy()
+    again.loc[3, "likes"] = 999.0  # the day closed again: model 3's later row differs
+    rows = scorer.latest_per_model_day(
+        scorer.feature_rows(
+            [
+                ModelFeaturesBatch.model_validate_json(v)
+                for frame_ in (frame, again.iloc[2:5])
+                for _, v in features.feature_batches(frame_, rows=4)
+            ]
+        )
+    )
+    assert rows.model_id == first.model_id  # each model-day once, where it first came
+    assert rows.likes == [*first.likes[:3], 999, *first.likes[4:]]
+    np.testing.assert_array_equal(rows.values, first.values)
 
 
 def test_top_columns_equals_a_stable_sort_with_ties() -> None:

@@ -19,7 +19,7 @@ from support.polling import wait_for
 
 from hubpulse.platform.stores import free_port
 from hubpulse_common import db
-from hubpulse_common.events import ModelFeatures
+from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch
 from hubpulse_gateway.app import create_app as create_gateway_app
 from hubpulse_gateway.settings import GatewaySettings
 from hubpulse_scorer import repository, service
@@ -64,29 +64,43 @@ def _shown(explanation: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: c[k] for k in ("feature", "value", "contribution")} for c in explanation]
 
 
-async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
-    service_env: dict[str, str], database_url: str, challenger: TrainedModel, own_kafka: Any
-) -> None:
-    prefix = f"e{uuid.uuid4().hex[:6]}/"
+def serving_challenger(
+    service_env: dict[str, str], database_url: str, challenger: TrainedModel, own_kafka: Any, **settings: Any
+) -> tuple[ScorerSettings, str]:
+    """Scorer settings on the test's own broker, with a registry of its own whose current version is `challenger`
+    (no bootstrap training); and that version."""
     bucket = f"t-{uuid.uuid4().hex[:10]}"
     registry = _registry(service_env, bucket)
-    version = registry.promote(registry.register(challenger).version).version  # no bootstrap training
-    day = dt.date(2031, 3, 4)
-    events = _events(challenger, prefix, day)
-    eager = service.score(challenger, events, 5)  # today's computation: every row explained
-    expected = dict(zip([e.model_id for e in events], eager.explanations, strict=True))
-    probability = dict(zip([e.model_id for e in events], eager.probability.tolist(), strict=True))
-    picks = {e.model_id for e, p in zip(events, eager.probability, strict=True) if p >= challenger.metadata.threshold}
+    version = registry.promote(registry.register(challenger).version).version
     scorer = settings_for(
         ScorerSettings,
         {**service_env, "HUBPULSE_KAFKA_BOOTSTRAP": own_kafka.url},
         database_url,
         s3_bucket=bucket,
-        explain_top_n=TOP_N,
         catalog_swap_check_s=0.2,
+        **settings,
     )
+    return scorer, version
+
+
+def rows_of(events: list[ModelFeatures]) -> service.FeatureRows:
+    """One day's events as the scorer reads them from hub.features.v2."""
+    return service.feature_rows([ModelFeaturesBatch.of(events)])
+
+
+async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
+    service_env: dict[str, str], database_url: str, challenger: TrainedModel, own_kafka: Any
+) -> None:
+    prefix = f"e{uuid.uuid4().hex[:6]}/"
+    scorer, version = serving_challenger(service_env, database_url, challenger, own_kafka, explain_top_n=TOP_N)
+    day = dt.date(2031, 3, 4)
+    events = _events(challenger, prefix, day)
+    eager = service.score(challenger, rows_of(events), 5)  # today's computation: every row explained
+    expected = dict(zip([e.model_id for e in events], eager.explanations, strict=True))
+    probability = dict(zip([e.model_id for e in events], eager.probability.tolist(), strict=True))
+    picks = {e.model_id for e, p in zip(events, eager.probability, strict=True) if p >= challenger.metadata.threshold}
     async with serving(create_scorer_app(scorer)) as scorer_url:
-        await publish(own_kafka.url, events)
+        await publish(own_kafka.url, [ModelFeaturesBatch.of(events)])
         catalog = await wait_for(
             lambda: fetch(database_url, "SELECT model_id FROM catalog_models WHERE model_id LIKE $1", prefix + "%"),
             lambda rows: len(rows) == MODELS,
@@ -162,15 +176,16 @@ async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
 
 def test_a_batch_explains_its_picks_as_the_eager_computation_and_scores_the_same(challenger: TrainedModel) -> None:
     events = _events(challenger, "b/", dt.date(2031, 3, 5))
-    eager = service.score(challenger, events, 5)
+    rows = rows_of(events)
+    eager = service.score(challenger, rows, 5)
     picks = eager.probability >= challenger.metadata.threshold
     assert picks.any()
     assert not picks.all()
-    lean = service.score(challenger, events, 5, picks_only=True)
+    lean = service.score(challenger, rows, 5, picks_only=True)
     assert lean.probability.tolist() == eager.probability.tolist()
     assert lean.explanations == [text if pick else None for text, pick in zip(eager.explanations, picks, strict=True)]
     # a batch without a pick explains nothing (and scores it all)
-    quiet = [e for e, pick in zip(events, picks, strict=True) if not pick]
+    quiet = rows.take(np.flatnonzero(~picks).tolist())
     assert service.score(challenger, quiet, 5, picks_only=True).explanations == [None] * len(quiet)
 
 

@@ -21,12 +21,12 @@ import numpy as np
 import orjson
 
 from hubpulse_common import db
-from hubpulse_common.events import ModelFeatures
+from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.synthetic import DayColumns, SyntheticHub
 from hubpulse_scorer.app import MIGRATIONS
 from hubpulse_scorer.repository import COPY_TARGETS
-from hubpulse_scorer.service import DAILY_COLUMNS, Record, Scored, catalog_records
+from hubpulse_scorer.service import DAILY_COLUMNS, Record, Scored, catalog_records, feature_rows
 
 SCORER_VERSION_TABLE = "alembic_version_scorer"
 SEED_VERSION = "seed"
@@ -116,7 +116,15 @@ def scored_chunks(
                     ]
                 ).decode()
             )
-        yield Scored(events, SEED_VERSION, "trending", 7, SEED_THRESHOLD, probability[lo:hi], explanations)
+        yield Scored(
+            feature_rows([ModelFeaturesBatch.of(events)]),
+            SEED_VERSION,
+            "trending",
+            7,
+            SEED_THRESHOLD,
+            probability[lo:hi],
+            explanations,
+        )
 
 
 def _daily_rows(cols: DayColumns, pick_share: float) -> Iterator[Record]:

@@ -78,9 +78,9 @@ async def next_day(conn: asyncpg.Connection, models: int, seed: int) -> tuple[It
 def batches(chunks: Iterator[Scored], batch: int) -> Iterator[Scored]:
     """The day cut into the scorer's batches."""
     for big in chunks:
-        for lo in range(0, len(big.events), batch):
+        for lo in range(0, len(big.rows), batch):
             yield Scored(
-                big.events[lo : lo + batch],
+                big.rows.take(slice(lo, lo + batch)),
                 big.version,
                 big.label,
                 big.horizon_days,

@@ -419,6 +419,8 @@ def run(
             try:
                 _run_days(hub, day_models, report, start, work, started, options)
                 report["ok"] = True
+                # where each close's time went (read, store and encode, publish), as the features service logs it
+                report["features_close_logs"] = _log_lines(logs / "features.log", "features.day_closed")
             except (StageTimeout, RuntimeError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
                 report["error"] = f"{type(exc).__name__}: {exc}"
                 say(f"[red]failed:[/] {report['error']}")
@@ -442,6 +444,13 @@ def run(
     over = {n: v for n, v in report.get("peak_rss_mb", {}).items() if n.split("-")[0] in SERVICES and v and v > 2048}
     report["rss_within_2gib"] = not over
     return report
+
+
+def _log_lines(path: Path, event: str) -> list[str]:
+    """The lines of a service's log that record `event` (none if the log is missing)."""
+    if not path.exists():
+        return []
+    return [" ".join(line.split())[:600] for line in path.read_text(errors="replace").splitlines() if event in line]
 
 
 def _run_days(

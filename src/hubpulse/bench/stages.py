@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import typer
 
-from hubpulse_common.events import ModelFeatures, ModelScore, ModelSnapshot
+from hubpulse_common.events import ModelFeaturesBatch, ModelScore, ModelSnapshot
 from hubpulse_common.features import HISTORY_WINDOW_DAYS
 from hubpulse_common.synthetic import SyntheticHub
 
@@ -76,12 +76,13 @@ def run(models: int, batch: int, seed: int = 1) -> dict[str, Any]:
     frame = _timed(r, "features.frame", n, lambda: features.records_frame(records))
     feats = _timed(r, "features.compute", n, lambda: features.batch_features(window, frame))
     _timed(r, "features.copy_records", n, lambda: features.feature_rows_copy(feats, provisional=True))
-    payloads = _timed(r, "features.events_encoded", n, lambda: features.feature_payloads(feats, provisional=True))
-    ModelFeatures.model_validate_json(payloads[0][1])  # what we emit validates
+    payloads = _timed(r, "features.events_encoded", n, lambda: features.feature_batches(feats))
+    ModelFeaturesBatch.model_validate_json(payloads[0][1])  # what we emit validates
 
     # scorer handler
-    events = _timed(r, "scorer.decode", n, lambda: [ModelFeatures.model_validate_json(p) for _, p in payloads])
-    latest = _timed(r, "scorer.latest", n, lambda: scorer.latest_per_model_day(events))
+    messages = _timed(r, "scorer.decode", n, lambda: [ModelFeaturesBatch.model_validate_json(p) for _, p in payloads])
+    rows = _timed(r, "scorer.rows", n, lambda: scorer.feature_rows(messages))
+    latest = _timed(r, "scorer.latest", n, lambda: scorer.latest_per_model_day(rows))
     # as the scorer's handler does: TreeSHAP for the picks only (the others are explained when read)
     scored = _timed(r, "scorer.score+explain", n, lambda: scorer.score(model, latest, 5, picks_only=True))
     _timed(r, "scorer.score_records", n, lambda: scorer.score_records(scored))

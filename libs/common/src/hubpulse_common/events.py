@@ -279,7 +279,7 @@ class ModelFeaturesBatch(Event):
     @model_validator(mode="after")
     def _columns_line_up(self) -> ModelFeaturesBatch:
         rows = len(self.model_id)
-        uneven = [name for name in _BATCH_COLUMNS if len(getattr(self, name)) != rows]
+        uneven = [name for name in BATCH_ROW_COLUMNS if len(getattr(self, name)) != rows]
         uneven += [f"features.{name}" for name, values in self.features.items() if len(values) != rows]
         if uneven:
             raise ValueError(f"every column needs {rows} values (one per model_id): {', '.join(uneven)} do not")
@@ -350,8 +350,8 @@ class ModelFeaturesBatch(Event):
         )
 
 
-# the per-row columns of ModelFeaturesBatch besides model_id and features
-_BATCH_COLUMNS: tuple[str, ...] = (
+# the per-row columns of ModelFeaturesBatch besides model_id and features (bulk consumers read each of them)
+BATCH_ROW_COLUMNS: tuple[str, ...] = (
     "downloads",
     "downloads_all_time",
     "likes",

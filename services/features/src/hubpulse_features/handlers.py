@@ -12,7 +12,7 @@ import asyncpg
 import pandas as pd
 from prometheus_client import Counter, Histogram
 
-from hubpulse_common.events import DayIngested, ModelFeatures, ModelSnapshot
+from hubpulse_common.events import DayIngested, ModelFeatures, ModelFeaturesBatch, ModelSnapshot
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
 from hubpulse_common.renames import renames_in
@@ -32,9 +32,10 @@ DAY_CLOSE_SECONDS = Histogram(
 class FeaturesWorker:
     """Owns the store and the bus; the handler and the closer never interleave (one lock)."""
 
-    def __init__(self, pool: asyncpg.Pool, bus: EventBus) -> None:
+    def __init__(self, pool: asyncpg.Pool, bus: EventBus, *, publish_v1: bool = False) -> None:
         self._pool = pool
         self._bus = bus
+        self._publish_v1 = publish_v1
         self._lock = asyncio.Lock()
         self.day_activity = asyncio.Event()
         self.close_parts: dict[str, float] = {}
@@ -151,11 +152,24 @@ class FeaturesWorker:
         PostgreSQL stores them), and the slices before those are published: the stages overlap instead of taking
         turns. A failure in one cancels the others (a task group)."""
         slices: asyncio.Queue[pd.DataFrame | None] = asyncio.Queue(maxsize=1)
-        encoded: asyncio.Queue[list[tuple[bytes, bytes]] | None] = asyncio.Queue(maxsize=1)
+        encoded: asyncio.Queue[dict[str, list[tuple[bytes, bytes]]] | None] = asyncio.Queue(maxsize=1)
         models = 0
         # where the close's time goes (logged with the day): waiting for the read, storing and encoding, and
         # publishing (these overlap with the next slice's store)
         parts = self.close_parts = dict.fromkeys(("read_wait_s", "store_s", "publish_s"), 0.0)
+
+        def encode(final: pd.DataFrame) -> dict[str, list[tuple[bytes, bytes]]]:
+            """The slice's messages by topic: hub.features.v2, and v1 (one per row) where still asked for."""
+            messages = {
+                ModelFeaturesBatch.topic: service.feature_batches(
+                    final, renamed_from=renamed_from, day_models=len(cross)
+                )
+            }
+            if self._publish_v1:
+                messages[ModelFeatures.topic] = service.feature_payloads(
+                    final, provisional=False, renamed_from=renamed_from, day_models=len(cross)
+                )
+            return messages
 
         async def read() -> None:
             await repository.stream_day_rows(reader, day, slices.put)
@@ -171,15 +185,7 @@ class FeaturesWorker:
                 parts["read_wait_s"] += storing - waited
                 final = service.close_rows(rows, cross)
                 async with asyncio.TaskGroup() as both:
-                    encoding = both.create_task(
-                        asyncio.to_thread(
-                            service.feature_payloads,
-                            final,
-                            provisional=False,
-                            renamed_from=renamed_from,
-                            day_models=len(cross),
-                        )
-                    )
+                    encoding = both.create_task(asyncio.to_thread(encode, final))
                     both.create_task(repository.write_final(writer, final))
                 parts["store_s"] += time.perf_counter() - storing
                 await encoded.put(encoding.result())
@@ -187,9 +193,10 @@ class FeaturesWorker:
             await encoded.put(None)
 
         async def publish() -> None:
-            while (payloads := await encoded.get()) is not None:
+            while (messages := await encoded.get()) is not None:
                 publishing = time.perf_counter()
-                await self._bus.publish_encoded(ModelFeatures.topic, payloads)
+                for topic, payloads in messages.items():
+                    await self._bus.publish_encoded(topic, payloads)
                 parts["publish_s"] += time.perf_counter() - publishing
 
         async with asyncio.TaskGroup() as tasks:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hubpulse_common.encoding import EventEncoder
-from hubpulse_common.events import ModelFeatures, ModelSnapshot
+from hubpulse_common.events import FEATURES_BATCH_ROWS, ModelFeatures, ModelFeaturesBatch, ModelSnapshot
 from hubpulse_common.features import (
     CROSS_FEATURE_COLUMNS,
     FEATURE_COLUMNS,
@@ -313,3 +313,59 @@ def feature_payloads(
             modified,
         ) in columns
     ]
+
+
+def _tag_lists(frame: pd.DataFrame) -> list[list[str]]:
+    return [list(tags) if isinstance(tags, list | tuple | np.ndarray) else [] for tags in frame["tags"].tolist()]
+
+
+def feature_batches(
+    frame: pd.DataFrame,
+    *,
+    renamed_from: Mapping[str, str] | None = None,
+    day_models: int | None = None,
+    rows: int = FEATURES_BATCH_ROWS,
+) -> list[tuple[bytes, bytes]]:
+    """The rows of one day's frame (keys, FEATURE_COLUMNS and STAT_COLUMNS, one row per model) as
+    `ModelFeaturesBatch` messages of up to `rows` rows each, as (key, JSON) pairs.
+
+    Column-wise in bulk: each column becomes a list (or stays a numpy array, which orjson writes as it is, NaN and
+    infinities as null) and each message is one encode; no pydantic model and no dict per row. The JSON validates
+    back to the rows `feature_payloads` encodes one event each (tests/features check it).
+    """
+    if frame.empty:
+        return []
+    days = np.unique(_days(frame))
+    if len(days) != 1:
+        raise ValueError(f"a features message carries one day's rows, not {len(days)} days'")
+    day = str(days[0])
+    ids = frame["model_id"].tolist()
+    # one row per feature, contiguous: orjson writes C-contiguous arrays only
+    x = np.ascontiguousarray(frame[list(FEATURE_COLUMNS)].to_numpy(dtype="float64", na_value=np.nan).T)
+    renamed = renamed_from or {}
+    columns: dict[str, list[Any]] = {
+        "downloads": _nullable_ints(frame, "downloads"),
+        "downloads_all_time": _nullable_ints(frame, "downloads_all_time"),
+        "likes": _nullable_ints(frame, "likes"),
+        "trending_rank": _nullable_ints(frame, "trending_rank"),
+        "pipeline_tag": _nullable_strings(frame, "pipeline_tag"),
+        "library_name": _nullable_strings(frame, "library_name"),
+        "author": _nullable_strings(frame, "author"),
+        "tags": _tag_lists(frame),
+        "created_at": _utc_times(frame, "created_at"),
+        "last_modified": _utc_times(frame, "last_modified"),
+    }
+    encode = EventEncoder(ModelFeaturesBatch).encode
+    out: list[tuple[bytes, bytes]] = []
+    for lo in range(0, len(ids), rows):
+        part = ids[lo : lo + rows]
+        fields: dict[str, Any] = {name: values[lo : lo + rows] for name, values in columns.items()}
+        fields |= {
+            "snapshot_date": day,
+            "day_models": day_models,
+            "model_id": part,
+            "renamed_from": {m: renamed[m] for m in part if m in renamed} if renamed else {},
+            "features": {name: x[j, lo : lo + rows] for j, name in enumerate(FEATURE_COLUMNS)},
+        }
+        out.append((f"{day}/{part[0]}".encode(), encode(fields)))
+    return out

@@ -13,3 +13,6 @@ class FeaturesSettings(ConsumerSettings, service="features", port=8003):
     # comes (no signal, or a count never reached), when no snapshot of it has arrived for this long.
     day_close_idle_s: float = 20.0
     day_close_check_s: float = 2.0
+    # The close publishes each day's final features on hub.features.v2 (many model-days a message). True also
+    # publishes them on hub.features.v1, one message per model-day, for consumers not yet moved to v2.
+    features_publish_v1: bool = False

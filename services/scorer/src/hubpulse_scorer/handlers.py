@@ -13,10 +13,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Gauge, Info
 
 from hubpulse_common.errors import InputError
-from hubpulse_common.events import ModelFeatures, ModelScore
+from hubpulse_common.events import ModelFeaturesBatch, ModelScore
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
-from hubpulse_common.renames import renames_in
 from hubpulse_scorer import catalog_swap, repository, service
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.registry import ModelRegistry
@@ -50,25 +49,26 @@ class ScorerWorker:
         self.loaded.set()
         log.info("scorer.model_loaded", version=model.metadata.version)
 
-    async def handle(self, batch: Sequence[Received[ModelFeatures]]) -> None:
+    async def handle(self, batch: Sequence[Received[ModelFeaturesBatch]]) -> None:
         model = self.model
         assert model is not None, "the consumer starts only once a model is loaded"
-        received = [r.event for r in batch]
-        marked = renames_in(received)
+        messages = [r.event for r in batch]
+        marked = service.renames_of(messages)
+        received = await asyncio.to_thread(service.feature_rows, messages)
         async with repository.renames_guard(self._pool, exclusive=bool(marked)):
             # a renamed model's scores and catalog rows move to its new name first (issue 14); the write below
             # is idempotent, so a crash between the two transactions redoes nothing twice
-            aliases = await repository.follow_renames(self._pool, marked, [e.model_id for e in received])
-            events = service.latest_per_model_day(service.under_current_names(received, aliases))
+            aliases = await repository.follow_renames(self._pool, marked, received.model_id)
+            rows = service.latest_per_model_day(service.under_current_names(received, aliases))
             # XGBoost releases the GIL: scoring in a thread keeps the event loop (and heartbeats) responsive.
             # explained now: the picks (ModelScore readers alert on them); the others where they are read
-            scored = await asyncio.to_thread(partial(service.score, model, events, self._top_n, picks_only=True))
-            catalog, daily = service.catalog_records(scored)
+            scored = await asyncio.to_thread(partial(service.score, model, rows, self._top_n, picks_only=True))
+            catalog, daily = await asyncio.to_thread(service.catalog_records, scored)
             await repository.write_batch(
-                self._pool, service.score_records(scored), catalog, daily, service.day_models(events)
+                self._pool, service.score_records(scored), catalog, daily, service.day_models(messages)
             )
         await self._bus.publish_encoded(ModelScore.topic, service.score_payloads(scored))
-        SCORED.labels(scored.version).inc(len(events))
+        SCORED.labels(scored.version).inc(len(rows))
         self.day_activity.set()
 
     async def run_swapper(self, idle_s: float, check_s: float, prepare: catalog_swap.Prepare | None = None) -> None:

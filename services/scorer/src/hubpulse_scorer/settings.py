@@ -6,7 +6,8 @@ from hubpulse_common.settings import ConsumerSettings
 
 
 class ScorerSettings(ConsumerSettings, service="scorer", port=8004):
-    batch_size: int = 5000
+    # hub.features.v2 messages a batch takes (each up to FEATURES_BATCH_ROWS = 500 model-days): ~5,000 model-days
+    batch_size: int = 10
     # How often the registry's current pointer is checked for a promotion or rollback.
     model_poll_s: float = 3.0
     top_features: int = 5

@@ -1,0 +1,70 @@
+"""The close publishes hub.features.v2; with HUBPULSE_FEATURES_PUBLISH_V1 also hub.features.v1, one message per
+model-day, carrying exactly the rows of the v2 messages (consumers of v1 keep working until they move)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+import pytest
+
+from features.support import hub_snapshots
+from hubpulse_common.db import create_pool, migrate
+from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch
+from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.settings import load_settings
+from hubpulse_common.synthetic import SyntheticHub
+from hubpulse_features import repository
+from hubpulse_features.app import MIGRATIONS
+from hubpulse_features.handlers import FeaturesWorker
+from hubpulse_features.settings import FeaturesSettings
+
+
+class ByTopic(EventBus):
+    """The real bus, keeping what it publishes by topic."""
+
+    published: dict[str, list[bytes]]
+
+    async def publish_encoded(
+        self, topic: str, items: Iterable[tuple[bytes, bytes]], *, trace_id: str | None = None
+    ) -> int:
+        pairs = list(items)
+        self.published.setdefault(topic, []).extend(value for _, value in pairs)
+        return await super().publish_encoded(topic, pairs, trace_id=trace_id)
+
+
+def test_the_setting_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(FeaturesSettings).features_publish_v1 is False
+    monkeypatch.setenv("HUBPULSE_FEATURES_PUBLISH_V1", "true")
+    assert load_settings(FeaturesSettings).features_publish_v1 is True
+
+
+@pytest.mark.parametrize("publish_v1", [False, True])
+async def test_the_close_publishes_v2_and_v1_only_when_asked(
+    service_env: dict[str, str], database_url: str, publish_v1: bool
+) -> None:
+    await migrate(database_url, MIGRATIONS, version_table="alembic_version_features")
+    bus = ByTopic(service_env["HUBPULSE_KAFKA_BOOTSTRAP"], client_id="features-publish-v1-test")
+    bus.published = {}
+    await bus.start()
+    pool = await create_pool(database_url)
+    prefix = f"p1{uuid.uuid4().hex[:6]}-"
+    try:
+        await repository.ensure_feature_set(pool)
+        worker = FeaturesWorker(pool, bus, publish_v1=publish_v1)
+        events = hub_snapshots(SyntheticHub(40, 1, seed=4), 0, prefix)
+        await worker.handle([Received(e, "hub.snapshots.v1", 0, i, None) for i, e in enumerate(events)])
+        await worker.close_day(events[0].snapshot_date)
+    finally:
+        await pool.close()
+        await bus.stop()
+
+    assert set(bus.published) == {ModelFeaturesBatch.topic, *([ModelFeatures.topic] if publish_v1 else [])}
+    rows = [
+        r for v in bus.published[ModelFeaturesBatch.topic] for r in ModelFeaturesBatch.model_validate_json(v).as_v1()
+    ]
+    ours = [r.model_dump(exclude={"occurred_at"}) for r in rows if r.model_id.startswith(prefix)]
+    assert len(ours) == len(events)
+    if publish_v1:
+        v1 = [ModelFeatures.model_validate_json(v) for v in bus.published[ModelFeatures.topic]]
+        assert [e.model_dump(exclude={"occurred_at"}) for e in v1 if e.model_id.startswith(prefix)] == ours
