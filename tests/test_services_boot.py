@@ -36,6 +36,10 @@ def test_service_boots_ready_and_stops(
     env = {**os.environ, **service_env, "HUBPULSE_PORT": str(port), "HUBPULSE_DATA_DIR": str(tmp_path)}
     if package == "hubpulse_metrics":  # its new consumer groups would first read the session's whole backlog
         env["HUBPULSE_KAFKA_BOOTSTRAP"] = request.getfixturevalue("metrics_kafka").url
+    if package == "hubpulse_features":
+        # on the session broker it would read the day-complete signals of every earlier test and close those days
+        # in the session's database, which other tests' features own
+        env["HUBPULSE_KAFKA_BOOTSTRAP"] = request.getfixturevalue("own_kafka").url
     proc = subprocess.Popen([sys.executable, "-m", package], env=env, stderr=subprocess.PIPE)
     try:
         assert wait_port(port, 60, proc), proc.stderr.read().decode()[-3000:] if proc.stderr else ""

@@ -9,6 +9,7 @@ from typing import Generic, Protocol, TypeVar
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from support.polling import wait_for
 from support.replay import Replay, replay, replay_server_fixture
 
 from hubpulse_common.events import DayIngested, Event, ModelSnapshot
@@ -91,10 +92,13 @@ class EventTap(Generic[E]):
         consumer = await self._consumer()
         try:
             topic = self._event_type.topic
-            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            if not parts:
-                await consumer.topics()
-                parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+
+            async def partitions() -> list[TopicPartition]:
+                await consumer.topics()  # a metadata refresh: a topic just created may not be in the first one
+                return [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+
+            # with no partitions marked, every read would find nothing however much was published
+            parts = await wait_for(partitions, bool, timeout_s=15, what=f"{topic}'s partitions in the metadata")
             self._start = await consumer.end_offsets(parts)
         finally:
             await consumer.stop()

@@ -53,7 +53,8 @@ class FeaturesWorker:
             window = await repository.load_window(
                 conn, frame["model_id"].unique().tolist(), service.window_start(days[0]), days[-1]
             )
-            features = service.batch_features(window, frame)
+            # pandas work off the event loop: /healthz, /metrics and the consumers' heartbeats keep answering
+            features = await asyncio.to_thread(service.batch_features, window, frame)
             await repository.append_features(conn, features, days)
             await repository.touch_days(conn, days, added)
         # Nothing is emitted yet: a model-day is published once, final, when its day closes. Emitting the
@@ -108,7 +109,7 @@ class FeaturesWorker:
         same rows (consumers upsert by model-day); after it, everything was published."""
         started = time.perf_counter()
         await repository.analyze(conn)
-        cross = service.day_cross_features(await repository.load_rank_inputs(conn, day))
+        cross = await asyncio.to_thread(service.day_cross_features, await repository.load_rank_inputs(conn, day))
         renamed_from = await repository.renamed_on(conn, day)
         ranked = time.perf_counter()
         async with self._pool.acquire() as writer:
@@ -183,7 +184,7 @@ class FeaturesWorker:
                     break
                 storing = time.perf_counter()
                 parts["read_wait_s"] += storing - waited
-                final = service.close_rows(rows, cross)
+                final = await asyncio.to_thread(service.close_rows, rows, cross)
                 async with asyncio.TaskGroup() as both:
                     encoding = both.create_task(asyncio.to_thread(encode, final))
                     both.create_task(repository.write_final(writer, final))
