@@ -290,7 +290,12 @@ class ModelFeaturesBatch(Event):
         return self
 
     def key(self) -> str:
-        return f"{self.snapshot_date.isoformat()}/{self.model_id[0]}"
+        return self.key_of(self.snapshot_date.isoformat(), self.model_id[0])
+
+    @staticmethod
+    def key_of(day: str, first_model_id: str) -> str:
+        """The Kafka key of the message of `day` whose first row is `first_model_id` (for bulk encoders)."""
+        return f"{day}/{first_model_id}"
 
     @property
     def rows(self) -> int:

@@ -367,5 +367,5 @@ def feature_batches(
             "renamed_from": {m: renamed[m] for m in part if m in renamed} if renamed else {},
             "features": {name: x[j, lo : lo + rows] for j, name in enumerate(FEATURE_COLUMNS)},
         }
-        out.append((f"{day}/{part[0]}".encode(), encode(fields)))
+        out.append((ModelFeaturesBatch.key_of(day, part[0]).encode(), encode(fields)))
     return out
