@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from hubpulse_common.catalog_keys import FACET_HASH, facet_key
 from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
 from hubpulse_gateway.catalog.plan import SampleRows, SearchPlan
 from hubpulse_gateway.catalog.query import SearchQuery, has_filters, like_pattern
@@ -71,12 +72,20 @@ def _walk_text(sql: _Sql, query: SearchQuery, tag_walk: bool) -> tuple[list[str]
     return rows, walk
 
 
-def _filter_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
+def _facet_condition(sql: _Sql, column: str, value: str, indexed: bool) -> str:
+    """`column = value`; `indexed`: also its hash, which the per-task and per-library keyset indexes lead with
+    (`catalog_keys.facet_key`), so that they can serve it. The text test stays: two values may share a hash."""
+    arg = sql.arg(value)
+    equal = f"{column} = {arg}"
+    return f"{facet_key(column)} = {FACET_HASH}({arg}) AND {equal}" if indexed else equal
+
+
+def _filter_conditions(sql: _Sql, query: SearchQuery, indexed: bool = False) -> list[str]:
     where: list[str] = []
     if query.task is not None:
-        where.append(f"pipeline_tag = {sql.arg(query.task)}")
+        where.append(_facet_condition(sql, "pipeline_tag", query.task, indexed))
     if query.library is not None:
-        where.append(f"library_name = {sql.arg(query.library)}")
+        where.append(_facet_condition(sql, "library_name", query.library, indexed))
     if query.min_downloads is not None:
         where.append(f"downloads >= {sql.arg(query.min_downloads)}")
     if query.max_downloads is not None:
@@ -119,9 +128,9 @@ def walk_sql(
     key = SORT_KEYS[query.sort]
     after = _after_cursor(sql, query)
     if by_library and query.library is not None:  # the per-library keyset indexes
-        after.append(f"library_name = {sql.arg(query.library)}")
+        after.append(_facet_condition(sql, "library_name", query.library, indexed=True))
     elif query.task is not None:  # the per-task keyset indexes
-        after.append(f"pipeline_tag = {sql.arg(query.task)}")
+        after.append(_facet_condition(sql, "pipeline_tag", query.task, indexed=True))
     rows, walk = _walk_text(sql, query, tag_walk)
     after += walk
     conditions = rows + _filter_conditions(sql, query)
@@ -147,7 +156,7 @@ def search_sql(query: SearchQuery, text_only: bool = False) -> tuple[str, list[A
     sql = _Sql()
     key = SORT_KEYS[query.sort]
     inner = _text_conditions(sql, query) + _after_cursor(sql, query)
-    outer = _filter_conditions(sql, query)
+    outer = _filter_conditions(sql, query, indexed=not text_only)
     if not text_only:
         inner, outer = inner + outer, []
     text = (
