@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -220,3 +222,29 @@ async def test_a_library_or_task_that_shares_its_hash_with_another_keeps_to_its_
     finally:
         await tx.rollback()
         await conn.close()
+
+
+def _index_scans(node: dict[str, Any]) -> list[dict[str, Any]]:
+    own = [node] if "Index Name" in node else []
+    return own + [scan for child in node.get("Plans", []) for scan in _index_scans(child)]
+
+
+@pytest.mark.parametrize("facet", ["task", "library"])
+async def test_a_walk_narrowed_by_a_task_or_library_is_estimated_at_its_share(gateway: Gateway, facet: str) -> None:
+    """The walk's index condition is the value's hash alone, its text is tested on the walked rows: the two side
+    by side counted twice in the planner's estimate (a task taken for its share squared), and a prepared search
+    stayed on custom plans, planned again at every execution."""
+    column = {"task": "pipeline_tag", "library": "library_name"}[facet]
+    conn = await asyncpg.connect(gateway.database_url)
+    try:
+        await conn.execute("ANALYZE catalog_models")
+        value, rows = await conn.fetchrow(
+            f"SELECT {column}, count(*) FROM catalog_models WHERE {column} IS NOT NULL "  # noqa: S608
+            "GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
+        )
+        sql, args = repository.walk_sql(query(**{facet: value}), MAX_WALK, by_library=facet == "library")
+        plan = json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
+    finally:
+        await conn.close()
+    [walk] = [scan for scan in _index_scans(plan[0]["Plan"]) if scan["Index Name"].endswith(f"{facet}_key_trend")]
+    assert rows / 2 <= walk["Plan Rows"] <= rows * 2, (walk["Plan Rows"], rows)
