@@ -48,13 +48,13 @@ class FeaturesWorker:
             # a renamed model's history moves to its new name before its features are computed (issue 14)
             aliases = await repository.follow_renames(conn, renames_in(snapshots), [s.model_id for s in snapshots])
             records = service.snapshot_records(snapshots, aliases)
-            frame = service.records_frame(records)
+            keys = service.records_keys(records)
             added = await repository.upsert_history(conn, records)
             window = await repository.load_window(
-                conn, frame["model_id"].unique().tolist(), service.window_start(days[0]), days[-1]
+                conn, keys["model_id"].unique().tolist(), service.window_start(days[0]), days[-1]
             )
             # pandas work off the event loop: /healthz, /metrics and the consumers' heartbeats keep answering
-            features = await asyncio.to_thread(service.batch_features, window, frame)
+            features = await asyncio.to_thread(service.batch_features, window, keys)
             await repository.append_features(conn, features, days)
             await repository.touch_days(conn, days, added)
         # Nothing is emitted yet: a model-day is published once, final, when its day closes. Emitting the
