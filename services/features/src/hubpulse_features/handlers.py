@@ -106,26 +106,29 @@ class FeaturesWorker:
         """The day's final rows are written in one transaction on a second connection, which also marks the day
         closed and drops its stream; the events are published before it commits. A crash anywhere before the
         commit leaves the day open with its stream intact, and the next close recomputes and republishes the
-        same rows (consumers upsert by model-day); after it, everything was published."""
+        same rows (consumers upsert by model-day); after it, everything was published.
+
+        The rows are read on a third connection, from the start: PostgreSQL sorts and joins them while the ranks
+        are read and computed, instead of after. Both reads see the same day: its batches wait for the day's lock,
+        which the close holds."""
         started = time.perf_counter()
         await repository.analyze(conn)
-        cross = await asyncio.to_thread(service.day_cross_features, await repository.load_rank_inputs(conn, day))
         renamed_from = await repository.renamed_on(conn, day)
-        ranked = time.perf_counter()
-        async with self._pool.acquire() as writer:
+        async with self._pool.acquire() as reader, self._pool.acquire() as writer:
             transaction = writer.transaction()
             await transaction.start()
             try:
                 await repository.clear_final(writer, day)
-                models = await self._store_and_publish(conn, writer, day, cross, renamed_from)
+                models = await self._store_and_publish(conn, reader, writer, day, renamed_from, started)
                 stored = time.perf_counter()
                 await repository.finish_close(writer, day, models)
                 await transaction.commit()
                 self.close_parts["commit_s"] = time.perf_counter() - stored
             except BaseException:
                 # Possibly cancelled mid-COPY, where a ROLLBACK would fail and hide the real error: ending the
-                # session rolls the transaction back.
+                # sessions rolls the transaction back (and ends the rows' read).
                 writer.terminate()
+                reader.terminate()
                 raise
         ROWS.labels("final").inc(models)
         DAYS_CLOSED.inc()
@@ -136,28 +139,30 @@ class FeaturesWorker:
             day=day.isoformat(),
             models=models,
             seconds=round(seconds, 2),
-            ranks_s=round(ranked - started, 2),
             **{k: round(v, 2) for k, v in self.close_parts.items()},
         )
         return models
 
     async def _store_and_publish(
         self,
+        ranker: asyncpg.Connection,
         reader: asyncpg.Connection,
         writer: asyncpg.Connection,
         day: dt.date,
-        cross: pd.DataFrame,
         renamed_from: dict[str, str],
+        started: float,
     ) -> int:
-        """Reads the day's rows (one COPY) while the slices before are finalised and encoded (in a thread, while
-        PostgreSQL stores them), and the slices before those are published: the stages overlap instead of taking
-        turns. A failure in one cancels the others (a task group)."""
+        """Ranks the day (its rank inputs read on `ranker`) while its rows are read (one COPY on `reader`); then
+        the slices are finalised and encoded (in a thread, while PostgreSQL stores them), and the slices before
+        those are published: the stages overlap instead of taking turns. A failure in one cancels the others (a
+        task group)."""
         slices: asyncio.Queue[pd.DataFrame | None] = asyncio.Queue(maxsize=1)
         encoded: asyncio.Queue[dict[str, list[tuple[bytes, bytes]]] | None] = asyncio.Queue(maxsize=1)
         models = 0
-        # where the close's time goes (logged with the day): waiting for the read, storing and encoding, and
-        # publishing (these overlap with the next slice's store)
-        parts = self.close_parts = dict.fromkeys(("read_wait_s", "store_s", "publish_s"), 0.0)
+        # where the close's time goes (logged with the day): the ranks (from the close's start), waiting for the
+        # read, storing and encoding, and publishing (these overlap with the next slice's store)
+        parts = self.close_parts = dict.fromkeys(("ranks_s", "read_wait_s", "store_s", "publish_s"), 0.0)
+        cross = pd.DataFrame()
 
         def encode(final: pd.DataFrame) -> dict[str, list[tuple[bytes, bytes]]]:
             """The slice's messages by topic: hub.features.v2, and v1 (one per row) where still asked for."""
@@ -177,7 +182,9 @@ class FeaturesWorker:
             await slices.put(None)
 
         async def store() -> None:
-            nonlocal models
+            nonlocal models, cross
+            cross = await asyncio.to_thread(service.day_cross_features, await repository.load_rank_inputs(ranker, day))
+            parts["ranks_s"] = time.perf_counter() - started
             while True:
                 waited = time.perf_counter()
                 if (rows := await slices.get()) is None:
