@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import asyncpg
 import pandas as pd
+from asyncpg.transaction import Transaction
 from prometheus_client import Counter, Histogram
 
 from hubpulse_common.events import DayIngested, ModelFeatures, ModelFeaturesBatch, ModelSnapshot
@@ -116,10 +117,8 @@ class FeaturesWorker:
         renamed_from = await repository.renamed_on(conn, day)
         async with self._pool.acquire() as reader, self._pool.acquire() as writer:
             transaction = writer.transaction()
-            await transaction.start()
             try:
-                await repository.clear_final(writer, day)
-                models = await self._store_and_publish(conn, reader, writer, day, renamed_from, started)
+                models = await self._store_and_publish(conn, reader, writer, transaction, day, renamed_from, started)
                 stored = time.perf_counter()
                 await repository.finish_close(writer, day, models)
                 await transaction.commit()
@@ -148,14 +147,15 @@ class FeaturesWorker:
         ranker: asyncpg.Connection,
         reader: asyncpg.Connection,
         writer: asyncpg.Connection,
+        transaction: Transaction,
         day: dt.date,
         renamed_from: dict[str, str],
         started: float,
     ) -> int:
         """Ranks the day (its rank inputs read on `ranker`) while its rows are read (one COPY on `reader`); then
-        the slices are finalised and encoded (in a thread, while PostgreSQL stores them), and the slices before
-        those are published: the stages overlap instead of taking turns. A failure in one cancels the others (a
-        task group)."""
+        the writer's `transaction` starts and the slices are finalised and encoded (in a thread, while PostgreSQL
+        stores them), and the slices before those are published: the stages overlap instead of taking turns. A
+        failure in one cancels the others (a task group)."""
         slices: asyncio.Queue[pd.DataFrame | None] = asyncio.Queue(maxsize=1)
         encoded: asyncio.Queue[dict[str, list[tuple[bytes, bytes]]] | None] = asyncio.Queue(maxsize=1)
         models = 0
@@ -185,6 +185,9 @@ class FeaturesWorker:
             nonlocal models, cross
             cross = await asyncio.to_thread(service.day_cross_features, await repository.load_rank_inputs(ranker, day))
             parts["ranks_s"] = time.perf_counter() - started
+            # the day's write starts once it is ranked (its closed_at: the transaction's start, after the ranks)
+            await transaction.start()
+            await repository.clear_final(writer, day)
             while True:
                 waited = time.perf_counter()
                 if (rows := await slices.get()) is None:
