@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -151,3 +152,71 @@ async def test_model_server_batches_concurrent_calls(demo_model_dir: Path, tmp_p
     assert health["batching"]["max_batch_size"] == 8
     assert health["batching"]["batches"] < len(texts)  # forward passes were shared
     assert health["batching"]["inputs"] == len(texts)  # each text ran once ("" was refused before the model)
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """One runtime thread that counts the jobs it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.jobs = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.jobs += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+class Slow(Recorder):
+    """A pass that takes a while, so that calls queue behind it."""
+
+    def __call__(self, inputs: Sequence[str]) -> list[Any]:
+        time.sleep(0.005)
+        return super().__call__(inputs)
+
+
+@pytest.mark.parametrize("max_batch_size", [1, 4])
+async def test_a_busy_period_hands_the_runtime_thread_one_job_and_the_loop_runs_no_batcher_task(
+    max_batch_size: int,
+) -> None:
+    """The passes of calls that queue while one runs start on the runtime thread without a hand-off from the
+    event loop each (a thread wake-up a pass is what made a call dear), and no task is created per call or batch."""
+    recorder, executor = Slow(), CountingExecutor()
+    batcher = Batcher(recorder, executor, max_batch_size=max_batch_size, max_wait_s=0)
+    loop = asyncio.get_running_loop()
+    created = 0
+    default_factory = loop.get_task_factory()
+
+    def counting_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        nonlocal created
+        created += 1
+        return default_factory(loop, coro, **kwargs) if default_factory else asyncio.Task(coro, loop=loop, **kwargs)
+
+    calls = [[f"c{i}"] for i in range(16)]
+    try:
+        loop.set_task_factory(counting_factory)
+        tasks_before = created
+        answers = await asyncio.gather(*(batcher.predict(inputs) for inputs in calls))
+        tasks = created - tasks_before - len(calls)  # gather wraps each call in a task of its own
+    finally:
+        loop.set_task_factory(default_factory)
+        await batcher.close()
+        executor.shutdown()
+    assert answers == [[text[::-1] for text in inputs] for inputs in calls]
+    assert max(len(b) for b in recorder.batches) <= max_batch_size
+    assert [x for b in recorder.batches for x in b] == [x for inputs in calls for x in inputs]
+    assert executor.jobs == 1  # one drain for the busy period, however many passes it ran
+    assert tasks == 0
+
+
+async def test_a_call_after_a_quiet_period_starts_a_new_drain() -> None:
+    recorder, executor = Recorder(), CountingExecutor()
+    batcher = Batcher(recorder, executor, max_batch_size=8, max_wait_s=0)
+    try:
+        first = await batcher.predict(["a"])
+        await asyncio.sleep(0.05)  # the drain saw an empty queue and ended
+        second = await batcher.predict(["b"])
+    finally:
+        await batcher.close()
+        executor.shutdown()
+    assert (first, second) == (["a"], ["b"])
+    assert executor.jobs == 2

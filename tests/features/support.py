@@ -12,11 +12,15 @@ import asyncpg
 import pandas as pd
 from fastapi import FastAPI
 
+from hubpulse_common.db import create_pool, migrate
 from hubpulse_common.events import Event, ModelSnapshot
 from hubpulse_common.features import compute_features
-from hubpulse_common.kafka import EventBus
+from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.settings import ServiceSettings, load_settings
 from hubpulse_common.synthetic import SyntheticHub
+from hubpulse_features import repository
+from hubpulse_features.app import MIGRATIONS
+from hubpulse_features.handlers import FeaturesWorker
 from hubpulse_features.service import HISTORY_COLUMNS, WINDOW_COLUMNS, records_frame
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -63,6 +67,26 @@ async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
     """The service's real lifespan (stores, consumers, background tasks), in this event loop."""
     async with app.router.lifespan_context(app):
         yield app
+
+
+@asynccontextmanager
+async def streamed_day(
+    database_url: str, bus: EventBus, *, seed: int, tag: str
+) -> AsyncIterator[tuple[FeaturesWorker, list[ModelSnapshot]]]:
+    """A features worker over the migrated database and `bus` (started here), with one synthetic day of 300 models
+    streamed as one batch (ids prefixed `tag` and a random part: the broker and the day are shared)."""
+    await migrate(database_url, MIGRATIONS, version_table="alembic_version_features")
+    await bus.start()
+    pool = await create_pool(database_url)
+    try:
+        await repository.ensure_feature_set(pool)
+        worker = FeaturesWorker(pool, bus)
+        events = hub_snapshots(SyntheticHub(300, 1, seed=seed), 0, f"{tag}{uuid.uuid4().hex[:6]}-")
+        await worker.handle([Received(e, "hub.snapshots.v1", 0, i, None) for i, e in enumerate(events)])
+        yield worker, events
+    finally:
+        await pool.close()
+        await bus.stop()
 
 
 async def publish(bootstrap: str, events: list[Event]) -> None:

@@ -8,18 +8,12 @@ it checks the outcome either way: the broker's error surfaces and a retry closes
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 
 import pytest
 
-from features.support import fetch, hub_snapshots
-from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.kafka import EventBus, Received
-from hubpulse_common.synthetic import SyntheticHub
-from hubpulse_features import repository
-from hubpulse_features.app import MIGRATIONS
-from hubpulse_features.handlers import FeaturesWorker
+from features.support import fetch, streamed_day
+from hubpulse_common.kafka import EventBus
 
 
 class BrokerDown(Exception):
@@ -41,17 +35,9 @@ class FailingOnce(EventBus):
 
 
 async def test_a_failed_close_raises_its_own_error_and_the_retry_closes_the_day(service_env, database_url) -> None:
-    await migrate(database_url, MIGRATIONS, version_table="alembic_version_features")
     bus = FailingOnce(service_env["HUBPULSE_KAFKA_BOOTSTRAP"], client_id="features-close-failure-test")
-    await bus.start()
-    pool = await create_pool(database_url)
-    try:
-        await repository.ensure_feature_set(pool)
-        worker = FeaturesWorker(pool, bus)
-        events = hub_snapshots(SyntheticHub(300, 1, seed=5), 0, f"cf{uuid.uuid4().hex[:6]}-")
+    async with streamed_day(database_url, bus, seed=5, tag="cf") as (worker, events):
         day = events[0].snapshot_date
-        await worker.handle([Received(e, "hub.snapshots.v1", 0, i, None) for i, e in enumerate(events)])
-
         # The slice's read is cancelled mid-query by the failed publish: the error is the broker's, not
         # asyncpg's "another operation is in progress" from an unlock sent on that connection.
         with pytest.raises(BaseExceptionGroup) as failure:
@@ -62,6 +48,3 @@ async def test_a_failed_close_raises_its_own_error_and_the_retry_closes_the_day(
             database_url, "SELECT closed_at IS NOT NULL AS closed FROM feature_days WHERE snapshot_date = $1", day
         )
         assert rows[0]["closed"]
-    finally:
-        await pool.close()
-        await bus.stop()

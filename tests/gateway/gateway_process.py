@@ -14,12 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import numpy as np
 import orjson
 import pytest
 from conftest import fresh_database
 
 from hubpulse.bench.catalog_seed import SeedReport, seed_catalog
 from hubpulse.platform.stores import free_port, wait_port
+from hubpulse_common import feature_vectors
+from hubpulse_common.feature_vectors import FeatureSet
+from hubpulse_scorer.repository import add_feature_sets
 
 SEED_MODELS = 3000
 
@@ -50,12 +54,16 @@ async def add_special_rows(database_url: str, snapshot_date: dt.date) -> None:
             EXPLAINED_ID,
             snapshot_date,
         )
+        feature_set = FeatureSet(("likes_7d", "log_downloads"))
+        await add_feature_sets(conn, [feature_set])
         await conn.execute(
-            "INSERT INTO catalog_details (model_id, snapshot_date, explanation, features) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO catalog_details (model_id, snapshot_date, explanation, feature_set, features)"
+            " VALUES ($1, $2, $3, $4, $5)",
             EXPLAINED_ID,
             snapshot_date,
             orjson.dumps(explanation).decode(),
-            orjson.dumps({"likes_7d": 420.0, "log_downloads": 6.2}).decode(),
+            feature_set.key,
+            feature_vectors.encode(np.array([[420.0, 6.2]]))[0],
         )
         await conn.executemany(
             "INSERT INTO catalog_daily (model_id, snapshot_date, downloads, likes, probability)"

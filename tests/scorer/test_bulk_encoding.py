@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from pydantic_core import to_json
 
+from hubpulse_common import feature_vectors
 from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch, ModelScore
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_features import service as features
@@ -187,8 +188,16 @@ def _v1_catalog_row(e: ModelFeatures, p: float, explanation: str | None, scored:
         *(e.features.get("growth_rate_7d"), p, scored.version, scored.label, scored.threshold),
         likes_7d if likes_7d is not None and np.isfinite(likes_7d) else None,
         explanation,
-        to_json(e.features, inf_nan_mode="null").decode(),
+        json.loads(to_json(e.features, inf_nan_mode="null")),
     )
+
+
+def _readable(row: tuple[Any, ...], scored: scorer.Scored) -> tuple[Any, ...]:
+    """A catalog row with its feature set and vector read back as the features object."""
+    *head, key, vector = row
+    feature_set = scored.rows.feature_set
+    assert key == feature_set.key
+    return (*head, feature_vectors.decode(vector, feature_set.names))
 
 
 def test_scores_from_v2_columns_equal_what_the_v1_events_gave(challenger) -> None:
@@ -215,9 +224,10 @@ def test_scores_from_v2_columns_equal_what_the_v1_events_gave(challenger) -> Non
     assert list(scored.explanations) == explanations
     catalog, daily = scorer.catalog_records(scored)
     expected = [_v1_catalog_row(*row, scored) for row in zip(v1, probability, explanations, strict=True)]
-    # the features text keeps the message's order of names: the same object
-    assert [(*r[:-1], json.loads(r[-1])) for r in catalog] == [(*r[:-1], json.loads(r[-1])) for r in expected]
-    assert scorer.catalog_records(scorer.score(challenger, _v2_rows(frame, 7), 5))[0] == expected  # as the close sends
+    # the vector follows the message's order of names (its feature set): the same features
+    assert [_readable(r, scored) for r in catalog] == expected
+    as_sent = scorer.score(challenger, _v2_rows(frame, 7), 5)  # as the close sends
+    assert [_readable(r, as_sent) for r in scorer.catalog_records(as_sent)[0]] == expected
     assert daily == [
         (e.model_id, e.snapshot_date, e.downloads or 0, e.likes or 0, e.trending_rank, p, scored.version)
         for e, p in zip(v1, probability, strict=True)

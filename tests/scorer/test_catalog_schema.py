@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import numpy as np
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -17,7 +18,8 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from hubpulse_common import db
+from hubpulse_common import db, feature_vectors
+from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_common.renames import Rename
 from hubpulse_scorer.app import MIGRATIONS
 from hubpulse_scorer.catalog_swap import _FILL_DAY, _FILL_DAYS, LIVE, NEXT, due_days, swap_day, swap_due_days
@@ -27,6 +29,20 @@ from hubpulse_scorer.service import CATALOG_COLUMNS
 VERSION_TABLE = "alembic_version_scorer"
 VERSIONS = "SELECT model_id, updated_at, xmin::text FROM catalog_models"
 FEATURES = {"likes_7d": 42.0, "log_downloads": 6.5}
+SET = FeatureSet(tuple(FEATURES))
+# a detail row's features, read against the names of its set
+DETAIL_FEATURES = (
+    "SELECT d.features AS vector, s.names FROM catalog_details d LEFT JOIN catalog_feature_sets s USING (feature_set) "
+    "WHERE d.model_id = $1"
+)
+
+
+async def _features(executor: asyncpg.Pool | asyncpg.Connection, model_id: str) -> dict[str, float | None]:
+    row = await executor.fetchrow(DETAIL_FEATURES, model_id)
+    assert row is not None
+    return feature_vectors.decode(row["vector"], row["names"])
+
+
 EXPLANATION = [{"feature": "likes_7d", "value": 42.0, "contribution": 0.7}]
 
 
@@ -73,13 +89,14 @@ async def test_upgrade_and_downgrade_keep_features_and_explanation(database_url:
             "JOIN catalog_details d USING (model_id) ORDER BY 1"
         )
         assert [(r["model_id"], r["likes_7d"]) for r in rows] == [("org/a", 42.0), ("org/b", None)]
-        assert json.loads(rows[0]["features"]) == FEATURES
+        assert await _features(conn, "org/a") == FEATURES  # a vector since 0014
+        assert rows[1]["features"] is None  # no features: no vector
         assert json.loads(rows[0]["explanation"]) == EXPLANATION
         assert rows[0]["snapshot_date"] == dt.date(2025, 1, 8)
         types = await conn.fetch(
             "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'catalog_details'"
         )
-        assert {r["column_name"]: r["data_type"] for r in types}["features"] == "text"
+        assert {r["column_name"]: r["data_type"] for r in types}["features"] == "bytea"
         columns = {
             r["column_name"]
             for r in await conn.fetch(
@@ -102,6 +119,41 @@ async def test_upgrade_and_downgrade_keep_features_and_explanation(database_url:
         await conn.close()
 
 
+async def test_0014_stores_the_features_as_vectors_and_gives_the_same_json_back(database_url: str) -> None:
+    await _move(database_url, "upgrade", "0013_explanations_on_demand")
+    # values whose bits the downgrade must read back exactly: tiny, subnormal, the largest, negative, missing
+    awkward = {"a": 0.1, "b": None, "c": -1.5e-300, "d": 5e-324, "e": 1.7976931348623157e308, "f": -2.0, "g": 3.0}
+    reordered = dict(reversed(awkward.items()))  # another order of names: another feature set
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.executemany(
+            "INSERT INTO catalog_details (model_id, snapshot_date, explanation, features) VALUES ($1, $2, '[]', $3)",
+            [
+                ("v/a", dt.date(2025, 1, 8), json.dumps(awkward)),
+                ("v/b", dt.date(2025, 1, 8), json.dumps(reordered)),
+                ("v/c", dt.date(2025, 1, 8), "{}"),
+            ],
+        )
+        await _move(database_url, "upgrade", "0014_feature_vectors")
+        assert await _features(conn, "v/a") == awkward
+        assert await _features(conn, "v/b") == reordered
+        assert list((await _features(conn, "v/b")).keys()) == list(reordered)
+        keys = {r["feature_set"] for r in await conn.fetch("SELECT feature_set FROM catalog_feature_sets")}
+        assert keys == {FeatureSet(tuple(awkward)).key, FeatureSet(tuple(reordered)).key}  # SQL's key is Python's
+        assert await conn.fetchval("SELECT features FROM catalog_details WHERE model_id = 'v/c'") is None
+
+        await _move(database_url, "downgrade", "0013_explanations_on_demand")
+        back = {
+            r["model_id"]: r["features"] for r in await conn.fetch("SELECT model_id, features FROM catalog_details")
+        }
+        assert json.loads(back["v/a"]) == awkward
+        assert list(json.loads(back["v/b"])) == list(reordered)
+        assert json.loads(back["v/c"]) == {}
+        assert await conn.fetchval("SELECT to_regclass('catalog_feature_sets')") is None
+    finally:
+        await conn.close()
+
+
 def _record(model_id: str, day: dt.date, downloads: int, likes_7d: float) -> tuple[object, ...]:
     values: dict[str, object] = {
         "model_id": model_id,
@@ -115,7 +167,8 @@ def _record(model_id: str, day: dt.date, downloads: int, likes_7d: float) -> tup
         "threshold": 0.45,
         "likes_7d": likes_7d,
         "explanation": json.dumps(EXPLANATION),
-        "features": json.dumps({**FEATURES, "likes_7d": likes_7d}),
+        "feature_set": SET.key,
+        "features": feature_vectors.encode(np.array([[likes_7d, FEATURES["log_downloads"]]]))[0],
     }
     return tuple(values.get(c) for c in CATALOG_COLUMNS)
 
@@ -130,15 +183,21 @@ async def test_the_swap_moves_updated_at_only_for_changed_rows_and_keeps_the_lat
     pool = await db.create_pool(database_url, min_size=1, max_size=1)
     day = dt.date(2025, 1, 8)
     try:
-        await write_batch(pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0)], [])
+        await write_batch(
+            pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0)], [], feature_sets=[SET]
+        )
         assert await swap_day(pool, day)
         first = await _rows(pool)
         await asyncio.sleep(0.01)
         # a redelivered batch changes nothing: the day is not due again
-        await write_batch(pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0)], [])
+        await write_batch(
+            pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0)], [], feature_sets=[SET]
+        )
         assert day not in [d for d, _ in await due_days(pool, 0.0)]
         # one changed row: the next swap moves updated_at (the live feed's clock) of that row only
-        await write_batch(pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 21, 2.0)], [])
+        await write_batch(
+            pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 21, 2.0)], [], feature_sets=[SET]
+        )
         assert day in [d for d, _ in await due_days(pool, 0.0)]
         assert await swap_day(pool, day)
         again = await _rows(pool)
@@ -146,21 +205,18 @@ async def test_the_swap_moves_updated_at_only_for_changed_rows_and_keeps_the_lat
         assert again["org/b"]["updated_at"] > first["org/b"]["updated_at"]  # its downloads changed
         assert again["org/b"]["downloads"] == 21
         # a late, older day changes neither table
-        await write_batch(pool, [], [_record("org/a", day - dt.timedelta(days=1), 99, 9.0)], [])
+        await write_batch(pool, [], [_record("org/a", day - dt.timedelta(days=1), 99, 9.0)], [], feature_sets=[SET])
         assert await swap_day(pool, day - dt.timedelta(days=1))
-        row = await pool.fetchrow(
-            "SELECT m.downloads, m.likes_7d, d.features FROM catalog_models m JOIN catalog_details d USING (model_id)"
-            " WHERE model_id = 'org/a'"
-        )
-        assert (row["downloads"], row["likes_7d"], json.loads(row["features"])["likes_7d"]) == (10, 1.0, 1.0)
+        row = await pool.fetchrow("SELECT downloads, likes_7d FROM catalog_models WHERE model_id = 'org/a'")
+        assert (row["downloads"], row["likes_7d"], (await _features(pool, "org/a"))["likes_7d"]) == (10, 1.0, 1.0)
         # the next day rewrites both
-        await write_batch(pool, [], [_record("org/a", day + dt.timedelta(days=1), 12, 3.0)], [])
+        await write_batch(pool, [], [_record("org/a", day + dt.timedelta(days=1), 12, 3.0)], [], feature_sets=[SET])
         assert await swap_day(pool, day + dt.timedelta(days=1))
         row = await pool.fetchrow(
-            "SELECT m.downloads, m.likes_7d, d.features, d.snapshot_date FROM catalog_models m"
+            "SELECT m.downloads, m.likes_7d, d.snapshot_date FROM catalog_models m"
             " JOIN catalog_details d USING (model_id) WHERE model_id = 'org/a'"
         )
-        assert (row["downloads"], row["likes_7d"], json.loads(row["features"])["likes_7d"]) == (12, 3.0, 3.0)
+        assert (row["downloads"], row["likes_7d"], (await _features(pool, "org/a"))["likes_7d"]) == (12, 3.0, 3.0)
         assert row["snapshot_date"] == day + dt.timedelta(days=1)
         assert (await _rows(pool))["org/b"]["downloads"] == 21  # absent that day: kept
     finally:
@@ -174,11 +230,15 @@ async def test_days_due_together_are_taken_in_by_one_build_as_they_would_be_one_
     day = dt.date(2025, 2, 1)
     later, latest = day + dt.timedelta(days=1), day + dt.timedelta(days=2)
     try:
-        await write_batch(pool, [], [_record("fill/a", day, 1, 0.0), _record("fill/c", day, 1, 0.0)], [])
+        await write_batch(
+            pool, [], [_record("fill/a", day, 1, 0.0), _record("fill/c", day, 1, 0.0)], [], feature_sets=[SET]
+        )
         assert await swap_day(pool, day)
         # two days land before the swapper looks: one has a and b, the next a again; c is in neither
-        await write_batch(pool, [], [_record("fill/a", later, 2, 0.0), _record("fill/b", later, 2, 0.0)], [])
-        await write_batch(pool, [], [_record("fill/a", latest, 3, 0.0)], [])
+        await write_batch(
+            pool, [], [_record("fill/a", later, 2, 0.0), _record("fill/b", later, 2, 0.0)], [], feature_sets=[SET]
+        )
+        await write_batch(pool, [], [_record("fill/a", latest, 3, 0.0)], [], feature_sets=[SET])
         before = {r["model_id"]: r for r in await pool.fetch("SELECT * FROM catalog_models WHERE model_id = 'fill/c'")}
         builds: list[str] = []
 
@@ -199,7 +259,7 @@ async def test_days_due_together_are_taken_in_by_one_build_as_they_would_be_one_
         assert rows[2]["updated_at"] == before["fill/c"]["updated_at"]  # untouched by either day
         assert await due_days(pool, 0.0) == []  # both marked swapped
         # a late batch of the older day stays behind the newer row, as a single day's swap keeps it
-        await write_batch(pool, [], [_record("fill/a", later, 9, 0.0)], [])
+        await write_batch(pool, [], [_record("fill/a", later, 9, 0.0)], [], feature_sets=[SET])
         assert await swap_due_days(pool, 0.0) == [later]
         assert await pool.fetchval("SELECT downloads FROM catalog_models WHERE model_id = 'fill/a'") == 3
     finally:
@@ -215,7 +275,7 @@ async def test_the_fill_reads_the_live_catalog_and_the_build_rows_once(database_
     pool = await db.create_pool(database_url, min_size=1, max_size=1)
     try:
         for day in dates:  # the days' build partitions
-            await write_batch(pool, [], [_record("plan/a", day, 1, 0.0)], [])
+            await write_batch(pool, [], [_record("plan/a", day, 1, 0.0)], [], feature_sets=[SET])
     finally:
         await pool.close()
     conn = await asyncpg.connect(database_url)
@@ -256,11 +316,18 @@ async def test_search_reads_yesterdays_catalog_until_the_complete_day_is_swapped
             shape = await _shape(conn)
             assert len(shape[0]) >= 15
             assert shape[2] == "catalog_models_pkey"
-        await write_batch(pool, [], [_record("swap/a", day, 1, 0.0), _record("swap/b", day, 1, 0.0)], [])
+        await write_batch(
+            pool, [], [_record("swap/a", day, 1, 0.0), _record("swap/b", day, 1, 0.0)], [], feature_sets=[SET]
+        )
         assert await swap_day(pool, day)
         # the next day arrives in two batches; the features close said it has 2 models
         await write_batch(
-            pool, [], [_record("swap/a", day + dt.timedelta(days=1), 5, 0.0)], [], {day + dt.timedelta(days=1): 2}
+            pool,
+            [],
+            [_record("swap/a", day + dt.timedelta(days=1), 5, 0.0)],
+            [],
+            {day + dt.timedelta(days=1): 2},
+            feature_sets=[SET],
         )
         assert day + dt.timedelta(days=1) not in [d for d, _ in await due_days(pool, 3600.0)]
         # a reader's connection with the search statement prepared before the swap (as the gateway's pool has)
@@ -268,7 +335,12 @@ async def test_search_reads_yesterdays_catalog_until_the_complete_day_is_swapped
         reader = await asyncpg.connect(database_url)
         assert [r["downloads"] for r in await reader.fetch(search)] == [1, 1]
         await write_batch(
-            pool, [], [_record("swap/b", day + dt.timedelta(days=1), 6, 0.0)], [], {day + dt.timedelta(days=1): 2}
+            pool,
+            [],
+            [_record("swap/b", day + dt.timedelta(days=1), 6, 0.0)],
+            [],
+            {day + dt.timedelta(days=1): 2},
+            feature_sets=[SET],
         )
         assert [d for d, _ in await due_days(pool, 3600.0)] == [day + dt.timedelta(days=1)]
         assert await swap_due_days(pool, 3600.0) == [day + dt.timedelta(days=1)]
@@ -316,7 +388,7 @@ async def test_a_rename_waits_for_a_running_swap_and_moves_the_days_build_rows(d
     day = dt.date(2025, 4, 1)
     swap = await asyncpg.connect(database_url)
     try:
-        await write_batch(pool, [], [_record("ren/old", day, 1, 0.0)], [])
+        await write_batch(pool, [], [_record("ren/old", day, 1, 0.0)], [], feature_sets=[SET])
         await swap.execute(f"SELECT pg_advisory_lock({SWAP_LOCK})")  # a swap between its fill and its rename
         rename = Rename("ren/old", "ren/new", day + dt.timedelta(days=1))
         following = asyncio.create_task(follow_renames(pool, [rename], ["ren/new"]))
@@ -341,11 +413,11 @@ async def test_a_batch_updates_its_days_count_last_so_other_replicas_do_not_queu
     day = dt.date(2025, 5, 1)
     other, probe = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
     try:
-        await write_batch(pool, [], [_record("count/a", day, 1, 0.0)], [])
+        await write_batch(pool, [], [_record("count/a", day, 1, 0.0)], [], feature_sets=[SET])
         other_batch = other.transaction()
         await other_batch.start()
         await other.execute("SELECT FROM catalog_days WHERE snapshot_date = $1 FOR UPDATE", day)
-        writing = asyncio.create_task(write_batch(pool, [], [_record("count/a", day, 2, 1.0)], []))
+        writing = asyncio.create_task(write_batch(pool, [], [_record("count/a", day, 2, 1.0)], [], feature_sets=[SET]))
         waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%catalog_days%'"
         for _ in range(200):
             if await probe.fetchval(waiting):
@@ -356,10 +428,7 @@ async def test_a_batch_updates_its_days_count_last_so_other_replicas_do_not_queu
             await probe.execute("SELECT FROM catalog_details WHERE model_id = 'count/a' FOR UPDATE NOWAIT")
         await other_batch.rollback()
         await asyncio.wait_for(writing, 30)
-        assert json.loads(await pool.fetchval("SELECT features FROM catalog_details WHERE model_id = 'count/a'")) == {
-            **FEATURES,
-            "likes_7d": 1.0,
-        }
+        assert await _features(pool, "count/a") == {**FEATURES, "likes_7d": 1.0}
     finally:
         await other.close()
         await probe.close()
@@ -380,7 +449,7 @@ async def test_the_task_and_library_keyset_indexes_lead_with_an_integer_in_every
     database_url: str,
 ) -> None:
     """Their daily build sorts the catalog on (facet, key, id) with most rows tied on the facet: an integer first
-    column (the facet's hash) makes those comparisons integer ones. 0014 builds them so, the swap copies them."""
+    column (the facet's hash) makes those comparisons integer ones. 0015 builds them so, the swap copies them."""
     await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
     conn = await asyncpg.connect(database_url)
     pool = await db.create_pool(database_url, min_size=1, max_size=2)
@@ -389,12 +458,12 @@ async def test_the_task_and_library_keyset_indexes_lead_with_an_integer_in_every
         leads = await _facet_leads(conn)
         assert len(leads) == 10
         assert set(leads.values()) == {"integer"}
-        await write_batch(pool, [], [_record("lead/a", day, 1, 0.0)], [])
+        await write_batch(pool, [], [_record("lead/a", day, 1, 0.0)], [], feature_sets=[SET])
         assert await swap_day(pool, day)
         assert await _facet_leads(conn) == leads
-        await _move(database_url, "downgrade", "0013_explanations_on_demand")
+        await _move(database_url, "downgrade", "0014_feature_vectors")
         assert set((await _facet_leads(conn)).values()) == {"text"}
-        await _move(database_url, "upgrade", "0014_facet_keys")
+        await _move(database_url, "upgrade", "0015_facet_keys")
         assert await _facet_leads(conn) == leads
     finally:
         await pool.close()

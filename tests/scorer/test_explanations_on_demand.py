@@ -29,7 +29,7 @@ from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.repository import write_batch
 from hubpulse_scorer.service import CATALOG_COLUMNS
 from hubpulse_scorer.settings import ScorerSettings
-from scorer.test_catalog_schema import VERSION_TABLE, _record
+from scorer.test_catalog_schema import SET, VERSION_TABLE, _record
 from scorer.test_scorer_pipeline import _registry
 
 MODELS = 40
@@ -157,7 +157,7 @@ async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
             assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "model_not_found")
             await fetch(
                 database_url,
-                "INSERT INTO catalog_details (model_id, snapshot_date, features) VALUES ($1, $2, '{}')",
+                "INSERT INTO catalog_details (model_id, snapshot_date) VALUES ($1, $2)",
                 prefix + "unscored",
                 day,
             )
@@ -212,16 +212,20 @@ async def test_a_redelivered_batch_keeps_an_explanation_computed_on_demand(datab
         await repository.cache_explanations(pool, [row], [explained])
 
     try:
-        await write_batch(pool, [], [unexplained(day, 1.0)], [])
+        await write_batch(pool, [], [unexplained(day, 1.0)], [], feature_sets=[SET])
         assert await stored() is None
         await explain_now()
         assert await stored() == explained
-        await write_batch(pool, [], [unexplained(day, 1.0)], [])  # a redelivery: the same features, same version
+        await write_batch(
+            pool, [], [unexplained(day, 1.0)], [], feature_sets=[SET]
+        )  # a redelivery: the same features, same version
         assert await stored() == explained
-        await write_batch(pool, [], [unexplained(day, 2.0)], [])  # other features: what was explained is gone
+        await write_batch(
+            pool, [], [unexplained(day, 2.0)], [], feature_sets=[SET]
+        )  # other features: what was explained is gone
         assert await stored() is None
         await explain_now()
-        await write_batch(pool, [], [unexplained(day + dt.timedelta(days=1), 2.0)], [])  # a new day
+        await write_batch(pool, [], [unexplained(day + dt.timedelta(days=1), 2.0)], [], feature_sets=[SET])  # a new day
         assert await stored() is None
     finally:
         await pool.close()

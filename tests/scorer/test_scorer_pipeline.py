@@ -26,6 +26,7 @@ from support.polling import wait_for
 from support.quick import SMALL_BOOTSTRAP
 
 from hubpulse.platform.stores import free_port, wait_port
+from hubpulse_common import feature_vectors
 from hubpulse_common.errors import InputError
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.s3 import aws_client, ensure_bucket
@@ -113,8 +114,9 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(
             lambda: fetch(
                 database_url,
                 "SELECT m.model_id, m.snapshot_date, m.downloads, m.probability, m.model_version, d.explanation, "
-                "d.snapshot_date AS details_date, m.likes_7d, d.features::jsonb->>'likes_7d' AS features_likes_7d "
-                "FROM catalog_models m JOIN catalog_details d USING (model_id) WHERE m.model_id LIKE $1",
+                "d.snapshot_date AS details_date, m.likes_7d, d.features, s.names FROM catalog_models m "
+                "JOIN catalog_details d USING (model_id) JOIN catalog_feature_sets s USING (feature_set) "
+                "WHERE m.model_id LIKE $1",
                 prefix + "%",
             ),
             lambda r: len(r) == len(days[1]) and all(x["snapshot_date"] == days[1][0].snapshot_date for x in r),
@@ -123,11 +125,7 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(
         assert all(c["downloads"] == by_id[c["model_id"]].downloads and json.loads(c["explanation"]) for c in catalog)
         # features and explanation live in catalog_details (same day); picks read likes_7d from the row itself
         assert all(c["details_date"] == c["snapshot_date"] for c in catalog)
-        assert all(
-            (c["likes_7d"] is None) == (c["features_likes_7d"] is None)
-            and (c["likes_7d"] is None or c["likes_7d"] == float(c["features_likes_7d"]))
-            for c in catalog
-        )
+        assert all(c["likes_7d"] == feature_vectors.decode(c["features"], c["names"])["likes_7d"] for c in catalog)
 
         # a promoted version is picked up without a restart
         entry = registry.register(challenger)

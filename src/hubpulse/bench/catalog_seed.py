@@ -25,7 +25,7 @@ from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.synthetic import DayColumns, SyntheticHub
 from hubpulse_scorer.app import MIGRATIONS
-from hubpulse_scorer.repository import COPY_TARGETS
+from hubpulse_scorer.repository import COPY_TARGETS, add_feature_sets
 from hubpulse_scorer.service import DAILY_COLUMNS, Record, Scored, catalog_records, feature_rows
 
 SCORER_VERSION_TABLE = "alembic_version_scorer"
@@ -192,6 +192,7 @@ async def seed_catalog(
         models = 0
         for scored in scored_chunks(latest, week_ago, pick_share, seed):
             records, _ = catalog_records(scored)
+            await add_feature_sets(conn, [scored.rows.feature_set])
             await copy_catalog(conn, records, details)
             models += len(records)
         daily = 0

@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from hubpulse.bench.configs import CatalogBenchConfig
 from hubpulse.platform.stores import create_database, free_port, postgres_spec, spawn, terminate, wait_port
 from hubpulse_common import db
 from hubpulse_common.errors import ConfigError
+from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_scorer.catalog_swap import swap_day
 from hubpulse_scorer.repository import write_batch
@@ -98,10 +99,12 @@ async def update_catalog(url: str, models: int, seed: int, batch: int = 5000) ->
         chunks, _ = await next_day(conn, models, seed)
     finally:
         await conn.close()
-    records = [catalog_records(part)[0] for part in batches(chunks, batch)]
+    parts = list(batches(chunks, batch))
+    records = [catalog_records(part)[0] for part in parts]
+    sets = {part.rows.feature_set for part in parts}
     pool = await db.create_pool(url, min_size=1, max_size=2)
     try:
-        seconds = await _timed(pool, [([], c, []) for c in records])
+        seconds = await _timed(pool, [([], c, []) for c in records], sets)
         swap_s = await _swap(pool, records)
     finally:
         await pool.close()
@@ -115,10 +118,12 @@ async def _swap(pool: asyncpg.Pool, records: list[list[Record]]) -> float:
     return round(time.perf_counter() - start, 2)
 
 
-async def _timed(pool: asyncpg.Pool, work: list[tuple[list[Record], list[Record], list[Record]]]) -> float:
+async def _timed(
+    pool: asyncpg.Pool, work: list[tuple[list[Record], list[Record], list[Record]]], sets: Iterable[FeatureSet]
+) -> float:
     start = time.perf_counter()
     for scores, catalog, daily in work:
-        await write_batch(pool, scores, catalog, daily)
+        await write_batch(pool, scores, catalog, daily, feature_sets=sets)
     seconds = round(time.perf_counter() - start, 2)
     # A backend reports its table statistics at most once a second: have the writer's last batch counted.
     await pool.execute("SELECT pg_stat_force_next_flush()")
@@ -136,18 +141,20 @@ async def _bench(url: str, models: int, batch: int, seed: int) -> dict[str, Any]
     pool = await db.create_pool(url, min_size=1, max_size=2)
     try:
         chunks, day_models = await next_day(conn, models, seed)
+        sets: set[FeatureSet] = set()
         for part in batches(chunks, batch):
+            sets.add(part.rows.feature_set)
             models_rows, daily_rows = catalog_records(part)
             catalog.append(models_rows)
             daily.append(daily_rows)
             scores.append(score_records(part))
         before = await sizes(conn)
         load = [round(x, 2) for x in os.getloadavg()]
-        update_s = await _timed(pool, [([], c, []) for c in catalog])
+        update_s = await _timed(pool, [([], c, []) for c in catalog], sets)
         swap_s = await _swap(pool, catalog)
         after = await sizes(conn)
-        others_s = await _timed(pool, [(s, [], d) for s, d in zip(scores, daily, strict=True)])
-        redelivery_s = await _timed(pool, [([], c, []) for c in catalog])
+        others_s = await _timed(pool, [(s, [], d) for s, d in zip(scores, daily, strict=True)], sets)
+        redelivery_s = await _timed(pool, [([], c, []) for c in catalog], sets)
         after_redelivery = await sizes(conn)
         load_after = [round(x, 2) for x in os.getloadavg()]
     finally:

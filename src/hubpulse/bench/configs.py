@@ -56,6 +56,10 @@ class InferenceBenchConfig:
         float, typer.Option("--max-wait-ms", min=0, help="the batched deployment's wait for a batch to fill")
     ] = 0.0
     sequential_requests: Annotated[int, typer.Option("--sequential", min=1, help="one-at-a-time calls per hop")] = 200
+    # the batching goal's figures: the model server alone, unbatched then batched, alternated this many times
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, help="alternated unbatched/batched runs of the model server alone")
+    ] = 5
     warmup: int = 100
     max_seconds: float = 120.0
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import statistics
 import sys
 import tempfile
 import time
@@ -152,6 +153,31 @@ def _measure(
     return results
 
 
+def _alternated(
+    cfg: InferenceBenchConfig, alone: dict[str, tuple[_Deployment, int, dict[str, str]]], say: Say
+) -> list[dict[str, Any]]:
+    """The model server alone at `concurrency` in flight, unbatched then batched, `cfg.rounds` times back to back:
+    each pair of runs meets the same minute of the other load on the shared cores, and the batching goal is read
+    on the median pair, not on one run of each taken minutes apart."""
+    rounds = []
+    offset = 10**9  # texts no other run sent
+    for i in range(cfg.rounds):
+        pair: dict[str, Any] = {}
+        for label in ("unbatched", "batched"):
+            deployment, port, headers = alone[label]
+            calls = _requests("model_server", deployment.id, cfg.requests, headers, offset)
+            offset += cfg.requests
+            before = _forward_passes(deployment)
+            watch = {"model_server": deployment.model_server_pid} if deployment.model_server_pid else {}
+            run = pair[label] = uvloop.run(load(port, calls, cfg.concurrency, cfg.max_seconds, watch))
+            run["forward_passes"] = _passes_since(before, _forward_passes(deployment))
+        pair["batching"] = speedup(pair["unbatched"], pair["batched"])
+        b = pair["batching"]
+        say(f"round {i + 1}: batched / unbatched {b['rps_speedup']}x req/s, p95 {b['p95_ratio']}x")
+        rounds.append(pair)
+    return rounds
+
+
 def _forward_passes(deployment: _Deployment) -> tuple[int, int] | None:
     """(forward passes, inputs) the model server ran so far, from its /healthz; None without one."""
     if deployment.model_server_url is None:
@@ -183,6 +209,7 @@ def _forward_pass_cost(batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16), inputs: 
     it (`handed_off_ms`: the pass plus the hand-off, which a batch pays once). Empty when the replay Hub's build of
     the model is not there."""
     from hubpulse.hub.demo_models import DemoRepos, default_cache_dir
+    from hubpulse_deployer.batching import Batcher
     from hubpulse_deployer.runtime import load as load_runtime
 
     built = DemoRepos(default_cache_dir()).get(MODEL)
@@ -201,13 +228,14 @@ def _forward_pass_cost(batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16), inputs: 
         out[str(size)] = round((time.process_time() - started) * 1000 / inputs, 4)
 
     async def handed_off() -> float:
-        loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(max_workers=1) as executor:  # as model_server.py runs its runtime
+            batcher = Batcher(runtime.predict_batch, executor, max_batch_size=1, max_wait_s=0)
             for text in texts[:20]:
-                await loop.run_in_executor(executor, runtime.predict_batch, [text])
+                await batcher.predict([text])
             started = time.process_time()  # this process's CPU: the runtime thread's included
             for text in texts:
-                await loop.run_in_executor(executor, runtime.predict_batch, [text])
+                await batcher.predict([text])
+            await batcher.close()
             return (time.process_time() - started) * 1000 / inputs
 
     return {"cpu_ms_per_input_by_batch_size": out, "handed_off_ms": round(uvloop.run(handed_off()), 4)}
@@ -333,12 +361,15 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
         bearer = {"authorization": f"Bearer {_signup(gateway.spec.url)}"}
         headers = {"model_server": {}, "bare_proxy": {}, "deployer": bearer, "gateway": bearer}
         with httpx.Client(base_url=gateway.spec.url, headers=bearer, timeout=60) as client:
+            deployments: list[_Deployment] = []
+            alone: dict[str, tuple[_Deployment, int, dict[str, str]]] = {}  # each model server's port and token
             for label, batching in (
                 ("unbatched", {"max_batch_size": 1}),
                 ("batched", {"max_batch_size": cfg.max_batch_size, "max_wait_ms": cfg.max_wait_ms}),
             ):
                 say(f"deploying {MODEL} to {cfg.target} ({label})")
                 deployment = _deploy(client, cfg.target, batching)
+                deployments.append(deployment)  # kept running for the alternated rounds
                 ports = {"deployer": deployer.spec.port, "gateway": gateway.spec.port}
                 watch = {"gateway": gateway.pid, "deployer": deployer.pid, "kafka": kafka.pid, "mongo": mongo.pid}
                 with ExitStack() as hop_stack:
@@ -347,9 +378,13 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
                         headers["model_server"] = headers["bare_proxy"] = {"authorization": f"Bearer {token}"}
                         ports["model_server"] = int(deployment.model_server_url.rsplit(":", 1)[1])
                         watch["model_server"] = deployment.model_server_pid
+                        alone[label] = (deployment, ports["model_server"], headers["model_server"])
                         proxy = hop_stack.enter_context(started_child(_bare_proxy(deployment.model_server_url), logs))
                         ports["bare_proxy"], watch["bare_proxy"] = proxy.spec.port, proxy.pid
                     report[label] = _measure(cfg, deployment, ports, headers, watch, say)
+            if len(alone) == 2:
+                report["rounds"] = _alternated(cfg, alone, say)
+            for deployment in deployments:
                 client.delete(f"/v1/deployments/{deployment.id}")
     report["forward_pass"] = _forward_pass_cost() if cfg.target == "local" else {}
     report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
@@ -379,21 +414,17 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
                 out[label]["one_bare_hop"] = _cpu_bounds(ms["concurrent"], runs["bare_proxy"]["concurrent"])
     for hop in HOPS:
         if hop in unbatched and hop in batched:
-            u, b = unbatched[hop]["concurrent"], batched[hop]["concurrent"]
-            out[f"batching_{hop}"] = {
-                "rps_speedup": round(b["rps"] / u["rps"], 2),
-                # the speed-up the CPU per call allows (all processes and the load generator), which the other load
-                # on shared cores does not move
-                "cpu_speedup": round(sum(_cpu_ms(u).values()) / sum(_cpu_ms(b).values()), 2),
-                "mean_batch_size": (b.get("forward_passes") or {}).get("mean_batch_size"),
-                "p95_ratio": round(b["p95_ms"] / u["p95_ms"], 2),
-                "model_server_cpu_ms_per_request": [
-                    u["cpu_ms_per_request"].get("model_server"),
-                    b["cpu_ms_per_request"].get("model_server"),
-                ],
-            }
-    alone = unbatched.get("model_server", {}).get("concurrent", {}).get("cpu_ms_per_request", {}).get("model_server")
-    together = batched.get("model_server", {}).get("concurrent", {})
+            out[f"batching_{hop}"] = speedup(unbatched[hop]["concurrent"], batched[hop]["concurrent"])
+    if rounds := report.get("rounds"):
+        # the goal's figures: the median of the alternated pairs; the single pair above kept beside them
+        single = out.get("batching_model_server")
+        out["batching_model_server"] = {**median_pair(rounds), "single_run": single}
+        unbatched_run = _median_run([r["unbatched"] for r in rounds])
+        together = _median_run([r["batched"] for r in rounds])
+    else:
+        unbatched_run = unbatched.get("model_server", {}).get("concurrent", {})
+        together = batched.get("model_server", {}).get("concurrent", {})
+    alone = unbatched_run.get("cpu_ms_per_request", {}).get("model_server")
     passes = together.get("forward_passes") or {}
     batched_cost = (
         (together["cpu_ms_per_request"]["model_server"], passes["mean_batch_size"])
@@ -402,12 +433,60 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     )
     forward = report.get("forward_pass") or {}
     # the load generator's CPU per call to the model server alone, batched or not: on the same cores as the server
-    alone_runs = [runs["model_server"]["concurrent"] for runs in (unbatched, batched) if "model_server" in runs]
+    alone_runs = [run for run in (unbatched_run, together) if run]
     callers = [_cpu_ms(run)["client"] for run in alone_runs]
     caller = sum(callers) / len(callers) if callers else None
     if alone is not None and (bound := batching_bound(alone, batched_cost, forward, _batch_size(report), caller)):
         out["batching_bound"] = bound
     return out
+
+
+def speedup(u: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Batched over unbatched: one run of each (the load generator's figures) at the same concurrency."""
+    return {
+        "rps_speedup": round(b["rps"] / u["rps"], 2),
+        # the speed-up the CPU per call allows (all processes and the load generator), which the other load on
+        # shared cores does not move
+        "cpu_speedup": round(sum(_cpu_ms(u).values()) / sum(_cpu_ms(b).values()), 2),
+        "mean_batch_size": (b.get("forward_passes") or {}).get("mean_batch_size"),
+        "p95_ratio": round(b["p95_ms"] / u["p95_ms"], 2),
+        "model_server_cpu_ms_per_request": [
+            u["cpu_ms_per_request"].get("model_server"),
+            b["cpu_ms_per_request"].get("model_server"),
+        ],
+    }
+
+
+# #18's batching goal: at `concurrency` in flight, >= 3x the unbatched req/s with p95 no worse than 2x
+GOAL_RPS_SPEEDUP, GOAL_P95_RATIO = 3.0, 2.0
+
+
+def median_pair(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The alternated rounds' batching figures: the median of each ratio over the pairs, and each pair's."""
+    pairs = [r["batching"] for r in rounds]
+
+    def median(key: str) -> float | None:
+        values = [p[key] for p in pairs if p.get(key) is not None]
+        return round(float(statistics.median(values)), 2) if values else None
+
+    rps, p95 = median("rps_speedup"), median("p95_ratio")
+    return {
+        "rounds": len(pairs),
+        "rps_speedup": rps,
+        "cpu_speedup": median("cpu_speedup"),
+        "mean_batch_size": median("mean_batch_size"),
+        "p95_ratio": p95,
+        "meets_goal": rps is not None and p95 is not None and rps >= GOAL_RPS_SPEEDUP and p95 <= GOAL_P95_RATIO,
+        "rps_speedup_by_round": [p["rps_speedup"] for p in pairs],
+        "p95_ratio_by_round": [p["p95_ratio"] for p in pairs],
+        "rps_by_round": [[r["unbatched"]["rps"], r["batched"]["rps"]] for r in rounds],
+        "model_server_cpu_ms_per_request_by_round": [p["model_server_cpu_ms_per_request"] for p in pairs],
+    }
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median req/s among `runs` (an odd count gives one of them; an even one the upper middle)."""
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
 
 
 def _batch_size(report: dict[str, Any]) -> int:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hmac
 import os
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,8 @@ from typing import Any
 import orjson
 import typer
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.datastructures import URL
 from starlette.types import Receive, Scope, Send
 
@@ -67,6 +70,29 @@ def _error(code: str, message: str) -> bytes:
     return _dumps({"error": {"code": code, "message": message}})
 
 
+class CallMetrics:
+    """Predict calls in flight and answered, by status, as plain counts that the registry reads at scrape time.
+    prometheus_client's Gauge and Counter take a lock per update (three per call); the counts are only touched on
+    the event loop, which also serves /metrics, so they need none."""
+
+    STATUSES = (200, 401, 422, 500)
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.inflight = 0
+        self.answered = dict.fromkeys(self.STATUSES, 0)
+        self._created = time.time()
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(INFLIGHT_METRIC, "Predict calls being answered", value=self.inflight)
+        calls = CounterMetricFamily(
+            "hubpulse_model_server_calls", "Predict calls answered, by status", labels=["status"], created=self._created
+        )
+        for status, count in self.answered.items():
+            calls.add_metric([str(status)], count, created=self._created)
+        yield calls
+
+
 class ModelServerApp:
     """The model server's two routes as a plain ASGI app: no routing table, no dependency solving, no middleware
     stack, the per-call work of FastAPI that a two-route server does not need (docs/decisions/deployer.md). Unknown
@@ -82,12 +108,7 @@ class ModelServerApp:
             runtime.predict_batch, self._executor, max_batch_size=max_batch_size, max_wait_s=max_wait_ms / 1000
         )
         self.registry = CollectorRegistry()  # the app's own: one process, one server, and tests build several
-        self._inflight = Gauge(INFLIGHT_METRIC, "Predict calls being answered", registry=self.registry)
-        answered = Counter(
-            "hubpulse_model_server_calls", "Predict calls answered, by status", ["status"], registry=self.registry
-        )
-        # each status's series looked up once, not per call (`labels()` checks and locks): the statuses are few
-        self._answered = {status: answered.labels(str(status)) for status in (200, 401, 422, 500)}
+        self.calls = CallMetrics(self.registry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -106,9 +127,13 @@ class ModelServerApp:
         elif method != allowed:
             await send_json(send, 405, b'{"detail":"Method Not Allowed"}', ((b"allow", allowed.encode()),))
         elif path == "/predict":
-            with self._inflight.track_inprogress():
+            calls = self.calls
+            calls.inflight += 1
+            try:
                 status, body = await self._predict(scope, await read_body(receive))
-            self._answered[status].inc()
+            finally:
+                calls.inflight -= 1
+            calls.answered[status] += 1
             await send_json(send, status, body)
         elif path == "/metrics":
             await send_json(send, 200, generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
@@ -182,7 +207,8 @@ def serve(
     app = build_app(runtime, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, token=token)
     # bound only now that the model is loaded: a listening port means ready. uvicorn picks uvloop and httptools
     # (uvicorn[standard], through hubpulse-common) by itself.
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, ws="none")
+    # no proxy headers: callers reach it directly (the gateway, the deployer) and nothing reads the client address
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, ws="none", proxy_headers=False)
 
 
 if __name__ == "__main__":

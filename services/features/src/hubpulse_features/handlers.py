@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import asyncpg
 import pandas as pd
+from asyncpg.transaction import Transaction
 from prometheus_client import Counter, Histogram
 
 from hubpulse_common.events import DayIngested, ModelFeatures, ModelFeaturesBatch, ModelSnapshot
@@ -48,13 +49,13 @@ class FeaturesWorker:
             # a renamed model's history moves to its new name before its features are computed (issue 14)
             aliases = await repository.follow_renames(conn, renames_in(snapshots), [s.model_id for s in snapshots])
             records = service.snapshot_records(snapshots, aliases)
-            frame = service.records_frame(records)
+            keys = service.records_keys(records)
             added = await repository.upsert_history(conn, records)
             window = await repository.load_window(
-                conn, frame["model_id"].unique().tolist(), service.window_start(days[0]), days[-1]
+                conn, keys["model_id"].unique().tolist(), service.window_start(days[0]), days[-1]
             )
             # pandas work off the event loop: /healthz, /metrics and the consumers' heartbeats keep answering
-            features = await asyncio.to_thread(service.batch_features, window, frame)
+            features = await asyncio.to_thread(service.batch_features, window, keys)
             await repository.append_features(conn, features, days)
             await repository.touch_days(conn, days, added)
         # Nothing is emitted yet: a model-day is published once, final, when its day closes. Emitting the
@@ -106,26 +107,27 @@ class FeaturesWorker:
         """The day's final rows are written in one transaction on a second connection, which also marks the day
         closed and drops its stream; the events are published before it commits. A crash anywhere before the
         commit leaves the day open with its stream intact, and the next close recomputes and republishes the
-        same rows (consumers upsert by model-day); after it, everything was published."""
+        same rows (consumers upsert by model-day); after it, everything was published.
+
+        The rows are read on a third connection, from the start: PostgreSQL sorts and joins them while the ranks
+        are read and computed, instead of after. Both reads see the same day: its batches wait for the day's lock,
+        which the close holds."""
         started = time.perf_counter()
         await repository.analyze(conn)
-        cross = await asyncio.to_thread(service.day_cross_features, await repository.load_rank_inputs(conn, day))
         renamed_from = await repository.renamed_on(conn, day)
-        ranked = time.perf_counter()
-        async with self._pool.acquire() as writer:
+        async with self._pool.acquire() as reader, self._pool.acquire() as writer:
             transaction = writer.transaction()
-            await transaction.start()
             try:
-                await repository.clear_final(writer, day)
-                models = await self._store_and_publish(conn, writer, day, cross, renamed_from)
+                models = await self._store_and_publish(conn, reader, writer, transaction, day, renamed_from, started)
                 stored = time.perf_counter()
                 await repository.finish_close(writer, day, models)
                 await transaction.commit()
                 self.close_parts["commit_s"] = time.perf_counter() - stored
             except BaseException:
                 # Possibly cancelled mid-COPY, where a ROLLBACK would fail and hide the real error: ending the
-                # session rolls the transaction back.
+                # sessions rolls the transaction back (and ends the rows' read).
                 writer.terminate()
+                reader.terminate()
                 raise
         ROWS.labels("final").inc(models)
         DAYS_CLOSED.inc()
@@ -136,28 +138,31 @@ class FeaturesWorker:
             day=day.isoformat(),
             models=models,
             seconds=round(seconds, 2),
-            ranks_s=round(ranked - started, 2),
             **{k: round(v, 2) for k, v in self.close_parts.items()},
         )
         return models
 
     async def _store_and_publish(
         self,
+        ranker: asyncpg.Connection,
         reader: asyncpg.Connection,
         writer: asyncpg.Connection,
+        transaction: Transaction,
         day: dt.date,
-        cross: pd.DataFrame,
         renamed_from: dict[str, str],
+        started: float,
     ) -> int:
-        """Reads the day's rows (one COPY) while the slices before are finalised and encoded (in a thread, while
-        PostgreSQL stores them), and the slices before those are published: the stages overlap instead of taking
-        turns. A failure in one cancels the others (a task group)."""
+        """Ranks the day (its rank inputs read on `ranker`) while its rows are read (one COPY on `reader`); then
+        the writer's `transaction` starts and the slices are finalised and encoded (in a thread, while PostgreSQL
+        stores them), and the slices before those are published: the stages overlap instead of taking turns. A
+        failure in one cancels the others (a task group)."""
         slices: asyncio.Queue[pd.DataFrame | None] = asyncio.Queue(maxsize=1)
         encoded: asyncio.Queue[dict[str, list[tuple[bytes, bytes]]] | None] = asyncio.Queue(maxsize=1)
         models = 0
-        # where the close's time goes (logged with the day): waiting for the read, storing and encoding, and
-        # publishing (these overlap with the next slice's store)
-        parts = self.close_parts = dict.fromkeys(("read_wait_s", "store_s", "publish_s"), 0.0)
+        # where the close's time goes (logged with the day): the ranks (from the close's start), waiting for the
+        # read, storing and encoding, and publishing (these overlap with the next slice's store)
+        parts = self.close_parts = dict.fromkeys(("ranks_s", "read_wait_s", "store_s", "publish_s"), 0.0)
+        cross = pd.DataFrame()
 
         def encode(final: pd.DataFrame) -> dict[str, list[tuple[bytes, bytes]]]:
             """The slice's messages by topic: hub.features.v2, and v1 (one per row) where still asked for."""
@@ -177,7 +182,12 @@ class FeaturesWorker:
             await slices.put(None)
 
         async def store() -> None:
-            nonlocal models
+            nonlocal models, cross
+            cross = await asyncio.to_thread(service.day_cross_features, await repository.load_rank_inputs(ranker, day))
+            parts["ranks_s"] = time.perf_counter() - started
+            # the day's write starts once it is ranked (its closed_at: the transaction's start, after the ranks)
+            await transaction.start()
+            await repository.clear_final(writer, day)
             while True:
                 waited = time.perf_counter()
                 if (rows := await slices.get()) is None:

@@ -60,6 +60,7 @@ FEATURE_SET: str = hashlib.sha256(",".join(FEATURE_COLUMNS).encode()).hexdigest(
 FEATURE_ROW_COLUMNS: tuple[str, ...] = ("snapshot_date", "model_id", "feature_set", "values", "provisional")
 
 Record = tuple[Any, ...]
+_ORDINAL_EPOCH = dt.date(1970, 1, 1).toordinal()  # datetime64's day 0
 
 
 def window_start(day: dt.date) -> dt.date:
@@ -103,6 +104,15 @@ def records_frame(records: Sequence[Record]) -> pd.DataFrame:
     return typed(frame)
 
 
+def records_keys(records: Sequence[HistoryRow]) -> pd.DataFrame:
+    """The model-days of feature_history records (model_id, snapshot_date), typed as `records_frame` types them:
+    what `batch_features` needs of a batch, whose features come from the stored window (its stats would only be
+    typed into a frame to be dropped from it)."""
+    ordinals = np.fromiter((r.snapshot_date.toordinal() for r in records), dtype=np.int64, count=len(records))
+    days = (ordinals - _ORDINAL_EPOCH).astype("datetime64[D]").astype("datetime64[ns]")
+    return pd.DataFrame({"model_id": [r.model_id for r in records], "snapshot_date": days})
+
+
 def typed(frame: pd.DataFrame) -> pd.DataFrame:
     """Coerce history columns to the types compute_features expects (NaN for missing, naive UTC times)."""
     frame["snapshot_date"] = pd.to_datetime(frame["snapshot_date"]).astype("datetime64[ns]")
@@ -121,8 +131,9 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
 def batch_features(window: pd.DataFrame, batch: pd.DataFrame) -> pd.DataFrame:
     """Feature rows of the batch's model-days, given every stored row of its models over the window.
 
-    `window` must hold the batch rows themselves (they are stored before this runs). Returns the batch
-    frame (stats included) with FEATURE_COLUMNS added, one row per model-day of the batch.
+    `window` must hold the batch rows themselves (they are stored before this runs). `batch`: the batch's keys
+    (`records_keys`), or its `records_frame` (stats included). Returns the batch frame with FEATURE_COLUMNS added,
+    one row per model-day of the batch.
     """
     first = batch["snapshot_date"].min()
     feats = compute_features(window[list(WINDOW_COLUMNS)].reset_index(drop=True), output_from=first)

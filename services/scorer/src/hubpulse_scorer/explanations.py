@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
-import orjson
 from prometheus_client import Counter
 
+from hubpulse_common import feature_vectors
 from hubpulse_common.errors import InputError
 from hubpulse_common.logging import get_logger
 from hubpulse_scorer import repository, service
@@ -43,6 +43,12 @@ class Explained:
     snapshot_date: dt.date
     model_version: str
     explanation: str  # JSON text: a list of Contribution objects
+
+
+def _features(row: asyncpg.Record) -> dict[str, float | None]:
+    if row["features"] is None or row["names"] is None:  # a detail row without features explains nothing
+        return {}
+    return feature_vectors.decode(row["features"], row["names"])
 
 
 class Explainer:
@@ -83,7 +89,7 @@ class Explainer:
             by_version.setdefault(row["model_version"], []).append(i)
         for version, indexes in by_version.items():
             model = await self._model(version)
-            features = [orjson.loads(rows[i]["features"]) for i in indexes]
+            features = [_features(rows[i]) for i in indexes]
             texts = await asyncio.to_thread(service.explain_features, model, features, self._top_features)
             for i, text in zip(indexes, texts, strict=True):
                 out[i] = text

@@ -65,7 +65,12 @@ class ScorerWorker:
             scored = await asyncio.to_thread(partial(service.score, model, rows, self._top_n, picks_only=True))
             catalog, daily = await asyncio.to_thread(service.catalog_records, scored)
             await repository.write_batch(
-                self._pool, service.score_records(scored), catalog, daily, service.day_models(messages)
+                self._pool,
+                service.score_records(scored),
+                catalog,
+                daily,
+                service.day_models(messages),
+                feature_sets=[rows.feature_set],
             )
         await self._bus.publish_encoded(ModelScore.topic, service.score_payloads(scored))
         SCORED.labels(scored.version).inc(len(rows))

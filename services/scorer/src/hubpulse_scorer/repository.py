@@ -11,7 +11,7 @@ values did not change (a redelivered batch) is not rewritten at all.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from operator import itemgetter
 
@@ -19,6 +19,7 @@ import asyncpg
 
 from hubpulse_common import renames
 from hubpulse_common.catalog_keys import SORT_KEYS
+from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_scorer.service import CATALOG_COLUMNS, DAILY_COLUMNS, SCORE_COLUMNS, Record
 
 # JSON columns are text (scorer migrations 0007, 0012): COPY sends the scorer's JSON text as it is.
@@ -30,14 +31,15 @@ _STAGING = {
         model_id text, author text, pipeline_tag text, library_name text, tags text[], created_at timestamptz,
         last_modified timestamptz, snapshot_date date, downloads bigint, downloads_all_time bigint, likes integer,
         trending_rank integer, growth_7d double precision, probability double precision, model_version text,
-        label text, threshold double precision, likes_7d double precision, explanation text, features text""",
+        label text, threshold double precision, likes_7d double precision, explanation text, feature_set text,
+        features bytea""",
     "catalog_daily_staging": """
         model_id text, snapshot_date date, downloads bigint, likes integer, trending_rank integer,
         probability double precision, model_version text""",
 }
 
 
-_WIDE = ("explanation", "features")  # catalog_details only; both tables carry the key and the day
+_WIDE = ("explanation", "feature_set", "features")  # catalog_details only; both tables carry the key and the day
 # and the model version that scored the features: it explains them on demand (`explanations`)
 DETAIL_COLUMNS = ("model_id", "snapshot_date", "model_version", *_WIDE)
 MODEL_COLUMNS = tuple(c for c in CATALOG_COLUMNS if c not in _WIDE)
@@ -178,21 +180,33 @@ async def _upsert_rows(
     return written
 
 
+_ADD_FEATURE_SET = "INSERT INTO catalog_feature_sets (feature_set, names) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+
+
+async def add_feature_sets(executor: asyncpg.Pool | asyncpg.Connection, sets: Iterable[FeatureSet]) -> None:
+    """The names that detail rows' feature vectors follow (a set is written once, then found)."""
+    await executor.executemany(_ADD_FEATURE_SET, [(s.key, list(s.names)) for s in sets])
+
+
 async def write_batch(
     pool: asyncpg.Pool,
     scores: Sequence[Record],
     catalog: Sequence[Record],
     daily: Sequence[Record],
     day_models: Mapping[dt.date, int] | None = None,
+    *,
+    feature_sets: Iterable[FeatureSet],
 ) -> None:
     """Scores, catalog and daily rows of one batch in one transaction; idempotent on their natural keys.
 
     `day_models`: how many models each day has (the features close says), so the swap knows when it has them all.
+    `feature_sets`: the sets the catalog rows' feature vectors follow.
     """
     days = sorted({r[CATALOG_COLUMNS.index("snapshot_date")] for r in catalog})
     for day in days:
         await ensure_build_partition(pool, day)
     async with pool.acquire() as conn, conn.transaction():
+        await add_feature_sets(conn, feature_sets)
         await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)  # the details' source either way
         written = await _copy_new_rows(conn, scores, catalog, daily)
         if written is None:
@@ -249,7 +263,10 @@ async def follow_renames(
 
 
 # Explanations computed after scoring (`explanations`): the detail row's features and the version that scored them.
-_TO_EXPLAIN = "SELECT model_id, snapshot_date, model_version, explanation, features FROM catalog_details"
+_TO_EXPLAIN = (
+    "SELECT model_id, snapshot_date, model_version, explanation, features, names "
+    "FROM catalog_details LEFT JOIN catalog_feature_sets USING (feature_set)"
+)
 
 
 async def explanation_source(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
@@ -274,7 +291,7 @@ async def unexplained_tops(conn: asyncpg.Connection, table: str, n: int) -> list
 # Only where the row still holds what was explained: a newer day, version or features written meanwhile wins.
 _CACHE = """
     UPDATE catalog_details d SET explanation = x.explanation
-    FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::text[])
+    FROM unnest($1::text[], $2::date[], $3::text[], $4::bytea[], $5::text[])
         AS x(model_id, snapshot_date, model_version, features, explanation)
     WHERE d.model_id = x.model_id AND d.snapshot_date = x.snapshot_date AND d.model_version = x.model_version
       AND d.features = x.features AND d.explanation IS NULL

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from hubpulse_common import feature_vectors
 from hubpulse_common.catalog_keys import FACET_HASH, facet_key
 from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
 from hubpulse_gateway.catalog.plan import SampleRows, SearchPlan
@@ -240,18 +241,24 @@ async def renamed_to(pool: asyncpg.Pool, model_id: str) -> str | None:
     return new_id
 
 
-async def model(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
+async def model(pool: asyncpg.Pool, model_id: str) -> dict[str, Any] | None:
     """The catalog row and its details (features, explanation), by id. The explanation is null when the scorer
-    has not computed it yet (it does on demand: `routes.models`), an empty list when there are no details."""
+    has not computed it yet (it does on demand: `routes.models`), an empty list when there are no details; the
+    features are the stored vector read against its names (`feature_vectors`), empty when there are none."""
     row: asyncpg.Record | None = await pool.fetchrow(
         f"SELECT {SUMMARY_COLUMNS}, downloads_all_time, last_modified, model_version, label, threshold, "  # noqa: S608
-        "(CASE WHEN d.found THEN d.explanation ELSE '[]' END)::jsonb AS explanation, "
-        "COALESCE(d.features, '{}')::jsonb AS features "
-        "FROM catalog_models LEFT JOIN LATERAL (SELECT explanation, features, true AS found FROM catalog_details "
+        "(CASE WHEN d.found THEN d.explanation ELSE '[]' END)::jsonb AS explanation, d.features AS vector, d.names "
+        "FROM catalog_models LEFT JOIN LATERAL (SELECT explanation, features, names, true AS found "
+        "FROM catalog_details LEFT JOIN catalog_feature_sets USING (feature_set) "
         "WHERE catalog_details.model_id = $1) d ON true WHERE model_id = $1",
         model_id,
     )
-    return row
+    if row is None:
+        return None
+    detail = dict(row)
+    vector, names = detail.pop("vector"), detail.pop("names")
+    detail["features"] = feature_vectors.decode(vector, names) if vector is not None and names is not None else {}
+    return detail
 
 
 _DAILY = (

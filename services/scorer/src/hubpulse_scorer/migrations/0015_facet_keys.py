@@ -6,7 +6,7 @@ first column each comparison is an integer one (docs/decisions/pipeline-redesign
 text moves into INCLUDE: a walk narrowed by the hash tests it there, index-only, since two values may share a
 hash. Same names, so the swap (which copies the live table's index definitions) builds the new ones from here on.
 
-Revision ID: 0014_facet_keys
+Revision ID: 0015_facet_keys
 """
 
 from alembic import op
@@ -14,8 +14,8 @@ from alembic import op
 from hubpulse_common.catalog_keys import SORT_KEYS, facet_key
 from hubpulse_common.migration_ops import create_index_concurrently
 
-revision = "0014_facet_keys"
-down_revision = "0013_explanations_on_demand"
+revision = "0015_facet_keys"
+down_revision = "0014_feature_vectors"
 branch_labels = None
 depends_on = None
 
