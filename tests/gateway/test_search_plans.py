@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -185,3 +187,64 @@ def test_an_empty_sample_falls_back_to_walking() -> None:
     empty = CatalogSample(SampleRows([], [], [], [], [], []), 0)
     assert empty.plan(query()).walk == MIN_WALK
     assert empty.plan(query(q="llama")).walk == MAX_WALK
+
+
+async def test_a_library_or_task_that_shares_its_hash_with_another_keeps_to_its_own_rows(gateway: Gateway) -> None:
+    """The per-task and per-library keyset indexes lead with the value's 32-bit hash (`catalog_keys.facet_key`):
+    two values with one hash share their entries, and every plan must still return only the asked one's rows."""
+    conn = await asyncpg.connect(gateway.database_url)
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        one, other = await conn.fetchval(
+            "SELECT array_agg(s ORDER BY s) FROM (SELECT 'hash-' || g AS s FROM generate_series(1, 300000) g) x "
+            "GROUP BY hashtext(s) HAVING count(*) > 1 ORDER BY 1 LIMIT 1"
+        )
+        rows = [
+            (f"collide/{name}-{n}", name, 10 * n + (5 if name == other else 0)) for name in (one, other) for n in (1, 2)
+        ]
+        await conn.executemany(
+            "INSERT INTO catalog_models (model_id, pipeline_tag, library_name, snapshot_date, downloads, likes, "
+            "probability) VALUES ($1, $2, $2, current_date, $3, 1, 0.5)",
+            rows,
+        )
+        for facet in ("task", "library"):
+            asked = query(q="collide", sort=SortKey.downloads, **{facet: one})
+            statements = [
+                repository.walk_sql(asked, MAX_WALK, tag, by_library)
+                for tag in (False, True)
+                for by_library in (False, True)
+            ]
+            statements += [repository.search_sql(asked, text_only) for text_only in (False, True)]
+            for sql, args in statements:
+                found = [r["model_id"] for r in await conn.fetch(sql, *args)]
+                assert found == [f"collide/{one}-2", f"collide/{one}-1"], (facet, sql)
+    finally:
+        await tx.rollback()
+        await conn.close()
+
+
+def _index_scans(node: dict[str, Any]) -> list[dict[str, Any]]:
+    own = [node] if "Index Name" in node else []
+    return own + [scan for child in node.get("Plans", []) for scan in _index_scans(child)]
+
+
+@pytest.mark.parametrize("facet", ["task", "library"])
+async def test_a_walk_narrowed_by_a_task_or_library_is_estimated_at_its_share(gateway: Gateway, facet: str) -> None:
+    """The walk's index condition is the value's hash alone, its text is tested on the walked rows: the two side
+    by side counted twice in the planner's estimate (a task taken for its share squared), and a prepared search
+    stayed on custom plans, planned again at every execution."""
+    column = {"task": "pipeline_tag", "library": "library_name"}[facet]
+    conn = await asyncpg.connect(gateway.database_url)
+    try:
+        await conn.execute("ANALYZE catalog_models")
+        value, rows = await conn.fetchrow(
+            f"SELECT {column}, count(*) FROM catalog_models WHERE {column} IS NOT NULL "  # noqa: S608
+            "GROUP BY 1 ORDER BY 2 DESC LIMIT 1"
+        )
+        sql, args = repository.walk_sql(query(**{facet: value}), MAX_WALK, by_library=facet == "library")
+        plan = json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))
+    finally:
+        await conn.close()
+    [walk] = [scan for scan in _index_scans(plan[0]["Plan"]) if scan["Index Name"].endswith(f"{facet}_key_trend")]
+    assert rows / 2 <= walk["Plan Rows"] <= rows * 2, (walk["Plan Rows"], rows)

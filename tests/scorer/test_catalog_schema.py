@@ -433,3 +433,38 @@ async def test_a_batch_updates_its_days_count_last_so_other_replicas_do_not_queu
         await other.close()
         await probe.close()
         await pool.close()
+
+
+async def _facet_leads(conn: asyncpg.Connection) -> dict[str, str]:
+    """The type of the first key column of each per-task and per-library keyset index of catalog_models."""
+    rows = await conn.fetch(
+        "SELECT i.relname, format_type(a.atttypid, a.atttypmod) AS lead FROM pg_index x "
+        "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_attribute a ON a.attrelid = i.oid AND a.attnum = 1 "
+        "WHERE x.indrelid = 'catalog_models'::regclass AND i.relname ~ '_(task|library)_key_'"
+    )
+    return {r["relname"]: r["lead"] for r in rows}
+
+
+async def test_the_task_and_library_keyset_indexes_lead_with_an_integer_in_every_swapped_in_catalog(
+    database_url: str,
+) -> None:
+    """Their daily build sorts the catalog on (facet, key, id) with most rows tied on the facet: an integer first
+    column (the facet's hash) makes those comparisons integer ones. 0015 builds them so, the swap copies them."""
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    conn = await asyncpg.connect(database_url)
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    day = dt.date(2025, 4, 1)
+    try:
+        leads = await _facet_leads(conn)
+        assert len(leads) == 10
+        assert set(leads.values()) == {"integer"}
+        await write_batch(pool, [], [_record("lead/a", day, 1, 0.0)], [], feature_sets=[SET])
+        assert await swap_day(pool, day)
+        assert await _facet_leads(conn) == leads
+        await _move(database_url, "downgrade", "0014_feature_vectors")
+        assert set((await _facet_leads(conn)).values()) == {"text"}
+        await _move(database_url, "upgrade", "0015_facet_keys")
+        assert await _facet_leads(conn) == leads
+    finally:
+        await pool.close()
+        await conn.close()

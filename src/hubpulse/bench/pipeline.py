@@ -421,6 +421,12 @@ def run(
                 report["ok"] = True
                 # where each close's time went (read, store and encode, publish), as the features service logs it
                 report["features_close_logs"] = _log_lines(logs / "features.log", "features.day_closed")
+                # and each catalog swap's steps (fill, indexes, vacuum, prepare, swap), as its scorer logs them
+                report["catalog_swap_logs"] = [
+                    line
+                    for log in sorted(logs.glob("scorer*.log"))
+                    for line in _log_lines(log, "scorer.catalog_swapped")
+                ]
             except (StageTimeout, RuntimeError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
                 report["error"] = f"{type(exc).__name__}: {exc}"
                 say(f"[red]failed:[/] {report['error']}")

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from hubpulse_common import feature_vectors
+from hubpulse_common.catalog_keys import FACET_HASH, facet_key
 from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
 from hubpulse_gateway.catalog.plan import SampleRows, SearchPlan
 from hubpulse_gateway.catalog.query import SearchQuery, has_filters, like_pattern
@@ -72,12 +73,31 @@ def _walk_text(sql: _Sql, query: SearchQuery, tag_walk: bool) -> tuple[list[str]
     return rows, walk
 
 
-def _filter_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
+def _facet_hash(sql: _Sql, column: str, value: str) -> str:
+    """The task or library as the per-task and per-library keyset indexes lead with it (its hash,
+    `catalog_keys.facet_key`): a condition those indexes serve. Two values may share a hash, so the text is
+    tested too, outside the index's condition (`_facet_conditions`): on the walked rows, or on the index
+    query's matches. Beside the hash it would count twice in the planner's estimates (a task taken for its
+    share squared), and a prepared search would then stay on custom plans, planned at every execution."""
+    return f"{facet_key(column)} = {FACET_HASH}({sql.arg(value)})"
+
+
+def _facet_hashes(sql: _Sql, query: SearchQuery) -> list[str]:
+    facets = (("pipeline_tag", query.task), ("library_name", query.library))
+    return [_facet_hash(sql, column, value) for column, value in facets if value is not None]
+
+
+def _facet_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
     where: list[str] = []
     if query.task is not None:
         where.append(f"pipeline_tag = {sql.arg(query.task)}")
     if query.library is not None:
         where.append(f"library_name = {sql.arg(query.library)}")
+    return where
+
+
+def _range_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
+    where: list[str] = []
     if query.min_downloads is not None:
         where.append(f"downloads >= {sql.arg(query.min_downloads)}")
     if query.max_downloads is not None:
@@ -85,6 +105,10 @@ def _filter_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
     if query.min_likes is not None:
         where.append(f"likes >= {sql.arg(query.min_likes)}")
     return where
+
+
+def _filter_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
+    return _facet_conditions(sql, query) + _range_conditions(sql, query)
 
 
 def _conditions(sql: _Sql, query: SearchQuery) -> list[str]:
@@ -119,10 +143,11 @@ def walk_sql(
     sql = _Sql()
     key = SORT_KEYS[query.sort]
     after = _after_cursor(sql, query)
+    # the walked rows' task and library text are tested with the other conditions (`_filter_conditions`)
     if by_library and query.library is not None:  # the per-library keyset indexes
-        after.append(f"library_name = {sql.arg(query.library)}")
+        after.append(_facet_hash(sql, "library_name", query.library))
     elif query.task is not None:  # the per-task keyset indexes
-        after.append(f"pipeline_tag = {sql.arg(query.task)}")
+        after.append(_facet_hash(sql, "pipeline_tag", query.task))
     rows, walk = _walk_text(sql, query, tag_walk)
     after += walk
     conditions = rows + _filter_conditions(sql, query)
@@ -148,9 +173,11 @@ def search_sql(query: SearchQuery, text_only: bool = False) -> tuple[str, list[A
     sql = _Sql()
     key = SORT_KEYS[query.sort]
     inner = _text_conditions(sql, query) + _after_cursor(sql, query)
-    outer = _filter_conditions(sql, query)
-    if not text_only:
-        inner, outer = inner + outer, []
+    if text_only:
+        outer = _filter_conditions(sql, query)
+    else:  # the task and library by their indexes' hash, their text on the matches
+        inner += _facet_hashes(sql, query) + _range_conditions(sql, query)
+        outer = _facet_conditions(sql, query)
     text = (
         f"WITH m AS MATERIALIZED (SELECT {SUMMARY_COLUMNS}, {key} AS sort_key FROM catalog_models"  # noqa: S608
         f"{_where(inner)}) SELECT {SUMMARY_COLUMNS} FROM m{_where(outer)} ORDER BY sort_key DESC, model_id "
