@@ -20,6 +20,7 @@ from deployer.conftest import DEMO_CACHE
 from hubpulse.hub.demo_models import DemoRepos
 from hubpulse.platform.stores import free_port, wait_port
 from hubpulse_deployer.batching import Batcher
+from hubpulse_deployer.model_server import build_app
 from hubpulse_deployer.runtime import load
 
 MODEL = "hubpulse-demo/tiny-text-classifier"
@@ -100,6 +101,17 @@ async def test_batch_size_one_runs_each_call_alone(executor: ThreadPoolExecutor)
     await batcher.close()
     assert answers == [[f"{i}c"] for i in range(5)]
     assert sorted(map(tuple, recorder.batches)) == [(f"c{i}",) for i in range(5)]
+
+
+async def test_a_call_to_a_closing_model_server_gets_a_503_not_a_422(demo_model_dir: Path) -> None:
+    app = build_app(load(demo_model_dir, "text-classification"), max_batch_size=8, max_wait_ms=1)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://model") as client:
+        assert (await client.post("/predict", json={"inputs": ["fine"]})).status_code == 200
+        await app.batcher.close()  # as the server's shutdown does
+        late = await client.post("/predict", json={"inputs": ["fine"]})
+        metrics = (await client.get("/metrics")).text
+    assert (late.status_code, late.json()["error"]["code"]) == (503, "shutting_down")
+    assert 'hubpulse_model_server_calls_total{status="503"} 1.0' in metrics
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,10 @@ class OutputMismatch(RuntimeError):
     """The runtime answered a different number of outputs than it was given inputs."""
 
 
+class BatcherClosed(RuntimeError):
+    """The model server is shutting down: it takes no more calls."""
+
+
 @dataclass(slots=True)
 class _Call:
     inputs: list[str]
@@ -66,7 +70,7 @@ class Batcher:
         call = _Call(inputs, time.monotonic(), loop.create_future())
         with self._lock:
             if self._closed:
-                raise RuntimeError("the batcher is closed")
+                raise BatcherClosed("the model server is shutting down")
             self._queue.append(call)
             self._queued_inputs += len(inputs)
             if not self._draining:

@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from hubpulse_common.errors import InputError
 from hubpulse_common.inference import INFLIGHT_METRIC, MODEL_SERVER_TOKEN_VARIABLE, parse_inputs
-from hubpulse_deployer.batching import Batcher, OutputMismatch
+from hubpulse_deployer.batching import Batcher, BatcherClosed, OutputMismatch
 from hubpulse_deployer.runtime import Refused, Runtime, load
 from hubpulse_deployer.runtime.fetch import fetch
 
@@ -75,7 +75,7 @@ class CallMetrics:
     prometheus_client's Gauge and Counter take a lock per update (three per call); the counts are only touched on
     the event loop, which also serves /metrics, so they need none."""
 
-    STATUSES = (200, 401, 422, 500)
+    STATUSES = (200, 401, 422, 500, 503)
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.inflight = 0
@@ -174,6 +174,8 @@ class ModelServerApp:
             outputs = await self.batcher.predict(inputs)
         except OutputMismatch as exc:
             return 500, _error("model_error", str(exc))
+        except BatcherClosed as exc:  # not the caller's fault: another replica (or a retry) can answer it
+            return 503, _error("shutting_down", str(exc))
         except Exception as exc:  # the runtime refused these inputs (alone: batching.py retries a failed batch)
             return 422, _error("bad_input", f"the model cannot take these inputs: {exc}")
         return 200, _dumps({"outputs": outputs})
