@@ -24,9 +24,18 @@ from hubpulse_gateway.ratelimit import MongoStorage, shared_limiter
 AUTH_DOWN = "http://127.0.0.1:9"  # anonymous /v1/me is refused (401) by the gateway itself
 
 
+# A store that answers slower than the gateway's 0.25 s (a loaded CI machine) is skipped for the replica's own
+# limits, by design (fail open): the sharing tests give it time, the fallback test sets its own.
+SHARED_STORE_TIMEOUT_S = 5.0
+
+
 def replica(mongo_url: str, database: str, **overrides: Any) -> Any:
     return security_gateway(
-        AUTH_DOWN, rate_limit_storage="mongodb", mongo_url=mongo_url, mongo_database=database, **overrides
+        AUTH_DOWN,
+        rate_limit_storage="mongodb",
+        mongo_url=mongo_url,
+        mongo_database=database,
+        **{"rate_limit_store_timeout_s": SHARED_STORE_TIMEOUT_S, **overrides},
     )
 
 
@@ -68,6 +77,7 @@ async def test_failed_logins_per_account_are_one_budget_across_replicas(mongo: S
                 mongo_database=database,
                 login_account_rate_limit="5/minute",
                 auth_ip_rate_limit="1000/minute",
+                rate_limit_store_timeout_s=SHARED_STORE_TIMEOUT_S,
             )
             for _ in range(2)
         )
