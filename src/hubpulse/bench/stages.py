@@ -73,8 +73,11 @@ def run(models: int, batch: int, seed: int = 1) -> dict[str, Any]:
     # features handler
     snaps = _timed(r, "features.decode", n, lambda: [ModelSnapshot.model_validate_json(b) for b in raw])
     records = _timed(r, "features.records", n, lambda: features.snapshot_records(snaps))
-    frame = _timed(r, "features.frame", n, lambda: features.records_frame(records))
-    feats = _timed(r, "features.compute", n, lambda: features.batch_features(window, frame))
+    # as the handler does: a batch's features from its keys (its stats come back from the stored window)
+    keys = _timed(r, "features.keys", n, lambda: features.records_keys(records))
+    _timed(r, "features.compute", n, lambda: features.batch_features(window, keys))
+    # what the close stores and publishes carries the day's stats beside the features
+    feats = features.batch_features(window, features.records_frame(records))
     _timed(r, "features.copy_records", n, lambda: features.feature_rows_copy(feats, provisional=True))
     payloads = _timed(r, "features.events_encoded", n, lambda: features.feature_batches(feats))
     ModelFeaturesBatch.model_validate_json(payloads[0][1])  # what we emit validates
