@@ -82,18 +82,18 @@ def _facet_hash(sql: _Sql, column: str, value: str) -> str:
     return f"{facet_key(column)} = {FACET_HASH}({sql.arg(value)})"
 
 
+def _facets(query: SearchQuery) -> list[tuple[str, str]]:
+    """The (column, value) of the task and library the query narrows to."""
+    pairs = (("pipeline_tag", query.task), ("library_name", query.library))
+    return [(column, value) for column, value in pairs if value is not None]
+
+
 def _facet_hashes(sql: _Sql, query: SearchQuery) -> list[str]:
-    facets = (("pipeline_tag", query.task), ("library_name", query.library))
-    return [_facet_hash(sql, column, value) for column, value in facets if value is not None]
+    return [_facet_hash(sql, column, value) for column, value in _facets(query)]
 
 
 def _facet_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
-    where: list[str] = []
-    if query.task is not None:
-        where.append(f"pipeline_tag = {sql.arg(query.task)}")
-    if query.library is not None:
-        where.append(f"library_name = {sql.arg(query.library)}")
-    return where
+    return [f"{column} = {sql.arg(value)}" for column, value in _facets(query)]
 
 
 def _range_conditions(sql: _Sql, query: SearchQuery) -> list[str]:
