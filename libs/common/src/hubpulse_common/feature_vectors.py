@@ -3,7 +3,7 @@
 Each detail row holds its values as `bytea` (IEEE 754 binary64, big-endian: what PostgreSQL's `float8send`
 writes, so SQL can build and read them too) and the key of its `FeatureSet`, the ordered names the values
 follow (the scorer's table `catalog_feature_sets`). A missing feature is NaN: JSON's `null`, as the events
-carry it; non-finite values read as missing, as they did from JSON. The JSON object repeated the ~60 names in
+carry it; non-finite values read as missing, as they did from JSON. The JSON object repeated the 69 names in
 every row of every day (docs/decisions/pipeline-redesign.md, "Session 11").
 """
 
