@@ -40,9 +40,11 @@ def test_service_boots_ready_and_stops(
         # on the session broker it would read the day-complete signals of every earlier test and close those days
         # in the session's database, which other tests' features own
         env["HUBPULSE_KAFKA_BOOTSTRAP"] = request.getfixturevalue("own_kafka").url
-    proc = subprocess.Popen([sys.executable, "-m", package], env=env, stderr=subprocess.PIPE)
+    logged = tmp_path / "stderr.log"  # a file, not a pipe nobody reads until the end: logging never blocks it
+    with logged.open("wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", package], env=env, stderr=stderr)
     try:
-        assert wait_port(port, 60, proc), proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+        assert wait_port(port, 60, proc), logged.read_text()[-3000:]
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
         assert httpx.get(f"{base}/healthz").json()["version"] == __version__
@@ -60,6 +62,9 @@ def test_service_boots_ready_and_stops(
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
     assert code == 0
+    # every service runs on uvloop (its COPYs and batches cost the plain asyncio loop CPU per socket write)
+    listening = next(line for line in logged.read_text().splitlines() if "service.listening" in line)
+    assert "uvloop" in listening, listening
 
 
 def _topology(package: str) -> Topology:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
+import uvloop
 from fastapi import FastAPI
 
 from hubpulse_common.errors import ConfigError, UserFacingError
@@ -80,7 +81,8 @@ async def serve_app(app: FastAPI, settings: ServiceSettings) -> None:
     sock = bind_socket(settings.host, settings.port)
     async with app.router.lifespan_context(app):
         server = _Server(uvicorn.Config(app, lifespan="off", **server_options(settings)))
-        log.info("service.listening", host=settings.host, port=settings.port)
+        loop = type(asyncio.get_running_loop())
+        log.info("service.listening", host=settings.host, port=settings.port, loop=loop.__module__.split(".")[0])
         await server.serve(sockets=[sock])
     log.info("service.stopped")
 
@@ -93,7 +95,9 @@ def run_service(create_app: Callable[[SettingsT], FastAPI], settings_cls: type[S
         configure_logging(settings.service_name, settings.log_level, settings.log_format, settings.environment)
         gc.freeze()  # what start-up built lives for good: out of the collector's way
         gc.set_threshold(*_GC_THRESHOLDS)
-        asyncio.run(serve_app(create_app(settings), settings))
+        # uvloop for every service: asyncpg's COPYs and aiokafka's batches go through the loop's socket writes
+        # and selector, which cost the plain asyncio loop CPU on every call (docs/decisions/pipeline-redesign.md)
+        uvloop.run(serve_app(create_app(settings), settings))
     except UserFacingError as exc:
         log.error("service.start_failed", error=str(exc))
         print(f"{name}: {exc}", file=sys.stderr)

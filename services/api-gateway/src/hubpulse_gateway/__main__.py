@@ -1,10 +1,8 @@
 """`python -m hubpulse_gateway`: run the gateway service (`HUBPULSE_WORKERS=N` for N processes on one port)."""
 
-import asyncio
 import contextlib
 
 import uvicorn
-import uvloop
 
 from hubpulse_common.errors import ConfigError
 from hubpulse_common.service import run_service, server_options
@@ -32,7 +30,6 @@ def _serve_workers() -> bool:
 
 def main() -> None:
     if not _serve_workers():
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # what uvicorn.run gives the workers
         run_service(create_app, GatewaySettings)
 
 
