@@ -121,7 +121,26 @@ NonNegative = Annotated[int, Field(ge=0)]
 PositiveRank = Annotated[int, Field(ge=1)]
 
 
-class ModelSnapshotBatch(Event):
+class _ModelColumns(Event):
+    """The columns that hub.snapshots.v2 and hub.features.v2 both carry: one value per row (the `i`-th of each is
+    the `i`-th model's), and the rows' renames."""
+
+    model_id: list[str] = Field(min_length=1, description="One entry per row; unique within a message")
+    pipeline_tag: list[str | None]
+    library_name: list[str | None]
+    author: list[str | None]
+    tags: list[list[str]]
+    created_at: list[datetime | None]
+    last_modified: list[datetime | None]
+    renamed_from: dict[str, str] = Field(
+        default_factory=dict,
+        description="new name -> previous name, for the rows that are a model's first under a new name on this day "
+        "(the Hub renamed the repository; its `_id` is the same): consumers move what they keep under the old name "
+        "to the new one",
+    )
+
+
+class ModelSnapshotBatch(_ModelColumns):
     """Many models' Hub statistics on one day, column by column (`hub.snapshots.v2`).
 
     The same facts as `hub.snapshots.v1`, without a message per model: column `i` of every list is the `i`-th
@@ -164,23 +183,11 @@ class ModelSnapshotBatch(Event):
 
     snapshot_date: date
     source: SnapshotSource = "hub"
-    model_id: list[str] = Field(min_length=1, description="One entry per row; unique within a message")
     downloads: list[NonNegative] = Field(description="Downloads over the last 30 days, as the Hub reports them")
     downloads_all_time: list[NonNegative | None]
     likes: list[NonNegative]
     trending_score: list[float | None]
     trending_rank: list[PositiveRank | None]
-    pipeline_tag: list[str | None]
-    library_name: list[str | None]
-    author: list[str | None]
-    tags: list[list[str]]
-    created_at: list[datetime | None]
-    last_modified: list[datetime | None]
-    renamed_from: dict[str, str] = Field(
-        default_factory=dict,
-        description="new name -> previous name, for the rows that are a model's first snapshot under a new name "
-        "(the Hub renamed the repository; its `_id` is the same): consumers move the old name's history to the new",
-    )
 
     @model_validator(mode="after")
     def _columns_line_up(self) -> ModelSnapshotBatch:
@@ -352,7 +359,7 @@ class ModelFeatures(Event):
 FEATURES_BATCH_ROWS = 500
 
 
-class ModelFeaturesBatch(Event):
+class ModelFeaturesBatch(_ModelColumns):
     """The final features of many models on one day, column by column (`hub.features.v2`).
 
     The same facts as `hub.features.v1`, without a per-model message and the 69 feature names repeated in each:
@@ -399,22 +406,10 @@ class ModelFeaturesBatch(Event):
         description="How many models the day has (set by the features close): a consumer that counts the day's "
         "model-days knows when it has them all",
     )
-    model_id: list[str] = Field(min_length=1, description="One entry per row; unique within a message")
     downloads: list[int | None]
     downloads_all_time: list[int | None]
     likes: list[int | None]
     trending_rank: list[int | None]
-    pipeline_tag: list[str | None]
-    library_name: list[str | None]
-    author: list[str | None]
-    tags: list[list[str]]
-    created_at: list[datetime | None]
-    last_modified: list[datetime | None]
-    renamed_from: dict[str, str] = Field(
-        default_factory=dict,
-        description="new name -> previous name, for the rows first seen under a new name on this day (from "
-        "`hub.snapshots.v1`): consumers move what they keep under the old name to the new one",
-    )
     features: dict[str, list[float | None]] = Field(description="feature name -> one value per row (null = missing)")
 
     @model_validator(mode="after")
@@ -489,34 +484,15 @@ class ModelFeaturesBatch(Event):
         )
 
 
+# the columns both columnar events carry (_ModelColumns' own fields)
+_FACT_COLUMNS: tuple[str, ...] = tuple(
+    name for name in _ModelColumns.model_fields if name not in {*Event.model_fields, "model_id", "renamed_from"}
+)
 # the per-row columns of ModelSnapshotBatch besides model_id (bulk readers and writers go through each of them)
-SNAPSHOT_ROW_COLUMNS: tuple[str, ...] = (
-    "downloads",
-    "downloads_all_time",
-    "likes",
-    "trending_score",
-    "trending_rank",
-    "pipeline_tag",
-    "library_name",
-    "author",
-    "tags",
-    "created_at",
-    "last_modified",
-)
-
+SNAPSHOT_ROW_COLUMNS: tuple[str, ...] = ("downloads", "downloads_all_time", "likes", "trending_score", "trending_rank")
+SNAPSHOT_ROW_COLUMNS += _FACT_COLUMNS
 # the per-row columns of ModelFeaturesBatch besides model_id and features (bulk consumers read each of them)
-BATCH_ROW_COLUMNS: tuple[str, ...] = (
-    "downloads",
-    "downloads_all_time",
-    "likes",
-    "trending_rank",
-    "pipeline_tag",
-    "library_name",
-    "author",
-    "tags",
-    "created_at",
-    "last_modified",
-)
+BATCH_ROW_COLUMNS: tuple[str, ...] = ("downloads", "downloads_all_time", "likes", "trending_rank", *_FACT_COLUMNS)
 
 
 class Contribution(BaseModel):

@@ -16,6 +16,7 @@ from prometheus_client import Counter, Histogram
 from hubpulse_common.events import DayIngested, ModelFeatures, ModelFeaturesBatch, ModelSnapshotBatch
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
+from hubpulse_common.renames import renames_in_messages
 from hubpulse_features import repository, service
 
 log = get_logger(__name__)
@@ -47,7 +48,7 @@ class FeaturesWorker:
             await repository.share_days(conn, days)
             # a renamed model's history moves to its new name before its features are computed (issue 14)
             model_ids = [m for message in messages for m in message.model_id]
-            aliases = await repository.follow_renames(conn, service.batch_renames(messages), model_ids)
+            aliases = await repository.follow_renames(conn, renames_in_messages(messages), model_ids)
             added: dict[dt.date, int] = {}
             streamed = 0
             for group in service.day_groups(messages):

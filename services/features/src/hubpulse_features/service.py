@@ -31,7 +31,7 @@ from hubpulse_common.features import (
     cross_sectional_features,
 )
 from hubpulse_common.history import HISTORY_COLUMNS as FILE_COLUMNS
-from hubpulse_common.renames import Rename, current_name, renames_in
+from hubpulse_common.renames import Rename, current_name
 
 
 class HistoryRow(NamedTuple):
@@ -72,19 +72,6 @@ def window_start(day: dt.date) -> dt.date:
 def _author(model_id: str) -> str | None:
     """The namespace of a Hub id ('meta-llama/Llama-3' -> 'meta-llama'); None for legacy ids without one."""
     return model_id.split("/", 1)[0] if "/" in model_id else None
-
-
-class _Mark(NamedTuple):
-    """A rename as a row of a snapshot batch marks it (what `renames_in` reads)."""
-
-    model_id: str
-    snapshot_date: dt.date
-    renamed_from: str | None
-
-
-def batch_renames(batches: Iterable[ModelSnapshotBatch]) -> list[Rename]:
-    """The renames that a batch's messages mark, oldest first."""
-    return renames_in(_Mark(new, b.snapshot_date, old) for b in batches for new, old in b.renamed_from.items())
 
 
 def day_groups(batches: Sequence[ModelSnapshotBatch]) -> list[list[ModelSnapshotBatch]]:
