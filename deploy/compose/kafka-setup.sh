@@ -29,6 +29,8 @@ allow() { local who=$1; shift; /opt/kafka/bin/kafka-acls.sh "${kafka[@]}" --add 
 # topics and their dead letters (hubpulse_common.events.ALL_TOPICS)
 topic hub.snapshots.v1
 topic hub.snapshots.v1.dlq
+topic hub.snapshots.v2
+topic hub.snapshots.v2.dlq
 topic hub.ingest.v1
 topic hub.ingest.v1.dlq
 topic hub.features.v1
@@ -61,13 +63,14 @@ allow kafka-features --operation Describe --operation Write --topic hub.features
 allow kafka-features --operation Describe --operation Write --topic hub.features.v2
 allow kafka-features --operation Describe --operation Read --topic hub.ingest.v1
 allow kafka-features --operation Describe --operation Write --topic hub.ingest.v1.dlq
-allow kafka-features --operation Describe --operation Read --topic hub.snapshots.v1
-allow kafka-features --operation Describe --operation Write --topic hub.snapshots.v1.dlq
+allow kafka-features --operation Describe --operation Read --topic hub.snapshots.v2
+allow kafka-features --operation Describe --operation Write --topic hub.snapshots.v2.dlq
 
 # ingestor (ingestor/topology.py)
 user kafka-ingestor "${KAFKA_INGESTOR_PASSWORD:?}"
 allow kafka-ingestor --operation Describe --operation Write --topic hub.ingest.v1
 allow kafka-ingestor --operation Describe --operation Write --topic hub.snapshots.v1
+allow kafka-ingestor --operation Describe --operation Write --topic hub.snapshots.v2
 
 # metrics (metrics/topology.py)
 user kafka-metrics "${KAFKA_METRICS_PASSWORD:?}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -13,9 +13,9 @@ import pandas as pd
 from fastapi import FastAPI
 
 from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.events import Event, ModelSnapshot
+from hubpulse_common.events import SNAPSHOTS_BATCH_ROWS, Event, ModelSnapshot, ModelSnapshotBatch
 from hubpulse_common.features import compute_features
-from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.kafka import EventBus, Received, partition_slots
 from hubpulse_common.settings import ServiceSettings, load_settings
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features import repository
@@ -82,18 +82,39 @@ async def streamed_day(
         await repository.ensure_feature_set(pool)
         worker = FeaturesWorker(pool, bus)
         events = hub_snapshots(SyntheticHub(300, 1, seed=seed), 0, f"{tag}{uuid.uuid4().hex[:6]}-")
-        await worker.handle([Received(e, "hub.snapshots.v1", 0, i, None) for i, e in enumerate(events)])
+        await worker.handle(received(events))
         yield worker, events
     finally:
         await pool.close()
         await bus.stop()
 
 
-async def publish(bootstrap: str, events: list[Event]) -> None:
+def received(events: Sequence[ModelSnapshot]) -> list[Received[ModelSnapshotBatch]]:
+    """Snapshot events as one consumed batch of hub.snapshots.v2 messages (a model-day again starts a message)."""
+    return [Received(m, ModelSnapshotBatch.topic, 0, i, None) for i, m in enumerate(ModelSnapshotBatch.of_many(events))]
+
+
+async def snapshot_messages(
+    bus: EventBus, events: Sequence[ModelSnapshot], rows: int = SNAPSHOTS_BATCH_ROWS
+) -> list[ModelSnapshotBatch]:
+    """Snapshot events as the ingestor publishes them on hub.snapshots.v2: one partition's models a message (the
+    partition v1 put each model on), up to `rows` a message, in order."""
+    slots = partition_slots([e.model_id.encode() for e in events], await bus.partition_count(ModelSnapshotBatch.topic))
+    by_slot: dict[int, list[ModelSnapshot]] = {}
+    for event, slot in zip(events, slots.tolist(), strict=True):
+        by_slot.setdefault(slot, []).append(event)
+    return [m for group in by_slot.values() for m in ModelSnapshotBatch.of_many(group, rows)]
+
+
+async def publish(bootstrap: str, events: Sequence[Event], *, rows: int = SNAPSHOTS_BATCH_ROWS) -> None:
+    """Publish events; snapshot events go out as the ingestor sends them (`snapshot_messages`, up to `rows` a
+    message), before the others."""
     bus = EventBus(bootstrap, "test-producer")
     await bus.start()
     try:
-        await bus.publish_many(events)
+        snapshots = [e for e in events if isinstance(e, ModelSnapshot)]
+        others = [e for e in events if not isinstance(e, ModelSnapshot)]
+        await bus.publish_many([*await snapshot_messages(bus, snapshots, rows), *others])
     finally:
         await bus.stop()
 

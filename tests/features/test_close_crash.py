@@ -4,7 +4,6 @@ re-ingested model-day were streamed twice), and republishes the same events."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Iterable
 
@@ -12,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.support import fetch, hub_snapshots, stored_features_truth
+from features.support import fetch, hub_snapshots, received, stored_features_truth
 from hubpulse_common.db import create_pool, migrate
 from hubpulse_common.events import ModelFeaturesBatch
 from hubpulse_common.features import FEATURE_COLUMNS
-from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.kafka import EventBus
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features import repository
 from hubpulse_features.app import MIGRATIONS
@@ -66,14 +65,10 @@ async def test_a_close_killed_midway_writes_nothing_final_and_its_retry_writes_e
         worker = FeaturesWorker(pool, bus)
         events = hub_snapshots(SyntheticHub(300, 1, seed=8), 0, prefix)
         day = events[0].snapshot_date
-        received = [Received(e, "hub.snapshots.v1", 0, i, None) for i, e in enumerate(events)]
-        await worker.handle(received)
-        await worker.handle(received[:100])  # a redelivered batch
-        reingested = [
-            dataclasses.replace(r, event=r.event.model_copy(update={"downloads": r.event.downloads + 7}))
-            for r in received[-50:]
-        ]
-        await worker.handle(reingested)  # re-ingested with new counts: the latest write wins
+        await worker.handle(received(events))
+        await worker.handle(received(events[:100]))  # a redelivered batch
+        reingested = [e.model_copy(update={"downloads": e.downloads + 7}) for e in events[-50:]]
+        await worker.handle(received(reingested))  # re-ingested with new counts: the latest write wins
 
         with pytest.raises(BaseExceptionGroup) as failure:
             await worker.close_day(day)

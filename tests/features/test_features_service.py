@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
+import orjson
 import pandas as pd
 from aiokafka import AIOKafkaConsumer
 from support.polling import wait_for
@@ -18,7 +19,7 @@ from features.support import (
     settings_for,
     stored_features_truth,
 )
-from hubpulse_common.events import ModelSnapshot, dlq_topic
+from hubpulse_common.events import ModelSnapshot, ModelSnapshotBatch, dlq_topic
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.synthetic import SyntheticHub
@@ -86,38 +87,51 @@ async def test_streamed_features_equal_batch_features_once_per_model_day(service
 
 
 async def test_poison_goes_to_dlq_and_the_stream_goes_on(service_env, database_url) -> None:
+    """Poison on hub.snapshots.v2 is a message that does not validate as a whole (here: a column one value short;
+    and one row's count negative): its rows cannot be trusted one by one (a short column misaligns every row after
+    the gap), so the message goes whole, byte for byte, to the DLQ (replayable once fixed), while the good
+    messages of the same poll and partition are stored, every row."""
     prefix = f"p{uuid.uuid4().hex[:6]}-"
     settings = settings_for(FeaturesSettings, service_env, database_url, day_close_idle_s=600.0)
-    poison = f'{{"model_id": "{prefix}bad", "downloads": "lots"}}'.encode()
-    good = ModelSnapshot(
-        model_id=f"{prefix}org/ok", snapshot_date=pd.Timestamp("2026-02-01").date(), downloads=5, likes=1
-    )
+    day = pd.Timestamp("2026-02-01").date()
+    good = [ModelSnapshot(model_id=f"{prefix}org/ok{i}", snapshot_date=day, downloads=5, likes=i) for i in range(3)]
+    message = ModelSnapshotBatch.of([e.model_copy(update={"model_id": f"{prefix}bad{i}"}) for i, e in enumerate(good)])
+    short = orjson.loads(message.model_dump_json())
+    short["likes"] = short["likes"][:-1]
+    negative = orjson.loads(message.model_dump_json())
+    negative["downloads"][1] = -1
+    poison = [orjson.dumps(short), orjson.dumps(negative), b"not json"]
     async with running(create_app(settings)):
         bus = EventBus(settings.kafka_bootstrap, "test-poison")
         await bus.start()
         try:
-            await bus.publish_raw(ModelSnapshot.topic, poison, key=b"bad", headers=[])
+            # on the good message's partition, ahead of it (its key is its first model's id)
+            key = good[0].model_id.encode()
+            for value in poison:
+                await bus.publish_raw(ModelSnapshotBatch.topic, value, key=key, headers=[])
+            await bus.publish(ModelSnapshotBatch.of(good))
         finally:
             await bus.stop()
-        await publish(settings.kafka_bootstrap, [good])
         await wait_for(
-            lambda: fetch(database_url, "SELECT model_id FROM feature_rows WHERE model_id = $1", good.model_id),
-            lambda rows: len(rows) == 1,
+            lambda: fetch(database_url, "SELECT model_id FROM feature_rows WHERE model_id LIKE $1", f"{prefix}%"),
+            lambda rows: len(rows) == len(good),
         )
+    stored = await fetch(database_url, "SELECT model_id FROM feature_history WHERE model_id LIKE $1", f"{prefix}%")
+    assert sorted(r["model_id"] for r in stored) == sorted(e.model_id for e in good)
     reader = AIOKafkaConsumer(
-        dlq_topic(ModelSnapshot.topic),
+        dlq_topic(ModelSnapshotBatch.topic),
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         group_id=f"r-{uuid.uuid4().hex[:6]}",
     )
     await reader.start()
     try:
-        found = False
+        found: set[bytes] = set()
         for _ in range(40):
             batches = await reader.getmany(timeout_ms=250)
-            found = found or any(r.value == poison for records in batches.values() for r in records)
-            if found:
+            found |= {r.value for records in batches.values() for r in records if r.value in poison}
+            if len(found) == len(poison):
                 break
     finally:
         await reader.stop()
-    assert found, "the poison message never reached the DLQ"
+    assert found == set(poison), "a poison message never reached the DLQ"

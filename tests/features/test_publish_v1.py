@@ -8,10 +8,10 @@ from collections.abc import Iterable
 
 import pytest
 
-from features.support import hub_snapshots
+from features.support import hub_snapshots, received
 from hubpulse_common.db import create_pool, migrate
 from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch
-from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.kafka import EventBus
 from hubpulse_common.settings import load_settings
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features import repository
@@ -53,7 +53,7 @@ async def test_the_close_publishes_v2_and_v1_only_when_asked(
         await repository.ensure_feature_set(pool)
         worker = FeaturesWorker(pool, bus, publish_v1=publish_v1)
         events = hub_snapshots(SyntheticHub(40, 1, seed=4), 0, prefix)
-        await worker.handle([Received(e, "hub.snapshots.v1", 0, i, None) for i, e in enumerate(events)])
+        await worker.handle(received(events))
         await worker.close_day(events[0].snapshot_date)
     finally:
         await pool.close()

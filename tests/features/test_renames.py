@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from features.support import fetch, hub_snapshots
+from features.support import fetch, hub_snapshots, received
 from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch, ModelSnapshot
-from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch
+from hubpulse_common.kafka import EventBus
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features import repository
 from hubpulse_features.app import MIGRATIONS
@@ -29,10 +29,6 @@ class Recording(EventBus):
         for _, value in items:
             self.published.extend(ModelFeaturesBatch.model_validate_json(value).as_v1())
         return await super().publish_encoded(topic, items, trace_id=trace_id)
-
-
-def _received(events: list[ModelSnapshot]) -> list[Received[ModelSnapshot]]:
-    return [Received(e, ModelSnapshot.topic, 0, i, None) for i, e in enumerate(events)]
 
 
 async def _rows(url: str, model_id: str) -> list[tuple[str, object]]:
@@ -57,10 +53,10 @@ async def test_a_marked_snapshot_moves_the_history_once_and_late_old_rows_follow
         old = day0[4].model_id
         new = old.replace(prefix, prefix + "new-", 1)
         day1 = [e.model_copy(update={"model_id": new, "renamed_from": old}) if e.model_id == old else e for e in day1]
-        await worker.handle(_received(day0))
+        await worker.handle(received(day0))
         assert await worker.close_day(day0[0].snapshot_date) == len(day0)
 
-        await worker.handle(_received(day1))
+        await worker.handle(received(day1))
         moved = await _rows(database_url, new)
         assert [what for what, _ in moved] == ["history", "history", "rows", "rows"]  # both days, one name
         assert await _rows(database_url, old) == []
@@ -74,8 +70,8 @@ async def test_a_marked_snapshot_moves_the_history_once_and_late_old_rows_follow
         assert feats[0]["seen"] == 2  # the velocity features see the day before the rename
 
         # at least once: the mark again, and the old name's last day late (a lagging partition, a replay)
-        await worker.handle(_received([e for e in day1 if e.model_id == new]))
-        await worker.handle(_received([e for e in day0 if e.model_id == old]))
+        await worker.handle(received([e for e in day1 if e.model_id == new]))
+        await worker.handle(received([e for e in day0 if e.model_id == old]))
         assert await _rows(database_url, old) == []
         assert await _rows(database_url, new) == moved
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from features.support import fetch, hub_snapshots
+from features.support import fetch, hub_snapshots, received
 from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.kafka import EventBus
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features import repository
 from hubpulse_features.app import MIGRATIONS
@@ -25,13 +25,12 @@ async def test_a_day_is_closed_by_one_replica_and_a_late_batch_reopens_it(servic
         hub = SyntheticHub(400, 2, seed=11)
         events = hub_snapshots(hub, 0, f"rep{uuid.uuid4().hex[:6]}-")
         day = events[0].snapshot_date
-        received = [Received(e, "hub.snapshots.v1", 0, i, None) for i, e in enumerate(events)]
-        await first.handle(received[:-100])
+        await first.handle(received(events[:-100]))
 
         async with pools[1].acquire() as conn:
             assert await repository.claim_day(conn, day)  # the other replica is closing the day
             assert await first.close_day(day) == 0  # so this one stands aside
-            late = asyncio.create_task(second.handle(received[-100:]))
+            late = asyncio.create_task(second.handle(received(events[-100:])))
             await asyncio.sleep(0.5)
             assert not late.done()  # a late batch for that day waits for the close...
             await repository.release_day(conn, day)

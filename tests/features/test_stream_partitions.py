@@ -7,10 +7,10 @@ import datetime as dt
 import random
 import uuid
 
-from features.support import fetch
+from features.support import fetch, received
 from hubpulse_common.db import create_pool, migrate
 from hubpulse_common.events import ModelSnapshot
-from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.kafka import EventBus
 from hubpulse_features import repository
 from hubpulse_features.app import MIGRATIONS
 from hubpulse_features.handlers import FeaturesWorker
@@ -31,7 +31,7 @@ async def test_a_batch_waiting_on_another_replicas_new_partition_goes_on(service
             # the other replica's first batch of the day: it has created the partition, not yet committed
             await repository.share_days(other, [day])
             await repository._ensure_stream_partitions(other, [day])
-            batch = asyncio.create_task(worker.handle([Received(s, "t", 0, i, None) for i, s in enumerate(snapshots)]))
+            batch = asyncio.create_task(worker.handle(received(snapshots)))
             await asyncio.sleep(0.5)
             assert not batch.done()  # it waits for the other's CREATE
         await batch  # and then goes on with the partition the other one made

@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from support.polling import wait_for
 from support.replay import Replay, replay, replay_server_fixture
 
-from hubpulse_common.events import DayIngested, Event, ModelSnapshot
-from hubpulse_common.kafka import EventBus, ensure_topics
+from hubpulse_common.events import DayIngested, Event, ModelSnapshot, ModelSnapshotBatch
+from hubpulse_common.kafka import EventBus, ensure_topics, partition_slots
 from hubpulse_common.settings import load_settings
 from hubpulse_ingestor.settings import IngestorSettings
 from hubpulse_ingestor.standalone import open_stores
@@ -103,7 +103,8 @@ class EventTap(Generic[E]):
         finally:
             await consumer.stop()
 
-    async def read(self) -> list[tuple[bytes, E]]:
+    async def read_records(self) -> list[tuple[bytes, int, E]]:
+        """(key, partition, event) of each message since the mark, in order per partition."""
         consumer = await self._consumer()
         try:
             parts = list(self._start)
@@ -111,23 +112,42 @@ class EventTap(Generic[E]):
             ends = await consumer.end_offsets(parts)
             for tp in parts:
                 consumer.seek(tp, self._start[tp])
-            out: list[tuple[bytes, E]] = []
+            out: list[tuple[bytes, int, E]] = []
             total = sum(ends[tp] - self._start[tp] for tp in parts)
             while len(out) < total:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-                for records in batches.values():
-                    out.extend((r.key or b"", self._event_type.model_validate_json(r.value or b"")) for r in records)
-            return [(key, event) for key, event in out if event.occurred_at >= self._since]
+                for tp, records in batches.items():
+                    out.extend(
+                        (r.key or b"", tp.partition, self._event_type.model_validate_json(r.value or b""))
+                        for r in records
+                    )
+            return [(key, partition, event) for key, partition, event in out if event.occurred_at >= self._since]
         finally:
             await consumer.stop()
 
+    async def read(self) -> list[tuple[bytes, E]]:
+        return [(key, event) for key, _, event in await self.read_records()]
 
-SnapshotTap = EventTap[ModelSnapshot]
+
+class SnapshotTap(EventTap[ModelSnapshotBatch]):
+    """The hub.snapshots.v2 messages published since the mark, read back as the rows they carry."""
+
+    async def rows(self) -> list[tuple[bytes, ModelSnapshot]]:
+        """(model id, v1 event) of each row, in order per partition. Checks each message's key and partition: the
+        key is its first row's model id, and every row's model id maps to the message's partition (so one model's
+        snapshots stay on one partition, in order)."""
+        out: list[tuple[bytes, ModelSnapshot]] = []
+        for key, partition, message in await self.read_records():
+            ids = [m.encode() for m in message.model_id]
+            assert key == ids[0]
+            assert set(partition_slots(ids, len(self._start)).tolist()) == {partition}, "a row off its partition"
+            out.extend((m.model_id.encode(), m) for m in message.as_v1())
+        return out
 
 
 @pytest.fixture
 async def tap(kafka: Store) -> SnapshotTap:
-    tap = EventTap(kafka.url, ModelSnapshot)
+    tap = SnapshotTap(kafka.url, ModelSnapshotBatch)
     await tap.mark()
     return tap
 

@@ -6,12 +6,13 @@ import math
 
 import asyncpg
 
+from hubpulse_common.events import ModelSnapshot
 from hubpulse_common.kafka import EventBus
 from hubpulse_ingestor import repository
 from hubpulse_ingestor.cycle import run_cycle
 from hubpulse_ingestor.settings import IngestorSettings
 
-from .conftest import PAGE, Replay, SnapshotTap
+from .conftest import PAGE, EventTap, Replay, SnapshotTap, Store
 
 Stores = tuple[asyncpg.Pool, EventBus]
 
@@ -35,7 +36,7 @@ async def test_cycle_walks_every_page_once(
     assert row["created_at"] is not None
     assert row["source"] == "hub"
 
-    events = await tap.read()
+    events = await tap.rows()
     assert len(events) == n
     assert {key.decode() for key, _ in events} == set(expected.index)
     assert all(key.decode() == e.model_id and e.snapshot_date == replay.day(0) for key, e in events)
@@ -124,3 +125,26 @@ async def test_an_unfinished_cycle_is_resumed_not_restarted(
     latest = await repository.latest_cycle(pool)
     assert latest is not None
     assert (latest["status"], latest["resumes"]) == ("completed", 1)
+
+
+async def test_v1_is_published_beside_v2_only_when_asked(
+    replay: Replay, settings: IngestorSettings, stores: Stores, tap: SnapshotTap, kafka: Store
+) -> None:
+    """HUBPULSE_SNAPSHOTS_PUBLISH_V1: hub.snapshots.v1 carries the same rows as v2, one message a model, keyed by it."""
+    pool, bus = stores
+    v1 = EventTap(kafka.url, ModelSnapshot)
+    await v1.mark()
+    await run_cycle(pool, bus, settings)
+    assert await v1.read() == []  # off by default
+    replay.post("/_replay/advance", {"days": 1})
+    result = await run_cycle(pool, bus, settings.model_copy(update={"snapshots_publish_v1": True}))
+    assert result.status == "completed"
+
+    def rows(events: list[tuple[bytes, ModelSnapshot]]) -> list[tuple[bytes, dict[str, object]]]:
+        day = [(k, e.model_dump(exclude={"occurred_at"})) for k, e in events if e.snapshot_date == replay.day(1)]
+        return sorted(day, key=lambda pair: pair[0])
+
+    published = rows(await v1.read())
+    assert len(published) == result.models == replay.models(1)
+    assert all(k.decode() == e["model_id"] for k, e in published)
+    assert published == rows(await tap.rows())

@@ -8,13 +8,24 @@ from typing import Any
 import asyncpg
 import httpx
 
-from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.events import SNAPSHOTS_BATCH_BYTES, SNAPSHOTS_BATCH_ROWS, ModelSnapshot, ModelSnapshotBatch
 from hubpulse_common.kafka import EventBus
 from hubpulse_ingestor import repository
+from hubpulse_ingestor.cycle import SnapshotSink
 from hubpulse_ingestor.hub import EXPAND
-from hubpulse_ingestor.snapshots import COLUMNS, encode_page, encode_rows, rows_from_page, to_events
+from hubpulse_ingestor.snapshots import (
+    COLUMNS,
+    MAX_ROW_TEXT,
+    encode_page,
+    encode_rows,
+    rows_from_page,
+    snapshot_messages,
+    snapshot_values,
+    to_events,
+    with_renames,
+)
 
-from .conftest import Replay
+from .conftest import Replay, SnapshotTap
 
 ODD_ITEMS: list[dict[str, Any]] = [
     {"id": "solo"},
@@ -36,6 +47,11 @@ def _comparable(event: ModelSnapshot) -> dict[str, Any]:
     return event.model_dump(exclude={"occurred_at"})
 
 
+def _v2_rows(messages: list[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+    rows = [e for _, v in messages for e in ModelSnapshotBatch.model_validate_json(v).as_v1()]
+    return sorted((_comparable(e) for e in rows), key=lambda e: e["model_id"])
+
+
 def test_encoded_page_validates_as_the_pydantic_events(replay: Replay) -> None:
     items = [*_page(replay), *ODD_ITEMS]
     day = dt.date(2026, 3, 4)
@@ -46,11 +62,64 @@ def test_encoded_page_validates_as_the_pydantic_events(replay: Replay) -> None:
     assert encoded.days == {day}
     assert encoded.keys == [i["id"].encode() for i in items]
     expected = [_comparable(e) for e in to_events(rows_from_page(items, day))]
-    assert [_comparable(ModelSnapshot.model_validate_json(v)) for v in encoded.values] == expected
-    # the same bytes through encode_rows (the `hubpulse import` path)
+    assert [_comparable(ModelSnapshot.model_validate_json(v)) for v in snapshot_values(encoded)] == expected
+    # hub.snapshots.v2: the same rows, whatever the partitions
+    for partitions in (1, 4):
+        assert _v2_rows(snapshot_messages(encoded, partitions)) == sorted(expected, key=lambda e: e["model_id"])
+    # the same through encode_rows (the `hubpulse import` path)
     again = encode_rows(rows_from_page(items, day))
-    assert [_comparable(ModelSnapshot.model_validate_json(v)) for v in again.values] == expected
+    assert [_comparable(ModelSnapshot.model_validate_json(v)) for v in snapshot_values(again)] == expected
     assert encode_page([], day).encoded.days == set()
+
+
+def test_renames_ride_on_both_versions() -> None:
+    encoded = encode_page([{"id": f"a/m{i}", "downloads": i} for i in range(50)], dt.date(2026, 3, 4)).encoded
+    with_renames(encoded, {"a/m7": "a/old7", "a/m30": "a/old30"})
+    v1 = {e.model_id: e.renamed_from for e in map(ModelSnapshot.model_validate_json, snapshot_values(encoded))}
+    assert {k: v for k, v in v1.items() if v} == {"a/m7": "a/old7", "a/m30": "a/old30"}
+    assert {e["model_id"]: e["renamed_from"] for e in _v2_rows(snapshot_messages(encoded, 4))} == v1
+
+
+def test_text_too_long_or_not_utf8_is_rejected_alone() -> None:
+    items = [
+        {"id": "a/long", "tags": ["x" * 1000] * (MAX_ROW_TEXT // 1000 + 1)},
+        {"id": "a/surrogate", "author": "\ud800"},
+        {"id": "a/surrogate-tag", "tags": ["ok", "\udfff"]},
+        {"id": "a/fine", "tags": ["x" * 1000] * (MAX_ROW_TEXT // 1000 - 1)},
+    ]
+    outcome = encode_page(items, dt.date(2026, 3, 4))
+    assert [k.decode() for k in outcome.encoded.keys] == ["a/fine"]
+    assert outcome.skipped == {"too_large": 1, "unencodable": 2}
+
+
+def test_the_largest_page_splits_under_the_message_limit() -> None:
+    """A full page (1,000 models, the Hub's largest) of the longest rows the checks let through."""
+    tags = ["t" * 999] * (MAX_ROW_TEXT // 1000 - 1)
+    items = [{"id": f"{i:03d}/" + "m" * 290, "downloads": i, "tags": tags} for i in range(1000)]
+    encoded = encode_page(items, dt.date(2026, 3, 4)).encoded
+    assert len(encoded) == 1000
+    messages = snapshot_messages(encoded, 4)
+    assert max(len(v) for _, v in messages) <= SNAPSHOTS_BATCH_BYTES
+    assert len(messages) > 100  # ~150 KB a row: a message of a few rows each
+    assert [e["model_id"] for e in _v2_rows(messages)] == sorted(i["id"] for i in items)
+    # small rows: SNAPSHOTS_BATCH_ROWS a message
+    small = encode_page([{"id": f"s/{i}"} for i in range(5000)], dt.date(2026, 3, 4)).encoded
+    sizes = [ModelSnapshotBatch.model_validate_json(v).rows for _, v in snapshot_messages(small, 1)]
+    assert sizes == [SNAPSHOTS_BATCH_ROWS] * (5000 // SNAPSHOTS_BATCH_ROWS)
+
+
+async def test_the_largest_page_goes_through_the_broker(
+    stores: tuple[asyncpg.Pool, EventBus], tap: SnapshotTap
+) -> None:
+    """The broker and aiokafka take every message of the largest page (published as a batch is), rows intact."""
+    pool, bus = stores
+    tags = ["t" * 999] * (MAX_ROW_TEXT // 1000 - 1)
+    items = [{"id": f"big{i:03d}/" + "m" * 290, "downloads": i, "tags": tags} for i in range(1000)]
+    encoded = encode_page(items, dt.date(2026, 3, 6)).encoded
+    assert await SnapshotSink(pool, bus, "hub").write_encoded(encoded) == []
+    rows = await tap.rows()
+    assert sorted(k.decode() for k, _ in rows) == sorted(i["id"] for i in items)
+    assert all(e.tags == tags for _, e in rows)
 
 
 async def test_upsert_encoded_stores_what_copy_stores(replay: Replay, stores: tuple[asyncpg.Pool, EventBus]) -> None:

@@ -60,7 +60,7 @@ async def test_import_generated_file_day_by_day_idempotently(
 
     assert {d: n for d, (n, m) in (await _per_day(database_url)).items() if n == m} == expected
     # the broker is shared by the session: look at this import's events only
-    events = [(k, e) for k, e in await tap.read() if e.source == "import"]
+    events = [(k, e) for k, e in await tap.rows() if e.source == "import"]
     assert len(events) == 2 * len(history)
     first_model = history["model_id"].iloc[0]
     per_model = [e.snapshot_date for k, e in events if k.decode() == first_model]

@@ -37,7 +37,7 @@ from conftest import Store, _start
 
 from hubpulse.platform.layout import SERVICES, STORE_OFFSETS, free_base_port
 from hubpulse.platform.stores import ProcessSpec, free_port, terminate
-from hubpulse_common.events import ModelSnapshot
+from hubpulse_common.events import ModelSnapshot, ModelSnapshotBatch
 
 pytestmark = pytest.mark.slow
 
@@ -164,14 +164,14 @@ async def _wait_for(client: httpx.AsyncClient, expr: str, timeout_s: float) -> N
 
 
 async def _poison_snapshots(bootstrap: str) -> None:
-    """One value that is not a snapshot, one that is but that PostgreSQL refuses (downloads beyond bigint)."""
+    """One value that is not a snapshot message, one that is but that PostgreSQL refuses (downloads beyond bigint)."""
     good = ModelSnapshot(model_id="obs/poison", snapshot_date=dt.date(2025, 1, 1), downloads=1, likes=0)
-    out_of_range = {**json.loads(good.model_dump_json()), "downloads": 10**20}
+    out_of_range = {**json.loads(ModelSnapshotBatch.of([good]).model_dump_json()), "downloads": [10**20]}
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(ModelSnapshot.topic, b"not json", key=b"obs/garbage")
-        await producer.send_and_wait(ModelSnapshot.topic, json.dumps(out_of_range).encode(), key=b"obs/poison")
+        await producer.send_and_wait(ModelSnapshotBatch.topic, b"not json", key=b"obs/garbage")
+        await producer.send_and_wait(ModelSnapshotBatch.topic, json.dumps(out_of_range).encode(), key=b"obs/poison")
     finally:
         await producer.stop()
 
@@ -271,4 +271,4 @@ async def test_every_panel_and_rule_evaluates_against_the_running_platform(platf
         assert [r["name"] for r in rules if r["health"] != "ok"] == [], [r.get("lastError") for r in rules]
         # the platform's own alerts see what happened: the poison went to the dead-letter topic
         firing = (await _query(prom, 'ALERTS{alertname="HubpulseDeadLettersGrowing"}'))["data"]["result"]
-        assert {r["metric"]["topic"] for r in firing} == {ModelSnapshot.topic}
+        assert {r["metric"]["topic"] for r in firing} == {ModelSnapshotBatch.topic}

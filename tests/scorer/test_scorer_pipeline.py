@@ -189,7 +189,8 @@ async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_not
         "HUBPULSE_KAFKA_BOOTSTRAP": own_kafka.url,
         "HUBPULSE_DATABASE_URL": database_url,
         "HUBPULSE_S3_BUCKET": bucket,
-        "HUBPULSE_BATCH_SIZE": "100",  # many small batches: the kill lands mid-stream
+        # many small batches (4 messages of 25 snapshots, or of one day's features): the kill lands mid-stream
+        "HUBPULSE_BATCH_SIZE": "4",
         "HUBPULSE_DAY_CLOSE_IDLE_S": "1",
         "HUBPULSE_DAY_CLOSE_CHECK_S": "0.3",
     }
@@ -207,7 +208,7 @@ async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_not
 
     procs = [_service("hubpulse_features", features_env), _service("hubpulse_scorer", scorer_env)]
     try:
-        await publish(own_kafka.url, [e for day in days for e in day])
+        await publish(own_kafka.url, [e for day in days for e in day], rows=25)
         seen = await _kill_midway(procs[0], feature_rows)
         assert seen < expected, "features finished before the kill: the test proves nothing"
         procs[0] = _service("hubpulse_features", features_env)

@@ -81,7 +81,7 @@ def _timed(fn: Callable[[], Any]) -> float:
 def codec(events: int, scale_to: int) -> dict[str, Any]:
     """CPU seconds per event of encoding and decoding the two per-model topics' events."""
     from hubpulse.bench.stages import _snapshots
-    from hubpulse_common.events import ModelFeatures, ModelSnapshot
+    from hubpulse_common.events import ModelFeatures, ModelSnapshot, ModelSnapshotBatch
     from hubpulse_common.features import HISTORY_WINDOW_DAYS
     from hubpulse_common.synthetic import SyntheticHub
     from hubpulse_features import service as features
@@ -108,7 +108,7 @@ def codec(events: int, scale_to: int) -> dict[str, Any]:
     report("snapshot_decode_orjson", _timed(lambda: [orjson.loads(b) for b in encoded]), size)
 
     history = [s for d in range(HISTORY_WINDOW_DAYS - 1) for s in _snapshots(hub, d)]
-    frame = features.records_frame(features.snapshot_records([*history, *today]))
+    frame = features.records_frame(features.snapshot_records(ModelSnapshotBatch.of_many([*history, *today])))
     del history
     feats = features.batch_features(frame, frame[frame["snapshot_date"] == frame["snapshot_date"].max()])
     payloads: list[bytes] = []

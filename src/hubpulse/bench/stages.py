@@ -1,7 +1,7 @@
 """In-process rows/s of each CPU stage of the features and scorer handlers (no broker, no database).
 
 `python -m hubpulse.bench.stages --models 50000` builds a synthetic Hub of that many models over
-HISTORY_WINDOW_DAYS days, takes its last day as one consumed batch (snapshot JSON as the broker would
+HISTORY_WINDOW_DAYS days, takes its last day as one consumed batch (hub.snapshots.v2 JSON as the broker would
 deliver it) and times what each handler does with a batch besides I/O: decoding, feature computation,
 COPY records, event encoding; then the scorer's decoding, scoring + the picks' explanations, rows and events.
 """
@@ -17,7 +17,12 @@ from typing import Any, TypeVar
 import numpy as np
 import typer
 
-from hubpulse_common.events import ModelFeaturesBatch, ModelScore, ModelSnapshot
+from hubpulse_common.events import (
+    ModelFeaturesBatch,
+    ModelScore,
+    ModelSnapshot,
+    ModelSnapshotBatch,
+)
 from hubpulse_common.features import HISTORY_WINDOW_DAYS
 from hubpulse_common.synthetic import SyntheticHub
 
@@ -63,15 +68,17 @@ def run(models: int, batch: int, seed: int = 1) -> dict[str, Any]:
     older = [s for d in range(last) for s in _snapshots(hub, d)]
     today = _snapshots(hub, last)[:batch]
     n = len(today)
-    raw = [s.model_dump_json().encode() for s in today]
+    raw = [b.model_dump_json().encode() for b in ModelSnapshotBatch.of_many(today)]
     ids = {s.model_id for s in today}
-    window = features.records_frame(features.snapshot_records([*(s for s in older if s.model_id in ids), *today]))
+    window = features.records_frame(
+        features.snapshot_records(ModelSnapshotBatch.of_many([*(s for s in older if s.model_id in ids), *today]))
+    )
     model = train_bootstrap(2000, 60, seed=0)
     r: dict[str, float] = {}
     typer.echo(f"batch of {n} model-days, window {len(window)} rows")
 
     # features handler
-    snaps = _timed(r, "features.decode", n, lambda: [ModelSnapshot.model_validate_json(b) for b in raw])
+    snaps = _timed(r, "features.decode", n, lambda: [ModelSnapshotBatch.model_validate_json(b) for b in raw])
     records = _timed(r, "features.records", n, lambda: features.snapshot_records(snaps))
     # as the handler does: a batch's features from its keys (its stats come back from the stored window)
     keys = _timed(r, "features.keys", n, lambda: features.records_keys(records))

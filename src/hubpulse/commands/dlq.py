@@ -157,7 +157,7 @@ def _bootstrap() -> str:
     return load_settings(CommonSettings).kafka_bootstrap
 
 
-TopicArg = Annotated[str, typer.Argument(help="the topic (hub.snapshots.v1) or its DLQ (hub.snapshots.v1.dlq)")]
+TopicArg = Annotated[str, typer.Argument(help="the topic (hub.snapshots.v2) or its DLQ (hub.snapshots.v2.dlq)")]
 SinceOpt = Annotated[
     str | None, typer.Option("--since", help="only dead letters that failed at or after this ISO time (UTC if no zone)")
 ]

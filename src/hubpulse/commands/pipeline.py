@@ -32,7 +32,7 @@ def _progress(total: int | None) -> Progress:
 def ingest(
     once: Annotated[bool, typer.Option("--once", help="run one cycle and exit (else: cycles every interval)")] = False,
 ) -> None:
-    """Walk the Hub at HF_ENDPOINT: snapshot rows into PostgreSQL, hub.snapshots.v1 events into Kafka."""
+    """Walk the Hub at HF_ENDPOINT: snapshot rows into PostgreSQL, hub.snapshots.v2 events into Kafka."""
     from hubpulse_common.settings import load_settings
     from hubpulse_ingestor.cycle import run_cycle
     from hubpulse_ingestor.scheduler import run_scheduler
@@ -75,7 +75,7 @@ def ingest(
 def import_file(
     file: Annotated[Path, typer.Argument(help="history file (CONTRACT format, plain or gzip CSV)")],
 ) -> None:
-    """Load a history file through the pipeline, day by day (rows and hub.snapshots.v1 events, source=import)."""
+    """Load a history file through the pipeline, day by day (rows and hub.snapshots.v2 events, source=import)."""
     from hubpulse_common.history import load_history
     from hubpulse_common.settings import load_settings
     from hubpulse_ingestor.importer import import_history
@@ -92,7 +92,12 @@ def import_file(
             with _progress(len(history)) as progress:
                 task = progress.add_task(f"importing {file.name} ({days} days)", total=len(history))
                 written: int = await import_history(
-                    pool, bus, history, settings.batch_models, lambda n: progress.advance(task, n)
+                    pool,
+                    bus,
+                    history,
+                    settings.batch_models,
+                    lambda n: progress.advance(task, n),
+                    publish_v1=settings.snapshots_publish_v1,
                 )
                 return written
 

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -42,6 +42,18 @@ class Event(BaseModel):
 
     def key(self) -> str:
         return str(getattr(self, self.key_field))
+
+
+def _check_columns(batch: Any, model_ids: list[str], columns: Sequence[str], uneven: Sequence[str] = ()) -> None:
+    """A columnar message's columns line up with its `model_id`s, each model once, renames of its own rows."""
+    rows = len(model_ids)
+    uneven = [name for name in columns if len(getattr(batch, name)) != rows] + list(uneven)
+    if uneven:
+        raise ValueError(f"every column needs {rows} values (one per model_id): {', '.join(uneven)} do not")
+    if len(set(model_ids)) != rows:
+        raise ValueError("model_id repeats a model: a message carries each model-day once")
+    if stray := set(batch.renamed_from) - set(model_ids):
+        raise ValueError(f"renamed_from names models not in the message: {sorted(stray)[:3]}")
 
 
 # where a snapshot came from: the Hub's walk, `hubpulse import` of a history file, or a benchmark
@@ -100,6 +112,142 @@ class ModelSnapshot(Event):
     )
 
 
+# What one hub.snapshots.v2 message carries at most: rows, and bytes of JSON (under Kafka's default 1 MiB
+# message.max.bytes and aiokafka's record batch: an encoder splits a message that would be larger).
+SNAPSHOTS_BATCH_ROWS = 1000
+SNAPSHOTS_BATCH_BYTES = 1_000_000
+
+NonNegative = Annotated[int, Field(ge=0)]
+PositiveRank = Annotated[int, Field(ge=1)]
+
+
+class _ModelColumns(Event):
+    """The columns that hub.snapshots.v2 and hub.features.v2 both carry: one value per row (the `i`-th of each is
+    the `i`-th model's), and the rows' renames."""
+
+    model_id: list[str] = Field(min_length=1, description="One entry per row; unique within a message")
+    pipeline_tag: list[str | None]
+    library_name: list[str | None]
+    author: list[str | None]
+    tags: list[list[str]]
+    created_at: list[datetime | None]
+    last_modified: list[datetime | None]
+    renamed_from: dict[str, str] = Field(
+        default_factory=dict,
+        description="new name -> previous name, for the rows that are a model's first under a new name on this day "
+        "(the Hub renamed the repository; its `_id` is the same): consumers move what they keep under the old name "
+        "to the new one",
+    )
+
+
+class ModelSnapshotBatch(_ModelColumns):
+    """Many models' Hub statistics on one day, column by column (`hub.snapshots.v2`).
+
+    The same facts as `hub.snapshots.v1`, without a message per model: column `i` of every list is the `i`-th
+    model (a field of `ModelSnapshot` each; `renamed_from` maps the renamed rows' new name to the old one). Natural
+    key of each row: (model_id, snapshot_date); a row may arrive again (a redelivered message, a walk resumed or
+    repeated) and consumers upsert it.
+
+    Kafka key: the first row's `model_id`. Every row of a message is a model that the default partitioner (murmur2
+    of the model id) puts on the same partition as that key: each model's snapshots stay on one partition, in
+    order, as on v1. At most SNAPSHOTS_BATCH_ROWS rows and SNAPSHOTS_BATCH_BYTES bytes a message.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T04:12:09.512Z",
+                    "snapshot_date": "2026-12-03",
+                    "source": "hub",
+                    "model_id": ["Qwen/Qwen3-0.6B", "acme/tiny-bert"],
+                    "downloads": [8214530, 12],
+                    "downloads_all_time": [41268877, None],
+                    "likes": [812, 0],
+                    "trending_score": [41.0, None],
+                    "trending_rank": [7, None],
+                    "pipeline_tag": ["text-generation", "fill-mask"],
+                    "library_name": ["transformers", None],
+                    "author": ["Qwen", "acme"],
+                    "tags": [["transformers", "safetensors", "qwen3", "text-generation", "license:apache-2.0"], []],
+                    "created_at": ["2025-04-27T03:40:08Z", "2026-12-01T10:00:00Z"],
+                    "last_modified": ["2025-07-26T03:46:27Z", None],
+                    "renamed_from": {"acme/tiny-bert": "acme/bert-tiny"},
+                }
+            ]
+        }
+    )
+
+    topic: ClassVar[str] = "hub.snapshots.v2"
+
+    snapshot_date: date
+    source: SnapshotSource = "hub"
+    downloads: list[NonNegative] = Field(description="Downloads over the last 30 days, as the Hub reports them")
+    downloads_all_time: list[NonNegative | None]
+    likes: list[NonNegative]
+    trending_score: list[float | None]
+    trending_rank: list[PositiveRank | None]
+
+    @model_validator(mode="after")
+    def _columns_line_up(self) -> ModelSnapshotBatch:
+        _check_columns(self, self.model_id, SNAPSHOT_ROW_COLUMNS)
+        return self
+
+    def key(self) -> str:
+        return self.model_id[0]
+
+    @property
+    def rows(self) -> int:
+        return len(self.model_id)
+
+    def as_v1(self) -> list[ModelSnapshot]:
+        """Each row as the `hub.snapshots.v1` event it stands for (for code that reads a few rows one at a time)."""
+        columns = [getattr(self, name) for name in SNAPSHOT_ROW_COLUMNS]
+        return [
+            ModelSnapshot(
+                occurred_at=self.occurred_at,
+                model_id=model_id,
+                snapshot_date=self.snapshot_date,
+                source=self.source,
+                renamed_from=self.renamed_from.get(model_id),
+                **{name: column[i] for name, column in zip(SNAPSHOT_ROW_COLUMNS, columns, strict=True)},
+            )
+            for i, model_id in enumerate(self.model_id)
+        ]
+
+    @classmethod
+    def of_many(cls, rows: Sequence[ModelSnapshot], size: int = SNAPSHOTS_BATCH_ROWS) -> list[ModelSnapshotBatch]:
+        """The messages carrying `rows` (`hub.snapshots.v1` events of any days, a model-day possibly again): a day
+        and source each, up to `size` rows, a model once, in the rows' order. For tests and adapters, like `of`."""
+        chunks: dict[tuple[date, str], dict[str, ModelSnapshot]] = {}  # each chunk's rows by model id
+        out: list[ModelSnapshotBatch] = []
+        for r in rows:
+            chunk = chunks.setdefault((r.snapshot_date, r.source), {})
+            if len(chunk) == size or r.model_id in chunk:
+                out.append(cls.of(list(chunk.values())))
+                chunk.clear()
+            chunk[r.model_id] = r
+        return out + [cls.of(list(chunk.values())) for chunk in chunks.values() if chunk]
+
+    @classmethod
+    def of(cls, rows: Sequence[ModelSnapshot], **extra: Any) -> ModelSnapshotBatch:
+        """The message carrying `rows` (`hub.snapshots.v1` events of one day and source). For tests and adapters:
+        the ingestor encodes its rows directly."""
+        heads = {(r.snapshot_date, r.source) for r in rows}
+        if len(heads) != 1:
+            raise ValueError(f"a batch carries one day's rows of one source, not {sorted(heads)}")
+        day, source = heads.pop()
+        return cls(
+            snapshot_date=day,
+            source=source,
+            model_id=[r.model_id for r in rows],
+            renamed_from={r.model_id: r.renamed_from for r in rows if r.renamed_from},
+            **{name: [getattr(r, name) for r in rows] for name in SNAPSHOT_ROW_COLUMNS},
+            **extra,
+        )
+
+
 class DayIngested(Event):
     """The ingestor has published every snapshot of a day: a walk of the whole Hub dated that day finished (or
     `hubpulse import` wrote the day), and the broker acknowledged its last batch. Key: snapshot_date. Natural
@@ -129,7 +277,7 @@ class DayIngested(Event):
     models: int = Field(
         ge=0,
         description="Distinct models the ingestor has stored and published for the day, all walks and imports "
-        "together: what a consumer of hub.snapshots.v1 has for the day once it has read them all",
+        "together: what a consumer of hub.snapshots.v2 (or v1) has for the day once it has read them all",
     )
     source: SnapshotSource = Field(description="What finished the day: the Hub's walk, or an import")
 
@@ -211,7 +359,7 @@ class ModelFeatures(Event):
 FEATURES_BATCH_ROWS = 500
 
 
-class ModelFeaturesBatch(Event):
+class ModelFeaturesBatch(_ModelColumns):
     """The final features of many models on one day, column by column (`hub.features.v2`).
 
     The same facts as `hub.features.v1`, without a per-model message and the 69 feature names repeated in each:
@@ -258,35 +406,16 @@ class ModelFeaturesBatch(Event):
         description="How many models the day has (set by the features close): a consumer that counts the day's "
         "model-days knows when it has them all",
     )
-    model_id: list[str] = Field(min_length=1, description="One entry per row; unique within a message")
     downloads: list[int | None]
     downloads_all_time: list[int | None]
     likes: list[int | None]
     trending_rank: list[int | None]
-    pipeline_tag: list[str | None]
-    library_name: list[str | None]
-    author: list[str | None]
-    tags: list[list[str]]
-    created_at: list[datetime | None]
-    last_modified: list[datetime | None]
-    renamed_from: dict[str, str] = Field(
-        default_factory=dict,
-        description="new name -> previous name, for the rows first seen under a new name on this day (from "
-        "`hub.snapshots.v1`): consumers move what they keep under the old name to the new one",
-    )
     features: dict[str, list[float | None]] = Field(description="feature name -> one value per row (null = missing)")
 
     @model_validator(mode="after")
     def _columns_line_up(self) -> ModelFeaturesBatch:
-        rows = len(self.model_id)
-        uneven = [name for name in BATCH_ROW_COLUMNS if len(getattr(self, name)) != rows]
-        uneven += [f"features.{name}" for name, values in self.features.items() if len(values) != rows]
-        if uneven:
-            raise ValueError(f"every column needs {rows} values (one per model_id): {', '.join(uneven)} do not")
-        if len(set(self.model_id)) != rows:
-            raise ValueError("model_id repeats a model: a message carries each model-day once")
-        if stray := set(self.renamed_from) - set(self.model_id):
-            raise ValueError(f"renamed_from names models not in the message: {sorted(stray)[:3]}")
+        uneven = [f"features.{name}" for name, values in self.features.items() if len(values) != len(self.model_id)]
+        _check_columns(self, self.model_id, BATCH_ROW_COLUMNS, uneven)
         return self
 
     def key(self) -> str:
@@ -355,19 +484,15 @@ class ModelFeaturesBatch(Event):
         )
 
 
-# the per-row columns of ModelFeaturesBatch besides model_id and features (bulk consumers read each of them)
-BATCH_ROW_COLUMNS: tuple[str, ...] = (
-    "downloads",
-    "downloads_all_time",
-    "likes",
-    "trending_rank",
-    "pipeline_tag",
-    "library_name",
-    "author",
-    "tags",
-    "created_at",
-    "last_modified",
+# the columns both columnar events carry (_ModelColumns' own fields)
+_FACT_COLUMNS: tuple[str, ...] = tuple(
+    name for name in _ModelColumns.model_fields if name not in {*Event.model_fields, "model_id", "renamed_from"}
 )
+# the per-row columns of ModelSnapshotBatch besides model_id (bulk readers and writers go through each of them)
+SNAPSHOT_ROW_COLUMNS: tuple[str, ...] = ("downloads", "downloads_all_time", "likes", "trending_score", "trending_rank")
+SNAPSHOT_ROW_COLUMNS += _FACT_COLUMNS
+# the per-row columns of ModelFeaturesBatch besides model_id and features (bulk consumers read each of them)
+BATCH_ROW_COLUMNS: tuple[str, ...] = ("downloads", "downloads_all_time", "likes", "trending_rank", *_FACT_COLUMNS)
 
 
 class Contribution(BaseModel):
@@ -604,6 +729,7 @@ class WatchAlertEvent(Event):
 
 ALL_EVENTS: tuple[type[Event], ...] = (
     ModelSnapshot,
+    ModelSnapshotBatch,
     DayIngested,
     ModelFeatures,
     ModelFeaturesBatch,

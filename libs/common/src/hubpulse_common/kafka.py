@@ -239,6 +239,14 @@ class EventBus:
     ) -> None:
         await self._producer.send_and_wait(topic, value, key=key, headers=headers)
 
+    async def _partitions(self, topic: str) -> list[int]:
+        # the same list, in the same order, that AIOKafkaProducer._partition hands the partitioner
+        return list(await self._producer.client._wait_on_metadata(topic))
+
+    async def partition_count(self, topic: str) -> int:
+        """How many partitions `topic` has, as the producer's partitioner sees them (for `partition_slots`)."""
+        return len(await self._partitions(topic))
+
     async def publish_bulk(
         self,
         topic: str,
@@ -260,8 +268,7 @@ class EventBus:
         if not keys:
             return 0
         producer = self._producer
-        # the same list, in the same order, that AIOKafkaProducer._partition hands the partitioner
-        partitions = list(await producer.client._wait_on_metadata(topic))
+        partitions = await self._partitions(topic)
         slots = partition_slots(keys, len(partitions))
         headers = _headers(topic, trace_id)
         futures: list[asyncio.Future[object]] = []

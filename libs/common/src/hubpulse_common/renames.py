@@ -57,6 +57,26 @@ def renames_in(events: Iterable[_Named]) -> list[Rename]:
     return sorted((Rename(old, new, day) for (old, new), day in found.items()), key=lambda r: r.renamed_on)
 
 
+class _Columnar(Protocol):
+    @property
+    def snapshot_date(self) -> dt.date: ...
+    @property
+    def renamed_from(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    model_id: str
+    snapshot_date: dt.date
+    renamed_from: str | None
+
+
+def renames_in_messages(messages: Iterable[_Columnar]) -> list[Rename]:
+    """`renames_in` of column-by-column messages (hub.snapshots.v2, hub.features.v2): each marks its rows' renames
+    in `renamed_from` (new name -> old name)."""
+    return renames_in(_Mark(new, m.snapshot_date, old) for m in messages for new, old in m.renamed_from.items())
+
+
 def current_name(model_id: str, day: dt.date, aliases: Mapping[str, Rename]) -> str:
     """The name a row of `model_id` dated `day` belongs under: the current one if the model was renamed after."""
     rename = aliases.get(model_id)

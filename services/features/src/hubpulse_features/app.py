@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from hubpulse_common.events import DayIngested, ModelSnapshot
+from hubpulse_common.events import DayIngested, ModelSnapshotBatch
 from hubpulse_common.http import service_app
 from hubpulse_common.kafka import BatchConsumer, start_consumers
 from hubpulse_common.resources import background, open_resources
@@ -30,7 +30,7 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
             await repository.ensure_feature_set(pool)
             worker = FeaturesWorker(pool, bus, publish_v1=settings.features_publish_v1)
             consumers: list[BatchConsumer[Any]] = [
-                BatchConsumer.of(settings, bus, ModelSnapshot, worker.handle),
+                BatchConsumer.of(settings, bus, ModelSnapshotBatch, worker.handle),
                 BatchConsumer.of(settings, bus, DayIngested, worker.handle_ingested, poll_timeout_ms=200),
             ]
             for consumer in consumers:

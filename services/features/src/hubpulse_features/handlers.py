@@ -13,10 +13,10 @@ import pandas as pd
 from asyncpg.transaction import Transaction
 from prometheus_client import Counter, Histogram
 
-from hubpulse_common.events import DayIngested, ModelFeatures, ModelFeaturesBatch, ModelSnapshot
+from hubpulse_common.events import DayIngested, ModelFeatures, ModelFeaturesBatch, ModelSnapshotBatch
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
-from hubpulse_common.renames import renames_in
+from hubpulse_common.renames import renames_in_messages
 from hubpulse_features import repository, service
 
 log = get_logger(__name__)
@@ -41,26 +41,32 @@ class FeaturesWorker:
         self.day_activity = asyncio.Event()
         self.close_parts: dict[str, float] = {}
 
-    async def handle(self, batch: Sequence[Received[ModelSnapshot]]) -> None:
-        snapshots = [r.event for r in batch]
-        days = sorted({s.snapshot_date for s in snapshots})
+    async def handle(self, batch: Sequence[Received[ModelSnapshotBatch]]) -> None:
+        messages = [r.event for r in batch]
+        days = sorted({m.snapshot_date for m in messages})
         async with self._lock, self._pool.acquire() as conn, conn.transaction():
             await repository.share_days(conn, days)
             # a renamed model's history moves to its new name before its features are computed (issue 14)
-            aliases = await repository.follow_renames(conn, renames_in(snapshots), [s.model_id for s in snapshots])
-            records = service.snapshot_records(snapshots, aliases)
-            keys = service.records_keys(records)
-            added = await repository.upsert_history(conn, records)
-            window = await repository.load_window(
-                conn, keys["model_id"].unique().tolist(), service.window_start(days[0]), days[-1]
-            )
-            # pandas work off the event loop: /healthz, /metrics and the consumers' heartbeats keep answering
-            features = await asyncio.to_thread(service.batch_features, window, keys)
-            await repository.append_features(conn, features, days)
+            model_ids = [m for message in messages for m in message.model_id]
+            aliases = await repository.follow_renames(conn, renames_in_messages(messages), model_ids)
+            added: dict[dt.date, int] = {}
+            streamed = 0
+            for group in service.day_groups(messages):
+                records = service.snapshot_records(group, aliases)
+                keys = service.records_keys(records)
+                added |= await repository.upsert_history(conn, records)
+                first, last = min(m.snapshot_date for m in group), max(m.snapshot_date for m in group)
+                window = await repository.load_window(
+                    conn, keys["model_id"].unique().tolist(), service.window_start(first), last
+                )
+                # pandas work off the event loop: /healthz, /metrics and the consumers' heartbeats keep answering
+                features = await asyncio.to_thread(service.batch_features, window, keys)
+                await repository.append_features(conn, features, sorted({m.snapshot_date for m in group}))
+                streamed += len(features)
             await repository.touch_days(conn, days, added)
         # Nothing is emitted yet: a model-day is published once, final, when its day closes. Emitting the
         # provisional rows too would make the scorer score (and write) every model-day twice.
-        ROWS.labels("streamed").inc(len(features))
+        ROWS.labels("streamed").inc(streamed)
         self.day_activity.set()
 
     async def handle_ingested(self, batch: Sequence[Received[DayIngested]]) -> None:

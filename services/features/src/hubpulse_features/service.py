@@ -15,13 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from hubpulse_common.encoding import EventEncoder
-from hubpulse_common.events import FEATURES_BATCH_ROWS, ModelFeatures, ModelFeaturesBatch, ModelSnapshot
+from hubpulse_common.events import FEATURES_BATCH_ROWS, ModelFeatures, ModelFeaturesBatch, ModelSnapshotBatch
 from hubpulse_common.features import (
     CROSS_FEATURE_COLUMNS,
     FEATURE_COLUMNS,
@@ -73,28 +74,51 @@ def _author(model_id: str) -> str | None:
     return model_id.split("/", 1)[0] if "/" in model_id else None
 
 
+def day_groups(batches: Sequence[ModelSnapshotBatch]) -> list[list[ModelSnapshotBatch]]:
+    """A batch's messages in groups of days whose features windows overlap (a day further than a window from the
+    group's last starts the next group), in the batch's order within each. Each group's window is read and computed
+    on its own: one window from the batch's first day to its last would span every day between (a backfill, a
+    replay beside today's walk), and the features' day grid with it."""
+    group_of: dict[dt.date, int] = {}
+    group, last = 0, None
+    for day in sorted({b.snapshot_date for b in batches}):
+        if last is not None and day - last >= dt.timedelta(days=HISTORY_WINDOW_DAYS):
+            group += 1
+        group_of[day], last = group, day
+    groups: list[list[ModelSnapshotBatch]] = [[] for _ in range(group + 1)]
+    for b in batches:
+        groups[group_of[b.snapshot_date]].append(b)
+    return groups
+
+
 def snapshot_records(
-    snapshots: Iterable[ModelSnapshot], aliases: Mapping[str, Rename] | None = None
+    batches: Iterable[ModelSnapshotBatch], aliases: Mapping[str, Rename] | None = None
 ) -> list[HistoryRow]:
-    """feature_history rows of a batch; a model-day that occurs twice (redelivery, re-ingest) keeps its last.
-    aliases: renames by old name; an old name's row dated before its rename is filed under the current name."""
+    """feature_history rows of a batch of messages, zipped from their columns; a model-day that occurs twice
+    (redelivery, re-ingest) keeps its last. aliases: renames by old name; an old name's row dated before its rename
+    is filed under the current name."""
     latest: dict[tuple[str, dt.date], HistoryRow] = {}
-    for s in snapshots:
-        model_id = current_name(s.model_id, s.snapshot_date, aliases or {})
-        latest[(model_id, s.snapshot_date)] = HistoryRow(
-            model_id,
-            s.snapshot_date,
-            s.downloads,
-            s.downloads_all_time,
-            s.likes,
-            s.trending_rank,
-            s.pipeline_tag,
-            s.library_name,
-            s.author or _author(s.model_id),
-            list(s.tags),
-            s.created_at,
-            s.last_modified,
+    for b in batches:
+        day = b.snapshot_date
+        ids = b.model_id
+        names = [current_name(m, day, aliases) for m in ids] if aliases else ids
+        authors = b.author if None not in b.author else [a or _author(m) for a, m in zip(b.author, ids, strict=True)]
+        rows = map(
+            HistoryRow,
+            names,
+            repeat(day),
+            b.downloads,
+            b.downloads_all_time,
+            b.likes,
+            b.trending_rank,
+            b.pipeline_tag,
+            b.library_name,
+            authors,
+            b.tags,
+            b.created_at,
+            b.last_modified,
         )
+        latest.update(((row[0], day), row) for row in rows)
     return list(latest.values())
 
 

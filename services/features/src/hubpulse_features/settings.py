@@ -6,8 +6,10 @@ from hubpulse_common.settings import ConsumerSettings
 
 
 class FeaturesSettings(ConsumerSettings, service="features", port=8003):
-    # Big polls for features: each batch costs one history read and one COPY, whatever its size.
-    batch_size: int = 5000
+    # Big polls for features: each batch costs one history read and one COPY, whatever its size. It counts
+    # hub.snapshots.v2 messages (up to 1,000 models each): ~5,000 model-days a batch when the ingestor writes big
+    # batches.
+    batch_size: int = 5
     # A day is closed (cross-sectional features over its whole population) once it has streamed as many models as
     # the ingestor's day-complete signal (hub.ingest.v1) announced, or when a later day arrives; where neither
     # comes (no signal, or a count never reached), when no snapshot of it has arrived for this long.

@@ -6,7 +6,8 @@ published again, which the upsert and the consumers' natural-key dedupe absorb (
 
 Pipelined: a thread fetches, parses and encodes pages ahead (huggingface_hub's HTTP is blocking; at most
 _PREFETCH_PAGES pages wait), while one batch at a time is written and published in the background and the
-next one fills up. Each model is encoded once (`snapshots.encode_page`); PostgreSQL and Kafka get the same bytes.
+next one fills up. Each model is checked once, as a row (`snapshots.encode_page`): PostgreSQL takes the rows, Kafka
+their columns (`hub.snapshots.v2`, a message per partition's share of a batch).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from hubpulse_common.events import DayIngested, ModelSnapshot
+from hubpulse_common.events import DayIngested, ModelSnapshot, ModelSnapshotBatch
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_ingestor import repository
@@ -47,6 +48,8 @@ from hubpulse_ingestor.snapshots import (
     Source,
     encode_page,
     encode_rows,
+    snapshot_messages,
+    snapshot_values,
     with_renames,
 )
 
@@ -61,25 +64,31 @@ Progress = Callable[[int, int], None]  # (models written so far, pages so far)
 
 
 class SnapshotSink:
-    """Where snapshot rows go, for the Hub cycle and `hubpulse import` alike: PostgreSQL, then Kafka."""
+    """Where snapshot rows go, for the Hub cycle and `hubpulse import` alike: PostgreSQL, then Kafka
+    (`hub.snapshots.v2`; `hub.snapshots.v1` as well with `publish_v1`)."""
 
-    def __init__(self, pool: asyncpg.Pool, bus: EventBus, source: Source) -> None:
-        self._pool, self._bus, self._source = pool, bus, source
+    def __init__(self, pool: asyncpg.Pool, bus: EventBus, source: Source, *, publish_v1: bool = False) -> None:
+        self._pool, self._bus, self._source, self._publish_v1 = pool, bus, source, publish_v1
 
     async def write(self, rows: Sequence[SnapshotRow]) -> list[bytes]:
         return await self.write_encoded(encode_rows(rows))
 
     async def write_encoded(self, batch: EncodedSnapshots) -> list[bytes]:
         """Upsert and publish at once (nothing downstream reads `snapshots`); returns when both are durable, with
-        the keys of rows PostgreSQL refused (each alone; the encoder's checks should leave none)."""
-        if not batch.values:
+        the keys of rows PostgreSQL refused (each alone; the row checks should leave none)."""
+        if not batch.rows:
             return []
-        refused, _ = await asyncio.gather(
-            repository.upsert_encoded(self._pool, batch),
-            self._bus.publish_bulk(ModelSnapshot.topic, batch.keys, batch.values),
-        )
+        refused, _ = await asyncio.gather(repository.upsert_encoded(self._pool, batch), self._publish(batch))
         MODELS.labels(self._source).inc(len(batch) - len(refused))
         return refused
+
+    async def _publish(self, batch: EncodedSnapshots) -> None:
+        messages = snapshot_messages(batch, await self._bus.partition_count(ModelSnapshotBatch.topic))
+        v1 = snapshot_values(batch) if self._publish_v1 else []
+        await asyncio.gather(
+            self._bus.publish_encoded(ModelSnapshotBatch.topic, messages),
+            self._bus.publish_bulk(ModelSnapshot.topic, batch.keys if v1 else [], v1),
+        )
 
     async def day_ingested(self, day: dt.date) -> DayIngested:
         """Announce that every snapshot of `day` is durable (call once the day's last write has returned), with
@@ -265,7 +274,7 @@ class Cycle:
     ) -> None:
         self._pool, self._settings, self._hub = pool, settings, hub
         self._ranks, self._retries, self._on_progress = ranks, retries, on_progress
-        self._sink = SnapshotSink(pool, bus, HUB_SOURCE)
+        self._sink = SnapshotSink(pool, bus, HUB_SOURCE, publish_v1=settings.snapshots_publish_v1)
         self.cycle_id: int = cycle["cycle_id"]
         self.resumed = resumed
         self.day: dt.date | None = cycle["snapshot_date"]

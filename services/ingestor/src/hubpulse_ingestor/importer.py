@@ -15,11 +15,17 @@ Progress = Callable[[int], None]  # rows just written
 
 
 async def import_history(
-    pool: asyncpg.Pool, bus: EventBus, history: pd.DataFrame, batch_models: int, on_progress: Progress | None = None
+    pool: asyncpg.Pool,
+    bus: EventBus,
+    history: pd.DataFrame,
+    batch_models: int,
+    on_progress: Progress | None = None,
+    *,
+    publish_v1: bool = False,
 ) -> int:
     """Writes and publishes every row of a typed history frame (source="import"), announcing each day once all of its
     rows are durable (`DayIngested`); returns the row count."""
-    sink = SnapshotSink(pool, bus, "import")
+    sink = SnapshotSink(pool, bus, "import", publish_v1=publish_v1)
     written = 0
     for _, day_frame in history.groupby("snapshot_date", sort=True):
         rows = rows_from_history(day_frame)

@@ -13,7 +13,7 @@ import orjson
 import pandas as pd
 
 from hubpulse_common.history import HISTORY_COLUMNS, history_from_columns
-from hubpulse_ingestor.snapshots import COLUMNS, EncodedSnapshots, SnapshotRow
+from hubpulse_ingestor.snapshots import COLUMNS, EncodedSnapshots, SnapshotRow, rows_json
 
 _UPDATED = [c for c in COLUMNS if c not in ("snapshot_date", "model_id")]
 # Query text is built from this module's constant column names only, never from input.
@@ -23,7 +23,7 @@ _UPSERT = f"""
     ON CONFLICT (snapshot_date, model_id) DO UPDATE SET
         {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)}, ingested_at = now()
 """  # noqa: S608
-# The bulk path: the batch's event JSON as one array parameter, expanded by PostgreSQL's own JSON parser.
+# The upsert of a batch: its rows as one JSON array parameter, expanded by PostgreSQL's own JSON parser.
 _JSON_TYPES = {
     "snapshot_date": "date",
     "model_id": "text",
@@ -84,50 +84,47 @@ async def upsert_snapshots(pool: asyncpg.Pool, rows: Sequence[SnapshotRow]) -> N
 
 
 async def upsert_encoded(pool: asyncpg.Pool, batch: EncodedSnapshots, parallel: int = 2) -> list[bytes]:
-    """`upsert_snapshots` for encoded events, in `parallel` slices on as many connections at once (PostgreSQL-
+    """`upsert_snapshots` for a checked batch, in `parallel` slices on as many connections at once (PostgreSQL-
     CPU-bound; slices use its other cores). Same idempotence: the caller checkpoints only after every slice
     committed.
 
     A slice's rows go in by one binary COPY into the day's partition: a day's models are new to it but for a
-    second walk of the same day (or an import over it), and then, or whenever the COPY fails, the slice's JSON
-    is upserted instead (one statement; PostgreSQL parses the array; a redelivered batch overwrites). The
-    COPY spares PostgreSQL the JSON parsing, type input and ON CONFLICT of every row (measured in
-    docs/decisions/pipeline-redesign.md, session 9).
+    second walk of the same day (or an import over it), and then, or whenever the COPY fails, the slice's rows
+    are upserted as one JSON array instead (one statement; PostgreSQL parses the array; a redelivered batch
+    overwrites). The COPY spares PostgreSQL the JSON parsing, type input and ON CONFLICT of every row
+    (measured in docs/decisions/pipeline-redesign.md, session 9).
 
-    A value PostgreSQL refuses (the encoder's checks should leave none) fails its slice only: the slice is
-    halved until the refused rows are alone, and their keys come back (stored: every other row)."""
-    if not batch.values:
+    A value PostgreSQL refuses (the row checks should leave none) fails its slice only: the slice is halved
+    until the refused rows are alone, and their keys come back (stored: every other row)."""
+    if not batch.rows:
         return []
     async with pool.acquire() as conn:
         for day in sorted(batch.days):
             await ensure_partition(conn, day)
-    step = -(-len(batch.values) // max(1, parallel))
-    rows = batch.rows if len(batch.rows) == len(batch.values) else None
+    step = -(-len(batch.rows) // max(1, parallel))
 
     async def write(start: int) -> list[bytes]:
-        keys, values = batch.keys[start : start + step], batch.values[start : start + step]
-        if rows is not None:
-            try:
-                async with pool.acquire() as conn:
-                    await conn.copy_records_to_table("snapshots", records=rows[start : start + step], columns=COLUMNS)
-                return []
-            except (asyncpg.PostgresError, ValueError, TypeError, OverflowError):
-                pass  # a model the day already holds, or a value the JSON path refuses alone: that path decides
-        return await upsert(keys, values)
-
-    async def upsert(keys: list[bytes], values: list[bytes]) -> list[bytes]:
-        payload = (b"[" + b",".join(values) + b"]").decode()
+        keys, rows = batch.keys[start : start + step], batch.rows[start : start + step]
         try:
             async with pool.acquire() as conn:
-                await conn.execute(_UPSERT_JSON, payload)
+                await conn.copy_records_to_table("snapshots", records=rows, columns=COLUMNS)
+            return []
+        except (asyncpg.PostgresError, ValueError, TypeError, OverflowError):
+            pass  # a model the day already holds, or a value the JSON path refuses alone: that path decides
+        return await upsert(keys, rows)
+
+    async def upsert(keys: list[bytes], rows: list[SnapshotRow]) -> list[bytes]:
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute(_UPSERT_JSON, rows_json(rows))
         except asyncpg.DataError:
-            if len(values) == 1:
+            if len(rows) == 1:
                 return keys
-            half = len(values) // 2
-            return [*await upsert(keys[:half], values[:half]), *await upsert(keys[half:], values[half:])]
+            half = len(rows) // 2
+            return [*await upsert(keys[:half], rows[:half]), *await upsert(keys[half:], rows[half:])]
         return []
 
-    refused = await asyncio.gather(*(write(i) for i in range(0, len(batch.values), step)))
+    refused = await asyncio.gather(*(write(i) for i in range(0, len(batch.rows), step)))
     return [key for keys in refused for key in keys]
 
 

@@ -30,3 +30,6 @@ class IngestorSettings(ServiceSettings, service="ingestor", port=8002):
     interrupted_pause_s: float = Field(
         300.0, gt=0, description="Wait before resuming a walk stopped at a page that kept failing"
     )
+    # Each batch's snapshots go out on hub.snapshots.v2 (many models a message). True also publishes them on
+    # hub.snapshots.v1, one message per model, for consumers not yet moved to v2.
+    snapshots_publish_v1: bool = False

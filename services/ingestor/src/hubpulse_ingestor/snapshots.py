@@ -13,9 +13,17 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from hubpulse_common.encoding import EncoderMismatch, EventEncoder
-from hubpulse_common.events import ModelSnapshot, SnapshotSource
+from hubpulse_common.encoding import EventEncoder
+from hubpulse_common.events import (
+    SNAPSHOT_ROW_COLUMNS,
+    SNAPSHOTS_BATCH_BYTES,
+    SNAPSHOTS_BATCH_ROWS,
+    ModelSnapshot,
+    ModelSnapshotBatch,
+    SnapshotSource,
+)
 from hubpulse_common.history import known_created_at
+from hubpulse_common.kafka import partition_slots
 from hubpulse_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -122,61 +130,44 @@ def to_events(rows: Sequence[SnapshotRow]) -> Iterator[ModelSnapshot]:
         yield ModelSnapshot(**r._asdict())
 
 
-# ---- the bulk path: events encoded once, the same bytes go to PostgreSQL and to Kafka -------------------
+# ---- the bulk path: each model checked once, as a row; PostgreSQL takes the rows, Kafka their columns -------
 
 
 @dataclass(slots=True)
 class EncodedSnapshots:
-    """Snapshot events as `ModelSnapshot` JSON (what Kafka carries) with their keys, and the days they cover.
+    """Checked snapshot rows with their keys (the model ids), the days they cover and the renames they carry.
 
-    The JSON is built with orjson from plain dicts in the model's field order (no pydantic object per model);
-    tests check it validates as `ModelSnapshot`. `rows` (parallel to `values`, the same fields as typed tuples)
-    are what PostgreSQL takes, by binary COPY (`repository.upsert_encoded`; without them, or when the day
-    already holds some of the models, the JSON itself is upserted). `hub_ids` (the Hub's `_id` of each model,
-    parallel to `keys`) is filled for Hub pages only.
+    `rows` are what PostgreSQL takes, by binary COPY (`repository.upsert_encoded`; when the day already holds
+    some of the models, their JSON is upserted instead), and what `snapshot_messages` encodes for
+    `hub.snapshots.v2` (`snapshot_values`: one `hub.snapshots.v1` event each, where still published). `hub_ids`
+    (the Hub's `_id` of each model, parallel to `keys`) is filled for Hub pages only; `renamed_from` (new name ->
+    old name) by `with_renames`.
     """
 
     keys: list[bytes] = field(default_factory=list)
-    values: list[bytes] = field(default_factory=list)
+    rows: list[SnapshotRow] = field(default_factory=list)
     days: set[dt.date] = field(default_factory=set)
     hub_ids: list[str] = field(default_factory=list)
-    rows: list[SnapshotRow] = field(default_factory=list)
+    renamed_from: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.rows)
 
     def extend(self, other: EncodedSnapshots) -> None:
         self.keys.extend(other.keys)
-        self.values.extend(other.values)
+        self.rows.extend(other.rows)
         self.days |= other.days
         self.hub_ids.extend(other.hub_ids)
-        self.rows.extend(other.rows)
+        self.renamed_from |= other.renamed_from
 
-
-_from_iso = dt.datetime.fromisoformat
 
 BIGINT_MAX = 2**63 - 1  # snapshots.downloads, downloads_all_time
 INTEGER_MAX = 2**31 - 1  # snapshots.likes
 MAX_TAGS = 1000  # beyond this a tag list is noise (the Hub's busiest real models carry a few hundred)
 MAX_ID_LENGTH = 300  # the gateway's model-id limit
-
-
-def _iso_time(value: Any) -> str | None:
-    """The Hub's ISO timestamp as `_time` reads it (UTC when naive), or None: validated by parsing, passed on as
-    text (re-formatting costs 15x the parse)."""
-    if type(value) is not str or not value:
-        return None
-    try:
-        parsed = _from_iso(value)
-    except ValueError:
-        return None
-    return value if parsed.tzinfo is not None else value + "+00:00"
-
-
-def _iso_created(value: Any) -> str | None:
-    """`_iso_time`, None for the Hub's creation-date placeholder (`known_created_at`)."""
-    text = _iso_time(value)
-    return text if text is None or known_created_at(_from_iso(text)) is not None else None
+# A row's text (its tags and names) at most: even escaped six bytes a character, a row fits in one
+# hub.snapshots.v2 message (SNAPSHOTS_BATCH_BYTES). The Hub's real rows carry a few KB.
+MAX_ROW_TEXT = 150_000
 
 
 class RowRejected(ValueError):
@@ -241,55 +232,44 @@ def _model_id(item: dict[str, Any]) -> str:
     return model_id
 
 
-def _event(
-    item: dict[str, Any],
-    model_id: str,
-    day_text: str,
-    source: Source,
-    rank: int | None,
-    cleaned: Counter[str],
-) -> dict[str, Any]:
-    """A Hub item's ModelSnapshot fields, checked and cleaned."""
+def _check_text(texts: Sequence[str | None], tags: list[str]) -> None:
+    """A row's text, bounded and encodable as UTF-8 (a lone surrogate is not: neither JSON nor PostgreSQL takes it)."""
+    text = "".join([*(t for t in texts if t), *tags])
+    if len(text) > MAX_ROW_TEXT:
+        raise RowRejected("too_large")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise RowRejected("unencodable") from None
+
+
+def _row(
+    item: dict[str, Any], model_id: str, day: dt.date, source: Source, rank: int | None, cleaned: Counter[str]
+) -> SnapshotRow:
+    """A Hub item's snapshot row, checked and cleaned."""
     get = item.get
     score = get("trendingScore")
-    author = _clean_text(get("author"), cleaned)
-    return {
-        "model_id": model_id,
-        "snapshot_date": day_text,
-        "downloads": _bounded_count(get("downloads"), BIGINT_MAX, "downloads") or 0,
-        "downloads_all_time": _bounded_count(get("downloadsAllTime"), BIGINT_MAX, "downloads_all_time"),
-        "likes": _bounded_count(get("likes"), INTEGER_MAX, "likes") or 0,
-        "trending_score": float(score) if isinstance(score, int | float) and math.isfinite(score) else None,
-        "trending_rank": rank,
-        "pipeline_tag": _clean_text(get("pipeline_tag"), cleaned),
-        "library_name": _clean_text(get("library_name"), cleaned),
-        "author": author or (model_id.split("/", 1)[0] if "/" in model_id else None),
-        "tags": _clean_tags(get("tags"), cleaned),
-        "created_at": _iso_created(get("createdAt")),
-        "last_modified": _iso_time(get("lastModified")),
-        "source": source,
-        "renamed_from": None,  # set by `with_renames` for the few models the platform knows under another name
-    }
-
-
-def _row(event: dict[str, Any], day: dt.date) -> SnapshotRow:
-    """An `_event`'s fields as a `snapshots` row (its times parsed: the text was validated by parsing it)."""
-    created, modified = event["created_at"], event["last_modified"]
+    task = _clean_text(get("pipeline_tag"), cleaned)
+    library = _clean_text(get("library_name"), cleaned)
+    author = _clean_text(get("author"), cleaned) or (model_id.split("/", 1)[0] if "/" in model_id else None)
+    tags = _clean_tags(get("tags"), cleaned)
+    _check_text((model_id, task, library, author), tags)
     return SnapshotRow(
         day,
-        event["model_id"],
-        event["downloads"],
-        event["downloads_all_time"],
-        event["likes"],
-        event["trending_score"],
-        event["trending_rank"],
-        event["pipeline_tag"],
-        event["library_name"],
-        event["author"],
-        event["tags"],
-        None if created is None else _from_iso(created),
-        None if modified is None else _from_iso(modified),
-        event["source"],
+        model_id,
+        _bounded_count(get("downloads"), BIGINT_MAX, "downloads") or 0,
+        _bounded_count(get("downloadsAllTime"), BIGINT_MAX, "downloads_all_time"),
+        _bounded_count(get("likes"), INTEGER_MAX, "likes") or 0,
+        float(score) if isinstance(score, int | float) and math.isfinite(score) else None,
+        rank,
+        task,
+        library,
+        author,
+        tags,
+        known_created_at(_time(get("createdAt"))),
+        _time(get("lastModified")),
+        source,
     )
 
 
@@ -297,18 +277,16 @@ def encode_page(
     items: Sequence[Any],
     day: dt.date,
     source: Source = "hub",
-    occurred_at: dt.datetime | None = None,
     *,
     seen: set[str] | None = None,
     ranks: Mapping[str, int] | None = None,
 ) -> PageOutcome:
-    """Hub model dicts to encoded events, one row at a time: an odd item is cleaned (NUL bytes, tags that are
-    not a list or too many) or rejected (no id, counts out of the columns' range, a private repo, a model
-    already stored in this walk), counted by reason and logged with its id; the rest of the page goes on.
+    """Hub model dicts to checked rows, one at a time: an odd item is cleaned (NUL bytes, tags that are not a
+    list or too many) or rejected (no id, counts out of the columns' range, text that is too long or not
+    encodable, a private repo, a model already stored in this walk), counted by reason and logged with its id;
+    the rest of the page goes on.
 
     seen: the Hub `_id`s (or ids) already taken this day, updated in place; ranks: trending rank by `_id`/id."""
-    encode = EventEncoder(ModelSnapshot, occurred_at).encode
-    day_text = day.isoformat()
     out = PageOutcome(listed=len(items))
     seen = set() if seen is None else seen
     ranks = ranks or {}
@@ -324,38 +302,77 @@ def encode_page(
             key = hub_id or model_id
             if key in seen:
                 raise RowRejected("duplicate")
-            event = _event(item, model_id, day_text, source, ranks.get(key), out.cleaned)
-            value = encode(event)
+            row = _row(item, model_id, day, source, ranks.get(key), out.cleaned)
         except RowRejected as exc:
             out.skipped[exc.reason] += 1
             if exc.reason not in ("duplicate", "private"):  # expected ones are counted, not logged one by one
                 log.warning("ingest.row_rejected", reason=exc.reason, model_id=_loggable_id(item))
             continue
-        except EncoderMismatch:
-            raise
-        except (TypeError, ValueError) as exc:  # orjson: whatever slipped through the checks above
-            out.skipped["unencodable"] += 1
-            log.warning("ingest.row_rejected", reason="unencodable", model_id=_loggable_id(item), error=str(exc))
-            continue
         seen.add(key)
-        out.encoded.values.append(value)
-        out.encoded.rows.append(_row(event, day))
+        out.encoded.rows.append(row)
         out.encoded.keys.append(model_id.encode())
         out.encoded.hub_ids.append(hub_id)
-    if out.encoded.values:
+    if out.encoded.rows:
         out.encoded.days.add(day)
     return out
 
 
 def with_renames(batch: EncodedSnapshots, renamed_from: Mapping[str, str]) -> None:
-    """Sets `renamed_from` (new name -> old name) on those events of the batch, in place: consumers then move
-    the old name's history to the new one. Renames are rare, so the few events are simply re-encoded."""
-    if not renamed_from:
-        return
-    for i, key in enumerate(batch.keys):
-        old = renamed_from.get(key.decode())
-        if old is not None:
-            batch.values[i] = orjson.dumps({**orjson.loads(batch.values[i]), "renamed_from": old})
+    """Marks those rows of the batch (new name -> old name) as renamed, in place: consumers then move the old
+    name's history to the new one."""
+    batch.renamed_from.update(renamed_from)
+
+
+def snapshot_values(batch: EncodedSnapshots, occurred_at: dt.datetime | None = None) -> list[bytes]:
+    """Each row as a `hub.snapshots.v1` event (JSON), keyed as `batch.keys`."""
+    encode = EventEncoder(ModelSnapshot, occurred_at).encode
+    renamed = batch.renamed_from
+    return [encode({**r._asdict(), "renamed_from": renamed.get(r.model_id)}) for r in batch.rows]
+
+
+def rows_json(rows: Sequence[SnapshotRow]) -> str:
+    """Rows as one JSON array of objects (their column names), for PostgreSQL's json_to_recordset."""
+    return orjson.dumps([r._asdict() for r in rows]).decode()
+
+
+def snapshot_messages(
+    batch: EncodedSnapshots, partitions: int, occurred_at: dt.datetime | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The batch as `hub.snapshots.v2` messages, (key, JSON) pairs: one day, one source and one partition's models
+    a message (the partition the default partitioner gives each model id among `partitions`; the first model id is
+    the key, which it maps to the same one), up to SNAPSHOTS_BATCH_ROWS rows and SNAPSHOTS_BATCH_BYTES bytes each,
+    in the batch's order. Column-wise: one encode per message, no dict per row."""
+    if not batch.rows:
+        return []
+    encode = EventEncoder(ModelSnapshotBatch, occurred_at).encode
+    groups: dict[tuple[dt.date, str, int], list[SnapshotRow]] = {}
+    for row, slot in zip(batch.rows, partition_slots(batch.keys, partitions).tolist(), strict=True):
+        groups.setdefault((row.snapshot_date, row.source, slot), []).append(row)
+    renamed = batch.renamed_from
+
+    def message(day: str, source: str, rows: Sequence[SnapshotRow]) -> list[tuple[bytes, bytes]]:
+        columns = dict(zip(COLUMNS, zip(*rows, strict=True), strict=True))
+        ids = columns["model_id"]
+        fields: dict[str, Any] = {name: columns[name] for name in SNAPSHOT_ROW_COLUMNS}
+        fields |= {
+            "snapshot_date": day,
+            "source": source,
+            "model_id": ids,
+            "renamed_from": {m: renamed[m] for m in ids if m in renamed} if renamed else {},
+        }
+        value = encode(fields)
+        if len(value) <= SNAPSHOTS_BATCH_BYTES:
+            return [(ids[0].encode(), value)]
+        if len(rows) == 1:  # the row checks bound a row well below the limit (MAX_ROW_TEXT)
+            raise ValueError(f"snapshot of {ids[0]!r} alone is {len(value)} bytes, over {SNAPSHOTS_BATCH_BYTES}")
+        half = len(rows) // 2
+        return [*message(day, source, rows[:half]), *message(day, source, rows[half:])]
+
+    out: list[tuple[bytes, bytes]] = []
+    for (day, source, _), rows in groups.items():
+        for lo in range(0, len(rows), SNAPSHOTS_BATCH_ROWS):
+            out += message(day.isoformat(), source, rows[lo : lo + SNAPSHOTS_BATCH_ROWS])
+    return out
 
 
 def _loggable_id(item: Any) -> str:
@@ -363,14 +380,8 @@ def _loggable_id(item: Any) -> str:
     return repr(raw)[:200]
 
 
-def encode_rows(rows: Sequence[SnapshotRow], occurred_at: dt.datetime | None = None) -> EncodedSnapshots:
-    """Rows (e.g. `rows_from_history`) to encoded events, as `to_events(rows)` would serialise them."""
-    encode = EventEncoder(ModelSnapshot, occurred_at).encode
-    out = EncodedSnapshots()
-    for r in rows:
-        # a row's fields are the event's (dates and times as ISO text); an imported history row is never a rename
-        out.values.append(encode({**r._asdict(), "renamed_from": None}))
-        out.rows.append(r)
-        out.keys.append(r.model_id.encode())
-        out.days.add(r.snapshot_date)
-    return out
+def encode_rows(rows: Sequence[SnapshotRow]) -> EncodedSnapshots:
+    """Rows (e.g. `rows_from_history`) as a batch (an imported history row is never a rename)."""
+    return EncodedSnapshots(
+        keys=[r.model_id.encode() for r in rows], rows=list(rows), days={r.snapshot_date for r in rows}
+    )

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from hubpulse_common import feature_vectors
 from hubpulse_common.encoding import EventEncoder
 from hubpulse_common.events import BATCH_ROW_COLUMNS, ModelFeaturesBatch, ModelScore
 from hubpulse_common.feature_vectors import FeatureSet
-from hubpulse_common.renames import Rename, current_name, renames_in
+from hubpulse_common.renames import Rename, current_name, renames_in_messages
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.model.explain import contributions, top_columns
 
@@ -155,15 +155,9 @@ def feature_rows(messages: Sequence[ModelFeaturesBatch]) -> FeatureRows:
     )
 
 
-class _Mark(NamedTuple):
-    model_id: str
-    snapshot_date: dt.date
-    renamed_from: str | None
-
-
 def renames_of(messages: Iterable[ModelFeaturesBatch]) -> list[Rename]:
     """The renames the messages mark (hubpulse_common.renames.renames_in)."""
-    return renames_in(_Mark(new, m.snapshot_date, old) for m in messages for new, old in m.renamed_from.items())
+    return renames_in_messages(messages)
 
 
 @dataclass(frozen=True)
