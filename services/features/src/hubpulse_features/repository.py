@@ -88,6 +88,10 @@ _SELECT_RANK_INPUTS = f"""
 CLOSE_SLICE_BYTES = 8 << 20
 # The close's sorts (DISTINCT ON over the day) stay in memory at 200k models instead of spilling to disk.
 _CLOSE_WORK_MEM = "256MB"
+# The planner has no statistics for the day's DISTINCT ON over a UNION ALL and takes it for 200 models: it then
+# joins the history by one index lookup per model of the day (a nested loop), whatever the history's statistics.
+# A day's close reads the whole day, so the history's day is read once and hashed instead.
+_CLOSE_READ_SETTINGS = {"work_mem": _CLOSE_WORK_MEM, "enable_nestloop": "off"}
 # One read of a day for the close (rank inputs, or the rows), from its first byte to its last slice handed on.
 CLOSE_READ_TIMEOUT_S = 3600.0
 
@@ -310,12 +314,6 @@ def _day_rows_typed(frame: pd.DataFrame) -> pd.DataFrame:
     return _time_features_typed(frame)
 
 
-async def analyze(conn: asyncpg.Connection) -> None:
-    """Fresh planner statistics: a day loaded in one burst leaves them saying the history is empty, and the
-    close's join then reads it by a nested loop instead of a hash join."""
-    await conn.execute("ANALYZE feature_history")
-
-
 def _row_end(buffer: bytearray, limit: int) -> int:
     """Length of the buffer's complete CSV records within its first `limit` bytes (ends at a newline outside a
     quoted field); 0 if there is none."""
@@ -323,6 +321,12 @@ def _row_end(buffer: bytearray, limit: int) -> int:
     while end >= 0 and buffer.count(b'"', 0, end) % 2:  # inside quotes: a newline within a field
         end = buffer.rfind(b"\n", 0, end)
     return end + 1
+
+
+async def plan_close_read(conn: asyncpg.Connection) -> None:
+    """The session's planner settings for a read of a whole day (the pool's reset on release puts them back)."""
+    for name, value in _CLOSE_READ_SETTINGS.items():
+        await conn.execute(f"SET {name} = '{value}'")
 
 
 async def _stream_csv(
@@ -352,7 +356,7 @@ async def _stream_csv(
         while header and len(buffer) >= CLOSE_SLICE_BYTES and (end := _row_end(buffer, CLOSE_SLICE_BYTES)):
             await flush(end)
 
-    await conn.execute(f"SET work_mem = '{_CLOSE_WORK_MEM}'")  # the pool's reset on release puts it back
+    await plan_close_read(conn)
     # The timeout covers the whole read, paced by the sink (the close's store and publish): minutes for a day of
     # the whole Hub, where the pool's command timeout is for one statement.
     await conn.copy_from_query(query, *args, output=take, format="csv", header=True, timeout=CLOSE_READ_TIMEOUT_S)
