@@ -33,7 +33,6 @@ from hubpulse_features.service import (
     typed,
 )
 
-_TAG_SEPARATOR = "\x1f"  # tags travel through CSV as one field
 _POSITION = {name: i + 1 for i, name in enumerate(FEATURE_COLUMNS)}  # PostgreSQL arrays are 1-based
 
 # trending_rank is also a feature: the day's frame takes it from the feature values
@@ -76,7 +75,7 @@ def _values(columns: Sequence[str]) -> str:
 
 _SELECT_DAY_ROWS = f"""
     SELECT h.snapshot_date, f.model_id, {", ".join(f"h.{c}" for c in _DAY_STATS)},
-        array_to_string(h.tags, E'{_TAG_SEPARATOR}') AS tags, {_values(TIME_FEATURE_COLUMNS)} {_DAY_SOURCE}
+        array_to_json(array_remove(h.tags, NULL)) AS tags, {_values(TIME_FEATURE_COLUMNS)} {_DAY_SOURCE}
 """
 # What the day-wide ranks read: the task, downloads and the time features they rank (a 2M-model day must
 # fit in memory).
@@ -310,7 +309,8 @@ def _time_features_typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _day_rows_typed(frame: pd.DataFrame) -> pd.DataFrame:
-    frame["tags"] = [t.split(_TAG_SEPARATOR) if isinstance(t, str) and t else [] for t in frame["tags"]]
+    # a row's tags stay the JSON text PostgreSQL wrote: the close's events splice it in as it is (service._tags_json)
+    frame["tags"] = frame["tags"].astype(object)
     return _time_features_typed(frame)
 
 
