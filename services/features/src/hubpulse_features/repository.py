@@ -37,17 +37,6 @@ _POSITION = {name: i + 1 for i, name in enumerate(FEATURE_COLUMNS)}  # PostgreSQ
 
 # trending_rank is also a feature: the day's frame takes it from the feature values
 _DAY_STATS = [c for c in STAT_COLUMNS if c != "tags" and c not in FEATURE_COLUMNS]
-# The close's events carry these times as text (service._utc_times): PostgreSQL writes them in that form, instead
-# of pandas parsing them into datetimes for numpy to print them again.
-_EVENT_TIMES = ("created_at", "last_modified")
-_EVENT_TIME_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
-
-
-def _day_stat(column: str) -> str:
-    if column in _EVENT_TIMES:
-        return f"to_char(h.{column} AT TIME ZONE 'UTC', '{_EVENT_TIME_FORMAT}') AS {column}"
-    return f"h.{column}"
-
 
 # ... and how many model-days of each day it added (an updated row has the upsert's xid as xmax, a new one 0)
 _UPSERT_HISTORY = f"""
@@ -85,7 +74,7 @@ def _values(columns: Sequence[str]) -> str:
 
 
 _SELECT_DAY_ROWS = f"""
-    SELECT h.snapshot_date, f.model_id, {", ".join(_day_stat(c) for c in _DAY_STATS)},
+    SELECT h.snapshot_date, f.model_id, {", ".join(f"h.{c}" for c in _DAY_STATS)},
         array_to_json(array_remove(h.tags, NULL)) AS tags, {_values(TIME_FEATURE_COLUMNS)} {_DAY_SOURCE}
 """
 # What the day-wide ranks read: the task, downloads and the time features they rank (a 2M-model day must
@@ -320,13 +309,9 @@ def _time_features_typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _day_rows_typed(frame: pd.DataFrame) -> pd.DataFrame:
-    # a row's tags and times stay the text PostgreSQL wrote: the close's events take them as they are
-    # (service._tags_json, service._utc_times)
-    text = {c: frame.pop(c).astype(object) for c in ("tags", *_EVENT_TIMES)}
-    frame = _time_features_typed(frame)
-    for column, values in text.items():
-        frame[column] = values.where(values.notna(), None)
-    return frame
+    # a row's tags stay the JSON text PostgreSQL wrote: the close's events splice it in as it is (service._tags_json)
+    frame["tags"] = frame["tags"].astype(object)
+    return _time_features_typed(frame)
 
 
 def _row_end(buffer: bytearray, limit: int) -> int:

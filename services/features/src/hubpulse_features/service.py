@@ -239,10 +239,7 @@ def _nullable_strings(frame: pd.DataFrame, column: str) -> list[str | None]:
 
 
 def _utc_times(frame: pd.DataFrame, column: str) -> list[str | None]:
-    """Naive-UTC datetimes as ISO 8601 UTC text (what pydantic writes for an aware datetime), None for NaT; a
-    column of text (the close's, written so by PostgreSQL) as it is, None where missing."""
-    if not pd.api.types.is_datetime64_any_dtype(frame[column]):
-        return [t if isinstance(t, str) else None for t in frame[column].tolist()]
+    """Naive-UTC datetimes as ISO 8601 UTC text (what pydantic writes for an aware datetime), None for NaT."""
     x = frame[column].to_numpy(dtype="datetime64[us]")
     text = np.datetime_as_string(x, unit="us", timezone="UTC").astype(object)
     text[np.isnat(x)] = None
