@@ -71,17 +71,17 @@ async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
 
 @asynccontextmanager
 async def streamed_day(
-    database_url: str, bus: EventBus, *, seed: int, tag: str
+    database_url: str, bus: EventBus, *, seed: int, tag: str, models: int = 300
 ) -> AsyncIterator[tuple[FeaturesWorker, list[ModelSnapshot]]]:
-    """A features worker over the migrated database and `bus` (started here), with one synthetic day of 300 models
-    streamed as one batch (ids prefixed `tag` and a random part: the broker and the day are shared)."""
+    """A features worker over the migrated database and `bus` (started here), with one synthetic day of `models`
+    models streamed as one batch (ids prefixed `tag` and a random part: the broker and the day are shared)."""
     await migrate(database_url, MIGRATIONS, version_table="alembic_version_features")
     await bus.start()
     pool = await create_pool(database_url)
     try:
         await repository.ensure_feature_set(pool)
         worker = FeaturesWorker(pool, bus)
-        events = hub_snapshots(SyntheticHub(300, 1, seed=seed), 0, f"{tag}{uuid.uuid4().hex[:6]}-")
+        events = hub_snapshots(SyntheticHub(models, 1, seed=seed), 0, f"{tag}{uuid.uuid4().hex[:6]}-")
         await worker.handle(received(events))
         yield worker, events
     finally:

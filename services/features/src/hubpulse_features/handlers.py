@@ -119,7 +119,6 @@ class FeaturesWorker:
         are read and computed, instead of after. Both reads see the same day: its batches wait for the day's lock,
         which the close holds."""
         started = time.perf_counter()
-        await repository.analyze(conn)
         renamed_from = await repository.renamed_on(conn, day)
         async with self._pool.acquire() as reader, self._pool.acquire() as writer:
             transaction = writer.transaction()

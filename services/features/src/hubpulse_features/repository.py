@@ -33,7 +33,6 @@ from hubpulse_features.service import (
     typed,
 )
 
-_TAG_SEPARATOR = "\x1f"  # tags travel through CSV as one field
 _POSITION = {name: i + 1 for i, name in enumerate(FEATURE_COLUMNS)}  # PostgreSQL arrays are 1-based
 
 # trending_rank is also a feature: the day's frame takes it from the feature values
@@ -76,7 +75,7 @@ def _values(columns: Sequence[str]) -> str:
 
 _SELECT_DAY_ROWS = f"""
     SELECT h.snapshot_date, f.model_id, {", ".join(f"h.{c}" for c in _DAY_STATS)},
-        array_to_string(h.tags, E'{_TAG_SEPARATOR}') AS tags, {_values(TIME_FEATURE_COLUMNS)} {_DAY_SOURCE}
+        array_to_json(array_remove(h.tags, NULL)) AS tags, {_values(TIME_FEATURE_COLUMNS)} {_DAY_SOURCE}
 """
 # What the day-wide ranks read: the task, downloads and the time features they rank (a 2M-model day must
 # fit in memory).
@@ -88,6 +87,10 @@ _SELECT_RANK_INPUTS = f"""
 CLOSE_SLICE_BYTES = 8 << 20
 # The close's sorts (DISTINCT ON over the day) stay in memory at 200k models instead of spilling to disk.
 _CLOSE_WORK_MEM = "256MB"
+# The planner has no statistics for the day's DISTINCT ON over a UNION ALL and takes it for 200 models: it then
+# joins the history by one index lookup per model of the day (a nested loop), whatever the history's statistics.
+# A day's close reads the whole day, so the history's day is read once and hashed instead.
+_CLOSE_READ_SETTINGS = {"work_mem": _CLOSE_WORK_MEM, "enable_nestloop": "off"}
 # One read of a day for the close (rank inputs, or the rows), from its first byte to its last slice handed on.
 CLOSE_READ_TIMEOUT_S = 3600.0
 
@@ -306,14 +309,9 @@ def _time_features_typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _day_rows_typed(frame: pd.DataFrame) -> pd.DataFrame:
-    frame["tags"] = [t.split(_TAG_SEPARATOR) if isinstance(t, str) and t else [] for t in frame["tags"]]
+    # a row's tags stay the JSON text PostgreSQL wrote: the close's events splice it in as it is (service._tags_json)
+    frame["tags"] = frame["tags"].astype(object)
     return _time_features_typed(frame)
-
-
-async def analyze(conn: asyncpg.Connection) -> None:
-    """Fresh planner statistics: a day loaded in one burst leaves them saying the history is empty, and the
-    close's join then reads it by a nested loop instead of a hash join."""
-    await conn.execute("ANALYZE feature_history")
 
 
 def _row_end(buffer: bytearray, limit: int) -> int:
@@ -323,6 +321,12 @@ def _row_end(buffer: bytearray, limit: int) -> int:
     while end >= 0 and buffer.count(b'"', 0, end) % 2:  # inside quotes: a newline within a field
         end = buffer.rfind(b"\n", 0, end)
     return end + 1
+
+
+async def plan_close_read(conn: asyncpg.Connection) -> None:
+    """The session's planner settings for a read of a whole day (the pool's reset on release puts them back)."""
+    for name, value in _CLOSE_READ_SETTINGS.items():
+        await conn.execute(f"SET {name} = '{value}'")
 
 
 async def _stream_csv(
@@ -352,7 +356,7 @@ async def _stream_csv(
         while header and len(buffer) >= CLOSE_SLICE_BYTES and (end := _row_end(buffer, CLOSE_SLICE_BYTES)):
             await flush(end)
 
-    await conn.execute(f"SET work_mem = '{_CLOSE_WORK_MEM}'")  # the pool's reset on release puts it back
+    await plan_close_read(conn)
     # The timeout covers the whole read, paced by the sink (the close's store and publish): minutes for a day of
     # the whole Hub, where the pool's command timeout is for one statement.
     await conn.copy_from_query(query, *args, output=take, format="csv", header=True, timeout=CLOSE_READ_TIMEOUT_S)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -289,7 +290,7 @@ def feature_payloads(
     x = frame[list(FEATURE_COLUMNS)].to_numpy(dtype="float64", na_value=np.nan).tolist()
     ids = frame["model_id"].tolist()
     days = np.datetime_as_string(_days(frame), unit="D").tolist()
-    encode = EventEncoder(ModelFeatures).encode
+    encode = EventEncoder(ModelFeatures, raw=("tags",)).encode
     names = list(FEATURE_COLUMNS)
     renamed = renamed_from or {}
     columns = zip(
@@ -303,7 +304,7 @@ def feature_payloads(
         _nullable_strings(frame, "pipeline_tag"),
         _nullable_strings(frame, "library_name"),
         _nullable_strings(frame, "author"),
-        frame["tags"].tolist(),
+        _tags_json(frame),
         _utc_times(frame, "created_at"),
         _utc_times(frame, "last_modified"),
         strict=True,
@@ -324,12 +325,12 @@ def feature_payloads(
                     "pipeline_tag": task,
                     "library_name": library,
                     "author": author,
-                    "tags": list(tags) if isinstance(tags, list | tuple | np.ndarray) else [],
                     "created_at": created,
                     "last_modified": modified,
                     "renamed_from": renamed.get(model_id),
                     "day_models": day_models,
-                }
+                },
+                tags,
             ),
         )
         for (
@@ -350,8 +351,18 @@ def feature_payloads(
     ]
 
 
-def _tag_lists(frame: pd.DataFrame) -> list[list[str]]:
-    return [list(tags) if isinstance(tags, list | tuple | np.ndarray) else [] for tags in frame["tags"].tolist()]
+def _tags_json(frame: pd.DataFrame) -> list[str]:
+    """Each row's tags as JSON text: as the close reads them (PostgreSQL's JSON of the array, spliced into the events
+    as it is, where parsing each into a list only for the encoder to write it again cost the close a Python loop
+    of splits and one of copies), or encoded from a list (a tuple, an array; anything else is no tags)."""
+    return [
+        tags if isinstance(tags, str) else _dumps(list(tags) if isinstance(tags, list | tuple | np.ndarray) else [])
+        for tags in frame["tags"].tolist()
+    ]
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def feature_batches(
@@ -386,11 +397,11 @@ def feature_batches(
         "pipeline_tag": _nullable_strings(frame, "pipeline_tag"),
         "library_name": _nullable_strings(frame, "library_name"),
         "author": _nullable_strings(frame, "author"),
-        "tags": _tag_lists(frame),
         "created_at": _utc_times(frame, "created_at"),
         "last_modified": _utc_times(frame, "last_modified"),
     }
-    encode = EventEncoder(ModelFeaturesBatch).encode
+    encode = EventEncoder(ModelFeaturesBatch, raw=("tags",)).encode
+    tags = _tags_json(frame)
     out: list[tuple[bytes, bytes]] = []
     for lo in range(0, len(ids), rows):
         part = ids[lo : lo + rows]
@@ -402,5 +413,7 @@ def feature_batches(
             "renamed_from": {m: renamed[m] for m in part if m in renamed} if renamed else {},
             "features": {name: x[j, lo : lo + rows] for j, name in enumerate(FEATURE_COLUMNS)},
         }
-        out.append((ModelFeaturesBatch.key_of(day, part[0]).encode(), encode(fields)))
+        out.append(
+            (ModelFeaturesBatch.key_of(day, part[0]).encode(), encode(fields, f"[{','.join(tags[lo : lo + rows])}]"))
+        )
     return out
