@@ -9,9 +9,10 @@ import random
 import uuid
 from collections.abc import Iterable
 
+from features.support import received
 from hubpulse_common.db import create_pool, migrate
 from hubpulse_common.events import ModelFeaturesBatch, ModelSnapshot
-from hubpulse_common.kafka import EventBus, Received
+from hubpulse_common.kafka import EventBus
 from hubpulse_features import repository
 from hubpulse_features.app import MIGRATIONS
 from hubpulse_features.handlers import FeaturesWorker
@@ -55,7 +56,7 @@ async def test_the_closed_days_events_carry_the_tags_as_snapshotted(service_env,
     try:
         await repository.ensure_feature_set(pool)
         worker = FeaturesWorker(pool, bus)
-        await worker.handle([Received(s, "t", 0, i, None) for i, s in enumerate(snapshots)])
+        await worker.handle(received(snapshots))
         assert await worker.close_day(day) == len(snapshots)
         rows = [row for _, value in bus.published for row in ModelFeaturesBatch.model_validate_json(value).as_v1()]
         assert {r.model_id: r.tags for r in rows} == {s.model_id: s.tags for s in snapshots}
