@@ -21,9 +21,10 @@ from sqlalchemy.pool import NullPool
 from hubpulse_common import db, feature_vectors
 from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_common.renames import Rename
+from hubpulse_common.renames import _move as renames_move
 from hubpulse_scorer.app import MIGRATIONS
 from hubpulse_scorer.catalog_swap import _FILL_DAY, _FILL_DAYS, LIVE, NEXT, due_days, swap_day, swap_due_days
-from hubpulse_scorer.repository import SWAP_LOCK, follow_renames, write_batch
+from hubpulse_scorer.repository import _RENAMED_TABLES, SWAP_LOCK, follow_renames, write_batch
 from hubpulse_scorer.service import CATALOG_COLUMNS
 
 VERSION_TABLE = "alembic_version_scorer"
@@ -467,4 +468,39 @@ async def test_the_task_and_library_keyset_indexes_lead_with_an_integer_in_every
         assert await _facet_leads(conn) == leads
     finally:
         await pool.close()
+        await conn.close()
+
+
+async def _score_indexes(conn: asyncpg.Connection) -> set[str]:
+    return {r["indexname"] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'scores'")}
+
+
+async def test_0016_leaves_scores_its_primary_key_and_a_rename_still_finds_a_models_scores_by_it(
+    database_url: str,
+) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await _score_indexes(conn) == {"scores_pkey"}
+        # 30 days of 2,000 models: a scan of the table would read all 60,000 rows for one model's 30
+        await conn.execute(
+            "INSERT INTO scores (snapshot_date, model_id, model_version, label, horizon_days, probability, threshold)"
+            " SELECT date '2025-01-01' + d, 'org/m' || m, 'v1', 'trending', 7, 0.5, 0.4"
+            " FROM generate_series(0, 29) d, generate_series(1, 2000) m"
+        )
+        await conn.execute("ANALYZE scores")
+        # the plan for any model (a prepared statement's generic plan), not for the one named
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        moves = [s for keyed in _RENAMED_TABLES if keyed.table == "scores" for s in renames_move(keyed)]
+        assert len(moves) == 2
+        for i, statement in enumerate(moves):
+            await conn.execute(f"PREPARE move{i} (text, text) AS {statement}")
+            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE move{i} ('org/m7', 'org/m8')"))
+            assert "scores_pkey" in plan, plan
+            assert "Seq Scan on scores" not in plan, plan
+        await _move(database_url, "downgrade", "0015_facet_keys")
+        assert await _score_indexes(conn) == {"scores_pkey", "scores_model"}
+        await _move(database_url, "upgrade", "0016_scores_primary_key_only")
+        assert await _score_indexes(conn) == {"scores_pkey"}
+    finally:
         await conn.close()

@@ -9,10 +9,13 @@ event; NaN and infinities are written as null, numpy scalars as numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from datetime import UTC, date, datetime
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Generic, TypeVar
 
+import numpy as np
 import orjson
 
 from hubpulse_common.events import Event
@@ -42,8 +45,8 @@ class EventEncoder(Generic[E]):
         self._raw_keys = tuple(b',"' + name.encode() + b'":' for name in raw)
         self._checked = False
 
-    def _check(self, fields: Mapping[str, Any], raw: tuple[str | bytes, ...]) -> None:
-        given = fields.keys()
+    def _check(self, fields: Mapping[str, Any] | AbstractSet[str], raw: Sequence[object]) -> None:
+        given = fields.keys() if isinstance(fields, Mapping) else fields
         if given != self._fields or len(raw) != len(self._raw_keys):
             missing, extra = sorted(self._fields - given), sorted(given - self._fields)
             raise EncoderMismatch(
@@ -67,3 +70,34 @@ class EventEncoder(Generic[E]):
             for key, value in zip(self._raw_keys, raw, strict=True)
         )
         return body[:-1] + tail + b"}"
+
+    def encode_columns(
+        self, constants: Mapping[str, Any], columns: Mapping[str, Sequence[str]], *raw: Sequence[str]
+    ) -> list[bytes]:
+        """Many events' JSON, each the same event as `encode` gives: `constants` (the fields every event shares,
+        encoded once), `columns` (each event's value as JSON text: `json_strings`, `json_floats`, `json_dates`),
+        then the raw columns (JSON text). Each event is one string formatting: no dict, no orjson call per event."""
+        self._check(constants.keys() | columns.keys(), raw)
+        head = orjson.dumps({**self._head, **constants}, option=orjson.OPT_SERIALIZE_NUMPY)[:-1].decode()
+        keys = [f',"{name}":%s' for name in columns] + [key.decode() + "%s" for key in self._raw_keys]
+        template = head.replace("%", "%%") + "".join(keys) + "}"  # a `%` of the head is a literal one
+        return [(template % row).encode() for row in zip(*columns.values(), *raw, strict=True)]
+
+
+def json_strings(values: Iterable[str]) -> list[str]:
+    """Each string as JSON text (non-ASCII escaped)."""
+    return list(map(encode_basestring_ascii, values))
+
+
+def json_floats(values: np.ndarray) -> list[str]:
+    """Each float as JSON text: the shortest repr that reads back the same; NaN and infinities as null."""
+    texts = list(map(repr, values.astype("float64").tolist()))
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        texts[i] = "null"
+    return texts
+
+
+def json_dates(values: Sequence[date]) -> list[str]:
+    """Each date as JSON text (ISO 8601); a batch's few distinct days are formatted once each."""
+    text = {day: f'"{day.isoformat()}"' for day in set(values)}
+    return [text[day] for day in values]

@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic_core import to_json
 
 from hubpulse_common import feature_vectors
-from hubpulse_common.encoding import EventEncoder
+from hubpulse_common.encoding import EventEncoder, json_dates, json_floats, json_strings
 from hubpulse_common.events import BATCH_ROW_COLUMNS, ModelFeaturesBatch, ModelScore
 from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_common.renames import Rename, current_name, renames_in_messages
@@ -295,6 +295,8 @@ def catalog_records(scored: Scored) -> tuple[list[Record], list[Record]]:
     probability = scored.probability.tolist()
     version, label, threshold = scored.version, scored.label, scored.threshold
     downloads, likes = _zero_for_null(rows.downloads), _zero_for_null(rows.likes)
+    n = len(rows)
+    # zip builds each tuple in C: no per-row Python (a constant column is a list of its one value)
     daily: list[Record] = list(
         zip(
             rows.model_id,
@@ -303,13 +305,12 @@ def catalog_records(scored: Scored) -> tuple[list[Record], list[Record]]:
             likes,
             rows.trending_rank,
             probability,
-            [version] * len(rows),
+            [version] * n,
             strict=True,
         )
     )
-    models: list[Record] = [
-        (*head, day, dl, all_time, lk, rank, growth, p, version, label, threshold, likes_7d, explanation, fset, vector)
-        for (*head, day, dl, all_time, lk, rank, growth, p, likes_7d, explanation, fset, vector) in zip(
+    models: list[Record] = list(
+        zip(
             rows.model_id,
             rows.author,
             rows.pipeline_tag,
@@ -324,13 +325,16 @@ def catalog_records(scored: Scored) -> tuple[list[Record], list[Record]]:
             rows.trending_rank,
             rows.column("growth_rate_7d"),
             probability,
+            [version] * n,
+            [label] * n,
+            [threshold] * n,
             rows.column("likes_7d"),
             scored.explanations,
-            [rows.feature_set.key] * len(rows),
+            [rows.feature_set.key] * n,
             rows.feature_vectors(),
             strict=True,
         )
-    ]
+    )
     return models, daily
 
 
@@ -340,26 +344,19 @@ _NOT_EXPLAINED = "[]"
 
 def score_payloads(scored: Scored) -> list[tuple[bytes, bytes]]:
     """ModelScore of each row as (key, JSON) pairs, encoded in bulk (tests/scorer check they validate)."""
-    # the explanation is already JSON: spliced in, not parsed and encoded again
-    encode = EventEncoder(ModelScore, raw=("top_features",)).encode
     rows = scored.rows
-    return [
-        (
-            model_id.encode(),
-            encode(
-                {
-                    "model_id": model_id,
-                    "snapshot_date": day,
-                    "model_version": scored.version,
-                    "label": scored.label,
-                    "horizon_days": scored.horizon_days,
-                    "probability": p,
-                    "threshold": scored.threshold,
-                },
-                _NOT_EXPLAINED if explanation is None else explanation,
-            ),
-        )
-        for model_id, day, p, explanation in zip(
-            rows.model_id, rows.snapshot_date, scored.probability.tolist(), scored.explanations, strict=True
-        )
-    ]
+    constants = {
+        "model_version": scored.version,
+        "label": scored.label,
+        "horizon_days": scored.horizon_days,
+        "threshold": scored.threshold,
+    }
+    columns = {
+        "model_id": json_strings(rows.model_id),
+        "snapshot_date": json_dates(rows.snapshot_date),
+        "probability": json_floats(scored.probability),
+    }
+    # the explanation is already JSON: spliced in, not parsed and encoded again
+    explained = [_NOT_EXPLAINED if e is None else e for e in scored.explanations]
+    values = EventEncoder(ModelScore, raw=("top_features",)).encode_columns(constants, columns, explained)
+    return list(zip([m.encode() for m in rows.model_id], values, strict=True))
