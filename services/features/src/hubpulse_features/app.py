@@ -3,6 +3,7 @@ day-complete signals) and the day closer."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ from fastapi import FastAPI
 
 from hubpulse_common.events import DayIngested, ModelSnapshotBatch
 from hubpulse_common.http import service_app
-from hubpulse_common.kafka import BatchConsumer, start_consumers
+from hubpulse_common.kafka import BatchConsumer, start_consumers, stop_consumers
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
 from hubpulse_features import repository
@@ -40,7 +41,7 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
                 app, "features:closer", lambda: worker.run_closer(settings.day_close_idle_s, settings.day_close_check_s)
             )
             app.state.worker = worker
-            async with background(closer, then=[c.stop for c in consumers]):
+            async with background(closer, then=[functools.partial(stop_consumers, consumers)]):
                 yield
 
     return service_app(

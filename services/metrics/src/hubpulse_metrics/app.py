@@ -17,7 +17,7 @@ from hubpulse_common.asgi import HttpMiddleware
 from hubpulse_common.events import DeploymentEvent, InferenceEvent, ModelFeaturesBatch, ModelScore
 from hubpulse_common.http import service_app
 from hubpulse_common.identity import open_token_verifier
-from hubpulse_common.kafka import BatchConsumer, start_consumers
+from hubpulse_common.kafka import BatchConsumer, start_consumers, stop_consumers
 from hubpulse_common.logging import get_logger
 from hubpulse_common.resources import background, open_resources
 from hubpulse_common.supervise import report, supervise
@@ -90,7 +90,7 @@ def create_app(settings: MetricsSettings) -> FastAPI:
             alerts = supervise(app, "alerts", lambda: run_alerts(db, bus, settings))
             delivery = supervise(app, "watch-delivery", deliverer.run)
             digests = supervise(app, "watch-digests", deliverer.run_digests)
-            async with background(alerts, delivery, digests, then=[c.stop for c in consumers]):
+            async with background(alerts, delivery, digests, then=[partial(stop_consumers, consumers)]):
                 yield
 
     app = service_app(
