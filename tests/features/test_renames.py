@@ -83,3 +83,42 @@ async def test_a_marked_snapshot_moves_the_history_once_and_late_old_rows_follow
     finally:
         await pool.close()
         await bus.stop()
+
+
+async def test_an_old_name_day_arriving_after_the_new_names_later_day_is_counted_in_it(
+    service_env: dict[str, str], database_url: str
+) -> None:
+    """The two names hash to different partitions: the renamed model's first day under its new name can be handled
+    before its day before, under the old name. That day's features are computed again once the late row is in."""
+    await migrate(database_url, MIGRATIONS, version_table="alembic_version_features")
+    bus = Recording(service_env["HUBPULSE_KAFKA_BOOTSTRAP"], client_id="features-renames-late-test")
+    bus.published = []
+    await bus.start()
+    pool = await create_pool(database_url)
+    try:
+        await repository.ensure_feature_set(pool)
+        worker = FeaturesWorker(pool, bus)
+        hub, prefix = SyntheticHub(40, 2, seed=5), f"rl{uuid.uuid4().hex[:6]}-"
+        day0, day1 = hub_snapshots(hub, 0, prefix), hub_snapshots(hub, 1, prefix)
+        old = day0[4].model_id
+        new = old.replace(prefix, prefix + "new-", 1)
+        day1 = [e.model_copy(update={"model_id": new, "renamed_from": old}) if e.model_id == old else e for e in day1]
+        await worker.handle(received([e for e in day0 if e.model_id != old]))
+        await worker.handle(received(day1))  # the new name's day, before the old name's day before it
+        await worker.handle(received([e for e in day0 if e.model_id == old]))
+        assert await _rows(database_url, old) == []
+        await worker.close_day(day0[0].snapshot_date)
+        await worker.close_day(day1[0].snapshot_date)
+        feats = await fetch(
+            database_url,
+            "SELECT values[array_position(s.columns, 'days_observed_14d')] AS seen FROM feature_rows f"
+            " JOIN feature_sets s USING (feature_set) WHERE model_id = $1 AND snapshot_date = $2",
+            new,
+            day1[0].snapshot_date,
+        )
+        assert feats[0]["seen"] == 2  # computed again: the day before the rename counts
+        published = {e.model_id: e for e in bus.published if e.snapshot_date == day1[0].snapshot_date}
+        assert published[new].features["days_observed_14d"] == 2
+    finally:
+        await pool.close()
+        await bus.stop()

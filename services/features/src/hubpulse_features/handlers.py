@@ -53,15 +53,19 @@ class FeaturesWorker:
             streamed = 0
             for group in service.day_groups(messages):
                 records = service.snapshot_records(group, aliases)
-                keys = service.records_keys(records)
                 added |= await repository.upsert_history(conn, records)
-                first, last = min(m.snapshot_date for m in group), max(m.snapshot_date for m in group)
+                # a renamed model's earlier row arriving after its new name's later days: those are computed again
+                again = await repository.open_days_after(conn, service.filed_late(group, aliases))
+                keys = service.with_keys(service.records_keys(records), again)
+                first = min(m.snapshot_date for m in group)
+                last = max([m.snapshot_date for m in group] + [day for _, day in again])
                 window = await repository.load_window(
                     conn, keys["model_id"].unique().tolist(), service.window_start(first), last
                 )
                 # pandas work off the event loop: /healthz, /metrics and the consumers' heartbeats keep answering
                 features = await asyncio.to_thread(service.batch_features, window, keys)
-                await repository.append_features(conn, features, sorted({m.snapshot_date for m in group}))
+                days_written = {m.snapshot_date for m in group} | {day for _, day in again}
+                await repository.append_features(conn, features, sorted(days_written))
                 streamed += len(features)
             await repository.touch_days(conn, days, added)
         # Nothing is emitted yet: a model-day is published once, final, when its day closes. Emitting the

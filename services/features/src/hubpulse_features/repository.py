@@ -194,6 +194,27 @@ async def _ensure_stream_partitions(conn: asyncpg.Connection, days: Sequence[dt.
                 )
 
 
+async def open_days_after(conn: asyncpg.Connection, late: Mapping[str, dt.date]) -> list[tuple[str, dt.date]]:
+    """The stored model-days of these models after the given day (per model) whose day is still open, with those
+    days' locks held shared (as `share_days`): what a late row of their history changes. Call inside the batch's
+    transaction; the models are few (renamed ones), so their history's key finds them."""
+    if not late:
+        return []
+    query = (
+        "SELECT h.model_id, h.snapshot_date FROM feature_history h"
+        " JOIN unnest($1::text[], $2::date[]) AS l(model_id, after) USING (model_id)"
+        " JOIN feature_days d ON d.snapshot_date = h.snapshot_date"
+        " WHERE h.snapshot_date > l.after AND d.closed_at IS NULL"
+    )
+    args = (list(late), list(late.values()))
+    found = await conn.fetch(query, *args)
+    if not found:
+        return []
+    await share_days(conn, sorted({r["snapshot_date"] for r in found}))
+    # a close that held a day's lock has ended by now: read again, without the days it closed
+    return [(r["model_id"], r["snapshot_date"]) for r in await conn.fetch(query, *args)]
+
+
 async def append_features(conn: asyncpg.Connection, frame: pd.DataFrame, days: Sequence[dt.date]) -> None:
     """The batch's time features, appended to their days' stream (a redelivery appends again: the close keeps
     the latest). Call inside the batch's transaction, after `share_days`."""

@@ -129,6 +129,27 @@ def records_frame(records: Sequence[Record]) -> pd.DataFrame:
     return typed(frame)
 
 
+def filed_late(batches: Iterable[ModelSnapshotBatch], aliases: Mapping[str, Rename]) -> dict[str, dt.date]:
+    """new name -> the earliest day of this batch's rows that arrive under an old name and are filed under the new
+    one (`snapshot_records`). The two names are on different partitions: the new name's later days may have been
+    computed already, without these rows."""
+    late: dict[str, dt.date] = {}
+    for b in batches:
+        for model_id in b.model_id:
+            if model_id in aliases and (name := current_name(model_id, b.snapshot_date, aliases)) != model_id:
+                late[name] = min(late.get(name, b.snapshot_date), b.snapshot_date)
+    return late
+
+
+def with_keys(keys: pd.DataFrame, more: Sequence[tuple[str, dt.date]]) -> pd.DataFrame:
+    """`records_keys` and more model-days, each once."""
+    if not more:
+        return keys
+    extra = pd.DataFrame(more, columns=["model_id", "snapshot_date"])
+    extra["snapshot_date"] = pd.to_datetime(extra["snapshot_date"]).astype("datetime64[ns]")
+    return pd.concat([keys, extra], ignore_index=True).drop_duplicates(ignore_index=True)
+
+
 def records_keys(records: Sequence[HistoryRow]) -> pd.DataFrame:
     """The model-days of feature_history records (model_id, snapshot_date), typed as `records_frame` types them:
     what `batch_features` needs of a batch, whose features come from the stored window (its stats would only be
