@@ -162,7 +162,7 @@ async def test_a_rename_moves_the_history_to_the_new_name(
     new = "renamed-org/" + old.split("/", 1)[1]
     replay.post("/_replay/live", {"renames": {old: new}})
     replay.post("/_replay/advance", {"days": 1})
-    identities = "SELECT hub_id, model_id, xmin::text AS version FROM hub_models"
+    identities = "SELECT hub_id, model_id, xmin::text AS version, xmax::text AS locker FROM hub_models"
     before = {r["hub_id"]: r for r in await pool.fetch(identities)}
 
     result = await run_cycle(pool, bus, settings)
@@ -172,6 +172,8 @@ async def test_a_rename_moves_the_history_to_the_new_name(
     after = {r["hub_id"]: r for r in await pool.fetch(identities)}
     rewritten = {h for h, r in after.items() if h in before and r["version"] != before[h]["version"]}
     assert {after[h]["model_id"] for h in rewritten} == {new}
+    # nor is a known identity locked (an upsert's DO UPDATE ... WHERE locks and dirties every row it skips)
+    assert {h for h, r in after.items() if h not in rewritten and r["locker"] != "0"} == set()
     assert await pool.fetchval("SELECT count(*) FROM snapshots WHERE model_id = $1", old) == 0
     days = await pool.fetch("SELECT snapshot_date FROM snapshots WHERE model_id = $1 ORDER BY 1", new)
     assert [r["snapshot_date"] for r in days] == [replay.day(0), replay.day(1)]

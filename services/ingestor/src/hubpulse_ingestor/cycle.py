@@ -313,16 +313,18 @@ class Cycle:
 
     async def _flush(self, done: _Pending) -> None:
         # before publishing: a crash after it finds the same renames again (the identities move only below)
-        with_renames(done.batch, await repository.find_renames(self._pool, done.batch))
+        moves = await repository.find_renames(self._pool, done.batch)
+        with_renames(done.batch, {move.new_id: move.old_id for move in moves})
         refused = await self._sink.write_encoded(done.batch)
         if refused:
             self.report.skipped["refused_by_database"] += len(refused)
             log.warning("ingest.rows_refused", cycle_id=self.cycle_id, model_ids=[k.decode() for k in refused][:50])
-        for renamed_day in sorted(done.batch.days):
-            renames = await repository.record_identities(self._pool, done.batch, renamed_day)
-            self.report.renamed += len(renames)
-            for old, new in renames:
-                log.info("ingest.model_renamed", old_id=old, new_id=new)
+        if done.batch.days:
+            # the batch's first day: a batch spanning two days (a walk across midnight) records them once
+            await repository.record_identities(self._pool, done.batch, min(done.batch.days), moves)
+            self.report.renamed += len(moves)
+            for move in moves:
+                log.info("ingest.model_renamed", old_id=move.old_id, new_id=move.new_id)
         new_retries = self._retries.since_last()
         stored = len(done.batch) - len(refused)
         self.days.update(done.batch.days)

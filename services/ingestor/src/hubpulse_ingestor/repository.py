@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import orjson
@@ -139,12 +139,21 @@ _IDENTIFY = """
     SELECT i.hub_id, m.model_id AS old_id, i.model_id AS new_id
     FROM incoming i JOIN hub_models m USING (hub_id) WHERE m.model_id <> i.model_id
 """
-# Written once per identity (ingestor migration 0003): a known `_id` under the same name is not rewritten.
+# A new `_id` is written once (ingestor migration 0003); a known one is left alone: DO NOTHING takes no row lock,
+# where DO UPDATE ... WHERE locked (and dirtied) every known identity's row each day. Renames move theirs first.
 _REMEMBER = """
-    INSERT INTO hub_models AS h (hub_id, model_id, first_seen)
+    INSERT INTO hub_models (hub_id, model_id, first_seen)
     SELECT hub_id, model_id, $2 FROM json_to_recordset($1::text::json) AS t(hub_id text, model_id text)
-    ON CONFLICT (hub_id) DO UPDATE SET model_id = EXCLUDED.model_id WHERE h.model_id <> EXCLUDED.model_id
+    ON CONFLICT (hub_id) DO NOTHING
 """
+
+
+class IdentityMove(NamedTuple):
+    """A known `_id` listed under a new name."""
+
+    old_id: str
+    new_id: str
+    hub_id: str
 
 
 def _identities(batch: EncodedSnapshots) -> str | None:
@@ -152,23 +161,26 @@ def _identities(batch: EncodedSnapshots) -> str | None:
     return orjson.dumps(pairs).decode() if pairs else None
 
 
-async def find_renames(pool: asyncpg.Pool, batch: EncodedSnapshots) -> dict[str, str]:
-    """new name -> old name of the batch's models stored under another name (same `_id`); changes nothing.
-    Read before the batch is published, so that each renamed model's event says so (`renamed_from`)."""
-    payload = _identities(batch)
-    if payload is None:
-        return {}
-    return {r["new_id"]: r["old_id"] for r in await pool.fetch(_IDENTIFY, payload)}
-
-
-async def record_identities(pool: asyncpg.Pool, batch: EncodedSnapshots, day: dt.date) -> list[tuple[str, str]]:
-    """Remembers each model's `_id` under its current name; returns the renames (old, new) it found and applied."""
+async def find_renames(pool: asyncpg.Pool, batch: EncodedSnapshots) -> list[IdentityMove]:
+    """The batch's models stored under another name (same `_id`); changes nothing. Read before the batch is
+    published, so that each renamed model's event says so (`renamed_from`), and applied after it by
+    `record_identities` (the one ingestor is the only writer of identities in between)."""
     payload = _identities(batch)
     if payload is None:
         return []
+    return [IdentityMove(r["old_id"], r["new_id"], r["hub_id"]) for r in await pool.fetch(_IDENTIFY, payload)]
+
+
+async def record_identities(
+    pool: asyncpg.Pool, batch: EncodedSnapshots, day: dt.date, moves: Sequence[IdentityMove]
+) -> None:
+    """Applies the renames `find_renames` found for the batch (recorded as of `day`) and remembers each new
+    model's `_id` under its name (first seen on `day`)."""
+    payload = _identities(batch)
+    if payload is None:
+        return
     async with pool.acquire() as conn, conn.transaction():
-        renames = [(r["old_id"], r["new_id"], r["hub_id"]) for r in await conn.fetch(_IDENTIFY, payload)]
-        for old, new, hub_id in renames:
+        for old, new, hub_id in moves:
             await conn.execute(
                 "DELETE FROM snapshots o USING snapshots n"
                 " WHERE o.model_id = $1 AND n.model_id = $2 AND o.snapshot_date = n.snapshot_date",
@@ -186,8 +198,8 @@ async def record_identities(pool: asyncpg.Pool, batch: EncodedSnapshots, day: dt
                 hub_id,
                 day,
             )
+            await conn.execute("UPDATE hub_models SET model_id = $2 WHERE hub_id = $1", hub_id, new)
         await conn.execute(_REMEMBER, payload, day)
-    return [(old, new) for old, new, _ in renames]
 
 
 async def taken_on(pool: asyncpg.Pool, day: dt.date) -> set[str]:
