@@ -134,6 +134,8 @@ def filed_late(batches: Iterable[ModelSnapshotBatch], aliases: Mapping[str, Rena
     one (`snapshot_records`). The two names are on different partitions: the new name's later days may have been
     computed already, without these rows."""
     late: dict[str, dt.date] = {}
+    if not aliases:  # the usual batch: no row of a renamed model, nothing to look at
+        return late
     for b in batches:
         for model_id in b.model_id:
             if model_id in aliases and (name := current_name(model_id, b.snapshot_date, aliases)) != model_id:

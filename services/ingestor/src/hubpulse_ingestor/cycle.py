@@ -313,7 +313,8 @@ class Cycle:
 
     async def _flush(self, done: _Pending) -> None:
         # before publishing: a crash after it finds the same renames again (the identities move only below)
-        moves = await repository.find_renames(self._pool, done.batch)
+        identities = repository.identities(done.batch)  # built once: read now, written below
+        moves = await repository.find_renames(self._pool, identities)
         with_renames(done.batch, {move.new_id: move.old_id for move in moves})
         refused = await self._sink.write_encoded(done.batch)
         if refused:
@@ -321,7 +322,7 @@ class Cycle:
             log.warning("ingest.rows_refused", cycle_id=self.cycle_id, model_ids=[k.decode() for k in refused][:50])
         if done.batch.days:
             # the batch's first day: a batch spanning two days (a walk across midnight) records them once
-            await repository.record_identities(self._pool, done.batch, min(done.batch.days), moves)
+            await repository.record_identities(self._pool, identities, min(done.batch.days), moves)
             self.report.renamed += len(moves)
             for move in moves:
                 log.info("ingest.model_renamed", old_id=move.old_id, new_id=move.new_id)

@@ -156,27 +156,26 @@ class IdentityMove(NamedTuple):
     hub_id: str
 
 
-def _identities(batch: EncodedSnapshots) -> str | None:
+def identities(batch: EncodedSnapshots) -> str | None:
+    """The batch's (Hub `_id`, name) pairs as the JSON the identity statements take; None without any."""
     pairs = [{"hub_id": h, "model_id": k.decode()} for h, k in zip(batch.hub_ids, batch.keys, strict=True) if h]
     return orjson.dumps(pairs).decode() if pairs else None
 
 
-async def find_renames(pool: asyncpg.Pool, batch: EncodedSnapshots) -> list[IdentityMove]:
+async def find_renames(pool: asyncpg.Pool, payload: str | None) -> list[IdentityMove]:
     """The batch's models stored under another name (same `_id`); changes nothing. Read before the batch is
     published, so that each renamed model's event says so (`renamed_from`), and applied after it by
-    `record_identities` (the one ingestor is the only writer of identities in between)."""
-    payload = _identities(batch)
+    `record_identities` (the one ingestor is the only writer of identities in between). payload: `identities`."""
     if payload is None:
         return []
     return [IdentityMove(r["old_id"], r["new_id"], r["hub_id"]) for r in await pool.fetch(_IDENTIFY, payload)]
 
 
 async def record_identities(
-    pool: asyncpg.Pool, batch: EncodedSnapshots, day: dt.date, moves: Sequence[IdentityMove]
+    pool: asyncpg.Pool, payload: str | None, day: dt.date, moves: Sequence[IdentityMove]
 ) -> None:
     """Applies the renames `find_renames` found for the batch (recorded as of `day`) and remembers each new
-    model's `_id` under its name (first seen on `day`)."""
-    payload = _identities(batch)
+    model's `_id` under its name (first seen on `day`). payload: `identities` of the batch."""
     if payload is None:
         return
     async with pool.acquire() as conn, conn.transaction():
