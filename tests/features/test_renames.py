@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import pytest
+
 from features.support import fetch, hub_snapshots, received
 from hubpulse_common.db import create_pool, migrate
 from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch, ModelSnapshot
@@ -112,20 +114,27 @@ async def test_a_marked_snapshot_moves_the_history_once_and_late_old_rows_follow
         assert {m for m, r in marks.items() if r is not None} == {new}
 
 
+@pytest.mark.parametrize("later_day_closed", [False, True], ids=["later-day-open", "later-day-closed"])
 async def test_an_old_name_day_arriving_after_the_new_names_later_day_is_counted_in_it(
-    service_env: dict[str, str], database_url: str
+    service_env: dict[str, str], database_url: str, later_day_closed: bool
 ) -> None:
     """The two names hash to different partitions: the renamed model's first day under its new name can be handled
-    before its day before, under the old name. That day's features are computed again once the late row is in."""
-    async with renamed_days(service_env, database_url, seed=5) as r:
+    before its day before, under the old name (a consumer catching up drains one partition at a time, so the later
+    day may even have closed by then). That day's features are computed again once the late row is in, and a
+    closed day reopens for it."""
+    async with renamed_days(service_env, database_url, seed=5 + later_day_closed) as r:
         worker, bus, day0, day1, old, new = r.worker, r.bus, r.day0, r.day1, r.old, r.new
+        later = day1[0].snapshot_date
         await worker.handle(received([e for e in day0 if e.model_id != old]))
         await worker.handle(received(day1))  # the new name's day, before the old name's day before it
+        if later_day_closed:
+            await worker.close_day(later)
+            assert await _days_observed(database_url, new, later) == 1
         await worker.handle(received([e for e in day0 if e.model_id == old]))
         assert await _rows(database_url, old) == []
         await worker.close_day(day0[0].snapshot_date)
-        await worker.close_day(day1[0].snapshot_date)
-        feats = await _days_observed(database_url, new, day1[0].snapshot_date)
+        assert await worker.close_day(later) > 0  # open again, if it was closed
+        feats = await _days_observed(database_url, new, later)
         assert feats == 2  # computed again: the day before the rename counts
-        published = {e.model_id: e for e in bus.published if e.snapshot_date == day1[0].snapshot_date}
-        assert published[new].features["days_observed_14d"] == 2
+        published = [e for e in bus.published if e.snapshot_date == later and e.model_id == new]
+        assert published[-1].features["days_observed_14d"] == 2

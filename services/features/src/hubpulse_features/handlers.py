@@ -50,12 +50,15 @@ class FeaturesWorker:
             model_ids = [m for message in messages for m in message.model_id]
             aliases = await repository.follow_renames(conn, renames_in_messages(messages), model_ids)
             added: dict[dt.date, int] = {}
+            reopened: set[dt.date] = set()
             streamed = 0
             for group in service.day_groups(messages):
                 records = service.snapshot_records(group, aliases)
                 added |= await repository.upsert_history(conn, records)
                 # a renamed model's earlier row arriving after its new name's later days: those are computed again
-                again = await repository.open_days_after(conn, service.filed_late(group, aliases))
+                # (and reopened if they were closed: on a catch-up the consumer drains a partition at a time, and a
+                # day closes once a later one shows up, so the late row often finds them closed)
+                again = await repository.days_after(conn, service.filed_late(group, aliases))
                 keys = service.with_keys(service.records_keys(records), again)
                 first = min(m.snapshot_date for m in group)
                 last = max([m.snapshot_date for m in group] + [day for _, day in again])
@@ -64,10 +67,11 @@ class FeaturesWorker:
                 )
                 # pandas work off the event loop: /healthz, /metrics and the consumers' heartbeats keep answering
                 features = await asyncio.to_thread(service.batch_features, window, keys)
+                reopened |= {day for _, day in again}
                 days_written = {m.snapshot_date for m in group} | {day for _, day in again}
                 await repository.append_features(conn, features, sorted(days_written))
                 streamed += len(features)
-            await repository.touch_days(conn, days, added)
+            await repository.touch_days(conn, sorted(reopened.union(days)), added)
         # Nothing is emitted yet: a model-day is published once, final, when its day closes. Emitting the
         # provisional rows too would make the scorer score (and write) every model-day twice.
         ROWS.labels("streamed").inc(streamed)

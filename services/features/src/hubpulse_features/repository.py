@@ -20,7 +20,7 @@ import pandas as pd
 
 from hubpulse_common import renames
 from hubpulse_common.events import DayIngested
-from hubpulse_common.features import CROSS_INPUT_COLUMNS, FEATURE_COLUMNS
+from hubpulse_common.features import CROSS_INPUT_COLUMNS, FEATURE_COLUMNS, HISTORY_WINDOW_DAYS
 from hubpulse_features.service import (
     FEATURE_ROW_COLUMNS,
     FEATURE_SET,
@@ -194,25 +194,24 @@ async def _ensure_stream_partitions(conn: asyncpg.Connection, days: Sequence[dt.
                 )
 
 
-async def open_days_after(conn: asyncpg.Connection, late: Mapping[str, dt.date]) -> list[tuple[str, dt.date]]:
-    """The stored model-days of these models after the given day (per model) whose day is still open, with those
-    days' locks held shared (as `share_days`): what a late row of their history changes. Call inside the batch's
-    transaction; the models are few (renamed ones), so their history's key finds them."""
+async def days_after(conn: asyncpg.Connection, late: Mapping[str, dt.date]) -> list[tuple[str, dt.date]]:
+    """The stored model-days of these models whose features a row of the given day (per model) enters: its next
+    `HISTORY_WINDOW_DAYS - 1` days, open or closed, with those days' locks held shared (as `share_days`). A
+    closed one reopens when the batch touches it (`touch_days`). Call inside the batch's transaction; the models
+    are few (renamed ones), so their history's key finds them."""
     if not late:
         return []
-    query = (
+    found = await conn.fetch(
         "SELECT h.model_id, h.snapshot_date FROM feature_history h"
         " JOIN unnest($1::text[], $2::date[]) AS l(model_id, after) USING (model_id)"
-        " JOIN feature_days d ON d.snapshot_date = h.snapshot_date"
-        " WHERE h.snapshot_date > l.after AND d.closed_at IS NULL"
+        " WHERE h.snapshot_date > l.after AND h.snapshot_date < l.after + $3::integer",
+        list(late),
+        list(late.values()),
+        HISTORY_WINDOW_DAYS,
     )
-    args = (list(late), list(late.values()))
-    found = await conn.fetch(query, *args)
-    if not found:
-        return []
-    await share_days(conn, sorted({r["snapshot_date"] for r in found}))
-    # a close that held a day's lock has ended by now: read again, without the days it closed
-    return [(r["model_id"], r["snapshot_date"]) for r in await conn.fetch(query, *args)]
+    pairs = [(r["model_id"], r["snapshot_date"]) for r in found]
+    await share_days(conn, sorted({day for _, day in pairs}))
+    return pairs
 
 
 async def append_features(conn: asyncpg.Connection, frame: pd.DataFrame, days: Sequence[dt.date]) -> None:
