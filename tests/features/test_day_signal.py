@@ -12,10 +12,14 @@ import uuid
 import asyncpg
 from support.polling import wait_for
 
-from features.support import fetch, hub_snapshots, publish, running, settings_for
+from features.support import fetch, hub_snapshots, publish, received, running, settings_for
+from hubpulse_common.db import create_pool, migrate
 from hubpulse_common.events import DayIngested
+from hubpulse_common.kafka import EventBus
 from hubpulse_common.synthetic import SyntheticHub
-from hubpulse_features.app import create_app
+from hubpulse_features import repository
+from hubpulse_features.app import MIGRATIONS, create_app
+from hubpulse_features.handlers import FeaturesWorker
 from hubpulse_features.settings import FeaturesSettings
 
 _DAY = """
@@ -98,3 +102,43 @@ async def test_a_signalled_day_closes_once_streamed_and_a_redelivered_signal_clo
         after = await _day(database_url, day)
     assert after is not None
     assert (after["closed_at"], after["models"]) == (closed["closed_at"], n)  # not closed a second time
+
+
+async def test_a_later_day_closes_an_unsignalled_day_but_a_signalled_one_waits_for_its_count(
+    service_env, database_url
+) -> None:
+    """A consumer catching up drains one partition at a time: a later day's snapshots arrive long before an earlier
+    day is complete. An announced day waits for its count (closed early, each of its remaining batches would reopen
+    it for another whole close); a day nobody announced still closes once a later one has started."""
+    await migrate(database_url, MIGRATIONS, version_table="alembic_version_features")
+    pool = await create_pool(database_url)
+    bus = EventBus(service_env["HUBPULSE_KAFKA_BOOTSTRAP"], client_id="catch-up-test")
+    await bus.start()
+    try:
+        await repository.ensure_feature_set(pool)
+        worker = FeaturesWorker(pool, bus)
+        # days of their own, later than any other test's (one far-off decade per run)
+        announced = dt.date(2100, 1, 1) + dt.timedelta(days=3 * secrets.randbelow(3000))
+        unannounced, later = announced + dt.timedelta(days=1), announced + dt.timedelta(days=2)
+        hub, prefix = SyntheticHub(60, 1, seed=9), f"c{uuid.uuid4().hex[:6]}-"
+        rows = hub_snapshots(hub, 0, prefix)
+        on = {
+            day: [s.model_copy(update={"snapshot_date": day}) for s in rows] for day in (announced, unannounced, later)
+        }
+        half = len(rows) // 2
+        await repository.record_signal(pool, DayIngested(snapshot_date=announced, models=len(rows), source="hub"))
+        await worker.handle(received(on[announced][:half]))
+        await worker.handle(received(on[unannounced][:half]))
+        await worker.handle(received(on[later]))  # the later day shows up before the earlier ones are complete
+
+        due = set(await repository.days_to_close(pool, idle_s=600))
+        assert unannounced in due  # nobody said how many: a later day has started, as before
+        assert announced not in due  # half its count: it waits
+
+        await worker.handle(received(on[announced][half:]))
+        assert announced in set(await repository.days_to_close(pool, idle_s=600))
+        for day in sorted(on):  # closed, as a service would: no later test waits on them
+            assert await worker.close_day(day) > 0
+    finally:
+        await pool.close()
+        await bus.stop()
