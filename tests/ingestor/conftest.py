@@ -114,8 +114,10 @@ class EventTap(Generic[E]):
                 consumer.seek(tp, self._start[tp])
             out: list[tuple[bytes, int, E]] = []
             total = sum(ends[tp] - self._start[tp] for tp in parts)
-            while len(out) < total:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            # up to the end offsets, and on until a poll finds nothing: the end offsets can trail what is there
+            while (
+                batches := await consumer.getmany(timeout_ms=1000 if len(out) < total else 500, max_records=10_000)
+            ) or len(out) < total:
                 for tp, records in batches.items():
                     out.extend(
                         (r.key or b"", tp.partition, self._event_type.model_validate_json(r.value or b""))
