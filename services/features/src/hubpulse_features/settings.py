@@ -11,8 +11,9 @@ class FeaturesSettings(ConsumerSettings, service="features", port=8003):
     # batches.
     batch_size: int = 5
     # A day is closed (cross-sectional features over its whole population) once it has streamed as many models as
-    # the ingestor's day-complete signal (hub.ingest.v1) announced, or when a later day arrives; where neither
-    # comes (no signal, or a count never reached), when no snapshot of it has arrived for this long.
+    # the ingestor's day-complete signal (hub.ingest.v1) announced, or, a day without a signal, when a later day
+    # arrives; where neither comes (a count never reached, or no later day), when no snapshot of it has arrived
+    # for this long.
     day_close_idle_s: float = 20.0
     day_close_check_s: float = 2.0
     # The close publishes each day's final features on hub.features.v2 (many model-days a message). True also
