@@ -8,6 +8,10 @@ scorer swapped in the search read model holding the day (catalog: the end of the
 report lists the statements PostgreSQL spent its time on (pg_stat_statements). It then writes the same
 snapshot rows with one bare COPY into a plain table: the floor the pipeline is compared with (`ratio_vs_copy`).
 
+`--catch-up` runs a backfill instead: the ingestor alone walks every day, then features and scorers start on the
+backlog; the report's `catch_up` gives the seconds from their start until every day is closed and until the last
+day's catalog is swapped in, and the closes it took (a day closed before all its rows were read closes again).
+
 Robustness: every child runs in its own process group and is stopped, with its group, whatever happens
 (try/finally; SIGTERM unwinds like Ctrl-C); each stage has its own timeout; the report is returned even when
 a stage failed (`ok: false`, `error`), so the JSON is always written. A sampler thread records peak resident
@@ -60,6 +64,8 @@ class Options:
     stage_timeout_s: float
     poll_s: float
     say: Say
+    # ingest every day first, then start features and scorers on the backlog (a backfill, an outage's end)
+    catch_up: bool = False
 
 
 def peak_rss_bytes(pid: int) -> int | None:
@@ -384,11 +390,12 @@ def run(
     stage_timeout_s: float = 600,
     poll_s: float = 0.5,
     scorers: int = 2,
+    catch_up: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark and return its report (see module docstring); `ok` is False when a stage failed."""
     from hubpulse_common.synthetic import SyntheticHub
 
-    options = Options(scorers=scorers, stage_timeout_s=stage_timeout_s, poll_s=poll_s, say=say)
+    options = Options(scorers=scorers, stage_timeout_s=stage_timeout_s, poll_s=poll_s, say=say, catch_up=catch_up)
     hub = SyntheticHub(models, days, seed=0)
     day_models = [len(hub.day_columns(d)) for d in range(days)]
     report: dict[str, Any] = {
@@ -398,6 +405,7 @@ def run(
         "model_days": sum(day_models),
         "stage_timeout_s": stage_timeout_s,
         "scorers": scorers,
+        "catch_up": catch_up,
         "loadavg_start": [round(v, 2) for v in os.getloadavg()],
         "cpus": os.cpu_count(),
         "per_day": [],
@@ -483,13 +491,20 @@ def _run_days(
         "HUBPULSE_DAY_CLOSE_IDLE_S": "20",
     }
     urls: dict[str, str] = {}
-    # Scorer replicas share the consumer group (as the k8s deployment runs two): one scores while another
-    # waits on PostgreSQL. The first bootstraps the registry's model before the others start and load it.
-    for name in ("features", "scorer", *(f"scorer-{i}" for i in range(2, options.scorers + 1))):
-        say(f"starting {name}")
-        urls[name] = start(_service_spec(name, free_port(), env)).spec.url
-        wait_ready(urls[name])
-    scorer_urls = [url for name, url in urls.items() if name.startswith("scorer")]
+
+    def start_consumers() -> list[str]:
+        # Scorer replicas share the consumer group (as the k8s deployment runs two): one scores while another
+        # waits on PostgreSQL. The first bootstraps the registry's model before the others start and load it.
+        for name in ("features", "scorer", *(f"scorer-{i}" for i in range(2, options.scorers + 1))):
+            say(f"starting {name}")
+            urls[name] = start(_service_spec(name, free_port(), env)).spec.url
+            wait_ready(urls[name])
+        return [url for name, url in urls.items() if name.startswith("scorer")]
+
+    if options.catch_up:
+        _catch_up(hub, day_models, report, start, env, urls, start_consumers, db_url, options)
+        return
+    scorer_urls = start_consumers()
     report["setup_s"] = time.perf_counter() - started
     say("starting the ingestor: its first cycle starts at once")
     urls["ingestor"] = start(_service_spec("ingestor", free_port(), env)).spec.url
@@ -532,6 +547,85 @@ def _run_days(
     )
 
 
+def _catch_up(
+    hub: SyntheticHub,
+    day_models: list[int],
+    report: dict[str, Any],
+    start: Callable[..., Running],
+    env: dict[str, str],
+    urls: dict[str, str],
+    start_consumers: Callable[[], list[str]],
+    db_url: str,
+    options: Options,
+) -> None:
+    """Every day ingested with no consumer running, then features and scorers started on the backlog: seconds from
+    their start until every day is closed with all its models (features) and until the last day's catalog is
+    swapped in (catalog), and how many closes that took (a day closed early is closed again by its late rows)."""
+    say = options.say
+    say("catch-up: the ingestor alone first")
+    urls["ingestor"] = start(_service_spec("ingestor", free_port(), env)).spec.url
+    last_cycle = 0
+    for d, day in enumerate(hub.dates[: len(day_models)]):
+        if d > 0:
+            httpx.post(f"{env['HF_ENDPOINT']}/_replay/advance", json={"days": 1}, timeout=120).raise_for_status()
+            httpx.post(f"{urls['ingestor']}/cycles", timeout=10).raise_for_status()
+        cycle = asyncio.run(_cycle_done(urls["ingestor"], last_cycle, options))
+        last_cycle = cycle["cycle_id"]
+        report["per_day"].append({"date": day.isoformat(), "models": day_models[d], "cycle": cycle})
+        say(f"{day}: ingested, {cycle['models']:,} models")
+    began = time.perf_counter()
+    scorer_urls = start_consumers()
+    report["catch_up"] = asyncio.run(_caught_up(urls["features"], scorer_urls, db_url, hub, day_models, began, options))
+    say(f"caught up: {report['catch_up']}")
+
+
+async def _cycle_done(ingestor: str, after_cycle: int, options: Options) -> dict[str, Any]:
+    """The first cycle after `after_cycle`, once it has ended (completed: else RuntimeError)."""
+    deadline = time.monotonic() + options.stage_timeout_s
+    async with httpx.AsyncClient(timeout=10) as client:
+        while time.monotonic() < deadline:
+            response = await client.get(f"{ingestor}/cycles/latest")
+            cycle = response.json() if response.status_code == 200 else None
+            if cycle is not None and cycle["cycle_id"] > after_cycle and cycle["status"] != "running":
+                if cycle["status"] == "failed":
+                    raise RuntimeError(f"the ingestion cycle failed: {cycle.get('error')}")
+                return {k: cycle[k] for k in ("cycle_id", "status", "models", "pages", "retries")}
+            await asyncio.sleep(options.poll_s)
+    raise StageTimeout(f"an ingestion cycle not done within {options.stage_timeout_s:.0f} s")
+
+
+async def _caught_up(
+    features: str,
+    scorer_urls: list[str],
+    db_url: str,
+    hub: SyntheticHub,
+    day_models: list[int],
+    began: float,
+    options: Options,
+) -> dict[str, Any]:
+    days = list(zip(hub.dates, day_models, strict=False))
+    done: dict[str, float] = {}
+    deadline = time.monotonic() + options.stage_timeout_s * len(days)
+    conn = await asyncpg.connect(db_url)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            while "catalog" not in done:
+                if time.monotonic() > deadline:
+                    raise StageTimeout(f"the backlog not caught up within {options.stage_timeout_s * len(days):.0f} s")
+                if "features" not in done and all([await _value(conn, _FEATURES_CLOSED, day) >= n for day, n in days]):
+                    done["features"] = time.perf_counter() - began
+                    options.say(f"every day closed at {done['features']:.1f} s")
+                last, n = days[-1]
+                if "features" in done and await _value(conn, _CATALOG_SWAPPED, last) >= n:
+                    done["catalog"] = time.perf_counter() - began
+                await asyncio.sleep(options.poll_s)
+            closes = await metric_total(client, [features], _CLOSES_METRIC)
+            scored = await scored_total(client, scorer_urls)
+    finally:
+        await conn.close()
+    return {"features_s": done["features"], "catalog_s": done["catalog"], "closes": int(closes), "scored": int(scored)}
+
+
 def table(report: dict[str, Any]) -> Any:
     """The report as a rich table (what `hubpulse bench pipeline` prints)."""
     from rich.table import Table
@@ -540,7 +634,12 @@ def table(report: dict[str, Any]) -> Any:
     t = Table(title=f"bench pipeline: {report['models']:,} models x {report['days']} day(s)", show_header=True)
     t.add_column("measure")
     t.add_column("value", justify="right")
-    if ok:
+    if ok and report.get("catch_up"):
+        caught = report["catch_up"]
+        t.add_row("catch-up: every day closed", f"{caught['features_s']:.1f} s")
+        t.add_row("catch-up: last day's catalog swapped", f"{caught['catalog_s']:.1f} s")
+        t.add_row("catch-up: closes", f"{caught['closes']} for {report['days']} day(s)")
+    elif ok:
         t.add_row("end to end", f"{report['end_to_end_s']:.1f} s")
         t.add_row("models/s", f"{report['models_per_s']:,.0f}")
         floor = report["copy_floor"]

@@ -79,6 +79,12 @@ def pipeline(
         float, typer.Option("--stage-timeout", min=1, help="seconds a stage may take after the one before it")
     ] = 600,
     scorers: Annotated[int, typer.Option("--scorers", min=1, help="scorer replicas (one consumer group)")] = 2,
+    catch_up: Annotated[
+        bool,
+        typer.Option(
+            "--catch-up", help="ingest every day first, then start features and scorers on the backlog (a backfill)"
+        ),
+    ] = False,
 ) -> None:
     """Synthetic Hub -> ingestor -> features -> scorer over the real broker and PostgreSQL, vs one bare COPY."""
     from hubpulse.bench.pipeline import run, table
@@ -92,6 +98,7 @@ def pipeline(
         days,
         stage_timeout_s=stage_timeout,
         scorers=scorers,
+        catch_up=catch_up,
         say=_say,
     )
     console.print(table(report))
