@@ -580,7 +580,7 @@ def _catch_up(
 
 
 async def _cycle_done(ingestor: str, after_cycle: int, options: Options) -> dict[str, Any]:
-    """The first cycle after `after_cycle`, once it has ended (completed: else RuntimeError)."""
+    """The first cycle after `after_cycle`, once it has ended (a failed one raises RuntimeError)."""
     deadline = time.monotonic() + options.stage_timeout_s
     async with httpx.AsyncClient(timeout=10) as client:
         while time.monotonic() < deadline:

@@ -67,8 +67,9 @@ class FeaturesWorker:
                 )
                 # pandas work off the event loop: /healthz, /metrics and the consumers' heartbeats keep answering
                 features = await asyncio.to_thread(service.batch_features, window, keys)
-                reopened |= {day for _, day in again}
-                days_written = {m.snapshot_date for m in group} | {day for _, day in again}
+                again_days = {day for _, day in again}
+                reopened |= again_days
+                days_written = {m.snapshot_date for m in group} | again_days
                 await repository.append_features(conn, features, sorted(days_written))
                 streamed += len(features)
             await repository.touch_days(conn, sorted(reopened.union(days)), added)
