@@ -723,6 +723,11 @@ class BatchConsumer(Generic[E]):
             PARTITION_LAG.labels(self.topic, self.group_id, str(partition)).set(lag)
         self._lag_partitions = set(lags)
 
+    async def caught_up(self) -> bool:
+        """Whether this consumer owns partitions of its topic and has committed all that was on them: a service can
+        then take "no such event" as none sent, not as not read yet."""
+        return bool(self._consumer.assignment()) and await self.lag() == 0
+
     async def lag(self) -> int:
         """Messages not yet committed by this group, over its assigned partitions."""
         assigned = list(self._consumer.assignment())

@@ -30,9 +30,11 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
             pool, bus = res.require_pool(), res.require_bus()
             await repository.ensure_feature_set(pool)
             worker = FeaturesWorker(pool, bus, publish_v1=settings.features_publish_v1)
+            signals = BatchConsumer.of(settings, bus, DayIngested, worker.handle_ingested, poll_timeout_ms=200)
+            worker.signals_read = signals.caught_up
             consumers: list[BatchConsumer[Any]] = [
                 BatchConsumer.of(settings, bus, ModelSnapshotBatch, worker.handle),
-                BatchConsumer.of(settings, bus, DayIngested, worker.handle_ingested, poll_timeout_ms=200),
+                signals,
             ]
             for consumer in consumers:
                 report(app, consumer.loop)

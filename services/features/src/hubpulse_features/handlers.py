@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import pandas as pd
@@ -40,6 +40,9 @@ class FeaturesWorker:
         self._lock = asyncio.Lock()
         self.day_activity = asyncio.Event()
         self.close_parts: dict[str, float] = {}
+        # whether every day-complete signal sent so far has been read (set by the app to the signals consumer's
+        # check): until then a day without one may only not have been read yet, and no later day closes it
+        self.signals_read: Callable[[], Awaitable[bool]] | None = None
 
     async def handle(self, batch: Sequence[Received[ModelSnapshotBatch]]) -> None:
         messages = [r.event for r in batch]
@@ -231,7 +234,8 @@ class FeaturesWorker:
         return models
 
     async def close_due_days(self, idle_s: float) -> list[dt.date]:
-        days: list[dt.date] = await repository.days_to_close(self._pool, idle_s)
+        overtaken = self.signals_read is None or await self.signals_read()
+        days: list[dt.date] = await repository.days_to_close(self._pool, idle_s, overtaken=overtaken)
         for day in days:
             await self.close_day(day)
         return days
