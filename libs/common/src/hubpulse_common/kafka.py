@@ -724,9 +724,16 @@ class BatchConsumer(Generic[E]):
         self._lag_partitions = set(lags)
 
     async def caught_up(self) -> bool:
-        """Whether this consumer owns partitions of its topic and has committed all that was on them: a service can
-        then take "no such event" as none sent, not as not read yet."""
-        return bool(self._consumer.assignment()) and await self.lag() == 0
+        """Whether this consumer has joined its group and the group (every replica) has committed all that was on
+        every partition of the topic: a service can then take "no such event" as none sent, not as not read yet."""
+        if not self._consumer.assignment():
+            return False
+        parts = [TopicPartition(self.topic, p) for p in sorted(self._consumer.partitions_for_topic(self.topic) or ())]
+        ends = await self._consumer.end_offsets(parts)
+        for tp in parts:  # the group's offsets: those of partitions another replica owns too
+            if (await self._consumer.committed(tp) or 0) < ends[tp]:
+                return False
+        return True
 
     async def lag(self) -> int:
         """Messages not yet committed by this group, over its assigned partitions."""
