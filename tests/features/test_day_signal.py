@@ -131,12 +131,12 @@ async def test_a_later_day_closes_an_unsignalled_day_but_a_signalled_one_waits_f
         await worker.handle(received(on[unannounced][:half]))
         await worker.handle(received(on[later]))  # the later day shows up before the earlier ones are complete
 
-        due = set(await repository.days_to_close(pool, idle_s=600))
+        due = {d.day for d in await repository.days_to_close(pool, idle_s=600)}
         assert unannounced in due  # nobody said how many: a later day has started, as before
         assert announced not in due  # half its count: it waits
 
         await worker.handle(received(on[announced][half:]))
-        assert announced in set(await repository.days_to_close(pool, idle_s=600))
+        assert announced in {d.day for d in await repository.days_to_close(pool, idle_s=600)}
         for day in sorted(on):  # closed, as a service would: no later test waits on them
             assert await worker.close_day(day) > 0
     finally:

@@ -565,7 +565,7 @@ def _catch_up(
     say("catch-up: the ingestor alone first")
     urls["ingestor"] = start(_service_spec("ingestor", free_port(), env)).spec.url
     last_cycle = 0
-    for d, day in enumerate(hub.dates[: len(day_models)]):
+    for d, day in enumerate(hub.dates):
         if d > 0:
             httpx.post(f"{env['HF_ENDPOINT']}/_replay/advance", json={"days": 1}, timeout=120).raise_for_status()
             httpx.post(f"{urls['ingestor']}/cycles", timeout=10).raise_for_status()
@@ -603,7 +603,7 @@ async def _caught_up(
     began: float,
     options: Options,
 ) -> dict[str, Any]:
-    days = list(zip(hub.dates, day_models, strict=False))
+    days = list(zip(hub.dates, day_models, strict=True))
     done: dict[str, float] = {}
     deadline = time.monotonic() + options.stage_timeout_s * len(days)
     conn = await asyncpg.connect(db_url)

@@ -723,25 +723,26 @@ class BatchConsumer(Generic[E]):
             PARTITION_LAG.labels(self.topic, self.group_id, str(partition)).set(lag)
         self._lag_partitions = set(lags)
 
+    async def _uncommitted(self, parts: list[TopicPartition]) -> dict[int, int]:
+        """Per partition, the messages the group (every replica) has not committed."""
+        ends = await self._consumer.end_offsets(parts)
+        return {tp.partition: max(0, ends[tp] - (await self._consumer.committed(tp) or 0)) for tp in parts}
+
     async def caught_up(self) -> bool:
-        """Whether this consumer has joined its group and the group (every replica) has committed all that was on
-        every partition of the topic: a service can then take "no such event" as none sent, not as not read yet."""
+        """Whether this consumer has joined its group and the group has committed all that was on every partition
+        of the topic (those other replicas own too): a service can then take "no such event" as none sent, not as
+        not read yet."""
         if not self._consumer.assignment():
             return False
         parts = [TopicPartition(self.topic, p) for p in sorted(self._consumer.partitions_for_topic(self.topic) or ())]
-        ends = await self._consumer.end_offsets(parts)
-        for tp in parts:  # the group's offsets: those of partitions another replica owns too
-            if (await self._consumer.committed(tp) or 0) < ends[tp]:
-                return False
-        return True
+        return not any((await self._uncommitted(parts)).values())
 
     async def lag(self) -> int:
         """Messages not yet committed by this group, over its assigned partitions."""
         assigned = list(self._consumer.assignment())
         if not assigned:
             return 0
-        ends = await self._consumer.end_offsets(assigned)
-        lags = {tp.partition: max(0, ends[tp] - (await self._consumer.committed(tp) or 0)) for tp in assigned}
+        lags = await self._uncommitted(assigned)
         self._report_lag(lags)
         return sum(lags.values())
 

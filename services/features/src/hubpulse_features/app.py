@@ -31,7 +31,6 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
             await repository.ensure_feature_set(pool)
             worker = FeaturesWorker(pool, bus, publish_v1=settings.features_publish_v1)
             signals = BatchConsumer.of(settings, bus, DayIngested, worker.handle_ingested, poll_timeout_ms=200)
-            worker.signals_read = signals.caught_up
             consumers: list[BatchConsumer[Any]] = [
                 BatchConsumer.of(settings, bus, ModelSnapshotBatch, worker.handle),
                 signals,
@@ -40,7 +39,9 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
                 report(app, consumer.loop)
             await start_consumers(consumers)
             closer = supervise(
-                app, "features:closer", lambda: worker.run_closer(settings.day_close_idle_s, settings.day_close_check_s)
+                app,
+                "features:closer",
+                lambda: worker.run_closer(settings.day_close_idle_s, settings.day_close_check_s, signals.caught_up),
             )
             app.state.worker = worker
             async with background(closer, then=[functools.partial(stop_consumers, consumers)]):

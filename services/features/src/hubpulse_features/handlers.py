@@ -21,6 +21,8 @@ from hubpulse_features import repository, service
 
 log = get_logger(__name__)
 
+SignalsRead = Callable[[], Awaitable[bool]]
+
 ROWS = Counter("hubpulse_features_rows_total", "Feature rows computed", ["kind"])
 DAYS_CLOSED = Counter("hubpulse_features_days_closed_total", "Days whose cross-sectional features were finalised")
 DAY_CLOSE_SECONDS = Histogram(
@@ -40,9 +42,6 @@ class FeaturesWorker:
         self._lock = asyncio.Lock()
         self.day_activity = asyncio.Event()
         self.close_parts: dict[str, float] = {}
-        # whether every day-complete signal sent so far has been read (set by the app to the signals consumer's
-        # check): until then a day without one may only not have been read yet, and no later day closes it
-        self.signals_read: Callable[[], Awaitable[bool]] | None = None
 
     async def handle(self, batch: Sequence[Received[ModelSnapshotBatch]]) -> None:
         messages = [r.event for r in batch]
@@ -233,20 +232,24 @@ class FeaturesWorker:
             tasks.create_task(publish())
         return models
 
-    async def close_due_days(self, idle_s: float) -> list[dt.date]:
-        overtaken = self.signals_read is None or await self.signals_read()
-        days: list[dt.date] = await repository.days_to_close(self._pool, idle_s, overtaken=overtaken)
-        for day in days:
-            await self.close_day(day)
-        return days
+    async def close_due_days(self, idle_s: float, signals_read: SignalsRead | None = None) -> list[dt.date]:
+        """Closes the due days. signals_read: whether every day-complete signal sent so far has been read; a day due
+        only because a later day started waits until then (its signal may only not have been read yet). Asked only
+        when such a day is due: it is a few broker round trips."""
+        due = await repository.days_to_close(self._pool, idle_s)
+        if signals_read is not None and any(d.overtaken_only for d in due) and not await signals_read():
+            due = [d for d in due if not d.overtaken_only]
+        for d in due:
+            await self.close_day(d.day)
+        return [d.day for d in due]
 
-    async def run_closer(self, idle_s: float, check_s: float) -> None:
+    async def run_closer(self, idle_s: float, check_s: float, signals_read: SignalsRead | None = None) -> None:
         """Background task: close days as they become due (woken early when a batch or a day's signal lands)."""
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.day_activity.wait(), check_s)
             self.day_activity.clear()
             try:
-                await self.close_due_days(idle_s)
+                await self.close_due_days(idle_s, signals_read)
             except Exception:  # a closer that died would leave every later day unpublished
                 log.exception("features.close_failed")  # the day stays open: the next check retries it

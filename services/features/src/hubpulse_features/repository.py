@@ -14,6 +14,7 @@ import datetime as dt
 import io
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import asyncpg
 import pandas as pd
@@ -304,27 +305,34 @@ async def record_signal(pool: asyncpg.Pool, signal: DayIngested) -> None:
     )
 
 
-async def days_to_close(pool: asyncpg.Pool, idle_s: float, *, overtaken: bool = True) -> list[dt.date]:
-    """Open days that have streamed every model-day the ingestor announced for them, that (unannounced, and with
-    `overtaken`) a later day has overtaken, or (where neither comes) that have been quiet for `idle_s` seconds.
+class DueDay(NamedTuple):
+    day: dt.date
+    overtaken_only: bool  # due only because a later day started (it had no signal, or none read yet)
+
+
+async def days_to_close(pool: asyncpg.Pool, idle_s: float) -> list[DueDay]:
+    """Open days that have streamed every model-day the ingestor announced for them, that (unannounced) a later day
+    has overtaken, or (where neither comes) that have been quiet for `idle_s` seconds.
 
     An announced day waits for its count, not for a later day: a consumer catching up drains one partition at a
     time, so a later day shows up long before an earlier one is complete, and each of its remaining batches would
-    reopen it for another whole close (docs/decisions/pipeline-redesign.md, session 14). `overtaken` is False while
-    the signals may not all have been read: a day's signal not read yet is not a day without one."""
+    reopen it for another whole close (docs/decisions/pipeline-redesign.md, session 14). A day due only by the
+    later-day rule says so: its signal may not have been read yet (`FeaturesWorker.close_due_days`)."""
     rows = await pool.fetch(
         """
-        SELECT d.snapshot_date FROM feature_days d LEFT JOIN feature_day_signals s USING (snapshot_date)
-        WHERE d.closed_at IS NULL AND (
-            d.streamed >= s.models
-            OR ($2 AND s.models IS NULL AND d.snapshot_date < (SELECT max(snapshot_date) FROM feature_days))
-            OR d.last_event_at < now() - make_interval(secs => $1))
-        ORDER BY d.snapshot_date
+        SELECT snapshot_date, NOT (counted OR idle) AS overtaken_only FROM (
+            SELECT d.snapshot_date, coalesce(d.streamed >= s.models, false) AS counted,
+                d.last_event_at < now() - make_interval(secs => $1) AS idle,
+                s.models IS NULL AND d.snapshot_date < (SELECT max(snapshot_date) FROM feature_days) AS overtaken
+            FROM feature_days d LEFT JOIN feature_day_signals s USING (snapshot_date)
+            WHERE d.closed_at IS NULL
+        ) AS open_days
+        WHERE counted OR idle OR overtaken
+        ORDER BY snapshot_date
         """,
         idle_s,
-        overtaken,
     )
-    return [r["snapshot_date"] for r in rows]
+    return [DueDay(r["snapshot_date"], r["overtaken_only"]) for r in rows]
 
 
 def _time_features_typed(frame: pd.DataFrame) -> pd.DataFrame:
