@@ -175,6 +175,19 @@ def test_murmur2_many_matches_the_default_partitioner() -> None:
         assert partition_slots(keys, n).tolist() == [DefaultPartitioner()(k, list(range(n)), []) for k in keys]
 
 
+def test_the_cached_partitioner_picks_the_default_partition() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from hubpulse_common.kafka import cached_partitioner
+
+    keys = [f"dep_{i:06x}".encode() for i in range(3000)] + ["ünï/😀-模型".encode(), b""]
+    for partitions in ([0], [0, 1, 2], [4, 9, 2, 7], list(range(12))):
+        for _ in range(2):  # computed, then remembered
+            picked = [cached_partitioner(k, partitions, partitions) for k in keys]
+            assert picked == [DefaultPartitioner()(k, partitions, partitions) for k in keys]
+    assert cached_partitioner(None, [0, 1, 2], [1]) == 1  # no key: an available partition, as the default
+
+
 async def test_publish_bulk_keeps_partitioning_and_order(kafka) -> None:
     """publish_bulk: every event once, on the partition send() would pick for its key, in order per key."""
     from aiokafka.partitioner import DefaultPartitioner

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
@@ -139,6 +141,20 @@ class Outgoing:
     trace_id: str | None = None
 
 
+@functools.lru_cache(maxsize=65_536)
+def _key_hash(key: bytes) -> int:
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+def cached_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's DefaultPartitioner with each key's murmur2 remembered: it is pure Python, a few hundred bytecodes
+    per call, and a producer of per-call events (the gateway's inference events) sends the same few keys again and
+    again. The same partition as the default for every key."""
+    if key is None:
+        return int(DefaultPartitioner()(key, all_partitions, available))
+    return all_partitions[_key_hash(key) % len(all_partitions)]
+
+
 class EventBus:
     """The producer side. One per process; started and stopped by the service lifespan."""
 
@@ -155,6 +171,7 @@ class EventBus:
             max_batch_size=1 << 20,
             max_request_size=8 << 20,
             request_timeout_ms=30000,
+            partitioner=cached_partitioner,
         )
         self._lost_series: set[str] = set()  # topics whose lost-events counter exists (publish_best_effort)
 
