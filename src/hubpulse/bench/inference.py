@@ -55,7 +55,7 @@ from hubpulse.platform.stores import (
     wait_ready,
 )
 from hubpulse_common.errors import UserFacingError
-from hubpulse_common.inference import model_server_token
+from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, model_server_token
 
 MODEL = "hubpulse-demo/tiny-text-classifier"
 # bare_proxy: the floor of any Python hop (bare_proxy.py) in front of the same model server, for reference
@@ -154,11 +154,11 @@ def _measure(
 
 
 def _alternated(
-    cfg: InferenceBenchConfig, alone: dict[str, tuple[_Deployment, int, dict[str, str]]], say: Say
+    cfg: InferenceBenchConfig, alone: dict[str, tuple[_Deployment, int, dict[str, str]]], say: Say, name: str = ""
 ) -> list[dict[str, Any]]:
     """The model server alone at `concurrency` in flight, unbatched then batched, `cfg.rounds` times back to back:
     each pair of runs meets the same minute of the other load on the shared cores, and the batching goal is read
-    on the median pair, not on one run of each taken minutes apart."""
+    on the median pair, not on one run of each taken minutes apart. `name` labels another pair of servers."""
     rounds = []
     offset = 10**9  # texts no other run sent
     for i in range(cfg.rounds):
@@ -173,9 +173,40 @@ def _alternated(
             run["forward_passes"] = _passes_since(before, _forward_passes(deployment))
         pair["batching"] = speedup(pair["unbatched"], pair["batched"])
         b = pair["batching"]
-        say(f"round {i + 1}: batched / unbatched {b['rps_speedup']}x req/s, p95 {b['p95_ratio']}x")
+        say(f"{name}round {i + 1}: batched / unbatched {b['rps_speedup']}x req/s, p95 {b['p95_ratio']}x")
         rounds.append(pair)
     return rounds
+
+
+def _floor_rounds(cfg: InferenceBenchConfig, logs: Path, say: Say) -> list[dict[str, Any]]:
+    """The alternated rounds again on the floor of a batching model server (floor_model_server.py): the same model,
+    token check and JSON at the kernel's cost of HTTP, passes inline. Empty when the demo model is not built."""
+    from hubpulse.hub.demo_models import DemoRepos, default_cache_dir
+
+    built = DemoRepos(default_cache_dir()).get(MODEL)
+    if built is None:
+        return []
+    token = secrets.token_hex(16)
+    headers = {"authorization": f"Bearer {token}"}
+    servers: dict[str, tuple[_Deployment, int, dict[str, str]]] = {}
+    with ExitStack() as stack:
+        for label, size in (("unbatched", 1), ("batched", cfg.max_batch_size)):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            argv = [sys.executable, "-m", "hubpulse.bench.floor_model_server", "--model-dir", str(built.root)]
+            spec = ProcessSpec(
+                name=f"floor_{label}",
+                kind="service",
+                port=port,
+                url=url,
+                argv=[*argv, "--port", str(port), "--max-batch-size", str(size)],
+                env={MODEL_SERVER_TOKEN_VARIABLE: token},
+            )
+            server = stack.enter_context(started_child(spec, logs))
+            servers[label] = (_Deployment(f"floor-{label}", url, server.pid), port, headers)
+            warm = _requests("model_server", label, cfg.warmup, headers, 2 * 10**9)
+            uvloop.run(load(port, warm, cfg.concurrency, cfg.max_seconds))
+        return _alternated(cfg, servers, say, name="floor ")
 
 
 def _forward_passes(deployment: _Deployment) -> tuple[int, int] | None:
@@ -384,6 +415,7 @@ def run_inference_bench(cfg: InferenceBenchConfig, say: Say = print) -> dict[str
                     report[label] = _measure(cfg, deployment, ports, headers, watch, say)
             if len(alone) == 2:
                 report["rounds"] = _alternated(cfg, alone, say)
+                report["floor_rounds"] = _floor_rounds(cfg, logs, say)
             for deployment in deployments:
                 client.delete(f"/v1/deployments/{deployment.id}")
     report["forward_pass"] = _forward_pass_cost() if cfg.target == "local" else {}
@@ -421,7 +453,10 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         out["batching_model_server"] = {**median_pair(rounds), "single_run": single}
         unbatched_run = _median_run([r["unbatched"] for r in rounds])
         together = _median_run([r["batched"] for r in rounds])
-    else:
+    if floor := report.get("floor_rounds"):
+        # what the same model allows at the floor of a server on these cores (floor_model_server.py)
+        out["batching_floor"] = median_pair(floor)
+    if not rounds:
         unbatched_run = unbatched.get("model_server", {}).get("concurrent", {})
         together = batched.get("model_server", {}).get("concurrent", {})
     alone = unbatched_run.get("cpu_ms_per_request", {}).get("model_server")
