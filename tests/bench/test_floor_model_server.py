@@ -98,9 +98,12 @@ async def test_concurrent_callers_each_get_their_own_output_from_shared_passes(s
         return batching
 
     before = await health()
-    answers = await asyncio.gather(*(_exchange(server, [_predict([t])]) for t in texts))
+    # 8 callers at once, each with 6 calls in flight on its connection
+    answers = await asyncio.gather(
+        *(_exchange(server, [_predict([t]) for t in texts[i : i + 6]]) for i in range(0, 48, 6))
+    )
     after = await health()
     expected = load(model_dir, "text-classification").predict_batch(texts)
-    assert [orjson.loads(body)["outputs"] for ((_, body),) in answers] == [[e] for e in expected]
+    assert [orjson.loads(body)["outputs"] for caller in answers for _, body in caller] == [[e] for e in expected]
     assert after["inputs"] - before["inputs"] == len(texts)
     assert after["batches"] - before["batches"] < len(texts)  # some calls shared a pass
