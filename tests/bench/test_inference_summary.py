@@ -122,3 +122,18 @@ def test_the_batching_goal_is_read_on_the_median_of_the_alternated_rounds() -> N
     # without rounds (a report of an earlier bench), the single pair is the figure
     del report["rounds"]
     assert summary(report)["batching_model_server"]["rps_speedup"] == pytest.approx(1.33)
+
+
+def test_the_floor_servers_rounds_are_read_apart_from_the_model_servers() -> None:
+    """The floor reference's pairs give `batching_floor`; the goal's figures stay the model server's."""
+    rounds = [_round(3000, 10500, 1.8), _round(2900, 10900, 1.7), _round(3100, 9900, 1.9)]
+    floor = [_round(7000, 9100, 2.0), _round(6800, 8200, 2.4), _round(7200, 9400, 1.9)]
+    alone = _hop(_run(3000, 0.05, {"model_server": 0.3}, p95=6.0))
+    together = _hop(_run(4000, 0.05, {"model_server": 0.1}, p95=6.0))
+    report = {"unbatched": {"model_server": alone}, "batched": {"model_server": together}, "rounds": rounds}
+    out = summary({**report, "floor_rounds": floor})
+    assert out["batching_floor"]["rps_speedup_by_round"] == [1.3, 1.21, 1.31]
+    assert out["batching_floor"]["rps_speedup"] == 1.3
+    assert out["batching_floor"]["meets_goal"] is False
+    assert out["batching_model_server"] == summary(report)["batching_model_server"]
+    assert "batching_floor" not in summary(report)

@@ -453,12 +453,12 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         out["batching_model_server"] = {**median_pair(rounds), "single_run": single}
         unbatched_run = _median_run([r["unbatched"] for r in rounds])
         together = _median_run([r["batched"] for r in rounds])
+    else:
+        unbatched_run = unbatched.get("model_server", {}).get("concurrent", {})
+        together = batched.get("model_server", {}).get("concurrent", {})
     if floor := report.get("floor_rounds"):
         # what the same model allows at the floor of a server on these cores (floor_model_server.py)
         out["batching_floor"] = median_pair(floor)
-    if not rounds:
-        unbatched_run = unbatched.get("model_server", {}).get("concurrent", {})
-        together = batched.get("model_server", {}).get("concurrent", {})
     alone = unbatched_run.get("cpu_ms_per_request", {}).get("model_server")
     passes = together.get("forward_passes") or {}
     batched_cost = (
