@@ -83,6 +83,16 @@ def metrics_kafka(store_dir: Path) -> Iterator[Store]:
     terminate(store.proc, "kafka")
 
 
+@pytest.fixture(scope="module")
+def module_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """A broker of the module's own, for a stack whose consumers read from the start and whose test waits seconds
+    for its own events to show: on `metrics_kafka` a new metrics service first reads every inference event the
+    metrics tests published (3,000 from the kill -9 test alone)."""
+    store = _start(kafka_spec(free_port()), tmp_path_factory.mktemp("module-kafka"))
+    yield store
+    terminate(store.proc, "kafka")
+
+
 @pytest.fixture
 def own_kafka(tmp_path: Path) -> Iterator[Store]:
     """A broker of the test's own, for a test whose services must not read the session's earlier messages (a

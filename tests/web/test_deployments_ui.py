@@ -64,10 +64,10 @@ async def _add_demo_model_to_catalog(database_url: str) -> None:
 
 @pytest.fixture(scope="module")
 async def ops_stack(
-    postgres: Store, metrics_kafka: Store, mongo: Store, s3: Store, tmp_path_factory: pytest.TempPathFactory
+    postgres: Store, module_kafka: Store, mongo: Store, s3: Store, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[OpsStack]:
     common: dict[str, Any] = {
-        "kafka_bootstrap": metrics_kafka.url,
+        "kafka_bootstrap": module_kafka.url,
         "mongo_url": mongo.url,
         "s3_endpoint": s3.url,
         "environment": "test",
@@ -80,7 +80,7 @@ async def ops_stack(
         auth_settings = AuthSettings(database_url=await fresh_database(postgres, "webops_auth"), environment="test")
         async with serving(create_auth_app(auth_settings)) as auth_url:
             # every service verifies callers' tokens against the auth service's JWKS
-            metrics_env = {"HUBPULSE_KAFKA_BOOTSTRAP": metrics_kafka.url, "HUBPULSE_MONGO_URL": mongo.url}
+            metrics_env = {"HUBPULSE_KAFKA_BOOTSTRAP": module_kafka.url, "HUBPULSE_MONGO_URL": mongo.url}
             metrics_env |= {"HUBPULSE_ENVIRONMENT": "test", "HUBPULSE_AUTH_URL": auth_url}
             metrics = MetricsProcess(metrics_env, logs / "metrics.log")
             await asyncio.to_thread(metrics.start)
