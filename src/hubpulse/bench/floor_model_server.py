@@ -16,19 +16,17 @@ blocks during a pass, keep-alive HTTP/1.1 only (answers leave in request order, 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 import httptools
-import orjson
 import typer
 import uvloop
 
-from hubpulse_common.errors import InputError
-from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, parse_inputs
+from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE
+from hubpulse_deployer.model_server import CallRefused, admitted_inputs, error_body, expected_authorization, json_body
 from hubpulse_deployer.runtime import Runtime, load
 
 
@@ -47,7 +45,7 @@ class FloorServer:
     def __init__(self, runtime: Runtime, max_batch_size: int, token: str | None) -> None:
         self.runtime = runtime
         self.max_batch_size = max_batch_size
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.expected = expected_authorization(token)
         self.queue: list[_Call] = []
         self.batches = 0
         self.inputs = 0
@@ -79,7 +77,7 @@ class FloorServer:
             outputs = self.runtime.predict_batch(inputs) if inputs else []
         except Exception as exc:  # the reference does not retry call by call: all of the batch is refused
             outputs = None
-            refused = orjson.dumps({"error": {"code": "bad_input", "message": str(exc)}})
+            refused = error_body("bad_input", f"the model cannot take these inputs: {exc}")
         if inputs:
             self.batches += 1
             self.inputs += len(inputs)
@@ -90,7 +88,7 @@ class FloorServer:
                 if outputs is None:
                     call.status, call.body = 422, refused
                 else:
-                    call.body = orjson.dumps({"outputs": outputs[start : start + count]})
+                    call.body = json_body({"outputs": outputs[start : start + count]})
                 start += count
             elif call.health:
                 call.body = self.health()
@@ -98,7 +96,7 @@ class FloorServer:
 
     def health(self) -> bytes:
         batching = {"max_batch_size": self.max_batch_size, "batches": self.batches, "inputs": self.inputs}
-        return orjson.dumps({"status": "ok", "task": self.runtime.task, "batching": batching})
+        return json_body({"status": "ok", "task": self.runtime.task, "batching": batching})
 
 
 class _Connection(asyncio.Protocol):
@@ -141,13 +139,13 @@ class _Connection(asyncio.Protocol):
             call.health = True
         elif self.url != b"/predict" or method != b"POST":
             call.status, call.body = 404, b'{"detail":"Not Found"}'
-        elif server.expected is not None and not hmac.compare_digest(self.authorization, server.expected):
-            call.status, call.body = 401, b'{"error":{"code":"unauthorized","message":"wrong token"}}'
         else:
             try:
-                call.inputs, _ = parse_inputs(server.runtime.task, orjson.loads(b"".join(self.body)))
-            except (InputError, orjson.JSONDecodeError) as exc:
-                call.status, call.body = 422, orjson.dumps({"error": {"code": "bad_input", "message": str(exc)}})
+                call.inputs = admitted_inputs(
+                    server.expected, self.authorization, server.runtime.task, b"".join(self.body)
+                )
+            except CallRefused as refused:
+                call.status, call.body = refused.status, refused.body
         server.submit(call)  # queued even when answered already: answers leave in request order
 
     def answer(self, status: int, body: bytes) -> None:

@@ -72,6 +72,35 @@ def _bare_proxy(model_server_url: str) -> ProcessSpec:
     )
 
 
+def _floor_server(model_dir: Path, max_batch_size: int, token: str) -> ProcessSpec:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "hubpulse.bench.floor_model_server",
+        "--model-dir",
+        str(model_dir),
+        "--port",
+        str(port),
+    ]
+    return ProcessSpec(
+        name=f"floor_{max_batch_size}",
+        kind="service",
+        port=port,
+        url=f"http://127.0.0.1:{port}",
+        argv=[*argv, "--max-batch-size", str(max_batch_size)],
+        env={MODEL_SERVER_TOKEN_VARIABLE: token},
+    )
+
+
+def _demo_model_dir() -> Path | None:
+    """The demo model's files as the replay Hub built them; None when they are not there."""
+    from hubpulse.hub.demo_models import DemoRepos, default_cache_dir
+
+    built = DemoRepos(default_cache_dir()).get(MODEL)
+    return None if built is None else built.root
+
+
 @dataclass
 class _Deployment:
     id: str
@@ -181,31 +210,18 @@ def _alternated(
 def _floor_rounds(cfg: InferenceBenchConfig, logs: Path, say: Say) -> list[dict[str, Any]]:
     """The alternated rounds again on the floor of a batching model server (floor_model_server.py): the same model,
     token check and JSON at the kernel's cost of HTTP, passes inline. Empty when the demo model is not built."""
-    from hubpulse.hub.demo_models import DemoRepos, default_cache_dir
-
-    built = DemoRepos(default_cache_dir()).get(MODEL)
-    if built is None:
+    model_dir = _demo_model_dir()
+    if model_dir is None:
         return []
     token = secrets.token_hex(16)
     headers = {"authorization": f"Bearer {token}"}
     servers: dict[str, tuple[_Deployment, int, dict[str, str]]] = {}
     with ExitStack() as stack:
         for label, size in (("unbatched", 1), ("batched", cfg.max_batch_size)):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            argv = [sys.executable, "-m", "hubpulse.bench.floor_model_server", "--model-dir", str(built.root)]
-            spec = ProcessSpec(
-                name=f"floor_{label}",
-                kind="service",
-                port=port,
-                url=url,
-                argv=[*argv, "--port", str(port), "--max-batch-size", str(size)],
-                env={MODEL_SERVER_TOKEN_VARIABLE: token},
-            )
-            server = stack.enter_context(started_child(spec, logs))
-            servers[label] = (_Deployment(f"floor-{label}", url, server.pid), port, headers)
+            server = stack.enter_context(started_child(_floor_server(model_dir, size, token), logs))
+            servers[label] = (_Deployment(f"floor-{label}", server.spec.url, server.pid), server.spec.port, headers)
             warm = _requests("model_server", label, cfg.warmup, headers, 2 * 10**9)
-            uvloop.run(load(port, warm, cfg.concurrency, cfg.max_seconds))
+            uvloop.run(load(server.spec.port, warm, cfg.concurrency, cfg.max_seconds))
         return _alternated(cfg, servers, say, name="floor ")
 
 
@@ -239,14 +255,13 @@ def _forward_pass_cost(batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16), inputs: 
     can save per call at most; and one input's pass handed to a runtime thread and awaited, as the model server runs
     it (`handed_off_ms`: the pass plus the hand-off, which a batch pays once). Empty when the replay Hub's build of
     the model is not there."""
-    from hubpulse.hub.demo_models import DemoRepos, default_cache_dir
     from hubpulse_deployer.batching import Batcher
     from hubpulse_deployer.runtime import load as load_runtime
 
-    built = DemoRepos(default_cache_dir()).get(MODEL)
-    if built is None:
+    model_dir = _demo_model_dir()
+    if model_dir is None:
         return {}
-    runtime = load_runtime(built.root, "text-classification")
+    runtime = load_runtime(model_dir, "text-classification")
     texts = [text(i) for i in range(inputs)]  # the served calls' inputs: a pass's cost grows with their length
     out = {}
     for size in batch_sizes:

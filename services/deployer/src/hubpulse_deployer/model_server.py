@@ -61,13 +61,37 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-def _dumps(content: Any) -> bytes:
+def json_body(content: Any) -> bytes:
     # numpy scalars and arrays come out of pipelines (token scores, embeddings)
     return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _error(code: str, message: str) -> bytes:
-    return _dumps({"error": {"code": code, "message": message}})
+def error_body(code: str, message: str) -> bytes:
+    return json_body({"error": {"code": code, "message": message}})
+
+
+def expected_authorization(token: str | None) -> bytes | None:
+    """The Authorization header a server with this token takes (None: any caller)."""
+    return f"Bearer {token}".encode() if token else None
+
+
+class CallRefused(Exception):
+    """A predict call answered without running the model: its status and JSON body."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        super().__init__(status)
+        self.status, self.body = status, body
+
+
+def admitted_inputs(expected: bytes | None, authorization: bytes, task: str, body: bytes) -> list[str]:
+    """A predict call's inputs; CallRefused: 401 without the server's token, 422 for a body the task does not take."""
+    if expected is not None and not hmac.compare_digest(authorization, expected):
+        raise CallRefused(401, error_body("unauthorized", "this model server wants its token"))
+    try:
+        inputs, _ = parse_inputs(task, orjson.loads(body))
+    except (InputError, orjson.JSONDecodeError) as exc:
+        raise CallRefused(422, error_body("bad_input", str(exc))) from None
+    return inputs
 
 
 class CallMetrics:
@@ -101,7 +125,7 @@ class ModelServerApp:
     def __init__(self, runtime: Runtime, *, max_batch_size: int, max_wait_ms: float, token: str | None) -> None:
         self.runtime = runtime
         self.max_wait_ms = max_wait_ms
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._expected = expected_authorization(token)
         # runtimes are called from one thread at a time (pipelines are not thread-safe), off the event loop
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime")
         self.batcher = Batcher(
@@ -159,26 +183,25 @@ class ModelServerApp:
             "batches": batcher.batches,
             "inputs": batcher.inputs,
         }
-        return _dumps({"status": "ok", "task": self.runtime.task, "runtime": self.runtime.name, "batching": batching})
+        return json_body(
+            {"status": "ok", "task": self.runtime.task, "runtime": self.runtime.name, "batching": batching}
+        )
 
     async def _predict(self, scope: Scope, body: bytes) -> tuple[int, bytes]:
-        if self._expected is not None:
-            sent = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
-            if not hmac.compare_digest(sent, self._expected):
-                return 401, _error("unauthorized", "this model server wants its token")
+        sent = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
         try:
-            inputs, _ = parse_inputs(self.runtime.task, orjson.loads(body))
-        except (InputError, orjson.JSONDecodeError) as exc:
-            return 422, _error("bad_input", str(exc))
+            inputs = admitted_inputs(self._expected, sent, self.runtime.task, body)
+        except CallRefused as refused:
+            return refused.status, refused.body
         try:
             outputs = await self.batcher.predict(inputs)
         except OutputMismatch as exc:
-            return 500, _error("model_error", str(exc))
+            return 500, error_body("model_error", str(exc))
         except BatcherClosed as exc:  # not the caller's fault: another replica (or a retry) can answer it
-            return 503, _error("shutting_down", str(exc))
+            return 503, error_body("shutting_down", str(exc))
         except Exception as exc:  # the runtime refused these inputs (alone: batching.py retries a failed batch)
-            return 422, _error("bad_input", f"the model cannot take these inputs: {exc}")
-        return 200, _dumps({"outputs": outputs})
+            return 422, error_body("bad_input", f"the model cannot take these inputs: {exc}")
+        return 200, json_body({"outputs": outputs})
 
 
 def build_app(
