@@ -4,6 +4,7 @@ against the session's PostgreSQL, Kafka, MongoDB and S3 fixtures."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -25,9 +26,32 @@ from hubpulse_auth.app import create_app as create_auth_app
 from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_deployer.app import create_app as create_deployer_app
+from hubpulse_deployer.http_server import Handler, HttpServer, Limits
+from hubpulse_deployer.model_server import ModelServer
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_gateway.app import create_app as create_gateway_app
 from hubpulse_gateway.settings import GatewaySettings
+
+
+@contextlib.asynccontextmanager
+async def serving_http(handler: Handler, limits: Limits | None = None) -> AsyncIterator[HttpServer]:
+    """The model server's HTTP on a free port of this test's loop."""
+    http = HttpServer(handler, limits or Limits())
+    await http.start("127.0.0.1", 0)
+    try:
+        yield http
+    finally:
+        await http.close(5)
+
+
+@contextlib.asynccontextmanager
+async def model_client(server: ModelServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of this model server, over a real socket, as its callers reach it."""
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(server.close)
+        http = await stack.enter_async_context(serving_http(server.respond))
+        yield await stack.enter_async_context(httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", timeout=30))
+
 
 # A stable folder, so the demo models are generated once per machine, not once per run.
 DEMO_CACHE = Path.home() / ".cache" / "hubpulse-tests" / "demo-models"

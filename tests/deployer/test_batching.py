@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from deployer.conftest import DEMO_CACHE
+from deployer.conftest import DEMO_CACHE, model_client
 from hubpulse.hub.demo_models import DemoRepos
 from hubpulse.platform.stores import free_port, wait_port
 from hubpulse_deployer.batching import Batcher
-from hubpulse_deployer.model_server import build_app
+from hubpulse_deployer.model_server import ModelServer
 from hubpulse_deployer.runtime import load
 
 MODEL = "hubpulse-demo/tiny-text-classifier"
@@ -104,10 +104,10 @@ async def test_batch_size_one_runs_each_call_alone(executor: ThreadPoolExecutor)
 
 
 async def test_a_call_to_a_closing_model_server_gets_a_503_not_a_422(demo_model_dir: Path) -> None:
-    app = build_app(load(demo_model_dir, "text-classification"), max_batch_size=8, max_wait_ms=1)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://model") as client:
+    server = ModelServer(load(demo_model_dir, "text-classification"), max_batch_size=8, max_wait_ms=1, token=None)
+    async with model_client(server) as client:
         assert (await client.post("/predict", json={"inputs": ["fine"]})).status_code == 200
-        await app.batcher.close()  # as the server's shutdown does
+        await server.batcher.close()  # as the server's shutdown does
         late = await client.post("/predict", json={"inputs": ["fine"]})
         metrics = (await client.get("/metrics")).text
     assert (late.status_code, late.json()["error"]["code"]) == (503, "shutting_down")

@@ -14,11 +14,12 @@ from auth.conftest import serving
 from huggingface_hub import ModelInfo
 from prometheus_client.parser import text_string_to_metric_families
 
+from deployer.conftest import model_client
 from hubpulse.hub import create_app as create_hub_app
 from hubpulse.hub.demo_models import DEMO_MODELS, DemoRepos
 from hubpulse.platform.stores import free_port
 from hubpulse_common.synthetic import SyntheticHub
-from hubpulse_deployer.model_server import build_app
+from hubpulse_deployer.model_server import ModelServer
 from hubpulse_deployer.runtime import ONNX_TASKS, Refused, load, plan, torch_installed
 from hubpulse_deployer.runtime.fetch import require_public
 from hubpulse_deployer.settings import DeployerSettings
@@ -138,13 +139,13 @@ def test_a_loaded_runtime_tokenizes_in_one_thread_unless_told(demo: DemoRepos, m
 
 
 async def test_model_server_routes_answer_as_they_did_on_fastapi(demo: DemoRepos) -> None:
-    """The model server is a plain ASGI app now: same bodies, statuses and /healthz fields as its FastAPI app."""
+    """Same bodies, statuses and /healthz fields as when the model server was a FastAPI app."""
     built = demo.get("hubpulse-demo/tiny-text-classifier")
     assert built is not None
     runtime = load(built.root, built.model.pipeline_tag)
-    app = build_app(runtime, max_batch_size=4, max_wait_ms=2.5, token="t0k")
+    server = ModelServer(runtime, max_batch_size=4, max_wait_ms=2.5, token="t0k")
     token = {"authorization": "Bearer t0k"}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://model") as client:
+    async with model_client(server) as client:
         health = await client.get("/healthz")
         no_token = await client.post("/predict", json={"inputs": ["good"]})
         wrong = await client.post("/predict", json={"inputs": ["good"]}, headers={"authorization": "Bearer nope"})
@@ -176,7 +177,7 @@ async def test_model_server_routes_answer_as_they_did_on_fastapi(demo: DemoRepos
         "POST",
     )
     assert (unknown.status_code, unknown.json()) == (404, {"detail": "Not Found"})
-    assert (slash.status_code, slash.headers["location"]) == (307, "http://model/predict?x=1")
+    assert (slash.status_code, slash.headers["location"]) == (307, f"{client.base_url}/predict?x=1")
     assert (counted["batches"], counted["inputs"]) == (1, 2)
 
 
@@ -185,7 +186,7 @@ async def test_model_server_metrics_show_calls_in_flight_and_answered(demo: Demo
     wait is in flight until it is answered."""
     built = demo.get("hubpulse-demo/tiny-text-classifier")
     assert built is not None
-    app = build_app(load(built.root, built.model.pipeline_tag), max_batch_size=4, max_wait_ms=400)
+    server = ModelServer(load(built.root, built.model.pipeline_tag), max_batch_size=4, max_wait_ms=400, token=None)
 
     def samples(text: str) -> dict[tuple[str, str], float]:
         return {
@@ -194,7 +195,7 @@ async def test_model_server_metrics_show_calls_in_flight_and_answered(demo: Demo
             for s in family.samples
         }
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://model") as client:
+    async with model_client(server) as client:
         held = asyncio.create_task(client.post("/predict", json={"inputs": ["good"]}))
         await asyncio.sleep(0.1)
         during = await client.get("/metrics")
@@ -221,8 +222,8 @@ def test_demo_model_files_are_reproducible(demo: DemoRepos, tmp_path: Path) -> N
 async def test_model_server_reports_its_runtime(demo: DemoRepos) -> None:
     built = demo.get("hubpulse-demo/tiny-text-classifier")
     assert built is not None
-    app = build_app(load(built.root, built.model.pipeline_tag))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://model") as client:
+    server = ModelServer(load(built.root, built.model.pipeline_tag), max_batch_size=1, max_wait_ms=0, token=None)
+    async with model_client(server) as client:
         assert (await client.get("/healthz")).json()["runtime"] == "onnx"
         answer = await client.post("/predict", json={"inputs": ["good " * 800]})
     # longer than the model's positions: truncated, not a 500 (audit M9)

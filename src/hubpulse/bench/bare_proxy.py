@@ -13,7 +13,21 @@ import typer
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hubpulse_deployer.model_server import read_body, send_json
+
+async def read_body(receive: Receive) -> bytes:
+    """An ASGI request's whole body."""
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def proxy_app(target: str) -> ASGIApp:

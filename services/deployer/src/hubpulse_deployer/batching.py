@@ -66,6 +66,11 @@ class Batcher:
 
     async def predict(self, inputs: list[str]) -> list[Any]:
         """One output per input, in order; the runtime's exception if this call's inputs make it fail."""
+        return await self.submit(inputs)
+
+    def submit(self, inputs: list[str]) -> asyncio.Future[list[Any]]:
+        """`predict` as a future (on the running loop), for a caller that answers from a callback rather than a
+        task. Cancelling it drops the call if it has not run yet. Raises BatcherClosed."""
         loop = asyncio.get_running_loop()
         call = _Call(inputs, time.monotonic(), loop.create_future())
         with self._lock:
@@ -78,9 +83,10 @@ class Batcher:
                 self._executor.submit(self._drain, loop)
             elif self._waiting:
                 self._lock.notify()
-        return await call.future
+        return call.future
 
     async def close(self) -> None:
+        """Takes no more calls; the calls still queued fail with BatcherClosed (another replica can answer them)."""
         with self._lock:
             self._closed = True
             calls = list(self._queue)
@@ -88,7 +94,7 @@ class Batcher:
             self._queued_inputs = 0
             self._lock.notify()
         for call in calls:
-            call.future.cancel()
+            _fail(call.future, BatcherClosed("the model server shut down before this call ran"))
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """On the runtime thread: batches until the queue is empty."""

@@ -9,13 +9,16 @@ calls in flight (the kubernetes target's HPAs scale on it) and calls answered, b
 With `HUBPULSE_MODEL_SERVER_TOKEN` set (the local target always sets it), `/predict` takes only callers that send
 it as `Authorization: Bearer <token>`: the deployer, and the gateway's data plane (`model_server_token`).
 Concurrent calls are batched (`--max-batch-size`, `--max-wait-ms`; `batching.py`): one forward pass serves many.
-A plain ASGI app on uvicorn: FastAPI's routing and request machinery was half of a call's CPU here.
+HTTP is `http_server.py` (httptools under an asyncio protocol, on uvloop): uvicorn's ASGI cycle cost as much as the
+model per call (docs/decisions/deployer.md, "Session 16").
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,41 +27,18 @@ from typing import Any
 
 import orjson
 import typer
-import uvicorn
+import uvloop
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from starlette.datastructures import URL
-from starlette.types import Receive, Scope, Send
 
 from hubpulse_common.errors import InputError
 from hubpulse_common.inference import INFLIGHT_METRIC, MODEL_SERVER_TOKEN_VARIABLE, parse_inputs
 from hubpulse_deployer.batching import Batcher, BatcherClosed, OutputMismatch
+from hubpulse_deployer.http_server import Answer, HttpServer, Pending, Request, detail
 from hubpulse_deployer.runtime import Refused, Runtime, load
 from hubpulse_deployer.runtime.fetch import fetch
 
-_ROUTES = {"/predict": "POST", "/healthz": "GET", "/metrics": "GET"}
-
-
-async def read_body(receive: Receive) -> bytes:
-    """An ASGI request's whole body."""
-    chunks, more = [], True
-    while more:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    return b"".join(chunks)
-
-
-async def send_json(
-    send: Send,
-    status: int,
-    body: bytes,
-    extra: tuple[tuple[bytes, bytes], ...] = (),
-    content_type: bytes = b"application/json",
-) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+_ROUTES = {"/predict": b"POST", "/healthz": b"GET", "/metrics": b"GET"}
 
 
 def json_body(content: Any) -> bytes:
@@ -99,7 +79,7 @@ class CallMetrics:
     prometheus_client's Gauge and Counter take a lock per update (three per call); the counts are only touched on
     the event loop, which also serves /metrics, so they need none."""
 
-    STATUSES = (200, 401, 422, 500, 503)
+    STATUSES = (200, 401, 422, 499, 500, 503)  # 499: the caller closed its connection first (nginx's code)
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.inflight = 0
@@ -117,10 +97,10 @@ class CallMetrics:
         yield calls
 
 
-class ModelServerApp:
-    """The model server's two routes as a plain ASGI app: no routing table, no dependency solving, no middleware
-    stack, the per-call work of FastAPI that a two-route server does not need (docs/decisions/deployer.md). Unknown
-    paths and methods get FastAPI's answers (404 / 405 with `{"detail"}`, 307 to the path without a trailing slash)."""
+class ModelServer:
+    """The model server's three routes, answered from the request alone (`http_server.Handler`). Unknown paths and
+    methods get FastAPI's answers (404 / 405 with `{"detail"}`, 307 to the path without a trailing slash), as when
+    it was a FastAPI app."""
 
     def __init__(self, runtime: Runtime, *, max_batch_size: int, max_wait_ms: float, token: str | None) -> None:
         self.runtime = runtime
@@ -131,49 +111,29 @@ class ModelServerApp:
         self.batcher = Batcher(
             runtime.predict_batch, self._executor, max_batch_size=max_batch_size, max_wait_s=max_wait_ms / 1000
         )
-        self.registry = CollectorRegistry()  # the app's own: one process, one server, and tests build several
+        self.registry = CollectorRegistry()  # the server's own: one process, one server, and tests build several
         self.calls = CallMetrics(self.registry)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        path, method = scope["path"], scope["method"]
+    def respond(self, request: Request) -> Answer | Pending:
+        path = request.path
         allowed = _ROUTES.get(path)
         if allowed is None and path.rstrip("/") in _ROUTES:  # FastAPI's redirect of a trailing slash
-            location = str(URL(scope={**scope, "path": path.rstrip("/")})).encode()
-            await send({"type": "http.response.start", "status": 307, "headers": [(b"location", location)]})
-            await send({"type": "http.response.body", "body": b""})
-        elif allowed is None:
-            await send_json(send, 404, b'{"detail":"Not Found"}')
-        elif method != allowed:
-            await send_json(send, 405, b'{"detail":"Method Not Allowed"}', ((b"allow", allowed.encode()),))
-        elif path == "/predict":
-            calls = self.calls
-            calls.inflight += 1
-            try:
-                status, body = await self._predict(scope, await read_body(receive))
-            finally:
-                calls.inflight -= 1
-            calls.answered[status] += 1
-            await send_json(send, status, body)
-        elif path == "/metrics":
-            await send_json(send, 200, generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
-        else:
-            await send_json(send, 200, self._health())
+            location = b"http://" + request.host + path.rstrip("/").encode()
+            location += b"?" + request.query if request.query else b""
+            return Answer(307, b"", headers=((b"location", location),))
+        if allowed is None:
+            return detail(404, "Not Found")
+        if request.method != allowed:
+            return Answer(405, b'{"detail":"Method Not Allowed"}', headers=((b"allow", allowed),))
+        if path == "/predict":
+            return self._predict(request)
+        if path == "/metrics":
+            return Answer(200, generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
+        return Answer(200, self._health())
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.batcher.close()
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    async def close(self) -> None:
+        await self.batcher.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _health(self) -> bytes:
         batcher = self.batcher
@@ -187,27 +147,48 @@ class ModelServerApp:
             {"status": "ok", "task": self.runtime.task, "runtime": self.runtime.name, "batching": batching}
         )
 
-    async def _predict(self, scope: Scope, body: bytes) -> tuple[int, bytes]:
-        sent = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+    def _predict(self, request: Request) -> Answer | Pending:
+        self.calls.inflight += 1
         try:
-            inputs = admitted_inputs(self._expected, sent, self.runtime.task, body)
+            inputs = admitted_inputs(self._expected, request.authorization, self.runtime.task, request.body)
+            future = self.batcher.submit(inputs)
         except CallRefused as refused:
-            return refused.status, refused.body
-        try:
-            outputs = await self.batcher.predict(inputs)
-        except OutputMismatch as exc:
-            return 500, error_body("model_error", str(exc))
+            return self._answered(refused.status, refused.body)
         except BatcherClosed as exc:  # not the caller's fault: another replica (or a retry) can answer it
-            return 503, error_body("shutting_down", str(exc))
-        except Exception as exc:  # the runtime refused these inputs (alone: batching.py retries a failed batch)
-            return 422, error_body("bad_input", f"the model cannot take these inputs: {exc}")
-        return 200, json_body({"outputs": outputs})
+            return self._answered(503, error_body("shutting_down", str(exc)))
+        return Pending(future, self._predicted)
+
+    def _predicted(self, future: asyncio.Future[list[Any]]) -> Answer:
+        if future.cancelled():  # the caller went away before its answer
+            return self._answered(499, b"")
+        exc = future.exception()
+        if exc is None:
+            return self._answered(200, json_body({"outputs": future.result()}))
+        if isinstance(exc, OutputMismatch):
+            return self._answered(500, error_body("model_error", str(exc)))
+        if isinstance(exc, BatcherClosed):
+            return self._answered(503, error_body("shutting_down", str(exc)))
+        # the runtime refused these inputs (alone: batching.py retries a failed batch call by call)
+        return self._answered(422, error_body("bad_input", f"the model cannot take these inputs: {exc}"))
+
+    def _answered(self, status: int, body: bytes) -> Answer:
+        calls = self.calls
+        calls.inflight -= 1
+        calls.answered[status] += 1
+        return Answer(status, body)
 
 
-def build_app(
-    runtime: Runtime, *, max_batch_size: int = 1, max_wait_ms: float = 0.0, token: str | None = None
-) -> ModelServerApp:
-    return ModelServerApp(runtime, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, token=token)
+async def run(server: ModelServer, host: str, port: int, shutdown_timeout_s: float) -> None:
+    """Serves until SIGTERM or SIGINT, then answers the calls it has (at most `shutdown_timeout_s`) and stops."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    http = HttpServer(server.respond)
+    await http.start(host, port)
+    await stop.wait()
+    await http.close(shutdown_timeout_s)
+    await server.close()
 
 
 def serve(
@@ -219,6 +200,7 @@ def serve(
     host: str = "127.0.0.1",
     max_batch_size: int = typer.Option(1, min=1, help="inputs per forward pass across concurrent calls; 1: none"),
     max_wait_ms: float = typer.Option(0.0, min=0, help="how long a call waits for others to fill its batch"),
+    shutdown_timeout_s: float = typer.Option(8.0, min=0, help="on SIGTERM, how long calls in flight may finish"),
 ) -> None:
     if model_dir is None:
         if model_id is None:
@@ -229,11 +211,9 @@ def serve(
     except Refused as exc:
         raise SystemExit(f"cannot serve {model_id or model_dir}: {exc}") from None
     token = os.environ.get(MODEL_SERVER_TOKEN_VARIABLE) or None
-    app = build_app(runtime, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, token=token)
-    # bound only now that the model is loaded: a listening port means ready. uvicorn picks uvloop and httptools
-    # (uvicorn[standard], through hubpulse-common) by itself.
-    # no proxy headers: callers reach it directly (the gateway, the deployer) and nothing reads the client address
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, ws="none", proxy_headers=False)
+    server = ModelServer(runtime, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, token=token)
+    # bound only now that the model is loaded: a listening port means ready
+    uvloop.run(run(server, host, port, shutdown_timeout_s))
 
 
 if __name__ == "__main__":
