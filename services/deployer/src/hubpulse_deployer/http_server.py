@@ -123,7 +123,12 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.limits = server.limits
+        self.handler = server.handler
+        self.max_head_bytes, self.max_body_bytes = server.limits.max_head_bytes, server.limits.max_body_bytes
         self.parser = httptools.HttpRequestParser(self)
+        self.url = self.host = self.authorization = b""
+        self.body: list[bytes] = []
+        self.head_bytes = self.body_bytes = 0
         self.transport: asyncio.Transport | None = None
         self.slots: deque[_Slot] = deque()
         self.closing = False  # answer what is owed, then close
@@ -131,16 +136,6 @@ class _Connection(asyncio.Protocol):
         self.reading = True
         self.writable = True
         self.idle_since: float | None = None  # time.monotonic() when it last had nothing to answer
-        self.parsed: list[tuple[Request, bool]] = []  # by the parser's callbacks, for data_received to answer
-        self._reset()
-
-    def _reset(self) -> None:
-        self.url = b""
-        self.host = b""
-        self.authorization = b""
-        self.body: list[bytes] = []
-        self.head_bytes = 0
-        self.body_bytes = 0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -160,22 +155,14 @@ class _Connection(asyncio.Protocol):
         if self.broken:
             return
         self.idle_since = None
-        refused = None
-        upgrade = False
         try:
-            self.parser.feed_data(data)
+            self.parser.feed_data(data)  # each complete request is handled from on_message_complete
         except httptools.HttpParserUpgrade:
-            upgrade = True  # a protocol switch it does not do: the request is answered, then the connection ends
+            self.shut()  # a protocol switch it does not do: the request is answered, then the connection ends
         except httptools.HttpParserError as exc:
             # a callback's own exception comes back as the parser error's context
             context = exc.__context__
-            refused = context.answer if isinstance(context, _RequestRefused) else detail(400, "Bad Request")
-        # handlers run outside the parser's callbacks: their exceptions are theirs, not a bad request's
-        parsed, self.parsed = self.parsed, []
-        for request, keep_alive in parsed:
-            self._handle(request, keep_alive and not upgrade)
-        if refused is not None:
-            self._refuse(refused)
+            self._refuse(context.answer if isinstance(context, _RequestRefused) else detail(400, "Bad Request"))
 
     def pause_writing(self) -> None:
         self.writable = False
@@ -187,16 +174,21 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
-        self._reset()
+        self.url = self.host = self.authorization = b""
+        self.body = []
+        self.head_bytes = self.body_bytes = 0
 
     # what the loop thread does per call is what the runtime thread waits for (one GIL): these stay lean
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.head_bytes += len(url)
-        self._check_head()
+        if self.head_bytes > self.max_head_bytes:
+            self._head_too_large()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value)  # checked once the head is complete: only two values are kept
+        self.head_bytes += len(name) + len(value)
+        if self.head_bytes > self.max_head_bytes:
+            self._head_too_large()
         name = name.lower()
         if name == b"authorization":
             self.authorization = value
@@ -205,12 +197,9 @@ class _Connection(asyncio.Protocol):
         elif name == b"expect" and value.lower() == b"100-continue" and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
-    def on_headers_complete(self) -> None:
-        self._check_head()
-
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
-        if self.body_bytes > self.limits.max_body_bytes:
+        if self.body_bytes > self.max_body_bytes:
             raise _RequestRefused(detail(413, f"the body is over {self.limits.max_body_bytes} bytes"))
         self.body.append(body)
 
@@ -231,15 +220,11 @@ class _Connection(asyncio.Protocol):
             self.authorization,
             body[0] if len(body) == 1 else b"".join(body),
         )
-        self.parsed.append((request, self.parser.should_keep_alive()))
-
-    # answers
-    def _handle(self, request: Request, keep_alive: bool) -> None:
-        slot = _Slot(keep_alive=keep_alive)
+        slot = _Slot(keep_alive=self.parser.should_keep_alive())
         self.slots.append(slot)
         try:
-            result = self.server.handler(request)
-        except Exception:
+            result = self.handler(request)
+        except Exception:  # caught here: out of a parser callback, it would read as a bad request
             logger.exception("the handler failed on %s %s", request.method.decode(), request.path)
             result = detail(500, "Internal Server Error")
         if isinstance(result, Answer):
@@ -282,9 +267,8 @@ class _Connection(asyncio.Protocol):
         self.slots.append(_Slot(keep_alive=False, answer=answer))
         self._flush()
 
-    def _check_head(self) -> None:
-        if self.head_bytes > self.limits.max_head_bytes:
-            raise _RequestRefused(detail(431, f"the request head is over {self.limits.max_head_bytes} bytes"))
+    def _head_too_large(self) -> None:
+        raise _RequestRefused(detail(431, f"the request head is over {self.limits.max_head_bytes} bytes"))
 
     def _pace(self) -> None:
         """Reads while writes flow and a bounded number of answers are owed."""
