@@ -19,14 +19,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiohttp
 from cachetools import LRUCache
 
 from hubpulse_common.inference import model_server_token
+from hubpulse_gateway.http1 import AnswerLost, ConnectFailed, Http1Pool
 from hubpulse_gateway.settings import GatewaySettings
-from hubpulse_gateway.upstream import KeepAlive
-
-JSON_HEADER = "application/json"
 
 
 class NotSent(Exception):
@@ -42,7 +39,7 @@ class ModelServers:
 
     def __init__(self, secret: str, *, timeout_s: float, connect_timeout_s: float) -> None:
         self._secret = secret
-        self._session = KeepAlive(timeout_s=timeout_s, connect_timeout_s=connect_timeout_s)
+        self._pool = Http1Pool(timeout_s=timeout_s, connect_timeout_s=connect_timeout_s)
         # a server's token is a pure function of (deployment, address): an HMAC per call for the same few is waste
         self._tokens: LRUCache[tuple[str, str], str] = LRUCache(maxsize=10_000)
 
@@ -59,20 +56,19 @@ class ModelServers:
 
     async def predict(self, url: str, token: str, body: bytes) -> tuple[int, bytes]:
         """(status, body) of `POST {url}/predict`; `NotSent` or `Lost` when no answer came."""
-        headers = {"authorization": f"Bearer {token}", "content-type": JSON_HEADER}
+        headers = b"authorization: Bearer %s\r\ncontent-type: application/json\r\n" % token.encode()
         try:
-            async with self._session.get().post(f"{url}/predict", data=body, headers=headers) as answer:
-                content = await answer.read()
-        except aiohttp.ClientConnectorError as exc:
-            raise NotSent(f"{type(exc).__name__}: {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Lost(f"{type(exc).__name__}: {exc}") from exc
-        if answer.status == 401:
+            status, content = await self._pool.post(url, "/predict", body, headers)
+        except ConnectFailed as exc:
+            raise NotSent(str(exc)) from exc
+        except AnswerLost as exc:
+            raise Lost(str(exc)) from exc
+        if status == 401:
             raise NotSent("the server at this address refused the deployment's token")
-        return answer.status, content
+        return status, content
 
     async def aclose(self) -> None:
-        await self._session.aclose()
+        await self._pool.aclose()
 
 
 @asynccontextmanager

@@ -1,0 +1,172 @@
+"""The data plane's HTTP/1.1 client for model servers: keep-alive connections per address, one call at a time on
+each, answers parsed by httptools (the parser the model server itself uses).
+
+Why not aiohttp here: on the predict path the client's CPU is latency and throughput of the gateway's one core, and
+aiohttp's client cost ~120 µs per call against ~15 µs for this one (docs/decisions/deployer.md, "Session 16"). It
+covers what that path needs and no more: `http://host:port` addresses, a request with a body, answers with a
+`content-length` or chunked body, `Connection: close`, a connect timeout and an answer timeout. aiohttp stays the
+client of every other upstream.
+
+`post` raises `ConnectFailed` when no connection could be made (nothing was sent) and `AnswerLost` when the request
+went out and no whole answer came back within `timeout_s` (the server may have run it). A pooled connection idle
+for longer than `max_idle_s` is closed instead of reused: below the server's keep-alive (5 s), so a call never goes
+out on a connection the server is closing. Answer timeouts are enforced by one sweep over the calls in flight
+(every `timeout_s / 4`, at most 1 s), not a timer per call: a timer set and cancelled around every call cost
+10-15 µs a call on the model server's side of the same hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+MAX_IDLE_S = 2.0
+MAX_IDLE_PER_ADDRESS = 64
+
+
+class ConnectFailed(Exception):
+    """No connection: the request was not sent."""
+
+
+class AnswerLost(Exception):
+    """The request was sent (at least in part) and no whole answer came back."""
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.answer: asyncio.Future[tuple[int, bytes]] | None = None
+        self.body: list[bytes] = []
+        self.reusable = True
+        self.idle_since = 0.0
+        self.deadline = 0.0  # time.monotonic() by which the answer must be in
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's subclasses
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(AnswerLost(f"the connection closed before the answer: {exc or 'EOF'}"))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.reusable = False
+            if self.answer is not None and not self.answer.done():
+                self.answer.set_exception(AnswerLost(f"an answer that is not HTTP/1.1: {exc}"))
+            if self.transport is not None:
+                self.transport.close()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        body = self.body
+        self.body = []
+        self.reusable = self.reusable and self.parser.should_keep_alive()
+        answer = self.answer
+        if answer is None or answer.done():  # an answer nobody asked for: the stream is not to be trusted
+            self.reusable = False
+            return
+        answer.set_result((self.parser.get_status_code(), body[0] if len(body) == 1 else b"".join(body)))
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Http1Pool:
+    """Keep-alive connections by address; safe to share between concurrent calls of one event loop."""
+
+    def __init__(self, *, timeout_s: float, connect_timeout_s: float, max_idle_s: float = MAX_IDLE_S) -> None:
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.max_idle_s = max_idle_s
+        self._idle: dict[tuple[str, int], deque[_Connection]] = {}
+        self._heads: dict[tuple[str, str], tuple[tuple[str, int], bytes]] = {}  # (url, path) -> address, head
+        self._busy: set[_Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    async def post(self, url: str, path: str, body: bytes, headers: bytes = b"") -> tuple[int, bytes]:
+        """(status, body) of `POST {url}{path}`; `headers` are extra header lines, each ending in CRLF."""
+        address, head = self._head(url, path)
+        connection = await self._connection(address)
+        if self._sweeper is None:
+            self._sweep()
+        answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        connection.answer = answer
+        connection.deadline = time.monotonic() + self.timeout_s
+        self._busy.add(connection)
+        assert connection.transport is not None
+        connection.transport.write(b"%s%scontent-length: %d\r\n\r\n%s" % (head, headers, len(body), body))
+        try:
+            result = await answer
+        except BaseException:  # AnswerLost, or the caller cancelled: the stream is mid-answer
+            connection.close()
+            raise
+        finally:
+            self._busy.discard(connection)
+            connection.answer = None
+        if connection.reusable:
+            connection.idle_since = time.monotonic()
+            idle = self._idle.setdefault(address, deque())
+            if len(idle) < MAX_IDLE_PER_ADDRESS:
+                idle.append(connection)
+                return result
+        connection.close()
+        return result
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for connection in [c for c in self._busy if c.deadline < now]:
+            if connection.answer is not None and not connection.answer.done():
+                connection.answer.set_exception(AnswerLost(f"no answer within {self.timeout_s} s"))
+        period = min(1.0, self.timeout_s / 4)
+        self._sweeper = asyncio.get_running_loop().call_later(period, self._sweep)
+
+    def _head(self, url: str, path: str) -> tuple[tuple[str, int], bytes]:
+        cached = self._heads.get((url, path))
+        if cached is None:
+            parts = urlsplit(url)
+            if parts.scheme != "http" or not parts.hostname:
+                raise ConnectFailed(f"{url}: only http://host:port addresses are called directly")
+            address = (parts.hostname, parts.port or 80)
+            full = (parts.path.rstrip("/") + path).encode()
+            head = b"POST %s HTTP/1.1\r\nhost: %s\r\n" % (full, parts.netloc.encode())
+            cached = self._heads[(url, path)] = (address, head)
+        return cached
+
+    async def _connection(self, address: tuple[str, int]) -> _Connection:
+        idle = self._idle.get(address)
+        if idle:
+            fresh_after = time.monotonic() - self.max_idle_s
+            while idle:
+                connection = idle.pop()  # the most recently used: the least likely to be stale
+                if connection.reusable and connection.idle_since > fresh_after:
+                    return connection
+                connection.close()
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                _, protocol = await loop.create_connection(_Connection, *address)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectFailed(f"{address[0]}:{address[1]}: {type(exc).__name__}: {exc}") from exc
+        return protocol
+
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
