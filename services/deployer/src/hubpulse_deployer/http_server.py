@@ -2,9 +2,11 @@
 a plain callback instead of an ASGI cycle.
 
 Why not uvicorn: on a call that the model answers in ~0.1 ms, uvicorn's ASGI cycle (a task, a scope, the receive
-and send messages) and the app around it cost as much as the model; on this path the model server's CPU per call
-fell from 0.31-0.34 to 0.21-0.24 ms unbatched and from 0.11-0.13 to 0.06-0.08 ms batched
-(docs/decisions/deployer.md, "Session 16"). What this module keeps of what uvicorn did for the model server:
+and send messages) and the app around it cost about as much as the model. In `hubpulse bench inference` the model
+server's CPU per call at 16 in flight fell from 0.298-0.320 to 0.226-0.260 ms unbatched and from 0.123-0.133 to
+0.082-0.100 ms batched (docs/decisions/deployer.md, "Session 16").
+
+What this module keeps of what uvicorn did for the model server:
 
 - keep-alive (HTTP/1.1 by default, HTTP/1.0 on request), `Connection: close`, a connection idle for
   `keep_alive_s` closed (checked once a second, or twice per `keep_alive_s` if shorter);
