@@ -45,7 +45,8 @@ MAX_PIPELINED = 64
 logger = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, per call
+# Request, Answer and Pending are made per call: not frozen, a frozen dataclass's __init__ costs ~4x as much
+@dataclass(slots=True)
 class Request:
     method: bytes
     path: str
@@ -55,7 +56,7 @@ class Request:
     body: bytes
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, per call
+@dataclass(slots=True)
 class Answer:
     status: int
     body: bytes
@@ -63,7 +64,7 @@ class Answer:
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs several times more, per call
+@dataclass(slots=True)
 class Pending:
     """An answer that waits on `future`: `answer(future)` makes it once the future is done (or cancelled)."""
 
