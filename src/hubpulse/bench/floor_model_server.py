@@ -1,44 +1,35 @@
-"""The floor of a batching model server, for `hubpulse bench inference`: what any design can reach on this machine.
+"""The floor of a batching model server, for `hubpulse bench inference`: what batching can give on this machine.
 
-The model server's runtime, token check, JSON and input validation behind an `asyncio.Protocol` with httptools'
-parser on uvloop: no ASGI cycle, no runtime thread (each pass runs inline on the event loop, so an unbatched call
-pays no hand-off), and a batch is every call whose body completed in one loop iteration, at most
-`--max-batch-size` inputs. Against the model server it measures what the ASGI cycle and the runtime thread cost,
-and, unbatched against batched, how much of a call a batch can share at all on these cores (a pass's fixed part;
-the tokenizer, HTTP and JSON stay per call). A reference, not a server to deploy: no request limits, the loop
-blocks during a pass, keep-alive HTTP/1.1 only (answers leave in request order, so pipelining holds).
+The model server's runtime, token check, JSON, input validation and HTTP (`hubpulse_deployer.http_server`), with
+no runtime thread: each pass runs inline on the event loop (an unbatched call pays no hand-off), and a batch is
+every call whose body completed in one loop iteration, at most `--max-batch-size` inputs. Against the model server
+it measures what the runtime thread costs and a batch shares, and, unbatched against batched, how much of a call a
+batch can share at all on these cores (a pass's fixed part; the tokenizer, HTTP and JSON stay per call). A
+reference, not a server to deploy: the loop blocks during a pass, and a failed batch fails all of its calls.
 
     python -m hubpulse.bench.floor_model_server --model-dir DIR --task TASK --port PORT --max-batch-size N
 
-`POST /predict` and `GET /healthz` (its `batching` counts, as the model server's) answer as the model server does.
+`POST /predict` and `GET /healthz` (its `batching` counts, as the model server's; answered after the passes of the
+calls before it) answer as the model server does; any other request is a 404.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any
 
-import httptools
 import typer
 import uvloop
 
 from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE
+from hubpulse_deployer.http_server import Answer, HttpServer, Pending, Request, detail
 from hubpulse_deployer.model_server import CallRefused, admitted_inputs, error_body, expected_authorization, json_body
 from hubpulse_deployer.runtime import Runtime, load
 
-
-@dataclass
-class _Call:
-    """One request in arrival order: its inputs to run, /healthz, or its answer already known (an error)."""
-
-    connection: _Connection
-    inputs: list[str] | None = None
-    health: bool = False  # answered when its turn comes: the counts include the passes before it
-    status: int = 200
-    body: bytes = b""
+# a queued call: its inputs (None: /healthz) and the future its answer waits on
+_Queued = tuple[list[str] | None, asyncio.Future[Any]]
 
 
 class FloorServer:
@@ -46,119 +37,88 @@ class FloorServer:
         self.runtime = runtime
         self.max_batch_size = max_batch_size
         self.expected = expected_authorization(token)
-        self.queue: list[_Call] = []
+        self.queue: list[_Queued] = []
         self.batches = 0
         self.inputs = 0
         self._scheduled = False
 
-    def submit(self, call: _Call) -> None:
-        self.queue.append(call)
+    def respond(self, request: Request) -> Answer | Pending:
+        if request.path == "/healthz" and request.method == b"GET":
+            return Pending(self._queue(None), lambda f: Answer(200, f.result()))
+        if request.path != "/predict" or request.method != b"POST":
+            return detail(404, "Not Found")
+        try:
+            inputs = admitted_inputs(self.expected, request.authorization, self.runtime.task, request.body)
+        except CallRefused as refused:
+            return Answer(refused.status, refused.body)
+        return Pending(self._queue(inputs), _predicted)
+
+    def _queue(self, inputs: list[str] | None) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue.append((inputs, future))
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
+        return future
 
     def _flush(self) -> None:
         self._scheduled = False
         calls, self.queue = self.queue, []
-        batch: list[_Call] = []
+        batch: list[_Queued] = []
         size = 0
-        for call in calls:
-            if call.inputs is not None and batch and size + len(call.inputs) > self.max_batch_size:
+        for inputs, future in calls:
+            if inputs is None:  # /healthz: after the passes of the calls before it
                 self._run(batch)
                 batch, size = [], 0
-            batch.append(call)
-            size += len(call.inputs or ())
+                if not future.done():
+                    future.set_result(self.health())
+                continue
+            if batch and size + len(inputs) > self.max_batch_size:
+                self._run(batch)
+                batch, size = [], 0
+            batch.append((inputs, future))
+            size += len(inputs)
         self._run(batch)
 
-    def _run(self, batch: list[_Call]) -> None:
-        inputs = [text for call in batch for text in call.inputs or ()]
-        refused = b""
+    def _run(self, batch: list[_Queued]) -> None:
+        inputs = [text for texts, _ in batch for text in texts or ()]
+        if not inputs:
+            return
         try:
-            outputs = self.runtime.predict_batch(inputs) if inputs else []
+            outputs = self.runtime.predict_batch(inputs)
         except Exception as exc:  # the reference does not retry call by call: all of the batch is refused
-            outputs = None
-            refused = error_body("bad_input", f"the model cannot take these inputs: {exc}")
-        if inputs:
-            self.batches += 1
-            self.inputs += len(inputs)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.batches += 1
+        self.inputs += len(inputs)
         start = 0
-        for call in batch:
-            if call.inputs is not None:
-                count = len(call.inputs)
-                if outputs is None:
-                    call.status, call.body = 422, refused
-                else:
-                    call.body = json_body({"outputs": outputs[start : start + count]})
-                start += count
-            elif call.health:
-                call.body = self.health()
-            call.connection.answer(call.status, call.body)
+        for texts, future in batch:
+            end = start + len(texts or ())
+            if not future.done():
+                future.set_result(outputs[start:end])
+            start = end
 
     def health(self) -> bytes:
         batching = {"max_batch_size": self.max_batch_size, "batches": self.batches, "inputs": self.inputs}
         return json_body({"status": "ok", "task": self.runtime.task, "batching": batching})
 
 
-class _Connection(asyncio.Protocol):
-    def __init__(self, server: FloorServer) -> None:
-        self.server = server
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.url = b""
-        self.authorization = b""
-        self.body: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's subclasses
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            self.answer(400, b'{"detail":"Bad Request"}')
-            if self.transport is not None:
-                self.transport.close()
-
-    def on_message_begin(self) -> None:
-        self.url, self.authorization, self.body = b"", b"", []
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"authorization":
-            self.authorization = value
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        server, method = self.server, self.parser.get_method()
-        call = _Call(self)
-        if self.url == b"/healthz" and method == b"GET":
-            call.health = True
-        elif self.url != b"/predict" or method != b"POST":
-            call.status, call.body = 404, b'{"detail":"Not Found"}'
-        else:
-            try:
-                call.inputs = admitted_inputs(
-                    server.expected, self.authorization, server.runtime.task, b"".join(self.body)
-                )
-            except CallRefused as refused:
-                call.status, call.body = refused.status, refused.body
-        server.submit(call)  # queued even when answered already: answers leave in request order
-
-    def answer(self, status: int, body: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        head = f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\ncontent-type: application/json\r\n"
-        self.transport.write(f"{head}content-length: {len(body)}\r\n\r\n".encode() + body)
+def _predicted(future: asyncio.Future[list[Any]]) -> Answer:
+    if future.cancelled():
+        return Answer(499, b"")
+    exc = future.exception()
+    if exc is not None:
+        return Answer(422, error_body("bad_input", f"the model cannot take these inputs: {exc}"))
+    return Answer(200, json_body({"outputs": future.result()}))
 
 
 async def _serve(server: FloorServer, host: str, port: int) -> None:
-    listening = await asyncio.get_running_loop().create_server(lambda: _Connection(server), host, port)
-    async with listening:
-        await listening.serve_forever()
+    http = HttpServer(server.respond)
+    await http.start(host, port)
+    await asyncio.Event().wait()  # until the process is stopped
 
 
 def main(
