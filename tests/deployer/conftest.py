@@ -33,6 +33,15 @@ from hubpulse_gateway.app import create_app as create_gateway_app
 from hubpulse_gateway.settings import GatewaySettings
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Polls `condition` every 10 ms for up to 5 s."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("waited 5 s in vain")
+
+
 @contextlib.asynccontextmanager
 async def serving_http(handler: Handler, limits: Limits | None = None) -> AsyncIterator[HttpServer]:
     """The model server's HTTP on a free port of this test's loop."""

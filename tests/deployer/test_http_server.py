@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
-from deployer.conftest import serving_http
+from deployer.conftest import serving_http, until
 from hubpulse_deployer.http_server import Answer, Handler, HttpServer, Limits, Pending, Request
 
 
@@ -45,14 +45,6 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
     body = await asyncio.wait_for(reader.readexactly(int(headers.get("content-length", 0))), 10)
     return int(status_line.split()[1]), headers, body
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("waited 5 s in vain")
 
 
 async def closed(reader: asyncio.StreamReader) -> bool:

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from deployer.conftest import serving_http
+from deployer.conftest import serving_http, until
 
 from hubpulse_deployer.http_server import Answer, Limits, Pending, Request
 from hubpulse_gateway.http1 import AnswerLost, ConnectFailed, Http1Pool
@@ -140,3 +140,39 @@ async def test_a_cancelled_call_s_late_answer_never_reaches_the_next_call(pool: 
             await call
         held[0].set_result(b"")
         assert await pool.post(url, "/p", b"second") == (200, b"second")
+
+
+async def test_calls_beyond_the_connection_bound_wait_for_a_free_one() -> None:
+    """A burst queues on `max_connections` sockets; a call that cannot get one within the connect timeout is not
+    sent."""
+    held: list[asyncio.Future[bytes]] = []
+
+    def holding(request: Request) -> Answer | Pending:
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        held.append(future)
+        return Pending(future, lambda f: Answer(200, request.body))
+
+    client = Http1Pool(timeout_s=5, connect_timeout_s=0.3, max_connections=2)
+    try:
+        async with serving_http(holding) as http:
+            url = f"http://127.0.0.1:{http.port}"
+            calls = [asyncio.create_task(client.post(url, "/p", b"%d" % i)) for i in range(4)]
+            await until(lambda: len(held) == 2)
+            assert len(http.connections) == 2  # two sent, two waiting
+            for future in held:
+                future.set_result(b"")
+            await until(lambda: len(held) == 4)  # the waiting two went out as the first two ended
+            for future in held[2:]:
+                future.set_result(b"")
+            assert sorted(await asyncio.gather(*calls)) == [(200, b"%d" % i) for i in range(4)]
+            assert len(http.connections) == 2  # the waiting calls went out on the same two connections
+            # both connections busy for longer than the connect timeout: the next call is refused unsent
+            busy = [asyncio.create_task(client.post(url, "/p", b"busy")) for _ in range(2)]
+            await until(lambda: len(held) == 6)
+            with pytest.raises(ConnectFailed, match="no free connection"):
+                await client.post(url, "/p", b"late")
+            for task in busy:
+                task.cancel()
+            await asyncio.gather(*busy, return_exceptions=True)
+    finally:
+        await client.aclose()

@@ -1,5 +1,6 @@
-"""The data plane's HTTP/1.1 client for model servers: keep-alive connections per address, one call at a time on
-each, answers parsed by httptools (the parser the model server itself uses).
+"""The data plane's HTTP/1.1 client for model servers: keep-alive connections per address (at most
+`max_connections`, 100 as in aiohttp's pool: a burst queues rather than opening a socket per call), one call at a
+time on each, answers parsed by httptools (the parser the model server itself uses).
 
 Why not aiohttp here: on the predict path the client's CPU is latency and throughput of the gateway's one core, and
 aiohttp's client cost ~120 µs per call against ~15 µs for this one (docs/decisions/deployer.md, "Session 16"). It
@@ -27,6 +28,7 @@ import httptools
 
 MAX_IDLE_S = 2.0
 MAX_IDLE_PER_ADDRESS = 64
+MAX_CONNECTIONS_PER_ADDRESS = 100  # as aiohttp's pool: a burst of calls queues instead of opening a socket each
 
 
 class ConnectFailed(Exception):
@@ -87,18 +89,48 @@ class _Connection(asyncio.Protocol):
 class Http1Pool:
     """Keep-alive connections by address; safe to share between concurrent calls of one event loop."""
 
-    def __init__(self, *, timeout_s: float, connect_timeout_s: float, max_idle_s: float = MAX_IDLE_S) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        connect_timeout_s: float,
+        max_idle_s: float = MAX_IDLE_S,
+        max_connections: int = MAX_CONNECTIONS_PER_ADDRESS,
+    ) -> None:
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.max_idle_s = max_idle_s
+        self.max_connections = max_connections
+        self._open: dict[tuple[str, int], asyncio.Semaphore] = {}  # calls in flight by address, at most max_connections
         self._idle: dict[tuple[str, int], deque[_Connection]] = {}
         self._heads: dict[tuple[str, str], tuple[tuple[str, int], bytes]] = {}  # (url, path) -> address, head
         self._busy: set[_Connection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
 
     async def post(self, url: str, path: str, body: bytes, headers: bytes = b"") -> tuple[int, bytes]:
-        """(status, body) of `POST {url}{path}`; `headers` are extra header lines, each ending in CRLF."""
+        """(status, body) of `POST {url}{path}`; `headers` are extra header lines, each ending in CRLF. With
+        `max_connections` calls in flight to the address, a call waits for one to end; the wait counts toward
+        `connect_timeout_s`, as in aiohttp (`ConnectFailed`: it was not sent)."""
         address, head = self._head(url, path)
+        calls = self._open.get(address)
+        if calls is None:
+            calls = self._open[address] = asyncio.Semaphore(self.max_connections)
+        if calls.locked():  # a timer only when the call has to wait
+            try:
+                async with asyncio.timeout(self.connect_timeout_s):
+                    await calls.acquire()
+            except TimeoutError:
+                raise ConnectFailed(
+                    f"no free connection to {address[0]}:{address[1]} within {self.timeout_s} s"
+                ) from None
+        else:
+            await calls.acquire()
+        try:
+            return await self._post(address, head, body, headers)
+        finally:
+            calls.release()
+
+    async def _post(self, address: tuple[str, int], head: bytes, body: bytes, headers: bytes) -> tuple[int, bytes]:
         connection = await self._connection(address)
         if self._sweeper is None:
             self._sweep()
