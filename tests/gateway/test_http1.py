@@ -176,3 +176,16 @@ async def test_calls_beyond_the_connection_bound_wait_for_a_free_one() -> None:
             await asyncio.gather(*busy, return_exceptions=True)
     finally:
         await client.aclose()
+
+
+async def test_idle_connections_are_closed_and_unused_addresses_forgotten() -> None:
+    """Deployments come and go: a pool that only ever grew would keep every old model server's connections."""
+    client = Http1Pool(timeout_s=0.4, connect_timeout_s=2, max_idle_s=0.1)
+    try:
+        async with serving_http(echo) as http:  # the server's own keep-alive is 5 s
+            await client.post(f"http://127.0.0.1:{http.port}", "/p", b"")
+            assert len(http.connections) == 1
+            await until(lambda: not http.connections)  # closed by the client's sweep, well before 5 s
+            assert not client._addresses
+    finally:
+        await client.aclose()

@@ -12,8 +12,8 @@ client of every other upstream.
 went out and no whole answer came back within `timeout_s` (the server may have run it). A pooled connection idle
 for longer than `max_idle_s` is closed instead of reused: below the server's keep-alive (5 s), so a call never goes
 out on a connection the server is closing. Answer timeouts are enforced by one sweep over the calls in flight
-(every `timeout_s / 4`, at most 1 s), not a timer per call: a timer set and cancelled around every call cost
-10-15 µs a call on the model server's side of the same hop.
+(every `timeout_s / 4`, at most 1 s), not a timer per call: on the model server's side of the same hop, a timer
+set and cancelled around every call cost 10-17 µs a call (docs/decisions/deployer.md, "Session 16").
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -86,8 +87,19 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+@dataclass
+class _Address:
+    """One model server's connections: a call holds one of `calls` while it is in flight."""
+
+    calls: asyncio.Semaphore
+    idle: deque[_Connection] = field(default_factory=deque)
+    in_flight: int = 0
+
+
 class Http1Pool:
-    """Keep-alive connections by address; safe to share between concurrent calls of one event loop."""
+    """Keep-alive connections by address; safe to share between concurrent calls of one event loop. A sweep (every
+    `timeout_s / 4`, at most 1 s) fails overdue answers, closes connections idle past `max_idle_s` and forgets
+    the addresses nothing uses any more (deployments come and go; their ports are not reused)."""
 
     def __init__(
         self,
@@ -101,8 +113,7 @@ class Http1Pool:
         self.connect_timeout_s = connect_timeout_s
         self.max_idle_s = max_idle_s
         self.max_connections = max_connections
-        self._open: dict[tuple[str, int], asyncio.Semaphore] = {}  # calls in flight by address, at most max_connections
-        self._idle: dict[tuple[str, int], deque[_Connection]] = {}
+        self._addresses: dict[tuple[str, int], _Address] = {}
         self._heads: dict[tuple[str, str], tuple[tuple[str, int], bytes]] = {}  # (url, path) -> address, head
         self._busy: set[_Connection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -111,29 +122,33 @@ class Http1Pool:
         """(status, body) of `POST {url}{path}`; `headers` are extra header lines, each ending in CRLF. With
         `max_connections` calls in flight to the address, a call waits for one to end; the wait counts toward
         `connect_timeout_s`, as in aiohttp (`ConnectFailed`: it was not sent)."""
+        if self._sweeper is None:
+            self._sweep()
         address, head = self._head(url, path)
-        calls = self._open.get(address)
-        if calls is None:
-            calls = self._open[address] = asyncio.Semaphore(self.max_connections)
+        state = self._addresses.get(address)
+        if state is None:
+            state = self._addresses[address] = _Address(asyncio.Semaphore(self.max_connections))
+        calls = state.calls
         if calls.locked():  # a timer only when the call has to wait
             try:
                 async with asyncio.timeout(self.connect_timeout_s):
                     await calls.acquire()
             except TimeoutError:
-                raise ConnectFailed(
-                    f"no free connection to {address[0]}:{address[1]} within {self.timeout_s} s"
-                ) from None
+                where = f"{address[0]}:{address[1]}"
+                raise ConnectFailed(f"no free connection to {where} within {self.connect_timeout_s} s") from None
         else:
             await calls.acquire()
+        state.in_flight += 1
         try:
-            return await self._post(address, head, body, headers)
+            return await self._post(address, state, head, body, headers)
         finally:
+            state.in_flight -= 1
             calls.release()
 
-    async def _post(self, address: tuple[str, int], head: bytes, body: bytes, headers: bytes) -> tuple[int, bytes]:
-        connection = await self._connection(address)
-        if self._sweeper is None:
-            self._sweep()
+    async def _post(
+        self, address: tuple[str, int], state: _Address, head: bytes, body: bytes, headers: bytes
+    ) -> tuple[int, bytes]:
+        connection = await self._connection(address, state.idle)
         answer: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         connection.answer = answer
         connection.deadline = time.monotonic() + self.timeout_s
@@ -148,13 +163,11 @@ class Http1Pool:
         finally:
             self._busy.discard(connection)
             connection.answer = None
-        if connection.reusable:
+        if connection.reusable and len(state.idle) < MAX_IDLE_PER_ADDRESS:
             connection.idle_since = time.monotonic()
-            idle = self._idle.setdefault(address, deque())
-            if len(idle) < MAX_IDLE_PER_ADDRESS:
-                idle.append(connection)
-                return result
-        connection.close()
+            state.idle.append(connection)
+        else:
+            connection.close()
         return result
 
     def _sweep(self) -> None:
@@ -162,6 +175,15 @@ class Http1Pool:
         for connection in [c for c in self._busy if c.deadline < now]:
             if connection.answer is not None and not connection.answer.done():
                 connection.answer.set_exception(AnswerLost(f"no answer within {self.timeout_s} s"))
+        fresh_after = now - self.max_idle_s
+        for address, state in list(self._addresses.items()):
+            while state.idle and not _fresh(state.idle[0], fresh_after):  # the oldest are on the left
+                state.idle.popleft().close()
+            if not state.idle and state.in_flight == 0:  # nothing waits either: a waiter means all are in flight
+                del self._addresses[address]
+        for key, (address, _) in list(self._heads.items()):
+            if address not in self._addresses:
+                del self._heads[key]
         period = min(1.0, self.timeout_s / 4)
         self._sweeper = asyncio.get_running_loop().call_later(period, self._sweep)
 
@@ -177,15 +199,13 @@ class Http1Pool:
             cached = self._heads[(url, path)] = (address, head)
         return cached
 
-    async def _connection(self, address: tuple[str, int]) -> _Connection:
-        idle = self._idle.get(address)
-        if idle:
-            fresh_after = time.monotonic() - self.max_idle_s
-            while idle:
-                connection = idle.pop()  # the most recently used: the least likely to be stale
-                if connection.reusable and connection.idle_since > fresh_after:
-                    return connection
-                connection.close()
+    async def _connection(self, address: tuple[str, int], idle: deque[_Connection]) -> _Connection:
+        fresh_after = time.monotonic() - self.max_idle_s
+        while idle:
+            connection = idle.pop()  # the most recently used: the least likely to be stale
+            if _fresh(connection, fresh_after):
+                return connection
+            connection.close()
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout_s):
@@ -198,7 +218,11 @@ class Http1Pool:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        for idle in self._idle.values():
-            for connection in idle:
+        for state in self._addresses.values():
+            for connection in state.idle:
                 connection.close()
-        self._idle.clear()
+            state.idle.clear()
+
+
+def _fresh(connection: _Connection, fresh_after: float) -> bool:
+    return connection.reusable and connection.idle_since > fresh_after

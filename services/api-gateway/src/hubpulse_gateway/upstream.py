@@ -117,7 +117,7 @@ def identity_headers(principal: Identity | None) -> dict[str, str]:
 
 class KeepAlive:
     """A keep-alive aiohttp session with the gateway's upstream timeouts, opened on first use (in the app's loop):
-    what the upstream clients and the data plane's model-server client (dataplane.py) call through."""
+    what the upstream clients call through (the data plane calls model servers with http1.py)."""
 
     def __init__(self, *, timeout_s: float, connect_timeout_s: float) -> None:
         # total also bounds the wait for a free pooled connection, so a call never hangs behind others
