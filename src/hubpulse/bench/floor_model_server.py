@@ -25,7 +25,13 @@ import uvloop
 
 from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE
 from hubpulse_deployer.http_server import Answer, HttpServer, Pending, Request, detail
-from hubpulse_deployer.model_server import CallRefused, admitted_inputs, error_body, expected_authorization, json_body
+from hubpulse_deployer.model_server import (
+    CallRefused,
+    admitted_inputs,
+    expected_authorization,
+    inputs_refused_body,
+    json_body,
+)
 from hubpulse_deployer.runtime import Runtime, load
 
 # a queued call: its inputs (None: /healthz) and the future its answer waits on
@@ -111,7 +117,7 @@ def _predicted(future: asyncio.Future[list[Any]]) -> Answer:
         return Answer(499, b"")
     exc = future.exception()
     if exc is not None:
-        return Answer(422, error_body("bad_input", f"the model cannot take these inputs: {exc}"))
+        return Answer(422, inputs_refused_body(exc))
     return Answer(200, json_body({"outputs": future.result()}))
 
 

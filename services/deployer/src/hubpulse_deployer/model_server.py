@@ -50,6 +50,11 @@ def error_body(code: str, message: str) -> bytes:
     return json_body({"error": {"code": code, "message": message}})
 
 
+def inputs_refused_body(exc: BaseException) -> bytes:
+    """The 422 for inputs the runtime could not run."""
+    return error_body("bad_input", f"the model cannot take these inputs: {exc}")
+
+
 def expected_authorization(token: str | None) -> bytes | None:
     """The Authorization header a server with this token takes (None: any caller)."""
     return f"Bearer {token}".encode() if token else None
@@ -169,7 +174,7 @@ class ModelServer:
         if isinstance(exc, BatcherClosed):
             return self._answered(503, error_body("shutting_down", str(exc)))
         # the runtime refused these inputs (alone: batching.py retries a failed batch call by call)
-        return self._answered(422, error_body("bad_input", f"the model cannot take these inputs: {exc}"))
+        return self._answered(422, inputs_refused_body(exc))
 
     def _answered(self, status: int, body: bytes) -> Answer:
         calls = self.calls
