@@ -89,11 +89,11 @@ class _Connection(asyncio.Protocol):
 
 @dataclass
 class _Address:
-    """One model server's connections: a call holds one of `calls` while it is in flight."""
+    """One model server's connections: a call holds one of `slots` while it is in flight."""
 
-    calls: asyncio.Semaphore
+    slots: asyncio.Semaphore
     idle: deque[_Connection] = field(default_factory=deque)
-    in_flight: int = 0
+    calls_in: int = 0  # calls waiting for a slot or holding one
 
 
 class Http1Pool:
@@ -128,22 +128,26 @@ class Http1Pool:
         state = self._addresses.get(address)
         if state is None:
             state = self._addresses[address] = _Address(asyncio.Semaphore(self.max_connections))
-        calls = state.calls
-        if calls.locked():  # a timer only when the call has to wait
-            try:
-                async with asyncio.timeout(self.connect_timeout_s):
-                    await calls.acquire()
-            except TimeoutError:
-                where = f"{address[0]}:{address[1]}"
-                raise ConnectFailed(f"no free connection to {where} within {self.connect_timeout_s} s") from None
-        else:
-            await calls.acquire()
-        state.in_flight += 1
+        state.calls_in += 1  # waiting or in flight: the sweep forgets an address only when it has none
         try:
-            return await self._post(address, state, head, body, headers)
+            await self._acquire(state.slots, address)
+            try:
+                return await self._post(address, state, head, body, headers)
+            finally:
+                state.slots.release()
         finally:
-            state.in_flight -= 1
-            calls.release()
+            state.calls_in -= 1
+
+    async def _acquire(self, slots: asyncio.Semaphore, address: tuple[str, int]) -> None:
+        if not slots.locked():  # a timer only when the call has to wait
+            await slots.acquire()
+            return
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                await slots.acquire()
+        except TimeoutError:
+            where = f"{address[0]}:{address[1]}"
+            raise ConnectFailed(f"no free connection to {where} within {self.connect_timeout_s} s") from None
 
     async def _post(
         self, address: tuple[str, int], state: _Address, head: bytes, body: bytes, headers: bytes
@@ -179,7 +183,7 @@ class Http1Pool:
         for address, state in list(self._addresses.items()):
             while state.idle and not _fresh(state.idle[0], fresh_after):  # the oldest are on the left
                 state.idle.popleft().close()
-            if not state.idle and state.in_flight == 0:  # nothing waits either: a waiter means all are in flight
+            if not state.idle and not state.calls_in:
                 del self._addresses[address]
         for key, (address, _) in list(self._heads.items()):
             if address not in self._addresses:
