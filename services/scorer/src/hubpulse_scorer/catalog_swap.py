@@ -193,18 +193,29 @@ async def _build_and_swap(
 
 
 async def _build_indexes(pool: asyncpg.Pool, conn: asyncpg.Connection, indexes: list[LiveIndex]) -> None:
-    """The live table's indexes on the next one, shared out over this connection and a second one."""
+    """The live table's indexes on the next one, shared out over this connection and a second one.
+
+    Two builds at a time already keep two cores busy: each without parallel workers, whose start, shared sort
+    and merge only added work there (docs/decisions/pipeline-redesign.md, session 18). One connection alone keeps
+    PostgreSQL's default."""
     pending = [index.on_next() for index in indexes]
+    settings = {"maintenance_work_mem": "256MB"}
 
     async def worker(c: asyncpg.Connection) -> None:
-        await c.execute("SET maintenance_work_mem = '256MB'")
+        for name, value in settings.items():
+            await c.execute(f"SET {name} = '{value}'")
         while pending:
             await c.execute(pending.pop(0), timeout=BUILD_TIMEOUT_S)
 
+    async def reset(c: asyncpg.Connection) -> None:
+        for name in settings:
+            await c.execute(f"RESET {name}")
+
     if pool.get_max_size() < 2:  # this connection and one more
         await worker(conn)
-        await conn.execute("RESET maintenance_work_mem")
+        await reset(conn)
         return
+    settings["max_parallel_maintenance_workers"] = "0"
     async with pool.acquire() as other:
         try:
             async with asyncio.TaskGroup() as both:  # a failure cancels the sibling's build
@@ -213,8 +224,8 @@ async def _build_indexes(pool: asyncpg.Pool, conn: asyncpg.Connection, indexes: 
         except BaseException:
             other.terminate()
             raise
-        await other.execute("RESET maintenance_work_mem")
-    await conn.execute("RESET maintenance_work_mem")
+        await reset(other)
+    await reset(conn)
 
 
 async def _drop_old_partitions(conn: asyncpg.Connection, day: dt.date) -> None:
