@@ -31,6 +31,7 @@ from huggingface_hub.errors import HfHubHTTPError
 # Public helpers of huggingface_hub.utils (documented), re-exported there without __all__.
 from huggingface_hub.utils import (  # type: ignore[attr-defined]
     build_hf_headers,
+    fix_hf_endpoint_in_url,
     http_backoff,
     parse_ratelimit_headers,
 )
@@ -95,14 +96,29 @@ def _served_on(headers: httpx2.Headers) -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
-def _parse(response: httpx2.Response, url: str) -> Page:
-    next_url = response.links.get("next", {}).get("url")
+def on_endpoint(url: str, endpoint: str) -> str:
+    """`url` on `endpoint`: a mirror or proxy (HF_ENDPOINT) passes the Hub's `Link` headers through as they are,
+    naming huggingface.co, and the walk would leave the mirror from its second page on (huggingface_hub's own
+    listings correct them the same way)."""
+    fixed: str = fix_hf_endpoint_in_url(url, endpoint)
+    return fixed
+
+
+def _models(response: httpx2.Response, what: str, next_url: str | None) -> list[Any]:
     try:
         items = orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:
-        raise MalformedPage(f"page is not JSON ({exc})", next_url) from exc
+        raise MalformedPage(f"{what} is not JSON ({exc})", next_url) from exc
     if not isinstance(items, list):
-        raise MalformedPage("page is not a list of models", next_url)
+        raise MalformedPage(f"{what} is not a list of models", next_url)
+    return items
+
+
+def _parse(response: httpx2.Response, url: str, endpoint: str) -> Page:
+    next_url = response.links.get("next", {}).get("url")
+    if next_url is not None:
+        next_url = on_endpoint(next_url, endpoint)
+    items = _models(response, "page", next_url)
     return Page(url=url, items=items, next_url=next_url, served_on=_served_on(response.headers))
 
 
@@ -194,7 +210,7 @@ class HubPages:
             time.sleep(wait_s)
 
     def _fetch_once(self, url: str) -> Page:
-        return _parse(self._get(url, self._params(url)), url)
+        return _parse(self._get(url, self._params(url)), url, self.endpoint)
 
     def trending(self, top: int) -> dict[str, int]:
         return self._retrying(lambda: self._trending_once(top))
@@ -207,9 +223,7 @@ class HubPages:
             self.first_url(),
             [("sort", TRENDING_SORT), ("limit", top), ("expand", "trendingScore"), ("expand", "private")],
         )
-        items = orjson.loads(response.content)
-        if not isinstance(items, list):
-            raise MalformedPage("trending page is not a list of models", None)
+        items = _models(response, "trending page", None)
         public = [
             i for i in items if isinstance(i, dict) and isinstance(i.get("id"), str) and i.get("private") is not True
         ]
@@ -240,7 +254,9 @@ class HubPages:
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     def fetch(self, url: str) -> Page | FailedPage:
-        """One page, retried; a page that stays bad comes back as `FailedPage` (blocking: run in a thread)."""
+        """One page, retried; a page that stays bad comes back as `FailedPage` (blocking: run in a thread). A cursor
+        checkpointed before the walk learnt to stay on the mirror is moved onto it too."""
+        url = on_endpoint(url, self.endpoint)
         try:
             return self._retrying(lambda: self._fetch_once(url))
         except MalformedPage as exc:
