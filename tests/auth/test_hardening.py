@@ -6,7 +6,7 @@ that counts only failures."""
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -141,6 +141,39 @@ async def _hf_sign_in(stack: Stack, client: httpx.AsyncClient, username: str) ->
         consent = await browser.get(start.headers["location"] + f"&login_hint={username}")
     callback = urlsplit(consent.headers["location"])
     return await client.get(f"{callback.path}?{callback.query}")
+
+
+async def _hf_consented(client: httpx.AsyncClient, username: str) -> dict[str, str]:
+    """A sign-in started in `client` (its state cookie set) and consented to: the callback's query parameters."""
+    start = await client.get("/v1/auth/hf/login")
+    async with httpx.AsyncClient() as browser:
+        consent = await browser.get(start.headers["location"] + f"&login_hint={username}")
+    return dict(parse_qsl(urlsplit(consent.headers["location"]).query))
+
+
+async def test_a_code_hugging_face_refuses_is_a_400_not_a_500(stack: Stack) -> None:
+    # an expired, reused or forged code: the token endpoint answers 400 invalid_grant (RFC 6749 5.2)
+    async with stack.client() as client:
+        query = await _hf_consented(client, "refused-hf")
+        done = await client.get("/v1/auth/hf/callback", params={"code": "not-a-code", "state": query["state"]})
+    assert done.status_code == 400, done.text
+    assert done.json()["error"]["code"] == "oauth_failed"
+    assert "invalid_grant" in done.json()["error"]["message"]
+
+
+async def test_declining_on_hugging_face_is_a_400_that_says_so(stack: Stack) -> None:
+    # "Deny" on the consent screen: back with error and error_description, no code (RFC 6749 4.1.2.1)
+    async with stack.client() as client:
+        query = await _hf_consented(client, "declined-hf")
+        done = await client.get(
+            "/v1/auth/hf/callback",
+            params={"error": "access_denied", "error_description": "The user denied access", "state": query["state"]},
+        )
+    assert done.status_code == 400, done.text
+    assert done.json()["error"]["code"] == "oauth_failed"
+    assert "access_denied" in done.json()["error"]["message"]
+    assert "The user denied access" in done.json()["error"]["message"]
+    assert "hp_access" not in client.cookies
 
 
 async def test_sign_in_with_hf_never_links_an_unverified_email(stack: Stack) -> None:

@@ -22,6 +22,10 @@ class BadSignInState(DomainError):
     """The sign-in callback's state is not the one this browser started with."""
 
 
+class SignInNotCompleted(DomainError):
+    """Hugging Face sent the browser back without a code: the user declined, or the provider failed."""
+
+
 class ModelNotFound(DomainError):
     pass
 
@@ -29,6 +33,7 @@ class ModelNotFound(DomainError):
 HTTP_ERRORS: ErrorTable = {
     CsrfFailed: Answer(403, "csrf_failed"),
     BadSignInState: Answer(400, "bad_state"),
+    SignInNotCompleted: Answer(400, "oauth_failed"),
     ModelNotFound: Answer(404, "model_not_found"),
     TooManyTerms: Answer(422, "too_many_terms"),
     ReversedRange: Answer(422, "bad_range"),

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 from authlib.common.security import generate_token
+from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 # authlib's client runs on httpx2 when installed (else httpx); catch the errors of the one it uses.
@@ -65,7 +66,9 @@ class HfSignIn:
             async with self._client() as client:
                 token = await client.fetch_token(meta["token_endpoint"], code=code, code_verifier=code_verifier)
                 jwks = (await client.get(meta["jwks_uri"])).json()
-        except (oauth_http.HTTPError, ValueError) as exc:
+        # OAuthError: the token endpoint's own refusal (400 {"error": "invalid_grant", ...}: a code expired, reused
+        # or forged; invalid_client), which authlib raises from the body
+        except (OAuthError, oauth_http.HTTPError, ValueError) as exc:
             raise SignInFailed(f"Hugging Face refused the sign-in ({exc})") from None
         try:
             decoded = jwt.decode(token["id_token"], KeySet.import_key_set(jwks), algorithms=["RS256", "ES256"])

@@ -28,7 +28,7 @@ from hubpulse_gateway.deps import (
     UpstreamsDep,
     state_of,
 )
-from hubpulse_gateway.errors import BadSignInState, CsrfFailed
+from hubpulse_gateway.errors import BadSignInState, CsrfFailed, SignInNotCompleted
 from hubpulse_gateway.security import ACCESS_COOKIE, CSRF_COOKIE, CSRF_HEADER, REFRESH_COOKIE
 from hubpulse_gateway.upstream import UpstreamId
 
@@ -229,11 +229,18 @@ async def hf_login(
 async def hf_callback(
     request: Request,
     upstreams: UpstreamsDep,
-    code: Annotated[str, Query(max_length=2048)],
     state: Annotated[str, Query(max_length=256)],
+    code: Annotated[str | None, Query(max_length=2048)] = None,
+    error: Annotated[str | None, Query(max_length=256)] = None,
+    error_description: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> Response:
+    """Hugging Face sends `code`, or (the user declined, or it failed) `error` and `error_description` instead
+    (RFC 6749 4.1.2.1)."""
     if request.cookies.get(OAUTH_STATE_COOKIE) != state:
         raise BadSignInState("sign-in state does not match this browser; start again")
+    if error is not None or code is None:
+        reason = ": ".join(part for part in (error or "no code", error_description) if part)
+        raise SignInNotCompleted(f"Hugging Face did not sign you in ({reason}); start again")
     tokens = await upstreams.auth.json("POST", "/oauth/hf/finish", json={"code": code, "state": state})
     response = RedirectResponse(_local_path(tokens.get("return_to") or "/"), status_code=302)
     _set_session(response, tokens, cookie_secure(request))
