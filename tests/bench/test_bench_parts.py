@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
+import psutil
 import typer
 from typer.testing import CliRunner
 
+from hubpulse.bench.pipeline import Sampler
 from hubpulse.bench.search import zipf_mix
 from hubpulse.cli import app
 from hubpulse.commands.options import config_options
@@ -68,3 +73,42 @@ def test_bench_inference_refuses_a_target_it_cannot_reach_offline() -> None:
     result = CliRunner().invoke(app, ["bench", "inference", "--deployment-target", "hf-space", "--requests", "5"])
     assert isinstance(result.exception, UserFacingError), result.output
     assert "only local runs offline here, got 'hf-space'" in str(result.exception)
+
+
+_BUSY_THEN_IDLE = """
+import time
+end = time.process_time() + 0.4
+while time.process_time() < end:
+    pass
+time.sleep(10)
+"""
+_TWO_BUSY_CHILDREN = f"""
+import subprocess, sys
+children = [subprocess.Popen([sys.executable, "-c", {_BUSY_THEN_IDLE!r}]) for _ in range(2)]
+for child in children:
+    child.wait()
+"""
+
+
+def test_the_pipeline_sampler_counts_each_childs_whole_tree() -> None:
+    # a parent whose two children each burn 0.4 CPU-s (as PostgreSQL's backends work under the postmaster)
+    parent = subprocess.Popen([sys.executable, "-c", _TWO_BUSY_CHILDREN])
+    alone = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10)"])
+    sampler = Sampler(interval_s=0.1)
+    sampler.watch("tree", parent.pid)
+    sampler.watch("alone", alone.pid)
+    try:
+        sampler.start()
+        deadline = time.monotonic() + 20
+        while sampler.cpu_s.get("tree", 0) < 0.75 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        sampler.stop()
+        for child in psutil.Process(parent.pid).children(recursive=True):
+            child.kill()
+        for proc in (parent, alone):
+            proc.kill()
+            proc.wait()
+    assert sampler.cpu_s["tree"] >= 0.75, sampler.cpu_s  # both children's CPU, found through the parent
+    assert sampler.cpu_s["alone"] < 0.3, sampler.cpu_s
+    assert sampler.peak_tree["tree"] > 2 * sampler.peak["tree"] > 0  # and their memory

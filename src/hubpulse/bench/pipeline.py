@@ -66,6 +66,12 @@ class Options:
     say: Say
     # ingest every day first, then start features and scorers on the backlog (a backfill, an outage's end)
     catch_up: bool = False
+    features: int = 1
+
+
+def replicas(service: str, n: int) -> list[str]:
+    """The process names of `n` replicas of a service (one consumer group): `scorer`, `scorer-2`, ..."""
+    return [service, *(f"{service}-{i}" for i in range(2, n + 1))]
 
 
 def peak_rss_bytes(pid: int) -> int | None:
@@ -106,7 +112,7 @@ def started_child(spec: ProcessSpec, logs: Path, timeout_s: float = 120) -> Iter
 class Sampler(threading.Thread):
     """Peak RSS of each child (alone and with its descendants, e.g. PostgreSQL backends) and its CPU seconds."""
 
-    def __init__(self, interval_s: float = 0.25) -> None:
+    def __init__(self, interval_s: float = 1.0) -> None:
         super().__init__(name="bench-sampler", daemon=True)
         self._interval_s = interval_s
         self._procs: dict[str, psutil.Process] = {}
@@ -116,29 +122,40 @@ class Sampler(threading.Thread):
         self.peak_tree: dict[str, int] = {}
         self.cpu_s: dict[str, float] = {}
         self._tree_cpu: dict[str, dict[int, float]] = {}
+        self._known: dict[int, psutil.Process] = {}  # descendants met before (their CPU read from the same object)
 
     def watch(self, name: str, pid: int) -> None:
         with contextlib.suppress(psutil.Error), self._lock:
             self._procs[name] = psutil.Process(pid)
 
     def sample(self) -> None:
+        """One pass over the process table for every child's tree: on two cores the bench shares with what it
+        measures, a scan of /proc per child and tick (psutil's `children()`) took ~15 % of a core."""
         with self._lock:
             procs = dict(self._procs)
+        children: dict[int, list[int]] = {}
+        for p in psutil.process_iter(["ppid"]):
+            children.setdefault(p.info["ppid"], []).append(p.pid)
         for name, proc in procs.items():
-            try:
-                members = [proc, *proc.children(recursive=True)]
-                own = proc.memory_info().rss
-            except psutil.Error:
-                continue
+            members = [proc.pid]
+            for pid in members:  # grows as it goes: the whole tree, breadth first
+                members.extend(children.get(pid, ()))
             tree, cpu = 0, self._tree_cpu.setdefault(name, {})
-            for member in members:
+            for pid in members:
                 try:
-                    tree += member.memory_info().rss
-                    times = member.cpu_times()
-                    cpu[member.pid] = times.user + times.system
-                except psutil.Error:
+                    member = (
+                        proc
+                        if pid == proc.pid
+                        else self._known.get(pid) or self._known.setdefault(pid, psutil.Process(pid))
+                    )
+                    with member.oneshot():
+                        rss, times = member.memory_info().rss, member.cpu_times()
+                except psutil.Error:  # gone since the scan
                     continue
-            self.peak[name] = max(self.peak.get(name, 0), own)
+                tree += rss
+                cpu[pid] = times.user + times.system
+                if pid == proc.pid:
+                    self.peak[name] = max(self.peak.get(name, 0), rss)
             self.peak_tree[name] = max(self.peak_tree.get(name, 0), tree)
             self.cpu_s[name] = sum(cpu.values())
 
@@ -314,7 +331,7 @@ class DayTracker:
             self._done("score", time.time() - started_at)
             # closes so far, this day's included (read a stage later: the counter follows the close's commit); a day
             # closed before its last snapshots (the idle rule met a pause in the stream) is closed again when they come
-            self.times.closes = int(await metric_total(self._client, [self._urls["features"]], _CLOSES_METRIC))
+            self.times.closes = int(await metric_total(self._client, _of(self._urls, "features"), _CLOSES_METRIC))
 
     async def _check_catalog(self, started_at: float) -> None:
         if await _value(self._conn, _CATALOG_SWAPPED, self._day) >= self._models:
@@ -390,12 +407,15 @@ def run(
     stage_timeout_s: float = 600,
     poll_s: float = 0.5,
     scorers: int = 2,
+    features: int = 1,
     catch_up: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark and return its report (see module docstring); `ok` is False when a stage failed."""
     from hubpulse_common.synthetic import SyntheticHub
 
-    options = Options(scorers=scorers, stage_timeout_s=stage_timeout_s, poll_s=poll_s, say=say, catch_up=catch_up)
+    options = Options(
+        scorers=scorers, stage_timeout_s=stage_timeout_s, poll_s=poll_s, say=say, catch_up=catch_up, features=features
+    )
     hub = SyntheticHub(models, days, seed=0)
     day_models = [len(hub.day_columns(d)) for d in range(days)]
     report: dict[str, Any] = {
@@ -405,6 +425,7 @@ def run(
         "model_days": sum(day_models),
         "stage_timeout_s": stage_timeout_s,
         "scorers": scorers,
+        "features_replicas": features,
         "catch_up": catch_up,
         "loadavg_start": [round(v, 2) for v in os.getloadavg()],
         "cpus": os.cpu_count(),
@@ -428,7 +449,11 @@ def run(
                 _run_days(hub, day_models, report, start, work, started, options)
                 report["ok"] = True
                 # where each close's time went (read, store and encode, publish), as the features service logs it
-                report["features_close_logs"] = _log_lines(logs / "features.log", "features.day_closed")
+                report["features_close_logs"] = [
+                    line
+                    for log in sorted(logs.glob("features*.log"))
+                    for line in _log_lines(log, "features.day_closed")
+                ]
                 # and each catalog swap's steps (fill, indexes, vacuum, prepare, swap), as its scorer logs them
                 report["catalog_swap_logs"] = [
                     line
@@ -458,6 +483,11 @@ def run(
     over = {n: v for n, v in report.get("peak_rss_mb", {}).items() if n.split("-")[0] in SERVICES and v and v > 2048}
     report["rss_within_2gib"] = not over
     return report
+
+
+def _of(urls: dict[str, str], service: str) -> list[str]:
+    """The URLs of every replica of `service`."""
+    return [url for name, url in urls.items() if name.split("-", 1)[0] == service]
 
 
 def _log_lines(path: Path, event: str) -> list[str]:
@@ -493,13 +523,14 @@ def _run_days(
     urls: dict[str, str] = {}
 
     def start_consumers() -> list[str]:
-        # Scorer replicas share the consumer group (as the k8s deployment runs two): one scores while another
-        # waits on PostgreSQL. The first bootstraps the registry's model before the others start and load it.
-        for name in ("features", "scorer", *(f"scorer-{i}" for i in range(2, options.scorers + 1))):
+        # Replicas share their service's consumer group (as the k8s deployment runs at least two of each): one
+        # computes while another waits on PostgreSQL. The first scorer bootstraps the registry's model before the
+        # others start and load it.
+        for name in (*replicas("features", options.features), *replicas("scorer", options.scorers)):
             say(f"starting {name}")
             urls[name] = start(_service_spec(name, free_port(), env)).spec.url
             wait_ready(urls[name])
-        return [url for name, url in urls.items() if name.startswith("scorer")]
+        return _of(urls, "scorer")
 
     if options.catch_up:
         _catch_up(hub, day_models, report, start, env, urls, start_consumers, db_url, options)
@@ -575,7 +606,9 @@ def _catch_up(
         say(f"{day}: ingested, {cycle['models']:,} models")
     began = time.perf_counter()
     scorer_urls = start_consumers()
-    report["catch_up"] = asyncio.run(_caught_up(urls["features"], scorer_urls, db_url, hub, day_models, began, options))
+    report["catch_up"] = asyncio.run(
+        _caught_up(_of(urls, "features"), scorer_urls, db_url, hub, day_models, began, options)
+    )
     say(f"caught up: {report['catch_up']}")
 
 
@@ -595,7 +628,7 @@ async def _cycle_done(ingestor: str, after_cycle: int, options: Options) -> dict
 
 
 async def _caught_up(
-    features: str,
+    features: list[str],
     scorer_urls: list[str],
     db_url: str,
     hub: SyntheticHub,
@@ -619,7 +652,7 @@ async def _caught_up(
                 if "features" in done and await _value(conn, _CATALOG_SWAPPED, last) >= n:
                     done["catalog"] = time.perf_counter() - began
                 await asyncio.sleep(options.poll_s)
-            closes = await metric_total(client, [features], _CLOSES_METRIC)
+            closes = await metric_total(client, features, _CLOSES_METRIC)
             scored = await scored_total(client, scorer_urls)
     finally:
         await conn.close()

@@ -79,6 +79,7 @@ def pipeline(
         float, typer.Option("--stage-timeout", min=1, help="seconds a stage may take after the one before it")
     ] = 600,
     scorers: Annotated[int, typer.Option("--scorers", min=1, help="scorer replicas (one consumer group)")] = 2,
+    features: Annotated[int, typer.Option("--features", min=1, help="features replicas (one consumer group)")] = 1,
     catch_up: Annotated[
         bool,
         typer.Option(
@@ -98,6 +99,7 @@ def pipeline(
         days,
         stage_timeout_s=stage_timeout,
         scorers=scorers,
+        features=features,
         catch_up=catch_up,
         say=_say,
     )
