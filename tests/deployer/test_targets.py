@@ -27,7 +27,7 @@ from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.aws_lambda import HANDLER, LambdaTarget
 from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, TargetUnavailable
 from hubpulse_deployer.targets.hf_space import space_files
-from hubpulse_deployer.targets.kubernetes import REDACTED, KubernetesTarget, render
+from hubpulse_deployer.targets.kubernetes import REDACTED, KubernetesTarget, render, rollout_waiting
 
 MODEL = "hubpulse-demo/tiny-text-classifier"
 pytestmark = pytest.mark.slow
@@ -224,7 +224,7 @@ async def test_kubernetes_without_kubeconfig_is_pending_with_valid_manifests(dep
     secret, deployment, _, hpa = objects
     # the server's token (the stack shares a model-server secret) is kept out of what users see, like theirs
     assert secret["stringData"] == {"HF_TOKEN": REDACTED, MODEL_SERVER_TOKEN_VARIABLE: REDACTED}
-    assert deployment["spec"]["replicas"] == 2
+    assert "replicas" not in deployment["spec"]  # the HPA's to set
     assert hpa["spec"]["minReplicas"] == 2
     assert hpa["spec"]["maxReplicas"] == 6
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -250,6 +250,50 @@ def test_rendered_objects_are_valid_kubernetes(scaling: dict[str, int]) -> None:
     for obj in objects:
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
     assert objects[2]["spec"]["minReplicas"] == max(1, scaling["min_replicas"])
+    # the HPA owns the count: a `replicas` in the applied Deployment would reset it on every apply (0: the HPA off)
+    assert "replicas" not in objects[0]["spec"]
+
+
+def _deployment(generation: int, wanted: int, **status: Any) -> dict[str, Any]:
+    """A Deployment as the API server returns it during a rolling update (the fields kubectl reads)."""
+    return {"metadata": {"generation": generation}, "spec": {"replicas": wanted}, "status": status}
+
+
+def test_a_rollout_is_done_only_when_every_replica_runs_the_new_version() -> None:
+    # version 2 applied: the controller has not seen it yet, though the old pod is up
+    stale = _deployment(2, 1, observedGeneration=1, replicas=1, updatedReplicas=1, availableReplicas=1)
+    assert "not seen" in rollout_waiting(stale)
+    # seen: the new pod starts (not ready), the old one still serves (and counts as available)
+    surging = _deployment(2, 1, observedGeneration=2, replicas=2, updatedReplicas=1, availableReplicas=1)
+    assert "old replicas" in rollout_waiting(surging)
+    old_gone = _deployment(2, 2, observedGeneration=2, replicas=2, updatedReplicas=2, availableReplicas=1)
+    assert "1 of 2 new replicas are available" in rollout_waiting(old_gone)
+    partly = _deployment(2, 3, observedGeneration=2, replicas=3, updatedReplicas=2, availableReplicas=3)
+    assert "2 of 3 replicas run the new version" in rollout_waiting(partly)
+    done = _deployment(2, 2, observedGeneration=2, replicas=2, updatedReplicas=2, availableReplicas=2)
+    assert rollout_waiting(done) == ""
+
+
+def test_a_rollout_past_its_progress_deadline_fails_with_the_clusters_words() -> None:
+    stuck = _deployment(
+        3,
+        1,
+        observedGeneration=3,
+        replicas=2,
+        updatedReplicas=1,
+        availableReplicas=1,
+        conditions=[
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": 'ReplicaSet "m-7d9c" has timed out progressing.',
+            },
+        ],
+    )
+    with pytest.raises(ProvisionError, match="has timed out progressing"):
+        rollout_waiting(stuck)
 
 
 def test_the_pods_take_their_token_and_scale_on_requests_in_flight_where_the_cluster_serves_them() -> None:

@@ -121,8 +121,9 @@ def render(
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": meta,
+            # No `replicas`: the HPA below owns the count (kubernetes.io, "Migrating Deployments and StatefulSets to
+            # horizontal autoscaling"): each apply would scale it back, and 0 switches the HPA off for good.
             "spec": {
-                "replicas": min_replicas,
                 "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "template": {"metadata": {"labels": pod_labels}, "spec": {"containers": [container]}},
@@ -141,7 +142,7 @@ def render(
             },
         }
     )
-    # An HPA cannot go below one replica (scale to zero needs an alpha gate); min 0 is the Deployment's own start.
+    # An HPA cannot go below one replica (scale to zero needs an alpha gate): min 0 runs one.
     objects.append(
         {
             "apiVersion": "autoscaling/v2",
@@ -156,6 +157,29 @@ def render(
         }
     )
     return objects
+
+
+def rollout_waiting(deployment: Mapping[str, Any]) -> str:
+    """What a Deployment's rollout still waits for ("" once done), as `kubectl rollout status` judges it
+    (kubectl/pkg/polymorphichelpers/rollout_status.go): the controller has seen the latest spec, every replica
+    runs it, no old one is left, and the new ones are available (old pods count in `availableReplicas` too).
+    Raises ProvisionError when the rollout exceeded its progress deadline (a crash-looping or unschedulable pod)."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    generation = (deployment.get("metadata") or {}).get("generation", 0)
+    if status.get("observedGeneration", 0) < generation:
+        return "the controller has not seen the new spec yet"
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            raise ProvisionError(f"the rollout stopped progressing: {condition.get('message') or 'deadline exceeded'}")
+    wanted = spec.get("replicas", 1)
+    updated = status.get("updatedReplicas", 0)
+    if updated < wanted:
+        return f"{updated} of {wanted} replicas run the new version"
+    if status.get("replicas", 0) > updated:
+        return f"{status.get('replicas', 0) - updated} old replicas are still terminating"
+    if status.get("availableReplicas", 0) < updated:
+        return f"{status.get('availableReplicas', 0)} of {updated} new replicas are available"
+    return ""
 
 
 def to_yaml(objects: list[Manifest]) -> str:
@@ -226,13 +250,14 @@ class KubernetesTarget:
     def _follow(self, name: str, version: int) -> None:
         deployments = self._dynamic().resources.get(api_version="apps/v1", kind="Deployment")
         deadline = time.monotonic() + self._start_timeout_s
+        waiting = "not observed yet"
         while time.monotonic() < deadline:
-            status = deployments.get(name=name, namespace=self._namespace).to_dict().get("status") or {}
-            if status.get("updatedReplicas", 0) >= 1 and status.get("availableReplicas", 0) >= 1:
+            waiting = rollout_waiting(deployments.get(name=name, namespace=self._namespace).to_dict())
+            if not waiting:
                 return
             time.sleep(self._poll_s)
         raise ProvisionError(
-            f"Deployment {name} (version {version}) has no available replica within {self._start_timeout_s:.0f}s"
+            f"Deployment {name} (version {version}) not rolled out within {self._start_timeout_s:.0f}s: {waiting}"
         )
 
     def _token(self, deployment_id: str, url: str) -> str | None:
