@@ -7,6 +7,7 @@ import asyncio
 import io
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -15,13 +16,16 @@ import pytest
 import yaml
 from auth.conftest import serving
 from botocore.exceptions import ClientError
+from conftest import Store
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
 from deployer.conftest import PLATFORM_TOKEN, USER_TOKEN, DeployStack, read_topic
+from hubpulse.platform.stores import free_port
 from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, model_server_token
+from hubpulse_common.s3 import aws_client, ensure_bucket
 from hubpulse_deployer.schemas import DeploymentConfig
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.aws_lambda import HANDLER, LambdaTarget
@@ -108,6 +112,61 @@ def test_lambda_and_iam_do_not_use_the_s3_endpoint() -> None:
     local = DeployerSettings(s3_endpoint="http://127.0.0.1:9000", lambda_endpoint="http://127.0.0.1:9001")
     target = LambdaTarget(local)
     assert target._lambda.meta.endpoint_url == "http://127.0.0.1:9001"
+
+
+def test_lambda_invokes_wait_for_the_function_and_are_not_run_twice() -> None:
+    """A synchronous invoke answers when the function returns (timeouts up to 900 s): botocore's 60 s read
+    timeout cut a slow cold start, and its standard retries ran the function again, up to 6 times."""
+    target = LambdaTarget(DeployerSettings(s3_endpoint="http://127.0.0.1:9000", lambda_endpoint="http://127.0.0.1:1"))
+    invoker = target._invoker.meta.config
+    assert invoker.read_timeout > 900
+    assert invoker.retries["total_max_attempts"] == 1
+    assert target._lambda.meta.config.read_timeout == 60, "control calls keep their short timeout and retries"
+
+
+async def test_a_lambda_invoke_that_cannot_reach_aws_is_a_503_not_a_500() -> None:
+    settings = DeployerSettings(s3_endpoint="http://127.0.0.1:9000", lambda_endpoint=f"http://127.0.0.1:{free_port()}")
+    target = LambdaTarget(settings)
+    with pytest.raises(TargetUnavailable, match="Lambda invoke failed"):  # EndpointConnectionError: BotoCoreError
+        await target.predict("e" * 32, {"function_name": "f"}, ["hi"])
+
+
+def test_a_role_lambda_cannot_assume_yet_is_waited_for() -> None:
+    """IAM is eventually consistent: Lambda refuses a role created moments before (boto/boto3#2976)."""
+    target = LambdaTarget(DeployerSettings(s3_endpoint="http://127.0.0.1:9000", lambda_endpoint="http://127.0.0.1:1"))
+    not_yet = ClientError(
+        {
+            "Error": {
+                "Code": "InvalidParameterValueException",
+                "Message": "The role defined for the function cannot be assumed by Lambda.",
+            }
+        },
+        "CreateFunction",
+    )
+    calls: list[dict[str, Any]] = []
+
+    def create_function(**request: Any) -> dict[str, Any]:
+        calls.append(request)
+        if len(calls) < 3:
+            raise not_yet
+        return {"FunctionName": request["FunctionName"]}
+
+    target._lambda = SimpleNamespace(create_function=create_function)
+    target._create_function(FunctionName="f", Role="arn:aws:iam::123456789012:role/r")
+    assert len(calls) == 3
+    other = ClientError({"Error": {"Code": "InvalidParameterValueException", "Message": "bad handler"}}, "Create")
+    target._lambda = SimpleNamespace(create_function=lambda **_: (_ for _ in ()).throw(other))
+    with pytest.raises(ClientError, match="bad handler"):  # any other refusal is the deployment's failure at once
+        target._create_function(FunctionName="f")
+
+
+def test_a_bucket_is_created_in_its_region(s3: Store) -> None:
+    """Outside us-east-1, S3 refuses a bucket created without its region (IllegalLocationConstraintException)."""
+    settings = DeployerSettings(s3_endpoint=s3.url, s3_region="eu-west-1", s3_bucket="hubpulse-eu-bucket")
+    client = aws_client("s3", settings)
+    ensure_bucket(client, settings.s3_bucket)
+    ensure_bucket(client, settings.s3_bucket)  # found the second time
+    assert client.get_bucket_location(Bucket=settings.s3_bucket)["LocationConstraint"] == "eu-west-1"
 
 
 def test_lambda_handler_fetches_no_pickled_weights() -> None:

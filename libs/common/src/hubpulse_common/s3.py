@@ -24,6 +24,14 @@ def aws_client(service: str, settings: CommonSettings) -> Any:
     )
 
 
+def bucket_location(region: str | None) -> dict[str, Any]:
+    """`create_bucket`'s location for `region`: S3 refuses a bucket created outside us-east-1 without one
+    (IllegalLocationConstraintException), and one naming us-east-1 (its default)."""
+    if not region or region == "us-east-1":
+        return {}
+    return {"CreateBucketConfiguration": {"LocationConstraint": region}}
+
+
 def ensure_bucket(client: Any, bucket: str) -> None:
     """Create the bucket if it does not exist (idempotent)."""
     try:
@@ -31,6 +39,6 @@ def ensure_bucket(client: Any, bucket: str) -> None:
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket", "NotFound"):
             raise
-        client.create_bucket(Bucket=bucket)
+        client.create_bucket(Bucket=bucket, **bucket_location(client.meta.region_name))
     except BotoCoreError as exc:
         raise ConfigError(f"HUBPULSE_S3_ENDPOINT: cannot reach S3 ({exc})") from None

@@ -20,9 +20,10 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from hubpulse_common.s3 import aws_client
+from hubpulse_common.s3 import aws_client, ensure_bucket
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import (
@@ -78,10 +79,27 @@ _ASSUME_ROLE = {
 _NO_DOCKER = "error running docker"
 # the statement an older deployer added to make function URLs public (audit H6): removed where found
 _PUBLIC_URL_STATEMENT = "public-url"
+# Lambda's longest function timeout (900 s) and a minute for the cold start's own overhead.
+INVOKE_READ_TIMEOUT_S = 960
+# How long a role just created may take to be usable by Lambda.
+ROLE_PROPAGATION_S = 30.0
 
 
-def control_client(service: str, endpoint: str | None, settings: DeployerSettings) -> Any:
-    """A Lambda or IAM client with the deployer's own endpoint, region and credentials."""
+def _role_not_assumable_yet(exc: BaseException) -> bool:
+    """Lambda's answer while a role just created has not reached it (IAM is eventually consistent: seconds)."""
+    return (
+        isinstance(exc, ClientError)
+        and exc.response["Error"]["Code"] == "InvalidParameterValueException"
+        and "cannot be assumed" in exc.response["Error"].get("Message", "")
+    )
+
+
+def control_client(service: str, endpoint: str | None, settings: DeployerSettings, *, invoke: bool = False) -> Any:
+    """A Lambda or IAM client with the deployer's own endpoint, region and credentials.
+
+    invoke: for synchronous `Invoke` calls, which answer when the function returns (up to its 900 s timeout): read
+    up to that long, and never retried by botocore (a timed-out call would run the function again, a cold start
+    each time)."""
     keys = {}
     if settings.aws_access_key_id is not None and settings.aws_secret_access_key is not None:
         keys = {
@@ -92,7 +110,11 @@ def control_client(service: str, endpoint: str | None, settings: DeployerSetting
         service,
         endpoint_url=endpoint,
         region_name=settings.aws_region or settings.s3_region,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60),
+        config=Config(
+            retries={"mode": "standard", **({"total_max_attempts": 1} if invoke else {"max_attempts": 5})},
+            connect_timeout=5,
+            read_timeout=INVOKE_READ_TIMEOUT_S if invoke else 60,
+        ),
         **keys,
     )
 
@@ -112,6 +134,8 @@ class LambdaTarget:
 
     def __init__(self, settings: DeployerSettings) -> None:
         self._lambda = control_client("lambda", settings.lambda_endpoint, settings)
+        self._invoker = control_client("lambda", settings.lambda_endpoint, settings, invoke=True)
+        self._role_wait_s = ROLE_PROPAGATION_S
         self._iam = control_client("iam", settings.iam_endpoint, settings)
         self._s3 = aws_client("s3", settings)
         self._bucket = settings.s3_bucket
@@ -133,10 +157,7 @@ class LambdaTarget:
 
     def _store(self, spec: Spec) -> tuple[str, str]:
         key = f"lambda/{spec.deployment_id}/v{spec.version}.zip"
-        try:
-            self._s3.head_bucket(Bucket=self._bucket)
-        except ClientError:
-            self._s3.create_bucket(Bucket=self._bucket)
+        ensure_bucket(self._s3, self._bucket)  # created only where it is missing (a 403 is the keys' answer)
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=package())
         return self._bucket, key
 
@@ -168,9 +189,7 @@ class LambdaTarget:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceNotFoundException":
                 raise
-            self._lambda.create_function(
-                FunctionName=name, Code={"S3Bucket": bucket, "S3Key": key}, Publish=True, **settings
-            )
+            self._create_function(FunctionName=name, Code={"S3Bucket": bucket, "S3Key": key}, Publish=True, **settings)
         else:
             self._lambda.update_function_configuration(FunctionName=name, **settings)
             self._wait(name)
@@ -185,6 +204,17 @@ class LambdaTarget:
             "memory_mb": configuration["MemorySize"],
             "timeout_s": configuration["Timeout"],
         }
+
+    def _create_function(self, **request: Any) -> None:
+        """`create_function`, waiting out a role that Lambda cannot assume yet (one created moments before)."""
+        for attempt in Retrying(
+            retry=retry_if_exception(_role_not_assumable_yet),
+            stop=stop_after_delay(self._role_wait_s),
+            wait=wait_exponential(multiplier=0.5, max=5),
+            reraise=True,
+        ):
+            with attempt:
+                self._lambda.create_function(**request)
 
     def _url(self, name: str) -> str:
         try:
@@ -220,7 +250,7 @@ class LambdaTarget:
             time.sleep(self._poll_s)
 
     def _invoke(self, name: str, payload: dict[str, Any]) -> Any:
-        response = self._lambda.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+        response = self._invoker.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
         body = response["Payload"].read()
         if response.get("FunctionError"):
             text = body.decode(errors="replace")[:300]
@@ -239,8 +269,8 @@ class LambdaTarget:
             raise ProvisionError(f"AWS refused the function: {str(exc)[:300]}") from exc
         try:
             self._invoke(spec.slug, {"warmup": True})
-        except TargetFailed as exc:
-            raise ProvisionError(f"warm-up failed: {exc}") from exc
+        except (TargetFailed, ClientError, BotoCoreError) as exc:
+            raise ProvisionError(f"warm-up failed: {str(exc)[:300]}") from exc
         except TargetUnavailable as exc:
             endpoint[NOT_INVOCABLE] = str(exc)
         self._configs[spec.deployment_id] = endpoint
@@ -267,7 +297,7 @@ class LambdaTarget:
     async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
         try:
             answer = await asyncio.to_thread(self._invoke, endpoint["function_name"], {"inputs": inputs})
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:  # BotoCoreError: unreachable, or a read timeout
             raise TargetUnavailable(f"Lambda invoke failed: {str(exc)[:300]}") from exc
         outputs: list[Any] = answer["outputs"]
         return outputs
