@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_deployer.model_server import ModelServer
 from hubpulse_deployer.runtime import ONNX_TASKS, Refused, load, plan, torch_installed
 from hubpulse_deployer.runtime.fetch import require_public
+from hubpulse_deployer.runtime.onnx_runtime import position_limit
 from hubpulse_deployer.settings import DeployerSettings
 
 XENOVA_STYLE = [
@@ -61,6 +64,39 @@ def test_without_torch_safetensors_only_repos_are_refused_naming_the_extra() -> 
     # an ONNX graph does not serve a task the onnx runtime has no post-processing for
     with pytest.raises(Refused, match="serves only"):
         plan("text-generation", ["onnx/model.onnx", "tokenizer.json", "model.safetensors"])
+
+
+def test_a_refusal_gives_the_reason_that_applies() -> None:
+    # Xenova/bert-base-uncased: an ONNX export for fill-mask, a task the onnx runtime does not serve
+    with pytest.raises(Refused, match="not fill-mask"):
+        plan("fill-mask", ["config.json", "tokenizer.json", "onnx/model.onnx", "onnx/model_quantized.onnx"])
+    # a graph whose tokenizer sits only beside it, under onnx/
+    with pytest.raises(Refused, match=r"ONNX graph \(onnx/model.onnx\) has no tokenizer.json"):
+        plan("text-classification", ["config.json", "model.safetensors", "onnx/model.onnx", "onnx/tokenizer.json"])
+
+
+def test_roberta_takes_twoposition_limit_fewer_than_it_embeds() -> None:
+    # RoBERTa's position ids start after its padding index (1): 514 embeddings, 512 tokens
+    assert position_limit({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}) == 512
+    assert position_limit({"model_type": "xlm-roberta", "max_position_embeddings": 514}) == 512
+    assert position_limit({"model_type": "bert", "max_position_embeddings": 512, "pad_token_id": 0}) == 512
+
+
+def test_a_tokenizer_padding_to_a_fixed_width_still_batches(demo: DemoRepos, tmp_path: Path) -> None:
+    """sentence-transformers' exports pad to 128 and truncate at the model's limit: a longer input stayed longer
+    than the others and the batch's rows could not be stacked."""
+    built = demo.get("hubpulse-demo/tiny-text-classifier")
+    assert built is not None
+    root = tmp_path / "fixed"
+    shutil.copytree(built.root, root)
+    tokenizer = json.loads((root / "tokenizer.json").read_text())
+    tokenizer["padding"]["strategy"] = {"Fixed": 8}
+    (root / "tokenizer.json").write_text(json.dumps(tokenizer))
+    runtime = load(root, built.model.pipeline_tag)
+    texts = ["I love this movie", "the plot was long and slow and then it ended without a reason at all"]
+    batch = runtime.predict_batch(texts)
+    assert batch[0]["score"] == pytest.approx(runtime.predict_batch(texts[:1])[0]["score"], abs=1e-5)
+    assert batch[1]["score"] == pytest.approx(runtime.predict_batch(texts[1:])[0]["score"], abs=1e-5)
 
 
 def test_pickled_weights_are_never_planned() -> None:

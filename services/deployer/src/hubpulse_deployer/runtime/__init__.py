@@ -84,13 +84,7 @@ def plan(task: str, files: Iterable[str]) -> Plan:
     safetensors = tuple(sorted(f for f in listed if f.endswith(".safetensors") and "/" not in f))
     if safetensors:
         if not torch_installed():
-            why = (
-                f"its ONNX runtime serves only {', '.join(sorted(ONNX_TASKS))}"
-                if onnx is not None and task in ONNX_TASKS
-                else "the repo has no ONNX graph (model.onnx or onnx/model.onnx) with a tokenizer.json"
-                if task in ONNX_TASKS
-                else f"the onnx runtime serves only {', '.join(sorted(ONNX_TASKS))}, not {task}"
-            )
+            why = _not_onnx(onnx, task)
             raise Refused(
                 f"this deployer cannot serve it: {why}, and its safetensors weights need the PyTorch runtime, "
                 "which is not installed (install hubpulse-deployer[torch])"
@@ -102,7 +96,18 @@ def plan(task: str, files: Iterable[str]) -> Plan:
             f"it ships only pickled weights ({', '.join(pickled[:3])}), which are never loaded: unpickling runs "
             "code; hubpulse loads ONNX graphs and safetensors only"
         )
+    if onnx is not None:
+        raise Refused(f"this deployer cannot serve it: {_not_onnx(onnx, task)}")
     raise Refused("it has no weights hubpulse can load (an ONNX graph with tokenizer.json, or safetensors)")
+
+
+def _not_onnx(onnx: str | None, task: str) -> str:
+    """Why the ONNX runtime does not serve a repo (its graph `onnx`, if any) for `task`."""
+    if task not in ONNX_TASKS:
+        return f"the onnx runtime serves only {', '.join(sorted(ONNX_TASKS))}, not {task}"
+    if onnx is not None:
+        return f"its ONNX graph ({onnx}) has no tokenizer.json at the repo's root"
+    return "the repo has no ONNX graph (model.onnx or onnx/model.onnx) with a tokenizer.json"
 
 
 def load(model_dir: Path, task: str) -> Runtime:

@@ -47,6 +47,21 @@ def _sigmoid(logits: Floats) -> Floats:
     return result
 
 
+# Models whose position ids start after the padding index (transformers' `create_position_ids_from_input_ids`):
+# RoBERTa's 514 positions take 512 tokens.
+_OFFSET_POSITIONS = frozenset(
+    {"roberta", "xlm-roberta", "camembert", "longformer", "mpnet", "data2vec-text", "xmod", "roberta-prelayernorm"}
+)
+
+
+def position_limit(config: dict[str, Any]) -> Any:
+    """The most tokens the model's position embeddings take (config.json's `max_position_embeddings`)."""
+    positions, pad = config.get("max_position_embeddings"), config.get("pad_token_id")
+    if config.get("model_type") in _OFFSET_POSITIONS and isinstance(positions, int):
+        return positions - (1 if pad is None else int(pad)) - 1
+    return positions
+
+
 class OnnxRuntime:
     name: RuntimeName = "onnx"
 
@@ -72,14 +87,19 @@ class OnnxRuntime:
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         limits = [
             v
-            for v in (config.get("max_position_embeddings"), tokenizer_config.get("model_max_length"))
+            for v in (position_limit(config), tokenizer_config.get("model_max_length"))
             if isinstance(v, int) and 0 < v < 1_000_000
         ]
         self._tokenizer.enable_truncation(min(limits, default=_DEFAULT_MAX_LENGTH))
-        if self._tokenizer.padding is None:
+        padding = self._tokenizer.padding
+        if padding is None:
             pad = next((t for t in _PAD_TOKENS if self._tokenizer.token_to_id(t) is not None), None)
             pad_id = config.get("pad_token_id") if pad is None else self._tokenizer.token_to_id(pad)
             self._tokenizer.enable_padding(pad_id=int(pad_id or 0), pad_token=pad or "")
+        elif padding.get("length") is not None:
+            # a fixed width (sentence-transformers' exports pad to 128) with truncation at the model's own limit:
+            # longer inputs stay longer than the width and a batch's rows differ in length; pad to the longest
+            self._tokenizer.enable_padding(**{k: v for k, v in padding.items() if k != "length"})
         self._labels = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
         self._multi_label = config.get("problem_type") == "multi_label_classification"
         # offsets (characters per token) only matter to token-classification; the fast path skips computing them
