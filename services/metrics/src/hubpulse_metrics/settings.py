@@ -30,7 +30,8 @@ class MetricsSettings(ConsumerSettings, service="metrics", port=8006):
     watch_webhook_allow_private: bool = False
     watch_webhook_attempts: int = Field(default=5, ge=1)
     watch_webhook_backoff_s: float = Field(default=0.5, gt=0, description="First retry wait; doubles each time")
-    watch_webhook_timeout_s: float = Field(default=5.0, gt=0)
+    # Standard Webhooks recommends 15-30 s: a receiver slower than the timeout gets the same message again
+    watch_webhook_timeout_s: float = Field(default=15.0, gt=0)
     watch_email_attempts: int = Field(default=3, ge=1)
     watch_delivery_poll_s: float = Field(default=1.0, gt=0, description="Pending alerts are looked for this often")
     watch_digest_interval_s: float = Field(default=86_400, gt=0)
@@ -42,4 +43,8 @@ class MetricsSettings(ConsumerSettings, service="metrics", port=8006):
     smtp_sender: str = Field(default="alerts@hubpulse.local", description="The envelope sender (MAIL FROM)")
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_starttls: bool = False
+    smtp_starttls: bool | None = Field(
+        default=None,
+        description="STARTTLS: None upgrades where the relay offers it, True requires it, False never upgrades",
+    )
+    smtp_use_tls: bool = Field(default=False, description="Implicit TLS from the first byte (port 465)")

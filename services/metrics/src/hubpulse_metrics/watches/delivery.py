@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.policy
+import email.utils
 import hashlib
 import hmac
 import ipaddress
@@ -24,7 +25,7 @@ import orjson
 from prometheus_client import Counter, Histogram
 from pymongo.asynchronous.database import AsyncDatabase
 from standardwebhooks import Webhook
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from hubpulse_common.events import WatchAlertEvent
 from hubpulse_common.kafka import EventBus
@@ -90,6 +91,16 @@ def alert_body(alert: Doc) -> dict[str, Any]:
         "alert_id": alert["_id"],
         "created_at": alert["created_at"].isoformat() if isinstance(alert["created_at"], datetime) else None,
     }
+
+
+def _transient_mail_failure(exc: BaseException) -> bool:
+    """Worth sending again: a relay that cannot be reached or answers 4xx (greylisting, a full queue). A 5xx is
+    permanent (RFC 5321 4.2.1: no such user, refused), and the same message would meet it again."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return any(refused.code < 500 for refused in exc.recipients)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code < 500
+    return isinstance(exc, aiosmtplib.SMTPException | OSError)
 
 
 class Deliverer:
@@ -229,6 +240,9 @@ class Deliverer:
         message["To"] = to
         message["Subject"] = service.subject(alerts)
         message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        # RFC 5322 requires Date (and asks for Message-ID): the message goes out as bytes, so no relay adds them
+        message["Date"] = email.utils.format_datetime(datetime.now(UTC))
+        message["Message-ID"] = email.utils.make_msgid(domain=settings.smtp_sender.rpartition("@")[2] or None)
         message.set_content(service.email_text(alerts, unsubscribe))
         message.add_alternative(service.email_html(alerts, unsubscribe), subtype="html")
         number = 0
@@ -236,7 +250,7 @@ class Deliverer:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(settings.watch_email_attempts),
                 wait=wait_exponential(multiplier=settings.watch_webhook_backoff_s, max=60),
-                retry=retry_if_exception_type((aiosmtplib.SMTPException, OSError)),
+                retry=retry_if_exception(_transient_mail_failure),
                 reraise=True,
             ):
                 with attempt:
@@ -250,7 +264,9 @@ class Deliverer:
                             port=settings.smtp_port,
                             username=settings.smtp_username,
                             password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-                            start_tls=settings.smtp_starttls,
+                            # None: upgraded where the relay offers STARTTLS, before any password is sent
+                            start_tls=False if settings.smtp_use_tls else settings.smtp_starttls,
+                            use_tls=settings.smtp_use_tls,
                             timeout=settings.watch_webhook_timeout_s,
                         )
                     except (aiosmtplib.SMTPException, OSError) as exc:
