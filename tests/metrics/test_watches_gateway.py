@@ -85,8 +85,19 @@ async def test_task_watch_through_the_gateway_pushes_live_and_stays_private(
 
         mail = watch_stack.smtp.mailbox.messages[-1]
         unsubscribe = mail["List-Unsubscribe"].strip("<>").replace("https://hubpulse.example.com", watch_stack.gateway)
-        assert (await client.get(unsubscribe)).status_code == 200
-        assert (await client.get(f"/v1/watches/{watch['watch_id']}", headers=alice)).json()["channels"]["email"] is None
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        # opening the link (or a mail scanner fetching it) only asks (RFC 8058)
+        page = await client.get(unsubscribe)
+        assert page.status_code == 200
+        assert "Stop e-mails" in page.text
+        own = f"/v1/watches/{watch['watch_id']}"
+        assert (await client.get(own, headers=alice)).json()["channels"]["email"] is not None
+        # a mail client's one-click unsubscribe: a form POST to the same address
+        one_click = {"content-type": "application/x-www-form-urlencoded"}
+        done = await client.post(unsubscribe, content=b"List-Unsubscribe=One-Click", headers=one_click)
+        assert done.status_code == 200, done.text
+        assert (await client.get(own, headers=alice)).json()["channels"]["email"] is None
         forged = unsubscribe.rsplit("=", 1)[0] + "=" + "0" * 64
         assert (await client.get(forged)).status_code == 403
+        assert (await client.post(forged, content=b"List-Unsubscribe=One-Click", headers=one_click)).status_code == 403
     receiver.close()

@@ -87,13 +87,28 @@ async def test_watch(watch_id: UpstreamId, user: CurrentUser, upstreams: Upstrea
 @router.get(
     "/v1/watches/{watch_id}/unsubscribe",
     response_class=HTMLResponse,
-    summary="The e-mail's unsubscribe link (signed; no sign-in)",
+    summary="The e-mail's unsubscribe link (signed; no sign-in): a page that asks to confirm",
+    responses=error_responses(403, 404),
+)
+async def confirm_unsubscribe(
+    watch_id: UpstreamId, upstreams: UpstreamsDep, token: Annotated[str, Query(max_length=200)]
+) -> HTMLResponse:
+    upstream = await upstreams.metrics.request("GET", f"/v1/watches/{watch_id}/unsubscribe", params={"token": token})
+    return HTMLResponse(upstream.text)
+
+
+@router.post(
+    "/v1/watches/{watch_id}/unsubscribe",
+    response_class=HTMLResponse,
+    summary="Stop a watch's e-mails: the confirm page's button, or a mail client's one-click (RFC 8058)",
     responses=error_responses(403, 404),
 )
 async def unsubscribe(
     watch_id: UpstreamId, upstreams: UpstreamsDep, token: Annotated[str, Query(max_length=200)]
 ) -> HTMLResponse:
-    upstream = await upstreams.metrics.request("GET", f"/v1/watches/{watch_id}/unsubscribe", params={"token": token})
+    upstream = await upstreams.metrics.request(
+        "POST", f"/v1/watches/{watch_id}/unsubscribe", params={"token": token}, retry=False
+    )
     return HTMLResponse(upstream.text)
 
 

@@ -240,6 +240,7 @@ class Deliverer:
         message["To"] = to
         message["Subject"] = service.subject(alerts)
         message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058: a POST to it unsubscribes
         # RFC 5322 requires Date (and asks for Message-ID): the message goes out as bytes, so no relay adds them
         message["Date"] = email.utils.format_datetime(datetime.now(UTC))
         message["Message-ID"] = email.utils.make_msgid(domain=settings.smtp_sender.rpartition("@")[2] or None)

@@ -295,6 +295,11 @@ async def delete_watch(db: AsyncDatabase[Doc], who: Identity, watch_id: str) -> 
     return result.deleted_count == 1
 
 
+async def watch_exists(db: AsyncDatabase[Doc], watch_id: str) -> bool:
+    """Whether the watch exists, whoever owns it (an unsubscribe link's signature stands for its owner)."""
+    return await db[WATCHES].count_documents({"_id": watch_id}, limit=1) == 1
+
+
 async def stop_emails(db: AsyncDatabase[Doc], watch_id: str) -> bool:
     result = await db[WATCHES].update_one({"_id": watch_id}, {"$set": {"channels.email": None}})
     return result.matched_count == 1
