@@ -134,8 +134,10 @@ class Sampler(threading.Thread):
         with self._lock:
             procs = dict(self._procs)
         children: dict[int, list[int]] = {}
+        live: set[int] = set()
         for p in psutil.process_iter(["ppid"]):
             children.setdefault(p.info["ppid"], []).append(p.pid)
+            live.add(p.pid)
         for name, proc in procs.items():
             members = [proc.pid]
             for pid in members:  # grows as it goes: the whole tree, breadth first
@@ -158,6 +160,8 @@ class Sampler(threading.Thread):
                     self.peak[name] = max(self.peak.get(name, 0), rss)
             self.peak_tree[name] = max(self.peak_tree.get(name, 0), tree)
             self.cpu_s[name] = sum(cpu.values())
+        # PostgreSQL's backends come and go: forget the exited ones (their CPU stays in `_tree_cpu`)
+        self._known = {pid: p for pid, p in self._known.items() if pid in live}
 
     def run(self) -> None:
         while not self._halt.wait(self._interval_s):

@@ -25,7 +25,7 @@ from hubpulse_common.watch_schemas import (
 from hubpulse_gateway.deps import CurrentUser, UpstreamsDep, state_of
 from hubpulse_gateway.errors import error_responses
 from hubpulse_gateway.routes.metrics import push_every_second
-from hubpulse_gateway.upstream import UpstreamId
+from hubpulse_gateway.upstream import UpstreamId, Upstreams
 
 router = APIRouter(tags=["watches"])
 
@@ -84,17 +84,25 @@ async def test_watch(watch_id: UpstreamId, user: CurrentUser, upstreams: Upstrea
     return WatchAlert.model_validate(body)
 
 
+UnsubscribeToken = Annotated[str, Query(max_length=200)]
+
+
+async def _unsubscribe_page(upstreams: Upstreams, method: str, watch_id: str, token: str) -> HTMLResponse:
+    """The metrics service's page for the link (signed; no sign-in), as it is. Both methods may be retried: stopping
+    a watch's e-mails twice stops them once."""
+    path = f"/v1/watches/{watch_id}/unsubscribe"
+    upstream = await upstreams.metrics.request(method, path, params={"token": token}, retry=True)
+    return HTMLResponse(upstream.text)
+
+
 @router.get(
     "/v1/watches/{watch_id}/unsubscribe",
     response_class=HTMLResponse,
     summary="The e-mail's unsubscribe link (signed; no sign-in): a page that asks to confirm",
     responses=error_responses(403, 404),
 )
-async def confirm_unsubscribe(
-    watch_id: UpstreamId, upstreams: UpstreamsDep, token: Annotated[str, Query(max_length=200)]
-) -> HTMLResponse:
-    upstream = await upstreams.metrics.request("GET", f"/v1/watches/{watch_id}/unsubscribe", params={"token": token})
-    return HTMLResponse(upstream.text)
+async def confirm_unsubscribe(watch_id: UpstreamId, upstreams: UpstreamsDep, token: UnsubscribeToken) -> HTMLResponse:
+    return await _unsubscribe_page(upstreams, "GET", watch_id, token)
 
 
 @router.post(
@@ -103,13 +111,8 @@ async def confirm_unsubscribe(
     summary="Stop a watch's e-mails: the confirm page's button, or a mail client's one-click (RFC 8058)",
     responses=error_responses(403, 404),
 )
-async def unsubscribe(
-    watch_id: UpstreamId, upstreams: UpstreamsDep, token: Annotated[str, Query(max_length=200)]
-) -> HTMLResponse:
-    upstream = await upstreams.metrics.request(
-        "POST", f"/v1/watches/{watch_id}/unsubscribe", params={"token": token}, retry=False
-    )
-    return HTMLResponse(upstream.text)
+async def unsubscribe(watch_id: UpstreamId, upstreams: UpstreamsDep, token: UnsubscribeToken) -> HTMLResponse:
+    return await _unsubscribe_page(upstreams, "POST", watch_id, token)
 
 
 @router.get(

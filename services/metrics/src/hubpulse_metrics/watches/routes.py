@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import Field
 
@@ -131,11 +131,15 @@ async def test_watch(request: Request, who: CallerIdentity, watch_id: WatchId) -
     return stored
 
 
-def _check_unsubscribe(request: Request, watch_id: str, token: str) -> None:
+def _signed_watch(request: Request, watch_id: WatchId, token: Annotated[str, Query(max_length=200)]) -> str:
+    """The watch an unsubscribe link names, once its token is the one signed for it (no sign-in)."""
     # as bytes: compare_digest raises TypeError on non-ASCII str (a 500 the authenticated fuzz test found)
     if not hmac.compare_digest(token.encode(), unsubscribe_token(state_of(request).settings, watch_id).encode()):
         raise BadUnsubscribeToken("this unsubscribe link is not valid")
+    return watch_id
 
+
+SignedWatchId = Annotated[str, Depends(_signed_watch)]
 
 # A GET only asks: mail scanners and previews fetch links, and one that unsubscribed on GET stopped customers' mail
 # unseen (RFC 8058). The button POSTs to the same address, as mail clients' one-click unsubscribe does.
@@ -146,20 +150,14 @@ _CONFIRM = (
 
 
 @router.get("/watches/{watch_id}/unsubscribe", summary="The e-mail's unsubscribe link: asks to confirm (signed)")
-async def confirm_unsubscribe(
-    request: Request, watch_id: WatchId, token: Annotated[str, Query(max_length=200)]
-) -> HTMLResponse:
-    _check_unsubscribe(request, watch_id, token)
+async def confirm_unsubscribe(request: Request, watch_id: SignedWatchId) -> HTMLResponse:
     if not await repository.watch_exists(state_of(request).db, watch_id):
         raise WatchNotFound(f"no watch {watch_id}")
     return HTMLResponse(_CONFIRM)
 
 
 @router.post("/watches/{watch_id}/unsubscribe", summary="Stop a watch's e-mails: the link's button, or one-click")
-async def unsubscribe(
-    request: Request, watch_id: WatchId, token: Annotated[str, Query(max_length=200)]
-) -> HTMLResponse:
-    _check_unsubscribe(request, watch_id, token)
+async def unsubscribe(request: Request, watch_id: SignedWatchId) -> HTMLResponse:
     if not await repository.stop_emails(state_of(request).db, watch_id):
         raise WatchNotFound(f"no watch {watch_id}")
     return HTMLResponse("<html><body><p>You will get no more e-mails from this watch.</p></body></html>")
