@@ -3,9 +3,12 @@ serving the web app, over the session's PostgreSQL, Kafka and MongoDB; the score
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -28,6 +31,29 @@ pytestmark = pytest.mark.browser
 DAY = date(2026, 10, 1)
 
 
+@contextmanager
+def gone_receiver() -> Iterator[str]:
+    """A webhook endpoint that answers every POST 410 Gone; its URL."""
+
+    class Gone(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(410)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Gone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(scope="module")
 async def watch_web(postgres: Store, metrics_kafka: Store, mongo: Store) -> AsyncIterator[str]:
     tag = uuid.uuid4().hex[:6]
@@ -37,7 +63,11 @@ async def watch_web(postgres: Store, metrics_kafka: Store, mongo: Store) -> Asyn
     await _add_demo_model_to_catalog(gateway_db)
     async with serving(create_auth_app(AuthSettings(database_url=auth_db, environment="test"))) as auth_url:
         metrics = MetricsSettings(
-            **common, auth_url=auth_url, mongo_database=f"watch_web_{tag}", consumer_group=f"metrics-{tag}"
+            **common,
+            auth_url=auth_url,
+            mongo_database=f"watch_web_{tag}",
+            consumer_group=f"metrics-{tag}",
+            watch_webhook_allow_loopback=True,  # the test's receiver of the test-send
         )
         async with serving(create_metrics_app(metrics)) as metrics_url:
             gateway = GatewaySettings(
@@ -82,8 +112,22 @@ async def test_watch_a_model_then_see_its_alert_live(page: Page, watch_web: str,
     row = page.get_by_test_id("watch-row")
     await expect(row).to_have_count(1)
     await expect(row).to_contain_text(f"model: {MODEL}")
-    await row.get_by_test_id("test-send").click()
-    await expect(page.get_by_test_id("status")).to_have_text("Test alert sent.")
+    with gone_receiver() as hook:  # the watch's webhook now points at an endpoint its owner removed (410)
+        watch_id = await row.get_attribute("data-id")
+        await page.evaluate(
+            "async ([id, url]) => (await import('/static/js/api.js')).api('/v1/watches/' + id, "
+            "{ method: 'PATCH', body: { channels: { webhook: url } } })",
+            [watch_id, hook],
+        )
+        await row.get_by_test_id("test-send").click()
+        await expect(page.get_by_test_id("status")).to_have_text("Test alert sent.")
+        for _ in range(50):  # the test alert is delivered in the background: the page shows what it came to
+            await page.reload()
+            if await page.get_by_test_id("webhook-disabled").count():
+                break
+            await page.wait_for_timeout(200)
+    await expect(row.get_by_test_id("webhook-disabled")).to_have_text("webhook switched off")
+    assert "410" in (await row.get_by_test_id("webhook-disabled").get_attribute("title") or "")
     await row.get_by_test_id("pause").click()
     await expect(row.get_by_test_id("paused")).to_be_visible()
     await row.get_by_test_id("delete").click()

@@ -69,6 +69,12 @@ class WatchPatch(BaseModel):
     paused: bool | None = None
 
 
+class WebhookDisabled(BaseModel):
+    url: str
+    reason: str
+    at: datetime
+
+
 class Watch(WatchIn):
     watch_id: str
     user_id: str
@@ -77,6 +83,11 @@ class Watch(WatchIn):
     updated_at: datetime
     webhook_secret: str | None = Field(
         default=None, description="Verifies the `webhook-signature` header (owner only; `whsec_...`)"
+    )
+    webhook_disabled: WebhookDisabled | None = Field(
+        default=None,
+        description="Set when the receiver answered 410 Gone and the webhook was switched off; cleared by "
+        "setting a webhook again",
     )
 
 

@@ -28,8 +28,13 @@ class MetricsSettings(ConsumerSettings, service="metrics", port=8006):
     # (the offline demo allows loopback).
     watch_webhook_allow_loopback: bool = False
     watch_webhook_allow_private: bool = False
-    watch_webhook_attempts: int = Field(default=5, ge=1)
+    watch_webhook_attempts: int = Field(default=5, ge=1, description="Attempts in one round")
     watch_webhook_backoff_s: float = Field(default=0.5, gt=0, description="First retry wait; doubles each time")
+    # Standard Webhooks' schedule after the first round: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (about a day)
+    watch_webhook_retry_s: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        description="Waits before each later round of a webhook that failed for a transient reason",
+    )
     # Standard Webhooks recommends 15-30 s: a receiver slower than the timeout gets the same message again
     watch_webhook_timeout_s: float = Field(default=15.0, gt=0)
     watch_email_attempts: int = Field(default=3, ge=1)

@@ -3,6 +3,12 @@
 Alerts are stored first with each channel `pending`; this loop leases them one by one (so that one replica
 delivers each), delivers every pending channel and records each attempt. A crash in between leaves the alert
 pending and its lease runs out: at least once, and receivers dedupe on `webhook-id` (the alert id).
+
+A webhook that keeps failing for a transient reason (a network error, a 5xx, a 429) is tried again in later
+rounds spread over about a day, as the Standard Webhooks spec schedules them (`watch_webhook_retry_s`), and
+never sooner than the receiver's `Retry-After` asks; the alert stays pending, leased until its next round. A 410
+means the receiver removed the endpoint: the watch's webhook is switched off (the spec's advice), and the watch
+says so.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ import hashlib
 import hmac
 import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosmtplib
 import httpx
@@ -25,7 +32,15 @@ import orjson
 from prometheus_client import Counter, Histogram
 from pymongo.asynchronous.database import AsyncDatabase
 from standardwebhooks import Webhook
-from tenacity import AsyncRetrying, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+from tenacity.stop import stop_base
 
 from hubpulse_common.events import WatchAlertEvent
 from hubpulse_common.kafka import EventBus
@@ -50,8 +65,67 @@ CONCURRENCY = 16
 MAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
+# The longest wait inside one round: a receiver that asks for more (Retry-After) is tried again in a later round.
+ROUND_WAIT_MAX_S = 60.0
+
+
 class _Retryable(Exception):
-    pass
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def retry_after_seconds(value: str | None, now: datetime) -> float | None:
+    """An HTTP `Retry-After` (RFC 9110 10.2.3: seconds, or an HTTP date) as seconds from `now`; None when absent
+    or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _asked(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    return exc.retry_after_s or 0.0 if isinstance(exc, _Retryable) else 0.0
+
+
+def _within_round(backoff: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:
+    """The backoff, or the receiver's Retry-After where that is longer."""
+    return lambda state: max(backoff(state), _asked(state))
+
+
+class _AsksBeyondRound(stop_base):
+    """Ends the round when the receiver asks for a longer wait than a round waits: a later round honours it."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return _asked(retry_state) > ROUND_WAIT_MAX_S
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    """What one round of a webhook's attempts came to."""
+
+    sent: bool
+    transient: bool = False  # worth a later round (network, 5xx, 429)
+    retry_after_s: float | None = None  # what the receiver asked for last (Retry-After)
+    gone: bool = False  # 410: the receiver removed the endpoint
+
+
+class ChannelResult(NamedTuple):
+    state: str  # a DeliveryState
+    retry_at: datetime | None = None  # pending: its next round
+
+
+async def _judged(sending: Awaitable[bool]) -> ChannelResult:
+    return ChannelResult("sent" if await sending else "failed")
 
 
 def unsubscribe_token(settings: MetricsSettings, watch_id: str) -> str:
@@ -152,21 +226,41 @@ class Deliverer:
         watch = await repository.watch_doc(self.db, alert["watch_id"]) or {"channels": {}}
         channels = watch.get("channels") or {}
         states: dict[str, str] = dict(alert["deliveries"])
-        sends: dict[str, Callable[[], Awaitable[bool]]] = {"kafka": lambda: self.publish(alert)}
+        sends: dict[str, Callable[[], Awaitable[ChannelResult]]] = {"kafka": lambda: _judged(self.publish(alert))}
         if channels.get("webhook"):
-            sends["webhook"] = lambda: self.webhook(
-                channels["webhook"], watch["webhook_secret"], alert["_id"], "watch.alert", alert_body(alert)
-            )
+            sends["webhook"] = lambda: self._alert_webhook(alert, watch)
         if channels.get("email"):
-            sends["email"] = lambda: self.email(channels["email"], alert["watch_id"], [alert])
+            sends["email"] = lambda: _judged(self.email(channels["email"], alert["watch_id"], [alert]))
         due = [c for c, state in states.items() if state == "pending"]
         results = await asyncio.gather(*(sends[c]() if c in sends else _off() for c in due))
-        for channel, ok in zip(due, results, strict=True):
-            states[channel] = "off" if channel not in sends else ("sent" if ok else "failed")
-            if ok and channel in sends:
+        for channel, result in zip(due, results, strict=True):
+            states[channel] = result.state
+            if result.state == "sent":
                 LAG.labels(channel).observe(max(0.0, (datetime.now(UTC) - alert["score_at"]).total_seconds()))
-        await repository.finish_delivery(self.db, alert["_id"], states)
+        retry_at = min((r.retry_at for r in results if r.retry_at is not None), default=None)
+        await repository.finish_delivery(self.db, alert["_id"], states, retry_at)
         return states
+
+    async def _alert_webhook(self, alert: Doc, watch: Doc) -> ChannelResult:
+        """One round for an alert's webhook; a transient failure is left pending for the next round, if any."""
+        url = watch["channels"]["webhook"]
+        outcome = await self.webhook(url, watch["webhook_secret"], alert["_id"], "watch.alert", alert_body(alert))
+        if outcome.gone:
+            await self._switch_off(watch["_id"], url)
+        if not outcome.transient:
+            return ChannelResult("sent" if outcome.sent else "failed")
+        rounds = alert.get("retry_rounds", 0)
+        schedule = self.settings.watch_webhook_retry_s
+        if rounds >= len(schedule):
+            log.error("watch.webhook_given_up", url=url, alert_id=alert["_id"], rounds=rounds + 1)
+            return ChannelResult("failed")
+        wait = max(schedule[rounds], outcome.retry_after_s or 0.0)
+        return ChannelResult("pending", datetime.now(UTC) + timedelta(seconds=wait))
+
+    async def _switch_off(self, watch_id: str, url: str) -> None:
+        reason = "the receiver answered 410 Gone: the endpoint was removed"
+        if await repository.disable_webhook(self.db, watch_id, url, reason):
+            log.warning("watch.webhook_disabled", watch_id=watch_id, url=url, reason=reason)
 
     async def publish(self, alert: Doc) -> bool:
         await self.bus.publish(
@@ -185,20 +279,21 @@ class Deliverer:
 
     async def webhook(
         self, url: str, secret: str, message_id: str, kind: str, data: dict[str, Any], alert_ids: Sequence[str] = ()
-    ) -> bool:
-        """POST `{"type", "timestamp", "data"}` signed per attempt; retried with backoff on 5xx/429/network errors."""
+    ) -> WebhookOutcome:
+        """One round: POST `{"type", "timestamp", "data"}` signed per attempt, tried again within the round with
+        backoff (or after the receiver's Retry-After, up to ROUND_WAIT_MAX_S) on a network error, a 5xx or a 429."""
         ids = list(alert_ids) or [message_id]
         refusal = await webhook_refusal(url, self.settings)
         if refusal is not None:
             await self._record(ids, "webhook", 1, False, error=refusal)
             log.warning("watch.webhook_refused", url=url, reason=refusal)
-            return False
+            return WebhookOutcome(sent=False)
         signer = Webhook(secret)
         number = 0
         try:
             async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self.settings.watch_webhook_attempts),
-                wait=wait_exponential(multiplier=self.settings.watch_webhook_backoff_s, max=60),
+                stop=stop_after_attempt(self.settings.watch_webhook_attempts) | _AsksBeyondRound(),
+                wait=_within_round(wait_exponential(multiplier=self.settings.watch_webhook_backoff_s, max=60)),
                 retry=retry_if_exception_type((httpx.TransportError, _Retryable)),
                 reraise=True,
             ):
@@ -217,16 +312,22 @@ class Deliverer:
                     except httpx.TransportError as exc:
                         await self._record(ids, "webhook", number, False, error=f"{type(exc).__name__}: {exc}"[:300])
                         raise
-                    ok = response.status_code < 300
-                    await self._record(ids, "webhook", number, ok, status=response.status_code)
-                    if response.status_code >= 500 or response.status_code == 429:
-                        raise _Retryable(f"HTTP {response.status_code}")
-                    if not ok:
-                        return False  # a 4xx says the receiver refuses it: asking again will not help
+                    status = response.status_code
+                    await self._record(ids, "webhook", number, status < 300, status=status)
+                    if status >= 500 or status == 429:
+                        asked = retry_after_seconds(response.headers.get("retry-after"), datetime.now(UTC))
+                        raise _Retryable(f"HTTP {status}", asked)
+                    if status == 410:
+                        return WebhookOutcome(sent=False, gone=True)
+                    if status >= 300:
+                        return WebhookOutcome(
+                            sent=False
+                        )  # a 4xx says the receiver refuses it: asking again will not help
         except (httpx.TransportError, _Retryable) as exc:
-            log.error("watch.webhook_failed", url=url, message_id=message_id, attempts=number, error=str(exc)[:300])
-            return False
-        return True
+            log.warning("watch.webhook_failed", url=url, message_id=message_id, attempts=number, error=str(exc)[:300])
+            asked = exc.retry_after_s if isinstance(exc, _Retryable) else None
+            return WebhookOutcome(sent=False, transient=True, retry_after_s=asked)
+        return WebhookOutcome(sent=True)
 
     async def email(self, to: str, watch_id: str, alerts: Sequence[Doc]) -> bool:
         settings = self.settings
@@ -297,9 +398,12 @@ class Deliverer:
                 elif channel == "webhook":
                     digest_id = f"wdg_{hashlib.sha256('|'.join(ids).encode()).hexdigest()[:20]}"
                     data = {"watch_id": watch_id, "alerts": [alert_body(a) for a in held]}
-                    ok = await self.webhook(
+                    outcome = await self.webhook(
                         channels["webhook"], watch["webhook_secret"], digest_id, "watch.digest", data, ids
                     )
+                    if outcome.gone:
+                        await self._switch_off(watch_id, channels["webhook"])
+                    ok = outcome.sent
                 else:
                     ok = await self.email(channels["email"], watch_id, held)
                 await repository.digest_sent(self.db, ids, channel, "sent" if ok else "failed")
@@ -307,5 +411,5 @@ class Deliverer:
         return sent
 
 
-async def _off() -> bool:
-    return False
+async def _off() -> ChannelResult:
+    return ChannelResult("off")

@@ -246,6 +246,8 @@ def _watch(doc: Doc, who: Identity) -> Watch:
         values["webhook_secret"] = None  # the signing secret is the owner's
     for key in ("created_at", "updated_at"):
         values[key] = _aware(values[key])
+    if values.get("webhook_disabled"):
+        values["webhook_disabled"] = {**values["webhook_disabled"], "at": _aware(values["webhook_disabled"]["at"])}
     return Watch.model_validate({**values, "watch_id": doc["_id"]})
 
 
@@ -281,11 +283,14 @@ async def get_watch(db: AsyncDatabase[Doc], who: Identity, watch_id: str) -> Wat
 
 async def update_watch(db: AsyncDatabase[Doc], who: Identity, watch_id: str, patch: WatchPatch) -> Watch | None:
     changes: Doc = patch.model_dump(exclude_unset=True, exclude={"channels"})
+    update: Doc = {"$set": changes}
     if patch.channels is not None:
         changes["channels"] = _channels_doc(patch.channels)
+        if patch.channels.webhook is not None:  # a new (or the same) endpoint: the owner has seen to it
+            update["$unset"] = {"webhook_disabled": ""}
     changes["updated_at"] = datetime.now(UTC)
     doc = await db[WATCHES].find_one_and_update(
-        {"_id": watch_id, **_visible(who)}, {"$set": changes}, return_document=ReturnDocument.AFTER
+        {"_id": watch_id, **_visible(who)}, update, return_document=ReturnDocument.AFTER
     )
     return None if doc is None else _watch(doc, who)
 
@@ -425,11 +430,26 @@ async def claim_pending(db: AsyncDatabase[Doc], lease: timedelta) -> Doc | None:
     )
 
 
-async def finish_delivery(db: AsyncDatabase[Doc], alert_id: str, deliveries: dict[str, str]) -> None:
+async def finish_delivery(
+    db: AsyncDatabase[Doc], alert_id: str, deliveries: dict[str, str], retry_at: datetime | None = None
+) -> None:
+    """The round's outcome. `retry_at`: a channel left pending is tried again then (the lease runs until then)."""
     pending = any(state == "pending" for state in deliveries.values())
-    await db[ALERTS].update_one(
-        {"_id": alert_id}, {"$set": {"deliveries": deliveries, "pending": pending, "delivered_at": datetime.now(UTC)}}
+    update: Doc = {"$set": {"deliveries": deliveries, "pending": pending, "delivered_at": datetime.now(UTC)}}
+    if retry_at is not None:
+        update["$set"]["lease_until"] = retry_at
+        update["$inc"] = {"retry_rounds": 1}
+    await db[ALERTS].update_one({"_id": alert_id}, update)
+
+
+async def disable_webhook(db: AsyncDatabase[Doc], watch_id: str, url: str, reason: str) -> bool:
+    """Switches the watch's webhook off if it is still `url` (the owner may have set another meanwhile)."""
+    now = datetime.now(UTC)
+    result = await db[WATCHES].update_one(
+        {"_id": watch_id, "channels.webhook": url},
+        {"$set": {"channels.webhook": None, "webhook_disabled": {"url": url, "reason": reason, "at": now}}},
     )
+    return result.modified_count == 1
 
 
 async def record_attempt(db: AsyncDatabase[Doc], attempt: Doc) -> None:

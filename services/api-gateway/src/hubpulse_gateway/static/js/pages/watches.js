@@ -41,10 +41,13 @@ export async function render(root) {
     });
     const channels = [w.channels.webhook && "webhook", w.channels.email && "e-mail", w.channels.digest && "daily digest"]
       .filter(Boolean).join(", ") || "feed only";
+    // the receiver answered 410 Gone: the webhook was switched off until the owner sets one again
+    const gone = w.webhook_disabled && el("span", { class: "tag tag-off", "data-testid": "webhook-disabled",
+      title: `${w.webhook_disabled.url}: ${w.webhook_disabled.reason}` }, "webhook switched off");
     return el("tr", { "data-testid": "watch-row", "data-id": w.watch_id },
       el("td", {}, `${w.kind}: ${w.target}`, w.scope === "org" ? el("span", { class: "tag" }, "shared") : null,
         w.paused ? el("span", { class: "tag", "data-testid": "paused" }, "paused") : null),
-      el("td", {}, threshold), el("td", {}, w.conditions.join(", ")), el("td", {}, channels),
+      el("td", {}, threshold), el("td", {}, w.conditions.join(", ")), el("td", {}, channels, gone ? " " : null, gone || null),
       el("td", {},
         act(w.paused ? "Resume" : "Pause", "pause",
           () => api("/v1/watches/" + w.watch_id, { method: "PATCH", body: { paused: !w.paused } })),
