@@ -133,6 +133,10 @@ async def test_client_drives_search_a_watch_a_deployment_and_a_prediction(platfo
             assert one["label"] in ("NEGATIVE", "POSITIVE")
             batch = await hp.predict_batch(deployment["id"], ["great film", "awful day"])
             assert len(batch) == 2
+            with pytest.raises(HubpulseError) as pair:  # a sentence-similarity pair, to a text classifier
+                await hp.predict(deployment["id"], {"source_sentence": "a", "sentences": ["b"]})
+            assert (pair.value.status, pair.value.code) == (422, "bad_input")
+            assert "must be a string for text-classification" in pair.value.message
             csv_text = await hp.usage_export(format="csv", group_by="deployment")
             assert csv_text.splitlines()[0].startswith("deployment,requests")
             await hp.delete_deployment(deployment["id"])
@@ -179,6 +183,10 @@ async def test_cli_searches_watches_and_says_errors_in_one_line(platform: Platfo
     code, _, err = await run_cli(platform, "watch", "planet", "x")
     assert code == 1
     assert err.startswith("error: validation_error:")
+    assert "Traceback" not in err
+    code, _, err = await run_cli(platform, "predict", "dep-1", "one", "two", "--compare", "three")
+    assert code == 2
+    assert "--compare compares one source sentence" in err
     assert "Traceback" not in err
 
 

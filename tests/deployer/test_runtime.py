@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -132,6 +133,12 @@ def test_demo_models_run_on_onnx_runtime(demo: DemoRepos, repo_id: str) -> None:
     runtime = load(built.root, task)
     assert runtime.name == "onnx"
     texts = ["I love this movie", "paris is a city", "x " * 3000]  # the last is longer than the model's 128
+    if task == "sentence-similarity":  # one pair in, one cosine per sentence out (test_sentence_similarity.py)
+        pair = {"source_sentence": texts[0], "sentences": texts}
+        (similarities,) = runtime.predict_batch([pair])
+        assert similarities[0] == pytest.approx(1.0, abs=1e-6)
+        assert similarities == pytest.approx(runtime.predict_batch([pair, {**pair, "sentences": ["x"]}])[0], abs=1e-6)
+        return
     batch = runtime.predict_batch(texts)
     assert len(batch) == len(texts)
     # padding in a batch changes nothing: each input scores as it does alone
@@ -155,8 +162,12 @@ def test_fast_tokenizer_path_gives_the_full_paths_outputs(demo: DemoRepos, repo_
     built = demo.get(repo_id)
     assert built is not None
     runtime = load(built.root, built.model.pipeline_tag)
-    texts = [f"call {i}: the movie was {'good ' * i}{'awful' if i % 2 else 'great'}, Paris é" for i in range(20)]
+    texts: list[Any] = [
+        f"call {i}: the movie was {'good ' * i}{'awful' if i % 2 else 'great'}, Paris é" for i in range(20)
+    ]
     texts.append("x " * 3000)
+    if built.model.pipeline_tag == "sentence-similarity":
+        texts = [{"source_sentence": t, "sentences": texts[:3]} for t in texts]
     fast = [runtime.predict_batch(texts[i : i + size]) for size in (1, 16) for i in range(0, len(texts), size)]
     runtime._encode = runtime._tokenizer.encode_batch  # type: ignore[attr-defined]
     full = [runtime.predict_batch(texts[i : i + size]) for size in (1, 16) for i in range(0, len(texts), size)]

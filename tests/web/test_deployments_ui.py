@@ -217,3 +217,31 @@ async def test_deploy_predict_monitor_and_export(page: Page, ops_stack: OpsStack
     assert int(mine[0]["errors"]) == 1, rows
 
     assert errors == []
+
+
+async def test_the_playground_compares_sentences_for_a_sentence_similarity_model(
+    page: Page, ops_stack: OpsStack
+) -> None:
+    """A sentence-transformers repo (the demo's, laid out as all-MiniLM-L6-v2 is): the first line is the source
+    sentence, each further line is compared with it, and the table shows one cosine per sentence."""
+    errors = _console_errors(page)
+    await _log_in(page, ops_stack.url)
+    created = await page.evaluate(
+        "async (model) => (await import('/static/js/api.js')).api('/v1/deployments', "
+        "{ method: 'POST', body: { model_id: model, target: 'local' } })",
+        "hubpulse-demo/tiny-sentence-embedder",
+    )
+    await page.goto(ops_stack.url + "/#/deployments/" + created["id"])
+    status = page.get_by_test_id("deployment").locator("h1 [data-testid=status]")
+    await expect(status).to_have_attribute("data-status", "running", timeout=DEPLOY_TIMEOUT_MS)
+    await page.get_by_label("Source sentence").fill("paris is a city\nparis is a city\nI love this movie")
+    await page.get_by_test_id("predict-run").click()
+    rows = page.get_by_test_id("predict-output")
+    await expect(rows).to_have_count(2)
+    await expect(rows.first.get_by_test_id("similarity")).to_have_text("1.000")  # a sentence is itself
+    await expect(rows.nth(1).get_by_test_id("similarity")).to_have_text(re.compile(r"^-?[01]\.\d{3}$"))
+    await expect(page.get_by_test_id("predict-outputs")).to_contain_text("Similarity to “paris is a city”")
+    await page.get_by_label("Source sentence").fill("only one line")
+    await page.get_by_test_id("predict-run").click()
+    await expect(page.get_by_test_id("predict-result")).to_contain_text("at least one sentence to compare")
+    assert errors == []

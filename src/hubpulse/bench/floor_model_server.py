@@ -23,7 +23,7 @@ from typing import Any
 import typer
 import uvloop
 
-from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE
+from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, Input
 from hubpulse_deployer.http_server import Answer, HttpServer, Pending, Request, detail
 from hubpulse_deployer.model_server import (
     CallRefused,
@@ -35,7 +35,7 @@ from hubpulse_deployer.model_server import (
 from hubpulse_deployer.runtime import Runtime, load
 
 # a queued call: its inputs (None: /healthz) and the future its answer waits on
-_Queued = tuple[list[str] | None, asyncio.Future[Any]]
+_Queued = tuple[list[Input] | None, asyncio.Future[Any]]
 
 
 class FloorServer:
@@ -59,7 +59,7 @@ class FloorServer:
             return Answer(refused.status, refused.body)
         return Pending(self._queue(inputs), _predicted)
 
-    def _queue(self, inputs: list[str] | None) -> asyncio.Future[Any]:
+    def _queue(self, inputs: list[Input] | None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.queue.append((inputs, future))

@@ -170,6 +170,8 @@ DEMO_MODELS: dict[str, DemoModel] = {
         DemoModel("tiny-text-classifier", "text-classification", ("NEGATIVE", "POSITIVE"), seed=1),
         DemoModel("tiny-token-classifier", "token-classification", ("O", "B-LOC", "I-LOC", "B-ORG", "I-ORG"), seed=2),
         DemoModel("tiny-feature-extractor", "feature-extraction", (), seed=3),
+        # laid out as a sentence-transformers repo (modules.json, a mean-pooling module), as all-MiniLM-L6-v2 is
+        DemoModel("tiny-sentence-embedder", "sentence-similarity", (), seed=4),
     )
 }
 
@@ -274,7 +276,7 @@ def _graph(model: DemoModel, vocab_size: int) -> onnx.ModelProto:
     ]
     batch: list[str | int] = ["batch", "sequence"]
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, batch) for n in ("input_ids", "attention_mask")]
-    if model.pipeline_tag == "feature-extraction":
+    if model.pipeline_tag in ("feature-extraction", "sentence-similarity"):  # token vectors; pooled by the runtime
         output = helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, [*batch, _HIDDEN])
     else:
         initializers += [weight("head", _HIDDEN, labels), weight("head_bias", labels)]
@@ -345,7 +347,34 @@ def _generate(model: DemoModel, target: Path) -> None:
     (target / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2, sort_keys=True) + "\n")
     (target / "onnx").mkdir(exist_ok=True)
     onnx.save_model(_graph(model, tokenizer.get_vocab_size()), str(target / "onnx" / "model.onnx"))
+    if model.pipeline_tag == "sentence-similarity":
+        _sentence_transformers_files(target)
     (target / "README.md").write_text(_readme(model))
+
+
+def _sentence_transformers_files(target: Path) -> None:
+    """What sentence-transformers saves beside the transformer: its modules, the pooling, the max length."""
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]
+    (target / "modules.json").write_text(json.dumps(modules, indent=2) + "\n")
+    (target / "1_Pooling").mkdir(exist_ok=True)
+    pooling = {
+        "word_embedding_dimension": _HIDDEN,
+        "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_weightedmean_tokens": False,
+        "pooling_mode_lasttoken": False,
+        "include_prompt": True,
+    }
+    (target / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2) + "\n")
+    (target / "sentence_bert_config.json").write_text(
+        json.dumps({"max_seq_length": _MAX_LENGTH, "do_lower_case": False}) + "\n"
+    )
 
 
 def _describe(model: DemoModel, root: Path) -> BuiltRepo:

@@ -88,14 +88,22 @@ def deploy(
 def predict(
     deployment_id: Annotated[str, typer.Argument()],
     inputs: Annotated[list[str], typer.Argument(help="one input, or several for a batch")],
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(help="sentence-similarity: compare the input with this sentence (repeat for each)"),
+    ] = None,
 ) -> None:
-    """Run a deployed model; prints its output(s)."""
+    """Run a deployed model; prints its output(s). For a sentence-similarity model, give the source sentence and
+    the sentences to compare it with: `predict ID "a man eats" --compare "a man eats bread" --compare "a horse"`."""
+    if compare is not None and len(inputs) != 1:
+        raise typer.BadParameter("--compare compares one source sentence: give exactly one input", param_hint="INPUTS")
     with _client() as client:
-        _print(
-            client.predict(deployment_id, inputs[0])
-            if len(inputs) == 1
-            else client.predict_batch(deployment_id, inputs)
-        )
+        if compare is not None:
+            _print(client.predict(deployment_id, {"source_sentence": inputs[0], "sentences": compare}))
+        elif len(inputs) == 1:
+            _print(client.predict(deployment_id, inputs[0]))
+        else:
+            _print(client.predict_batch(deployment_id, inputs))
 
 
 def main() -> None:

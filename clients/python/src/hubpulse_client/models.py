@@ -100,6 +100,15 @@ class Channels(ApiModel):
     digest: bool = False
 
 
+class WebhookDisabled(ApiModel):
+    """Why a watch's webhook was switched off (its receiver answered 410 Gone), and when."""
+
+    openapi_name = "WebhookDisabled"
+    url: str
+    reason: str
+    at: datetime
+
+
 class Watch(ApiModel):
     openapi_name = "Watch"
     watch_id: str
@@ -116,6 +125,7 @@ class Watch(ApiModel):
     created_at: datetime
     updated_at: datetime
     webhook_secret: str | None = None
+    webhook_disabled: WebhookDisabled | None = None
 
 
 class WatchAlert(ApiModel):
@@ -163,6 +173,7 @@ TYPED: tuple[type[ApiModel], ...] = (
     Pick,
     PicksPage,
     Channels,
+    WebhookDisabled,
     Watch,
     WatchAlert,
     AlertPage,

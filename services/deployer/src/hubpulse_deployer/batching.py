@@ -26,7 +26,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-PredictBatch = Callable[[Sequence[str]], list[Any]]
+from hubpulse_common.inference import Input
+
+PredictBatch = Callable[[Sequence[Input]], list[Any]]
 
 
 class OutputMismatch(RuntimeError):
@@ -39,7 +41,7 @@ class BatcherClosed(RuntimeError):
 
 @dataclass(slots=True)
 class _Call:
-    inputs: list[str]
+    inputs: list[Input]
     arrived: float  # time.monotonic(): read on the drain thread
     future: asyncio.Future[list[Any]]
 
@@ -64,11 +66,11 @@ class Batcher:
         self.batches = 0  # forward passes run, for /metrics and tests
         self.inputs = 0  # inputs they took: inputs / batches is the batch size achieved
 
-    async def predict(self, inputs: list[str]) -> list[Any]:
+    async def predict(self, inputs: list[Input]) -> list[Any]:
         """One output per input, in order; the runtime's exception if this call's inputs make it fail."""
         return await self.submit(inputs)
 
-    def submit(self, inputs: list[str]) -> asyncio.Future[list[Any]]:
+    def submit(self, inputs: list[Input]) -> asyncio.Future[list[Any]]:
         """`predict` as a future (on the running loop), for a caller that answers from a callback rather than a
         task. Cancelling it drops the call if it has not run yet. Raises BatcherClosed."""
         loop = asyncio.get_running_loop()
@@ -146,7 +148,7 @@ class Batcher:
             return
         loop.call_soon_threadsafe(_deliver, live, outputs)
 
-    def _run(self, inputs: list[str]) -> list[Any]:
+    def _run(self, inputs: list[Input]) -> list[Any]:
         outputs = self._predict_batch(inputs)
         self.batches += 1
         self.inputs += len(inputs)

@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from hubpulse_common.errors import InputError
-from hubpulse_common.inference import INFLIGHT_METRIC, MODEL_SERVER_TOKEN_VARIABLE, parse_inputs
+from hubpulse_common.inference import INFLIGHT_METRIC, MODEL_SERVER_TOKEN_VARIABLE, Input, parse_inputs
 from hubpulse_deployer.batching import Batcher, BatcherClosed, OutputMismatch
 from hubpulse_deployer.http_server import Answer, HttpServer, Pending, Request, detail
 from hubpulse_deployer.runtime import Refused, Runtime, load
@@ -68,7 +68,7 @@ class CallRefused(Exception):
         self.status, self.body = status, body
 
 
-def admitted_inputs(expected: bytes | None, authorization: bytes, task: str, body: bytes) -> list[str]:
+def admitted_inputs(expected: bytes | None, authorization: bytes, task: str, body: bytes) -> list[Input]:
     """A predict call's inputs; CallRefused: 401 without the server's token, 422 for a body the task does not take."""
     if expected is not None and not hmac.compare_digest(authorization, expected):
         raise CallRefused(401, error_body("unauthorized", "this model server wants its token"))

@@ -27,7 +27,7 @@ from hubpulse_common.errors import DomainError
 from hubpulse_common.events import DeploymentEvent, DeploymentStatus
 from hubpulse_common.http import BodyNotJson, NotFound
 from hubpulse_common.identity import CallerIdentity, Identity, MemberIdentity
-from hubpulse_common.inference import NotInvocable, NotRunning, parse_inputs, servable
+from hubpulse_common.inference import Input, NotInvocable, NotRunning, parse_inputs, servable
 from hubpulse_deployer.deps import state_of
 from hubpulse_deployer.documents import Deployment, Version
 from hubpulse_deployer.errors import (
@@ -276,7 +276,7 @@ async def predict(
     return Response(body, media_type="application/json", headers={"Idempotent-Replayed": "true"} if replayed else None)
 
 
-async def _run_predict(request: Request, doc: Deployment, inputs: list[str], batch: bool) -> bytes:
+async def _run_predict(request: Request, doc: Deployment, inputs: list[Input], batch: bool) -> bytes:
     deployment_id = doc.id
     if doc.status != S.RUNNING:
         reason = f": {doc.reason}" if doc.reason else ""

@@ -24,7 +24,7 @@ from hubpulse_common.errors import InputError
 from hubpulse_common.events import InferenceEvent
 from hubpulse_common.http import ApiError, BadGateway, BadInput, BodyNotJson, Unavailable
 from hubpulse_common.identity import Identity
-from hubpulse_common.inference import NotInvocable, NotRunning, error_message, parse_inputs
+from hubpulse_common.inference import Input, NotInvocable, NotRunning, error_message, parse_inputs
 from hubpulse_common.logging import get_logger
 from hubpulse_gateway.dataplane import Lost, ModelServers, NotSent
 from hubpulse_gateway.deps import (
@@ -176,7 +176,7 @@ async def _direct(
     upstreams: Upstreams,
     user: Identity,
     doc: dict[str, Any],
-    inputs: list[str],
+    inputs: list[Input],
     batch: bool,
 ) -> bytes:
     """The call on the model server itself, answered as the deployer answers it."""
@@ -200,6 +200,10 @@ async def _direct(
 async def predict(
     request: Request, deployment_id: UpstreamId, user: CurrentUser, upstreams: UpstreamsDep, bus: BusDep
 ) -> Response:
+    """Run the deployed model. The body is `{"inputs": x}`: one input, or a list of up to 32 (a batch, answered
+    as a list in the same order). An input is a text for every served task but sentence-similarity, whose input
+    is `{"source_sentence": "...", "sentences": ["...", ...]}` and whose answer is one cosine similarity per
+    sentence, as the Hugging Face Inference API answers that task."""
     started = time.perf_counter()
     raw = await request.body()
     status, content, model_id, error = 500, b"", "", None

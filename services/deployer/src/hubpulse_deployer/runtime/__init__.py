@@ -2,8 +2,10 @@
 
 A runtime turns a batch of inputs into one output per input. Two exist:
 - `onnx` (the default install): ONNX Runtime on CPU plus a `tokenizers` tokenizer, for repos that ship an ONNX
-  graph (`model.onnx` or `onnx/model.onnx`) and a `tokenizer.json`, for the tasks in `ONNX_TASKS`;
-- `torch` (the `hubpulse-deployer[torch]` extra): a transformers pipeline, for repos with safetensors weights.
+  graph (`model.onnx` or `onnx/model.onnx`) and a `tokenizer.json`, for the tasks in `ONNX_TASKS`; for
+  sentence-similarity (sentence-transformers repos) it pools as the repo's `modules.json` says;
+- `torch` (the `hubpulse-deployer[torch]` extra): a transformers pipeline, for repos with safetensors weights
+  (transformers has no sentence-similarity pipeline: that task is the onnx runtime's only).
 
 `plan` decides from a repo's file list alone (before any download) which runtime serves it and which files
 it needs; a repo no runtime can serve is refused with the reason (`Refused`). Pickled weights (`*.bin`, `*.pt`,
@@ -19,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from hubpulse_common.inference import SIMILARITY_TASKS, Input
 from hubpulse_deployer.runtime.base import Refused as Refused
 from hubpulse_deployer.runtime.base import RuntimeName as RuntimeName
 
 # tasks whose pre- and post-processing the onnx runtime implements
-ONNX_TASKS: frozenset[str] = frozenset({"text-classification", "token-classification", "feature-extraction"})
+ONNX_TASKS: frozenset[str] = frozenset(
+    {"text-classification", "token-classification", "feature-extraction", "sentence-similarity"}
+)
 ONNX_FILES = ("model.onnx", "onnx/model.onnx")
 PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
 # what a tokenizer and a model config need besides the weights (root of the repo only)
@@ -44,8 +49,18 @@ SIDE_FILES = frozenset(
         "target.spm",
         "preprocessor_config.json",
         "model.safetensors.index.json",
+        # sentence-transformers: the modules (pooling, normalising) and the truncation length
+        "modules.json",
+        "sentence_bert_config.json",
     }
 )
+
+
+def _side_file(path: str) -> bool:
+    """A file the runtime reads besides the weights: the root's SIDE_FILES, and the config of a
+    sentence-transformers pooling module (`1_Pooling/config.json`)."""
+    folder, _, name = path.rpartition("/")
+    return path in SIDE_FILES or (name == "config.json" and "/" not in folder and folder.endswith("_Pooling"))
 
 
 class Runtime(Protocol):
@@ -55,7 +70,7 @@ class Runtime(Protocol):
     name: RuntimeName
     task: str
 
-    def predict_batch(self, inputs: Sequence[str]) -> list[Any]:
+    def predict_batch(self, inputs: Sequence[Input]) -> list[Any]:
         """One JSON-serialisable output per input, in order."""
         ...
 
@@ -75,13 +90,15 @@ def torch_installed() -> bool:
 def plan(task: str, files: Iterable[str]) -> Plan:
     """Which runtime serves a repo with these files for `task`, and what to download. Raises `Refused`."""
     listed = set(files)
-    side = tuple(sorted(f for f in listed if f in SIDE_FILES))
+    side = tuple(sorted(f for f in listed if _side_file(f)))
     onnx = next((f for f in ONNX_FILES if f in listed), None)
     if onnx is not None and "tokenizer.json" in listed and task in ONNX_TASKS:
         # external weights of a large graph sit beside it (`model.onnx_data`, `model.onnx.data`)
         external = tuple(sorted(f for f in listed if f != onnx and f.startswith(onnx) and "/" not in f[len(onnx) :]))
         return Plan("onnx", (onnx, *external, *side))
     safetensors = tuple(sorted(f for f in listed if f.endswith(".safetensors") and "/" not in f))
+    if safetensors and task in SIMILARITY_TASKS:
+        raise Refused(f"this deployer cannot serve it: {_not_onnx(onnx, task)}, and {task} has no PyTorch pipeline")
     if safetensors:
         if not torch_installed():
             why = _not_onnx(onnx, task)

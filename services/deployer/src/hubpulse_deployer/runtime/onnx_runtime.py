@@ -6,6 +6,11 @@ Post-processing follows the transformers pipelines' defaults, so outputs have th
 text-classification `{"label", "score"}` (softmax; sigmoid for one label or multi-label), token-classification
 one `{"entity", "score", "index", "word", "start", "end"}` per token not labelled `O`, feature-extraction
 `[[vector per token]]`. Inputs longer than the model's positions are truncated, as the pipelines can be told to.
+
+sentence-similarity follows sentence-transformers (the Inference API's answer for that task): each text is embedded
+by the graph and pooled as the repo's pooling module says (`modules.json`, `1_Pooling/config.json`; mean without
+them), truncated at `sentence_bert_config.json`'s `max_seq_length`, and the answer is the cosine of the source
+sentence with each sentence.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
+from hubpulse_common.inference import SIMILARITY_TASKS, Input
 from hubpulse_deployer.runtime.base import Refused, RuntimeName
 
 Floats = npt.NDArray[np.floating[Any]]
@@ -54,6 +60,55 @@ _OFFSET_POSITIONS = frozenset(
 )
 
 
+# sentence-transformers' pooling modes, in the order its Pooling module concatenates them
+_POOLING_MODES = ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken")
+# the modules whose work this runtime does (the graph is the Transformer; cosine makes Normalize a no-op)
+_APPLIED_MODULES = frozenset({"Transformer", "Pooling", "Normalize"})
+# texts per forward pass for sentence-similarity (a call may bring MAX_BATCH pairs of 33 texts each)
+_SIMILARITY_CHUNK = 64
+
+
+def pooling_modes(model_dir: Path) -> tuple[str, ...]:
+    """The pooling a sentence-transformers repo asks for (`modules.json` and its Pooling module's config), in
+    sentence-transformers' order; ("mean_tokens",) for a repo without them (its default). Raises `Refused` for a
+    module this runtime does not apply (a Dense layer, for one)."""
+    modules = json.loads((model_dir / "modules.json").read_text()) if (model_dir / "modules.json").exists() else []
+    kinds = {str(m.get("type", "")).rsplit(".", 1)[-1]: str(m.get("path", "")) for m in modules}
+    extra = sorted(set(kinds) - _APPLIED_MODULES)
+    if extra:
+        raise Refused(
+            f"its sentence-transformers modules include {', '.join(extra)}, which the onnx runtime does not apply "
+            f"(it applies {', '.join(sorted(_APPLIED_MODULES))})"
+        )
+    config = _read_json(model_dir / kinds["Pooling"] / "config.json") if "Pooling" in kinds else {}
+    defaults = {"mean_tokens": True}  # sentence-transformers' Pooling defaults: mean only
+    modes = tuple(m for m in _POOLING_MODES if config.get(f"pooling_mode_{m}", defaults.get(m, False)))
+    return modes or ("mean_tokens",)
+
+
+def pool(tokens: Floats, mask: npt.NDArray[np.int64], modes: Sequence[str]) -> Floats:
+    """One vector per text from its token vectors, as sentence-transformers' Pooling module computes it."""
+    weights = mask[..., None].astype(tokens.dtype)
+    counts = np.clip(weights.sum(axis=1), 1e-9, None)
+    parts: list[Floats] = []
+    for mode in modes:
+        if mode == "cls_token":
+            parts.append(tokens[:, 0])
+        elif mode == "max_tokens":
+            parts.append(np.where(weights > 0, tokens, -1e9).max(axis=1))
+        elif mode in ("mean_tokens", "mean_sqrt_len_tokens"):
+            total = (tokens * weights).sum(axis=1)
+            parts.append(total / (counts if mode == "mean_tokens" else np.sqrt(counts)))
+        elif mode == "weightedmean_tokens":
+            positional = weights * np.arange(1, tokens.shape[1] + 1, dtype=tokens.dtype)[None, :, None]
+            parts.append((tokens * positional).sum(axis=1) / np.clip(positional.sum(axis=1), 1e-9, None))
+        else:  # lasttoken: the last real token of each row
+            last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
+            parts.append(tokens[np.arange(len(tokens)), last] * weights[np.arange(len(tokens)), last])
+    pooled: Floats = np.concatenate(parts, axis=1)
+    return pooled
+
+
 def position_limit(config: dict[str, Any]) -> Any:
     """The most tokens the model's position embeddings take (config.json's `max_position_embeddings`)."""
     positions, pad = config.get("max_position_embeddings"), config.get("pad_token_id")
@@ -85,9 +140,14 @@ class OnnxRuntime:
             raise Refused(f"{model_file} takes {sorted(inputs)}, not input_ids: not a text model export")
         self._feeds = [name for name in _FEEDS if name in inputs]
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._pooling = pooling_modes(model_dir) if task in SIMILARITY_TASKS else ()
+        # sentence-transformers truncates at its own max_seq_length (all-MiniLM-L6-v2: 256 of 512 positions)
+        sentence_limit = (
+            _read_json(model_dir / "sentence_bert_config.json").get("max_seq_length") if self._pooling else None
+        )
         limits = [
             v
-            for v in (position_limit(config), tokenizer_config.get("model_max_length"))
+            for v in (position_limit(config), tokenizer_config.get("model_max_length"), sentence_limit)
             if isinstance(v, int) and 0 < v < 1_000_000
         ]
         self._tokenizer.enable_truncation(min(limits, default=_DEFAULT_MAX_LENGTH))
@@ -115,7 +175,9 @@ class OnnxRuntime:
         first: Floats = self._session.run(None, feed)[0]
         return first
 
-    def predict_batch(self, inputs: Sequence[str]) -> list[Any]:
+    def predict_batch(self, inputs: Sequence[Input]) -> list[Any]:
+        if self._pooling:
+            return self._similarities(inputs)
         encodings = self._encode(list(inputs))
         output = self._run(encodings)
         if self.task == "text-classification":
@@ -124,6 +186,28 @@ class OnnxRuntime:
             return [self._tokens(scores, e) for scores, e in zip(output, encodings, strict=True)]
         # feature-extraction: the pipeline's shape, [1, tokens, hidden] per input, without the padding
         return [[vectors[: sum(e.attention_mask)].tolist()] for vectors, e in zip(output, encodings, strict=True)]
+
+    def _similarities(self, pairs: Sequence[Input]) -> list[list[float]]:
+        """Per pair, the cosine of its source sentence's embedding with each of its sentences'."""
+        texts: list[str] = []
+        spans = []
+        for pair in pairs:
+            assert isinstance(pair, dict), "parse_inputs admits only pairs for sentence-similarity"
+            start = len(texts)
+            texts += [pair["source_sentence"], *pair["sentences"]]
+            spans.append((start, len(texts)))
+        vectors = np.concatenate(
+            [self._embed(texts[i : i + _SIMILARITY_CHUNK]) for i in range(0, len(texts), _SIMILARITY_CHUNK)]
+        )
+        unit = vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        return [(unit[start + 1 : end] @ unit[start]).tolist() for start, end in spans]
+
+    def _embed(self, texts: list[str]) -> Floats:
+        encodings = self._encode(texts)
+        output = self._run(encodings)
+        if output.ndim == 2:  # an export that pools in the graph (`sentence_embedding`)
+            return output
+        return pool(output, np.array([e.attention_mask for e in encodings], dtype=np.int64), self._pooling)
 
     def _classify(self, logits: Floats) -> list[Any]:
         probabilities = _sigmoid(logits) if self._multi_label or logits.shape[-1] == 1 else _softmax(logits)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from hubpulse_common.inference import Input
 from hubpulse_deployer.runtime.base import Refused, RuntimeName
 
 
@@ -21,6 +22,6 @@ class TorchRuntime:
         # the task is only known at run time; the overloads type pipelines by literal task names
         self._pipe = pipeline(cast(Any, task), model=str(model_dir), device="cpu")
 
-    def predict_batch(self, inputs: Sequence[str]) -> list[Any]:
+    def predict_batch(self, inputs: Sequence[Input]) -> list[Any]:
         outputs: list[Any] = self._pipe(list(inputs))
         return outputs

@@ -23,6 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
+from hubpulse_common.inference import Input
 from hubpulse_common.s3 import aws_client, ensure_bucket
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.settings import DeployerSettings
@@ -294,7 +295,7 @@ class LambdaTarget:
         self._configs.pop(deployment_id, None)
         await asyncio.to_thread(self._teardown, deployment_id, endpoint)
 
-    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
+    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[Input]) -> list[Any]:
         try:
             answer = await asyncio.to_thread(self._invoke, endpoint["function_name"], {"inputs": inputs})
         except (ClientError, BotoCoreError) as exc:  # BotoCoreError: unreachable, or a read timeout

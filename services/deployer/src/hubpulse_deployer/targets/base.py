@@ -9,7 +9,7 @@ import aiohttp
 import httpx
 import orjson
 
-from hubpulse_common.inference import error_message
+from hubpulse_common.inference import Input, error_message
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.schemas import DeploymentConfig
 
@@ -83,7 +83,7 @@ class Target(Protocol):
         """Take the deployment down; idempotent."""
         ...
 
-    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
+    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[Input]) -> list[Any]:
         """One output per input, or `TargetUnavailable`."""
         ...
 
@@ -101,7 +101,7 @@ class Target(Protocol):
 
 
 async def call_model_server(
-    client: httpx.AsyncClient, url: str, inputs: list[str], who: str, headers: dict[str, str] | None = None
+    client: httpx.AsyncClient, url: str, inputs: list[Input], who: str, headers: dict[str, str] | None = None
 ) -> list[Any]:
     """`POST {url}/predict` of a model server (local process, Space, cluster Service): one output per input."""
     try:
@@ -123,7 +123,9 @@ class ModelServerClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
-    async def predict(self, url: str, inputs: list[str], who: str, headers: dict[str, str] | None = None) -> list[Any]:
+    async def predict(
+        self, url: str, inputs: list[Input], who: str, headers: dict[str, str] | None = None
+    ) -> list[Any]:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout, json_serialize=lambda v: orjson.dumps(v).decode()

@@ -16,6 +16,7 @@ import httpx
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceHardware
 from huggingface_hub.errors import HfHubHTTPError
 
+from hubpulse_common.inference import Input
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import NOT_INVOCABLE, ProvisionError, Spec, Usage, call_model_server, slug
@@ -158,7 +159,7 @@ class HfSpaceTarget:
         repo_id = (endpoint or {}).get("space_id") or f"{self._namespace}/{slug(deployment_id)}"
         await asyncio.to_thread(self._api.delete_repo, repo_id, repo_type="space", missing_ok=True)
 
-    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
+    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[Input]) -> list[Any]:
         return await call_model_server(self._client, str(endpoint["host"]), inputs, "the Space", headers=self._auth)
 
     def resources(self, deployment_id: str) -> Usage | None:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import yaml
 
-from hubpulse_common.inference import INFLIGHT_METRIC, MODEL_SERVER_TOKEN_VARIABLE, model_server_token
+from hubpulse_common.inference import INFLIGHT_METRIC, MODEL_SERVER_TOKEN_VARIABLE, Input, model_server_token
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.base import (
@@ -322,7 +322,7 @@ class KubernetesTarget:
             # e.g. 403: the service account lacks a permission (deploy/k8s/base/rbac.yaml); the deployment stays
             raise TargetUnavailable(f"the cluster refused to delete {name}: {exc.status} {exc.reason}") from exc
 
-    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
+    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[Input]) -> list[Any]:
         # the Service's cluster DNS name: reachable when the deployer runs in the same cluster
         url = str(endpoint["url"])
         token = self._token(deployment_id, url)

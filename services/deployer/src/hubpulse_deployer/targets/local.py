@@ -20,7 +20,7 @@ import httpx
 import psutil
 from huggingface_hub.errors import HTTPError, LocalEntryNotFoundError  # type: ignore[attr-defined]
 
-from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, model_server_token
+from hubpulse_common.inference import MODEL_SERVER_TOKEN_VARIABLE, Input, model_server_token
 from hubpulse_common.processes import free_port, log_tail
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.runtime import Refused
@@ -190,7 +190,7 @@ class LocalTarget:
         if server is not None:
             await asyncio.to_thread(self._stop, server)
 
-    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[str]) -> list[Any]:
+    async def predict(self, deployment_id: str, endpoint: Endpoint, inputs: list[Input]) -> list[Any]:
         server = self._servers.get(deployment_id)
         if server is None or server.proc.poll() is not None:
             raise TargetUnavailable("the model server of this deployment is not running")

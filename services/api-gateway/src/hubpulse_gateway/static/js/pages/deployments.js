@@ -136,6 +136,7 @@ async function renderList(root, prefill) {
 }
 
 function describeOutput(out) {
+  if (typeof out === "number") return el("b", { "data-testid": "similarity" }, out.toFixed(3)); // a cosine
   if (out && typeof out === "object" && !Array.isArray(out) && "label" in out) {
     return el("span", {}, el("b", { "data-testid": "label" }, out.label),
       typeof out.score === "number" ? el("span", { class: "muted" }, ` ${(100 * out.score).toFixed(1)}%`) : null);
@@ -150,31 +151,49 @@ function describeOutput(out) {
   return el("code", {}, text.length > 300 ? text.slice(0, 300) + "…" : text);
 }
 
-function playground(id) {
+// sentence-similarity takes one pair: the first line is compared with each line after it
+function similarityCall(lines) {
+  if (lines.length < 2) return { error: "Type the source sentence, then at least one sentence to compare it with." };
+  const [source, ...sentences] = lines;
+  return { inputs: { source_sentence: source, sentences }, items: sentences, outputs: (r) => r.outputs };
+}
+
+function textCall(lines) {
+  if (!lines.length) return { error: "Type some text first." };
+  const inputs = lines.length === 1 ? lines[0] : lines;
+  return { inputs, items: lines, outputs: (r) => (Array.isArray(inputs) ? r.outputs : [r.outputs]) };
+}
+
+function playground(id, task) {
+  const pairs = task === "sentence-similarity";
   const input = el("textarea", { id: "predict-input", rows: "4", required: "", "data-testid": "predict-input",
-    placeholder: "I love this!\nThis is terrible." });
+    placeholder: pairs ? "A man is eating food.\nA man is eating a piece of bread.\nA man is riding a horse."
+      : "I love this!\nThis is terrible." });
   const run = el("button", { type: "submit", "data-testid": "predict-run" }, "Run");
   const result = el("div", { class: "result", "aria-live": "polite", "data-testid": "predict-result" });
   const form = el("form", { class: "playground", "aria-label": "predict playground" },
-    el("label", { for: "predict-input" }, "Input text (one line per input; several lines are sent as one batch)"),
+    el("label", { for: "predict-input" }, pairs
+      ? "Source sentence on the first line, then one sentence per line to compare it with"
+      : "Input text (one line per input; several lines are sent as one batch)"),
     input, el("div", {}, run), result);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const lines = input.value.split("\n").map((l) => l.trim()).filter(Boolean);
-    if (!lines.length) { result.replaceChildren(el("p", { class: "error", role: "alert" }, "Type some text first.")); return; }
-    const inputs = lines.length === 1 ? lines[0] : lines;
+    const call = (pairs ? similarityCall : textCall)(lines);
+    if (call.error) { result.replaceChildren(el("p", { class: "error", role: "alert" }, call.error)); return; }
+    const { inputs, items } = call;
     run.disabled = true;
     const started = performance.now();
     try {
       const response = await api(`/v1/deployments/${enc(id)}/predict`, { method: "POST", body: { inputs } });
       const latency = performance.now() - started;
-      const outputs = Array.isArray(inputs) ? response.outputs : [response.outputs];
-      const items = Array.isArray(inputs) ? inputs : [inputs];
+      const outputs = call.outputs(response);
       result.replaceChildren(
         el("p", { class: "muted" }, "Latency ", el("b", { "data-testid": "predict-latency" }, `${latency.toFixed(0)} ms`),
-          ` · version v${response.version} · ${items.length} input${items.length === 1 ? "" : "s"}`),
+          ` · version v${response.version} · ${items.length} ${pairs ? "sentence" : "input"}${items.length === 1 ? "" : "s"}`),
         el("table", { "data-testid": "predict-outputs" },
-          el("thead", {}, el("tr", {}, el("th", {}, "Input"), el("th", {}, "Output"))),
+          el("thead", {}, el("tr", {}, el("th", {}, pairs ? "Sentence" : "Input"),
+            el("th", {}, pairs ? `Similarity to “${inputs.source_sentence}”` : "Output"))),
           el("tbody", {}, items.map((text, i) => el("tr", { "data-testid": "predict-output" },
             el("td", {}, text), el("td", {}, describeOutput(outputs[i])))))));
     } catch (err) {
@@ -286,7 +305,7 @@ async function renderDetail(root, id) {
       d.status !== "deleted" ? el("details", {}, el("summary", {}, "New version"), newVersionForm(d, () => act(async () => {}))) : null);
     if (!playgroundShown && d.status !== "deleted") {
       playgroundShown = true;
-      root.append(el("h2", {}, "Predict playground"), playground(d.id));
+      root.append(el("h2", {}, "Predict playground"), playground(d.id, d.task));
     }
     if (BUSY.has(d.status)) timer = setTimeout(load, POLL_MS);
   };
