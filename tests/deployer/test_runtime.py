@@ -24,7 +24,7 @@ from hubpulse.platform.stores import free_port
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_deployer.model_server import ModelServer
 from hubpulse_deployer.runtime import ONNX_TASKS, Refused, load, plan, torch_installed
-from hubpulse_deployer.runtime.fetch import require_public
+from hubpulse_deployer.runtime.fetch import require_public, too_large
 from hubpulse_deployer.runtime.onnx_runtime import position_limit
 from hubpulse_deployer.settings import DeployerSettings
 
@@ -71,9 +71,29 @@ def test_a_refusal_gives_the_reason_that_applies() -> None:
     # Xenova/bert-base-uncased: an ONNX export for fill-mask, a task the onnx runtime does not serve
     with pytest.raises(Refused, match="not fill-mask"):
         plan("fill-mask", ["config.json", "tokenizer.json", "onnx/model.onnx", "onnx/model_quantized.onnx"])
-    # a graph whose tokenizer sits only beside it, under onnx/
-    with pytest.raises(Refused, match=r"ONNX graph \(onnx/model.onnx\) has no tokenizer.json"):
-        plan("text-classification", ["config.json", "model.safetensors", "onnx/model.onnx", "onnx/tokenizer.json"])
+    # a graph with no tokenizer.json anywhere
+    with pytest.raises(Refused, match=r"ONNX graph \(onnx/model.onnx\) has no tokenizer.json, at the repo's root"):
+        plan("text-classification", ["config.json", "model.safetensors", "onnx/model.onnx", "onnx/vocab.txt"])
+
+
+def test_an_export_that_keeps_its_tokenizer_beside_its_graph_is_served(demo: DemoRepos, tmp_path: Path) -> None:
+    """An optimum export pushed as a whole into onnx/: the tokenizer and its config sit only there, the model's
+    config.json (labels) at the root."""
+    chosen = plan(
+        "text-classification", ["config.json", "onnx/model.onnx", "onnx/tokenizer.json", "onnx/tokenizer_config.json"]
+    )
+    assert (chosen.runtime, chosen.root) == ("onnx", "onnx")
+    assert chosen.files == ("onnx/model.onnx", "config.json", "onnx/tokenizer.json", "onnx/tokenizer_config.json")
+    built = demo.get("hubpulse-demo/tiny-text-classifier")
+    assert built is not None
+    root = tmp_path / "beside"
+    shutil.copytree(built.root, root)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (root / name).rename(root / "onnx" / name)
+    texts = ["I love this movie", "awful"]
+    assert load(root, "text-classification").predict_batch(texts) == load(
+        built.root, "text-classification"
+    ).predict_batch(texts)
 
 
 def test_roberta_takes_twoposition_limit_fewer_than_it_embeds() -> None:
@@ -98,6 +118,20 @@ def test_a_tokenizer_padding_to_a_fixed_width_still_batches(demo: DemoRepos, tmp
     batch = runtime.predict_batch(texts)
     assert batch[0]["score"] == pytest.approx(runtime.predict_batch(texts[:1])[0]["score"], abs=1e-5)
     assert batch[1]["score"] == pytest.approx(runtime.predict_batch(texts[1:])[0]["score"], abs=1e-5)
+
+
+def test_the_size_limit_counts_what_would_be_downloaded_and_leaves_a_refused_repo_to_its_reason() -> None:
+    """A 10 GB repo of pickled weights is refused for its pickles (nothing of it is downloaded), not for its size;
+    a servable repo is measured by its planned files only."""
+    gb = 1_000_000_000
+    pickled = ModelInfo(id="a/p", siblings=[{"rfilename": "pytorch_model.bin", "size": 10 * gb}], usedStorage=10 * gb)
+    assert too_large(pickled, "text-classification", gb) is None
+    with pytest.raises(Refused, match="pickled weights"):
+        plan("text-classification", [s.rfilename for s in pickled.siblings or []])
+    files = {"onnx/model.onnx": 2 * gb, "tokenizer.json": 1000, "pytorch_model.bin": 5 * gb}
+    onnx = ModelInfo(id="a/o", siblings=[{"rfilename": f, "size": n} for f, n in files.items()], usedStorage=7 * gb)
+    assert too_large(onnx, "text-classification", gb) == 2 * gb + 1000  # not the pickles beside it
+    assert too_large(onnx, "text-classification", 3 * gb) is None
 
 
 def test_pickled_weights_are_never_planned() -> None:

@@ -31,8 +31,16 @@ from hubpulse_deployer.settings import DeployerSettings
 from hubpulse_deployer.targets.aws_lambda import HANDLER, LambdaTarget
 from hubpulse_deployer.targets.base import NotApplied, ProvisionError, Spec, TargetUnavailable
 from hubpulse_deployer.targets.hf_space import space_files
-from hubpulse_deployer.targets.kubernetes import REDACTED, KubernetesTarget, render, rollout_waiting
+from hubpulse_deployer.targets.kubernetes import (
+    REDACTED,
+    UNKNOWN_IMAGE,
+    KubernetesTarget,
+    own_image,
+    render,
+    rollout_waiting,
+)
 
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = "hubpulse-demo/tiny-text-classifier"
 pytestmark = pytest.mark.slow
 
@@ -443,6 +451,45 @@ def test_in_a_cluster_the_service_account_is_used(tmp_path: Path) -> None:
     assert "service-account-token" in str(configuration.api_key)
     outside = KubernetesTarget(_kubernetes_settings(), environ={})
     assert not outside.configured
+
+
+async def test_model_servers_run_on_the_deployers_own_image_unless_one_is_set(tmp_path: Path) -> None:
+    """No image of its own is built for the model server: it is the deployer's (HUBPULSE_MODEL_SERVER_IMAGE named
+    one that nothing builds, so every kubernetes deployment sat in ImagePullBackOff)."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "deployer-7d9f-abcde", "namespace": "hubpulse"},
+        "spec": {
+            "containers": [
+                {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.24.0"},
+                {"name": "deployer", "image": "registry.acme.io/hubpulse/deployer:1.4.2"},
+            ]
+        },
+    }
+    assert own_image(pod) == "registry.acme.io/hubpulse/deployer:1.4.2"
+    with pytest.raises(LookupError):
+        own_image({"metadata": {"name": "p"}, "spec": {"containers": []}})
+    manifest = yaml.safe_load_all((ROOT / "deploy/k8s/base/services/deployer.yaml").read_text())
+    (deployment,) = [m for m in manifest if m and m["kind"] == "Deployment"]
+    (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "deployer"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HUBPULSE_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert "HUBPULSE_MODEL_SERVER_IMAGE" not in env
+    spec = Spec("e" * 32, MODEL, "main", "text-classification", 1, DeploymentConfig())
+    # outside a cluster nothing is applied: the manifests shown say what to set
+    with pytest.raises(NotApplied) as rendered:
+        await KubernetesTarget(_kubernetes_settings(model_server_image=None), environ={}).provision(spec)
+    assert f"image: {UNKNOWN_IMAGE}" in rendered.value.endpoint["manifests"]
+    # in a cluster with neither the setting nor its own pod's name: a reason, before anything is applied
+    (tmp_path / "token").write_text("t")
+    (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    in_cluster = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+    target = KubernetesTarget(
+        _kubernetes_settings(model_server_image=None), environ=in_cluster, service_account=tmp_path
+    )
+    with pytest.raises(ProvisionError, match="set HUBPULSE_MODEL_SERVER_IMAGE"):
+        await target.provision(spec)
 
 
 async def test_a_cluster_refusal_is_a_reason_not_a_crash(tmp_path: Path) -> None:

@@ -46,7 +46,14 @@ from hubpulse_deployer.errors import (
 )
 from hubpulse_deployer.idempotency import digest_of
 from hubpulse_deployer.runtime import Refused, plan
-from hubpulse_deployer.runtime.fetch import HUB_LOGIN_VARIABLE, download_bytes, model_info, require_public, user_token
+from hubpulse_deployer.runtime.fetch import (
+    HUB_LOGIN_VARIABLE,
+    download_bytes,
+    model_info,
+    require_public,
+    too_large,
+    user_token,
+)
 from hubpulse_deployer.schemas import CreateDeployment, DeploymentConfig, RollbackRequest, UpdateDeployment
 from hubpulse_deployer.service import (
     ACTIVE,
@@ -128,8 +135,8 @@ async def _checked_model(
         what = f"a {info.pipeline_tag!r} model" if info.pipeline_tag else "a model without a task (pipeline_tag)"
         raise UnsupportedTask(f"{model_id} is {what}, which is not served")
     task: str = info.pipeline_tag  # type: ignore[assignment]
-    size, limit = download_bytes(info, task), state_of(request).settings.max_model_bytes
-    if size is not None and size > limit:
+    limit = state_of(request).settings.max_model_bytes
+    if (size := too_large(info, task, limit)) is not None:
         raise ModelTooLarge(
             f"{model_id}@{revision} is {size} bytes to download, over the limit (HUBPULSE_MAX_MODEL_BYTES) of {limit}",
         )

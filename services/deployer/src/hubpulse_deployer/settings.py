@@ -50,7 +50,10 @@ class DeployerSettings(ServiceSettings, service="deployer", port=8005):
     # API (prometheus-adapter, deploy/k8s/README.md): the HPAs then also scale on requests in flight. Off, an HPA
     # naming a metric nobody serves could never scale down, so they scale on CPU alone.
     kubernetes_custom_metrics: bool = False
-    model_server_image: str = "ghcr.io/hubpulse/model-server:0.1.0"
+    # The kubernetes target's model server image. Unset: the deployer's own (its image carries the model server),
+    # read from its pod (HUBPULSE_POD_NAME, the downward API's metadata.name), so an overlay's `images:` moves both.
+    model_server_image: str | None = None
+    pod_name: str | None = None
     resource_poll_s: float = 1.0
     # Per-organisation limits (a user without an organisation counts as one); a request over one is answered 4xx
     # naming the setting. Active deployments are pending, provisioning or running ones.

@@ -56,11 +56,13 @@ SIDE_FILES = frozenset(
 )
 
 
-def _side_file(path: str) -> bool:
-    """A file the runtime reads besides the weights: the root's SIDE_FILES, and the config of a
-    sentence-transformers pooling module (`1_Pooling/config.json`)."""
+def _side_file(path: str, root: str = "") -> bool:
+    """A file the runtime reads besides the weights: SIDE_FILES in the folder `root` (the repo's root, or the one
+    an ONNX export keeps its tokenizer in), and the config of a sentence-transformers pooling module
+    (`1_Pooling/config.json`)."""
     folder, _, name = path.rpartition("/")
-    return path in SIDE_FILES or (name == "config.json" and "/" not in folder and folder.endswith("_Pooling"))
+    pooling = name == "config.json" and "/" not in folder and folder.endswith("_Pooling")
+    return (folder == root.rstrip("/") and name in SIDE_FILES) or pooling
 
 
 class Runtime(Protocol):
@@ -81,6 +83,9 @@ class Plan:
 
     runtime: RuntimeName
     files: tuple[str, ...]
+    # the folder the tokenizer and the configs are read from ("" the repo's root; "onnx" for an export that keeps
+    # them beside its graph only)
+    root: str = ""
 
 
 def torch_installed() -> bool:
@@ -92,10 +97,15 @@ def plan(task: str, files: Iterable[str]) -> Plan:
     listed = set(files)
     side = tuple(sorted(f for f in listed if _side_file(f)))
     onnx = next((f for f in ONNX_FILES if f in listed), None)
-    if onnx is not None and "tokenizer.json" in listed and task in ONNX_TASKS:
+    root = _tokenizer_root(onnx, listed)
+    if onnx is not None and root is not None and task in ONNX_TASKS:
         # external weights of a large graph sit beside it (`model.onnx_data`, `model.onnx.data`)
         external = tuple(sorted(f for f in listed if f != onnx and f.startswith(onnx) and "/" not in f[len(onnx) :]))
-        return Plan("onnx", (onnx, *external, *side))
+        if root:  # the folder's own files, and the root's where it has none of that name (config.json)
+            side = tuple(
+                sorted(f for f in listed if _side_file(f, root) or (_side_file(f) and f"{root}/{f}" not in listed))
+            )
+        return Plan("onnx", (onnx, *external, *side), root)
     safetensors = tuple(sorted(f for f in listed if f.endswith(".safetensors") and "/" not in f))
     if safetensors and task in SIMILARITY_TASKS:
         raise Refused(f"this deployer cannot serve it: {_not_onnx(onnx, task)}, and {task} has no PyTorch pipeline")
@@ -118,12 +128,21 @@ def plan(task: str, files: Iterable[str]) -> Plan:
     raise Refused("it has no weights hubpulse can load (an ONNX graph with tokenizer.json, or safetensors)")
 
 
+def _tokenizer_root(onnx: str | None, listed: set[str]) -> str | None:
+    """Where the graph's `tokenizer.json` is: the repo's root (transformers/optimum exports, Xenova/*), else the
+    graph's own folder (an export pushed as a whole into `onnx/`); None when neither has one."""
+    if "tokenizer.json" in listed:
+        return ""
+    folder = onnx.rpartition("/")[0] if onnx is not None else ""
+    return folder if folder and f"{folder}/tokenizer.json" in listed else None
+
+
 def _not_onnx(onnx: str | None, task: str) -> str:
     """Why the ONNX runtime does not serve a repo (its graph `onnx`, if any) for `task`."""
     if task not in ONNX_TASKS:
         return f"the onnx runtime serves only {', '.join(sorted(ONNX_TASKS))}, not {task}"
     if onnx is not None:
-        return f"its ONNX graph ({onnx}) has no tokenizer.json at the repo's root"
+        return f"its ONNX graph ({onnx}) has no tokenizer.json, at the repo's root or beside it"
     return "the repo has no ONNX graph (model.onnx or onnx/model.onnx) with a tokenizer.json"
 
 
@@ -138,7 +157,7 @@ def load(model_dir: Path, task: str) -> Runtime:
     if chosen.runtime == "onnx":
         from hubpulse_deployer.runtime.onnx_runtime import OnnxRuntime
 
-        return OnnxRuntime(model_dir, chosen.files[0], task)
+        return OnnxRuntime(model_dir, chosen.files[0], task, root=model_dir / chosen.root)
     from hubpulse_deployer.runtime.torch_runtime import TorchRuntime
 
     return TorchRuntime(model_dir, task)

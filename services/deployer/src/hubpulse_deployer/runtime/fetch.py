@@ -48,6 +48,18 @@ def download_bytes(info: ModelInfo, task: str) -> int | None:
     return info.used_storage
 
 
+def too_large(info: ModelInfo, task: str, limit: int) -> int | None:
+    """The planned download's size when it is over `limit`; else None, and None for a repo the runtime would not
+    load: nothing of it is ever downloaded, and the plan's refusal (`deployability`; a deployment fails with it)
+    says more than the size of the whole repo."""
+    try:
+        plan(task, [s.rfilename for s in info.siblings or []])
+    except Refused:
+        return None
+    size = download_bytes(info, task)
+    return size if size is not None and size > limit else None
+
+
 def model_info(api: HfApi, model_id: str, revision: str, token: HubToken) -> ModelInfo:
     # the default branch is asked without a revision: every Hub (and the replay Hub) serves that route
     return api.model_info(model_id, revision=None if revision == "main" else revision, token=token, files_metadata=True)

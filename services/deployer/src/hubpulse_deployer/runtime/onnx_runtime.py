@@ -120,10 +120,13 @@ def position_limit(config: dict[str, Any]) -> Any:
 class OnnxRuntime:
     name: RuntimeName = "onnx"
 
-    def __init__(self, model_dir: Path, model_file: str, task: str) -> None:
+    def __init__(self, model_dir: Path, model_file: str, task: str, root: Path | None = None) -> None:
+        """`root`: the folder of the tokenizer and the configs (`runtime.Plan.root`; the model folder by default)."""
         self.task = task
-        config = _read_json(model_dir / "config.json")
-        tokenizer_config = _read_json(model_dir / "tokenizer_config.json")
+        root = model_dir if root is None else root
+        # the folder's own file, else the repo root's (an export may keep only its tokenizer beside its graph)
+        config = _read_json(root / "config.json") or _read_json(model_dir / "config.json")
+        tokenizer_config = _read_json(root / "tokenizer_config.json") or _read_json(model_dir / "tokenizer_config.json")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # warnings about unused initializers would fill the server log
         # idle intra-op threads sleep instead of spinning: a spinning pool burns the cores that the deployer and
@@ -139,7 +142,7 @@ class OnnxRuntime:
         if "input_ids" not in inputs:
             raise Refused(f"{model_file} takes {sorted(inputs)}, not input_ids: not a text model export")
         self._feeds = [name for name in _FEEDS if name in inputs]
-        self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
         self._pooling = pooling_modes(model_dir) if task in SIMILARITY_TASKS else ()
         # sentence-transformers truncates at its own max_seq_length (all-MiniLM-L6-v2: 256 of 512 positions)
         sentence_limit = (

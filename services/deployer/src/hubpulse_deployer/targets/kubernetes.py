@@ -190,6 +190,20 @@ def to_yaml(objects: list[Manifest]) -> str:
     return yaml.safe_dump_all(shown, sort_keys=False)
 
 
+# what rendered manifests name as the image when no cluster tells the deployer's own (nothing is applied then)
+UNKNOWN_IMAGE = "set-hubpulse-model-server-image"
+
+
+def own_image(pod: Manifest, container: str = "deployer") -> str:
+    """The image of a pod's `container` (the deployer's, from its own Pod object), else of its first one."""
+    containers = pod.get("spec", {}).get("containers") or []
+    chosen = next((c for c in containers if c.get("name") == container), containers[0] if containers else None)
+    if chosen is None or not chosen.get("image"):
+        raise LookupError(f"pod {pod.get('metadata', {}).get('name')} names no container image")
+    image: str = chosen["image"]
+    return image
+
+
 class KubernetesTarget:
     name = "kubernetes"
 
@@ -201,7 +215,7 @@ class KubernetesTarget:
         service_account: Path = SERVICE_ACCOUNT,
     ) -> None:
         self._kubeconfig, self._namespace = settings.kubeconfig, settings.kubernetes_namespace
-        self._image = settings.model_server_image
+        self._image, self._pod = settings.model_server_image, settings.pod_name
         # in a pod, Kubernetes sets KUBERNETES_SERVICE_HOST/PORT and mounts the service account
         self._environ, self._service_account = environ, service_account
         self._hf_endpoint = settings.hf_endpoint
@@ -263,11 +277,33 @@ class KubernetesTarget:
     def _token(self, deployment_id: str, url: str) -> str | None:
         return model_server_token(self._secret, deployment_id, url) if self._secret else None
 
+    def _own_image(self) -> str:
+        pods = self._dynamic().resources.get(api_version="v1", kind="Pod")
+        return own_image(pods.get(name=self._pod, namespace=self._namespace).to_dict())
+
+    async def _server_image(self) -> str:
+        """HUBPULSE_MODEL_SERVER_IMAGE, else the deployer's own image, read once from its pod. Raises ProvisionError
+        when neither is known (outside a cluster: the rendered manifests name the setting instead)."""
+        if self._image is None and self._pod is not None and self.configured:
+            from kubernetes.client.exceptions import ApiException
+
+            try:
+                self._image = await asyncio.to_thread(self._own_image)
+            except (ApiException, LookupError) as exc:
+                raise ProvisionError(f"cannot read the deployer's own image from pod {self._pod}: {exc}") from exc
+        if self._image is None:
+            raise ProvisionError(
+                "no model server image: set HUBPULSE_MODEL_SERVER_IMAGE (the deployer's image carries the model "
+                "server), or run the deployer in the cluster with HUBPULSE_POD_NAME (deploy/k8s sets it)"
+            )
+        return self._image
+
     async def provision(self, spec: Spec) -> Endpoint:
         url = f"http://{spec.slug}.{self._namespace}.svc.cluster.local"
+        image = await self._server_image() if self.configured else (self._image or UNKNOWN_IMAGE)
         objects = render(
             spec,
-            image=self._image,
+            image=image,
             namespace=self._namespace,
             hf_endpoint=self._hf_endpoint,
             token=self._token(spec.deployment_id, url),
