@@ -12,6 +12,7 @@ from hubpulse_auth.settings import AuthSettings
 from hubpulse_common.errors import ConfigError
 from hubpulse_common.settings import load_settings
 from hubpulse_deployer.settings import DeployerSettings
+from hubpulse_metrics.settings import MetricsSettings
 
 REAL = {"s3_access_key_id": "AKIAREAL", "s3_secret_access_key": "a-real-s3-secret"}
 
@@ -65,3 +66,13 @@ def test_prod_refuses_a_public_address_left_on_the_placeholder_host() -> None:
     )
     assert real.public_url == "https://hubpulse.acme.io"
     assert load_settings(AuthSettings, environment="dev", public_url="https://hubpulse.example.com")
+
+
+def test_prod_metrics_wants_the_unsubscribe_links_key_set_not_generated() -> None:
+    """A key generated per process signs links the other replicas (and the next rollout) refuse."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(MetricsSettings, environment="prod", **REAL)
+    assert str(caught.value).startswith("bad setting HUBPULSE_WATCH_LINK_SECRET must be set")
+    assert load_settings(MetricsSettings, environment="prod", watch_link_secret="l1nk-" * 8, **REAL)
+    one, two = load_settings(MetricsSettings), load_settings(MetricsSettings)  # development: one per process
+    assert one.watch_link_secret.get_secret_value() != two.watch_link_secret.get_secret_value()

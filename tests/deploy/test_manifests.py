@@ -259,6 +259,7 @@ def test_compose_secrets_come_from_the_env_file() -> None:
         "GRAFANA_ADMIN_PASSWORD",
         "KAFKA_ADMIN_PASSWORD",
         "KAFKA_GATEWAY_PASSWORD",
+        "WATCH_LINK_SECRET",
     ):
         assert f"${{{variable}:?" in text, f"{variable} must be required, not defaulted"
         assert variable in example

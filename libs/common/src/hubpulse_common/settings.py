@@ -221,6 +221,9 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
             prefix = cls.model_config.get("env_prefix", "")
+            if not field:  # a check across settings (a model validator): its message names them
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
+                continue
             problems.append(f"{prefix}{field.upper()}: {error['msg']} (got {error.get('input')!r})")
         raise ConfigError("bad setting " + "; ".join(problems)) from None
     if getattr(settings, "environment", None) == "prod" and (defaults := dev_defaults(settings)):

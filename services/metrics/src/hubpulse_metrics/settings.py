@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from hubpulse_common.settings import ConsumerSettings
 from hubpulse_metrics.schemas import AlertRule
@@ -40,7 +40,8 @@ class MetricsSettings(ConsumerSettings, service="metrics", port=8006):
     watch_email_attempts: int = Field(default=3, ge=1)
     watch_delivery_poll_s: float = Field(default=1.0, gt=0, description="Pending alerts are looked for this often")
     watch_digest_interval_s: float = Field(default=86_400, gt=0)
-    # Signs unsubscribe links; set it in production (a random one per process breaks links on restart).
+    # Signs unsubscribe links: every replica must share it and it must outlive restarts, or a link mailed by one
+    # process is refused by the next. Required in prod; elsewhere a random one per process.
     watch_link_secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_urlsafe(32)))
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -53,3 +54,13 @@ class MetricsSettings(ConsumerSettings, service="metrics", port=8006):
         description="STARTTLS: None upgrades where the relay offers it, True requires it, False never upgrades",
     )
     smtp_use_tls: bool = Field(default=False, description="Implicit TLS from the first byte (port 465)")
+
+    @model_validator(mode="after")
+    def _link_secret_set_in_prod(self) -> MetricsSettings:
+        # a generated default passes the common dev-secret guard (it is not a fixed value), so it is checked here
+        if self.environment == "prod" and "watch_link_secret" not in self.model_fields_set:
+            raise ValueError(
+                "HUBPULSE_WATCH_LINK_SECRET must be set with HUBPULSE_ENVIRONMENT=prod: it signs the unsubscribe "
+                "links of watch e-mails, and every metrics replica must verify what the others signed"
+            )
+        return self
