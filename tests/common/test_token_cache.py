@@ -62,3 +62,41 @@ async def test_a_remembered_token_is_refused_once_its_key_leaves_the_jwks() -> N
     published["keys"] = [new_signing_key().as_dict(private=False)]
     with pytest.raises(InvalidToken):
         await verifier.claims(token)
+
+
+async def test_the_published_keys_stay_good_while_the_auth_service_is_down_and_are_asked_for_again_later() -> None:
+    """Security audit L7: keys older than jwks_max_age_s were refetched, and an auth service that did not answer
+    made every call everywhere a 503, each waiting out the timeout behind one lock."""
+    key = new_signing_key()
+    published: dict[str, Any] = {"keys": [key.as_dict(private=False)]}
+    down = {"now": False}
+    asked = []
+
+    async def fetch() -> dict[str, Any]:
+        asked.append(clock.now)
+        if down["now"]:
+            raise ConnectionError("auth: connection refused")
+        return published
+
+    clock = Clock(1_900_000_000)
+    settings = ServiceSettings(jwt_issuer=ISSUER, jwt_audience=AUDIENCE, jwks_max_age_s=300, jwks_min_refresh_s=30)
+    verifier = TokenVerifier(fetch, settings, cache_s=0, clock=clock)
+    verifier.jwks._clock = clock  # the key cache's own clock (monotonic in production)
+    grant = AccessGrant("user-1", "org-1", "member", None, "session-1")
+    token = sign(access_claims(grant, issuer=ISSUER, audience=AUDIENCE, ttl_s=3600, now=int(clock.now)), key)
+    assert (await verifier.claims(token))["sub"] == "user-1"
+    down["now"] = True
+    clock.now += 301  # stale: refreshed, and the auth service does not answer
+    assert (await verifier.claims(token))["sub"] == "user-1"
+    clock.now += 10  # within min_refresh of the failed try: not asked again
+    assert (await verifier.claims(token))["sub"] == "user-1"
+    assert len(asked) == 2
+    clock.now += 25  # past it: asked again (still down, still served)
+    assert (await verifier.claims(token))["sub"] == "user-1"
+    assert len(asked) == 3
+    # a key the cache never had is not made up: the outage is the answer for it
+    other = new_signing_key()
+    stranger = sign(access_claims(grant, issuer=ISSUER, audience=AUDIENCE, ttl_s=3600, now=int(clock.now)), other)
+    clock.now += 31
+    with pytest.raises(ConnectionError):
+        await verifier.claims(stranger)

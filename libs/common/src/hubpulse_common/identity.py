@@ -40,7 +40,10 @@ from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION
 
 from hubpulse_common.http import Forbidden, Unauthorized, Unavailable
+from hubpulse_common.logging import get_logger
 from hubpulse_common.settings import ServiceSettings
+
+log = get_logger(__name__)
 
 Role = Literal["viewer", "member", "admin"]
 ROLE_RANK: dict[str, int] = {"viewer": 0, "member": 1, "admin": 2}
@@ -159,8 +162,18 @@ class JwksCache:
             age = self._clock() - self._fetched_at
             # Another request may have refreshed while we waited; an unknown kid refetches at most every min_refresh.
             if self._keys is None or age >= self._max_age_s or (not self._has(kid) and age >= self._min_refresh_s):
-                self._keys = KeySet.import_key_set(cast(Any, await self._fetch()))
-                self._fetched_at = self._clock()
+                try:
+                    published = await self._fetch()
+                except Exception:
+                    if not self._has(kid):
+                        raise
+                    # The auth service does not answer: the keys it published stay good until it does (a 503 on
+                    # every call would make its outage everyone's); asked again min_refresh from now, not per call.
+                    self._fetched_at = self._clock() - self._max_age_s + self._min_refresh_s
+                    log.warning("auth.jwks_refresh_failed_serving_cached_keys", kid=kid)
+                else:
+                    self._keys = KeySet.import_key_set(cast(Any, published))
+                    self._fetched_at = self._clock()
         if not self._has(kid):
             raise InvalidToken("token signed by an unknown key")
         assert self._keys is not None
