@@ -14,7 +14,7 @@ import pytest
 from pydantic_core import to_json
 
 from hubpulse_common import feature_vectors
-from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch, ModelScore
+from hubpulse_common.events import FEATURES_BATCH_BYTES, ModelFeatures, ModelFeaturesBatch, ModelScore
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_features import service as features
 from hubpulse_scorer import service as scorer
@@ -116,6 +116,22 @@ def test_feature_batches_validate_back_to_exactly_the_rows_v1_carried() -> None:
         assert row.model_dump(exclude={"occurred_at"}) == reference.model_dump(exclude={"occurred_at"})
     with pytest.raises(ValueError, match="one day's rows, not 2"):
         features.feature_batches(frame.assign(snapshot_date=pd.to_datetime(["2025-01-02", "2025-01-03"] * 3)))
+
+
+def test_feature_batches_stay_within_the_byte_limit_whatever_the_rows_carry() -> None:
+    """Rows with the longest tag lists the ingestor takes (MAX_TAGS tags, ~140 KB a row): 500 of them in one
+    message would be refused by the broker (1 MiB), and the day's close would fail on it for good."""
+    base = _feature_frame()
+    frame = pd.concat([base] * 2, ignore_index=True)  # 12 rows
+    frame["model_id"] = [f"org/wide{i:02d}" for i in range(len(frame))]
+    frame["tags"] = [[f"{i:03d}" + "t" * 136 for i in range(1000)]] * len(frame)
+    pairs = features.feature_batches(frame, day_models=len(frame))
+    assert len(pairs) > 1
+    assert all(len(value) <= FEATURES_BATCH_BYTES for _, value in pairs)
+    messages = [ModelFeaturesBatch.model_validate_json(value) for _, value in pairs]
+    assert [r.model_id for m in messages for r in m.as_v1()] == frame["model_id"].tolist()  # every row, in order
+    assert [key for key, _ in pairs] == [m.key().encode() for m in messages]
+    assert len(features.feature_batches(base, day_models=len(base))) == 1  # ordinary rows: one message as before
 
 
 def _v2_rows(frame: pd.DataFrame, rows: int = 4) -> scorer.FeatureRows:

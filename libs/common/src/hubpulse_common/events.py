@@ -357,6 +357,9 @@ class ModelFeatures(Event):
 # Rows per hub.features.v2 message as the features close publishes them: ~0.9 KB of JSON a row with 69 features,
 # so a message stays well under Kafka's default 1 MiB message limit.
 FEATURES_BATCH_ROWS = 500
+# ... and at most this many bytes: rows with long tag lists (the ingestor takes up to MAX_ROW_TEXT characters a
+# row) would otherwise push a 500-row message over the limit, and the close would fail on it for good.
+FEATURES_BATCH_BYTES = 1_000_000
 
 
 class ModelFeaturesBatch(_ModelColumns):

@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from hubpulse_common.encoding import EventEncoder
-from hubpulse_common.events import FEATURES_BATCH_ROWS, ModelFeatures, ModelFeaturesBatch, ModelSnapshotBatch
+from hubpulse_common.events import (
+    FEATURES_BATCH_BYTES,
+    FEATURES_BATCH_ROWS,
+    ModelFeatures,
+    ModelFeaturesBatch,
+    ModelSnapshotBatch,
+)
 from hubpulse_common.features import (
     CROSS_FEATURE_COLUMNS,
     FEATURE_COLUMNS,
@@ -396,7 +402,7 @@ def feature_batches(
     rows: int = FEATURES_BATCH_ROWS,
 ) -> list[tuple[bytes, bytes]]:
     """The rows of one day's frame (keys, FEATURE_COLUMNS and STAT_COLUMNS, one row per model) as
-    `ModelFeaturesBatch` messages of up to `rows` rows each, as (key, JSON) pairs.
+    `ModelFeaturesBatch` messages of up to `rows` rows and FEATURES_BATCH_BYTES bytes each, as (key, JSON) pairs.
 
     Column-wise in bulk: each column becomes a list (or stays a numpy array, which orjson writes as it is, NaN and
     infinities as null) and each message is one encode; no pydantic model and no dict per row. The JSON validates
@@ -425,18 +431,24 @@ def feature_batches(
     }
     encode = EventEncoder(ModelFeaturesBatch, raw=("tags",)).encode
     tags = _tags_json(frame)
-    out: list[tuple[bytes, bytes]] = []
-    for lo in range(0, len(ids), rows):
-        part = ids[lo : lo + rows]
-        fields: dict[str, Any] = {name: values[lo : lo + rows] for name, values in columns.items()}
+
+    def message(lo: int, hi: int) -> list[tuple[bytes, bytes]]:
+        """Rows lo..hi as one message, or halved until each is within FEATURES_BATCH_BYTES."""
+        part = ids[lo:hi]
+        fields: dict[str, Any] = {name: values[lo:hi] for name, values in columns.items()}
         fields |= {
             "snapshot_date": day,
             "day_models": day_models,
             "model_id": part,
             "renamed_from": {m: renamed[m] for m in part if m in renamed} if renamed else {},
-            "features": {name: x[j, lo : lo + rows] for j, name in enumerate(FEATURE_COLUMNS)},
+            "features": {name: x[j, lo:hi] for j, name in enumerate(FEATURE_COLUMNS)},
         }
-        out.append(
-            (ModelFeaturesBatch.key_of(day, part[0]).encode(), encode(fields, f"[{','.join(tags[lo : lo + rows])}]"))
-        )
-    return out
+        value = encode(fields, f"[{','.join(tags[lo:hi])}]")
+        if len(value) <= FEATURES_BATCH_BYTES:
+            return [(ModelFeaturesBatch.key_of(day, part[0]).encode(), value)]
+        if hi - lo == 1:  # the ingestor's row checks bound a row's text well below the limit (MAX_ROW_TEXT)
+            raise ValueError(f"features of {part[0]!r} alone are {len(value)} bytes, over {FEATURES_BATCH_BYTES}")
+        middle = (lo + hi) // 2
+        return [*message(lo, middle), *message(middle, hi)]
+
+    return [pair for lo in range(0, len(ids), rows) for pair in message(lo, min(lo + rows, len(ids)))]
