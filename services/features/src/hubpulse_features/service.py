@@ -432,8 +432,13 @@ def feature_batches(
     encode = EventEncoder(ModelFeaturesBatch, raw=("tags",)).encode
     tags = _tags_json(frame)
 
-    def message(lo: int, hi: int) -> list[tuple[bytes, bytes]]:
-        """Rows lo..hi as one message, or halved until each is within FEATURES_BATCH_BYTES."""
+    out: list[tuple[bytes, bytes]] = []
+    # rows lo..hi as one message, halved until each is within FEATURES_BATCH_BYTES, in order (a loop, not a
+    # recursive closure: that is a reference cycle, and it kept each slice's columns alive until the next full
+    # garbage collection; docs/decisions/pipeline-redesign.md, session 19)
+    pending = [(lo, min(lo + rows, len(ids))) for lo in range(0, len(ids), rows)]
+    while pending:
+        lo, hi = pending.pop(0)
         part = ids[lo:hi]
         fields: dict[str, Any] = {name: values[lo:hi] for name, values in columns.items()}
         fields |= {
@@ -445,10 +450,10 @@ def feature_batches(
         }
         value = encode(fields, f"[{','.join(tags[lo:hi])}]")
         if len(value) <= FEATURES_BATCH_BYTES:
-            return [(ModelFeaturesBatch.key_of(day, part[0]).encode(), value)]
-        if hi - lo == 1:  # the ingestor's row checks bound a row's text well below the limit (MAX_ROW_TEXT)
+            out.append((ModelFeaturesBatch.key_of(day, part[0]).encode(), value))
+        elif hi - lo == 1:  # the ingestor's row checks bound a row's text well below the limit (MAX_ROW_TEXT)
             raise ValueError(f"features of {part[0]!r} alone are {len(value)} bytes, over {FEATURES_BATCH_BYTES}")
-        middle = (lo + hi) // 2
-        return [*message(lo, middle), *message(middle, hi)]
-
-    return [pair for lo in range(0, len(ids), rows) for pair in message(lo, min(lo + rows, len(ids)))]
+        else:
+            middle = (lo + hi) // 2
+            pending[:0] = [(lo, middle), (middle, hi)]
+    return out
