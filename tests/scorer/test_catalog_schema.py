@@ -19,27 +19,44 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from hubpulse_common import db, feature_vectors
+from hubpulse_common.catalog_details import details_of
 from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_common.renames import Rename
 from hubpulse_common.renames import _move as renames_move
 from hubpulse_scorer.app import MIGRATIONS
-from hubpulse_scorer.catalog_swap import _FILL_DAY, _FILL_DAYS, LIVE, NEXT, due_days, swap_day, swap_due_days
-from hubpulse_scorer.repository import _RENAMED_TABLES, SWAP_LOCK, follow_renames, write_batch
+from hubpulse_scorer.catalog_swap import (
+    _FILL_DAY,
+    _FILL_DAYS,
+    KEEP_BUILD_DAYS,
+    LIVE,
+    NEXT,
+    due_days,
+    swap_day,
+    swap_due_days,
+)
+from hubpulse_scorer.repository import _RENAMED_TABLES, SWAP_LOCK, build_partition, follow_renames, write_batch
 from hubpulse_scorer.service import CATALOG_COLUMNS
 
 VERSION_TABLE = "alembic_version_scorer"
 VERSIONS = "SELECT model_id, updated_at, xmin::text FROM catalog_models"
 FEATURES = {"likes_7d": 42.0, "log_downloads": 6.5}
 SET = FeatureSet(tuple(FEATURES))
-# a detail row's features, read against the names of its set
-DETAIL_FEATURES = (
+_WITH_DETAILS = f"FROM catalog_models m CROSS JOIN LATERAL ({details_of('m')}) d"
+# a model's features as the model page reads them (the details of its catalog row), against the names of its set
+DETAIL_FEATURES = f"SELECT d.features AS vector, d.names {_WITH_DETAILS} WHERE m.model_id = $1"
+
+
+# the same from catalog_details itself (what holds every model's details at revisions before 0017)
+KEPT_FEATURES = (
     "SELECT d.features AS vector, s.names FROM catalog_details d LEFT JOIN catalog_feature_sets s USING (feature_set) "
     "WHERE d.model_id = $1"
 )
 
 
-async def _features(executor: asyncpg.Pool | asyncpg.Connection, model_id: str) -> dict[str, float | None]:
-    row = await executor.fetchrow(DETAIL_FEATURES, model_id)
+async def _features(
+    executor: asyncpg.Pool | asyncpg.Connection, model_id: str, *, kept: bool = False
+) -> dict[str, float | None]:
+    row = await executor.fetchrow(KEPT_FEATURES if kept else DETAIL_FEATURES, model_id)
     assert row is not None
     return feature_vectors.decode(row["vector"], row["names"])
 
@@ -136,9 +153,9 @@ async def test_0014_stores_the_features_as_vectors_and_gives_the_same_json_back(
             ],
         )
         await _move(database_url, "upgrade", "0014_feature_vectors")
-        assert await _features(conn, "v/a") == awkward
-        assert await _features(conn, "v/b") == reordered
-        assert list((await _features(conn, "v/b")).keys()) == list(reordered)
+        assert await _features(conn, "v/a", kept=True) == awkward
+        assert await _features(conn, "v/b", kept=True) == reordered
+        assert list((await _features(conn, "v/b", kept=True)).keys()) == list(reordered)
         keys = {r["feature_set"] for r in await conn.fetch("SELECT feature_set FROM catalog_feature_sets")}
         assert keys == {FeatureSet(tuple(awkward)).key, FeatureSet(tuple(reordered)).key}  # SQL's key is Python's
         assert await conn.fetchval("SELECT features FROM catalog_details WHERE model_id = 'v/c'") is None
@@ -214,12 +231,36 @@ async def test_the_swap_moves_updated_at_only_for_changed_rows_and_keeps_the_lat
         await write_batch(pool, [], [_record("org/a", day + dt.timedelta(days=1), 12, 3.0)], [], feature_sets=[SET])
         assert await swap_day(pool, day + dt.timedelta(days=1))
         row = await pool.fetchrow(
-            "SELECT m.downloads, m.likes_7d, d.snapshot_date FROM catalog_models m"
-            " JOIN catalog_details d USING (model_id) WHERE model_id = 'org/a'"
+            f"SELECT m.downloads, m.likes_7d, d.snapshot_date {_WITH_DETAILS} WHERE m.model_id = 'org/a'"
         )
         assert (row["downloads"], row["likes_7d"], (await _features(pool, "org/a"))["likes_7d"]) == (12, 3.0, 3.0)
         assert row["snapshot_date"] == day + dt.timedelta(days=1)
         assert (await _rows(pool))["org/b"]["downloads"] == 21  # absent that day: kept
+    finally:
+        await pool.close()
+
+
+async def test_a_model_gone_from_the_hub_keeps_its_details_when_its_build_day_is_dropped(database_url: str) -> None:
+    """Details are read from the build row of the catalog's day; a partition older than KEEP_BUILD_DAYS goes, and
+    the rows in it that are still live (their model absent since) keep their details in catalog_details."""
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    first = dt.date(2025, 6, 1)
+    try:
+        await write_batch(
+            pool, [], [_record("gone/a", first, 5, 7.0), _record("gone/b", first, 5, 1.0)], [], feature_sets=[SET]
+        )
+        assert await swap_day(pool, first)
+        assert await pool.fetchval("SELECT count(*) FROM catalog_details WHERE model_id LIKE 'gone/%'") == 0
+        for n in range(1, KEEP_BUILD_DAYS + 2):  # gone/a is not on the Hub any more; gone/b is, every day
+            day = first + dt.timedelta(days=n)
+            await write_batch(pool, [], [_record("gone/b", day, 5 + n, 1.0 + n)], [], feature_sets=[SET])
+            assert await swap_day(pool, day)
+        assert await pool.fetchval("SELECT to_regclass($1)", build_partition(first)) is None
+        kept = await pool.fetch("SELECT model_id, snapshot_date FROM catalog_details WHERE model_id LIKE 'gone/%'")
+        assert [(r["model_id"], r["snapshot_date"]) for r in kept] == [("gone/a", first)]
+        assert await _features(pool, "gone/a") == {**FEATURES, "likes_7d": 7.0}  # still on its page
+        assert await _features(pool, "gone/b") == {**FEATURES, "likes_7d": 1.0 + KEEP_BUILD_DAYS + 1}
     finally:
         await pool.close()
 
@@ -408,7 +449,7 @@ async def test_a_batch_updates_its_days_count_last_so_other_replicas_do_not_queu
     database_url: str,
 ) -> None:
     """Every batch of a day updates the day's one `catalog_days` row, locked until its commit: a batch that waits
-    for that row (another replica's batch holds it) has already written its details and daily rows."""
+    for that row (another replica's batch holds it) has already written its build and daily rows."""
     await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
     pool = await db.create_pool(database_url, min_size=1, max_size=1)
     day = dt.date(2025, 5, 1)
@@ -425,10 +466,13 @@ async def test_a_batch_updates_its_days_count_last_so_other_replicas_do_not_queu
                 break
             await asyncio.sleep(0.05)
         assert await probe.fetchval(waiting) == 1
-        with pytest.raises(asyncpg.LockNotAvailableError):  # its detail row is written (locked) already
-            await probe.execute("SELECT FROM catalog_details WHERE model_id = 'count/a' FOR UPDATE NOWAIT")
+        with pytest.raises(asyncpg.LockNotAvailableError):  # its build row is written (locked) already
+            await probe.execute(
+                "SELECT FROM catalog_build WHERE snapshot_date = $1 AND model_id = 'count/a' FOR UPDATE NOWAIT", day
+            )
         await other_batch.rollback()
         await asyncio.wait_for(writing, 30)
+        assert await swap_day(pool, day)
         assert await _features(pool, "count/a") == {**FEATURES, "likes_7d": 1.0}
     finally:
         await other.close()

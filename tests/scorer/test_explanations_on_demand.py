@@ -19,10 +19,11 @@ from support.polling import wait_for
 
 from hubpulse.platform.stores import free_port
 from hubpulse_common import db
+from hubpulse_common.catalog_details import details_of
 from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch
 from hubpulse_gateway.app import create_app as create_gateway_app
 from hubpulse_gateway.settings import GatewaySettings
-from hubpulse_scorer import repository, service
+from hubpulse_scorer import catalog_swap, repository, service
 from hubpulse_scorer.app import MIGRATIONS
 from hubpulse_scorer.app import create_app as create_scorer_app
 from hubpulse_scorer.model.artifact import TrainedModel
@@ -34,6 +35,9 @@ from scorer.test_scorer_pipeline import _registry
 
 MODELS = 40
 TOP_N = 2  # the swap explains the first 2 of each of the 5 sorts: most non-picks are left to the detail
+
+# the catalog's rows with their details, where the model page reads them
+_WITH_DETAILS = f"FROM catalog_models m CROSS JOIN LATERAL ({details_of('m')}) d"
 
 
 def _events(model: TrainedModel, prefix: str, day: dt.date) -> list[ModelFeatures]:
@@ -117,7 +121,7 @@ async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
         }
         details = {
             r["model_id"]: r
-            for r in await fetch(database_url, "SELECT model_id, model_version, explanation FROM catalog_details")
+            for r in await fetch(database_url, f"SELECT m.model_id, d.model_version, d.explanation {_WITH_DETAILS}")
         }
         assert {r["model_version"] for r in details.values()} == {version}
         # picks and the swap's first models of each sort: explained already, as eagerly
@@ -142,7 +146,7 @@ async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
             assert _shown(first.json()["explanation"]) == json.loads(expected[model_id])
             assert first.json()["explanation"][0]["text"]  # the detail's shape: each contribution in words
             assert _on_demand() == before + 1
-            stored = await fetch(database_url, "SELECT explanation FROM catalog_details WHERE model_id = $1", model_id)
+            stored = await fetch(database_url, f"SELECT d.explanation {_WITH_DETAILS} WHERE m.model_id = $1", model_id)
             assert stored[0]["explanation"] == expected[model_id]  # kept in the row: the next read is a plain read
 
             again = await http.get(f"{gateway_url}/v1/models/{model_id}")
@@ -155,11 +159,13 @@ async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
             # bad input: a clear 404 from the scorer, never a 5xx
             unknown = await http.get(f"{scorer_url}/explanation", params={"model_id": "no/such-model"})
             assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "model_not_found")
+            # in the catalog, with details of no model version
+            unscored_id = prefix + "unscored"
             await fetch(
-                database_url,
-                "INSERT INTO catalog_details (model_id, snapshot_date) VALUES ($1, $2)",
-                prefix + "unscored",
-                day,
+                database_url, "INSERT INTO catalog_models (model_id, snapshot_date) VALUES ($1, $2)", unscored_id, day
+            )
+            await fetch(
+                database_url, "INSERT INTO catalog_details (model_id, snapshot_date) VALUES ($1, $2)", unscored_id, day
             )
             unscored = await http.get(f"{scorer_url}/explanation", params={"model_id": prefix + "unscored"})
             assert (unscored.status_code, unscored.json()["error"]["code"]) == (404, "model_not_scored")
@@ -211,21 +217,22 @@ async def test_a_redelivered_batch_keeps_an_explanation_computed_on_demand(datab
         assert row is not None
         await repository.cache_explanations(pool, [row], [explained])
 
+    async def write(on: dt.date, likes_7d: float) -> None:
+        """A batch of one row, then its day's catalog swapped in (the model page reads the swapped row's details)."""
+        await write_batch(pool, [], [unexplained(on, likes_7d)], [], feature_sets=[SET])
+        assert await catalog_swap.swap_day(pool, on)
+
     try:
-        await write_batch(pool, [], [unexplained(day, 1.0)], [], feature_sets=[SET])
+        await write(day, 1.0)
         assert await stored() is None
         await explain_now()
         assert await stored() == explained
-        await write_batch(
-            pool, [], [unexplained(day, 1.0)], [], feature_sets=[SET]
-        )  # a redelivery: the same features, same version
+        await write(day, 1.0)  # a redelivery: the same features, same version
         assert await stored() == explained
-        await write_batch(
-            pool, [], [unexplained(day, 2.0)], [], feature_sets=[SET]
-        )  # other features: what was explained is gone
+        await write(day, 2.0)  # other features: what was explained is gone
         assert await stored() is None
         await explain_now()
-        await write_batch(pool, [], [unexplained(day + dt.timedelta(days=1), 2.0)], [], feature_sets=[SET])  # a new day
+        await write(day + dt.timedelta(days=1), 2.0)  # a new day
         assert await stored() is None
     finally:
         await pool.close()

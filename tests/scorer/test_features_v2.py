@@ -20,15 +20,14 @@ from hubpulse_scorer.app import create_app as create_scorer_app
 from hubpulse_scorer.model.artifact import TrainedModel
 from scorer.test_explanations_on_demand import MODELS, _events, serving_challenger
 
-# what a batch writes per model-day: a redelivery must leave all of it as it was; the build and detail rows are not
-# even rewritten (their row versions, xmin, stay: the upserts skip an unchanged row)
+# what a batch writes per model-day: a redelivery must leave all of it as it was; the build rows (details included)
+# are not even rewritten (their row versions, xmin, stay: the upsert skips an unchanged row)
 _WRITTEN = """
     SELECT 'scores' AS t, model_id, snapshot_date,
         concat_ws('|', model_version, probability, top_features, provisional) AS v FROM scores WHERE model_id LIKE $1
     UNION ALL SELECT 'daily', model_id, snapshot_date, concat_ws('|', downloads, likes, trending_rank, probability,
         model_version) FROM catalog_daily WHERE model_id LIKE $1
     UNION ALL SELECT 'build', model_id, snapshot_date, xmin::text FROM catalog_build WHERE model_id LIKE $1
-    UNION ALL SELECT 'details', model_id, snapshot_date, xmin::text FROM catalog_details WHERE model_id LIKE $1
 """
 
 

@@ -27,6 +27,7 @@ from support.quick import SMALL_BOOTSTRAP
 
 from hubpulse.platform.stores import free_port, wait_port
 from hubpulse_common import feature_vectors
+from hubpulse_common.catalog_details import details_of
 from hubpulse_common.errors import InputError
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.s3 import aws_client, ensure_bucket
@@ -37,6 +38,13 @@ from hubpulse_features.settings import FeaturesSettings
 from hubpulse_scorer.app import create_app as create_scorer_app
 from hubpulse_scorer.registry import ModelRegistry
 from hubpulse_scorer.settings import ScorerSettings
+
+# each catalog row with its details (where the model page reads them)
+_CATALOG_WITH_DETAILS = (
+    "SELECT m.model_id, m.snapshot_date, m.downloads, m.probability, m.model_version, d.explanation, "  # noqa: S608
+    "d.snapshot_date AS details_date, m.likes_7d, d.features, d.names FROM catalog_models m "
+    f"CROSS JOIN LATERAL ({details_of('m')}) d WHERE m.model_id LIKE $1"
+)
 
 
 def _registry(service_env: dict[str, str], bucket: str) -> ModelRegistry:
@@ -113,17 +121,14 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(
         catalog = await wait_for(
             lambda: fetch(
                 database_url,
-                "SELECT m.model_id, m.snapshot_date, m.downloads, m.probability, m.model_version, d.explanation, "
-                "d.snapshot_date AS details_date, m.likes_7d, d.features, s.names FROM catalog_models m "
-                "JOIN catalog_details d USING (model_id) JOIN catalog_feature_sets s USING (feature_set) "
-                "WHERE m.model_id LIKE $1",
+                _CATALOG_WITH_DETAILS,
                 prefix + "%",
             ),
             lambda r: len(r) == len(days[1]) and all(x["snapshot_date"] == days[1][0].snapshot_date for x in r),
         )
         by_id = {e.model_id: e for e in days[1]}
         assert all(c["downloads"] == by_id[c["model_id"]].downloads and json.loads(c["explanation"]) for c in catalog)
-        # features and explanation live in catalog_details (same day); picks read likes_7d from the row itself
+        # features and explanation are the build row's of the catalog's day; picks read likes_7d from the row itself
         assert all(c["details_date"] == c["snapshot_date"] for c in catalog)
         assert all(c["likes_7d"] == feature_vectors.decode(c["features"], c["names"])["likes_7d"] for c in catalog)
 

@@ -11,7 +11,9 @@ for `idle_s`, one replica:
 2. builds the live table's indexes on it (same definitions, read from the catalog), on two connections;
 3. VACUUM ANALYZE: fresh statistics and an all-visible map, so index-only search walks never visit the heap;
    then `prepare` (the first models of each sort are explained, before search shows them: `explanations`);
-4. swaps the two tables in one short transaction (a rename; the indexes take the live names), drops the old one.
+4. swaps the two tables in one short transaction (a rename; the indexes take the live names), drops the old one;
+5. then drops the build partitions older than `KEEP_BUILD_DAYS`, first keeping in `catalog_details` the details
+   of the rows in them that are still live (models absent from the Hub since: hubpulse_common.catalog_details).
 
 Search keeps reading yesterday's table until step 4. The scorer is the only writer of `catalog_models`: its
 batches write the build partition, and its rename re-key (issue 14) waits for a running swap (`SWAP_LOCK`), so
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from hubpulse_common.logging import get_logger
-from hubpulse_scorer.repository import MODEL_COLUMNS, SWAP_LOCK, build_partition
+from hubpulse_scorer.repository import DETAIL_COLUMNS, MODEL_COLUMNS, SWAP_LOCK, build_partition
 
 log = get_logger(__name__)
 
@@ -187,9 +189,14 @@ async def _build_and_swap(
         await conn.executemany(
             "UPDATE catalog_days SET swapped_at = $2 WHERE snapshot_date = $1", list(written.items())
         )
-        await _drop_old_partitions(conn, days[-1])
     lap("swap")
     log.info("scorer.catalog_swapped", days=[d.isoformat() for d in days], rows=rows, seconds=timings)
+    # after the swap's lock, with search serving the new catalog: what a dropped partition keeps is copied first
+    try:
+        async with conn.transaction():
+            await _drop_old_partitions(conn, days[-1])
+    except Exception:  # old build days only cost space: the next swap drops them
+        log.exception("scorer.build_days_not_dropped", before=days[-1].isoformat())
 
 
 async def _build_indexes(pool: asyncpg.Pool, conn: asyncpg.Connection, indexes: list[LiveIndex]) -> None:
@@ -228,13 +235,28 @@ async def _build_indexes(pool: asyncpg.Pool, conn: asyncpg.Connection, indexes: 
     await reset(conn)
 
 
+# A build partition's rows that are still the live catalog's (models absent from the Hub since that day) keep
+# their details in catalog_details before the partition goes (hubpulse_common.catalog_details).
+_KEEP_DETAILS = f"""
+    INSERT INTO catalog_details ({", ".join(DETAIL_COLUMNS)})
+    SELECT {", ".join(f"p.{c}" for c in DETAIL_COLUMNS)}
+    FROM {{partition}} p JOIN {LIVE} m ON m.model_id = p.model_id AND m.snapshot_date = p.snapshot_date
+    WHERE p.features IS NOT NULL
+    ON CONFLICT (model_id) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in DETAIL_COLUMNS if c != "model_id")}
+    WHERE catalog_details.snapshot_date <= EXCLUDED.snapshot_date
+"""  # noqa: S608 (identifiers are module constants)
+
+
 async def _drop_old_partitions(conn: asyncpg.Connection, day: dt.date) -> None:
     keep_from = day - dt.timedelta(days=KEEP_BUILD_DAYS)
     old = await conn.fetch(
         "SELECT snapshot_date FROM catalog_days WHERE snapshot_date < $1 AND swapped_at IS NOT NULL", keep_from
     )
     for row in old:
-        await conn.execute(f"DROP TABLE IF EXISTS {build_partition(row['snapshot_date'])}")
+        partition = build_partition(row["snapshot_date"])
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", partition):
+            await conn.execute(_KEEP_DETAILS.format(partition=partition), timeout=BUILD_TIMEOUT_S)
+        await conn.execute(f"DROP TABLE IF EXISTS {partition}")
     await conn.execute("DELETE FROM catalog_days WHERE snapshot_date < $1 AND swapped_at IS NOT NULL", keep_from)
 
 

@@ -1,16 +1,16 @@
-"""PostgreSQL I/O of the scorer: scores and the catalog read model. A batch's new rows go in by COPY (or an
-INSERT from the staged catalog rows); rows already there (a redelivered batch) through one upsert each.
+"""PostgreSQL I/O of the scorer: scores and the catalog read model. A batch's new rows go in by COPY; rows
+already there (a redelivered batch) through one upsert each.
 
-The catalog is two tables (scorer migration 0005): `catalog_models`, what search sorts and filters on (17
-indexes), and `catalog_details`, the wide features and explanation (primary key only). A batch no longer
-writes `catalog_models`: its rows go to the day's `catalog_build` partition (primary key only), counted in
-`catalog_days`, and the day's whole table is built and swapped in once (`catalog_swap`). A detail row whose
-values did not change (a redelivered batch) is not rewritten at all.
+The catalog is `catalog_models`, what search sorts and filters on (17 indexes), built and swapped in once a day
+(`catalog_swap`) from the day's `catalog_build` partition (primary key only), where a batch writes each
+model-day's row once, its details (features vector, explanation) included; `catalog_details` keeps the details
+of models whose build partition has been dropped (hubpulse_common.catalog_details says where details are read).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from operator import itemgetter
@@ -18,6 +18,7 @@ from operator import itemgetter
 import asyncpg
 
 from hubpulse_common import renames
+from hubpulse_common.catalog_details import details_of
 from hubpulse_common.catalog_keys import SORT_KEYS
 from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_scorer.service import CATALOG_COLUMNS, DAILY_COLUMNS, SCORE_COLUMNS, Record
@@ -43,6 +44,9 @@ _WIDE = ("explanation", "feature_set", "features")  # catalog_details only; both
 # and the model version that scored the features: it explains them on demand (`explanations`)
 DETAIL_COLUMNS = ("model_id", "snapshot_date", "model_version", *_WIDE)
 MODEL_COLUMNS = tuple(c for c in CATALOG_COLUMNS if c not in _WIDE)
+
+
+_DAY_OF: Callable[[Record], dt.date] = itemgetter(CATALOG_COLUMNS.index("snapshot_date"))
 
 
 def _part(columns: Sequence[str]) -> Callable[[Record], Record]:
@@ -75,16 +79,21 @@ _UPSERT_SCORES = f"""
     ON CONFLICT (snapshot_date, model_id, model_version) DO UPDATE SET
         {_updates(SCORE_COLUMNS, ["snapshot_date", "model_id", "model_version"])}, scored_at = now()
 """  # noqa: S608 (identifiers are module constants)
-# The day's rows for the next catalog_models (the swap keeps each model's latest day). A row that did not change
-# (a redelivery) is not written. The outer query sees the table as it was before the insert: a written row it
-# does not find there is a new model-day, counted in catalog_days in the same transaction (partitioned tables
-# have no `xmax = 0` in RETURNING). A day is due for a swap again only when a row changed.
+_KEYS = ("model_id", "snapshot_date")
+_SCORED = [c for c in CATALOG_COLUMNS if c != "explanation"]  # what an explanation is of
+# The day's rows for the next catalog_models (the swap keeps each model's latest day) with their details. A row
+# that did not change (a redelivery) is not written: one that comes without an explanation (not explained when
+# scored) keeps one computed on demand meanwhile; any other change clears it. The outer query sees the table as it
+# was before the insert: a written row it does not find there is a new model-day, counted in catalog_days in the
+# same transaction (partitioned tables have no `xmax = 0` in RETURNING). A day is due for a swap again only when a
+# row changed.
 _UPSERT_BUILD = f"""
     WITH written AS (
-        INSERT INTO catalog_build ({", ".join(MODEL_COLUMNS)})
-        SELECT {", ".join(MODEL_COLUMNS)} FROM catalog_models_staging
-        ON CONFLICT (snapshot_date, model_id) DO UPDATE SET {_updates(MODEL_COLUMNS, ["model_id", "snapshot_date"])}
-        WHERE {_changed("catalog_build", MODEL_COLUMNS, ["model_id", "snapshot_date"])}
+        INSERT INTO catalog_build ({", ".join(CATALOG_COLUMNS)})
+        SELECT {", ".join(CATALOG_COLUMNS)} FROM catalog_models_staging
+        ON CONFLICT (snapshot_date, model_id) DO UPDATE SET {_updates(CATALOG_COLUMNS, _KEYS)}
+        WHERE {_changed("catalog_build", _SCORED, _KEYS)}
+           OR EXCLUDED.explanation IS NOT NULL AND EXCLUDED.explanation IS DISTINCT FROM catalog_build.explanation
         RETURNING snapshot_date, model_id
     )
     SELECT w.snapshot_date, count(*) AS written, count(*) FILTER (WHERE NOT EXISTS (
@@ -98,18 +107,6 @@ _COUNT_DAY = """
         built_rows = d.built_rows + EXCLUDED.built_rows,
         written_at = CASE WHEN $4 THEN now() ELSE d.written_at END
 """
-_SCORED = [c for c in DETAIL_COLUMNS if c != "explanation"]  # what an explanation is of
-# A row that comes without an explanation (not explained when scored) is not written when its day, version and
-# features are unchanged (a redelivery): an explanation computed on demand meanwhile stays; any change clears it.
-_UPSERT_DETAILS = f"""
-    INSERT INTO catalog_details ({", ".join(DETAIL_COLUMNS)})
-    SELECT DISTINCT ON (model_id) {", ".join(DETAIL_COLUMNS)} FROM catalog_models_staging
-    ORDER BY model_id, snapshot_date DESC  -- staging has a row per model-day: an upsert may touch a row once
-    ON CONFLICT (model_id) DO UPDATE SET {_updates(DETAIL_COLUMNS, ["model_id"])}
-    WHERE catalog_details.snapshot_date <= EXCLUDED.snapshot_date
-      AND ({_changed("catalog_details", _SCORED, ["model_id"])}
-           OR EXCLUDED.explanation IS NOT NULL AND EXCLUDED.explanation IS DISTINCT FROM catalog_details.explanation)
-"""  # noqa: S608 (identifiers are module constants)
 _UPSERT_DAILY = f"""
     INSERT INTO catalog_daily ({", ".join(DAILY_COLUMNS)})
     SELECT {", ".join(DAILY_COLUMNS)} FROM catalog_daily_staging
@@ -140,40 +137,30 @@ async def _stage(conn: asyncpg.Connection, table: str, records: Sequence[Record]
     await conn.copy_records_to_table(table, records=records, columns=list(columns))
 
 
-# The staged catalog rows (sent once: the details are upserted from them too) of a batch whose model-days are new.
-_INSERT_BUILD = f"""
-    WITH written AS (
-        INSERT INTO catalog_build ({", ".join(MODEL_COLUMNS)})
-        SELECT {", ".join(MODEL_COLUMNS)} FROM catalog_models_staging
-        RETURNING snapshot_date
-    )
-    SELECT snapshot_date, count(*) AS inserted FROM written GROUP BY snapshot_date
-"""  # noqa: S608 (identifiers are module constants)
-
-
 async def _copy_new_rows(
     conn: asyncpg.Connection, scores: Sequence[Record], catalog: Sequence[Record], daily: Sequence[Record]
 ) -> dict[dt.date, int] | None:
-    """The batch's scores and daily rows by plain COPY, its build rows by a plain INSERT from the staged catalog
-    rows, in a savepoint: a model-day is new to them but for a redelivered batch or a day scored again. None when
-    a table already holds one of them (nothing written then: the upserts decide); else the rows inserted per day."""
+    """The batch's scores, build and daily rows by plain COPY, in a savepoint: a model-day is new to them but for
+    a redelivered batch or a day scored again. None when a table already holds one of them (nothing written then:
+    the upserts decide); else the rows inserted per day."""
     try:
         async with conn.transaction():
             await conn.copy_records_to_table("scores", records=scores, columns=list(SCORE_COLUMNS))
-            inserted = await conn.fetch(_INSERT_BUILD)
+            await conn.copy_records_to_table("catalog_build", records=catalog, columns=list(CATALOG_COLUMNS))
             await conn.copy_records_to_table("catalog_daily", records=daily, columns=list(DAILY_COLUMNS))
     except asyncpg.UniqueViolationError:
         return None
-    return {r["snapshot_date"]: int(r["inserted"]) for r in inserted}
+    return dict(Counter(map(_DAY_OF, catalog)))
 
 
 async def _upsert_rows(
-    conn: asyncpg.Connection, scores: Sequence[Record], daily: Sequence[Record]
+    conn: asyncpg.Connection, scores: Sequence[Record], catalog: Sequence[Record], daily: Sequence[Record]
 ) -> dict[dt.date, int]:
-    """The scores, build (from the staged catalog rows) and daily rows by upsert; the days with a row written
-    (changed), with how many of them were new."""
+    """The scores, build and daily rows by upsert (each staged first); the days with a row written (changed),
+    with how many of them were new."""
     await _stage(conn, "scores_staging", scores, SCORE_COLUMNS)
     await conn.execute(_UPSERT_SCORES)
+    await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)
     written = {r["snapshot_date"]: int(r["inserted"]) for r in await conn.fetch(_UPSERT_BUILD)}
     await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
     await conn.execute(_UPSERT_DAILY)
@@ -202,18 +189,16 @@ async def write_batch(
     `day_models`: how many models each day has (the features close says), so the swap knows when it has them all.
     `feature_sets`: the sets the catalog rows' feature vectors follow.
     """
-    days = sorted({r[CATALOG_COLUMNS.index("snapshot_date")] for r in catalog})
+    days = sorted(set(map(_DAY_OF, catalog)))
     for day in days:
         await ensure_build_partition(pool, day)
     async with pool.acquire() as conn, conn.transaction():
         await add_feature_sets(conn, feature_sets)
-        await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)  # the details' source either way
         written = await _copy_new_rows(conn, scores, catalog, daily)
         if written is None:
-            written = await _upsert_rows(conn, scores, daily)
-        await conn.execute(_UPSERT_DETAILS)
+            written = await _upsert_rows(conn, scores, catalog, daily)
         # Last: every batch of the day updates this one row, and its lock is held until the commit; taken
-        # earlier, the other replicas' batches queued behind this one's details and daily writes.
+        # earlier, the other replicas' batches queued behind this one's build and daily writes.
         await conn.executemany(
             _COUNT_DAY,
             [(day, (day_models or {}).get(day, 0), written.get(day, 0), day in written) for day in days],
@@ -262,35 +247,38 @@ async def follow_renames(
         return await renames.follow(conn, "score_renames", marked, _RENAMED_TABLES, model_ids)
 
 
-# Explanations computed after scoring (`explanations`): the detail row's features and the version that scored them.
-_TO_EXPLAIN = (
-    "SELECT model_id, snapshot_date, model_version, explanation, features, names "
-    "FROM catalog_details LEFT JOIN catalog_feature_sets USING (feature_set)"
-)
+def _to_explain(models: str) -> str:
+    """Explanations computed after scoring (`explanations`): the details of `models`' rows (the features and the
+    version that scored them), where they are (hubpulse_common.catalog_details)."""
+    return (
+        "SELECT m.model_id, d.snapshot_date, d.model_version, d.explanation, d.features, d.names "  # noqa: S608
+        f"FROM {models} m CROSS JOIN LATERAL ({details_of('m')}) d"
+    )
 
 
 async def explanation_source(pool: asyncpg.Pool, model_id: str) -> asyncpg.Record | None:
-    """The model's detail row: its latest scored features, their model version and explanation (None: not yet)."""
-    row: asyncpg.Record | None = await pool.fetchrow(f"{_TO_EXPLAIN} WHERE model_id = $1", model_id)
+    """The model's details: its latest scored features, their model version and explanation (None: not yet)."""
+    row: asyncpg.Record | None = await pool.fetchrow(f"{_to_explain('catalog_models')} WHERE m.model_id = $1", model_id)
     return row
 
 
 async def unexplained_tops(conn: asyncpg.Connection, table: str, n: int) -> list[asyncpg.Record]:
-    """Detail rows without an explanation among the first `n` models of each search sort of `table` (a copy of
+    """Details without an explanation among the first `n` models of each search sort of `table` (a copy of
     catalog_models: a walk of each sort's index, the order the gateway pages in)."""
     walks = " UNION ".join(
         f"(SELECT model_id FROM {table} ORDER BY {key.expression} DESC, model_id LIMIT $1)"  # noqa: S608 (a module constant)
         for key in SORT_KEYS.values()
     )
+    unexplained = "d.explanation IS NULL AND d.model_version IS NOT NULL"
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"{_TO_EXPLAIN} WHERE model_id IN ({walks}) AND explanation IS NULL AND model_version IS NOT NULL", n
+        f"{_to_explain(table)} WHERE m.model_id IN ({walks}) AND {unexplained}", n
     )
     return rows
 
 
 # Only where the row still holds what was explained: a newer day, version or features written meanwhile wins.
 _CACHE = """
-    UPDATE catalog_details d SET explanation = x.explanation
+    UPDATE {table} d SET explanation = x.explanation
     FROM unnest($1::text[], $2::date[], $3::text[], $4::bytea[], $5::text[])
         AS x(model_id, snapshot_date, model_version, features, explanation)
     WHERE d.model_id = x.model_id AND d.snapshot_date = x.snapshot_date AND d.model_version = x.model_version
@@ -301,12 +289,21 @@ _CACHE = """
 async def cache_explanations(
     executor: asyncpg.Pool | asyncpg.Connection, rows: Sequence[asyncpg.Record], explanations: Sequence[str]
 ) -> None:
-    """Stores the explanations of detail rows (`explanation_source` / `unexplained_tops` rows) in those rows."""
-    await executor.execute(
-        _CACHE,
-        [r["model_id"] for r in rows],
-        [r["snapshot_date"] for r in rows],
-        [r["model_version"] for r in rows],
-        [r["features"] for r in rows],
-        list(explanations),
-    )
+    """Stores the explanations of detail rows (`explanation_source` / `unexplained_tops` rows) in those rows: a
+    build row (written in its day's partition, named: an UPDATE of the partitioned table joined to the rows would
+    plan a scan of every partition) or a kept one (hubpulse_common.catalog_details); the one that matches is."""
+    by_day: dict[dt.date, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_day.setdefault(row["snapshot_date"], []).append(i)
+    for day, picked in by_day.items():
+        args = (
+            [rows[i]["model_id"] for i in picked],
+            [day] * len(picked),
+            [rows[i]["model_version"] for i in picked],
+            [rows[i]["features"] for i in picked],
+            [explanations[i] for i in picked],
+        )
+        partition = build_partition(day)
+        if await executor.fetchval("SELECT to_regclass($1) IS NOT NULL", partition):
+            await executor.execute(_CACHE.format(table=partition), *args)
+        await executor.execute(_CACHE.format(table="catalog_details"), *args)

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from hubpulse_common import feature_vectors
+from hubpulse_common.catalog_details import details_of
 from hubpulse_common.catalog_keys import FACET_HASH, facet_key
 from hubpulse_common.catalog_keys import SORT_KEYS as CATALOG_SORT_KEYS
 from hubpulse_gateway.catalog.plan import SampleRows, SearchPlan
@@ -246,11 +247,11 @@ async def model(pool: asyncpg.Pool, model_id: str) -> dict[str, Any] | None:
     has not computed it yet (it does on demand: `routes.models`), an empty list when there are no details; the
     features are the stored vector read against its names (`feature_vectors`), empty when there are none."""
     row: asyncpg.Record | None = await pool.fetchrow(
-        f"SELECT {SUMMARY_COLUMNS}, downloads_all_time, last_modified, model_version, label, threshold, "  # noqa: S608
-        "(CASE WHEN d.found THEN d.explanation ELSE '[]' END)::jsonb AS explanation, d.features AS vector, d.names "
-        "FROM catalog_models LEFT JOIN LATERAL (SELECT explanation, features, names, true AS found "
-        "FROM catalog_details LEFT JOIN catalog_feature_sets USING (feature_set) "
-        "WHERE catalog_details.model_id = $1) d ON true WHERE model_id = $1",
+        f"SELECT {SUMMARY_COLUMNS}, downloads_all_time, last_modified, catalog_models.model_version, label, "  # noqa: S608
+        "threshold, (CASE WHEN d.found THEN d.explanation ELSE '[]' END)::jsonb AS explanation, "
+        "d.features AS vector, d.names FROM catalog_models LEFT JOIN LATERAL "
+        f"(SELECT explanation, features, names, true AS found FROM ({details_of('catalog_models')}) x) d ON true "
+        "WHERE model_id = $1",
         model_id,
     )
     if row is None:
