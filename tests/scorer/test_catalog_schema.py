@@ -191,6 +191,11 @@ def _record(model_id: str, day: dt.date, downloads: int, likes_7d: float) -> tup
     return tuple(values.get(c) for c in CATALOG_COLUMNS)
 
 
+async def _build(pool: asyncpg.Pool, *records: tuple[object, ...]) -> None:
+    """A scorer batch of these catalog rows (no scores, no daily rows)."""
+    await write_batch(pool, [], list(records), [], feature_sets=[SET])
+
+
 async def _rows(pool: asyncpg.Pool) -> dict[str, asyncpg.Record]:
     rows = await pool.fetch("SELECT model_id, updated_at, downloads FROM catalog_models WHERE model_id LIKE 'org/%'")
     return {r["model_id"]: r for r in rows}
@@ -201,21 +206,15 @@ async def test_the_swap_moves_updated_at_only_for_changed_rows_and_keeps_the_lat
     pool = await db.create_pool(database_url, min_size=1, max_size=1)
     day = dt.date(2025, 1, 8)
     try:
-        await write_batch(
-            pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0)], [], feature_sets=[SET]
-        )
+        await _build(pool, _record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0))
         assert await swap_day(pool, day)
         first = await _rows(pool)
         await asyncio.sleep(0.01)
         # a redelivered batch changes nothing: the day is not due again
-        await write_batch(
-            pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0)], [], feature_sets=[SET]
-        )
+        await _build(pool, _record("org/a", day, 10, 1.0), _record("org/b", day, 20, 2.0))
         assert day not in [d for d, _ in await due_days(pool, 0.0)]
         # one changed row: the next swap moves updated_at (the live feed's clock) of that row only
-        await write_batch(
-            pool, [], [_record("org/a", day, 10, 1.0), _record("org/b", day, 21, 2.0)], [], feature_sets=[SET]
-        )
+        await _build(pool, _record("org/a", day, 10, 1.0), _record("org/b", day, 21, 2.0))
         assert day in [d for d, _ in await due_days(pool, 0.0)]
         assert await swap_day(pool, day)
         again = await _rows(pool)
@@ -223,12 +222,12 @@ async def test_the_swap_moves_updated_at_only_for_changed_rows_and_keeps_the_lat
         assert again["org/b"]["updated_at"] > first["org/b"]["updated_at"]  # its downloads changed
         assert again["org/b"]["downloads"] == 21
         # a late, older day changes neither table
-        await write_batch(pool, [], [_record("org/a", day - dt.timedelta(days=1), 99, 9.0)], [], feature_sets=[SET])
+        await _build(pool, _record("org/a", day - dt.timedelta(days=1), 99, 9.0))
         assert await swap_day(pool, day - dt.timedelta(days=1))
         row = await pool.fetchrow("SELECT downloads, likes_7d FROM catalog_models WHERE model_id = 'org/a'")
         assert (row["downloads"], row["likes_7d"], (await _features(pool, "org/a"))["likes_7d"]) == (10, 1.0, 1.0)
         # the next day rewrites both
-        await write_batch(pool, [], [_record("org/a", day + dt.timedelta(days=1), 12, 3.0)], [], feature_sets=[SET])
+        await _build(pool, _record("org/a", day + dt.timedelta(days=1), 12, 3.0))
         assert await swap_day(pool, day + dt.timedelta(days=1))
         row = await pool.fetchrow(
             f"SELECT m.downloads, m.likes_7d, d.snapshot_date {_WITH_DETAILS} WHERE m.model_id = 'org/a'"
@@ -247,14 +246,12 @@ async def test_a_model_gone_from_the_hub_keeps_its_details_when_its_build_day_is
     pool = await db.create_pool(database_url, min_size=1, max_size=2)
     first = dt.date(2025, 6, 1)
     try:
-        await write_batch(
-            pool, [], [_record("gone/a", first, 5, 7.0), _record("gone/b", first, 5, 1.0)], [], feature_sets=[SET]
-        )
+        await _build(pool, _record("gone/a", first, 5, 7.0), _record("gone/b", first, 5, 1.0))
         assert await swap_day(pool, first)
         assert await pool.fetchval("SELECT count(*) FROM catalog_details WHERE model_id LIKE 'gone/%'") == 0
         for n in range(1, KEEP_BUILD_DAYS + 2):  # gone/a is not on the Hub any more; gone/b is, every day
             day = first + dt.timedelta(days=n)
-            await write_batch(pool, [], [_record("gone/b", day, 5 + n, 1.0 + n)], [], feature_sets=[SET])
+            await _build(pool, _record("gone/b", day, 5 + n, 1.0 + n))
             assert await swap_day(pool, day)
         assert await pool.fetchval("SELECT to_regclass($1)", build_partition(first)) is None
         kept = await pool.fetch("SELECT model_id, snapshot_date FROM catalog_details WHERE model_id LIKE 'gone/%'")
@@ -272,15 +269,11 @@ async def test_days_due_together_are_taken_in_by_one_build_as_they_would_be_one_
     day = dt.date(2025, 2, 1)
     later, latest = day + dt.timedelta(days=1), day + dt.timedelta(days=2)
     try:
-        await write_batch(
-            pool, [], [_record("fill/a", day, 1, 0.0), _record("fill/c", day, 1, 0.0)], [], feature_sets=[SET]
-        )
+        await _build(pool, _record("fill/a", day, 1, 0.0), _record("fill/c", day, 1, 0.0))
         assert await swap_day(pool, day)
         # two days land before the swapper looks: one has a and b, the next a again; c is in neither
-        await write_batch(
-            pool, [], [_record("fill/a", later, 2, 0.0), _record("fill/b", later, 2, 0.0)], [], feature_sets=[SET]
-        )
-        await write_batch(pool, [], [_record("fill/a", latest, 3, 0.0)], [], feature_sets=[SET])
+        await _build(pool, _record("fill/a", later, 2, 0.0), _record("fill/b", later, 2, 0.0))
+        await _build(pool, _record("fill/a", latest, 3, 0.0))
         before = {r["model_id"]: r for r in await pool.fetch("SELECT * FROM catalog_models WHERE model_id = 'fill/c'")}
         builds: list[str] = []
 
@@ -301,7 +294,7 @@ async def test_days_due_together_are_taken_in_by_one_build_as_they_would_be_one_
         assert rows[2]["updated_at"] == before["fill/c"]["updated_at"]  # untouched by either day
         assert await due_days(pool, 0.0) == []  # both marked swapped
         # a late batch of the older day stays behind the newer row, as a single day's swap keeps it
-        await write_batch(pool, [], [_record("fill/a", later, 9, 0.0)], [], feature_sets=[SET])
+        await _build(pool, _record("fill/a", later, 9, 0.0))
         assert await swap_due_days(pool, 0.0) == [later]
         assert await pool.fetchval("SELECT downloads FROM catalog_models WHERE model_id = 'fill/a'") == 3
     finally:
@@ -317,7 +310,7 @@ async def test_the_fill_reads_the_live_catalog_and_the_build_rows_once(database_
     pool = await db.create_pool(database_url, min_size=1, max_size=1)
     try:
         for day in dates:  # the days' build partitions
-            await write_batch(pool, [], [_record("plan/a", day, 1, 0.0)], [], feature_sets=[SET])
+            await _build(pool, _record("plan/a", day, 1, 0.0))
     finally:
         await pool.close()
     conn = await asyncpg.connect(database_url)
@@ -358,9 +351,7 @@ async def test_search_reads_yesterdays_catalog_until_the_complete_day_is_swapped
             shape = await _shape(conn)
             assert len(shape[0]) >= 15
             assert shape[2] == "catalog_models_pkey"
-        await write_batch(
-            pool, [], [_record("swap/a", day, 1, 0.0), _record("swap/b", day, 1, 0.0)], [], feature_sets=[SET]
-        )
+        await _build(pool, _record("swap/a", day, 1, 0.0), _record("swap/b", day, 1, 0.0))
         assert await swap_day(pool, day)
         # the next day arrives in two batches; the features close said it has 2 models
         await write_batch(
@@ -430,7 +421,7 @@ async def test_a_rename_waits_for_a_running_swap_and_moves_the_days_build_rows(d
     day = dt.date(2025, 4, 1)
     swap = await asyncpg.connect(database_url)
     try:
-        await write_batch(pool, [], [_record("ren/old", day, 1, 0.0)], [], feature_sets=[SET])
+        await _build(pool, _record("ren/old", day, 1, 0.0))
         await swap.execute(f"SELECT pg_advisory_lock({SWAP_LOCK})")  # a swap between its fill and its rename
         rename = Rename("ren/old", "ren/new", day + dt.timedelta(days=1))
         following = asyncio.create_task(follow_renames(pool, [rename], ["ren/new"]))
@@ -455,11 +446,11 @@ async def test_a_batch_updates_its_days_count_last_so_other_replicas_do_not_queu
     day = dt.date(2025, 5, 1)
     other, probe = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
     try:
-        await write_batch(pool, [], [_record("count/a", day, 1, 0.0)], [], feature_sets=[SET])
+        await _build(pool, _record("count/a", day, 1, 0.0))
         other_batch = other.transaction()
         await other_batch.start()
         await other.execute("SELECT FROM catalog_days WHERE snapshot_date = $1 FOR UPDATE", day)
-        writing = asyncio.create_task(write_batch(pool, [], [_record("count/a", day, 2, 1.0)], [], feature_sets=[SET]))
+        writing = asyncio.create_task(_build(pool, _record("count/a", day, 2, 1.0)))
         waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%catalog_days%'"
         for _ in range(200):
             if await probe.fetchval(waiting):
@@ -503,7 +494,7 @@ async def test_the_task_and_library_keyset_indexes_lead_with_an_integer_in_every
         leads = await _facet_leads(conn)
         assert len(leads) == 10
         assert set(leads.values()) == {"integer"}
-        await write_batch(pool, [], [_record("lead/a", day, 1, 0.0)], [], feature_sets=[SET])
+        await _build(pool, _record("lead/a", day, 1, 0.0))
         assert await swap_day(pool, day)
         assert await _facet_leads(conn) == leads
         await _move(database_url, "downgrade", "0014_feature_vectors")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from hubpulse_common.logging import get_logger
-from hubpulse_scorer.repository import DETAIL_COLUMNS, MODEL_COLUMNS, SWAP_LOCK, build_partition
+from hubpulse_scorer.repository import MODEL_COLUMNS, SWAP_LOCK, build_partition, keep_details
 
 log = get_logger(__name__)
 
@@ -235,18 +235,6 @@ async def _build_indexes(pool: asyncpg.Pool, conn: asyncpg.Connection, indexes: 
     await reset(conn)
 
 
-# A build partition's rows that are still the live catalog's (models absent from the Hub since that day) keep
-# their details in catalog_details before the partition goes (hubpulse_common.catalog_details).
-_KEEP_DETAILS = f"""
-    INSERT INTO catalog_details ({", ".join(DETAIL_COLUMNS)})
-    SELECT {", ".join(f"p.{c}" for c in DETAIL_COLUMNS)}
-    FROM {{partition}} p JOIN {LIVE} m ON m.model_id = p.model_id AND m.snapshot_date = p.snapshot_date
-    WHERE p.features IS NOT NULL
-    ON CONFLICT (model_id) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in DETAIL_COLUMNS if c != "model_id")}
-    WHERE catalog_details.snapshot_date <= EXCLUDED.snapshot_date
-"""  # noqa: S608 (identifiers are module constants)
-
-
 async def _drop_old_partitions(conn: asyncpg.Connection, day: dt.date) -> None:
     keep_from = day - dt.timedelta(days=KEEP_BUILD_DAYS)
     old = await conn.fetch(
@@ -255,7 +243,7 @@ async def _drop_old_partitions(conn: asyncpg.Connection, day: dt.date) -> None:
     for row in old:
         partition = build_partition(row["snapshot_date"])
         if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", partition):
-            await conn.execute(_KEEP_DETAILS.format(partition=partition), timeout=BUILD_TIMEOUT_S)
+            await conn.execute(keep_details(partition), timeout=BUILD_TIMEOUT_S)
         await conn.execute(f"DROP TABLE IF EXISTS {partition}")
     await conn.execute("DELETE FROM catalog_days WHERE snapshot_date < $1 AND swapped_at IS NOT NULL", keep_from)
 
