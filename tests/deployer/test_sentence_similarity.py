@@ -21,7 +21,7 @@ from hubpulse_deployer.runtime import Refused, load, plan
 from hubpulse_deployer.runtime.onnx_runtime import pool
 
 TASK = "sentence-similarity"
-# sentence-transformers/all-MiniLM-L6-v2 as the Hub lists it (main, 2025)
+# sentence-transformers/all-MiniLM-L6-v2's files (main), as public copies of the repo list them
 MINILM = [
     ".gitattributes",
     "1_Pooling/config.json",

@@ -7,6 +7,7 @@ access never serves a repo its user cannot read (a confused deputy).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import HfApi, ModelInfo, snapshot_download
@@ -34,18 +35,27 @@ def require_public(info: ModelInfo) -> None:
         )
 
 
-def download_bytes(info: ModelInfo, task: str) -> int | None:
-    """What a deployment of the repo downloads: the planned files, or the whole repo where the plan fails or the
-    Hub gave no file sizes (an upper bound)."""
+def _bytes_of(info: ModelInfo, files: Sequence[str]) -> int | None:
+    """The files' total size, or the whole repo's where the Hub gave no size for one of them (an upper bound)."""
     sizes = {s.rfilename: s.size for s in info.siblings or []}
-    try:
-        files: tuple[str, ...] = plan(task, sizes).files
-    except Refused:
-        files = tuple(sizes)
-    known = [sizes[f] for f in files if sizes[f] is not None]
+    known = [sizes[f] for f in files if sizes.get(f) is not None]
     if files and len(known) == len(files):
         return sum(s for s in known if s is not None)
     return info.used_storage
+
+
+def _names(info: ModelInfo) -> list[str]:
+    return [s.rfilename for s in info.siblings or []]
+
+
+def download_bytes(info: ModelInfo, task: str) -> int | None:
+    """What a deployment of the repo downloads: the planned files, or the whole repo where the plan fails or the
+    Hub gave no file sizes (an upper bound)."""
+    try:
+        files: Sequence[str] = plan(task, _names(info)).files
+    except Refused:
+        files = _names(info)
+    return _bytes_of(info, files)
 
 
 def too_large(info: ModelInfo, task: str, limit: int) -> int | None:
@@ -53,10 +63,10 @@ def too_large(info: ModelInfo, task: str, limit: int) -> int | None:
     load: nothing of it is ever downloaded, and the plan's refusal (`deployability`; a deployment fails with it)
     says more than the size of the whole repo."""
     try:
-        plan(task, [s.rfilename for s in info.siblings or []])
+        files = plan(task, _names(info)).files
     except Refused:
         return None
-    size = download_bytes(info, task)
+    size = _bytes_of(info, files)
     return size if size is not None and size > limit else None
 
 

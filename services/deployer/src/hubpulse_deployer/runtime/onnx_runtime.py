@@ -172,17 +172,21 @@ class OnnxRuntime:
     def _label(self, index: int) -> str:
         return self._labels.get(index, f"LABEL_{index}")
 
-    def _run(self, encodings: list[Encoding]) -> Floats:
-        # only the arrays the graph takes: each `Encoding` attribute read builds a Python list in the tokenizer
-        feed = {name: np.array([getattr(e, _FEEDS[name]) for e in encodings], dtype=np.int64) for name in self._feeds}
-        first: Floats = self._session.run(None, feed)[0]
-        return first
+    def _run(self, encodings: list[Encoding], also: tuple[str, ...] = ()) -> tuple[Floats, dict[str, Any]]:
+        """The graph's first output, and the arrays built for it (with those in `also`). Only what is needed is
+        built: each `Encoding` attribute read makes a Python list in the tokenizer."""
+        arrays = {
+            name: np.array([getattr(e, _FEEDS[name]) for e in encodings], dtype=np.int64)
+            for name in dict.fromkeys((*self._feeds, *also))
+        }
+        first: Floats = self._session.run(None, {name: arrays[name] for name in self._feeds})[0]
+        return first, arrays
 
     def predict_batch(self, inputs: Sequence[Input]) -> list[Any]:
         if self._pooling:
             return self._similarities(inputs)
         encodings = self._encode(list(inputs))
-        output = self._run(encodings)
+        output, _ = self._run(encodings)
         if self.task == "text-classification":
             return self._classify(output)
         if self.task == "token-classification":
@@ -206,11 +210,10 @@ class OnnxRuntime:
         return [(unit[start + 1 : end] @ unit[start]).tolist() for start, end in spans]
 
     def _embed(self, texts: list[str]) -> Floats:
-        encodings = self._encode(texts)
-        output = self._run(encodings)
+        output, arrays = self._run(self._encode(texts), also=("attention_mask",))
         if output.ndim == 2:  # an export that pools in the graph (`sentence_embedding`)
             return output
-        return pool(output, np.array([e.attention_mask for e in encodings], dtype=np.int64), self._pooling)
+        return pool(output, arrays["attention_mask"], self._pooling)
 
     def _classify(self, logits: Floats) -> list[Any]:
         probabilities = _sigmoid(logits) if self._multi_label or logits.shape[-1] == 1 else _softmax(logits)
