@@ -65,7 +65,8 @@ CONCURRENCY = 16
 MAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
-# The longest wait inside one round: a receiver that asks for more (Retry-After) is tried again in a later round.
+# The longest wait inside one round (the backoff's cap too): a receiver that asks for more (Retry-After) is tried
+# again in a later round.
 ROUND_WAIT_MAX_S = 60.0
 
 
@@ -293,7 +294,9 @@ class Deliverer:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.settings.watch_webhook_attempts) | _AsksBeyondRound(),
-                wait=_within_round(wait_exponential(multiplier=self.settings.watch_webhook_backoff_s, max=60)),
+                wait=_within_round(
+                    wait_exponential(multiplier=self.settings.watch_webhook_backoff_s, max=ROUND_WAIT_MAX_S)
+                ),
                 retry=retry_if_exception_type((httpx.TransportError, _Retryable)),
                 reraise=True,
             ):
@@ -319,10 +322,8 @@ class Deliverer:
                         raise _Retryable(f"HTTP {status}", asked)
                     if status == 410:
                         return WebhookOutcome(sent=False, gone=True)
-                    if status >= 300:
-                        return WebhookOutcome(
-                            sent=False
-                        )  # a 4xx says the receiver refuses it: asking again will not help
+                    if status >= 300:  # a 4xx says the receiver refuses it: asking again will not help
+                        return WebhookOutcome(sent=False)
         except (httpx.TransportError, _Retryable) as exc:
             log.warning("watch.webhook_failed", url=url, message_id=message_id, attempts=number, error=str(exc)[:300])
             asked = exc.retry_after_s if isinstance(exc, _Retryable) else None
@@ -351,7 +352,7 @@ class Deliverer:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(settings.watch_email_attempts),
-                wait=wait_exponential(multiplier=settings.watch_webhook_backoff_s, max=60),
+                wait=wait_exponential(multiplier=settings.watch_webhook_backoff_s, max=ROUND_WAIT_MAX_S),
                 retry=retry_if_exception(_transient_mail_failure),
                 reraise=True,
             ):
