@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
+import numpy as np
 import pandas as pd
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.events import SNAPSHOTS_BATCH_ROWS, Event, ModelSnapshot, ModelSnapshotBatch
-from hubpulse_common.features import compute_features
+from hubpulse_common.events import (
+    SNAPSHOTS_BATCH_ROWS,
+    Event,
+    ModelFeatures,
+    ModelFeaturesBatch,
+    ModelSnapshot,
+    ModelSnapshotBatch,
+)
+from hubpulse_common.features import FEATURE_COLUMNS, compute_features
 from hubpulse_common.kafka import EventBus, Received, partition_slots
 from hubpulse_common.settings import ServiceSettings, load_settings
 from hubpulse_common.synthetic import SyntheticHub
@@ -146,3 +155,44 @@ async def stored_features_truth(url: str) -> pd.DataFrame:
 
 async def open_days(url: str) -> int:
     return int((await fetch(url, "SELECT count(*) AS n FROM feature_days WHERE closed_at IS NULL"))[0]["n"])
+
+
+def features_frame(events: Iterable[ModelFeatures]) -> pd.DataFrame:
+    """snapshot_date (a Timestamp), model_id and FEATURE_COLUMNS (float32, NaN where missing) of feature events,
+    the last event of a model-day winning (a republished day upserts)."""
+    latest = {(e.snapshot_date, e.model_id): e for e in events}
+    values = np.asarray(
+        [[np.nan if (v := e.features.get(c)) is None else v for c in FEATURE_COLUMNS] for e in latest.values()],
+        dtype="float32",
+    ).reshape(len(latest), len(FEATURE_COLUMNS))
+    frame = pd.DataFrame(values, columns=list(FEATURE_COLUMNS))
+    frame.insert(0, "model_id", [model_id for _, model_id in latest])
+    frame.insert(0, "snapshot_date", pd.to_datetime([day for day, _ in latest]))
+    return frame
+
+
+async def published_features(bootstrap: str, prefix: str) -> pd.DataFrame:
+    """What hub.features.v2 holds for the models of this prefix, read from the topic's start to its end now
+    (`features_frame`)."""
+    reader = AIOKafkaConsumer(
+        ModelFeaturesBatch.topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=f"read-{uuid.uuid4().hex[:8]}",
+    )
+    await reader.start()
+    try:
+        while not (partitions := reader.assignment()):
+            await reader.getmany(timeout_ms=100)
+        await reader.seek_to_beginning(*partitions)
+        ends = await reader.end_offsets(list(partitions))
+        events: list[ModelFeatures] = []
+        while [p for p, end in ends.items() if await reader.position(p) < end]:
+            for records in (await reader.getmany(timeout_ms=500)).values():
+                for record in records:
+                    message = ModelFeaturesBatch.model_validate_json(record.value)
+                    events += [e for e in message.as_v1() if e.model_id.startswith(prefix)]
+    finally:
+        await reader.stop()
+    return features_frame(events)

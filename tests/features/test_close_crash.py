@@ -1,5 +1,5 @@
-"""A day's close that dies after publishing part of the day (a kill -9 between its slices) leaves nothing final
-and its stream intact; the retry writes each model-day once, the latest write of each (a redelivered batch and a
+"""A day's close that dies after publishing part of the day (a kill -9 between its slices) leaves the day open
+and its stream intact; the retry closes each model-day once, the latest write of each (a redelivered batch and a
 re-ingested model-day were streamed twice), and republishes the same events."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.support import fetch, hub_snapshots, received, stored_features_truth
+from features.support import features_frame, fetch, hub_snapshots, received, stored_features_truth
 from hubpulse_common.db import create_pool, migrate
 from hubpulse_common.events import ModelFeaturesBatch
 from hubpulse_common.features import FEATURE_COLUMNS
@@ -51,7 +51,7 @@ class DiesAfterOneSlice(EventBus):
         return await super().publish_encoded(topic, pairs, trace_id=trace_id)
 
 
-async def test_a_close_killed_midway_writes_nothing_final_and_its_retry_writes_each_model_day_once(
+async def test_a_close_killed_midway_closes_nothing_and_its_retry_publishes_each_model_day_once(
     service_env, database_url, monkeypatch
 ) -> None:
     await migrate(database_url, MIGRATIONS, version_table="alembic_version_features")
@@ -74,7 +74,7 @@ async def test_a_close_killed_midway_writes_nothing_final_and_its_retry_writes_e
             await worker.close_day(day)
         assert failure.group_contains(Killed)
         assert bus.published, "the close died before publishing: the test proves nothing"
-        finals = "SELECT count(*) AS n FROM feature_rows_final WHERE model_id LIKE $1"
+        finals = "SELECT count(*) AS n FROM feature_rows WHERE model_id LIKE $1 AND NOT provisional"
         assert (await fetch(database_url, finals, prefix + "%"))[0]["n"] == 0
         streamed = "SELECT count(*) AS n FROM feature_stream WHERE model_id LIKE $1"
         assert (await fetch(database_url, streamed, prefix + "%"))[0]["n"] == len(events) + 150
@@ -83,7 +83,7 @@ async def test_a_close_killed_midway_writes_nothing_final_and_its_retry_writes_e
         bus.alive, bus.published = True, []
         day_models = await worker.close_day(day)
         assert day_models >= len(events)  # the day also holds earlier tests' models (one shared database)
-        assert (await fetch(database_url, streamed, prefix + "%"))[0]["n"] == 0, "the closed day's stream stays"
+        assert (await fetch(database_url, streamed, prefix + "%"))[0]["n"] == len(events) + 150, "the stream stays"
         published = _rows(bus.published, prefix)
         ours = dict(published)
         assert len(ours) == len(events) == len(published)  # each model-day once
@@ -91,18 +91,20 @@ async def test_a_close_killed_midway_writes_nothing_final_and_its_retry_writes_e
         assert again, "no model of ours was in the first slice"
         assert all(ours[k] == first_run[k] for k in again), "the retry published other events"
 
-        rows = await fetch(
-            database_url,
-            "SELECT model_id, values FROM feature_rows WHERE model_id LIKE $1 AND NOT provisional",
-            prefix + "%",
-        )
-        assert len(rows) == len(events)
+        rows = await fetch(database_url, finals, prefix + "%")
+        assert rows[0]["n"] == len(events)  # one row per model-day, the latest write of each
+        # what the retry published is the batch truth, the latest write of each model-day included
+        events_out = [
+            row
+            for _, value in bus.published
+            for row in ModelFeaturesBatch.model_validate_json(value).as_v1()
+            if row.model_id.startswith(prefix)
+        ]
+        got = features_frame(events_out)
         truth = (await stored_features_truth(database_url)).set_index(["snapshot_date", "model_id"])
-        keys = pd.MultiIndex.from_arrays([pd.to_datetime([day] * len(rows)), [r["model_id"] for r in rows]])
+        keys = pd.MultiIndex.from_arrays([got["snapshot_date"], got["model_id"]])
         want = truth.reindex(keys)[list(FEATURE_COLUMNS)].to_numpy(dtype="float32")
-        np.testing.assert_allclose(
-            np.asarray([r["values"] for r in rows], dtype="float32"), want, rtol=1e-6, equal_nan=True
-        )
+        np.testing.assert_allclose(got[list(FEATURE_COLUMNS)].to_numpy(), want, rtol=1e-6, equal_nan=True)
     finally:
         await pool.close()
         await bus.stop()

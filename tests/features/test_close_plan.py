@@ -24,6 +24,7 @@ async def test_the_close_reads_join_the_history_without_a_nested_loop(service_en
                 plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {query}", day, FEATURE_SET))
                 assert "feature_history" in plan
                 assert "Nested Loop" not in plan, plan
+                assert "Sort" not in plan, plan  # no sort of the day's wide rows (a hash anti-join)
         finally:
             await conn.close()
         # closed, as the other tests leave their days (and it is still a whole close, with its reads)

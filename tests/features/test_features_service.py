@@ -15,15 +15,17 @@ from features.support import (
     hub_snapshots,
     open_days,
     publish,
+    published_features,
     running,
     settings_for,
     stored_features_truth,
 )
 from hubpulse_common.events import ModelSnapshot, ModelSnapshotBatch, dlq_topic
-from hubpulse_common.features import FEATURE_COLUMNS
+from hubpulse_common.features import CROSS_FEATURE_COLUMNS, FEATURE_COLUMNS
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features.app import create_app
+from hubpulse_features.service import TIME_FEATURE_COLUMNS
 from hubpulse_features.settings import FeaturesSettings
 
 DAYS = 5
@@ -63,19 +65,24 @@ async def test_streamed_features_equal_batch_features_once_per_model_day(service
             "SELECT snapshot_date, model_id, values FROM feature_rows WHERE model_id LIKE $1",
             prefix + "%",
         )
+        published = await published_features(settings.kafka_bootstrap, prefix)
     assert len(rows) == expected  # no duplicate model-day
+    assert len(published) == expected
 
-    # Streaming (batch by batch, then day closing) gives exactly what the batch computation gives.
+    # Streaming (batch by batch, then day closing) gives exactly what the batch computation gives: in the events,
+    # every feature; in the store, the time features its batches wrote (the day-wide ranks are the close's).
     truth = await stored_features_truth(database_url)
-    got = pd.DataFrame(np.asarray([r["values"] for r in rows], dtype="float32"), columns=list(FEATURE_COLUMNS))
-    got["snapshot_date"] = pd.to_datetime([r["snapshot_date"] for r in rows])
-    got["model_id"] = [r["model_id"] for r in rows]
-    merged = truth.merge(got, on=["snapshot_date", "model_id"], suffixes=("", "_stream"), validate="one_to_one")
-    assert len(merged) == expected
-    for column in FEATURE_COLUMNS:
-        np.testing.assert_allclose(
-            merged[f"{column}_stream"], merged[column], rtol=1e-6, equal_nan=True, err_msg=column
-        )
+    stored = pd.DataFrame(np.asarray([r["values"] for r in rows], dtype="float32"), columns=list(FEATURE_COLUMNS))
+    stored["snapshot_date"] = pd.to_datetime([r["snapshot_date"] for r in rows])
+    stored["model_id"] = [r["model_id"] for r in rows]
+    assert stored[list(CROSS_FEATURE_COLUMNS)].isna().all().all()
+    for got, columns in ((published, FEATURE_COLUMNS), (stored, TIME_FEATURE_COLUMNS)):
+        merged = truth.merge(got, on=["snapshot_date", "model_id"], suffixes=("", "_stream"), validate="one_to_one")
+        assert len(merged) == expected
+        for column in columns:
+            np.testing.assert_allclose(
+                merged[f"{column}_stream"], merged[column], rtol=1e-6, equal_nan=True, err_msg=column
+            )
     # the gap and the reset are visible as such, not papered over
     gap = merged[merged["model_id"].isin({e.model_id for i, e in enumerate(days[1]) if i % 5 == 0})]
     on_day_3 = gap[gap["snapshot_date"] == pd.Timestamp(days[3][0].snapshot_date)]

@@ -18,6 +18,7 @@ from features.support import (
     hub_snapshots,
     open_days,
     publish,
+    published_features,
     running,
     settings_for,
     stored_features_truth,
@@ -29,7 +30,7 @@ from hubpulse.platform.stores import free_port, wait_port
 from hubpulse_common import feature_vectors
 from hubpulse_common.catalog_details import details_of
 from hubpulse_common.errors import InputError
-from hubpulse_common.features import FEATURE_COLUMNS
+from hubpulse_common.features import CROSS_FEATURE_COLUMNS, FEATURE_COLUMNS
 from hubpulse_common.s3 import aws_client, ensure_bucket
 from hubpulse_common.settings import CommonSettings, load_settings
 from hubpulse_common.synthetic import SyntheticHub
@@ -38,6 +39,9 @@ from hubpulse_features.settings import FeaturesSettings
 from hubpulse_scorer.app import create_app as create_scorer_app
 from hubpulse_scorer.registry import ModelRegistry
 from hubpulse_scorer.settings import ScorerSettings
+
+# positions of the time features in a stored vector (the stream stores them; the day-wide ranks are published)
+_TIME = [i for i, c in enumerate(FEATURE_COLUMNS) if c not in CROSS_FEATURE_COLUMNS]
 
 # each catalog row with its details (where the model page reads them)
 _CATALOG_WITH_DETAILS = (
@@ -243,12 +247,19 @@ async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_not
     assert len(rows) == expected
     assert all(not r["provisional"] and r["scores"] == 1 and r["version"] == version for r in rows)
     truth = (await stored_features_truth(database_url)).set_index(["snapshot_date", "model_id"])
-    got = np.asarray([r["values"] for r in rows], dtype="float32")
+    # the features published (each model-day's last event: a close killed midway republishes its day), every
+    # column; and the time features stored, the one write of each model-day
+    published = await published_features(own_kafka.url, prefix)
+    assert len(published) == expected
+    keys = pd.MultiIndex.from_arrays([published["snapshot_date"], published["model_id"]])
+    want = truth.reindex(keys)[list(FEATURE_COLUMNS)].to_numpy(dtype="float32")
+    np.testing.assert_allclose(published[list(FEATURE_COLUMNS)].to_numpy(), want, rtol=1e-6, equal_nan=True)
+    stored = np.asarray([r["values"] for r in rows], dtype="float32")[:, _TIME]
     keys = pd.MultiIndex.from_arrays(
         [pd.to_datetime([r["snapshot_date"] for r in rows]), [r["model_id"] for r in rows]]
     )
-    want = truth.reindex(keys)[list(FEATURE_COLUMNS)].to_numpy(dtype="float32")
-    np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+    want = truth.reindex(keys)[list(FEATURE_COLUMNS)].to_numpy(dtype="float32")[:, _TIME]
+    np.testing.assert_allclose(stored, want, rtol=1e-6, equal_nan=True)
     catalog = await fetch(database_url, "SELECT snapshot_date FROM catalog_models WHERE model_id LIKE $1", prefix + "%")
     assert len(catalog) == len({e.model_id for day in days for e in day})
     assert {c["snapshot_date"] for c in catalog} <= {day[0].snapshot_date for day in days}

@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import pandas as pd
-from asyncpg.transaction import Transaction
 from prometheus_client import Counter, Histogram
 
 from hubpulse_common.events import DayIngested, ModelFeatures, ModelFeaturesBatch, ModelSnapshotBatch
@@ -94,10 +93,11 @@ class FeaturesWorker:
         self.day_activity.set()
 
     async def close_day(self, day: dt.date) -> int:
-        """Finalise a day: cross-sectional features over its whole population, stored once and emitted.
+        """Finalise a day: cross-sectional features over its whole population, published with the time features
+        its batches stored.
 
         The ranks need the whole day at once, but only its numbers; the rows themselves are then read,
-        finalised, stored and published a slice at a time, so memory stays bounded at any Hub size.
+        finalised and published a slice at a time, so memory stays bounded at any Hub size.
         """
         async with self._lock, self._pool.acquire() as conn:
             if not await repository.claim_day(conn, day):
@@ -121,30 +121,25 @@ class FeaturesWorker:
             return models
 
     async def _close_claimed(self, conn: asyncpg.Connection, day: dt.date) -> int:
-        """The day's final rows are written in one transaction on a second connection, which also marks the day
-        closed and drops its stream; the events are published before it commits. A crash anywhere before the
-        commit leaves the day open with its stream intact, and the next close recomputes and republishes the
-        same rows (consumers upsert by model-day); after it, everything was published.
+        """The day is ranked and published, then marked closed (its partition of the stream stays: the features'
+        one write). A crash anywhere before the mark leaves the day open, and the next close recomputes and
+        republishes the same rows (consumers upsert by model-day); after it, everything was published.
 
-        The rows are read on a third connection, from the start: PostgreSQL sorts and joins them while the ranks
-        are read and computed, instead of after. Both reads see the same day: its batches wait for the day's lock,
-        which the close holds."""
+        The rows are read on a second connection, from the start: PostgreSQL joins them while the ranks are read
+        and computed, instead of after. Both reads see the same day: its batches wait for the day's lock, which
+        the close holds."""
         started = time.perf_counter()
         renamed_from = await repository.renamed_on(conn, day)
-        async with self._pool.acquire() as reader, self._pool.acquire() as writer:
-            transaction = writer.transaction()
+        async with self._pool.acquire() as reader:
             try:
-                models = await self._store_and_publish(conn, reader, writer, transaction, day, renamed_from, started)
-                stored = time.perf_counter()
-                await repository.finish_close(writer, day, models)
-                await transaction.commit()
-                self.close_parts["commit_s"] = time.perf_counter() - stored
+                models = await self._rank_and_publish(conn, reader, day, renamed_from, started)
             except BaseException:
-                # Possibly cancelled mid-COPY, where a ROLLBACK would fail and hide the real error: ending the
-                # sessions rolls the transaction back (and ends the rows' read).
-                writer.terminate()
+                # Possibly cancelled mid-COPY: ending the session ends the rows' read.
                 reader.terminate()
                 raise
+        published = time.perf_counter()
+        await repository.finish_close(conn, day, models)
+        self.close_parts["commit_s"] = time.perf_counter() - published
         ROWS.labels("final").inc(models)
         DAYS_CLOSED.inc()
         seconds = time.perf_counter() - started
@@ -158,30 +153,29 @@ class FeaturesWorker:
         )
         return models
 
-    async def _store_and_publish(
+    async def _rank_and_publish(
         self,
         ranker: asyncpg.Connection,
         reader: asyncpg.Connection,
-        writer: asyncpg.Connection,
-        transaction: Transaction,
         day: dt.date,
         renamed_from: dict[str, str],
         started: float,
     ) -> int:
         """Ranks the day (its rank inputs read on `ranker`) while its rows are read (one COPY on `reader`); then
-        the writer's `transaction` starts and the slices are finalised and encoded (in a thread, while PostgreSQL
-        stores them), and the slices before those are published: the stages overlap instead of taking turns. A
-        failure in one cancels the others (a task group)."""
+        the slices are finalised and encoded (in a thread) while the slices before them are published: the stages
+        overlap instead of taking turns. A failure in one cancels the others (a task group)."""
         slices: asyncio.Queue[pd.DataFrame | None] = asyncio.Queue(maxsize=1)
         encoded: asyncio.Queue[dict[str, list[tuple[bytes, bytes]]] | None] = asyncio.Queue(maxsize=1)
         models = 0
         # where the close's time goes (logged with the day): the ranks (from the close's start), waiting for the
-        # read, storing and encoding, and publishing (these overlap with the next slice's store)
-        parts = self.close_parts = dict.fromkeys(("ranks_s", "read_wait_s", "store_s", "publish_s"), 0.0)
+        # read, finalising and encoding, and publishing (these overlap with the next slice's encoding)
+        parts = self.close_parts = dict.fromkeys(("ranks_s", "read_wait_s", "encode_s", "publish_s"), 0.0)
         cross = pd.DataFrame()
 
-        def encode(final: pd.DataFrame) -> dict[str, list[tuple[bytes, bytes]]]:
-            """The slice's messages by topic: hub.features.v2, and v1 (one per row) where still asked for."""
+        def encode(rows: pd.DataFrame) -> tuple[int, dict[str, list[tuple[bytes, bytes]]]]:
+            """The slice's final rows as messages by topic: hub.features.v2, and v1 (one per row) where still
+            asked for."""
+            final = service.close_rows(rows, cross)
             messages = {
                 ModelFeaturesBatch.topic: service.feature_batches(
                     final, renamed_from=renamed_from, day_models=len(cross)
@@ -191,32 +185,26 @@ class FeaturesWorker:
                 messages[ModelFeatures.topic] = service.feature_payloads(
                     final, provisional=False, renamed_from=renamed_from, day_models=len(cross)
                 )
-            return messages
+            return len(final), messages
 
         async def read() -> None:
             await repository.stream_day_rows(reader, day, slices.put)
             await slices.put(None)
 
-        async def store() -> None:
+        async def finalise() -> None:
             nonlocal models, cross
             cross = await asyncio.to_thread(service.day_cross_features, await repository.load_rank_inputs(ranker, day))
             parts["ranks_s"] = time.perf_counter() - started
-            # the day's write starts once it is ranked (its closed_at: the transaction's start, after the ranks)
-            await transaction.start()
-            await repository.clear_final(writer, day)
             while True:
                 waited = time.perf_counter()
                 if (rows := await slices.get()) is None:
                     break
-                storing = time.perf_counter()
-                parts["read_wait_s"] += storing - waited
-                final = await asyncio.to_thread(service.close_rows, rows, cross)
-                async with asyncio.TaskGroup() as both:
-                    encoding = both.create_task(asyncio.to_thread(encode, final))
-                    both.create_task(repository.write_final(writer, final))
-                parts["store_s"] += time.perf_counter() - storing
-                await encoded.put(encoding.result())
-                models += len(final)
+                encoding = time.perf_counter()
+                parts["read_wait_s"] += encoding - waited
+                count, messages = await asyncio.to_thread(encode, rows)
+                parts["encode_s"] += time.perf_counter() - encoding
+                await encoded.put(messages)
+                models += count
             await encoded.put(None)
 
         async def publish() -> None:
@@ -228,7 +216,7 @@ class FeaturesWorker:
 
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(read())
-            tasks.create_task(store())
+            tasks.create_task(finalise())
             tasks.create_task(publish())
         return models
 

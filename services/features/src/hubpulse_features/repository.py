@@ -1,8 +1,9 @@
 """PostgreSQL I/O of the features service.
 
-Per batch: the history upserted (COPY into a staging table, one upsert) and the batch's features appended to
-its day's partition of `feature_stream` (one plain COPY). Per day, at its close: the day read once for its
-ranks and once for its rows (each one COPY, streamed), `feature_rows_final` written once, the partition dropped.
+Per batch: the history upserted (COPY into a staging table, one upsert) and the batch's time features appended to
+its day's partition of `feature_stream` (one plain COPY), the one write of a model-day's features. Per day, at its
+close: the day read once for its ranks and once for its rows (each one COPY, streamed), and the day marked closed;
+its partition stays (a day reopened by late rows is read from it again).
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import asyncpg
+import numpy as np
 import pandas as pd
 
 from hubpulse_common import renames
 from hubpulse_common.events import DayIngested
-from hubpulse_common.features import CROSS_INPUT_COLUMNS, FEATURE_COLUMNS, HISTORY_WINDOW_DAYS
+from hubpulse_common.features import (
+    CROSS_FEATURE_COLUMNS,
+    CROSS_INPUT_COLUMNS,
+    FEATURE_COLUMNS,
+    HISTORY_WINDOW_DAYS,
+)
 from hubpulse_features.service import (
     FEATURE_ROW_COLUMNS,
     FEATURE_SET,
@@ -54,17 +61,17 @@ _SELECT_WINDOW = f"""
     SELECT {", ".join(WINDOW_COLUMNS)} FROM feature_history
     WHERE model_id = ANY($1::text[]) AND snapshot_date BETWEEN $2 AND $3
 """  # noqa: S608 (identifiers are module constants, values are bound parameters)
-# A day as its close reads it: for each model, the latest time features written (the stream's last append
-# wins over a redelivered or re-ingested one; a day closed before and reopened by late rows has its final rows
-# as the base), with the model-day's stats from the history. One unindexed scan and one sort per read.
+# A day as its close reads it: for each model, the latest time features written (the stream's last append wins
+# over a redelivered or re-ingested one, and over the final row of a day closed before session 20's migration),
+# with the model-day's stats from the history. A hash anti-join over the stream's keys finds the superseded rows:
+# the DISTINCT ON it replaces sorted the day's wide rows, spilling to disk at 2M models (pipeline-redesign.md,
+# session 20). `ctid` breaks a tie of one transaction's two writes.
 _DAY_SOURCE = """
-    FROM (
-        SELECT DISTINCT ON (model_id) model_id, values FROM (
-            SELECT model_id, values, written_at FROM feature_stream WHERE snapshot_date = $1 AND feature_set = $2
-            UNION ALL
-            SELECT model_id, values, '-infinity' FROM feature_rows_final WHERE snapshot_date = $1 AND feature_set = $2
-        ) AS written ORDER BY model_id, written_at DESC
-    ) AS f JOIN feature_history h ON h.model_id = f.model_id AND h.snapshot_date = $1
+    FROM feature_stream f JOIN feature_history h ON h.model_id = f.model_id AND h.snapshot_date = $1
+    WHERE f.snapshot_date = $1 AND f.feature_set = $2 AND NOT EXISTS (
+        SELECT FROM feature_stream n WHERE n.snapshot_date = $1 AND n.feature_set = $2 AND n.model_id = f.model_id
+            AND (n.written_at, n.ctid) > (f.written_at, f.ctid)
+    )
 """
 
 
@@ -86,11 +93,11 @@ _SELECT_RANK_INPUTS = f"""
 # The close reads a day as one COPY, parsed a slice of about this many bytes of CSV at a time (bounded memory:
 # a slice's frames and events take several times its CSV; docs/decisions/pipeline-redesign.md).
 CLOSE_SLICE_BYTES = 8 << 20
-# The close's sorts (DISTINCT ON over the day) stay in memory at 200k models instead of spilling to disk.
+# The close's hash tables (the stream's keys, the history's day) stay in memory instead of spilling to disk.
 _CLOSE_WORK_MEM = "256MB"
-# The planner has no statistics for the day's DISTINCT ON over a UNION ALL and takes it for 200 models: it then
-# joins the history by one index lookup per model of the day (a nested loop), whatever the history's statistics.
-# A day's close reads the whole day, so the history's day is read once and hashed instead.
+# A day's stream partition is read before autovacuum has counted it: the planner may take it for a few rows and
+# join the history by one index lookup per model of the day (a nested loop). A day's close reads the whole day,
+# so the history's day is read once and hashed instead.
 _CLOSE_READ_SETTINGS = {"work_mem": _CLOSE_WORK_MEM, "enable_nestloop": "off"}
 # One read of a day for the close (rank inputs, or the rows), from its first byte to its last slice handed on.
 CLOSE_READ_TIMEOUT_S = 3600.0
@@ -114,7 +121,6 @@ async def _staging(conn: asyncpg.Connection, staging: str, like: str) -> None:
 RENAMES = "feature_renames"
 _RENAMED_TABLES = (
     renames.Keyed("feature_history", ("snapshot_date",)),
-    renames.Keyed("feature_rows_final", ("snapshot_date",)),
     renames.Keyed("feature_stream", ("snapshot_date",)),
 )
 
@@ -217,29 +223,18 @@ async def days_after(conn: asyncpg.Connection, late: Mapping[str, dt.date]) -> l
 
 async def append_features(conn: asyncpg.Connection, frame: pd.DataFrame, days: Sequence[dt.date]) -> None:
     """The batch's time features, appended to their days' stream (a redelivery appends again: the close keeps
-    the latest). Call inside the batch's transaction, after `share_days`."""
+    the latest). The cross-sectional positions are stored as NaN: a batch ranks only itself, and the day's ranks
+    are the close's (published, not stored). Call inside the batch's transaction, after `share_days`."""
     await _ensure_stream_partitions(conn, days)
-    await _copy_feature_rows(conn, "feature_stream", frame, provisional=True)
-
-
-async def write_final(conn: asyncpg.Connection, frame: pd.DataFrame) -> None:
-    """A closed day's final rows (one plain COPY; `clear_final` made room). In the close's transaction."""
-    await _copy_feature_rows(conn, "feature_rows_final", frame, provisional=False)
-
-
-async def _copy_feature_rows(conn: asyncpg.Connection, table: str, frame: pd.DataFrame, *, provisional: bool) -> None:
+    stream = frame.copy(deep=False)
+    stream[list(CROSS_FEATURE_COLUMNS)] = np.nan
     await conn.copy_to_table(
-        table,
+        "feature_stream",
         # a memoryview: asyncpg would take bytes for a file path
-        source=memoryview(feature_rows_copy(frame, provisional=provisional)),
+        source=memoryview(feature_rows_copy(stream, provisional=True)),
         columns=list(FEATURE_ROW_COLUMNS),
         format="binary",
     )
-
-
-async def clear_final(conn: asyncpg.Connection, day: dt.date) -> None:
-    """Removes a reopened day's earlier final rows (the close rewrites the whole day; none the first time)."""
-    await conn.execute("DELETE FROM feature_rows_final WHERE snapshot_date = $1", day)
 
 
 # Advisory lock space of a day's close: (this class id, the day's ordinal). Replicas (deploy/k8s runs two)
@@ -420,6 +415,5 @@ async def stream_day_rows(
 
 
 async def finish_close(conn: asyncpg.Connection, day: dt.date, models: int) -> None:
-    """Marks the day closed and drops its stream, in the transaction that wrote its final rows."""
+    """Marks the day closed, once every row of it was published."""
     await conn.execute("UPDATE feature_days SET closed_at = now(), models = $2 WHERE snapshot_date = $1", day, models)
-    await conn.execute(f"DROP TABLE IF EXISTS {_stream_partition(day)}")
