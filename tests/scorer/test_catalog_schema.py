@@ -317,7 +317,7 @@ async def test_the_fill_reads_the_live_catalog_and_the_build_rows_once(database_
     try:
         await conn.execute(f"CREATE TABLE IF NOT EXISTS {NEXT} (LIKE {LIVE} INCLUDING DEFAULTS)")
         fill = _FILL_DAY if days == 1 else _FILL_DAYS
-        plan = json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {fill}", dates))
+        plan = json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {fill}", dates, 0, 2))
 
         def scans(node: dict[str, Any]) -> list[str]:
             own = [node["Relation Name"]] if "Scan" in node["Node Type"] and "Relation Name" in node else []

@@ -5,9 +5,10 @@ database time (docs/decisions/pipeline-redesign.md). Batches now write the day's
 partition; once the day is complete (as many model-days as the features close announced) or has been quiet
 for `idle_s`, one replica:
 
-1. fills `catalog_models_next` in one statement: the day's rows (each model's latest, when several days are due
-   together), plus the live rows they do not replace (models absent that day, or a newer day already in);
-   `updated_at` (the live picks feed's clock) moves only for a row whose values changed;
+1. fills `catalog_models_next` (two statements at once, each over half of the models): the day's rows (each
+   model's latest, when several days are due together), plus the live rows they do not replace (models absent
+   that day, or a newer day already in); `updated_at` (the live picks feed's clock) moves only for a row whose
+   values changed;
 2. builds the live table's indexes on it (same definitions, read from the catalog), on two connections;
 3. VACUUM ANALYZE: fresh statistics and an all-visible map, so index-only search walks never visit the heap;
    then `prepare` (the first models of each sort are explained, before search shows them: `explanations`);
@@ -26,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -47,10 +48,18 @@ KEEP_BUILD_DAYS = 7
 _VALUES = [c for c in MODEL_COLUMNS if c != "model_id"]
 
 
+# The fill runs as `FILL_PARTS` statements at once, each over the models of one hash part ($2 of $3): the
+# statement is one backend's work (its hash joins, its inserts), and two take the two cores (pipeline-redesign.md,
+# session 20).
+_PART = "abs(hashtext(model_id)::bigint) % $3 = $2"
+FILL_PARTS = 2
+
+
 def _fill(source: str) -> str:
     """The next table from `source` (the build rows to take in, at most one per model) and the live rows they do
     not replace: a live row of a newer day stays. One full outer join reads each side once (two outer joins, one
-    per side, hashed the whole catalog twice and, for several days, ran their DISTINCT ON twice)."""
+    per side, hashed the whole catalog twice and, for several days, ran their DISTINCT ON twice). Both sides are
+    narrowed to one hash part of the models."""
     take_build = "b.model_id IS NOT NULL AND (l.model_id IS NULL OR l.snapshot_date <= b.snapshot_date)"
     unchanged = (
         f"l.model_id IS NOT NULL AND ({', '.join(f'l.{c}' for c in _VALUES)}) "
@@ -60,17 +69,18 @@ def _fill(source: str) -> str:
     INSERT INTO {NEXT} ({", ".join(MODEL_COLUMNS)}, updated_at)
     SELECT {", ".join(f"CASE WHEN t.build THEN b.{c} ELSE l.{c} END" for c in MODEL_COLUMNS)},
         CASE WHEN NOT t.build OR ({unchanged}) THEN l.updated_at ELSE clock_timestamp() END
-    FROM {LIVE} l FULL JOIN ({source}) b ON b.model_id = l.model_id CROSS JOIN LATERAL (SELECT {take_build} AS build) t
+    FROM (SELECT {", ".join(MODEL_COLUMNS)}, updated_at FROM {LIVE} WHERE {_PART}) l
+        FULL JOIN ({source}) b ON b.model_id = l.model_id CROSS JOIN LATERAL (SELECT {take_build} AS build) t
 """  # noqa: S608 (identifiers are module constants)
 
 
 _COLUMNS = ", ".join(MODEL_COLUMNS)
 # One day: its partition's rows as they are. Several (a backfill, or days that completed together): each model's
 # row of the latest of them, so one build takes them all in instead of one full build per day.
-_FILL_DAY = _fill(f"SELECT {_COLUMNS} FROM catalog_build WHERE snapshot_date = ($1::date[])[1]")  # noqa: S608
+_FILL_DAY = _fill(f"SELECT {_COLUMNS} FROM catalog_build WHERE snapshot_date = ($1::date[])[1] AND {_PART}")  # noqa: S608
 _FILL_DAYS = _fill(
     f"SELECT DISTINCT ON (model_id) {_COLUMNS} FROM catalog_build"  # noqa: S608
-    " WHERE snapshot_date = ANY($1::date[]) ORDER BY model_id, snapshot_date DESC"
+    f" WHERE snapshot_date = ANY($1::date[]) AND {_PART} ORDER BY model_id, snapshot_date DESC"
 )
 _DUE = """
     SELECT snapshot_date, written_at FROM catalog_days
@@ -157,11 +167,13 @@ async def _build_and_swap(
     await conn.execute(f"DROP TABLE IF EXISTS {NEXT}")
     # LIKE copies columns, NOT NULL and defaults; no indexes (built after the load)
     await conn.execute(f"CREATE TABLE {NEXT} (LIKE {LIVE} INCLUDING DEFAULTS INCLUDING STORAGE){with_options}")
-    # the day's build rows were written by committed batches: what this statement sees is what the swap holds
+    # the day's build rows were written by committed batches: what these statements see is what the swap holds
+    fill = _FILL_DAY if len(days) == 1 else _FILL_DAYS
+    parts = FILL_PARTS if pool.get_max_size() >= 2 else 1
+    statements = [(fill, days, part, parts) for part in range(parts)]
     # two hash joins over the whole catalog: in memory rather than in batches spilled to disk (at 2M models)
-    await conn.execute("SET work_mem = '128MB'")
-    rows = await conn.execute(_FILL_DAY if len(days) == 1 else _FILL_DAYS, days, timeout=BUILD_TIMEOUT_S)
-    await conn.execute("RESET work_mem")
+    statuses = await _on_two_connections(pool, conn, statements, {"work_mem": "128MB"})
+    rows = sum(int(status.rsplit(" ", 1)[-1]) for status in statuses)
     lap("fill")
     await _build_indexes(pool, conn, indexes)
     lap("indexes")
@@ -205,34 +217,45 @@ async def _build_indexes(pool: asyncpg.Pool, conn: asyncpg.Connection, indexes: 
     Two builds at a time already keep two cores busy: each without parallel workers, whose start, shared sort
     and merge only added work there (docs/decisions/pipeline-redesign.md, session 18). One connection alone keeps
     PostgreSQL's default."""
-    pending = [index.on_next() for index in indexes]
     settings = {"maintenance_work_mem": "256MB"}
+    if pool.get_max_size() >= 2:
+        settings["max_parallel_maintenance_workers"] = "0"
+    await _on_two_connections(pool, conn, [(index.on_next(),) for index in indexes], settings)
+
+
+async def _on_two_connections(
+    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
+    statements: Sequence[tuple[object, ...]],
+    settings: dict[str, str],
+) -> list[str]:
+    """Runs the statements (each a query and its arguments) on this connection and, where the pool has room, a
+    second one, each taking the next one left, under the session `settings`; their statuses, in order. A failure
+    cancels the other connection's statement (and ends its session)."""
+    pending = list(enumerate(statements))
+    statuses: dict[int, str] = {}
 
     async def worker(c: asyncpg.Connection) -> None:
         for name, value in settings.items():
             await c.execute(f"SET {name} = '{value}'")
         while pending:
-            await c.execute(pending.pop(0), timeout=BUILD_TIMEOUT_S)
-
-    async def reset(c: asyncpg.Connection) -> None:
+            i, (query, *args) = pending.pop(0)
+            statuses[i] = await c.execute(str(query), *args, timeout=BUILD_TIMEOUT_S)
         for name in settings:
             await c.execute(f"RESET {name}")
 
     if pool.get_max_size() < 2:  # this connection and one more
         await worker(conn)
-        await reset(conn)
-        return
-    settings["max_parallel_maintenance_workers"] = "0"
-    async with pool.acquire() as other:
-        try:
-            async with asyncio.TaskGroup() as both:  # a failure cancels the sibling's build
-                both.create_task(worker(conn))
-                both.create_task(worker(other))
-        except BaseException:
-            other.terminate()
-            raise
-        await reset(other)
-    await reset(conn)
+    else:
+        async with pool.acquire() as other:
+            try:
+                async with asyncio.TaskGroup() as both:  # a failure cancels the sibling's statement
+                    both.create_task(worker(conn))
+                    both.create_task(worker(other))
+            except BaseException:
+                other.terminate()
+                raise
+    return [statuses[i] for i in range(len(statements))]
 
 
 async def _drop_old_partitions(conn: asyncpg.Connection, day: dt.date) -> None:
