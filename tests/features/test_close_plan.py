@@ -29,3 +29,18 @@ async def test_the_close_reads_join_the_history_without_a_nested_loop(service_en
             await conn.close()
         # closed, as the other tests leave their days (and it is still a whole close, with its reads)
         assert await worker.close_day(day) >= len(events)
+        # the closed day's partition stays, indexed by model: a rename's move of a model's rows reads them there
+        # instead of scanning every kept day
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("ANALYZE feature_stream")
+            plan = "\n".join(
+                r[0]
+                for r in await conn.fetch(
+                    "EXPLAIN UPDATE feature_stream SET model_id = $2 WHERE model_id = $1", events[0].model_id, "x/y"
+                )
+            )
+            partition = f"feature_stream_{day:%Y%m%d}"
+            assert f"{partition}_model on {partition}" in plan, plan
+        finally:
+            await conn.close()

@@ -121,9 +121,10 @@ class FeaturesWorker:
             return models
 
     async def _close_claimed(self, conn: asyncpg.Connection, day: dt.date) -> int:
-        """The day is ranked and published, then marked closed (its partition of the stream stays: the features'
-        one write). A crash anywhere before the mark leaves the day open, and the next close recomputes and
-        republishes the same rows (consumers upsert by model-day); after it, everything was published.
+        """The day is ranked and published, its partition of the stream indexed by model (it stays: the features'
+        one write), and the day marked closed. A crash anywhere before the mark leaves the day open, and the next
+        close recomputes and republishes the same rows (consumers upsert by model-day); after it, everything was
+        published.
 
         The rows are read on a second connection, from the start: PostgreSQL joins them while the ranks are read
         and computed, instead of after. Both reads see the same day: its batches wait for the day's lock, which
@@ -138,8 +139,10 @@ class FeaturesWorker:
                 reader.terminate()
                 raise
         published = time.perf_counter()
+        await repository.index_day(conn, day)
+        indexed = time.perf_counter()
         await repository.finish_close(conn, day, models)
-        self.close_parts["commit_s"] = time.perf_counter() - published
+        self.close_parts |= {"index_s": indexed - published, "commit_s": time.perf_counter() - indexed}
         ROWS.labels("final").inc(models)
         DAYS_CLOSED.inc()
         seconds = time.perf_counter() - started

@@ -2,8 +2,8 @@
 
 Per batch: the history upserted (COPY into a staging table, one upsert) and the batch's time features appended to
 its day's partition of `feature_stream` (one plain COPY), the one write of a model-day's features. Per day, at its
-close: the day read once for its ranks and once for its rows (each one COPY, streamed), and the day marked closed;
-its partition stays (a day reopened by late rows is read from it again).
+close: the day read once for its ranks and once for its rows (each one COPY, streamed), its partition indexed by
+model and the day marked closed; the partition stays (a day reopened by late rows is read from it again).
 """
 
 from __future__ import annotations
@@ -412,6 +412,14 @@ async def stream_day_rows(
 ) -> None:
     """Every row of a day (latest time features joined with the stats), handed to `sink` a slice at a time."""
     await _stream_csv(conn, _SELECT_DAY_ROWS, (day, FEATURE_SET), _day_rows_typed, sink)
+
+
+async def index_day(conn: asyncpg.Connection, day: dt.date) -> None:
+    """Indexes a closed day's stream partition by model: it stays for good, and a rename moves a model's rows in
+    every kept day (`hubpulse_common.renames`), which without it would scan them all. Open days stay unindexed
+    (their batches' COPY maintains nothing); a reopened day's late rows go into the index it already has."""
+    name = _stream_partition(day)
+    await conn.execute(f"CREATE INDEX IF NOT EXISTS {name}_model ON {name} (model_id)", timeout=CLOSE_READ_TIMEOUT_S)
 
 
 async def finish_close(conn: asyncpg.Connection, day: dt.date, models: int) -> None:

@@ -5,7 +5,9 @@ into a table with a primary key, each day) and drop the stream: the second write
 close's largest statement (docs/decisions/pipeline-redesign.md, session 20). Now:
 
 - `feature_stream` keeps each day's partition after its close: the model-days' time features, as their batches
-  wrote them (a redelivered model-day twice: the latest write counts), the cross-sectional positions NaN.
+  wrote them (a redelivered model-day twice: the latest write counts), the cross-sectional positions NaN. A
+  closed day's partition is indexed by model (`<partition>_model`), so a rename's move of a model's rows reads
+  its rows, not every kept day.
 - The close ranks the day and publishes the final rows (hub.features.v2) without storing them; a day reopened by
   late rows is read from its partition again, earlier rows included.
 - `feature_rows` (a view, as before): one row per model-day, its latest stream row, `provisional` while its day
@@ -48,6 +50,22 @@ _PARTITIONS = """
     END $$
 """
 
+# The closed days' partitions indexed by model, as the close (repository.index_day) leaves them.
+_INDEX_CLOSED = """
+    DO $$
+    DECLARE part text;
+    BEGIN
+        FOR part IN
+            SELECT format('feature_stream_%s', to_char(snapshot_date, 'YYYYMMDD')) FROM feature_days
+            WHERE closed_at IS NOT NULL
+        LOOP
+            IF to_regclass(part) IS NOT NULL THEN
+                EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON %I (model_id)', part || '_model', part);
+            END IF;
+        END LOOP;
+    END $$
+"""
+
 
 def upgrade() -> None:
     op.execute("DROP VIEW feature_rows")
@@ -59,6 +77,7 @@ def upgrade() -> None:
         """
     )
     op.execute("DROP TABLE feature_rows_final")
+    op.execute(_INDEX_CLOSED)
     op.execute(_LATEST)
 
 
