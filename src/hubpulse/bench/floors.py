@@ -110,7 +110,9 @@ def codec(events: int, scale_to: int) -> dict[str, Any]:
     history = [s for d in range(HISTORY_WINDOW_DAYS - 1) for s in _snapshots(hub, d)]
     frame = features.records_frame(features.snapshot_records(ModelSnapshotBatch.of_many([*history, *today])))
     del history
-    feats = features.batch_features(frame, frame[frame["snapshot_date"] == frame["snapshot_date"].max()])
+    feats = features.batch_features(
+        frame, frame[frame["snapshot_date"] == frame["snapshot_date"].max()], cross_sectional=True
+    )
     payloads: list[bytes] = []
     seconds = _timed(lambda: payloads.extend(v for _, v in features.feature_payloads(feats, provisional=False)))
     size = sum(map(len, payloads)) // len(payloads)

@@ -84,7 +84,7 @@ def run(models: int, batch: int, seed: int = 1) -> dict[str, Any]:
     keys = _timed(r, "features.keys", n, lambda: features.records_keys(records))
     _timed(r, "features.compute", n, lambda: features.batch_features(window, keys))
     # what the close stores and publishes carries the day's stats beside the features
-    feats = features.batch_features(window, features.records_frame(records))
+    feats = features.batch_features(window, features.records_frame(records), cross_sectional=True)
     _timed(r, "features.copy_records", n, lambda: features.feature_rows_copy(feats, provisional=True))
     payloads = _timed(r, "features.events_encoded", n, lambda: features.feature_batches(feats))
     ModelFeaturesBatch.model_validate_json(payloads[0][1])  # what we emit validates

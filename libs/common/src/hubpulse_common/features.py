@@ -512,11 +512,15 @@ def _cross_features(out: pd.DataFrame, day: np.ndarray, author_codes: np.ndarray
         out[name] = values
 
 
-def compute_features(history: pd.DataFrame, *, output_from: dt.date | pd.Timestamp | None = None) -> pd.DataFrame:
+def compute_features(
+    history: pd.DataFrame, *, output_from: dt.date | pd.Timestamp | None = None, cross_sectional: bool = True
+) -> pd.DataFrame:
     """Features for every row of `history` dated on or after `output_from` (all rows when None).
 
     `history` is a typed history frame (hubpulse_common.history); missing optional columns are allowed.
     Returns the key columns plus FEATURE_COLUMNS (float32), rows in the input's order, index reset.
+    `cross_sectional=False` leaves CROSS_FEATURE_COLUMNS NaN, uncomputed: for a caller whose rows are not the whole
+    population of their days (a streaming batch; the day's ranks come at its close).
     """
     if history.empty:
         return pd.DataFrame(
@@ -536,16 +540,19 @@ def compute_features(history: pd.DataFrame, *, output_from: dt.date | pd.Timesta
     out = pd.DataFrame({"snapshot_date": rows["snapshot_date"].to_numpy(), "model_id": rows["model_id"].to_numpy()})
     for name, values in picked.items():
         out[name] = values
-    # authors are split once per model, not once per row
-    authors, _ = pd.factorize(pd.Series(np.asarray(models, dtype=object)).str.split("/", n=1).str[0])
     created = rows["created_at"] if "created_at" in rows.columns else pd.Series(pd.NaT, index=rows.index)
     age = (rows["snapshot_date"] - created).dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan) / 86400
     out["age_days"] = np.clip(age, 0.0, None)
     out["day_of_week"] = rows["snapshot_date"].dt.day_of_week.to_numpy(dtype="float64")
-    out["_task"] = rows["pipeline_tag"].to_numpy() if "pipeline_tag" in rows.columns else np.nan
-    out["_downloads"] = rows["downloads"].fillna(0).to_numpy(dtype="float64")
-    _cross_features(out, r_day, authors[r_codes])
-    out = out.drop(columns=["_task", "_downloads"])
+    if cross_sectional:
+        # authors are split once per model, not once per row
+        authors, _ = pd.factorize(pd.Series(np.asarray(models, dtype=object)).str.split("/", n=1).str[0])
+        out["_task"] = rows["pipeline_tag"].to_numpy() if "pipeline_tag" in rows.columns else np.nan
+        out["_downloads"] = rows["downloads"].fillna(0).to_numpy(dtype="float64")
+        _cross_features(out, r_day, authors[r_codes])
+        out = out.drop(columns=["_task", "_downloads"])
+    else:
+        out[list(_CROSS_FEATURES)] = np.nan
     out[list(FEATURE_COLUMNS)] = out[list(FEATURE_COLUMNS)].astype("float32")
     return out[["snapshot_date", "model_id", *FEATURE_COLUMNS]]
 

@@ -18,17 +18,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import asyncpg
-import numpy as np
 import pandas as pd
 
 from hubpulse_common import renames
 from hubpulse_common.events import DayIngested
-from hubpulse_common.features import (
-    CROSS_FEATURE_COLUMNS,
-    CROSS_INPUT_COLUMNS,
-    FEATURE_COLUMNS,
-    HISTORY_WINDOW_DAYS,
-)
+from hubpulse_common.features import CROSS_INPUT_COLUMNS, FEATURE_COLUMNS, HISTORY_WINDOW_DAYS
 from hubpulse_features.service import (
     FEATURE_ROW_COLUMNS,
     FEATURE_SET,
@@ -223,15 +217,13 @@ async def days_after(conn: asyncpg.Connection, late: Mapping[str, dt.date]) -> l
 
 async def append_features(conn: asyncpg.Connection, frame: pd.DataFrame, days: Sequence[dt.date]) -> None:
     """The batch's time features, appended to their days' stream (a redelivery appends again: the close keeps
-    the latest). The cross-sectional positions are stored as NaN: a batch ranks only itself, and the day's ranks
-    are the close's (published, not stored). Call inside the batch's transaction, after `share_days`."""
+    the latest). The frame's cross-sectional positions are NaN (`service.batch_features`): the day's ranks are
+    the close's (published, not stored). Call inside the batch's transaction, after `share_days`."""
     await _ensure_stream_partitions(conn, days)
-    stream = frame.copy(deep=False)
-    stream[list(CROSS_FEATURE_COLUMNS)] = np.nan
     await conn.copy_to_table(
         "feature_stream",
         # a memoryview: asyncpg would take bytes for a file path
-        source=memoryview(feature_rows_copy(stream, provisional=True)),
+        source=memoryview(feature_rows_copy(frame, provisional=True)),
         columns=list(FEATURE_ROW_COLUMNS),
         format="binary",
     )

@@ -182,15 +182,18 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def batch_features(window: pd.DataFrame, batch: pd.DataFrame) -> pd.DataFrame:
+def batch_features(window: pd.DataFrame, batch: pd.DataFrame, *, cross_sectional: bool = False) -> pd.DataFrame:
     """Feature rows of the batch's model-days, given every stored row of its models over the window.
 
     `window` must hold the batch rows themselves (they are stored before this runs). `batch`: the batch's keys
     (`records_keys`), or its `records_frame` (stats included). Returns the batch frame with FEATURE_COLUMNS added,
-    one row per model-day of the batch.
+    one row per model-day of the batch: the time features, and the cross-sectional ones NaN (a batch is not its
+    days' population: they are the close's) unless `cross_sectional` ranks the batch against itself.
     """
     first = batch["snapshot_date"].min()
-    feats = compute_features(window[list(WINDOW_COLUMNS)].reset_index(drop=True), output_from=first)
+    feats = compute_features(
+        window[list(WINDOW_COLUMNS)].reset_index(drop=True), output_from=first, cross_sectional=cross_sectional
+    )
     # trending_rank is both a stat and a feature (the same value): keep one column of it
     stats = batch[[c for c in batch.columns if c not in feats.columns or c in ("snapshot_date", "model_id")]]
     return stats.merge(feats, on=["snapshot_date", "model_id"], how="inner", validate="one_to_one")

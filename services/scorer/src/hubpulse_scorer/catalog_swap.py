@@ -169,8 +169,8 @@ async def _build_and_swap(
     await conn.execute(f"CREATE TABLE {NEXT} (LIKE {LIVE} INCLUDING DEFAULTS INCLUDING STORAGE){with_options}")
     # the day's build rows were written by committed batches: what these statements see is what the swap holds
     fill = _FILL_DAY if len(days) == 1 else _FILL_DAYS
-    parts = FILL_PARTS if pool.get_max_size() >= 2 else 1
-    statements = [(fill, days, part, parts) for part in range(parts)]
+    parts = FILL_PARTS if _two_connections(pool) else 1
+    statements = [(fill, (days, part, parts)) for part in range(parts)]
     # two hash joins over the whole catalog: in memory rather than in batches spilled to disk (at 2M models)
     statuses = await _on_two_connections(pool, conn, statements, {"work_mem": "128MB"})
     rows = sum(int(status.rsplit(" ", 1)[-1]) for status in statuses)
@@ -218,18 +218,24 @@ async def _build_indexes(pool: asyncpg.Pool, conn: asyncpg.Connection, indexes: 
     and merge only added work there (docs/decisions/pipeline-redesign.md, session 18). One connection alone keeps
     PostgreSQL's default."""
     settings = {"maintenance_work_mem": "256MB"}
-    if pool.get_max_size() >= 2:
+    if _two_connections(pool):
         settings["max_parallel_maintenance_workers"] = "0"
-    await _on_two_connections(pool, conn, [(index.on_next(),) for index in indexes], settings)
+    await _on_two_connections(pool, conn, [(index.on_next(), ()) for index in indexes], settings)
+
+
+def _two_connections(pool: asyncpg.Pool) -> bool:
+    """Whether the pool has room for a second connection beside the swap's own."""
+    size: int = pool.get_max_size()
+    return size >= 2
 
 
 async def _on_two_connections(
     pool: asyncpg.Pool,
     conn: asyncpg.Connection,
-    statements: Sequence[tuple[object, ...]],
+    statements: Sequence[tuple[str, tuple[object, ...]]],
     settings: dict[str, str],
 ) -> list[str]:
-    """Runs the statements (each a query and its arguments) on this connection and, where the pool has room, a
+    """Runs the statements (a query and its arguments each) on this connection and, where the pool has room, a
     second one, each taking the next one left, under the session `settings`; their statuses, in order. A failure
     cancels the other connection's statement (and ends its session)."""
     pending = list(enumerate(statements))
@@ -239,12 +245,12 @@ async def _on_two_connections(
         for name, value in settings.items():
             await c.execute(f"SET {name} = '{value}'")
         while pending:
-            i, (query, *args) = pending.pop(0)
-            statuses[i] = await c.execute(str(query), *args, timeout=BUILD_TIMEOUT_S)
+            i, (query, args) = pending.pop(0)
+            statuses[i] = await c.execute(query, *args, timeout=BUILD_TIMEOUT_S)
         for name in settings:
             await c.execute(f"RESET {name}")
 
-    if pool.get_max_size() < 2:  # this connection and one more
+    if not _two_connections(pool):
         await worker(conn)
     else:
         async with pool.acquire() as other:
