@@ -171,9 +171,8 @@ def features_frame(events: Iterable[ModelFeatures]) -> pd.DataFrame:
     return frame
 
 
-async def published_features(bootstrap: str, prefix: str) -> pd.DataFrame:
-    """What hub.features.v2 holds for the models of this prefix, read from the topic's start to its end now
-    (`features_frame`)."""
+async def published_messages(bootstrap: str) -> list[ModelFeaturesBatch]:
+    """hub.features.v2's messages, read from the topic's start to its end now."""
     reader = AIOKafkaConsumer(
         ModelFeaturesBatch.topic,
         bootstrap_servers=bootstrap,
@@ -187,12 +186,16 @@ async def published_features(bootstrap: str, prefix: str) -> pd.DataFrame:
             await reader.getmany(timeout_ms=100)
         await reader.seek_to_beginning(*partitions)
         ends = await reader.end_offsets(list(partitions))
-        events: list[ModelFeatures] = []
+        messages: list[ModelFeaturesBatch] = []
         while [p for p, end in ends.items() if await reader.position(p) < end]:
             for records in (await reader.getmany(timeout_ms=500)).values():
-                for record in records:
-                    message = ModelFeaturesBatch.model_validate_json(record.value)
-                    events += [e for e in message.as_v1() if e.model_id.startswith(prefix)]
+                messages += [ModelFeaturesBatch.model_validate_json(record.value or b"") for record in records]
     finally:
         await reader.stop()
-    return features_frame(events)
+    return messages
+
+
+async def published_features(bootstrap: str, prefix: str) -> pd.DataFrame:
+    """What hub.features.v2 holds for the models of this prefix (`features_frame`)."""
+    messages = await published_messages(bootstrap)
+    return features_frame(e for m in messages for e in m.as_v1() if e.model_id.startswith(prefix))

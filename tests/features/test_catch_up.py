@@ -10,11 +10,10 @@ import secrets
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from support.polling import wait_for
 
-from features.support import fetch, hub_snapshots, publish, running, settings_for
-from hubpulse_common.events import DayIngested, ModelFeaturesBatch
+from features.support import fetch, hub_snapshots, publish, published_messages, running, settings_for
+from hubpulse_common.events import DayIngested
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features.app import create_app
 from hubpulse_features.settings import FeaturesSettings
@@ -24,18 +23,10 @@ MODELS, DAYS = 3000, 3
 
 async def _published_rows(bootstrap: str) -> collections.Counter[dt.date]:
     """Model-days published on hub.features.v2, by day (the topic read from its start to its end)."""
-    consumer = AIOKafkaConsumer(ModelFeaturesBatch.topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        rows: collections.Counter[dt.date] = collections.Counter()
-        while batches := await consumer.getmany(timeout_ms=2000):
-            for records in batches.values():
-                for record in records:
-                    message = ModelFeaturesBatch.model_validate_json(record.value or b"")
-                    rows[message.snapshot_date] += len(message.model_id)
-        return rows
-    finally:
-        await consumer.stop()
+    rows: collections.Counter[dt.date] = collections.Counter()
+    for message in await published_messages(bootstrap):
+        rows[message.snapshot_date] += len(message.model_id)
+    return rows
 
 
 async def test_a_backlog_of_announced_days_is_closed_and_published_once_per_model_day(
