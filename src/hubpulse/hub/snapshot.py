@@ -177,15 +177,16 @@ class Snapshot:
         return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
-def object_id_seconds(c: DayColumns) -> I64:
-    """The creation second an ObjectId carries: never before the placeholder date (older repos got that)."""
-    seconds: I64 = np.nan_to_num(np.maximum(c.created_ts, PLACEHOLDER_TS), nan=0.0).astype(np.int64) & 0xFFFFFFFF
+def object_id_seconds(c: DayColumns, rows: I64) -> I64:
+    """The creation second the ObjectIds of `rows` carry: never before the placeholder date (older repos got that).
+    Of those rows only: computed for the whole day, a page's cost grew with the Hub's size."""
+    seconds: I64 = np.nan_to_num(np.maximum(c.created_ts[rows], PLACEHOLDER_TS), nan=0.0).astype(np.int64) & 0xFFFFFFFF
     return seconds
 
 
 def _object_ids(c: DayColumns, rows: I64) -> list[str]:
     """Stable 24-hex ids like Mongo ObjectIds: creation second, then the model index."""
-    created = object_id_seconds(c)[rows]
+    created = object_id_seconds(c, rows)
     return [f"{t:08x}{i:016x}" for t, i in zip(created.tolist(), c.model_index[rows].tolist(), strict=True)]
 
 

@@ -206,7 +206,7 @@ def _live_order(request: Request, snap: Snapshot, query: Query, sort: str, user:
         if hidden:
             rows = rows[~np.isin(rows, np.array(hidden, dtype=np.int64))]
         values = key[rows]
-        oid = _oid_key(object_id_seconds(snap.cols)[rows], snap.cols.model_index[rows])
+        oid = _oid_key(object_id_seconds(snap.cols, rows), snap.cols.model_index[rows])
         order = np.lexsort((oid, -np.nan_to_num(values, nan=0.0), np.isnan(values)))  # nulls last
         values = values[order]
         negated = -values[: int(np.count_nonzero(~np.isnan(values)))]
