@@ -164,11 +164,11 @@ async def _renamed_history_is_one(pool_url: str, old: str, new: str, days: list[
     # e.g. the day-over-day download delta on the day of the rename spans it (missing if the history split)
     assert not np.isnan(got[1]["delta_downloads_24h"])
     assert got[-1]["days_observed_14d"] == len(days)
-    tables = ("feature_history", "feature_rows", "scores", "catalog_daily", "catalog_models", "catalog_build")
+    tables = ("feature_history", "feature_rows", "catalog_daily", "catalog_models", "catalog_build")
     for table in (*tables, "catalog_details"):
         rows = await fetch(pool_url, f"SELECT count(*) AS n FROM {table} WHERE model_id = $1", old)  # noqa: S608
         assert rows[0]["n"] == 0, table
     daily = await fetch(pool_url, "SELECT snapshot_date FROM catalog_daily WHERE model_id = $1 ORDER BY 1", new)
     assert [r["snapshot_date"] for r in daily] == days  # the scorer's own rows, not the gateway's merge
-    scored = await fetch(pool_url, "SELECT DISTINCT snapshot_date FROM scores WHERE model_id = $1 ORDER BY 1", new)
+    scored = await fetch(pool_url, "SELECT snapshot_date FROM catalog_build WHERE model_id = $1 ORDER BY 1", new)
     assert [r["snapshot_date"] for r in scored] == days

@@ -130,7 +130,7 @@ class Pipeline:
         try:
             return {
                 table: int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608 - fixed names
-                for table in ("snapshots", "feature_rows", "scores")
+                for table in ("snapshots", "feature_rows", "catalog_daily")
             }
         finally:
             await conn.close()
@@ -248,10 +248,10 @@ async def _dlq_sizes(bootstrap: str) -> dict[str, int]:
 
 async def _assert_exact(pipeline: Pipeline) -> None:
     expected = _expected(pipeline.hub)
-    await wait_for(pipeline.counts, lambda c: c["scores"] >= expected, 240, what="every model-day scored")
+    await wait_for(pipeline.counts, lambda c: c["catalog_daily"] >= expected, 240, what="every model-day scored")
     conn = await asyncpg.connect(pipeline.database_url)
     try:
-        for table in ("snapshots", "feature_rows", "scores"):
+        for table in ("snapshots", "feature_rows", "catalog_daily"):
             row = await conn.fetchrow(
                 f"SELECT count(*) AS n, count(DISTINCT (model_id, snapshot_date)) AS d FROM {table}"  # noqa: S608
             )

@@ -145,10 +145,10 @@ def test_score_payloads_validate_and_match_the_rows(challenger) -> None:
     events = [ModelFeatures.model_validate_json(v) for _, v in features.feature_payloads(frame, provisional=False)]
     scored = scorer.score(challenger, _v2_rows(frame), top_n=5)
     payloads = scorer.score_payloads(scored)
-    records = scorer.score_records(scored)
     catalog, daily = scorer.catalog_records(scored)
-    assert len(payloads) == len(records) == len(daily) == len(catalog) == len(events)
+    assert len(payloads) == len(daily) == len(catalog) == len(events)
     x = scorer.values_matrix([e.features for e in events], challenger.feature_columns)
+    explanation = scorer.CATALOG_COLUMNS.index("explanation")
     for i, ((key, value), event) in enumerate(zip(payloads, events, strict=True)):
         score = ModelScore.model_validate_json(value)
         assert key == event.model_id.encode()
@@ -157,17 +157,16 @@ def test_score_payloads_validate_and_match_the_rows(challenger) -> None:
             event.snapshot_date,
             challenger.metadata.version,
         )
-        assert score.probability == records[i][5] == float(scored.probability[i])
+        assert score.probability == daily[i][5] == float(scored.probability[i])
         assert len(score.top_features) == 5
         magnitudes = [abs(c.contribution) for c in score.top_features]
         assert magnitudes == sorted(magnitudes, reverse=True)
         for c in score.top_features:
             v = x[i, challenger.feature_columns.index(c.feature)]
             assert c.value == (None if np.isnan(v) else float(v))
-        # the explanation stored in scores and the catalog is the event's top_features
-        assert [c.model_dump() for c in score.top_features] == json.loads(records[i][7])
-    explanation = scorer.CATALOG_COLUMNS.index("explanation")
-    assert {row[0]: row[explanation] for row in catalog} == {r[1]: r[7] for r in records}
+        # the explanation stored in the catalog's build row is the event's top_features
+        assert catalog[i][0] == event.model_id
+        assert [c.model_dump() for c in score.top_features] == json.loads(catalog[i][explanation])
 
 
 def _distinct_frame(n: int) -> pd.DataFrame:
@@ -247,11 +246,6 @@ def test_scores_from_v2_columns_equal_what_the_v1_events_gave(challenger) -> Non
     assert daily == [
         (e.model_id, e.snapshot_date, e.downloads or 0, e.likes or 0, e.trending_rank, p, scored.version)
         for e, p in zip(v1, probability, strict=True)
-    ]
-    meta = (scored.version, scored.label, scored.horizon_days)
-    assert scorer.score_records(scored) == [
-        (e.snapshot_date, e.model_id, *meta, p, scored.threshold, t, e.provisional)
-        for e, p, t in zip(v1, probability, explanations, strict=True)
     ]
 
 

@@ -22,7 +22,6 @@ from hubpulse_common import db, feature_vectors
 from hubpulse_common.catalog_details import details_of
 from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_common.renames import Rename
-from hubpulse_common.renames import _move as renames_move
 from hubpulse_scorer.app import MIGRATIONS
 from hubpulse_scorer.catalog_swap import (
     _FILL_DAY,
@@ -192,8 +191,8 @@ def _record(model_id: str, day: dt.date, downloads: int, likes_7d: float) -> tup
 
 
 async def _build(pool: asyncpg.Pool, *records: tuple[object, ...]) -> None:
-    """A scorer batch of these catalog rows (no scores, no daily rows)."""
-    await write_batch(pool, [], list(records), [], feature_sets=[SET])
+    """A scorer batch of these catalog rows (no daily rows)."""
+    await write_batch(pool, list(records), [], feature_sets=[SET])
 
 
 async def _rows(pool: asyncpg.Pool) -> dict[str, asyncpg.Record]:
@@ -356,7 +355,6 @@ async def test_search_reads_yesterdays_catalog_until_the_complete_day_is_swapped
         # the next day arrives in two batches; the features close said it has 2 models
         await write_batch(
             pool,
-            [],
             [_record("swap/a", day + dt.timedelta(days=1), 5, 0.0)],
             [],
             {day + dt.timedelta(days=1): 2},
@@ -369,7 +367,6 @@ async def test_search_reads_yesterdays_catalog_until_the_complete_day_is_swapped
         assert [r["downloads"] for r in await reader.fetch(search)] == [1, 1]
         await write_batch(
             pool,
-            [],
             [_record("swap/b", day + dt.timedelta(days=1), 6, 0.0)],
             [],
             {day + dt.timedelta(days=1): 2},
@@ -400,16 +397,16 @@ async def test_search_reads_yesterdays_catalog_until_the_complete_day_is_swapped
 async def test_scores_keep_the_explanation_as_the_json_text_written(database_url: str) -> None:
     await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
     conn = await asyncpg.connect(database_url)
-    column = "SELECT data_type FROM information_schema.columns WHERE table_name = 'scores' AND column_name = $1"
+    column = "SELECT data_type FROM information_schema.columns WHERE table_name = $1 AND column_name = 'top_features'"
     try:
-        assert await conn.fetchval(column, "top_features") == "text"
+        assert await conn.fetchval(column, "scores_archive") == "text"
         await conn.execute(
-            "INSERT INTO scores (snapshot_date, model_id, model_version, label, horizon_days, probability, threshold,"
-            " top_features) VALUES ('2025-01-08', 'org/a', 'v1', 'trending', 7, 0.5, 0.4, $1)",
+            "INSERT INTO scores_archive (snapshot_date, model_id, model_version, label, horizon_days, probability,"
+            " threshold, top_features) VALUES ('2025-01-08', 'org/a', 'v1', 'trending', 7, 0.5, 0.4, $1)",
             json.dumps(EXPLANATION),
         )
         await _move(database_url, "downgrade", "0011_catalog_build")
-        assert await conn.fetchval(column, "top_features") == "jsonb"
+        assert await conn.fetchval(column, "scores") == "jsonb"
         assert json.loads(await conn.fetchval("SELECT top_features::text FROM scores")) == EXPLANATION
     finally:
         await conn.close()
@@ -506,36 +503,48 @@ async def test_the_task_and_library_keyset_indexes_lead_with_an_integer_in_every
         await conn.close()
 
 
-async def _score_indexes(conn: asyncpg.Connection) -> set[str]:
-    return {r["indexname"] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'scores'")}
+async def _indexes_of(conn: asyncpg.Connection, table: str) -> set[str]:
+    rows = await conn.fetch("SELECT indexname FROM pg_indexes WHERE tablename = $1", table)
+    return {r["indexname"] for r in rows}
 
 
-async def test_0016_leaves_scores_its_primary_key_and_a_rename_still_finds_a_models_scores_by_it(
-    database_url: str,
-) -> None:
+async def test_0016_leaves_scores_its_primary_key(database_url: str) -> None:
     await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
     conn = await asyncpg.connect(database_url)
     try:
-        assert await _score_indexes(conn) == {"scores_pkey"}
-        # 30 days of 2,000 models: a scan of the table would read all 60,000 rows for one model's 30
+        await _move(database_url, "downgrade", "0016_scores_primary_key_only")
+        assert await _indexes_of(conn, "scores") == {"scores_pkey"}
+        await _move(database_url, "downgrade", "0015_facet_keys")
+        assert await _indexes_of(conn, "scores") == {"scores_pkey", "scores_model"}
+        await _move(database_url, "upgrade", "0016_scores_primary_key_only")
+        assert await _indexes_of(conn, "scores") == {"scores_pkey"}
+    finally:
+        await conn.close()
+
+
+async def test_0018_archives_the_scores_written_and_a_batch_writes_none_there(database_url: str) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    await _move(database_url, "downgrade", "0017_details_in_build")
+    conn = await asyncpg.connect(database_url)
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    try:
         await conn.execute(
             "INSERT INTO scores (snapshot_date, model_id, model_version, label, horizon_days, probability, threshold)"
-            " SELECT date '2025-01-01' + d, 'org/m' || m, 'v1', 'trending', 7, 0.5, 0.4"
-            " FROM generate_series(0, 29) d, generate_series(1, 2000) m"
+            " VALUES ('2025-01-08', 'archived/a', 'v1', 'trending', 7, 0.5, 0.4)"
         )
-        await conn.execute("ANALYZE scores")
-        # the plan for any model (a prepared statement's generic plan), not for the one named
-        await conn.execute("SET plan_cache_mode = force_generic_plan")
-        moves = [s for keyed in _RENAMED_TABLES if keyed.table == "scores" for s in renames_move(keyed)]
-        assert len(moves) == 2
-        for i, statement in enumerate(moves):
-            await conn.execute(f"PREPARE move{i} (text, text) AS {statement}")
-            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE move{i} ('org/m7', 'org/m8')"))
-            assert "scores_pkey" in plan, plan
-            assert "Seq Scan on scores" not in plan, plan
-        await _move(database_url, "downgrade", "0015_facet_keys")
-        assert await _score_indexes(conn) == {"scores_pkey", "scores_model"}
-        await _move(database_url, "upgrade", "0016_scores_primary_key_only")
-        assert await _score_indexes(conn) == {"scores_pkey"}
+        await _move(database_url, "upgrade", "0018_scores_archived")
+        assert await conn.fetchval("SELECT to_regclass('scores')") is None
+        assert await _indexes_of(conn, "scores_archive") == {"scores_archive_pkey"}
+        assert await conn.fetchval("SELECT obj_description('scores_archive'::regclass)")
+        day = dt.date(2025, 1, 9)
+        await write_batch(pool, [_record("archived/a", day, 3, 0.0)], [], feature_sets=[SET])
+        # the archive keeps what it held; a rename no longer moves it
+        rows = await conn.fetch("SELECT model_id, snapshot_date FROM scores_archive")
+        assert [(r["model_id"], r["snapshot_date"]) for r in rows] == [("archived/a", dt.date(2025, 1, 8))]
+        assert "scores_archive" not in {keyed.table for keyed in _RENAMED_TABLES}
+        await _move(database_url, "downgrade", "0017_details_in_build")
+        assert await conn.fetchval("SELECT count(*) FROM scores") == 1
+        await _move(database_url, "upgrade", "0018_scores_archived")
     finally:
+        await pool.close()
         await conn.close()

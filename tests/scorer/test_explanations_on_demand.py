@@ -112,13 +112,16 @@ async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
         )
         assert len(catalog) == MODELS
 
-        # the scores are today's; only the picks carry their explanation from the batch
-        scores = await fetch(database_url, "SELECT model_id, model_version, probability, top_features FROM scores")
+        # the scores are today's; the picks carry their explanation from the batch, the top of each sort theirs
+        # from the swap's preparation (the same text), the others none yet
+        scored = "SELECT model_id, model_version, probability, explanation FROM catalog_build"
+        scores = await fetch(database_url, scored)
         assert {r["model_id"]: r["probability"] for r in scores} == probability
         assert {r["model_version"] for r in scores} == {version}
-        assert {r["model_id"]: r["top_features"] for r in scores} == {
-            m: (text if m in picks else None) for m, text in expected.items()
-        }
+        explained = {r["model_id"]: r["explanation"] for r in scores}
+        assert all(explained[m] == expected[m] for m in picks)
+        assert all(explained[m] in (None, text) for m, text in expected.items())
+        assert None in explained.values()
         details = {
             r["model_id"]: r
             for r in await fetch(database_url, f"SELECT m.model_id, d.model_version, d.explanation {_WITH_DETAILS}")
@@ -219,7 +222,7 @@ async def test_a_redelivered_batch_keeps_an_explanation_computed_on_demand(datab
 
     async def write(on: dt.date, likes_7d: float) -> None:
         """A batch of one row, then its day's catalog swapped in (the model page reads the swapped row's details)."""
-        await write_batch(pool, [], [unexplained(on, likes_7d)], [], feature_sets=[SET])
+        await write_batch(pool, [unexplained(on, likes_7d)], [], feature_sets=[SET])
         assert await catalog_swap.swap_day(pool, on)
 
     try:

@@ -23,10 +23,8 @@ from scorer.test_explanations_on_demand import MODELS, _events, serving_challeng
 # what a batch writes per model-day: a redelivery must leave all of it as it was; the build rows (details included)
 # are not even rewritten (their row versions, xmin, stay: the upsert skips an unchanged row)
 _WRITTEN = """
-    SELECT 'scores' AS t, model_id, snapshot_date,
-        concat_ws('|', model_version, probability, top_features, provisional) AS v FROM scores WHERE model_id LIKE $1
-    UNION ALL SELECT 'daily', model_id, snapshot_date, concat_ws('|', downloads, likes, trending_rank, probability,
-        model_version) FROM catalog_daily WHERE model_id LIKE $1
+    SELECT 'daily' AS t, model_id, snapshot_date, concat_ws('|', downloads, likes, trending_rank, probability,
+        model_version) AS v FROM catalog_daily WHERE model_id LIKE $1
     UNION ALL SELECT 'build', model_id, snapshot_date, xmin::text FROM catalog_build WHERE model_id LIKE $1
 """
 
@@ -80,7 +78,7 @@ async def test_a_redelivered_v2_message_changes_nothing_and_a_poison_one_is_dead
 
             await send(first.model_dump_json().encode(), sentinel.model_dump_json().encode())  # redelivered
             await wait_for(
-                lambda: fetch(database_url, "SELECT 1 FROM scores WHERE model_id LIKE $1", f"{prefix}late-%"),
+                lambda: fetch(database_url, "SELECT 1 FROM catalog_daily WHERE model_id LIKE $1", f"{prefix}late-%"),
                 lambda r: len(r) == 1,
                 timeout_s=60,
             )
@@ -91,7 +89,7 @@ async def test_a_redelivered_v2_message_changes_nothing_and_a_poison_one_is_dead
             scores = await fetch(
                 database_url,
                 "SELECT count(*) AS n, count(DISTINCT model_id) AS d, min(model_version) AS v "
-                "FROM scores WHERE model_id LIKE $1 AND snapshot_date = $2",
+                "FROM catalog_build WHERE model_id LIKE $1 AND snapshot_date = $2",
                 prefix + "%",
                 day,
             )

@@ -93,7 +93,7 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(
     async def scores_of(day_index: int) -> list:
         return await fetch(
             database_url,
-            "SELECT model_id, model_version, probability, top_features FROM scores "
+            "SELECT model_id, model_version, probability, explanation FROM catalog_build "
             "WHERE snapshot_date = $1 AND model_id LIKE $2",
             days[day_index][0].snapshot_date,
             prefix + "%",
@@ -117,9 +117,9 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(
             assert 0.0 <= r["probability"] <= 1.0
             # a batch explains its picks; the others are explained where they are read (the catalog, below)
             if r["probability"] < worker.model.metadata.threshold:
-                assert r["top_features"] is None
+                assert r["explanation"] is None
                 continue
-            top = json.loads(r["top_features"])  # the JSON text the scorer wrote
+            top = json.loads(r["explanation"])  # the JSON text the scorer wrote
             assert top
             assert {"feature", "value", "contribution"} <= set(top[0])
         catalog = await wait_for(
@@ -213,7 +213,7 @@ async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_not
         return await count("SELECT count(*) AS n FROM feature_rows WHERE model_id LIKE $1")
 
     async def scores() -> int:
-        return await count("SELECT count(*) AS n FROM scores WHERE model_id LIKE $1")
+        return await count("SELECT count(*) AS n FROM catalog_daily WHERE model_id LIKE $1")
 
     procs = [_service("hubpulse_features", features_env), _service("hubpulse_scorer", scorer_env)]
     try:
@@ -240,7 +240,7 @@ async def test_kill_9_of_features_and_scorer_mid_stream_loses_and_duplicates_not
         database_url,
         "SELECT f.snapshot_date, f.model_id, f.values, f.provisional, count(s.*) AS scores, "
         "min(s.model_version) AS version FROM feature_rows f "
-        "LEFT JOIN scores s USING (snapshot_date, model_id) WHERE f.model_id LIKE $1 "
+        "LEFT JOIN catalog_daily s USING (snapshot_date, model_id) WHERE f.model_id LIKE $1 "
         "GROUP BY f.snapshot_date, f.model_id, f.values, f.provisional",
         prefix + "%",
     )

@@ -3,7 +3,7 @@
 Starts an embedded PostgreSQL, seeds an N-model catalog (`seed_catalog`: COPY, indexes built after, VACUUM
 ANALYZE: the state after a quiet night), then writes the next day of the same synthetic Hub through the
 scorer's real `write_batch`, `batch` models per transaction as the scorer's consumer does: first the catalog
-rows alone and the day's swap (the part this benchmark is about), then the day's score and daily rows, then
+rows alone and the day's swap (the part this benchmark is about), then the day's daily rows, then
 the same catalog batches again (a redelivery). Reports seconds, the table and index sizes before and after,
 and how many row updates were HOT (no index entries written).
 """
@@ -31,7 +31,7 @@ from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_scorer.catalog_swap import swap_day
 from hubpulse_scorer.repository import write_batch
-from hubpulse_scorer.service import CATALOG_COLUMNS, Record, Scored, catalog_records, score_records
+from hubpulse_scorer.service import CATALOG_COLUMNS, Record, Scored, catalog_records
 
 CATALOG_TABLES = ("catalog_models", "catalog_details")
 
@@ -104,7 +104,7 @@ async def update_catalog(url: str, models: int, seed: int, batch: int = 5000) ->
     sets = {part.rows.feature_set for part in parts}
     pool = await db.create_pool(url, min_size=1, max_size=2)
     try:
-        seconds = await _timed(pool, [([], c, []) for c in records], sets)
+        seconds = await _timed(pool, [(c, []) for c in records], sets)
         swap_s = await _swap(pool, records)
     finally:
         await pool.close()
@@ -119,11 +119,11 @@ async def _swap(pool: asyncpg.Pool, records: list[list[Record]]) -> float:
 
 
 async def _timed(
-    pool: asyncpg.Pool, work: list[tuple[list[Record], list[Record], list[Record]]], sets: Iterable[FeatureSet]
+    pool: asyncpg.Pool, work: list[tuple[list[Record], list[Record]]], sets: Iterable[FeatureSet]
 ) -> float:
     start = time.perf_counter()
-    for scores, catalog, daily in work:
-        await write_batch(pool, scores, catalog, daily, feature_sets=sets)
+    for catalog, daily in work:
+        await write_batch(pool, catalog, daily, feature_sets=sets)
     seconds = round(time.perf_counter() - start, 2)
     # A backend reports its table statistics at most once a second: have the writer's last batch counted.
     await pool.execute("SELECT pg_stat_force_next_flush()")
@@ -135,7 +135,6 @@ async def _bench(url: str, models: int, batch: int, seed: int) -> dict[str, Any]
     report = await seed_catalog(url, models, history_days=1, seed=seed)
     seed_s = time.perf_counter() - started
     catalog: list[list[Record]] = []
-    scores: list[list[Record]] = []
     daily: list[list[Record]] = []
     conn = await asyncpg.connect(url)
     pool = await db.create_pool(url, min_size=1, max_size=2)
@@ -147,14 +146,13 @@ async def _bench(url: str, models: int, batch: int, seed: int) -> dict[str, Any]
             models_rows, daily_rows = catalog_records(part)
             catalog.append(models_rows)
             daily.append(daily_rows)
-            scores.append(score_records(part))
         before = await sizes(conn)
         load = [round(x, 2) for x in os.getloadavg()]
-        update_s = await _timed(pool, [([], c, []) for c in catalog], sets)
+        update_s = await _timed(pool, [(c, []) for c in catalog], sets)
         swap_s = await _swap(pool, catalog)
         after = await sizes(conn)
-        others_s = await _timed(pool, [(s, [], d) for s, d in zip(scores, daily, strict=True)], sets)
-        redelivery_s = await _timed(pool, [([], c, []) for c in catalog], sets)
+        daily_s = await _timed(pool, [([], d) for d in daily], sets)
+        redelivery_s = await _timed(pool, [(c, []) for c in catalog], sets)
         after_redelivery = await sizes(conn)
         load_after = [round(x, 2) for x in os.getloadavg()]
     finally:
@@ -170,7 +168,7 @@ async def _bench(url: str, models: int, batch: int, seed: int) -> dict[str, Any]
         "catalog_update_s": update_s,
         "catalog_swap_s": swap_s,
         "catalog_rows_per_s": round(rows / (update_s + swap_s)),
-        "scores_and_daily_s": others_s,
+        "daily_s": daily_s,
         "catalog_redelivery_s": redelivery_s,
         "loadavg_before": load,
         "loadavg_after": load_after,

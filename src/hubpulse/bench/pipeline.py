@@ -224,8 +224,8 @@ async def _top_statements(db_url: str, limit: int = 10) -> list[dict[str, Any]]:
 
 
 # A day's features are done when the features service has closed it with every model (it emits each
-# model-day once, final, at the close); its scores when scores has a row per model (a bench run has one
-# model version). Polling count(*) over millions of rows would load the database being measured, so the
+# model-day once, final, at the close); its scores when the day's catalog build holds a row per model (a
+# model-day's one scored row). Polling count(*) over millions of rows would load the database being measured, so the
 # scorer's own counter gates the one count that confirms it.
 _FEATURES_CLOSED = "SELECT models FROM feature_days WHERE snapshot_date = $1 AND closed_at IS NOT NULL"
 # From the day's last batch (its transaction's start) to the close's write (its transaction's start, after the
@@ -233,7 +233,7 @@ _FEATURES_CLOSED = "SELECT models FROM feature_days WHERE snapshot_date = $1 AND
 _CLOSE_AFTER_LAST_BATCH = (
     "SELECT extract(epoch FROM closed_at - last_event_at) FROM feature_days WHERE snapshot_date = $1"
 )
-_SCORES = "SELECT count(*) FROM scores WHERE snapshot_date = $1"
+_SCORES = "SELECT count(*) FROM catalog_build WHERE snapshot_date = $1"
 # ... and its catalog when the scorer has swapped in the read model holding all of them (search serves it).
 _CATALOG_SWAPPED = "SELECT built_rows FROM catalog_days WHERE snapshot_date = $1 AND swapped_at >= written_at"
 _SCORED_METRIC = "hubpulse_scorer_scored_total"

@@ -95,7 +95,6 @@ def run(models: int, batch: int, seed: int = 1) -> dict[str, Any]:
     latest = _timed(r, "scorer.latest", n, lambda: scorer.latest_per_model_day(rows))
     # as the scorer's handler does: TreeSHAP for the picks only (the others are explained when read)
     scored = _timed(r, "scorer.score+explain", n, lambda: scorer.score(model, latest, 5, picks_only=True))
-    _timed(r, "scorer.score_records", n, lambda: scorer.score_records(scored))
     _timed(r, "scorer.catalog_records", n, lambda: scorer.catalog_records(scored))
     out = _timed(r, "scorer.events_encoded", n, lambda: scorer.score_payloads(scored))
     ModelScore.model_validate_json(out[0][1])

@@ -66,7 +66,6 @@ class ScorerWorker:
             catalog, daily = await asyncio.to_thread(service.catalog_records, scored)
             await repository.write_batch(
                 self._pool,
-                service.score_records(scored),
                 catalog,
                 daily,
                 service.day_models(messages),

@@ -1,5 +1,5 @@
-"""PostgreSQL I/O of the scorer: scores and the catalog read model. A batch's new rows go in by COPY; rows
-already there (a redelivered batch) through one upsert each.
+"""PostgreSQL I/O of the scorer: the catalog read model. A batch's new rows go in by COPY; rows already there (a
+redelivered batch) through one upsert each.
 
 The catalog is `catalog_models`, what search sorts and filters on (17 indexes), built and swapped in once a day
 (`catalog_swap`) from the day's `catalog_build` partition (primary key only), where a batch writes each
@@ -21,13 +21,10 @@ from hubpulse_common import renames
 from hubpulse_common.catalog_details import details_of
 from hubpulse_common.catalog_keys import SORT_KEYS
 from hubpulse_common.feature_vectors import FeatureSet
-from hubpulse_scorer.service import CATALOG_COLUMNS, DAILY_COLUMNS, SCORE_COLUMNS, Record
+from hubpulse_scorer.service import CATALOG_COLUMNS, DAILY_COLUMNS, Record
 
 # JSON columns are text (scorer migrations 0007, 0012): COPY sends the scorer's JSON text as it is.
 _STAGING = {
-    "scores_staging": """
-        snapshot_date date, model_id text, model_version text, label text, horizon_days integer,
-        probability double precision, threshold double precision, top_features text, provisional boolean""",
     "catalog_models_staging": """
         model_id text, author text, pipeline_tag text, library_name text, tags text[], created_at timestamptz,
         last_modified timestamptz, snapshot_date date, downloads bigint, downloads_all_time bigint, likes integer,
@@ -73,12 +70,6 @@ def _changed(table: str, columns: Sequence[str], keys: Sequence[str]) -> str:
     )
 
 
-_UPSERT_SCORES = f"""
-    INSERT INTO scores ({", ".join(SCORE_COLUMNS)})
-    SELECT {", ".join(SCORE_COLUMNS)} FROM scores_staging
-    ON CONFLICT (snapshot_date, model_id, model_version) DO UPDATE SET
-        {_updates(SCORE_COLUMNS, ["snapshot_date", "model_id", "model_version"])}, scored_at = now()
-"""  # noqa: S608 (identifiers are module constants)
 _KEYS = ("model_id", "snapshot_date")
 _SCORED = [c for c in CATALOG_COLUMNS if c != "explanation"]  # what an explanation is of
 # The day's rows for the next catalog_models (the swap keeps each model's latest day) with their details. A row
@@ -138,14 +129,13 @@ async def _stage(conn: asyncpg.Connection, table: str, records: Sequence[Record]
 
 
 async def _copy_new_rows(
-    conn: asyncpg.Connection, scores: Sequence[Record], catalog: Sequence[Record], daily: Sequence[Record]
+    conn: asyncpg.Connection, catalog: Sequence[Record], daily: Sequence[Record]
 ) -> dict[dt.date, int] | None:
-    """The batch's scores, build and daily rows by plain COPY, in a savepoint: a model-day is new to them but for
-    a redelivered batch or a day scored again. None when a table already holds one of them (nothing written then:
+    """The batch's build and daily rows by plain COPY, in a savepoint: a model-day is new to them but for a
+    redelivered batch or a day scored again. None when a table already holds one of them (nothing written then:
     the upserts decide); else the rows inserted per day."""
     try:
         async with conn.transaction():
-            await conn.copy_records_to_table("scores", records=scores, columns=list(SCORE_COLUMNS))
             await conn.copy_records_to_table("catalog_build", records=catalog, columns=list(CATALOG_COLUMNS))
             await conn.copy_records_to_table("catalog_daily", records=daily, columns=list(DAILY_COLUMNS))
     except asyncpg.UniqueViolationError:
@@ -154,12 +144,10 @@ async def _copy_new_rows(
 
 
 async def _upsert_rows(
-    conn: asyncpg.Connection, scores: Sequence[Record], catalog: Sequence[Record], daily: Sequence[Record]
+    conn: asyncpg.Connection, catalog: Sequence[Record], daily: Sequence[Record]
 ) -> dict[dt.date, int]:
-    """The scores, build and daily rows by upsert (each staged first); the days with a row written (changed),
-    with how many of them were new."""
-    await _stage(conn, "scores_staging", scores, SCORE_COLUMNS)
-    await conn.execute(_UPSERT_SCORES)
+    """The build and daily rows by upsert (each staged first); the days with a row written (changed), with how many
+    of them were new."""
     await _stage(conn, "catalog_models_staging", catalog, CATALOG_COLUMNS)
     written = {r["snapshot_date"]: int(r["inserted"]) for r in await conn.fetch(_UPSERT_BUILD)}
     await _stage(conn, "catalog_daily_staging", daily, DAILY_COLUMNS)
@@ -177,14 +165,14 @@ async def add_feature_sets(executor: asyncpg.Pool | asyncpg.Connection, sets: It
 
 async def write_batch(
     pool: asyncpg.Pool,
-    scores: Sequence[Record],
     catalog: Sequence[Record],
     daily: Sequence[Record],
     day_models: Mapping[dt.date, int] | None = None,
     *,
     feature_sets: Iterable[FeatureSet],
 ) -> None:
-    """Scores, catalog and daily rows of one batch in one transaction; idempotent on their natural keys.
+    """The build and daily rows of one batch (one of each per model-day) in one transaction; idempotent on their
+    natural keys. A model-day's score is in both (probability, model version); `hub.scores.v1` carries each score.
 
     `day_models`: how many models each day has (the features close says), so the swap knows when it has them all.
     `feature_sets`: the sets the catalog rows' feature vectors follow.
@@ -194,9 +182,9 @@ async def write_batch(
         await ensure_build_partition(pool, day)
     async with pool.acquire() as conn, conn.transaction():
         await add_feature_sets(conn, feature_sets)
-        written = await _copy_new_rows(conn, scores, catalog, daily)
+        written = await _copy_new_rows(conn, catalog, daily)
         if written is None:
-            written = await _upsert_rows(conn, scores, catalog, daily)
+            written = await _upsert_rows(conn, catalog, daily)
         # Last: every batch of the day updates this one row, and its lock is held until the commit; taken
         # earlier, the other replicas' batches queued behind this one's build and daily writes.
         await conn.executemany(
@@ -207,7 +195,6 @@ async def write_batch(
 
 # Every table keyed by model (hubpulse_common.renames): a rename moves them all, so the old id leaves search.
 _RENAMED_TABLES = (
-    renames.Keyed("scores", ("snapshot_date", "model_version")),
     renames.Keyed("catalog_daily", ("snapshot_date",)),
     renames.Keyed("catalog_models"),
     renames.Keyed("catalog_build", ("snapshot_date",)),
@@ -240,7 +227,7 @@ async def renames_guard(pool: asyncpg.Pool, *, exclusive: bool) -> AsyncIterator
 async def follow_renames(
     pool: asyncpg.Pool, marked: Sequence[renames.Rename], model_ids: Sequence[str]
 ) -> dict[str, renames.Rename]:
-    """Applies a batch's renames to the scores and the catalog in one transaction; the aliases of its model ids."""
+    """Applies a batch's renames to the catalog in one transaction; the aliases of its model ids."""
     async with pool.acquire() as conn, conn.transaction():
         if marked:
             await conn.execute(f"SELECT pg_advisory_xact_lock_shared({SWAP_LOCK})")

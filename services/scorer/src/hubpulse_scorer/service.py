@@ -29,17 +29,6 @@ from hubpulse_scorer.model.explain import contributions, top_columns
 
 Record = tuple[Any, ...]
 
-SCORE_COLUMNS: tuple[str, ...] = (
-    "snapshot_date",
-    "model_id",
-    "model_version",
-    "label",
-    "horizon_days",
-    "probability",
-    "threshold",
-    "top_features",
-    "provisional",
-)
 CATALOG_COLUMNS: tuple[str, ...] = (
     "model_id",
     "author",
@@ -165,7 +154,7 @@ class Scored:
     """One batch scored by one model version.
 
     `explanations[i]` is row i's top contributions as JSON text: a list of `Contribution` objects
-    (feature, value, contribution), built once and reused by the scores row, the catalog row and the event;
+    (feature, value, contribution), built once and reused by the catalog row and the event;
     None for a row not explained at scoring time (its explanation is computed on demand).
     """
 
@@ -272,17 +261,6 @@ def score(model: TrainedModel, rows: FeatureRows, top_n: int, *, picks_only: boo
         probability=probability,
         explanations=explanations,
     )
-
-
-def score_records(scored: Scored) -> list[Record]:
-    rows, version, label, threshold = scored.rows, scored.version, scored.label, scored.threshold
-    horizon = scored.horizon_days
-    return [
-        (day, model_id, version, label, horizon, p, threshold, explanation, False)  # v2 rows are final
-        for day, model_id, p, explanation in zip(
-            rows.snapshot_date, rows.model_id, scored.probability.tolist(), scored.explanations, strict=True
-        )
-    ]
 
 
 def _zero_for_null(values: list[int | None]) -> list[int]:
