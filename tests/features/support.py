@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import asyncpg
 import numpy as np
 import pandas as pd
-from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
+from support.topics import topic_values
 
 from hubpulse_common.db import create_pool, migrate
 from hubpulse_common.events import (
@@ -174,26 +174,8 @@ def features_frame(events: Iterable[ModelFeatures]) -> pd.DataFrame:
 
 async def published_messages(bootstrap: str) -> list[ModelFeaturesBatch]:
     """hub.features.v2's messages, read from the topic's start to its end now."""
-    reader = AIOKafkaConsumer(
-        ModelFeaturesBatch.topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=f"read-{uuid.uuid4().hex[:8]}",
-    )
-    await reader.start()
-    try:
-        while not (partitions := reader.assignment()):
-            await reader.getmany(timeout_ms=100)
-        await reader.seek_to_beginning(*partitions)
-        ends = await reader.end_offsets(list(partitions))
-        messages: list[ModelFeaturesBatch] = []
-        while [p for p, end in ends.items() if await reader.position(p) < end]:
-            for records in (await reader.getmany(timeout_ms=500)).values():
-                messages += [ModelFeaturesBatch.model_validate_json(record.value or b"") for record in records]
-    finally:
-        await reader.stop()
-    return messages
+    values = await topic_values(bootstrap, ModelFeaturesBatch.topic)
+    return [ModelFeaturesBatch.model_validate_json(value) for value in values]
 
 
 async def published_features(bootstrap: str, prefix: str) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from auth.conftest import serving
 from features.support import fetch, publish, settings_for
 from prometheus_client import REGISTRY
 from support.polling import wait_for
+from support.topics import published_scores
 
 from hubpulse.platform.stores import free_port
 from hubpulse_common import db
@@ -112,16 +113,14 @@ async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
         )
         assert len(catalog) == MODELS
 
-        # the scores are today's; the picks carry their explanation from the batch, the top of each sort theirs
-        # from the swap's preparation (the same text), the others none yet
-        scored = "SELECT model_id, model_version, probability, explanation FROM catalog_build"
-        scores = await fetch(database_url, scored)
-        assert {r["model_id"]: r["probability"] for r in scores} == probability
-        assert {r["model_version"] for r in scores} == {version}
-        explained = {r["model_id"]: r["explanation"] for r in scores}
-        assert all(explained[m] == expected[m] for m in picks)
-        assert all(explained[m] in (None, text) for m, text in expected.items())
-        assert None in explained.values()
+        # the scores are today's; only the picks carry their explanation from the batch (what it published: the
+        # build rows also hold what the swap's preparation explained since)
+        scores = await published_scores(own_kafka.url, prefix)
+        assert {s.model_id: s.probability for s in scores} == probability
+        assert {s.model_version for s in scores} == {version}
+        assert {s.model_id: [c.model_dump() for c in s.top_features] for s in scores} == {
+            m: (json.loads(text) if m in picks else []) for m, text in expected.items()
+        }
         details = {
             r["model_id"]: r
             for r in await fetch(database_url, f"SELECT m.model_id, d.model_version, d.explanation {_WITH_DETAILS}")

@@ -25,11 +25,13 @@ from features.support import (
 )
 from support.polling import wait_for
 from support.quick import SMALL_BOOTSTRAP
+from support.topics import published_scores
 
 from hubpulse.platform.stores import free_port, wait_port
 from hubpulse_common import feature_vectors
 from hubpulse_common.catalog_details import details_of
 from hubpulse_common.errors import InputError
+from hubpulse_common.events import ModelScore
 from hubpulse_common.features import CROSS_FEATURE_COLUMNS, FEATURE_COLUMNS
 from hubpulse_common.s3 import aws_client, ensure_bucket
 from hubpulse_common.settings import CommonSettings, load_settings
@@ -115,14 +117,22 @@ async def test_snapshot_to_catalog_with_bootstrap_promotion_and_rollback(
         assert {r["model_version"] for r in rows} == {bootstrap.version}
         for r in rows:
             assert 0.0 <= r["probability"] <= 1.0
-            # a batch explains its picks; the others are explained where they are read (the top of each sort by
-            # the swap's preparation, which may have run by now)
-            if r["explanation"] is None:
-                assert r["probability"] < worker.model.metadata.threshold
+
+        # a batch explains its picks; the others are explained where they are read (the catalog, below). What the
+        # batch wrote is what it published (the build rows also hold what the swap's preparation explained since)
+        async def day_1_scores() -> dict[str, ModelScore]:
+            scores = await published_scores(features.kafka_bootstrap, prefix)
+            return {s.model_id: s for s in scores if s.snapshot_date == days[1][0].snapshot_date}
+
+        published = await wait_for(day_1_scores, lambda p: len(p) == len(days[1]))
+        for r in rows:
+            score = published[r["model_id"]]
+            assert score.probability == r["probability"]
+            if r["probability"] < worker.model.metadata.threshold:
+                assert score.top_features == []
                 continue
-            top = json.loads(r["explanation"])  # the JSON text the scorer wrote
-            assert top
-            assert {"feature", "value", "contribution"} <= set(top[0])
+            assert score.top_features
+            assert json.loads(r["explanation"]) == [c.model_dump() for c in score.top_features]
         catalog = await wait_for(
             lambda: fetch(
                 database_url,

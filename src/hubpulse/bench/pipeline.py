@@ -225,8 +225,8 @@ async def _top_statements(db_url: str, limit: int = 10) -> list[dict[str, Any]]:
 
 # A day's features are done when the features service has closed it with every model (it emits each
 # model-day once, final, at the close); its scores when the day's catalog build holds a row per model (a
-# model-day's one scored row). Polling count(*) over millions of rows would load the database being measured, so the
-# scorer's own counter gates the one count that confirms it.
+# model-day's one scored row). Polling count(*) over millions of rows would load the database being measured,
+# so the scorer's own counter gates the one count that confirms it.
 _FEATURES_CLOSED = "SELECT models FROM feature_days WHERE snapshot_date = $1 AND closed_at IS NOT NULL"
 # From the day's last batch (its transaction's start) to the close's write (its transaction's start, after the
 # ranks): the wait before the close (for the ingestor's signal, or the idle rule), that batch and the ranks.

@@ -1,0 +1,40 @@
+"""Reading what the services published: a topic from its start to its end now."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiokafka import AIOKafkaConsumer
+
+from hubpulse_common.events import ModelScore
+
+
+async def topic_values(bootstrap: str, topic: str) -> list[bytes]:
+    """Every message value of `topic`, read from its start to its end now (partition by partition: the order across
+    partitions is not the order published)."""
+    reader = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=f"read-{uuid.uuid4().hex[:8]}",
+    )
+    await reader.start()
+    try:
+        while not (partitions := reader.assignment()):
+            await reader.getmany(timeout_ms=100)
+        await reader.seek_to_beginning(*partitions)
+        ends = await reader.end_offsets(list(partitions))
+        values: list[bytes] = []
+        while [p for p, end in ends.items() if await reader.position(p) < end]:
+            for records in (await reader.getmany(timeout_ms=500)).values():
+                values += [record.value or b"" for record in records]
+    finally:
+        await reader.stop()
+    return values
+
+
+async def published_scores(bootstrap: str, prefix: str) -> list[ModelScore]:
+    """hub.scores.v1's events for the models of this prefix: what the scorer's batches computed."""
+    events = [ModelScore.model_validate_json(v) for v in await topic_values(bootstrap, ModelScore.topic)]
+    return [e for e in events if e.model_id.startswith(prefix)]
