@@ -53,6 +53,7 @@ async def test_the_closed_days_events_carry_the_tags_as_snapshotted(service_env,
         ModelSnapshot(model_id=f"{prefix}m{i}", snapshot_date=day, downloads=i, likes=1, tags=tags)
         for i, tags in enumerate(_TAGS)
     ]
+    await bus.start()
     try:
         await repository.ensure_feature_set(pool)
         worker = FeaturesWorker(pool, bus)
@@ -62,3 +63,4 @@ async def test_the_closed_days_events_carry_the_tags_as_snapshotted(service_env,
         assert {r.model_id: r.tags for r in rows} == {s.model_id: s.tags for s in snapshots}
     finally:
         await pool.close()
+        await bus.stop()

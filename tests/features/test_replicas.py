@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
+
+from support.topics import topic_records
 
 from features.support import fetch, hub_snapshots, received
 from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.kafka import EventBus
+from hubpulse_common.events import ModelFeaturesBatch
+from hubpulse_common.kafka import EventBus, partition_slots
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features import repository
 from hubpulse_features.app import MIGRATIONS
@@ -23,14 +27,15 @@ async def test_a_day_is_closed_by_one_replica_and_a_late_batch_reopens_it(servic
         await repository.ensure_feature_set(pools[0])
         first, second = (FeaturesWorker(pool, bus) for pool in pools)
         hub = SyntheticHub(400, 2, seed=11)
-        events = hub_snapshots(hub, 0, f"rep{uuid.uuid4().hex[:6]}-")
+        prefix = f"rep{uuid.uuid4().hex[:6]}-"
+        events = hub_snapshots(hub, 0, prefix)
         day = events[0].snapshot_date
-        await first.handle(received(events[:-100]))
+        await first.handle(received(events[:-200]))
 
         async with pools[1].acquire() as conn:
             assert await repository.claim_day(conn, day)  # the other replica is closing the day
             assert await first.close_day(day) == 0  # so this one stands aside
-            late = asyncio.create_task(second.handle(received(events[-100:])))
+            late = asyncio.create_task(second.handle(received(events[-200:-100])))
             await asyncio.sleep(0.5)
             assert not late.done()  # a late batch for that day waits for the close...
             await repository.release_day(conn, day)
@@ -41,13 +46,33 @@ async def test_a_day_is_closed_by_one_replica_and_a_late_batch_reopens_it(servic
 
         # Both replicas see the day due and close it at once: one does the work, the other stands aside.
         closed = await asyncio.gather(first.close_day(day), second.close_day(day))
-        assert sorted(closed) == [0, len(events)]
+        assert sorted(closed) == [0, len(events) - 100]
+        # Later rows reopen the closed day, and it is closed (published) again.
+        await first.handle(received(events[-100:]))
+        assert await second.close_day(day) == len(events)
         final = await fetch(
             database_url,
             "SELECT count(*) AS n FROM feature_rows WHERE snapshot_date = $1 AND NOT provisional",
             day,
         )
         assert final[0]["n"] == len(events)
+
+        # The day was published twice, sliced differently: each model-day's publications sit on one partition (the
+        # one its key gives), so a consumer applies them in order.
+        partitions = await bus.partition_count(ModelFeaturesBatch.topic)
+        ours = [
+            (partition, m)
+            for partition, value in await topic_records(
+                service_env["HUBPULSE_KAFKA_BOOTSTRAP"], ModelFeaturesBatch.topic
+            )
+            for m in ModelFeaturesBatch.model_validate_json(value).model_id
+            if m.startswith(prefix)
+        ]
+        published = Counter(m for _, m in ours)
+        assert set(published.values()) == {1, 2}
+        assert sum(published.values()) == 2 * len(events) - 100
+        keys = [ModelFeaturesBatch.key_of(day.isoformat(), m).encode() for _, m in ours]
+        assert [p for p, _ in ours] == partition_slots(keys, partitions).tolist()
     finally:
         for pool in pools:
             await pool.close()

@@ -16,6 +16,7 @@ from pydantic_core import to_json
 from hubpulse_common import feature_vectors
 from hubpulse_common.events import FEATURES_BATCH_BYTES, ModelFeatures, ModelFeaturesBatch, ModelScore
 from hubpulse_common.features import FEATURE_COLUMNS
+from hubpulse_common.kafka import partition_slots
 from hubpulse_features import service as features
 from hubpulse_scorer import service as scorer
 from hubpulse_scorer.model.explain import top_columns
@@ -100,7 +101,7 @@ def test_feature_batches_validate_back_to_exactly_the_rows_v1_carried() -> None:
         ModelFeatures.model_validate_json(value)
         for _, value in features.feature_payloads(frame, provisional=False, renamed_from=renamed, day_models=9)
     ]
-    pairs = features.feature_batches(frame, renamed_from=renamed, day_models=9, rows=4)
+    pairs = features.feature_batches(frame, renamed_from=renamed, day_models=9, partitions=1, rows=4)
     messages = [ModelFeaturesBatch.model_validate_json(value) for _, value in pairs]
     assert [m.rows for m in messages] == [4, 2]
     assert [key for key, _ in pairs] == [m.key().encode() for m in messages]
@@ -115,7 +116,9 @@ def test_feature_batches_validate_back_to_exactly_the_rows_v1_carried() -> None:
         )
         assert row.model_dump(exclude={"occurred_at"}) == reference.model_dump(exclude={"occurred_at"})
     with pytest.raises(ValueError, match="one day's rows, not 2"):
-        features.feature_batches(frame.assign(snapshot_date=pd.to_datetime(["2025-01-02", "2025-01-03"] * 3)))
+        features.feature_batches(
+            frame.assign(snapshot_date=pd.to_datetime(["2025-01-02", "2025-01-03"] * 3)), partitions=1
+        )
 
 
 def test_feature_batches_stay_within_the_byte_limit_whatever_the_rows_carry() -> None:
@@ -125,18 +128,20 @@ def test_feature_batches_stay_within_the_byte_limit_whatever_the_rows_carry() ->
     frame = pd.concat([base] * 2, ignore_index=True)  # 12 rows
     frame["model_id"] = [f"org/wide{i:02d}" for i in range(len(frame))]
     frame["tags"] = [[f"{i:03d}" + "t" * 136 for i in range(1000)]] * len(frame)
-    pairs = features.feature_batches(frame, day_models=len(frame))
+    pairs = features.feature_batches(frame, day_models=len(frame), partitions=1)
     assert len(pairs) > 1
     assert all(len(value) <= FEATURES_BATCH_BYTES for _, value in pairs)
     messages = [ModelFeaturesBatch.model_validate_json(value) for _, value in pairs]
     assert [r.model_id for m in messages for r in m.as_v1()] == frame["model_id"].tolist()  # every row, in order
     assert [key for key, _ in pairs] == [m.key().encode() for m in messages]
-    assert len(features.feature_batches(base, day_models=len(base))) == 1  # ordinary rows: one message as before
+    assert (
+        len(features.feature_batches(base, day_models=len(base), partitions=1)) == 1
+    )  # ordinary rows: one message as before
 
 
 def _v2_rows(frame: pd.DataFrame, rows: int = 4) -> scorer.FeatureRows:
     """The frame as the scorer reads it: the close's hub.features.v2 messages, validated, as columns."""
-    pairs = features.feature_batches(frame, day_models=len(frame), rows=rows)
+    pairs = features.feature_batches(frame, day_models=len(frame), partitions=1, rows=rows)
     return scorer.feature_rows([ModelFeaturesBatch.model_validate_json(value) for _, value in pairs])
 
 
@@ -230,7 +235,7 @@ def test_scores_from_v2_columns_equal_what_the_v1_events_gave(challenger) -> Non
 
     # v2: messages of 7 rows, their features in the reverse of the model's order
     messages = []
-    for _, value in features.feature_batches(frame, day_models=len(frame), rows=7):
+    for _, value in features.feature_batches(frame, day_models=len(frame), partitions=1, rows=7):
         document = orjson.loads(value)
         document["features"] = dict(reversed(document["features"].items()))
         messages.append(ModelFeaturesBatch.model_validate(document))
@@ -259,7 +264,7 @@ def test_a_model_day_in_two_messages_of_a_batch_is_scored_once_as_the_later_one(
             [
                 ModelFeaturesBatch.model_validate_json(v)
                 for frame_ in (frame, again.iloc[2:5])
-                for _, v in features.feature_batches(frame_, rows=4)
+                for _, v in features.feature_batches(frame_, partitions=1, rows=4)
             ]
         )
     )
@@ -279,3 +284,37 @@ def test_top_columns_equals_a_stable_sort_with_ties() -> None:
         for k in (1, 3, 5, 20):
             expected = np.argsort(-np.abs(c), axis=1, kind="stable")[:, : min(k, cols)]
             np.testing.assert_array_equal(top_columns(c, k), expected)
+
+
+def test_each_model_day_is_published_on_one_partition_however_the_day_is_sliced() -> None:
+    """A day closed again after late rows is sliced anew: each message holds one partition's model-days (the one
+    the default partitioner gives the model-day's key, and the message's key), so a model-day's publications stay
+    on one partition, in order."""
+    frame = pd.concat([_feature_frame()] * 40, ignore_index=True)
+    frame["model_id"] = [f"org/p{i:03d}" for i in range(len(frame))]
+    day = "2025-01-02"
+
+    def partition_of(pairs: list[tuple[bytes, bytes]], partitions: int) -> dict[str, int]:
+        where: dict[str, int] = {}
+        for key, value in pairs:
+            message = ModelFeaturesBatch.model_validate_json(value)
+            (slot,) = partition_slots([key], partitions).tolist()
+            row_slots = partition_slots(
+                [ModelFeaturesBatch.key_of(day, m).encode() for m in message.model_id], partitions
+            )
+            assert set(row_slots.tolist()) == {slot}, "a message mixes partitions"
+            where |= dict.fromkeys(message.model_id, slot)
+        return where
+
+    first = features.feature_batches(frame, day_models=len(frame), partitions=4, rows=7)
+    where = partition_of(first, 4)
+    assert sorted(where) == sorted(frame["model_id"])
+    assert len(set(where.values())) == 4
+    # within a partition, the day's order
+    order = {m: i for i, m in enumerate(frame["model_id"])}
+    for _, value in first:
+        ids = ModelFeaturesBatch.model_validate_json(value).model_id
+        assert [order[m] for m in ids] == sorted(order[m] for m in ids)
+    # the day again, in other slices: same partitions
+    again = features.feature_batches(frame.iloc[5:].sample(frac=1, random_state=3), partitions=4, rows=11)
+    assert partition_of(again, 4) == {m: where[m] for m in frame["model_id"][5:]}

@@ -12,6 +12,11 @@ from hubpulse_common.events import ModelScore
 async def topic_values(bootstrap: str, topic: str) -> list[bytes]:
     """Every message value of `topic`, read from its start to its end now (partition by partition: the order across
     partitions is not the order published)."""
+    return [value for _, value in await topic_records(bootstrap, topic)]
+
+
+async def topic_records(bootstrap: str, topic: str) -> list[tuple[int, bytes]]:
+    """(partition, value) of every message of `topic`, from its start to its end now; each partition's in order."""
     reader = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -25,13 +30,13 @@ async def topic_values(bootstrap: str, topic: str) -> list[bytes]:
             await reader.getmany(timeout_ms=100)
         await reader.seek_to_beginning(*partitions)
         ends = await reader.end_offsets(list(partitions))
-        values: list[bytes] = []
+        out: list[tuple[int, bytes]] = []
         while [p for p, end in ends.items() if await reader.position(p) < end]:
-            for records in (await reader.getmany(timeout_ms=500)).values():
-                values += [record.value or b"" for record in records]
+            for partition, records in (await reader.getmany(timeout_ms=500)).items():
+                out += [(partition.partition, record.value or b"") for record in records]
     finally:
         await reader.stop()
-    return values
+    return out
 
 
 async def published_scores(bootstrap: str, prefix: str) -> list[ModelScore]:

@@ -24,9 +24,12 @@ from hubpulse_common.events import (
     ModelSnapshotBatch,
 )
 from hubpulse_common.features import HISTORY_WINDOW_DAYS
+from hubpulse_common.settings import CommonSettings
 from hubpulse_common.synthetic import SyntheticHub
 
 T = TypeVar("T")
+# the features close slices its messages by partition of the topic, as many as a service creates
+_PARTITIONS = CommonSettings.model_fields["kafka_partitions"].default
 
 
 def _snapshots(hub: SyntheticHub, day: int) -> list[ModelSnapshot]:
@@ -86,7 +89,7 @@ def run(models: int, batch: int, seed: int = 1) -> dict[str, Any]:
     # what the close stores and publishes carries the day's stats beside the features
     feats = features.batch_features(window, features.records_frame(records), cross_sectional=True)
     _timed(r, "features.copy_records", n, lambda: features.feature_rows_copy(feats, provisional=True))
-    payloads = _timed(r, "features.events_encoded", n, lambda: features.feature_batches(feats))
+    payloads = _timed(r, "features.events_encoded", n, lambda: features.feature_batches(feats, partitions=_PARTITIONS))
     ModelFeaturesBatch.model_validate_json(payloads[0][1])  # what we emit validates
 
     # scorer handler

@@ -368,7 +368,9 @@ class ModelFeaturesBatch(_ModelColumns):
     The same facts as `hub.features.v1`, without a per-model message and the 69 feature names repeated in each:
     column `i` of every list is the `i`-th model. Natural key of each row: (model_id, snapshot_date); a row may
     arrive again (a redelivered message, a day closed again) and consumers upsert it. Kafka key:
-    `<snapshot_date>/<first model_id>`.
+    `<snapshot_date>/<first model_id>`. Every row of a message is a model-day whose own key
+    (`<snapshot_date>/<model_id>`) the default partitioner (murmur2) puts on the same partition as the message's:
+    each model-day's publications stay on one partition, in order, however a day closed again is sliced.
     """
 
     model_config = ConfigDict(

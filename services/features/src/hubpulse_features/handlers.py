@@ -174,6 +174,7 @@ class FeaturesWorker:
         # read, finalising and encoding, and publishing (these overlap with the next slice's encoding)
         parts = self.close_parts = dict.fromkeys(("ranks_s", "read_wait_s", "encode_s", "publish_s"), 0.0)
         cross = pd.DataFrame()
+        partitions = await self._bus.partition_count(ModelFeaturesBatch.topic)
 
         def encode(rows: pd.DataFrame) -> tuple[int, dict[str, list[tuple[bytes, bytes]]]]:
             """The slice's final rows as messages by topic: hub.features.v2, and v1 (one per row) where still
@@ -181,7 +182,7 @@ class FeaturesWorker:
             final = service.close_rows(rows, cross)
             messages = {
                 ModelFeaturesBatch.topic: service.feature_batches(
-                    final, renamed_from=renamed_from, day_models=len(cross)
+                    final, renamed_from=renamed_from, day_models=len(cross), partitions=partitions
                 )
             }
             if self._publish_v1:

@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import repeat
+from itertools import pairwise, repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -38,6 +38,7 @@ from hubpulse_common.features import (
     cross_sectional_features,
 )
 from hubpulse_common.history import HISTORY_COLUMNS as FILE_COLUMNS
+from hubpulse_common.kafka import partition_slots
 from hubpulse_common.renames import Rename, current_name
 
 
@@ -402,10 +403,17 @@ def feature_batches(
     *,
     renamed_from: Mapping[str, str] | None = None,
     day_models: int | None = None,
+    partitions: int,
     rows: int = FEATURES_BATCH_ROWS,
 ) -> list[tuple[bytes, bytes]]:
     """The rows of one day's frame (keys, FEATURE_COLUMNS and STAT_COLUMNS, one row per model) as
     `ModelFeaturesBatch` messages of up to `rows` rows and FEATURES_BATCH_BYTES bytes each, as (key, JSON) pairs.
+
+    A message holds the models of one partition of the topic's `partitions` (the one the default partitioner gives
+    the model-day's own key, `key_of(day, model)`; the message's key, its first row's, maps there too). So every
+    publication of a model-day lands on one partition, in order, however the day is sliced: a day closed again
+    after late rows is not overtaken by its older publication on another partition (the scorer's upsert keeps the
+    last one it applies).
 
     Column-wise in bulk: each column becomes a list (or stays a numpy array, which orjson writes as it is, NaN and
     infinities as null) and each message is one encode; no pydantic model and no dict per row. The JSON validates
@@ -418,6 +426,11 @@ def feature_batches(
         raise ValueError(f"a features message carries one day's rows, not {len(days)} days'")
     day = str(days[0])
     ids = frame["model_id"].tolist()
+    slots = partition_slots([ModelFeaturesBatch.key_of(day, m).encode() for m in ids], partitions)
+    order = np.argsort(slots, kind="stable")
+    frame, ids, slots = frame.iloc[order], [ids[i] for i in order.tolist()], slots[order]
+    # each partition's rows lo..hi (contiguous now), in the frame's order within it
+    edges = [0, *(np.flatnonzero(np.diff(slots)) + 1).tolist(), len(ids)]
     # one row per feature, contiguous: orjson writes C-contiguous arrays only
     x = np.ascontiguousarray(frame[list(FEATURE_COLUMNS)].to_numpy(dtype="float64", na_value=np.nan).T)
     renamed = renamed_from or {}
@@ -439,7 +452,7 @@ def feature_batches(
     # rows lo..hi as one message, halved until each is within FEATURES_BATCH_BYTES, in order (a loop, not a
     # recursive closure: that is a reference cycle, and it kept each slice's columns alive until the next full
     # garbage collection; docs/decisions/pipeline-redesign.md, session 19)
-    pending = [(lo, min(lo + rows, len(ids))) for lo in range(0, len(ids), rows)]
+    pending = [(lo, min(lo + rows, end)) for start, end in pairwise(edges) for lo in range(start, end, rows)]
     while pending:
         lo, hi = pending.pop(0)
         part = ids[lo:hi]
