@@ -39,12 +39,15 @@ def _with_gaps_and_reset(events: list[ModelSnapshot], day: int, reset_id: str) -
     return out
 
 
-async def test_streamed_features_equal_batch_features_once_per_model_day(service_env, database_url) -> None:
+async def test_streamed_features_equal_batch_features_once_per_model_day(service_env, database_url, own_kafka) -> None:
     prefix = f"f{uuid.uuid4().hex[:6]}-"
     hub = SyntheticHub(400, DAYS, seed=3)
     reset_id = max(hub_snapshots(hub, 2, prefix), key=lambda e: e.likes).model_id
     days = [_with_gaps_and_reset(hub_snapshots(hub, d, prefix), d, reset_id) for d in range(DAYS)]
-    settings = settings_for(FeaturesSettings, service_env, database_url, day_close_idle_s=2.0, day_close_check_s=0.5)
+    # a broker of its own: on the session's, the service's new consumer group would first stream (and close) every
+    # earlier test's snapshots
+    env = {**service_env, "HUBPULSE_KAFKA_BOOTSTRAP": own_kafka.url}
+    settings = settings_for(FeaturesSettings, env, database_url, day_close_idle_s=2.0, day_close_check_s=0.5)
     async with running(create_app(settings)):
         for day in days:
             # every day is delivered twice (a producer retry, a redelivered batch): one row per model-day
