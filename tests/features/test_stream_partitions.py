@@ -1,5 +1,4 @@
-"""Two replicas' first batches of a new day create its history and stream partitions at once: neither batch
-fails."""
+"""Two replicas' first batches of a new day create its stream partition at once: neither batch fails."""
 
 from __future__ import annotations
 
@@ -29,19 +28,19 @@ async def test_a_batch_waiting_on_another_replicas_new_partition_goes_on(service
         await repository.ensure_feature_set(pool)
         worker = FeaturesWorker(pool, bus)
         async with pool.acquire() as other, other.transaction():
-            # the other replica's first batch of the day: it has created the partitions, not yet committed
-            for table in (repository.HISTORY, repository.STREAM):
-                await repository._create_partitions(other, table, [day])
+            # the other replica's first batch of the day: it has created the partition, not yet committed
+            await repository.share_days(other, [day])
+            await repository._ensure_stream_partitions(other, [day])
             batch = asyncio.create_task(worker.handle(received(snapshots)))
             await asyncio.sleep(0.5)
             assert not batch.done()  # it waits for the other's CREATE
-        await batch  # and then goes on with the partitions the other one made
+        await batch  # and then goes on with the partition the other one made
         rows = await fetch(database_url, "SELECT count(*) AS n FROM feature_stream WHERE snapshot_date = $1", day)
         assert rows[0]["n"] == len(snapshots)
     finally:
         # no open day left behind, and nothing published (the scorer tests read the topic from its start)
         async with pool.acquire() as conn:
-            for table in (repository.HISTORY, repository.STREAM):
-                await conn.execute(f"DROP TABLE IF EXISTS {repository.day_partition(table, day)}")
-            await conn.execute("DELETE FROM feature_days WHERE snapshot_date = $1", day)
+            await conn.execute(f"DROP TABLE IF EXISTS feature_stream_{day:%Y%m%d}")
+            for table in ("feature_history", "feature_days"):
+                await conn.execute(f"DELETE FROM {table} WHERE snapshot_date = $1", day)  # noqa: S608
         await pool.close()

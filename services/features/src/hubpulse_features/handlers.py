@@ -45,7 +45,6 @@ class FeaturesWorker:
     async def handle(self, batch: Sequence[Received[ModelSnapshotBatch]]) -> None:
         messages = [r.event for r in batch]
         days = sorted({m.snapshot_date for m in messages})
-        await repository.ensure_day_partitions(self._pool, days)
         async with self._lock, self._pool.acquire() as conn, conn.transaction():
             await repository.share_days(conn, days)
             # a renamed model's history moves to its new name before its features are computed (issue 14)

@@ -42,18 +42,15 @@ _POSITION = {name: i + 1 for i, name in enumerate(FEATURE_COLUMNS)}  # PostgreSQ
 # trending_rank is also a feature: the day's frame takes it from the feature values
 _DAY_STATS = [c for c in STAT_COLUMNS if c != "tags" and c not in FEATURE_COLUMNS]
 
-# ... and how many model-days of each day it added: the outer query sees the table as it was before the insert, so
-# a written row it does not find there is new (a partitioned table has no `xmax` to return)
+# ... and how many model-days of each day it added (an updated row has the upsert's xid as xmax, a new one 0)
 _UPSERT_HISTORY = f"""
     WITH upserted AS (
         INSERT INTO feature_history ({", ".join(HISTORY_COLUMNS)})
         SELECT {", ".join(HISTORY_COLUMNS)} FROM feature_history_staging
         ON CONFLICT (model_id, snapshot_date) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in STAT_COLUMNS)}
-        RETURNING snapshot_date, model_id
+        RETURNING snapshot_date, xmax = 0 AS inserted
     )
-    SELECT u.snapshot_date, count(*) FILTER (WHERE NOT EXISTS (
-        SELECT FROM feature_history h WHERE h.snapshot_date = u.snapshot_date AND h.model_id = u.model_id
-    )) AS added FROM upserted u GROUP BY u.snapshot_date
+    SELECT snapshot_date, count(*) FILTER (WHERE inserted) AS added FROM upserted GROUP BY snapshot_date
 """  # noqa: S608 (identifiers are module constants, values are bound parameters)
 _DAY_OF_RECORD = HISTORY_COLUMNS.index("snapshot_date")
 _SELECT_WINDOW = f"""
@@ -178,48 +175,26 @@ async def load_window(
     return result
 
 
-# Both per-model-day tables are partitioned by day: a day's rows go into a table of their own (one small primary
-# key, no index by day), the close reads one partition, and a day can be dropped whole.
-HISTORY = "feature_history"
-STREAM = "feature_stream"
+def _stream_partition(day: dt.date) -> str:
+    return f"feature_stream_{day:%Y%m%d}"
 
 
-def day_partition(table: str, day: dt.date) -> str:
-    return f"{table}_{day:%Y%m%d}"
-
-
-async def _missing_partitions(conn: asyncpg.Connection, table: str, days: Sequence[dt.date]) -> list[dt.date]:
-    names = [day_partition(table, day) for day in days]
-    found = await conn.fetch("SELECT n FROM unnest($1::text[]) AS n WHERE to_regclass(n) IS NOT NULL", names)
-    have = {r["n"] for r in found}
-    return [day for day, name in zip(days, names, strict=True) if name not in have]
-
-
-async def _create_partitions(conn: asyncpg.Connection, table: str, days: Sequence[dt.date]) -> None:
-    """The day partitions of `table`, where missing. Each in a savepoint: another replica creating the same day at
-    once is not this batch's failure (the name taken, or the range, whichever check meets it first), and neither is
-    a day inside the range of the history that migration 0007 kept as one partition (`feature_history_legacy`);
-    if the other replica's CREATE rolled back, the COPY fails and the batch is retried."""
-    for day in await _missing_partitions(conn, table, days):
+async def _ensure_stream_partitions(conn: asyncpg.Connection, days: Sequence[dt.date]) -> None:
+    """Creates the missing day partitions of feature_stream (the first batch of a day, or of a reopened one)."""
+    for day in days:
+        name = _stream_partition(day)
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+            continue
+        # a savepoint: another replica creating the same day at once is not this batch's failure (the name
+        # taken, or the range, whichever check meets it first); if it rolled back, the COPY fails and retries
         with contextlib.suppress(
             asyncpg.DuplicateTableError, asyncpg.UniqueViolationError, asyncpg.InvalidObjectDefinitionError
         ):
             async with conn.transaction():
                 await conn.execute(
-                    f"CREATE TABLE {day_partition(table, day)} PARTITION OF {table} "
+                    f"CREATE TABLE {name} PARTITION OF feature_stream "
                     f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + dt.timedelta(days=1)).isoformat()}')"
                 )
-
-
-async def ensure_day_partitions(pool: asyncpg.Pool, days: Sequence[dt.date]) -> None:
-    """The days' history and stream partitions, created where missing before a batch's transaction, in one short
-    transaction of their own: CREATE ... PARTITION OF locks the parent table, and inside the batch's transaction it
-    would hold every other replica's reads of it until that batch commits."""
-    async with pool.acquire() as conn:
-        for table in (HISTORY, STREAM):
-            if await _missing_partitions(conn, table, days):
-                async with conn.transaction():
-                    await _create_partitions(conn, table, days)
 
 
 async def days_after(conn: asyncpg.Connection, late: Mapping[str, dt.date]) -> list[tuple[str, dt.date]]:
@@ -246,9 +221,7 @@ async def append_features(conn: asyncpg.Connection, frame: pd.DataFrame, days: S
     """The batch's time features, appended to their days' stream (a redelivery appends again: the close keeps
     the latest). The frame's cross-sectional positions are NaN (`service.batch_features`): the day's ranks are
     the close's (published, not stored). Call inside the batch's transaction, after `share_days`."""
-    # the batch's own days have theirs (`ensure_day_partitions`); a day its late rows reopen has had one since it
-    # was first streamed, but for days older than the stream (created here, in the batch's transaction)
-    await _create_partitions(conn, STREAM, days)
+    await _ensure_stream_partitions(conn, days)
     await conn.copy_to_table(
         "feature_stream",
         # a memoryview: asyncpg would take bytes for a file path
@@ -439,7 +412,7 @@ async def index_day(conn: asyncpg.Connection, day: dt.date) -> None:
     """Indexes a closed day's stream partition by model: it stays for good, and a rename moves a model's rows in
     every kept day (`hubpulse_common.renames`), which without it would scan them all. Open days stay unindexed
     (their batches' COPY maintains nothing); a reopened day's late rows go into the index it already has."""
-    name = day_partition(STREAM, day)
+    name = _stream_partition(day)
     await conn.execute(f"CREATE INDEX IF NOT EXISTS {name}_model ON {name} (model_id)", timeout=CLOSE_READ_TIMEOUT_S)
 
 
