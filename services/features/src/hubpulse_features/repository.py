@@ -1,9 +1,7 @@
 """PostgreSQL I/O of the features service.
 
-Both per-model-day tables are partitioned by day (`feature_history`, `feature_stream`); a batch's days get their
-partitions first, in a transaction of their own. Per batch: the history written (one COPY, or staged and upserted
-when the batch meets stored model-days) and the batch's time features appended to its day's partition of
-`feature_stream` (one plain COPY), the one write of a model-day's features. Per day, at its
+Per batch: the history upserted (COPY into a staging table, one upsert) and the batch's time features appended to
+its day's partition of `feature_stream` (one plain COPY), the one write of a model-day's features. Per day, at its
 close: the day read once for its ranks and once for its rows (each one COPY, streamed), its partition indexed by
 model and the day marked closed; the partition stays (a day reopened by late rows is read from it again).
 """
