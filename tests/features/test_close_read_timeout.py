@@ -30,3 +30,28 @@ async def test_a_day_read_slower_than_the_command_timeout_completes(database_url
         await conn.close()
     assert len(seen) >= 3
     assert sum(seen) == 100_000
+
+
+@pytest.mark.timeout(60)
+async def test_a_read_whose_connection_closes_under_it_fails_at_once(database_url) -> None:
+    """asyncpg's COPY OUT can lose its connection while the sink waits (MagicStack/asyncpg issue 240: data handed
+    over while no read waits for it, the protocol fails, the transport closes). The COPY would then wait out its
+    whole timeout, an hour for a close; the read fails instead, within about a second, and the close retries."""
+    conn = await asyncpg.connect(database_url)
+    slices = 0
+
+    async def sink(frame: pd.DataFrame) -> None:
+        nonlocal slices
+        slices += 1
+        if slices == 1:  # the transport closes while the sink holds the first slice
+            conn._transport.abort()
+            await asyncio.sleep(0.2)
+
+    started = asyncio.get_running_loop().time()
+    try:
+        with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+            await repository._stream_csv(conn, _ROWS, (), lambda frame: frame, sink)
+    finally:
+        conn.terminate()
+    assert asyncio.get_running_loop().time() - started < 10
+    assert slices == 1

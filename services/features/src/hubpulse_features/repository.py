@@ -14,8 +14,8 @@ import contextlib
 import datetime as dt
 import io
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import asyncpg
 import pandas as pd
@@ -380,9 +380,36 @@ async def _stream_csv(
     await plan_close_read(conn)
     # The timeout covers the whole read, paced by the sink (the close's store and publish): minutes for a day of
     # the whole Hub, where the pool's command timeout is for one statement.
-    await conn.copy_from_query(query, *args, output=take, format="csv", header=True, timeout=CLOSE_READ_TIMEOUT_S)
+    await _copy_out_watched(
+        conn,
+        conn.copy_from_query(query, *args, output=take, format="csv", header=True, timeout=CLOSE_READ_TIMEOUT_S),
+    )
     if header and buffer:
         await flush(len(buffer))
+
+
+# How often a COPY OUT in progress checks that its connection is still open.
+COPY_WATCH_S = 1.0
+
+
+async def _copy_out_watched(conn: asyncpg.Connection, copy: Coroutine[Any, Any, str]) -> str:
+    """Runs `copy` (a COPY OUT on `conn`), failing it as soon as `conn` has closed under it.
+
+    asyncpg's COPY OUT with a sink that waits can be handed data while no read waits for it (MagicStack/asyncpg
+    issues 240 and 529): the protocol then fails, the transport closes, and the COPY waits for a result that never
+    comes, until its whole timeout (an hour for a close). Seen once in the full suite (session 22). Failing fast
+    lets the close's retry read the day again at once."""
+    task = asyncio.ensure_future(copy)
+    try:
+        while not (await asyncio.wait({task}, timeout=COPY_WATCH_S))[0]:
+            if conn.is_closed():
+                raise asyncpg.ConnectionDoesNotExistError("the connection closed during a COPY OUT")
+        return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await task
 
 
 async def load_rank_inputs(conn: asyncpg.Connection, day: dt.date) -> pd.DataFrame:
