@@ -159,8 +159,8 @@ async def open_days(url: str) -> int:
 
 def features_frame(events: Iterable[ModelFeatures]) -> pd.DataFrame:
     """snapshot_date (a Timestamp), model_id and FEATURE_COLUMNS (float32, NaN where missing) of feature events,
-    the latest publication of a model-day winning (a republished day upserts). By `occurred_at`, not by the order
-    read: a day published again is sliced anew, so a model-day's two events may sit on different partitions."""
+    the latest publication of a model-day winning (a republished day upserts). By `occurred_at`: the topic is read
+    a partition at a time, and only within a partition is the order read the order published."""
     latest = {(e.snapshot_date, e.model_id): e for e in sorted(events, key=lambda e: e.occurred_at)}
     values = np.asarray(
         [[np.nan if (v := e.features.get(c)) is None else v for c in FEATURE_COLUMNS] for e in latest.values()],

@@ -388,24 +388,30 @@ async def _stream_csv(
         await flush(len(buffer))
 
 
-# How often a COPY OUT in progress checks that its connection is still open.
-COPY_WATCH_S = 1.0
-
-
 async def _copy_out_watched(conn: asyncpg.Connection, copy: Coroutine[Any, Any, str]) -> str:
-    """Runs `copy` (a COPY OUT on `conn`), failing it as soon as `conn` has closed under it.
+    """Runs `copy` (a COPY OUT on `conn`), failing it as soon as `conn` closes under it (asyncpg's termination
+    listener).
 
     asyncpg's COPY OUT with a sink that waits can be handed data while no read waits for it (MagicStack/asyncpg
     issues 240 and 529): the protocol then fails, the transport closes, and the COPY waits for a result that never
-    comes, until its whole timeout (an hour for a close). Seen once in the full suite (session 22). Failing fast
-    lets the close's retry read the day again at once."""
+    comes, until its whole timeout (an hour for a close). Seen once in the full suite (session 22). Failing at once
+    lets the close's retry read the day again."""
+    closed = asyncio.Event()
+
+    def on_close(_: asyncpg.Connection) -> None:
+        closed.set()
+
+    conn.add_termination_listener(on_close)
     task = asyncio.ensure_future(copy)
+    watch = asyncio.ensure_future(closed.wait())
     try:
-        while not (await asyncio.wait({task}, timeout=COPY_WATCH_S))[0]:
-            if conn.is_closed():
-                raise asyncpg.ConnectionDoesNotExistError("the connection closed during a COPY OUT")
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            raise asyncpg.ConnectionDoesNotExistError("the connection closed during a COPY OUT")
         return task.result()
     finally:
+        conn.remove_termination_listener(on_close)
+        watch.cancel()
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, asyncpg.PostgresError, asyncpg.InterfaceError):

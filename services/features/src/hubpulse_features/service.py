@@ -425,10 +425,10 @@ def feature_batches(
     if len(days) != 1:
         raise ValueError(f"a features message carries one day's rows, not {len(days)} days'")
     day = str(days[0])
-    ids = frame["model_id"].tolist()
-    slots = partition_slots([ModelFeaturesBatch.key_of(day, m).encode() for m in ids], partitions)
+    slots = partition_slots([ModelFeaturesBatch.key_of(day, m).encode() for m in frame["model_id"]], partitions)
     order = np.argsort(slots, kind="stable")
-    frame, ids, slots = frame.iloc[order], [ids[i] for i in order.tolist()], slots[order]
+    frame, slots = frame.iloc[order], slots[order]
+    ids = frame["model_id"].tolist()
     # each partition's rows lo..hi (contiguous now), in the frame's order within it
     edges = [0, *(np.flatnonzero(np.diff(slots)) + 1).tolist(), len(ids)]
     # one row per feature, contiguous: orjson writes C-contiguous arrays only
