@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
@@ -18,7 +17,7 @@ from pymongo import AsyncMongoClient
 
 from hubpulse.platform.stores import free_port
 from hubpulse_metrics.settings import MetricsSettings
-from hubpulse_metrics.watches.delivery import Deliverer
+from hubpulse_metrics.watches.delivery import Deliverer, webhook_client
 
 ALERT = {
     "_id": "alert-1",
@@ -72,7 +71,7 @@ async def deliverer(relay: tuple[Relay, int], mongo: Store) -> AsyncIterator[Del
         smtp_host="127.0.0.1", smtp_port=relay[1], watch_email_attempts=3, watch_webhook_backoff_s=0.01
     )
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo.url)
-    async with httpx.AsyncClient() as http:
+    async with webhook_client(settings) as http:
         try:
             yield Deliverer(client["watch_mail_test"], None, settings, http)  # type: ignore[arg-type] (no events)
         finally:

@@ -5,6 +5,7 @@ watch's webhook off, and the watch says so."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import uuid
@@ -14,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
 import pytest
 from conftest import Store
 from pymongo.asynchronous.database import AsyncDatabase
@@ -23,8 +23,8 @@ from hubpulse_common.identity import Identity
 from hubpulse_common.mongo import connect_mongo
 from hubpulse_common.watch_schemas import Channels, WatchIn, WatchPatch
 from hubpulse_metrics.settings import MetricsSettings
-from hubpulse_metrics.watches import repository
-from hubpulse_metrics.watches.delivery import Deliverer, retry_after_seconds
+from hubpulse_metrics.watches import delivery, repository
+from hubpulse_metrics.watches.delivery import Deliverer, retry_after_seconds, webhook_client
 
 WHO = Identity(user_id="u1", org_id="o1", role="member")
 
@@ -81,11 +81,17 @@ async def db(mongo: Store) -> AsyncIterator[AsyncDatabase[dict[str, Any]]]:
         await client.close()
 
 
-def _deliverer(db: AsyncDatabase[dict[str, Any]], http: httpx.AsyncClient, **settings: Any) -> Deliverer:
-    config = MetricsSettings(
-        watch_webhook_allow_loopback=True, watch_webhook_backoff_s=0.01, watch_delivery_poll_s=0.05, **settings
-    )
-    return Deliverer(db, None, config, http)  # type: ignore[arg-type] (the webhook channel only: no events)
+@contextlib.asynccontextmanager
+async def _deliverer(db: AsyncDatabase[dict[str, Any]], **settings: Any) -> AsyncIterator[Deliverer]:
+    """A deliverer with the service's own webhook client (its connections checked)."""
+    defaults: dict[str, Any] = {
+        "watch_webhook_allow_loopback": True,
+        "watch_webhook_backoff_s": 0.01,
+        "watch_delivery_poll_s": 0.05,
+    }
+    config = MetricsSettings(**(defaults | settings))
+    async with webhook_client(config) as http:
+        yield Deliverer(db, None, config, http)  # type: ignore[arg-type] (the webhook channel only: no events)
 
 
 async def _alert(db: AsyncDatabase[dict[str, Any]], url: str) -> tuple[str, str]:
@@ -136,8 +142,7 @@ async def test_a_receiver_that_asks_for_two_minutes_is_tried_again_in_a_later_ro
     db: AsyncDatabase[dict[str, Any]], receiver: Receiver
 ) -> None:
     receiver.script = [(503, {"Retry-After": "120"}), (200, {})]
-    async with httpx.AsyncClient() as http:
-        deliverer = _deliverer(db, http, watch_webhook_attempts=5)
+    async with _deliverer(db, watch_webhook_attempts=5) as deliverer:
         _, alert_id = await _alert(db, receiver.url)
         claimed = await repository.claim_pending(db, timedelta(seconds=120))
         assert claimed is not None
@@ -167,8 +172,7 @@ async def test_a_webhook_down_for_good_is_given_up_after_the_last_round(
     db: AsyncDatabase[dict[str, Any]], receiver: Receiver
 ) -> None:
     receiver.script = [(500, {})]
-    async with httpx.AsyncClient() as http:
-        deliverer = _deliverer(db, http, watch_webhook_attempts=2, watch_webhook_retry_s=[0.2, 0.3])
+    async with _deliverer(db, watch_webhook_attempts=2, watch_webhook_retry_s=[0.2, 0.3]) as deliverer:
         _, alert_id = await _alert(db, receiver.url)
         loop = asyncio.create_task(deliverer.run())
         try:
@@ -188,8 +192,7 @@ async def test_a_410_switches_the_watchs_webhook_off_until_its_owner_sets_one_ag
     db: AsyncDatabase[dict[str, Any]], receiver: Receiver
 ) -> None:
     receiver.script = [(410, {})]
-    async with httpx.AsyncClient() as http:
-        deliverer = _deliverer(db, http)
+    async with _deliverer(db) as deliverer:
         watch_id, _alert_id = await _alert(db, receiver.url)
         claimed = await repository.claim_pending(db, timedelta(seconds=120))
         assert claimed is not None
@@ -213,3 +216,25 @@ async def test_a_410_switches_the_watchs_webhook_off_until_its_owner_sets_one_ag
     assert patched is not None
     assert patched.webhook_disabled is None
     assert patched.channels.webhook is not None
+
+
+async def test_a_name_that_resolves_to_loopback_only_after_the_check_is_not_connected_to(
+    db: AsyncDatabase[dict[str, Any]], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name resolved to a public address when it was checked, and resolves to loopback when the
+    delivery connects. The connection is checked on the address it goes to, so nothing reaches the receiver."""
+
+    async def public_when_checked(url: str, settings: MetricsSettings) -> None:
+        return None
+
+    monkeypatch.setattr(delivery, "webhook_refusal", public_when_checked)
+    receiver.script = [(200, {})]
+    async with _deliverer(db, watch_webhook_allow_loopback=False) as deliverer:
+        _, alert_id = await _alert(db, receiver.url.replace("127.0.0.1", "localhost"))
+        claimed = await repository.claim_pending(db, timedelta(seconds=120))
+        assert claimed is not None
+        assert await deliverer.deliver(claimed) == {"webhook": "failed"}  # refused, not retried in later rounds
+    assert receiver.received == []
+    [attempt] = await repository.attempts(db, alert_id)
+    assert attempt["ok"] is False
+    assert "localhost is a loopback address (127.0.0.1)" in attempt["error"]

@@ -9,7 +9,6 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
@@ -30,7 +29,7 @@ from hubpulse_metrics.routes import router
 from hubpulse_metrics.settings import MetricsSettings
 from hubpulse_metrics.watches import handlers as watch_handlers
 from hubpulse_metrics.watches import repository as watch_repository
-from hubpulse_metrics.watches.delivery import Deliverer
+from hubpulse_metrics.watches.delivery import Deliverer, webhook_client
 from hubpulse_metrics.watches.routes import router as watches_router
 
 log = get_logger(__name__)
@@ -68,7 +67,7 @@ def create_app(settings: MetricsSettings) -> FastAPI:
         async with (
             open_resources(app, settings, kafka=True, mongo=True) as res,
             open_token_verifier(app, settings),
-            httpx.AsyncClient(timeout=settings.watch_webhook_timeout_s) as http,
+            webhook_client(settings) as http,
         ):
             db = res.require_mongo()[settings.mongo_database]
             bus = res.require_bus()

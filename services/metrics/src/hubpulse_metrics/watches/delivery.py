@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import aiosmtplib
 import httpx
 import orjson
+from httpx_secure import SSRFProtectionError, httpx_ssrf_protection
 from prometheus_client import Counter, Histogram
 from pymongo.asynchronous.database import AsyncDatabase
 from standardwebhooks import Webhook
@@ -139,10 +140,23 @@ def unsubscribe_url(settings: MetricsSettings, watch_id: str) -> str:
     return f"{settings.public_url.rstrip('/')}/v1/watches/{watch_id}/unsubscribe?token={token}"
 
 
-async def webhook_refusal(url: str, settings: MetricsSettings) -> str | None:
-    """Why this URL may not receive webhooks (a private or loopback address the operator did not allow), or None.
+def address_refusal(
+    host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address, settings: MetricsSettings
+) -> str | None:
+    """Why webhooks may not go to this address (private or loopback, and the operator did not allow it), or None."""
+    if address.is_loopback:
+        if not settings.watch_webhook_allow_loopback:
+            return f"{host} is a loopback address ({address}); the operator does not allow those"
+    elif not address.is_global and not settings.watch_webhook_allow_private:
+        return f"{host} is a private address ({address}); the operator does not allow those"
+    return None
 
-    Checked when a watch is saved and again before each delivery (the name may resolve elsewhere by then).
+
+async def webhook_refusal(url: str, settings: MetricsSettings) -> str | None:
+    """Why this URL may not receive webhooks (`address_refusal` of any address its name resolves to), or None.
+
+    Checked when a watch is saved (a clear 422) and before each delivery. The connection itself is checked again
+    (`webhook_client`): a name may resolve to a public address here and to a private one a moment later.
     """
     host = httpx.URL(url).host
     try:
@@ -150,13 +164,21 @@ async def webhook_refusal(url: str, settings: MetricsSettings) -> str | None:
     except OSError as exc:
         return f"cannot resolve {host}: {exc}"
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if address.is_loopback:
-            if not settings.watch_webhook_allow_loopback:
-                return f"{host} is a loopback address ({address}); the operator does not allow those"
-        elif not address.is_global and not settings.watch_webhook_allow_private:
-            return f"{host} is a private address ({address}); the operator does not allow those"
+        if refusal := address_refusal(host, ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]), settings):
+            return refusal
     return None
+
+
+def webhook_client(settings: MetricsSettings) -> httpx.AsyncClient:
+    """The HTTP client of webhook deliveries: it connects only to an address `address_refusal` admits, the one it
+    checked (httpx-secure resolves once and connects to that address, so DNS rebinding between a check and the
+    connection cannot reach a private or loopback address; docs/decisions/metrics.md)."""
+    return httpx_ssrf_protection(
+        httpx.AsyncClient(timeout=settings.watch_webhook_timeout_s),
+        check_globally_reachable=False,  # the operator's allowances decide, in address_refusal
+        custom_validator=lambda host, address, _port: address_refusal(host, address, settings) is None,
+        dns_cache_ttl=60,
+    )
 
 
 def alert_body(alert: Doc) -> dict[str, Any]:
@@ -312,6 +334,13 @@ class Deliverer:
                     }
                     try:
                         response = await self.client.post(url, content=body, headers=headers)
+                    except SSRFProtectionError as exc:  # resolved elsewhere since the check: a refusal, not a retry
+                        refusal = (
+                            address_refusal(exc.hostname, exc.ip_addr, self.settings) if exc.ip_addr else None
+                        ) or str(exc)
+                        await self._record(ids, "webhook", number, False, error=refusal)
+                        log.warning("watch.webhook_refused", url=url, reason=refusal)
+                        return WebhookOutcome(sent=False)
                     except httpx.TransportError as exc:
                         await self._record(ids, "webhook", number, False, error=f"{type(exc).__name__}: {exc}"[:300])
                         raise
