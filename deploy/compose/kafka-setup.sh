@@ -37,6 +37,8 @@ topic hub.features.v1
 topic hub.features.v1.dlq
 topic hub.features.v2
 topic hub.features.v2.dlq
+topic hub.features.v3
+topic hub.features.v3.dlq
 topic hub.scores.v1
 topic hub.scores.v1.dlq
 topic deploy.events.v1
@@ -61,6 +63,7 @@ user kafka-features "${KAFKA_FEATURES_PASSWORD:?}"
 allow kafka-features --operation Describe --operation Read --group features
 allow kafka-features --operation Describe --operation Write --topic hub.features.v1
 allow kafka-features --operation Describe --operation Write --topic hub.features.v2
+allow kafka-features --operation Describe --operation Write --topic hub.features.v3
 allow kafka-features --operation Describe --operation Read --topic hub.ingest.v1
 allow kafka-features --operation Describe --operation Write --topic hub.ingest.v1.dlq
 allow kafka-features --operation Describe --operation Read --topic hub.snapshots.v2
@@ -78,8 +81,8 @@ allow kafka-metrics --operation Describe --operation Read --group metrics
 allow kafka-metrics --operation Describe --operation Write --topic alerts.v1
 allow kafka-metrics --operation Describe --operation Read --topic deploy.events.v1
 allow kafka-metrics --operation Describe --operation Write --topic deploy.events.v1.dlq
-allow kafka-metrics --operation Describe --operation Read --topic hub.features.v2
-allow kafka-metrics --operation Describe --operation Write --topic hub.features.v2.dlq
+allow kafka-metrics --operation Describe --operation Read --topic hub.features.v3
+allow kafka-metrics --operation Describe --operation Write --topic hub.features.v3.dlq
 allow kafka-metrics --operation Describe --operation Read --topic hub.scores.v1
 allow kafka-metrics --operation Describe --operation Write --topic hub.scores.v1.dlq
 allow kafka-metrics --operation Describe --operation Read --topic inference.events.v1
@@ -89,8 +92,8 @@ allow kafka-metrics --operation Describe --operation Write --topic watch.alerts.
 # scorer (scorer/topology.py)
 user kafka-scorer "${KAFKA_SCORER_PASSWORD:?}"
 allow kafka-scorer --operation Describe --operation Read --group scorer
-allow kafka-scorer --operation Describe --operation Read --topic hub.features.v2
-allow kafka-scorer --operation Describe --operation Write --topic hub.features.v2.dlq
+allow kafka-scorer --operation Describe --operation Read --topic hub.features.v3
+allow kafka-scorer --operation Describe --operation Write --topic hub.features.v3.dlq
 allow kafka-scorer --operation Describe --operation Write --topic hub.scores.v1
 
 # monitoring: the Prometheus exporter reads every topic's offsets and every group's lag

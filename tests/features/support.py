@@ -19,7 +19,7 @@ from hubpulse_common.events import (
     SNAPSHOTS_BATCH_ROWS,
     Event,
     ModelFeatures,
-    ModelFeaturesBatch,
+    ModelFeaturesPacked,
     ModelSnapshot,
     ModelSnapshotBatch,
 )
@@ -172,13 +172,13 @@ def features_frame(events: Iterable[ModelFeatures]) -> pd.DataFrame:
     return frame
 
 
-async def published_messages(bootstrap: str) -> list[ModelFeaturesBatch]:
-    """hub.features.v2's messages, read from the topic's start to its end now."""
-    values = await topic_values(bootstrap, ModelFeaturesBatch.topic)
-    return [ModelFeaturesBatch.model_validate_json(value) for value in values]
+async def published_messages(bootstrap: str) -> list[ModelFeaturesPacked]:
+    """hub.features.v3's messages, read from the topic's start to its end now."""
+    values = await topic_values(bootstrap, ModelFeaturesPacked.topic)
+    return [ModelFeaturesPacked.model_validate_json(value) for value in values]
 
 
 async def published_features(bootstrap: str, prefix: str) -> pd.DataFrame:
-    """What hub.features.v2 holds for the models of this prefix (`features_frame`)."""
+    """What hub.features.v3 holds for the models of this prefix (`features_frame`)."""
     messages = await published_messages(bootstrap)
     return features_frame(e for m in messages for e in m.as_v1() if e.model_id.startswith(prefix))

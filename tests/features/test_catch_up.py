@@ -22,7 +22,7 @@ MODELS, DAYS = 3000, 3
 
 
 async def _published_rows(bootstrap: str) -> collections.Counter[dt.date]:
-    """Model-days published on hub.features.v2, by day (the topic read from its start to its end)."""
+    """Model-days published on hub.features.v3, by day (the topic read from its start to its end)."""
     rows: collections.Counter[dt.date] = collections.Counter()
     for message in await published_messages(bootstrap):
         rows[message.snapshot_date] += len(message.model_id)

@@ -13,7 +13,7 @@ import pytest
 
 from features.support import features_frame, fetch, hub_snapshots, received, stored_features_truth
 from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.events import ModelFeaturesBatch
+from hubpulse_common.events import ModelFeaturesPacked
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.synthetic import SyntheticHub
@@ -23,9 +23,9 @@ from hubpulse_features.handlers import FeaturesWorker
 
 
 def _rows(published: Iterable[tuple[bytes, bytes]], prefix: str) -> list[tuple[str, dict[str, object]]]:
-    """Our model-days in the published hub.features.v2 messages (model id, the row's v1 event without its publishing
+    """Our model-days in the published hub.features.v3 messages (model id, the row's v1 event without its publishing
     time), in order; the day also holds other tests' models."""
-    rows = [row for _, value in published for row in ModelFeaturesBatch.model_validate_json(value).as_v1()]
+    rows = [row for _, value in published for row in ModelFeaturesPacked.model_validate_json(value).as_v1()]
     return [(r.model_id, r.model_dump(exclude={"occurred_at"})) for r in rows if r.model_id.startswith(prefix)]
 
 
@@ -97,7 +97,7 @@ async def test_a_close_killed_midway_closes_nothing_and_its_retry_publishes_each
         events_out = [
             row
             for _, value in bus.published
-            for row in ModelFeaturesBatch.model_validate_json(value).as_v1()
+            for row in ModelFeaturesPacked.model_validate_json(value).as_v1()
             if row.model_id.startswith(prefix)
         ]
         got = features_frame(events_out)

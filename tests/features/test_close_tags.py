@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from features.support import received
 from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.events import ModelFeaturesBatch, ModelSnapshot
+from hubpulse_common.events import ModelFeaturesPacked, ModelSnapshot
 from hubpulse_common.kafka import EventBus
 from hubpulse_features import repository
 from hubpulse_features.app import MIGRATIONS
@@ -37,7 +37,7 @@ class Recording(EventBus):
         self, topic: str, items: Iterable[tuple[bytes, bytes]], *, trace_id: str | None = None
     ) -> int:
         pairs = list(items)
-        if topic == ModelFeaturesBatch.topic:
+        if topic == ModelFeaturesPacked.topic:
             self.published += pairs
         return len(pairs)  # not sent: the scorer tests read the topics from their start
 
@@ -59,7 +59,7 @@ async def test_the_closed_days_events_carry_the_tags_as_snapshotted(service_env,
         worker = FeaturesWorker(pool, bus)
         await worker.handle(received(snapshots))
         assert await worker.close_day(day) == len(snapshots)
-        rows = [row for _, value in bus.published for row in ModelFeaturesBatch.model_validate_json(value).as_v1()]
+        rows = [row for _, value in bus.published for row in ModelFeaturesPacked.model_validate_json(value).as_v1()]
         assert {r.model_id: r.tags for r in rows} == {s.model_id: s.tags for s in snapshots}
     finally:
         await pool.close()

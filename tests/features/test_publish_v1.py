@@ -1,5 +1,6 @@
-"""The close publishes hub.features.v2; with HUBPULSE_FEATURES_PUBLISH_V1 also hub.features.v1, one message per
-model-day, carrying exactly the rows of the v2 messages (consumers of v1 keep working until they move)."""
+"""The close publishes hub.features.v3; with HUBPULSE_FEATURES_PUBLISH_V2 also hub.features.v2 (the features as JSON
+numbers), with HUBPULSE_FEATURES_PUBLISH_V1 also hub.features.v1, one message per model-day: each carrying exactly
+the rows of the v3 messages (consumers of v1 and v2 keep working until they move)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from features.support import hub_snapshots, received
 from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch
+from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch, ModelFeaturesPacked
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.settings import load_settings
 from hubpulse_common.synthetic import SyntheticHub
@@ -33,15 +34,16 @@ class ByTopic(EventBus):
         return await super().publish_encoded(topic, pairs, trace_id=trace_id)
 
 
-def test_the_setting_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_settings(FeaturesSettings).features_publish_v1 is False
-    monkeypatch.setenv("HUBPULSE_FEATURES_PUBLISH_V1", "true")
-    assert load_settings(FeaturesSettings).features_publish_v1 is True
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_the_settings_are_off_by_default(monkeypatch: pytest.MonkeyPatch, version: str) -> None:
+    assert getattr(load_settings(FeaturesSettings), f"features_publish_{version}") is False
+    monkeypatch.setenv(f"HUBPULSE_FEATURES_PUBLISH_{version.upper()}", "true")
+    assert getattr(load_settings(FeaturesSettings), f"features_publish_{version}") is True
 
 
-@pytest.mark.parametrize("publish_v1", [False, True])
-async def test_the_close_publishes_v2_and_v1_only_when_asked(
-    service_env: dict[str, str], database_url: str, publish_v1: bool
+@pytest.mark.parametrize(("publish_v1", "publish_v2"), [(False, False), (True, False), (False, True)])
+async def test_the_close_publishes_v3_and_v2_or_v1_only_when_asked(
+    service_env: dict[str, str], database_url: str, publish_v1: bool, publish_v2: bool
 ) -> None:
     await migrate(database_url, MIGRATIONS, version_table="alembic_version_features")
     bus = ByTopic(service_env["HUBPULSE_KAFKA_BOOTSTRAP"], client_id="features-publish-v1-test")
@@ -51,7 +53,7 @@ async def test_the_close_publishes_v2_and_v1_only_when_asked(
     prefix = f"p1{uuid.uuid4().hex[:6]}-"
     try:
         await repository.ensure_feature_set(pool)
-        worker = FeaturesWorker(pool, bus, publish_v1=publish_v1)
+        worker = FeaturesWorker(pool, bus, publish_v1=publish_v1, publish_v2=publish_v2)
         events = hub_snapshots(SyntheticHub(40, 1, seed=4), 0, prefix)
         await worker.handle(received(events))
         await worker.close_day(events[0].snapshot_date)
@@ -59,13 +61,24 @@ async def test_the_close_publishes_v2_and_v1_only_when_asked(
         await pool.close()
         await bus.stop()
 
-    assert set(bus.published) == {ModelFeaturesBatch.topic, *([ModelFeatures.topic] if publish_v1 else [])}
+    assert set(bus.published) == {
+        ModelFeaturesPacked.topic,
+        *([ModelFeatures.topic] if publish_v1 else []),
+        *([ModelFeaturesBatch.topic] if publish_v2 else []),
+    }
     rows = [
-        r for v in bus.published[ModelFeaturesBatch.topic] for r in ModelFeaturesBatch.model_validate_json(v).as_v1()
+        r for v in bus.published[ModelFeaturesPacked.topic] for r in ModelFeaturesPacked.model_validate_json(v).as_v1()
     ]
     ours = {r.model_id: r.model_dump(exclude={"occurred_at"}) for r in rows if r.model_id.startswith(prefix)}
     assert len(ours) == len(events)
+    if publish_v2:  # the same rows, the same values: only the features' encoding differs
+        v2 = [
+            r
+            for v in bus.published[ModelFeaturesBatch.topic]
+            for r in ModelFeaturesBatch.model_validate_json(v).as_v1()
+        ]
+        assert {r.model_id: r.model_dump(exclude={"occurred_at"}) for r in v2 if r.model_id.startswith(prefix)} == ours
     if publish_v1:
-        # the same rows, each on its own (v2's messages are sliced by partition, so their order differs)
+        # the same rows, each on its own (v3's messages are sliced by partition, so their order differs)
         v1 = [ModelFeatures.model_validate_json(v) for v in bus.published[ModelFeatures.topic]]
         assert {e.model_id: e.model_dump(exclude={"occurred_at"}) for e in v1 if e.model_id.startswith(prefix)} == ours

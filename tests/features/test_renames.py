@@ -13,7 +13,7 @@ import pytest
 
 from features.support import fetch, hub_snapshots, received
 from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch, ModelSnapshot
+from hubpulse_common.events import ModelFeatures, ModelFeaturesPacked, ModelSnapshot
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features import repository
@@ -30,9 +30,9 @@ class Recording(EventBus):
         self, topic: str, items: Iterable[tuple[bytes, bytes]], *, trace_id: str | None = None
     ) -> int:
         items = list(items)
-        assert topic == ModelFeaturesBatch.topic  # v1 only where the setting asks for it
+        assert topic == ModelFeaturesPacked.topic  # v1 only where the setting asks for it
         for _, value in items:
-            self.published.extend(ModelFeaturesBatch.model_validate_json(value).as_v1())
+            self.published.extend(ModelFeaturesPacked.model_validate_json(value).as_v1())
         return await super().publish_encoded(topic, items, trace_id=trace_id)
 
 

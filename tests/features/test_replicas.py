@@ -10,7 +10,7 @@ from support.topics import topic_records
 
 from features.support import fetch, hub_snapshots, received
 from hubpulse_common.db import create_pool, migrate
-from hubpulse_common.events import ModelFeaturesBatch
+from hubpulse_common.events import ModelFeaturesPacked
 from hubpulse_common.kafka import EventBus, partition_slots
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features import repository
@@ -59,19 +59,19 @@ async def test_a_day_is_closed_by_one_replica_and_a_late_batch_reopens_it(servic
 
         # The day was published twice, sliced differently: each model-day's publications sit on one partition (the
         # one its key gives), so a consumer applies them in order.
-        partitions = await bus.partition_count(ModelFeaturesBatch.topic)
+        partitions = await bus.partition_count(ModelFeaturesPacked.topic)
         ours = [
             (partition, m)
             for partition, value in await topic_records(
-                service_env["HUBPULSE_KAFKA_BOOTSTRAP"], ModelFeaturesBatch.topic
+                service_env["HUBPULSE_KAFKA_BOOTSTRAP"], ModelFeaturesPacked.topic
             )
-            for m in ModelFeaturesBatch.model_validate_json(value).model_id
+            for m in ModelFeaturesPacked.model_validate_json(value).model_id
             if m.startswith(prefix)
         ]
         published = Counter(m for _, m in ours)
         assert set(published.values()) == {1, 2}
         assert sum(published.values()) == 2 * len(events) - 100
-        keys = [ModelFeaturesBatch.key_of(day.isoformat(), m).encode() for _, m in ours]
+        keys = [ModelFeaturesPacked.key_of(day.isoformat(), m).encode() for _, m in ours]
         assert [p for p, _ in ours] == partition_slots(keys, partitions).tolist()
     finally:
         for pool in pools:

@@ -1,4 +1,4 @@
-"""What the watches know of models comes from hub.features.v2 messages of many rows: each row to its own model."""
+"""What the watches know of models comes from hub.features.v3 messages of many rows: each row to its own model."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from hubpulse_common.events import ModelFeaturesBatch
+from hubpulse_common.events import ModelFeaturesPacked
 from hubpulse_metrics.watches import repository
 from metrics.watch_support import features
 
@@ -24,7 +24,7 @@ async def test_each_row_of_a_batch_is_stored_as_its_own_models_facts(mongo: Any)
             for i, task in enumerate(("text-generation", "fill-mask", "image-classification"))
             for row in features(f"acme/m{i}", DAY, pipeline_tag=task, downloads=100 * i or None, likes=i).as_v1()
         ]
-        await repository.store_facts(db, [ModelFeaturesBatch.of(rows)])
+        await repository.store_facts(db, [ModelFeaturesPacked.of(rows)])
         stored = {doc["_id"]: doc async for doc in db[repository.MODELS].find()}
         assert {m: (d["pipeline_tag"], d["downloads"], d["likes"]) for m, d in stored.items()} == {
             "acme/m0": ("text-generation", None, 0),

@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from hubpulse_common.events import ModelFeaturesBatch
+from hubpulse_common.events import ModelFeaturesPacked
 from hubpulse_common.identity import Identity
 from hubpulse_common.kafka import Received
 from hubpulse_common.settings import load_settings
@@ -39,7 +39,7 @@ async def test_a_watch_follows_its_model_through_a_rename_and_its_crossing_still
 
         renamed = [features(NEW, DAY3, renamed_from=OLD)]
         for _ in range(2):  # at least once: the mark may come again
-            await store_features([Received(e, ModelFeaturesBatch.topic, 0, 0, None) for e in renamed])
+            await store_features([Received(e, ModelFeaturesPacked.topic, 0, 0, None) for e in renamed])
 
         moved = await repository.get_watch(db, who, watch.watch_id)
         assert moved is not None

@@ -19,7 +19,7 @@ from pymongo import AsyncMongoClient
 from support.polling import eventually
 
 from hubpulse.platform.stores import free_port
-from hubpulse_common.events import Contribution, ModelFeatures, ModelFeaturesBatch, ModelScore
+from hubpulse_common.events import Contribution, ModelFeatures, ModelFeaturesPacked, ModelScore
 
 
 @dataclass
@@ -83,8 +83,8 @@ def new_task() -> str:
     return f"task-{uuid.uuid4().hex[:8]}"
 
 
-def features(model_id: str, day: date, **fields: Any) -> ModelFeaturesBatch:
-    """One model's day as the features close publishes it (a hub.features.v2 message of one row)."""
+def features(model_id: str, day: date, **fields: Any) -> ModelFeaturesPacked:
+    """One model's day as the features close publishes it (a hub.features.v3 message of one row)."""
     values: dict[str, Any] = {
         "model_id": model_id,
         "snapshot_date": day,
@@ -98,7 +98,7 @@ def features(model_id: str, day: date, **fields: Any) -> ModelFeaturesBatch:
         "created_at": datetime(2026, 1, 1, tzinfo=UTC),
     }
     values.update(fields)
-    return ModelFeaturesBatch.of([ModelFeatures.model_validate(values)])
+    return ModelFeaturesPacked.of([ModelFeatures.model_validate(values)])
 
 
 TOP_FEATURES = (

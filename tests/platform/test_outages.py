@@ -44,7 +44,7 @@ from hubpulse.platform.stores import (
     terminate,
     wait_port,
 )
-from hubpulse_common.events import ModelFeaturesBatch, ModelSnapshotBatch, dlq_topic
+from hubpulse_common.events import ModelFeaturesPacked, ModelSnapshotBatch, dlq_topic
 from hubpulse_common.s3 import aws_client, ensure_bucket
 from hubpulse_common.settings import CommonSettings, load_settings
 from hubpulse_common.synthetic import SyntheticHub
@@ -236,7 +236,7 @@ async def _dlq_sizes(bootstrap: str) -> dict[str, int]:
     try:
         await reader.topics()
         sizes = {}
-        for topic in (dlq_topic(ModelSnapshotBatch.topic), dlq_topic(ModelFeaturesBatch.topic)):
+        for topic in (dlq_topic(ModelSnapshotBatch.topic), dlq_topic(ModelFeaturesPacked.topic)):
             parts = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
             assert parts, f"{topic} does not exist"
             begin, end = await reader.beginning_offsets(parts), await reader.end_offsets(parts)
@@ -261,14 +261,14 @@ async def _assert_exact(pipeline: Pipeline) -> None:
         await conn.close()
     assert await _dlq_sizes(pipeline.bootstrap) == {
         dlq_topic(ModelSnapshotBatch.topic): 0,
-        dlq_topic(ModelFeaturesBatch.topic): 0,
+        dlq_topic(ModelFeaturesPacked.topic): 0,
     }
     ready = await wait_for(
         pipeline.readiness, lambda r: all(s.get("status") == "ready" for s in r.values()), 60, what="all ready again"
     )
     assert all(
         f"task:consume:{t}" in ready[s]["checks"]
-        for s, t in (("features", ModelSnapshotBatch.topic), ("scorer", ModelFeaturesBatch.topic))
+        for s, t in (("features", ModelSnapshotBatch.topic), ("scorer", ModelFeaturesPacked.topic))
     )
     assert "task:ingest-scheduler" in ready["ingestor"]["checks"]
 

@@ -1,5 +1,5 @@
 """Events we encode in bulk (features v1 and v2, scores) validate as their pydantic models; the scorer's rows from
-hub.features.v2 columns give what the v1 events gave; top-k equals a stable sort."""
+hub.features.v3 columns give what the v1 events gave; top-k equals a stable sort."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ import pytest
 from pydantic_core import to_json
 
 from hubpulse_common import feature_vectors
-from hubpulse_common.events import FEATURES_BATCH_BYTES, ModelFeatures, ModelFeaturesBatch, ModelScore
+from hubpulse_common.events import (
+    FEATURES_BATCH_BYTES,
+    ModelFeatures,
+    ModelFeaturesBatch,
+    ModelFeaturesPacked,
+    ModelScore,
+)
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.kafka import partition_slots
 from hubpulse_features import service as features
@@ -94,15 +100,19 @@ def test_feature_payloads_validate_as_the_pydantic_events() -> None:
             assert event.occurred_at.tzinfo is not None
 
 
-def test_feature_batches_validate_back_to_exactly_the_rows_v1_carried() -> None:
+@pytest.mark.parametrize("event", [ModelFeaturesPacked, ModelFeaturesBatch])
+def test_feature_batches_validate_back_to_exactly_the_rows_v1_carried(
+    event: type[ModelFeaturesPacked] | type[ModelFeaturesBatch],
+) -> None:
+    """v3 (the features packed) and v2 (JSON numbers) carry the same rows as v1, value for value."""
     frame = _feature_frame()
     renamed = {"org/m1": "org/old-m1"}
     v1 = [
         ModelFeatures.model_validate_json(value)
         for _, value in features.feature_payloads(frame, provisional=False, renamed_from=renamed, day_models=9)
     ]
-    pairs = features.feature_batches(frame, renamed_from=renamed, day_models=9, partitions=1, rows=4)
-    messages = [ModelFeaturesBatch.model_validate_json(value) for _, value in pairs]
+    pairs = features.feature_batches(frame, renamed_from=renamed, day_models=9, partitions=1, rows=4, event=event)
+    messages = [event.model_validate_json(value) for _, value in pairs]
     assert [m.rows for m in messages] == [4, 2]
     assert [key for key, _ in pairs] == [m.key().encode() for m in messages]
     assert messages[0].renamed_from == renamed
@@ -131,7 +141,7 @@ def test_feature_batches_stay_within_the_byte_limit_whatever_the_rows_carry() ->
     pairs = features.feature_batches(frame, day_models=len(frame), partitions=1)
     assert len(pairs) > 1
     assert all(len(value) <= FEATURES_BATCH_BYTES for _, value in pairs)
-    messages = [ModelFeaturesBatch.model_validate_json(value) for _, value in pairs]
+    messages = [ModelFeaturesPacked.model_validate_json(value) for _, value in pairs]
     assert [r.model_id for m in messages for r in m.as_v1()] == frame["model_id"].tolist()  # every row, in order
     assert [key for key, _ in pairs] == [m.key().encode() for m in messages]
     assert (
@@ -140,9 +150,9 @@ def test_feature_batches_stay_within_the_byte_limit_whatever_the_rows_carry() ->
 
 
 def _v2_rows(frame: pd.DataFrame, rows: int = 4) -> scorer.FeatureRows:
-    """The frame as the scorer reads it: the close's hub.features.v2 messages, validated, as columns."""
+    """The frame as the scorer reads it: the close's hub.features.v3 messages, validated, as columns."""
     pairs = features.feature_batches(frame, day_models=len(frame), partitions=1, rows=rows)
-    return scorer.feature_rows([ModelFeaturesBatch.model_validate_json(value) for _, value in pairs])
+    return scorer.feature_rows([ModelFeaturesPacked.model_validate_json(value) for _, value in pairs])
 
 
 def test_score_payloads_validate_and_match_the_rows(challenger) -> None:
@@ -233,12 +243,12 @@ def test_scores_from_v2_columns_equal_what_the_v1_events_gave(challenger) -> Non
     explanations = scorer.explain(challenger, x, 5)
     assert len(set(probability)) > len(v1) // 2, "rows score alike: a misaligned column would not show"
 
-    # v2: messages of 7 rows, their features in the reverse of the model's order
+    # v3: messages of 7 rows, their features in the reverse of the model's order
     messages = []
     for _, value in features.feature_batches(frame, day_models=len(frame), partitions=1, rows=7):
         document = orjson.loads(value)
         document["features"] = dict(reversed(document["features"].items()))
-        messages.append(ModelFeaturesBatch.model_validate(document))
+        messages.append(ModelFeaturesPacked.model_validate(document))
     scored = scorer.score(challenger, scorer.feature_rows(messages), 5)
     assert scored.probability.tolist() == probability
     assert list(scored.explanations) == explanations
@@ -262,7 +272,7 @@ def test_a_model_day_in_two_messages_of_a_batch_is_scored_once_as_the_later_one(
     rows = scorer.latest_per_model_day(
         scorer.feature_rows(
             [
-                ModelFeaturesBatch.model_validate_json(v)
+                ModelFeaturesPacked.model_validate_json(v)
                 for frame_ in (frame, again.iloc[2:5])
                 for _, v in features.feature_batches(frame_, partitions=1, rows=4)
             ]
@@ -297,10 +307,10 @@ def test_each_model_day_is_published_on_one_partition_however_the_day_is_sliced(
     def partition_of(pairs: list[tuple[bytes, bytes]], partitions: int) -> dict[str, int]:
         where: dict[str, int] = {}
         for key, value in pairs:
-            message = ModelFeaturesBatch.model_validate_json(value)
+            message = ModelFeaturesPacked.model_validate_json(value)
             (slot,) = partition_slots([key], partitions).tolist()
             row_slots = partition_slots(
-                [ModelFeaturesBatch.key_of(day, m).encode() for m in message.model_id], partitions
+                [ModelFeaturesPacked.key_of(day, m).encode() for m in message.model_id], partitions
             )
             assert set(row_slots.tolist()) == {slot}, "a message mixes partitions"
             where |= dict.fromkeys(message.model_id, slot)
@@ -313,7 +323,7 @@ def test_each_model_day_is_published_on_one_partition_however_the_day_is_sliced(
     # within a partition, the day's order
     order = {m: i for i, m in enumerate(frame["model_id"])}
     for _, value in first:
-        ids = ModelFeaturesBatch.model_validate_json(value).model_id
+        ids = ModelFeaturesPacked.model_validate_json(value).model_id
         assert [order[m] for m in ids] == sorted(order[m] for m in ids)
     # the day again, in other slices: same partitions
     again = features.feature_batches(frame.iloc[5:].sample(frac=1, random_state=3), partitions=4, rows=11)

@@ -21,7 +21,7 @@ from support.topics import published_scores
 from hubpulse.platform.stores import free_port
 from hubpulse_common import db
 from hubpulse_common.catalog_details import details_of
-from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch
+from hubpulse_common.events import ModelFeatures, ModelFeaturesPacked
 from hubpulse_gateway.app import create_app as create_gateway_app
 from hubpulse_gateway.settings import GatewaySettings
 from hubpulse_scorer import catalog_swap, repository, service
@@ -89,8 +89,8 @@ def serving_challenger(
 
 
 def rows_of(events: list[ModelFeatures]) -> service.FeatureRows:
-    """One day's events as the scorer reads them from hub.features.v2."""
-    return service.feature_rows([ModelFeaturesBatch.of(events)])
+    """One day's events as the scorer reads them from hub.features.v3."""
+    return service.feature_rows([ModelFeaturesPacked.of(events)])
 
 
 async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
@@ -105,7 +105,7 @@ async def test_an_unexplained_models_detail_gets_the_eager_explanation_once(
     probability = dict(zip([e.model_id for e in events], eager.probability.tolist(), strict=True))
     picks = {e.model_id for e, p in zip(events, eager.probability, strict=True) if p >= challenger.metadata.threshold}
     async with serving(create_scorer_app(scorer)) as scorer_url:
-        await publish(own_kafka.url, [ModelFeaturesBatch.of(events)])
+        await publish(own_kafka.url, [ModelFeaturesPacked.of(events)])
         catalog = await wait_for(
             lambda: fetch(database_url, "SELECT model_id FROM catalog_models WHERE model_id LIKE $1", prefix + "%"),
             lambda rows: len(rows) == MODELS,

@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from hubpulse_common import db
-from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch
+from hubpulse_common.events import ModelFeatures, ModelFeaturesPacked
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.synthetic import DayColumns, SyntheticHub
 from hubpulse_scorer.app import MIGRATIONS
@@ -117,7 +117,7 @@ def scored_chunks(
                 ).decode()
             )
         yield Scored(
-            feature_rows([ModelFeaturesBatch.of(events)]),
+            feature_rows([ModelFeaturesPacked.of(events)]),
             SEED_VERSION,
             "trending",
             7,

@@ -1,7 +1,7 @@
 """`hubpulse bench explain`: the model detail's latency with explanations where they are read (issue 21).
 
 Starts PostgreSQL, the broker, S3, the scorer (its registry bootstraps a model) and the gateway; publishes one day of
-`--models` model-days with random features to hub.features.v2, waits until the scorer has scored them and swapped
+`--models` model-days with random features to hub.features.v3, waits until the scorer has scored them and swapped
 the day in (picks explained in the batches, the first models of each sort at the swap), then reads `--requests`
 model details one after another through the gateway: models explained before, models explained on demand (the
 first read: the scorer computes it) and the same again (kept in the row). Last, with every stored explanation
@@ -35,7 +35,7 @@ PUBLISH_CHUNK = 20_000
 
 
 async def _publish(bootstrap: str, models: int) -> None:
-    from hubpulse_common.events import FEATURES_BATCH_ROWS, ModelFeatures, ModelFeaturesBatch
+    from hubpulse_common.events import FEATURES_BATCH_ROWS, ModelFeatures, ModelFeaturesPacked
     from hubpulse_common.features import FEATURE_COLUMNS
     from hubpulse_common.kafka import EventBus
 
@@ -59,7 +59,7 @@ async def _publish(bootstrap: str, models: int) -> None:
                 for i, row in enumerate(values.tolist())
             ]
             await bus.publish_many(
-                ModelFeaturesBatch.of(events[i : i + FEATURES_BATCH_ROWS])
+                ModelFeaturesPacked.of(events[i : i + FEATURES_BATCH_ROWS])
                 for i in range(0, len(events), FEATURES_BATCH_ROWS)
             )
     finally:

@@ -223,6 +223,25 @@ async def _top_statements(db_url: str, limit: int = 10) -> list[dict[str, Any]]:
     ]
 
 
+async def _wal_written(db_url: str) -> dict[str, Any]:
+    """What the run wrote to PostgreSQL's WAL since the server started (the bench's own): records, full-page images
+    (each checkpoint makes the next write of every page log the whole page) and bytes, and the checkpoints."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        wal = await conn.fetchrow("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal")
+        checkpoints = await conn.fetchrow("SELECT num_timed, num_requested FROM pg_stat_checkpointer")
+    finally:
+        await conn.close()
+    assert wal is not None
+    assert checkpoints is not None
+    return {
+        "records": wal["wal_records"],
+        "full_page_images": wal["wal_fpi"],
+        "bytes": int(wal["wal_bytes"]),
+        "checkpoints": {"timed": checkpoints["num_timed"], "requested": checkpoints["num_requested"]},
+    }
+
+
 # A day's features are done when the features service has closed it with every model (it emits each
 # model-day once, final, at the close); its scores when the day's catalog build holds a row per model (a
 # model-day's one scored row). Polling count(*) over millions of rows would load the database being measured,
@@ -566,6 +585,7 @@ def _run_days(
         entry["features_closes"] = times.closes
         say(f"{day}: scored end to end in {entry['end_to_end_s']:.1f} s ({n / entry['end_to_end_s']:,.0f} models/s)")
     report["db_statements"] = asyncio.run(_top_statements(db_url))
+    report["wal"] = asyncio.run(_wal_written(db_url))
     copy_s, copied = asyncio.run(_bare_copy_seconds(db_url, hub.dates[days - 1]))
     per_day = report["per_day"]
     pipeline_s = sum(d["end_to_end_s"] for d in per_day)

@@ -18,7 +18,7 @@ import numpy as np
 import typer
 
 from hubpulse_common.events import (
-    ModelFeaturesBatch,
+    ModelFeaturesPacked,
     ModelScore,
     ModelSnapshot,
     ModelSnapshotBatch,
@@ -90,10 +90,10 @@ def run(models: int, batch: int, seed: int = 1) -> dict[str, Any]:
     feats = features.batch_features(window, features.records_frame(records), cross_sectional=True)
     _timed(r, "features.copy_records", n, lambda: features.feature_rows_copy(feats, provisional=True))
     payloads = _timed(r, "features.events_encoded", n, lambda: features.feature_batches(feats, partitions=_PARTITIONS))
-    ModelFeaturesBatch.model_validate_json(payloads[0][1])  # what we emit validates
+    ModelFeaturesPacked.model_validate_json(payloads[0][1])  # what we emit validates
 
     # scorer handler
-    messages = _timed(r, "scorer.decode", n, lambda: [ModelFeaturesBatch.model_validate_json(p) for _, p in payloads])
+    messages = _timed(r, "scorer.decode", n, lambda: [ModelFeaturesPacked.model_validate_json(p) for _, p in payloads])
     rows = _timed(r, "scorer.rows", n, lambda: scorer.feature_rows(messages))
     latest = _timed(r, "scorer.latest", n, lambda: scorer.latest_per_model_day(rows))
     # as the scorer's handler does: TreeSHAP for the picks only (the others are explained when read)

@@ -32,7 +32,7 @@ from tenacity import AsyncRetrying, RetryError, retry_if_result, stop_after_dela
 from hubpulse.bench.configs import WatchesBenchConfig
 from hubpulse.bench.pipeline import started_child
 from hubpulse.platform.stores import ProcessSpec, free_port, kafka_spec, mongo_spec, wait_ready
-from hubpulse_common.events import FEATURES_BATCH_ROWS, ModelFeatures, ModelFeaturesBatch, ModelScore
+from hubpulse_common.events import FEATURES_BATCH_ROWS, ModelFeatures, ModelFeaturesPacked, ModelScore
 from hubpulse_common.identity import Identity
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.watch_schemas import WatchIn
@@ -162,7 +162,7 @@ async def _measure(
             await repository.create_watch(db, owner, body)
         say(f"{models} watches; publishing features and yesterday's scores")
         await bus.publish_many(
-            ModelFeaturesBatch.of(
+            ModelFeaturesPacked.of(
                 [
                     ModelFeatures(model_id=m, snapshot_date=day, features={}, downloads=1000)
                     for m in ids[start : start + FEATURES_BATCH_ROWS]

@@ -8,13 +8,18 @@ docs/asyncapi.yaml is generated from these classes (`python -m hubpulse_common.a
 
 from __future__ import annotations
 
+import binascii
+import math
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import numpy as np
+import numpy.typing as npt
+import pybase64
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 # Every event is published with this Kafka header carrying its `schema_version` (and `x-request-id`, the trace id).
 SCHEMA_VERSION_HEADER = "x-schema-version"
@@ -362,7 +367,107 @@ FEATURES_BATCH_ROWS = 500
 FEATURES_BATCH_BYTES = 1_000_000
 
 
-class ModelFeaturesBatch(_ModelColumns):
+class _FeaturesColumns(_ModelColumns):
+    """What `hub.features.v2` and `v3` both carry (each documents it): all but `features`, whose columns v2 writes
+    as lists and v3 packs."""
+
+    snapshot_date: date
+    day_models: int | None = Field(
+        default=None,
+        description="How many models the day has (set by the features close): a consumer that counts the day's "
+        "model-days knows when it has them all",
+    )
+    downloads: list[int | None]
+    downloads_all_time: list[int | None]
+    likes: list[int | None]
+    trending_rank: list[int | None]
+
+    def _check_rows(self, uneven: Sequence[str]) -> None:
+        _check_columns(self, self.model_id, BATCH_ROW_COLUMNS, uneven)
+
+    def key(self) -> str:
+        return self.key_of(self.snapshot_date.isoformat(), self.model_id[0])
+
+    @staticmethod
+    def key_of(day: str, first_model_id: str) -> str:
+        """The Kafka key of the message of `day` whose first row is `first_model_id` (for bulk encoders)."""
+        return f"{day}/{first_model_id}"
+
+    @property
+    def rows(self) -> int:
+        return len(self.model_id)
+
+    def feature_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def feature_values(self, name: str) -> npt.NDArray[np.float64]:
+        """Feature `name` of every row, as float64 (NaN where missing)."""
+        raise NotImplementedError
+
+    def feature_matrix(self) -> npt.NDArray[np.float64]:
+        """Every feature's values, one row per feature in `feature_names()` order (read-only)."""
+        return np.vstack([self.feature_values(name) for name in self.feature_names()])
+
+    @classmethod
+    def _features_field(cls, columns: dict[str, list[float | None]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def as_v1(self) -> list[ModelFeatures]:
+        """Each row as the `hub.features.v1` event it stands for (for code that reads a few rows one at a time;
+        bulk consumers read the columns)."""
+        names = self.feature_names()
+        values = [[None if math.isnan(v) else v for v in self.feature_values(name).tolist()] for name in names]
+        return [
+            ModelFeatures(
+                occurred_at=self.occurred_at,
+                model_id=model_id,
+                snapshot_date=self.snapshot_date,
+                features={name: column[i] for name, column in zip(names, values, strict=True)},
+                downloads=self.downloads[i],
+                downloads_all_time=self.downloads_all_time[i],
+                likes=self.likes[i],
+                trending_rank=self.trending_rank[i],
+                pipeline_tag=self.pipeline_tag[i],
+                library_name=self.library_name[i],
+                author=self.author[i],
+                tags=self.tags[i],
+                created_at=self.created_at[i],
+                last_modified=self.last_modified[i],
+                renamed_from=self.renamed_from.get(model_id),
+                day_models=self.day_models,
+            )
+            for i, model_id in enumerate(self.model_id)
+        ]
+
+    @classmethod
+    def of(cls, rows: Sequence[ModelFeatures], **extra: Any) -> Self:
+        """The message carrying `rows` (one day's `hub.features.v1` events, one per model); features missing from
+        a row are null. For tests and adapters: the features close encodes its frame directly."""
+        days = {r.snapshot_date for r in rows}
+        if len(days) != 1:
+            raise ValueError(f"a batch carries one day's rows, not {len(days)} days'")
+        names = list(dict.fromkeys(name for r in rows for name in r.features))
+        return cls(
+            snapshot_date=days.pop(),
+            day_models=rows[0].day_models,
+            model_id=[r.model_id for r in rows],
+            downloads=[r.downloads for r in rows],
+            downloads_all_time=[r.downloads_all_time for r in rows],
+            likes=[r.likes for r in rows],
+            trending_rank=[r.trending_rank for r in rows],
+            pipeline_tag=[r.pipeline_tag for r in rows],
+            library_name=[r.library_name for r in rows],
+            author=[r.author for r in rows],
+            tags=[list(r.tags) for r in rows],
+            created_at=[r.created_at for r in rows],
+            last_modified=[r.last_modified for r in rows],
+            renamed_from={r.model_id: r.renamed_from for r in rows if r.renamed_from},
+            features=cls._features_field({name: [r.features.get(name) for r in rows] for name in names}),
+            **extra,
+        )
+
+
+class ModelFeaturesBatch(_FeaturesColumns):
     """The final features of many models on one day, column by column (`hub.features.v2`).
 
     The same facts as `hub.features.v1`, without a per-model message and the 69 feature names repeated in each:
@@ -405,88 +510,138 @@ class ModelFeaturesBatch(_ModelColumns):
 
     topic: ClassVar[str] = "hub.features.v2"
 
-    snapshot_date: date
-    day_models: int | None = Field(
-        default=None,
-        description="How many models the day has (set by the features close): a consumer that counts the day's "
-        "model-days knows when it has them all",
-    )
-    downloads: list[int | None]
-    downloads_all_time: list[int | None]
-    likes: list[int | None]
-    trending_rank: list[int | None]
     features: dict[str, list[float | None]] = Field(description="feature name -> one value per row (null = missing)")
 
     @model_validator(mode="after")
     def _columns_line_up(self) -> ModelFeaturesBatch:
-        uneven = [f"features.{name}" for name, values in self.features.items() if len(values) != len(self.model_id)]
-        _check_columns(self, self.model_id, BATCH_ROW_COLUMNS, uneven)
+        self._check_rows([f"features.{name}" for name, values in self.features.items() if len(values) != self.rows])
         return self
 
-    def key(self) -> str:
-        return self.key_of(self.snapshot_date.isoformat(), self.model_id[0])
+    def feature_names(self) -> list[str]:
+        return list(self.features)
 
-    @staticmethod
-    def key_of(day: str, first_model_id: str) -> str:
-        """The Kafka key of the message of `day` whose first row is `first_model_id` (for bulk encoders)."""
-        return f"{day}/{first_model_id}"
-
-    @property
-    def rows(self) -> int:
-        return len(self.model_id)
-
-    def as_v1(self) -> list[ModelFeatures]:
-        """Each row as the `hub.features.v1` event it stands for (for code that reads a few rows one at a time;
-        bulk consumers read the columns)."""
-        names = list(self.features)
-        return [
-            ModelFeatures(
-                occurred_at=self.occurred_at,
-                model_id=model_id,
-                snapshot_date=self.snapshot_date,
-                features={name: self.features[name][i] for name in names},
-                downloads=self.downloads[i],
-                downloads_all_time=self.downloads_all_time[i],
-                likes=self.likes[i],
-                trending_rank=self.trending_rank[i],
-                pipeline_tag=self.pipeline_tag[i],
-                library_name=self.library_name[i],
-                author=self.author[i],
-                tags=self.tags[i],
-                created_at=self.created_at[i],
-                last_modified=self.last_modified[i],
-                renamed_from=self.renamed_from.get(model_id),
-                day_models=self.day_models,
-            )
-            for i, model_id in enumerate(self.model_id)
-        ]
+    def feature_values(self, name: str) -> npt.NDArray[np.float64]:
+        return np.array(self.features[name], dtype="float64")  # None becomes NaN
 
     @classmethod
-    def of(cls, rows: Sequence[ModelFeatures], **extra: Any) -> ModelFeaturesBatch:
-        """The message carrying `rows` (one day's `hub.features.v1` events, one per model); features missing from
-        a row are null. For tests and adapters: the features close encodes its frame directly."""
-        days = {r.snapshot_date for r in rows}
-        if len(days) != 1:
-            raise ValueError(f"a batch carries one day's rows, not {len(days)} days'")
-        names = list(dict.fromkeys(name for r in rows for name in r.features))
-        return cls(
-            snapshot_date=days.pop(),
-            day_models=rows[0].day_models,
-            model_id=[r.model_id for r in rows],
-            downloads=[r.downloads for r in rows],
-            downloads_all_time=[r.downloads_all_time for r in rows],
-            likes=[r.likes for r in rows],
-            trending_rank=[r.trending_rank for r in rows],
-            pipeline_tag=[r.pipeline_tag for r in rows],
-            library_name=[r.library_name for r in rows],
-            author=[r.author for r in rows],
-            tags=[list(r.tags) for r in rows],
-            created_at=[r.created_at for r in rows],
-            last_modified=[r.last_modified for r in rows],
-            renamed_from={r.model_id: r.renamed_from for r in rows if r.renamed_from},
-            features={name: [r.features.get(name) for r in rows] for name in names},
-            **extra,
-        )
+    def _features_field(cls, columns: dict[str, list[float | None]]) -> dict[str, Any]:
+        return dict(columns)
+
+
+PackedDtype = Literal["<f4", "<f8"]
+
+
+class PackedFloats(BaseModel):
+    """One column of float values, packed: IEEE 754 little-endian binary32 (`<f4`) or binary64 (`<f8`) values, one
+    per row, as base64 (RFC 4648 section 4, padded). NaN is a missing value. An encoder writes binary32 where every
+    value of the column is exactly a binary32 (the features service stores the time features so), so a consumer
+    reads the same float64 values either way. The message that holds the columns decodes them (`ModelFeaturesPacked`:
+    a column that is not base64, or not one value per row, fails the message's validation)."""
+
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{"dtype": "<f4", "data": "AACAPwAAwH8="}]})
+
+    dtype: PackedDtype = Field(description="numpy's name of the values' type: `<f4` binary32, `<f8` binary64")
+    data: str = Field(description="The values' bytes, base64")
+
+    @staticmethod
+    def pack(values: npt.NDArray[np.floating[Any]]) -> dict[str, str]:
+        """The JSON object of `values` (`<f4` or `<f8`, NaN where missing; for bulk encoders)."""
+        dtype = values.dtype.str
+        if dtype not in ("<f4", "<f8"):
+            raise ValueError(f"packed floats are <f4 or <f8, not {dtype}")
+        return {"dtype": dtype, "data": pybase64.b64encode(np.ascontiguousarray(values).data).decode("ascii")}
+
+    @staticmethod
+    def narrowest(values: npt.NDArray[np.float64]) -> PackedDtype:
+        """`<f4` when every value of `values` is exactly a binary32 (NaN included), else `<f8`."""
+        return "<f4" if np.array_equal(values.astype("<f4").astype("float64"), values, equal_nan=True) else "<f8"
+
+
+class ModelFeaturesPacked(_FeaturesColumns):
+    """The final features of many models on one day, column by column, the features packed (`hub.features.v3`).
+
+    The same facts as `hub.features.v2`, with each feature's column as `PackedFloats` (the values' bytes, base64)
+    instead of a JSON number per value: 40 % fewer bytes a row, and a consumer reads a column into an array without
+    a Python float per value (docs/decisions/pipeline-redesign.md, session 23). Missing values (and non-finite ones,
+    as on v2) are NaN. Column `i` of every list is the `i`-th model. Natural key of each row: (model_id,
+    snapshot_date); a row may arrive again (a redelivered message, a day closed again) and consumers upsert it.
+    Kafka key: `<snapshot_date>/<first model_id>`. Every row of a message is a model-day whose own key
+    (`<snapshot_date>/<model_id>`) the default partitioner (murmur2) puts on the same partition as the message's:
+    each model-day's publications stay on one partition, in order, however a day closed again is sliced.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T04:31:55.004Z",
+                    "snapshot_date": "2026-12-03",
+                    "day_models": 1843207,
+                    "model_id": ["Qwen/Qwen3-0.6B", "acme/tiny-bert"],
+                    "downloads": [8214530, 12],
+                    "downloads_all_time": [41268877, None],
+                    "likes": [812, 0],
+                    "trending_rank": [7, None],
+                    "pipeline_tag": ["text-generation", "fill-mask"],
+                    "library_name": ["transformers", None],
+                    "author": ["Qwen", "acme"],
+                    "tags": [["transformers", "safetensors", "qwen3", "text-generation"], []],
+                    "created_at": ["2025-04-27T03:40:08Z", "2026-12-01T10:00:00Z"],
+                    "last_modified": ["2025-07-26T03:46:27Z", None],
+                    "renamed_from": {"acme/tiny-bert": "acme/bert-tiny"},
+                    "features": {
+                        "log_downloads": {"dtype": "<f4", "data": "arx+QfYoJEA="},
+                        "growth_rate_7d": {"dtype": "<f4", "data": "5/upPQAAwH8="},
+                        "day_pct_log_downloads": {"dtype": "<f8", "data": "Vg4tsp3v7z956SYxCKy8Pw=="},
+                    },
+                }
+            ]
+        }
+    )
+
+    topic: ClassVar[str] = "hub.features.v3"
+
+    features: dict[str, PackedFloats] = Field(description="feature name -> its column, packed (one value per row)")
+    # the columns decoded, one row per feature in `features`' order (float64, NaN where missing)
+    _matrix: npt.NDArray[np.float64] = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _columns_line_up(self) -> ModelFeaturesPacked:
+        # One decode per column into one matrix per message (pybase64: CPython's base64 decoded ~160 MB/s here,
+        # as slow as parsing the JSON numbers it replaces; docs/decisions/pipeline-redesign.md, session 23).
+        matrix = np.empty((len(self.features), self.rows))
+        uneven = []
+        for j, (name, column) in enumerate(self.features.items()):
+            try:
+                raw = pybase64.b64decode(column.data, validate=True)
+            except binascii.Error as exc:
+                raise ValueError(f"features.{name}: data is not base64 ({exc})") from None
+            size = np.dtype(column.dtype).itemsize
+            if len(raw) != size * self.rows:
+                uneven.append(f"features.{name}")
+                continue
+            matrix[j] = np.frombuffer(raw, dtype=column.dtype)
+        self._check_rows(uneven)
+        self._matrix = matrix
+        return self
+
+    def feature_names(self) -> list[str]:
+        return list(self.features)
+
+    def feature_values(self, name: str) -> npt.NDArray[np.float64]:
+        values: npt.NDArray[np.float64] = self.feature_matrix()[list(self.features).index(name)]
+        return values
+
+    def feature_matrix(self) -> npt.NDArray[np.float64]:
+        view = self._matrix.view()
+        view.flags.writeable = False
+        return view
+
+    @classmethod
+    def _features_field(cls, columns: dict[str, list[float | None]]) -> dict[str, Any]:
+        arrays = {name: np.array(values, dtype="float64") for name, values in columns.items()}
+        return {name: PackedFloats.pack(a.astype(PackedFloats.narrowest(a))) for name, a in arrays.items()}
 
 
 # the columns both columnar events carry (_ModelColumns' own fields)
@@ -738,6 +893,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DayIngested,
     ModelFeatures,
     ModelFeaturesBatch,
+    ModelFeaturesPacked,
     ModelScore,
     DeploymentEvent,
     InferenceEvent,

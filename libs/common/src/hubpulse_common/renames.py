@@ -72,8 +72,8 @@ class _Mark:
 
 
 def renames_in_messages(messages: Iterable[_Columnar]) -> list[Rename]:
-    """`renames_in` of column-by-column messages (hub.snapshots.v2, hub.features.v2): each marks its rows' renames
-    in `renamed_from` (new name -> old name)."""
+    """`renames_in` of column-by-column messages (hub.snapshots.v2, hub.features.v2 and v3): each marks its rows'
+    renames in `renamed_from` (new name -> old name)."""
     return renames_in(_Mark(new, m.snapshot_date, old) for m in messages for new, old in m.renamed_from.items())
 
 

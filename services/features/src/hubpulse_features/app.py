@@ -29,7 +29,9 @@ def create_app(settings: FeaturesSettings) -> FastAPI:
         async with open_resources(app, settings, postgres=MIGRATIONS, kafka=True) as res:
             pool, bus = res.require_pool(), res.require_bus()
             await repository.ensure_feature_set(pool)
-            worker = FeaturesWorker(pool, bus, publish_v1=settings.features_publish_v1)
+            worker = FeaturesWorker(
+                pool, bus, publish_v1=settings.features_publish_v1, publish_v2=settings.features_publish_v2
+            )
             signals = BatchConsumer.of(settings, bus, DayIngested, worker.handle_ingested, poll_timeout_ms=200)
             consumers: list[BatchConsumer[Any]] = [
                 BatchConsumer.of(settings, bus, ModelSnapshotBatch, worker.handle),

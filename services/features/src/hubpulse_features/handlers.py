@@ -12,7 +12,13 @@ import asyncpg
 import pandas as pd
 from prometheus_client import Counter, Histogram
 
-from hubpulse_common.events import DayIngested, ModelFeatures, ModelFeaturesBatch, ModelSnapshotBatch
+from hubpulse_common.events import (
+    DayIngested,
+    ModelFeatures,
+    ModelFeaturesBatch,
+    ModelFeaturesPacked,
+    ModelSnapshotBatch,
+)
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
 from hubpulse_common.renames import renames_in_messages
@@ -34,10 +40,16 @@ DAY_CLOSE_SECONDS = Histogram(
 class FeaturesWorker:
     """Owns the store and the bus; the handler and the closer never interleave (one lock)."""
 
-    def __init__(self, pool: asyncpg.Pool, bus: EventBus, *, publish_v1: bool = False) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, bus: EventBus, *, publish_v1: bool = False, publish_v2: bool = False
+    ) -> None:
         self._pool = pool
         self._bus = bus
         self._publish_v1 = publish_v1
+        # the columnar topics the close publishes: v3, and v2 where still asked for
+        self._batches: tuple[type[ModelFeaturesPacked] | type[ModelFeaturesBatch], ...] = (
+            (ModelFeaturesPacked, ModelFeaturesBatch) if publish_v2 else (ModelFeaturesPacked,)
+        )
         self._lock = asyncio.Lock()
         self.day_activity = asyncio.Event()
         self.close_parts: dict[str, float] = {}
@@ -174,16 +186,21 @@ class FeaturesWorker:
         # read, finalising and encoding, and publishing (these overlap with the next slice's encoding)
         parts = self.close_parts = dict.fromkeys(("ranks_s", "read_wait_s", "encode_s", "publish_s"), 0.0)
         cross = pd.DataFrame()
-        partitions = await self._bus.partition_count(ModelFeaturesBatch.topic)
+        partitions = {event.topic: await self._bus.partition_count(event.topic) for event in self._batches}
 
         def encode(rows: pd.DataFrame) -> tuple[int, dict[str, list[tuple[bytes, bytes]]]]:
-            """The slice's final rows as messages by topic: hub.features.v2, and v1 (one per row) where still
-            asked for."""
+            """The slice's final rows as messages by topic: hub.features.v3, and v2 or v1 (one per row) where
+            still asked for."""
             final = service.close_rows(rows, cross)
             messages = {
-                ModelFeaturesBatch.topic: service.feature_batches(
-                    final, renamed_from=renamed_from, day_models=len(cross), partitions=partitions
+                event.topic: service.feature_batches(
+                    final,
+                    renamed_from=renamed_from,
+                    day_models=len(cross),
+                    partitions=partitions[event.topic],
+                    event=event,
                 )
+                for event in self._batches
             }
             if self._publish_v1:
                 messages[ModelFeatures.topic] = service.feature_payloads(

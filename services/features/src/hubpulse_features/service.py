@@ -15,11 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import pairwise, repeat
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from hubpulse_common.encoding import EventEncoder
@@ -28,7 +29,9 @@ from hubpulse_common.events import (
     FEATURES_BATCH_ROWS,
     ModelFeatures,
     ModelFeaturesBatch,
+    ModelFeaturesPacked,
     ModelSnapshotBatch,
+    PackedFloats,
 )
 from hubpulse_common.features import (
     CROSS_FEATURE_COLUMNS,
@@ -188,8 +191,9 @@ def batch_features(window: pd.DataFrame, batch: pd.DataFrame, *, cross_sectional
 
     `window` must hold the batch rows themselves (they are stored before this runs). `batch`: the batch's keys
     (`records_keys`), or its `records_frame` (stats included). Returns the batch frame with FEATURE_COLUMNS added,
-    one row per model-day of the batch: the time features, and the cross-sectional ones NaN (a batch is not its
-    days' population: they are the close's) unless `cross_sectional` ranks the batch against itself.
+    one row per model-day of the batch (in no set order): the time features, and the cross-sectional ones NaN (a
+    batch is not its days' population: they are the close's) unless `cross_sectional` ranks the batch against
+    itself.
     """
     first = batch["snapshot_date"].min()
     feats = compute_features(
@@ -197,6 +201,10 @@ def batch_features(window: pd.DataFrame, batch: pd.DataFrame, *, cross_sectional
     )
     # trending_rank is both a stat and a feature (the same value): keep one column of it
     stats = batch[[c for c in batch.columns if c not in feats.columns or c in ("snapshot_date", "model_id")]]
+    if stats.shape[1] == 2 and len(feats) == len(stats):
+        # The handler's case: the batch is its keys, and the window's rows from its first day on are exactly
+        # them (each batch key is in the window, and as many rows means no other): the merge would only reorder.
+        return feats[["model_id", "snapshot_date", *(c for c in feats.columns if c not in stats.columns)]]
     return stats.merge(feats, on=["snapshot_date", "model_id"], how="inner", validate="one_to_one")
 
 
@@ -278,8 +286,12 @@ def feature_rows_copy(frame: pd.DataFrame, *, provisional: bool) -> bytes:
     return b"".join(parts)
 
 
-def _nullable_ints(frame: pd.DataFrame, column: str) -> list[int | None]:
-    x = frame[column].to_numpy(dtype="float64", na_value=np.nan)
+# Each helper takes the rows in `order` (every row, in the frame's order, by default).
+Order = npt.NDArray[np.intp] | slice
+
+
+def _nullable_ints(frame: pd.DataFrame, column: str, order: Order = slice(None)) -> list[int | None]:
+    x = frame[column].to_numpy(dtype="float64", na_value=np.nan)[order]
     missing = np.isnan(x)
     out = np.where(missing, 0, x).astype("int64").astype(object)
     out[missing] = None
@@ -287,17 +299,17 @@ def _nullable_ints(frame: pd.DataFrame, column: str) -> list[int | None]:
     return values
 
 
-def _nullable_strings(frame: pd.DataFrame, column: str) -> list[str | None]:
-    x = frame[column].to_numpy(dtype=object)
+def _nullable_strings(frame: pd.DataFrame, column: str, order: Order = slice(None)) -> list[str | None]:
+    x = frame[column].to_numpy(dtype=object)[order]
     out = x.copy()
     out[pd.isna(x)] = None
     values: list[str | None] = out.tolist()
     return values
 
 
-def _utc_times(frame: pd.DataFrame, column: str) -> list[str | None]:
+def _utc_times(frame: pd.DataFrame, column: str, order: Order = slice(None)) -> list[str | None]:
     """Naive-UTC datetimes as ISO 8601 UTC text (what pydantic writes for an aware datetime), None for NaT."""
-    x = frame[column].to_numpy(dtype="datetime64[us]")
+    x = frame[column].to_numpy(dtype="datetime64[us]")[order]
     text = np.datetime_as_string(x, unit="us", timezone="UTC").astype(object)
     text[np.isnat(x)] = None
     values: list[str | None] = text.tolist()
@@ -384,18 +396,26 @@ def feature_payloads(
     ]
 
 
-def _tags_json(frame: pd.DataFrame) -> list[str]:
+def _tags_json(frame: pd.DataFrame, order: Order = slice(None)) -> list[str]:
     """Each row's tags as JSON text: as the close reads them (PostgreSQL's JSON of the array, spliced into the events
     as it is, where parsing each into a list only for the encoder to write it again cost the close a Python loop
     of splits and one of copies), or encoded from a list (a tuple, an array; anything else is no tags)."""
     return [
         tags if isinstance(tags, str) else _dumps(list(tags) if isinstance(tags, list | tuple | np.ndarray) else [])
-        for tags in frame["tags"].tolist()
+        for tags in frame["tags"].to_numpy(dtype=object)[order].tolist()
     ]
 
 
 def _dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _packed_columns(x: npt.NDArray[np.float64]) -> Callable[[int, int], dict[str, dict[str, str]]]:
+    """The features of rows lo..hi of `x` (one row per feature) as `hub.features.v3` columns: infinities NaN (as
+    v2's JSON nulls them), each feature in binary32 where all of its values are exactly binary32."""
+    finite = np.where(np.isfinite(x), x, np.nan)
+    columns = [column.astype(PackedFloats.narrowest(column)) for column in finite]
+    return lambda lo, hi: {name: PackedFloats.pack(columns[j][lo:hi]) for j, name in enumerate(FEATURE_COLUMNS)}
 
 
 def feature_batches(
@@ -405,9 +425,10 @@ def feature_batches(
     day_models: int | None = None,
     partitions: int,
     rows: int = FEATURES_BATCH_ROWS,
+    event: type[ModelFeaturesPacked] | type[ModelFeaturesBatch] = ModelFeaturesPacked,
 ) -> list[tuple[bytes, bytes]]:
-    """The rows of one day's frame (keys, FEATURE_COLUMNS and STAT_COLUMNS, one row per model) as
-    `ModelFeaturesBatch` messages of up to `rows` rows and FEATURES_BATCH_BYTES bytes each, as (key, JSON) pairs.
+    """The rows of one day's frame (keys, FEATURE_COLUMNS and STAT_COLUMNS, one row per model) as `event` messages
+    (`hub.features.v3`, or v2) of up to `rows` rows and FEATURES_BATCH_BYTES bytes each, as (key, JSON) pairs.
 
     A message holds the models of one partition of the topic's `partitions` (the one the default partitioner gives
     the model-day's own key, `key_of(day, model)`; the message's key, its first row's, maps there too). So every
@@ -415,9 +436,10 @@ def feature_batches(
     after late rows is not overtaken by its older publication on another partition (the scorer's upsert keeps the
     last one it applies).
 
-    Column-wise in bulk: each column becomes a list (or stays a numpy array, which orjson writes as it is, NaN and
-    infinities as null) and each message is one encode; no pydantic model and no dict per row. The JSON validates
-    back to the rows `feature_payloads` encodes one event each (tests/features check it).
+    Column-wise in bulk: each column becomes a list (or stays a numpy array: on v2 orjson writes it as it is, NaN
+    and infinities as null; on v3 it is packed, a column in binary32 where all of the slice's values are exactly
+    binary32, infinities as NaN) and each message is one encode; no pydantic model and no dict per row. The JSON
+    validates back to the rows `feature_payloads` encodes one event each (tests/features check it).
     """
     if frame.empty:
         return []
@@ -425,28 +447,33 @@ def feature_batches(
     if len(days) != 1:
         raise ValueError(f"a features message carries one day's rows, not {len(days)} days'")
     day = str(days[0])
-    slots = partition_slots([ModelFeaturesBatch.key_of(day, m).encode() for m in frame["model_id"]], partitions)
+    prefix = event.key_of(day, "")
+    unordered = frame["model_id"].tolist()
+    slots = partition_slots([(prefix + m).encode() for m in unordered], partitions)
+    # the rows by partition: each column is taken in this order (the frame itself is not reordered: that copied
+    # every column, the close's wide rows included)
     order = np.argsort(slots, kind="stable")
-    frame, slots = frame.iloc[order], slots[order]
-    ids = frame["model_id"].tolist()
+    slots = slots[order]
+    ids = [unordered[i] for i in order.tolist()]
     # each partition's rows lo..hi (contiguous now), in the frame's order within it
     edges = [0, *(np.flatnonzero(np.diff(slots)) + 1).tolist(), len(ids)]
     # one row per feature, contiguous: orjson writes C-contiguous arrays only
-    x = np.ascontiguousarray(frame[list(FEATURE_COLUMNS)].to_numpy(dtype="float64", na_value=np.nan).T)
+    x = np.vstack([frame[name].to_numpy(dtype="float64", na_value=np.nan)[order] for name in FEATURE_COLUMNS])
+    features = _packed_columns(x) if event is ModelFeaturesPacked else None
     renamed = renamed_from or {}
     columns: dict[str, list[Any]] = {
-        "downloads": _nullable_ints(frame, "downloads"),
-        "downloads_all_time": _nullable_ints(frame, "downloads_all_time"),
-        "likes": _nullable_ints(frame, "likes"),
-        "trending_rank": _nullable_ints(frame, "trending_rank"),
-        "pipeline_tag": _nullable_strings(frame, "pipeline_tag"),
-        "library_name": _nullable_strings(frame, "library_name"),
-        "author": _nullable_strings(frame, "author"),
-        "created_at": _utc_times(frame, "created_at"),
-        "last_modified": _utc_times(frame, "last_modified"),
+        "downloads": _nullable_ints(frame, "downloads", order),
+        "downloads_all_time": _nullable_ints(frame, "downloads_all_time", order),
+        "likes": _nullable_ints(frame, "likes", order),
+        "trending_rank": _nullable_ints(frame, "trending_rank", order),
+        "pipeline_tag": _nullable_strings(frame, "pipeline_tag", order),
+        "library_name": _nullable_strings(frame, "library_name", order),
+        "author": _nullable_strings(frame, "author", order),
+        "created_at": _utc_times(frame, "created_at", order),
+        "last_modified": _utc_times(frame, "last_modified", order),
     }
-    encode = EventEncoder(ModelFeaturesBatch, raw=("tags",)).encode
-    tags = _tags_json(frame)
+    encode = EventEncoder(event, raw=("tags",)).encode
+    tags = _tags_json(frame, order)
 
     out: list[tuple[bytes, bytes]] = []
     # rows lo..hi as one message, halved until each is within FEATURES_BATCH_BYTES, in order (a loop, not a
@@ -462,7 +489,7 @@ def feature_batches(
             "day_models": day_models,
             "model_id": part,
             "renamed_from": {m: renamed[m] for m in part if m in renamed} if renamed else {},
-            "features": {name: x[j, lo:hi] for j, name in enumerate(FEATURE_COLUMNS)},
+            "features": features(lo, hi) if features else {n: x[j, lo:hi] for j, n in enumerate(FEATURE_COLUMNS)},
         }
         value = encode(fields, f"[{','.join(tags[lo:hi])}]")
         if len(value) <= FEATURES_BATCH_BYTES:

@@ -16,6 +16,9 @@ class FeaturesSettings(ConsumerSettings, service="features", port=8003):
     # for this long.
     day_close_idle_s: float = 20.0
     day_close_check_s: float = 2.0
-    # The close publishes each day's final features on hub.features.v2 (many model-days a message). True also
-    # publishes them on hub.features.v1, one message per model-day, for consumers not yet moved to v2.
+    # The close publishes each day's final features on hub.features.v3 (many model-days a message, the features
+    # packed). True also publishes them on hub.features.v1, one message per model-day, for consumers not yet moved.
     features_publish_v1: bool = False
+    # True also publishes them on hub.features.v2 (as v3, the features as JSON numbers), for consumers not yet moved
+    # to v3 (turn it on before upgrading the features service, off once every consumer reads v3).
+    features_publish_v2: bool = False

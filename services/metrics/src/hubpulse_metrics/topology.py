@@ -4,7 +4,7 @@ from hubpulse_common.events import (
     AlertEvent,
     DeploymentEvent,
     InferenceEvent,
-    ModelFeaturesBatch,
+    ModelFeaturesPacked,
     ModelScore,
     WatchAlertEvent,
 )
@@ -13,5 +13,5 @@ from hubpulse_common.topology import Topology
 TOPOLOGY = Topology(
     "metrics",
     publishes=(AlertEvent, WatchAlertEvent),
-    consumes=(InferenceEvent, DeploymentEvent, ModelFeaturesBatch, ModelScore),
+    consumes=(InferenceEvent, DeploymentEvent, ModelFeaturesPacked, ModelScore),
 )

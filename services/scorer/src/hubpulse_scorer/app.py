@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from hubpulse_common.events import ModelFeaturesBatch
+from hubpulse_common.events import ModelFeaturesPacked
 from hubpulse_common.http import add_readiness_probe, service_app
 from hubpulse_common.kafka import BatchConsumer
 from hubpulse_common.resources import background, open_resources
@@ -39,7 +39,7 @@ def create_app(settings: ScorerSettings) -> FastAPI:
             worker = ScorerWorker(res.require_pool(), bus, settings.top_features)
             explainer = Explainer(res.require_pool(), registry, lambda: worker.model, settings.top_features)
             app.state.explainer = explainer
-            consumer = BatchConsumer.of(settings, bus, ModelFeaturesBatch, worker.handle)
+            consumer = BatchConsumer.of(settings, bus, ModelFeaturesPacked, worker.handle)
 
             async def model_ready() -> None:
                 if not worker.loaded.is_set():

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Gauge, Info
 
 from hubpulse_common.errors import InputError
-from hubpulse_common.events import ModelFeaturesBatch, ModelScore
+from hubpulse_common.events import ModelFeaturesPacked, ModelScore
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
 from hubpulse_scorer import catalog_swap, repository, service
@@ -49,7 +49,7 @@ class ScorerWorker:
         self.loaded.set()
         log.info("scorer.model_loaded", version=model.metadata.version)
 
-    async def handle(self, batch: Sequence[Received[ModelFeaturesBatch]]) -> None:
+    async def handle(self, batch: Sequence[Received[ModelFeaturesPacked]]) -> None:
         model = self.model
         assert model is not None, "the consumer starts only once a model is loaded"
         messages = [r.event for r in batch]

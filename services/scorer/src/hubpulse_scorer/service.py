@@ -1,6 +1,6 @@
 """Business logic of the scorer: plain functions on plain data (no I/O).
 
-A batch of `hub.features.v2` messages becomes one set of columns (`FeatureRows`: no object per row), is scored by
+A batch of `hub.features.v3` messages becomes one set of columns (`FeatureRows`: no object per row), is scored by
 one model version in one XGBoost call (probabilities over the whole batch; pred_contribs, TreeSHAP, for the rows
 explained at once), and turns into score rows, catalog rows and score events; the other rows are explained where
 they are read (`explain_features`, hubpulse_scorer.explanations). The catalog's latest stats come from the feature
@@ -21,7 +21,7 @@ from pydantic_core import to_json
 
 from hubpulse_common import feature_vectors
 from hubpulse_common.encoding import EventEncoder, json_dates, json_floats, json_strings
-from hubpulse_common.events import BATCH_ROW_COLUMNS, ModelFeaturesBatch, ModelScore
+from hubpulse_common.events import BATCH_ROW_COLUMNS, ModelFeaturesPacked, ModelScore
 from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_common.renames import Rename, current_name, renames_in_messages
 from hubpulse_scorer.model.artifact import TrainedModel
@@ -65,7 +65,7 @@ DAILY_COLUMNS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class FeatureRows:
-    """Model-days column by column (the rows of one or more `hub.features.v2` messages): entry `i` of every column
+    """Model-days column by column (the rows of one or more `hub.features.v3` messages): entry `i` of every column
     and row `i` of `values` are the `i`-th model-day. `values` holds the features named in `names` (float64,
     NaN = null or absent). Columns in the catalog's order (CATALOG_COLUMNS)."""
 
@@ -123,15 +123,18 @@ class FeatureRows:
         return feature_vectors.encode(self.values)
 
 
-def feature_rows(messages: Sequence[ModelFeaturesBatch]) -> FeatureRows:
+def feature_rows(messages: Sequence[ModelFeaturesPacked]) -> FeatureRows:
     """The rows of `messages` in order, column by column (a feature one message lacks is NaN in its rows)."""
     names = tuple(dict.fromkeys(name for m in messages for name in m.features))
     blocks = []
     for m in messages:
+        if tuple(m.features) == names:  # the usual message: every feature, in the batch's order
+            blocks.append(m.feature_matrix().T)
+            continue
         block = np.full((len(names), m.rows), np.nan)
         for j, name in enumerate(names):
-            if (values := m.features.get(name)) is not None:
-                block[j] = np.array(values, dtype="float64")  # None becomes NaN
+            if name in m.features:
+                block[j] = m.feature_values(name)
         blocks.append(block.T)
     columns: dict[str, list[Any]] = {
         c: [v for m in messages for v in getattr(m, c)] for c in ("model_id", *BATCH_ROW_COLUMNS)
@@ -144,7 +147,7 @@ def feature_rows(messages: Sequence[ModelFeaturesBatch]) -> FeatureRows:
     )
 
 
-def renames_of(messages: Iterable[ModelFeaturesBatch]) -> list[Rename]:
+def renames_of(messages: Iterable[ModelFeaturesPacked]) -> list[Rename]:
     """The renames the messages mark (hubpulse_common.renames.renames_in)."""
     return renames_in_messages(messages)
 
@@ -185,7 +188,7 @@ def latest_per_model_day(rows: FeatureRows) -> FeatureRows:
     return rows.take(list(latest.values()))
 
 
-def day_models(messages: Iterable[ModelFeaturesBatch]) -> dict[dt.date, int]:
+def day_models(messages: Iterable[ModelFeaturesPacked]) -> dict[dt.date, int]:
     """Each day's size as the features close announced it (days it did not announce are left out)."""
     return {m.snapshot_date: m.day_models for m in messages if m.day_models}
 

@@ -1,4 +1,4 @@
-"""Kafka handlers of watches: model facts from `hub.features.v2`; every `hub.scores.v1` score judged against the
+"""Kafka handlers of watches: model facts from `hub.features.v3`; every `hub.scores.v1` score judged against the
 watches that cover its model, each firing stored once (a replayed score finds its alert already there)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import Counter
 from pymongo.asynchronous.database import AsyncDatabase
 
-from hubpulse_common.events import ModelFeaturesBatch, ModelScore
+from hubpulse_common.events import ModelFeaturesPacked, ModelScore
 from hubpulse_common.kafka import Handler, Received
 from hubpulse_common.logging import get_logger
 from hubpulse_metrics.settings import MetricsSettings
@@ -23,8 +23,8 @@ FIRED = Counter("hubpulse_watch_alerts_total", "Watch alerts stored, by conditio
 REPLAYED = Counter("hubpulse_watch_alerts_replayed_total", "Firings dropped because their crossing already alerted")
 
 
-def features_handler(db: AsyncDatabase[dict[str, Any]]) -> Handler[ModelFeaturesBatch]:
-    async def handle(batch: Sequence[Received[ModelFeaturesBatch]]) -> None:
+def features_handler(db: AsyncDatabase[dict[str, Any]]) -> Handler[ModelFeaturesPacked]:
+    async def handle(batch: Sequence[Received[ModelFeaturesPacked]]) -> None:
         batches = [r.event for r in batch]
         await repository.follow_renames(db, batches)
         await repository.store_facts(db, batches)

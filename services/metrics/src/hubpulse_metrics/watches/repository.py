@@ -13,7 +13,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from hubpulse_common.events import ModelFeaturesBatch, ModelScore
+from hubpulse_common.events import ModelFeaturesPacked, ModelScore
 from hubpulse_common.identity import Identity
 from hubpulse_common.watch_schemas import Channels, Watch, WatchAlert, WatchIn, WatchPatch
 from hubpulse_metrics.watches.service import ModelFacts
@@ -56,10 +56,10 @@ def _aware(value: datetime | None) -> datetime | None:
     return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
 
 
-# ---- what is known of models (from hub.features.v2) -------------------------------------------------------
+# ---- what is known of models (from hub.features.v3) -------------------------------------------------------
 
 
-async def store_facts(db: AsyncDatabase[Doc], batches: Sequence[ModelFeaturesBatch]) -> None:
+async def store_facts(db: AsyncDatabase[Doc], batches: Sequence[ModelFeaturesPacked]) -> None:
     """Latest metadata per model (first_seen kept from the earliest day) and downloads per day."""
     models, days = [], []
     for b in sorted(batches, key=lambda b: b.snapshot_date):
@@ -95,7 +95,7 @@ async def store_facts(db: AsyncDatabase[Doc], batches: Sequence[ModelFeaturesBat
         await db[MODEL_DAYS].bulk_write(days, ordered=False)
 
 
-async def follow_renames(db: AsyncDatabase[Doc], batches: Sequence[ModelFeaturesBatch]) -> None:
+async def follow_renames(db: AsyncDatabase[Doc], batches: Sequence[ModelFeaturesPacked]) -> None:
     """Moves what is kept under a renamed model's old name to its new one: model watches, the model's facts, its
     downloads per day and its scores, so a watch keeps firing and crossings compare with the old name's history.
     Idempotent: a replayed mark finds nothing left under the old name."""

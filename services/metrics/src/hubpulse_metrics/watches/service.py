@@ -27,7 +27,7 @@ INT_FILTERS = ("min_downloads", "max_downloads", "min_likes")
 
 @dataclass(frozen=True, slots=True)
 class ModelFacts:
-    """What the metrics service knows of a model from `hub.features.v2`."""
+    """What the metrics service knows of a model from `hub.features.v3`."""
 
     model_id: str
     author: str | None = None

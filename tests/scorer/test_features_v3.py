@@ -1,5 +1,5 @@
-"""The scorer on hub.features.v2 against the real broker, PostgreSQL and S3: a redelivered message changes nothing
-(each model-day scored and counted once), and a message that does not validate goes whole to hub.features.v2.dlq
+"""The scorer on hub.features.v3 against the real broker, PostgreSQL and S3: a redelivered message changes nothing
+(each model-day scored and counted once), and a message that does not validate goes whole to hub.features.v3.dlq
 while the messages after it on its partition are scored."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from auth.conftest import serving
 from features.support import fetch
 from support.polling import wait_for
 
-from hubpulse_common.events import ModelFeaturesBatch, dlq_topic
+from hubpulse_common.events import ModelFeaturesPacked, dlq_topic
 from hubpulse_common.kafka import EventBus
 from hubpulse_scorer.app import create_app as create_scorer_app
 from hubpulse_scorer.model.artifact import TrainedModel
@@ -31,7 +31,7 @@ _WRITTEN = """
 
 async def _dead_letters(bootstrap: str) -> list[Any]:
     reader = AIOKafkaConsumer(
-        dlq_topic(ModelFeaturesBatch.topic), bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        dlq_topic(ModelFeaturesPacked.topic), bootstrap_servers=bootstrap, auto_offset_reset="earliest"
     )
     await reader.start()
     try:
@@ -48,19 +48,19 @@ async def test_a_redelivered_v2_message_changes_nothing_and_a_poison_one_is_dead
     scorer, version = serving_challenger(service_env, database_url, challenger, own_kafka)
     day = dt.date(2031, 4, 1)
     events = _events(challenger, prefix, day)
-    first, second = ModelFeaturesBatch.of(events[: MODELS // 2]), ModelFeaturesBatch.of(events[MODELS // 2 :])
+    first, second = ModelFeaturesPacked.of(events[: MODELS // 2]), ModelFeaturesPacked.of(events[MODELS // 2 :])
     poison = orjson.loads(first.model_dump_json())
     poison["likes"] = poison["likes"][1:]  # a column one short: the message does not validate
     # a later day's model: scored only after everything before it on the partition
-    sentinel = ModelFeaturesBatch.of(_events(challenger, prefix + "late-", day + dt.timedelta(days=1))[:1])
+    sentinel = ModelFeaturesPacked.of(_events(challenger, prefix + "late-", day + dt.timedelta(days=1))[:1])
     key = first.key().encode()  # every message on one partition, in this order
 
-    bus = EventBus(own_kafka.url, "test-features-v2")
+    bus = EventBus(own_kafka.url, "test-features-v3")
     await bus.start()
 
     async def send(*values: bytes) -> None:
         for value in values:
-            await bus.publish_raw(ModelFeaturesBatch.topic, value, key=key, headers=[])
+            await bus.publish_raw(ModelFeaturesPacked.topic, value, key=key, headers=[])
 
     def written() -> Any:
         return fetch(database_url, _WRITTEN, prefix + "%")
