@@ -467,6 +467,27 @@ class _FeaturesColumns(_ModelColumns):
         )
 
 
+# The facts of the two columnar features events' documented examples (each adds its `features`).
+_FEATURES_EXAMPLE: dict[str, Any] = {
+    "schema_version": 1,
+    "occurred_at": "2026-12-03T04:31:55.004Z",
+    "snapshot_date": "2026-12-03",
+    "day_models": 1843207,
+    "model_id": ["Qwen/Qwen3-0.6B", "acme/tiny-bert"],
+    "downloads": [8214530, 12],
+    "downloads_all_time": [41268877, None],
+    "likes": [812, 0],
+    "trending_rank": [7, None],
+    "pipeline_tag": ["text-generation", "fill-mask"],
+    "library_name": ["transformers", None],
+    "author": ["Qwen", "acme"],
+    "tags": [["transformers", "safetensors", "qwen3", "text-generation"], []],
+    "created_at": ["2025-04-27T03:40:08Z", "2026-12-01T10:00:00Z"],
+    "last_modified": ["2025-07-26T03:46:27Z", None],
+    "renamed_from": {"acme/tiny-bert": "acme/bert-tiny"},
+}
+
+
 class ModelFeaturesBatch(_FeaturesColumns):
     """The final features of many models on one day, column by column (`hub.features.v2`).
 
@@ -482,22 +503,7 @@ class ModelFeaturesBatch(_FeaturesColumns):
         json_schema_extra={
             "examples": [
                 {
-                    "schema_version": 1,
-                    "occurred_at": "2026-12-03T04:31:55.004Z",
-                    "snapshot_date": "2026-12-03",
-                    "day_models": 1843207,
-                    "model_id": ["Qwen/Qwen3-0.6B", "acme/tiny-bert"],
-                    "downloads": [8214530, 12],
-                    "downloads_all_time": [41268877, None],
-                    "likes": [812, 0],
-                    "trending_rank": [7, None],
-                    "pipeline_tag": ["text-generation", "fill-mask"],
-                    "library_name": ["transformers", None],
-                    "author": ["Qwen", "acme"],
-                    "tags": [["transformers", "safetensors", "qwen3", "text-generation"], []],
-                    "created_at": ["2025-04-27T03:40:08Z", "2026-12-01T10:00:00Z"],
-                    "last_modified": ["2025-07-26T03:46:27Z", None],
-                    "renamed_from": {"acme/tiny-bert": "acme/bert-tiny"},
+                    **_FEATURES_EXAMPLE,
                     "features": {
                         "log_downloads": [15.921, 2.565],
                         "growth_rate_7d": [0.083, None],
@@ -574,22 +580,7 @@ class ModelFeaturesPacked(_FeaturesColumns):
         json_schema_extra={
             "examples": [
                 {
-                    "schema_version": 1,
-                    "occurred_at": "2026-12-03T04:31:55.004Z",
-                    "snapshot_date": "2026-12-03",
-                    "day_models": 1843207,
-                    "model_id": ["Qwen/Qwen3-0.6B", "acme/tiny-bert"],
-                    "downloads": [8214530, 12],
-                    "downloads_all_time": [41268877, None],
-                    "likes": [812, 0],
-                    "trending_rank": [7, None],
-                    "pipeline_tag": ["text-generation", "fill-mask"],
-                    "library_name": ["transformers", None],
-                    "author": ["Qwen", "acme"],
-                    "tags": [["transformers", "safetensors", "qwen3", "text-generation"], []],
-                    "created_at": ["2025-04-27T03:40:08Z", "2026-12-01T10:00:00Z"],
-                    "last_modified": ["2025-07-26T03:46:27Z", None],
-                    "renamed_from": {"acme/tiny-bert": "acme/bert-tiny"},
+                    **_FEATURES_EXAMPLE,
                     "features": {
                         "log_downloads": {"dtype": "<f4", "data": "arx+QfYoJEA="},
                         "growth_rate_7d": {"dtype": "<f4", "data": "5/upPQAAwH8="},
