@@ -569,11 +569,8 @@ class ModelFeaturesPacked(_FeaturesColumns):
     The same facts as `hub.features.v2`, with each feature's column as `PackedFloats` (the values' bytes, base64)
     instead of a JSON number per value: 40 % fewer bytes a row, and a consumer reads a column into an array without
     a Python float per value (docs/decisions/pipeline-redesign.md, session 23). Missing values (and non-finite ones,
-    as on v2) are NaN. Column `i` of every list is the `i`-th model. Natural key of each row: (model_id,
-    snapshot_date); a row may arrive again (a redelivered message, a day closed again) and consumers upsert it.
-    Kafka key: `<snapshot_date>/<first model_id>`. Every row of a message is a model-day whose own key
-    (`<snapshot_date>/<model_id>`) the default partitioner (murmur2) puts on the same partition as the message's:
-    each model-day's publications stay on one partition, in order, however a day closed again is sliced.
+    as on v2) are NaN. Rows, natural keys, the Kafka key and partitions are v2's: a model-day's publications stay on
+    one partition, in order, and consumers upsert a row that arrives again.
     """
 
     model_config = ConfigDict(
