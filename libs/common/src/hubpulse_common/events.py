@@ -11,7 +11,7 @@ from __future__ import annotations
 import binascii
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self
@@ -409,8 +409,16 @@ class _FeaturesColumns(_ModelColumns):
         return np.vstack([self.feature_values(name) for name in self.feature_names()])
 
     @classmethod
-    def _features_field(cls, columns: dict[str, list[float | None]]) -> dict[str, Any]:
+    def features_of(cls, names: Sequence[str], x: npt.NDArray[np.float64]) -> Callable[[int, int], dict[str, Any]]:
+        """The `features` field of rows lo..hi of `x` (C-contiguous, one row per feature of `names`, NaN where
+        missing), as JSON-ready values for bulk encoders (orjson writes numpy arrays, NaN and infinities as null)."""
         raise NotImplementedError
+
+    @classmethod
+    def _features_field(cls, columns: dict[str, list[float | None]], rows: int) -> dict[str, Any]:
+        """The `features` field of `of`'s rows, from a list per feature (None where missing)."""
+        x = np.array(list(columns.values()), dtype="float64").reshape(len(columns), rows)  # None becomes NaN
+        return cls.features_of(list(columns), x)(0, rows)
 
     def as_v1(self) -> list[ModelFeatures]:
         """Each row as the `hub.features.v1` event it stands for (for code that reads a few rows one at a time;
@@ -462,7 +470,7 @@ class _FeaturesColumns(_ModelColumns):
             created_at=[r.created_at for r in rows],
             last_modified=[r.last_modified for r in rows],
             renamed_from={r.model_id: r.renamed_from for r in rows if r.renamed_from},
-            features=cls._features_field({name: [r.features.get(name) for r in rows] for name in names}),
+            features=cls._features_field({name: [r.features.get(name) for r in rows] for name in names}, len(rows)),
             **extra,
         )
 
@@ -530,8 +538,12 @@ class ModelFeaturesBatch(_FeaturesColumns):
         return np.array(self.features[name], dtype="float64")  # None becomes NaN
 
     @classmethod
-    def _features_field(cls, columns: dict[str, list[float | None]]) -> dict[str, Any]:
-        return dict(columns)
+    def features_of(cls, names: Sequence[str], x: npt.NDArray[np.float64]) -> Callable[[int, int], dict[str, Any]]:
+        return lambda lo, hi: {name: x[j, lo:hi] for j, name in enumerate(names)}
+
+    @classmethod
+    def _features_field(cls, columns: dict[str, list[float | None]], rows: int) -> dict[str, Any]:
+        return dict(columns)  # validated as they are: a list of numbers and nulls per feature
 
 
 PackedDtype = Literal["<f4", "<f8"]
@@ -627,9 +639,12 @@ class ModelFeaturesPacked(_FeaturesColumns):
         return view
 
     @classmethod
-    def _features_field(cls, columns: dict[str, list[float | None]]) -> dict[str, Any]:
-        arrays = {name: np.array(values, dtype="float64") for name, values in columns.items()}
-        return {name: PackedFloats.pack(a.astype(PackedFloats.narrowest(a))) for name, a in arrays.items()}
+    def features_of(cls, names: Sequence[str], x: npt.NDArray[np.float64]) -> Callable[[int, int], dict[str, Any]]:
+        """Packed: infinities NaN (as v2's JSON nulls them), each feature in binary32 where all of its values in `x`
+        are exactly binary32."""
+        finite = np.where(np.isfinite(x), x, np.nan)
+        columns = [column.astype(PackedFloats.narrowest(column)) for column in finite]
+        return lambda lo, hi: {name: PackedFloats.pack(columns[j][lo:hi]) for j, name in enumerate(names)}
 
 
 # the columns both columnar events carry (_ModelColumns' own fields)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise, repeat
 from typing import Any, NamedTuple
 
@@ -31,7 +31,6 @@ from hubpulse_common.events import (
     ModelFeaturesBatch,
     ModelFeaturesPacked,
     ModelSnapshotBatch,
-    PackedFloats,
 )
 from hubpulse_common.features import (
     CROSS_FEATURE_COLUMNS,
@@ -410,14 +409,6 @@ def _dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _packed_columns(x: npt.NDArray[np.float64]) -> Callable[[int, int], dict[str, dict[str, str]]]:
-    """The features of rows lo..hi of `x` (one row per feature) as `hub.features.v3` columns: infinities NaN (as
-    v2's JSON nulls them), each feature in binary32 where all of its values are exactly binary32."""
-    finite = np.where(np.isfinite(x), x, np.nan)
-    columns = [column.astype(PackedFloats.narrowest(column)) for column in finite]
-    return lambda lo, hi: {name: PackedFloats.pack(columns[j][lo:hi]) for j, name in enumerate(FEATURE_COLUMNS)}
-
-
 def feature_batches(
     frame: pd.DataFrame,
     *,
@@ -436,10 +427,9 @@ def feature_batches(
     after late rows is not overtaken by its older publication on another partition (the scorer's upsert keeps the
     last one it applies).
 
-    Column-wise in bulk: each column becomes a list (or stays a numpy array: on v2 orjson writes it as it is, NaN
-    and infinities as null; on v3 it is packed, a column in binary32 where all of the slice's values are exactly
-    binary32, infinities as NaN) and each message is one encode; no pydantic model and no dict per row. The JSON
-    validates back to the rows `feature_payloads` encodes one event each (tests/features check it).
+    Column-wise in bulk: each column becomes a list, the features what `event.features_of` makes of the slice's
+    matrix (v2's arrays, v3's packed columns), and each message is one encode; no pydantic model and no dict per
+    row. The JSON validates back to the rows `feature_payloads` encodes one event each (tests/features check it).
     """
     if frame.empty:
         return []
@@ -459,7 +449,7 @@ def feature_batches(
     edges = [0, *(np.flatnonzero(np.diff(slots)) + 1).tolist(), len(ids)]
     # one row per feature, contiguous: orjson writes C-contiguous arrays only
     x = np.vstack([frame[name].to_numpy(dtype="float64", na_value=np.nan)[order] for name in FEATURE_COLUMNS])
-    features = _packed_columns(x) if event is ModelFeaturesPacked else None
+    features = event.features_of(FEATURE_COLUMNS, x)
     renamed = renamed_from or {}
     columns: dict[str, list[Any]] = {
         "downloads": _nullable_ints(frame, "downloads", order),
@@ -489,7 +479,7 @@ def feature_batches(
             "day_models": day_models,
             "model_id": part,
             "renamed_from": {m: renamed[m] for m in part if m in renamed} if renamed else {},
-            "features": features(lo, hi) if features else {n: x[j, lo:hi] for j, n in enumerate(FEATURE_COLUMNS)},
+            "features": features(lo, hi),
         }
         value = encode(fields, f"[{','.join(tags[lo:hi])}]")
         if len(value) <= FEATURES_BATCH_BYTES:
