@@ -23,7 +23,7 @@ from hubpulse_common.identity import Identity
 from hubpulse_common.mongo import connect_mongo
 from hubpulse_common.watch_schemas import Channels, WatchIn, WatchPatch
 from hubpulse_metrics.settings import MetricsSettings
-from hubpulse_metrics.watches import delivery, repository
+from hubpulse_metrics.watches import repository
 from hubpulse_metrics.watches.delivery import Deliverer, retry_after_seconds, webhook_client
 
 WHO = Identity(user_id="u1", org_id="o1", role="member")
@@ -219,15 +219,11 @@ async def test_a_410_switches_the_watchs_webhook_off_until_its_owner_sets_one_ag
 
 
 async def test_a_name_that_resolves_to_loopback_only_after_the_check_is_not_connected_to(
-    db: AsyncDatabase[dict[str, Any]], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+    db: AsyncDatabase[dict[str, Any]], receiver: Receiver
 ) -> None:
-    """DNS rebinding: the name resolved to a public address when it was checked, and resolves to loopback when the
-    delivery connects. The connection is checked on the address it goes to, so nothing reaches the receiver."""
-
-    async def public_when_checked(url: str, settings: MetricsSettings) -> None:
-        return None
-
-    monkeypatch.setattr(delivery, "webhook_refusal", public_when_checked)
+    """DNS rebinding: the name resolved to a public address when the watch was saved (the watch is stored as it
+    was then), and resolves to loopback when the delivery connects. The connection is checked on the address it
+    goes to, so nothing reaches the receiver."""
     receiver.script = [(200, {})]
     async with _deliverer(db, watch_webhook_allow_loopback=False) as deliverer:
         _, alert_id = await _alert(db, receiver.url.replace("127.0.0.1", "localhost"))

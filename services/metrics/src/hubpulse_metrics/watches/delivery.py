@@ -155,8 +155,8 @@ def address_refusal(
 async def webhook_refusal(url: str, settings: MetricsSettings) -> str | None:
     """Why this URL may not receive webhooks (`address_refusal` of any address its name resolves to), or None.
 
-    Checked when a watch is saved (a clear 422) and before each delivery. The connection itself is checked again
-    (`webhook_client`): a name may resolve to a public address here and to a private one a moment later.
+    Checked when a watch is saved (a clear 422). Deliveries check the address they connect to (`webhook_client`):
+    a name may resolve to a public address when saved and to a private one later.
     """
     host = httpx.URL(url).host
     try:
@@ -306,11 +306,6 @@ class Deliverer:
         """One round: POST `{"type", "timestamp", "data"}` signed per attempt, tried again within the round with
         backoff (or after the receiver's Retry-After, up to ROUND_WAIT_MAX_S) on a network error, a 5xx or a 429."""
         ids = list(alert_ids) or [message_id]
-        refusal = await webhook_refusal(url, self.settings)
-        if refusal is not None:
-            await self._record(ids, "webhook", 1, False, error=refusal)
-            log.warning("watch.webhook_refused", url=url, reason=refusal)
-            return WebhookOutcome(sent=False)
         signer = Webhook(secret)
         number = 0
         try:
@@ -334,7 +329,7 @@ class Deliverer:
                     }
                     try:
                         response = await self.client.post(url, content=body, headers=headers)
-                    except SSRFProtectionError as exc:  # resolved elsewhere since the check: a refusal, not a retry
+                    except SSRFProtectionError as exc:  # an address the rule refuses: not worth another attempt
                         refusal = (
                             address_refusal(exc.hostname, exc.ip_addr, self.settings) if exc.ip_addr else None
                         ) or str(exc)
