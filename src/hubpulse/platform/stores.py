@@ -150,8 +150,8 @@ def postgres_spec(data_dir: Path, port: int, settings: Mapping[str, str] | None 
             # synchronous_commit stays on: consumers commit their Kafka offsets after the database commit,
             # so a committed transaction lost in a crash would be data lost for good.
             # A checkpoint is asked for once ~max_wal_size / 1.9 of WAL is written since the last one, and after it
-            # every page's next change is logged whole: a 2M-model day writes ~10 GB of WAL, which at 4GB took 5-6
-            # checkpoints and 0.4-0.5M more full-page images (~3-4 GB more WAL; pipeline-redesign.md, session 23).
+            # every page's next change is logged whole: sized so that a whole-Hub day's burst asks for none
+            # (docs/decisions/pipeline-redesign.md, session 23).
             "-c",
             "max_wal_size=24GB",
             "-c",

@@ -579,7 +579,7 @@ class ModelFeaturesPacked(_FeaturesColumns):
     """The final features of many models on one day, column by column, the features packed (`hub.features.v3`).
 
     The same facts as `hub.features.v2`, with each feature's column as `PackedFloats` (the values' bytes, base64)
-    instead of a JSON number per value: 40 % fewer bytes a row, and a consumer reads a column into an array without
+    instead of a JSON number per value: fewer bytes a row, and a consumer reads a column into an array without
     a Python float per value (docs/decisions/pipeline-redesign.md, session 23). Missing values (and non-finite ones,
     as on v2) are NaN. Rows, natural keys, the Kafka key and partitions are v2's: a model-day's publications stay on
     one partition, in order, and consumers upsert a row that arrives again.
@@ -608,8 +608,8 @@ class ModelFeaturesPacked(_FeaturesColumns):
 
     @model_validator(mode="after")
     def _columns_line_up(self) -> ModelFeaturesPacked:
-        # One decode per column into one matrix per message (pybase64: CPython's base64 decoded ~160 MB/s here,
-        # as slow as parsing the JSON numbers it replaces; docs/decisions/pipeline-redesign.md, session 23).
+        # One decode per column into one matrix per message, with pybase64: CPython's base64 was as slow as parsing
+        # the JSON numbers it replaces (docs/decisions/pipeline-redesign.md, session 23).
         matrix = np.empty((len(self.features), self.rows))
         uneven = []
         for j, (name, column) in enumerate(self.features.items()):
