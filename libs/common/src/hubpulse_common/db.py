@@ -46,8 +46,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0) -> asyncpg.Pool:
-    """Open a pool or raise `ConfigError` naming HUBPULSE_DATABASE_URL (never a traceback)."""
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0, application_name: str = "hubpulse"
+) -> asyncpg.Pool:
+    """Open a pool or raise `ConfigError` naming HUBPULSE_DATABASE_URL (never a traceback).
+
+    `application_name`: what `pg_stat_activity` (and the server's log lines) call these connections; each service
+    passes its own name, so an operator sees which service a session or a slow statement belongs to."""
     try:
         pool = await asyncio.wait_for(
             asyncpg.create_pool(
@@ -57,6 +62,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, timeou
                 init=_init_connection,
                 command_timeout=60,
                 statement_cache_size=STATEMENT_CACHE_SIZE,
+                server_settings={"application_name": application_name},
             ),
             timeout_s,
         )

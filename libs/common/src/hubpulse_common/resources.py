@@ -91,7 +91,7 @@ async def open_resources(
             url = settings.database_url.get_secret_value()
             if isinstance(postgres, Path):
                 await migrate_or_check(settings, postgres)
-            res.pool = await db.create_pool(url, max_size=pool_size)
+            res.pool = await db.create_pool(url, max_size=pool_size, application_name=settings.service_name)
             stack.push_async_callback(res.pool.close)
             pool = res.pool
             add_readiness_probe(app, "postgres", lambda: db.ping(pool))
