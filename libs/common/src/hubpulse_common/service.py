@@ -63,6 +63,14 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
+# Idle keep-alive connections: our HTTP clients drop a pooled one after CLIENT_KEEPALIVE_S, and our servers keep
+# one open for SERVER_KEEPALIVE_S, longer. The client always closes first, so it never sends a request on a
+# connection the server is closing at that instant: it would see the connection dropped, and a POST or PATCH is
+# not retried (uvicorn's default is 5 s, under aiohttp's 15). Also longer than a load balancer's usual 60 s.
+CLIENT_KEEPALIVE_S = 15.0
+SERVER_KEEPALIVE_S = 75
+
+
 def server_options(settings: ServiceSettings) -> dict[str, Any]:
     """uvicorn's options for every service process: `serve_app`'s, and the gateway's worker processes'."""
     return {
@@ -70,6 +78,7 @@ def server_options(settings: ServiceSettings) -> dict[str, Any]:
         "access_log": False,
         "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
         "ws_ping_interval": 20,
+        "timeout_keep_alive": SERVER_KEEPALIVE_S,
         # uvicorn would believe X-Forwarded-For from any loopback peer; trusted proxies are our setting
         # (`HUBPULSE_TRUSTED_PROXIES`, http.ClientAddress)
         "proxy_headers": False,

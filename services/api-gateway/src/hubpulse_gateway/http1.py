@@ -10,10 +10,11 @@ client of every other upstream.
 
 `post` raises `ConnectFailed` when no connection could be made (nothing was sent) and `AnswerLost` when the request
 went out and no whole answer came back within `timeout_s` (the server may have run it). A pooled connection idle
-for longer than `max_idle_s` is closed instead of reused: below the server's keep-alive (5 s), so a call never goes
-out on a connection the server is closing. Answer timeouts are enforced by one sweep over the calls in flight
-(every `timeout_s / 4`, at most 1 s), not a timer per call: on the model server's side of the same hop, a timer
-set and cancelled around every call cost 10-17 µs a call (docs/decisions/deployer.md, "Session 16").
+for longer than `max_idle_s` is closed instead of reused: below a model server's keep-alive (uvicorn's default is
+5 s; hubpulse's own keep 75 s), so a call never goes out on a connection the server is closing. Answer timeouts
+are enforced by one sweep over the calls in flight (every `timeout_s / 4`, at most 1 s), not a timer per call: on
+the model server's side of the same hop, a timer set and cancelled around every call cost 10-17 µs a call
+(docs/decisions/deployer.md, "Session 16").
 """
 
 from __future__ import annotations

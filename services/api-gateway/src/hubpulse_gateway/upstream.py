@@ -48,6 +48,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from hubpulse_common.http import ApiError, BadGateway, Unavailable
 from hubpulse_common.identity import Identity
 from hubpulse_common.logging import TRACE_HEADER, current_trace_id, get_logger
+from hubpulse_common.service import CLIENT_KEEPALIVE_S
 from hubpulse_gateway.settings import GatewaySettings
 
 log = get_logger(__name__)
@@ -128,7 +129,11 @@ class KeepAlive:
 
     def get(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, json_serialize=_json_text)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(keepalive_timeout=CLIENT_KEEPALIVE_S),
+                timeout=self._timeout,
+                json_serialize=_json_text,
+            )
         return self._session
 
     async def aclose(self) -> None:

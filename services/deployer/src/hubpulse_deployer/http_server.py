@@ -37,7 +37,9 @@ from typing import Any, cast
 
 import httptools
 
-KEEP_ALIVE_S = 5.0  # uvicorn's default
+from hubpulse_common.service import SERVER_KEEPALIVE_S
+
+KEEP_ALIVE_S = float(SERVER_KEEPALIVE_S)  # longer than the clients' pools keep one (hubpulse_common.service)
 MAX_BODY_BYTES = 16 << 20
 MAX_HEAD_BYTES = 64 << 10
 MAX_PIPELINED = 64

@@ -10,6 +10,7 @@ import httpx
 import orjson
 
 from hubpulse_common.inference import Input, error_message
+from hubpulse_common.service import CLIENT_KEEPALIVE_S
 from hubpulse_deployer.documents import Endpoint
 from hubpulse_deployer.schemas import DeploymentConfig
 
@@ -128,7 +129,9 @@ class ModelServerClient:
     ) -> list[Any]:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout, json_serialize=lambda v: orjson.dumps(v).decode()
+                connector=aiohttp.TCPConnector(keepalive_timeout=CLIENT_KEEPALIVE_S),
+                timeout=self._timeout,
+                json_serialize=lambda v: orjson.dumps(v).decode(),
             )
         try:
             async with self._session.post(f"{url}/predict", json={"inputs": inputs}, headers=headers) as response:
