@@ -1,4 +1,5 @@
-"""The benchmarks' own parts: the search mix, the training bench's command and the benches' flags."""
+"""The benchmarks' own parts: the search mix, the training bench's command, the benches' flags and the pipeline
+bench's CPU sampler."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import psutil
 import typer
@@ -112,3 +113,36 @@ def test_the_pipeline_sampler_counts_each_childs_whole_tree() -> None:
     assert sampler.cpu_s["tree"] >= 0.75, sampler.cpu_s  # both children's CPU, found through the parent
     assert sampler.cpu_s["alone"] < 0.3, sampler.cpu_s
     assert sampler.peak_tree["tree"] > 2 * sampler.peak["tree"] > 0  # and their memory
+
+
+# A client of PostgreSQL that makes its backend burn CPU, then keeps the connection a while (so it is seen).
+_BUSY_CLIENT = """
+import asyncio, sys, asyncpg
+async def main():
+    conn = await asyncpg.connect(sys.argv[1])
+    await conn.fetchval("SELECT count(*) FROM generate_series(1, 3000000) g WHERE md5(g::text) > 'f'")
+    await asyncio.sleep(3)
+    await conn.close()
+asyncio.run(main())
+"""
+
+
+def test_the_pipeline_sampler_tells_postgres_cpu_by_the_client_it_worked_for(postgres: Any) -> None:
+    client = subprocess.Popen([sys.executable, "-c", _BUSY_CLIENT, postgres.url])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(10)"])
+    sampler = Sampler(interval_s=0.1)
+    sampler.watch("postgres", postgres.proc.pid)
+    sampler.watch("busy", client.pid)
+    sampler.watch("idle", idle.pid)
+    try:
+        sampler.start()
+        assert client.wait(60) == 0
+    finally:
+        sampler.stop()
+        idle.kill()
+        idle.wait()
+    kinds = sampler.cpu_by_kind("postgres")
+    assert kinds.get("busy", 0) >= 0.3, kinds  # the md5 of 3M numbers, in the busy client's backend
+    assert "idle" not in kinds  # a process with no connection is never credited
+    assert any(kind.startswith("postgres: ") for kind in kinds), kinds  # PostgreSQL's own processes, by role
+    assert abs(sum(kinds.values()) - sampler.cpu_s["postgres"]) < 1e-6  # every CPU-second is someone's

@@ -15,7 +15,8 @@ day's catalog is swapped in, and the closes it took (a day closed before all its
 Robustness: every child runs in its own process group and is stopped, with its group, whatever happens
 (try/finally; SIGTERM unwinds like Ctrl-C); each stage has its own timeout; the report is returned even when
 a stage failed (`ok: false`, `error`), so the JSON is always written. A sampler thread records peak resident
-memory (process and process tree) and CPU seconds of every child.
+memory (process and process tree) and CPU seconds of every child, and PostgreSQL's CPU by whom it worked for
+(`postgres_cpu_s`: each service's connections, found by their ports, and PostgreSQL's own processes).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,6 +111,18 @@ def started_child(spec: ProcessSpec, logs: Path, timeout_s: float = 120) -> Iter
         stop_child(child.proc, spec.name)
 
 
+# PostgreSQL's own processes, by the title they run under (the rest of a title names a database or a number)
+_POSTGRES_ROLES = (
+    "autovacuum worker",
+    "autovacuum launcher",
+    "io worker",
+    "walwriter",
+    "checkpointer",
+    "background writer",
+    "logical replication launcher",
+)
+
+
 class Sampler(threading.Thread):
     """Peak RSS of each child (alone and with its descendants, e.g. PostgreSQL backends) and its CPU seconds."""
 
@@ -123,10 +137,41 @@ class Sampler(threading.Thread):
         self.cpu_s: dict[str, float] = {}
         self._tree_cpu: dict[str, dict[int, float]] = {}
         self._known: dict[int, psutil.Process] = {}  # descendants met before (their CPU read from the same object)
+        self._kind: dict[str, dict[int, str]] = {}  # a descendant's kind, where its tree's children are told apart
+        self._kinds_of: dict[str, Callable[[psutil.Process], str]] = {}
 
     def watch(self, name: str, pid: int) -> None:
         with contextlib.suppress(psutil.Error), self._lock:
             self._procs[name] = psutil.Process(pid)
+            if name == "postgres":
+                self._kinds_of[name] = self._backend_kind
+
+    def _backend_kind(self, backend: psutil.Process) -> str:
+        """What a PostgreSQL process works for: which child of the bench opened the connection of a client's backend
+        (found by the client's port), its leader's for a parallel worker, else its own role (`postgres: walwriter`,
+        `postgres: autovacuum worker`...)."""
+        title = " ".join(backend.cmdline()).removeprefix("postgres: ").strip()
+        if (leader := re.match(r"parallel worker for PID (\d+)", title)) is not None:
+            return self._kind.get("postgres", {}).get(int(leader[1]), "postgres: parallel worker")
+        if (port := re.search(r"\((\d+)\)", title)) is None:
+            return "postgres: " + (next((k for k in _POSTGRES_ROLES if title.startswith(k)), title) or "starting")
+        client = int(port[1])
+        with self._lock:
+            procs = dict(self._procs)
+        for name, proc in procs.items():
+            with contextlib.suppress(psutil.Error):
+                if any(c.laddr and c.laddr.port == client for c in proc.net_connections("tcp")):
+                    return name
+        return "bench"  # its own connections (the day's tracking, the report's queries)
+
+    def cpu_by_kind(self, name: str) -> dict[str, float]:
+        """CPU seconds of `name`'s tree by what each process works for (see `watch`), most first."""
+        totals: dict[str, float] = {}
+        kinds = self._kind.get(name, {})
+        for pid, seconds in self._tree_cpu.get(name, {}).items():
+            kind = kinds.get(pid, name)
+            totals[kind] = totals.get(kind, 0.0) + seconds
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
     def sample(self) -> None:
         """One pass over the process table for every child's tree: on two cores the bench shares with what it
@@ -156,6 +201,10 @@ class Sampler(threading.Thread):
                     continue
                 tree += rss
                 cpu[pid] = times.user + times.system
+                kinds = self._kind.setdefault(name, {})
+                if pid not in kinds and pid != proc.pid and (kind_of := self._kinds_of.get(name)) is not None:
+                    with contextlib.suppress(psutil.Error):
+                        kinds[pid] = kind_of(member)
                 if pid == proc.pid:
                     self.peak[name] = max(self.peak.get(name, 0), rss)
             self.peak_tree[name] = max(self.peak_tree.get(name, 0), tree)
@@ -499,6 +548,8 @@ def run(
                 }
                 report["peak_rss_tree_mb"] = {name: _mb(v) for name, v in sampler.peak_tree.items()}
                 report["cpu_s"] = {name: round(v, 1) for name, v in sampler.cpu_s.items()}
+                # PostgreSQL's share by whom it worked for: each service's connections, autovacuum, the WAL writer...
+                report["postgres_cpu_s"] = {k: round(v, 1) for k, v in sampler.cpu_by_kind("postgres").items()}
     finally:
         sampler.stop()
         report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
