@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, compute_features
+from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, author_codes, compute_features
 
 
 def test_streaming_day_by_day_equals_batch(history):
@@ -180,3 +180,10 @@ def test_features_at_read_float32_counts_exactly(history):
     pd.testing.assert_frame_equal(
         compute_features_at(small, rows, block_models=40), compute_features(history).iloc[rows].reset_index(drop=True)
     )
+
+
+def test_author_codes_number_authors_as_factorize_does() -> None:
+    models = ["a/x", "b/y", "a/z", "gpt2", "b/w/extra", "gpt2-medium", "a/"]
+    expected, _ = pd.factorize(pd.Series(models).str.split("/", n=1).str[0])
+    assert author_codes(models).tolist() == expected.tolist() == [0, 1, 0, 2, 1, 3, 0]
+    assert author_codes([]).tolist() == []

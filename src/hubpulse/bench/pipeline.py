@@ -16,7 +16,7 @@ Robustness: every child runs in its own process group and is stopped, with its g
 (try/finally; SIGTERM unwinds like Ctrl-C); each stage has its own timeout; the report is returned even when
 a stage failed (`ok: false`, `error`), so the JSON is always written. A sampler thread records peak resident
 memory (process and process tree) and CPU seconds of every child, and PostgreSQL's CPU by whom it worked for
-(`postgres_cpu_s`: each service's connections, found by their ports, and PostgreSQL's own processes).
+(`postgres_cpu_s`: each service's connections, by the name they give, and PostgreSQL's own processes).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,29 +147,33 @@ class Sampler(threading.Thread):
                 self._kinds_of[name] = self._backend_kind
 
     def _backend_kind(self, backend: psutil.Process) -> str:
-        """What a PostgreSQL process works for: which child of the bench opened the connection of a client's backend
-        (found by the client's port), its leader's for a parallel worker, else its own role (`postgres: walwriter`,
-        `postgres: autovacuum worker`...)."""
-        title = " ".join(backend.cmdline()).removeprefix("postgres: ").strip()
+        """What a PostgreSQL process is, from its title: `client` (a connection's backend, named later by
+        `BackendNames`), `leader <pid>` (a parallel worker), else its own role (`postgres: walwriter`...)."""
+        argv = backend.cmdline()
+        if not argv or not argv[0].startswith("postgres:"):  # the postmaster keeps its own command line
+            return "postgres: postmaster"
+        title = " ".join(argv).removeprefix("postgres: ").strip()
         if (leader := re.match(r"parallel worker for PID (\d+)", title)) is not None:
-            return self._kind.get("postgres", {}).get(int(leader[1]), "postgres: parallel worker")
-        if (port := re.search(r"\((\d+)\)", title)) is None:
-            return "postgres: " + (next((k for k in _POSTGRES_ROLES if title.startswith(k)), title) or "starting")
-        client = int(port[1])
-        with self._lock:
-            procs = dict(self._procs)
-        for name, proc in procs.items():
-            with contextlib.suppress(psutil.Error):
-                if any(c.laddr and c.laddr.port == client for c in proc.net_connections("tcp")):
-                    return name
-        return "bench"  # its own connections (the day's tracking, the report's queries)
+            return f"leader {leader[1]}"
+        if re.search(r"\(\d+\)", title):  # user database host(port) state
+            return "client"
+        return "postgres: " + (next((k for k in _POSTGRES_ROLES if title.startswith(k)), title) or "starting")
 
-    def cpu_by_kind(self, name: str) -> dict[str, float]:
-        """CPU seconds of `name`'s tree by what each process works for (see `watch`), most first."""
-        totals: dict[str, float] = {}
+    def cpu_by_kind(self, name: str, clients: Mapping[int, str] | None = None) -> dict[str, float]:
+        """CPU seconds of `name`'s tree by what each process worked for, most first: a client's backend under the
+        name its connection gave (`clients`: pid -> application_name; the bench's own connections give none), a
+        parallel worker under its leader's."""
         kinds = self._kind.get(name, {})
-        for pid, seconds in self._tree_cpu.get(name, {}).items():
+
+        def kind_of(pid: int) -> str:
             kind = kinds.get(pid, name)
+            if kind.startswith("leader "):
+                return kind_of(int(kind.split()[1]))
+            return (clients or {}).get(pid) or "bench" if kind == "client" else kind
+
+        totals: dict[str, float] = {}
+        for pid, seconds in self._tree_cpu.get(name, {}).items():
+            kind = kind_of(pid)
             totals[kind] = totals.get(kind, 0.0) + seconds
         return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
@@ -219,6 +223,43 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.sample()
+
+
+class BackendNames(threading.Thread):
+    """Which service each PostgreSQL backend works for: `pg_stat_activity`'s application_name (every service's
+    pool sets its name), read each second while the bench runs."""
+
+    def __init__(self, db_url: str, interval_s: float = 1.0) -> None:
+        super().__init__(name="bench-backend-names", daemon=True)
+        self._db_url, self._interval_s = db_url, interval_s
+        self._halt = threading.Event()
+        self.names: dict[int, str] = {}
+
+    async def _poll(self) -> None:
+        while True:  # the server may still be starting up
+            try:
+                conn = await asyncpg.connect(self._db_url)
+                break
+            except (OSError, asyncpg.PostgresError):
+                if self._halt.wait(0.2):
+                    return
+        try:
+            while not self._halt.is_set():
+                rows = await conn.fetch(
+                    "SELECT pid, application_name FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                )
+                self.names |= {r["pid"]: r["application_name"] for r in rows if r["application_name"]}
+                await asyncio.sleep(self._interval_s)
+        finally:
+            await conn.close()
+
+    def run(self) -> None:
+        with contextlib.suppress(OSError, asyncpg.PostgresError):  # the server stopped: the names so far stand
+            asyncio.run(self._poll())
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
 
 
 def _service_spec(name: str, port: int, env: dict[str, str]) -> ProcessSpec:
@@ -505,6 +546,7 @@ def run(
     }
     sampler = Sampler()
     sampler.start()
+    names: BackendNames | None = None
     children: dict[str, Running] = {}
     started = time.perf_counter()
     try:
@@ -512,9 +554,13 @@ def run(
             work, logs = Path(tmp), Path(tmp) / "logs"
 
             def start(spec: ProcessSpec, timeout_s: float = 120) -> Running:
+                nonlocal names
                 child = stack.enter_context(started_child(spec, logs, timeout_s))
                 children[spec.name] = child
                 sampler.watch(spec.name, child.pid)
+                if spec.name == "postgres":
+                    names = BackendNames(spec.url.rsplit("/", 1)[0] + "/postgres")
+                    names.start()
                 return child
 
             try:
@@ -549,9 +595,12 @@ def run(
                 report["peak_rss_tree_mb"] = {name: _mb(v) for name, v in sampler.peak_tree.items()}
                 report["cpu_s"] = {name: round(v, 1) for name, v in sampler.cpu_s.items()}
                 # PostgreSQL's share by whom it worked for: each service's connections, autovacuum, the WAL writer...
-                report["postgres_cpu_s"] = {k: round(v, 1) for k, v in sampler.cpu_by_kind("postgres").items()}
+                clients = names.names if names is not None else {}
+                report["postgres_cpu_s"] = {k: round(v, 1) for k, v in sampler.cpu_by_kind("postgres", clients).items()}
     finally:
         sampler.stop()
+        if names is not None:
+            names.stop()
         report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
         report["wall_s"] = time.perf_counter() - started
     over = {n: v for n, v in report.get("peak_rss_mb", {}).items() if n.split("-")[0] in SERVICES and v and v > 2048}

@@ -18,7 +18,7 @@ equals, row for row, what `compute_features(full_history)` gives for day t (test
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Literal
 
 import numpy as np
@@ -480,28 +480,47 @@ def _top_k_gaps(score: np.ndarray, gained: np.ndarray, kth: np.ndarray, at_k: np
     }
 
 
-def _cross_features(out: pd.DataFrame, day: np.ndarray, author_codes: np.ndarray) -> None:
-    """Ranks and aggregates over the whole day's population (and within task and author)."""
+def author_codes(models: Collection[str]) -> np.ndarray:
+    """Each model's author (the id before its "/", the whole id where there is none) as an integer code, in order
+    of first appearance (as `pd.factorize` numbers them). One author string a model and no intermediate lists, where
+    pandas' `str.split` held two strings and a list for each (its time and peak memory at 2M models:
+    docs/decisions/pipeline-redesign.md, session 24)."""
+    index: dict[str, int] = {}
+    return np.fromiter(
+        (index.setdefault(model.partition("/")[0], len(index)) for model in models), dtype=np.intp, count=len(models)
+    )
+
+
+def _cross_features(out: pd.DataFrame, day: np.ndarray, authors: np.ndarray) -> None:
+    """Ranks and aggregates over the whole day's population (and within task and author).
+
+    Each result is stored as the float32 it ends as, as soon as it is computed: a whole day's float64 results
+    together, then their float32 copy, were the close's peak of memory (docs/decisions/pipeline-redesign.md,
+    session 24). No result is read back here, so the values are those of a cast at the end."""
+
+    def put(name: str, values: pd.Series | np.ndarray) -> None:
+        out[name] = np.asarray(values, dtype=np.float32)  # rank and transform keep the rows' order
+
     by_day = out.groupby(day, sort=False)
     for c in _DAY_RANKED:
-        out[f"day_pct_{c}"] = by_day[c].rank(pct=True)
+        put(f"day_pct_{c}", by_day[c].rank(pct=True))
     task_codes, _ = pd.factorize(out["_task"], use_na_sentinel=False)
     task_key = _group_key(day, task_codes)
     by_task = out.groupby(task_key, sort=False)
     for c in _TASK_RANKED:
-        out[f"task_pct_{c}"] = by_task[c].rank(pct=True)
-    out["task_log_models"] = np.log1p(by_task["log_downloads"].transform("size").to_numpy(dtype="float64"))
-    by_author = out.groupby(_group_key(day, author_codes), sort=False)
-    out["author_log_models"] = np.log1p(by_author["log_downloads"].transform("size").to_numpy(dtype="float64"))
-    out["author_log_downloads"] = np.log1p(by_author["_downloads"].transform("sum"))
-    out["author_likes_7d"] = by_author["likes_7d"].transform("sum")
-    out["author_best_rank"] = by_author["trending_rank"].transform("min")
-    out["author_max_growth_7d"] = by_author["growth_rate_7d"].transform("max")
+        put(f"task_pct_{c}", by_task[c].rank(pct=True))
+    put("task_log_models", np.log1p(by_task["log_downloads"].transform("size").to_numpy(dtype="float64")))
+    by_author = out.groupby(_group_key(day, authors), sort=False)
+    put("author_log_models", np.log1p(by_author["log_downloads"].transform("size").to_numpy(dtype="float64")))
+    put("author_log_downloads", np.log1p(by_author["_downloads"].transform("sum")))
+    put("author_likes_7d", by_author["likes_7d"].transform("sum"))
+    put("author_best_rank", by_author["trending_rank"].transform("min"))
+    put("author_max_growth_7d", by_author["growth_rate_7d"].transform("max"))
     # an organisation's releases surge together: a sibling already at surge pace is a leading sign
-    out["author_max_surge_gap"] = by_author["surge_gap_3d"].transform("max")
+    put("author_max_surge_gap", by_author["surge_gap_3d"].transform("max"))
     # where the trendingScore proxy would place the model in the day's list (1 = highest)
-    out["day_order_trend_score"] = by_day["trend_score_proxy"].rank(ascending=False, method="min")
-    out["likes_decay_order"] = by_day["likes_decay_3d"].rank(ascending=False, method="min")
+    put("day_order_trend_score", by_day["trend_score_proxy"].rank(ascending=False, method="min"))
+    put("likes_decay_order", by_day["likes_decay_3d"].rank(ascending=False, method="min"))
     score = out["likes_decay_3d"].to_numpy(dtype="float64", na_value=np.nan)
     rank = out["trending_rank"].to_numpy(dtype="float64", na_value=np.nan)
     kth, at_k = np.full(len(out), np.nan), np.full(len(out), np.nan)
@@ -509,7 +528,7 @@ def _cross_features(out: pd.DataFrame, day: np.ndarray, author_codes: np.ndarray
         kth[members], at_k[members] = _top_k_reference(score[members], rank[members])
     gained = out["likes_13d"].to_numpy(dtype="float64", na_value=np.nan)
     for name, values in _top_k_gaps(score, gained, kth, at_k).items():
-        out[name] = values
+        put(name, values)
 
 
 def compute_features(
@@ -546,7 +565,7 @@ def compute_features(
     out["day_of_week"] = rows["snapshot_date"].dt.day_of_week.to_numpy(dtype="float64")
     if cross_sectional:
         # authors are split once per model, not once per row
-        authors, _ = pd.factorize(pd.Series(np.asarray(models, dtype=object)).str.split("/", n=1).str[0])
+        authors = author_codes(models)
         out["_task"] = rows["pipeline_tag"].to_numpy() if "pipeline_tag" in rows.columns else np.nan
         out["_downloads"] = rows["downloads"].fillna(0).to_numpy(dtype="float64")
         _cross_features(out, r_day, authors[r_codes])
@@ -673,7 +692,7 @@ def compute_features_at(history: pd.DataFrame, rows: np.ndarray, *, block_models
     cross_in, picked = _time_features_multi(
         history, codes, day, len(models), [(population, CROSS_INPUT_COLUMNS), (rows, others)], block_models=block_models
     )
-    authors, _ = pd.factorize(pd.Series(np.asarray(models, dtype=object)).str.split("/", n=1).str[0])
+    authors = author_codes(models)
     task = (
         pd.factorize(history["pipeline_tag"].to_numpy()[population], use_na_sentinel=False)[0]
         if "pipeline_tag" in history.columns
@@ -723,7 +742,6 @@ def cross_sectional_features(day_rows: pd.DataFrame) -> pd.DataFrame:
     out["_task"] = day_rows["pipeline_tag"].to_numpy()
     out["_downloads"] = day_rows["downloads"].fillna(0).to_numpy(dtype="float64")
     codes, models = pd.factorize(day_rows["model_id"])
-    authors, _ = pd.factorize(pd.Series(np.asarray(models, dtype=object)).str.split("/", n=1).str[0])
-    _cross_features(out, day, authors[codes])
-    out[list(_CROSS_FEATURES)] = out[list(_CROSS_FEATURES)].astype("float32")
+    authors = author_codes(models)
+    _cross_features(out, day, authors[codes])  # float32 already
     return out[["snapshot_date", "model_id", *_CROSS_FEATURES]].reset_index(drop=True)

@@ -21,6 +21,7 @@ from hubpulse_common.events import (
 )
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
+from hubpulse_common.memory import release_free_memory
 from hubpulse_common.renames import renames_in_messages
 from hubpulse_features import repository, service
 
@@ -130,7 +131,9 @@ class FeaturesWorker:
                         await repository.wait_session_ended(self._pool, pid)
                 raise
             await repository.release_day(conn, day)
-            return models
+        # the day's frames are gone: their memory goes back to the system before the next day's batches
+        await asyncio.to_thread(release_free_memory)
+        return models
 
     async def _close_claimed(self, conn: asyncpg.Connection, day: dt.date) -> int:
         """The day is ranked and published, its partition of the stream indexed by model (it stays: the features'
