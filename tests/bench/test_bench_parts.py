@@ -14,7 +14,7 @@ import psutil
 import typer
 from typer.testing import CliRunner
 
-from hubpulse.bench.pipeline import BackendNames, Sampler
+from hubpulse.bench.pipeline import Sampler
 from hubpulse.bench.search import zipf_mix
 from hubpulse.cli import app
 from hubpulse.commands.options import config_options
@@ -128,18 +128,15 @@ asyncio.run(main())
 
 
 def test_the_pipeline_sampler_tells_postgres_cpu_by_the_client_it_worked_for(postgres: Any) -> None:
-    names = BackendNames(postgres.url, interval_s=0.2)
-    names.start()
     sampler = Sampler(interval_s=0.1)
-    sampler.watch("postgres", postgres.proc.pid)
+    sampler.watch("postgres", postgres.proc.pid, postgres_url=postgres.url)
     try:
         sampler.start()
         client = subprocess.Popen([sys.executable, "-c", _BUSY_CLIENT, postgres.url])
         assert client.wait(60) == 0
     finally:
         sampler.stop()
-        names.stop()
-    kinds = sampler.cpu_by_kind("postgres", names.names)
+    kinds = sampler.postgres_cpu_s()
     assert kinds.get("busy", 0) >= 0.3, kinds  # the md5 of 3M numbers, in the busy client's backend
     assert any(kind.startswith("postgres: ") for kind in kinds), kinds  # PostgreSQL's own processes, by role
     assert abs(sum(kinds.values()) - sampler.cpu_s["postgres"]) < 1e-6  # every CPU-second is someone's

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,106 +123,18 @@ _POSTGRES_ROLES = (
 )
 
 
-class Sampler(threading.Thread):
-    """Peak RSS of each child (alone and with its descendants, e.g. PostgreSQL backends) and its CPU seconds."""
-
-    def __init__(self, interval_s: float = 1.0) -> None:
-        super().__init__(name="bench-sampler", daemon=True)
-        self._interval_s = interval_s
-        self._procs: dict[str, psutil.Process] = {}
-        self._lock = threading.Lock()
-        self._halt = threading.Event()  # not `_stop`: Thread has a method of that name
-        self.peak: dict[str, int] = {}
-        self.peak_tree: dict[str, int] = {}
-        self.cpu_s: dict[str, float] = {}
-        self._tree_cpu: dict[str, dict[int, float]] = {}
-        self._known: dict[int, psutil.Process] = {}  # descendants met before (their CPU read from the same object)
-        self._kind: dict[str, dict[int, str]] = {}  # a descendant's kind, where its tree's children are told apart
-        self._kinds_of: dict[str, Callable[[psutil.Process], str]] = {}
-
-    def watch(self, name: str, pid: int) -> None:
-        with contextlib.suppress(psutil.Error), self._lock:
-            self._procs[name] = psutil.Process(pid)
-            if name == "postgres":
-                self._kinds_of[name] = self._backend_kind
-
-    def _backend_kind(self, backend: psutil.Process) -> str:
-        """What a PostgreSQL process is, from its title: `client` (a connection's backend, named later by
-        `BackendNames`), `leader <pid>` (a parallel worker), else its own role (`postgres: walwriter`...)."""
-        argv = backend.cmdline()
-        if not argv or not argv[0].startswith("postgres:"):  # the postmaster keeps its own command line
-            return "postgres: postmaster"
-        title = " ".join(argv).removeprefix("postgres: ").strip()
-        if (leader := re.match(r"parallel worker for PID (\d+)", title)) is not None:
-            return f"leader {leader[1]}"
-        if re.search(r"\(\d+\)", title):  # user database host(port) state
-            return "client"
-        return "postgres: " + (next((k for k in _POSTGRES_ROLES if title.startswith(k)), title) or "starting")
-
-    def cpu_by_kind(self, name: str, clients: Mapping[int, str] | None = None) -> dict[str, float]:
-        """CPU seconds of `name`'s tree by what each process worked for, most first: a client's backend under the
-        name its connection gave (`clients`: pid -> application_name; the bench's own connections give none), a
-        parallel worker under its leader's."""
-        kinds = self._kind.get(name, {})
-
-        def kind_of(pid: int) -> str:
-            kind = kinds.get(pid, name)
-            if kind.startswith("leader "):
-                return kind_of(int(kind.split()[1]))
-            return (clients or {}).get(pid) or "bench" if kind == "client" else kind
-
-        totals: dict[str, float] = {}
-        for pid, seconds in self._tree_cpu.get(name, {}).items():
-            kind = kind_of(pid)
-            totals[kind] = totals.get(kind, 0.0) + seconds
-        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
-
-    def sample(self) -> None:
-        """One pass over the process table for every child's tree: on two cores the bench shares with what it
-        measures, a scan of /proc per child and tick (psutil's `children()`) took ~15 % of a core."""
-        with self._lock:
-            procs = dict(self._procs)
-        children: dict[int, list[int]] = {}
-        live: set[int] = set()
-        for p in psutil.process_iter(["ppid"]):
-            children.setdefault(p.info["ppid"], []).append(p.pid)
-            live.add(p.pid)
-        for name, proc in procs.items():
-            members = [proc.pid]
-            for pid in members:  # grows as it goes: the whole tree, breadth first
-                members.extend(children.get(pid, ()))
-            tree, cpu = 0, self._tree_cpu.setdefault(name, {})
-            for pid in members:
-                try:
-                    member = (
-                        proc
-                        if pid == proc.pid
-                        else self._known.get(pid) or self._known.setdefault(pid, psutil.Process(pid))
-                    )
-                    with member.oneshot():
-                        rss, times = member.memory_info().rss, member.cpu_times()
-                except psutil.Error:  # gone since the scan
-                    continue
-                tree += rss
-                cpu[pid] = times.user + times.system
-                kinds = self._kind.setdefault(name, {})
-                if pid not in kinds and pid != proc.pid and (kind_of := self._kinds_of.get(name)) is not None:
-                    with contextlib.suppress(psutil.Error):
-                        kinds[pid] = kind_of(member)
-                if pid == proc.pid:
-                    self.peak[name] = max(self.peak.get(name, 0), rss)
-            self.peak_tree[name] = max(self.peak_tree.get(name, 0), tree)
-            self.cpu_s[name] = sum(cpu.values())
-        # PostgreSQL's backends come and go: forget the exited ones (their CPU stays in `_tree_cpu`)
-        self._known = {pid: p for pid, p in self._known.items() if pid in live}
-
-    def run(self) -> None:
-        while not self._halt.wait(self._interval_s):
-            self.sample()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.sample()
+def _postgres_kind(process: psutil.Process) -> str:
+    """What a PostgreSQL process is, from its title: `client` (a connection's backend), `leader <pid>` (a parallel
+    worker), else its own role (`postgres: walwriter`...)."""
+    argv = process.cmdline()
+    if not argv or not argv[0].startswith("postgres:"):  # the postmaster keeps its own command line
+        return "postgres: postmaster"
+    title = " ".join(argv).removeprefix("postgres: ").strip()
+    if (leader := re.match(r"parallel worker for PID (\d+)", title)) is not None:
+        return f"leader {leader[1]}"
+    if re.search(r"\(\d+\)", title):  # user database host(port) state
+        return "client"
+    return "postgres: " + (next((k for k in _POSTGRES_ROLES if title.startswith(k)), title) or "starting")
 
 
 class BackendNames(threading.Thread):
@@ -260,6 +172,101 @@ class BackendNames(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=5)
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of each child (alone and with its descendants, e.g. PostgreSQL backends) and its CPU seconds."""
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        super().__init__(name="bench-sampler", daemon=True)
+        self._interval_s = interval_s
+        self._procs: dict[str, psutil.Process] = {}
+        self._lock = threading.Lock()
+        self._halt = threading.Event()  # not `_stop`: Thread has a method of that name
+        self.peak: dict[str, int] = {}
+        self.peak_tree: dict[str, int] = {}
+        self.cpu_s: dict[str, float] = {}
+        self._tree_cpu: dict[str, dict[int, float]] = {}
+        self._known: dict[int, psutil.Process] = {}  # descendants met before (their CPU read from the same object)
+        self._postgres: str | None = None  # the child that is PostgreSQL, if any
+        self._kind: dict[int, str] = {}  # each of its processes' kind (`_postgres_kind`)
+        self._names: BackendNames | None = None
+
+    def watch(self, name: str, pid: int, *, postgres_url: str | None = None) -> None:
+        """`postgres_url`: the child is PostgreSQL (a URL to it); its CPU is then also told apart by whom each of
+        its processes worked for (`postgres_cpu_s`)."""
+        with contextlib.suppress(psutil.Error), self._lock:
+            self._procs[name] = psutil.Process(pid)
+        if postgres_url is not None:
+            self._postgres, self._names = name, BackendNames(postgres_url, self._interval_s)
+            self._names.start()
+
+    def postgres_cpu_s(self) -> dict[str, float]:
+        """PostgreSQL's CPU seconds by whom they were for, most first: a client's backend under its connection's
+        application_name (`bench` for the bench's own, which give none), a parallel worker under its leader's, the
+        rest under their role."""
+
+        def kind_of(pid: int) -> str:
+            kind = self._kind.get(pid, "postgres")
+            if kind.startswith("leader "):
+                return kind_of(int(kind.split()[1]))
+            if kind == "client":
+                return (self._names.names.get(pid) if self._names else None) or "bench"
+            return kind
+
+        totals: dict[str, float] = {}
+        for pid, seconds in self._tree_cpu.get(self._postgres or "", {}).items():
+            kind = kind_of(pid)
+            totals[kind] = totals.get(kind, 0.0) + seconds
+        return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+    def sample(self) -> None:
+        """One pass over the process table for every child's tree: on two cores the bench shares with what it
+        measures, a scan of /proc per child and tick (psutil's `children()`) took ~15 % of a core."""
+        with self._lock:
+            procs = dict(self._procs)
+        children: dict[int, list[int]] = {}
+        live: set[int] = set()
+        for p in psutil.process_iter(["ppid"]):
+            children.setdefault(p.info["ppid"], []).append(p.pid)
+            live.add(p.pid)
+        for name, proc in procs.items():
+            members = [proc.pid]
+            for pid in members:  # grows as it goes: the whole tree, breadth first
+                members.extend(children.get(pid, ()))
+            tree, cpu = 0, self._tree_cpu.setdefault(name, {})
+            for pid in members:
+                try:
+                    member = (
+                        proc
+                        if pid == proc.pid
+                        else self._known.get(pid) or self._known.setdefault(pid, psutil.Process(pid))
+                    )
+                    with member.oneshot():
+                        rss, times = member.memory_info().rss, member.cpu_times()
+                except psutil.Error:  # gone since the scan
+                    continue
+                tree += rss
+                cpu[pid] = times.user + times.system
+                if name == self._postgres and pid != proc.pid and pid not in self._kind:
+                    with contextlib.suppress(psutil.Error):
+                        self._kind[pid] = _postgres_kind(member)
+                if pid == proc.pid:
+                    self.peak[name] = max(self.peak.get(name, 0), rss)
+            self.peak_tree[name] = max(self.peak_tree.get(name, 0), tree)
+            self.cpu_s[name] = sum(cpu.values())
+        # PostgreSQL's backends come and go: forget the exited ones (their CPU stays in `_tree_cpu`)
+        self._known = {pid: p for pid, p in self._known.items() if pid in live}
+
+    def run(self) -> None:
+        while not self._halt.wait(self._interval_s):
+            self.sample()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.sample()
+        if self._names is not None:
+            self._names.stop()
 
 
 def _service_spec(name: str, port: int, env: dict[str, str]) -> ProcessSpec:
@@ -546,7 +553,6 @@ def run(
     }
     sampler = Sampler()
     sampler.start()
-    names: BackendNames | None = None
     children: dict[str, Running] = {}
     started = time.perf_counter()
     try:
@@ -554,13 +560,10 @@ def run(
             work, logs = Path(tmp), Path(tmp) / "logs"
 
             def start(spec: ProcessSpec, timeout_s: float = 120) -> Running:
-                nonlocal names
                 child = stack.enter_context(started_child(spec, logs, timeout_s))
                 children[spec.name] = child
-                sampler.watch(spec.name, child.pid)
-                if spec.name == "postgres":
-                    names = BackendNames(spec.url.rsplit("/", 1)[0] + "/postgres")
-                    names.start()
+                postgres = spec.url.rsplit("/", 1)[0] + "/postgres" if spec.name == "postgres" else None
+                sampler.watch(spec.name, child.pid, postgres_url=postgres)
                 return child
 
             try:
@@ -595,12 +598,9 @@ def run(
                 report["peak_rss_tree_mb"] = {name: _mb(v) for name, v in sampler.peak_tree.items()}
                 report["cpu_s"] = {name: round(v, 1) for name, v in sampler.cpu_s.items()}
                 # PostgreSQL's share by whom it worked for: each service's connections, autovacuum, the WAL writer...
-                clients = names.names if names is not None else {}
-                report["postgres_cpu_s"] = {k: round(v, 1) for k, v in sampler.cpu_by_kind("postgres", clients).items()}
+                report["postgres_cpu_s"] = {kind: round(v, 1) for kind, v in sampler.postgres_cpu_s().items()}
     finally:
         sampler.stop()
-        if names is not None:
-            names.stop()
         report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
         report["wall_s"] = time.perf_counter() - started
     over = {n: v for n, v in report.get("peak_rss_mb", {}).items() if n.split("-")[0] in SERVICES and v and v > 2048}
