@@ -3,18 +3,21 @@ bench's CPU sampler."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import asyncpg
 import psutil
 import typer
 from typer.testing import CliRunner
 
-from hubpulse.bench.pipeline import Sampler
+from hubpulse.bench.pipeline import BackendNames, Sampler
 from hubpulse.bench.search import zipf_mix
 from hubpulse.cli import app
 from hubpulse.commands.options import config_options
@@ -140,3 +143,41 @@ def test_the_pipeline_sampler_tells_postgres_cpu_by_the_client_it_worked_for(pos
     assert kinds.get("busy", 0) >= 0.3, kinds  # the md5 of 3M numbers, in the busy client's backend
     assert any(kind.startswith("postgres: ") for kind in kinds), kinds  # PostgreSQL's own processes, by role
     assert abs(sum(kinds.values()) - sampler.cpu_s["postgres"]) < 1e-6  # every CPU-second is someone's
+
+
+def test_the_backend_names_reader_ends_quietly_when_its_connection_is_closed(postgres: Any) -> None:
+    """The server closing the reader's connection (it stops at the bench's end) keeps the names read so far and
+    raises nothing in the reader's thread."""
+    errors: list[threading.ExceptHookArgs] = []
+    previous, threading.excepthook = threading.excepthook, errors.append
+    reader = BackendNames(postgres.url, interval_s=0.05)
+    try:
+        reader.start()
+        asyncio.run(_named_connection(postgres.url, "namer"))
+        deadline = time.monotonic() + 30
+        while "namer" not in reader.names.values() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        async def terminate() -> None:  # every other client's backend: the reader's among them
+            conn = await asyncpg.connect(postgres.url, server_settings={"application_name": "namer"})
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            )
+            await conn.close()
+
+        asyncio.run(terminate())
+        reader.join(timeout=10)
+    finally:
+        reader.stop()
+        threading.excepthook = previous
+    assert not reader.is_alive()
+    assert errors == []
+    assert "namer" in reader.names.values()  # read before the reader's connection closed
+
+
+async def _named_connection(url: str, name: str) -> None:
+    """A client named `name`, open long enough for the reader's next read."""
+    conn = await asyncpg.connect(url, server_settings={"application_name": name})
+    await asyncio.sleep(0.3)
+    await conn.close()

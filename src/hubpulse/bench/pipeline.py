@@ -166,7 +166,8 @@ class BackendNames(threading.Thread):
             await conn.close()
 
     def run(self) -> None:
-        with contextlib.suppress(OSError, asyncpg.PostgresError):  # the server stopped: the names so far stand
+        # the server stopped (its connection closed under a read): the names so far stand
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             asyncio.run(self._poll())
 
     def stop(self) -> None:
