@@ -312,17 +312,17 @@ class Cycle:
         await self._queue.put(None)
 
     async def _flush(self, done: _Pending) -> None:
-        # before publishing: a crash after it finds the same renames again (the identities move only below)
-        identities = repository.identities(done.batch)  # built once: read now, written below
-        moves = await repository.find_renames(self._pool, identities)
+        # the batch's first day: a batch spanning two days (a walk across midnight) records its identities once
+        day = min(done.batch.days) if done.batch.days else None
+        # before publishing: a crash after it finds the same renames again (they move only below)
+        moves = await repository.identify(self._pool, repository.identities(done.batch), day) if day is not None else []
         with_renames(done.batch, {move.new_id: move.old_id for move in moves})
         refused = await self._sink.write_encoded(done.batch)
         if refused:
             self.report.skipped["refused_by_database"] += len(refused)
             log.warning("ingest.rows_refused", cycle_id=self.cycle_id, model_ids=[k.decode() for k in refused][:50])
-        if done.batch.days:
-            # the batch's first day: a batch spanning two days (a walk across midnight) records them once
-            await repository.record_identities(self._pool, identities, min(done.batch.days), moves)
+        if day is not None:
+            await repository.record_renames(self._pool, day, moves)
             self.report.renamed += len(moves)
             for move in moves:
                 log.info("ingest.model_renamed", old_id=move.old_id, new_id=move.new_id)
@@ -332,7 +332,7 @@ class Cycle:
         await repository.checkpoint(
             self._pool,
             self.cycle_id,
-            snapshot_date=min(done.batch.days) if done.batch.days else None,
+            snapshot_date=day,
             next_url=done.next_url,
             pages=done.pages,
             models=stored,

@@ -130,21 +130,22 @@ async def upsert_encoded(pool: asyncpg.Pool, batch: EncodedSnapshots, parallel: 
 
 # A model listed under a new name keeps its `_id`: the old name's rows move to the new one (the day's row under
 # the new name wins), the rename is recorded (chains collapsed: a -> b, b -> c makes a -> c) and the identity
-# points at the new name.
+# points at the new name. One statement per batch reads the batch's identities once: it writes each new `_id`
+# (ingestor migration 0003: once; DO NOTHING takes no row lock) and returns the renames, which move only after
+# the batch is published. A known `_id` under its known name is only read: half the CPU of a second statement
+# that parsed the batch again to insert nothing (docs/decisions/pipeline-redesign.md, session 25).
 _IDENTIFY = """
     WITH incoming AS (
         SELECT DISTINCT ON (hub_id) hub_id, model_id
         FROM json_to_recordset($1::text::json) AS t(hub_id text, model_id text)
+    ), known AS (
+        SELECT i.hub_id, i.model_id, m.model_id AS old_id FROM incoming i LEFT JOIN hub_models m USING (hub_id)
+    ), added AS (
+        INSERT INTO hub_models (hub_id, model_id, first_seen)
+        SELECT hub_id, model_id, $2 FROM known WHERE old_id IS NULL
+        ON CONFLICT (hub_id) DO NOTHING
     )
-    SELECT i.hub_id, m.model_id AS old_id, i.model_id AS new_id
-    FROM incoming i JOIN hub_models m USING (hub_id) WHERE m.model_id <> i.model_id
-"""
-# A new `_id` is written once (ingestor migration 0003); a known one is left alone: DO NOTHING takes no row lock,
-# where DO UPDATE ... WHERE locked (and dirtied) every known identity's row each day. Renames move theirs first.
-_REMEMBER = """
-    INSERT INTO hub_models (hub_id, model_id, first_seen)
-    SELECT hub_id, model_id, $2 FROM json_to_recordset($1::text::json) AS t(hub_id text, model_id text)
-    ON CONFLICT (hub_id) DO NOTHING
+    SELECT hub_id, old_id, model_id AS new_id FROM known WHERE old_id <> model_id
 """
 
 
@@ -162,21 +163,19 @@ def identities(batch: EncodedSnapshots) -> str | None:
     return orjson.dumps(pairs).decode() if pairs else None
 
 
-async def find_renames(pool: asyncpg.Pool, payload: str | None) -> list[IdentityMove]:
-    """The batch's models stored under another name (same `_id`); changes nothing. Read before the batch is
-    published, so that each renamed model's event says so (`renamed_from`), and applied after it by
-    `record_identities` (the one ingestor is the only writer of identities in between). payload: `identities`."""
+async def identify(pool: asyncpg.Pool, payload: str | None, day: dt.date) -> list[IdentityMove]:
+    """Remembers each new model's `_id` under its name (first seen on `day`) and returns the batch's models stored
+    under another name (same `_id`). Called before the batch is published, so that each renamed model's event says
+    so (`renamed_from`); the renames move after it (`record_renames`): a crash in between finds them again, since
+    the one ingestor is the only writer of identities. payload: `identities` of the batch."""
     if payload is None:
         return []
-    return [IdentityMove(r["old_id"], r["new_id"], r["hub_id"]) for r in await pool.fetch(_IDENTIFY, payload)]
+    return [IdentityMove(r["old_id"], r["new_id"], r["hub_id"]) for r in await pool.fetch(_IDENTIFY, payload, day)]
 
 
-async def record_identities(
-    pool: asyncpg.Pool, payload: str | None, day: dt.date, moves: Sequence[IdentityMove]
-) -> None:
-    """Applies the renames `find_renames` found for the batch (recorded as of `day`) and remembers each new
-    model's `_id` under its name (first seen on `day`). payload: `identities` of the batch."""
-    if payload is None:
+async def record_renames(pool: asyncpg.Pool, day: dt.date, moves: Sequence[IdentityMove]) -> None:
+    """Applies the renames `identify` found for a batch, recorded as of `day`."""
+    if not moves:
         return
     async with pool.acquire() as conn, conn.transaction():
         for old, new, hub_id in moves:
@@ -198,7 +197,6 @@ async def record_identities(
                 day,
             )
             await conn.execute("UPDATE hub_models SET model_id = $2 WHERE hub_id = $1", hub_id, new)
-        await conn.execute(_REMEMBER, payload, day)
 
 
 async def taken_on(pool: asyncpg.Pool, day: dt.date) -> set[str]:
