@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,9 +42,59 @@ def redact(url: str) -> str:
 STATEMENT_CACHE_SIZE = 2000
 
 
+_PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+# PostgreSQL's infinite timestamps; asyncpg writes its naive datetime.max and .min as them, and so any time at
+# their instants (microseconds since 2000-01-01), and reads them back as those naive datetimes
+_PG_INFINITY, _PG_NEGATIVE_INFINITY = 0x7FFFFFFFFFFFFFFF, -0x8000000000000000
+_MAX_US, _MIN_US = 252455615999999999, -63082281600000000
+_INFINITY, _NEGATIVE_INFINITY = dt.datetime.max, dt.datetime.min
+
+
+def timestamptz_to_pg(value: dt.datetime | dt.date) -> tuple[int]:
+    """A timestamptz as PostgreSQL stores it (microseconds since 2000-01-01 UTC), for asyncpg's `tuple` format.
+
+    asyncpg's own encoder takes ~1.4 us a value on this host (infinity comparisons, `astimezone`, a timedelta's
+    fields), and three COPYs of a model-day carry two each (docs/decisions/pipeline-redesign.md, session 25). An
+    aware datetime is one subtraction and one division here; anything else is taken as asyncpg takes it (a naive
+    datetime or a date is local time)."""
+    try:
+        microseconds: int = (value - _PG_EPOCH) // _MICROSECOND  # type: ignore[operator]
+    except TypeError:  # naive, or a date
+        if not isinstance(value, dt.date):
+            raise TypeError(
+                f"expected a datetime.date or datetime.datetime instance, got {type(value).__name__!r}"
+            ) from None
+        if value == _INFINITY:
+            return (_PG_INFINITY,)
+        if value == _NEGATIVE_INFINITY:
+            return (_PG_NEGATIVE_INFINITY,)
+        if not isinstance(value, dt.datetime):
+            value = dt.datetime(value.year, value.month, value.day)
+        microseconds = (value.astimezone(dt.UTC) - _PG_EPOCH) // _MICROSECOND
+    if microseconds == _MAX_US:
+        return (_PG_INFINITY,)
+    if microseconds == _MIN_US:
+        return (_PG_NEGATIVE_INFINITY,)
+    return (microseconds,)
+
+
+def timestamptz_from_pg(value: tuple[int]) -> dt.datetime:
+    """What asyncpg's own decoder returns: an aware UTC datetime, or its naive infinity datetimes."""
+    (microseconds,) = value
+    if microseconds == _PG_INFINITY:
+        return _INFINITY
+    if microseconds == _PG_NEGATIVE_INFINITY:
+        return _NEGATIVE_INFINITY
+    return _PG_EPOCH + dt.timedelta(microseconds=microseconds)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typename in ("json", "jsonb"):
         await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec(
+        "timestamptz", encoder=timestamptz_to_pg, decoder=timestamptz_from_pg, schema="pg_catalog", format="tuple"
+    )
 
 
 async def create_pool(
