@@ -54,10 +54,10 @@ _INFINITY, _NEGATIVE_INFINITY = dt.datetime.max, dt.datetime.min
 def timestamptz_to_pg(value: dt.datetime | dt.date) -> tuple[int]:
     """A timestamptz as PostgreSQL stores it (microseconds since 2000-01-01 UTC), for asyncpg's `tuple` format.
 
-    asyncpg's own encoder takes ~1.4 us a value on this host (infinity comparisons, `astimezone`, a timedelta's
-    fields), and three COPYs of a model-day carry two each (docs/decisions/pipeline-redesign.md, session 25). An
-    aware datetime is one subtraction and one division here; anything else is taken as asyncpg takes it (a naive
-    datetime or a date is local time)."""
+    asyncpg's own encoder does more per value (infinity comparisons, `astimezone`, a timedelta's fields), and three
+    COPYs of a model-day carry two each (docs/decisions/pipeline-redesign.md, session 25). An aware datetime is one
+    subtraction and one division here; anything else is taken as asyncpg takes it (a naive datetime or a date is
+    local time)."""
     try:
         microseconds: int = (value - _PG_EPOCH) // _MICROSECOND  # type: ignore[operator]
     except TypeError:  # naive, or a date
