@@ -56,15 +56,18 @@ async def test_the_pools_timestamps_are_asyncpgs(postgres: Any) -> None:
         assert [(type(v), getattr(v, "tzinfo", None)) for v in ours] == [
             (type(v), getattr(v, "tzinfo", None)) for v in theirs
         ]
-        assert ours[0] == _VALUES[0] and ours[0].tzinfo is dt.UTC
-        assert ours[7] == dt.datetime.max and ours[8] == dt.datetime.min  # infinities read back as asyncpg does
+        assert ours[0] == _VALUES[0]
+        assert ours[0].tzinfo is dt.UTC
+        # the infinities read back as asyncpg reads them
+        assert ours[7] == dt.datetime.max
+        assert ours[8] == dt.datetime.min
     finally:
         await plain.close()
         await pool.close()
 
 
 def test_a_value_that_is_no_time_is_refused_as_asyncpg_refuses_it() -> None:
-    with pytest.raises(TypeError, match="expected a datetime.date or datetime.datetime instance, got 'str'"):
+    with pytest.raises(TypeError, match=r"expected a datetime\.date or datetime\.datetime instance, got 'str'"):
         timestamptz_to_pg("2025-01-01")  # type: ignore[arg-type]
 
 
