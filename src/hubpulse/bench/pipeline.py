@@ -175,8 +175,22 @@ class BackendNames(threading.Thread):
         self.join(timeout=5)
 
 
+def high_water_bytes(pid: int) -> int:
+    """The kernel's peak resident size of a process (`VmHWM`): a peak between two samples is in it too. 0 when
+    unknown (not Linux, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 class Sampler(threading.Thread):
-    """Peak RSS of each child (alone and with its descendants, e.g. PostgreSQL backends) and its CPU seconds."""
+    """Peak RSS of each child (alone: the kernel's high-water mark where it keeps one; with its descendants, e.g.
+    PostgreSQL backends: the largest sum sampled) and its CPU seconds."""
 
     def __init__(self, interval_s: float = 1.0) -> None:
         super().__init__(name="bench-sampler", daemon=True)
@@ -253,7 +267,9 @@ class Sampler(threading.Thread):
                     with contextlib.suppress(psutil.Error):
                         self._kind[pid] = _postgres_kind(member)
                 if pid == proc.pid:
-                    self.peak[name] = max(self.peak.get(name, 0), rss)
+                    # a second between samples missed peaks of a few seconds (features' close: 1,890 sampled
+                    # against a 2,156 MB high-water mark; docs/decisions/pipeline-redesign.md, session 24)
+                    self.peak[name] = max(self.peak.get(name, 0), rss, high_water_bytes(pid))
             self.peak_tree[name] = max(self.peak_tree.get(name, 0), tree)
             self.cpu_s[name] = sum(cpu.values())
         # PostgreSQL's backends come and go: forget the exited ones (their CPU stays in `_tree_cpu`)
