@@ -166,8 +166,9 @@ class BackendNames(threading.Thread):
             await conn.close()
 
     def run(self) -> None:
-        # the server stopped (its connection closed under a read): the names so far stand
-        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        # the server stopped (its connection closed under a read, which asyncpg may report as any of these): the
+        # names so far stand
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError):
             asyncio.run(self._poll())
 
     def stop(self) -> None:
