@@ -176,22 +176,8 @@ class BackendNames(threading.Thread):
         self.join(timeout=5)
 
 
-def high_water_bytes(pid: int) -> int:
-    """The kernel's peak resident size of a process (`VmHWM`): a peak between two samples is in it too. 0 when
-    unknown (not Linux, or the process is gone)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024  # kB
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 class Sampler(threading.Thread):
-    """Peak RSS of each child (alone: the kernel's high-water mark where it keeps one; with its descendants, e.g.
-    PostgreSQL backends: the largest sum sampled) and its CPU seconds."""
+    """Peak RSS of each child (alone and with its descendants, e.g. PostgreSQL backends) and its CPU seconds."""
 
     def __init__(self, interval_s: float = 1.0) -> None:
         super().__init__(name="bench-sampler", daemon=True)
@@ -268,9 +254,7 @@ class Sampler(threading.Thread):
                     with contextlib.suppress(psutil.Error):
                         self._kind[pid] = _postgres_kind(member)
                 if pid == proc.pid:
-                    # a second between samples missed peaks of a few seconds (features' close: 1,890 sampled
-                    # against a 2,156 MB high-water mark; docs/decisions/pipeline-redesign.md, session 24)
-                    self.peak[name] = max(self.peak.get(name, 0), rss, high_water_bytes(pid))
+                    self.peak[name] = max(self.peak.get(name, 0), rss)
             self.peak_tree[name] = max(self.peak_tree.get(name, 0), tree)
             self.cpu_s[name] = sum(cpu.values())
         # PostgreSQL's backends come and go: forget the exited ones (their CPU stays in `_tree_cpu`)
@@ -281,6 +265,10 @@ class Sampler(threading.Thread):
             self.sample()
 
     def stop(self) -> None:
+        """A last sample, then no more (once: later calls do nothing). Called while the children still run, so
+        that the names reader ends before PostgreSQL does."""
+        if self._halt.is_set():
+            return
         self._halt.set()
         self.sample()
         if self._names is not None:
@@ -609,7 +597,7 @@ def run(
                 report["error"] = f"interrupted ({type(exc).__name__})"
                 say(f"[red]{report['error']}:[/] stopping every child")
             finally:
-                sampler.sample()
+                sampler.stop()  # before the children stop (the stack unwinds after this block)
                 report["peak_rss_mb"] = {
                     name: _mb(peak_rss_bytes(c.pid) or sampler.peak.get(name)) for name, c in children.items()
                 }
@@ -618,7 +606,7 @@ def run(
                 # PostgreSQL's share by whom it worked for: each service's connections, autovacuum, the WAL writer...
                 report["postgres_cpu_s"] = {kind: round(v, 1) for kind, v in sampler.postgres_cpu_s().items()}
     finally:
-        sampler.stop()
+        sampler.stop()  # where the children never started
         report["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
         report["wall_s"] = time.perf_counter() - started
     over = {n: v for n, v in report.get("peak_rss_mb", {}).items() if n.split("-")[0] in SERVICES and v and v > 2048}
