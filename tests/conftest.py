@@ -116,15 +116,16 @@ def s3(store_dir: Path) -> Iterator[Store]:
     terminate(store.proc, "s3")
 
 
-async def fresh_database(postgres: Store, name: str) -> str:
-    """A database of its own for a test module, so tests do not see each other's rows."""
+async def fresh_database(postgres: Store, name: str, options: str = "") -> str:
+    """A database of its own for a test module, so tests do not see each other's rows; `options`: CREATE DATABASE's
+    (a template, a locale)."""
     admin = postgres.url.rsplit("/", 1)[0] + "/postgres"
     import asyncpg
 
     conn = await asyncpg.connect(admin)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}" {options}')
     finally:
         await conn.close()
     return postgres.url.rsplit("/", 1)[0] + f"/{name}"

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from conftest import Store, fresh_database
 
+from hubpulse_common import db
 from hubpulse_common.db import migrate
 
 REVISION_1 = """
@@ -232,3 +234,45 @@ async def test_a_checking_service_waits_for_the_migration_step(
     assert not waiting.done()  # the pod waits, it does not crash-loop
     await migrate_or_check(FeaturesSettings(), versions, migrate=True)  # the Job
     await asyncio.wait_for(waiting, timeout=30)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, dict[str, object]]] = []
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.warnings.append((event, fields))
+
+
+@pytest.mark.parametrize(
+    ("locale", "warned"),
+    [
+        ("", False),  # the test cluster's default: builtin C.UTF-8, as docker-compose.yml creates it
+        ("LOCALE_PROVIDER libc LOCALE 'C'", False),
+        # libc's C.utf8 sorts by code point too, but through strcoll, as any libc locale but C (en_US.utf8 is the
+        # postgres image's, not on every machine)
+        ("LOCALE_PROVIDER libc LOCALE 'C.utf8'", True),
+    ],
+)
+async def test_a_database_that_compares_text_through_a_locale_is_named_in_the_migration_log(
+    postgres: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, locale: str, warned: bool
+) -> None:
+    url = await fresh_database(postgres, f"t_collation_{int(warned)}_{len(locale)}", f"TEMPLATE template0 {locale}")
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "0001_widget.py").write_text(REVISION_1)
+    recorder = _Recorder()
+    monkeypatch.setattr(db, "log", recorder)
+
+    await migrate(url, versions, "alembic_version_widgets")
+
+    expected = [("db.collation_by_locale", "C.utf8")] if warned else []
+    assert [(event, fields["collation"]) for event, fields in recorder.warnings] == expected
+    if warned:
+        assert db.CODE_POINT_DATABASE in str(recorder.warnings[0][1]["fix"])
+    conn = await asyncpg.connect(url)
+    try:
+        provider = await conn.fetchval("SELECT datlocprovider FROM pg_database WHERE datname = current_database()")
+    finally:
+        await conn.close()
+    assert provider == (b"c" if locale else b"b")

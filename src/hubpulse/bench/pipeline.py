@@ -43,7 +43,16 @@ import httpx
 import psutil
 
 from hubpulse.bench.stores import start_stores
-from hubpulse.platform.stores import ProcessSpec, Running, free_port, service_spec, start, terminate, wait_ready
+from hubpulse.platform.stores import (
+    BUILTIN_LOCALE,
+    ProcessSpec,
+    Running,
+    free_port,
+    service_spec,
+    start,
+    terminate,
+    wait_ready,
+)
 from hubpulse_common.processes import log_tail
 
 if TYPE_CHECKING:
@@ -69,6 +78,8 @@ class Options:
     # ingest every day first, then start features and scorers on the backlog (a backfill, an outage's end)
     catch_up: bool = False
     features: int = 1
+    # PostgreSQL's cluster collation (`platform.stores.BUILTIN_LOCALE`, or a libc locale such as the postgres image's)
+    pg_locale: str = BUILTIN_LOCALE
 
 
 def replicas(service: str, n: int) -> list[str]:
@@ -535,12 +546,19 @@ def run(
     scorers: int = 2,
     features: int = 1,
     catch_up: bool = False,
+    pg_locale: str = BUILTIN_LOCALE,
 ) -> dict[str, Any]:
     """Run the benchmark and return its report (see module docstring); `ok` is False when a stage failed."""
     from hubpulse_common.synthetic import SyntheticHub
 
     options = Options(
-        scorers=scorers, stage_timeout_s=stage_timeout_s, poll_s=poll_s, say=say, catch_up=catch_up, features=features
+        scorers=scorers,
+        stage_timeout_s=stage_timeout_s,
+        poll_s=poll_s,
+        say=say,
+        catch_up=catch_up,
+        features=features,
+        pg_locale=pg_locale,
     )
     hub = SyntheticHub(models, days, seed=0)
     day_models = [len(hub.day_columns(d)) for d in range(days)]
@@ -553,6 +571,7 @@ def run(
         "scorers": scorers,
         "features_replicas": features,
         "catch_up": catch_up,
+        "pg_locale": pg_locale,
         "loadavg_start": [round(v, 2) for v in os.getloadavg()],
         "cpus": os.cpu_count(),
         "per_day": [],
@@ -638,7 +657,7 @@ def _run_days(
     days, say = len(day_models), options.say
     say("starting PostgreSQL, broker, S3 and the replay Hub")
     # pg_stat_statements: the report says which statements PostgreSQL's CPU time went to
-    stores = start_stores(start, work, {"shared_preload_libraries": "pg_stat_statements"})
+    stores = start_stores(start, work, {"shared_preload_libraries": "pg_stat_statements"}, pg_locale=options.pg_locale)
     hub_proc = start(_hub_spec(report["models"], days, free_port()), timeout_s=600)
     db_url = stores.db_url
     env = {

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubpulse.platform.stores import (
+    BUILTIN_LOCALE,
     ProcessSpec,
     Running,
     create_database,
@@ -35,11 +36,15 @@ class BenchStores:
 
 
 def start_stores(
-    start: Callable[[ProcessSpec], Running], work: Path, pg_settings: Mapping[str, str] | None = None
+    start: Callable[[ProcessSpec], Running],
+    work: Path,
+    pg_settings: Mapping[str, str] | None = None,
+    *,
+    pg_locale: str = BUILTIN_LOCALE,
 ) -> BenchStores:
     """Each store through `start` (which keeps it for the run), its data under `work`; `pg_settings`: server
-    settings of PostgreSQL (`postgres_spec`)."""
-    pg = start(postgres_spec(work, free_port(), pg_settings))
+    settings of PostgreSQL, `pg_locale` its cluster's locale (`postgres_spec`)."""
+    pg = start(postgres_spec(work, free_port(), pg_settings, locale=pg_locale))
     kafka = start(kafka_spec(free_port()))
     s3 = start(s3_spec(work, free_port()))
     server = pg.spec.url.rsplit("/", 1)[0]

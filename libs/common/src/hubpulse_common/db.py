@@ -22,6 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from hubpulse_common.errors import ConfigError, UserFacingError
+from hubpulse_common.logging import get_logger
+
+log = get_logger(__name__)
 
 _ENV_DIR = Path(__file__).parent / "migrations"
 _QUERY_CANCELED = "57014"  # SQLSTATE of a statement cut by statement_timeout (lock_timeout is 55P03)
@@ -151,6 +154,42 @@ def _revisions(connection: Connection, versions_dir: Path, version_table: str) -
     return set(context.get_current_heads()), set(script.get_heads())
 
 
+# How a database should be created (compose's POSTGRES_INITDB_ARGS does it for the cluster): ids sorted by code point.
+CODE_POINT_DATABASE = "CREATE DATABASE hubpulse TEMPLATE template0 LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8'"
+
+
+def sorts_by_code_point(database: dict[str, Any]) -> bool:
+    """Whether a database's default collation (its `pg_database` row) compares text by code point, without a
+    locale: the builtin provider (C, C.UTF-8), or libc's C and POSIX. Any other makes each comparison of ids in
+    an index a locale's (`strcoll`, ICU), which the postgres image's en_US.utf8 made the pipeline's costliest
+    setting (docs/decisions/pipeline-redesign.md, session 26)."""
+    provider = database.get("datlocprovider")
+    return provider == "b" or (provider == "c" and database.get("datcollate") in ("C", "POSIX"))
+
+
+async def _warn_on_locale_collation(conn: AsyncConnection) -> None:
+    """A line in the migration's log when the database compares text through a locale (`sorts_by_code_point`).
+
+    Nothing is changed: a database's default collation is fixed when it is created, and moving the columns to
+    another rebuilds every index on them under lock (hours for a long history), so the operator chooses when."""
+    # the row as JSON: its columns differ between PostgreSQL versions (datlocale is 17's)
+    row = (await conn.execute(text(_DATABASE_ROW))).scalar_one()
+    database = json.loads(row) if isinstance(row, str) else dict(row)
+    if sorts_by_code_point(database):
+        return
+    provider = {"c": "libc", "i": "icu"}.get(database.get("datlocprovider") or "", "unknown")
+    log.warning(
+        "db.collation_by_locale",
+        provider=provider,
+        collation=database.get("datlocale") or database.get("datcollate"),
+        why="every comparison of ids in an index goes through the locale: index builds and inserts cost more CPU",
+        fix=f"{CODE_POINT_DATABASE}, then pg_dump / pg_restore the data into it",
+    )
+
+
+_DATABASE_ROW = "SELECT to_jsonb(d) FROM pg_database d WHERE datname = current_database()"
+
+
 class MigrationTimeoutError(UserFacingError):
     """A migration statement ran past HUBPULSE_MIGRATION_STATEMENT_TIMEOUT_S and PostgreSQL cancelled it."""
 
@@ -208,6 +247,7 @@ async def migrate(
         # session settings outlive the transaction that set them; commit so Alembic opens its own
         await conn.execute(text(f"SET lock_timeout = '{int(lock_timeout_s * 1000)}ms'"))
         await conn.execute(text(f"SET statement_timeout = '{int(statement_timeout_s * 1000)}ms'"))
+        await _warn_on_locale_collation(conn)
         await conn.commit()
         try:
             await conn.run_sync(_upgrade, versions_dir, version_table)
