@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,17 +69,20 @@ class StageTimeout(TimeoutError):
 
 @dataclass(frozen=True)
 class Options:
-    """How a run goes: its replicas, how long a stage may take, how often progress is polled, where it is said."""
+    """How a run goes: its replicas, how long a stage may take, how often progress is polled, where it is said, and
+    the PostgreSQL it runs on."""
 
-    scorers: int
-    stage_timeout_s: float
-    poll_s: float
-    say: Say
+    scorers: int = 2
+    stage_timeout_s: float = 600
+    poll_s: float = 0.5
+    say: Say = print
     # ingest every day first, then start features and scorers on the backlog (a backfill, an outage's end)
     catch_up: bool = False
     features: int = 1
     # PostgreSQL's cluster collation (`platform.stores.BUILTIN_LOCALE`, or a libc locale such as the postgres image's)
     pg_locale: str = BUILTIN_LOCALE
+    # server settings over the embedded cluster's (`platform.stores.postgres_spec`): a production server's, say
+    pg_settings: Mapping[str, str] = field(default_factory=dict)
 
 
 def replicas(service: str, n: int) -> list[str]:
@@ -536,30 +539,11 @@ def _mb(value: int | None) -> float | None:
     return round(value / 2**20, 1) if value is not None else None
 
 
-def run(
-    models: int,
-    days: int = 1,
-    *,
-    say: Say = print,
-    stage_timeout_s: float = 600,
-    poll_s: float = 0.5,
-    scorers: int = 2,
-    features: int = 1,
-    catch_up: bool = False,
-    pg_locale: str = BUILTIN_LOCALE,
-) -> dict[str, Any]:
+def run(models: int, days: int = 1, options: Options | None = None) -> dict[str, Any]:
     """Run the benchmark and return its report (see module docstring); `ok` is False when a stage failed."""
     from hubpulse_common.synthetic import SyntheticHub
 
-    options = Options(
-        scorers=scorers,
-        stage_timeout_s=stage_timeout_s,
-        poll_s=poll_s,
-        say=say,
-        catch_up=catch_up,
-        features=features,
-        pg_locale=pg_locale,
-    )
+    options = options or Options()
     hub = SyntheticHub(models, days, seed=0)
     day_models = [len(hub.day_columns(d)) for d in range(days)]
     report: dict[str, Any] = {
@@ -567,11 +551,12 @@ def run(
         "models": models,
         "days": days,
         "model_days": sum(day_models),
-        "stage_timeout_s": stage_timeout_s,
-        "scorers": scorers,
-        "features_replicas": features,
-        "catch_up": catch_up,
-        "pg_locale": pg_locale,
+        "stage_timeout_s": options.stage_timeout_s,
+        "scorers": options.scorers,
+        "features_replicas": options.features,
+        "catch_up": options.catch_up,
+        "pg_locale": options.pg_locale,
+        "pg_settings": dict(options.pg_settings),
         "loadavg_start": [round(v, 2) for v in os.getloadavg()],
         "cpus": os.cpu_count(),
         "per_day": [],
@@ -608,13 +593,13 @@ def run(
                 ]
             except (StageTimeout, RuntimeError, OSError, asyncpg.PostgresError, httpx.HTTPError) as exc:
                 report["error"] = f"{type(exc).__name__}: {exc}"
-                say(f"[red]failed:[/] {report['error']}")
+                options.say(f"[red]failed:[/] {report['error']}")
                 report["logs_tail"] = {
                     p.stem: log_tail(p, lines=30, chars=1500, sep="\n") for p in sorted(logs.glob("*.log"))
                 }
             except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or SIGTERM (the command makes it SystemExit)
                 report["error"] = f"interrupted ({type(exc).__name__})"
-                say(f"[red]{report['error']}:[/] stopping every child")
+                options.say(f"[red]{report['error']}:[/] stopping every child")
             finally:
                 sampler.stop()  # before the children stop (the stack unwinds after this block)
                 report["peak_rss_mb"] = {
@@ -657,7 +642,8 @@ def _run_days(
     days, say = len(day_models), options.say
     say("starting PostgreSQL, broker, S3 and the replay Hub")
     # pg_stat_statements: the report says which statements PostgreSQL's CPU time went to
-    stores = start_stores(start, work, {"shared_preload_libraries": "pg_stat_statements"}, pg_locale=options.pg_locale)
+    settings = {"shared_preload_libraries": "pg_stat_statements", **options.pg_settings}
+    stores = start_stores(start, work, settings, pg_locale=options.pg_locale)
     hub_proc = start(_hub_spec(report["models"], days, free_port()), timeout_s=600)
     db_url = stores.db_url
     env = {

@@ -95,28 +95,46 @@ def pipeline(
             "e.g. en_US.UTF-8, the postgres image's default",
         ),
     ] = "builtin",
+    pg_setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pg-setting",
+            callback=server_settings,
+            help="NAME=VALUE, a PostgreSQL server setting over the embedded one's (repeatable), e.g. "
+            "shared_buffers=256MB as docker-compose.yml runs it",
+        ),
+    ] = None,
 ) -> None:
     """Synthetic Hub -> ingestor -> features -> scorer over the real broker and PostgreSQL, vs one bare COPY."""
-    from hubpulse.bench.pipeline import run, table
+    from hubpulse.bench.pipeline import Options, run, table
     from hubpulse_common.synthetic import MAX_MODELS
 
     if models > MAX_MODELS:
         raise UserFacingError(f"--models must be at most {MAX_MODELS}, got {models}")
     _stop_on_sigterm()
-    report = run(
-        models,
-        days,
-        stage_timeout_s=stage_timeout,
+    options = Options(
         scorers=scorers,
-        features=features,
-        catch_up=catch_up,
-        pg_locale=pg_locale,
+        stage_timeout_s=stage_timeout,
         say=_say,
+        catch_up=catch_up,
+        features=features,
+        pg_locale=pg_locale,
+        pg_settings=dict(setting.split("=", 1) for setting in pg_setting or []),
     )
+    report = run(models, days, options)
     console.print(table(report))
     _emit(report, json_out)
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+def server_settings(values: list[str] | None) -> list[str] | None:
+    """NAME=VALUE each (PostgreSQL itself names an unknown setting, in the report's failure)."""
+    for value in values or []:
+        name, _, setting = value.partition("=")
+        if not name.strip() or not setting.strip() or not name.replace("_", "").replace(".", "").isalnum():
+            raise typer.BadParameter(f"{value!r} is not NAME=VALUE (a PostgreSQL setting, e.g. shared_buffers=256MB)")
+    return values
 
 
 def installed_locale(name: str) -> str:
