@@ -36,6 +36,9 @@ def test_service_boots_ready_and_stops(
     env = {**os.environ, **service_env, "HUBPULSE_PORT": str(port), "HUBPULSE_DATA_DIR": str(tmp_path)}
     if package == "hubpulse_metrics":  # its new consumer groups would first read the session's whole backlog
         env["HUBPULSE_KAFKA_BOOTSTRAP"] = request.getfixturevalue("metrics_kafka").url
+        # a group of its own: the metrics tests' processes (the group `metrics`) may still be in theirs, and each
+        # leave then waits on a rebalance of them (a 34 s stop, once, under the full suite)
+        env["HUBPULSE_CONSUMER_GROUP"] = f"metrics-boot-{port}"
     if package == "hubpulse_features":
         # on the session broker it would read the day-complete signals of every earlier test and close those days
         # in the session's database, which other tests' features own
@@ -53,7 +56,7 @@ def test_service_boots_ready_and_stops(
             time.sleep(0.2)
         assert ready.status_code == 200, ready.text
         assert "hubpulse_http_requests_total" in httpx.get(f"{base}/metrics").text
-        declared = _declared_consumers(package)
+        declared = _declared_consumers(package, env.get("HUBPULSE_CONSUMER_GROUP"))
         assert _consumers_running(base, declared) == declared
         missing = httpx.get(f"{base}/no-such-route")
         assert missing.status_code == 404
@@ -71,9 +74,10 @@ def _topology(package: str) -> Topology:
     return importlib.import_module(f"{package}.topology").TOPOLOGY
 
 
-def _declared_consumers(package: str) -> set[tuple[str, str]]:
+def _declared_consumers(package: str, group: str | None = None) -> set[tuple[str, str]]:
+    """(topic, group) of each consumer the topology declares; `group`: the group the process was given instead."""
     topology = _topology(package)
-    return {(event.topic, topology.consumer_group) for event in topology.consumes}
+    return {(event.topic, group or topology.consumer_group) for event in topology.consumes}
 
 
 def _consumers_running(base: str, declared: set[tuple[str, str]]) -> set[tuple[str, str]]:
