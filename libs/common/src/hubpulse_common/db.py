@@ -161,20 +161,23 @@ CODE_POINT_DATABASE = "CREATE DATABASE hubpulse TEMPLATE template0 LOCALE_PROVID
 def sorts_by_code_point(database: dict[str, Any]) -> bool:
     """Whether a database's default collation (its `pg_database` row) compares text by code point, without a
     locale: the builtin provider (C, C.UTF-8), or libc's C and POSIX. Any other makes each comparison of ids in
-    an index a locale's (`strcoll`, ICU), which the postgres image's en_US.utf8 made the pipeline's costliest
-    setting (docs/decisions/pipeline-redesign.md, session 26)."""
+    an index a locale's (`strcoll`, ICU), several times the work (docs/decisions/pipeline-redesign.md, session
+    26)."""
     provider = database.get("datlocprovider")
     return provider == "b" or (provider == "c" and database.get("datcollate") in ("C", "POSIX"))
+
+
+# the row as JSON: its columns differ between PostgreSQL versions (datlocale is 17's)
+_DATABASE_ROW = "SELECT to_jsonb(d) FROM pg_database d WHERE datname = current_database()"
 
 
 async def _warn_on_locale_collation(conn: AsyncConnection) -> None:
     """A line in the migration's log when the database compares text through a locale (`sorts_by_code_point`).
 
     Nothing is changed: a database's default collation is fixed when it is created, and moving the columns to
-    another rebuilds every index on them under lock (hours for a long history), so the operator chooses when."""
-    # the row as JSON: its columns differ between PostgreSQL versions (datlocale is 17's)
-    row = (await conn.execute(text(_DATABASE_ROW))).scalar_one()
-    database = json.loads(row) if isinstance(row, str) else dict(row)
+    another rebuilds every index on them, over the whole history, under lock: the operator chooses when."""
+    # SQLAlchemy's asyncpg dialect decodes jsonb
+    database: dict[str, Any] = (await conn.execute(text(_DATABASE_ROW))).scalar_one()
     if sorts_by_code_point(database):
         return
     provider = {"c": "libc", "i": "icu"}.get(database.get("datlocprovider") or "", "unknown")
@@ -185,9 +188,6 @@ async def _warn_on_locale_collation(conn: AsyncConnection) -> None:
         why="every comparison of ids in an index goes through the locale: index builds and inserts cost more CPU",
         fix=f"{CODE_POINT_DATABASE}, then pg_dump / pg_restore the data into it",
     )
-
-
-_DATABASE_ROW = "SELECT to_jsonb(d) FROM pg_database d WHERE datname = current_database()"
 
 
 class MigrationTimeoutError(UserFacingError):
