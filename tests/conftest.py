@@ -165,3 +165,5 @@ def shared_data_file(name: str) -> Path:
 
 
 os.environ.setdefault("HUBPULSE_LOG_FORMAT", "console")
+# Kafka's floor (support/consumers.py); the services' default stays 10 s
+os.environ.setdefault("HUBPULSE_CONSUMER_SESSION_TIMEOUT_MS", "6000")

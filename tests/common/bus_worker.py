@@ -32,7 +32,13 @@ async def main(bootstrap: str, topic: str, group: str, out: str, mode: str) -> N
             os._exit(17)  # the effect is written but the offsets are not committed
 
     consumer = BatchConsumer(
-        bootstrap=bootstrap, group_id=group, topic=topic, event_type=ModelSnapshot, handler=handle, bus=bus
+        bootstrap=bootstrap,
+        group_id=group,
+        topic=topic,
+        event_type=ModelSnapshot,
+        handler=handle,
+        bus=bus,
+        session_timeout_ms=int(os.environ["HUBPULSE_CONSUMER_SESSION_TIMEOUT_MS"]),
     )
     await consumer.start()
     stop = asyncio.Event()

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError,
 from common.test_kafka_bus import _publish, _read_all, _topic, snapshot
 from pydantic import ValidationError
 from pymongo.errors import AutoReconnect
+from support.consumers import session_timeout_ms
 from support.polling import wait_for
 
 from hubpulse_common.events import ModelSnapshot, dlq_topic
@@ -62,7 +63,7 @@ def _consumer(
         retry_wait_s=0.05,
         max_retry_wait_s=0.5,
         poll_timeout_ms=200,
-        **options,
+        **{"session_timeout_ms": session_timeout_ms(), **options},
     )
 
 

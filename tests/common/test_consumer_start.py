@@ -1,5 +1,6 @@
 """Where a consumer group starts: a new `start_at="latest"` group reads only what is published after start()
-(not the backlog), even before it has joined; once it has committed, a restart resumes where it stopped."""
+(not the backlog), even before it has joined; once it has committed, a restart resumes where it stopped. And a
+stopped consumer leaves its group."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 
+from aiokafka.admin import AIOKafkaAdminClient
 from common.test_bus_transient import _consumer
 from common.test_kafka_bus import _topic, snapshot
 
@@ -83,3 +85,38 @@ async def test_a_started_consumer_exposes_its_counters_at_zero_before_any_messag
         await started.stop()
         await bus.stop()
     assert values == [0.0, 0.0, 0.0, 0.0]
+
+
+async def _members(bootstrap: str, group: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        (described,) = response.groups
+        return [member[0] for member in described[5]]  # (error, group, state, protocol type, protocol, members)
+    finally:
+        await admin.close()
+
+
+async def test_a_stopped_consumer_leaves_its_group_at_once(kafka) -> None:
+    """From the group's first generation too (the embedded broker numbers it 0): a member that stayed would hold
+    the next one's join until its session timed out."""
+    topic = await _topic(kafka.url)
+    bus = EventBus(kafka.url, "test-leave")
+    await bus.start()
+    seen: list[int] = []
+
+    async def handler(batch: Sequence[Received[ModelSnapshot]]) -> None:
+        seen.extend(r.event.downloads for r in batch)
+
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    try:
+        await _publish(bus, topic, range(0, 3))
+        member = _consumer(kafka.url, topic, group, handler, bus)
+        await member.start()
+        await _until(seen, 3)
+        assert len(await _members(kafka.url, group)) == 1
+        await member.stop()
+        assert await _members(kafka.url, group) == []
+    finally:
+        await bus.stop()

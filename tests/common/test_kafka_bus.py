@@ -14,6 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
+from support.consumers import session_timeout_ms
 
 from hubpulse_common import kafka as kafka_module
 from hubpulse_common.events import SCHEMA_VERSION_HEADER, ModelSnapshot, dlq_topic
@@ -45,9 +46,8 @@ async def _publish(bootstrap: str, topic: str, n: int) -> None:
 
 
 async def _read_all(bootstrap: str, topic: str, expect: int, timeout_s: float = 15) -> list[tuple[bytes, dict]]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=f"reader-{uuid.uuid4().hex[:6]}"
-    )
+    # no group: a group's join waits half a session on the embedded broker (docs/decisions.md)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     out: list[tuple[bytes, dict]] = []
     try:
@@ -121,6 +121,7 @@ async def test_poison_and_failing_messages_go_to_dlq(kafka) -> None:
         handler=handle,
         bus=bus,
         retry_wait_s=0.01,
+        session_timeout_ms=session_timeout_ms(),
     )
     await consumer.start()
     try:

@@ -156,8 +156,7 @@ async def read_topic(
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
-        group_id=f"t-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest",
+        auto_offset_reset="earliest",  # no group: its join would wait half a session on the embedded broker
         enable_auto_commit=False,
     )
     await consumer.start()

@@ -34,6 +34,7 @@ import websockets
 import yaml
 from aiokafka import AIOKafkaProducer
 from conftest import Store, _start
+from support.consumers import session_env
 
 from hubpulse.platform.layout import SERVICES, STORE_OFFSETS, free_base_port
 from hubpulse.platform.stores import ProcessSpec, free_port, terminate
@@ -70,6 +71,7 @@ def _binary(name: str) -> str:
 
 def _start_platform(data_dir: Path, base: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUBPULSE_")}
+    env.update(session_env())
     env |= {"HUBPULSE_ALERT_RULES": json.dumps(ALERT_RULES), "HUBPULSE_ALERT_INTERVAL_S": "1"}
     argv = [sys.executable, "-m", "hubpulse", "up", "--demo", "--models", "60", "--days", "3"]
     with log.open("wb") as out:  # its one-line error, should it stop

@@ -13,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import psutil
 import pytest
+from support.consumers import session_env
 from support.quick import SMALL_BOOTSTRAP
 
 from hubpulse.platform.layout import SERVICES, STORE_OFFSETS, free_base_port
@@ -45,6 +46,7 @@ def _status(data_dir: Path) -> subprocess.CompletedProcess[str]:
 
 def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUBPULSE_")}
+    env.update(session_env())
     env.update(SMALL_BOOTSTRAP_ENV)
     return subprocess.Popen(
         [

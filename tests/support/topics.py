@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from aiokafka import AIOKafkaConsumer
 
 from hubpulse_common.events import ModelScore
@@ -21,8 +19,7 @@ async def topic_records(bootstrap: str, topic: str) -> list[tuple[int, bytes]]:
         topic,
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=f"read-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,  # and no group: a group's join waits half a session on the embedded broker
     )
     await reader.start()
     try:

@@ -164,6 +164,9 @@ class ConsumerSettings(ServiceSettings):
     consumer_group: str = "hubpulse"
     # the most events a batch hands the handler
     batch_size: int = 2000
+    # how long the group waits on a silent member (a killed process) before giving its partitions to the others;
+    # Kafka refuses less than its group.min.session.timeout.ms (6 s by default)
+    consumer_session_timeout_ms: int = Field(10_000, ge=6_000, le=1_800_000)
 
 
 S = TypeVar("S", bound=BaseSettings)
