@@ -24,12 +24,12 @@ from hubpulse_common import renames
 from hubpulse_common.events import DayIngested
 from hubpulse_common.features import CROSS_INPUT_COLUMNS, FEATURE_COLUMNS, HISTORY_WINDOW_DAYS
 from hubpulse_features.service import (
+    BATCH_WINDOW_COLUMNS,
     FEATURE_ROW_COLUMNS,
     FEATURE_SET,
     HISTORY_COLUMNS,
     STAT_COLUMNS,
     TIME_FEATURE_COLUMNS,
-    WINDOW_COLUMNS,
     Record,
     feature_rows_copy,
     typed,
@@ -52,7 +52,7 @@ _UPSERT_HISTORY = f"""
 """  # noqa: S608 (identifiers are module constants, values are bound parameters)
 _DAY_OF_RECORD = HISTORY_COLUMNS.index("snapshot_date")
 _SELECT_WINDOW = f"""
-    SELECT {", ".join(WINDOW_COLUMNS)} FROM feature_history
+    SELECT {", ".join(BATCH_WINDOW_COLUMNS)} FROM feature_history
     WHERE model_id = ANY($1::text[]) AND snapshot_date BETWEEN $2 AND $3
 """  # noqa: S608 (identifiers are module constants, values are bound parameters)
 # A day as its close reads it: for each model, the latest time features written (the stream's last append wins
@@ -161,7 +161,8 @@ async def _copy_csv(conn: asyncpg.Connection, query: str, *args: object) -> pd.D
 async def load_window(
     conn: asyncpg.Connection, model_ids: Sequence[str], first: dt.date, last: dt.date
 ) -> pd.DataFrame:
-    """Every stored row of these models dated first..last, typed for compute_features."""
+    """Every stored row of these models dated first..last, typed for a batch's compute_features (without the
+    columns only the day's ranks read: BATCH_WINDOW_COLUMNS)."""
     frame = await _copy_csv(
         conn,
         _SELECT_WINDOW,

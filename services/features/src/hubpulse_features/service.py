@@ -64,6 +64,9 @@ class HistoryRow(NamedTuple):
 HISTORY_COLUMNS: tuple[str, ...] = HistoryRow._fields
 # What compute_features reads of a history row: exactly the history file's columns.
 WINDOW_COLUMNS: tuple[str, ...] = FILE_COLUMNS
+# ... and what a batch's window needs of them: the task and library only feed the day's ranks (the close's, read
+# from the day's rows), and the window holds each model's rows of up to HISTORY_WINDOW_DAYS days.
+BATCH_WINDOW_COLUMNS: tuple[str, ...] = tuple(c for c in WINDOW_COLUMNS if c not in ("pipeline_tag", "library_name"))
 STAT_COLUMNS: tuple[str, ...] = tuple(c for c in HISTORY_COLUMNS if c not in ("model_id", "snapshot_date"))
 TIME_FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c not in CROSS_FEATURE_COLUMNS)
 FEATURE_SET: str = hashlib.sha256(",".join(FEATURE_COLUMNS).encode()).hexdigest()[:12]
@@ -195,9 +198,8 @@ def batch_features(window: pd.DataFrame, batch: pd.DataFrame, *, cross_sectional
     itself.
     """
     first = batch["snapshot_date"].min()
-    feats = compute_features(
-        window[list(WINDOW_COLUMNS)].reset_index(drop=True), output_from=first, cross_sectional=cross_sectional
-    )
+    columns = [c for c in WINDOW_COLUMNS if c in window.columns]  # a handler's window: BATCH_WINDOW_COLUMNS
+    feats = compute_features(window[columns].reset_index(drop=True), output_from=first, cross_sectional=cross_sectional)
     # trending_rank is both a stat and a feature (the same value): keep one column of it
     stats = batch[[c for c in batch.columns if c not in feats.columns or c in ("snapshot_date", "model_id")]]
     if stats.shape[1] == 2 and len(feats) == len(stats):
