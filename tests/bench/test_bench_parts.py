@@ -215,3 +215,18 @@ async def _named_connection(url: str, name: str) -> None:
     conn = await asyncpg.connect(url, server_settings={"application_name": name})
     await asyncio.sleep(0.3)
     await conn.close()
+
+
+def test_a_stopped_childs_whole_group_is_gone_when_the_stop_returns() -> None:
+    """The bench removes a child's data folder right after stopping it: nothing of its group may still run then
+    (PostgreSQL's processes outlive their postmaster by the time they take to die)."""
+    from hubpulse.bench.pipeline import _group_left, stop_child
+
+    script = "(sleep 60) & (sleep 60) & sleep 60 & wait"  # SIGTERM ends the shell only: the rest is killed
+    proc = subprocess.Popen(["sh", "-c", script], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while len(_group_left(proc.pid)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_group_left(proc.pid)) >= 4  # the shell, its two subshells and the sleeps
+    stop_child(proc, "worker")
+    assert _group_left(proc.pid) == []

@@ -101,10 +101,25 @@ def peak_rss_bytes(pid: int) -> int | None:
     return None
 
 
-def _kill_group(pid: int) -> None:
-    """SIGKILL whatever is left of the child's process group (spawn gives each child its own session)."""
+def _group_left(pgid: int) -> list[psutil.Process]:
+    """The live (not zombie) processes of a process group."""
+    left = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == pgid and process.status() != psutil.STATUS_ZOMBIE:
+                left.append(process)
+    return left
+
+
+def _kill_group(pid: int, timeout_s: float = 30.0) -> None:
+    """SIGKILL whatever is left of the child's process group (spawn gives each child its own session), and wait
+    until it is gone: a PostgreSQL killed in its shutdown checkpoint still wrote into pg_wal while the bench removed
+    its data directory (a 2M run ended in a traceback there, its report unwritten)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while _group_left(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def stop_child(proc: subprocess.Popen[bytes], name: str) -> None:
@@ -566,7 +581,11 @@ def run(models: int, days: int = 1, options: Options | None = None) -> dict[str,
     children: dict[str, Running] = {}
     started = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="hubpulse-bench-") as tmp, ExitStack() as stack:
+        # a leftover file in the scratch folder must not cost the report of a run that measured for minutes
+        with (
+            tempfile.TemporaryDirectory(prefix="hubpulse-bench-", ignore_cleanup_errors=True) as tmp,
+            ExitStack() as stack,
+        ):
             work, logs = Path(tmp), Path(tmp) / "logs"
 
             def start(spec: ProcessSpec, timeout_s: float = 120) -> Running:
