@@ -113,8 +113,8 @@ def _group_left(pgid: int) -> list[psutil.Process]:
 
 def _kill_group(pid: int, timeout_s: float = 30.0) -> None:
     """SIGKILL whatever is left of the child's process group (spawn gives each child its own session), and wait
-    until it is gone: a PostgreSQL killed in its shutdown checkpoint still wrote into pg_wal while the bench removed
-    its data directory (a 2M run ended in a traceback there, its report unwritten)."""
+    until it is gone: the bench removes the child's data folder next (a 2M run's removal once met a pg_wal that
+    was still being written, most likely by PostgreSQL processes SIGKILLed in their shutdown checkpoint)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout_s
