@@ -5,6 +5,7 @@ stopped consumer leaves its group."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 
@@ -12,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from common.test_bus_transient import _consumer
 from common.test_kafka_bus import _topic, snapshot
 
+from hubpulse_common import kafka as kafka_module
 from hubpulse_common.events import ModelSnapshot
 from hubpulse_common.kafka import BatchConsumer, EventBus, Received
 
@@ -118,5 +120,29 @@ async def test_a_stopped_consumer_leaves_its_group_at_once(kafka) -> None:
         assert len(await _members(kafka.url, group)) == 1
         await member.stop()
         assert await _members(kafka.url, group) == []
+    finally:
+        await bus.stop()
+
+
+async def test_a_stop_while_the_group_holds_the_join_returns_within_the_stop_bound(kafka, monkeypatch) -> None:
+    """A stop has nothing in hand to drain while the consumer waits for its assignment, so it does not wait for it:
+    a rebalance can hold a join for the slowest member's whole rebalance timeout (53 s behind a frozen member)."""
+    monkeypatch.setattr(kafka_module, "STOP_TIMEOUT_S", 0.5)
+    topic = await _topic(kafka.url)
+    bus = EventBus(kafka.url, "test-stop-held")
+    await bus.start()
+
+    async def handler(batch: Sequence[Received[ModelSnapshot]]) -> None:
+        raise AssertionError("nothing was published")
+
+    try:
+        member = _consumer(kafka.url, topic, f"g-{uuid.uuid4().hex[:8]}", handler, bus)
+        await member.start()
+        await asyncio.sleep(0.2)  # its first join is in flight: the broker holds it (half the session: 3 s)
+        assert not member._consumer.assignment()
+        started = time.monotonic()
+        await member.stop()
+        assert time.monotonic() - started < 1.5
+        assert not member.running
     finally:
         await bus.stop()

@@ -546,7 +546,11 @@ class BatchConsumer(Generic[E]):
         """Finish the batch in hand (or abandon it, uncommitted, if it waits on an outage), commit, leave."""
         self._stopping.set()
         self._interrupt.set()
-        await self.loop.join()
+        async with self._batch_lock:
+            # The batch in hand, if any, is committed (or abandoned) once the lock is ours. What the loop waits on
+            # now holds nothing uncommitted: a fetch, the lag, or an assignment, and a rebalance can hold that for
+            # the slowest member's whole rebalance timeout (a stop took 53 s behind a frozen member), so cancel.
+            await self.loop.stop()
         _leave_from_first_generation(self._consumer)
         try:
             # Leaving the group can wait on a rebalance in progress; a drain must still end (the group's
