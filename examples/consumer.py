@@ -52,10 +52,20 @@ async def consume(
     on_score: Callable[[Score], Awaitable[None]],
     *,
     stop: asyncio.Event | None = None,
+    **consumer_options: Any,
 ) -> None:
-    """Feed every score to `on_score`, once per natural key in this process, committing after each batch."""
+    """Feed every score to `on_score`, once per natural key in this process, committing after each batch.
+
+    `consumer_options` go to `AIOKafkaConsumer` as they are: your cluster's security settings
+    (`security_protocol`, `sasl_mechanism`, ...) or timeouts (`session_timeout_ms`, ...).
+    """
     consumer = AIOKafkaConsumer(
-        TOPIC, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+        TOPIC,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **consumer_options,
     )
     await consumer.start()
     seen: set[tuple[str, str, str]] = set()  # a real app keeps this in its own store, or upserts by the key
