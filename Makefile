@@ -30,11 +30,15 @@ install: $(BIN)/hubpulse $(NODE_TOOLS)  ## create .venv with the `hubpulse` comm
 up: install  ## start the whole platform on embedded defaults (offline demo)
 	$(BIN)/hubpulse up --demo
 
+# Two workers, a test file each at a time: the suite mostly waits on its processes (0.4 of two cores serial).
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 test: install  ## the full test suite (what CI runs)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 test-fast: install  ## the suite without browser tests
-	$(BIN)/pytest -q -m "not browser"
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "not browser"
 
 lint: install  ## ruff + mypy
 	$(BIN)/ruff check .

@@ -96,13 +96,15 @@ async def test_streamed_features_equal_batch_features_once_per_model_day(service
     assert reset["likes_1d"].isna().all()
 
 
-async def test_poison_goes_to_dlq_and_the_stream_goes_on(service_env, database_url) -> None:
+async def test_poison_goes_to_dlq_and_the_stream_goes_on(service_env, database_url, own_kafka) -> None:
     """Poison on hub.snapshots.v2 is a message that does not validate as a whole (here: a column one value short;
     and one row's count negative): its rows cannot be trusted one by one (a short column misaligns every row after
     the gap), so the message goes whole, byte for byte, to the DLQ (replayable once fixed), while the good
     messages of the same poll and partition are stored, every row."""
     prefix = f"p{uuid.uuid4().hex[:6]}-"
-    settings = settings_for(FeaturesSettings, service_env, database_url, day_close_idle_s=600.0)
+    # a broker of its own: on the session's, the service first streams every snapshot earlier tests published
+    env = {**service_env, "HUBPULSE_KAFKA_BOOTSTRAP": own_kafka.url}
+    settings = settings_for(FeaturesSettings, env, database_url, day_close_idle_s=600.0)
     day = pd.Timestamp("2026-02-01").date()
     good = [ModelSnapshot(model_id=f"{prefix}org/ok{i}", snapshot_date=day, downloads=5, likes=i) for i in range(3)]
     message = ModelSnapshotBatch.of([e.model_copy(update={"model_id": f"{prefix}bad{i}"}) for i, e in enumerate(good)])

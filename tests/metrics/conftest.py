@@ -16,9 +16,11 @@ from metrics.watch_support import SmtpServer
 
 
 @pytest.fixture(scope="module")
-def metrics_env(metrics_kafka: Any, mongo: Any) -> dict[str, str]:
+def metrics_env(module_kafka: Any, mongo: Any) -> dict[str, str]:
+    """A broker per module: on a shared one, a metrics service's new groups first read every event the earlier
+    modules published (the kill -9 test alone publishes 3,000), and a module's timings hung on which ran first."""
     return {
-        "HUBPULSE_KAFKA_BOOTSTRAP": metrics_kafka.url,
+        "HUBPULSE_KAFKA_BOOTSTRAP": module_kafka.url,
         "HUBPULSE_MONGO_URL": mongo.url,
         "HUBPULSE_ENVIRONMENT": "test",
         "HUBPULSE_AUTH_URL": ISSUER.url,
@@ -76,8 +78,8 @@ def shared_metrics(
 
 
 @pytest.fixture
-async def bus(metrics_kafka: Any) -> AsyncIterator[EventBus]:
-    producer = EventBus(metrics_kafka.url, client_id="metrics-tests")
+async def bus(module_kafka: Any) -> AsyncIterator[EventBus]:
+    producer = EventBus(module_kafka.url, client_id="metrics-tests")
     await producer.start()
     yield producer
     await producer.stop()

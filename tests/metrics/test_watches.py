@@ -33,7 +33,7 @@ async def call(
 
 
 async def test_task_watch_alerts_once_per_crossing_on_every_channel(
-    watch_metrics: MetricsProcess, issuer: TokenIssuer, smtp: SmtpServer, bus: EventBus, metrics_kafka: Any, mongo: Any
+    watch_metrics: MetricsProcess, issuer: TokenIssuer, smtp: SmtpServer, bus: EventBus, module_kafka: Any, mongo: Any
 ) -> None:
     alice = (f"alice-{uuid.uuid4().hex[:6]}", "org-a")
     task, model = new_task(), f"acme-{uuid.uuid4().hex[:6]}/rising-7b"
@@ -102,7 +102,7 @@ async def test_task_watch_alerts_once_per_crossing_on_every_channel(
         await bus.publish_many([score(model, DAY, 0.62), score(model, DAY + timedelta(days=1), 0.7)])
         await bus.publish_many([score(model, DAY, 0.62)])
         events = await read_topic(
-            metrics_kafka.url, WatchAlertEvent.topic, lambda v: v["watch_id"] == watch["watch_id"], 2, 8
+            module_kafka.url, WatchAlertEvent.topic, lambda v: v["watch_id"] == watch["watch_id"], 2, 8
         )
         assert [e["alert_id"] for e in events] == [alert["alert_id"]]
         assert events[0]["user_id"] == alice[0]

@@ -39,10 +39,10 @@ class WatchStack:
 
 
 @pytest.fixture(scope="module")
-async def watch_stack(postgres: Store, metrics_kafka: Store, mongo: Store, s3: Store) -> AsyncIterator[WatchStack]:
+async def watch_stack(postgres: Store, module_kafka: Store, mongo: Store, s3: Store) -> AsyncIterator[WatchStack]:
     smtp = SmtpServer()
     common = {
-        "kafka_bootstrap": metrics_kafka.url,
+        "kafka_bootstrap": module_kafka.url,
         "mongo_url": mongo.url,
         "s3_endpoint": s3.url,
         "environment": "test",
@@ -73,6 +73,6 @@ async def watch_stack(postgres: Store, metrics_kafka: Store, mongo: Store, s3: S
                     auth_ip_rate_limit="100000/minute",
                 )
                 async with serving(create_gateway_app(gateway)) as gateway_url:
-                    yield WatchStack(gateway_url, metrics_kafka.url, smtp, mongo.url, metrics.mongo_database)
+                    yield WatchStack(gateway_url, module_kafka.url, smtp, mongo.url, metrics.mongo_database)
     finally:
         smtp.close()
