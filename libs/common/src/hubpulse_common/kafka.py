@@ -548,8 +548,8 @@ class BatchConsumer(Generic[E]):
         self._interrupt.set()
         async with self._batch_lock:
             # The batch in hand, if any, is committed (or abandoned) once the lock is ours. What the loop waits on
-            # now holds nothing uncommitted: a fetch, the lag, or an assignment, and a rebalance can hold that for
-            # the slowest member's whole rebalance timeout (a stop took 53 s behind a frozen member), so cancel.
+            # now holds nothing uncommitted: a fetch, the lag, or an assignment, which a rebalance can hold for its
+            # slowest member's whole rebalance timeout (docs/decisions.md, the embedded platform), so cancel.
             await self.loop.stop()
         _leave_from_first_generation(self._consumer)
         try:
