@@ -30,7 +30,7 @@ install: $(BIN)/hubpulse $(NODE_TOOLS)  ## create .venv with the `hubpulse` comm
 up: install  ## start the whole platform on embedded defaults (offline demo)
 	$(BIN)/hubpulse up --demo
 
-# Two workers, a test file each at a time: the suite mostly waits on its processes (0.4 of two cores serial).
+# Two workers, a test file each at a time: the suite mostly waits on its processes (docs/decisions.md, Tests).
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 

@@ -433,9 +433,9 @@ def _leave_from_first_generation(consumer: AIOKafkaConsumer) -> None:
 
     aiokafka sends LeaveGroup only from generation 1, the first Apache Kafka hands out; the embedded broker (Tansu:
     `hubpulse up`, the tests) numbers the first one 0. A member that does not leave stays in its group until its
-    session times out, and a restarted service's join waits for that, then joins twice: 18 s instead of 5 on the
-    embedded broker (docs/decisions.md, the embedded platform). Nothing else reads the number once the batch in
-    hand is committed (a heartbeat sent meanwhile at most asks for a rejoin, which a closing coordinator skips)."""
+    session times out, and a restarted service's join waits for that, then joins twice (docs/decisions.md, the
+    embedded platform). Nothing else reads the number once the batch in hand is committed (a heartbeat sent
+    meanwhile at most asks for a rejoin, which a closing coordinator skips)."""
     coordinator = getattr(consumer, "_coordinator", None)
     if coordinator is not None and coordinator.generation == 0 and coordinator.member_id:
         coordinator.generation = 1
@@ -459,7 +459,7 @@ class BatchConsumer(Generic[E]):
         max_retry_wait_s: float = 5.0,
         poll_timeout_ms: int = 500,
         start_at: Literal["earliest", "latest"] = "earliest",
-        session_timeout_ms: int = 10_000,
+        session_timeout_ms: int = ConsumerSettings.model_fields["consumer_session_timeout_ms"].default,
     ) -> None:
         self.topic = topic
         self.group_id = group_id
@@ -492,7 +492,7 @@ class BatchConsumer(Generic[E]):
             # Long enough for a slow batch (e.g. a retried DB write) without leaving the group.
             max_poll_interval_ms=300_000,
             session_timeout_ms=session_timeout_ms,
-            heartbeat_interval_ms=min(1_000, session_timeout_ms // 3),
+            heartbeat_interval_ms=1_000,
             **security_options(),
         )
         # report it with `supervise.report(app, consumer.loop)`: /readyz is down while it retries an outage
