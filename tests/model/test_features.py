@@ -1,7 +1,14 @@
 import numpy as np
 import pandas as pd
+import pytest
 
-from hubpulse_common.features import FEATURE_COLUMNS, HISTORY_WINDOW_DAYS, author_codes, compute_features
+from hubpulse_common.features import (
+    FEATURE_COLUMNS,
+    HISTORY_WINDOW_DAYS,
+    author_codes,
+    compute_features,
+    group_ranks,
+)
 
 
 def test_streaming_day_by_day_equals_batch(history):
@@ -187,3 +194,32 @@ def test_author_codes_number_authors_as_factorize_does() -> None:
     expected, _ = pd.factorize(pd.Series(models).str.split("/", n=1).str[0])
     assert author_codes(models).tolist() == expected.tolist() == [0, 1, 0, 2, 1, 3, 0]
     assert author_codes([]).tolist() == []
+    assert author_codes(pd.Index(models)).tolist() == author_codes(pd.Series(models)).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("groups", [None, "few", "many", "one"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_group_ranks_are_pandas_grouped_ranks(groups: str | None, dtype: str) -> None:
+    """Exactly the values pandas gives (not merely close): the close's ranks and the training frames' must not drift."""
+    rng = np.random.default_rng(7)
+    n = 5_000
+    values = rng.integers(-20, 20, n).astype(dtype)  # many ties
+    values[rng.random(n) < 0.2] = np.nan
+    values[:3] = [np.inf, -np.inf, -0.0]
+    codes = {
+        None: None,
+        "few": rng.integers(0, 3, n),
+        "many": rng.integers(0, 40_000, n),  # beyond 16-bit codes
+        "one": np.full(n, 5),
+    }[groups]
+    series = pd.Series(values)
+    by = series.groupby(codes if codes is not None else np.zeros(n, dtype=int), sort=False)
+    np.testing.assert_array_equal(group_ranks(values, codes), by.rank(pct=True).to_numpy())
+    np.testing.assert_array_equal(
+        group_ranks(values, codes, descending_min=True), by.rank(ascending=False, method="min").to_numpy()
+    )
+
+
+def test_group_ranks_of_nothing_ranked() -> None:
+    assert group_ranks(np.array([], dtype="float32")).tolist() == []
+    assert np.isnan(group_ranks(np.array([np.nan, np.nan]), np.array([0, 1]))).all()

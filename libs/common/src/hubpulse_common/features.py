@@ -484,11 +484,57 @@ def author_codes(models: Collection[str]) -> np.ndarray:
     """Each model's author (the id before its "/", the whole id where there is none) as an integer code, in order
     of first appearance (as `pd.factorize` numbers them). One author string a model and no intermediate lists, where
     pandas' `str.split` held two strings and a list for each (its time and peak memory at 2M models:
-    docs/decisions/pipeline-redesign.md, session 24)."""
+    docs/decisions/pipeline-redesign.md, session 24). A pandas array or index is read as one list first: iterating
+    it asks for each element through Python."""
+    names = models.tolist() if isinstance(models, pd.Index | pd.Series | np.ndarray) else models
     index: dict[str, int] = {}
     return np.fromiter(
-        (index.setdefault(model.partition("/")[0], len(index)) for model in models), dtype=np.intp, count=len(models)
+        (index.setdefault(model.partition("/")[0], len(index)) for model in names), dtype=np.intp, count=len(names)
     )
+
+
+def group_ranks(values: np.ndarray, groups: np.ndarray | None = None, *, descending_min: bool = False) -> np.ndarray:
+    """What pandas' `Series.groupby(groups).rank(pct=True)` gives (the "average" method), or with `descending_min`
+    `.rank(ascending=False, method="min")`, as float64, NaN where the value is NaN; `groups`: integer codes, None
+    for one group. The same values, from one sort of the values (by group): pandas' grouped rank was most of the
+    features close's ranks (docs/decisions/pipeline-redesign.md, session 29).
+
+    A run of equal values within a group takes positions first..last (from 1): "average" gives each
+    (first + last) / 2, which is exactly pandas' sum of the positions over their count (integers and halves are
+    exact), divided by the group's count of values as pandas divides it; "min" descending gives one more than the
+    group's values above the run."""
+    out = np.full(len(values), np.nan)
+    at = np.flatnonzero(~np.isnan(values))
+    if not len(at):
+        return out
+    v = values[at]
+    order = np.argsort(v)  # a run's positions do not depend on the order of its equal values
+    n = len(order)
+    new_group = np.zeros(n, dtype=bool)
+    new_group[0] = True
+    if groups is not None:
+        g = groups[at][order]
+        small = g.min() >= np.iinfo(np.int16).min and g.max() <= np.iinfo(np.int16).max
+        by_group = np.argsort(g.astype(np.int16) if small else g, kind="stable")  # a radix sort for 16-bit codes
+        order, g = order[by_group], g[by_group]
+        new_group[1:] = g[1:] != g[:-1]
+    v = v[order]
+    new_run = new_group.copy()
+    new_run[1:] |= v[1:] != v[:-1]
+    group_of = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    sizes = np.diff(np.append(starts, n))
+    runs = np.flatnonzero(new_run)
+    run_group = group_of[runs]
+    first = runs - starts[run_group] + 1
+    last = np.append(runs[1:], n) - starts[run_group]
+    run_of = np.cumsum(new_run) - 1
+    if descending_min:
+        ranked = (sizes[run_group] - last + 1).astype("float64")[run_of]
+    else:
+        ranked = ((first + last) / 2.0)[run_of] / sizes[group_of]
+    out[at[order]] = ranked
+    return out
 
 
 def _cross_features(out: pd.DataFrame, day: np.ndarray, authors: np.ndarray) -> None:
@@ -501,14 +547,17 @@ def _cross_features(out: pd.DataFrame, day: np.ndarray, authors: np.ndarray) -> 
     def put(name: str, values: pd.Series | np.ndarray) -> None:
         out[name] = np.asarray(values, dtype=np.float32)  # rank and transform keep the rows' order
 
+    def ranked(column: str, groups: np.ndarray, descending_min: bool = False) -> np.ndarray:
+        return group_ranks(out[column].to_numpy(na_value=np.nan), groups, descending_min=descending_min)
+
     by_day = out.groupby(day, sort=False)
     for c in _DAY_RANKED:
-        put(f"day_pct_{c}", by_day[c].rank(pct=True))
+        put(f"day_pct_{c}", ranked(c, day))
     task_codes, _ = pd.factorize(out["_task"], use_na_sentinel=False)
     task_key = _group_key(day, task_codes)
     by_task = out.groupby(task_key, sort=False)
     for c in _TASK_RANKED:
-        put(f"task_pct_{c}", by_task[c].rank(pct=True))
+        put(f"task_pct_{c}", ranked(c, task_key))
     put("task_log_models", np.log1p(by_task["log_downloads"].transform("size").to_numpy(dtype="float64")))
     by_author = out.groupby(_group_key(day, authors), sort=False)
     put("author_log_models", np.log1p(by_author["log_downloads"].transform("size").to_numpy(dtype="float64")))
@@ -519,8 +568,8 @@ def _cross_features(out: pd.DataFrame, day: np.ndarray, authors: np.ndarray) -> 
     # an organisation's releases surge together: a sibling already at surge pace is a leading sign
     put("author_max_surge_gap", by_author["surge_gap_3d"].transform("max"))
     # where the trendingScore proxy would place the model in the day's list (1 = highest)
-    put("day_order_trend_score", by_day["trend_score_proxy"].rank(ascending=False, method="min"))
-    put("likes_decay_order", by_day["likes_decay_3d"].rank(ascending=False, method="min"))
+    put("day_order_trend_score", ranked("trend_score_proxy", day, descending_min=True))
+    put("likes_decay_order", ranked("likes_decay_3d", day, descending_min=True))
     score = out["likes_decay_3d"].to_numpy(dtype="float64", na_value=np.nan)
     rank = out["trending_rank"].to_numpy(dtype="float64", na_value=np.nan)
     kth, at_k = np.full(len(out), np.nan), np.full(len(out), np.nan)
@@ -741,7 +790,6 @@ def cross_sectional_features(day_rows: pd.DataFrame) -> pd.DataFrame:
         out[name] = day_rows[name].to_numpy(dtype="float32", na_value=np.nan)
     out["_task"] = day_rows["pipeline_tag"].to_numpy()
     out["_downloads"] = day_rows["downloads"].fillna(0).to_numpy(dtype="float64")
-    codes, models = pd.factorize(day_rows["model_id"])
-    authors = author_codes(models)
-    _cross_features(out, day, authors[codes])  # float32 already
+    # a model's author for each row: a day holds each model once, so factorising the ids first saves nothing
+    _cross_features(out, day, author_codes(day_rows["model_id"]))  # float32 already
     return out[["snapshot_date", "model_id", *_CROSS_FEATURES]].reset_index(drop=True)
