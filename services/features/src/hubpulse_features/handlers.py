@@ -29,12 +29,6 @@ log = get_logger(__name__)
 
 SignalsRead = Callable[[], Awaitable[bool]]
 
-# A batch's rows are streamed in up to this many parts at once, of at least MIN_PART_ROWS rows each (a smaller batch
-# is one part): the features stage after the walk ran its statements and its Python by turns
-# (docs/decisions/pipeline-redesign.md, session 29).
-STREAM_PARTS = 2
-MIN_PART_ROWS = 500
-
 ROWS = Counter("hubpulse_features_rows_total", "Feature rows computed", ["kind"])
 DAYS_CLOSED = Counter("hubpulse_features_days_closed_total", "Days whose cross-sectional features were finalised")
 DAY_CLOSE_SECONDS = Histogram(
@@ -64,60 +58,39 @@ class FeaturesWorker:
     async def handle(self, batch: Sequence[Received[ModelSnapshotBatch]]) -> None:
         messages = [r.event for r in batch]
         days = sorted({m.snapshot_date for m in messages})
-        streamed = 0
-        async with self._lock:
-            # a renamed model's history moves to its new name before its features are computed (issue 14), and is
-            # committed first: every part below reads its window on a connection of its own
-            async with self._pool.acquire() as conn, conn.transaction():
-                await repository.share_days(conn, days)
-                model_ids = [m for message in messages for m in message.model_id]
-                aliases = await repository.follow_renames(conn, renames_in_messages(messages), model_ids)
+        async with self._lock, self._pool.acquire() as conn, conn.transaction():
+            await repository.share_days(conn, days)
+            # a renamed model's history moves to its new name before its features are computed (issue 14)
+            model_ids = [m for message in messages for m in message.model_id]
+            aliases = await repository.follow_renames(conn, renames_in_messages(messages), model_ids)
+            added: dict[dt.date, int] = {}
+            reopened: set[dt.date] = set()
+            streamed = 0
             for group in service.day_groups(messages):
                 records = service.snapshot_records(group, aliases)
-                late = service.filed_late(group, aliases)
-                parts = service.parts(records, STREAM_PARTS, MIN_PART_ROWS)
-                async with asyncio.TaskGroup() as tasks:  # a part that fails cancels the others
-                    running = [tasks.create_task(self._stream(part, service.late_in(late, part))) for part in parts]
-                streamed += sum(task.result() for task in running)
+                added |= await repository.upsert_history(conn, records)
+                # a renamed model's earlier row arriving after its new name's later days: those are computed again
+                # (and reopened if they were closed: on a catch-up the consumer drains a partition at a time, and a
+                # day closes once a later one shows up, so the late row often finds them closed)
+                again = await repository.days_after(conn, service.filed_late(group, aliases))
+                keys = service.with_keys(service.records_keys(records), again)
+                first = min(m.snapshot_date for m in group)
+                last = max([m.snapshot_date for m in group] + [day for _, day in again])
+                window = await repository.load_window(
+                    conn, keys["model_id"].unique().tolist(), service.window_start(first), last
+                )
+                # pandas work off the event loop: /healthz, /metrics and the consumers' heartbeats keep answering
+                features = await asyncio.to_thread(service.batch_features, window, keys)
+                again_days = {day for _, day in again}
+                reopened |= again_days
+                days_written = {m.snapshot_date for m in group} | again_days
+                await repository.append_features(conn, features, sorted(days_written))
+                streamed += len(features)
+            await repository.touch_days(conn, sorted(reopened.union(days)), added)
         # Nothing is emitted yet: a model-day is published once, final, when its day closes. Emitting the
         # provisional rows too would make the scorer score (and write) every model-day twice.
         ROWS.labels("streamed").inc(streamed)
         self.day_activity.set()
-
-    async def _stream(self, records: Sequence[service.HistoryRow], late: dict[str, dt.date]) -> int:
-        """One part of a batch's rows: stored in the history, their time features computed and appended to their
-        days' stream, and the days' counts raised, in one transaction. The parts of a batch run at once, each on
-        its own connection, so that one part's statements run while another's Python does; a part committed
-        before a sibling failed is found stored when the batch comes again, and counted once
-        (`upsert_history`). Returns how many feature rows it streamed."""
-        days = sorted({r.snapshot_date for r in records})
-        async with self._pool.acquire() as conn:
-            try:
-                async with conn.transaction():
-                    await repository.share_days(conn, days)
-                    added = await repository.upsert_history(conn, records)
-                    # a renamed model's earlier row arriving after its new name's later days: those are computed
-                    # again (and reopened if they were closed: on a catch-up the consumer drains a partition at a
-                    # time, and a day closes once a later one shows up, so the late row often finds them closed)
-                    again = await repository.days_after(conn, late)
-                    again_days = {day for _, day in again}
-                    keys = service.with_keys(service.records_keys(records), again)
-                    window = await repository.load_window(
-                        conn,
-                        keys["model_id"].unique().tolist(),
-                        service.window_start(days[0]),
-                        max([days[-1], *again_days]),
-                    )
-                    # pandas work off the event loop: /healthz, /metrics and the consumers' heartbeats keep answering
-                    features = await asyncio.to_thread(service.batch_features, window, keys)
-                    await repository.append_features(conn, features, sorted(again_days.union(days)))
-                    await repository.touch_days(conn, sorted(again_days.union(days)), added)
-            except asyncio.CancelledError:
-                # a sibling part failed, possibly mid-statement on this connection: ending the session rolls it
-                # back (the pool opens a fresh connection)
-                conn.terminate()
-                raise
-        return len(features)
 
     async def handle_ingested(self, batch: Sequence[Received[DayIngested]]) -> None:
         """The ingestor's word that a day is complete: its count is kept, and the closer looks at once (the day

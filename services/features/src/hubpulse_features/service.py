@@ -135,29 +135,6 @@ def snapshot_records(
     return list(latest.values())
 
 
-def parts(records: Sequence[HistoryRow], count: int, min_rows: int) -> list[Sequence[HistoryRow]]:
-    """`records` in up to `count` parts of about `min_rows` or more each (all in one when there are fewer), split by
-    model: a model's rows of several days are in one part, whose window read then holds them all (a part does not see
-    another's uncommitted rows)."""
-    k = min(count, len(records) // max(min_rows, 1))
-    if k <= 1:
-        return [records]
-    models = list(dict.fromkeys(r.model_id for r in records))
-    share = -(-len(models) // k)
-    part_of = {model: i // share for i, model in enumerate(models)}
-    out: list[list[HistoryRow]] = [[] for _ in range(k)]
-    for record in records:
-        out[part_of[record.model_id]].append(record)
-    return [part for part in out if part]
-
-
-def late_in(late: Mapping[str, dt.date], records: Sequence[HistoryRow]) -> dict[str, dt.date]:
-    """The entries of `filed_late` for models of `records` (a part of the batch's)."""
-    if not late:
-        return {}
-    return {r.model_id: late[r.model_id] for r in records if r.model_id in late}
-
-
 def records_frame(records: Sequence[Record]) -> pd.DataFrame:
     """feature_history records as a typed frame (the hubpulse_common.history layout plus the extra stats)."""
     frame = pd.DataFrame.from_records(records, columns=list(HISTORY_COLUMNS))
