@@ -22,6 +22,7 @@ from hubpulse_common import db, feature_vectors
 from hubpulse_common.catalog_details import details_of
 from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_common.renames import Rename
+from hubpulse_scorer import catalog_swap
 from hubpulse_scorer.app import MIGRATIONS
 from hubpulse_scorer.catalog_swap import (
     _FILL_DAY,
@@ -258,6 +259,37 @@ async def test_a_model_gone_from_the_hub_keeps_its_details_when_its_build_day_is
         assert await _features(pool, "gone/a") == {**FEATURES, "likes_7d": 7.0}  # still on its page
         assert await _features(pool, "gone/b") == {**FEATURES, "likes_7d": 1.0 + KEEP_BUILD_DAYS + 1}
     finally:
+        await pool.close()
+
+
+async def test_the_tops_are_explained_beside_the_vacuum_not_after_it(database_url: str, monkeypatch) -> None:
+    """The swap's VACUUM and its `prepare` run on two connections at once: here the VACUUM waits for a lock that
+    only `prepare` lets go, which one after the other would never do."""
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    holder = await asyncpg.connect(database_url)
+    day = dt.date(2025, 7, 1)
+    build_indexes = catalog_swap._build_indexes
+
+    async def built_then_held(*args: Any) -> None:
+        await build_indexes(*args)
+        await holder.execute("BEGIN")
+        await holder.execute(f"LOCK TABLE {NEXT} IN SHARE UPDATE EXCLUSIVE MODE")  # what VACUUM takes
+
+    vacuumed_before: list[int] = []
+
+    async def prepare(conn: asyncpg.Connection, table: str) -> None:
+        vacuumed_before.append(await conn.fetchval("SELECT relallvisible FROM pg_class WHERE relname = $1", table))
+        await holder.execute("COMMIT")
+
+    monkeypatch.setattr(catalog_swap, "_build_indexes", built_then_held)
+    try:
+        await _build(pool, _record("beside/a", day, 1, 0.0))
+        assert await asyncio.wait_for(swap_day(pool, day, prepare), 30)
+        assert vacuumed_before == [0]  # explained while the new table was not yet vacuumed
+        assert await pool.fetchval("SELECT relallvisible FROM pg_class WHERE relname = $1", LIVE) > 0
+    finally:
+        await holder.close()
         await pool.close()
 
 

@@ -11,7 +11,8 @@ for `idle_s`, one replica:
    values changed;
 2. builds the live table's indexes on it (same definitions, read from the catalog), on two connections;
 3. VACUUM ANALYZE: fresh statistics and an all-visible map, so index-only search walks never visit the heap;
-   then `prepare` (the first models of each sort are explained, before search shows them: `explanations`);
+   beside it, on a second connection, `prepare` (the first models of each sort are explained, before search shows
+   them: `explanations`);
 4. swaps the two tables in one short transaction (a rename; the indexes take the live names), drops the old one;
 5. then drops the build partitions older than `KEEP_BUILD_DAYS`, first keeping in `catalog_details` the details
    of the rows in them that are still live (models absent from the Hub since: hubpulse_common.catalog_details).
@@ -177,14 +178,8 @@ async def _build_and_swap(
     lap("fill")
     await _build_indexes(pool, conn, indexes)
     lap("indexes")
-    await conn.execute(f"VACUUM (ANALYZE) {NEXT}", timeout=BUILD_TIMEOUT_S)
-    lap("vacuum")
-    if prepare is not None:
-        try:
-            await prepare(conn, NEXT)
-        except Exception:  # what it adds can be done later (explanations on demand); the day's catalog cannot wait
-            log.exception("scorer.catalog_prepare_failed", days=[d.isoformat() for d in days])
-        lap("prepare")
+    timings |= await _vacuum_and_prepare(pool, conn, days, prepare)
+    started = loop.time()
     async with conn.transaction():
         # searches are short: wait for those in flight, never queue behind a stuck one for long
         await conn.execute("SET LOCAL lock_timeout = '30s'")
@@ -209,6 +204,47 @@ async def _build_and_swap(
             await _drop_old_partitions(conn, days[-1])
     except Exception:  # old build days only cost space: the next swap drops them
         log.exception("scorer.build_days_not_dropped", before=days[-1].isoformat())
+
+
+async def _vacuum_and_prepare(
+    pool: asyncpg.Pool, conn: asyncpg.Connection, days: list[dt.date], prepare: Prepare | None
+) -> dict[str, float]:
+    """VACUUM (ANALYZE) of the next table (fresh statistics and an all-visible map) and `prepare`, each timed; on
+    two connections at once where the pool has room. One after the other, each left a core idle: VACUUM is one
+    PostgreSQL backend, the explanations mostly the scorer's Python (docs/decisions/pipeline-redesign.md, session
+    29). `prepare` reads the next table through its new indexes and writes the build rows, not the next table:
+    neither waits for a lock the other holds."""
+    loop = asyncio.get_running_loop()
+    timings: dict[str, float] = {}
+
+    async def vacuum() -> None:
+        started = loop.time()
+        await conn.execute(f"VACUUM (ANALYZE) {NEXT}", timeout=BUILD_TIMEOUT_S)
+        timings["vacuum"] = round(loop.time() - started, 2)
+
+    async def prepared(c: asyncpg.Connection) -> None:
+        if prepare is None:
+            return
+        started = loop.time()
+        try:
+            await prepare(c, NEXT)
+        except Exception:  # what it adds can be done later (explanations on demand); the day's catalog cannot wait
+            log.exception("scorer.catalog_prepare_failed", days=[d.isoformat() for d in days])
+        timings["prepare"] = round(loop.time() - started, 2)
+
+    if prepare is None or not _two_connections(pool):
+        await vacuum()
+        await prepared(conn)
+        return timings
+    async with pool.acquire() as other:
+        try:
+            async with asyncio.TaskGroup() as both:  # a failed VACUUM cancels the explanations
+                both.create_task(vacuum())
+                both.create_task(prepared(other))
+        except BaseException:
+            other.terminate()
+            raise
+    return timings
 
 
 async def _build_indexes(pool: asyncpg.Pool, conn: asyncpg.Connection, indexes: list[LiveIndex]) -> None:
