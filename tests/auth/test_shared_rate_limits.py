@@ -39,11 +39,14 @@ def replica(mongo_url: str, database: str, **overrides: Any) -> Any:
     )
 
 
+# Budgets per hour, not per minute: across a window's boundary the sliding window counter weighs the earlier
+# window's hits down, so a test whose calls straddle one is let through once more; a minute's boundary fell within
+# these tests' few seconds often enough to fail them.
 async def test_two_replicas_share_one_budget(mongo: Store) -> None:
     database = f"limits_{uuid.uuid4().hex[:8]}"
     a, b = (
-        replica(mongo.url, database, api_rate_limit="10/minute"),
-        replica(mongo.url, database, api_rate_limit="10/minute"),
+        replica(mongo.url, database, api_rate_limit="10/hour"),
+        replica(mongo.url, database, api_rate_limit="10/hour"),
     )
     async with serving(a) as url_a, serving(b) as url_b, httpx.AsyncClient() as client:
         responses = []
@@ -54,7 +57,7 @@ async def test_two_replicas_share_one_budget(mongo: Store) -> None:
     assert codes == [401] * 10 + [429, 429], codes  # per-replica memory would have let all 12 through
     for refused in responses[10:]:
         assert refused.json()["error"]["code"] == "rate_limited"
-        assert 1 <= int(refused.headers["retry-after"]) <= 120
+        assert 1 <= int(refused.headers["retry-after"]) <= 2 * 3600
 
 
 async def test_failed_logins_per_account_are_one_budget_across_replicas(mongo: Store, postgres: Store) -> None:
@@ -75,7 +78,7 @@ async def test_failed_logins_per_account_are_one_budget_across_replicas(mongo: S
                 rate_limit_storage="mongodb",
                 mongo_url=mongo.url,
                 mongo_database=database,
-                login_account_rate_limit="5/minute",
+                login_account_rate_limit="5/hour",
                 auth_ip_rate_limit="1000/minute",
                 rate_limit_store_timeout_s=SHARED_STORE_TIMEOUT_S,
             )
@@ -91,7 +94,7 @@ async def test_failed_logins_per_account_are_one_budget_across_replicas(mongo: S
     assert codes == [401] * 5 + [429], codes  # per-replica counts would have allowed 5 failures on each
     assert locked.status_code == 429
     assert locked.json()["error"]["code"] == "rate_limited"
-    assert 1 <= int(locked.headers["retry-after"]) <= 61
+    assert 1 <= int(locked.headers["retry-after"]) <= 3601
 
 
 async def test_an_unreachable_store_falls_back_to_the_replicas_own_limits() -> None:
