@@ -28,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -179,7 +180,7 @@ async def _build_and_swap(
     await _build_indexes(pool, conn, indexes)
     lap("indexes")
     timings |= await _vacuum_and_prepare(pool, conn, days, prepare)
-    started = loop.time()
+    lap("vacuum_and_prepare")  # the two at once: each one's own time is in `timings` too
     async with conn.transaction():
         # searches are short: wait for those in flight, never queue behind a stuck one for long
         await conn.execute("SET LOCAL lock_timeout = '30s'")
@@ -217,14 +218,13 @@ async def _vacuum_and_prepare(
     loop = asyncio.get_running_loop()
     timings: dict[str, float] = {}
 
-    async def vacuum() -> None:
+    async def vacuum(c: asyncpg.Connection) -> None:
         started = loop.time()
-        await conn.execute(f"VACUUM (ANALYZE) {NEXT}", timeout=BUILD_TIMEOUT_S)
+        await c.execute(f"VACUUM (ANALYZE) {NEXT}", timeout=BUILD_TIMEOUT_S)
         timings["vacuum"] = round(loop.time() - started, 2)
 
     async def prepared(c: asyncpg.Connection) -> None:
-        if prepare is None:
-            return
+        assert prepare is not None
         started = loop.time()
         try:
             await prepare(c, NEXT)
@@ -232,18 +232,10 @@ async def _vacuum_and_prepare(
             log.exception("scorer.catalog_prepare_failed", days=[d.isoformat() for d in days])
         timings["prepare"] = round(loop.time() - started, 2)
 
-    if prepare is None or not _two_connections(pool):
-        await vacuum()
-        await prepared(conn)
-        return timings
-    async with pool.acquire() as other:
-        try:
-            async with asyncio.TaskGroup() as both:  # a failed VACUUM cancels the explanations
-                both.create_task(vacuum())
-                both.create_task(prepared(other))
-        except BaseException:
-            other.terminate()
-            raise
+    if prepare is None:
+        await vacuum(conn)
+    else:
+        await _beside(pool, conn, vacuum, prepared)  # a failed VACUUM cancels the explanations
     return timings
 
 
@@ -263,6 +255,28 @@ def _two_connections(pool: asyncpg.Pool) -> bool:
     """Whether the pool has room for a second connection beside the swap's own."""
     size: int = pool.get_max_size()
     return size >= 2
+
+
+async def _beside(
+    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
+    first: Callable[[asyncpg.Connection], Coroutine[Any, Any, None]],
+    second: Callable[[asyncpg.Connection], Coroutine[Any, Any, None]],
+) -> None:
+    """`first` on this connection and `second` on another at once, where the pool has room for it; else both on
+    this one, in turn. A failure cancels the other one, mid-statement possibly: its session is ended."""
+    if not _two_connections(pool):
+        await first(conn)
+        await second(conn)
+        return
+    async with pool.acquire() as other:
+        try:
+            async with asyncio.TaskGroup() as both:
+                both.create_task(first(conn))
+                both.create_task(second(other))
+        except BaseException:
+            other.terminate()
+            raise
 
 
 async def _on_two_connections(
@@ -286,17 +300,7 @@ async def _on_two_connections(
         for name in settings:
             await c.execute(f"RESET {name}")
 
-    if not _two_connections(pool):
-        await worker(conn)
-    else:
-        async with pool.acquire() as other:
-            try:
-                async with asyncio.TaskGroup() as both:  # a failure cancels the sibling's statement
-                    both.create_task(worker(conn))
-                    both.create_task(worker(other))
-            except BaseException:
-                other.terminate()
-                raise
+    await _beside(pool, conn, worker, worker)
     return [statuses[i] for i in range(len(statements))]
 
 
