@@ -40,8 +40,8 @@ def replica(mongo_url: str, database: str, **overrides: Any) -> Any:
 
 
 # Budgets per hour, not per minute: across a window's boundary the sliding window counter weighs the earlier
-# window's hits down, so a test whose calls straddle one is let through once more; a minute's boundary fell within
-# these tests' few seconds often enough to fail them.
+# window's hits down, so calls that straddle one can be let through once more (the likeliest cause of the login
+# test's one failure in the suite: six 401s, no 429).
 async def test_two_replicas_share_one_budget(mongo: Store) -> None:
     database = f"limits_{uuid.uuid4().hex[:8]}"
     a, b = (
