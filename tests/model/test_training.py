@@ -1,5 +1,7 @@
 import numpy as np
+import pandas as pd
 import pytest
+import xgboost as xgb
 
 from hubpulse_common.errors import InputError
 from hubpulse_scorer.model.artifact import TrainedModel
@@ -20,6 +22,20 @@ def test_deterministic_with_seed_and_artifact_round_trip(history):
     assert loaded.metadata.feature_columns == first.metadata.feature_columns
     proba = loaded.predict_proba(data.frame)
     assert ((proba >= 0) & (proba <= 1)).all()
+
+
+def test_scores_from_the_matrix_in_place_equal_the_dmatrix_ones(history):
+    """The scorer predicts from its float32 matrix in place; the values must be the DMatrix prediction's, bit for
+    bit, missing features included (a NaN takes each tree's default branch in both)."""
+    model = train_from_history(history, CONFIG)
+    frame = build_dataset(history, CONFIG).frame
+    x = frame[model.feature_columns].to_numpy(dtype="float32", na_value=np.nan)
+    assert np.isnan(x).any()
+    x[::7, :] = np.nan  # rows with no feature at all: every tree takes its default branches
+    dm = xgb.DMatrix(x, missing=np.nan, feature_names=model.feature_columns)
+    expected = model.booster.predict(dm, output_margin=True).astype("float64")
+    np.testing.assert_array_equal(model.margin(pd.DataFrame(x, columns=model.feature_columns)), expected)
+    assert len(model.margin(frame.head(0))) == 0
 
 
 def test_explanations_are_signed_top_contributions(history):
