@@ -1,15 +1,17 @@
-"""A minimal consumer of hubpulse's trend scores (`hub.scores.v1`), for integrators.
+"""A minimal consumer of hubpulse's trend scores (`hub.scores.v2`), for integrators.
 
     pip install aiokafka
     python examples/consumer.py --bootstrap 127.0.0.1:9092 --group my-app --threshold 0.45
 
 It prints each model whose trend probability reaches the threshold. What it shows about the contract
 (docs/asyncapi.yaml):
-- values are JSON; the key is the model id, so one model's scores arrive in order;
+- values are JSON, many scores a message, column by column (row `i` is `model_id[i]`, `probability[i]`,
+  `top_features[i]`; the day, version, label and threshold are the message's); each model's scores stay on
+  one partition, so they arrive in order;
 - delivery is at least once: a score can arrive twice, so deduplicate on its natural key
   (model_id, snapshot_date, model_version) or make your effect idempotent;
 - commit only after your effect is done, so a crash re-reads rather than skips;
-- ignore fields you do not know: `v1` only ever gains fields.
+- ignore fields you do not know: `v2` only ever gains fields.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-TOPIC = "hub.scores.v1"
+TOPIC = "hub.scores.v2"
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,12 @@ class Score:
     threshold: float
 
     @classmethod
-    def from_value(cls, value: bytes) -> Score:
+    def from_value(cls, value: bytes) -> list[Score]:
+        """The scores of one message."""
         data: dict[str, Any] = json.loads(value)
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        rows = zip(data["model_id"], data["probability"], strict=True)
+        shared = {name: data[name] for name in ("snapshot_date", "model_version", "label", "threshold")}
+        return [cls(model_id=model_id, probability=probability, **shared) for model_id, probability in rows]
 
     @property
     def natural_key(self) -> tuple[str, str, str]:
@@ -76,10 +81,10 @@ async def consume(
                 for record in records:
                     if record.value is None:
                         continue
-                    score = Score.from_value(record.value)
-                    if score.natural_key not in seen:
-                        seen.add(score.natural_key)
-                        await on_score(score)
+                    for score in Score.from_value(record.value):
+                        if score.natural_key not in seen:
+                            seen.add(score.natural_key)
+                            await on_score(score)
             if batches:
                 await consumer.commit()
     finally:

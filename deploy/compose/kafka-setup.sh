@@ -41,6 +41,8 @@ topic hub.features.v3
 topic hub.features.v3.dlq
 topic hub.scores.v1
 topic hub.scores.v1.dlq
+topic hub.scores.v2
+topic hub.scores.v2.dlq
 topic deploy.events.v1
 topic deploy.events.v1.dlq
 topic inference.events.v1
@@ -83,8 +85,8 @@ allow kafka-metrics --operation Describe --operation Read --topic deploy.events.
 allow kafka-metrics --operation Describe --operation Write --topic deploy.events.v1.dlq
 allow kafka-metrics --operation Describe --operation Read --topic hub.features.v3
 allow kafka-metrics --operation Describe --operation Write --topic hub.features.v3.dlq
-allow kafka-metrics --operation Describe --operation Read --topic hub.scores.v1
-allow kafka-metrics --operation Describe --operation Write --topic hub.scores.v1.dlq
+allow kafka-metrics --operation Describe --operation Read --topic hub.scores.v2
+allow kafka-metrics --operation Describe --operation Write --topic hub.scores.v2.dlq
 allow kafka-metrics --operation Describe --operation Read --topic inference.events.v1
 allow kafka-metrics --operation Describe --operation Write --topic inference.events.v1.dlq
 allow kafka-metrics --operation Describe --operation Write --topic watch.alerts.v1
@@ -95,6 +97,7 @@ allow kafka-scorer --operation Describe --operation Read --group scorer
 allow kafka-scorer --operation Describe --operation Read --topic hub.features.v3
 allow kafka-scorer --operation Describe --operation Write --topic hub.features.v3.dlq
 allow kafka-scorer --operation Describe --operation Write --topic hub.scores.v1
+allow kafka-scorer --operation Describe --operation Write --topic hub.scores.v2
 
 # monitoring: the Prometheus exporter reads every topic's offsets and every group's lag
 user kafka-exporter "${KAFKA_EXPORTER_PASSWORD:?}"

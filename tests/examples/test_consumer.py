@@ -1,4 +1,4 @@
-"""examples/consumer.py, the integrators' starting point, reads real hub.scores.v1 events from a broker."""
+"""examples/consumer.py, the integrators' starting point, reads real hub.scores.v2 messages from a broker."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from support.consumers import session_timeout_ms
 
-from hubpulse_common.events import Contribution, ModelScore
+from hubpulse_common.events import Contribution, ModelScoresBatch
 from hubpulse_common.kafka import EventBus, ensure_topics
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "consumer.py"
@@ -28,20 +28,22 @@ def _load() -> ModuleType:
     return module
 
 
-def _score(model_id: str, probability: float) -> ModelScore:
-    return ModelScore(
-        model_id=model_id,
+def _scores(*scores: tuple[str, float]) -> ModelScoresBatch:
+    """One hub.scores.v2 message of these (model id, probability) scores."""
+    top = [Contribution(feature="log_downloads", value=12.0, contribution=0.8)]
+    return ModelScoresBatch(
         snapshot_date=date(2026, 12, 3),
         model_version="trending-test",
         label="trending",
         horizon_days=7,
-        probability=probability,
         threshold=0.4,
-        top_features=[Contribution(feature="log_downloads", value=12.0, contribution=0.8)],
+        model_id=[model_id for model_id, _ in scores],
+        probability=[probability for _, probability in scores],
+        top_features=[top if probability >= 0.4 else [] for _, probability in scores],
     )
 
 
-async def _publish(bootstrap: str, scores: list[ModelScore]) -> None:
+async def _publish(bootstrap: str, scores: list[ModelScoresBatch]) -> None:
     bus = EventBus(bootstrap, "example-test")
     await bus.start()
     try:
@@ -53,9 +55,9 @@ async def _publish(bootstrap: str, scores: list[ModelScore]) -> None:
 
 async def test_example_consumer_reads_each_score_once_and_commits(own_kafka) -> None:
     example = _load()
-    await ensure_topics(own_kafka.url, [ModelScore.topic])
-    rising = _score("org/rising", 0.71)
-    await _publish(own_kafka.url, [rising, _score("org/flat", 0.02), rising])  # the third: a redelivery
+    await ensure_topics(own_kafka.url, [ModelScoresBatch.topic])
+    rising = _scores(("org/rising", 0.71), ("org/flat", 0.02))
+    await _publish(own_kafka.url, [rising, rising])  # the second: a redelivery
 
     received: list[str] = []
     stop = asyncio.Event()
@@ -68,11 +70,11 @@ async def test_example_consumer_reads_each_score_once_and_commits(own_kafka) -> 
             stop.set()
 
     await asyncio.wait_for(example.consume(own_kafka.url, "integrator", collect, stop=stop, **options), timeout=60)
-    # one model's scores stay in order; two models may arrive either way round (different partitions)
+    # each score once, the redelivered message's included
     assert sorted(received) == ["org/flat 0.02", "org/rising 0.71"]
 
     # the offsets were committed: the same group starts after them, with the score published meanwhile
-    await _publish(own_kafka.url, [_score("org/new", 0.5)])
+    await _publish(own_kafka.url, [_scores(("org/new", 0.5))])
     again: list[str] = []
     stop_again = asyncio.Event()
 

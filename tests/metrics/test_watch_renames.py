@@ -35,7 +35,7 @@ async def test_a_watch_follows_its_model_through_a_rename_and_its_crossing_still
         )
         for day in (DAY1, DAY2):
             await repository.store_facts(db, [features(OLD, day)])
-            assert await handlers.judge(db, settings, [score(OLD, day, 0.2)]) == 0
+            assert await handlers.judge(db, settings, score(OLD, day, 0.2).as_v1()) == 0
 
         renamed = [features(NEW, DAY3, renamed_from=OLD)]
         for _ in range(2):  # at least once: the mark may come again
@@ -49,7 +49,7 @@ async def test_a_watch_follows_its_model_through_a_rename_and_its_crossing_still
         assert (await db[repository.MODELS].find_one({"_id": NEW}) or {}).get("first_seen") == DAY1.isoformat()
         assert await db[repository.MODELS].find_one({"_id": OLD}) is None
         # crossing 0.5 needs the old name's score of day 2 as the one before
-        assert await handlers.judge(db, settings, [score(NEW, DAY3, 0.7)]) == 1
+        assert await handlers.judge(db, settings, score(NEW, DAY3, 0.7).as_v1()) == 1
         alert = await db[repository.ALERTS].find_one({"watch_id": watch.watch_id})
         assert alert is not None
         assert (alert["model_id"], alert["previous_probability"]) == (NEW, 0.2)

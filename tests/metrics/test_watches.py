@@ -20,7 +20,7 @@ from hubpulse_common.events import WatchAlertEvent
 from hubpulse_common.kafka import EventBus
 from metrics.conftest import watch_env
 from metrics.support import MetricsProcess
-from metrics.watch_support import SignedReceiver, SmtpServer, facts_known, features, new_task, score
+from metrics.watch_support import SignedReceiver, SmtpServer, facts_known, features, new_task, score, scores
 
 DAY = date(2026, 12, 1)
 
@@ -246,8 +246,8 @@ async def test_digest_holds_alerts_and_sends_one_message_per_channel(
         watch = (await call(service, issuer, who, "POST", "/v1/watches", json=body)).json()
         await bus.publish_many([features(m, DAY, pipeline_tag=task) for m in models])
         await facts_known(mongo.url, service.env["HUBPULSE_MONGO_DATABASE"], models)
-        await bus.publish_many([score(m, DAY - timedelta(days=1), 0.1) for m in models])
-        await bus.publish_many([score(m, DAY, 0.9) for m in models])
+        await bus.publish(scores(models, DAY - timedelta(days=1), 0.1))  # one message, as the scorer sends a batch
+        await bus.publish(scores(models, DAY, 0.9))
 
         async def held() -> bool:
             feed = (await call(service, issuer, who, "GET", "/v1/watch-alerts")).json()

@@ -7,6 +7,7 @@ import email
 import json
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.message import Message
@@ -19,7 +20,7 @@ from pymongo import AsyncMongoClient
 from support.polling import eventually
 
 from hubpulse.platform.stores import free_port
-from hubpulse_common.events import Contribution, ModelFeatures, ModelFeaturesPacked, ModelScore
+from hubpulse_common.events import Contribution, ModelFeatures, ModelFeaturesPacked, ModelScoresBatch
 
 
 @dataclass
@@ -108,20 +109,27 @@ TOP_FEATURES = (
 )
 
 
-def score(model_id: str, day: date, probability: float, **fields: Any) -> ModelScore:
-    values: dict[str, Any] = {
-        "model_id": model_id,
-        "snapshot_date": day,
-        "model_version": "v-test",
-        "label": "trending",
-        "horizon_days": 7,
-        "probability": probability,
-        "threshold": 0.382,
-        "top_features": [f.model_dump() for f in TOP_FEATURES],
-        "occurred_at": datetime.now(UTC),
-    }
-    values.update(fields)
-    return ModelScore.model_validate(values)
+def scores(model_ids: Sequence[str], day: date, probability: float) -> ModelScoresBatch:
+    """One hub.scores.v2 message (what the scorer publishes): each model's score of `day`, explained."""
+    top = [f.model_dump() for f in TOP_FEATURES]
+    return ModelScoresBatch.model_validate(
+        {
+            "snapshot_date": day,
+            "model_version": "v-test",
+            "label": "trending",
+            "horizon_days": 7,
+            "threshold": 0.382,
+            "model_id": list(model_ids),
+            "probability": [probability] * len(model_ids),
+            "top_features": [top] * len(model_ids),
+            "occurred_at": datetime.now(UTC),
+        }
+    )
+
+
+def score(model_id: str, day: date, probability: float) -> ModelScoresBatch:
+    """A hub.scores.v2 message of one score."""
+    return scores([model_id], day, probability)
 
 
 async def facts_known(mongo_url: str, database: str, model_ids: list[str], timeout_s: float = 30) -> None:

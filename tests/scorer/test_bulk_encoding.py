@@ -1,10 +1,11 @@
-"""Events we encode in bulk (features v1 and v2, scores) validate as their pydantic models; the scorer's rows from
-hub.features.v3 columns give what the v1 events gave; top-k equals a stable sort."""
+"""Events we encode in bulk (features v1 and v2, scores v1 and v2) validate as their pydantic models; the scorer's
+rows from hub.features.v3 columns give what the v1 events gave; top-k equals a stable sort."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from hubpulse_common.events import (
     ModelFeaturesBatch,
     ModelFeaturesPacked,
     ModelScore,
+    ModelScoresBatch,
 )
 from hubpulse_common.features import FEATURE_COLUMNS
 from hubpulse_common.kafka import partition_slots
@@ -182,6 +184,76 @@ def test_score_payloads_validate_and_match_the_rows(challenger) -> None:
         # the explanation stored in the catalog's build row is the event's top_features
         assert catalog[i][0] == event.model_id
         assert [c.model_dump() for c in score.top_features] == json.loads(catalog[i][explanation])
+
+
+def _two_days_scored(challenger: Any, n: int = 40) -> scorer.Scored:
+    """A batch of two days' scores (a day closed again after late rows comes with the next one), picks explained."""
+    frame = _distinct_frame(n)
+    later = frame.iloc[: n // 2].assign(snapshot_date=pd.Timestamp("2025-03-05"))
+    messages = [
+        ModelFeaturesPacked.model_validate_json(value)
+        for day in (frame, later)
+        for _, value in features.feature_batches(day, partitions=1, rows=7)
+    ]
+    scored = scorer.score(challenger, scorer.feature_rows(messages), 5, picks_only=True)
+    explained = sum(e is not None for e in scored.explanations)
+    assert 0 < explained < len(scored.explanations), "picks and non-picks both"
+    return scored
+
+
+def _as_v1(pairs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, ModelScore]]:
+    """Each v2 message's rows as v1 events, with the message's key."""
+    return [(key, score) for key, value in pairs for score in ModelScoresBatch.model_validate_json(value).as_v1()]
+
+
+def _without_time(score: ModelScore) -> dict[str, Any]:
+    return score.model_dump(exclude={"occurred_at"})
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_score_messages_carry_exactly_the_v1_events_each_model_on_its_partition(challenger, partitions) -> None:
+    """hub.scores.v2 holds every score of v1, field for field; a message holds one day and one partition's models
+    (the one v1's key, the model id, maps to, as does the message's key), in the batch's order within it."""
+    scored = _two_days_scored(challenger)
+    v1 = [ModelScore.model_validate_json(value) for _, value in scorer.score_payloads(scored)]
+    pairs = scorer.score_messages(scored, partitions)
+    rows = _as_v1(pairs)
+    # the same scores: sorted by (day, model), since v2 groups them by day and partition
+    ordered = sorted(v1, key=lambda s: (s.snapshot_date, s.model_id))
+    assert sorted(map(_without_time, (s for _, s in rows)), key=lambda s: (s["snapshot_date"], s["model_id"])) == [
+        _without_time(s) for s in ordered
+    ]
+    assert any(s.top_features for _, s in rows)
+    assert any(not s.top_features for _, s in rows)
+    where: dict[str, int] = {}
+    for key, value in pairs:
+        message = ModelScoresBatch.model_validate_json(value)
+        assert key == message.key().encode()
+        (slot,) = partition_slots([key], partitions).tolist()
+        assert set(partition_slots([m.encode() for m in message.model_id], partitions).tolist()) == {slot}
+        for m in message.model_id:
+            assert where.setdefault(m, slot) == slot, "a model's scores on two partitions"
+        batch_order = [i for i, s in enumerate(v1) if s.snapshot_date == message.snapshot_date]
+        position = {v1[i].model_id: k for k, i in enumerate(batch_order)}
+        assert [position[m] for m in message.model_id] == sorted(position[m] for m in message.model_id)
+    # one message for each day and partition (each far under SCORES_BATCH_ROWS here)
+    assert len(pairs) == len({(s.snapshot_date, where[s.model_id]) for s in v1})
+    assert partitions == 1 or len(set(where.values())) == partitions
+    assert scorer.score_messages(replace(scored, rows=scored.rows.take([])), partitions) == []
+
+
+def test_score_messages_stay_within_the_byte_limit(challenger, monkeypatch) -> None:
+    """Messages over SCORES_BATCH_BYTES are halved until each is within it, every score kept, in order."""
+    scored = _two_days_scored(challenger)
+    whole = scorer.score_messages(scored, 1)
+    monkeypatch.setattr(scorer, "SCORES_BATCH_BYTES", 1500)
+    pairs = scorer.score_messages(scored, 1)
+    assert len(pairs) > 4 * len(whole)
+    assert all(len(value) <= 1500 for _, value in pairs)
+    assert [_without_time(s) for _, s in _as_v1(pairs)] == [_without_time(s) for _, s in _as_v1(whole)]
+    monkeypatch.setattr(scorer, "SCORES_BATCH_BYTES", 100)
+    with pytest.raises(ValueError, match="alone is"):
+        scorer.score_messages(scored, 1)
 
 
 def _distinct_frame(n: int) -> pd.DataFrame:

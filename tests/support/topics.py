@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer
 
-from hubpulse_common.events import ModelScore
+from hubpulse_common.events import ModelScore, ModelScoresBatch
 
 
 async def topic_values(bootstrap: str, topic: str) -> list[bytes]:
@@ -37,6 +37,6 @@ async def topic_records(bootstrap: str, topic: str) -> list[tuple[int, bytes]]:
 
 
 async def published_scores(bootstrap: str, prefix: str) -> list[ModelScore]:
-    """hub.scores.v1's events for the models of this prefix: what the scorer's batches computed."""
-    events = [ModelScore.model_validate_json(v) for v in await topic_values(bootstrap, ModelScore.topic)]
-    return [e for e in events if e.model_id.startswith(prefix)]
+    """hub.scores.v2's scores of the models of this prefix, one v1 event each: what the scorer's batches computed."""
+    messages = [ModelScoresBatch.model_validate_json(v) for v in await topic_values(bootstrap, ModelScoresBatch.topic)]
+    return [score for message in messages for score in message.as_v1() if score.model_id.startswith(prefix)]

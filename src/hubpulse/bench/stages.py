@@ -19,7 +19,7 @@ import typer
 
 from hubpulse_common.events import (
     ModelFeaturesPacked,
-    ModelScore,
+    ModelScoresBatch,
     ModelSnapshot,
     ModelSnapshotBatch,
 )
@@ -99,8 +99,8 @@ def run(models: int, batch: int, seed: int = 1) -> dict[str, Any]:
     # as the scorer's handler does: TreeSHAP for the picks only (the others are explained when read)
     scored = _timed(r, "scorer.score+explain", n, lambda: scorer.score(model, latest, 5, picks_only=True))
     _timed(r, "scorer.catalog_records", n, lambda: scorer.catalog_records(scored))
-    out = _timed(r, "scorer.events_encoded", n, lambda: scorer.score_payloads(scored))
-    ModelScore.model_validate_json(out[0][1])
+    out = _timed(r, "scorer.events_encoded", n, lambda: scorer.score_messages(scored, _PARTITIONS))
+    ModelScoresBatch.model_validate_json(out[0][1])
     total_f = sum(n / r[k] for k in r if k.startswith("features."))
     total_s = sum(n / r[k] for k in r if k.startswith("scorer."))
     r["features.total"] = round(n / total_f)

@@ -32,7 +32,13 @@ from tenacity import AsyncRetrying, RetryError, retry_if_result, stop_after_dela
 from hubpulse.bench.configs import WatchesBenchConfig
 from hubpulse.bench.pipeline import started_child
 from hubpulse.platform.stores import ProcessSpec, free_port, kafka_spec, mongo_spec, wait_ready
-from hubpulse_common.events import FEATURES_BATCH_ROWS, ModelFeatures, ModelFeaturesPacked, ModelScore
+from hubpulse_common.events import (
+    FEATURES_BATCH_ROWS,
+    SCORES_BATCH_ROWS,
+    ModelFeatures,
+    ModelFeaturesPacked,
+    ModelScoresBatch,
+)
 from hubpulse_common.identity import Identity
 from hubpulse_common.kafka import EventBus
 from hubpulse_common.watch_schemas import WatchIn
@@ -92,30 +98,34 @@ async def _stored_after(alerts: Any, models: list[str], start: float, timeout_s:
     return None
 
 
+def _scores(models: list[str], day: dt.date, probability: float) -> ModelScoresBatch:
+    """A hub.scores.v2 message: these models' scores of `day`."""
+    return ModelScoresBatch(
+        snapshot_date=day,
+        model_version="bench",
+        label="trending",
+        horizon_days=7,
+        threshold=0.38,
+        model_id=models,
+        probability=[probability] * len(models),
+        top_features=[[] for _ in models],
+    )
+
+
 async def _phase(
     bus: EventBus, receiver: Receiver, models: list[str], spacing_s: float, timeout_s: float, alerts: Any
 ) -> dict[str, Any]:
-    def crossing(model: str) -> ModelScore:
-        return ModelScore(
-            model_id=model,
-            snapshot_date=DAY,
-            model_version="bench",
-            label="trending",
-            horizon_days=7,
-            probability=0.8,
-            threshold=0.38,
-        )
-
     sent: dict[str, float] = {}
     if spacing_s:
         for model in models:
-            event = crossing(model)
+            event = _scores([model], DAY, 0.8)
             sent[model] = event.occurred_at.timestamp()
             await bus.publish(event)
             await asyncio.sleep(spacing_s)
-    else:
-        events = [crossing(m) for m in models]
-        sent = {e.model_id: e.occurred_at.timestamp() for e in events}
+    else:  # as the scorer publishes a batch: many scores a message
+        step = SCORES_BATCH_ROWS
+        events = [_scores(models[i : i + step], DAY, 0.8) for i in range(0, len(models), step)]
+        sent = {m: e.occurred_at.timestamp() for e in events for m in e.model_id}
         await bus.publish_many(events)
     stored = _stored_after(alerts, models, min(sent.values()), timeout_s)
     stored_s, _ = await asyncio.gather(stored, asyncio.to_thread(receiver.wait_for, models, timeout_s))
@@ -172,16 +182,8 @@ async def _measure(
             for start in range(0, len(ids), FEATURES_BATCH_ROWS)
         )
         await bus.publish_many(
-            ModelScore(
-                model_id=m,
-                snapshot_date=DAY - dt.timedelta(days=1),
-                model_version="bench",
-                label="trending",
-                horizon_days=7,
-                probability=0.2,
-                threshold=0.38,
-            )
-            for m in ids
+            _scores(ids[start : start + SCORES_BATCH_ROWS], DAY - dt.timedelta(days=1), 0.2)
+            for start in range(0, len(ids), SCORES_BATCH_ROWS)
         )
         # The under-threshold day is stored before any crossing is published (else the lag counts the backlog).
         async for attempt in AsyncRetrying(

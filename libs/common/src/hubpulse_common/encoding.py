@@ -9,13 +9,16 @@ event; NaN and infinities are written as null, numpy scalars as numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import UTC, date, datetime
+from itertools import pairwise
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from hubpulse_common.events import Event
@@ -101,3 +104,39 @@ def json_dates(values: Sequence[date]) -> list[str]:
     """Each date as JSON text (ISO 8601); a batch's few distinct days are formatted once each."""
     text = {day: f'"{day.isoformat()}"' for day in set(values)}
     return [text[day] for day in values]
+
+
+def bounded_messages(
+    runs: Iterable[tuple[int, int]],
+    encode: Callable[[int, int], tuple[bytes, bytes]],
+    *,
+    max_rows: int,
+    max_bytes: int,
+    row_name: Callable[[int], str],
+) -> list[tuple[bytes, bytes]]:
+    """The (key, value) messages of a columnar event for rows in `runs` (lo..hi ranges, each the rows one message
+    may share: one partition's, one day's), in order: up to `max_rows` rows a message, halved until each is within
+    `max_bytes`. `encode(lo, hi)` gives the message of rows lo..hi; `row_name(i)` names row i in the error for a
+    row over the limit alone.
+
+    A loop over a queue, not a recursive closure: that is a reference cycle, and it kept each slice's columns alive
+    until the next full garbage collection (docs/decisions/pipeline-redesign.md, session 19)."""
+    out: list[tuple[bytes, bytes]] = []
+    pending = deque((lo, min(lo + max_rows, end)) for start, end in runs for lo in range(start, end, max_rows))
+    while pending:
+        lo, hi = pending.popleft()
+        key, value = encode(lo, hi)
+        if len(value) <= max_bytes:
+            out.append((key, value))
+        elif hi - lo == 1:
+            raise ValueError(f"{row_name(lo)} alone is {len(value)} bytes, over {max_bytes}")
+        else:
+            middle = (lo + hi) // 2
+            pending.extendleft([(middle, hi), (lo, middle)])
+    return out
+
+
+def runs_of(codes: npt.NDArray[np.integer[Any]]) -> list[tuple[int, int]]:
+    """The lo..hi ranges of equal values in `codes` (sorted, or at least grouped)."""
+    edges = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist(), len(codes)]
+    return [(lo, hi) for lo, hi in pairwise(edges) if hi > lo]

@@ -57,7 +57,7 @@ def _check_columns(batch: Any, model_ids: list[str], columns: Sequence[str], une
         raise ValueError(f"every column needs {rows} values (one per model_id): {', '.join(uneven)} do not")
     if len(set(model_ids)) != rows:
         raise ValueError("model_id repeats a model: a message carries each model-day once")
-    if stray := set(batch.renamed_from) - set(model_ids):
+    if stray := set(getattr(batch, "renamed_from", {})) - set(model_ids):
         raise ValueError(f"renamed_from names models not in the message: {sorted(stray)[:3]}")
 
 
@@ -713,6 +713,97 @@ class ModelScore(Event):
     )
 
 
+# Rows per hub.scores.v2 message: ~40 bytes a score, ~500 with a pick's explanation, so a message of picks alone
+# stays within SCORES_BATCH_BYTES, which keeps it under Kafka's default 1 MiB message limit.
+SCORES_BATCH_ROWS = 1000
+SCORES_BATCH_BYTES = 1_000_000
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ModelScoresBatch(Event):
+    """Trend probabilities of many models on one day by one model version, column by column (`hub.scores.v2`).
+
+    The same scores as `hub.scores.v1`, without a message per model: row `i` is `model_id[i]`, `probability[i]`
+    and `top_features[i]`; the version, label, horizon and threshold are the message's. Natural key of each row:
+    (model_id, snapshot_date, model_version); a row may arrive again (a redelivered message, a day scored again)
+    and consumers upsert it.
+
+    Kafka key: the first row's `model_id`. Every row of a message is a model that the default partitioner (murmur2
+    of the model id, v1's key) puts on the same partition as that key: each model's scores stay on one partition,
+    in order, as on v1. At most SCORES_BATCH_ROWS rows and SCORES_BATCH_BYTES bytes a message.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "occurred_at": "2026-12-03T04:33:10.871Z",
+                    "snapshot_date": "2026-12-03",
+                    "model_version": "trending-20261201-3f9c2a",
+                    "label": "trending",
+                    "horizon_days": 7,
+                    "threshold": 0.382,
+                    "model_id": ["Qwen/Qwen3-0.6B", "acme/tiny-bert"],
+                    "probability": [0.62, 0.013],
+                    "top_features": [
+                        [
+                            {"feature": "day_pct_log_downloads", "value": 0.998, "contribution": 2.29},
+                            {"feature": "rank_change_7d", "value": -4.0, "contribution": 0.71},
+                        ],
+                        [],
+                    ],
+                }
+            ]
+        }
+    )
+
+    topic: ClassVar[str] = "hub.scores.v2"
+
+    snapshot_date: date
+    model_version: str
+    label: str = Field(description="What the probabilities are of: 'trending' or 'surge'")
+    horizon_days: int
+    threshold: float = Field(ge=0.0, le=1.0, description="Operating threshold of this model version")
+    model_id: list[str] = Field(min_length=1)
+    probability: list[Probability]
+    top_features: list[list[Contribution]] = Field(
+        description="Each row's features that pushed its score most, largest first: filled for a pick (probability "
+        ">= threshold); empty for other scores, whose explanation hubpulse computes when it is read "
+        "(GET /v1/models/{model_id})",
+    )
+
+    @model_validator(mode="after")
+    def _columns_line_up(self) -> ModelScoresBatch:
+        _check_columns(self, self.model_id, ("probability", "top_features"))
+        return self
+
+    def key(self) -> str:
+        return self.model_id[0]
+
+    @property
+    def rows(self) -> int:
+        return len(self.model_id)
+
+    def as_v1(self) -> list[ModelScore]:
+        """Each row as the `hub.scores.v1` event it stands for (for consumers that judge one score at a time)."""
+        # validated as this message was: each row's values are already checked
+        return [
+            ModelScore.model_construct(
+                occurred_at=self.occurred_at,
+                model_id=model_id,
+                snapshot_date=self.snapshot_date,
+                model_version=self.model_version,
+                label=self.label,
+                horizon_days=self.horizon_days,
+                probability=probability,
+                threshold=self.threshold,
+                top_features=top,
+            )
+            for model_id, probability, top in zip(self.model_id, self.probability, self.top_features, strict=True)
+        ]
+
+
 class DeploymentStatus(StrEnum):
     PENDING = "pending"
     PROVISIONING = "provisioning"
@@ -898,6 +989,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     ModelFeaturesBatch,
     ModelFeaturesPacked,
     ModelScore,
+    ModelScoresBatch,
     DeploymentEvent,
     InferenceEvent,
     AlertEvent,

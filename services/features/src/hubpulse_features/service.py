@@ -16,14 +16,14 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import pairwise, repeat
+from itertools import repeat
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from hubpulse_common.encoding import EventEncoder
+from hubpulse_common.encoding import EventEncoder, bounded_messages, runs_of
 from hubpulse_common.events import (
     FEATURES_BATCH_BYTES,
     FEATURES_BATCH_ROWS,
@@ -445,10 +445,7 @@ def feature_batches(
     # the rows by partition: each column is taken in this order (the frame itself is not reordered: that copied
     # every column, the close's wide rows included)
     order = np.argsort(slots, kind="stable")
-    slots = slots[order]
     ids = [unordered[i] for i in order.tolist()]
-    # each partition's rows lo..hi (contiguous now), in the frame's order within it
-    edges = [0, *(np.flatnonzero(np.diff(slots)) + 1).tolist(), len(ids)]
     # one row per feature, contiguous: orjson writes C-contiguous arrays only
     x = np.vstack([frame[name].to_numpy(dtype="float64", na_value=np.nan)[order] for name in FEATURE_COLUMNS])
     features = event.features_of(FEATURE_COLUMNS, x)
@@ -467,13 +464,7 @@ def feature_batches(
     encode = EventEncoder(event, raw=("tags",)).encode
     tags = _tags_json(frame, order)
 
-    out: list[tuple[bytes, bytes]] = []
-    # rows lo..hi as one message, halved until each is within FEATURES_BATCH_BYTES, in order (a loop, not a
-    # recursive closure: that is a reference cycle, and it kept each slice's columns alive until the next full
-    # garbage collection; docs/decisions/pipeline-redesign.md, session 19)
-    pending = [(lo, min(lo + rows, end)) for start, end in pairwise(edges) for lo in range(start, end, rows)]
-    while pending:
-        lo, hi = pending.pop(0)
+    def message(lo: int, hi: int) -> tuple[bytes, bytes]:
         part = ids[lo:hi]
         fields: dict[str, Any] = {name: values[lo:hi] for name, values in columns.items()}
         fields |= {
@@ -483,12 +474,14 @@ def feature_batches(
             "renamed_from": {m: renamed[m] for m in part if m in renamed} if renamed else {},
             "features": features(lo, hi),
         }
-        value = encode(fields, f"[{','.join(tags[lo:hi])}]")
-        if len(value) <= FEATURES_BATCH_BYTES:
-            out.append((ModelFeaturesBatch.key_of(day, part[0]).encode(), value))
-        elif hi - lo == 1:  # the ingestor's row checks bound a row's text well below the limit (MAX_ROW_TEXT)
-            raise ValueError(f"features of {part[0]!r} alone are {len(value)} bytes, over {FEATURES_BATCH_BYTES}")
-        else:
-            middle = (lo + hi) // 2
-            pending[:0] = [(lo, middle), (middle, hi)]
-    return out
+        return ModelFeaturesBatch.key_of(day, part[0]).encode(), encode(fields, f"[{','.join(tags[lo:hi])}]")
+
+    # each partition's rows (contiguous now, in the frame's order within it); the ingestor's row checks bound a
+    # row's text well below the byte limit (MAX_ROW_TEXT)
+    return bounded_messages(
+        runs_of(slots[order]),
+        message,
+        max_rows=rows,
+        max_bytes=FEATURES_BATCH_BYTES,
+        row_name=lambda i: f"features of {ids[i]!r}",
+    )

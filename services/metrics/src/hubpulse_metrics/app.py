@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
 from hubpulse_common.asgi import HttpMiddleware
-from hubpulse_common.events import DeploymentEvent, InferenceEvent, ModelFeaturesPacked, ModelScore
+from hubpulse_common.events import DeploymentEvent, InferenceEvent, ModelFeaturesPacked, ModelScoresBatch
 from hubpulse_common.http import service_app
 from hubpulse_common.identity import open_token_verifier
 from hubpulse_common.kafka import BatchConsumer, start_consumers, stop_consumers
@@ -81,7 +81,9 @@ def create_app(settings: MetricsSettings) -> FastAPI:
                 consume(DeploymentEvent, deployment_handler(db)),
                 # A watch is about what happens from now on: a new group skips the backlog (docs/decisions/metrics.md)
                 consume(ModelFeaturesPacked, watch_handlers.features_handler(db), start_at="latest"),
-                consume(ModelScore, watch_handlers.scores_handler(db, settings, deliverer.wake), start_at="latest"),
+                consume(
+                    ModelScoresBatch, watch_handlers.scores_handler(db, settings, deliverer.wake), start_at="latest"
+                ),
             ]
             for consumer in consumers:
                 report(app, consumer.loop)

@@ -5,7 +5,7 @@ from hubpulse_common.events import (
     DeploymentEvent,
     InferenceEvent,
     ModelFeaturesPacked,
-    ModelScore,
+    ModelScoresBatch,
     WatchAlertEvent,
 )
 from hubpulse_common.topology import Topology
@@ -13,5 +13,5 @@ from hubpulse_common.topology import Topology
 TOPOLOGY = Topology(
     "metrics",
     publishes=(AlertEvent, WatchAlertEvent),
-    consumes=(InferenceEvent, DeploymentEvent, ModelFeaturesPacked, ModelScore),
+    consumes=(InferenceEvent, DeploymentEvent, ModelFeaturesPacked, ModelScoresBatch),
 )

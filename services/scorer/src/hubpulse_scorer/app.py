@@ -36,7 +36,7 @@ def create_app(settings: ScorerSettings) -> FastAPI:
             bus = res.require_bus()
             RETRAIN_PERIOD.set(settings.model_retrain_period_s)
             registry = ModelRegistry(res.s3, settings.s3_bucket)
-            worker = ScorerWorker(res.require_pool(), bus, settings.top_features)
+            worker = ScorerWorker(res.require_pool(), bus, settings.top_features, publish_v1=settings.scores_publish_v1)
             explainer = Explainer(res.require_pool(), registry, lambda: worker.model, settings.top_features)
             app.state.explainer = explainer
             consumer = BatchConsumer.of(settings, bus, ModelFeaturesPacked, worker.handle)

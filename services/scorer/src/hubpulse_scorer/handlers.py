@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Gauge, Info
 
 from hubpulse_common.errors import InputError
-from hubpulse_common.events import ModelFeaturesPacked, ModelScore
+from hubpulse_common.events import ModelFeaturesPacked, ModelScore, ModelScoresBatch
 from hubpulse_common.kafka import EventBus, Received
 from hubpulse_common.logging import get_logger
 from hubpulse_scorer import catalog_swap, repository, service
@@ -29,10 +29,11 @@ RETRAIN_PERIOD = Gauge("hubpulse_scorer_model_retrain_period_seconds", "How old 
 
 
 class ScorerWorker:
-    def __init__(self, pool: asyncpg.Pool, bus: EventBus, top_n: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, bus: EventBus, top_n: int, *, publish_v1: bool = False) -> None:
         self._pool = pool
         self._bus = bus
         self._top_n = top_n
+        self._publish_v1 = publish_v1
         self.model: TrainedModel | None = None
         self.loaded = asyncio.Event()
         self.day_activity = asyncio.Event()
@@ -71,7 +72,10 @@ class ScorerWorker:
                 service.day_models(messages),
                 feature_sets=[rows.feature_set],
             )
-        await self._bus.publish_encoded(ModelScore.topic, service.score_payloads(scored))
+        partitions = await self._bus.partition_count(ModelScoresBatch.topic)
+        await self._bus.publish_encoded(ModelScoresBatch.topic, service.score_messages(scored, partitions))
+        if self._publish_v1:
+            await self._bus.publish_encoded(ModelScore.topic, service.score_payloads(scored))
         SCORED.labels(scored.version).inc(len(rows))
         self.day_activity.set()
 

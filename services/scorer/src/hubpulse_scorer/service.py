@@ -20,9 +20,17 @@ import pandas as pd
 from pydantic_core import to_json
 
 from hubpulse_common import feature_vectors
-from hubpulse_common.encoding import EventEncoder, json_dates, json_floats, json_strings
-from hubpulse_common.events import BATCH_ROW_COLUMNS, ModelFeaturesPacked, ModelScore
+from hubpulse_common.encoding import EventEncoder, bounded_messages, json_dates, json_floats, json_strings, runs_of
+from hubpulse_common.events import (
+    BATCH_ROW_COLUMNS,
+    SCORES_BATCH_BYTES,
+    SCORES_BATCH_ROWS,
+    ModelFeaturesPacked,
+    ModelScore,
+    ModelScoresBatch,
+)
 from hubpulse_common.feature_vectors import FeatureSet
+from hubpulse_common.kafka import partition_slots
 from hubpulse_common.renames import Rename, current_name, renames_in_messages
 from hubpulse_scorer.model.artifact import TrainedModel
 from hubpulse_scorer.model.explain import contributions, top_columns
@@ -323,15 +331,60 @@ def catalog_records(scored: Scored) -> tuple[list[Record], list[Record]]:
 _NOT_EXPLAINED = "[]"
 
 
-def score_payloads(scored: Scored) -> list[tuple[bytes, bytes]]:
-    """ModelScore of each row as (key, JSON) pairs, encoded in bulk (tests/scorer check they validate)."""
-    rows = scored.rows
-    constants = {
+def _version_fields(scored: Scored) -> dict[str, Any]:
+    """What every score of a batch shares: the model version that scored it, and that version's label, horizon and
+    threshold."""
+    return {
         "model_version": scored.version,
         "label": scored.label,
         "horizon_days": scored.horizon_days,
         "threshold": scored.threshold,
     }
+
+
+def score_messages(scored: Scored, partitions: int) -> list[tuple[bytes, bytes]]:
+    """The scores as `hub.scores.v2` messages, (key, JSON) pairs: one day's and one partition's models a message
+    (the partition the default partitioner gives each model id among `partitions`, as v1's key; the first model id
+    is the message's key, which maps there too), in the batch's order within it, up to SCORES_BATCH_ROWS rows and
+    SCORES_BATCH_BYTES bytes each. Column-wise: one encode per message (tests/scorer check they validate back to
+    the v1 events)."""
+    rows = scored.rows
+    if not len(rows):
+        return []
+    days = sorted(set(rows.snapshot_date))
+    day_of = {day: i for i, day in enumerate(days)}
+    day_codes = np.fromiter((day_of[d] for d in rows.snapshot_date), dtype=np.int64, count=len(rows))
+    slots = partition_slots([m.encode() for m in rows.model_id], partitions)
+    order = np.lexsort((slots, day_codes))  # by day, then partition; stable: the batch's order within each
+    ids = [rows.model_id[i] for i in order.tolist()]
+    day_codes = day_codes[order]
+    probability = scored.probability[order]
+    explained = [_NOT_EXPLAINED if (e := scored.explanations[i]) is None else e for i in order.tolist()]
+    encode = EventEncoder(ModelScoresBatch, raw=("top_features",)).encode
+    shared = _version_fields(scored)
+
+    def message(lo: int, hi: int) -> tuple[bytes, bytes]:
+        part = ids[lo:hi]
+        fields = shared | {
+            "snapshot_date": days[day_codes[lo]].isoformat(),
+            "model_id": part,
+            "probability": probability[lo:hi],
+        }
+        return part[0].encode(), encode(fields, f"[{','.join(explained[lo:hi])}]")
+
+    return bounded_messages(
+        runs_of(day_codes * partitions + slots[order]),
+        message,
+        max_rows=SCORES_BATCH_ROWS,
+        max_bytes=SCORES_BATCH_BYTES,
+        row_name=lambda i: f"the score of {ids[i]!r}",
+    )
+
+
+def score_payloads(scored: Scored) -> list[tuple[bytes, bytes]]:
+    """ModelScore of each row as (key, JSON) pairs, encoded in bulk (tests/scorer check they validate)."""
+    rows = scored.rows
+    constants = _version_fields(scored)
     columns = {
         "model_id": json_strings(rows.model_id),
         "snapshot_date": json_dates(rows.snapshot_date),

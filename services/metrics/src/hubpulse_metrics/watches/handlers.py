@@ -1,4 +1,4 @@
-"""Kafka handlers of watches: model facts from `hub.features.v3`; every `hub.scores.v1` score judged against the
+"""Kafka handlers of watches: model facts from `hub.features.v3`; every `hub.scores.v2` score judged against the
 watches that cover its model, each firing stored once (a replayed score finds its alert already there)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client import Counter
 from pymongo.asynchronous.database import AsyncDatabase
 
-from hubpulse_common.events import ModelFeaturesPacked, ModelScore
+from hubpulse_common.events import ModelFeaturesPacked, ModelScore, ModelScoresBatch
 from hubpulse_common.kafka import Handler, Received
 from hubpulse_common.logging import get_logger
 from hubpulse_metrics.settings import MetricsSettings
@@ -152,9 +152,9 @@ def _reading(
 
 def scores_handler(
     db: AsyncDatabase[dict[str, Any]], settings: MetricsSettings, wake: asyncio.Event
-) -> Handler[ModelScore]:
-    async def handle(batch: Sequence[Received[ModelScore]]) -> None:
-        if await judge(db, settings, [r.event for r in batch]):
+) -> Handler[ModelScoresBatch]:
+    async def handle(batch: Sequence[Received[ModelScoresBatch]]) -> None:
+        if await judge(db, settings, [score for r in batch for score in r.event.as_v1()]):
             wake.set()
 
     return handle
