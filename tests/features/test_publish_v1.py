@@ -5,33 +5,18 @@ the rows of the v3 messages (consumers of v1 and v2 keep working until they move
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 
 import pytest
+from support.topics import worker_io
 
 from features.support import hub_snapshots, received
-from hubpulse_common.db import create_pool, migrate
 from hubpulse_common.events import ModelFeatures, ModelFeaturesBatch, ModelFeaturesPacked
-from hubpulse_common.kafka import EventBus
 from hubpulse_common.settings import load_settings
 from hubpulse_common.synthetic import SyntheticHub
 from hubpulse_features import repository
 from hubpulse_features.app import MIGRATIONS
 from hubpulse_features.handlers import FeaturesWorker
 from hubpulse_features.settings import FeaturesSettings
-
-
-class ByTopic(EventBus):
-    """The real bus, keeping what it publishes by topic."""
-
-    published: dict[str, list[bytes]]
-
-    async def publish_encoded(
-        self, topic: str, items: Iterable[tuple[bytes, bytes]], *, trace_id: str | None = None
-    ) -> int:
-        pairs = list(items)
-        self.published.setdefault(topic, []).extend(value for _, value in pairs)
-        return await super().publish_encoded(topic, pairs, trace_id=trace_id)
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -45,21 +30,15 @@ def test_the_settings_are_off_by_default(monkeypatch: pytest.MonkeyPatch, versio
 async def test_the_close_publishes_v3_and_v2_or_v1_only_when_asked(
     service_env: dict[str, str], database_url: str, publish_v1: bool, publish_v2: bool
 ) -> None:
-    await migrate(database_url, MIGRATIONS, version_table="alembic_version_features")
-    bus = ByTopic(service_env["HUBPULSE_KAFKA_BOOTSTRAP"], client_id="features-publish-v1-test")
-    bus.published = {}
-    await bus.start()
-    pool = await create_pool(database_url)
     prefix = f"p1{uuid.uuid4().hex[:6]}-"
-    try:
+    bootstrap = service_env["HUBPULSE_KAFKA_BOOTSTRAP"]
+    io = worker_io(bootstrap, database_url, MIGRATIONS, "alembic_version_features", "features-publish-v1-test")
+    async with io as (pool, bus):
         await repository.ensure_feature_set(pool)
         worker = FeaturesWorker(pool, bus, publish_v1=publish_v1, publish_v2=publish_v2)
         events = hub_snapshots(SyntheticHub(40, 1, seed=4), 0, prefix)
         await worker.handle(received(events))
         await worker.close_day(events[0].snapshot_date)
-    finally:
-        await pool.close()
-        await bus.stop()
 
     assert set(bus.published) == {
         ModelFeaturesPacked.topic,

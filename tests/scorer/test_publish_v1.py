@@ -7,9 +7,8 @@ import datetime as dt
 import uuid
 
 import pytest
-from features.test_publish_v1 import ByTopic
+from support.topics import worker_io
 
-from hubpulse_common.db import create_pool, migrate
 from hubpulse_common.events import ModelFeaturesPacked, ModelScore, ModelScoresBatch
 from hubpulse_common.kafka import Received
 from hubpulse_common.settings import load_settings
@@ -30,21 +29,15 @@ def test_the_setting_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_the_scorer_publishes_v2_and_v1_only_when_asked(
     service_env: dict[str, str], database_url: str, challenger: TrainedModel, publish_v1: bool
 ) -> None:
-    await migrate(database_url, MIGRATIONS, version_table="alembic_version_scorer")
-    bus = ByTopic(service_env["HUBPULSE_KAFKA_BOOTSTRAP"], client_id="scorer-publish-v1-test")
-    bus.published = {}
-    await bus.start()
-    pool = await create_pool(database_url)
     prefix = f"s1{uuid.uuid4().hex[:6]}/"
     events = _events(challenger, prefix, dt.date(2031, 5, 1))
     messages = [ModelFeaturesPacked.of(events[: MODELS // 2]), ModelFeaturesPacked.of(events[MODELS // 2 :])]
-    try:
+    bootstrap = service_env["HUBPULSE_KAFKA_BOOTSTRAP"]
+    io = worker_io(bootstrap, database_url, MIGRATIONS, "alembic_version_scorer", "scorer-publish-v1-test")
+    async with io as (pool, bus):
         worker = ScorerWorker(pool, bus, 5, publish_v1=publish_v1)
         worker.use(challenger)
         await worker.handle([Received(m, ModelFeaturesPacked.topic, 0, i, None) for i, m in enumerate(messages)])
-    finally:
-        await pool.close()
-        await bus.stop()
 
     assert set(bus.published) == {ModelScoresBatch.topic, *([ModelScore.topic] if publish_v1 else [])}
     v2 = [s for v in bus.published[ModelScoresBatch.topic] for s in ModelScoresBatch.model_validate_json(v).as_v1()]

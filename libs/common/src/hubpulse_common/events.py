@@ -14,12 +14,12 @@ import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
 import pybase64
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, model_validator
 
 # Every event is published with this Kafka header carrying its `schema_version` (and `x-request-id`, the trace id).
 SCHEMA_VERSION_HEADER = "x-schema-version"
@@ -126,7 +126,21 @@ NonNegative = Annotated[int, Field(ge=0)]
 PositiveRank = Annotated[int, Field(ge=1)]
 
 
-class _ModelColumns(Event):
+class _Rows(Event):
+    """A message of many models, column by column: row `i` is `model_id[i]`'s; keyed by its first model."""
+
+    if TYPE_CHECKING:  # each message declares the field itself, where its documented schema places it
+        model_id: list[str]
+
+    def key(self) -> str:
+        return self.model_id[0]
+
+    @property
+    def rows(self) -> int:
+        return len(self.model_id)
+
+
+class _ModelColumns(_Rows):
     """The columns that hub.snapshots.v2 and hub.features.v2 both carry: one value per row (the `i`-th of each is
     the `i`-th model's), and the rows' renames."""
 
@@ -198,13 +212,6 @@ class ModelSnapshotBatch(_ModelColumns):
     def _columns_line_up(self) -> ModelSnapshotBatch:
         _check_columns(self, self.model_id, SNAPSHOT_ROW_COLUMNS)
         return self
-
-    def key(self) -> str:
-        return self.model_id[0]
-
-    @property
-    def rows(self) -> int:
-        return len(self.model_id)
 
     def as_v1(self) -> list[ModelSnapshot]:
         """Each row as the `hub.snapshots.v1` event it stands for (for code that reads a few rows one at a time)."""
@@ -392,10 +399,6 @@ class _FeaturesColumns(_ModelColumns):
     def key_of(day: str, first_model_id: str) -> str:
         """The Kafka key of the message of `day` whose first row is `first_model_id` (for bulk encoders)."""
         return f"{day}/{first_model_id}"
-
-    @property
-    def rows(self) -> int:
-        return len(self.model_id)
 
     def feature_names(self) -> list[str]:
         raise NotImplementedError
@@ -668,6 +671,13 @@ class Contribution(BaseModel):
     contribution: float
 
 
+# A pick's explanation in the scores' documented examples.
+_TOP_FEATURES_EXAMPLE: list[JsonValue] = [
+    {"feature": "day_pct_log_downloads", "value": 0.998, "contribution": 2.29},
+    {"feature": "rank_change_7d", "value": -4.0, "contribution": 0.71},
+]
+
+
 class ModelScore(Event):
     """Trend probability of one model on one day by one model version.
 
@@ -687,10 +697,7 @@ class ModelScore(Event):
                     "horizon_days": 7,
                     "probability": 0.62,
                     "threshold": 0.382,
-                    "top_features": [
-                        {"feature": "day_pct_log_downloads", "value": 0.998, "contribution": 2.29},
-                        {"feature": "rank_change_7d", "value": -4.0, "contribution": 0.71},
-                    ],
+                    "top_features": _TOP_FEATURES_EXAMPLE,
                 }
             ]
         }
@@ -720,7 +727,7 @@ SCORES_BATCH_BYTES = 1_000_000
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class ModelScoresBatch(Event):
+class ModelScoresBatch(_Rows):
     """Trend probabilities of many models on one day by one model version, column by column (`hub.scores.v2`).
 
     The same scores as `hub.scores.v1`, without a message per model: row `i` is `model_id[i]`, `probability[i]`
@@ -746,13 +753,7 @@ class ModelScoresBatch(Event):
                     "threshold": 0.382,
                     "model_id": ["Qwen/Qwen3-0.6B", "acme/tiny-bert"],
                     "probability": [0.62, 0.013],
-                    "top_features": [
-                        [
-                            {"feature": "day_pct_log_downloads", "value": 0.998, "contribution": 2.29},
-                            {"feature": "rank_change_7d", "value": -4.0, "contribution": 0.71},
-                        ],
-                        [],
-                    ],
+                    "top_features": [_TOP_FEATURES_EXAMPLE, []],
                 }
             ]
         }
@@ -777,13 +778,6 @@ class ModelScoresBatch(Event):
     def _columns_line_up(self) -> ModelScoresBatch:
         _check_columns(self, self.model_id, ("probability", "top_features"))
         return self
-
-    def key(self) -> str:
-        return self.model_id[0]
-
-    @property
-    def rows(self) -> int:
-        return len(self.model_id)
 
     def as_v1(self) -> list[ModelScore]:
         """Each row as the `hub.scores.v1` event it stands for (for consumers that judge one score at a time)."""
