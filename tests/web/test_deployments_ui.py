@@ -162,6 +162,7 @@ async def test_deploy_predict_monitor_and_export(page: Page, ops_stack: OpsStack
     for state in ("pending", "provisioning", "running"):
         await expect(log.filter(has=page.locator(f'[data-status="{state}"]')).first).to_be_visible()
     await expect(page.get_by_test_id("deployment")).to_contain_text("1\u20132 replicas")
+    await expect(page.get_by_test_id("deployment")).not_to_contain_text("null")  # running: no reason to show
 
     # the list shows it with its badge
     await page.goto(ops_stack.url + "/#/deployments")

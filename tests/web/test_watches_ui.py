@@ -87,6 +87,9 @@ async def test_watch_a_model_then_see_its_alert_live(page: Page, watch_web: str,
     errors = _console_errors(page)
     await _log_in(page, watch_web)
     await page.goto(watch_web + "/#/models/" + MODEL)
+    await expect(page.get_by_test_id("model-id")).to_have_text(MODEL)
+    # no label text and no pick: what the page leaves out is not written as "null"
+    await expect(page.get_by_role("main")).not_to_contain_text("null")
     await page.get_by_test_id("watch").click()
     await expect(page.get_by_test_id("watch-status")).to_contain_text("Watching")
 

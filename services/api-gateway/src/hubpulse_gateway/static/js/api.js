@@ -56,6 +56,13 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A node's children replaced, the absent ones (null, undefined) left out: the DOM's own replaceChildren writes
+// them as the text "null".
+export function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c != null));
+  return node;
+}
+
 export function modelHref(id) {
   return "#/models/" + id.split("/").map(encodeURIComponent).join("/");
 }

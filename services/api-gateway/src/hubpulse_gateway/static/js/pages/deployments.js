@@ -2,7 +2,7 @@
 // one deployment's transition log, versions with rollback, and a predict playground.
 //
 // Routes: #/deployments (list + new form), #/deployments?model=ID (form prefilled), #/deployments/ID (detail).
-import { ApiError, api, el, modelHref } from "../api.js";
+import { ApiError, api, el, fill, modelHref } from "../api.js";
 
 export const TARGETS = [
   ["local", "Local (this machine)"],
@@ -262,7 +262,7 @@ async function renderDetail(root, id) {
     if (stopped) return;
     const a = d.config?.autoscaling ?? {};
     const earlier = d.versions.filter((v) => v.version !== d.version);
-    head.replaceChildren(
+    fill(head,
       el("h1", {}, el("a", { href: modelHref(d.model_id) }, d.model_id), " ", badge(d.status)),
       d.reason ? el("p", { class: d.status === "failed" ? "error" : "muted", "data-testid": "reason" }, d.reason) : null,
       el("dl", { class: "facts" },

@@ -1,6 +1,6 @@
 // One model: stats, what its probability means, charts of downloads, likes and probability against what then
 // happened, and the "why" as sentences with the signed push of each as a bar.
-import { ApiError, api, el, fmt } from "../api.js";
+import { ApiError, api, el, fill, fmt } from "../api.js";
 import { lineChart } from "../charts.js";
 import { compareHref } from "./compare.js";
 import { deployButton } from "./deployments.js";
@@ -56,7 +56,7 @@ export async function render(root, modelId) {
   }
   const dates = m.history.map((p) => p.snapshot_date);
   const charts = ["downloads", "likes", "probability"].map((name) => el("div", { class: "chart", "data-testid": "chart-" + name }));
-  root.replaceChildren(
+  fill(root,
     el("h1", { "data-testid": "model-id" }, m.model_id),
     el("p", { class: "actions" }, deployAction(m.model_id), " ", watchButton("model", () => m.model_id),
       " ", el("a", { class: "button secondary", href: compareHref([m.model_id]), "data-testid": "compare-link" }, "Compare…"),
