@@ -580,3 +580,28 @@ async def test_0018_archives_the_scores_written_and_a_batch_writes_none_there(da
     finally:
         await pool.close()
         await conn.close()
+
+
+async def test_0019_keys_the_daily_rows_by_day_and_back(database_url: str) -> None:
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    conn = await asyncpg.connect(database_url)
+
+    async def key() -> str:
+        definition: str = await conn.fetchval("SELECT pg_get_indexdef('catalog_daily_pkey'::regclass)")
+        return definition.split("(", 1)[1].rstrip(")")
+
+    try:
+        assert await key() == "snapshot_date, model_id"
+        # the scorer's upsert names the key's columns in the old order: the new key still arbitrates it
+        await conn.execute(
+            "INSERT INTO catalog_daily (model_id, snapshot_date, downloads, likes)"
+            " VALUES ('keyed/a', '2025-01-08', 1, 0) ON CONFLICT (model_id, snapshot_date) DO NOTHING"
+        )
+        await _move(database_url, "downgrade", "0018_scores_archived")
+        assert await key() == "model_id, snapshot_date"
+        await _move(database_url, "upgrade", "0019_daily_by_day")
+        assert await key() == "snapshot_date, model_id"
+        assert await _indexes_of(conn, "catalog_daily") == {"catalog_daily_pkey"}
+        assert await conn.fetchval("SELECT count(*) FROM catalog_daily WHERE model_id = 'keyed/a'") == 1
+    finally:
+        await conn.close()

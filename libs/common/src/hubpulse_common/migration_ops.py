@@ -15,9 +15,9 @@ def drop_index_concurrently(name: str) -> None:
         op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
 
 
-def create_index_concurrently(name: str, definition: str) -> None:
-    """`CREATE INDEX CONCURRENTLY name ON definition`. A build that failed half-way leaves an INVALID index of
-    that name behind, so any index of that name is dropped first: running the revision again repairs it."""
+def create_index_concurrently(name: str, definition: str, *, unique: bool = False) -> None:
+    """`CREATE [UNIQUE] INDEX CONCURRENTLY name ON definition`. A build that failed half-way leaves an INVALID index
+    of that name behind, so any index of that name is dropped first: running the revision again repairs it."""
     drop_index_concurrently(name)
     with op.get_context().autocommit_block():
-        op.execute(f"CREATE INDEX CONCURRENTLY {name} ON {definition}")
+        op.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX CONCURRENTLY {name} ON {definition}")
