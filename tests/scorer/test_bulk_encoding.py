@@ -252,7 +252,7 @@ def test_score_messages_stay_within_the_byte_limit(challenger, monkeypatch) -> N
     assert all(len(value) <= 1500 for _, value in pairs)
     assert [_without_time(s) for _, s in _as_v1(pairs)] == [_without_time(s) for _, s in _as_v1(whole)]
     monkeypatch.setattr(scorer, "SCORES_BATCH_BYTES", 100)
-    with pytest.raises(ValueError, match="alone is"):
+    with pytest.raises(ValueError, match="for that row alone, over 100"):
         scorer.score_messages(scored, 1)
 
 

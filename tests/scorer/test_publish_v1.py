@@ -1,5 +1,5 @@
-"""The scorer publishes hub.scores.v2; with HUBPULSE_SCORES_PUBLISH_V1 also hub.scores.v1, one message per score:
-the same scores (consumers of v1 keep working until they move)."""
+"""The scorer publishes hub.scores.v2; with HUBPULSE_SCORES_PUBLISH_V1 (on through the dual-publishing window) also
+hub.scores.v1, one message per score: the same scores (consumers of v1 keep working until they move)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from hubpulse_scorer.settings import ScorerSettings
 from scorer.test_explanations_on_demand import MODELS, _events
 
 
-def test_the_setting_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert load_settings(ScorerSettings).scores_publish_v1 is False
-    monkeypatch.setenv("HUBPULSE_SCORES_PUBLISH_V1", "true")
+def test_v1_is_on_by_default_through_the_dual_publishing_window(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings(ScorerSettings).scores_publish_v1 is True
+    monkeypatch.setenv("HUBPULSE_SCORES_PUBLISH_V1", "false")
+    assert load_settings(ScorerSettings).scores_publish_v1 is False
 
 
 @pytest.mark.parametrize("publish_v1", [False, True])

@@ -129,7 +129,7 @@ def bounded_messages(
         if len(value) <= max_bytes:
             out.append((key, value))
         elif hi - lo == 1:
-            raise ValueError(f"{row_name(lo)} alone is {len(value)} bytes, over {max_bytes}")
+            raise ValueError(f"{row_name(lo)}: {len(value)} bytes for that row alone, over {max_bytes}")
         else:
             middle = (lo + hi) // 2
             pending.extendleft([(middle, hi), (lo, middle)])

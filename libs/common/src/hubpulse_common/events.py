@@ -720,8 +720,9 @@ class ModelScore(Event):
     )
 
 
-# Rows per hub.scores.v2 message: ~40 bytes a score, ~500 with a pick's explanation, so a message of picks alone
-# stays within SCORES_BATCH_BYTES, which keeps it under Kafka's default 1 MiB message limit.
+# Rows per hub.scores.v2 message (111 bytes a score on average where 18 % are picks with five contributions:
+# docs/decisions/pipeline-redesign.md, session 30) and at most this many bytes, under Kafka's default 1 MiB
+# message limit: a message of long explanations is halved until it fits.
 SCORES_BATCH_ROWS = 1000
 SCORES_BATCH_BYTES = 1_000_000
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]

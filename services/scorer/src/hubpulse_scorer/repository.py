@@ -172,7 +172,7 @@ async def write_batch(
     feature_sets: Iterable[FeatureSet],
 ) -> None:
     """The build and daily rows of one batch (one of each per model-day) in one transaction; idempotent on their
-    natural keys. A model-day's score is in both (probability, model version); `hub.scores.v1` carries each score.
+    natural keys. A model-day's score is in both (probability, model version); `hub.scores.v2` carries each score.
 
     `day_models`: how many models each day has (the features close says), so the swap knows when it has them all.
     `feature_sets`: the sets the catalog rows' feature vectors follow.

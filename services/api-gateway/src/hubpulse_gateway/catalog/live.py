@@ -1,6 +1,6 @@
 """The live picks feed: one poller per gateway process fans new picks out to WebSocket subscribers.
 
-Why poll the catalog rather than consume hub.scores.v1: the catalog is what /v1/picks serves, so a pushed
+Why poll the catalog rather than consume hub.scores.v2: the catalog is what /v1/picks serves, so a pushed
 pick is always one the client can then open (no race with the scorer's write); it needs no consumer group
 per process (the gateway runs several workers and instances); and the poll is one indexed query a second
 that runs only while someone is subscribed.

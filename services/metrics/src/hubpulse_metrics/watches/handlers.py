@@ -150,11 +150,20 @@ def _reading(
     )
 
 
+# Scores judged at a time: a consumed batch of hub.scores.v2 messages holds up to 1,000 scores each, and `judge`
+# looks each chunk up in single queries (every model id in one `$in`), which must stay well within a MongoDB
+# document. As many as a batch of v1 messages held.
+JUDGE_CHUNK = 2000
+
+
 def scores_handler(
     db: AsyncDatabase[dict[str, Any]], settings: MetricsSettings, wake: asyncio.Event
 ) -> Handler[ModelScoresBatch]:
     async def handle(batch: Sequence[Received[ModelScoresBatch]]) -> None:
-        if await judge(db, settings, [score for r in batch for score in r.event.as_v1()]):
+        # in order: a chunk's scores are stored before the next chunk compares with them, as within one batch
+        scores = [score for r in batch for score in r.event.as_v1()]
+        new = [await judge(db, settings, scores[i : i + JUDGE_CHUNK]) for i in range(0, len(scores), JUDGE_CHUNK)]
+        if any(new):
             wake.set()
 
     return handle
