@@ -24,8 +24,10 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   if (response.status === 204) return null;
   const data = await response.json().catch(() => null);
   if (!response.ok) {
-    const err = data?.error ?? { code: "http_" + response.status, message: response.statusText };
-    throw new ApiError(response.status, err.code, err.message);
+    const err = data?.error ?? {};
+    // never an empty message: HTTP/2 responses carry no status text
+    const message = err.message || response.statusText || `The request failed (HTTP ${response.status}).`;
+    throw new ApiError(response.status, err.code ?? "http_" + response.status, message);
   }
   return data;
 }
