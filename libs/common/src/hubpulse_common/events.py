@@ -49,18 +49,6 @@ class Event(BaseModel):
         return str(getattr(self, self.key_field))
 
 
-def _check_columns(batch: Any, model_ids: list[str], columns: Sequence[str], uneven: Sequence[str] = ()) -> None:
-    """A columnar message's columns line up with its `model_id`s, each model once, renames of its own rows."""
-    rows = len(model_ids)
-    uneven = [name for name in columns if len(getattr(batch, name)) != rows] + list(uneven)
-    if uneven:
-        raise ValueError(f"every column needs {rows} values (one per model_id): {', '.join(uneven)} do not")
-    if len(set(model_ids)) != rows:
-        raise ValueError("model_id repeats a model: a message carries each model-day once")
-    if stray := set(getattr(batch, "renamed_from", {})) - set(model_ids):
-        raise ValueError(f"renamed_from names models not in the message: {sorted(stray)[:3]}")
-
-
 # where a snapshot came from: the Hub's walk, `hubpulse import` of a history file, or a benchmark
 SnapshotSource = Literal["hub", "import", "bench"]
 
@@ -139,6 +127,14 @@ class _Rows(Event):
     def rows(self) -> int:
         return len(self.model_id)
 
+    def _check_columns(self, columns: Sequence[str], uneven: Sequence[str] = ()) -> None:
+        """The columns line up with `model_id`, each model once (`uneven`: more columns found not to)."""
+        uneven = [name for name in columns if len(getattr(self, name)) != self.rows] + list(uneven)
+        if uneven:
+            raise ValueError(f"every column needs {self.rows} values (one per model_id): {', '.join(uneven)} do not")
+        if len(set(self.model_id)) != self.rows:
+            raise ValueError("model_id repeats a model: a message carries each model-day once")
+
 
 class _ModelColumns(_Rows):
     """The columns that hub.snapshots.v2 and hub.features.v2 both carry: one value per row (the `i`-th of each is
@@ -157,6 +153,12 @@ class _ModelColumns(_Rows):
         "(the Hub renamed the repository; its `_id` is the same): consumers move what they keep under the old name "
         "to the new one",
     )
+
+    def _check_columns(self, columns: Sequence[str], uneven: Sequence[str] = ()) -> None:
+        """As every columnar message, and the renames are of the message's own rows."""
+        super()._check_columns(columns, uneven)
+        if stray := set(self.renamed_from) - set(self.model_id):
+            raise ValueError(f"renamed_from names models not in the message: {sorted(stray)[:3]}")
 
 
 class ModelSnapshotBatch(_ModelColumns):
@@ -210,7 +212,7 @@ class ModelSnapshotBatch(_ModelColumns):
 
     @model_validator(mode="after")
     def _columns_line_up(self) -> ModelSnapshotBatch:
-        _check_columns(self, self.model_id, SNAPSHOT_ROW_COLUMNS)
+        self._check_columns(SNAPSHOT_ROW_COLUMNS)
         return self
 
     def as_v1(self) -> list[ModelSnapshot]:
@@ -390,7 +392,7 @@ class _FeaturesColumns(_ModelColumns):
     trending_rank: list[int | None]
 
     def _check_rows(self, uneven: Sequence[str]) -> None:
-        _check_columns(self, self.model_id, BATCH_ROW_COLUMNS, uneven)
+        self._check_columns(BATCH_ROW_COLUMNS, uneven)
 
     def key(self) -> str:
         return self.key_of(self.snapshot_date.isoformat(), self.model_id[0])
@@ -777,7 +779,7 @@ class ModelScoresBatch(_Rows):
 
     @model_validator(mode="after")
     def _columns_line_up(self) -> ModelScoresBatch:
-        _check_columns(self, self.model_id, ("probability", "top_features"))
+        self._check_columns(("probability", "top_features"))
         return self
 
     def as_v1(self) -> list[ModelScore]:

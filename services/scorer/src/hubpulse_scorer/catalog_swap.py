@@ -292,6 +292,8 @@ async def _on_two_connections(
     statuses: dict[int, str] = {}
 
     async def worker(c: asyncpg.Connection) -> None:
+        if not pending:  # the second turn on one connection, or a second connection with nothing left for it
+            return
         for name, value in settings.items():
             await c.execute(f"SET {name} = '{value}'")
         while pending:

@@ -72,15 +72,22 @@ def alert_doc(
     }
 
 
+# Scores judged at a time: each look-up of a chunk is one query (every model id in one `$in`), which must stay
+# well within a MongoDB document; a consumed batch of hub.scores.v2 holds up to 1,000 scores a message.
+JUDGE_CHUNK = 2000
+
+
 async def judge(db: AsyncDatabase[dict[str, Any]], settings: MetricsSettings, scores: Sequence[ModelScore]) -> int:
-    """An alert for each watch condition a batch's scores set off, then the scores stored. Returns how many
-    alerts are new. Each look-up is one query for the whole batch (facts, watches, previous scores, downloads,
-    alerts): measured in docs/decisions/metrics.md. Each score is compared with the latest score before its own
-    day, stored or in the batch, so a redelivered batch reaches the same verdicts."""
-    if not scores:
-        return 0
-    new = await _alerts(db, settings, scores)
-    await repository.store_scores(db, scores)
+    """An alert for each watch condition a batch's scores set off, then the scores stored, JUDGE_CHUNK scores at a
+    time, in order. Returns how many alerts are new. Each look-up is one query for the whole chunk (facts,
+    watches, previous scores, downloads, alerts): measured in docs/decisions/metrics.md. Each score is compared
+    with the latest score before its own day, stored or in the chunk (an earlier chunk's are stored by then), so a
+    redelivered batch reaches the same verdicts."""
+    new = 0
+    for start in range(0, len(scores), JUDGE_CHUNK):
+        chunk = scores[start : start + JUDGE_CHUNK]
+        new += await _alerts(db, settings, chunk)
+        await repository.store_scores(db, chunk)
     return new
 
 
@@ -150,20 +157,11 @@ def _reading(
     )
 
 
-# Scores judged at a time: a consumed batch of hub.scores.v2 messages holds up to 1,000 scores each, and `judge`
-# looks each chunk up in single queries (every model id in one `$in`), which must stay well within a MongoDB
-# document. As many as a batch of v1 messages held.
-JUDGE_CHUNK = 2000
-
-
 def scores_handler(
     db: AsyncDatabase[dict[str, Any]], settings: MetricsSettings, wake: asyncio.Event
 ) -> Handler[ModelScoresBatch]:
     async def handle(batch: Sequence[Received[ModelScoresBatch]]) -> None:
-        # in order: a chunk's scores are stored before the next chunk compares with them, as within one batch
-        scores = [score for r in batch for score in r.event.as_v1()]
-        new = [await judge(db, settings, scores[i : i + JUDGE_CHUNK]) for i in range(0, len(scores), JUDGE_CHUNK)]
-        if any(new):
+        if await judge(db, settings, [score for r in batch for score in r.event.as_v1()]):
             wake.set()
 
     return handle
