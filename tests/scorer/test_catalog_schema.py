@@ -22,6 +22,9 @@ from hubpulse_common import db, feature_vectors
 from hubpulse_common.catalog_details import details_of
 from hubpulse_common.feature_vectors import FeatureSet
 from hubpulse_common.renames import Rename
+from hubpulse_gateway.catalog.query import SearchQuery
+from hubpulse_gateway.catalog.repository import walk_sql
+from hubpulse_gateway.catalog.schemas import SortKey
 from hubpulse_scorer import catalog_swap
 from hubpulse_scorer.app import MIGRATIONS
 from hubpulse_scorer.catalog_swap import (
@@ -604,4 +607,82 @@ async def test_0019_keys_the_daily_rows_by_day_and_back(database_url: str) -> No
         assert await _indexes_of(conn, "catalog_daily") == {"catalog_daily_pkey"}
         assert await conn.fetchval("SELECT count(*) FROM catalog_daily WHERE model_id = 'keyed/a'") == 1
     finally:
+        await conn.close()
+
+
+async def _facet_predicates(conn: asyncpg.Connection) -> dict[str, str | None]:
+    rows = await conn.fetch(
+        "SELECT i.relname, pg_get_expr(x.indpred, x.indrelid) AS predicate FROM pg_index x "
+        "JOIN pg_class i ON i.oid = x.indexrelid "
+        "WHERE x.indrelid = 'catalog_models'::regclass AND i.relname ~ '_(task|library)_key_'"
+    )
+    return {r["relname"]: r["predicate"] for r in rows}
+
+
+async def _statistics(conn: asyncpg.Connection) -> list[str]:
+    """The catalog's statistics objects (the planner's estimates of a facet's share): name and expressions."""
+    rows = await conn.fetch(
+        "SELECT stxname, pg_get_statisticsobjdef_expressions(oid) AS e FROM pg_statistic_ext "
+        "WHERE stxrelid = 'catalog_models'::regclass"
+    )
+    return sorted(f"{r['stxname']} on {', '.join(r['e'])}" for r in rows)
+
+
+@pytest.mark.parametrize("facet", ["task", "library"])
+async def test_the_facet_keyset_indexes_leave_out_rows_without_the_facet_and_serve_its_walks(
+    database_url: str, facet: str
+) -> None:
+    """0020: a walk narrowed to a task (a library) names one, so rows without any are not in those indexes; the
+    swap copies the predicate and the hashes' statistics (partial indexes give the planner none), the planner can walk
+    them for the gateway's condition, and 0020 goes back and forth."""
+    await db.migrate(database_url, MIGRATIONS, VERSION_TABLE)
+    conn = await asyncpg.connect(database_url)
+    pool = await db.create_pool(database_url, min_size=1, max_size=2)
+    day = dt.date(2025, 4, 1)
+    column = {"task": "pipeline_tag", "library": "library_name"}[facet]
+    try:
+        expected = {
+            name: f"({'pipeline_tag' if '_task_' in name else 'library_name'} IS NOT NULL)"
+            for name in await _facet_predicates(conn)
+        }
+        assert len(expected) == 10
+        assert await _facet_predicates(conn) == expected
+        await _build(pool, _record("facet/a", day, 1, 0.0))
+        hashes = [
+            "catalog_models_library_hash on hashtext(library_name)",
+            "catalog_models_task_hash on hashtext(pipeline_tag)",
+        ]
+        assert await _statistics(conn) == hashes
+        assert await swap_day(pool, day)
+        assert await _facet_predicates(conn) == expected
+        assert await _statistics(conn) == hashes
+        await conn.execute(f"UPDATE catalog_models SET {column} = 'x'")  # noqa: S608 (a constant of the test)
+        # the gateway's walk narrowed to the facet (hubpulse_gateway.catalog.repository.walk_sql): index-only on the
+        # facet's index, whichever plan the planner would rather take on a one-row table
+        query = SearchQuery(
+            terms=(),
+            task="x" if facet == "task" else None,
+            library="x" if facet == "library" else None,
+            min_downloads=None,
+            max_downloads=None,
+            min_likes=None,
+            sort=SortKey.downloads,
+            cursor=None,
+            limit=20,
+        )
+        sql, args = walk_sql(query, 100, by_library=facet == "library")
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            await conn.execute("SET LOCAL enable_sort = off")
+            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *args))
+        assert f"Index Only Scan using catalog_models_{facet}_key_downloads" in plan
+        assert [r["model_id"] for r in await conn.fetch(sql, *args)] == ["facet/a"]
+        await _move(database_url, "downgrade", "0019_daily_by_day")
+        assert set((await _facet_predicates(conn)).values()) == {None}
+        assert await _statistics(conn) == []
+        await _move(database_url, "upgrade", "0020_facet_keys_partial")
+        assert await _facet_predicates(conn) == expected
+        assert await _statistics(conn) == hashes
+    finally:
+        await pool.close()
         await conn.close()

@@ -118,6 +118,16 @@ async def live_indexes(conn: asyncpg.Connection) -> list[LiveIndex]:
     return [LiveIndex(r["name"], r["definition"], r["primary"]) for r in rows]
 
 
+async def _statistics_names(conn: asyncpg.Connection, table: str) -> dict[str, str]:
+    """The table's statistics objects: their definition (what they are on, without the table's name) -> name."""
+    rows = await conn.fetch(
+        "SELECT stxname, stxkeys::text || coalesce(pg_get_statisticsobjdef_expressions(oid)::text, '') AS on_what "
+        "FROM pg_statistic_ext WHERE stxrelid = $1::regclass",
+        table,
+    )
+    return {r["on_what"]: r["stxname"] for r in rows}
+
+
 async def due_days(pool: asyncpg.Pool, idle_s: float) -> list[tuple[dt.date, dt.datetime]]:
     """Days whose rows are all in (or quiet for `idle_s`) and not swapped in since their last write."""
     return [(r["snapshot_date"], r["written_at"]) for r in await pool.fetch(_DUE, idle_s)]
@@ -164,11 +174,15 @@ async def _build_and_swap(
     if not days:
         return
     indexes = await live_indexes(conn)
+    statistics = await _statistics_names(conn, LIVE)
     options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = $1::regclass", LIVE)
     with_options = f" WITH ({', '.join(options)})" if options else ""
     await conn.execute(f"DROP TABLE IF EXISTS {NEXT}")
-    # LIKE copies columns, NOT NULL and defaults; no indexes (built after the load)
-    await conn.execute(f"CREATE TABLE {NEXT} (LIKE {LIVE} INCLUDING DEFAULTS INCLUDING STORAGE){with_options}")
+    # LIKE copies columns, NOT NULL, defaults and the statistics objects (the facets' hashes: the planner's share
+    # of a task); no indexes (built after the load)
+    await conn.execute(
+        f"CREATE TABLE {NEXT} (LIKE {LIVE} INCLUDING DEFAULTS INCLUDING STORAGE INCLUDING STATISTICS){with_options}"
+    )
     # the day's build rows were written by committed batches: what these statements see is what the swap holds
     fill = _FILL_DAY if len(days) == 1 else _FILL_DAYS
     parts = FILL_PARTS if _two_connections(pool) else 1
@@ -194,6 +208,11 @@ async def _build_and_swap(
                 )
             else:
                 await conn.execute(f"ALTER INDEX {index.name}_next RENAME TO {index.name}")
+        # LIKE named the copied statistics objects after the next table: they take the live names, as the indexes do
+        copied = await _statistics_names(conn, LIVE)
+        for on_what, name in statistics.items():
+            if copied.get(on_what, name) != name:
+                await conn.execute(f'ALTER STATISTICS "{copied[on_what]}" RENAME TO "{name}"')
         await conn.executemany(
             "UPDATE catalog_days SET swapped_at = $2 WHERE snapshot_date = $1", list(written.items())
         )
