@@ -6,17 +6,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import numpy as np
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+from support.migrations import move
 
 from hubpulse_common import db, feature_vectors
 from hubpulse_common.catalog_details import details_of
@@ -67,24 +62,8 @@ async def _features(
 EXPLANATION = [{"feature": "likes_7d", "value": 42.0, "contribution": 0.7}]
 
 
-def _alembic(connection: Connection, action: str, target: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(db.__file__).parent / "migrations"))
-    cfg.set_main_option("version_locations", str(MIGRATIONS))
-    cfg.set_main_option("path_separator", "os")
-    cfg.attributes["connection"] = connection
-    cfg.attributes["version_table"] = VERSION_TABLE
-    getattr(command, action)(cfg, target)
-
-
 async def _move(url: str, action: str, target: str) -> None:
-    engine = create_async_engine("postgresql+asyncpg://" + url.split("://", 1)[1], poolclass=NullPool)
-    try:
-        async with engine.connect() as conn:
-            await conn.run_sync(_alembic, action, target)
-            await conn.commit()
-    finally:
-        await engine.dispose()
+    await move(url, MIGRATIONS, VERSION_TABLE, action, target)
 
 
 async def _indexes(conn: asyncpg.Connection) -> set[str]:
