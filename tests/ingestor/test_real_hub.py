@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from typing import Any
 
 import asyncpg
@@ -15,6 +16,7 @@ from hubpulse_common.kafka import EventBus
 from hubpulse_ingestor import cycle as cycle_module
 from hubpulse_ingestor import repository
 from hubpulse_ingestor.cycle import run_cycle
+from hubpulse_ingestor.identities import KnownIdentities
 from hubpulse_ingestor.settings import IngestorSettings
 from hubpulse_ingestor.snapshots import EncodedSnapshots, encode_page
 
@@ -183,6 +185,44 @@ async def test_a_rename_moves_the_history_to_the_new_name(
     # the first snapshot under the new name says which name it had: consumers move their history (issue 14)
     marked = {(e.model_id, e.snapshot_date): e.renamed_from for _, e in await tap.rows() if e.renamed_from}
     assert marked == {(new, replay.day(1)): old}
+
+
+_DAY_IDS = "SELECT model_id FROM snapshots WHERE snapshot_date = $1"
+
+
+async def test_a_later_walk_asks_the_database_about_new_and_renamed_identities_only(
+    replay: Replay, settings: IngestorSettings, stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler keeps the identities its walks stored (`KnownIdentities`): a day's walk sends the identity
+    statement the pairs it has not stored, the renamed model's among them, and a rename back is found again."""
+    pool, bus = stores
+    asked: list[str] = []
+    identify = repository.identify
+
+    async def counted(pool: asyncpg.Pool, payload: str | None, day: dt.date) -> list[repository.IdentityMove]:
+        asked.extend(row["model_id"] for row in json.loads(payload or "[]"))
+        return await identify(pool, payload, day)
+
+    monkeypatch.setattr(repository, "identify", counted)
+    known = KnownIdentities()
+    first = await run_cycle(pool, bus, settings, known=known)
+    assert len(asked) == first.models == len(known)
+
+    old = str(replay.hub.day(0)["model_id"].iloc[7])
+    new = "renamed-org/" + old.split("/", 1)[1]
+    for names, renamed in (({old: new}, (old, new)), ({new: old}, (new, old))):
+        replay.post("/_replay/live", {"renames": names})
+        replay.post("/_replay/advance", {"days": 1})
+        asked.clear()
+        day = await run_cycle(pool, bus, settings, known=known)
+        assert day.snapshot_date is not None
+        stored = {r["model_id"] for r in await pool.fetch(_DAY_IDS, day.snapshot_date)}
+        before = {r["model_id"] for r in await pool.fetch(_DAY_IDS, day.snapshot_date - dt.timedelta(days=1))}
+        # the day's new models and the renamed one (whose earlier days moved to its new name), nothing else
+        assert set(asked) == (stored - before) | {renamed[1]}
+        assert len(asked) < day.models / 10
+        assert day.renamed == 1
+        assert await pool.fetchval("SELECT model_id FROM hub_models WHERE model_id = $1", renamed[1]) == renamed[1]
 
 
 async def test_rate_limit_is_paced_before_the_429_and_429s_without_retry_after_are_survived(

@@ -30,6 +30,7 @@ from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_ingestor import repository
 from hubpulse_ingestor.hub import RETRYABLE, FailedPage, HubPages, Page
+from hubpulse_ingestor.identities import KnownIdentities
 from hubpulse_ingestor.metrics import (
     CYCLE_SECONDS,
     CYCLES,
@@ -271,8 +272,9 @@ class Cycle:
         ranks: dict[str, int],
         retries: _Retries,
         on_progress: Progress | None,
+        known: KnownIdentities,
     ) -> None:
-        self._pool, self._settings, self._hub = pool, settings, hub
+        self._pool, self._settings, self._hub, self._known = pool, settings, hub, known
         self._ranks, self._retries, self._on_progress = ranks, retries, on_progress
         self._sink = SnapshotSink(pool, bus, HUB_SOURCE, publish_v1=settings.snapshots_publish_v1)
         self.cycle_id: int = cycle["cycle_id"]
@@ -315,7 +317,8 @@ class Cycle:
         # the batch's first day: a batch spanning two days (a walk across midnight) records its identities once
         day = min(done.batch.days) if done.batch.days else None
         # before publishing: a crash after it finds the same renames again (they move only below)
-        moves = await repository.identify(self._pool, repository.identities(done.batch), day) if day is not None else []
+        asked = self._known.unknown(done.batch)
+        moves = await repository.identify(self._pool, repository.identities(asked), day) if day is not None else []
         with_renames(done.batch, {move.new_id: move.old_id for move in moves})
         refused = await self._sink.write_encoded(done.batch)
         if refused:
@@ -326,6 +329,7 @@ class Cycle:
             self.report.renamed += len(moves)
             for move in moves:
                 log.info("ingest.model_renamed", old_id=move.old_id, new_id=move.new_id)
+            self._known.remember(asked, renamed=[(move.hub_id, move.old_id) for move in moves])
         new_retries = self._retries.since_last()
         stored = len(done.batch) - len(refused)
         self.days.update(done.batch.days)
@@ -452,10 +456,16 @@ class Cycle:
 
 
 async def run_cycle(
-    pool: asyncpg.Pool, bus: EventBus, settings: IngestorSettings, on_progress: Progress | None = None
+    pool: asyncpg.Pool,
+    bus: EventBus,
+    settings: IngestorSettings,
+    on_progress: Progress | None = None,
+    known: KnownIdentities | None = None,
 ) -> CycleResult:
     """Run (or resume) the Hub cycle to its end, or to a page that keeps failing (status 'interrupted': the
-    cycle stays open at that page and the next run resumes there)."""
+    cycle stays open at that page and the next run resumes there). known: the identities stored by earlier
+    cycles of this process (the scheduler keeps them from one day to the next); none: every one is asked about."""
+    known = known if known is not None else KnownIdentities()
     started = time.perf_counter()
     retries = _Retries()
     hub = HubPages(settings, on_retry=retries)
@@ -471,15 +481,24 @@ async def run_cycle(
     ranks = await _trending_ranks(hub, settings.trending_top)
     if resumed and day is not None and hub.served_on is not None and hub.served_on != day:
         # the Hub's day moved on while this walk was stopped (even if its page still fails): start today's walk
-        return await _restart_for_new_day(pool, bus, settings, cycle_id, day, hub.served_on, on_progress)
+        return await _restart_for_new_day(pool, bus, settings, cycle_id, day, hub.served_on, on_progress, known)
     estimate = await _walk_estimate(pool, hub)
     walk = Cycle(
-        pool, bus, settings, hub, cycle, resumed=resumed, ranks=ranks, retries=retries, on_progress=on_progress
+        pool,
+        bus,
+        settings,
+        hub,
+        cycle,
+        resumed=resumed,
+        ranks=ranks,
+        retries=retries,
+        on_progress=on_progress,
+        known=known,
     )
     today = await walk.walk()
     if today is not None and day is not None:
         # resumed on a later day than it began: that walk's day is over; today gets a walk of its own
-        return await _restart_for_new_day(pool, bus, settings, cycle_id, day, today, on_progress)
+        return await _restart_for_new_day(pool, bus, settings, cycle_id, day, today, on_progress, known)
     return await walk.finish(started, estimate)
 
 
@@ -491,8 +510,9 @@ async def _restart_for_new_day(
     began: dt.date,
     today: dt.date,
     on_progress: Progress | None,
+    known: KnownIdentities,
 ) -> CycleResult:
     log.warning("ingest.cycle_expired", cycle_id=cycle_id, began=began.isoformat(), resumed_on=today.isoformat())
     await repository.finish_cycle(pool, cycle_id, "expired", f"resumed on {today}, a day after it began ({began})")
     CYCLES.labels("expired").inc()
-    return await run_cycle(pool, bus, settings, on_progress)
+    return await run_cycle(pool, bus, settings, on_progress, known)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -157,10 +157,10 @@ class IdentityMove(NamedTuple):
     hub_id: str
 
 
-def identities(batch: EncodedSnapshots) -> str | None:
-    """The batch's (Hub `_id`, name) pairs as the JSON the identity statements take; None without any."""
-    pairs = [{"hub_id": h, "model_id": k.decode()} for h, k in zip(batch.hub_ids, batch.keys, strict=True) if h]
-    return orjson.dumps(pairs).decode() if pairs else None
+def identities(pairs: Iterable[tuple[str, bytes]]) -> str | None:
+    """(Hub `_id`, name) pairs as the JSON the identity statement takes; None without any."""
+    rows = [{"hub_id": hub_id, "model_id": key.decode()} for hub_id, key in pairs]
+    return orjson.dumps(rows).decode() if rows else None
 
 
 async def identify(pool: asyncpg.Pool, payload: str | None, day: dt.date) -> list[IdentityMove]:

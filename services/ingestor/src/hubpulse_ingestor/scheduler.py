@@ -12,6 +12,7 @@ from hubpulse_common.kafka import EventBus
 from hubpulse_common.logging import get_logger
 from hubpulse_ingestor import repository
 from hubpulse_ingestor.cycle import HUB_SOURCE, run_cycle
+from hubpulse_ingestor.identities import KnownIdentities
 from hubpulse_ingestor.metrics import LAST_CYCLE_FINISHED
 from hubpulse_ingestor.settings import IngestorSettings
 
@@ -38,6 +39,7 @@ async def run_scheduler(
     # the staleness alert reads this gauge: a restarted pod reports the cycles its predecessors finished
     for status, finished_at in await repository.last_finished(pool):
         LAST_CYCLE_FINISHED.labels(status).set(finished_at.timestamp())
+    known = KnownIdentities()  # from one day's walk to the next: each asks PostgreSQL about new identities only
     while True:
         latest = await repository.latest_cycle(pool, HUB_SOURCE)
         wait_s = seconds_until_due(latest, dt.datetime.now(dt.UTC), settings.ingest_interval_s)
@@ -47,7 +49,7 @@ async def run_scheduler(
             continue
         wake.clear()
         try:
-            result = await run_cycle(pool, bus, settings)
+            result = await run_cycle(pool, bus, settings, known=known)
             if result.status == "interrupted":  # a page kept failing: resume from it after a pause
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), settings.interrupted_pause_s)
