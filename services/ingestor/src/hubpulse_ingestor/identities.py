@@ -26,9 +26,6 @@ class KnownIdentities:
     def __len__(self) -> int:
         return len(self._pairs)
 
-    def __contains__(self, pair: tuple[str, bytes]) -> bool:
-        return hash(pair) in self._pairs
-
     def unknown(self, batch: EncodedSnapshots) -> list[tuple[str, bytes]]:
         """The batch's pairs not known stored (rows from the Hub only: a file's rows carry no `_id`)."""
         return [pair for pair in _pairs(batch) if hash(pair) not in self._pairs]
