@@ -21,3 +21,11 @@ def create_index_concurrently(name: str, definition: str, *, unique: bool = Fals
     drop_index_concurrently(name)
     with op.get_context().autocommit_block():
         op.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX CONCURRENTLY {name} ON {definition}")
+
+
+def replace_index_concurrently(name: str, definition: str) -> None:
+    """The index `name` rebuilt as `definition` (what follows ON), under its name: built beside the old one, which
+    then goes, so that readers always have one of them. A revision run again after a failure starts over."""
+    create_index_concurrently(f"{name}_new", definition)
+    drop_index_concurrently(name)
+    op.execute(f"ALTER INDEX {name}_new RENAME TO {name}")

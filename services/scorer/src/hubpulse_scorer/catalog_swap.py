@@ -211,8 +211,7 @@ async def _build_and_swap(
         # LIKE named the copied statistics objects after the next table: they take the live names, as the indexes do
         copied = await _statistics_names(conn, LIVE)
         for on_what, name in statistics.items():
-            if copied.get(on_what, name) != name:
-                await conn.execute(f'ALTER STATISTICS "{copied[on_what]}" RENAME TO "{name}"')
+            await conn.execute(f'ALTER STATISTICS "{copied[on_what]}" RENAME TO "{name}"')
         await conn.executemany(
             "UPDATE catalog_days SET swapped_at = $2 WHERE snapshot_date = $1", list(written.items())
         )

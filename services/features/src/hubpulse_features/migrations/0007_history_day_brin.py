@@ -9,9 +9,7 @@ stored days: 1.84-1.91 CPU-s of the backend with the BRIN, 2.07-2.37 with the B-
 Revision ID: 0007
 """
 
-from alembic import op
-
-from hubpulse_common.migration_ops import create_index_concurrently, drop_index_concurrently
+from hubpulse_common.migration_ops import replace_index_concurrently
 
 revision = "0007"
 down_revision = "0006"
@@ -19,16 +17,9 @@ branch_labels = None
 depends_on = None
 
 
-def _day_index(method: str) -> None:
-    """The index by day rebuilt with `method`, under its name (built beside the old one: the close keeps it)."""
-    create_index_concurrently("feature_history_day_new", f"feature_history USING {method} (snapshot_date)")
-    drop_index_concurrently("feature_history_day")
-    op.execute("ALTER INDEX feature_history_day_new RENAME TO feature_history_day")
-
-
 def upgrade() -> None:
-    _day_index("brin")
+    replace_index_concurrently("feature_history_day", "feature_history USING brin (snapshot_date)")
 
 
 def downgrade() -> None:
-    _day_index("btree")
+    replace_index_concurrently("feature_history_day", "feature_history USING btree (snapshot_date)")

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from hubpulse_common.catalog_keys import FACETS, facet_key
-from hubpulse_common.migration_ops import create_index_concurrently, drop_index_concurrently
+from hubpulse_common.migration_ops import replace_index_concurrently
 
 revision = "0020_facet_keys_partial"
 down_revision = "0019_daily_by_day"
@@ -41,9 +41,7 @@ def _rebuild(partial: bool) -> None:
         )
         for name, definition in rows.fetchall():
             body = definition.split(" ON ", 1)[1].removesuffix(predicate)
-            create_index_concurrently(f"{name}_rebuilt", body + (predicate if partial else ""))
-            drop_index_concurrently(name)
-            op.execute(f"ALTER INDEX {name}_rebuilt RENAME TO {name}")
+            replace_index_concurrently(name, body + (predicate if partial else ""))
 
 
 STATISTICS = {"pipeline_tag": "catalog_models_task_hash", "library_name": "catalog_models_library_hash"}
