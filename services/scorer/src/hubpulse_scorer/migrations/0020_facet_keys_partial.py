@@ -2,7 +2,7 @@
 
 A walk narrowed to a task or a library names its value, so the index entries of rows without one are never read;
 yet each daily swap sorted and wrote them into all ten indexes (the swap copies the live definitions, predicate
-included). With the synthetic Hub's shares (16 % without a task, 14 % without a library), the ten builds took 15 %
+included). With the synthetic Hub's shares (16 % without a task, 14 % without a library), the ten builds took 14-26 %
 less CPU on 1M rows and the indexes 14 % less space (docs/decisions/pipeline-redesign.md, session 31). The
 planner uses them for `hashtext(pipeline_tag) = hashtext($1)`: a strict function of the column proves it not null.
 
